@@ -1,0 +1,1 @@
+namespace KvmPS; internal static class Placeholder {}

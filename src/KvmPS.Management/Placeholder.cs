@@ -1,0 +1,1 @@
+namespace KvmPS.Management; internal static class Placeholder {}

@@ -1,0 +1,1 @@
+namespace KvmPS.Storage; internal static class Placeholder {}
