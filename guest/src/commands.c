@@ -1,0 +1,91 @@
+/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N. */
+#include "commands.h"
+#include "acpi.h"
+#include "bootinfo.h"
+#include "idt.h"
+#include "io.h"
+#include "lib.h"
+#include "mptable.h"
+#include "smp.h"
+#include "timer.h"
+
+#define DEBUG_EXIT_PORT 0xf4
+#define POST_PORT 0x80
+
+void print_info(void)
+{
+    u64 bytes = bootinfo_usable_bytes();
+    u64 mib = (bytes + (1ULL << 20) - 1) >> 20;
+    kprintf("cpus: acpi=%u mp=%u online=%u max=%u\n", acpi.cpus_enabled, mp.cpus, smp_online(), acpi.cpus_max);
+    kprintf("memory: %lu MiB\n", mib);
+}
+
+static void cmd_reboot(void)
+{
+    outb(0x64, 0xfe);              /* i8042 pulse reset line */
+    udelay(100000);
+    if (acpi.fadt_flags & FADT_F_RESET_REG_SUP)
+        acpi_gas_write8(&acpi.reset_reg, acpi.reset_value);
+    udelay(100000);
+    triple_fault();
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    usize n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = 0;
+    return s;
+}
+
+/* Splits "word rest" in place; returns rest ("" if none). */
+static char *split_arg(char *s)
+{
+    while (*s && *s != ' ' && *s != '\t')
+        s++;
+    if (!*s)
+        return s;
+    *s++ = 0;
+    return trim(s);
+}
+
+void run_command(char *line)
+{
+    char *orig = trim(line);
+    if (!*orig)
+        return;
+    char full[256];
+    strlcpy(full, orig, sizeof(full));
+    char *arg = split_arg(orig);
+    const char *cmd = orig;
+    u64 n;
+
+    if (!strcmp(cmd, "info") && !*arg) {
+        print_info();
+    } else if (!strcmp(cmd, "poweroff") && !*arg) {
+        acpi_poweroff();
+        udelay(100000);
+        kprintf("poweroff: failed\n");
+    } else if (!strcmp(cmd, "reboot") && !*arg) {
+        cmd_reboot();
+    } else if (!strcmp(cmd, "exit")) {
+        if (parse_u64(arg, &n) || n > 255)
+            kprintf("usage: exit N (0-255)\n");
+        else
+            outb(DEBUG_EXIT_PORT, (u8)n);
+    } else if (!strcmp(cmd, "crash") && !*arg) {
+        triple_fault();
+    } else if (!strcmp(cmd, "pio")) {
+        if (parse_u64(arg, &n)) {
+            kprintf("usage: pio N\n");
+        } else {
+            for (u64 i = 0; i < n; i++)
+                outb(POST_PORT, (u8)i);
+            kprintf("pio: done %lu\n", n);
+        }
+    } else {
+        kprintf("unknown command: %s\n", full);
+    }
+}

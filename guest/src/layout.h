@@ -1,0 +1,22 @@
+/* Constants shared by C and assembly. */
+#ifndef KVMPS_LAYOUT_H
+#define KVMPS_LAYOUT_H
+
+#define BOOT_LINUX64 1
+#define BOOT_PVH 2
+
+#define GDT_CODE64 0x08
+#define GDT_DATA 0x10
+#define GDT_CODE32 0x18
+
+#define BOOT_STACK_SIZE 16384
+#define MAX_AP_STACKS 64
+#define AP_STACK_SHIFT 12          /* 4 KiB per AP */
+
+/* Real-mode AP trampoline: copied here; SIPI vector = TRAMPOLINE_BASE >> 12. */
+#define TRAMPOLINE_BASE 0x3000
+
+/* Interrupt vectors */
+#define VEC_UART 0x34
+
+#endif

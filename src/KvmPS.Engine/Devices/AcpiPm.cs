@@ -1,0 +1,78 @@
+using System.Diagnostics;
+
+namespace KvmPS.Devices;
+
+/// <summary>
+/// The ACPI fixed-hardware PM block at 0x600: PM1a event (status/enable), PM1a control (SCI_EN, sleep) and the
+/// 3.579545 MHz PM timer. A sleep request for S5 powers the VM off; a power-button press raises the SCI.
+/// </summary>
+public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDevice
+{
+    public const ushort BasePort = 0x600;
+    public const int Length = 12;
+    private const ushort PWRBTN_STS = 1 << 8, PWRBTN_EN = 1 << 8, SCI_EN = 1, SLP_EN = 1 << 13;
+    private const int SLP_TYP_SHIFT = 10;
+    public const int S5SleepType = 5;
+    private const double PmTimerHz = 3_579_545.0;
+
+    private readonly object _lock = new();
+    private ushort _status, _enable, _control = SCI_EN; // SMI_CMD is 0 in the FADT: ACPI mode is always on
+    private readonly long _start = Stopwatch.GetTimestamp();
+
+    public string Name => "acpi-pm";
+
+    /// <summary>Presses the ACPI power button: the graceful-shutdown request an ACPI-aware guest acts on.</summary>
+    public void PressPowerButton()
+    {
+        lock (_lock)
+        {
+            _status |= PWRBTN_STS;
+            UpdateSci();
+        }
+    }
+
+    public bool PowerButtonEnabled { get { lock (_lock) return (_enable & PWRBTN_EN) != 0; } }
+
+    public void Read(ulong offset, Span<byte> data)
+    {
+        uint value;
+        lock (_lock)
+        {
+            value = offset switch
+            {
+                0 => (uint)(_status | (_enable << 16)),
+                2 => _enable,
+                4 => _control,
+                8 => (uint)(Stopwatch.GetElapsedTime(_start).TotalSeconds * PmTimerHz) & 0x00FF_FFFF,
+                _ => 0xFFFF_FFFF,
+            };
+        }
+        for (int i = 0; i < data.Length; i++) data[i] = (byte)(value >> (8 * i));
+    }
+
+    public void Write(ulong offset, ReadOnlySpan<byte> data)
+    {
+        uint value = 0;
+        for (int i = 0; i < data.Length && i < 4; i++) value |= (uint)data[i] << (8 * i);
+        bool powerOff = false;
+        lock (_lock)
+        {
+            switch (offset)
+            {
+                case 0:
+                    _status &= (ushort)~value; // write-one-to-clear
+                    if (data.Length == 4) _enable = (ushort)(value >> 16);
+                    break;
+                case 2: _enable = (ushort)value; break;
+                case 4:
+                    _control = (ushort)(value & ~SLP_EN);
+                    powerOff = (value & SLP_EN) != 0 && ((value >> SLP_TYP_SHIFT) & 7) == S5SleepType;
+                    break;
+            }
+            UpdateSci();
+        }
+        if (powerOff) machine.RequestPowerOff("ACPI S5 (guest power-off)");
+    }
+
+    private void UpdateSci() => sci.SetLevel((_status & _enable) != 0 && (_control & SCI_EN) != 0);
+}

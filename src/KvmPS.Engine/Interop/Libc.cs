@@ -1,0 +1,94 @@
+using System.Runtime.InteropServices;
+
+namespace KvmPS.Interop;
+
+/// <summary>libc imports the engine uses. Fixed-size types only; every fd leaves here wrapped in a SafeHandle.</summary>
+internal static unsafe partial class Libc
+{
+    private const string Lib = "libc";
+
+    public const int O_RDONLY = 0, O_RDWR = 2, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
+
+    public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2;
+    public const int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000, MAP_HUGETLB = 0x40000, MAP_POPULATE = 0x8000;
+    public static readonly nint MAP_FAILED = -1;
+
+    public const int MADV_DONTNEED = 4, MADV_REMOVE = 9, MADV_MERGEABLE = 12, MADV_HUGEPAGE = 14, MADV_DONTDUMP = 16;
+
+    public const int MPOL_BIND = 2;
+    public const int MPOL_MF_STRICT = 1, MPOL_MF_MOVE = 2;
+    private const long SYS_mbind = 237;
+
+    public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
+
+    public const int EINTR = 4, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EEXIST = 17, ENOENT = 2, EPERM = 1;
+
+    [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, nint arg);
+
+    [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, void* arg);
+
+    [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport(Lib, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(nint addr, nuint length);
+
+    [LibraryImport(Lib, EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(nint addr, nuint length, int advice);
+
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long Syscall6(long number, nint a1, nuint a2, nint a3, nint a4, nuint a5, nuint a6);
+
+    /// <summary>mbind(2); glibc has no wrapper (it lives in libnuma), so go through syscall(2).</summary>
+    public static int Mbind(nint addr, nuint length, int mode, ulong* nodemask, nuint maxnode, uint flags)
+        => (int)Syscall6(SYS_mbind, addr, length, mode, (nint)nodemask, maxnode, flags);
+
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initval, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, void* buf, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, void* buf, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "pthread_self")]
+    public static partial nuint PthreadSelf();
+
+    [LibraryImport(Lib, EntryPoint = "pthread_kill")]
+    public static partial int PthreadKill(nuint thread, int sig);
+
+    [LibraryImport(Lib, EntryPoint = "sigaction", SetLastError = true)]
+    public static partial int Sigaction(int signum, SigAction* act, SigAction* oldact);
+
+    [LibraryImport(Lib, EntryPoint = "getpid")]
+    public static partial int GetPid();
+
+    [LibraryImport(Lib, EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+
+    [LibraryImport(Lib, EntryPoint = "strerror")]
+    private static partial nint StrError(int errnum);
+
+    public static string ErrorText(int errno) => Marshal.PtrToStringUTF8(StrError(errno)) ?? $"errno {errno}";
+
+    public const int SA_SIGINFO = 4, SA_RESTORER = 0x04000000;
+
+    /// <summary>glibc's <c>struct sigaction</c> on x86-64 (checked by LayoutTests).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct SigAction
+    {
+        public nint sa_handler;
+        public fixed ulong sa_mask[16];
+        public int sa_flags;
+        public nint sa_restorer;
+    }
+}

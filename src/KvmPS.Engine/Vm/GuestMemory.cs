@@ -1,0 +1,198 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using KvmPS.Interop;
+
+namespace KvmPS.Vm;
+
+/// <summary>How guest RAM is backed on the host (the seeds' hugepage, KSM and NUMA options).</summary>
+public enum HugePageMode { None, TransparentHugePages, HugeTlbFs }
+
+public sealed record GuestMemoryOptions
+{
+    public HugePageMode HugePages { get; init; } = HugePageMode.None;
+    /// <summary>Marks guest RAM MADV_MERGEABLE so KSM can share identical pages across VMs.</summary>
+    public bool Ksm { get; init; }
+    /// <summary>Host NUMA node to bind guest RAM to (mbind MPOL_BIND), or null for the default policy.</summary>
+    public int? NumaNode { get; init; }
+}
+
+/// <summary>One contiguous range of guest RAM backed by one host mapping and one KVM memory slot.</summary>
+public sealed record GuestMemoryRegion(ulong GuestAddress, ulong SizeBytes, nint HostAddress, uint Slot)
+{
+    public ulong EndAddress => GuestAddress + SizeBytes;
+    public bool Contains(ulong gpa) => gpa >= GuestAddress && gpa < EndAddress;
+}
+
+/// <summary>Guest memory too large, or an access outside guest RAM.</summary>
+public sealed class GuestMemoryException : Exception
+{
+    public GuestMemoryException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>
+/// Guest RAM: anonymous host mappings (MAP_NORESERVE, so untouched memory costs nothing) split around the
+/// 32-bit MMIO hole. Every access is bounds-checked: a guest-supplied address can never reach host memory
+/// outside these mappings.
+/// </summary>
+public sealed unsafe class GuestMemory : IDisposable
+{
+    private readonly GuestMemoryRegion[] _regions;
+    private bool _disposed;
+
+    public ulong SizeBytes { get; }
+    public IReadOnlyList<GuestMemoryRegion> Regions => _regions;
+    public GuestMemoryOptions Options { get; }
+
+    private GuestMemory(GuestMemoryRegion[] regions, ulong sizeBytes, GuestMemoryOptions options)
+    {
+        _regions = regions;
+        SizeBytes = sizeBytes;
+        Options = options;
+    }
+
+    /// <summary>Maps <paramref name="sizeBytes"/> of RAM laid out as in docs/guest-layout.md (RAM above 3 GiB continues at 4 GiB).</summary>
+    public static GuestMemory Create(ulong sizeBytes, GuestMemoryOptions? options = null)
+    {
+        options ??= new GuestMemoryOptions();
+        if (sizeBytes < MemoryLayout.MinimumRamBytes)
+            throw new GuestMemoryException($"Guest memory of {sizeBytes >> 20} MiB is too small: at least {MemoryLayout.MinimumRamBytes >> 20} MiB is needed.");
+        if (sizeBytes % MemoryLayout.PageSize != 0)
+            throw new GuestMemoryException($"Guest memory size {sizeBytes} is not a multiple of the 4 KiB page size.");
+        if (options.HugePages == HugePageMode.HugeTlbFs && sizeBytes % MemoryLayout.HugePageSize != 0)
+            throw new GuestMemoryException($"Guest memory size {sizeBytes >> 20} MiB is not a multiple of the 2 MiB huge page size required by hugetlbfs backing.");
+
+        var ranges = new List<(ulong Gpa, ulong Size)>();
+        ulong low = Math.Min(sizeBytes, MemoryLayout.MmioHoleStart);
+        ranges.Add((0, low));
+        if (sizeBytes > low) ranges.Add((MemoryLayout.HighRamStart, sizeBytes - low));
+
+        var regions = new List<GuestMemoryRegion>();
+        try
+        {
+            foreach (var (gpa, size) in ranges)
+            {
+                nint host = MapAnonymous(size, options);
+                regions.Add(new GuestMemoryRegion(gpa, size, host, (uint)regions.Count));
+            }
+        }
+        catch
+        {
+            foreach (var r in regions) Libc.Munmap(r.HostAddress, (nuint)r.SizeBytes);
+            throw;
+        }
+        return new GuestMemory(regions.ToArray(), sizeBytes, options);
+    }
+
+    private static nint MapAnonymous(ulong size, GuestMemoryOptions options)
+    {
+        int flags = Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE;
+        if (options.HugePages == HugePageMode.HugeTlbFs) flags |= Libc.MAP_HUGETLB;
+        nint p = Libc.Mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, flags, -1, 0);
+        if (p == Libc.MAP_FAILED)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new GuestMemoryException(
+                $"Cannot map {size >> 20} MiB of guest memory{(options.HugePages == HugePageMode.HugeTlbFs ? " from hugetlbfs (are enough huge pages reserved in /proc/sys/vm/nr_hugepages?)" : "")}: {Libc.ErrorText(errno)}",
+                new NativeCallException("mmap", errno));
+        }
+        try
+        {
+            // Guest RAM in a core dump is the guest's data, not ours.
+            Libc.Madvise(p, (nuint)size, Libc.MADV_DONTDUMP);
+            if (options.HugePages == HugePageMode.TransparentHugePages && Libc.Madvise(p, (nuint)size, Libc.MADV_HUGEPAGE) != 0)
+                throw new GuestMemoryException($"madvise(MADV_HUGEPAGE) failed: {Libc.ErrorText(Marshal.GetLastPInvokeError())} (is transparent_hugepage disabled?)");
+            if (options.Ksm && Libc.Madvise(p, (nuint)size, Libc.MADV_MERGEABLE) != 0)
+                throw new GuestMemoryException($"madvise(MADV_MERGEABLE) failed: {Libc.ErrorText(Marshal.GetLastPInvokeError())} (is the kernel built with CONFIG_KSM?)");
+            if (options.NumaNode is int node)
+            {
+                if (node < 0 || node >= 64) throw new GuestMemoryException($"NUMA node {node} is out of range (0-63).");
+                ulong mask = 1UL << node;
+                if (Libc.Mbind(p, (nuint)size, Libc.MPOL_BIND, &mask, 64, Libc.MPOL_MF_STRICT | Libc.MPOL_MF_MOVE) != 0)
+                    throw new GuestMemoryException($"Cannot bind guest memory to NUMA node {node}: {Libc.ErrorText(Marshal.GetLastPInvokeError())}");
+            }
+        }
+        catch
+        {
+            Libc.Munmap(p, (nuint)size);
+            throw;
+        }
+        return p;
+    }
+
+    /// <summary>Registers every region as a KVM memory slot.</summary>
+    public void RegisterWith(KvmVmHandle vm)
+    {
+        foreach (var r in _regions)
+            Kvm.SetUserMemoryRegion(vm, new kvm_userspace_memory_region
+            {
+                slot = r.Slot,
+                guest_phys_addr = r.GuestAddress,
+                memory_size = r.SizeBytes,
+                userspace_addr = (ulong)r.HostAddress,
+            });
+    }
+
+    /// <summary>Region containing <paramref name="gpa"/>, or null (at most two regions: no search structure needed).</summary>
+    public GuestMemoryRegion? FindRegion(ulong gpa)
+    {
+        foreach (var r in _regions) if (r.Contains(gpa)) return r;
+        return null;
+    }
+
+    /// <summary>True when [gpa, gpa+length) lies inside one region.</summary>
+    public bool IsValidRange(ulong gpa, ulong length)
+    {
+        var r = FindRegion(gpa);
+        return r is not null && length <= r.EndAddress - gpa;
+    }
+
+    /// <summary>A host view of guest memory; throws if any byte of the range lies outside guest RAM.</summary>
+    public Span<byte> GetSpan(ulong gpa, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (length < 0) throw new GuestMemoryException($"Negative length {length} at guest address 0x{gpa:x}.");
+        var r = FindRegion(gpa);
+        if (r is null || (ulong)length > r.EndAddress - gpa)
+            throw new GuestMemoryException($"Guest range 0x{gpa:x}+{length} is outside guest RAM.");
+        return new Span<byte>((byte*)r.HostAddress + (gpa - r.GuestAddress), length);
+    }
+
+    /// <summary>Non-throwing variant for paths that handle guest-supplied addresses (virtqueues).</summary>
+    public bool TryGetSpan(ulong gpa, int length, out Span<byte> span)
+    {
+        var r = FindRegion(gpa);
+        if (_disposed || length < 0 || r is null || (ulong)length > r.EndAddress - gpa) { span = default; return false; }
+        span = new Span<byte>((byte*)r.HostAddress + (gpa - r.GuestAddress), length);
+        return true;
+    }
+
+    public void Write(ulong gpa, ReadOnlySpan<byte> data) => data.CopyTo(GetSpan(gpa, data.Length));
+    public void Read(ulong gpa, Span<byte> destination) => GetSpan(gpa, destination.Length).CopyTo(destination);
+    public void Fill(ulong gpa, int length, byte value) => GetSpan(gpa, length).Fill(value);
+
+    public byte ReadByte(ulong gpa) => GetSpan(gpa, 1)[0];
+    public ushort ReadUInt16(ulong gpa) => BinaryPrimitives.ReadUInt16LittleEndian(GetSpan(gpa, 2));
+    public uint ReadUInt32(ulong gpa) => BinaryPrimitives.ReadUInt32LittleEndian(GetSpan(gpa, 4));
+    public ulong ReadUInt64(ulong gpa) => BinaryPrimitives.ReadUInt64LittleEndian(GetSpan(gpa, 8));
+    public void WriteByte(ulong gpa, byte v) => GetSpan(gpa, 1)[0] = v;
+    public void WriteUInt16(ulong gpa, ushort v) => BinaryPrimitives.WriteUInt16LittleEndian(GetSpan(gpa, 2), v);
+    public void WriteUInt32(ulong gpa, uint v) => BinaryPrimitives.WriteUInt32LittleEndian(GetSpan(gpa, 4), v);
+    public void WriteUInt64(ulong gpa, ulong v) => BinaryPrimitives.WriteUInt64LittleEndian(GetSpan(gpa, 8), v);
+
+    /// <summary>Gives the host back the pages of a guest range (balloon inflate); they read as zero when touched again.</summary>
+    public void Discard(ulong gpa, ulong length)
+    {
+        var r = FindRegion(gpa);
+        if (r is null || length > r.EndAddress - gpa || gpa % MemoryLayout.PageSize != 0 || length % MemoryLayout.PageSize != 0)
+            throw new GuestMemoryException($"Cannot discard guest range 0x{gpa:x}+0x{length:x}: not page-aligned guest RAM.");
+        if (Libc.Madvise(r.HostAddress + (nint)(gpa - r.GuestAddress), (nuint)length, Libc.MADV_DONTNEED) != 0)
+            throw NativeCallException.FromLastError("madvise(MADV_DONTNEED)");
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var r in _regions) Libc.Munmap(r.HostAddress, (nuint)r.SizeBytes);
+    }
+}

@@ -1,0 +1,29 @@
+namespace KvmPS.Vm;
+
+/// <summary>What to do when the guest resets the machine.</summary>
+public enum ResetPolicy { Reboot, Stop }
+
+/// <summary>The engine-level description of one VM (the host process's JSON config maps onto this).</summary>
+public sealed record MachineConfig
+{
+    public ulong MemoryBytes { get; init; } = 256UL << 20;
+    public int VcpuCount { get; init; } = 1;
+    /// <summary>vCPUs reserved in the firmware tables for later hot-add; at least <see cref="VcpuCount"/>.</summary>
+    public int MaxVcpus { get; init; }
+    /// <summary>Kernel image path; null boots the built-in guest.</summary>
+    public string? KernelPath { get; init; }
+    public string? InitrdPath { get; init; }
+    public string Cmdline { get; init; } = "";
+    public GuestMemoryOptions Memory { get; init; } = new();
+    public ResetPolicy OnReset { get; init; } = ResetPolicy.Reboot;
+    public string KvmDevicePath { get; init; } = Interop.Kvm.DefaultDevicePath;
+
+    public int EffectiveMaxVcpus => Math.Max(MaxVcpus, VcpuCount);
+
+    public void Validate()
+    {
+        if (VcpuCount < 1 || VcpuCount > 254) throw new ArgumentOutOfRangeException(nameof(VcpuCount), $"vCPU count {VcpuCount} is out of range (1-254).");
+        if (MaxVcpus != 0 && (MaxVcpus < VcpuCount || MaxVcpus > 254))
+            throw new ArgumentOutOfRangeException(nameof(MaxVcpus), $"maximum vCPUs {MaxVcpus} must be between the vCPU count ({VcpuCount}) and 254.");
+    }
+}

@@ -1,0 +1,40 @@
+namespace KvmPS.Vm;
+
+/// <summary>Guest-physical addresses of everything the VMM places in the guest (docs/guest-layout.md).</summary>
+public static class MemoryLayout
+{
+    public const ulong PageSize = 0x1000;
+    public const ulong HugePageSize = 0x200000;
+    public const ulong MinimumRamBytes = 16UL << 20;
+
+    public const ulong BootGdtAddress = 0x500;
+    public const ulong BootIdtAddress = 0x520;
+    public const ulong ZeroPageAddress = 0x7000;
+    public const ulong BootStackPointer = 0x8ff0;
+    public const ulong Pml4Address = 0x9000;
+    public const ulong PdptAddress = 0xa000;
+    public const ulong PdAddress = 0xb000; // four page directories: 0xb000-0xefff
+    public const ulong CmdlineAddress = 0x20000;
+    public const int CmdlineMaxBytes = 0x10000;
+    public const ulong EbdaStart = 0x9fc00;
+    public const ulong MpTableAddress = 0x9fc00;
+    public const ulong AcpiStart = 0xe0000;
+    public const ulong AcpiEnd = 0xf0000;
+    public const ulong BiosStart = 0xf0000;
+    public const ulong HighMemoryStart = 0x100000; // 1 MiB
+    public const ulong KernelLoadAddress = 0x100000;
+
+    public const ulong MmioHoleStart = 0xc000_0000; // 3 GiB
+    public const ulong HighRamStart = 0x1_0000_0000; // 4 GiB
+    public const ulong IoApicAddress = 0xfec0_0000;
+    public const ulong LocalApicAddress = 0xfee0_0000;
+
+    /// <summary>KVM needs three pages for the TSS and one for the real-mode identity map, outside RAM.</summary>
+    public const ulong KvmTssAddress = 0xfffb_d000;
+    public const ulong KvmIdentityMapAddress = 0xfffb_c000;
+
+    public const ushort Pm1aEventPort = 0x600;
+    public const ushort Pm1aControlPort = 0x604;
+    public const ushort PmTimerPort = 0x608;
+    public const byte SciIrq = 9;
+}

@@ -1,0 +1,183 @@
+using KvmPS.Interop;
+using static KvmPS.Interop.KvmConstants;
+
+namespace KvmPS.Vm;
+
+/// <summary>What a vCPU thread is doing, for status and metrics.</summary>
+public enum VcpuRunState { NotStarted, Running, Paused, Exited }
+
+/// <summary>One vCPU: its fd, its shared kvm_run page and the thread that runs the KVM_RUN loop.</summary>
+public sealed unsafe class Vcpu : IDisposable
+{
+    private readonly VirtualMachine _machine;
+    private readonly KvmVcpuHandle _handle;
+    private readonly kvm_run* _run;
+    private readonly int _runSize;
+    private Thread? _thread;
+    private nuint _pthread;
+    private readonly long[] _exitCounts = new long[64];
+    private volatile VcpuRunState _state = VcpuRunState.NotStarted;
+
+    public int Id { get; }
+    public VcpuRunState State => _state;
+    internal KvmVcpuHandle Handle => _handle;
+
+    internal Vcpu(VirtualMachine machine, KvmVcpuHandle handle, int id, int runSize)
+    {
+        _machine = machine;
+        _handle = handle;
+        Id = id;
+        _runSize = runSize;
+        _run = (kvm_run*)Kvm.MapRun(handle, runSize);
+    }
+
+    /// <summary>Exit counts indexed by KVM exit reason.</summary>
+    public long ExitCount(uint reason) => reason < _exitCounts.Length ? Interlocked.Read(ref _exitCounts[reason]) : 0;
+
+    internal void Start()
+    {
+        _thread = new Thread(RunLoop, 256 * 1024) { IsBackground = true, Name = $"vcpu{Id}" };
+        _thread.Start();
+    }
+
+    internal void Kick() => VcpuKick.Kick(Volatile.Read(ref _pthread), _run);
+
+    internal bool Join(TimeSpan timeout) => _thread is null || _thread.Join(timeout);
+
+    public CpuSnapshot Snapshot()
+    {
+        var r = Kvm.GetRegs(_handle);
+        var s = Kvm.GetSregs(_handle);
+        return new CpuSnapshot(Id, r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp,
+            s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector, s.cs.@base);
+    }
+
+    private void RunLoop()
+    {
+        Volatile.Write(ref _pthread, Libc.PthreadSelf());
+        _state = VcpuRunState.Running;
+        try
+        {
+            Span<byte> scratch = stackalloc byte[8];
+            while (!_machine.StopRequested)
+            {
+                if (_machine.PauseRequested)
+                {
+                    _state = VcpuRunState.Paused;
+                    _machine.ParkWhilePaused();
+                    _state = VcpuRunState.Running;
+                    continue;
+                }
+                if (Kvm.Run(_handle) != 0)
+                {
+                    _run->immediate_exit = 0; // kicked: look at the requests again
+                    continue;
+                }
+                uint reason = _run->exit_reason;
+                if (reason < _exitCounts.Length) _exitCounts[reason]++;
+                switch (reason)
+                {
+                    case KVM_EXIT_IO:
+                        HandleIo();
+                        break;
+                    case KVM_EXIT_MMIO:
+                        HandleMmio();
+                        break;
+                    case KVM_EXIT_HLT:
+                        _machine.Finish(new VmExit(VmExitKind.PowerOff, $"vCPU {Id} executed HLT with no in-kernel irqchip to wake it"));
+                        break;
+                    case KVM_EXIT_SHUTDOWN:
+                        _machine.Finish(new VmExit(VmExitKind.Crashed, $"triple fault on vCPU {Id}", Cpu: SafeSnapshot()));
+                        break;
+                    case KVM_EXIT_INTERNAL_ERROR:
+                        _machine.Finish(new VmExit(VmExitKind.Crashed, DescribeInternalError(), Cpu: SafeSnapshot()));
+                        break;
+                    case KVM_EXIT_FAIL_ENTRY:
+                        _machine.Finish(new VmExit(VmExitKind.Crashed,
+                            $"VM entry failed on vCPU {Id}: hardware reason 0x{_run->fail_entry.hardware_entry_failure_reason:x}", Cpu: SafeSnapshot()));
+                        break;
+                    case KVM_EXIT_SYSTEM_EVENT:
+                        HandleSystemEvent();
+                        break;
+                    case KVM_EXIT_INTR:
+                        break;
+                    default:
+                        _machine.Finish(new VmExit(VmExitKind.Crashed, $"unhandled KVM exit reason {reason} on vCPU {Id}", Cpu: SafeSnapshot()));
+                        break;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            // A VMM-side failure ends this VM, never the process.
+            _machine.Finish(new VmExit(VmExitKind.Crashed, $"VMM error on vCPU {Id}: {e.GetType().Name}: {e.Message}", Cpu: SafeSnapshot()));
+        }
+        finally
+        {
+            _state = VcpuRunState.Exited;
+        }
+    }
+
+    private void HandleIo()
+    {
+        ref var io = ref _run->io;
+        byte* data = (byte*)_run + io.data_offset;
+        int size = io.size;
+        if (size is not (1 or 2 or 4) || io.data_offset + (ulong)(size * io.count) > (ulong)_runSize) return;
+        var bus = _machine.PortBus;
+        for (uint i = 0; i < io.count; i++)
+        {
+            var span = new Span<byte>(data + i * size, size);
+            if (io.direction == KVM_EXIT_IO_OUT) bus.Write(io.port, span);
+            else bus.Read(io.port, span);
+        }
+    }
+
+    private void HandleMmio()
+    {
+        ref var mmio = ref _run->mmio;
+        int len = (int)Math.Min(mmio.len, 8u);
+        fixed (byte* data = mmio.data)
+        {
+            var span = new Span<byte>(data, len);
+            if (mmio.is_write != 0) _machine.MmioBus.Write(mmio.phys_addr, span);
+            else _machine.MmioBus.Read(mmio.phys_addr, span);
+        }
+    }
+
+    private void HandleSystemEvent()
+    {
+        switch (_run->system_event.type)
+        {
+            case KVM_SYSTEM_EVENT_SHUTDOWN: _machine.Finish(new VmExit(VmExitKind.PowerOff, "guest requested shutdown")); break;
+            case KVM_SYSTEM_EVENT_RESET: _machine.RequestReset("guest requested reset"); break;
+            default: _machine.Finish(new VmExit(VmExitKind.Crashed, $"guest system event {_run->system_event.type} on vCPU {Id}", Cpu: SafeSnapshot())); break;
+        }
+    }
+
+    private string DescribeInternalError()
+    {
+        ref var ie = ref _run->@internal;
+        string kind = ie.suberror switch
+        {
+            KVM_INTERNAL_ERROR_EMULATION => "instruction emulation failed",
+            KVM_INTERNAL_ERROR_SIMUL_EX => "exception while delivering an exception",
+            KVM_INTERNAL_ERROR_DELIVERY_EV => "event delivery failed",
+            _ => $"suberror {ie.suberror}",
+        };
+        var data = new List<string>();
+        for (int i = 0; i < Math.Min(ie.ndata, 16u); i++) data.Add($"0x{ie.data[i]:x}");
+        return $"KVM internal error on vCPU {Id}: {kind}" + (data.Count > 0 ? $" (data {string.Join(' ', data)})" : "");
+    }
+
+    private CpuSnapshot? SafeSnapshot()
+    {
+        try { return Snapshot(); } catch { return null; }
+    }
+
+    public void Dispose()
+    {
+        Libc.Munmap((nint)_run, (nuint)_runSize);
+        _handle.Dispose();
+    }
+}

@@ -1,0 +1,154 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using KvmPS.Engine.Tests.Support;
+using KvmPS.Interop;
+using Xunit;
+
+namespace KvmPS.Engine.Tests.Interop;
+
+/// <summary>Every struct and ioctl number that crosses into the kernel, checked against &lt;linux/kvm.h&gt; by a compiled C program.</summary>
+public class KvmLayoutTests
+{
+    // (C# type, C type, fields as (C# field, C member expression))
+    private static readonly (Type Type, string CType, (string Cs, string C)[] Fields)[] Structs =
+    [
+        (typeof(kvm_regs), "struct kvm_regs", [("rax", "rax"), ("rsi", "rsi"), ("r8", "r8"), ("r15", "r15"), ("rip", "rip"), ("rflags", "rflags")]),
+        (typeof(kvm_segment), "struct kvm_segment", [("base", "base"), ("limit", "limit"), ("selector", "selector"), ("type", "type"), ("present", "present"), ("l", "l"), ("unusable", "unusable")]),
+        (typeof(kvm_dtable), "struct kvm_dtable", [("base", "base"), ("limit", "limit")]),
+        (typeof(kvm_sregs), "struct kvm_sregs", [("cs", "cs"), ("ldt", "ldt"), ("gdt", "gdt"), ("idt", "idt"), ("cr0", "cr0"), ("cr3", "cr3"), ("efer", "efer"), ("apic_base", "apic_base"), ("interrupt_bitmap", "interrupt_bitmap")]),
+        (typeof(kvm_fpu), "struct kvm_fpu", [("fcw", "fcw"), ("last_ip", "last_ip"), ("xmm", "xmm"), ("mxcsr", "mxcsr")]),
+        (typeof(kvm_userspace_memory_region), "struct kvm_userspace_memory_region", [("slot", "slot"), ("flags", "flags"), ("guest_phys_addr", "guest_phys_addr"), ("memory_size", "memory_size"), ("userspace_addr", "userspace_addr")]),
+        (typeof(kvm_cpuid_entry2), "struct kvm_cpuid_entry2", [("function", "function"), ("index", "index"), ("flags", "flags"), ("eax", "eax"), ("edx", "edx")]),
+        (typeof(kvm_cpuid2), "struct kvm_cpuid2", [("nent", "nent")]),
+        (typeof(kvm_msr_entry), "struct kvm_msr_entry", [("index", "index"), ("data", "data")]),
+        (typeof(kvm_msrs), "struct kvm_msrs", [("nmsrs", "nmsrs")]),
+        (typeof(kvm_lapic_state), "struct kvm_lapic_state", [("regs", "regs")]),
+        (typeof(kvm_pit_config), "struct kvm_pit_config", [("flags", "flags"), ("pad", "pad")]),
+        (typeof(kvm_irq_level), "struct kvm_irq_level", [("irq", "irq"), ("level", "level")]),
+        (typeof(kvm_mp_state), "struct kvm_mp_state", [("mp_state", "mp_state")]),
+        (typeof(kvm_irq_routing), "struct kvm_irq_routing", [("nr", "nr"), ("flags", "flags")]),
+        (typeof(kvm_irq_routing_entry), "struct kvm_irq_routing_entry", [("gsi", "gsi"), ("type", "type"), ("flags", "flags"), ("irqchip_irqchip", "u.irqchip.irqchip"), ("irqchip_pin", "u.irqchip.pin"), ("msi_address_lo", "u.msi.address_lo"), ("msi_address_hi", "u.msi.address_hi"), ("msi_data", "u.msi.data"), ("msi_devid", "u.msi.devid")]),
+        (typeof(kvm_irqfd), "struct kvm_irqfd", [("fd", "fd"), ("gsi", "gsi"), ("flags", "flags"), ("resamplefd", "resamplefd")]),
+        (typeof(kvm_ioeventfd), "struct kvm_ioeventfd", [("datamatch", "datamatch"), ("addr", "addr"), ("len", "len"), ("fd", "fd"), ("flags", "flags")]),
+        
+    ];
+
+    private static readonly (string Cs, string C)[] KvmRunFields =
+    [
+        ("request_interrupt_window", "request_interrupt_window"), ("immediate_exit", "immediate_exit"), ("exit_reason", "exit_reason"),
+        ("ready_for_interrupt_injection", "ready_for_interrupt_injection"), ("if_flag", "if_flag"), ("flags", "flags"), ("cr8", "cr8"), ("apic_base", "apic_base"),
+        ("io", "io"), ("mmio", "mmio"), ("internal", "internal"), ("system_event", "system_event"), ("fail_entry", "fail_entry"),
+        ("hw_hardware_exit_reason", "hw.hardware_exit_reason"), ("kvm_valid_regs", "kvm_valid_regs"), ("kvm_dirty_regs", "kvm_dirty_regs"),
+    ];
+
+    private static readonly (Type Type, string CType, (string Cs, string C)[] Fields)[] ExitUnionMembers =
+    [
+        (typeof(kvm_run_io), "io", [("direction", "direction"), ("size", "size"), ("port", "port"), ("count", "count"), ("data_offset", "data_offset")]),
+        (typeof(kvm_run_mmio), "mmio", [("phys_addr", "phys_addr"), ("data", "data"), ("len", "len"), ("is_write", "is_write")]),
+        (typeof(kvm_run_internal), "internal", [("suberror", "suberror"), ("ndata", "ndata"), ("data", "data")]),
+        (typeof(kvm_run_system_event), "system_event", [("type", "type"), ("ndata", "ndata"), ("data", "data")]),
+        (typeof(kvm_run_fail_entry), "fail_entry", [("hardware_entry_failure_reason", "hardware_entry_failure_reason"), ("cpu", "cpu")]),
+    ];
+
+    private static readonly (string Name, nuint Value)[] Ioctls =
+    [
+        ("KVM_GET_API_VERSION", KvmConstants.KVM_GET_API_VERSION), ("KVM_CREATE_VM", KvmConstants.KVM_CREATE_VM),
+        ("KVM_GET_MSR_INDEX_LIST", KvmConstants.KVM_GET_MSR_INDEX_LIST), ("KVM_CHECK_EXTENSION", KvmConstants.KVM_CHECK_EXTENSION),
+        ("KVM_GET_VCPU_MMAP_SIZE", KvmConstants.KVM_GET_VCPU_MMAP_SIZE), ("KVM_GET_SUPPORTED_CPUID", KvmConstants.KVM_GET_SUPPORTED_CPUID),
+        ("KVM_CREATE_VCPU", KvmConstants.KVM_CREATE_VCPU), ("KVM_SET_USER_MEMORY_REGION", KvmConstants.KVM_SET_USER_MEMORY_REGION),
+        ("KVM_SET_TSS_ADDR", KvmConstants.KVM_SET_TSS_ADDR), ("KVM_SET_IDENTITY_MAP_ADDR", KvmConstants.KVM_SET_IDENTITY_MAP_ADDR),
+        ("KVM_CREATE_IRQCHIP", KvmConstants.KVM_CREATE_IRQCHIP), ("KVM_IRQ_LINE", KvmConstants.KVM_IRQ_LINE),
+        ("KVM_SET_GSI_ROUTING", KvmConstants.KVM_SET_GSI_ROUTING), ("KVM_IRQFD", KvmConstants.KVM_IRQFD),
+        ("KVM_CREATE_PIT2", KvmConstants.KVM_CREATE_PIT2), ("KVM_IOEVENTFD", KvmConstants.KVM_IOEVENTFD),
+        ("KVM_RUN", KvmConstants.KVM_RUN), ("KVM_GET_REGS", KvmConstants.KVM_GET_REGS), ("KVM_SET_REGS", KvmConstants.KVM_SET_REGS),
+        ("KVM_GET_SREGS", KvmConstants.KVM_GET_SREGS), ("KVM_SET_SREGS", KvmConstants.KVM_SET_SREGS),
+        ("KVM_GET_MSRS", KvmConstants.KVM_GET_MSRS), ("KVM_SET_MSRS", KvmConstants.KVM_SET_MSRS),
+        ("KVM_GET_FPU", KvmConstants.KVM_GET_FPU), ("KVM_SET_FPU", KvmConstants.KVM_SET_FPU),
+        ("KVM_GET_LAPIC", KvmConstants.KVM_GET_LAPIC), ("KVM_SET_LAPIC", KvmConstants.KVM_SET_LAPIC),
+        ("KVM_SET_CPUID2", KvmConstants.KVM_SET_CPUID2), ("KVM_GET_MP_STATE", KvmConstants.KVM_GET_MP_STATE), ("KVM_SET_MP_STATE", KvmConstants.KVM_SET_MP_STATE),
+    ];
+
+    private static Dictionary<string, ulong>? s_truth;
+
+    private static Dictionary<string, ulong> HeaderTruth()
+    {
+        if (s_truth is not null) return s_truth;
+        var c = new StringBuilder("#include <stdio.h>\n#include <stddef.h>\n#include <signal.h>\n#include <linux/kvm.h>\nint main(void){\n");
+        foreach (var (_, ctype, fields) in Structs)
+        {
+            if (!ctype.StartsWith("struct kvm_")) continue;
+            c.Append($"printf(\"{ctype} %zu\\n\", sizeof({ctype}));\n");
+            foreach (var (_, f) in fields) c.Append($"printf(\"{ctype}.{f} %zu\\n\", offsetof({ctype}, {f}));\n");
+        }
+        c.Append("printf(\"struct kvm_run.size %zu\\n\", sizeof(struct kvm_run));\n");
+        foreach (var (_, f) in KvmRunFields) c.Append($"printf(\"struct kvm_run.{f} %zu\\n\", offsetof(struct kvm_run, {f}));\n");
+        foreach (var (_, member, fields) in ExitUnionMembers)
+        {
+            c.Append($"printf(\"kvm_run.{member} %zu\\n\", sizeof(((struct kvm_run*)0)->{member}));\n");
+            foreach (var (_, f) in fields)
+                c.Append($"printf(\"kvm_run.{member}.{f} %zu\\n\", offsetof(struct kvm_run, {member}.{f}) - offsetof(struct kvm_run, {member}));\n");
+        }
+        foreach (var (name, _) in Ioctls) c.Append($"printf(\"{name} %lu\\n\", (unsigned long){name});\n");
+        c.Append("printf(\"sigaction %zu\\n\", sizeof(struct sigaction));\n");
+        c.Append("printf(\"sigaction.sa_mask %zu\\n\", offsetof(struct sigaction, sa_mask));\n");
+        c.Append("printf(\"sigaction.sa_flags %zu\\n\", offsetof(struct sigaction, sa_flags));\n");
+        c.Append("printf(\"sigaction.sa_restorer %zu\\n\", offsetof(struct sigaction, sa_restorer));\n");
+        c.Append("return 0;}\n");
+        var truth = new Dictionary<string, ulong>();
+        foreach (string line in NativeCompiler.CompileAndRun(c.ToString(), "kvm_layout").Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            int sp = line.LastIndexOf(' ');
+            truth[line[..sp]] = ulong.Parse(line[(sp + 1)..]);
+        }
+        return s_truth = truth;
+    }
+
+    public static TheoryData<string> StructNames()
+    {
+        var data = new TheoryData<string>();
+        foreach (var s in Structs) if (s.CType.StartsWith("struct kvm_")) data.Add(s.CType);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(StructNames))]
+    public void StructSizeAndOffsetsMatchHeader(string ctype)
+    {
+        var truth = HeaderTruth();
+        var (type, _, fields) = Structs.Single(s => s.CType == ctype);
+        Assert.Equal(truth[ctype], (ulong)Marshal.SizeOf(type));
+        foreach (var (cs, c) in fields)
+            Assert.True(truth[$"{ctype}.{c}"] == (ulong)Marshal.OffsetOf(type, cs), $"{ctype}.{c}: header {truth[$"{ctype}.{c}"]}, C# {Marshal.OffsetOf(type, cs)}");
+    }
+
+    [Fact]
+    public void KvmRunHeaderAndExitUnionMatch()
+    {
+        var truth = HeaderTruth();
+        foreach (var (cs, c) in KvmRunFields)
+            Assert.True(truth[$"struct kvm_run.{c}"] == (ulong)Marshal.OffsetOf<kvm_run>(cs), $"kvm_run.{c}");
+        foreach (var (type, member, fields) in ExitUnionMembers)
+        {
+            Assert.True((ulong)Marshal.SizeOf(type) <= truth[$"kvm_run.{member}"] + 7, $"kvm_run.{member} size");
+            foreach (var (cs, c) in fields)
+                Assert.True(truth[$"kvm_run.{member}.{c}"] == (ulong)Marshal.OffsetOf(type, cs), $"kvm_run.{member}.{c}");
+        }
+    }
+
+    [Fact]
+    public void IoctlNumbersMatchHeader()
+    {
+        var truth = HeaderTruth();
+        foreach (var (name, value) in Ioctls) Assert.True(truth[name] == value, $"{name}: header 0x{truth[name]:x}, C# 0x{value:x}");
+    }
+
+    [Fact]
+    public void SigactionMatchesGlibc()
+    {
+        var truth = HeaderTruth();
+        Assert.Equal(truth["sigaction"], (ulong)Marshal.SizeOf<Libc.SigAction>());
+        Assert.Equal(truth["sigaction.sa_mask"], (ulong)Marshal.OffsetOf<Libc.SigAction>("sa_mask"));
+        Assert.Equal(truth["sigaction.sa_flags"], (ulong)Marshal.OffsetOf<Libc.SigAction>("sa_flags"));
+        Assert.Equal(truth["sigaction.sa_restorer"], (ulong)Marshal.OffsetOf<Libc.SigAction>("sa_restorer"));
+    }
+}
