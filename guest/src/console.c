@@ -89,7 +89,7 @@ void console_run(void)
                 continue;
             }
             prev = c;
-            uart_puts("\r\n");
+            uart_puts("\n");
             line[len] = 0;
             run_command(line);
             len = 0;

@@ -3,8 +3,8 @@
  *   _start     64-bit Linux-style entry (long mode, RSI = boot_params). ELF e_entry.
  *   pvh_start  PVH entry (32-bit protected mode, paging off, EBX = hvm_start_info),
  *              advertised by the XEN_ELFNOTE_PHYS32_ENTRY note.
- * Both zero .bss, build identity page tables for 0-4 GiB (2 MiB pages), load our GDT,
- * switch to our stack and call kmain(protocol, info).
+ * Both zero .bss, load our GDT, switch to our stack and call kmain(protocol, info).
+ * The PVH entry also builds identity page tables for 0-4 GiB (2 MiB pages).
  */
 #include "layout.h"
 
@@ -44,14 +44,16 @@
     jb 2b
 .endm
 
-/* Zero .bss (rep stosb, 32-bit regs). Clobbers eax, ecx, edi. */
+/* Zero .bss (rep stosl; the linker script keeps it 16-byte aligned). Clobbers eax, ecx, edi.
+ * Stacks live in .noinit and are not cleared. */
 .macro ZERO_BSS
     movl $__bss_start, %edi
     movl $__bss_end, %ecx
     subl %edi, %ecx
+    shrl $2, %ecx
     xorl %eax, %eax
     cld
-    rep stosb
+    rep stosl
 .endm
 
     .section .text.entry, "ax"
@@ -59,11 +61,10 @@
     .globl _start
 _start:
     cli
-    movq %rsi, %rbx          /* boot_params: rbx survives ZERO_BSS / BUILD_PAGE_TABLES */
+    movq %rsi, %rbx          /* boot_params: rbx survives ZERO_BSS */
     ZERO_BSS
-    BUILD_PAGE_TABLES
-    movl $pml4, %eax
-    movq %rax, %cr3
+    /* Keep the loader's identity map (docs/guest-layout.md: 0-4 GiB at CR3 = 0x9000);
+     * building our own costs ~20k instructions, which matters on an emulated CPU. */
     movl $BOOT_LINUX64, %edi
     movq %rbx, %rsi
     jmp common64
@@ -168,9 +169,15 @@ gdt_ptr:
     .section .bss
     .balign 4096
     .globl pml4
-pml4:   .skip 4096
+pml4:   .skip 4096               /* used by the PVH entry only */
 pdpt:   .skip 4096
 pd:     .skip 4 * 4096
+    .balign 4
+    .globl ap_online
+ap_online:
+    .skip 4
+
+    .section .noinit, "aw", @nobits
     .balign 16
 boot_stack:
     .skip BOOT_STACK_SIZE
@@ -179,7 +186,3 @@ boot_stack_top:
     .globl ap_stacks
 ap_stacks:
     .skip MAX_AP_STACKS << AP_STACK_SHIFT
-    .balign 4
-    .globl ap_online
-ap_online:
-    .skip 4

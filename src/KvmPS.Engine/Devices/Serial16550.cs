@@ -20,6 +20,10 @@ public sealed class Serial16550 : IBusDevice
 
     private readonly object _lock = new();
     private readonly Queue<byte> _rx = new();
+    // Host input that arrived before the guest turned its receiver on (RX interrupt enabled or RBR read):
+    // held here so the FIFO reset a driver does at init cannot drop it.
+    private readonly Queue<byte> _held = new();
+    private bool _receiverOpen;
     private readonly IInterruptLine _irq;
     private readonly ByteSink _output;
     private byte _ier, _lcr = 0x03, _mcr = MCR_OUT2, _lsr = LSR_THRE | LSR_TEMT, _msr = 0xB0, _scr, _dll = 0x0c, _dlm;
@@ -41,6 +45,11 @@ public sealed class Serial16550 : IBusDevice
         int queued = 0;
         lock (_lock)
         {
+            if (!_receiverOpen)
+            {
+                foreach (byte b in bytes) if (_held.Count < InputQueueLimit) { _held.Enqueue(b); queued++; }
+                return queued;
+            }
             foreach (byte b in bytes)
             {
                 if (_rx.Count >= InputQueueLimit) { _lsr |= LSR_OE; break; }
@@ -90,6 +99,7 @@ public sealed class Serial16550 : IBusDevice
                     // Enabling THRE interrupts with an empty transmitter raises one at once (16550 behaviour Linux relies on).
                     if ((v & IER_THRE) != 0 && (_ier & IER_THRE) == 0) _thrEmptyPending = true;
                     _ier = (byte)(v & 0x0f);
+                    if ((_ier & IER_RDA) != 0) OpenReceiver();
                     break;
                 case IIR_FCR:
                     _fifoEnabled = (v & 1) != 0;
@@ -117,8 +127,18 @@ public sealed class Serial16550 : IBusDevice
         _thrEmptyPending = true; // output is synchronous: the holding register is empty again at once
     }
 
+    /// <summary>The guest is ready for input: release what the host typed before.</summary>
+    private void OpenReceiver()
+    {
+        if (_receiverOpen) return;
+        _receiverOpen = true;
+        while (_held.Count > 0) _rx.Enqueue(_held.Dequeue());
+        if (_rx.Count > 0) _lsr |= LSR_DR;
+    }
+
     private byte ReadReceiver()
     {
+        OpenReceiver();
         if (_rx.Count == 0) return 0;
         byte b = _rx.Dequeue();
         if (_rx.Count == 0) _lsr &= unchecked((byte)~LSR_DR);

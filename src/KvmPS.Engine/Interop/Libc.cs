@@ -75,6 +75,27 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     public static partial uint GetEuid();
 
+    public const int LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+
+    [LibraryImport(Lib, EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+
+    [LibraryImport(Lib, EntryPoint = "umask")]
+    public static partial uint Umask(uint mask);
+
+    public const uint S_IFMT = 0xF000, S_IFSOCK = 0xC000, S_IFREG = 0x8000, S_IFDIR = 0x4000;
+    public const int StatSize = 144, StatModeOffset = 24;
+
+    [LibraryImport(Lib, EntryPoint = "lstat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Lstat(string path, byte* statbuf);
+
+    /// <summary>The S_IFMT bits of a path (not following a final symlink), or 0 if it cannot be stat'ed.</summary>
+    public static uint FileTypeOf(string path)
+    {
+        byte* buf = stackalloc byte[StatSize];
+        return Lstat(path, buf) == 0 ? *(uint*)(buf + StatModeOffset) & S_IFMT : 0;
+    }
+
     [LibraryImport(Lib, EntryPoint = "strerror")]
     private static partial nint StrError(int errnum);
 

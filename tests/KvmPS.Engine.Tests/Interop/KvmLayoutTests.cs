@@ -73,7 +73,7 @@ public class KvmLayoutTests
     private static Dictionary<string, ulong> HeaderTruth()
     {
         if (s_truth is not null) return s_truth;
-        var c = new StringBuilder("#include <stdio.h>\n#include <stddef.h>\n#include <signal.h>\n#include <linux/kvm.h>\nint main(void){\n");
+        var c = new StringBuilder("#include <stdio.h>\n#include <stddef.h>\n#include <signal.h>\n#include <sys/stat.h>\n#include <linux/kvm.h>\nint main(void){\n");
         foreach (var (_, ctype, fields) in Structs)
         {
             if (!ctype.StartsWith("struct kvm_")) continue;
@@ -93,6 +93,8 @@ public class KvmLayoutTests
         c.Append("printf(\"sigaction.sa_mask %zu\\n\", offsetof(struct sigaction, sa_mask));\n");
         c.Append("printf(\"sigaction.sa_flags %zu\\n\", offsetof(struct sigaction, sa_flags));\n");
         c.Append("printf(\"sigaction.sa_restorer %zu\\n\", offsetof(struct sigaction, sa_restorer));\n");
+        c.Append("printf(\"stat %zu\\n\", sizeof(struct stat));\n");
+        c.Append("printf(\"stat.st_mode %zu\\n\", offsetof(struct stat, st_mode));\n");
         c.Append("return 0;}\n");
         var truth = new Dictionary<string, ulong>();
         foreach (string line in NativeCompiler.CompileAndRun(c.ToString(), "kvm_layout").Split('\n', StringSplitOptions.RemoveEmptyEntries))
@@ -150,5 +152,13 @@ public class KvmLayoutTests
         Assert.Equal(truth["sigaction.sa_mask"], (ulong)Marshal.OffsetOf<Libc.SigAction>("sa_mask"));
         Assert.Equal(truth["sigaction.sa_flags"], (ulong)Marshal.OffsetOf<Libc.SigAction>("sa_flags"));
         Assert.Equal(truth["sigaction.sa_restorer"], (ulong)Marshal.OffsetOf<Libc.SigAction>("sa_restorer"));
+    }
+
+    [Fact]
+    public void StatBufferMatchesGlibc()
+    {
+        var truth = HeaderTruth();
+        Assert.Equal(truth["stat"], (ulong)Libc.StatSize);
+        Assert.Equal(truth["stat.st_mode"], (ulong)Libc.StatModeOffset);
     }
 }

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using KvmPS.Interop;
+using KvmPS.Vm;
+using KvmPS.Vm.Boot;
+
+namespace KvmPS.Vmm;
+
+/// <summary>
+/// The kvmps-vmm process: one VM, its console, its control socket. Builds the VM (again after a guest reset when
+/// the policy is reboot), waits for it to end, and turns how it ended into the documented exit status.
+/// </summary>
+public sealed class VmmHost : IVmmControl, IDisposable
+{
+    private readonly VmmConfig _config;
+    private readonly TextWriter _log;
+    private readonly object _lock = new();
+    private readonly ManualResetEventSlim _stopReplySent = new(false);
+    private readonly ManualResetEventSlim _stopRequested = new(false);
+    private readonly Stopwatch _sinceExec;
+    private VirtualMachine? _machine;
+    private VmExit? _lastExit;
+    private int _boots;
+    private Stream? _serialFile;
+    private Stream? _stdout;
+    private ControlServer? _control;
+    private bool _stopViaControl;
+
+    public ConsoleHub Console { get; }
+
+    public VmmHost(VmmConfig config, TextWriter log, Stopwatch? sinceExec = null)
+    {
+        _config = config;
+        _log = log;
+        _sinceExec = sinceExec ?? Stopwatch.StartNew();
+        Console = new ConsoleHub(OpenSerialSink());
+    }
+
+    /// <summary>Entry point of kvmps-vmm: parses arguments, runs the VM, returns the exit status.</summary>
+    public static int Main(string[] args, TextWriter? stderr = null)
+    {
+        var sinceExec = Stopwatch.StartNew();
+        stderr ??= System.Console.Error;
+        VmmConfig config;
+        try { config = VmmConfig.FromArgs(args); }
+        catch (VmmHelpRequested) { System.Console.Out.Write(VmmConfig.Usage); return VmmExitCode.Ok; }
+        catch (VmmVersionRequested) { System.Console.Out.WriteLine($"kvmps-vmm {Version}"); return VmmExitCode.Ok; }
+        catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
+        try
+        {
+            using var host = new VmmHost(config, stderr, sinceExec);
+            return host.Run();
+        }
+        catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
+        catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+    }
+
+    public static string Version => typeof(VmmHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0] ?? "0.0.0";
+
+    private Devices.ByteSink OpenSerialSink()
+    {
+        switch (_config.Serial)
+        {
+            case SerialMode.None: return _ => { };
+            case SerialMode.File:
+                try { _serialFile = new FileStream(_config.SerialPath!, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {e.Message}"); }
+                return data => { try { _serialFile.Write(data); } catch (IOException) { } };
+            default:
+                _stdout = System.Console.OpenStandardOutput();
+                return data => { try { _stdout.Write(data); _stdout.Flush(); } catch (IOException) { } };
+        }
+    }
+
+    public int Run()
+    {
+        if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        if (_config.Serial == SerialMode.Stdio) StartStdinPump();
+
+        while (true)
+        {
+            VirtualMachine machine;
+            try { machine = VirtualMachine.Create(_config.Machine, Console.Write); }
+            catch (KvmUnavailableException e) { return Fail(VmmExitCode.KvmUnavailable, e.Message); }
+            catch (BootImageException e) { return Fail(VmmExitCode.BadImage, e.Message); }
+            catch (GuestMemoryException e) { return Fail(VmmExitCode.HostResource, e.Message); }
+            catch (ArgumentOutOfRangeException e) { return Fail(VmmExitCode.UsageError, e.Message.Split(" (Parameter")[0]); }
+            catch (NativeCallException e) { return Fail(VmmExitCode.KvmUnavailable, $"KVM refused to set up the VM: {e.Message}"); }
+
+            lock (_lock) { _machine = machine; _boots++; }
+            if (_stopRequested.IsSet) machine.Stop("stopped before start");
+            else machine.Start();
+
+            VmExit exit = machine.Exited.GetAwaiter().GetResult();
+            machine.JoinVcpus(TimeSpan.FromSeconds(5));
+            lock (_lock) _lastExit = exit;
+            if (exit.Cpu is { } cpu) _log.WriteLine($"kvmps-vmm: {exit.Reason}; RIP=0x{cpu.Rip:x} RSP=0x{cpu.Rsp:x} CR0=0x{cpu.Cr0:x} CR3=0x{cpu.Cr3:x} CR4=0x{cpu.Cr4:x} EFER=0x{cpu.Efer:x}");
+
+            switch (exit.Kind)
+            {
+                case VmExitKind.Reset when _config.Machine.OnReset == ResetPolicy.Reboot && !_stopRequested.IsSet:
+                    _log.WriteLine($"kvmps-vmm: {exit.Reason}: rebooting");
+                    lock (_lock) _machine = null;
+                    machine.Dispose();
+                    continue;
+                case VmExitKind.Crashed:
+                    if (_config.EffectiveCrashPolicy == CrashPolicy.Stay && !_stopRequested.IsSet)
+                    {
+                        _log.WriteLine("kvmps-vmm: the VM crashed; staying up for inspection (stop it over the control socket)");
+                        _stopRequested.Wait();
+                    }
+                    FinishStopReply();
+                    return VmmExitCode.GuestCrashed;
+                case VmExitKind.DebugExit:
+                    FinishStopReply();
+                    return VmmExitCode.ForDebugExit(exit.DebugExitValue ?? 0);
+                default:
+                    FinishStopReply();
+                    return VmmExitCode.Ok;
+            }
+        }
+    }
+
+    private int Fail(int code, string message)
+    {
+        _log.WriteLine($"kvmps-vmm: error: {message}");
+        return code;
+    }
+
+    private void FinishStopReply()
+    {
+        // A 'stop' over the control socket replies once the VM is down; let that reply go out before we exit.
+        if (_stopViaControl) _stopReplySent.Wait(TimeSpan.FromSeconds(2));
+    }
+
+    private void OnSignal(PosixSignalContext context)
+    {
+        context.Cancel = true;
+        _stopRequested.Set();
+        lock (_lock) _machine?.Stop($"stopped by {context.Signal}");
+    }
+
+    private void StartStdinPump()
+    {
+        var thread = new Thread(() =>
+        {
+            using var stdin = System.Console.OpenStandardInput();
+            var buffer = new byte[1024];
+            while (true)
+            {
+                int n;
+                try { n = stdin.Read(buffer); } catch (IOException) { return; }
+                if (n <= 0) return;
+                ConsoleInput(buffer.AsSpan(0, n));
+            }
+        }, 128 * 1024) { IsBackground = true, Name = "stdin" };
+        thread.Start();
+    }
+
+    public void ConsoleInput(ReadOnlySpan<byte> data)
+    {
+        VirtualMachine? m;
+        lock (_lock) m = _machine;
+        m?.Serial.EnqueueInput(data);
+    }
+
+    private VirtualMachine RequireMachine()
+    {
+        lock (_lock) return _machine ?? throw new InvalidOperationException("the VM is not running (it is between boots or was never created)");
+    }
+
+    public void Pause()
+    {
+        if (!RequireMachine().Pause(TimeSpan.FromSeconds(5))) throw new ControlRequestException(ControlProtocol.ErrorCodes.Timeout, "the vCPUs did not stop within 5 s");
+    }
+
+    public void Resume() => RequireMachine().Resume();
+
+    public void CheckConsoleAttach()
+    {
+        var state = RequireMachine().State;
+        if (state is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"no console to attach: the VM is {state}");
+    }
+
+    public void Stop(bool graceful, TimeSpan timeout, Utf8JsonWriter w)
+    {
+        VirtualMachine? machine;
+        lock (_lock) { machine = _machine; _stopViaControl = true; }
+        _stopRequested.Set();
+        bool forced = false, pressed = false;
+        if (machine is not null && !machine.Exited.IsCompleted)
+        {
+            if (graceful && machine.State == VmState.Running)
+            {
+                pressed = machine.Pm.PowerButtonEnabled;
+                if (pressed) machine.Pm.PressPowerButton();
+                if (!pressed || !machine.Exited.Wait(timeout)) forced = true;
+            }
+            else forced = true;
+            if (forced) machine.Stop(graceful ? "graceful stop timed out; stopped by force" : "stopped by request");
+            machine.Exited.Wait(TimeSpan.FromSeconds(5));
+        }
+        w.WriteBoolean("forced", forced);
+        w.WriteBoolean("power_button", pressed);
+        w.WriteString("state", machine?.State.ToString() ?? "Stopped");
+    }
+
+    public void StopReplySent() => _stopReplySent.Set();
+
+    public void WriteDescribe(Utf8JsonWriter w)
+    {
+        var m = _config.Machine;
+        w.WriteString("vmm", "kvmps-vmm");
+        w.WriteString("version", Version);
+        w.WriteNumber("pid", Environment.ProcessId);
+        w.WriteString("kernel", m.KernelPath ?? BuiltInGuest.DisplayName);
+        w.WriteString("initrd", m.InitrdPath);
+        w.WriteString("cmdline", m.Cmdline);
+        w.WriteNumber("memory_bytes", m.MemoryBytes);
+        w.WriteNumber("vcpus", m.VcpuCount);
+        w.WriteNumber("max_vcpus", m.EffectiveMaxVcpus);
+        w.WriteString("hugepages", m.Memory.HugePages switch { HugePageMode.TransparentHugePages => "thp", HugePageMode.HugeTlbFs => "hugetlbfs", _ => "none" });
+        w.WriteBoolean("ksm", m.Memory.Ksm);
+        if (m.Memory.NumaNode is int node) w.WriteNumber("numa_node", node); else w.WriteNull("numa_node");
+        w.WriteString("serial", _config.Serial switch { SerialMode.File => "file:" + _config.SerialPath, SerialMode.None => "none", _ => "stdio" });
+        w.WriteString("control_socket", _control?.Path);
+        w.WriteString("on_reset", m.OnReset == ResetPolicy.Reboot ? "reboot" : "stop");
+        w.WriteString("on_crash", _config.EffectiveCrashPolicy == CrashPolicy.Stay ? "stay" : "exit");
+        w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
+        w.WriteStartArray("requests");
+        foreach (var r in ControlProtocol.Requests.All) w.WriteStringValue(r);
+        w.WriteEndArray();
+    }
+
+    public void WriteStatus(Utf8JsonWriter w)
+    {
+        VirtualMachine? m; VmExit? exit; int boots;
+        lock (_lock) { m = _machine; exit = _lastExit; boots = _boots; }
+        var state = m?.State ?? (exit?.Kind == VmExitKind.Crashed ? VmState.Crashed : exit is null ? VmState.Created : VmState.Stopped);
+        w.WriteString("state", state.ToString());
+        w.WriteNumber("boots", boots);
+        w.WriteNumber("uptime_ms", m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0);
+        w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
+        w.WriteStartArray("vcpus");
+        if (m is not null)
+            foreach (var v in m.Vcpus) { w.WriteStartObject(); w.WriteNumber("id", v.Id); w.WriteString("state", v.State.ToString()); w.WriteEndObject(); }
+        w.WriteEndArray();
+        var ended = m?.Exited is { IsCompleted: true } t ? t.Result : null;
+        if (ended is not null)
+        {
+            w.WriteStartObject("exit");
+            w.WriteString("kind", ended.Kind.ToString());
+            w.WriteString("reason", ended.Reason);
+            if (ended.DebugExitValue is int v) w.WriteNumber("debug_exit_value", v);
+            if (ended.Cpu is { } c)
+            {
+                w.WriteStartObject("registers");
+                w.WriteNumber("vcpu", c.VcpuId);
+                foreach (var (name, value) in new (string, ulong)[]
+                {
+                    ("rip", c.Rip), ("rsp", c.Rsp), ("rflags", c.Rflags), ("rax", c.Rax), ("rbx", c.Rbx), ("rcx", c.Rcx), ("rdx", c.Rdx),
+                    ("rsi", c.Rsi), ("rdi", c.Rdi), ("rbp", c.Rbp), ("cr0", c.Cr0), ("cr2", c.Cr2), ("cr3", c.Cr3), ("cr4", c.Cr4), ("efer", c.Efer),
+                    ("cs", c.Cs), ("cs_base", c.CsBase),
+                })
+                    w.WriteString(name, $"0x{value:x}");
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+    }
+
+    private static readonly string[] ExitReasonNames =
+    [
+        "unknown", "exception", "io", "hypercall", "debug", "hlt", "mmio", "irq_window_open", "shutdown", "fail_entry", "intr",
+        "set_tpr", "tpr_access", "s390_sieic", "s390_reset", "dcr", "nmi", "internal_error", "osi", "papr_hcall", "s390_ucontrol",
+        "watchdog", "s390_tsch", "epr", "system_event",
+    ];
+
+    public void WriteMetrics(Utf8JsonWriter w)
+    {
+        VirtualMachine? m;
+        lock (_lock) m = _machine;
+        w.WriteStartObject("exits");
+        if (m is not null)
+            for (uint reason = 0; reason < ExitReasonNames.Length; reason++)
+            {
+                long total = 0;
+                foreach (var v in m.Vcpus) total += v.ExitCount(reason);
+                if (total > 0) w.WriteNumber(ExitReasonNames[reason], total);
+            }
+        w.WriteEndObject();
+        w.WriteStartArray("vcpus");
+        if (m is not null)
+            foreach (var v in m.Vcpus)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("id", v.Id);
+                w.WriteString("state", v.State.ToString());
+                w.WriteNumber("io_exits", v.ExitCount(KvmConstants.KVM_EXIT_IO));
+                w.WriteNumber("mmio_exits", v.ExitCount(KvmConstants.KVM_EXIT_MMIO));
+                w.WriteEndObject();
+            }
+        w.WriteEndArray();
+        var (rss, guestRss) = ProcessMemory.ReadRss(m?.Memory);
+        w.WriteNumber("rss_bytes", rss);
+        w.WriteNumber("guest_rss_bytes", guestRss);
+        w.WriteNumber("vmm_rss_bytes", Math.Max(0, rss - guestRss));
+        w.WriteNumber("console_bytes", Console.BytesWritten);
+        w.WriteNumber("post_code_writes", m?.PostCode.Writes ?? 0);
+        w.WriteNumber("uptime_ms", m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0);
+        w.WriteNumber("since_exec_ms", _sinceExec.ElapsedMilliseconds);
+        w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
+    }
+
+    public void Dispose()
+    {
+        _control?.Dispose();
+        lock (_lock) { _machine?.Dispose(); _machine = null; }
+        _serialFile?.Dispose();
+    }
+}

@@ -1,0 +1,20 @@
+namespace KvmPS.Management.Definitions;
+
+/// <summary>How the VM boots. Exactly one of the three kinds below.</summary>
+public abstract record BootSource;
+
+/// <summary>No boot configuration: the VMM boots its built-in default guest.</summary>
+public sealed record DefaultGuestBoot : BootSource
+{
+    public static DefaultGuestBoot Instance { get; } = new();
+}
+
+/// <summary>Direct kernel boot (Linux boot protocol / ELF vmlinux) with optional initrd and command line.</summary>
+public sealed record DirectKernelBoot(string KernelPath, string? InitrdPath = null, string? Cmdline = null) : BootSource
+{
+    /// <summary>The VMM places the command line in a 64 KiB area including its NUL terminator (docs/guest-layout.md).</summary>
+    public const int MaximumCmdlineBytes = 65535;
+}
+
+/// <summary>Firmware boot (e.g. SeaBIOS) from the disk at <see cref="BootDiskIndex"/> in <see cref="VmDefinition.Disks"/>.</summary>
+public sealed record FirmwareBoot(string FirmwarePath, int BootDiskIndex = 0) : BootSource;

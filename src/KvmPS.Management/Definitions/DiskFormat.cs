@@ -1,0 +1,7 @@
+namespace KvmPS.Management.Definitions;
+
+public enum DiskFormat
+{
+    Raw,
+    Qcow2,
+}

@@ -1,0 +1,206 @@
+namespace KvmPS.Management.Definitions;
+
+/// <summary>
+/// Everything needed to create and boot one VM. Immutable; <see cref="Validate"/> checks every rule and is
+/// called by every producer (<see cref="VmDefinitionReader"/>, JSON) and consumer (the store) so an invalid
+/// definition never reaches disk or the VMM. Error property names are the schema keys
+/// (<c>MemoryStartupBytes</c>, <c>Disks[0].Format</c>), the same in manifests and JSON.
+/// </summary>
+public sealed record VmDefinition
+{
+    /// <summary>KVM maps guest RAM in whole pages.</summary>
+    public const long PageBytes = 4096;
+
+    /// <summary>hugetlbfs pages are 2 MiB, so RAM sizes must be multiples of that.</summary>
+    public const long HugePageBytes = 2 * 1024 * 1024;
+
+    public required string Name { get; init; }
+    public required MemorySettings Memory { get; init; }
+    public VcpuSettings Vcpus { get; init; } = VcpuSettings.Fixed(1);
+    public BootSource Boot { get; init; } = DefaultGuestBoot.Instance;
+    public ValueList<DiskDefinition> Disks { get; init; } = ValueList<DiskDefinition>.Empty;
+    public ValueList<NetworkAdapterDefinition> NetworkAdapters { get; init; } = ValueList<NetworkAdapterDefinition>.Empty;
+
+    /// <summary>virtio-balloon device present, letting the host reclaim memory down to the minimum.</summary>
+    public bool BalloonEnabled { get; init; }
+
+    public ValueList<PciAddress> PciPassthrough { get; init; } = ValueList<PciAddress>.Empty;
+    public MemoryBackingSettings MemoryBacking { get; init; } = MemoryBackingSettings.Default;
+
+    /// <summary>Start this VM when the host (the kvmps service) starts.</summary>
+    public bool Autostart { get; init; }
+
+    public string Notes { get; init; } = "";
+
+    /// <summary>Throws <see cref="VmDefinitionException"/> for the first broken rule; returns this otherwise.</summary>
+    public VmDefinition Validate()
+    {
+        VmName.Validate(Name);
+        ValidateMemory();
+        ValidateVcpus();
+        ValidateDisks();
+        ValidateBoot();
+        ValidateNetworkAdapters();
+        ValidatePciPassthrough();
+        if (Notes is null)
+            throw Fail("Notes", "must not be null");
+        return this;
+    }
+
+    private void ValidateMemory()
+    {
+        if (Memory is null)
+            throw Fail("MemoryStartupBytes", "is required");
+        if (MemoryBacking is null)
+            throw Fail("HugePages", "memory backing settings must not be null");
+        var granularity = MemoryBacking.HugePages == HugePagesMode.Hugetlbfs ? HugePageBytes : PageBytes;
+        var why = granularity == HugePageBytes ? "2 MiB (HugePages = hugetlbfs)" : "4096 (the page size)";
+        foreach (var (property, bytes) in new[]
+                 {
+                     ("MemoryStartupBytes", Memory.StartupBytes),
+                     ("MemoryMinimumBytes", Memory.MinimumBytes),
+                     ("MemoryMaximumBytes", Memory.MaximumBytes),
+                 })
+        {
+            if (bytes <= 0)
+                throw Fail(property, $"must be positive (got {bytes})");
+            if (bytes % granularity != 0)
+                throw Fail(property, $"must be a multiple of {why} (got {bytes})");
+        }
+        // Checked first: a too-small maximum or too-large minimum is usually a mistake relative to startup.
+        if (Memory.StartupBytes < Memory.MinimumBytes || Memory.StartupBytes > Memory.MaximumBytes)
+            throw Fail("MemoryStartupBytes",
+                $"must be within [MemoryMinimumBytes, MemoryMaximumBytes] = [{Memory.MinimumBytes}, {Memory.MaximumBytes}] (got {Memory.StartupBytes})");
+        if (Memory.MinimumBytes > Memory.MaximumBytes)
+            throw Fail("MemoryMinimumBytes", $"must not exceed MemoryMaximumBytes ({Memory.MinimumBytes} > {Memory.MaximumBytes})");
+        if (MemoryBacking.NumaNode is { } node && node is < 0 or > 1023)
+            throw Fail("NumaNode", $"must be between 0 and 1023 (got {node})");
+    }
+
+    private void ValidateVcpus()
+    {
+        if (Vcpus is null)
+            throw Fail("VcpuCount", "is required");
+        if (Vcpus.Count < 1)
+            throw Fail("VcpuCount", $"must be at least 1 (got {Vcpus.Count})");
+        if (Vcpus.Maximum > VcpuSettings.Limit)
+            throw Fail("VcpuMaximum", $"must be at most {VcpuSettings.Limit} (got {Vcpus.Maximum})");
+        if (Vcpus.Count > Vcpus.Maximum)
+            throw Fail("VcpuCount", $"must not exceed VcpuMaximum ({Vcpus.Count} > {Vcpus.Maximum})");
+    }
+
+    private void ValidateBoot()
+    {
+        switch (Boot)
+        {
+            case null:
+                throw Fail("Boot", "must not be null (use DefaultGuestBoot for the built-in guest)");
+            case DirectKernelBoot kernel:
+                RequirePath("Boot.KernelPath", kernel.KernelPath);
+                if (kernel.InitrdPath is not null)
+                    RequirePath("Boot.InitrdPath", kernel.InitrdPath);
+                if (kernel.Cmdline is { } cmdline)
+                {
+                    if (cmdline.Contains('\0'))
+                        throw Fail("Boot.Cmdline", "must not contain NUL characters");
+                    if (System.Text.Encoding.UTF8.GetByteCount(cmdline) > DirectKernelBoot.MaximumCmdlineBytes)
+                        throw Fail("Boot.Cmdline", $"must be at most {DirectKernelBoot.MaximumCmdlineBytes} bytes");
+                }
+                break;
+            case FirmwareBoot firmware:
+                RequirePath("Boot.FirmwarePath", firmware.FirmwarePath);
+                if (firmware.BootDiskIndex < 0 || firmware.BootDiskIndex >= Disks.Count)
+                    throw Fail("Boot.BootDiskIndex", Disks.Count == 0
+                        ? "firmware boot needs a boot disk, but the VM has no disks"
+                        : $"must be the index of a disk, 0 to {Disks.Count - 1} (got {firmware.BootDiskIndex})");
+                break;
+        }
+    }
+
+    private void ValidateDisks()
+    {
+        if (Disks is null)
+            throw Fail("Disks", "must not be null");
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < Disks.Count; i++)
+        {
+            var disk = Disks[i];
+            var prefix = $"Disks[{i}]";
+            if (disk is null)
+                throw Fail(prefix, "must not be null");
+            RequirePath(prefix + ".Path", disk.Path);
+            if (!Enum.IsDefined(disk.Format))
+                throw Fail(prefix + ".Format", "must be raw or qcow2");
+            if (disk.SizeBytes is { } size && (size <= 0 || size % DiskDefinition.SectorBytes != 0))
+                throw Fail(prefix + ".SizeBytes", $"must be a positive multiple of {DiskDefinition.SectorBytes} (got {size})");
+            if (disk.BackingImagePath is not null)
+            {
+                if (disk.Format != DiskFormat.Qcow2)
+                    throw Fail(prefix + ".BackingImagePath", "a backing image needs Format = qcow2");
+                RequirePath(prefix + ".BackingImagePath", disk.BackingImagePath);
+            }
+            if (seen.TryGetValue(disk.Path, out var first))
+                throw Fail(prefix + ".Path", $"'{disk.Path}' is already used by Disks[{first}]");
+            seen.Add(disk.Path, i);
+        }
+    }
+
+    private void ValidateNetworkAdapters()
+    {
+        if (NetworkAdapters is null)
+            throw Fail("NetworkAdapters", "must not be null");
+        var seen = new Dictionary<MacAddress, int>();
+        for (var i = 0; i < NetworkAdapters.Count; i++)
+        {
+            var adapter = NetworkAdapters[i];
+            var prefix = $"NetworkAdapters[{i}]";
+            if (adapter is null)
+                throw Fail(prefix, "must not be null");
+            if ((adapter.TapName is null) == (adapter.BridgeName is null))
+                throw Fail(prefix, "needs exactly one of Tap or Bridge");
+            if (adapter.TapName is { } tap)
+                ValidateInterfaceName(prefix + ".Tap", tap);
+            if (adapter.BridgeName is { } bridge)
+                ValidateInterfaceName(prefix + ".Bridge", bridge);
+            var mac = adapter.MacAddress;
+            if (mac.IsZero || !mac.IsUnicast)
+                throw Fail(prefix + ".MacAddress", $"'{mac}' must be a unicast address (first octet even) and not all zeros");
+            if (seen.TryGetValue(mac, out var first))
+                throw Fail(prefix + ".MacAddress", $"'{mac}' is already used by NetworkAdapters[{first}]");
+            seen.Add(mac, i);
+        }
+    }
+
+    private void ValidatePciPassthrough()
+    {
+        if (PciPassthrough is null)
+            throw Fail("PciPassthrough", "must not be null");
+        var seen = new HashSet<PciAddress>();
+        for (var i = 0; i < PciPassthrough.Count; i++)
+        {
+            var address = PciPassthrough[i];
+            if (address.Device > 0x1F || address.Function > 7)
+                throw Fail($"PciPassthrough[{i}]", $"'{address}' is not a valid PCI address");
+            if (!seen.Add(address))
+                throw Fail($"PciPassthrough[{i}]", $"'{address}' is listed twice");
+        }
+    }
+
+    private void ValidateInterfaceName(string property, string name)
+    {
+        // Mirrors the kernel's dev_valid_name(): 1-15 bytes, not "." or "..", no '/', ':' or whitespace.
+        if (name.Length is 0 or > NetworkAdapterDefinition.MaximumInterfaceNameLength
+            || name is "." or ".." || name.Any(c => c is '/' or ':' or '\0' || char.IsWhiteSpace(c) || c > 0x7E))
+            throw Fail(property, $"'{name}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+    }
+
+    private void RequirePath(string property, string? path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+            throw Fail(property, "is required");
+        if (path.Contains('\0'))
+            throw Fail(property, "must not contain NUL characters");
+    }
+
+    private VmDefinitionException Fail(string property, string reason) => new(Name ?? "", property, reason);
+}

@@ -1,0 +1,158 @@
+using System.Collections;
+
+namespace KvmPS.Management.Definitions;
+
+/// <summary>
+/// Builds a <see cref="VmDefinition"/> from a loosely typed dictionary — a manifest hashtable
+/// (<c>PsdHashtable.ToPlainObject()</c>) or a JSON document — so both share one schema, one set of defaults
+/// and one set of error messages. Keys are case-insensitive; unknown keys are errors.
+/// </summary>
+/// <remarks>
+/// Schema (sizes accept integers or strings like <c>'512MB'</c>):
+/// <code>
+/// Name, MemoryStartupBytes, MemoryMinimumBytes (= startup), MemoryMaximumBytes (= startup),
+/// VcpuCount (= 1), VcpuMaximum (= count), BalloonEnabled, Autostart, Notes,
+/// HugePages (none|thp|hugetlbfs), KsmEnabled, NumaNode,
+/// Boot = @{ KernelPath; InitrdPath; Cmdline }  or  @{ FirmwarePath; BootDiskIndex (= 0) }  (absent = built-in guest),
+/// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
+/// NetworkAdapters = @( @{ Tap | Bridge; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
+/// PciPassthrough = @( 'DDDD:BB:DD.F' )
+/// </code>
+/// </remarks>
+public static class VmDefinitionReader
+{
+    public static readonly IReadOnlyList<string> TopLevelKeys = new[]
+    {
+        "Name", "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum",
+        "Boot", "Disks", "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled",
+        "NumaNode", "Autostart", "Notes",
+    };
+
+    public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
+    public static readonly IReadOnlyList<string> DiskKeys = new[] { "Path", "Format", "SizeBytes", "ReadOnly", "BackingImagePath" };
+    public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "MacAddress" };
+
+    public static VmDefinition FromDictionary(IDictionary values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        // The name is needed for every error message, so peek at it before strict key checking.
+        var peekedName = values.Keys.Cast<object>().OfType<string>()
+            .FirstOrDefault(k => k.Equals("Name", StringComparison.OrdinalIgnoreCase)) is { } nameKey ? values[nameKey] as string : null;
+        var map = new SchemaMap(values, "", peekedName ?? "", TopLevelKeys);
+        var name = VmName.Validate(map.RequiredString("Name"));
+        map.VmName = name;
+
+        var startup = map.Size("MemoryStartupBytes") ?? throw map.Fail("MemoryStartupBytes", "is required");
+        var memory = new MemorySettings(startup, map.Size("MemoryMinimumBytes") ?? startup, map.Size("MemoryMaximumBytes") ?? startup);
+        var vcpuCount = map.Int("VcpuCount") ?? 1;
+        var vcpus = new VcpuSettings(vcpuCount, map.Int("VcpuMaximum") ?? vcpuCount);
+
+        return new VmDefinition
+        {
+            Name = name,
+            Memory = memory,
+            Vcpus = vcpus,
+            Boot = ReadBoot(map, name),
+            Disks = new ValueList<DiskDefinition>(ReadList(map, "Disks", (x, i) => ReadDisk(x.Item, x.Prefix, i, name))),
+            NetworkAdapters = new ValueList<NetworkAdapterDefinition>(ReadList(map, "NetworkAdapters", (x, i) => ReadAdapter(x.Item, x.Prefix, i, name))),
+            BalloonEnabled = map.Bool("BalloonEnabled") ?? false,
+            PciPassthrough = new ValueList<PciAddress>(ReadPciAddresses(map)),
+            MemoryBacking = new MemoryBackingSettings(
+                map.Enum<HugePagesMode>("HugePages") ?? HugePagesMode.None,
+                map.Bool("KsmEnabled") ?? false,
+                map.Int("NumaNode")),
+            Autostart = map.Bool("Autostart") ?? false,
+            Notes = map.String("Notes") ?? "",
+        }.Validate();
+    }
+
+    private static BootSource ReadBoot(SchemaMap parent, string vmName)
+    {
+        var source = parent.Map("Boot");
+        if (source is null)
+            return DefaultGuestBoot.Instance;
+        var boot = new SchemaMap(source, "Boot", vmName, BootKeys);
+        var kernel = boot.String("KernelPath");
+        var firmware = boot.String("FirmwarePath");
+        if (kernel is not null && firmware is not null)
+            throw parent.Fail("Boot", "use either KernelPath (direct kernel boot) or FirmwarePath (firmware boot), not both");
+        if (kernel is not null)
+        {
+            if (boot.Has("BootDiskIndex"))
+                throw boot.Fail("BootDiskIndex", "only applies to firmware boot (FirmwarePath)");
+            return new DirectKernelBoot(kernel, boot.String("InitrdPath"), boot.String("Cmdline"));
+        }
+        if (firmware is not null)
+        {
+            foreach (var kernelOnly in new[] { "InitrdPath", "Cmdline" })
+                if (boot.Has(kernelOnly))
+                    throw boot.Fail(kernelOnly, "only applies to direct kernel boot (KernelPath)");
+            return new FirmwareBoot(firmware, boot.Int("BootDiskIndex") ?? 0);
+        }
+        foreach (var key in BootKeys)
+            if (boot.Has(key))
+                throw boot.Fail(key, "needs KernelPath (direct kernel boot) or FirmwarePath (firmware boot)");
+        return DefaultGuestBoot.Instance;
+    }
+
+    private static DiskDefinition ReadDisk(IDictionary source, string prefix, int index, string vmName)
+    {
+        var disk = new SchemaMap(source, prefix, vmName, DiskKeys);
+        var path = disk.String("Path");
+        var format = disk.Enum<DiskFormat>("Format")
+                     ?? (path is not null && path.EndsWith(".qcow2", StringComparison.OrdinalIgnoreCase) ? DiskFormat.Qcow2 : DiskFormat.Raw);
+        path ??= $"disk{index}.{format.ToString().ToLowerInvariant()}";
+        return new DiskDefinition(path, format, disk.Size("SizeBytes"), disk.Bool("ReadOnly") ?? false, disk.String("BackingImagePath"));
+    }
+
+    private static NetworkAdapterDefinition ReadAdapter(IDictionary source, string prefix, int index, string vmName)
+    {
+        var adapter = new SchemaMap(source, prefix, vmName, NetworkAdapterKeys);
+        var macText = adapter.String("MacAddress");
+        MacAddress mac;
+        try
+        {
+            mac = macText is null ? MacAddress.GenerateLocallyAdministered($"{vmName}/{index}") : MacAddress.Parse(macText);
+        }
+        catch (ValueFormatException e)
+        {
+            throw adapter.Fail("MacAddress", e.Message, e);
+        }
+        return new NetworkAdapterDefinition(adapter.String("Tap"), adapter.String("Bridge"), mac);
+    }
+
+    private static IEnumerable<PciAddress> ReadPciAddresses(SchemaMap map)
+    {
+        var items = map.List("PciPassthrough") ?? Array.Empty<object?>();
+        var addresses = new List<PciAddress>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var key = $"PciPassthrough[{i}]";
+            if (items[i] is not string text)
+                throw new VmDefinitionException(map.VmName, key, $"must be a PCI address string like '0000:01:00.0', not {SchemaMap.Describe(items[i])}");
+            try
+            {
+                addresses.Add(PciAddress.Parse(text));
+            }
+            catch (ValueFormatException e)
+            {
+                throw new VmDefinitionException(map.VmName, key, e.Message, e);
+            }
+        }
+        return addresses;
+    }
+
+    private static List<T> ReadList<T>(SchemaMap map, string key, Func<(IDictionary Item, string Prefix), int, T> read)
+    {
+        var items = map.List(key) ?? Array.Empty<object?>();
+        var result = new List<T>(items.Count);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var prefix = $"{key}[{i}]";
+            if (items[i] is not IDictionary item)
+                throw new VmDefinitionException(map.VmName, prefix, $"must be a hashtable, not {SchemaMap.Describe(items[i])}");
+            result.Add(read((item, prefix), i));
+        }
+        return result;
+    }
+}

@@ -1,1 +1,0 @@
-namespace KvmPS.Management; internal static class Placeholder {}

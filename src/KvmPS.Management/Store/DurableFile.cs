@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+using KvmPS.Management.Interop;
+
+namespace KvmPS.Management.Store;
+
+/// <summary>
+/// Crash-safe file replacement: write a temp file in the same directory, fsync it, rename it over the
+/// target (atomic on POSIX), then fsync the directory so the rename itself survives a power loss.
+/// Readers therefore see either the old or the new file, never a torn one.
+/// </summary>
+internal static class DurableFile
+{
+    /// <summary>Temp files are named <c>&lt;target&gt;.tmp-&lt;guid&gt;</c>; leftovers from a crash are removed on store open.</summary>
+    public const string TempMarker = ".tmp-";
+
+    public static void WriteAtomically(string path, ReadOnlySpan<byte> contents)
+    {
+        var directory = Path.GetDirectoryName(path)!;
+        var temp = path + TempMarker + Guid.NewGuid().ToString("N");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(contents);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(temp);
+            throw;
+        }
+        FsyncDirectory(directory);
+    }
+
+    public static void FsyncDirectory(string directory)
+    {
+        var fd = LibC.Open(directory, LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+        if (fd < 0)
+            throw new VmStoreException($"Cannot open directory '{directory}' to sync it: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        try
+        {
+            if (LibC.Fsync(fd) != 0)
+                throw new VmStoreException($"Cannot sync directory '{directory}': {LibC.Describe(Marshal.GetLastPInvokeError())}");
+        }
+        finally
+        {
+            LibC.Close(fd);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

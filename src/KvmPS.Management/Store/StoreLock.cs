@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using KvmPS.Management.Interop;
+
+namespace KvmPS.Management.Store;
+
+/// <summary>
+/// Exclusive <c>flock(2)</c> on the store's lock file. Every acquisition opens its own file description, so
+/// the lock serializes threads of one process as well as separate processes; the kernel drops it if the
+/// holder dies, so a crash never leaves the store locked.
+/// </summary>
+internal sealed class StoreLock : IDisposable
+{
+    private int _fd;
+
+    private StoreLock(int fd) => _fd = fd;
+
+    public static StoreLock Acquire(string lockPath, int timeoutMs)
+    {
+        var fd = OpenLockFile(lockPath);
+        var clock = Stopwatch.StartNew();
+        var sleepMs = 1;
+        while (true)
+        {
+            if (LibC.Flock(fd, LibC.LOCK_EX | LibC.LOCK_NB) == 0)
+                return new StoreLock(fd);
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == LibC.EINTR)
+                continue;
+            if (errno != LibC.EWOULDBLOCK)
+            {
+                LibC.Close(fd);
+                throw new VmStoreException($"Cannot lock '{lockPath}': {LibC.Describe(errno)}");
+            }
+            if (clock.ElapsedMilliseconds >= timeoutMs)
+            {
+                LibC.Close(fd);
+                throw new StoreLockTimeoutException(lockPath, timeoutMs);
+            }
+            // Poll rather than block so the wait has a timeout; back off to keep contention cheap.
+            Thread.Sleep(sleepMs);
+            sleepMs = Math.Min(sleepMs * 2, 25);
+        }
+    }
+
+    private static int OpenLockFile(string lockPath)
+    {
+        while (true)
+        {
+            var fd = LibC.Open(lockPath, LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC, 0b110_100_100 /* 0644 */);
+            if (fd >= 0)
+                return fd;
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != LibC.EINTR)
+                throw new VmStoreException($"Cannot open the store lock file '{lockPath}': {LibC.Describe(errno)}");
+        }
+    }
+
+    public void Dispose()
+    {
+        var fd = Interlocked.Exchange(ref _fd, -1);
+        if (fd >= 0)
+            LibC.Close(fd); // closing the last descriptor of the open file description releases the flock
+    }
+}
