@@ -54,7 +54,7 @@ public sealed class ControlServer : IDisposable
         if (dir is null || !Directory.Exists(dir)) throw new VmmResourceException($"control socket {path}: the directory {dir} does not exist.");
         FileLock? fileLock;
         try { fileLock = FileLock.TryAcquire(path + ".lock"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmResourceException($"control socket {path}: cannot create the lock file: {e.Message}"); }
+        catch (NativeCallException e) { throw new VmmResourceException($"control socket {path}: cannot create the lock file: {e.Message}"); }
         if (fileLock is null) throw new VmmResourceException($"control socket {path} is in use by another kvmps-vmm process.");
         Socket? listener = null;
         try

@@ -79,8 +79,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        if (_config.Serial == SerialMode.Stdio) StartStdinPump();
-
+        bool stdinPumping = false;
         while (true)
         {
             VirtualMachine machine;
@@ -92,6 +91,8 @@ public sealed class VmmHost : IVmmControl, IDisposable
             catch (NativeCallException e) { return Fail(VmmExitCode.KvmUnavailable, $"KVM refused to set up the VM: {e.Message}"); }
 
             lock (_lock) { _machine = machine; _boots++; }
+            // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
+            if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start();
 

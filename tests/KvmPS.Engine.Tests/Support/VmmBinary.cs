@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace KvmPS.Engine.Tests.Support;
+
+/// <summary>Locates the published kvmps-vmm (KVMPS_VMM, else out/bin under the repository root).</summary>
+internal static class VmmBinary
+{
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "KvmPS.sln"))) dir = dir.Parent;
+            return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (KvmPS.sln) above " + AppContext.BaseDirectory);
+        }
+    }
+
+    public static string Executable
+    {
+        get
+        {
+            string? env = Environment.GetEnvironmentVariable("KVMPS_VMM");
+            if (!string.IsNullOrEmpty(env)) return env;
+            string p = Path.Combine(RepoRoot, "out", "bin", "kvmps-vmm");
+            if (!File.Exists(p)) throw new InvalidOperationException($"{p} does not exist: publish it first (./build.sh build, or dotnet publish src/kvmps-vmm -c Release -o out/bin)");
+            return p;
+        }
+    }
+}
+
+/// <summary>A kvmps-vmm child process with captured stdout/stderr.</summary>
+internal sealed class VmmProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new(), _stderr = new();
+
+    public VmmProcess(params string[] args) : this(args, redirectStdin: false) { }
+
+    public VmmProcess(string[] args, bool redirectStdin)
+    {
+        var psi = new ProcessStartInfo(VmmBinary.Executable) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectStdin };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        _process = new Process { StartInfo = psi };
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_stdout) _stdout.AppendLine(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.AppendLine(e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public int Pid => _process.Id;
+    public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
+    public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+    public StreamWriter Stdin => _process.StandardInput;
+    public bool HasExited => _process.HasExited;
+
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout)) throw new TimeoutException($"kvmps-vmm did not exit within {timeout}.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    public static (int Code, string Stdout, string Stderr) Run(TimeSpan timeout, params string[] args)
+    {
+        using var p = new VmmProcess(args);
+        int code = p.WaitForExit(timeout);
+        return (code, p.Stdout, p.Stderr);
+    }
+
+    public bool WaitForStdout(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (Stdout.Contains(text)) return true;
+            if (_process.HasExited) return Stdout.Contains(text);
+            Thread.Sleep(10);
+        }
+        return false;
+    }
+
+    public void Signal(int signal) => Process.Start("kill", $"-{signal} {Pid}")!.WaitForExit();
+
+    public void Dispose()
+    {
+        try { if (!_process.HasExited) { _process.Kill(); _process.WaitForExit(5000); } } catch { }
+        _process.Dispose();
+    }
+}
+
+/// <summary>A minimal client of the control protocol (docs/vmm.md) for tests.</summary>
+internal sealed class ControlClient : IDisposable
+{
+    private readonly Socket _socket;
+    private readonly NetworkStream _stream;
+    private readonly StreamReader _reader;
+
+    public ControlClient(string path, TimeSpan? waitForSocket = null)
+    {
+        var deadline = DateTime.UtcNow + (waitForSocket ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            _socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try { _socket.Connect(new UnixDomainSocketEndPoint(path)); break; }
+            catch (SocketException) when (DateTime.UtcNow < deadline) { _socket.Dispose(); Thread.Sleep(20); }
+        }
+        _stream = new NetworkStream(_socket, ownsSocket: true) { ReadTimeout = 30000 };
+        _reader = new StreamReader(_stream, Encoding.UTF8, false, 1, leaveOpen: true);
+    }
+
+    public Stream Stream => _stream;
+
+    public string SendRaw(string line)
+    {
+        _stream.Write(Encoding.UTF8.GetBytes(line + "\n"));
+        return _reader.ReadLine() ?? throw new IOException("the VMM closed the connection");
+    }
+
+    public JsonElement Request(string request, string extra = "")
+    {
+        string reply = SendRaw($"{{\"id\": 42, \"request\": \"{request}\"{(extra.Length > 0 ? ", " + extra : "")}}}");
+        using var doc = JsonDocument.Parse(reply);
+        return doc.RootElement.Clone();
+    }
+
+    /// <summary>The result of a request that must succeed.</summary>
+    public JsonElement Ok(string request, string extra = "")
+    {
+        var reply = Request(request, extra);
+        if (!reply.GetProperty("ok").GetBoolean()) throw new InvalidOperationException($"{request} failed: {reply}");
+        return reply.GetProperty("result");
+    }
+
+    /// <summary>Polls status until the VM reaches <paramref name="state"/>.</summary>
+    public JsonElement WaitForState(string state, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        JsonElement status;
+        while ((status = Ok("status")).GetProperty("state").GetString() != state && DateTime.UtcNow < deadline) Thread.Sleep(10);
+        return status;
+    }
+
+    /// <summary>Bytes already buffered by the line reader, then the stream.</summary>
+    public string ReadConsoleUntil(string text, TimeSpan timeout)
+    {
+        var sb = new StringBuilder();
+        var deadline = DateTime.UtcNow + timeout;
+        var buffer = new char[256];
+        _stream.ReadTimeout = 200;
+        while (DateTime.UtcNow < deadline && !sb.ToString().Contains(text))
+        {
+            try { int n = _reader.Read(buffer, 0, buffer.Length); if (n <= 0) break; sb.Append(buffer, 0, n); }
+            catch (IOException) { }
+        }
+        return sb.ToString();
+    }
+
+    public void Dispose() { _reader.Dispose(); _stream.Dispose(); }
+}
+
+/// <summary>A short temp directory (Unix socket paths are limited to 107 bytes).</summary>
+internal sealed class TempDir : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("kvt").FullName;
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+    public void Dispose() { try { Directory.Delete(Path, true); } catch { } }
+}
