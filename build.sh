@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# KvmPS build entry point for hosts without pwsh. build.ps1 runs the same steps.
+#   ./build.sh setup     install the Debian packages the project needs (root; idempotent)
+#   ./build.sh build     build the solution, publish kvmps-vmm (NativeAOT) and the module folder into out/
+#   ./build.sh test      setup + build, then every test suite; ends with "N passed, N failed, N skipped"
+#   ./build.sh demo      setup + build, then the main job: provision examples/ on the built-in guest
+#   ./build.sh bench     the benchmarks against QEMU (docs/benchmarks.md)
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+OUT="$ROOT/out"
+CONFIG=${CONFIGURATION:-Release}
+
+# Packages: compilers for the built-in guest and header checks, QEMU as the peer and qemu-img as the qcow2 oracle,
+# a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests.
+PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat)
+
+setup() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then echo "setup: all packages present"; return; fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run 'sudo ./build.sh setup'" >&2; exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  command -v dotnet >/dev/null || { echo "build: the .NET SDK (dotnet) is not on PATH" >&2; exit 1; }
+  dotnet build KvmPS.sln -c "$CONFIG" -nologo -clp:NoSummary -v:q
+  dotnet publish src/kvmps-vmm -c "$CONFIG" -o "$OUT/bin" -nologo -v:q
+  if [ -d src/KvmPS.Cli ]; then dotnet publish src/KvmPS.Cli -c "$CONFIG" -o "$OUT/bin" -nologo -v:q; fi
+  if [ -d src/KvmPS.PowerShell ]; then dotnet publish src/KvmPS.PowerShell -c "$CONFIG" -o "$OUT/KvmPS" -nologo -v:q; fi
+  echo "build: kvmps-vmm at $OUT/bin/kvmps-vmm"
+}
+
+run_tests() {
+  local filter=${KVMPS_TEST_FILTER:-}
+  local log passed=0 failed=0 skipped=0 status=0
+  export KVMPS_VMM="$OUT/bin/kvmps-vmm"
+  for proj in tests/*/*.Tests.csproj; do
+    log=$(mktemp)
+    set +e
+    dotnet test "$proj" -c "$CONFIG" --no-build -nologo ${filter:+--filter "$filter"} 2>&1 | tee "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    set -e
+    # dotnet test's own summary: "Passed!  - Failed:     0, Passed:    53, Skipped:     0, Total:    53, ..."
+    local line
+    line=$(grep -E '^(Passed|Failed)!  - Failed:' "$log" | tail -n 1 || true)
+    if [ -z "$line" ]; then echo "test: $proj produced no summary" >&2; status=1; failed=$((failed + 1)); fi
+    if [ -n "$line" ]; then
+      failed=$((failed + $(sed -E 's/.*Failed: *([0-9]+).*/\1/' <<<"$line")))
+      passed=$((passed + $(sed -E 's/.*Passed: *([0-9]+).*/\1/' <<<"$line")))
+      skipped=$((skipped + $(sed -E 's/.*Skipped: *([0-9]+).*/\1/' <<<"$line")))
+    fi
+    rm -f "$log"
+  done
+  if command -v pwsh >/dev/null && pwsh -NoProfile -c 'exit [int](-not (Get-Module -ListAvailable Pester))' 2>/dev/null; then
+    pwsh -NoProfile -File build.ps1 -Task Pester || status=1
+  else
+    echo "test: pwsh with Pester not found; Pester tests (tests/*.Tests.ps1) not run"
+  fi
+  if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
+  return $status
+}
+
+demo() {
+  if [ -x "$OUT/bin/kvmps" ] && [ -f examples/host.psd1 ]; then
+    "$OUT/bin/kvmps" apply examples/host.psd1 && "$OUT/bin/kvmps" vm list
+  else
+    echo "demo: booting the built-in guest with 2 vCPUs and 512 MiB on kvmps-vmm"
+    "$OUT/bin/kvmps-vmm" --vcpus 2 --max-vcpus 4 --memory 512M --cmdline 'kvmps.run=info,poweroff'
+  fi
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  build) build ;;
+  test) setup; build; run_tests ;;
+  demo) setup; build; demo ;;
+  bench) setup; build; dotnet run --project bench/KvmPS.Bench -c "$CONFIG" -- "${@:2}" ;;
+  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
