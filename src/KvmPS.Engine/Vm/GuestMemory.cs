@@ -85,8 +85,10 @@ public sealed unsafe class GuestMemory : IDisposable
 
     private static nint MapAnonymous(ulong size, GuestMemoryOptions options)
     {
-        int flags = Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE;
-        if (options.HugePages == HugePageMode.HugeTlbFs) flags |= Libc.MAP_HUGETLB;
+        int flags = Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS;
+        // Huge pages are reserved at mmap time (no MAP_NORESERVE): a shortfall must fail here, not as a SIGBUS
+        // when the guest first touches a page. Normal pages are not reserved: untouched guest RAM costs nothing.
+        flags |= options.HugePages == HugePageMode.HugeTlbFs ? Libc.MAP_HUGETLB : Libc.MAP_NORESERVE;
         nint p = Libc.Mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, flags, -1, 0);
         if (p == Libc.MAP_FAILED)
         {
