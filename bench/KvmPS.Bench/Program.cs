@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using KvmPS.Bench;
+
+// KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
+int runs = 10;
+for (int i = 0; i < args.Length; i++)
+{
+    if (args[i] == "--runs" && i + 1 < args.Length && int.TryParse(args[++i], out int r) && r > 0) runs = r;
+    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N]   (unknown argument '{args[i]}')"); return 2; }
+}
+
+string vmm = Environment.GetEnvironmentVariable("KVMPS_VMM") ?? Path.Combine(Host.RepoRoot, "out", "bin", "kvmps-vmm");
+string guest = Path.Combine(Host.RepoRoot, "guest", "build", "kvmps-guest.elf");
+string? qemu = Host.Which("qemu-system-x86_64");
+string? gcc = Host.Which("gcc");
+
+var missing = new List<string>();
+if (qemu is null) missing.Add("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86, or ./build.sh setup)");
+if (gcc is null) missing.Add("no C compiler: gcc is not on PATH (apt-get install gcc)");
+if (!File.Exists(vmm)) missing.Add($"{vmm} does not exist (./build.sh build)");
+if (!File.Exists(guest)) missing.Add($"{guest} does not exist (make -C guest)");
+try { using var kvm = File.Open("/dev/kvm", FileMode.Open, FileAccess.ReadWrite); }
+catch (Exception e) { missing.Add($"/dev/kvm is not usable: {e.Message}"); }
+if (missing.Count > 0)
+{
+    Console.Error.WriteLine("kvmps bench: cannot run, prerequisites missing:");
+    foreach (var m in missing) Console.Error.WriteLine("  - " + m);
+    return 2;
+}
+
+string work = Directory.CreateTempSubdirectory("kvb").FullName;
+var results = new List<FigureResult>();
+string[] Qemu(string machine, int smp, int mib, string append, params string[] extra) =>
+[
+    "-M", machine, "-accel", "kvm", "-smp", smp.ToString(), "-m", mib.ToString(), "-nodefaults", "-no-user-config",
+    "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", guest, "-append", append,
+    "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01", .. extra,
+];
+string[] Kvmps(int vcpus, int mib, string cmdline, params string[] extra) =>
+    ["--vcpus", vcpus.ToString(), "--memory", $"{mib}M", "--cmdline", cmdline, .. extra];
+
+List<double> Repeat(int n, Func<double> sample)
+{
+    var list = new List<double>();
+    sample(); // warm the page cache and the binary; not counted
+    for (int i = 0; i < n; i++) list.Add(sample());
+    return list;
+}
+
+Console.Error.WriteLine($"kvmps bench: {runs} runs per figure; host: {Host.HostDescription()}");
+
+// 1. Start-up: exec -> first guest console byte.
+double StartupSample(string file, string[] a)
+{
+    var (ms, p) = Host.TimeToFirstByte(file, a);
+    Host.Kill(p);
+    return ms;
+}
+Console.Error.WriteLine("figure 1: start-up");
+var f1k = Stats.Of(Repeat(runs, () => StartupSample(vmm, Kvmps(1, 256, "kvmps.run=exit 0"))));
+var f1m = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("microvm", 1, 256, "kvmps.run=exit 0"))));
+var f1p = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("pc", 1, 256, "kvmps.run=exit 0"))));
+results.Add(new("1", "Start-up: exec → first guest console byte", "ms", f1k, "QEMU -M microvm", f1m, "≤ 1/5 of QEMU and ≤ 10 ms median"));
+results.Add(new("1b", "Start-up: exec → first guest console byte", "ms", f1k, "QEMU -M pc", f1p, "≤ 1/5 of QEMU"));
+
+// 2. Control readiness: exec -> control socket answers; and CPU spent by then.
+var cpuK = new List<double>(); var cpuQ = new List<double>();
+double ReadySample(bool kvmps, List<double> cpu)
+{
+    string sock = Path.Combine(work, $"r{Guid.NewGuid():N}.sock");
+    var clock = Stopwatch.StartNew();
+    var p = kvmps
+        ? Host.Start(vmm, Kvmps(1, 256, "", "--control-socket", sock))
+        : Host.Start(qemu!, Qemu("microvm", 1, 256, "", "-qmp", $"unix:{sock},server=on,wait=off"));
+    try
+    {
+        double ms = Host.WaitForSocketAnswer(sock, kvmps ? "{\"request\":\"ping\"}" : null, clock, TimeSpan.FromSeconds(30));
+        cpu.Add(Host.CpuMs(p.Id));
+        return ms;
+    }
+    finally { Host.Kill(p); }
+}
+Console.Error.WriteLine("figure 2: control readiness");
+var f2k = Stats.Of(Repeat(runs, () => ReadySample(true, cpuK)));
+var f2q = Stats.Of(Repeat(runs, () => ReadySample(false, cpuQ)));
+results.Add(new("2", "Control readiness: exec → API socket answers", "ms", f2k, "QEMU QMP (microvm)", f2q, "—"));
+results.Add(new("2c", "CPU time spent up to API socket", "CPU ms", Stats.Of(cpuK.Skip(1).ToList()), "QEMU QMP (microvm)", Stats.Of(cpuQ.Skip(1).ToList()), "≤ 8 CPU ms (Firecracker)"));
+
+// 3. Memory overhead: RSS beyond guest RAM, 256 MiB / 2 vCPUs, guest idle at its prompt.
+double MemorySample(bool kvmps)
+{
+    var clock = Stopwatch.StartNew();
+    var p = kvmps ? Host.Start(vmm, Kvmps(2, 256, "")) : Host.Start(qemu!, Qemu("microvm", 2, 256, ""));
+    try
+    {
+        Host.WaitForOutput(p, "ready", clock, TimeSpan.FromSeconds(30));
+        Thread.Sleep(300);
+        return Host.OverheadMiB(p.Id, 256UL << 20);
+    }
+    finally { Host.Kill(p); }
+}
+Console.Error.WriteLine("figure 3: memory overhead");
+var f3k = Stats.Of(Repeat(runs, () => MemorySample(true)));
+var f3q = Stats.Of(Repeat(runs, () => MemorySample(false)));
+results.Add(new("3", "VMM memory overhead (RSS − guest RAM RSS), 256 MiB, 2 vCPUs", "MiB", f3k, "QEMU -M microvm", f3q, "≤ 5 MiB and ≤ 1/5 of QEMU"));
+
+// 4. PIO exit round-trip: N `out` instructions to a userspace-handled port.
+const int PioExits = 20000;
+double PioSample()
+{
+    // The difference between two runs of different length cancels boot and exit costs.
+    double Run(int n)
+    {
+        var clock = Stopwatch.StartNew();
+        var p = Host.Start(vmm, Kvmps(1, 256, $"kvmps.run=pio {n},exit 0"));
+        try
+        {
+            var seen = new StringBuilder();
+            var start = Host.WaitForOutput(p, $"> pio {n}", clock, TimeSpan.FromSeconds(60), seen);
+            var end = Host.WaitForOutput(p, $"pio: done {n}", clock, TimeSpan.FromSeconds(120), seen);
+            return (end - start).TotalMilliseconds * 1e6;
+        }
+        finally { Host.Kill(p); }
+    }
+    return (Run(PioExits * 2) - Run(PioExits)) / PioExits;
+}
+string loopExe = Path.Combine(work, "pio_loop");
+var cc = Process.Start(gcc!, ["-O2", "-o", loopExe, Path.Combine(AppContext.BaseDirectory, "Native", "pio_loop.c")])!;
+cc.WaitForExit();
+if (cc.ExitCode != 0) { Console.Error.WriteLine("kvmps bench: gcc failed to build the bare KVM_RUN loop"); return 2; }
+double LoopSample()
+{
+    var p = Process.Start(new ProcessStartInfo(loopExe, PioExits.ToString()) { RedirectStandardOutput = true })!;
+    string line = p.StandardOutput.ReadToEnd();
+    p.WaitForExit();
+    var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+    return double.Parse(parts[Array.IndexOf(parts, "ns_per_exit") + 1], CultureInfo.InvariantCulture);
+}
+Console.Error.WriteLine("figure 4: PIO exit round-trip");
+var f4k = Stats.Of(Repeat(runs, PioSample));
+var f4c = Stats.Of(Repeat(runs, LoopSample));
+results.Add(new("4", "PIO exit round-trip (guest `out` → userspace → guest)", "µs", Scale(f4k, 1e-3), "bare C KVM_RUN loop", Scale(f4c, 1e-3), "≤ 1.1 × the C loop"));
+
+// 5. virtio-blk.
+results.Add(new("5", "virtio-blk: VMM CPU per 4 KiB request, requests/s", "", null, "QEMU virtio-blk", null, "VMM CPU per request ≤ QEMU",
+    "not measured: virtio-blk is not implemented yet (devices issue)"));
+
+// 6. Creation rate: 20 VMs started in parallel, to first console byte each.
+double RateSample(bool kvmps)
+{
+    var clock = Stopwatch.StartNew();
+    var procs = Enumerable.Range(0, 20).Select(_ => kvmps ? Host.Start(vmm, Kvmps(1, 128, "kvmps.run=exit 0")) : Host.Start(qemu!, Qemu("microvm", 1, 128, "kvmps.run=exit 0"))).ToList();
+    try
+    {
+        Parallel.ForEach(procs, p => p.StandardOutput.BaseStream.ReadByte());
+        return 20 / clock.Elapsed.TotalSeconds;
+    }
+    finally { foreach (var p in procs) Host.Kill(p); }
+}
+Console.Error.WriteLine("figure 6: creation rate");
+var f6k = Stats.Of(Repeat(runs, () => RateSample(true)));
+var f6q = Stats.Of(Repeat(runs, () => RateSample(false)));
+results.Add(new("6", "Creation rate: 20 VMs in parallel to first console byte", "VMs/s", f6k, "QEMU -M microvm", f6q, "higher is better"));
+
+string table = Report.Table(results);
+Console.WriteLine(table);
+Report.WriteMarkdown(Path.Combine(Host.RepoRoot, "docs", "benchmarks.md"), results, table, runs);
+Console.Error.WriteLine("kvmps bench: wrote docs/benchmarks.md");
+try { Directory.Delete(work, true); } catch { }
+return 0;
+
+static Stats Scale(Stats s, double k) => new(s.Min * k, s.Median * k, s.Max * k, s.Runs);

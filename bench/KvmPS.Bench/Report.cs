@@ -1,0 +1,56 @@
+using System.Text;
+
+namespace KvmPS.Bench;
+
+/// <summary>The benchmark table on stdout, and docs/benchmarks.md (table + host + command; the reading is kept by hand below a marker).</summary>
+public static class Report
+{
+    public const string ReadingMarker = "<!-- reading: kept across regenerations -->";
+
+    public static string Table(IReadOnlyList<FigureResult> results)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| # | figure | KvmPS min / median / max | peer | peer min / median / max | KvmPS ÷ peer (median) | goal |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var r in results)
+        {
+            string k = r.KvmPS?.Format(r.Unit) ?? "—";
+            string p = r.Peer?.Format(r.Unit) ?? "—";
+            string ratio = r.Ratio is double x ? $"{x:F2}" : r.Note ?? "—";
+            sb.AppendLine($"| {r.Id} | {r.Title} | {k} | {r.PeerName} | {p} | {ratio} | {r.Goal} |");
+        }
+        return sb.ToString();
+    }
+
+    public static void WriteMarkdown(string path, IReadOnlyList<FigureResult> results, string table, int runs)
+    {
+        string reading = "";
+        if (File.Exists(path))
+        {
+            string old = File.ReadAllText(path);
+            int at = old.IndexOf(ReadingMarker, StringComparison.Ordinal);
+            if (at >= 0) reading = old[(at + ReadingMarker.Length)..];
+        }
+        var sb = new StringBuilder();
+        sb.AppendLine("# Benchmarks: KvmPS against QEMU on the same host");
+        sb.AppendLine();
+        sb.AppendLine($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC with `./build.sh bench --runs {runs}` (min / median / max over {runs} runs each, after one unrecorded warm-up run).");
+        sb.AppendLine();
+        sb.AppendLine($"Host: {Host.HostDescription()}.");
+        sb.AppendLine();
+        sb.AppendLine("Both VMMs boot the same guest: the project's built-in guest (`guest/`), entered by kvmps-vmm through the 64-bit Linux boot protocol and by QEMU through its PVH entry. QEMU is Debian's `qemu-system-x86_64` with `-accel kvm -nodefaults` and its default CPU model (`-cpu host` cannot set MSR 0x10a under PVM).");
+        sb.AppendLine();
+        sb.Append(table);
+        sb.AppendLine();
+        sb.AppendLine("How each figure is taken:");
+        sb.AppendLine("1. exec of the VMM → the first byte of guest console output read from its stdout (a pipe).");
+        sb.AppendLine("2. exec → the first successful connect on the control socket that gets an answer (kvmps-vmm: a `ping` reply; QEMU: the QMP greeting). CPU time is the sum of all the process's threads' `/proc/PID/task/*/schedstat` at that moment.");
+        sb.AppendLine("3. with the guest idle at its prompt: `/proc/PID/smaps` total RSS minus the RSS of the guest-RAM mapping (the largest anonymous mapping of at least 256 MiB).");
+        sb.AppendLine("4. kvmps-vmm: the guest's `pio N` command (N `out` instructions to port 0x80, handled in userspace), host-side time between its echo and its completion line, for 2N minus N exits; the C loop: `bench/KvmPS.Bench/Native/pio_loop.c`, a bare `KVM_RUN` loop around a real-mode guest doing the same.");
+        sb.AppendLine("6. 20 VMMs started at once, 128 MiB each; time until every one has printed its first console byte.");
+        sb.AppendLine();
+        sb.AppendLine(ReadingMarker);
+        sb.Append(reading.Length > 0 ? reading : "\n## Reading\n\n(to be written after the first run)\n");
+        File.WriteAllText(path, sb.ToString());
+    }
+}
