@@ -61,6 +61,11 @@
     .globl _start
 _start:
     cli
+    /* First sign of life: a carriage return on COM1 (invisible on a terminal). It marks "first guest
+     * instruction" for the start-up benchmark, before the UART or anything else is set up. */
+    movw $0x3f8, %dx
+    movb $0x0d, %al
+    outb %al, %dx
     movq %rsi, %rbx          /* boot_params: rbx survives ZERO_BSS */
     ZERO_BSS
     /* Keep the loader's identity map (docs/guest-layout.md: 0-4 GiB at CR3 = 0x9000);
@@ -73,6 +78,9 @@ _start:
     .globl pvh_start
 pvh_start:
     cli
+    movw $0x3f8, %dx         /* first sign of life, as at _start */
+    movb $0x0d, %al
+    outb %al, %dx
     cld
     movl %ebx, %esi          /* hvm_start_info (ZERO_BSS / BUILD_PAGE_TABLES keep esi) */
     ZERO_BSS

@@ -59,6 +59,11 @@ public static class Program
                     Thread.Sleep(int.Parse(args[2]));
                 }
                 return 0;
+            case "start-vm":
+                // start-vm <root> <vmm-binary> <name>: start an existing VM, print its pid, exit at once.
+                var manager = new KvmPS.Management.Lifecycle.VmManager(VmStore.Open(args[1]), new KvmPS.Management.Vmm.VmmProcessLauncher(args[2]));
+                Console.WriteLine(manager.Start(args[3]).Pid);
+                return 0;
             default:
                 Console.Error.WriteLine($"unknown helper mode {args[0]}");
                 return 64;

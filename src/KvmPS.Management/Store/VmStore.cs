@@ -21,6 +21,8 @@ public sealed class VmStore
     public const string SerialLogFileName = "serial.log";
     public const string SocketFileName = "control.sock";
     public const string PidFileName = "vmm.pid";
+    public const string VmmConfigFileName = "vmm.json";
+    public const string VmmLogFileName = "vmm.log";
     public const int DefaultLockTimeoutMs = 30_000;
 
     /// <summary>sockaddr_un.sun_path is 108 bytes including the terminating NUL.</summary>
@@ -76,6 +78,15 @@ public sealed class VmStore
     public string DiskDirectory(string vmName) => Path.Combine(VmDirectory(vmName), DiskDirectoryName);
     public string SerialLogPath(string vmName) => Path.Combine(VmDirectory(vmName), SerialLogFileName);
     public string PidPath(string vmName) => Path.Combine(VmDirectory(vmName), PidFileName);
+
+    /// <summary>The kvmps-vmm JSON configuration generated from the definition at each start.</summary>
+    public string VmmConfigPath(string vmName) => Path.Combine(VmDirectory(vmName), VmmConfigFileName);
+
+    /// <summary>kvmps-vmm's stdout and stderr, appended across starts.</summary>
+    public string VmmLogPath(string vmName) => Path.Combine(VmDirectory(vmName), VmmLogFileName);
+
+    /// <summary>The flock file kvmps-vmm holds for its lifetime next to the control socket (<c>control.sock.lock</c>).</summary>
+    public string SocketLockPath(string vmName) => SocketPath(vmName) + ".lock";
 
     /// <summary>The VMM control socket; fails early if the path is too long for a Unix socket address.</summary>
     public string SocketPath(string vmName)
@@ -199,6 +210,20 @@ public sealed class VmStore
         var json = VmDefinitionJson.SerializeToUtf8Bytes(definition);
 
         using var _ = Lock();
+        return UpdateWhileLocked(definition, path, json);
+    }
+
+    /// <summary><see cref="Update"/> for a caller that already holds <see cref="Lock"/> (the lock is not re-entrant).</summary>
+    internal VmDefinition UpdateWhileLocked(VmDefinition definition)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        definition.Validate();
+        CheckDiskPaths(definition);
+        return UpdateWhileLocked(definition, DefinitionPath(definition.Name), VmDefinitionJson.SerializeToUtf8Bytes(definition));
+    }
+
+    private VmDefinition UpdateWhileLocked(VmDefinition definition, string path, byte[] json)
+    {
         if (!File.Exists(path))
             throw new VmNotFoundException(definition.Name, Root);
         DurableFile.WriteAtomically(path, json);
@@ -211,8 +236,15 @@ public sealed class VmStore
     /// </summary>
     public VmDeleteResult Delete(string vmName, DiskRetention disks)
     {
-        var vmDirectory = VmDirectory(vmName);
+        VmDirectory(vmName);
         using var _ = Lock();
+        return DeleteWhileLocked(vmName, disks);
+    }
+
+    /// <summary><see cref="Delete"/> for a caller that already holds <see cref="Lock"/> (the lock is not re-entrant).</summary>
+    internal VmDeleteResult DeleteWhileLocked(string vmName, DiskRetention disks)
+    {
+        var vmDirectory = VmDirectory(vmName);
         if (!File.Exists(Path.Combine(vmDirectory, DefinitionFileName)))
             throw new VmNotFoundException(vmName, Root);
 

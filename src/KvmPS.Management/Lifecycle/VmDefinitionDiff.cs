@@ -1,0 +1,47 @@
+using System.Globalization;
+using KvmPS.Management.Definitions;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>Property-by-property comparison of two definitions of the same VM, by schema name.</summary>
+public static class VmDefinitionDiff
+{
+    /// <summary>Properties that never need the VMM: changing them never needs a restart.</summary>
+    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes" };
+
+    /// <summary>The changed properties as (schema name, old value, new value).</summary>
+    public static IReadOnlyList<(string Property, string? Old, string? New)> Compare(VmDefinition before, VmDefinition after)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        ArgumentNullException.ThrowIfNull(after);
+        var changes = new List<(string, string?, string?)>();
+        void Add<T>(string property, T old, T @new)
+        {
+            if (!EqualityComparer<T>.Default.Equals(old, @new))
+                changes.Add((property, Show(old), Show(@new)));
+        }
+        Add("MemoryStartupBytes", before.Memory.StartupBytes, after.Memory.StartupBytes);
+        Add("MemoryMinimumBytes", before.Memory.MinimumBytes, after.Memory.MinimumBytes);
+        Add("MemoryMaximumBytes", before.Memory.MaximumBytes, after.Memory.MaximumBytes);
+        Add("VcpuCount", before.Vcpus.Count, after.Vcpus.Count);
+        Add("VcpuMaximum", before.Vcpus.Maximum, after.Vcpus.Maximum);
+        Add("Boot", before.Boot, after.Boot);
+        Add("Disks", before.Disks, after.Disks);
+        Add("NetworkAdapters", before.NetworkAdapters, after.NetworkAdapters);
+        Add("BalloonEnabled", before.BalloonEnabled, after.BalloonEnabled);
+        Add("PciPassthrough", before.PciPassthrough, after.PciPassthrough);
+        Add("HugePages", before.MemoryBacking.HugePages, after.MemoryBacking.HugePages);
+        Add("KsmEnabled", before.MemoryBacking.KsmEnabled, after.MemoryBacking.KsmEnabled);
+        Add("NumaNode", before.MemoryBacking.NumaNode, after.MemoryBacking.NumaNode);
+        Add("Autostart", before.Autostart, after.Autostart);
+        Add("Notes", before.Notes, after.Notes);
+        return changes;
+    }
+
+    private static string? Show<T>(T value) => value switch
+    {
+        null => null,
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString(),
+    };
+}

@@ -1,0 +1,72 @@
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>Lifecycle state of a VM as seen from the host.</summary>
+public enum VmState
+{
+    /// <summary>No VMM process (never started, stopped, or the guest powered off).</summary>
+    Off,
+
+    /// <summary>The VMM process exists but does not answer on its control socket yet (or no longer, while it exits).</summary>
+    Starting,
+
+    Running,
+    Paused,
+
+    /// <summary>The VMM stopped the VM and is exiting.</summary>
+    Stopping,
+
+    /// <summary>
+    /// The guest crashed (the VMM stays up with the reason, see <see cref="VmInfo.StateReason"/>), or the VMM
+    /// process died without shutting down cleanly (killed, or crashed itself).
+    /// </summary>
+    Crashed,
+
+    /// <summary>The VMM process is alive but does not answer (see <see cref="VmInfo.StateReason"/>).</summary>
+    Unknown,
+}
+
+/// <summary>Facts from the live VMM (<c>describe</c> + <c>status</c>); null when no VMM answers.</summary>
+/// <param name="Vcpus">vCPUs the VMM runs now.</param>
+/// <param name="MaxVcpus">vCPUs the guest's ACPI tables allow for hot-add.</param>
+/// <param name="MemoryBytes">Guest RAM the VMM mapped.</param>
+/// <param name="Boots">How many times the guest booted in this VMM (resets count).</param>
+/// <param name="Exit">How the VM ended, once it has (crash reason and registers for a crash).</param>
+public sealed record VmLiveInfo(
+    int Vcpus,
+    int MaxVcpus,
+    long MemoryBytes,
+    int Boots,
+    bool NestedPvm,
+    string? Kernel,
+    string? Cmdline,
+    string VmmVersion,
+    VmmExitInfo? Exit);
+
+/// <summary>A VM: its stored definition plus what is running now.</summary>
+public sealed record VmInfo
+{
+    public required VmDefinition Definition { get; init; }
+    public string Name => Definition.Name;
+    public required VmState State { get; init; }
+
+    /// <summary>Why the VM is in <see cref="State"/> when that needs explaining: the crash reason for <see cref="VmState.Crashed"/>, etc.</summary>
+    public string? StateReason { get; init; }
+
+    /// <summary>The kvmps-vmm process id while one exists (also for a guest crash the VMM stays up for).</summary>
+    public int? Pid { get; init; }
+
+    /// <summary>Time since the guest booted, from the VMM.</summary>
+    public TimeSpan? Uptime { get; init; }
+
+    public VmLiveInfo? Live { get; init; }
+
+    public required string VmDirectory { get; init; }
+    public required string SocketPath { get; init; }
+    public required string SerialLogPath { get; init; }
+
+    /// <summary>A VMM process exists (Starting, Running, Paused, Stopping, a Crashed VMM that stays up, Unknown).</summary>
+    public bool IsActive => Pid is not null && State is not VmState.Off;
+}

@@ -1,0 +1,552 @@
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Interop;
+using KvmPS.Management.Store;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>Reports synchronously on the reporting thread (unlike <see cref="Progress{T}"/>, which posts to the thread pool).</summary>
+internal sealed class CallbackProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+/// <summary>Timeouts of <see cref="VmManager"/>.</summary>
+public sealed record VmManagerOptions
+{
+    /// <summary>How long <see cref="VmManager.Start"/> waits for the VMM to report Running.</summary>
+    public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a graceful stop waits for the guest to power off before the VMM forces it.</summary>
+    public TimeSpan GracefulStopTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Connect and reply timeout for state queries.</summary>
+    public TimeSpan QueryTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long to wait for the VMM process to exit after it confirmed a stop, before killing it.</summary>
+    public TimeSpan ExitTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How many VMs <see cref="VmManager.Autostart"/> starts at once.</summary>
+    public int AutostartParallelism { get; init; } = 4;
+}
+
+/// <summary>
+/// The VM lifecycle: the one API the cmdlets, the CLI and the reconciler call. Stateless apart from its
+/// configuration (all state is in the store and the running VMMs), so any number of instances in any number
+/// of processes can work on one store.
+/// <para>
+/// Concurrency: definition changes and process launch/teardown run under the store lock; waiting for a guest
+/// to boot or power off never does. Errors are typed and name the VM: <see cref="VmNotFoundException"/>,
+/// <see cref="VmStateException"/>, <see cref="ManagementValidationException"/>,
+/// <see cref="VmFeatureNotSupportedException"/>, <see cref="VmmLaunchException"/>, and
+/// <see cref="VmDefinitionException"/> for an invalid definition. Failed operations leave nothing half-done.
+/// </para>
+/// </summary>
+public sealed class VmManager
+{
+    public VmManager(VmStore store, VmmProcessLauncher? launcher = null, IDiskImageCreator? diskImageCreator = null, VmManagerOptions? options = null)
+    {
+        Store = store ?? throw new ArgumentNullException(nameof(store));
+        Launcher = launcher ?? new VmmProcessLauncher();
+        DiskImageCreator = diskImageCreator;
+        Options = options ?? new VmManagerOptions();
+    }
+
+    public VmStore Store { get; }
+    public VmmProcessLauncher Launcher { get; }
+
+    /// <summary>Creates disk images for <see cref="New"/>; null until KvmPS.Storage is wired in (see <see cref="IDiskImageCreator"/>).</summary>
+    public IDiskImageCreator? DiskImageCreator { get; }
+
+    public VmManagerOptions Options { get; }
+
+    // ---- create / read -----------------------------------------------------------------------------
+
+    /// <summary>
+    /// Stores a new VM and creates its disk images (disks with <see cref="DiskDefinition.SizeBytes"/>). On any
+    /// failure the VM and the images created so far are removed again. The VM is not started.
+    /// </summary>
+    public VmInfo New(VmDefinition definition, IProgress<VmProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        definition.Validate();
+        var name = definition.Name;
+        var toCreate = definition.Disks.Select((disk, index) => (disk, index)).Where(d => d.disk.SizeBytes is not null).ToList();
+        if (toCreate.Count > 0 && DiskImageCreator is null)
+            throw new ManagementValidationException(name, $"Disks[{toCreate[0].index}].SizeBytes",
+                "creating disk images is not available yet (no IDiskImageCreator is configured); give existing images without SizeBytes");
+
+        progress?.Report(new VmProgress(name, $"Creating VM '{name}'", "Writing the definition", 0));
+        Store.Create(definition);
+        var created = new List<string>();
+        try
+        {
+            for (var i = 0; i < toCreate.Count; i++)
+            {
+                var (disk, index) = toCreate[i];
+                var path = Store.ResolveDiskPath(name, disk.Path);
+                var backing = disk.BackingImagePath is null ? null : Store.ResolveDiskPath(name, disk.BackingImagePath);
+                var percentBase = 100 * i / toCreate.Count;
+                progress?.Report(new VmProgress(name, $"Creating VM '{name}'", $"Creating disk image '{path}'", percentBase));
+                if (File.Exists(path))
+                    throw new ManagementValidationException(name, $"Disks[{index}].Path", $"'{path}' already exists; remove SizeBytes to use an existing image");
+                var diskProgress = progress is null ? null : new CallbackProgress<double>(f =>
+                    progress.Report(new VmProgress(name, $"Creating VM '{name}'", $"Creating disk image '{path}'", percentBase + (int)(f * 100 / toCreate.Count))));
+                created.Add(path);
+                DiskImageCreator!.CreateImage(new DiskImageRequest(name, index, disk, path, backing), diskProgress);
+            }
+        }
+        catch
+        {
+            // Images inside the VM's disk directory go with the VM; ones elsewhere are removed one by one
+            // (only those this call set out to create: the creator refuses to overwrite existing files).
+            var diskDirectory = Store.DiskDirectory(name) + Path.DirectorySeparatorChar;
+            foreach (var path in created.Where(p => !p.StartsWith(diskDirectory, StringComparison.Ordinal)))
+                TryDeleteFile(path);
+            Store.Delete(name, DiskRetention.Delete);
+            throw;
+        }
+        progress?.Report(new VmProgress(name, $"Creating VM '{name}'", "Done", 100));
+        return Get(name);
+    }
+
+    /// <summary>The VM with its live state; throws <see cref="VmNotFoundException"/>.</summary>
+    public VmInfo Get(string name) => ToInfo(Store.Get(name), Probe(name));
+
+    public VmInfo? TryGet(string name)
+    {
+        var definition = Store.TryGet(name);
+        return definition is null ? null : ToInfo(definition, Probe(name));
+    }
+
+    /// <summary>All VMs, by name.</summary>
+    public IReadOnlyList<VmInfo> List()
+    {
+        var result = new List<VmInfo>();
+        foreach (var name in Store.ListNames())
+            if (TryGet(name) is { } info) // deleted meanwhile: skip
+                result.Add(info);
+        return result;
+    }
+
+    // ---- start / stop ------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Starts the VM's kvmps-vmm and returns once it reports Running (or the guest already crashed or powered
+    /// off during boot: then the returned state says so). A VM that is running, paused or starting →
+    /// <see cref="VmStateException"/>; a crashed VM whose VMM is still up must be stopped first (or use
+    /// <see cref="Restart"/>); one whose VMM died is simply started again. If the VMM exits with an error or
+    /// does not come up within <paramref name="timeout"/>, throws <see cref="VmmLaunchException"/> with its
+    /// exit status and output, and nothing is left running.
+    /// </summary>
+    public VmInfo Start(string name, TimeSpan? timeout = null, IProgress<VmProgress>? progress = null)
+    {
+        var wait = timeout ?? Options.StartTimeout;
+        VmDefinition definition;
+        VmmProcess process;
+        using (Store.Lock())
+        {
+            definition = Store.Get(name);
+            var snapshot = Probe(name);
+            if (snapshot.Active)
+            {
+                if (snapshot.State == VmState.Crashed)
+                    throw new VmStateException(name, snapshot.State,
+                        $"VM '{name}' has crashed ({snapshot.Reason}); its VMM is kept for inspection. Stop it before starting it again, or restart it");
+                throw new VmStateException(name, snapshot.State, $"VM '{name}' is already {Describe(snapshot.State)}");
+            }
+            VmmFeatureSupport.EnsureSupported(definition);
+            ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: true);
+            progress?.Report(new VmProgress(name, $"Starting VM '{name}'", "Launching kvmps-vmm", 0));
+            process = Launcher.Launch(Store, definition);
+        }
+        return WaitUntilBooted(definition, process, wait, progress);
+    }
+
+    /// <summary>
+    /// Stops the VM. Graceful (default): presses the ACPI power button and waits up to
+    /// <paramref name="gracefulTimeout"/> for the guest to power off, then stops it by force (the VMM does the
+    /// fallback; a guest that never enabled the power button is stopped at once). <paramref name="force"/>:
+    /// power off at once. A VMM that does not answer is terminated (SIGTERM, then SIGKILL). Stopping an Off
+    /// VM does nothing; stopping a VM whose VMM died clears its Crashed state. Returns once the VMM has exited.
+    /// </summary>
+    public VmStopResult Stop(string name, TimeSpan? gracefulTimeout = null, bool force = false)
+    {
+        Store.Get(name);
+        var snapshot = Probe(name);
+        if (!snapshot.Active)
+        {
+            using (Store.Lock())
+                ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: snapshot.State == VmState.Crashed);
+            return new VmStopResult(name, snapshot.State, false, false, false);
+        }
+        return StopActive(name, snapshot, gracefulTimeout ?? Options.GracefulStopTimeout, force, lockHeld: false);
+    }
+
+    /// <summary>Stops the VM if it is active (as <see cref="Stop"/>) and starts it again.</summary>
+    public VmInfo Restart(string name, TimeSpan? gracefulTimeout = null, bool force = false, TimeSpan? startTimeout = null, IProgress<VmProgress>? progress = null)
+    {
+        Stop(name, gracefulTimeout, force);
+        return Start(name, startTimeout, progress);
+    }
+
+    /// <summary>Pauses every vCPU of a running VM (no-op if paused); other states → <see cref="VmStateException"/>.</summary>
+    public VmInfo Suspend(string name) => PauseOrResume(name, pause: true);
+
+    /// <summary>Resumes a paused VM (no-op if running); other states → <see cref="VmStateException"/>.</summary>
+    public VmInfo Resume(string name) => PauseOrResume(name, pause: false);
+
+    /// <summary>
+    /// Removes the VM from the store. An active VM (any VMM process, including a crashed one kept for
+    /// inspection) needs <paramref name="force"/>, which powers it off first. <paramref name="deleteDisks"/>
+    /// false moves the disk directory to the store's retained-disks folder; disk files outside the store are never deleted.
+    /// </summary>
+    public VmRemoveResult Remove(string name, bool force = false, bool deleteDisks = true)
+    {
+        using (Store.Lock())
+        {
+            Store.Get(name);
+            var snapshot = Probe(name);
+            if (snapshot.Active)
+            {
+                if (!force)
+                    throw new VmStateException(name, snapshot.State, $"VM '{name}' is {Describe(snapshot.State)}; use -Force to stop and remove it");
+                StopActive(name, snapshot, TimeSpan.Zero, force: true, lockHeld: true);
+            }
+            var deleted = Store.DeleteWhileLocked(name, deleteDisks ? DiskRetention.Delete : DiskRetention.Keep);
+            return new VmRemoveResult(name, snapshot.Active, deleted.RetainedDisksDirectory);
+        }
+    }
+
+    // ---- changes -----------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Read-modify-write of the definition under the store lock. <paramref name="change"/> gets the current
+    /// definition and returns the new one (it may throw to reject the change; nothing is written then). The
+    /// result lists every changed property and how it takes effect. Nothing can be applied to a running VM yet,
+    /// so changes to a running VM's hardware report <see cref="ChangeApplication.RestartNeeded"/>.
+    /// </summary>
+    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        using (Store.Lock())
+        {
+            var before = Store.Get(name);
+            var after = change(before) ?? throw new InvalidOperationException($"VM '{name}': the update returned no definition");
+            if (!string.Equals(after.Name, before.Name, StringComparison.Ordinal))
+                throw new ManagementValidationException(name, "Name", $"renaming a VM is not supported (tried to change it to '{after.Name}')");
+            after.Validate();
+            var differences = VmDefinitionDiff.Compare(before, after);
+            var snapshot = Probe(name);
+            if (differences.Count == 0)
+                return new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>());
+            Store.UpdateWhileLocked(after);
+            var changes = differences.Select(d => new PropertyChange(d.Property, d.Old, d.New, Classify(name, snapshot, d.Property, after))).ToList();
+            return new ChangeResult(before, after, snapshot.State, changes);
+        }
+    }
+
+    /// <summary>Sets the vCPU count (and optionally the hotplug maximum). Count above the maximum → <see cref="ManagementValidationException"/>.</summary>
+    public ChangeResult SetVcpu(string name, int count, int? maximum = null) => Update(name, current =>
+    {
+        var newMaximum = maximum ?? current.Vcpus.Maximum;
+        if (newMaximum < 1 || newMaximum > VcpuSettings.Limit)
+            throw new ManagementValidationException(name, "VcpuMaximum", $"must be between 1 and {VcpuSettings.Limit} (got {newMaximum})");
+        if (count < 1)
+            throw new ManagementValidationException(name, "VcpuCount", $"must be at least 1 (got {count})");
+        if (count > newMaximum)
+            throw new ManagementValidationException(name, "VcpuCount",
+                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null ? " (raise VcpuMaximum; that needs a restart)" : ""));
+        return current with { Vcpus = new VcpuSettings(count, newMaximum) };
+    });
+
+    /// <summary>
+    /// Sets the memory target the balloon should give the guest. Must lie within [MemoryMinimumBytes,
+    /// MemoryMaximumBytes] (else <see cref="ManagementValidationException"/>). Until the balloon device exists
+    /// it is recorded as MemoryStartupBytes, so it takes effect at the next start (RestartNeeded if running).
+    /// </summary>
+    public ChangeResult SetBalloon(string name, long targetBytes) => Update(name, current =>
+    {
+        var memory = current.Memory;
+        if (targetBytes < memory.MinimumBytes)
+            throw new ManagementValidationException(name, "BalloonTarget",
+                $"{SizeParser.Format(targetBytes)} is below the VM's minimum memory of {SizeParser.Format(memory.MinimumBytes)} (MemoryMinimumBytes)");
+        if (targetBytes > memory.MaximumBytes)
+            throw new ManagementValidationException(name, "BalloonTarget",
+                $"{SizeParser.Format(targetBytes)} is above the VM's maximum memory of {SizeParser.Format(memory.MaximumBytes)} (MemoryMaximumBytes)");
+        var granularity = current.MemoryBacking.HugePages == HugePagesMode.Hugetlbfs ? VmDefinition.HugePageBytes : VmDefinition.PageBytes;
+        if (targetBytes % granularity != 0)
+            throw new ManagementValidationException(name, "BalloonTarget", $"{targetBytes} bytes is not a multiple of {granularity}");
+        return current with { Memory = memory with { StartupBytes = targetBytes } };
+    });
+
+    // ---- autostart ---------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Starts every VM with Autostart = true that is not active (what <c>kvmps autostart</c> runs at boot).
+    /// Never throws for one VM's failure: each VM gets a result.
+    /// </summary>
+    public IReadOnlyList<AutostartResult> Autostart(TimeSpan? timeout = null)
+    {
+        var candidates = new List<string>();
+        var results = new List<AutostartResult>();
+        foreach (var name in Store.ListNames())
+        {
+            try
+            {
+                if (Store.TryGet(name) is { Autostart: true })
+                    candidates.Add(name);
+            }
+            catch (VmStoreException e)
+            {
+                results.Add(new AutostartResult(name, AutostartOutcome.Failed, null, e));
+            }
+        }
+        var started = new AutostartResult[candidates.Count];
+        Parallel.For(0, candidates.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Options.AutostartParallelism) }, i =>
+        {
+            var name = candidates[i];
+            try
+            {
+                var info = Get(name);
+                started[i] = info.IsActive
+                    ? new AutostartResult(name, AutostartOutcome.AlreadyRunning, info, null)
+                    : new AutostartResult(name, AutostartOutcome.Started, Start(name, timeout), null);
+            }
+            catch (VmStateException e) when (e.State is not VmState.Off)
+            {
+                started[i] = new AutostartResult(name, AutostartOutcome.AlreadyRunning, TryGetQuietly(name), null);
+            }
+            catch (Exception e)
+            {
+                started[i] = new AutostartResult(name, AutostartOutcome.Failed, TryGetQuietly(name), e);
+            }
+        });
+        results.AddRange(started);
+        return results.OrderBy(r => r.Name, StringComparer.Ordinal).ToList();
+    }
+
+    // ---- internals ---------------------------------------------------------------------------------
+
+    private RuntimeSnapshot Probe(string name) => VmRuntimeProbe.Probe(Store, name, Options.QueryTimeout);
+
+    private VmInfo? TryGetQuietly(string name)
+    {
+        try
+        {
+            return TryGet(name);
+        }
+        catch (Exception)
+        {
+            return null;
+        }
+    }
+
+    private VmInfo ToInfo(VmDefinition definition, RuntimeSnapshot snapshot, string? reasonOverride = null)
+    {
+        var name = definition.Name;
+        VmLiveInfo? live = null;
+        if (snapshot is { Status: { } status, Description: { } description })
+            live = new VmLiveInfo(status.Vcpus.Count, description.MaxVcpus, description.MemoryBytes, status.Boots, status.NestedPvm,
+                description.Kernel, description.Cmdline, description.Version, status.Exit);
+        return new VmInfo
+        {
+            Definition = definition,
+            State = snapshot.State,
+            StateReason = reasonOverride ?? snapshot.Reason,
+            Pid = snapshot.Active ? snapshot.Pid : null,
+            Uptime = snapshot.Status?.Uptime,
+            Live = live,
+            VmDirectory = Store.VmDirectory(name),
+            SocketPath = Store.SocketPath(name),
+            SerialLogPath = Store.SerialLogPath(name),
+        };
+    }
+
+    private VmInfo WaitUntilBooted(VmDefinition definition, VmmProcess process, TimeSpan timeout, IProgress<VmProgress>? progress)
+    {
+        var name = definition.Name;
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        progress?.Report(new VmProgress(name, $"Starting VM '{name}'", $"Waiting for kvmps-vmm (pid {process.Pid})", 50));
+        while (true)
+        {
+            if (process.Exited.IsCompleted)
+                return EndedDuringStart(definition, process, process.Exited.Result);
+            // Until the VMM listens this reads Starting; once it exits, the Exited check above takes over.
+            var snapshot = Probe(name);
+            if (snapshot.State is VmState.Running or VmState.Paused or VmState.Crashed && snapshot.Pid == process.Pid)
+            {
+                progress?.Report(new VmProgress(name, $"Starting VM '{name}'", "Running", 100));
+                return ToInfo(definition, snapshot);
+            }
+            if (Environment.TickCount64 >= deadline)
+            {
+                var tail = process.ReadLogTail();
+                KillAndClear(name, process.Pid, process.SocketPath);
+                throw new VmmLaunchException(name,
+                    $"VM '{name}': kvmps-vmm (pid {process.Pid}) did not report Running within {timeout.TotalSeconds:0.#} s and was killed" + FormatTail(tail),
+                    logTail: tail);
+            }
+            process.Exited.Wait(20);
+        }
+    }
+
+    /// <summary>The VMM exited before we saw it running: a clean guest exit is a (short) successful start, anything else a launch failure.</summary>
+    private VmInfo EndedDuringStart(VmDefinition definition, VmmProcess process, ProcessExit exit)
+    {
+        var name = definition.Name;
+        using (Store.Lock())
+            ClearRuntimeFiles(name, process.Pid, removeSocket: exit.ExitCode is null);
+        if (exit.ExitCode is 0)
+            return ToInfo(definition, Probe(name), "the guest powered off right after starting (kvmps-vmm exited with status 0)");
+        if (exit.ExitCode is { } odd && odd % 2 == 1)
+            return ToInfo(definition, Probe(name), $"the guest exited through the debug-exit port with value {odd >> 1} (kvmps-vmm exit status {odd})");
+        var tail = process.ReadLogTail();
+        var what = exit.ExitCode is { } code ? $"exited with status {code} ({ExitMeaning(code)})" : exit.Signal is { } signal ? $"was killed by signal {signal}" : "exited";
+        throw new VmmLaunchException(name, $"VM '{name}' failed to start: kvmps-vmm {what}" + FormatTail(tail), exit.ExitCode, exit.Signal, tail);
+    }
+
+    private VmStopResult StopActive(string name, RuntimeSnapshot snapshot, TimeSpan gracefulTimeout, bool force, bool lockHeld)
+    {
+        var socketPath = Store.SocketPath(name);
+        var forced = force;
+        var powerButton = false;
+        var killed = false;
+        var pid = snapshot.Pid;
+        try
+        {
+            using var client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
+            var result = client.Stop(graceful: !force, gracefulTimeout);
+            forced = force || result.Forced;
+            powerButton = result.PowerButtonPressed;
+        }
+        catch (VmmException)
+        {
+            // Not serving its socket (starting, hung): ask it to stop by signal; it handles SIGTERM as a stop.
+            if (pid is { } p)
+                ProcessInterop.Kill(p, ProcessInterop.SIGTERM);
+            forced = true;
+        }
+        if (pid is { } target && !VmRuntimeProbe.WaitForExit(target, socketPath, Options.ExitTimeout))
+        {
+            ProcessInterop.Kill(target, ProcessInterop.SIGKILL);
+            killed = true;
+            VmRuntimeProbe.WaitForExit(target, socketPath, TimeSpan.FromSeconds(5));
+        }
+        if (lockHeld)
+            ClearRuntimeFiles(name, pid, removeSocket: killed);
+        else
+            using (Store.Lock())
+                ClearRuntimeFiles(name, pid, removeSocket: killed);
+        return new VmStopResult(name, snapshot.State, forced, powerButton, killed);
+    }
+
+    private void KillAndClear(string name, int pid, string socketPath)
+    {
+        ProcessInterop.Kill(pid, ProcessInterop.SIGKILL);
+        VmRuntimeProbe.WaitForExit(pid, socketPath, TimeSpan.FromSeconds(5));
+        using (Store.Lock())
+            ClearRuntimeFiles(name, pid, removeSocket: true);
+    }
+
+    /// <summary>
+    /// Removes vmm.pid if it still names <paramref name="pid"/> (a newer start may have replaced it), and with
+    /// <paramref name="removeSocket"/> the socket and lock file a killed VMM left behind — only when that
+    /// process is gone. Caller holds the store lock.
+    /// </summary>
+    private void ClearRuntimeFiles(string name, int? pid, bool removeSocket)
+    {
+        var pidPath = Store.PidPath(name);
+        var socketPath = Store.SocketPath(name);
+        var recorded = VmRuntimeProbe.ReadPidFile(pidPath);
+        if (recorded is not null && recorded != pid)
+            return;
+        if (recorded is { } p && VmRuntimeProbe.IsVmmProcess(p, socketPath))
+            return;
+        TryDeleteFile(pidPath);
+        if (removeSocket)
+        {
+            TryDeleteFile(socketPath);
+            TryDeleteFile(socketPath + ".lock");
+        }
+    }
+
+    private ChangeApplication Classify(string name, RuntimeSnapshot snapshot, string property, VmDefinition after)
+    {
+        if (!snapshot.Active || VmDefinitionDiff.HostOnlyProperties.Contains(property))
+            return ChangeApplication.Stored;
+        return TryApplyLive(name, snapshot, property, after) ? ChangeApplication.AppliedLive : ChangeApplication.RestartNeeded;
+    }
+
+    /// <summary>
+    /// SEAM for live changes (balloon target, vCPU hot-add): apply <paramref name="property"/> of
+    /// <paramref name="after"/> to the running VMM and return true. kvmps-vmm has no such request yet.
+    /// </summary>
+    private static bool TryApplyLive(string name, RuntimeSnapshot snapshot, string property, VmDefinition after) => false;
+
+    private VmInfo PauseOrResume(string name, bool pause)
+    {
+        Store.Get(name);
+        var snapshot = Probe(name);
+        var ok = pause ? snapshot.State is VmState.Running or VmState.Paused : snapshot.State is VmState.Paused or VmState.Running;
+        if (!ok)
+            throw new VmStateException(name, snapshot.State,
+                $"VM '{name}' is {Describe(snapshot.State)}; only a {(pause ? "running" : "paused")} VM can be {(pause ? "suspended" : "resumed")}");
+        try
+        {
+            using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+            if (pause)
+                client.Pause();
+            else
+                client.Resume();
+        }
+        catch (VmmRequestException e) when (e.Code == "InvalidState")
+        {
+            var now = Probe(name);
+            throw new VmStateException(name, now.State, $"VM '{name}' cannot be {(pause ? "suspended" : "resumed")}: {e.VmmMessage}", e);
+        }
+        catch (VmmNotRunningException e)
+        {
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile", e);
+        }
+        return Get(name);
+    }
+
+    private static string Describe(VmState state) => state switch
+    {
+        VmState.Off => "off",
+        VmState.Starting => "starting",
+        VmState.Running => "running",
+        VmState.Paused => "paused",
+        VmState.Stopping => "stopping",
+        VmState.Crashed => "crashed",
+        _ => "in an unknown state (its VMM is not answering)",
+    };
+
+    /// <summary>docs/vmm.md, "Exit status".</summary>
+    public static string ExitMeaning(int code) => code switch
+    {
+        0 => "the guest powered off or the VM was stopped",
+        2 => "bad command line or configuration",
+        4 => "/dev/kvm is missing, not permitted, or KVM refused to create the VM",
+        6 => "the kernel or initrd cannot be booted",
+        8 => "a host resource is unavailable (guest memory, or the control socket is used by another kvmps-vmm)",
+        10 => "the guest crashed",
+        12 => "internal VMM error",
+        _ when code % 2 == 1 => $"the guest wrote {code >> 1} to the debug-exit port",
+        _ => "unknown status",
+    };
+
+    private static string FormatTail(string tail) => string.IsNullOrEmpty(tail) ? "" : ": " + tail.Replace("\n", " | ");
+
+    private static void TryDeleteFile(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+}

@@ -1,0 +1,354 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace KvmPS.Management.Vmm;
+
+/// <summary>
+/// A connection to one kvmps-vmm control socket (docs/vmm.md, "Control protocol"): one JSON request per
+/// line, one JSON reply per line. Not thread-safe; one request at a time. Every wait is bounded: connecting
+/// by the connect timeout, each reply by <see cref="RequestTimeout"/> (<c>stop</c> adds its graceful timeout).
+/// <para>
+/// Failures: nothing listening (socket file missing, connection refused or closed) →
+/// <see cref="VmmNotRunningException"/>; an error reply → <see cref="VmmRequestException"/> with the VMM's
+/// code; too slow → <see cref="VmmTimeoutException"/>; garbage → <see cref="VmmProtocolException"/>.
+/// </para>
+/// </summary>
+public sealed class VmmClient : IDisposable
+{
+    public static readonly TimeSpan DefaultConnectTimeout = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan DefaultRequestTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The VMM rejects requests longer than this; replies are bounded the same way here.</summary>
+    private const int MaximumLineBytes = 1 << 20;
+
+    private readonly Socket _socket;
+    private byte[] _buffer = new byte[16 * 1024];
+    private int _start;
+    private int _end;
+    private long _nextId = 1;
+    private bool _detached;
+
+    private VmmClient(Socket socket, string socketPath, TimeSpan requestTimeout)
+    {
+        _socket = socket;
+        SocketPath = socketPath;
+        RequestTimeout = requestTimeout;
+    }
+
+    public string SocketPath { get; }
+
+    /// <summary>How long to wait for each reply.</summary>
+    public TimeSpan RequestTimeout { get; set; }
+
+    /// <summary>Connects; throws <see cref="VmmNotRunningException"/> if no VMM listens on <paramref name="socketPath"/>.</summary>
+    public static VmmClient Connect(string socketPath, TimeSpan? connectTimeout = null, TimeSpan? requestTimeout = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(socketPath);
+        if (!File.Exists(socketPath))
+            throw new VmmNotRunningException(socketPath, "the control socket does not exist");
+        var timeout = connectTimeout ?? DefaultConnectTimeout;
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cts.Token).AsTask().GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                throw new VmmTimeoutException(socketPath, "connect", timeout);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.AccessDenied)
+            {
+                throw new VmmException($"Permission denied connecting to kvmps-vmm on '{socketPath}'", socketPath, e);
+            }
+            catch (SocketException e)
+            {
+                // ECONNREFUSED: a socket file left by a VMM that died; ENOENT: removed meanwhile.
+                throw new VmmNotRunningException(socketPath, e.Message, e);
+            }
+            return new VmmClient(socket, socketPath, requestTimeout ?? DefaultRequestTimeout);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    // ---- typed requests ----------------------------------------------------------------------------
+
+    /// <summary>Returns the <c>pong</c> value (<c>kvmps-vmm</c>).</summary>
+    public string Ping() => Typed("ping", r => r.RequiredString("pong"));
+
+    public VmmDescription Describe() => Typed("describe", VmmDescription.Parse);
+
+    public VmmStatus Status() => Typed("status", VmmStatus.Parse);
+
+    public VmmMetrics Metrics() => Typed("metrics", VmmMetrics.Parse);
+
+    /// <summary>Pauses a running VM (no-op if paused); returns once every vCPU is parked.</summary>
+    public VmmStatus Pause() => Typed("pause", VmmStatus.Parse);
+
+    /// <summary>Resumes a paused VM (no-op if running).</summary>
+    public VmmStatus Resume() => Typed("resume", VmmStatus.Parse);
+
+    /// <summary>
+    /// Stops the VM. Graceful presses the ACPI power button (if the guest enabled it) and waits up to
+    /// <paramref name="gracefulTimeout"/> (default 10 s) before stopping by force. The VMM process exits after replying.
+    /// </summary>
+    public VmmStopResult Stop(bool graceful = true, TimeSpan? gracefulTimeout = null)
+    {
+        var wait = gracefulTimeout ?? TimeSpan.FromSeconds(10);
+        var result = Request("stop", w =>
+        {
+            w.WriteBoolean("graceful", graceful);
+            w.WriteNumber("timeout_ms", (long)Math.Max(0, wait.TotalMilliseconds));
+        }, (graceful ? wait : TimeSpan.Zero) + RequestTimeout);
+        return Parse("stop", result, VmmStopResult.Parse);
+    }
+
+    /// <summary>
+    /// Attaches to the guest console (VM Running or Paused). After this the connection is a raw byte stream
+    /// both ways; the returned stream owns it and this client can make no further requests. With
+    /// <paramref name="replay"/> the last 64 KiB of console output come first. Reads on the stream block
+    /// without timeout; dispose it to detach.
+    /// </summary>
+    public Stream AttachConsole(bool replay = true)
+    {
+        Request("console.attach", w => w.WriteBoolean("replay", replay));
+        _detached = true;
+        _socket.ReceiveTimeout = 0;
+        var leftover = _buffer.AsSpan(_start, _end - _start).ToArray();
+        _start = _end = 0;
+        return new VmmConsoleStream(_socket, leftover);
+    }
+
+    // ---- generic requests --------------------------------------------------------------------------
+
+    /// <summary>
+    /// Sends <c>{"id": n, "request": <paramref name="request"/>, …arguments}</c> and returns a copy of the
+    /// reply's <c>result</c>. <paramref name="writeArguments"/> writes extra properties into the request object.
+    /// </summary>
+    public JsonElement Request(string request, Action<Utf8JsonWriter>? writeArguments = null, TimeSpan? timeout = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(request);
+        ObjectDisposedException.ThrowIf(_detached, this);
+        var id = _nextId++;
+        var line = new ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(line))
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("id", id);
+            writer.WriteString("request", request);
+            writeArguments?.Invoke(writer);
+            writer.WriteEndObject();
+        }
+        var bytes = new byte[line.WrittenCount + 1];
+        line.WrittenSpan.CopyTo(bytes);
+        bytes[^1] = (byte)'\n';
+        Send(bytes, request);
+
+        var replyTimeout = timeout ?? RequestTimeout;
+        var reply = ReadLine(request, replyTimeout);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(reply);
+        }
+        catch (JsonException e)
+        {
+            throw new VmmProtocolException(SocketPath, $"reply to '{request}' is not JSON: {Truncate(Encoding.UTF8.GetString(reply.Span))}", e);
+        }
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || root.OptionalBool("ok") is not { } ok)
+                throw new VmmProtocolException(SocketPath, $"reply to '{request}' has no 'ok': {Truncate(root.GetRawText())}");
+            if (root.OptionalInt64("id") is { } replyId && replyId != id)
+                throw new VmmProtocolException(SocketPath, $"reply to '{request}' has id {replyId}, expected {id}");
+            if (!ok)
+            {
+                var error = root.TryGetProperty("error", out var e) ? e : default;
+                throw new VmmRequestException(error.OptionalString("code") ?? "Unknown", error.OptionalString("message") ?? "(no message)", SocketPath, request);
+            }
+            return root.TryGetProperty("result", out var result) ? result.Clone() : default;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_detached)
+            _socket.Dispose();
+        _detached = true;
+    }
+
+    // ---- plumbing ----------------------------------------------------------------------------------
+
+    private T Typed<T>(string request, Func<JsonElement, T> parse) => Parse(request, Request(request), parse);
+
+    private T Parse<T>(string request, JsonElement result, Func<JsonElement, T> parse)
+    {
+        try
+        {
+            if (result.ValueKind != JsonValueKind.Object)
+                throw new FormatException("the result is not an object");
+            return parse(result);
+        }
+        catch (Exception e) when (e is FormatException or InvalidOperationException)
+        {
+            throw new VmmProtocolException(SocketPath, $"reply to '{request}': {e.Message}", e);
+        }
+    }
+
+    private void Send(byte[] bytes, string request)
+    {
+        try
+        {
+            _socket.SendTimeout = (int)Math.Max(1, RequestTimeout.TotalMilliseconds);
+            var sent = 0;
+            while (sent < bytes.Length)
+                sent += _socket.Send(bytes, sent, bytes.Length - sent, SocketFlags.None);
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+        {
+            throw new VmmTimeoutException(SocketPath, $"sending '{request}'", RequestTimeout);
+        }
+        catch (SocketException e)
+        {
+            throw new VmmNotRunningException(SocketPath, $"the connection broke while sending '{request}' ({e.Message})", e);
+        }
+    }
+
+    private ReadOnlyMemory<byte> ReadLine(string request, TimeSpan timeout)
+    {
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        var scanned = _start;
+        while (true)
+        {
+            var newline = Array.IndexOf(_buffer, (byte)'\n', scanned, _end - scanned);
+            if (newline >= 0)
+            {
+                var line = _buffer.AsMemory(_start, newline - _start);
+                _start = newline + 1;
+                // The caller consumes the line before the next read can move the buffer.
+                return line.ToArray();
+            }
+            scanned = _end;
+            if (_end == _buffer.Length)
+            {
+                if (_start > 0)
+                {
+                    Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start);
+                    _end -= _start;
+                    scanned -= _start;
+                    _start = 0;
+                }
+                else if (_buffer.Length >= MaximumLineBytes)
+                    throw new VmmProtocolException(SocketPath, $"reply to '{request}' is longer than {MaximumLineBytes} bytes");
+                else
+                    Array.Resize(ref _buffer, _buffer.Length * 2);
+            }
+            var remaining = deadline - Environment.TickCount64;
+            if (remaining <= 0)
+                throw new VmmTimeoutException(SocketPath, $"'{request}'", timeout);
+            int received;
+            try
+            {
+                _socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, Math.Max(1, remaining));
+                received = _socket.Receive(_buffer, _end, _buffer.Length - _end, SocketFlags.None);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+            {
+                throw new VmmTimeoutException(SocketPath, $"'{request}'", timeout);
+            }
+            catch (SocketException e)
+            {
+                throw new VmmNotRunningException(SocketPath, $"the connection broke waiting for the reply to '{request}' ({e.Message})", e);
+            }
+            if (received == 0)
+                throw new VmmNotRunningException(SocketPath, $"the VMM closed the connection before replying to '{request}'");
+            _end += received;
+        }
+    }
+
+    private static string Truncate(string text) => text.Length <= 200 ? text : text[..200] + "…";
+}
+
+/// <summary>The console byte stream after <c>console.attach</c>: bytes already buffered by the client first, then the socket.</summary>
+internal sealed class VmmConsoleStream : Stream
+{
+    private readonly Socket _socket;
+    private readonly NetworkStream _inner;
+    private readonly byte[] _prefix;
+    private int _prefixOffset;
+
+    public VmmConsoleStream(Socket socket, byte[] prefix)
+    {
+        _socket = socket;
+        _inner = new NetworkStream(socket, ownsSocket: true);
+        _prefix = prefix;
+    }
+
+    public override bool CanRead => true;
+    public override bool CanWrite => true;
+    public override bool CanSeek => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (TakePrefix(buffer) is var n and > 0)
+            return n;
+        return _inner.Read(buffer);
+    }
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (TakePrefix(buffer.Span) is var n and > 0)
+            return ValueTask.FromResult(n);
+        return _inner.ReadAsync(buffer, cancellationToken);
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override void Write(byte[] buffer, int offset, int count) => _inner.Write(buffer, offset, count);
+    public override void Write(ReadOnlySpan<byte> buffer) => _inner.Write(buffer);
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+        _inner.WriteAsync(buffer, cancellationToken);
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        _inner.WriteAsync(buffer, offset, count, cancellationToken);
+
+    public override void Flush() => _inner.Flush();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+            _socket.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    private int TakePrefix(Span<byte> destination)
+    {
+        var available = _prefix.Length - _prefixOffset;
+        if (available <= 0 || destination.IsEmpty)
+            return 0;
+        var n = Math.Min(available, destination.Length);
+        _prefix.AsSpan(_prefixOffset, n).CopyTo(destination);
+        _prefixOffset += n;
+        return n;
+    }
+}

@@ -1,0 +1,273 @@
+using System.Collections;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Interop;
+using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Store;
+
+namespace KvmPS.Management.Vmm;
+
+/// <summary>How a process ended: <see cref="ExitCode"/> if it exited, <see cref="Signal"/> if a signal killed it; neither if unknown.</summary>
+public readonly record struct ProcessExit(int? ExitCode, int? Signal)
+{
+    public override string ToString() =>
+        ExitCode is { } code ? $"exit status {code}" : Signal is { } signal ? $"signal {signal}" : "unknown status";
+}
+
+/// <summary>A kvmps-vmm process this process started. Its exit is observed (and the zombie reaped) by a background thread.</summary>
+public sealed class VmmProcess
+{
+    internal VmmProcess(int pid, string socketPath, string logPath, long logOffset, Task<ProcessExit> exited)
+    {
+        Pid = pid;
+        SocketPath = socketPath;
+        LogPath = logPath;
+        LogOffset = logOffset;
+        Exited = exited;
+    }
+
+    public int Pid { get; }
+    public string SocketPath { get; }
+
+    /// <summary>vmm.log; output of this run starts at <see cref="LogOffset"/>.</summary>
+    public string LogPath { get; }
+
+    public long LogOffset { get; }
+
+    /// <summary>Completes when the process has exited.</summary>
+    public Task<ProcessExit> Exited { get; }
+
+    /// <summary>The last lines this run wrote to vmm.log (stdout and stderr), at most <paramref name="maxChars"/> characters.</summary>
+    public string ReadLogTail(int maxChars = 2000)
+    {
+        try
+        {
+            using var stream = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var start = Math.Max(LogOffset, stream.Length - maxChars * 4L);
+            stream.Seek(start, SeekOrigin.Begin);
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            var text = reader.ReadToEnd().Trim();
+            return text.Length <= maxChars ? text : "…" + text[^maxChars..];
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return "";
+        }
+    }
+}
+
+/// <summary>
+/// Finds the kvmps-vmm executable and starts it for a VM, detached from the caller: new session, stdin from
+/// /dev/null, stdout/stderr appended to <c>vmm.log</c> in the VM folder, serial console to <c>serial.log</c>,
+/// control socket at <see cref="VmStore.SocketPath"/>, configuration in <c>vmm.json</c>, pid in <c>vmm.pid</c>.
+/// The VMM keeps running when the caller (pwsh, the CLI) exits.
+/// </summary>
+public sealed class VmmProcessLauncher
+{
+    public const string BinaryVariable = "KVMPS_VMM";
+    public const string BinaryName = "kvmps-vmm";
+
+    private readonly Lazy<string> _binaryPath;
+
+    /// <param name="binaryPath">The kvmps-vmm executable; null = <see cref="LocateBinary"/> on first use.</param>
+    public VmmProcessLauncher(string? binaryPath = null)
+    {
+        _binaryPath = binaryPath is null ? new Lazy<string>(LocateBinary) : new Lazy<string>(Path.GetFullPath(binaryPath));
+    }
+
+    /// <summary>The executable used; throws <see cref="VmmBinaryNotFoundException"/> if there is none.</summary>
+    public string BinaryPath => _binaryPath.Value;
+
+    /// <summary>
+    /// <c>$KVMPS_VMM</c>; else <c>kvmps-vmm</c> next to this assembly (or the application); else
+    /// <c>&lt;repo&gt;/out/bin/kvmps-vmm</c> in a parent directory that has <c>KvmPS.sln</c>; else <c>PATH</c>.
+    /// </summary>
+    public static string LocateBinary()
+    {
+        var searched = new List<string>();
+        var fromEnvironment = Environment.GetEnvironmentVariable(BinaryVariable);
+        if (!string.IsNullOrEmpty(fromEnvironment))
+        {
+            if (IsExecutableFile(fromEnvironment))
+                return Path.GetFullPath(fromEnvironment);
+            // An explicit setting that is wrong must not silently fall back to some other binary.
+            throw new VmmBinaryNotFoundException(new[] { $"${BinaryVariable}={fromEnvironment} (not an executable file)" });
+        }
+        searched.Add($"${BinaryVariable} (not set)");
+
+        var directories = new List<string>();
+        // pwsh loads the module from its folder, where Location is meaningful; under NativeAOT or single-file
+        // it is empty and AppContext.BaseDirectory (added next) is the application's folder.
+#pragma warning disable IL3000
+        var assemblyLocation = typeof(VmmProcessLauncher).Assembly.Location;
+#pragma warning restore IL3000
+        if (!string.IsNullOrEmpty(assemblyLocation))
+            directories.Add(Path.GetDirectoryName(assemblyLocation)!);
+        directories.Add(AppContext.BaseDirectory);
+        foreach (var directory in directories.Distinct())
+        {
+            var candidate = Path.Combine(directory, BinaryName);
+            searched.Add(candidate);
+            if (IsExecutableFile(candidate))
+                return Path.GetFullPath(candidate);
+        }
+
+        foreach (var start in directories.Distinct())
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                if (!File.Exists(Path.Combine(dir.FullName, "KvmPS.sln")))
+                    continue;
+                var candidate = Path.Combine(dir.FullName, "out", "bin", BinaryName);
+                searched.Add(candidate);
+                if (IsExecutableFile(candidate))
+                    return candidate;
+                break;
+            }
+        }
+
+        foreach (var directory in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(directory, BinaryName);
+            if (IsExecutableFile(candidate))
+                return Path.GetFullPath(candidate);
+        }
+        searched.Add("PATH");
+        throw new VmmBinaryNotFoundException(searched);
+    }
+
+    /// <summary>
+    /// Checks the definition is supported (<see cref="VmmFeatureSupport"/>), writes vmm.json, starts kvmps-vmm
+    /// and writes vmm.pid. Returns as soon as the process exists; it has not necessarily booted yet. The
+    /// caller is expected to hold the store lock (so two starts cannot race) and to wait for the VM outside it.
+    /// </summary>
+    public VmmProcess Launch(VmStore store, VmDefinition definition)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(definition);
+        VmmFeatureSupport.EnsureSupported(definition);
+        var name = definition.Name;
+        var binary = BinaryPath;
+        var socketPath = store.SocketPath(name);
+        var serialPath = store.SerialLogPath(name);
+        var configPath = store.VmmConfigPath(name);
+        var logPath = store.VmmLogPath(name);
+        var pidPath = store.PidPath(name);
+
+        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, socketPath, serialPath));
+
+        long logOffset;
+        using (var log = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        {
+            log.Write(Encoding.UTF8.GetBytes(
+                $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: starting {binary} for VM '{name}'\n"));
+            logOffset = log.Position;
+        }
+
+        var argv = new[]
+        {
+            binary,
+            "--config", configPath,
+            // Repeated on the command line (flags override the file): liveness checks match the process by it.
+            "--control-socket", socketPath,
+            "--serial", "file:" + serialPath,
+            "--on-crash", VmmConfigBuilder.OnCrash,
+        };
+
+        int pid;
+        try
+        {
+            pid = ProcessInterop.SpawnDetached(binary, argv, CurrentEnvironment(), logPath);
+        }
+        catch (IOException e)
+        {
+            throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e);
+        }
+        var exited = ChildReaper.Watch(pid);
+        try
+        {
+            DurableFile.WriteAtomically(pidPath, Encoding.ASCII.GetBytes(pid.ToString(CultureInfo.InvariantCulture) + "\n"));
+        }
+        catch
+        {
+            ProcessInterop.Kill(pid, ProcessInterop.SIGKILL);
+            exited.Wait(TimeSpan.FromSeconds(5));
+            throw;
+        }
+        return new VmmProcess(pid, socketPath, logPath, logOffset, exited);
+    }
+
+    private static List<string> CurrentEnvironment()
+    {
+        var list = new List<string>();
+        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
+            list.Add($"{entry.Key}={entry.Value}");
+        return list;
+    }
+
+    private static bool IsExecutableFile(string path)
+    {
+        try
+        {
+            if (OperatingSystem.IsWindows())
+                return File.Exists(path);
+            return File.Exists(path) && (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>
+/// Reaps the VMM processes this process spawned (they are our children until we exit), so they do not stay
+/// zombies in a long-lived pwsh session, and captures their exit status for start errors. One blocking
+/// <c>waitpid</c> per child on a background thread; .NET's own SIGCHLD handling only reaps the children
+/// <see cref="System.Diagnostics.Process"/> started, so it does not race with this.
+/// </summary>
+internal static class ChildReaper
+{
+    private static readonly ConcurrentDictionary<int, Task<ProcessExit>> s_children = new();
+
+    public static Task<ProcessExit> Watch(int pid)
+    {
+        var completion = new TaskCompletionSource<ProcessExit>(TaskCreationOptions.RunContinuationsAsynchronously);
+        s_children[pid] = completion.Task;
+        var thread = new Thread(() =>
+        {
+            var exit = new ProcessExit(null, null);
+            while (true)
+            {
+                var result = ProcessInterop.WaitPid(pid, out var status, 0);
+                if (result == pid)
+                {
+                    var signal = status & 0x7f;
+                    exit = signal == 0 ? new ProcessExit((status >> 8) & 0xff, null) : new ProcessExit(null, signal);
+                    break;
+                }
+                if (result < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
+                    continue;
+                break; // ECHILD: somebody else reaped it; the status is unknown
+            }
+            s_children.TryRemove(pid, out _);
+            completion.TrySetResult(exit);
+        })
+        {
+            IsBackground = true,
+            Name = $"kvmps-reap-{pid}",
+        };
+        thread.Start();
+        return completion.Task;
+    }
+
+    /// <summary>The exit task of a child this process started and has not seen exit yet; null otherwise.</summary>
+    public static Task<ProcessExit>? TryGet(int pid) => s_children.TryGetValue(pid, out var task) ? task : null;
+}
