@@ -1,4 +1,4 @@
-/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N. */
+/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, lspci, rng N, rngbad. */
 #include "commands.h"
 #include "acpi.h"
 #include "bootinfo.h"
@@ -6,8 +6,10 @@
 #include "io.h"
 #include "lib.h"
 #include "mptable.h"
+#include "pci.h"
 #include "smp.h"
 #include "timer.h"
+#include "virtio_rng.h"
 
 #define DEBUG_EXIT_PORT 0xf4
 #define POST_PORT 0x80
@@ -85,6 +87,15 @@ void run_command(char *line)
                 outb(POST_PORT, (u8)i);
             kprintf("pio: done %lu\n", n);
         }
+    } else if (!strcmp(cmd, "lspci") && !*arg) {
+        pci_list();
+    } else if (!strcmp(cmd, "rng")) {
+        if (parse_u64(arg, &n))
+            kprintf("usage: rng N (1-%u)\n", RNG_MAX_BYTES);
+        else
+            cmd_rng(n);
+    } else if (!strcmp(cmd, "rngbad") && !*arg) {
+        cmd_rng_bad();
     } else {
         kprintf("unknown command: %s\n", full);
     }

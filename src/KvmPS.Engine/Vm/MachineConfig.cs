@@ -17,6 +17,11 @@ public sealed record MachineConfig
     public GuestMemoryOptions Memory { get; init; } = new();
     public ResetPolicy OnReset { get; init; } = ResetPolicy.Reboot;
     public string KvmDevicePath { get; init; } = Interop.Kvm.DefaultDevicePath;
+    // --- PCI devices (Devices/Pci, Devices/Virtio) ---
+    /// <summary>Plugs a virtio-rng (virtio 1.x PCI, 1af4:1044) into PCI slot 1.</summary>
+    public bool EnableRng { get; init; }
+    /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
+    public Action<string>? DeviceLog { get; init; }
 
     public int EffectiveMaxVcpus => Math.Max(MaxVcpus, VcpuCount);
 

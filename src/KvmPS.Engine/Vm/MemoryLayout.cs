@@ -29,6 +29,22 @@ public static class MemoryLayout
     public const ulong IoApicAddress = 0xfec0_0000;
     public const ulong LocalApicAddress = 0xfee0_0000;
 
+    // PCI (Devices/Pci): a 32-bit MMIO window for BARs, the ECAM window for bus 0 (1 MiB; MCFG, reserved by a
+    // PNP0C02 device in the DSDT), and a 64-bit window above the end of RAM.
+    public const ulong PciMmio32Base = 0xc000_0000;
+    public const ulong PciMmio32Size = 0x2000_0000; // 0xc0000000-0xdfffffff
+    public const ulong PciEcamBase = 0xe000_0000;
+    public const ulong PciEcamSize = 0x10_0000;     // bus 0 only
+    public const ulong PciMmio64Size = 64UL << 30;
+
+    /// <summary>The 64-bit PCI window starts at the first 1 GiB boundary above all guest RAM (at least 4 GiB + RAM above 3 GiB).</summary>
+    public static ulong PciMmio64Base(ulong memoryBytes)
+    {
+        ulong end = HighRamStart + (memoryBytes > MmioHoleStart ? memoryBytes - MmioHoleStart : 0);
+        const ulong gib = 1UL << 30;
+        return (end + gib - 1) & ~(gib - 1);
+    }
+
     /// <summary>KVM needs three pages for the TSS and one for the real-mode identity map, outside RAM.</summary>
     public const ulong KvmTssAddress = 0xfffb_d000;
     public const ulong KvmIdentityMapAddress = 0xfffb_c000;

@@ -1,4 +1,6 @@
 using KvmPS.Devices;
+using KvmPS.Devices.Pci;
+using KvmPS.Devices.Virtio;
 using KvmPS.Interop;
 using KvmPS.Vm.Boot;
 using KvmPS.Vm.Firmware;
@@ -20,6 +22,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private int _parked;
     private KvmSystemHandle? _system;
     private KvmVmHandle? _vm;
+    private IoEventLoop? _ioLoop;       // PCI: device I/O thread (ioeventfd notifications)
+    private KvmMsiRouter? _msiRouter;   // PCI: MSI-X vectors as KVM GSI routes + irqfds
 
     public MachineConfig Config { get; }
     public GuestMemory Memory { get; private set; } = null!;
@@ -28,6 +32,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public Serial16550 Serial { get; private set; } = null!;
     public AcpiPm Pm { get; private set; } = null!;
     public PostCode PostCode { get; } = new();
+    /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
+    public PciBus Pci { get; private set; } = null!;
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
     public DateTime? StartedUtc { get; private set; }
@@ -87,6 +93,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(new DebugExit(this), DebugExit.Port, 4);
         PortBus.Register(PostCode, PostCode.Port, 1);
         PortBus.Register(Pm, AcpiPm.BasePort, AcpiPm.Length);
+        BuildPci();
 
         LoadGuest(kernelImage);
 
@@ -107,6 +114,22 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
+    /// <summary>PCI: host bridge, config ports 0xCF8-0xCFF, ECAM, and the configured devices (Devices/Pci, Devices/Virtio).</summary>
+    private void BuildPci()
+    {
+        Action<string> log = Config.DeviceLog ?? (m => Console.Error.WriteLine($"kvmps-vmm: device: {m}"));
+        var windows = new PciWindows(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
+            MemoryLayout.PciMmio64Base(Config.MemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
+        Pci = new PciBus(MmioBus, windows, gsi => new IrqLine(this, gsi), log);
+        PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
+        MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
+        if (!Config.EnableRng) return;
+        _msiRouter = new KvmMsiRouter(_vm!, log);
+        _ioLoop = new IoEventLoop(log);
+        var ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
+        Pci.AddDevice(1, new VirtioPciTransport(new VirtioRng(), Memory, _msiRouter, ioEvents));
+    }
+
     private static byte[] ReadImage(string path, string what)
     {
         try { return File.ReadAllBytes(path); }
@@ -122,7 +145,11 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         (ulong, ulong)? initrd = Config.InitrdPath is null ? null : KernelLoader.LoadInitrd(Memory, Kernel, Config.InitrdPath);
         int cmdlineLength = BootParams.WriteCmdline(Memory, Config.Cmdline);
         CpuSetup.WriteBootPageTablesAndGdt(Memory);
-        var acpi = new AcpiConfig(Config.VcpuCount, Config.EffectiveMaxVcpus);
+        var acpi = new AcpiConfig(Config.VcpuCount, Config.EffectiveMaxVcpus)
+        {
+            ExtraDsdtAml = PciAcpi.BuildDsdtAml(Pci.Windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
+            ExtraTables = [PciAcpi.BuildMcfg(Pci.Windows)],
+        };
         AcpiTables.WriteTo(Memory, acpi);
         MpTable.WriteTo(Memory, Config.VcpuCount, ioApicId: Config.EffectiveMaxVcpus);
         Memory.Write(MemoryLayout.ZeroPageAddress,
@@ -240,6 +267,9 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         if (!JoinVcpus(TimeSpan.FromSeconds(5))) return;
         foreach (var v in _vcpus) v.Dispose();
         _vcpus.Clear();
+        Pci?.Dispose();       // PCI devices: ioeventfds and irqfds go before the VM fd
+        _ioLoop?.Dispose();
+        _msiRouter?.Dispose();
         _vm?.Dispose();
         _system?.Dispose();
         Memory?.Dispose();

@@ -1,0 +1,123 @@
+using KvmPS.Interop;
+using static KvmPS.Interop.KvmConstants;
+
+namespace KvmPS.Devices.Pci;
+
+/// <summary>
+/// MSI delivery through KVM: each route is a GSI (24 and up) with an MSI routing entry, and an eventfd bound to the
+/// GSI with KVM_IRQFD, so a device thread raises the interrupt with one write(2) and no vCPU exit.
+/// KVM_SET_GSI_ROUTING replaces the whole table, so every commit re-creates KVM's default irqchip routes first
+/// (kvm_setup_default_irq_routing: GSIs 0–15 on the IOAPIC pin of the same number and on the master (0–7) or slave
+/// (8–15) PIC pin gsi % 8; GSIs 16–23 on IOAPIC pins 16–23). ISA IRQ0 → IOAPIC pin 2 is the guest's business (the
+/// MADT/MP override); KVM's own table is an identity map, and so is this one.
+/// </summary>
+public sealed class KvmMsiRouter : IMsiController, IDisposable
+{
+    public const uint FirstMsiGsi = 24;
+    public const uint IrqchipPicMaster = 0, IrqchipPicSlave = 1, IrqchipIoapic = 2;
+
+    private readonly KvmVmHandle _vm;
+    private readonly object _lock = new();
+    private readonly SortedDictionary<uint, (ulong Address, uint Data)> _msiRoutes = new();
+    private readonly SortedSet<uint> _freeGsis = new();
+    private readonly Action<string> _log;
+    private readonly uint _maxGsi;
+    private uint _nextGsi = FirstMsiGsi;
+    private bool _disposed;
+
+    public KvmMsiRouter(KvmVmHandle vm, Action<string> log)
+    {
+        _vm = vm;
+        _log = log;
+        int max = Kvm.CheckExtension(vm, KVM_CAP_IRQ_ROUTING);
+        _maxGsi = max > 0 ? (uint)max : 1024;
+    }
+
+    /// <summary>KVM's default x86 irqchip routing table (what a VM has before the first KVM_SET_GSI_ROUTING).</summary>
+    public static List<kvm_irq_routing_entry> DefaultRoutes()
+    {
+        var list = new List<kvm_irq_routing_entry>();
+        for (uint gsi = 0; gsi < 24; gsi++)
+        {
+            list.Add(new kvm_irq_routing_entry { gsi = gsi, type = KVM_IRQ_ROUTING_IRQCHIP, irqchip_irqchip = IrqchipIoapic, irqchip_pin = gsi });
+            if (gsi < 16)
+                list.Add(new kvm_irq_routing_entry { gsi = gsi, type = KVM_IRQ_ROUTING_IRQCHIP, irqchip_irqchip = gsi < 8 ? IrqchipPicMaster : IrqchipPicSlave, irqchip_pin = gsi % 8 });
+        }
+        return list;
+    }
+
+    /// <summary>The full table to hand to KVM: defaults plus one MSI entry per configured route.</summary>
+    public kvm_irq_routing_entry[] BuildTable()
+    {
+        lock (_lock)
+        {
+            var table = DefaultRoutes();
+            foreach (var (gsi, msg) in _msiRoutes)
+                table.Add(new kvm_irq_routing_entry
+                {
+                    gsi = gsi, type = KVM_IRQ_ROUTING_MSI,
+                    msi_address_lo = (uint)msg.Address, msi_address_hi = (uint)(msg.Address >> 32), msi_data = msg.Data,
+                });
+            return table.ToArray();
+        }
+    }
+
+    private void Commit() => Kvm.SetGsiRouting(_vm, BuildTable());
+
+    public IMsiRoute CreateRoute()
+    {
+        uint gsi;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_freeGsis.Count > 0) { gsi = _freeGsis.Min; _freeGsis.Remove(gsi); }
+            else if (_nextGsi < _maxGsi) gsi = _nextGsi++;
+            else throw new InvalidOperationException($"no free GSI for an MSI route (KVM allows {_maxGsi}).");
+        }
+        var fd = EventFdHandle.Create();
+        try { Kvm.Irqfd(_vm, fd, gsi); }
+        catch
+        {
+            fd.Dispose();
+            lock (_lock) _freeGsis.Add(gsi);
+            throw;
+        }
+        return new Route(this, gsi, fd);
+    }
+
+    private sealed class Route(KvmMsiRouter router, uint gsi, EventFdHandle fd) : IMsiRoute
+    {
+        private (ulong, uint)? _message;
+        private bool _disposed;
+
+        public void Configure(ulong address, uint data)
+        {
+            if (_disposed || _message == (address, data)) return;
+            _message = (address, data);
+            lock (router._lock) router._msiRoutes[gsi] = (address, data);
+            try { router.Commit(); }
+            catch (Exception e) { router._log($"MSI route for GSI {gsi}: KVM_SET_GSI_ROUTING failed: {e.Message}"); _message = null; }
+        }
+
+        public void Fire()
+        {
+            if (!_disposed && _message is not null) fd.Signal();
+        }
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            try { Kvm.Irqfd(router._vm, fd, gsi, deassign: true); } catch (Exception e) { router._log($"irqfd deassign GSI {gsi}: {e.Message}"); }
+            bool had;
+            lock (router._lock) { had = router._msiRoutes.Remove(gsi); router._freeGsis.Add(gsi); }
+            if (had && !router._vm.IsClosed) { try { router.Commit(); } catch (Exception e) { router._log($"GSI routing: {e.Message}"); } }
+            fd.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock) _disposed = true;
+    }
+}

@@ -1,0 +1,49 @@
+using System.Security.Cryptography;
+
+namespace KvmPS.Devices.Virtio;
+
+/// <summary>
+/// virtio entropy device (type 4): one request queue; each device-writable buffer is filled from the host's
+/// CSPRNG (getrandom through <see cref="RandomNumberGenerator"/>). No device configuration, no feature bits.
+/// </summary>
+public sealed class VirtioRng : IVirtioDevice
+{
+    public const ushort QueueSize = 256;
+    /// <summary>Bytes served per request at most (a larger buffer is filled partially, as the spec allows).</summary>
+    public const ulong MaxBytesPerRequest = 64 * 1024;
+    private readonly DescriptorChain _chain = new();
+
+    public string Name => "virtio-rng";
+    public ushort DeviceType => 4;
+    public uint PciClassCode => 0x00FF00; // PCI_CLASS_OTHERS, as QEMU presents virtio-rng
+    public int QueueCount => 1;
+    public ushort MaxQueueSize(int queue) => QueueSize;
+    public ulong DeviceFeatures => 0;
+    public int ConfigSize => 0;
+    public ulong BytesServed { get; private set; }
+
+    public void ReadConfig(int offset, Span<byte> data) => data.Clear();
+    public void WriteConfig(int offset, ReadOnlySpan<byte> data) { }
+    public void Activate(IVirtioContext context) { }
+    public void Reset() { }
+
+    public void ProcessQueue(IVirtioContext context, int queue)
+    {
+        if (queue != 0 || context.Queue(0) is not { } q) return;
+        bool used = false;
+        do
+        {
+            q.DisableNotifications();
+            while (q.Pop(_chain) == PopResult.Chain)
+            {
+                ulong n = _chain.FillWritable(context.Memory, MaxBytesPerRequest, static span => RandomNumberGenerator.Fill(span));
+                q.PushUsed(_chain.Head, (uint)n);
+                BytesServed += n;
+                used = true;
+            }
+        } while (!q.IsBroken && q.EnableNotifications());
+        if (used) context.NotifyUsed(0);
+    }
+
+    public void Dispose() { }
+}
