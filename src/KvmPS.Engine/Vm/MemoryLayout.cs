@@ -17,7 +17,8 @@ public static class MemoryLayout
     public const ulong CmdlineAddress = 0x20000;
     public const int CmdlineMaxBytes = 0x10000;
     public const ulong EbdaStart = 0x9fc00;
-    public const ulong MpTableAddress = 0x9fc00;
+    public const ulong MpTableAddress = 0x9fc00;        // MP floating pointer
+    public const ulong MpConfigTableAddress = 0xf0000;  // MP configuration table (BIOS area)
     public const ulong AcpiStart = 0xe0000;
     public const ulong AcpiEnd = 0xf0000;
     public const ulong BiosStart = 0xf0000;

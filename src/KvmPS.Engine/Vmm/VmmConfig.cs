@@ -32,7 +32,7 @@ public sealed record VmmConfig
     public CrashPolicy EffectiveCrashPolicy => OnCrashExplicit ? OnCrash : ControlSocket is null ? CrashPolicy.Exit : CrashPolicy.Stay;
 
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device"];
+        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng"];
 
     /// <summary>Parses "256M", "1G", "512MiB", "1048576" (bytes) and the like.</summary>
     public static ulong ParseSize(string text, string source)
@@ -125,6 +125,7 @@ public sealed record VmmConfig
             case "on_crash":
                 return this with { OnCrashExplicit = true, OnCrash = Str(v, where) switch { "stay" => CrashPolicy.Stay, "exit" => CrashPolicy.Exit, var s => throw new VmmConfigException($"{where}: '{s}' is not stay or exit.") } };
             case "kvm_device": return this with { Machine = m with { KvmDevicePath = Str(v, where) } };
+            case "rng": return this with { Machine = m with { EnableRng = Bool(v, where) } };
             default:
                 throw new VmmConfigException($"{where}: unknown key (known keys: {string.Join(", ", Keys)}).");
         }
@@ -162,7 +163,7 @@ public sealed record VmmConfig
                 "vcpus" or "max_vcpus" or "numa_node" => int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n)
                     ? JsonSerializer.SerializeToElement(n, VmmJsonContext.Default.Int32)
                     : throw new VmmConfigException($"{where}: '{value}' is not a whole number."),
-                "ksm" => value is "true" or "on" or "1" ? JsonSerializer.SerializeToElement(true, VmmJsonContext.Default.Boolean)
+                "ksm" or "rng" => value is "true" or "on" or "1" ? JsonSerializer.SerializeToElement(true, VmmJsonContext.Default.Boolean)
                     : value is "false" or "off" or "0" ? JsonSerializer.SerializeToElement(false, VmmJsonContext.Default.Boolean)
                     : throw new VmmConfigException($"{where}: '{value}' is not on or off."),
                 _ => JsonSerializer.SerializeToElement(value, VmmJsonContext.Default.String),
@@ -180,7 +181,7 @@ public sealed record VmmConfig
         Runs one KVM virtual machine in this process.
 
           --config FILE           JSON configuration (keys: kernel, initrd, cmdline, memory, vcpus, max_vcpus, serial,
-                                  control_socket, hugepages, ksm, numa_node, on_reset, on_crash, kvm_device);
+                                  control_socket, hugepages, ksm, numa_node, rng, on_reset, on_crash, kvm_device);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
           --initrd PATH           initial ramdisk
@@ -193,6 +194,7 @@ public sealed record VmmConfig
           --hugepages MODE        none | thp | hugetlbfs
           --ksm on|off            mark guest memory mergeable for KSM
           --numa-node N           bind guest memory to host NUMA node N
+          --rng on|off            a virtio-rng device (PCI 00:01.0) fed by the host's getrandom
           --on-reset reboot|stop  what a guest reset does (default reboot)
           --on-crash stay|exit    after a guest crash, stay up for inspection or exit 10
                                   (default: stay with a control socket, exit without)

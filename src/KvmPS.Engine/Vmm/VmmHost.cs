@@ -227,6 +227,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         w.WriteString("hugepages", m.Memory.HugePages switch { HugePageMode.TransparentHugePages => "thp", HugePageMode.HugeTlbFs => "hugetlbfs", _ => "none" });
         w.WriteBoolean("ksm", m.Memory.Ksm);
         if (m.Memory.NumaNode is int node) w.WriteNumber("numa_node", node); else w.WriteNull("numa_node");
+        w.WriteBoolean("rng", m.EnableRng);
         w.WriteString("serial", _config.Serial switch { SerialMode.File => "file:" + _config.SerialPath, SerialMode.None => "none", _ => "stdio" });
         w.WriteString("control_socket", _control?.Path);
         w.WriteString("on_reset", m.OnReset == ResetPolicy.Reboot ? "reboot" : "stop");

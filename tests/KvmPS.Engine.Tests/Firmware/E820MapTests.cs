@@ -18,6 +18,7 @@ public class E820MapTests
             new E820Entry(0, 0x9fc00, E820Type.Ram),
             new E820Entry(0x9fc00, 0x10_0000 - 0x9fc00, E820Type.Reserved),
             new E820Entry(0x10_0000, 256 * MiB - 0x10_0000, E820Type.Ram),
+            new E820Entry(MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize, E820Type.Reserved),
         ], map);
     }
 
@@ -26,9 +27,10 @@ public class E820MapTests
     {
         using var memory = GuestMemory.Create(5 * GiB);
         var map = E820Map.For(memory);
-        Assert.Equal(4, map.Count);
+        Assert.Equal(5, map.Count);
         Assert.Equal(new E820Entry(0x10_0000, 3 * GiB - 0x10_0000, E820Type.Ram), map[2]);
-        Assert.Equal(new E820Entry(4 * GiB, 2 * GiB, E820Type.Ram), map[3]);
+        Assert.Equal(new E820Entry(MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize, E820Type.Reserved), map[3]);
+        Assert.Equal(new E820Entry(4 * GiB, 2 * GiB, E820Type.Ram), map[4]);
         Assert.Equal(5 * GiB, map.Where(e => e.Type == E820Type.Ram).Aggregate(0UL, (s, e) => s + e.SizeBytes) + map[1].SizeBytes);
         // Nothing usable in the MMIO hole, where the IOAPIC and LAPIC live.
         Assert.DoesNotContain(map, e => e.Type == E820Type.Ram && e.Address < 4 * GiB && e.End > MemoryLayout.MmioHoleStart);
@@ -39,8 +41,9 @@ public class E820MapTests
     {
         using var memory = GuestMemory.Create(3 * GiB);
         var map = E820Map.For(memory);
-        Assert.Equal(3, map.Count);
-        Assert.Equal(3 * GiB, map[^1].End);
+        Assert.Equal(4, map.Count);
+        Assert.Equal(3 * GiB, map[2].End);
+        Assert.Equal(E820Type.Reserved, map[^1].Type); // ECAM
     }
 
     [Fact]

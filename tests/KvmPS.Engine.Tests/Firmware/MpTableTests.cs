@@ -41,7 +41,8 @@ public class MpTableTests
         Assert.Equal(0, Sum(table));
         Assert.Equal(4, table[6]);
         Assert.Equal((uint)MemoryLayout.LocalApicAddress, BinaryPrimitives.ReadUInt32LittleEndian(table.AsSpan(36)));
-        Assert.True(MemoryLayout.MpTableAddress + 16 + length <= MemoryLayout.HighMemoryStart);
+        Assert.True(tableAddress + length <= MemoryLayout.HighMemoryStart);
+        Assert.True(MemoryLayout.MpTableAddress + 16 <= MemoryLayout.EbdaStart + 1024, "the floating pointer must be in the EBDA's first KiB");
 
         ushort entryCount = BinaryPrimitives.ReadUInt16LittleEndian(table.AsSpan(34));
         var processors = new List<(byte ApicId, byte Flags)>();

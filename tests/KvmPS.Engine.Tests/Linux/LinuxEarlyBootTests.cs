@@ -40,7 +40,7 @@ public class LinuxEarlyBootTests(ITestOutputHelper log)
         string vmlinux = VmlinuxExtractor.ExtractCached(bzImage);
         log.WriteLine($"kernel {bzImage} -> {vmlinux} ({new FileInfo(vmlinux).Length} bytes, {sw.Elapsed.TotalSeconds:F1} s)");
 
-        string? vmm = FindVmm();
+        string? vmm = VmmBinary.TryFind();
         sw.Restart();
         var (serial, reached, diagnostics) = vmm is null ? BootInProcess(vmlinux) : BootWithVmm(vmm, vmlinux);
         log.WriteLine($"{(reached ? "reached" : "did not reach")} '{ConsoleEnabled}' after {sw.Elapsed.TotalSeconds:F1} s via {vmm ?? "the in-process engine"}");
@@ -55,27 +55,6 @@ public class LinuxEarlyBootTests(ITestOutputHelper log)
         Assert.Contains("BIOS-e820: [mem 0x000000000009fc00-0x00000000000fffff] reserved", serial);
         Assert.Contains($"BIOS-e820: [mem 0x0000000000100000-0x{MemoryBytes - 1:x16}] usable", serial);
         Assert.Contains("ACPI: RSDP 0x00000000000E0000", serial);
-    }
-
-    /// <summary>
-    /// <c>$KVMPS_VMM</c>, else <c>out/bin/kvmps-vmm</c> in the repository: found from this source file's path (the
-    /// build may live elsewhere with <c>--artifacts-path</c>) or from the test assembly's directory.
-    /// </summary>
-    private static string? FindVmm([CallerFilePath] string sourceFile = "")
-    {
-        if (Environment.GetEnvironmentVariable("KVMPS_VMM") is { Length: > 0 } path)
-            return File.Exists(path) ? path : throw new FileNotFoundException($"KVMPS_VMM names {path}, which does not exist.");
-        foreach (string start in new[] { Path.GetDirectoryName(sourceFile), AppContext.BaseDirectory })
-        {
-            for (var dir = string.IsNullOrEmpty(start) ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (!File.Exists(Path.Combine(dir.FullName, "KvmPS.sln"))) continue;
-                string candidate = Path.Combine(dir.FullName, "out", "bin", "kvmps-vmm");
-                if (File.Exists(candidate)) return candidate;
-                break;
-            }
-        }
-        return null;
     }
 
     private (string Serial, bool Reached, string Diagnostics) BootWithVmm(string vmm, string vmlinux)

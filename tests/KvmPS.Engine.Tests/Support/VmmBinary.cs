@@ -1,34 +1,38 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 
 namespace KvmPS.Engine.Tests.Support;
 
-/// <summary>Locates the published kvmps-vmm (KVMPS_VMM, else out/bin under the repository root).</summary>
+/// <summary>
+/// Locates the published kvmps-vmm: <c>$KVMPS_VMM</c>, else <c>out/bin/kvmps-vmm</c> in the repository, which is found
+/// from the test assembly's directory or, when the build lives elsewhere (<c>--artifacts-path</c>), from this source file.
+/// </summary>
 internal static class VmmBinary
 {
-    public static string RepoRoot
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    private static string FindRepoRoot([CallerFilePath] string sourceFile = "")
     {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "KvmPS.sln"))) dir = dir.Parent;
-            return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (KvmPS.sln) above " + AppContext.BaseDirectory);
-        }
+        foreach (string? start in new[] { AppContext.BaseDirectory, Path.GetDirectoryName(sourceFile) })
+            for (var dir = string.IsNullOrEmpty(start) ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+                if (File.Exists(Path.Combine(dir.FullName, "KvmPS.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"cannot find the repository root (KvmPS.sln) above {AppContext.BaseDirectory} or {sourceFile}");
     }
 
-    public static string Executable
+    /// <summary>The binary, or null when it has not been published; a KVMPS_VMM naming a missing file is an error.</summary>
+    public static string? TryFind()
     {
-        get
-        {
-            string? env = Environment.GetEnvironmentVariable("KVMPS_VMM");
-            if (!string.IsNullOrEmpty(env)) return env;
-            string p = Path.Combine(RepoRoot, "out", "bin", "kvmps-vmm");
-            if (!File.Exists(p)) throw new InvalidOperationException($"{p} does not exist: publish it first (./build.sh build, or dotnet publish src/kvmps-vmm -c Release -o out/bin)");
-            return p;
-        }
+        if (Environment.GetEnvironmentVariable("KVMPS_VMM") is { Length: > 0 } env)
+            return File.Exists(env) ? env : throw new FileNotFoundException($"KVMPS_VMM names {env}, which does not exist.");
+        string p = Path.Combine(RepoRoot, "out", "bin", "kvmps-vmm");
+        return File.Exists(p) ? p : null;
     }
+
+    public static string Executable => TryFind()
+        ?? throw new InvalidOperationException($"{Path.Combine(RepoRoot, "out", "bin", "kvmps-vmm")} does not exist: publish it first (./build.sh build, or dotnet publish src/kvmps-vmm -c Release -o out/bin)");
 }
 
 /// <summary>A kvmps-vmm child process with captured stdout/stderr.</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using KvmPS.Engine.Tests.Boot;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Interop;
 using KvmPS.Vm;
@@ -56,7 +57,7 @@ public class VirtualMachineCreationTests
         {
             // A valid ELF whose segment lies beyond 16 MiB of RAM: found only after the VM fd and memory exist.
             string elf = dir.File("big.elf");
-            File.WriteAllBytes(elf, TestImages.Elf64(loadAddress: 64UL << 20, code: [0xf4]));
+            File.WriteAllBytes(elf, KernelImages.Elf(64UL << 20, [new KernelImages.Segment(1, 64UL << 20, [0xf4], 1)]));
             var e = Assert.Throws<BootImageException>(() => VirtualMachine.Create(new MachineConfig { KernelPath = elf, MemoryBytes = GuestBytes }, _ => { }));
             Assert.Contains(elf, e.Message);
             Assert.Contains("too large for guest memory", e.Message);

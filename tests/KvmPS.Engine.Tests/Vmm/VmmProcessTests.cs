@@ -55,6 +55,17 @@ public class VmmProcessTests
     }
 
     [Fact]
+    public void RngOptionAddsAVirtioRngDevice()
+    {
+        var (code, stdout, stderr) = VmmProcess.Run(Timeout, "--rng", "on", "--cmdline", "kvmps.run=lspci,rng 16,exit 0");
+        Assert.True(code == 1, stderr);
+        Assert.Contains("pci: 00:01.0 1af4:1044", stdout);
+        Assert.Contains("rng: ok", stdout);
+        var (_, without, _) = VmmProcess.Run(Timeout, "--cmdline", "kvmps.run=lspci,exit 0");
+        Assert.DoesNotContain("1af4:1044", without);
+    }
+
+    [Fact]
     public void GuestTripleFaultExitsWithCrashStatusAndRegisters()
     {
         var (code, _, stderr) = VmmProcess.Run(Timeout, "--cmdline", "kvmps.run=crash");

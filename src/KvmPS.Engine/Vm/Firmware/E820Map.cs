@@ -24,6 +24,9 @@ public static class E820Map
             ulong start = Math.Max(region.GuestAddress, MemoryLayout.HighMemoryStart);
             if (region.EndAddress > start) map.Add(new E820Entry(start, region.EndAddress - start, E820Type.Ram));
         }
+        // PCI ECAM (described by MCFG) must be reserved, or an OS may place something there.
+        map.Add(new E820Entry(MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize, E820Type.Reserved));
+        map.Sort((a, b) => a.Address.CompareTo(b.Address));
         return map;
     }
 }

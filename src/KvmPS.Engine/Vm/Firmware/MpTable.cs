@@ -6,7 +6,11 @@ namespace KvmPS.Vm.Firmware;
 /// <summary>Intel MultiProcessor Specification 1.4 floating pointer and configuration table, for guests that look for SMP there.</summary>
 public static class MpTable
 {
+    /// <summary>The floating pointer: in the first KiB of the EBDA, where guests search for it.</summary>
     public const ulong Address = MemoryLayout.MpTableAddress;
+    /// <summary>The configuration table: in the BIOS area, which holds it for any vCPU count (254 entries need ~5 KiB,
+    /// more than the 1 KiB EBDA slot).</summary>
+    public const ulong ConfigTableAddress = MemoryLayout.MpConfigTableAddress;
     private const byte ApicVersion = 0x14, IoApicVersion = 0x11;
 
     public static byte[] Build(int vcpuCount, int ioApicId)
@@ -41,8 +45,9 @@ public static class MpTable
         const int headerSize = 44, floatSize = 16;
         byte[] table = new byte[floatSize + headerSize + entries.Count];
         var fp = table.AsSpan(0, floatSize);
+        // Returned as one buffer (pointer, then configuration table); WriteTo places the two parts.
         Encoding.ASCII.GetBytes("_MP_").CopyTo(fp);
-        BinaryPrimitives.WriteUInt32LittleEndian(fp[4..], (uint)(Address + floatSize));
+        BinaryPrimitives.WriteUInt32LittleEndian(fp[4..], (uint)ConfigTableAddress);
         fp[8] = 1; fp[9] = 4; // length in 16-byte units, spec revision 1.4
         fp[10] = AcpiTableWriter.Checksum(fp);
 
@@ -59,5 +64,10 @@ public static class MpTable
         return table;
     }
 
-    public static void WriteTo(GuestMemory memory, int vcpuCount, int ioApicId) => memory.Write(Address, Build(vcpuCount, ioApicId));
+    public static void WriteTo(GuestMemory memory, int vcpuCount, int ioApicId)
+    {
+        byte[] table = Build(vcpuCount, ioApicId);
+        memory.Write(Address, table.AsSpan(0, 16));
+        memory.Write(ConfigTableAddress, table.AsSpan(16));
+    }
 }
