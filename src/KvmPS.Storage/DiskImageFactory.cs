@@ -1,0 +1,172 @@
+using KvmPS.Storage.Locking;
+using KvmPS.Storage.Qcow2;
+using KvmPS.Storage.Raw;
+
+namespace KvmPS.Storage;
+
+/// <summary>Creates disk images and opens them as <see cref="IBlockBackend"/>s.</summary>
+public static class DiskImageFactory
+{
+    /// <summary>Longest backing chain followed before giving up (guards against pathological chains).</summary>
+    public const int MaxBackingChainDepth = 64;
+
+    /// <summary>Creates a sparse raw image of <paramref name="sizeBytes"/> (a multiple of 512).</summary>
+    public static void CreateRaw(string path, ulong sizeBytes)
+    {
+        if (sizeBytes % RawImage.SectorSizeBytes != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(sizeBytes), $"Size {sizeBytes} for raw image '{path}' must be a multiple of {RawImage.SectorSizeBytes} bytes.");
+        }
+        try
+        {
+            using var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+            RandomAccess.SetLength(handle, (long)sizeBytes);
+        }
+        catch (IOException e)
+        {
+            throw new DiskImageException(path, $"Cannot create raw image '{path}': {e.Message}", e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new DiskImageException(path, $"Cannot create raw image '{path}': access denied.", e);
+        }
+    }
+
+    /// <summary>
+    /// Creates an empty qcow2 v3 image. With a backing file and <paramref name="sizeBytes"/> 0 the
+    /// backing file's size is used.
+    /// </summary>
+    public static void CreateQcow2(string path, ulong sizeBytes, Qcow2CreateOptions? options = null)
+    {
+        options ??= new Qcow2CreateOptions();
+        string? backingFormatName = null;
+        if (options.BackingFile is not null)
+        {
+            string backingPath = ResolveBackingPath(path, options.BackingFile);
+            if (!File.Exists(backingPath))
+            {
+                throw new DiskImageException(backingPath, $"Backing file '{backingPath}' for new image '{path}' does not exist.");
+            }
+            DiskImageFormat backingFormat = options.BackingFormat == DiskImageFormat.Auto ? DetectFormat(backingPath) : options.BackingFormat;
+            backingFormatName = FormatName(backingFormat);
+            if (sizeBytes == 0)
+            {
+                using var backing = Open(backingPath, backingFormat, readOnly: true);
+                sizeBytes = (backing.SizeBytes + 511) & ~511UL;
+            }
+        }
+        Qcow2Creator.Create(path, sizeBytes, options.ClusterSizeBytes, options.RefcountBits, options.BackingFile, backingFormatName);
+    }
+
+    /// <summary>
+    /// Opens an image (and its backing chain) with QEMU-compatible locking.
+    /// </summary>
+    /// <exception cref="ImageInUseException">Another process holds a conflicting lock.</exception>
+    /// <exception cref="DiskImageException">The image is missing, malformed or unsupported.</exception>
+    public static IBlockBackend Open(string path, DiskImageFormat format = DiskImageFormat.Auto, bool readOnly = false)
+    {
+        return OpenInChain(path, format, readOnly, new List<string>());
+    }
+
+    /// <summary>Opens a qcow2 image, for access to snapshots and format details.</summary>
+    public static Qcow2Image OpenQcow2(string path, bool readOnly = false)
+    {
+        return (Qcow2Image)Open(path, DiskImageFormat.Qcow2, readOnly);
+    }
+
+    /// <summary>qcow2 when the file starts with the qcow2 magic, raw otherwise.</summary>
+    public static DiskImageFormat DetectFormat(string path)
+    {
+        using var file = ImageFile.Open(path, writable: false);
+        Span<byte> magic = stackalloc byte[4];
+        file.Read(0, magic);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(magic) == Qcow2Format.QCOW_MAGIC
+            ? DiskImageFormat.Qcow2
+            : DiskImageFormat.Raw;
+    }
+
+    private static IBlockBackend OpenInChain(string path, DiskImageFormat format, bool readOnly, List<string> chain)
+    {
+        string canonical = CanonicalPath(path);
+        if (chain.Contains(canonical))
+        {
+            var loop = new List<string>(chain) { canonical };
+            throw new BackingChainLoopException(chain[0], loop,
+                $"Backing chain of '{chain[0]}' loops: {string.Join(" -> ", loop)}.");
+        }
+        chain.Add(canonical);
+        if (chain.Count > MaxBackingChainDepth)
+        {
+            throw new BackingChainLoopException(chain[0], chain.ToList(),
+                $"Backing chain of '{chain[0]}' is deeper than {MaxBackingChainDepth} images.");
+        }
+        if (format == DiskImageFormat.Auto)
+        {
+            format = DetectFormat(path);
+        }
+        if (format == DiskImageFormat.Raw)
+        {
+            // Backing files (chain position > 0) need not be whole sectors; QEMU accepts any size.
+            return RawImage.Open(path, readOnly, requireWholeSectors: chain.Count == 1);
+        }
+
+        var file = ImageFile.Open(path, writable: !readOnly);
+        try
+        {
+            QemuImageLock.Acquire(file,
+                readOnly ? QemuImageLock.ReaderPermissions : QemuImageLock.WriterPermissions,
+                QemuImageLock.DefaultSharedPermissions);
+            return Qcow2Image.Open(file, (backingName, backingFormat) =>
+            {
+                string backingPath = ResolveBackingPath(path, backingName);
+                return OpenInChain(backingPath, ParseFormat(path, backingFormat), readOnly: true, chain);
+            });
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Relative backing names are relative to the directory of the image naming them.</summary>
+    internal static string ResolveBackingPath(string imagePath, string backingName)
+    {
+        if (System.IO.Path.IsPathRooted(backingName))
+        {
+            return backingName;
+        }
+        string directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(imagePath)) ?? ".";
+        return System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, backingName));
+    }
+
+    private static string CanonicalPath(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        try
+        {
+            var target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true);
+            return target?.FullName ?? full;
+        }
+        catch (IOException)
+        {
+            return full;
+        }
+    }
+
+    private static DiskImageFormat ParseFormat(string imagePath, string? name) => name switch
+    {
+        null or "" => DiskImageFormat.Auto,
+        "raw" or "file" => DiskImageFormat.Raw,
+        "qcow2" => DiskImageFormat.Qcow2,
+        _ => throw new UnsupportedImageFeatureException(imagePath, $"backing format {name}",
+            $"Image '{imagePath}' has a backing file in format '{name}'; only raw and qcow2 backing files are supported."),
+    };
+
+    private static string FormatName(DiskImageFormat format) => format switch
+    {
+        DiskImageFormat.Raw => "raw",
+        DiskImageFormat.Qcow2 => "qcow2",
+        _ => throw new ArgumentOutOfRangeException(nameof(format)),
+    };
+}

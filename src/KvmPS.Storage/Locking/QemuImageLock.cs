@@ -1,0 +1,108 @@
+using System.Runtime.InteropServices;
+using KvmPS.Storage.Native;
+
+namespace KvmPS.Storage.Locking;
+
+/// <summary>
+/// Image locking interoperable with QEMU's file-posix driver: shared OFD byte-range locks at
+/// RAW_LOCK_PERM_BASE + bit for permissions held and RAW_LOCK_SHARED_BASE + bit for permissions
+/// not shared. Conflicts are detected by testing whether an exclusive lock on the opposite byte
+/// would be blocked. Locks belong to the open file description, so they vanish when the file is
+/// closed (including on process death) and two opens in one process conflict like two processes.
+/// </summary>
+internal static class QemuImageLock
+{
+    public const int RAW_LOCK_PERM_BASE = 100;
+    public const int RAW_LOCK_SHARED_BASE = 200;
+
+    /// <summary>What a writer (a running VM's disk) needs: read, write and grow the file.</summary>
+    public static readonly QemuPermission WriterPermissions =
+        QemuPermission.ConsistentRead | QemuPermission.Write | QemuPermission.Resize;
+
+    /// <summary>What a reader needs.</summary>
+    public static readonly QemuPermission ReaderPermissions = QemuPermission.ConsistentRead;
+
+    /// <summary>Like QEMU's default (share-rw=off): others may read, but not write or resize.</summary>
+    public static readonly QemuPermission DefaultSharedPermissions =
+        QemuPermission.ConsistentRead | QemuPermission.WriteUnchanged;
+
+    /// <summary>Takes the locks for an opener and checks for conflicting holders.</summary>
+    /// <exception cref="ImageInUseException">Another open file description conflicts.</exception>
+    public static void Acquire(ImageFile file, QemuPermission permissions, QemuPermission sharedPermissions)
+    {
+        int fd = file.FileDescriptor;
+        QemuPermission notShared = QemuPermission.All & ~sharedPermissions;
+
+        // Same order as QEMU: publish our own locks first, then look for conflicts. Two openers
+        // racing thus see each other and at worst both fail, never both succeed.
+        for (int bit = 0; (1UL << bit) <= (ulong)QemuPermission.All; bit++)
+        {
+            var p = (QemuPermission)(1UL << bit);
+            if ((permissions & p) != 0)
+            {
+                SetSharedLock(file, fd, RAW_LOCK_PERM_BASE + bit);
+            }
+            if ((notShared & p) != 0)
+            {
+                SetSharedLock(file, fd, RAW_LOCK_SHARED_BASE + bit);
+            }
+        }
+        for (int bit = 0; (1UL << bit) <= (ulong)QemuPermission.All; bit++)
+        {
+            var p = (QemuPermission)(1UL << bit);
+            // Someone refusing to share a permission we want holds RAW_LOCK_SHARED_BASE + bit.
+            if ((permissions & p) != 0 && IsLockedByOthers(file, fd, RAW_LOCK_SHARED_BASE + bit))
+            {
+                throw new ImageInUseException(file.Path, PermissionName(p));
+            }
+            // Someone holding a permission we refuse to share holds RAW_LOCK_PERM_BASE + bit.
+            if ((notShared & p) != 0 && IsLockedByOthers(file, fd, RAW_LOCK_PERM_BASE + bit))
+            {
+                throw new ImageInUseException(file.Path, PermissionName(p));
+            }
+        }
+    }
+
+    private static string PermissionName(QemuPermission p) => p switch
+    {
+        QemuPermission.ConsistentRead => "consistent read",
+        QemuPermission.Write => "write",
+        QemuPermission.WriteUnchanged => "write unchanged",
+        QemuPermission.Resize => "resize",
+        _ => p.ToString(),
+    };
+
+    private static void SetSharedLock(ImageFile file, int fd, int byteOffset)
+    {
+        var fl = new Flock { l_type = LibC.F_RDLCK, l_whence = LibC.SEEK_SET, l_start = byteOffset, l_len = 1 };
+        while (LibC.fcntl(fd, LibC.F_OFD_SETLK, ref fl) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == LibC.EINTR)
+            {
+                continue;
+            }
+            if (errno == LibC.EAGAIN || errno == LibC.EACCES)
+            {
+                // Someone holds an exclusive lock on the byte: nobody QEMU-compatible does that
+                // for long, but it still means the image is busy.
+                throw new ImageInUseException(file.Path, $"lock byte {byteOffset}");
+            }
+            throw new DiskImageException(file.Path, $"Locking byte {byteOffset} of disk image '{file.Path}' failed (errno {errno}).");
+        }
+    }
+
+    private static bool IsLockedByOthers(ImageFile file, int fd, int byteOffset)
+    {
+        var fl = new Flock { l_type = LibC.F_WRLCK, l_whence = LibC.SEEK_SET, l_start = byteOffset, l_len = 1 };
+        while (LibC.fcntl(fd, LibC.F_OFD_GETLK, ref fl) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != LibC.EINTR)
+            {
+                throw new DiskImageException(file.Path, $"Testing lock byte {byteOffset} of disk image '{file.Path}' failed (errno {errno}).");
+            }
+        }
+        return fl.l_type != LibC.F_UNLCK;
+    }
+}

@@ -1,1 +1,0 @@
-namespace KvmPS.Storage; internal static class Placeholder {}
