@@ -19,7 +19,9 @@ public sealed record MachineConfig
     public string KvmDevicePath { get; init; } = Interop.Kvm.DefaultDevicePath;
     // --- PCI devices (Devices/Pci, Devices/Virtio) ---
     /// <summary>Plugs a virtio-rng (virtio 1.x PCI, 1af4:1044) into PCI slot 1.</summary>
-    public bool EnableRng { get; init; }
+
+    /// <summary>PCI devices in slot order (1, 2, …): virtio-rng, and the devices later issues add (Devices/Config).</summary>
+    public IReadOnlyList<Devices.Config.DeviceConfig> Devices { get; init; } = [];
     /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
     public Action<string>? DeviceLog { get; init; }
 

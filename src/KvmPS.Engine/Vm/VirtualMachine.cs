@@ -1,4 +1,5 @@
 using KvmPS.Devices;
+using KvmPS.Devices.Config;
 using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
 using KvmPS.Interop;
@@ -34,6 +35,9 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public PostCode PostCode { get; } = new();
     /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
     public PciBus Pci { get; private set; } = null!;
+    private readonly List<IVirtioDevice> _devices = new();
+    /// <summary>The configured devices, in slot order.</summary>
+    public IReadOnlyList<IVirtioDevice> Devices => _devices;
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
     public DateTime? StartedUtc { get; private set; }
@@ -123,11 +127,18 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         Pci = new PciBus(MmioBus, windows, gsi => new IrqLine(this, gsi), log);
         PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
-        if (!Config.EnableRng) return;
+        if (Config.Devices.Count == 0) return;
         _msiRouter = new KvmMsiRouter(_vm!, log);
         _ioLoop = new IoEventLoop(log);
         var ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
-        Pci.AddDevice(1, new VirtioPciTransport(new VirtioRng(), Memory, _msiRouter, ioEvents));
+        var context = new DeviceContext(Memory, this, log);
+        for (int i = 0; i < Config.Devices.Count; i++)
+        {
+            var device = Config.Devices[i].CreateDevice(context);
+            try { Pci.AddDevice(1 + i, new VirtioPciTransport(device, Memory, _msiRouter, ioEvents)); }
+            catch { device.Dispose(); throw; }
+            _devices.Add(device);
+        }
     }
 
     private static byte[] ReadImage(string path, string what)

@@ -17,6 +17,8 @@ public interface IVmmControl
     /// <summary>Stops the VM; returns once it has stopped. The process exits after the reply is sent.</summary>
     void Stop(bool graceful, TimeSpan timeout, Utf8JsonWriter w);
     void StopReplySent();
+    /// <summary>A request some device handles (Devices/Config/IDeviceControl); false when no device knows it.</summary>
+    bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w);
     /// <summary>Validates that a console can attach now; throws <see cref="ControlRequestException"/> if not.</summary>
     void CheckConsoleAttach();
     ConsoleHub Console { get; }
@@ -165,7 +167,14 @@ public sealed class ControlServer : IDisposable
                         RunConsole(stream, reader, replay);
                         return false;
                     default:
-                        throw new ControlRequestException(ErrorCodes.UnknownRequest, $"unknown request '{name}' (known: {string.Join(", ", Requests.All)})");
+                        var args = root.Clone();
+                        Reply(stream, id, w =>
+                        {
+                            if (!_control.TryHandleDeviceRequest(name, args, w))
+                                throw new ControlRequestException(ErrorCodes.UnknownRequest,
+                                    $"unknown request '{name}' (known: {string.Join(", ", Requests.All)}, and the devices' requests listed by describe)");
+                        });
+                        break;
                 }
             }
             catch (ControlRequestException e) { Reply(stream, id, _ => { }, e); }
@@ -219,6 +228,7 @@ public sealed class ControlServer : IDisposable
                     w.WriteRawValue(inner.ToArray(), skipInputValidation: true);
                 }
                 catch (ControlRequestException e) { error = e; }
+                catch (ArgumentException e) { error = new ControlRequestException(ErrorCodes.InvalidArgument, e.Message); }
                 catch (InvalidOperationException e) { error = new ControlRequestException(ErrorCodes.InvalidState, e.Message); }
             }
             if (error is not null)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using KvmPS.Devices.Config;
 using KvmPS.Vm;
 
 namespace KvmPS.Vmm;
@@ -32,7 +33,7 @@ public sealed record VmmConfig
     public CrashPolicy EffectiveCrashPolicy => OnCrashExplicit ? OnCrash : ControlSocket is null ? CrashPolicy.Exit : CrashPolicy.Stay;
 
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng"];
+        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "devices"];
 
     /// <summary>Parses "256M", "1G", "512MiB", "1048576" (bytes) and the like.</summary>
     public static ulong ParseSize(string text, string source)
@@ -125,10 +126,32 @@ public sealed record VmmConfig
             case "on_crash":
                 return this with { OnCrashExplicit = true, OnCrash = Str(v, where) switch { "stay" => CrashPolicy.Stay, "exit" => CrashPolicy.Exit, var s => throw new VmmConfigException($"{where}: '{s}' is not stay or exit.") } };
             case "kvm_device": return this with { Machine = m with { KvmDevicePath = Str(v, where) } };
-            case "rng": return this with { Machine = m with { EnableRng = Bool(v, where) } };
+            case "rng":
+                // Sugar for a virtio-rng entry in "devices".
+                var withoutRng = m.Devices.Where(d => d is not RngDeviceConfig).ToList();
+                if (Bool(v, where)) withoutRng.Add(new RngDeviceConfig());
+                return this with { Machine = m with { Devices = withoutRng } };
+            case "devices":
+                if (v.ValueKind != JsonValueKind.Array) throw new VmmConfigException($"{where}: expected an array of device objects.");
+                var devices = new List<DeviceConfig>(m.Devices);
+                int index = 0;
+                foreach (var d in v.EnumerateArray()) devices.Add(ParseDevice(DeviceOptionsFromJson(d, $"{where}[{index++}]")));
+                return this with { Machine = m with { Devices = devices } };
             default:
                 throw new VmmConfigException($"{where}: unknown key (known keys: {string.Join(", ", Keys)}).");
         }
+    }
+
+    private static DeviceOptions DeviceOptionsFromJson(JsonElement e, string where)
+    {
+        try { return DeviceOptions.FromJson(e, where); }
+        catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
+    }
+
+    private static DeviceConfig ParseDevice(DeviceOptions options)
+    {
+        try { return DeviceConfig.FromOptions(options); }
+        catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
     }
 
     /// <summary>Applies command-line flags on top of an optional --config file. Flags win over the file.</summary>
@@ -136,6 +159,7 @@ public sealed record VmmConfig
     {
         var config = new VmmConfig();
         var flags = new List<(string Key, string Value)>();
+        var deviceFlags = new List<DeviceConfig>();
         for (int i = 0; i < args.Count; i++)
         {
             string a = args[i];
@@ -152,6 +176,13 @@ public sealed record VmmConfig
             }
             string key = flag[2..].Replace('-', '_');
             if (key == "config") config = FromJsonFile(value);
+            else if (key == "device")
+            {
+                DeviceOptions options;
+                try { options = DeviceOptions.FromFlag(value); }
+                catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
+                deviceFlags.Add(ParseDevice(options));
+            }
             else if (Array.IndexOf(Keys, key) < 0) throw new VmmConfigException($"unknown option {flag} (see --help).");
             else flags.Add((key, value));
         }
@@ -170,6 +201,7 @@ public sealed record VmmConfig
             };
             config = config.With(key, element, where);
         }
+        if (deviceFlags.Count > 0) config = config with { Machine = config.Machine with { Devices = [.. config.Machine.Devices, .. deviceFlags] } };
         try { config.Machine.Validate(); }
         catch (ArgumentOutOfRangeException e) { throw new VmmConfigException(e.Message.Split(" (Parameter")[0]); }
         if (config.Serial == SerialMode.File && string.IsNullOrEmpty(config.SerialPath)) throw new VmmConfigException("serial file mode needs a path (file:PATH).");
@@ -181,7 +213,8 @@ public sealed record VmmConfig
         Runs one KVM virtual machine in this process.
 
           --config FILE           JSON configuration (keys: kernel, initrd, cmdline, memory, vcpus, max_vcpus, serial,
-                                  control_socket, hugepages, ksm, numa_node, rng, on_reset, on_crash, kvm_device);
+                                  control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
+                                  kvm_device);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
           --initrd PATH           initial ramdisk
@@ -194,7 +227,8 @@ public sealed record VmmConfig
           --hugepages MODE        none | thp | hugetlbfs
           --ksm on|off            mark guest memory mergeable for KSM
           --numa-node N           bind guest memory to host NUMA node N
-          --rng on|off            a virtio-rng device (PCI 00:01.0) fed by the host's getrandom
+          --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng
+          --rng on|off            shorthand for --device rng
           --on-reset reboot|stop  what a guest reset does (default reboot)
           --on-crash stay|exit    after a guest crash, stay up for inspection or exit 10
                                   (default: stay with a control socket, exit without)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using KvmPS.Devices.Config;
 using KvmPS.Interop;
 using KvmPS.Vm;
 using KvmPS.Vm.Boot;
@@ -212,6 +213,16 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     public void StopReplySent() => _stopReplySent.Set();
 
+    public bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w)
+    {
+        VirtualMachine? machine;
+        lock (_lock) machine = _machine;
+        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request));
+        if (device is null) return false;
+        device.HandleControlRequest(request, arguments, w);
+        return true;
+    }
+
     public void WriteDescribe(Utf8JsonWriter w)
     {
         var m = _config.Machine;
@@ -227,7 +238,16 @@ public sealed class VmmHost : IVmmControl, IDisposable
         w.WriteString("hugepages", m.Memory.HugePages switch { HugePageMode.TransparentHugePages => "thp", HugePageMode.HugeTlbFs => "hugetlbfs", _ => "none" });
         w.WriteBoolean("ksm", m.Memory.Ksm);
         if (m.Memory.NumaNode is int node) w.WriteNumber("numa_node", node); else w.WriteNull("numa_node");
-        w.WriteBoolean("rng", m.EnableRng);
+        w.WriteStartArray("devices");
+        for (int i = 0; i < m.Devices.Count; i++)
+        {
+            w.WriteStartObject();
+            w.WriteString("type", m.Devices[i].Type);
+            w.WriteString("pci", $"00:{i + 1:x2}.0");
+            m.Devices[i].Describe(w);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
         w.WriteString("serial", _config.Serial switch { SerialMode.File => "file:" + _config.SerialPath, SerialMode.None => "none", _ => "stdio" });
         w.WriteString("control_socket", _control?.Path);
         w.WriteString("on_reset", m.OnReset == ResetPolicy.Reboot ? "reboot" : "stop");
@@ -235,6 +255,11 @@ public sealed class VmmHost : IVmmControl, IDisposable
         w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
         w.WriteStartArray("requests");
         foreach (var r in ControlProtocol.Requests.All) w.WriteStringValue(r);
+        VirtualMachine? machine;
+        lock (_lock) machine = _machine;
+        if (machine is not null)
+            foreach (var d in machine.Devices.OfType<IDeviceControl>())
+                foreach (var r in d.ControlRequests) w.WriteStringValue(r);
         w.WriteEndArray();
     }
 

@@ -14,7 +14,7 @@ public class VirtioRngGuestTests(ITestOutputHelper log)
         var deviceLog = new List<string>();
         using var run = new GuestRun(new MachineConfig
         {
-            EnableRng = rng,
+            Devices = rng ? [new KvmPS.Devices.Config.RngDeviceConfig()] : [],
             Cmdline = $"kvmps.run={commands}",
             DeviceLog = m => { lock (deviceLog) deviceLog.Add(m); },
         });

@@ -244,6 +244,9 @@ public class VmmProcessTests
         { ["--initrd", "/nonexistent/initrd"], 6, "/nonexistent/initrd" },
         { ["--memory", "200T"], 8, "Cannot map" },
         { ["--config", "/nonexistent/vm.json"], 2, "/nonexistent/vm.json" },
+        { ["--device", "warp"], 2, "unknown device type 'warp'" },
+        { ["--device", "rng,speed=9"], 2, "key 'speed': unknown key for a rng device" },
+        { ["--device", "rng,speed"], 2, "'speed' is not key=value" },
     };
 
     [Theory]
@@ -268,6 +271,33 @@ public class VmmProcessTests
         Assert.Equal(2, code);
         Assert.Contains(dir.File("vm.json"), stderr);
         Assert.Contains("'memroy'", stderr);
+    }
+
+    [Fact]
+    public void DevicesInTheConfigFileAreValidatedNamingTheEntry()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("vm.json"), """{ "devices": [ { "type": "rng" }, { "kind": "rng" } ] }""");
+        var (code, _, stderr) = VmmProcess.Run(Timeout, "--config", dir.File("vm.json"));
+        Assert.Equal(2, code);
+        Assert.Contains("'devices'[1]", stderr);
+        Assert.Contains("no \"type\"", stderr);
+    }
+
+    [Fact]
+    public void DescribeListsDevicesInSlotOrder()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("c.sock");
+        using var vmm = new VmmProcess("--device", "rng", "--control-socket", sock, "--serial", "none");
+        using var client = new ControlClient(sock);
+        client.WaitForState("Running", Timeout);
+        var devices = client.Ok("describe").GetProperty("devices");
+        Assert.Equal(1, devices.GetArrayLength());
+        Assert.Equal("rng", devices[0].GetProperty("type").GetString());
+        Assert.Equal("00:01.0", devices[0].GetProperty("pci").GetString());
+        client.Ok("stop", "\"graceful\": false");
+        Assert.Equal(0, vmm.WaitForExit(Timeout));
     }
 
     [Fact]

@@ -1,0 +1,48 @@
+using System.Text.Json;
+using KvmPS.Devices.Virtio;
+using KvmPS.Vm;
+
+namespace KvmPS.Devices.Config;
+
+/// <summary>What a device needs from the machine when it is created.</summary>
+public sealed record DeviceContext(GuestMemory Memory, IMachineControl Machine, Action<string> Log);
+
+/// <summary>
+/// The configuration of one PCI device, kept apart from the device code. Each device type has one record here
+/// and one line in <see cref="Parsers"/>; the VM creates the devices in order, in PCI slots 1, 2, 3, …
+/// </summary>
+public abstract record DeviceConfig
+{
+    /// <summary>The type name used in JSON ("type") and in --device flags.</summary>
+    public abstract string Type { get; }
+
+    /// <summary>Opens host resources (images, taps, sockets) and creates the device; errors name the file or device.</summary>
+    public abstract IVirtioDevice CreateDevice(DeviceContext context);
+
+    /// <summary>The device's options as `describe` reports them (without "type").</summary>
+    public abstract void Describe(Utf8JsonWriter w);
+
+    /// <summary>Every device type: name → parser. Parsers must call <see cref="DeviceOptions.EnsureAllUsed"/>.</summary>
+    private static readonly Dictionary<string, Func<DeviceOptions, DeviceConfig>> Parsers = new(StringComparer.Ordinal)
+    {
+        ["rng"] = RngDeviceConfig.Parse,
+    };
+
+    public static IEnumerable<string> Types => Parsers.Keys.Order();
+
+    public static DeviceConfig FromOptions(DeviceOptions options)
+    {
+        if (!Parsers.TryGetValue(options.Type, out var parse))
+            throw new DeviceConfigException($"{options.Source}: unknown device type '{options.Type}' (known types: {string.Join(", ", Types)}).");
+        return parse(options);
+    }
+}
+
+/// <summary>A device that answers control-socket requests of its own (e.g. "balloon.set").</summary>
+public interface IDeviceControl
+{
+    /// <summary>Request names this device handles; they appear in `describe`.</summary>
+    IReadOnlyList<string> ControlRequests { get; }
+    /// <summary>Handles one request. ArgumentException becomes InvalidArgument, InvalidOperationException InvalidState.</summary>
+    void HandleControlRequest(string request, JsonElement arguments, Utf8JsonWriter result);
+}
