@@ -1,0 +1,45 @@
+@{
+    RootModule             = 'KvmPS.dll'
+    ModuleVersion          = '0.1.0'
+    CompatiblePSEditions   = @('Core')
+    GUID                   = '35cb16b9-e29c-4856-8ece-e7eaaf4338d4'
+    Author                 = 'KvmPS contributors'
+    CompanyName            = 'KvmPS'
+    Copyright              = '(c) KvmPS contributors. All rights reserved.'
+    Description            = 'Declarative virtual-machine provisioning on Linux KVM: create, start, stop, resize and wire up VMs that run on the KvmPS VMM (kvmps-vmm), from PowerShell.'
+    PowerShellVersion      = '7.4'
+    FormatsToProcess       = @('KvmPS.Format.ps1xml')
+    CmdletsToExport        = @(
+        'New-KvmVm'
+        'Get-KvmVm'
+        'Start-KvmVm'
+        'Stop-KvmVm'
+        'Restart-KvmVm'
+        'Suspend-KvmVm'
+        'Resume-KvmVm'
+        'Remove-KvmVm'
+        'Set-KvmVm'
+        'Set-KvmVcpu'
+        'Invoke-KvmBalloon'
+        'Add-KvmDisk'
+        'Remove-KvmDisk'
+        'Add-KvmNetworkAdapter'
+        'Remove-KvmNetworkAdapter'
+        'Add-KvmPciPassthrough'
+        'Remove-KvmPciPassthrough'
+        'Get-KvmHostPciDevice'
+        'New-KvmDiskImage'
+        'Get-KvmConsoleLog'
+        'Connect-KvmConsole'
+    )
+    FunctionsToExport      = @()
+    AliasesToExport        = @()
+    VariablesToExport      = @()
+    PrivateData            = @{
+        PSData = @{
+            Tags         = @('KVM', 'Linux', 'VirtualMachine', 'Virtualization', 'Hypervisor', 'VMM', 'DSC', 'PSEdition_Core')
+            ProjectUri   = ''
+            ReleaseNotes = 'First release: VM lifecycle, vCPU and memory settings, disks, network adapters, PCI passthrough, disk images and the serial console.'
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Balloon;
+
+/// <summary>
+/// A VM's memory as configured and as used: the balloon range from the definition and, while a VMM runs, what it
+/// mapped and how much of it is resident. Shown by <c>Invoke-KvmBalloon</c> without a target and by the CLI.
+/// </summary>
+public sealed record VmMemoryStatus
+{
+    public required string Name { get; init; }
+    public required VmState State { get; init; }
+    public bool BalloonEnabled { get; init; }
+
+    /// <summary>The memory target: the definition's MemoryStartupBytes (what the VM boots with, and the balloon aims for).</summary>
+    public long TargetBytes { get; init; }
+
+    public long MinimumBytes { get; init; }
+    public long MaximumBytes { get; init; }
+
+    /// <summary>Guest RAM the running VMM mapped (<c>describe.memory_bytes</c>); null when not running.</summary>
+    public long? CurrentBytes { get; init; }
+
+    /// <summary>Resident guest RAM (<c>metrics.guest_rss_bytes</c>): memory the guest actually touched.</summary>
+    public long? GuestResidentBytes { get; init; }
+
+    /// <summary>Resident memory of the whole VMM process (<c>metrics.rss_bytes</c>).</summary>
+    public long? ProcessResidentBytes { get; init; }
+
+    /// <summary>The running VM still has a different size than the target (the balloon cannot move it yet: restart).</summary>
+    public bool RestartNeeded => CurrentBytes is { } current && current != TargetBytes;
+}
+
+public static class VmMemoryStatusReader
+{
+    /// <summary>Reads the VM (throws VmNotFoundException) and, if a VMM answers, its metrics. Never fails for a VMM that stops meanwhile.</summary>
+    public static VmMemoryStatus Read(VmManager manager, string name)
+    {
+        ArgumentNullException.ThrowIfNull(manager);
+        return FromInfo(manager.Get(name), manager.Options.QueryTimeout);
+    }
+
+    public static VmMemoryStatus FromInfo(VmInfo info, TimeSpan queryTimeout)
+    {
+        ArgumentNullException.ThrowIfNull(info);
+        var memory = info.Definition.Memory;
+        long? guestRss = null, rss = null;
+        if (info.Live is not null)
+        {
+            try
+            {
+                using var client = VmmClient.Connect(info.SocketPath, queryTimeout, queryTimeout);
+                var metrics = client.Metrics();
+                guestRss = metrics.GuestRssBytes;
+                rss = metrics.RssBytes;
+            }
+            catch (VmmException)
+            {
+                // Stopped meanwhile: report the definition only.
+            }
+        }
+        return new VmMemoryStatus
+        {
+            Name = info.Name,
+            State = info.State,
+            BalloonEnabled = info.Definition.BalloonEnabled,
+            TargetBytes = memory.StartupBytes,
+            MinimumBytes = memory.MinimumBytes,
+            MaximumBytes = memory.MaximumBytes,
+            CurrentBytes = info.Live?.MemoryBytes,
+            GuestResidentBytes = guestRss,
+            ProcessResidentBytes = rss,
+        };
+    }
+}

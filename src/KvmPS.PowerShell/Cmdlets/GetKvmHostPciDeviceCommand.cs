@@ -1,0 +1,47 @@
+using System.Management.Automation;
+using KvmPS.Management.HostDevices;
+using KvmPS.Management.Selection;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Get-KvmHostPciDevice: the host's PCI functions from sysfs, with what passthrough needs to know.</summary>
+[Cmdlet(VerbsCommon.Get, "KvmHostPciDevice", DefaultParameterSetName = AddressSet)]
+[OutputType(typeof(PciHostDevice))]
+public sealed class GetKvmHostPciDeviceCommand : KvmCmdletBase
+{
+    internal const string AddressSet = "Address";
+
+    /// <summary>PCI addresses (DDDD:BB:DD.F) or wildcards; all devices without it.</summary>
+    [Parameter(ParameterSetName = AddressSet, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    [Alias("PciAddress")]
+    public string[]? Address { get; set; }
+
+    /// <summary>Only devices bound to this driver (wildcards allowed), e.g. vfio-pci.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    public string? Driver { get; set; }
+
+    /// <summary>Test seam: the sysfs root.</summary>
+    internal string SysfsRoot { get; set; } = PciHostDevices.DefaultSysfsRoot;
+
+    protected override void Process()
+    {
+        var devices = new PciHostDevices(SysfsRoot).List();
+        var driver = Driver is null ? null : new VmNamePattern(Driver);
+        var byAddress = devices.ToDictionary(d => d.Address.ToString(), d => d, StringComparer.OrdinalIgnoreCase);
+        var selection = VmSelector.Select(devices.Select(d => d.Address.ToString()).ToList(), Address);
+        foreach (var missing in selection.NotFound)
+            Output.WriteError(new KvmError(new ItemNotFoundException($"This host has no PCI device '{missing}'"),
+                KvmErrorIds.HostDeviceNotFound, ErrorCategory.ObjectNotFound, missing));
+        foreach (var address in selection.Names)
+        {
+            var device = byAddress[address];
+            if (driver is null || (device.Driver is not null && driver.IsMatch(device.Driver)))
+                Output.WriteObject(device);
+        }
+    }
+}

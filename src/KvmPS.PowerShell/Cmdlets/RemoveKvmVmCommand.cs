@@ -1,0 +1,34 @@
+using System.Management.Automation;
+using KvmPS.Management.Lifecycle;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Remove-KvmVm: deletes the VM from the store, with its disk directory unless -KeepDisks.</summary>
+[Cmdlet(VerbsCommon.Remove, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+[OutputType(typeof(VmRemoveResult))]
+public sealed class RemoveKvmVmCommand : KvmVmCmdletBase
+{
+    /// <summary>Turn off an active VM first (otherwise removing it fails).</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    /// <summary>Move the VM's disk directory to the store's retained-disks folder instead of deleting it.</summary>
+    [Parameter]
+    public SwitchParameter KeepDisks { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessVm(string name)
+    {
+        var what = Switch(KeepDisks) ? "Remove VM (keeping its disks)" : "Remove VM and delete its disks";
+        if (!Output.ShouldProcess(name, Switch(Force) ? what + ", turning it off if it is running" : what))
+            return;
+        var result = Manager.Remove(name, Switch(Force), deleteDisks: !Switch(KeepDisks));
+        if (result.RetainedDisksDirectory is { } kept)
+            Output.WriteVerbose($"VM '{name}': disks kept in '{kept}'.");
+        if (Switch(PassThru))
+            Output.WriteObject(result);
+    }
+}

@@ -1,0 +1,23 @@
+using System.Management.Automation;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Resume-KvmVm: Resumes every vCPU of the VM; guest memory and devices stay as they are.</summary>
+[Cmdlet(VerbsLifecycle.Resume, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(KvmVm))]
+public sealed class ResumeKvmVmCommand : KvmVmCmdletBase
+{
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessVm(string name)
+    {
+        if (!Output.ShouldProcess(name, "Resume VM"))
+            return;
+        var info = Manager.Resume(name);
+        if (Switch(PassThru))
+            Output.WriteObject(new KvmVm(info));
+    }
+}

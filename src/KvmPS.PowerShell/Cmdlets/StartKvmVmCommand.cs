@@ -1,0 +1,41 @@
+using System.Management.Automation;
+using KvmPS.Management.Lifecycle;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Start-KvmVm: launches the VM's kvmps-vmm and waits until the guest runs.</summary>
+[Cmdlet(VerbsLifecycle.Start, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(KvmVm), typeof(KvmJob))]
+public sealed class StartKvmVmCommand : KvmVmCmdletBase
+{
+    /// <summary>How long to wait for the VMM to report Running (default: the manager's 30 s).</summary>
+    [Parameter]
+    [ValidateRange(1, 3600)]
+    public int? TimeoutSec { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    protected override void ProcessVm(string name)
+    {
+        if (!Output.ShouldProcess(name, "Start VM"))
+            return;
+        var manager = Manager;
+        var timeout = TimeoutSec is { } s ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
+        var passThru = Switch(PassThru) || Switch(AsJob);
+        KvmJobs.RunOrQueue(this, Switch(AsJob), "Start-KvmVm", name, output =>
+        {
+            var progress = new SyncProgress<VmProgress>(p => output.WriteProgress(p.Activity, p.Status, p.PercentComplete, p.PercentComplete >= 100));
+            var info = manager.Start(name, timeout, progress);
+            if (info.State is not (VmState.Running or VmState.Paused))
+                output.WriteWarning($"VM '{name}' is {info.State} right after starting" + (info.StateReason is null ? "" : $": {info.StateReason}"));
+            if (passThru)
+                output.WriteObject(new KvmVm(info));
+        });
+    }
+}

@@ -1,0 +1,48 @@
+using System.Management.Automation;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Stop-KvmVm: shuts the guest down (ACPI power button, then by force after the timeout), or turns it off.</summary>
+[Cmdlet(VerbsLifecycle.Stop, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(KvmVm), typeof(KvmJob))]
+public sealed class StopKvmVmCommand : KvmVmCmdletBase
+{
+    /// <summary>Power off at once, without asking the guest (like pulling the plug).</summary>
+    [Parameter]
+    public SwitchParameter TurnOff { get; set; }
+
+    /// <summary>How long a graceful shutdown may take before the VM is stopped by force (default 30 s).</summary>
+    [Parameter]
+    [ValidateRange(0, 3600)]
+    public int? TimeoutSec { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    protected override void ProcessVm(string name)
+    {
+        if (!Output.ShouldProcess(name, Switch(TurnOff) ? "Turn off VM" : "Shut down VM"))
+            return;
+        var manager = Manager;
+        var timeout = TimeoutSec is { } s ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
+        var turnOff = Switch(TurnOff);
+        var passThru = Switch(PassThru) || Switch(AsJob);
+        KvmJobs.RunOrQueue(this, Switch(AsJob), "Stop-KvmVm", name, output =>
+        {
+            var result = manager.Stop(name, timeout, turnOff);
+            if (!result.WasRunning)
+                output.WriteVerbose($"VM '{name}' was not running.");
+            else if (result.Killed)
+                output.WriteWarning($"VM '{name}': kvmps-vmm did not exit and was killed.");
+            else if (result.Forced && !turnOff)
+                output.WriteWarning($"VM '{name}' did not shut down in time and was turned off.");
+            if (passThru)
+                output.WriteObject(new KvmVm(manager.Get(name)));
+        });
+    }
+}

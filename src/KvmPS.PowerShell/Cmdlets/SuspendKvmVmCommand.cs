@@ -1,0 +1,23 @@
+using System.Management.Automation;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Suspend-KvmVm: Pauses every vCPU of the VM; guest memory and devices stay as they are.</summary>
+[Cmdlet(VerbsLifecycle.Suspend, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(KvmVm))]
+public sealed class SuspendKvmVmCommand : KvmVmCmdletBase
+{
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessVm(string name)
+    {
+        if (!Output.ShouldProcess(name, "Suspend VM"))
+            return;
+        var info = Manager.Suspend(name);
+        if (Switch(PassThru))
+            Output.WriteObject(new KvmVm(info));
+    }
+}

@@ -1,0 +1,18 @@
+namespace KvmPS.PowerShell.Internal;
+
+/// <summary>
+/// Everything a KvmPS cmdlet sends to its caller. In pwsh it is the cmdlet's own command runtime; in unit tests
+/// (no runspace: System.Management.Automation is only PowerShellStandard's reference stub there) it is a recorder.
+/// Jobs get one that writes into the job's streams.
+/// </summary>
+internal interface ICmdletOutput
+{
+    void WriteObject(object? value);
+    void WriteError(KvmError error);
+    void WriteWarning(string message);
+    void WriteVerbose(string message);
+    void WriteProgress(string activity, string status, int percentComplete, bool completed);
+
+    /// <summary>-WhatIf / -Confirm: true if the action may go ahead.</summary>
+    bool ShouldProcess(string target, string action);
+}

@@ -1,0 +1,39 @@
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
+using KvmPS.Storage;
+using KvmPS.Storage.Qcow2;
+
+namespace KvmPS.PowerShell.Internal;
+
+/// <summary>
+/// <see cref="IDiskImageCreator"/> over KvmPS.Storage, so New-KvmVm and Add-KvmDisk can create images.
+/// Belongs in Management once it references KvmPS.Storage (the CLI needs the same); kept here until then.
+/// </summary>
+internal sealed class StorageDiskImageCreator : IDiskImageCreator
+{
+    public void CreateImage(DiskImageRequest request, IProgress<double>? progress)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var size = request.Disk.SizeBytes ?? throw new ArgumentException($"Disk '{request.Path}' has no SizeBytes", nameof(request));
+        Create(request.Path, request.Disk.Format, size, request.BackingImagePath);
+        progress?.Report(1.0);
+    }
+
+    /// <summary>Creates a raw or qcow2 image; never overwrites an existing file. <paramref name="sizeBytes"/> 0 with a backing file takes the backing file's size.</summary>
+    public static void Create(string path, DiskFormat format, long sizeBytes, string? backingPath)
+    {
+        if (File.Exists(path))
+            throw new IOException($"'{path}' already exists; KvmPS does not overwrite disk images");
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory))
+            Directory.CreateDirectory(directory);
+        if (format == DiskFormat.Raw)
+        {
+            if (backingPath is not null)
+                throw new ArgumentException("A backing image needs the qcow2 format", nameof(backingPath));
+            DiskImageFactory.CreateRaw(path, checked((ulong)sizeBytes));
+        }
+        else
+            DiskImageFactory.CreateQcow2(path, checked((ulong)sizeBytes), new Qcow2CreateOptions { BackingFile = backingPath });
+    }
+}

@@ -1,0 +1,56 @@
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
+
+namespace KvmPS.PowerShell;
+
+/// <summary>
+/// A VM as the cmdlets show it: its definition and live state at the time it was read (a snapshot; run
+/// Get-KvmVm again for fresh state). Piped into the lifecycle cmdlets (<c>-Vm</c>), it selects the VM by name.
+/// </summary>
+public sealed class KvmVm
+{
+    public KvmVm(VmInfo info) => Info = info ?? throw new ArgumentNullException(nameof(info));
+
+    /// <summary>The management layer's view, for scripts that need every detail.</summary>
+    public VmInfo Info { get; }
+
+    public VmDefinition Definition => Info.Definition;
+    public string Name => Info.Name;
+    public VmState State => Info.State;
+    public string? StateReason => Info.StateReason;
+
+    /// <summary>vCPUs: the running VMM's count while active, else the definition's.</summary>
+    public int ProcessorCount => Info.Live?.Vcpus ?? Definition.Vcpus.Count;
+
+    public int MaximumProcessorCount => Definition.Vcpus.Maximum;
+    public long MemoryStartupBytes => Definition.Memory.StartupBytes;
+    public long MemoryMinimumBytes => Definition.Memory.MinimumBytes;
+    public long MemoryMaximumBytes => Definition.Memory.MaximumBytes;
+
+    /// <summary>Guest RAM the running VMM mapped; null when the VM is not running.</summary>
+    public long? MemoryAssignedBytes => Info.Live?.MemoryBytes;
+
+    /// <summary>Assigned memory while running, startup memory otherwise, in MiB.</summary>
+    public long MemoryMB => (MemoryAssignedBytes ?? MemoryStartupBytes) / (1024 * 1024);
+
+    /// <summary>Time since the guest booted; zero when not running.</summary>
+    public TimeSpan Uptime => Info.Uptime ?? TimeSpan.Zero;
+
+    public int? ProcessId => Info.Pid;
+    public bool IsActive => Info.IsActive;
+    public bool BalloonEnabled => Definition.BalloonEnabled;
+    public bool Autostart => Definition.Autostart;
+    public string Notes => Definition.Notes;
+    public BootSource Boot => Definition.Boot;
+    public IReadOnlyList<DiskDefinition> Disks => Definition.Disks;
+    public IReadOnlyList<NetworkAdapterDefinition> NetworkAdapters => Definition.NetworkAdapters;
+    public string[] PciPassthrough => Definition.PciPassthrough.Select(a => a.ToString()).ToArray();
+
+    /// <summary>The VM's folder in the store.</summary>
+    public string Path => Info.VmDirectory;
+
+    public string SerialLogPath => Info.SerialLogPath;
+    public string SocketPath => Info.SocketPath;
+
+    public override string ToString() => Name;
+}

@@ -1,0 +1,211 @@
+using System.Text;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.HostDevices;
+using KvmPS.Management.SerialConsole;
+
+namespace KvmPS.PowerShell.Tests;
+
+public sealed class PciHostDevicesTests : IDisposable
+{
+    private readonly string _sysfs = Path.Combine(Path.GetTempPath(), "kps-sysfs-" + Guid.NewGuid().ToString("N")[..8]);
+
+    public void Dispose() => Directory.Delete(_sysfs, recursive: true);
+
+    /// <summary>A device directory as the kernel lays it out, with driver / iommu_group / physfn symlinks.</summary>
+    private void AddDevice(string address, string vendor, string device, string @class, string? driver = null, int? group = null,
+        int? totalVfs = null, int? numVfs = null, string? physfn = null)
+    {
+        var real = Path.Combine(_sysfs, "devices", "pci0000:00", address);
+        Directory.CreateDirectory(real);
+        File.WriteAllText(Path.Combine(real, "vendor"), vendor + "\n");
+        File.WriteAllText(Path.Combine(real, "device"), device + "\n");
+        File.WriteAllText(Path.Combine(real, "class"), @class + "\n");
+        File.WriteAllText(Path.Combine(real, "numa_node"), "-1\n");
+        if (driver is not null)
+        {
+            Directory.CreateDirectory(Path.Combine(_sysfs, "bus", "pci", "drivers", driver));
+            File.CreateSymbolicLink(Path.Combine(real, "driver"), $"../../../bus/pci/drivers/{driver}");
+        }
+        if (group is { } g)
+        {
+            var groupDevices = Path.Combine(_sysfs, "kernel", "iommu_groups", g.ToString(), "devices");
+            Directory.CreateDirectory(groupDevices);
+            File.CreateSymbolicLink(Path.Combine(groupDevices, address), real);
+            File.CreateSymbolicLink(Path.Combine(real, "iommu_group"), $"../../../kernel/iommu_groups/{g}");
+        }
+        if (totalVfs is { } t)
+            File.WriteAllText(Path.Combine(real, "sriov_totalvfs"), t + "\n");
+        if (numVfs is { } n)
+            File.WriteAllText(Path.Combine(real, "sriov_numvfs"), n + "\n");
+        if (physfn is not null)
+            File.CreateSymbolicLink(Path.Combine(real, "physfn"), "../" + physfn);
+        var devices = Path.Combine(_sysfs, "bus", "pci", "devices");
+        Directory.CreateDirectory(devices);
+        File.CreateSymbolicLink(Path.Combine(devices, address), $"../../../devices/pci0000:00/{address}");
+    }
+
+    [Fact]
+    public void Reads_ids_class_driver_iommu_group_and_sriov()
+    {
+        AddDevice("0000:00:00.0", "0x8086", "0x1237", "0x060000");
+        AddDevice("0000:01:00.0", "0x8086", "0x1572", "0x020000", driver: "i40e", group: 12, totalVfs: 64, numVfs: 2);
+        AddDevice("0000:01:00.1", "0x8086", "0x1572", "0x020000", driver: "i40e", group: 12);
+        AddDevice("0000:01:02.0", "0x8086", "0x154c", "0x020000", driver: "vfio-pci", group: 40, physfn: "0000:01:00.0");
+
+        var devices = new PciHostDevices(_sysfs).List();
+
+        Assert.Equal(new[] { "0000:00:00.0", "0000:01:00.0", "0000:01:00.1", "0000:01:02.0" }, devices.Select(d => d.Address.ToString()));
+        var host = devices[0];
+        Assert.Null(host.Driver);
+        Assert.Null(host.IommuGroup);
+        Assert.Equal("Host bridge", host.ClassName);
+        Assert.Null(host.NumaNode);
+
+        var pf = devices[1];
+        Assert.Equal((ushort)0x8086, pf.VendorId);
+        Assert.Equal((ushort)0x1572, pf.DeviceId);
+        Assert.Equal("8086:1572", pf.VendorDevice);
+        Assert.Equal(0x020000u, pf.ClassCode);
+        Assert.Equal("Ethernet controller", pf.ClassName);
+        Assert.Equal("i40e", pf.Driver);
+        Assert.Equal(12, pf.IommuGroup);
+        Assert.Equal(new[] { PciAddress.Parse("0000:01:00.0"), PciAddress.Parse("0000:01:00.1") }, pf.IommuGroupMembers);
+        Assert.Equal(64, pf.SriovTotalVfs);
+        Assert.Equal(2, pf.SriovNumVfs);
+        Assert.False(pf.IsVirtualFunction);
+        Assert.False(pf.IsVfioBound);
+
+        var vf = devices[3];
+        Assert.True(vf.IsVirtualFunction);
+        Assert.Equal(PciAddress.Parse("0000:01:00.0"), vf.PhysicalFunction);
+        Assert.True(vf.IsVfioBound);
+        Assert.Null(vf.SriovTotalVfs);
+    }
+
+    [Fact]
+    public void Missing_sysfs_or_device_reads_as_nothing()
+    {
+        Directory.CreateDirectory(_sysfs);
+        Assert.Empty(new PciHostDevices(_sysfs).List());
+        Assert.Null(new PciHostDevices(_sysfs).TryRead(PciAddress.Parse("0000:09:00.0")));
+    }
+
+    [Fact]
+    public void The_cmdlet_filters_by_address_wildcard_and_driver_and_reports_missing_addresses()
+    {
+        AddDevice("0000:01:00.0", "0x8086", "0x1572", "0x020000", driver: "i40e", group: 12);
+        AddDevice("0000:02:00.0", "0x10de", "0x1eb8", "0x030200", driver: "vfio-pci", group: 13);
+        var output = new RecordingOutput();
+        new KvmPS.Commands.GetKvmHostPciDeviceCommand { SysfsRoot = _sysfs, Address = new[] { "0000:0*", "0000:07:00.0" }, Driver = "vfio*" }
+            .InvokeForTest(output);
+        var device = Assert.IsType<PciHostDevice>(Assert.Single(output.Objects));
+        Assert.Equal("0000:02:00.0", device.Address.ToString());
+        Assert.Equal("3D controller", device.ClassName);
+        var error = Assert.Single(output.Errors);
+        Assert.Equal("HostDeviceNotFound", error.ErrorId);
+        Assert.Equal("0000:07:00.0", error.Target);
+    }
+}
+
+public sealed class SerialConsoleTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), "kps-serial-" + Guid.NewGuid().ToString("N")[..8] + ".log");
+
+    public void Dispose() => File.Delete(_path);
+
+    [Fact]
+    public void Reads_all_or_the_last_lines()
+    {
+        File.WriteAllText(_path, "one\r\ntwo\nthree\nfour\n");
+        Assert.Equal(new[] { "one", "two", "three", "four" }, SerialLogReader.ReadLines(_path));
+        Assert.Equal(new[] { "three", "four" }, SerialLogReader.ReadLines(_path, 2));
+        Assert.Equal(new[] { "one", "two", "three", "four" }, SerialLogReader.ReadLines(_path, 10));
+        Assert.Empty(SerialLogReader.ReadLines(_path, 0));
+        File.WriteAllText(_path, "a\nb\npartial");
+        Assert.Equal(new[] { "b", "partial" }, SerialLogReader.ReadLines(_path, 2));
+    }
+
+    [Fact]
+    public void Tail_of_a_large_log_reads_from_the_end()
+    {
+        var builder = new StringBuilder();
+        for (var i = 0; i < 50_000; i++)
+            builder.Append("line ").Append(i).Append('\n');
+        File.WriteAllText(_path, builder.ToString());
+        Assert.Equal(new[] { "line 49997", "line 49998", "line 49999" }, SerialLogReader.ReadLines(_path, 3));
+    }
+
+    [Fact]
+    public void A_missing_log_has_no_lines() => Assert.Empty(SerialLogReader.ReadLines(_path + ".none", 5));
+
+    [Fact]
+    public void Bridge_copies_both_ways_and_detaches_on_ctrl_bracket()
+    {
+        using var console = new DuplexStream(Encoding.ASCII.GetBytes("login: "));
+        var output = new MemoryStream();
+        var inputs = new Queue<byte[]?>(new[] { Encoding.ASCII.GetBytes("root\r"), Array.Empty<byte>(), new byte[] { (byte)'x', ConsoleBridge.DetachByte, (byte)'y' } });
+        var end = ConsoleBridge.Run(console, output, _ =>
+        {
+            Thread.Sleep(20);
+            return inputs.Count > 0 ? inputs.Dequeue() : null;
+        });
+        Assert.Equal(ConsoleBridgeEnd.Detached, end);
+        Assert.Equal("root\rx", Encoding.ASCII.GetString(console.Written.ToArray()));
+        Assert.Equal("login: ", Encoding.ASCII.GetString(output.ToArray()));
+    }
+
+    [Fact]
+    public void Bridge_ends_when_the_vm_closes_the_console()
+    {
+        using var console = new DuplexStream(Encoding.ASCII.GetBytes("bye\n"), closeAfterData: true);
+        var end = ConsoleBridge.Run(console, new MemoryStream(), _ => { Thread.Sleep(10); return Array.Empty<byte>(); });
+        Assert.Equal(ConsoleBridgeEnd.VmEnded, end);
+    }
+
+    /// <summary>A console stream: reads return <c>data</c>, then block until disposed (or end at once with closeAfterData).</summary>
+    private sealed class DuplexStream : Stream
+    {
+        private readonly byte[] _data;
+        private readonly bool _closeAfterData;
+        private readonly ManualResetEventSlim _disposed = new();
+        private int _offset;
+
+        public DuplexStream(byte[] data, bool closeAfterData = false)
+        {
+            _data = data;
+            _closeAfterData = closeAfterData;
+        }
+
+        public MemoryStream Written { get; } = new();
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (_offset < _data.Length)
+            {
+                var n = Math.Min(count, _data.Length - _offset);
+                Array.Copy(_data, _offset, buffer, offset, n);
+                _offset += n;
+                return n;
+            }
+            if (!_closeAfterData)
+                _disposed.Wait();
+            return 0;
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Written.Write(buffer, offset, count);
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            _disposed.Set();
+            base.Dispose(disposing);
+        }
+    }
+}
