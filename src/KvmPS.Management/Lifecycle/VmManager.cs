@@ -55,7 +55,10 @@ public sealed class VmManager
     public VmStore Store { get; }
     public VmmProcessLauncher Launcher { get; }
 
-    /// <summary>Creates disk images for <see cref="New"/>; null until KvmPS.Storage is wired in (see <see cref="IDiskImageCreator"/>).</summary>
+    /// <summary>A manager over the default store with real image creation (KvmPS.Storage): what front ends use.</summary>
+    public static VmManager OpenDefault(VmStore? store = null) => new(store ?? VmStore.Open(), diskImageCreator: new StorageDiskImageCreator());
+
+    /// <summary>Creates disk images for <see cref="New"/>; null means disks must already exist (see <see cref="IDiskImageCreator"/>).</summary>
     public IDiskImageCreator? DiskImageCreator { get; }
 
     public VmManagerOptions Options { get; }

@@ -1,3 +1,4 @@
+using KvmPS.Management.Lifecycle;
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
 using KvmPS.PowerShell;

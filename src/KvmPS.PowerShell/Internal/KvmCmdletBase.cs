@@ -25,7 +25,7 @@ public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
     internal VmManager Manager => _manager ??= ManagerOverride ?? CreateDefaultManager();
 
     internal static VmManager CreateDefaultManager() =>
-        new(VmStore.Open(), diskImageCreator: new StorageDiskImageCreator());
+        VmManager.OpenDefault();
 
     /// <summary>Runs the cmdlet's begin/process/end steps without a runspace (unit tests).</summary>
     internal void InvokeForTest(ICmdletOutput output, VmManager? manager = null)

@@ -1,15 +1,13 @@
 using KvmPS.Management.Definitions;
-using KvmPS.Management.Lifecycle;
 using KvmPS.Storage;
 using KvmPS.Storage.Qcow2;
 
-namespace KvmPS.PowerShell.Internal;
+namespace KvmPS.Management.Lifecycle;
 
 /// <summary>
-/// <see cref="IDiskImageCreator"/> over KvmPS.Storage, so New-KvmVm and Add-KvmDisk can create images.
-/// Belongs in Management once it references KvmPS.Storage (the CLI needs the same); kept here until then.
+/// <see cref="IDiskImageCreator"/> over KvmPS.Storage: the one place the cmdlets, the CLI and the reconciler create images.
 /// </summary>
-internal sealed class StorageDiskImageCreator : IDiskImageCreator
+public sealed class StorageDiskImageCreator : IDiskImageCreator
 {
     public void CreateImage(DiskImageRequest request, IProgress<double>? progress)
     {
