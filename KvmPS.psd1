@@ -31,7 +31,12 @@
         'New-KvmDiskImage'
         'Get-KvmConsoleLog'
         'Connect-KvmConsole'
+        'Get-KvmDesiredState'
+        'Test-KvmDesiredState'
+        'Invoke-KvmDesiredState'
     )
+    NestedModules          = @('DscResources/KvmVm.psm1')
+    DscResourcesToExport   = @('KvmVm')
     FunctionsToExport      = @()
     AliasesToExport        = @()
     VariablesToExport      = @()
@@ -39,7 +44,7 @@
         PSData = @{
             Tags         = @('KVM', 'Linux', 'VirtualMachine', 'Virtualization', 'Hypervisor', 'VMM', 'DSC', 'PSEdition_Core')
             ProjectUri   = ''
-            ReleaseNotes = 'First release: VM lifecycle, vCPU and memory settings, disks, network adapters, PCI passthrough, disk images and the serial console.'
+            ReleaseNotes = 'First release: VM lifecycle, vCPU and memory settings, disks, network adapters, PCI passthrough, disk images, the serial console, and desired state from .psd1 manifests (cmdlets and the KvmVm DSC resource).'
         }
     }
 }

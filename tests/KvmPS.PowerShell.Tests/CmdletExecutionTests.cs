@@ -203,15 +203,35 @@ public sealed class CmdletExecutionTests : IDisposable
     }
 
     [Fact]
-    public void Pci_passthrough_is_stored_with_a_warning_for_devices_this_host_lacks()
+    public void Pci_passthrough_refuses_devices_this_host_lacks_and_stores_usable_ones()
     {
         NewVm("p1");
         var sysfs = Path.Combine(_store.Root, "sysfs");
         Directory.CreateDirectory(sysfs);
-        var add = new AddKvmPciPassthroughCommand { Name = new[] { "p1" }, Address = new[] { "0000:03:00.0" }, HostDevices = new(sysfs) };
-        var output = Run(add);
+        var missing = Run(new AddKvmPciPassthroughCommand { Name = new[] { "p1" }, Address = new[] { "0000:03:00.0" }, HostDevices = new(sysfs) });
+        var error = Assert.Single(missing.Errors);
+        Assert.Equal("PciDeviceUnusable", error.ErrorId);
+        Assert.Contains("0000:03:00.0", error.Exception.Message);
+        Assert.Empty(_store.Store.Get("p1").PciPassthrough); // nothing changed
+
+        // A NIC alone in IOMMU group 4, still bound to its host driver: stored, with a warning to bind vfio-pci.
+        var real = Path.Combine(sysfs, "devices", "pci0000:00", "0000:03:00.0");
+        Directory.CreateDirectory(real);
+        File.WriteAllText(Path.Combine(real, "vendor"), "0x8086\n");
+        File.WriteAllText(Path.Combine(real, "device"), "0x1533\n");
+        File.WriteAllText(Path.Combine(real, "class"), "0x020000\n");
+        Directory.CreateDirectory(Path.Combine(sysfs, "bus", "pci", "drivers", "igb"));
+        File.CreateSymbolicLink(Path.Combine(real, "driver"), "../../../bus/pci/drivers/igb");
+        var group = Path.Combine(sysfs, "kernel", "iommu_groups", "4", "devices");
+        Directory.CreateDirectory(group);
+        File.CreateSymbolicLink(Path.Combine(group, "0000:03:00.0"), real);
+        File.CreateSymbolicLink(Path.Combine(real, "iommu_group"), "../../../kernel/iommu_groups/4");
+        Directory.CreateDirectory(Path.Combine(sysfs, "bus", "pci", "devices"));
+        File.CreateSymbolicLink(Path.Combine(sysfs, "bus", "pci", "devices", "0000:03:00.0"), "../../../devices/pci0000:00/0000:03:00.0");
+
+        var output = Run(new AddKvmPciPassthroughCommand { Name = new[] { "p1" }, Address = new[] { "0000:03:00.0" }, HostDevices = new(sysfs) });
         Assert.Empty(output.Errors);
-        Assert.Contains(output.Warnings, w => w.Contains("0000:03:00.0"));
+        Assert.Contains(output.Warnings, w => w.Contains("0000:03:00.0") && w.Contains("vfio-pci"));
         Assert.Equal(new[] { PciAddress.Parse("0000:03:00.0") }, _store.Store.Get("p1").PciPassthrough);
 
         var again = Run(new AddKvmPciPassthroughCommand { Name = new[] { "p1" }, Address = new[] { "0000:03:00.0" }, HostDevices = new(sysfs) });

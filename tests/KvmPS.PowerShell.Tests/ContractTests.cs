@@ -64,6 +64,9 @@ public class ContractTests
         { "New-KvmDiskImage", "", true, "Medium", null },
         { "Get-KvmConsoleLog", NameVm, false, "Medium", "Vm" },
         { "Connect-KvmConsole", NameVm, false, "Medium", "Vm" },
+        { "Get-KvmDesiredState", "", false, "Medium", "Path" },
+        { "Test-KvmDesiredState", "", false, "Medium", "Path" },
+        { "Invoke-KvmDesiredState", "", true, "Medium", "Path" },
     };
 
     private static readonly IReadOnlyList<CmdletData> Cmdlets = CmdletMetadata.FromAssembly(Repo.Module);

@@ -45,6 +45,33 @@ public sealed class PciHostDevicesTests : IDisposable
     }
 
     [Fact]
+    public void Passthrough_check_refuses_missing_devices_and_a_disabled_iommu()
+    {
+        AddDevice("0000:03:00.0", "0x8086", "0x1533", "0x020000", driver: "igb"); // no iommu_group: IOMMU off
+        var host = new PciHostDevices(_sysfs);
+        var missing = Assert.Throws<PciPassthroughException>(() => PciPassthroughCheck.Check(host, PciAddress.Parse("0000:09:00.0")));
+        Assert.Contains("0000:09:00.0", missing.Message);
+        Assert.Contains("no such device", missing.Message);
+        var noIommu = Assert.Throws<PciPassthroughException>(() => PciPassthroughCheck.Check(host, PciAddress.Parse("0000:03:00.0")));
+        Assert.Contains("IOMMU is off", noIommu.Message);
+    }
+
+    [Fact]
+    public void Passthrough_check_refuses_a_group_shared_with_a_host_bound_device_and_warns_when_not_vfio_bound()
+    {
+        AddDevice("0000:05:00.0", "0x10de", "0x1eb8", "0x030000", driver: "vfio-pci", group: 7);
+        AddDevice("0000:05:00.1", "0x10de", "0x10f8", "0x040300", driver: "snd_hda_intel", group: 7);
+        AddDevice("0000:06:00.0", "0x8086", "0x1533", "0x020000", driver: "igb", group: 8);
+        AddDevice("0000:00:1c.0", "0x8086", "0xa110", "0x060400", driver: "pcieport", group: 8); // a bridge in the group is fine
+        var host = new PciHostDevices(_sysfs);
+        var shared = Assert.Throws<PciPassthroughException>(() => PciPassthroughCheck.Check(host, PciAddress.Parse("0000:05:00.0")));
+        Assert.Contains("IOMMU group 7 also holds 0000:05:00.1", shared.Message);
+        Assert.Contains("snd_hda_intel", shared.Message);
+        var ready = PciPassthroughCheck.Check(host, PciAddress.Parse("0000:06:00.0"));
+        Assert.Contains(ready.Warnings, w => w.Contains("not vfio-pci"));
+    }
+
+    [Fact]
     public void Reads_ids_class_driver_iommu_group_and_sriov()
     {
         AddDevice("0000:00:00.0", "0x8086", "0x1237", "0x060000");

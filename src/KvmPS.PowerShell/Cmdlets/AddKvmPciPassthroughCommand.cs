@@ -39,11 +39,14 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
                     KvmErrorIds.DeviceAlreadyAttached, ErrorCategory.ResourceExists, text));
                 continue;
             }
-            var host = HostDevices.TryRead(address);
-            if (host is null)
-                Output.WriteWarning($"This host has no PCI device {address}; the VM cannot start here until it has.");
-            else if (!host.IsVfioBound)
-                Output.WriteWarning($"PCI device {address} ({host.ClassName}) is bound to {host.Driver ?? "no driver"}, not vfio-pci; bind it to vfio-pci before starting the VM.");
+            PciPassthroughReadiness readiness;
+            try { readiness = PciPassthroughCheck.Check(HostDevices, address); }
+            catch (PciPassthroughException e)
+            {
+                Output.WriteError(new KvmError(e, KvmErrorIds.PciDeviceUnusable, ErrorCategory.InvalidArgument, text));
+                continue;
+            }
+            foreach (var warning in readiness.Warnings) Output.WriteWarning(warning);
             add.Add(address);
         }
         if (add.Count == 0 || !Output.ShouldProcess(name, $"Pass through PCI device(s) {string.Join(", ", add)}"))

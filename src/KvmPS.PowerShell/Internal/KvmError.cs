@@ -40,6 +40,7 @@ internal static class KvmErrorIds
     public const string DeviceNotFound = "DeviceNotFound";
     public const string DiskImageNotFound = "DiskImageNotFound";
     public const string DeviceAlreadyAttached = "DeviceAlreadyAttached";
+    public const string PciDeviceUnusable = "PciDeviceUnusable";
     public const string HostDeviceNotFound = "HostDeviceNotFound";
     public const string AmbiguousVm = "AmbiguousVm";
     public const string ConsoleUnavailable = "ConsoleUnavailable";

@@ -1,0 +1,535 @@
+using System.Reflection;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.DesiredState;
+using KvmPS.Management.Lifecycle;
+using KvmPS.Management.SerialConsole;
+using KvmPS.Management.Store;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Cli;
+
+/// <summary>A command-line mistake: printed with a pointer to --help, exit status 2.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// The kvmps command line. Streams and the manager are injected so tests run it in-process; <see cref="Program"/>
+/// wires it to the console and the store at <c>$KVMPS_HOME</c> (or the default location, see VmStoreLocation).
+/// </summary>
+public sealed class CliApp
+{
+    private readonly Func<VmManager> _managerFactory;
+    private VmManager? _manager;
+
+    public CliApp(TextReader input, TextWriter output, TextWriter error, Func<VmManager>? managerFactory = null)
+    {
+        In = input;
+        Out = output;
+        Err = error;
+        _managerFactory = managerFactory ?? (() => new VmManager(VmStore.Open()));
+    }
+
+    internal TextReader In { get; }
+    internal TextWriter Out { get; }
+    internal TextWriter Err { get; }
+    internal VmManager Manager => _manager ??= _managerFactory();
+
+    public static string Version =>
+        typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    public int Run(string[] args)
+    {
+        try
+        {
+            return Dispatch(new ArgReader(args));
+        }
+        catch (UsageException e)
+        {
+            Err.WriteLine($"kvmps: {e.Message}");
+            Err.WriteLine("Run 'kvmps --help' for usage.");
+            return ExitCodes.Usage;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            var code = ExitCodeFor(e);
+            Err.WriteLine($"kvmps: {e.Message}");
+            return code;
+        }
+        finally
+        {
+            Out.Flush();
+            Err.Flush();
+        }
+    }
+
+    internal static int ExitCodeFor(Exception e) => e switch
+    {
+        DesiredStateException or DscInputException => ExitCodes.ManifestError,
+        VmNotFoundException => ExitCodes.VmNotFound,
+        VmmBinaryNotFoundException or StoreLockTimeoutException or VmStoreException or UnauthorizedAccessException => ExitCodes.Environment,
+        _ => ExitCodes.OperationFailed,
+    };
+
+    private int Dispatch(ArgReader args)
+    {
+        var verb = args.Next();
+        switch (verb)
+        {
+            case null:
+                Out.Write(HelpText.Main);
+                return ExitCodes.Usage;
+            case "-h" or "--help" or "help":
+                var topic = args.Next();
+                Out.Write(topic is null ? HelpText.Main : HelpText.For(topic) ?? throw new UsageException($"no help for '{topic}'"));
+                return ExitCodes.Ok;
+            case "--version" or "version":
+                Out.WriteLine($"kvmps {Version}");
+                return ExitCodes.Ok;
+            case "apply": return Apply(args);
+            case "plan": return Plan(args);
+            case "test": return Test(args);
+            case "get": return Get(args);
+            case "vm": return Vm(args);
+            case "dsc": return new DscCommand(this).Run(args);
+            case "autostart": return Autostart(args);
+            default:
+                throw new UsageException($"unknown command '{verb}'");
+        }
+    }
+
+    // ---- desired state ---------------------------------------------------------------------------------
+
+    private DesiredHostState ReadManifests(ArgReader args, string verb, params string[] flags)
+    {
+        var options = args.Parse(flags);
+        if (options.Help)
+            throw new HelpRequested(verb);
+        if (options.Positional.Count == 0)
+            throw new UsageException($"{verb}: give at least one manifest file (kvmps {verb} FILE...)");
+        _options = options;
+        return DesiredStateReader.ReadFiles(options.Positional);
+    }
+
+    private ParsedArgs _options = ParsedArgs.Empty;
+
+    private int WithHelp(string verb, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (HelpRequested)
+        {
+            Out.Write(HelpText.For(verb));
+            return ExitCodes.Ok;
+        }
+    }
+
+    private int Apply(ArgReader args) => WithHelp("apply", () =>
+    {
+        var desired = ReadManifests(args, "apply", "--what-if", "--json");
+        var json = _options.Has("--json");
+        var reconciler = new Reconciler(Manager);
+        if (_options.Has("--what-if"))
+            return WritePlan(reconciler.Plan(desired), json, whatIf: true);
+
+        var progress = json ? null : new SyncProgress<ReconcileProgress>(p =>
+        {
+            var step = $"[{p.Index + 1}/{p.Count}]";
+            switch (p.Stage)
+            {
+                case ReconcileProgressStage.Starting:
+                    Out.WriteLine($"{step} {p.Action.Description} ...");
+                    break;
+                case ReconcileProgressStage.Done:
+                    Out.WriteLine($"{step} done: {p.Message}");
+                    break;
+                default:
+                    Out.WriteLine($"{step} FAILED: {p.Message}");
+                    break;
+            }
+            Out.Flush();
+        });
+        var result = reconciler.Set(desired, progress);
+        if (json)
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartObject();
+                w.WriteBoolean("succeeded", result.Succeeded);
+                w.WriteBoolean("changed", result.Changed);
+                w.WriteStartArray("results");
+                foreach (var r in result.Results)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("kind", r.Action.Kind.ToString());
+                    w.WriteString("vmName", r.Action.VmName);
+                    w.WriteString("description", r.Action.Description);
+                    w.WriteString("status", r.Status.ToString());
+                    w.WriteString("message", r.Message);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("warnings");
+                foreach (var warning in result.Plan.Warnings)
+                    w.WriteStringValue(warning);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }));
+        }
+        else
+        {
+            foreach (var warning in result.Plan.Warnings)
+                Err.WriteLine($"kvmps: warning: {warning}");
+            if (result.Plan.IsEmpty)
+                Out.WriteLine("Nothing to do: the host is in the desired state.");
+            else if (result.Succeeded)
+                Out.WriteLine($"Applied {result.Results.Count} step(s).");
+            else
+            {
+                var notRun = result.Results.Count(r => r.Status == ReconcileActionStatus.NotRun);
+                Out.WriteLine($"Apply stopped at a failed step; {notRun} step(s) not run. Fix the cause and run 'kvmps apply' again to continue.");
+            }
+        }
+        if (result.Failure is { } failure)
+        {
+            Err.WriteLine($"kvmps: {failure.Action.Description} failed: {failure.Message}");
+            return failure.Error is { } e && ExitCodeFor(e) == ExitCodes.Environment ? ExitCodes.Environment : ExitCodes.OperationFailed;
+        }
+        return ExitCodes.Ok;
+    });
+
+    private int Plan(ArgReader args) => WithHelp("plan", () =>
+    {
+        var desired = ReadManifests(args, "plan", "--json");
+        return WritePlan(new Reconciler(Manager).Plan(desired), _options.Has("--json"), whatIf: false);
+    });
+
+    private int WritePlan(ReconcilePlan plan, bool json, bool whatIf)
+    {
+        if (json)
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartObject();
+                CliOutput.WritePlan(w, plan);
+                w.WriteEndObject();
+            }));
+            return ExitCodes.Ok;
+        }
+        foreach (var warning in plan.Warnings)
+            Err.WriteLine($"kvmps: warning: {warning}");
+        if (plan.IsEmpty)
+        {
+            Out.WriteLine("Nothing to do: the host is in the desired state.");
+            return ExitCodes.Ok;
+        }
+        var prefix = whatIf ? "What if: " : "";
+        for (var i = 0; i < plan.Actions.Count; i++)
+            Out.WriteLine($"{prefix}{i + 1,3}. {plan.Actions[i].Kind,-18} {plan.Actions[i].Description}");
+        Out.WriteLine($"{plan.Actions.Count} step(s){(whatIf ? "; nothing was changed" : "")}.");
+        return ExitCodes.Ok;
+    }
+
+    private int Test(ArgReader args) => WithHelp("test", () =>
+    {
+        var desired = ReadManifests(args, "test", "--detailed", "--json", "--quiet");
+        var drifts = new Reconciler(Manager).Test(desired);
+        if (_options.Has("--json"))
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartObject();
+                w.WriteBoolean("inDesiredState", drifts.Count == 0);
+                w.WriteStartArray("drift");
+                foreach (var d in drifts)
+                    CliOutput.WriteDrift(w, d);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }));
+        }
+        else if (!_options.Has("--quiet"))
+        {
+            Out.WriteLine(drifts.Count == 0 ? "True" : "False");
+            if (_options.Has("--detailed") && drifts.Count > 0)
+                CliOutput.Table(Out, new[] { "VM", "PROPERTY", "EXPECTED", "ACTUAL" },
+                    drifts.Select(d => (IReadOnlyList<string>)new[] { d.VmName, d.Property, d.Expected ?? "-", d.Actual ?? "-" }));
+        }
+        return drifts.Count == 0 ? ExitCodes.Ok : ExitCodes.Drift;
+    });
+
+    private int Get(ArgReader args) => WithHelp("get", () =>
+    {
+        var desired = ReadManifests(args, "get", "--json");
+        var status = new Reconciler(Manager).Get(desired);
+        if (_options.Has("--json"))
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartObject();
+                w.WriteBoolean("inDesiredState", status.InDesiredState);
+                w.WriteStartArray("vms");
+                foreach (var vm in status.Vms)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", vm.Name);
+                    w.WriteString("ensure", vm.Desired.Ensure.ToString());
+                    CliOutput.WriteNullable(w, "desiredState", vm.Desired.State?.ToString());
+                    w.WriteBoolean("exists", vm.Exists);
+                    w.WriteBoolean("inDesiredState", vm.InDesiredState);
+                    w.WritePropertyName("actual");
+                    if (vm.Actual is { } actual)
+                        CliOutput.WriteVm(w, actual);
+                    else
+                        w.WriteNullValue();
+                    w.WriteStartArray("drift");
+                    foreach (var d in vm.Drifts)
+                        CliOutput.WriteDrift(w, d);
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("unmanaged");
+                foreach (var vm in status.Unmanaged)
+                    CliOutput.WriteVm(w, vm);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }));
+            return ExitCodes.Ok;
+        }
+        CliOutput.Table(Out, new[] { "NAME", "ENSURE", "WANTED", "STATE", "VCPUS", "MEMORY", "IN-DESIRED-STATE" },
+            status.Vms.Select(vm => (IReadOnlyList<string>)new[]
+            {
+                vm.Name,
+                vm.Desired.Ensure.ToString(),
+                vm.Desired.Ensure == VmEnsure.Absent ? "-" : vm.Desired.State?.ToString() ?? "(any)",
+                vm.Actual?.State.ToString() ?? "(absent)",
+                vm.Actual is { } a ? (a.Live?.Vcpus ?? a.Definition.Vcpus.Count).ToString() : "-",
+                vm.Actual is { } b ? CliOutput.Bytes(b.Definition.Memory.StartupBytes) : "-",
+                vm.InDesiredState ? "yes" : "no",
+            }));
+        if (status.Unmanaged.Count > 0)
+            Out.WriteLine($"Not in the manifest: {string.Join(", ", status.Unmanaged.Select(v => $"{v.Name} ({v.State})"))}");
+        return ExitCodes.Ok;
+    });
+
+    // ---- vm ---------------------------------------------------------------------------------------------
+
+    private int Vm(ArgReader args)
+    {
+        var sub = args.Next();
+        return sub switch
+        {
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console"),
+            "-h" or "--help" => WriteHelp("vm"),
+            "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
+            "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
+            "stop" => WithHelp("vm stop", () => VmStop(args.Parse("--force", "--json"))),
+            "remove" or "rm" => WithHelp("vm remove", () => VmRemove(args.Parse("--force", "--keep-disks", "--json"))),
+            "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
+            _ => throw new UsageException($"vm: unknown subcommand '{sub}'"),
+        };
+    }
+
+    private int WriteHelp(string topic)
+    {
+        Out.Write(HelpText.For(topic));
+        return ExitCodes.Ok;
+    }
+
+    private static string OneName(ParsedArgs options, string verb)
+    {
+        if (options.Help)
+            throw new HelpRequested(verb);
+        if (options.Positional.Count != 1)
+            throw new UsageException($"{verb}: give exactly one VM name (kvmps {verb} NAME)");
+        return options.Positional[0];
+    }
+
+    private int VmList(ParsedArgs options)
+    {
+        if (options.Help)
+            throw new HelpRequested("vm list");
+        if (options.Positional.Count > 0)
+            throw new UsageException("vm list: takes no arguments");
+        var vms = Manager.List();
+        if (options.Has("--json"))
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartArray();
+                foreach (var vm in vms)
+                    CliOutput.WriteVm(w, vm);
+                w.WriteEndArray();
+            }));
+            return ExitCodes.Ok;
+        }
+        if (vms.Count == 0)
+        {
+            Out.WriteLine($"No VMs in the store at {Manager.Store.Root}.");
+            return ExitCodes.Ok;
+        }
+        CliOutput.Table(Out, CliOutput.VmHeaders, vms.Select(CliOutput.VmRow));
+        return ExitCodes.Ok;
+    }
+
+    private int VmStart(ParsedArgs options)
+    {
+        var name = OneName(options, "vm start");
+        var info = Manager.Start(name);
+        return WriteVmResult(options, info, info.State is VmState.Running or VmState.Paused
+            ? $"VM '{name}' is {info.State} (pid {info.Pid})."
+            : $"VM '{name}' is {info.State} right after starting{(info.StateReason is null ? "" : ": " + info.StateReason)}.");
+    }
+
+    private int VmStop(ParsedArgs options)
+    {
+        var name = OneName(options, "vm stop");
+        var result = Manager.Stop(name, force: options.Has("--force"));
+        return WriteVmResult(options, Manager.Get(name), result.WasRunning
+            ? $"VM '{name}' stopped{(result.Forced ? " (forced)" : "")}."
+            : $"VM '{name}' was not running.");
+    }
+
+    private int VmRemove(ParsedArgs options)
+    {
+        var name = OneName(options, "vm remove");
+        var result = Manager.Remove(name, options.Has("--force"), deleteDisks: !options.Has("--keep-disks"));
+        if (options.Has("--json"))
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("name", result.Name);
+                w.WriteBoolean("wasRunning", result.WasRunning);
+                CliOutput.WriteNullable(w, "retainedDisksDirectory", result.RetainedDisksDirectory);
+                w.WriteEndObject();
+            }));
+        }
+        else
+        {
+            Out.WriteLine($"VM '{name}' removed{(result.RetainedDisksDirectory is { } kept ? $"; its disks are kept in {kept}" : "")}.");
+        }
+        return ExitCodes.Ok;
+    }
+
+    private int WriteVmResult(ParsedArgs options, VmInfo info, string message)
+    {
+        if (options.Has("--json"))
+            Out.WriteLine(CliOutput.Json(w => CliOutput.WriteVm(w, info)));
+        else
+            Out.WriteLine(message);
+        return ExitCodes.Ok;
+    }
+
+    private int VmConsole(ParsedArgs options)
+    {
+        var name = OneName(options, "vm console");
+        var info = Manager.Get(name);
+        if (info.State is not (VmState.Running or VmState.Paused))
+            throw new VmStateException(name, info.State, $"VM '{name}' is {info.State}; only a running or paused VM has a console (its output is in {info.SerialLogPath})");
+        using var client = VmmClient.Connect(info.SocketPath, Manager.Options.QueryTimeout, Manager.Options.QueryTimeout);
+        var console = client.AttachConsole(replay: !options.Has("--no-replay"));
+        Err.WriteLine($"Connected to the console of VM '{name}'. Type Ctrl-] to detach.");
+        Err.Flush();
+        using var terminal = TerminalInput.Open(In);
+        var end = ConsoleBridge.Run(console, System.Console.OpenStandardOutput(), terminal.Read);
+        terminal.Dispose();
+        Err.WriteLine();
+        Err.WriteLine(end switch
+        {
+            ConsoleBridgeEnd.Detached => $"Detached from VM '{name}'; it keeps running.",
+            ConsoleBridgeEnd.VmEnded => $"The console of VM '{name}' closed (the VM stopped).",
+            _ => "Input ended; detached.",
+        });
+        return ExitCodes.Ok;
+    }
+
+    // ---- autostart ---------------------------------------------------------------------------------------
+
+    private int Autostart(ArgReader args) => WithHelp("autostart", () =>
+    {
+        var options = args.Parse("--json");
+        if (options.Help)
+            throw new HelpRequested("autostart");
+        if (options.Positional.Count > 0)
+            throw new UsageException("autostart: takes no arguments");
+        var results = Manager.Autostart();
+        if (options.Has("--json"))
+        {
+            Out.WriteLine(CliOutput.Json(w =>
+            {
+                w.WriteStartArray();
+                foreach (var r in results)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", r.Name);
+                    w.WriteString("outcome", r.Outcome.ToString());
+                    CliOutput.WriteNullable(w, "state", r.Info?.State.ToString());
+                    CliOutput.WriteNullable(w, "error", r.Error?.Message);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }));
+        }
+        else
+        {
+            if (results.Count == 0)
+                Out.WriteLine("No VMs have Autostart set.");
+            foreach (var r in results)
+                Out.WriteLine(r.Outcome switch
+                {
+                    AutostartOutcome.Started => $"{r.Name}: started ({r.Info?.State})",
+                    AutostartOutcome.AlreadyRunning => $"{r.Name}: already running",
+                    _ => $"{r.Name}: FAILED: {r.Error?.Message}",
+                });
+        }
+        return results.Any(r => r.Outcome == AutostartOutcome.Failed) ? ExitCodes.OperationFailed : ExitCodes.Ok;
+    });
+
+    private sealed class HelpRequested(string topic) : Exception(topic);
+}
+
+/// <summary>An IProgress that reports on the calling thread.</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet<string> Flags, bool Help)
+{
+    public static ParsedArgs Empty { get; } = new(Array.Empty<string>(), new HashSet<string>(), false);
+    public bool Has(string flag) => Flags.Contains(flag);
+}
+
+/// <summary>Arguments after the verb: known --flags anywhere, the rest positional; "--" ends the flags.</summary>
+internal sealed class ArgReader(string[] args)
+{
+    private int _index;
+
+    public string? Next() => _index < args.Length ? args[_index++] : null;
+
+    public ParsedArgs Parse(params string[] allowedFlags)
+    {
+        var positional = new List<string>();
+        var flags = new HashSet<string>(StringComparer.Ordinal);
+        var help = false;
+        var onlyPositional = false;
+        while (Next() is { } arg)
+        {
+            if (!onlyPositional && arg == "--")
+                onlyPositional = true;
+            else if (!onlyPositional && arg is "-h" or "--help")
+                help = true;
+            else if (!onlyPositional && arg.StartsWith('-') && arg.Length > 1)
+            {
+                var flag = arg == "-n" ? "--what-if" : arg;
+                if (!allowedFlags.Contains(flag, StringComparer.Ordinal))
+                    throw new UsageException($"unknown option '{arg}'" + (allowedFlags.Length > 0 ? $" (this command takes: {string.Join(", ", allowedFlags)})" : ""));
+                flags.Add(flag);
+            }
+            else
+                positional.Add(arg);
+        }
+        return new ParsedArgs(positional, flags, help);
+    }
+}

@@ -1,0 +1,120 @@
+namespace KvmPS.Cli;
+
+/// <summary>The --help texts (docs/cli.md has the full reference).</summary>
+internal static class HelpText
+{
+    public const string Main = """
+        kvmps - declarative VM provisioning on Linux KVM (KvmPS command line)
+
+        Usage: kvmps COMMAND [ARGS] [OPTIONS]
+
+        Desired state (manifests: docs/en-US/about_KvmPS_Manifests.md):
+          apply FILE...       make the host match the manifests (--what-if: show the plan only)
+          plan FILE...        show the ordered steps apply would run
+          test FILE...        exit 0 if the host matches, 1 if it drifts (--detailed: list the drift)
+          get FILE...         the manifests' VMs as they are now, and VMs the manifests do not name
+
+        VMs:
+          vm list             all VMs with their state
+          vm start NAME       start a VM and wait until it runs
+          vm stop NAME        stop a VM (ACPI power button, then forced; --force: at once)
+          vm remove NAME      remove a VM (--force: stop it first; --keep-disks)
+          vm console NAME     attach to the serial console (Ctrl-] detaches)
+          autostart           start every VM with Autostart = $true (for a systemd unit)
+
+        DSC v3 resource KvmPS/VirtualMachine (kvmps.dsc.resource.json):
+          dsc get|test|set    one instance as JSON on stdin, the state as JSON on stdout
+
+        Options:
+          --json              machine-readable output (JSON on stdout)
+          -h, --help          help for a command: kvmps help COMMAND, kvmps COMMAND --help
+          --version           print the version
+
+        The store is $KVMPS_HOME, else /var/lib/kvmps (root) or ~/.local/share/kvmps.
+        Exit codes: 0 ok, 1 drift (test), 2 usage, 3 manifest error, 4 operation failed,
+                    5 VM not found, 6 environment (kvmps-vmm missing, store locked or unreadable).
+
+        """;
+
+    public static string? For(string topic) => topic switch
+    {
+        "apply" => """
+            Usage: kvmps apply FILE... [--what-if] [--json]
+
+            Reads the manifests, plans against the host as it is now and runs the plan step by step,
+            printing each step as it starts and ends. Stops at the first failing step: the store stays
+            consistent, and running apply again (after fixing the cause) continues where it stopped.
+            Applying to a host that already matches does nothing.
+
+              --what-if, -n   print the plan and change nothing
+              --json          print the results as JSON instead of progress lines
+
+            Exit: 0 done (or nothing to do), 3 manifest error (nothing changed), 4 a step failed.
+
+            """,
+        "plan" => """
+            Usage: kvmps plan FILE... [--json]
+
+            Prints the ordered steps 'kvmps apply' would run now (Remove, Stop, Update, Create, Start, ...).
+            Changes nothing. Exit: 0, or 3 for a manifest error.
+
+            """,
+        "test" => """
+            Usage: kvmps test FILE... [--detailed] [--json] [--quiet]
+
+            Prints True when the host matches the manifests, False when it drifts.
+              --detailed      also list each differing property (VM, property, expected, actual)
+              --json          {"inDesiredState": ..., "drift": [...]}
+              --quiet         print nothing; use the exit status
+
+            Exit: 0 in the desired state, 1 drift, 3 manifest error.
+
+            """,
+        "get" => """
+            Usage: kvmps get FILE... [--json]
+
+            The VMs the manifests name, with what the manifests ask and what is there now, and the VMs in
+            the store the manifests do not name. Exit: 0, or 3 for a manifest error.
+
+            """,
+        "vm" => """
+            Usage: kvmps vm list|start|stop|remove|console ...
+
+              vm list [--json]
+              vm start NAME [--json]
+              vm stop NAME [--force] [--json]
+              vm remove NAME [--force] [--keep-disks] [--json]
+              vm console NAME [--no-replay]
+
+            """,
+        "vm list" => "Usage: kvmps vm list [--json]\n\nAll VMs in the store: name, state, vCPUs, memory, VMM pid, uptime, autostart.\n",
+        "vm start" => "Usage: kvmps vm start NAME [--json]\n\nStarts the VM's kvmps-vmm and waits until the guest runs. Exit 4 if it fails to start, 5 if there is no such VM.\n",
+        "vm stop" => "Usage: kvmps vm stop NAME [--force] [--json]\n\nPresses the ACPI power button and waits for the guest to power off, then stops it by force.\n  --force   power off at once\n",
+        "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store. A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
+        "vm console" => "Usage: kvmps vm console NAME [--no-replay]\n\nAttaches this terminal to the VM's serial console; type Ctrl-] to detach (the VM keeps running).\n  --no-replay   do not replay the last 64 KiB of console output first\n",
+        "dsc" => """
+            Usage: kvmps dsc get|test|set < instance.json
+
+            The DSC v3 command-resource protocol of KvmPS/VirtualMachine (see kvmps.dsc.resource.json).
+            Reads one instance (a JSON object) on stdin. Properties: Name (key), Ensure (Present|Absent),
+            State (Running|Off|Paused), StartupMemory, MinimumMemory, MaximumMemory (bytes), ProcessorCount,
+            MaximumProcessorCount, RestartIfNeeded, Notes, Autostart, KernelPath, InitrdPath, KernelArguments.
+            Only the properties given are enforced.
+
+              get    the actual state, one JSON line
+              test   the actual state with _inDesiredState, then a JSON array of the differing properties
+              set    enforces the instance; the state after, then a JSON array of the changed properties
+
+            Exit: 0 (test also when not in the desired state), 3 bad input, 4 set failed.
+
+            """,
+        "autostart" => """
+            Usage: kvmps autostart [--json]
+
+            Starts every VM whose definition has Autostart = $true and that is not running, a few at a time.
+            Meant for a systemd unit (docs/kvmps-autostart.service). Exit: 0, or 4 if any VM failed to start.
+
+            """,
+        _ => null,
+    };
+}

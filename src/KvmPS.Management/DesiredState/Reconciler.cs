@@ -1,0 +1,139 @@
+using KvmPS.Management.Lifecycle;
+
+namespace KvmPS.Management.DesiredState;
+
+/// <summary>
+/// Makes the host match a <see cref="DesiredHostState"/>: <see cref="Get"/> (what is there), <see cref="Test"/>
+/// (is it as asked; which properties drift), <see cref="Plan"/> (the ordered steps, see
+/// <see cref="ReconcilePlanner"/>; <c>-WhatIf</c> shows this and runs nothing) and <see cref="Set"/> (runs the
+/// plan). Every step is one <see cref="VmManager"/> call: the reconciler has no lifecycle logic of its own.
+/// </summary>
+public sealed class Reconciler
+{
+    public Reconciler(VmManager manager) => Manager = manager ?? throw new ArgumentNullException(nameof(manager));
+
+    public VmManager Manager { get; }
+
+    /// <summary>The VMs the manifest names with their live state and drift, plus the store's other VMs.</summary>
+    public DesiredHostStatus Get(DesiredHostState desired)
+    {
+        ArgumentNullException.ThrowIfNull(desired);
+        var all = Manager.List().ToDictionary(v => v.Name, StringComparer.Ordinal);
+        var vms = desired.Vms.Select(vm =>
+        {
+            all.TryGetValue(vm.Name, out var info);
+            return new DesiredVmStatus(vm, info, ReconcilePlanner.DriftOf(vm, info is null ? null : ActualVm.From(info)));
+        }).ToList();
+        var named = desired.Vms.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
+        return new DesiredHostStatus(vms, all.Values.Where(v => !named.Contains(v.Name)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList());
+    }
+
+    /// <summary>The drift of every VM the manifest names; empty when the host is in the desired state.</summary>
+    public IReadOnlyList<Drift> Test(DesiredHostState desired) => Plan(desired).Drifts;
+
+    /// <summary>The steps <see cref="Set"/> would run now.</summary>
+    public ReconcilePlan Plan(DesiredHostState desired)
+    {
+        ArgumentNullException.ThrowIfNull(desired);
+        return ReconcilePlanner.Plan(desired, Snapshot(desired));
+    }
+
+    /// <summary>
+    /// Plans against the host as it is now and runs the plan in order, reporting each step before and after it
+    /// runs. Stops at the first failing step (later steps are reported <see cref="ReconcileActionStatus.NotRun"/>);
+    /// each step is one atomic <see cref="VmManager"/> call, so the store stays consistent and running Set again
+    /// continues where this one stopped. Running it on a host in the desired state does nothing.
+    /// </summary>
+    public ReconcileResult Set(DesiredHostState desired, IProgress<ReconcileProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var plan = Plan(desired);
+        var results = new List<ReconcileActionResult>();
+        var failed = false;
+        for (var i = 0; i < plan.Actions.Count; i++)
+        {
+            var action = plan.Actions[i];
+            if (failed || cancellationToken.IsCancellationRequested)
+            {
+                results.Add(new ReconcileActionResult(action, ReconcileActionStatus.NotRun,
+                    failed ? "not run: an earlier step failed" : "not run: cancelled"));
+                failed = true;
+                continue;
+            }
+            progress?.Report(new ReconcileProgress(action, ReconcileProgressStage.Starting, i, plan.Actions.Count, action.Description));
+            ReconcileActionResult result;
+            try
+            {
+                result = Run(desired, action);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                result = new ReconcileActionResult(action, ReconcileActionStatus.Failed, e.Message, e);
+                failed = true;
+            }
+            results.Add(result);
+            progress?.Report(new ReconcileProgress(action, failed ? ReconcileProgressStage.Failed : ReconcileProgressStage.Done, i, plan.Actions.Count, result.Message));
+        }
+        return new ReconcileResult(plan, results);
+    }
+
+    private ReconcileActionResult Run(DesiredHostState desired, ReconcileAction action)
+    {
+        var name = action.VmName;
+        switch (action.Kind)
+        {
+            case ReconcileActionKind.Create:
+            {
+                var info = Manager.New(action.Definition!);
+                return Done(action, $"VM '{name}' created ({info.State})");
+            }
+            case ReconcileActionKind.Update:
+            case ReconcileActionKind.UpdateLive:
+            case ReconcileActionKind.UpdateNeedsRestart:
+            {
+                var vm = desired.Find(name)!;
+                // Re-applied to the definition as it is under the store lock, not the one planned from.
+                var change = Manager.Update(name, current => ReconcilePlanner.TargetDefinition(vm, current));
+                var how = change.Changes.Count == 0
+                    ? "already up to date"
+                    : string.Join(", ", change.Changes.Select(c => $"{c.Property} {c.OldValue} -> {c.NewValue} ({c.Application})"));
+                return new ReconcileActionResult(action, ReconcileActionStatus.Done, $"VM '{name}' updated: {how}", null, change);
+            }
+            case ReconcileActionKind.Stop:
+            {
+                var stop = Manager.Stop(name);
+                return Done(action, stop.WasRunning
+                    ? $"VM '{name}' stopped ({(stop.Forced ? "forced" : "guest powered off")})"
+                    : $"VM '{name}' was already off");
+            }
+            case ReconcileActionKind.Start:
+            {
+                var info = Manager.Start(name);
+                return Done(action, info.State is VmState.Running or VmState.Paused
+                    ? $"VM '{name}' is {info.State} (pid {info.Pid})"
+                    : $"VM '{name}' is {info.State} right after starting" + (info.StateReason is null ? "" : $": {info.StateReason}"));
+            }
+            case ReconcileActionKind.Suspend:
+                return Done(action, $"VM '{name}' is {Manager.Suspend(name).State}");
+            case ReconcileActionKind.Resume:
+                return Done(action, $"VM '{name}' is {Manager.Resume(name).State}");
+            case ReconcileActionKind.Remove:
+            {
+                var removed = Manager.Remove(name, force: true, deleteDisks: false);
+                return Done(action, $"VM '{name}' removed" + (removed.RetainedDisksDirectory is { } kept ? $" (disks kept in {kept})" : ""));
+            }
+            default:
+                throw new InvalidOperationException($"unknown action {action.Kind}");
+        }
+    }
+
+    private static ReconcileActionResult Done(ReconcileAction action, string message) => new(action, ReconcileActionStatus.Done, message);
+
+    private Dictionary<string, ActualVm> Snapshot(DesiredHostState desired)
+    {
+        var actual = new Dictionary<string, ActualVm>(StringComparer.Ordinal);
+        foreach (var vm in desired.Vms)
+            if (Manager.TryGet(vm.Name) is { } info)
+                actual[vm.Name] = ActualVm.From(info);
+        return actual;
+    }
+}
