@@ -158,7 +158,7 @@ public class KvmLayoutTests
     public void StatBufferMatchesGlibc()
     {
         var truth = HeaderTruth();
-        Assert.Equal(truth["stat"], (ulong)Libc.StatSize);
-        Assert.Equal(truth["stat.st_mode"], (ulong)Libc.StatModeOffset);
+        Assert.True(truth["stat"] == (ulong)Libc.StatSize, $"sizeof(struct stat): header {truth["stat"]}, C# {Libc.StatSize}");
+        Assert.True(truth["stat.st_mode"] == (ulong)Libc.StatModeOffset, $"offsetof(st_mode): header {truth["stat.st_mode"]}, C# {Libc.StatModeOffset}");
     }
 }
