@@ -13,7 +13,7 @@ CONFIG=${CONFIGURATION:-Release}
 
 # Packages: compilers for the built-in guest and header checks, QEMU as the peer and qemu-img as the qcow2 oracle,
 # a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests.
-PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat)
+PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat iputils-ping)
 
 setup() {
   local missing=()

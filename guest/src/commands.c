@@ -10,6 +10,10 @@
 #include "smp.h"
 #include "timer.h"
 #include "virtio_rng.h"
+#include "virtio_net.h"
+#include "virtio_balloon.h"
+#include "virtio_vsock.h"
+#include "virtio_blk.h"
 
 #define DEBUG_EXIT_PORT 0xf4
 #define POST_PORT 0x80
@@ -96,6 +100,28 @@ void run_command(char *line)
             cmd_rng(n);
     } else if (!strcmp(cmd, "rngbad") && !*arg) {
         cmd_rng_bad();
+    } else if (!strcmp(cmd, "net")) {
+        cmd_net(arg);
+    } else if (!strcmp(cmd, "mem")) {
+        if (strncmp(arg, "touch ", 6) || parse_u64(trim(arg + 6), &n))
+            kprintf("usage: mem touch MiB\n");
+        else
+            cmd_mem_touch(n);
+    } else if (!strcmp(cmd, "balloon") && !*arg) {
+        cmd_balloon();
+    } else if (!strcmp(cmd, "balloon") && !strcmp(arg, "stats")) {
+        cmd_balloon_stats();
+    } else if (!strcmp(cmd, "vsock")) {
+        char *rest = split_arg(arg);
+        char *text = split_arg(rest);
+        if (!strcmp(arg, "listen") && !parse_u64(rest, &n) && n <= 0xffffffffULL && !*text)
+            cmd_vsock_listen(n);
+        else if (!strcmp(arg, "connect") && !parse_u64(rest, &n) && n <= 0xffffffffULL && *text)
+            cmd_vsock_connect(n, text);
+        else
+            kprintf("usage: vsock listen PORT | vsock connect PORT TEXT\n");
+    } else if (!strcmp(cmd, "blk")) {
+        cmd_blk(arg);
     } else {
         kprintf("unknown command: %s\n", full);
     }

@@ -25,6 +25,14 @@ public sealed record MachineConfig
     /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
     public Action<string>? DeviceLog { get; init; }
 
+    // --- Firmware boot (Vm/Boot/FirmwareLoader.cs, docs/devices.md "Firmware boot") ---
+    /// <summary>Firmware image (or "seabios") booted from the reset vector instead of a kernel; null boots a kernel directly.</summary>
+    public string? FirmwarePath { get; init; }
+    /// <summary>Firmware boot: tell SeaBIOS to use COM1 as its console (fw_cfg "etc/sercon-port").</summary>
+    public bool FirmwareSerialConsole { get; init; } = true;
+    /// <summary>Firmware boot: where bytes written to the debug console port 0x402 go (SeaBIOS's log); null drops them.</summary>
+    public Devices.ByteSink? DebugConOutput { get; init; }
+
     public int EffectiveMaxVcpus => Math.Max(MaxVcpus, VcpuCount);
 
     public void Validate()
@@ -32,5 +40,12 @@ public sealed record MachineConfig
         if (VcpuCount < 1 || VcpuCount > 254) throw new ArgumentOutOfRangeException(nameof(VcpuCount), $"vCPU count {VcpuCount} is out of range (1-254).");
         if (MaxVcpus != 0 && (MaxVcpus < VcpuCount || MaxVcpus > 254))
             throw new ArgumentOutOfRangeException(nameof(MaxVcpus), $"maximum vCPUs {MaxVcpus} must be between the vCPU count ({VcpuCount}) and 254.");
+        if (FirmwarePath is not null)
+        {
+            if (KernelPath is not null || InitrdPath is not null || Cmdline.Length > 0)
+                throw new ArgumentOutOfRangeException(null, "firmware boot cannot be combined with kernel, initrd or cmdline (the firmware boots the first disk).");
+            if (MemoryBytes > Boot.FirmwareLoader.MaxMemoryBytes)
+                throw new ArgumentOutOfRangeException(null, $"firmware boot supports at most {Boot.FirmwareLoader.MaxMemoryBytes >> 20} MiB of memory (RAM must end below the MMCONFIG window at 0x{Boot.FirmwareLoader.Q35EcamBase:x}).");
+        }
     }
 }

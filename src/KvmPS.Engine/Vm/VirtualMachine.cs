@@ -25,6 +25,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private KvmVmHandle? _vm;
     private IoEventLoop? _ioLoop;       // PCI: device I/O thread (ioeventfd notifications)
     private KvmMsiRouter? _msiRouter;   // PCI: MSI-X vectors as KVM GSI routes + irqfds
+    private FirmwareImage? _firmware;   // firmware boot: the image mapped below 4 GiB
 
     public MachineConfig Config { get; }
     public GuestMemory Memory { get; private set; } = null!;
@@ -42,6 +43,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public VmState State { get; private set; } = VmState.Created;
     public DateTime? StartedUtc { get; private set; }
     public LoadedKernel? Kernel { get; private set; }
+    /// <summary>Firmware boot: the fw_cfg device SeaBIOS reads (null for direct kernel boot).</summary>
+    public FwCfg? FwCfg { get; private set; }
     /// <summary>Completes once, when the VM stops running for any reason.</summary>
     public Task<VmExit> Exited => _exit.Task;
     public event Action<VmState>? StateChanged;
@@ -72,7 +75,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private void Build(ByteSink serialOutput)
     {
         // Read the images first: a bad path fails before any KVM resource exists.
-        byte[] kernelImage = Config.KernelPath is null ? BuiltInGuest.Image() : ReadImage(Config.KernelPath, "kernel");
+        _firmware = Config.FirmwarePath is null ? null : FirmwareImage.Load(Config.FirmwarePath);
+        byte[] kernelImage = _firmware is not null ? [] : Config.KernelPath is null ? BuiltInGuest.Image() : ReadImage(Config.KernelPath, "kernel");
         if (Config.InitrdPath is not null && !File.Exists(Config.InitrdPath))
             throw new BootImageException(Config.InitrdPath, "the initrd does not exist.");
 
@@ -81,8 +85,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         if (Config.EffectiveMaxVcpus > maxVcpus && maxVcpus > 0)
             throw new ArgumentOutOfRangeException(nameof(Config.MaxVcpus), $"{Config.EffectiveMaxVcpus} vCPUs requested but this host's KVM allows {maxVcpus}.");
         _vm = Kvm.CreateVm(_system);
-        Kvm.SetTssAddr(_vm, MemoryLayout.KvmTssAddress);
-        Kvm.SetIdentityMapAddr(_vm, MemoryLayout.KvmIdentityMapAddress);
+        Kvm.SetTssAddr(_vm, _firmware?.KvmTssAddress ?? MemoryLayout.KvmTssAddress);
+        Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
         Kvm.CreateIrqchip(_vm);
         Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
 
@@ -99,7 +103,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(Pm, AcpiPm.BasePort, AcpiPm.Length);
         BuildPci();
 
-        LoadGuest(kernelImage);
+        if (_firmware is null) LoadGuest(kernelImage);
+        else FwCfg = FirmwareLoader.Install(_firmware, _vm, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
 
         int runSize = Kvm.GetVcpuMmapSize(_system);
         var cpuid = Kvm.GetSupportedCpuid(_system);
@@ -113,7 +118,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             _vcpus.Add(vcpu);
             Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(cpuid, (uint)id, Config.EffectiveMaxVcpus));
             CpuSetup.SetupMsrs(handle);
-            if (id == 0) CpuSetup.SetupBootProcessor(handle, Kernel!.EntryAddress);
+            if (id == 0 && _firmware is null) CpuSetup.SetupBootProcessor(handle, Kernel!.EntryAddress); // firmware: KVM's reset state
             CpuSetup.SetupLapic(handle);
         }
     }
@@ -156,16 +161,17 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         (ulong, ulong)? initrd = Config.InitrdPath is null ? null : KernelLoader.LoadInitrd(Memory, Kernel, Config.InitrdPath);
         int cmdlineLength = BootParams.WriteCmdline(Memory, Config.Cmdline);
         CpuSetup.WriteBootPageTablesAndGdt(Memory);
-        var acpi = new AcpiConfig(Config.VcpuCount, Config.EffectiveMaxVcpus)
-        {
-            ExtraDsdtAml = PciAcpi.BuildDsdtAml(Pci.Windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
-            ExtraTables = [PciAcpi.BuildMcfg(Pci.Windows)],
-        };
-        AcpiTables.WriteTo(Memory, acpi);
+        AcpiTables.WriteTo(Memory, GuestAcpiConfig());
         MpTable.WriteTo(Memory, Config.VcpuCount, ioApicId: Config.EffectiveMaxVcpus);
         Memory.Write(MemoryLayout.ZeroPageAddress,
             BootParams.Build(Kernel, E820Map.For(Memory), MemoryLayout.CmdlineAddress, cmdlineLength, initrd, AcpiTables.RsdpAddress));
     }
+
+    private AcpiConfig GuestAcpiConfig() => new(Config.VcpuCount, Config.EffectiveMaxVcpus)
+    {
+        ExtraDsdtAml = PciAcpi.BuildDsdtAml(Pci.Windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
+        ExtraTables = [PciAcpi.BuildMcfg(Pci.Windows)],
+    };
 
     public void Start()
     {
@@ -283,6 +289,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _msiRouter?.Dispose();
         _vm?.Dispose();
         _system?.Dispose();
+        _firmware?.Dispose();
         Memory?.Dispose();
         _resumed.Dispose();
     }

@@ -29,11 +29,13 @@ public sealed record VmmConfig
     public CrashPolicy OnCrash { get; init; } = CrashPolicy.Exit;
     /// <summary>True when on_crash was given; otherwise it follows whether a control socket exists.</summary>
     public bool OnCrashExplicit { get; init; }
+    /// <summary>Firmware boot: where the debug console (port 0x402, SeaBIOS's log) goes: null (dropped), "stderr", or a file path.</summary>
+    public string? DebugCon { get; init; }
 
     public CrashPolicy EffectiveCrashPolicy => OnCrashExplicit ? OnCrash : ControlSocket is null ? CrashPolicy.Exit : CrashPolicy.Stay;
 
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "devices"];
+        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "devices", "firmware", "debugcon"];
 
     /// <summary>Parses "256M", "1G", "512MiB", "1048576" (bytes) and the like.</summary>
     public static ulong ParseSize(string text, string source)
@@ -126,6 +128,16 @@ public sealed record VmmConfig
             case "on_crash":
                 return this with { OnCrashExplicit = true, OnCrash = Str(v, where) switch { "stay" => CrashPolicy.Stay, "exit" => CrashPolicy.Exit, var s => throw new VmmConfigException($"{where}: '{s}' is not stay or exit.") } };
             case "kvm_device": return this with { Machine = m with { KvmDevicePath = Str(v, where) } };
+            case "firmware": return this with { Machine = m with { FirmwarePath = v.ValueKind == JsonValueKind.Null ? null : Str(v, where) is { Length: > 0 } f ? f : throw new VmmConfigException($"{where}: the firmware path is empty.") } };
+            case "debugcon":
+                string dc = Str(v, where);
+                return this with { DebugCon = dc switch
+                {
+                    "none" => null,
+                    "stderr" => "stderr",
+                    _ when dc.StartsWith("file:", StringComparison.Ordinal) && dc.Length > 5 => dc[5..],
+                    _ => throw new VmmConfigException($"{where}: '{dc}' is not a debug console mode (none, stderr or file:PATH)."),
+                } };
             case "rng":
                 // Sugar for a virtio-rng entry in "devices".
                 var withoutRng = m.Devices.Where(d => d is not RngDeviceConfig).ToList();
@@ -214,7 +226,7 @@ public sealed record VmmConfig
 
           --config FILE           JSON configuration (keys: kernel, initrd, cmdline, memory, vcpus, max_vcpus, serial,
                                   control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
-                                  kvm_device);
+                                  kvm_device, firmware, debugcon);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
           --initrd PATH           initial ramdisk
@@ -229,6 +241,9 @@ public sealed record VmmConfig
           --numa-node N           bind guest memory to host NUMA node N
           --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng
           --rng on|off            shorthand for --device rng
+          --firmware PATH|seabios boot firmware from the reset vector instead of a kernel (seabios:
+                                  /usr/share/seabios/bios-256k.bin); it boots the first block device
+          --debugcon MODE         none | stderr | file:PATH: the debug console port 0x402 (SeaBIOS's log)
           --on-reset reboot|stop  what a guest reset does (default reboot)
           --on-crash stay|exit    after a guest crash, stay up for inspection or exit 10
                                   (default: stay with a control socket, exit without)

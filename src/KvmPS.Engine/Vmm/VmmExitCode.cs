@@ -12,9 +12,9 @@ public static class VmmExitCode
     public const int UsageError = 2;
     /// <summary>/dev/kvm is missing, not permitted, or unusable.</summary>
     public const int KvmUnavailable = 4;
-    /// <summary>The kernel, initrd or firmware image cannot be booted.</summary>
+    /// <summary>The kernel, initrd, firmware or a disk image cannot be used.</summary>
     public const int BadImage = 6;
-    /// <summary>A host resource cannot be had: guest memory, the control socket path (in use by another VMM).</summary>
+    /// <summary>A host resource cannot be had: guest memory, the control socket path (in use by another VMM), a tap or bridge.</summary>
     public const int HostResource = 8;
     /// <summary>The guest crashed: triple fault, KVM internal error (emulation failure), failed VM entry.</summary>
     public const int GuestCrashed = 10;

@@ -75,6 +75,18 @@ public sealed class VmmHost : IVmmControl, IDisposable
         }
     }
 
+    private Stream? _debugCon;
+
+    /// <summary>The machine config with the debug console (port 0x402) sink from --debugcon.</summary>
+    private MachineConfig MachineWithDebugCon()
+    {
+        if (_config.DebugCon is not { } target || _config.Machine.DebugConOutput is not null) return _config.Machine;
+        try { _debugCon ??= target == "stderr" ? System.Console.OpenStandardError() : new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"debug console file {target}: {e.Message}"); }
+        var stream = _debugCon;
+        return _config.Machine with { DebugConOutput = data => { try { stream.Write(data); } catch (IOException) { } } };
+    }
+
     public int Run()
     {
         if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
@@ -84,12 +96,14 @@ public sealed class VmmHost : IVmmControl, IDisposable
         while (true)
         {
             VirtualMachine machine;
-            try { machine = VirtualMachine.Create(_config.Machine, Console.Write); }
+            try { machine = VirtualMachine.Create(MachineWithDebugCon(), Console.Write); }
             catch (KvmUnavailableException e) { return Fail(VmmExitCode.KvmUnavailable, e.Message); }
             catch (BootImageException e) { return Fail(VmmExitCode.BadImage, e.Message); }
             catch (GuestMemoryException e) { return Fail(VmmExitCode.HostResource, e.Message); }
             catch (ArgumentOutOfRangeException e) { return Fail(VmmExitCode.UsageError, e.Message.Split(" (Parameter")[0]); }
             catch (NativeCallException e) { return Fail(VmmExitCode.KvmUnavailable, $"KVM refused to set up the VM: {e.Message}"); }
+            catch (DeviceConfigException e) { return Fail(VmmExitCode.HostResource, e.Message); } // a tap, bridge or socket the device needs
+            catch (Exception e) { return Fail(VmmExitCode.InternalError, $"creating the VM failed: {e.GetType().Name}: {e.Message}"); }
 
             lock (_lock) { _machine = machine; _boots++; }
             // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
@@ -348,5 +362,6 @@ public sealed class VmmHost : IVmmControl, IDisposable
         _control?.Dispose();
         lock (_lock) { _machine?.Dispose(); _machine = null; }
         _serialFile?.Dispose();
+        if (_debugCon is FileStream) _debugCon.Dispose();
     }
 }

@@ -3,8 +3,8 @@ namespace KvmPS.Management.Definitions;
 /// <summary>How the VM boots. Exactly one of the three kinds below.</summary>
 public abstract record BootSource;
 
-/// <summary>No boot configuration: the VMM boots its built-in default guest.</summary>
-public sealed record DefaultGuestBoot : BootSource
+/// <summary>The VMM boots its built-in default guest, optionally with a command line (e.g. <c>kvmps.run=info</c>, guest/README.md).</summary>
+public sealed record DefaultGuestBoot(string? Cmdline = null) : BootSource
 {
     public static DefaultGuestBoot Instance { get; } = new();
 }

@@ -91,6 +91,15 @@ public sealed record VmDefinition
 
     private void ValidateBoot()
     {
+        void ValidateCmdline(string? cmdline)
+        {
+            if (cmdline is null) return;
+            if (cmdline.Contains('\0'))
+                throw Fail("Boot.Cmdline", "must not contain NUL characters");
+            if (System.Text.Encoding.UTF8.GetByteCount(cmdline) > DirectKernelBoot.MaximumCmdlineBytes)
+                throw Fail("Boot.Cmdline", $"must be at most {DirectKernelBoot.MaximumCmdlineBytes} bytes");
+        }
+
         switch (Boot)
         {
             case null:
@@ -99,13 +108,10 @@ public sealed record VmDefinition
                 RequirePath("Boot.KernelPath", kernel.KernelPath);
                 if (kernel.InitrdPath is not null)
                     RequirePath("Boot.InitrdPath", kernel.InitrdPath);
-                if (kernel.Cmdline is { } cmdline)
-                {
-                    if (cmdline.Contains('\0'))
-                        throw Fail("Boot.Cmdline", "must not contain NUL characters");
-                    if (System.Text.Encoding.UTF8.GetByteCount(cmdline) > DirectKernelBoot.MaximumCmdlineBytes)
-                        throw Fail("Boot.Cmdline", $"must be at most {DirectKernelBoot.MaximumCmdlineBytes} bytes");
-                }
+                ValidateCmdline(kernel.Cmdline);
+                break;
+            case DefaultGuestBoot builtIn:
+                ValidateCmdline(builtIn.Cmdline);
                 break;
             case FirmwareBoot firmware:
                 RequirePath("Boot.FirmwarePath", firmware.FirmwarePath);

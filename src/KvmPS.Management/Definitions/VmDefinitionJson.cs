@@ -46,6 +46,7 @@ public static class VmDefinitionJson
         {
             DirectKernelBoot kernel => new BootDocument { KernelPath = kernel.KernelPath, InitrdPath = kernel.InitrdPath, Cmdline = kernel.Cmdline },
             FirmwareBoot firmware => new BootDocument { FirmwarePath = firmware.FirmwarePath, BootDiskIndex = firmware.BootDiskIndex },
+            DefaultGuestBoot { Cmdline: { } cmdline } => new BootDocument { Cmdline = cmdline },
             _ => null,
         },
         Disks = definition.Disks.Select(d => new DiskDocument

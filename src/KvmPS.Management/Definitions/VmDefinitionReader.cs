@@ -13,7 +13,7 @@ namespace KvmPS.Management.Definitions;
 /// Name, MemoryStartupBytes, MemoryMinimumBytes (= startup), MemoryMaximumBytes (= startup),
 /// VcpuCount (= 1), VcpuMaximum (= count), BalloonEnabled, Autostart, Notes,
 /// HugePages (none|thp|hugetlbfs), KsmEnabled, NumaNode,
-/// Boot = @{ KernelPath; InitrdPath; Cmdline }  or  @{ FirmwarePath; BootDiskIndex (= 0) }  (absent = built-in guest),
+/// Boot = @{ KernelPath; InitrdPath; Cmdline }  or  @{ FirmwarePath; BootDiskIndex (= 0) }  or  @{ Cmdline } / absent = built-in guest,
 /// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
 /// NetworkAdapters = @( @{ Tap | Bridge; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
 /// PciPassthrough = @( 'DDDD:BB:DD.F' )
@@ -90,9 +90,10 @@ public static class VmDefinitionReader
             return new FirmwareBoot(firmware, boot.Int("BootDiskIndex") ?? 0);
         }
         foreach (var key in BootKeys)
-            if (boot.Has(key))
+            if (key != "Cmdline" && boot.Has(key))
                 throw boot.Fail(key, "needs KernelPath (direct kernel boot) or FirmwarePath (firmware boot)");
-        return DefaultGuestBoot.Instance;
+        // Only a command line: the built-in guest, told what to do (guest/README.md, kvmps.run=...).
+        return boot.String("Cmdline") is { } cmdline ? new DefaultGuestBoot(cmdline) : DefaultGuestBoot.Instance;
     }
 
     private static DiskDefinition ReadDisk(IDictionary source, string prefix, int index, string vmName)

@@ -161,7 +161,7 @@ public sealed class VmmProcessLauncher
         var logPath = store.VmmLogPath(name);
         var pidPath = store.PidPath(name);
 
-        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, socketPath, serialPath));
+        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, socketPath, serialPath, p => store.ResolveDiskPath(definition.Name, p)));
 
         long logOffset;
         using (var log = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))

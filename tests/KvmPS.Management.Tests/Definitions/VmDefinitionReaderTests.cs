@@ -90,7 +90,7 @@ public sealed class VmDefinitionReaderTests
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; HugePages = 'giant' }", "a", "HugePages", "'giant' is not one of: none, thp, hugetlbfs")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Boot = 'x' }", "a", "Boot", "must be a hashtable")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Boot = @{ KernelPath = 'k'; FirmwarePath = 'f' } }", "a", "Boot", "not both")]
-    [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Boot = @{ Cmdline = 'x' } }", "a", "Boot.Cmdline", "needs KernelPath")]
+    [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Boot = @{ InitrdPath = 'x' } }", "a", "Boot.InitrdPath", "needs KernelPath")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Boot = @{ FirmwarePath = 'f'; Cmdline = 'x' } }", "a", "Boot.Cmdline", "only applies to direct kernel boot")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Boot = @{ KernelPath = 'k'; BootDiskIndex = 0 } }", "a", "Boot.BootDiskIndex", "only applies to firmware boot")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; Disks = 'x.raw' }", "a", "Disks[0]", "must be a hashtable, not the string 'x.raw'")]

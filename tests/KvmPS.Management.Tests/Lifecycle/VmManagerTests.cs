@@ -21,6 +21,24 @@ public sealed class VmManagerTests : IDisposable
     public void Dispose() => _sandbox.Dispose();
 
     [Fact]
+    public void A_qcow2_disk_is_created_by_storage_and_seen_by_the_guest_over_virtio_blk()
+    {
+        var manager = new VmManager(_sandbox.Store, _sandbox.Manager.Launcher, new StorageDiskImageCreator());
+        var definition = _sandbox.GuestWithCmdline("blk", "kvmps.run=blk info,blk write 0 8 3,blk flush,exit 0") with
+        {
+            Disks = new ValueList<DiskDefinition>([new DiskDefinition("data.qcow2", DiskFormat.Qcow2, SizeBytes: 8L << 20)]),
+        };
+        manager.New(definition);
+        string image = _sandbox.Store.ResolveDiskPath("blk", "data.qcow2");
+        Assert.Equal("QFI\xfb", System.Text.Encoding.Latin1.GetString(File.ReadAllBytes(image), 0, 4));
+        manager.Start("blk");
+        string serial = LifecycleSandbox.WaitForSerial(_sandbox.Store.SerialLogPath("blk"), "blk: flushed", 30);
+        Assert.Contains("blk: capacity 16384 serial blk-d0 ro 0", serial);
+        Assert.Contains("blk: wrote 8", serial);
+        LifecycleSandbox.WaitFor(() => manager.Get("blk"), vm => vm.State == VmState.Off, "the guest's debug exit");
+    }
+
+    [Fact]
     public void Create_start_suspend_resume_stop_remove()
     {
         var created = _manager.New(TestDefinitions.Minimal("web") with { Vcpus = new VcpuSettings(2, 4) });
@@ -342,8 +360,9 @@ public sealed class VmManagerTests : IDisposable
         Assert.True(File.Exists(Path.Combine(_sandbox.Store.DiskDirectory("disky"), "b.raw")));
         Assert.Equal(100, progress[^1].PercentComplete);
 
-        var start = Assert.Throws<VmFeatureNotSupportedException>(() => ok.Start("disky"));
-        Assert.Contains("disks (Disks: 2)", start.Message);
+        // The VMM runs disks (virtio-blk): the VM starts with both.
+        Assert.Equal(VmState.Running, ok.Start("disky").State);
+        ok.Stop("disky", force: true);
     }
 
     private sealed class FakeDiskCreator(int failOnIndex) : IDiskImageCreator

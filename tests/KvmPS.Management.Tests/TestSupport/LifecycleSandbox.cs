@@ -32,9 +32,9 @@ public sealed class LifecycleSandbox : IDisposable
     public VmStore Store { get; }
     public VmManager Manager { get; }
 
-    /// <summary>The built-in guest booted as a direct kernel with a command line (e.g. <c>kvmps.run=poweroff</c>).</summary>
+    /// <summary>The built-in guest with a command line (e.g. <c>kvmps.run=poweroff</c>).</summary>
     public VmDefinition GuestWithCmdline(string name, string cmdline) =>
-        TestDefinitions.Minimal(name) with { Boot = new DirectKernelBoot(Fixture.GuestElfPath, null, cmdline) };
+        TestDefinitions.Minimal(name) with { Boot = new DefaultGuestBoot(cmdline) };
 
     public static VmInfo WaitFor(Func<VmInfo> get, Func<VmInfo, bool> condition, string what, double seconds = 10)
     {

@@ -26,6 +26,10 @@ public abstract record DeviceConfig
     private static readonly Dictionary<string, Func<DeviceOptions, DeviceConfig>> Parsers = new(StringComparer.Ordinal)
     {
         ["rng"] = RngDeviceConfig.Parse,
+        ["net"] = NetDeviceConfig.Parse,
+        ["block"] = BlockDeviceConfig.Parse,
+        ["balloon"] = BalloonDeviceConfig.Parse,
+        ["vsock"] = VsockDeviceConfig.Parse,
     };
 
     public static IEnumerable<string> Types => Parsers.Keys.Order();

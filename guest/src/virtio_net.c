@@ -1,0 +1,257 @@
+/* virtio-net (virtio device type 1) driver, polled: queue 0 receives, queue 1 transmits.
+   Features: MAC, STATUS, MRG_RXBUF (every packet starts with a 12-byte virtio_net_hdr).
+   The stack answers ARP requests for its address and ICMP echo requests, nothing else. */
+#include "virtio_net.h"
+#include "io.h"
+#include "lib.h"
+#include "timer.h"
+#include "virtio.h"
+
+#define VIRTIO_ID_NET 1
+#define F_MAC (1ULL << 5)
+#define F_MRG_RXBUF (1ULL << 15)
+#define F_STATUS (1ULL << 16)
+#define HDR 12
+#define BUF 2048
+#define ETH_ARP 0x0806
+#define ETH_IP 0x0800
+
+static struct virtio_dev net_dev;
+static struct virtq net_rx, net_tx;
+static u8 rx_buf[VQ_SIZE][BUF] __attribute__((aligned(64)));
+static u8 tx_buf[BUF] __attribute__((aligned(64)));
+static u8 net_mac[6];
+static u8 net_addr[4];
+static int net_ready, net_has_addr;
+
+static u16 get16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
+static void put16(u8 *p, u16 v) { p[0] = (u8)(v >> 8); p[1] = (u8)v; }
+
+/* Posts rx descriptor `id` (a whole device-writable buffer) without notifying. */
+static void rx_post(u16 id)
+{
+    net_rx.desc[id].addr = (u64)(uptr)rx_buf[id];
+    net_rx.desc[id].len = BUF;
+    net_rx.desc[id].flags = VIRTQ_DESC_F_WRITE;
+    net_rx.avail.ring[net_rx.avail.idx % net_rx.size] = id;
+    barrier();
+    *(volatile u16 *)&net_rx.avail.idx = net_rx.avail.idx + 1;
+}
+
+static void rx_kick(void) { barrier(); *(volatile u16 *)(uptr)net_rx.notify_addr = net_rx.index; }
+
+static int net_init(void)
+{
+    if (net_ready)
+        return 0;
+    if (virtio_find(&net_dev, VIRTIO_ID_NET)) {
+        kprintf("net: no virtio-net device\n");
+        return -1;
+    }
+    if (virtio_negotiate(&net_dev, F_MAC | F_MRG_RXBUF | F_STATUS) || virtio_queue_setup(&net_dev, &net_rx, 0)
+        || virtio_queue_setup(&net_dev, &net_tx, 1)) {
+        kprintf("net: device setup failed (status 0x%x)\n", virtio_status(&net_dev));
+        return -1;
+    }
+    for (int i = 0; i < 6; i++)
+        net_mac[i] = mmio_read8(net_dev.device_cfg + i);
+    virtio_driver_ok(&net_dev);
+    for (u16 i = 0; i < net_rx.size; i++)
+        rx_post(i);
+    rx_kick();
+    net_ready = 1;
+    return 0;
+}
+
+/* Sends tx_buf[HDR .. HDR+len) as one frame; waits for the device to take it. */
+static int net_xmit(u32 len)
+{
+    memset(tx_buf, 0, HDR);
+    net_tx.desc[0].addr = (u64)(uptr)tx_buf;
+    net_tx.desc[0].len = HDR + len;
+    net_tx.desc[0].flags = 0;
+    virtq_submit(&net_tx, 0);
+    return virtq_wait_used(&net_tx, 1000000) < 0 ? -1 : 0;
+}
+
+static u16 csum(const u8 *p, u32 len)
+{
+    u32 sum = 0;
+    for (u32 i = 0; i + 1 < len; i += 2)
+        sum += get16(p + i);
+    if (len & 1)
+        sum += (u32)p[len - 1] << 8;
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (u16)~sum;
+}
+
+/* An ARP packet (request or reply) from us; `tha`/`tpa` are the target's. */
+static int send_arp(u16 oper, const u8 *eth_dst, const u8 *tha, const u8 *tpa)
+{
+    u8 *f = tx_buf + HDR;
+    memcpy(f, eth_dst, 6);
+    memcpy(f + 6, net_mac, 6);
+    put16(f + 12, ETH_ARP);
+    u8 *a = f + 14;
+    put16(a, 1);         /* Ethernet */
+    put16(a + 2, ETH_IP);
+    a[4] = 6;
+    a[5] = 4;
+    put16(a + 6, oper);
+    memcpy(a + 8, net_mac, 6);
+    memcpy(a + 14, net_addr, 4);
+    memcpy(a + 18, tha, 6);
+    memcpy(a + 24, tpa, 4);
+    memset(f + 42, 0, 18); /* pad to the 60-byte minimum */
+    return net_xmit(60);
+}
+
+/* Handles one received frame; returns 1 if it sent an ICMP echo reply. */
+static int net_input(const u8 *f, u32 len)
+{
+    if (len < 14)
+        return 0;
+    u16 type = get16(f + 12);
+    if (type == ETH_ARP && len >= 42) {
+        const u8 *a = f + 14;
+        if (get16(a) == 1 && get16(a + 2) == ETH_IP && a[4] == 6 && a[5] == 4 && get16(a + 6) == 1
+            && !memcmp(a + 24, net_addr, 4))
+            send_arp(2, a + 8, a + 8, a + 14);
+        return 0;
+    }
+    if (type != ETH_IP || len < 14 + 20)
+        return 0;
+    const u8 *ip = f + 14;
+    u32 ihl = (u32)(ip[0] & 15) * 4, total = get16(ip + 2);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || total < ihl + 8 || 14 + total > len || 14 + total > BUF - HDR)
+        return 0;
+    if (ip[9] != 1 || memcmp(ip + 16, net_addr, 4) || csum(ip, ihl) != 0)
+        return 0;
+    const u8 *icmp = ip + ihl;
+    if (icmp[0] != 8 || csum(icmp, total - ihl) != 0) /* echo request with a good checksum */
+        return 0;
+    u8 *r = tx_buf + HDR;
+    memcpy(r, f + 6, 6);
+    memcpy(r + 6, net_mac, 6);
+    put16(r + 12, ETH_IP);
+    u8 *rip = r + 14;
+    memcpy(rip, ip, total);
+    memcpy(rip + 12, ip + 16, 4); /* swap the addresses */
+    memcpy(rip + 16, ip + 12, 4);
+    rip[8] = 64;                  /* TTL */
+    put16(rip + 10, 0);
+    put16(rip + 10, csum(rip, ihl));
+    u8 *ricmp = rip + ihl;
+    ricmp[0] = 0; /* echo reply */
+    ricmp[1] = 0;
+    put16(ricmp + 2, 0);
+    put16(ricmp + 2, csum(ricmp, total - ihl));
+    u32 flen = 14 + total < 60 ? 60 : 14 + total;
+    if (flen > 14 + total)
+        memset(r + 14 + total, 0, flen - 14 - total);
+    return net_xmit(flen) == 0;
+}
+
+/* Processes received frames until `want` echo replies were sent or `seconds` passed; returns the replies. */
+static u64 net_serve(u64 want, u64 seconds)
+{
+    u64 replies = 0, start = timer_ticks(), limit = timer_us_to_ticks(seconds * 1000000);
+    while (replies < want && timer_ticks() - start <= limit) {
+        if (*(volatile u16 *)&net_rx.used.idx == net_rx.last_used) {
+            cpu_pause();
+            continue;
+        }
+        barrier();
+        struct virtq_used_elem e = net_rx.used.ring[net_rx.last_used % net_rx.size];
+        net_rx.last_used++;
+        u16 id = (u16)(e.id % net_rx.size);
+        u16 nbufs = (u16)(rx_buf[id][10] | rx_buf[id][11] << 8);
+        if (nbufs == 1 && e.len > HDR && e.len <= BUF)
+            replies += (u64)net_input(rx_buf[id] + HDR, e.len - HDR);
+        for (u16 extra = 1; extra < nbufs; extra++) { /* a frame over several buffers: not for us, give them back */
+            while (*(volatile u16 *)&net_rx.used.idx == net_rx.last_used)
+                cpu_pause();
+            u16 more = (u16)(net_rx.used.ring[net_rx.last_used % net_rx.size].id % net_rx.size);
+            net_rx.last_used++;
+            rx_post(more);
+        }
+        rx_post(id);
+        rx_kick();
+    }
+    return replies;
+}
+
+static int parse_ip(const char *s, u8 out[4])
+{
+    for (int i = 0; i < 4; i++) {
+        u32 v = 0;
+        int digits = 0;
+        while (*s >= '0' && *s <= '9' && digits < 4) {
+            v = v * 10 + (u32)(*s++ - '0');
+            digits++;
+        }
+        if (!digits || v > 255 || (i < 3 ? *s++ != '.' : *s != 0))
+            return -1;
+        out[i] = (u8)v;
+    }
+    return 0;
+}
+
+void cmd_net(char *arg)
+{
+    u64 n, secs = 30;
+    if (!strcmp(arg, "info")) {
+        if (net_init())
+            return;
+        u16 st = (u16)(mmio_read8(net_dev.device_cfg + 6) | mmio_read8(net_dev.device_cfg + 7) << 8);
+        kprintf("net: mac %02x:%02x:%02x:%02x:%02x:%02x link %s\n", net_mac[0], net_mac[1], net_mac[2], net_mac[3],
+                net_mac[4], net_mac[5], (st & 1) ? "up" : "down");
+    } else if (!strncmp(arg, "ip ", 3)) {
+        if (parse_ip(arg + 3, net_addr)) {
+            kprintf("usage: net ip A.B.C.D\n");
+            return;
+        }
+        net_has_addr = 1;
+        kprintf("net: ip %u.%u.%u.%u\n", net_addr[0], net_addr[1], net_addr[2], net_addr[3]);
+    } else if (!strncmp(arg, "serve ", 6)) {
+        char *num = arg + 6, *sp = num;
+        while (*sp && *sp != ' ')
+            sp++;
+        if (*sp) {
+            *sp++ = 0;
+            if (parse_u64(sp, &secs) || !secs || secs > 600) {
+                kprintf("usage: net serve N [SECONDS]\n");
+                return;
+            }
+        }
+        if (parse_u64(num, &n)) {
+            kprintf("usage: net serve N [SECONDS]\n");
+            return;
+        }
+        if (!net_has_addr) {
+            kprintf("net: no address (net ip A.B.C.D first)\n");
+            return;
+        }
+        if (net_init())
+            return;
+        kprintf("net: serving\n");
+        kprintf("net: replied %lu\n", net_serve(n, secs));
+        if (virtio_status(&net_dev) & VIRTIO_STATUS_NEEDS_RESET) {
+            kprintf("net: device needs reset\n");
+            net_ready = 0;
+        }
+    } else if (!strcmp(arg, "send")) {
+        static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, zero[6] = { 0 };
+        if (!net_has_addr) {
+            kprintf("net: no address (net ip A.B.C.D first)\n");
+            return;
+        }
+        if (net_init())
+            return;
+        /* Gratuitous ARP: a request for our own address. */
+        kprintf(send_arp(1, bcast, zero, net_addr) ? "net: send failed\n" : "net: sent\n");
+    } else {
+        kprintf("usage: net info | net ip A.B.C.D | net serve N [SECONDS] | net send\n");
+    }
+}
