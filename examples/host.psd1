@@ -4,8 +4,8 @@
 #   kvmps vm list                       # see them running
 #   kvmps test examples/host.psd1       # exit 0 while the host matches
 #
-# No Boot key: every VM boots kvmps-vmm's built-in guest. No Disks or NetworkAdapters: kvmps-vmm cannot run
-# those yet (a VM that uses them is created, but fails to start).
+# No Boot key: every VM boots kvmps-vmm's built-in guest. Disks, NetworkAdapters and BalloonEnabled work too
+# (see lab-host.psd1); they are left out here so the example runs on any host, without taps or images.
 # Schema: docs/en-US/about_KvmPS_Manifests.md.
 @{
     # Merged under every VM below; a VM's own key replaces the default.

@@ -23,6 +23,15 @@
         # Created and started, then paused (all vCPUs stopped, memory kept).
         @{ Name = 'lab-frozen'; State = 'Paused' }
 
+        # A qcow2 data disk (created by apply, virtio-blk in the guest) and a memory balloon that
+        # Invoke-KvmBalloon / kvmps can move while the VM runs, between 128 MB and its 256 MB.
+        @{
+            Name               = 'lab-data'
+            MemoryMinimumBytes = 128MB
+            BalloonEnabled     = $true
+            Disks              = @( @{ Path = 'data.qcow2'; Format = 'qcow2'; SizeBytes = 1GB } )
+        }
+
         # Removed if it exists (stopped first when running). Only Name and Ensure matter here.
         @{ Name = 'lab-old'; Ensure = 'Absent' }
 

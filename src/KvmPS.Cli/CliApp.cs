@@ -25,7 +25,7 @@ public sealed class CliApp
         In = input;
         Out = output;
         Err = error;
-        _managerFactory = managerFactory ?? (() => new VmManager(VmStore.Open()));
+        _managerFactory = managerFactory ?? (() => VmManager.OpenDefault());
     }
 
     internal TextReader In { get; }

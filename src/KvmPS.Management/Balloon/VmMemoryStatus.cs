@@ -13,7 +13,7 @@ public sealed record VmMemoryStatus
     public required VmState State { get; init; }
     public bool BalloonEnabled { get; init; }
 
-    /// <summary>The memory target: the definition's MemoryStartupBytes (what the VM boots with, and the balloon aims for).</summary>
+    /// <summary>The definition's MemoryStartupBytes: what the VM boots with.</summary>
     public long TargetBytes { get; init; }
 
     public long MinimumBytes { get; init; }
@@ -28,8 +28,20 @@ public sealed record VmMemoryStatus
     /// <summary>Resident memory of the whole VMM process (<c>metrics.rss_bytes</c>).</summary>
     public long? ProcessResidentBytes { get; init; }
 
-    /// <summary>The running VM still has a different size than the target (the balloon cannot move it yet: restart).</summary>
-    public bool RestartNeeded => CurrentBytes is { } current && current != TargetBytes;
+    /// <summary>The balloon's size now (guest memory handed back to the host), from <c>balloon.get</c>; null without a running balloon.</summary>
+    public long? BalloonActualBytes { get; init; }
+
+    /// <summary>The size the balloon is moving to; null without a running balloon.</summary>
+    public long? BalloonTargetBytes { get; init; }
+
+    /// <summary>Memory the guest can use now: booted memory minus the balloon.</summary>
+    public long? GuestUsableBytes => CurrentBytes is { } current ? current - (BalloonActualBytes ?? 0) : null;
+
+    /// <summary>The guest's own memory statistics (virtio-balloon stats: free_memory, total_memory, available_memory, …).</summary>
+    public IReadOnlyDictionary<string, long> GuestStats { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>The running VM booted with a different size than the target and has no balloon to move it: restart.</summary>
+    public bool RestartNeeded => CurrentBytes is { } current && current != TargetBytes && BalloonActualBytes is null;
 }
 
 public static class VmMemoryStatusReader
@@ -45,7 +57,8 @@ public static class VmMemoryStatusReader
     {
         ArgumentNullException.ThrowIfNull(info);
         var memory = info.Definition.Memory;
-        long? guestRss = null, rss = null;
+        long? guestRss = null, rss = null, balloonActual = null, balloonTarget = null;
+        var stats = new Dictionary<string, long>();
         if (info.Live is not null)
         {
             try
@@ -54,6 +67,13 @@ public static class VmMemoryStatusReader
                 var metrics = client.Metrics();
                 guestRss = metrics.GuestRssBytes;
                 rss = metrics.RssBytes;
+                if (info.Definition.BalloonEnabled)
+                {
+                    var balloon = client.Request("balloon.get");
+                    balloonActual = balloon.GetProperty("actual_bytes").GetInt64();
+                    balloonTarget = balloon.GetProperty("target_bytes").GetInt64();
+                    foreach (var stat in balloon.GetProperty("stats").EnumerateObject()) stats[stat.Name] = stat.Value.GetInt64();
+                }
             }
             catch (VmmException)
             {
@@ -71,6 +91,9 @@ public static class VmMemoryStatusReader
             CurrentBytes = info.Live?.MemoryBytes,
             GuestResidentBytes = guestRss,
             ProcessResidentBytes = rss,
+            BalloonActualBytes = balloonActual,
+            BalloonTargetBytes = balloonTarget,
+            GuestStats = stats,
         };
     }
 }

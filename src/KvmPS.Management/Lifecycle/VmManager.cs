@@ -268,8 +268,38 @@ public sealed class VmManager
     /// MemoryMaximumBytes] (else <see cref="ManagementValidationException"/>). Until the balloon device exists
     /// it is recorded as MemoryStartupBytes, so it takes effect at the next start (RestartNeeded if running).
     /// </summary>
-    public ChangeResult SetBalloon(string name, long targetBytes) => Update(name, current =>
+    public ChangeResult SetBalloon(string name, long targetBytes)
     {
+        var definition = Store.Get(name);
+        ValidateBalloonTarget(definition, targetBytes);
+        // Live: a running VM with a balloon shrinks (or grows back up to the memory it booted with) at once,
+        // through the VMM's virtio-balloon. The balloon size is what is taken away: booted memory − target.
+        if (definition.BalloonEnabled && Probe(name) is { State: VmState.Running or VmState.Paused } snapshot)
+        {
+            try
+            {
+                using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+                long booted = client.Describe().MemoryBytes;
+                if (targetBytes <= booted)
+                {
+                    client.Request("balloon.set", w => w.WriteNumber("target_bytes", booted - targetBytes));
+                    var change = new PropertyChange("BalloonTarget", SizeParser.Format(booted), SizeParser.Format(targetBytes), ChangeApplication.AppliedLive);
+                    return new ChangeResult(definition, definition, snapshot.State, [change]);
+                }
+            }
+            catch (VmmNotRunningException) { /* stopped meanwhile: store it for the next start below */ }
+        }
+        // Otherwise the target becomes the memory the VM boots with (a running VM needs a restart for it).
+        return Update(name, current =>
+        {
+            ValidateBalloonTarget(current, targetBytes);
+            return current with { Memory = current.Memory with { StartupBytes = targetBytes } };
+        });
+    }
+
+    private static void ValidateBalloonTarget(VmDefinition current, long targetBytes)
+    {
+        string name = current.Name;
         var memory = current.Memory;
         if (targetBytes < memory.MinimumBytes)
             throw new ManagementValidationException(name, "BalloonTarget",
@@ -280,8 +310,7 @@ public sealed class VmManager
         var granularity = current.MemoryBacking.HugePages == HugePagesMode.Hugetlbfs ? VmDefinition.HugePageBytes : VmDefinition.PageBytes;
         if (targetBytes % granularity != 0)
             throw new ManagementValidationException(name, "BalloonTarget", $"{targetBytes} bytes is not a multiple of {granularity}");
-        return current with { Memory = memory with { StartupBytes = targetBytes } };
-    });
+    }
 
     // ---- autostart ---------------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ public static class VmmConfigBuilder
 
     /// <summary>
     /// PCI devices in slot order: the disks (the firmware boot disk first, so SeaBIOS boots it), then the network
-    /// adapters. Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
+    /// adapters, then the balloon. Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
     /// </summary>
     private static void WriteDevices(Utf8JsonWriter w, VmDefinition definition, Func<string, string> resolveDiskPath)
     {
@@ -101,6 +101,15 @@ public static class VmmConfigBuilder
             w.WriteString("tap", nic.TapName ?? GeneratedTapName(definition.Name, i));
             if (nic.BridgeName is not null) w.WriteString("bridge", nic.BridgeName);
             w.WriteString("mac", nic.MacAddress.ToString());
+            w.WriteEndObject();
+        }
+        if (definition.BalloonEnabled)
+        {
+            // deflate_on_oom: a guest short of memory may take pages back rather than fail; stats every 5 s for Invoke-KvmBalloon.
+            w.WriteStartObject();
+            w.WriteString("type", "balloon");
+            w.WriteBoolean("deflate_on_oom", true);
+            w.WriteNumber("stats_interval_s", 5);
             w.WriteEndObject();
         }
         w.WriteEndArray();

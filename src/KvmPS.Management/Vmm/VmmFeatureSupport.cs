@@ -6,8 +6,8 @@ namespace KvmPS.Management.Vmm;
 /// <summary>
 /// THE one place that decides which parts of a <see cref="VmDefinition"/> kvmps-vmm can run today.
 /// Anything it cannot run must fail the start loudly rather than be dropped from the generated config.
-/// Disks (virtio-blk), network adapters (virtio-net on tap) and firmware boot (SeaBIOS) run; when the VMM gains
-/// another feature (balloon, VFIO), delete its check here and teach <see cref="VmmConfigBuilder"/> to emit it.
+/// Disks (virtio-blk), network adapters (virtio-net on tap), the balloon and firmware boot (SeaBIOS) run; when the
+/// VMM gains another feature (VFIO), delete its check here and teach <see cref="VmmConfigBuilder"/> to emit it.
 /// </summary>
 public static class VmmFeatureSupport
 {
@@ -16,8 +16,6 @@ public static class VmmFeatureSupport
     {
         ArgumentNullException.ThrowIfNull(definition);
         var unsupported = new List<string>();
-        if (definition.BalloonEnabled)
-            unsupported.Add("the memory balloon (BalloonEnabled)");
         if (definition.PciPassthrough.Count > 0)
             unsupported.Add($"PCI passthrough (PciPassthrough: {string.Join(", ", definition.PciPassthrough)})");
         return unsupported;
