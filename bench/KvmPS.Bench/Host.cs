@@ -85,15 +85,26 @@ public static class Host
         throw new TimeoutException($"{path} did not answer");
     }
 
-    /// <summary>CPU time of all threads of a process so far, from /proc/PID/task/*/schedstat (ns precision).</summary>
-    public static double CpuMs(int pid)
+    /// <summary>
+    /// CPU time of a process's threads so far, from /proc/PID/task/*/schedstat (ns precision). With
+    /// <paramref name="excludeVcpus"/>, vCPU threads ("vcpuN" in kvmps-vmm, "CPU N/KVM" in QEMU) are left out.
+    /// </summary>
+    public static double CpuMs(int pid, bool excludeVcpus = false)
     {
         double ns = 0;
         try
         {
             foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
             {
-                try { ns += double.Parse(File.ReadAllText(Path.Combine(task, "schedstat")).Split(' ')[0]); }
+                try
+                {
+                    if (excludeVcpus)
+                    {
+                        string comm = File.ReadAllText(Path.Combine(task, "comm")).Trim();
+                        if (comm.StartsWith("vcpu", StringComparison.Ordinal) || comm.StartsWith("CPU ", StringComparison.Ordinal)) continue;
+                    }
+                    ns += double.Parse(File.ReadAllText(Path.Combine(task, "schedstat")).Split(' ')[0]);
+                }
                 catch (IOException) { }
             }
         }

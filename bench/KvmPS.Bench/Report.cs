@@ -47,6 +47,7 @@ public static class Report
         sb.AppendLine("2. exec → the first successful connect on the control socket that gets an answer (kvmps-vmm: a `ping` reply; QEMU: the QMP greeting). CPU time is the sum of all the process's threads' `/proc/PID/task/*/schedstat` at that moment.");
         sb.AppendLine("3. with the guest idle at its prompt: `/proc/PID/smaps` total RSS minus the RSS of the guest-RAM mapping (the largest anonymous mapping of at least 256 MiB).");
         sb.AppendLine("4. kvmps-vmm: the guest's `pio N` command (N `out` instructions to port 0x80, handled in userspace), host-side time between its echo and its completion line, for 2N minus N exits; the C loop: `bench/KvmPS.Bench/Native/pio_loop.c`, a bare `KVM_RUN` loop around a real-mode guest doing the same.");
+        sb.AppendLine("5. one boot per VMM and image format (a 64 MiB image of random data; qcow2 made from it by `qemu-img convert`), then per sample the guest's `blk bench 2000`: 2000 sequential 4 KiB reads, one virtio-blk request each, through the same guest driver (QEMU: `-M pc`, `virtio-blk-pci,disable-legacy=on`). VMM CPU is the CPU time of the process's threads other than the vCPUs, divided by the requests; the rate is requests over the host-observed time of the command. The guest's driver code is emulated on this host, which caps the rate for both.");
         sb.AppendLine("6. 20 VMMs started at once, 128 MiB each; time until every one has printed its first console byte.");
         sb.AppendLine();
         sb.AppendLine(ReadingMarker);

@@ -174,6 +174,20 @@ static void blk_read(u64 sector, u64 count)
     kprintf("blk: crc32 %08x\n", crc ^ 0xffffffffu);
 }
 
+/* N sequential 4 KiB reads, one request each, wrapping at the end of the disk: the benchmark's block load. */
+static void blk_bench(u64 n)
+{
+    u64 sectors = blk_capacity();
+    if (sectors < 8) {
+        kprintf("blk: disk too small for bench\n");
+        return;
+    }
+    for (u64 i = 0; i < n; i++)
+        if (blk_check(blk_request(VIRTIO_BLK_T_IN, (i * 8) % (sectors - sectors % 8), blk_buf, 4096, 1)))
+            return;
+    kprintf("blk: bench %lu\n", n);
+}
+
 static void blk_discard_zero(u32 type, u64 sector, u64 count, u32 flags)
 {
     blk_seg.sector = sector;
@@ -201,7 +215,7 @@ static char *next_word(char **s)
 
 static void blk_usage(void)
 {
-    kprintf("usage: blk info | write SECTOR COUNT SEED | read SECTOR COUNT | flush | discard SECTOR COUNT | zero SECTOR COUNT [unmap]\n");
+    kprintf("usage: blk info | write SECTOR COUNT SEED | read SECTOR COUNT | flush | discard SECTOR COUNT | zero SECTOR COUNT [unmap] | bench N\n");
 }
 
 void cmd_blk(char *args)
@@ -221,6 +235,7 @@ void cmd_blk(char *args)
         }
     }
     int need = !strcmp(sub, "info") || !strcmp(sub, "flush") ? 0
+             : !strcmp(sub, "bench") ? 1
              : !strcmp(sub, "write") ? 3
              : !strcmp(sub, "read") || !strcmp(sub, "discard") || !strcmp(sub, "zero") ? 2 : -1;
     if (need < 0 || nargs != need || (unmap && strcmp(sub, "zero"))) {
@@ -236,6 +251,8 @@ void cmd_blk(char *args)
 
     if (!strcmp(sub, "info"))
         blk_info();
+    else if (!strcmp(sub, "bench"))
+        blk_bench(v[0]);
     else if (!strcmp(sub, "write"))
         blk_write(v[0], v[1], v[2]);
     else if (!strcmp(sub, "read"))
