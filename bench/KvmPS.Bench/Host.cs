@@ -112,31 +112,35 @@ public static class Host
         return ns / 1e6;
     }
 
-    /// <summary>RSS of a process beyond its guest-RAM mapping (the largest anonymous mapping of at least <paramref name="guestBytes"/>).</summary>
-    public static double OverheadMiB(int pid, ulong guestBytes)
+    /// <summary>
+    /// Memory of a process beyond its guest-RAM mapping (the largest anonymous mapping of at least
+    /// <paramref name="guestBytes"/>): total RSS, and the private part (Private_Clean + Private_Dirty), i.e. what this
+    /// VMM costs on its own; the rest are file pages shared with other processes (its binary, libc).
+    /// </summary>
+    public static (double RssMiB, double PrivateMiB) Overhead(int pid, ulong guestBytes)
     {
-        long total = 0;
-        var mappings = new List<(ulong Size, long Rss, bool Anonymous)>();
-        ulong size = 0; bool anonymous = false;
+        var mappings = new List<(ulong Size, long Rss, long Private, bool Anonymous)>();
+        ulong size = 0; bool anonymous = false; long rss = 0, priv = 0;
+        void Flush() { if (size > 0) mappings.Add((size, rss, priv, anonymous)); }
         foreach (var line in File.ReadLines($"/proc/{pid}/smaps"))
         {
             int dash = line.IndexOf('-');
             if (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && dash > 0 && line.IndexOf(' ') > dash)
             {
+                Flush();
                 var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 var range = parts[0].Split('-');
                 size = Convert.ToUInt64(range[1], 16) - Convert.ToUInt64(range[0], 16);
                 anonymous = parts.Length < 6;
+                rss = priv = 0;
             }
-            else if (line.StartsWith("Rss:", StringComparison.Ordinal))
-            {
-                long kb = long.Parse(line[4..].Replace("kB", "").Trim());
-                total += kb;
-                mappings.Add((size, kb, anonymous));
-            }
+            else if (line.StartsWith("Rss:", StringComparison.Ordinal)) rss = Kb(line);
+            else if (line.StartsWith("Private_Clean:", StringComparison.Ordinal) || line.StartsWith("Private_Dirty:", StringComparison.Ordinal)) priv += Kb(line);
         }
+        Flush();
         var guest = mappings.Where(m => m.Anonymous && m.Size >= guestBytes).OrderByDescending(m => m.Rss).FirstOrDefault();
-        return (total - guest.Rss) / 1024.0;
+        return ((mappings.Sum(m => m.Rss) - guest.Rss) / 1024.0, (mappings.Sum(m => m.Private) - guest.Private) / 1024.0);
+        static long Kb(string line) => long.Parse(line[(line.IndexOf(':') + 1)..].Replace("kB", "").Trim());
     }
 
     public static void Kill(Process p)

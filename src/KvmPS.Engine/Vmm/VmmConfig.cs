@@ -94,41 +94,66 @@ public sealed record VmmConfig
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new VmmConfigException($"{source}: the configuration must be a JSON object.");
             var config = new VmmConfig();
             foreach (var p in doc.RootElement.EnumerateObject())
-                config = config.With(p.Name, p.Value, $"{source}: key '{p.Name}'");
+                config = config.With(p.Name, new ConfigValue(p.Value, null), $"{source}: key '{p.Name}'");
             return config;
         }
     }
 
-    private static string Str(JsonElement v, string where) => v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new VmmConfigException($"{where}: expected a string, got {v.ValueKind}.");
-    private static int Int(JsonElement v, string where) => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw new VmmConfigException($"{where}: expected an integer, got {v.ValueKind} {v}.");
-    private static bool Bool(JsonElement v, string where) => v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw new VmmConfigException($"{where}: expected true or false, got {v.ValueKind}.");
+    /// <summary>One configuration value: a JSON value from the file, or the text of a flag.</summary>
+    private readonly record struct ConfigValue(JsonElement Json, string? Flag)
+    {
+        public static ConfigValue FromFlag(string text) => new(default, text);
+        public bool IsNull => Flag is null && Json.ValueKind == JsonValueKind.Null;
+        public bool IsJsonNumber => Flag is null && Json.ValueKind == JsonValueKind.Number;
+    }
 
-    private VmmConfig With(string key, JsonElement v, string where)
+    private static string Str(ConfigValue v, string where) =>
+        v.Flag ?? (v.Json.ValueKind == JsonValueKind.String ? v.Json.GetString()! : throw new VmmConfigException($"{where}: expected a string, got {v.Json.ValueKind}."));
+
+    private static string? NullableStr(ConfigValue v, string where) => v.IsNull ? null : Str(v, where);
+
+    private static int Int(ConfigValue v, string where)
+    {
+        if (v.Flag is { } f)
+            return int.TryParse(f, NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : throw new VmmConfigException($"{where}: '{f}' is not a whole number.");
+        return v.Json.ValueKind == JsonValueKind.Number && v.Json.TryGetInt32(out int i) ? i : throw new VmmConfigException($"{where}: expected an integer, got {v.Json.ValueKind} {v.Json}.");
+    }
+
+    private static int? NullableInt(ConfigValue v, string where) => v.IsNull ? null : Int(v, where);
+
+    private static bool Bool(ConfigValue v, string where)
+    {
+        if (v.Flag is { } f)
+            return f switch { "on" or "true" or "1" => true, "off" or "false" or "0" => false, _ => throw new VmmConfigException($"{where}: '{f}' is not on or off.") };
+        return v.Json.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.Json.GetBoolean() : throw new VmmConfigException($"{where}: expected true or false, got {v.Json.ValueKind}.");
+    }
+
+    private VmmConfig With(string key, ConfigValue v, string where)
     {
         var m = Machine;
         switch (key)
         {
-            case "kernel": return this with { Machine = m with { KernelPath = v.ValueKind == JsonValueKind.Null ? null : Str(v, where) } };
-            case "initrd": return this with { Machine = m with { InitrdPath = v.ValueKind == JsonValueKind.Null ? null : Str(v, where) } };
+            case "kernel": return this with { Machine = m with { KernelPath = NullableStr(v, where) } };
+            case "initrd": return this with { Machine = m with { InitrdPath = NullableStr(v, where) } };
             case "cmdline": return this with { Machine = m with { Cmdline = Str(v, where) } };
             case "memory":
-                ulong bytes = v.ValueKind == JsonValueKind.Number ? (ulong)Int(v, where) << 20 : ParseSize(Str(v, where), where);
+                ulong bytes = v.IsJsonNumber ? (ulong)Int(v, where) << 20 : ParseSize(Str(v, where), where);
                 return this with { Machine = m with { MemoryBytes = bytes } };
             case "vcpus": return this with { Machine = m with { VcpuCount = Int(v, where) } };
             case "max_vcpus": return this with { Machine = m with { MaxVcpus = Int(v, where) } };
             case "serial":
                 var (mode, path) = ParseSerial(Str(v, where), where);
                 return this with { Serial = mode, SerialPath = path };
-            case "control_socket": return this with { ControlSocket = v.ValueKind == JsonValueKind.Null ? null : Str(v, where) };
+            case "control_socket": return this with { ControlSocket = NullableStr(v, where) };
             case "hugepages": return this with { Machine = m with { Memory = m.Memory with { HugePages = ParseHugePages(Str(v, where), where) } } };
             case "ksm": return this with { Machine = m with { Memory = m.Memory with { Ksm = Bool(v, where) } } };
-            case "numa_node": return this with { Machine = m with { Memory = m.Memory with { NumaNode = v.ValueKind == JsonValueKind.Null ? null : Int(v, where) } } };
+            case "numa_node": return this with { Machine = m with { Memory = m.Memory with { NumaNode = NullableInt(v, where) } } };
             case "on_reset":
                 return this with { Machine = m with { OnReset = Str(v, where) switch { "reboot" => ResetPolicy.Reboot, "stop" => ResetPolicy.Stop, var s => throw new VmmConfigException($"{where}: '{s}' is not reboot or stop.") } } };
             case "on_crash":
                 return this with { OnCrashExplicit = true, OnCrash = Str(v, where) switch { "stay" => CrashPolicy.Stay, "exit" => CrashPolicy.Exit, var s => throw new VmmConfigException($"{where}: '{s}' is not stay or exit.") } };
             case "kvm_device": return this with { Machine = m with { KvmDevicePath = Str(v, where) } };
-            case "firmware": return this with { Machine = m with { FirmwarePath = v.ValueKind == JsonValueKind.Null ? null : Str(v, where) is { Length: > 0 } f ? f : throw new VmmConfigException($"{where}: the firmware path is empty.") } };
+            case "firmware": return this with { Machine = m with { FirmwarePath = v.IsNull ? null : Str(v, where) is { Length: > 0 } f ? f : throw new VmmConfigException($"{where}: the firmware path is empty.") } };
             case "debugcon":
                 string dc = Str(v, where);
                 return this with { DebugCon = dc switch
@@ -144,10 +169,10 @@ public sealed record VmmConfig
                 if (Bool(v, where)) withoutRng.Add(new RngDeviceConfig());
                 return this with { Machine = m with { Devices = withoutRng } };
             case "devices":
-                if (v.ValueKind != JsonValueKind.Array) throw new VmmConfigException($"{where}: expected an array of device objects.");
+                if (v.Flag is not null || v.Json.ValueKind != JsonValueKind.Array) throw new VmmConfigException($"{where}: expected an array of device objects (on the command line: --device TYPE,key=value).");
                 var devices = new List<DeviceConfig>(m.Devices);
                 int index = 0;
-                foreach (var d in v.EnumerateArray()) devices.Add(ParseDevice(DeviceOptionsFromJson(d, $"{where}[{index++}]")));
+                foreach (var d in v.Json.EnumerateArray()) devices.Add(ParseDevice(DeviceOptionsFromJson(d, $"{where}[{index++}]")));
                 return this with { Machine = m with { Devices = devices } };
             default:
                 throw new VmmConfigException($"{where}: unknown key (known keys: {string.Join(", ", Keys)}).");
@@ -201,17 +226,7 @@ public sealed record VmmConfig
         foreach (var (key, value) in flags)
         {
             string where = $"--{key.Replace('_', '-')}";
-            JsonElement element = key switch
-            {
-                "vcpus" or "max_vcpus" or "numa_node" => int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n)
-                    ? JsonSerializer.SerializeToElement(n, VmmJsonContext.Default.Int32)
-                    : throw new VmmConfigException($"{where}: '{value}' is not a whole number."),
-                "ksm" or "rng" => value is "true" or "on" or "1" ? JsonSerializer.SerializeToElement(true, VmmJsonContext.Default.Boolean)
-                    : value is "false" or "off" or "0" ? JsonSerializer.SerializeToElement(false, VmmJsonContext.Default.Boolean)
-                    : throw new VmmConfigException($"{where}: '{value}' is not on or off."),
-                _ => JsonSerializer.SerializeToElement(value, VmmJsonContext.Default.String),
-            };
-            config = config.With(key, element, where);
+            config = config.With(key, ConfigValue.FromFlag(value), where);
         }
         if (deviceFlags.Count > 0) config = config with { Machine = config.Machine with { Devices = [.. config.Machine.Devices, .. deviceFlags] } };
         try { config.Machine.Validate(); }

@@ -46,7 +46,9 @@ public class MpTableTests
 
         ushort entryCount = BinaryPrimitives.ReadUInt16LittleEndian(table.AsSpan(34));
         var processors = new List<(byte ApicId, byte Flags)>();
-        int buses = 0, ioapics = 0, ioInts = 0, localInts = 0;
+        int ioapics = 0, ioInts = 0, localInts = 0;
+        var buses = new Dictionary<byte, string>();
+        var pciIntx = new Dictionary<byte, byte>();
         byte ioapicId = 0;
         var irqToPin = new Dictionary<byte, (byte Type, byte Pin)>();
         int off = 44, counted = 0;
@@ -58,9 +60,13 @@ public class MpTableTests
             switch (type)
             {
                 case 0: processors.Add((e[1], e[3])); break;
-                case 1: buses++; Assert.Equal("ISA   ", Encoding.ASCII.GetString(e[2..8])); break;
+                case 1: buses[e[1]] = Encoding.ASCII.GetString(e[2..8]); break;
                 case 2: ioapics++; ioapicId = e[1]; Assert.Equal((uint)MemoryLayout.IoApicAddress, BinaryPrimitives.ReadUInt32LittleEndian(e[4..])); break;
-                case 3: ioInts++; irqToPin[e[5]] = (e[1], e[7]); Assert.Equal(ioapicId, e[6]); break;
+                case 3:
+                    Assert.Equal(ioapicId, e[6]);
+                    if (buses[e[4]] == "ISA   ") { ioInts++; irqToPin[e[5]] = (e[1], e[7]); }
+                    else pciIntx[e[5]] = e[7];
+                    break;
                 case 4: localInts++; break;
                 default: Assert.Fail($"unknown MP entry type {type} at {off}"); break;
             }
@@ -75,13 +81,18 @@ public class MpTableTests
             Assert.Equal(i, processors[i].ApicId);
             Assert.Equal(i == 0 ? 3 : 1, processors[i].Flags); // enabled, and BSP for the first
         }
-        Assert.Equal(1, buses);
+        Assert.Equal(new Dictionary<byte, string> { [0] = "PCI   ", [1] = "ISA   " }, buses);
         Assert.Equal(1, ioapics);
         Assert.Equal(vcpus, ioapicId);
         Assert.Equal(16, ioInts);
         Assert.Equal(2, localInts);
         Assert.Equal(((byte)0, (byte)2), irqToPin[0]); // timer: IRQ0 -> INTIN2
         Assert.Equal(((byte)0, (byte)4), irqToPin[4]); // COM1
+        // PCI INTx, as in the DSDT _PRT: slot 1 INTA -> GSI 17, slot 1 INTD -> GSI 16, slot 2 INTB -> GSI 19.
+        Assert.Equal(31 * 4, pciIntx.Count);
+        Assert.Equal(17, pciIntx[(1 << 2) | 0]);
+        Assert.Equal(16, pciIntx[(1 << 2) | 3]);
+        Assert.Equal(19, pciIntx[(2 << 2) | 1]);
     }
 
     [Theory]

@@ -8,7 +8,7 @@ using KvmPS.Vm.Boot;
 namespace KvmPS.Engine.Tests.Vm;
 
 /// <summary>Creating a VM from bad input fails with a clear error and leaves nothing behind: no mapping, no fd, no thread.</summary>
-[Collection("in-process-vm")]
+[Collection(ProcessWideResourceCollection.Name)]
 public class VirtualMachineCreationTests
 {
     /// <summary>An unusual guest size, so its mappings can be told apart from everything else in the test process.</summary>
@@ -36,6 +36,10 @@ public class VirtualMachineCreationTests
         return (mappings, fds, threads);
     }
 
+    private static IEnumerable<string> KvmFdTargets() =>
+        Directory.GetFiles("/proc/self/fd").Select(fd => { try { return new FileInfo(fd).LinkTarget ?? ""; } catch (IOException) { return ""; } })
+            .Where(t => t.Contains("kvm") || t.Contains("eventfd"));
+
     private static void AssertNothingLeaks(Action<TempDir> attempt)
     {
         using var dir = new TempDir();
@@ -45,7 +49,7 @@ public class VirtualMachineCreationTests
         for (int i = 0; i < 3; i++) { try { attempt(dir); } catch { } }
         GC.Collect(); GC.WaitForPendingFinalizers();
         var after = ProcessResources();
-        Assert.True(after.Fds <= before.Fds, $"fds {before.Fds} -> {after.Fds}");
+        Assert.True(after.Fds <= before.Fds, $"fds {before.Fds} -> {after.Fds}: {string.Join(", ", KvmFdTargets())}");
         Assert.True(after.Mappings <= before.Mappings, $"guest/kvm_run mappings {before.Mappings} -> {after.Mappings}");
         Assert.True(after.Threads <= before.Threads, $"vCPU threads {before.Threads} -> {after.Threads}");
     }
@@ -94,4 +98,11 @@ public class VirtualMachineCreationTests
             Assert.True(vm.JoinVcpus(TimeSpan.FromSeconds(30)));
         });
     }
+}
+
+/// <summary>Tests that count process-wide resources (fds, mappings, threads) run alone, after the parallel ones.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ProcessWideResourceCollection
+{
+    public const string Name = "process-wide resources";
 }

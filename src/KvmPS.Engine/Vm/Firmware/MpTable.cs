@@ -30,15 +30,23 @@ public static class MpTable
             U32(0x201).CopyTo(e, 8);           // feature flags: FPU, APIC
             Entry(e);
         }
-        Entry([1, 0, .. "ISA   "u8]);                                    // bus 0: ISA
+        // Bus IDs as PC firmware numbers them: the PCI bus first (its ID is its PCI bus number), then ISA.
+        const byte PciBusId = 0, IsaBusId = 1;
+        Entry([1, PciBusId, .. "PCI   "u8]);
+        Entry([1, IsaBusId, .. "ISA   "u8]);
         Entry([2, (byte)ioApicId, IoApicVersion, 1, .. U32((uint)MemoryLayout.IoApicAddress)]);
         for (byte irq = 0; irq < 16; irq++)
         {
             byte intType = 0; // INT
             byte pin = irq == 0 ? (byte)2 : irq;
             if (irq == 2) { intType = 3; pin = 0; } // cascade line: ExtINT on pin 0
-            Entry([3, intType, 0, 0, 0, irq, (byte)ioApicId, pin]);
+            Entry([3, intType, 0, 0, IsaBusId, irq, (byte)ioApicId, pin]);
         }
+        // PCI INTx: source IRQ = (slot << 2) | (pin − 1); the same swizzle onto GSIs 16–23 as the DSDT's _PRT.
+        // Flags 0: the PCI bus's own polarity and trigger (active low, level).
+        for (int slot = 1; slot < 32; slot++)
+            for (int pin = 1; pin <= 4; pin++)
+                Entry([3, 0, 0, 0, PciBusId, (byte)((slot << 2) | (pin - 1)), (byte)ioApicId, (byte)Devices.Pci.PciBus.IntxGsi(slot, pin)]);
         Entry([4, 3, 0, 0, 0, 0, 0xFF, 0]); // LINT0: ExtINT
         Entry([4, 1, 0, 0, 0, 0, 0xFF, 1]); // LINT1: NMI
 
