@@ -125,8 +125,11 @@ public sealed class FwCfg : IBusDevice
             {
                 case 1: // data port: sequential bytes of the selected item, zeros past its end
                     var item = Current;
-                    for (int i = 0; i < data.Length; i++, _offset++)
-                        data[i] = _offset < item.Length ? item[_offset] : (byte)0;
+                    for (int i = 0; i < data.Length; i++)
+                    {
+                        data[i] = (uint)_offset < (uint)item.Length ? item[_offset] : (byte)0;
+                        if (_offset < int.MaxValue) _offset++; // saturate: a guest reading forever must not wrap it negative
+                    }
                     return;
                 case >= 4 and < 12 when _dma:
                     Span<byte> sig = stackalloc byte[8];

@@ -198,7 +198,16 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         var deadline = DateTime.UtcNow + timeout;
         while (Volatile.Read(ref _parked) < _vcpus.Count(v => v.State != VcpuRunState.Exited))
         {
-            if (DateTime.UtcNow > deadline || _exit.Task.IsCompleted) return false;
+            if (DateTime.UtcNow > deadline || _exit.Task.IsCompleted)
+            {
+                // Not every vCPU stopped: undo the request so the VM keeps running as its state says.
+                lock (_stateLock)
+                {
+                    _pauseRequested = false;
+                    _resumed.Set();
+                }
+                return false;
+            }
             foreach (var v in _vcpus) if (v.State == VcpuRunState.Running) v.Kick();
             Thread.Sleep(1);
         }
@@ -267,7 +276,16 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
     internal void SetIrqLine(uint irq, bool level)
     {
-        if (_vm is { IsClosed: false } vm) Kvm.IrqLine(vm, irq, level);
+        if (_vm is not { IsClosed: false } vm) return;
+        bool added = false;
+        try
+        {
+            vm.DangerousAddRef(ref added); // the fd cannot be closed (and reused) under the ioctl
+            Kvm.IrqLine(vm, irq, level);
+        }
+        catch (ObjectDisposedException) { } // the VM is being torn down: the line no longer matters
+        catch (NativeCallException) when (_stopRequested) { }
+        finally { if (added) vm.DangerousRelease(); }
     }
 
     /// <summary>An ISA interrupt line through KVM_IRQ_LINE (routed to both the PIC and the IOAPIC).</summary>

@@ -3,34 +3,83 @@ using KvmPS.Devices;
 namespace KvmPS.Vmm;
 
 /// <summary>
-/// Fans the guest console out to the configured sink and to attached control-socket clients, and keeps the
-/// last 64 KiB so a client that attaches late sees recent output.
+/// The guest console's output, fanned out to the configured sink (stdout or a file) and to attached control-socket
+/// clients, with the last 64 KiB kept so a client that attaches late sees recent output.
+/// The guest never waits for any of them: <see cref="Write"/> only copies into bounded buffers. A writer thread
+/// drains them; a sink that cannot keep up loses its oldest pending bytes (counted in <see cref="BytesDropped"/>),
+/// and a client that stops reading is disconnected.
 /// </summary>
-public sealed class ConsoleHub
+public sealed class ConsoleHub : IDisposable
 {
     public const int HistoryBytes = 64 * 1024;
-    private readonly byte[] _history = new byte[HistoryBytes];
-    private long _written;
-    private readonly object _lock = new();
-    private readonly List<Action<byte[]>> _subscribers = new();
-    private readonly ByteSink _primary;
+    /// <summary>Output waiting for the primary sink, and for each client, at most.</summary>
+    public const int PendingLimitBytes = 1024 * 1024;
 
-    public ConsoleHub(ByteSink primary) => _primary = primary;
+    private readonly byte[] _history = new byte[HistoryBytes];
+    private long _written, _dropped;
+    private readonly object _lock = new();
+    private readonly List<Subscriber> _subscribers = new();
+    private readonly ByteRing _pending = new(PendingLimitBytes);
+    private readonly ByteSink _primary;
+    private readonly Thread _writer;
+    private bool _disposed, _writing;
+
+    public ConsoleHub(ByteSink primary)
+    {
+        _primary = primary;
+        _writer = new Thread(WriterLoop, 128 * 1024) { IsBackground = true, Name = "console-out" };
+        _writer.Start();
+    }
 
     public long BytesWritten { get { lock (_lock) return _written; } }
+    /// <summary>Output the primary sink lost because it did not keep up.</summary>
+    public long BytesDropped { get { lock (_lock) return _dropped; } }
 
+    /// <summary>Called on vCPU threads (under the UART's lock): copies and returns at once.</summary>
     public void Write(ReadOnlySpan<byte> data)
     {
-        _primary(data);
-        Action<byte[]>[] subscribers;
         lock (_lock)
         {
             foreach (byte b in data) _history[_written++ % HistoryBytes] = b;
-            if (_subscribers.Count == 0) return;
-            subscribers = _subscribers.ToArray();
+            _dropped += _pending.Write(data);
+            foreach (var s in _subscribers) s.Enqueue(data);
+            Monitor.PulseAll(_lock);
         }
-        byte[] copy = data.ToArray();
-        foreach (var s in subscribers) s(copy);
+    }
+
+    private void WriterLoop()
+    {
+        var chunk = new byte[64 * 1024];
+        while (true)
+        {
+            int n;
+            lock (_lock)
+            {
+                while (_pending.Count == 0 && !_disposed) Monitor.Wait(_lock);
+                if (_pending.Count == 0) return;
+                n = _pending.Read(chunk);
+                _writing = true;
+            }
+            try { _primary(chunk.AsSpan(0, n)); }
+            catch (Exception) { /* a broken sink must not end the VM: its output is lost */ }
+            lock (_lock) { _writing = false; Monitor.PulseAll(_lock); }
+        }
+    }
+
+    /// <summary>Waits until pending output has reached the primary sink (before the process exits).</summary>
+    public bool Flush(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        lock (_lock)
+        {
+            while (_pending.Count > 0 || _writing)
+            {
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero) return false;
+                Monitor.Wait(_lock, left);
+            }
+        }
+        return true;
     }
 
     public byte[] History()
@@ -44,18 +93,120 @@ public sealed class ConsoleHub
         }
     }
 
-    public IDisposable Subscribe(Action<byte[]> onOutput, bool replay)
+    /// <summary>
+    /// Streams output to <paramref name="stream"/> on a thread of its own until the subscription is disposed, the
+    /// stream fails, or the client falls more than <see cref="PendingLimitBytes"/> behind (then it is disconnected).
+    /// </summary>
+    public IDisposable Subscribe(Stream stream, bool replay)
     {
         lock (_lock)
         {
-            if (replay) onOutput(History());
-            _subscribers.Add(onOutput);
+            var s = new Subscriber(this, stream);
+            if (replay) s.Enqueue(History());
+            _subscribers.Add(s);
+            s.Start();
+            return s;
         }
-        return new Subscription(this, onOutput);
     }
 
-    private sealed class Subscription(ConsoleHub hub, Action<byte[]> s) : IDisposable
+    private void Remove(Subscriber s)
     {
-        public void Dispose() { lock (hub._lock) hub._subscribers.Remove(s); }
+        lock (_lock) _subscribers.Remove(s);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock) { _disposed = true; Monitor.PulseAll(_lock); }
+        _writer.Join(TimeSpan.FromSeconds(2));
+        Subscriber[] all;
+        lock (_lock) all = _subscribers.ToArray();
+        foreach (var s in all) s.Dispose();
+    }
+
+    private sealed class Subscriber(ConsoleHub hub, Stream stream) : IDisposable
+    {
+        private readonly ByteRing _queue = new(PendingLimitBytes);
+        private readonly object _gate = new();
+        private bool _closed;
+
+        public void Start() => new Thread(Loop, 128 * 1024) { IsBackground = true, Name = "console-client" }.Start();
+
+        /// <summary>Under the hub's lock: never blocks. A client this far behind is not reading: drop it.</summary>
+        public void Enqueue(ReadOnlySpan<byte> data)
+        {
+            lock (_gate)
+            {
+                if (_closed) return;
+                if (_queue.Write(data) > 0) { Close(); return; }
+                Monitor.Pulse(_gate);
+            }
+        }
+
+        private void Loop()
+        {
+            var chunk = new byte[16 * 1024];
+            try
+            {
+                while (true)
+                {
+                    int n;
+                    lock (_gate)
+                    {
+                        while (_queue.Count == 0 && !_closed) Monitor.Wait(_gate);
+                        if (_closed) return;
+                        n = _queue.Read(chunk);
+                    }
+                    stream.Write(chunk, 0, n);
+                }
+            }
+            catch (Exception) { /* the client went away */ }
+            finally { Dispose(); }
+        }
+
+        private void Close()
+        {
+            _closed = true;
+            Monitor.PulseAll(_gate);
+            try { stream.Dispose(); } catch (Exception) { } // unblocks a writer stuck in send() and the client's reader
+        }
+
+        public void Dispose()
+        {
+            lock (_gate) if (!_closed) Close();
+            hub.Remove(this);
+        }
+    }
+
+    /// <summary>A fixed-size byte FIFO; writing past capacity drops the oldest bytes and returns how many.</summary>
+    private sealed class ByteRing(int capacity)
+    {
+        private readonly byte[] _buffer = new byte[capacity];
+        private int _start;
+        public int Count { get; private set; }
+
+        public long Write(ReadOnlySpan<byte> data)
+        {
+            long dropped = 0;
+            if (data.Length >= _buffer.Length) { dropped = Count + data.Length - _buffer.Length; data = data[^_buffer.Length..]; Count = 0; _start = 0; }
+            int overflow = Count + data.Length - _buffer.Length;
+            if (overflow > 0) { _start = (_start + overflow) % _buffer.Length; Count -= overflow; dropped += overflow; }
+            int end = (_start + Count) % _buffer.Length;
+            int first = Math.Min(data.Length, _buffer.Length - end);
+            data[..first].CopyTo(_buffer.AsSpan(end));
+            data[first..].CopyTo(_buffer);
+            Count += data.Length;
+            return dropped;
+        }
+
+        public int Read(Span<byte> destination)
+        {
+            int n = Math.Min(destination.Length, Count);
+            int first = Math.Min(n, _buffer.Length - _start);
+            _buffer.AsSpan(_start, first).CopyTo(destination);
+            _buffer.AsSpan(0, n - first).CopyTo(destination[first..]);
+            _start = (_start + n) % _buffer.Length;
+            Count -= n;
+            return n;
+        }
     }
 }

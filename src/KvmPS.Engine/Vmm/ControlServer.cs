@@ -89,6 +89,12 @@ public sealed class ControlServer : IDisposable
 
     private static bool IsSocket(string path) => Libc.FileTypeOf(path) == Libc.S_IFSOCK;
 
+    /// <summary>Connections served at once; more are answered with an error and closed.</summary>
+    public const int MaxClients = 32;
+    /// <summary>A client that sends nothing for this long is disconnected (a console stream is exempt).</summary>
+    public const int IdleTimeoutMs = 120_000;
+    private int _clients;
+
     private void AcceptLoop()
     {
         while (!_disposed)
@@ -96,8 +102,30 @@ public sealed class ControlServer : IDisposable
             Socket client;
             try { client = _listener.Accept(); }
             catch when (_disposed) { return; }
-            catch (SocketException) { continue; }
-            new Thread(() => Serve(client), 256 * 1024) { IsBackground = true, Name = "control-client" }.Start();
+            catch (SocketException) { Thread.Sleep(50); continue; } // e.g. out of fds: back off instead of spinning
+            if (Interlocked.Increment(ref _clients) > MaxClients)
+            {
+                Interlocked.Decrement(ref _clients);
+                try
+                {
+                    client.Send(System.Text.Encoding.UTF8.GetBytes($"{{\"ok\":false,\"error\":{{\"code\":\"{ErrorCodes.InvalidState}\",\"message\":\"too many control connections (at most {MaxClients})\"}}}}\n"));
+                }
+                catch (SocketException) { }
+                client.Dispose();
+                continue;
+            }
+            try
+            {
+                client.ReceiveTimeout = IdleTimeoutMs;
+                new Thread(() => { try { Serve(client); } finally { Interlocked.Decrement(ref _clients); } }, 256 * 1024)
+                    { IsBackground = true, Name = "control-client" }.Start();
+            }
+            catch (Exception)
+            {
+                // No thread could be had (memory): refuse this client, keep serving the others.
+                Interlocked.Decrement(ref _clients);
+                client.Dispose();
+            }
         }
     }
 
@@ -123,6 +151,7 @@ public sealed class ControlServer : IDisposable
         catch (IOException) { }
         catch (SocketException) { }
         catch (ObjectDisposedException) { }
+        catch (Exception) { /* whatever went wrong with this client, the VMM goes on */ }
     }
 
     /// <summary>Handles one request; false when the connection is done (it became a console stream, or stop).</summary>
@@ -247,11 +276,10 @@ public sealed class ControlServer : IDisposable
 
     private void RunConsole(NetworkStream stream, LineReader reader, bool replay)
     {
-        var gate = new object();
-        using var subscription = _control.Console.Subscribe(bytes =>
-        {
-            try { lock (gate) stream.Write(bytes); } catch { /* the client went away; the reader loop ends */ }
-        }, replay);
+        // Output goes out on the subscription's own thread; a client that stops reading is disconnected,
+        // which also ends this loop's read.
+        using var subscription = _control.Console.Subscribe(stream, replay);
+        stream.ReadTimeout = Timeout.Infinite; // an attached console may sit idle
         var pending = reader.TakeBuffered();
         if (pending.Length > 0) _control.ConsoleInput(pending);
         var buffer = new byte[4096];

@@ -71,7 +71,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
                 return data => { try { _serialFile.Write(data); } catch (IOException) { } };
             default:
                 _stdout = System.Console.OpenStandardOutput();
-                return data => { try { _stdout.Write(data); _stdout.Flush(); } catch (IOException) { } };
+                return data => { try { _stdout.Write(data); _stdout.Flush(); } catch (IOException) { } }; // on the console writer thread
         }
     }
 
@@ -149,6 +149,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     private void FinishStopReply()
     {
+        Console.Flush(TimeSpan.FromSeconds(2)); // the guest's last words reach stdout or the serial file before exit
         // A 'stop' over the control socket replies once the VM is down; let that reply go out before we exit.
         if (_stopViaControl) _stopReplySent.Wait(TimeSpan.FromSeconds(2));
     }
@@ -169,9 +170,10 @@ public sealed class VmmHost : IVmmControl, IDisposable
             while (true)
             {
                 int n;
-                try { n = stdin.Read(buffer); } catch (IOException) { return; }
+                try { n = stdin.Read(buffer); } catch (Exception) { return; }
                 if (n <= 0) return;
-                ConsoleInput(buffer.AsSpan(0, n));
+                try { ConsoleInput(buffer.AsSpan(0, n)); }
+                catch (Exception) { /* the VM went away between boots: this input is lost, the VMM goes on */ }
             }
         }, 128 * 1024) { IsBackground = true, Name = "stdin" };
         thread.Start();
@@ -361,6 +363,8 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         _control?.Dispose();
         lock (_lock) { _machine?.Dispose(); _machine = null; }
+        Console.Flush(TimeSpan.FromSeconds(2));
+        Console.Dispose();
         _serialFile?.Dispose();
         if (_debugCon is FileStream) _debugCon.Dispose();
     }

@@ -136,6 +136,24 @@ public sealed class SeaBiosFwCfgTests : IDisposable
     }
 
     [Fact]
+    public void AHugeSkipThenDataPortReadsStayZeroAndNeverThrow()
+    {
+        // A guest skips 4 GiB - 1 (the offset saturates), then keeps reading the data port: it must read zeros,
+        // not wrap the offset negative and index outside the item.
+        var fw = new FwCfg(_memory);
+        ushort key = fw.AddFile("etc/blob", new byte[16]);
+        const ulong access = 0x1000;
+        WriteAccess(access, ((uint)key << 16) | FwCfg.DmaSelect | FwCfg.DmaSkip, uint.MaxValue, 0);
+        StartDma(fw, access);
+        var data = new byte[1];
+        for (int i = 0; i < 3; i++)
+        {
+            fw.Read(1, data);
+            Assert.Equal(0, data[0]);
+        }
+    }
+
+    [Fact]
     public void BadDmaRequestsNeverThrowAndSetTheErrorBit()
     {
         var fw = new FwCfg(_memory);

@@ -165,6 +165,29 @@ public class VmmProcessTests
     }
 
     [Fact]
+    public void ConnectionsBeyondTheLimitAreRefusedAndTheVmmKeepsServing()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("c.sock");
+        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "none");
+        var clients = new List<ControlClient>();
+        try
+        {
+            for (int i = 0; i < 32; i++) { var c = new ControlClient(sock); c.Ok("ping"); clients.Add(c); }
+            using (var extra = new ControlClient(sock))
+                Assert.Contains("too many control connections", extra.SendRaw("{\"request\":\"ping\"}"));
+            clients[0].Dispose();
+            clients.RemoveAt(0);
+            Thread.Sleep(200);
+            using var again = new ControlClient(sock);
+            Assert.Equal("kvmps-vmm", again.Ok("ping").GetProperty("pong").GetString());
+            again.Ok("stop", "\"graceful\": false");
+        }
+        finally { foreach (var c in clients) c.Dispose(); }
+        Assert.Equal(0, vmm.WaitForExit(Timeout));
+    }
+
+    [Fact]
     public void SecondVmmOnTheSameSocketIsRefusedAndTheFirstKeepsRunning()
     {
         using var dir = new TempDir();
