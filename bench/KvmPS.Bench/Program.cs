@@ -5,10 +5,13 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6" };
+bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
     if (args[i] == "--runs" && i + 1 < args.Length && int.TryParse(args[++i], out int r) && r > 0) runs = r;
-    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N]   (unknown argument '{args[i]}')"); return 2; }
+    else if (args[i] == "--figures" && i + 1 < args.Length) { figures = args[++i].Split(',').ToHashSet(); partial = true; }
+    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N] [--figures 1,3,...]   (unknown argument '{args[i]}')"); return 2; }
 }
 
 string vmm = Environment.GetEnvironmentVariable("KVMPS_VMM") ?? Path.Combine(Host.RepoRoot, "out", "bin", "kvmps-vmm");
@@ -58,12 +61,16 @@ double StartupSample(string file, string[] a)
     Host.Kill(p);
     return ms;
 }
+if (figures.Contains("1"))
+{
 Console.Error.WriteLine("figure 1: start-up");
 var f1k = Stats.Of(Repeat(runs, () => StartupSample(vmm, Kvmps(1, 256, "kvmps.run=exit 0"))));
 var f1m = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("microvm", 1, 256, "kvmps.run=exit 0"))));
 var f1p = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("pc", 1, 256, "kvmps.run=exit 0"))));
 results.Add(new("1", "Start-up: exec → first guest console byte", "ms", f1k, "QEMU -M microvm", f1m, "≤ 1/5 of QEMU and ≤ 10 ms median"));
 results.Add(new("1b", "Start-up: exec → first guest console byte", "ms", f1k, "QEMU -M pc", f1p, "≤ 1/5 of QEMU"));
+
+}
 
 // 2. Control readiness: exec -> control socket answers; and CPU spent by then.
 var cpuK = new List<double>(); var cpuQ = new List<double>();
@@ -82,11 +89,15 @@ double ReadySample(bool kvmps, List<double> cpu)
     }
     finally { Host.Kill(p); }
 }
+if (figures.Contains("2"))
+{
 Console.Error.WriteLine("figure 2: control readiness");
 var f2k = Stats.Of(Repeat(runs, () => ReadySample(true, cpuK)));
 var f2q = Stats.Of(Repeat(runs, () => ReadySample(false, cpuQ)));
 results.Add(new("2", "Control readiness: exec → API socket answers", "ms", f2k, "QEMU QMP (microvm)", f2q, "—"));
 results.Add(new("2c", "CPU time spent up to API socket", "CPU ms", Stats.Of(cpuK.Skip(1).ToList()), "QEMU QMP (microvm)", Stats.Of(cpuQ.Skip(1).ToList()), "≤ 8 CPU ms (Firecracker)"));
+
+}
 
 // 3. Memory overhead: RSS beyond guest RAM, 256 MiB / 2 vCPUs, guest idle at its prompt.
 var privK = new List<double>(); var privQ = new List<double>();
@@ -104,11 +115,15 @@ double MemorySample(bool kvmps)
     }
     finally { Host.Kill(p); }
 }
+if (figures.Contains("3"))
+{
 Console.Error.WriteLine("figure 3: memory overhead");
 var f3k = Stats.Of(Repeat(runs, () => MemorySample(true)));
 var f3q = Stats.Of(Repeat(runs, () => MemorySample(false)));
 results.Add(new("3", "VMM memory overhead (RSS − guest RAM RSS), 256 MiB, 2 vCPUs", "MiB", f3k, "QEMU -M microvm", f3q, "≤ 5 MiB and ≤ 1/5 of QEMU"));
 results.Add(new("3p", "… of which private to the VMM (not shared file pages)", "MiB", Stats.Of(privK.Skip(1).ToList()), "QEMU -M microvm", Stats.Of(privQ.Skip(1).ToList()), "—"));
+
+}
 
 // 4. PIO exit round-trip: N `out` instructions to a userspace-handled port.
 const int PioExits = 20000;
@@ -142,10 +157,14 @@ double LoopSample()
     var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
     return double.Parse(parts[Array.IndexOf(parts, "ns_per_exit") + 1], CultureInfo.InvariantCulture);
 }
+if (figures.Contains("4"))
+{
 Console.Error.WriteLine("figure 4: PIO exit round-trip");
 var f4k = Stats.Of(Repeat(runs, PioSample));
 var f4c = Stats.Of(Repeat(runs, LoopSample));
 results.Add(new("4", "PIO exit round-trip (guest `out` → userspace → guest)", "µs", Scale(f4k, 1e-3), "bare C KVM_RUN loop", Scale(f4c, 1e-3), "≤ 1.1 × the C loop"));
+
+}
 
 // 5. virtio-blk: the same guest driver (guest `blk bench N`: N sequential 4 KiB reads) on both VMMs; one boot per
 //    VMM and format, then each sample is one command typed on the console. VMM CPU is the CPU of the process's
@@ -196,6 +215,8 @@ static int CountOf(string text, string marker)
     for (int at = text.IndexOf(marker, StringComparison.Ordinal); at >= 0; at = text.IndexOf(marker, at + 1, StringComparison.Ordinal)) n++;
     return n;
 }
+if (figures.Contains("5"))
+{
 Console.Error.WriteLine("figure 5: virtio-blk");
 foreach (var (format, image) in new[] { ("raw", rawImage), ("qcow2", qcowImage) })
 {
@@ -204,6 +225,8 @@ foreach (var (format, image) in new[] { ("raw", rawImage), ("qcow2", qcowImage) 
     var (qCpu, qIops) = BlockSamples(false, image, format);
     results.Add(new($"5 {format}", $"virtio-blk {format}: VMM CPU per 4 KiB read (non-vCPU threads)", "µs", Stats.Of(kCpu), "QEMU virtio-blk-pci", Stats.Of(qCpu), "VMM CPU per request ≤ QEMU"));
     results.Add(new($"5 {format}", $"virtio-blk {format}: 4 KiB reads per second (guest driver emulated)", "k/s", Stats.Of(kIops), "QEMU virtio-blk-pci", Stats.Of(qIops), "higher is better"));
+}
+
 }
 
 // 6. Creation rate: 20 VMs started in parallel, to first console byte each.
@@ -218,15 +241,23 @@ double RateSample(bool kvmps)
     }
     finally { foreach (var p in procs) Host.Kill(p); }
 }
+if (figures.Contains("6"))
+{
 Console.Error.WriteLine("figure 6: creation rate");
 var f6k = Stats.Of(Repeat(runs, () => RateSample(true)));
 var f6q = Stats.Of(Repeat(runs, () => RateSample(false)));
 results.Add(new("6", "Creation rate: 20 VMs in parallel to first console byte", "VMs/s", f6k, "QEMU -M microvm", f6q, "higher is better"));
 
+}
+
 string table = Report.Table(results);
 Console.WriteLine(table);
-Report.WriteMarkdown(Path.Combine(Host.RepoRoot, "docs", "benchmarks.md"), results, table, runs);
-Console.Error.WriteLine("kvmps bench: wrote docs/benchmarks.md");
+if (partial) Console.Error.WriteLine("kvmps bench: a partial run (--figures): docs/benchmarks.md left as it was");
+else
+{
+    Report.WriteMarkdown(Path.Combine(Host.RepoRoot, "docs", "benchmarks.md"), results, table, runs);
+    Console.Error.WriteLine("kvmps bench: wrote docs/benchmarks.md");
+}
 try { Directory.Delete(work, true); } catch { }
 return 0;
 
