@@ -136,9 +136,10 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _msiRouter = new KvmMsiRouter(_vm!, log);
         _ioLoop = new IoEventLoop(log);
         var ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
-        var context = new DeviceContext(Memory, this, log);
         for (int i = 0; i < Config.Devices.Count; i++)
         {
+            // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
+            var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type));
             var device = Config.Devices[i].CreateDevice(context);
             try { Pci.AddDevice(1 + i, new VirtioPciTransport(device, Memory, _msiRouter, ioEvents)); }
             catch { device.Dispose(); throw; }

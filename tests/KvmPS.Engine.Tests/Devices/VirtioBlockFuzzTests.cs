@@ -247,7 +247,7 @@ public sealed class VirtioBlockFuzzTests : IDisposable
         var shadow = (byte[])disk.Data.Clone();
         var device = new VirtioBlock(disk, "fuzz");
         using var rig = new Rig(_mem, device);
-        int ok = 0, failed = 0, resets = 0;
+        int ok = 0, failed = 0, resets = 0, logged = 0;
         var bufs = new List<Buf>();
 
         for (int iteration = 0; iteration < 4000; iteration++)
@@ -316,7 +316,9 @@ public sealed class VirtioBlockFuzzTests : IDisposable
             if (rig.NeedsReset)
             {
                 Assert.Equal(usedBefore, rig.Ring.UsedIdx);
-                Assert.NotEmpty(rig.Errors);
+                // Each reset is logged, until the transport's rate limiter (a guest can repeat this at exit rate) kicks in.
+                if (logged < KvmPS.Devices.DeviceLog.DefaultBurst) Assert.NotEmpty(rig.Errors);
+                logged += rig.Errors.Count;
                 resets++;
                 rig.Errors.Clear();
                 rig.Drv.WriteStatus(0);

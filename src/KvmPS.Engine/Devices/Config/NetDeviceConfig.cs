@@ -84,6 +84,7 @@ public sealed record NetDeviceConfig : DeviceConfig
         TapDevice tap;
         try { tap = TapDevice.Open(Tap, Bridge, Mtu); }
         catch (TapSetupException e) { throw new DeviceConfigException($"net device: {e.Message}"); }
+        tap.Log = context.Log;
         context.Log($"virtio-net: tap '{tap.Name}'{(tap.Created ? " (created)" : "")}{(Bridge is null ? "" : $" on bridge '{Bridge}'")}, mac {FormatMac(Mac)}");
         return new VirtioNet(tap, Mac, Mtu is int m ? (ushort)m : null);
     }

@@ -36,11 +36,16 @@ public sealed class TapDevice : INetBackend
     private readonly string? _bridge;
     private readonly bool _created;
     private volatile bool _stopping;
+    private volatile int _rxError; // errno of a failed read (not EAGAIN/EINTR): receive is over for this tap
 
     public string Name { get; }
     public Action? ReceiveReady { get; set; }
     /// <summary>True when this process created the interface (it disappears when the VMM closes it).</summary>
     public bool Created => _created;
+    /// <summary>Where the back-end reports trouble (a dead tap); set by whoever owns the device.</summary>
+    public Action<string>? Log { get; set; }
+    /// <summary>The errno that stopped receiving (e.g. ENODEV/EBADFD after <c>ip link del</c>), or 0.</summary>
+    public int RxError => _rxError;
 
     private TapDevice(TapHandle tap, string name, string? bridge, bool created)
     {
@@ -105,12 +110,24 @@ public sealed class TapDevice : INetBackend
 
     public int Receive(Span<byte> buffer)
     {
-        if (_tap.IsClosed) return 0;
-        int n = _tap.Read(buffer);
-        return n > 0 ? n : 0;
+        if (_tap.IsClosed || _rxError != 0) return 0;
+        return ReceiveResult(_tap.Read(buffer));
     }
 
-    public void ArmReceive() { if (!_stopping) _poller.Arm(); }
+    /// <summary>
+    /// Maps a read result (length, 0 for EAGAIN, or -errno; EINTR is retried below) to what <see cref="Receive"/>
+    /// returns. A read error is persistent (the interface was deleted, the fd is broken): readiness would fire
+    /// again at once and the device would spin, so receiving stops for good, with one log line.
+    /// </summary>
+    internal int ReceiveResult(int n)
+    {
+        if (n >= 0) return n;
+        if (Interlocked.CompareExchange(ref _rxError, -n, 0) == 0)
+            Log?.Invoke($"virtio-net: tap '{Name}': read failed: {Libc.ErrorText(-n)} (errno {-n}); receiving stopped");
+        return 0;
+    }
+
+    public void ArmReceive() { if (!_stopping && _rxError == 0) _poller.Arm(); }
 
     private void Run()
     {

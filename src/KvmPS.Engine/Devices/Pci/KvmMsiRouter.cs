@@ -16,7 +16,9 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
     public const uint FirstMsiGsi = 24;
     public const uint IrqchipPicMaster = 0, IrqchipPicSlave = 1, IrqchipIoapic = 2;
 
-    private readonly KvmVmHandle _vm;
+    private readonly KvmVmHandle? _vm;
+    private readonly Action<kvm_irq_routing_entry[]> _commit;
+    private readonly Action<EventFdHandle, uint, bool> _irqfd;
     private readonly object _lock = new();
     private readonly SortedDictionary<uint, (ulong Address, uint Data)> _msiRoutes = new();
     private readonly SortedSet<uint> _freeGsis = new();
@@ -29,9 +31,22 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
     {
         _vm = vm;
         _log = log;
+        _commit = table => Kvm.SetGsiRouting(vm, table);
+        _irqfd = (fd, gsi, deassign) => Kvm.Irqfd(vm, fd, gsi, deassign);
         int max = Kvm.CheckExtension(vm, KVM_CAP_IRQ_ROUTING);
         _maxGsi = max > 0 ? (uint)max : 1024;
     }
+
+    /// <summary>Without KVM (tests): <paramref name="commit"/> stands in for KVM_SET_GSI_ROUTING, <paramref name="irqfd"/> for KVM_IRQFD.</summary>
+    internal KvmMsiRouter(Action<kvm_irq_routing_entry[]> commit, Action<EventFdHandle, uint, bool> irqfd, Action<string> log, uint maxGsi = 1024)
+    {
+        _commit = commit;
+        _irqfd = irqfd;
+        _log = log;
+        _maxGsi = maxGsi;
+    }
+
+    private bool VmClosed => _vm is { IsClosed: true };
 
     /// <summary>KVM's default x86 irqchip routing table (what a VM has before the first KVM_SET_GSI_ROUTING).</summary>
     public static List<kvm_irq_routing_entry> DefaultRoutes()
@@ -62,7 +77,30 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
         }
     }
 
-    private void Commit() => Kvm.SetGsiRouting(_vm, BuildTable());
+    /// <summary>
+    /// Applies one change to the MSI routes and hands the resulting table to KVM, all under one lock: two threads
+    /// changing routes at once commit in the order they changed them, so the table KVM ends with has both.
+    /// If KVM refuses the table, the change is undone (the entry removed), so later commits do not carry it.
+    /// </summary>
+    private bool UpdateAndCommit(uint gsi, (ulong Address, uint Data)? message)
+    {
+        lock (_lock)
+        {
+            if (message is { } m) _msiRoutes[gsi] = m;
+            else if (!_msiRoutes.Remove(gsi) || VmClosed) return true; // nothing to tell KVM
+            try
+            {
+                _commit(BuildTable());
+                return true;
+            }
+            catch (Exception e)
+            {
+                if (message is not null) _msiRoutes.Remove(gsi);
+                _log($"MSI route for GSI {gsi}: KVM_SET_GSI_ROUTING failed: {e.Message}");
+                return false;
+            }
+        }
+    }
 
     public IMsiRoute CreateRoute()
     {
@@ -75,7 +113,7 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
             else throw new InvalidOperationException($"no free GSI for an MSI route (KVM allows {_maxGsi}).");
         }
         var fd = EventFdHandle.Create();
-        try { Kvm.Irqfd(_vm, fd, gsi); }
+        try { _irqfd(fd, gsi, false); }
         catch
         {
             fd.Dispose();
@@ -93,10 +131,7 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
         public void Configure(ulong address, uint data)
         {
             if (_disposed || _message == (address, data)) return;
-            _message = (address, data);
-            lock (router._lock) router._msiRoutes[gsi] = (address, data);
-            try { router.Commit(); }
-            catch (Exception e) { router._log($"MSI route for GSI {gsi}: KVM_SET_GSI_ROUTING failed: {e.Message}"); _message = null; }
+            _message = router.UpdateAndCommit(gsi, (address, data)) ? (address, data) : null;
         }
 
         public void Fire()
@@ -108,10 +143,9 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
         {
             if (_disposed) return;
             _disposed = true;
-            try { Kvm.Irqfd(router._vm, fd, gsi, deassign: true); } catch (Exception e) { router._log($"irqfd deassign GSI {gsi}: {e.Message}"); }
-            bool had;
-            lock (router._lock) { had = router._msiRoutes.Remove(gsi); router._freeGsis.Add(gsi); }
-            if (had && !router._vm.IsClosed) { try { router.Commit(); } catch (Exception e) { router._log($"GSI routing: {e.Message}"); } }
+            try { router._irqfd(fd, gsi, true); } catch (Exception e) { router._log($"irqfd deassign GSI {gsi}: {e.Message}"); }
+            router.UpdateAndCommit(gsi, null);
+            lock (router._lock) router._freeGsis.Add(gsi);
             fd.Dispose();
         }
     }

@@ -30,12 +30,15 @@ public sealed class MsiXTable : IDisposable
     private readonly ulong[] _pending;
     private readonly IMsiRoute?[] _routes;
     private readonly IMsiController? _controller;
+    private bool _disposed;
 
     public int VectorCount { get; }
     public bool Enabled { get; private set; }
     public bool FunctionMasked { get; private set; }
     public int TableBytes => _table.Length;
     public int PbaBytes => _pending.Length * 8;
+    /// <summary>After <see cref="Dispose"/> nothing is delivered and no route is created again (vectors only latch as pending).</summary>
+    public bool IsDisposed => _disposed;
 
     public MsiXTable(int vectorCount, IMsiController? controller)
     {
@@ -133,7 +136,7 @@ public sealed class MsiXTable : IDisposable
 
     private void Deliver(int v)
     {
-        if (_controller is null) return;
+        if (_controller is null || _disposed) return; // a route created now would leak its eventfd and GSI
         var route = _routes[v] ??= _controller.CreateRoute();
         route.Configure(Address(v), Data(v));
         route.Fire();
@@ -141,6 +144,7 @@ public sealed class MsiXTable : IDisposable
 
     public void Dispose()
     {
+        _disposed = true;
         for (int v = 0; v < VectorCount; v++)
         {
             _routes[v]?.Dispose();

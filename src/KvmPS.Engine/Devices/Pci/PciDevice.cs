@@ -28,10 +28,12 @@ public abstract class PciDevice : IDisposable
     public PciBus? Bus { get; private set; }
     public int Slot { get; private set; } = -1;
     internal IInterruptLine? IntxLine { get; private set; }
-    protected Action<string> Log => Bus?.Log ?? (_ => { });
+    /// <summary>The bus log behind a per-device rate limiter (<see cref="DeviceLog"/>): most of what a device logs is guest-triggered.</summary>
+    protected Action<string> Log { get; }
 
     protected PciDevice(ushort vendorId, ushort deviceId, uint classCode, byte revision, ushort subsystemVendorId, ushort subsystemId, byte interruptPin)
     {
+        Log = new DeviceLog(m => Bus?.Log(m)).Write;
         Set16(0x00, vendorId);
         Set16(0x02, deviceId);
         Set8(0x08, revision);

@@ -77,7 +77,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
     public VirtioBalloon(GuestMemory memory, bool deflateOnOom = false, int statsIntervalSeconds = 0, Action<string>? log = null)
     {
         _memory = memory;
-        _log = log ?? (_ => { });
+        _log = DeviceLog.Limit(log, "virtio-balloon"); // oversized chains etc. are guest-triggered: rate-limited
         DeflateOnOom = deflateOnOom;
         StatsIntervalSeconds = statsIntervalSeconds;
         _canDiscard = memory.Options.HugePages != HugePageMode.HugeTlbFs;
@@ -369,5 +369,16 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
         }
     }
 
-    public void Dispose() => _statsTimer?.Dispose();
+    /// <summary>
+    /// Stops the stats timer and waits for a callback that is already running (Timer.Dispose() alone does not), so
+    /// nothing reaches the transport once this returns; host-side kicks after it find no transport.
+    /// The transport calls this outside its lock (a running callback may be waiting for that lock).
+    /// </summary>
+    public void Dispose()
+    {
+        _transport = null;
+        if (_statsTimer is null) return;
+        using var done = new ManualResetEvent(false);
+        if (_statsTimer.Dispose(done)) done.WaitOne();
+    }
 }

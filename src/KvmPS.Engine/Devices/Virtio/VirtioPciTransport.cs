@@ -55,6 +55,8 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
     private ushort _msixConfig = NoVector, _queueSelect;
     private byte _status, _configGeneration, _isr;
     private bool _activated;
+    private bool _disposed; // set under SyncRoot: no queue processing, interrupts or device calls after it
+    private readonly Action<string> _errorLog;
 
     public IVirtioDevice Device => _device;
     public override string Name => _device.Name;
@@ -82,6 +84,8 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
         for (int i = 0; i < _queues.Length; i++) _queues[i] = new QueueState { Size = device.MaxQueueSize(i) };
         _msix = new MsiXTable(device.QueueCount + 1, msi);
         _bar = DefineBar(0, BarSize);
+        // Guest-triggered errors (bad rings, refused features) are rate-limited: a guest can repeat them at exit rate.
+        _errorLog = new DeviceLog(m => (ErrorLog ?? (x => Bus?.Log(x)))(m), device.Name).Write;
 
         // MSI-X capability: message control (enable + function mask writable), table and PBA in BAR0.
         Span<byte> msixBody = stackalloc byte[10];
@@ -183,6 +187,7 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
 
     protected override void BarWrite(PciBar bar, ulong offset, ReadOnlySpan<byte> data)
     {
+        if (_disposed) return; // no re-activation (which would hand the device this transport again) after Dispose
         ulong end = offset + (ulong)data.Length;
         if (end <= CommonOffset + CommonCfgLength) WriteCommon((int)offset, data);
         else if (offset >= NotifyOffset && end <= NotifyOffset + NotifyMultiplier * (ulong)_queues.Length)
@@ -324,7 +329,7 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
     // ---- notifications ----
     protected override void OnBarMapped(PciBar bar)
     {
-        if (_ioEvents is null || bar.MappedAt is not ulong at) return;
+        if (_disposed || _ioEvents is null || bar.MappedAt is not ulong at) return;
         for (int i = 0; i < _queues.Length; i++)
         {
             int queue = i;
@@ -345,7 +350,9 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
     {
         try
         {
-            lock (SyncRoot) ProcessQueueLocked(queue);
+            // Late callers (pool-thread kicks, timers, control requests holding an old machine) may arrive after
+            // Dispose, while guest memory is being unmapped: the disposed check under the lock turns them away.
+            lock (SyncRoot) { if (!_disposed) ProcessQueueLocked(queue); }
         }
         catch (Exception e)
         {
@@ -357,7 +364,7 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
 
     private void ProcessQueueLocked(int index)
     {
-        if ((uint)index >= (uint)_queues.Length) return;
+        if (_disposed || (uint)index >= (uint)_queues.Length) return;
         if ((_status & VirtioStatus.DriverOk) == 0 || (_status & VirtioStatus.NeedsReset) != 0) return;
         var q = _queues[index].Queue;
         if (q is null || q.IsBroken) return;
@@ -378,7 +385,7 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
 
     public void NotifyUsed(int queue)
     {
-        if (Queue(queue) is not { } q || !q.ShouldInterrupt()) return;
+        if (_disposed || Queue(queue) is not { } q || !q.ShouldInterrupt()) return;
         if (_msix.Enabled)
         {
             ushort v = _queues[queue].MsixVector;
@@ -399,6 +406,7 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
 
     private void SendConfigInterrupt()
     {
+        if (_disposed) return;
         _isr |= 2;
         if (_msix.Enabled) { if (_msixConfig != NoVector) SendMsiX(_msixConfig); }
         else SetIntx(true);
@@ -421,16 +429,30 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
 
     void IVirtioContext.Log(string message) => Log($"{Name}: {message}");
 
-    private void LogError(string message) => (ErrorLog ?? Log)(message);
+    private void LogError(string message) => _errorLog(message);
 
+    /// <summary>True once <see cref="Dispose"/> has begun: the rings are never walked again.</summary>
+    public bool IsDisposed { get { lock (SyncRoot) return _disposed; } }
+
+    /// <summary>
+    /// Stops all queue processing (under the lock, so it waits for any in progress), forgets the rings, releases
+    /// ioeventfds and MSI routes, then disposes the device outside the lock: a device may wait there for its own
+    /// threads or timers, which may be blocked on this lock (they find the transport disposed and return).
+    /// </summary>
     public override void Dispose()
     {
         lock (SyncRoot)
         {
+            if (_disposed) return;
+            _disposed = true;
+            _status = 0;
+            _activated = false;
+            _isr = 0;
+            for (int i = 0; i < _queues.Length; i++) _queues[i] = new QueueState { Size = _device.MaxQueueSize(i) };
             foreach (var h in _notifyHandlers) h.Dispose();
             _notifyHandlers.Clear();
             _msix.Dispose();
-            _device.Dispose();
         }
+        _device.Dispose();
     }
 }

@@ -60,8 +60,10 @@ public sealed class VsockPacket
 /// src_cid = the guest's CID, dst_cid = 2 (the host), type STREAM. Malformed packets are dropped (logged, counted);
 /// packets to unknown connections get RST, as the spec asks.</item>
 /// <item>Packets to the guest wait in a queue until the driver supplies rx buffers; data is only read from host
-/// sockets while the guest has credit for it (buf_alloc − (tx_cnt − fwd_cnt)), and the queue of control packets is
-/// bounded, so a guest that never reads cannot make the VMM grow.</item>
+/// sockets while the guest has credit for it (min(buf_alloc, <see cref="VsockHost.BufAlloc"/>) − (tx_cnt − fwd_cnt))
+/// and while the data already queued for it is small (<see cref="MaxUndeliveredPerConnection"/> per connection,
+/// <see cref="MaxUndeliveredTotal"/> in all), and the queue of control packets is bounded, so a guest that never
+/// reads (or lies about its buffer space) cannot make the VMM grow.</item>
 /// </list>
 /// Locking: <see cref="Sync"/> guards the packet queue and every connection; it is taken inside the transport's
 /// lock (queue processing) and by host I/O threads, which never hold it while kicking the rx queue through
@@ -80,6 +82,10 @@ public sealed class VirtioVsock : IVirtioDevice
     public const uint ShutdownRcv = 1, ShutdownSend = 2;
     /// <summary>Control packets (not data) waiting for rx buffers at most; more are dropped with a log line.</summary>
     public const int MaxPendingControl = 4096;
+    /// <summary>Data bytes of one connection waiting for rx buffers at most before its host socket is no longer read.</summary>
+    public const int MaxUndeliveredPerConnection = 64 * 1024;
+    /// <summary>Data bytes of all connections waiting for rx buffers at most before no host socket is read.</summary>
+    public const long MaxUndeliveredTotal = 8L * 1024 * 1024;
 
     public static string OpName(ushort op) => op switch
     {
@@ -95,6 +101,8 @@ public sealed class VirtioVsock : IVirtioDevice
     private readonly byte[] _payload = new byte[MaxPayload];
     private volatile VirtioPciTransport? _transport;
     private int _pendingControl;
+    private long _pendingData;                                 // RW payload bytes in _toGuest
+    private readonly HashSet<VsockConnection> _dataWaiters = new(); // readers paused by MaxUndeliveredTotal
     private int _logged;
 
     internal object Sync { get; } = new();
@@ -103,12 +111,14 @@ public sealed class VirtioVsock : IVirtioDevice
     public long DroppedPackets { get; private set; }
     public long PacketsFromGuest { get; private set; }
     public long PacketsToGuest { get; private set; }
+    /// <summary>Data bytes read from host sockets and not yet delivered to the guest.</summary>
+    public long PendingDataBytes { get { lock (Sync) return _pendingData; } }
 
     public VirtioVsock(GuestMemory memory, ulong guestCid, string udsPath, Action<string>? log = null)
     {
         if (guestCid < 3 || guestCid > uint.MaxValue - 1) throw new ArgumentOutOfRangeException(nameof(guestCid), "guest_cid must be 3..4294967294.");
         _memory = memory;
-        _log = log ?? (_ => { });
+        _log = DeviceLog.Limit(log, Name);
         GuestCid = guestCid;
         Host = new VsockHost(this, udsPath, _log);
     }
@@ -140,7 +150,13 @@ public sealed class VirtioVsock : IVirtioDevice
     {
         // The driver forgot every connection: so do we (host sockets are closed, queued packets dropped).
         Host.CloseAll();
-        lock (Sync) { _toGuest.Clear(); _pendingControl = 0; }
+        lock (Sync)
+        {
+            _toGuest.Clear();
+            _pendingControl = 0;
+            _pendingData = 0;
+            WakeDataWaitersLocked();
+        }
     }
 
     // ---- packets to the guest ----
@@ -156,10 +172,42 @@ public sealed class VirtioVsock : IVirtioDevice
             return false;
         }
         if (control) _pendingControl++;
+        else
+        {
+            _pendingData += p.DataLength;
+            p.Connection?.DataQueuedLocked(p.DataLength);
+        }
         p.SrcCid = HostCid;
         p.DstCid = GuestCid;
         _toGuest.AddLast(p);
         return true;
+    }
+
+    /// <summary>
+    /// True (and <paramref name="c"/> is woken once the total falls again) when the data queued for the guest over
+    /// all connections has reached <see cref="MaxUndeliveredTotal"/>. Caller holds <see cref="Sync"/>.
+    /// </summary>
+    internal bool DataBudgetExhaustedLocked(VsockConnection c)
+    {
+        if (_pendingData < MaxUndeliveredTotal) return false;
+        _dataWaiters.Add(c);
+        return true;
+    }
+
+    /// <summary><paramref name="n"/> data bytes of <paramref name="p"/> left the queue (delivered or dropped). Caller holds <see cref="Sync"/>.</summary>
+    private void DataLeftQueueLocked(VsockPacket p, int n)
+    {
+        if (n <= 0) return;
+        _pendingData -= n;
+        p.Connection?.DataDeliveredLocked(n);
+        if (_pendingData < MaxUndeliveredTotal) WakeDataWaitersLocked();
+    }
+
+    private void WakeDataWaitersLocked()
+    {
+        if (_dataWaiters.Count == 0) return;
+        foreach (var c in _dataWaiters) c.WakeLocked();
+        _dataWaiters.Clear();
     }
 
     private int _kickQueued;
@@ -191,6 +239,7 @@ public sealed class VirtioVsock : IVirtioDevice
                 {
                     _toGuest.RemoveFirst(); // the connection is gone (an RST follows)
                     if (p.Op != OpRw) _pendingControl--;
+                    else DataLeftQueueLocked(p, p.DataLength);
                     continue;
                 }
                 if (q.Pop(_chain) != PopResult.Chain) break;
@@ -211,6 +260,7 @@ public sealed class VirtioVsock : IVirtioDevice
                 q.PushUsed(_chain.Head, (uint)(HeaderSize + n));
                 used = true;
                 PacketsToGuest++;
+                if (p.Op == OpRw) DataLeftQueueLocked(p, n);
                 if (n < whole) { p.DataOffset += n; p.DataLength = whole - n; } // the rest goes in the next buffer
                 else
                 {
@@ -298,5 +348,9 @@ public sealed class VirtioVsock : IVirtioDevice
         _log(_logged == 32 ? message + " (further messages suppressed)" : message);
     }
 
-    public void Dispose() => Host.Dispose();
+    public void Dispose()
+    {
+        _transport = null; // pool-thread kicks and host I/O continuations no longer reach the transport
+        Host.Dispose();
+    }
 }

@@ -18,7 +18,9 @@ namespace KvmPS.Devices.Virtio;
 /// </list>
 /// Flow control follows the spec's credit scheme: the device advertises <see cref="BufAlloc"/> per connection and
 /// fwd_cnt = bytes written to the host socket (CREDIT_UPDATE when its write queue drains); it reads a host socket
-/// only while the guest has credit. Shutdown: a guest SHUTDOWN with SEND half-closes the host socket after the
+/// only while the guest has credit (its buf_alloc counted as at most <see cref="BufAlloc"/>) and while little of
+/// that connection's data waits for rx buffers (<see cref="VirtioVsock.MaxUndeliveredPerConnection"/>, and
+/// <see cref="VirtioVsock.MaxUndeliveredTotal"/> over all connections). Shutdown: a guest SHUTDOWN with SEND half-closes the host socket after the
 /// queued bytes; once the guest has shut down both directions the device closes the host socket and answers RST.
 /// EOF from the host becomes SHUTDOWN(SEND) to the guest.
 /// </summary>
@@ -294,6 +296,7 @@ internal sealed class VsockConnection
     private uint _peerBufAlloc, _peerFwdCnt, _txCnt;   // guest's receive window, what it consumed, what we sent it
     private uint _fwdCnt, _lastAdvertisedFwd;          // bytes of guest data written to the host socket
     private long _queued;                              // guest data not yet written
+    private long _undelivered;                         // host data queued for the guest, not yet in its rx buffers
     private bool _guestShutSend, _guestShutRecv, _hostEof;
 
     public VsockConnection(VsockHost host, uint localPort, uint peerPort, bool hostInitiated)
@@ -304,7 +307,37 @@ internal sealed class VsockConnection
         HostInitiated = hostInitiated;
     }
 
-    private int CreditLocked => (int)Math.Clamp((long)_peerBufAlloc - (uint)(_txCnt - _peerFwdCnt), 0, 4096);
+    /// <summary>
+    /// Bytes the guest has room for, at most one read's worth. Its buf_alloc counts as at most
+    /// <see cref="VsockHost.BufAlloc"/>: a guest advertising 4 GiB must not make the device buffer 4 GiB for it.
+    /// </summary>
+    private int CreditLocked => (int)Math.Clamp((long)Math.Min(_peerBufAlloc, VsockHost.BufAlloc) - (uint)(_txCnt - _peerFwdCnt), 0, 4096);
+
+    /// <summary>How much may be read from the host socket now (0: wait for a wake-up). Caller holds the lock.</summary>
+    private int ReadAllowanceLocked()
+    {
+        int credit = CreditLocked;
+        if (credit == 0) return 0;
+        long room = VirtioVsock.MaxUndeliveredPerConnection - _undelivered;
+        if (room <= 0) return 0; // woken by DataDeliveredLocked
+        if (_host.Device.DataBudgetExhaustedLocked(this)) return 0; // woken when the total falls
+        return (int)Math.Min(credit, room);
+    }
+
+    public void DataQueuedLocked(int n) => _undelivered += n;
+
+    /// <summary><paramref name="n"/> bytes of this connection's data reached the guest (or were dropped).</summary>
+    public void DataDeliveredLocked(int n)
+    {
+        _undelivered -= n;
+        if (_undelivered < VirtioVsock.MaxUndeliveredPerConnection) WakeLocked();
+    }
+
+    /// <summary>Wakes the host-socket reader if it waits (it re-checks credit and limits itself).</summary>
+    public void WakeLocked()
+    {
+        if (_creditSignal.CurrentCount == 0) _creditSignal.Release();
+    }
 
     public void FillCredit(VsockPacket p)
     {
@@ -317,7 +350,7 @@ internal sealed class VsockConnection
     {
         _peerBufAlloc = p.BufAlloc;
         _peerFwdCnt = p.FwdCnt;
-        if (CreditLocked > 0 && _creditSignal.CurrentCount == 0) _creditSignal.Release();
+        if (CreditLocked > 0) WakeLocked();
     }
 
     public void SendCreditUpdateLocked()
@@ -363,7 +396,7 @@ internal sealed class VsockConnection
                 lock (_host.Sync)
                 {
                     if (Closed || _guestShutRecv || Socket is null) return;
-                    credit = CreditLocked;
+                    credit = ReadAllowanceLocked();
                     s = Socket;
                 }
                 if (credit == 0) { await _creditSignal.WaitAsync(_cts.Token); continue; }
