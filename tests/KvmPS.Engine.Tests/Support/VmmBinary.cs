@@ -124,6 +124,9 @@ internal sealed class ControlClient : IDisposable
         return _reader.ReadLine() ?? throw new IOException("the VMM closed the connection");
     }
 
+    /// <summary>The next line the VMM sends on its own (e.g. the refusal of a connection over the limit).</summary>
+    public string? ReadLine() => _reader.ReadLine();
+
     public JsonElement Request(string request, string extra = "")
     {
         string reply = SendRaw($"{{\"id\": 42, \"request\": \"{request}\"{(extra.Length > 0 ? ", " + extra : "")}}}");
