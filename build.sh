@@ -3,7 +3,7 @@
 #   ./build.sh setup     install the Debian packages the project needs (root; idempotent)
 #   ./build.sh build     build the solution, publish kvmps-vmm (NativeAOT) and the module folder into out/
 #   ./build.sh test      setup + build, then every test suite; ends with "N passed, N failed, N skipped"
-#   ./build.sh demo      setup + build, then the main job: provision examples/ on the built-in guest
+#   ./build.sh demo      setup + build, then the main job: kvmps apply examples/host.psd1 on the built-in guest
 #   ./build.sh bench     the benchmarks against QEMU (docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -34,8 +34,8 @@ build() {
   command -v dotnet >/dev/null || { echo "build: the .NET SDK (dotnet) is not on PATH" >&2; exit 1; }
   dotnet build KvmPS.sln -c "$CONFIG" -nologo -clp:NoSummary -v:q
   dotnet publish src/kvmps-vmm -c "$CONFIG" -o "$OUT/bin" -nologo -v:q
-  if [ -d src/KvmPS.Cli ]; then dotnet publish src/KvmPS.Cli -c "$CONFIG" -o "$OUT/bin" -nologo -v:q; fi
-  if [ -d src/KvmPS.PowerShell ]; then dotnet publish src/KvmPS.PowerShell -c "$CONFIG" -o "$OUT/KvmPS" -nologo -v:q; fi
+  dotnet publish src/KvmPS.Cli -c "$CONFIG" -o "$OUT/bin" -nologo -v:q
+  dotnet publish src/KvmPS.PowerShell -c "$CONFIG" -o "$OUT/KvmPS" -nologo -v:q
   echo "build: kvmps-vmm at $OUT/bin/kvmps-vmm"
 }
 
@@ -69,13 +69,10 @@ run_tests() {
   return $status
 }
 
+# The main job: provision the example manifest on the built-in default guest, then show the VMs running.
 demo() {
-  if [ -x "$OUT/bin/kvmps" ] && [ -f examples/host.psd1 ]; then
-    "$OUT/bin/kvmps" apply examples/host.psd1 && "$OUT/bin/kvmps" vm list
-  else
-    echo "demo: booting the built-in guest with 2 vCPUs and 512 MiB on kvmps-vmm"
-    "$OUT/bin/kvmps-vmm" --vcpus 2 --max-vcpus 4 --memory 512M --cmdline 'kvmps.run=info,poweroff'
-  fi
+  "$OUT/bin/kvmps" apply examples/host.psd1
+  "$OUT/bin/kvmps" vm list
 }
 
 case "${1:-}" in
@@ -83,6 +80,6 @@ case "${1:-}" in
   build) build ;;
   test) setup; build; run_tests ;;
   demo) setup; build; demo ;;
-  bench) setup; build; dotnet run --project bench/KvmPS.Bench -c "$CONFIG" -- "${@:2}" ;;
+  bench) setup; build; dotnet run --project bench/KvmPS.Bench -c "$CONFIG" -- "${@:2}" ;;  # [--runs N] [--figures 1,3]
   *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
