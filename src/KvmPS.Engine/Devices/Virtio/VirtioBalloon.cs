@@ -190,18 +190,12 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
     private void ProcessPfnQueue(IVirtioContext context, int queue)
     {
         if (context.Queue(queue) is not { } q) return;
-        bool used = false;
-        do
-        {
-            q.DisableNotifications();
-            while (q.Pop(_chain) == PopResult.Chain)
+        if (q.DrainAvailable(_chain, (Device: this, Inflate: queue == InflateQueue), static (s, _) =>
             {
-                HandlePfns(queue == InflateQueue);
-                q.PushUsed(_chain.Head, 0);
-                used = true;
-            }
-        } while (!q.IsBroken && q.EnableNotifications());
-        if (used) context.NotifyUsed(queue);
+                s.Device.HandlePfns(s.Inflate);
+                return 0u;
+            }))
+            context.NotifyUsed(queue);
     }
 
     /// <summary>Reads the chain's PFNs (le32, 4 KiB units), validates them, and on inflate discards them in merged ranges.</summary>

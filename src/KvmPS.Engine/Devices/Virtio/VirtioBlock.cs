@@ -118,18 +118,10 @@ public sealed class VirtioBlock : IVirtioDevice
     public void ProcessQueue(IVirtioContext context, int queue)
     {
         if (queue != 0 || context.Queue(0) is not { } q) return;
-        bool used = false;
-        do
-        {
-            q.DisableNotifications();
-            while (q.Pop(_chain) == PopResult.Chain)
-            {
-                if (!TryHandle(context, _chain, out uint written)) return; // driver error: the device needs a reset
-                q.PushUsed(_chain.Head, written);
-                used = true;
-            }
-        } while (!q.IsBroken && q.EnableNotifications());
-        if (used) context.NotifyUsed(0);
+        // A bad chain (no room for header and status) fails the device: it needs a reset.
+        if (q.DrainAvailable(_chain, (Device: this, Context: context),
+                static (s, chain) => s.Device.TryHandle(s.Context, chain, out uint written) ? written : null))
+            context.NotifyUsed(0);
     }
 
     /// <summary>Runs one request; false (after <see cref="IVirtioContext.Fail"/>) when the chain has no room for the header and status.</summary>

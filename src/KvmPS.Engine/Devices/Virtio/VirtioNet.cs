@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text.Json;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Net;
+using KvmPS.Vm;
 
 namespace KvmPS.Devices.Virtio;
 
@@ -123,27 +124,23 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl
     private void ProcessTx(IVirtioContext ctx)
     {
         if (ctx.Queue(TxQueue) is not { } q) return;
-        bool used = false;
-        do
-        {
-            q.DisableNotifications();
-            while (q.Pop(_txChain) == PopResult.Chain)
+        if (q.DrainAvailable(_txChain, (Device: this, Memory: ctx.Memory), static (s, chain) =>
             {
-                ulong len = _txChain.ReadableBytes;
-                if (len < HeaderSize || len > MaxPacket) TxDropped++;
-                else
-                {
-                    int n = _txChain.ReadFrom(ctx.Memory, 0, _txPacket.AsSpan(0, (int)len));
-                    var packet = _txPacket.AsSpan(0, n);
-                    packet[..HeaderSize].Clear(); // no offloads negotiated: a plain header whatever the driver wrote
-                    if (n == (int)len && _backend.Send(packet)) { TxPackets++; TxBytes += n - HeaderSize; }
-                    else TxDropped++;
-                }
-                q.PushUsed(_txChain.Head, 0);
-                used = true;
-            }
-        } while (!q.IsBroken && q.EnableNotifications());
-        if (used) ctx.NotifyUsed(TxQueue);
+                s.Device.Transmit(s.Memory, chain);
+                return 0u;
+            }))
+            ctx.NotifyUsed(TxQueue);
+    }
+
+    private void Transmit(GuestMemory memory, DescriptorChain chain)
+    {
+        ulong len = chain.ReadableBytes;
+        if (len < HeaderSize || len > MaxPacket) { TxDropped++; return; }
+        int n = chain.ReadFrom(memory, 0, _txPacket.AsSpan(0, (int)len));
+        var packet = _txPacket.AsSpan(0, n);
+        packet[..HeaderSize].Clear(); // no offloads negotiated: a plain header whatever the driver wrote
+        if (n == (int)len && _backend.Send(packet)) { TxPackets++; TxBytes += n - HeaderSize; }
+        else TxDropped++;
     }
 
     // ---- receive ----

@@ -30,19 +30,13 @@ public sealed class VirtioRng : IVirtioDevice
     public void ProcessQueue(IVirtioContext context, int queue)
     {
         if (queue != 0 || context.Queue(0) is not { } q) return;
-        bool used = false;
-        do
-        {
-            q.DisableNotifications();
-            while (q.Pop(_chain) == PopResult.Chain)
+        if (q.DrainAvailable(_chain, (Device: this, Memory: context.Memory), static (s, chain) =>
             {
-                ulong n = _chain.FillWritable(context.Memory, MaxBytesPerRequest, static span => RandomNumberGenerator.Fill(span));
-                q.PushUsed(_chain.Head, (uint)n);
-                BytesServed += n;
-                used = true;
-            }
-        } while (!q.IsBroken && q.EnableNotifications());
-        if (used) context.NotifyUsed(0);
+                ulong n = chain.FillWritable(s.Memory, MaxBytesPerRequest, static span => RandomNumberGenerator.Fill(span));
+                s.Device.BytesServed += n;
+                return (uint)n;
+            }))
+            context.NotifyUsed(0);
     }
 
     public void Dispose() { }

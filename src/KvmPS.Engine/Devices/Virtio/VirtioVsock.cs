@@ -284,18 +284,12 @@ public sealed class VirtioVsock : IVirtioDevice
     private void ProcessTx(IVirtioContext context)
     {
         if (context.Queue(TxQueue) is not { } q) return;
-        bool used = false;
-        do
-        {
-            q.DisableNotifications();
-            while (q.Pop(_chain) == PopResult.Chain)
+        if (q.DrainAvailable(_chain, this, static (device, _) =>
             {
-                HandleTxChain();
-                q.PushUsed(_chain.Head, 0);
-                used = true;
-            }
-        } while (!q.IsBroken && q.EnableNotifications());
-        if (used) context.NotifyUsed(TxQueue);
+                device.HandleTxChain();
+                return 0u;
+            }))
+            context.NotifyUsed(TxQueue);
     }
 
     private void HandleTxChain()
