@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text;
 using KvmPS.Management.SerialConsole;
 
 namespace KvmPS.Cli;
@@ -60,25 +59,8 @@ internal sealed class TerminalInput : IDisposable
         }
         var bytes = new List<byte>();
         while (Console.KeyAvailable)
-            bytes.AddRange(KeyBytes(Console.ReadKey(intercept: true)));
+            bytes.AddRange(ConsoleKeys.ToBytes(Console.ReadKey(intercept: true)));
         return bytes.ToArray();
-    }
-
-    internal static byte[] KeyBytes(ConsoleKeyInfo key)
-    {
-        if (key.KeyChar == (char)ConsoleBridge.DetachByte || (key.Modifiers.HasFlag(ConsoleModifiers.Control) && key.Key == ConsoleKey.Oem6))
-            return new[] { ConsoleBridge.DetachByte };
-        return key.Key switch
-        {
-            ConsoleKey.Enter => new[] { (byte)'\r' },
-            ConsoleKey.Backspace => new byte[] { 0x7F },
-            ConsoleKey.UpArrow => "\u001b[A"u8.ToArray(),
-            ConsoleKey.DownArrow => "\u001b[B"u8.ToArray(),
-            ConsoleKey.RightArrow => "\u001b[C"u8.ToArray(),
-            ConsoleKey.LeftArrow => "\u001b[D"u8.ToArray(),
-            _ when key.KeyChar != '\0' => Encoding.UTF8.GetBytes(key.KeyChar.ToString()),
-            _ => Array.Empty<byte>(),
-        };
     }
 
     public void Dispose()

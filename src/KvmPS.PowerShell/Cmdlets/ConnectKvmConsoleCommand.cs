@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using System.Text;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.SerialConsole;
 using KvmPS.Management.Vmm;
@@ -64,30 +63,12 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
         try
         {
             while (System.Console.KeyAvailable)
-                bytes.AddRange(KeyBytes(System.Console.ReadKey(intercept: true)));
+                bytes.AddRange(ConsoleKeys.ToBytes(System.Console.ReadKey(intercept: true)));
         }
         finally
         {
             System.Console.TreatControlCAsInput = previous;
         }
         return bytes.ToArray();
-    }
-
-    internal static byte[] KeyBytes(ConsoleKeyInfo key)
-    {
-        // Ctrl-] arrives as ']' with Control on some terminals, as 0x1D on others.
-        if (key.Modifiers.HasFlag(ConsoleModifiers.Control) && key.Key == ConsoleKey.Oem6)
-            return new[] { ConsoleBridge.DetachByte };
-        return key.Key switch
-        {
-            ConsoleKey.Enter => new byte[] { (byte)'\r' },
-            ConsoleKey.Backspace => new byte[] { 0x7F },
-            ConsoleKey.UpArrow => "\u001b[A"u8.ToArray(),
-            ConsoleKey.DownArrow => "\u001b[B"u8.ToArray(),
-            ConsoleKey.RightArrow => "\u001b[C"u8.ToArray(),
-            ConsoleKey.LeftArrow => "\u001b[D"u8.ToArray(),
-            _ when key.KeyChar != '\0' => Encoding.UTF8.GetBytes(key.KeyChar.ToString()),
-            _ => Array.Empty<byte>(),
-        };
     }
 }
