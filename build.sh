@@ -10,6 +10,12 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 OUT="$ROOT/out"
 CONFIG=${CONFIGURATION:-Release}
+# Project-local tools that set-up installs: pwsh (the PowerShell dotnet tool) and the Pester module.
+TOOLS="$ROOT/.tools"
+PWSH_VERSION=7.6.10
+PESTER_VERSION=5.7.1
+PWSH="$TOOLS/pwsh/pwsh"
+export PSModulePath="$TOOLS/modules${PSModulePath:+:$PSModulePath}"
 
 # Packages: compilers for the built-in guest and header checks, QEMU as the peer and qemu-img as the qcow2 oracle,
 # a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests.
@@ -20,14 +26,38 @@ setup() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  if [ ${#missing[@]} -eq 0 ]; then echo "setup: all packages present"; return; fi
-  if [ "$(id -u)" -ne 0 ]; then
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all packages present"
+  elif [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing packages: ${missing[*]}; run 'sudo ./build.sh setup'" >&2; exit 1
+  else
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  setup_powershell
+}
+
+# pwsh $PWSH_VERSION as a dotnet tool in .tools/pwsh, Pester $PESTER_VERSION from NuGet into .tools/modules/Pester.
+# Idempotent: nothing is fetched once both are there.
+setup_powershell() {
+  command -v dotnet >/dev/null || { echo "setup: the .NET SDK (dotnet) is not on PATH" >&2; exit 1; }
+  if [ "$("$PWSH" -NoProfile -NonInteractive -Command '$PSVersionTable.PSVersion.ToString()' 2>/dev/null)" != "$PWSH_VERSION" ]; then
+    echo "setup: installing pwsh $PWSH_VERSION into $TOOLS/pwsh"
+    rm -rf "$TOOLS/pwsh"
+    dotnet tool install PowerShell --version "$PWSH_VERSION" --tool-path "$TOOLS/pwsh" >/dev/null \
+      || { echo "setup: could not install pwsh $PWSH_VERSION (dotnet tool install PowerShell)" >&2; exit 1; }
+  fi
+  if [ ! -f "$TOOLS/modules/Pester/Pester.psd1" ]; then
+    echo "setup: installing Pester $PESTER_VERSION into $TOOLS/modules"
+    dotnet restore tools/pwsh-modules/pwsh-modules.csproj --packages "$TOOLS/nuget" -nologo -v:q >/dev/null \
+      || { echo "setup: could not restore Pester $PESTER_VERSION from NuGet" >&2; exit 1; }
+    mkdir -p "$TOOLS/modules"
+    rm -rf "$TOOLS/modules/Pester"
+    cp -r "$TOOLS/nuget/pester/$PESTER_VERSION/tools" "$TOOLS/modules/Pester"
+  fi
+  echo "setup: pwsh $PWSH_VERSION at $PWSH, Pester $PESTER_VERSION in $TOOLS/modules"
 }
 
 build() {
