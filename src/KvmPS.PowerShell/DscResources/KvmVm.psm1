@@ -152,11 +152,11 @@ class KvmVm {
 
     [bool] Test() {
         $lines = Invoke-KvmDsc -Operation test -Instance $this.ToInstance()
-        $state = $lines[0] | ConvertFrom-Json
-        if (-not $state._inDesiredState -and $lines.Count -gt 1) {
+        $reply = $lines[0] | ConvertFrom-Json
+        if (-not $reply._inDesiredState -and $lines.Count -gt 1) {
             Write-Verbose ("KvmVm '{0}': not in the desired state: {1}" -f $this.Name, (($lines[1] | ConvertFrom-Json) -join ', '))
         }
-        return [bool]$state._inDesiredState
+        return [bool]$reply._inDesiredState
     }
 
     [void] Set() {
