@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # KvmPS build entry point for hosts without pwsh. build.ps1 runs the same steps.
-#   ./build.sh setup     install the Debian packages the project needs (root; idempotent)
-#   ./build.sh build     build the solution, publish kvmps-vmm (NativeAOT) and the module folder into out/
-#   ./build.sh test      setup + build, then every test suite; ends with "N passed, N failed, N skipped"
+#   ./build.sh setup     install the Debian packages (root), pwsh and Pester into .tools/ (idempotent)
+#   ./build.sh build     build the solution, publish kvmps-vmm (NativeAOT), kvmps and the module folder into out/,
+#                        and the module package out/packages/KvmPS.<version>.nupkg
+#   ./build.sh test      setup + build, then every xunit suite and the Pester tests; ends with "N passed, N failed, N skipped"
 #   ./build.sh demo      setup + build, then the main job: kvmps apply examples/host.psd1 on the built-in guest
 #   ./build.sh bench     the benchmarks against QEMU (docs/benchmarks.md)
 set -euo pipefail
@@ -66,7 +67,13 @@ build() {
   dotnet publish src/kvmps-vmm -c "$CONFIG" -o "$OUT/bin" -nologo -v:q
   dotnet publish src/KvmPS.Cli -c "$CONFIG" -o "$OUT/bin" -nologo -v:q
   dotnet publish src/KvmPS.PowerShell -c "$CONFIG" -o "$OUT/KvmPS" -nologo -v:q
-  echo "build: kvmps-vmm at $OUT/bin/kvmps-vmm"
+  # The module carries its programs in bin/, so an installed package needs no KVMPS_VMM or PATH.
+  rm -rf "$OUT/KvmPS/bin"
+  mkdir -p "$OUT/KvmPS/bin"
+  find "$OUT/bin" -maxdepth 1 -type f ! -name '*.pdb' ! -name '*.dbg' -exec cp -p {} "$OUT/KvmPS/bin/" \;
+  rm -f "$OUT"/packages/KvmPS.*.nupkg
+  dotnet pack tools/KvmPS.Package -o "$OUT/packages" -p:ModuleDirectory="$OUT/KvmPS" -nologo -v:q >/dev/null
+  echo "build: kvmps-vmm at $OUT/bin/kvmps-vmm, module at $OUT/KvmPS, package $(ls "$OUT"/packages/KvmPS.*.nupkg)"
 }
 
 run_tests() {
@@ -90,10 +97,25 @@ run_tests() {
     fi
     rm -f "$log"
   done
-  if command -v pwsh >/dev/null && pwsh -NoProfile -c 'exit [int](-not (Get-Module -ListAvailable Pester))' 2>/dev/null; then
-    pwsh -NoProfile -File build.ps1 -Task Pester || status=1
+  # Pester, in the pwsh that set-up installed, against the module just published to out/KvmPS.
+  if [ ! -x "$PWSH" ] || [ ! -f "$TOOLS/modules/Pester/Pester.psd1" ]; then
+    echo "test: pwsh ($PWSH) or Pester ($TOOLS/modules/Pester) is missing: run './build.sh setup'; the Pester tests cannot run" >&2
+    status=1; failed=$((failed + 1))
   else
-    echo "test: pwsh with Pester not found; Pester tests (tests/*.Tests.ps1) not run"
+    log=$(mktemp)
+    set +e
+    "$PWSH" -NoProfile -NonInteractive -File build.ps1 -Task Pester 2>&1 | tee "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    set -e
+    # build.ps1's own summary: "pester: N passed, N failed, N skipped"
+    line=$(grep -E '^pester: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n 1 || true)
+    if [ -z "$line" ]; then echo "test: the Pester run produced no summary" >&2; status=1; failed=$((failed + 1)); fi
+    if [ -n "$line" ]; then
+      passed=$((passed + $(sed -E 's/^pester: ([0-9]+) passed.*/\1/' <<<"$line")))
+      failed=$((failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+      skipped=$((skipped + $(sed -E 's/.* ([0-9]+) skipped$/\1/' <<<"$line")))
+    fi
+    rm -f "$log"
   fi
   if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
   return $status

@@ -86,8 +86,10 @@ public sealed class VmmProcessLauncher
     public string BinaryPath => _binaryPath.Value;
 
     /// <summary>
-    /// <c>$KVMPS_VMM</c>; else <c>kvmps-vmm</c> next to this assembly (or the application); else
-    /// <c>&lt;repo&gt;/out/bin/kvmps-vmm</c> in a parent directory that has <c>KvmPS.sln</c>; else <c>PATH</c>.
+    /// <c>$KVMPS_VMM</c>; else, for this assembly's folder and the application's: <c>kvmps-vmm</c> there, in its
+    /// <c>bin/</c> (the installed module package carries it so) or in <c>../bin/</c> (the published layout,
+    /// <c>out/KvmPS</c> beside <c>out/bin</c>); else <c>&lt;repo&gt;/out/bin/kvmps-vmm</c> in a parent directory
+    /// that has <c>KvmPS.sln</c>; else <c>PATH</c>.
     /// </summary>
     public static string LocateBinary()
     {
@@ -113,10 +115,15 @@ public sealed class VmmProcessLauncher
         directories.Add(AppContext.BaseDirectory);
         foreach (var directory in directories.Distinct())
         {
-            var candidate = Path.Combine(directory, BinaryName);
-            searched.Add(candidate);
-            if (IsExecutableFile(candidate))
-                return Path.GetFullPath(candidate);
+            foreach (var candidate in new[] { Path.Combine(directory, BinaryName), Path.Combine(directory, "bin", BinaryName),
+                                              Path.Combine(directory, "..", "bin", BinaryName) })
+            {
+                var full = Path.GetFullPath(candidate);
+                searched.Add(full);
+                // A module installed from its .nupkg has lost the execute bit (zip entries carry none): restore it.
+                if (IsExecutableFile(full) || (File.Exists(full) && ExecutableFile.TryMakeExecutable(full)))
+                    return full;
+            }
         }
 
         foreach (var start in directories.Distinct())
@@ -212,19 +219,7 @@ public sealed class VmmProcessLauncher
         return list;
     }
 
-    private static bool IsExecutableFile(string path)
-    {
-        try
-        {
-            if (OperatingSystem.IsWindows())
-                return File.Exists(path);
-            return File.Exists(path) && (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    private static bool IsExecutableFile(string path) => ExecutableFile.IsExecutable(path);
 }
 
 /// <summary>
