@@ -84,8 +84,8 @@ public static class ManifestExporter
         ArgumentNullException.ThrowIfNull(vms);
         var list = vms.ToList();
         var text = new StringBuilder();
-        text.Append("# KvmPS desired-state manifest: ").Append(list.Count).Append(list.Count == 1 ? " VM" : " VMs")
-            .Append(" as they were when exported. Schema: about_KvmPS_Manifests.\n");
+        text.Append("# KvmPS desired-state manifest, exported from the VMs on this host (").Append(list.Count)
+            .Append(list.Count == 1 ? " VM" : " VMs").Append("). Schema: about_KvmPS_Manifests.\n");
         text.Append("#   Test-KvmDesiredState <file>    (or: kvmps test <file>)   reports drift from this description\n");
         text.Append("#   Invoke-KvmDesiredState <file>  (or: kvmps apply <file>)  makes the host match it again\n");
         text.Append("@{\n");
