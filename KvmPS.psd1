@@ -32,6 +32,7 @@
         'Get-KvmConsoleLog'
         'Connect-KvmConsole'
         'Get-KvmDesiredState'
+        'Export-KvmDesiredState'
         'Test-KvmDesiredState'
         'Invoke-KvmDesiredState'
     )

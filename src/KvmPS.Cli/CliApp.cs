@@ -88,6 +88,7 @@ public sealed class CliApp
             case "plan": return Plan(args);
             case "test": return Test(args);
             case "get": return Get(args);
+            case "export": return new ExportCommand(this).Run(args);
             case "vm": return Vm(args);
             case "dsc": return new DscCommand(this).Run(args);
             case "autostart": return Autostart(args);

@@ -13,6 +13,7 @@ internal static class HelpText
           plan FILE...        show the ordered steps apply would run
           test FILE...        exit 0 if the host matches, 1 if it drifts (--detailed: list the drift)
           get FILE...         the manifests' VMs as they are now, and VMs the manifests do not name
+          export [NAME...]    the VMs that exist now as a manifest (-o FILE: write it to FILE)
 
         VMs:
           vm list             all VMs with their state
@@ -50,6 +51,21 @@ internal static class HelpText
               --json          print the results as JSON instead of progress lines
 
             Exit: 0 done (or nothing to do), 3 manifest error (nothing changed), 4 a step failed.
+
+            """,
+        "export" => """
+            Usage: kvmps export [NAME...] [-o FILE] [--force]
+
+            Writes a desired-state manifest (.psd1) describing the VMs that exist now: all of them, or
+            those named (wildcards allowed: 'web*'). Each VM's definition and its power state are
+            stated, so 'kvmps test FILE' exits 0 until the host changes and 'kvmps apply FILE' on
+            another host re-creates the VMs. Without -o the manifest goes to stdout.
+
+              -o, --output FILE   write the manifest to FILE (through a temporary file)
+              --force             overwrite FILE when it exists
+
+            Exit: 0, 4 when FILE exists (without --force) or cannot be written, 5 when a NAME
+            matches no VM (nothing is written).
 
             """,
         "plan" => """

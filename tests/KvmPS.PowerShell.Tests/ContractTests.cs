@@ -67,6 +67,7 @@ public class ContractTests
         { "Get-KvmDesiredState", "", false, "Medium", "Path" },
         { "Test-KvmDesiredState", "", false, "Medium", "Path" },
         { "Invoke-KvmDesiredState", "", true, "Medium", "Path" },
+        { "Export-KvmDesiredState", "", true, "Medium", "Name" },
     };
 
     private static readonly IReadOnlyList<CmdletData> Cmdlets = CmdletMetadata.FromAssembly(Repo.Module);
