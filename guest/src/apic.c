@@ -117,3 +117,11 @@ int ioapic_route(u64 base, u32 gsi_base, u32 gsi, u8 vector, u16 flags, u32 dest
     ioapic_write(base, 0x10 + 2 * pin, lo);
     return 0;
 }
+
+void ioapic_mask(u64 base, u32 gsi_base, u32 gsi)
+{
+    if (!base || gsi < gsi_base)
+        return;
+    u32 pin = gsi - gsi_base;
+    ioapic_write(base, 0x10 + 2 * pin, ioapic_read(base, 0x10 + 2 * pin) | (1u << 16));
+}

@@ -20,6 +20,7 @@ int lapic_in_service(u8 vector);
 void lapic_send_ipi(u32 apic_id, u32 icr_low);
 
 /* Route GSI to vector on the BSP. flags = MPS INTI flags (0 = bus default: ISA edge/high). */
+void ioapic_mask(u64 base, u32 gsi_base, u32 gsi);
 int ioapic_route(u64 ioapic_base, u32 gsi_base, u32 gsi, u8 vector, u16 flags, u32 dest_apic);
 
 #endif

@@ -1,6 +1,8 @@
-/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, lspci, rng N, rngbad. */
+/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, pit, lspci, rng N, rngbad. */
 #include "commands.h"
 #include "acpi.h"
+#include "apic.h"
+#include "layout.h"
 #include "bootinfo.h"
 #include "idt.h"
 #include "io.h"
@@ -34,6 +36,43 @@ static void cmd_reboot(void)
         acpi_gas_write8(&acpi.reset_reg, acpi.reset_value);
     udelay(100000);
     triple_fault();
+}
+
+static volatile u32 pit_ticks;
+
+static void pit_irq(u8 vector)
+{
+    (void)vector;
+    pit_ticks++;
+}
+
+/* The 8254 timer the way an OS finds it: ISA IRQ0 through the IOAPIC at the GSI the MADT's override names
+ * (GSI 2), channel 0 in rate-generator mode at 100 Hz for 200 ms; prints the ticks seen (about 20). */
+static void cmd_pit(void)
+{
+    u32 gsi;
+    u16 flags;
+    acpi_isa_irq(0, &gsi, &flags);
+    u64 ioapic = acpi.have_ioapic ? acpi.ioapic_addr : 0xfec00000;
+    u32 gsi_base = acpi.have_ioapic ? acpi.ioapic_gsi_base : 0;
+    const u32 latch = 1193182u / 100;
+    pit_ticks = 0;
+    irq_register(VEC_PIT, pit_irq);
+    outb(0x43, 0x34); /* channel 0, lo/hi, mode 2, binary */
+    outb(0x40, latch & 0xff);
+    outb(0x40, latch >> 8);
+    if (ioapic_route(ioapic, gsi_base, gsi, VEC_PIT, flags, lapic_id()) != 0) {
+        kprintf("pit: no IOAPIC pin for GSI %u\n", gsi);
+        return;
+    }
+    sti();
+    udelay(200000);
+    cli();
+    ioapic_mask(ioapic, gsi_base, gsi);
+    outb(0x43, 0x30); /* channel 0, mode 0: stops after one count, never reloaded */
+    outb(0x40, 0xff);
+    outb(0x40, 0xff);
+    kprintf("pit: irq0 gsi=%u ticks=%u\n", gsi, pit_ticks);
 }
 
 static char *trim(char *s)
@@ -96,6 +135,8 @@ void run_command(char *line)
             }
             kprintf("pio: done %lu\n", n);
         }
+    } else if (!strcmp(cmd, "pit") && !*arg) {
+        cmd_pit();
     } else if (!strcmp(cmd, "lspci") && !*arg) {
         pci_list();
     } else if (!strcmp(cmd, "rng")) {

@@ -18,5 +18,6 @@
 
 /* Interrupt vectors */
 #define VEC_UART 0x34
+#define VEC_PIT 0x35
 
 #endif

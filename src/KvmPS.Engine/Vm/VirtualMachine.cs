@@ -89,6 +89,9 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
         Kvm.CreateIrqchip(_vm);
         Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
+        // KVM's default routing leaves the PIT on IOAPIC pin 0; our tables put it on pin 2. Commit before any vCPU runs.
+        _msiRouter = new KvmMsiRouter(_vm, DeviceLogger);
+        _msiRouter.CommitIrqchipRoutes();
 
         Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory);
         Memory.RegisterWith(_vm);
@@ -123,17 +126,18 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
+    private Action<string> DeviceLogger => Config.DeviceLog ?? (m => Console.Error.WriteLine($"kvmps-vmm: device: {m}"));
+
     /// <summary>PCI: host bridge, config ports 0xCF8-0xCFF, ECAM, and the configured devices (Devices/Pci, Devices/Virtio).</summary>
     private void BuildPci()
     {
-        Action<string> log = Config.DeviceLog ?? (m => Console.Error.WriteLine($"kvmps-vmm: device: {m}"));
+        var log = DeviceLogger;
         var windows = new PciWindows(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
             MemoryLayout.PciMmio64Base(Config.MemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
         Pci = new PciBus(MmioBus, windows, gsi => new IrqLine(this, gsi), log);
         PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
         if (Config.Devices.Count == 0) return;
-        _msiRouter = new KvmMsiRouter(_vm!, log);
         _ioLoop = new IoEventLoop(log);
         var ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
         for (int i = 0; i < Config.Devices.Count; i++)
@@ -141,7 +145,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
             var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type));
             var device = Config.Devices[i].CreateDevice(context);
-            try { Pci.AddDevice(1 + i, new VirtioPciTransport(device, Memory, _msiRouter, ioEvents)); }
+            try { Pci.AddDevice(1 + i, new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
             catch { device.Dispose(); throw; }
             _devices.Add(device);
         }

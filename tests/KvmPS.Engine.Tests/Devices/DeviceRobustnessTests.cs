@@ -224,7 +224,7 @@ public sealed class DeviceRobustnessTests : IDisposable
             Assert.Contains(committed, e => e.type == KvmConstants.KVM_IRQ_ROUTING_MSI && e.gsi == KvmMsiRouter.FirstMsiGsi + (uint)i && e.msi_data == (uint)(i * 1000 + Updates));
         lock (newest) newest.Clear();
         foreach (var r in routes) r.Dispose();
-        Assert.Equal(40, committed!.Length);
+        Assert.Equal(KvmMsiRouter.IrqchipRoutes().Count, committed!.Length);
     }
 
     [Fact]

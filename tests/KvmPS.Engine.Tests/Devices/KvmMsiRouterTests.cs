@@ -8,16 +8,36 @@ namespace KvmPS.Engine.Tests.Devices;
 public class KvmMsiRouterTests
 {
     [Fact]
-    public void DefaultTableMatchesKvmsIrqchipRouting()
+    public void IrqchipTableWiresThePitToIoapicPin2AsTheMadtOverrideSays()
     {
-        var routes = KvmMsiRouter.DefaultRoutes();
-        Assert.Equal(24 + 16, routes.Count);
+        var routes = KvmMsiRouter.IrqchipRoutes();
+        Assert.Equal(23 + 15, routes.Count);
         Assert.All(routes, r => Assert.Equal(KvmConstants.KVM_IRQ_ROUTING_IRQCHIP, r.type));
-        for (uint gsi = 0; gsi < 24; gsi++)
-            Assert.Contains(routes, r => r.gsi == gsi && r.irqchip_irqchip == KvmMsiRouter.IrqchipIoapic && r.irqchip_pin == gsi);
+        // ISA IRQ0 (the PIT raises GSI 0) reaches IOAPIC pin 2 and PIC pin 0; nothing else claims pin 2 or GSI 2.
+        Assert.Contains(routes, r => r.gsi == 0 && r.irqchip_irqchip == KvmMsiRouter.IrqchipIoapic && r.irqchip_pin == 2);
+        Assert.Contains(routes, r => r.gsi == 0 && r.irqchip_irqchip == KvmMsiRouter.IrqchipPicMaster && r.irqchip_pin == 0);
+        Assert.Single(routes, r => r.irqchip_irqchip == KvmMsiRouter.IrqchipIoapic && r.irqchip_pin == 2);
+        Assert.DoesNotContain(routes, r => r.gsi == 2);
+        for (uint gsi = 1; gsi < 24; gsi++)
+            if (gsi != 2)
+                Assert.Contains(routes, r => r.gsi == gsi && r.irqchip_irqchip == KvmMsiRouter.IrqchipIoapic && r.irqchip_pin == gsi);
         Assert.Contains(routes, r => r.gsi == 4 && r.irqchip_irqchip == KvmMsiRouter.IrqchipPicMaster && r.irqchip_pin == 4);
         Assert.Contains(routes, r => r.gsi == 9 && r.irqchip_irqchip == KvmMsiRouter.IrqchipPicSlave && r.irqchip_pin == 1);
         Assert.DoesNotContain(routes, r => r.gsi >= 16 && r.irqchip_irqchip != KvmMsiRouter.IrqchipIoapic);
+    }
+
+    [Fact]
+    public void ThePitInterruptsThroughTheGsiTheMadtNames()
+    {
+        // The guest routes ISA IRQ0 where the MADT's override puts it (GSI 2) and counts 100 Hz ticks for 200 ms.
+        // With KVM's identity routing (before this table) it saw none: Linux's "MP-BIOS bug: 8254 timer not connected".
+        using var run = new GuestRun(new MachineConfig { Cmdline = "kvmps.run=pit,exit 3" });
+        var exit = run.RunToExit(TimeSpan.FromSeconds(60));
+        Assert.Equal(3, exit.DebugExitValue);
+        var match = System.Text.RegularExpressions.Regex.Match(run.Output, @"pit: irq0 gsi=(\d+) ticks=(\d+)");
+        Assert.True(match.Success, run.Output);
+        Assert.Equal("2", match.Groups[1].Value);
+        Assert.InRange(int.Parse(match.Groups[2].Value), 5, 40);
     }
 
     [Fact]
@@ -33,13 +53,13 @@ public class KvmMsiRouterTests
             r2.Configure(0xFEE0_0000, 0x0042);
             r1.Configure(0xFEE0_0000, 0x0041); // unchanged: no new commit
             var table = router.BuildTable();
-            Assert.Equal(40 + 2, table.Length);
+            Assert.Equal(KvmMsiRouter.IrqchipRoutes().Count + 2, table.Length);
             Assert.Contains(table, e => e.type == KvmConstants.KVM_IRQ_ROUTING_MSI && e.gsi == KvmMsiRouter.FirstMsiGsi && e.msi_data == 0x41);
             Assert.Contains(table, e => e.type == KvmConstants.KVM_IRQ_ROUTING_MSI && e.gsi == KvmMsiRouter.FirstMsiGsi + 1 && e.msi_address_lo == 0xFEE0_0000);
             r1.Fire(); // the guest has not set up vector 0x41: KVM just records it in the LAPIC IRR
         }
         Assert.Empty(log);
-        Assert.Equal(40, router.BuildTable().Length);
+        Assert.Equal(KvmMsiRouter.IrqchipRoutes().Count, router.BuildTable().Length);
         // The VM still boots and runs with the re-created default table (the UART IRQ path included).
         var exit = run.RunToExit(TimeSpan.FromSeconds(60));
         Assert.Equal(3, exit.DebugExitValue);

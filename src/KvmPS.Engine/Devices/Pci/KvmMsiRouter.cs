@@ -4,12 +4,13 @@ using static KvmPS.Interop.KvmConstants;
 namespace KvmPS.Devices.Pci;
 
 /// <summary>
-/// MSI delivery through KVM: each route is a GSI (24 and up) with an MSI routing entry, and an eventfd bound to the
-/// GSI with KVM_IRQFD, so a device thread raises the interrupt with one write(2) and no vCPU exit.
-/// KVM_SET_GSI_ROUTING replaces the whole table, so every commit re-creates KVM's default irqchip routes first
-/// (kvm_setup_default_irq_routing: GSIs 0–15 on the IOAPIC pin of the same number and on the master (0–7) or slave
-/// (8–15) PIC pin gsi % 8; GSIs 16–23 on IOAPIC pins 16–23). ISA IRQ0 → IOAPIC pin 2 is the guest's business (the
-/// MADT/MP override); KVM's own table is an identity map, and so is this one.
+/// The VM's GSI routing table: the legacy irqchip routes, and MSI delivery through KVM, where each route is a GSI
+/// (24 and up) with an MSI routing entry and an eventfd bound to the GSI with KVM_IRQFD, so a device thread raises
+/// the interrupt with one write(2) and no vCPU exit.
+/// KVM_SET_GSI_ROUTING replaces the whole table, so every commit carries the irqchip routes too
+/// (<see cref="IrqchipRoutes"/>). They are the PC's wiring, as the MADT and MP table describe it: ISA IRQ0 (the
+/// in-kernel PIT raises GSI 0) is on IOAPIC pin 2, matching the MADT's interrupt source override IRQ0 → GSI 2;
+/// KVM's own default table is an identity map, which leaves an OS that honours the override without a timer.
 /// </summary>
 public sealed class KvmMsiRouter : IMsiController, IDisposable
 {
@@ -48,17 +49,30 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
 
     private bool VmClosed => _vm is { IsClosed: true };
 
-    /// <summary>KVM's default x86 irqchip routing table (what a VM has before the first KVM_SET_GSI_ROUTING).</summary>
-    public static List<kvm_irq_routing_entry> DefaultRoutes()
+    /// <summary>
+    /// The legacy irqchip routes: GSIs 0–15 on the master (0–7) or slave (8–15) PIC pin gsi % 8, except GSI 2 (the
+    /// cascade); GSI 0 on IOAPIC pin 2 (the MADT override and the MP table say so), GSIs 1 and 3–23 on the IOAPIC
+    /// pin of the same number. QEMU wires a PC the same way.
+    /// </summary>
+    public static List<kvm_irq_routing_entry> IrqchipRoutes()
     {
         var list = new List<kvm_irq_routing_entry>();
         for (uint gsi = 0; gsi < 24; gsi++)
         {
-            list.Add(new kvm_irq_routing_entry { gsi = gsi, type = KVM_IRQ_ROUTING_IRQCHIP, irqchip_irqchip = IrqchipIoapic, irqchip_pin = gsi });
+            if (gsi == 2)
+                continue;
+            list.Add(new kvm_irq_routing_entry { gsi = gsi, type = KVM_IRQ_ROUTING_IRQCHIP, irqchip_irqchip = IrqchipIoapic, irqchip_pin = gsi == 0 ? 2 : gsi });
             if (gsi < 16)
                 list.Add(new kvm_irq_routing_entry { gsi = gsi, type = KVM_IRQ_ROUTING_IRQCHIP, irqchip_irqchip = gsi < 8 ? IrqchipPicMaster : IrqchipPicSlave, irqchip_pin = gsi % 8 });
         }
         return list;
+    }
+
+    /// <summary>Hands KVM the table without MSI routes: done once when the VM is built, before any vCPU runs.</summary>
+    public void CommitIrqchipRoutes()
+    {
+        lock (_lock)
+            _commit(BuildTable());
     }
 
     /// <summary>The full table to hand to KVM: defaults plus one MSI entry per configured route.</summary>
@@ -66,7 +80,7 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
     {
         lock (_lock)
         {
-            var table = DefaultRoutes();
+            var table = IrqchipRoutes();
             foreach (var (gsi, msg) in _msiRoutes)
                 table.Add(new kvm_irq_routing_entry
                 {
