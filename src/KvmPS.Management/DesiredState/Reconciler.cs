@@ -101,9 +101,7 @@ public sealed class Reconciler
             case ReconcileActionKind.Stop:
             {
                 var stop = Manager.Stop(name);
-                return Done(action, stop.WasRunning
-                    ? $"VM '{name}' stopped ({(stop.Forced ? "forced" : "guest powered off")})"
-                    : $"VM '{name}' was already off");
+                return Done(action, stop.Message);
             }
             case ReconcileActionKind.Start:
             {

@@ -181,7 +181,7 @@ public sealed class VmManager
         {
             using (Store.Lock())
                 ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: snapshot.State == VmState.Crashed);
-            return new VmStopResult(name, snapshot.State, false, false, false);
+            return new VmStopResult(name, snapshot.State, VmStopOutcome.NotRunning, TimeSpan.Zero, TimeSpan.Zero, false);
         }
         return StopActive(name, snapshot, gracefulTimeout ?? Options.GracefulStopTimeout, force, lockHeld: false);
     }
@@ -441,23 +441,23 @@ public sealed class VmManager
     private VmStopResult StopActive(string name, RuntimeSnapshot snapshot, TimeSpan gracefulTimeout, bool force, bool lockHeld)
     {
         var socketPath = Store.SocketPath(name);
-        var forced = force;
-        var powerButton = false;
+        VmStopOutcome outcome;
+        var waited = TimeSpan.Zero;
         var killed = false;
         var pid = snapshot.Pid;
         try
         {
             using var client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
             var result = client.Stop(graceful: !force, gracefulTimeout);
-            forced = force || result.Forced;
-            powerButton = result.PowerButtonPressed;
+            outcome = StopOutcome(result, snapshot.State, force);
+            waited = result.Waited;
         }
         catch (VmmException)
         {
             // Not serving its socket (starting, hung): ask it to stop by signal; it handles SIGTERM as a stop.
             if (pid is { } p)
                 ProcessInterop.Kill(p, ProcessInterop.SIGTERM);
-            forced = true;
+            outcome = VmStopOutcome.Unresponsive;
         }
         if (pid is { } target && !VmRuntimeProbe.WaitForExit(target, socketPath, Options.ExitTimeout))
         {
@@ -470,8 +470,28 @@ public sealed class VmManager
         else
             using (Store.Lock())
                 ClearRuntimeFiles(name, pid, removeSocket: killed);
-        return new VmStopResult(name, snapshot.State, forced, powerButton, killed);
+        return new VmStopResult(name, snapshot.State, outcome, force ? TimeSpan.Zero : gracefulTimeout, waited, killed);
     }
+
+    /// <summary>
+    /// The outcome from the VMM's <c>stop</c> reply. A VMM older than the <c>outcome</c> field is judged from
+    /// what it did report: no button pressed on a running guest means the guest had not enabled it.
+    /// </summary>
+    internal static VmStopOutcome StopOutcome(VmmStopResult reply, VmState before, bool force) => reply.Outcome switch
+    {
+        "PoweredOff" => VmStopOutcome.ShutDown,
+        "TimedOut" => VmStopOutcome.TimedOut,
+        "NoAcpi" => VmStopOutcome.NoAcpi,
+        "Paused" => VmStopOutcome.Paused,
+        "Forced" => VmStopOutcome.TurnedOff,
+        "NotRunning" => VmStopOutcome.AlreadyEnded,
+        _ when force => VmStopOutcome.TurnedOff,
+        _ when reply.PowerButtonPressed => reply.Forced ? VmStopOutcome.TimedOut : VmStopOutcome.ShutDown,
+        _ when !reply.Forced => VmStopOutcome.AlreadyEnded,
+        _ when before == VmState.Paused => VmStopOutcome.Paused,
+        _ when before == VmState.Running => VmStopOutcome.NoAcpi,
+        _ => VmStopOutcome.AlreadyEnded,
+    };
 
     private void KillAndClear(string name, int pid, string socketPath)
     {
