@@ -132,21 +132,15 @@ public sealed class CliApp
         if (_options.Has("--what-if"))
             return WritePlan(reconciler.Plan(desired), json, whatIf: true);
 
-        var progress = json ? null : new SyncProgress<ReconcileProgress>(p =>
+        var progress = json ? null : new SynchronousProgress(p =>
         {
-            var step = $"[{p.Index + 1}/{p.Count}]";
-            switch (p.Stage)
+            var step = $"[{p.Step}/{p.StepCount}]";
+            Out.WriteLine(p.Stage switch
             {
-                case ReconcileProgressStage.Starting:
-                    Out.WriteLine($"{step} {p.Action.Description} ...");
-                    break;
-                case ReconcileProgressStage.Done:
-                    Out.WriteLine($"{step} done: {p.Message}");
-                    break;
-                default:
-                    Out.WriteLine($"{step} FAILED: {p.Message}");
-                    break;
-            }
+                ProgressStage.StepStarted => $"{step} {p.Status} ...",
+                ProgressStage.StepDone => $"{step} done: {p.Status}",
+                _ => $"{step} FAILED: {p.Status}",
+            });
             Out.Flush();
         });
         var result = reconciler.Set(desired, progress);
@@ -478,12 +472,6 @@ public sealed class CliApp
     });
 
     private sealed class HelpRequested(string topic) : Exception(topic);
-}
-
-/// <summary>An IProgress that reports on the calling thread.</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }
 
 internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet<string> Flags, bool Help)

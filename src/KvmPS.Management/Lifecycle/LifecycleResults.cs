@@ -2,10 +2,6 @@ using KvmPS.Management.Definitions;
 
 namespace KvmPS.Management.Lifecycle;
 
-/// <summary>Progress of a long operation (New creating disks, Start waiting for the VMM), for Write-Progress and the CLI.</summary>
-/// <param name="PercentComplete">0–100, or -1 if unknown.</param>
-public sealed record VmProgress(string VmName, string Activity, string Status, int PercentComplete = -1);
-
 /// <summary>How a stop ended, decided once in management so the cmdlet, the CLI and DSC all report the same truth.</summary>
 public enum VmStopOutcome
 {
@@ -127,7 +123,8 @@ public sealed record AutostartResult(string Name, AutostartOutcome Outcome, VmIn
 /// </summary>
 public interface IDiskImageCreator
 {
-    void CreateImage(DiskImageRequest request, IProgress<double>? progress);
+    /// <param name="progress">Reports with <see cref="OperationProgress.PercentComplete"/> of this one image.</param>
+    void CreateImage(DiskImageRequest request, IProgress<OperationProgress>? progress);
 }
 
 /// <param name="Index">Position in <see cref="VmDefinition.Disks"/>.</param>

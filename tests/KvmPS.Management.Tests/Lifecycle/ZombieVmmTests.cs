@@ -26,14 +26,27 @@ public sealed class ZombieVmmTests : IDisposable
         _root.Dispose();
     }
 
-    /// <summary>Starts <c>sh -c 'sleep S' kvmps-vmm --control-socket SOCKET</c>: alive for S seconds, then a zombie.</summary>
+    /// <summary>Starts <c>sh -c 'sleep S; exit 0' kvmps-vmm --control-socket SOCKET</c>: alive for S seconds, then a zombie.</summary>
     private int SpawnFakeVmm(string socketPath, double seconds)
     {
         var pid = ProcessInterop.SpawnDetached("/bin/sh",
-            new[] { "sh", "-c", $"sleep {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}", "kvmps-vmm", "--control-socket", socketPath },
+            // "; exit 0" keeps sh from exec'ing sleep, which would replace the command line being tested.
+            new[] { "sh", "-c", $"sleep {seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}; exit 0", "kvmps-vmm", "--control-socket", socketPath },
             new[] { "PATH=/usr/bin:/bin" }, Path.Combine(_root.Path, "child.log"));
         _children.Add(pid);
         return pid;
+    }
+
+    private static bool Eventually(Func<bool> condition)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(2))
+                return false;
+            Thread.Sleep(10);
+        }
+        return true;
     }
 
     private static void WaitForZombie(int pid)
@@ -50,9 +63,9 @@ public sealed class ZombieVmmTests : IDisposable
     public void A_zombie_is_not_running()
     {
         var socket = Path.Combine(_root.Path, "s.sock");
-        var pid = SpawnFakeVmm(socket, 0.5);
+        var pid = SpawnFakeVmm(socket, 3);
         Assert.True(ProcessInterop.IsRunning(pid));
-        Assert.True(VmRuntimeProbe.IsVmmProcess(pid, socket));
+        Assert.True(Eventually(() => VmRuntimeProbe.IsVmmProcess(pid, socket)), "the live fake VMM must count as running");
 
         WaitForZombie(pid);
         Assert.True(Directory.Exists($"/proc/{pid}"), "the zombie must still have its /proc entry for this test to mean anything");
@@ -70,11 +83,11 @@ public sealed class ZombieVmmTests : IDisposable
         var manager = new VmManager(store);
         manager.New(TestDefinitions.Minimal("z1"));
         var socket = store.SocketPath("z1");
-        var pid = SpawnFakeVmm(socket, 0.5);
+        var pid = SpawnFakeVmm(socket, 3);
         File.WriteAllText(store.PidPath("z1"), pid.ToString());
         File.WriteAllText(store.SocketLockPath("z1"), "");
 
-        Assert.Equal(VmState.Starting, manager.Get("z1").State);
+        Assert.True(Eventually(() => manager.Get("z1").State == VmState.Starting), "while alive, the VM is starting");
 
         WaitForZombie(pid);
         // The socket's lock file is left behind and the process exited without its clean-exit path: crashed.
