@@ -40,6 +40,9 @@ public sealed class ControlCharacterNameTests : IDisposable
             var error = Assert.Throws<VmDefinitionException>(() => manager.New(TestDefinitions.Minimal(name)));
             Assert.Equal("Name", error.Property);
             Assert.Equal(name, error.VmName);
+            // The message shows the character escaped, so it neither breaks the line nor hides the culprit.
+            Assert.DoesNotContain(error.Message, char.IsControl);
+            Assert.Contains($"VM '{VmName.ForDisplay(name)}'", error.Message);
             Assert.ThrowsAny<Exception>(() => manager.Get(name));
         }
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(_root.Path, "vms")));
@@ -55,6 +58,7 @@ public sealed class ControlCharacterNameTests : IDisposable
         var text = $"@{{ VirtualMachines = @( @{{ Name = \"vm1{escaped}\"; MemoryStartupBytes = 256MB }} ) }}";
         var error = Assert.Throws<DesiredStateException>(() => DesiredStateReader.Parse(text, "m.psd1"));
         Assert.Contains("Name", error.Message);
+        Assert.DoesNotContain(error.Message, char.IsControl);
     }
 
     [Theory]
@@ -65,6 +69,14 @@ public sealed class ControlCharacterNameTests : IDisposable
         Assert.Throws<ValueFormatException>(() => PciAddress.Parse($"0000:01:00.0{c}"));
         Assert.Throws<ValueFormatException>(() => PciAddress.Parse($"{c}0000:01:00.0"));
         Assert.Throws<ValueFormatException>(() => MacAddress.Parse($"52:54:00:12:34:56{c}"));
+    }
+
+    [Fact]
+    public void Names_in_messages_show_control_characters_escaped()
+    {
+        Assert.Equal("vm1\\n", VmName.ForDisplay("vm1\n"));
+        Assert.Equal("\\x00a\\x7f\\t", VmName.ForDisplay("\0a\x7f\t"));
+        Assert.Equal("web-01", VmName.ForDisplay("web-01"));
     }
 
     [Fact]
