@@ -133,21 +133,15 @@ public sealed class CliApp
         if (_options.Has("--what-if"))
             return WritePlan(reconciler.Plan(desired), json, whatIf: true);
 
-        var progress = json ? null : new SyncProgress<ReconcileProgress>(p =>
+        var progress = json ? null : new SynchronousProgress(p =>
         {
-            var step = $"[{p.Index + 1}/{p.Count}]";
-            switch (p.Stage)
+            var step = $"[{p.Step}/{p.StepCount}]";
+            Out.WriteLine(p.Stage switch
             {
-                case ReconcileProgressStage.Starting:
-                    Out.WriteLine($"{step} {p.Action.Description} ...");
-                    break;
-                case ReconcileProgressStage.Done:
-                    Out.WriteLine($"{step} done: {p.Message}");
-                    break;
-                default:
-                    Out.WriteLine($"{step} FAILED: {p.Message}");
-                    break;
-            }
+                ProgressStage.StepStarted => $"{step} {p.Status} ...",
+                ProgressStage.StepDone => $"{step} done: {p.Status}",
+                _ => $"{step} FAILED: {p.Status}",
+            });
             Out.Flush();
         });
         var result = reconciler.Set(desired, progress);
@@ -386,9 +380,9 @@ public sealed class CliApp
     {
         var name = OneName(options, "vm stop");
         var result = Manager.Stop(name, force: options.Has("--force"));
-        return WriteVmResult(options, Manager.Get(name), result.WasRunning
-            ? $"VM '{name}' stopped{(result.Forced ? " (forced)" : "")}."
-            : $"VM '{name}' was not running.");
+        if (result.IsWarning && options.Has("--json"))
+            Err.WriteLine($"kvmps: warning: {result.Message}");
+        return WriteVmResult(options, Manager.Get(name), result.Message);
     }
 
     private int VmRemove(ParsedArgs options)
@@ -425,23 +419,14 @@ public sealed class CliApp
     private int VmConsole(ParsedArgs options)
     {
         var name = OneName(options, "vm console");
-        var info = Manager.Get(name);
-        if (info.State is not (VmState.Running or VmState.Paused))
-            throw new VmStateException(name, info.State, $"VM '{name}' is {info.State}; only a running or paused VM has a console (its output is in {info.SerialLogPath})");
-        using var client = VmmClient.Connect(info.SocketPath, Manager.Options.QueryTimeout, Manager.Options.QueryTimeout);
-        var console = client.AttachConsole(replay: !options.Has("--no-replay"));
-        Err.WriteLine($"Connected to the console of VM '{name}'. Type Ctrl-] to detach.");
+        using var session = ConsoleSession.Open(Manager, name, replay: !options.Has("--no-replay"));
+        Err.WriteLine(session.ConnectedMessage);
         Err.Flush();
-        using var terminal = TerminalInput.Open(In);
-        var end = ConsoleBridge.Run(console, System.Console.OpenStandardOutput(), terminal.Read);
-        terminal.Dispose();
+        ConsoleSessionEnd end;
+        using (var input = ConsoleInput.FromCurrentProcess())
+            end = session.Run(System.Console.OpenStandardOutput(), input);
         Err.WriteLine();
-        Err.WriteLine(end switch
-        {
-            ConsoleBridgeEnd.Detached => $"Detached from VM '{name}'; it keeps running.",
-            ConsoleBridgeEnd.VmEnded => $"The console of VM '{name}' closed (the VM stopped).",
-            _ => "Input ended; detached.",
-        });
+        Err.WriteLine(session.EndMessage(end));
         return ExitCodes.Ok;
     }
 
@@ -488,12 +473,6 @@ public sealed class CliApp
     });
 
     private sealed class HelpRequested(string topic) : Exception(topic);
-}
-
-/// <summary>An IProgress that reports on the calling thread.</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }
 
 internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet<string> Flags, bool Help)

@@ -31,7 +31,12 @@ public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDe
         }
     }
 
-    public bool PowerButtonEnabled { get { lock (_lock) return (_enable & PWRBTN_EN) != 0; } }
+    /// <summary>
+    /// The guest handles power-button presses: it has ACPI enabled (SCI_EN in PM1 control) and has unmasked the
+    /// power-button event (PWRBTN_EN in PM1 enable), as an ACPI OS does once its button driver loads. A guest
+    /// without ACPI support never sets PWRBTN_EN, so a press would raise no interrupt and be ignored.
+    /// </summary>
+    public bool PowerButtonEnabled { get { lock (_lock) return (_enable & PWRBTN_EN) != 0 && (_control & SCI_EN) != 0; } }
 
     public void Read(ulong offset, Span<byte> data)
     {

@@ -32,6 +32,23 @@ public static class ControlProtocol
         public static readonly string[] All = [Describe, Status, Metrics, Pause, Resume, Stop, ConsoleAttach, Ping];
     }
 
+    /// <summary>The <c>outcome</c> of a <c>stop</c> reply: why the VM ended the way it did.</summary>
+    public static class StopOutcomes
+    {
+        /// <summary>The guest powered off after the ACPI power button was pressed.</summary>
+        public const string PoweredOff = "PoweredOff";
+        /// <summary>The power button was pressed but the guest did not power off within <c>timeout_ms</c>; stopped by force.</summary>
+        public const string TimedOut = "TimedOut";
+        /// <summary>The guest has not enabled ACPI power-button events (no ACPI OS); not pressed, stopped by force at once.</summary>
+        public const string NoAcpi = "NoAcpi";
+        /// <summary>The VM was paused, so the guest could not act on a button; stopped by force at once.</summary>
+        public const string Paused = "Paused";
+        /// <summary><c>graceful: false</c>: stopped by force as asked.</summary>
+        public const string Forced = "Forced";
+        /// <summary>The guest was not running (never started, between boots, already ended).</summary>
+        public const string NotRunning = "NotRunning";
+    }
+
     public static class ErrorCodes
     {
         public const string MalformedRequest = "MalformedRequest";

@@ -210,20 +210,38 @@ public sealed class VmmHost : IVmmControl, IDisposable
         lock (_lock) { machine = _machine; _stopViaControl = true; }
         _stopRequested.Set();
         bool forced = false, pressed = false;
+        // Why the stop ended as it did, so the caller can report the truth (no "timed out" when nothing waited).
+        string outcome = ControlProtocol.StopOutcomes.NotRunning;
+        var clock = Stopwatch.StartNew();
         if (machine is not null && !machine.Exited.IsCompleted)
         {
-            if (graceful && machine.State == VmState.Running)
+            if (!graceful)
+                outcome = ControlProtocol.StopOutcomes.Forced;
+            else if (machine.State != VmState.Running)
+                outcome = machine.State == VmState.Paused ? ControlProtocol.StopOutcomes.Paused : ControlProtocol.StopOutcomes.NotRunning;
+            else if (!machine.Pm.PowerButtonEnabled)
+                outcome = ControlProtocol.StopOutcomes.NoAcpi;
+            else
             {
-                pressed = machine.Pm.PowerButtonEnabled;
-                if (pressed) machine.Pm.PressPowerButton();
-                if (!pressed || !machine.Exited.Wait(timeout)) forced = true;
+                pressed = true;
+                machine.Pm.PressPowerButton();
+                outcome = machine.Exited.Wait(timeout) ? ControlProtocol.StopOutcomes.PoweredOff : ControlProtocol.StopOutcomes.TimedOut;
             }
-            else forced = true;
-            if (forced) machine.Stop(graceful ? "graceful stop timed out; stopped by force" : "stopped by request");
+            forced = outcome != ControlProtocol.StopOutcomes.PoweredOff && !machine.Exited.IsCompleted;
+            if (forced)
+                machine.Stop(outcome switch
+                {
+                    ControlProtocol.StopOutcomes.TimedOut => $"the guest did not power off within {timeout.TotalSeconds:0.###} s of the ACPI power button; stopped by force",
+                    ControlProtocol.StopOutcomes.NoAcpi => "the guest does not handle ACPI power-button requests; stopped by force",
+                    ControlProtocol.StopOutcomes.Paused => "the VM was paused; stopped by force",
+                    _ => "stopped by request",
+                });
             machine.Exited.Wait(TimeSpan.FromSeconds(5));
         }
         w.WriteBoolean("forced", forced);
         w.WriteBoolean("power_button", pressed);
+        w.WriteString("outcome", outcome);
+        w.WriteNumber("waited_ms", pressed ? (long)clock.Elapsed.TotalMilliseconds : 0);
         w.WriteString("state", machine?.State.ToString() ?? "Stopped");
     }
 
@@ -288,6 +306,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         w.WriteNumber("boots", boots);
         w.WriteNumber("uptime_ms", m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0);
         w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
+        w.WriteBoolean("acpi_power_button", m?.Pm is { PowerButtonEnabled: true });
         w.WriteStartArray("vcpus");
         if (m is not null)
             foreach (var v in m.Vcpus) { w.WriteStartObject(); w.WriteNumber("id", v.Id); w.WriteString("state", v.State.ToString()); w.WriteEndObject(); }

@@ -6,7 +6,7 @@ namespace KvmPS.Management.Definitions;
 /// <summary>A host PCI function in sysfs form <c>DDDD:BB:DD.F</c> (domain:bus:device.function), printed lowercase.</summary>
 public readonly partial record struct PciAddress(ushort Domain, byte Bus, byte Device, byte Function)
 {
-    [GeneratedRegex(@"^(?<domain>[0-9A-Fa-f]{4}):(?<bus>[0-9A-Fa-f]{2}):(?<device>[0-9A-Fa-f]{2})\.(?<function>[0-7])$")]
+    [GeneratedRegex(@"^(?<domain>[0-9A-Fa-f]{4}):(?<bus>[0-9A-Fa-f]{2}):(?<device>[0-9A-Fa-f]{2})\.(?<function>[0-7])\z")]
     private static partial Regex Pattern();
 
     public static PciAddress Parse(string text)

@@ -11,7 +11,7 @@ namespace KvmPS.Management.Definitions;
 /// </summary>
 public static partial class SizeParser
 {
-    [GeneratedRegex(@"^(?<number>\d+(\.\d+)?|\.\d+)\s*(?<unit>[KMGTP]i?B|B)?$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?<number>[0-9]+(\.[0-9]+)?|\.[0-9]+)\s*(?<unit>[KMGTP]i?B|B)?\z", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex SizePattern();
 
     /// <summary>Parses a size string; throws <see cref="ValueFormatException"/> naming the input.</summary>

@@ -4,7 +4,7 @@ namespace KvmPS.Management.Definitions;
 public sealed class VmDefinitionException : Exception
 {
     public VmDefinitionException(string vmName, string property, string reason, Exception? inner = null)
-        : base($"VM '{vmName}': {property}: {reason}", inner)
+        : base($"VM '{KvmPS.Management.Definitions.VmName.ForDisplay(vmName)}': {property}: {reason}", inner)
     {
         VmName = vmName;
         Property = property;

@@ -11,10 +11,31 @@ public static partial class VmName
 {
     public const int MaximumLength = 63;
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\z")] // \z, not $: $ also matches before a final \n
     private static partial Regex Pattern();
 
     public static bool IsValid(string? name) => name is not null && Pattern().IsMatch(name);
+
+    /// <summary>
+    /// <paramref name="name"/> for a message: control characters shown as escapes (<c>\n</c>, <c>\x00</c>), so a
+    /// rejected "vm1\n" reads as <c>vm1\n</c> instead of breaking the line.
+    /// </summary>
+    public static string ForDisplay(string name)
+    {
+        if (!name.Any(char.IsControl))
+            return name;
+        var text = new System.Text.StringBuilder(name.Length + 8);
+        foreach (var c in name)
+            text.Append(c switch
+            {
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ when char.IsControl(c) => $"\\x{(int)c:x2}",
+                _ => c.ToString(),
+            });
+        return text.ToString();
+    }
 
     /// <summary>Throws <see cref="VmDefinitionException"/> (property <c>Name</c>) for an invalid name.</summary>
     public static string Validate(string? name)

@@ -1,3 +1,4 @@
+using KvmPS.Management.Definitions;
 using KvmPS.Management.Manifests;
 
 namespace KvmPS.Management.DesiredState;
@@ -37,7 +38,7 @@ public sealed class DesiredStateException : Exception
     private static string Format(SourcePosition position, string? vmName, string? property, string reason)
     {
         var location = position.Line > 0 ? position.ToString() : position.File;
-        var vm = string.IsNullOrEmpty(vmName) ? "" : $"VM '{vmName}': ";
+        var vm = string.IsNullOrEmpty(vmName) ? "" : $"VM '{KvmPS.Management.Definitions.VmName.ForDisplay(vmName)}': ";
         var key = string.IsNullOrEmpty(property) ? "" : $"{property}: ";
         return $"{location}: {vm}{key}{reason}";
     }

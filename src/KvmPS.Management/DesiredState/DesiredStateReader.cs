@@ -298,28 +298,35 @@ public static class DesiredStateReader
 
     // ---- plain values → PsdValue (for FromDictionary) ---------------------------------------------------
 
-    private static PsdHashtable ToPsd(IDictionary values, SourcePosition position)
+    private static PsdHashtable ToPsd(IDictionary values, SourcePosition position, int depth = 1)
     {
         var table = new PsdHashtable(position);
         foreach (DictionaryEntry entry in values)
         {
             var key = entry.Key as string ?? Convert.ToString(entry.Key, System.Globalization.CultureInfo.InvariantCulture) ?? "";
-            if (table.TryAdd(new PsdHashtableEntry(key, position, ToPsdValue(entry.Value, position))) is not null)
+            if (table.TryAdd(new PsdHashtableEntry(key, position, ToPsdValue(entry.Value, position, key, depth + 1))) is not null)
                 throw new DesiredStateException(position, null, key, "is given twice (keys are case-insensitive)");
         }
         return table;
     }
 
-    private static PsdValue ToPsdValue(object? value, SourcePosition position) => value switch
+    // Values from PowerShell can nest without bound (or contain themselves): the same limit as for a manifest file.
+    private static PsdValue ToPsdValue(object? value, SourcePosition position, string key, int depth)
     {
-        null => new PsdNull(position),
-        string s => new PsdString(s, position),
-        bool b => new PsdBoolean(b, position),
-        int or long or decimal or double or byte or uint or ulong => new PsdNumber(value, position),
-        short or sbyte or ushort => new PsdNumber(Convert.ToInt32(value, System.Globalization.CultureInfo.InvariantCulture), position),
-        float f => new PsdNumber((double)f, position),
-        IDictionary d => ToPsd(d, position),
-        IEnumerable e => new PsdArray(e.Cast<object?>().Select(x => ToPsdValue(x, position)).ToArray(), position),
-        _ => new PsdString(Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "", position),
-    };
+        if (depth > PsdReader.MaxNestingDepth && value is IDictionary or (IEnumerable and not string))
+            throw new DesiredStateException(position, null, key,
+                $"values are nested more than {PsdReader.MaxNestingDepth} levels deep (or contain themselves); at most {PsdReader.MaxNestingDepth} are allowed");
+        return value switch
+        {
+            null => new PsdNull(position),
+            string s => new PsdString(s, position),
+            bool b => new PsdBoolean(b, position),
+            int or long or decimal or double or byte or uint or ulong => new PsdNumber(value, position),
+            short or sbyte or ushort => new PsdNumber(Convert.ToInt32(value, System.Globalization.CultureInfo.InvariantCulture), position),
+            float f => new PsdNumber((double)f, position),
+            IDictionary d => ToPsd(d, position, depth),
+            IEnumerable e => new PsdArray(e.Cast<object?>().Select(x => ToPsdValue(x, position, key, depth + 1)).ToArray(), position),
+            _ => new PsdString(Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "", position),
+        };
+    }
 }

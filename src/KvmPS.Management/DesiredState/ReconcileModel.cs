@@ -94,17 +94,6 @@ public sealed record ReconcileResult(ReconcilePlan Plan, IReadOnlyList<Reconcile
     public bool Changed => Results.Any(r => r.Status == ReconcileActionStatus.Done);
 }
 
-public enum ReconcileProgressStage
-{
-    Starting,
-    Done,
-    Failed,
-}
-
-/// <summary>Reported before and after each step of <see cref="Reconciler.Set"/>.</summary>
-/// <param name="Index">0-based position of the step in the plan.</param>
-public sealed record ReconcileProgress(ReconcileAction Action, ReconcileProgressStage Stage, int Index, int Count, string Message);
-
 /// <summary>One VM named in a manifest: what is asked and what is there.</summary>
 /// <param name="Actual">Null when the VM does not exist.</param>
 public sealed record DesiredVmStatus(DesiredVm Desired, VmInfo? Actual, IReadOnlyList<Drift> Drifts)

@@ -44,7 +44,7 @@ public sealed class Reconciler
     /// each step is one atomic <see cref="VmManager"/> call, so the store stays consistent and running Set again
     /// continues where this one stopped. Running it on a host in the desired state does nothing.
     /// </summary>
-    public ReconcileResult Set(DesiredHostState desired, IProgress<ReconcileProgress>? progress = null, CancellationToken cancellationToken = default)
+    public ReconcileResult Set(DesiredHostState desired, IProgress<OperationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var plan = Plan(desired);
         var results = new List<ReconcileActionResult>();
@@ -59,7 +59,7 @@ public sealed class Reconciler
                 failed = true;
                 continue;
             }
-            progress?.Report(new ReconcileProgress(action, ReconcileProgressStage.Starting, i, plan.Actions.Count, action.Description));
+            progress?.Report(StepProgress(action, ProgressStage.StepStarted, i, plan.Actions.Count, action.Description));
             ReconcileActionResult result;
             try
             {
@@ -71,10 +71,21 @@ public sealed class Reconciler
                 failed = true;
             }
             results.Add(result);
-            progress?.Report(new ReconcileProgress(action, failed ? ReconcileProgressStage.Failed : ReconcileProgressStage.Done, i, plan.Actions.Count, result.Message));
+            progress?.Report(StepProgress(action, failed ? ProgressStage.StepFailed : ProgressStage.StepDone, i, plan.Actions.Count, result.Message)
+                with { Completed = failed || i == plan.Actions.Count - 1 });
         }
         return new ReconcileResult(plan, results);
     }
+
+    /// <summary>Step <paramref name="index"/> (0-based) of <paramref name="count"/>: a started step is the steps before it done, a finished one includes it.</summary>
+    private static OperationProgress StepProgress(ReconcileAction action, ProgressStage stage, int index, int count, string status) =>
+        new("Applying the desired state", status, 100 * (index + (stage == ProgressStage.StepStarted ? 0 : 1)) / count)
+        {
+            Stage = stage,
+            VmName = action.VmName,
+            Step = index + 1,
+            StepCount = count,
+        };
 
     private ReconcileActionResult Run(DesiredHostState desired, ReconcileAction action)
     {
@@ -101,9 +112,7 @@ public sealed class Reconciler
             case ReconcileActionKind.Stop:
             {
                 var stop = Manager.Stop(name);
-                return Done(action, stop.WasRunning
-                    ? $"VM '{name}' stopped ({(stop.Forced ? "forced" : "guest powered off")})"
-                    : $"VM '{name}' was already off");
+                return Done(action, stop.Message);
             }
             case ReconcileActionKind.Start:
             {

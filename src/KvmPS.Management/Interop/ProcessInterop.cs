@@ -74,6 +74,31 @@ internal static unsafe partial class ProcessInterop
     public static partial int Kill(int pid, int signal);
 
     /// <summary>
+    /// True if <paramref name="pid"/> names a process that has not exited. A zombie (state Z: exited, not yet
+    /// reaped, as under a PID 1 that does not reap) and a dying process (X) count as exited; so does a pid
+    /// with no /proc entry. Reads the state field of <c>/proc/PID/stat</c>, which follows the last ')' (the
+    /// command name in parentheses may itself contain ')' or spaces).
+    /// </summary>
+    public static bool IsRunning(int pid)
+    {
+        if (pid <= 0)
+            return false;
+        string stat;
+        try
+        {
+            stat = File.ReadAllText($"/proc/{pid.ToString(System.Globalization.CultureInfo.InvariantCulture)}/stat");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+        var close = stat.LastIndexOf(')');
+        if (close < 0 || close + 2 >= stat.Length)
+            return false;
+        return stat[close + 2] is not ('Z' or 'X' or 'x');
+    }
+
+    /// <summary>
     /// Starts <paramref name="path"/> in a new session (no controlling terminal, its own process group, so a
     /// closing terminal or Ctrl+C in the caller does not reach it), with every signal at its default
     /// disposition and none blocked (.NET ignores SIGPIPE, which exec would otherwise pass on), stdin from

@@ -2,17 +2,74 @@ using KvmPS.Management.Definitions;
 
 namespace KvmPS.Management.Lifecycle;
 
-/// <summary>Progress of a long operation (New creating disks, Start waiting for the VMM), for Write-Progress and the CLI.</summary>
-/// <param name="PercentComplete">0–100, or -1 if unknown.</param>
-public sealed record VmProgress(string VmName, string Activity, string Status, int PercentComplete = -1);
+/// <summary>How a stop ended, decided once in management so the cmdlet, the CLI and DSC all report the same truth.</summary>
+public enum VmStopOutcome
+{
+    /// <summary>Nothing was running.</summary>
+    NotRunning,
+
+    /// <summary>The guest powered off by itself after the ACPI power button was pressed.</summary>
+    ShutDown,
+
+    /// <summary>Turned off at once, as asked (<c>-TurnOff</c>, <c>--force</c>).</summary>
+    TurnedOff,
+
+    /// <summary>The guest has not enabled ACPI power-button events, so a press would be ignored: turned off at once, nothing waited.</summary>
+    NoAcpi,
+
+    /// <summary>The VM was paused, so the guest could not act on the power button: turned off at once.</summary>
+    Paused,
+
+    /// <summary>The power button was pressed and the graceful timeout really passed: turned off.</summary>
+    TimedOut,
+
+    /// <summary>The guest had already ended (powered off, crashed) and only the VMM was left to stop.</summary>
+    AlreadyEnded,
+
+    /// <summary>kvmps-vmm did not answer its control socket; it was stopped by signal.</summary>
+    Unresponsive,
+}
 
 /// <param name="PreviousState">State before the stop; <see cref="VmState.Off"/> means there was nothing to stop.</param>
-/// <param name="Forced">The VM was stopped by force (requested, or the guest did not power off within the graceful timeout).</param>
-/// <param name="PowerButtonPressed">The ACPI power button was pressed (the guest had enabled it).</param>
-/// <param name="Killed">The VMM did not stop over its control socket and was killed (SIGKILL).</param>
-public sealed record VmStopResult(string Name, VmState PreviousState, bool Forced, bool PowerButtonPressed, bool Killed)
+/// <param name="Outcome">What happened (see <see cref="Message"/> for the sentence to show).</param>
+/// <param name="GracefulTimeout">The graceful timeout that applied (zero when turned off at once by request).</param>
+/// <param name="Waited">How long the guest was waited for after the power button (zero if the button was not pressed).</param>
+/// <param name="Killed">The VMM did not exit when asked and was killed (SIGKILL).</param>
+public sealed record VmStopResult(string Name, VmState PreviousState, VmStopOutcome Outcome, TimeSpan GracefulTimeout, TimeSpan Waited, bool Killed)
 {
     public bool WasRunning => PreviousState is not VmState.Off;
+
+    /// <summary>The VM was stopped by force (requested, or the guest did not or could not power off itself).</summary>
+    public bool Forced => Outcome is not (VmStopOutcome.ShutDown or VmStopOutcome.NotRunning) || Killed;
+
+    /// <summary>The ACPI power button was pressed (the guest had enabled it).</summary>
+    public bool PowerButtonPressed => Outcome is VmStopOutcome.ShutDown or VmStopOutcome.TimedOut;
+
+    /// <summary>A graceful stop was asked for and did not happen as a graceful stop: worth a warning.</summary>
+    public bool IsWarning => Killed || Outcome is VmStopOutcome.NoAcpi or VmStopOutcome.Paused or VmStopOutcome.TimedOut or VmStopOutcome.Unresponsive;
+
+    /// <summary>One sentence saying what happened, naming the VM; the same for every front end.</summary>
+    public string Message
+    {
+        get
+        {
+            var text = Outcome switch
+            {
+                VmStopOutcome.NotRunning => $"VM '{Name}' was not running.",
+                VmStopOutcome.ShutDown => $"VM '{Name}' shut down: the guest powered off {Seconds(Waited)} after the ACPI power button.",
+                VmStopOutcome.TurnedOff => $"VM '{Name}' was turned off.",
+                VmStopOutcome.NoAcpi => $"VM '{Name}': the guest does not handle ACPI power-button requests; it was turned off.",
+                VmStopOutcome.Paused => $"VM '{Name}' was paused, so the guest could not shut down; it was turned off.",
+                VmStopOutcome.TimedOut => $"VM '{Name}' did not shut down within {Seconds(Waited)} of the ACPI power button (timeout {Seconds(GracefulTimeout)}); it was turned off.",
+                VmStopOutcome.AlreadyEnded => $"VM '{Name}' had already ended; its VMM was stopped.",
+                _ => $"VM '{Name}': kvmps-vmm did not answer its control socket; it was stopped by signal.",
+            };
+            return Killed ? text + " kvmps-vmm did not exit when asked and was killed." : text;
+        }
+    }
+
+    private static string Seconds(TimeSpan t) =>
+        t.TotalSeconds.ToString(t.TotalSeconds < 10 ? "0.##" : "0", System.Globalization.CultureInfo.InvariantCulture) + " s";
 }
 
 /// <param name="WasRunning">A VMM had to be stopped (forcibly) first.</param>
@@ -66,7 +123,8 @@ public sealed record AutostartResult(string Name, AutostartOutcome Outcome, VmIn
 /// </summary>
 public interface IDiskImageCreator
 {
-    void CreateImage(DiskImageRequest request, IProgress<double>? progress);
+    /// <param name="progress">Reports with <see cref="OperationProgress.PercentComplete"/> of this one image.</param>
+    void CreateImage(DiskImageRequest request, IProgress<OperationProgress>? progress);
 }
 
 /// <param name="Index">Position in <see cref="VmDefinition.Disks"/>.</param>

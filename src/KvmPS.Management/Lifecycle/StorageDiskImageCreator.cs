@@ -9,12 +9,12 @@ namespace KvmPS.Management.Lifecycle;
 /// </summary>
 public sealed class StorageDiskImageCreator : IDiskImageCreator
 {
-    public void CreateImage(DiskImageRequest request, IProgress<double>? progress)
+    public void CreateImage(DiskImageRequest request, IProgress<OperationProgress>? progress)
     {
         ArgumentNullException.ThrowIfNull(request);
         var size = request.Disk.SizeBytes ?? throw new ArgumentException($"Disk '{request.Path}' has no SizeBytes", nameof(request));
         Create(request.Path, request.Disk.Format, size, request.BackingImagePath);
-        progress?.Report(1.0);
+        progress?.Report(new OperationProgress($"Creating disk image '{request.Path}'", "Created", 100) { VmName = request.VmName, Completed = true });
     }
 
     /// <summary>Creates a raw or qcow2 image; never overwrites an existing file. <paramref name="sizeBytes"/> 0 with a backing file takes the backing file's size.</summary>

@@ -5,12 +5,6 @@ using KvmPS.Management.Vmm;
 
 namespace KvmPS.Management.Lifecycle;
 
-/// <summary>Reports synchronously on the reporting thread (unlike <see cref="Progress{T}"/>, which posts to the thread pool).</summary>
-internal sealed class CallbackProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}
-
 /// <summary>Timeouts of <see cref="VmManager"/>.</summary>
 public sealed record VmManagerOptions
 {
@@ -69,7 +63,7 @@ public sealed class VmManager
     /// Stores a new VM and creates its disk images (disks with <see cref="DiskDefinition.SizeBytes"/>). On any
     /// failure the VM and the images created so far are removed again. The VM is not started.
     /// </summary>
-    public VmInfo New(VmDefinition definition, IProgress<VmProgress>? progress = null)
+    public VmInfo New(VmDefinition definition, IProgress<OperationProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(definition);
         definition.Validate();
@@ -79,7 +73,8 @@ public sealed class VmManager
             throw new ManagementValidationException(name, $"Disks[{toCreate[0].index}].SizeBytes",
                 "creating disk images is not available yet (no IDiskImageCreator is configured); give existing images without SizeBytes");
 
-        progress?.Report(new VmProgress(name, $"Creating VM '{name}'", "Writing the definition", 0));
+        var activity = $"Creating VM '{name}'";
+        progress?.Report(new OperationProgress(activity, "Writing the definition", 0) { VmName = name });
         Store.Create(definition);
         var created = new List<string>();
         try
@@ -90,11 +85,12 @@ public sealed class VmManager
                 var path = Store.ResolveDiskPath(name, disk.Path);
                 var backing = disk.BackingImagePath is null ? null : Store.ResolveDiskPath(name, disk.BackingImagePath);
                 var percentBase = 100 * i / toCreate.Count;
-                progress?.Report(new VmProgress(name, $"Creating VM '{name}'", $"Creating disk image '{path}'", percentBase));
+                progress?.Report(new OperationProgress(activity, $"Creating disk image '{path}'", percentBase) { VmName = name });
                 if (File.Exists(path))
                     throw new ManagementValidationException(name, $"Disks[{index}].Path", $"'{path}' already exists; remove SizeBytes to use an existing image");
-                var diskProgress = progress is null ? null : new CallbackProgress<double>(f =>
-                    progress.Report(new VmProgress(name, $"Creating VM '{name}'", $"Creating disk image '{path}'", percentBase + (int)(f * 100 / toCreate.Count))));
+                // The creator reports its own image's percentage; scale it into this VM's share.
+                var diskProgress = progress is null ? null : new SynchronousProgress(p =>
+                    progress.Report(new OperationProgress(activity, $"Creating disk image '{path}'", percentBase + Math.Clamp(p.PercentComplete, 0, 100) / toCreate.Count) { VmName = name }));
                 created.Add(path);
                 DiskImageCreator!.CreateImage(new DiskImageRequest(name, index, disk, path, backing), diskProgress);
             }
@@ -109,7 +105,7 @@ public sealed class VmManager
             Store.Delete(name, DiskRetention.Delete);
             throw;
         }
-        progress?.Report(new VmProgress(name, $"Creating VM '{name}'", "Done", 100));
+        progress?.Report(new OperationProgress(activity, "Done", 100) { VmName = name, Completed = true });
         return Get(name);
     }
 
@@ -142,7 +138,7 @@ public sealed class VmManager
     /// does not come up within <paramref name="timeout"/>, throws <see cref="VmmLaunchException"/> with its
     /// exit status and output, and nothing is left running.
     /// </summary>
-    public VmInfo Start(string name, TimeSpan? timeout = null, IProgress<VmProgress>? progress = null)
+    public VmInfo Start(string name, TimeSpan? timeout = null, IProgress<OperationProgress>? progress = null)
     {
         var wait = timeout ?? Options.StartTimeout;
         VmDefinition definition;
@@ -160,7 +156,7 @@ public sealed class VmManager
             }
             VmmFeatureSupport.EnsureSupported(definition);
             ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: true);
-            progress?.Report(new VmProgress(name, $"Starting VM '{name}'", "Launching kvmps-vmm", 0));
+            progress?.Report(new OperationProgress($"Starting VM '{name}'", "Launching kvmps-vmm", 0) { VmName = name });
             process = Launcher.Launch(Store, definition);
         }
         return WaitUntilBooted(definition, process, wait, progress);
@@ -181,13 +177,13 @@ public sealed class VmManager
         {
             using (Store.Lock())
                 ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: snapshot.State == VmState.Crashed);
-            return new VmStopResult(name, snapshot.State, false, false, false);
+            return new VmStopResult(name, snapshot.State, VmStopOutcome.NotRunning, TimeSpan.Zero, TimeSpan.Zero, false);
         }
         return StopActive(name, snapshot, gracefulTimeout ?? Options.GracefulStopTimeout, force, lockHeld: false);
     }
 
     /// <summary>Stops the VM if it is active (as <see cref="Stop"/>) and starts it again.</summary>
-    public VmInfo Restart(string name, TimeSpan? gracefulTimeout = null, bool force = false, TimeSpan? startTimeout = null, IProgress<VmProgress>? progress = null)
+    public VmInfo Restart(string name, TimeSpan? gracefulTimeout = null, bool force = false, TimeSpan? startTimeout = null, IProgress<OperationProgress>? progress = null)
     {
         Stop(name, gracefulTimeout, force);
         return Start(name, startTimeout, progress);
@@ -395,11 +391,11 @@ public sealed class VmManager
         };
     }
 
-    private VmInfo WaitUntilBooted(VmDefinition definition, VmmProcess process, TimeSpan timeout, IProgress<VmProgress>? progress)
+    private VmInfo WaitUntilBooted(VmDefinition definition, VmmProcess process, TimeSpan timeout, IProgress<OperationProgress>? progress)
     {
         var name = definition.Name;
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        progress?.Report(new VmProgress(name, $"Starting VM '{name}'", $"Waiting for kvmps-vmm (pid {process.Pid})", 50));
+        progress?.Report(new OperationProgress($"Starting VM '{name}'", $"Waiting for kvmps-vmm (pid {process.Pid})", 50) { VmName = name });
         while (true)
         {
             if (process.Exited.IsCompleted)
@@ -408,7 +404,7 @@ public sealed class VmManager
             var snapshot = Probe(name);
             if (snapshot.State is VmState.Running or VmState.Paused or VmState.Crashed && snapshot.Pid == process.Pid)
             {
-                progress?.Report(new VmProgress(name, $"Starting VM '{name}'", "Running", 100));
+                progress?.Report(new OperationProgress($"Starting VM '{name}'", "Running", 100) { VmName = name, Completed = true });
                 return ToInfo(definition, snapshot);
             }
             if (Environment.TickCount64 >= deadline)
@@ -441,23 +437,23 @@ public sealed class VmManager
     private VmStopResult StopActive(string name, RuntimeSnapshot snapshot, TimeSpan gracefulTimeout, bool force, bool lockHeld)
     {
         var socketPath = Store.SocketPath(name);
-        var forced = force;
-        var powerButton = false;
+        VmStopOutcome outcome;
+        var waited = TimeSpan.Zero;
         var killed = false;
         var pid = snapshot.Pid;
         try
         {
             using var client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
             var result = client.Stop(graceful: !force, gracefulTimeout);
-            forced = force || result.Forced;
-            powerButton = result.PowerButtonPressed;
+            outcome = StopOutcome(result, snapshot.State, force);
+            waited = result.Waited;
         }
         catch (VmmException)
         {
             // Not serving its socket (starting, hung): ask it to stop by signal; it handles SIGTERM as a stop.
             if (pid is { } p)
                 ProcessInterop.Kill(p, ProcessInterop.SIGTERM);
-            forced = true;
+            outcome = VmStopOutcome.Unresponsive;
         }
         if (pid is { } target && !VmRuntimeProbe.WaitForExit(target, socketPath, Options.ExitTimeout))
         {
@@ -470,8 +466,28 @@ public sealed class VmManager
         else
             using (Store.Lock())
                 ClearRuntimeFiles(name, pid, removeSocket: killed);
-        return new VmStopResult(name, snapshot.State, forced, powerButton, killed);
+        return new VmStopResult(name, snapshot.State, outcome, force ? TimeSpan.Zero : gracefulTimeout, waited, killed);
     }
+
+    /// <summary>
+    /// The outcome from the VMM's <c>stop</c> reply. A VMM older than the <c>outcome</c> field is judged from
+    /// what it did report: no button pressed on a running guest means the guest had not enabled it.
+    /// </summary>
+    internal static VmStopOutcome StopOutcome(VmmStopResult reply, VmState before, bool force) => reply.Outcome switch
+    {
+        "PoweredOff" => VmStopOutcome.ShutDown,
+        "TimedOut" => VmStopOutcome.TimedOut,
+        "NoAcpi" => VmStopOutcome.NoAcpi,
+        "Paused" => VmStopOutcome.Paused,
+        "Forced" => VmStopOutcome.TurnedOff,
+        "NotRunning" => VmStopOutcome.AlreadyEnded,
+        _ when force => VmStopOutcome.TurnedOff,
+        _ when reply.PowerButtonPressed => reply.Forced ? VmStopOutcome.TimedOut : VmStopOutcome.ShutDown,
+        _ when !reply.Forced => VmStopOutcome.AlreadyEnded,
+        _ when before == VmState.Paused => VmStopOutcome.Paused,
+        _ when before == VmState.Running => VmStopOutcome.NoAcpi,
+        _ => VmStopOutcome.AlreadyEnded,
+    };
 
     private void KillAndClear(string name, int pid, string socketPath)
     {

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using KvmPS.Management.Interop;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 
@@ -27,7 +28,7 @@ internal sealed record RuntimeSnapshot(
 /// <list type="bullet">
 /// <item>The control socket answers → the VMM's own state (Created→Starting, Stopped→Stopping, Crashed with its reason).</item>
 /// <item>Otherwise, the pid in vmm.pid is alive and its <c>/proc/PID/cmdline</c> names this VM's control socket
-///   (so a recycled pid cannot fool us; a zombie has an empty cmdline) → <see cref="VmState.Starting"/>.</item>
+///   (so a recycled pid cannot fool us) and it is not a zombie (state Z in <c>/proc/PID/stat</c>: exited, not reaped) → <see cref="VmState.Starting"/>.</item>
 /// <item>Otherwise, vmm.pid exists and the VMM's socket or its <c>.lock</c> file is still there → the VMM died
 ///   without its clean-exit path, which always removes both → <see cref="VmState.Crashed"/>.</item>
 /// <item>Otherwise → <see cref="VmState.Off"/> (never started, stopped, or the guest powered off).</item>
@@ -101,6 +102,9 @@ internal static class VmRuntimeProbe
     /// </summary>
     public static bool IsVmmProcess(int pid, string socketPath)
     {
+        // A zombie has exited: it serves nothing and holds no lock, whether or not its parent ever reaps it.
+        if (!ProcessInterop.IsRunning(pid))
+            return false;
         byte[] cmdline;
         try
         {
@@ -111,7 +115,7 @@ internal static class VmRuntimeProbe
             return false;
         }
         if (cmdline.Length == 0)
-            return false; // zombie or kernel thread
+            return false; // kernel thread, or exited between the two reads
         var args = Encoding.UTF8.GetString(cmdline).Split('\0');
         for (var i = 0; i + 1 < args.Length; i++)
             if (args[i] == "--control-socket" && args[i + 1] == socketPath)

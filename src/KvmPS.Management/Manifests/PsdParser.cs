@@ -20,6 +20,7 @@ internal sealed class PsdParser
 
     private readonly PsdTextCursor _cursor;
     private readonly string _text;
+    private int _depth; // open containers ('@{', '@(', '(', unary ',', casts) around the current position
 
     public PsdParser(string text, string file)
     {
@@ -85,7 +86,10 @@ internal sealed class PsdParser
             SkipTrivia(newlines: true);
             if (IsValueTerminator(_cursor.Current))
                 throw _cursor.Error("Missing expression after unary ','");
-            return new PsdArray(new[] { ParseUnary() }, position);
+            Nest(position);
+            var item = ParseUnary();
+            Unnest();
+            return new PsdArray(new[] { item }, position);
         }
         if (_cursor.Current == '[')
             return ParseCast();
@@ -214,13 +218,16 @@ internal sealed class PsdParser
         SkipTrivia(newlines: false);
         if (IsValueTerminator(_cursor.Current))
             throw _cursor.Error(position, $"A cast '[{typeName}]' must be followed by a value; type literals are not allowed in a data file");
+        Nest(position);
         var operand = ParseUnary();
+        Unnest();
         return PsdCast.Apply(typeName, operand, position);
     }
 
     private PsdHashtable ParseHashtable()
     {
         var open = _cursor.Position;
+        Nest(open);
         _cursor.Advance(2);
         var table = new PsdHashtable(open);
         SkipSeparators();
@@ -229,6 +236,7 @@ internal sealed class PsdParser
             if (_cursor.Current == '}')
             {
                 _cursor.Advance();
+                Unnest();
                 return table;
             }
             if (_cursor.AtEnd)
@@ -286,6 +294,7 @@ internal sealed class PsdParser
     private PsdArray ParseArrayExpression()
     {
         var open = _cursor.Position;
+        Nest(open);
         _cursor.Advance(2);
         var items = new List<PsdValue>();
         SkipSeparators();
@@ -294,6 +303,7 @@ internal sealed class PsdParser
             if (_cursor.Current == ')')
             {
                 _cursor.Advance();
+                Unnest();
                 return new PsdArray(items, open);
             }
             if (_cursor.AtEnd)
@@ -320,6 +330,7 @@ internal sealed class PsdParser
     private PsdValue ParseParenthesized()
     {
         var open = _cursor.Position;
+        Nest(open);
         _cursor.Advance();
         SkipTrivia(newlines: true);
         if (_cursor.Current == ')')
@@ -329,12 +340,26 @@ internal sealed class PsdParser
         if (_cursor.Current == ')')
         {
             _cursor.Advance();
+            Unnest();
             return value;
         }
         if (_cursor.AtEnd)
             throw _cursor.Error($"Missing closing ')' for the '(' at {open.Line}:{open.Column}");
         throw UnexpectedAfterValue("')'");
     }
+
+    /// <summary>
+    /// Enters one nesting level at <paramref name="opener"/>. The parser recurses once per level, so without a limit a
+    /// hostile or broken file (10,000 '@(') overflows the stack, which kills the process: no catch can stop that.
+    /// </summary>
+    private void Nest(SourcePosition opener)
+    {
+        if (++_depth > PsdReader.MaxNestingDepth)
+            throw _cursor.Error(opener,
+                $"Values are nested more than {PsdReader.MaxNestingDepth} levels deep ('@{{', '@(', '(', ',' and casts each open a level); a data file may nest at most {PsdReader.MaxNestingDepth}");
+    }
+
+    private void Unnest() => _depth--;
 
     /// <summary>Rejects member access, indexing and invocation glued to a value ('a'.Length, x[0], 'a'(1)).</summary>
     private void RejectPostfix()

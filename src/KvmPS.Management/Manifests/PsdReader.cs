@@ -7,6 +7,12 @@ namespace KvmPS.Management.Manifests;
 /// </summary>
 public static class PsdReader
 {
+    /// <summary>
+    /// How deeply values may nest ('@{', '@(', '(', unary ',' and casts each open a level; the file's own hashtable
+    /// is the first). Real manifests use four or five; the limit keeps a hostile file from overflowing the stack.
+    /// </summary>
+    public const int MaxNestingDepth = 64;
+
     /// <summary>Reads a data file from disk; its top level must be a single hashtable.</summary>
     public static PsdHashtable ReadDataFile(string path) => ParseDataFile(File.ReadAllText(path), path);
 

@@ -22,6 +22,10 @@ public sealed record VmmVcpuState(int Id, string State);
 public sealed record VmmExitInfo(string Kind, string? Reason, int? DebugExitValue, IReadOnlyDictionary<string, string>? Registers);
 
 /// <summary>Reply to <c>status</c> (also returned by <c>pause</c>/<c>resume</c>).</summary>
+/// <param name="AcpiPowerButton">
+/// The guest handles ACPI power-button requests (it enabled ACPI and the power-button event), so a graceful stop
+/// can work; null from a VMM older than the field.
+/// </param>
 public sealed record VmmStatus(
     VmmState State,
     string StateText,
@@ -29,7 +33,8 @@ public sealed record VmmStatus(
     TimeSpan Uptime,
     bool NestedPvm,
     IReadOnlyList<VmmVcpuState> Vcpus,
-    VmmExitInfo? Exit)
+    VmmExitInfo? Exit,
+    bool? AcpiPowerButton = null)
 {
     internal static VmmStatus Parse(JsonElement result)
     {
@@ -54,7 +59,8 @@ public sealed record VmmStatus(
             TimeSpan.FromMilliseconds(result.OptionalInt64("uptime_ms") ?? 0),
             result.OptionalBool("nested_pvm") ?? false,
             ParseVcpus(result),
-            exit);
+            exit,
+            result.OptionalBool("acpi_power_button"));
     }
 
     internal static IReadOnlyList<VmmVcpuState> ParseVcpus(JsonElement result)
@@ -162,10 +168,16 @@ public sealed record VmmMetrics(
 /// <param name="Forced">The guest did not power off by itself (in time); the VM was stopped by force.</param>
 /// <param name="PowerButtonPressed">The ACPI power button was pressed (the guest had enabled it).</param>
 /// <param name="State">The VM state when stopping finished.</param>
-public sealed record VmmStopResult(bool Forced, bool PowerButtonPressed, string State)
+/// <param name="Outcome">
+/// Why it ended so (<c>PoweredOff</c>, <c>TimedOut</c>, <c>NoAcpi</c>, <c>Paused</c>, <c>Forced</c>, <c>NotRunning</c>;
+/// docs/vmm.md); null from a VMM older than the field.
+/// </param>
+/// <param name="Waited">How long the VMM waited for the guest after pressing the power button.</param>
+public sealed record VmmStopResult(bool Forced, bool PowerButtonPressed, string State, string? Outcome = null, TimeSpan Waited = default)
 {
     internal static VmmStopResult Parse(JsonElement r) =>
-        new(r.OptionalBool("forced") ?? false, r.OptionalBool("power_button") ?? false, r.OptionalString("state") ?? "");
+        new(r.OptionalBool("forced") ?? false, r.OptionalBool("power_button") ?? false, r.OptionalString("state") ?? "",
+            r.OptionalString("outcome"), TimeSpan.FromMilliseconds(r.OptionalInt64("waited_ms") ?? 0));
 }
 
 /// <summary>Lenient readers: a missing or differently typed optional field reads as null.</summary>

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.DesiredState;
+using KvmPS.Management.Lifecycle;
 using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
@@ -34,12 +35,11 @@ public sealed class InvokeKvmDesiredStateCommand : KvmDesiredStateCmdletBase
         var name = string.Join(",", desired.Files.Select(System.IO.Path.GetFileName));
         KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Invoke-KvmDesiredState", name, output =>
         {
-            var result = reconciler.Set(desired, new SyncProgress<ReconcileProgress>(p =>
+            var result = reconciler.Set(desired, new SynchronousProgress(p =>
             {
-                var percent = (int)(100.0 * (p.Index + (p.Stage == ReconcileProgressStage.Starting ? 0 : 1)) / p.Count);
-                output.WriteProgress("Invoke-KvmDesiredState", p.Message, percent, p.Stage != ReconcileProgressStage.Starting && p.Index == p.Count - 1);
-                if (p.Stage != ReconcileProgressStage.Starting)
-                    output.WriteVerbose($"{p.Action.Description}: {p.Message}");
+                output.WriteProgress("Invoke-KvmDesiredState", p.Status, p.PercentComplete, p.Completed);
+                if (p.Stage != ProgressStage.StepStarted)
+                    output.WriteVerbose($"[{p.Step}/{p.StepCount}] {p.Status}");
             }));
             foreach (var r in result.Results)
             {

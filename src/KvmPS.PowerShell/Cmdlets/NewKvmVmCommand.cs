@@ -102,7 +102,7 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
         var manager = Manager;
         KvmJobs.RunOrQueue(this, Switch(AsJob), "New-KvmVm", definition.Name, output =>
         {
-            var progress = new SyncProgress<VmProgress>(p => output.WriteProgress(p.Activity, p.Status, p.PercentComplete, p.PercentComplete >= 100));
+            var progress = output.Progress();
             output.WriteObject(new KvmVm(manager.New(definition, progress)));
         });
     }
@@ -127,12 +127,4 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
         IEnumerable e => e.Cast<object?>().Select(UnwrapValue).ToArray(),
         _ => value,
     };
-}
-
-/// <summary>An IProgress that reports on the calling thread (Progress&lt;T&gt; would post to the thread pool, outside the pipeline).</summary>
-internal sealed class SyncProgress<T> : IProgress<T>
-{
-    private readonly Action<T> _report;
-    public SyncProgress(Action<T> report) => _report = report;
-    public void Report(T value) => _report(value);
 }

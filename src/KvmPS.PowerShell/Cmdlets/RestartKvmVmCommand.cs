@@ -33,7 +33,7 @@ public sealed class RestartKvmVmCommand : KvmVmCmdletBase
         var passThru = Switch(PassThru) || Switch(AsJob);
         KvmJobs.RunOrQueue(this, Switch(AsJob), "Restart-KvmVm", name, output =>
         {
-            var progress = new SyncProgress<VmProgress>(p => output.WriteProgress(p.Activity, p.Status, p.PercentComplete, p.PercentComplete >= 100));
+            var progress = output.Progress();
             var info = manager.Restart(name, timeout, turnOff, null, progress);
             if (passThru)
                 output.WriteObject(new KvmVm(info));

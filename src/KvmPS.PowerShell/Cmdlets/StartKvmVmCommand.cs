@@ -30,7 +30,7 @@ public sealed class StartKvmVmCommand : KvmVmCmdletBase
         var passThru = Switch(PassThru) || Switch(AsJob);
         KvmJobs.RunOrQueue(this, Switch(AsJob), "Start-KvmVm", name, output =>
         {
-            var progress = new SyncProgress<VmProgress>(p => output.WriteProgress(p.Activity, p.Status, p.PercentComplete, p.PercentComplete >= 100));
+            var progress = output.Progress();
             var info = manager.Start(name, timeout, progress);
             if (info.State is not (VmState.Running or VmState.Paused))
                 output.WriteWarning($"VM '{name}' is {info.State} right after starting" + (info.StateReason is null ? "" : $": {info.StateReason}"));

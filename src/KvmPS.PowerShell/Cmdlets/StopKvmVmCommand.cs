@@ -35,12 +35,10 @@ public sealed class StopKvmVmCommand : KvmVmCmdletBase
         KvmJobs.RunOrQueue(this, Switch(AsJob), "Stop-KvmVm", name, output =>
         {
             var result = manager.Stop(name, timeout, turnOff);
-            if (!result.WasRunning)
-                output.WriteVerbose($"VM '{name}' was not running.");
-            else if (result.Killed)
-                output.WriteWarning($"VM '{name}': kvmps-vmm did not exit and was killed.");
-            else if (result.Forced && !turnOff)
-                output.WriteWarning($"VM '{name}' did not shut down in time and was turned off.");
+            if (result.IsWarning)
+                output.WriteWarning(result.Message);
+            else
+                output.WriteVerbose(result.Message);
             if (passThru)
                 output.WriteObject(new KvmVm(manager.Get(name)));
         });

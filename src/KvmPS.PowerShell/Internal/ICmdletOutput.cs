@@ -1,3 +1,5 @@
+using KvmPS.Management.Lifecycle;
+
 namespace KvmPS.PowerShell.Internal;
 
 /// <summary>
@@ -15,4 +17,11 @@ internal interface ICmdletOutput
 
     /// <summary>-WhatIf / -Confirm: true if the action may go ahead.</summary>
     bool ShouldProcess(string target, string action);
+}
+
+internal static class CmdletOutputExtensions
+{
+    /// <summary>Management's progress reports as Write-Progress records, written on the reporting (pipeline) thread.</summary>
+    public static IProgress<OperationProgress> Progress(this ICmdletOutput output) =>
+        new SynchronousProgress(p => output.WriteProgress(p.Activity, p.Status, p.PercentComplete, p.Completed));
 }

@@ -140,11 +140,35 @@ public class VmmProcessTests
             Assert.Contains("cpus: acpi=2", echoed);
         }
 
-        var stop = client.Ok("stop", "\"graceful\": true, \"timeout_ms\": 300");
-        Assert.True(stop.GetProperty("forced").GetBoolean()); // the built-in guest does not enable the power button
+        Assert.False(client.Ok("status").GetProperty("acpi_power_button").GetBoolean()); // the built-in guest never enables it
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var stop = client.Ok("stop", "\"graceful\": true, \"timeout_ms\": 5000");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(4), "a guest that ignores the power button is not waited for");
+        Assert.True(stop.GetProperty("forced").GetBoolean());
+        Assert.False(stop.GetProperty("power_button").GetBoolean());
+        Assert.Equal("NoAcpi", stop.GetProperty("outcome").GetString());
+        Assert.Equal(0, stop.GetProperty("waited_ms").GetInt64());
         Assert.Equal(0, vmm.WaitForExit(Timeout));
         Assert.False(File.Exists(sock), "the control socket must be removed at exit");
         Assert.False(File.Exists(sock + ".lock"));
+    }
+
+    [Fact]
+    public void AGracefulStopOfAPausedVmSaysItWasPausedAndWaitsForNothing()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("c.sock");
+        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "none");
+        using var client = new ControlClient(sock);
+        client.WaitForState("Running", Timeout);
+        client.Ok("pause");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var stop = client.Ok("stop", "\"graceful\": true, \"timeout_ms\": 5000");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(4));
+        Assert.Equal("Paused", stop.GetProperty("outcome").GetString());
+        Assert.True(stop.GetProperty("forced").GetBoolean());
+        Assert.False(stop.GetProperty("power_button").GetBoolean());
+        Assert.Equal(0, vmm.WaitForExit(Timeout));
     }
 
     [Fact]

@@ -42,7 +42,12 @@ public sealed class ReconcilerVmmTests : IDisposable
     {
         var reconciler = new Reconciler(_sandbox.Manager);
         var reported = new List<string>();
-        var progress = new Progress(p => reported.Add($"{p.Stage}:{p.Action.Kind}:{p.Action.VmName}"));
+        var reports = new List<OperationProgress>();
+        var progress = new SynchronousProgress(p =>
+        {
+            reports.Add(p);
+            reported.Add($"{p.Stage}:{p.Step}/{p.StepCount}:{p.VmName}");
+        });
 
         // 1. The middle VM's kernel does not exist: its start fails; ds-c's start is not attempted.
         var missingKernel = Path.Combine(_dir.Path, "no-such-vmlinux");
@@ -51,8 +56,15 @@ public sealed class ReconcilerVmmTests : IDisposable
         Assert.Equal("Start:ds-b", $"{first.Failure!.Action.Kind}:{first.Failure.Action.VmName}");
         Assert.IsType<VmmLaunchException>(first.Failure.Error);
         Assert.Equal(new[] { "Done", "Done", "Done", "Done", "Failed", "NotRun" }, first.Results.Select(r => r.Status.ToString()));
-        Assert.Contains("Failed:Start:ds-b", reported);
-        Assert.DoesNotContain(reported, r => r.EndsWith("Start:ds-c", StringComparison.Ordinal));
+        // Reported synchronously, in order: each step started then done, the failed one last and completing the run.
+        Assert.Equal("StepStarted:1/6:ds-a", reported[0]);
+        Assert.Equal("StepFailed:5/6:ds-b", reported[^1]);
+        Assert.Equal(10, reports.Count);
+        Assert.True(reports[^1].Completed);
+        Assert.All(reports.SkipLast(1), r => Assert.False(r.Completed));
+        Assert.Equal(reports.Select(r => r.PercentComplete).Order(), reports.Select(r => r.PercentComplete));
+        Assert.Equal(first.Failure.Message, reports[^1].Status);
+        Assert.DoesNotContain(reported, r => r.Contains(":6/6:", StringComparison.Ordinal));
 
         // The store is consistent: all three stored, ds-a running, the others off, one VMM process.
         var vms = _sandbox.Manager.List().ToDictionary(v => v.Name);
@@ -120,10 +132,5 @@ public sealed class ReconcilerVmmTests : IDisposable
         Assert.Null(_sandbox.Manager.TryGet("ds-off"));
         Assert.True(reconciler.Plan(flipped).IsEmpty);
         Assert.Empty(reconciler.Set(flipped).Results);
-    }
-
-    private sealed class Progress(Action<ReconcileProgress> report) : IProgress<ReconcileProgress>
-    {
-        public void Report(ReconcileProgress value) => report(value);
     }
 }

@@ -395,11 +395,15 @@ public sealed class VmManagerTests : IDisposable
         Assert.False(File.Exists(outside));
 
         var ok = new VmManager(_sandbox.Store, _sandbox.Manager.Launcher, new FakeDiskCreator(failOnIndex: -1));
-        var progress = new List<VmProgress>();
-        ok.New(twoDisks, new SyncProgress(progress));
+        var progress = new List<OperationProgress>();
+        ok.New(twoDisks, new SynchronousProgress(progress.Add));
         Assert.True(File.Exists(outside));
         Assert.True(File.Exists(Path.Combine(_sandbox.Store.DiskDirectory("disky"), "b.raw")));
         Assert.Equal(100, progress[^1].PercentComplete);
+        Assert.True(progress[^1].Completed);
+        Assert.All(progress, p => Assert.Equal("disky", p.VmName));
+        // Each disk's own 0-100 is scaled into its half: the first image's "done" is 50, not 100.
+        Assert.Equal(new[] { 0, 0, 50, 50, 100, 100 }, progress.Select(p => p.PercentComplete));
 
         // The VMM runs disks (virtio-blk): the VM starts with both.
         Assert.Equal(VmState.Running, ok.Start("disky").State);
@@ -408,18 +412,13 @@ public sealed class VmManagerTests : IDisposable
 
     private sealed class FakeDiskCreator(int failOnIndex) : IDiskImageCreator
     {
-        public void CreateImage(DiskImageRequest request, IProgress<double>? progress)
+        public void CreateImage(DiskImageRequest request, IProgress<OperationProgress>? progress)
         {
             if (request.Index == failOnIndex)
                 throw new IOException("disk creation failed");
             using var file = new FileStream(request.Path, FileMode.CreateNew);
             file.SetLength(request.Disk.SizeBytes!.Value);
-            progress?.Report(1.0);
+            progress?.Report(new OperationProgress("Creating disk image", "Created", 100));
         }
-    }
-
-    private sealed class SyncProgress(List<VmProgress> list) : IProgress<VmProgress>
-    {
-        public void Report(VmProgress value) => list.Add(value);
     }
 }
