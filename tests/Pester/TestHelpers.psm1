@@ -31,8 +31,15 @@ function Get-KvmTestVmmPath {
     Join-Path $script:RepoRoot 'out/bin/kvmps-vmm'
 }
 
-<# pwsh for child sessions: the one running the tests. #>
-function Get-KvmTestPwsh { (Get-Process -Id $PID).Path }
+<#
+    The command line that starts a child pwsh like the one running the tests: its executable, or, for pwsh
+    installed as a dotnet tool (the process is dotnet), dotnet and pwsh.dll.
+#>
+function Get-KvmTestPwsh {
+    $process = [Environment]::ProcessPath
+    if ([IO.Path]::GetFileNameWithoutExtension($process) -eq 'dotnet') { return @($process, (Join-Path $PSHOME 'pwsh.dll')) }
+    @($process)
+}
 
 <# Cmdlet names the manifest exports (CmdletsToExport), for -ForEach at discovery. #>
 function Get-KvmTestExportedCmdlet {
@@ -238,8 +245,9 @@ function Invoke-KvmChildPwsh {
     $prelude = if ($NoImport) { '' } else { "Import-Module '$((Get-KvmTestModulePath) -replace "'", "''")' -ErrorAction Stop`n" }
     $file = Join-Path $env:KVMPS_HOME ('child-' + [guid]::NewGuid().ToString('N').Substring(0, 8) + '.ps1')
     Set-Content -LiteralPath $file -Value ($prelude + $Script) -Encoding utf8NoBOM
-    $psi = [System.Diagnostics.ProcessStartInfo]::new((Get-KvmTestPwsh))
-    foreach ($a in '-NoProfile', '-NonInteractive', '-File', $file) { $psi.ArgumentList.Add($a) }
+    $pwsh = @(Get-KvmTestPwsh)
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($pwsh[0])
+    foreach ($a in @($pwsh | Select-Object -Skip 1) + '-NoProfile', '-NonInteractive', '-File', $file) { $psi.ArgumentList.Add($a) }
     $psi.RedirectStandardInput = $true
     $psi.RedirectStandardOutput = $true
     $psi.RedirectStandardError = $true
