@@ -216,10 +216,11 @@ function Assert-KvmHelp {
     }
     $common = [System.Management.Automation.PSCmdlet]::CommonParameters + [System.Management.Automation.PSCmdlet]::OptionalCommonParameters
     $parameters = (Get-Command $Command).Parameters.Keys | Where-Object { $_ -notin $common }
+    $documented = @{}
+    foreach ($p in @($help.Parameters.Parameter)) { if ($p) { $documented[$p.Name] = $p } }
     foreach ($name in $parameters) {
-        $p = Get-Help $Command -Parameter $name -ErrorAction SilentlyContinue
-        $p | Should -Not -BeNullOrEmpty -Because "-$name of $Command needs help"
-        ($p.Description | Out-String).Trim() | Should -Not -BeNullOrEmpty -Because "-$name of $Command needs a description"
+        $documented.ContainsKey($name) | Should -BeTrue -Because "-$name of $Command needs help"
+        ($documented[$name].Description | Out-String).Trim() | Should -Not -BeNullOrEmpty -Because "-$name of $Command needs a description"
     }
     $help
 }
