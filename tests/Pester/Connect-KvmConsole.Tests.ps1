@@ -45,7 +45,7 @@ Describe 'Connect-KvmConsole' {
     It 'refuses a VM that is not running, naming it' {
         Connect-KvmConsole con-off -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmState -Command Connect-KvmConsole -Category InvalidOperation -TargetObject 'con-off'
-        $err[0].Exception.Message | Should -Match 'Get-KvmConsoleLog'
+        "$($err[0])" | Should -Match 'Get-KvmConsoleLog'
     }
 
     It 'refuses to attach without an interactive terminal with a stable error id, not UnexpectedError' -Tag 'Issue9' {
@@ -54,7 +54,7 @@ Describe 'Connect-KvmConsole' {
 Connect-KvmConsole con-a -ErrorAction SilentlyContinue -ErrorVariable e
 'ID=' + $e[0].FullyQualifiedErrorId
 'CATEGORY=' + $e[0].CategoryInfo.Category
-'MSG=' + $e[0].Exception.Message
+'MSG=' + "$($e[0])"
 '@
         ($child.Output -match '^MSG=') | Should -Match 'interactive terminal'
         $id = ($child.Output -match '^ID=') -replace '^ID='

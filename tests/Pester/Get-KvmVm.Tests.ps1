@@ -55,7 +55,7 @@ Describe 'Get-KvmVm' {
             $vms = Get-KvmVm -Name nosuch, db-a -ErrorVariable err -ErrorAction SilentlyContinue
             $vms.Name | Should -Be 'db-a'
             Assert-KvmError $err -ErrorId VmNotFound -Command Get-KvmVm -Category ObjectNotFound -TargetObject 'nosuch'
-            $err[0].Exception.Message | Should -Match "'nosuch'"
+            "$($err[0])" | Should -Match "'nosuch'"
         }
 
         It 'rejects an empty name at binding, naming -Name' {
@@ -76,7 +76,7 @@ Describe 'Get-KvmVm' {
             $lines = Assert-KvmView (Get-KvmVm web-a) -View List
             ($lines -match '^Name\s+: web-a$') | Should -Not -BeNullOrEmpty
             ($lines -match '^ProcessorCount\s+: 1 \(maximum 1\)$') | Should -Not -BeNullOrEmpty
-            ($lines -match '^MemoryStartup\s+: 64 MB$') | Should -Not -BeNullOrEmpty
+            ($lines -match '^MemoryStartup\s+: 64 Mi?B$') | Should -Not -BeNullOrEmpty
         }
 
         It 'Format-List does not dump the boot record' -Tag 'Issue9' {

@@ -53,7 +53,7 @@ Describe 'Invoke-KvmBalloon' {
         $before = (Invoke-KvmBalloon bal-run).BalloonTargetBytes
         Invoke-KvmBalloon bal-run -TargetBytes 1GB -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmSetting -Command Invoke-KvmBalloon -Category InvalidArgument -TargetObject 'bal-run'
-        $err[0].Exception.Message | Should -Match 'maximum'
+        "$($err[0])" | Should -Match 'maximum'
         (Invoke-KvmBalloon bal-run).BalloonTargetBytes | Should -Be $before
     }
 
@@ -65,7 +65,7 @@ Describe 'Invoke-KvmBalloon' {
     It '-WhatIf changes nothing' {
         $lines = Get-KvmWhatIfLine { Invoke-KvmBalloon bal-run -TargetBytes 80MB -WhatIf }
         $lines | Should -Match 'target "bal-run"'
-        $lines | Should -Match '80 ?MB'
+        $lines | Should -Match '80 ?Mi?B'
         (Invoke-KvmBalloon bal-run).BalloonTargetBytes | Should -Be 32MB
     }
 

@@ -127,7 +127,7 @@ Describe 'Invoke-KvmDesiredState' {
             $err.Count | Should -Be 1
             $err[0].FullyQualifiedErrorId | Should -Be 'InvalidManifest,KvmPS.Commands.InvokeKvmDesiredStateCommand'
             $err[0].CategoryInfo.Category | Should -Be 'ParserError'
-            $err[0].Exception.Message | Should -BeLike "*VM 'ids-dup': Name: the VM is defined twice (first at $a`:1:1)"
+            "$($err[0])" | Should -BeLike "*VM 'ids-dup': Name: the VM is defined twice (first at $a`:1:1)"
             Get-KvmVm ids-dup -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         }
 
@@ -136,7 +136,7 @@ Describe 'Invoke-KvmDesiredState' {
             $bad = New-KvmTestManifest 'bad.psd1' "@{ VirtualMachines = @(`n$entry`n) }"
             $column = $entry.IndexOf('Vcpus') + 1
             Invoke-KvmDesiredState -Path $bad -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
-            $err[0].Exception.Message | Should -BeLike "$bad`:2:$column`: VM 'ids-bad': Vcpus: unknown key 'Vcpus'*"
+            "$($err[0])" | Should -BeLike "$bad`:2:$column`: VM 'ids-bad': Vcpus: unknown key 'Vcpus'*"
             "$($err[0].TargetObject)" | Should -Be $bad
             Get-KvmVm ids-bad -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         }

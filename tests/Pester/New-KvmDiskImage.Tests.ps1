@@ -73,7 +73,7 @@ Describe 'New-KvmDiskImage' {
         $err.Count | Should -Be 1
         $err[0].FullyQualifiedErrorId | Should -Be 'InvalidValue,KvmPS.Commands.NewKvmDiskImageCommand'
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match 'SizeBytes'
+        "$($err[0])" | Should -Match 'SizeBytes'
         $err[0].TargetObject | Should -Not -BeNullOrEmpty -Because 'the error carries the offending input'
         Test-Path (Join-Path $dir 'odd.img') | Should -BeFalse
     }
@@ -82,14 +82,14 @@ Describe 'New-KvmDiskImage' {
         New-KvmDiskImage (Join-Path $dir 'rawb.img') -Format Raw -BackingPath (Join-Path $dir 'b.qcow2') -ErrorVariable err -ErrorAction SilentlyContinue
         $err.Count | Should -Be 1
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match 'BackingPath'
+        "$($err[0])" | Should -Match 'BackingPath'
         Test-Path (Join-Path $dir 'rawb.img') | Should -BeFalse
     }
 
     It 'needs -SizeBytes or -BackingPath' {
         New-KvmDiskImage (Join-Path $dir 'nosize.img') -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match 'SizeBytes'
+        "$($err[0])" | Should -Match 'SizeBytes'
     }
 
     It 'shows images as a table that fits 80 columns' {

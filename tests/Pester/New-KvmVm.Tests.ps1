@@ -78,7 +78,7 @@ Describe 'New-KvmVm' {
             $err[0].FullyQualifiedErrorId | Should -BeLike '*,KvmPS.Commands.NewKvmVmCommand'
             $err[0].FullyQualifiedErrorId | Should -Not -BeLike 'UnexpectedError,*'
             $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-            $err[0].Exception.Message | Should -Match 'Vcpus'
+            "$($err[0])" | Should -Match 'Vcpus'
             Get-KvmVm new-bad -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         }
 
@@ -125,16 +125,16 @@ Describe 'New-KvmVm' {
             $err.Count | Should -Be 1
             $err[0].FullyQualifiedErrorId | Should -Not -BeLike 'UnexpectedError,*'
             $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-            $err[0].Exception.Message | Should -Match '\bProcessorCount\b'
-            $err[0].Exception.Message | Should -Match '\bMaximumProcessorCount\b'
-            $err[0].Exception.Message | Should -Not -Match 'VcpuCount|VcpuMaximum'
+            "$($err[0])" | Should -Match '\bProcessorCount\b'
+            "$($err[0])" | Should -Match '\bMaximumProcessorCount\b'
+            "$($err[0])" | Should -Not -Match 'VcpuCount|VcpuMaximum'
             Get-KvmVm new-cpu -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         }
 
         It 'rejects -KernelArguments without -KernelPath' {
             New-KvmVm -Name new-args -KernelArguments 'quiet' -ErrorVariable err -ErrorAction SilentlyContinue
             $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-            $err[0].Exception.Message | Should -Match 'KernelPath'
+            "$($err[0])" | Should -Match 'KernelPath'
             Get-KvmVm new-args -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         }
 
@@ -149,7 +149,7 @@ Describe 'New-KvmVm' {
             $err.Count | Should -Be 1
             $err[0].FullyQualifiedErrorId | Should -Not -BeLike 'UnexpectedError,*'
             $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-            $err[0].Exception.Message | Should -Match '\bName\b'
+            "$($err[0])" | Should -Match '\bName\b'
             (Get-KvmVm).Name | Should -Not -Contain 'vm1'
             (Get-KvmVm).Name | Should -Not -Contain "vm1`n"
             @(Get-ChildItem (Join-Path $env:KVMPS_HOME 'vms') -Name) | Should -Be $before -Because 'no VM folder may be created'
@@ -161,7 +161,7 @@ Describe 'New-KvmVm' {
             New-KvmVm -Name $Text -MemoryStartupBytes 64MB -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
             $err.Count | Should -BeGreaterThan 0
             $err[0].FullyQualifiedErrorId | Should -Not -BeLike 'UnexpectedError,*'
-            $err[0].Exception.Message | Should -Match '\bName\b'
+            "$($err[0])" | Should -Match '\bName\b'
             @(Get-ChildItem (Join-Path $env:KVMPS_HOME 'vms') -Name) | Should -Be $before -Because 'no VM folder may be created'
         }
     }

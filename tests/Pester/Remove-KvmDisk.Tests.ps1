@@ -46,7 +46,7 @@ Describe 'Remove-KvmDisk' {
     It 'reports a disk the VM does not have as ObjectNotFound naming the path' {
         Remove-KvmDisk rd-b -Path nosuch.img -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId DeviceNotFound -Command Remove-KvmDisk -Category ObjectNotFound -TargetObject 'nosuch.img'
-        $err[0].Exception.Message | Should -Match "'rd-b'"
+        "$($err[0])" | Should -Match "'rd-b'"
     }
 
     It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {

@@ -49,7 +49,7 @@ Describe 'Remove-KvmNetworkAdapter' {
         Remove-KvmNetworkAdapter rn-a -MacAddress 'not-a-mac' -ErrorVariable err -ErrorAction SilentlyContinue
         $err.Count | Should -Be 1
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match "'not-a-mac'"
+        "$($err[0])" | Should -Match "'not-a-mac'"
     }
 
     It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {

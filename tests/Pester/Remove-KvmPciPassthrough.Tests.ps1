@@ -45,7 +45,7 @@ Describe 'Remove-KvmPciPassthrough' {
     It 'rejects a malformed address naming it' {
         Remove-KvmPciPassthrough rp-b -Address 'junk' -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match "'junk'"
+        "$($err[0])" | Should -Match "'junk'"
         (Get-KvmVm rp-b).PciPassthrough | Should -Be @('0000:00:03.0')
     }
 

@@ -20,7 +20,7 @@ Describe 'Remove-KvmVm' {
         New-KvmTestVm -Name rm-run -Start | Out-Null
         Remove-KvmVm rm-run -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmState -Command Remove-KvmVm -Category InvalidOperation -TargetObject 'rm-run'
-        $err[0].Exception.Message | Should -Match '-Force'
+        "$($err[0])" | Should -Match '-Force'
         (Get-KvmVm rm-run).State | Should -Be 'Running'
     }
 
@@ -72,7 +72,7 @@ Describe 'Remove-KvmVm' {
         $child = Invoke-KvmChildPwsh -Script @'
 Remove-KvmVm rm-whatif
 'ID=' + $Error[0].FullyQualifiedErrorId
-'MSG=' + $Error[0].Exception.Message
+'MSG=' + "$($Error[0])"
 '@
         $id = ($child.Output | Where-Object { $_ -like 'ID=*' }) -replace '^ID='
         $id | Should -Not -BeNullOrEmpty -Because "the prompt cannot be shown (output: $($child.Output -join ' | '))"

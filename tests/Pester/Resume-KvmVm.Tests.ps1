@@ -48,7 +48,7 @@ Describe 'Resume-KvmVm' {
     It 'reports a VM that is off as InvalidOperation, naming it' {
         Resume-KvmVm re-off -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmState -Command Resume-KvmVm -Category InvalidOperation -TargetObject 're-off'
-        $err[0].Exception.Message | Should -Match 'paused'
+        "$($err[0])" | Should -Match 'paused'
     }
 
     It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {

@@ -62,9 +62,9 @@ Describe 'Set-KvmVcpu' {
         $err.Count | Should -Be 1
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
         $err[0].TargetObject | Should -Not -BeNullOrEmpty
-        $err[0].Exception.Message | Should -Match '\bCount\b'
-        $err[0].Exception.Message | Should -Match '\bMaximum\b'
-        $err[0].Exception.Message | Should -Not -Match 'VcpuCount|VcpuMaximum'
+        "$($err[0])" | Should -Match '\bCount\b'
+        "$($err[0])" | Should -Match '\bMaximum\b'
+        "$($err[0])" | Should -Not -Match 'VcpuCount|VcpuMaximum'
         (Get-KvmVm cpu-b).ProcessorCount | Should -Be 1
     }
 

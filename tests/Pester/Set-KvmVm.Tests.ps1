@@ -69,9 +69,9 @@ Describe 'Set-KvmVm' {
         $err.Count | Should -Be 1
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
         $err[0].TargetObject | Should -Not -BeNullOrEmpty
-        $err[0].Exception.Message | Should -Match '\bProcessorCount\b'
-        $err[0].Exception.Message | Should -Match '\bMaximumProcessorCount\b'
-        $err[0].Exception.Message | Should -Not -Match 'VcpuCount|VcpuMaximum'
+        "$($err[0])" | Should -Match '\bProcessorCount\b'
+        "$($err[0])" | Should -Match '\bMaximumProcessorCount\b'
+        "$($err[0])" | Should -Not -Match 'VcpuCount|VcpuMaximum'
         (Get-KvmVm set-b).ProcessorCount | Should -Be 1
     }
 
@@ -79,7 +79,7 @@ Describe 'Set-KvmVm' {
         Set-KvmVm set-b -MemoryMinimumBytes 128MB -ErrorVariable err -ErrorAction SilentlyContinue
         $err.Count | Should -Be 1
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match 'MemoryMinimumBytes'
+        "$($err[0])" | Should -Match 'MemoryMinimumBytes'
         (Get-KvmVm set-b).MemoryMinimumBytes | Should -Be 64MB
     }
 
@@ -87,7 +87,7 @@ Describe 'Set-KvmVm' {
         Set-KvmVm set-b -KernelArguments 'quiet' -ErrorVariable err -ErrorAction SilentlyContinue
         $err.Count | Should -Be 1
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $err[0].Exception.Message | Should -Match 'KernelPath'
+        "$($err[0])" | Should -Match 'KernelPath'
         $err[0].TargetObject | Should -Not -BeNullOrEmpty
     }
 

@@ -69,7 +69,7 @@ Describe 'Start-KvmVm' {
         Start-KvmVm st-a
         Start-KvmVm st-a -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmState -Command Start-KvmVm -Category InvalidOperation -TargetObject 'st-a'
-        $err[0].Exception.Message | Should -Match 'already running'
+        "$($err[0])" | Should -Match 'already running'
     }
 
     It 'reports a missing VM as ObjectNotFound and starts the others' {

@@ -28,6 +28,8 @@ Describe 'Stop-KvmVm' {
         (Get-KvmVm sp-a).State | Should -Be 'Off'
         $warnings | Where-Object { "$_" -match 'in time|timed? ?out' } | Should -BeNullOrEmpty -Because `
             "the built-in guest never enables ACPI, so nothing timed out after $($watch.Elapsed.TotalSeconds) s (warnings: $($warnings -join ' | '))"
+        "$warnings" | Should -Match 'ACPI' -Because 'the message says the guest does not handle the ACPI power button'
+        $watch.Elapsed.TotalSeconds | Should -BeLessThan 5 -Because 'there is nothing to wait for'
     }
 
     It 'stops a paused VM without claiming a timeout' -Tag 'Issue9' {
@@ -36,6 +38,7 @@ Describe 'Stop-KvmVm' {
         (Get-KvmVm sp-b).State | Should -Be 'Off'
         $warnings | Where-Object { "$_" -match 'in time|timed? ?out' } | Should -BeNullOrEmpty -Because `
             "a paused guest cannot see the power button; nothing timed out (warnings: $($warnings -join ' | '))"
+        "$warnings" | Should -Match 'paused' -Because 'the message says why the guest could not shut down'
     }
 
     It '-PassThru outputs the stopped VM' {

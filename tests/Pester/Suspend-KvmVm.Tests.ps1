@@ -48,7 +48,7 @@ Describe 'Suspend-KvmVm' {
     It 'reports a VM that is off as InvalidOperation, naming it' {
         Suspend-KvmVm su-off -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmState -Command Suspend-KvmVm -Category InvalidOperation -TargetObject 'su-off'
-        $err[0].Exception.Message | Should -Match "'su-off' is off"
+        "$($err[0])" | Should -Match "'su-off' is off"
     }
 
     It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {

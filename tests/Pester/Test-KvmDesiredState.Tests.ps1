@@ -71,7 +71,7 @@ Describe 'Test-KvmDesiredState' {
         $missing = Join-Path (Split-Path $host1) 'missing.psd1'
         Test-KvmDesiredState -Path $missing -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err[0].FullyQualifiedErrorId | Should -Be 'InvalidManifest,KvmPS.Commands.TestKvmDesiredStateCommand'
-        $err[0].Exception.Message | Should -Be "$missing`: the manifest file does not exist"
+        "$($err[0])" | Should -Be "$missing`: the manifest file does not exist"
     }
 
     It 'reports a manifest that is not a data file at file:line:column' {
@@ -79,7 +79,7 @@ Describe 'Test-KvmDesiredState' {
         Test-KvmDesiredState -Path $bad -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err[0].FullyQualifiedErrorId | Should -Be 'InvalidManifest,KvmPS.Commands.TestKvmDesiredStateCommand'
         $err[0].CategoryInfo.Category | Should -Be 'ParserError'
-        $err[0].Exception.Message | Should -Match ([regex]::Escape($bad) + ':1:\d+: ')
+        "$($err[0])" | Should -Match ([regex]::Escape($bad) + ':1:\d+: ')
         "$($err[0].TargetObject)" | Should -Be $bad
     }
 
