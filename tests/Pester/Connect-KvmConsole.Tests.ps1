@@ -13,6 +13,11 @@ BeforeAll {
         says it is connected, and returns what the terminal showed. Ends the session after $TimeoutSec.
     #>
     function Invoke-ConsoleSession([string] $Name, [string[]] $Keys, [int] $TimeoutSec = 20) {
+        foreach ($tool in 'script', 'timeout', 'bash') {
+            if (-not (Get-Command $tool -CommandType Application -ErrorAction SilentlyContinue)) {
+                throw "This test needs '$tool' (util-linux/coreutils/bash) to give Connect-KvmConsole a pseudo-terminal."
+            }
+        }
         $dir = $env:KVMPS_HOME
         $child = Join-Path $dir 'console.ps1'
         $log = Join-Path $dir ('console-' + [guid]::NewGuid().ToString('N').Substring(0, 6) + '.log')
