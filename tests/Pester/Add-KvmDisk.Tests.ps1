@@ -1,0 +1,88 @@
+#Requires -Version 7.4
+# Add-KvmDisk: attaching existing and new images, formats, a VM that boots with its disk, pipeline, -WhatIf, errors.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Initialize-KvmTest | Out-Null
+    New-KvmTestVm -Name dk-a | Out-Null
+    New-KvmTestVm -Name dk-b | Out-Null
+    $script:dir = Join-Path $env:KVMPS_HOME 'img'
+    New-Item -ItemType Directory -Path $dir | Out-Null
+}
+
+AfterAll { Complete-KvmTest }
+
+Describe 'Add-KvmDisk' {
+    It 'creates a raw image in the VM folder with -SizeBytes and attaches it, outputting nothing' {
+        Add-KvmDisk dk-a -Path data.img -SizeBytes 2MB | Should -BeNullOrEmpty
+        $vm = Get-KvmVm dk-a
+        $vm.Disks.Count | Should -Be 1
+        $vm.Disks[0].Path | Should -Be 'data.img'
+        $vm.Disks[0].Format | Should -Be 'Raw'
+        (Get-Item (Join-Path $vm.Path 'disks/data.img')).Length | Should -Be 2MB
+    }
+
+    It 'creates qcow2 for a .qcow2 name and -PassThru outputs the VM' {
+        $vm = Add-KvmDisk dk-a -Path logs.qcow2 -SizeBytes 4MB -PassThru
+        $vm.Name | Should -Be 'dk-a'
+        ($vm.Disks | Where-Object Path -eq 'logs.qcow2').Format | Should -Be 'Qcow2'
+    }
+
+    It 'attaches an existing image by absolute path, read-only' {
+        $image = New-KvmDiskImage (Join-Path $dir 'shared.img') 1MB
+        Add-KvmDisk dk-b -Path $image.Path -ReadOnly
+        $disk = (Get-KvmVm dk-b).Disks | Where-Object Path -eq $image.Path
+        $disk | Should -Not -BeNullOrEmpty
+        $disk.ReadOnly | Should -BeTrue
+    }
+
+    It 'boots the VM with its disks attached' {
+        Start-KvmVm dk-a
+        (Get-KvmVm dk-a).State | Should -Be 'Running'
+        Stop-KvmVm dk-a -TurnOff
+    }
+
+    It 'shows the disks in the list view' {
+        $text = Get-KvmVm dk-a | Format-List | Out-String -Width 80
+        $text | Should -Match 'Disks\s+: data\.img \(raw'
+        $text | Should -Match 'logs\.qcow2 \(qcow2'
+    }
+
+    It 'takes VM objects by value and names by property name' {
+        Get-KvmVm dk-a | Add-KvmDisk -Path p1.img -SizeBytes 1MB
+        [pscustomobject]@{ VMName = 'dk-b' } | Add-KvmDisk -Path p2.img -SizeBytes 1MB
+        (Get-KvmVm dk-a).Disks.Path | Should -Contain 'p1.img'
+        (Get-KvmVm dk-b).Disks.Path | Should -Contain 'p2.img'
+    }
+
+    It '-WhatIf creates and attaches nothing' {
+        $lines = Get-KvmWhatIfLine { Add-KvmDisk dk-b -Path whatif.img -SizeBytes 1MB -WhatIf }
+        $lines | Should -Match 'target "dk-b"'
+        $lines | Should -Match 'whatif\.img'
+        (Get-KvmVm dk-b).Disks.Path | Should -Not -Contain 'whatif.img'
+        Test-Path (Join-Path (Get-KvmVm dk-b).Path 'disks/whatif.img') | Should -BeFalse
+    }
+
+    It 'reports an image that does not exist (no -SizeBytes) as ObjectNotFound naming the path' {
+        Add-KvmDisk dk-b -Path missing.img -ErrorVariable err -ErrorAction SilentlyContinue
+        $full = Join-Path (Get-KvmVm dk-b).Path 'disks/missing.img'
+        Assert-KvmError $err -ErrorId DiskImageNotFound -Command Add-KvmDisk -Category ObjectNotFound -TargetObject $full
+        "$($err[0])" | Should -Match 'SizeBytes'
+        (Get-KvmVm dk-b).Disks.Path | Should -Not -Contain 'missing.img'
+    }
+
+    It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {
+        Add-KvmDisk nosuch -Path x.img -SizeBytes 1MB -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId VmNotFound -Command Add-KvmDisk -Category ObjectNotFound -TargetObject 'nosuch'
+        Add-KvmDisk 'nosuch*' -Path x.img -SizeBytes 1MB -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+    }
+
+    It 'has full help' {
+        Assert-KvmHelp Add-KvmDisk | Out-Null
+    }
+
+    It 'completes VM names' {
+        Get-KvmCompletion 'Add-KvmDisk dk-' | Should -Be @('dk-a', 'dk-b')
+    }
+}

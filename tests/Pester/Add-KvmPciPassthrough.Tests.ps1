@@ -1,0 +1,81 @@
+#Requires -Version 7.4
+# Add-KvmPciPassthrough: host checks before a function is given to a VM (exists, IOMMU group), errors, -WhatIf, help.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Initialize-KvmTest | Out-Null
+    New-KvmTestVm -Name pt-a | Out-Null
+    # A function passthrough accepts: in an IOMMU group whose other members are vfio-pci, driverless or bridges.
+    $script:candidates = @(Get-KvmHostPciDevice | Where-Object { $null -ne $_.IommuGroup })
+    $script:noIommu = @(Get-KvmHostPciDevice | Where-Object { $null -eq $_.IommuGroup })
+}
+
+AfterAll { Complete-KvmTest }
+
+Describe 'Add-KvmPciPassthrough' {
+    It 'rejects an address the host does not have, naming it, and changes nothing' {
+        Add-KvmPciPassthrough pt-a -Address '0000:ff:1f.7' -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        Assert-KvmError $err -ErrorId PciDeviceUnusable -Command Add-KvmPciPassthrough -Category InvalidArgument -TargetObject '0000:ff:1f.7'
+        "$($err[0])" | Should -Match 'no such device'
+        (Get-KvmVm pt-a).PciPassthrough | Should -BeNullOrEmpty
+    }
+
+    It 'rejects a malformed address naming it' {
+        Add-KvmPciPassthrough pt-a -Address 'junk' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'InvalidValue,KvmPS.Commands.AddKvmPciPassthroughCommand'
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$($err[0])" | Should -Match "'junk'"
+    }
+
+    It 'checks each host function: without an IOMMU group it is refused saying the IOMMU is off' {
+        $all = @(Get-KvmHostPciDevice)
+        $all.Count | Should -BeGreaterThan 0 -Because 'this test needs at least one host PCI function'
+        foreach ($device in $all) {
+            $address = $device.Address.ToString()
+            Add-KvmPciPassthrough pt-a -Address $address -WarningAction SilentlyContinue -ErrorVariable err -ErrorAction SilentlyContinue
+            if ($null -eq $device.IommuGroup) {
+                Assert-KvmError $err -ErrorId PciDeviceUnusable -Command Add-KvmPciPassthrough -Category InvalidArgument -TargetObject $address
+                "$($err[0])" | Should -Match 'IOMMU'
+                (Get-KvmVm pt-a).PciPassthrough | Should -Not -Contain $address
+            }
+            elseif ($err) {
+                # In a group with a member bound to a host driver: refused, naming the group.
+                Assert-KvmError $err -ErrorId PciDeviceUnusable -Command Add-KvmPciPassthrough -Category InvalidArgument -TargetObject $address
+                "$($err[0])" | Should -Match 'IOMMU group'
+            }
+            else {
+                (Get-KvmVm pt-a).PciPassthrough | Should -Contain $address
+                Remove-KvmPciPassthrough pt-a -Address $address
+            }
+        }
+    }
+
+    It '-WhatIf passes nothing through' {
+        $any = (Get-KvmHostPciDevice | Select-Object -First 1).Address.ToString()
+        Add-KvmPciPassthrough pt-a -Address $any -WhatIf -ErrorAction SilentlyContinue
+        (Get-KvmVm pt-a).PciPassthrough | Should -BeNullOrEmpty
+    }
+
+    It 'takes VM objects by value and names by property name' {
+        Get-KvmVm pt-a | Add-KvmPciPassthrough -Address '0000:ff:1f.7' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'PciDeviceUnusable,*'
+        [pscustomobject]@{ VMName = 'pt-a'; PciAddress = '0000:ff:1f.6' } | Add-KvmPciPassthrough -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0].TargetObject)" | Should -Be '0000:ff:1f.6'
+    }
+
+    It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {
+        Add-KvmPciPassthrough nosuch -Address '0000:00:00.0' -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId VmNotFound -Command Add-KvmPciPassthrough -Category ObjectNotFound -TargetObject 'nosuch'
+        Add-KvmPciPassthrough 'nosuch*' -Address '0000:00:00.0' -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+    }
+
+    It 'has full help' {
+        Assert-KvmHelp Add-KvmPciPassthrough | Out-Null
+    }
+
+    It 'completes VM names' {
+        Get-KvmCompletion 'Add-KvmPciPassthrough pt' | Should -Be @('pt-a')
+    }
+}

@@ -1,0 +1,66 @@
+#Requires -Version 7.4
+# Remove-KvmDisk: detaching by definition path or full path (the image stays), pipeline, -WhatIf, errors.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Initialize-KvmTest | Out-Null
+    foreach ($n in 'rd-a', 'rd-b') {
+        New-KvmTestVm -Name $n | Out-Null
+        Add-KvmDisk $n -Path one.img -SizeBytes 1MB
+        Add-KvmDisk $n -Path two.img -SizeBytes 1MB
+        Add-KvmDisk $n -Path three.img -SizeBytes 1MB
+    }
+}
+
+AfterAll { Complete-KvmTest }
+
+Describe 'Remove-KvmDisk' {
+    It 'detaches a disk by its path in the definition and keeps the image file' {
+        Remove-KvmDisk rd-a -Path one.img | Should -BeNullOrEmpty
+        $vm = Get-KvmVm rd-a
+        $vm.Disks.Path | Should -Not -Contain 'one.img'
+        $vm.Disks.Count | Should -Be 2
+        Test-Path (Join-Path $vm.Path 'disks/one.img') | Should -BeTrue
+    }
+
+    It 'detaches a disk by the full path of its image; -PassThru outputs the VM' {
+        $full = Join-Path (Get-KvmVm rd-a).Path 'disks/two.img'
+        $vm = Remove-KvmDisk rd-a -Path $full -PassThru
+        $vm.Name | Should -Be 'rd-a'
+        $vm.Disks.Path | Should -Be @('three.img')
+    }
+
+    It 'takes VM objects by value and names by property name' {
+        Get-KvmVm rd-b | Remove-KvmDisk -Path one.img
+        [pscustomobject]@{ Name = 'rd-b' } | Remove-KvmDisk -Path two.img
+        (Get-KvmVm rd-b).Disks.Path | Should -Be @('three.img')
+    }
+
+    It '-WhatIf detaches nothing' {
+        $lines = Get-KvmWhatIfLine { Remove-KvmDisk rd-b -Path three.img -WhatIf }
+        $lines | Should -Match 'target "rd-b"'
+        $lines | Should -Match 'three\.img'
+        (Get-KvmVm rd-b).Disks.Path | Should -Be @('three.img')
+    }
+
+    It 'reports a disk the VM does not have as ObjectNotFound naming the path' {
+        Remove-KvmDisk rd-b -Path nosuch.img -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId DeviceNotFound -Command Remove-KvmDisk -Category ObjectNotFound -TargetObject 'nosuch.img'
+        "$($err[0])" | Should -Match "'rd-b'"
+    }
+
+    It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {
+        Remove-KvmDisk nosuch -Path one.img -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId VmNotFound -Command Remove-KvmDisk -Category ObjectNotFound -TargetObject 'nosuch'
+        Remove-KvmDisk 'nosuch*' -Path one.img -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+    }
+
+    It 'has full help' {
+        Assert-KvmHelp Remove-KvmDisk | Out-Null
+    }
+
+    It 'completes VM names' {
+        Get-KvmCompletion 'Remove-KvmDisk -Name rd-' | Should -Be @('rd-a', 'rd-b')
+    }
+}

@@ -1,0 +1,89 @@
+#Requires -Version 7.4
+# Set-KvmVcpu: vCPU count and maximum, live hot-add, pipeline, -PassThru, -WhatIf, errors naming parameters.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Initialize-KvmTest | Out-Null
+    New-KvmTestVm -Name cpu-a | Out-Null
+    New-KvmTestVm -Name cpu-b | Out-Null
+    New-KvmTestVm -Name cpu-run -MaximumProcessorCount 4 -Start | Out-Null
+}
+
+AfterAll { Complete-KvmTest }
+
+Describe 'Set-KvmVcpu' {
+    It 'sets the count and the maximum of a VM that is off, and outputs nothing' {
+        Set-KvmVcpu cpu-a -Count 2 -Maximum 4 | Should -BeNullOrEmpty
+        $vm = Get-KvmVm cpu-a
+        $vm.ProcessorCount | Should -Be 2
+        $vm.MaximumProcessorCount | Should -Be 4
+    }
+
+    It 'takes the count by position and the Hyper-V names as aliases' {
+        Set-KvmVcpu cpu-a 3
+        (Get-KvmVm cpu-a).ProcessorCount | Should -Be 3
+        Set-KvmVcpu cpu-a -ProcessorCount 1 -MaximumProcessorCount 2
+        (Get-KvmVm cpu-a).ProcessorCount | Should -Be 1
+        (Get-KvmVm cpu-a).MaximumProcessorCount | Should -Be 2
+    }
+
+    It '-PassThru outputs the VM' {
+        (Set-KvmVcpu cpu-b -Count 1 -PassThru).Name | Should -Be 'cpu-b'
+    }
+
+    It 'adds vCPUs to a running VM up to its maximum' {
+        $vm = Set-KvmVcpu cpu-run -Count 2 -PassThru -WarningVariable warnings -WarningAction SilentlyContinue
+        (Get-KvmVm cpu-run).Definition.Vcpus.Count | Should -Be 2
+        if ($vm.ProcessorCount -ne 2) { "$warnings" | Should -Match 'restart' -Because 'a change not taken live must say so' }
+        (Get-KvmVm cpu-run).State | Should -Be 'Running'
+    }
+
+    It 'takes VM objects by value and names by property name' {
+        Get-KvmVm cpu-a, cpu-b | Set-KvmVcpu -Count 2 -Maximum 2
+        (Get-KvmVm cpu-a, cpu-b).ProcessorCount | Should -Be @(2, 2)
+        [pscustomobject]@{ VMName = 'cpu-b' } | Set-KvmVcpu -Count 1
+        (Get-KvmVm cpu-b).ProcessorCount | Should -Be 1
+    }
+
+    It '-WhatIf changes nothing and reads naturally' {
+        $lines = Get-KvmWhatIfLine { Set-KvmVcpu cpu-b -Count 2 -WhatIf }
+        $lines | Should -Match 'target "cpu-b"'
+        $lines | Should -Match '\b2\b'
+        $lines | Should -Not -Match '\b1 vCPUs'
+        (Get-KvmVm cpu-b).ProcessorCount | Should -Be 1
+    }
+
+    It 'needs -Count or -Maximum' {
+        { Set-KvmVcpu cpu-b -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidValue,KvmPS.Commands.SetKvmVcpuCommand'
+    }
+
+    It 'rejects a count above the maximum naming -Count and -Maximum' -Tag 'Issue9' {
+        Set-KvmVcpu cpu-b -Count 4 -Maximum 2 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err[0].TargetObject | Should -Not -BeNullOrEmpty
+        "$($err[0])" | Should -Match '\bCount\b'
+        "$($err[0])" | Should -Match '\bMaximum\b'
+        "$($err[0])" | Should -Not -Match 'VcpuCount|VcpuMaximum'
+        (Get-KvmVm cpu-b).ProcessorCount | Should -Be 1
+    }
+
+    It 'rejects a count outside 1-255 at binding' {
+        { Set-KvmVcpu cpu-b -Count 0 -ErrorAction Stop } | Should -Throw -ErrorId 'ParameterArgumentValidationError,KvmPS.Commands.SetKvmVcpuCommand'
+    }
+
+    It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {
+        Set-KvmVcpu nosuch -Count 1 -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId VmNotFound -Command Set-KvmVcpu -Category ObjectNotFound -TargetObject 'nosuch'
+        Set-KvmVcpu 'nosuch*' -Count 1 -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+    }
+
+    It 'has full help' {
+        Assert-KvmHelp Set-KvmVcpu | Out-Null
+    }
+
+    It 'completes VM names' {
+        Get-KvmCompletion 'Set-KvmVcpu cpu-' | Should -Be @('cpu-a', 'cpu-b', 'cpu-run')
+    }
+}
