@@ -86,10 +86,10 @@ public sealed class VmmProcessLauncher
     public string BinaryPath => _binaryPath.Value;
 
     /// <summary>
-    /// <c>$KVMPS_VMM</c>; else, for this assembly's folder and the application's: <c>kvmps-vmm</c> there, in its
-    /// <c>bin/</c> (the installed module package carries it so) or in <c>../bin/</c> (the published layout,
-    /// <c>out/KvmPS</c> beside <c>out/bin</c>); else <c>&lt;repo&gt;/out/bin/kvmps-vmm</c> in a parent directory
-    /// that has <c>KvmPS.sln</c>; else <c>PATH</c>.
+    /// <c>$KVMPS_VMM</c>; else <c>kvmps-vmm</c> beside the program that holds this code: in this assembly's folder,
+    /// its <c>bin/</c> (the installed module package carries it so) or <c>../bin/</c> (the published layout,
+    /// <c>out/KvmPS</c> beside <c>out/bin</c>); else <c>PATH</c>. Never a binary of some other tree: pwsh's own
+    /// folder and the folders above are not searched.
     /// </summary>
     public static string LocateBinary()
     {
@@ -104,45 +104,25 @@ public sealed class VmmProcessLauncher
         }
         searched.Add($"${BinaryVariable} (not set)");
 
-        var directories = new List<string>();
-        // pwsh loads the module from its folder, where Location is meaningful; under NativeAOT or single-file
-        // it is empty and AppContext.BaseDirectory (added next) is the application's folder.
+        // pwsh loads the module from its folder, where Location is meaningful; under NativeAOT or single-file it
+        // is empty and AppContext.BaseDirectory is the application's folder (out/bin for kvmps).
 #pragma warning disable IL3000
         var assemblyLocation = typeof(VmmProcessLauncher).Assembly.Location;
 #pragma warning restore IL3000
-        if (!string.IsNullOrEmpty(assemblyLocation))
-            directories.Add(Path.GetDirectoryName(assemblyLocation)!);
-        directories.Add(AppContext.BaseDirectory);
-        foreach (var directory in directories.Distinct())
+        var directory = string.IsNullOrEmpty(assemblyLocation) ? AppContext.BaseDirectory : Path.GetDirectoryName(assemblyLocation)!;
+        foreach (var candidate in new[] { Path.Combine(directory, BinaryName), Path.Combine(directory, "bin", BinaryName),
+                                          Path.Combine(directory, "..", "bin", BinaryName) })
         {
-            foreach (var candidate in new[] { Path.Combine(directory, BinaryName), Path.Combine(directory, "bin", BinaryName),
-                                              Path.Combine(directory, "..", "bin", BinaryName) })
-            {
-                var full = Path.GetFullPath(candidate);
-                searched.Add(full);
-                // A module installed from its .nupkg has lost the execute bit (zip entries carry none): restore it.
-                if (IsExecutableFile(full) || (File.Exists(full) && ExecutableFile.TryMakeExecutable(full)))
-                    return full;
-            }
+            var full = Path.GetFullPath(candidate);
+            searched.Add(full);
+            // A module installed from its .nupkg has lost the execute bit (zip entries carry none): restore it.
+            if (IsExecutableFile(full) || (File.Exists(full) && ExecutableFile.TryMakeExecutable(full)))
+                return full;
         }
 
-        foreach (var start in directories.Distinct())
+        foreach (var pathDirectory in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
         {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (!File.Exists(Path.Combine(dir.FullName, "KvmPS.sln")))
-                    continue;
-                var candidate = Path.Combine(dir.FullName, "out", "bin", BinaryName);
-                searched.Add(candidate);
-                if (IsExecutableFile(candidate))
-                    return candidate;
-                break;
-            }
-        }
-
-        foreach (var directory in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(directory, BinaryName);
+            var candidate = Path.Combine(pathDirectory, BinaryName);
             if (IsExecutableFile(candidate))
                 return Path.GetFullPath(candidate);
         }
