@@ -33,7 +33,7 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
             throw new PSInvalidOperationException("Connect-KvmConsole needs an interactive terminal (standard input is redirected).");
 
         using var client = VmmClient.Connect(info.SocketPath, Manager.Options.QueryTimeout, Manager.Options.QueryTimeout);
-        var console = client.AttachConsole(replay: !Switch(NoReplay));
+        var console = client.AttachConsole(replay: !NoReplay.IsPresent);
         Host.UI.WriteLine($"Connected to the console of VM '{name}'. Type Ctrl-] to detach.");
         var end = ConsoleBridge.Run(console, System.Console.OpenStandardOutput(), ReadKeys);
         Host.UI.WriteLine();
@@ -43,7 +43,7 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
             ConsoleBridgeEnd.VmEnded => $"The console of VM '{name}' closed (the VM stopped).",
             _ => "Input ended; detached.",
         });
-        if (Switch(PassThru))
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 

@@ -27,8 +27,8 @@ public sealed class StartKvmVmCommand : KvmVmCmdletBase
             return;
         var manager = Manager;
         var timeout = TimeoutSec is { } s ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
-        var passThru = Switch(PassThru) || Switch(AsJob);
-        KvmJobs.RunOrQueue(this, Switch(AsJob), "Start-KvmVm", name, output =>
+        var passThru = PassThru.IsPresent || AsJob.IsPresent;
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Start-KvmVm", name, output =>
         {
             var progress = new SyncProgress<VmProgress>(p => output.WriteProgress(p.Activity, p.Status, p.PercentComplete, p.PercentComplete >= 100));
             var info = manager.Start(name, timeout, progress);
