@@ -31,6 +31,23 @@ public static class DisplayText
         return Count(bytes, "byte");
     }
 
+    /// <summary>
+    /// A definition value as the diff and drift records carry it (invariant text), for reading: sizes of
+    /// <c>*Bytes</c> properties in binary units, an empty string as <c>''</c>, a missing value as <c>(none)</c>,
+    /// anything longer than <paramref name="maximumLength"/> cut short.
+    /// </summary>
+    public static string Value(string property, string? value, int maximumLength = 40)
+    {
+        ArgumentNullException.ThrowIfNull(property);
+        if (value is null)
+            return "(none)";
+        if (value.Length == 0)
+            return "''";
+        if (property.EndsWith("Bytes", StringComparison.Ordinal) && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var bytes))
+            return Bytes(bytes);
+        return value.Length <= maximumLength ? value : value[..(maximumLength - 3)] + "...";
+    }
+
     /// <summary>A VM as confirmation prompts name it: "web1 (2 vCPUs, 256 MiB)".</summary>
     public static string Vm(VmDefinition definition)
     {

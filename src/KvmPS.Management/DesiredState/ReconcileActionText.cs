@@ -34,7 +34,5 @@ public static class ReconcileActionText
     }
 
     private static string Changes(ReconcileAction action) =>
-        string.Join(", ", action.Changes.Select(c => $"{c.Property} {Short(c.Actual)} -> {Short(c.Expected)}"));
-
-    private static string Short(string? value) => value is null ? "(none)" : value.Length <= 40 ? value : value[..37] + "...";
+        string.Join(", ", action.Changes.Select(c => $"{c.Property} {DisplayText.Value(c.Property, c.Actual)} -> {DisplayText.Value(c.Property, c.Expected)}"));
 }
