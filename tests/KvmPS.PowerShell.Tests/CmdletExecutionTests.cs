@@ -189,6 +189,7 @@ public sealed class CmdletExecutionTests : IDisposable
 
         var missing = _pwsh.Run("Add-KvmDisk d1 /nonexistent/x.raw").SingleError;
         Assert.Equal(("DiskImageNotFound", (object)"/nonexistent/x.raw"), (missing.FullyQualifiedErrorId.Split(',')[0], missing.TargetObject));
+        Assert.Equal("Disk image '/nonexistent/x.raw' does not exist; give -SizeBytes to create it.", missing.ToString());
 
         _pwsh.Run("Remove-KvmDisk d1 data.qcow2 -Confirm:$false");
         Assert.Empty(Store.Get("d1").Disks);
@@ -243,7 +244,7 @@ public sealed class CmdletExecutionTests : IDisposable
         Assert.Equal("InvalidValue", neither.FullyQualifiedErrorId.Split(',')[0]);
         var badMac = _pwsh.Run("Add-KvmNetworkAdapter n1 -BridgeName br0 -MacAddress zz").SingleError;
         Assert.Equal(("InvalidValue", (object)"zz"), (badMac.FullyQualifiedErrorId.Split(',')[0], badMac.TargetObject));
-        Assert.StartsWith("-MacAddress:", badMac.ToString());
+        Assert.Equal("-MacAddress: Invalid MAC address 'zz': expected six hex octets separated by ':' (e.g. 52:54:00:12:34:56)", badMac.ToString());
     }
 
     [Fact]

@@ -27,9 +27,15 @@ internal sealed record KvmError(Exception Exception, string ErrorId, ErrorCatego
 /// <summary>A parameter value the cmdlet could not use; names the parameter as typed and carries the value.</summary>
 internal sealed class KvmParameterException : ArgumentException
 {
+    // ParamName stays unset: ArgumentException would append "(Parameter 'X')" to a message that already starts with -X.
     public KvmParameterException(string parameter, object? value, string reason, Exception? inner = null)
-        : base($"-{parameter}: {reason}", parameter, inner) => Value = value;
+        : base($"-{parameter}: {reason}", inner)
+    {
+        Parameter = parameter;
+        Value = value;
+    }
 
+    public string Parameter { get; }
     public object? Value { get; }
 
     /// <summary>Parses a parameter value; a format error names the parameter.</summary>
@@ -109,6 +115,8 @@ internal static class KvmErrorMapping
     /// <summary>The message with schema keys renamed to parameters, or null when it names no key to rename.</summary>
     private static string? NameParameters(Exception exception, Func<string, string?> parameterFor)
     {
+        if (exception is DiskImageNotFoundException missing && parameterFor("Disks.SizeBytes") is { } size)
+            return $"Disk image '{missing.Path}' does not exist; give -{size} to create it.";
         var (vm, property, reason) = exception switch
         {
             VmDefinitionException e => (e.VmName, e.Property, e.Reason),
