@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.DesiredState;
+using KvmPS.Management.Lifecycle;
 using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;

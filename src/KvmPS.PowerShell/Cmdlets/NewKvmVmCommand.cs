@@ -122,11 +122,3 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
         _ => value,
     };
 }
-
-/// <summary>An IProgress that reports on the calling thread (Progress&lt;T&gt; would post to the thread pool, outside the pipeline).</summary>
-internal sealed class SyncProgress<T> : IProgress<T>
-{
-    private readonly Action<T> _report;
-    public SyncProgress(Action<T> report) => _report = report;
-    public void Report(T value) => _report(value);
-}
