@@ -177,6 +177,16 @@ public sealed class UserExperienceTests : IDisposable
         var vcpu = _pwsh.Run("Set-KvmVcpu z -Count 3").SingleError;
         Assert.Equal("VM 'z': -Count: 3 vCPUs exceed the VM's maximum of 2 (raise -Maximum; that needs a restart)", vcpu.ToString());
 
+        // The setting given is the one blamed, and disk paths name -Path / -BackingPath.
+        Assert.Equal("VM 'z': -MemoryMinimumBytes: must not exceed -MemoryStartupBytes (1 GiB > 256 MiB); raise -MemoryStartupBytes too",
+            _pwsh.Run("Set-KvmVm z -MemoryMinimumBytes 1GB").SingleError.ToString());
+        Assert.Equal("VM 'z': -Path: '../../etc/passwd' leaves the VM's disk directory (use an absolute path for an image elsewhere)",
+            _pwsh.Run("Add-KvmDisk z ../../etc/passwd").SingleError.ToString());
+        Assert.Equal("VM 'z': -BackingPath: a backing image needs Format = qcow2",
+            _pwsh.Run("Add-KvmDisk z a.raw -Format Raw -BackingPath b.raw -SizeBytes 1MB").SingleError.ToString());
+        Assert.False(File.Exists(Path.Combine(_pwsh.Store.Store.DiskDirectory("z"), "a.raw")), "no image for a refused disk");
+        Assert.Equal("Give -Count, -Maximum or both.", _pwsh.Run("Set-KvmVcpu z").SingleError.ToString());
+
         // A manifest hashtable keeps the manifest's keys: that is what the user wrote.
         var manifest = _pwsh.Run("New-KvmVm -Definition @{ Name = 'h'; MemoryStartupBytes = '256MB'; VcpuCount = 4; VcpuMaximum = 2 }").SingleError;
         Assert.Equal("VM 'h': VcpuCount: must not exceed VcpuMaximum (4 > 2)", manifest.ToString());

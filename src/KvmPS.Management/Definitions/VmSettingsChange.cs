@@ -56,7 +56,7 @@ public sealed record VmSettingsChange
             next = next with { Vcpus = new VcpuSettings(ProcessorCount ?? current.Vcpus.Count, maximum) };
         }
         if (MemoryStartupBytes is not null || MemoryMinimumBytes is not null || MemoryMaximumBytes is not null)
-            next = next with { Memory = ApplyMemory(current.Memory) };
+            next = next with { Memory = ApplyMemory(current.Name, current.Memory) };
         if (BalloonEnabled is { } balloon)
             next = next with { BalloonEnabled = balloon };
         if (Autostart is { } autostart)
@@ -68,13 +68,20 @@ public sealed record VmSettingsChange
         return next;
     }
 
-    private MemorySettings ApplyMemory(MemorySettings current)
+    private MemorySettings ApplyMemory(string name, MemorySettings current)
     {
         var startup = MemoryStartupBytes ?? current.StartupBytes;
         // A fixed-size VM stays fixed-size when only its startup memory changes; a range widens to include it.
         var wasFixed = current.MinimumBytes == current.StartupBytes && current.MaximumBytes == current.StartupBytes;
         var minimum = MemoryMinimumBytes ?? (wasFixed ? startup : Math.Min(current.MinimumBytes, startup));
         var maximum = MemoryMaximumBytes ?? (wasFixed ? startup : Math.Max(current.MaximumBytes, startup));
+        // Blame the setting that was given: a minimum raised above the startup memory is the minimum's fault.
+        if (MemoryMinimumBytes is not null && MemoryStartupBytes is null && minimum > startup)
+            throw new VmDefinitionException(name, "MemoryMinimumBytes",
+                $"must not exceed MemoryStartupBytes ({DisplayText.Bytes(minimum)} > {DisplayText.Bytes(startup)}); raise MemoryStartupBytes too");
+        if (MemoryMaximumBytes is not null && MemoryStartupBytes is null && maximum < startup)
+            throw new VmDefinitionException(name, "MemoryMaximumBytes",
+                $"must not be below MemoryStartupBytes ({DisplayText.Bytes(maximum)} < {DisplayText.Bytes(startup)}); lower MemoryStartupBytes too");
         return new MemorySettings(startup, minimum, maximum);
     }
 

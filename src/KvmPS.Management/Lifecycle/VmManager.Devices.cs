@@ -1,4 +1,5 @@
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Store;
 
 namespace KvmPS.Management.Lifecycle;
 
@@ -15,13 +16,13 @@ public sealed record DiskAttachPlan(DiskDefinition Disk, string FullPath, string
 /// <summary>The definition-editing operations every front end offers (cmdlets, CLI, DSC), each under the store lock.</summary>
 public sealed partial class VmManager
 {
-    /// <summary>The stored definition; throws <see cref="Store.VmNotFoundException"/>.</summary>
+    /// <summary>The stored definition; throws <see cref="VmNotFoundException"/>.</summary>
     public VmDefinition GetDefinition(string name) => Store.Get(name);
 
     /// <summary>The store's root folder (named in not-found errors).</summary>
     public string StoreRoot => Store.Root;
 
-    /// <summary>The VM's serial console log; throws <see cref="Store.VmNotFoundException"/> for an unknown VM.</summary>
+    /// <summary>The VM's serial console log; throws <see cref="VmNotFoundException"/> for an unknown VM.</summary>
     public string SerialLogPath(string name)
     {
         Store.Get(name);
@@ -44,8 +45,21 @@ public sealed partial class VmManager
         ArgumentNullException.ThrowIfNull(request);
         var format = request.Format ?? DiskDefinition.DefaultFormat(request.Path, request.BackingImagePath);
         var disk = new DiskDefinition(request.Path, format, null, request.ReadOnly, request.BackingImagePath);
-        var backing = request.BackingImagePath is null ? null : Store.ResolveDiskPath(name, request.BackingImagePath);
-        return new DiskAttachPlan(disk, Store.ResolveDiskPath(name, request.Path), backing, request.CreateSizeBytes);
+        var backing = request.BackingImagePath is null ? null : ResolveDiskPath(name, request.BackingImagePath, "Disks.BackingImagePath");
+        return new DiskAttachPlan(disk, ResolveDiskPath(name, request.Path, "Disks.Path"), backing, request.CreateSizeBytes);
+    }
+
+    /// <summary>A disk path in the store; one that leaves the VM's disk directory is a validation error naming <paramref name="property"/>.</summary>
+    private string ResolveDiskPath(string name, string path, string property)
+    {
+        try
+        {
+            return Store.ResolveDiskPath(name, path);
+        }
+        catch (StorePathEscapeException)
+        {
+            throw new ManagementValidationException(name, property, $"'{path}' leaves the VM's disk directory (use an absolute path for an image elsewhere)");
+        }
     }
 
     /// <summary>
@@ -56,7 +70,9 @@ public sealed partial class VmManager
     public ChangeResult AttachDisk(string name, DiskAttachRequest request)
     {
         var plan = PlanDiskAttach(name, request);
-        Store.Get(name); // VmNotFound before any image is created
+        // Every definition rule is checked before an image is created (VmNotFound, a raw image with a backing file, a path used twice).
+        var current = Store.Get(name);
+        (current with { Disks = new ValueList<DiskDefinition>(current.Disks.Append(plan.Disk)) }).Validate();
         var created = false;
         if (plan.CreateSizeBytes is { } size)
         {

@@ -32,7 +32,7 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     protected override void Begin()
     {
         if ((BridgeName is null) == (TapName is null))
-            throw new KvmParameterException(BridgeName is null ? "BridgeName" : "TapName", BridgeName ?? TapName, "give exactly one of -BridgeName and -TapName");
+            throw KvmParameterException.Combination(BridgeName is null ? nameof(TapName) : nameof(BridgeName), BridgeName ?? TapName, "Give exactly one of -BridgeName and -TapName.");
     }
 
     protected override void ProcessVm(string name)

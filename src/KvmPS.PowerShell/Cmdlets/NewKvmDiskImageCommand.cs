@@ -36,7 +36,7 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
         var backing = BackingPath is null ? null : ResolvePath(BackingPath);
         var format = Format ?? DiskDefinition.DefaultFormat(path, backing);
         if (SizeBytes is null && backing is null)
-            throw new KvmParameterException(nameof(SizeBytes), null, "give -SizeBytes (or -BackingPath to take the size of the backing image)");
+            throw KvmParameterException.Combination(nameof(SizeBytes), null, "Give -SizeBytes, or -BackingPath to take the size of the backing image.");
         if (format == DiskFormat.Raw && backing is not null)
             throw new KvmParameterException(nameof(BackingPath), BackingPath, "a backing image needs the qcow2 format (-Format Qcow2)");
         if (SizeBytes is { } s && s % DiskDefinition.SectorBytes != 0)

@@ -29,7 +29,7 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
     protected override void Begin()
     {
         if (Count is null && Maximum is null)
-            throw new KvmParameterException("Count", null, "give -Count, -Maximum or both");
+            throw KvmParameterException.Combination(nameof(Count), null, "Give -Count, -Maximum or both.");
     }
 
     protected override void ProcessVm(string name)

@@ -35,8 +35,18 @@ internal sealed class KvmParameterException : ArgumentException
         Value = value;
     }
 
+    private KvmParameterException(string parameter, object? value, string message, bool _)
+        : base(message)
+    {
+        Parameter = parameter;
+        Value = value;
+    }
+
     public string Parameter { get; }
     public object? Value { get; }
+
+    /// <summary>A combination of parameters is missing or not allowed; <paramref name="message"/> names them all.</summary>
+    public static KvmParameterException Combination(string parameter, object? value, string message) => new(parameter, value, message, true);
 
     /// <summary>Parses a parameter value; a format error names the parameter.</summary>
     public static T Parse<T>(string parameter, string text, Func<string, T> parse)

@@ -44,6 +44,9 @@ public sealed class DefinitionEditingTests : IDisposable
         var ranged = fixedSize with { Memory = new MemorySettings(256L << 20, 128L << 20, 512L << 20) };
         Assert.Equal(new MemorySettings(1L << 30, 128L << 20, 1L << 30), new VmSettingsChange { MemoryStartupBytes = 1L << 30 }.ApplyTo(ranged).Memory);
         Assert.Equal(new MemorySettings(64L << 20, 64L << 20, 512L << 20), new VmSettingsChange { MemoryStartupBytes = 64L << 20 }.ApplyTo(ranged).Memory);
+        // The setting given is blamed, not the startup memory it no longer fits.
+        Assert.Equal("MemoryMinimumBytes", Assert.Throws<VmDefinitionException>(() => new VmSettingsChange { MemoryMinimumBytes = 1L << 30 }.ApplyTo(fixedSize)).Property);
+        Assert.Equal("MemoryMaximumBytes", Assert.Throws<VmDefinitionException>(() => new VmSettingsChange { MemoryMaximumBytes = 128L << 20 }.ApplyTo(fixedSize)).Property);
     }
 
     [Fact]
@@ -105,6 +108,10 @@ public sealed class DefinitionEditingTests : IDisposable
         Assert.True(File.Exists(image));
 
         Assert.Throws<DiskImageNotFoundException>(() => _manager.AttachDisk("d", new DiskAttachRequest("/nonexistent/x.raw")));
+        Assert.Equal("Disks.Path", Assert.Throws<ManagementValidationException>(() => _manager.AttachDisk("d", new DiskAttachRequest("../escape.raw", CreateSizeBytes: 1L << 20))).Property);
+        // Refused by the definition before any image exists.
+        Assert.Throws<VmDefinitionException>(() => _manager.AttachDisk("d", new DiskAttachRequest("r.raw", DiskFormat.Raw, 1L << 20, "base.raw")));
+        Assert.False(File.Exists(Path.Combine(_root.Path, "vms", "d", "disks", "r.raw")));
 
         // The definition refuses the same path twice: the image made for the refused disk is deleted again.
         var outside = Path.Combine(_root.Path, "outside.qcow2");
