@@ -32,7 +32,13 @@ public sealed class KvmDesiredVm
     public bool RestartIfNeeded => Status.Desired.RestartIfNeeded;
 
     /// <summary>Each difference, e.g. "web1.VcpuCount: expected 2, actual 1".</summary>
-    public Drift[] Drift => Status.Drifts.ToArray();
+    public Drift[] Drifts => Status.Drifts.ToArray();
+
+    /// <summary>The manifest's entry (the management record).</summary>
+    public DesiredVm Desired => Status.Desired;
+
+    /// <summary>The VM as management reads it; null when it does not exist (see <see cref="Vm"/> for the cmdlet view).</summary>
+    public VmInfo? Actual => Status.Actual;
 
     /// <summary>The definition the manifest asks for; null for Ensure = 'Absent'.</summary>
     public Management.Definitions.VmDefinition? Definition => Status.Desired.Definition;

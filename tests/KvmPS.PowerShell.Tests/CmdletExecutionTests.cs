@@ -59,6 +59,16 @@ public sealed class CmdletExecutionTests : IDisposable
     }
 
     [Fact]
+    public void New_takes_definitions_from_the_pipeline_and_names_by_position()
+    {
+        var piped = _pwsh.Run("@{ Name = 'p1'; MemoryStartupBytes = '128MB' }, [ordered]@{ Name = 'p2'; MemoryStartupBytes = '64MB' } | New-KvmVm");
+        Assert.Empty(piped.Errors);
+        Assert.Equal(new[] { "p1", "p2" }, piped.Objects<KvmVm>().Select(v => v.Name));
+        Assert.Equal("p3", Assert.Single(_pwsh.Run("New-KvmVm p3").Objects<KvmVm>()).Name);
+        Assert.Equal("p4", Assert.Single(_pwsh.Run("[pscustomobject]@{ Name = 'p4' } | New-KvmVm").Objects<KvmVm>()).Name);
+    }
+
+    [Fact]
     public void New_with_WhatIf_changes_nothing_and_a_duplicate_is_VmAlreadyExists()
     {
         var whatIf = _pwsh.Run("New-KvmVm x1 -WhatIf");

@@ -61,7 +61,7 @@ public sealed class UserExperienceTests : IDisposable
         Assert.Contains("Memory          : 256 MiB", list);
         Assert.Contains("Boot            : Built-in guest", list);
         Assert.Contains("Disks           : data.raw (raw, 1 MiB)", list);
-        Assert.Contains("Drift           : MemoryStartupBytes: expected 512 MiB, actual 256 MiB", list);
+        Assert.Contains("Drifts          : MemoryStartupBytes: expected 512 MiB, actual 256 MiB", list);
 
         var status = Assert.Single(_pwsh.Run("Get-KvmDesiredState $args[0]", manifest).Objects<KvmDesiredVm>(), v => v.Name == "db");
         Assert.Equal((true, false), (status.Exists, status.InDesiredState));

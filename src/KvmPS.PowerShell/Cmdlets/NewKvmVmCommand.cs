@@ -9,7 +9,9 @@ using KvmPS.PowerShell.Internal;
 namespace KvmPS.Commands;
 
 /// <summary>New-KvmVm: stores a new VM (and creates its disk images); it is not started.</summary>
-[Cmdlet(VerbsCommon.New, "KvmVm", DefaultParameterSetName = ParametersSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+// Definition is the default set on purpose: with Parameters as the default, pwsh's binder never tries the
+// by-value -Definition for a piped hashtable ("cannot be bound"). A name, or any settings parameter, still selects Parameters.
+[Cmdlet(VerbsCommon.New, "KvmVm", DefaultParameterSetName = DefinitionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm), typeof(KvmJob))]
 public sealed class NewKvmVmCommand : KvmCmdletBase
 {
