@@ -193,6 +193,20 @@ public sealed class UserExperienceTests : IDisposable
     }
 
     [Fact]
+    public void Names_with_any_control_character_are_refused_naming_Name()
+    {
+        for (var c = 0; c < 32; c++)
+        {
+            var result = _pwsh.Run("New-KvmVm -Name $args[0]", "vm" + (char)c);
+            var error = result.SingleError;
+            Assert.Equal(("InvalidVmDefinition", ErrorCategory.InvalidArgument), (error.FullyQualifiedErrorId.Split(',')[0], error.CategoryInfo.Category));
+            Assert.Contains("-Name:", error.ToString());
+            Assert.Empty(result.Output);
+        }
+        Assert.Empty(_pwsh.Store.Store.ListNames());
+    }
+
+    [Fact]
     public void A_confirmation_a_non_interactive_session_cannot_show_is_ConfirmationNotPossible()
     {
         _pwsh.Run("New-KvmVm c1");

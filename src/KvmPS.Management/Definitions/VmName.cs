@@ -11,7 +11,8 @@ public static partial class VmName
 {
     public const int MaximumLength = 63;
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+    // \z, not $: in .NET $ also matches before a final newline, which let "vm1\n" through.
+    [GeneratedRegex(@"\A[A-Za-z0-9][A-Za-z0-9._-]{0,62}\z")]
     private static partial Regex Pattern();
 
     public static bool IsValid(string? name) => name is not null && Pattern().IsMatch(name);
