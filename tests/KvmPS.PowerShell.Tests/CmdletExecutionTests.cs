@@ -339,6 +339,27 @@ public sealed class CmdletExecutionTests : IDisposable
     }
 
     [Fact]
+    public void AsJob_runs_in_a_job_whose_output_is_the_vm()
+    {
+        var result = _pwsh.Run("$job = New-KvmVm j1 -AsJob; $job.PSJobTypeName; $job | Wait-Job | Receive-Job");
+        Assert.Empty(result.Errors);
+        Assert.Equal("KvmJob", result.Output[0].BaseObject);
+        Assert.Equal("j1", Assert.Single(result.Objects<KvmVm>()).Name);
+        var failed = _pwsh.Run("New-KvmVm j1 -AsJob | Wait-Job | ForEach-Object { $_.State.ToString(); $_.ChildJobs.Count; $_.Error[0].FullyQualifiedErrorId }");
+        Assert.Equal(new object[] { "Failed", 0, "VmAlreadyExists" }, failed.Output.Select(o => o.BaseObject));
+    }
+
+    [Fact]
+    public void Vm_names_complete_from_the_store()
+    {
+        NewVm("web-1");
+        NewVm("web-2");
+        NewVm("db-1");
+        var result = _pwsh.Run("$s = 'Get-KvmVm -Name we'; (TabExpansion2 -inputScript $s -cursorColumn $s.Length).CompletionMatches.CompletionText");
+        Assert.Equal(new[] { "web-1", "web-2" }, result.Objects<string>());
+    }
+
+    [Fact]
     public void Error_mapping_gives_stable_ids()
     {
         Assert.Equal("VmNotFound", KvmErrorMapping.FromException(new KvmPS.Management.Store.VmNotFoundException("a", "/s"), null).ErrorId);
