@@ -166,7 +166,8 @@ public sealed class CmdletExecutionTests : IDisposable
         Assert.Equal(MemorySettings.Fixed(256L << 20), d.Memory);
         Assert.Equal("hello", d.Notes);
         Assert.True(d.Autostart);
-        _pwsh.Run("Set-KvmVm s1 -MemoryMaximumBytes 1GB");
+        var verbose = _pwsh.Run("Set-KvmVm s1 -MemoryMaximumBytes 1GB -Verbose").Verbose;
+        Assert.Contains("VM 's1': -MemoryMaximumBytes: 256 MiB -> 1 GiB (Stored)", verbose);
         Assert.Equal(new MemorySettings(256L << 20, 256L << 20, 1L << 30), Store.Get("s1").Memory);
     }
 

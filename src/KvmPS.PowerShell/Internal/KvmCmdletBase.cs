@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 
@@ -75,11 +76,14 @@ public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
     /// </summary>
     internal void ReportChange(ChangeResult result, bool restartIfNeeded)
     {
+        // Name what the user typed (-ProcessorCount), not the schema key (VcpuCount), where a parameter sets it.
+        var parameters = new CmdletParameterNames(this);
+        string Show(string property) => parameters.ParameterFor(property) is { } p ? "-" + p : property;
         foreach (var change in result.Changes)
-            Output.WriteVerbose($"VM '{result.Name}': {change.Property}: {change.OldValue ?? "(none)"} -> {change.NewValue ?? "(none)"} ({change.Application})");
+            Output.WriteVerbose($"VM '{result.Name}': {Show(change.Property)}: {DisplayText.Value(change.Property, change.OldValue)} -> {DisplayText.Value(change.Property, change.NewValue)} ({change.Application})");
         if (!result.RestartNeeded)
             return;
-        var properties = string.Join(", ", result.Changes.Where(c => c.Application == ChangeApplication.RestartNeeded).Select(c => c.Property));
+        var properties = string.Join(", ", result.Changes.Where(c => c.Application == ChangeApplication.RestartNeeded).Select(c => Show(c.Property)));
         if (restartIfNeeded)
         {
             if (Output.ShouldProcess(result.Name, $"Restart the VM to apply {properties}"))
