@@ -49,7 +49,9 @@ public static class CmdletReflector
                 Aliases = p.Aliases.Count == 0 ? "" : string.Join(", ", p.Aliases),
                 Required = p.Sets.All(a => a.Mandatory),
                 Position = p.Sets.Select(a => a.Position).Where(x => x != int.MinValue).Select(x => x.ToString()).FirstOrDefault() ?? "Named",
-                DefaultValue = old?.DefaultValue is { Length: > 0 } dv && dv != "None" ? dv : "None",
+                // A switch is False unless given; other defaults live in property initializers, which metadata does not
+                // show, so they are written in the page (and checked against the code by the module's tests).
+                DefaultValue = old?.DefaultValue is { Length: > 0 } dv && dv != "None" ? dv : TypeName(p.Type) == "SwitchParameter" ? "False" : "None",
                 PipelineInput = PipelineInput(p.Sets),
                 Globbing = p.SupportsWildcards,
             };

@@ -13,7 +13,10 @@ public sealed record VmMemoryStatus
     public required VmState State { get; init; }
     public bool BalloonEnabled { get; init; }
 
-    /// <summary>The definition's MemoryStartupBytes: what the VM boots with.</summary>
+    /// <summary>
+    /// The memory the guest is meant to have: while a balloon runs, the booted memory minus the balloon's target
+    /// (what Invoke-KvmBalloon -TargetBytes set); otherwise the definition's MemoryStartupBytes, what the VM boots with.
+    /// </summary>
     public long TargetBytes { get; init; }
 
     public long MinimumBytes { get; init; }
@@ -85,7 +88,7 @@ public static class VmMemoryStatusReader
             Name = info.Name,
             State = info.State,
             BalloonEnabled = info.Definition.BalloonEnabled,
-            TargetBytes = memory.StartupBytes,
+            TargetBytes = info.Live?.MemoryBytes is { } booted && balloonTarget is { } inflate ? booted - inflate : memory.StartupBytes,
             MinimumBytes = memory.MinimumBytes,
             MaximumBytes = memory.MaximumBytes,
             CurrentBytes = info.Live?.MemoryBytes,

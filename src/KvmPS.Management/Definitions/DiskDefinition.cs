@@ -16,4 +16,23 @@ public sealed record DiskDefinition(
 {
     /// <summary>Block devices address 512-byte sectors, so images are sized in whole sectors.</summary>
     public const int SectorBytes = 512;
+
+    /// <summary>"data.qcow2 (qcow2, 64 MiB, read-only, backed by base.raw)".</summary>
+    public override string ToString()
+    {
+        var details = new List<string> { Format.ToString().ToLowerInvariant() };
+        if (SizeBytes is { } size)
+            details.Add(DisplayText.Bytes(size));
+        if (ReadOnly)
+            details.Add("read-only");
+        if (BackingImagePath is not null)
+            details.Add("backed by " + BackingImagePath);
+        return $"{Path} ({string.Join(", ", details)})";
+    }
+
+    /// <summary>The format when none is given: qcow2 for a <c>*.qcow2</c> name or a backing image (only qcow2 has one), raw otherwise.</summary>
+    public static DiskFormat DefaultFormat(string? path, string? backingImagePath) =>
+        backingImagePath is not null || (path is not null && path.EndsWith(".qcow2", StringComparison.OrdinalIgnoreCase))
+            ? DiskFormat.Qcow2
+            : DiskFormat.Raw;
 }

@@ -8,4 +8,9 @@ public sealed record MemorySettings(long StartupBytes, long MinimumBytes, long M
 {
     /// <summary>Fixed-size memory: minimum = startup = maximum.</summary>
     public static MemorySettings Fixed(long bytes) => new(bytes, bytes, bytes);
+
+    public override string ToString() =>
+        MinimumBytes == StartupBytes && MaximumBytes == StartupBytes
+            ? DisplayText.Bytes(StartupBytes)
+            : $"{DisplayText.Bytes(StartupBytes)} ({DisplayText.Bytes(MinimumBytes)} to {DisplayText.Bytes(MaximumBytes)})";
 }

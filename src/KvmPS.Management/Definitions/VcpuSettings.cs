@@ -7,4 +7,6 @@ public sealed record VcpuSettings(int Count, int Maximum)
     public const int Limit = 255;
 
     public static VcpuSettings Fixed(int count) => new(count, count);
+
+    public override string ToString() => Count == Maximum ? Count.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"{Count} (maximum {Maximum})";
 }

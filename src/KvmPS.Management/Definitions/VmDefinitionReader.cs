@@ -54,7 +54,7 @@ public static class VmDefinitionReader
             Vcpus = vcpus,
             Boot = ReadBoot(map, name),
             Disks = new ValueList<DiskDefinition>(ReadList(map, "Disks", (x, i) => ReadDisk(x.Item, x.Prefix, i, name))),
-            NetworkAdapters = new ValueList<NetworkAdapterDefinition>(ReadList(map, "NetworkAdapters", (x, i) => ReadAdapter(x.Item, x.Prefix, i, name))),
+            NetworkAdapters = new ValueList<NetworkAdapterDefinition>(WithMacs(name, ReadList(map, "NetworkAdapters", (x, _) => ReadAdapter(x.Item, x.Prefix, name)))),
             BalloonEnabled = map.Bool("BalloonEnabled") ?? false,
             PciPassthrough = new ValueList<PciAddress>(ReadPciAddresses(map)),
             MemoryBacking = new MemoryBackingSettings(
@@ -100,26 +100,38 @@ public static class VmDefinitionReader
     {
         var disk = new SchemaMap(source, prefix, vmName, DiskKeys);
         var path = disk.String("Path");
-        var format = disk.Enum<DiskFormat>("Format")
-                     ?? (path is not null && path.EndsWith(".qcow2", StringComparison.OrdinalIgnoreCase) ? DiskFormat.Qcow2 : DiskFormat.Raw);
+        var backing = disk.String("BackingImagePath");
+        var format = disk.Enum<DiskFormat>("Format") ?? DiskDefinition.DefaultFormat(path, backing);
         path ??= $"disk{index}.{format.ToString().ToLowerInvariant()}";
-        return new DiskDefinition(path, format, disk.Size("SizeBytes"), disk.Bool("ReadOnly") ?? false, disk.String("BackingImagePath"));
+        return new DiskDefinition(path, format, disk.Size("SizeBytes"), disk.Bool("ReadOnly") ?? false, backing);
     }
 
-    private static NetworkAdapterDefinition ReadAdapter(IDictionary source, string prefix, int index, string vmName)
+    private static (string? Tap, string? Bridge, MacAddress? Mac) ReadAdapter(IDictionary source, string prefix, string vmName)
     {
         var adapter = new SchemaMap(source, prefix, vmName, NetworkAdapterKeys);
         var macText = adapter.String("MacAddress");
-        MacAddress mac;
         try
         {
-            mac = macText is null ? MacAddress.GenerateLocallyAdministered($"{vmName}/{index}") : MacAddress.Parse(macText);
+            return (adapter.String("Tap"), adapter.String("Bridge"), macText is null ? null : MacAddress.Parse(macText));
         }
         catch (ValueFormatException e)
         {
             throw adapter.Fail("MacAddress", e.Message, e);
         }
-        return new NetworkAdapterDefinition(adapter.String("Tap"), adapter.String("Bridge"), mac);
+    }
+
+    /// <summary>Adapters without a MAC get generated ones that avoid every address the manifest gives.</summary>
+    private static IEnumerable<NetworkAdapterDefinition> WithMacs(string vmName, List<(string? Tap, string? Bridge, MacAddress? Mac)> adapters)
+    {
+        var taken = adapters.Where(a => a.Mac is not null).Select(a => a.Mac!.Value).ToList();
+        var result = new List<NetworkAdapterDefinition>(adapters.Count);
+        for (var i = 0; i < adapters.Count; i++)
+        {
+            var mac = adapters[i].Mac ?? NetworkAdapterDefinition.GenerateMac(vmName, i, taken);
+            taken.Add(mac);
+            result.Add(new NetworkAdapterDefinition(adapters[i].Tap, adapters[i].Bridge, mac));
+        }
+        return result;
     }
 
     private static IEnumerable<PciAddress> ReadPciAddresses(SchemaMap map)

@@ -11,7 +11,7 @@ public static partial class VmName
 {
     public const int MaximumLength = 63;
 
-    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\z")] // \z, not $: $ also matches before a final \n
+    [GeneratedRegex(@"\A[A-Za-z0-9][A-Za-z0-9._-]{0,62}\z")] // \z, not $: $ also matches before a final \n
     private static partial Regex Pattern();
 
     public static bool IsValid(string? name) => name is not null && Pattern().IsMatch(name);

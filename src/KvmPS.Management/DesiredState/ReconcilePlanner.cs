@@ -88,7 +88,7 @@ public static class ReconcilePlanner
         {
             drifts.Add(new Drift(name, "Ensure", "Present", "Absent"));
             phases[3].Add(new ReconcileAction(ReconcileActionKind.Create, name,
-                $"Create VM '{name}' ({definition.Vcpus.Count} vCPU, {SizeParser.Format(definition.Memory.StartupBytes)})", "it does not exist", none, definition));
+                $"Create VM '{name}' ({DisplayText.Count(definition.Vcpus.Count, "vCPU")}, {DisplayText.Bytes(definition.Memory.StartupBytes)})", "it does not exist", none, definition));
             PlanPower(vm, VmState.Off, vm.State, definition, phases[4], warnings);
             return;
         }

@@ -36,7 +36,7 @@ public sealed record VmManagerOptions
 /// <see cref="VmDefinitionException"/> for an invalid definition. Failed operations leave nothing half-done.
 /// </para>
 /// </summary>
-public sealed class VmManager
+public sealed partial class VmManager
 {
     public VmManager(VmStore store, VmmProcessLauncher? launcher = null, IDiskImageCreator? diskImageCreator = null, VmManagerOptions? options = null)
     {

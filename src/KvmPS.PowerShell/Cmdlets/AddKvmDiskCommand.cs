@@ -36,46 +36,20 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    internal static DiskFormat DefaultFormat(string path, string? backingPath) =>
-        backingPath is not null || path.EndsWith(".qcow2", StringComparison.OrdinalIgnoreCase) ? DiskFormat.Qcow2 : DiskFormat.Raw;
-
     protected override void ProcessVm(string name)
     {
-        var store = Manager.Store;
-        var diskPath = System.IO.Path.IsPathRooted(Path) || Path.StartsWith('~') ? ResolvePath(Path) : Path;
-        var backing = BackingPath is null ? null : System.IO.Path.IsPathRooted(BackingPath) || BackingPath.StartsWith('~') ? ResolvePath(BackingPath) : BackingPath;
-        var format = Format ?? DefaultFormat(diskPath, backing);
-        var fullPath = store.ResolveDiskPath(name, diskPath);
-        var disk = new DiskDefinition(diskPath, format, null, Switch(ReadOnly), backing);
-        if (!Output.ShouldProcess(name, SizeBytes is { } size ? $"Create {format} image '{fullPath}' ({SizeParser.Format(size)}) and attach it" : $"Attach disk '{fullPath}'"))
+        // Rooted (or ~) paths are resolved against the PowerShell location; relative ones stay relative to the VM's disk directory.
+        var request = new DiskAttachRequest(StorePath(Path), Format, SizeBytes, BackingPath is null ? null : StorePath(BackingPath), ReadOnly.IsPresent);
+        var plan = Manager.PlanDiskAttach(name, request);
+        var action = SizeBytes is { } size
+            ? $"Create {plan.Disk.Format} image '{plan.FullPath}' ({SizeParser.Format(size)}) and attach it"
+            : $"Attach disk '{plan.FullPath}'";
+        if (!Output.ShouldProcess(name, action))
             return;
-
-        var created = false;
-        if (SizeBytes is { } sizeBytes)
-        {
-            StorageDiskImageCreator.Create(fullPath, format, sizeBytes, backing is null ? null : store.ResolveDiskPath(name, backing));
-            created = true;
-        }
-        else if (!File.Exists(fullPath))
-        {
-            Output.WriteError(new KvmError(new FileNotFoundException($"Disk image '{fullPath}' does not exist; give -SizeBytes to create it", fullPath),
-                KvmErrorIds.DiskImageNotFound, ErrorCategory.ObjectNotFound, fullPath));
-            return;
-        }
-        try
-        {
-            var result = Manager.Update(name, d => d with { Disks = new ValueList<DiskDefinition>(d.Disks.Append(disk)) });
-            ReportChange(result, restartIfNeeded: false);
-        }
-        catch when (created)
-        {
-            File.Delete(fullPath);
-            throw;
-        }
-        if (Switch(PassThru))
+        ReportChange(Manager.AttachDisk(name, request), restartIfNeeded: false);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 
-    private string ResolvePath(string path) =>
-        OutputOverride is null ? GetUnresolvedProviderPathFromPSPath(path) : System.IO.Path.GetFullPath(path);
+    private string StorePath(string path) => System.IO.Path.IsPathRooted(path) || path.StartsWith('~') ? ResolvePath(path) : path;
 }

@@ -32,33 +32,16 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     protected override void Begin()
     {
         if ((BridgeName is null) == (TapName is null))
-            throw new ArgumentException("Give exactly one of -BridgeName and -TapName.");
-    }
-
-    /// <summary>The next free generated MAC for <paramref name="definition"/>.</summary>
-    internal static MacAddress GenerateMac(VmDefinition definition)
-    {
-        var used = definition.NetworkAdapters.Select(a => a.MacAddress).ToHashSet();
-        for (var i = definition.NetworkAdapters.Count; ; i++)
-        {
-            var mac = Management.Definitions.MacAddress.GenerateLocallyAdministered($"{definition.Name}/{i}");
-            if (!used.Contains(mac))
-                return mac;
-        }
+            throw KvmParameterException.Combination(BridgeName is null ? nameof(TapName) : nameof(BridgeName), BridgeName ?? TapName, "Give exactly one of -BridgeName and -TapName.");
     }
 
     protected override void ProcessVm(string name)
     {
-        var explicitMac = MacAddress is null ? (MacAddress?)null : Management.Definitions.MacAddress.Parse(MacAddress);
-        if (!Output.ShouldProcess(name, $"Add a network adapter on {(BridgeName is not null ? "bridge '" + BridgeName : "tap '" + TapName)}'"))
+        var mac = MacAddress is null ? (MacAddress?)null : KvmParameterException.Parse(nameof(MacAddress), MacAddress, Management.Definitions.MacAddress.Parse);
+        if (!Output.ShouldProcess(name, BridgeName is not null ? $"Add a network adapter on bridge '{BridgeName}'" : $"Add a network adapter on tap '{TapName}'"))
             return;
-        var result = Manager.Update(name, d =>
-        {
-            var adapter = new NetworkAdapterDefinition(TapName, BridgeName, explicitMac ?? GenerateMac(d));
-            return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Append(adapter)) };
-        });
-        ReportChange(result, restartIfNeeded: false);
-        if (Switch(PassThru))
+        ReportChange(Manager.AddNetworkAdapter(name, TapName, BridgeName, mac), restartIfNeeded: false);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
 using KvmPS.Management.HostDevices;
 using KvmPS.PowerShell;
 using KvmPS.PowerShell.Internal;
@@ -23,24 +24,21 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>Test seam: the sysfs reader used to check the host devices.</summary>
-    internal PciHostDevices HostDevices { get; set; } = new();
-
     protected override void ProcessVm(string name)
     {
-        var definition = Manager.Store.Get(name);
+        var definition = Manager.GetDefinition(name);
+        var host = new PciHostDevices();
         var add = new List<PciAddress>();
         foreach (var text in Address)
         {
-            var address = PciAddress.Parse(text);
+            var address = KvmParameterException.Parse(nameof(Address), text, PciAddress.Parse);
             if (definition.PciPassthrough.Contains(address) || add.Contains(address))
             {
-                Output.WriteError(new KvmError(new InvalidOperationException($"VM '{name}' already has PCI device {address}"),
-                    KvmErrorIds.DeviceAlreadyAttached, ErrorCategory.ResourceExists, text));
+                Output.WriteError(ErrorFor(new VmDeviceAlreadyAttachedException(name, "PciPassthrough", text, $"VM '{name}' already has PCI device {address}"), text));
                 continue;
             }
             PciPassthroughReadiness readiness;
-            try { readiness = PciPassthroughCheck.Check(HostDevices, address); }
+            try { readiness = PciPassthroughCheck.Check(host, address); }
             catch (PciPassthroughException e)
             {
                 Output.WriteError(new KvmError(e, KvmErrorIds.PciDeviceUnusable, ErrorCategory.InvalidArgument, text));
@@ -49,11 +47,10 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
             foreach (var warning in readiness.Warnings) Output.WriteWarning(warning);
             add.Add(address);
         }
-        if (add.Count == 0 || !Output.ShouldProcess(name, $"Pass through PCI device(s) {string.Join(", ", add)}"))
+        if (add.Count == 0 || !Output.ShouldProcess(name, $"Pass through PCI {DisplayText.Count(add.Count, "device")} {string.Join(", ", add)}"))
             return;
-        var result = Manager.Update(name, d => d with { PciPassthrough = new ValueList<PciAddress>(d.PciPassthrough.Concat(add)) });
-        ReportChange(result, Switch(RestartIfNeeded));
-        if (Switch(PassThru))
+        ReportChange(Manager.AddPciPassthrough(name, add), RestartIfNeeded.IsPresent);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

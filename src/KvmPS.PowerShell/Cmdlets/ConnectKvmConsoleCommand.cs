@@ -25,7 +25,7 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
         if (_connected)
             throw new VmStateException(name, VmState.Unknown, "Connect-KvmConsole attaches to one VM at a time; select a single VM");
         _connected = true;
-        using (var session = ConsoleSession.Open(Manager, name, replay: !Switch(NoReplay)))
+        using (var session = ConsoleSession.Open(Manager, name, replay: !NoReplay.IsPresent))
         {
             if (System.Console.IsInputRedirected)
                 throw new PSInvalidOperationException("Connect-KvmConsole needs an interactive terminal (standard input is redirected).");
@@ -36,7 +36,7 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
             Host.UI.WriteLine();
             Host.UI.WriteLine(session.EndMessage(end));
         }
-        if (Switch(PassThru))
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

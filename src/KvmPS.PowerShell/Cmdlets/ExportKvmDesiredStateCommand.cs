@@ -44,10 +44,10 @@ public sealed class ExportKvmDesiredStateCommand : KvmCmdletBase
     protected override void End()
     {
         // Piped input that selected nothing exports nothing (not every VM, as a bare call does).
-        var piped = OutputOverride is null && MyInvocation.ExpectingInput;
+        var piped = MyInvocation.ExpectingInput;
         var export = ManifestExporter.Export(Manager, _names.Count > 0 || piped ? _names : null);
         foreach (var missing in export.NotFound)
-            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.Store.Root));
+            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
         foreach (var warning in export.Warnings)
             Output.WriteWarning(warning);
         if (Path is null)
@@ -55,20 +55,20 @@ public sealed class ExportKvmDesiredStateCommand : KvmCmdletBase
             Output.WriteObject(export.Text);
             return;
         }
-        var path = OutputOverride is null ? GetUnresolvedProviderPathFromPSPath(Path) : System.IO.Path.GetFullPath(Path);
+        var path = GetUnresolvedProviderPathFromPSPath(Path);
         var what = export.VmNames.Count == 1 ? "1 VM" : $"{export.VmNames.Count} VMs";
         if (!Output.ShouldProcess(path, $"Write a desired-state manifest describing {what}"))
             return;
         try
         {
-            ManifestExporter.WriteFile(path, export.Text, overwrite: Switch(Force));
+            ManifestExporter.WriteFile(path, export.Text, overwrite: Force.IsPresent);
         }
         catch (ManifestFileExistsException e)
         {
             Output.WriteError(new KvmError(e, FileExistsErrorId, ErrorCategory.ResourceExists, path));
             return;
         }
-        if (Switch(PassThru))
+        if (PassThru.IsPresent)
             Output.WriteObject(new FileInfo(path));
     }
 }

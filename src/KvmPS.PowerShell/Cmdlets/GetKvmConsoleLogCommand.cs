@@ -17,8 +17,7 @@ public sealed class GetKvmConsoleLogCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        Manager.Store.Get(name);
-        foreach (var line in SerialLogReader.ReadLines(Manager.Store.SerialLogPath(name), Tail))
+        foreach (var line in SerialLogReader.ReadLines(Manager.SerialLogPath(name), Tail))
             Output.WriteObject(line);
     }
 }

@@ -5,7 +5,7 @@ namespace KvmPS.Commands;
 
 /// <summary>Get-KvmDesiredState: the VMs manifests name, what they ask and what the host has; plus unmanaged VMs with -IncludeUnmanaged.</summary>
 [Cmdlet(VerbsCommon.Get, "KvmDesiredState")]
-[OutputType(typeof(DesiredVmStatus), typeof(KvmPS.PowerShell.KvmVm))]
+[OutputType(typeof(KvmPS.PowerShell.KvmDesiredVm), typeof(KvmPS.PowerShell.KvmVm))]
 public sealed class GetKvmDesiredStateCommand : KvmDesiredStateCmdletBase
 {
     /// <summary>Also output the VMs in the store that no manifest names (as KvmVm objects).</summary>
@@ -16,7 +16,7 @@ public sealed class GetKvmDesiredStateCommand : KvmDesiredStateCmdletBase
     {
         var status = new Reconciler(Manager).Get(desired);
         foreach (var vm in status.Vms)
-            Output.WriteObject(vm);
+            Output.WriteObject(new KvmPS.PowerShell.KvmDesiredVm(vm));
         if (IncludeUnmanaged.IsPresent)
             foreach (var vm in status.Unmanaged)
                 Output.WriteObject(new KvmPS.PowerShell.KvmVm(vm));

@@ -25,12 +25,9 @@ public sealed class GetKvmHostPciDeviceCommand : KvmCmdletBase
     [SupportsWildcards]
     public string? Driver { get; set; }
 
-    /// <summary>Test seam: the sysfs root.</summary>
-    internal string SysfsRoot { get; set; } = PciHostDevices.DefaultSysfsRoot;
-
     protected override void Process()
     {
-        var devices = new PciHostDevices(SysfsRoot).List();
+        var devices = new PciHostDevices().List();
         var driver = Driver is null ? null : new VmNamePattern(Driver);
         var byAddress = devices.ToDictionary(d => d.Address.ToString(), d => d, StringComparer.OrdinalIgnoreCase);
         var selection = VmSelector.Select(devices.Select(d => d.Address.ToString()).ToList(), Address);

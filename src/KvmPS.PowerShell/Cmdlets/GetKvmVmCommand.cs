@@ -21,9 +21,9 @@ public sealed class GetKvmVmCommand : KvmCmdletBase
 
     protected override void Process()
     {
-        var selection = VmResolver.Resolve(Manager.Store.ListNames(), Name, null, allWhenEmpty: true);
+        var selection = VmResolver.Resolve(Manager.ListNames(), Name, null, allWhenEmpty: true);
         foreach (var missing in selection.NotFound)
-            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.Store.Root));
+            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
         foreach (var name in selection.Names)
             ForTarget(name, () =>
             {
@@ -31,7 +31,7 @@ public sealed class GetKvmVmCommand : KvmCmdletBase
                 if (Manager.TryGet(name) is { } info)
                     Output.WriteObject(new KvmVm(info));
                 else if (Name is not null && Name.Contains(name, StringComparer.Ordinal))
-                    Output.WriteError(KvmErrorMapping.VmNotFound(name, Manager.Store.Root));
+                    Output.WriteError(KvmErrorMapping.VmNotFound(name, Manager.StoreRoot));
             });
     }
 }

@@ -24,10 +24,10 @@ public sealed class InvokeKvmBalloonCommand : KvmVmCmdletBase
     {
         if (TargetBytes is { } target)
         {
-            if (!Output.ShouldProcess(name, $"Set the memory target to {SizeParser.Format(target)}"))
+            if (!Output.ShouldProcess(name, $"Set the memory target to {DisplayText.Bytes(target)}"))
                 return;
             var result = Manager.SetBalloon(name, target);
-            ReportChange(result, Switch(RestartIfNeeded));
+            ReportChange(result, RestartIfNeeded.IsPresent);
         }
         Output.WriteObject(VmMemoryStatusReader.Read(Manager, name));
     }

@@ -29,7 +29,7 @@ public sealed class InvokeKvmDesiredStateCommand : KvmDesiredStateCmdletBase
         }
         var approved = true;
         foreach (var action in plan.Actions)
-            approved &= Output.ShouldProcess(action.VmName, $"{action.Kind}: {action.Description}");
+            approved &= Output.ShouldProcess(action.Target(), action.Verb());
         if (!approved)
             return;
         var name = string.Join(",", desired.Files.Select(System.IO.Path.GetFileName));

@@ -51,8 +51,6 @@ public abstract class KvmDesiredStateCmdletBase : KvmCmdletBase
 
     private IEnumerable<string> Resolve(string path)
     {
-        if (OutputOverride is not null)
-            return new[] { System.IO.Path.GetFullPath(path) };
         if (!WildcardPattern.ContainsWildcardCharacters(path))
             return new[] { GetUnresolvedProviderPathFromPSPath(path) };
         try

@@ -34,20 +34,20 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
     {
         var path = ResolvePath(Path);
         var backing = BackingPath is null ? null : ResolvePath(BackingPath);
-        var format = Format ?? AddKvmDiskCommand.DefaultFormat(path, backing);
+        var format = Format ?? DiskDefinition.DefaultFormat(path, backing);
         if (SizeBytes is null && backing is null)
-            throw new ArgumentException("Give -SizeBytes (or -BackingPath to take the size of the backing image).");
+            throw KvmParameterException.Combination(nameof(SizeBytes), null, "Give -SizeBytes, or -BackingPath to take the size of the backing image.");
         if (format == DiskFormat.Raw && backing is not null)
-            throw new ArgumentException("-BackingPath needs the qcow2 format.");
+            throw new KvmParameterException(nameof(BackingPath), BackingPath, "a backing image needs the qcow2 format (-Format Qcow2)");
         if (SizeBytes is { } s && s % DiskDefinition.SectorBytes != 0)
-            throw new ArgumentException($"-SizeBytes must be a multiple of {DiskDefinition.SectorBytes} (got {s}).");
+            throw new KvmParameterException(nameof(SizeBytes), s, $"must be a multiple of {DiskDefinition.SectorBytes} (got {s})");
         if (File.Exists(path))
         {
             Output.WriteError(new KvmError(new IOException($"'{path}' already exists; KvmPS does not overwrite disk images"),
                 KvmErrorIds.DiskImageExists, ErrorCategory.ResourceExists, path));
             return;
         }
-        var size = SizeBytes is { } bytes ? SizeParser.Format(bytes) : "the size of " + backing;
+        var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + backing;
         if (!Output.ShouldProcess(path, $"Create {format} disk image ({size})"))
             return;
         StorageDiskImageCreator.Create(path, format, SizeBytes ?? 0, backing);
@@ -67,7 +67,4 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
         using var image = KvmPS.Storage.DiskImageFactory.Open(path, KvmPS.Storage.DiskImageFormat.Auto, readOnly: true);
         return (long)image.SizeBytes;
     }
-
-    private string ResolvePath(string path) =>
-        OutputOverride is null ? GetUnresolvedProviderPathFromPSPath(path) : System.IO.Path.GetFullPath(path);
 }

@@ -9,13 +9,14 @@ using KvmPS.PowerShell.Internal;
 namespace KvmPS.Commands;
 
 /// <summary>New-KvmVm: stores a new VM (and creates its disk images); it is not started.</summary>
-[Cmdlet(VerbsCommon.New, "KvmVm", DefaultParameterSetName = ParametersSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+// Definition is the default set on purpose: with Parameters as the default, pwsh's binder never tries the
+// by-value -Definition for a piped hashtable ("cannot be bound"). A name, or any settings parameter, still selects Parameters.
+[Cmdlet(VerbsCommon.New, "KvmVm", DefaultParameterSetName = DefinitionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm), typeof(KvmJob))]
 public sealed class NewKvmVmCommand : KvmCmdletBase
 {
     internal const string ParametersSet = "Parameters";
     internal const string DefinitionSet = "Definition";
-    internal const long DefaultMemoryBytes = 256L * 1024 * 1024;
 
     [Parameter(ParameterSetName = ParametersSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -30,7 +31,7 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
 
     [Parameter(ParameterSetName = ParametersSet)]
     [ValidateRange(4096, long.MaxValue)]
-    public long MemoryStartupBytes { get; set; } = DefaultMemoryBytes;
+    public long MemoryStartupBytes { get; set; } = VmSettingsChange.DefaultMemoryBytes;
 
     [Parameter(ParameterSetName = ParametersSet)]
     [ValidateRange(4096, long.MaxValue)]
@@ -42,7 +43,7 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
 
     [Parameter(ParameterSetName = ParametersSet)]
     [ValidateRange(1, VcpuSettings.Limit)]
-    public int ProcessorCount { get; set; } = 1;
+    public int ProcessorCount { get; set; } = VmSettingsChange.DefaultProcessorCount;
 
     [Parameter(ParameterSetName = ParametersSet)]
     [ValidateRange(1, VcpuSettings.Limit)]
@@ -71,44 +72,39 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
     [Parameter]
     public SwitchParameter AsJob { get; set; }
 
-    /// <summary>The definition this invocation describes (resolving paths against the current directory).</summary>
-    internal VmDefinition BuildDefinition()
+    /// <summary>The definition this invocation describes (paths resolved against the current location).</summary>
+    private VmDefinition BuildDefinition()
     {
         if (Definition is not null)
             return VmDefinitionReader.FromDictionary(Unwrap(Definition));
-        var memory = new MemorySettings(MemoryStartupBytes, MemoryMinimumBytes ?? MemoryStartupBytes, MemoryMaximumBytes ?? MemoryStartupBytes);
-        BootSource boot = KernelPath is null
-            ? DefaultGuestBoot.Instance
-            : new DirectKernelBoot(ResolvePath(KernelPath), InitrdPath is null ? null : ResolvePath(InitrdPath), KernelArguments);
-        if (KernelPath is null && (InitrdPath is not null || KernelArguments is not null))
-            throw new ArgumentException("-InitrdPath and -KernelArguments need -KernelPath.");
-        return new VmDefinition
+        return new VmSettingsChange
         {
-            Name = Name!,
-            Memory = memory,
-            Vcpus = new VcpuSettings(ProcessorCount, MaximumProcessorCount ?? ProcessorCount),
-            Boot = boot,
-            BalloonEnabled = Switch(BalloonEnabled),
-            Autostart = Switch(Autostart),
-            Notes = Notes ?? "",
-        }.Validate();
+            ProcessorCount = ProcessorCount,
+            MaximumProcessorCount = MaximumProcessorCount,
+            MemoryStartupBytes = MemoryStartupBytes,
+            MemoryMinimumBytes = MemoryMinimumBytes,
+            MemoryMaximumBytes = MemoryMaximumBytes,
+            BalloonEnabled = BalloonEnabled.IsPresent,
+            Autostart = Autostart.IsPresent,
+            Notes = Notes,
+            KernelPath = KernelPath is null ? null : ResolvePath(KernelPath),
+            InitrdPath = InitrdPath is null ? null : ResolvePath(InitrdPath),
+            KernelArguments = KernelArguments,
+        }.ToNewDefinition(Name!);
     }
 
     protected override void Process()
     {
         var definition = BuildDefinition();
-        if (!Output.ShouldProcess(definition.Name, $"Create VM ({definition.Vcpus.Count} vCPUs, {SizeParser.Format(definition.Memory.StartupBytes)})"))
+        if (!Output.ShouldProcess(DisplayText.Vm(definition), "Create VM"))
             return;
         var manager = Manager;
-        KvmJobs.RunOrQueue(this, Switch(AsJob), "New-KvmVm", definition.Name, output =>
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "New-KvmVm", definition.Name, output =>
         {
             var progress = output.Progress();
             output.WriteObject(new KvmVm(manager.New(definition, progress)));
         });
     }
-
-    private string ResolvePath(string path) =>
-        OutputOverride is null ? GetUnresolvedProviderPathFromPSPath(path) : Path.GetFullPath(path);
 
     /// <summary>PowerShell may hand over PSObject-wrapped values; the reader wants plain ones.</summary>
     internal static IDictionary Unwrap(IDictionary source)

@@ -20,20 +20,12 @@ public sealed class RemoveKvmDiskCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var store = Manager.Store;
-        var definition = store.Get(name);
-        var wanted = System.IO.Path.IsPathRooted(Path) ? System.IO.Path.GetFullPath(Path) : null;
-        var disk = definition.Disks.FirstOrDefault(d => d.Path == Path || (wanted is not null && store.ResolveDiskPath(name, d.Path) == wanted));
-        if (disk is null)
-        {
-            Output.WriteError(new KvmError(new ItemNotFoundException($"VM '{name}' has no disk '{Path}'"), KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, Path));
-            return;
-        }
+        var wanted = System.IO.Path.IsPathRooted(Path) || Path.StartsWith('~') ? ResolvePath(Path) : Path;
+        var disk = Manager.FindDisk(name, wanted);
         if (!Output.ShouldProcess(name, $"Detach disk '{disk.Path}' (the image file is kept)"))
             return;
-        var result = Manager.Update(name, d => d with { Disks = new ValueList<DiskDefinition>(d.Disks.Where(x => x.Path != disk.Path)) });
-        ReportChange(result, restartIfNeeded: false);
-        if (Switch(PassThru))
+        ReportChange(Manager.DetachDisk(name, wanted), restartIfNeeded: false);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
 using KvmPS.PowerShell;
 using KvmPS.PowerShell.Internal;
 
@@ -19,25 +20,20 @@ public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var definition = Manager.Store.Get(name);
+        var definition = Manager.GetDefinition(name);
         var remove = new HashSet<MacAddress>();
         foreach (var text in MacAddress)
         {
-            var mac = Management.Definitions.MacAddress.Parse(text);
+            var mac = KvmParameterException.Parse(nameof(MacAddress), text, Management.Definitions.MacAddress.Parse);
             if (definition.NetworkAdapters.Any(a => a.MacAddress == mac))
                 remove.Add(mac);
             else
-                Output.WriteError(new KvmError(new ItemNotFoundException($"VM '{name}' has no network adapter with MAC address {mac}"),
-                    KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, text));
+                Output.WriteError(ErrorFor(new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", text, $"VM '{name}' has no network adapter with MAC address {mac}"), text));
         }
-        if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove network adapter(s) {string.Join(", ", remove)}"))
+        if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove network {DisplayText.Count(remove.Count, "adapter")} {string.Join(", ", remove)}"))
             return;
-        var result = Manager.Update(name, d => d with
-        {
-            NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Where(a => !remove.Contains(a.MacAddress))),
-        });
-        ReportChange(result, restartIfNeeded: false);
-        if (Switch(PassThru))
+        ReportChange(Manager.RemoveNetworkAdapters(name, remove), restartIfNeeded: false);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

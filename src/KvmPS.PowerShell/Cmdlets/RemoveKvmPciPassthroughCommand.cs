@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
 using KvmPS.PowerShell;
 using KvmPS.PowerShell.Internal;
 
@@ -20,22 +21,20 @@ public sealed class RemoveKvmPciPassthroughCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var definition = Manager.Store.Get(name);
+        var definition = Manager.GetDefinition(name);
         var remove = new HashSet<PciAddress>();
         foreach (var text in Address)
         {
-            var address = PciAddress.Parse(text);
+            var address = KvmParameterException.Parse(nameof(Address), text, PciAddress.Parse);
             if (definition.PciPassthrough.Contains(address))
                 remove.Add(address);
             else
-                Output.WriteError(new KvmError(new ItemNotFoundException($"VM '{name}' has no PCI device {address}"),
-                    KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, text));
+                Output.WriteError(ErrorFor(new VmDeviceNotFoundException(name, "PciPassthrough", text, $"VM '{name}' has no PCI device {address}"), text));
         }
-        if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove PCI passthrough of {string.Join(", ", remove)}"))
+        if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove PCI passthrough of {DisplayText.Count(remove.Count, "device")} {string.Join(", ", remove)}"))
             return;
-        var result = Manager.Update(name, d => d with { PciPassthrough = new ValueList<PciAddress>(d.PciPassthrough.Where(a => !remove.Contains(a))) });
-        ReportChange(result, restartIfNeeded: false);
-        if (Switch(PassThru))
+        ReportChange(Manager.RemovePciPassthrough(name, remove), restartIfNeeded: false);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

@@ -22,13 +22,13 @@ public sealed class RemoveKvmVmCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var what = Switch(KeepDisks) ? "Remove VM (keeping its disks)" : "Remove VM and delete its disks";
-        if (!Output.ShouldProcess(name, Switch(Force) ? what + ", turning it off if it is running" : what))
+        var what = KeepDisks.IsPresent ? "Remove VM (keeping its disks)" : "Remove VM and delete its disks";
+        if (!Output.ShouldProcess(name, Force.IsPresent ? what + ", turning it off if it is running" : what))
             return;
-        var result = Manager.Remove(name, Switch(Force), deleteDisks: !Switch(KeepDisks));
+        var result = Manager.Remove(name, Force.IsPresent, deleteDisks: !KeepDisks.IsPresent);
         if (result.RetainedDisksDirectory is { } kept)
             Output.WriteVerbose($"VM '{name}': disks kept in '{kept}'.");
-        if (Switch(PassThru))
+        if (PassThru.IsPresent)
             Output.WriteObject(result);
     }
 }

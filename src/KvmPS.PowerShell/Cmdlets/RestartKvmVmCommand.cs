@@ -29,9 +29,9 @@ public sealed class RestartKvmVmCommand : KvmVmCmdletBase
             return;
         var manager = Manager;
         var timeout = TimeoutSec is { } s ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
-        var turnOff = Switch(TurnOff);
-        var passThru = Switch(PassThru) || Switch(AsJob);
-        KvmJobs.RunOrQueue(this, Switch(AsJob), "Restart-KvmVm", name, output =>
+        var turnOff = TurnOff.IsPresent;
+        var passThru = PassThru.IsPresent || AsJob.IsPresent;
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Restart-KvmVm", name, output =>
         {
             var progress = output.Progress();
             var info = manager.Restart(name, timeout, turnOff, null, progress);

@@ -17,7 +17,7 @@ public sealed class ResumeKvmVmCommand : KvmVmCmdletBase
         if (!Output.ShouldProcess(name, "Resume VM"))
             return;
         var info = Manager.Resume(name);
-        if (Switch(PassThru))
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(info));
     }
 }

@@ -29,7 +29,7 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
     protected override void Begin()
     {
         if (Count is null && Maximum is null)
-            throw new ArgumentException("Give -Count, -Maximum or both.");
+            throw KvmParameterException.Combination(nameof(Count), null, "Give -Count, -Maximum or both.");
     }
 
     protected override void ProcessVm(string name)
@@ -39,10 +39,10 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
             what += (what.Length > 0 ? " and " : "Set ") + $"the vCPU maximum to {m}";
         if (!Output.ShouldProcess(name, what))
             return;
-        var count = Count ?? Manager.Store.Get(name).Vcpus.Count;
+        var count = Count ?? Manager.GetDefinition(name).Vcpus.Count;
         var result = Manager.SetVcpu(name, count, Maximum);
-        ReportChange(result, Switch(RestartIfNeeded));
-        if (Switch(PassThru))
+        ReportChange(result, RestartIfNeeded.IsPresent);
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
 }

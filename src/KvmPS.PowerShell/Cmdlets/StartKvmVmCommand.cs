@@ -27,8 +27,8 @@ public sealed class StartKvmVmCommand : KvmVmCmdletBase
             return;
         var manager = Manager;
         var timeout = TimeoutSec is { } s ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
-        var passThru = Switch(PassThru) || Switch(AsJob);
-        KvmJobs.RunOrQueue(this, Switch(AsJob), "Start-KvmVm", name, output =>
+        var passThru = PassThru.IsPresent || AsJob.IsPresent;
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Start-KvmVm", name, output =>
         {
             var progress = output.Progress();
             var info = manager.Start(name, timeout, progress);

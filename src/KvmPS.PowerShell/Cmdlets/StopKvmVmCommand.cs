@@ -26,13 +26,13 @@ public sealed class StopKvmVmCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        if (!Output.ShouldProcess(name, Switch(TurnOff) ? "Turn off VM" : "Shut down VM"))
+        if (!Output.ShouldProcess(name, TurnOff.IsPresent ? "Turn off VM" : "Shut down VM"))
             return;
         var manager = Manager;
         var timeout = TimeoutSec is { } s ? TimeSpan.FromSeconds(s) : (TimeSpan?)null;
-        var turnOff = Switch(TurnOff);
-        var passThru = Switch(PassThru) || Switch(AsJob);
-        KvmJobs.RunOrQueue(this, Switch(AsJob), "Stop-KvmVm", name, output =>
+        var turnOff = TurnOff.IsPresent;
+        var passThru = PassThru.IsPresent || AsJob.IsPresent;
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Stop-KvmVm", name, output =>
         {
             var result = manager.Stop(name, timeout, turnOff);
             if (result.IsWarning)

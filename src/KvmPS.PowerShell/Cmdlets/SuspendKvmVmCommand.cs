@@ -17,7 +17,7 @@ public sealed class SuspendKvmVmCommand : KvmVmCmdletBase
         if (!Output.ShouldProcess(name, "Suspend VM"))
             return;
         var info = Manager.Suspend(name);
-        if (Switch(PassThru))
+        if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(info));
     }
 }

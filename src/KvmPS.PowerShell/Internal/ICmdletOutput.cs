@@ -3,9 +3,8 @@ using KvmPS.Management.Lifecycle;
 namespace KvmPS.PowerShell.Internal;
 
 /// <summary>
-/// Everything a KvmPS cmdlet sends to its caller. In pwsh it is the cmdlet's own command runtime; in unit tests
-/// (no runspace: System.Management.Automation is only PowerShellStandard's reference stub there) it is a recorder.
-/// Jobs get one that writes into the job's streams.
+/// Everything a KvmPS cmdlet sends to its caller: the cmdlet's own command runtime, or, for work that runs as
+/// a job (-AsJob), one that writes into the job's streams. The same work code serves both.
 /// </summary>
 internal interface ICmdletOutput
 {

@@ -1,52 +1,32 @@
 using System.Management.Automation;
+using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 
 namespace KvmPS.PowerShell.Internal;
 
 /// <summary>
-/// Base of every KvmPS cmdlet: opens the store and the <see cref="VmManager"/> once per invocation, routes all
-/// output through <see cref="ICmdletOutput"/> (so cmdlets run in unit tests), and turns management exceptions
-/// into ErrorRecords with stable ids (<see cref="KvmErrorMapping"/>).
+/// Base of every KvmPS cmdlet: opens the <see cref="VmManager"/> over the store at $KVMPS_HOME once per
+/// invocation, and turns management exceptions into ErrorRecords with stable ids (<see cref="KvmErrorMapping"/>)
+/// that name the parameters the user typed (<see cref="CmdletParameterNames"/>), not the schema keys management
+/// speaks in.
 /// </summary>
 public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
 {
     private VmManager? _manager;
 
-    /// <summary>Test seam: where output goes. Null means this cmdlet's own runtime.</summary>
-    internal ICmdletOutput? OutputOverride { get; set; }
-
-    /// <summary>Test seam: the manager to use instead of one over the default store.</summary>
-    internal VmManager? ManagerOverride { get; set; }
-
-    internal ICmdletOutput Output => OutputOverride ?? this;
+    /// <summary>Where output goes: this cmdlet's runtime (jobs write through their own <see cref="ICmdletOutput"/>).</summary>
+    internal ICmdletOutput Output => this;
 
     /// <summary>The lifecycle API over the store at $KVMPS_HOME (or the default location).</summary>
-    internal VmManager Manager => _manager ??= ManagerOverride ?? CreateDefaultManager();
+    internal VmManager Manager => _manager ??= VmManager.OpenDefault();
 
-    internal static VmManager CreateDefaultManager() =>
-        VmManager.OpenDefault();
+    /// <summary>A path parameter resolved against the current PowerShell location (not the process's directory).</summary>
+    internal string ResolvePath(string path) => GetUnresolvedProviderPathFromPSPath(path);
 
-    /// <summary>Runs the cmdlet's begin/process/end steps without a runspace (unit tests).</summary>
-    internal void InvokeForTest(ICmdletOutput output, VmManager? manager = null)
-    {
-        OutputOverride = output;
-        ManagerOverride = manager;
-        if (!Guard(Begin, terminating: true))
-            return;
-        RunProcess();
-        RunEnd();
-    }
-
-    /// <summary>
-    /// Test seam: the switch parameters to treat as present. Outside pwsh, SwitchParameter is PowerShellStandard's
-    /// stub and always reads as absent, so tests name the switches they set here.
-    /// </summary>
-    internal HashSet<string> TestSwitches { get; } = new(StringComparer.OrdinalIgnoreCase);
-
-    /// <summary>Whether a switch parameter is present (use as <c>Switch(PassThru)</c>).</summary>
-    internal bool Switch(SwitchParameter value, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(value))] string name = "") =>
-        OutputOverride is null ? value.IsPresent : TestSwitches.Contains(name);
+    /// <summary>Maps an exception to the error this cmdlet reports, naming this invocation's parameters.</summary>
+    internal KvmError ErrorFor(Exception exception, object? target) =>
+        KvmErrorMapping.FromException(exception, target, new CmdletParameterNames(this).ParameterFor);
 
     protected virtual void Begin() { }
     protected virtual void Process() { }
@@ -69,8 +49,8 @@ public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
         }
         catch (Exception e) when (e is not PipelineStoppedException and not PipelineDepthException and not OutOfMemoryException)
         {
-            var error = KvmErrorMapping.FromException(e, null);
-            if (terminating && OutputOverride is null)
+            var error = ErrorFor(e, null);
+            if (terminating)
                 ThrowTerminatingError(error.ToErrorRecord());
             Output.WriteError(error);
             return false;
@@ -86,7 +66,7 @@ public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
         }
         catch (Exception e) when (e is not PipelineStoppedException and not OutOfMemoryException)
         {
-            Output.WriteError(KvmErrorMapping.FromException(e, target));
+            Output.WriteError(ErrorFor(e, target));
         }
     }
 
@@ -96,11 +76,14 @@ public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
     /// </summary>
     internal void ReportChange(ChangeResult result, bool restartIfNeeded)
     {
+        // Name what the user typed (-ProcessorCount), not the schema key (VcpuCount), where a parameter sets it.
+        var parameters = new CmdletParameterNames(this);
+        string Show(string property) => parameters.ParameterFor(property) is { } p ? "-" + p : property;
         foreach (var change in result.Changes)
-            Output.WriteVerbose($"VM '{result.Name}': {change.Property}: {change.OldValue ?? "(none)"} -> {change.NewValue ?? "(none)"} ({change.Application})");
+            Output.WriteVerbose($"VM '{result.Name}': {Show(change.Property)}: {DisplayText.Value(change.Property, change.OldValue)} -> {DisplayText.Value(change.Property, change.NewValue)} ({change.Application})");
         if (!result.RestartNeeded)
             return;
-        var properties = string.Join(", ", result.Changes.Where(c => c.Application == ChangeApplication.RestartNeeded).Select(c => c.Property));
+        var properties = string.Join(", ", result.Changes.Where(c => c.Application == ChangeApplication.RestartNeeded).Select(c => Show(c.Property)));
         if (restartIfNeeded)
         {
             if (Output.ShouldProcess(result.Name, $"Restart the VM to apply {properties}"))
@@ -127,5 +110,16 @@ public abstract class KvmCmdletBase : PSCmdlet, ICmdletOutput
         WriteProgress(record);
     }
 
-    bool ICmdletOutput.ShouldProcess(string target, string action) => ShouldProcess(target, action);
+    bool ICmdletOutput.ShouldProcess(string target, string action)
+    {
+        try
+        {
+            return ShouldProcess(target, action);
+        }
+        catch (Exception e) when (e is System.Management.Automation.Host.HostException or PSInvalidOperationException or NotImplementedException)
+        {
+            // The host cannot prompt (pwsh -NonInteractive, a runspace without a UI): say how to go on.
+            throw new ConfirmationNotPossibleException(target, action, e);
+        }
+    }
 }

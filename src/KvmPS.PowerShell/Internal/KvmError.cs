@@ -11,9 +11,70 @@ namespace KvmPS.PowerShell.Internal;
 /// An error a cmdlet reports: the stable error id (PowerShell appends the cmdlet class, giving e.g.
 /// <c>VmNotFound,KvmPS.Commands.GetKvmVmCommand</c>), its category and the offending object.
 /// </summary>
-internal sealed record KvmError(Exception Exception, string ErrorId, ErrorCategory Category, object? Target)
+/// <remarks><see cref="Message"/>, when set, is what the user reads (ErrorDetails) instead of the exception's own
+/// message, which names schema keys; scripts still get the typed exception.</remarks>
+internal sealed record KvmError(Exception Exception, string ErrorId, ErrorCategory Category, object? Target, string? Message = null)
 {
-    public ErrorRecord ToErrorRecord() => new(Exception, ErrorId, Category, Target);
+    public ErrorRecord ToErrorRecord()
+    {
+        var record = new ErrorRecord(Exception, ErrorId, Category, Target);
+        if (Message is not null)
+            record.ErrorDetails = new ErrorDetails(Message);
+        return record;
+    }
+}
+
+/// <summary>A parameter value the cmdlet could not use; names the parameter as typed and carries the value.</summary>
+internal sealed class KvmParameterException : ArgumentException
+{
+    // ParamName stays unset: ArgumentException would append "(Parameter 'X')" to a message that already starts with -X.
+    public KvmParameterException(string parameter, object? value, string reason, Exception? inner = null)
+        : base($"-{parameter}: {reason}", inner)
+    {
+        Parameter = parameter;
+        Value = value;
+    }
+
+    private KvmParameterException(string parameter, object? value, string message, bool _)
+        : base(message)
+    {
+        Parameter = parameter;
+        Value = value;
+    }
+
+    public string Parameter { get; }
+    public object? Value { get; }
+
+    /// <summary>A combination of parameters is missing or not allowed; <paramref name="message"/> names them all.</summary>
+    public static KvmParameterException Combination(string parameter, object? value, string message) => new(parameter, value, message, true);
+
+    /// <summary>Parses a parameter value; a format error names the parameter.</summary>
+    public static T Parse<T>(string parameter, string text, Func<string, T> parse)
+    {
+        try
+        {
+            return parse(text);
+        }
+        catch (ValueFormatException e)
+        {
+            throw new KvmParameterException(parameter, text, e.Message, e);
+        }
+    }
+}
+
+/// <summary>ShouldProcess had to ask, and the host cannot prompt (non-interactive session).</summary>
+internal sealed class ConfirmationNotPossibleException : InvalidOperationException
+{
+    public ConfirmationNotPossibleException(string target, string action, Exception inner)
+        : base($"Cannot ask whether to perform \"{action}\" on \"{target}\": this session cannot show a confirmation prompt (it is non-interactive). " +
+               "Pass -Confirm:$false (or -Force where the cmdlet has it) to go ahead without asking, or -WhatIf to see what would be done.", inner)
+    {
+        Target = target;
+        Action = action;
+    }
+
+    public string Target { get; }
+    public string Action { get; }
 }
 
 /// <summary>The stable error ids of the module (documented in about_KvmPS).</summary>
@@ -46,17 +107,51 @@ internal static class KvmErrorIds
     public const string ConsoleUnavailable = "ConsoleUnavailable";
     public const string PermissionDenied = "PermissionDenied";
     public const string IOError = "IOError";
+    public const string ConfirmationNotPossible = "ConfirmationNotPossible";
     public const string Unexpected = "UnexpectedError";
 }
 
 /// <summary>Maps management and storage exceptions to <see cref="KvmError"/>s.</summary>
 internal static class KvmErrorMapping
 {
-    public static KvmError FromException(Exception exception, object? target)
+    /// <param name="parameterFor">Schema key → the parameter the user typed for it (null: none); see <see cref="CmdletParameterNames"/>.</param>
+    public static KvmError FromException(Exception exception, object? target, Func<string, string?>? parameterFor = null)
     {
         ArgumentNullException.ThrowIfNull(exception);
+        var error = Classify(exception, target);
+        return parameterFor is null ? error : error with { Message = NameParameters(exception, parameterFor) };
+    }
+
+    /// <summary>The message with schema keys renamed to parameters, or null when it names no key to rename.</summary>
+    private static string? NameParameters(Exception exception, Func<string, string?> parameterFor)
+    {
+        if (exception is DiskImageNotFoundException missing && parameterFor("Disks.SizeBytes") is { } size)
+            return $"Disk image '{missing.Path}' does not exist; give -{size} to create it.";
+        var (vm, property, reason) = exception switch
+        {
+            VmDefinitionException e => (e.VmName, e.Property, e.Reason),
+            ManagementValidationException e => (e.VmName, e.Property, e.Reason),
+            _ => (null, null, null),
+        };
+        if (property is null || reason is null)
+            return null;
+        var parameter = parameterFor(property);
+        var renamed = CmdletParameterNames.Rename(reason, parameterFor);
+        if (parameter is null && renamed == reason)
+            return null;
+        var subject = parameter is null ? property : "-" + parameter;
+        return string.IsNullOrEmpty(vm) ? $"{subject}: {renamed}" : $"VM '{vm}': {subject}: {renamed}";
+    }
+
+    private static KvmError Classify(Exception exception, object? target)
+    {
         return exception switch
         {
+            ConfirmationNotPossibleException e => new(e, KvmErrorIds.ConfirmationNotPossible, ErrorCategory.InvalidOperation, target ?? e.Target),
+            KvmParameterException e => new(e, KvmErrorIds.InvalidValue, ErrorCategory.InvalidArgument, e.Value ?? target),
+            VmDeviceNotFoundException e => new(e, KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, e.Device),
+            VmDeviceAlreadyAttachedException e => new(e, KvmErrorIds.DeviceAlreadyAttached, ErrorCategory.ResourceExists, e.Device),
+            DiskImageNotFoundException e => new(e, KvmErrorIds.DiskImageNotFound, ErrorCategory.ObjectNotFound, e.Path),
             VmNotFoundException e => new(e, KvmErrorIds.VmNotFound, ErrorCategory.ObjectNotFound, target ?? e.VmName),
             VmAlreadyExistsException e => new(e, KvmErrorIds.VmAlreadyExists, ErrorCategory.ResourceExists, target ?? e.VmName),
             StoreLockTimeoutException e => new(e, KvmErrorIds.StoreLocked, ErrorCategory.ResourceBusy, target ?? e.LockPath),

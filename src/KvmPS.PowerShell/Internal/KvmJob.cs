@@ -98,7 +98,7 @@ internal static class KvmJobs
     /// <summary>Runs <paramref name="work"/> now, or as a job registered with the session when <paramref name="asJob"/>.</summary>
     public static void RunOrQueue(KvmCmdletBase cmdlet, bool asJob, string command, string vmName, Action<ICmdletOutput> work)
     {
-        if (!asJob || cmdlet.OutputOverride is not null)
+        if (!asJob)
         {
             work(cmdlet.Output);
             return;

@@ -37,9 +37,9 @@ public abstract class KvmVmCmdletBase : KvmCmdletBase
     /// <summary>The VMs this record targets; reports the names that match no VM.</summary>
     internal IReadOnlyList<string> SelectVms()
     {
-        var selection = VmResolver.Resolve(Manager.Store.ListNames(), Vm is null ? Name : null, Vm);
+        var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? Name : null, Vm);
         foreach (var missing in selection.NotFound)
-            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.Store.Root));
+            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
         return selection.Names;
     }
 

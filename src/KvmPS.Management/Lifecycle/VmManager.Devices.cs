@@ -1,0 +1,160 @@
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Store;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>What <see cref="VmManager.AttachDisk"/> is asked to do.</summary>
+/// <param name="Path">Image path: absolute, or relative to the VM's disk directory.</param>
+/// <param name="Format">Null: <see cref="DiskDefinition.DefaultFormat"/>.</param>
+/// <param name="CreateSizeBytes">Create a new image of this size first (it must not exist); null: attach an existing image.</param>
+/// <param name="BackingImagePath">With <paramref name="CreateSizeBytes"/>: a qcow2 overlay on this image.</param>
+public sealed record DiskAttachRequest(string Path, DiskFormat? Format = null, long? CreateSizeBytes = null, string? BackingImagePath = null, bool ReadOnly = false);
+
+/// <summary>A disk request resolved against the store: the definition entry and the image's absolute path.</summary>
+public sealed record DiskAttachPlan(DiskDefinition Disk, string FullPath, string? FullBackingPath, long? CreateSizeBytes);
+
+/// <summary>The definition-editing operations every front end offers (cmdlets, CLI, DSC), each under the store lock.</summary>
+public sealed partial class VmManager
+{
+    /// <summary>The stored definition; throws <see cref="VmNotFoundException"/>.</summary>
+    public VmDefinition GetDefinition(string name) => Store.Get(name);
+
+    /// <summary>The store's root folder (named in not-found errors).</summary>
+    public string StoreRoot => Store.Root;
+
+    /// <summary>The VM's serial console log; throws <see cref="VmNotFoundException"/> for an unknown VM.</summary>
+    public string SerialLogPath(string name)
+    {
+        Store.Get(name);
+        return Store.SerialLogPath(name);
+    }
+
+    /// <summary>Names of the VMs in the store, in store order.</summary>
+    public IReadOnlyList<string> ListNames() => Store.ListNames();
+
+    /// <summary>Applies a partial settings change (Set-KvmVm, kvmps vm set).</summary>
+    public ChangeResult ChangeSettings(string name, VmSettingsChange change)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        return Update(name, change.ApplyTo);
+    }
+
+    /// <summary>How <see cref="AttachDisk"/> would attach <paramref name="request"/> (for confirmation texts); changes nothing.</summary>
+    public DiskAttachPlan PlanDiskAttach(string name, DiskAttachRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var format = request.Format ?? DiskDefinition.DefaultFormat(request.Path, request.BackingImagePath);
+        var disk = new DiskDefinition(request.Path, format, null, request.ReadOnly, request.BackingImagePath);
+        var backing = request.BackingImagePath is null ? null : ResolveDiskPath(name, request.BackingImagePath, "Disks.BackingImagePath");
+        return new DiskAttachPlan(disk, ResolveDiskPath(name, request.Path, "Disks.Path"), backing, request.CreateSizeBytes);
+    }
+
+    /// <summary>A disk path in the store; one that leaves the VM's disk directory is a validation error naming <paramref name="property"/>.</summary>
+    private string ResolveDiskPath(string name, string path, string property)
+    {
+        try
+        {
+            return Store.ResolveDiskPath(name, path);
+        }
+        catch (StorePathEscapeException)
+        {
+            throw new ManagementValidationException(name, property, $"'{path}' leaves the VM's disk directory (use an absolute path for an image elsewhere)");
+        }
+    }
+
+    /// <summary>
+    /// Attaches a disk image, creating it first when <see cref="DiskAttachRequest.CreateSizeBytes"/> is given.
+    /// An image created here is deleted again if the definition cannot take the disk, so a failed call leaves
+    /// nothing behind. Without a size the image must exist (<see cref="DiskImageNotFoundException"/>).
+    /// </summary>
+    public ChangeResult AttachDisk(string name, DiskAttachRequest request)
+    {
+        var plan = PlanDiskAttach(name, request);
+        // Every definition rule is checked before an image is created (VmNotFound, a raw image with a backing file, a path used twice).
+        var current = Store.Get(name);
+        (current with { Disks = new ValueList<DiskDefinition>(current.Disks.Append(plan.Disk)) }).Validate();
+        var created = false;
+        if (plan.CreateSizeBytes is { } size)
+        {
+            if (File.Exists(plan.FullPath))
+                throw new ManagementValidationException(name, "Disks.Path", $"'{plan.FullPath}' already exists; attach it without SizeBytes, or choose another path");
+            StorageDiskImageCreator.Create(plan.FullPath, plan.Disk.Format, size, plan.FullBackingPath);
+            created = true;
+        }
+        else if (!File.Exists(plan.FullPath))
+            throw new DiskImageNotFoundException(name, plan.FullPath);
+        try
+        {
+            return Update(name, d => d with { Disks = new ValueList<DiskDefinition>(d.Disks.Append(plan.Disk)) });
+        }
+        catch when (created)
+        {
+            TryDeleteFile(plan.FullPath);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The VM's disk given as in its definition, or by the full path of its image. Throws
+    /// <see cref="VmDeviceNotFoundException"/> when it has none.
+    /// </summary>
+    public DiskDefinition FindDisk(string name, string path) => FindDisk(Store.Get(name), path);
+
+    private DiskDefinition FindDisk(VmDefinition definition, string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var wanted = Path.IsPathRooted(path) ? Path.GetFullPath(path) : null;
+        return definition.Disks.FirstOrDefault(d => d.Path == path || (wanted is not null && Store.ResolveDiskPath(definition.Name, d.Path) == wanted))
+               ?? throw new VmDeviceNotFoundException(definition.Name, "Disks.Path", path, $"VM '{definition.Name}' has no disk '{path}'");
+    }
+
+    /// <summary>Detaches a disk (see <see cref="FindDisk(string, string)"/>); the image file is kept.</summary>
+    public ChangeResult DetachDisk(string name, string path) => Update(name, d =>
+    {
+        var disk = FindDisk(d, path);
+        return d with { Disks = new ValueList<DiskDefinition>(d.Disks.Where(x => x.Path != disk.Path)) };
+    });
+
+    /// <summary>
+    /// Adds a virtio-net adapter on a bridge or an existing tap (exactly one). Without a MAC it gets the
+    /// generated one for its position (<see cref="NetworkAdapterDefinition.GenerateMac"/>).
+    /// </summary>
+    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null)
+    {
+        if ((tapName is null) == (bridgeName is null))
+            throw new ManagementValidationException(name, "NetworkAdapters.Bridge", "give exactly one of NetworkAdapters.Bridge and NetworkAdapters.Tap");
+        return Update(name, d =>
+        {
+            var mac = macAddress ?? NetworkAdapterDefinition.GenerateMac(d.Name, d.NetworkAdapters.Count, d.NetworkAdapters.Select(a => a.MacAddress));
+            var adapter = new NetworkAdapterDefinition(tapName, bridgeName, mac);
+            return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Append(adapter)) };
+        });
+    }
+
+    /// <summary>Removes the adapters with these MACs; a MAC the VM does not have is <see cref="VmDeviceNotFoundException"/>.</summary>
+    public ChangeResult RemoveNetworkAdapters(string name, IReadOnlyCollection<MacAddress> macAddresses) => Update(name, d =>
+    {
+        foreach (var mac in macAddresses)
+            if (!d.NetworkAdapters.Any(a => a.MacAddress == mac))
+                throw new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", mac.ToString(), $"VM '{name}' has no network adapter with MAC address {mac}");
+        return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Where(a => !macAddresses.Contains(a.MacAddress))) };
+    });
+
+    /// <summary>Adds PCI functions (already checked with <see cref="HostDevices.PciPassthroughCheck"/>); one already attached is <see cref="VmDeviceAlreadyAttachedException"/>.</summary>
+    public ChangeResult AddPciPassthrough(string name, IReadOnlyCollection<PciAddress> addresses) => Update(name, d =>
+    {
+        foreach (var address in addresses)
+            if (d.PciPassthrough.Contains(address))
+                throw new VmDeviceAlreadyAttachedException(name, "PciPassthrough", address.ToString(), $"VM '{name}' already has PCI device {address}");
+        return d with { PciPassthrough = new ValueList<PciAddress>(d.PciPassthrough.Concat(addresses.Distinct())) };
+    });
+
+    /// <summary>Removes PCI functions; one the VM does not have is <see cref="VmDeviceNotFoundException"/>.</summary>
+    public ChangeResult RemovePciPassthrough(string name, IReadOnlyCollection<PciAddress> addresses) => Update(name, d =>
+    {
+        foreach (var address in addresses)
+            if (!d.PciPassthrough.Contains(address))
+                throw new VmDeviceNotFoundException(name, "PciPassthrough", address.ToString(), $"VM '{name}' has no PCI device {address}");
+        return d with { PciPassthrough = new ValueList<PciAddress>(d.PciPassthrough.Where(a => !addresses.Contains(a))) };
+    });
+}
