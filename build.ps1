@@ -28,7 +28,7 @@ function Invoke-PesterTests {
     $pester = Get-Module -ListAvailable Pester | Where-Object Version -ge '5.7.1' | Sort-Object Version -Descending | Select-Object -First 1
     if (-not $pester) { throw "Pester 5.7.1 or later is not installed: run './build.sh setup' (it installs it into .tools/modules)." }
     $module = Join-Path $PSScriptRoot 'out/KvmPS/KvmPS.psd1'
-    if (-not (Test-Path $module)) { throw "The module is not published at $module: run './build.sh build' first." }
+    if (-not (Test-Path $module)) { throw "The module is not published at ${module}: run './build.sh build' first." }
     Import-Module $pester -ErrorAction Stop
     Remove-Item Env:KVMPS_VMM -ErrorAction SilentlyContinue
     $env:KVMPS_MODULE_PATH = $module

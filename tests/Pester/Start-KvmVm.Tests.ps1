@@ -89,6 +89,8 @@ Describe 'Start-KvmVm' {
         $moduleDir = Split-Path -Parent (Get-KvmTestModulePath)
         New-Item -ItemType Directory -Path (Join-Path $layout 'bin') -Force | Out-Null
         Copy-Item -LiteralPath $moduleDir -Destination (Join-Path $layout 'KvmPS') -Recurse
+        # Without the bin/ the published module carries (ModulePackage.Tests covers that one): ../bin must serve.
+        Remove-Item -LiteralPath (Join-Path $layout 'KvmPS/bin') -Recurse -Force -ErrorAction SilentlyContinue
         Copy-Item -LiteralPath $env:KVMPS_VMM -Destination (Join-Path $layout 'bin/kvmps-vmm')
         $manifest = Join-Path $layout 'KvmPS' (Split-Path -Leaf (Get-KvmTestModulePath))
         $child = Invoke-KvmChildPwsh -NoImport -Environment @{ KVMPS_VMM = $null } -Script @"

@@ -43,13 +43,16 @@ public sealed class ConsoleSession : IDisposable
     /// Attaches to the console of a Running or Paused VM; <paramref name="replay"/> first sends the last 64 KiB of
     /// output. Throws <see cref="VmNotFoundException"/>, or <see cref="VmStateException"/> for a VM with no console.
     /// </summary>
-    public static ConsoleSession Open(VmManager manager, string vmName, bool replay = true)
+    /// <param name="logCommand">How this front end shows the output so far (<c>Get-KvmConsoleLog -Name vm</c>), for
+    /// the message when the VM has no console; null names the serial log file only.</param>
+    public static ConsoleSession Open(VmManager manager, string vmName, bool replay = true, string? logCommand = null)
     {
         ArgumentNullException.ThrowIfNull(manager);
         var info = manager.Get(vmName);
         if (info.State is not (VmState.Running or VmState.Paused))
             throw new VmStateException(vmName, info.State,
-                $"VM '{vmName}' is {info.State}; only a running or paused VM has a console to attach to (its output so far is in {info.SerialLogPath})");
+                $"VM '{vmName}' is {info.State}; only a running or paused VM has a console to attach to. Its output so far: " +
+                (logCommand is null ? info.SerialLogPath : $"{logCommand} (or {info.SerialLogPath})"));
         var client = VmmClient.Connect(info.SocketPath, manager.Options.QueryTimeout, manager.Options.QueryTimeout);
         try
         {

@@ -25,10 +25,11 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
         if (_connected)
             throw new VmStateException(name, VmState.Unknown, "Connect-KvmConsole attaches to one VM at a time; select a single VM");
         _connected = true;
-        using (var session = ConsoleSession.Open(Manager, name, replay: !NoReplay.IsPresent))
+        using (var session = ConsoleSession.Open(Manager, name, replay: !NoReplay.IsPresent, logCommand: $"Get-KvmConsoleLog -Name {name}"))
         {
+            // Checked after Open, so a missing or stopped VM is reported as such first.
             if (System.Console.IsInputRedirected)
-                throw new PSInvalidOperationException("Connect-KvmConsole needs an interactive terminal (standard input is redirected).");
+                throw new InteractiveTerminalRequiredException(name);
             Host.UI.WriteLine(session.ConnectedMessage);
             ConsoleSessionEnd end;
             using (var keyboard = new KeyboardConsoleInput())

@@ -62,6 +62,13 @@ internal sealed class KvmParameterException : ArgumentException
     }
 }
 
+/// <summary>Connect-KvmConsole was run with standard input redirected: there are no keys to pass to the guest.</summary>
+internal sealed class InteractiveTerminalRequiredException(string vmName)
+    : InvalidOperationException($"Connect-KvmConsole needs an interactive terminal: standard input is redirected. Use Get-KvmConsoleLog -Name {vmName} to read the console output.")
+{
+    public string VmName { get; } = vmName;
+}
+
 /// <summary>ShouldProcess had to ask, and the host cannot prompt (non-interactive session).</summary>
 internal sealed class ConfirmationNotPossibleException : InvalidOperationException
 {
@@ -148,6 +155,7 @@ internal static class KvmErrorMapping
         return exception switch
         {
             ConfirmationNotPossibleException e => new(e, KvmErrorIds.ConfirmationNotPossible, ErrorCategory.InvalidOperation, target ?? e.Target),
+            InteractiveTerminalRequiredException e => new(e, KvmErrorIds.ConsoleUnavailable, ErrorCategory.InvalidOperation, target ?? e.VmName),
             KvmParameterException e => new(e, KvmErrorIds.InvalidValue, ErrorCategory.InvalidArgument, e.Value ?? target),
             VmDeviceNotFoundException e => new(e, KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, e.Device),
             VmDeviceAlreadyAttachedException e => new(e, KvmErrorIds.DeviceAlreadyAttached, ErrorCategory.ResourceExists, e.Device),
