@@ -264,7 +264,11 @@ public sealed class DscResourceManifestTests
         }
         foreach (var vcpus in new[] { "ProcessorCount", "MaximumProcessorCount" })
             Assert.Equal(KvmPS.Management.Definitions.VcpuSettings.Limit, schema.GetProperty(vcpus).GetProperty("maximum").GetInt32());
-        var namePattern = new Regex(schema.GetProperty("Name").GetProperty("pattern").GetString()!, RegexOptions.ECMAScript);
+        // JSON Schema patterns are ECMA-262 regexes, where a final '$' (not multiline) matches only at the end of the
+        // input: .NET's '\z'. .NET's own '$' also matches before a final newline, so translate it.
+        var ecmaPattern = schema.GetProperty("Name").GetProperty("pattern").GetString()!;
+        Assert.EndsWith("$", ecmaPattern);
+        var namePattern = new Regex(ecmaPattern[..^1] + @"\z", RegexOptions.ECMAScript);
         foreach (var name in new[] { "web1", "a", "x.y_z-1", new string('a', 63), "", "-a", "a b", new string('a', 64), "a/b", "vm1\n" })
             Assert.Equal(KvmPS.Management.Definitions.VmName.IsValid(name), namePattern.IsMatch(name));
     }
