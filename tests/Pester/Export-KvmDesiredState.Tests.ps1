@@ -114,6 +114,9 @@ Describe 'Export-KvmDesiredState' {
         $result = Export-KvmDesiredState -Path $file -Force -PassThru
         $result | Should -BeOfType ([System.IO.FileInfo])
         $result.FullName | Should -Be $file
+        # The provider's item, as Get-Item gives it: the FileSystem view shows its mode and size.
+        $result.PSProvider.Name | Should -Be 'FileSystem'
+        ($result | Format-Table | Out-String) | Should -Match ([regex]::Escape("$($result.Length) $($result.Name)"))
         Test-KvmDesiredState -Path $file | Should -BeTrue
     }
 

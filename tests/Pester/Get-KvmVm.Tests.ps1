@@ -77,6 +77,8 @@ Describe 'Get-KvmVm' {
             ($lines -match '^Name\s+: web-a$') | Should -Not -BeNullOrEmpty
             ($lines -match '^ProcessorCount\s+: 1 \(maximum 1\)$') | Should -Not -BeNullOrEmpty
             ($lines -match '^MemoryStartup\s+: 64 Mi?B$') | Should -Not -BeNullOrEmpty
+            # The uptime as the table shows it (d.hh:mm:ss), not a TimeSpan's ticks.
+            ($lines -match '^Uptime\s+: \d+\.\d\d:\d\d:\d\d$') | Should -Not -BeNullOrEmpty
         }
 
         It 'Format-List does not dump the boot record' -Tag 'Issue9' {

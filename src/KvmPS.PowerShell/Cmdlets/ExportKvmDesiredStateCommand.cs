@@ -68,7 +68,9 @@ public sealed class ExportKvmDesiredStateCommand : KvmCmdletBase
             Output.WriteError(new KvmError(e, FileExistsErrorId, ErrorCategory.ResourceExists, path));
             return;
         }
+        // The provider's item, as Get-Item returns it (a bare FileInfo lacks the FileSystem view's properties).
         if (PassThru.IsPresent)
-            Output.WriteObject(new FileInfo(path));
+            foreach (var item in InvokeProvider.Item.Get(new[] { path }, force: true, literalPath: true))
+                Output.WriteObject(item);
     }
 }
