@@ -150,6 +150,7 @@ Describe 'New-KvmVm' {
             $err[0].FullyQualifiedErrorId | Should -Not -BeLike 'UnexpectedError,*'
             $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
             "$($err[0])" | Should -Match '\bName\b'
+            "$($err[0])" | Should -Match ([regex]::Escape("VM 'vm1\n'")) -Because 'the newline is shown escaped, not breaking the line'
             (Get-KvmVm).Name | Should -Not -Contain 'vm1'
             (Get-KvmVm).Name | Should -Not -Contain "vm1`n"
             @(Get-ChildItem (Join-Path $env:KVMPS_HOME 'vms') -Name) | Should -Be $before -Because 'no VM folder may be created'

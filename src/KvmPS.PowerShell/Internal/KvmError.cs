@@ -147,7 +147,7 @@ internal static class KvmErrorMapping
         if (parameter is null && renamed == reason)
             return null;
         var subject = parameter is null ? property : "-" + parameter;
-        return string.IsNullOrEmpty(vm) ? $"{subject}: {renamed}" : $"VM '{vm}': {subject}: {renamed}";
+        return string.IsNullOrEmpty(vm) ? $"{subject}: {renamed}" : $"VM '{VmName.ForDisplay(vm)}': {subject}: {renamed}";
     }
 
     private static KvmError Classify(Exception exception, object? target)
