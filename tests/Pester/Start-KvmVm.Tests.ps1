@@ -78,6 +78,17 @@ Describe 'Start-KvmVm' {
         (Get-KvmVm st-b).State | Should -Be 'Running'
     }
 
+    It 'says plainly that the kernel file is missing (not a runtime resource key)' -Tag 'Issue9' {
+        $kernel = Join-Path $TestDrive 'no-such-vmlinuz'
+        New-KvmVm st-kernel -KernelPath $kernel -MemoryStartupBytes 64MB | Out-Null
+        Start-KvmVm st-kernel -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].TargetObject | Should -Be 'st-kernel'
+        "$($err[0])" | Should -Match ([regex]::Escape("$($kernel): cannot read the kernel image: no such file"))
+        "$($err[0])" | Should -Not -Match 'IO_FileNotFound'
+        Remove-KvmVm st-kernel -Force -Confirm:$false
+    }
+
     It 'is silent when a wildcard matches nothing' {
         Start-KvmVm 'none*' -ErrorVariable err
         $err | Should -BeNullOrEmpty
