@@ -72,6 +72,14 @@ Describe 'Start-KvmVm' {
         "$($err[0])" | Should -Match 'already running'
     }
 
+    It 'tells to resume a paused VM rather than calling it already paused' -Tag 'Issue9' {
+        Start-KvmVm st-a
+        Suspend-KvmVm st-a
+        Start-KvmVm st-a -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId InvalidVmState -Command Start-KvmVm -Category InvalidOperation -TargetObject 'st-a'
+        "$($err[0])" | Should -Match "VM 'st-a' is paused; resume it \(Resume-KvmVm\)"
+    }
+
     It 'reports a missing VM as ObjectNotFound and starts the others' {
         Start-KvmVm nosuch, st-b -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId VmNotFound -Command Start-KvmVm -Category ObjectNotFound -TargetObject 'nosuch'

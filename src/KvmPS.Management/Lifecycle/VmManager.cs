@@ -152,6 +152,9 @@ public sealed partial class VmManager
                 if (snapshot.State == VmState.Crashed)
                     throw new VmStateException(name, snapshot.State,
                         $"VM '{name}' has crashed ({snapshot.Reason}); its VMM is kept for inspection. Stop it before starting it again, or restart it");
+                // "already paused" would read as if starting could not go further; resuming is what is wanted.
+                if (snapshot.State == VmState.Paused)
+                    throw new VmStateException(name, snapshot.State, $"VM '{name}' is paused; resume it (Resume-KvmVm) instead of starting it");
                 throw new VmStateException(name, snapshot.State, $"VM '{name}' is already {Describe(snapshot.State)}");
             }
             VmmFeatureSupport.EnsureSupported(definition);
