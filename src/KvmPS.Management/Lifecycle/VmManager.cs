@@ -258,7 +258,10 @@ public sealed partial class VmManager
             throw new ManagementValidationException(name, "VcpuCount", $"must be at least 1 (got {count})");
         if (count > newMaximum)
             throw new ManagementValidationException(name, "VcpuCount",
-                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null ? " (raise VcpuMaximum; that needs a restart)" : ""));
+                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null
+                    // Only a running VM needs a restart for a new maximum; saying so for one that is off misleads.
+                    ? Probe(name).Active ? " (raise VcpuMaximum; that needs a restart)" : " (raise VcpuMaximum too)"
+                    : ""));
         return current with { Vcpus = new VcpuSettings(count, newMaximum) };
     });
 
