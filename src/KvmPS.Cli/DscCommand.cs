@@ -143,6 +143,10 @@ internal sealed class DscCommand(CliApp app)
         var statedManifestKeys = new List<string>();
         foreach (var property in input.EnumerateObject())
         {
+            // DSC's canonical _exist says whether the instance should exist; this resource says it with Ensure.
+            // Skipping it like the other '_' metadata would create the VM that '"_exist": false' asks to remove.
+            if (property.Name.Equals("_exist", StringComparison.OrdinalIgnoreCase))
+                throw new DscInputException($"dsc: VM '{name}': _exist is not supported; use \"Ensure\": \"Absent\" or \"Present\"");
             if (property.Name.StartsWith('_') || property.Name == "$schema"
                 || ReadOnlyProperties.Contains(property.Name, StringComparer.OrdinalIgnoreCase))
                 continue;

@@ -1,3 +1,4 @@
+using System.Management.Automation;
 using KvmPS.Management.DesiredState;
 using KvmPS.Management.Lifecycle;
 
@@ -16,6 +17,8 @@ public sealed class KvmDesiredVm
         Vm = status.Actual is null ? null : new KvmVm(status.Actual);
     }
 
+    /// <summary>Hidden, as the other management records here, so <c>Format-List *</c> shows no record dumps.</summary>
+    [Hidden]
     public DesiredVmStatus Status { get; }
 
     public string Name => Status.Name;
@@ -35,12 +38,15 @@ public sealed class KvmDesiredVm
     public Drift[] Drifts => Status.Drifts.ToArray();
 
     /// <summary>The manifest's entry (the management record).</summary>
+    [Hidden]
     public DesiredVm Desired => Status.Desired;
 
     /// <summary>The VM as management reads it; null when it does not exist (see <see cref="Vm"/> for the cmdlet view).</summary>
+    [Hidden]
     public VmInfo? Actual => Status.Actual;
 
     /// <summary>The definition the manifest asks for; null for Ensure = 'Absent'.</summary>
+    [Hidden]
     public Management.Definitions.VmDefinition? Definition => Status.Desired.Definition;
 
     /// <summary>The VM as it is now; null when it does not exist.</summary>

@@ -1,3 +1,4 @@
+using System.Management.Automation;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
 
@@ -11,9 +12,12 @@ public sealed class KvmVm
 {
     public KvmVm(VmInfo info) => Info = info ?? throw new ArgumentNullException(nameof(info));
 
-    /// <summary>The management layer's view, for scripts that need every detail.</summary>
+    /// <summary>The management layer's view, for scripts that need every detail. Hidden (as the records below are)
+    /// so that <c>Format-List *</c> and <c>Select-Object *</c> show the flat properties, not a record dump.</summary>
+    [Hidden]
     public VmInfo Info { get; }
 
+    [Hidden]
     public VmDefinition Definition => Info.Definition;
     public string Name => Info.Name;
     public VmState State => Info.State;

@@ -207,6 +207,10 @@ public sealed class CliTests : IDisposable
         (code, _, err) = RunWithInput("""{"Name":"x","ProcessorCount":0}""", "dsc", "set");
         Assert.Equal(ExitCodes.ManifestError, code);
         Assert.Contains("ProcessorCount: must be at least 1", err);
+        // "_exist": false must not create the VM (it was skipped like _inDesiredState).
+        (code, _, err) = RunWithInput("""{"Name":"x","_exist":false}""", "dsc", "set");
+        Assert.Equal(ExitCodes.ManifestError, code);
+        Assert.Contains("_exist is not supported; use \"Ensure\": \"Absent\"", err);
         Assert.Equal(ExitCodes.Usage, RunWithInput("{}", "dsc", "export").Code);
         Assert.Empty(_sandbox.Manager.List());
     }

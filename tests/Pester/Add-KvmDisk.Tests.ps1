@@ -71,6 +71,16 @@ Describe 'Add-KvmDisk' {
         (Get-KvmVm dk-b).Disks.Path | Should -Not -Contain 'missing.img'
     }
 
+    It 'rejects a size that is not a multiple of 512 naming -SizeBytes, and creates nothing' -Tag 'Issue9' {
+        Add-KvmDisk dk-b -Path odd.qcow2 -SizeBytes 1000 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err[0].TargetObject | Should -Not -BeNullOrEmpty
+        "$($err[0])" | Should -Match '-SizeBytes: must be a positive multiple of 512 \(got 1000\)'
+        "$($err[0])" | Should -Not -Match "Parameter 'sizeBytes'"
+        Join-Path (Get-KvmVm dk-b).Path 'disks/odd.qcow2' | Should -Not -Exist
+    }
+
     It 'reports a missing VM as ObjectNotFound; a wildcard matching nothing is silent' {
         Add-KvmDisk nosuch -Path x.img -SizeBytes 1MB -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId VmNotFound -Command Add-KvmDisk -Category ObjectNotFound -TargetObject 'nosuch'

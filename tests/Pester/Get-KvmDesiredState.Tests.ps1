@@ -75,6 +75,12 @@ Describe 'Get-KvmDesiredState' {
         Remove-KvmVm gds-other -Force -Confirm:$false
     }
 
+    It 'Format-List * shows no management record dumps' -Tag 'Issue9' {
+        $text = Get-KvmDesiredState -Path $host1 | Format-List * | Out-String -Width 80
+        $text | Should -Match '(?m)^Name\s+: gds-web'
+        $text | Should -Not -Match 'DesiredVmStatus \{|DesiredVm \{|VmInfo \{|VmDefinition \{'
+    }
+
     It 'reports a malformed manifest at file:line:column' {
         $bad = New-KvmTestManifest 'bad.psd1' "@{ Name = 'gds-bad'; MemoryStartupBytes = 'lots' }"
         Get-KvmDesiredState -Path $bad -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty

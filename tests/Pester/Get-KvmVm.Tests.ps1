@@ -86,6 +86,12 @@ Describe 'Get-KvmVm' {
             $text | Should -Not -Match 'DefaultGuestBoot \{'
             $text | Should -Not -Match '\{ Cmdline ='
         }
+
+        It 'Format-List * shows the flat properties, not the management records' -Tag 'Issue9' {
+            $text = Get-KvmVm web-a | Format-List * | Out-String -Width 80
+            $text | Should -Match '(?m)^Name\s+: web-a'
+            $text | Should -Not -Match 'VmInfo \{|VmDefinition \{'
+        }
     }
 
     Context 'help and completion' {

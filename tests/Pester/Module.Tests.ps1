@@ -100,6 +100,8 @@ Remove-KvmVm mod-auto -Force -Confirm:$false
         It 'has the about_KvmPS and about_KvmPS_Manifests topics' {
             (Get-Help about_KvmPS | Out-String) | Should -Match 'KVMPS_HOME'
             (Get-Help about_KvmPS_Manifests | Out-String) | Should -Match 'VirtualMachines'
+            # Markdown's double-backtick spans keep PowerShell's escape character: `n, not a bare n.
+            (Get-Help about_KvmPS_Manifests | Out-String) | Should -Match ([regex]::Escape('escapes (`n, `$, `u{'))
         }
     }
 }

@@ -15,6 +15,11 @@ BeforeAll {
 AfterAll { Complete-KvmTest }
 
 Describe 'Remove-KvmDisk' {
+    It 'completes -Path with the disks of the VM -Name selects' -Tag 'Issue9' {
+        Get-KvmCompletion 'Remove-KvmDisk -Name rd-a -Path t' | Should -Be @('three.img', 'two.img')
+        Get-KvmCompletion 'Remove-KvmDisk -Name rd-a -Path ' | Should -Be @('one.img', 'three.img', 'two.img')
+    }
+
     It 'detaches a disk by its path in the definition and keeps the image file' {
         Remove-KvmDisk rd-a -Path one.img | Should -BeNullOrEmpty
         $vm = Get-KvmVm rd-a

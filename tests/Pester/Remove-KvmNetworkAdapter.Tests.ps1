@@ -14,6 +14,10 @@ BeforeAll {
 AfterAll { Complete-KvmTest }
 
 Describe 'Remove-KvmNetworkAdapter' {
+    It 'completes -MacAddress with the adapters of the VM -Name selects' -Tag 'Issue9' {
+        Get-KvmCompletion 'Remove-KvmNetworkAdapter -Name rn-a -MacAddress 52:54:00:00:00:0' | Should -Be @('52:54:00:00:00:01', '52:54:00:00:00:02', '52:54:00:00:00:03', '52:54:00:00:00:04')
+    }
+
     It 'removes the adapter with the MAC given, outputting nothing' {
         Remove-KvmNetworkAdapter rn-a -MacAddress '52:54:00:00:00:01' | Should -BeNullOrEmpty
         ((Get-KvmVm rn-a).NetworkAdapters | ForEach-Object { "$($_.MacAddress)" }) | Should -Not -Contain '52:54:00:00:00:01'

@@ -68,6 +68,13 @@ Describe 'Set-KvmVcpu' {
         (Get-KvmVm cpu-b).ProcessorCount | Should -Be 1
     }
 
+    It 'does not claim a restart is needed to raise the maximum of a VM that is off' -Tag 'Issue9' {
+        Set-KvmVcpu cpu-b -Count 9 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        "$($err[0])" | Should -Match 'raise -Maximum too\)'
+        "$($err[0])" | Should -Not -Match 'restart'
+    }
+
     It 'rejects a count outside 1-255 at binding' {
         { Set-KvmVcpu cpu-b -Count 0 -ErrorAction Stop } | Should -Throw -ErrorId 'ParameterArgumentValidationError,KvmPS.Commands.SetKvmVcpuCommand'
     }

@@ -72,10 +72,29 @@ Describe 'Start-KvmVm' {
         "$($err[0])" | Should -Match 'already running'
     }
 
+    It 'tells to resume a paused VM rather than calling it already paused' -Tag 'Issue9' {
+        Start-KvmVm st-a
+        Suspend-KvmVm st-a
+        Start-KvmVm st-a -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId InvalidVmState -Command Start-KvmVm -Category InvalidOperation -TargetObject 'st-a'
+        "$($err[0])" | Should -Match "VM 'st-a' is paused; resume it \(Resume-KvmVm\)"
+    }
+
     It 'reports a missing VM as ObjectNotFound and starts the others' {
         Start-KvmVm nosuch, st-b -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId VmNotFound -Command Start-KvmVm -Category ObjectNotFound -TargetObject 'nosuch'
         (Get-KvmVm st-b).State | Should -Be 'Running'
+    }
+
+    It 'says plainly that the kernel file is missing (not a runtime resource key)' -Tag 'Issue9' {
+        $kernel = Join-Path $TestDrive 'no-such-vmlinuz'
+        New-KvmVm st-kernel -KernelPath $kernel -MemoryStartupBytes 64MB | Out-Null
+        Start-KvmVm st-kernel -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].TargetObject | Should -Be 'st-kernel'
+        "$($err[0])" | Should -Match ([regex]::Escape("$($kernel): cannot read the kernel image: no such file"))
+        "$($err[0])" | Should -Not -Match 'IO_FileNotFound'
+        Remove-KvmVm st-kernel -Force -Confirm:$false
     }
 
     It 'is silent when a wildcard matches nothing' {

@@ -178,7 +178,7 @@ public static class MamlWriter
                 builder.Append(listItem ? "\n" : " ");
             builder.Append(line);
         }
-        return builder.ToString().Replace("`", "", StringComparison.Ordinal);
+        return InlineCode.Strip(builder.ToString());
     }
 
     private sealed class Utf8StringWriter : StringWriter

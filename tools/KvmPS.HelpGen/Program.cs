@@ -103,7 +103,7 @@ namespace KvmPS.HelpGen
                     builder.Append(level <= 2 ? title.ToUpperInvariant() : "  " + title).Append('\n');
                 }
                 else
-                    builder.Append(raw.Length == 0 ? "" : "    " + raw.Replace("`", "")).Append('\n');
+                    builder.Append(raw.Length == 0 ? "" : "    " + InlineCode.Strip(raw)).Append('\n');
             }
             return builder.ToString();
         }

@@ -5,6 +5,7 @@ using KvmPS.Devices.Virtio;
 using KvmPS.Interop;
 using KvmPS.Vm.Boot;
 using KvmPS.Vm.Firmware;
+using KvmPS.Vmm;
 
 namespace KvmPS.Vm;
 
@@ -156,7 +157,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         try { return File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BootImageException(path, $"cannot read the {what} image: {e.Message}", e);
+            throw new BootImageException(path, $"cannot read the {what} image: {IoErrorText.Describe(e)}", e);
         }
     }
 

@@ -67,7 +67,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             case SerialMode.None: return _ => { };
             case SerialMode.File:
                 try { _serialFile = new FileStream(_config.SerialPath!, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {e.Message}"); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {IoErrorText.Describe(e)}"); }
                 return data => { try { _serialFile.Write(data); } catch (IOException) { } };
             default:
                 _stdout = System.Console.OpenStandardOutput();
@@ -82,7 +82,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         if (_config.DebugCon is not { } target || _config.Machine.DebugConOutput is not null) return _config.Machine;
         try { _debugCon ??= target == "stderr" ? System.Console.OpenStandardError() : new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"debug console file {target}: {e.Message}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"debug console file {target}: {IoErrorText.Describe(e)}"); }
         var stream = _debugCon;
         return _config.Machine with { DebugConOutput = data => { try { stream.Write(data); } catch (IOException) { } } };
     }

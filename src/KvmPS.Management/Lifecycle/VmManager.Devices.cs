@@ -73,6 +73,10 @@ public sealed partial class VmManager
         // Every definition rule is checked before an image is created (VmNotFound, a raw image with a backing file, a path used twice).
         var current = Store.Get(name);
         (current with { Disks = new ValueList<DiskDefinition>(current.Disks.Append(plan.Disk)) }).Validate();
+        // The size to create is not part of the definition, so Validate does not see it; the storage layer's own
+        // check would name its argument (sizeBytes), not the setting the user gave.
+        if (plan.CreateSizeBytes is { } requested && (requested <= 0 || requested % DiskDefinition.SectorBytes != 0))
+            throw new ManagementValidationException(name, "Disks.SizeBytes", $"must be a positive multiple of {DiskDefinition.SectorBytes} (got {requested})");
         var created = false;
         if (plan.CreateSizeBytes is { } size)
         {

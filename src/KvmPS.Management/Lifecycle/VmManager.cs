@@ -152,6 +152,9 @@ public sealed partial class VmManager
                 if (snapshot.State == VmState.Crashed)
                     throw new VmStateException(name, snapshot.State,
                         $"VM '{name}' has crashed ({snapshot.Reason}); its VMM is kept for inspection. Stop it before starting it again, or restart it");
+                // "already paused" would read as if starting could not go further; resuming is what is wanted.
+                if (snapshot.State == VmState.Paused)
+                    throw new VmStateException(name, snapshot.State, $"VM '{name}' is paused; resume it (Resume-KvmVm) instead of starting it");
                 throw new VmStateException(name, snapshot.State, $"VM '{name}' is already {Describe(snapshot.State)}");
             }
             VmmFeatureSupport.EnsureSupported(definition);
@@ -255,7 +258,10 @@ public sealed partial class VmManager
             throw new ManagementValidationException(name, "VcpuCount", $"must be at least 1 (got {count})");
         if (count > newMaximum)
             throw new ManagementValidationException(name, "VcpuCount",
-                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null ? " (raise VcpuMaximum; that needs a restart)" : ""));
+                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null
+                    // Only a running VM needs a restart for a new maximum; saying so for one that is off misleads.
+                    ? Probe(name).Active ? " (raise VcpuMaximum; that needs a restart)" : " (raise VcpuMaximum too)"
+                    : ""));
         return current with { Vcpus = new VcpuSettings(count, newMaximum) };
     });
 

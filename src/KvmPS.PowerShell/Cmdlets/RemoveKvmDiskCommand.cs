@@ -1,3 +1,4 @@
+using KvmPS.PowerShell.Completers;
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
 using KvmPS.PowerShell;
@@ -13,6 +14,7 @@ public sealed class RemoveKvmDiskCommand : KvmVmCmdletBase
     /// <summary>The disk's path as in the definition, or the full path of its image.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(VmDeviceCompleter))]
     public string Path { get; set; } = "";
 
     [Parameter]

@@ -1,3 +1,4 @@
+using KvmPS.PowerShell.Completers;
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
@@ -13,6 +14,7 @@ public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
 {
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(VmDeviceCompleter))]
     public string[] MacAddress { get; set; } = Array.Empty<string>();
 
     [Parameter]

@@ -1,3 +1,4 @@
+using KvmPS.PowerShell.Completers;
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
@@ -14,6 +15,7 @@ public sealed class RemoveKvmPciPassthroughCommand : KvmVmCmdletBase
     [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [Alias("PciAddress")]
+    [ArgumentCompleter(typeof(VmDeviceCompleter))]
     public string[] Address { get; set; } = Array.Empty<string>();
 
     [Parameter]

@@ -2,6 +2,7 @@ using System.Text.Json;
 using KvmPS.Devices.Virtio;
 using KvmPS.Storage;
 using KvmPS.Vm.Boot;
+using KvmPS.Vmm;
 
 namespace KvmPS.Devices.Config;
 
@@ -61,7 +62,7 @@ public sealed record BlockDeviceConfig : DeviceConfig
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BootImageException(Path, $"block device: {e.Message}", e);
+            throw new BootImageException(Path, $"block device: {IoErrorText.Describe(e)}", e);
         }
         try
         {

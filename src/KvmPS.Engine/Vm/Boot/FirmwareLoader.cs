@@ -6,6 +6,7 @@ using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
 using KvmPS.Interop;
 using KvmPS.Vm.Firmware;
+using KvmPS.Vmm;
 
 namespace KvmPS.Vm.Boot;
 
@@ -59,8 +60,8 @@ public sealed unsafe class FirmwareImage : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new BootImageException(path, pathOrAlias == SeaBiosAlias
-                ? $"cannot read the firmware image: {e.Message} (install Debian's 'seabios' package)"
-                : $"cannot read the firmware image: {e.Message}", e);
+                ? $"cannot read the firmware image: {IoErrorText.Describe(e)} (install Debian's 'seabios' package)"
+                : $"cannot read the firmware image: {IoErrorText.Describe(e)}", e);
         }
         if (bytes.Length < MinSize || bytes.Length > MaxSize || bytes.Length % 0x1000 != 0)
             throw new BootImageException(path, $"a firmware image must be 64 KiB-16 MiB and a multiple of 4 KiB; this one is {bytes.Length} bytes.");
