@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using KvmPS.Engine.Tests.Support;
+using Xunit.Abstractions;
+
+namespace KvmPS.Engine.Tests.RealLinux;
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class RealLinuxCollection { public const string Name = "real-linux"; }
+
+/// <summary>
+/// A real Linux (the test kernel of tools/linux-guest) on kvmps-vmm, with its own drivers for our tables and devices.
+/// Each boot costs about a minute on the nested test host, so one boot runs many checks.
+/// Run alone: <c>dotnet test tests/KvmPS.Engine.Tests -c Release --no-build --filter Category=RealLinux</c>
+/// (docs/testing.md).
+/// </summary>
+[Trait("Category", "RealLinux")]
+[Collection(RealLinuxCollection.Name)]
+public class RealLinuxTests(ITestOutputHelper log)
+{
+    private static readonly TimeSpan ExitTimeout = TimeSpan.FromSeconds(90);
+
+    /// <summary>
+    /// Two vCPUs with a raw and a qcow2 virtio-blk disk, virtio-rng and virtio-balloon: Linux binds its drivers, the
+    /// kernel log is clean, blocks written by Linux are on the host, the balloon gives memory back, and the ACPI power
+    /// button (the control socket's graceful stop) shuts Linux down.
+    /// </summary>
+    [Fact]
+    public void TwoVcpusWithDevices()
+    {
+        using var dir = new TempDir();
+        string raw = dir.File("raw.img"), qcow2 = dir.File("q.qcow2");
+        byte[] rawInitial = RandomNumberGenerator.GetBytes(1 << 20);
+        File.WriteAllBytes(raw, rawInitial);
+        Exec("qemu-img", "create", "-q", "-f", "qcow2", qcow2, "1M");
+
+        using var guest = Boot(dir, 2, "256M",
+            "--device", $"block,path={raw},serial=rawdisk", "--device", $"block,path={qcow2},serial=qdisk",
+            "--device", "rng", "--device", "balloon,stats_interval_s=1");
+
+        var cpus = LinuxGuest.Fields(guest.Run("cpus"), "cpus");
+        Assert.Equal("0-1", cpus["online"]);
+        Assert.Equal("2", cpus["count"]);
+
+        AssertCleanKernelLog(guest);
+
+        // Every virtio device is a virtio-pci function bound to its Linux driver, with MSI-X vectors.
+        var pci = guest.Run("pci");
+        log.WriteLine(string.Join('\n', pci));
+        var virtioFunctions = pci.Where(l => l.Contains("vendor=0x1af4")).ToList();
+        Assert.Equal(4, virtioFunctions.Count);
+        Assert.All(virtioFunctions, l => Assert.Contains("driver=virtio-pci", l));
+        Assert.All(virtioFunctions, l => Assert.DoesNotMatch(" msi=0 ", l));
+        var virtio = guest.Run("virtio");
+        log.WriteLine(string.Join('\n', virtio));
+        Assert.Equal(2, virtio.Count(l => l.Contains("device=0x0002") && l.EndsWith("driver=virtio_blk")));
+        Assert.Single(virtio, l => l.Contains("device=0x0004") && l.EndsWith("driver=virtio_rng"));
+        Assert.Single(virtio, l => l.Contains("device=0x0005") && l.EndsWith("driver=virtio_balloon"));
+
+        // virtio-blk: Linux reads what the host wrote, and what Linux writes is in the image.
+        var blocks = guest.Run("blocks");
+        string rawDev = DeviceWithSerial(blocks, "rawdisk"), qDev = DeviceWithSerial(blocks, "qdisk");
+        Assert.Equal(Sha(rawInitial), Sum(guest.Run($"blk sum {rawDev}"), rawDev));
+        string rawWritten = Sum(guest.Run($"blk fill {rawDev} 256"), rawDev);
+        Assert.NotEqual(Sha(rawInitial), rawWritten);
+        Assert.Equal(rawWritten, Sha(File.ReadAllBytes(raw)));
+        Assert.Equal(Sha(new byte[1 << 20]), Sum(guest.Run($"blk sum {qDev}"), qDev));
+        string qWritten = Sum(guest.Run($"blk fill {qDev} 512"), qDev);
+
+        // virtio-rng through /dev/hwrng.
+        var rng = LinuxGuest.Fields(guest.Run("rng 32"), "rng");
+        Assert.Equal("virtio_rng.0", rng["current"]);
+        Assert.Matches("^[0-9a-f]{64}$", rng["hex"]);
+        Assert.NotEqual(new string('0', 64), rng["hex"]);
+
+        CheckBalloon(guest);
+
+        // The ACPI power button: a graceful stop presses it, acpid powers Linux off.
+        var sw = Stopwatch.StartNew();
+        using (var control = new ControlClient(guest.ControlSocket))
+        {
+            var stop = control.Ok("stop", "\"graceful\": true, \"timeout_ms\": 60000");
+            Assert.True(stop.GetProperty("power_button").GetBoolean(), stop.ToString());
+            Assert.False(stop.GetProperty("forced").GetBoolean(), $"Linux did not power off on the power button: {stop}\n{guest.Diagnostics()}");
+        }
+        Assert.Equal(0, guest.WaitForExit(ExitTimeout));
+        Assert.Contains("@agent 0 event power-button", guest.Serial);
+        log.WriteLine($"power button to power-off: {sw.Elapsed.TotalSeconds:F1} s");
+
+        // The qcow2 image Linux wrote is consistent and holds the data.
+        Exec("qemu-img", "check", "-q", qcow2);
+        string flat = dir.File("q.raw");
+        Exec("qemu-img", "convert", "-O", "raw", qcow2, flat);
+        Assert.Equal(qWritten, Sha(File.ReadAllBytes(flat)));
+    }
+
+    /// <summary>One vCPU: Linux comes up on the single-CPU tables, its log is clean, and the agent powers it off.</summary>
+    [Fact]
+    public void OneVcpuBootsAndPowersOff()
+    {
+        using var dir = new TempDir();
+        using var guest = Boot(dir, 1, "256M");
+        var cpus = LinuxGuest.Fields(guest.Run("cpus"), "cpus");
+        Assert.Equal("0", cpus["online"]);
+        Assert.Equal("1", cpus["count"]);
+        AssertCleanKernelLog(guest);
+        Assert.InRange(MemTotalKiB(guest), 200 * 1024, 256 * 1024);
+        guest.Run("poweroff");
+        Assert.Equal(0, guest.WaitForExit(ExitTimeout));
+    }
+
+    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, params string[] devices)
+    {
+        var guest = new LinuxGuest(dir, vcpus, memory, devices);
+        log.WriteLine($"boot to the agent with {vcpus} vCPU(s): {guest.BootTime.TotalSeconds:F1} s " +
+                      $"(guest uptime {guest.GuestUptimeAtReady:F1} s)");
+        return guest;
+    }
+
+    /// <summary>
+    /// The kernel log must not show what Linux says about broken firmware tables or a timer it had to work around.
+    /// </summary>
+    private void AssertCleanKernelLog(LinuxGuest guest)
+    {
+        var kernelLog = guest.Run("dmesg", TimeSpan.FromMinutes(3)).Where(l => l.StartsWith("log ")).Select(l => l[4..]).ToList();
+        Assert.True(kernelLog.Count > 50, $"the kernel log is too short:\n{string.Join('\n', kernelLog)}");
+        var bad = new Regex(@"MP-BIOS bug|Firmware Bug|FW_BUG|ACPI BIOS Error|ACPI Error|" +
+                            @"(timer|8254|PIT|IO-APIC|APIC|tsc|clocksource).*(failed|Unable|not connected)|" +
+                            @"(failed|Unable).*(timer|8254|PIT|calibrate)", RegexOptions.IgnoreCase);
+        var hits = kernelLog.Where(l => bad.IsMatch(l)).ToList();
+        Assert.True(hits.Count == 0, $"the kernel log reports problems:\n{string.Join('\n', hits)}\n--- kernel log ---\n{string.Join('\n', kernelLog)}");
+    }
+
+    private void CheckBalloon(LinuxGuest guest)
+    {
+        using var control = new ControlClient(guest.ControlSocket);
+        long before = MemTotalKiB(guest);
+        guest.Run("touchmem 96");
+        long rssBefore = control.Ok("metrics").GetProperty("guest_rss_bytes").GetInt64();
+        const long target = 128L << 20;
+        control.Ok("balloon.set", $"\"target_bytes\": {target}");
+        JsonElement state = default;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        while (DateTime.UtcNow < deadline)
+        {
+            state = control.Ok("balloon.get");
+            if (state.GetProperty("actual_bytes").GetInt64() == target) break;
+            Thread.Sleep(500);
+        }
+        Assert.True(state.GetProperty("actual_bytes").GetInt64() == target, $"the balloon did not reach {target}: {state}\n{guest.Diagnostics()}");
+        long rssAfter = control.Ok("metrics").GetProperty("guest_rss_bytes").GetInt64();
+        long after = MemTotalKiB(guest);
+        log.WriteLine($"balloon {target >> 20} MiB: guest MemTotal {before} -> {after} KiB, host guest RSS {rssBefore >> 20} -> {rssAfter >> 20} MiB");
+        Assert.InRange(before - after, (target >> 10) - 1024, (target >> 10) + 1024);
+        Assert.True(rssBefore - rssAfter >= 64L << 20, $"guest RSS fell only from {rssBefore} to {rssAfter}: {state}");
+        // Linux's driver sends its statistics (stats_interval_s=1).
+        deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (state.GetProperty("stats").EnumerateObject().All(_ => false) && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(500);
+            state = control.Ok("balloon.get");
+        }
+        Assert.True(state.GetProperty("stats").EnumerateObject().Any(), $"no balloon statistics reached the host: {state}");
+        control.Ok("balloon.set", "\"target_bytes\": 0");
+        deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        while (control.Ok("balloon.get").GetProperty("actual_bytes").GetInt64() != 0 && DateTime.UtcNow < deadline) Thread.Sleep(500);
+        Assert.Equal(before, MemTotalKiB(guest));
+    }
+
+    /// <summary>MemTotal in KiB (mem answers MemTotal, MemFree and MemAvailable as separate lines).</summary>
+    private static long MemTotalKiB(LinuxGuest guest) =>
+        long.Parse(guest.Run("mem").First(l => l.StartsWith("mem MemTotal=")).Split('=')[1]);
+
+    private static string DeviceWithSerial(IEnumerable<string> blocks, string serial) =>
+        blocks.Single(l => l.EndsWith($" serial={serial}")).Split(' ')[1];
+
+    private static string Sum(IReadOnlyList<string> reply, string dev) => LinuxGuest.Fields(reply, "blk")["sha256"];
+
+    private static string Sha(byte[] data) => Convert.ToHexString(SHA256.HashData(data)).ToLowerInvariant();
+
+    private static void Exec(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)} failed ({p.ExitCode}): {output}");
+    }
+}
