@@ -15,8 +15,10 @@ file -L "$busybox" 2>/dev/null | grep -q 'statically linked' \
   || ldd "$busybox" 2>&1 | grep -q 'not a dynamic executable' \
   || fail "$busybox is not statically linked: install busybox-static"
 command -v cpio >/dev/null || fail "cpio is not installed: run 'sudo ./build.sh setup'"
+command -v gcc >/dev/null || fail "gcc is not installed: run 'sudo ./build.sh setup'"
 
-hash="$( { sha256sum "$busybox" "$here/build-initramfs.sh"; cd "$here/initramfs" && find . -type f | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)"
+hash="$( { sha256sum "$busybox" "$here/build-initramfs.sh" "$here"/src/*.c; gcc --version | head -n 1
+          cd "$here/initramfs" && find . -type f | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)"
 out="$cache/initramfs-$hash.cpio.gz"
 if [ -f "$out" ]; then echo "$out"; exit 0; fi
 
@@ -26,6 +28,9 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc}
 cp -a "$here/initramfs/." "$root/"
 cp "$busybox" "$root/bin/busybox"
+# AF_VSOCK for the agent: busybox has no vsock support.
+gcc -static -Os -Wall -Wextra -Werror -o "$root/bin/vsock" "$here/src/vsock.c" \
+  || fail "cannot build src/vsock.c statically (libc6-dev provides the static libc)"
 for applet in sh mount dd sha256sum blockdev hexdump dmesg poweroff acpid ifconfig ping stty sync cat ls sleep; do
   ln -s busybox "$root/bin/$applet"
 done
