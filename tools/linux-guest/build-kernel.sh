@@ -3,7 +3,8 @@
 # tinyconfig + kvmps.config + test-host.patch. The result is cached under
 #   $KVMPS_LINUX_CACHE (default: <repo>/.cache/linux-guest)/kernel-<hash>/vmlinux
 # where <hash> covers the source package version, the config fragment, the patch
-# and this script; a second run with the same inputs builds nothing.
+# and RECIPE (bump it when this script changes what it builds); a second run with
+# the same inputs builds nothing.
 # Prints the vmlinux path on stdout; on failure prints the build log tail and exits 1.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -11,6 +12,8 @@ repo="$(cd "$here/../.." && pwd)"
 cache="${KVMPS_LINUX_CACHE:-$repo/.cache/linux-guest}"
 tarball="${KVMPS_LINUX_SOURCE:-/usr/src/linux-source-6.1.tar.xz}"
 jobs="${KVMPS_LINUX_JOBS:-$(nproc)}"
+
+RECIPE=1
 
 fail() { echo "linux-guest: $*" >&2; exit 1; }
 
@@ -22,7 +25,7 @@ done
 [ -f /usr/include/openssl/ssl.h ] || fail "libssl-dev is not installed: run 'sudo ./build.sh setup'"
 
 srcver="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c '%s-%Y' "$tarball")"
-hash="$( { echo "$srcver"; cat "$here/kvmps.config" "$here/test-host.patch" "$here/build-kernel.sh"; } | sha256sum | cut -c1-16)"
+hash="$( { echo "recipe $RECIPE source $srcver"; cat "$here/kvmps.config" "$here/test-host.patch"; } | sha256sum | cut -c1-16)"
 out="$cache/kernel-$hash"
 if [ -f "$out/vmlinux" ]; then
   echo "$out/vmlinux"
@@ -37,7 +40,6 @@ mkdir -p "$work"
 echo "linux-guest: building the test kernel (linux-source-6.1 $srcver, $jobs jobs); log: $log" >&2
 start=$SECONDS
 build() {
-  set -e
   tar -xf "$tarball" -C "$work" --strip-components=1
   cd "$work"
   patch -p1 --no-backup-if-mismatch < "$here/test-host.patch"
@@ -57,7 +59,12 @@ build() {
   [ "$missing" = 0 ] || { echo "config: the fragment does not apply cleanly"; return 1; }
   nice -n 10 make ARCH=x86_64 -j"$jobs" vmlinux
 }
-if ! ( build ) > "$log" 2>&1; then
+# errexit inside the subshell only works outside a conditional context.
+set +e
+( set -e; build ) > "$log" 2>&1
+status=$?
+set -e
+if [ "$status" -ne 0 ]; then
   echo "linux-guest: kernel build failed; last lines of $log:" >&2
   tail -n 40 "$log" >&2
   exit 1

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
 using System.Text.RegularExpressions;
 using KvmPS.Engine.Tests.Support;
 
@@ -21,7 +22,8 @@ internal sealed partial class LinuxGuest : IDisposable
 
     public static readonly TimeSpan BootTimeout = TimeSpan.FromMinutes(5);
 
-    private readonly VmmProcess _vmm;
+    private readonly Process _vmm;
+    private readonly StringBuilder _stdout = new(), _stderr = new();
     private int _nextId = 1;
 
     public TempDir Dir { get; }
@@ -30,7 +32,8 @@ internal sealed partial class LinuxGuest : IDisposable
     /// <summary>The guest's own uptime when the agent started (seconds, /proc/uptime).</summary>
     public double GuestUptimeAtReady { get; private set; }
 
-    public LinuxGuest(TempDir dir, int vcpus, string memory, params string[] extraArgs)
+    /// <param name="netns">run kvmps-vmm inside this network namespace (<c>ip netns exec</c>), or null</param>
+    public LinuxGuest(TempDir dir, int vcpus, string memory, string? netns, params string[] extraArgs)
     {
         Dir = dir;
         ControlSocket = dir.File("c.sock");
@@ -38,9 +41,25 @@ internal sealed partial class LinuxGuest : IDisposable
             "--memory", memory, "--vcpus", vcpus.ToString(CultureInfo.InvariantCulture), "--serial", "stdio",
             "--control-socket", ControlSocket, "--on-crash", "exit", .. extraArgs];
         var sw = Stopwatch.StartNew();
-        _vmm = new VmmProcess(args, redirectStdin: true);
-        var ready = WaitForLine(ReadyPattern(), BootTimeout)
-            ?? throw new InvalidOperationException($"Linux did not reach the test agent within {BootTimeout}.\n{Diagnostics()}");
+        var psi = new ProcessStartInfo(netns is null ? VmmBinary.Executable : "ip")
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        if (netns is not null) foreach (var a in (string[])["netns", "exec", netns, VmmBinary.Executable]) psi.ArgumentList.Add(a);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        _vmm = new Process { StartInfo = psi };
+        _vmm.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_stdout) _stdout.Append(e.Data).Append('\n'); };
+        _vmm.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.Append(e.Data).Append('\n'); };
+        _vmm.Start();
+        _vmm.BeginOutputReadLine();
+        _vmm.BeginErrorReadLine();
+        var ready = WaitForLine(ReadyPattern(), BootTimeout);
+        if (ready is null)
+        {
+            string why = $"Linux did not reach the test agent within {BootTimeout}.\n{Diagnostics()}";
+            Dispose();
+            throw new InvalidOperationException(why);
+        }
         BootTime = sw.Elapsed;
         GuestUptimeAtReady = double.Parse(ready.Groups[1].Value, CultureInfo.InvariantCulture);
     }
@@ -48,15 +67,16 @@ internal sealed partial class LinuxGuest : IDisposable
     [GeneratedRegex(@"@agent 0 ready uptime=([0-9.]+)")]
     private static partial Regex ReadyPattern();
 
-    public string Serial => _vmm.Stdout;
+    public string Serial { get { lock (_stdout) return _stdout.ToString(); } }
+    public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
     public bool HasExited => _vmm.HasExited;
 
     /// <summary>Runs one agent command; returns the reply lines (without the <c>@agent id</c> prefix and the done line).</summary>
     public IReadOnlyList<string> Run(string command, TimeSpan? timeout = null, int expectRc = 0)
     {
         int id = _nextId++;
-        _vmm.Stdin.Write($"{id} {command}\n");
-        _vmm.Stdin.Flush();
+        _vmm.StandardInput.Write($"{id} {command}\n");
+        _vmm.StandardInput.Flush();
         var done = WaitForLine(new Regex($@"@agent {id} done rc=(\d+)"), timeout ?? TimeSpan.FromSeconds(120))
             ?? throw new InvalidOperationException($"the agent did not answer '{command}'.\n{Diagnostics()}");
         var prefix = $"@agent {id} ";
@@ -94,13 +114,18 @@ internal sealed partial class LinuxGuest : IDisposable
         }
     }
 
-    public int WaitForExit(TimeSpan timeout) => _vmm.WaitForExit(timeout);
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!_vmm.WaitForExit(timeout)) throw new TimeoutException($"kvmps-vmm did not exit within {timeout}.\n{Diagnostics()}");
+        _vmm.WaitForExit(); // drains the redirected streams
+        return _vmm.ExitCode;
+    }
 
     /// <summary>What a failure report needs: the VMM's state, its stderr and the serial tail.</summary>
     public string Diagnostics()
     {
-        string state = _vmm.HasExited ? $"kvmps-vmm exited with status {_vmm.WaitForExit(TimeSpan.FromSeconds(5))}" : StatusText();
-        return $"{state}\n--- kvmps-vmm stderr ---\n{_vmm.Stderr}\n--- serial (tail) ---\n{Tail(Serial, 60)}";
+        string state = _vmm.HasExited ? $"kvmps-vmm exited with status {_vmm.ExitCode}" : StatusText();
+        return $"{state}\n--- kvmps-vmm stderr ---\n{Stderr}\n--- serial (tail) ---\n{Tail(Serial, 60)}";
     }
 
     private string StatusText()
@@ -111,5 +136,9 @@ internal sealed partial class LinuxGuest : IDisposable
 
     public static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
 
-    public void Dispose() => _vmm.Dispose();
+    public void Dispose()
+    {
+        try { if (!_vmm.HasExited) { _vmm.Kill(entireProcessTree: true); _vmm.WaitForExit(10_000); } } catch (InvalidOperationException) { }
+        _vmm.Dispose();
+    }
 }

@@ -1,7 +1,10 @@
 using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using KvmPS.Engine.Tests.Devices;
 using KvmPS.Engine.Tests.Support;
 using Xunit.Abstractions;
 
@@ -38,7 +41,8 @@ public class RealLinuxTests(ITestOutputHelper log)
 
         using var guest = Boot(dir, 2, "256M",
             "--device", $"block,path={raw},serial=rawdisk", "--device", $"block,path={qcow2},serial=qdisk",
-            "--device", "rng", "--device", "balloon,stats_interval_s=1");
+            "--device", "rng", "--device", "balloon,stats_interval_s=1",
+            "--device", $"vsock,guest_cid=3,uds_path={dir.File("v.sock")}");
 
         var cpus = LinuxGuest.Fields(guest.Run("cpus"), "cpus");
         Assert.Equal("0-1", cpus["online"]);
@@ -50,7 +54,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         var pci = guest.Run("pci");
         log.WriteLine(string.Join('\n', pci));
         var virtioFunctions = pci.Where(l => l.Contains("vendor=0x1af4")).ToList();
-        Assert.Equal(4, virtioFunctions.Count);
+        Assert.Equal(5, virtioFunctions.Count);
         Assert.All(virtioFunctions, l => Assert.Contains("driver=virtio-pci", l));
         Assert.All(virtioFunctions, l => Assert.DoesNotMatch(" msi=0 ", l));
         var virtio = guest.Run("virtio");
@@ -58,16 +62,17 @@ public class RealLinuxTests(ITestOutputHelper log)
         Assert.Equal(2, virtio.Count(l => l.Contains("device=0x0002") && l.EndsWith("driver=virtio_blk")));
         Assert.Single(virtio, l => l.Contains("device=0x0004") && l.EndsWith("driver=virtio_rng"));
         Assert.Single(virtio, l => l.Contains("device=0x0005") && l.EndsWith("driver=virtio_balloon"));
+        Assert.Single(virtio, l => l.Contains("device=0x0013") && l.EndsWith("driver=vmw_vsock_virtio_transport"));
 
         // virtio-blk: Linux reads what the host wrote, and what Linux writes is in the image.
         var blocks = guest.Run("blocks");
         string rawDev = DeviceWithSerial(blocks, "rawdisk"), qDev = DeviceWithSerial(blocks, "qdisk");
-        Assert.Equal(Sha(rawInitial), Sum(guest.Run($"blk sum {rawDev}"), rawDev));
-        string rawWritten = Sum(guest.Run($"blk fill {rawDev} 256"), rawDev);
+        Assert.Equal(Sha(rawInitial), Sum(guest.Run($"blk sum {rawDev}")));
+        string rawWritten = Sum(guest.Run($"blk fill {rawDev} 256"));
         Assert.NotEqual(Sha(rawInitial), rawWritten);
         Assert.Equal(rawWritten, Sha(File.ReadAllBytes(raw)));
-        Assert.Equal(Sha(new byte[1 << 20]), Sum(guest.Run($"blk sum {qDev}"), qDev));
-        string qWritten = Sum(guest.Run($"blk fill {qDev} 512"), qDev);
+        Assert.Equal(Sha(new byte[1 << 20]), Sum(guest.Run($"blk sum {qDev}")));
+        string qWritten = Sum(guest.Run($"blk fill {qDev} 512"));
 
         // virtio-rng through /dev/hwrng.
         var rng = LinuxGuest.Fields(guest.Run("rng 32"), "rng");
@@ -75,6 +80,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         Assert.Matches("^[0-9a-f]{64}$", rng["hex"]);
         Assert.NotEqual(new string('0', 64), rng["hex"]);
 
+        CheckVsock(guest, dir.File("v.sock"));
         CheckBalloon(guest);
 
         // The ACPI power button: a graceful stop presses it, acpid powers Linux off.
@@ -111,9 +117,36 @@ public class RealLinuxTests(ITestOutputHelper log)
         Assert.Equal(0, guest.WaitForExit(ExitTimeout));
     }
 
-    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, params string[] devices)
+    /// <summary>virtio-net on a tap in a namespace the test makes: Linux's driver brings eth0 up and pings the host side.</summary>
+    [NetNsFact]
+    public void NetworkPingsTheNamespace()
     {
-        var guest = new LinuxGuest(dir, vcpus, memory, devices);
+        using var ns = new NetNs();
+        ns.Ip("tuntap", "add", "kvl0", "mode", "tap");
+        ns.Ip("addr", "add", "10.98.0.1/24", "dev", "kvl0");
+        ns.Ip("link", "set", "kvl0", "up");
+        using var dir = new TempDir();
+        using var guest = Boot(dir, 1, "256M", ns.Name, "--device", "net,tap=kvl0,mac=52:54:00:00:98:02");
+        var virtio = guest.Run("virtio");
+        Assert.Single(virtio, l => l.Contains("device=0x0001") && l.EndsWith("driver=virtio_net"));
+        Assert.Contains(guest.Run("ifaces"), l => l.StartsWith("iface eth0 mac=52:54:00:00:98:02 "));
+        var ping = guest.Run("net eth0 10.98.0.2 10.98.0.1", TimeSpan.FromMinutes(2));
+        log.WriteLine(string.Join('\n', ping));
+        Assert.Contains(ping, l => l.Contains("1 packets received"));
+        using (var control = new ControlClient(guest.ControlSocket))
+        {
+            var stats = control.Ok("net.stats");
+            log.WriteLine($"net.stats: {stats}");
+        }
+        guest.Run("poweroff");
+        Assert.Equal(0, guest.WaitForExit(ExitTimeout));
+    }
+
+    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, params string[] devices) => Boot(dir, vcpus, memory, null, devices);
+
+    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, string? netns, params string[] devices)
+    {
+        var guest = new LinuxGuest(dir, vcpus, memory, netns, devices);
         log.WriteLine($"boot to the agent with {vcpus} vCPU(s): {guest.BootTime.TotalSeconds:F1} s " +
                       $"(guest uptime {guest.GuestUptimeAtReady:F1} s)");
         return guest;
@@ -131,6 +164,48 @@ public class RealLinuxTests(ITestOutputHelper log)
                             @"(failed|Unable).*(timer|8254|PIT|calibrate)", RegexOptions.IgnoreCase);
         var hits = kernelLog.Where(l => bad.IsMatch(l)).ToList();
         Assert.True(hits.Count == 0, $"the kernel log reports problems:\n{string.Join('\n', hits)}\n--- kernel log ---\n{string.Join('\n', kernelLog)}");
+    }
+
+    /// <summary>vsock both ways with Linux's virtio transport: host → guest through CONNECT, guest → host to uds_path_PORT.</summary>
+    private void CheckVsock(LinuxGuest guest, string udsPath)
+    {
+        guest.Run("vsock listen 5000");
+        string reply = "";
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            // The echo server starts in the background (a fork+exec): retry until it listens.
+            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            s.Connect(new UnixDomainSocketEndPoint(udsPath));
+            s.ReceiveTimeout = 20_000;
+            using var stream = new NetworkStream(s);
+            using var reader = new StreamReader(stream);
+            stream.Write(Encoding.ASCII.GetBytes("CONNECT 5000\n"));
+            string? ok;
+            try { ok = reader.ReadLine(); } catch (IOException) { ok = null; }
+            if (ok is null) { Thread.Sleep(1000); continue; }
+            Assert.StartsWith("OK ", ok);
+            stream.Write(Encoding.ASCII.GetBytes("hello over vsock\n"));
+            reply = reader.ReadLine() ?? "";
+            break;
+        }
+        Assert.True(reply == "hello over vsock", $"host → guest vsock echo: '{reply}'\n{guest.Diagnostics()}");
+
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(udsPath + "_6000"));
+        listener.Listen(1);
+        var served = Task.Run(() =>
+        {
+            using var c = listener.Accept();
+            using var stream = new NetworkStream(c);
+            using var reader = new StreamReader(stream);
+            string line = reader.ReadLine() ?? "";
+            stream.Write(Encoding.ASCII.GetBytes($"host got {line}\n"));
+            return line;
+        });
+        var sent = guest.Run("vsock send 6000 ping-from-linux");
+        Assert.Equal("ping-from-linux", served.Wait(TimeSpan.FromSeconds(30)) ? served.Result : "(nothing)");
+        Assert.Contains("vsock reply=host got ping-from-linux", sent);
     }
 
     private void CheckBalloon(LinuxGuest guest)
@@ -176,7 +251,7 @@ public class RealLinuxTests(ITestOutputHelper log)
     private static string DeviceWithSerial(IEnumerable<string> blocks, string serial) =>
         blocks.Single(l => l.EndsWith($" serial={serial}")).Split(' ')[1];
 
-    private static string Sum(IReadOnlyList<string> reply, string dev) => LinuxGuest.Fields(reply, "blk")["sha256"];
+    private static string Sum(IReadOnlyList<string> reply) => LinuxGuest.Fields(reply, "blk")["sha256"];
 
     private static string Sha(byte[] data) => Convert.ToHexString(SHA256.HashData(data)).ToLowerInvariant();
 
