@@ -56,7 +56,9 @@ internal sealed partial class LinuxGuest : IDisposable
         var ready = WaitForLine(ReadyPattern(), BootTimeout);
         if (ready is null)
         {
-            string why = $"Linux did not reach the test agent within {BootTimeout}.\n{Diagnostics()}";
+            string why = _vmm.HasExited
+                ? $"kvmps-vmm ended before Linux reached the test agent.\n{Diagnostics()}"
+                : $"Linux did not reach the test agent within {BootTimeout}.\n{Diagnostics()}";
             Dispose();
             throw new InvalidOperationException(why);
         }
@@ -124,7 +126,12 @@ internal sealed partial class LinuxGuest : IDisposable
     /// <summary>What a failure report needs: the VMM's state, its stderr and the serial tail.</summary>
     public string Diagnostics()
     {
-        string state = _vmm.HasExited ? $"kvmps-vmm exited with status {_vmm.ExitCode}" : StatusText();
+        string state = StatusText();
+        if (_vmm.HasExited)
+        {
+            _vmm.WaitForExit(); // drains the redirected streams
+            state = $"kvmps-vmm exited with status {_vmm.ExitCode}";
+        }
         return $"{state}\n--- kvmps-vmm stderr ---\n{Stderr}\n--- serial (tail) ---\n{Tail(Serial, 60)}";
     }
 

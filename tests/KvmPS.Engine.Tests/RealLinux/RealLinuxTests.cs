@@ -155,6 +155,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
         };
+        // -arch-capabilities: QEMU's "host" model writes MSR 0x10a, which the nested test host's KVM refuses.
         foreach (var a in new[] { "-accel", "kvm", "-cpu", "host,-arch-capabilities", "-smp", "2", "-m", "256M", "-nodefaults", "-no-reboot",
                      "-display", "none", "-serial", "stdio", "-kernel", LinuxGuestImages.Kernel, "-initrd", LinuxGuestImages.Initramfs,
                      "-append", LinuxGuest.Cmdline })
@@ -200,20 +201,32 @@ public class RealLinuxTests(ITestOutputHelper log)
     /// </summary>
     private static void AssertCleanKernelLog(LinuxGuest guest) => AssertClean(KernelLog(guest));
 
+    /// <summary>
+    /// The kernel log's lines that may report a problem: the agent's <c>klog</c> pre-filters them (broadly: errors,
+    /// failures, firmware bugs, warnings) because the emulated console is too slow for the whole log.
+    /// </summary>
     private static List<string> KernelLog(LinuxGuest guest)
     {
-        var kernelLog = guest.Run("dmesg", TimeSpan.FromMinutes(3)).Where(l => l.StartsWith("log ")).Select(l => l[4..]).ToList();
-        Assert.True(kernelLog.Count > 50, $"the kernel log is too short:\n{string.Join('\n', kernelLog)}");
-        return kernelLog;
+        var reply = guest.Run("klog", TimeSpan.FromMinutes(3));
+        int total = int.Parse(LinuxGuest.Fields(reply, "klog")["lines"]);
+        Assert.True(total > 50, $"the kernel log has only {total} lines");
+        return reply.Where(l => l.StartsWith("log ")).Select(l => l[4..]).ToList();
     }
+
+    /// <summary>
+    /// Lines the same kernel prints under QEMU on the nested test host too: its emulated CPL0 is too slow for the PIT
+    /// calibration loop and the delay-loop estimate. Not about our tables or devices.
+    /// </summary>
+    private static readonly Regex HostSpeedArtifact =
+        new(@"tsc: Unable to calibrate against PIT$|calibrate_delay_direct\(\) failed to get a good estimate");
 
     private static void AssertClean(List<string> kernelLog)
     {
         var bad = new Regex(@"MP-BIOS bug|Firmware Bug|FW_BUG|ACPI BIOS Error|ACPI Error|" +
                             @"(timer|8254|PIT|IO-APIC|APIC|tsc|clocksource).*(failed|Unable|not connected)|" +
                             @"(failed|Unable).*(timer|8254|PIT|calibrate)", RegexOptions.IgnoreCase);
-        var hits = kernelLog.Where(l => bad.IsMatch(l)).ToList();
-        Assert.True(hits.Count == 0, $"the kernel log reports problems:\n{string.Join('\n', hits)}\n--- kernel log ---\n{string.Join('\n', kernelLog)}");
+        var hits = kernelLog.Where(l => bad.IsMatch(l) && !HostSpeedArtifact.IsMatch(l)).ToList();
+        Assert.True(hits.Count == 0, $"the kernel log reports problems:\n{string.Join('\n', hits)}\n--- all suspicious lines ---\n{string.Join('\n', kernelLog)}");
     }
 
     /// <summary>vsock both ways with Linux's virtio transport: host → guest through CONNECT, guest → host to uds_path_PORT.</summary>
