@@ -128,7 +128,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         ns.Ip("addr", "add", "10.98.0.1/24", "dev", "kvl0");
         ns.Ip("link", "set", "kvl0", "up");
         using var dir = new TempDir();
-        using var guest = Boot(dir, 1, "256M", ns.Name, "--device", "net,tap=kvl0,mac=52:54:00:00:98:02");
+        using var guest = BootIn(ns.Name, dir, 1, "256M", "--device", "net,tap=kvl0,mac=52:54:00:00:98:02");
         var virtio = guest.Run("virtio");
         Assert.Single(virtio, l => l.Contains("device=0x0001") && l.EndsWith("driver=virtio_net"));
         Assert.Contains(guest.Run("ifaces"), l => l.StartsWith("iface eth0 mac=52:54:00:00:98:02 "));
@@ -186,9 +186,9 @@ public class RealLinuxTests(ITestOutputHelper log)
         }
     }
 
-    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, params string[] devices) => Boot(dir, vcpus, memory, null, devices);
+    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, params string[] devices) => BootIn(null, dir, vcpus, memory, devices);
 
-    private LinuxGuest Boot(TempDir dir, int vcpus, string memory, string? netns, params string[] devices)
+    private LinuxGuest BootIn(string? netns, TempDir dir, int vcpus, string memory, params string[] devices)
     {
         var guest = new LinuxGuest(dir, vcpus, memory, netns, devices);
         log.WriteLine($"boot to the agent with {vcpus} vCPU(s): {guest.BootTime.TotalSeconds:F1} s " +
