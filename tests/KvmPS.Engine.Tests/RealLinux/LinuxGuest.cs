@@ -20,7 +20,8 @@ internal sealed partial class LinuxGuest : IDisposable
     public const string Cmdline = "console=ttyS0 panic=-1 quiet nopv noxsave tsc=reliable " +
         "clearcpuid=cx16,smap,rdrand,rdseed,fsgsbase,invpcid,rdpid,popcnt,rdtscp,clflushopt,clwb,erms,fsrm";
 
-    public static readonly TimeSpan BootTimeout = TimeSpan.FromMinutes(5);
+    // About 1 minute on an idle 2-core nested host, 5 and more when it is shared: generous, a hung boot is still caught.
+    public static readonly TimeSpan BootTimeout = TimeSpan.FromMinutes(12);
 
     private readonly Process _vmm;
     private readonly StringBuilder _stdout = new(), _stderr = new();
