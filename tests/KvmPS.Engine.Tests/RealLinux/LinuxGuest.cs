@@ -22,6 +22,8 @@ internal sealed partial class LinuxGuest : IDisposable
 
     // About 1 minute on an idle 2-core nested host, 5 and more when it is shared: generous, a hung boot is still caught.
     public static readonly TimeSpan BootTimeout = TimeSpan.FromMinutes(12);
+    /// <summary>One agent command: a few fork+execs and slow console output, minutes when the host is shared.</summary>
+    public static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
 
     private readonly Process _vmm;
     private readonly StringBuilder _stdout = new(), _stderr = new();
@@ -80,7 +82,7 @@ internal sealed partial class LinuxGuest : IDisposable
         int id = _nextId++;
         _vmm.StandardInput.Write($"{id} {command}\n");
         _vmm.StandardInput.Flush();
-        var done = WaitForLine(new Regex($@"@agent {id} done rc=(\d+)"), timeout ?? TimeSpan.FromSeconds(120))
+        var done = WaitForLine(new Regex($@"@agent {id} done rc=(\d+)"), timeout ?? CommandTimeout)
             ?? throw new InvalidOperationException($"the agent did not answer '{command}'.\n{Diagnostics()}");
         var prefix = $"@agent {id} ";
         var lines = Serial.Split('\n')
