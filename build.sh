@@ -21,6 +21,8 @@ export PSModulePath="$TOOLS/modules${PSModulePath:+:$PSModulePath}"
 # Packages: compilers for the built-in guest and header checks, QEMU as the peer and qemu-img as the qcow2 oracle,
 # a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests.
 PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat iputils-ping)
+# The RealLinux tests' kernel is built from Debian's source (tools/linux-guest, docs/testing.md).
+PACKAGES+=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio)
 
 setup() {
   local missing=()
@@ -121,6 +123,15 @@ run_tests() {
   return $status
 }
 
+# The RealLinux tests' guest: kernel and initramfs from tools/linux-guest, cached under .cache/linux-guest by a hash
+# of their inputs (nothing is rebuilt when they are unchanged). A failed build fails the test command with its log tail.
+linux_guest() {
+  local kernel initrd
+  kernel=$(tools/linux-guest/build-kernel.sh) || { echo "test: the RealLinux test kernel did not build" >&2; return 1; }
+  initrd=$(tools/linux-guest/build-initramfs.sh) || { echo "test: the RealLinux test initramfs did not build" >&2; return 1; }
+  echo "test: RealLinux guest $kernel, $initrd"
+}
+
 # The main job: provision the example manifest on the built-in default guest, then show the VMs running.
 demo() {
   "$OUT/bin/kvmps" apply examples/host.psd1
@@ -130,7 +141,7 @@ demo() {
 case "${1:-}" in
   setup) setup ;;
   build) build ;;
-  test) setup; build; run_tests ;;
+  test) setup; build; linux_guest; run_tests ;;
   demo) setup; build; demo ;;
   bench) setup; build; dotnet run --project bench/KvmPS.Bench -c "$CONFIG" -- "${@:2}" ;;  # [--runs N] [--figures 1,3]
   *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
