@@ -9,7 +9,8 @@ BeforeAll {
     New-KvmTestVm -Name log-new | Out-Null
     # The built-in guest prints its banner and "ready" at boot; wait for it.
     $deadline = [DateTime]::UtcNow.AddSeconds(20)
-    while ([DateTime]::UtcNow -lt $deadline -and -not ((Get-KvmConsoleLog log-a, log-b) -match '^ready').Count -ge 2) { Start-Sleep -Milliseconds 100 }
+    while ([DateTime]::UtcNow -lt $deadline -and @((Get-KvmConsoleLog log-a, log-b) -match '^ready').Count -lt 2) { Start-Sleep -Milliseconds 100 }
+    @((Get-KvmConsoleLog log-a, log-b) -match '^ready').Count | Should -Be 2 -Because 'both guests print "ready" within 20 s of starting'
 }
 
 AfterAll { Complete-KvmTest }
