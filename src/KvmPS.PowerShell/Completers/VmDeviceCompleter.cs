@@ -17,14 +17,13 @@ public sealed class VmDeviceCompleter : IArgumentCompleter
         CommandAst commandAst, IDictionary fakeBoundParameters)
     {
         IReadOnlyList<VmDefinition> definitions;
+        var store = VmNameCompleter.TryOpenExistingStore();
+        if (store is null)
+            return Array.Empty<CompletionResult>();
         try
         {
-            // Completion must not create the store: only read one that exists.
-            var root = VmStoreLocation.ResolveDefaultRoot();
-            if (!Directory.Exists(Path.Combine(root, "vms")))
-                return Array.Empty<CompletionResult>();
             var patterns = Names(fakeBoundParameters["Name"] ?? fakeBoundParameters["VMName"]);
-            definitions = VmStore.Open(root, lockTimeoutMs: 500).List()
+            definitions = store.List()
                 .Where(d => patterns.Count == 0 || patterns.Any(p => p.IsMatch(d.Name)))
                 .ToList();
         }

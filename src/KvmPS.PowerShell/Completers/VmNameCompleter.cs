@@ -11,20 +11,34 @@ public sealed class VmNameCompleter : IArgumentCompleter
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters)
     {
+        var store = TryOpenExistingStore();
         IReadOnlyList<string> names;
         try
         {
-            // Completion must not create the store: only read one that exists.
-            var root = VmStoreLocation.ResolveDefaultRoot();
-            if (!Directory.Exists(Path.Combine(root, "vms")))
-                return Array.Empty<CompletionResult>();
-            names = VmStore.Open(root, lockTimeoutMs: 500).ListNames();
+            names = store?.ListNames() ?? Array.Empty<string>();
         }
         catch (Exception)
         {
             return Array.Empty<CompletionResult>();
         }
         return Complete(names, wordToComplete).Select(text => new CompletionResult(text, text, CompletionResultType.ParameterValue, text)).ToList();
+    }
+
+    /// <summary>
+    /// The store at $KVMPS_HOME (or the default location) when it exists, else null: completion must never create
+    /// the store, and a store that is busy or unreadable just completes nothing.
+    /// </summary>
+    internal static VmStore? TryOpenExistingStore()
+    {
+        try
+        {
+            var root = VmStoreLocation.ResolveDefaultRoot();
+            return Directory.Exists(Path.Combine(root, "vms")) ? VmStore.Open(root, lockTimeoutMs: 500) : null;
+        }
+        catch (Exception)
+        {
+            return null;
+        }
     }
 
     /// <summary>The completion texts for <paramref name="word"/> (case-insensitive prefix; quotes stripped and re-added as typed).</summary>
