@@ -1,3 +1,4 @@
+using KvmPS.Threading;
 using KvmPS.Interop;
 using static KvmPS.Interop.KvmConstants;
 
@@ -36,8 +37,7 @@ public sealed unsafe class Vcpu : IDisposable
 
     internal void Start()
     {
-        _thread = new Thread(RunLoop, 256 * 1024) { IsBackground = true, Name = $"vcpu{Id}" };
-        _thread.Start();
+        _thread = EngineThreads.Start(ThreadRole.Vcpu, $"vcpu{Id}", RunLoop);
     }
 
     internal void Kick() => VcpuKick.Kick(Volatile.Read(ref _pthread), _run);

@@ -1,3 +1,4 @@
+using KvmPS.Threading;
 using KvmPS.Devices;
 
 namespace KvmPS.Vmm;
@@ -27,8 +28,7 @@ public sealed class ConsoleHub : IDisposable
     public ConsoleHub(ByteSink primary)
     {
         _primary = primary;
-        _writer = new Thread(WriterLoop, 128 * 1024) { IsBackground = true, Name = "console-out" };
-        _writer.Start();
+        _writer = EngineThreads.Start(ThreadRole.Console, "console-out", WriterLoop, 128 * 1024);
     }
 
     public long BytesWritten { get { lock (_lock) return _written; } }
@@ -129,7 +129,7 @@ public sealed class ConsoleHub : IDisposable
         private readonly object _gate = new();
         private bool _closed;
 
-        public void Start() => new Thread(Loop, 128 * 1024) { IsBackground = true, Name = "console-client" }.Start();
+        public void Start() => EngineThreads.Start(ThreadRole.Console, "console-client", Loop, 128 * 1024);
 
         /// <summary>Under the hub's lock: never blocks. A client this far behind is not reading: drop it.</summary>
         public void Enqueue(ReadOnlySpan<byte> data)

@@ -1,3 +1,4 @@
+using KvmPS.Threading;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
@@ -45,7 +46,7 @@ public sealed class ControlServer : IDisposable
         _listener = listener;
         _lock = fileLock;
         _control = control;
-        _acceptThread = new Thread(AcceptLoop, 128 * 1024) { IsBackground = true, Name = "control-accept" };
+        _acceptThread = EngineThreads.Create(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
     }
 
     /// <summary>Binds the socket. Throws <see cref="VmmResourceException"/> naming the path if another VMM owns it.</summary>
@@ -117,8 +118,7 @@ public sealed class ControlServer : IDisposable
             try
             {
                 client.ReceiveTimeout = IdleTimeoutMs;
-                new Thread(() => { try { Serve(client); } finally { Interlocked.Decrement(ref _clients); } }, 256 * 1024)
-                    { IsBackground = true, Name = "control-client" }.Start();
+                EngineThreads.Start(ThreadRole.Control, "control-client", () => { try { Serve(client); } finally { Interlocked.Decrement(ref _clients); } });
             }
             catch (Exception)
             {

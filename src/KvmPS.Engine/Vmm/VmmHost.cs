@@ -1,3 +1,4 @@
+using KvmPS.Threading;
 using System.Diagnostics;
 using System.Reflection;
 using System.Runtime.InteropServices;
@@ -163,7 +164,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     private void StartStdinPump()
     {
-        var thread = new Thread(() =>
+        EngineThreads.Start(ThreadRole.Console, "stdin", () =>
         {
             using var stdin = System.Console.OpenStandardInput();
             var buffer = new byte[1024];
@@ -175,8 +176,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
                 try { ConsoleInput(buffer.AsSpan(0, n)); }
                 catch (Exception) { /* the VM went away between boots: this input is lost, the VMM goes on */ }
             }
-        }, 128 * 1024) { IsBackground = true, Name = "stdin" };
-        thread.Start();
+        }, 128 * 1024);
     }
 
     public void ConsoleInput(ReadOnlySpan<byte> data)

@@ -1,3 +1,4 @@
+using KvmPS.Threading;
 using KvmPS.Interop;
 
 namespace KvmPS.Devices.Net;
@@ -54,8 +55,7 @@ public sealed class TapDevice : INetBackend
         _bridge = bridge;
         _created = created;
         _poller = new OneShotPoller(tap);
-        _thread = new Thread(Run) { IsBackground = true, Name = $"kvmps-net-{name}" };
-        _thread.Start();
+        _thread = EngineThreads.Start(ThreadRole.TapReceive, $"kvmps-net-{name}", Run);
     }
 
     /// <summary>Opens or creates tap <paramref name="name"/>; errors are <see cref="TapSetupException"/>s that say why.</summary>

@@ -1,3 +1,4 @@
+using KvmPS.Threading;
 using KvmPS.Interop;
 
 namespace KvmPS.Devices.Virtio;
@@ -25,8 +26,7 @@ public sealed class IoEventLoop : IDisposable
         _epoll = EpollHandle.Create();
         _wake = EventFdHandle.Create();
         _epoll.Add(_wake, WakeToken);
-        _thread = new Thread(Run) { IsBackground = true, Name = name };
-        _thread.Start();
+        _thread = EngineThreads.Start(ThreadRole.DeviceIo, name, Run);
     }
 
     /// <summary>Calls <paramref name="callback"/> on the I/O thread whenever <paramref name="eventFd"/> is signalled.</summary>
