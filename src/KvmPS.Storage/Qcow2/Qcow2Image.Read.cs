@@ -10,7 +10,7 @@ public sealed partial class Qcow2Image
     {
         lock (_lock)
         {
-            ThrowIfDisposed();
+            ThrowIfNoGuestIo();
             BlockRequestValidator.CheckRange(Path, SizeBytes, offset, (ulong)buffer.Length);
             long position = (long)offset;
             while (!buffer.IsEmpty)

@@ -9,7 +9,7 @@ public sealed partial class Qcow2Image
     {
         lock (_lock)
         {
-            ThrowIfDisposed();
+            ThrowIfNoGuestIo();
             BlockRequestValidator.CheckWritable(Path, ReadOnly);
             BlockRequestValidator.CheckRange(Path, SizeBytes, offset, (ulong)data.Length);
             long firstCluster = (long)offset >> _clusterBits;
@@ -72,7 +72,7 @@ public sealed partial class Qcow2Image
     {
         lock (_lock)
         {
-            ThrowIfDisposed();
+            ThrowIfNoGuestIo();
             BlockRequestValidator.CheckWritable(Path, ReadOnly);
             BlockRequestValidator.CheckRange(Path, SizeBytes, offset, lengthBytes);
             // Only whole clusters can be released; partial clusters keep their data (discard is a hint).
@@ -105,7 +105,7 @@ public sealed partial class Qcow2Image
     {
         lock (_lock)
         {
-            ThrowIfDisposed();
+            ThrowIfNoGuestIo();
             BlockRequestValidator.CheckWritable(Path, ReadOnly);
             BlockRequestValidator.CheckRange(Path, SizeBytes, offset, lengthBytes);
             long position = (long)offset;

@@ -43,11 +43,15 @@ public sealed partial class Qcow2Image : IBlockBackend
     private byte[]? _zeroCluster;
     private bool _disposed;
 
+    // Opened for snapshot management without its backing chain: guest I/O would read wrong data.
+    private readonly bool _metadataOnly;
+
     private Qcow2Image(ImageFile file, Qcow2Header header, IBlockBackend? backing)
     {
         _file = file;
         _header = header;
         _backing = backing;
+        _metadataOnly = header.BackingFileName is not null && backing is null;
         _clusterBits = header.ClusterBits;
         _clusterSize = header.ClusterSizeBytes;
         _l2Entries = _clusterSize / 8;
@@ -99,8 +103,9 @@ public sealed partial class Qcow2Image : IBlockBackend
     /// <summary>
     /// Opens a qcow2 image on an already opened (and locked) file. <paramref name="openBacking"/> is
     /// called with the parsed header when the image names a backing file; it owns loop detection.
+    /// When it returns null the image is open for metadata (snapshot management) only.
     /// </summary>
-    internal static Qcow2Image Open(ImageFile file, Func<string, string?, IBlockBackend> openBacking)
+    internal static Qcow2Image Open(ImageFile file, Func<string, string?, IBlockBackend?> openBacking)
     {
         var probe = new byte[Math.Min(file.LengthBytes, 1L << MAX_CLUSTER_BITS)];
         file.Read(0, probe);
@@ -141,6 +146,15 @@ public sealed partial class Qcow2Image : IBlockBackend
     private void ThrowIfDisposed()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+    }
+
+    private void ThrowIfNoGuestIo()
+    {
+        ThrowIfDisposed();
+        if (_metadataOnly)
+        {
+            throw new InvalidOperationException($"qcow2 image '{Path}' was opened without its backing file '{_header.BackingFileName}', for snapshot management only; guest I/O is not possible.");
+        }
     }
 
     public void Dispose()

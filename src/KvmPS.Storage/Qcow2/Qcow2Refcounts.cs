@@ -75,6 +75,18 @@ internal sealed class Qcow2Refcounts
 
     public ulong MaxRefcount => _maxRefcount;
 
+    /// <summary>File offsets of the existing refcount blocks.</summary>
+    public IEnumerable<long> BlockOffsets()
+    {
+        foreach (ulong block in _table)
+        {
+            if (block != 0)
+            {
+                yield return (long)block;
+            }
+        }
+    }
+
     public ulong Get(long clusterIndex)
     {
         long tableIndex = clusterIndex / _entriesPerBlock;
