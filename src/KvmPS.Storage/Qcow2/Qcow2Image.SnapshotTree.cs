@@ -152,6 +152,20 @@ public sealed partial class Qcow2Image
     /// <summary>Adds <paramref name="delta"/> to every cluster reachable from an L1 table.</summary>
     private void AdjustTreeRefcounts(ulong[] l1, long delta)
     {
+        // One write per refcount block instead of one per cluster; durable at the caller's next barrier.
+        _refcounts!.BeginDeferredWrites();
+        try
+        {
+            AdjustTreeRefcountsDeferred(l1, delta);
+        }
+        finally
+        {
+            _refcounts.EndDeferredWrites();
+        }
+    }
+
+    private void AdjustTreeRefcountsDeferred(ulong[] l1, long delta)
+    {
         foreach (ulong l1Entry in l1)
         {
             long l2Offset = (long)(l1Entry & L1E_OFFSET_MASK);

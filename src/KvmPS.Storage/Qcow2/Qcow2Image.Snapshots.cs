@@ -114,7 +114,7 @@ public sealed partial class Qcow2Image : ISnapshotableBlockBackend
             AdjustTreeRefcounts(oldL1, -1);
             if (oldL1.Length > 0)
             {
-                _refcounts.Free(oldL1Offset, oldL1.LongLength * 8);
+                _refcounts!.Free(oldL1Offset, oldL1.LongLength * 8);
             }
             SetCopiedFlagsFromRefcounts();
             Barrier();
