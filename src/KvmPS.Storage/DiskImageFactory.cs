@@ -78,14 +78,23 @@ public static class DiskImageFactory
     /// Opens a qcow2 image without its backing chain, for snapshot management on a closed image
     /// (like <c>qemu-img snapshot</c>, which needs no backing file either). Guest I/O on it is refused.
     /// </summary>
-    internal static Qcow2Image OpenQcow2ForSnapshots(string path, bool readOnly)
+    /// <param name="forceShare">Read-only, ignoring other openers' locks (<c>qemu-img -U</c>): the result may be stale.</param>
+    internal static Qcow2Image OpenQcow2ForSnapshots(string path, bool readOnly, bool forceShare = false)
     {
         var file = ImageFile.Open(path, writable: !readOnly);
         try
         {
-            QemuImageLock.Acquire(file,
-                readOnly ? QemuImageLock.ReaderPermissions : QemuImageLock.WriterPermissions,
-                QemuImageLock.DefaultSharedPermissions);
+            if (forceShare)
+            {
+                // Like QEMU's force-share: claim nothing, share everything.
+                QemuImageLock.Acquire(file, QemuPermission.None, QemuPermission.All);
+            }
+            else
+            {
+                QemuImageLock.Acquire(file,
+                    readOnly ? QemuImageLock.ReaderPermissions : QemuImageLock.WriterPermissions,
+                    QemuImageLock.DefaultSharedPermissions);
+            }
             return Qcow2Image.Open(file, (_, _) => null);
         }
         catch

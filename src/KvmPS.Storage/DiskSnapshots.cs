@@ -11,13 +11,18 @@ namespace KvmPS.Storage;
 public static class DiskSnapshots
 {
     /// <summary>All snapshots of the image at <paramref name="path"/>; empty for raw images.</summary>
-    public static IReadOnlyList<DiskSnapshotInfo> List(string path)
+    /// <param name="path">The image.</param>
+    /// <param name="forceShare">
+    /// Read even while another process has the image open for writing (<c>qemu-img snapshot -l -U</c>).
+    /// The answer may then be stale, or fail with <see cref="ImageCorruptException"/> if the table is being rewritten.
+    /// </param>
+    public static IReadOnlyList<DiskSnapshotInfo> List(string path, bool forceShare = false)
     {
         if (DiskImageFactory.DetectFormat(path) != DiskImageFormat.Qcow2)
         {
             return Array.Empty<DiskSnapshotInfo>();
         }
-        using var image = DiskImageFactory.OpenQcow2ForSnapshots(path, readOnly: true);
+        using var image = DiskImageFactory.OpenQcow2ForSnapshots(path, readOnly: true, forceShare);
         return image.ListSnapshots();
     }
 

@@ -272,6 +272,10 @@ public class Qcow2SnapshotTests
             // While a VMM has the image open, management must not touch it.
             Assert.Throws<ImageInUseException>(() => DiskSnapshots.Create(path, "s", "s"));
             Assert.Throws<ImageInUseException>(() => DiskSnapshots.List(path));
+            // Listing a running VM's disk is possible when the caller accepts a possibly stale answer.
+            image.RequireSnapshots().CreateSnapshot("live", "live");
+            Assert.Equal("live", Assert.Single(DiskSnapshots.List(path, forceShare: true)).Id);
+            image.RequireSnapshots().DeleteSnapshot("live");
         }
         var created = DiskSnapshots.Create(path, "s", "offline", vmClockNs: 5);
         Assert.Equal(created, Assert.Single(DiskSnapshots.List(path)));
