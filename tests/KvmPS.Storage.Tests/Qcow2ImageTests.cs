@@ -124,7 +124,7 @@ public class Qcow2ImageTests
     }
 
     [Fact]
-    public void SnapshotsCreateApplyDelete()
+    public void SnapshotsCreateRevertDelete()
     {
         using var dir = new TempDirectory();
         string path = dir.File("snap.qcow2");
