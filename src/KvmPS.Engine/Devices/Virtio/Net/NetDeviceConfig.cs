@@ -2,10 +2,10 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using KvmPS.Devices.Net;
+using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
 
-namespace KvmPS.Devices.Config;
+namespace KvmPS.Devices.Virtio.Net;
 
 /// <summary>
 /// virtio-net on a Linux tap. <c>tap</c>: an existing tap, or one to create (needs CAP_NET_ADMIN; it goes away

@@ -4,7 +4,7 @@ using System.Threading.Channels;
 using KvmPS.Interop;
 using KvmPS.Vmm;
 
-namespace KvmPS.Devices.Virtio;
+namespace KvmPS.Devices.Virtio.Vsock;
 
 /// <summary>
 /// The host side of virtio-vsock as Unix sockets ("hybrid vsock", the protocol Firecracker documents):

@@ -1,7 +1,8 @@
 using System.Text.Json;
+using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
 
-namespace KvmPS.Devices.Config;
+namespace KvmPS.Devices.Virtio.Vsock;
 
 /// <summary>
 /// virtio-vsock with the host side as Unix sockets: <c>guest_cid</c> (≥ 3) and <c>uds_path</c>, where the VMM listens

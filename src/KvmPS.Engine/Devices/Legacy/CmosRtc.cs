@@ -1,4 +1,4 @@
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// MC146818 CMOS RTC at ports 0x70/0x71: the time of day from the host clock (BCD, 24-hour), status registers,

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using KvmPS.Storage;
 
-namespace KvmPS.Devices.Virtio;
+namespace KvmPS.Devices.Virtio.Block;
 
 /// <summary>
 /// virtio block device (type 2, virtio 1.x section 5.2) on an <see cref="IBlockBackend"/> (raw or qcow2 image).

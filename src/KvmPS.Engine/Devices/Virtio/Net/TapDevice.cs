@@ -1,7 +1,7 @@
-using KvmPS.Threading;
 using KvmPS.Interop;
+using KvmPS.Threading;
 
-namespace KvmPS.Devices.Net;
+namespace KvmPS.Devices.Virtio.Net;
 
 /// <summary>
 /// Where a virtio-net device's frames go. Packets carry the 12-byte virtio_net_hdr (with num_buffers) in front of

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using KvmPS.Vm;
 
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// QEMU's firmware configuration device (fw_cfg) on the x86 I/O ports, as SeaBIOS and OVMF read it:

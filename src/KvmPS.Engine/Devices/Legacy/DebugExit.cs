@@ -1,4 +1,4 @@
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>QEMU's isa-debug-exit at port 0xf4: a guest write of v ends the VMM with status (v &lt;&lt; 1) | 1.</summary>
 public sealed class DebugExit(IMachineControl machine) : IBusDevice

@@ -1,6 +1,7 @@
 using System.Diagnostics;
+using KvmPS.Devices;
 
-namespace KvmPS.Devices;
+namespace KvmPS.Acpi;
 
 /// <summary>
 /// The ACPI fixed-hardware PM block at 0x600: PM1a event (status/enable), PM1a control (SCI_EN, sleep) and the

@@ -1,7 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.Vm;
 
-namespace KvmPS.Vm.Firmware;
+namespace KvmPS.Acpi;
 
 /// <summary>What the ACPI tables describe about the machine.</summary>
 public sealed record AcpiConfig(int VcpuCount, int MaxVcpus)
@@ -80,7 +81,7 @@ public static class AcpiTables
     internal static byte[] BuildDsdt(AcpiConfig config)
     {
         var w = new AcpiTableWriter("DSDT", 2);
-        // Name (_S5, Package (4) { 5, 5, 0, 0 }): SLP_TYP 5 in PM1a_CNT powers off (see Devices/AcpiPmDevice).
+        // Name (_S5, Package (4) { 5, 5, 0, 0 }): SLP_TYP 5 in PM1a_CNT powers off (see Acpi/AcpiPm).
         w.Bytes([0x08, (byte)'_', (byte)'S', (byte)'5', (byte)'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00]);
         w.Bytes(config.ExtraDsdtAml);
         return w.Finish();

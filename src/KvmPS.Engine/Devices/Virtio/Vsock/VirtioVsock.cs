@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using KvmPS.Vm;
 
-namespace KvmPS.Devices.Virtio;
+namespace KvmPS.Devices.Virtio.Vsock;
 
 /// <summary>One virtio-vsock packet: the 44-byte <c>virtio_vsock_hdr</c> fields and (for RW) a payload slice.</summary>
 public sealed class VsockPacket

@@ -1,10 +1,11 @@
 using System.Text.Json;
+using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
 using KvmPS.Storage;
 using KvmPS.Vm.Boot;
 using KvmPS.Vmm;
 
-namespace KvmPS.Devices.Config;
+namespace KvmPS.Devices.Virtio.Block;
 
 /// <summary>
 /// virtio-blk on a raw or qcow2 image: <c>--device block,path=disk.qcow2[,format=auto|raw|qcow2][,read_only=on]

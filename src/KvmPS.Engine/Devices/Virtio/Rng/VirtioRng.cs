@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 
-namespace KvmPS.Devices.Virtio;
+namespace KvmPS.Devices.Virtio.Rng;
 
 /// <summary>
 /// virtio entropy device (type 4): one request queue; each device-writable buffer is filled from the host's

@@ -1,10 +1,9 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using KvmPS.Devices.Config;
-using KvmPS.Devices.Net;
 using KvmPS.Vm;
 
-namespace KvmPS.Devices.Virtio;
+namespace KvmPS.Devices.Virtio.Net;
 
 /// <summary>
 /// virtio network device (type 1) over an <see cref="INetBackend"/> (a tap). Queues: receive (0) and transmit (1);

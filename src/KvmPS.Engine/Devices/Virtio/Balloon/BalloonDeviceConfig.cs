@@ -1,7 +1,8 @@
 using System.Text.Json;
+using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
 
-namespace KvmPS.Devices.Config;
+namespace KvmPS.Devices.Virtio.Balloon;
 
 /// <summary>
 /// virtio-balloon: the host asks the guest for memory (balloon.set) and gets the guest's statistics (balloon.get).

@@ -1,4 +1,4 @@
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// A 16550A UART (the console on COM1): transmit goes to a sink, receive comes from a host input queue,

@@ -1,7 +1,8 @@
 using System.Text.Json;
+using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
 
-namespace KvmPS.Devices.Config;
+namespace KvmPS.Devices.Virtio.Rng;
 
 /// <summary>virtio-rng: entropy from the host's getrandom. No options.</summary>
 public sealed record RngDeviceConfig : DeviceConfig

@@ -1,7 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.Devices.Pci;
 
-namespace KvmPS.Devices.Pci;
+namespace KvmPS.Acpi;
 
 /// <summary>
 /// A minimal AML encoder (ACPI 6.x, section 20) for the few objects the PCI description needs: Scope, Device,

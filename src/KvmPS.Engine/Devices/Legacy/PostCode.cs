@@ -1,4 +1,4 @@
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>Port 0x80: guests write POST codes and use it as an I/O delay. Counted, otherwise ignored.</summary>
 public sealed class PostCode : IBusDevice

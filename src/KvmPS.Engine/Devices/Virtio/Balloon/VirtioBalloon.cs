@@ -5,7 +5,7 @@ using KvmPS.Devices.Config;
 using KvmPS.Interop;
 using KvmPS.Vm;
 
-namespace KvmPS.Devices.Virtio;
+namespace KvmPS.Devices.Virtio.Balloon;
 
 /// <summary>
 /// virtio traditional memory balloon (type 5), virtio 1.x "Memory Balloon Device".

@@ -1,4 +1,4 @@
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// QEMU's ISA debug console ("debugcon"): every byte written to port 0x402 goes to a sink; reading the port returns

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace KvmPS.Vm.Firmware;
+namespace KvmPS.Acpi;
 
 /// <summary>Builds one ACPI table: standard 36-byte header, little-endian body, checksum fixed up on completion.</summary>
 internal sealed class AcpiTableWriter

@@ -1,4 +1,4 @@
-namespace KvmPS.Devices;
+namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// An i8042 keyboard controller, only as far as guests use it on a headless VM: status reads, the command byte,
