@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using KvmPS.Devices;
+using KvmPS.State;
 
 namespace KvmPS.Acpi;
 
@@ -7,7 +8,7 @@ namespace KvmPS.Acpi;
 /// The ACPI fixed-hardware PM block at 0x600: PM1a event (status/enable), PM1a control (SCI_EN, sleep) and the
 /// 3.579545 MHz PM timer. A sleep request for S5 powers the VM off; a power-button press raises the SCI.
 /// </summary>
-public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDevice
+public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDevice, IPersistent, IPausable
 {
     public const ushort BasePort = 0x600;
     public const int Length = 12;
@@ -18,7 +19,12 @@ public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDe
 
     private readonly object _lock = new();
     private ushort _status, _enable, _control = SCI_EN; // SMI_CMD is 0 in the FADT: ACPI mode is always on
-    private readonly long _start = Stopwatch.GetTimestamp();
+    // The timer counts from _timerBase at _start; frozen (paused or just restored) it reads _timerBase.
+    private long _start = Stopwatch.GetTimestamp();
+    private ulong _timerBase;
+    private bool _timerFrozen;
+
+    private ulong TimerTicks => _timerFrozen ? _timerBase : _timerBase + (ulong)(Stopwatch.GetElapsedTime(_start).TotalSeconds * PmTimerHz);
 
     public string Name => "acpi-pm";
 
@@ -49,7 +55,7 @@ public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDe
                 0 => (uint)(_status | (_enable << 16)),
                 2 => _enable,
                 4 => _control,
-                8 => (uint)(Stopwatch.GetElapsedTime(_start).TotalSeconds * PmTimerHz) & 0x00FF_FFFF,
+                8 => (uint)TimerTicks & 0x00FF_FFFF,
                 _ => 0xFFFF_FFFF,
             };
         }
@@ -81,4 +87,45 @@ public sealed class AcpiPm(IMachineControl machine, IInterruptLine sci) : IBusDe
     }
 
     private void UpdateSci() => sci.SetLevel((_status & _enable) != 0 && (_control & SCI_EN) != 0);
+
+    // ---- pause and state ----
+    /// <summary>Freezes the PM timer: guest time does not pass while the VM is paused.</summary>
+    public void Pause()
+    {
+        lock (_lock)
+        {
+            if (_timerFrozen) return;
+            _timerBase = TimerTicks;
+            _timerFrozen = true;
+        }
+    }
+
+    public void Resume()
+    {
+        lock (_lock)
+        {
+            if (!_timerFrozen) return;
+            _start = Stopwatch.GetTimestamp();
+            _timerFrozen = false;
+        }
+    }
+
+    public string StateName => "acpi-pm";
+    public ushort StateVersion => AcpiPmState.Version;
+
+    public AcpiPmState CaptureState() { lock (_lock) return new AcpiPmState(_status, _enable, _control, TimerTicks); }
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    /// <summary>Puts the registers back with the timer frozen at the saved count (it runs on <see cref="Resume"/>) and drives the SCI to match.</summary>
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = AcpiPmState.Read(reader, version);
+        lock (_lock)
+        {
+            (_status, _enable, _control) = (s.Pm1Status, s.Pm1Enable, (ushort)(s.Pm1Control & ~SLP_EN));
+            _timerBase = s.TimerTicks;
+            _timerFrozen = true;
+            UpdateSci();
+        }
+    }
 }

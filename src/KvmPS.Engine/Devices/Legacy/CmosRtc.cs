@@ -1,10 +1,12 @@
+using KvmPS.State;
+
 namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// MC146818 CMOS RTC at ports 0x70/0x71: the time of day from the host clock (BCD, 24-hour), status registers,
 /// and the CMOS memory bytes firmware reads (memory size).
 /// </summary>
-public sealed class CmosRtc : IBusDevice
+public sealed class CmosRtc : IBusDevice, IPersistent
 {
     public const ushort IndexPort = 0x70;
     private readonly object _lock = new();
@@ -60,6 +62,23 @@ public sealed class CmosRtc : IBusDevice
         {
             if (offset == 0) _index = (byte)(data[0] & 0x7f); // bit 7 is the NMI mask
             else if (_index is >= 0x0A and not 0x0C and not 0x0D) _cmos[_index] = data[0];
+        }
+    }
+
+    // ---- state ----
+    public string StateName => "cmos-rtc";
+    public ushort StateVersion => CmosRtcState.Version;
+
+    public CmosRtcState CaptureState() { lock (_lock) return new CmosRtcState(_index, (byte[])_cmos.Clone()); }
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = CmosRtcState.Read(reader, version);
+        lock (_lock)
+        {
+            _index = s.Index;
+            s.Cmos.CopyTo(_cmos, 0);
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Legacy;
@@ -13,7 +14,7 @@ namespace KvmPS.Devices.Legacy;
 /// buffers are checked against guest RAM and a bad one only sets the error bit (or is ignored when the control
 /// structure itself is outside RAM).
 /// </summary>
-public sealed class FwCfg : IBusDevice
+public sealed class FwCfg : IBusDevice, IPersistent
 {
     // I/O ports (x86)
     public const ushort BasePort = 0x510;
@@ -202,5 +203,31 @@ public sealed class FwCfg : IBusDevice
             done += (ulong)n;
         }
         return true;
+    }
+
+    // ---- state ----
+    public string StateName => "fw-cfg";
+    public ushort StateVersion => FwCfgState.Version;
+
+    public FwCfgState CaptureState()
+    {
+        lock (_lock) return new FwCfgState(_selector, _offset, _dmaHigh, _files.Select(f => f.Name).ToArray());
+    }
+
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = FwCfgState.Read(reader, version);
+        lock (_lock)
+        {
+            var mine = _files.Select(f => f.Name).ToArray();
+            if (!mine.SequenceEqual(s.FileNames))
+                throw reader.Fail($"the snapshot's fw_cfg files ({string.Join(", ", s.FileNames)}) differ from this VM's ({string.Join(", ", mine)})");
+            if (s.DmaHigh != 0 && !_dma) throw reader.Fail("a DMA address is set but this fw_cfg has no DMA interface");
+            _selector = s.Selector;
+            _offset = s.Offset;
+            _dmaHigh = s.DmaHigh;
+        }
     }
 }

@@ -1,10 +1,12 @@
+using KvmPS.State;
+
 namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// An i8042 keyboard controller, only as far as guests use it on a headless VM: status reads, the command byte,
 /// the self-test, and the 0xFE command that pulses the CPU reset line.
 /// </summary>
-public sealed class I8042(IMachineControl machine) : IBusDevice
+public sealed class I8042(IMachineControl machine) : IBusDevice, IPersistent
 {
     public const ushort DataPort = 0x60, CommandPort = 0x64;
     private const byte CMD_READ_CTR = 0x20, CMD_WRITE_CTR = 0x60, CMD_SELF_TEST = 0xAA, CMD_PULSE_RESET = 0xFE;
@@ -65,5 +67,18 @@ public sealed class I8042(IMachineControl machine) : IBusDevice
     {
         _output = value;
         _status |= STATUS_OBF;
+    }
+
+    // ---- state ----
+    public string StateName => "i8042";
+    public ushort StateVersion => I8042State.Version;
+
+    public I8042State CaptureState() { lock (_lock) return new I8042State(_controlByte, _status, _output, _pendingCommand); }
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = I8042State.Read(reader, version);
+        lock (_lock) (_controlByte, _status, _output, _pendingCommand) = (s.ControlByte, s.Status, s.Output, s.PendingCommand);
     }
 }

@@ -1,10 +1,12 @@
+using KvmPS.State;
+
 namespace KvmPS.Devices.Legacy;
 
 /// <summary>
 /// A 16550A UART (the console on COM1): transmit goes to a sink, receive comes from a host input queue,
 /// interrupts for received data, transmitter empty and line status, with the DLAB divisor latch and loopback.
 /// </summary>
-public sealed class Serial16550 : IBusDevice
+public sealed class Serial16550 : IBusDevice, IPersistent
 {
     public const ushort Com1Port = 0x3f8;
     public const byte Com1Irq = 4;
@@ -175,6 +177,35 @@ public sealed class Serial16550 : IBusDevice
     }
 
     private bool _lineHigh;
+
+    // ---- state ----
+    public string StateName => "serial0";
+    public ushort StateVersion => Serial16550State.Version;
+
+    public Serial16550State CaptureState()
+    {
+        lock (_lock)
+            return new Serial16550State(_ier, _lcr, _mcr, _lsr, _msr, _scr, _dll, _dlm, _thrEmptyPending, _fifoEnabled, _receiverOpen, _rx.ToArray(), _held.ToArray());
+    }
+
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    /// <summary>Puts the registers and queues back and drives the interrupt line to match them.</summary>
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = Serial16550State.Read(reader, version);
+        lock (_lock)
+        {
+            (_ier, _lcr, _mcr, _lsr, _msr, _scr, _dll, _dlm) = (s.Ier, s.Lcr, s.Mcr, s.Lsr, s.Msr, s.Scr, s.Dll, s.Dlm);
+            (_thrEmptyPending, _fifoEnabled, _receiverOpen) = (s.ThrEmptyPending, s.FifoEnabled, s.ReceiverOpen);
+            _rx.Clear();
+            foreach (byte b in s.Receive) _rx.Enqueue(b);
+            _held.Clear();
+            foreach (byte b in s.Held) _held.Enqueue(b);
+            _lineHigh = false;
+            UpdateInterrupt();
+        }
+    }
 
     private void UpdateInterrupt()
     {
