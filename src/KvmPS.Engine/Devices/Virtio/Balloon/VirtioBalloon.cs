@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using KvmPS.Devices.Config;
 using KvmPS.Interop;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Virtio.Balloon;
@@ -21,7 +22,7 @@ namespace KvmPS.Devices.Virtio.Balloon;
 /// faults back in (as zeroes) when the guest touches it, which is why VIRTIO_BALLOON_F_MUST_TELL_HOST is not
 /// offered — the device never needs to hear about a page before the guest reuses it.</item>
 /// <item>Stats: the device keeps the driver's stats buffer and returns it (used, length 0) when it wants a fresh
-/// one: every <c>stats_interval_s</c> seconds when that is &gt; 0.</item>
+/// one: every <c>stats_interval_s</c> seconds when that is &gt; 0 (on the device's own worker thread, paused with the VM).</item>
 /// </list>
 /// Host-side events (a new target, the stats timer) run the device's queue code through the transport's
 /// notification path (<see cref="VirtioPciTransport.HandleNotify"/>: under the transport's lock, only while the
@@ -29,7 +30,7 @@ namespace KvmPS.Devices.Virtio.Balloon;
 /// under that lock. The device's own lock guards what the control thread reads; it is never held while calling
 /// into the transport.
 /// </summary>
-public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
+public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, IPausable
 {
     public const ushort QueueSize = 256;
     public const int InflateQueue = 0, DeflateQueue = 1, StatsQueue = 2;
@@ -55,7 +56,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
     private readonly bool _canDiscard;
     private readonly DescriptorChain _chain = new();
     private readonly object _lock = new();
-    private readonly Timer? _statsTimer;
+    private readonly DeviceWorker? _statsWorker; // asks for fresh statistics every StatsIntervalSeconds
     private readonly byte[] _pfnBuffer = new byte[16384];
     private readonly List<ulong> _pfns = new(4096);
     private volatile VirtioPciTransport? _transport; // for host-side kicks (see the class comment)
@@ -66,6 +67,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
     private bool _configDirty;
     private bool _statsDue;
     private bool _driverOk;
+    private bool _restoredConfig;
     private Dictionary<string, ulong> _stats = new();
     private long _statsTimestamp; // Stopwatch ticks of the last stats buffer, 0 = none yet
     private long _inflatedPages, _deflatedPages, _invalidPfns, _discardedBytes;
@@ -83,7 +85,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
         _canDiscard = memory.Options.HugePages != HugePageMode.HugeTlbFs;
         if (!_canDiscard) _log("virtio-balloon: guest RAM is on hugetlbfs; inflated pages are not given back to the host (4 KiB discards are impossible there)");
         if (statsIntervalSeconds > 0)
-            _statsTimer = new Timer(_ => RequestStats(), null, TimeSpan.FromSeconds(statsIntervalSeconds), TimeSpan.FromSeconds(statsIntervalSeconds));
+            _statsWorker = new DeviceWorker("kvmps-balloon", RequestStats, TimeSpan.FromSeconds(statsIntervalSeconds), _log);
     }
 
     public bool DeflateOnOom { get; }
@@ -161,7 +163,13 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
     public void Activate(IVirtioContext context)
     {
         if (context is VirtioPciTransport t) _transport = t;
-        lock (_lock) { _driverOk = true; _configDirty = false; }
+        lock (_lock)
+        {
+            _driverOk = true;
+            // A fresh driver reads the configuration itself; a restored one may still be owed a change notice.
+            if (!_restoredConfig) _configDirty = false;
+            _restoredConfig = false;
+        }
     }
 
     public void Reset()
@@ -363,16 +371,51 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl
         }
     }
 
+    // ---- pause and state ----
+    /// <summary>Stops the stats worker (waiting for a request in progress); host kicks meanwhile are deferred by the paused transport.</summary>
+    public void Pause() => _statsWorker?.Pause();
+    public void Resume() => _statsWorker?.Resume();
+    /// <summary>The stats worker (null without a stats interval), for tests.</summary>
+    internal DeviceWorker? StatsWorker => _statsWorker;
+
+    public string StateName => Name;
+    public ushort StateVersion => VirtioBalloonState.Version;
+
+    /// <summary>Called while the transport is paused, so the held stats head is stable.</summary>
+    public VirtioBalloonState CaptureState()
+    {
+        lock (_lock)
+            return new VirtioBalloonState(_targetPages, _actualPages, _driverOk, _configDirty, _statsDue, _heldStatsHead,
+                _inflatedPages, _deflatedPages, _invalidPfns, _discardedBytes,
+                _stats.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => (kv.Key, kv.Value)).ToArray());
+    }
+
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = VirtioBalloonState.Read(reader, version);
+        if ((ulong)s.TargetPages * PageSize > _memory.SizeBytes)
+            throw reader.Fail($"balloon target {s.TargetPages} pages is larger than the guest's memory ({_memory.SizeBytes} bytes)");
+        _heldStatsHead = s.HeldStatsHead;
+        lock (_lock)
+        {
+            (_targetPages, _actualPages, _driverOk, _configDirty, _statsDue) = (s.TargetPages, s.ActualPages, s.DriverOk, s.ConfigDirty, s.StatsDue);
+            (_inflatedPages, _deflatedPages, _invalidPfns, _discardedBytes) = (s.InflatedPages, s.DeflatedPages, s.InvalidPfns, s.DiscardedBytes);
+            _stats = s.Stats.ToDictionary(x => x.Name, x => x.Value);
+            _statsTimestamp = 0;
+            _restoredConfig = true;
+        }
+    }
+
     /// <summary>
-    /// Stops the stats timer and waits for a callback that is already running (Timer.Dispose() alone does not), so
-    /// nothing reaches the transport once this returns; host-side kicks after it find no transport.
-    /// The transport calls this outside its lock (a running callback may be waiting for that lock).
+    /// Stops the stats worker and waits for a request already running, so nothing reaches the transport once this
+    /// returns; host-side kicks after it find no transport. The transport calls this outside its lock (a running
+    /// request may be waiting for that lock).
     /// </summary>
     public void Dispose()
     {
         _transport = null;
-        if (_statsTimer is null) return;
-        using var done = new ManualResetEvent(false);
-        if (_statsTimer.Dispose(done)) done.WaitOne();
+        _statsWorker?.Dispose();
     }
 }

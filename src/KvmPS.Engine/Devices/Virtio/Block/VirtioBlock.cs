@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.State;
 using KvmPS.Storage;
 
 namespace KvmPS.Devices.Virtio.Block;
@@ -18,7 +19,7 @@ namespace KvmPS.Devices.Virtio.Block;
 /// spans and the backend: no copies and no allocations per request. Requests the device refuses (bad range,
 /// read-only, unknown flags) never reach the backend.
 /// </remarks>
-public sealed class VirtioBlock : IVirtioDevice
+public sealed class VirtioBlock : IVirtioDevice, IPersistent
 {
     public const ushort QueueSize = 256;
     public const int SectorSize = 512;
@@ -272,6 +273,21 @@ public sealed class VirtioBlock : IVirtioDevice
             context.Log($"{_backend.Path}: {what} at byte {offset} failed: {e.Message}{more}");
         }
         return StatusIoErr;
+    }
+
+    // ---- state ----
+    public string StateName => Name;
+    public ushort StateVersion => VirtioBlockState.Version;
+
+    public VirtioBlockState CaptureState() => new(Capacity, ReadOnly, Serial, _discard, Requests, BytesRead, BytesWritten, FailedRequests);
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = VirtioBlockState.Read(reader, version);
+        if (s.CapacitySectors != Capacity || s.ReadOnly != ReadOnly || s.Serial != Serial || s.Discard != _discard)
+            throw reader.Fail($"{_backend.Path}: the snapshot's disk had {s.CapacitySectors} sectors (read-only {s.ReadOnly}, serial '{s.Serial}', discard {s.Discard}), this one {Capacity} (read-only {ReadOnly}, serial '{Serial}', discard {_discard})");
+        (Requests, BytesRead, BytesWritten, FailedRequests) = (s.Requests, s.BytesRead, s.BytesWritten, s.FailedRequests);
     }
 
     public void Dispose() => _backend.Dispose();

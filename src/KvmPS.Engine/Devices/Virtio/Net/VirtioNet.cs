@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using KvmPS.Devices.Config;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Virtio.Net;
@@ -19,7 +20,7 @@ namespace KvmPS.Devices.Virtio.Net;
 /// <see cref="RxDropped"/>.
 /// </para>
 /// </summary>
-public sealed class VirtioNet : IVirtioDevice, IDeviceControl
+public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPausable
 {
     public const ushort QueueSize = 256;
     public const int RxQueue = 0, TxQueue = 1;
@@ -44,6 +45,8 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl
     private int _pendingLen;                                  // a received packet waiting for rx buffers
     private volatile IVirtioContext? _active;
     private volatile bool _disposed;
+    private readonly object _pauseLock = new();
+    private bool _paused, _rxDeferred; // while paused, tap readiness is remembered, not acted on
 
     public string Name => "virtio-net";
     public ushort DeviceType => 1;
@@ -115,6 +118,10 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl
     private void OnReceiveReady()
     {
         if (_disposed) return;
+        lock (_pauseLock)
+        {
+            if (_paused) { _rxDeferred = true; return; } // the tap is not read and no rx buffer written until Resume
+        }
         if (_active is VirtioPciTransport t) t.HandleNotify(RxQueue);
         else if (_active is { } ctx) lock (this) ProcessRx(ctx); // a transport without its own lock (tests)
     }
@@ -234,6 +241,56 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl
         w.WriteNumber("tx_packets", TxPackets);
         w.WriteNumber("tx_bytes", TxBytes);
         w.WriteNumber("tx_dropped", TxDropped);
+    }
+
+    // ---- pause and state ----
+    /// <summary>
+    /// Stops receiving: tap readiness is only noted (the tap is not read, no receive buffer is written) until
+    /// <see cref="Resume"/>. The transport's pause, which comes first, already waits for a receive in progress.
+    /// </summary>
+    public void Pause() { lock (_pauseLock) _paused = true; }
+
+    public void Resume()
+    {
+        bool deferred;
+        lock (_pauseLock)
+        {
+            _paused = false;
+            deferred = _rxDeferred;
+            _rxDeferred = false;
+        }
+        if (deferred) OnReceiveReady();
+    }
+
+    public string StateName => Name;
+    public ushort StateVersion => VirtioNetState.Version;
+
+    /// <summary>Called while the transport is paused: the held chains and the pending frame are stable.</summary>
+    public VirtioNetState CaptureState() => new(_backend.Name, _mac.ToArray(), _mtu ?? 0, _rxPacket.AsSpan(0, _pendingLen).ToArray(),
+        _held.Select(c => new VirtioNetState.HeldChain(c.Head, c.Buffers.ToArray())).ToArray());
+
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = VirtioNetState.Read(reader, version);
+        if (s.TapName != _backend.Name) throw reader.Fail($"the snapshot's tap is '{s.TapName}', this device's '{_backend.Name}'");
+        if (!s.Mac.AsSpan().SequenceEqual(_mac)) throw reader.Fail($"the snapshot's MAC is {NetDeviceConfig.FormatMac(s.Mac)}, this device's {NetDeviceConfig.FormatMac(_mac)}");
+        if (s.Mtu != (_mtu ?? 0)) throw reader.Fail($"the snapshot's MTU is {s.Mtu}, this device's {_mtu ?? 0}");
+        foreach (var c in _held) _spare.Push(c);
+        _held.Clear();
+        _heldBytes = 0;
+        foreach (var h in s.HeldChains)
+        {
+            var c = Rent();
+            c.Clear();
+            c.Head = h.Head;
+            foreach (var b in h.Buffers) c.Add(b);
+            _held.Add(c);
+            _heldBytes += c.WritableBytes;
+        }
+        s.PendingPacket.CopyTo(_rxPacket, 0);
+        _pendingLen = s.PendingPacket.Length;
     }
 
     public void Dispose()

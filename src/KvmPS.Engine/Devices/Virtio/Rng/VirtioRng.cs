@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using KvmPS.State;
 
 namespace KvmPS.Devices.Virtio.Rng;
 
@@ -6,7 +7,7 @@ namespace KvmPS.Devices.Virtio.Rng;
 /// virtio entropy device (type 4): one request queue; each device-writable buffer is filled from the host's
 /// CSPRNG (getrandom through <see cref="RandomNumberGenerator"/>). No device configuration, no feature bits.
 /// </summary>
-public sealed class VirtioRng : IVirtioDevice
+public sealed class VirtioRng : IVirtioDevice, IPersistent
 {
     public const ushort QueueSize = 256;
     /// <summary>Bytes served per request at most (a larger buffer is filled partially, as the spec allows).</summary>
@@ -38,6 +39,11 @@ public sealed class VirtioRng : IVirtioDevice
             }))
             context.NotifyUsed(0);
     }
+
+    public string StateName => Name;
+    public ushort StateVersion => VirtioRngState.Version;
+    public void SaveState(StateWriter writer) => new VirtioRngState(BytesServed).Write(writer);
+    public void RestoreState(StateReader reader, ushort version) => BytesServed = VirtioRngState.Read(reader, version).BytesServed;
 
     public void Dispose() { }
 }

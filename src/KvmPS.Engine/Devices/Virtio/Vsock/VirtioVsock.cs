@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Virtio.Vsock;
@@ -55,7 +56,7 @@ public sealed class VsockPacket
 /// <list type="bullet">
 /// <item>Configuration: <c>le64 guest_cid</c> (read-only). Feature offered: VIRTIO_VSOCK_F_STREAM.</item>
 /// <item>Queues: rx (0, device → driver packets in driver-supplied writable buffers), tx (1, driver → device),
-/// event (2, buffers are kept; no events are sent).</item>
+/// event (2: buffers are kept for VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, sent once after a restore).</item>
 /// <item>Every tx packet is checked: at least a whole header, <c>len</c> within the buffer and ≤ 64 KiB,
 /// src_cid = the guest's CID, dst_cid = 2 (the host), type STREAM. Malformed packets are dropped (logged, counted);
 /// packets to unknown connections get RST, as the spec asks.</item>
@@ -69,7 +70,7 @@ public sealed class VsockPacket
 /// lock (queue processing) and by host I/O threads, which never hold it while kicking the rx queue through
 /// <see cref="VirtioPciTransport.HandleNotify"/>.
 /// </summary>
-public sealed class VirtioVsock : IVirtioDevice
+public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
 {
     public const ushort QueueSize = 256;
     public const int RxQueue = 0, TxQueue = 1, EventQueue = 2;
@@ -80,6 +81,9 @@ public sealed class VirtioVsock : IVirtioDevice
     public const ushort TypeStream = 1;
     public const ushort OpInvalid = 0, OpRequest = 1, OpResponse = 2, OpRst = 3, OpShutdown = 4, OpRw = 5, OpCreditUpdate = 6, OpCreditRequest = 7;
     public const uint ShutdownRcv = 1, ShutdownSend = 2;
+    /// <summary>struct virtio_vsock_event's id for "all connections are gone" (5.10.6.6).</summary>
+    public const uint VIRTIO_VSOCK_EVENT_TRANSPORT_RESET = 0;
+    public const int EventSize = 4;
     /// <summary>Control packets (not data) waiting for rx buffers at most; more are dropped with a log line.</summary>
     public const int MaxPendingControl = 4096;
     /// <summary>Data bytes of one connection waiting for rx buffers at most before its host socket is no longer read.</summary>
@@ -104,6 +108,8 @@ public sealed class VirtioVsock : IVirtioDevice
     private long _pendingData;                                 // RW payload bytes in _toGuest
     private readonly HashSet<VsockConnection> _dataWaiters = new(); // readers paused by MaxUndeliveredTotal
     private int _logged;
+    private readonly DeviceWorker _worker;    // runs host-side kicks (rx delivery) off the callers' threads
+    private volatile bool _resetEventPending; // restored: TRANSPORT_RESET still owed to the driver
 
     internal object Sync { get; } = new();
     public ulong GuestCid { get; }
@@ -121,7 +127,12 @@ public sealed class VirtioVsock : IVirtioDevice
         _log = DeviceLog.Limit(log, Name);
         GuestCid = guestCid;
         Host = new VsockHost(this, udsPath, _log);
+        _worker = new DeviceWorker("kvmps-vsock", () => _transport?.HandleNotify(RxQueue), log: _log);
     }
+
+    /// <summary>Events sent to the driver (TRANSPORT_RESET after a restore).</summary>
+    public long EventsSent { get; private set; }
+    public bool ResetEventPending => _resetEventPending;
 
     public string Name => "virtio-vsock";
     public ushort DeviceType => 19;
@@ -210,20 +221,14 @@ public sealed class VirtioVsock : IVirtioDevice
         _dataWaiters.Clear();
     }
 
-    private int _kickQueued;
-
     /// <summary>
-    /// Delivers queued packets soon: runs the rx processing on a pool thread (kicks are coalesced), never inline, so a
-    /// continuation that happens to run under the transport's lock cannot re-enter the device.
+    /// Delivers queued packets soon: the device's worker runs the rx processing (kicks are coalesced), never inline,
+    /// so a continuation that happens to run under the transport's lock cannot re-enter the device.
     /// </summary>
     internal void Kick()
     {
-        if (_transport is null || Interlocked.Exchange(ref _kickQueued, 1) != 0) return;
-        ThreadPool.UnsafeQueueUserWorkItem(static d =>
-        {
-            Volatile.Write(ref d._kickQueued, 0);
-            d._transport?.HandleNotify(RxQueue);
-        }, this, preferLocal: false);
+        if (_transport is null) return;
+        _worker.Signal();
     }
 
     private void DeliverToGuest(IVirtioContext context)
@@ -276,6 +281,7 @@ public sealed class VirtioVsock : IVirtioDevice
 
     public void ProcessQueue(IVirtioContext context, int queue)
     {
+        if (_resetEventPending) SendTransportReset(context);
         if (queue == TxQueue) ProcessTx(context);
         // Anything queue processing produced (RST, RESPONSE, credit updates) and anything host threads queued goes out now.
         DeliverToGuest(context);
@@ -342,9 +348,55 @@ public sealed class VirtioVsock : IVirtioDevice
         _log(_logged == 32 ? message + " (further messages suppressed)" : message);
     }
 
+    /// <summary>Puts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET in the driver's next event buffer; kept pending until there is one.</summary>
+    private void SendTransportReset(IVirtioContext context)
+    {
+        if (context.Queue(EventQueue) is not { } q) return;
+        var r = q.Pop(_chain);
+        if (r == PopResult.Empty) { q.EnableNotifications(); return; } // the driver's next event-queue notification retries
+        if (r == PopResult.Error) return;
+        if (_chain.WritableBytes < EventSize)
+        {
+            context.Fail($"event buffer {_chain.Head} has {_chain.WritableBytes} writable bytes, less than the {EventSize}-byte event");
+            return;
+        }
+        Span<byte> e = stackalloc byte[EventSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(e, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+        _chain.WriteTo(_memory, 0, e);
+        q.PushUsed(_chain.Head, EventSize);
+        _resetEventPending = false;
+        EventsSent++;
+        context.NotifyUsed(EventQueue);
+    }
+
+    // ---- pause and state ----
+    /// <summary>Stops the kick worker (waiting for a delivery in progress). Host sockets may still queue packets in host memory; nothing reaches the guest.</summary>
+    public void Pause() => _worker.Pause();
+
+    /// <summary>Runs again; a restored device now sends its TRANSPORT_RESET event.</summary>
+    public void Resume()
+    {
+        _worker.Resume();
+        if (_resetEventPending) _worker.Signal();
+    }
+
+    internal DeviceWorker Worker => _worker;
+
+    public string StateName => Name;
+    public ushort StateVersion => VirtioVsockState.Version;
+    public void SaveState(StateWriter writer) => new VirtioVsockState(GuestCid).Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var s = VirtioVsockState.Read(reader, version);
+        if (s.GuestCid != GuestCid) throw reader.Fail($"the snapshot's guest CID is {s.GuestCid}, this device's {GuestCid}");
+        _resetEventPending = true;
+    }
+
     public void Dispose()
     {
-        _transport = null; // pool-thread kicks and host I/O continuations no longer reach the transport
+        _transport = null; // worker kicks and host I/O continuations no longer reach the transport
+        _worker.Dispose();
         Host.Dispose();
     }
 }
