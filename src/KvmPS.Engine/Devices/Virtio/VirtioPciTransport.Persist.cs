@@ -42,6 +42,9 @@ public sealed partial class VirtioPciTransport
                 _activated = true;
                 try { _device.Activate(this); }
                 catch (Exception e) { Fail($"activation after restore: {e.GetType().Name}: {e.Message}"); }
+                // Notifications the saved VM had deferred (and host requests since the restore) are not in the
+                // snapshot: every enabled queue is processed once, as if notified — harmless when nothing is there.
+                for (int i = 0; i < _queues.Length; i++) if (_queues[i].Queue is not null) _deferred.Add(i);
             }
             foreach (int q in _deferred.Order().ToArray()) ProcessQueueLocked(q);
             _deferred.Clear();
