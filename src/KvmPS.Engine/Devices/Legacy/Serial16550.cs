@@ -6,7 +6,7 @@ namespace KvmPS.Devices.Legacy;
 /// A 16550A UART (the console on COM1): transmit goes to a sink, receive comes from a host input queue,
 /// interrupts for received data, transmitter empty and line status, with the DLAB divisor latch and loopback.
 /// </summary>
-public sealed class Serial16550 : IBusDevice, IPersistent
+public sealed class Serial16550 : IBusDevice, IPersistent, IPausable
 {
     public const ushort Com1Port = 0x3f8;
     public const byte Com1Irq = 4;
@@ -47,6 +47,12 @@ public sealed class Serial16550 : IBusDevice, IPersistent
         int queued = 0;
         lock (_lock)
         {
+            if (_paused)
+            {
+                // The VM is paused (a snapshot may be reading this UART): keep the bytes on the host side, no IRQ.
+                foreach (byte b in bytes) if (_whilePaused.Count < InputQueueLimit) { _whilePaused.Enqueue(b); queued++; }
+                return queued;
+            }
             if (!_receiverOpen)
             {
                 foreach (byte b in bytes) if (_held.Count < InputQueueLimit) { _held.Enqueue(b); queued++; }
@@ -177,6 +183,25 @@ public sealed class Serial16550 : IBusDevice, IPersistent
     }
 
     private bool _lineHigh;
+    private bool _paused;
+    private readonly Queue<byte> _whilePaused = new(); // console input that arrived while paused
+
+    /// <summary>Stops taking host input into the UART (it waits on the host side) so its state and IRQ stay still.</summary>
+    public void Pause() { lock (_lock) _paused = true; }
+
+    /// <summary>Delivers the input that arrived while paused, as if typed now.</summary>
+    public void Resume()
+    {
+        byte[] pending;
+        lock (_lock)
+        {
+            if (!_paused) return;
+            _paused = false;
+            pending = _whilePaused.ToArray();
+            _whilePaused.Clear();
+        }
+        if (pending.Length > 0) EnqueueInput(pending);
+    }
 
     // ---- state ----
     public string StateName => "serial0";

@@ -143,3 +143,31 @@ public sealed class LegacyDeviceStateTests : IDisposable
         Assert.Contains("etc/b", e.Message);
     }
 }
+
+public sealed class SerialPauseTests
+{
+    private sealed class Line : IInterruptLine
+    {
+        public int Changes;
+        public void Trigger() { }
+        public void SetLevel(bool asserted) => Changes++;
+    }
+
+    [Fact]
+    public void ConsoleInputWhilePausedWaitsOnTheHostSide()
+    {
+        var line = new Line();
+        var serial = new Serial16550(line, _ => { });
+        serial.Write(1, [0x01]); // RX interrupts on: the receiver is open
+        serial.Pause();
+        var before = DeviceState.Save(serial);
+        Assert.Equal(2, serial.EnqueueInput("ab"u8));
+        Assert.Equal(before, DeviceState.Save(serial)); // the UART did not change
+        Assert.Equal(0, line.Changes);
+        serial.Resume();
+        Assert.Equal(1, line.Changes);
+        Span<byte> b = stackalloc byte[1];
+        serial.Read(0, b);
+        Assert.Equal((byte)'a', b[0]);
+    }
+}
