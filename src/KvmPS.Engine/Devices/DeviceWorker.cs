@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using KvmPS.State;
 using KvmPS.Threading;
 
@@ -16,7 +17,7 @@ public sealed class DeviceWorker : IPausable, IDisposable
     private readonly Action<string> _log;
     private readonly Thread _thread;
     private bool _signalled, _paused, _running, _stopping;
-    private DateTime _nextDueUtc;
+    private long _nextDue; // Stopwatch timestamp of the next periodic run (monotonic: wall-clock changes do not matter)
 
     public DeviceWorker(string name, Action work, TimeSpan? period = null, Action<string>? log = null)
     {
@@ -24,7 +25,7 @@ public sealed class DeviceWorker : IPausable, IDisposable
         _work = work;
         _period = period;
         _log = log ?? (_ => { });
-        _nextDueUtc = period is { } q ? DateTime.UtcNow + q : DateTime.MaxValue;
+        _nextDue = period is { } q ? Stopwatch.GetTimestamp() + ToTicks(q) : long.MaxValue;
         _thread = EngineThreads.Start(ThreadRole.DeviceWorker, name, Run);
     }
 
@@ -73,16 +74,16 @@ public sealed class DeviceWorker : IPausable, IDisposable
                     if (_stopping) return;
                     if (!_paused)
                     {
-                        var now = DateTime.UtcNow;
+                        long now = Stopwatch.GetTimestamp();
                         if (_signalled) break;
-                        if (now >= _nextDueUtc) break;
-                        var wait = _nextDueUtc - now;
-                        Monitor.Wait(_lock, wait > TimeSpan.FromHours(1) ? TimeSpan.FromHours(1) : wait);
+                        if (now >= _nextDue) break;
+                        double waitMs = Math.Min((double)(_nextDue - now) * 1000 / Stopwatch.Frequency, 3_600_000);
+                        Monitor.Wait(_lock, TimeSpan.FromMilliseconds(Math.Max(1, waitMs)));
                     }
                     else Monitor.Wait(_lock);
                 }
                 _signalled = false;
-                if (_period is { } p && DateTime.UtcNow >= _nextDueUtc) _nextDueUtc = DateTime.UtcNow + p;
+                if (_period is { } p && Stopwatch.GetTimestamp() >= _nextDue) _nextDue = Stopwatch.GetTimestamp() + ToTicks(p);
                 _running = true;
             }
             try { _work(); }
@@ -98,6 +99,8 @@ public sealed class DeviceWorker : IPausable, IDisposable
             }
         }
     }
+
+    private static long ToTicks(TimeSpan t) => (long)(t.TotalSeconds * Stopwatch.Frequency);
 
     /// <summary>Stops the thread and waits for it (not when called from the work itself).</summary>
     public void Dispose()

@@ -171,3 +171,19 @@ public sealed class SerialPauseTests
         Assert.Equal((byte)'a', b[0]);
     }
 }
+
+public sealed class PostCodeStateTests
+{
+    [Fact]
+    public void PostCodeRoundTripsItsLastCode()
+    {
+        var port = new PostCode();
+        port.Write(0, [0x42]);
+        var restored = new PostCode();
+        StateAssert.RoundTrips(port, restored);
+        Span<byte> b = stackalloc byte[1];
+        restored.Read(0, b);
+        Assert.Equal(0x42, b[0]);
+        StateAssert.RejectsDamagedRecords(port, () => new PostCode());
+    }
+}
