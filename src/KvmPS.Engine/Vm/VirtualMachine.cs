@@ -249,12 +249,15 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         if (State != VmState.Created) throw new InvalidOperationException($"State can be restored only into a machine that has not started (it is {State}).");
         var byName = records.ToDictionary(r => r.Name, StringComparer.Ordinal);
         var parts = Persistents.ToList();
+        // The machine's shape first: a snapshot of another shape is refused as such, not as a missing vCPU record.
+        var shape = parts[0];
+        if (byName.TryGetValue(shape.StateName, out var shapeRecord)) shape.RestoreState(new StateReader(shapeRecord.Data, shapeRecord.Name), shapeRecord.Version);
         foreach (var part in parts)
             if (!byName.ContainsKey(part.StateName)) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
         var known = parts.Select(p => p.StateName).ToHashSet(StringComparer.Ordinal);
         foreach (var r in records)
             if (!known.Contains(r.Name)) throw new StateFormatException(r.Name, "this machine has no part with this name (built from a different configuration?)");
-        foreach (var part in parts)
+        foreach (var part in parts.Skip(1))
         {
             var record = byName[part.StateName];
             part.RestoreState(new StateReader(record.Data, record.Name), record.Version);
