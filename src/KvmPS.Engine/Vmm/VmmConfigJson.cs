@@ -41,7 +41,7 @@ public static class VmmConfigJson
                         else root[k] = v?.DeepClone();
                     }
             }
-            else if (key == "device") devices.Add(DeviceFlagToJson(value));
+            else if (key == "device") devices.Add((JsonNode)DeviceFlagToJson(value)); // the JsonNode overload: the generic one is not AOT-safe
             else flags.Add((key, value));
         }
         foreach (var (key, value) in flags)
@@ -50,7 +50,7 @@ public static class VmmConfigJson
             {
                 // --rng is sugar for a virtio-rng entry: keep it as the device list the machine really has.
                 for (int d = devices.Count - 1; d >= 0; d--) if (devices[d]?["type"]?.GetValue<string>() == "rng") devices.RemoveAt(d);
-                if (value is "on" or "true" or "1") devices.Add(new JsonObject { ["type"] = "rng" });
+                if (value is "on" or "true" or "1") devices.Add((JsonNode)new JsonObject { ["type"] = "rng" });
                 root.Remove("rng");
                 continue;
             }
@@ -59,7 +59,7 @@ public static class VmmConfigJson
         if (root["rng"] is JsonValue rng && rng.TryGetValue(out bool rngOn))
         {
             root.Remove("rng");
-            if (rngOn && !devices.Any(d => d?["type"]?.GetValue<string>() == "rng")) devices.Add(new JsonObject { ["type"] = "rng" });
+            if (rngOn && !devices.Any(d => d?["type"]?.GetValue<string>() == "rng")) devices.Add((JsonNode)new JsonObject { ["type"] = "rng" });
         }
         foreach (var k in ProcessOnlyKeys) root.Remove(k);
         root.Remove("devices");
