@@ -165,7 +165,7 @@ public sealed class VmmProcessLauncher
             // Repeated on the command line (flags override the file): liveness checks match the process by it.
             "--control-socket", socketPath,
             "--serial", "file:" + serialPath,
-            "--on-crash", VmmConfigBuilder.OnCrash,
+            "--on-crash", VmmConfigBuilder.OnCrash == KvmPS.Contract.GuestCrashAction.Stay ? "stay" : "exit",
         };
 
         int pid;
