@@ -1,5 +1,5 @@
 using KvmPS.Management.Definitions;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 

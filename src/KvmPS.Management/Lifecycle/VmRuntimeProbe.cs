@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 
