@@ -216,7 +216,8 @@ public sealed class ControlServer : IDisposable
                                 throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"'{device.Request}' needs a device this VM does not have (describe lists the requests it answers)");
                             w.WriteEndObject();
                         }
-                        Reply(stream, id, JsonDocument.Parse(buffer.WrittenMemory).RootElement.Clone());
+                        using (var result = JsonDocument.Parse(buffer.WrittenMemory))
+                            Reply(stream, id, result.RootElement);
                         break;
                 }
             }
