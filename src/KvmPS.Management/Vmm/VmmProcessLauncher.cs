@@ -4,7 +4,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using KvmPS.Management.Definitions;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 
@@ -165,7 +165,7 @@ public sealed class VmmProcessLauncher
             // Repeated on the command line (flags override the file): liveness checks match the process by it.
             "--control-socket", socketPath,
             "--serial", "file:" + serialPath,
-            "--on-crash", VmmConfigBuilder.OnCrash,
+            "--on-crash", VmmConfigBuilder.OnCrash == KvmPS.Contract.GuestCrashAction.Stay ? "stay" : "exit",
         };
 
         int pid;
@@ -228,7 +228,7 @@ internal static class ChildReaper
                     exit = signal == 0 ? new ProcessExit((status >> 8) & 0xff, null) : new ProcessExit(null, signal);
                     break;
                 }
-                if (result < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
+                if (result < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR)
                     continue;
                 break; // ECHILD: somebody else reaped it; the status is unknown
             }
