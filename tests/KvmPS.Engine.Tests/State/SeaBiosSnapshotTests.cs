@@ -36,8 +36,9 @@ public class SeaBiosSnapshotTests(ITestOutputHelper output)
             {
                 first.Start();
                 var deadline = DateTime.UtcNow + Timeout;
-                // The whole banner line: a pause inside it would split "BUILD:" between the logs before and after.
-                static bool BannerDone(string log) => log.IndexOf("SeaBIOS (version", StringComparison.Ordinal) is int at && at >= 0 && log.IndexOf('\n', at) > 0;
+                // The whole banner ("SeaBIOS (version …)" and its "BUILD: …" line): a pause inside it would split the
+                // BUILD: marker between the logs before and after.
+                static bool BannerDone(string log) => log.IndexOf("BUILD:", StringComparison.Ordinal) is int at && at >= 0 && log.IndexOf('\n', at) > 0;
                 while (!BannerDone(Log()) && DateTime.UtcNow < deadline) Thread.Sleep(1);
                 Assert.True(first.Pause(TimeSpan.FromSeconds(5)));
                 Assert.DoesNotContain("Booting from", Log()); // still in the firmware
