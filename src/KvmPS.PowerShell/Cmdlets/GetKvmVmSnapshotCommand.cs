@@ -10,7 +10,7 @@ namespace KvmPS.Commands;
 [OutputType(typeof(KvmVmSnapshot))]
 public sealed class GetKvmVmSnapshotCommand : KvmCmdletBase
 {
-    internal const string NameSet = "Name";
+    internal const string NameSet = "VMName";
     internal const string VmSet = "Vm";
 
     [Parameter(ParameterSetName = NameSet, Position = 0, ValueFromPipelineByPropertyName = true)]
