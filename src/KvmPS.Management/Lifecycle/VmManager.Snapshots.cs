@@ -34,7 +34,7 @@ public sealed partial class VmManager
     /// <summary>
     /// Takes a checkpoint. A running or paused VM: the VMM writes memory and device state (<c>snapshot.create</c>) and
     /// every qcow2 disk gets an internal snapshot at the same paused instant; the VM goes on. A VM that is off: each
-    /// writable qcow2 disk gets an internal snapshot (no memory). A raw disk is refused unless
+    /// writable qcow2 disk gets an internal snapshot (no memory). A writable raw disk is refused unless
     /// <see cref="CheckpointOptions.AllowRawDisks"/>. A Saved VM, or one starting or stopping → <see cref="VmStateException"/>.
     /// Names are unique per VM (<see cref="SnapshotAlreadyExistsException"/>); null takes Hyper-V's default name.
     /// Nothing is left behind on failure.
@@ -234,7 +234,8 @@ public sealed partial class VmManager
 
     private VmSnapshot CheckpointRunning(VmDefinition definition, RuntimeSnapshot probe, VmSnapshot metadata, string staging, CheckpointOptions options)
     {
-        var raw = definition.Disks.FirstOrDefault(d => d.Format == DiskFormat.Raw);
+        // As kvmps-vmm judges it: read-only disks never change, so only a writable raw disk stands in the way.
+        var raw = definition.Disks.FirstOrDefault(d => d.Format == DiskFormat.Raw && !d.ReadOnly);
         if (raw is not null && !options.AllowRawDisks)
             throw new RawDiskSnapshotException(definition.Name, Store.ResolveDiskPath(definition.Name, raw.Path));
         var result = CreateVmmSnapshot(definition, new SnapshotCreateRequest(Path.Combine(staging, SnapshotStore.VmmDirectoryName), SnapshotMemoryMode.Full,
