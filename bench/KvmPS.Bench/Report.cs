@@ -22,6 +22,35 @@ public static class Report
         return sb.ToString();
     }
 
+    private const string Figure7Method = "7. the RealLinux test guest (`tools/linux-guest`: Linux 6.1 from Debian's source, busybox initramfs, the command line in `tools/linux-guest/cmdline`) on both VMMs with the same files; exec → the agent's `@agent 0 ready` line on the serial console. kvmps-vmm boots the ELF vmlinux through its entry point, QEMU `-M pc` through PVH. At most 3 runs, interleaved; date and runs of this figure are in the row's note when it was updated alone (`--figures 7`).";
+
+    /// <summary>
+    /// A partial run (<c>--figures</c>): replaces the rows of the figures it measured (by id), appends new ones at the
+    /// end of the table, and adds a method line it lacks; the rest of the file stays as the last full run left it.
+    /// </summary>
+    public static void UpdateRows(string path, IReadOnlyList<FigureResult> results)
+    {
+        if (!File.Exists(path)) { WriteMarkdown(path, results, Table(results), results.FirstOrDefault()?.KvmPS?.Runs ?? 0); return; }
+        var lines = File.ReadAllLines(path).ToList();
+        int header = lines.FindIndex(l => l.StartsWith("| # | figure"));
+        if (header < 0) throw new InvalidDataException($"{path} has no benchmark table to update");
+        int end = header + 2;
+        while (end < lines.Count && lines[end].StartsWith("| ")) end++;
+        var newRows = Table(results).Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(2).ToList();
+        var ids = results.Select(r => r.Id).ToHashSet();
+        var kept = lines.Skip(header + 2).Take(end - header - 2).Where(l => !ids.Contains(l.Split('|')[1].Trim())).ToList();
+        string stamp = $" (updated alone {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)";
+        newRows = newRows.Select(r => r.TrimEnd().EndsWith(" |") ? r.TrimEnd()[..^2] + stamp + " |" : r).ToList();
+        lines.RemoveRange(header + 2, end - header - 2);
+        lines.InsertRange(header + 2, kept.Concat(newRows));
+        if (ids.Any(id => id.StartsWith('7')) && !lines.Any(l => l.StartsWith("7. ")))
+        {
+            int six = lines.FindIndex(l => l.StartsWith("6. "));
+            lines.Insert(six >= 0 ? six + 1 : lines.Count, Figure7Method);
+        }
+        File.WriteAllLines(path, lines);
+    }
+
     public static void WriteMarkdown(string path, IReadOnlyList<FigureResult> results, string table, int runs)
     {
         string reading = "";
@@ -49,6 +78,7 @@ public static class Report
         sb.AppendLine("4. kvmps-vmm: the guest's `pio N` command (N `out` instructions to port 0x80, handled in userspace), host-side time between its echo and its completion line, for 2N minus N exits; the C loop: `bench/KvmPS.Bench/Native/pio_loop.c`, a bare `KVM_RUN` loop around a 64-bit guest running the same three instructions per exit (`out; dec ecx; jnz`), which the built-in guest's `pio` loop also runs, since guest instructions are emulated on this host and must not differ.");
         sb.AppendLine("5. one boot per VMM and image format (a 64 MiB image of random data; qcow2 made from it by `qemu-img convert`), then per sample the guest's `blk bench 2000`: 2000 sequential 4 KiB reads, one virtio-blk request each, through the same guest driver (QEMU: `-M pc`, `virtio-blk-pci,disable-legacy=on`). VMM CPU is the CPU time of the process's threads other than the vCPUs, divided by the requests; the rate is requests over the host-observed time of the command. The guest's driver code is emulated on this host, which caps the rate for both.");
         sb.AppendLine("6. 20 VMMs started at once, 128 MiB each; time until every one has printed its first console byte.");
+        sb.AppendLine(Figure7Method);
         sb.AppendLine();
         sb.AppendLine(ReadingMarker);
         sb.Append(reading.Length > 0 ? reading : "\n## Reading\n\n(to be written after the first run)\n");

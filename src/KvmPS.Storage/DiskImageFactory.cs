@@ -74,6 +74,36 @@ public static class DiskImageFactory
         return (Qcow2Image)Open(path, DiskImageFormat.Qcow2, readOnly);
     }
 
+    /// <summary>
+    /// Opens a qcow2 image without its backing chain, for snapshot management on a closed image
+    /// (like <c>qemu-img snapshot</c>, which needs no backing file either). Guest I/O on it is refused.
+    /// </summary>
+    /// <param name="forceShare">Read-only, ignoring other openers' locks (<c>qemu-img -U</c>): the result may be stale.</param>
+    internal static Qcow2Image OpenQcow2ForSnapshots(string path, bool readOnly, bool forceShare = false)
+    {
+        var file = ImageFile.Open(path, writable: !readOnly);
+        try
+        {
+            if (forceShare)
+            {
+                // Like QEMU's force-share: claim nothing, share everything.
+                QemuImageLock.Acquire(file, QemuPermission.None, QemuPermission.All);
+            }
+            else
+            {
+                QemuImageLock.Acquire(file,
+                    readOnly ? QemuImageLock.ReaderPermissions : QemuImageLock.WriterPermissions,
+                    QemuImageLock.DefaultSharedPermissions);
+            }
+            return Qcow2Image.Open(file, (_, _) => null);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>qcow2 when the file starts with the qcow2 magic, raw otherwise.</summary>
     public static DiskImageFormat DetectFormat(string path)
     {

@@ -124,7 +124,7 @@ public class Qcow2ImageTests
     }
 
     [Fact]
-    public void SnapshotsCreateApplyDelete()
+    public void SnapshotsCreateRevertDelete()
     {
         using var dir = new TempDirectory();
         string path = dir.File("snap.qcow2");
@@ -144,24 +144,24 @@ public class Qcow2ImageTests
             v2.AsSpan(200_704, 4096 * 3).Clear();
             var s2 = image.CreateSnapshot("second");
             Assert.Equal("2", s2.Id);
-            Assert.Throws<DiskImageException>(() => image.CreateSnapshot("second"));
+            Assert.Throws<DiskSnapshotExistsException>(() => image.CreateSnapshot("second"));
             image.Write(0, new byte[size]);
 
-            image.ApplySnapshot("first");
+            image.RevertToSnapshot("first");
             RandomWorkload.AssertSame(image, v1);
-            image.ApplySnapshot("2");
+            image.RevertToSnapshot("2");
             RandomWorkload.AssertSame(image, v2);
             image.DeleteSnapshot("first");
-            Assert.Equal(new[] { "second" }, image.Snapshots.Select(s => s.Name));
+            Assert.Equal(new[] { "second" }, image.ListSnapshots().Select(s => s.Name));
             RandomWorkload.AssertSame(image, v2);
             // After deleting the only other owner, writes in place must work again.
             image.DeleteSnapshot("second");
             image.Write(0, v1);
             RandomWorkload.AssertSame(image, v1);
-            Assert.Throws<DiskImageException>(() => image.ApplySnapshot("nope"));
+            Assert.Throws<DiskSnapshotNotFoundException>(() => image.RevertToSnapshot("nope"));
         }
         using var reopened = DiskImageFactory.OpenQcow2(path, readOnly: true);
-        Assert.Empty(reopened.Snapshots);
+        Assert.Empty(reopened.ListSnapshots());
         RandomWorkload.AssertSame(reopened, v1);
     }
 

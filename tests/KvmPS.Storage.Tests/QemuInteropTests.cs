@@ -102,7 +102,7 @@ public class QemuInteropTests
                 });
             image.DeleteSnapshot("snap119");
             saved.Remove("snap119");
-            image.ApplySnapshot("snap179");
+            image.RevertToSnapshot("snap179");
             saved["snap179"].CopyTo(model, 0);
             RandomWorkload.AssertSame(image, model);
             image.Write(12345, new byte[] { 1, 2, 3 });
@@ -205,14 +205,14 @@ public class QemuInteropTests
         {
             RandomWorkload.AssertSame(image, expected);
             RandomWorkload.ExportToRaw(image, ours);
-            Assert.Equal("before", Assert.Single(image.Snapshots).Name);
+            Assert.Equal("before", Assert.Single(image.ListSnapshots()).Name);
         }
         AssertQemuCompare(ours, "raw", top, "qcow2");
 
         // Revert to QEMU's snapshot with our code; QEMU must agree on the result.
         using (var image = DiskImageFactory.OpenQcow2(top))
         {
-            image.ApplySnapshot("before");
+            image.RevertToSnapshot("before");
             var buffer = new byte[65536];
             image.Read(0, buffer);
             Assert.All(buffer, b => Assert.Equal(0x5a, b));
@@ -240,7 +240,7 @@ public class QemuInteropTests
                 {
                     image.CreateSnapshot("s");
                     image.Write(0, new byte[10_000]);
-                    image.ApplySnapshot("s");
+                    image.RevertToSnapshot("s");
                 }
             }
             QemuTools.AssertCheckClean(path);

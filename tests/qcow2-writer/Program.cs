@@ -1,13 +1,15 @@
 using KvmPS.Storage;
 using KvmPS.Storage.Qcow2;
 
-// Usage: qcow2-writer <image.qcow2> <seed> <strict:true|false> <ready-marker-file>
-// Creates the marker file once writes are under way, then writes, discards and zeroes until killed.
-if (args.Length != 4)
+// Usage: qcow2-writer <image.qcow2> <seed> <strict:true|false> <ready-marker-file> [snapshots]
+// Creates the marker file once writes are under way, then writes, discards and zeroes until killed;
+// with "snapshots" it also creates, reverts to and deletes internal snapshots.
+if (args.Length != 4 && !(args.Length == 5 && args[4] == "snapshots"))
 {
-    Console.Error.WriteLine("usage: qcow2-writer <image> <seed> <strict-metadata-ordering> <ready-marker-file>");
+    Console.Error.WriteLine("usage: qcow2-writer <image> <seed> <strict-metadata-ordering> <ready-marker-file> [snapshots]");
     return 2;
 }
+bool snapshots = args.Length == 5;
 using var image = DiskImageFactory.OpenQcow2(args[0]);
 image.StrictMetadataOrdering = bool.Parse(args[2]);
 var random = new Random(int.Parse(args[1]));
@@ -30,6 +32,23 @@ while (true)
     else if (kind < 97)
     {
         image.Discard(offset, (ulong)length);
+    }
+    else if (snapshots && kind < 99)
+    {
+        var existing = image.ListSnapshots();
+        int choice = random.Next(3);
+        if (existing.Count == 0 || (choice == 0 && existing.Count < 4))
+        {
+            image.CreateSnapshot($"s{operations}", $"snapshot at {operations}", vmClockNs: (ulong)operations);
+        }
+        else if (choice == 1)
+        {
+            image.RevertToSnapshot(existing[random.Next(existing.Count)].Id);
+        }
+        else
+        {
+            image.DeleteSnapshot(existing[random.Next(existing.Count)].Id);
+        }
     }
     else
     {

@@ -15,6 +15,8 @@ public static unsafe class CpuSetup
 
     private const uint MSR_IA32_TSC = 0x10, MSR_IA32_SYSENTER_CS = 0x174, MSR_IA32_SYSENTER_ESP = 0x175, MSR_IA32_SYSENTER_EIP = 0x176;
     private const uint MSR_IA32_MISC_ENABLE = 0x1a0, MSR_MTRRdefType = 0x2ff;
+    private const uint MSR_K7_HWCR = 0xc001_0015;
+    private const ulong HWCR_TSC_FREQ_SEL = 1UL << 24;
     private const uint MSR_STAR = 0xc000_0081, MSR_LSTAR = 0xc000_0082, MSR_CSTAR = 0xc000_0083, MSR_SYSCALL_MASK = 0xc000_0084, MSR_KERNEL_GS_BASE = 0xc000_0102;
 
     private const int APIC_LVT_LINT0 = 0x350, APIC_LVT_LINT1 = 0x360;
@@ -85,7 +87,7 @@ public static unsafe class CpuSetup
         Kvm.SetFpu(vcpu, fpu);
     }
 
-    public static void SetupMsrs(KvmVcpuHandle vcpu)
+    public static void SetupMsrs(KvmVcpuHandle vcpu, ReadOnlySpan<kvm_cpuid_entry2> cpuid)
     {
         ReadOnlySpan<kvm_msr_entry> msrs =
         [
@@ -97,6 +99,32 @@ public static unsafe class CpuSetup
         ];
         int set = Kvm.SetMsrs(vcpu, msrs);
         if (set != msrs.Length) throw new InvalidOperationException($"KVM_SET_MSRS accepted {set} of {msrs.Length} MSRs (rejected MSR 0x{msrs[set].index:x}).");
+        if (TscCountsAtP0Frequency(cpuid)) SetTscFreqSel(vcpu);
+    }
+
+    /// <summary>
+    /// AMD with an invariant TSC (CPUID 0x8000_0007 EDX bit 8): real firmware sets HWCR.TscFreqSel (bit 24), and Linux
+    /// reports "[Firmware Bug]: TSC doesn't count with P0 frequency!" when it is clear. KVM before 6.7 leaves it clear.
+    /// </summary>
+    internal static bool TscCountsAtP0Frequency(ReadOnlySpan<kvm_cpuid_entry2> cpuid)
+    {
+        bool amd = false, invariantTsc = false;
+        foreach (var e in cpuid)
+        {
+            // "AuthenticAMD": EBX "Auth", EDX "enti", ECX "cAMD".
+            if (e.function == 0) amd = e.ebx == 0x6874_7541 && e.edx == 0x6974_6e65 && e.ecx == 0x444d_4163;
+            if (e.function == 0x8000_0007) invariantTsc = (e.edx & (1u << 8)) != 0;
+        }
+        return amd && invariantTsc;
+    }
+
+    private static void SetTscFreqSel(KvmVcpuHandle vcpu)
+    {
+        Span<kvm_msr_entry> hwcr = [new() { index = MSR_K7_HWCR }];
+        Kvm.GetMsrs(vcpu, hwcr);
+        hwcr[0].data |= HWCR_TSC_FREQ_SEL;
+        // A KVM that does not virtualize the bit refuses the write: the guest then only logs the message above.
+        Kvm.SetMsrs(vcpu, hwcr);
     }
 
     /// <summary>LINT0 as ExtINT (the 8259 path) and LINT1 as NMI, as firmware leaves them.</summary>

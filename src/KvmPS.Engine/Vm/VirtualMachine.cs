@@ -121,7 +121,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             catch { handle.Dispose(); throw; }
             _vcpus.Add(vcpu);
             Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(cpuid, (uint)id, Config.EffectiveMaxVcpus));
-            CpuSetup.SetupMsrs(handle);
+            CpuSetup.SetupMsrs(handle, cpuid);
             if (id == 0 && _firmware is null) CpuSetup.SetupBootProcessor(handle, Kernel!.EntryAddress); // firmware: KVM's reset state
             CpuSetup.SetupLapic(handle);
         }

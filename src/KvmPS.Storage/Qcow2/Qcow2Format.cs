@@ -19,6 +19,7 @@ internal static class Qcow2Format
     public const long QCOW_MAX_REFTABLE_SIZE_BYTES = 8L << 20;
     public const int QCOW_MAX_SNAPSHOTS = 65536;
     public const int QCOW_MAX_SNAPSHOT_EXTRA_DATA = 1024;
+    public const long QCOW_MAX_SNAPSHOTS_SIZE = 1024L * QCOW_MAX_SNAPSHOTS; // QEMU: 1 KiB per entry on average
 
     // Header field offsets.
     public const int OffsetMagic = 0;

@@ -25,6 +25,10 @@ internal sealed class Qcow2Refcounts
     private readonly Dictionary<long, byte[]> _blockCache = new();
     private readonly HashSet<long> _reserved = new();
 
+    // Refcount blocks changed in memory but not yet written (deferred mode only).
+    private readonly HashSet<long> _dirtyBlocks = new();
+    private bool _deferWrites;
+
     private ulong[] _table;
     private long _tableOffset;
     private long _tableClusters;
@@ -74,6 +78,52 @@ internal sealed class Qcow2Refcounts
     public long TableClusters => _tableClusters;
 
     public ulong MaxRefcount => _maxRefcount;
+
+    /// <summary>File offsets of the existing refcount blocks.</summary>
+    public IEnumerable<long> BlockOffsets()
+    {
+        foreach (ulong block in _table)
+        {
+            if (block != 0)
+            {
+                yield return (long)block;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Until <see cref="EndDeferredWrites"/>, refcount changes stay in the cached blocks and are then
+    /// written one whole block at a time (one write per block instead of one per cluster). For walks
+    /// over a whole snapshot tree, whose changes only need to be durable together, before the caller's
+    /// next barrier. Allocation inside the window first writes what is pending.
+    /// </summary>
+    public void BeginDeferredWrites()
+    {
+        _deferWrites = true;
+    }
+
+    /// <summary>Writes every block changed since <see cref="BeginDeferredWrites"/> and ends deferral.</summary>
+    public void EndDeferredWrites()
+    {
+        _deferWrites = false;
+        WriteDirtyBlocks();
+    }
+
+    /// <summary>The owner's barrier, after any deferred changes: a barrier must cover everything before it.</summary>
+    private void Barrier()
+    {
+        WriteDirtyBlocks();
+        _barrier();
+    }
+
+    private void WriteDirtyBlocks()
+    {
+        foreach (long tableIndex in _dirtyBlocks)
+        {
+            _file.Write((long)_table[tableIndex], _blockCache[tableIndex]);
+        }
+        _dirtyBlocks.Clear();
+    }
 
     public ulong Get(long clusterIndex)
     {
@@ -151,7 +201,7 @@ internal sealed class Qcow2Refcounts
             _freeClusterHint = start + count;
         }
         _highWaterCluster = Math.Max(_highWaterCluster, start + count);
-        _barrier();
+        Barrier();
         return start << _clusterBits;
     }
 
@@ -191,6 +241,7 @@ internal sealed class Qcow2Refcounts
         long tableIndex = clusterIndex / _entriesPerBlock;
         if (tableIndex >= _table.Length)
         {
+            WriteDirtyBlocks(); // growth syncs and switches the header: pending changes go first
             GrowTable(tableIndex + 1);
         }
         if (_table[tableIndex] == 0)
@@ -199,11 +250,17 @@ internal sealed class Qcow2Refcounts
             {
                 return;
             }
+            WriteDirtyBlocks();
             AllocateBlock(tableIndex);
         }
         byte[] block = LoadBlock(tableIndex);
         long index = clusterIndex % _entriesPerBlock;
         WriteEntry(block, index, value);
+        if (_deferWrites)
+        {
+            _dirtyBlocks.Add(tableIndex);
+            return;
+        }
         // Write back only the bytes holding this entry.
         int firstByte, byteCount;
         if (_refcountBits >= 8)
@@ -257,7 +314,7 @@ internal sealed class Qcow2Refcounts
         _highWaterCluster = Math.Max(_highWaterCluster, candidate + 1);
         long blockOffset = candidate << _clusterBits;
         _file.Write(blockOffset, block);
-        _barrier();
+        Barrier();
         WriteTableEntry(tableIndex, (ulong)blockOffset);
         CacheBlock(tableIndex, block);
     }
@@ -357,13 +414,13 @@ internal sealed class Qcow2Refcounts
         }
         long newTableOffset = start << _clusterBits;
         _file.Write(newTableOffset, raw);
-        _barrier();
+        Barrier();
 
         Span<byte> header = stackalloc byte[12];
         BinaryPrimitives.WriteUInt64BigEndian(header, (ulong)newTableOffset);
         BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)tableClusters);
         _file.Write(OffsetRefcountTableOffset, header);
-        _barrier();
+        Barrier();
 
         long oldOffset = _tableOffset;
         long oldClusters = _tableClusters;
@@ -395,7 +452,8 @@ internal sealed class Qcow2Refcounts
     {
         if (_blockCache.Count >= MaxCachedBlocks && !_blockCache.ContainsKey(tableIndex))
         {
-            // Write-through cache: dropping entries loses nothing.
+            // Write-through cache (pending deferred changes are written first): dropping entries loses nothing.
+            WriteDirtyBlocks();
             _blockCache.Clear();
         }
         _blockCache[tableIndex] = block;

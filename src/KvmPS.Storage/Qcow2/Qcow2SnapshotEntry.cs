@@ -5,11 +5,12 @@ using static KvmPS.Storage.Qcow2.Qcow2Format;
 namespace KvmPS.Storage.Qcow2;
 
 /// <summary>One snapshot table entry in its on-disk layout (unknown extra data preserved).</summary>
-internal sealed class Qcow2SnapshotEntry
+internal sealed record Qcow2SnapshotEntry
 {
     private const int FixedPartBytes = 40;
-    // Extra data qemu writes for v3: vm_state_size_large, disk_size, icount.
+    // Extra data we write, as QEMU does: vm_state_size_large, disk_size, icount.
     private const int CreatedExtraDataBytes = 24;
+    private const ulong IcountDisabled = ulong.MaxValue; // spec: -1 when icount was not in use
 
     public ulong L1TableOffset { get; init; }
     public uint L1Size { get; init; }
@@ -22,18 +23,19 @@ internal sealed class Qcow2SnapshotEntry
     public ulong DiskSizeBytes { get; init; }
     public required byte[] ExtraData { get; init; }
 
-    public Qcow2SnapshotInfo ToInfo() => new(Id, Name,
-        DateTimeOffset.FromUnixTimeSeconds(DateSeconds).AddTicks(DateNanoseconds / 100),
-        DiskSizeBytes, VmStateSizeBytes);
+    public DiskSnapshotInfo ToInfo() => new(Id, Name,
+        DateTime.UnixEpoch.AddSeconds(DateSeconds).AddTicks(Math.Min(DateNanoseconds, 999_999_999u) / 100),
+        VmClockNanoseconds, DiskSizeBytes, VmStateSizeBytes);
 
-    public static Qcow2SnapshotEntry CreateNew(string id, string name, ulong l1Offset, uint l1Size, ulong diskSizeBytes)
+    public static Qcow2SnapshotEntry CreateNew(string id, string name, ulong l1Offset, uint l1Size, ulong diskSizeBytes,
+        ulong vmClockNs, ulong vmStateSizeBytes)
     {
         var now = DateTimeOffset.UtcNow;
         long ticksIntoSecond = now.UtcTicks % TimeSpan.TicksPerSecond;
         var extra = new byte[CreatedExtraDataBytes];
-        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(0), 0);            // vm_state_size_large
-        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(8), diskSizeBytes); // disk_size
-        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(16), ulong.MaxValue); // icount: unknown
+        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(0), vmStateSizeBytes); // vm_state_size_large
+        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(8), diskSizeBytes);    // disk_size
+        BinaryPrimitives.WriteUInt64BigEndian(extra.AsSpan(16), IcountDisabled);  // icount
         return new Qcow2SnapshotEntry
         {
             L1TableOffset = l1Offset,
@@ -42,12 +44,18 @@ internal sealed class Qcow2SnapshotEntry
             Name = name,
             DateSeconds = (uint)now.ToUnixTimeSeconds(),
             DateNanoseconds = (uint)(ticksIntoSecond * 100),
+            VmClockNanoseconds = vmClockNs,
+            VmStateSizeBytes = vmStateSizeBytes,
             DiskSizeBytes = diskSizeBytes,
             ExtraData = extra,
         };
     }
 
-    /// <summary>Parses <paramref name="count"/> entries starting at <paramref name="tableOffset"/>.</summary>
+    /// <summary>
+    /// Parses the header's nb_snapshots entries at snapshots_offset. Every length is checked against
+    /// the file and the table against QCOW_MAX_SNAPSHOTS_SIZE before anything is allocated, so a hostile
+    /// table costs at most what the file itself holds.
+    /// </summary>
     public static List<Qcow2SnapshotEntry> ReadTable(ImageFile file, Qcow2Header header, out long tableSizeBytes)
     {
         var entries = new List<Qcow2SnapshotEntry>();
@@ -114,10 +122,53 @@ internal sealed class Qcow2SnapshotEntry
                 ExtraData = extra,
             });
             offset += Align8(FixedPartBytes + variableLength);
+            if (offset - (long)header.SnapshotsOffset > QCOW_MAX_SNAPSHOTS_SIZE)
+            {
+                throw new ImageCorruptException(file.Path,
+                    $"qcow2 image '{file.Path}': the snapshot table is larger than {QCOW_MAX_SNAPSHOTS_SIZE >> 20} MiB (at entry {i} of {header.NbSnapshots}).", header.SnapshotsOffset);
+            }
         }
         tableSizeBytes = offset - (long)header.SnapshotsOffset;
+        CheckL1TablesAvoidMetadata(file.Path, header, entries, tableSizeBytes);
         return entries;
     }
+
+    /// <summary>
+    /// A snapshot L1 table on top of the header, the active L1, the refcount table or the snapshot
+    /// table itself would have deleting the snapshot free live metadata: refuse such images at open.
+    /// </summary>
+    private static void CheckL1TablesAvoidMetadata(string path, Qcow2Header header, List<Qcow2SnapshotEntry> entries, long tableSizeBytes)
+    {
+        long clusterSize = header.ClusterSizeBytes;
+        var metadata = new (string What, long Offset, long Length)[]
+        {
+            ("the header", 0, clusterSize),
+            ("the active L1 table", (long)header.L1TableOffset, (long)header.L1Size * 8),
+            ("the refcount table", (long)header.RefcountTableOffset, header.RefcountTableClusters * clusterSize),
+            ("the snapshot table", (long)header.SnapshotsOffset, tableSizeBytes),
+        };
+        for (int i = 0; i < entries.Count; i++)
+        {
+            var e = entries[i];
+            if (e.L1Size == 0)
+            {
+                continue;
+            }
+            long start = (long)e.L1TableOffset, end = start + (long)e.L1Size * 8;
+            foreach (var (what, offset, length) in metadata)
+            {
+                if (length > 0 && start < offset + length && offset < end)
+                {
+                    throw new ImageCorruptException(path,
+                        $"qcow2 image '{path}': the L1 table of snapshot {i} (ID '{e.Id}') at offset {start} overlaps {what}.", e.L1TableOffset);
+                }
+            }
+        }
+    }
+
+    /// <summary>On-disk size of a table holding <paramref name="entries"/>.</summary>
+    public static long TableSizeBytes(IReadOnlyList<Qcow2SnapshotEntry> entries) =>
+        entries.Sum(e => Align8(FixedPartBytes + e.ExtraData.Length + Encoding.UTF8.GetByteCount(e.Id) + Encoding.UTF8.GetByteCount(e.Name)));
 
     public static byte[] SerializeTable(IReadOnlyList<Qcow2SnapshotEntry> entries)
     {
