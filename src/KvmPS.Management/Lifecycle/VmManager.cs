@@ -50,8 +50,9 @@ public sealed partial class VmManager
     public VmStore Store { get; }
     public VmmProcessLauncher Launcher { get; }
 
-    /// <summary>A manager over the default store with real image creation (KvmPS.Storage): what front ends use.</summary>
-    public static VmManager OpenDefault(VmStore? store = null) => new(store ?? VmStore.Open(), diskImageCreator: new StorageDiskImageCreator());
+    /// <summary>A manager over the default store with real image creation and disk snapshots (KvmPS.Storage): what front ends use.</summary>
+    public static VmManager OpenDefault(VmStore? store = null) =>
+        new(store ?? VmStore.Open(), diskImageCreator: new StorageDiskImageCreator()) { DiskSnapshots = new QcowDiskSnapshots() };
 
     /// <summary>Creates disk images for <see cref="New"/>; null means disks must already exist (see <see cref="IDiskImageCreator"/>).</summary>
     public IDiskImageCreator? DiskImageCreator { get; }
