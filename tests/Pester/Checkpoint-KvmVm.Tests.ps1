@@ -58,6 +58,23 @@ Describe 'Checkpoint-KvmVm' {
         finally { Remove-KvmDisk cp-off -Path $raw -Confirm:$false }
     }
 
+    It 'gives each writable qcow2 disk an internal snapshot with the checkpoint''s id; restoring reverts the disk' {
+        $qcow = Join-Path $env:KVMPS_HOME 'data.qcow2'
+        New-KvmDiskImage -Path $qcow -SizeBytes 1MB -Format Qcow2 | Out-Null
+        Add-KvmDisk cp-off -Path $qcow -Confirm:$false
+        try {
+            $s = Checkpoint-KvmVm cp-off -SnapshotName q1 -PassThru
+            $s.DiskSnapshots | Should -Be @($qcow)
+            $inImage = [KvmPS.Storage.DiskSnapshots]::List($qcow)
+            $inImage.Id | Should -Be $s.Id
+            $inImage.Name | Should -Be 'q1'
+            Restore-KvmVmSnapshot cp-off q1 -Confirm:$false
+            Remove-KvmVmSnapshot cp-off q1 -Confirm:$false
+            [KvmPS.Storage.DiskSnapshots]::List($qcow) | Should -BeNullOrEmpty
+        }
+        finally { Remove-KvmDisk cp-off -Path $qcow -Confirm:$false }
+    }
+
     It '-WhatIf takes nothing' {
         $lines = Get-KvmWhatIfLine { Checkpoint-KvmVm cp-off -SnapshotName w1 -WhatIf }
         $lines | Should -Match "Create checkpoint 'w1'"
