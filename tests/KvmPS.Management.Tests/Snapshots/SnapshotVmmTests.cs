@@ -104,6 +104,23 @@ public sealed partial class SnapshotVmmTests : IDisposable
     }
 
     [Fact]
+    public void A_VMM_killed_after_a_checkpoint_is_restored_from_it()
+    {
+        StartWorkload("kl");
+        _manager.Checkpoint("kl", "before-kill");
+        var atCheckpoint = Counts(Serial("kl"))[^1];
+        var pid = _manager.Get("kl").Pid!.Value;
+        System.Diagnostics.Process.GetProcessById(pid).Kill();
+        LifecycleSandbox.WaitFor(() => _manager.Get("kl"), vm => !vm.IsActive, "the killed VMM to be gone");
+        Assert.Equal(VmState.Crashed, _manager.Get("kl").State);
+
+        var mark = Serial("kl").Length;
+        Assert.Equal(VmState.Running, _manager.RestoreSnapshot("kl", "before-kill").State);
+        WaitForCount("kl", atCheckpoint + 5);
+        Assert.DoesNotContain("FAILED", Serial("kl")[mark..]);
+    }
+
+    [Fact]
     public void A_paused_VM_is_saved_and_comes_back_paused()
     {
         StartWorkload("pz");
