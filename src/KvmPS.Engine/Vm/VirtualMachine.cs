@@ -1,5 +1,7 @@
+using KvmPS.Acpi;
 using KvmPS.Devices;
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Legacy;
 using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
 using KvmPS.Interop;

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Legacy;
+using KvmPS.Devices.Virtio.Rng;
 using KvmPS.Vm;
 
 namespace KvmPS.Vmm;

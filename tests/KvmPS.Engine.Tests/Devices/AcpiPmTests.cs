@@ -1,3 +1,4 @@
+using KvmPS.Acpi;
 using KvmPS.Devices;
 
 namespace KvmPS.Engine.Tests.Devices;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KvmPS.Acpi;
 using KvmPS.Devices;
 using KvmPS.Devices.Pci;
 using KvmPS.Vm;

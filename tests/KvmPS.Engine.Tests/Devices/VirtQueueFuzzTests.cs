@@ -1,4 +1,5 @@
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Rng;
 using KvmPS.Vm;
 
 namespace KvmPS.Engine.Tests.Devices;

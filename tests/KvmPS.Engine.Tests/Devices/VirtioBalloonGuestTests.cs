@@ -1,7 +1,9 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using KvmPS.Devices;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Balloon;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Vm;
 using Xunit.Abstractions;

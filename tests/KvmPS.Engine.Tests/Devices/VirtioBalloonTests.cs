@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Balloon;
 using KvmPS.Vm;
 
 namespace KvmPS.Engine.Tests.Devices;

@@ -1,5 +1,7 @@
 using System.Text.Json;
+using KvmPS.Devices;
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Virtio.Block;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Storage;
 using KvmPS.Vm;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Block;
 using KvmPS.Storage;
 using KvmPS.Vm;
 

@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using KvmPS.Devices;
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Virtio.Block;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Storage;
 using KvmPS.Vm;

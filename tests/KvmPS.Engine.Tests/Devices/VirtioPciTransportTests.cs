@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using KvmPS.Devices;
 using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Rng;
 using KvmPS.Vm;
 
 namespace KvmPS.Engine.Tests.Devices;

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using KvmPS.Devices;
 using KvmPS.Devices.Virtio;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Vm;
@@ -14,7 +15,7 @@ public class VirtioRngGuestTests(ITestOutputHelper log)
         var deviceLog = new List<string>();
         using var run = new GuestRun(new MachineConfig
         {
-            Devices = rng ? [new KvmPS.Devices.Config.RngDeviceConfig()] : [],
+            Devices = rng ? [new KvmPS.Devices.Virtio.Rng.RngDeviceConfig()] : [],
             Cmdline = $"kvmps.run={commands}",
             DeviceLog = m => { lock (deviceLog) deviceLog.Add(m); },
         });

@@ -1,7 +1,9 @@
 using System.Net.Sockets;
 using System.Text;
+using KvmPS.Devices;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Vsock;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Vm;
 using Xunit.Abstractions;

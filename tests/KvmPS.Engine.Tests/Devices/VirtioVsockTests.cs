@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Vsock;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Vm;
 using KvmPS.Vmm;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.Acpi;
 using KvmPS.Vm;
 using KvmPS.Vm.Firmware;
 

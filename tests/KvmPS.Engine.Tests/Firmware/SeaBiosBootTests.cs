@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Virtio.Block;
 using KvmPS.Engine.Tests.Support;
 using KvmPS.Vm;
 using KvmPS.Vm.Boot;

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.Acpi;
 using KvmPS.Devices;
+using KvmPS.Devices.Legacy;
 using KvmPS.Vm;
 using KvmPS.Vm.Boot;
 using KvmPS.Vm.Firmware;

@@ -1,5 +1,10 @@
 using System.Text.Json;
 using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Balloon;
+using KvmPS.Devices.Virtio.Block;
+using KvmPS.Devices.Virtio.Net;
+using KvmPS.Devices.Virtio.Rng;
+using KvmPS.Devices.Virtio.Vsock;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Config;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KvmPS.State;
 
 namespace KvmPS.Devices.Pci;
 
@@ -58,6 +59,29 @@ public sealed class MsiXTable : IDisposable
         for (int v = 0; v < VectorCount; v++) BinaryPrimitives.WriteUInt32LittleEndian(_table.AsSpan(v * EntrySize + 12), VectorMasked);
         Array.Clear(_pending);
         Enabled = FunctionMasked = false;
+    }
+
+    public MsiXState CaptureState() => new(VectorCount, (byte[])_table.Clone(), (ulong[])_pending.Clone(), Enabled, FunctionMasked);
+
+    /// <summary>
+    /// Puts a saved table back without delivering anything: pending vectors stay pending until the guest unmasks
+    /// them or the device signals again (routes are created on the first delivery). Refuses a table of another size.
+    /// </summary>
+    public void RestoreState(MsiXState state, StateReader reader)
+    {
+        if (state.VectorCount != VectorCount || state.Table.Length != _table.Length || state.Pending.Length != _pending.Length)
+            throw reader.Fail($"the MSI-X table has {state.VectorCount} vectors, the device {VectorCount}");
+        for (int v = 0; v < VectorCount; v++)
+        {
+            uint control = BinaryPrimitives.ReadUInt32LittleEndian(state.Table.AsSpan(v * EntrySize + 12));
+            if ((control & ~VectorMasked) != 0) throw reader.Fail($"MSI-X vector {v} has reserved control bits 0x{control:x}");
+        }
+        if (VectorCount % 64 != 0 && (state.Pending[^1] >> (VectorCount % 64)) != 0)
+            throw reader.Fail("MSI-X pending bits are set beyond the last vector");
+        state.Table.CopyTo(_table, 0);
+        state.Pending.CopyTo(_pending, 0);
+        Enabled = state.Enabled;
+        FunctionMasked = state.FunctionMasked;
     }
 
     public ulong Address(int v) => BinaryPrimitives.ReadUInt64LittleEndian(_table.AsSpan(v * EntrySize));

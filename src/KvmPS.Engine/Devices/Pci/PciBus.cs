@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Pci;
@@ -64,6 +65,15 @@ public sealed class PciBus : IDisposable
     {
         get { for (int s = 0; s < SlotCount; s++) if (this[s] is { } d) yield return (s, d); }
     }
+
+    /// <summary>
+    /// Every persistent part of the bus in restore order: slot by slot, each function's own records
+    /// (<see cref="PciDevice.PersistentParts"/>: "pci/00:SS.0", and for virtio "…/virtio", "…/queueN", "…/device").
+    /// </summary>
+    public IReadOnlyList<IPersistent> PersistentParts() => Devices.SelectMany(d => d.Device.PersistentParts()).ToArray();
+
+    /// <summary>Every part of the bus with activity of its own, in pause order (resume in reverse).</summary>
+    public IReadOnlyList<IPausable> PausableParts() => Devices.SelectMany(d => d.Device.PausableParts()).ToArray();
 
     /// <summary>Plugs <paramref name="device"/> into the first free slot; returns the slot.</summary>
     public int AddDevice(PciDevice device)

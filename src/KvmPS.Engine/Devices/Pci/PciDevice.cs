@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Pci;
@@ -8,7 +9,7 @@ namespace KvmPS.Devices.Pci;
 /// with the sizing protocol (write all-ones, read back the size mask), a capability list, INTx. Subclasses provide
 /// the BAR contents. Every config or BAR access runs under <see cref="SyncRoot"/>; nothing the guest writes throws.
 /// </summary>
-public abstract class PciDevice : IDisposable
+public abstract class PciDevice : IPersistent, IDisposable
 {
     public const int ConfigSize = 256;
     public const ushort CommandIo = 1 << 0, CommandMemory = 1 << 1, CommandBusMaster = 1 << 2, CommandIntxDisable = 1 << 10;
@@ -312,6 +313,68 @@ public abstract class PciDevice : IDisposable
         try { IntxLine?.SetLevel(level); }
         catch (Exception e) { Log($"{Name}: INTx: {e.Message}"); }
     }
+
+    // ---- state ----
+    /// <summary>"pci/00:SS.0": the function's address on bus 0, stable as long as the configuration is.</summary>
+    public string StateName => $"pci/00:{Slot:x2}.0";
+    public ushort StateVersion => PciDeviceState.Version;
+
+    /// <summary>
+    /// This function's records in restore order: its configuration space first (so BARs decode again), then what a
+    /// subclass adds (a virtio transport: the transport, each queue, the device). Names start with <see cref="StateName"/>.
+    /// </summary>
+    public virtual IEnumerable<IPersistent> PersistentParts() { yield return this; }
+
+    /// <summary>The parts of this function to pause, in order (none for a plain function: it has no activity of its own).</summary>
+    public virtual IEnumerable<IPausable> PausableParts() => [];
+
+    public PciDeviceState CaptureState()
+    {
+        lock (SyncRoot)
+        {
+            var w = new StateWriter();
+            SaveFunctionState(w);
+            var bars = Bars.Select(b => new PciBarState((byte)b.Index, b.Size, b.Is64Bit, b.Address)).ToArray();
+            return new PciDeviceState((byte[])_config.Clone(), bars, _intxAsserted, w.ToArray());
+        }
+    }
+
+    public void SaveState(StateWriter writer) => CaptureState().Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var state = PciDeviceState.Read(reader, version);
+        lock (SyncRoot)
+        {
+            // The identity (ids, class, header layout read-only bits) must be the device's own: a different device
+            // in this slot means the snapshot belongs to another configuration.
+            for (int o = 0; o < ConfigSize; o++)
+            {
+                if (o >= 0x10 && o < 0x28) continue;
+                if ((state.Config[o] & ~_writeMask[o]) != (_config[o] & ~_writeMask[o]) && o != 0x06 && o != 0x07)
+                    throw reader.Fail($"configuration byte 0x{o:x2} is 0x{state.Config[o]:x2}, read-only 0x{_config[o]:x2} in {Name}: the snapshot has another device in slot {Slot}");
+            }
+            var mine = Bars.Select(b => (b.Index, b.Size, b.Is64Bit)).ToArray();
+            var theirs = state.Bars.Select(b => ((int)b.Index, b.Size, b.Is64Bit)).ToArray();
+            if (!mine.SequenceEqual(theirs))
+                throw reader.Fail($"the BARs ({string.Join(", ", theirs.Select(b => $"BAR{b.Item1} 0x{b.Size:x}"))}) differ from {Name}'s ({string.Join(", ", mine.Select(b => $"BAR{b.Index} 0x{b.Size:x}"))})");
+            var function = new StateReader(state.Function, reader.RecordName);
+            RestoreFunctionState(function);
+            function.EnsureEnd();
+
+            state.Config.AsSpan(0, 0x10).CopyTo(_config);
+            state.Config.AsSpan(0x28).CopyTo(_config.AsSpan(0x28));
+            for (int dw = 0; dw < 6; dw++) WriteBarDword(dw, BinaryPrimitives.ReadUInt32LittleEndian(state.Config.AsSpan(0x10 + 4 * dw)));
+            UpdateBarMappings();
+            _intxAsserted = state.IntxAsserted;
+            SetIntxLineLevel(_intxAsserted && (Get16(0x04) & CommandIntxDisable) == 0);
+        }
+    }
+
+    /// <summary>Function-specific state saved with the configuration space (called under the lock).</summary>
+    protected virtual void SaveFunctionState(StateWriter writer) { }
+    /// <summary>Reads what <see cref="SaveFunctionState"/> wrote (called under the lock, before config space is applied).</summary>
+    protected virtual void RestoreFunctionState(StateReader reader) { }
 
     public virtual void Dispose() { }
 }

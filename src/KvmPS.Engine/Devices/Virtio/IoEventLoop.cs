@@ -1,5 +1,6 @@
-using KvmPS.Threading;
 using KvmPS.Interop;
+using KvmPS.State;
+using KvmPS.Threading;
 
 namespace KvmPS.Devices.Virtio;
 
@@ -8,7 +9,7 @@ namespace KvmPS.Devices.Virtio;
 /// Each registered eventfd has a callback that runs on this thread after the counter is consumed.
 /// A callback that throws is logged and the loop goes on.
 /// </summary>
-public sealed class IoEventLoop : IDisposable
+public sealed class IoEventLoop : IPausable, IDisposable
 {
     private const ulong WakeToken = 0;
     private readonly EpollHandle _epoll;
@@ -19,6 +20,8 @@ public sealed class IoEventLoop : IDisposable
     private readonly Thread _thread;
     private ulong _nextToken = 1;
     private volatile bool _stopping;
+    private readonly object _pauseLock = new();
+    private bool _paused, _inCallback;
 
     public IoEventLoop(Action<string> log, string name = "kvmps-io")
     {
@@ -69,10 +72,11 @@ public sealed class IoEventLoop : IDisposable
             for (int i = 0; i < n && !_stopping; i++)
             {
                 if (tokens[i] == WakeToken) { _wake.Consume(); continue; }
-                (EventFdHandle Fd, Action Callback) h;
-                lock (_lock) if (!_handlers.TryGetValue(tokens[i], out h)) continue;
+                if (!EnterCallback()) return;
                 try
                 {
+                    (EventFdHandle Fd, Action Callback) h;
+                    lock (_lock) if (!_handlers.TryGetValue(tokens[i], out h)) continue;
                     if (h.Fd.IsClosed) continue;
                     h.Fd.Consume();
                     h.Callback();
@@ -81,7 +85,56 @@ public sealed class IoEventLoop : IDisposable
                 {
                     _log($"I/O thread: device callback failed: {e.GetType().Name}: {e.Message}");
                 }
+                finally { LeaveCallback(); }
             }
+        }
+    }
+
+    /// <summary>Waits while paused (events already taken from epoll are kept and dispatched after resume); false when stopping.</summary>
+    private bool EnterCallback()
+    {
+        lock (_pauseLock)
+        {
+            while (_paused && !_stopping) Monitor.Wait(_pauseLock);
+            if (_stopping) return false;
+            _inCallback = true;
+            return true;
+        }
+    }
+
+    private void LeaveCallback()
+    {
+        lock (_pauseLock)
+        {
+            _inCallback = false;
+            Monitor.PulseAll(_pauseLock);
+        }
+    }
+
+    /// <summary>True while a device callback runs on the I/O thread (tests).</summary>
+    public bool InCallback { get { lock (_pauseLock) return _inCallback; } }
+
+    /// <summary>
+    /// Stops dispatching and returns once the callback in progress (a block request being served, say) has
+    /// finished. Notifications arriving meanwhile stay counted in their eventfds and are served after
+    /// <see cref="Resume"/>. Called on the I/O thread itself it only stops further dispatching.
+    /// </summary>
+    public void Pause()
+    {
+        lock (_pauseLock)
+        {
+            _paused = true;
+            if (Thread.CurrentThread == _thread) return;
+            while (_inCallback) Monitor.Wait(_pauseLock);
+        }
+    }
+
+    public void Resume()
+    {
+        lock (_pauseLock)
+        {
+            _paused = false;
+            Monitor.PulseAll(_pauseLock);
         }
     }
 
@@ -89,6 +142,7 @@ public sealed class IoEventLoop : IDisposable
     {
         if (_stopping) return;
         _stopping = true;
+        lock (_pauseLock) Monitor.PulseAll(_pauseLock);
         _wake.Signal();
         if (Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(5));
         lock (_lock) _handlers.Clear();

@@ -151,6 +151,27 @@ public sealed class VirtQueue
 
     private void Fail(string message) => Error ??= message;
 
+    /// <summary>The queue's position and layout, for a snapshot (taken while the device is paused).</summary>
+    public VirtQueueState CaptureState() =>
+        new(Size, DescTable, AvailRing, UsedRing, EventIdx, IndirectAllowed, _lastAvail, _usedIdx, _signalledUsed, _signalledValid, Error);
+
+    /// <summary>
+    /// Re-creates a queue from <paramref name="state"/>: the layout is validated as when the driver enabled it, then
+    /// the device continues at the saved indices (not at 0). Nothing is read from or written to the rings here.
+    /// Returns null with the reason when the layout does not fit <paramref name="memory"/>.
+    /// </summary>
+    public static VirtQueue? TryRestore(GuestMemory memory, VirtQueueState state, out string? error)
+    {
+        var q = TryCreate(memory, state.Size, state.DescTable, state.AvailRing, state.UsedRing, state.EventIdx, state.IndirectAllowed, out error);
+        if (q is null) return null;
+        q._lastAvail = state.NextAvailIndex;
+        q._usedIdx = state.NextUsedIndex;
+        q._signalledUsed = state.SignalledUsedIndex;
+        q._signalledValid = state.SignalledValid;
+        q.Error = state.Error;
+        return q;
+    }
+
     // ---- ring field access: aligned 16-bit fields with acquire/release semantics ----
     private bool TryRef16(ulong gpa, out Span<byte> span) => _memory.TryGetSpan(gpa, 2, out span);
 

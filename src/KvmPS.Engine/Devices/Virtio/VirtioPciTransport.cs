@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using KvmPS.Devices.Pci;
+using KvmPS.State;
 using KvmPS.Vm;
 
 namespace KvmPS.Devices.Virtio;
@@ -24,7 +25,7 @@ public interface IIoEventRegistrar
 /// queue address, processed on the I/O thread) or, without them, as ordinary MMIO writes on the vCPU thread.
 /// Interrupts go out as MSI-X when the driver enabled it, else as INTx with the ISR bits.
 /// </summary>
-public sealed class VirtioPciTransport : PciDevice, IVirtioContext
+public sealed partial class VirtioPciTransport : PciDevice, IVirtioContext, IPausable
 {
     public const ushort VirtioVendorId = 0x1AF4, DeviceIdBase = 0x1040, SubsystemId = 0x1100;
     public const ulong BarSize = 0x8000;
@@ -352,7 +353,12 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
         {
             // Late callers (pool-thread kicks, timers, control requests holding an old machine) may arrive after
             // Dispose, while guest memory is being unmapped: the disposed check under the lock turns them away.
-            lock (SyncRoot) { if (!_disposed) ProcessQueueLocked(queue); }
+            lock (SyncRoot)
+            {
+                if (_disposed) return;
+                if (_paused) { DeferNotify(queue); return; }
+                ProcessQueueLocked(queue);
+            }
         }
         catch (Exception e)
         {
@@ -360,7 +366,11 @@ public sealed class VirtioPciTransport : PciDevice, IVirtioContext
         }
     }
 
-    private void ProcessNotify(int queue) => ProcessQueueLocked(queue);
+    private void ProcessNotify(int queue)
+    {
+        if (_paused) DeferNotify(queue);
+        else ProcessQueueLocked(queue);
+    }
 
     private void ProcessQueueLocked(int index)
     {

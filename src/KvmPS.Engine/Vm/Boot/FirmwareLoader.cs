@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
+using KvmPS.Acpi;
 using KvmPS.Devices;
+using KvmPS.Devices.Legacy;
 using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
 using KvmPS.Interop;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using KvmPS.Acpi;
 
 namespace KvmPS.Vm.Firmware;
 
