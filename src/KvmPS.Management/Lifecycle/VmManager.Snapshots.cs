@@ -133,6 +133,8 @@ public sealed partial class VmManager
             Store.Get(name);
             var snapshot = snapshots.Get(name, snapshotName);
             definition = ReadSnapshotDefinition(snapshot);
+            if (snapshot.IncludesMemory)
+                SnapshotStore.CheckVmmDirectory(name, snapshot.VmmDirectory, Path.Combine(snapshot.Directory, SnapshotStore.MetadataFileName));
             var probe = Probe(name);
             // A running VMM holds its disks open (and locked): they can be looked at only once it is off.
             if (probe.Active)

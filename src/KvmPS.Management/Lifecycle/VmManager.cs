@@ -165,6 +165,7 @@ public sealed partial class VmManager
             {
                 // Resume from the saved state: the VMM takes its configuration from the snapshot, not the definition.
                 saved = Snapshots.TryGetSaved(name)!;
+                SnapshotStore.CheckVmmDirectory(name, saved.VmmDirectory, Path.Combine(saved.Directory, SnapshotStore.SavedMetadataFileName));
                 progress?.Report(new OperationProgress($"Starting VM '{name}'", "Restoring the saved state", 0) { VmName = name });
                 process = Launcher.LaunchRestore(Store, name, saved.VmmDirectory, paused: saved.VmState == nameof(VmState.Paused));
             }

@@ -158,6 +158,23 @@ public sealed class SnapshotStore
         Directory.Delete(doomed, recursive: true);
     }
 
+    /// <summary>The files kvmps-vmm needs to restore from a snapshot directory (docs/snapshots.md).</summary>
+    public static readonly string[] VmmSnapshotFiles = ["state.bin", "config.json", "memory.bin"];
+
+    /// <summary>
+    /// Refuses a VMM snapshot directory with a file missing, naming it, before anything is stopped or changed (kvmps-vmm
+    /// checks the rest: CRC, version, disks).
+    /// </summary>
+    public static void CheckVmmDirectory(string vmName, string vmmDirectory, string metadataPath)
+    {
+        foreach (var file in VmmSnapshotFiles)
+        {
+            var path = Path.Combine(vmmDirectory, file);
+            if (!File.Exists(path))
+                throw new SnapshotMetadataCorruptException(vmName, metadataPath, $"'{path}' is missing");
+        }
+    }
+
     // ---- housekeeping ------------------------------------------------------------------------------
 
     /// <summary>Removes staging folders an interrupted checkpoint, save or delete left behind. Caller holds the store lock.</summary>

@@ -199,11 +199,32 @@ public sealed class CheckpointLifecycleTests : IDisposable
     {
         CreateVm("web");
         var saved = WriteSavedState("web", "Paused");
+        File.Delete(Path.Combine(saved.VmmDirectory, "memory.bin"));
+        var missing = Assert.Throws<SnapshotMetadataCorruptException>(() => _manager.Start("web"));
+        Assert.Contains("memory.bin", missing.Message);
+        File.WriteAllText(Path.Combine(saved.VmmDirectory, "memory.bin"), "");
         // The launcher's binary does not exist: the attempt (logged in vmm.log) shows which path Start took, and the saved state stays.
         Assert.Throws<VmmLaunchException>(() => _manager.Start("web"));
         Assert.Contains($"restoring from '{saved.VmmDirectory}'", File.ReadAllText(_store.VmmLogPath("web")));
         Assert.Equal(VmState.Saved, _manager.Get("web").State);
         Assert.True(Directory.Exists(saved.VmmDirectory));
+    }
+
+    [Fact]
+    public void A_checkpoint_whose_memory_file_is_gone_is_refused_before_anything_changes()
+    {
+        CreateVm("web");
+        var snapshot = _manager.Checkpoint("web", "s1");
+        // Make it look like a checkpoint with memory whose memory.bin was lost.
+        Directory.CreateDirectory(snapshot.VmmDirectory);
+        File.WriteAllText(Path.Combine(snapshot.VmmDirectory, "state.bin"), "x");
+        File.WriteAllText(Path.Combine(snapshot.VmmDirectory, "config.json"), "{}");
+        new SnapshotStore(_store).Rewrite(snapshot with { IncludesMemory = true, VmState = "Running" });
+        _manager.Update("web", d => d with { Notes = "now" });
+
+        var e = Assert.Throws<SnapshotMetadataCorruptException>(() => _manager.RestoreSnapshot("web", "s1"));
+        Assert.Contains(Path.Combine(snapshot.VmmDirectory, "memory.bin"), e.Message);
+        Assert.Equal("now", _store.Get("web").Notes);
     }
 
     [Fact]
@@ -220,7 +241,8 @@ public sealed class CheckpointLifecycleTests : IDisposable
         var snapshots = new SnapshotStore(_store);
         var staging = snapshots.CreateSavedStaging(name);
         Directory.CreateDirectory(Path.Combine(staging, "vmm"));
-        File.WriteAllText(Path.Combine(staging, "vmm", "config.json"), "{}");
+        foreach (var file in SnapshotStore.VmmSnapshotFiles)
+            File.WriteAllText(Path.Combine(staging, "vmm", file), "{}");
         return snapshots.CommitSaved(staging, new VmSavedState { VmName = name, CreationTimeUtc = DateTime.UtcNow, VmState = state });
     }
 }
