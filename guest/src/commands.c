@@ -16,6 +16,7 @@
 #include "virtio_balloon.h"
 #include "virtio_vsock.h"
 #include "virtio_blk.h"
+#include "workload.h"
 
 #define DEBUG_EXIT_PORT 0xf4
 #define POST_PORT 0x80
@@ -168,6 +169,8 @@ void run_command(char *line)
             kprintf("usage: vsock listen PORT | vsock connect PORT TEXT\n");
     } else if (!strcmp(cmd, "blk")) {
         cmd_blk(arg);
+    } else if (!strcmp(cmd, "work")) {
+        cmd_work(arg);
     } else {
         kprintf("unknown command: %s\n", full);
     }

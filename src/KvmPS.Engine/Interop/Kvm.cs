@@ -196,6 +196,90 @@ public static unsafe class Kvm
         }
     }
 
+    // --- machine state (snapshot/restore); each call copies a kernel struct in or out whole ---
+
+    /// <summary>Size of the XSAVE buffer KVM_GET_XSAVE2 fills: KVM_CAP_XSAVE2 on the VM fd when reported, else the legacy 4096.</summary>
+    public static int XsaveSize(KvmVmHandle vm) => Math.Max(KVM_XSAVE_LEGACY_SIZE, CheckExtension(vm, KVM_CAP_XSAVE2));
+
+    /// <summary>KVM_GET_XSAVE2 (or KVM_GET_XSAVE for the legacy 4 KiB) into <paramref name="buffer"/>, whose length is <see cref="XsaveSize"/>.</summary>
+    public static void GetXsave(KvmVcpuHandle vcpu, Span<byte> buffer)
+    {
+        if (buffer.Length < KVM_XSAVE_LEGACY_SIZE) throw new ArgumentException($"XSAVE buffer of {buffer.Length} bytes is below {KVM_XSAVE_LEGACY_SIZE}.");
+        fixed (byte* p = buffer)
+        {
+            if (buffer.Length > KVM_XSAVE_LEGACY_SIZE) Check(Libc.Ioctl(vcpu.Fd, KVM_GET_XSAVE2, p), "KVM_GET_XSAVE2");
+            else Check(Libc.Ioctl(vcpu.Fd, KVM_GET_XSAVE, p), "KVM_GET_XSAVE");
+        }
+    }
+
+    public static void SetXsave(KvmVcpuHandle vcpu, ReadOnlySpan<byte> buffer)
+    {
+        if (buffer.Length < KVM_XSAVE_LEGACY_SIZE) throw new ArgumentException($"XSAVE buffer of {buffer.Length} bytes is below {KVM_XSAVE_LEGACY_SIZE}.");
+        fixed (byte* p = buffer) Check(Libc.Ioctl(vcpu.Fd, KVM_SET_XSAVE, p), "KVM_SET_XSAVE");
+    }
+
+    public static kvm_xcrs GetXcrs(KvmVcpuHandle vcpu) { kvm_xcrs x; Check(Libc.Ioctl(vcpu.Fd, KVM_GET_XCRS, &x), "KVM_GET_XCRS"); return x; }
+    public static void SetXcrs(KvmVcpuHandle vcpu, in kvm_xcrs xcrs) { fixed (kvm_xcrs* p = &xcrs) Check(Libc.Ioctl(vcpu.Fd, KVM_SET_XCRS, p), "KVM_SET_XCRS"); }
+    public static kvm_vcpu_events GetVcpuEvents(KvmVcpuHandle vcpu) { kvm_vcpu_events e; Check(Libc.Ioctl(vcpu.Fd, KVM_GET_VCPU_EVENTS, &e), "KVM_GET_VCPU_EVENTS"); return e; }
+    public static void SetVcpuEvents(KvmVcpuHandle vcpu, in kvm_vcpu_events events) { fixed (kvm_vcpu_events* p = &events) Check(Libc.Ioctl(vcpu.Fd, KVM_SET_VCPU_EVENTS, p), "KVM_SET_VCPU_EVENTS"); }
+    public static kvm_debugregs GetDebugRegs(KvmVcpuHandle vcpu) { kvm_debugregs d; Check(Libc.Ioctl(vcpu.Fd, KVM_GET_DEBUGREGS, &d), "KVM_GET_DEBUGREGS"); return d; }
+    public static void SetDebugRegs(KvmVcpuHandle vcpu, in kvm_debugregs regs) { fixed (kvm_debugregs* p = &regs) Check(Libc.Ioctl(vcpu.Fd, KVM_SET_DEBUGREGS, p), "KVM_SET_DEBUGREGS"); }
+
+    /// <summary>KVM_GET_MSRS; returns how many entries were read (KVM stops at the first it cannot read).</summary>
+    public static int TryGetMsrs(KvmVcpuHandle vcpu, Span<kvm_msr_entry> entries)
+    {
+        int bytes = sizeof(kvm_msrs) + entries.Length * sizeof(kvm_msr_entry);
+        byte[] buffer = new byte[bytes];
+        fixed (byte* p = buffer)
+        {
+            ((kvm_msrs*)p)->nmsrs = (uint)entries.Length;
+            entries.CopyTo(new Span<kvm_msr_entry>(p + sizeof(kvm_msrs), entries.Length));
+            int read = Check(Libc.Ioctl(vcpu.Fd, KVM_GET_MSRS, p), "KVM_GET_MSRS");
+            new Span<kvm_msr_entry>(p + sizeof(kvm_msrs), entries.Length).CopyTo(entries);
+            return read;
+        }
+    }
+
+    public static kvm_irqchip GetIrqchip(KvmVmHandle vm, uint chipId)
+    {
+        var chip = new kvm_irqchip { chip_id = chipId };
+        Check(Libc.Ioctl(vm.Fd, KVM_GET_IRQCHIP, &chip), "KVM_GET_IRQCHIP");
+        return chip;
+    }
+
+    public static void SetIrqchip(KvmVmHandle vm, in kvm_irqchip chip) { fixed (kvm_irqchip* p = &chip) Check(Libc.Ioctl(vm.Fd, KVM_SET_IRQCHIP, p), "KVM_SET_IRQCHIP"); }
+    public static kvm_pit_state2 GetPit2(KvmVmHandle vm) { kvm_pit_state2 s; Check(Libc.Ioctl(vm.Fd, KVM_GET_PIT2, &s), "KVM_GET_PIT2"); return s; }
+    public static void SetPit2(KvmVmHandle vm, in kvm_pit_state2 state) { fixed (kvm_pit_state2* p = &state) Check(Libc.Ioctl(vm.Fd, KVM_SET_PIT2, p), "KVM_SET_PIT2"); }
+    public static kvm_clock_data GetClock(KvmVmHandle vm) { kvm_clock_data c; Check(Libc.Ioctl(vm.Fd, KVM_GET_CLOCK, &c), "KVM_GET_CLOCK"); return c; }
+    public static void SetClock(KvmVmHandle vm, in kvm_clock_data clock) { fixed (kvm_clock_data* p = &clock) Check(Libc.Ioctl(vm.Fd, KVM_SET_CLOCK, p), "KVM_SET_CLOCK"); }
+
+    public static void EnableCap(KvmVmHandle vm, uint capability, ulong arg0)
+    {
+        var request = new kvm_enable_cap { cap = capability };
+        request.args[0] = arg0;
+        Check(Libc.Ioctl(vm.Fd, KVM_ENABLE_CAP, &request), "KVM_ENABLE_CAP");
+    }
+
+    /// <summary>KVM_GET_DIRTY_LOG of one memory slot into <paramref name="bitmap"/> (one bit per page, 64-bit words).</summary>
+    public static void GetDirtyLog(KvmVmHandle vm, uint slot, Span<ulong> bitmap)
+    {
+        fixed (ulong* p = bitmap)
+        {
+            var log = new kvm_dirty_log { slot = slot, dirty_bitmap = (ulong)p };
+            Check(Libc.Ioctl(vm.Fd, KVM_GET_DIRTY_LOG, &log), "KVM_GET_DIRTY_LOG");
+        }
+    }
+
+    /// <summary>KVM_CLEAR_DIRTY_LOG (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2): re-protects the pages set in <paramref name="bitmap"/>, from <paramref name="firstPage"/> (a multiple of 64).</summary>
+    public static void ClearDirtyLog(KvmVmHandle vm, uint slot, ulong firstPage, uint pageCount, ReadOnlySpan<ulong> bitmap)
+    {
+        fixed (ulong* p = bitmap)
+        {
+            var clear = new kvm_clear_dirty_log { slot = slot, first_page = firstPage, num_pages = pageCount, dirty_bitmap = (ulong)p };
+            Check(Libc.Ioctl(vm.Fd, KVM_CLEAR_DIRTY_LOG, &clear), "KVM_CLEAR_DIRTY_LOG");
+        }
+    }
+
     /// <summary>Maps the vCPU's shared kvm_run page(s).</summary>
     public static nint MapRun(KvmVcpuHandle vcpu, int mmapSize)
     {

@@ -23,15 +23,24 @@ public static unsafe class KvmConstants
 
     // VM ioctls
     public static readonly nuint KVM_CREATE_VCPU = IO(0x41);
+    public static readonly nuint KVM_GET_DIRTY_LOG = IOW(0x42, sizeof(kvm_dirty_log));
     public static readonly nuint KVM_SET_USER_MEMORY_REGION = IOW(0x46, sizeof(kvm_userspace_memory_region));
     public static readonly nuint KVM_SET_TSS_ADDR = IO(0x47);
     public static readonly nuint KVM_SET_IDENTITY_MAP_ADDR = IOW(0x48, 8);
     public static readonly nuint KVM_CREATE_IRQCHIP = IO(0x60);
     public static readonly nuint KVM_IRQ_LINE = IOW(0x61, sizeof(kvm_irq_level));
+    public static readonly nuint KVM_GET_IRQCHIP = IOWR(0x62, sizeof(kvm_irqchip));
+    public static readonly nuint KVM_SET_IRQCHIP = IOR(0x63, sizeof(kvm_irqchip)); // _IOR in the header (a historical mistake kept for ABI)
     public static readonly nuint KVM_SET_GSI_ROUTING = IOW(0x6a, sizeof(kvm_irq_routing));
     public static readonly nuint KVM_IRQFD = IOW(0x76, sizeof(kvm_irqfd));
     public static readonly nuint KVM_CREATE_PIT2 = IOW(0x77, sizeof(kvm_pit_config));
     public static readonly nuint KVM_IOEVENTFD = IOW(0x79, sizeof(kvm_ioeventfd));
+    public static readonly nuint KVM_SET_CLOCK = IOW(0x7b, sizeof(kvm_clock_data));
+    public static readonly nuint KVM_GET_CLOCK = IOR(0x7c, sizeof(kvm_clock_data));
+    public static readonly nuint KVM_GET_PIT2 = IOR(0x9f, sizeof(kvm_pit_state2));
+    public static readonly nuint KVM_SET_PIT2 = IOW(0xa0, sizeof(kvm_pit_state2));
+    public static readonly nuint KVM_ENABLE_CAP = IOW(0xa3, sizeof(kvm_enable_cap));
+    public static readonly nuint KVM_CLEAR_DIRTY_LOG = IOWR(0xc0, sizeof(kvm_clear_dirty_log));
 
     // vCPU ioctls
     public static readonly nuint KVM_RUN = IO(0x80);
@@ -48,12 +57,29 @@ public static unsafe class KvmConstants
     public static readonly nuint KVM_SET_CPUID2 = IOW(0x90, sizeof(kvm_cpuid2));
     public static readonly nuint KVM_GET_MP_STATE = IOR(0x98, sizeof(kvm_mp_state));
     public static readonly nuint KVM_SET_MP_STATE = IOW(0x99, sizeof(kvm_mp_state));
+    public static readonly nuint KVM_GET_VCPU_EVENTS = IOR(0x9f, sizeof(kvm_vcpu_events));
+    public static readonly nuint KVM_SET_VCPU_EVENTS = IOW(0xa0, sizeof(kvm_vcpu_events));
+    public static readonly nuint KVM_GET_DEBUGREGS = IOR(0xa1, sizeof(kvm_debugregs));
+    public static readonly nuint KVM_SET_DEBUGREGS = IOW(0xa2, sizeof(kvm_debugregs));
+    public static readonly nuint KVM_GET_XSAVE = IOR(0xa4, sizeof(kvm_xsave));
+    public static readonly nuint KVM_SET_XSAVE = IOW(0xa5, sizeof(kvm_xsave));
+    public static readonly nuint KVM_GET_XCRS = IOR(0xa6, sizeof(kvm_xcrs));
+    public static readonly nuint KVM_SET_XCRS = IOW(0xa7, sizeof(kvm_xcrs));
+    public static readonly nuint KVM_GET_XSAVE2 = IOR(0xcf, sizeof(kvm_xsave));
 
     // capabilities
     public const int KVM_CAP_IRQCHIP = 0, KVM_CAP_HLT = 1, KVM_CAP_USER_MEMORY = 3, KVM_CAP_SET_TSS_ADDR = 4;
     public const int KVM_CAP_EXT_CPUID = 7, KVM_CAP_NR_VCPUS = 9, KVM_CAP_NR_MEMSLOTS = 10, KVM_CAP_PIT2 = 33;
     public const int KVM_CAP_IRQ_ROUTING = 25, KVM_CAP_IRQFD = 32, KVM_CAP_IOEVENTFD = 36, KVM_CAP_MAX_VCPUS = 66;
     public const int KVM_CAP_IMMEDIATE_EXIT = 136;
+    public const int KVM_CAP_ADJUST_CLOCK = 39, KVM_CAP_VCPU_EVENTS = 41, KVM_CAP_DEBUGREGS = 50, KVM_CAP_XSAVE = 55, KVM_CAP_XCRS = 56;
+    public const int KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 168, KVM_CAP_XSAVE2 = 208;
+
+    public const uint KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = 1, KVM_DIRTY_LOG_INITIALLY_SET = 2;
+    public const uint KVM_CLOCK_TSC_STABLE = 2, KVM_CLOCK_REALTIME = 1 << 2, KVM_CLOCK_HOST_TSC = 1 << 3;
+    public const uint KVM_VCPUEVENT_VALID_NMI_PENDING = 1, KVM_VCPUEVENT_VALID_SIPI_VECTOR = 2, KVM_VCPUEVENT_VALID_SHADOW = 4;
+    public const uint KVM_VCPUEVENT_VALID_SMM = 8, KVM_VCPUEVENT_VALID_PAYLOAD = 0x10, KVM_VCPUEVENT_VALID_TRIPLE_FAULT = 0x20;
+    public const int KVM_MAX_XCRS = 16, KVM_XSAVE_LEGACY_SIZE = 4096, KVM_APIC_REG_SIZE = 0x400;
 
     // exit reasons
     public const uint KVM_EXIT_UNKNOWN = 0, KVM_EXIT_EXCEPTION = 1, KVM_EXIT_IO = 2, KVM_EXIT_HYPERCALL = 3;

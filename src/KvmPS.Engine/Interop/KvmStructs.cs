@@ -215,3 +215,111 @@ public struct kvm_run_fail_entry
     public ulong hardware_entry_failure_reason;
     public uint cpu;
 }
+
+// --- machine state (snapshot/restore) ---
+
+/// <summary><c>struct kvm_xsave</c> in its 4 KiB legacy size; KVM_GET_XSAVE2 may use more (KVM_CAP_XSAVE2), so callers pass buffers.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_xsave
+{
+    public fixed uint region[1024];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct kvm_xcr
+{
+    public uint xcr, reserved;
+    public ulong value;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_xcrs
+{
+    public uint nr_xcrs, flags;
+    public fixed byte xcrs[16 * 16]; // struct kvm_xcr xcrs[KVM_MAX_XCRS]
+    public fixed ulong padding[16];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_vcpu_events
+{
+    // exception
+    public byte exception_injected, exception_nr, exception_has_error_code, exception_pending;
+    public uint exception_error_code;
+    // interrupt
+    public byte interrupt_injected, interrupt_nr, interrupt_soft, interrupt_shadow;
+    // nmi
+    public byte nmi_injected, nmi_pending, nmi_masked, nmi_pad;
+    public uint sipi_vector, flags;
+    // smi
+    public byte smi_smm, smi_pending, smi_smm_inside_nmi, smi_latched_init;
+    public byte triple_fault_pending;
+    public fixed byte reserved[26];
+    public byte exception_has_payload;
+    public ulong exception_payload;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_debugregs
+{
+    public fixed ulong db[4];
+    public ulong dr6, dr7, flags;
+    public fixed ulong reserved[9];
+}
+
+/// <summary><c>struct kvm_irqchip</c>: chip_id selects the PIC master, PIC slave or IOAPIC; the chip union is kept as raw bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_irqchip
+{
+    public uint chip_id, pad;
+    public fixed byte chip[512];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct kvm_pit_channel_state
+{
+    public uint count;
+    public ushort latched_count;
+    public byte count_latched, status_latched, status, read_state, write_state, write_latch, rw_mode, mode, bcd, gate;
+    public long count_load_time;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_pit_state2
+{
+    public kvm_pit_channel_state channel0, channel1, channel2; // channels[3]
+    public uint flags;
+    public fixed uint reserved[9];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_clock_data
+{
+    public ulong clock;
+    public uint flags, pad0;
+    public ulong realtime, host_tsc;
+    public fixed uint pad[4];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct kvm_dirty_log
+{
+    public uint slot, padding1;
+    public ulong dirty_bitmap; // void* (union with __u64 padding2)
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct kvm_clear_dirty_log
+{
+    public uint slot, num_pages;
+    public ulong first_page;
+    public ulong dirty_bitmap; // void*
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct kvm_enable_cap
+{
+    public uint cap, flags;
+    public fixed ulong args[4];
+    public fixed byte pad[64];
+}

@@ -1,5 +1,6 @@
 using KvmPS.Threading;
 using KvmPS.Interop;
+using KvmPS.State;
 using static KvmPS.Interop.KvmConstants;
 
 namespace KvmPS.Vm;
@@ -8,7 +9,7 @@ namespace KvmPS.Vm;
 public enum VcpuRunState { NotStarted, Running, Paused, Exited }
 
 /// <summary>One vCPU: its fd, its shared kvm_run page and the thread that runs the KVM_RUN loop.</summary>
-public sealed unsafe class Vcpu : IDisposable
+public sealed unsafe class Vcpu : IDisposable, IPersistent
 {
     private readonly VirtualMachine _machine;
     private readonly KvmVcpuHandle _handle;
@@ -18,6 +19,7 @@ public sealed unsafe class Vcpu : IDisposable
     private nuint _pthread;
     private readonly long[] _exitCounts = new long[64];
     private volatile VcpuRunState _state = VcpuRunState.NotStarted;
+    private bool _neverRan = true; // a vCPU that never entered KVM_RUN has no exit to complete (and a restored one must not run before resume)
 
     public int Id { get; }
     public VcpuRunState State => _state;
@@ -52,6 +54,32 @@ public sealed unsafe class Vcpu : IDisposable
             s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector, s.cs.@base);
     }
 
+    public string StateName => $"vcpu/{Id}";
+    public ushort StateVersion => VcpuState.Version;
+
+    /// <summary>Saves the registers, FPU/XSAVE, LAPIC, MSRs and events (the vCPU is parked, its last exit completed).</summary>
+    public void SaveState(StateWriter writer) => VcpuState.Capture(_handle, _machine.MsrIndices, _machine.XsaveBytes).Write(writer);
+
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var state = VcpuState.Read(reader, version);
+        try { state.Apply(_handle, _machine.XsaveBytes); }
+        catch (Exception e) when (e is NativeCallException or InvalidOperationException) { throw reader.Fail($"KVM refused it: {e.Message}"); }
+    }
+
+    /// <summary>
+    /// KVM finishes an I/O or MMIO exit (stores an IN's data into RAX, advances RIP) only at the next KVM_RUN. Before
+    /// parking, that KVM_RUN is made with immediate_exit set, so it completes the instruction and returns at once:
+    /// a saved state never holds a half-done instruction. False when the run produced a new exit to handle first.
+    /// </summary>
+    private bool CompletePendingExit()
+    {
+        _run->immediate_exit = 1;
+        int result = Kvm.Run(_handle);
+        _run->immediate_exit = 0;
+        return result != 0;
+    }
+
     private void RunLoop()
     {
         Volatile.Write(ref _pthread, Libc.PthreadSelf());
@@ -61,18 +89,20 @@ public sealed unsafe class Vcpu : IDisposable
             Span<byte> scratch = stackalloc byte[8];
             while (!_machine.StopRequested)
             {
-                if (_machine.PauseRequested)
+                bool pauseRequested = _machine.PauseRequested;
+                if (pauseRequested && (_neverRan || CompletePendingExit()))
                 {
                     _state = VcpuRunState.Paused;
                     _machine.ParkWhilePaused();
                     _state = VcpuRunState.Running;
                     continue;
                 }
-                if (Kvm.Run(_handle) != 0)
+                if (!pauseRequested && Kvm.Run(_handle) != 0) // (when a pause was requested, the run above produced an exit)
                 {
                     _run->immediate_exit = 0; // kicked: look at the requests again
                     continue;
                 }
+                _neverRan = false;
                 uint reason = _run->exit_reason;
                 if (reason < _exitCounts.Length) _exitCounts[reason]++;
                 switch (reason)

@@ -5,6 +5,7 @@ using KvmPS.Devices.Legacy;
 using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
 using KvmPS.Interop;
+using KvmPS.State;
 using KvmPS.Vm.Boot;
 using KvmPS.Vm.Firmware;
 using KvmPS.Vmm;
@@ -19,10 +20,14 @@ namespace KvmPS.Vm;
 public sealed class VirtualMachine : IDisposable, IMachineControl
 {
     private readonly List<Vcpu> _vcpus = new();
+    /// <summary>Every device-side part of the machine, for the capability interfaces (IPausable, IPersistent) they implement.</summary>
+    private readonly List<object> _platformDevices = new();
+    private DeviceSet? _deviceSet;
     private readonly object _stateLock = new();
     private readonly ManualResetEventSlim _resumed = new(true);
     private readonly TaskCompletionSource<VmExit> _exit = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopRequested, _pauseRequested;
+    private bool _partsPaused; // under _stateLock
     private int _parked;
     private KvmSystemHandle? _system;
     private KvmVmHandle? _vm;
@@ -58,14 +63,17 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
     private VirtualMachine(MachineConfig config) => Config = config;
 
-    /// <summary>Creates the VM and loads the guest; the vCPUs do not run until <see cref="Start"/>.</summary>
-    public static VirtualMachine Create(MachineConfig config, ByteSink serialOutput)
+    /// <summary>Creates the VM and loads the guest; the vCPUs do not run until <see cref="Start"/>. Same as <see cref="MachineBuilder.Boot"/>.</summary>
+    public static VirtualMachine Create(MachineConfig config, ByteSink serialOutput) => new MachineBuilder(config, serialOutput).Boot();
+
+    /// <summary>Builds the hardware only (see <see cref="MachineBuilder"/>); on failure everything created so far is released.</summary>
+    internal static VirtualMachine BuildHardware(MachineConfig config, ByteSink serialOutput)
     {
         config.Validate();
         var machine = new VirtualMachine(config);
         try
         {
-            machine.Build(serialOutput);
+            machine.BuildHardwareCore(serialOutput);
             return machine;
         }
         catch
@@ -75,13 +83,13 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
-    private void Build(ByteSink serialOutput)
+    /// <summary>
+    /// The machine without a guest: KVM VM, memory, irqchip, PIT, buses, devices, and the vCPUs with CPUID, MSRs and
+    /// LAPIC pins set. Firmware boot maps its image and fw_cfg here, as they are hardware a restored VM needs too.
+    /// </summary>
+    private void BuildHardwareCore(ByteSink serialOutput)
     {
-        // Read the images first: a bad path fails before any KVM resource exists.
         _firmware = Config.FirmwarePath is null ? null : FirmwareImage.Load(Config.FirmwarePath);
-        byte[] kernelImage = _firmware is not null ? [] : Config.KernelPath is null ? BuiltInGuest.Image() : ReadImage(Config.KernelPath, "kernel");
-        if (Config.InitrdPath is not null && !File.Exists(Config.InitrdPath))
-            throw new BootImageException(Config.InitrdPath, "the initrd does not exist.");
 
         _system = Kvm.OpenSystem(Config.KvmDevicePath);
         int maxVcpus = Math.Max(Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_MAX_VCPUS), Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_NR_VCPUS));
@@ -101,16 +109,25 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
         Serial = new Serial16550(new IrqLine(this, Serial16550.Com1Irq), serialOutput);
         Pm = new AcpiPm(this, new IrqLine(this, MemoryLayout.SciIrq));
+        var i8042 = new I8042(this);
+        var rtc = new CmosRtc(Config.MemoryBytes);
+        var debugExit = new DebugExit(this);
         PortBus.Register(Serial, Serial16550.Com1Port, 8);
-        PortBus.Register(new I8042(this), I8042.DataPort, 5);
-        PortBus.Register(new CmosRtc(Config.MemoryBytes), CmosRtc.IndexPort, 2);
-        PortBus.Register(new DebugExit(this), DebugExit.Port, 4);
+        PortBus.Register(i8042, I8042.DataPort, 5);
+        PortBus.Register(rtc, CmosRtc.IndexPort, 2);
+        PortBus.Register(debugExit, DebugExit.Port, 4);
         PortBus.Register(PostCode, PostCode.Port, 1);
         PortBus.Register(Pm, AcpiPm.BasePort, AcpiPm.Length);
+        _platformDevices.AddRange([Serial, Pm, i8042, rtc, debugExit, PostCode]);
         BuildPci();
 
-        if (_firmware is null) LoadGuest(kernelImage);
-        else FwCfg = FirmwareLoader.Install(_firmware, _vm, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
+        if (_firmware is not null)
+        {
+            FwCfg = FirmwareLoader.Install(_firmware, _vm, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
+            _platformDevices.Add(FwCfg);
+        }
+
+        _deviceSet = new DeviceSet(_platformDevices, Pci, _ioLoop);
 
         int runSize = Kvm.GetVcpuMmapSize(_system);
         var cpuid = Kvm.GetSupportedCpuid(_system);
@@ -124,9 +141,26 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             _vcpus.Add(vcpu);
             Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(cpuid, (uint)id, Config.EffectiveMaxVcpus));
             CpuSetup.SetupMsrs(handle, cpuid);
-            if (id == 0 && _firmware is null) CpuSetup.SetupBootProcessor(handle, Kernel!.EntryAddress); // firmware: KVM's reset state
             CpuSetup.SetupLapic(handle);
         }
+    }
+
+    /// <summary>
+    /// Boot step: loads the kernel (or the built-in guest), writes the boot tables and puts the BSP at the entry point.
+    /// Firmware boot needs nothing here: the vCPUs start from KVM's reset state at the reset vector.
+    /// </summary>
+    internal void LoadGuest(byte[] kernelImage)
+    {
+        if (_firmware is not null) return;
+        Kernel = KernelLoader.Load(Memory, Config.KernelPath ?? BuiltInGuest.DisplayName, kernelImage);
+        (ulong, ulong)? initrd = Config.InitrdPath is null ? null : KernelLoader.LoadInitrd(Memory, Kernel, Config.InitrdPath);
+        int cmdlineLength = BootParams.WriteCmdline(Memory, Config.Cmdline);
+        CpuSetup.WriteBootPageTablesAndGdt(Memory);
+        AcpiTables.WriteTo(Memory, GuestAcpiConfig());
+        MpTable.WriteTo(Memory, Config.VcpuCount, ioApicId: Config.EffectiveMaxVcpus);
+        Memory.Write(MemoryLayout.ZeroPageAddress,
+            BootParams.Build(Kernel, E820Map.For(Memory), MemoryLayout.CmdlineAddress, cmdlineLength, initrd, AcpiTables.RsdpAddress));
+        CpuSetup.SetupBootProcessor(_vcpus[0].Handle, Kernel.EntryAddress);
     }
 
     private Action<string> DeviceLogger => Config.DeviceLog ?? (m => Console.Error.WriteLine($"kvmps-vmm: device: {m}"));
@@ -148,31 +182,11 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
             var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type));
             var device = Config.Devices[i].CreateDevice(context);
-            try { Pci.AddDevice(1 + i, new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
+            VirtioPciTransport transport;
+            try { Pci.AddDevice(1 + i, transport = new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
             catch { device.Dispose(); throw; }
             _devices.Add(device);
         }
-    }
-
-    private static byte[] ReadImage(string path, string what)
-    {
-        try { return File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BootImageException(path, $"cannot read the {what} image: {IoErrorText.Describe(e)}", e);
-        }
-    }
-
-    private void LoadGuest(byte[] kernelImage)
-    {
-        Kernel = KernelLoader.Load(Memory, Config.KernelPath ?? BuiltInGuest.DisplayName, kernelImage);
-        (ulong, ulong)? initrd = Config.InitrdPath is null ? null : KernelLoader.LoadInitrd(Memory, Kernel, Config.InitrdPath);
-        int cmdlineLength = BootParams.WriteCmdline(Memory, Config.Cmdline);
-        CpuSetup.WriteBootPageTablesAndGdt(Memory);
-        AcpiTables.WriteTo(Memory, GuestAcpiConfig());
-        MpTable.WriteTo(Memory, Config.VcpuCount, ioApicId: Config.EffectiveMaxVcpus);
-        Memory.Write(MemoryLayout.ZeroPageAddress,
-            BootParams.Build(Kernel, E820Map.For(Memory), MemoryLayout.CmdlineAddress, cmdlineLength, initrd, AcpiTables.RsdpAddress));
     }
 
     private AcpiConfig GuestAcpiConfig() => new(Config.VcpuCount, Config.EffectiveMaxVcpus)
@@ -181,15 +195,94 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         ExtraTables = [PciAcpi.BuildMcfg(Pci.Windows)],
     };
 
-    public void Start()
+    /// <summary>Starts the vCPU threads; with <paramref name="paused"/> they park before their first KVM_RUN (a restore that waits for <c>resume</c>).</summary>
+    public void Start(bool paused = false)
     {
         lock (_stateLock)
         {
             if (State != VmState.Created) throw new InvalidOperationException($"The VM cannot start from state {State}.");
             StartedUtc = DateTime.UtcNow;
-            SetState(VmState.Running);
+            if (paused)
+            {
+                _resumed.Reset();
+                _pauseRequested = true;
+                if (!_partsPaused) { DeviceParts.PauseAll(); _partsPaused = true; }
+            }
+            else if (_partsPaused)
+            {
+                DeviceParts.ResumeAll(); // a restored machine: its devices start with it
+                _partsPaused = false;
+            }
+            SetState(paused ? VmState.Paused : VmState.Running);
         }
         foreach (var v in _vcpus) v.Start();
+    }
+
+    /// <summary>The devices as capabilities: what can stop all its activity (threads, timers) and what has a state record.</summary>
+    public DeviceSet DeviceParts => _deviceSet ?? throw new InvalidOperationException("The machine's devices are not built yet.");
+
+    /// <summary>The parts that can stop all their activity (device threads, timers), beyond the vCPUs, in pause order.</summary>
+    public IEnumerable<IPausable> Pausables => DeviceParts.PausableParts();
+
+    /// <summary>The parts with a state record, in restore order: the machine's shape, the in-kernel VM state, the vCPUs, then the devices.</summary>
+    public IEnumerable<IPersistent> Persistents =>
+        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Concat(DeviceParts.PersistentParts());
+
+    private uint[]? _msrIndices;
+    /// <summary>The MSRs a vCPU record holds: KVM_GET_MSR_INDEX_LIST filtered to those KVM_GET_MSRS accepts.</summary>
+    internal uint[] MsrIndices => _msrIndices ??= VcpuState.ReadableMsrs(_system!, _vcpus[0].Handle);
+    private int _xsaveBytes;
+    internal int XsaveBytes => _xsaveBytes != 0 ? _xsaveBytes : _xsaveBytes = Kvm.XsaveSize(_vm!);
+
+    /// <summary>Every part's state record. Only while Paused (or never started): nothing may change under it.</summary>
+    public List<StateRecord> SaveState()
+    {
+        if (State is not (VmState.Paused or VmState.Created)) throw new InvalidOperationException($"The VM state can be saved only while paused (it is {State}).");
+        var records = new List<StateRecord>();
+        foreach (var part in Persistents)
+        {
+            var writer = new StateWriter();
+            part.SaveState(writer);
+            records.Add(new StateRecord(part.StateName, part.StateVersion, writer.ToArray()));
+        }
+        return records;
+    }
+
+    /// <summary>
+    /// Puts saved records back into a machine built from the same configuration that has not run. Every part must find
+    /// its record and every record its part; a mismatch or a record a part refuses is a <see cref="StateFormatException"/>.
+    /// </summary>
+    public void RestoreState(IReadOnlyList<StateRecord> records)
+    {
+        if (State != VmState.Created) throw new InvalidOperationException($"State can be restored only into a machine that has not started (it is {State}).");
+        var byName = records.ToDictionary(r => r.Name, StringComparer.Ordinal);
+        var parts = Persistents.ToList();
+        // The machine's shape first: a snapshot of another shape is refused as such, not as a missing vCPU record.
+        var shape = parts[0];
+        if (byName.TryGetValue(shape.StateName, out var shapeRecord)) shape.RestoreState(new StateReader(shapeRecord.Data, shapeRecord.Name), shapeRecord.Version);
+        foreach (var part in parts)
+            if (!byName.ContainsKey(part.StateName)) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
+        var known = parts.Select(p => p.StateName).ToHashSet(StringComparer.Ordinal);
+        foreach (var r in records)
+            if (!known.Contains(r.Name)) throw new StateFormatException(r.Name, "this machine has no part with this name (built from a different configuration?)");
+        foreach (var part in parts.Skip(1))
+        {
+            var record = byName[part.StateName];
+            part.RestoreState(new StateReader(record.Data, record.Name), record.Version);
+        }
+        // Restored transports hold their queues until resumed (notifications held at save time are not in the
+        // snapshot, so resuming processes every enabled queue once); Start or Resume lets every part go.
+        lock (_stateLock) _partsPaused = true;
+    }
+
+    /// <summary>Replaces guest RAM with a snapshot's memory file (before any vCPU runs).</summary>
+    public void RestoreMemory(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path, long fileBytes, RestoreMemoryMode mode)
+    {
+        if (State != VmState.Created) throw new InvalidOperationException($"Memory can be restored only into a machine that has not started (it is {State}).");
+        if ((ulong)fileBytes != Memory.SizeBytes)
+            throw new SnapshotException(path, $"the memory file has {fileBytes} bytes but the machine has {Memory.SizeBytes} bytes of RAM");
+        if (mode == RestoreMemoryMode.Private) GuestMemoryFile.MapPrivate(Memory, file, path);
+        else GuestMemoryFile.Copy(Memory, file, path);
     }
 
     /// <summary>Stops every vCPU at its next exit and waits until all are parked.</summary>
@@ -219,7 +312,13 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             foreach (var v in _vcpus) if (v.State == VcpuRunState.Running) v.Kick();
             Thread.Sleep(1);
         }
-        lock (_stateLock) if (State == VmState.Running) SetState(VmState.Paused);
+        // The vCPUs are parked; now every device activity (I/O thread, timers) stops too.
+        lock (_stateLock)
+        {
+            if (State != VmState.Running) return State == VmState.Paused;
+            if (!_partsPaused) { DeviceParts.PauseAll(); _partsPaused = true; }
+            SetState(VmState.Paused);
+        }
         return true;
     }
 
@@ -229,6 +328,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         {
             if (State == VmState.Running) return;
             if (State != VmState.Paused) throw new InvalidOperationException($"The VM cannot be resumed from state {State}.");
+            if (_partsPaused) { DeviceParts.ResumeAll(); _partsPaused = false; }
             _pauseRequested = false;
             _resumed.Set();
             SetState(VmState.Running);

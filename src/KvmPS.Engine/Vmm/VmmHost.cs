@@ -30,12 +30,19 @@ public sealed class VmmHost : IVmmControl, IDisposable
     private ControlServer? _control;
     private bool _stopViaControl;
 
+    private readonly string _configJson;
+    private readonly VmmRestore? _restore;
+
     public ConsoleHub Console { get; }
 
-    public VmmHost(VmmConfig config, TextWriter log, Stopwatch? sinceExec = null)
+    /// <param name="configJson">The configuration as started (a snapshot's config.json); null rebuilds it from nothing but the defaults.</param>
+    /// <param name="restore">Start from this snapshot instead of booting (<c>--restore</c>).</param>
+    public VmmHost(VmmConfig config, TextWriter log, Stopwatch? sinceExec = null, string? configJson = null, VmmRestore? restore = null)
     {
         _config = config;
         _log = log;
+        _configJson = configJson ?? VmmConfigJson.FromArgs([]);
+        _restore = restore;
         _sinceExec = sinceExec ?? Stopwatch.StartNew();
         Console = new ConsoleHub(OpenSerialSink());
     }
@@ -46,13 +53,21 @@ public sealed class VmmHost : IVmmControl, IDisposable
         var sinceExec = Stopwatch.StartNew();
         stderr ??= System.Console.Error;
         VmmConfig config;
-        try { config = VmmConfig.FromArgs(args); }
+        VmmRestore? restore;
+        string configJson;
+        try
+        {
+            restore = VmmRestore.FromArgs(args, out string[] configArgs);
+            config = VmmConfig.FromArgs(configArgs);
+            configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.FromArgs(configArgs);
+        }
         catch (VmmHelpRequested) { System.Console.Out.Write(VmmConfig.Usage); return VmmExitCode.Ok; }
         catch (VmmVersionRequested) { System.Console.Out.WriteLine($"kvmps-vmm {Version}"); return VmmExitCode.Ok; }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
+        catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec);
+            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore);
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -97,7 +112,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
         while (true)
         {
             VirtualMachine machine;
-            try { machine = VirtualMachine.Create(MachineWithDebugCon(), Console.Write); }
+            bool restoring = _restore is not null && _boots == 0; // a reset after a restore boots afresh
+            try
+            {
+                var builder = new MachineBuilder(MachineWithDebugCon(), Console.Write);
+                machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : builder.Boot();
+            }
+            catch (State.SnapshotException e) { return Fail(VmmExitCode.UsageError, e.Message); }
             catch (KvmUnavailableException e) { return Fail(VmmExitCode.KvmUnavailable, e.Message); }
             catch (BootImageException e) { return Fail(VmmExitCode.BadImage, e.Message); }
             catch (GuestMemoryException e) { return Fail(VmmExitCode.HostResource, e.Message); }
@@ -110,7 +131,10 @@ public sealed class VmmHost : IVmmControl, IDisposable
             // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
-            else machine.Start();
+            else machine.Start(paused: restoring && _restore!.Paused);
+            if (restoring)
+                _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
+                    $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");
 
             VmExit exit = machine.Exited.GetAwaiter().GetResult();
             machine.JoinVcpus(TimeSpan.FromSeconds(5));
@@ -251,6 +275,11 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
+        if (request == SnapshotRequest.Name)
+        {
+            SnapshotRequest.Handle(machine ?? RequireMachine(), arguments, _configJson, w);
+            return true;
+        }
         var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request));
         if (device is null) return false;
         device.HandleControlRequest(request, arguments, w);
@@ -289,6 +318,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
         w.WriteStartArray("requests");
         foreach (var r in ControlProtocol.Requests.All) w.WriteStringValue(r);
+        w.WriteStringValue(SnapshotRequest.Name);
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         if (machine is not null)

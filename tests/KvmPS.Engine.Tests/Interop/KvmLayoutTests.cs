@@ -30,7 +30,24 @@ public class KvmLayoutTests
         (typeof(kvm_irq_routing_entry), "struct kvm_irq_routing_entry", [("gsi", "gsi"), ("type", "type"), ("flags", "flags"), ("irqchip_irqchip", "u.irqchip.irqchip"), ("irqchip_pin", "u.irqchip.pin"), ("msi_address_lo", "u.msi.address_lo"), ("msi_address_hi", "u.msi.address_hi"), ("msi_data", "u.msi.data"), ("msi_devid", "u.msi.devid")]),
         (typeof(kvm_irqfd), "struct kvm_irqfd", [("fd", "fd"), ("gsi", "gsi"), ("flags", "flags"), ("resamplefd", "resamplefd")]),
         (typeof(kvm_ioeventfd), "struct kvm_ioeventfd", [("datamatch", "datamatch"), ("addr", "addr"), ("len", "len"), ("fd", "fd"), ("flags", "flags")]),
-        
+        // machine state (snapshot/restore)
+        (typeof(kvm_xsave), "struct kvm_xsave", [("region", "region")]),
+        (typeof(kvm_xcr), "struct kvm_xcr", [("xcr", "xcr"), ("value", "value")]),
+        (typeof(kvm_xcrs), "struct kvm_xcrs", [("nr_xcrs", "nr_xcrs"), ("flags", "flags"), ("xcrs", "xcrs"), ("padding", "padding")]),
+        (typeof(kvm_vcpu_events), "struct kvm_vcpu_events", [("exception_injected", "exception.injected"), ("exception_pending", "exception.pending"),
+            ("exception_error_code", "exception.error_code"), ("interrupt_injected", "interrupt.injected"), ("interrupt_shadow", "interrupt.shadow"),
+            ("nmi_injected", "nmi.injected"), ("nmi_masked", "nmi.masked"), ("sipi_vector", "sipi_vector"), ("flags", "flags"), ("smi_smm", "smi.smm"),
+            ("smi_latched_init", "smi.latched_init"), ("triple_fault_pending", "triple_fault.pending"), ("reserved", "reserved"),
+            ("exception_has_payload", "exception_has_payload"), ("exception_payload", "exception_payload")]),
+        (typeof(kvm_debugregs), "struct kvm_debugregs", [("db", "db"), ("dr6", "dr6"), ("dr7", "dr7"), ("flags", "flags"), ("reserved", "reserved")]),
+        (typeof(kvm_irqchip), "struct kvm_irqchip", [("chip_id", "chip_id"), ("chip", "chip")]),
+        (typeof(kvm_pit_channel_state), "struct kvm_pit_channel_state", [("count", "count"), ("latched_count", "latched_count"), ("status", "status"),
+            ("mode", "mode"), ("gate", "gate"), ("count_load_time", "count_load_time")]),
+        (typeof(kvm_pit_state2), "struct kvm_pit_state2", [("channel0", "channels[0]"), ("channel1", "channels[1]"), ("channel2", "channels[2]"), ("flags", "flags"), ("reserved", "reserved")]),
+        (typeof(kvm_clock_data), "struct kvm_clock_data", [("clock", "clock"), ("flags", "flags"), ("realtime", "realtime"), ("host_tsc", "host_tsc"), ("pad", "pad")]),
+        (typeof(kvm_dirty_log), "struct kvm_dirty_log", [("slot", "slot"), ("dirty_bitmap", "dirty_bitmap")]),
+        (typeof(kvm_clear_dirty_log), "struct kvm_clear_dirty_log", [("slot", "slot"), ("num_pages", "num_pages"), ("first_page", "first_page"), ("dirty_bitmap", "dirty_bitmap")]),
+        (typeof(kvm_enable_cap), "struct kvm_enable_cap", [("cap", "cap"), ("flags", "flags"), ("args", "args"), ("pad", "pad")]),
     ];
 
     private static readonly (string Cs, string C)[] KvmRunFields =
@@ -66,6 +83,29 @@ public class KvmLayoutTests
         ("KVM_GET_FPU", KvmConstants.KVM_GET_FPU), ("KVM_SET_FPU", KvmConstants.KVM_SET_FPU),
         ("KVM_GET_LAPIC", KvmConstants.KVM_GET_LAPIC), ("KVM_SET_LAPIC", KvmConstants.KVM_SET_LAPIC),
         ("KVM_SET_CPUID2", KvmConstants.KVM_SET_CPUID2), ("KVM_GET_MP_STATE", KvmConstants.KVM_GET_MP_STATE), ("KVM_SET_MP_STATE", KvmConstants.KVM_SET_MP_STATE),
+        ("KVM_GET_XSAVE", KvmConstants.KVM_GET_XSAVE), ("KVM_SET_XSAVE", KvmConstants.KVM_SET_XSAVE), ("KVM_GET_XSAVE2", KvmConstants.KVM_GET_XSAVE2),
+        ("KVM_GET_XCRS", KvmConstants.KVM_GET_XCRS), ("KVM_SET_XCRS", KvmConstants.KVM_SET_XCRS),
+        ("KVM_GET_VCPU_EVENTS", KvmConstants.KVM_GET_VCPU_EVENTS), ("KVM_SET_VCPU_EVENTS", KvmConstants.KVM_SET_VCPU_EVENTS),
+        ("KVM_GET_DEBUGREGS", KvmConstants.KVM_GET_DEBUGREGS), ("KVM_SET_DEBUGREGS", KvmConstants.KVM_SET_DEBUGREGS),
+        ("KVM_GET_IRQCHIP", KvmConstants.KVM_GET_IRQCHIP), ("KVM_SET_IRQCHIP", KvmConstants.KVM_SET_IRQCHIP),
+        ("KVM_GET_PIT2", KvmConstants.KVM_GET_PIT2), ("KVM_SET_PIT2", KvmConstants.KVM_SET_PIT2),
+        ("KVM_GET_CLOCK", KvmConstants.KVM_GET_CLOCK), ("KVM_SET_CLOCK", KvmConstants.KVM_SET_CLOCK), ("KVM_ENABLE_CAP", KvmConstants.KVM_ENABLE_CAP),
+        ("KVM_GET_DIRTY_LOG", KvmConstants.KVM_GET_DIRTY_LOG), ("KVM_CLEAR_DIRTY_LOG", KvmConstants.KVM_CLEAR_DIRTY_LOG),
+    ];
+
+    // Plain constants (capabilities, flags) the state code relies on.
+    private static readonly (string Name, ulong Value)[] ValueConstants =
+    [
+        ("KVM_CAP_ADJUST_CLOCK", KvmConstants.KVM_CAP_ADJUST_CLOCK), ("KVM_CAP_VCPU_EVENTS", KvmConstants.KVM_CAP_VCPU_EVENTS),
+        ("KVM_CAP_DEBUGREGS", KvmConstants.KVM_CAP_DEBUGREGS), ("KVM_CAP_XSAVE", KvmConstants.KVM_CAP_XSAVE), ("KVM_CAP_XCRS", KvmConstants.KVM_CAP_XCRS),
+        ("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", KvmConstants.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2), ("KVM_CAP_XSAVE2", KvmConstants.KVM_CAP_XSAVE2),
+        ("KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE", KvmConstants.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE), ("KVM_DIRTY_LOG_INITIALLY_SET", KvmConstants.KVM_DIRTY_LOG_INITIALLY_SET),
+        ("KVM_CLOCK_TSC_STABLE", KvmConstants.KVM_CLOCK_TSC_STABLE), ("KVM_CLOCK_REALTIME", KvmConstants.KVM_CLOCK_REALTIME), ("KVM_CLOCK_HOST_TSC", KvmConstants.KVM_CLOCK_HOST_TSC),
+        ("KVM_VCPUEVENT_VALID_NMI_PENDING", KvmConstants.KVM_VCPUEVENT_VALID_NMI_PENDING), ("KVM_VCPUEVENT_VALID_SIPI_VECTOR", KvmConstants.KVM_VCPUEVENT_VALID_SIPI_VECTOR),
+        ("KVM_VCPUEVENT_VALID_SHADOW", KvmConstants.KVM_VCPUEVENT_VALID_SHADOW), ("KVM_VCPUEVENT_VALID_SMM", KvmConstants.KVM_VCPUEVENT_VALID_SMM),
+        ("KVM_VCPUEVENT_VALID_PAYLOAD", KvmConstants.KVM_VCPUEVENT_VALID_PAYLOAD), ("KVM_VCPUEVENT_VALID_TRIPLE_FAULT", KvmConstants.KVM_VCPUEVENT_VALID_TRIPLE_FAULT),
+        ("KVM_MAX_XCRS", KvmConstants.KVM_MAX_XCRS), ("KVM_APIC_REG_SIZE", KvmConstants.KVM_APIC_REG_SIZE), ("KVM_MEM_LOG_DIRTY_PAGES", KvmConstants.KVM_MEM_LOG_DIRTY_PAGES),
+        ("KVM_IRQCHIP_PIC_MASTER", KvmConstants.KVM_IRQCHIP_PIC_MASTER), ("KVM_IRQCHIP_PIC_SLAVE", KvmConstants.KVM_IRQCHIP_PIC_SLAVE), ("KVM_IRQCHIP_IOAPIC", KvmConstants.KVM_IRQCHIP_IOAPIC),
     ];
 
     private static Dictionary<string, ulong>? s_truth;
@@ -89,6 +129,7 @@ public class KvmLayoutTests
                 c.Append($"printf(\"kvm_run.{member}.{f} %zu\\n\", offsetof(struct kvm_run, {member}.{f}) - offsetof(struct kvm_run, {member}));\n");
         }
         foreach (var (name, _) in Ioctls) c.Append($"printf(\"{name} %lu\\n\", (unsigned long){name});\n");
+        foreach (var (name, _) in ValueConstants) c.Append($"printf(\"{name} %lu\\n\", (unsigned long){name});\n");
         c.Append("printf(\"sigaction %zu\\n\", sizeof(struct sigaction));\n");
         c.Append("printf(\"sigaction.sa_mask %zu\\n\", offsetof(struct sigaction, sa_mask));\n");
         c.Append("printf(\"sigaction.sa_flags %zu\\n\", offsetof(struct sigaction, sa_flags));\n");
@@ -142,6 +183,13 @@ public class KvmLayoutTests
     {
         var truth = HeaderTruth();
         foreach (var (name, value) in Ioctls) Assert.True(truth[name] == value, $"{name}: header 0x{truth[name]:x}, C# 0x{value:x}");
+    }
+
+    [Fact]
+    public void StateConstantsMatchHeader()
+    {
+        var truth = HeaderTruth();
+        foreach (var (name, value) in ValueConstants) Assert.True(truth[name] == value, $"{name}: header {truth[name]}, C# {value}");
     }
 
     [Fact]

@@ -1,0 +1,133 @@
+/*
+ * Snapshot/restore workload (docs/snapshots.md). "work N" fills N MiB at WORK_BASE with a pattern that depends on
+ * each page's address, then prints "work: count K" about every 100 ms with K = 1, 2, 3, ... until 'q' arrives on
+ * the console. Each tick also checks the next WORK_CHECK_PAGES pages, so the whole area is re-verified all the time
+ * without input: "work: verify ok pass P" after each full pass, "work: verify FAILED at ADDR" on a mismatch.
+ * 'v' on the console verifies everything at once; "work verify" does the same outside the loop.
+ *
+ * Guest kernel code may be emulated instruction by instruction (nested PVM hosts), so each page is filled and
+ * checked with one string instruction (rep stosq / repe scasq) rather than a C loop.
+ */
+#include "workload.h"
+#include "bootinfo.h"
+#include "lib.h"
+#include "timer.h"
+#include "uart.h"
+
+#define WORK_BASE (16UL << 20)
+#define WORK_LIMIT (3UL << 30)        /* RAM below the 32-bit MMIO hole, identity-mapped */
+#define WORK_PAGE 4096UL
+#define WORK_SEED 0x9e3779b97f4a7c15UL
+
+/* Live in guest RAM, so they survive a snapshot with everything else. */
+static u64 work_pages;
+static u64 work_count;
+static u64 work_next_check; /* page index the rolling check continues from */
+static u64 work_pass;
+
+#define WORK_CHECK_PAGES 64
+
+static u64 page_value(u64 addr) { return (addr >> 12) * WORK_SEED ^ 0x4b564d5053UL; /* "KVMPS" */ }
+
+static void fill_page(u64 addr)
+{
+    u64 count = WORK_PAGE / 8;
+    void *dst = (void *)(uptr)addr;
+    __asm__ volatile("rep stosq" : "+D"(dst), "+c"(count) : "a"(page_value(addr)) : "memory");
+}
+
+/* Returns 0 when every qword of the page holds its value. */
+static int check_page(u64 addr)
+{
+    u64 count = WORK_PAGE / 8;
+    const void *p = (const void *)(uptr)addr;
+    u8 differs;
+    __asm__ volatile("repe scasq\n\tsetne %2" : "+D"(p), "+c"(count), "=qm"(differs) : "a"(page_value(addr)) : "memory", "cc");
+    return differs;
+}
+
+static void work_verify(void)
+{
+    if (!work_pages) {
+        kprintf("work: nothing to verify (run 'work MiB' first)\n");
+        return;
+    }
+    for (u64 i = 0; i < work_pages; i++) {
+        u64 addr = WORK_BASE + i * WORK_PAGE;
+        if (check_page(addr)) {
+            kprintf("work: verify FAILED at 0x%lx\n", addr);
+            return;
+        }
+    }
+    kprintf("work: verify ok %lu MiB\n", work_pages * WORK_PAGE >> 20);
+}
+
+static void work_fill(u64 mib)
+{
+    u64 end = WORK_BASE + (mib << 20);
+    if (mib == 0 || end > WORK_LIMIT || end > bootinfo_usable_bytes()) {
+        kprintf("work: %lu MiB does not fit above 16 MiB in usable RAM\n", mib);
+        return;
+    }
+    work_pages = 0;
+    for (u64 addr = WORK_BASE; addr < end; addr += WORK_PAGE)
+        fill_page(addr);
+    work_pages = (end - WORK_BASE) / WORK_PAGE;
+    work_count = 0;
+    work_next_check = 0;
+    work_pass = 0;
+    kprintf("work: filled %lu MiB\n", mib);
+}
+
+/* Checks the next few pages; returns -1 after a mismatch. */
+static int work_check_some(void)
+{
+    for (int i = 0; i < WORK_CHECK_PAGES; i++) {
+        u64 addr = WORK_BASE + work_next_check * WORK_PAGE;
+        if (check_page(addr)) {
+            kprintf("work: verify FAILED at 0x%lx\n", addr);
+            return -1;
+        }
+        if (++work_next_check == work_pages) {
+            work_next_check = 0;
+            work_pass++;
+            kprintf("work: verify ok pass %lu (%lu MiB)\n", work_pass, work_pages * WORK_PAGE >> 20);
+        }
+    }
+    return 0;
+}
+
+static void work_loop(void)
+{
+    for (;;) {
+        work_count++;
+        kprintf("work: count %lu\n", work_count);
+        if (work_check_some())
+            return;
+        u64 until = timer_ticks() + timer_us_to_ticks(100000);
+        while (timer_ticks() < until) {
+            if (!uart_rx_ready())
+                continue;
+            u8 c = uart_getc_nowait();
+            if (c == 'v')
+                work_verify();
+            else if (c == 'q') {
+                kprintf("work: stopped at %lu\n", work_count);
+                return;
+            }
+        }
+    }
+}
+
+void cmd_work(char *arg)
+{
+    u64 mib;
+    if (!strcmp(arg, "verify"))
+        work_verify();
+    else if (!parse_u64(arg, &mib)) {
+        work_fill(mib);
+        if (work_pages)
+            work_loop();
+    } else
+        kprintf("usage: work MiB | work verify\n");
+}

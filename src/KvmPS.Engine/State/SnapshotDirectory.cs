@@ -1,0 +1,99 @@
+using Microsoft.Win32.SafeHandles;
+using KvmPS.Vm;
+
+namespace KvmPS.State;
+
+/// <summary>What <see cref="SnapshotDirectory.Write"/> produced.</summary>
+public sealed record SnapshotWriteResult(string Path, ulong MemoryDataBytes, long StateBytes);
+
+/// <summary>A snapshot read back from disk: its records, the VMM configuration it was taken with, and its memory file.</summary>
+public sealed record LoadedSnapshot(string Directory, IReadOnlyList<StateRecord> Records, string ConfigJson, string MemoryPath, long MemoryFileBytes)
+{
+    public string ConfigPath => System.IO.Path.Combine(Directory, SnapshotDirectory.ConfigFileName);
+}
+
+/// <summary>
+/// A snapshot directory (docs/snapshots.md): state.bin, config.json and memory.bin. Written into a temporary
+/// directory beside the target and renamed into place, so a failure (out of space, I/O error) leaves nothing behind.
+/// </summary>
+public static class SnapshotDirectory
+{
+    public const string StateFileName = "state.bin", ConfigFileName = "config.json", MemoryFileName = "memory.bin", ParentFileName = "parent";
+
+    /// <summary>Refuses a target that exists and is not an empty directory; returns the full path.</summary>
+    public static string CheckTarget(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        if (File.Exists(full)) throw new SnapshotException(full, "a file with this name exists (the snapshot path must be a new or empty directory)");
+        if (System.IO.Directory.Exists(full) && System.IO.Directory.EnumerateFileSystemEntries(full).Any())
+            throw new SnapshotException(full, "the directory is not empty (the snapshot path must be a new or empty directory)");
+        string? parent = System.IO.Path.GetDirectoryName(full);
+        if (parent is null || !System.IO.Directory.Exists(parent)) throw new SnapshotException(full, $"the parent directory {parent} does not exist");
+        return full;
+    }
+
+    public static SnapshotWriteResult Write(string path, byte[] state, string configJson, GuestMemory memory)
+    {
+        string target = CheckTarget(path);
+        string temp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(target)!, $".{System.IO.Path.GetFileName(target)}.tmp-{Environment.ProcessId}-{Environment.TickCount64}");
+        try
+        {
+            System.IO.Directory.CreateDirectory(temp);
+            WriteFile(System.IO.Path.Combine(temp, StateFileName), state);
+            WriteFile(System.IO.Path.Combine(temp, ConfigFileName), System.Text.Encoding.UTF8.GetBytes(configJson));
+            ulong memoryBytes;
+            using (var file = File.OpenHandle(System.IO.Path.Combine(temp, MemoryFileName), FileMode.CreateNew, FileAccess.ReadWrite))
+            {
+                memoryBytes = GuestMemoryFile.WriteSparse(memory, file);
+                RandomAccess.FlushToDisk(file);
+            }
+            if (System.IO.Directory.Exists(target)) System.IO.Directory.Delete(target); // empty, checked above
+            System.IO.Directory.Move(temp, target);
+            return new SnapshotWriteResult(target, memoryBytes, state.Length);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true); } catch (IOException) { }
+            throw new SnapshotException(target, $"cannot write the snapshot: {e.Message}", e);
+        }
+    }
+
+    private static void WriteFile(string path, byte[] data)
+    {
+        using var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write);
+        RandomAccess.Write(file, data, 0);
+        RandomAccess.FlushToDisk(file);
+    }
+
+    /// <summary>Reads and checks state.bin and config.json and that memory.bin exists; errors name the file at fault.</summary>
+    public static LoadedSnapshot Open(string path)
+    {
+        string dir = System.IO.Path.GetFullPath(path);
+        if (!System.IO.Directory.Exists(dir)) throw new SnapshotException(dir, "the snapshot directory does not exist");
+        string statePath = System.IO.Path.Combine(dir, StateFileName);
+        string configPath = System.IO.Path.Combine(dir, ConfigFileName);
+        string memoryPath = System.IO.Path.Combine(dir, MemoryFileName);
+        if (File.Exists(System.IO.Path.Combine(dir, ParentFileName)))
+            throw new SnapshotException(System.IO.Path.Combine(dir, ParentFileName), "diff snapshots (with a parent) are not supported by this build");
+        byte[] state = ReadAll(statePath, "state file");
+        var records = SnapshotStateFile.Decode(state, statePath);
+        string config = System.Text.Encoding.UTF8.GetString(ReadAll(configPath, "configuration file"));
+        if (!File.Exists(memoryPath)) throw new SnapshotException(memoryPath, "the memory file is missing");
+        long memoryBytes = new FileInfo(memoryPath).Length;
+        return new LoadedSnapshot(dir, records, config, memoryPath, memoryBytes);
+    }
+
+    private static byte[] ReadAll(string path, string what)
+    {
+        if (!File.Exists(path)) throw new SnapshotException(path, $"the {what} is missing");
+        try { return File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SnapshotException(path, $"cannot read the {what}: {e.Message}", e); }
+    }
+
+    /// <summary>Opens the memory file for a restore.</summary>
+    public static SafeFileHandle OpenMemory(LoadedSnapshot snapshot)
+    {
+        try { return File.OpenHandle(snapshot.MemoryPath, FileMode.Open, FileAccess.Read); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SnapshotException(snapshot.MemoryPath, $"cannot open the memory file: {e.Message}", e); }
+    }
+}
