@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using KvmPS.Storage.Native;
+using KvmPS.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace KvmPS.Storage;
@@ -117,7 +117,7 @@ internal sealed class ImageFile : IDisposable
     /// <summary>fdatasync: data and the metadata needed to read it back are durable.</summary>
     public void DataSync()
     {
-        if (LibC.fdatasync(FileDescriptor) != 0)
+        if (Libc.fdatasync(FileDescriptor) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             throw new DiskImageException(Path, $"fdatasync of '{Path}' failed (errno {errno}).");
@@ -130,13 +130,13 @@ internal sealed class ImageFile : IDisposable
     /// </summary>
     public bool TryPunchHole(long offset, long lengthBytes)
     {
-        return Fallocate(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, lengthBytes);
+        return Fallocate(Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, lengthBytes);
     }
 
     /// <summary>Makes the range read as zero, keeping it allocated. False when unsupported.</summary>
     public bool TryZeroRange(long offset, long lengthBytes)
     {
-        return Fallocate(LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, lengthBytes);
+        return Fallocate(Libc.FALLOC_FL_ZERO_RANGE | Libc.FALLOC_FL_KEEP_SIZE, offset, lengthBytes);
     }
 
     private bool Fallocate(int mode, long offset, long lengthBytes)
@@ -147,16 +147,16 @@ internal sealed class ImageFile : IDisposable
         }
         while (true)
         {
-            if (LibC.fallocate(FileDescriptor, mode, offset, lengthBytes) == 0)
+            if (Libc.fallocate(FileDescriptor, mode, offset, lengthBytes) == 0)
             {
                 return true;
             }
             int errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.EINTR)
+            if (errno == Libc.EINTR)
             {
                 continue;
             }
-            if (errno == LibC.EOPNOTSUPP)
+            if (errno == Libc.EOPNOTSUPP)
             {
                 return false;
             }

@@ -1,26 +1,40 @@
 using KvmPS.Threading;
+using System.Buffers;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using KvmPS.Contract;
 using KvmPS.Interop;
-using static KvmPS.Vmm.ControlProtocol;
+using static KvmPS.Contract.ControlRequests;
 
 namespace KvmPS.Vmm;
 
-/// <summary>What the control protocol can ask of the host process.</summary>
+/// <summary>
+/// What the control protocol can ask of the host process: one method per request of the wire contract
+/// (KvmPS.Contract.ControlRequests), taking its request record and returning its reply record.
+/// Throw <see cref="ControlProtocolException"/> to reply with an error code; InvalidOperationException becomes
+/// InvalidState and ArgumentException InvalidArgument.
+/// </summary>
 public interface IVmmControl
 {
-    void WriteDescribe(Utf8JsonWriter w);
-    void WriteStatus(Utf8JsonWriter w);
-    void WriteMetrics(Utf8JsonWriter w);
+    DescribeReply Describe();
+    StatusReply Status();
+    MetricsReply Metrics();
     void Pause();
     void Resume();
     /// <summary>Stops the VM; returns once it has stopped. The process exits after the reply is sent.</summary>
-    void Stop(bool graceful, TimeSpan timeout, Utf8JsonWriter w);
+    StopReply Stop(StopRequest request);
     void StopReplySent();
+    /// <summary>
+    /// snapshot.create (docs/vmm.md). The snapshot work of issue 11 implements it in VmmHost; until then this VMM
+    /// refuses it as an unknown request, so a client can tell.
+    /// </summary>
+    SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{SnapshotCreateRequest.Name}' yet");
     /// <summary>A request some device handles (Devices/Config/IDeviceControl); false when no device knows it.</summary>
     bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w);
-    /// <summary>Validates that a console can attach now; throws <see cref="ControlRequestException"/> if not.</summary>
+    /// <summary>Validates that a console can attach now; throws <see cref="ControlProtocolException"/> or InvalidOperationException if not.</summary>
     void CheckConsoleAttach();
     ConsoleHub Console { get; }
     void ConsoleInput(ReadOnlySpan<byte> data);
@@ -109,7 +123,7 @@ public sealed class ControlServer : IDisposable
                 Interlocked.Decrement(ref _clients);
                 try
                 {
-                    client.Send(System.Text.Encoding.UTF8.GetBytes($"{{\"ok\":false,\"error\":{{\"code\":\"{ErrorCodes.InvalidState}\",\"message\":\"too many control connections (at most {MaxClients})\"}}}}\n"));
+                    client.Send(ReplyLine(null, null, new ControlProtocolException(ControlErrorCodes.InvalidState, $"too many control connections (at most {MaxClients})")));
                 }
                 catch (SocketException) { }
                 client.Dispose();
@@ -141,7 +155,7 @@ public sealed class ControlServer : IDisposable
                 if (line is null) return;
                 if (tooLong)
                 {
-                    Reply(stream, null, w => { }, new ControlRequestException(ErrorCodes.MalformedRequest, $"request longer than {MaxRequestBytes} bytes"));
+                    Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, $"request longer than {MaxRequestBytes} bytes"));
                     return;
                 }
                 if (line.Length == 0 || line.AsSpan().Trim((byte)' ').Length == 0) continue;
@@ -161,117 +175,79 @@ public sealed class ControlServer : IDisposable
         try { doc = JsonDocument.Parse(line); }
         catch (JsonException e)
         {
-            Reply(stream, null, _ => { }, new ControlRequestException(ErrorCodes.MalformedRequest, $"malformed JSON: {e.Message}"));
+            Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, $"malformed JSON: {e.Message}"));
             return true;
         }
         using (doc)
         {
             var root = doc.RootElement;
+            // The id is echoed even when the rest of the request does not fit its record.
             JsonElement? id = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("id", out var idValue) ? idValue.Clone() : null;
             try
             {
-                if (root.ValueKind != JsonValueKind.Object) throw new ControlRequestException(ErrorCodes.MalformedRequest, "a request must be a JSON object");
-                if (!root.TryGetProperty("request", out var nameElement) || nameElement.ValueKind != JsonValueKind.String)
-                    throw new ControlRequestException(ErrorCodes.MalformedRequest, "the request has no \"request\" string naming what to do");
-                string name = nameElement.GetString()!;
-                switch (name)
+                switch (Parse(root))
                 {
-                    case Requests.Describe: Reply(stream, id, _control.WriteDescribe); break;
-                    case Requests.Status: Reply(stream, id, _control.WriteStatus); break;
-                    case Requests.Metrics: Reply(stream, id, _control.WriteMetrics); break;
-                    case Requests.Ping: Reply(stream, id, w => w.WriteString("pong", "kvmps-vmm")); break;
-                    case Requests.Pause: _control.Pause(); Reply(stream, id, _control.WriteStatus); break;
-                    case Requests.Resume: _control.Resume(); Reply(stream, id, _control.WriteStatus); break;
-                    case Requests.Stop:
-                        bool graceful = OptionalBool(root, "graceful") ?? true;
-                        int timeoutMs = OptionalInt(root, "timeout_ms") ?? 10000;
-                        if (timeoutMs < 0) throw new ControlRequestException(ErrorCodes.InvalidArgument, $"timeout_ms {timeoutMs} is negative");
-                        Reply(stream, id, w => _control.Stop(graceful, TimeSpan.FromMilliseconds(timeoutMs), w));
+                    case DescribeRequest: Reply(stream, id, Result(_control.Describe(), ContractJsonContext.Default.DescribeReply)); break;
+                    case StatusRequest: Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
+                    case MetricsRequest: Reply(stream, id, Result(_control.Metrics(), ContractJsonContext.Default.MetricsReply)); break;
+                    case PingRequest: Reply(stream, id, Result(new PingReply("kvmps-vmm"), ContractJsonContext.Default.PingReply)); break;
+                    case PauseRequest: _control.Pause(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
+                    case ResumeRequest: _control.Resume(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
+                    case SnapshotCreateRequest snapshot:
+                        Reply(stream, id, Result(_control.CreateSnapshot(snapshot), ContractJsonContext.Default.SnapshotCreateReply));
+                        break;
+                    case StopRequest stop:
+                        if (stop.TimeoutMs < 0) throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"timeout_ms {stop.TimeoutMs} is negative");
+                        Reply(stream, id, Result(_control.Stop(stop), ContractJsonContext.Default.StopReply));
                         _control.StopReplySent();
                         return false;
-                    case Requests.ConsoleAttach:
+                    case ConsoleAttachRequest attach:
                         _control.CheckConsoleAttach();
-                        bool replay = OptionalBool(root, "replay") ?? true;
-                        Reply(stream, id, w => w.WriteBoolean("attached", true));
-                        RunConsole(stream, reader, replay);
+                        Reply(stream, id, Result(new ConsoleAttachReply(true), ContractJsonContext.Default.ConsoleAttachReply));
+                        RunConsole(stream, reader, attach.Replay);
                         return false;
-                    default:
-                        var args = root.Clone();
-                        Reply(stream, id, w =>
+                    case var device:
+                        // balloon.*, net.*: the record checked the arguments; the device that owns the name answers.
+                        var buffer = new ArrayBufferWriter<byte>(512);
+                        using (var w = new Utf8JsonWriter(buffer))
                         {
-                            if (!_control.TryHandleDeviceRequest(name, args, w))
-                                throw new ControlRequestException(ErrorCodes.UnknownRequest,
-                                    $"unknown request '{name}' (known: {string.Join(", ", Requests.All)}, and the devices' requests listed by describe)");
-                        });
+                            w.WriteStartObject();
+                            if (!_control.TryHandleDeviceRequest(device.Request, root, w))
+                                throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"'{device.Request}' needs a device this VM does not have (describe lists the requests it answers)");
+                            w.WriteEndObject();
+                        }
+                        using (var result = JsonDocument.Parse(buffer.WrittenMemory))
+                            Reply(stream, id, result.RootElement);
                         break;
                 }
             }
-            catch (ControlRequestException e) { Reply(stream, id, _ => { }, e); }
-            catch (InvalidOperationException e) { Reply(stream, id, _ => { }, new ControlRequestException(ErrorCodes.InvalidState, e.Message)); }
+            catch (ControlProtocolException e) { Reply(stream, id, null, e); }
+            catch (ArgumentException e) { Reply(stream, id, null, new ControlProtocolException(ControlErrorCodes.InvalidArgument, e.Message)); }
+            catch (InvalidOperationException e) { Reply(stream, id, null, new ControlProtocolException(ControlErrorCodes.InvalidState, e.Message)); }
             catch (Exception e) when (e is not IOException and not SocketException)
             {
-                Reply(stream, id, _ => { }, new ControlRequestException(ErrorCodes.InternalError, $"{e.GetType().Name}: {e.Message}"));
+                Reply(stream, id, null, new ControlProtocolException(ControlErrorCodes.InternalError, $"{e.GetType().Name}: {e.Message}"));
             }
             return true;
         }
     }
 
-    private static bool? OptionalBool(JsonElement root, string name)
-    {
-        if (!root.TryGetProperty(name, out var v)) return null;
-        return v.ValueKind switch
-        {
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            _ => throw new ControlRequestException(ErrorCodes.InvalidArgument, $"\"{name}\" must be true or false"),
-        };
-    }
+    private static JsonElement Result<T>(T reply, JsonTypeInfo<T> typeInfo) => JsonSerializer.SerializeToElement(reply, typeInfo);
 
-    private static int? OptionalInt(JsonElement root, string name)
-    {
-        if (!root.TryGetProperty(name, out var v)) return null;
-        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw new ControlRequestException(ErrorCodes.InvalidArgument, $"\"{name}\" must be an integer");
-    }
+    private static void Reply(NetworkStream stream, JsonElement? id, JsonElement? result, ControlProtocolException? error = null) =>
+        stream.Write(ReplyLine(id, result, error));
 
-
-    private static void Reply(NetworkStream stream, JsonElement? id, Action<Utf8JsonWriter> result, ControlRequestException? error = null)
+    /// <summary>One reply line (with its newline), through the contract's reply record.</summary>
+    private static byte[] ReplyLine(JsonElement? id, JsonElement? result, ControlProtocolException? error)
     {
-        var buffer = new MemoryStream();
+        var reply = error is null
+            ? new ControlReply { Id = id, Ok = true, Result = result }
+            : new ControlReply { Id = id, Ok = false, Error = new ControlError(error.Code, error.Message) };
+        var buffer = new ArrayBufferWriter<byte>(512);
         using (var w = new Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            if (id is { } i) { w.WritePropertyName("id"); i.WriteTo(w); }
-            if (error is null)
-            {
-                try
-                {
-                    var inner = new MemoryStream();
-                    using (var rw = new Utf8JsonWriter(inner))
-                    {
-                        rw.WriteStartObject();
-                        result(rw);
-                        rw.WriteEndObject();
-                    }
-                    w.WriteBoolean("ok", true);
-                    w.WritePropertyName("result");
-                    w.WriteRawValue(inner.ToArray(), skipInputValidation: true);
-                }
-                catch (ControlRequestException e) { error = e; }
-                catch (ArgumentException e) { error = new ControlRequestException(ErrorCodes.InvalidArgument, e.Message); }
-                catch (InvalidOperationException e) { error = new ControlRequestException(ErrorCodes.InvalidState, e.Message); }
-            }
-            if (error is not null)
-            {
-                w.WriteBoolean("ok", false);
-                w.WriteStartObject("error");
-                w.WriteString("code", error.Code);
-                w.WriteString("message", error.Message);
-                w.WriteEndObject();
-            }
-            w.WriteEndObject();
-        }
-        buffer.WriteByte((byte)'\n');
-        stream.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+            JsonSerializer.Serialize(w, reply, ContractJsonContext.Default.ControlReply);
+        buffer.Write("\n"u8);
+        return buffer.WrittenSpan.ToArray();
     }
 
     private void RunConsole(NetworkStream stream, LineReader reader, bool replay)

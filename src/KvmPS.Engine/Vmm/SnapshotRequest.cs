@@ -1,11 +1,10 @@
 using System.Diagnostics;
-using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Virtio.Block;
 using KvmPS.State;
 using KvmPS.Storage;
 using KvmPS.Vm;
-using static KvmPS.Vmm.ControlProtocol;
 
 namespace KvmPS.Vmm;
 
@@ -15,31 +14,32 @@ namespace KvmPS.Vmm;
 /// </summary>
 public static class SnapshotRequest
 {
-    public const string Name = "snapshot.create";
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(5);
 
-    private sealed record Arguments(string Path, bool Resume, bool SnapshotDisks, string SnapshotId);
-
-    public static void Handle(VirtualMachine machine, JsonElement request, string configJson, Utf8JsonWriter w)
+    /// <summary>Takes the snapshot <paramref name="request"/> asks for; <paramref name="configJson"/> becomes its config.json.</summary>
+    public static SnapshotCreateReply Create(VirtualMachine machine, SnapshotCreateRequest request, string configJson)
     {
-        var args = Parse(request);
+        if (string.IsNullOrEmpty(request.Path)) throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, "\"path\" must name the snapshot directory to create");
+        if (request.Memory == SnapshotMemory.Diff)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, "\"memory\": \"diff\" snapshots are not supported by this build yet (use \"full\")");
+        string snapshotId = request.SnapshotId ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(request.Path)));
         var clock = Stopwatch.StartNew();
         var state = machine.State;
         if (state is not (VmState.Running or VmState.Paused))
-            throw new ControlRequestException(ErrorCodes.InvalidState, $"a snapshot needs a Running or Paused VM (it is {state})");
+            throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"a snapshot needs a Running or Paused VM (it is {state})");
         string target;
-        try { target = SnapshotDirectory.CheckTarget(args.Path); }
-        catch (SnapshotException e) { throw new ControlRequestException(ErrorCodes.InvalidArgument, e.Message); }
-        var disks = DisksToSnapshot(machine.Config, args.SnapshotDisks);
+        try { target = SnapshotDirectory.CheckTarget(request.Path); }
+        catch (SnapshotException e) { throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, e.Message); }
+        var disks = DisksToSnapshot(machine.Config, request.Disks == SnapshotDisks.Snapshot);
 
         bool wasRunning = state == VmState.Running;
-        if (!machine.Pause(PauseTimeout)) throw new ControlRequestException(ErrorCodes.Timeout, $"the vCPUs did not stop within {PauseTimeout.TotalSeconds:0} s");
+        if (!machine.Pause(PauseTimeout)) throw new ControlProtocolException(ControlErrorCodes.Timeout, $"the vCPUs did not stop within {PauseTimeout.TotalSeconds:0} s");
         var paused = Stopwatch.StartNew();
         SnapshotWriteResult result;
         List<(string Path, string Id)> diskSnapshots;
         try
         {
-            diskSnapshots = TakeDiskSnapshots(disks, args.SnapshotId);
+            diskSnapshots = TakeDiskSnapshots(disks, snapshotId);
             byte[] stateBytes = SnapshotStateFile.Encode(machine.SaveState());
             result = SnapshotDirectory.Write(target, stateBytes, configJson, machine.Memory);
         }
@@ -47,49 +47,21 @@ public static class SnapshotRequest
         {
             // Nothing was written (SnapshotDirectory cleans up); the VM goes on as it was.
             if (wasRunning) machine.Resume();
-            if (e is SnapshotException s) throw new ControlRequestException(ErrorCodes.InternalError, s.Message);
+            if (e is SnapshotException s) throw new ControlProtocolException(ControlErrorCodes.InternalError, s.Message);
             throw;
         }
-        if (wasRunning && args.Resume) machine.Resume();
-        long pausedMs = (long)paused.Elapsed.TotalMilliseconds;
-
-        w.WriteString("path", result.Path);
-        w.WriteString("memory", "full");
-        w.WriteNumber("memory_bytes", result.MemoryDataBytes);
-        w.WriteNumber("state_bytes", result.StateBytes);
-        w.WriteNumber("duration_ms", (long)clock.Elapsed.TotalMilliseconds);
-        w.WriteNumber("paused_ms", pausedMs);
-        w.WriteStartArray("disk_snapshots");
-        foreach (var (path, id) in diskSnapshots) { w.WriteStartObject(); w.WriteString("path", path); w.WriteString("snapshot_id", id); w.WriteEndObject(); }
-        w.WriteEndArray();
-        w.WriteString("vm_state", machine.State.ToString());
-    }
-
-    private static Arguments Parse(JsonElement request)
-    {
-        string? path = request.TryGetProperty("path", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
-        if (string.IsNullOrEmpty(path)) throw new ControlRequestException(ErrorCodes.InvalidArgument, "\"path\" must name the snapshot directory to create");
-        string memory = OptionalString(request, "memory") ?? "full";
-        if (memory == "diff") throw new ControlRequestException(ErrorCodes.InvalidArgument, "\"memory\": \"diff\" snapshots are not supported by this build yet (use \"full\")");
-        if (memory != "full") throw new ControlRequestException(ErrorCodes.InvalidArgument, $"\"memory\" must be \"full\" or \"diff\", not \"{memory}\"");
-        bool resume = true;
-        if (request.TryGetProperty("resume", out var r))
-            resume = r.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => throw new ControlRequestException(ErrorCodes.InvalidArgument, "\"resume\" must be true or false"),
-            };
-        string disks = OptionalString(request, "disks") ?? "snapshot";
-        if (disks is not ("snapshot" or "ignore")) throw new ControlRequestException(ErrorCodes.InvalidArgument, $"\"disks\" must be \"snapshot\" or \"ignore\", not \"{disks}\"");
-        string id = OptionalString(request, "snapshot_id") ?? System.IO.Path.GetFileName(System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path)));
-        return new Arguments(path, resume, disks == "snapshot", id);
-    }
-
-    private static string? OptionalString(JsonElement request, string name)
-    {
-        if (!request.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ControlRequestException(ErrorCodes.InvalidArgument, $"\"{name}\" must be a string");
+        if (wasRunning && request.Resume) machine.Resume();
+        return new SnapshotCreateReply
+        {
+            Path = result.Path,
+            Memory = SnapshotMemory.Full,
+            MemoryBytes = (long)result.MemoryDataBytes,
+            StateBytes = result.StateBytes,
+            DurationMs = (long)clock.Elapsed.TotalMilliseconds,
+            PausedMs = (long)paused.Elapsed.TotalMilliseconds,
+            DiskSnapshots = diskSnapshots.Select(d => new DiskSnapshotReply(d.Path, d.Id)).ToList(),
+            VmState = machine.State.ToString(),
+        };
     }
 
     /// <summary>
@@ -102,7 +74,7 @@ public static class SnapshotRequest
         if (!snapshotDisks) return [];
         foreach (var d in disks)
             if (!IsQcow2(d))
-                throw new ControlRequestException(ErrorCodes.InvalidState,
+                throw new ControlProtocolException(ControlErrorCodes.InvalidState,
                     $"disk {d.Path} is a raw image, which cannot take a snapshot; pass \"disks\": \"ignore\" to snapshot without it (the disk will move on)");
         return disks;
     }
@@ -126,7 +98,7 @@ public static class SnapshotRequest
     private static List<(string Path, string Id)> TakeDiskSnapshots(List<BlockDeviceConfig> disks, string snapshotId)
     {
         if (disks.Count == 0) return [];
-        throw new ControlRequestException(ErrorCodes.InvalidState,
+        throw new ControlProtocolException(ControlErrorCodes.InvalidState,
             $"disk {disks[0].Path}: qcow2 internal snapshots are not available in this build yet; pass \"disks\": \"ignore\" to snapshot without them");
     }
 }

@@ -1,5 +1,8 @@
+using System.Buffers;
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Legacy;
 using KvmPS.Devices.Virtio.Rng;
@@ -17,7 +20,7 @@ public enum CrashPolicy
 {
     /// <summary>Stay up in the Crashed state so the reason and registers can be read over the control socket.</summary>
     Stay,
-    /// <summary>Exit with <see cref="VmmExitCode.GuestCrashed"/>.</summary>
+    /// <summary>Exit with <see cref="KvmPS.Contract.VmmExitCode.GuestCrashed"/>.</summary>
     Exit,
 }
 
@@ -36,8 +39,19 @@ public sealed record VmmConfig
 
     public CrashPolicy EffectiveCrashPolicy => OnCrashExplicit ? OnCrash : ControlSocket is null ? CrashPolicy.Exit : CrashPolicy.Stay;
 
+    /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "devices", "firmware", "debugcon"];
+        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
+
+    /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
+    public const ulong MaxMemoryBytes = 1UL << 50;
+
+    /// <summary>
+    /// The configuration as the wire contract's record (docs/vmm.md, "Configuration"): every field explicit, devices
+    /// from the file and from --device flags in slot order. It reads back into an equal configuration; a snapshot
+    /// stores it as config.json.
+    /// </summary>
+    public VmmConfiguration Configuration { get; init; } = new();
 
     /// <summary>Parses "256M", "1G", "512MiB", "1048576" (bytes) and the like.</summary>
     public static ulong ParseSize(string text, string source)
@@ -57,7 +71,7 @@ public sealed record VmmConfig
             _ => throw new VmmConfigException($"{source}: '{text}' has an unknown size suffix '{t[i..]}' (use K, M, G or T)."),
         };
         double bytes = number * unit;
-        if (bytes < 1 || bytes > (1UL << 50)) throw new VmmConfigException($"{source}: '{text}' is out of range.");
+        if (bytes < 1 || bytes > MaxMemoryBytes) throw new VmmConfigException($"{source}: '{text}' is out of range.");
         return (ulong)bytes;
     }
 
@@ -69,134 +83,198 @@ public sealed record VmmConfig
         _ => throw new VmmConfigException($"{source}: '{value}' is not a serial mode (stdio, none or file:PATH)."),
     };
 
-    private static HugePageMode ParseHugePages(string value, string source) => value switch
+    private static string? ParseDebugCon(string value, string source) => value switch
     {
-        "none" => HugePageMode.None,
-        "thp" => HugePageMode.TransparentHugePages,
-        "hugetlbfs" => HugePageMode.HugeTlbFs,
-        _ => throw new VmmConfigException($"{source}: '{value}' is not a huge-page mode (none, thp or hugetlbfs)."),
+        "none" => null,
+        "stderr" => "stderr",
+        _ when value.StartsWith("file:", StringComparison.Ordinal) && value.Length > 5 => value[5..],
+        _ => throw new VmmConfigException($"{source}: '{value}' is not a debug console mode (none, stderr or file:PATH)."),
     };
 
-    /// <summary>Reads a JSON configuration file; unknown keys and wrong types are errors that name the file and key.</summary>
+    /// <summary>Reads a JSON configuration file; unknown fields and wrong types are errors that name the file and field.</summary>
     public static VmmConfig FromJsonFile(string path)
     {
-        string text;
-        try { text = File.ReadAllText(path); }
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{path}: cannot read the configuration file: {e.Message}"); }
-        return FromJson(text, path);
+        return FromJson(bytes, path);
     }
 
-    public static VmmConfig FromJson(string json, string source)
+    public static VmmConfig FromJson(string json, string source) => FromJson(Encoding.UTF8.GetBytes(json), source);
+
+    public static VmmConfig FromJson(ReadOnlySpan<byte> json, string source)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
-        catch (JsonException e) { throw new VmmConfigException($"{source}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {e.Message}"); }
-        using (doc)
+        VmmConfiguration file;
+        try { file = ContractJson.ReadConfiguration(json, source); }
+        catch (ContractException e) { throw new VmmConfigException(e.Message); }
+        return FromConfiguration(file, field => $"{source}: field '{field}'", []);
+    }
+
+    /// <summary>
+    /// Builds the engine's configuration from the contract record. <paramref name="where"/> names a field's origin for
+    /// messages (file and field, or the flag that set it); <paramref name="flagDevices"/> come after the record's devices.
+    /// </summary>
+    private static VmmConfig FromConfiguration(VmmConfiguration c, Func<string, string> where, IReadOnlyList<DeviceConfig> flagDevices)
+    {
+        var m = new MachineConfig();
+        var devices = new List<DeviceConfig>();
+        if (c.Devices is { } specs)
+            for (int i = 0; i < specs.Count; i++)
+                devices.Add(ParseDevice(() => DeviceOptions.FromJson(JsonSerializer.SerializeToElement(specs[i], ContractJsonContext.Default.DeviceSpec), where($"devices[{i}]"))));
+        devices.AddRange(flagDevices);
+        if (c.Rng is { } rng)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new VmmConfigException($"{source}: the configuration must be a JSON object.");
-            var config = new VmmConfig();
-            foreach (var p in doc.RootElement.EnumerateObject())
-                config = config.With(p.Name, new ConfigValue(p.Value, null), $"{source}: key '{p.Name}'");
-            return config;
+            // Sugar for a virtio-rng entry in "devices", after the others.
+            devices.RemoveAll(d => d is RngDeviceConfig);
+            if (rng) devices.Add(new RngDeviceConfig());
         }
+        if (c.MemoryBytes is long memory && (memory < 1 || (ulong)memory > MaxMemoryBytes))
+            throw new VmmConfigException($"{where("memory_bytes")}: {memory} is out of range (1 to {MaxMemoryBytes}).");
+        if (c.Firmware is { Length: 0 }) throw new VmmConfigException($"{where("firmware")}: the firmware path is empty.");
+        var (serial, serialPath) = c.Serial is { } s ? ParseSerial(s, where("serial")) : (SerialMode.Stdio, null);
+        m = m with
+        {
+            KernelPath = c.Kernel,
+            InitrdPath = c.Initrd,
+            Cmdline = c.Cmdline ?? m.Cmdline,
+            MemoryBytes = c.MemoryBytes is long bytes ? (ulong)bytes : m.MemoryBytes,
+            VcpuCount = c.Vcpus ?? m.VcpuCount,
+            MaxVcpus = c.MaxVcpus ?? m.MaxVcpus,
+            Memory = m.Memory with
+            {
+                HugePages = c.Hugepages switch
+                {
+                    HugePageBacking.Thp => HugePageMode.TransparentHugePages,
+                    HugePageBacking.Hugetlbfs => HugePageMode.HugeTlbFs,
+                    _ => HugePageMode.None,
+                },
+                Ksm = c.Ksm ?? m.Memory.Ksm,
+                NumaNode = c.NumaNode,
+            },
+            OnReset = c.OnReset == GuestResetAction.Stop ? ResetPolicy.Stop : ResetPolicy.Reboot,
+            KvmDevicePath = c.KvmDevice ?? m.KvmDevicePath,
+            FirmwarePath = c.Firmware,
+            Devices = devices,
+        };
+        return new VmmConfig
+        {
+            Machine = m,
+            Serial = serial,
+            SerialPath = serialPath,
+            ControlSocket = c.ControlSocket,
+            OnCrash = c.OnCrash == GuestCrashAction.Stay ? CrashPolicy.Stay : CrashPolicy.Exit,
+            OnCrashExplicit = c.OnCrash is not null,
+            DebugCon = c.Debugcon is { } d ? ParseDebugCon(d, where("debugcon")) : null,
+        }.WithCanonicalConfiguration();
     }
 
-    /// <summary>One configuration value: a JSON value from the file, or the text of a flag.</summary>
-    private readonly record struct ConfigValue(JsonElement Json, string? Flag)
-    {
-        public static ConfigValue FromFlag(string text) => new(default, text);
-        public bool IsNull => Flag is null && Json.ValueKind == JsonValueKind.Null;
-        public bool IsJsonNumber => Flag is null && Json.ValueKind == JsonValueKind.Number;
-    }
-
-    private static string Str(ConfigValue v, string where) =>
-        v.Flag ?? (v.Json.ValueKind == JsonValueKind.String ? v.Json.GetString()! : throw new VmmConfigException($"{where}: expected a string, got {v.Json.ValueKind}."));
-
-    private static string? NullableStr(ConfigValue v, string where) => v.IsNull ? null : Str(v, where);
-
-    private static int Int(ConfigValue v, string where)
-    {
-        if (v.Flag is { } f)
-            return int.TryParse(f, NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : throw new VmmConfigException($"{where}: '{f}' is not a whole number.");
-        return v.Json.ValueKind == JsonValueKind.Number && v.Json.TryGetInt32(out int i) ? i : throw new VmmConfigException($"{where}: expected an integer, got {v.Json.ValueKind} {v.Json}.");
-    }
-
-    private static int? NullableInt(ConfigValue v, string where) => v.IsNull ? null : Int(v, where);
-
-    private static bool Bool(ConfigValue v, string where)
-    {
-        if (v.Flag is { } f)
-            return f switch { "on" or "true" or "1" => true, "off" or "false" or "0" => false, _ => throw new VmmConfigException($"{where}: '{f}' is not on or off.") };
-        return v.Json.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.Json.GetBoolean() : throw new VmmConfigException($"{where}: expected true or false, got {v.Json.ValueKind}.");
-    }
-
-    private VmmConfig With(string key, ConfigValue v, string where)
+    /// <summary>Fills <see cref="Configuration"/> from the parsed values: every field explicit, devices as the VMM reads them.</summary>
+    private VmmConfig WithCanonicalConfiguration()
     {
         var m = Machine;
-        switch (key)
+        var devices = new List<DeviceSpec>(m.Devices.Count);
+        foreach (var device in m.Devices)
         {
-            case "kernel": return this with { Machine = m with { KernelPath = NullableStr(v, where) } };
-            case "initrd": return this with { Machine = m with { InitrdPath = NullableStr(v, where) } };
-            case "cmdline": return this with { Machine = m with { Cmdline = Str(v, where) } };
-            case "memory":
-                ulong bytes = v.IsJsonNumber ? (ulong)Int(v, where) << 20 : ParseSize(Str(v, where), where);
-                return this with { Machine = m with { MemoryBytes = bytes } };
-            case "vcpus": return this with { Machine = m with { VcpuCount = Int(v, where) } };
-            case "max_vcpus": return this with { Machine = m with { MaxVcpus = Int(v, where) } };
-            case "serial":
-                var (mode, path) = ParseSerial(Str(v, where), where);
-                return this with { Serial = mode, SerialPath = path };
-            case "control_socket": return this with { ControlSocket = NullableStr(v, where) };
-            case "hugepages": return this with { Machine = m with { Memory = m.Memory with { HugePages = ParseHugePages(Str(v, where), where) } } };
-            case "ksm": return this with { Machine = m with { Memory = m.Memory with { Ksm = Bool(v, where) } } };
-            case "numa_node": return this with { Machine = m with { Memory = m.Memory with { NumaNode = NullableInt(v, where) } } };
-            case "on_reset":
-                return this with { Machine = m with { OnReset = Str(v, where) switch { "reboot" => ResetPolicy.Reboot, "stop" => ResetPolicy.Stop, var s => throw new VmmConfigException($"{where}: '{s}' is not reboot or stop.") } } };
-            case "on_crash":
-                return this with { OnCrashExplicit = true, OnCrash = Str(v, where) switch { "stay" => CrashPolicy.Stay, "exit" => CrashPolicy.Exit, var s => throw new VmmConfigException($"{where}: '{s}' is not stay or exit.") } };
-            case "kvm_device": return this with { Machine = m with { KvmDevicePath = Str(v, where) } };
-            case "firmware": return this with { Machine = m with { FirmwarePath = v.IsNull ? null : Str(v, where) is { Length: > 0 } f ? f : throw new VmmConfigException($"{where}: the firmware path is empty.") } };
-            case "debugcon":
-                string dc = Str(v, where);
-                return this with { DebugCon = dc switch
-                {
-                    "none" => null,
-                    "stderr" => "stderr",
-                    _ when dc.StartsWith("file:", StringComparison.Ordinal) && dc.Length > 5 => dc[5..],
-                    _ => throw new VmmConfigException($"{where}: '{dc}' is not a debug console mode (none, stderr or file:PATH)."),
-                } };
-            case "rng":
-                // Sugar for a virtio-rng entry in "devices".
-                var withoutRng = m.Devices.Where(d => d is not RngDeviceConfig).ToList();
-                if (Bool(v, where)) withoutRng.Add(new RngDeviceConfig());
-                return this with { Machine = m with { Devices = withoutRng } };
-            case "devices":
-                if (v.Flag is not null || v.Json.ValueKind != JsonValueKind.Array) throw new VmmConfigException($"{where}: expected an array of device objects (on the command line: --device TYPE,key=value).");
-                var devices = new List<DeviceConfig>(m.Devices);
-                int index = 0;
-                foreach (var d in v.Json.EnumerateArray()) devices.Add(ParseDevice(DeviceOptionsFromJson(d, $"{where}[{index++}]")));
-                return this with { Machine = m with { Devices = devices } };
-            default:
-                throw new VmmConfigException($"{where}: unknown key (known keys: {string.Join(", ", Keys)}).");
+            // A device describes itself with the same keys it is configured with.
+            var buffer = new ArrayBufferWriter<byte>(256);
+            using (var w = new Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                w.WriteString("type", device.Type);
+                device.Describe(w);
+                w.WriteEndObject();
+            }
+            devices.Add(JsonSerializer.Deserialize(buffer.WrittenSpan, ContractJsonContext.Default.DeviceSpec)!);
         }
+        return this with
+        {
+            Configuration = new VmmConfiguration
+            {
+                Kernel = m.KernelPath,
+                Initrd = m.InitrdPath,
+                Cmdline = m.Cmdline,
+                MemoryBytes = (long)m.MemoryBytes,
+                Vcpus = m.VcpuCount,
+                MaxVcpus = m.EffectiveMaxVcpus,
+                Serial = Serial switch { SerialMode.File => "file:" + SerialPath, SerialMode.None => "none", _ => "stdio" },
+                ControlSocket = ControlSocket,
+                Hugepages = m.Memory.HugePages switch
+                {
+                    HugePageMode.TransparentHugePages => HugePageBacking.Thp,
+                    HugePageMode.HugeTlbFs => HugePageBacking.Hugetlbfs,
+                    _ => HugePageBacking.None,
+                },
+                Ksm = m.Memory.Ksm,
+                NumaNode = m.Memory.NumaNode,
+                OnReset = m.OnReset == ResetPolicy.Stop ? GuestResetAction.Stop : GuestResetAction.Reboot,
+                OnCrash = EffectiveCrashPolicy == CrashPolicy.Stay ? GuestCrashAction.Stay : GuestCrashAction.Exit,
+                KvmDevice = m.KvmDevicePath,
+                Devices = devices,
+                Firmware = m.FirmwarePath,
+                Debugcon = DebugCon switch { null => "none", "stderr" => "stderr", var path => "file:" + path },
+            },
+        };
     }
 
-    private static DeviceOptions DeviceOptionsFromJson(JsonElement e, string where)
+    private static DeviceConfig ParseDevice(Func<DeviceOptions> options)
     {
-        try { return DeviceOptions.FromJson(e, where); }
+        try { return DeviceConfig.FromOptions(options()); }
         catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
     }
 
-    private static DeviceConfig ParseDevice(DeviceOptions options)
+    private static int ParseInt(string text, string flag) =>
+        int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int n) ? n : throw new VmmConfigException($"{flag}: '{text}' is not a whole number.");
+
+    private static bool ParseOnOff(string text, string flag) =>
+        text switch { "on" or "true" or "1" => true, "off" or "false" or "0" => false, _ => throw new VmmConfigException($"{flag}: '{text}' is not on or off.") };
+
+    /// <summary>Sets the field a command-line flag stands for; the flag's value is text.</summary>
+    private static VmmConfiguration ApplyFlag(VmmConfiguration c, string key, string value, string flag) => key switch
     {
-        try { return DeviceConfig.FromOptions(options); }
-        catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
-    }
+        "kernel" => c with { Kernel = value },
+        "initrd" => c with { Initrd = value },
+        "cmdline" => c with { Cmdline = value },
+        "memory" => c with { MemoryBytes = (long)ParseSize(value, flag) },
+        "vcpus" => c with { Vcpus = ParseInt(value, flag) },
+        "max_vcpus" => c with { MaxVcpus = ParseInt(value, flag) },
+        "serial" => c with { Serial = value }, // checked with the other fields, naming this flag
+        "control_socket" => c with { ControlSocket = value },
+        "hugepages" => c with
+        {
+            Hugepages = value switch
+            {
+                "none" => HugePageBacking.None,
+                "thp" => HugePageBacking.Thp,
+                "hugetlbfs" => HugePageBacking.Hugetlbfs,
+                _ => throw new VmmConfigException($"{flag}: '{value}' is not a huge-page mode (none, thp or hugetlbfs)."),
+            },
+        },
+        "ksm" => c with { Ksm = ParseOnOff(value, flag) },
+        "numa_node" => c with { NumaNode = ParseInt(value, flag) },
+        "on_reset" => c with
+        {
+            OnReset = value switch { "reboot" => GuestResetAction.Reboot, "stop" => GuestResetAction.Stop, _ => throw new VmmConfigException($"{flag}: '{value}' is not reboot or stop.") },
+        },
+        "on_crash" => c with
+        {
+            OnCrash = value switch { "stay" => GuestCrashAction.Stay, "exit" => GuestCrashAction.Exit, _ => throw new VmmConfigException($"{flag}: '{value}' is not stay or exit.") },
+        },
+        "kvm_device" => c with { KvmDevice = value },
+        "rng" => c with { Rng = ParseOnOff(value, flag) },
+        "firmware" => c with { Firmware = value },
+        "debugcon" => c with { Debugcon = value },
+        _ => throw new VmmConfigException($"unknown option {flag} (see --help)."),
+    };
+
+    /// <summary>The configuration fields each flag sets, for messages about a value that came from a flag.</summary>
+    private static string FieldOfFlag(string key) => key == "memory" ? "memory_bytes" : key;
 
     /// <summary>Applies command-line flags on top of an optional --config file. Flags win over the file.</summary>
     public static VmmConfig FromArgs(IReadOnlyList<string> args)
     {
-        var config = new VmmConfig();
+        var configuration = new VmmConfiguration();
+        string? configFile = null;
+        var flagOfField = new Dictionary<string, string>(StringComparer.Ordinal);
         var flags = new List<(string Key, string Value)>();
         var deviceFlags = new List<DeviceConfig>();
         for (int i = 0; i < args.Count; i++)
@@ -214,23 +292,29 @@ public sealed record VmmConfig
                 value = args[++i];
             }
             string key = flag[2..].Replace('-', '_');
-            if (key == "config") config = FromJsonFile(value);
-            else if (key == "device")
+            if (key == "config")
             {
-                DeviceOptions options;
-                try { options = DeviceOptions.FromFlag(value); }
-                catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
-                deviceFlags.Add(ParseDevice(options));
+                configFile = value;
+                byte[] bytes;
+                try { bytes = File.ReadAllBytes(value); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{value}: cannot read the configuration file: {e.Message}"); }
+                try { configuration = ContractJson.ReadConfiguration(bytes, value); }
+                catch (ContractException e) { throw new VmmConfigException(e.Message); }
             }
+            else if (key == "device")
+                deviceFlags.Add(ParseDevice(() => DeviceOptions.FromFlag(value)));
             else if (Array.IndexOf(Keys, key) < 0) throw new VmmConfigException($"unknown option {flag} (see --help).");
             else flags.Add((key, value));
         }
         foreach (var (key, value) in flags)
         {
-            string where = $"--{key.Replace('_', '-')}";
-            config = config.With(key, ConfigValue.FromFlag(value), where);
+            string flag = $"--{key.Replace('_', '-')}";
+            configuration = ApplyFlag(configuration, key, value, flag);
+            flagOfField[FieldOfFlag(key)] = flag;
         }
-        if (deviceFlags.Count > 0) config = config with { Machine = config.Machine with { Devices = [.. config.Machine.Devices, .. deviceFlags] } };
+        string Where(string field) =>
+            flagOfField.TryGetValue(field, out var flag) ? flag : $"{configFile ?? "configuration"}: field '{field}'";
+        var config = FromConfiguration(configuration, Where, deviceFlags);
         try { config.Machine.Validate(); }
         catch (ArgumentOutOfRangeException e) { throw new VmmConfigException(e.Message.Split(" (Parameter")[0]); }
         if (config.Serial == SerialMode.File && string.IsNullOrEmpty(config.SerialPath)) throw new VmmConfigException("serial file mode needs a path (file:PATH).");
@@ -241,9 +325,9 @@ public sealed record VmmConfig
         Usage: kvmps-vmm [--config FILE] [options]
         Runs one KVM virtual machine in this process.
 
-          --config FILE           JSON configuration (keys: kernel, initrd, cmdline, memory, vcpus, max_vcpus, serial,
-                                  control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
-                                  kvm_device, firmware, debugcon);
+          --config FILE           JSON configuration (fields: kernel, initrd, cmdline, memory_bytes, vcpus, max_vcpus,
+                                  serial, control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
+                                  kvm_device, firmware, debugcon; docs/vmm.md);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
           --initrd PATH           initial ramdisk

@@ -2,7 +2,9 @@ using KvmPS.Threading;
 using System.Diagnostics;
 using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Buffers;
 using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Interop;
 using KvmPS.Vm;
@@ -41,7 +43,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         _config = config;
         _log = log;
-        _configJson = configJson ?? VmmConfigJson.FromArgs([]);
+        _configJson = configJson ?? VmmConfigJson.For(config.Configuration);
         _restore = restore;
         _sinceExec = sinceExec ?? Stopwatch.StartNew();
         Console = new ConsoleHub(OpenSerialSink());
@@ -59,7 +61,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         {
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             config = VmmConfig.FromArgs(configArgs);
-            configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.FromArgs(configArgs);
+            configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
         }
         catch (VmmHelpRequested) { System.Console.Out.Write(VmmConfig.Usage); return VmmExitCode.Ok; }
         catch (VmmVersionRequested) { System.Console.Out.WriteLine($"kvmps-vmm {Version}"); return VmmExitCode.Ok; }
@@ -217,7 +219,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     public void Pause()
     {
-        if (!RequireMachine().Pause(TimeSpan.FromSeconds(5))) throw new ControlRequestException(ControlProtocol.ErrorCodes.Timeout, "the vCPUs did not stop within 5 s");
+        if (!RequireMachine().Pause(TimeSpan.FromSeconds(5))) throw new ControlProtocolException(ControlErrorCodes.Timeout, "the vCPUs did not stop within 5 s");
     }
 
     public void Resume() => RequireMachine().Resume();
@@ -228,45 +230,50 @@ public sealed class VmmHost : IVmmControl, IDisposable
         if (state is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"no console to attach: the VM is {state}");
     }
 
-    public void Stop(bool graceful, TimeSpan timeout, Utf8JsonWriter w)
+    public StopReply Stop(StopRequest request)
     {
+        bool graceful = request.Graceful;
+        var timeout = TimeSpan.FromMilliseconds(request.TimeoutMs);
         VirtualMachine? machine;
         lock (_lock) { machine = _machine; _stopViaControl = true; }
         _stopRequested.Set();
         bool forced = false, pressed = false;
         // Why the stop ended as it did, so the caller can report the truth (no "timed out" when nothing waited).
-        string outcome = ControlProtocol.StopOutcomes.NotRunning;
+        string outcome = StopOutcomes.NotRunning;
         var clock = Stopwatch.StartNew();
         if (machine is not null && !machine.Exited.IsCompleted)
         {
             if (!graceful)
-                outcome = ControlProtocol.StopOutcomes.Forced;
+                outcome = StopOutcomes.Forced;
             else if (machine.State != VmState.Running)
-                outcome = machine.State == VmState.Paused ? ControlProtocol.StopOutcomes.Paused : ControlProtocol.StopOutcomes.NotRunning;
+                outcome = machine.State == VmState.Paused ? StopOutcomes.Paused : StopOutcomes.NotRunning;
             else if (!machine.Pm.PowerButtonEnabled)
-                outcome = ControlProtocol.StopOutcomes.NoAcpi;
+                outcome = StopOutcomes.NoAcpi;
             else
             {
                 pressed = true;
                 machine.Pm.PressPowerButton();
-                outcome = machine.Exited.Wait(timeout) ? ControlProtocol.StopOutcomes.PoweredOff : ControlProtocol.StopOutcomes.TimedOut;
+                outcome = machine.Exited.Wait(timeout) ? StopOutcomes.PoweredOff : StopOutcomes.TimedOut;
             }
-            forced = outcome != ControlProtocol.StopOutcomes.PoweredOff && !machine.Exited.IsCompleted;
+            forced = outcome != StopOutcomes.PoweredOff && !machine.Exited.IsCompleted;
             if (forced)
                 machine.Stop(outcome switch
                 {
-                    ControlProtocol.StopOutcomes.TimedOut => $"the guest did not power off within {timeout.TotalSeconds:0.###} s of the ACPI power button; stopped by force",
-                    ControlProtocol.StopOutcomes.NoAcpi => "the guest does not handle ACPI power-button requests; stopped by force",
-                    ControlProtocol.StopOutcomes.Paused => "the VM was paused; stopped by force",
+                    StopOutcomes.TimedOut => $"the guest did not power off within {timeout.TotalSeconds:0.###} s of the ACPI power button; stopped by force",
+                    StopOutcomes.NoAcpi => "the guest does not handle ACPI power-button requests; stopped by force",
+                    StopOutcomes.Paused => "the VM was paused; stopped by force",
                     _ => "stopped by request",
                 });
             machine.Exited.Wait(TimeSpan.FromSeconds(5));
         }
-        w.WriteBoolean("forced", forced);
-        w.WriteBoolean("power_button", pressed);
-        w.WriteString("outcome", outcome);
-        w.WriteNumber("waited_ms", pressed ? (long)clock.Elapsed.TotalMilliseconds : 0);
-        w.WriteString("state", machine?.State.ToString() ?? "Stopped");
+        return new StopReply
+        {
+            Forced = forced,
+            PowerButton = pressed,
+            Outcome = outcome,
+            WaitedMs = pressed ? (long)clock.Elapsed.TotalMilliseconds : 0,
+            State = machine?.State.ToString() ?? VmStateNames.Stopped,
+        };
     }
 
     public void StopReplySent() => _stopReplySent.Set();
@@ -275,95 +282,103 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
-        if (request == SnapshotRequest.Name)
-        {
-            SnapshotRequest.Handle(machine ?? RequireMachine(), arguments, _configJson, w);
-            return true;
-        }
         var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request));
         if (device is null) return false;
         device.HandleControlRequest(request, arguments, w);
         return true;
     }
 
-    public void WriteDescribe(Utf8JsonWriter w)
+    public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request)
     {
-        var m = _config.Machine;
-        w.WriteString("vmm", "kvmps-vmm");
-        w.WriteString("version", Version);
-        w.WriteNumber("pid", Environment.ProcessId);
-        w.WriteString("kernel", m.KernelPath ?? BuiltInGuest.DisplayName);
-        w.WriteString("initrd", m.InitrdPath);
-        w.WriteString("cmdline", m.Cmdline);
-        w.WriteNumber("memory_bytes", m.MemoryBytes);
-        w.WriteNumber("vcpus", m.VcpuCount);
-        w.WriteNumber("max_vcpus", m.EffectiveMaxVcpus);
-        w.WriteString("hugepages", m.Memory.HugePages switch { HugePageMode.TransparentHugePages => "thp", HugePageMode.HugeTlbFs => "hugetlbfs", _ => "none" });
-        w.WriteBoolean("ksm", m.Memory.Ksm);
-        if (m.Memory.NumaNode is int node) w.WriteNumber("numa_node", node); else w.WriteNull("numa_node");
-        w.WriteStartArray("devices");
-        for (int i = 0; i < m.Devices.Count; i++)
-        {
-            w.WriteStartObject();
-            w.WriteString("type", m.Devices[i].Type);
-            w.WriteString("pci", $"00:{i + 1:x2}.0");
-            m.Devices[i].Describe(w);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-        w.WriteString("serial", _config.Serial switch { SerialMode.File => "file:" + _config.SerialPath, SerialMode.None => "none", _ => "stdio" });
-        w.WriteString("control_socket", _control?.Path);
-        w.WriteString("on_reset", m.OnReset == ResetPolicy.Reboot ? "reboot" : "stop");
-        w.WriteString("on_crash", _config.EffectiveCrashPolicy == CrashPolicy.Stay ? "stay" : "exit");
-        w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
-        w.WriteStartArray("requests");
-        foreach (var r in ControlProtocol.Requests.All) w.WriteStringValue(r);
-        w.WriteStringValue(SnapshotRequest.Name);
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
-        if (machine is not null)
-            foreach (var d in machine.Devices.OfType<IDeviceControl>())
-                foreach (var r in d.ControlRequests) w.WriteStringValue(r);
-        w.WriteEndArray();
+        return SnapshotRequest.Create(machine ?? RequireMachine(), request, _configJson);
     }
 
-    public void WriteStatus(Utf8JsonWriter w)
+    public DescribeReply Describe()
+    {
+        var m = _config.Machine;
+        var wire = _config.Configuration;
+        var devices = new List<DeviceDescription>(m.Devices.Count);
+        for (int i = 0; i < m.Devices.Count; i++)
+        {
+            // Each device describes its own options, with the keys it is configured with.
+            var buffer = new ArrayBufferWriter<byte>(256);
+            using (var w = new Utf8JsonWriter(buffer))
+            {
+                w.WriteStartObject();
+                m.Devices[i].Describe(w);
+                w.WriteEndObject();
+            }
+            using var options = JsonDocument.Parse(buffer.WrittenMemory);
+            devices.Add(new DeviceDescription
+            {
+                Type = m.Devices[i].Type,
+                Pci = $"00:{i + 1:x2}.0",
+                Options = options.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone(), StringComparer.Ordinal),
+            });
+        }
+        VirtualMachine? machine;
+        lock (_lock) machine = _machine;
+        var requests = ControlRequests.Core.ToList();
+        if (machine is not null)
+            foreach (var d in machine.Devices.OfType<IDeviceControl>())
+                requests.AddRange(d.ControlRequests);
+        return new DescribeReply
+        {
+            Vmm = "kvmps-vmm",
+            Version = Version,
+            Pid = Environment.ProcessId,
+            Kernel = m.KernelPath ?? BuiltInGuest.DisplayName,
+            Initrd = m.InitrdPath,
+            Cmdline = m.Cmdline,
+            MemoryBytes = (long)m.MemoryBytes,
+            Vcpus = m.VcpuCount,
+            MaxVcpus = m.EffectiveMaxVcpus,
+            Hugepages = wire.Hugepages ?? HugePageBacking.None,
+            Ksm = m.Memory.Ksm,
+            NumaNode = m.Memory.NumaNode,
+            Devices = devices,
+            Serial = wire.Serial,
+            ControlSocket = _control?.Path,
+            OnReset = wire.OnReset ?? GuestResetAction.Reboot,
+            OnCrash = wire.OnCrash ?? GuestCrashAction.Exit,
+            NestedPvm = Kvm.IsNestedThroughPvm,
+            Requests = requests,
+        };
+    }
+
+    public StatusReply Status()
     {
         VirtualMachine? m; VmExit? exit; int boots;
         lock (_lock) { m = _machine; exit = _lastExit; boots = _boots; }
         var state = m?.State ?? (exit?.Kind == VmExitKind.Crashed ? VmState.Crashed : exit is null ? VmState.Created : VmState.Stopped);
-        w.WriteString("state", state.ToString());
-        w.WriteNumber("boots", boots);
-        w.WriteNumber("uptime_ms", m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0);
-        w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
-        w.WriteBoolean("acpi_power_button", m?.Pm is { PowerButtonEnabled: true });
-        w.WriteStartArray("vcpus");
-        if (m is not null)
-            foreach (var v in m.Vcpus) { w.WriteStartObject(); w.WriteNumber("id", v.Id); w.WriteString("state", v.State.ToString()); w.WriteEndObject(); }
-        w.WriteEndArray();
         var ended = m?.Exited is { IsCompleted: true } t ? t.Result : null;
-        if (ended is not null)
+        return new StatusReply
         {
-            w.WriteStartObject("exit");
-            w.WriteString("kind", ended.Kind.ToString());
-            w.WriteString("reason", ended.Reason);
-            if (ended.DebugExitValue is int v) w.WriteNumber("debug_exit_value", v);
-            if (ended.Cpu is { } c)
+            State = state.ToString(),
+            Boots = boots,
+            UptimeMs = m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0,
+            NestedPvm = Kvm.IsNestedThroughPvm,
+            AcpiPowerButton = m?.Pm is { PowerButtonEnabled: true },
+            Vcpus = m is null ? [] : [.. m.Vcpus.Select(v => new VcpuStateReply(v.Id, v.State.ToString()))],
+            Exit = ended is null ? null : new ExitReply
             {
-                w.WriteStartObject("registers");
-                w.WriteNumber("vcpu", c.VcpuId);
-                foreach (var (name, value) in new (string, ulong)[]
+                Kind = ended.Kind.ToString(),
+                Reason = ended.Reason,
+                DebugExitValue = ended.DebugExitValue,
+                Registers = ended.Cpu is not { } c ? null : new CrashRegisters
                 {
-                    ("rip", c.Rip), ("rsp", c.Rsp), ("rflags", c.Rflags), ("rax", c.Rax), ("rbx", c.Rbx), ("rcx", c.Rcx), ("rdx", c.Rdx),
-                    ("rsi", c.Rsi), ("rdi", c.Rdi), ("rbp", c.Rbp), ("cr0", c.Cr0), ("cr2", c.Cr2), ("cr3", c.Cr3), ("cr4", c.Cr4), ("efer", c.Efer),
-                    ("cs", c.Cs), ("cs_base", c.CsBase),
-                })
-                    w.WriteString(name, $"0x{value:x}");
-                w.WriteEndObject();
-            }
-            w.WriteEndObject();
-        }
+                    Vcpu = c.VcpuId,
+                    Rip = Hex(c.Rip), Rsp = Hex(c.Rsp), Rflags = Hex(c.Rflags), Rax = Hex(c.Rax), Rbx = Hex(c.Rbx), Rcx = Hex(c.Rcx),
+                    Rdx = Hex(c.Rdx), Rsi = Hex(c.Rsi), Rdi = Hex(c.Rdi), Rbp = Hex(c.Rbp), Cr0 = Hex(c.Cr0), Cr2 = Hex(c.Cr2),
+                    Cr3 = Hex(c.Cr3), Cr4 = Hex(c.Cr4), Efer = Hex(c.Efer), Cs = Hex(c.Cs), CsBase = Hex(c.CsBase),
+                },
+            },
+        };
     }
+
+    private static string Hex(ulong value) => $"0x{value:x}";
 
     private static readonly string[] ExitReasonNames =
     [
@@ -372,40 +387,32 @@ public sealed class VmmHost : IVmmControl, IDisposable
         "watchdog", "s390_tsch", "epr", "system_event",
     ];
 
-    public void WriteMetrics(Utf8JsonWriter w)
+    public MetricsReply Metrics()
     {
         VirtualMachine? m;
         lock (_lock) m = _machine;
-        w.WriteStartObject("exits");
+        var exits = new Dictionary<string, long>(StringComparer.Ordinal);
         if (m is not null)
             for (uint reason = 0; reason < ExitReasonNames.Length; reason++)
             {
                 long total = 0;
                 foreach (var v in m.Vcpus) total += v.ExitCount(reason);
-                if (total > 0) w.WriteNumber(ExitReasonNames[reason], total);
+                if (total > 0) exits[ExitReasonNames[reason]] = total;
             }
-        w.WriteEndObject();
-        w.WriteStartArray("vcpus");
-        if (m is not null)
-            foreach (var v in m.Vcpus)
-            {
-                w.WriteStartObject();
-                w.WriteNumber("id", v.Id);
-                w.WriteString("state", v.State.ToString());
-                w.WriteNumber("io_exits", v.ExitCount(KvmConstants.KVM_EXIT_IO));
-                w.WriteNumber("mmio_exits", v.ExitCount(KvmConstants.KVM_EXIT_MMIO));
-                w.WriteEndObject();
-            }
-        w.WriteEndArray();
         var (rss, guestRss) = ProcessMemory.ReadRss(m?.Memory);
-        w.WriteNumber("rss_bytes", rss);
-        w.WriteNumber("guest_rss_bytes", guestRss);
-        w.WriteNumber("vmm_rss_bytes", Math.Max(0, rss - guestRss));
-        w.WriteNumber("console_bytes", Console.BytesWritten);
-        w.WriteNumber("post_code_writes", m?.PostCode.Writes ?? 0);
-        w.WriteNumber("uptime_ms", m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0);
-        w.WriteNumber("since_exec_ms", _sinceExec.ElapsedMilliseconds);
-        w.WriteBoolean("nested_pvm", Kvm.IsNestedThroughPvm);
+        return new MetricsReply
+        {
+            Exits = exits,
+            Vcpus = m is null ? [] : [.. m.Vcpus.Select(v => new VcpuMetricsReply(v.Id, v.State.ToString(), v.ExitCount(KvmConstants.KVM_EXIT_IO), v.ExitCount(KvmConstants.KVM_EXIT_MMIO)))],
+            RssBytes = rss,
+            GuestRssBytes = guestRss,
+            VmmRssBytes = Math.Max(0, rss - guestRss),
+            ConsoleBytes = Console.BytesWritten,
+            PostCodeWrites = m?.PostCode.Writes ?? 0,
+            UptimeMs = m?.StartedUtc is { } started ? (long)(DateTime.UtcNow - started).TotalMilliseconds : 0,
+            SinceExecMs = _sinceExec.ElapsedMilliseconds,
+            NestedPvm = Kvm.IsNestedThroughPvm,
+        };
     }
 
     public void Dispose()

@@ -72,10 +72,10 @@ public static class VmMemoryStatusReader
                 rss = metrics.RssBytes;
                 if (info.Definition.BalloonEnabled)
                 {
-                    var balloon = client.Request("balloon.get");
-                    balloonActual = balloon.GetProperty("actual_bytes").GetInt64();
-                    balloonTarget = balloon.GetProperty("target_bytes").GetInt64();
-                    foreach (var stat in balloon.GetProperty("stats").EnumerateObject()) stats[stat.Name] = stat.Value.GetInt64();
+                    var balloon = client.GetBalloon();
+                    balloonActual = balloon.ActualBytes;
+                    balloonTarget = balloon.TargetBytes;
+                    foreach (var (name, value) in balloon.Stats) stats[name] = value;
                 }
             }
             catch (VmmException)

@@ -215,8 +215,7 @@ public sealed partial class VmManager
             var staging = snapshots.CreateSavedStaging(name);
             try
             {
-                CreateVmmSnapshot(definition, new SnapshotCreateRequest(Path.Combine(staging, SnapshotStore.VmmDirectoryName), SnapshotMemoryMode.Full,
-                    Resume: false, SnapshotDisks: false, SnapshotId: null));
+                CreateVmmSnapshot(definition, Path.Combine(staging, SnapshotStore.VmmDirectoryName), resume: false, snapshotDisks: false, snapshotId: null);
                 snapshots.CommitSaved(staging, new VmSavedState { VmName = name, CreationTimeUtc = DateTime.UtcNow, VmState = probe.State.ToString() });
             }
             catch
@@ -240,23 +239,22 @@ public sealed partial class VmManager
         var raw = definition.Disks.FirstOrDefault(d => d.Format == DiskFormat.Raw && !d.ReadOnly);
         if (raw is not null && !options.AllowRawDisks)
             throw new RawDiskSnapshotException(definition.Name, Store.ResolveDiskPath(definition.Name, raw.Path));
-        var result = CreateVmmSnapshot(definition, new SnapshotCreateRequest(Path.Combine(staging, SnapshotStore.VmmDirectoryName), SnapshotMemoryMode.Full,
-            Resume: true, SnapshotDisks: raw is null, SnapshotId: metadata.Id));
+        var result = CreateVmmSnapshot(definition, Path.Combine(staging, SnapshotStore.VmmDirectoryName), resume: true, snapshotDisks: raw is null, snapshotId: metadata.Id);
         return metadata with
         {
             IncludesMemory = true,
             VmState = result.VmState is nameof(VmState.Paused) ? nameof(VmState.Paused) : probe.State.ToString(),
-            DiskSnapshots = result.DiskSnapshots,
+            DiskSnapshots = result.DiskSnapshots.Select(d => new DiskSnapshotRef(d.Path, d.SnapshotId)).ToList(),
         };
     }
 
-    private SnapshotCreateResult CreateVmmSnapshot(VmDefinition definition, SnapshotCreateRequest request)
+    private KvmPS.Contract.SnapshotCreateReply CreateVmmSnapshot(VmDefinition definition, string path, bool resume, bool snapshotDisks, string? snapshotId)
     {
         var name = definition.Name;
         try
         {
             using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
-            return VmmSnapshotClient.CreateSnapshot(client, request, VmmSnapshotClient.ReplyTimeout(definition.Memory.MaximumBytes));
+            return VmmSnapshotClient.Create(client, path, resume, snapshotDisks, snapshotId, VmmSnapshotClient.ReplyTimeout(definition.Memory.MaximumBytes));
         }
         catch (VmmRequestException e) when (e.Code == "InvalidState")
         {

@@ -1,5 +1,5 @@
 using KvmPS.Management.Definitions;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Snapshots;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
@@ -311,7 +311,7 @@ public sealed partial class VmManager
                 long booted = client.Describe().MemoryBytes;
                 if (targetBytes <= booted)
                 {
-                    client.Request("balloon.set", w => w.WriteNumber("target_bytes", booted - targetBytes));
+                    client.SetBalloon(booted - targetBytes);
                     var change = new PropertyChange("BalloonTarget", SizeParser.Format(booted), SizeParser.Format(targetBytes), ChangeApplication.AppliedLive);
                     return new ChangeResult(definition, definition, snapshot.State, [change]);
                 }
@@ -458,10 +458,10 @@ public sealed partial class VmManager
         var name = definition.Name;
         using (Store.Lock())
             ClearRuntimeFiles(name, process.Pid, removeSocket: exit.ExitCode is null);
-        if (exit.ExitCode is 0)
+        if (exit.ExitCode is KvmPS.Contract.VmmExitCode.Ok)
             return ToInfo(definition, Probe(name), "the guest powered off right after starting (kvmps-vmm exited with status 0)");
-        if (exit.ExitCode is { } odd && odd % 2 == 1)
-            return ToInfo(definition, Probe(name), $"the guest exited through the debug-exit port with value {odd >> 1} (kvmps-vmm exit status {odd})");
+        if (exit.ExitCode is { } odd && KvmPS.Contract.VmmExitCode.IsDebugExit(odd, out int guestValue))
+            return ToInfo(definition, Probe(name), $"the guest exited through the debug-exit port with value {guestValue} (kvmps-vmm exit status {odd})");
         var tail = process.ReadLogTail();
         var what = exit.ExitCode is { } code ? $"exited with status {code} ({ExitMeaning(code)})" : exit.Signal is { } signal ? $"was killed by signal {signal}" : "exited";
         throw new VmmLaunchException(name, $"VM '{name}' failed to start: kvmps-vmm {what}" + FormatTail(tail), exit.ExitCode, exit.Signal, tail);
@@ -606,18 +606,7 @@ public sealed partial class VmManager
     };
 
     /// <summary>docs/vmm.md, "Exit status".</summary>
-    public static string ExitMeaning(int code) => code switch
-    {
-        0 => "the guest powered off or the VM was stopped",
-        2 => "bad command line or configuration",
-        4 => "/dev/kvm is missing, not permitted, or KVM refused to create the VM",
-        6 => "the kernel or initrd cannot be booted",
-        8 => "a host resource is unavailable (guest memory, or the control socket is used by another kvmps-vmm)",
-        10 => "the guest crashed",
-        12 => "internal VMM error",
-        _ when code % 2 == 1 => $"the guest wrote {code >> 1} to the debug-exit port",
-        _ => "unknown status",
-    };
+    public static string ExitMeaning(int code) => KvmPS.Contract.VmmExitCode.Describe(code);
 
     private static string FormatTail(string tail) => string.IsNullOrEmpty(tail) ? "" : ": " + tail.Replace("\n", " | ");
 

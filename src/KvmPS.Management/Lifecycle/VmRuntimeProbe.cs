@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Snapshots;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
@@ -18,7 +18,7 @@ internal sealed record RuntimeSnapshot(
     int? PidFilePid,
     bool ProcessAlive,
     VmmStatus? Status,
-    VmmDescription? Description)
+    KvmPS.Contract.DescribeReply? Description)
 {
     /// <summary>A VMM process exists for the VM (whatever state it reports).</summary>
     public bool Active => ProcessAlive || Status is not null;

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 
 namespace KvmPS.Management.Store;
 
@@ -36,17 +36,17 @@ internal static class DurableFile
 
     public static void FsyncDirectory(string directory)
     {
-        var fd = LibC.Open(directory, LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+        var fd = Libc.Open(directory, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
         if (fd < 0)
-            throw new VmStoreException($"Cannot open directory '{directory}' to sync it: {LibC.Describe(Marshal.GetLastPInvokeError())}");
+            throw new VmStoreException($"Cannot open directory '{directory}' to sync it: {Libc.Describe(Marshal.GetLastPInvokeError())}");
         try
         {
-            if (LibC.Fsync(fd) != 0)
-                throw new VmStoreException($"Cannot sync directory '{directory}': {LibC.Describe(Marshal.GetLastPInvokeError())}");
+            if (Libc.Fsync(fd) != 0)
+                throw new VmStoreException($"Cannot sync directory '{directory}': {Libc.Describe(Marshal.GetLastPInvokeError())}");
         }
         finally
         {
-            LibC.Close(fd);
+            Libc.Close(fd);
         }
     }
 

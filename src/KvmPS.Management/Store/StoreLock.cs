@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 
 namespace KvmPS.Management.Store;
 
@@ -22,19 +22,19 @@ internal sealed class StoreLock : IDisposable
         var sleepMs = 1;
         while (true)
         {
-            if (LibC.Flock(fd, LibC.LOCK_EX | LibC.LOCK_NB) == 0)
+            if (Libc.Flock(fd, Libc.LOCK_EX | Libc.LOCK_NB) == 0)
                 return new StoreLock(fd);
             var errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.EINTR)
+            if (errno == Libc.EINTR)
                 continue;
-            if (errno != LibC.EWOULDBLOCK)
+            if (errno != Libc.EWOULDBLOCK)
             {
-                LibC.Close(fd);
-                throw new VmStoreException($"Cannot lock '{lockPath}': {LibC.Describe(errno)}");
+                Libc.Close(fd);
+                throw new VmStoreException($"Cannot lock '{lockPath}': {Libc.Describe(errno)}");
             }
             if (clock.ElapsedMilliseconds >= timeoutMs)
             {
-                LibC.Close(fd);
+                Libc.Close(fd);
                 throw new StoreLockTimeoutException(lockPath, timeoutMs);
             }
             // Poll rather than block so the wait has a timeout; back off to keep contention cheap.
@@ -47,12 +47,12 @@ internal sealed class StoreLock : IDisposable
     {
         while (true)
         {
-            var fd = LibC.Open(lockPath, LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC, 0b110_100_100 /* 0644 */);
+            var fd = Libc.Open(lockPath, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0b110_100_100 /* 0644 */);
             if (fd >= 0)
                 return fd;
             var errno = Marshal.GetLastPInvokeError();
-            if (errno != LibC.EINTR)
-                throw new VmStoreException($"Cannot open the store lock file '{lockPath}': {LibC.Describe(errno)}");
+            if (errno != Libc.EINTR)
+                throw new VmStoreException($"Cannot open the store lock file '{lockPath}': {Libc.Describe(errno)}");
         }
     }
 
@@ -60,6 +60,6 @@ internal sealed class StoreLock : IDisposable
     {
         var fd = Interlocked.Exchange(ref _fd, -1);
         if (fd >= 0)
-            LibC.Close(fd); // closing the last descriptor of the open file description releases the flock
+            Libc.Close(fd); // closing the last descriptor of the open file description releases the flock
     }
 }

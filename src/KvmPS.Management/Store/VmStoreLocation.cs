@@ -1,4 +1,4 @@
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 
 namespace KvmPS.Management.Store;
 
@@ -12,7 +12,7 @@ public static class VmStoreLocation
     public const string SystemRoot = "/var/lib/kvmps";
 
     public static string ResolveDefaultRoot() =>
-        ResolveDefaultRoot(Environment.GetEnvironmentVariable, LibC.GetEffectiveUserId());
+        ResolveDefaultRoot(Environment.GetEnvironmentVariable, Libc.GetEuid());
 
     /// <summary>Testable form: environment lookup and effective user id are injected.</summary>
     public static string ResolveDefaultRoot(Func<string, string?> environment, uint effectiveUserId)

@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using KvmPS.Contract;
 
 namespace KvmPS.Management.Vmm;
 
@@ -79,22 +81,22 @@ public sealed class VmmClient : IDisposable
         }
     }
 
-    // ---- typed requests ----------------------------------------------------------------------------
+    // ---- typed requests: the records of KvmPS.Contract -----------------------------------------------
 
     /// <summary>Returns the <c>pong</c> value (<c>kvmps-vmm</c>).</summary>
-    public string Ping() => Typed("ping", r => r.RequiredString("pong"));
+    public string Ping() => Send(new PingRequest(), ContractJsonContext.Default.PingReply).Pong;
 
-    public VmmDescription Describe() => Typed("describe", VmmDescription.Parse);
+    public DescribeReply Describe() => Send(new DescribeRequest(), ContractJsonContext.Default.DescribeReply);
 
-    public VmmStatus Status() => Typed("status", VmmStatus.Parse);
+    public VmmStatus Status() => VmmStatus.From(Send(new StatusRequest(), ContractJsonContext.Default.StatusReply));
 
-    public VmmMetrics Metrics() => Typed("metrics", VmmMetrics.Parse);
+    public MetricsReply Metrics() => Send(new MetricsRequest(), ContractJsonContext.Default.MetricsReply);
 
     /// <summary>Pauses a running VM (no-op if paused); returns once every vCPU is parked.</summary>
-    public VmmStatus Pause() => Typed("pause", VmmStatus.Parse);
+    public VmmStatus Pause() => VmmStatus.From(Send(new PauseRequest(), ContractJsonContext.Default.StatusReply));
 
     /// <summary>Resumes a paused VM (no-op if running).</summary>
-    public VmmStatus Resume() => Typed("resume", VmmStatus.Parse);
+    public VmmStatus Resume() => VmmStatus.From(Send(new ResumeRequest(), ContractJsonContext.Default.StatusReply));
 
     /// <summary>
     /// Stops the VM. Graceful presses the ACPI power button (if the guest enabled it) and waits up to
@@ -103,13 +105,23 @@ public sealed class VmmClient : IDisposable
     public VmmStopResult Stop(bool graceful = true, TimeSpan? gracefulTimeout = null)
     {
         var wait = gracefulTimeout ?? TimeSpan.FromSeconds(10);
-        var result = Request("stop", w =>
-        {
-            w.WriteBoolean("graceful", graceful);
-            w.WriteNumber("timeout_ms", (long)Math.Max(0, wait.TotalMilliseconds));
-        }, (graceful ? wait : TimeSpan.Zero) + RequestTimeout);
-        return Parse("stop", result, VmmStopResult.Parse);
+        var request = new StopRequest { Graceful = graceful, TimeoutMs = (int)Math.Clamp(wait.TotalMilliseconds, 0, int.MaxValue) };
+        return VmmStopResult.From(Send(request, ContractJsonContext.Default.StopReply, (graceful ? wait : TimeSpan.Zero) + RequestTimeout));
     }
+
+    /// <summary>Sets the balloon size: <paramref name="targetBytes"/> is what is taken from the guest (VM with a balloon).</summary>
+    public BalloonStateReply SetBalloon(long targetBytes) =>
+        Send(new BalloonSetRequest { TargetBytes = targetBytes }, ContractJsonContext.Default.BalloonStateReply);
+
+    /// <summary>The balloon's size and the guest's memory statistics (VM with a balloon).</summary>
+    public BalloonStateReply GetBalloon() => Send(new BalloonGetRequest(), ContractJsonContext.Default.BalloonStateReply);
+
+    /// <summary>
+    /// Takes a snapshot of the running or paused VM into <see cref="SnapshotCreateRequest.Path"/> (docs/vmm.md).
+    /// <paramref name="timeout"/> bounds the wait for the reply (writing guest memory takes time).
+    /// </summary>
+    public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request, TimeSpan timeout) =>
+        Send(request, ContractJsonContext.Default.SnapshotCreateReply, timeout);
 
     /// <summary>
     /// Attaches to the guest console (VM Running or Paused). After this the connection is a raw byte stream
@@ -119,7 +131,7 @@ public sealed class VmmClient : IDisposable
     /// </summary>
     public Stream AttachConsole(bool replay = true)
     {
-        Request("console.attach", w => w.WriteBoolean("replay", replay));
+        Send(new ConsoleAttachRequest { Replay = replay }, ContractJsonContext.Default.ConsoleAttachReply);
         _detached = true;
         _socket.ReceiveTimeout = 0;
         var leftover = _buffer.AsSpan(_start, _end - _start).ToArray();
@@ -127,56 +139,77 @@ public sealed class VmmClient : IDisposable
         return new VmmConsoleStream(_socket, leftover);
     }
 
-    // ---- generic requests --------------------------------------------------------------------------
+    // ---- requests ------------------------------------------------------------------------------------
+
+    /// <summary>Sends a request record and reads its reply record.</summary>
+    public T Send<T>(ControlRequest request, JsonTypeInfo<T> reply, TimeSpan? timeout = null)
+    {
+        var result = Exchange(request.Request, id => ControlRequests.Serialize(request with { Id = IdElement(id) }), timeout);
+        try
+        {
+            return ContractJson.ReadResult(result, reply, request.Request);
+        }
+        catch (ContractException e)
+        {
+            throw new VmmProtocolException(SocketPath, e.Message, e);
+        }
+    }
 
     /// <summary>
-    /// Sends <c>{"id": n, "request": <paramref name="request"/>, …arguments}</c> and returns a copy of the
-    /// reply's <c>result</c>. <paramref name="writeArguments"/> writes extra properties into the request object.
+    /// Sends <c>{"id": n, "request": <paramref name="request"/>}</c> and returns a copy of the reply's <c>result</c>:
+    /// for a request this client has no record for (a newer VMM's, or a test's).
     /// </summary>
-    public JsonElement Request(string request, Action<Utf8JsonWriter>? writeArguments = null, TimeSpan? timeout = null)
+    public JsonElement Request(string request, TimeSpan? timeout = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(request);
+        return Exchange(request, id =>
+        {
+            var line = new ArrayBufferWriter<byte>(128);
+            using (var writer = new Utf8JsonWriter(line))
+            {
+                writer.WriteStartObject();
+                writer.WriteNumber("id", id);
+                writer.WriteString("request", request);
+                writer.WriteEndObject();
+            }
+            return line.WrittenSpan.ToArray();
+        }, timeout) ?? default;
+    }
+
+    private static JsonElement IdElement(long id)
+    {
+        using var document = JsonDocument.Parse(id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return document.RootElement.Clone();
+    }
+
+    /// <summary>Sends the request line <paramref name="build"/> makes for the next id and returns the reply's <c>result</c>.</summary>
+    private JsonElement? Exchange(string request, Func<long, byte[]> build, TimeSpan? timeout)
+    {
         ObjectDisposedException.ThrowIf(_detached, this);
         var id = _nextId++;
-        var line = new ArrayBufferWriter<byte>(256);
-        using (var writer = new Utf8JsonWriter(line))
-        {
-            writer.WriteStartObject();
-            writer.WriteNumber("id", id);
-            writer.WriteString("request", request);
-            writeArguments?.Invoke(writer);
-            writer.WriteEndObject();
-        }
-        var bytes = new byte[line.WrittenCount + 1];
-        line.WrittenSpan.CopyTo(bytes);
+        var line = build(id);
+        var bytes = new byte[line.Length + 1];
+        line.CopyTo(bytes, 0);
         bytes[^1] = (byte)'\n';
         Send(bytes, request);
 
         var replyTimeout = timeout ?? RequestTimeout;
-        var reply = ReadLine(request, replyTimeout);
-        JsonDocument document;
+        var replyLine = ReadLine(request, replyTimeout);
+        ControlReply reply;
         try
         {
-            document = JsonDocument.Parse(reply);
+            reply = JsonSerializer.Deserialize(replyLine.Span, ContractJsonContext.Default.ControlReply)
+                ?? throw new JsonException("the reply is null");
         }
         catch (JsonException e)
         {
-            throw new VmmProtocolException(SocketPath, $"reply to '{request}' is not JSON: {Truncate(Encoding.UTF8.GetString(reply.Span))}", e);
+            throw new VmmProtocolException(SocketPath, $"reply to '{request}' is not a reply object ({ContractJson.Explain(e)}): {Truncate(Encoding.UTF8.GetString(replyLine.Span))}", e);
         }
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || root.OptionalBool("ok") is not { } ok)
-                throw new VmmProtocolException(SocketPath, $"reply to '{request}' has no 'ok': {Truncate(root.GetRawText())}");
-            if (root.OptionalInt64("id") is { } replyId && replyId != id)
-                throw new VmmProtocolException(SocketPath, $"reply to '{request}' has id {replyId}, expected {id}");
-            if (!ok)
-            {
-                var error = root.TryGetProperty("error", out var e) ? e : default;
-                throw new VmmRequestException(error.OptionalString("code") ?? "Unknown", error.OptionalString("message") ?? "(no message)", SocketPath, request);
-            }
-            return root.TryGetProperty("result", out var result) ? result.Clone() : default;
-        }
+        if (reply.Id is { ValueKind: JsonValueKind.Number } replyId && (!replyId.TryGetInt64(out var n) || n != id))
+            throw new VmmProtocolException(SocketPath, $"reply to '{request}' has id {replyId}, expected {id}");
+        if (!reply.Ok)
+            throw new VmmRequestException(reply.Error?.Code ?? "Unknown", reply.Error?.Message ?? "(no message)", SocketPath, request);
+        return reply.Result;
     }
 
     public void Dispose()
@@ -187,22 +220,6 @@ public sealed class VmmClient : IDisposable
     }
 
     // ---- plumbing ----------------------------------------------------------------------------------
-
-    private T Typed<T>(string request, Func<JsonElement, T> parse) => Parse(request, Request(request), parse);
-
-    private T Parse<T>(string request, JsonElement result, Func<JsonElement, T> parse)
-    {
-        try
-        {
-            if (result.ValueKind != JsonValueKind.Object)
-                throw new FormatException("the result is not an object");
-            return parse(result);
-        }
-        catch (Exception e) when (e is FormatException or InvalidOperationException)
-        {
-            throw new VmmProtocolException(SocketPath, $"reply to '{request}': {e.Message}", e);
-        }
-    }
 
     private void Send(byte[] bytes, string request)
     {

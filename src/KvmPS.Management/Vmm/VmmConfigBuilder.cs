@@ -1,78 +1,71 @@
-using System.Buffers;
 using System.Globalization;
-using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Management.Definitions;
 
 namespace KvmPS.Management.Vmm;
 
 /// <summary>
-/// Turns a <see cref="VmDefinition"/> into a kvmps-vmm JSON configuration (docs/vmm.md, "Configuration").
+/// Turns a <see cref="VmDefinition"/> into the kvmps-vmm configuration record of the wire contract
+/// (<see cref="VmmConfiguration"/>, docs/vmm.md "Configuration").
 /// Call <see cref="VmmFeatureSupport.EnsureSupported"/> first: this maps only what the VMM supports.
 /// </summary>
 public static class VmmConfigBuilder
 {
     /// <summary>kvmps-vmm's <c>on_crash</c>: we always keep a crashed VM up so its crash reason can be read.</summary>
-    public const string OnCrash = "stay";
+    public const GuestCrashAction OnCrash = GuestCrashAction.Stay;
 
+    /// <summary>The configuration as the JSON file kvmps-vmm reads with <c>--config</c>.</summary>
     /// <param name="controlSocketPath">Also passed on the command line (liveness checks read it there).</param>
     /// <param name="serialLogPath">Guest console output, appended.</param>
     /// <param name="resolveDiskPath">Turns a definition's disk path into the host path (the store's disk directory for relative ones).</param>
-    public static byte[] Build(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null)
+    public static byte[] Build(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null) =>
+        ContractJson.WriteConfiguration(BuildConfiguration(definition, controlSocketPath, serialLogPath, resolveDiskPath));
+
+    /// <inheritdoc cref="Build"/>
+    public static VmmConfiguration BuildConfiguration(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null)
     {
         ArgumentNullException.ThrowIfNull(definition);
         resolveDiskPath ??= Path.GetFullPath;
-        var output = new ArrayBufferWriter<byte>(1024);
-        using (var w = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true }))
+        var configuration = definition.Boot switch
         {
-            w.WriteStartObject();
-            switch (definition.Boot)
+            DirectKernelBoot direct => new VmmConfiguration
             {
-                case DirectKernelBoot direct:
-                    w.WriteString("kernel", Path.GetFullPath(direct.KernelPath));
-                    if (direct.InitrdPath is not null)
-                        w.WriteString("initrd", Path.GetFullPath(direct.InitrdPath));
-                    if (direct.Cmdline is not null)
-                        w.WriteString("cmdline", direct.Cmdline);
-                    break;
-                case DefaultGuestBoot builtIn:
-                    // no kernel: the VMM boots its built-in guest
-                    if (builtIn.Cmdline is not null) w.WriteString("cmdline", builtIn.Cmdline);
-                    break;
-                case FirmwareBoot firmware:
-                    w.WriteString("firmware", Path.GetFullPath(firmware.FirmwarePath));
-                    break;
-                default:
-                    throw new NotSupportedException($"VM '{definition.Name}': boot source {definition.Boot.GetType().Name} is not supported by kvmps-vmm");
-            }
-            // A string of digits is bytes (a JSON number would be MiB).
-            w.WriteString("memory", definition.Memory.StartupBytes.ToString(CultureInfo.InvariantCulture));
-            w.WriteNumber("vcpus", definition.Vcpus.Count);
-            w.WriteNumber("max_vcpus", definition.Vcpus.Maximum);
-            w.WriteString("hugepages", definition.MemoryBacking.HugePages switch
+                Kernel = Path.GetFullPath(direct.KernelPath),
+                Initrd = direct.InitrdPath is null ? null : Path.GetFullPath(direct.InitrdPath),
+                Cmdline = direct.Cmdline,
+            },
+            // no kernel: the VMM boots its built-in guest
+            DefaultGuestBoot builtIn => new VmmConfiguration { Cmdline = builtIn.Cmdline },
+            FirmwareBoot firmware => new VmmConfiguration { Firmware = Path.GetFullPath(firmware.FirmwarePath) },
+            _ => throw new NotSupportedException($"VM '{definition.Name}': boot source {definition.Boot.GetType().Name} is not supported by kvmps-vmm"),
+        };
+        return configuration with
+        {
+            MemoryBytes = definition.Memory.StartupBytes,
+            Vcpus = definition.Vcpus.Count,
+            MaxVcpus = definition.Vcpus.Maximum,
+            Hugepages = definition.MemoryBacking.HugePages switch
             {
-                HugePagesMode.None => "none",
-                HugePagesMode.Thp => "thp",
-                HugePagesMode.Hugetlbfs => "hugetlbfs",
+                HugePagesMode.None => HugePageBacking.None,
+                HugePagesMode.Thp => HugePageBacking.Thp,
+                HugePagesMode.Hugetlbfs => HugePageBacking.Hugetlbfs,
                 var other => throw new NotSupportedException($"huge-page mode {other}"),
-            });
-            w.WriteBoolean("ksm", definition.MemoryBacking.KsmEnabled);
-            if (definition.MemoryBacking.NumaNode is { } node)
-                w.WriteNumber("numa_node", node);
-            WriteDevices(w, definition, resolveDiskPath);
-            w.WriteString("serial", "file:" + serialLogPath);
-            w.WriteString("control_socket", controlSocketPath);
-            w.WriteString("on_crash", OnCrash);
-            w.WriteString("on_reset", "reboot");
-            w.WriteEndObject();
-        }
-        return output.WrittenSpan.ToArray();
+            },
+            Ksm = definition.MemoryBacking.KsmEnabled,
+            NumaNode = definition.MemoryBacking.NumaNode,
+            Devices = Devices(definition, resolveDiskPath),
+            Serial = "file:" + serialLogPath,
+            ControlSocket = controlSocketPath,
+            OnCrash = OnCrash,
+            OnReset = GuestResetAction.Reboot,
+        };
     }
 
     /// <summary>
     /// PCI devices in slot order: the disks (the firmware boot disk first, so SeaBIOS boots it), then the network
     /// adapters, then the balloon. Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
     /// </summary>
-    private static void WriteDevices(Utf8JsonWriter w, VmDefinition definition, Func<string, string> resolveDiskPath)
+    private static List<DeviceSpec> Devices(VmDefinition definition, Func<string, string> resolveDiskPath)
     {
         var disks = definition.Disks.Select((disk, index) => (disk, index)).ToList();
         if (definition.Boot is FirmwareBoot { BootDiskIndex: var boot } && boot > 0 && boot < disks.Count)
@@ -81,38 +74,32 @@ public static class VmmConfigBuilder
             disks.RemoveAt(boot);
             disks.Insert(0, first);
         }
-        w.WriteStartArray("devices");
+        var devices = new List<DeviceSpec>();
         foreach (var (disk, index) in disks)
         {
-            w.WriteStartObject();
-            w.WriteString("type", "block");
-            w.WriteString("path", resolveDiskPath(disk.Path));
-            w.WriteString("format", disk.Format == DiskFormat.Qcow2 ? "qcow2" : "raw");
-            w.WriteBoolean("read_only", disk.ReadOnly);
             string serial = $"{definition.Name}-d{index}";
-            w.WriteString("serial", serial.Length <= 20 ? serial : serial[^20..]);
-            w.WriteEndObject();
+            devices.Add(new BlockDeviceSpec
+            {
+                Path = resolveDiskPath(disk.Path),
+                Format = disk.Format == DiskFormat.Qcow2 ? BlockImageFormat.Qcow2 : BlockImageFormat.Raw,
+                ReadOnly = disk.ReadOnly,
+                Serial = serial.Length <= 20 ? serial : serial[^20..],
+            });
         }
         for (int i = 0; i < definition.NetworkAdapters.Count; i++)
         {
             var nic = definition.NetworkAdapters[i];
-            w.WriteStartObject();
-            w.WriteString("type", "net");
-            w.WriteString("tap", nic.TapName ?? GeneratedTapName(definition.Name, i));
-            if (nic.BridgeName is not null) w.WriteString("bridge", nic.BridgeName);
-            w.WriteString("mac", nic.MacAddress.ToString());
-            w.WriteEndObject();
+            devices.Add(new NetDeviceSpec
+            {
+                Tap = nic.TapName ?? GeneratedTapName(definition.Name, i),
+                Bridge = nic.BridgeName,
+                Mac = nic.MacAddress.ToString(),
+            });
         }
         if (definition.BalloonEnabled)
-        {
             // deflate_on_oom: a guest short of memory may take pages back rather than fail; stats every 5 s for Invoke-KvmBalloon.
-            w.WriteStartObject();
-            w.WriteString("type", "balloon");
-            w.WriteBoolean("deflate_on_oom", true);
-            w.WriteNumber("stats_interval_s", 5);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
+            devices.Add(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 });
+        return devices;
     }
 
     /// <summary>A stable tap name for an adapter that names only a bridge: "kv" + 8 hex digits of the VM name + "n" + index (≤ 15 bytes, IFNAMSIZ).</summary>

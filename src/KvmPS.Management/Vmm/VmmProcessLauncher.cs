@@ -4,7 +4,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using KvmPS.Management.Definitions;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 
@@ -167,7 +167,7 @@ public sealed class VmmProcessLauncher
         // Repeated on the command line (flags override the file): liveness checks match the process by it.
         "--control-socket", socketPath,
         "--serial", "file:" + serialPath,
-        "--on-crash", VmmConfigBuilder.OnCrash,
+        "--on-crash", VmmConfigBuilder.OnCrash == KvmPS.Contract.GuestCrashAction.Stay ? "stay" : "exit",
     ];
 
     /// <summary>The command line of a restore (docs/vmm.md): the snapshot brings its own configuration.</summary>
@@ -256,7 +256,7 @@ internal static class ChildReaper
                     exit = signal == 0 ? new ProcessExit((status >> 8) & 0xff, null) : new ProcessExit(null, signal);
                     break;
                 }
-                if (result < 0 && Marshal.GetLastPInvokeError() == LibC.EINTR)
+                if (result < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR)
                     continue;
                 break; // ECHILD: somebody else reaped it; the status is unknown
             }

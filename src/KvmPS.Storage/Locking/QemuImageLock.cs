@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using KvmPS.Storage.Native;
+using KvmPS.Interop;
 
 namespace KvmPS.Storage.Locking;
 
@@ -74,15 +74,15 @@ internal static class QemuImageLock
 
     private static void SetSharedLock(ImageFile file, int fd, int byteOffset)
     {
-        var fl = new Flock { l_type = LibC.F_RDLCK, l_whence = LibC.SEEK_SET, l_start = byteOffset, l_len = 1 };
-        while (LibC.fcntl(fd, LibC.F_OFD_SETLK, ref fl) != 0)
+        var fl = new Flock { l_type = Libc.F_RDLCK, l_whence = Libc.SEEK_SET, l_start = byteOffset, l_len = 1 };
+        while (Libc.fcntl(fd, Libc.F_OFD_SETLK, ref fl) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.EINTR)
+            if (errno == Libc.EINTR)
             {
                 continue;
             }
-            if (errno == LibC.EAGAIN || errno == LibC.EACCES)
+            if (errno == Libc.EAGAIN || errno == Libc.EACCES)
             {
                 // Someone holds an exclusive lock on the byte: nobody QEMU-compatible does that
                 // for long, but it still means the image is busy.
@@ -94,15 +94,15 @@ internal static class QemuImageLock
 
     private static bool IsLockedByOthers(ImageFile file, int fd, int byteOffset)
     {
-        var fl = new Flock { l_type = LibC.F_WRLCK, l_whence = LibC.SEEK_SET, l_start = byteOffset, l_len = 1 };
-        while (LibC.fcntl(fd, LibC.F_OFD_GETLK, ref fl) != 0)
+        var fl = new Flock { l_type = Libc.F_WRLCK, l_whence = Libc.SEEK_SET, l_start = byteOffset, l_len = 1 };
+        while (Libc.fcntl(fd, Libc.F_OFD_GETLK, ref fl) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            if (errno != LibC.EINTR)
+            if (errno != Libc.EINTR)
             {
                 throw new DiskImageException(file.Path, $"Testing lock byte {byteOffset} of disk image '{file.Path}' failed (errno {errno}).");
             }
         }
-        return fl.l_type != LibC.F_UNLCK;
+        return fl.l_type != Libc.F_UNLCK;
     }
 }

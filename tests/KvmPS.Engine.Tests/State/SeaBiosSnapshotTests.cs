@@ -36,7 +36,9 @@ public class SeaBiosSnapshotTests(ITestOutputHelper output)
             {
                 first.Start();
                 var deadline = DateTime.UtcNow + Timeout;
-                while (!Log().Contains("SeaBIOS (version") && DateTime.UtcNow < deadline) Thread.Sleep(1);
+                // The whole banner line: a pause inside it would split "BUILD:" between the logs before and after.
+                static bool BannerDone(string log) => log.IndexOf("SeaBIOS (version", StringComparison.Ordinal) is int at && at >= 0 && log.IndexOf('\n', at) > 0;
+                while (!BannerDone(Log()) && DateTime.UtcNow < deadline) Thread.Sleep(1);
                 Assert.True(first.Pause(TimeSpan.FromSeconds(5)));
                 Assert.DoesNotContain("Booting from", Log()); // still in the firmware
                 SnapshotDirectory.Write(snapshot, SnapshotStateFile.Encode(first.SaveState()), "{}", first.Memory);

@@ -46,7 +46,7 @@ public class VmmProcessTests
     {
         using var dir = new TempDir();
         string serial = dir.File("serial.log");
-        File.WriteAllText(dir.File("vm.json"), $$"""{ "vcpus": 3, "memory": 384, "serial": "file:{{serial}}", "cmdline": "kvmps.run=exit 2" }""");
+        File.WriteAllText(dir.File("vm.json"), $$"""{ "vcpus": 3, "memory_bytes": 402653184, "serial": "file:{{serial}}", "cmdline": "kvmps.run=exit 2" }""");
         var (code, _, stderr) = VmmProcess.Run(Timeout, "--config", dir.File("vm.json"), "--cmdline", "kvmps.run=exit 9");
         Assert.True(code == 19, stderr);
         string log = File.ReadAllText(serial);
@@ -328,7 +328,7 @@ public class VmmProcessTests
         File.WriteAllText(dir.File("vm.json"), """{ "devices": [ { "type": "rng" }, { "kind": "rng" } ] }""");
         var (code, _, stderr) = VmmProcess.Run(Timeout, "--config", dir.File("vm.json"));
         Assert.Equal(2, code);
-        Assert.Contains("'devices'[1]", stderr);
+        Assert.Contains("field 'devices[1]'", stderr);
         Assert.Contains("no \"type\"", stderr);
     }
 

@@ -43,7 +43,7 @@ public sealed class VmmClientTests : IDisposable
             var description = client.Describe();
             Assert.Equal(info.Pid, description.Pid);
             Assert.Equal(2, description.MaxVcpus);
-            Assert.Equal("stay", description.OnCrash);
+            Assert.Equal(KvmPS.Contract.GuestCrashAction.Stay, description.OnCrash);
             Assert.Equal("file:" + info.SerialLogPath, description.Serial);
             Assert.Contains("console.attach", description.Requests);
 

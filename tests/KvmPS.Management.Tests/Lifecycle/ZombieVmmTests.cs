@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using KvmPS.Management.Interop;
+using KvmPS.Interop;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 using KvmPS.Management.Tests.TestSupport;

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace KvmPS.Management.Interop;
+namespace KvmPS.Interop;
 
 /// <summary>
 /// Process control that <see cref="System.Diagnostics.Process"/> cannot do: start a child in a new session
@@ -28,49 +28,49 @@ internal static unsafe partial class ProcessInterop
     private const int SpawnAttrBytes = 1024;
     private const int SigSetBytes = 256;
 
-    [LibraryImport("libc", EntryPoint = "posix_spawn", StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawn", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int PosixSpawn(out int pid, string path, void* fileActions, void* attr, byte** argv, byte** envp);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawn_file_actions_init")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawn_file_actions_init")]
     private static partial int FileActionsInit(void* fileActions);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawn_file_actions_destroy")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawn_file_actions_destroy")]
     private static partial int FileActionsDestroy(void* fileActions);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawn_file_actions_addopen", StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawn_file_actions_addopen", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int FileActionsAddOpen(void* fileActions, int fd, string path, int flags, uint mode);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawn_file_actions_adddup2")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawn_file_actions_adddup2")]
     private static partial int FileActionsAddDup2(void* fileActions, int fd, int newFd);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawn_file_actions_addclosefrom_np")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawn_file_actions_addclosefrom_np")]
     private static partial int FileActionsAddCloseFrom(void* fileActions, int fromFd);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawnattr_init")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawnattr_init")]
     private static partial int AttrInit(void* attr);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawnattr_destroy")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawnattr_destroy")]
     private static partial int AttrDestroy(void* attr);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawnattr_setflags")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawnattr_setflags")]
     private static partial int AttrSetFlags(void* attr, short flags);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawnattr_setsigmask")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawnattr_setsigmask")]
     private static partial int AttrSetSigMask(void* attr, void* mask);
 
-    [LibraryImport("libc", EntryPoint = "posix_spawnattr_setsigdefault")]
+    [LibraryImport(Libc.Lib, EntryPoint = "posix_spawnattr_setsigdefault")]
     private static partial int AttrSetSigDefault(void* attr, void* set);
 
-    [LibraryImport("libc", EntryPoint = "sigemptyset")]
+    [LibraryImport(Libc.Lib, EntryPoint = "sigemptyset")]
     private static partial int SigEmptySet(void* set);
 
-    [LibraryImport("libc", EntryPoint = "sigaddset")]
+    [LibraryImport(Libc.Lib, EntryPoint = "sigaddset")]
     private static partial int SigAddSet(void* set, int signal);
 
-    [LibraryImport("libc", EntryPoint = "waitpid", SetLastError = true)]
+    [LibraryImport(Libc.Lib, EntryPoint = "waitpid", SetLastError = true)]
     public static partial int WaitPid(int pid, out int status, int options);
 
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    [LibraryImport(Libc.Lib, EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 
     /// <summary>
@@ -118,7 +118,7 @@ internal static unsafe partial class ProcessInterop
         {
             Check(FileActionsInit(fileActions), "posix_spawn_file_actions_init");
             actionsReady = true;
-            Check(FileActionsAddOpen(fileActions, 0, "/dev/null", LibC.O_RDONLY, 0), "open /dev/null");
+            Check(FileActionsAddOpen(fileActions, 0, "/dev/null", Libc.O_RDONLY, 0), "open /dev/null");
             Check(FileActionsAddOpen(fileActions, 1, outputPath, O_WRONLY | O_APPEND | O_CREAT, 0b110_100_000 /* 0640 */), $"open '{outputPath}'");
             Check(FileActionsAddDup2(fileActions, 1, 2), "dup2");
             try
@@ -145,7 +145,7 @@ internal static unsafe partial class ProcessInterop
 
             var error = PosixSpawn(out var pid, path, fileActions, attr, nativeArgv, nativeEnvp);
             if (error != 0)
-                throw new IOException($"Cannot start '{path}': {LibC.Describe(error)}");
+                throw new IOException($"Cannot start '{path}': {Libc.Describe(error)}");
             return pid;
         }
         finally
@@ -167,7 +167,7 @@ internal static unsafe partial class ProcessInterop
     {
         // posix_spawn* functions return the error number instead of setting errno.
         if (result != 0)
-            throw new IOException($"{what} failed: {LibC.Describe(result)}");
+            throw new IOException($"{what} failed: {Libc.Describe(result)}");
     }
 
     private static byte** AllocStringArray(IReadOnlyList<string> strings)

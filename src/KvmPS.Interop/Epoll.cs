@@ -17,13 +17,13 @@ internal static unsafe partial class Epoll
         public ulong data;
     }
 
-    [LibraryImport("libc", EntryPoint = "epoll_create1", SetLastError = true)]
+    [LibraryImport(Libc.Lib, EntryPoint = "epoll_create1", SetLastError = true)]
     public static partial int Create1(int flags);
 
-    [LibraryImport("libc", EntryPoint = "epoll_ctl", SetLastError = true)]
+    [LibraryImport(Libc.Lib, EntryPoint = "epoll_ctl", SetLastError = true)]
     public static partial int Ctl(int epfd, int op, int fd, EpollEvent* ev);
 
-    [LibraryImport("libc", EntryPoint = "epoll_wait", SetLastError = true)]
+    [LibraryImport(Libc.Lib, EntryPoint = "epoll_wait", SetLastError = true)]
     public static partial int Wait(int epfd, EpollEvent* events, int maxevents, int timeout);
 }
 

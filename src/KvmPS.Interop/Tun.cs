@@ -57,7 +57,7 @@ internal static unsafe partial class Tun
         }
     }
 
-    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    [LibraryImport(Libc.Lib, EntryPoint = "socket", SetLastError = true)]
     public static partial int Socket(int domain, int type, int protocol);
 
     /// <summary>A control socket for the SIOC* ioctls (any AF_INET datagram socket will do).</summary>

@@ -1,12 +1,10 @@
 using System.Runtime.InteropServices;
 
-namespace KvmPS.Storage.Native;
+namespace KvmPS.Interop;
 
-/// <summary>The few Linux libc calls that .NET does not expose: hole punching, OFD locks, fdatasync.</summary>
-internal static partial class LibC
+/// <summary>File calls .NET does not expose: hole punching, OFD locks, fsync of directories, fdatasync.</summary>
+internal static partial class Libc
 {
-    private const string LibraryName = "libc.so.6";
-
     // fallocate(2) modes, from linux/falloc.h.
     public const int FALLOC_FL_KEEP_SIZE = 0x01;
     public const int FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -22,24 +20,23 @@ internal static partial class LibC
 
     public const short SEEK_SET = 0;
 
-    public const int EINTR = 4;
-    public const int EAGAIN = 11;
-    public const int EACCES = 13;
-    public const int EOPNOTSUPP = 95;
-
-    [LibraryImport(LibraryName, SetLastError = true)]
+    [LibraryImport(Lib, EntryPoint = "fallocate", SetLastError = true)]
     public static partial int fallocate(int fd, int mode, long offset, long len);
 
-    [LibraryImport(LibraryName, SetLastError = true)]
+    [LibraryImport(Lib, EntryPoint = "fdatasync", SetLastError = true)]
     public static partial int fdatasync(int fd);
+
+    /// <summary>fsync(2): also on a directory, so a rename in it is durable.</summary>
+    [LibraryImport(Lib, EntryPoint = "fsync", SetLastError = true)]
+    public static partial int Fsync(int fd);
 
     // fcntl is variadic; a pointer third argument is passed exactly like a fixed one on the Linux
     // x86-64 and AAPCS64 ABIs, so a fixed-signature import is safe here.
-    [LibraryImport(LibraryName, SetLastError = true)]
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
     public static partial int fcntl(int fd, int cmd, ref Flock lockDescription);
 }
 
-/// <summary>struct flock from the Linux 64-bit ABI (32 bytes, natural alignment).</summary>
+/// <summary>struct flock from the Linux 64-bit ABI (32 bytes, natural alignment; checked by LibcLayoutTests).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct Flock
 {

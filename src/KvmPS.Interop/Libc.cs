@@ -2,10 +2,17 @@ using System.Runtime.InteropServices;
 
 namespace KvmPS.Interop;
 
-/// <summary>libc imports the engine uses. Fixed-size types only; every fd leaves here wrapped in a SafeHandle.</summary>
+/// <summary>
+/// libc imports for every KvmPS assembly (engine, management, storage). Fixed-size types only; every fd leaves here
+/// wrapped in a SafeHandle. Other files add their families to this class (Libc.Files.cs) or use <see cref="Lib"/>.
+/// </summary>
 internal static unsafe partial class Libc
 {
-    private const string Lib = "libc";
+    /// <summary>
+    /// The one library name of every import. The runtime maps "libc" to glibc's libc.so.6, and kvmps-vmm's NativeAOT
+    /// build binds it at link time (DirectPInvoke "libc" in kvmps-vmm.csproj).
+    /// </summary>
+    internal const string Lib = "libc";
 
     public const int O_RDONLY = 0, O_RDWR = 2, O_CREAT = 0x40, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
 
@@ -21,7 +28,7 @@ internal static unsafe partial class Libc
 
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
 
-    public const int EINTR = 4, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EEXIST = 17, ENOENT = 2, EPERM = 1;
+    public const int EINTR = 4, EAGAIN = 11, EWOULDBLOCK = EAGAIN, ENOMEM = 12, EACCES = 13, EEXIST = 17, ENOENT = 2, EPERM = 1, EOPNOTSUPP = 95;
 
     [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Open(string path, int flags, int mode);
@@ -100,6 +107,9 @@ internal static unsafe partial class Libc
     private static partial nint StrError(int errnum);
 
     public static string ErrorText(int errno) => Marshal.PtrToStringUTF8(StrError(errno)) ?? $"errno {errno}";
+
+    /// <summary>"No such file or directory (errno 2)".</summary>
+    public static string Describe(int errno) => $"{ErrorText(errno)} (errno {errno})";
 
     public const int SA_SIGINFO = 4, SA_RESTORER = 0x04000000;
 

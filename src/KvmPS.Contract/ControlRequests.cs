@@ -1,0 +1,200 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
+
+namespace KvmPS.Contract;
+
+/// <summary>
+/// A control-socket request (docs/vmm.md, "Control protocol"): one JSON object on one line,
+/// <c>{"id": any, "request": NAME, ...arguments}</c>. One record per action; each says when it is allowed.
+/// Unknown arguments are rejected (<see cref="ControlErrorCodes.InvalidArgument"/>, naming the field).
+/// </summary>
+public abstract record ControlRequest
+{
+    protected ControlRequest(string request) => Request = request;
+
+    /// <summary>Optional; echoed in the reply as given.</summary>
+    [JsonPropertyOrder(-2)]
+    public JsonElement? Id { get; init; }
+
+    /// <summary>The request name (one of <see cref="ControlRequests.Names"/>).</summary>
+    [JsonPropertyOrder(-1)]
+    public string Request { get; set; }
+}
+
+/// <summary>Any state: liveness check. Reply: <see cref="PingReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record PingRequest() : ControlRequest(Name) { public const string Name = "ping"; }
+
+/// <summary>Any state: the configuration the VMM runs with, process and host facts. Reply: <see cref="DescribeReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record DescribeRequest() : ControlRequest(Name) { public const string Name = "describe"; }
+
+/// <summary>Any state: VM state, uptime, vCPU states, and how the VM ended. Reply: <see cref="StatusReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record StatusRequest() : ControlRequest(Name) { public const string Name = "status"; }
+
+/// <summary>Any state: exit counts by reason, vCPU states, process RSS. Reply: <see cref="MetricsReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record MetricsRequest() : ControlRequest(Name) { public const string Name = "metrics"; }
+
+/// <summary>Running (Paused: no-op). Returns once every vCPU is parked. Reply: <see cref="StatusReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record PauseRequest() : ControlRequest(Name) { public const string Name = "pause"; }
+
+/// <summary>Paused (Running: no-op). Reply: <see cref="StatusReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record ResumeRequest() : ControlRequest(Name) { public const string Name = "resume"; }
+
+/// <summary>
+/// Any state. <see cref="Graceful"/> presses the ACPI power button and waits <see cref="TimeoutMs"/> for the guest to
+/// power off, then stops it by force. The process exits after replying. Reply: <see cref="StopReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record StopRequest() : ControlRequest(Name)
+{
+    public const string Name = "stop";
+    public bool Graceful { get; set; } = true;
+    /// <summary>How long a graceful stop waits for power-off (not negative).</summary>
+    public int TimeoutMs { get; set; } = 10_000;
+}
+
+/// <summary>
+/// Running or Paused. After the reply (<see cref="ConsoleAttachReply"/>) the connection is a raw byte stream both ways
+/// with the guest console; <see cref="Replay"/> first sends the last 64 KiB of output.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record ConsoleAttachRequest() : ControlRequest(Name)
+{
+    public const string Name = "console.attach";
+    public bool Replay { get; set; } = true;
+}
+
+/// <summary>
+/// Running or Paused. Pauses every vCPU and device, writes the snapshot directory <see cref="Path"/> (which must not
+/// exist yet or be empty), and resumes unless <see cref="Resume"/> is false. With <see cref="Disks"/> =
+/// <see cref="SnapshotDisks.Snapshot"/> every qcow2 disk gets an internal snapshot named <see cref="SnapshotId"/>
+/// (default: the directory's name) at the same paused instant; a raw disk fails the request
+/// (<see cref="ControlErrorCodes.InvalidState"/>, naming the disk) unless <see cref="SnapshotDisks.Ignore"/>.
+/// Reply: <see cref="SnapshotCreateReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record SnapshotCreateRequest() : ControlRequest(Name)
+{
+    public const string Name = "snapshot.create";
+    public required string Path { get; init; }
+    public SnapshotMemory Memory { get; set; } = SnapshotMemory.Full;
+    public bool Resume { get; set; } = true;
+    public SnapshotDisks Disks { get; set; } = SnapshotDisks.Snapshot;
+    public string? SnapshotId { get; init; }
+}
+
+/// <summary>Which guest memory a snapshot writes.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<SnapshotMemory>))]
+public enum SnapshotMemory
+{
+    /// <summary>All of guest RAM.</summary>
+    Full,
+    /// <summary>Only pages written since the previous snapshot; the directory names its parent.</summary>
+    Diff,
+}
+
+/// <summary>What a snapshot does with the VM's disks.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<SnapshotDisks>))]
+public enum SnapshotDisks
+{
+    /// <summary>An internal qcow2 snapshot per disk; raw disks make the request fail.</summary>
+    Snapshot,
+    /// <summary>Disks are left alone and move on after the snapshot.</summary>
+    Ignore,
+}
+
+/// <summary>Running or Paused, with a balloon device: set the balloon size. Reply: <see cref="BalloonStateReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record BalloonSetRequest() : ControlRequest(Name)
+{
+    public const string Name = "balloon.set";
+    /// <summary>Memory to take from the guest (0: an empty balloon).</summary>
+    public required long TargetBytes { get; init; }
+}
+
+/// <summary>With a balloon device, any state the machine exists in: balloon size and the guest's statistics. Reply: <see cref="BalloonStateReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record BalloonGetRequest() : ControlRequest(Name) { public const string Name = "balloon.get"; }
+
+/// <summary>With a net device, any state the machine exists in: packet counters. Reply: <see cref="NetStatsReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record NetStatsRequest() : ControlRequest(Name) { public const string Name = "net.stats"; }
+
+/// <summary>Every request name and its record.</summary>
+public static class ControlRequests
+{
+    /// <summary>Requests the VMM itself handles (device requests are listed by <c>describe</c> when the device exists).</summary>
+    public static IReadOnlyList<string> Core { get; } =
+    [
+        DescribeRequest.Name, StatusRequest.Name, MetricsRequest.Name, PauseRequest.Name, ResumeRequest.Name, StopRequest.Name,
+        ConsoleAttachRequest.Name, PingRequest.Name, SnapshotCreateRequest.Name,
+    ];
+
+    /// <summary>Requests a device handles.</summary>
+    public static IReadOnlyList<string> Device { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name, NetStatsRequest.Name];
+
+    public static IReadOnlyList<string> Names { get; } = [.. Core, .. Device];
+
+    /// <summary>The record of each request name.</summary>
+    public static IReadOnlyDictionary<string, JsonTypeInfo> Records { get; } = new Dictionary<string, JsonTypeInfo>(StringComparer.Ordinal)
+    {
+        [PingRequest.Name] = ContractJsonContext.Default.PingRequest,
+        [DescribeRequest.Name] = ContractJsonContext.Default.DescribeRequest,
+        [StatusRequest.Name] = ContractJsonContext.Default.StatusRequest,
+        [MetricsRequest.Name] = ContractJsonContext.Default.MetricsRequest,
+        [PauseRequest.Name] = ContractJsonContext.Default.PauseRequest,
+        [ResumeRequest.Name] = ContractJsonContext.Default.ResumeRequest,
+        [StopRequest.Name] = ContractJsonContext.Default.StopRequest,
+        [ConsoleAttachRequest.Name] = ContractJsonContext.Default.ConsoleAttachRequest,
+        [SnapshotCreateRequest.Name] = ContractJsonContext.Default.SnapshotCreateRequest,
+        [BalloonSetRequest.Name] = ContractJsonContext.Default.BalloonSetRequest,
+        [BalloonGetRequest.Name] = ContractJsonContext.Default.BalloonGetRequest,
+        [NetStatsRequest.Name] = ContractJsonContext.Default.NetStatsRequest,
+    };
+
+    /// <summary>Longest request line the VMM accepts.</summary>
+    public const int MaxRequestBytes = 64 * 1024;
+
+    /// <summary>
+    /// Reads one request object into its record. Throws <see cref="ControlProtocolException"/>:
+    /// <see cref="ControlErrorCodes.MalformedRequest"/> (not an object, no <c>request</c> string),
+    /// <see cref="ControlErrorCodes.UnknownRequest"/>, or <see cref="ControlErrorCodes.InvalidArgument"/> naming the field.
+    /// </summary>
+    public static ControlRequest Parse(JsonElement request)
+    {
+        if (request.ValueKind != JsonValueKind.Object)
+            throw new ControlProtocolException(ControlErrorCodes.MalformedRequest, "a request must be a JSON object");
+        if (!request.TryGetProperty("request", out var nameElement) || nameElement.ValueKind != JsonValueKind.String)
+            throw new ControlProtocolException(ControlErrorCodes.MalformedRequest, "the request has no \"request\" string naming what to do");
+        string name = nameElement.GetString()!;
+        if (!Records.TryGetValue(name, out var typeInfo))
+            throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"unknown request '{name}' (known: {string.Join(", ", Names)})");
+        try
+        {
+            ContractValidator.CheckObject(request, typeInfo, "");
+            return (ControlRequest)request.Deserialize(typeInfo)!;
+        }
+        catch (ContractException e)
+        {
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{name}: {e.Message}");
+        }
+        catch (JsonException e)
+        {
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{name}: {ContractJson.Explain(e)}");
+        }
+    }
+
+    /// <summary>The request as one line of JSON (without the newline).</summary>
+    public static byte[] Serialize(ControlRequest request)
+    {
+        if (!Records.TryGetValue(request.Request, out var typeInfo) || typeInfo.Type != request.GetType())
+            throw new ArgumentException($"request '{request.Request}' does not match its record {request.GetType().Name}", nameof(request));
+        return JsonSerializer.SerializeToUtf8Bytes(request, typeInfo);
+    }
+}

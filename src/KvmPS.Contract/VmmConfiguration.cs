@@ -1,0 +1,134 @@
+using System.Text.Json.Serialization;
+
+namespace KvmPS.Contract;
+
+/// <summary>
+/// The kvmps-vmm configuration file (<c>--config FILE</c>, docs/vmm.md "Configuration"), and <c>config.json</c> in a
+/// snapshot directory. Management writes it with <see cref="ContractJson.WriteConfiguration"/>; the VMM reads it with
+/// <see cref="ContractJson.ReadConfiguration"/>. Every field is optional (null: the VMM's default); unknown fields
+/// are rejected, naming the field. Sizes are bytes and say so in the name.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record VmmConfiguration
+{
+    /// <summary>Linux bzImage or ELF64 kernel; null boots the built-in guest (or <see cref="Firmware"/>).</summary>
+    public string? Kernel { get; init; }
+    public string? Initrd { get; init; }
+    public string? Cmdline { get; init; }
+    /// <summary>Guest RAM in bytes (default 256 MiB).</summary>
+    public long? MemoryBytes { get; init; }
+    /// <summary>vCPUs at boot (default 1).</summary>
+    public int? Vcpus { get; init; }
+    /// <summary>vCPUs described in the firmware tables for hot-add (default: <see cref="Vcpus"/>).</summary>
+    public int? MaxVcpus { get; init; }
+    /// <summary><c>stdio</c>, <c>none</c> or <c>file:PATH</c> (appended); default <c>stdio</c>.</summary>
+    public string? Serial { get; init; }
+    public string? ControlSocket { get; init; }
+    public HugePageBacking? Hugepages { get; init; }
+    public bool? Ksm { get; init; }
+    public int? NumaNode { get; init; }
+    public GuestResetAction? OnReset { get; init; }
+    /// <summary>Default: <c>stay</c> with a control socket, else <c>exit</c>.</summary>
+    public GuestCrashAction? OnCrash { get; init; }
+    /// <summary>Path of the KVM device (default /dev/kvm).</summary>
+    public string? KvmDevice { get; init; }
+    /// <summary>Shorthand for an <see cref="RngDeviceSpec"/> in <see cref="Devices"/>.</summary>
+    public bool? Rng { get; init; }
+    /// <summary>PCI devices in slot order (00:01.0, 00:02.0, …).</summary>
+    public IReadOnlyList<DeviceSpec>? Devices { get; init; }
+    /// <summary>A BIOS image (or <c>seabios</c>) booted from the reset vector instead of a kernel.</summary>
+    public string? Firmware { get; init; }
+    /// <summary>The debug console port 0x402: <c>none</c>, <c>stderr</c> or <c>file:PATH</c>.</summary>
+    public string? Debugcon { get; init; }
+}
+
+[JsonConverter(typeof(SnakeCaseEnumConverter<HugePageBacking>))]
+public enum HugePageBacking
+{
+    None,
+    /// <summary>Transparent huge pages (MADV_HUGEPAGE).</summary>
+    Thp,
+    /// <summary>MAP_HUGETLB from the hugetlbfs pool.</summary>
+    Hugetlbfs,
+}
+
+/// <summary>What a guest reset does.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<GuestResetAction>))]
+public enum GuestResetAction { Reboot, Stop }
+
+/// <summary>What a guest crash does: stay up in Crashed for inspection, or exit with <see cref="VmmExitCode.GuestCrashed"/>.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<GuestCrashAction>))]
+public enum GuestCrashAction { Stay, Exit }
+
+[JsonConverter(typeof(SnakeCaseEnumConverter<BlockImageFormat>))]
+public enum BlockImageFormat { Auto, Raw, Qcow2 }
+
+/// <summary>
+/// One PCI device of <see cref="VmmConfiguration.Devices"/>. On the wire an object whose <c>type</c> names the record
+/// (any position in the object); each record rejects fields it does not know. Values (ranges, MAC syntax, interface
+/// names) are checked by the VMM's device configuration, which also accepts the same keys as <c>--device TYPE,k=v</c>.
+/// </summary>
+[JsonConverter(typeof(DeviceSpecConverter))]
+public abstract record DeviceSpec
+{
+    /// <summary>The <c>type</c> on the wire.</summary>
+    [JsonIgnore] public abstract string Type { get; }
+}
+
+/// <summary>virtio-blk on a raw or qcow2 image.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record BlockDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "block";
+    [JsonIgnore] public override string Type => TypeName;
+    public required string Path { get; init; }
+    public BlockImageFormat? Format { get; init; }
+    public bool? ReadOnly { get; init; }
+    /// <summary>What VIRTIO_BLK_T_GET_ID returns: at most 20 printable ASCII characters.</summary>
+    public string? Serial { get; init; }
+    public bool? Discard { get; init; }
+}
+
+/// <summary>virtio-net on a Linux tap (created when missing), optionally attached to a bridge.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record NetDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "net";
+    [JsonIgnore] public override string Type => TypeName;
+    public required string Tap { get; init; }
+    public string? Bridge { get; init; }
+    /// <summary>aa:bb:cc:dd:ee:ff; default derived from the tap name.</summary>
+    public string? Mac { get; init; }
+    public int? Mtu { get; init; }
+}
+
+/// <summary>virtio-balloon.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record BalloonDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "balloon";
+    [JsonIgnore] public override string Type => TypeName;
+    public bool? DeflateOnOom { get; init; }
+    /// <summary>How often the driver is asked for fresh statistics, in seconds (0: never asked).</summary>
+    public int? StatsIntervalS { get; init; }
+}
+
+/// <summary>virtio-rng, fed by the host's getrandom. No options.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record RngDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "rng";
+    [JsonIgnore] public override string Type => TypeName;
+}
+
+/// <summary>virtio-vsock with the host side as Unix sockets.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record VsockDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "vsock";
+    [JsonIgnore] public override string Type => TypeName;
+    /// <summary>3 or more.</summary>
+    public required long GuestCid { get; init; }
+    /// <summary>Host → guest connections are accepted here; guest → host port P goes to <c>uds_path_P</c>.</summary>
+    public required string UdsPath { get; init; }
+}

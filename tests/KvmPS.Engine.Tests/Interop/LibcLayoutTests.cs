@@ -1,0 +1,125 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using KvmPS.Engine.Tests.Support;
+using KvmPS.Interop;
+using Xunit;
+
+namespace KvmPS.Engine.Tests.Interop;
+
+/// <summary>
+/// The libc structs and constants of the shared KvmPS.Interop assembly (used by engine, management and storage),
+/// checked against glibc's and Linux's headers by a compiled C program, as KvmLayoutTests does for &lt;linux/kvm.h&gt;.
+/// </summary>
+public class LibcLayoutTests
+{
+    // (C# type, C type, fields as (C# field, C member))
+    private static readonly (Type Type, string CType, (string Cs, string C)[] Fields)[] Structs =
+    [
+        (typeof(Libc.SigAction), "struct sigaction", [("sa_mask", "sa_mask"), ("sa_flags", "sa_flags"), ("sa_restorer", "sa_restorer")]),
+        (typeof(Epoll.EpollEvent), "struct epoll_event", [("events", "events"), ("data", "data")]),
+        (typeof(Tun.IfReq), "struct ifreq", [("ifr_flags", "ifr_flags"), ("ifr_ifindex", "ifr_ifindex"), ("ifr_mtu", "ifr_mtu")]),
+        (typeof(Flock), "struct flock", [("l_type", "l_type"), ("l_whence", "l_whence"), ("l_start", "l_start"), ("l_len", "l_len"), ("l_pid", "l_pid")]),
+    ];
+
+    private static readonly (string Name, long Value)[] Constants =
+    [
+        ("O_RDWR", Libc.O_RDWR), ("O_CREAT", Libc.O_CREAT), ("O_NONBLOCK", Libc.O_NONBLOCK), ("O_CLOEXEC", Libc.O_CLOEXEC),
+        ("LOCK_EX", Libc.LOCK_EX), ("LOCK_NB", Libc.LOCK_NB), ("LOCK_UN", Libc.LOCK_UN),
+        ("F_OFD_GETLK", Libc.F_OFD_GETLK), ("F_OFD_SETLK", Libc.F_OFD_SETLK), ("F_RDLCK", Libc.F_RDLCK), ("F_WRLCK", Libc.F_WRLCK), ("F_UNLCK", Libc.F_UNLCK),
+        ("FALLOC_FL_KEEP_SIZE", Libc.FALLOC_FL_KEEP_SIZE), ("FALLOC_FL_PUNCH_HOLE", Libc.FALLOC_FL_PUNCH_HOLE), ("FALLOC_FL_ZERO_RANGE", Libc.FALLOC_FL_ZERO_RANGE),
+        ("EFD_CLOEXEC", Libc.EFD_CLOEXEC), ("EFD_NONBLOCK", Libc.EFD_NONBLOCK), ("MAP_NORESERVE", Libc.MAP_NORESERVE), ("MAP_HUGETLB", Libc.MAP_HUGETLB),
+        ("MADV_MERGEABLE", Libc.MADV_MERGEABLE), ("MADV_HUGEPAGE", Libc.MADV_HUGEPAGE), ("EAGAIN", Libc.EAGAIN), ("EOPNOTSUPP", Libc.EOPNOTSUPP),
+        ("EPOLLIN", Epoll.EPOLLIN), ("TUNSETIFF", Tun.TUNSETIFF), ("TUNGETIFF", Tun.TUNGETIFF), ("IFF_TAP", Tun.IFF_TAP), ("IFF_VNET_HDR", Tun.IFF_VNET_HDR),
+        ("SIOCBRADDIF", Tun.SIOCBRADDIF), ("SIOCSIFMTU", Tun.SIOCSIFMTU),
+    ];
+
+    private static Dictionary<string, ulong>? s_truth;
+
+    private static Dictionary<string, ulong> HeaderTruth()
+    {
+        if (s_truth is not null) return s_truth;
+        var c = new StringBuilder("""
+            #define _GNU_SOURCE
+            #include <stdio.h>
+            #include <stddef.h>
+            #include <signal.h>
+            #include <fcntl.h>
+            #include <sys/file.h>
+            #include <sys/mman.h>
+            #include <sys/stat.h>
+            #include <sys/eventfd.h>
+            #include <sys/epoll.h>
+            #include <sys/ioctl.h>
+            #include <errno.h>
+            #include <net/if.h>
+            #include <linux/if_tun.h>
+            #include <linux/sockios.h>
+            #include <linux/falloc.h>
+            int main(void){
+
+            """);
+        foreach (var (_, ctype, fields) in Structs)
+        {
+            c.Append($"printf(\"{ctype} %zu\\n\", sizeof({ctype}));\n");
+            foreach (var (_, f) in fields) c.Append($"printf(\"{ctype}.{f} %zu\\n\", offsetof({ctype}, {f}));\n");
+        }
+        foreach (var (name, _) in Constants) c.Append($"printf(\"{name} %lu\\n\", (unsigned long)({name}));\n");
+        c.Append("printf(\"stat %zu\\n\", sizeof(struct stat));\n");
+        c.Append("printf(\"stat.st_mode %zu\\n\", offsetof(struct stat, st_mode));\n");
+        c.Append("return 0;}\n");
+        var truth = new Dictionary<string, ulong>();
+        foreach (string line in NativeCompiler.CompileAndRun(c.ToString(), "libc_layout").Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            int sp = line.LastIndexOf(' ');
+            truth[line[..sp]] = ulong.Parse(line[(sp + 1)..]);
+        }
+        return s_truth = truth;
+    }
+
+    public static TheoryData<string> StructNames()
+    {
+        var data = new TheoryData<string>();
+        foreach (var s in Structs) data.Add(s.CType);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(StructNames))]
+    public void StructSizeAndOffsetsMatchHeader(string ctype)
+    {
+        var truth = HeaderTruth();
+        var (type, _, fields) = Structs.Single(s => s.CType == ctype);
+        Assert.True(truth[ctype] == (ulong)Marshal.SizeOf(type), $"sizeof({ctype}): header {truth[ctype]}, C# {Marshal.SizeOf(type)}");
+        foreach (var (cs, c) in fields)
+            Assert.True(truth[$"{ctype}.{c}"] == (ulong)Marshal.OffsetOf(type, cs), $"{ctype}.{c}: header {truth[$"{ctype}.{c}"]}, C# {Marshal.OffsetOf(type, cs)}");
+    }
+
+    [Fact]
+    public void ConstantsMatchHeaders()
+    {
+        var truth = HeaderTruth();
+        foreach (var (name, value) in Constants)
+            Assert.True(truth[name] == (ulong)value, $"{name}: header 0x{truth[name]:x}, C# 0x{value:x}");
+    }
+
+    [Fact]
+    public void StatBufferMatchesGlibc()
+    {
+        var truth = HeaderTruth();
+        Assert.True(truth["stat"] == (ulong)Libc.StatSize, $"sizeof(struct stat): header {truth["stat"]}, C# {Libc.StatSize}");
+        Assert.True(truth["stat.st_mode"] == (ulong)Libc.StatModeOffset, $"offsetof(st_mode): header {truth["stat.st_mode"]}, C# {Libc.StatModeOffset}");
+    }
+
+    [Fact]
+    public void OneLibraryNameForEveryImport()
+    {
+        // Every [LibraryImport] in the shared assembly names Libc.Lib; no "libc.so.6" next to "libc".
+        var names = typeof(Libc).Assembly.GetTypes()
+            .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.DeclaredOnly))
+            .SelectMany(m => m.GetCustomAttributesData())
+            .Where(a => a.AttributeType == typeof(LibraryImportAttribute))
+            .Select(a => (string)a.ConstructorArguments[0].Value!)
+            .ToHashSet();
+        Assert.Equal([Libc.Lib], names);
+    }
+}

@@ -1,0 +1,99 @@
+using System.Text;
+using System.Text.Json;
+using KvmPS.Contract;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Tests.Vmm;
+
+/// <summary>Management's side of the wire contract: the configuration it writes and the replies it reads.</summary>
+public sealed class VmmWireTests
+{
+    [Fact]
+    public void ConfigurationRoundTripsThroughTheContract()
+    {
+        var definition = TestDefinitions.Full();
+        var record = VmmConfigBuilder.BuildConfiguration(definition, "/run/full.sock", "/run/full.serial", p => "/store/" + p);
+        byte[] written = VmmConfigBuilder.Build(definition, "/run/full.sock", "/run/full.serial", p => "/store/" + p);
+
+        var read = ContractJson.ReadConfiguration(written, "config.json");
+        Assert.Equal(Encoding.UTF8.GetString(written), Encoding.UTF8.GetString(ContractJson.WriteConfiguration(read)));
+        Assert.Equal(record with { Devices = null }, read with { Devices = null });
+        Assert.Equal(record.Devices, read.Devices); // element by element: the device records compare by value
+
+        Assert.Equal(1L << 30, read.MemoryBytes); // startup memory, in bytes
+        Assert.Equal((2, 8), (read.Vcpus, read.MaxVcpus));
+        Assert.Equal("/usr/share/seabios/bios.bin", read.Firmware);
+        Assert.Equal((HugePageBacking.Thp, true, 0), (read.Hugepages, read.Ksm, read.NumaNode));
+        Assert.Equal((GuestCrashAction.Stay, GuestResetAction.Reboot), (read.OnCrash, read.OnReset));
+        Assert.Equal("file:/run/full.serial", read.Serial);
+        // Firmware boot: the boot disk (index 1) first, so SeaBIOS boots it.
+        Assert.Collection(read.Devices!,
+            d => Assert.Equal(new BlockDeviceSpec { Path = "/store/root.qcow2", Format = BlockImageFormat.Qcow2, ReadOnly = false, Serial = "full-vm-d1" }, d),
+            d => Assert.Equal(new BlockDeviceSpec { Path = "/store/data.raw", Format = BlockImageFormat.Raw, ReadOnly = false, Serial = "full-vm-d0" }, d),
+            d => Assert.Equal(new BlockDeviceSpec { Path = "/store//srv/iso/install.iso", Format = BlockImageFormat.Raw, ReadOnly = true, Serial = "full-vm-d2" }, d),
+            d => Assert.Equal(new NetDeviceSpec { Tap = "tap0", Mac = "52:54:00:aa:bb:cc" }, d),
+            d => Assert.Equal(new NetDeviceSpec { Tap = VmmConfigBuilder.GeneratedTapName("full-vm", 1), Bridge = "br0", Mac = "02:00:00:00:00:01" }, d),
+            d => Assert.Equal(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 }, d));
+    }
+
+    [Fact]
+    public void WrittenFieldsCarryTheirUnits()
+    {
+        using var json = JsonDocument.Parse(VmmConfigBuilder.Build(TestDefinitions.Minimal("units"), "/s", "/l"));
+        var root = json.RootElement;
+        Assert.Equal(256L << 20, root.GetProperty("memory_bytes").GetInt64());
+        Assert.False(root.TryGetProperty("memory", out _));
+        // null fields are left out (the VMM's defaults apply), and "type" leads every device object.
+        Assert.False(root.TryGetProperty("kernel", out _));
+    }
+
+    [Fact]
+    public void AConfigurationWithAnUnknownFieldIsRefusedByName()
+    {
+        var e = Assert.Throws<ContractException>(() => ContractJson.ReadConfiguration("""{ "memory": "256M" }"""u8, "vm.json"));
+        Assert.StartsWith("vm.json: unknown field 'memory' (known: ", e.Message);
+        e = Assert.Throws<ContractException>(() => ContractJson.ReadConfiguration("""{ "devices": [ { "type": "net", "tap": "t0", "vlan": 3 } ] }"""u8, "vm.json"));
+        Assert.StartsWith("vm.json: unknown field 'devices[0].vlan'", e.Message);
+        e = Assert.Throws<ContractException>(() => ContractJson.ReadConfiguration("""{ "devices": [ { "type": "net" } ] }"""u8, "vm.json"));
+        Assert.StartsWith("vm.json: missing field 'devices[0].tap'", e.Message);
+    }
+
+    [Fact]
+    public void RepliesAreReadThroughTheirRecords()
+    {
+        // A newer VMM may add fields: replies accept them.
+        var status = ContractJson.ReadResult(Json("""
+            {"state":"Crashed","boots":2,"uptime_ms":1500,"nested_pvm":true,"acpi_power_button":false,"future_field":1,
+             "vcpus":[{"id":0,"state":"Stopped"}],
+             "exit":{"kind":"Crashed","reason":"triple fault","registers":{"vcpu":0,"rip":"0xfff0","cs":"0xf000"}}}
+            """), ContractJsonContext.Default.StatusReply, "status");
+        var view = VmmStatus.From(status);
+        Assert.Equal(VmmState.Crashed, view.State);
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), view.Uptime);
+        Assert.Equal(("Crashed", "triple fault"), (view.Exit!.Kind, view.Exit.Reason));
+        Assert.Equal("0xfff0", view.Exit.Registers!["rip"]);
+        Assert.Equal("0", view.Exit.Registers["vcpu"]);
+
+        var stop = VmmStopResult.From(ContractJson.ReadResult(Json("""{"forced":true,"power_button":true,"outcome":"TimedOut","waited_ms":250,"state":"Stopped"}"""),
+            ContractJsonContext.Default.StopReply, "stop"));
+        Assert.Equal(new VmmStopResult(true, true, "Stopped", StopOutcomes.TimedOut, TimeSpan.FromMilliseconds(250)), stop);
+
+        var bad = Assert.Throws<ContractException>(() => ContractJson.ReadResult(Json("""{"state":5}"""), ContractJsonContext.Default.StatusReply, "status"));
+        Assert.Contains("reply to 'status'", bad.Message);
+    }
+
+    [Fact]
+    public void ExitStatusesAreExplainedFromTheContract()
+    {
+        Assert.Equal("the guest crashed", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.GuestCrashed));
+        Assert.Equal("the guest wrote 3 to the debug-exit port", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.ForDebugExit(3)));
+        Assert.Equal("unknown status", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(14));
+    }
+
+    private static JsonElement Json(string text)
+    {
+        using var document = JsonDocument.Parse(text);
+        return document.RootElement.Clone();
+    }
+}
