@@ -35,6 +35,13 @@
         'Export-KvmDesiredState'
         'Test-KvmDesiredState'
         'Invoke-KvmDesiredState'
+        'Checkpoint-KvmVm'
+        'Get-KvmVmSnapshot'
+        'Restore-KvmVmSnapshot'
+        'Remove-KvmVmSnapshot'
+        'Save-KvmVm'
+        'Export-KvmVm'
+        'Import-KvmVm'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

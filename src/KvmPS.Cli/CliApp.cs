@@ -65,6 +65,8 @@ public sealed class CliApp
     {
         DesiredStateException or DscInputException => ExitCodes.ManifestError,
         VmNotFoundException => ExitCodes.VmNotFound,
+        KvmPS.Management.Snapshots.SnapshotMetadataCorruptException => ExitCodes.Environment,
+        VmAlreadyExistsException => ExitCodes.OperationFailed, // a name conflict, not a broken store
         VmmBinaryNotFoundException or StoreLockTimeoutException or VmStoreException or UnauthorizedAccessException => ExitCodes.Environment,
         _ => ExitCodes.OperationFailed,
     };
@@ -112,7 +114,7 @@ public sealed class CliApp
 
     private ParsedArgs _options = ParsedArgs.Empty;
 
-    private int WithHelp(string verb, Func<int> body)
+    internal int WithHelp(string verb, Func<int> body)
     {
         try
         {
@@ -314,13 +316,17 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, snapshot, save, export, import"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
             "stop" => WithHelp("vm stop", () => VmStop(args.Parse("--force", "--json"))),
             "remove" or "rm" => WithHelp("vm remove", () => VmRemove(args.Parse("--force", "--keep-disks", "--json"))),
             "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
+            "snapshot" => new VmSnapshotCommands(this).Snapshot(args),
+            "save" => WithHelp("vm save", () => new VmSnapshotCommands(this).Save(args.Parse("--json"))),
+            "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),
+            "import" => WithHelp("vm import", () => new VmSnapshotCommands(this).Import(args.Parse("--copy", "--new-id", "--json"))),
             _ => throw new UsageException($"vm: unknown subcommand '{sub}'"),
         };
     }
@@ -407,7 +413,7 @@ public sealed class CliApp
         return ExitCodes.Ok;
     }
 
-    private int WriteVmResult(ParsedArgs options, VmInfo info, string message)
+    internal int WriteVmResult(ParsedArgs options, VmInfo info, string message)
     {
         if (options.Has("--json"))
             Out.WriteLine(CliOutput.Json(w => CliOutput.WriteVm(w, info)));
@@ -472,7 +478,7 @@ public sealed class CliApp
         return results.Any(r => r.Outcome == AutostartOutcome.Failed) ? ExitCodes.OperationFailed : ExitCodes.Ok;
     });
 
-    private sealed class HelpRequested(string topic) : Exception(topic);
+    internal sealed class HelpRequested(string topic) : Exception(topic);
 }
 
 internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet<string> Flags, bool Help)

@@ -21,7 +21,12 @@ internal static class HelpText
           vm stop NAME        stop a VM (ACPI power button, then forced; --force: at once)
           vm remove NAME      remove a VM (--force: stop it first; --keep-disks)
           vm console NAME     attach to the serial console (Ctrl-] detaches)
-          autostart           start every VM with Autostart = $true (for a systemd unit)
+          vm snapshot create|list|restore|remove NAME ...
+                              checkpoints of a VM (running, paused or off)
+          vm save NAME        save a running VM to disk and stop it; vm start resumes it
+          vm export NAME DIR  copy a VM that is off or saved into DIR/NAME
+          vm import DIR       bring an exported VM into the store (--copy, --new-id)
+          autostart           start every VM with Autostart = $true and resume saved VMs (for a systemd unit)
 
         DSC v3 resource KvmPS/VirtualMachine (kvmps.dsc.resource.json):
           dsc get|test|set    one instance as JSON on stdin, the state as JSON on stdout
@@ -94,19 +99,49 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|remove|console ...
+            Usage: kvmps vm list|start|stop|remove|console|snapshot|save|export|import ...
 
               vm list [--json]
               vm start NAME [--json]
               vm stop NAME [--force] [--json]
               vm remove NAME [--force] [--keep-disks] [--json]
               vm console NAME [--no-replay]
+              vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--json]
+              vm snapshot list NAME [--json]
+              vm snapshot restore NAME SNAPSHOT [--json]
+              vm snapshot remove NAME SNAPSHOT [--include-children] [--json]
+              vm save NAME [--json]
+              vm export NAME DIR [--json]
+              vm import DIR [--copy] [--new-id] [--json]
 
             """,
         "vm list" => "Usage: kvmps vm list [--json]\n\nAll VMs in the store: name, state, vCPUs, memory, VMM pid, uptime, autostart.\n",
         "vm start" => "Usage: kvmps vm start NAME [--json]\n\nStarts the VM's kvmps-vmm and waits until the guest runs. Exit 4 if it fails to start, 5 if there is no such VM.\n",
         "vm stop" => "Usage: kvmps vm stop NAME [--force] [--json]\n\nPresses the ACPI power button and waits for the guest to power off, then stops it by force.\n  --force   power off at once\n",
         "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store. A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
+        "vm snapshot" => """
+            Usage: kvmps vm snapshot create|list|restore|remove NAME ...
+
+              create NAME [SNAPSHOT] [--allow-raw-disks] [--json]
+                  Takes a checkpoint. Running or paused: memory and device state, and an internal snapshot of every
+                  qcow2 disk at the same instant; off: the qcow2 disks only. SNAPSHOT defaults to "NAME - (date - time)".
+                  A raw disk is refused unless --allow-raw-disks (the disks are then not restored with it).
+              list NAME [--json]
+                  The VM's checkpoints, oldest first: name, type (Standard with memory, DiskOnly), time, parent, size.
+              restore NAME SNAPSHOT [--json]
+                  Applies the checkpoint; the VM's current state is lost (a running VM is turned off first). With
+                  memory the VM runs again from the checkpoint; without, disks and settings go back and it stays off.
+              remove NAME SNAPSHOT [--include-children] [--json]
+                  Removes the checkpoint (children move up to its parent, or go too with --include-children).
+                  A checkpoint with disk snapshots can only be removed while the VM is off or saved.
+            Exit: 0, 4 if the operation failed (no such checkpoint, name taken, raw disk, wrong state), 5 no such VM,
+            6 corrupt checkpoint metadata (the message names the file).
+
+            """,
+        "vm snapshot create" or "vm snapshot list" or "vm snapshot restore" or "vm snapshot remove" => For("vm snapshot"),
+        "vm save" => "Usage: kvmps vm save NAME [--json]\n\nSaves a running or paused VM's memory and device state into the store and stops its VMM; the VM is Saved.\n'kvmps vm start NAME' resumes it, 'kvmps autostart' resumes every saved VM, 'kvmps vm stop NAME --force' discards the saved state.\n",
+        "vm export" => "Usage: kvmps vm export NAME DIR [--json]\n\nCopies a VM that is off or saved into DIR/NAME: definition, disks (also those outside the store), checkpoints, saved state.\nDIR/NAME must not exist or be empty.\n",
+        "vm import" => "Usage: kvmps vm import DIR [--copy] [--new-id] [--json]\n\nBrings an exported VM (DIR/NAME, or a DIR holding exactly one) into the store.\n  --copy     copy it and keep the export (default: move it)\n  --new-id   a clone: new MAC addresses and a new vsock CID\nA VM of the same name in the store is an error.\n",
         "vm console" => "Usage: kvmps vm console NAME [--no-replay]\n\nAttaches this terminal to the VM's serial console; type Ctrl-] to detach (the VM keeps running).\n  --no-replay   do not replay the last 64 KiB of console output first\n",
         "dsc" => """
             Usage: kvmps dsc get|test|set < instance.json
@@ -127,7 +162,8 @@ internal static class HelpText
         "autostart" => """
             Usage: kvmps autostart [--json]
 
-            Starts every VM whose definition has Autostart = $true and that is not running, a few at a time.
+            Starts every VM whose definition has Autostart = $true and that is not running, and resumes every
+            saved VM (kvmps vm save, Save-KvmVm), a few at a time.
             Meant for a systemd unit (docs/kvmps-autostart.service). Exit: 0, or 4 if any VM failed to start.
 
             """,

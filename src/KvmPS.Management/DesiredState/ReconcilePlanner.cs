@@ -108,7 +108,8 @@ public static class ReconcilePlanner
         var broken = actualPower is VmState.Crashed or VmState.Unknown or VmState.Stopping;
         if (vm.State == DesiredPowerState.Off && (current.IsActive || actualPower != VmState.Off))
         {
-            phases[1].Add(new ReconcileAction(ReconcileActionKind.Stop, name, $"Stop VM '{name}'", $"it is {actualPower}, the manifest wants Off", none));
+            phases[1].Add(new ReconcileAction(ReconcileActionKind.Stop, name, $"Stop VM '{name}'",
+                actualPower == VmState.Saved ? "it is Saved, the manifest wants Off: its saved state is discarded" : $"it is {actualPower}, the manifest wants Off", none));
             predicted = VmState.Off;
         }
         else if (vm.State is DesiredPowerState.Running or DesiredPowerState.Paused && broken)
@@ -164,14 +165,15 @@ public static class ReconcilePlanner
             return;
         switch (to)
         {
-            case DesiredPowerState.Running when from == VmState.Off:
-                phase.Add(new ReconcileAction(ReconcileActionKind.Start, name, $"Start VM '{name}'", "the manifest wants Running", none));
+            // A saved VM is started like one that is off: the start resumes it from its saved state.
+            case DesiredPowerState.Running when from is VmState.Off or VmState.Saved:
+                phase.Add(new ReconcileAction(ReconcileActionKind.Start, name, $"Start VM '{name}'", from == VmState.Saved ? "it is Saved, the manifest wants Running" : "the manifest wants Running", none));
                 warnings.AddRange(UnsupportedWarnings(name, definition));
                 break;
             case DesiredPowerState.Running when from == VmState.Paused:
                 phase.Add(new ReconcileAction(ReconcileActionKind.Resume, name, $"Resume VM '{name}'", "it is Paused, the manifest wants Running", none));
                 break;
-            case DesiredPowerState.Paused when from == VmState.Off:
+            case DesiredPowerState.Paused when from is VmState.Off or VmState.Saved:
                 phase.Add(new ReconcileAction(ReconcileActionKind.Start, name, $"Start VM '{name}'", "the manifest wants Paused", none));
                 phase.Add(new ReconcileAction(ReconcileActionKind.Suspend, name, $"Suspend VM '{name}'", "the manifest wants Paused", none));
                 warnings.AddRange(UnsupportedWarnings(name, definition));

@@ -111,7 +111,8 @@ public sealed class Reconciler
             }
             case ReconcileActionKind.Stop:
             {
-                var stop = Manager.Stop(name);
+                // Off wanted for a Saved VM: planned as discarding its saved state (a graceful stop has nothing to stop).
+                var stop = Manager.Stop(name, force: Manager.Get(name).State == VmState.Saved);
                 return Done(action, stop.Message);
             }
             case ReconcileActionKind.Start:

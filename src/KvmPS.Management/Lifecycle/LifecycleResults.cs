@@ -8,6 +8,9 @@ public enum VmStopOutcome
     /// <summary>Nothing was running.</summary>
     NotRunning,
 
+    /// <summary>The VM was Saved; turning it off discarded its saved state (as Hyper-V's Stop-VM -TurnOff does).</summary>
+    SavedStateDiscarded,
+
     /// <summary>The guest powered off by itself after the ACPI power button was pressed.</summary>
     ShutDown,
 
@@ -56,6 +59,7 @@ public sealed record VmStopResult(string Name, VmState PreviousState, VmStopOutc
             var text = Outcome switch
             {
                 VmStopOutcome.NotRunning => $"VM '{Name}' was not running.",
+                VmStopOutcome.SavedStateDiscarded => $"VM '{Name}' was saved; its saved state was discarded and it is off.",
                 VmStopOutcome.ShutDown => $"VM '{Name}' shut down: the guest powered off {Seconds(Waited)} after the ACPI power button.",
                 VmStopOutcome.TurnedOff => $"VM '{Name}' was turned off.",
                 VmStopOutcome.NoAcpi => $"VM '{Name}': the guest does not handle ACPI power-button requests; it was turned off.",

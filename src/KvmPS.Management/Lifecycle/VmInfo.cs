@@ -26,6 +26,9 @@ public enum VmState
 
     /// <summary>The VMM process is alive but does not answer (see <see cref="VmInfo.StateReason"/>).</summary>
     Unknown,
+
+    /// <summary>No VMM runs, and the VM's memory and device state are saved in the store (Save-KvmVm); starting it resumes from there.</summary>
+    Saved,
 }
 
 /// <summary>Facts from the live VMM (<c>describe</c> + <c>status</c>); null when no VMM answers.</summary>

@@ -1,5 +1,6 @@
 using KvmPS.Management.Definitions;
 using KvmPS.Interop;
+using KvmPS.Management.Snapshots;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 
@@ -49,8 +50,9 @@ public sealed partial class VmManager
     public VmStore Store { get; }
     public VmmProcessLauncher Launcher { get; }
 
-    /// <summary>A manager over the default store with real image creation (KvmPS.Storage): what front ends use.</summary>
-    public static VmManager OpenDefault(VmStore? store = null) => new(store ?? VmStore.Open(), diskImageCreator: new StorageDiskImageCreator());
+    /// <summary>A manager over the default store with real image creation and disk snapshots (KvmPS.Storage): what front ends use.</summary>
+    public static VmManager OpenDefault(VmStore? store = null) =>
+        new(store ?? VmStore.Open(), diskImageCreator: new StorageDiskImageCreator()) { DiskSnapshots = new QcowDiskSnapshots() };
 
     /// <summary>Creates disk images for <see cref="New"/>; null means disks must already exist (see <see cref="IDiskImageCreator"/>).</summary>
     public IDiskImageCreator? DiskImageCreator { get; }
@@ -143,6 +145,7 @@ public sealed partial class VmManager
         var wait = timeout ?? Options.StartTimeout;
         VmDefinition definition;
         VmmProcess process;
+        VmSavedState? saved = null;
         using (Store.Lock())
         {
             definition = Store.Get(name);
@@ -157,12 +160,27 @@ public sealed partial class VmManager
                     throw new VmStateException(name, snapshot.State, $"VM '{name}' is paused; resume it (Resume-KvmVm) instead of starting it");
                 throw new VmStateException(name, snapshot.State, $"VM '{name}' is already {Describe(snapshot.State)}");
             }
-            VmmFeatureSupport.EnsureSupported(definition);
             ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: true);
-            progress?.Report(new OperationProgress($"Starting VM '{name}'", "Launching kvmps-vmm", 0) { VmName = name });
-            process = Launcher.Launch(Store, definition);
+            if (snapshot.State == VmState.Saved)
+            {
+                // Resume from the saved state: the VMM takes its configuration from the snapshot, not the definition.
+                saved = Snapshots.TryGetSaved(name)!;
+                SnapshotStore.CheckVmmDirectory(name, saved.VmmDirectory, Path.Combine(saved.Directory, SnapshotStore.SavedMetadataFileName));
+                progress?.Report(new OperationProgress($"Starting VM '{name}'", "Restoring the saved state", 0) { VmName = name });
+                process = Launcher.LaunchRestore(Store, name, saved.VmmDirectory, paused: saved.VmState == nameof(VmState.Paused));
+            }
+            else
+            {
+                VmmFeatureSupport.EnsureSupported(definition);
+                progress?.Report(new OperationProgress($"Starting VM '{name}'", "Launching kvmps-vmm", 0) { VmName = name });
+                process = Launcher.Launch(Store, definition);
+            }
         }
-        return WaitUntilBooted(definition, process, wait, progress);
+        var info = WaitUntilBooted(definition, process, wait, progress);
+        if (saved is not null)
+            using (Store.Lock())
+                Snapshots.DeleteSaved(name); // it runs from it now (memory mapped privately: removing the files is safe)
+        return info;
     }
 
     /// <summary>
@@ -176,6 +194,15 @@ public sealed partial class VmManager
     {
         Store.Get(name);
         var snapshot = Probe(name);
+        if (snapshot.State == VmState.Saved)
+        {
+            if (!force)
+                throw new VmStateException(name, snapshot.State,
+                    $"VM '{name}' is saved; start it (Start-KvmVm) to resume it, or turn it off (Stop-KvmVm -TurnOff) to discard its saved state");
+            using (Store.Lock())
+                Snapshots.DeleteSaved(name);
+            return new VmStopResult(name, snapshot.State, VmStopOutcome.SavedStateDiscarded, TimeSpan.Zero, TimeSpan.Zero, false);
+        }
         if (!snapshot.Active)
         {
             using (Store.Lock())
@@ -317,8 +344,8 @@ public sealed partial class VmManager
     // ---- autostart ---------------------------------------------------------------------------------
 
     /// <summary>
-    /// Starts every VM with Autostart = true that is not active (what <c>kvmps autostart</c> runs at boot).
-    /// Never throws for one VM's failure: each VM gets a result.
+    /// Starts every VM with Autostart = true that is not active, and resumes every Saved VM (what <c>kvmps autostart</c>
+    /// runs at boot: a host shut down with saved VMs gets them back). Never throws for one VM's failure: each VM gets a result.
     /// </summary>
     public IReadOnlyList<AutostartResult> Autostart(TimeSpan? timeout = null)
     {
@@ -328,7 +355,7 @@ public sealed partial class VmManager
         {
             try
             {
-                if (Store.TryGet(name) is { Autostart: true })
+                if (Store.TryGet(name) is { Autostart: true } || Snapshots.HasSavedState(name))
                     candidates.Add(name);
             }
             catch (VmStoreException e)
@@ -574,6 +601,7 @@ public sealed partial class VmManager
         VmState.Paused => "paused",
         VmState.Stopping => "stopping",
         VmState.Crashed => "crashed",
+        VmState.Saved => "saved",
         _ => "in an unknown state (its VMM is not answering)",
     };
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using KvmPS.Interop;
+using KvmPS.Management.Snapshots;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 
@@ -31,6 +32,7 @@ internal sealed record RuntimeSnapshot(
 ///   (so a recycled pid cannot fool us) and it is not a zombie (state Z in <c>/proc/PID/stat</c>: exited, not reaped) → <see cref="VmState.Starting"/>.</item>
 /// <item>Otherwise, vmm.pid exists and the VMM's socket or its <c>.lock</c> file is still there → the VMM died
 ///   without its clean-exit path, which always removes both → <see cref="VmState.Crashed"/>.</item>
+/// <item>Otherwise, saved state in the store (<c>saved/saved.json</c>) → <see cref="VmState.Saved"/>.</item>
 /// <item>Otherwise → <see cref="VmState.Off"/> (never started, stopped, or the guest powered off).</item>
 /// </list>
 /// </summary>
@@ -80,6 +82,8 @@ internal static class VmRuntimeProbe
             return new RuntimeSnapshot(VmState.Unknown, unresponsive, null, pidFilePid, false, null, null);
         if (pidFilePid is { } dead && (File.Exists(socketPath) || File.Exists(socketPath + ".lock")))
             return new RuntimeSnapshot(VmState.Crashed, $"VMM process {dead} died unexpectedly", null, pidFilePid, false, null, null);
+        if (new SnapshotStore(store).HasSavedState(vmName))
+            return new RuntimeSnapshot(VmState.Saved, null, null, pidFilePid, false, null, null);
         return new RuntimeSnapshot(VmState.Off, null, null, pidFilePid, false, null, null);
     }
 

@@ -257,6 +257,29 @@ public sealed class VmStore
         return FinishDelete(doomed);
     }
 
+    /// <summary>
+    /// A new, empty staging folder for assembling a VM (an import) in <c>vms/.tmp-…</c>: recovery discards it if the
+    /// process dies before <see cref="MoveIntoPlaceWhileLocked"/>. Caller holds <see cref="Lock"/>.
+    /// </summary>
+    internal string CreateStagingWhileLocked(string vmName)
+    {
+        VmDirectory(vmName);
+        var staging = Path.Combine(VmsDirectory, $"{CreatingPrefix}{vmName}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        return staging;
+    }
+
+    /// <summary>Renames an assembled staging folder (holding a valid vm.json for <paramref name="vmName"/>) into place. Caller holds <see cref="Lock"/>.</summary>
+    internal void MoveIntoPlaceWhileLocked(string staging, string vmName)
+    {
+        var vmDirectory = VmDirectory(vmName);
+        if (Directory.Exists(vmDirectory))
+            throw new VmAlreadyExistsException(vmName, vmDirectory);
+        DurableFile.FsyncDirectory(staging);
+        Directory.Move(staging, vmDirectory);
+        DurableFile.FsyncDirectory(VmsDirectory);
+    }
+
     // ---- recovery ----------------------------------------------------------------------------------
 
     /// <summary>Discards half-created VMs, finishes half-deleted ones and drops stale temp files. Caller holds the lock.</summary>

@@ -141,32 +141,60 @@ public sealed class VmmProcessLauncher
         ArgumentNullException.ThrowIfNull(definition);
         VmmFeatureSupport.EnsureSupported(definition);
         var name = definition.Name;
-        var binary = BinaryPath;
-        var socketPath = store.SocketPath(name);
-        var serialPath = store.SerialLogPath(name);
         var configPath = store.VmmConfigPath(name);
+        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, store.SocketPath(name), store.SerialLogPath(name), p => store.ResolveDiskPath(definition.Name, p)));
+        return Spawn(store, name, BootArguments(BinaryPath, configPath, store.SocketPath(name), store.SerialLogPath(name)), "starting");
+    }
+
+    /// <summary>
+    /// Starts kvmps-vmm from a snapshot directory (<c>--restore</c>: the machine comes from its config.json and
+    /// state, not from the definition) and writes vmm.pid; with <paramref name="paused"/> the VM stays Paused.
+    /// As <see cref="Launch"/>, returns once the process exists; the caller holds the store lock.
+    /// </summary>
+    public VmmProcess LaunchRestore(VmStore store, string vmName, string snapshotDirectory, bool paused)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentException.ThrowIfNullOrEmpty(snapshotDirectory);
+        var argv = RestoreArguments(BinaryPath, snapshotDirectory, paused, store.SocketPath(vmName), store.SerialLogPath(vmName));
+        return Spawn(store, vmName, argv, $"restoring from '{snapshotDirectory}'");
+    }
+
+    /// <summary>The command line of a normal start.</summary>
+    internal static string[] BootArguments(string binary, string configPath, string socketPath, string serialPath) =>
+    [
+        binary,
+        "--config", configPath,
+        // Repeated on the command line (flags override the file): liveness checks match the process by it.
+        "--control-socket", socketPath,
+        "--serial", "file:" + serialPath,
+        "--on-crash", VmmConfigBuilder.OnCrash == KvmPS.Contract.GuestCrashAction.Stay ? "stay" : "exit",
+    ];
+
+    /// <summary>The command line of a restore (docs/vmm.md): the snapshot brings its own configuration.</summary>
+    internal static string[] RestoreArguments(string binary, string snapshotDirectory, bool paused, string socketPath, string serialPath)
+    {
+        var argv = new List<string> { binary, "--restore", Path.GetFullPath(snapshotDirectory) };
+        if (paused)
+            argv.Add("--paused");
+        // The control socket and console of this store, not the ones recorded in the snapshot (it may come from an export).
+        argv.AddRange(["--control-socket", socketPath, "--serial", "file:" + serialPath]);
+        return argv.ToArray();
+    }
+
+    private VmmProcess Spawn(VmStore store, string name, string[] argv, string what)
+    {
+        var binary = argv[0];
+        var socketPath = store.SocketPath(name);
         var logPath = store.VmmLogPath(name);
         var pidPath = store.PidPath(name);
-
-        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, socketPath, serialPath, p => store.ResolveDiskPath(definition.Name, p)));
 
         long logOffset;
         using (var log = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
         {
             log.Write(Encoding.UTF8.GetBytes(
-                $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: starting {binary} for VM '{name}'\n"));
+                $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: {what} {binary} for VM '{name}'\n"));
             logOffset = log.Position;
         }
-
-        var argv = new[]
-        {
-            binary,
-            "--config", configPath,
-            // Repeated on the command line (flags override the file): liveness checks match the process by it.
-            "--control-socket", socketPath,
-            "--serial", "file:" + serialPath,
-            "--on-crash", VmmConfigBuilder.OnCrash == KvmPS.Contract.GuestCrashAction.Stay ? "stay" : "exit",
-        };
 
         int pid;
         try

@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Snapshots;
 using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 using KvmPS.Storage;
@@ -115,6 +116,12 @@ internal static class KvmErrorIds
     public const string PermissionDenied = "PermissionDenied";
     public const string IOError = "IOError";
     public const string ConfirmationNotPossible = "ConfirmationNotPossible";
+    public const string SnapshotNotFound = "SnapshotNotFound";
+    public const string SnapshotAlreadyExists = "SnapshotAlreadyExists";
+    public const string SnapshotCorrupt = "SnapshotCorrupt";
+    public const string RawDiskNotCheckpointable = "RawDiskNotCheckpointable";
+    public const string VmExportFailed = "VmExportFailed";
+    public const string VmImportFailed = "VmImportFailed";
     public const string Unexpected = "UnexpectedError";
 }
 
@@ -170,6 +177,12 @@ internal static class KvmErrorMapping
             ManagementValidationException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.InvalidArgument, target ?? e.VmName),
             VmFeatureNotSupportedException e => new(e, KvmErrorIds.VmFeatureNotSupported, ErrorCategory.NotImplemented, target ?? e.VmName),
             VmmLaunchException e => new(e, KvmErrorIds.VmStartFailed, ErrorCategory.OperationStopped, target ?? e.VmName),
+            SnapshotNotFoundException e => new(e, KvmErrorIds.SnapshotNotFound, ErrorCategory.ObjectNotFound, e.SnapshotName),
+            SnapshotAlreadyExistsException e => new(e, KvmErrorIds.SnapshotAlreadyExists, ErrorCategory.ResourceExists, e.SnapshotName),
+            SnapshotMetadataCorruptException e => new(e, KvmErrorIds.SnapshotCorrupt, ErrorCategory.InvalidData, e.Path),
+            RawDiskSnapshotException e => new(e, KvmErrorIds.RawDiskNotCheckpointable, ErrorCategory.InvalidOperation, e.DiskPath),
+            VmExportException e => new(e, KvmErrorIds.VmExportFailed, ErrorCategory.WriteError, e.Path),
+            VmImportException e => new(e, KvmErrorIds.VmImportFailed, ErrorCategory.InvalidData, e.Path),
             VmManagementException e => new(e, KvmErrorIds.Unexpected, ErrorCategory.NotSpecified, target ?? e.VmName),
             VmmBinaryNotFoundException e => new(e, KvmErrorIds.VmmNotFound, ErrorCategory.NotInstalled, target),
             VmDefinitionException e => new(e, KvmErrorIds.InvalidVmDefinition, ErrorCategory.InvalidArgument, target ?? e.VmName),

@@ -13,7 +13,7 @@ public sealed class ReconcilePlannerTests
 
     private static ActualVm Vm(string name, VmState state, int vcpus = 1, long memory = 256L << 20, string notes = "") => new(name,
         new VmDefinition { Name = name, Memory = MemorySettings.Fixed(memory), Vcpus = VcpuSettings.Fixed(vcpus), Notes = notes },
-        state, state is not VmState.Off);
+        state, state is not (VmState.Off or VmState.Saved));
 
     private static string Steps(ReconcilePlan plan) => string.Join(" ", plan.Actions.Select(a => $"{a.Kind}:{a.VmName}"));
 
@@ -74,6 +74,16 @@ public sealed class ReconcilePlannerTests
         Assert.Equal("Resume:web", Steps(ReconcilePlanner.Plan(Manifest(Web), Host(Vm("web", VmState.Paused, vcpus: 2)))));
         Assert.Equal("Suspend:web", Steps(ReconcilePlanner.Plan(Manifest(Web.Replace("'Running'", "'Paused'")), Host(Vm("web", VmState.Running, vcpus: 2)))));
         Assert.Equal("Start:web Suspend:web", Steps(ReconcilePlanner.Plan(Manifest(Web.Replace("'Running'", "'Paused'")), Host(Vm("web", VmState.Off, vcpus: 2)))));
+    }
+
+    [Fact]
+    public void A_saved_VM_is_started_to_resume_it_and_stopped_to_discard_its_saved_state()
+    {
+        Assert.Equal("Start:web", Steps(ReconcilePlanner.Plan(Manifest(Web), Host(Vm("web", VmState.Saved, vcpus: 2)))));
+        Assert.Equal("Start:web Suspend:web", Steps(ReconcilePlanner.Plan(Manifest(Web.Replace("'Running'", "'Paused'")), Host(Vm("web", VmState.Saved, vcpus: 2)))));
+        var off = ReconcilePlanner.Plan(Manifest(Web.Replace("'Running'", "'Off'")), Host(Vm("web", VmState.Saved, vcpus: 2)));
+        Assert.Equal("Stop:web", Steps(off));
+        Assert.Contains("saved state is discarded", off.Actions[0].Reason);
     }
 
     [Fact]

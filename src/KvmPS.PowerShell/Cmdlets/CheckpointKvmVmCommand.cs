@@ -1,0 +1,34 @@
+using System.Management.Automation;
+using KvmPS.Management.Lifecycle;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Checkpoint-KvmVm: takes a checkpoint of a running, paused or off VM (Hyper-V's Checkpoint-VM).</summary>
+[Cmdlet(VerbsData.Checkpoint, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+[OutputType(typeof(KvmVmSnapshot))]
+public sealed class CheckpointKvmVmCommand : KvmVmCmdletBase
+{
+    /// <summary>The checkpoint's name; default "VM - (date - time)" as Hyper-V names them.</summary>
+    [Parameter(Position = 1)]
+    [ValidateNotNullOrEmpty]
+    public string? SnapshotName { get; set; }
+
+    /// <summary>Accept raw disks: the checkpoint then has no disk snapshots and restoring it leaves every disk as it is.</summary>
+    [Parameter]
+    public SwitchParameter AllowRawDisks { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessVm(string name)
+    {
+        if (!Output.ShouldProcess(name, SnapshotName is null ? "Create checkpoint" : $"Create checkpoint '{SnapshotName}'"))
+            return;
+        var snapshot = Manager.Checkpoint(name, SnapshotName, new CheckpointOptions { AllowRawDisks = AllowRawDisks.IsPresent });
+        Output.WriteVerbose($"VM '{name}': checkpoint '{snapshot.Name}' ({snapshot.Id}) taken{(snapshot.IncludesMemory ? " with memory" : ", disks only")}.");
+        if (PassThru.IsPresent)
+            Output.WriteObject(SnapshotSelection.ToOutput(snapshot, Manager.GetSnapshots(name)));
+    }
+}

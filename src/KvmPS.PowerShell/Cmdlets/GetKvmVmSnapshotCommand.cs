@@ -1,0 +1,46 @@
+using System.Management.Automation;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Completers;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Get-KvmVmSnapshot: the checkpoints of VMs (Hyper-V's Get-VMSnapshot); of every VM without -VMName.</summary>
+[Cmdlet(VerbsCommon.Get, "KvmVmSnapshot", DefaultParameterSetName = NameSet)]
+[OutputType(typeof(KvmVmSnapshot))]
+public sealed class GetKvmVmSnapshotCommand : KvmCmdletBase
+{
+    internal const string NameSet = "VMName";
+    internal const string VmSet = "Vm";
+
+    [Parameter(ParameterSetName = NameSet, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
+    public string[]? VMName { get; set; }
+
+    [Parameter(ParameterSetName = VmSet, Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public KvmVm[]? Vm { get; set; }
+
+    /// <summary>Checkpoint names or wildcards (not bound from the pipeline: a piped VM's Name is the VM's).</summary>
+    [Parameter(Position = 1)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(SnapshotNameCompleter))]
+    public string[]? Name { get; set; }
+
+    protected override void Process()
+    {
+        var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? VMName : null, Vm, allWhenEmpty: Vm is null);
+        foreach (var missing in selection.NotFound)
+            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
+        foreach (var vm in selection.Names)
+            ForTarget(vm, () =>
+            {
+                var all = Manager.GetSnapshots(vm);
+                foreach (var snapshot in SnapshotSelection.Select(this, vm, all, Name))
+                    Output.WriteObject(SnapshotSelection.ToOutput(snapshot, all));
+            });
+    }
+}
