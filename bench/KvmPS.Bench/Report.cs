@@ -55,6 +55,12 @@ public static class Report
         int at = lines.FindIndex(l => l.StartsWith(figure + ". ", StringComparison.Ordinal));
         if (at >= 0) { lines[at] = method; return; }
         int before = lines.FindIndex(l => l.StartsWith(previous, StringComparison.Ordinal));
+        if (before < 0)
+        {
+            // Otherwise after the last method line above the reading (never inside the hand-kept part).
+            int reading = lines.IndexOf(ReadingMarker);
+            before = lines.FindLastIndex(reading >= 0 ? reading : lines.Count - 1, l => l.Length > 2 && char.IsAsciiDigit(l[0]) && l.Contains(". "));
+        }
         lines.Insert(before >= 0 ? before + 1 : lines.Count, method);
     }
 
