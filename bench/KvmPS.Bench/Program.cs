@@ -5,13 +5,13 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7" };
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
     if (args[i] == "--runs" && i + 1 < args.Length && int.TryParse(args[++i], out int r) && r > 0) runs = r;
     else if (args[i] == "--figures" && i + 1 < args.Length) { figures = args[++i].Split(',').ToHashSet(); partial = true; }
-    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N] [--figures 1,3,...]   (unknown argument '{args[i]}')"); return 2; }
+    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N] [--figures 1,3,8a,...]   (unknown argument '{args[i]}')"); return 2; }
 }
 
 string vmm = Environment.GetEnvironmentVariable("KVMPS_VMM") ?? Path.Combine(Host.RepoRoot, "out", "bin", "kvmps-vmm");
@@ -252,6 +252,9 @@ results.Add(new("6", "Creation rate: 20 VMs in parallel to first console byte", 
 
 // 7. A real Linux to its test agent, same kernel, initramfs and command line on both VMMs.
 if (figures.Contains("7")) results.AddRange(LinuxBoot.Measure(vmm, qemu!, runs));
+
+// 8. Snapshots: create, restore to running, RSS after restore, against QEMU's migration to a file.
+if (figures.Any(f => f.StartsWith('8'))) results.AddRange(Snapshots.Measure(vmm, qemu!, guest, work, runs, figures));
 
 string table = Report.Table(results);
 Console.WriteLine(table);

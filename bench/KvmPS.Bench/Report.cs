@@ -16,7 +16,7 @@ public static class Report
         {
             string k = r.KvmPS?.Format(r.Unit) ?? "—";
             string p = r.Peer?.Format(r.Unit) ?? "—";
-            string ratio = r.Ratio is double x ? $"{x:F2}" : r.Note ?? "—";
+            string ratio = r.Ratio is double x ? (r.Note is null ? $"{x:F2}" : $"{x:F2} ({r.Note})") : r.Note ?? "—";
             sb.AppendLine($"| {r.Id} | {r.Title} | {k} | {r.PeerName} | {p} | {ratio} | {r.Goal} |");
         }
         return sb.ToString();
@@ -43,12 +43,25 @@ public static class Report
         newRows = newRows.Select(r => r.TrimEnd().EndsWith(" |") ? r.TrimEnd()[..^2] + stamp + " |" : r).ToList();
         lines.RemoveRange(header + 2, end - header - 2);
         lines.InsertRange(header + 2, kept.Concat(newRows));
-        if (ids.Any(id => id.StartsWith('7')) && !lines.Any(l => l.StartsWith("7. ")))
-        {
-            int six = lines.FindIndex(l => l.StartsWith("6. "));
-            lines.Insert(six >= 0 ? six + 1 : lines.Count, Figure7Method);
-        }
+        AddMethodLine(lines, ids, "7", "6. ", Figure7Method);
+        AddMethodLine(lines, ids, "8", "7. ", Snapshots.Method);
         File.WriteAllLines(path, lines);
+    }
+
+    /// <summary>Adds figure <paramref name="figure"/>'s method line after the previous one's, unless it is there; an old one is replaced.</summary>
+    private static void AddMethodLine(List<string> lines, HashSet<string> ids, string figure, string previous, string method)
+    {
+        if (!ids.Any(id => id.StartsWith(figure, StringComparison.Ordinal))) return;
+        int at = lines.FindIndex(l => l.StartsWith(figure + ". ", StringComparison.Ordinal));
+        if (at >= 0) { lines[at] = method; return; }
+        int before = lines.FindIndex(l => l.StartsWith(previous, StringComparison.Ordinal));
+        if (before < 0)
+        {
+            // Otherwise after the last method line above the reading (never inside the hand-kept part).
+            int reading = lines.IndexOf(ReadingMarker);
+            before = lines.FindLastIndex(reading >= 0 ? reading : lines.Count - 1, l => l.Length > 2 && char.IsAsciiDigit(l[0]) && l.Contains(". "));
+        }
+        lines.Insert(before >= 0 ? before + 1 : lines.Count, method);
     }
 
     public static void WriteMarkdown(string path, IReadOnlyList<FigureResult> results, string table, int runs)
@@ -79,6 +92,7 @@ public static class Report
         sb.AppendLine("5. one boot per VMM and image format (a 64 MiB image of random data; qcow2 made from it by `qemu-img convert`), then per sample the guest's `blk bench 2000`: 2000 sequential 4 KiB reads, one virtio-blk request each, through the same guest driver (QEMU: `-M pc`, `virtio-blk-pci,disable-legacy=on`). VMM CPU is the CPU time of the process's threads other than the vCPUs, divided by the requests; the rate is requests over the host-observed time of the command. The guest's driver code is emulated on this host, which caps the rate for both.");
         sb.AppendLine("6. 20 VMMs started at once, 128 MiB each; time until every one has printed its first console byte.");
         sb.AppendLine(Figure7Method);
+        sb.AppendLine(Snapshots.Method);
         sb.AppendLine();
         sb.AppendLine(ReadingMarker);
         sb.Append(reading.Length > 0 ? reading : "\n## Reading\n\n(to be written after the first run)\n");
