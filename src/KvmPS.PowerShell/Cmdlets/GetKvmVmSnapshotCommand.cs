@@ -35,12 +35,16 @@ public sealed class GetKvmVmSnapshotCommand : KvmCmdletBase
         var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? VMName : null, Vm, allWhenEmpty: Vm is null);
         foreach (var missing in selection.NotFound)
             Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
+        // A plain checkpoint name is an error only when none of the VMs searched has it (gs-* base: only gs-b has it).
+        var found = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var vm in selection.Names)
             ForTarget(vm, () =>
             {
                 var all = Manager.GetSnapshots(vm);
-                foreach (var snapshot in SnapshotSelection.Select(this, vm, all, Name))
+                foreach (var snapshot in SnapshotSelection.Select(this, vm, all, Name, found))
                     Output.WriteObject(SnapshotSelection.ToOutput(snapshot, all));
             });
+        if (selection.Names.Count > 0)
+            SnapshotSelection.ReportUnmatched(this, string.Join(", ", selection.Names), Name, found);
     }
 }

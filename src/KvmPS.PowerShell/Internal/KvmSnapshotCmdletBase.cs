@@ -59,7 +59,12 @@ public abstract class KvmSnapshotCmdletBase : KvmCmdletBase
 /// <summary>Matching checkpoint names (wildcards, case-insensitive as Hyper-V) and reporting plain names that match none.</summary>
 internal static class SnapshotSelection
 {
-    public static IReadOnlyList<VmSnapshot> Select(KvmCmdletBase cmdlet, string vmName, IReadOnlyList<VmSnapshot> snapshots, string[]? patterns)
+    /// <param name="matchedPlainNames">
+    /// When several VMs are searched (Get-KvmVmSnapshot over a wildcard or every VM), the caller collects the plain
+    /// names found here and reports those found in none (<see cref="ReportUnmatched"/>); null reports per VM.
+    /// </param>
+    public static IReadOnlyList<VmSnapshot> Select(KvmCmdletBase cmdlet, string vmName, IReadOnlyList<VmSnapshot> snapshots, string[]? patterns,
+        ISet<string>? matchedPlainNames = null)
     {
         if (patterns is null || patterns.Length == 0)
             return snapshots;
@@ -69,11 +74,23 @@ internal static class SnapshotSelection
             var hasWildcards = WildcardPattern.ContainsWildcardCharacters(pattern);
             var matcher = WildcardPattern.Get(pattern, WildcardOptions.IgnoreCase);
             var matches = snapshots.Where(s => hasWildcards ? matcher.IsMatch(s.Name) : string.Equals(s.Name, pattern, StringComparison.OrdinalIgnoreCase)).ToList();
-            if (matches.Count == 0 && !hasWildcards)
+            if (!hasWildcards && matchedPlainNames is not null)
+            {
+                if (matches.Count > 0) matchedPlainNames.Add(pattern);
+            }
+            else if (matches.Count == 0 && !hasWildcards)
                 cmdlet.Output.WriteError(cmdlet.ErrorFor(new SnapshotNotFoundException(vmName, pattern), pattern));
             selected.AddRange(matches.Where(m => !selected.Contains(m)));
         }
         return selected;
+    }
+
+    /// <summary>Reports each plain name in <paramref name="patterns"/> that no searched VM has.</summary>
+    public static void ReportUnmatched(KvmCmdletBase cmdlet, string vmDisplay, string[]? patterns, ISet<string> matchedPlainNames)
+    {
+        foreach (var pattern in patterns ?? [])
+            if (!WildcardPattern.ContainsWildcardCharacters(pattern) && !matchedPlainNames.Contains(pattern))
+                cmdlet.Output.WriteError(cmdlet.ErrorFor(new SnapshotNotFoundException(vmDisplay, pattern), pattern));
     }
 
     public static KvmVmSnapshot ToOutput(VmSnapshot snapshot, IReadOnlyList<VmSnapshot> all) =>
