@@ -83,11 +83,12 @@ public static class SnapshotDiskFile
             {
                 throw new SnapshotException(d.Path, $"cannot check the disk's internal snapshot '{d.SnapshotId}': {e.Message}", e);
             }
-            if (found is null || found.Id != d.SnapshotId)
+            if (found is null)
                 throw new SnapshotException(d.Path, $"the disk has lost its internal snapshot '{d.SnapshotId}' (the snapshot's disk state is gone)");
-            if (found.CreatedUtc != d.CreatedUtc || found.VmClockNs != d.VmClockNs)
+            // Found by ID or by name: another snapshot that merely carries the name, or one re-created under the ID, is not ours.
+            if (found.Id != d.SnapshotId || found.CreatedUtc != d.CreatedUtc || found.VmClockNs != d.VmClockNs)
                 throw new SnapshotException(d.Path,
-                    $"the disk's internal snapshot '{d.SnapshotId}' is not the one this snapshot took (created {found.CreatedUtc:O}, recorded {d.CreatedUtc:O})");
+                    $"the disk's internal snapshot '{d.SnapshotId}' is not the one this snapshot took (found ID '{found.Id}' created {found.CreatedUtc:O}, recorded ID '{d.SnapshotId}' created {d.CreatedUtc:O})");
         }
         foreach (var d in disks)
         {
