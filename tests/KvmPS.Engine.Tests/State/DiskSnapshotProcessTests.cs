@@ -159,8 +159,8 @@ public partial class DiskSnapshotProcessTests(ITestOutputHelper log)
         string after = dir.File("after.log");
         using (var vmm = new VmmProcess("--restore", snapshot, "--serial", "file:" + after, "--control-socket", dir.File("b.sock")))
         {
-            Assert.True(WaitFor(() => ReadText(after).Contains($"> blk write {(Regions - 1) * RegionSectors} ") && Wrote(after) > 0
-                && ReadText(after).TrimEnd().EndsWith("blk: wrote 64", StringComparison.Ordinal), Timeout), ReadText(after) + vmm.Stderr);
+            var lastWrite = new Regex($@"> blk write {(Regions - 1) * RegionSectors} {RegionSectors} {Regions}\r?\nblk: wrote 64\r?\n");
+            Assert.True(WaitFor(() => lastWrite.IsMatch(ReadText(after)), Timeout), ReadText(after) + vmm.Stderr);
             vmm.Signal(9);
             vmm.WaitForExit(Timeout);
         }
