@@ -202,6 +202,39 @@ public partial class DiskSnapshotProcessTests(ITestOutputHelper log)
         AssertImageClean(second);
     }
 
+    /// <summary>
+    /// The second disk cannot take a snapshot (refcount_bits=1: every shared cluster would need refcount 2): the
+    /// request fails naming it, the first disk's snapshot is deleted again, nothing is written, and the VM runs on.
+    /// </summary>
+    [BlockQemuImgFact]
+    public void AFailedDiskSnapshotDeletesTheOnesMadeAndTheVmRunsOn()
+    {
+        using var dir = new TempDir();
+        string first = NewDisk(dir, "a.qcow2"), data = dir.File("data.raw"), second = dir.File("b.qcow2"), sock = dir.File("a.sock");
+        File.WriteAllBytes(data, BlockTestData.Pattern(2048, 7));
+        QemuImg("convert", "-f", "raw", "-O", "qcow2", "-o", "refcount_bits=1", data, second);
+        using var vmm = new VmmProcess("--serial", "none", "--control-socket", sock,
+            "--device", $"block,path={first},format=qcow2", "--device", $"block,path={second},format=qcow2");
+        using (var client = new ControlClient(sock))
+        {
+            client.WaitForState("Running", Timeout);
+            var failed = client.Request("snapshot.create", $"\"path\": \"{dir.File("snap")}\", \"snapshot_id\": \"s1\"");
+            log.WriteLine(failed.ToString());
+            Assert.False(failed.GetProperty("ok").GetBoolean());
+            string message = failed.GetProperty("error").GetProperty("message").GetString()!;
+            Assert.Contains(second, message);
+            Assert.Contains("'s1'", message);
+            Assert.False(Directory.Exists(dir.File("snap")));
+            Assert.Equal("Running", client.Ok("status").GetProperty("state").GetString());
+        }
+        vmm.Signal(9);
+        vmm.WaitForExit(Timeout);
+        Assert.DoesNotContain("s1", QemuImg("snapshot", "-l", first));
+        Assert.DoesNotContain("s1", QemuImg("snapshot", "-l", second));
+        AssertImageClean(first);
+        AssertImageClean(second); // the failed create changed nothing
+    }
+
     [BlockQemuImgTheory]
     [InlineData("deleted", "lost its internal snapshot")]
     [InlineData("replaced", "is not the one this snapshot took")]
