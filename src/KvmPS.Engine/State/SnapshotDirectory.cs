@@ -9,11 +9,14 @@ public sealed record SnapshotWriteResult(string Path, ulong MemoryDataBytes, lon
 /// <summary>A snapshot read back from disk: its records, the VMM configuration it was taken with, and its memory file.</summary>
 public sealed record LoadedSnapshot(string Directory, IReadOnlyList<StateRecord> Records, string ConfigJson, string MemoryPath, long MemoryFileBytes)
 {
+    /// <summary>The qcow2 disks that took an internal snapshot with it (disks.json; empty without one).</summary>
+    public IReadOnlyList<SnapshotDisk> Disks { get; init; } = [];
+
     public string ConfigPath => System.IO.Path.Combine(Directory, SnapshotDirectory.ConfigFileName);
 }
 
 /// <summary>
-/// A snapshot directory (docs/snapshots.md): state.bin, config.json and memory.bin. Written into a temporary
+/// A snapshot directory (docs/snapshots.md): state.bin, config.json, memory.bin and disks.json. Written into a temporary
 /// directory beside the target and renamed into place, so a failure (out of space, I/O error) leaves nothing behind.
 /// </summary>
 public static class SnapshotDirectory
@@ -32,7 +35,7 @@ public static class SnapshotDirectory
         return full;
     }
 
-    public static SnapshotWriteResult Write(string path, byte[] state, string configJson, GuestMemory memory)
+    public static SnapshotWriteResult Write(string path, byte[] state, string configJson, GuestMemory memory, IReadOnlyList<SnapshotDisk>? disks = null)
     {
         string target = CheckTarget(path);
         string temp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(target)!, $".{System.IO.Path.GetFileName(target)}.tmp-{Environment.ProcessId}-{Environment.TickCount64}");
@@ -41,6 +44,7 @@ public static class SnapshotDirectory
             System.IO.Directory.CreateDirectory(temp);
             WriteFile(System.IO.Path.Combine(temp, StateFileName), state);
             WriteFile(System.IO.Path.Combine(temp, ConfigFileName), System.Text.Encoding.UTF8.GetBytes(configJson));
+            WriteFile(System.IO.Path.Combine(temp, SnapshotDiskFile.FileName), System.Text.Encoding.UTF8.GetBytes(SnapshotDiskFile.Encode(disks ?? [])));
             ulong memoryBytes;
             using (var file = File.OpenHandle(System.IO.Path.Combine(temp, MemoryFileName), FileMode.CreateNew, FileAccess.ReadWrite))
             {
@@ -65,7 +69,7 @@ public static class SnapshotDirectory
         RandomAccess.FlushToDisk(file);
     }
 
-    /// <summary>Reads and checks state.bin and config.json and that memory.bin exists; errors name the file at fault.</summary>
+    /// <summary>Reads and checks state.bin, config.json and disks.json and that memory.bin exists; errors name the file at fault.</summary>
     public static LoadedSnapshot Open(string path)
     {
         string dir = System.IO.Path.GetFullPath(path);
@@ -80,7 +84,8 @@ public static class SnapshotDirectory
         string config = System.Text.Encoding.UTF8.GetString(ReadAll(configPath, "configuration file"));
         if (!File.Exists(memoryPath)) throw new SnapshotException(memoryPath, "the memory file is missing");
         long memoryBytes = new FileInfo(memoryPath).Length;
-        return new LoadedSnapshot(dir, records, config, memoryPath, memoryBytes);
+        var disks = SnapshotDiskFile.Read(dir);
+        return new LoadedSnapshot(dir, records, config, memoryPath, memoryBytes) { Disks = disks };
     }
 
     private static byte[] ReadAll(string path, string what)

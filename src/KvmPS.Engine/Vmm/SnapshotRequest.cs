@@ -36,16 +36,18 @@ public static class SnapshotRequest
         if (!machine.Pause(PauseTimeout)) throw new ControlProtocolException(ControlErrorCodes.Timeout, $"the vCPUs did not stop within {PauseTimeout.TotalSeconds:0} s");
         var paused = Stopwatch.StartNew();
         SnapshotWriteResult result;
-        List<(string Path, string Id)> diskSnapshots;
+        var diskSnapshots = new List<(ISnapshotableBlockBackend Image, SnapshotDisk Record)>();
         try
         {
-            diskSnapshots = TakeDiskSnapshots(disks, snapshotId);
-            byte[] stateBytes = SnapshotStateFile.Encode(machine.SaveState());
-            result = SnapshotDirectory.Write(target, stateBytes, configJson, machine.Memory);
+            var records = machine.SaveState();
+            TakeDiskSnapshots(machine, disks, snapshotId, VmClockNs(records), diskSnapshots);
+            byte[] stateBytes = SnapshotStateFile.Encode(records);
+            result = SnapshotDirectory.Write(target, stateBytes, configJson, machine.Memory, diskSnapshots.Select(d => d.Record).ToList());
         }
         catch (Exception e)
         {
-            // Nothing was written (SnapshotDirectory cleans up); the VM goes on as it was.
+            // Nothing was written (SnapshotDirectory cleans up), the disk snapshots taken are deleted; the VM goes on as it was.
+            DeleteDiskSnapshots(diskSnapshots);
             if (wasRunning) machine.Resume();
             if (e is SnapshotException s) throw new ControlProtocolException(ControlErrorCodes.InternalError, s.Message);
             throw;
@@ -59,7 +61,7 @@ public static class SnapshotRequest
             StateBytes = result.StateBytes,
             DurationMs = (long)clock.Elapsed.TotalMilliseconds,
             PausedMs = (long)paused.Elapsed.TotalMilliseconds,
-            DiskSnapshots = diskSnapshots.Select(d => new DiskSnapshotReply(d.Path, d.Id)).ToList(),
+            DiskSnapshots = diskSnapshots.Select(d => new DiskSnapshotReply(d.Record.Path, d.Record.SnapshotId)).ToList(),
             VmState = machine.State.ToString(),
         };
     }
@@ -92,13 +94,63 @@ public static class SnapshotRequest
     }
 
     /// <summary>
-    /// HOOK for qcow2 internal snapshots (the qcow helper's <c>Qcow2Image.CreateSnapshot</c> on the open image, at this
-    /// paused instant). Until the block device exposes its open image, qcow2 disks are refused like raw ones.
+    /// At the paused instant (Pause has drained every in-flight block request): every writable disk in
+    /// <paramref name="disks"/> gets an internal qcow2 snapshot <paramref name="snapshotId"/> on the image its block
+    /// device has open. All disks are checked for the ID first, so a duplicate creates nothing; a failed create
+    /// leaves the ones already made in <paramref name="taken"/> for the caller to delete.
     /// </summary>
-    private static List<(string Path, string Id)> TakeDiskSnapshots(List<BlockDeviceConfig> disks, string snapshotId)
+    private static void TakeDiskSnapshots(VirtualMachine machine, List<BlockDeviceConfig> disks, string snapshotId, ulong vmClockNs,
+        List<(ISnapshotableBlockBackend Image, SnapshotDisk Record)> taken)
     {
-        if (disks.Count == 0) return [];
-        throw new ControlProtocolException(ControlErrorCodes.InvalidState,
-            $"disk {disks[0].Path}: qcow2 internal snapshots are not available in this build yet; pass \"disks\": \"ignore\" to snapshot without them");
+        if (disks.Count == 0) return;
+        var images = new List<ISnapshotableBlockBackend>();
+        foreach (var block in machine.Devices.OfType<VirtioBlock>().Where(b => !b.ReadOnly))
+        {
+            ISnapshotableBlockBackend image;
+            try { image = block.SnapshotableBackend(); }
+            catch (DiskSnapshotsNotSupportedException e) { throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"disk {block.Backend.Path}: {e.Message}"); }
+            if (image.FindSnapshot(snapshotId) is { } existing)
+                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument,
+                    $"disk {image.Path} already has an internal snapshot with ID or name '{snapshotId}' (ID '{existing.Id}', name '{existing.Name}'); choose another \"snapshot_id\"");
+            images.Add(image);
+        }
+        foreach (var image in images)
+        {
+            string path = Path.GetFullPath(image.Path);
+            try
+            {
+                image.CreateSnapshot(snapshotId, snapshotId, vmClockNs);
+                // Recorded as the image stores it (its time has the table's resolution), so a restore can compare.
+                var info = image.FindSnapshot(snapshotId) ?? throw new IOException("the snapshot is not in the image's table after it was created");
+                taken.Add((image, SnapshotDisk.From(path, info)));
+            }
+            catch (Exception e) when (e is DiskImageException or IOException or UnauthorizedAccessException)
+            {
+                throw new ControlProtocolException(ControlErrorCodes.InternalError, $"disk {path}: taking internal snapshot '{snapshotId}' failed: {e.Message}");
+            }
+        }
     }
+
+    /// <summary>Undoes <see cref="TakeDiskSnapshots"/> after a failure; a delete that fails too is logged by its error only.</summary>
+    private static void DeleteDiskSnapshots(List<(ISnapshotableBlockBackend Image, SnapshotDisk Record)> taken)
+    {
+        foreach (var (image, record) in taken)
+        {
+            try { image.DeleteSnapshot(record.SnapshotId); }
+            catch (Exception e) when (e is DiskImageException or IOException)
+            {
+                Console.Error.WriteLine($"kvmps-vmm: disk {record.Path}: removing internal snapshot '{record.SnapshotId}' after a failed snapshot failed: {e.Message}");
+            }
+        }
+        taken.Clear();
+    }
+
+    /// <summary>The guest's kvmclock at the paused instant (the last field of the <c>kvm/vm</c> record), or 0 without one.</summary>
+    private static ulong VmClockNs(List<StateRecord> records)
+    {
+        var vm = records.FirstOrDefault(r => r.Name == KvmVmStateName);
+        return vm is { Data.Length: >= 8 } ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(vm.Data.AsSpan(vm.Data.Length - 8)) : 0;
+    }
+
+    private const string KvmVmStateName = "kvm/vm";
 }

@@ -223,6 +223,7 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
         { "newer", "state.bin", "newer than this build" },
         { "no-memory", "memory.bin", "memory file is missing" },
         { "no-config", "config.json", "configuration file is missing" },
+        { "bad-disks", "disks.json", "disk snapshot list cannot be read" },
     };
 
     [Theory]
@@ -248,6 +249,7 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
                 BinaryPrimitives.WriteUInt64LittleEndian(state.AsSpan(state.Length - 8), Crc64.HashToUInt64(state.AsSpan(0, state.Length - 8)));
                 File.WriteAllBytes(target, state);
                 break;
+            case "bad-disks": File.WriteAllText(target, "{\"disks\": [{\"path\": 7}]}"); break;
             default: File.Delete(target); break;
         }
         string serial = dir.File("after.log");

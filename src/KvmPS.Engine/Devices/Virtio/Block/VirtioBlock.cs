@@ -91,6 +91,12 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
 
     public int ConfigSize => ConfigBytes;
     public IBlockBackend Backend => _backend;
+
+    /// <summary>
+    /// The open image for internal snapshots (snapshot.create takes them on it while the VM is paused, when no
+    /// request is in flight), or a <see cref="DiskSnapshotsNotSupportedException"/> naming the disk (raw images).
+    /// </summary>
+    public ISnapshotableBlockBackend SnapshotableBackend() => _backend.RequireSnapshots();
     public string Serial { get; }
     public bool ReadOnly => _backend.ReadOnly;
     /// <summary>Disk size in 512-byte sectors (a partial last sector is not exposed).</summary>
