@@ -96,6 +96,39 @@ public static unsafe class GuestMemoryFile
         memory.MappedFromFile = true;
     }
 
+    /// <summary>Runs of at least this many pages are mapped from a diff's file rather than copied (fewer mappings for scattered pages).</summary>
+    public const ulong MapRunPages = 16;
+
+    /// <summary>
+    /// After <see cref="MapPrivate"/> of the base: lays a diff's pages over guest RAM, older diffs first so newer ones
+    /// win. Long runs are mapped MAP_PRIVATE|MAP_FIXED from the diff's memory file (read on first touch, like the base;
+    /// a hole reads as zeros), short runs are copied.
+    /// </summary>
+    public static void OverlayMapped(GuestMemory memory, SafeFileHandle file, string path, GuestPageBitmap pages)
+    {
+        if (pages.PageCount != memory.PageCount) throw new SnapshotException(path, $"the diff covers {pages.PageCount} pages, guest RAM has {memory.PageCount}");
+        int fd = (int)file.DangerousGetHandle();
+        var shortRuns = new GuestPageBitmap(pages.PageCount);
+        foreach (var (first, count) in pages.Runs())
+        {
+            if (count < MapRunPages) { shortRuns.AddRange(first, count); continue; }
+            for (ulong at = first; at < first + count;)
+            {
+                var target = HostView(memory, at, (int)Math.Min(int.MaxValue / MemoryLayout.PageSize, first + count - at)); // stops at a region's end
+                fixed (byte* host = target)
+                {
+                    nint p = Libc.Mmap((nint)host, (nuint)target.Length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | MAP_FIXED, fd, (long)(at * MemoryLayout.PageSize));
+                    if (p == Libc.MAP_FAILED || p != (nint)host)
+                        throw new SnapshotException(path, $"cannot map the diff's pages over guest RAM: {Libc.ErrorText(Marshal.GetLastPInvokeError())}");
+                    Libc.Madvise(p, (nuint)target.Length, Libc.MADV_DONTDUMP);
+                }
+                memory.MappedFromFile = true; // untouched pages there hold the file's data, not zeros
+                at += (ulong)target.Length / MemoryLayout.PageSize;
+            }
+        }
+        Overlay(memory, file, path, shortRuns, new GuestPageBitmap(pages.PageCount));
+    }
+
     /// <summary>
     /// Copies the pages of <paramref name="pages"/> that are not yet in <paramref name="done"/> from a diff's memory file
     /// into guest RAM (holes read as zeros and are written as zeros: the page was zero when the diff was taken), and

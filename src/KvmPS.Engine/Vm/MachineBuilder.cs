@@ -53,15 +53,17 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
             var full = layers[0];
             using (var file = SnapshotDirectory.OpenMemory(full.MemoryPath))
                 machine.RestoreMemory(file, full.MemoryPath, full.MemoryFileBytes, memoryMode);
-            // Newest diff first: each page comes from the newest snapshot that holds it, and is copied once.
+            // Mapped: oldest diff first, long runs mapped from the diff's file, so newer diffs win. Copied: newest diff
+            // first, each page copied once, from the newest snapshot that holds it.
             var done = new GuestPageBitmap(machine.Memory.PageCount);
-            for (int i = layers.Count - 1; i >= 1; i--)
+            for (int n = 1; n < layers.Count; n++)
             {
-                var diff = layers[i];
+                var diff = layers[memoryMode == RestoreMemoryMode.Private ? n : layers.Count - n];
                 if ((ulong)diff.MemoryFileBytes != machine.Memory.SizeBytes)
                     throw new SnapshotException(diff.MemoryPath, $"the memory file has {diff.MemoryFileBytes} bytes but the machine has {machine.Memory.SizeBytes} bytes of RAM");
                 using var file = SnapshotDirectory.OpenMemory(diff.MemoryPath);
-                GuestMemoryFile.Overlay(machine.Memory, file, diff.MemoryPath, diff.Pages!, done);
+                if (memoryMode == RestoreMemoryMode.Private) GuestMemoryFile.OverlayMapped(machine.Memory, file, diff.MemoryPath, diff.Pages!);
+                else GuestMemoryFile.Overlay(machine.Memory, file, diff.MemoryPath, diff.Pages!, done);
             }
             // From here on every change to guest RAM counts as dirty (a device restoring its state may write some).
             machine.Memory.StartDirtyTracking();

@@ -50,10 +50,10 @@ public partial class DiffSnapshotProcessTests(ITestOutputHelper log)
         => client.Ok("snapshot.create", $"\"path\": \"{path}\", \"memory\": \"{memory}\", \"resume\": {(resume ? "true" : "false")}{extra}").Clone();
 
     /// <summary>Restores <paramref name="snapshot"/> in a new process and checks the counter continues from <paramref name="before"/> and the whole pattern verifies.</summary>
-    private void AssertRestoreContinues(TempDir dir, string snapshot, string before, string name)
+    private void AssertRestoreContinues(TempDir dir, string snapshot, string before, string name, string memoryMode = "private")
     {
         string serial = dir.File($"{name}.log"), sock = dir.File($"{name}.sock");
-        using var restored = new VmmProcess("--restore", snapshot, "--serial", "file:" + serial, "--control-socket", sock);
+        using var restored = new VmmProcess("--restore", snapshot, "--restore-memory", memoryMode, "--serial", "file:" + serial, "--control-socket", sock);
         // Two verify passes after the restore: the second checked every page of the pattern in the new process.
         Assert.True(WaitForFile(serial, t => Occurrences(t, "work: verify ok pass") >= 2 || t.Contains("FAILED"), Timeout), ReadText(serial) + restored.Stderr);
         string after = ReadText(serial);
@@ -137,6 +137,7 @@ public partial class DiffSnapshotProcessTests(ITestOutputHelper log)
         Assert.True(fullBytes < 8L << 20, "the idle guest's full snapshot has no pattern");
         Assert.True(diff1Bytes >= 16L << 20, "diff 1 holds the pattern written after the full snapshot");
         AssertRestoreContinues(dir, diff2, before2, "restore-d2");
+        AssertRestoreContinues(dir, diff2, before2, "restore-d2-copy", "copy"); // the base copied, not mapped, then the diffs
 
         // A VM restored from diff 2 takes its next diff on diff 2, and that chain restores too.
         string serial3 = dir.File("c.log"), sock3 = dir.File("c.sock"), diff3 = dir.File("d3");

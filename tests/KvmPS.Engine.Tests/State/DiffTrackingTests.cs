@@ -151,6 +151,49 @@ public class DiffTrackingTests
         Assert.Equal(2UL, done.Count);
     }
 
+    /// <summary>Writes a diff memory file in which <paramref name="pages"/> hold <paramref name="value"/>.</summary>
+    private static GuestPageBitmap DiffFile(string path, ulong pageCount, byte value, params (ulong First, ulong Count)[] runs)
+    {
+        using var source = GuestMemory.Create(pageCount * Page);
+        var pages = new GuestPageBitmap(pageCount);
+        foreach (var (first, count) in runs)
+        {
+            source.Fill(first * Page, (int)(count * Page), value);
+            pages.AddRange(first, count);
+        }
+        using var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite);
+        GuestMemoryFile.WriteSparse(source, file, pages);
+        return pages;
+    }
+
+    [Fact]
+    public void MappedOverlaysLetTheNewerDiffWinForLongAndShortRuns()
+    {
+        using var dir = new Support.TempDir();
+        const ulong pages = 4096; // 16 MiB
+        // Older diff: pages 100..163 (mapped) and 300 (copied); newer: 132..195 (mapped) and 300..301 (copied).
+        var older = DiffFile(dir.File("older.bin"), pages, 0x11, (100, 64), (300, 1));
+        var newer = DiffFile(dir.File("newer.bin"), pages, 0x22, (132, 64), (300, 2));
+        using var memory = GuestMemory.Create(pages * Page);
+        memory.Fill(0, (int)(pages * Page), 0x99); // the base
+        foreach (var (name, set) in new[] { ("older.bin", older), ("newer.bin", newer) })
+        {
+            using var file = File.OpenHandle(dir.File(name), FileMode.Open, FileAccess.Read);
+            GuestMemoryFile.OverlayMapped(memory, file, dir.File(name), set);
+        }
+        byte At(ulong page) => memory.ReadByte(page * Page + 17);
+        Assert.Equal(0x99, At(99));
+        Assert.Equal(0x11, At(100));
+        Assert.Equal(0x11, At(131));
+        Assert.Equal(0x22, At(132));
+        Assert.Equal(0x22, At(195));
+        Assert.Equal(0x99, At(196));
+        Assert.Equal(0x22, At(300));
+        Assert.Equal(0x22, At(301));
+        Assert.Equal(0x99, At(302));
+        Assert.True(memory.MappedFromFile);
+    }
+
     [Fact]
     public void PagesFileRoundTripsAndRefusesDamage()
     {
