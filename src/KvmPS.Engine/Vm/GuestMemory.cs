@@ -32,9 +32,11 @@ public sealed class GuestMemoryException : Exception
 /// <summary>
 /// Guest RAM: anonymous host mappings (MAP_NORESERVE, so untouched memory costs nothing) split around the
 /// 32-bit MMIO hole. Every access is bounds-checked: a guest-supplied address can never reach host memory
-/// outside these mappings.
+/// outside these mappings. Writers take <see cref="GetWritableSpan"/> (or Write*/Fill), which records the pages
+/// as written by the VMM (KVM's dirty log does not see those writes; see GuestMemoryDirtyPages.cs); readers take
+/// <see cref="GetReadOnlySpan"/>.
 /// </summary>
-public sealed unsafe class GuestMemory : IDisposable
+public sealed unsafe partial class GuestMemory : IDisposable
 {
     private readonly GuestMemoryRegion[] _regions;
     private bool _disposed;
@@ -48,6 +50,9 @@ public sealed unsafe class GuestMemory : IDisposable
         _regions = regions;
         SizeBytes = sizeBytes;
         Options = options;
+        _written = regions.Select(r => new ulong[(r.SizeBytes / MemoryLayout.PageSize + 63) / 64]).ToArray();
+        _firstPage = new ulong[regions.Length];
+        for (int i = 1; i < regions.Length; i++) _firstPage[i] = _firstPage[i - 1] + regions[i - 1].SizeBytes / MemoryLayout.PageSize;
     }
 
     /// <summary>Maps <paramref name="sizeBytes"/> of RAM laid out as in docs/guest-layout.md (RAM above 3 GiB continues at 4 GiB).</summary>
@@ -121,18 +126,21 @@ public sealed unsafe class GuestMemory : IDisposable
         return p;
     }
 
-    /// <summary>Registers every region as a KVM memory slot.</summary>
+    /// <summary>Registers every region as a KVM memory slot (without dirty logging until <see cref="StartDirtyTracking"/>).</summary>
     public void RegisterWith(KvmVmHandle vm)
     {
-        foreach (var r in _regions)
-            Kvm.SetUserMemoryRegion(vm, new kvm_userspace_memory_region
-            {
-                slot = r.Slot,
-                guest_phys_addr = r.GuestAddress,
-                memory_size = r.SizeBytes,
-                userspace_addr = (ulong)r.HostAddress,
-            });
+        foreach (var r in _regions) Kvm.SetUserMemoryRegion(vm, SlotOf(r, flags: 0));
+        _kvm = vm;
     }
+
+    private static kvm_userspace_memory_region SlotOf(GuestMemoryRegion r, uint flags) => new()
+    {
+        slot = r.Slot,
+        flags = flags,
+        guest_phys_addr = r.GuestAddress,
+        memory_size = r.SizeBytes,
+        userspace_addr = (ulong)r.HostAddress,
+    };
 
     /// <summary>Region containing <paramref name="gpa"/>, or null (at most two regions: no search structure needed).</summary>
     public GuestMemoryRegion? FindRegion(ulong gpa)
@@ -148,47 +156,83 @@ public sealed unsafe class GuestMemory : IDisposable
         return r is not null && length <= r.EndAddress - gpa;
     }
 
-    /// <summary>A host view of guest memory; throws if any byte of the range lies outside guest RAM.</summary>
-    public Span<byte> GetSpan(ulong gpa, int length)
+    private GuestMemoryRegion CheckedRegion(ulong gpa, int length, out int index)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (length < 0) throw new GuestMemoryException($"Negative length {length} at guest address 0x{gpa:x}.");
-        var r = FindRegion(gpa);
+        var r = FindRegionIndex(gpa, out index);
         if (r is null || (ulong)length > r.EndAddress - gpa)
             throw new GuestMemoryException($"Guest range 0x{gpa:x}+{length} is outside guest RAM.");
+        return r;
+    }
+
+    private GuestMemoryRegion? FindRegionIndex(ulong gpa, out int index)
+    {
+        for (index = 0; index < _regions.Length; index++) if (_regions[index].Contains(gpa)) return _regions[index];
+        return null;
+    }
+
+    /// <summary>A read-only host view of guest memory; throws if any byte of the range lies outside guest RAM.</summary>
+    public ReadOnlySpan<byte> GetReadOnlySpan(ulong gpa, int length)
+    {
+        var r = CheckedRegion(gpa, length, out _);
+        return new ReadOnlySpan<byte>((byte*)r.HostAddress + (gpa - r.GuestAddress), length);
+    }
+
+    /// <summary>
+    /// A writable host view of guest memory; throws if any byte of the range lies outside guest RAM. The pages are
+    /// recorded as written by the VMM (for diff snapshots and migration): take it only to write, and write before
+    /// the VM is paused for a harvest (devices are quiescent then).
+    /// </summary>
+    public Span<byte> GetWritableSpan(ulong gpa, int length)
+    {
+        var r = CheckedRegion(gpa, length, out int index);
+        MarkWritten(index, gpa - r.GuestAddress, (ulong)length);
         return new Span<byte>((byte*)r.HostAddress + (gpa - r.GuestAddress), length);
     }
 
-    /// <summary>Non-throwing variant for paths that handle guest-supplied addresses (virtqueues).</summary>
-    public bool TryGetSpan(ulong gpa, int length, out Span<byte> span)
+    /// <summary>Non-throwing read-only view for paths that handle guest-supplied addresses (virtqueues).</summary>
+    public bool TryGetReadOnlySpan(ulong gpa, int length, out ReadOnlySpan<byte> span)
     {
-        var r = FindRegion(gpa);
+        var r = FindRegionIndex(gpa, out _);
         if (_disposed || length < 0 || r is null || (ulong)length > r.EndAddress - gpa) { span = default; return false; }
+        span = new ReadOnlySpan<byte>((byte*)r.HostAddress + (gpa - r.GuestAddress), length);
+        return true;
+    }
+
+    /// <summary>Non-throwing writable view for guest-supplied addresses; marks the pages like <see cref="GetWritableSpan"/>.</summary>
+    public bool TryGetWritableSpan(ulong gpa, int length, out Span<byte> span)
+    {
+        var r = FindRegionIndex(gpa, out int index);
+        if (_disposed || length < 0 || r is null || (ulong)length > r.EndAddress - gpa) { span = default; return false; }
+        MarkWritten(index, gpa - r.GuestAddress, (ulong)length);
         span = new Span<byte>((byte*)r.HostAddress + (gpa - r.GuestAddress), length);
         return true;
     }
 
-    public void Write(ulong gpa, ReadOnlySpan<byte> data) => data.CopyTo(GetSpan(gpa, data.Length));
-    public void Read(ulong gpa, Span<byte> destination) => GetSpan(gpa, destination.Length).CopyTo(destination);
-    public void Fill(ulong gpa, int length, byte value) => GetSpan(gpa, length).Fill(value);
+    public void Write(ulong gpa, ReadOnlySpan<byte> data) => data.CopyTo(GetWritableSpan(gpa, data.Length));
+    public void Read(ulong gpa, Span<byte> destination) => GetReadOnlySpan(gpa, destination.Length).CopyTo(destination);
+    public void Fill(ulong gpa, int length, byte value) => GetWritableSpan(gpa, length).Fill(value);
 
-    public byte ReadByte(ulong gpa) => GetSpan(gpa, 1)[0];
-    public ushort ReadUInt16(ulong gpa) => BinaryPrimitives.ReadUInt16LittleEndian(GetSpan(gpa, 2));
-    public uint ReadUInt32(ulong gpa) => BinaryPrimitives.ReadUInt32LittleEndian(GetSpan(gpa, 4));
-    public ulong ReadUInt64(ulong gpa) => BinaryPrimitives.ReadUInt64LittleEndian(GetSpan(gpa, 8));
-    public void WriteByte(ulong gpa, byte v) => GetSpan(gpa, 1)[0] = v;
-    public void WriteUInt16(ulong gpa, ushort v) => BinaryPrimitives.WriteUInt16LittleEndian(GetSpan(gpa, 2), v);
-    public void WriteUInt32(ulong gpa, uint v) => BinaryPrimitives.WriteUInt32LittleEndian(GetSpan(gpa, 4), v);
-    public void WriteUInt64(ulong gpa, ulong v) => BinaryPrimitives.WriteUInt64LittleEndian(GetSpan(gpa, 8), v);
+    public byte ReadByte(ulong gpa) => GetReadOnlySpan(gpa, 1)[0];
+    public ushort ReadUInt16(ulong gpa) => BinaryPrimitives.ReadUInt16LittleEndian(GetReadOnlySpan(gpa, 2));
+    public uint ReadUInt32(ulong gpa) => BinaryPrimitives.ReadUInt32LittleEndian(GetReadOnlySpan(gpa, 4));
+    public ulong ReadUInt64(ulong gpa) => BinaryPrimitives.ReadUInt64LittleEndian(GetReadOnlySpan(gpa, 8));
+    public void WriteByte(ulong gpa, byte v) => GetWritableSpan(gpa, 1)[0] = v;
+    public void WriteUInt16(ulong gpa, ushort v) => BinaryPrimitives.WriteUInt16LittleEndian(GetWritableSpan(gpa, 2), v);
+    public void WriteUInt32(ulong gpa, uint v) => BinaryPrimitives.WriteUInt32LittleEndian(GetWritableSpan(gpa, 4), v);
+    public void WriteUInt64(ulong gpa, ulong v) => BinaryPrimitives.WriteUInt64LittleEndian(GetWritableSpan(gpa, 8), v);
 
     /// <summary>Gives the host back the pages of a guest range (balloon inflate); they read as zero when touched again.</summary>
     public void Discard(ulong gpa, ulong length)
     {
-        var r = FindRegion(gpa);
+        var r = FindRegionIndex(gpa, out int index);
         if (r is null || length > r.EndAddress - gpa || gpa % MemoryLayout.PageSize != 0 || length % MemoryLayout.PageSize != 0)
             throw new GuestMemoryException($"Cannot discard guest range 0x{gpa:x}+0x{length:x}: not page-aligned guest RAM.");
         if (Libc.Madvise(r.HostAddress + (nint)(gpa - r.GuestAddress), (nuint)length, Libc.MADV_DONTNEED) != 0)
             throw NativeCallException.FromLastError("madvise(MADV_DONTNEED)");
+        // The pages now read as zero (or, over a MAP_PRIVATE memory file, as the file): their content changed.
+        MarkWritten(index, gpa - r.GuestAddress, length);
     }
 
     public void Dispose()

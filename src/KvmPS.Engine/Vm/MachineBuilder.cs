@@ -39,18 +39,37 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
     }
 
     /// <summary>
-    /// Hardware, then a snapshot: guest RAM from its memory file (mapped or copied), then every state record. The
-    /// configuration must be the one the snapshot was taken with (its config.json); a mismatch is refused.
+    /// Hardware, then a snapshot: guest RAM from its memory files (the full base mapped or copied, then the pages of
+    /// each diff of the chain), then every state record. The configuration must be the one the snapshot was taken
+    /// with (its config.json); a mismatch is refused. Dirty tracking starts at the restored state, so the next diff's
+    /// parent is this snapshot.
     /// </summary>
     public VirtualMachine Restore(LoadedSnapshot snapshot, RestoreMemoryMode memoryMode)
     {
         var machine = BuildHardware();
         try
         {
-            using (var file = SnapshotDirectory.OpenMemory(snapshot))
-                machine.RestoreMemory(file, snapshot.MemoryPath, snapshot.MemoryFileBytes, memoryMode);
+            var layers = snapshot.MemoryLayers.Count > 0 ? snapshot.MemoryLayers : [new SnapshotMemoryLayer(snapshot.Directory, snapshot.MemoryPath, snapshot.MemoryFileBytes, null)];
+            var full = layers[0];
+            using (var file = SnapshotDirectory.OpenMemory(full.MemoryPath))
+                machine.RestoreMemory(file, full.MemoryPath, full.MemoryFileBytes, memoryMode);
+            // Mapped: oldest diff first, long runs mapped from the diff's file, so newer diffs win. Copied: newest diff
+            // first, each page copied once, from the newest snapshot that holds it.
+            var done = new GuestPageBitmap(machine.Memory.PageCount);
+            for (int n = 1; n < layers.Count; n++)
+            {
+                var diff = layers[memoryMode == RestoreMemoryMode.Private ? n : layers.Count - n];
+                if ((ulong)diff.MemoryFileBytes != machine.Memory.SizeBytes)
+                    throw new SnapshotException(diff.MemoryPath, $"the memory file has {diff.MemoryFileBytes} bytes but the machine has {machine.Memory.SizeBytes} bytes of RAM");
+                using var file = SnapshotDirectory.OpenMemory(diff.MemoryPath);
+                if (memoryMode == RestoreMemoryMode.Private) GuestMemoryFile.OverlayMapped(machine.Memory, file, diff.MemoryPath, diff.Pages!);
+                else GuestMemoryFile.Overlay(machine.Memory, file, diff.MemoryPath, diff.Pages!, done);
+            }
+            // From here on every change to guest RAM counts as dirty (a device restoring its state may write some).
+            machine.Memory.StartDirtyTracking();
             try { machine.RestoreState(snapshot.Records); }
             catch (StateFormatException e) { throw new SnapshotException(Path.Combine(snapshot.Directory, SnapshotDirectory.StateFileName), e.Message, e); }
+            machine.SnapshotBaseline = new SnapshotBaseline(snapshot.Directory, snapshot.StateCrc, machine.Memory.PageCount);
             return machine;
         }
         catch

@@ -49,6 +49,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public IReadOnlyList<IVirtioDevice> Devices => _devices;
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
+    /// <summary>The snapshot the next diff snapshot is taken on (the last one written or restored), or null: no diff possible yet.</summary>
+    public SnapshotBaseline? SnapshotBaseline { get; internal set; }
     public DateTime? StartedUtc { get; private set; }
     public LoadedKernel? Kernel { get; private set; }
     /// <summary>Firmware boot: the fw_cfg device SeaBIOS reads (null for direct kernel boot).</summary>

@@ -10,7 +10,9 @@ namespace KvmPS.Vmm;
 
 /// <summary>
 /// Control request <c>snapshot.create</c> (docs/vmm.md, docs/snapshots.md): pauses every vCPU and every pausable
-/// device, writes DIR (state.bin, config.json, memory.bin), and resumes unless <c>resume</c> is false.
+/// device, writes DIR (state.bin, config.json, memory.bin; a diff also parent and pages.bin), and resumes unless
+/// <c>resume</c> is false. A diff holds the pages dirtied since the previous snapshot of this process, or since the
+/// snapshot it was restored from.
 /// </summary>
 public static class SnapshotRequest
 {
@@ -20,8 +22,10 @@ public static class SnapshotRequest
     public static SnapshotCreateReply Create(VirtualMachine machine, SnapshotCreateRequest request, string configJson)
     {
         if (string.IsNullOrEmpty(request.Path)) throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, "\"path\" must name the snapshot directory to create");
-        if (request.Memory == SnapshotMemory.Diff)
-            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, "\"memory\": \"diff\" snapshots are not supported by this build yet (use \"full\")");
+        bool diff = request.Memory == SnapshotMemory.Diff;
+        if (diff && machine.SnapshotBaseline is null)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidState,
+                "a diff snapshot needs a parent: this VMM process has not taken a snapshot and was not restored from one; take a \"memory\": \"full\" snapshot first");
         string snapshotId = request.SnapshotId ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(request.Path)));
         var clock = Stopwatch.StartNew();
         var state = machine.State;
@@ -37,12 +41,20 @@ public static class SnapshotRequest
         var paused = Stopwatch.StartNew();
         SnapshotWriteResult result;
         var diskSnapshots = new List<(ISnapshotableBlockBackend Image, SnapshotDisk Record)>();
+        var baseline = machine.SnapshotBaseline;
         try
         {
+            // The pages dirtied since the baseline snapshot join the ones a failed diff left; the first snapshot of
+            // this process starts the tracking, so "since" counts from this paused instant.
+            if (machine.Memory.DirtyTracking) baseline?.PendingPages.UnionWith(machine.Memory.HarvestDirtyPages());
+            else machine.Memory.StartDirtyTracking();
             var records = machine.SaveState();
             TakeDiskSnapshots(machine, disks, snapshotId, VmClockNs(records), diskSnapshots);
             byte[] stateBytes = SnapshotStateFile.Encode(records);
-            result = SnapshotDirectory.Write(target, stateBytes, configJson, machine.Memory, diskSnapshots.Select(d => d.Record).ToList());
+            var diffPages = diff ? new SnapshotDiff(baseline!.Directory, baseline.StateCrc, baseline.PendingPages) : null;
+            result = SnapshotDirectory.Write(target, stateBytes, configJson, machine.Memory, diskSnapshots.Select(d => d.Record).ToList(), diffPages);
+            // Written: the next diff is taken on this snapshot, and what was pending is in it (or in the full one).
+            machine.SnapshotBaseline = new SnapshotBaseline(result.Path, result.StateCrc, machine.Memory.PageCount);
         }
         catch (Exception e)
         {
@@ -56,7 +68,7 @@ public static class SnapshotRequest
         return new SnapshotCreateReply
         {
             Path = result.Path,
-            Memory = SnapshotMemory.Full,
+            Memory = diff ? SnapshotMemory.Diff : SnapshotMemory.Full,
             MemoryBytes = (long)result.MemoryDataBytes,
             StateBytes = result.StateBytes,
             DurationMs = (long)clock.Elapsed.TotalMilliseconds,

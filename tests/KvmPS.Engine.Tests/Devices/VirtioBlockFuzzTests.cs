@@ -115,7 +115,7 @@ public sealed class VirtioBlockFuzzTests : IDisposable
         Assert.Equal(pattern, disk.Data[(10 * 512)..(14 * 512)]);
         _mem.Fill(DataAt, 2048, 0);
         Assert.Equal(0, Submit(rig, VirtioBlock.TypeIn, 10, 2048, dataWritable: true));
-        Assert.Equal(pattern, _mem.GetSpan(DataAt, 2048).ToArray());
+        Assert.Equal(pattern, _mem.GetReadOnlySpan(DataAt, 2048).ToArray());
         Assert.Equal(2049u, rig.Ring.UsedElem(1).Len);
         // Lengths that are not whole sectors, ranges past the end (and overflowing), unknown types.
         Assert.Equal(1, Submit(rig, VirtioBlock.TypeIn, 0, 100, dataWritable: true));
@@ -129,7 +129,7 @@ public sealed class VirtioBlockFuzzTests : IDisposable
         // GET_ID: 20 bytes, no terminator when full.
         _mem.Fill(DataAt, 32, 0xAA);
         Assert.Equal(0, Submit(rig, VirtioBlock.TypeGetId, 0, 20, dataWritable: true));
-        Assert.Equal("serial-0123456789ABC"u8.ToArray(), _mem.GetSpan(DataAt, 20).ToArray());
+        Assert.Equal("serial-0123456789ABC"u8.ToArray(), _mem.GetReadOnlySpan(DataAt, 20).ToArray());
         // WRITE_ZEROES (with and without unmap), DISCARD, bad flags, two segments.
         Segment(10, 2, 0);
         Assert.Equal(0, Submit(rig, VirtioBlock.TypeWriteZeroes, 0, 16));
@@ -286,7 +286,7 @@ public sealed class VirtioBlockFuzzTests : IDisposable
                         _mem.WriteUInt32(addr + 12, rng.Next(4) == 0 ? (uint)rng.Next(0, 8) : 0);
                     }
                 }
-                else if (!writable && _mem.IsValidRange(addr, len)) rng.NextBytes(_mem.GetSpan(addr, (int)len));
+                else if (!writable && _mem.IsValidRange(addr, len)) rng.NextBytes(_mem.GetWritableSpan(addr, (int)len));
             }
             switch (rng.Next(16))
             {
@@ -361,7 +361,7 @@ public sealed class VirtioBlockFuzzTests : IDisposable
     private byte[] ReadableStream(List<Buf> bufs)
     {
         var ms = new MemoryStream();
-        foreach (var b in bufs) if (!b.Writable && b.Len > 0) ms.Write(_mem.GetSpan(b.Addr, (int)b.Len));
+        foreach (var b in bufs) if (!b.Writable && b.Len > 0) ms.Write(_mem.GetReadOnlySpan(b.Addr, (int)b.Len));
         return ms.ToArray();
     }
 
@@ -370,7 +370,7 @@ public sealed class VirtioBlockFuzzTests : IDisposable
     private byte[] WritableBeforeStatus(List<Buf> bufs)
     {
         var ms = new MemoryStream();
-        foreach (var b in bufs) if (b.Writable && b.Len > 0) ms.Write(_mem.GetSpan(b.Addr, (int)b.Len));
+        foreach (var b in bufs) if (b.Writable && b.Len > 0) ms.Write(_mem.GetReadOnlySpan(b.Addr, (int)b.Len));
         return ms.ToArray()[..^1];
     }
 

@@ -117,7 +117,7 @@ public sealed class VirtioPciTransportTests : IDisposable
         drv.Notify(0);
         Assert.Equal(1, ring.UsedIdx);
         Assert.Equal((0u, 64u), ring.UsedElem(0));
-        Assert.False(_mem.GetSpan(0x30000, 48).ToArray().All(b => b == 0));
+        Assert.False(_mem.GetReadOnlySpan(0x30000, 48).ToArray().All(b => b == 0));
         Assert.Equal(1UL, drv.Read(VirtioPciTransport.IsrOffset, 1)); // queue interrupt (INTx mode)
         Assert.Equal(0UL, drv.Read(VirtioPciTransport.IsrOffset, 1)); // read-to-clear
     }

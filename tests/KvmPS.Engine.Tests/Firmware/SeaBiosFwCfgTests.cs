@@ -41,13 +41,13 @@ public sealed class SeaBiosFwCfgTests : IDisposable
 
     private void WriteAccess(ulong at, uint control, uint length, ulong address)
     {
-        var s = _memory.GetSpan(at, 16);
+        var s = _memory.GetWritableSpan(at, 16);
         BinaryPrimitives.WriteUInt32BigEndian(s, control);
         BinaryPrimitives.WriteUInt32BigEndian(s[4..], length);
         BinaryPrimitives.WriteUInt64BigEndian(s[8..], address);
     }
 
-    private uint Control(ulong at) => BinaryPrimitives.ReadUInt32BigEndian(_memory.GetSpan(at, 4));
+    private uint Control(ulong at) => BinaryPrimitives.ReadUInt32BigEndian(_memory.GetReadOnlySpan(at, 4));
 
     [Fact]
     public void SignatureAndIdThroughSelectorAndDataPort()
@@ -117,14 +117,14 @@ public sealed class SeaBiosFwCfgTests : IDisposable
         WriteAccess(access, ((uint)key << 16) | FwCfg.DmaSelect | FwCfg.DmaRead, 10, buffer);
         StartDma(fw, access);
         Assert.Equal(0u, Control(access));
-        Assert.Equal(Enumerable.Range(0, 10).Select(i => (byte)i).ToArray(), _memory.GetSpan(buffer, 10).ToArray());
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => (byte)i).ToArray(), _memory.GetReadOnlySpan(buffer, 10).ToArray());
         // Skip 20, then read 5 more: bytes 30-34.
         WriteAccess(access, FwCfg.DmaSkip, 20, 0);
         StartDma(fw, access);
         Assert.Equal(0u, Control(access));
         WriteAccess(access, FwCfg.DmaRead, 5, buffer);
         StartDma(fw, access);
-        Assert.Equal(new byte[] { 30, 31, 32, 33, 34 }, _memory.GetSpan(buffer, 5).ToArray());
+        Assert.Equal(new byte[] { 30, 31, 32, 33, 34 }, _memory.GetReadOnlySpan(buffer, 5).ToArray());
         // A read past the end fills with zeros.
         _memory.Fill(buffer, 64, 0xAA);
         WriteAccess(access, FwCfg.DmaSkip | FwCfg.DmaSelect | ((uint)key << 16), 90, 0);
@@ -132,7 +132,7 @@ public sealed class SeaBiosFwCfgTests : IDisposable
         WriteAccess(access, FwCfg.DmaRead, 64, buffer);
         StartDma(fw, access);
         Assert.Equal(0u, Control(access));
-        Assert.Equal(Enumerable.Range(90, 10).Select(i => (byte)i).Concat(new byte[54]).ToArray(), _memory.GetSpan(buffer, 64).ToArray());
+        Assert.Equal(Enumerable.Range(90, 10).Select(i => (byte)i).Concat(new byte[54]).ToArray(), _memory.GetReadOnlySpan(buffer, 64).ToArray());
         Assert.Equal(5, fw.DmaTransfers);
         Assert.Equal(0, fw.DmaErrors);
     }

@@ -55,12 +55,12 @@ public class GuestMemoryTests
     public void AccessesOutsideGuestRamAreRefused()
     {
         using var memory = GuestMemory.Create(16UL << 20);
-        Assert.Throws<GuestMemoryException>(() => memory.GetSpan(16UL << 20, 1).Length);
-        Assert.Throws<GuestMemoryException>(() => memory.GetSpan((16UL << 20) - 4, 8).Length); // straddles the end
-        Assert.Throws<GuestMemoryException>(() => memory.GetSpan(ulong.MaxValue - 2, 8).Length);
-        Assert.False(memory.TryGetSpan(0xFFFF_FFFF_FFFF_0000, 16, out _));
-        Assert.False(memory.TryGetSpan(0, -1, out _));
-        Assert.True(memory.TryGetSpan((16UL << 20) - 8, 8, out var ok) && ok.Length == 8);
+        Assert.Throws<GuestMemoryException>(() => memory.GetReadOnlySpan(16UL << 20, 1).Length);
+        Assert.Throws<GuestMemoryException>(() => memory.GetReadOnlySpan((16UL << 20) - 4, 8).Length); // straddles the end
+        Assert.Throws<GuestMemoryException>(() => memory.GetReadOnlySpan(ulong.MaxValue - 2, 8).Length);
+        Assert.False(memory.TryGetWritableSpan(0xFFFF_FFFF_FFFF_0000, 16, out _));
+        Assert.False(memory.TryGetReadOnlySpan(0, -1, out _));
+        Assert.True(memory.TryGetWritableSpan((16UL << 20) - 8, 8, out var ok) && ok.Length == 8);
         Assert.False(memory.IsValidRange((16UL << 20) - 8, 9));
     }
 

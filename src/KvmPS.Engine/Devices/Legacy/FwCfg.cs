@@ -173,7 +173,7 @@ public sealed class FwCfg : IBusDevice, IPersistent
     private void Dma(ulong access)
     {
         var mem = _memory!;
-        if (!mem.TryGetSpan(access, 16, out var header)) { DmaErrors++; return; } // nowhere to report: ignore
+        if (!mem.TryGetReadOnlySpan(access, 16, out var header)) { DmaErrors++; return; } // nowhere to report: ignore
         uint control = BinaryPrimitives.ReadUInt32BigEndian(header);
         uint length = BinaryPrimitives.ReadUInt32BigEndian(header[4..]);
         ulong address = BinaryPrimitives.ReadUInt64BigEndian(header[8..]);
@@ -185,7 +185,7 @@ public sealed class FwCfg : IBusDevice, IPersistent
         if (ok) DmaTransfers++; else DmaErrors++;
         // Completion: control becomes 0, or just the error bit. The header may have moved out of RAM? It cannot:
         // guest RAM does not change under a running transfer, and the span was checked above.
-        if (mem.TryGetSpan(access, 4, out var ctl)) BinaryPrimitives.WriteUInt32BigEndian(ctl, ok ? 0 : DmaError);
+        if (mem.TryGetWritableSpan(access, 4, out var ctl)) BinaryPrimitives.WriteUInt32BigEndian(ctl, ok ? 0 : DmaError);
     }
 
     private bool DmaCopy(GuestMemory mem, ulong address, uint length)
@@ -195,7 +195,7 @@ public sealed class FwCfg : IBusDevice, IPersistent
         while (done < length)
         {
             int n = (int)Math.Min(length - done, (ulong)DmaChunk);
-            if (address + done < address || !mem.TryGetSpan(address + done, n, out var dst)) return false;
+            if (address + done < address || !mem.TryGetWritableSpan(address + done, n, out var dst)) return false;
             int have = Math.Clamp(item.Length - _offset, 0, n);
             if (have > 0) item.AsSpan(_offset, have).CopyTo(dst);
             dst[have..].Clear();

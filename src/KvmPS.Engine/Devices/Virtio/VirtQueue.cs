@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using KvmPS.Vm;
 
@@ -36,7 +37,7 @@ public sealed class DescriptorChain
             if (b.DeviceWritable || done == destination.Length) break;
             if (skip >= b.Length) { skip -= b.Length; continue; }
             int n = (int)Math.Min(b.Length - skip, (ulong)(destination.Length - done));
-            if (!memory.TryGetSpan(b.Address + skip, n, out var src)) break;
+            if (!memory.TryGetReadOnlySpan(b.Address + skip, n, out var src)) break;
             src.CopyTo(destination[done..]);
             done += n;
             skip = 0;
@@ -54,7 +55,7 @@ public sealed class DescriptorChain
             if (done == source.Length) break;
             if (skip >= b.Length) { skip -= b.Length; continue; }
             int n = (int)Math.Min(b.Length - skip, (ulong)(source.Length - done));
-            if (!memory.TryGetSpan(b.Address + skip, n, out var dst)) break;
+            if (!memory.TryGetWritableSpan(b.Address + skip, n, out var dst)) break;
             source.Slice(done, n).CopyTo(dst);
             done += n;
             skip = 0;
@@ -70,7 +71,7 @@ public sealed class DescriptorChain
         {
             if (!b.DeviceWritable || done >= maxBytes) continue;
             int n = (int)Math.Min(b.Length, maxBytes - done);
-            if (n == 0 || !memory.TryGetSpan(b.Address, n, out var dst)) continue;
+            if (n == 0 || !memory.TryGetWritableSpan(b.Address, n, out var dst)) continue;
             fill(dst);
             done += (ulong)n;
         }
@@ -86,7 +87,7 @@ public enum PopResult { Empty, Chain, Error }
 /// <summary>
 /// A split virtqueue (virtio 1.x, 2.7) as seen by the device. All guest-supplied values — ring addresses, indices,
 /// descriptor addresses, lengths, flags — are validated before use; every guest access goes through
-/// <see cref="GuestMemory.TryGetSpan"/>. A malformed ring or chain makes the queue <see cref="IsBroken"/> with an
+/// <see cref="GuestMemory.TryGetReadOnlySpan"/> and, for what the device writes (used ring, avail_event, flags), <see cref="GuestMemory.TryGetWritableSpan"/>, which records the page for diff snapshots. A malformed ring or chain makes the queue <see cref="IsBroken"/> with an
 /// <see cref="Error"/>; the transport then sets NEEDS_RESET. Nothing here throws because of guest data.
 /// Not thread-safe: one thread processes a queue at a time (the transport's lock).
 /// </summary>
@@ -173,17 +174,15 @@ public sealed class VirtQueue
     }
 
     // ---- ring field access: aligned 16-bit fields with acquire/release semantics ----
-    private bool TryRef16(ulong gpa, out Span<byte> span) => _memory.TryGetSpan(gpa, 2, out span);
-
     private ushort Load16(ulong gpa)
     {
-        if (!TryRef16(gpa, out var s)) { Fail($"ring field at 0x{gpa:x} is outside guest RAM"); return 0; }
-        return Volatile.Read(ref MemoryMarshal.Cast<byte, ushort>(s)[0]);
+        if (!_memory.TryGetReadOnlySpan(gpa, 2, out var s)) { Fail($"ring field at 0x{gpa:x} is outside guest RAM"); return 0; }
+        return Volatile.Read(ref Unsafe.AsRef(in MemoryMarshal.Cast<byte, ushort>(s)[0]));
     }
 
     private void Store16(ulong gpa, ushort value)
     {
-        if (!TryRef16(gpa, out var s)) { Fail($"ring field at 0x{gpa:x} is outside guest RAM"); return; }
+        if (!_memory.TryGetWritableSpan(gpa, 2, out var s)) { Fail($"ring field at 0x{gpa:x} is outside guest RAM"); return; }
         Volatile.Write(ref MemoryMarshal.Cast<byte, ushort>(s)[0], value);
     }
 
@@ -241,7 +240,7 @@ public sealed class VirtQueue
         {
             if (index >= tableSize) { Fail($"descriptor chain from head {head} links to index {index}, beyond the table size {tableSize}"); return false; }
             if (++seen > tableSize) { Fail($"descriptor chain from head {head} is longer than {tableSize} entries (a loop?)"); return false; }
-            if (!_memory.TryGetSpan(table + 16UL * index, 16, out var d)) { Fail($"descriptor {index} at 0x{table + 16UL * index:x} is outside guest RAM"); return false; }
+            if (!_memory.TryGetReadOnlySpan(table + 16UL * index, 16, out var d)) { Fail($"descriptor {index} at 0x{table + 16UL * index:x} is outside guest RAM"); return false; }
             ulong addr = BinaryPrimitives.ReadUInt64LittleEndian(d);
             uint len = BinaryPrimitives.ReadUInt32LittleEndian(d[8..]);
             ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(d[12..]);
@@ -280,7 +279,7 @@ public sealed class VirtQueue
     {
         if (IsBroken) return;
         ulong elem = UsedRing + 4 + 8UL * (ushort)(_usedIdx % Size);
-        if (!_memory.TryGetSpan(elem, 8, out var e)) { Fail($"used ring element at 0x{elem:x} is outside guest RAM"); return; }
+        if (!_memory.TryGetWritableSpan(elem, 8, out var e)) { Fail($"used ring element at 0x{elem:x} is outside guest RAM"); return; }
         BinaryPrimitives.WriteUInt32LittleEndian(e, head);
         BinaryPrimitives.WriteUInt32LittleEndian(e[4..], writtenBytes);
         _usedIdx++;

@@ -250,7 +250,7 @@ public sealed class VirtioStateTests : IDisposable
         Assert.Equal(2, rx.UsedIdx);
         Assert.Equal((0u, 64u), rx.UsedElem(0)); // the chain held before the snapshot was used, not lost
         Assert.Equal((1u, 36u), rx.UsedElem(1));
-        Assert.True(_mem.TryGetSpan(0x40000 + VirtioNet.HeaderSize, 64 - VirtioNet.HeaderSize, out var got));
+        Assert.True(_mem.TryGetReadOnlySpan(0x40000 + VirtioNet.HeaderSize, 64 - VirtioNet.HeaderSize, out var got));
         Assert.Equal(frame.AsSpan(VirtioNet.HeaderSize, 64 - VirtioNet.HeaderSize).ToArray(), got.ToArray());
 
         var device = t.PersistentParts().Last();

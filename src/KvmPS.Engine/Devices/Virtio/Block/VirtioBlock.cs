@@ -148,7 +148,7 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
         }
         var memory = context.Memory;
         Span<byte> header = stackalloc byte[16];
-        if (chain.ReadFrom(memory, 0, header) != 16 || !memory.TryGetSpan(last.Address + last.Length - 1, 1, out var status))
+        if (chain.ReadFrom(memory, 0, header) != 16 || !memory.TryGetWritableSpan(last.Address + last.Length - 1, 1, out var status))
         {
             context.Fail($"request {chain.Head}: header or status byte not in guest RAM");
             return false;
@@ -197,7 +197,7 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
                 if (!b.DeviceWritable || b.Length == 0) continue;
                 if (done >= length) break;
                 int n = (int)Math.Min(b.Length, length - done);
-                if (!context.Memory.TryGetSpan(b.Address, n, out var span)) return StatusIoErr;
+                if (!context.Memory.TryGetWritableSpan(b.Address, n, out var span)) return StatusIoErr; // the disk's data lands in guest RAM
                 _backend.Read(offset + done, span);
                 done += (ulong)n;
             }
@@ -218,7 +218,7 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
                 if (b.DeviceWritable) break;
                 if (skip >= b.Length) { skip -= b.Length; continue; }
                 int n = (int)(b.Length - skip);
-                if (!context.Memory.TryGetSpan(b.Address + skip, n, out var span)) return StatusIoErr;
+                if (!context.Memory.TryGetReadOnlySpan(b.Address + skip, n, out var span)) return StatusIoErr;
                 _backend.Write(offset + done, span);
                 done += (ulong)n;
                 skip = 0;
