@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using KvmPS.Engine.Tests.Devices;
 using System.Text.RegularExpressions;
 using KvmPS.Engine.Tests.Support;
 using Xunit;
@@ -158,6 +160,83 @@ public partial class SnapshotEdgeTests(ITestOutputHelper log)
         finally
         {
             Process.Start("umount", ["-l", small])!.WaitForExit();
+        }
+    }
+    /// <summary>kvmps-vmm inside a network namespace (its tap lives there), stderr captured.</summary>
+    private static Process StartInNetNs(NetNs ns, StringBuilder stderr, params string[] args)
+    {
+        var p = ns.Start([VmmBinary.Executable, .. args]);
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+        p.OutputDataReceived += (_, _) => { };
+        p.BeginErrorReadLine();
+        p.BeginOutputReadLine();
+        return p;
+    }
+
+    /// <summary>
+    /// A clone (Import-KvmVm -Copy -GenerateNewId) is restored from a snapshot whose config.json has a new MAC and vsock
+    /// CID while state.bin still records the old ones: the devices take config.json's, and the guest learns the new
+    /// CID from the transport reset. The guest keeps the MAC it read at probe time (docs/en-US/Import-KvmVm.md).
+    /// </summary>
+    [NetNsFact]
+    public void ARestoreTakesTheMacAndVsockCidFromConfigJsonOverTheStateRecord()
+    {
+        using var dir = new TempDir();
+        using var ns = new NetNs();
+        string serial = dir.File("a.log"), sock = dir.File("a.sock"), snapshot = dir.File("snap");
+        var stderr = new StringBuilder();
+        using (var vmm = StartInNetNs(ns, stderr, "--device", "net,tap=kvtc0,mac=52:54:00:00:00:07", "--device", $"vsock,guest_cid=7,uds_path={dir.File("v.sock")}",
+                   "--serial", "file:" + serial, "--control-socket", sock))
+        {
+            try
+            {
+                using var client = new ControlClient(sock);
+                client.WaitForState("Running", Timeout);
+                using var console = AttachConsole(sock);
+                Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial) + stderr);
+                Type(console, serial, "net info\r", "net: mac 52:54:00:00:00:07");
+                Type(console, serial, "vsock cid\r", "vsock: cid 7");
+                client.Ok("snapshot.create", $"\"path\": \"{snapshot}\", \"resume\": false");
+            }
+            finally
+            {
+                vmm.Kill();
+                vmm.WaitForExit(10_000);
+            }
+        }
+
+        // What Import-KvmVm -GenerateNewId does to the clone's config.json (ExportedVmRewriter.MapVmmConfig).
+        string configPath = Path.Combine(snapshot, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!;
+        foreach (var device in config["devices"]!.AsArray())
+        {
+            if ((string?)device!["type"] == "net") device["mac"] = "52:54:00:00:00:08";
+            if ((string?)device!["type"] == "vsock") device["guest_cid"] = 9;
+        }
+        File.WriteAllText(configPath, config.ToJsonString());
+
+        string after = dir.File("b.log"), sock2 = dir.File("b.sock");
+        var stderr2 = new StringBuilder();
+        using var restored = StartInNetNs(ns, stderr2, "--restore", snapshot, "--serial", "file:" + after, "--control-socket", sock2);
+        try
+        {
+            using var client2 = new ControlClient(sock2, TimeSpan.FromSeconds(30));
+            Assert.Equal("Running", client2.WaitForState("Running", Timeout).GetProperty("state").GetString());
+            var devices = client2.Ok("describe").GetProperty("devices").EnumerateArray().ToList();
+            log.WriteLine(string.Join("\n", devices));
+            Assert.Equal("52:54:00:00:00:08", devices.Single(d => d.GetProperty("type").GetString() == "net").GetProperty("mac").GetString());
+            Assert.Equal(9, devices.Single(d => d.GetProperty("type").GetString() == "vsock").GetProperty("guest_cid").GetInt64());
+            using var console2 = AttachConsole(sock2);
+            Type(console2, after, "vsock cid\r", "vsock: cid 9");
+            Assert.Contains("vsock: transport reset (cid 9)", ReadText(after));
+            // The guest keeps the MAC it read at probe time; the device's config space has the new one.
+            Type(console2, after, "net info\r", "net: mac 52:54:00:00:00:07");
+        }
+        finally
+        {
+            log.WriteLine(stderr2.ToString());
+            restored.Kill();
+            restored.WaitForExit(10_000);
         }
     }
 }

@@ -275,7 +275,9 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     {
         var s = VirtioNetState.Read(reader, version);
         if (s.TapName != _backend.Name) throw reader.Fail($"the snapshot's tap is '{s.TapName}', this device's '{_backend.Name}'");
-        if (!s.Mac.AsSpan().SequenceEqual(_mac)) throw reader.Fail($"the snapshot's MAC is {NetDeviceConfig.FormatMac(s.Mac)}, this device's {NetDeviceConfig.FormatMac(_mac)}");
+        // A MAC other than the record's is taken from config.json (which built the device): a clone made by
+        // Import-KvmVm -GenerateNewId. The config space shows the new MAC; a driver that read the old one at probe time
+        // keeps sending with it until it re-reads it (the built-in guest and Linux read it once).
         if (s.Mtu != (_mtu ?? 0)) throw reader.Fail($"the snapshot's MTU is {s.Mtu}, this device's {_mtu ?? 0}");
         foreach (var c in _held) _spare.Push(c);
         _held.Clear();
