@@ -33,7 +33,8 @@ public interface IVmmControl
     SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{SnapshotCreateRequest.Name}' yet");
     /// <summary>A request some device handles (Devices/Config/IDeviceControl); false when no device knows it.</summary>
-    bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w);
+    /// <summary>A device's request (balloon.*, net.*), as its record; false when no device of this VM answers it.</summary>
+    bool TryHandleDeviceRequest(ControlRequest request, Utf8JsonWriter w);
     /// <summary>Validates that a console can attach now; throws <see cref="ControlProtocolException"/> or InvalidOperationException if not.</summary>
     void CheckConsoleAttach();
     ConsoleHub Console { get; }
@@ -212,7 +213,7 @@ public sealed class ControlServer : IDisposable
                         using (var w = new Utf8JsonWriter(buffer))
                         {
                             w.WriteStartObject();
-                            if (!_control.TryHandleDeviceRequest(device.Request, root, w))
+                            if (!_control.TryHandleDeviceRequest(device, w))
                                 throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"'{device.Request}' needs a device this VM does not have (describe lists the requests it answers)");
                             w.WriteEndObject();
                         }

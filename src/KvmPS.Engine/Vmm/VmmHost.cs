@@ -278,13 +278,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     public void StopReplySent() => _stopReplySent.Set();
 
-    public bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w)
+    public bool TryHandleDeviceRequest(ControlRequest request, Utf8JsonWriter w)
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
-        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request));
+        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         if (device is null) return false;
-        device.HandleControlRequest(request, arguments, w);
+        device.HandleControlRequest(request, w);
         return true;
     }
 

@@ -151,18 +151,24 @@ public class VirtioBalloonGuestTests(ITestOutputHelper log)
         Assert.True(r.GetProperty("stats_updated_ms_ago").GetInt64() >= 0);
 
         Assert.Throws<ArgumentException>(() => Control(balloon, "balloon.set", """{"target_bytes": 268435456}"""));
-        Assert.Throws<ArgumentException>(() => Control(balloon, "balloon.set", """{"target_bytes": -1}"""));
-        Assert.Throws<ArgumentException>(() => Control(balloon, "balloon.set", """{"size": 1}"""));
+        Assert.Contains("negative", Assert.Throws<ArgumentException>(() => Control(balloon, "balloon.set", """{"target_bytes": -1}""")).Message);
+        // Unknown and missing fields are refused by the request record, by name, before the device sees them.
+        var unknown = Assert.Throws<KvmPS.Contract.ControlProtocolException>(() => Control(balloon, "balloon.set", """{"target_bytes": 1, "size": 1}"""));
+        Assert.Equal(KvmPS.Contract.ControlErrorCodes.InvalidArgument, unknown.Code);
+        Assert.Contains("size", unknown.Message);
+        Assert.Throws<KvmPS.Contract.ControlProtocolException>(() => Control(balloon, "balloon.set", """{"size": 1}"""));
     }
 
+    /// <summary>The request as the control socket takes it: read into its contract record, then handed to the device.</summary>
     internal static string Control(IDeviceControl device, string request, string arguments)
     {
-        using var doc = JsonDocument.Parse(arguments);
+        using var doc = JsonDocument.Parse("{\"request\": \"" + request + "\"" + (arguments.Trim() is "{}" ? "" : ", " + arguments.Trim()[1..^1]) + "}");
+        var record = KvmPS.Contract.ControlRequests.Parse(doc.RootElement);
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer))
         {
             w.WriteStartObject();
-            device.HandleControlRequest(request, doc.RootElement, w);
+            device.HandleControlRequest(record, w);
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Interop;
 using KvmPS.State;
@@ -328,24 +329,23 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
     }
 
     // ---- control requests ----
-    public IReadOnlyList<string> ControlRequests { get; } = ["balloon.set", "balloon.get"];
+    public IReadOnlyList<string> ControlRequests { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name];
 
-    public void HandleControlRequest(string request, JsonElement arguments, Utf8JsonWriter result)
+    public void HandleControlRequest(ControlRequest request, Utf8JsonWriter result)
     {
         switch (request)
         {
-            case "balloon.set":
-                if (arguments.ValueKind != JsonValueKind.Object || !arguments.TryGetProperty("target_bytes", out var t)
-                    || t.ValueKind != JsonValueKind.Number || !t.TryGetUInt64(out ulong bytes))
-                    throw new ArgumentException("balloon.set needs \"target_bytes\": a whole number of bytes (0 = empty balloon).");
-                SetTarget(bytes);
+            case BalloonSetRequest set:
+                if (set.TargetBytes < 0)
+                    throw new ArgumentException($"balloon.set: \"target_bytes\" {set.TargetBytes} is negative (0 = empty balloon).");
+                SetTarget((ulong)set.TargetBytes);
                 WriteState(result);
                 break;
-            case "balloon.get":
+            case BalloonGetRequest:
                 WriteState(result);
                 break;
             default:
-                throw new ArgumentException($"virtio-balloon does not handle '{request}'.");
+                throw new ArgumentException($"virtio-balloon does not handle '{request.Request}'.");
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.State;
 using KvmPS.Vm;
@@ -227,11 +228,11 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     }
 
     // ---- control: counters ----
-    public IReadOnlyList<string> ControlRequests { get; } = ["net.stats"];
+    public IReadOnlyList<string> ControlRequests { get; } = [NetStatsRequest.Name];
 
-    public void HandleControlRequest(string request, JsonElement arguments, Utf8JsonWriter w)
+    public void HandleControlRequest(ControlRequest request, Utf8JsonWriter w)
     {
-        if (request != "net.stats") throw new ArgumentException($"unknown request {request}");
+        if (request is not NetStatsRequest) throw new ArgumentException($"virtio-net does not handle '{request.Request}'.");
         w.WriteString("tap", _backend.Name);
         w.WriteString("mac", NetDeviceConfig.FormatMac(_mac));
         w.WriteNumber("rx_packets", RxPackets);
