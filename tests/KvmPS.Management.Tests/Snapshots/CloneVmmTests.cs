@@ -58,11 +58,9 @@ public sealed partial class CloneVmmTests(VmmFixture fixture)
         failure?.Throw();
     }
 
-    [Fact]
+    [NetNsFact]
     public void A_clone_with_new_ids_starts_from_its_saved_state_with_its_new_MAC()
     {
-        if (Environment.UserName != "root" || !File.Exists("/dev/net/tun"))
-            return; // taps need root; the VMM tests of this collection run as root in CI
         var ns = "kvt-clone-" + Guid.NewGuid().ToString("N")[..6];
         Run("ip", "netns", "add", ns);
         using var sandbox = new LifecycleSandbox(fixture);
@@ -102,5 +100,19 @@ public sealed partial class CloneVmmTests(VmmFixture fixture)
         {
             try { Run("ip", "netns", "delete", ns); } catch (InvalidOperationException) { }
         }
+    }
+}
+
+/// <summary>A fact that needs root, iproute2's <c>ip</c> and /dev/net/tun (a network namespace with a tap); skipped with the reason otherwise.</summary>
+public sealed class NetNsFactAttribute : FactAttribute
+{
+    public NetNsFactAttribute()
+    {
+        if (Environment.UserName != "root")
+            Skip = "not root (network namespaces and taps need CAP_NET_ADMIN)";
+        else if (!File.Exists("/dev/net/tun"))
+            Skip = "no /dev/net/tun";
+        else if (!new[] { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip" }.Any(File.Exists))
+            Skip = "no 'ip' (apt-get install -y iproute2)";
     }
 }
