@@ -164,13 +164,6 @@ public class VirtioBalloonGuestTests(ITestOutputHelper log)
     {
         using var doc = JsonDocument.Parse("{\"request\": \"" + request + "\"" + (arguments.Trim() is "{}" ? "" : ", " + arguments.Trim()[1..^1]) + "}");
         var record = KvmPS.Contract.ControlRequests.Parse(doc.RootElement);
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var w = new Utf8JsonWriter(buffer))
-        {
-            w.WriteStartObject();
-            device.HandleControlRequest(record, w);
-            w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        return device.HandleControlRequest(record).GetRawText();
     }
 }

@@ -54,7 +54,8 @@ public interface IDeviceControl
     IReadOnlyList<string> ControlRequests { get; }
     /// <summary>
     /// Handles one request, already read into its contract record (KvmPS.Contract.ControlRequests: unknown fields and
-    /// wrong types were refused there, by name). ArgumentException becomes InvalidArgument, InvalidOperationException InvalidState.
+    /// wrong types were refused there, by name), and returns its reply record serialized through the contract
+    /// (KvmPS.Contract.ControlReplies). ArgumentException becomes InvalidArgument, InvalidOperationException InvalidState.
     /// </summary>
-    void HandleControlRequest(KvmPS.Contract.ControlRequest request, Utf8JsonWriter result);
+    JsonElement HandleControlRequest(KvmPS.Contract.ControlRequest request);
 }

@@ -230,18 +230,22 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     // ---- control: counters ----
     public IReadOnlyList<string> ControlRequests { get; } = [NetStatsRequest.Name];
 
-    public void HandleControlRequest(ControlRequest request, Utf8JsonWriter w)
+    public JsonElement HandleControlRequest(ControlRequest request)
     {
         if (request is not NetStatsRequest) throw new ArgumentException($"virtio-net does not handle '{request.Request}'.");
-        w.WriteString("tap", _backend.Name);
-        w.WriteString("mac", NetDeviceConfig.FormatMac(_mac));
-        w.WriteNumber("rx_packets", RxPackets);
-        w.WriteNumber("rx_bytes", RxBytes);
-        w.WriteNumber("rx_dropped", RxDropped);
-        w.WriteNumber("rx_stalls", RxStalls);
-        w.WriteNumber("tx_packets", TxPackets);
-        w.WriteNumber("tx_bytes", TxBytes);
-        w.WriteNumber("tx_dropped", TxDropped);
+        var reply = new NetStatsReply
+        {
+            Tap = _backend.Name,
+            Mac = NetDeviceConfig.FormatMac(_mac),
+            RxPackets = RxPackets,
+            RxBytes = RxBytes,
+            RxDropped = RxDropped,
+            RxStalls = RxStalls,
+            TxPackets = TxPackets,
+            TxBytes = TxBytes,
+            TxDropped = TxDropped,
+        };
+        return JsonSerializer.SerializeToElement(reply, ContractJsonContext.Default.NetStatsReply);
     }
 
     // ---- pause and state ----
