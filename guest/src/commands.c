@@ -161,12 +161,14 @@ void run_command(char *line)
     } else if (!strcmp(cmd, "vsock")) {
         char *rest = split_arg(arg);
         char *text = split_arg(rest);
-        if (!strcmp(arg, "listen") && !parse_u64(rest, &n) && n <= 0xffffffffULL && !*text)
+        if (!strcmp(arg, "cid") && !*rest)
+            cmd_vsock_cid();
+        else if (!strcmp(arg, "listen") && !parse_u64(rest, &n) && n <= 0xffffffffULL && !*text)
             cmd_vsock_listen(n);
         else if (!strcmp(arg, "connect") && !parse_u64(rest, &n) && n <= 0xffffffffULL && *text)
             cmd_vsock_connect(n, text);
         else
-            kprintf("usage: vsock listen PORT | vsock connect PORT TEXT\n");
+            kprintf("usage: vsock cid | vsock listen PORT | vsock connect PORT TEXT\n");
     } else if (!strcmp(cmd, "blk")) {
         cmd_blk(arg);
     } else if (!strcmp(cmd, "work")) {

@@ -75,6 +75,30 @@ static u8 getc_blocking(void)
     }
 }
 
+int console_try_getc(u8 *c)
+{
+    if (polling) {
+        if (!uart_rx_ready())
+            return 0;
+        *c = uart_getc_nowait();
+        return 1;
+    }
+    /* The irq handler shares the ring: hold interrupts off, and leave IF as the caller had it (a boot command runs
+       with interrupts off, a typed one with them on). */
+    u64 flags;
+    __asm__ volatile("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
+    int got = 0;
+    rx_drain();
+    if (rx_tail != rx_head) {
+        *c = rx_buf[rx_tail % RX_SIZE];
+        rx_tail++;
+        got = 1;
+    }
+    if (flags & (1UL << 9)) /* IF */
+        sti();
+    return got;
+}
+
 void console_run(void)
 {
     static char line[LINE_MAX + 1];

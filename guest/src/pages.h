@@ -1,5 +1,6 @@
-/* A tiny physical page allocator over usable RAM from 16 MiB up (below 4 GiB, which the guest maps), for the
-   balloon driver and `mem touch`. Free pages are a LIFO stack of frame numbers (kept at the start of the region)
+/* A tiny physical page allocator over usable RAM from 64 MiB up (below 4 GiB, which the guest maps), for the
+   balloon driver and `mem touch`. 16-64 MiB is the `work` workload's area (workload.c): a balloon inflated while the
+   workload runs must not hand out pages the workload keeps its pattern in. Free pages are a LIFO stack of frame numbers (kept at the start of the region)
    plus a bump pointer over never-used pages, so the pages handed out next are the ones freed last. */
 #ifndef KVMPS_PAGES_H
 #define KVMPS_PAGES_H
@@ -7,7 +8,7 @@
 #include "types.h"
 
 #define PAGE_SIZE 4096
-#define PAGES_REGION_START (16ULL << 20)
+#define PAGES_REGION_START (64ULL << 20)
 
 /* Finds the region in the e820 map (once). Returns 0 on success. */
 int pages_init(void);

@@ -35,7 +35,7 @@ static struct pfn_list balloon_pages;
 void cmd_mem_touch(u64 mib)
 {
     if (pages_init()) {
-        kprintf("mem: no usable RAM above 16 MiB\n");
+        kprintf("mem: no usable RAM above 64 MiB\n");
         return;
     }
     u64 touched = pages_touch_free(mib * (1ULL << 20) / PAGE_SIZE);
@@ -51,7 +51,7 @@ static int balloon_init(void)
         return -1;
     }
     if (pages_init()) {
-        kprintf("balloon: no usable RAM above 16 MiB\n");
+        kprintf("balloon: no usable RAM above 64 MiB\n");
         return -1;
     }
     if (virtio_negotiate(&bal_dev, BALLOON_F_STATS_VQ | BALLOON_F_DEFLATE_ON_OOM) || virtio_queue_setup(&bal_dev, &inflate_vq, 0) ||

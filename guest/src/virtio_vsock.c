@@ -40,6 +40,8 @@ static u8 ev_buf[8] __attribute__((aligned(8)));
 static struct vsock_hdr rx_hdr;
 static u8 rx_data[RX_BUF_SIZE];
 
+static u64 read_guest_cid(void) { return mmio_read32(vs_dev.device_cfg) | (u64)mmio_read32(vs_dev.device_cfg + 4) << 32; }
+
 static void post_rx(u16 i)
 {
     rx_vq.desc[i].addr = (u64)(uptr)rx_bufs[i];
@@ -62,7 +64,7 @@ static int vsock_init(void)
         kprintf("vsock: device setup failed (status 0x%x)\n", virtio_status(&vs_dev));
         return -1;
     }
-    guest_cid = mmio_read32(vs_dev.device_cfg) | (u64)mmio_read32(vs_dev.device_cfg + 4) << 32;
+    guest_cid = read_guest_cid();
     virtio_driver_ok(&vs_dev);
     for (u16 i = 0; i < RX_BUFS && i < rx_vq.size; i++)
         post_rx(i);
@@ -72,6 +74,24 @@ static int vsock_init(void)
     virtq_submit(&ev_vq, 0);
     vs_ready = 1;
     return 0;
+}
+
+#define EVENT_TRANSPORT_RESET 0
+
+/* Takes the events the device sent. VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (virtio 1.2, 5.10.6.6; a restored snapshot):
+   connections are gone and the CID may have changed (a cloned VM), so it is read again. */
+static void vsock_take_events(void)
+{
+    while (*(volatile u16 *)&ev_vq.used.idx != ev_vq.last_used) {
+        barrier();
+        ev_vq.last_used++;
+        u32 id = *(volatile u32 *)ev_buf;
+        if (id == EVENT_TRANSPORT_RESET) {
+            guest_cid = read_guest_cid();
+            kprintf("vsock: transport reset (cid %lu)\n", guest_cid);
+        }
+        virtq_submit(&ev_vq, 0);
+    }
 }
 
 static int vs_send(u16 op, u32 src_port, u32 dst_port, u32 flags, const void *data, u32 len)
@@ -157,10 +177,19 @@ static void vs_close(u32 local, u32 peer)
     kprintf("vsock: closed%s\n", op == OP_RST ? "" : " (no RST from the host)");
 }
 
+void cmd_vsock_cid(void)
+{
+    if (vsock_init())
+        return;
+    vsock_take_events();
+    kprintf("vsock: cid %lu\n", guest_cid);
+}
+
 void cmd_vsock_listen(u64 port)
 {
     if (vsock_init())
         return;
+    vsock_take_events();
     kprintf("vsock: listening on %lu (cid %lu)\n", port, guest_cid);
     long n;
     u16 op;
@@ -201,6 +230,7 @@ void cmd_vsock_connect(u64 port, const char *text)
 {
     if (vsock_init())
         return;
+    vsock_take_events();
     u32 local = next_port++;
     long n;
     fwd_cnt = 0;

@@ -10,12 +10,13 @@
  */
 #include "workload.h"
 #include "bootinfo.h"
+#include "console.h"
 #include "lib.h"
+#include "pages.h"
 #include "timer.h"
-#include "uart.h"
 
 #define WORK_BASE (16UL << 20)
-#define WORK_LIMIT (3UL << 30)        /* RAM below the 32-bit MMIO hole, identity-mapped */
+#define WORK_LIMIT PAGES_REGION_START /* the page allocator (balloon, mem touch) starts there */
 #define WORK_PAGE 4096UL
 #define WORK_SEED 0x9e3779b97f4a7c15UL
 
@@ -66,7 +67,7 @@ static void work_fill(u64 mib)
 {
     u64 end = WORK_BASE + (mib << 20);
     if (mib == 0 || end > WORK_LIMIT || end > bootinfo_usable_bytes()) {
-        kprintf("work: %lu MiB does not fit above 16 MiB in usable RAM\n", mib);
+        kprintf("work: %lu MiB does not fit between 16 and %lu MiB in usable RAM\n", mib, (u64)(WORK_LIMIT >> 20));
         return;
     }
     work_pages = 0;
@@ -106,9 +107,9 @@ static void work_loop(void)
             return;
         u64 until = timer_ticks() + timer_us_to_ticks(100000);
         while (timer_ticks() < until) {
-            if (!uart_rx_ready())
+            u8 c;
+            if (!console_try_getc(&c))
                 continue;
-            u8 c = uart_getc_nowait();
             if (c == 'v')
                 work_verify();
             else if (c == 'q') {

@@ -403,12 +403,22 @@ public sealed class CliApp
                 w.WriteString("name", result.Name);
                 w.WriteBoolean("wasRunning", result.WasRunning);
                 CliOutput.WriteNullable(w, "retainedDisksDirectory", result.RetainedDisksDirectory);
+                w.WriteStartArray("removedDiskSnapshots");
+                foreach (var disk in result.RemovedDiskSnapshots)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("path", disk.Path);
+                    w.WriteString("snapshotId", disk.SnapshotId);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
                 w.WriteEndObject();
             }));
         }
         else
         {
-            Out.WriteLine($"VM '{name}' removed{(result.RetainedDisksDirectory is { } kept ? $"; its disks are kept in {kept}" : "")}.");
+            Out.WriteLine($"VM '{name}' removed{(result.RetainedDisksDirectory is { } kept ? $"; its disks are kept in {kept}" : "")}"
+                + (result.RemovedDiskSnapshots.Count > 0 ? $"; {result.RemovedDiskSnapshots.Count} checkpoint snapshot(s) deleted from the disks that stay." : "."));
         }
         return ExitCodes.Ok;
     }

@@ -118,7 +118,7 @@ internal static class HelpText
         "vm list" => "Usage: kvmps vm list [--json]\n\nAll VMs in the store: name, state, vCPUs, memory, VMM pid, uptime, autostart.\n",
         "vm start" => "Usage: kvmps vm start NAME [--json]\n\nStarts the VM's kvmps-vmm and waits until the guest runs. Exit 4 if it fails to start, 5 if there is no such VM.\n",
         "vm stop" => "Usage: kvmps vm stop NAME [--force] [--json]\n\nPresses the ACPI power button and waits for the guest to power off, then stops it by force.\n  --force   power off at once\n",
-        "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store. A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
+        "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store with its checkpoints (their internal qcow2 snapshots are deleted from the disks\nthat stay). A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
         "vm snapshot" => """
             Usage: kvmps vm snapshot create|list|restore|remove NAME ...
 

@@ -119,6 +119,26 @@ public sealed class SnapshotCliTests : IDisposable
     }
 
     [Fact]
+    public void Vm_remove_with_kept_disks_deletes_the_checkpoints_snapshots_from_them()
+    {
+        var (code, _, error) = Run("vm", "snapshot", "create", "web", "s1");
+        Assert.True(code == 0, error);
+        var disk = _store.ResolveDiskPath("web", "root.qcow2");
+        var id = _manager.GetSnapshot("web", "s1").Id;
+        var recording = (RecordingDiskSnapshots)_manager.DiskSnapshots!;
+        Assert.True(recording.Exists(disk, id));
+
+        (code, var output, error) = Run("vm", "remove", "web", "--keep-disks", "--json");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        var removed = Assert.Single(json.RootElement.GetProperty("removedDiskSnapshots").EnumerateArray());
+        Assert.Equal(disk, removed.GetProperty("path").GetString());
+        Assert.Equal(id, removed.GetProperty("snapshotId").GetString());
+        Assert.False(recording.Exists(disk, id));
+        Assert.Contains($"delete {disk} {id}", recording.Calls);
+    }
+
+    [Fact]
     public void Help_texts_name_the_new_commands()
     {
         Assert.Contains("vm snapshot create|list|restore|remove", Run("--help").Out);

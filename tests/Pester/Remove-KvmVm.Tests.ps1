@@ -43,6 +43,24 @@ Describe 'Remove-KvmVm' {
         Get-KvmVm rm-keep -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 
+    It 'deletes the checkpoints'' internal snapshots from a disk outside the store, which stays' {
+        $qcow = Join-Path $env:KVMPS_HOME 'rm-outside.qcow2'
+        New-KvmDiskImage -Path $qcow -SizeBytes 1MB -Format Qcow2 | Out-Null
+        New-KvmTestVm -Name rm-cp | Out-Null
+        Add-KvmDisk rm-cp -Path $qcow -Confirm:$false
+        $s1 = Checkpoint-KvmVm rm-cp -SnapshotName s1 -PassThru
+        $s2 = Checkpoint-KvmVm rm-cp -SnapshotName s2 -PassThru
+        @([KvmPS.Storage.DiskSnapshots]::List($qcow)).Count | Should -Be 2
+        $result = Remove-KvmVm rm-cp -PassThru -Confirm:$false -Verbose 4>&1
+        $verbose = @($result | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] })
+        $removed = $result | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }
+        Test-Path -LiteralPath $qcow | Should -BeTrue
+        [KvmPS.Storage.DiskSnapshots]::List($qcow) | Should -BeNullOrEmpty
+        @($removed.RemovedDiskSnapshots.SnapshotId | Sort-Object) | Should -Be @(@($s1.Id, $s2.Id) | Sort-Object)
+        ($verbose.Message -match [regex]::Escape($qcow)).Count | Should -Be 2
+        Get-KvmVm rm-cp -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
     It 'takes VM objects by value and names by property name' {
         New-KvmTestVm -Name rm-p1 | Out-Null
         New-KvmTestVm -Name rm-p2 | Out-Null
@@ -64,6 +82,7 @@ Describe 'Remove-KvmVm' {
         $lines = Get-KvmWhatIfLine { Remove-KvmVm rm-whatif -WhatIf; Remove-KvmVm rm-whatif -KeepDisks -WhatIf }
         $lines[0] | Should -Match 'target "rm-whatif"'
         $lines[0] | Should -Match 'delete'
+        $lines[0] | Should -Match 'checkpoints'
         $lines[1] | Should -Match 'keep'
         (Get-KvmVm rm-whatif).Name | Should -Be 'rm-whatif'
     }

@@ -32,8 +32,11 @@ public interface IVmmControl
     /// </summary>
     SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{SnapshotCreateRequest.Name}' yet");
-    /// <summary>A request some device handles (Devices/Config/IDeviceControl); false when no device knows it.</summary>
-    bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w);
+    /// <summary>
+    /// A device's request (balloon.*, net.*; Devices/Config/IDeviceControl) as its record; <paramref name="result"/> is
+    /// the device's reply record. False when no device of this VM answers it.
+    /// </summary>
+    bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result);
     /// <summary>Validates that a console can attach now; throws <see cref="ControlProtocolException"/> or InvalidOperationException if not.</summary>
     void CheckConsoleAttach();
     ConsoleHub Console { get; }
@@ -207,17 +210,10 @@ public sealed class ControlServer : IDisposable
                         RunConsole(stream, reader, attach.Replay);
                         return false;
                     case var device:
-                        // balloon.*, net.*: the record checked the arguments; the device that owns the name answers.
-                        var buffer = new ArrayBufferWriter<byte>(512);
-                        using (var w = new Utf8JsonWriter(buffer))
-                        {
-                            w.WriteStartObject();
-                            if (!_control.TryHandleDeviceRequest(device.Request, root, w))
-                                throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"'{device.Request}' needs a device this VM does not have (describe lists the requests it answers)");
-                            w.WriteEndObject();
-                        }
-                        using (var result = JsonDocument.Parse(buffer.WrittenMemory))
-                            Reply(stream, id, result.RootElement);
+                        // balloon.*, net.*: the record checked the arguments; the device that owns the name answers with its reply record.
+                        if (!_control.TryHandleDeviceRequest(device, out var deviceResult))
+                            throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"'{device.Request}' needs a device this VM does not have (describe lists the requests it answers)");
+                        Reply(stream, id, deviceResult);
                         break;
                 }
             }

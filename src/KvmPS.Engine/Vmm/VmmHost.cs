@@ -107,9 +107,11 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     public int Run()
     {
-        if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
+        // SIGTERM/SIGINT handlers first: once the socket answers, a client may signal the VMM, which must then stop
+        // cleanly (socket removed, exit 0) rather than die by the signal's default action.
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
         bool stdinPumping = false;
         while (true)
         {
@@ -278,13 +280,14 @@ public sealed class VmmHost : IVmmControl, IDisposable
 
     public void StopReplySent() => _stopReplySent.Set();
 
-    public bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w)
+    public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result)
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
-        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request));
+        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
+        result = default;
         if (device is null) return false;
-        device.HandleControlRequest(request, arguments, w);
+        result = device.HandleControlRequest(request);
         return true;
     }
 

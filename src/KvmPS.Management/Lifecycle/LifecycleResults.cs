@@ -78,7 +78,11 @@ public sealed record VmStopResult(string Name, VmState PreviousState, VmStopOutc
 
 /// <param name="WasRunning">A VMM had to be stopped (forcibly) first.</param>
 /// <param name="RetainedDisksDirectory">Where the disk directory was moved when disks were kept; null if deleted.</param>
-public sealed record VmRemoveResult(string Name, bool WasRunning, string? RetainedDisksDirectory);
+public sealed record VmRemoveResult(string Name, bool WasRunning, string? RetainedDisksDirectory)
+{
+    /// <summary>The checkpoints' internal qcow2 snapshots deleted from disks that stay (outside the store, or kept).</summary>
+    public IReadOnlyList<KvmPS.Management.Snapshots.DiskSnapshotRef> RemovedDiskSnapshots { get; init; } = [];
+}
 
 /// <summary>How a changed property takes effect.</summary>
 public enum ChangeApplication

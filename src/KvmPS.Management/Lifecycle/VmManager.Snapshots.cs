@@ -233,6 +233,46 @@ public sealed partial class VmManager
 
     // ---- internals ---------------------------------------------------------------------------------
 
+    /// <summary>
+    /// For <see cref="Remove"/> (store lock held, no VMM running): deletes the internal qcow2 snapshots of the VM's
+    /// checkpoints from the disks that outlive it: every disk when <paramref name="deleteDisks"/> is false, else only
+    /// disks outside the VM's disk directory. A checkpoint whose metadata cannot be read is skipped (it cannot say
+    /// which snapshots it made, and must not keep the VM from being removed). Returns what was deleted.
+    /// </summary>
+    private List<DiskSnapshotRef> DeleteCheckpointDiskSnapshots(string name, bool deleteDisks)
+    {
+        var removed = new List<DiskSnapshotRef>();
+        var directory = Path.Combine(Store.VmDirectory(name), SnapshotStore.SnapshotsDirectoryName);
+        if (!Directory.Exists(directory))
+            return removed;
+        var diskDirectory = Store.DiskDirectory(name) + "/";
+        foreach (var folder in Directory.EnumerateDirectories(directory).Where(d => !Path.GetFileName(d).StartsWith('.')))
+        {
+            VmSnapshot checkpoint;
+            try
+            {
+                checkpoint = SnapshotMetadataJson.ReadSnapshot(name, Path.Combine(folder, SnapshotStore.MetadataFileName), Path.GetFileName(folder));
+            }
+            catch (SnapshotMetadataCorruptException)
+            {
+                continue;
+            }
+            foreach (var disk in checkpoint.DiskSnapshots)
+            {
+                if (deleteDisks && disk.Path.StartsWith(diskDirectory, StringComparison.Ordinal))
+                    continue; // deleted with the VM
+                if (!File.Exists(disk.Path))
+                    continue; // the disk is gone: so is its snapshot
+                RequireDiskSnapshots(name);
+                if (!DiskSnapshots!.Exists(disk.Path, disk.SnapshotId))
+                    continue;
+                DiskSnapshots.Delete(disk.Path, disk.SnapshotId);
+                removed.Add(disk);
+            }
+        }
+        return removed;
+    }
+
     private VmSnapshot CheckpointRunning(VmDefinition definition, RuntimeSnapshot probe, VmSnapshot metadata, string staging, CheckpointOptions options)
     {
         // As kvmps-vmm judges it: read-only disks never change, so only a writable raw disk stands in the way.

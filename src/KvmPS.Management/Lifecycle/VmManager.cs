@@ -229,6 +229,10 @@ public sealed partial class VmManager
     /// Removes the VM from the store. An active VM (any VMM process, including a crashed one kept for
     /// inspection) needs <paramref name="force"/>, which powers it off first. <paramref name="deleteDisks"/>
     /// false moves the disk directory to the store's retained-disks folder; disk files outside the store are never deleted.
+    /// As Hyper-V's Remove-VM deletes the VM's checkpoints, the internal qcow2 snapshots its checkpoints made are deleted
+    /// from every disk that stays (disks outside the store, and all disks with <paramref name="deleteDisks"/> false)
+    /// before the VM goes; a disk that cannot be changed fails the removal naming it, and the VM stays (a retry
+    /// goes on where it stopped).
     /// </summary>
     public VmRemoveResult Remove(string name, bool force = false, bool deleteDisks = true)
     {
@@ -242,8 +246,9 @@ public sealed partial class VmManager
                     throw new VmStateException(name, snapshot.State, $"VM '{name}' is {Describe(snapshot.State)}; use -Force to stop and remove it");
                 StopActive(name, snapshot, TimeSpan.Zero, force: true, lockHeld: true);
             }
+            var removedDiskSnapshots = DeleteCheckpointDiskSnapshots(name, deleteDisks);
             var deleted = Store.DeleteWhileLocked(name, deleteDisks ? DiskRetention.Delete : DiskRetention.Keep);
-            return new VmRemoveResult(name, snapshot.Active, deleted.RetainedDisksDirectory);
+            return new VmRemoveResult(name, snapshot.Active, deleted.RetainedDisksDirectory) { RemovedDiskSnapshots = removedDiskSnapshots };
         }
     }
 

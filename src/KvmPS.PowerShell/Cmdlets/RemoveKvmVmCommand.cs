@@ -4,7 +4,11 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Remove-KvmVm: deletes the VM from the store, with its disk directory unless -KeepDisks.</summary>
+/// <summary>
+/// Remove-KvmVm: deletes the VM from the store with its checkpoints and saved state, and its disk directory unless
+/// -KeepDisks. As Hyper-V's Remove-VM, the checkpoints go too: their internal qcow2 snapshots are deleted from the disks
+/// that stay (kept disks, disks outside the store).
+/// </summary>
 [Cmdlet(VerbsCommon.Remove, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(VmRemoveResult))]
 public sealed class RemoveKvmVmCommand : KvmVmCmdletBase
@@ -22,10 +26,12 @@ public sealed class RemoveKvmVmCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var what = KeepDisks.IsPresent ? "Remove VM (keeping its disks)" : "Remove VM and delete its disks";
+        var what = KeepDisks.IsPresent ? "Remove VM and its checkpoints (keeping its disks)" : "Remove VM and its checkpoints and delete its disks";
         if (!Output.ShouldProcess(name, Force.IsPresent ? what + ", turning it off if it is running" : what))
             return;
         var result = Manager.Remove(name, Force.IsPresent, deleteDisks: !KeepDisks.IsPresent);
+        foreach (var disk in result.RemovedDiskSnapshots)
+            Output.WriteVerbose($"VM '{name}': deleted checkpoint snapshot '{disk.SnapshotId}' from disk '{disk.Path}'.");
         if (result.RetainedDisksDirectory is { } kept)
             Output.WriteVerbose($"VM '{name}': disks kept in '{kept}'.");
         if (PassThru.IsPresent)

@@ -69,6 +69,63 @@ public sealed class QcowCheckpointTests : IDisposable
     }
 
     [Fact]
+    public void Removing_a_vm_deletes_its_checkpoints_snapshots_from_a_disk_outside_the_store()
+    {
+        // Hyper-V's Remove-VM deletes the VM's checkpoints: nothing of them may stay behind in a disk that outlives it.
+        var outside = Path.Combine(_root.Path, "outside.qcow2");
+        _manager.New(TestDefinitions.Minimal("o") with
+        {
+            Disks = new[] { new DiskDefinition("own.qcow2", DiskFormat.Qcow2, 1L << 20), new DiskDefinition(outside, DiskFormat.Qcow2, 1L << 20) },
+        });
+        var s1 = _manager.Checkpoint("o", "s1");
+        var s2 = _manager.Checkpoint("o", "s2");
+        Assert.Equal(2, KvmPS.Storage.DiskSnapshots.List(outside).Count);
+        KvmPS.Storage.DiskSnapshots.Create(outside, "mine", "not the VM's"); // someone else's snapshot stays
+
+        var result = _manager.Remove("o");
+
+        Assert.True(File.Exists(outside));
+        Assert.Equal(["mine"], KvmPS.Storage.DiskSnapshots.List(outside).Select(s => s.Id));
+        Assert.Equal(new[] { s1.Id, s2.Id }.Order(StringComparer.Ordinal), result.RemovedDiskSnapshots.Select(d => d.SnapshotId).Order(StringComparer.Ordinal));
+        Assert.All(result.RemovedDiskSnapshots, d => Assert.Equal(outside, d.Path)); // the disk deleted with the VM is not touched first
+        Assert.False(_store.Exists("o"));
+    }
+
+    [Fact]
+    public void Removing_a_vm_and_keeping_its_disks_leaves_them_without_its_checkpoints()
+    {
+        _manager.Checkpoint("q", "s1");
+        Fill(0x43);
+        var result = _manager.Remove("q", deleteDisks: false);
+        var kept = Path.Combine(result.RetainedDisksDirectory!, "root.qcow2");
+        Assert.Empty(KvmPS.Storage.DiskSnapshots.List(kept));
+        Assert.Single(result.RemovedDiskSnapshots);
+        using var image = DiskImageFactory.Open(kept, readOnly: true);
+        var buffer = new byte[512];
+        image.Read(0, buffer);
+        Assert.Equal(0x43, buffer[0]); // the disk keeps its current data, not the checkpoint's
+    }
+
+    [Fact]
+    public void A_vm_whose_checkpoint_disk_cannot_be_changed_is_not_removed()
+    {
+        var outside = Path.Combine(_root.Path, "locked.qcow2");
+        _manager.New(TestDefinitions.Minimal("l") with { Disks = new[] { new DiskDefinition(outside, DiskFormat.Qcow2, 1L << 20) } });
+        var s1 = _manager.Checkpoint("l", "s1");
+        using (DiskImageFactory.Open(outside)) // another process (a VMM of another VM) has the image open for writing
+        {
+            var e = Assert.ThrowsAny<Exception>(() => _manager.Remove("l"));
+            Assert.Contains(outside, e.Message);
+        }
+        Assert.True(_store.Exists("l"));
+        Assert.Equal("s1", Assert.Single(_manager.GetSnapshots("l")).Name);
+        _manager.Remove("l"); // once the disk is free, the removal goes on where it stopped
+        Assert.Empty(KvmPS.Storage.DiskSnapshots.List(outside));
+        Assert.False(_store.Exists("l"));
+        Assert.NotNull(s1);
+    }
+
+    [Fact]
     public void The_default_manager_has_real_disk_snapshots() =>
         Assert.IsType<QcowDiskSnapshots>(VmManager.OpenDefault(_store).DiskSnapshots);
 }

@@ -52,6 +52,10 @@ public interface IDeviceControl
 {
     /// <summary>Request names this device handles; they appear in `describe`.</summary>
     IReadOnlyList<string> ControlRequests { get; }
-    /// <summary>Handles one request. ArgumentException becomes InvalidArgument, InvalidOperationException InvalidState.</summary>
-    void HandleControlRequest(string request, JsonElement arguments, Utf8JsonWriter result);
+    /// <summary>
+    /// Handles one request, already read into its contract record (KvmPS.Contract.ControlRequests: unknown fields and
+    /// wrong types were refused there, by name), and returns its reply record serialized through the contract
+    /// (KvmPS.Contract.ControlReplies). ArgumentException becomes InvalidArgument, InvalidOperationException InvalidState.
+    /// </summary>
+    JsonElement HandleControlRequest(KvmPS.Contract.ControlRequest request);
 }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Interop;
 using KvmPS.State;
@@ -328,47 +329,43 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
     }
 
     // ---- control requests ----
-    public IReadOnlyList<string> ControlRequests { get; } = ["balloon.set", "balloon.get"];
+    public IReadOnlyList<string> ControlRequests { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name];
 
-    public void HandleControlRequest(string request, JsonElement arguments, Utf8JsonWriter result)
+    public JsonElement HandleControlRequest(ControlRequest request)
     {
         switch (request)
         {
-            case "balloon.set":
-                if (arguments.ValueKind != JsonValueKind.Object || !arguments.TryGetProperty("target_bytes", out var t)
-                    || t.ValueKind != JsonValueKind.Number || !t.TryGetUInt64(out ulong bytes))
-                    throw new ArgumentException("balloon.set needs \"target_bytes\": a whole number of bytes (0 = empty balloon).");
-                SetTarget(bytes);
-                WriteState(result);
-                break;
-            case "balloon.get":
-                WriteState(result);
-                break;
+            case BalloonSetRequest set:
+                if (set.TargetBytes < 0)
+                    throw new ArgumentException($"balloon.set: \"target_bytes\" {set.TargetBytes} is negative (0 = empty balloon).");
+                SetTarget((ulong)set.TargetBytes);
+                return JsonSerializer.SerializeToElement(StateReply(), ContractJsonContext.Default.BalloonStateReply);
+            case BalloonGetRequest:
+                return JsonSerializer.SerializeToElement(StateReply(), ContractJsonContext.Default.BalloonStateReply);
             default:
-                throw new ArgumentException($"virtio-balloon does not handle '{request}'.");
+                throw new ArgumentException($"virtio-balloon does not handle '{request.Request}'.");
         }
     }
 
-    private void WriteState(Utf8JsonWriter w)
+    /// <summary>The balloon's state as <c>balloon.set</c> and <c>balloon.get</c> reply it (stats_updated_ms_ago left out before any stats).</summary>
+    public BalloonStateReply StateReply()
     {
         lock (_lock)
-        {
-            w.WriteNumber("target_bytes", (ulong)_targetPages * PageSize);
-            w.WriteNumber("actual_bytes", (ulong)_actualPages * PageSize);
-            w.WriteNumber("memory_bytes", _memory.SizeBytes);
-            w.WriteBoolean("driver_ok", _driverOk);
-            w.WriteBoolean("deflate_on_oom", DeflateOnOom);
-            w.WriteNumber("stats_interval_s", StatsIntervalSeconds);
-            w.WriteStartObject("stats");
-            foreach (var (name, value) in _stats) w.WriteNumber(name, value);
-            w.WriteEndObject();
-            if (_statsTimestamp == 0) w.WriteNull("stats_updated_ms_ago");
-            else w.WriteNumber("stats_updated_ms_ago", (long)Stopwatch.GetElapsedTime(_statsTimestamp).TotalMilliseconds);
-            w.WriteNumber("inflated_pages", _inflatedPages);
-            w.WriteNumber("deflated_pages", _deflatedPages);
-            w.WriteNumber("invalid_pfns", _invalidPfns);
-            w.WriteNumber("discarded_bytes", _discardedBytes);
-        }
+            return new BalloonStateReply
+            {
+                TargetBytes = (long)((ulong)_targetPages * PageSize),
+                ActualBytes = (long)((ulong)_actualPages * PageSize),
+                MemoryBytes = (long)_memory.SizeBytes,
+                DriverOk = _driverOk,
+                DeflateOnOom = DeflateOnOom,
+                StatsIntervalS = (int)StatsIntervalSeconds,
+                Stats = _stats.ToDictionary(s => s.Key, s => (long)s.Value, StringComparer.Ordinal),
+                StatsUpdatedMsAgo = _statsTimestamp == 0 ? null : (long)Stopwatch.GetElapsedTime(_statsTimestamp).TotalMilliseconds,
+                InflatedPages = _inflatedPages,
+                DeflatedPages = _deflatedPages,
+                InvalidPfns = _invalidPfns,
+                DiscardedBytes = _discardedBytes,
+            };
     }
 
     // ---- pause and state ----

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.State;
 using KvmPS.Vm;
@@ -227,20 +228,24 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     }
 
     // ---- control: counters ----
-    public IReadOnlyList<string> ControlRequests { get; } = ["net.stats"];
+    public IReadOnlyList<string> ControlRequests { get; } = [NetStatsRequest.Name];
 
-    public void HandleControlRequest(string request, JsonElement arguments, Utf8JsonWriter w)
+    public JsonElement HandleControlRequest(ControlRequest request)
     {
-        if (request != "net.stats") throw new ArgumentException($"unknown request {request}");
-        w.WriteString("tap", _backend.Name);
-        w.WriteString("mac", NetDeviceConfig.FormatMac(_mac));
-        w.WriteNumber("rx_packets", RxPackets);
-        w.WriteNumber("rx_bytes", RxBytes);
-        w.WriteNumber("rx_dropped", RxDropped);
-        w.WriteNumber("rx_stalls", RxStalls);
-        w.WriteNumber("tx_packets", TxPackets);
-        w.WriteNumber("tx_bytes", TxBytes);
-        w.WriteNumber("tx_dropped", TxDropped);
+        if (request is not NetStatsRequest) throw new ArgumentException($"virtio-net does not handle '{request.Request}'.");
+        var reply = new NetStatsReply
+        {
+            Tap = _backend.Name,
+            Mac = NetDeviceConfig.FormatMac(_mac),
+            RxPackets = RxPackets,
+            RxBytes = RxBytes,
+            RxDropped = RxDropped,
+            RxStalls = RxStalls,
+            TxPackets = TxPackets,
+            TxBytes = TxBytes,
+            TxDropped = TxDropped,
+        };
+        return JsonSerializer.SerializeToElement(reply, ContractJsonContext.Default.NetStatsReply);
     }
 
     // ---- pause and state ----
@@ -275,7 +280,9 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     {
         var s = VirtioNetState.Read(reader, version);
         if (s.TapName != _backend.Name) throw reader.Fail($"the snapshot's tap is '{s.TapName}', this device's '{_backend.Name}'");
-        if (!s.Mac.AsSpan().SequenceEqual(_mac)) throw reader.Fail($"the snapshot's MAC is {NetDeviceConfig.FormatMac(s.Mac)}, this device's {NetDeviceConfig.FormatMac(_mac)}");
+        // A MAC other than the record's is taken from config.json (which built the device): a clone made by
+        // Import-KvmVm -GenerateNewId. The config space shows the new MAC; a driver that read the old one at probe time
+        // keeps sending with it until it re-reads it (the built-in guest and Linux read it once).
         if (s.Mtu != (_mtu ?? 0)) throw reader.Fail($"the snapshot's MTU is {s.Mtu}, this device's {_mtu ?? 0}");
         foreach (var c in _held) _spare.Push(c);
         _held.Clear();

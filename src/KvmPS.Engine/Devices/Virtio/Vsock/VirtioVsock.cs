@@ -388,8 +388,10 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
 
     public void RestoreState(StateReader reader, ushort version)
     {
-        var s = VirtioVsockState.Read(reader, version);
-        if (s.GuestCid != GuestCid) throw reader.Fail($"the snapshot's guest CID is {s.GuestCid}, this device's {GuestCid}");
+        // The record's CID is not checked against this device's: config.json (which built the device) wins, so a clone
+        // (Import-KvmVm -GenerateNewId rewrites guest_cid there) runs with its new CID. The transport reset owed to the
+        // driver makes it re-read the CID (virtio 1.2, 5.10.6.6), as after any restore.
+        VirtioVsockState.Read(reader, version);
         _resetEventPending = true;
     }
 
