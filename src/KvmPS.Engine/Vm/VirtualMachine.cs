@@ -169,8 +169,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private void BuildPci()
     {
         var log = DeviceLogger;
-        var windows = new PciWindows(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
-            MemoryLayout.PciMmio64Base(Config.MemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
+        var windows = PciWindowsFor(Config);
         Pci = new PciBus(MmioBus, windows, gsi => new IrqLine(this, gsi), log);
         PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
@@ -189,11 +188,24 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
-    private AcpiConfig GuestAcpiConfig() => new(Config.VcpuCount, Config.EffectiveMaxVcpus)
+    private static PciWindows PciWindowsFor(MachineConfig config) => new(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
+        MemoryLayout.PciMmio64Base(config.MemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
+
+    private AcpiConfig GuestAcpiConfig() => AcpiConfigFor(Config);
+
+    /// <summary>
+    /// What the guest's ACPI tables describe for <paramref name="config"/>; it depends on the configuration alone, so
+    /// <c>--acpi-tables-out</c> can write the tables without creating a VM.
+    /// </summary>
+    public static AcpiConfig AcpiConfigFor(MachineConfig config)
     {
-        ExtraDsdtAml = PciAcpi.BuildDsdtAml(Pci.Windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
-        ExtraTables = [PciAcpi.BuildMcfg(Pci.Windows)],
-    };
+        var windows = PciWindowsFor(config);
+        return new(config.VcpuCount, config.EffectiveMaxVcpus)
+        {
+            ExtraDsdtAml = PciAcpi.BuildDsdtAml(windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
+            ExtraTables = [PciAcpi.BuildMcfg(windows)],
+        };
+    }
 
     /// <summary>Starts the vCPU threads; with <paramref name="paused"/> they park before their first KVM_RUN (a restore that waits for <c>resume</c>).</summary>
     public void Start(bool paused = false)

@@ -59,6 +59,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
         string configJson;
         try
         {
+            // --acpi-tables-out DIR: write the tables this configuration gives the guest, and exit (Acpi/AcpiTableDump).
+            if (Acpi.AcpiTableDump.FromArgs(args, out string[] dumpArgs) is { } tablesDir)
+            {
+                var dumped = VmmConfig.FromArgs(dumpArgs);
+                foreach (string path in Acpi.AcpiTableDump.Write(VirtualMachine.AcpiConfigFor(dumped.Machine), tablesDir)) System.Console.Out.WriteLine(path);
+                return VmmExitCode.Ok;
+            }
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             config = VmmConfig.FromArgs(configArgs);
             configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
@@ -67,6 +74,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         catch (VmmVersionRequested) { System.Console.Out.WriteLine($"kvmps-vmm {Version}"); return VmmExitCode.Ok; }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
+        catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
         try
         {
             using var host = new VmmHost(config, stderr, sinceExec, configJson, restore);
