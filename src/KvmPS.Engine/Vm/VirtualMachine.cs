@@ -41,6 +41,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public MmioBus MmioBus { get; } = new();
     public Serial16550 Serial { get; private set; } = null!;
     public AcpiPm Pm { get; private set; } = null!;
+    /// <summary>The CPU hot-plug controller the DSDT's processor objects read (Acpi/CpuHotplugController).</summary>
+    public CpuHotplugController CpuHotplug { get; private set; } = null!;
     public PostCode PostCode { get; } = new();
     /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
     public PciBus Pci { get; private set; } = null!;
@@ -118,6 +120,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(debugExit, DebugExit.Port, 4);
         PortBus.Register(PostCode, PostCode.Port, 1);
         PortBus.Register(Pm, AcpiPm.BasePort, AcpiPm.Length);
+        CpuHotplug = new CpuHotplugController(Config.EffectiveMaxVcpus, Config.VcpuCount, Pm);
+        PortBus.Register(CpuHotplug, MemoryLayout.CpuHotplugPort, CpuHotplugController.Length);
         _platformDevices.AddRange([Serial, Pm, i8042, rtc, debugExit, PostCode]);
         BuildPci();
 
