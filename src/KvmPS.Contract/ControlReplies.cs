@@ -110,6 +110,9 @@ public sealed record StatusReply
 
 public sealed record VcpuStateReply(int Id, string State);
 
+/// <summary>Reply to <see cref="VcpuSetRequest"/>: the count asked for, the vCPUs present now (a removal counts until the guest ejects), the maximum.</summary>
+public sealed record VcpuSetReply(int Requested, int Present, int Maximum);
+
 /// <summary>How the VM ended.</summary>
 public sealed record ExitReply
 {

@@ -19,7 +19,10 @@ namespace KvmPS.Vm;
 /// </summary>
 public sealed class VirtualMachine : IDisposable, IMachineControl
 {
-    private readonly List<Vcpu> _vcpus = new();
+    // Replaced whole (copy on write, under _stateLock) when a vCPU is hot-added: readers iterate a stable array.
+    private volatile Vcpu[] _vcpus = [];
+    private int _runSize;                    // kvm_run mapping size, for vCPUs created later
+    private kvm_cpuid_entry2[] _supportedCpuid = [];
     /// <summary>Every device-side part of the machine, for the capability interfaces (IPausable, IPersistent) they implement.</summary>
     private readonly List<object> _platformDevices = new();
     private DeviceSet? _deviceSet;
@@ -133,19 +136,71 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
         _deviceSet = new DeviceSet(_platformDevices, Pci, _ioLoop);
 
-        int runSize = Kvm.GetVcpuMmapSize(_system);
-        var cpuid = Kvm.GetSupportedCpuid(_system);
+        _runSize = Kvm.GetVcpuMmapSize(_system);
+        _supportedCpuid = Kvm.GetSupportedCpuid(_system).ToArray();
         VcpuKick.EnsureHandlerInstalled();
-        for (int id = 0; id < Config.VcpuCount; id++)
+        for (int id = 0; id < Config.VcpuCount; id++) CreateVcpu(id, setTsc: true);
+    }
+
+    /// <summary>
+    /// A KVM vCPU set up like every boot vCPU: CPUID with its APIC ID and the topology of the maximum, MSRs, LAPIC pins.
+    /// Not the BSP, it waits in KVM for the guest's INIT/SIPI. A hot-added vCPU keeps the TSC KVM synchronizes at
+    /// creation (writing 0 would put it behind the running ones).
+    /// </summary>
+    private Vcpu CreateVcpu(int id, bool setTsc)
+    {
+        var handle = Kvm.CreateVcpu(_vm!, (uint)id);
+        Vcpu vcpu;
+        try { vcpu = new Vcpu(this, handle, id, _runSize); }
+        catch { handle.Dispose(); throw; }
+        _vcpus = [.. _vcpus, vcpu];
+        Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(_supportedCpuid, (uint)id, Config.EffectiveMaxVcpus));
+        CpuSetup.SetupMsrs(handle, _supportedCpuid, setTsc);
+        CpuSetup.SetupLapic(handle);
+        return vcpu;
+    }
+
+    /// <summary>vCPUs the guest has (present in the hot-plug controller): the boot ones, plus hot-added, minus ejected.</summary>
+    public int PresentVcpuCount
+    {
+        get
         {
-            var handle = Kvm.CreateVcpu(_vm, (uint)id);
-            Vcpu vcpu;
-            try { vcpu = new Vcpu(this, handle, id, runSize); }
-            catch { handle.Dispose(); throw; }
-            _vcpus.Add(vcpu);
-            Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(cpuid, (uint)id, Config.EffectiveMaxVcpus));
-            CpuSetup.SetupMsrs(handle, cpuid);
-            CpuSetup.SetupLapic(handle);
+            int n = 0;
+            for (int i = 0; i < CpuHotplug.MaxVcpus; i++) if ((CpuHotplug.StatusOf(i) & CpuHotplugController.STATUS_PRESENT) != 0) n++;
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// Changes the guest's vCPUs to <paramref name="count"/> while it runs (or is paused). Up: each missing vCPU is
+    /// created (or, ejected before, reused), set up like a boot vCPU, started (it waits for the guest's INIT/SIPI) and
+    /// marked present with an insert event. Down: the highest vCPUs get a removal event; the guest offlines and ejects
+    /// them, and their threads stay parked in KVM (halted) until they are added again. Returns at once: the guest acts
+    /// on the event in its own time (see <see cref="CpuHotplugController"/> for what it reports).
+    /// </summary>
+    public void SetVcpuCount(int count)
+    {
+        int max = Config.EffectiveMaxVcpus;
+        if (count < 1 || count > max)
+            throw new ArgumentOutOfRangeException(nameof(count), $"vCPU count {count} is outside 1 to the maximum {max} (max_vcpus; raising it needs a restart).");
+        lock (_stateLock)
+        {
+            if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"vCPUs can be changed only while the VM runs or is paused (it is {State}).");
+            for (int id = 1; id < max; id++)
+            {
+                bool present = (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_PRESENT) != 0;
+                if (id < count && !present)
+                {
+                    if (!_vcpus.Any(v => v.Id == id))
+                    {
+                        var vcpu = CreateVcpu(id, setTsc: false);
+                        vcpu.Start();
+                    }
+                    CpuHotplug.Insert(id);
+                }
+                else if (id >= count && present && (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_REMOVING) == 0)
+                    CpuHotplug.RequestRemoval(id);
+            }
         }
     }
 
@@ -425,7 +480,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         // A vCPU thread that never left KVM_RUN still uses the mappings: leak them rather than unmap under it.
         if (!JoinVcpus(TimeSpan.FromSeconds(5))) return;
         foreach (var v in _vcpus) v.Dispose();
-        _vcpus.Clear();
+        _vcpus = [];
         Pci?.Dispose();       // PCI devices: ioeventfds and irqfds go before the VM fd
         _ioLoop?.Dispose();
         _msiRouter?.Dispose();

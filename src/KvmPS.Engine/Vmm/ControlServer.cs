@@ -32,6 +32,9 @@ public interface IVmmControl
     /// </summary>
     SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{SnapshotCreateRequest.Name}' yet");
+    /// <summary>vcpu.set: hot-add or remove vCPUs (docs/acpi.md).</summary>
+    VcpuSetReply SetVcpus(VcpuSetRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{VcpuSetRequest.Name}'");
     /// <summary>A request some device handles (Devices/Config/IDeviceControl); false when no device knows it.</summary>
     bool TryHandleDeviceRequest(string request, JsonElement arguments, Utf8JsonWriter w);
     /// <summary>Validates that a console can attach now; throws <see cref="ControlProtocolException"/> or InvalidOperationException if not.</summary>
@@ -193,6 +196,7 @@ public sealed class ControlServer : IDisposable
                     case PingRequest: Reply(stream, id, Result(new PingReply("kvmps-vmm"), ContractJsonContext.Default.PingReply)); break;
                     case PauseRequest: _control.Pause(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
                     case ResumeRequest: _control.Resume(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
+                    case VcpuSetRequest vcpus: Reply(stream, id, Result(_control.SetVcpus(vcpus), ContractJsonContext.Default.VcpuSetReply)); break;
                     case SnapshotCreateRequest snapshot:
                         Reply(stream, id, Result(_control.CreateSnapshot(snapshot), ContractJsonContext.Default.SnapshotCreateReply));
                         break;

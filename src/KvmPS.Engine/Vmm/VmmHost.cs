@@ -296,6 +296,16 @@ public sealed class VmmHost : IVmmControl, IDisposable
         return true;
     }
 
+    /// <summary>vcpu.set: ACPI CPU hot-plug on the running (or paused) machine, within max_vcpus (Vm/VirtualMachine.SetVcpuCount).</summary>
+    public VcpuSetReply SetVcpus(VcpuSetRequest request)
+    {
+        VirtualMachine? machine;
+        lock (_lock) machine = _machine;
+        machine ??= RequireMachine();
+        machine.SetVcpuCount(request.Count);
+        return new VcpuSetReply(request.Count, machine.PresentVcpuCount, machine.Config.EffectiveMaxVcpus);
+    }
+
     public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request)
     {
         VirtualMachine? machine;
