@@ -303,7 +303,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         lock (_lock) machine = _machine;
         machine ??= RequireMachine();
         machine.SetVcpuCount(request.Count);
-        return new VcpuSetReply(request.Count, machine.PresentVcpuCount, machine.Config.EffectiveMaxVcpus);
+        return new VcpuSetReply(machine.PresentVcpuCount, machine.Config.EffectiveMaxVcpus);
     }
 
     public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request)

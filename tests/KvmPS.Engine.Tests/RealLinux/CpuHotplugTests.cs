@@ -16,7 +16,7 @@ public class CpuHotplugTests(ITestOutputHelper log)
     private static readonly TimeSpan GuestActs = TimeSpan.FromMinutes(3);
 
     [Fact]
-    public void AHotAddedCpuBecomesPresentAndGoesOnline()
+    public void AHotAddedCpuGoesOnlineIsEjectedOnRemovalAndComesBack()
     {
         using var dir = new TempDir();
         using var guest = new LinuxGuest(dir, 1, "256M", null, "--max-vcpus", "4");
@@ -35,7 +35,8 @@ public class CpuHotplugTests(ITestOutputHelper log)
 
             var sw = Stopwatch.StartNew();
             var set = control.Ok("vcpu.set", "\"count\": 2");
-            Assert.Equal(2, set.GetProperty("present").GetInt32());
+            Assert.Equal(2, set.GetProperty("vcpus").GetInt32());
+            Assert.Equal(4, set.GetProperty("max_vcpus").GetInt32());
             cpus = WaitFor(guest, c => c["present"] == "0-1");
             log.WriteLine($"vcpu.set to CPU 1 present in Linux: {sw.Elapsed.TotalSeconds:F1} s");
             Assert.Equal("0", cpus["online"]); // present, not yet online: Linux leaves that to user space
@@ -48,11 +49,39 @@ public class CpuHotplugTests(ITestOutputHelper log)
 
             var status = control.Ok("status");
             Assert.Equal(2, status.GetProperty("vcpus").GetArrayLength());
+
+            // Back to one: Linux takes CPU 1 offline on the eject request and runs _EJ0.
+            sw.Restart();
+            control.Ok("vcpu.set", "\"count\": 1");
+            cpus = WaitFor(guest, c => c["present"] == "0" && c["online"] == "0");
+            Assert.Equal("1", cpus["count"]);
+            WaitForVmm(control, 1);
+            log.WriteLine($"vcpu.set 1 to CPU 1 ejected: {sw.Elapsed.TotalSeconds:F1} s");
+
+            // And added again: the parked vCPU comes back through INIT/SIPI.
+            control.Ok("vcpu.set", "\"count\": 2");
+            WaitFor(guest, c => c["present"] == "0-1");
+            guest.Run("write /sys/devices/system/cpu/cpu1/online 1");
+            cpus = WaitFor(guest, c => c["online"] == "0-1");
+            Assert.Equal("2", cpus["count"]);
         }
 
-        RealLinuxTests.AssertClean(RealLinuxTests.KernelLog(guest));
+        // With a second CPU online the emulated console is slower still: klog gets more time than the default.
+        RealLinuxTests.AssertClean(RealLinuxTests.KernelLog(guest, LinuxGuest.CommandTimeout));
         guest.Run("poweroff");
         Assert.Equal(0, guest.WaitForExit(TimeSpan.FromSeconds(90)));
+    }
+
+    /// <summary>Polls vcpu.set with the count already asked for (no new event) until the VMM reports that many present.</summary>
+    private static void WaitForVmm(ControlClient control, int vcpus)
+    {
+        var deadline = DateTime.UtcNow + GuestActs;
+        int present;
+        while ((present = control.Ok("vcpu.set", $"\"count\": {vcpus}").GetProperty("vcpus").GetInt32()) != vcpus)
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail($"the VMM still has {present} vCPUs present, not {vcpus}");
+            Thread.Sleep(500);
+        }
     }
 
     private static Dictionary<string, string> WaitFor(LinuxGuest guest, Func<Dictionary<string, string>, bool> done)
