@@ -309,6 +309,10 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public List<StateRecord> SaveState()
     {
         if (State is not (VmState.Paused or VmState.Created)) throw new InvalidOperationException($"The VM state can be saved only while paused (it is {State}).");
+        // A restore builds the configured vCPUs: a snapshot with hot-added ones would be refused there, so none is taken.
+        if (_vcpus.Length != Config.VcpuCount)
+            throw new InvalidOperationException($"the vCPUs changed since boot ({_vcpus.Length} created by hot-plug, {Config.VcpuCount} configured): " +
+                "a snapshot of a VM with hot-plugged vCPUs is not supported yet (restart the VM with the new count first).");
         var records = new List<StateRecord>();
         foreach (var part in Persistents)
         {

@@ -51,6 +51,8 @@ public class VcpuHotAddTests
         // KVM synchronized the new vCPU's TSC with the running one; the boot value 0 would put it behind.
         ulong tsc0 = Tsc(machine.Vcpus[0]), tsc2 = Tsc(machine.Vcpus[2]);
         Assert.True(tsc2 > tsc0 / 2, $"vCPU 2's TSC {tsc2} is far behind vCPU 0's {tsc0}");
+        // A snapshot could not be restored into the configured (1-vCPU) machine: refused before anything is written.
+        Assert.Contains("vCPUs changed since boot", Assert.Throws<InvalidOperationException>(() => machine.SaveState()).Message);
         machine.Resume();
 
         // Beyond the maximum, or below one: refused naming the limit, nothing changes.
