@@ -29,6 +29,7 @@ public sealed class ContractException(string message, Exception? inner = null) :
 [JsonSerializable(typeof(StopRequest))]
 [JsonSerializable(typeof(ConsoleAttachRequest))]
 [JsonSerializable(typeof(SnapshotCreateRequest))]
+[JsonSerializable(typeof(VcpuSetRequest))]
 [JsonSerializable(typeof(BalloonSetRequest))]
 [JsonSerializable(typeof(BalloonGetRequest))]
 [JsonSerializable(typeof(NetStatsRequest))]
@@ -40,6 +41,7 @@ public sealed class ContractException(string message, Exception? inner = null) :
 [JsonSerializable(typeof(MetricsReply))]
 [JsonSerializable(typeof(StopReply))]
 [JsonSerializable(typeof(SnapshotCreateReply))]
+[JsonSerializable(typeof(VcpuSetReply))]
 [JsonSerializable(typeof(BalloonStateReply))]
 [JsonSerializable(typeof(NetStatsReply))]
 public sealed partial class ContractJsonContext : JsonSerializerContext;

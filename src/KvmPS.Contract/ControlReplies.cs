@@ -110,6 +110,9 @@ public sealed record StatusReply
 
 public sealed record VcpuStateReply(int Id, string State);
 
+/// <summary>Reply to <see cref="VcpuSetRequest"/>: the vCPUs present now (a vCPU being removed counts until the guest ejects it) and the maximum.</summary>
+public sealed record VcpuSetReply(int Vcpus, int MaxVcpus);
+
 /// <summary>How the VM ended.</summary>
 public sealed record ExitReply
 {

@@ -126,6 +126,19 @@ public sealed record BalloonGetRequest() : ControlRequest(Name) { public const s
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record NetStatsRequest() : ControlRequest(Name) { public const string Name = "net.stats"; }
 
+/// <summary>
+/// Running or Paused: hot-add vCPUs up to <c>max_vcpus</c>, or ask the guest to release the highest ones (ACPI CPU
+/// hot-plug, docs/acpi.md). Returns once the event is raised; the guest onlines or ejects in its own time.
+/// Reply: <see cref="VcpuSetReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record VcpuSetRequest() : ControlRequest(Name)
+{
+    public const string Name = "vcpu.set";
+    /// <summary>vCPUs the guest should have: 1 to max_vcpus.</summary>
+    public required int Count { get; init; }
+}
+
 /// <summary>Every request name and its record.</summary>
 public static class ControlRequests
 {
@@ -133,7 +146,7 @@ public static class ControlRequests
     public static IReadOnlyList<string> Core { get; } =
     [
         DescribeRequest.Name, StatusRequest.Name, MetricsRequest.Name, PauseRequest.Name, ResumeRequest.Name, StopRequest.Name,
-        ConsoleAttachRequest.Name, PingRequest.Name, SnapshotCreateRequest.Name,
+        ConsoleAttachRequest.Name, PingRequest.Name, SnapshotCreateRequest.Name, VcpuSetRequest.Name,
     ];
 
     /// <summary>Requests a device handles.</summary>
@@ -153,6 +166,7 @@ public static class ControlRequests
         [StopRequest.Name] = ContractJsonContext.Default.StopRequest,
         [ConsoleAttachRequest.Name] = ContractJsonContext.Default.ConsoleAttachRequest,
         [SnapshotCreateRequest.Name] = ContractJsonContext.Default.SnapshotCreateRequest,
+        [VcpuSetRequest.Name] = ContractJsonContext.Default.VcpuSetRequest,
         [BalloonSetRequest.Name] = ContractJsonContext.Default.BalloonSetRequest,
         [BalloonGetRequest.Name] = ContractJsonContext.Default.BalloonGetRequest,
         [NetStatsRequest.Name] = ContractJsonContext.Default.NetStatsRequest,

@@ -15,8 +15,9 @@ public sealed record AcpiConfig(int VcpuCount, int MaxVcpus)
 
 /// <summary>
 /// RSDP, RSDT, XSDT, FADT, DSDT and MADT for a PC-like machine with an in-kernel IOAPIC/LAPIC and an
-/// ACPI PM block at 0x600. The MADT lists MaxVcpus processors: the present ones enabled, the rest
-/// "online capable" (ACPI 6.3), which reserves them for hot-add.
+/// ACPI PM block at 0x600 with a GPE0 block at 0x620 (events on the SCI, docs/acpi.md). The MADT lists MaxVcpus
+/// processors: the present ones enabled, the rest "online capable" (ACPI 6.3), which reserves them for hot-add; the
+/// DSDT has a processor object for each (<see cref="CpuHotplugAcpi"/>).
 /// </summary>
 public static class AcpiTables
 {
@@ -28,8 +29,8 @@ public static class AcpiTables
     /// <summary>Builds every table, places them from <see cref="RsdpAddress"/> on, and returns (address, bytes) pairs.</summary>
     public static IReadOnlyList<(ulong Address, byte[] Bytes)> Build(AcpiConfig config)
     {
-        if (config.VcpuCount < 1 || config.VcpuCount > config.MaxVcpus || config.MaxVcpus > 254)
-            throw new ArgumentOutOfRangeException(nameof(config), $"vCPU count {config.VcpuCount} / maximum {config.MaxVcpus} out of range (1 ≤ count ≤ maximum ≤ 254).");
+        if (config.VcpuCount < 1 || config.VcpuCount > config.MaxVcpus || config.MaxVcpus > CpuHotplugAcpi.MaxProcessors)
+            throw new ArgumentOutOfRangeException(nameof(config), $"vCPU count {config.VcpuCount} / maximum {config.MaxVcpus} out of range (1 ≤ count ≤ maximum ≤ {CpuHotplugAcpi.MaxProcessors}).");
 
         var placed = new List<(ulong, byte[])>();
         ulong next = RsdpAddress + 64;
@@ -81,8 +82,10 @@ public static class AcpiTables
     internal static byte[] BuildDsdt(AcpiConfig config)
     {
         var w = new AcpiTableWriter("DSDT", 2);
-        // Name (_S5, Package (4) { 5, 5, 0, 0 }): SLP_TYP 5 in PM1a_CNT powers off (see Acpi/AcpiPm).
+        // Name (_S5, Package (4) { 5, 5, 0, 0 }): SLP_TYP 5 in PM1a_CNT powers off (see Acpi/AcpiPm). First: the
+        // built-in guest looks for it without parsing the AML.
         w.Bytes([0x08, (byte)'_', (byte)'S', (byte)'5', (byte)'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00]);
+        w.Bytes(CpuHotplugAcpi.BuildDsdtAml(config.MaxVcpus)); // processor objects, CPU scan on GPE 2
         w.Bytes(config.ExtraDsdtAml);
         return w.Finish();
     }
@@ -103,9 +106,9 @@ public static class AcpiTables
         w.U32(0);                            // 68 PM1b_CNT_BLK
         w.U32(0);                            // 72 PM2_CNT_BLK
         w.U32(MemoryLayout.PmTimerPort);     // 76 PM_TMR_BLK
-        w.U32(0).U32(0);                     // 80 GPE0_BLK, 84 GPE1_BLK
+        w.U32(MemoryLayout.Gpe0Port).U32(0); // 80 GPE0_BLK, 84 GPE1_BLK
         w.U8(4).U8(2).U8(0).U8(4);           // 88 PM1_EVT_LEN, PM1_CNT_LEN, PM2_CNT_LEN, PM_TMR_LEN
-        w.U8(0).U8(0).U8(0).U8(0);           // 92 GPE0_BLK_LEN, GPE1_BLK_LEN, GPE1_BASE, CST_CNT
+        w.U8(AcpiPm.Gpe0BlockLength).U8(0).U8(0).U8(0); // 92 GPE0_BLK_LEN, GPE1_BLK_LEN, GPE1_BASE, CST_CNT
         w.U16(101).U16(1001);                // 96 P_LVL2_LAT, P_LVL3_LAT: > 100 / > 1000 = C2/C3 unsupported
         w.U16(0).U16(0);                     // 100 FLUSH_SIZE, FLUSH_STRIDE
         w.U8(0).U8(0).U8(0).U8(0).U8(0x32);  // 104 DUTY_OFFSET, DUTY_WIDTH, DAY_ALRM, MON_ALRM, CENTURY (CMOS 0x32)
@@ -124,7 +127,8 @@ public static class AcpiTables
         w.Gas(0, 0, 0, 0, 0);                             // 184 X_PM1b_CNT_BLK
         w.Gas(0, 0, 0, 0, 0);                             // 196 X_PM2_CNT_BLK
         w.Gas(1, 32, 0, 3, MemoryLayout.PmTimerPort);     // 208 X_PM_TMR_BLK
-        w.Gas(0, 0, 0, 0, 0).Gas(0, 0, 0, 0, 0);          // 220 X_GPE0_BLK, 232 X_GPE1_BLK
+        w.Gas(1, AcpiPm.Gpe0BlockLength * 8, 0, 1, MemoryLayout.Gpe0Port); // 220 X_GPE0_BLK (byte registers)
+        w.Gas(0, 0, 0, 0, 0);                             // 232 X_GPE1_BLK
         w.Gas(0, 0, 0, 0, 0).Gas(0, 0, 0, 0, 0);          // 244 SLEEP_CONTROL_REG, 256 SLEEP_STATUS_REG
         w.Ascii("KVMPSVMM", 8);                           // 268 hypervisor vendor identity
         return w.Finish();

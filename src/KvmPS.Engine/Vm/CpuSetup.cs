@@ -87,16 +87,19 @@ public static unsafe class CpuSetup
         Kvm.SetFpu(vcpu, fpu);
     }
 
-    public static void SetupMsrs(KvmVcpuHandle vcpu, ReadOnlySpan<kvm_cpuid_entry2> cpuid)
+    /// <param name="setTsc">Zero the TSC (boot vCPUs, created together); a hot-added vCPU keeps the TSC KVM synchronized with the others.</param>
+    public static void SetupMsrs(KvmVcpuHandle vcpu, ReadOnlySpan<kvm_cpuid_entry2> cpuid, bool setTsc = true)
     {
-        ReadOnlySpan<kvm_msr_entry> msrs =
+        ReadOnlySpan<kvm_msr_entry> all =
         [
             new() { index = MSR_IA32_SYSENTER_CS }, new() { index = MSR_IA32_SYSENTER_ESP }, new() { index = MSR_IA32_SYSENTER_EIP },
             new() { index = MSR_STAR }, new() { index = MSR_CSTAR }, new() { index = MSR_KERNEL_GS_BASE },
-            new() { index = MSR_SYSCALL_MASK }, new() { index = MSR_LSTAR }, new() { index = MSR_IA32_TSC },
+            new() { index = MSR_SYSCALL_MASK }, new() { index = MSR_LSTAR },
             new() { index = MSR_IA32_MISC_ENABLE, data = 1 }, // fast string operations
             new() { index = MSR_MTRRdefType, data = (1 << 11) | 6 }, // MTRRs enabled, write-back by default
+            new() { index = MSR_IA32_TSC },
         ];
+        var msrs = setTsc ? all : all[..^1];
         int set = Kvm.SetMsrs(vcpu, msrs);
         if (set != msrs.Length) throw new InvalidOperationException($"KVM_SET_MSRS accepted {set} of {msrs.Length} MSRs (rejected MSR 0x{msrs[set].index:x}).");
         if (TscCountsAtP0Frequency(cpuid)) SetTscFreqSel(vcpu);

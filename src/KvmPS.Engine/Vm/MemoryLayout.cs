@@ -53,5 +53,7 @@ public static class MemoryLayout
     public const ushort Pm1aEventPort = 0x600;
     public const ushort Pm1aControlPort = 0x604;
     public const ushort PmTimerPort = 0x608;
+    public const ushort Gpe0Port = 0x620;          // GPE0_BLK inside the PM block (Acpi/AcpiPm)
+    public const ushort CpuHotplugPort = 0x630;    // CPU hot-plug controller registers (Acpi/CpuHotplugController)
     public const byte SciIrq = 9;
 }

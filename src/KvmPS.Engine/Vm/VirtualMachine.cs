@@ -19,7 +19,10 @@ namespace KvmPS.Vm;
 /// </summary>
 public sealed class VirtualMachine : IDisposable, IMachineControl
 {
-    private readonly List<Vcpu> _vcpus = new();
+    // Replaced whole (copy on write, under _stateLock) when a vCPU is hot-added: readers iterate a stable array.
+    private volatile Vcpu[] _vcpus = [];
+    private int _runSize;                    // kvm_run mapping size, for vCPUs created later
+    private kvm_cpuid_entry2[] _supportedCpuid = [];
     /// <summary>Every device-side part of the machine, for the capability interfaces (IPausable, IPersistent) they implement.</summary>
     private readonly List<object> _platformDevices = new();
     private DeviceSet? _deviceSet;
@@ -41,6 +44,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public MmioBus MmioBus { get; } = new();
     public Serial16550 Serial { get; private set; } = null!;
     public AcpiPm Pm { get; private set; } = null!;
+    /// <summary>The CPU hot-plug controller the DSDT's processor objects read (Acpi/CpuHotplugController).</summary>
+    public CpuHotplugController CpuHotplug { get; private set; } = null!;
     public PostCode PostCode { get; } = new();
     /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
     public PciBus Pci { get; private set; } = null!;
@@ -120,6 +125,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(debugExit, DebugExit.Port, 4);
         PortBus.Register(PostCode, PostCode.Port, 1);
         PortBus.Register(Pm, AcpiPm.BasePort, AcpiPm.Length);
+        CpuHotplug = new CpuHotplugController(Config.EffectiveMaxVcpus, Config.VcpuCount, Pm);
+        PortBus.Register(CpuHotplug, MemoryLayout.CpuHotplugPort, CpuHotplugController.Length);
         _platformDevices.AddRange([Serial, Pm, i8042, rtc, debugExit, PostCode]);
         BuildPci();
 
@@ -131,19 +138,71 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
         _deviceSet = new DeviceSet(_platformDevices, Pci, _ioLoop);
 
-        int runSize = Kvm.GetVcpuMmapSize(_system);
-        var cpuid = Kvm.GetSupportedCpuid(_system);
+        _runSize = Kvm.GetVcpuMmapSize(_system);
+        _supportedCpuid = Kvm.GetSupportedCpuid(_system).ToArray();
         VcpuKick.EnsureHandlerInstalled();
-        for (int id = 0; id < Config.VcpuCount; id++)
+        for (int id = 0; id < Config.VcpuCount; id++) CreateVcpu(id, setTsc: true);
+    }
+
+    /// <summary>
+    /// A KVM vCPU set up like every boot vCPU: CPUID with its APIC ID and the topology of the maximum, MSRs, LAPIC pins.
+    /// Not the BSP, it waits in KVM for the guest's INIT/SIPI. A hot-added vCPU keeps the TSC KVM synchronizes at
+    /// creation (writing 0 would put it behind the running ones).
+    /// </summary>
+    private Vcpu CreateVcpu(int id, bool setTsc)
+    {
+        var handle = Kvm.CreateVcpu(_vm!, (uint)id);
+        Vcpu vcpu;
+        try { vcpu = new Vcpu(this, handle, id, _runSize); }
+        catch { handle.Dispose(); throw; }
+        _vcpus = [.. _vcpus, vcpu];
+        Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(_supportedCpuid, (uint)id, Config.EffectiveMaxVcpus));
+        CpuSetup.SetupMsrs(handle, _supportedCpuid, setTsc);
+        CpuSetup.SetupLapic(handle);
+        return vcpu;
+    }
+
+    /// <summary>vCPUs the guest has (present in the hot-plug controller): the boot ones, plus hot-added, minus ejected.</summary>
+    public int PresentVcpuCount
+    {
+        get
         {
-            var handle = Kvm.CreateVcpu(_vm, (uint)id);
-            Vcpu vcpu;
-            try { vcpu = new Vcpu(this, handle, id, runSize); }
-            catch { handle.Dispose(); throw; }
-            _vcpus.Add(vcpu);
-            Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(cpuid, (uint)id, Config.EffectiveMaxVcpus));
-            CpuSetup.SetupMsrs(handle, cpuid);
-            CpuSetup.SetupLapic(handle);
+            int n = 0;
+            for (int i = 0; i < CpuHotplug.MaxVcpus; i++) if ((CpuHotplug.StatusOf(i) & CpuHotplugController.STATUS_PRESENT) != 0) n++;
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// Changes the guest's vCPUs to <paramref name="count"/> while it runs (or is paused). Up: each missing vCPU is
+    /// created (or, ejected before, reused), set up like a boot vCPU, started (it waits for the guest's INIT/SIPI) and
+    /// marked present with an insert event. Down: the highest vCPUs get a removal event; the guest offlines and ejects
+    /// them, and their threads stay parked in KVM (halted) until they are added again. Returns at once: the guest acts
+    /// on the event in its own time (see <see cref="CpuHotplugController"/> for what it reports).
+    /// </summary>
+    public void SetVcpuCount(int count)
+    {
+        int max = Config.EffectiveMaxVcpus;
+        if (count < 1 || count > max)
+            throw new ArgumentOutOfRangeException(nameof(count), $"vCPU count {count} is outside 1 to the maximum {max} (max_vcpus; raising it needs a restart).");
+        lock (_stateLock)
+        {
+            if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"vCPUs can be changed only while the VM runs or is paused (it is {State}).");
+            for (int id = 1; id < max; id++)
+            {
+                bool present = (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_PRESENT) != 0;
+                if (id < count && !present)
+                {
+                    if (!_vcpus.Any(v => v.Id == id))
+                    {
+                        var vcpu = CreateVcpu(id, setTsc: false);
+                        vcpu.Start();
+                    }
+                    CpuHotplug.Insert(id);
+                }
+                else if (id >= count && present && (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_REMOVING) == 0)
+                    CpuHotplug.RequestRemoval(id);
+            }
         }
     }
 
@@ -171,8 +230,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private void BuildPci()
     {
         var log = DeviceLogger;
-        var windows = new PciWindows(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
-            MemoryLayout.PciMmio64Base(Config.MemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
+        var windows = PciWindowsFor(Config);
         Pci = new PciBus(MmioBus, windows, gsi => new IrqLine(this, gsi), log);
         PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
@@ -191,11 +249,24 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
-    private AcpiConfig GuestAcpiConfig() => new(Config.VcpuCount, Config.EffectiveMaxVcpus)
+    private static PciWindows PciWindowsFor(MachineConfig config) => new(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
+        MemoryLayout.PciMmio64Base(config.MemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
+
+    private AcpiConfig GuestAcpiConfig() => AcpiConfigFor(Config);
+
+    /// <summary>
+    /// What the guest's ACPI tables describe for <paramref name="config"/>; it depends on the configuration alone, so
+    /// <c>--acpi-tables-out</c> can write the tables without creating a VM.
+    /// </summary>
+    public static AcpiConfig AcpiConfigFor(MachineConfig config)
     {
-        ExtraDsdtAml = PciAcpi.BuildDsdtAml(Pci.Windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
-        ExtraTables = [PciAcpi.BuildMcfg(Pci.Windows)],
-    };
+        var windows = PciWindowsFor(config);
+        return new(config.VcpuCount, config.EffectiveMaxVcpus)
+        {
+            ExtraDsdtAml = PciAcpi.BuildDsdtAml(windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
+            ExtraTables = [PciAcpi.BuildMcfg(windows)],
+        };
+    }
 
     /// <summary>Starts the vCPU threads; with <paramref name="paused"/> they park before their first KVM_RUN (a restore that waits for <c>resume</c>).</summary>
     public void Start(bool paused = false)
@@ -240,6 +311,10 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public List<StateRecord> SaveState()
     {
         if (State is not (VmState.Paused or VmState.Created)) throw new InvalidOperationException($"The VM state can be saved only while paused (it is {State}).");
+        // A restore builds the configured vCPUs: a snapshot with hot-added ones would be refused there, so none is taken.
+        if (_vcpus.Length != Config.VcpuCount)
+            throw new InvalidOperationException($"the vCPUs changed since boot ({_vcpus.Length} created by hot-plug, {Config.VcpuCount} configured): " +
+                "a snapshot of a VM with hot-plugged vCPUs is not supported yet (restart the VM with the new count first).");
         var records = new List<StateRecord>();
         foreach (var part in Persistents)
         {
@@ -411,7 +486,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         // A vCPU thread that never left KVM_RUN still uses the mappings: leak them rather than unmap under it.
         if (!JoinVcpus(TimeSpan.FromSeconds(5))) return;
         foreach (var v in _vcpus) v.Dispose();
-        _vcpus.Clear();
+        _vcpus = [];
         Pci?.Dispose();       // PCI devices: ioeventfds and irqfds go before the VM fd
         _ioLoop?.Dispose();
         _msiRouter?.Dispose();

@@ -27,11 +27,14 @@ public interface IVmmControl
     StopReply Stop(StopRequest request);
     void StopReplySent();
     /// <summary>
-    /// snapshot.create (docs/vmm.md). The snapshot work of issue 11 implements it in VmmHost; until then this VMM
-    /// refuses it as an unknown request, so a client can tell.
+    /// snapshot.create (docs/vmm.md), implemented by VmmHost; a control without it (a test double) refuses it as an
+    /// unknown request, so a client can tell.
     /// </summary>
     SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{SnapshotCreateRequest.Name}' yet");
+    /// <summary>vcpu.set: hot-add or remove vCPUs (docs/acpi.md).</summary>
+    VcpuSetReply SetVcpus(VcpuSetRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{VcpuSetRequest.Name}'");
     /// <summary>
     /// A device's request (balloon.*, net.*; Devices/Config/IDeviceControl) as its record; <paramref name="result"/> is
     /// the device's reply record. False when no device of this VM answers it.
@@ -196,6 +199,7 @@ public sealed class ControlServer : IDisposable
                     case PingRequest: Reply(stream, id, Result(new PingReply("kvmps-vmm"), ContractJsonContext.Default.PingReply)); break;
                     case PauseRequest: _control.Pause(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
                     case ResumeRequest: _control.Resume(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
+                    case VcpuSetRequest vcpus: Reply(stream, id, Result(_control.SetVcpus(vcpus), ContractJsonContext.Default.VcpuSetReply)); break;
                     case SnapshotCreateRequest snapshot:
                         Reply(stream, id, Result(_control.CreateSnapshot(snapshot), ContractJsonContext.Default.SnapshotCreateReply));
                         break;

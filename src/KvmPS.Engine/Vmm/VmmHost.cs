@@ -59,6 +59,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
         string configJson;
         try
         {
+            // --acpi-tables-out DIR: write the tables this configuration gives the guest, and exit (Acpi/AcpiTableDump).
+            if (Acpi.AcpiTableDump.FromArgs(args, out string[] dumpArgs) is { } tablesDir)
+            {
+                var dumped = VmmConfig.FromArgs(dumpArgs);
+                foreach (string path in Acpi.AcpiTableDump.Write(VirtualMachine.AcpiConfigFor(dumped.Machine), tablesDir)) System.Console.Out.WriteLine(path);
+                return VmmExitCode.Ok;
+            }
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             config = VmmConfig.FromArgs(configArgs);
             configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
@@ -67,6 +74,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         catch (VmmVersionRequested) { System.Console.Out.WriteLine($"kvmps-vmm {Version}"); return VmmExitCode.Ok; }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
+        catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
         try
         {
             using var host = new VmmHost(config, stderr, sinceExec, configJson, restore);
@@ -289,6 +297,16 @@ public sealed class VmmHost : IVmmControl, IDisposable
         if (device is null) return false;
         result = device.HandleControlRequest(request);
         return true;
+    }
+
+    /// <summary>vcpu.set: ACPI CPU hot-plug on the running (or paused) machine, within max_vcpus (Vm/VirtualMachine.SetVcpuCount).</summary>
+    public VcpuSetReply SetVcpus(VcpuSetRequest request)
+    {
+        VirtualMachine? machine;
+        lock (_lock) machine = _machine;
+        machine ??= RequireMachine();
+        machine.SetVcpuCount(request.Count);
+        return new VcpuSetReply(machine.PresentVcpuCount, machine.Config.EffectiveMaxVcpus);
     }
 
     public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request)

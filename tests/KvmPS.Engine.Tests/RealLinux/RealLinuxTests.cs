@@ -205,9 +205,9 @@ public class RealLinuxTests(ITestOutputHelper log)
     /// The kernel log's lines that may report a problem: the agent's <c>klog</c> pre-filters them (broadly: errors,
     /// failures, firmware bugs, warnings) because the emulated console is too slow for the whole log.
     /// </summary>
-    private static List<string> KernelLog(LinuxGuest guest)
+    internal static List<string> KernelLog(LinuxGuest guest, TimeSpan? timeout = null)
     {
-        var reply = guest.Run("klog", TimeSpan.FromMinutes(3));
+        var reply = guest.Run("klog", timeout ?? TimeSpan.FromMinutes(3));
         int total = int.Parse(LinuxGuest.Fields(reply, "klog")["lines"]);
         Assert.True(total > 50, $"the kernel log has only {total} lines");
         return reply.Where(l => l.StartsWith("log ")).Select(l => l[4..]).ToList();
@@ -224,7 +224,7 @@ public class RealLinuxTests(ITestOutputHelper log)
     private static readonly Regex HostSpeedArtifact =
         new(@"tsc: Unable to calibrate against PIT$|tsc: HPET/PMTIMER calibration failed$|calibrate_delay_direct\(\) failed to get a good estimate");
 
-    private static void AssertClean(List<string> kernelLog)
+    internal static void AssertClean(List<string> kernelLog)
     {
         var bad = new Regex(@"MP-BIOS bug|Firmware Bug|FW_BUG|ACPI BIOS Error|ACPI Error|" +
                             @"(timer|8254|PIT|IO-APIC|APIC|tsc|clocksource).*(failed|Unable|not connected)|" +

@@ -135,7 +135,8 @@ public sealed class WireContractTests
         Assert.False(written.RootElement.TryGetProperty("memory", out _));
 
         // Every quantity on the wire carries its unit (bytes, ms, s) or is a count whose name says what it counts.
-        string[] counts = ["id", "pid", "vcpu", "vcpus", "max_vcpus", "boots", "numa_node", "guest_cid", "mtu", "debug_exit_value"];
+        string[] counts = ["id", "pid", "vcpu", "vcpus", "max_vcpus", "boots", "numa_node", "guest_cid", "mtu", "debug_exit_value",
+            "count" /* vcpu.set's vCPU count, named by issue 13 */];
         string[] units = ["bytes", "ms", "s"];
         string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped"];
         var offenders = new List<string>();
