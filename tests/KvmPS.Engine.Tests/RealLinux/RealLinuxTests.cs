@@ -178,7 +178,7 @@ public class RealLinuxTests(ITestOutputHelper log)
         using var dir = new TempDir();
         string qcow2 = dir.File("w.qcow2"), vsock = dir.File("v.sock");
         Exec("qemu-img", "create", "-q", "-f", "qcow2", qcow2, "1M");
-        using var guest = BootIn(ns.Name, dir, 2, "256M", "--device", "net,tap=kvl0,mac=52:54:00:00:98:02",
+        using var guest = BootIn(ns.Name, dir, 1, "256M", "--device", "net,tap=kvl0,mac=52:54:00:00:98:02",
             "--device", $"block,path={qcow2},serial=wdisk", "--device", $"vsock,guest_cid=3,uds_path={vsock}");
         var virtio = guest.Run("virtio");
         Assert.Single(virtio, l => l.Contains("device=0x0001") && l.EndsWith("driver=virtio_net"));
