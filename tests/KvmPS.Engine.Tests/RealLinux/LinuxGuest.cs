@@ -109,6 +109,15 @@ internal sealed partial class LinuxGuest : IDisposable
     /// <summary>Runs one agent command; returns the reply lines (without the <c>@agent id</c> prefix and the done line).</summary>
     public IReadOnlyList<string> Run(string command, TimeSpan? timeout = null, int expectRc = 0)
     {
+        var (rc, lines) = RunForRc(command, timeout);
+        if (rc != expectRc)
+            throw new InvalidOperationException($"agent command '{command}' ended with rc={rc}:\n{string.Join('\n', lines)}\n{Diagnostics()}");
+        return lines;
+    }
+
+    /// <summary>Runs one agent command whatever its exit status; returns the status and the reply lines.</summary>
+    public (int Rc, IReadOnlyList<string> Lines) RunForRc(string command, TimeSpan? timeout = null)
+    {
         int id = _nextId++;
         _vmm.StandardInput.Write($"{id} {command}\n");
         _vmm.StandardInput.Flush();
@@ -121,10 +130,7 @@ internal sealed partial class LinuxGuest : IDisposable
             .Where(l => l is not null && !l.StartsWith("done rc=", StringComparison.Ordinal))
             .Select(l => l!)
             .ToList();
-        int rc = int.Parse(done.Groups[1].Value, CultureInfo.InvariantCulture);
-        if (rc != expectRc)
-            throw new InvalidOperationException($"agent command '{command}' ended with rc={rc}:\n{string.Join('\n', lines)}\n{Diagnostics()}");
-        return lines;
+        return (int.Parse(done.Groups[1].Value, CultureInfo.InvariantCulture), lines);
     }
 
     /// <summary>

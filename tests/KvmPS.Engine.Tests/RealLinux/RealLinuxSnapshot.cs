@@ -73,6 +73,7 @@ internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string ne
             log.WriteLine($"restored (paused) in {sw.Elapsed.TotalSeconds:F1} s: {restored.Stderr.Trim()}");
             // Before the VM runs, the disk is back at the snapshot: none of the records written after it.
             var reverted = ReadRecords(forceShare: true);
+            log.WriteLine($"slots 0-15 killed: [{string.Join(' ', killed.Numbers.Take(16))}], reverted: [{string.Join(' ', reverted.Numbers.Take(16))}]");
             Assert.True(reverted.Max <= atSnapshot.Count + 1 && reverted.Max < killed.Max,
                 $"after the restore the disk holds records up to {reverted.Max}; the snapshot was taken at {atSnapshot.Count} or before, the killed VM wrote up to {killed.Max}");
             Assert.Equal("Running", control.Ok("resume").GetProperty("state").GetString());
@@ -98,24 +99,40 @@ internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string ne
         var stopped = WorkloadStatus.Parse(restored.Run("workload stop", TimeSpan.FromMinutes(12)));
         Assert.Equal("stopped", stopped.State);
         Assert.Null(stopped.Error);
-        var verify = LinuxGuest.Fields(restored.Run("workload verify"), "workload");
-        log.WriteLine($"workload stopped: {stopped}; verify: {string.Join(' ', verify.Select(kv => $"{kv.Key}={kv.Value}"))}");
-        Assert.Equal("1", verify["ok"]);
-        Assert.Equal(stopped.Count.ToString(CultureInfo.InvariantCulture), verify["count"]);
+        // The guest's own check is asserted after the host's, so that a failure shows what the image holds.
+        var (verifyRc, verifyReply) = restored.RunForRc("workload verify");
+        var verify = LinuxGuest.Fields(verifyReply, "workload");
+        log.WriteLine($"workload stopped: {stopped}; verify (rc={verifyRc}): {string.Join(' ', verify.Select(kv => $"{kv.Key}={kv.Value}"))}");
         restored.Run("poweroff");
         Assert.Equal(0, restored.WaitForExit(TimeSpan.FromSeconds(90)));
 
         // On the host: a clean image holding, slot by slot, the last record the restored loop wrote there.
+        log.WriteLine(QemuImg("check", qcow2));
+        log.WriteLine(QemuImg("snapshot", "-l", qcow2));
         RealLinuxTests.Exec("qemu-img", "check", "-q", qcow2);
         var final = ReadRecords(forceShare: false);
-        Assert.Equal(verify["disk_sha256"], final.Sha256);
+        var expected = new long[Slots];
         for (int slot = 0; slot < Slots; slot++)
         {
-            long expected = stopped.Count - ((stopped.Count - slot) % Slots + Slots) % Slots;
-            if (expected < 1) expected = 0; // never written since the start filled every slot with record 0
-            Assert.True(final.Numbers[slot] == expected, $"slot {slot} holds record {final.Numbers[slot]}, expected {expected} (last record {stopped.Count})");
+            long n = stopped.Count - ((stopped.Count - slot) % Slots + Slots) % Slots;
+            expected[slot] = n < 1 ? 0 : n; // never written since the start filled every slot with record 0
         }
+        Assert.True(expected.SequenceEqual(final.Numbers),
+            $"the image's slots hold records [{string.Join(' ', final.Numbers)}], expected [{string.Join(' ', expected)}] (last record {stopped.Count})");
+        Assert.Equal(verify["disk_sha256"], final.Sha256);
+        Assert.True(verifyRc == 0 && verify["ok"] == "1", $"Linux reads back other records than it wrote: {string.Join(' ', verifyReply)}");
+        Assert.Equal(stopped.Count.ToString(CultureInfo.InvariantCulture), verify["count"]);
         log.WriteLine($"snapshot check done in {clock.Elapsed.TotalSeconds:F0} s");
+    }
+
+    private static string QemuImg(params string[] args)
+    {
+        var psi = new ProcessStartInfo("qemu-img") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return $"qemu-img {string.Join(' ', args)} (exit {p.ExitCode}):\n{output.TrimEnd()}";
     }
 
     /// <summary>Polls <c>workload status</c> until <paramref name="until"/> holds; a stopped or failed loop ends the wait.</summary>
