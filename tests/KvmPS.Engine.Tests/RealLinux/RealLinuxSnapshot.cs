@@ -179,7 +179,7 @@ internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string ne
             var record = area.AsSpan(slot * RecordBytes, RecordBytes);
             string text = Encoding.ASCII.GetString(record[..^1]).TrimEnd(' ');
             var m = RecordPattern().Match(text);
-            Assert.True(record[^1] == (byte)'\n' && m.Success, $"slot {slot} of {qcow2} is not a workload record: '{text[..Math.Min(text.Length, 80)]}'");
+            Assert.True(record[^1] == (byte)'\n' && m.Success, $"slot {slot} of {qcow2} is not a workload record: '{text[..Math.Min(text.Length, 80)]}' (first 96 bytes: {Convert.ToHexString(record[..96])})");
             numbers[slot] = long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
             Assert.True(numbers[slot] % Slots == slot || numbers[slot] == 0, $"slot {slot} holds record {numbers[slot]}");
         }
