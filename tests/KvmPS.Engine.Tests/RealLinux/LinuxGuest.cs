@@ -35,14 +35,20 @@ internal sealed partial class LinuxGuest : IDisposable
     /// <summary>The guest's own uptime when the agent started (seconds, /proc/uptime).</summary>
     public double GuestUptimeAtReady { get; private set; }
 
+    /// <summary>Boots the test kernel and waits for the agent's ready line on the serial console.</summary>
     /// <param name="netns">run kvmps-vmm inside this network namespace (<c>ip netns exec</c>), or null</param>
     public LinuxGuest(TempDir dir, int vcpus, string memory, string? netns, params string[] extraArgs)
+        : this(dir, "c.sock", netns, waitForReady: true,
+            ["--kernel", LinuxGuestImages.Kernel, "--initrd", LinuxGuestImages.Initramfs, "--cmdline", Cmdline,
+             "--memory", memory, "--vcpus", vcpus.ToString(CultureInfo.InvariantCulture), .. extraArgs])
+    {
+    }
+
+    private LinuxGuest(TempDir dir, string controlSocketName, string? netns, bool waitForReady, string[] machineArgs)
     {
         Dir = dir;
-        ControlSocket = dir.File("c.sock");
-        string[] args = ["--kernel", LinuxGuestImages.Kernel, "--initrd", LinuxGuestImages.Initramfs, "--cmdline", Cmdline,
-            "--memory", memory, "--vcpus", vcpus.ToString(CultureInfo.InvariantCulture), "--serial", "stdio",
-            "--control-socket", ControlSocket, "--on-crash", "exit", .. extraArgs];
+        ControlSocket = dir.File(controlSocketName);
+        string[] args = [.. machineArgs, "--serial", "stdio", "--control-socket", ControlSocket, "--on-crash", "exit"];
         var sw = Stopwatch.StartNew();
         var psi = new ProcessStartInfo(netns is null ? VmmBinary.Executable : "ip")
         {
@@ -56,6 +62,7 @@ internal sealed partial class LinuxGuest : IDisposable
         _vmm.Start();
         _vmm.BeginOutputReadLine();
         _vmm.BeginErrorReadLine();
+        if (!waitForReady) return;
         var ready = WaitForLine(ReadyPattern(), BootTimeout);
         if (ready is null)
         {
@@ -69,6 +76,29 @@ internal sealed partial class LinuxGuest : IDisposable
         GuestUptimeAtReady = double.Parse(ready.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// <c>kvmps-vmm --restore <paramref name="snapshot"/></c> in a new process (control socket <c>r.sock</c>, the
+    /// serial console on stdio as for a boot). The restored agent does not announce itself again: it is inside the
+    /// read of its next request, so the first <see cref="Run"/> is the check that it answers.
+    /// </summary>
+    public static LinuxGuest Restore(TempDir dir, string snapshot, string? netns, params string[] extraArgs)
+    {
+        var guest = new LinuxGuest(dir, "r.sock", netns, waitForReady: false, ["--restore", snapshot, .. extraArgs]);
+        // Request IDs of the restored agent are told apart from the snapshotted process's in logs.
+        guest._nextId = 1000;
+        return guest;
+    }
+
+    /// <summary>The process ID of kvmps-vmm (of <c>ip netns exec</c>, which execs it, in a namespace).</summary>
+    public int Pid => _vmm.Id;
+
+    /// <summary>SIGKILL to kvmps-vmm: nothing of it runs on, as when a host loses the process.</summary>
+    public void Kill()
+    {
+        _vmm.Kill();
+        _vmm.WaitForExit();
+    }
+
     [GeneratedRegex(@"@agent 0 ready uptime=([0-9.]+)")]
     private static partial Regex ReadyPattern();
 
@@ -78,6 +108,15 @@ internal sealed partial class LinuxGuest : IDisposable
 
     /// <summary>Runs one agent command; returns the reply lines (without the <c>@agent id</c> prefix and the done line).</summary>
     public IReadOnlyList<string> Run(string command, TimeSpan? timeout = null, int expectRc = 0)
+    {
+        var (rc, lines) = RunForRc(command, timeout);
+        if (rc != expectRc)
+            throw new InvalidOperationException($"agent command '{command}' ended with rc={rc}:\n{string.Join('\n', lines)}\n{Diagnostics()}");
+        return lines;
+    }
+
+    /// <summary>Runs one agent command whatever its exit status; returns the status and the reply lines.</summary>
+    public (int Rc, IReadOnlyList<string> Lines) RunForRc(string command, TimeSpan? timeout = null)
     {
         int id = _nextId++;
         _vmm.StandardInput.Write($"{id} {command}\n");
@@ -91,11 +130,14 @@ internal sealed partial class LinuxGuest : IDisposable
             .Where(l => l is not null && !l.StartsWith("done rc=", StringComparison.Ordinal))
             .Select(l => l!)
             .ToList();
-        int rc = int.Parse(done.Groups[1].Value, CultureInfo.InvariantCulture);
-        if (rc != expectRc)
-            throw new InvalidOperationException($"agent command '{command}' ended with rc={rc}:\n{string.Join('\n', lines)}\n{Diagnostics()}");
-        return lines;
+        return (int.Parse(done.Groups[1].Value, CultureInfo.InvariantCulture), lines);
     }
+
+    /// <summary>
+    /// The agent over vsock (<see cref="VsockAgent"/>) through the vsock device's <paramref name="udsPath"/>; its
+    /// server starts with the console agent, so a short wait covers it.
+    /// </summary>
+    public VsockAgent ConnectVsockAgent(string udsPath) => VsockAgent.Connect(udsPath, TimeSpan.FromMinutes(3), Diagnostics);
 
     /// <summary>The single reply line that starts with <paramref name="key"/>, as key=value pairs.</summary>
     public static Dictionary<string, string> Fields(IEnumerable<string> lines, string key)
