@@ -5,6 +5,7 @@ using KvmPS.Engine.Tests.Support;
 using KvmPS.State;
 using Xunit;
 using Xunit.Abstractions;
+using static KvmPS.Engine.Tests.State.WorkloadConsole;
 
 namespace KvmPS.Engine.Tests.State;
 
@@ -18,24 +19,7 @@ public partial class DiffSnapshotProcessTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
 
-    [GeneratedRegex(@"^work: count (\d+)\r?$", RegexOptions.Multiline)]
-    private static partial Regex CountLine();
-
-    private static string ReadText(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
-
-    private static bool WaitForFile(string path, Func<string, bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (condition(ReadText(path))) return true;
-            Thread.Sleep(50);
-        }
-        return condition(ReadText(path));
-    }
-
     private static int Counts(string text) => CountLine().Matches(text).Count;
-    private static int Occurrences(string text, string what) => Regex.Matches(text, Regex.Escape(what)).Count;
 
     /// <summary>Every "work: count N" line of the two consoles together must be 1, 2, 3, ... with no gap and no restart.</summary>
     private static int AssertCountsContinue(string before, string after)

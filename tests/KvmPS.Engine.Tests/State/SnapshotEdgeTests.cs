@@ -7,6 +7,7 @@ using System.Text.RegularExpressions;
 using KvmPS.Engine.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
+using static KvmPS.Engine.Tests.State.WorkloadConsole;
 
 namespace KvmPS.Engine.Tests.State;
 
@@ -20,24 +21,6 @@ public partial class SnapshotEdgeTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
     private const long MiB = 1 << 20;
-
-    [GeneratedRegex(@"^work: count (\d+)\r?$", RegexOptions.Multiline)]
-    private static partial Regex CountLine();
-
-    private static string ReadText(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
-
-    private static bool WaitForFile(string path, Func<string, bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (condition(ReadText(path))) return true;
-            Thread.Sleep(50);
-        }
-        return condition(ReadText(path));
-    }
-
-    private static int Occurrences(string text, string what) => Regex.Matches(text, Regex.Escape(what)).Count;
 
     private static List<long> Counts(string text) => CountLine().Matches(text).Select(m => long.Parse(m.Groups[1].Value)).ToList();
 

@@ -6,6 +6,7 @@ using System.Text.RegularExpressions;
 using KvmPS.Engine.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
+using static KvmPS.Engine.Tests.State.WorkloadConsole;
 
 namespace KvmPS.Engine.Tests.State;
 
@@ -19,24 +20,6 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
     private const string Workload = "kvmps.run=work 4";
-
-    [GeneratedRegex(@"^work: count (\d+)\r?$", RegexOptions.Multiline)]
-    private static partial Regex CountLine();
-
-    private static string ReadText(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
-
-    private static bool WaitForFile(string path, Func<string, bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (condition(ReadText(path))) return true;
-            Thread.Sleep(50);
-        }
-        return condition(ReadText(path));
-    }
-
-    private static int Occurrences(string text, string what) => Regex.Matches(text, Regex.Escape(what)).Count;
 
     /// <summary>Starts the workload, waits for one full verify pass, snapshots it with resume:false, and kills the VMM.</summary>
     private (string Snapshot, string Before, JsonElement Reply) SnapshotRunningWorkload(TempDir dir, int vcpus, string memory = "256M")
