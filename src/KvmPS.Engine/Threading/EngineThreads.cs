@@ -16,6 +16,8 @@ public enum ThreadRole
     Control,
     /// <summary>Moves console bytes between the serial port and its clients.</summary>
     Console,
+    /// <summary>Startup work done beside the main thread before the machine exists (Vm/EarlyKvmVm).</summary>
+    Setup,
 }
 
 /// <summary>

@@ -126,11 +126,15 @@ public sealed unsafe partial class GuestMemory : IDisposable
         return p;
     }
 
-    /// <summary>Registers every region as a KVM memory slot (without dirty logging until <see cref="StartDirtyTracking"/>).</summary>
-    public void RegisterWith(KvmVmHandle vm)
+    /// <summary>
+    /// Registers every region as a KVM memory slot, without dirty logging until <see cref="StartDirtyTracking"/>, or
+    /// with it from the start (<paramref name="logDirtyPages"/>; <see cref="StartDirtyTracking"/> then changes no slot).
+    /// </summary>
+    public void RegisterWith(KvmVmHandle vm, bool logDirtyPages = false)
     {
-        foreach (var r in _regions) Kvm.SetUserMemoryRegion(vm, SlotOf(r, flags: 0));
+        foreach (var r in _regions) Kvm.SetUserMemoryRegion(vm, SlotOf(r, logDirtyPages ? KvmConstants.KVM_MEM_LOG_DIRTY_PAGES : 0));
         _kvm = vm;
+        DirtyTracking = logDirtyPages;
     }
 
     private static kvm_userspace_memory_region SlotOf(GuestMemoryRegion r, uint flags) => new()

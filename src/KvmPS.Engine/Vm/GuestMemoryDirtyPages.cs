@@ -20,7 +20,7 @@ public sealed unsafe partial class GuestMemory
     /// <summary>Guest RAM pages in all regions (the memory file's page count).</summary>
     public ulong PageCount => SizeBytes / MemoryLayout.PageSize;
 
-    /// <summary>True once <see cref="StartDirtyTracking"/> turned KVM's dirty log on (it stays on).</summary>
+    /// <summary>True once KVM logs dirty pages (<see cref="StartDirtyTracking"/>, or <see cref="RegisterWith"/> asked to): it stays on.</summary>
     public bool DirtyTracking { get; private set; }
 
     /// <summary>

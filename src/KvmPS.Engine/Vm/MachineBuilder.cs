@@ -46,7 +46,7 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
     /// </summary>
     public VirtualMachine Restore(LoadedSnapshot snapshot, RestoreMemoryMode memoryMode)
     {
-        var machine = BuildHardware();
+        var machine = VirtualMachine.BuildHardware(Config, serialOutput, logDirtyPages: true);
         try
         {
             var layers = snapshot.MemoryLayers.Count > 0 ? snapshot.MemoryLayers : [new SnapshotMemoryLayer(snapshot.Directory, snapshot.MemoryPath, snapshot.MemoryFileBytes, null)];

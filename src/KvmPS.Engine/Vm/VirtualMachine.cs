@@ -74,13 +74,15 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public static VirtualMachine Create(MachineConfig config, ByteSink serialOutput) => new MachineBuilder(config, serialOutput).Boot();
 
     /// <summary>Builds the hardware only (see <see cref="MachineBuilder"/>); on failure everything created so far is released.</summary>
-    internal static VirtualMachine BuildHardware(MachineConfig config, ByteSink serialOutput)
+    /// <param name="logDirtyPages">RAM slots log dirty pages from the start (a restore tracks them at once: one memory
+    /// slot change fewer on its critical path).</param>
+    internal static VirtualMachine BuildHardware(MachineConfig config, ByteSink serialOutput, bool logDirtyPages = false)
     {
         config.Validate();
         var machine = new VirtualMachine(config);
         try
         {
-            machine.BuildHardwareCore(serialOutput);
+            machine.BuildHardwareCore(serialOutput, logDirtyPages);
             return machine;
         }
         catch
@@ -94,15 +96,16 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     /// The machine without a guest: KVM VM, memory, irqchip, PIT, buses, devices, and the vCPUs with CPUID, MSRs and
     /// LAPIC pins set. Firmware boot maps its image and fw_cfg here, as they are hardware a restored VM needs too.
     /// </summary>
-    private void BuildHardwareCore(ByteSink serialOutput)
+    private void BuildHardwareCore(ByteSink serialOutput, bool logDirtyPages)
     {
         _firmware = Config.FirmwarePath is null ? null : FirmwareImage.Load(Config.FirmwarePath);
 
-        _system = Kvm.OpenSystem(Config.KvmDevicePath);
+        if (EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm)) (_system, _vm) = (earlySystem, earlyVm);
+        else _system = Kvm.OpenSystem(Config.KvmDevicePath);
         int maxVcpus = Math.Max(Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_MAX_VCPUS), Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_NR_VCPUS));
         if (Config.EffectiveMaxVcpus > maxVcpus && maxVcpus > 0)
             throw new ArgumentOutOfRangeException(nameof(Config.MaxVcpus), $"{Config.EffectiveMaxVcpus} vCPUs requested but this host's KVM allows {maxVcpus}.");
-        _vm = Kvm.CreateVm(_system);
+        _vm ??= Kvm.CreateVm(_system);
         Kvm.SetTssAddr(_vm, _firmware?.KvmTssAddress ?? MemoryLayout.KvmTssAddress);
         Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
         Kvm.CreateIrqchip(_vm);
@@ -112,7 +115,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _msiRouter.CommitIrqchipRoutes();
 
         Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory);
-        Memory.RegisterWith(_vm);
+        Memory.RegisterWith(_vm, logDirtyPages);
 
         Serial = new Serial16550(new IrqLine(this, Serial16550.Com1Irq), serialOutput);
         Pm = new AcpiPm(this, new IrqLine(this, MemoryLayout.SciIrq));

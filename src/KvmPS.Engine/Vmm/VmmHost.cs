@@ -54,6 +54,10 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         var sinceExec = Stopwatch.StartNew();
         stderr ??= System.Console.Error;
+        // The KVM VM is made on a thread while the arguments and a snapshot are read (Vm/EarlyKvmVm); not for the
+        // runs that only print or write files.
+        if (!args.Any(a => a is "--help" or "-h" or "--version" || a.StartsWith("--acpi-tables-out", StringComparison.Ordinal)))
+            EarlyKvmVm.Start();
         VmmConfig config;
         VmmRestore? restore;
         string configJson;

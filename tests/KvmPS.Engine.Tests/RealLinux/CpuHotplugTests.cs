@@ -8,6 +8,7 @@ namespace KvmPS.Engine.Tests.RealLinux;
 /// ACPI CPU hot-plug with Linux as the reference client (docs/acpi.md): its ACPI processor driver reads the DSDT's
 /// processor objects at boot, and on <c>vcpu.set</c> the GPE runs the scan, Linux's hot-plug handler evaluates the
 /// new processor's <c>_STA</c>/<c>_MAT</c> and makes the CPU present, and onlining it starts the vCPU through INIT/SIPI.
+/// The same boot ends with the agent's poweroff (the one-vCPU boot check: a boot costs minutes here).
 /// </summary>
 [Trait("Category", "RealLinux")]
 [Collection(RealLinuxCollection.Name)]
@@ -25,6 +26,7 @@ public class CpuHotplugTests(ITestOutputHelper log)
         Assert.Equal("0", cpus["online"]);
         Assert.Equal("0", cpus["present"]);
         Assert.Equal("0-3", cpus["possible"]); // the online-capable MADT entries
+        Assert.Equal("1", cpus["count"]);
 
         using (var control = new ControlClient(guest.ControlSocket))
         {
