@@ -110,7 +110,7 @@ internal static class HelpText
               vm console NAME [--no-replay]
               vm setvcpus NAME COUNT [--live|--config] [--json]
               vm setmem NAME SIZE [--live|--config] [--json]
-              vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--json]
+              vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
               vm snapshot list NAME [--json]
               vm snapshot restore NAME SNAPSHOT [--json]
               vm snapshot remove NAME SNAPSHOT [--include-children] [--json]
@@ -151,17 +151,20 @@ internal static class HelpText
         "vm snapshot" => """
             Usage: kvmps vm snapshot create|list|restore|remove NAME ...
 
-              create NAME [SNAPSHOT] [--allow-raw-disks] [--json]
+              create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
                   Takes a checkpoint. Running or paused: memory and device state, and an internal snapshot of every
                   qcow2 disk at the same instant; off: the qcow2 disks only. SNAPSHOT defaults to "NAME - (date - time)".
                   A raw disk is refused unless --allow-raw-disks (the disks are then not restored with it).
+                  --incremental writes only the memory changed since the previous checkpoint this run of the VM's
+                  VMM took or was restored from; that checkpoint cannot then be removed while this one stays.
               list NAME [--json]
                   The VM's checkpoints, oldest first: name, type (Standard with memory, DiskOnly), time, parent, size.
               restore NAME SNAPSHOT [--json]
                   Applies the checkpoint; the VM's current state is lost (a running VM is turned off first). With
                   memory the VM runs again from the checkpoint; without, disks and settings go back and it stays off.
               remove NAME SNAPSHOT [--include-children] [--json]
-                  Removes the checkpoint (children move up to its parent, or go too with --include-children).
+                  Removes the checkpoint (children move up to its parent, or go too with --include-children); one an
+                  incremental checkpoint builds on is refused, naming it, unless --include-children.
                   A checkpoint with disk snapshots can only be removed while the VM is off or saved.
             Exit: 0, 4 if the operation failed (no such checkpoint, name taken, raw disk, wrong state), 5 no such VM,
             6 corrupt checkpoint metadata (the message names the file).
