@@ -69,6 +69,37 @@ public sealed partial class SnapshotVmmTests
     }
 
     [Fact]
+    public void An_exported_and_imported_incremental_chain_restores_from_its_new_place()
+    {
+        StartWorkload("inc-x");
+        _manager.Checkpoint("inc-x", "full");
+        WaitForCount("inc-x", Counts(Serial("inc-x"))[^1] + 3);
+        var before = Counts(Serial("inc-x"))[^1];
+        _manager.Checkpoint("inc-x", "diff", Incremental);
+        var after = Counts(Serial("inc-x"))[^1];
+        _manager.Stop("inc-x", force: true);
+        var export = Path.Combine(_sandbox.Root, "export");
+        Directory.CreateDirectory(export);
+        _manager.Export("inc-x", export);
+        _manager.Remove("inc-x");
+
+        _manager.Import(Path.Combine(export, "inc-x"));
+        var diff = _manager.GetSnapshot("inc-x", "diff");
+        // The parent file names the imported full checkpoint, not the removed VM's folder.
+        Assert.Equal(_manager.GetSnapshot("inc-x", "full").VmmDirectory, IncrementalChain.ParentDirectoryOf(diff.VmmDirectory));
+        var mark = Serial("inc-x").Length;
+        Assert.Equal(VmState.Running, _manager.RestoreSnapshot("inc-x", "diff").State);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (Counts(Serial("inc-x")[mark..]).Count == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the restored guest printed no count: " + Serial("inc-x")[mark..]);
+            Thread.Sleep(50);
+        }
+        Assert.InRange(Counts(Serial("inc-x")[mark..])[0], before + 1, after + 1);
+        Assert.DoesNotContain("FAILED", Serial("inc-x"));
+    }
+
+    [Fact]
     public void An_incremental_checkpoint_of_a_VM_that_is_off_is_a_state_error()
     {
         _manager.New(_sandbox.GuestWithCmdline("inc-off", Workload));
