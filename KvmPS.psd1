@@ -20,6 +20,7 @@
         'Remove-KvmVm'
         'Set-KvmVm'
         'Set-KvmVcpu'
+        'Set-KvmMemory'
         'Invoke-KvmBalloon'
         'Add-KvmDisk'
         'Remove-KvmDisk'

@@ -316,13 +316,15 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, snapshot, save, export, import"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, snapshot, save, export, import"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
             "stop" => WithHelp("vm stop", () => VmStop(args.Parse("--force", "--json"))),
             "remove" or "rm" => WithHelp("vm remove", () => VmRemove(args.Parse("--force", "--keep-disks", "--json"))),
             "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
+            "setvcpus" => WithHelp("vm setvcpus", () => new VmLiveCommands(this).SetVcpus(args.Parse("--live", "--config", "--json"))),
+            "setmem" => WithHelp("vm setmem", () => new VmLiveCommands(this).SetMem(args.Parse("--live", "--config", "--json"))),
             "snapshot" => new VmSnapshotCommands(this).Snapshot(args),
             "save" => WithHelp("vm save", () => new VmSnapshotCommands(this).Save(args.Parse("--json"))),
             "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),

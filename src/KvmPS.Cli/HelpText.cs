@@ -21,6 +21,8 @@ internal static class HelpText
           vm stop NAME        stop a VM (ACPI power button, then forced; --force: at once)
           vm remove NAME      remove a VM (--force: stop it first; --keep-disks)
           vm console NAME     attach to the serial console (Ctrl-] detaches)
+          vm setvcpus NAME N  set the vCPU count (a running VM gets it live within its maximum)
+          vm setmem NAME SIZE set the memory (e.g. 512M, 1G; live within the maximum where the VMM can)
           vm snapshot create|list|restore|remove NAME ...
                               checkpoints of a VM (running, paused or off)
           vm save NAME        save a running VM to disk and stop it; vm start resumes it
@@ -99,14 +101,16 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|remove|console|snapshot|save|export|import ...
+            Usage: kvmps vm list|start|stop|remove|console|setvcpus|setmem|snapshot|save|export|import ...
 
               vm list [--json]
               vm start NAME [--json]
               vm stop NAME [--force] [--json]
               vm remove NAME [--force] [--keep-disks] [--json]
               vm console NAME [--no-replay]
-              vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--json]
+              vm setvcpus NAME COUNT [--live|--config] [--json]
+              vm setmem NAME SIZE [--live|--config] [--json]
+              vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
               vm snapshot list NAME [--json]
               vm snapshot restore NAME SNAPSHOT [--json]
               vm snapshot remove NAME SNAPSHOT [--include-children] [--json]
@@ -119,20 +123,48 @@ internal static class HelpText
         "vm start" => "Usage: kvmps vm start NAME [--json]\n\nStarts the VM's kvmps-vmm and waits until the guest runs. Exit 4 if it fails to start, 5 if there is no such VM.\n",
         "vm stop" => "Usage: kvmps vm stop NAME [--force] [--json]\n\nPresses the ACPI power button and waits for the guest to power off, then stops it by force.\n  --force   power off at once\n",
         "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store with its checkpoints (their internal qcow2 snapshots are deleted from the disks\nthat stay). A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
+        "vm setvcpus" => """
+            Usage: kvmps vm setvcpus NAME COUNT [--live|--config] [--json]
+
+            Sets the VM's vCPU count (as virsh setvcpus). A running or paused VM gets a count within the maximum it
+            was started with (VcpuMaximum) at once, through ACPI CPU hot-plug, without a restart; the change is
+            always stored. A count above VcpuMaximum is refused naming the limit; a higher maximum needs a restart
+            (Set-KvmVcpu -Maximum, or VcpuMaximum in a manifest).
+              --live     change the running VM now (and store it); fails, changing nothing, if it is not running or
+                         the count is beyond the running VM's maximum
+              --config   store it only; the running VM keeps its vCPUs until it is restarted
+            Exit: 0, 4 refused (beyond the maximum, not running with --live), 5 no such VM.
+
+            """,
+        "vm setmem" => """
+            Usage: kvmps vm setmem NAME SIZE [--live|--config] [--json]
+
+            Sets the memory the VM runs with (MemoryStartupBytes; as virsh setmem). SIZE has a unit, 1024-based:
+            512M, 1G, 1.5GiB, 768MB. A running VM grows live up to MemoryMaximumBytes where its kvmps-vmm resizes
+            memory (virtio-mem); otherwise the size is stored and taken at the next start. Shrinking a running VM
+            below the memory it booted with is the balloon's job (Invoke-KvmBalloon).
+              --live     change the running VM now (and store it); fails, changing nothing, if it cannot
+              --config   store it only
+            Exit: 0, 2 bad SIZE, 4 refused, 5 no such VM.
+
+            """,
         "vm snapshot" => """
             Usage: kvmps vm snapshot create|list|restore|remove NAME ...
 
-              create NAME [SNAPSHOT] [--allow-raw-disks] [--json]
+              create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
                   Takes a checkpoint. Running or paused: memory and device state, and an internal snapshot of every
                   qcow2 disk at the same instant; off: the qcow2 disks only. SNAPSHOT defaults to "NAME - (date - time)".
                   A raw disk is refused unless --allow-raw-disks (the disks are then not restored with it).
+                  --incremental writes only the memory changed since the previous checkpoint this run of the VM's
+                  VMM took or was restored from; that checkpoint cannot then be removed while this one stays.
               list NAME [--json]
                   The VM's checkpoints, oldest first: name, type (Standard with memory, DiskOnly), time, parent, size.
               restore NAME SNAPSHOT [--json]
                   Applies the checkpoint; the VM's current state is lost (a running VM is turned off first). With
                   memory the VM runs again from the checkpoint; without, disks and settings go back and it stays off.
               remove NAME SNAPSHOT [--include-children] [--json]
-                  Removes the checkpoint (children move up to its parent, or go too with --include-children).
+                  Removes the checkpoint (children move up to its parent, or go too with --include-children); one an
+                  incremental checkpoint builds on is refused, naming it, unless --include-children.
                   A checkpoint with disk snapshots can only be removed while the VM is off or saved.
             Exit: 0, 4 if the operation failed (no such checkpoint, name taken, raw disk, wrong state), 5 no such VM,
             6 corrupt checkpoint metadata (the message names the file).

@@ -15,7 +15,7 @@ internal sealed class VmSnapshotCommands(CliApp app)
         {
             null => throw new UsageException("vm snapshot: give a subcommand: create, list, restore, remove"),
             "-h" or "--help" => Help("vm snapshot"),
-            "create" => app.WithHelp("vm snapshot", () => Create(args.Parse("--allow-raw-disks", "--json"))),
+            "create" => app.WithHelp("vm snapshot", () => Create(args.Parse("--allow-raw-disks", "--incremental", "--json"))),
             "list" or "ls" => app.WithHelp("vm snapshot", () => List(args.Parse("--json"))),
             "restore" => app.WithHelp("vm snapshot", () => Restore(args.Parse("--json"))),
             "remove" or "rm" => app.WithHelp("vm snapshot", () => Remove(args.Parse("--include-children", "--json"))),
@@ -42,11 +42,11 @@ internal sealed class VmSnapshotCommands(CliApp app)
     private int Create(ParsedArgs options)
     {
         var p = Positional(options, "vm snapshot", "vm snapshot create NAME [SNAPSHOT]", 1, 2);
-        var snapshot = app.Manager.Checkpoint(p[0], p.Count > 1 ? p[1] : null, new CheckpointOptions { AllowRawDisks = options.Has("--allow-raw-disks") });
+        var snapshot = app.Manager.Checkpoint(p[0], p.Count > 1 ? p[1] : null, new CheckpointOptions { AllowRawDisks = options.Has("--allow-raw-disks"), Incremental = options.Has("--incremental") });
         if (options.Has("--json"))
             app.Out.WriteLine(CliOutput.Json(w => WriteSnapshot(w, snapshot, app.Manager.GetSnapshots(p[0]))));
         else
-            app.Out.WriteLine($"VM '{p[0]}': checkpoint '{snapshot.Name}' taken ({(snapshot.IncludesMemory ? "with memory" : "disks only")}, {CliOutput.Bytes(snapshot.SizeBytes)}).");
+            app.Out.WriteLine($"VM '{p[0]}': checkpoint '{snapshot.Name}' taken ({(IncrementalChain.IsIncremental(snapshot) ? "memory changed since its parent" : snapshot.IncludesMemory ? "with memory" : "disks only")}, {CliOutput.Bytes(snapshot.SizeBytes)}).");
         return ExitCodes.Ok;
     }
 
@@ -154,6 +154,7 @@ internal sealed class VmSnapshotCommands(CliApp app)
         CliOutput.WriteNullable(w, "parentName", ParentName(s, all));
         w.WriteNumber("sizeBytes", s.SizeBytes);
         w.WriteBoolean("includesMemory", s.IncludesMemory);
+        w.WriteBoolean("incremental", IncrementalChain.IsIncremental(s));
         w.WriteString("vmState", s.VmState);
         w.WriteStartArray("diskSnapshots");
         foreach (var d in s.DiskSnapshots)

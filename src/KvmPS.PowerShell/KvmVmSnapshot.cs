@@ -35,6 +35,9 @@ public sealed class KvmVmSnapshot
 
     public bool IncludesMemory => Snapshot.IncludesMemory;
 
+    /// <summary>Its memory holds only the pages changed since its parent's (Checkpoint-KvmVm -Incremental): the parent cannot be removed while it stays.</summary>
+    public bool IsIncremental => IncrementalChain.IsIncremental(Snapshot);
+
     /// <summary>The VM's state when the checkpoint was taken.</summary>
     public string State => Snapshot.VmState;
 

@@ -53,6 +53,7 @@ public class ContractTests
         { "Remove-KvmVm", NameVm, true, "High", "Vm" },
         { "Set-KvmVm", NameVm, true, "Medium", "Vm" },
         { "Set-KvmVcpu", NameVm, true, "Medium", "Vm" },
+        { "Set-KvmMemory", NameVm, true, "Medium", "Vm" },
         { "Invoke-KvmBalloon", NameVm, true, "Medium", "Vm" },
         { "Add-KvmDisk", NameVm, true, "Medium", "Vm" },
         { "Remove-KvmDisk", NameVm, true, "Medium", "Vm" },
@@ -153,11 +154,11 @@ public class ContractTests
     {
         foreach (var name in new[] { "New-KvmVm", "Start-KvmVm", "Stop-KvmVm", "Restart-KvmVm" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "AsJob");
-        foreach (var name in new[] { "Start-KvmVm", "Stop-KvmVm", "Restart-KvmVm", "Suspend-KvmVm", "Resume-KvmVm", "Remove-KvmVm", "Set-KvmVm", "Set-KvmVcpu",
+        foreach (var name in new[] { "Start-KvmVm", "Stop-KvmVm", "Restart-KvmVm", "Suspend-KvmVm", "Resume-KvmVm", "Remove-KvmVm", "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory",
                      "Checkpoint-KvmVm", "Restore-KvmVmSnapshot", "Remove-KvmVmSnapshot", "Save-KvmVm", "Export-KvmVm",
                      "Add-KvmDisk", "Remove-KvmDisk", "Add-KvmNetworkAdapter", "Remove-KvmNetworkAdapter", "Add-KvmPciPassthrough", "Remove-KvmPciPassthrough" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "PassThru");
-        foreach (var name in new[] { "Set-KvmVm", "Set-KvmVcpu", "Invoke-KvmBalloon", "Add-KvmPciPassthrough" })
+        foreach (var name in new[] { "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory", "Invoke-KvmBalloon", "Add-KvmPciPassthrough" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "RestartIfNeeded");
     }
 
@@ -171,6 +172,9 @@ public class ContractTests
         Assert.Contains("ProcessorCount", newVm);
         Assert.Contains(Cmdlet("Set-KvmVcpu").Parameters, p => p.Name == "Count");
         Assert.Contains(Cmdlet("Set-KvmVcpu").Parameters, p => p.Name == "Maximum");
+        foreach (var parameter in new[] { "StartupBytes", "MinimumBytes", "MaximumBytes" }) // Set-VMMemory's
+            Assert.Contains(Cmdlet("Set-KvmMemory").Parameters, p => p.Name == parameter);
+        Assert.Contains(Cmdlet("Stop-KvmVm").Parameters, p => p.Name == "Force"); // Stop-VM's, next to -TurnOff
         Assert.Contains(Cmdlet("Invoke-KvmBalloon").Parameters, p => p.Name == "TargetBytes");
         Assert.Contains(Cmdlet("Get-KvmConsoleLog").Parameters, p => p.Name == "Tail");
         Assert.Contains(Cmdlet("Checkpoint-KvmVm").Parameters, p => p.Name == "SnapshotName");

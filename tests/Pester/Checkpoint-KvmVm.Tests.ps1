@@ -41,6 +41,26 @@ Describe 'Checkpoint-KvmVm' {
         (Get-KvmVm cp-run).ProcessId | Should -Be $pidBefore
     }
 
+    It '-Incremental takes the memory changed since the previous checkpoint, which it keeps from removal' {
+        $s = Checkpoint-KvmVm cp-run -SnapshotName live-inc -Incremental -PassThru
+        $s.IsIncremental | Should -BeTrue
+        $s.ParentSnapshotName | Should -Be 'live'
+        (Get-KvmVmSnapshot -VMName cp-run -Name live).IsIncremental | Should -BeFalse
+        Get-Content (Join-Path $s.Path 'vmm/parent') | Should -Be (Join-Path (Get-KvmVmSnapshot -VMName cp-run -Name live).Path 'vmm')
+        Remove-KvmVmSnapshot -VMName cp-run -Name live -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        "$($err[0])" | Should -Match "'live'.*'live-inc'"
+        (Get-KvmVmSnapshot -VMName cp-run).Name | Should -Contain 'live'
+        Remove-KvmVmSnapshot -VMName cp-run -Name live-inc
+    }
+
+    It '-Incremental on a VM that is off is refused and takes nothing' {
+        Checkpoint-KvmVm cp-off -SnapshotName inc-off -Incremental -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        "$($err[0])" | Should -Match 'running or paused'
+        (Get-KvmVmSnapshot -VMName cp-off).Name | Should -Not -Contain 'inc-off'
+    }
+
     It 'refuses a name the VM already has, naming it' {
         Checkpoint-KvmVm cp-off -SnapshotName s1 -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId SnapshotAlreadyExists -Command Checkpoint-KvmVm -Category ResourceExists -TargetObject 's1'

@@ -92,6 +92,27 @@ Describe 'Invoke-KvmDesiredState' {
             (Get-KvmVm ids-web).Notes | Should -Be 'front end'
         }
 
+        It 'applies a vCPU count edited in the manifest to the running VM live, in the same VMM' {
+            $m = New-KvmTestManifest 'cpus.psd1' "@{ Name = 'ids-hot'; MemoryStartupBytes = 64MB; VcpuCount = 1; VcpuMaximum = 4; State = 'Running' }"
+            Invoke-KvmDesiredState $m -Confirm:$false | Out-Null
+            $pidBefore = (Get-KvmVm ids-hot).ProcessId
+            $m = New-KvmTestManifest 'cpus.psd1' "@{ Name = 'ids-hot'; MemoryStartupBytes = 64MB; VcpuCount = 3; VcpuMaximum = 4; State = 'Running' }"
+            $results = @(Invoke-KvmDesiredState $m -Confirm:$false -WarningVariable warnings)
+            ($results | ForEach-Object { $_.Action.Kind.ToString() }) | Should -Be @('UpdateLive')
+            $warnings | Should -BeNullOrEmpty
+            $vm = Get-KvmVm ids-hot
+            $vm.ProcessId | Should -Be $pidBefore
+            $vm.ProcessorCount | Should -Be 3 -Because 'the running VMM reports three vCPUs'
+            Test-KvmDesiredState $m | Should -BeTrue
+            # A higher maximum is restart-only: stored, with a warning, the VMM unchanged.
+            $m = New-KvmTestManifest 'cpus.psd1' "@{ Name = 'ids-hot'; MemoryStartupBytes = 64MB; VcpuCount = 3; VcpuMaximum = 8; State = 'Running' }"
+            $results = @(Invoke-KvmDesiredState $m -Confirm:$false -WarningVariable warnings -WarningAction SilentlyContinue)
+            ($results | ForEach-Object { $_.Action.Kind.ToString() }) | Should -Be @('UpdateNeedsRestart')
+            "$warnings" | Should -Match 'VcpuMaximum'
+            (Get-KvmVm ids-hot).ProcessId | Should -Be $pidBefore
+            Remove-KvmTestVm ids-hot
+        }
+
         It 'restarts a running VM for a change that needs it when the manifest says RestartIfNeeded' {
             $pidBefore = (Get-KvmVm ids-db).ProcessId
             $m = New-KvmTestManifest 'bigger.psd1' "@{ Name = 'ids-db'; MemoryStartupBytes = 96MB; State = 'Running'; RestartIfNeeded = `$true }"

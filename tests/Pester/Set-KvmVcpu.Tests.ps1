@@ -31,11 +31,32 @@ Describe 'Set-KvmVcpu' {
         (Set-KvmVcpu cpu-b -Count 1 -PassThru).Name | Should -Be 'cpu-b'
     }
 
-    It 'adds vCPUs to a running VM up to its maximum' {
-        $vm = Set-KvmVcpu cpu-run -Count 2 -PassThru -WarningVariable warnings -WarningAction SilentlyContinue
-        (Get-KvmVm cpu-run).Definition.Vcpus.Count | Should -Be 2
-        if ($vm.ProcessorCount -ne 2) { "$warnings" | Should -Match 'restart' -Because 'a change not taken live must say so' }
-        (Get-KvmVm cpu-run).State | Should -Be 'Running'
+    It 'adds vCPUs to a running VM live, in the same VMM, and stores the count' {
+        $before = Get-KvmVm cpu-run
+        $vm = Set-KvmVcpu cpu-run -Count 3 -PassThru -WarningVariable warnings -WarningAction SilentlyContinue
+        $warnings | Should -BeNullOrEmpty -Because 'a count within the maximum needs no restart'
+        $vm.ProcessorCount | Should -Be 3 -Because 'the running VMM reports three vCPUs'
+        $vm.ProcessId | Should -Be $before.ProcessId
+        $vm.State | Should -Be 'Running'
+        (Get-KvmVm cpu-run).Definition.Vcpus.Count | Should -Be 3
+    }
+
+    It 'refuses a count beyond the maximum of a running VM, naming the limit, and leaves it unchanged' {
+        $before = Get-KvmVm cpu-run
+        Set-KvmVcpu cpu-run -Count 5 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        "$($err[0])" | Should -Match 'maximum of 4'
+        "$($err[0])" | Should -Match 'restart'
+        $after = Get-KvmVm cpu-run
+        $after.ProcessorCount | Should -Be $before.ProcessorCount
+        $after.ProcessId | Should -Be $before.ProcessId
+        $after.Definition.Vcpus.Count | Should -Be $before.Definition.Vcpus.Count
+    }
+
+    It 'stores a higher maximum for a running VM and warns that it needs a restart' {
+        Set-KvmVcpu cpu-run -Maximum 6 -WarningVariable warnings -WarningAction SilentlyContinue
+        "$warnings" | Should -Match '-Maximum.*restart'
+        (Get-KvmVm cpu-run).MaximumProcessorCount | Should -Be 6
     }
 
     It 'takes VM objects by value and names by property name' {

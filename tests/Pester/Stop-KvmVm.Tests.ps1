@@ -41,6 +41,14 @@ Describe 'Stop-KvmVm' {
         "$warnings" | Should -Match 'paused' -Because 'the message says why the guest could not shut down'
     }
 
+    It '-Force shuts the VM down without asking and ends with it off' {
+        Stop-KvmVm -Name sp-a -Force -TimeoutSec 5 -Confirm:$false -WarningAction SilentlyContinue
+        (Get-KvmVm sp-a).State | Should -Be 'Off'
+        $lines = Get-KvmWhatIfLine { Stop-KvmVm sp-b -Force -WhatIf }
+        $lines | Should -Match '"Shut down VM" on target "sp-b"'
+        (Get-KvmVm sp-b).State | Should -Be 'Running'
+    }
+
     It '-PassThru outputs the stopped VM' {
         $vm = Stop-KvmVm sp-a -TurnOff -PassThru
         $vm.Name | Should -Be 'sp-a'

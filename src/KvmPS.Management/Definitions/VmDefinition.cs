@@ -73,6 +73,9 @@ public sealed record VmDefinition
                 $"must be within [MemoryMinimumBytes, MemoryMaximumBytes] = [{Memory.MinimumBytes}, {Memory.MaximumBytes}] (got {Memory.StartupBytes})");
         if (Memory.MinimumBytes > Memory.MaximumBytes)
             throw Fail("MemoryMinimumBytes", $"must not exceed MemoryMaximumBytes ({Memory.MinimumBytes} > {Memory.MaximumBytes})");
+        // Memory above the startup amount is plugged in virtio-mem blocks of 2 MiB: a ceiling between two blocks could never be reached.
+        if (Memory.MaximumBytes > Memory.StartupBytes && Memory.MaximumBytes % HugePageBytes != 0)
+            throw Fail("MemoryMaximumBytes", $"must be a multiple of 2 MiB when above MemoryStartupBytes (memory is hot-plugged in 2 MiB blocks; got {Memory.MaximumBytes})");
         if (MemoryBacking.NumaNode is { } node && node is < 0 or > 1023)
             throw Fail("NumaNode", $"must be between 0 and 1023 (got {node})");
     }

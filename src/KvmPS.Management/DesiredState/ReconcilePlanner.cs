@@ -13,8 +13,8 @@ namespace KvmPS.Management.DesiredState;
 /// memory, names and devices that later steps may need, and removal never depends on anything else.</item>
 /// <item><b>Stop</b> VMs whose State should be Off, and clear crashed/hung VMMs of VMs that should run (they are
 /// started again in phase 5). Stopping before anything starts also frees memory first.</item>
-/// <item><b>Update</b> existing VMs: <c>Update</c> (not running), <c>UpdateLive</c> (running, nothing needs a
-/// restart) or <c>UpdateNeedsRestart</c>; with RestartIfNeeded the last becomes Stop, Update, Start, kept
+/// <item><b>Update</b> existing VMs: <c>Update</c> (not running), <c>UpdateLive</c> (running, every change is
+/// host-only or one the VMM applies live, see <see cref="LiveChangeRules"/>: same VMM before and after) or <c>UpdateNeedsRestart</c>; with RestartIfNeeded the last becomes Stop, Update, Start, kept
 /// together so the VM is down as briefly as possible and the definition is written while it is off.</item>
 /// <item><b>Create</b> new VMs. After updates, so a failing create leaves existing VMs already up to date.</item>
 /// <item><b>Start / Resume / Suspend</b> to the wanted State. Last, because starting is the step most likely to
@@ -124,7 +124,8 @@ public static class ReconcilePlanner
         {
             var summary = string.Join(", ", changes.Select(c => $"{c.Property} {Short(c.Actual)} -> {Short(c.Expected)}"));
             var running = predicted is VmState.Running or VmState.Paused or VmState.Starting;
-            var restartNeeded = changes.Where(c => !VmDefinitionDiff.HostOnlyProperties.Contains(c.Property)).Select(c => c.Property).ToList();
+            // What the running VMM takes live (vCPU count within its maximum, …) is applied by the Update step itself.
+            var restartNeeded = LiveChangeRules.RestartNeeded(current.Definition, target, current.Limits);
             if (!running)
             {
                 phases[2].Add(new ReconcileAction(ReconcileActionKind.Update, name, $"Update VM '{name}' ({summary})", "the stored definition differs", changes, target));

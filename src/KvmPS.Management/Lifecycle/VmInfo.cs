@@ -46,7 +46,11 @@ public sealed record VmLiveInfo(
     string? Kernel,
     string? Cmdline,
     string VmmVersion,
-    VmmExitInfo? Exit);
+    VmmExitInfo? Exit)
+{
+    /// <summary>The VMM resizes guest memory live (<c>memory.set</c>, virtio-mem) within the maximum it was started with.</summary>
+    public bool MemoryResize { get; init; }
+}
 
 /// <summary>A VM: its stored definition plus what is running now.</summary>
 public sealed record VmInfo

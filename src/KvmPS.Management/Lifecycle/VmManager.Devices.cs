@@ -32,11 +32,11 @@ public sealed partial class VmManager
     /// <summary>Names of the VMs in the store, in store order.</summary>
     public IReadOnlyList<string> ListNames() => Store.ListNames();
 
-    /// <summary>Applies a partial settings change (Set-KvmVm, kvmps vm set).</summary>
-    public ChangeResult ChangeSettings(string name, VmSettingsChange change)
+    /// <summary>Applies a partial settings change (Set-KvmVm, Set-KvmMemory, kvmps vm setmem); see <see cref="Update"/> for <paramref name="scope"/>.</summary>
+    public ChangeResult ChangeSettings(string name, VmSettingsChange change, ChangeScope scope = ChangeScope.Current)
     {
         ArgumentNullException.ThrowIfNull(change);
-        return Update(name, change.ApplyTo);
+        return Update(name, change.ApplyTo, scope);
     }
 
     /// <summary>How <see cref="AttachDisk"/> would attach <paramref name="request"/> (for confirmation texts); changes nothing.</summary>

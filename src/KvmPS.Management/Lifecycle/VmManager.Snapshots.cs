@@ -14,6 +14,14 @@ public sealed record CheckpointOptions
     /// leaves every disk as it is then. Without this a raw disk makes the checkpoint fail (<see cref="RawDiskSnapshotException"/>).
     /// </summary>
     public bool AllowRawDisks { get; init; }
+
+    /// <summary>
+    /// Write only the memory changed since the VM's previous checkpoint taken (or restored) by the same run of its VMM
+    /// (a diff snapshot, docs/snapshots.md): much smaller and faster for a large guest. The previous checkpoint then
+    /// cannot be removed while this one stays. Needs a running or paused VM whose VMM has such a checkpoint
+    /// (else <see cref="VmStateException"/> or <see cref="ManagementValidationException"/>, nothing written).
+    /// </summary>
+    public bool Incremental { get; init; }
 }
 
 // Checkpoints (Hyper-V's Checkpoint-VM, Get-VMSnapshot, Restore-VMSnapshot, Remove-VMSnapshot) and Save-VM.
@@ -71,6 +79,8 @@ public sealed partial class VmManager
                     case VmState.Running or VmState.Paused:
                         metadata = CheckpointRunning(definition, probe, metadata, staging, options);
                         break;
+                    case VmState.Off when options.Incremental:
+                        throw new VmStateException(name, probe.State, $"VM '{name}' is off; an incremental checkpoint holds memory, so it needs the VM running or paused");
                     case VmState.Off:
                         metadata = metadata with { DiskSnapshots = createdDiskSnapshots };
                         CheckpointDisks(definition, id, snapshotName, options, createdDiskSnapshots);
@@ -168,6 +178,7 @@ public sealed partial class VmManager
             var all = snapshots.List(name);
             var target = all.FirstOrDefault(s => s.Name == snapshotName) ?? throw new SnapshotNotFoundException(name, snapshotName);
             var removed = includeChildren ? Subtree(all, target) : [target];
+            IncrementalChain.CheckRemovable(name, all, removed);
             var probe = Probe(name);
             if (probe.Active && removed.Any(s => s.DiskSnapshots.Count > 0))
                 throw new VmStateException(name, probe.State,
@@ -279,7 +290,16 @@ public sealed partial class VmManager
         var raw = definition.Disks.FirstOrDefault(d => d.Format == DiskFormat.Raw && !d.ReadOnly);
         if (raw is not null && !options.AllowRawDisks)
             throw new RawDiskSnapshotException(definition.Name, Store.ResolveDiskPath(definition.Name, raw.Path));
-        var result = CreateVmmSnapshot(definition, Path.Combine(staging, SnapshotStore.VmmDirectoryName), resume: true, snapshotDisks: raw is null, snapshotId: metadata.Id);
+        var vmmDirectory = Path.Combine(staging, SnapshotStore.VmmDirectoryName);
+        var result = CreateVmmSnapshot(definition, vmmDirectory, resume: true, snapshotDisks: raw is null, snapshotId: metadata.Id,
+            options.Incremental ? KvmPS.Contract.SnapshotMemory.Diff : KvmPS.Contract.SnapshotMemory.Full);
+        if (options.Incremental)
+        {
+            // The memory builds on the VMM's previous snapshot: that checkpoint is this one's parent in the tree too.
+            var snapshots = Snapshots;
+            var parent = IncrementalChain.LinkParent(definition.Name, vmmDirectory, snapshots.List(definition.Name), c => snapshots.StagingDirectory(c.VmName, c.Id));
+            metadata = metadata with { ParentId = parent.Id };
+        }
         return metadata with
         {
             IncludesMemory = true,
@@ -288,13 +308,14 @@ public sealed partial class VmManager
         };
     }
 
-    private KvmPS.Contract.SnapshotCreateReply CreateVmmSnapshot(VmDefinition definition, string path, bool resume, bool snapshotDisks, string? snapshotId)
+    private KvmPS.Contract.SnapshotCreateReply CreateVmmSnapshot(VmDefinition definition, string path, bool resume, bool snapshotDisks, string? snapshotId,
+        KvmPS.Contract.SnapshotMemory memory = KvmPS.Contract.SnapshotMemory.Full)
     {
         var name = definition.Name;
         try
         {
             using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
-            return VmmSnapshotClient.Create(client, path, resume, snapshotDisks, snapshotId, VmmSnapshotClient.ReplyTimeout(definition.Memory.MaximumBytes));
+            return VmmSnapshotClient.Create(client, path, resume, snapshotDisks, snapshotId, VmmSnapshotClient.ReplyTimeout(definition.Memory.MaximumBytes), memory);
         }
         catch (VmmRequestException e) when (e.Code == "InvalidState")
         {

@@ -252,100 +252,6 @@ public sealed partial class VmManager
         }
     }
 
-    // ---- changes -----------------------------------------------------------------------------------
-
-    /// <summary>
-    /// Read-modify-write of the definition under the store lock. <paramref name="change"/> gets the current
-    /// definition and returns the new one (it may throw to reject the change; nothing is written then). The
-    /// result lists every changed property and how it takes effect. Nothing can be applied to a running VM yet,
-    /// so changes to a running VM's hardware report <see cref="ChangeApplication.RestartNeeded"/>.
-    /// </summary>
-    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change)
-    {
-        ArgumentNullException.ThrowIfNull(change);
-        using (Store.Lock())
-        {
-            var before = Store.Get(name);
-            var after = change(before) ?? throw new InvalidOperationException($"VM '{name}': the update returned no definition");
-            if (!string.Equals(after.Name, before.Name, StringComparison.Ordinal))
-                throw new ManagementValidationException(name, "Name", $"renaming a VM is not supported (tried to change it to '{after.Name}')");
-            after.Validate();
-            var differences = VmDefinitionDiff.Compare(before, after);
-            var snapshot = Probe(name);
-            if (differences.Count == 0)
-                return new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>());
-            Store.UpdateWhileLocked(after);
-            var changes = differences.Select(d => new PropertyChange(d.Property, d.Old, d.New, Classify(name, snapshot, d.Property, after))).ToList();
-            return new ChangeResult(before, after, snapshot.State, changes);
-        }
-    }
-
-    /// <summary>Sets the vCPU count (and optionally the hotplug maximum). Count above the maximum → <see cref="ManagementValidationException"/>.</summary>
-    public ChangeResult SetVcpu(string name, int count, int? maximum = null) => Update(name, current =>
-    {
-        var newMaximum = maximum ?? current.Vcpus.Maximum;
-        if (newMaximum < 1 || newMaximum > VcpuSettings.Limit)
-            throw new ManagementValidationException(name, "VcpuMaximum", $"must be between 1 and {VcpuSettings.Limit} (got {newMaximum})");
-        if (count < 1)
-            throw new ManagementValidationException(name, "VcpuCount", $"must be at least 1 (got {count})");
-        if (count > newMaximum)
-            throw new ManagementValidationException(name, "VcpuCount",
-                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null
-                    // Only a running VM needs a restart for a new maximum; saying so for one that is off misleads.
-                    ? Probe(name).Active ? " (raise VcpuMaximum; that needs a restart)" : " (raise VcpuMaximum too)"
-                    : ""));
-        return current with { Vcpus = new VcpuSettings(count, newMaximum) };
-    });
-
-    /// <summary>
-    /// Sets the memory target the balloon should give the guest. Must lie within [MemoryMinimumBytes,
-    /// MemoryMaximumBytes] (else <see cref="ManagementValidationException"/>). Until the balloon device exists
-    /// it is recorded as MemoryStartupBytes, so it takes effect at the next start (RestartNeeded if running).
-    /// </summary>
-    public ChangeResult SetBalloon(string name, long targetBytes)
-    {
-        var definition = Store.Get(name);
-        ValidateBalloonTarget(definition, targetBytes);
-        // Live: a running VM with a balloon shrinks (or grows back up to the memory it booted with) at once,
-        // through the VMM's virtio-balloon. The balloon size is what is taken away: booted memory − target.
-        if (definition.BalloonEnabled && Probe(name) is { State: VmState.Running or VmState.Paused } snapshot)
-        {
-            try
-            {
-                using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
-                long booted = client.Describe().MemoryBytes;
-                if (targetBytes <= booted)
-                {
-                    client.SetBalloon(booted - targetBytes);
-                    var change = new PropertyChange("BalloonTarget", SizeParser.Format(booted), SizeParser.Format(targetBytes), ChangeApplication.AppliedLive);
-                    return new ChangeResult(definition, definition, snapshot.State, [change]);
-                }
-            }
-            catch (VmmNotRunningException) { /* stopped meanwhile: store it for the next start below */ }
-        }
-        // Otherwise the target becomes the memory the VM boots with (a running VM needs a restart for it).
-        return Update(name, current =>
-        {
-            ValidateBalloonTarget(current, targetBytes);
-            return current with { Memory = current.Memory with { StartupBytes = targetBytes } };
-        });
-    }
-
-    private static void ValidateBalloonTarget(VmDefinition current, long targetBytes)
-    {
-        string name = current.Name;
-        var memory = current.Memory;
-        if (targetBytes < memory.MinimumBytes)
-            throw new ManagementValidationException(name, "BalloonTarget",
-                $"{SizeParser.Format(targetBytes)} is below the VM's minimum memory of {SizeParser.Format(memory.MinimumBytes)} (MemoryMinimumBytes)");
-        if (targetBytes > memory.MaximumBytes)
-            throw new ManagementValidationException(name, "BalloonTarget",
-                $"{SizeParser.Format(targetBytes)} is above the VM's maximum memory of {SizeParser.Format(memory.MaximumBytes)} (MemoryMaximumBytes)");
-        var granularity = current.MemoryBacking.HugePages == HugePagesMode.Hugetlbfs ? VmDefinition.HugePageBytes : VmDefinition.PageBytes;
-        if (targetBytes % granularity != 0)
-            throw new ManagementValidationException(name, "BalloonTarget", $"{targetBytes} bytes is not a multiple of {granularity}");
-    }
-
     // ---- autostart ---------------------------------------------------------------------------------
 
     /// <summary>
@@ -414,7 +320,7 @@ public sealed partial class VmManager
         VmLiveInfo? live = null;
         if (snapshot is { Status: { } status, Description: { } description })
             live = new VmLiveInfo(status.Vcpus.Count, description.MaxVcpus, description.MemoryBytes, status.Boots, status.NestedPvm,
-                description.Kernel, description.Cmdline, description.Version, status.Exit);
+                description.Kernel, description.Cmdline, description.Version, status.Exit) { MemoryResize = SupportsMemoryResize(description) };
         return new VmInfo
         {
             Definition = definition,
@@ -556,19 +462,6 @@ public sealed partial class VmManager
             TryDeleteFile(socketPath + ".lock");
         }
     }
-
-    private ChangeApplication Classify(string name, RuntimeSnapshot snapshot, string property, VmDefinition after)
-    {
-        if (!snapshot.Active || VmDefinitionDiff.HostOnlyProperties.Contains(property))
-            return ChangeApplication.Stored;
-        return TryApplyLive(name, snapshot, property, after) ? ChangeApplication.AppliedLive : ChangeApplication.RestartNeeded;
-    }
-
-    /// <summary>
-    /// SEAM for live changes (balloon target, vCPU hot-add): apply <paramref name="property"/> of
-    /// <paramref name="after"/> to the running VMM and return true. kvmps-vmm has no such request yet.
-    /// </summary>
-    private static bool TryApplyLive(string name, RuntimeSnapshot snapshot, string property, VmDefinition after) => false;
 
     private VmInfo PauseOrResume(string name, bool pause)
     {

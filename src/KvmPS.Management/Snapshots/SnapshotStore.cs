@@ -57,10 +57,13 @@ public sealed class SnapshotStore
         List(vmName).FirstOrDefault(s => string.Equals(s.Name, snapshotName, StringComparison.Ordinal))
         ?? throw new SnapshotNotFoundException(vmName, snapshotName);
 
+    /// <summary>Where checkpoint <paramref name="id"/> is written before it is renamed into place (the VMM is told this path).</summary>
+    public string StagingDirectory(string vmName, string id) => Path.Combine(SnapshotsDirectory(vmName), StagingPrefix + id);
+
     /// <summary>An empty staging folder for a new checkpoint; the VMM writes into its <c>vmm/</c> (which must not exist yet).</summary>
     public string CreateStaging(string vmName, string id)
     {
-        var staging = Path.Combine(SnapshotsDirectory(vmName), StagingPrefix + id);
+        var staging = StagingDirectory(vmName, id);
         Directory.CreateDirectory(staging);
         return staging;
     }

@@ -5,7 +5,7 @@ namespace KvmPS.Management.Snapshots;
 
 /// <summary>
 /// The VMM's <c>snapshot.create</c> as management uses it (the request and reply records are the shared contract's):
-/// always full memory, a reply timeout that grows with the guest's memory.
+/// full memory unless an incremental checkpoint asks for a diff, a reply timeout that grows with the guest's memory.
 /// </summary>
 public static class VmmSnapshotClient
 {
@@ -16,13 +16,15 @@ public static class VmmSnapshotClient
     /// <param name="resume">False: the VM stays paused after the snapshot (Save-KvmVm stops it next).</param>
     /// <param name="snapshotDisks">True: each writable qcow2 disk gets an internal snapshot <paramref name="snapshotId"/> at the same
     /// paused instant and a writable raw disk fails the request; false: disks are not touched.</param>
-    public static SnapshotCreateReply Create(VmmClient client, string path, bool resume, bool snapshotDisks, string? snapshotId, TimeSpan timeout)
+    /// <param name="memory">Full, or Diff: only the pages written since the VMM's previous snapshot (an incremental checkpoint).</param>
+    public static SnapshotCreateReply Create(VmmClient client, string path, bool resume, bool snapshotDisks, string? snapshotId, TimeSpan timeout,
+        SnapshotMemory memory = SnapshotMemory.Full)
     {
         ArgumentNullException.ThrowIfNull(client);
         return client.CreateSnapshot(new SnapshotCreateRequest
         {
             Path = path,
-            Memory = SnapshotMemory.Full,
+            Memory = memory,
             Resume = resume,
             Disks = snapshotDisks ? SnapshotDisks.Snapshot : SnapshotDisks.Ignore,
             SnapshotId = snapshotId,

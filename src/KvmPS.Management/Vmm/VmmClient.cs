@@ -113,6 +113,13 @@ public sealed class VmmClient : IDisposable
     public BalloonStateReply SetBalloon(long targetBytes) =>
         Send(new BalloonSetRequest { TargetBytes = targetBytes }, ContractJsonContext.Default.BalloonStateReply);
 
+    /// <summary>
+    /// Asks for <paramref name="count"/> vCPUs (ACPI CPU hot-plug, VM running or paused): the VMM adds vCPUs up to its
+    /// <c>max_vcpus</c> or asks the guest to eject the highest ones, and replies once the event is raised.
+    /// </summary>
+    public VcpuSetReply SetVcpus(int count) =>
+        Send(new VcpuSetRequest { Count = count }, ContractJsonContext.Default.VcpuSetReply);
+
     /// <summary>The balloon's size and the guest's memory statistics (VM with a balloon).</summary>
     public BalloonStateReply GetBalloon() => Send(new BalloonGetRequest(), ContractJsonContext.Default.BalloonStateReply);
 

@@ -19,6 +19,10 @@ public sealed class CheckpointKvmVmCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter AllowRawDisks { get; set; }
 
+    /// <summary>Write only the memory changed since the VM's previous checkpoint of this run (a diff on it); running or paused VMs.</summary>
+    [Parameter]
+    public SwitchParameter Incremental { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -26,8 +30,8 @@ public sealed class CheckpointKvmVmCommand : KvmVmCmdletBase
     {
         if (!Output.ShouldProcess(name, SnapshotName is null ? "Create checkpoint" : $"Create checkpoint '{SnapshotName}'"))
             return;
-        var snapshot = Manager.Checkpoint(name, SnapshotName, new CheckpointOptions { AllowRawDisks = AllowRawDisks.IsPresent });
-        Output.WriteVerbose($"VM '{name}': checkpoint '{snapshot.Name}' ({snapshot.Id}) taken{(snapshot.IncludesMemory ? " with memory" : ", disks only")}.");
+        var snapshot = Manager.Checkpoint(name, SnapshotName, new CheckpointOptions { AllowRawDisks = AllowRawDisks.IsPresent, Incremental = Incremental.IsPresent });
+        Output.WriteVerbose($"VM '{name}': checkpoint '{snapshot.Name}' ({snapshot.Id}) taken{(Incremental.IsPresent ? " with the memory changed since its parent" : snapshot.IncludesMemory ? " with memory" : ", disks only")}.");
         if (PassThru.IsPresent)
             Output.WriteObject(SnapshotSelection.ToOutput(snapshot, Manager.GetSnapshots(name)));
     }

@@ -13,6 +13,15 @@ public sealed class StopKvmVmCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter TurnOff { get; set; }
 
+    /// <summary>
+    /// As Hyper-V's Stop-VM -Force: shut down through the guest without asking, and turn the VM off if the guest has
+    /// not powered off within -TimeoutSec (or does not handle the ACPI power button). Today's kvmps-vmm always falls
+    /// back to turning off after the timeout, so without -Force the outcome is the same; once the VMM can press the
+    /// power button alone, a shutdown without -Force that times out fails and leaves the VM running.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
     /// <summary>How long a graceful shutdown may take before the VM is stopped by force (default 30 s).</summary>
     [Parameter]
     [ValidateRange(0, 3600)]

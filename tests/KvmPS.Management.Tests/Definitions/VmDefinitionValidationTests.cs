@@ -60,6 +60,15 @@ public sealed class VmDefinitionValidationTests
     }
 
     [Fact]
+    public void A_maximum_above_the_startup_memory_is_whole_2MiB_hot_plug_blocks()
+    {
+        AssertInvalid(Valid with { Memory = new MemorySettings(256L << 20, 256L << 20, (512L << 20) + 4096) }, "MemoryMaximumBytes", "multiple of 2 MiB");
+        (Valid with { Memory = new MemorySettings(256L << 20, 256L << 20, 514L << 20) }).Validate();
+        // Equal to the startup memory there is nothing to plug: the page size is all it needs.
+        (Valid with { Memory = MemorySettings.Fixed((256L << 20) + 4096) }).Validate();
+    }
+
+    [Fact]
     public void Hugetlbfs_needs_2MiB_multiples()
     {
         var backing = new MemoryBackingSettings(HugePagesMode.Hugetlbfs);

@@ -311,11 +311,13 @@ public sealed class VmManagerTests : IDisposable
 
         _manager.Start("cpus");
         var online = _manager.SetVcpu("cpus", 3, 8);
+        // The count is within the maximum the VMM started with (4): hot-plugged now; the new maximum waits for a restart.
         Assert.True(online.RestartNeeded);
-        Assert.False(online.AppliedLive);
-        Assert.Equal(["VcpuCount", "VcpuMaximum"], online.Changes.Select(c => c.Property));
+        Assert.True(online.AppliedLive);
+        Assert.Equal([("VcpuCount", ChangeApplication.AppliedLive), ("VcpuMaximum", ChangeApplication.RestartNeeded)],
+            online.Changes.Select(c => (c.Property, c.Application)));
         Assert.Equal(new VcpuSettings(3, 8), _sandbox.Store.Get("cpus").Vcpus);
-        Assert.Equal(2, _manager.Get("cpus").Live!.Vcpus); // still the old count until restart
+        Assert.Equal(4, _manager.Get("cpus").Live!.MaxVcpus); // still the old maximum until restart
 
         var notes = _manager.Update("cpus", d => d with { Notes = "hello", Autostart = true });
         Assert.False(notes.RestartNeeded);
@@ -329,6 +331,7 @@ public sealed class VmManagerTests : IDisposable
 
         _manager.Restart("cpus", force: true);
         Assert.Equal(3, _manager.Get("cpus").Live!.Vcpus);
+        Assert.Equal(8, _manager.Get("cpus").Live!.MaxVcpus);
     }
 
     [Fact]

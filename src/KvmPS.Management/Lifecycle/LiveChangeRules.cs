@@ -1,0 +1,63 @@
+using KvmPS.Management.Definitions;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>
+/// What a running VMM can change without a restart, from its own <c>describe</c> reply: the vCPU ceiling its ACPI
+/// tables were built for and whether it resizes memory.
+/// </summary>
+/// <param name="MaxVcpus">The VMM's <c>max_vcpus</c>: vCPUs can be hot-added up to this many.</param>
+/// <param name="MemoryResize">The VMM answers <c>memory.set</c> (virtio-mem).</param>
+/// <param name="BootMemoryBytes">The memory the VMM booted with: virtio-mem grows from there (the balloon goes below it).</param>
+public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemoryBytes = 0)
+{
+    /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
+    public static LiveLimits? From(VmLiveInfo? live) => live is null ? null : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes);
+}
+
+/// <summary>How a definition change should reach a running VM (virsh's <c>--live</c> / <c>--config</c> / <c>--current</c>).</summary>
+public enum ChangeScope
+{
+    /// <summary>Stored; applied to the running VM where it can be, else it takes effect at the next start.</summary>
+    Current,
+
+    /// <summary>Stored and applied to the running VM now; refused (nothing changes) when the VM is not running or the change cannot be applied live.</summary>
+    Live,
+
+    /// <summary>Stored only: a running VM keeps the old value until it is restarted.</summary>
+    Config,
+}
+
+/// <summary>
+/// THE one place that decides which property changes a running VM takes without a restart. Pure, so the
+/// reconciler's plan (UpdateLive vs UpdateNeedsRestart) and <see cref="VmManager.Update"/> always agree.
+/// </summary>
+public static class LiveChangeRules
+{
+    /// <summary>
+    /// True when <paramref name="property"/> can go from <paramref name="before"/> to <paramref name="after"/> on a VMM
+    /// with <paramref name="limits"/>: the vCPU count within the VMM's maximum (ACPI CPU hot-plug), and the memory
+    /// between the boot memory and the stored maximum when the VMM resizes memory. A new maximum, boot source, disks, … need a restart.
+    /// </summary>
+    public static bool CanApplyLive(string property, VmDefinition before, VmDefinition after, LiveLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        ArgumentNullException.ThrowIfNull(after);
+        ArgumentNullException.ThrowIfNull(limits);
+        return property switch
+        {
+            "VcpuCount" => after.Vcpus.Count >= 1 && after.Vcpus.Count <= limits.MaxVcpus,
+            // The VMM's memory ceiling is the maximum it was started with: the one stored before this change.
+            "MemoryStartupBytes" => limits.MemoryResize && after.Memory.StartupBytes >= limits.BootMemoryBytes
+                                    && after.Memory.StartupBytes <= before.Memory.MaximumBytes,
+            _ => false,
+        };
+    }
+
+    /// <summary>The properties of a change to a running VM that only take effect at its next start.</summary>
+    public static IReadOnlyList<string> RestartNeeded(VmDefinition before, VmDefinition after, LiveLimits? limits) =>
+        VmDefinitionDiff.Compare(before, after)
+            .Select(d => d.Property)
+            .Where(p => !VmDefinitionDiff.HostOnlyProperties.Contains(p) && (limits is null || !CanApplyLive(p, before, after, limits)))
+            .ToList();
+}

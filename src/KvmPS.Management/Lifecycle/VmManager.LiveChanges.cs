@@ -1,0 +1,174 @@
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>Definition changes, and how they reach a running VM (vCPU hot-plug, balloon; <see cref="LiveChangeRules"/> decides).</summary>
+public sealed partial class VmManager
+{
+    /// <summary>
+    /// Read-modify-write of the definition under the store lock. <paramref name="change"/> gets the current
+    /// definition and returns the new one (it may throw to reject the change; nothing is written then). The
+    /// result lists every changed property and how it takes effect: on a running (or paused) VM, what
+    /// <see cref="LiveChangeRules"/> allows is applied to the VMM first (<see cref="ChangeApplication.AppliedLive"/>;
+    /// if the VMM refuses, nothing is stored and the VM is unchanged), the rest is <see cref="ChangeApplication.RestartNeeded"/>.
+    /// <paramref name="scope"/> <see cref="ChangeScope.Config"/> applies nothing live; <see cref="ChangeScope.Live"/>
+    /// refuses (nothing changes) unless the VM runs and every VMM-visible change applies live.
+    /// </summary>
+    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope = ChangeScope.Current)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        using (Store.Lock())
+        {
+            var before = Store.Get(name);
+            var after = change(before) ?? throw new InvalidOperationException($"VM '{name}': the update returned no definition");
+            if (!string.Equals(after.Name, before.Name, StringComparison.Ordinal))
+                throw new ManagementValidationException(name, "Name", $"renaming a VM is not supported (tried to change it to '{after.Name}')");
+            after.Validate();
+            var differences = VmDefinitionDiff.Compare(before, after);
+            var snapshot = Probe(name);
+            var limits = snapshot is { Active: true, State: VmState.Running or VmState.Paused } ? LimitsOf(snapshot) : null;
+            if (scope == ChangeScope.Live && limits is null)
+                throw new VmStateException(name, snapshot.State,
+                    $"VM '{name}' is {Describe(snapshot.State)}; a live change needs it running or paused (change the stored definition only with --config)");
+            if (differences.Count == 0)
+                return new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>());
+
+            var changes = new List<PropertyChange>();
+            foreach (var (property, old, @new) in differences)
+            {
+                var application = !snapshot.Active || VmDefinitionDiff.HostOnlyProperties.Contains(property) ? ChangeApplication.Stored
+                    : scope != ChangeScope.Config && limits is not null && LiveChangeRules.CanApplyLive(property, before, after, limits) ? ChangeApplication.AppliedLive
+                    : ChangeApplication.RestartNeeded;
+                if (scope == ChangeScope.Live && application == ChangeApplication.RestartNeeded)
+                    throw new ManagementValidationException(name, property, NotLiveReason(property, after, limits!));
+                changes.Add(new PropertyChange(property, old, @new, application));
+            }
+            // The VMM first: if it refuses, nothing has been stored and the VM runs as before.
+            foreach (var live in changes.Where(c => c.Application == ChangeApplication.AppliedLive))
+                ApplyLive(name, live.Property, after);
+            Store.UpdateWhileLocked(after);
+            return new ChangeResult(before, after, snapshot.State, changes);
+        }
+    }
+
+    /// <summary>
+    /// Sets the vCPU count (and optionally the hot-plug maximum). On a running VM a count within the maximum its VMM
+    /// was started with is hot-plugged at once (ACPI CPU hot-plug) and stored; a new maximum needs a restart.
+    /// Count above the maximum → <see cref="ManagementValidationException"/> naming the limit, nothing changed.
+    /// </summary>
+    public ChangeResult SetVcpu(string name, int count, int? maximum = null, ChangeScope scope = ChangeScope.Current) => Update(name, current =>
+    {
+        var newMaximum = maximum ?? current.Vcpus.Maximum;
+        if (newMaximum < 1 || newMaximum > VcpuSettings.Limit)
+            throw new ManagementValidationException(name, "VcpuMaximum", $"must be between 1 and {VcpuSettings.Limit} (got {newMaximum})");
+        if (count < 1)
+            throw new ManagementValidationException(name, "VcpuCount", $"must be at least 1 (got {count})");
+        if (count > newMaximum)
+            throw new ManagementValidationException(name, "VcpuCount",
+                $"{count} vCPUs exceed the VM's maximum of {newMaximum}" + (maximum is null
+                    // Only a running VM needs a restart for a new maximum; saying so for one that is off misleads.
+                    ? Probe(name).Active ? " (raise VcpuMaximum; that needs a restart)" : " (raise VcpuMaximum too)"
+                    : ""));
+        return current with { Vcpus = new VcpuSettings(count, newMaximum) };
+    }, scope);
+
+    /// <summary>
+    /// Sets the memory target the balloon should give the guest. Must lie within [MemoryMinimumBytes,
+    /// MemoryMaximumBytes] (else <see cref="ManagementValidationException"/>). A running VM with a balloon and a target
+    /// no larger than the memory it booted with shrinks at once; otherwise it is recorded as MemoryStartupBytes.
+    /// </summary>
+    public ChangeResult SetBalloon(string name, long targetBytes)
+    {
+        var definition = Store.Get(name);
+        ValidateBalloonTarget(definition, targetBytes);
+        // Live: a running VM with a balloon shrinks (or grows back up to the memory it booted with) at once,
+        // through the VMM's virtio-balloon. The balloon size is what is taken away: booted memory − target.
+        if (definition.BalloonEnabled && Probe(name) is { State: VmState.Running or VmState.Paused } snapshot)
+        {
+            try
+            {
+                using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+                long booted = client.Describe().MemoryBytes;
+                if (targetBytes <= booted)
+                {
+                    client.SetBalloon(booted - targetBytes);
+                    var change = new PropertyChange("BalloonTarget", SizeParser.Format(booted), SizeParser.Format(targetBytes), ChangeApplication.AppliedLive);
+                    return new ChangeResult(definition, definition, snapshot.State, [change]);
+                }
+            }
+            catch (VmmNotRunningException) { /* stopped meanwhile: store it for the next start below */ }
+        }
+        // Otherwise the target becomes the memory the VM boots with (a running VM needs a restart for it).
+        return Update(name, current =>
+        {
+            ValidateBalloonTarget(current, targetBytes);
+            return current with { Memory = current.Memory with { StartupBytes = targetBytes } };
+        });
+    }
+
+    private static void ValidateBalloonTarget(VmDefinition current, long targetBytes)
+    {
+        string name = current.Name;
+        var memory = current.Memory;
+        if (targetBytes < memory.MinimumBytes)
+            throw new ManagementValidationException(name, "BalloonTarget",
+                $"{SizeParser.Format(targetBytes)} is below the VM's minimum memory of {SizeParser.Format(memory.MinimumBytes)} (MemoryMinimumBytes)");
+        if (targetBytes > memory.MaximumBytes)
+            throw new ManagementValidationException(name, "BalloonTarget",
+                $"{SizeParser.Format(targetBytes)} is above the VM's maximum memory of {SizeParser.Format(memory.MaximumBytes)} (MemoryMaximumBytes)");
+        var granularity = current.MemoryBacking.HugePages == HugePagesMode.Hugetlbfs ? VmDefinition.HugePageBytes : VmDefinition.PageBytes;
+        if (targetBytes % granularity != 0)
+            throw new ManagementValidationException(name, "BalloonTarget", $"{targetBytes} bytes is not a multiple of {granularity}");
+    }
+
+    /// <summary>What the running VMM can change, from its <c>describe</c> reply (taken by the probe).</summary>
+    private static LiveLimits? LimitsOf(RuntimeSnapshot snapshot) => snapshot.Description is { } description
+        ? new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
+        : null;
+
+    /// <summary>
+    /// Memory resize needs the engine's <c>memory.set</c> request record (<c>MemorySetRequest</c>, virtio-mem) in
+    /// KvmPS.Contract, which is not in this branch yet: until it is, memory changes to a running VM are RestartNeeded.
+    /// Wiring it: return <c>description.Requests.Contains(MemorySetRequest.Name)</c> here, send
+    /// <c>new MemorySetRequest { Bytes = after.Memory.StartupBytes }</c> for "MemoryStartupBytes" in <see cref="ApplyLive"/>,
+    /// and pass <c>MemoryMaximumBytes</c> in <see cref="VmmConfigBuilder"/>.
+    /// </summary>
+    private static bool SupportsMemoryResize(KvmPS.Contract.DescribeReply description) => false;
+
+    /// <summary>Sends one live-applicable change to the running VMM. Caller holds the store lock.</summary>
+    private void ApplyLive(string name, string property, VmDefinition after)
+    {
+        try
+        {
+            using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+            switch (property)
+            {
+                case "VcpuCount":
+                    client.SetVcpus(after.Vcpus.Count);
+                    break;
+                default:
+                    // LiveChangeRules and this switch list the same properties; a mismatch is a bug here, not bad input.
+                    throw new InvalidOperationException($"VM '{name}': {property} has no live path");
+            }
+        }
+        catch (VmmRequestException e)
+        {
+            throw new ManagementValidationException(name, property, $"the running VM refused the change: {e.VmmMessage}");
+        }
+        catch (VmmNotRunningException e)
+        {
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; nothing was changed", e);
+        }
+    }
+
+    private static string NotLiveReason(string property, VmDefinition after, LiveLimits limits) => property switch
+    {
+        "VcpuCount" => $"{after.Vcpus.Count} vCPUs exceed the running VM's maximum of {limits.MaxVcpus} (the VcpuMaximum it was started with; a higher maximum needs a restart)",
+        "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
+        "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
+            $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
+        "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory the running VM was started with; a higher maximum needs a restart",
+        _ => "cannot be changed on a running VM; the change needs a restart",
+    };
+}

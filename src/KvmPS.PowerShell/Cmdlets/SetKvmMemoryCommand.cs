@@ -1,0 +1,64 @@
+using System.Management.Automation;
+using KvmPS.Management.Definitions;
+using KvmPS.PowerShell;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>
+/// Set-KvmMemory (Hyper-V's Set-VMMemory): the VM's startup memory and its range. Stored always; on a running VM
+/// memory within the maximum it was started with is resized live where the VMM can (virtio-mem), else at restart.
+/// </summary>
+[Cmdlet(VerbsCommon.Set, "KvmMemory", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(KvmVm))]
+public sealed class SetKvmMemoryCommand : KvmVmCmdletBase
+{
+    [Parameter(Position = 1)]
+    [ValidateRange(4096, long.MaxValue)]
+    [Alias("MemoryStartupBytes")]
+    public long? StartupBytes { get; set; }
+
+    [Parameter]
+    [ValidateRange(4096, long.MaxValue)]
+    [Alias("MemoryMinimumBytes")]
+    public long? MinimumBytes { get; set; }
+
+    /// <summary>The ceiling for live growth; memory above the startup amount is added in 2 MiB blocks, so it must be a multiple of 2 MiB.</summary>
+    [Parameter]
+    [ValidateRange(4096, long.MaxValue)]
+    [Alias("MemoryMaximumBytes")]
+    public long? MaximumBytes { get; set; }
+
+    [Parameter]
+    public SwitchParameter RestartIfNeeded { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void Begin()
+    {
+        if (StartupBytes is null && MinimumBytes is null && MaximumBytes is null)
+            throw KvmParameterException.Combination(nameof(StartupBytes), null, "Give -StartupBytes, -MinimumBytes, -MaximumBytes or several of them.");
+    }
+
+    protected override void ProcessVm(string name)
+    {
+        var what = string.Join(" and ", new[]
+        {
+            StartupBytes is { } s ? $"startup memory to {DisplayText.Bytes(s)}" : null,
+            MinimumBytes is { } min ? $"minimum memory to {DisplayText.Bytes(min)}" : null,
+            MaximumBytes is { } max ? $"maximum memory to {DisplayText.Bytes(max)}" : null,
+        }.Where(t => t is not null));
+        if (!Output.ShouldProcess(name, "Set " + what))
+            return;
+        var result = Manager.ChangeSettings(name, new VmSettingsChange
+        {
+            MemoryStartupBytes = StartupBytes,
+            MemoryMinimumBytes = MinimumBytes,
+            MemoryMaximumBytes = MaximumBytes,
+        });
+        ReportChange(result, RestartIfNeeded.IsPresent);
+        if (PassThru.IsPresent)
+            Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+}

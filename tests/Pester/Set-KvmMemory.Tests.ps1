@@ -1,0 +1,77 @@
+#Requires -Version 7.4
+# Set-KvmMemory: startup, minimum and maximum memory; validation naming parameters; running VMs; pipeline, -WhatIf, help.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Initialize-KvmTest | Out-Null
+    New-KvmTestVm -Name mem-a | Out-Null
+    New-KvmTestVm -Name mem-b | Out-Null
+    New-KvmVm -Name mem-run -MemoryStartupBytes 64MB -MemoryMaximumBytes 256MB | Start-KvmVm
+}
+
+AfterAll { Complete-KvmTest }
+
+Describe 'Set-KvmMemory' {
+    It 'sets startup, minimum and maximum of a VM that is off, and outputs nothing' {
+        Set-KvmMemory mem-a -StartupBytes 128MB -MinimumBytes 64MB -MaximumBytes 512MB | Should -BeNullOrEmpty
+        $vm = Get-KvmVm mem-a
+        $vm.MemoryStartupBytes | Should -Be 128MB
+        $vm.MemoryMinimumBytes | Should -Be 64MB
+        $vm.MemoryMaximumBytes | Should -Be 512MB
+    }
+
+    It 'takes the startup memory by position and the New-KvmVm names as aliases' {
+        Set-KvmMemory mem-b 96MB
+        (Get-KvmVm mem-b).MemoryStartupBytes | Should -Be 96MB
+        (Get-KvmVm mem-b).MemoryMaximumBytes | Should -Be 96MB -Because 'a fixed-size VM stays fixed-size'
+        Set-KvmMemory mem-b -MemoryMaximumBytes 256MB
+        (Get-KvmVm mem-b).MemoryMaximumBytes | Should -Be 256MB
+    }
+
+    It 'refuses a maximum above the startup memory that is not a multiple of 2 MiB, changing nothing' {
+        Set-KvmMemory mem-b -MaximumBytes (256MB + 1MB) -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$($err[0])" | Should -Match '-MaximumBytes'
+        "$($err[0])" | Should -Match '2 MiB'
+        (Get-KvmVm mem-b).MemoryMaximumBytes | Should -Be 256MB
+    }
+
+    It 'refuses a maximum below the startup memory naming -MaximumBytes' {
+        Set-KvmMemory mem-b -MaximumBytes 32MB -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        "$($err[0])" | Should -Match '-MaximumBytes'
+        (Get-KvmVm mem-b).MemoryMaximumBytes | Should -Be 256MB
+    }
+
+    It 'stores a change to a running VM and says when it takes effect' {
+        $before = Get-KvmVm mem-run
+        $vm = Set-KvmMemory mem-run -StartupBytes 128MB -PassThru -WarningVariable warnings -WarningAction SilentlyContinue
+        $vm.MemoryStartupBytes | Should -Be 128MB
+        $vm.ProcessId | Should -Be $before.ProcessId
+        $vm.State | Should -Be 'Running'
+        if ($vm.MemoryAssignedBytes -ne 128MB) { "$warnings" | Should -Match 'restart' -Because 'a change not taken live must say so' }
+    }
+
+    It 'needs at least one size' {
+        { Set-KvmMemory mem-b -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidValue,KvmPS.Commands.SetKvmMemoryCommand'
+    }
+
+    It 'takes VM objects by value; -WhatIf changes nothing' {
+        Get-KvmVm mem-a | Set-KvmMemory -StartupBytes 64MB
+        (Get-KvmVm mem-a).MemoryStartupBytes | Should -Be 64MB
+        $lines = Get-KvmWhatIfLine { Set-KvmMemory mem-a -StartupBytes 256MB -WhatIf }
+        $lines | Should -Match 'target "mem-a"'
+        $lines | Should -Match '256 MiB'
+        (Get-KvmVm mem-a).MemoryStartupBytes | Should -Be 64MB
+    }
+
+    It 'reports a missing VM as ObjectNotFound' {
+        Set-KvmMemory nosuch -StartupBytes 64MB -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId VmNotFound -Command Set-KvmMemory -Category ObjectNotFound -TargetObject 'nosuch'
+    }
+
+    It 'has full help' {
+        Assert-KvmHelp Set-KvmMemory | Out-Null
+    }
+}
