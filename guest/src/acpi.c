@@ -322,15 +322,27 @@ static u32 aml_integer(const u8 *p, const u8 *end, u32 *value)
     }
 }
 
+/* The first byte b in [p, end), or end. One repne scasb: guest kernel code may be emulated instruction by
+ * instruction (nested PVM hosts), and a DSDT with hundreds of processor objects is tens of KiB. */
+static const u8 *find_byte(const u8 *p, const u8 *end, u8 b)
+{
+    if (p >= end)
+        return end;
+    u64 count = (u64)(end - p);
+    const u8 *at = p;
+    __asm__ volatile("repne scasb" : "+D"(at), "+c"(count) : "a"(b) : "memory", "cc");
+    return at[-1] == b ? at - 1 : end;
+}
+
 int acpi_dsdt_io_region(const char *name, u16 *port, u16 *length)
 {
-    const struct sdt_header *d = map_sdt(acpi.dsdt);
+    const struct sdt_header *d = (const void *)(uptr)acpi.dsdt; /* checked by parse_fadt */
     if (!d)
         return -1;
     const u8 *p = (const u8 *)d, *end = p + d->length;
     /* OperationRegion: ExtOpPrefix 0x5b, OpRegionOp 0x80, NameSeg, RegionSpace, offset, length. */
-    for (const u8 *q = p + sizeof(*d); q + 7 <= end; q++) {
-        if (q[0] != 0x5b || q[1] != 0x80 || memcmp(q + 2, name, 4) != 0 || q[6] != 1 /* SystemIO */)
+    for (const u8 *q = find_byte(p + sizeof(*d), end, 0x5b); q + 7 <= end; q = find_byte(q + 1, end, 0x5b)) {
+        if (q[1] != 0x80 || memcmp(q + 2, name, 4) != 0 || q[6] != 1 /* SystemIO */)
             continue;
         u32 offset, len;
         u32 n = aml_integer(q + 7, end, &offset);
@@ -354,14 +366,12 @@ static int hex_digit(u8 c)
 
 int acpi_dsdt_gpe_calling(const char *method)
 {
-    const struct sdt_header *d = map_sdt(acpi.dsdt);
+    const struct sdt_header *d = (const void *)(uptr)acpi.dsdt; /* checked by parse_fadt */
     if (!d)
         return -1;
     const u8 *p = (const u8 *)d, *end = p + d->length;
     /* Method: MethodOp 0x14, PkgLength (lead byte: bits 6-7 = follow bytes), NameSeg "_Exx", flags, body. */
-    for (const u8 *q = p + sizeof(*d); q + 2 < end; q++) {
-        if (q[0] != 0x14)
-            continue;
+    for (const u8 *q = find_byte(p + sizeof(*d), end, 0x14); q + 2 < end; q = find_byte(q + 1, end, 0x14)) {
         u32 follow = q[1] >> 6, pkglen = follow ? q[1] & 0x0f : q[1] & 0x3f;
         for (u32 i = 0; i < follow; i++)
             pkglen |= (u32)q[2 + i] << (4 + 8 * i);
