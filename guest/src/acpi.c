@@ -110,6 +110,12 @@ static void parse_madt(const struct sdt_header *h)
             acpi.lapic_addr = *(const u64 *)(e + 4);
         }
         if (cpu) {
+            u32 uid = type == 0 ? e[2] : *(const u32 *)(e + 12);
+            if ((flags & 3) && uid < ACPI_MAX_CPUS) {
+                acpi.uid_apic[uid] = apic_id;
+                if (uid + 1 > acpi.nuids)
+                    acpi.nuids = uid + 1;
+            }
             if (flags & 1) {
                 acpi.cpus_enabled++;
                 if (acpi.napic_ids < ACPI_MAX_CPUS)
@@ -170,6 +176,18 @@ static void parse_fadt(const struct sdt_header *h)
     const u8 *p = (const u8 *)h;
     u32 len = h->length;
     acpi.have_fadt = 1;
+    if (len >= 48)
+        acpi.sci_int = *(const u16 *)(p + 46);
+    if (len >= 53) {
+        acpi.smi_cmd = (u16)*(const u32 *)(p + 48);
+        acpi.acpi_enable = p[52];
+    }
+    if (len >= 60)
+        acpi.pm1a_evt = (u16)*(const u32 *)(p + 56);
+    if (len >= 84)
+        acpi.gpe0_blk = (u16)*(const u32 *)(p + 80);
+    if (len >= 93)
+        acpi.gpe0_len = p[92];
     if (len >= 116)
         acpi.fadt_flags = *(const u32 *)(p + 112);
     if (len >= 68)
@@ -182,6 +200,18 @@ static void parse_fadt(const struct sdt_header *h)
         acpi.reset_value = p[128];
     }
     /* Prefer the extended (X_) blocks when they name I/O ports. */
+    if (len >= 160) {
+        struct acpi_gas g;
+        decode_gas(p + 148, &g);
+        if (g.space == 1 && g.addr && g.addr < 0x10000)
+            acpi.pm1a_evt = (u16)g.addr;
+    }
+    if (len >= 232) {
+        struct acpi_gas g;
+        decode_gas(p + 220, &g);
+        if (g.space == 1 && g.addr && g.addr < 0x10000)
+            acpi.gpe0_blk = (u16)g.addr;
+    }
     if (len >= 184) {
         struct acpi_gas g;
         decode_gas(p + 172, &g);
@@ -202,13 +232,17 @@ static void parse_fadt(const struct sdt_header *h)
     if (!dsdt && len >= 44)
         dsdt = *(const u32 *)(p + 40);
     const struct sdt_header *d = map_sdt(dsdt);
-    if (d && memcmp(d->sig, "DSDT", 4) == 0)
+    if (d && memcmp(d->sig, "DSDT", 4) == 0) {
+        acpi.dsdt = dsdt;
         parse_s5(d);
+    }
 }
 
 void acpi_init(u64 rsdp_hint)
 {
     acpi.lapic_addr = 0xfee00000;
+    for (u32 i = 0; i < ACPI_MAX_CPUS; i++)
+        acpi.uid_apic[i] = 0xffffffffu;
     u64 rsdp = find_rsdp(rsdp_hint);
     if (!rsdp)
         return;
@@ -271,4 +305,85 @@ void acpi_poweroff(void)
     }
     u16 port = acpi.pm1a_cnt ? acpi.pm1a_cnt : 0x604;
     outw(port, (u16)(((typ & 7) << 10) | (1 << 13)));
+}
+
+/* An AML integer constant at p (ZeroOp, OneOp, Byte/Word/DWordPrefix); returns its length, 0 if none. */
+static u32 aml_integer(const u8 *p, const u8 *end, u32 *value)
+{
+    if (p >= end)
+        return 0;
+    switch (p[0]) {
+    case 0x00: *value = 0; return 1;
+    case 0x01: *value = 1; return 1;
+    case 0x0a: if (p + 2 > end) return 0; *value = p[1]; return 2;
+    case 0x0b: if (p + 3 > end) return 0; *value = *(const u16 *)(p + 1); return 3;
+    case 0x0c: if (p + 5 > end) return 0; *value = *(const u32 *)(p + 1); return 5;
+    default: return 0;
+    }
+}
+
+/* The first byte b in [p, end), or end. One repne scasb: guest kernel code may be emulated instruction by
+ * instruction (nested PVM hosts), and a DSDT with hundreds of processor objects is tens of KiB. */
+static const u8 *find_byte(const u8 *p, const u8 *end, u8 b)
+{
+    if (p >= end)
+        return end;
+    u64 count = (u64)(end - p);
+    const u8 *at = p;
+    __asm__ volatile("repne scasb" : "+D"(at), "+c"(count) : "a"(b) : "memory", "cc");
+    return at[-1] == b ? at - 1 : end;
+}
+
+int acpi_dsdt_io_region(const char *name, u16 *port, u16 *length)
+{
+    const struct sdt_header *d = (const void *)(uptr)acpi.dsdt; /* checked by parse_fadt */
+    if (!d)
+        return -1;
+    const u8 *p = (const u8 *)d, *end = p + d->length;
+    /* OperationRegion: ExtOpPrefix 0x5b, OpRegionOp 0x80, NameSeg, RegionSpace, offset, length. */
+    for (const u8 *q = find_byte(p + sizeof(*d), end, 0x5b); q + 7 <= end; q = find_byte(q + 1, end, 0x5b)) {
+        if (q[1] != 0x80 || memcmp(q + 2, name, 4) != 0 || q[6] != 1 /* SystemIO */)
+            continue;
+        u32 offset, len;
+        u32 n = aml_integer(q + 7, end, &offset);
+        if (!n || !aml_integer(q + 7 + n, end, &len) || offset > 0xffff || len > 0xffff)
+            return -1;
+        *port = (u16)offset;
+        *length = (u16)len;
+        return 0;
+    }
+    return -1;
+}
+
+static int hex_digit(u8 c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int acpi_dsdt_gpe_calling(const char *method)
+{
+    const struct sdt_header *d = (const void *)(uptr)acpi.dsdt; /* checked by parse_fadt */
+    if (!d)
+        return -1;
+    const u8 *p = (const u8 *)d, *end = p + d->length;
+    /* Method: MethodOp 0x14, PkgLength (lead byte: bits 6-7 = follow bytes), NameSeg "_Exx", flags, body. */
+    for (const u8 *q = find_byte(p + sizeof(*d), end, 0x14); q + 2 < end; q = find_byte(q + 1, end, 0x14)) {
+        u32 follow = q[1] >> 6, pkglen = follow ? q[1] & 0x0f : q[1] & 0x3f;
+        for (u32 i = 0; i < follow; i++)
+            pkglen |= (u32)q[2 + i] << (4 + 8 * i);
+        const u8 *name = q + 2 + follow, *body_end = q + 1 + pkglen;
+        if (name + 4 > end || body_end > end || name[0] != '_' || name[1] != 'E')
+            continue;
+        int hi = hex_digit(name[2]), lo = hex_digit(name[3]);
+        if (hi < 0 || lo < 0)
+            continue;
+        for (const u8 *b = name + 4; b + 4 <= body_end; b++)
+            if (memcmp(b, method, 4) == 0)
+                return hi * 16 + lo;
+    }
+    return -1;
 }

@@ -60,6 +60,15 @@ void lapic_init(u64 base_hint)
     lapic_write(LAPIC_SVR, 0x100 | LAPIC_SPURIOUS_VECTOR); /* software enable */
 }
 
+void lapic_enable_local(void)
+{
+    u64 msr = rdmsr(MSR_APIC_BASE);
+    if (!(msr & APIC_BASE_ENABLE))
+        wrmsr(MSR_APIC_BASE, msr | APIC_BASE_ENABLE);
+    lapic_write(LAPIC_TPR, 0);
+    lapic_write(LAPIC_SVR, 0x100 | LAPIC_SPURIOUS_VECTOR);
+}
+
 u32 lapic_id(void)
 {
     u32 v = lapic_read(LAPIC_ID);

@@ -13,6 +13,7 @@
 
 void pic_disable(void);           /* remap the 8259s to 0x20-0x2f and mask every line */
 void lapic_init(u64 base_hint);   /* enable the BSP's local APIC */
+void lapic_enable_local(void);    /* an AP: software-enable its own local APIC (same mode as the BSP's) */
 u32 lapic_id(void);
 void lapic_eoi(void);
 int lapic_in_service(u8 vector);

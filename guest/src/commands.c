@@ -1,6 +1,7 @@
 /* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, pit, lspci, rng N, rngbad. */
 #include "commands.h"
 #include "acpi.h"
+#include "acpi_events.h"
 #include "apic.h"
 #include "layout.h"
 #include "bootinfo.h"
@@ -27,6 +28,7 @@ void print_info(void)
     u64 mib = (bytes + (1ULL << 20) - 1) >> 20;
     kprintf("cpus: acpi=%u mp=%u online=%u max=%u\n", acpi.cpus_enabled, mp.cpus, smp_online(), acpi.cpus_max);
     kprintf("memory: %lu MiB\n", mib);
+    acpi_print_cpus();
 }
 
 static void cmd_reboot(void)

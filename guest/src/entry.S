@@ -133,8 +133,8 @@ common64:
 
 /*
  * Application processors arrive here from the real-mode trampoline, in long mode on the BSP's
- * page tables, with CS = GDT_CODE64. Take a ticket with lock xadd (the ticket count is what the BSP waits for),
- * pick a stack, and run ap_main(index).
+ * page tables, with CS = GDT_CODE64. Each picks the stack of its initial APIC ID (CPUID leaf 1, EBX bits 31-24),
+ * so a CPU started again after a hot-remove gets the same one, and runs ap_main(apic_id).
  */
     .globl ap_entry64
 ap_entry64:
@@ -144,12 +144,13 @@ ap_entry64:
     movl %eax, %ds
     movl %eax, %es
     movl %eax, %ss
-1:  movl $1, %eax
-    lock xaddl %eax, ap_online(%rip)
-    cmpl $MAX_AP_STACKS, %eax
+    movl $1, %eax
+    cpuid
+    shrl $24, %ebx
+    cmpl $MAX_AP_STACKS, %ebx
     jae 3f
-    movl %eax, %edi
-    leal 1(%eax), %eax
+    movl %ebx, %edi
+    leal 1(%ebx), %eax
     shll $AP_STACK_SHIFT, %eax
     leaq ap_stacks(%rip), %rsp
     addq %rax, %rsp
@@ -180,10 +181,6 @@ gdt_ptr:
 pml4:   .skip 4096               /* used by the PVH entry only */
 pdpt:   .skip 4096
 pd:     .skip 4 * 4096
-    .balign 4
-    .globl ap_online
-ap_online:
-    .skip 4
 
     .section .noinit, "aw", @nobits
     .balign 16

@@ -10,7 +10,7 @@
 #define GDT_CODE32 0x18
 
 #define BOOT_STACK_SIZE 16384
-#define MAX_AP_STACKS 64
+#define MAX_AP_STACKS 256          /* one per APIC ID (the AP picks its stack by its initial APIC ID) */
 #define AP_STACK_SHIFT 12          /* 4 KiB per AP */
 
 /* Real-mode AP trampoline: copied here; SIPI vector = TRAMPOLINE_BASE >> 12. */
@@ -19,5 +19,7 @@
 /* Interrupt vectors */
 #define VEC_UART 0x34
 #define VEC_PIT 0x35
+#define VEC_SCI 0x36     /* ACPI SCI (power button, GPEs) */
+#define VEC_PARK 0x37    /* IPI: an AP checks its park request */
 
 #endif

@@ -1,5 +1,6 @@
 /* KvmPS built-in guest: boot, discover CPUs/memory, start APs, run the console. */
 #include "acpi.h"
+#include "acpi_events.h"
 #include "apic.h"
 #include "bootinfo.h"
 #include "commands.h"
@@ -42,6 +43,7 @@ void kmain(int protocol, u64 info)
     pic_disable();
     lapic_init(acpi.lapic_addr);
     smp_boot();
+    acpi_events_init();
 
     print_info();
     kprintf("ready\n");

@@ -67,8 +67,12 @@ public sealed record DescribeReply
     public string? Initrd { get; init; }
     public string? Cmdline { get; init; }
     public long MemoryBytes { get; init; }
+    /// <summary>vCPUs the configuration boots with.</summary>
     public int Vcpus { get; init; }
+    /// <summary>The hot-plug maximum (<c>vcpu.set</c> can go up to it).</summary>
     public int MaxVcpus { get; init; }
+    /// <summary>vCPUs present now: booted plus hot-added minus those the guest ejected (null while no VM exists).</summary>
+    public int? PresentVcpus { get; init; }
     public HugePageBacking Hugepages { get; init; }
     public bool Ksm { get; init; }
     public int? NumaNode { get; init; }
@@ -110,8 +114,17 @@ public sealed record StatusReply
 
 public sealed record VcpuStateReply(int Id, string State);
 
-/// <summary>Reply to <see cref="VcpuSetRequest"/>: the vCPUs present now (a vCPU being removed counts until the guest ejects it) and the maximum.</summary>
-public sealed record VcpuSetReply(int Vcpus, int MaxVcpus);
+/// <summary>
+/// Reply to <see cref="VcpuSetRequest"/>: the vCPUs present now (a vCPU being removed counts until the guest ejects it),
+/// the maximum, the CPUs whose insert event the guest has not taken yet and those it has not ejected yet, and whether
+/// the request's <c>timeout_ms</c> passed with something still pending.
+/// </summary>
+public sealed record VcpuSetReply(int Vcpus, int MaxVcpus)
+{
+    public IReadOnlyList<int> Inserting { get; init; } = [];
+    public IReadOnlyList<int> Removing { get; init; } = [];
+    public bool TimedOut { get; init; }
+}
 
 /// <summary>How the VM ended.</summary>
 public sealed record ExitReply

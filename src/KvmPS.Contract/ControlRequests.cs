@@ -128,8 +128,10 @@ public sealed record NetStatsRequest() : ControlRequest(Name) { public const str
 
 /// <summary>
 /// Running or Paused: hot-add vCPUs up to <c>max_vcpus</c>, or ask the guest to release the highest ones (ACPI CPU
-/// hot-plug, docs/acpi.md). Returns once the event is raised; the guest onlines or ejects in its own time.
-/// Reply: <see cref="VcpuSetReply"/>.
+/// hot-plug, docs/acpi.md). Without <c>timeout_ms</c> it returns once the event is raised and the guest onlines or ejects
+/// in its own time; with it, it waits up to that long for the guest to take every insert event and eject every CPU it
+/// was asked to remove, and reports what is still pending (a CPU the guest does not eject stays present and running:
+/// nothing is torn down under the guest). Reply: <see cref="VcpuSetReply"/>.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record VcpuSetRequest() : ControlRequest(Name)
@@ -137,6 +139,8 @@ public sealed record VcpuSetRequest() : ControlRequest(Name)
     public const string Name = "vcpu.set";
     /// <summary>vCPUs the guest should have: 1 to max_vcpus.</summary>
     public required int Count { get; init; }
+    /// <summary>How long to wait for the guest to act on the events (0 to 600000; absent or 0: do not wait).</summary>
+    public int? TimeoutMs { get; init; }
 }
 
 /// <summary>Every request name and its record.</summary>

@@ -1,4 +1,5 @@
 using KvmPS.Devices;
+using KvmPS.State;
 
 namespace KvmPS.Acpi;
 
@@ -13,9 +14,9 @@ namespace KvmPS.Acpi;
 /// offset 5,  8 bits, write       COMMAND  1 = acknowledge the insert event, 2 = acknowledge the remove event, 3 = eject
 /// </code>
 /// A SELECT beyond the maximum reads as no CPU (status 0) and commands for it do nothing: the guest cannot reach
-/// outside the possible CPUs.
+/// outside the possible CPUs. Its state (SELECT and every CPU's STATUS) is the snapshot record <c>cpu-hotplug</c>.
 /// </summary>
-public sealed class CpuHotplugController : IBusDevice
+public sealed class CpuHotplugController : IBusDevice, IPersistent
 {
     public const int Length = 8;
     public const int SelectOffset = 0, StatusOffset = 4, CommandOffset = 5;
@@ -70,6 +71,44 @@ public sealed class CpuHotplugController : IBusDevice
             _status[cpu] |= STATUS_REMOVING;
         }
         _events.RaiseGpe(CpuHotplugAcpi.Gpe);
+    }
+
+    // ---- state ----
+    public string StateName => "cpu-hotplug";
+    public ushort StateVersion => 1;
+    private const byte StatusBits = STATUS_PRESENT | STATUS_INSERTING | STATUS_REMOVING | STATUS_EJECTED;
+
+    /// <summary>Version 1: possible CPUs (u32), SELECT (u32), then one STATUS byte per possible CPU.</summary>
+    public void SaveState(StateWriter writer)
+    {
+        lock (_lock)
+        {
+            writer.WriteUInt32((uint)_status.Length);
+            writer.WriteUInt32(_select);
+            foreach (byte b in _status) writer.WriteByte(b);
+        }
+    }
+
+    /// <summary>Puts SELECT and the STATUS bits back; raises no event (a pending one is in the GPE status the PM block restores).</summary>
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        DeviceState.EnsureVersion(reader, version, StateVersion);
+        uint max = reader.ReadUInt32();
+        if (max != _status.Length) throw reader.Fail($"the snapshot has {max} possible CPUs, the machine {_status.Length} (max_vcpus differs)");
+        uint select = reader.ReadUInt32();
+        var status = new byte[_status.Length];
+        for (int i = 0; i < status.Length; i++)
+        {
+            status[i] = reader.ReadByte();
+            if ((status[i] & ~StatusBits) != 0) throw reader.Fail($"CPU {i} has status 0x{status[i]:x2}, which has bits the controller does not define");
+        }
+        if ((status[0] & STATUS_PRESENT) == 0) throw reader.Fail("CPU 0 (the boot CPU) is not present");
+        reader.EnsureEnd();
+        lock (_lock)
+        {
+            _select = select;
+            status.CopyTo(_status, 0);
+        }
     }
 
     private int CheckCpu(int cpu) => cpu >= 0 && cpu < _status.Length ? cpu

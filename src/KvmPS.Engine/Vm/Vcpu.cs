@@ -5,8 +5,9 @@ using static KvmPS.Interop.KvmConstants;
 
 namespace KvmPS.Vm;
 
-/// <summary>What a vCPU thread is doing, for status and metrics.</summary>
-public enum VcpuRunState { NotStarted, Running, Paused, Exited }
+/// <summary>What a vCPU thread is doing, for status and metrics. Ejected: the guest ejected the CPU (hot-remove); the
+/// thread waits outside KVM until the CPU is added again.</summary>
+public enum VcpuRunState { NotStarted, Running, Paused, Exited, Ejected }
 
 /// <summary>One vCPU: its fd, its shared kvm_run page and the thread that runs the KVM_RUN loop.</summary>
 public sealed unsafe class Vcpu : IDisposable, IPersistent
@@ -20,6 +21,8 @@ public sealed unsafe class Vcpu : IDisposable, IPersistent
     private readonly long[] _exitCounts = new long[64];
     private volatile VcpuRunState _state = VcpuRunState.NotStarted;
     private bool _neverRan = true; // a vCPU that never entered KVM_RUN has no exit to complete (and a restored one must not run before resume)
+    private readonly object _ejectLock = new();
+    private volatile bool _ejected; // under _ejectLock: the guest ejected this CPU and it has not been added again
 
     public int Id { get; }
     public VcpuRunState State => _state;
@@ -43,6 +46,50 @@ public sealed unsafe class Vcpu : IDisposable, IPersistent
     }
 
     internal void Kick() => VcpuKick.Kick(Volatile.Read(ref _pthread), _run);
+
+    /// <summary>The guest ejected this CPU: the thread leaves KVM_RUN and parks outside KVM until <see cref="Reinsert"/>.</summary>
+    internal void Eject()
+    {
+        lock (_ejectLock) _ejected = true;
+        Kick();
+    }
+
+    /// <summary>Before its threads start (a restored machine): this CPU is not present, so it starts parked.</summary>
+    internal void MarkEjected() { lock (_ejectLock) _ejected = true; }
+
+    /// <summary>Added again: the thread goes back into KVM_RUN, where the CPU waits (uninitialized) for the guest's INIT/SIPI.</summary>
+    internal void Reinsert()
+    {
+        lock (_ejectLock)
+        {
+            _ejected = false;
+            Monitor.PulseAll(_ejectLock);
+        }
+    }
+
+    /// <summary>Wakes a parked ejected thread so it sees a stop.</summary>
+    internal void WakeEjected() { lock (_ejectLock) Monitor.PulseAll(_ejectLock); }
+
+    public bool IsEjected => _ejected;
+
+    /// <summary>
+    /// Parks an ejected CPU: its KVM state becomes "uninitialized" (as KVM creates an AP), so when it is added again
+    /// only INIT/SIPI starts it, and nothing the guest sends meanwhile runs code on it. Counts as parked for pause.
+    /// </summary>
+    private void ParkEjected()
+    {
+        _machine.ParkedWhile(() =>
+        {
+            lock (_ejectLock)
+            {
+                if (!_ejected) return;
+                Kvm.SetMpState(_handle, KVM_MP_STATE_UNINITIALIZED);
+                _state = VcpuRunState.Ejected;
+                while (_ejected && !_machine.StopRequested) Monitor.Wait(_ejectLock);
+            }
+        });
+        _state = VcpuRunState.Running;
+    }
 
     internal bool Join(TimeSpan timeout) => _thread is null || _thread.Join(timeout);
 
@@ -89,15 +136,19 @@ public sealed unsafe class Vcpu : IDisposable, IPersistent
             Span<byte> scratch = stackalloc byte[8];
             while (!_machine.StopRequested)
             {
-                bool pauseRequested = _machine.PauseRequested;
-                if (pauseRequested && (_neverRan || CompletePendingExit()))
+                bool pauseRequested = _machine.PauseRequested, ejected = _ejected, leaveKvm = pauseRequested || ejected;
+                if (leaveKvm && (_neverRan || CompletePendingExit()))
                 {
-                    _state = VcpuRunState.Paused;
-                    _machine.ParkWhilePaused();
-                    _state = VcpuRunState.Running;
+                    if (pauseRequested)
+                    {
+                        _state = VcpuRunState.Paused;
+                        _machine.ParkWhilePaused();
+                        _state = VcpuRunState.Running;
+                    }
+                    else ParkEjected();
                     continue;
                 }
-                if (!pauseRequested && Kvm.Run(_handle) != 0) // (when a pause was requested, the run above produced an exit)
+                if (!leaveKvm && Kvm.Run(_handle) != 0) // (when a pause or eject was requested, the run above produced an exit)
                 {
                     _run->immediate_exit = 0; // kicked: look at the requests again
                     continue;

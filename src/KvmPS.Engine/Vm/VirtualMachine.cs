@@ -129,6 +129,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(PostCode, PostCode.Port, 1);
         PortBus.Register(Pm, AcpiPm.BasePort, AcpiPm.Length);
         CpuHotplug = new CpuHotplugController(Config.EffectiveMaxVcpus, Config.VcpuCount, Pm);
+        CpuHotplug.Ejected += id => _vcpus.FirstOrDefault(v => v.Id == id)?.Eject(); // the guest released it: park it
         PortBus.Register(CpuHotplug, MemoryLayout.CpuHotplugPort, CpuHotplugController.Length);
         _platformDevices.AddRange([Serial, Pm, i8042, rtc, debugExit, PostCode]);
         BuildPci();
@@ -178,10 +179,11 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
     /// <summary>
     /// Changes the guest's vCPUs to <paramref name="count"/> while it runs (or is paused). Up: each missing vCPU is
-    /// created (or, ejected before, reused), set up like a boot vCPU, started (it waits for the guest's INIT/SIPI) and
-    /// marked present with an insert event. Down: the highest vCPUs get a removal event; the guest offlines and ejects
-    /// them, and their threads stay parked in KVM (halted) until they are added again. Returns at once: the guest acts
-    /// on the event in its own time (see <see cref="CpuHotplugController"/> for what it reports).
+    /// created (KVM makes an AP "uninitialized") or, ejected before, released from its park, and marked present with an
+    /// insert event: it runs only once the guest sends INIT/SIPI. Down: the highest vCPUs get a removal event; the guest
+    /// offlines and ejects them, and each ejected vCPU's thread parks outside KVM, its CPU uninitialized, until it is
+    /// added again. Returns at once: the guest acts on the event in its own time; a removal it never acknowledges stays
+    /// pending (the CPU present and running, nothing torn down), see <see cref="PendingVcpuChanges"/>.
     /// </summary>
     public void SetVcpuCount(int count)
     {
@@ -196,16 +198,30 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
                 bool present = (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_PRESENT) != 0;
                 if (id < count && !present)
                 {
-                    if (!_vcpus.Any(v => v.Id == id))
-                    {
-                        var vcpu = CreateVcpu(id, setTsc: false);
-                        vcpu.Start();
-                    }
+                    if (_vcpus.FirstOrDefault(v => v.Id == id) is { } ejected) ejected.Reinsert();
+                    else CreateVcpu(id, setTsc: false).Start();
                     CpuHotplug.Insert(id);
                 }
                 else if (id >= count && present && (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_REMOVING) == 0)
                     CpuHotplug.RequestRemoval(id);
             }
+        }
+    }
+
+    /// <summary>CPUs with an insert event the guest has not acknowledged, and CPUs whose removal it has not ejected yet.</summary>
+    public (IReadOnlyList<int> Inserting, IReadOnlyList<int> Removing) PendingVcpuChanges
+    {
+        get
+        {
+            var inserting = new List<int>();
+            var removing = new List<int>();
+            for (int i = 0; i < CpuHotplug.MaxVcpus; i++)
+            {
+                byte st = CpuHotplug.StatusOf(i);
+                if ((st & CpuHotplugController.STATUS_INSERTING) != 0) inserting.Add(i);
+                if ((st & CpuHotplugController.STATUS_PRESENT) != 0 && (st & CpuHotplugController.STATUS_REMOVING) != 0) removing.Add(i);
+            }
+            return (inserting, removing);
         }
     }
 
@@ -291,6 +307,9 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             }
             SetState(paused ? VmState.Paused : VmState.Running);
         }
+        // A restored machine: vCPUs the guest had ejected start parked, as they were.
+        foreach (var v in _vcpus)
+            if ((CpuHotplug.StatusOf(v.Id) & CpuHotplugController.STATUS_PRESENT) == 0) v.MarkEjected();
         foreach (var v in _vcpus) v.Start();
     }
 
@@ -302,7 +321,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
     /// <summary>The parts with a state record, in restore order: the machine's shape, the in-kernel VM state, the vCPUs, then the devices.</summary>
     public IEnumerable<IPersistent> Persistents =>
-        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Concat(DeviceParts.PersistentParts());
+        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Append(CpuHotplug).Concat(DeviceParts.PersistentParts());
 
     private uint[]? _msrIndices;
     /// <summary>The MSRs a vCPU record holds: KVM_GET_MSR_INDEX_LIST filtered to those KVM_GET_MSRS accepts.</summary>
@@ -314,10 +333,6 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     public List<StateRecord> SaveState()
     {
         if (State is not (VmState.Paused or VmState.Created)) throw new InvalidOperationException($"The VM state can be saved only while paused (it is {State}).");
-        // A restore builds the configured vCPUs: a snapshot with hot-added ones would be refused there, so none is taken.
-        if (_vcpus.Length != Config.VcpuCount)
-            throw new InvalidOperationException($"the vCPUs changed since boot ({_vcpus.Length} created by hot-plug, {Config.VcpuCount} configured): " +
-                "a snapshot of a VM with hot-plugged vCPUs is not supported yet (restart the VM with the new count first).");
         var records = new List<StateRecord>();
         foreach (var part in Persistents)
         {
@@ -336,23 +351,43 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     {
         if (State != VmState.Created) throw new InvalidOperationException($"State can be restored only into a machine that has not started (it is {State}).");
         var byName = records.ToDictionary(r => r.Name, StringComparer.Ordinal);
+        var shape = Persistents.First();
+        if (byName.TryGetValue(shape.StateName, out var shapeRecord))
+        {
+            CreateHotAddedVcpusFor(shapeRecord);
+            // The machine's shape first: a snapshot of another shape is refused as such, not as a missing vCPU record.
+            shape.RestoreState(new StateReader(shapeRecord.Data, shapeRecord.Name), shapeRecord.Version);
+        }
         var parts = Persistents.ToList();
-        // The machine's shape first: a snapshot of another shape is refused as such, not as a missing vCPU record.
-        var shape = parts[0];
-        if (byName.TryGetValue(shape.StateName, out var shapeRecord)) shape.RestoreState(new StateReader(shapeRecord.Data, shapeRecord.Name), shapeRecord.Version);
         foreach (var part in parts)
-            if (!byName.ContainsKey(part.StateName)) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
+            // A snapshot from before the hot-plug controller had a record was refused once a vCPU was hot-plugged: the
+            // controller's boot state (the configured vCPUs present) is its state.
+            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
         var known = parts.Select(p => p.StateName).ToHashSet(StringComparer.Ordinal);
         foreach (var r in records)
             if (!known.Contains(r.Name)) throw new StateFormatException(r.Name, "this machine has no part with this name (built from a different configuration?)");
         foreach (var part in parts.Skip(1))
         {
-            var record = byName[part.StateName];
+            if (!byName.TryGetValue(part.StateName, out var record)) continue;
             part.RestoreState(new StateReader(record.Data, record.Name), record.Version);
         }
         // Restored transports hold their queues until resumed (notifications held at save time are not in the
         // snapshot, so resuming processes every enabled queue once); Start or Resume lets every part go.
         lock (_stateLock) _partsPaused = true;
+    }
+
+    /// <summary>
+    /// A snapshot taken after vCPUs were hot-added has more vCPUs than the configuration boots: the machine record's
+    /// count (its first field) says how many; those beyond the configured ones are created here, up to max_vcpus, and
+    /// get their state from their records like the others. Fewer than configured, or more than the maximum, is left
+    /// for the machine record to refuse.
+    /// </summary>
+    private void CreateHotAddedVcpusFor(StateRecord shapeRecord)
+    {
+        if (shapeRecord.Data.Length < 4) return;
+        int saved = (int)Math.Min(System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(shapeRecord.Data), int.MaxValue);
+        if (saved <= _vcpus.Length || saved > Config.EffectiveMaxVcpus) return;
+        for (int id = _vcpus.Length; id < saved; id++) CreateVcpu(id, setTsc: true);
     }
 
     /// <summary>Replaces guest RAM with a snapshot's memory file (before any vCPU runs).</summary>
@@ -415,6 +450,14 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
+    /// <summary>Runs <paramref name="wait"/> (an ejected vCPU's park) counted as parked, so a pause does not wait for it.</summary>
+    internal void ParkedWhile(Action wait)
+    {
+        Interlocked.Increment(ref _parked);
+        try { wait(); }
+        finally { Interlocked.Decrement(ref _parked); }
+    }
+
     internal void ParkWhilePaused()
     {
         Interlocked.Increment(ref _parked);
@@ -436,7 +479,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             _resumed.Set();
             SetState(exit.Kind == VmExitKind.Crashed ? VmState.Crashed : VmState.Stopped);
         }
-        foreach (var v in _vcpus) v.Kick();
+        foreach (var v in _vcpus) { v.Kick(); v.WakeEjected(); }
         _exit.TrySetResult(exit);
     }
 

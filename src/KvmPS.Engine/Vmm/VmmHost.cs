@@ -309,8 +309,21 @@ public sealed class VmmHost : IVmmControl, IDisposable
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         machine ??= RequireMachine();
+        if (request.TimeoutMs is < 0 or > 600_000) throw new ArgumentOutOfRangeException(nameof(request.TimeoutMs), $"timeout_ms {request.TimeoutMs} is outside 0-600000.");
         machine.SetVcpuCount(request.Count);
-        return new VcpuSetReply(machine.PresentVcpuCount, machine.Config.EffectiveMaxVcpus);
+        var deadline = Stopwatch.StartNew();
+        var pending = machine.PendingVcpuChanges;
+        while ((pending.Inserting.Count > 0 || pending.Removing.Count > 0) && deadline.ElapsedMilliseconds < (request.TimeoutMs ?? 0))
+        {
+            Thread.Sleep(10);
+            pending = machine.PendingVcpuChanges;
+        }
+        return new VcpuSetReply(machine.PresentVcpuCount, machine.Config.EffectiveMaxVcpus)
+        {
+            Inserting = pending.Inserting,
+            Removing = pending.Removing,
+            TimedOut = request.TimeoutMs > 0 && (pending.Inserting.Count > 0 || pending.Removing.Count > 0),
+        };
     }
 
     public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request)
@@ -360,6 +373,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             MemoryBytes = (long)m.MemoryBytes,
             Vcpus = m.VcpuCount,
             MaxVcpus = m.EffectiveMaxVcpus,
+            PresentVcpus = machine?.PresentVcpuCount,
             Hugepages = wire.Hugepages ?? HugePageBacking.None,
             Ksm = m.Memory.Ksm,
             NumaNode = m.Memory.NumaNode,

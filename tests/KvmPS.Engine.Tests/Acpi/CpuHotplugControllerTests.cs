@@ -173,4 +173,46 @@ public sealed class CpuHotplugControllerTests
         restored.RestoreState(new StateReader(w.ToArray(), "acpi-pm"), AcpiPmState.Version);
         Assert.Equal(((ushort)(1 << CpuHotplugAcpi.Gpe), (ushort)(1 << CpuHotplugAcpi.Gpe)), restored.Gpe0);
     }
+
+    private static byte[] Saved(CpuHotplugController c)
+    {
+        var w = new StateWriter();
+        c.SaveState(w);
+        return w.ToArray();
+    }
+
+    [Fact]
+    public void TheStateRecordRestoresEveryCpusStatusAndSelectAndRefusesWhatTheControllerCannotHold()
+    {
+        var events = new Events();
+        var c = new CpuHotplugController(4, 1, events);
+        c.Insert(2);
+        c.Insert(1);
+        Select(c, 1);
+        Command(c, CMD_ACK_INSERT);
+        c.RequestRemoval(1);
+        Select(c, 3);
+        byte[] record = Saved(c);
+
+        var restored = new CpuHotplugController(4, 1, new Events());
+        restored.RestoreState(new StateReader(record, "cpu-hotplug"), 1);
+        Assert.Equal(STATUS_PRESENT, restored.StatusOf(0));
+        Assert.Equal(STATUS_PRESENT | STATUS_REMOVING, restored.StatusOf(1));
+        Assert.Equal(STATUS_PRESENT | STATUS_INSERTING, restored.StatusOf(2));
+        Assert.Equal(0, restored.StatusOf(3));
+        Assert.Equal(0, Status(restored)); // SELECT 3 came back: CPU 3's status
+
+        // Another maximum, undefined status bits, an absent boot CPU, a short record, an unknown version: refused, named.
+        var other = new CpuHotplugController(8, 1, new Events());
+        Assert.Contains("max_vcpus differs", Assert.Throws<StateFormatException>(() => other.RestoreState(new StateReader(record, "cpu-hotplug"), 1)).Message);
+        byte[] badBits = (byte[])record.Clone();
+        badBits[8 + 2] = 0x80;
+        Assert.Contains("CPU 2 has status 0x80", Assert.Throws<StateFormatException>(() => restored.RestoreState(new StateReader(badBits, "cpu-hotplug"), 1)).Message);
+        byte[] noBoot = (byte[])record.Clone();
+        noBoot[8] = 0;
+        Assert.Contains("CPU 0", Assert.Throws<StateFormatException>(() => restored.RestoreState(new StateReader(noBoot, "cpu-hotplug"), 1)).Message);
+        Assert.Throws<StateFormatException>(() => restored.RestoreState(new StateReader(record[..^1], "cpu-hotplug"), 1));
+        Assert.Throws<StateFormatException>(() => restored.RestoreState(new StateReader(record, "cpu-hotplug"), 2));
+        Assert.Equal(STATUS_PRESENT | STATUS_INSERTING, restored.StatusOf(2)); // a refused record changed nothing
+    }
 }
