@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Tests.TestSupport;
 using KvmPS.Management.Vmm;
@@ -23,17 +24,31 @@ public sealed class VmStopTruthTests : IDisposable
 
     public void Dispose() => _sandbox.Dispose();
 
-    private void StartBuiltInGuest(string name)
+    private void StartBuiltInGuest(string name, string? cmdline = null)
     {
-        _manager.New(TestDefinitions.Minimal(name));
+        _manager.New(TestDefinitions.Minimal(name) with { Boot = new DefaultGuestBoot(cmdline) });
         _manager.Start(name);
         LifecycleSandbox.WaitForSerial(_manager.Get(name).SerialLogPath, "ready");
     }
 
     [Fact]
+    public void The_built_in_guest_shuts_down_through_the_power_button()
+    {
+        StartBuiltInGuest("acpi");
+        var result = _manager.Stop("acpi", TimeSpan.FromSeconds(20));
+        Assert.Equal(VmStopOutcome.ShutDown, result.Outcome);
+        Assert.False(result.Forced);
+        Assert.True(result.PowerButtonPressed);
+        Assert.False(result.IsWarning);
+        Assert.Contains("acpi: power button", File.ReadAllText(_manager.Get("acpi").SerialLogPath));
+        Assert.Equal(VmState.Off, _manager.Get("acpi").State);
+    }
+
+    [Fact]
     public void A_guest_without_acpi_is_turned_off_at_once_and_the_message_says_why()
     {
-        StartBuiltInGuest("noacpi");
+        // kvmps.nosci: the built-in guest ignores ACPI events, like an OS without ACPI support.
+        StartBuiltInGuest("noacpi", "kvmps.nosci");
         using (var client = VmmClient.Connect(_sandbox.Store.SocketPath("noacpi"), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2)))
             Assert.NotEqual(true, client.Status().AcpiPowerButton);
 
