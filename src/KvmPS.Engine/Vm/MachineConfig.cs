@@ -7,6 +7,13 @@ public enum ResetPolicy { Reboot, Stop }
 public sealed record MachineConfig
 {
     public ulong MemoryBytes { get; init; } = 256UL << 20;
+    /// <summary>
+    /// Memory the guest may grow to through virtio-mem (Devices/Virtio/Mem); 0 or <see cref="MemoryBytes"/>: no
+    /// hot-plug region. The region between the two is mapped but not RAM until the device plugs it.
+    /// </summary>
+    public ulong MemoryMaximumBytes { get; init; }
+    /// <summary>Size of the hot-plug region: <see cref="MemoryMaximumBytes"/> − <see cref="MemoryBytes"/>, or 0.</summary>
+    public ulong HotplugMemoryBytes => MemoryMaximumBytes > MemoryBytes ? MemoryMaximumBytes - MemoryBytes : 0;
     public int VcpuCount { get; init; } = 1;
     /// <summary>vCPUs reserved in the firmware tables for later hot-add; at least <see cref="VcpuCount"/>.</summary>
     public int MaxVcpus { get; init; }
@@ -40,6 +47,10 @@ public sealed record MachineConfig
         if (VcpuCount < 1 || VcpuCount > 254) throw new ArgumentOutOfRangeException(nameof(VcpuCount), $"vCPU count {VcpuCount} is out of range (1-254).");
         if (MaxVcpus != 0 && (MaxVcpus < VcpuCount || MaxVcpus > 254))
             throw new ArgumentOutOfRangeException(nameof(MaxVcpus), $"maximum vCPUs {MaxVcpus} must be between the vCPU count ({VcpuCount}) and 254.");
+        if (MemoryMaximumBytes != 0 && MemoryMaximumBytes < MemoryBytes)
+            throw new ArgumentOutOfRangeException(nameof(MemoryMaximumBytes), $"maximum memory {MemoryMaximumBytes} bytes is below the boot memory {MemoryBytes} bytes (memory_bytes).");
+        if (HotplugMemoryBytes % MemoryLayout.HugePageSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(MemoryMaximumBytes), $"maximum memory {MemoryMaximumBytes} bytes minus memory_bytes {MemoryBytes} is not a multiple of the 2 MiB virtio-mem block size.");
         if (FirmwarePath is not null)
         {
             if (KernelPath is not null || InitrdPath is not null || Cmdline.Length > 0)
