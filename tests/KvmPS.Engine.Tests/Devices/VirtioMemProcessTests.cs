@@ -10,6 +10,7 @@ namespace KvmPS.Engine.Tests.Devices;
 /// grows the guest (it plugs 256 MiB and its page pattern verifies), shrinks it again (the VMM's RSS falls), and
 /// refuses sizes beyond the maximum or off the block size, naming the limit, with the VM unchanged.
 /// </summary>
+[Collection("vmm-process")]
 public partial class VirtioMemProcessTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
@@ -23,7 +24,7 @@ public partial class VirtioMemProcessTests(ITestOutputHelper log)
         throw new InvalidOperationException("no VmRSS line");
     }
 
-    [GeneratedRegex(@"vmem: plugged (\d+) requested (\d+) region 0x([0-9a-f]+)\+0x([0-9a-f]+) block (\d+) verify (\S+)")]
+    [GeneratedRegex(@"vmem: plugged (\d+) requested (\d+) region 0x([0-9a-f]+)\+0x([0-9a-f]+) block (\d+) verify (\S+)[^\n]*\n")]
     private static partial Regex VmemLine();
 
     [Fact]
@@ -44,15 +45,7 @@ public partial class VirtioMemProcessTests(ITestOutputHelper log)
             using var console = new ControlClient(sock);
             Assert.True(console.Ok("console.attach").GetProperty("attached").GetBoolean());
             console.ReadConsoleUntil("ready", Timeout);
-            Match Vmem()
-            {
-                console.Stream.Write(Encoding.ASCII.GetBytes("vmem\r"));
-                string got = console.ReadConsoleUntil(" verify ", Timeout) + console.ReadConsoleUntil("\n", Timeout);
-                log.WriteLine(got.Trim());
-                var m = VmemLine().Match(got);
-                Assert.True(m.Success, got);
-                return m;
-            }
+            Match Vmem() => this.Vmem(console);
 
             var first = Vmem(); // the driver starts: nothing requested, nothing plugged
             Assert.Equal("0", first.Groups[1].Value);
@@ -99,6 +92,72 @@ public partial class VirtioMemProcessTests(ITestOutputHelper log)
         }
         client.Ok("stop", "\"graceful\": false");
         Assert.Equal(0, vmm.WaitForExit(Timeout));
+    }
+
+    /// <summary>Types <paramref name="command"/> on an attached console and returns its "vmem:" line, parsed.</summary>
+    private Match Vmem(ControlClient console, string command = "vmem")
+    {
+        console.Stream.Write(Encoding.ASCII.GetBytes(command + "\r"));
+        string got = "";
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!VmemLine().IsMatch(got) && DateTime.UtcNow < deadline) got += console.ReadConsoleUntil("\n", TimeSpan.FromSeconds(5)); // whole lines
+        log.WriteLine(got.Trim());
+        var m = VmemLine().Match(got);
+        Assert.True(m.Success, got);
+        return m;
+    }
+
+    [Theory]
+    [InlineData("private")]
+    [InlineData("copy")]
+    public void PluggedMemoryIsInTheSnapshotAndStillVerifiesAfterRestore(string restoreMemory)
+    {
+        using var dir = new TempDir();
+        string snapshot = dir.File("snap");
+        using (var vmm = new VmmProcess("--memory", "256M", "--max-memory", "512M", "--control-socket", dir.File("a.sock"), "--serial", "none"))
+        using (var client = new ControlClient(dir.File("a.sock")))
+        {
+            client.WaitForState("Running", Timeout);
+            using var console = new ControlClient(dir.File("a.sock"));
+            console.Ok("console.attach");
+            console.ReadConsoleUntil("ready", Timeout);
+            client.Ok("memory.set", $"\"bytes\": {384 * MiB}");
+            var grown = Vmem(console);
+            Assert.Equal((128 * MiB).ToString(), grown.Groups[1].Value);
+            Assert.Equal("ok", grown.Groups[6].Value);
+            var reply = client.Ok("snapshot.create", $"\"path\": \"{snapshot}\", \"resume\": false");
+            Assert.True(reply.GetProperty("memory_bytes").GetInt64() >= 128 * MiB / 4096 * 16, "the plugged blocks' pages are in the memory file");
+            vmm.Signal(9);
+            vmm.WaitForExit(Timeout);
+        }
+        Assert.Equal(512 * MiB, new FileInfo(Path.Combine(snapshot, "memory.bin")).Length); // boot RAM + the whole region, sparse
+
+        string sock = dir.File("b.sock");
+        using var restored = new VmmProcess("--restore", snapshot, "--restore-memory", restoreMemory, "--control-socket", sock, "--serial", "none");
+        using var c2 = new ControlClient(sock);
+        try
+        {
+            c2.WaitForState("Running", Timeout);
+            var get = c2.Ok("memory.get");
+            Assert.Equal(128 * MiB, get.GetProperty("plugged_bytes").GetInt64());
+            Assert.Equal(384 * MiB, get.GetProperty("requested_bytes").GetInt64());
+            using var console = new ControlClient(sock);
+            console.Ok("console.attach");
+            var verified = Vmem(console, "vmem verify");
+            Assert.Equal((128 * MiB).ToString(), verified.Groups[1].Value);
+            Assert.Equal("ok", verified.Groups[6].Value);
+            Assert.Contains("(64 blocks)", verified.Value);
+            // The restored device goes on: shrinking unplugs what the snapshot had plugged.
+            c2.Ok("memory.set", $"\"bytes\": {256 * MiB}");
+            Assert.Equal("0", Vmem(console).Groups[1].Value);
+            Assert.Equal(0, c2.Ok("memory.get").GetProperty("plugged_bytes").GetInt64());
+        }
+        finally
+        {
+            log.WriteLine(restored.Stderr);
+        }
+        c2.Ok("stop", "\"graceful\": false");
+        Assert.Equal(0, restored.WaitForExit(Timeout));
     }
 
     [Fact]
