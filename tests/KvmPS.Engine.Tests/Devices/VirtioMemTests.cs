@@ -310,7 +310,9 @@ public sealed class VirtioMemTests : IDisposable
         Assert.Contains("block size", Assert.Throws<VmmConfigException>(() => VmmConfig.FromArgs(["--memory", "256M", "--max-memory", "257M"])).Message);
         Assert.Contains("needs memory_maximum_bytes", Assert.Throws<VmmConfigException>(() => VmmConfig.FromArgs(["--memory", "256M", "--device", "mem"])).Message);
         Assert.Contains("power of two", Assert.Throws<VmmConfigException>(() => VmmConfig.FromArgs(["--memory", "256M", "--max-memory", "512M", "--device", "mem,block_size_bytes=3145728"])).Message);
-        var big = VmmConfig.FromArgs(["--memory", "256M", "--max-memory", "512M", "--device", "mem,block_size_bytes=4194304"]);
+        Assert.Contains("MMCONFIG", Assert.Throws<VmmConfigException>(() => VmmConfig.FromArgs(["--firmware", "seabios", "--memory", "1G", "--max-memory", "3G"])).Message);
+        Assert.Equal(4UL << 30, VmmConfig.FromArgs(["--firmware", "seabios", "--memory", "1G", "--max-memory", "5G"]).Machine.MemoryMaximumBytes - (1UL << 30)); // region above 4 GiB
+                var big = VmmConfig.FromArgs(["--memory", "256M", "--max-memory", "512M", "--device", "mem,block_size_bytes=4194304"]);
         Assert.Equal(4 * MiB, big.Machine.Devices.OfType<MemDeviceConfig>().Single().BlockSizeBytes);
     }
 }
