@@ -15,6 +15,7 @@
 #include "virtio_rng.h"
 #include "virtio_net.h"
 #include "virtio_balloon.h"
+#include "virtio_mem.h"
 #include "virtio_vsock.h"
 #include "virtio_blk.h"
 #include "workload.h"
@@ -160,6 +161,8 @@ void run_command(char *line)
         cmd_balloon();
     } else if (!strcmp(cmd, "balloon") && !strcmp(arg, "stats")) {
         cmd_balloon_stats();
+    } else if (!strcmp(cmd, "vmem")) {
+        cmd_vmem(arg);
     } else if (!strcmp(cmd, "vsock")) {
         char *rest = split_arg(arg);
         char *text = split_arg(rest);

@@ -20,6 +20,7 @@ public sealed class ContractException(string message, Exception? inner = null) :
 [JsonSerializable(typeof(BalloonDeviceSpec))]
 [JsonSerializable(typeof(RngDeviceSpec))]
 [JsonSerializable(typeof(VsockDeviceSpec))]
+[JsonSerializable(typeof(MemDeviceSpec))]
 [JsonSerializable(typeof(PingRequest))]
 [JsonSerializable(typeof(DescribeRequest))]
 [JsonSerializable(typeof(StatusRequest))]
@@ -33,6 +34,8 @@ public sealed class ContractException(string message, Exception? inner = null) :
 [JsonSerializable(typeof(BalloonSetRequest))]
 [JsonSerializable(typeof(BalloonGetRequest))]
 [JsonSerializable(typeof(NetStatsRequest))]
+[JsonSerializable(typeof(MemorySetRequest))]
+[JsonSerializable(typeof(MemoryGetRequest))]
 [JsonSerializable(typeof(ControlReply))]
 [JsonSerializable(typeof(PingReply))]
 [JsonSerializable(typeof(ConsoleAttachReply))]
@@ -44,6 +47,7 @@ public sealed class ContractException(string message, Exception? inner = null) :
 [JsonSerializable(typeof(VcpuSetReply))]
 [JsonSerializable(typeof(BalloonStateReply))]
 [JsonSerializable(typeof(NetStatsReply))]
+[JsonSerializable(typeof(MemoryStateReply))]
 public sealed partial class ContractJsonContext : JsonSerializerContext;
 
 /// <summary>Reading and writing the contract's documents, with errors that name the source and the field.</summary>

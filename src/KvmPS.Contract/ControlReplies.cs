@@ -264,6 +264,26 @@ public sealed record BalloonStateReply
     public long DiscardedBytes { get; init; }
 }
 
+/// <summary>
+/// Reply to <see cref="MemorySetRequest"/> and <see cref="MemoryGetRequest"/> (virtio-mem). Totals count the boot memory:
+/// <c>requested_bytes</c> is what memory.set asked for, <c>current_bytes</c> = startup + <c>plugged_bytes</c> (the
+/// blocks the guest has plugged so far; it follows the request in its own time).
+/// </summary>
+public sealed record MemoryStateReply
+{
+    public long StartupBytes { get; init; }
+    public long MaximumBytes { get; init; }
+    public long RequestedBytes { get; init; }
+    public long PluggedBytes { get; init; }
+    public long CurrentBytes { get; init; }
+    public long BlockSizeBytes { get; init; }
+    /// <summary>Guest-physical address where the hot-plug region starts.</summary>
+    public long RegionStartBytes { get; init; }
+    public bool DriverOk { get; init; }
+    /// <summary>Guest requests the device refused as malformed or out of range (VIRTIO_MEM_RESP_ERROR).</summary>
+    public long ErrorResponses { get; init; }
+}
+
 /// <summary>Reply to <see cref="NetStatsRequest"/>.</summary>
 public sealed record NetStatsReply
 {

@@ -122,6 +122,23 @@ public sealed record BalloonSetRequest() : ControlRequest(Name)
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record BalloonGetRequest() : ControlRequest(Name) { public const string Name = "balloon.get"; }
 
+/// <summary>
+/// Running or Paused, with memory_maximum_bytes above memory_bytes (a virtio-mem device): the guest's total memory
+/// should become <c>bytes</c>, from memory_bytes to memory_maximum_bytes in whole blocks. Returns once the device has
+/// told the driver; the guest plugs or unplugs in its own time. Reply: <see cref="MemoryStateReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record MemorySetRequest() : ControlRequest(Name)
+{
+    public const string Name = "memory.set";
+    /// <summary>Total guest memory wanted (boot memory included).</summary>
+    public required long Bytes { get; init; }
+}
+
+/// <summary>With a virtio-mem device, any state the machine exists in: the sizes. Reply: <see cref="MemoryStateReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record MemoryGetRequest() : ControlRequest(Name) { public const string Name = "memory.get"; }
+
 /// <summary>With a net device, any state the machine exists in: packet counters. Reply: <see cref="NetStatsReply"/>.</summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record NetStatsRequest() : ControlRequest(Name) { public const string Name = "net.stats"; }
@@ -154,7 +171,7 @@ public static class ControlRequests
     ];
 
     /// <summary>Requests a device handles.</summary>
-    public static IReadOnlyList<string> Device { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name, NetStatsRequest.Name];
+    public static IReadOnlyList<string> Device { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name, NetStatsRequest.Name, MemorySetRequest.Name, MemoryGetRequest.Name];
 
     public static IReadOnlyList<string> Names { get; } = [.. Core, .. Device];
 
@@ -174,6 +191,8 @@ public static class ControlRequests
         [BalloonSetRequest.Name] = ContractJsonContext.Default.BalloonSetRequest,
         [BalloonGetRequest.Name] = ContractJsonContext.Default.BalloonGetRequest,
         [NetStatsRequest.Name] = ContractJsonContext.Default.NetStatsRequest,
+        [MemorySetRequest.Name] = ContractJsonContext.Default.MemorySetRequest,
+        [MemoryGetRequest.Name] = ContractJsonContext.Default.MemoryGetRequest,
     };
 
     /// <summary>Longest request line the VMM accepts.</summary>

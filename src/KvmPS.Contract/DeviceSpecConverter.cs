@@ -20,6 +20,7 @@ public sealed class DeviceSpecConverter : JsonConverter<DeviceSpec>
         [BalloonDeviceSpec.TypeName] = ContractJsonContext.Default.BalloonDeviceSpec,
         [RngDeviceSpec.TypeName] = ContractJsonContext.Default.RngDeviceSpec,
         [VsockDeviceSpec.TypeName] = ContractJsonContext.Default.VsockDeviceSpec,
+        [MemDeviceSpec.TypeName] = ContractJsonContext.Default.MemDeviceSpec,
     };
 
     public override DeviceSpec? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)

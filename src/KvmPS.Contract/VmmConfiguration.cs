@@ -17,6 +17,11 @@ public sealed record VmmConfiguration
     public string? Cmdline { get; init; }
     /// <summary>Guest RAM in bytes (default 256 MiB).</summary>
     public long? MemoryBytes { get; init; }
+    /// <summary>
+    /// Memory the guest may grow to while it runs (virtio-mem, <c>memory.set</c>); null or <see cref="MemoryBytes"/>:
+    /// none. Above it, the VMM adds a <see cref="MemDeviceSpec"/> when <see cref="Devices"/> has none.
+    /// </summary>
+    public long? MemoryMaximumBytes { get; init; }
     /// <summary>vCPUs at boot (default 1).</summary>
     public int? Vcpus { get; init; }
     /// <summary>vCPUs described in the firmware tables for hot-add (default: <see cref="Vcpus"/>).</summary>
@@ -119,6 +124,16 @@ public sealed record RngDeviceSpec : DeviceSpec
 {
     public const string TypeName = "rng";
     [JsonIgnore] public override string Type => TypeName;
+}
+
+/// <summary>virtio-mem over the hot-plug region between memory_bytes and memory_maximum_bytes.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record MemDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "mem";
+    [JsonIgnore] public override string Type => TypeName;
+    /// <summary>Plug granularity: a power of two from 2 MiB (the default) to 1 GiB.</summary>
+    public long? BlockSizeBytes { get; init; }
 }
 
 /// <summary>virtio-vsock with the host side as Unix sockets.</summary>

@@ -16,8 +16,12 @@ public sealed record GuestMemoryOptions
     public int? NumaNode { get; init; }
 }
 
-/// <summary>One contiguous range of guest RAM backed by one host mapping and one KVM memory slot.</summary>
-public sealed record GuestMemoryRegion(ulong GuestAddress, ulong SizeBytes, nint HostAddress, uint Slot)
+/// <summary>
+/// One contiguous range of guest RAM backed by one host mapping and one KVM memory slot. <paramref name="Hotplug"/>:
+/// the virtio-mem region (Devices/Virtio/Mem), not boot RAM and not in the e820 map; the guest uses the blocks the
+/// device has plugged.
+/// </summary>
+public sealed record GuestMemoryRegion(ulong GuestAddress, ulong SizeBytes, nint HostAddress, uint Slot, bool Hotplug = false)
 {
     public ulong EndAddress => GuestAddress + SizeBytes;
     public bool Contains(ulong gpa) => gpa >= GuestAddress && gpa < EndAddress;
@@ -31,7 +35,7 @@ public sealed class GuestMemoryException : Exception
 
 /// <summary>
 /// Guest RAM: anonymous host mappings (MAP_NORESERVE, so untouched memory costs nothing) split around the
-/// 32-bit MMIO hole. Every access is bounds-checked: a guest-supplied address can never reach host memory
+/// 32-bit MMIO hole, plus the hot-plug region when the VM has a maximum above its boot memory. Every access is bounds-checked: a guest-supplied address can never reach host memory
 /// outside these mappings. Writers take <see cref="GetWritableSpan"/> (or Write*/Fill), which records the pages
 /// as written by the VMM (KVM's dirty log does not see those writes; see GuestMemoryDirtyPages.cs); readers take
 /// <see cref="GetReadOnlySpan"/>.
@@ -41,8 +45,15 @@ public sealed unsafe partial class GuestMemory : IDisposable
     private readonly GuestMemoryRegion[] _regions;
     private bool _disposed;
 
+    /// <summary>Every mapped byte: boot RAM plus the hot-plug region (the snapshot memory file's length).</summary>
     public ulong SizeBytes { get; }
+    /// <summary>RAM the guest boots with (the e820 RAM map); without a hot-plug region the same as <see cref="SizeBytes"/>.</summary>
+    public ulong BootRamBytes => SizeBytes - (HotplugRegion?.SizeBytes ?? 0);
     public IReadOnlyList<GuestMemoryRegion> Regions => _regions;
+    /// <summary>The regions of boot RAM (what the e820 map reports as RAM).</summary>
+    public IEnumerable<GuestMemoryRegion> BootRegions => _regions.Where(r => !r.Hotplug);
+    /// <summary>The virtio-mem region, or null.</summary>
+    public GuestMemoryRegion? HotplugRegion => _regions.FirstOrDefault(r => r.Hotplug);
     public GuestMemoryOptions Options { get; }
 
     private GuestMemory(GuestMemoryRegion[] regions, ulong sizeBytes, GuestMemoryOptions options)
@@ -55,8 +66,13 @@ public sealed unsafe partial class GuestMemory : IDisposable
         for (int i = 1; i < regions.Length; i++) _firstPage[i] = _firstPage[i - 1] + regions[i - 1].SizeBytes / MemoryLayout.PageSize;
     }
 
-    /// <summary>Maps <paramref name="sizeBytes"/> of RAM laid out as in docs/guest-layout.md (RAM above 3 GiB continues at 4 GiB).</summary>
-    public static GuestMemory Create(ulong sizeBytes, GuestMemoryOptions? options = null)
+    /// <summary>
+    /// Maps <paramref name="sizeBytes"/> of RAM laid out as in docs/guest-layout.md (RAM above 3 GiB continues at 4 GiB),
+    /// and a hot-plug region of <paramref name="hotplugBytes"/> at <see cref="MemoryLayout.HotplugRegionStart"/> (0: none).
+    /// The hot-plug region is never reserved (MAP_NORESERVE even with hugetlbfs boot RAM, transparent huge pages
+    /// instead): unplugged blocks must cost nothing and give memory back when discarded.
+    /// </summary>
+    public static GuestMemory Create(ulong sizeBytes, GuestMemoryOptions? options = null, ulong hotplugBytes = 0)
     {
         options ??= new GuestMemoryOptions();
         if (sizeBytes < MemoryLayout.MinimumRamBytes)
@@ -66,18 +82,23 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (options.HugePages == HugePageMode.HugeTlbFs && sizeBytes % MemoryLayout.HugePageSize != 0)
             throw new GuestMemoryException($"Guest memory size {sizeBytes >> 20} MiB is not a multiple of the 2 MiB huge page size required by hugetlbfs backing.");
 
-        var ranges = new List<(ulong Gpa, ulong Size)>();
+        if (hotplugBytes % MemoryLayout.HugePageSize != 0)
+            throw new GuestMemoryException($"Hot-plug memory of {hotplugBytes} bytes is not a multiple of 2 MiB.");
+
+        var ranges = new List<(ulong Gpa, ulong Size, bool Hotplug)>();
         ulong low = Math.Min(sizeBytes, MemoryLayout.MmioHoleStart);
-        ranges.Add((0, low));
-        if (sizeBytes > low) ranges.Add((MemoryLayout.HighRamStart, sizeBytes - low));
+        ranges.Add((0, low, false));
+        if (sizeBytes > low) ranges.Add((MemoryLayout.HighRamStart, sizeBytes - low, false));
+        if (hotplugBytes > 0) ranges.Add((MemoryLayout.HotplugRegionStart(sizeBytes, hotplugBytes), hotplugBytes, true));
 
         var regions = new List<GuestMemoryRegion>();
         try
         {
-            foreach (var (gpa, size) in ranges)
+            foreach (var (gpa, size, hotplug) in ranges)
             {
-                nint host = MapAnonymous(size, options);
-                regions.Add(new GuestMemoryRegion(gpa, size, host, (uint)regions.Count));
+                var regionOptions = hotplug && options.HugePages == HugePageMode.HugeTlbFs ? options with { HugePages = HugePageMode.TransparentHugePages } : options;
+                nint host = MapAnonymous(size, regionOptions);
+                regions.Add(new GuestMemoryRegion(gpa, size, host, (uint)regions.Count, hotplug));
             }
         }
         catch
@@ -85,7 +106,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
             foreach (var r in regions) Libc.Munmap(r.HostAddress, (nuint)r.SizeBytes);
             throw;
         }
-        return new GuestMemory(regions.ToArray(), sizeBytes, options);
+        return new GuestMemory(regions.ToArray(), sizeBytes + hotplugBytes, options);
     }
 
     private static nint MapAnonymous(ulong size, GuestMemoryOptions options)

@@ -7,6 +7,13 @@ public enum ResetPolicy { Reboot, Stop }
 public sealed record MachineConfig
 {
     public ulong MemoryBytes { get; init; } = 256UL << 20;
+    /// <summary>
+    /// Memory the guest may grow to through virtio-mem (Devices/Virtio/Mem); 0 or <see cref="MemoryBytes"/>: no
+    /// hot-plug region. The region between the two is mapped but not RAM until the device plugs it.
+    /// </summary>
+    public ulong MemoryMaximumBytes { get; init; }
+    /// <summary>Size of the hot-plug region: <see cref="MemoryMaximumBytes"/> − <see cref="MemoryBytes"/>, or 0.</summary>
+    public ulong HotplugMemoryBytes => MemoryMaximumBytes > MemoryBytes ? MemoryMaximumBytes - MemoryBytes : 0;
     public int VcpuCount { get; init; } = 1;
     /// <summary>vCPUs reserved in the firmware tables for later hot-add; at least <see cref="VcpuCount"/>.</summary>
     public int MaxVcpus { get; init; }
@@ -40,12 +47,19 @@ public sealed record MachineConfig
         if (VcpuCount < 1 || VcpuCount > 254) throw new ArgumentOutOfRangeException(nameof(VcpuCount), $"vCPU count {VcpuCount} is out of range (1-254).");
         if (MaxVcpus != 0 && (MaxVcpus < VcpuCount || MaxVcpus > 254))
             throw new ArgumentOutOfRangeException(nameof(MaxVcpus), $"maximum vCPUs {MaxVcpus} must be between the vCPU count ({VcpuCount}) and 254.");
+        if (MemoryMaximumBytes != 0 && MemoryMaximumBytes < MemoryBytes)
+            throw new ArgumentOutOfRangeException(nameof(MemoryMaximumBytes), $"maximum memory {MemoryMaximumBytes} bytes is below the boot memory {MemoryBytes} bytes (memory_bytes).");
+        if (HotplugMemoryBytes % MemoryLayout.HugePageSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(MemoryMaximumBytes), $"maximum memory {MemoryMaximumBytes} bytes minus memory_bytes {MemoryBytes} is not a multiple of the 2 MiB virtio-mem block size.");
         if (FirmwarePath is not null)
         {
             if (KernelPath is not null || InitrdPath is not null || Cmdline.Length > 0)
                 throw new ArgumentOutOfRangeException(null, "firmware boot cannot be combined with kernel, initrd or cmdline (the firmware boots the first disk).");
             if (MemoryBytes > Boot.FirmwareLoader.MaxMemoryBytes)
                 throw new ArgumentOutOfRangeException(null, $"firmware boot supports at most {Boot.FirmwareLoader.MaxMemoryBytes >> 20} MiB of memory (RAM must end below the MMCONFIG window at 0x{Boot.FirmwareLoader.Q35EcamBase:x}).");
+            ulong hotplugStart = MemoryLayout.HotplugRegionStart(MemoryBytes, HotplugMemoryBytes);
+            if (HotplugMemoryBytes > 0 && hotplugStart < Boot.FirmwareLoader.Q35EcamBase && hotplugStart + HotplugMemoryBytes > Boot.FirmwareLoader.Q35EcamBase)
+                throw new ArgumentOutOfRangeException(null, $"firmware boot: the hot-plug region 0x{hotplugStart:x}+0x{HotplugMemoryBytes:x} (memory_maximum_bytes) would overlap the MMCONFIG window at 0x{Boot.FirmwareLoader.Q35EcamBase:x}; use a maximum that ends below it or one too large for the low 3 GiB (it then goes above 4 GiB).");
         }
     }
 }

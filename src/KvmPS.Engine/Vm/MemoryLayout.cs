@@ -38,13 +38,35 @@ public static class MemoryLayout
     public const ulong PciEcamSize = 0x10_0000;     // bus 0 only
     public const ulong PciMmio64Size = 64UL << 30;
 
-    /// <summary>The 64-bit PCI window starts at the first 1 GiB boundary above all guest RAM (at least 4 GiB + RAM above 3 GiB).</summary>
-    public static ulong PciMmio64Base(ulong memoryBytes)
+    /// <summary>
+    /// The 64-bit PCI window starts at the first 1 GiB boundary above all guest RAM (at least 4 GiB + RAM above 3 GiB)
+    /// and above the hot-plug memory region when that lies above 4 GiB.
+    /// </summary>
+    public static ulong PciMmio64Base(ulong memoryBytes, ulong hotplugBytes = 0)
     {
         ulong end = HighRamStart + (memoryBytes > MmioHoleStart ? memoryBytes - MmioHoleStart : 0);
-        const ulong gib = 1UL << 30;
-        return (end + gib - 1) & ~(gib - 1);
+        if (hotplugBytes > 0) end = Math.Max(end, HotplugRegionStart(memoryBytes, hotplugBytes) + hotplugBytes);
+        return AlignUp(end, 1UL << 30);
     }
+
+    // Hot-plug memory (virtio-mem, Devices/Virtio/Mem): one region outside the boot RAM and outside the e820 RAM map.
+    /// <summary>Start alignment of the hot-plug region: Linux x86 adds memory in 128 MiB memory blocks.</summary>
+    public const ulong HotplugRegionAlignment = 128UL << 20;
+
+    /// <summary>
+    /// Where the hot-plug region of <paramref name="hotplugBytes"/> goes: right after the boot RAM (at the next 128 MiB
+    /// boundary) when it fits below the 32-bit MMIO hole, so guests that map only the low 4 GiB reach it; otherwise
+    /// at the first 1 GiB boundary above the RAM at 4 GiB.
+    /// </summary>
+    public static ulong HotplugRegionStart(ulong memoryBytes, ulong hotplugBytes)
+    {
+        ulong low = AlignUp(memoryBytes, HotplugRegionAlignment);
+        if (memoryBytes <= MmioHoleStart && low <= MmioHoleStart && hotplugBytes <= MmioHoleStart - low) return low;
+        ulong highEnd = HighRamStart + (memoryBytes > MmioHoleStart ? memoryBytes - MmioHoleStart : 0);
+        return AlignUp(highEnd, 1UL << 30);
+    }
+
+    private static ulong AlignUp(ulong value, ulong alignment) => (value + alignment - 1) & ~(alignment - 1);
 
     /// <summary>KVM needs three pages for the TSS and one for the real-mode identity map, outside RAM.</summary>
     public const ulong KvmTssAddress = 0xfffb_d000;

@@ -5,6 +5,7 @@ using System.Text.Json;
 using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Legacy;
+using KvmPS.Devices.Virtio.Mem;
 using KvmPS.Devices.Virtio.Rng;
 using KvmPS.Vm;
 
@@ -41,7 +42,7 @@ public sealed record VmmConfig
 
     /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
+        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
 
     /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
     public const ulong MaxMemoryBytes = 1UL << 50;
@@ -130,6 +131,24 @@ public sealed record VmmConfig
         }
         if (c.MemoryBytes is long memory && (memory < 1 || (ulong)memory > MaxMemoryBytes))
             throw new VmmConfigException($"{where("memory_bytes")}: {memory} is out of range (1 to {MaxMemoryBytes}).");
+        if (c.MemoryMaximumBytes is long maximum && (maximum < 1 || (ulong)maximum > MaxMemoryBytes))
+            throw new VmmConfigException($"{where("memory_maximum_bytes")}: {maximum} is out of range (1 to {MaxMemoryBytes}).");
+        ulong memoryBytes = c.MemoryBytes is long mb ? (ulong)mb : m.MemoryBytes;
+        ulong maximumBytes = c.MemoryMaximumBytes is long mx ? (ulong)mx : 0;
+        if (maximumBytes != 0 && maximumBytes < memoryBytes)
+            throw new VmmConfigException($"{where("memory_maximum_bytes")}: {maximumBytes} is below memory_bytes ({memoryBytes}).");
+        int memDevices = devices.Count(d => d is MemDeviceConfig);
+        if (memDevices > 1) throw new VmmConfigException($"{where("devices")}: {memDevices} virtio-mem devices (one covers the whole hot-plug region).");
+        if (maximumBytes > memoryBytes)
+        {
+            // The hot-plug region needs its device; an explicit one (with its block size) comes from "devices".
+            if (memDevices == 0) devices.Add(new MemDeviceConfig());
+            ulong block = devices.OfType<MemDeviceConfig>().Single().BlockSizeBytes;
+            if ((maximumBytes - memoryBytes) % block != 0)
+                throw new VmmConfigException($"{where("memory_maximum_bytes")}: {maximumBytes} minus memory_bytes ({memoryBytes}) is not a multiple of the {block}-byte virtio-mem block size.");
+        }
+        else if (memDevices > 0)
+            throw new VmmConfigException($"{where("devices")}: a virtio-mem device (type mem) needs memory_maximum_bytes above memory_bytes.");
         if (c.Firmware is { Length: 0 }) throw new VmmConfigException($"{where("firmware")}: the firmware path is empty.");
         var (serial, serialPath) = c.Serial is { } s ? ParseSerial(s, where("serial")) : (SerialMode.Stdio, null);
         m = m with
@@ -137,7 +156,8 @@ public sealed record VmmConfig
             KernelPath = c.Kernel,
             InitrdPath = c.Initrd,
             Cmdline = c.Cmdline ?? m.Cmdline,
-            MemoryBytes = c.MemoryBytes is long bytes ? (ulong)bytes : m.MemoryBytes,
+            MemoryBytes = memoryBytes,
+            MemoryMaximumBytes = maximumBytes,
             VcpuCount = c.Vcpus ?? m.VcpuCount,
             MaxVcpus = c.MaxVcpus ?? m.MaxVcpus,
             Memory = m.Memory with
@@ -194,6 +214,7 @@ public sealed record VmmConfig
                 Initrd = m.InitrdPath,
                 Cmdline = m.Cmdline,
                 MemoryBytes = (long)m.MemoryBytes,
+                MemoryMaximumBytes = m.MemoryMaximumBytes == 0 ? null : (long)m.MemoryMaximumBytes,
                 Vcpus = m.VcpuCount,
                 MaxVcpus = m.EffectiveMaxVcpus,
                 Serial = Serial switch { SerialMode.File => "file:" + SerialPath, SerialMode.None => "none", _ => "stdio" },
@@ -235,6 +256,7 @@ public sealed record VmmConfig
         "initrd" => c with { Initrd = value },
         "cmdline" => c with { Cmdline = value },
         "memory" => c with { MemoryBytes = (long)ParseSize(value, flag) },
+        "max_memory" => c with { MemoryMaximumBytes = (long)ParseSize(value, flag) },
         "vcpus" => c with { Vcpus = ParseInt(value, flag) },
         "max_vcpus" => c with { MaxVcpus = ParseInt(value, flag) },
         "serial" => c with { Serial = value }, // checked with the other fields, naming this flag
@@ -267,7 +289,7 @@ public sealed record VmmConfig
     };
 
     /// <summary>The configuration fields each flag sets, for messages about a value that came from a flag.</summary>
-    private static string FieldOfFlag(string key) => key == "memory" ? "memory_bytes" : key;
+    private static string FieldOfFlag(string key) => key switch { "memory" => "memory_bytes", "max_memory" => "memory_maximum_bytes", _ => key };
 
     /// <summary>Applies command-line flags on top of an optional --config file. Flags win over the file.</summary>
     public static VmmConfig FromArgs(IReadOnlyList<string> args)
@@ -325,7 +347,8 @@ public sealed record VmmConfig
         Usage: kvmps-vmm [--config FILE] [options]
         Runs one KVM virtual machine in this process.
 
-          --config FILE           JSON configuration (fields: kernel, initrd, cmdline, memory_bytes, vcpus, max_vcpus,
+          --config FILE           JSON configuration (fields: kernel, initrd, cmdline, memory_bytes,
+                                  memory_maximum_bytes, vcpus, max_vcpus,
                                   serial, control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
                                   kvm_device, firmware, debugcon; docs/vmm.md);
                                   flags given after it override the file
@@ -333,6 +356,8 @@ public sealed record VmmConfig
           --initrd PATH           initial ramdisk
           --cmdline TEXT          kernel command line
           --memory SIZE           guest memory, e.g. 256M, 1G (default 256M)
+          --max-memory SIZE       memory the guest may grow to while it runs (virtio-mem, memory.set;
+                                  maximum minus memory in whole 2 MiB blocks; default: no growth)
           --vcpus N               vCPUs at boot (default 1)
           --max-vcpus N           vCPUs reserved in the firmware tables for hot-add (default: --vcpus)
           --serial MODE           stdio | file:PATH | none (default stdio)
@@ -340,7 +365,8 @@ public sealed record VmmConfig
           --hugepages MODE        none | thp | hugetlbfs
           --ksm on|off            mark guest memory mergeable for KSM
           --numa-node N           bind guest memory to host NUMA node N
-          --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng
+          --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng, net, block,
+                                  balloon, vsock, mem
           --rng on|off            shorthand for --device rng
           --firmware PATH|seabios boot firmware from the reset vector instead of a kernel (seabios:
                                   /usr/share/seabios/bios-256k.bin); it boots the first block device

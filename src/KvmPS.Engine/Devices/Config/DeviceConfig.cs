@@ -2,6 +2,7 @@ using System.Text.Json;
 using KvmPS.Devices.Virtio;
 using KvmPS.Devices.Virtio.Balloon;
 using KvmPS.Devices.Virtio.Block;
+using KvmPS.Devices.Virtio.Mem;
 using KvmPS.Devices.Virtio.Net;
 using KvmPS.Devices.Virtio.Rng;
 using KvmPS.Devices.Virtio.Vsock;
@@ -35,6 +36,7 @@ public abstract record DeviceConfig
         ["block"] = BlockDeviceConfig.Parse,
         ["balloon"] = BalloonDeviceConfig.Parse,
         ["vsock"] = VsockDeviceConfig.Parse,
+        [MemDeviceConfig.TypeName] = MemDeviceConfig.Parse,
     };
 
     public static IEnumerable<string> Types => Parsers.Keys.Order();

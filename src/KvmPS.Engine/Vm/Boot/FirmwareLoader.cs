@@ -156,7 +156,7 @@ public static class FirmwareLoader
     public static byte[] E820File(GuestMemory memory, FirmwareImage? image)
     {
         var entries = new List<E820Entry>();
-        foreach (var r in memory.Regions) entries.Add(new E820Entry(r.GuestAddress, r.SizeBytes, E820Type.Ram));
+        foreach (var r in memory.BootRegions) entries.Add(new E820Entry(r.GuestAddress, r.SizeBytes, E820Type.Ram));
         entries.Add(new E820Entry(MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize, E820Type.Reserved));
         ulong kvmBase = image?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress;
         entries.Add(new E820Entry(kvmBase, 0x4000, E820Type.Reserved));

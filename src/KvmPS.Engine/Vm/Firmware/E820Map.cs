@@ -19,7 +19,7 @@ public static class E820Map
             new(0, MemoryLayout.EbdaStart, E820Type.Ram),
             new(MemoryLayout.EbdaStart, MemoryLayout.HighMemoryStart - MemoryLayout.EbdaStart, E820Type.Reserved),
         };
-        foreach (var region in memory.Regions)
+        foreach (var region in memory.BootRegions) // the hot-plug region is not RAM until its device plugs it
         {
             ulong start = Math.Max(region.GuestAddress, MemoryLayout.HighMemoryStart);
             if (region.EndAddress > start) map.Add(new E820Entry(start, region.EndAddress - start, E820Type.Ram));
