@@ -31,8 +31,8 @@ public static class EarlyKvmVm
     }
 
     /// <summary>
-    /// The early VM if one was started for <paramref name="devicePath"/> and succeeded (waiting for it if needed);
-    /// it is handed out once. Otherwise false, and the caller creates its own.
+    /// The early VM, with its in-kernel irqchip already created, if one was started for <paramref name="devicePath"/>
+    /// and succeeded (waiting for it if needed); it is handed out once. Otherwise false, and the caller creates its own.
     /// </summary>
     public static bool TryTake(string devicePath, out KvmSystemHandle system, out KvmVmHandle vm)
     {
@@ -59,6 +59,7 @@ public static class EarlyKvmVm
         {
             system = Kvm.OpenSystem(devicePath);
             vm = Kvm.CreateVm(system);
+            Kvm.CreateIrqchip(vm);
             PayFirstSlotCost(vm);
             lock (Gate) (_system, _vm) = (system, vm);
         }

@@ -100,7 +100,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     {
         _firmware = Config.FirmwarePath is null ? null : FirmwareImage.Load(Config.FirmwarePath);
 
-        if (EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm)) (_system, _vm) = (earlySystem, earlyVm);
+        bool early = EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm);
+        if (early) (_system, _vm) = (earlySystem, earlyVm);
         else _system = Kvm.OpenSystem(Config.KvmDevicePath);
         int maxVcpus = Math.Max(Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_MAX_VCPUS), Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_NR_VCPUS));
         if (Config.EffectiveMaxVcpus > maxVcpus && maxVcpus > 0)
@@ -108,7 +109,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _vm ??= Kvm.CreateVm(_system);
         Kvm.SetTssAddr(_vm, _firmware?.KvmTssAddress ?? MemoryLayout.KvmTssAddress);
         Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
-        Kvm.CreateIrqchip(_vm);
+        if (!early) Kvm.CreateIrqchip(_vm); // the early VM has it already
         Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
         // KVM's default routing leaves the PIT on IOAPIC pin 0; our tables put it on pin 2. Commit before any vCPU runs.
         _msiRouter = new KvmMsiRouter(_vm, DeviceLogger);
