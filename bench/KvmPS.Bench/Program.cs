@@ -5,7 +5,7 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e" };
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "9a", "9b" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
@@ -255,6 +255,9 @@ if (figures.Contains("7")) results.AddRange(LinuxBoot.Measure(vmm, qemu!, runs))
 
 // 8. Snapshots: create, restore to running, RSS after restore, against QEMU's migration to a file.
 if (figures.Any(f => f.StartsWith('8'))) results.AddRange(Snapshots.Measure(vmm, qemu!, guest, work, runs, figures));
+
+// 9. vCPU hot-add and removal on a running VM (no peer).
+if (figures.Any(f => f.StartsWith('9'))) results.AddRange(Hotplug.Measure(vmm, work, runs));
 
 string table = Report.Table(results);
 Console.WriteLine(table);

@@ -45,6 +45,7 @@ public static class Report
         lines.InsertRange(header + 2, kept.Concat(newRows));
         AddMethodLine(lines, ids, "7", "6. ", Figure7Method);
         AddMethodLine(lines, ids, "8", "7. ", Snapshots.Method);
+        AddMethodLine(lines, ids, "9", "8. ", Hotplug.Method);
         File.WriteAllLines(path, lines);
     }
 
@@ -93,6 +94,7 @@ public static class Report
         sb.AppendLine("6. 20 VMMs started at once, 128 MiB each; time until every one has printed its first console byte.");
         sb.AppendLine(Figure7Method);
         sb.AppendLine(Snapshots.Method);
+        sb.AppendLine(Hotplug.Method);
         sb.AppendLine();
         sb.AppendLine(ReadingMarker);
         sb.Append(reading.Length > 0 ? reading : "\n## Reading\n\n(to be written after the first run)\n");
