@@ -284,7 +284,7 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
     {
         if (_resetEventPending) SendTransportReset(context);
         if (queue == TxQueue) ProcessTx(context);
-        // Anything queue processing produced (RST, RESPONSE, credit updates) and anything host threads queued goes out now.
+        // Anything queue processing produced (RST, RESPONSE, credit updates) and anything the host thread queued goes out now.
         DeliverToGuest(context);
     }
 
