@@ -2,12 +2,12 @@ using System.Runtime.InteropServices;
 
 namespace KvmPS.Interop;
 
-/// <summary>epoll(7) imports for the device I/O thread (ioeventfd queue notifications).</summary>
+/// <summary>epoll(7) imports for the device I/O thread (ioeventfd queue notifications) and the vsock host thread (sockets).</summary>
 internal static unsafe partial class Epoll
 {
     public const int EPOLL_CLOEXEC = 0x80000;
     public const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
-    public const uint EPOLLIN = 0x001, EPOLLERR = 0x008, EPOLLHUP = 0x010;
+    public const uint EPOLLIN = 0x001, EPOLLOUT = 0x004, EPOLLERR = 0x008, EPOLLHUP = 0x010, EPOLLRDHUP = 0x2000, EPOLLET = 1u << 31;
 
     /// <summary><c>struct epoll_event</c> is packed on x86-64: 4-byte events, then the 8-byte data union (12 bytes).</summary>
     [StructLayout(LayoutKind.Sequential, Pack = 4)]
@@ -44,6 +44,36 @@ public sealed class EpollHandle : FileDescriptorHandle
     {
         var ev = new Epoll.EpollEvent { events = Epoll.EPOLLIN, data = token };
         if (Epoll.Ctl(Fd, Epoll.EPOLL_CTL_ADD, target.Fd, &ev) != 0) throw NativeCallException.FromLastError("epoll_ctl(ADD)");
+    }
+
+    /// <summary>
+    /// Watches a socket (or any fd-backed handle) for <paramref name="events"/> (<see cref="Epoll"/>'s EPOLL* bits, e.g.
+    /// EPOLLIN | EPOLLOUT | EPOLLET); <paramref name="token"/> comes back from <see cref="Wait"/>.
+    /// </summary>
+    public unsafe void Add(SafeHandle target, ulong token, uint events)
+    {
+        bool added = false;
+        try
+        {
+            target.DangerousAddRef(ref added);
+            var ev = new Epoll.EpollEvent { events = events, data = token };
+            if (Epoll.Ctl(Fd, Epoll.EPOLL_CTL_ADD, (int)target.DangerousGetHandle(), &ev) != 0) throw NativeCallException.FromLastError("epoll_ctl(ADD)");
+        }
+        finally { if (added) target.DangerousRelease(); }
+    }
+
+    /// <summary>Stops watching a handle added with <see cref="Add(SafeHandle, ulong, uint)"/>; a closed handle is skipped.</summary>
+    public unsafe void Remove(SafeHandle target)
+    {
+        bool added = false;
+        try
+        {
+            target.DangerousAddRef(ref added);
+            var ev = default(Epoll.EpollEvent);
+            Epoll.Ctl(Fd, Epoll.EPOLL_CTL_DEL, (int)target.DangerousGetHandle(), &ev);
+        }
+        catch (ObjectDisposedException) { } // closing the fd already took it out of the epoll set
+        finally { if (added) target.DangerousRelease(); }
     }
 
     public unsafe void Remove(FileDescriptorHandle target)

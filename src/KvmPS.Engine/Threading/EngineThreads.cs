@@ -10,8 +10,10 @@ public enum ThreadRole
     DeviceIo,
     /// <summary>Receives frames from a tap device.</summary>
     TapReceive,
-    /// <summary>Device work a guest cannot drive directly: timers, host-side sockets.</summary>
+    /// <summary>Device work a guest cannot drive directly: timers, periodic polls, kicks.</summary>
     DeviceWorker,
+    /// <summary>Moves bytes between a device and host sockets (vsock's Unix sockets): accept, connect, send, receive on non-blocking fds.</summary>
+    HostSockets,
     /// <summary>Accepts and serves control-socket clients.</summary>
     Control,
     /// <summary>Moves console bytes between the serial port and its clients.</summary>

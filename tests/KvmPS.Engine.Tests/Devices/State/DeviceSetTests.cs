@@ -36,12 +36,12 @@ public sealed class DeviceSetTests : IDisposable
         drv.DriverOk();
         var set = new DeviceSet([], bus, null);
         set.PauseAll();
-        long runs = vsock.Worker.Runs;
+        long runs = vsock.Host.DeliveryRuns;
         vsock.Kick(); // a host socket has data for the guest
         Thread.Sleep(100);
-        Assert.Equal(runs, vsock.Worker.Runs);
+        Assert.Equal(runs, vsock.Host.DeliveryRuns);
         set.ResumeAll();
-        Assert.True(SpinWait.SpinUntil(() => vsock.Worker.Runs > runs, TimeSpan.FromSeconds(5)));
+        Assert.True(SpinWait.SpinUntil(() => vsock.Host.DeliveryRuns > runs, TimeSpan.FromSeconds(5)));
         bus.Dispose();
     }
 }

@@ -67,8 +67,8 @@ public sealed class VsockPacket
 /// reads (or lies about its buffer space) cannot make the VMM grow.</item>
 /// </list>
 /// Locking: <see cref="Sync"/> guards the packet queue and every connection; it is taken inside the transport's
-/// lock (queue processing) and by host I/O threads, which never hold it while kicking the rx queue through
-/// <see cref="VirtioPciTransport.HandleNotify"/>.
+/// lock (queue processing) and by the host thread (<see cref="VsockHost"/>), which never holds it while delivering
+/// to the rx queue through <see cref="VirtioPciTransport.HandleNotify"/>.
 /// </summary>
 public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
 {
@@ -108,7 +108,6 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
     private long _pendingData;                                 // RW payload bytes in _toGuest
     private readonly HashSet<VsockConnection> _dataWaiters = new(); // readers paused by MaxUndeliveredTotal
     private int _logged;
-    private readonly DeviceWorker _worker;    // runs host-side kicks (rx delivery) off the callers' threads
     private volatile bool _resetEventPending; // restored: TRANSPORT_RESET still owed to the driver
 
     internal object Sync { get; } = new();
@@ -127,7 +126,6 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
         _log = DeviceLog.Limit(log, Name);
         GuestCid = guestCid;
         Host = new VsockHost(this, udsPath, _log);
-        _worker = new DeviceWorker("kvmps-vsock", () => _transport?.HandleNotify(RxQueue), log: _log);
     }
 
     /// <summary>Events sent to the driver (TRANSPORT_RESET after a restore).</summary>
@@ -222,14 +220,17 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
     }
 
     /// <summary>
-    /// Delivers queued packets soon: the device's worker runs the rx processing (kicks are coalesced), never inline,
-    /// so a continuation that happens to run under the transport's lock cannot re-enter the device.
+    /// Delivers queued packets soon: the host thread runs the rx processing (kicks are coalesced), never inline,
+    /// so a caller that holds the transport's lock cannot re-enter the device.
     /// </summary>
     internal void Kick()
     {
         if (_transport is null) return;
-        _worker.Signal();
+        Host.RequestDelivery();
     }
+
+    /// <summary>Rx processing on the host thread: queued packets (and a pending TRANSPORT_RESET) go to the guest.</summary>
+    internal void DeliverFromHost() => _transport?.HandleNotify(RxQueue);
 
     private void DeliverToGuest(IVirtioContext context)
     {
@@ -283,7 +284,7 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
     {
         if (_resetEventPending) SendTransportReset(context);
         if (queue == TxQueue) ProcessTx(context);
-        // Anything queue processing produced (RST, RESPONSE, credit updates) and anything host threads queued goes out now.
+        // Anything queue processing produced (RST, RESPONSE, credit updates) and anything the host thread queued goes out now.
         DeliverToGuest(context);
     }
 
@@ -370,17 +371,15 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
     }
 
     // ---- pause and state ----
-    /// <summary>Stops the kick worker (waiting for a delivery in progress). Host sockets may still queue packets in host memory; nothing reaches the guest.</summary>
-    public void Pause() => _worker.Pause();
+    /// <summary>Parks the host thread (waiting for its round in progress): no host socket is read or written, no packet queued or delivered.</summary>
+    public void Pause() => Host.Pause();
 
     /// <summary>Runs again; a restored device now sends its TRANSPORT_RESET event.</summary>
     public void Resume()
     {
-        _worker.Resume();
-        if (_resetEventPending) _worker.Signal();
+        Host.Resume();
+        if (_resetEventPending) Kick();
     }
-
-    internal DeviceWorker Worker => _worker;
 
     public string StateName => Name;
     public ushort StateVersion => VirtioVsockState.Version;
@@ -397,8 +396,7 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
 
     public void Dispose()
     {
-        _transport = null; // worker kicks and host I/O continuations no longer reach the transport
-        _worker.Dispose();
+        _transport = null; // late kicks and the host thread's last round no longer reach the transport
         Host.Dispose();
     }
 }
