@@ -72,6 +72,7 @@ public sealed class DeviceRobustnessTests : IDisposable
         var ring = new TestRing(_mem, 16, 0x10000);
         d.SetupQueue(0, ring);
         d.DriverOk();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int i = 0; i < 200; i++)
         {
             ring.SetDesc(0, 0x100000, (uint)VirtioBalloon.MaxPfnBytesPerChain + 4096, 0); // a 1 MiB + 4 KiB PFN buffer
@@ -79,7 +80,9 @@ public sealed class DeviceRobustnessTests : IDisposable
             d.Notify(0);
         }
         Assert.Equal(200, ring.UsedIdx);
-        lock (errors) Assert.InRange(errors.Count(e => e.Contains("only the first")), 1, DeviceLog.DefaultBurst + 10);
+        // The limiter's contract: a burst, then one line per interval (the loop takes seconds on a loaded host).
+        int allowed = DeviceLog.DefaultBurst + (int)Math.Ceiling(clock.Elapsed / DeviceLog.DefaultInterval) + 1;
+        lock (errors) Assert.InRange(errors.Count(e => e.Contains("only the first")), 1, allowed);
     }
 
     // ---- nothing after Dispose ----

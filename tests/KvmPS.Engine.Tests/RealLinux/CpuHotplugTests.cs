@@ -5,9 +5,11 @@ using Xunit.Abstractions;
 namespace KvmPS.Engine.Tests.RealLinux;
 
 /// <summary>
-/// ACPI CPU hot-plug with Linux as the reference client (docs/acpi.md): its ACPI processor driver reads the DSDT's
+/// Hot-plug with Linux as the reference client. CPUs through ACPI (docs/acpi.md): its ACPI processor driver reads the DSDT's
 /// processor objects at boot, and on <c>vcpu.set</c> the GPE runs the scan, Linux's hot-plug handler evaluates the
 /// new processor's <c>_STA</c>/<c>_MAT</c> and makes the CPU present, and onlining it starts the vCPU through INIT/SIPI.
+/// Memory through virtio-mem (docs/devices.md): Linux's virtio_mem driver plugs the blocks <c>memory.set</c> asks for
+/// and onlines them (<c>memhp_default_state=online</c> on the command line), and unplugs on a smaller request.
 /// The same boot ends with the agent's poweroff (the one-vCPU boot check: a boot costs minutes here).
 /// </summary>
 [Trait("Category", "RealLinux")]
@@ -17,10 +19,10 @@ public class CpuHotplugTests(ITestOutputHelper log)
     private static readonly TimeSpan GuestActs = TimeSpan.FromMinutes(3);
 
     [Fact]
-    public void AHotAddedCpuGoesOnlineIsEjectedOnRemovalAndComesBack()
+    public void CpusAndVirtioMemMemoryArePluggedAndUnpluggedLive()
     {
         using var dir = new TempDir();
-        using var guest = new LinuxGuest(dir, 1, "256M", null, "--max-vcpus", "4");
+        using var guest = new LinuxGuest(dir, 1, "256M", null, "--max-vcpus", "4", "--max-memory", "512M");
         log.WriteLine($"boot to the agent: {guest.BootTime.TotalSeconds:F1} s");
         var cpus = LinuxGuest.Fields(guest.Run("cpus"), "cpus");
         Assert.Equal("0", cpus["online"]);
@@ -66,12 +68,63 @@ public class CpuHotplugTests(ITestOutputHelper log)
             guest.Run("write /sys/devices/system/cpu/cpu1/online 1");
             cpus = WaitFor(guest, c => c["online"] == "0-1");
             Assert.Equal("2", cpus["count"]);
+
+            CheckVirtioMem(guest, control);
         }
 
         // With a second CPU online the emulated console is slower still: klog gets more time than the default.
         RealLinuxTests.AssertClean(RealLinuxTests.KernelLog(guest, LinuxGuest.CommandTimeout));
         guest.Run("poweroff");
         Assert.Equal(0, guest.WaitForExit(TimeSpan.FromSeconds(90)));
+    }
+
+    private void CheckVirtioMem(LinuxGuest guest, ControlClient control)
+    {
+        const long Mib = 1L << 20;
+        var memory = control.Ok("memory.get");
+        Assert.True(memory.GetProperty("driver_ok").GetBoolean(), $"Linux's virtio_mem driver did not take the device: {memory}");
+        long before = RealLinuxTests.MemTotalKiB(guest);
+
+        var sw = Stopwatch.StartNew();
+        var refused = control.Request("memory.set", $"\"bytes\": {1024 * Mib}");
+        Assert.False(refused.GetProperty("ok").GetBoolean());
+        control.Ok("memory.set", $"\"bytes\": {512 * Mib}");
+        WaitForPlugged(control, plugged => plugged == 256 * Mib);
+        long grown = WaitForMemTotal(guest, kib => kib >= before + 250 * 1024);
+        log.WriteLine($"memory.set 512 MiB: plugged and online in {sw.Elapsed.TotalSeconds:F1} s (MemTotal {before} -> {grown} KiB)");
+
+        // Back to the boot size: Linux offlines and unplugs what it can; at least half is given back here.
+        sw.Restart();
+        control.Ok("memory.set", $"\"bytes\": {256 * Mib}");
+        long left = WaitForPlugged(control, plugged => plugged <= 128 * Mib);
+        log.WriteLine($"memory.set 256 MiB: {left / Mib} MiB still plugged after {sw.Elapsed.TotalSeconds:F1} s");
+        Assert.True(RealLinuxTests.MemTotalKiB(guest) < grown);
+        Assert.Equal(0, control.Ok("memory.get").GetProperty("error_responses").GetInt64());
+    }
+
+    private static long WaitForPlugged(ControlClient control, Func<long, bool> done)
+    {
+        var deadline = DateTime.UtcNow + GuestActs;
+        while (true)
+        {
+            var memory = control.Ok("memory.get");
+            long plugged = memory.GetProperty("plugged_bytes").GetInt64();
+            if (done(plugged)) return plugged;
+            if (DateTime.UtcNow > deadline) Assert.Fail($"virtio-mem did not get there within {GuestActs}: {memory}");
+            Thread.Sleep(1000);
+        }
+    }
+
+    private static long WaitForMemTotal(LinuxGuest guest, Func<long, bool> done)
+    {
+        var deadline = DateTime.UtcNow + GuestActs;
+        while (true)
+        {
+            long kib = RealLinuxTests.MemTotalKiB(guest);
+            if (done(kib)) return kib;
+            if (DateTime.UtcNow > deadline) Assert.Fail($"MemTotal is {kib} KiB after {GuestActs}\n{guest.Diagnostics()}");
+            Thread.Sleep(1000);
+        }
     }
 
     /// <summary>Polls vcpu.set with the count already asked for (no new event) until the VMM reports that many present.</summary>

@@ -357,7 +357,7 @@ public class RealLinuxTests(ITestOutputHelper log)
     }
 
     /// <summary>MemTotal in KiB (mem answers MemTotal, MemFree and MemAvailable as separate lines).</summary>
-    private static long MemTotalKiB(LinuxGuest guest) =>
+    internal static long MemTotalKiB(LinuxGuest guest) =>
         long.Parse(guest.Run("mem").First(l => l.StartsWith("mem MemTotal=")).Split('=')[1]);
 
     internal static string DeviceWithSerial(IEnumerable<string> blocks, string serial) =>
