@@ -53,6 +53,7 @@ Describe 'Set-KvmMemory' {
         $vm.MemoryDemandBytes | Should -Be 512MB -Because 'the VMM was asked for 512 MiB (memory.get requested_bytes)'
         $vm.ProcessId | Should -Be $before.ProcessId
         $vm.State | Should -Be 'Running'
+        ($vm | Format-List | Out-String) | Should -Match 'MemoryDemand\s*:\s*512 MiB'
     }
 
     It 'refuses memory beyond the maximum a running VM was started with, naming it, and changes nothing' {
