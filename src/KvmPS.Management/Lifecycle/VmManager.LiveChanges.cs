@@ -99,12 +99,30 @@ public sealed partial class VmManager
             }
             catch (VmmNotRunningException) { /* stopped meanwhile: store it for the next start below */ }
         }
-        // Otherwise the target becomes the memory the VM boots with (a running VM needs a restart for it).
-        return Update(name, current =>
+        // Otherwise the target becomes the memory the VM boots with: a running VM with virtio-mem headroom grows to it at
+        // once (memory.set), else it needs a restart.
+        var result = Update(name, current =>
         {
             ValidateBalloonTarget(current, targetBytes);
             return current with { Memory = current.Memory with { StartupBytes = targetBytes } };
         });
+        if (definition.BalloonEnabled && result.Changes.Any(c => c is { Property: "MemoryStartupBytes", Application: ChangeApplication.AppliedLive }))
+            EmptyBalloon(name);
+        return result;
+    }
+
+    /// <summary>
+    /// Above the boot memory virtio-mem gives the guest the target; a balloon still inflated from an earlier, lower
+    /// target would keep taking its share, so it is emptied (a VM stopped meanwhile has nothing to empty).
+    /// </summary>
+    private void EmptyBalloon(string name)
+    {
+        try
+        {
+            using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+            client.SetBalloon(0);
+        }
+        catch (VmmNotRunningException) { }
     }
 
     private static void ValidateBalloonTarget(VmDefinition current, long targetBytes)

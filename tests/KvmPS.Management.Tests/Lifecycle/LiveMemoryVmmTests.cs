@@ -102,6 +102,27 @@ public sealed class LiveMemoryVmmTests : IDisposable
     }
 
     [Fact]
+    public void A_balloon_target_above_the_boot_memory_grows_the_vm_live_and_empties_the_balloon()
+    {
+        var definition = TestDefinitions.Minimal("dyn") with { Memory = new MemorySettings(256 * MiB, 128 * MiB, 512 * MiB), BalloonEnabled = true };
+        _manager.New(definition);
+        var pid = _manager.Start("dyn").Pid;
+
+        Assert.True(_manager.SetBalloon("dyn", 160 * MiB).AppliedLive); // below the boot memory: the balloon
+        using (var client = VmmClient.Connect(_sandbox.Store.SocketPath("dyn")))
+            Assert.Equal(96 * MiB, client.GetBalloon().TargetBytes);
+
+        var grow = _manager.SetBalloon("dyn", 384 * MiB); // above it: virtio-mem
+        Assert.True(grow.AppliedLive);
+        Assert.False(grow.RestartNeeded);
+        Assert.Equal(384 * MiB, FromVmm("dyn").RequestedBytes);
+        using (var client = VmmClient.Connect(_sandbox.Store.SocketPath("dyn")))
+            Assert.Equal(0, client.GetBalloon().TargetBytes);
+        Assert.Equal(384 * MiB, _sandbox.Store.Get("dyn").Memory.StartupBytes);
+        Assert.Equal(pid, _manager.Get("dyn").Pid);
+    }
+
+    [Fact]
     public void A_vm_without_a_maximum_above_startup_gets_no_virtio_mem_and_a_memory_change_waits_for_a_restart()
     {
         StartWithMemory("fixed", 64 * MiB, 64 * MiB);
