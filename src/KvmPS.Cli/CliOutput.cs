@@ -51,7 +51,7 @@ internal static class CliOutput
         vm.Name,
         vm.State.ToString(),
         (vm.Live?.Vcpus ?? vm.Definition.Vcpus.Count).ToString(CultureInfo.InvariantCulture),
-        Bytes(vm.Live?.MemoryBytes ?? vm.Definition.Memory.StartupBytes),
+        Bytes(vm.Live?.MemoryCurrentBytes ?? vm.Definition.Memory.StartupBytes),
         vm.Pid?.ToString(CultureInfo.InvariantCulture) ?? "-",
         Uptime(vm.Uptime),
         vm.Definition.Autostart ? "yes" : "no",
@@ -78,7 +78,11 @@ internal static class CliOutput
         if (vm.Live is { } live)
         {
             w.WriteNumber("liveVcpus", live.Vcpus);
-            w.WriteNumber("liveMemoryBytes", live.MemoryBytes);
+            w.WriteNumber("liveMemoryBytes", live.MemoryCurrentBytes);
+            if (live.MemoryRequestedBytes is { } requested)
+                w.WriteNumber("liveMemoryRequestedBytes", requested);
+            if (live.MemoryMaximumBytes is { } maximum)
+                w.WriteNumber("liveMemoryMaximumBytes", maximum);
         }
         if (vm.Uptime is { } up)
             w.WriteNumber("uptimeSeconds", Math.Round(up.TotalSeconds, 3));

@@ -23,7 +23,7 @@ public sealed class KvmVm
     public VmState State => Info.State;
     public string? StateReason => Info.StateReason;
 
-    /// <summary>vCPUs: the running VMM's count while active, else the definition's.</summary>
+    /// <summary>vCPUs: those present in the running VMM while active (hot-added count, ejected do not), else the definition's.</summary>
     public int ProcessorCount => Info.Live?.Vcpus ?? Definition.Vcpus.Count;
 
     public int MaximumProcessorCount => Definition.Vcpus.Maximum;
@@ -31,8 +31,14 @@ public sealed class KvmVm
     public long MemoryMinimumBytes => Definition.Memory.MinimumBytes;
     public long MemoryMaximumBytes => Definition.Memory.MaximumBytes;
 
-    /// <summary>Guest RAM the running VMM mapped; null when the VM is not running.</summary>
-    public long? MemoryAssignedBytes => Info.Live?.MemoryBytes;
+    /// <summary>
+    /// Memory the running guest has: the boot memory plus what its virtio-mem driver has plugged (Hyper-V's
+    /// MemoryAssigned); null when the VM is not running.
+    /// </summary>
+    public long? MemoryAssignedBytes => Info.Live?.MemoryCurrentBytes;
+
+    /// <summary>Memory last asked of the running VM (Set-KvmMemory live; the guest plugs up to it in its own time); null without virtio-mem or not running.</summary>
+    public long? MemoryDemandBytes => Info.Live?.MemoryRequestedBytes;
 
     /// <summary>Assigned memory while running, startup memory otherwise, in MiB.</summary>
     public long MemoryMB => (MemoryAssignedBytes ?? MemoryStartupBytes) / (1024 * 1024);

@@ -58,6 +58,31 @@ public sealed class LiveCliVmmTests : IDisposable
         Assert.Equal(pid, _sandbox.Manager.Get("clihot").Pid);
     }
 
+    [Fact]
+    public void Setmem_live_resizes_memory_in_the_same_vmm_within_its_maximum_and_refuses_beyond_it()
+    {
+        _sandbox.Manager.New(TestDefinitions.Minimal("climem") with { Memory = new MemorySettings(256L << 20, 256L << 20, 1L << 30) });
+        var pid = _sandbox.Manager.Start("climem").Pid;
+
+        var (code, output, error) = Run("vm", "setmem", "climem", "512M", "--live");
+        Assert.True(code == 0, error);
+        Assert.Contains("MemoryStartupBytes 256 MiB -> 512 MiB (applied to the running VM and stored)", output);
+        using (var client = KvmPS.Management.Vmm.VmmClient.Connect(_sandbox.Store.SocketPath("climem")))
+            Assert.Equal(512L << 20, client.GetMemory().RequestedBytes);
+        Assert.Equal(pid, _sandbox.Manager.Get("climem").Pid);
+
+        (code, _, error) = Run("vm", "setmem", "climem", "2G", "--live");
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("maximum memory of 1GB", error);
+        Assert.Equal(512L << 20, _sandbox.Store.Get("climem").Memory.StartupBytes);
+
+        (code, output, error) = Run("vm", "list", "--json");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        var vm = json.RootElement[0];
+        Assert.Equal((512L << 20, 1L << 30), (vm.GetProperty("liveMemoryRequestedBytes").GetInt64(), vm.GetProperty("liveMemoryMaximumBytes").GetInt64()));
+    }
+
     [Theory]
     [InlineData("512M", 512L << 20)]
     [InlineData("1G", 1L << 30)]

@@ -40,12 +40,16 @@ Describe 'Invoke-KvmBalloon' {
         (Invoke-KvmBalloon bal-run -TargetBytes 96MB).TargetBytes | Should -Be 96MB
     }
 
-    It 'stores the new target of a VM without a balloon as its startup memory, to apply at restart' {
+    It 'grows a running VM without a balloon live within its maximum (virtio-mem) and stores it as its startup memory' {
         Start-KvmVm bal-off
-        $status = Invoke-KvmBalloon bal-off -TargetBytes 80MB -WarningVariable warnings -WarningAction SilentlyContinue
-        "$warnings" | Should -Match 'restart'
+        $pidBefore = (Get-KvmVm bal-off).ProcessId
+        $status = Invoke-KvmBalloon bal-off -TargetBytes 80MB -WarningVariable warnings
+        $warnings | Should -BeNullOrEmpty -Because 'memory above startup and within the maximum is hot-plugged'
         $status.TargetBytes | Should -Be 80MB
-        (Get-KvmVm bal-off).MemoryStartupBytes | Should -Be 80MB
+        $vm = Get-KvmVm bal-off
+        $vm.MemoryStartupBytes | Should -Be 80MB
+        $vm.MemoryDemandBytes | Should -Be 80MB
+        $vm.ProcessId | Should -Be $pidBefore
         Stop-KvmVm bal-off -TurnOff
     }
 

@@ -113,6 +113,27 @@ Describe 'Invoke-KvmDesiredState' {
             Remove-KvmTestVm ids-hot
         }
 
+        It 'applies memory edited in the manifest to the running VM live (virtio-mem) within its maximum, in the same VMM' {
+            $m = New-KvmTestManifest 'mem.psd1' "@{ Name = 'ids-mem'; MemoryStartupBytes = 256MB; MemoryMaximumBytes = 1GB; State = 'Running' }"
+            Invoke-KvmDesiredState $m -Confirm:$false | Out-Null
+            $pidBefore = (Get-KvmVm ids-mem).ProcessId
+            $m = New-KvmTestManifest 'mem.psd1' "@{ Name = 'ids-mem'; MemoryStartupBytes = 512MB; MemoryMaximumBytes = 1GB; State = 'Running' }"
+            $results = @(Invoke-KvmDesiredState $m -Confirm:$false -WarningVariable warnings)
+            ($results | ForEach-Object { $_.Action.Kind.ToString() }) | Should -Be @('UpdateLive')
+            $warnings | Should -BeNullOrEmpty
+            $vm = Get-KvmVm ids-mem
+            $vm.ProcessId | Should -Be $pidBefore
+            $vm.MemoryDemandBytes | Should -Be 512MB -Because 'the VMM was asked for 512 MiB (memory.get requested_bytes)'
+            Test-KvmDesiredState $m | Should -BeTrue
+            # A higher maximum is restart-only.
+            $m = New-KvmTestManifest 'mem.psd1' "@{ Name = 'ids-mem'; MemoryStartupBytes = 512MB; MemoryMaximumBytes = 2GB; State = 'Running' }"
+            $results = @(Invoke-KvmDesiredState $m -Confirm:$false -WarningVariable warnings -WarningAction SilentlyContinue)
+            ($results | ForEach-Object { $_.Action.Kind.ToString() }) | Should -Be @('UpdateNeedsRestart')
+            "$warnings" | Should -Match 'MemoryMaximumBytes'
+            (Get-KvmVm ids-mem).ProcessId | Should -Be $pidBefore
+            Remove-KvmTestVm ids-mem
+        }
+
         It 'restarts a running VM for a change that needs it when the manifest says RestartIfNeeded' {
             $pidBefore = (Get-KvmVm ids-db).ProcessId
             $m = New-KvmTestManifest 'bigger.psd1' "@{ Name = 'ids-db'; MemoryStartupBytes = 96MB; State = 'Running'; RestartIfNeeded = `$true }"

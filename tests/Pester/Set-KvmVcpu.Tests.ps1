@@ -41,6 +41,21 @@ Describe 'Set-KvmVcpu' {
         (Get-KvmVm cpu-run).Definition.Vcpus.Count | Should -Be 3
     }
 
+    It 'removes vCPUs from a running VM live and shows the vCPUs present once the guest ejected them' {
+        New-KvmTestVm -Name cpu-four -ProcessorCount 4 -Start | Out-Null
+        $before = Get-KvmVm cpu-four
+        $before.ProcessorCount | Should -Be 4
+        Set-KvmVcpu cpu-four -Count 2 -WarningVariable warnings
+        $warnings | Should -BeNullOrEmpty
+        $deadline = (Get-Date).AddSeconds(30)
+        while ((Get-KvmVm cpu-four).ProcessorCount -ne 2 -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 200 }
+        $vm = Get-KvmVm cpu-four
+        $vm.ProcessorCount | Should -Be 2 -Because 'ejected vCPUs are not counted'
+        $vm.ProcessId | Should -Be $before.ProcessId
+        $vm.Definition.Vcpus.Count | Should -Be 2
+        Remove-KvmTestVm cpu-four
+    }
+
     It 'refuses a count beyond the maximum of a running VM, naming the limit, and leaves it unchanged' {
         $before = Get-KvmVm cpu-run
         Set-KvmVcpu cpu-run -Count 5 -ErrorVariable err -ErrorAction SilentlyContinue

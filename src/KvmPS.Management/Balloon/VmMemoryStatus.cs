@@ -91,7 +91,7 @@ public static class VmMemoryStatusReader
             TargetBytes = info.Live?.MemoryBytes is { } booted && balloonTarget is { } inflate ? booted - inflate : memory.StartupBytes,
             MinimumBytes = memory.MinimumBytes,
             MaximumBytes = memory.MaximumBytes,
-            CurrentBytes = info.Live?.MemoryBytes,
+            CurrentBytes = info.Live?.MemoryCurrentBytes,
             GuestResidentBytes = guestRss,
             ProcessResidentBytes = rss,
             BalloonActualBytes = balloonActual,

@@ -11,8 +11,15 @@ namespace KvmPS.Management.Lifecycle;
 /// <param name="BootMemoryBytes">The memory the VMM booted with: virtio-mem grows from there (the balloon goes below it).</param>
 public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemoryBytes = 0)
 {
+    /// <summary>
+    /// The VMM's own memory ceiling (<c>memory.get</c>'s <c>maximum_bytes</c>, the maximum it was started with);
+    /// null: the stored MemoryMaximumBytes before the change stands for it.
+    /// </summary>
+    public long? MaximumMemoryBytes { get; init; }
+
     /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
-    public static LiveLimits? From(VmLiveInfo? live) => live is null ? null : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes);
+    public static LiveLimits? From(VmLiveInfo? live) => live is null ? null
+        : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes) { MaximumMemoryBytes = live.MemoryMaximumBytes };
 }
 
 /// <summary>How a definition change should reach a running VM (virsh's <c>--live</c> / <c>--config</c> / <c>--current</c>).</summary>
@@ -47,9 +54,9 @@ public static class LiveChangeRules
         return property switch
         {
             "VcpuCount" => after.Vcpus.Count >= 1 && after.Vcpus.Count <= limits.MaxVcpus,
-            // The VMM's memory ceiling is the maximum it was started with: the one stored before this change.
+            // The VMM's memory ceiling is the maximum it was started with (a maximum stored since with --config is not it).
             "MemoryStartupBytes" => limits.MemoryResize && after.Memory.StartupBytes >= limits.BootMemoryBytes
-                                    && after.Memory.StartupBytes <= before.Memory.MaximumBytes,
+                                    && after.Memory.StartupBytes <= (limits.MaximumMemoryBytes ?? before.Memory.MaximumBytes),
             _ => false,
         };
     }

@@ -7,7 +7,8 @@ namespace KvmPS.Management.Lifecycle;
 public static class VmDefinitionDiff
 {
     /// <summary>Properties that never need the VMM: changing them never needs a restart.</summary>
-    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes" };
+    /// <remarks>MemoryMinimumBytes is the balloon's floor, enforced by management (the VMM never sees it), so a running VM needs no restart for it.</remarks>
+    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes", "MemoryMinimumBytes" };
 
     /// <summary>The changed properties as (schema name, old value, new value).</summary>
     public static IReadOnlyList<(string Property, string? Old, string? New)> Compare(VmDefinition before, VmDefinition after)

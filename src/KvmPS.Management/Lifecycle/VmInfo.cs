@@ -32,9 +32,9 @@ public enum VmState
 }
 
 /// <summary>Facts from the live VMM (<c>describe</c> + <c>status</c>); null when no VMM answers.</summary>
-/// <param name="Vcpus">vCPUs the VMM runs now.</param>
+/// <param name="Vcpus">vCPUs present now (the VMM's <c>present_vcpus</c>: hot-added ones count, ejected ones do not).</param>
 /// <param name="MaxVcpus">vCPUs the guest's ACPI tables allow for hot-add.</param>
-/// <param name="MemoryBytes">Guest RAM the VMM mapped.</param>
+/// <param name="MemoryBytes">Guest RAM the VMM booted with (virtio-mem adds to it: <see cref="MemoryCurrentBytes"/>).</param>
 /// <param name="Boots">How many times the guest booted in this VMM (resets count).</param>
 /// <param name="Exit">How the VM ended, once it has (crash reason and registers for a crash).</param>
 public sealed record VmLiveInfo(
@@ -50,6 +50,21 @@ public sealed record VmLiveInfo(
 {
     /// <summary>The VMM resizes guest memory live (<c>memory.set</c>, virtio-mem) within the maximum it was started with.</summary>
     public bool MemoryResize { get; init; }
+
+    /// <summary>The memory ceiling the VMM was started with (virtio-mem); null without one.</summary>
+    public long? MemoryMaximumBytes { get; init; }
+
+    /// <summary>Total memory last asked for with <c>memory.set</c> (boot memory included); null without virtio-mem.</summary>
+    public long? MemoryRequestedBytes { get; init; }
+
+    /// <summary>
+    /// Memory the guest has now: boot memory plus the blocks its virtio-mem driver has plugged (it follows
+    /// <see cref="MemoryRequestedBytes"/> in its own time). Without virtio-mem, the boot memory.
+    /// </summary>
+    public long MemoryCurrentBytes => MemoryPluggedBytes is { } plugged ? MemoryBytes + plugged : MemoryBytes;
+
+    /// <summary>Hot-plugged memory the guest has taken so far; null without virtio-mem.</summary>
+    public long? MemoryPluggedBytes { get; init; }
 }
 
 /// <summary>A VM: its stored definition plus what is running now.</summary>

@@ -36,7 +36,29 @@ public sealed partial class VmManager
     public ChangeResult ChangeSettings(string name, VmSettingsChange change, ChangeScope scope = ChangeScope.Current)
     {
         ArgumentNullException.ThrowIfNull(change);
-        return Update(name, change.ApplyTo, scope);
+        return Update(name, current =>
+        {
+            var after = change.ApplyTo(current);
+            if (scope != ChangeScope.Config && change.MemoryStartupBytes is { } startup && change.MemoryMaximumBytes is null)
+                RefuseMemoryAboveRunningMaximum(name, startup);
+            return after;
+        }, scope);
+    }
+
+    /// <summary>
+    /// Memory on a running VM that resizes it (virtio-mem) goes up to the maximum its VMM was started with. Asked for more
+    /// without a new maximum, the change is refused naming that limit (as <see cref="SetVcpu"/> refuses a count above
+    /// VcpuMaximum) instead of silently widening the maximum and waiting for a restart; give a maximum too for that.
+    /// </summary>
+    private void RefuseMemoryAboveRunningMaximum(string name, long startupBytes)
+    {
+        var snapshot = Probe(name);
+        if (snapshot is not { Active: true, State: VmState.Running or VmState.Paused } || LimitsOf(snapshot) is not { MemoryResize: true } limits)
+            return;
+        if (limits.MaximumMemoryBytes is { } maximum && startupBytes > maximum)
+            throw new ManagementValidationException(name, "MemoryStartupBytes",
+                $"{SizeParser.Format(startupBytes)} exceeds the maximum memory of {SizeParser.Format(maximum)} the running VM was started with " +
+                "(MemoryMaximumBytes; raise it too to store the change for the next start)");
     }
 
     /// <summary>How <see cref="AttachDisk"/> would attach <paramref name="request"/> (for confirmation texts); changes nothing.</summary>

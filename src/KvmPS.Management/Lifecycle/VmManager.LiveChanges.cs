@@ -99,12 +99,30 @@ public sealed partial class VmManager
             }
             catch (VmmNotRunningException) { /* stopped meanwhile: store it for the next start below */ }
         }
-        // Otherwise the target becomes the memory the VM boots with (a running VM needs a restart for it).
-        return Update(name, current =>
+        // Otherwise the target becomes the memory the VM boots with: a running VM with virtio-mem headroom grows to it at
+        // once (memory.set), else it needs a restart.
+        var result = Update(name, current =>
         {
             ValidateBalloonTarget(current, targetBytes);
             return current with { Memory = current.Memory with { StartupBytes = targetBytes } };
         });
+        if (definition.BalloonEnabled && result.Changes.Any(c => c is { Property: "MemoryStartupBytes", Application: ChangeApplication.AppliedLive }))
+            EmptyBalloon(name);
+        return result;
+    }
+
+    /// <summary>
+    /// Above the boot memory virtio-mem gives the guest the target; a balloon still inflated from an earlier, lower
+    /// target would keep taking its share, so it is emptied (a VM stopped meanwhile has nothing to empty).
+    /// </summary>
+    private void EmptyBalloon(string name)
+    {
+        try
+        {
+            using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+            client.SetBalloon(0);
+        }
+        catch (VmmNotRunningException) { }
     }
 
     private static void ValidateBalloonTarget(VmDefinition current, long targetBytes)
@@ -125,16 +143,24 @@ public sealed partial class VmManager
     /// <summary>What the running VMM can change, from its <c>describe</c> reply (taken by the probe).</summary>
     private static LiveLimits? LimitsOf(RuntimeSnapshot snapshot) => snapshot.Description is { } description
         ? new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
+        {
+            MaximumMemoryBytes = snapshot.Memory?.MaximumBytes,
+        }
         : null;
 
     /// <summary>
-    /// Memory resize needs the engine's <c>memory.set</c> request record (<c>MemorySetRequest</c>, virtio-mem) in
-    /// KvmPS.Contract, which is not in this branch yet: until it is, memory changes to a running VM are RestartNeeded.
-    /// Wiring it: return <c>description.Requests.Contains(MemorySetRequest.Name)</c> here, send
-    /// <c>new MemorySetRequest { Bytes = after.Memory.StartupBytes }</c> for "MemoryStartupBytes" in <see cref="ApplyLive"/>,
-    /// and pass <c>MemoryMaximumBytes</c> in <see cref="VmmConfigBuilder"/>.
+    /// The VMM resizes memory when it answers <c>memory.set</c>: it was started with a maximum above its boot memory
+    /// (<see cref="VmmConfigBuilder"/> passes MemoryMaximumBytes), so it has a virtio-mem device.
     /// </summary>
-    private static bool SupportsMemoryResize(KvmPS.Contract.DescribeReply description) => false;
+    private static bool SupportsMemoryResize(KvmPS.Contract.DescribeReply description) =>
+        description.Requests.Contains(KvmPS.Contract.MemorySetRequest.Name);
+
+    /// <summary>
+    /// vCPUs present now: the VMM's <c>present_vcpus</c> (boot count ± hot-plug); an older VMM without it lists every
+    /// vCPU it ever created in <c>status</c>, ejected ones included, so those are left out.
+    /// </summary>
+    private static int PresentVcpus(KvmPS.Contract.DescribeReply description, VmmStatus status) =>
+        description.PresentVcpus ?? status.Vcpus.Count(v => !string.Equals(v.State, "Ejected", StringComparison.Ordinal));
 
     /// <summary>Sends one live-applicable change to the running VMM. Caller holds the store lock.</summary>
     private void ApplyLive(string name, string property, VmDefinition after)
@@ -146,6 +172,10 @@ public sealed partial class VmManager
             {
                 case "VcpuCount":
                     client.SetVcpus(after.Vcpus.Count);
+                    break;
+                case "MemoryStartupBytes":
+                    // The whole amount, boot memory included: virtio-mem plugs (or unplugs) the difference in 2 MiB blocks.
+                    client.SetMemory(after.Memory.StartupBytes);
                     break;
                 default:
                     // LiveChangeRules and this switch list the same properties; a mismatch is a bug here, not bad input.
@@ -168,7 +198,7 @@ public sealed partial class VmManager
         "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
-        "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory the running VM was started with; a higher maximum needs a restart",
+        "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory of {SizeParser.Format(limits.MaximumMemoryBytes ?? after.Memory.MaximumBytes)} the running VM was started with (MemoryMaximumBytes; a higher maximum needs a restart)",
         _ => "cannot be changed on a running VM; the change needs a restart",
     };
 }

@@ -319,8 +319,14 @@ public sealed partial class VmManager
         var name = definition.Name;
         VmLiveInfo? live = null;
         if (snapshot is { Status: { } status, Description: { } description })
-            live = new VmLiveInfo(status.Vcpus.Count, description.MaxVcpus, description.MemoryBytes, status.Boots, status.NestedPvm,
-                description.Kernel, description.Cmdline, description.Version, status.Exit) { MemoryResize = SupportsMemoryResize(description) };
+            live = new VmLiveInfo(PresentVcpus(description, status), description.MaxVcpus, description.MemoryBytes, status.Boots, status.NestedPvm,
+                description.Kernel, description.Cmdline, description.Version, status.Exit)
+            {
+                MemoryResize = SupportsMemoryResize(description),
+                MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
+                MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
+                MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,
+            };
         return new VmInfo
         {
             Definition = definition,

@@ -18,7 +18,8 @@ internal sealed record RuntimeSnapshot(
     int? PidFilePid,
     bool ProcessAlive,
     VmmStatus? Status,
-    KvmPS.Contract.DescribeReply? Description)
+    KvmPS.Contract.DescribeReply? Description,
+    KvmPS.Contract.MemoryStateReply? Memory = null)
 {
     /// <summary>A VMM process exists for the VM (whatever state it reports).</summary>
     public bool Active => ProcessAlive || Status is not null;
@@ -52,6 +53,8 @@ internal static class VmRuntimeProbe
                 using var client = VmmClient.Connect(socketPath, timeout, timeout);
                 var status = client.Status();
                 var description = client.Describe();
+                // virtio-mem: the sizes the VMM resizes within (only a VMM started with a maximum answers memory.get).
+                var memory = description.Requests.Contains(KvmPS.Contract.MemoryGetRequest.Name) ? client.GetMemory() : null;
                 var pid = description.Pid > 0 ? description.Pid : pidFilePid;
                 var (state, reason) = status.State switch
                 {
@@ -62,7 +65,7 @@ internal static class VmRuntimeProbe
                     VmmState.Crashed => (VmState.Crashed, status.Exit?.Reason ?? "the guest crashed"),
                     _ => (VmState.Unknown, $"kvmps-vmm reports state '{status.StateText}'"),
                 };
-                return new RuntimeSnapshot(state, reason, pid, pidFilePid, alive || pid is not null, status, description);
+                return new RuntimeSnapshot(state, reason, pid, pidFilePid, alive || pid is not null, status, description, memory);
             }
             catch (VmmNotRunningException)
             {

@@ -120,6 +120,17 @@ public sealed class VmmClient : IDisposable
     public VcpuSetReply SetVcpus(int count) =>
         Send(new VcpuSetRequest { Count = count }, ContractJsonContext.Default.VcpuSetReply);
 
+    /// <summary>
+    /// Asks for <paramref name="totalBytes"/> of guest memory (virtio-mem; a VMM started with a memory maximum): from the
+    /// boot memory up to that maximum in whole blocks. The VMM replies once the driver is told; the guest plugs or unplugs
+    /// in its own time (<see cref="MemoryStateReply.PluggedBytes"/> follows).
+    /// </summary>
+    public MemoryStateReply SetMemory(long totalBytes) =>
+        Send(new MemorySetRequest { Bytes = totalBytes }, ContractJsonContext.Default.MemoryStateReply);
+
+    /// <summary>The virtio-mem sizes: boot memory, maximum, requested and plugged (a VMM started with a memory maximum).</summary>
+    public MemoryStateReply GetMemory() => Send(new MemoryGetRequest(), ContractJsonContext.Default.MemoryStateReply);
+
     /// <summary>The balloon's size and the guest's memory statistics (VM with a balloon).</summary>
     public BalloonStateReply GetBalloon() => Send(new BalloonGetRequest(), ContractJsonContext.Default.BalloonStateReply);
 

@@ -42,6 +42,9 @@ public static class VmmConfigBuilder
         return configuration with
         {
             MemoryBytes = definition.Memory.StartupBytes,
+            // Memory above the startup amount is hot-plugged (virtio-mem); below it the balloon takes it back
+            // (Hyper-V's dynamic memory has the same two directions). No maximum above startup: no virtio-mem device.
+            MemoryMaximumBytes = HotplugMaximum(definition.Memory),
             Vcpus = definition.Vcpus.Count,
             MaxVcpus = definition.Vcpus.Maximum,
             Hugepages = definition.MemoryBacking.HugePages switch
@@ -108,5 +111,16 @@ public static class VmmConfigBuilder
         uint hash = 2166136261;
         foreach (char c in vmName) hash = (hash ^ c) * 16777619; // FNV-1a: stable across processes, unlike string.GetHashCode
         return string.Create(CultureInfo.InvariantCulture, $"kv{hash:x8}n{index}");
+    }
+
+    /// <summary>
+    /// The VMM's <c>memory_maximum_bytes</c>: the definition's maximum when it is above the startup memory, rounded down
+    /// to startup + whole 2 MiB virtio-mem blocks (the VMM hot-plugs only whole blocks; a startup amount that is not
+    /// itself a multiple of 2 MiB would otherwise make the VMM refuse to start). Null: no virtio-mem device.
+    /// </summary>
+    internal static long? HotplugMaximum(MemorySettings memory)
+    {
+        long blocks = (memory.MaximumBytes - memory.StartupBytes) / VmDefinition.HugePageBytes;
+        return blocks > 0 ? memory.StartupBytes + blocks * VmDefinition.HugePageBytes : null;
     }
 }

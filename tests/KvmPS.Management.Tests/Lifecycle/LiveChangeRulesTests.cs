@@ -43,6 +43,18 @@ public sealed class LiveChangeRulesTests
     }
 
     [Fact]
+    public void The_vmm_s_own_memory_maximum_bounds_a_live_resize_not_a_maximum_stored_since()
+    {
+        // Stored maximum raised to 2 GiB with --config while the VMM runs with its 1 GiB ceiling.
+        var raised = Running with { Memory = Running.Memory with { MaximumBytes = 2L << 30 } };
+        var target = raised with { Memory = raised.Memory with { StartupBytes = 1536L << 20 } };
+        var vmm = FourVcpus with { MemoryResize = true, MaximumMemoryBytes = 1L << 30 };
+        Assert.False(LiveChangeRules.CanApplyLive("MemoryStartupBytes", raised, target, vmm));
+        Assert.True(LiveChangeRules.CanApplyLive("MemoryStartupBytes", raised, target, vmm with { MaximumMemoryBytes = 2L << 30 }));
+        Assert.True(LiveChangeRules.CanApplyLive("MemoryStartupBytes", raised, raised with { Memory = raised.Memory with { StartupBytes = 1L << 30 } }, vmm));
+    }
+
+    [Fact]
     public void Restart_needed_lists_what_the_vmm_cannot_take()
     {
         var after = Running with { Vcpus = new VcpuSettings(3, 8), Notes = "n", BalloonEnabled = true };

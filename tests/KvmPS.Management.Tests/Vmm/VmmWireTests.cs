@@ -49,6 +49,28 @@ public sealed class VmmWireTests
     }
 
     [Fact]
+    public void AMaximumAboveStartupMemoryBecomesTheVirtioMemCeilingInWholeBlocks()
+    {
+        const long MiB = 1L << 20;
+        VmmConfiguration With(long startup, long maximum, bool balloon = false) => VmmConfigBuilder.BuildConfiguration(
+            TestDefinitions.Minimal("mem") with { Memory = new MemorySettings(startup, Math.Min(startup, 64 * MiB), maximum), BalloonEnabled = balloon },
+            "/s", "/l");
+
+        Assert.Null(With(256 * MiB, 256 * MiB).MemoryMaximumBytes); // fixed size: no virtio-mem device
+        Assert.Equal(1024 * MiB, With(256 * MiB, 1024 * MiB).MemoryMaximumBytes);
+        // A balloon with headroom also gets virtio-mem: the balloon below startup, hot-plug above (dynamic memory).
+        var both = With(256 * MiB, 1024 * MiB, balloon: true);
+        Assert.Equal(1024 * MiB, both.MemoryMaximumBytes);
+        Assert.Contains(both.Devices!, d => d is BalloonDeviceSpec);
+        // Startup not on a 2 MiB boundary: the ceiling is startup + whole blocks (the VMM plugs only whole blocks).
+        Assert.Equal(101 * MiB + 1022 * MiB, With(101 * MiB, 1124 * MiB).MemoryMaximumBytes);
+        Assert.Null(With(101 * MiB, 102 * MiB).MemoryMaximumBytes); // less than one block of headroom
+
+        using var json = JsonDocument.Parse(VmmConfigBuilder.Build(TestDefinitions.Minimal("w") with { Memory = new MemorySettings(256 * MiB, 256 * MiB, 512 * MiB) }, "/s", "/l"));
+        Assert.Equal(512 * MiB, json.RootElement.GetProperty("memory_maximum_bytes").GetInt64());
+    }
+
+    [Fact]
     public void AConfigurationWithAnUnknownFieldIsRefusedByName()
     {
         var e = Assert.Throws<ContractException>(() => ContractJson.ReadConfiguration("""{ "memory": "256M" }"""u8, "vm.json"));
