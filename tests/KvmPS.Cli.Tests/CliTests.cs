@@ -20,13 +20,7 @@ public sealed class CliTests : IDisposable
         _dir.Dispose();
     }
 
-    private (int Code, string Out, string Err) RunWithInput(string stdin, params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = new CliApp(new StringReader(stdin), output, error, () => _sandbox.Manager).Run(args);
-        return (code, output.ToString(), error.ToString());
-    }
+    private (int Code, string Out, string Err) RunWithInput(string stdin, params string[] args) => CliRun.With(_sandbox.Manager, stdin, args);
 
     private (int Code, string Out, string Err) Run(params string[] args) => RunWithInput("", args);
 

@@ -21,13 +21,7 @@ public sealed class ExportCliTests : IDisposable
         _dir.Dispose();
     }
 
-    private (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = new CliApp(new StringReader(""), output, error, () => _sandbox.Manager).Run(args);
-        return (code, output.ToString(), error.ToString());
-    }
+    private (int Code, string Out, string Err) Run(params string[] args) => CliRun.With(_sandbox.Manager, "", args);
 
     [Fact]
     public void Export_to_a_file_then_test_exits_0_and_drift_exits_1()

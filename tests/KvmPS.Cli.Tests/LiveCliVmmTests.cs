@@ -16,13 +16,7 @@ public sealed class LiveCliVmmTests : IDisposable
 
     public void Dispose() => _sandbox.Dispose();
 
-    private (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = new CliApp(new StringReader(""), output, error, () => _sandbox.Manager).Run(args);
-        return (code, output.ToString(), error.ToString());
-    }
+    private (int Code, string Out, string Err) Run(params string[] args) => CliRun.With(_sandbox.Manager, "", args);
 
     [Fact]
     public void Setvcpus_hot_adds_in_the_same_vmm_and_live_beyond_the_maximum_changes_nothing()

@@ -30,13 +30,7 @@ public sealed class SnapshotCliTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = new CliApp(new StringReader(""), output, error, () => _manager).Run(args);
-        return (code, output.ToString(), error.ToString());
-    }
+    private (int Code, string Out, string Err) Run(params string[] args) => CliRun.With(_manager, "", args);
 
     [Fact]
     public void Create_list_restore_remove()

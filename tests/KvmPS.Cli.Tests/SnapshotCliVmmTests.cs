@@ -14,13 +14,7 @@ public sealed class SnapshotCliVmmTests : IDisposable
 
     public void Dispose() => _sandbox.Dispose();
 
-    private (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = new CliApp(new StringReader(""), output, error, () => _sandbox.Manager).Run(args);
-        return (code, output.ToString(), error.ToString());
-    }
+    private (int Code, string Out, string Err) Run(params string[] args) => CliRun.With(_sandbox.Manager, "", args);
 
     [Fact]
     public void A_running_VM_is_checkpointed_saved_resumed_and_restored()

@@ -72,7 +72,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
     /// The hot-plug region is never reserved (MAP_NORESERVE even with hugetlbfs boot RAM, transparent huge pages
     /// instead): unplugged blocks must cost nothing and give memory back when discarded.
     /// </summary>
-    public static GuestMemory Create(ulong sizeBytes, GuestMemoryOptions? options = null, ulong hotplugBytes = 0)
+    public static GuestMemory Create(ulong sizeBytes, GuestMemoryOptions? options = null, ulong hotplugBytes = 0, ulong hotplugLowLimit = MemoryLayout.MmioHoleStart)
     {
         options ??= new GuestMemoryOptions();
         if (sizeBytes < MemoryLayout.MinimumRamBytes)
@@ -89,7 +89,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
         ulong low = Math.Min(sizeBytes, MemoryLayout.MmioHoleStart);
         ranges.Add((0, low, false));
         if (sizeBytes > low) ranges.Add((MemoryLayout.HighRamStart, sizeBytes - low, false));
-        if (hotplugBytes > 0) ranges.Add((MemoryLayout.HotplugRegionStart(sizeBytes, hotplugBytes), hotplugBytes, true));
+        if (hotplugBytes > 0) ranges.Add((MemoryLayout.HotplugRegionStart(sizeBytes, hotplugBytes, hotplugLowLimit), hotplugBytes, true));
 
         var regions = new List<GuestMemoryRegion>();
         try

@@ -14,6 +14,12 @@ public sealed record MachineConfig
     public ulong MemoryMaximumBytes { get; init; }
     /// <summary>Size of the hot-plug region: <see cref="MemoryMaximumBytes"/> − <see cref="MemoryBytes"/>, or 0.</summary>
     public ulong HotplugMemoryBytes => MemoryMaximumBytes > MemoryBytes ? MemoryMaximumBytes - MemoryBytes : 0;
+
+    /// <summary>
+    /// Below this address the hot-plug region may follow the boot RAM (<see cref="MemoryLayout.HotplugRegionStart"/>):
+    /// the 32-bit MMIO hole, or with firmware the MMCONFIG window SeaBIOS uses, which starts lower.
+    /// </summary>
+    public ulong HotplugLowLimit => FirmwarePath is null ? MemoryLayout.MmioHoleStart : Boot.FirmwareLoader.Q35EcamBase;
     public int VcpuCount { get; init; } = 1;
     /// <summary>vCPUs reserved in the firmware tables for later hot-add; at least <see cref="VcpuCount"/>.</summary>
     public int MaxVcpus { get; init; }
@@ -57,9 +63,6 @@ public sealed record MachineConfig
                 throw new ArgumentOutOfRangeException(null, "firmware boot cannot be combined with kernel, initrd or cmdline (the firmware boots the first disk).");
             if (MemoryBytes > Boot.FirmwareLoader.MaxMemoryBytes)
                 throw new ArgumentOutOfRangeException(null, $"firmware boot supports at most {Boot.FirmwareLoader.MaxMemoryBytes >> 20} MiB of memory (RAM must end below the MMCONFIG window at 0x{Boot.FirmwareLoader.Q35EcamBase:x}).");
-            ulong hotplugStart = MemoryLayout.HotplugRegionStart(MemoryBytes, HotplugMemoryBytes);
-            if (HotplugMemoryBytes > 0 && hotplugStart < Boot.FirmwareLoader.Q35EcamBase && hotplugStart + HotplugMemoryBytes > Boot.FirmwareLoader.Q35EcamBase)
-                throw new ArgumentOutOfRangeException(null, $"firmware boot: the hot-plug region 0x{hotplugStart:x}+0x{HotplugMemoryBytes:x} (memory_maximum_bytes) would overlap the MMCONFIG window at 0x{Boot.FirmwareLoader.Q35EcamBase:x}; use a maximum that ends below it or one too large for the low 3 GiB (it then goes above 4 GiB).");
         }
     }
 }

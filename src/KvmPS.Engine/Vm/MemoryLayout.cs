@@ -42,10 +42,10 @@ public static class MemoryLayout
     /// The 64-bit PCI window starts at the first 1 GiB boundary above all guest RAM (at least 4 GiB + RAM above 3 GiB)
     /// and above the hot-plug memory region when that lies above 4 GiB.
     /// </summary>
-    public static ulong PciMmio64Base(ulong memoryBytes, ulong hotplugBytes = 0)
+    public static ulong PciMmio64Base(ulong memoryBytes, ulong hotplugBytes = 0, ulong hotplugLowLimit = MmioHoleStart)
     {
         ulong end = HighRamStart + (memoryBytes > MmioHoleStart ? memoryBytes - MmioHoleStart : 0);
-        if (hotplugBytes > 0) end = Math.Max(end, HotplugRegionStart(memoryBytes, hotplugBytes) + hotplugBytes);
+        if (hotplugBytes > 0) end = Math.Max(end, HotplugRegionStart(memoryBytes, hotplugBytes, hotplugLowLimit) + hotplugBytes);
         return AlignUp(end, 1UL << 30);
     }
 
@@ -55,13 +55,14 @@ public static class MemoryLayout
 
     /// <summary>
     /// Where the hot-plug region of <paramref name="hotplugBytes"/> goes: right after the boot RAM (at the next 128 MiB
-    /// boundary) when it fits below the 32-bit MMIO hole, so guests that map only the low 4 GiB reach it; otherwise
-    /// at the first 1 GiB boundary above the RAM at 4 GiB.
+    /// boundary) when it ends below <paramref name="lowLimit"/> (the 32-bit MMIO hole; firmware boot's MMCONFIG
+    /// window, which starts lower), so guests that map only the low 4 GiB reach it; otherwise at the first 1 GiB
+    /// boundary above the RAM at 4 GiB.
     /// </summary>
-    public static ulong HotplugRegionStart(ulong memoryBytes, ulong hotplugBytes)
+    public static ulong HotplugRegionStart(ulong memoryBytes, ulong hotplugBytes, ulong lowLimit = MmioHoleStart)
     {
         ulong low = AlignUp(memoryBytes, HotplugRegionAlignment);
-        if (memoryBytes <= MmioHoleStart && low <= MmioHoleStart && hotplugBytes <= MmioHoleStart - low) return low;
+        if (memoryBytes <= lowLimit && low <= lowLimit && hotplugBytes <= lowLimit - low) return low;
         ulong highEnd = HighRamStart + (memoryBytes > MmioHoleStart ? memoryBytes - MmioHoleStart : 0);
         return AlignUp(highEnd, 1UL << 30);
     }

@@ -115,7 +115,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _msiRouter = new KvmMsiRouter(_vm, DeviceLogger);
         _msiRouter.CommitIrqchipRoutes();
 
-        Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes);
+        Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes, Config.HotplugLowLimit);
         Memory.RegisterWith(_vm, logDirtyPages);
 
         Serial = new Serial16550(new IrqLine(this, Serial16550.Com1Irq), serialOutput);
@@ -270,7 +270,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     }
 
     private static PciWindows PciWindowsFor(MachineConfig config) => new(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
-        MemoryLayout.PciMmio64Base(config.MemoryBytes, config.HotplugMemoryBytes), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
+        MemoryLayout.PciMmio64Base(config.MemoryBytes, config.HotplugMemoryBytes, config.HotplugLowLimit), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);
 
     private AcpiConfig GuestAcpiConfig() => AcpiConfigFor(Config);
 
