@@ -109,8 +109,11 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _vm ??= Kvm.CreateVm(_system);
         Kvm.SetTssAddr(_vm, _firmware?.KvmTssAddress ?? MemoryLayout.KvmTssAddress);
         Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
-        if (!early) Kvm.CreateIrqchip(_vm); // the early VM has it already
-        Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
+        if (!early) // the early VM has them already
+        {
+            Kvm.CreateIrqchip(_vm);
+            Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
+        }
         // KVM's default routing leaves the PIT on IOAPIC pin 0; our tables put it on pin 2. Commit before any vCPU runs.
         _msiRouter = new KvmMsiRouter(_vm, DeviceLogger);
         _msiRouter.CommitIrqchipRoutes();
