@@ -65,10 +65,13 @@ internal static class ContractValidator
             _ when type == typeof(JsonElement) => true,
             _ when type.IsEnum => value.ValueKind == JsonValueKind.String && EnumNames(type).Contains(value.GetString()!),
             _ when type == typeof(IReadOnlyList<DeviceSpec>) => value.ValueKind == JsonValueKind.Array,
+            _ when type == typeof(DeviceSpec) => value.ValueKind == JsonValueKind.Object,
             _ => true, // nested records and maps: their own metadata checks them when deserialized
         };
         if (!ok)
             throw new ContractException($"{Where(path)}expected {Expected(type)}, got {Kind(value)}.");
+        if (type == typeof(DeviceSpec))
+            CheckDevice(value, path);
         if (type == typeof(IReadOnlyList<DeviceSpec>))
         {
             int index = 0;
@@ -91,6 +94,7 @@ internal static class ContractValidator
         if (type == typeof(long)) return "a whole number";
         if (type.IsEnum) return "one of " + string.Join(", ", EnumNames(type).Select(n => $"\"{n}\""));
         if (type == typeof(IReadOnlyList<DeviceSpec>)) return "an array of device objects";
+        if (type == typeof(DeviceSpec)) return "a device object";
         return "a JSON value of type " + type.Name;
     }
 

@@ -126,6 +126,31 @@ public sealed record VcpuSetReply(int Vcpus, int MaxVcpus)
     public bool TimedOut { get; init; }
 }
 
+/// <summary>
+/// Reply to <see cref="DeviceAddRequest"/>: the device as <c>describe</c> lists it, and whether the guest driver has
+/// enabled it (DRIVER_OK) by the time of the reply; <see cref="TimedOut"/> when the request's <c>timeout_ms</c> passed first.
+/// </summary>
+public sealed record DeviceAddReply
+{
+    public required DeviceDescription Device { get; init; }
+    public bool DriverReady { get; init; }
+    public bool TimedOut { get; init; }
+}
+
+/// <summary>
+/// Reply to <see cref="DeviceRemoveRequest"/>: <see cref="State"/> is <c>removed</c> once the guest ejected the device
+/// and the VMM released it (image closed, tap closed), <c>removing</c> while the eject request is pending.
+/// </summary>
+public sealed record DeviceRemoveReply
+{
+    public required string Pci { get; init; }
+    public required string State { get; init; }
+    public bool TimedOut { get; init; }
+
+    public const string Removed = "removed";
+    public const string Removing = "removing";
+}
+
 /// <summary>How the VM ended.</summary>
 public sealed record ExitReply
 {

@@ -160,6 +160,41 @@ public sealed record VcpuSetRequest() : ControlRequest(Name)
     public int? TimeoutMs { get; init; }
 }
 
+/// <summary>
+/// Running or Paused: hot-plug a virtio-blk or virtio-net device (ACPI PCI hot-plug, docs/acpi.md) into the free slot
+/// <see cref="Pci"/> (default: the lowest free one) and raise the insert event. Only <see cref="BlockDeviceSpec"/> and
+/// <see cref="NetDeviceSpec"/> can be hot-plugged. The device exists (and <c>describe</c> lists it) when the reply comes;
+/// with <see cref="TimeoutMs"/> the reply waits up to that long for the guest to enable it (its driver sets DRIVER_OK).
+/// A bad spec or backend (missing image, tap that cannot be opened) fails the request and leaves the machine unchanged.
+/// Reply: <see cref="DeviceAddReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record DeviceAddRequest() : ControlRequest(Name)
+{
+    public const string Name = "device.add";
+    public required DeviceSpec Device { get; init; }
+    /// <summary>bus:slot.function (function 0 of a free slot on bus 0, e.g. <c>00:07.0</c>); absent: the lowest free slot.</summary>
+    public string? Pci { get; init; }
+    /// <summary>How long to wait for the guest driver (0 to 600000; absent or 0: do not wait).</summary>
+    public int? TimeoutMs { get; init; }
+}
+
+/// <summary>
+/// Running or Paused: ask the guest to release the hot-pluggable device at <see cref="Pci"/> (eject request through
+/// ACPI); the VMM tears the device down only when the guest ejects it (its <c>_EJ0</c>). With <see cref="TimeoutMs"/>
+/// the reply waits up to that long; a device the guest has not ejected stays present and working (state
+/// <c>removing</c>, <c>timed_out</c> true): nothing is torn down under the guest. Reply: <see cref="DeviceRemoveReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record DeviceRemoveRequest() : ControlRequest(Name)
+{
+    public const string Name = "device.remove";
+    /// <summary>bus:slot.function of the device, as <c>describe</c> lists it.</summary>
+    public required string Pci { get; init; }
+    /// <summary>How long to wait for the guest to eject (0 to 600000; absent or 0: do not wait).</summary>
+    public int? TimeoutMs { get; init; }
+}
+
 /// <summary>Every request name and its record.</summary>
 public static class ControlRequests
 {
@@ -168,6 +203,7 @@ public static class ControlRequests
     [
         DescribeRequest.Name, StatusRequest.Name, MetricsRequest.Name, PauseRequest.Name, ResumeRequest.Name, StopRequest.Name,
         ConsoleAttachRequest.Name, PingRequest.Name, SnapshotCreateRequest.Name, VcpuSetRequest.Name,
+        DeviceAddRequest.Name, DeviceRemoveRequest.Name,
     ];
 
     /// <summary>Requests a device handles.</summary>
@@ -188,6 +224,8 @@ public static class ControlRequests
         [ConsoleAttachRequest.Name] = ContractJsonContext.Default.ConsoleAttachRequest,
         [SnapshotCreateRequest.Name] = ContractJsonContext.Default.SnapshotCreateRequest,
         [VcpuSetRequest.Name] = ContractJsonContext.Default.VcpuSetRequest,
+        [DeviceAddRequest.Name] = ContractJsonContext.Default.DeviceAddRequest,
+        [DeviceRemoveRequest.Name] = ContractJsonContext.Default.DeviceRemoveRequest,
         [BalloonSetRequest.Name] = ContractJsonContext.Default.BalloonSetRequest,
         [BalloonGetRequest.Name] = ContractJsonContext.Default.BalloonGetRequest,
         [NetStatsRequest.Name] = ContractJsonContext.Default.NetStatsRequest,

@@ -35,6 +35,12 @@ public interface IVmmControl
     /// <summary>vcpu.set: hot-add or remove vCPUs (docs/acpi.md).</summary>
     VcpuSetReply SetVcpus(VcpuSetRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{VcpuSetRequest.Name}'");
+    /// <summary>device.add: hot-plug a virtio-blk or virtio-net device (ACPI PCI hot-plug, docs/acpi.md).</summary>
+    DeviceAddReply AddDevice(DeviceAddRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceAddRequest.Name}'");
+    /// <summary>device.remove: ask the guest to eject a hot-pluggable device; released once it does.</summary>
+    DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceRemoveRequest.Name}'");
     /// <summary>
     /// A device's request (balloon.*, net.*; Devices/Config/IDeviceControl) as its record; <paramref name="result"/> is
     /// the device's reply record. False when no device of this VM answers it.
@@ -200,6 +206,8 @@ public sealed class ControlServer : IDisposable
                     case PauseRequest: _control.Pause(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
                     case ResumeRequest: _control.Resume(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
                     case VcpuSetRequest vcpus: Reply(stream, id, Result(_control.SetVcpus(vcpus), ContractJsonContext.Default.VcpuSetReply)); break;
+                    case DeviceAddRequest add: Reply(stream, id, Result(_control.AddDevice(add), ContractJsonContext.Default.DeviceAddReply)); break;
+                    case DeviceRemoveRequest remove: Reply(stream, id, Result(_control.RemoveDevice(remove), ContractJsonContext.Default.DeviceRemoveReply)); break;
                     case SnapshotCreateRequest snapshot:
                         Reply(stream, id, Result(_control.CreateSnapshot(snapshot), ContractJsonContext.Default.SnapshotCreateReply));
                         break;

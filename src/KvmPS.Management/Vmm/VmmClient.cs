@@ -121,6 +121,25 @@ public sealed class VmmClient : IDisposable
         Send(new VcpuSetRequest { Count = count }, ContractJsonContext.Default.VcpuSetReply);
 
     /// <summary>
+    /// Hot-plugs a virtio-blk or virtio-net device (ACPI PCI hot-plug; VM running or paused). With
+    /// <paramref name="driverTimeout"/> the VMM waits that long for the guest driver to enable it.
+    /// </summary>
+    public DeviceAddReply AddDevice(DeviceSpec device, string? pci = null, TimeSpan? driverTimeout = null) =>
+        Send(new DeviceAddRequest { Device = device, Pci = pci, TimeoutMs = TimeoutMs(driverTimeout) },
+             ContractJsonContext.Default.DeviceAddReply, (driverTimeout ?? TimeSpan.Zero) + RequestTimeout);
+
+    /// <summary>
+    /// Asks the guest to eject the device at <paramref name="pci"/>; with <paramref name="ejectTimeout"/> waits that long
+    /// for it (<see cref="DeviceRemoveReply.State"/> says whether it went).
+    /// </summary>
+    public DeviceRemoveReply RemoveDevice(string pci, TimeSpan? ejectTimeout = null) =>
+        Send(new DeviceRemoveRequest { Pci = pci, TimeoutMs = TimeoutMs(ejectTimeout) },
+             ContractJsonContext.Default.DeviceRemoveReply, (ejectTimeout ?? TimeSpan.Zero) + RequestTimeout);
+
+    private static int? TimeoutMs(TimeSpan? timeout) =>
+        timeout is { } t ? (int)Math.Clamp(t.TotalMilliseconds, 0, 600_000) : null;
+
+    /// <summary>
     /// Asks for <paramref name="totalBytes"/> of guest memory (virtio-mem; a VMM started with a memory maximum): from the
     /// boot memory up to that maximum in whole blocks. The VMM replies once the driver is told; the guest plugs or unplugs
     /// in its own time (<see cref="MemoryStateReply.PluggedBytes"/> follows).

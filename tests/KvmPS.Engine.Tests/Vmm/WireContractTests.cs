@@ -164,7 +164,9 @@ public sealed class WireContractTests
             // The smallest valid request: its name and whatever the record requires.
             var fields = new Dictionary<string, object> { ["request"] = name };
             foreach (var p in typeInfo.Properties.Where(p => p.IsRequired))
-                fields[p.Name] = p.PropertyType == typeof(string) ? "/tmp/x" : 1;
+                fields[p.Name] = p.PropertyType == typeof(string) ? "/tmp/x"
+                    : p.PropertyType == typeof(DeviceSpec) ? new Dictionary<string, object> { ["type"] = "rng" }
+                    : 1;
             var parsed = ControlRequests.Parse(Json(JsonSerializer.Serialize(fields)));
             Assert.Equal(typeInfo.Type, parsed.GetType());
             Assert.Equal(name, parsed.Request);
