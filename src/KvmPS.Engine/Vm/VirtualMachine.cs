@@ -100,8 +100,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     {
         _firmware = Config.FirmwarePath is null ? null : FirmwareImage.Load(Config.FirmwarePath);
 
-        bool early = EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm);
-        if (early) (_system, _vm) = (earlySystem, earlyVm);
+        if (EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm)) (_system, _vm) = (earlySystem, earlyVm);
         else _system = Kvm.OpenSystem(Config.KvmDevicePath);
         int maxVcpus = Math.Max(Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_MAX_VCPUS), Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_NR_VCPUS));
         if (Config.EffectiveMaxVcpus > maxVcpus && maxVcpus > 0)
@@ -109,17 +108,20 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _vm ??= Kvm.CreateVm(_system);
         Kvm.SetTssAddr(_vm, _firmware?.KvmTssAddress ?? MemoryLayout.KvmTssAddress);
         Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
-        if (!early) // the early VM has them already
-        {
-            Kvm.CreateIrqchip(_vm);
-            Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
-        }
+
+        // Every memory slot before the irqchip and PIT: KVM charges the first slot change after KVM_CREATE_IRQCHIP or
+        // KVM_CREATE_PIT2 a fixed wait (about 7 ms on the nested test host, 0.1-0.2 ms for any other change, whatever
+        // the size), and a machine whose slots all exist by then never pays it at start (a booted VM pays it off the
+        // critical path later: PayFirstSlotChangeInBackground).
+        Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes, Config.HotplugLowLimit);
+        Memory.RegisterWith(_vm, logDirtyPages);
+        _firmware?.MapInto(_vm, Memory);
+
+        Kvm.CreateIrqchip(_vm);
+        Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
         // KVM's default routing leaves the PIT on IOAPIC pin 0; our tables put it on pin 2. Commit before any vCPU runs.
         _msiRouter = new KvmMsiRouter(_vm, DeviceLogger);
         _msiRouter.CommitIrqchipRoutes();
-
-        Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes, Config.HotplugLowLimit);
-        Memory.RegisterWith(_vm, logDirtyPages);
 
         Serial = new Serial16550(new IrqLine(this, Serial16550.Com1Irq), serialOutput);
         Pm = new AcpiPm(this, new IrqLine(this, MemoryLayout.SciIrq));
@@ -140,7 +142,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
         if (_firmware is not null)
         {
-            FwCfg = FirmwareLoader.Install(_firmware, _vm, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
+            FwCfg = FirmwareLoader.Install(_firmware, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
             _platformDevices.Add(FwCfg);
         }
 
@@ -315,7 +317,14 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         foreach (var v in _vcpus)
             if ((CpuHotplug.StatusOf(v.Id) & CpuHotplugController.STATUS_PRESENT) == 0) v.MarkEjected();
         foreach (var v in _vcpus) v.Start();
+        // Slots that will change later (dirty logging for a snapshot or migration) pay KVM's first-change wait now,
+        // beside the guest, rather than in that pause. The page just above the 64-bit PCI window is nobody's.
+        if (!Memory.DirtyTracking)
+            EarlyKvmVm.PayFirstSlotChangeInBackground(_vm!, WarmupSlot, Pci.Windows.Mmio64End);
     }
+
+    /// <summary>KVM memory slot the start-up warm-up borrows (RAM uses the low numbers, the firmware image 16).</summary>
+    private const uint WarmupSlot = 31;
 
     /// <summary>The devices as capabilities: what can stop all its activity (threads, timers) and what has a state record.</summary>
     public DeviceSet DeviceParts => _deviceSet ?? throw new InvalidOperationException("The machine's devices are not built yet.");
