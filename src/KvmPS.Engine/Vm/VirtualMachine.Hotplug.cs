@@ -164,6 +164,25 @@ public sealed partial class VirtualMachine
         PciDeviceReleased?.Invoke(slot);
     }
 
+    /// <summary>
+    /// Before the first start (a reboot of the VMM's machine): plugs a device that was hot-plugged into the previous
+    /// boot back into its slot, with no event, as present from power-on (still removable). Throws as <see cref="AddPciDevice"/>.
+    /// </summary>
+    public HotpluggedDevice PlugAtBoot(DeviceConfig config, int slot)
+    {
+        lock (_stateLock)
+        {
+            if (State != VmState.Created) throw new InvalidOperationException($"a device can be plugged at boot only before the VM starts (it is {State}).");
+            lock (_hotplugLock)
+            {
+                CheckFreeHotplugSlot(slot);
+                var added = Plug(config, slot);
+                Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
+                return added;
+            }
+        }
+    }
+
     /// <summary>Restore: plugs the devices a snapshot's <c>pci-hotplug-devices</c> record lists (no event: the guest has them).</summary>
     private void CreateHotpluggedDevicesFor(StateRecord record)
     {

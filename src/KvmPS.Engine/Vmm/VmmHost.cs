@@ -125,6 +125,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
         bool stdinPumping = false;
+        List<(int Slot, DeviceConfig Config)> carried = [];
         while (true)
         {
             VirtualMachine machine;
@@ -143,6 +144,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
             catch (DeviceConfigException e) { return Fail(VmmExitCode.HostResource, e.Message); } // a tap, bridge or socket the device needs
             catch (Exception e) { return Fail(VmmExitCode.InternalError, $"creating the VM failed: {e.GetType().Name}: {e.Message}"); }
 
+            // Devices hot-plugged into the previous boot stay plugged across a guest reboot, as on real hardware.
+            foreach (var (slot, device) in carried)
+            {
+                try { machine.PlugAtBoot(device, slot); }
+                catch (Exception e) { _log.WriteLine($"kvmps-vmm: the hot-plugged {device.Type} device {PciAddresses.Format(slot)} is dropped at the reboot: {e.Message}"); }
+            }
+            carried = [];
             lock (_lock) { _machine = machine; _boots++; }
             // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
@@ -161,6 +169,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             {
                 case VmExitKind.Reset when _config.Machine.OnReset == ResetPolicy.Reboot && !_stopRequested.IsSet:
                     _log.WriteLine($"kvmps-vmm: {exit.Reason}: rebooting");
+                    carried = [.. machine.HotpluggedDevices.Select(d => (d.Slot, d.Config))];
                     lock (_lock) _machine = null;
                     machine.Dispose();
                     continue;

@@ -151,6 +151,33 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void AHotPluggedDiskStaysPluggedAcrossAGuestRebootAndCanStillBeRemoved()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("c.sock"), serial = dir.File("serial.log"), disk = MakeDisk(dir, "d.raw");
+        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "file:" + serial);
+        using var client = new ControlClient(sock);
+        client.WaitForState("Running", Timeout);
+        Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial));
+        using var guest = Attach(sock, serial);
+        Assert.True(client.Ok("device.add", $"\"device\": {{\"type\": \"block\", \"path\": \"{disk}\"}}, \"pci\": \"00:03.0\", \"timeout_ms\": 60000\"").GetProperty("driver_ready").GetBoolean());
+        Type(guest, "blk write 0 8 5", "blk: wrote 8");
+
+        // The guest resets the machine: the VMM boots it again with the disk in its slot, found by the boot's PCI scan.
+        After(guest, "KvmPS built-in guest v1", () => guest.Send("reboot"));
+        Assert.True(WaitForFile(serial, t => Occurrences(t, "ready") >= 2, Timeout), Tail(ReadText(serial)));
+        Assert.Equal(2, client.Ok("status").GetProperty("boots").GetInt32());
+        Assert.Equal(["00:03.0 block"], DescribedDevices(client));
+        Assert.True(HasOpen(vmm, disk));
+        Type(guest, "info", "devices=03:1af4:1042\r\n");
+        Type(guest, "blk read 0 8", $"blk: crc32 {ExpectedCrc(8, 5)}");
+        Assert.Equal("removed", client.Ok("device.remove", "\"pci\": \"00:03.0\", \"timeout_ms\": 60000").GetProperty("state").GetString());
+        Assert.False(HasOpen(vmm, disk));
+        client.Ok("stop", "\"graceful\": false");
+        Assert.Equal(0, vmm.WaitForExit(Timeout));
+    }
+
+    [Fact]
     public void BadInputIsRefusedNamingItAndTheMachineStaysAsItWas()
     {
         using var dir = new TempDir();
