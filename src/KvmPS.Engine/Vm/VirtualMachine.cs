@@ -17,7 +17,7 @@ namespace KvmPS.Vm;
 /// vCPU. Built and booted by <see cref="Create"/>; everything it created is released by <see cref="Dispose"/>, also
 /// when creation fails half-way.
 /// </summary>
-public sealed class VirtualMachine : IDisposable, IMachineControl
+public sealed partial class VirtualMachine : IDisposable, IMachineControl
 {
     // Replaced whole (copy on write, under _stateLock) when a vCPU is hot-added: readers iterate a stable array.
     private volatile Vcpu[] _vcpus = [];
@@ -36,6 +36,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private KvmVmHandle? _vm;
     private IoEventLoop? _ioLoop;       // PCI: device I/O thread (ioeventfd notifications)
     private KvmMsiRouter? _msiRouter;   // PCI: MSI-X vectors as KVM GSI routes + irqfds
+    private KvmIoEventRegistrar? _ioEvents; // PCI: queue notifications as ioeventfds on _ioLoop
     private FirmwareImage? _firmware;   // firmware boot: the image mapped below 4 GiB
 
     public MachineConfig Config { get; }
@@ -50,8 +51,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
     public PciBus Pci { get; private set; } = null!;
     private readonly List<IVirtioDevice> _devices = new();
-    /// <summary>The configured devices, in slot order.</summary>
-    public IReadOnlyList<IVirtioDevice> Devices => _devices;
+    /// <summary>The configured devices in slot order, then the hot-plugged ones (a snapshot of the moment).</summary>
+    public IReadOnlyList<IVirtioDevice> Devices => [.. _devices, .. HotpluggedDevices.Select(d => d.Device)];
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
     /// <summary>The snapshot the next diff snapshot is taken on (the last one written or restored), or null: no diff possible yet.</summary>
@@ -137,6 +138,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         CpuHotplug = new CpuHotplugController(Config.EffectiveMaxVcpus, Config.VcpuCount, Pm);
         CpuHotplug.Ejected += id => _vcpus.FirstOrDefault(v => v.Id == id)?.Eject(); // the guest released it: park it
         PortBus.Register(CpuHotplug, MemoryLayout.CpuHotplugPort, CpuHotplugController.Length);
+        BuildPciHotplug();
         _platformDevices.AddRange([Serial, Pm, i8042, rtc, debugExit, PostCode]);
         BuildPci();
 
@@ -260,8 +262,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
         if (Config.Devices.Count == 0) return;
-        _ioLoop = new IoEventLoop(log);
-        var ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
+        var ioEvents = EnsureIoLoop();
         for (int i = 0; i < Config.Devices.Count; i++)
         {
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
@@ -288,7 +289,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         var windows = PciWindowsFor(config);
         return new(config.VcpuCount, config.EffectiveMaxVcpus)
         {
-            ExtraDsdtAml = PciAcpi.BuildDsdtAml(windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
+            // PCI0 host bridge (_CRS, _PRT) + ECAM reservation, then the hot-plug slots under PCI0.
+            ExtraDsdtAml = [.. PciAcpi.BuildDsdtAml(windows), .. PciHotplugAcpi.BuildDsdtAml(PciHotplugAcpi.HotplugSlotsAfter(config.Devices.Count))],
             ExtraTables = [PciAcpi.BuildMcfg(windows)],
         };
     }
@@ -334,7 +336,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
     /// <summary>The parts with a state record, in restore order: the machine's shape, the in-kernel VM state, the vCPUs, then the devices.</summary>
     public IEnumerable<IPersistent> Persistents =>
-        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Append(CpuHotplug).Concat(DeviceParts.PersistentParts());
+        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Append(CpuHotplug)
+            .Append(PciHotplug).Append(new HotpluggedDevicesState(this)).Concat(DeviceParts.PersistentParts());
 
     private uint[]? _msrIndices;
     /// <summary>The MSRs a vCPU record holds: KVM_GET_MSR_INDEX_LIST filtered to those KVM_GET_MSRS accepts.</summary>
@@ -371,11 +374,14 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             // The machine's shape first: a snapshot of another shape is refused as such, not as a missing vCPU record.
             shape.RestoreState(new StateReader(shapeRecord.Data, shapeRecord.Name), shapeRecord.Version);
         }
+        // Hot-plugged PCI devices are created (their images and taps opened) before the parts are listed, so their
+        // records find them; a snapshot from before PCI hot-plug has neither record and no such device.
+        if (byName.TryGetValue(HotpluggedDevicesState.Name, out var hotplugged)) CreateHotpluggedDevicesFor(hotplugged);
         var parts = Persistents.ToList();
         foreach (var part in parts)
             // A snapshot from before the hot-plug controller had a record was refused once a vCPU was hot-plugged: the
             // controller's boot state (the configured vCPUs present) is its state.
-            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
+            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug && part != PciHotplug && part is not HotpluggedDevicesState) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
         var known = parts.Select(p => p.StateName).ToHashSet(StringComparer.Ordinal);
         foreach (var r in records)
             if (!known.Contains(r.Name)) throw new StateFormatException(r.Name, "this machine has no part with this name (built from a different configuration?)");
