@@ -101,7 +101,7 @@ public sealed record VmmConfig
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{path}: cannot read the configuration file: {e.Message}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{path}: cannot read the configuration file: {IoErrorText.Describe(e, path)}"); }
         return FromJson(bytes, path);
     }
 
@@ -335,7 +335,7 @@ public sealed record VmmConfig
                 configFile = value;
                 byte[] bytes;
                 try { bytes = File.ReadAllBytes(value); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{value}: cannot read the configuration file: {e.Message}"); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{value}: cannot read the configuration file: {IoErrorText.Describe(e, value)}"); }
                 try { configuration = ContractJson.ReadConfiguration(bytes, value); }
                 catch (ContractException e) { throw new VmmConfigException(e.Message); }
             }

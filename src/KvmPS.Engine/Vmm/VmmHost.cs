@@ -98,7 +98,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             case SerialMode.File:
                 // Rotated at a size limit: a guest printing without end cannot fill the host's disk.
                 try { _serialFile = new RotatingLogFile(_config.SerialPath!, _config.SerialLogMaxBytes, _config.SerialLogFiles); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {IoErrorText.Describe(e)}"); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {IoErrorText.Describe(e, _config.SerialPath)}"); }
                 return data => { try { _serialFile.Write(data); } catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException) { } };
             default:
                 _stdout = System.Console.OpenStandardOutput();
