@@ -395,8 +395,10 @@ public sealed partial class VmManager
         if (exit.ExitCode is { } odd && KvmPS.Contract.VmmExitCode.IsDebugExit(odd, out int guestValue))
             return ToInfo(definition, Probe(name), $"the guest exited through the debug-exit port with value {guestValue} (kvmps-vmm exit status {odd})");
         var tail = process.ReadLogTail();
-        var what = exit.ExitCode is { } code ? $"exited with status {code} ({ExitMeaning(code)})" : exit.Signal is { } signal ? $"was killed by signal {signal}" : "exited";
-        throw new VmmLaunchException(name, $"VM '{name}' failed to start: kvmps-vmm {what}" + FormatTail(tail), exit.ExitCode, exit.Signal, tail);
+        // The VMM's own error line says which file and why; the exit status alone only says what kind of thing failed.
+        var what = exit.ExitCode is { } code ? StartFailureText.Explain(Store, name, code, tail)
+            : exit.Signal is { } signal ? $"kvmps-vmm was killed by signal {signal}" + FormatTail(tail) : "kvmps-vmm exited" + FormatTail(tail);
+        throw new VmmLaunchException(name, $"VM '{name}' failed to start: {what}", exit.ExitCode, exit.Signal, tail);
     }
 
     private VmStopResult StopActive(string name, RuntimeSnapshot snapshot, TimeSpan gracefulTimeout, bool force, bool lockHeld, bool signalIfUnreachable = true)
