@@ -99,3 +99,34 @@ public sealed class SerialLogRotationTests : IDisposable
         Assert.Contains("serial_log_max_bytes", json.Message);
     }
 }
+
+/// <summary>The published kvmps-vmm with the built-in guest printing far more than the serial limit.</summary>
+[Collection("vmm-process")]
+public sealed class SerialLogRotationProcessTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kvmps-serialp-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public void TheBuiltInGuestPrintingInALoopLeavesOnlyTheBoundedFiles()
+    {
+        string log = Path.Combine(_dir, "serial.log");
+        // 300 × "info" (about 90 bytes each): some 27 KB through the UART against a 4 KiB limit and 2 kept files.
+        string run = "kvmps.run=" + string.Join(',', Enumerable.Repeat("info", 300)) + ",exit 3";
+        var (code, _, stderr) = Support.VmmProcess.Run(TimeSpan.FromSeconds(120),
+            "--serial", "file:" + log, "--serial-log-max", "4096", "--serial-log-files", "2", "--cmdline", run);
+        Assert.True(code == (3 << 1 | 1), $"exit {code}: {stderr}");
+
+        var files = Directory.GetFiles(_dir).Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(new[] { log, log + ".1", log + ".2" }, files);
+        foreach (var f in files) Assert.InRange(new FileInfo(f).Length, 1, 4096);
+        Assert.Equal(4096, new FileInfo(log + ".2").Length);
+        // The newest file ends with the guest's last words; the oldest boot lines were rotated away.
+        Assert.EndsWith("> exit 3\n", File.ReadAllText(log).Replace("\r", ""));
+        Assert.DoesNotContain("KvmPS built-in guest v1", string.Concat(files.Select(File.ReadAllText)));
+    }
+}
