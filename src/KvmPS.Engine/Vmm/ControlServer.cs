@@ -232,7 +232,7 @@ public sealed class ControlServer : IDisposable
         try { doc = JsonDocument.Parse(line); }
         catch (JsonException e)
         {
-            Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, $"malformed JSON: {e.Message}"));
+            Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, MalformedJson(e)));
             return true;
         }
         using (doc)
@@ -287,6 +287,31 @@ public sealed class ControlServer : IDisposable
             }
             return true;
         }
+    }
+
+    /// <summary>
+    /// Where the JSON broke, in words: the NativeAOT VMM has no runtime message texts (UseSystemResourceKeys), so the
+    /// reader's own message would be a bare resource key such as "ExpectedStartOfValueNotFound, 0xFF".
+    /// </summary>
+    internal static string MalformedJson(JsonException e)
+    {
+        string message = e.Message;
+        int cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (cut >= 0) message = message[..cut].TrimEnd();
+        string head = message.Split(',')[0];
+        bool isKey = head.Length > 0 && head.All(char.IsAsciiLetterOrDigit);
+        string what = !isKey ? message : head switch
+        {
+            _ when head.Contains("DepthTooLarge", StringComparison.Ordinal) => "nested too deeply (at most 64 levels)",
+            _ when head.StartsWith("TrailingComma", StringComparison.Ordinal) => "a trailing comma",
+            _ when head.StartsWith("ExpectedStartOfValue", StringComparison.Ordinal) => "a value was expected",
+            _ when head.StartsWith("InvalidCharacter", StringComparison.Ordinal) || head.Contains("Utf8", StringComparison.OrdinalIgnoreCase) => "not valid UTF-8 text",
+            _ when head.StartsWith("ExpectedEndAfterSingleJson", StringComparison.Ordinal) => "more after the JSON value",
+            _ when head.StartsWith("ExpectedSeparator", StringComparison.Ordinal) || head.StartsWith("ExpectedEnd", StringComparison.Ordinal) => "a ',' or closing bracket was expected",
+            _ when head.StartsWith("EndOfString", StringComparison.Ordinal) || head.StartsWith("ExpectedJsonTokens", StringComparison.Ordinal) => "the text ends too early",
+            _ => "not valid JSON",
+        };
+        return $"malformed JSON at byte {e.BytePositionInLine ?? 0}: {what}";
     }
 
     private static JsonElement Result<T>(T reply, JsonTypeInfo<T> typeInfo) => JsonSerializer.SerializeToElement(reply, typeInfo);

@@ -99,6 +99,37 @@ public sealed class ControlServerRobustnessTests : IDisposable
         Assert.Equal(3, reply.Value.GetProperty("id").GetInt32());
     }
 
+    [Theory]
+    [InlineData("{\"request\": \"ping\",}", "at byte 19: ")]
+    [InlineData("\u00ff", "at byte 0: ")]
+    [InlineData("{\"request\": \"ping\"", "at byte 18: ")]
+    public void MalformedJsonIsDescribedInWordsWithItsPosition(string line, string expected)
+    {
+        Start();
+        using var s = Connect();
+        SendLine(s, line);
+        var reply = ReadReply(s)!.Value;
+        Assert.Equal(ControlErrorCodes.MalformedRequest, ErrorCode(reply));
+        Assert.StartsWith("malformed JSON at byte ", ErrorMessage(reply));
+        Assert.Contains(expected, ErrorMessage(reply));
+        Assert.DoesNotContain("LineNumber", ErrorMessage(reply));
+        SendLine(s, """{"request": "ping"}""");
+        Assert.True(ReadReply(s)!.Value.GetProperty("ok").GetBoolean());
+    }
+
+    [Theory]
+    [InlineData("ExpectedStartOfValueNotFound, 0xFF LineNumber: 0 | BytePositionInLine: 0.", "a value was expected")]
+    [InlineData("TrailingCommaNotAllowedBeforeObjectEnd LineNumber: 0 | BytePositionInLine: 19.", "a trailing comma")]
+    [InlineData("ArrayDepthTooLarge, 64 LineNumber: 0 | BytePositionInLine: 64.", "nested too deeply (at most 64 levels)")]
+    [InlineData("SomethingNew, x", "not valid JSON")]
+    [InlineData("'}' is an invalid start of a value. LineNumber: 0 | BytePositionInLine: 3.", "'}' is an invalid start of a value.")]
+    public void TheTrimmedVmmsResourceKeysBecomeWords(string message, string expected)
+    {
+        // kvmps-vmm is built with UseSystemResourceKeys: System.Text.Json's messages are these keys there.
+        var text = ControlServer.MalformedJson(new JsonException(message, null, 0, 7));
+        Assert.Equal($"malformed JSON at byte 7: {expected}", text);
+    }
+
     [Fact]
     public void AClientThatTricklesBytesIsDroppedAfterTheRequestReadTimeout()
     {
