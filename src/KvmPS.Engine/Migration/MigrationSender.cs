@@ -18,9 +18,14 @@ namespace KvmPS.Migration;
 /// </summary>
 public sealed class MigrationSender
 {
-    /// <summary>Pre-copy rounds after round 0 before a migration that does not converge gives up (or, with auto-converge, before throttling reaches its top).</summary>
-    public const int MaxRounds = 12;
-    /// <summary>Rounds that did not shrink the dirty set before auto-converge raises the throttle.</summary>
+    /// <summary>Pre-copy rounds after round 0 at most; a migration that has not converged by then gives up.</summary>
+    public const int MaxRounds = 30;
+    /// <summary>
+    /// Rounds in a row that do not shrink the dirty set by a tenth: without auto-converge the migration gives up after
+    /// this many (the guest dirties faster than the link sends); with it, each such round raises the throttle a step,
+    /// and at the top step this many more end it.
+    /// </summary>
+    public const int StalledRounds = 5;
     private const int ThrottleStepPercent = 20, MaxThrottlePercent = 99, ThrottleCycleMs = 100;
     public const int ConnectTimeoutMs = 10_000, IoTimeoutMs = 30_000, HandoverTimeoutMs = 60_000;
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(5);
@@ -158,7 +163,7 @@ public sealed class MigrationSender
         var deviceWritten = new GuestPageBitmap(memory.PageCount);
         GuestPageBitmap dirty;
         long previousDirty = long.MaxValue;
-        int notShrinking = 0;
+        int stalled = 0;
         while (true)
         {
             double roundSeconds = Math.Max(roundClock.Elapsed.TotalSeconds, 1e-3);
@@ -178,16 +183,19 @@ public sealed class MigrationSender
             }
             // Converged: what is left goes out within the budget (a handful of pages always does).
             if (expectedMs <= _request.DowntimeMs || dirtyCount <= 64) break;
-            if (dirtyCount >= previousDirty * 9 / 10) notShrinking++;
+            stalled = dirtyCount < previousDirty * 9 / 10 ? 0 : stalled + 1;
             previousDirty = dirtyCount;
-            if (_round >= MaxRounds && !(_request.AutoConverge && _throttlePercent < MaxThrottlePercent))
+            bool throttledToTheTop = _throttlePercent >= MaxThrottlePercent;
+            if (_round >= MaxRounds || (stalled >= StalledRounds && (!_request.AutoConverge || throttledToTheTop)))
                 throw new MigrationException(
-                    $"the migration does not converge: after {_round} rounds the guest still dirties {dirtyRate / 1024 / 1024} MiB/s against {transferRate / 1024 / 1024} MiB/s sent " +
-                    $"({dirtyCount} pages left, {expectedMs} ms expected downtime, limit {_request.DowntimeMs} ms){(_request.AutoConverge ? " even with the vCPUs throttled to 1%" : "; retry with auto_converge, a larger downtime_ms or more bandwidth")}");
-            if (_request.AutoConverge && notShrinking > 0 && _round >= 1)
+                    $"the migration does not converge: after {_round + 1} rounds the guest still dirties {dirtyRate >> 10} KiB/s against {transferRate >> 10} KiB/s sent " +
+                    $"({dirtyCount} pages left, {expectedMs} ms expected downtime, limit {_request.DowntimeMs} ms)" +
+                    (_request.AutoConverge ? $" even with the vCPUs throttled to {100 - MaxThrottlePercent}%" : "; retry with auto_converge, a larger downtime_ms or more bandwidth"));
+            if (_request.AutoConverge && stalled > 0 && !throttledToTheTop)
             {
+                // Each round that did not shrink raises the throttle; the count starts again at the new step.
                 lock (_lock) _throttlePercent = Math.Min(MaxThrottlePercent, _throttlePercent + ThrottleStepPercent);
-                notShrinking = 0;
+                stalled = 0;
             }
             lock (_lock) _round++;
             roundClock.Restart();
@@ -304,8 +312,13 @@ public sealed class MigrationSender
         if (_request.BandwidthBytesPerS is not long limit) return;
         long sent = _stream!.BytesWritten - _bandwidthBase;
         double due = (double)sent / limit;
-        double ahead = due - _bandwidthClock.Elapsed.TotalSeconds;
-        if (ahead > 0.002) Thread.Sleep(TimeSpan.FromSeconds(Math.Min(ahead, 1)));
+        // Short sleeps, so the throttle's cycle goes on while the link is the limit.
+        for (double ahead = due - _bandwidthClock.Elapsed.TotalSeconds; ahead > 0.002; ahead = due - _bandwidthClock.Elapsed.TotalSeconds)
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(Math.Min(ahead, 0.01)));
+            Throttle();
+            CheckCancel();
+        }
         if (_bandwidthClock.Elapsed.TotalSeconds > 2) { _bandwidthBase = _stream.BytesWritten; _bandwidthClock.Restart(); }
     }
 

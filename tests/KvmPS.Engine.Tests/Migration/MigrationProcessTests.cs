@@ -3,6 +3,7 @@ using System.IO.Hashing;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using KvmPS.Contract;
 using KvmPS.Engine.Tests.Support;
 using Xunit;
@@ -17,7 +18,7 @@ namespace KvmPS.Engine.Tests.Migration;
 /// <c>--incoming</c> one and goes on counting there; every fault leaves it running on the source.
 /// </summary>
 [Collection("vmm-process")]
-public class MigrationProcessTests(ITestOutputHelper log)
+public partial class MigrationProcessTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
 
@@ -28,12 +29,12 @@ public class MigrationProcessTests(ITestOutputHelper log)
         public string Serial { get; }
         public ControlClient Control { get; }
 
-        public Source(TempDir dir, int vcpus, int workMiB, params string[] extra)
+        public Source(TempDir dir, int vcpus, int workMiB, bool waitForCounts = true, string? cmdline = null)
         {
             Serial = dir.File("src.log");
             string sock = dir.File("src.sock");
-            Process = new VmmProcess(["--vcpus", vcpus.ToString(), "--cmdline", $"kvmps.run=work {workMiB}", "--serial", "file:" + Serial, "--control-socket", sock, .. extra]);
-            Assert.True(WaitForFile(Serial, t => CountLine().Matches(t).Count >= 3, Timeout), ReadText(Serial) + Process.Stderr);
+            Process = new VmmProcess("--vcpus", vcpus.ToString(), "--cmdline", cmdline ?? $"kvmps.run=work {workMiB}", "--serial", "file:" + Serial, "--control-socket", sock);
+            if (waitForCounts) Assert.True(WaitForFile(Serial, t => CountLine().Matches(t).Count >= 3, Timeout), ReadText(Serial) + Process.Stderr);
             Control = new ControlClient(sock);
         }
 
@@ -124,6 +125,93 @@ public class MigrationProcessTests(ITestOutputHelper log)
         Assert.All(status.GetProperty("vcpus").EnumerateArray(), v => Assert.Equal("Running", v.GetProperty("state").GetString()));
         if (transport == "unix") Assert.False(File.Exists(dir.File("in.sock")), "the listening socket is gone");
         client.Ok("stop", "\"graceful\": false");
+    }
+
+    [GeneratedRegex(@"^work: dirty pass (\d+)\r?$", RegexOptions.Multiline)]
+    private static partial Regex DirtyPassLine();
+
+    private static List<long> DirtyPasses(string text) => DirtyPassLine().Matches(text).Select(m => long.Parse(m.Groups[1].Value)).ToList();
+
+    /// <summary>A source running "work dirty N": the guest rewrites N MiB without end, each pass with a new generation.</summary>
+    private static Source DirtyingSource(TempDir dir, int mib)
+    {
+        var source = new Source(dir, 1, workMiB: 1, waitForCounts: false, cmdline: $"kvmps.run=work dirty {mib}");
+        Assert.True(WaitForFile(source.Serial, t => DirtyPasses(t).Count >= 2, Timeout), ReadText(source.Serial) + source.Process.Stderr);
+        return source;
+    }
+
+    [Fact]
+    public void AGuestRewritingMemoryAllTheTimeMovesWithEveryPageCurrent()
+    {
+        // Every page is rewritten about every second with a new generation; the guest's rolling check on the
+        // destination catches a page the migration lost or sent stale.
+        using var dir = new TempDir();
+        string uri = "unix:" + dir.File("in.sock");
+        using var source = DirtyingSource(dir, 2);
+        using var destination = Destination(dir, uri, 1);
+        WaitListening(destination);
+        source.Control.Ok("migrate", $"\"uri\": \"{uri}\"");
+        Assert.Equal(VmmExitCode.Migrated, source.Process.WaitForExit(Timeout));
+        log.WriteLine(source.Process.Stderr);
+        var before = DirtyPasses(ReadText(source.Serial));
+        string dst = dir.File("dst.log");
+        // Two more passes on the destination: the rolling check has gone over every page at least once there.
+        Assert.True(WaitForFile(dst, t => DirtyPasses(t).Count >= 3 || t.Contains("FAILED"), Timeout), ReadText(dst) + destination.Stderr);
+        string after = ReadText(dst);
+        Assert.DoesNotContain("FAILED", after);
+        var passes = before.Concat(DirtyPasses(after)).ToList();
+        for (int i = 0; i < passes.Count; i++) Assert.Equal(i + 1, passes[i]); // the generations go on: 1, 2, 3, ...
+    }
+
+    [Fact]
+    public void AGuestDirtyingFasterThanTheLinkMakesTheMigrationGiveUpCleanly()
+    {
+        using var dir = new TempDir();
+        string uri = "unix:" + dir.File("in.sock");
+        using var source = DirtyingSource(dir, 1);
+        using var destination = Destination(dir, uri, 1);
+        WaitListening(destination);
+        // The guest rewrites its 1 MiB about 2.5 times a second; 1 MiB/s cannot get it under 50 ms.
+        source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 1048576, \"downtime_ms\": 50");
+        var failed = source.WaitForMigration(s => s.GetProperty("phase").GetString() is MigrationPhases.Failed or MigrationPhases.Completed);
+        log.WriteLine(failed.ToString());
+        Assert.Equal(MigrationPhases.Failed, failed.GetProperty("phase").GetString());
+        Assert.Contains("does not converge", failed.GetProperty("error").GetString());
+        Assert.Contains("auto_converge", failed.GetProperty("error").GetString());
+        Assert.False(failed.TryGetProperty("downtime_ms", out _), "never paused for a hand-over");
+        Assert.Equal(VmmExitCode.IncomingFailed, destination.WaitForExit(Timeout));
+        Assert.Contains("the source gave up", destination.Stderr);
+        int passes = DirtyPasses(ReadText(source.Serial)).Count;
+        Assert.True(WaitForFile(source.Serial, t => DirtyPasses(t).Count >= passes + 2, Timeout), "the guest goes on at the source");
+        Assert.DoesNotContain("FAILED", ReadText(source.Serial));
+        Assert.Equal("Running", source.Control.Ok("status").GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public void WithAutoConvergeTheSameGuestMoves()
+    {
+        using var dir = new TempDir();
+        string uri = "unix:" + dir.File("in.sock");
+        using var source = DirtyingSource(dir, 1);
+        using var destination = Destination(dir, uri, 1);
+        WaitListening(destination);
+        source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 1048576, \"downtime_ms\": 50, \"auto_converge\": true");
+        int maxThrottle = 0;
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!source.Process.HasExited && DateTime.UtcNow < deadline)
+        {
+            try { maxThrottle = Math.Max(maxThrottle, source.Control.Ok("migrate.status").GetProperty("throttle_percent").GetInt32()); }
+            catch (IOException) { break; } // the source exited between two polls
+            Thread.Sleep(50);
+        }
+        Assert.Equal(VmmExitCode.Migrated, source.Process.WaitForExit(Timeout));
+        log.WriteLine($"highest throttle seen: {maxThrottle}%\n{source.Process.Stderr}");
+        Assert.True(maxThrottle > 0, "the vCPUs were throttled");
+        string dst = dir.File("dst.log");
+        Assert.True(WaitForFile(dst, t => DirtyPasses(t).Count >= 3 || t.Contains("FAILED"), Timeout), ReadText(dst) + destination.Stderr);
+        Assert.DoesNotContain("FAILED", ReadText(dst));
+        var passes = DirtyPasses(ReadText(source.Serial)).Concat(DirtyPasses(ReadText(dst))).ToList();
+        for (int i = 0; i < passes.Count; i++) Assert.Equal(i + 1, passes[i]);
     }
 
     [Fact]
