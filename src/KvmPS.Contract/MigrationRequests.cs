@@ -65,7 +65,7 @@ public sealed record MigrateStatusReply
     public int Round { get; init; }
     /// <summary>Bytes written to the connection so far (frames included).</summary>
     public long BytesSent { get; init; }
-    public long PagesSent { get; init; }
+    public long SentPages { get; init; }
     /// <summary>Pages found dirty at the last harvest (still to send).</summary>
     public long DirtyPages { get; init; }
     /// <summary>How fast the guest dirtied memory during the last round.</summary>

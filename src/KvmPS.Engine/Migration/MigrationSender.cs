@@ -89,7 +89,7 @@ public sealed class MigrationSender
                 Uri = _request.Uri,
                 Round = _round,
                 BytesSent = _stream?.BytesWritten ?? 0,
-                PagesSent = _pagesSent,
+                SentPages = _pagesSent,
                 DirtyPages = _dirtyPages,
                 DirtyRateBytesPerS = _dirtyRate,
                 TransferRateBytesPerS = _transferRate,
@@ -233,7 +233,7 @@ public sealed class MigrationSender
             _downtimeMs = downtimeMs;
         }
         var status = Status();
-        _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, {status.PagesSent} pages in {status.Round + 1} rounds");
+        _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, {status.SentPages} pages in {status.Round + 1} rounds");
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 

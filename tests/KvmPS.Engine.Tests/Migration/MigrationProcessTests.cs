@@ -224,7 +224,7 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         WaitListening(destination);
         // 1 MiB/s: round 0 alone takes over 16 s, so the cancel lands mid-way.
         source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 1048576");
-        source.WaitForMigration(s => s.GetProperty("pages_sent").GetInt64() > 256);
+        source.WaitForMigration(s => s.GetProperty("sent_pages").GetInt64() > 256);
         var cancelled = source.Control.Ok("migrate.cancel");
         Assert.Equal(MigrationPhases.Cancelled, cancelled.GetProperty("phase").GetString());
         Assert.Contains("cancelled", cancelled.GetProperty("error").GetString());
@@ -247,7 +247,7 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         using var destination = Destination(dir, uri, 1);
         WaitListening(destination);
         source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 1048576");
-        source.WaitForMigration(s => s.GetProperty("pages_sent").GetInt64() > 256);
+        source.WaitForMigration(s => s.GetProperty("sent_pages").GetInt64() > 256);
         destination.Signal(9);
         var failed = source.WaitForMigration(s => s.GetProperty("phase").GetString() is MigrationPhases.Failed or MigrationPhases.Completed);
         log.WriteLine(failed.ToString());
@@ -271,7 +271,7 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         string error = failed.GetProperty("error").GetString()!;
         Assert.Contains("the destination refused", error);
         Assert.Contains("device 00:01.0 rng", error);
-        Assert.Equal(0, failed.GetProperty("pages_sent").GetInt64()); // refused before any memory moved
+        Assert.Equal(0, failed.GetProperty("sent_pages").GetInt64()); // refused before any memory moved
         Assert.Equal(VmmExitCode.IncomingFailed, destination.WaitForExit(Timeout));
         Assert.Contains("does not match", destination.Stderr);
         source.AssertStillRunning();
