@@ -81,6 +81,11 @@ public sealed record MigrateStatusReply
     public long TotalMs { get; init; }
     /// <summary>Once paused for the hand-over: how long the VM has been (or was) paused.</summary>
     public long? DowntimeMs { get; init; }
+    /// <summary>
+    /// Local live upgrade: guest RAM (memfd-backed, <c>memfd</c> in the configuration) was handed to the destination as
+    /// file descriptors over the Unix socket instead of being copied.
+    /// </summary>
+    public bool MemoryShared { get; init; }
     /// <summary>Why it failed (phase failed or cancelled).</summary>
     public string? Error { get; init; }
 }

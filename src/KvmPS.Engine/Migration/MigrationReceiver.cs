@@ -75,12 +75,28 @@ public sealed class MigrationReceiver : IDisposable
     {
         var memory = machine.Memory;
         IReadOnlyList<StateRecord>? records = null;
+        var fds = new List<Interop.MemfdHandle>();
         while (true)
         {
-            var frame = _stream!.ReadFrame();
+            MigrationFrame frame;
+            try
+            {
+                frame = _stream!.ReadFrame(fds);
+                if (fds.Count > 0 && frame.Command != MigrationCommand.MemoryFds)
+                    throw new MigrationException($"the stream is corrupt: file descriptors came with a {frame.Command} frame");
+            }
+            catch
+            {
+                foreach (var fd in fds) fd.Dispose();
+                throw;
+            }
             var data = frame.Data;
             switch (frame.Command)
             {
+                case MigrationCommand.MemoryFds:
+                    AdoptMemory(memory, data, fds);
+                    fds = [];
+                    break;
                 case MigrationCommand.Pages:
                 {
                     if (data.Length < 12) throw new MigrationException("the stream is corrupt: a Pages frame is too short");
@@ -125,6 +141,40 @@ public sealed class MigrationReceiver : IDisposable
             }
         }
     }
+
+    /// <summary>Local live upgrade: maps the source's memfds over guest RAM (the handles are the memory's from here on).</summary>
+    private void AdoptMemory(GuestMemory memory, ReadOnlySpan<byte> data, List<Interop.MemfdHandle> fds)
+    {
+        try
+        {
+            if (data.Length < 4) throw new MigrationException("the stream is corrupt: a MemoryFds frame is too short");
+            uint count = BinaryPrimitives.ReadUInt32LittleEndian(data);
+            if (count != memory.Regions.Count || data.Length != 4 + count * 16)
+                throw new MigrationException($"the source's memory has {count} regions, this machine {memory.Regions.Count}");
+            if (fds.Count != count) throw new MigrationException($"the MemoryFds frame names {count} regions but {fds.Count} file descriptors came with it");
+            for (int i = 0; i < count; i++)
+            {
+                ulong gpa = BinaryPrimitives.ReadUInt64LittleEndian(data[(4 + i * 16)..]), size = BinaryPrimitives.ReadUInt64LittleEndian(data[(12 + i * 16)..]);
+                if (gpa != memory.Regions[i].GuestAddress || size != memory.Regions[i].SizeBytes)
+                    throw new MigrationException($"the source's RAM region {i} is 0x{gpa:x}+0x{size:x}, this machine's 0x{memory.Regions[i].GuestAddress:x}+0x{memory.Regions[i].SizeBytes:x}");
+            }
+            memory.AdoptSharedMemory(fds);
+            MemoryShared = true;
+        }
+        catch (GuestMemoryException e)
+        {
+            foreach (var fd in fds) fd.Dispose();
+            throw new MigrationException($"the source's memory files cannot be used: {e.Message}", e);
+        }
+        catch
+        {
+            foreach (var fd in fds) fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Guest RAM came as the source's memfds (local live upgrade), not as pages.</summary>
+    public bool MemoryShared { get; private set; }
 
     /// <summary>The VM runs: tell the source, which then lets go of it. False when the source cannot be told.</summary>
     public bool ConfirmRunning(out string? error)

@@ -48,6 +48,7 @@ public sealed class MigrationSender
     private int _round, _throttlePercent;
     private long _pagesSent, _dirtyPages, _dirtyRate, _transferRate, _expectedDowntimeMs, _totalMs = -1, _downtimeMs = -1;
     private string? _error;
+    private bool _memoryShared;
 
     public MigrationSender(VirtualMachine machine, MigrateRequest request, MigrationEndpoint endpoint, string configJson, TextWriter log)
     {
@@ -98,6 +99,7 @@ public sealed class MigrationSender
                 ThrottlePercent = _throttlePercent,
                 TotalMs = _totalMs >= 0 ? _totalMs : _clock.ElapsedMilliseconds,
                 DowntimeMs = _downtimeMs >= 0 ? _downtimeMs : _downtime is { } d ? d.ElapsedMilliseconds : null,
+                MemoryShared = _memoryShared,
                 Error = _error,
             };
         }
@@ -143,10 +145,28 @@ public sealed class MigrationSender
         _stream.WriteFrame(MigrationCommand.Config, [.. length, .. identity], Encoding.UTF8.GetBytes(_configJson));
         _stream.Expect(MigrationCommand.Ready, "destination");
         CheckCancel();
+        _wasRunning = _machine.State == VmState.Running;
+        if (_stream.CanPassDescriptors && memory.SharedMemoryFiles is { Count: <= Interop.UnixFdPassing.MaxFds } files)
+        {
+            // Local live upgrade: the destination maps the very same memory; nothing to copy, no rounds.
+            SetPhase(MigrationPhases.StopCopy);
+            _downtime = Stopwatch.StartNew();
+            PauseVm();
+            var regions = new byte[4 + memory.Regions.Count * 16];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(regions, (uint)memory.Regions.Count);
+            for (int i = 0; i < memory.Regions.Count; i++)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(regions.AsSpan(4 + i * 16), memory.Regions[i].GuestAddress);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(regions.AsSpan(12 + i * 16), memory.Regions[i].SizeBytes);
+            }
+            _stream.WriteFrameWithDescriptors(MigrationCommand.MemoryFds, regions, files);
+            lock (_lock) _memoryShared = true;
+            SendStateAndHandOver();
+            return;
+        }
 
         // "Dirty since" starts at a paused instant (a device marks a page before writing it, so a harvest must not race
         // a device): a pause of a few milliseconds.
-        _wasRunning = _machine.State == VmState.Running;
         PauseVm();
         try
         {
@@ -213,6 +233,12 @@ public sealed class MigrationSender
         last.UnionWith(deviceWritten); // pages devices wrote while we ran: they may have changed after we read them
         lock (_lock) _throttlePercent = 0;
         SendPages(last, sendZeroPages: true);
+        SendStateAndHandOver();
+    }
+
+    /// <summary>Paused: the state records, End, and the wait for the destination's Running; then this VM ends as migrated.</summary>
+    private void SendStateAndHandOver()
+    {
         byte[] state = SnapshotStateFile.Encode(_machine.SaveState());
         _stream.WriteFrame(MigrationCommand.State, state);
         lock (_lock)
@@ -233,7 +259,8 @@ public sealed class MigrationSender
             _downtimeMs = downtimeMs;
         }
         var status = Status();
-        _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, {status.SentPages} pages in {status.Round + 1} rounds");
+        _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, " +
+            (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds"));
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 

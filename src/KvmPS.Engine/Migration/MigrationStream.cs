@@ -30,6 +30,11 @@ public enum MigrationCommand : uint
     Running = 7,
     /// <summary>Either way: UTF-8 text saying why the sender of the frame gives up.</summary>
     Error = 8,
+    /// <summary>
+    /// Source → destination over a Unix socket, instead of Pages (local live upgrade): u32 region count, per region u64
+    /// guest address and u64 size; the regions' memfds travel with the frame's first byte (SCM_RIGHTS).
+    /// </summary>
+    MemoryFds = 9,
 }
 
 /// <summary>One frame read from the stream.</summary>
@@ -122,6 +127,47 @@ public sealed class MigrationStream : IDisposable
 
     public void WriteText(MigrationCommand command, string text) => WriteFrame(command, Encoding.UTF8.GetBytes(text));
 
+    /// <summary>True when descriptors can travel with frames (a Unix socket).</summary>
+    public bool CanPassDescriptors => _socket is { AddressFamily: AddressFamily.Unix };
+
+    /// <summary>Writes one frame with <paramref name="fds"/> attached to its first byte (SCM_RIGHTS; a Unix socket only).</summary>
+    public void WriteFrameWithDescriptors(MigrationCommand command, ReadOnlySpan<byte> payload, IReadOnlyList<Interop.FileDescriptorHandle> fds)
+    {
+        if (!CanPassDescriptors) throw new InvalidOperationException("descriptors travel only over a Unix socket");
+        lock (_writeLock)
+        {
+            int total = FrameHeaderBytes + payload.Length + CrcBytes;
+            var frame = new byte[total];
+            BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)command);
+            BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(4), (uint)payload.Length);
+            payload.CopyTo(frame.AsSpan(FrameHeaderBytes));
+            BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(FrameHeaderBytes + payload.Length), Crc32.HashToUInt32(frame.AsSpan(0, FrameHeaderBytes + payload.Length)));
+            int sent;
+            try { sent = Interop.UnixFdPassing.Send(_socket!, frame, fds); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException) { throw new MigrationException($"the connection failed while sending the memory files: {e.Message}", e); }
+            BytesWritten += sent;
+            Write(frame.AsSpan(sent));
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="ReadFrame()"/>, and descriptors that came with the frame (SCM_RIGHTS on a Unix socket) are added to
+    /// <paramref name="fds"/>: the frame header is read with recvmsg, as the sender attaches them to its first byte.
+    /// </summary>
+    public MigrationFrame ReadFrame(List<Interop.MemfdHandle> fds)
+    {
+        if (!CanPassDescriptors) return ReadFrame();
+        Span<byte> head = stackalloc byte[FrameHeaderBytes];
+        int got;
+        try { got = Interop.UnixFdPassing.Receive(_socket!, head, fds); }
+        catch (Exception e) when (e is IOException or ObjectDisposedException) { throw new MigrationException($"the connection failed while reading a frame header: {e.Message}", e); }
+        if (got <= 0) throw new MigrationException("the stream is truncated: it ended before a frame header (0 of 8 bytes)");
+        _pendingHead = head[..got].ToArray();
+        return ReadFrame();
+    }
+
+    private byte[]? _pendingHead;
+
     /// <summary>
     /// Reads the next frame. The payload buffer is reused by the next read (copy what must outlive it). Truncation,
     /// an unknown command, an oversized length or a CRC mismatch is a <see cref="MigrationException"/>.
@@ -129,10 +175,12 @@ public sealed class MigrationStream : IDisposable
     public MigrationFrame ReadFrame()
     {
         Span<byte> head = stackalloc byte[FrameHeaderBytes];
-        ReadExactly(head, "a frame header");
+        int already = 0;
+        if (_pendingHead is { } pending) { pending.CopyTo(head); already = pending.Length; _pendingHead = null; }
+        ReadExactly(head[already..], "a frame header");
         uint command = BinaryPrimitives.ReadUInt32LittleEndian(head);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
-        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.Error)
+        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.MemoryFds)
             throw new MigrationException($"the stream is corrupt: unknown frame command {command}");
         if (length > MaxPayloadBytes) throw new MigrationException($"the stream is corrupt: a {(MigrationCommand)command} frame claims {length} bytes (at most {MaxPayloadBytes})");
         int total = (int)length + CrcBytes;

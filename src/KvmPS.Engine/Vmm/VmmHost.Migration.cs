@@ -61,7 +61,8 @@ public sealed partial class VmmHost
         _receiver = new MigrationReceiver(Incoming!);
         var machine = _receiver.Receive(builder, () => _stopRequested.IsSet, _log);
         if (machine is not null)
-            _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: {_receiver.PageBytes} bytes of memory in {_receiver.Elapsed.TotalMilliseconds:0} ms");
+            _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
+                (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
         return machine;
     }
 
