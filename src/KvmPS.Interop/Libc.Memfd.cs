@@ -92,6 +92,8 @@ public sealed class MemfdHandle : FileDescriptorHandle
     internal int Descriptor => Fd;
 }
 
+#pragma warning disable CS8981 // the socket structs keep their C names, as the KVM ones do
+
 /// <summary>struct msghdr, Linux x86-64 (56 bytes; checked by MigrationFdPassingTests).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe struct msghdr

@@ -239,19 +239,20 @@ public sealed class MigrationSender
     /// <summary>Paused: the state records, End, and the wait for the destination's Running; then this VM ends as migrated.</summary>
     private void SendStateAndHandOver()
     {
+        var stream = _stream!;
         byte[] state = SnapshotStateFile.Encode(_machine.SaveState());
-        _stream.WriteFrame(MigrationCommand.State, state);
+        stream.WriteFrame(MigrationCommand.State, state);
         lock (_lock)
         {
             // From End on the destination may run the VM: no cancel can take it back after this point.
             if (_cancel) throw new MigrationException("cancelled by migrate.cancel");
             _phase = MigrationPhases.Handover;
         }
-        _stream.WriteFrame(MigrationCommand.End, []);
-        _stream.ReceiveTimeoutMs = HandoverTimeoutMs;
-        _stream.Expect(MigrationCommand.Running, "destination");
+        stream.WriteFrame(MigrationCommand.End, []);
+        stream.ReceiveTimeoutMs = HandoverTimeoutMs;
+        stream.Expect(MigrationCommand.Running, "destination");
 
-        long downtimeMs = _downtime.ElapsedMilliseconds;
+        long downtimeMs = _downtime!.ElapsedMilliseconds;
         lock (_lock)
         {
             _phase = MigrationPhases.Completed;

@@ -32,7 +32,7 @@ public sealed unsafe partial class GuestMemory
     /// over it since); null otherwise.
     /// </summary>
     public IReadOnlyList<MemfdHandle>? SharedMemoryFiles =>
-        _memfds is { } fds && fds.All(f => f is not null) && (!MappedFromFile || _adoptedMemfds) ? fds! : null;
+        _memfds is { } fds && fds.All(f => f is not null) && (!MappedFromFile || _adoptedMemfds) ? Array.ConvertAll(fds, f => f!) : null;
 
     private bool _adoptedMemfds;
 

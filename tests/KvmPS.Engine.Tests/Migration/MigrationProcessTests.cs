@@ -29,11 +29,11 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         public string Serial { get; }
         public ControlClient Control { get; }
 
-        public Source(TempDir dir, int vcpus, int workMiB, bool waitForCounts = true, string? cmdline = null)
+        public Source(TempDir dir, int vcpus, int workMiB, bool waitForCounts = true, string? cmdline = null, string[]? extra = null)
         {
             Serial = dir.File("src.log");
             string sock = dir.File("src.sock");
-            Process = new VmmProcess("--vcpus", vcpus.ToString(), "--cmdline", cmdline ?? $"kvmps.run=work {workMiB}", "--serial", "file:" + Serial, "--control-socket", sock);
+            Process = new VmmProcess(["--vcpus", vcpus.ToString(), "--cmdline", cmdline ?? $"kvmps.run=work {workMiB}", "--serial", "file:" + Serial, "--control-socket", sock, .. extra ?? []]);
             if (waitForCounts) Assert.True(WaitForFile(Serial, t => CountLine().Matches(t).Count >= 3, Timeout), ReadText(Serial) + Process.Stderr);
             Control = new ControlClient(sock);
         }
@@ -212,6 +212,54 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         Assert.DoesNotContain("FAILED", ReadText(dst));
         var passes = DirtyPasses(ReadText(source.Serial)).Concat(DirtyPasses(ReadText(dst))).ToList();
         for (int i = 0; i < passes.Count; i++) Assert.Equal(i + 1, passes[i]);
+    }
+
+    [Fact]
+    public void LocalLiveUpgradePassesTheMemoryAndTheGuestRunsOnUnderANewPid()
+    {
+        // Guest RAM in memfds: migrate to unix: hands them over (SCM_RIGHTS), nothing is copied. Twice, so the
+        // second VMM's adopted memory can be passed on again.
+        using var dir = new TempDir();
+        using var source = new Source(dir, 2, workMiB: 16, extra: ["--memfd", "on"]);
+        int firstPid = source.Control.Ok("describe").GetProperty("pid").GetInt32();
+        string before = ReadText(source.Serial);
+        var vmms = new List<VmmProcess>();
+        try
+        {
+            var previous = source.Control;
+            string log1 = source.Serial;
+            var logs = new List<string> { source.Serial };
+            for (int hop = 1; hop <= 2; hop++)
+            {
+                string uri = "unix:" + dir.File($"up{hop}.sock");
+                string serial = dir.File($"up{hop}.log"), sock = dir.File($"up{hop}c.sock");
+                var next = new VmmProcess("--incoming", uri, "--vcpus", "2", "--memfd", "on", "--cmdline", "kvmps.run=work 1", "--serial", "file:" + serial, "--control-socket", sock);
+                vmms.Add(next);
+                WaitListening(next);
+                previous.Ok("migrate", $"\"uri\": \"{uri}\"");
+                var exited = hop == 1 ? source.Process : vmms[hop - 2];
+                Assert.Equal(VmmExitCode.Migrated, exited.WaitForExit(Timeout));
+                log.WriteLine(exited.Stderr + next.Stderr);
+                Assert.Contains("memory passed as memfds (not copied)", exited.Stderr);
+                var sent = System.Text.RegularExpressions.Regex.Match(exited.Stderr, @"migrated to .*?: total \d+ ms, downtime (\d+) ms, (\d+) bytes");
+                Assert.True(sent.Success, exited.Stderr);
+                Assert.True(long.Parse(sent.Groups[2].Value) < 1 << 20, $"only the state went over the socket: {sent.Groups[2].Value} bytes");
+                Assert.Contains("memory passed as memfds", next.Stderr);
+                previous = new ControlClient(sock);
+                Assert.NotEqual(firstPid, previous.Ok("describe").GetProperty("pid").GetInt32());
+                Assert.Equal(next.Pid, previous.Ok("describe").GetProperty("pid").GetInt32());
+                logs.Add(serial);
+                Assert.True(WaitForFile(serial, t => Occurrences(t, "work: verify ok pass") >= 2 || t.Contains("FAILED"), Timeout), ReadText(serial) + next.Stderr);
+            }
+            string all = string.Concat(logs.Select(ReadText));
+            Assert.DoesNotContain("FAILED", all);
+            Assert.Equal(1, Occurrences(all, "KvmPS built-in guest")); // booted once, in the first VMM
+            AssertCountsContinue(all, "");
+            var status = previous.Ok("status");
+            Assert.Equal("Running", status.GetProperty("state").GetString());
+            Assert.Equal(2, status.GetProperty("vcpus").GetArrayLength());
+        }
+        finally { foreach (var v in vmms) v.Dispose(); }
     }
 
     [Fact]

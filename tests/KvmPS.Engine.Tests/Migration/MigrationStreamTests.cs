@@ -99,6 +99,54 @@ public class MigrationStreamTests
         Assert.Contains("claims 4294967295 bytes", Assert.Throws<MigrationException>(() => Reader(head).ReadFrame()).Message);
     }
 
+    [Fact]
+    public void FdPassingStructsHaveTheirCLayout()
+    {
+        // <bits/socket.h>, x86-64: msghdr 56 bytes (socklen_t namelen padded to 8), iovec 16, cmsghdr 16 + data.
+        Assert.Equal(56, System.Runtime.CompilerServices.Unsafe.SizeOf<KvmPS.Interop.msghdr>());
+        Assert.Equal(16, (int)System.Runtime.InteropServices.Marshal.OffsetOf<KvmPS.Interop.msghdr>("msg_iov"));
+        Assert.Equal(32, (int)System.Runtime.InteropServices.Marshal.OffsetOf<KvmPS.Interop.msghdr>("msg_control"));
+        Assert.Equal(48, (int)System.Runtime.InteropServices.Marshal.OffsetOf<KvmPS.Interop.msghdr>("msg_flags"));
+        Assert.Equal(16, System.Runtime.CompilerServices.Unsafe.SizeOf<KvmPS.Interop.iovec>());
+        Assert.Equal(16, System.Runtime.CompilerServices.Unsafe.SizeOf<KvmPS.Interop.cmsghdr>());
+        Assert.Equal(24, KvmPS.Interop.Libc.CmsgSpaceForFds(2)); // CMSG_SPACE(8)
+        Assert.Equal(20, KvmPS.Interop.Libc.CmsgLenForFds(1));   // CMSG_LEN(4)
+    }
+
+    [Fact]
+    public void AMemfdTravelsOverAUnixSocketAndKeepsItsSizeAndSeals()
+    {
+        using var memfd = KvmPS.Interop.MemfdHandle.Create("kvmps-test", 1 << 20, hugetlb: false);
+        Assert.True(memfd.SizeSealed);
+        var (a, b) = Pair();
+        using (a) using (b)
+        {
+            var fds = new List<KvmPS.Interop.MemfdHandle>();
+            Assert.Equal(3, KvmPS.Interop.UnixFdPassing.Send(a, [1, 2, 3], [memfd]));
+            var buffer = new byte[8];
+            Assert.Equal(3, KvmPS.Interop.UnixFdPassing.Receive(b, buffer, fds));
+            var received = Assert.Single(fds);
+            using (received)
+            {
+                Assert.Equal(1 << 20, received.SizeBytes);
+                Assert.True(received.SizeSealed);
+            }
+        }
+    }
+
+    private static (System.Net.Sockets.Socket, System.Net.Sockets.Socket) Pair()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"kvt-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40] + ".sock");
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        var a = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        a.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+        var b = listener.Accept();
+        File.Delete(path);
+        return (a, b);
+    }
+
     [Theory]
     [InlineData("tcp:127.0.0.1:4444", "127.0.0.1", 4444, null)]
     [InlineData("tcp:[::1]:5", "::1", 5, null)]
