@@ -12,7 +12,8 @@ internal static unsafe partial class Libc
     public const uint MFD_CLOEXEC = 0x0001, MFD_ALLOW_SEALING = 0x0002, MFD_HUGETLB = 0x0004;
     // fcntl(2) file seals, from linux/fcntl.h.
     public const int F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SHRINK = 0x0002, F_SEAL_GROW = 0x0004;
-    public const int SEEK_END = 2;
+    public const int SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
+    public const int ENXIO = 6;
     // sys/socket.h
     public const int SOL_SOCKET = 1, SCM_RIGHTS = 1, MSG_CMSG_CLOEXEC = 0x40000000, MSG_NOSIGNAL = 0x4000, MSG_CTRUNC = 0x8;
 
@@ -90,6 +91,28 @@ public sealed class MemfdHandle : FileDescriptorHandle
     }
 
     internal int Descriptor => Fd;
+
+    /// <summary>
+    /// The byte ranges that hold data (SEEK_DATA / SEEK_HOLE): pages never written are holes. Exact for shared memory,
+    /// swapped-out pages included, which /proc/self/pagemap does not report for it.
+    /// </summary>
+    public IEnumerable<(long Offset, long Length)> DataRanges()
+    {
+        long size = SizeBytes;
+        for (long at = 0; at < size;)
+        {
+            long data = Libc.Lseek(Fd, at, Libc.SEEK_DATA);
+            if (data < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == Libc.ENXIO) yield break; // no data after 'at'
+                throw NativeCallException.FromLastError("lseek(SEEK_DATA)");
+            }
+            long hole = Libc.Lseek(Fd, data, Libc.SEEK_HOLE);
+            if (hole < 0) throw NativeCallException.FromLastError("lseek(SEEK_HOLE)");
+            yield return (data, hole - data);
+            at = hole;
+        }
+    }
 }
 
 #pragma warning disable CS8981 // the socket structs keep their C names, as the KVM ones do

@@ -122,6 +122,7 @@ public sealed unsafe partial class GuestMemory
     /// </summary>
     public GuestPageBitmap PagesThatMayHoldData()
     {
+        if (SharedMemoryFiles is { } files) return PagesWithDataIn(files);
         var result = new GuestPageBitmap(PageCount);
         if (MappedFromFile) { result.AddRange(0, PageCount); return result; }
         try

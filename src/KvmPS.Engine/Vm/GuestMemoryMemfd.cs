@@ -67,6 +67,19 @@ public sealed unsafe partial class GuestMemory
         _adoptedMemfds = true;
     }
 
+    /// <summary>Pages that hold data in the memfds (the others are holes and read as zero).</summary>
+    private GuestPageBitmap PagesWithDataIn(IReadOnlyList<MemfdHandle> files)
+    {
+        var result = new GuestPageBitmap(PageCount);
+        for (int i = 0; i < files.Count; i++)
+            foreach (var (offset, length) in files[i].DataRanges())
+            {
+                ulong first = (ulong)offset / MemoryLayout.PageSize, last = ((ulong)(offset + length) + MemoryLayout.PageSize - 1) / MemoryLayout.PageSize;
+                result.AddRange(_firstPage[i] + first, Math.Min(last, _regions[i].SizeBytes / MemoryLayout.PageSize) - first);
+            }
+        return result;
+    }
+
     private static void PunchHole(MemfdHandle memfd, ulong offset, ulong length)
     {
         if (Libc.fallocate(memfd.Descriptor, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, (long)offset, (long)length) != 0)
