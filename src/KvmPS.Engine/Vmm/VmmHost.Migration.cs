@@ -37,6 +37,17 @@ public sealed partial class VmmHost
         }
     }
 
+    /// <summary>
+    /// A snapshot harvests the dirty log too: taken during a migration it would take pages the migration still has to
+    /// send, so it is refused until the migration has ended.
+    /// </summary>
+    private void RefuseDuringMigration(string request)
+    {
+        lock (_migrationLock)
+            if (_migration is { Active: true })
+                throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"'{request}' cannot run during a migration (to {_migration.Status().Uri}); wait for it to end or cancel it");
+    }
+
     public MigrateStatusReply MigrateStatus()
     {
         lock (_migrationLock) return _migration?.Status() ?? new MigrateStatusReply { Phase = MigrationPhases.None };

@@ -340,6 +340,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
+        RefuseDuringMigration(SnapshotCreateRequest.Name);
         return SnapshotRequest.Create(machine ?? RequireMachine(), request, _configJson);
     }
 

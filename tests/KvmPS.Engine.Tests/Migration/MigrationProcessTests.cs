@@ -272,6 +272,12 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         // 1 MiB/s: round 0 alone takes over 16 s, so the cancel lands mid-way.
         source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 1048576");
         source.WaitForMigration(s => s.GetProperty("sent_pages").GetInt64() > 256);
+        // A second migration, or a snapshot (it would harvest the dirty log under the migration), waits its turn.
+        Assert.Equal("InvalidState", source.Control.Request("migrate", $"\"uri\": \"{uri}\"").GetProperty("error").GetProperty("code").GetString());
+        var snapshot = source.Control.Request("snapshot.create", $"\"path\": \"{dir.File("snap")}\", \"disks\": \"ignore\"");
+        Assert.Equal("InvalidState", snapshot.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("during a migration", snapshot.GetProperty("error").GetProperty("message").GetString());
+        Assert.False(Directory.Exists(dir.File("snap")));
         var cancelled = source.Control.Ok("migrate.cancel");
         Assert.Equal(MigrationPhases.Cancelled, cancelled.GetProperty("phase").GetString());
         Assert.Contains("cancelled", cancelled.GetProperty("error").GetString());
