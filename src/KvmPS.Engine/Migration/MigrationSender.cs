@@ -223,8 +223,10 @@ public sealed class MigrationSender
             SendPages(dirty, sendZeroPages: true);
         }
 
-        // Stop and copy: the VM stays paused until the destination runs it (or we give up and resume it).
+        // Stop and copy: the VM stays paused until the destination runs it (or we give up and resume it). The
+        // bandwidth cap applies to pre-copy only: once paused, every millisecond is downtime (QEMU does the same).
         SetPhase(MigrationPhases.StopCopy);
+        _bandwidthLifted = true;
         _downtime = Stopwatch.StartNew();
         PauseVm();
         var last = memory.HarvestDirtyPages();
@@ -333,11 +335,12 @@ public sealed class MigrationSender
 
     private readonly Stopwatch _bandwidthClock = Stopwatch.StartNew();
     private long _bandwidthBase;
+    private bool _bandwidthLifted;
 
     /// <summary>With <c>bandwidth_bytes_per_s</c>: sleeps until the bytes sent fit the rate.</summary>
     private void LimitBandwidth()
     {
-        if (_request.BandwidthBytesPerS is not long limit) return;
+        if (_request.BandwidthBytesPerS is not long limit || _bandwidthLifted) return;
         long sent = _stream!.BytesWritten - _bandwidthBase;
         double due = (double)sent / limit;
         // Short sleeps, so the throttle's cycle goes on while the link is the limit.
