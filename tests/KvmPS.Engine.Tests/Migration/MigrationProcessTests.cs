@@ -207,6 +207,9 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         Assert.Equal(VmmExitCode.Migrated, source.Process.WaitForExit(Timeout));
         log.WriteLine($"highest throttle seen: {maxThrottle}%\n{source.Process.Stderr}");
         Assert.True(maxThrottle > 0, "the vCPUs were throttled");
+        // The bandwidth cap is for pre-copy: the last pages go out at full speed (capped, 64 pages alone took 500 ms).
+        var downtime = Regex.Match(source.Process.Stderr, @"downtime (\d+) ms");
+        Assert.True(downtime.Success && int.Parse(downtime.Groups[1].Value) < 300, source.Process.Stderr);
         string dst = dir.File("dst.log");
         Assert.True(WaitForFile(dst, t => DirtyPasses(t).Count >= 3 || t.Contains("FAILED"), Timeout), ReadText(dst) + destination.Stderr);
         Assert.DoesNotContain("FAILED", ReadText(dst));
