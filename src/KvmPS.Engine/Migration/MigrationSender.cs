@@ -26,7 +26,7 @@ public sealed class MigrationSender
     /// and at the top step this many more end it.
     /// </summary>
     public const int StalledRounds = 5;
-    private const int ThrottleStepPercent = 20, MaxThrottlePercent = 99, ThrottleCycleMs = 100;
+    private const int ThrottleStepPercent = 20, MaxThrottlePercent = 99, ThrottleCycleMs = 500;
     public const int ConnectTimeoutMs = 10_000, IoTimeoutMs = 30_000, HandoverTimeoutMs = 60_000;
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(5);
 
@@ -346,8 +346,8 @@ public sealed class MigrationSender
         // Short sleeps, so the throttle's cycle goes on while the link is the limit.
         for (double ahead = due - _bandwidthClock.Elapsed.TotalSeconds; ahead > 0.002; ahead = due - _bandwidthClock.Elapsed.TotalSeconds)
         {
-            Thread.Sleep(TimeSpan.FromSeconds(Math.Min(ahead, 0.01)));
-            Throttle();
+            int untilToggleMs = Throttle();
+            Thread.Sleep(TimeSpan.FromSeconds(Math.Min(ahead, Math.Max(1, untilToggleMs) / 1000.0)));
             CheckCancel();
         }
         if (_bandwidthClock.Elapsed.TotalSeconds > 2) { _bandwidthBase = _stream.BytesWritten; _bandwidthClock.Restart(); }
@@ -359,16 +359,25 @@ public sealed class MigrationSender
     /// Auto-converge: in each 100 ms cycle the vCPUs are held paused for throttle_percent of it, while sending goes on;
     /// the guest then dirties less than the link sends.
     /// </summary>
-    private void Throttle()
+    /// <returns>Milliseconds until the throttle next wants to pause or resume (a long time without throttling).</returns>
+    private int Throttle()
     {
         int percent;
         lock (_lock) percent = _throttlePercent;
-        if (percent == 0 || _machine.State is not (VmState.Running or VmState.Paused)) return;
+        if (percent == 0 || !_wasRunning || _machine.State is not (VmState.Running or VmState.Paused)) return 1000;
         long inCycle = _throttleClock.ElapsedMilliseconds;
-        long pausedMs = ThrottleCycleMs * percent / 100;
-        if (!_pausedByUs && inCycle >= ThrottleCycleMs - pausedMs && _wasRunning) PauseVm();
-        else if (_pausedByUs && inCycle >= ThrottleCycleMs) { ResumeIfWePaused(); _throttleClock.Restart(); }
-        else if (!_pausedByUs && inCycle >= ThrottleCycleMs) _throttleClock.Restart();
+        long runMs = ThrottleCycleMs - ThrottleCycleMs * percent / 100;
+        if (!_pausedByUs)
+        {
+            if (inCycle >= ThrottleCycleMs) { _throttleClock.Restart(); inCycle = 0; }
+            if (inCycle < runMs) return (int)(runMs - inCycle);
+            PauseVm();
+            return (int)(ThrottleCycleMs - inCycle);
+        }
+        if (inCycle < ThrottleCycleMs) return (int)(ThrottleCycleMs - inCycle);
+        ResumeIfWePaused();
+        _throttleClock.Restart();
+        return (int)runMs;
     }
 
     private void PauseVm()
