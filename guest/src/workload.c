@@ -30,22 +30,26 @@ static u64 work_pass;
 
 static u64 page_value(u64 addr) { return (addr >> 12) * WORK_SEED ^ 0x4b564d5053UL; /* "KVMPS" */ }
 
-static void fill_page(u64 addr)
+static void fill_page_with(u64 addr, u64 value)
 {
     u64 count = WORK_PAGE / 8;
     void *dst = (void *)(uptr)addr;
-    __asm__ volatile("rep stosq" : "+D"(dst), "+c"(count) : "a"(page_value(addr)) : "memory");
+    __asm__ volatile("rep stosq" : "+D"(dst), "+c"(count) : "a"(value) : "memory");
 }
 
-/* Returns 0 when every qword of the page holds its value. */
-static int check_page(u64 addr)
+static void fill_page(u64 addr) { fill_page_with(addr, page_value(addr)); }
+
+/* Returns 0 when every qword of the page holds value. */
+static int check_page_for(u64 addr, u64 value)
 {
     u64 count = WORK_PAGE / 8;
     const void *p = (const void *)(uptr)addr;
     u8 differs;
-    __asm__ volatile("repe scasq\n\tsetne %2" : "+D"(p), "+c"(count), "=qm"(differs) : "a"(page_value(addr)) : "memory", "cc");
+    __asm__ volatile("repe scasq\n\tsetne %2" : "+D"(p), "+c"(count), "=qm"(differs) : "a"(value) : "memory", "cc");
     return differs;
 }
+
+static int check_page(u64 addr) { return check_page_for(addr, page_value(addr)); }
 
 static void work_verify(void)
 {
@@ -120,15 +124,69 @@ static void work_loop(void)
     }
 }
 
+/*
+ * "work dirty N" (live migration, docs/migration.md): rewrites N MiB over and over, as fast as it can, each pass
+ * with the next generation: page i of pass G holds page_value + G. Pages before the cursor hold G, the others G-1,
+ * so a rolling check knows what every page must hold: a page a migration lost or sent stale says
+ * "work: verify FAILED at ADDR". "work: dirty pass G" after each pass; 'q' stops.
+ */
+#define DIRTY_BATCH 16
+
+static u64 dirty_pages, dirty_gen, dirty_next, dirty_check;
+
+static void work_dirty(u64 mib)
+{
+    u64 end = WORK_BASE + (mib << 20);
+    if (mib == 0 || end > WORK_LIMIT || end > bootinfo_usable_bytes()) {
+        kprintf("work: %lu MiB does not fit between 16 and %lu MiB in usable RAM\n", mib, (u64)(WORK_LIMIT >> 20));
+        return;
+    }
+    dirty_pages = (end - WORK_BASE) / WORK_PAGE;
+    for (u64 i = 0; i < dirty_pages; i++)
+        fill_page_with(WORK_BASE + i * WORK_PAGE, page_value(WORK_BASE + i * WORK_PAGE));
+    dirty_gen = 1;
+    dirty_next = 0;
+    dirty_check = 0;
+    kprintf("work: dirtying %lu MiB\n", mib);
+    for (;;) {
+        for (int i = 0; i < DIRTY_BATCH; i++) {
+            u64 addr = WORK_BASE + dirty_next * WORK_PAGE;
+            fill_page_with(addr, page_value(addr) + dirty_gen);
+            if (++dirty_next == dirty_pages) {
+                kprintf("work: dirty pass %lu\n", dirty_gen);
+                dirty_next = 0;
+                dirty_gen++;
+            }
+        }
+        for (int i = 0; i < DIRTY_BATCH; i++) {
+            u64 addr = WORK_BASE + dirty_check * WORK_PAGE;
+            u64 gen = dirty_check < dirty_next ? dirty_gen : dirty_gen - 1;
+            if (check_page_for(addr, page_value(addr) + gen)) {
+                kprintf("work: verify FAILED at 0x%lx (generation %lu)\n", addr, gen);
+                return;
+            }
+            if (++dirty_check == dirty_pages)
+                dirty_check = 0;
+        }
+        u8 c;
+        if (console_try_getc(&c) && c == 'q') {
+            kprintf("work: stopped at pass %lu\n", dirty_gen);
+            return;
+        }
+    }
+}
+
 void cmd_work(char *arg)
 {
     u64 mib;
     if (!strcmp(arg, "verify"))
         work_verify();
+    else if (!strncmp(arg, "dirty ", 6) && !parse_u64(arg + 6, &mib))
+        work_dirty(mib);
     else if (!parse_u64(arg, &mib)) {
         work_fill(mib);
         if (work_pages)
             work_loop();
     } else
-        kprintf("usage: work MiB | work verify\n");
+        kprintf("usage: work MiB | work verify | work dirty MiB\n");
 }

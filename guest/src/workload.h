@@ -4,6 +4,6 @@
 
 #include "types.h"
 
-void cmd_work(char *arg);   /* "work MiB": fill, then count until 'q'; "work verify": check the last fill */
+void cmd_work(char *arg);   /* "work MiB": fill, then count until 'q'; "work verify": check the last fill; "work dirty MiB": rewrite without end */
 
 #endif

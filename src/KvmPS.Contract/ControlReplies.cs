@@ -52,6 +52,8 @@ public static class VmStateNames
     public const string Paused = "Paused";
     public const string Stopped = "Stopped";
     public const string Crashed = "Crashed";
+    /// <summary>Live-migrated away: the VM runs in another VMM (the process exits).</summary>
+    public const string Migrated = "Migrated";
 }
 
 /// <summary>Reply to <see cref="PingRequest"/>.</summary>

@@ -204,6 +204,7 @@ public static class ControlRequests
         DescribeRequest.Name, StatusRequest.Name, MetricsRequest.Name, PauseRequest.Name, ResumeRequest.Name, StopRequest.Name,
         ConsoleAttachRequest.Name, PingRequest.Name, SnapshotCreateRequest.Name, VcpuSetRequest.Name,
         DeviceAddRequest.Name, DeviceRemoveRequest.Name,
+        MigrateRequest.Name, MigrateStatusRequest.Name, MigrateCancelRequest.Name,
     ];
 
     /// <summary>Requests a device handles.</summary>
@@ -226,6 +227,9 @@ public static class ControlRequests
         [VcpuSetRequest.Name] = ContractJsonContext.Default.VcpuSetRequest,
         [DeviceAddRequest.Name] = ContractJsonContext.Default.DeviceAddRequest,
         [DeviceRemoveRequest.Name] = ContractJsonContext.Default.DeviceRemoveRequest,
+        [MigrateRequest.Name] = ContractJsonContext.Default.MigrateRequest,
+        [MigrateStatusRequest.Name] = ContractJsonContext.Default.MigrateStatusRequest,
+        [MigrateCancelRequest.Name] = ContractJsonContext.Default.MigrateCancelRequest,
         [BalloonSetRequest.Name] = ContractJsonContext.Default.BalloonSetRequest,
         [BalloonGetRequest.Name] = ContractJsonContext.Default.BalloonGetRequest,
         [NetStatsRequest.Name] = ContractJsonContext.Default.NetStatsRequest,

@@ -35,6 +35,8 @@ public sealed record VmmConfiguration
     public string? ControlSocket { get; init; }
     public HugePageBacking? Hugepages { get; init; }
     public bool? Ksm { get; init; }
+    /// <summary>Guest RAM in memfds (MAP_SHARED) instead of anonymous memory, so a local live upgrade passes it instead of copying it (docs/migration.md).</summary>
+    public bool? Memfd { get; init; }
     public int? NumaNode { get; init; }
     public GuestResetAction? OnReset { get; init; }
     /// <summary>Default: <c>stay</c> with a control socket, else <c>exit</c>.</summary>

@@ -20,6 +20,13 @@ public static class VmmExitCode
     public const int GuestCrashed = 10;
     /// <summary>An unexpected VMM failure (a bug).</summary>
     public const int InternalError = 12;
+    /// <summary>The VM was live-migrated: it runs in the destination VMM now (docs/migration.md).</summary>
+    public const int Migrated = 14;
+    /// <summary>
+    /// <c>--incoming</c>: no VM could be received: the stream was truncated, corrupt, of another format version, from
+    /// a VM of another configuration, or the connection failed before the VM ran (docs/migration.md).
+    /// </summary>
+    public const int IncomingFailed = 16;
 
     /// <summary>The status for a guest that wrote <paramref name="guestValue"/> to the debug-exit port (QEMU's isa-debug-exit).</summary>
     public static int ForDebugExit(int guestValue) => (guestValue << 1) | 1;
@@ -41,6 +48,8 @@ public static class VmmExitCode
         HostResource => "a host resource is unavailable (guest memory, a tap or bridge, or the control socket is used by another kvmps-vmm)",
         GuestCrashed => "the guest crashed",
         InternalError => "internal VMM error",
+        Migrated => "the VM was migrated to another VMM",
+        IncomingFailed => "no VM could be received from the migration stream",
         _ when IsDebugExit(status, out int value) => $"the guest wrote {value} to the debug-exit port",
         _ => "unknown status",
     };

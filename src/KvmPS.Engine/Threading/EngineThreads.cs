@@ -18,6 +18,8 @@ public enum ThreadRole
     Control,
     /// <summary>Moves console bytes between the serial port and its clients.</summary>
     Console,
+    /// <summary>Sends the VM to another VMM (live migration, Migration/MigrationSender): memory rounds, then the state.</summary>
+    Migration,
     /// <summary>Startup work done beside the main thread before the machine exists (Vm/EarlyKvmVm).</summary>
     Setup,
 }

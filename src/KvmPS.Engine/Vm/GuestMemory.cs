@@ -14,6 +14,8 @@ public sealed record GuestMemoryOptions
     public bool Ksm { get; init; }
     /// <summary>Host NUMA node to bind guest RAM to (mbind MPOL_BIND), or null for the default policy.</summary>
     public int? NumaNode { get; init; }
+    /// <summary>Guest RAM in memfds mapped MAP_SHARED (not anonymous memory), so a local live upgrade can pass it to the new VMM instead of copying it.</summary>
+    public bool Memfd { get; init; }
 }
 
 /// <summary>
@@ -92,30 +94,34 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (hotplugBytes > 0) ranges.Add((MemoryLayout.HotplugRegionStart(sizeBytes, hotplugBytes, hotplugLowLimit), hotplugBytes, true));
 
         var regions = new List<GuestMemoryRegion>();
+        var memfds = new MemfdHandle?[ranges.Count];
         try
         {
             foreach (var (gpa, size, hotplug) in ranges)
             {
                 var regionOptions = hotplug && options.HugePages == HugePageMode.HugeTlbFs ? options with { HugePages = HugePageMode.TransparentHugePages } : options;
-                nint host = MapAnonymous(size, regionOptions);
+                nint host = options.Memfd ? MapMemfd(size, regionOptions, regions.Count, out memfds[regions.Count]) : MapAnonymous(size, regionOptions);
                 regions.Add(new GuestMemoryRegion(gpa, size, host, (uint)regions.Count, hotplug));
             }
         }
         catch
         {
             foreach (var r in regions) Libc.Munmap(r.HostAddress, (nuint)r.SizeBytes);
+            foreach (var fd in memfds) fd?.Dispose();
             throw;
         }
-        return new GuestMemory(regions.ToArray(), sizeBytes + hotplugBytes, options);
+        return new GuestMemory(regions.ToArray(), sizeBytes + hotplugBytes, options) { _memfds = options.Memfd ? memfds : null };
     }
 
-    private static nint MapAnonymous(ulong size, GuestMemoryOptions options)
+    private static nint MapAnonymous(ulong size, GuestMemoryOptions options) => MapAndAdvise(size, options, -1);
+
+    private static nint MapAndAdvise(ulong size, GuestMemoryOptions options, int memfd)
     {
-        int flags = Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS;
+        int flags = memfd >= 0 ? Libc.MAP_SHARED : Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS;
         // Huge pages are reserved at mmap time (no MAP_NORESERVE): a shortfall must fail here, not as a SIGBUS
         // when the guest first touches a page. Normal pages are not reserved: untouched guest RAM costs nothing.
-        flags |= options.HugePages == HugePageMode.HugeTlbFs ? Libc.MAP_HUGETLB : Libc.MAP_NORESERVE;
-        nint p = Libc.Mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, flags, -1, 0);
+        if (memfd < 0) flags |= options.HugePages == HugePageMode.HugeTlbFs ? Libc.MAP_HUGETLB : Libc.MAP_NORESERVE;
+        nint p = Libc.Mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, flags, memfd, 0);
         if (p == Libc.MAP_FAILED)
         {
             int errno = Marshal.GetLastPInvokeError();
@@ -254,7 +260,8 @@ public sealed unsafe partial class GuestMemory : IDisposable
         var r = FindRegionIndex(gpa, out int index);
         if (r is null || length > r.EndAddress - gpa || gpa % MemoryLayout.PageSize != 0 || length % MemoryLayout.PageSize != 0)
             throw new GuestMemoryException($"Cannot discard guest range 0x{gpa:x}+0x{length:x}: not page-aligned guest RAM.");
-        if (Libc.Madvise(r.HostAddress + (nint)(gpa - r.GuestAddress), (nuint)length, Libc.MADV_DONTNEED) != 0)
+        if (MemfdOf(index) is { } memfd) PunchHole(memfd, gpa - r.GuestAddress, length); // MADV_DONTNEED does not free shared memory
+        else if (Libc.Madvise(r.HostAddress + (nint)(gpa - r.GuestAddress), (nuint)length, Libc.MADV_DONTNEED) != 0)
             throw NativeCallException.FromLastError("madvise(MADV_DONTNEED)");
         // The pages now read as zero (or, over a MAP_PRIVATE memory file, as the file): their content changed.
         MarkWritten(index, gpa - r.GuestAddress, length);
@@ -265,5 +272,6 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var r in _regions) Libc.Munmap(r.HostAddress, (nuint)r.SizeBytes);
+        if (_memfds is not null) foreach (var fd in _memfds) fd?.Dispose();
     }
 }

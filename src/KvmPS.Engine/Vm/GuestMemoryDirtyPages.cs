@@ -78,16 +78,23 @@ public sealed unsafe partial class GuestMemory
     /// (KVM_GET_DIRTY_LOG, which also resets it) ∪ the pages devices wrote. Call only while the VM is paused and its
     /// devices quiescent: a device marks a page when it takes the span, before it writes.
     /// </summary>
-    public GuestPageBitmap HarvestDirtyPages()
+    public GuestPageBitmap HarvestDirtyPages() => HarvestDirtyPages(null);
+
+    /// <summary>
+    /// As <see cref="HarvestDirtyPages()"/>, and the pages devices wrote are also added to <paramref name="deviceWritten"/>.
+    /// Live migration harvests while the VM runs: a device marks a page before it writes it, so a page harvested then
+    /// may still change without being marked again. The caller keeps those pages and sends them again once paused.
+    /// </summary>
+    public GuestPageBitmap HarvestDirtyPages(GuestPageBitmap? deviceWritten)
     {
         lock (_trackingLock)
         {
             if (!DirtyTracking || _kvm is null) throw new InvalidOperationException("Dirty page tracking has not been started.");
-            return HarvestCore(_kvm);
+            return HarvestCore(_kvm, deviceWritten);
         }
     }
 
-    private GuestPageBitmap HarvestCore(KvmVmHandle vm)
+    private GuestPageBitmap HarvestCore(KvmVmHandle vm, GuestPageBitmap? deviceWritten = null)
     {
         var result = new GuestPageBitmap(PageCount);
         for (int i = 0; i < _regions.Length; i++)
@@ -103,6 +110,7 @@ public sealed unsafe partial class GuestMemory
             var taken = new ulong[written.Length];
             for (int w = 0; w < written.Length; w++) taken[w] = Volatile.Read(ref written[w]) == 0 ? 0 : Interlocked.Exchange(ref written[w], 0);
             result.UnionWith(_firstPage[i], taken);
+            deviceWritten?.UnionWith(_firstPage[i], taken);
         }
         return result;
     }
@@ -114,6 +122,7 @@ public sealed unsafe partial class GuestMemory
     /// </summary>
     public GuestPageBitmap PagesThatMayHoldData()
     {
+        if (SharedMemoryFiles is { } files) return PagesWithDataIn(files);
         var result = new GuestPageBitmap(PageCount);
         if (MappedFromFile) { result.AddRange(0, PageCount); return result; }
         try

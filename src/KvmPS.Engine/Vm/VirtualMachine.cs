@@ -496,7 +496,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             _stopRequested = true;
             _pauseRequested = false;
             _resumed.Set();
-            SetState(exit.Kind == VmExitKind.Crashed ? VmState.Crashed : VmState.Stopped);
+            SetState(exit.Kind switch { VmExitKind.Crashed => VmState.Crashed, VmExitKind.Migrated => VmState.Migrated, _ => VmState.Stopped });
         }
         foreach (var v in _vcpus) { v.Kick(); v.WakeEjected(); }
         _exit.TrySetResult(exit);

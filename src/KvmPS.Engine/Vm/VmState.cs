@@ -1,10 +1,10 @@
 namespace KvmPS.Vm;
 
 /// <summary>Lifecycle of one VM inside its host process.</summary>
-public enum VmState { Created, Running, Paused, Stopped, Crashed }
+public enum VmState { Created, Running, Paused, Stopped, Crashed, Migrated }
 
 /// <summary>Why a VM stopped running.</summary>
-public enum VmExitKind { PowerOff, Reset, DebugExit, Stopped, Crashed }
+public enum VmExitKind { PowerOff, Reset, DebugExit, Stopped, Crashed, Migrated }
 
 /// <summary>Registers of a vCPU at the moment it failed.</summary>
 public sealed record CpuSnapshot(int VcpuId, ulong Rip, ulong Rsp, ulong Rflags, ulong Rax, ulong Rbx, ulong Rcx, ulong Rdx, ulong Rsi, ulong Rdi, ulong Rbp,

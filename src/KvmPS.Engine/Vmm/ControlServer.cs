@@ -41,6 +41,13 @@ public interface IVmmControl
     /// <summary>device.remove: ask the guest to eject a hot-pluggable device; released once it does.</summary>
     DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceRemoveRequest.Name}'");
+    /// <summary>migrate, migrate.status, migrate.cancel: live migration (docs/migration.md), implemented by VmmHost.</summary>
+    MigrateStatusReply Migrate(MigrateRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{MigrateRequest.Name}'");
+    MigrateStatusReply MigrateStatus() =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{MigrateStatusRequest.Name}'");
+    MigrateStatusReply MigrateCancel() =>
+        throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{MigrateCancelRequest.Name}'");
     /// <summary>
     /// A device's request (balloon.*, net.*; Devices/Config/IDeviceControl) as its record; <paramref name="result"/> is
     /// the device's reply record. False when no device of this VM answers it.
@@ -256,6 +263,9 @@ public sealed class ControlServer : IDisposable
                     case VcpuSetRequest vcpus: Reply(stream, id, Result(_control.SetVcpus(vcpus), ContractJsonContext.Default.VcpuSetReply)); break;
                     case DeviceAddRequest add: Reply(stream, id, Result(_control.AddDevice(add), ContractJsonContext.Default.DeviceAddReply)); break;
                     case DeviceRemoveRequest remove: Reply(stream, id, Result(_control.RemoveDevice(remove), ContractJsonContext.Default.DeviceRemoveReply)); break;
+                    case MigrateRequest migrate: Reply(stream, id, Result(_control.Migrate(migrate), ContractJsonContext.Default.MigrateStatusReply)); break;
+                    case MigrateStatusRequest: Reply(stream, id, Result(_control.MigrateStatus(), ContractJsonContext.Default.MigrateStatusReply)); break;
+                    case MigrateCancelRequest: Reply(stream, id, Result(_control.MigrateCancel(), ContractJsonContext.Default.MigrateStatusReply)); break;
                     case SnapshotCreateRequest snapshot:
                         Reply(stream, id, Result(_control.CreateSnapshot(snapshot), ContractJsonContext.Default.SnapshotCreateReply));
                         break;

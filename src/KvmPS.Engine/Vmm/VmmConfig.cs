@@ -46,7 +46,7 @@ public sealed record VmmConfig
 
     /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
+        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
 
     /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
     public const ulong MaxMemoryBytes = 1UL << 50;
@@ -180,6 +180,7 @@ public sealed record VmmConfig
                 },
                 Ksm = c.Ksm ?? m.Memory.Ksm,
                 NumaNode = c.NumaNode,
+                Memfd = c.Memfd ?? false,
             },
             OnReset = c.OnReset == GuestResetAction.Stop ? ResetPolicy.Stop : ResetPolicy.Reboot,
             KvmDevicePath = c.KvmDevice ?? m.KvmDevicePath,
@@ -241,6 +242,7 @@ public sealed record VmmConfig
                 },
                 Ksm = m.Memory.Ksm,
                 NumaNode = m.Memory.NumaNode,
+                Memfd = m.Memory.Memfd ? true : null,
                 OnReset = m.OnReset == ResetPolicy.Stop ? GuestResetAction.Stop : GuestResetAction.Reboot,
                 OnCrash = EffectiveCrashPolicy == CrashPolicy.Stay ? GuestCrashAction.Stay : GuestCrashAction.Exit,
                 KvmDevice = m.KvmDevicePath,
@@ -289,6 +291,7 @@ public sealed record VmmConfig
         },
         "ksm" => c with { Ksm = ParseOnOff(value, flag) },
         "numa_node" => c with { NumaNode = ParseInt(value, flag) },
+        "memfd" => c with { Memfd = ParseOnOff(value, flag) },
         "on_reset" => c with
         {
             OnReset = value switch { "reboot" => GuestResetAction.Reboot, "stop" => GuestResetAction.Stop, _ => throw new VmmConfigException($"{flag}: '{value}' is not reboot or stop.") },
@@ -383,6 +386,8 @@ public sealed record VmmConfig
           --hugepages MODE        none | thp | hugetlbfs
           --ksm on|off            mark guest memory mergeable for KSM
           --numa-node N           bind guest memory to host NUMA node N
+          --memfd on|off          guest memory in memfds, so a local live upgrade (migrate to unix:) passes it
+                                  to the new VMM instead of copying it
           --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng, net, block,
                                   balloon, vsock, mem
           --rng on|off            shorthand for --device rng
@@ -392,11 +397,13 @@ public sealed record VmmConfig
           --on-reset reboot|stop  what a guest reset does (default reboot)
           --on-crash stay|exit    after a guest crash, stay up for inspection or exit 10
                                   (default: stay with a control socket, exit without)
+          --incoming URI          wait for a live migration stream on tcp:ADDR:PORT or unix:PATH instead of
+                                  booting, and run the VM it brings (docs/migration.md)
           --acpi-tables-out DIR   write the ACPI tables this configuration gives the guest (DSDT.dat,
                                   APIC.dat, FACP.dat, ...) to DIR and exit (docs/acpi.md)
 
         Exit status: 0 powered off/stopped, 2 usage, 4 KVM unavailable, 6 bad image, 8 host resource,
-        10 guest crashed, 12 internal error; (v << 1) | 1 when the guest writes v to the debug-exit port 0xf4.
+        10 guest crashed, 12 internal error, 14 migrated away, 16 no VM received (--incoming); (v << 1) | 1 when the guest writes v to the debug-exit port 0xf4.
         """;
 }
 

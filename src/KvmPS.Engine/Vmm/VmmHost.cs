@@ -16,7 +16,7 @@ namespace KvmPS.Vmm;
 /// The kvmps-vmm process: one VM, its console, its control socket. Builds the VM (again after a guest reset when
 /// the policy is reboot), waits for it to end, and turns how it ended into the documented exit status.
 /// </summary>
-public sealed class VmmHost : IVmmControl, IDisposable
+public sealed partial class VmmHost : IVmmControl, IDisposable
 {
     private readonly VmmConfig _config;
     private readonly TextWriter _log;
@@ -60,6 +60,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             EarlyKvmVm.Start();
         VmmConfig config;
         VmmRestore? restore;
+        Migration.MigrationEndpoint? incoming;
         string configJson;
         try
         {
@@ -71,6 +72,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
                 return VmmExitCode.Ok;
             }
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
+            incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
             config = VmmConfig.FromArgs(configArgs);
             configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
         }
@@ -81,7 +83,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore);
+            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming };
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -131,11 +133,15 @@ public sealed class VmmHost : IVmmControl, IDisposable
         {
             VirtualMachine machine;
             bool restoring = _restore is not null && _boots == 0; // a reset after a restore boots afresh
+            bool receiving = Incoming is not null && _boots == 0;
             try
             {
                 var builder = new MachineBuilder(MachineWithDebugCon(), Console.Write);
-                machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : builder.Boot();
+                VirtualMachine? received = receiving ? ReceiveIncoming(builder) : null;
+                if (receiving && received is null) return VmmExitCode.Ok; // stopped before a source connected
+                machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : received ?? builder.Boot();
             }
+            catch (Migration.MigrationException e) { return Fail(VmmExitCode.IncomingFailed, $"receiving the VM from {Incoming!.Uri} failed: {e.Message}"); }
             catch (State.SnapshotException e) { return Fail(VmmExitCode.UsageError, e.Message); }
             catch (KvmUnavailableException e) { return Fail(VmmExitCode.KvmUnavailable, e.Message); }
             catch (BootImageException e) { return Fail(VmmExitCode.BadImage, e.Message); }
@@ -160,6 +166,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             if (restoring)
                 _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
                     $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");
+            if (receiving && ConfirmIncoming(machine) is { } failed) return failed;
 
             VmExit exit = machine.Exited.GetAwaiter().GetResult();
             machine.JoinVcpus(TimeSpan.FromSeconds(5));
@@ -182,6 +189,9 @@ public sealed class VmmHost : IVmmControl, IDisposable
                     }
                     FinishStopReply();
                     return VmmExitCode.GuestCrashed;
+                case VmExitKind.Migrated:
+                    FinishStopReply();
+                    return VmmExitCode.Migrated;
                 case VmExitKind.DebugExit:
                     FinishStopReply();
                     return VmmExitCode.ForDebugExit(exit.DebugExitValue ?? 0);
@@ -402,6 +412,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
+        RefuseDuringMigration(SnapshotCreateRequest.Name);
         return SnapshotRequest.Create(machine ?? RequireMachine(), request, _configJson);
     }
 

@@ -136,8 +136,8 @@ public sealed class WireContractTests
 
         // Every quantity on the wire carries its unit (bytes, ms, s) or is a count whose name says what it counts.
         string[] counts = ["id", "pid", "vcpu", "vcpus", "max_vcpus", "boots", "numa_node", "guest_cid", "mtu", "debug_exit_value",
-            "count" /* vcpu.set's vCPU count, named by issue 13 */, "present_vcpus"];
-        string[] units = ["bytes", "ms", "s"];
+            "count" /* vcpu.set's vCPU count, named by issue 13 */, "present_vcpus", "round" /* migrate.status: the pre-copy round */];
+        string[] units = ["bytes", "ms", "s", "percent"];
         string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files"];
         var offenders = new List<string>();
         Assert.Contains(typeof(MetricsReply), ContractTypes()); // the scan sees the records

@@ -1,0 +1,92 @@
+using KvmPS.Contract;
+using KvmPS.Migration;
+using KvmPS.Vm;
+
+namespace KvmPS.Vmm;
+
+/// <summary>Live migration in the host process (docs/migration.md): the <c>migrate</c> requests and <c>--incoming</c>.</summary>
+public sealed partial class VmmHost
+{
+    private readonly object _migrationLock = new();
+    private MigrationSender? _migration;
+    private MigrationReceiver? _receiver;
+
+    /// <summary><c>--incoming</c>: receive the VM from this endpoint instead of booting it.</summary>
+    public MigrationEndpoint? Incoming { get; init; }
+
+    /// <summary>migrate: checks the request, starts the sender on its own thread, replies at once with its status.</summary>
+    public MigrateStatusReply Migrate(MigrateRequest request)
+    {
+        if (request.DowntimeMs is < 1 or > 60_000)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"downtime_ms {request.DowntimeMs} is outside 1-60000");
+        if (request.BandwidthBytesPerS is < 65536)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"bandwidth_bytes_per_s {request.BandwidthBytesPerS} is below 65536");
+        MigrationEndpoint endpoint;
+        try { endpoint = MigrationEndpoint.Parse(request.Uri); }
+        catch (ArgumentException e) { throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"uri: {e.Message}"); }
+        var machine = RequireMachine();
+        lock (_migrationLock)
+        {
+            if (_migration is { Active: true })
+                throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"a migration to {_migration.Status().Uri} is under way (migrate.status; migrate.cancel stops it)");
+            if (machine.State is not (VmState.Running or VmState.Paused))
+                throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"only a Running or Paused VM can be migrated (it is {machine.State})");
+            _migration = new MigrationSender(machine, request, endpoint, _configJson, _log);
+            _migration.Start();
+            return _migration.Status();
+        }
+    }
+
+    /// <summary>
+    /// A snapshot harvests the dirty log too: taken during a migration it would take pages the migration still has to
+    /// send, so it is refused until the migration has ended.
+    /// </summary>
+    private void RefuseDuringMigration(string request)
+    {
+        lock (_migrationLock)
+            if (_migration is { Active: true })
+                throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"'{request}' cannot run during a migration (to {_migration.Status().Uri}); wait for it to end or cancel it");
+    }
+
+    public MigrateStatusReply MigrateStatus()
+    {
+        lock (_migrationLock) return _migration?.Status() ?? new MigrateStatusReply { Phase = MigrationPhases.None };
+    }
+
+    public MigrateStatusReply MigrateCancel()
+    {
+        MigrationSender? migration;
+        lock (_migrationLock) migration = _migration;
+        if (migration is not { Active: true })
+            throw new ControlProtocolException(ControlErrorCodes.InvalidState, "no migration is under way");
+        if (!migration.Cancel())
+            throw new ControlProtocolException(ControlErrorCodes.InvalidState, "the migration is handing over: the destination may already run the VM, so it cannot be taken back");
+        // The sender resumes the VM on its thread; wait briefly so the reply can say how it ended.
+        for (int i = 0; i < 500 && migration.Active; i++) Thread.Sleep(10);
+        return migration.Status();
+    }
+
+    /// <summary>--incoming: the machine built from the stream; throws <see cref="MigrationException"/>, null when stopped first.</summary>
+    private VirtualMachine? ReceiveIncoming(MachineBuilder builder)
+    {
+        _receiver = new MigrationReceiver(Incoming!);
+        var machine = _receiver.Receive(builder, () => _stopRequested.IsSet, _log);
+        if (machine is not null)
+            _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
+                (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
+        return machine;
+    }
+
+    /// <summary>After the received VM started: tells the source. On failure returns the exit status (the VM is stopped here: the source keeps it).</summary>
+    private int? ConfirmIncoming(VirtualMachine machine)
+    {
+        var receiver = _receiver!;
+        _receiver = null;
+        using (receiver)
+        {
+            if (receiver.ConfirmRunning(out string? error)) return null;
+            machine.Stop("the migration source could not be told the VM runs here");
+            return Fail(VmmExitCode.IncomingFailed, $"the VM ran here but the source could not be told, so it keeps the VM: {error}");
+        }
+    }
+}
