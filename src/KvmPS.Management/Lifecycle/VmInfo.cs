@@ -51,6 +51,9 @@ public sealed record VmLiveInfo(
     /// <summary>The VMM resizes guest memory live (<c>memory.set</c>, virtio-mem) within the maximum it was started with.</summary>
     public bool MemoryResize { get; init; }
 
+    /// <summary>The VMM hot-plugs disks and network adapters (<c>device.add</c>, <c>device.remove</c>).</summary>
+    public bool DeviceHotplug { get; init; }
+
     /// <summary>The memory ceiling the VMM was started with (virtio-mem); null without one.</summary>
     public long? MemoryMaximumBytes { get; init; }
 

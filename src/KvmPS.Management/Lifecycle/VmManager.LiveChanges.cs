@@ -14,8 +14,12 @@ public sealed partial class VmManager
     /// if the VMM refuses, nothing is stored and the VM is unchanged), the rest is <see cref="ChangeApplication.RestartNeeded"/>.
     /// <paramref name="scope"/> <see cref="ChangeScope.Config"/> applies nothing live; <see cref="ChangeScope.Live"/>
     /// refuses (nothing changes) unless the VM runs and every VMM-visible change applies live.
+    /// <para>Disks and network adapters added or removed on a running VM are hot-plugged (<see cref="ApplyDevicesLive"/>),
+    /// after every other live change; a removal waits up to <paramref name="deviceRemoveTimeout"/> (default
+    /// <see cref="VmManagerOptions.DeviceRemoveTimeout"/>) for the guest to release the device. If one of several device
+    /// changes fails, the definition stored is what the VM then has (the devices hot-plugged so far), and the error is thrown.</para>
     /// </summary>
-    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope = ChangeScope.Current)
+    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope = ChangeScope.Current, TimeSpan? deviceRemoveTimeout = null)
     {
         ArgumentNullException.ThrowIfNull(change);
         using (Store.Lock())
@@ -45,8 +49,11 @@ public sealed partial class VmManager
                 changes.Add(new PropertyChange(property, old, @new, application));
             }
             // The VMM first: if it refuses, nothing has been stored and the VM runs as before.
-            foreach (var live in changes.Where(c => c.Application == ChangeApplication.AppliedLive))
+            foreach (var live in changes.Where(c => c.Application == ChangeApplication.AppliedLive && !IsDeviceList(c.Property)))
                 ApplyLive(name, live.Property, after);
+            // Devices last: each hot-plug is its own step the guest takes part in, so a failure part-way is stored as it stands.
+            if (changes.Any(c => c.Application == ChangeApplication.AppliedLive && IsDeviceList(c.Property)))
+                ApplyDevicesLive(name, before, after, deviceRemoveTimeout ?? Options.DeviceRemoveTimeout);
             Store.UpdateWhileLocked(after);
             return new ChangeResult(before, after, snapshot.State, changes);
         }
@@ -145,6 +152,7 @@ public sealed partial class VmManager
         ? new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
         {
             MaximumMemoryBytes = snapshot.Memory?.MaximumBytes,
+            DeviceHotplug = SupportsDeviceHotplug(description),
         }
         : null;
 
@@ -198,6 +206,9 @@ public sealed partial class VmManager
         "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
+        "Disks" or "NetworkAdapters" when !limits.DeviceHotplug => HotplugMissingAdvice,
+        "Disks" => "a disk the running VM has cannot be changed in place (or reordered); detach it and attach it again, or the change needs a restart",
+        "NetworkAdapters" => "a network adapter the running VM has cannot be changed in place (or reordered); remove it and add it again, or the change needs a restart",
         "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory of {SizeParser.Format(limits.MaximumMemoryBytes ?? after.Memory.MaximumBytes)} the running VM was started with (MemoryMaximumBytes; a higher maximum needs a restart)",
         _ => "cannot be changed on a running VM; the change needs a restart",
     };

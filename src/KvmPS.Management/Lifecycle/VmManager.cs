@@ -21,6 +21,12 @@ public sealed record VmManagerOptions
     /// <summary>How long to wait for the VMM process to exit after it confirmed a stop, before killing it.</summary>
     public TimeSpan ExitTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long removing a disk or network adapter from a running VM waits for the guest to release it (ACPI eject)
+    /// before it reports that the guest kept it.
+    /// </summary>
+    public TimeSpan DeviceRemoveTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How many VMs <see cref="VmManager.Autostart"/> starts at once.</summary>
     public int AutostartParallelism { get; init; } = 4;
 }
@@ -323,6 +329,7 @@ public sealed partial class VmManager
                 description.Kernel, description.Cmdline, description.Version, status.Exit)
             {
                 MemoryResize = SupportsMemoryResize(description),
+                DeviceHotplug = SupportsDeviceHotplug(description),
                 MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
                 MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
                 MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,

@@ -1,0 +1,222 @@
+using System.Text.Json;
+using KvmPS.Contract;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>
+/// Disks and network adapters of a running VM: hot-plugged through its VMM (<c>device.add</c>, <c>device.remove</c>:
+/// ACPI PCI hot-plug, docs/acpi.md) by <see cref="Update"/>, so the cmdlets, the CLI and the reconciler share one path.
+/// </summary>
+public sealed partial class VmManager
+{
+    /// <summary>What to do when the running VMM cannot hot-plug devices (said by errors and by <c>--live</c> refusals).</summary>
+    internal const string HotplugMissingAdvice =
+        "the running VM's kvmps-vmm cannot hot-plug disks or network adapters; stop the VM and change it then, " +
+        "or store the change for the next start only (-Config; kvmps: --config)";
+
+    private static bool IsDeviceList(string property) => property is "Disks" or "NetworkAdapters";
+
+    /// <summary>The VMM lists both hot-plug requests (a VMM from before them does not; one that lists them may still refuse them).</summary>
+    private static bool SupportsDeviceHotplug(DescribeReply description) =>
+        description.Requests.Contains(DeviceAddRequest.Name) && description.Requests.Contains(DeviceRemoveRequest.Name);
+
+    /// <summary>
+    /// Hot-plugs the disk and network-adapter changes from <paramref name="before"/> to <paramref name="after"/>:
+    /// removals first (they free PCI slots), then additions, each built by <see cref="VmmConfigBuilder"/> exactly as a
+    /// start would build it. The VMM's <c>describe</c> says which PCI function holds a device (a disk by its image path,
+    /// an adapter by its MAC): a removed entry the VM does not have was never plugged (stored with --config) and needs
+    /// nothing live; an added entry it already has is not plugged twice. A removal that the guest does not complete within
+    /// <paramref name="removeTimeout"/> is <see cref="VmDeviceRemovalTimeoutException"/>. On any failure the definition the
+    /// VM now has (the steps done so far) is stored before the error is thrown. Caller holds the store lock.
+    /// </summary>
+    private void ApplyDevicesLive(string name, VmDefinition before, VmDefinition after, TimeSpan removeTimeout)
+    {
+        var disks = new DeviceListProgress<DiskDefinition>(before.Disks, after.Disks, DeviceChange.DiskKey);
+        var adapters = new DeviceListProgress<NetworkAdapterDefinition>(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey);
+        try
+        {
+            using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+            var live = client.Describe().Devices.ToList();
+            string DiskPath(string path) => Store.ResolveDiskPath(name, path);
+
+            foreach (var disk in disks.Removed)
+            {
+                if (FindBlockDevice(live, DiskPath(disk.Path)) is { } device)
+                    RemoveDevice(client, name, "Disks", $"disk '{disk.Path}'", device.Pci, removeTimeout);
+                disks.Done(disk);
+            }
+            foreach (var adapter in adapters.Removed)
+            {
+                if (FindNetDevice(live, adapter.MacAddress) is { } device)
+                    RemoveDevice(client, name, "NetworkAdapters", $"network adapter {adapter.MacAddress}", device.Pci, removeTimeout);
+                adapters.Done(adapter);
+            }
+            foreach (var (disk, index) in disks.Added)
+            {
+                if (FindBlockDevice(live, DiskPath(disk.Path)) is null)
+                {
+                    var created = CreateMissingImage(name, disk, index);
+                    try
+                    {
+                        live.Add(AddDevice(client, name, "Disks", $"disk '{disk.Path}'", VmmConfigBuilder.DiskDevice(after, index, DiskPath)));
+                    }
+                    catch when (created is not null)
+                    {
+                        TryDeleteFile(created);
+                        throw;
+                    }
+                }
+                disks.Done(disk);
+            }
+            foreach (var (adapter, index) in adapters.Added)
+            {
+                if (FindNetDevice(live, adapter.MacAddress) is null)
+                {
+                    var spec = VmmConfigBuilder.NetworkAdapterDevice(after, index, adapter.TapName is null ? FreeGeneratedTap(name, index, live, after) : null);
+                    live.Add(AddDevice(client, name, "NetworkAdapters", $"network adapter {adapter.MacAddress}", spec));
+                }
+                adapters.Done(adapter);
+            }
+        }
+        catch (Exception) when (disks.AnyDone || adapters.AnyDone)
+        {
+            StoreWhatTheVmHas(before, after with
+            {
+                Disks = new ValueList<DiskDefinition>(disks.Current()),
+                NetworkAdapters = new ValueList<NetworkAdapterDefinition>(adapters.Current()),
+            });
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A disk a manifest adds with <see cref="DiskDefinition.SizeBytes"/> whose image does not exist yet is created
+    /// before it is hot-plugged, as <see cref="New"/> creates it for a new VM. Returns the path created, or null.
+    /// </summary>
+    private string? CreateMissingImage(string name, DiskDefinition disk, int index)
+    {
+        var path = Store.ResolveDiskPath(name, disk.Path);
+        if (disk.SizeBytes is null || File.Exists(path) || DiskImageCreator is null)
+            return null;
+        var backing = disk.BackingImagePath is null ? null : Store.ResolveDiskPath(name, disk.BackingImagePath);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        DiskImageCreator.CreateImage(new DiskImageRequest(name, index, disk, path, backing), null);
+        return path;
+    }
+
+    /// <summary>After a device step failed part-way: the definition with the steps that were done. One the schema refuses stays as it was.</summary>
+    private void StoreWhatTheVmHas(VmDefinition before, VmDefinition partial)
+    {
+        if (partial == before)
+            return;
+        try
+        {
+            Store.UpdateWhileLocked(partial.Validate());
+        }
+        catch (VmDefinitionException)
+        {
+            // e.g. a firmware boot disk index that only the full change made valid: the old definition stays.
+        }
+    }
+
+    private static DeviceDescription AddDevice(VmmClient client, string name, string property, string device, DeviceSpec spec)
+    {
+        try
+        {
+            return client.AddDevice(spec).Device;
+        }
+        catch (VmmRequestException e) when (e.Code == ControlErrorCodes.UnknownRequest)
+        {
+            throw new VmDeviceHotplugNotSupportedException(name, property, device, e);
+        }
+        catch (VmmRequestException e)
+        {
+            throw new VmDeviceHotplugRefusedException(name, property, $"adding {device}", e.Code, e.VmmMessage, e);
+        }
+        catch (VmmNotRunningException e)
+        {
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {device} was not added", e);
+        }
+    }
+
+    private static void RemoveDevice(VmmClient client, string name, string property, string device, string pci, TimeSpan timeout)
+    {
+        DeviceRemoveReply reply;
+        try
+        {
+            reply = client.RemoveDevice(pci, timeout);
+        }
+        catch (VmmRequestException e) when (e.Code == ControlErrorCodes.UnknownRequest)
+        {
+            throw new VmDeviceHotplugNotSupportedException(name, property, device, e);
+        }
+        catch (VmmRequestException e)
+        {
+            throw new VmDeviceHotplugRefusedException(name, property, $"removing {device} (PCI {pci})", e.Code, e.VmmMessage, e);
+        }
+        catch (VmmNotRunningException e)
+        {
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {device} was not removed", e);
+        }
+        if (!string.Equals(reply.State, DeviceRemoveReply.Removed, StringComparison.Ordinal))
+            throw new VmDeviceRemovalTimeoutException(name, property, device, pci, timeout);
+    }
+
+    private static DeviceDescription? FindBlockDevice(IEnumerable<DeviceDescription> devices, string fullPath) =>
+        devices.FirstOrDefault(d => d.Type == BlockDeviceSpec.TypeName && string.Equals(Option(d, "path"), fullPath, StringComparison.Ordinal));
+
+    private static DeviceDescription? FindNetDevice(IEnumerable<DeviceDescription> devices, MacAddress mac) =>
+        devices.FirstOrDefault(d => d.Type == NetDeviceSpec.TypeName && Option(d, "mac") is { } text && SameMac(text, mac));
+
+    private static bool SameMac(string text, MacAddress mac)
+    {
+        try
+        {
+            return MacAddress.Parse(text) == mac;
+        }
+        catch (ValueFormatException)
+        {
+            return false;
+        }
+    }
+
+    private static string? Option(DeviceDescription device, string key) =>
+        device.Options is { } options && options.TryGetValue(key, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    /// <summary>
+    /// The tap for a hot-added adapter that names only a bridge: the generated name for its position, or the next
+    /// generated one when a device of the running VM still has that name (its position shifted after a removal).
+    /// </summary>
+    private static string FreeGeneratedTap(string name, int index, IEnumerable<DeviceDescription> live, VmDefinition after)
+    {
+        var taken = live.Where(d => d.Type == NetDeviceSpec.TypeName).Select(d => Option(d, "tap")).OfType<string>()
+            .Concat(after.NetworkAdapters.Select(a => a.TapName).OfType<string>())
+            .ToHashSet(StringComparer.Ordinal);
+        for (var i = index; ; i++)
+            if (!taken.Contains(VmmConfigBuilder.GeneratedTapName(name, i)))
+                return VmmConfigBuilder.GeneratedTapName(name, i);
+    }
+
+    /// <summary>One device list on its way from its old to its new entries, step by step.</summary>
+    private sealed class DeviceListProgress<T>(IReadOnlyList<T> before, IReadOnlyList<T> after, Func<T, string> key)
+    {
+        private readonly HashSet<string> _done = new(StringComparer.Ordinal);
+
+        public IReadOnlyList<T> Removed { get; } = DeviceChange.Removed(before, after, key);
+        public IReadOnlyList<(T Entry, int Index)> Added { get; } = DeviceChange.Added(before, after, key);
+        public bool AnyDone => _done.Count > 0;
+
+        public void Done(T entry) => _done.Add(key(entry));
+
+        /// <summary>The list as the VM has it now: the new entries without those not added yet, plus the old ones not removed yet.</summary>
+        public IEnumerable<T> Current()
+        {
+            var added = Added.Select(a => key(a.Entry)).ToHashSet(StringComparer.Ordinal);
+            var removed = Removed.Select(key).ToHashSet(StringComparer.Ordinal);
+            return after.Where(x => !added.Contains(key(x)) || _done.Contains(key(x)))
+                .Concat(before.Where(x => removed.Contains(key(x)) && !_done.Contains(key(x))));
+        }
+    }
+}

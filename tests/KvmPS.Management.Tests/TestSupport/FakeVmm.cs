@@ -1,0 +1,178 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using KvmPS.Contract;
+using KvmPS.Vmm;
+
+namespace KvmPS.Management.Tests.TestSupport;
+
+/// <summary>
+/// A VMM without a VM: the engine's own <see cref="ControlServer"/> (so the wire, its dispatch and its error replies are
+/// the real ones) on a VM's control socket in the store, answering as a running VM does. Management's probe sees it as
+/// Running. Its device list starts with the devices given and follows <c>device.add</c> / <c>device.remove</c>, which can
+/// be made to behave like an older VMM (<see cref="Hotplug"/>), a refusing one (<see cref="RefuseAdd"/>) or a guest
+/// that never ejects (<see cref="GuestEjects"/>).
+/// </summary>
+public sealed class FakeVmm : IVmmControl, IDisposable
+{
+    private readonly ControlServer _server;
+    private readonly object _lock = new();
+    private readonly List<DeviceDescription> _devices = new();
+
+    public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null)
+    {
+        Console = new ConsoleHub(_ => { });
+        foreach (var spec in bootDevices ?? [])
+            _devices.Add(Describe(spec, NextFreePci()));
+        _server = ControlServer.Bind(socketPath, this);
+    }
+
+    /// <summary>How this VMM answers the hot-plug requests.</summary>
+    public HotplugSupport Hotplug { get; set; } = HotplugSupport.Answers;
+
+    /// <summary>When set, <c>device.add</c> fails with InvalidArgument and this message (as a VMM that cannot open an image).</summary>
+    public string? RefuseAdd { get; set; }
+
+    /// <summary>Which devices <see cref="RefuseAdd"/> applies to (null: all).</summary>
+    public Func<DeviceSpec, bool>? RefuseAddWhen { get; set; }
+
+    /// <summary>
+    /// Whether the guest ejects the device at a PCI address. False: <c>device.remove</c> replies <c>removing</c>, timed
+    /// out, and the device stays (as a guest that ignores the eject request).
+    /// </summary>
+    public Func<string, bool> GuestEjects { get; set; } = _ => true;
+
+    /// <summary>Every request received, in order.</summary>
+    public ConcurrentQueue<object> Requests { get; } = new();
+
+    public IReadOnlyList<DeviceDescription> Devices
+    {
+        get
+        {
+            lock (_lock)
+                return _devices.ToList();
+        }
+    }
+
+    public string? Option(string pci, string key) =>
+        Devices.FirstOrDefault(d => d.Pci == pci)?.Options?.TryGetValue(key, out var v) == true ? v.ToString() : null;
+
+    public DescribeReply Describe()
+    {
+        var requests = ControlRequests.Core.ToList();
+        if (Hotplug == HotplugSupport.NotListed)
+            requests.RemoveAll(r => r is DeviceAddRequest.Name or DeviceRemoveRequest.Name);
+        return new DescribeReply
+        {
+            Vmm = "kvmps-vmm",
+            Version = "fake",
+            Pid = Environment.ProcessId,
+            MemoryBytes = 256L << 20,
+            Vcpus = 1,
+            MaxVcpus = 1,
+            PresentVcpus = 1,
+            Devices = Devices,
+            Requests = requests,
+        };
+    }
+
+    public StatusReply Status() => new() { State = VmStateNames.Running, Boots = 1, Vcpus = [new VcpuStateReply(0, "Running")] };
+
+    public MetricsReply Metrics() => new();
+
+    public void Pause() { }
+
+    public void Resume() { }
+
+    public StopReply Stop(StopRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.InvalidState, "the fake VMM does not stop");
+
+    public void StopReplySent() { }
+
+    public DeviceAddReply AddDevice(DeviceAddRequest request)
+    {
+        Requests.Enqueue(request);
+        if (Hotplug != HotplugSupport.Answers)
+            throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceAddRequest.Name}'");
+        if (RefuseAdd is { } reason && (RefuseAddWhen is null || RefuseAddWhen(request.Device)))
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, reason);
+        lock (_lock)
+        {
+            var device = Describe(request.Device, request.Pci ?? NextFreePci());
+            _devices.Add(device);
+            return new DeviceAddReply { Device = device };
+        }
+    }
+
+    public DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request)
+    {
+        Requests.Enqueue(request);
+        if (Hotplug != HotplugSupport.Answers)
+            throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceRemoveRequest.Name}'");
+        lock (_lock)
+        {
+            var device = _devices.FirstOrDefault(d => d.Pci == request.Pci)
+                         ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
+            if (!GuestEjects(request.Pci))
+                return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removing, TimedOut = request.TimeoutMs > 0 };
+            _devices.Remove(device);
+            return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removed };
+        }
+    }
+
+    public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result)
+    {
+        result = default;
+        return false;
+    }
+
+    public void CheckConsoleAttach() => throw new ControlProtocolException(ControlErrorCodes.InvalidState, "the fake VMM has no console");
+
+    public ConsoleHub Console { get; }
+
+    public void ConsoleInput(ReadOnlySpan<byte> data) { }
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        Console.Dispose();
+    }
+
+    private string NextFreePci()
+    {
+        for (var slot = 1; ; slot++)
+        {
+            var pci = $"00:{slot:x2}.0";
+            if (_devices.All(d => d.Pci != pci))
+                return pci;
+        }
+    }
+
+    /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe).</summary>
+    private static DeviceDescription Describe(DeviceSpec spec, string pci)
+    {
+        var options = spec switch
+        {
+            BlockDeviceSpec b => new Dictionary<string, object?> { ["path"] = b.Path, ["format"] = b.Format?.ToString().ToLowerInvariant(), ["read_only"] = b.ReadOnly ?? false, ["serial"] = b.Serial },
+            NetDeviceSpec n => new Dictionary<string, object?> { ["tap"] = n.Tap, ["bridge"] = n.Bridge, ["mac"] = n.Mac },
+            _ => new Dictionary<string, object?>(),
+        };
+        return new DeviceDescription
+        {
+            Type = spec.Type,
+            Pci = pci,
+            Options = options.Where(o => o.Value is not null).ToDictionary(o => o.Key, o => JsonSerializer.SerializeToElement(o.Value)),
+        };
+    }
+}
+
+public enum HotplugSupport
+{
+    /// <summary>device.add and device.remove work.</summary>
+    Answers,
+
+    /// <summary>Listed in describe (they are core requests) but refused as unknown: a VMM built before the engine side.</summary>
+    UnknownRequest,
+
+    /// <summary>Not listed in describe at all: a VMM from before the contract.</summary>
+    NotListed,
+}
