@@ -69,3 +69,45 @@ Describe 'Remove-KvmDisk' {
         Get-KvmCompletion 'Remove-KvmDisk -Name rd-' | Should -Be @('rd-a', 'rd-b')
     }
 }
+
+Describe 'Remove-KvmDisk on a running VM' {
+    BeforeAll {
+        New-KvmTestVm -Name rd-run | Out-Null
+        Add-KvmDisk rd-run -Path a.raw -SizeBytes 1MB
+        Add-KvmDisk rd-run -Path b.raw -SizeBytes 1MB
+        Start-KvmVm rd-run
+        $script:run = Get-KvmVm rd-run
+        $script:pathA = Join-Path $run.Path 'disks/a.raw'
+        $script:pathB = Join-Path $run.Path 'disks/b.raw'
+    }
+    AfterAll { Remove-KvmTestVm rd-run }
+
+    It 'the guest releases the disk, the same kvmps-vmm no longer lists it, and the definition drops it' {
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq $pathA | Should -Not -BeNullOrEmpty
+        Remove-KvmDisk rd-run -Path a.raw -TimeoutSec 30
+        $vm = Get-KvmVm rd-run
+        $vm.ProcessId | Should -Be $run.ProcessId
+        $vm.Disks.Path | Should -Not -Contain 'a.raw'
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq $pathA | Should -BeNullOrEmpty
+        $pathA | Should -Exist # the image is kept
+    }
+
+    It 'a paused guest cannot release it: DeviceRemovalTimedOut, and the disk stays attached and defined' {
+        Suspend-KvmVm rd-run
+        try {
+            Remove-KvmDisk rd-run -Path b.raw -TimeoutSec 1 -ErrorVariable err -ErrorAction SilentlyContinue
+            Assert-KvmError $err -ErrorId DeviceRemovalTimedOut -Command Remove-KvmDisk -Category OperationTimeout -TargetObject "disk 'b.raw'"
+            "$($err[0])" | Should -Match 'did not release'
+            (Get-KvmVm rd-run).Disks.Path | Should -Contain 'b.raw'
+            Get-KvmTestLiveDevice rd-run | Where-Object Path -eq $pathB | Should -Not -BeNullOrEmpty
+        }
+        finally { Resume-KvmVm rd-run }
+    }
+
+    It '-Config drops a disk from the definition only' {
+        Add-KvmDisk rd-run -Path c.raw -SizeBytes 1MB
+        Remove-KvmDisk rd-run -Path c.raw -Config -WarningAction SilentlyContinue
+        (Get-KvmVm rd-run).Disks.Path | Should -Not -Contain 'c.raw'
+        Get-KvmTestLiveDevice rd-run | Where-Object { $_.Path -like '*c.raw' } | Should -Not -BeNullOrEmpty
+    }
+}

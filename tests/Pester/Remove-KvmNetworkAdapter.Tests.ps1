@@ -71,3 +71,29 @@ Describe 'Remove-KvmNetworkAdapter' {
         Get-KvmCompletion 'Remove-KvmNetworkAdapter rn' | Should -Be @('rn-a')
     }
 }
+
+Describe 'Remove-KvmNetworkAdapter on a running VM' {
+    BeforeAll {
+        $script:ns = 'kvt-rn' + [guid]::NewGuid().ToString('N').Substring(0, 6)
+        $script:run = Start-KvmTestVmInNamespace -Name rn-run -Namespace $ns -Setup "Add-KvmNetworkAdapter rn-run -TapName rnrun0 -MacAddress '52:54:00:bb:00:01' -Confirm:`$false"
+    }
+    AfterAll {
+        Remove-KvmTestVm rn-run
+        & ip netns delete $ns
+    }
+
+    It 'the guest releases the adapter, the same kvmps-vmm no longer lists it, and the definition drops it' {
+        (Get-KvmTestLiveDevice rn-run | Where-Object Type -eq 'net').Mac | Should -Be '52:54:00:bb:00:01'
+        Remove-KvmNetworkAdapter rn-run -MacAddress '52:54:00:BB:00:01' -TimeoutSec 30
+        $vm = Get-KvmVm rn-run
+        $vm.ProcessId | Should -Be $run.ProcessId
+        @($vm.NetworkAdapters).Count | Should -Be 0
+        Get-KvmTestLiveDevice rn-run | Where-Object Type -eq 'net' | Should -BeNullOrEmpty
+    }
+
+    It 'refuses -Live and -Config together, removing nothing' {
+        Add-KvmNetworkAdapter rn-run -TapName rnrun1 -MacAddress '52:54:00:bb:00:02'
+        { Remove-KvmNetworkAdapter rn-run -MacAddress '52:54:00:bb:00:02' -Live -Config -ErrorAction Stop } | Should -Throw '*-Live or -Config, not both*'
+        @((Get-KvmVm rn-run).NetworkAdapters).Count | Should -Be 1
+    }
+}
