@@ -96,7 +96,7 @@ Describe 'Remove-KvmDisk on a running VM' {
         Suspend-KvmVm rd-run
         try {
             Remove-KvmDisk rd-run -Path b.raw -TimeoutSec 1 -ErrorVariable err -ErrorAction SilentlyContinue
-            Assert-KvmError $err -ErrorId DeviceRemovalTimedOut -Command Remove-KvmDisk -Category OperationTimeout -TargetObject "disk 'b.raw'"
+            Assert-KvmError $err -ErrorId DeviceRemovalTimedOut -Command Remove-KvmDisk -Category OperationTimeout -TargetObject 'b.raw'
             "$($err[0])" | Should -Match 'did not release'
             (Get-KvmVm rd-run).Disks.Path | Should -Contain 'b.raw'
             Get-KvmTestLiveDevice rd-run | Where-Object Path -eq $pathB | Should -Not -BeNullOrEmpty

@@ -37,6 +37,17 @@ public sealed class DiskImageNotFoundException : VmManagementException
     public string Path { get; }
 }
 
+/// <summary>How hot-plug errors name a device: "disk 'data.qcow2'", "network adapter 52:54:00:12:34:56".</summary>
+internal static class HotplugText
+{
+    public static string Device(string property, string device) => property switch
+    {
+        "Disks" => $"disk '{device}'",
+        "NetworkAdapters" => $"network adapter {device}",
+        _ => device,
+    };
+}
+
 /// <summary>
 /// The running VM's kvmps-vmm cannot hot-plug disks or network adapters (an older VMM: it answers <c>device.add</c> or
 /// <c>device.remove</c> as an unknown request). Nothing was changed: stop the VM first, or store the change for the next
@@ -45,7 +56,7 @@ public sealed class DiskImageNotFoundException : VmManagementException
 public sealed class VmDeviceHotplugNotSupportedException : VmManagementException
 {
     public VmDeviceHotplugNotSupportedException(string vmName, string property, string device, Exception? inner = null)
-        : base(vmName, $"VM '{vmName}': {property}: {device}: {VmManager.HotplugMissingAdvice}", inner)
+        : base(vmName, $"VM '{vmName}': {property}: {HotplugText.Device(property, device)}: {VmManager.HotplugMissingAdvice}", inner)
     {
         Property = property;
         Device = device;
@@ -62,8 +73,8 @@ public sealed class VmDeviceHotplugNotSupportedException : VmManagementException
 /// </summary>
 public sealed class VmDeviceHotplugRefusedException : VmManagementException
 {
-    public VmDeviceHotplugRefusedException(string vmName, string property, string device, string vmmCode, string vmmReason, Exception? inner = null)
-        : base(vmName, $"VM '{vmName}': {property}: the running VM refused {device}: {vmmCode}: {vmmReason}", inner)
+    public VmDeviceHotplugRefusedException(string vmName, string property, string device, string action, string vmmCode, string vmmReason, Exception? inner = null)
+        : base(vmName, $"VM '{vmName}': {property}: the running VM refused {action} {HotplugText.Device(property, device)}: {vmmCode}: {vmmReason}", inner)
     {
         Property = property;
         Device = device;
@@ -72,6 +83,7 @@ public sealed class VmDeviceHotplugRefusedException : VmManagementException
     }
 
     public string Property { get; }
+    /// <summary>The disk's path as in the definition, or the adapter's MAC address.</summary>
     public string Device { get; }
     public string VmmCode { get; }
     public string VmmReason { get; }
@@ -84,7 +96,7 @@ public sealed class VmDeviceHotplugRefusedException : VmManagementException
 public sealed class VmDeviceRemovalTimeoutException : VmManagementException
 {
     public VmDeviceRemovalTimeoutException(string vmName, string property, string device, string pci, TimeSpan timeout)
-        : base(vmName, $"VM '{vmName}': the guest did not release {device} (PCI {pci}) within {timeout.TotalSeconds:0.###} s; " +
+        : base(vmName, $"VM '{vmName}': the guest did not release {HotplugText.Device(property, device)} (PCI {pci}) within {timeout.TotalSeconds:0.###} s; " +
                        "it stays attached and in the definition (the eject request is still pending: try again with a longer timeout, or stop the VM and remove it then)")
     {
         Property = property;

@@ -44,13 +44,13 @@ public sealed partial class VmManager
             foreach (var disk in disks.Removed)
             {
                 if (FindBlockDevice(live, DiskPath(disk.Path)) is { } device)
-                    RemoveDevice(client, name, "Disks", $"disk '{disk.Path}'", device.Pci, removeTimeout);
+                    RemoveDevice(client, name, "Disks", disk.Path, device.Pci, removeTimeout);
                 disks.Done(disk);
             }
             foreach (var adapter in adapters.Removed)
             {
                 if (FindNetDevice(live, adapter.MacAddress) is { } device)
-                    RemoveDevice(client, name, "NetworkAdapters", $"network adapter {adapter.MacAddress}", device.Pci, removeTimeout);
+                    RemoveDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), device.Pci, removeTimeout);
                 adapters.Done(adapter);
             }
             foreach (var (disk, index) in disks.Added)
@@ -60,7 +60,7 @@ public sealed partial class VmManager
                     var created = CreateMissingImage(name, disk, index);
                     try
                     {
-                        live.Add(AddDevice(client, name, "Disks", $"disk '{disk.Path}'", VmmConfigBuilder.DiskDevice(after, index, DiskPath)));
+                        live.Add(AddDevice(client, name, "Disks", disk.Path, VmmConfigBuilder.DiskDevice(after, index, DiskPath)));
                     }
                     catch when (created is not null)
                     {
@@ -75,7 +75,7 @@ public sealed partial class VmManager
                 if (FindNetDevice(live, adapter.MacAddress) is null)
                 {
                     var spec = VmmConfigBuilder.NetworkAdapterDevice(after, index, adapter.TapName is null ? FreeGeneratedTap(name, index, live, after) : null);
-                    live.Add(AddDevice(client, name, "NetworkAdapters", $"network adapter {adapter.MacAddress}", spec));
+                    live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec));
                 }
                 adapters.Done(adapter);
             }
@@ -133,11 +133,11 @@ public sealed partial class VmManager
         }
         catch (VmmRequestException e)
         {
-            throw new VmDeviceHotplugRefusedException(name, property, $"adding {device}", e.Code, e.VmmMessage, e);
+            throw new VmDeviceHotplugRefusedException(name, property, device, "adding", e.Code, e.VmmMessage, e);
         }
         catch (VmmNotRunningException e)
         {
-            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {device} was not added", e);
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {HotplugText.Device(property, device)} was not added", e);
         }
     }
 
@@ -154,11 +154,11 @@ public sealed partial class VmManager
         }
         catch (VmmRequestException e)
         {
-            throw new VmDeviceHotplugRefusedException(name, property, $"removing {device} (PCI {pci})", e.Code, e.VmmMessage, e);
+            throw new VmDeviceHotplugRefusedException(name, property, device, "removing", e.Code, e.VmmMessage, e);
         }
         catch (VmmNotRunningException e)
         {
-            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {device} was not removed", e);
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {HotplugText.Device(property, device)} was not removed", e);
         }
         if (!string.Equals(reply.State, DeviceRemoveReply.Removed, StringComparison.Ordinal))
             throw new VmDeviceRemovalTimeoutException(name, property, device, pci, timeout);

@@ -103,7 +103,7 @@ public sealed class DeviceHotplugTests : IDisposable
 
         var e = Assert.Throws<VmDeviceRemovalTimeoutException>(() => _manager.DetachDisk(Name, "keep.raw", removeTimeout: TimeSpan.FromMilliseconds(1500)));
 
-        Assert.Equal(("Disks", pci, TimeSpan.FromMilliseconds(1500)), (e.Property, e.Pci, e.Timeout));
+        Assert.Equal(("Disks", "keep.raw", pci, TimeSpan.FromMilliseconds(1500)), (e.Property, e.Device, e.Pci, e.Timeout));
         Assert.Contains("did not release disk 'keep.raw'", e.Message);
         Assert.Contains("stays attached and in the definition", e.Message);
         Assert.Equal(1500, _vmm.Requests.OfType<DeviceRemoveRequest>().Single().TimeoutMs);
@@ -132,7 +132,8 @@ public sealed class DeviceHotplugTests : IDisposable
         var e = Assert.Throws<VmDeviceHotplugRefusedException>(() => _manager.AttachDisk(Name, new DiskAttachRequest("bad.raw", CreateSizeBytes: 1L << 20)));
 
         Assert.Equal(("Disks", ControlErrorCodes.InvalidArgument, "block device: cannot open the image"), (e.Property, e.VmmCode, e.VmmReason));
-        Assert.Contains("disk 'bad.raw'", e.Message);
+        Assert.Equal("bad.raw", e.Device);
+        Assert.Contains("refused adding disk 'bad.raw'", e.Message);
         Assert.Empty(_store.Get(Name).Disks);
         Assert.False(File.Exists(ImagePath("bad.raw")));
     }
