@@ -20,9 +20,24 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
     /// <summary>The VMM lists <c>device.add</c>/<c>device.remove</c>: disks and network adapters are hot-plugged (ACPI PCI hot-plug).</summary>
     public bool DeviceHotplug { get; init; }
 
+    /// <summary>
+    /// The definition's disks (by path as in the definition) that the VMM was started with: they cannot be removed while
+    /// it runs (only hot-plugged devices can), so removing one needs a restart.
+    /// </summary>
+    public IReadOnlySet<string> ColdPluggedDisks { get; init; } = new HashSet<string>();
+
+    /// <summary>The definition's adapters (by MAC) the VMM was started with; see <see cref="ColdPluggedDisks"/>.</summary>
+    public IReadOnlySet<string> ColdPluggedAdapters { get; init; } = new HashSet<string>();
+
     /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
     public static LiveLimits? From(VmLiveInfo? live) => live is null ? null
-        : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes) { MaximumMemoryBytes = live.MemoryMaximumBytes, DeviceHotplug = live.DeviceHotplug };
+        : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes)
+        {
+            MaximumMemoryBytes = live.MemoryMaximumBytes,
+            DeviceHotplug = live.DeviceHotplug,
+            ColdPluggedDisks = live.ColdPluggedDisks,
+            ColdPluggedAdapters = live.ColdPluggedAdapters,
+        };
 }
 
 /// <summary>How a definition change should reach a running VM (virsh's <c>--live</c> / <c>--config</c> / <c>--current</c>).</summary>
@@ -48,7 +63,8 @@ public static class LiveChangeRules
     /// True when <paramref name="property"/> can go from <paramref name="before"/> to <paramref name="after"/> on a VMM
     /// with <paramref name="limits"/>: the vCPU count within the VMM's maximum (ACPI CPU hot-plug), and the memory
     /// between the boot memory and the stored maximum when the VMM resizes memory, disks and network adapters added or
-    /// removed whole when the VMM hot-plugs devices. A new maximum, boot source, a disk changed in place, … need a restart.
+    /// removed whole when the VMM hot-plugs devices (a device the VMM was started with cannot be removed while it runs).
+    /// A new maximum, boot source, a disk changed in place, … need a restart.
     /// </summary>
     public static bool CanApplyLive(string property, VmDefinition before, VmDefinition after, LiveLimits limits)
     {
@@ -61,8 +77,10 @@ public static class LiveChangeRules
             // The VMM's memory ceiling is the maximum it was started with (a maximum stored since with --config is not it).
             "MemoryStartupBytes" => limits.MemoryResize && after.Memory.StartupBytes >= limits.BootMemoryBytes
                                     && after.Memory.StartupBytes <= (limits.MaximumMemoryBytes ?? before.Memory.MaximumBytes),
-            "Disks" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.Disks, after.Disks, DeviceChange.DiskKey),
-            "NetworkAdapters" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey),
+            "Disks" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.Disks, after.Disks, DeviceChange.DiskKey)
+                       && !DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).Any(d => limits.ColdPluggedDisks.Contains(DeviceChange.DiskKey(d))),
+            "NetworkAdapters" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey)
+                       && !DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).Any(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))),
             _ => false,
         };
     }

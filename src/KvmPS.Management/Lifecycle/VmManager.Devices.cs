@@ -53,7 +53,7 @@ public sealed partial class VmManager
     private void RefuseMemoryAboveRunningMaximum(string name, long startupBytes)
     {
         var snapshot = Probe(name);
-        if (snapshot is not { Active: true, State: VmState.Running or VmState.Paused } || LimitsOf(snapshot) is not { MemoryResize: true } limits)
+        if (snapshot is not { Active: true, State: VmState.Running or VmState.Paused } || LimitsOf(snapshot, Store.Get(name)) is not { MemoryResize: true } limits)
             return;
         if (limits.MaximumMemoryBytes is { } maximum && startupBytes > maximum)
             throw new ManagementValidationException(name, "MemoryStartupBytes",

@@ -31,7 +31,7 @@ public sealed partial class VmManager
             after.Validate();
             var differences = VmDefinitionDiff.Compare(before, after);
             var snapshot = Probe(name);
-            var limits = snapshot is { Active: true, State: VmState.Running or VmState.Paused } ? LimitsOf(snapshot) : null;
+            var limits = snapshot is { Active: true, State: VmState.Running or VmState.Paused } ? LimitsOf(snapshot, before) : null;
             if (scope == ChangeScope.Live && limits is null)
                 throw new VmStateException(name, snapshot.State,
                     $"VM '{name}' is {Describe(snapshot.State)}; a live change needs it running or paused (change the stored definition only with --config)");
@@ -45,7 +45,7 @@ public sealed partial class VmManager
                     : scope != ChangeScope.Config && limits is not null && LiveChangeRules.CanApplyLive(property, before, after, limits) ? ChangeApplication.AppliedLive
                     : ChangeApplication.RestartNeeded;
                 if (scope == ChangeScope.Live && application == ChangeApplication.RestartNeeded)
-                    throw new ManagementValidationException(name, property, NotLiveReason(property, after, limits!));
+                    throw new ManagementValidationException(name, property, NotLiveReason(property, before, after, limits!));
                 changes.Add(new PropertyChange(property, old, @new, application));
             }
             // The VMM first: if it refuses, nothing has been stored and the VM runs as before.
@@ -148,13 +148,19 @@ public sealed partial class VmManager
     }
 
     /// <summary>What the running VMM can change, from its <c>describe</c> reply (taken by the probe).</summary>
-    private static LiveLimits? LimitsOf(RuntimeSnapshot snapshot) => snapshot.Description is { } description
-        ? new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
+    private LiveLimits? LimitsOf(RuntimeSnapshot snapshot, VmDefinition definition)
+    {
+        if (snapshot.Description is not { } description)
+            return null;
+        var (coldDisks, coldAdapters) = ColdPluggedDevices.Of(definition, description, p => Store.ResolveDiskPath(definition.Name, p));
+        return new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
         {
             MaximumMemoryBytes = snapshot.Memory?.MaximumBytes,
             DeviceHotplug = SupportsDeviceHotplug(description),
-        }
-        : null;
+            ColdPluggedDisks = coldDisks,
+            ColdPluggedAdapters = coldAdapters,
+        };
+    }
 
     /// <summary>
     /// The VMM resizes memory when it answers <c>memory.set</c>: it was started with a maximum above its boot memory
@@ -200,13 +206,17 @@ public sealed partial class VmManager
         }
     }
 
-    private static string NotLiveReason(string property, VmDefinition after, LiveLimits limits) => property switch
+    private static string NotLiveReason(string property, VmDefinition before, VmDefinition after, LiveLimits limits) => property switch
     {
         "VcpuCount" => $"{after.Vcpus.Count} vCPUs exceed the running VM's maximum of {limits.MaxVcpus} (the VcpuMaximum it was started with; a higher maximum needs a restart)",
         "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
         "Disks" or "NetworkAdapters" when !limits.DeviceHotplug => HotplugMissingAdvice,
+        "Disks" when DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).FirstOrDefault(d => limits.ColdPluggedDisks.Contains(d.Path)) is { } cold =>
+            $"disk '{cold.Path}' was part of the VM when it started: only disks added since can be removed while it runs; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
+        "NetworkAdapters" when DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).FirstOrDefault(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))) is { } coldAdapter =>
+            $"network adapter {coldAdapter.MacAddress} was part of the VM when it started: only adapters added since can be removed while it runs; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
         "Disks" => "a disk the running VM has cannot be changed in place (or reordered); detach it and attach it again, or the change needs a restart",
         "NetworkAdapters" => "a network adapter the running VM has cannot be changed in place (or reordered); remove it and add it again, or the change needs a restart",
         "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory of {SizeParser.Format(limits.MaximumMemoryBytes ?? after.Memory.MaximumBytes)} the running VM was started with (MemoryMaximumBytes; a higher maximum needs a restart)",

@@ -325,15 +325,20 @@ public sealed partial class VmManager
         var name = definition.Name;
         VmLiveInfo? live = null;
         if (snapshot is { Status: { } status, Description: { } description })
+        {
+            var (coldDisks, coldAdapters) = ColdPluggedDevices.Of(definition, description, p => Store.ResolveDiskPath(name, p));
             live = new VmLiveInfo(PresentVcpus(description, status), description.MaxVcpus, description.MemoryBytes, status.Boots, status.NestedPvm,
                 description.Kernel, description.Cmdline, description.Version, status.Exit)
             {
                 MemoryResize = SupportsMemoryResize(description),
                 DeviceHotplug = SupportsDeviceHotplug(description),
+                ColdPluggedDisks = coldDisks,
+                ColdPluggedAdapters = coldAdapters,
                 MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
                 MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
                 MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,
             };
+        }
         return new VmInfo
         {
             Definition = definition,

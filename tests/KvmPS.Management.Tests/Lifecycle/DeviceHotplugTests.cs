@@ -183,26 +183,44 @@ public sealed class DeviceHotplugTests : IDisposable
         var sent = Assert.IsType<NetDeviceSpec>(_vmm.Requests.OfType<DeviceAddRequest>().Single().Device);
         Assert.Equal(VmmConfigBuilder.NetworkAdapterDevice(stored, 1), sent);
         Assert.Equal((VmmConfigBuilder.GeneratedTapName(Name, 1), "br0"), (sent.Tap, sent.Bridge));
-        Assert.NotNull(Net("52:54:00:00:00:0b"));
+        var pci = Net("52:54:00:00:00:0b")!.Pci;
 
-        var pciA = Net("52:54:00:00:00:0a")!.Pci;
-        _manager.RemoveNetworkAdapters(Name, [MacAddress.Parse("52:54:00:00:00:0a")]);
-        Assert.Equal(pciA, _vmm.Requests.OfType<DeviceRemoveRequest>().Single().Pci);
-        Assert.Null(Net("52:54:00:00:00:0a"));
-        Assert.Equal(mac, Assert.Single(_store.Get(Name).NetworkAdapters).MacAddress);
+        var removed = _manager.RemoveNetworkAdapters(Name, [mac]);
+
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(removed.Changes).Application);
+        Assert.Equal(pci, _vmm.Requests.OfType<DeviceRemoveRequest>().Single().Pci);
+        Assert.Null(Net("52:54:00:00:00:0b"));
+        Assert.Equal("52:54:00:00:00:0a", Assert.Single(_store.Get(Name).NetworkAdapters).MacAddress.ToString());
+    }
+
+    [Fact]
+    public void A_device_the_vm_was_started_with_cannot_be_removed_live_so_it_waits_for_a_restart()
+    {
+        var boot = MacAddress.Parse("52:54:00:00:00:0a");
+        Assert.Contains("52:54:00:00:00:0a", _manager.Get(Name).Live!.ColdPluggedAdapters);
+
+        var live = Assert.Throws<ManagementValidationException>(() => _manager.RemoveNetworkAdapters(Name, [boot], ChangeScope.Live));
+        Assert.Equal("NetworkAdapters", live.Property);
+        Assert.Contains("was part of the VM when it started", live.Message);
+        Assert.Single(_store.Get(Name).NetworkAdapters);
+
+        var current = _manager.RemoveNetworkAdapters(Name, [boot]);
+        Assert.Equal(ChangeApplication.RestartNeeded, Assert.Single(current.Changes).Application);
+        Assert.Empty(_store.Get(Name).NetworkAdapters);
+        Assert.NotNull(Net("52:54:00:00:00:0a")); // the running VM keeps it until it is restarted
+        Assert.Empty(_vmm.Requests);
     }
 
     [Fact]
     public void A_bridge_adapter_added_after_a_removal_does_not_take_a_tap_the_running_vm_still_uses()
     {
         _manager.AddNetworkAdapter(Name, null, "br0", MacAddress.Parse("52:54:00:00:00:0b")); // index 1: tap ...n1
-        _manager.RemoveNetworkAdapters(Name, [MacAddress.Parse("52:54:00:00:00:0a")]);           // the first goes: the second is index 0 now
-        _manager.AddNetworkAdapter(Name, null, "br0", MacAddress.Parse("52:54:00:00:00:0c")); // index 1 again
+        _manager.AddNetworkAdapter(Name, null, "br0", MacAddress.Parse("52:54:00:00:00:0c")); // index 2: tap ...n2
+        _manager.RemoveNetworkAdapters(Name, [MacAddress.Parse("52:54:00:00:00:0b")]);           // 0c is index 1 now, still on n2
+        _manager.AddNetworkAdapter(Name, null, "br0", MacAddress.Parse("52:54:00:00:00:0d")); // index 2 again: n2 is taken
 
         var taps = _vmm.Devices.Where(d => d.Type == "net").Select(d => d.Options!["tap"].GetString()).ToList();
-        Assert.Equal(2, taps.Count);
-        Assert.Equal(taps.Count, taps.Distinct().Count());
-        Assert.Equal(VmmConfigBuilder.GeneratedTapName(Name, 2), taps[1]);
+        Assert.Equal(["tap-a", VmmConfigBuilder.GeneratedTapName(Name, 2), VmmConfigBuilder.GeneratedTapName(Name, 3)], taps);
     }
 
     [Fact]
@@ -260,7 +278,7 @@ public sealed class DeviceHotplugTests : IDisposable
         var manifest = DesiredStateReader.Parse("""
             @{ Name = 'hp'; State = 'Running'; MemoryStartupBytes = 256MB
                Disks = @( @{ Path = 'r.qcow2'; SizeBytes = 1MB } )
-               NetworkAdapters = @( @{ Bridge = 'br0'; MacAddress = '52:54:00:00:00:0d' } ) }
+               NetworkAdapters = @( @{ Tap = 'tap-a'; MacAddress = '52:54:00:00:00:0a' }, @{ Bridge = 'br0'; MacAddress = '52:54:00:00:00:0d' } ) }
             """, "m.psd1");
         var reconciler = new Reconciler(_manager);
 
@@ -277,9 +295,15 @@ public sealed class DeviceHotplugTests : IDisposable
         Assert.True(File.Exists(ImagePath("r.qcow2"))); // created from SizeBytes, as New does
         Assert.NotNull(Block("r.qcow2"));
         Assert.NotNull(Net("52:54:00:00:00:0d"));
-        Assert.Null(Net("52:54:00:00:00:0a")); // the adapter the manifest no longer lists was unplugged
+        Assert.NotNull(Net("52:54:00:00:00:0a"));
         Assert.Equal(Environment.ProcessId, _manager.Get(Name).Pid); // the same VMM throughout
         Assert.True(reconciler.Plan(manifest).IsEmpty);
+
+        // Removing the adapter the VM was started with needs a restart: planned so, with the warning.
+        var without = DesiredStateReader.Parse("@{ Name = 'hp'; MemoryStartupBytes = 256MB; NetworkAdapters = @( @{ Bridge = 'br0'; MacAddress = '52:54:00:00:00:0d' } ) }", "m.psd1");
+        var restart = reconciler.Plan(without);
+        Assert.Equal(ReconcileActionKind.UpdateNeedsRestart, Assert.Single(restart.Actions).Kind);
+        Assert.Contains(restart.Warnings, w => w.Contains("NetworkAdapters", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -64,6 +64,26 @@ public sealed class LiveDeviceVmmTests : IDisposable
     }
 
     [Fact]
+    public void A_disk_the_vm_was_started_with_is_removed_at_the_next_start_not_live()
+    {
+        Directory.CreateDirectory(_dir.Path);
+        var image = Path.Combine(_dir.Path, "boot.raw");
+        File.WriteAllBytes(image, new byte[1 << 20]);
+        _manager.New(TestDefinitions.Minimal("colddisk") with { Memory = MemorySettings.Fixed(64L << 20), Disks = new ValueList<DiskDefinition>([new DiskDefinition(image)]) });
+        var pid = _manager.Start("colddisk").Pid;
+        Assert.Contains(image, _manager.Get("colddisk").Live!.ColdPluggedDisks);
+
+        var live = Assert.Throws<ManagementValidationException>(() => _manager.DetachDisk("colddisk", image, ChangeScope.Live));
+        Assert.Contains("was part of the VM when it started", live.Message);
+        var stored = _manager.DetachDisk("colddisk", image);
+
+        Assert.Equal(ChangeApplication.RestartNeeded, Assert.Single(stored.Changes).Application);
+        Assert.Single(LiveBlockDevices("colddisk"));
+        Assert.Empty(_sandbox.Store.Get("colddisk").Disks);
+        Assert.Equal(pid, _manager.Get("colddisk").Pid);
+    }
+
+    [Fact]
     public void A_paused_guest_keeps_the_disk_past_the_timeout_and_nothing_is_torn_down()
     {
         _manager.New(TestDefinitions.Minimal("keepdisk") with { Memory = MemorySettings.Fixed(64L << 20) });

@@ -22,7 +22,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     {
         Console = new ConsoleHub(_ => { });
         foreach (var spec in bootDevices ?? [])
-            _devices.Add(Describe(spec, NextFreePci()));
+            _devices.Add(Describe(spec, NextFreePci(), hotplugged: false));
         _server = ControlServer.Bind(socketPath, this);
     }
 
@@ -97,7 +97,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
             throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, reason);
         lock (_lock)
         {
-            var device = Describe(request.Device, request.Pci ?? NextFreePci());
+            var device = Describe(request.Device, request.Pci ?? NextFreePci(), hotplugged: true);
             _devices.Add(device);
             return new DeviceAddReply { Device = device };
         }
@@ -112,6 +112,8 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         {
             var device = _devices.FirstOrDefault(d => d.Pci == request.Pci)
                          ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
+            if (!device.Options![ColdPlugMark].GetBoolean())
+                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"PCI device {request.Pci} is part of the VM's configuration (cold-plugged) and cannot be removed while it runs");
             if (!GuestEjects(request.Pci))
                 return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removing, TimedOut = request.TimeoutMs > 0 };
             _devices.Remove(device);
@@ -147,8 +149,11 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         }
     }
 
-    /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe).</summary>
-    private static DeviceDescription Describe(DeviceSpec spec, string pci)
+    /// <summary>The describe option that says whether a device was hot-plugged (configured ones cannot be removed while the VM runs).</summary>
+    public const string ColdPlugMark = "hotplugged";
+
+    /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe), and the hot-plug mark.</summary>
+    private static DeviceDescription Describe(DeviceSpec spec, string pci, bool hotplugged)
     {
         var options = spec switch
         {
@@ -156,6 +161,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
             NetDeviceSpec n => new Dictionary<string, object?> { ["tap"] = n.Tap, ["bridge"] = n.Bridge, ["mac"] = n.Mac },
             _ => new Dictionary<string, object?>(),
         };
+        options[ColdPlugMark] = hotplugged;
         return new DeviceDescription
         {
             Type = spec.Type,
