@@ -8,5 +8,7 @@
 void acpi_events_init(void);
 /* Prints "cpus: present=P online=O ids=A,B,..." (present: the hot-plug controller's view, else the MADT's). */
 void acpi_print_cpus(void);
+/* Prints "pcihp: gpe=G slots=BITMAP devices=SS:vvvv:dddd,..." (or "pcihp: none" without the PCI hot-plug controller). */
+void acpi_print_pci_hotplug(void);
 
 #endif

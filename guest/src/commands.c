@@ -30,6 +30,7 @@ void print_info(void)
     kprintf("cpus: acpi=%u mp=%u online=%u max=%u\n", acpi.cpus_enabled, mp.cpus, smp_online(), acpi.cpus_max);
     kprintf("memory: %lu MiB\n", mib);
     acpi_print_cpus();
+    acpi_print_pci_hotplug();
 }
 
 static void cmd_reboot(void)

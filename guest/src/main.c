@@ -12,6 +12,7 @@
 #include "smp.h"
 #include "timer.h"
 #include "uart.h"
+#include "virtio_mem.h"
 
 static void run_boot_commands(void)
 {
@@ -44,6 +45,7 @@ void kmain(int protocol, u64 info)
     lapic_init(acpi.lapic_addr);
     smp_boot();
     acpi_events_init();
+    vmem_start();
 
     print_info();
     kprintf("ready\n");

@@ -111,6 +111,13 @@ int virtio_queue_setup(struct virtio_dev *vd, struct virtq *vq, u16 index)
     return rd16(vd->common + CC_Q_ENABLE) == 1 ? 0 : -1;
 }
 
+void virtio_reset(struct virtio_dev *vd)
+{
+    mmio_write8(vd->common + CC_STATUS, 0);
+    for (int i = 0; i < 1000 && virtio_status(vd); i++)
+        cpu_pause();
+}
+
 void virtio_driver_ok(struct virtio_dev *vd)
 {
     mmio_write8(vd->common + CC_STATUS, VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);

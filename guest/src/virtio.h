@@ -53,6 +53,8 @@ int virtio_negotiate(struct virtio_dev *vd, u64 wanted);
 /* Sets up queue `index` in vq (size <= VQ_SIZE, no MSI-X vector) and enables it. */
 int virtio_queue_setup(struct virtio_dev *vd, struct virtq *vq, u16 index);
 void virtio_driver_ok(struct virtio_dev *vd);
+/* Writes status 0: the device forgets its queues and stops using guest memory (before an eject). */
+void virtio_reset(struct virtio_dev *vd);
 u8 virtio_status(struct virtio_dev *vd);
 /* Posts one descriptor chain (given head) to the device and notifies it. */
 void virtq_submit(struct virtq *vq, u16 head);

@@ -59,6 +59,17 @@ static int blk_init(void)
     return 0;
 }
 
+int blk_attach(void) { return blk_ready ? 1 : blk_init() == 0 ? 2 : 0; }
+
+int blk_release_slot(u8 slot)
+{
+    if (!blk_ready || blk_dev.pci.bus != 0 || blk_dev.pci.dev != slot)
+        return 0;
+    virtio_reset(&blk_dev);
+    blk_ready = 0; /* the next command finds whatever virtio-blk device is there then */
+    return 1;
+}
+
 /* Posts header [+ data] + status and waits. Returns the status byte, or -1 (message printed) if the device did not answer. */
 static int blk_request(u32 type, u64 sector, void *data, u32 len, int data_writable)
 {

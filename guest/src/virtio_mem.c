@@ -1,11 +1,17 @@
 /* virtio-mem (virtio device type 24) driver: one request queue (guestq 0) with 24-byte requests and 10-byte
-   responses; the device configuration tells the region, the block size and the requested size. Polled: the
-   `vmem` command does what a config-change interrupt would start. The guest maps only the low 4 GiB, so the
-   pattern is written and checked only when the region lies below 4 GiB (the VMM puts it there when it fits). */
+   responses; the device configuration tells the region, the block size and the requested size. The queue is
+   polled; a change of the requested size arrives as the configuration-change MSI-X vector (VEC_VMEM), whose handler
+   plugs or unplugs toward it as Linux's driver does. The `vmem` command does the same by hand and verifies. The guest
+   maps only the low 4 GiB, so the pattern is written and checked only when the region lies below 4 GiB (the VMM
+   puts it there when it fits). */
 #include "virtio_mem.h"
 #include "io.h"
 #include "lib.h"
 #include "virtio.h"
+#include "apic.h"
+#include "idt.h"
+#include "layout.h"
+#include "pci.h"
 
 #define VIRTIO_ID_MEM 24
 #define CFG_BLOCK_SIZE 0
@@ -202,6 +208,75 @@ static int unplug_toward(u64 want, u64 *have)
     return 0;
 }
 
+/* Plugs or unplugs toward the requested size. Interrupts off: the MSI-X handler and the `vmem` command share the
+   queue, and a configuration change that arrives meanwhile waits in the LAPIC until this is done. */
+static int sync_to_requested(u64 *have)
+{
+    u64 flags;
+    __asm__ volatile("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
+    *have = 0;
+    for (u64 b = 0; b < blocks; b++)
+        *have += (u64)is_plugged(b);
+    u64 want = cfg64(CFG_REQUESTED_SIZE) / block_size;
+    if (want > blocks)
+        want = blocks;
+    int r = want > *have ? plug_toward(want, have) : unplug_toward(want, have);
+    if (flags & (1UL << 9)) /* IF */
+        sti();
+    return r;
+}
+
+#define PCI_CAP_MSIX 0x11
+#define MSIX_ENABLE 0x8000
+#define MSIX_FUNCTION_MASK 0x4000
+#define CC_MSIX_CONFIG 0x10
+#define VIRTIO_NO_VECTOR 0xffff
+
+static void vmem_irq(u8 vector)
+{
+    (void)vector;
+    u64 have;
+    u64 before = cfg64(CFG_PLUGGED_SIZE);
+    if (sync_to_requested(&have) == 0 && cfg64(CFG_PLUGGED_SIZE) != before)
+        kprintf("vmem: plugged %lu requested %lu\n", cfg64(CFG_PLUGGED_SIZE), cfg64(CFG_REQUESTED_SIZE));
+}
+
+/* Routes the configuration-change interrupt to VEC_VMEM on this CPU: MSI-X table entry 0, then msix_config = 0. */
+static int msix_config_vector(void)
+{
+    u8 cap = pci_find_cap(&mem_dev.pci, PCI_CAP_MSIX, 0);
+    if (!cap)
+        return -1;
+    u32 table = pci_read32(&mem_dev.pci, cap + 4);
+    u64 bar = pci_bar_address(&mem_dev.pci, (int)(table & 7));
+    if (!bar)
+        return -1;
+    u64 entry = bar + (table & ~7u);
+    mmio_write32(entry + 0, 0xfee00000u | (lapic_id() << 12)); /* fixed delivery, physical destination */
+    mmio_write32(entry + 4, 0);
+    mmio_write32(entry + 8, VEC_VMEM);                            /* edge triggered */
+    mmio_write32(entry + 12, 0);                                  /* unmasked */
+    u16 control = pci_read16(&mem_dev.pci, cap + 2);
+    pci_write16(&mem_dev.pci, cap + 2, (u16)((control | MSIX_ENABLE) & ~MSIX_FUNCTION_MASK));
+    *(volatile u16 *)(uptr)(mem_dev.common + CC_MSIX_CONFIG) = 0;
+    return *(volatile u16 *)(uptr)(mem_dev.common + CC_MSIX_CONFIG) == VIRTIO_NO_VECTOR ? -1 : 0;
+}
+
+void vmem_start(void)
+{
+    if (pci_find(VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(VIRTIO_ID_MEM), &mem_dev.pci))
+        return; /* no virtio-mem device: nothing to say */
+    if (mem_init())
+        return;
+    irq_register(VEC_VMEM, vmem_irq);
+    if (msix_config_vector()) {
+        kprintf("vmem: no MSI-X vector for configuration changes; `vmem` plugs by hand\n");
+        return;
+    }
+    u64 have;
+    sync_to_requested(&have); /* a size requested before boot */
+}
+
 void cmd_vmem(const char *arg)
 {
     int sync = !*arg;
@@ -214,13 +289,8 @@ void cmd_vmem(const char *arg)
     u64 have = 0;
     for (u64 b = 0; b < blocks; b++)
         have += (u64)is_plugged(b);
-    if (sync) {
-        u64 want = cfg64(CFG_REQUESTED_SIZE) / block_size;
-        if (want > blocks)
-            want = blocks;
-        if (want > have ? plug_toward(want, &have) : unplug_toward(want, &have))
-            return;
-    }
+    if (sync && sync_to_requested(&have))
+        return;
     u64 bad = 0, checked = 0;
     for (u64 b = 0; b < blocks && !bad; b++)
         if (is_plugged(b) && block_mapped(b)) {

@@ -63,6 +63,17 @@ static int net_init(void)
     return 0;
 }
 
+int net_attach(void) { return net_ready ? 1 : net_init() == 0 ? 2 : 0; }
+
+int net_release_slot(u8 slot)
+{
+    if (!net_ready || net_dev.pci.bus != 0 || net_dev.pci.dev != slot)
+        return 0;
+    virtio_reset(&net_dev);
+    net_ready = 0;
+    return 1;
+}
+
 /* Sends tx_buf[HDR .. HDR+len) as one frame; waits for the device to take it. */
 static int net_xmit(u32 len)
 {

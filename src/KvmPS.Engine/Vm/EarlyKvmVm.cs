@@ -5,11 +5,8 @@ namespace KvmPS.Vm;
 
 /// <summary>
 /// A KVM VM created on a thread of its own while kvmps-vmm parses its arguments and reads a snapshot, so that restore
-/// and boot do not wait for it. KVM charges the first memory-slot change after <c>KVM_CREATE_IRQCHIP</c> or
-/// <c>KVM_CREATE_PIT2</c> a fixed cost whatever the slot's size (about 7 ms on the nested test host, against 0.1-0.2 ms
-/// for every other change, measured with 4 KiB to 2 GiB slots; creating either device again re-arms it): so the
-/// early VM gets its in-kernel irqchip and PIT here, and a one-page slot added and deleted pays that cost off the
-/// critical path.
+/// and boot do not wait for <c>KVM_CREATE_VM</c>. Its irqchip and PIT come later, after the memory slots
+/// (VirtualMachine.BuildHardwareCore says why).
 /// Nothing here is required: when the early VM failed or was made for another device path, the machine creates its
 /// VM itself and reports errors as usual.
 /// </summary>
@@ -33,7 +30,7 @@ public static class EarlyKvmVm
     }
 
     /// <summary>
-    /// The early VM, with its in-kernel irqchip and PIT already created, if one was started for <paramref name="devicePath"/>
+    /// The early VM, if one was started for <paramref name="devicePath"/>
     /// and succeeded (waiting for it if needed); it is handed out once. Otherwise false, and the caller creates its own.
     /// </summary>
     public static bool TryTake(string devicePath, out KvmSystemHandle system, out KvmVmHandle vm)
@@ -61,9 +58,6 @@ public static class EarlyKvmVm
         {
             system = Kvm.OpenSystem(devicePath);
             vm = Kvm.CreateVm(system);
-            Kvm.CreateIrqchip(vm);
-            Kvm.CreatePit2(vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
-            PayFirstSlotCost(vm);
             lock (Gate) (_system, _vm) = (system, vm);
         }
         catch (Exception e) when (e is KvmUnavailableException or NativeCallException or IOException)
@@ -73,18 +67,29 @@ public static class EarlyKvmVm
         }
     }
 
-    private static void PayFirstSlotCost(KvmVmHandle vm)
+    /// <summary>
+    /// KVM makes the first memory-slot change after <c>KVM_CREATE_IRQCHIP</c>/<c>KVM_CREATE_PIT2</c> wait about 7 ms
+    /// (a grace period: no CPU is used). A booted VM, whose slots do not log dirty pages, would pay it inside its first
+    /// snapshot's or migration's pause when dirty logging turns on; this adds and deletes a one-page slot at
+    /// <paramref name="unusedGuestAddress"/> on a setup thread instead, while the guest boots. The page is outside every
+    /// region the guest is given; failure is harmless (the cost is then paid where it was).
+    /// </summary>
+    public static void PayFirstSlotChangeInBackground(KvmVmHandle vm, uint unusedSlot, ulong unusedGuestAddress) =>
+        EngineThreads.Start(ThreadRole.Setup, "kvm-slot-warmup", () => PayFirstSlotChange(vm, unusedSlot, unusedGuestAddress));
+
+    private static void PayFirstSlotChange(KvmVmHandle vm, uint slotNumber, ulong guestAddress)
     {
         const int PageBytes = 4096;
         nint page = Libc.Mmap(0, PageBytes, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
-        if (page == -1) return;
+        if (page == Libc.MAP_FAILED) return;
         try
         {
-            var slot = new kvm_userspace_memory_region { slot = 0, guest_phys_addr = 0, memory_size = PageBytes, userspace_addr = (ulong)page };
+            var slot = new kvm_userspace_memory_region { slot = slotNumber, guest_phys_addr = guestAddress, memory_size = PageBytes, userspace_addr = (ulong)page };
             Kvm.SetUserMemoryRegion(vm, slot);
-            slot.memory_size = 0; // size 0 deletes the slot: the machine's memory takes slot 0 as usual
+            slot.memory_size = 0; // size 0 deletes it
             Kvm.SetUserMemoryRegion(vm, slot);
         }
+        catch (Exception e) when (e is NativeCallException or ObjectDisposedException) { } // the VM went away or refused: nothing to pay
         finally { Libc.Munmap(page, PageBytes); }
     }
 }

@@ -78,5 +78,6 @@ public static class MemoryLayout
     public const ushort PmTimerPort = 0x608;
     public const ushort Gpe0Port = 0x620;          // GPE0_BLK inside the PM block (Acpi/AcpiPm)
     public const ushort CpuHotplugPort = 0x630;    // CPU hot-plug controller registers (Acpi/CpuHotplugController)
+    public const ushort PciHotplugPort = 0x640;    // PCI hot-plug controller registers (Acpi/PciHotplugController)
     public const byte SciIrq = 9;
 }

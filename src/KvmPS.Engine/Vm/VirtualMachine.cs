@@ -17,7 +17,7 @@ namespace KvmPS.Vm;
 /// vCPU. Built and booted by <see cref="Create"/>; everything it created is released by <see cref="Dispose"/>, also
 /// when creation fails half-way.
 /// </summary>
-public sealed class VirtualMachine : IDisposable, IMachineControl
+public sealed partial class VirtualMachine : IDisposable, IMachineControl
 {
     // Replaced whole (copy on write, under _stateLock) when a vCPU is hot-added: readers iterate a stable array.
     private volatile Vcpu[] _vcpus = [];
@@ -36,6 +36,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     private KvmVmHandle? _vm;
     private IoEventLoop? _ioLoop;       // PCI: device I/O thread (ioeventfd notifications)
     private KvmMsiRouter? _msiRouter;   // PCI: MSI-X vectors as KVM GSI routes + irqfds
+    private KvmIoEventRegistrar? _ioEvents; // PCI: queue notifications as ioeventfds on _ioLoop
     private FirmwareImage? _firmware;   // firmware boot: the image mapped below 4 GiB
 
     public MachineConfig Config { get; }
@@ -50,8 +51,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
     public PciBus Pci { get; private set; } = null!;
     private readonly List<IVirtioDevice> _devices = new();
-    /// <summary>The configured devices, in slot order.</summary>
-    public IReadOnlyList<IVirtioDevice> Devices => _devices;
+    /// <summary>The configured devices in slot order, then the hot-plugged ones (a snapshot of the moment).</summary>
+    public IReadOnlyList<IVirtioDevice> Devices => [.. _devices, .. HotpluggedDevices.Select(d => d.Device)];
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
     /// <summary>The snapshot the next diff snapshot is taken on (the last one written or restored), or null: no diff possible yet.</summary>
@@ -100,8 +101,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
     {
         _firmware = Config.FirmwarePath is null ? null : FirmwareImage.Load(Config.FirmwarePath);
 
-        bool early = EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm);
-        if (early) (_system, _vm) = (earlySystem, earlyVm);
+        if (EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm)) (_system, _vm) = (earlySystem, earlyVm);
         else _system = Kvm.OpenSystem(Config.KvmDevicePath);
         int maxVcpus = Math.Max(Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_MAX_VCPUS), Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_NR_VCPUS));
         if (Config.EffectiveMaxVcpus > maxVcpus && maxVcpus > 0)
@@ -109,17 +109,20 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         _vm ??= Kvm.CreateVm(_system);
         Kvm.SetTssAddr(_vm, _firmware?.KvmTssAddress ?? MemoryLayout.KvmTssAddress);
         Kvm.SetIdentityMapAddr(_vm, _firmware?.KvmIdentityMapAddress ?? MemoryLayout.KvmIdentityMapAddress);
-        if (!early) // the early VM has them already
-        {
-            Kvm.CreateIrqchip(_vm);
-            Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
-        }
+
+        // Every memory slot before the irqchip and PIT: KVM charges the first slot change after KVM_CREATE_IRQCHIP or
+        // KVM_CREATE_PIT2 a fixed wait (about 7 ms on the nested test host, 0.1-0.2 ms for any other change, whatever
+        // the size), and a machine whose slots all exist by then never pays it at start (a booted VM pays it off the
+        // critical path later: PayFirstSlotChangeInBackground).
+        Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes, Config.HotplugLowLimit);
+        Memory.RegisterWith(_vm, logDirtyPages);
+        _firmware?.MapInto(_vm, Memory);
+
+        Kvm.CreateIrqchip(_vm);
+        Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
         // KVM's default routing leaves the PIT on IOAPIC pin 0; our tables put it on pin 2. Commit before any vCPU runs.
         _msiRouter = new KvmMsiRouter(_vm, DeviceLogger);
         _msiRouter.CommitIrqchipRoutes();
-
-        Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes, Config.HotplugLowLimit);
-        Memory.RegisterWith(_vm, logDirtyPages);
 
         Serial = new Serial16550(new IrqLine(this, Serial16550.Com1Irq), serialOutput);
         Pm = new AcpiPm(this, new IrqLine(this, MemoryLayout.SciIrq));
@@ -135,12 +138,13 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         CpuHotplug = new CpuHotplugController(Config.EffectiveMaxVcpus, Config.VcpuCount, Pm);
         CpuHotplug.Ejected += id => _vcpus.FirstOrDefault(v => v.Id == id)?.Eject(); // the guest released it: park it
         PortBus.Register(CpuHotplug, MemoryLayout.CpuHotplugPort, CpuHotplugController.Length);
+        BuildPciHotplug();
         _platformDevices.AddRange([Serial, Pm, i8042, rtc, debugExit, PostCode]);
         BuildPci();
 
         if (_firmware is not null)
         {
-            FwCfg = FirmwareLoader.Install(_firmware, _vm, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
+            FwCfg = FirmwareLoader.Install(_firmware, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
             _platformDevices.Add(FwCfg);
         }
 
@@ -258,8 +262,7 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         PortBus.Register(Pci.ConfigPorts, PciBus.ConfigAddressPort, PciBus.ConfigPortCount);
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
         if (Config.Devices.Count == 0) return;
-        _ioLoop = new IoEventLoop(log);
-        var ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
+        var ioEvents = EnsureIoLoop();
         for (int i = 0; i < Config.Devices.Count; i++)
         {
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
@@ -286,7 +289,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         var windows = PciWindowsFor(config);
         return new(config.VcpuCount, config.EffectiveMaxVcpus)
         {
-            ExtraDsdtAml = PciAcpi.BuildDsdtAml(windows), // PCI0 host bridge (_CRS, _PRT) + ECAM reservation
+            // PCI0 host bridge (_CRS, _PRT) + ECAM reservation, then the hot-plug slots under PCI0.
+            ExtraDsdtAml = [.. PciAcpi.BuildDsdtAml(windows), .. PciHotplugAcpi.BuildDsdtAml(PciHotplugAcpi.HotplugSlotsAfter(config.Devices.Count))],
             ExtraTables = [PciAcpi.BuildMcfg(windows)],
         };
     }
@@ -315,7 +319,14 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
         foreach (var v in _vcpus)
             if ((CpuHotplug.StatusOf(v.Id) & CpuHotplugController.STATUS_PRESENT) == 0) v.MarkEjected();
         foreach (var v in _vcpus) v.Start();
+        // Slots that will change later (dirty logging for a snapshot or migration) pay KVM's first-change wait now,
+        // beside the guest, rather than in that pause. The page just above the 64-bit PCI window is nobody's.
+        if (!Memory.DirtyTracking)
+            EarlyKvmVm.PayFirstSlotChangeInBackground(_vm!, WarmupSlot, Pci.Windows.Mmio64End);
     }
+
+    /// <summary>KVM memory slot the start-up warm-up borrows (RAM uses the low numbers, the firmware image 16).</summary>
+    private const uint WarmupSlot = 31;
 
     /// <summary>The devices as capabilities: what can stop all its activity (threads, timers) and what has a state record.</summary>
     public DeviceSet DeviceParts => _deviceSet ?? throw new InvalidOperationException("The machine's devices are not built yet.");
@@ -325,7 +336,8 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
 
     /// <summary>The parts with a state record, in restore order: the machine's shape, the in-kernel VM state, the vCPUs, then the devices.</summary>
     public IEnumerable<IPersistent> Persistents =>
-        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Append(CpuHotplug).Concat(DeviceParts.PersistentParts());
+        new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Append(CpuHotplug)
+            .Append(PciHotplug).Append(new HotpluggedDevicesState(this)).Concat(DeviceParts.PersistentParts());
 
     private uint[]? _msrIndices;
     /// <summary>The MSRs a vCPU record holds: KVM_GET_MSR_INDEX_LIST filtered to those KVM_GET_MSRS accepts.</summary>
@@ -362,11 +374,14 @@ public sealed class VirtualMachine : IDisposable, IMachineControl
             // The machine's shape first: a snapshot of another shape is refused as such, not as a missing vCPU record.
             shape.RestoreState(new StateReader(shapeRecord.Data, shapeRecord.Name), shapeRecord.Version);
         }
+        // Hot-plugged PCI devices are created (their images and taps opened) before the parts are listed, so their
+        // records find them; a snapshot from before PCI hot-plug has neither record and no such device.
+        if (byName.TryGetValue(HotpluggedDevicesState.Name, out var hotplugged)) CreateHotpluggedDevicesFor(hotplugged);
         var parts = Persistents.ToList();
         foreach (var part in parts)
             // A snapshot from before the hot-plug controller had a record was refused once a vCPU was hot-plugged: the
             // controller's boot state (the configured vCPUs present) is its state.
-            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
+            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug && part != PciHotplug && part is not HotpluggedDevicesState) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
         var known = parts.Select(p => p.StateName).ToHashSet(StringComparer.Ordinal);
         foreach (var r in records)
             if (!known.Contains(r.Name)) throw new StateFormatException(r.Name, "this machine has no part with this name (built from a different configuration?)");

@@ -125,6 +125,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
         bool stdinPumping = false;
+        List<(int Slot, DeviceConfig Config)> carried = [];
         while (true)
         {
             VirtualMachine machine;
@@ -143,6 +144,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
             catch (DeviceConfigException e) { return Fail(VmmExitCode.HostResource, e.Message); } // a tap, bridge or socket the device needs
             catch (Exception e) { return Fail(VmmExitCode.InternalError, $"creating the VM failed: {e.GetType().Name}: {e.Message}"); }
 
+            // Devices hot-plugged into the previous boot stay plugged across a guest reboot, as on real hardware.
+            foreach (var (slot, device) in carried)
+            {
+                try { machine.PlugAtBoot(device, slot); }
+                catch (Exception e) { _log.WriteLine($"kvmps-vmm: the hot-plugged {device.Type} device {PciAddresses.Format(slot)} is dropped at the reboot: {e.Message}"); }
+            }
+            carried = [];
             lock (_lock) { _machine = machine; _boots++; }
             // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
@@ -161,6 +169,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
             {
                 case VmExitKind.Reset when _config.Machine.OnReset == ResetPolicy.Reboot && !_stopRequested.IsSet:
                     _log.WriteLine($"kvmps-vmm: {exit.Reason}: rebooting");
+                    carried = [.. machine.HotpluggedDevices.Select(d => (d.Slot, d.Config))];
                     lock (_lock) _machine = null;
                     machine.Dispose();
                     continue;
@@ -326,6 +335,68 @@ public sealed class VmmHost : IVmmControl, IDisposable
         };
     }
 
+    /// <summary>
+    /// device.add: ACPI PCI hot-plug of a virtio-blk or virtio-net device (Vm/VirtualMachine.Hotplug.cs). Bad input is
+    /// InvalidArgument naming it (the spec's type or path, the slot), nothing changes; with timeout_ms the reply waits
+    /// for the guest's driver to set DRIVER_OK.
+    /// </summary>
+    public DeviceAddReply AddDevice(DeviceAddRequest request)
+    {
+        var machine = RequireMachine();
+        int timeoutMs = CheckTimeout(request.TimeoutMs);
+        int? slot = request.Pci is { } pci ? PciAddresses.Parse(pci, "pci") : null;
+        DeviceConfig config;
+        try
+        {
+            var spec = JsonSerializer.SerializeToElement(request.Device, ContractJsonContext.Default.DeviceSpec);
+            config = DeviceConfig.FromOptions(DeviceOptions.FromJson(spec, $"{DeviceAddRequest.Name}: device"));
+        }
+        catch (DeviceConfigException e) { throw new ArgumentException(e.Message); }
+        HotpluggedDevice added;
+        try { added = machine.AddPciDevice(config, slot); }
+        catch (Exception e) when (e is DeviceConfigException or BootImageException) { throw new ArgumentException($"{DeviceAddRequest.Name}: {e.Message}"); }
+        var clock = Stopwatch.StartNew();
+        bool ready = DriverReady(added);
+        while (!ready && clock.ElapsedMilliseconds < timeoutMs && !machine.Exited.IsCompleted)
+        {
+            Thread.Sleep(10);
+            ready = DriverReady(added);
+        }
+        return new DeviceAddReply { Device = DescribeDevice(added.Config, added.Slot), DriverReady = ready, TimedOut = timeoutMs > 0 && !ready };
+    }
+
+    private static bool DriverReady(HotpluggedDevice d) => (d.Transport.Status & Devices.Virtio.VirtioStatus.DriverOk) != 0;
+
+    /// <summary>
+    /// device.remove: an eject request for a hot-plugged device; it is torn down only when the guest ejects it. With
+    /// timeout_ms the reply waits for that; a guest that does not eject leaves it present and working (removing, timed_out).
+    /// </summary>
+    public DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request)
+    {
+        var machine = RequireMachine();
+        int timeoutMs = CheckTimeout(request.TimeoutMs);
+        int slot = PciAddresses.Parse(request.Pci, "pci");
+        machine.RequestPciDeviceRemoval(slot);
+        var clock = Stopwatch.StartNew();
+        bool Present() => machine.HotpluggedDevices.Any(d => d.Slot == slot);
+        bool present = Present();
+        while (present && clock.ElapsedMilliseconds < timeoutMs && !machine.Exited.IsCompleted)
+        {
+            Thread.Sleep(10);
+            present = Present();
+        }
+        return new DeviceRemoveReply
+        {
+            Pci = PciAddresses.Format(slot),
+            State = present ? DeviceRemoveReply.Removing : DeviceRemoveReply.Removed,
+            TimedOut = timeoutMs > 0 && present,
+        };
+    }
+
+    private static int CheckTimeout(int? timeoutMs) => timeoutMs is < 0 or > 600_000
+        ? throw new ArgumentException($"timeout_ms {timeoutMs} is outside 0-600000.")
+        : timeoutMs ?? 0;
+
     public SnapshotCreateReply CreateSnapshot(SnapshotCreateRequest request)
     {
         VirtualMachine? machine;
@@ -337,27 +408,13 @@ public sealed class VmmHost : IVmmControl, IDisposable
     {
         var m = _config.Machine;
         var wire = _config.Configuration;
-        var devices = new List<DeviceDescription>(m.Devices.Count);
-        for (int i = 0; i < m.Devices.Count; i++)
-        {
-            // Each device describes its own options, with the keys it is configured with.
-            var buffer = new ArrayBufferWriter<byte>(256);
-            using (var w = new Utf8JsonWriter(buffer))
-            {
-                w.WriteStartObject();
-                m.Devices[i].Describe(w);
-                w.WriteEndObject();
-            }
-            using var options = JsonDocument.Parse(buffer.WrittenMemory);
-            devices.Add(new DeviceDescription
-            {
-                Type = m.Devices[i].Type,
-                Pci = $"00:{i + 1:x2}.0",
-                Options = options.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone(), StringComparer.Ordinal),
-            });
-        }
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
+        var devices = new List<DeviceDescription>(m.Devices.Count);
+        for (int i = 0; i < m.Devices.Count; i++) devices.Add(DescribeDevice(m.Devices[i], i + 1));
+        // Hot-plugged devices follow, in slot order; one the guest ejected is gone from the machine and from here.
+        if (machine is not null)
+            foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot));
         var requests = ControlRequests.Core.ToList();
         if (machine is not null)
             foreach (var d in machine.Devices.OfType<IDeviceControl>())
@@ -383,7 +440,19 @@ public sealed class VmmHost : IVmmControl, IDisposable
             OnReset = wire.OnReset ?? GuestResetAction.Reboot,
             OnCrash = wire.OnCrash ?? GuestCrashAction.Exit,
             NestedPvm = Kvm.IsNestedThroughPvm,
-            Requests = requests,
+            Requests = [.. requests.Distinct()],
+        };
+    }
+
+    /// <summary>A device as <c>describe</c> lists it: its type, PCI address and the options it is configured with.</summary>
+    private static DeviceDescription DescribeDevice(DeviceConfig config, int slot)
+    {
+        using var options = JsonDocument.Parse(VirtualMachine.DescribeJson(config));
+        return new DeviceDescription
+        {
+            Type = config.Type,
+            Pci = PciAddresses.Format(slot),
+            Options = options.RootElement.EnumerateObject().Where(p => p.Name != "type").ToDictionary(p => p.Name, p => p.Value.Clone(), StringComparer.Ordinal),
         };
     }
 

@@ -177,6 +177,26 @@ public sealed class PciBusTests
     }
 
     [Fact]
+    public void AnUnpluggedDevicesBarRangesAreHandedOutAgain()
+    {
+        var first = new EchoDevice();
+        _bus.AddDevice(5, first);
+        ulong bar0 = first.Bar(0)!.Address, bar2 = first.Bar(2)!.Address;
+        // Plugged and unplugged many times (a hot-plug slot): the same ranges, not new ones from the windows.
+        for (int i = 0; i < 100; i++)
+        {
+            _bus.RemoveDevice(5);
+            var again = new EchoDevice();
+            _bus.AddDevice(5, again);
+            Assert.Equal(bar0, again.Bar(0)!.Address);
+            Assert.Equal(bar2, again.Bar(2)!.Address);
+        }
+        var other = new EchoDevice();
+        _bus.AddDevice(6, other);
+        Assert.NotEqual(bar0, other.Bar(0)!.Address);
+    }
+
+    [Fact]
     public void HotPlugSlotsAndIntxSwizzle()
     {
         var d = new EchoDevice();

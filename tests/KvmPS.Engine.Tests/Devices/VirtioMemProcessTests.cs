@@ -94,6 +94,45 @@ public partial class VirtioMemProcessTests(ITestOutputHelper log)
         Assert.Equal(0, vmm.WaitForExit(Timeout));
     }
 
+    /// <summary>
+    /// The guest's driver acts on the configuration-change interrupt, as Linux's does: memory.set alone makes it plug
+    /// and unplug (nothing is typed until the final check), and memory.get follows.
+    /// </summary>
+    [Fact]
+    public void TheBuiltInGuestPlugsAndUnplugsOnTheConfigurationChangeInterrupt()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("c.sock");
+        using var vmm = new VmmProcess("--memory", "256M", "--max-memory", "512M", "--control-socket", sock, "--serial", "none");
+        using var client = new ControlClient(sock);
+        try
+        {
+            client.WaitForState("Running", Timeout);
+            using var console = new ControlClient(sock);
+            console.Ok("console.attach");
+            console.ReadConsoleUntil("ready", Timeout);
+            Assert.True(client.Ok("memory.get").GetProperty("driver_ok").GetBoolean(), "the guest takes the device at boot");
+
+            client.Ok("memory.set", $"\"bytes\": {512 * MiB}");
+            log.WriteLine(console.ReadConsoleUntil($"vmem: plugged {256 * MiB} requested {256 * MiB}", Timeout));
+            Assert.Equal(256 * MiB, client.Ok("memory.get").GetProperty("plugged_bytes").GetInt64());
+
+            client.Ok("memory.set", $"\"bytes\": {384 * MiB}");
+            log.WriteLine(console.ReadConsoleUntil($"vmem: plugged {128 * MiB} requested {128 * MiB}", Timeout));
+            Assert.Equal(128 * MiB, client.Ok("memory.get").GetProperty("plugged_bytes").GetInt64());
+
+            var verified = Vmem(console, "vmem verify"); // what it plugged holds its pattern
+            Assert.Equal("ok", verified.Groups[6].Value);
+            Assert.Equal(0, client.Ok("memory.get").GetProperty("error_responses").GetInt64());
+        }
+        finally
+        {
+            log.WriteLine(vmm.Stderr);
+        }
+        client.Ok("stop", "\"graceful\": false");
+        Assert.Equal(0, vmm.WaitForExit(Timeout));
+    }
+
     /// <summary>Types <paramref name="command"/> on an attached console and returns its "vmem:" line, parsed.</summary>
     private Match Vmem(ControlClient console, string command = "vmem")
     {

@@ -31,6 +31,10 @@ public sealed class PciBus : IDisposable
     private readonly object _lock = new();
     private readonly Func<uint, IInterruptLine>? _intxFactory;
     private ulong _next32, _next64;
+    // BAR ranges handed out, per device, and ranges given back by unplugged devices (reused by size: a hot-plugged
+    // device added and removed again and again must not run the windows dry).
+    private readonly Dictionary<PciDevice, List<(ulong Address, ulong Size)>> _allocated = new();
+    private readonly List<(ulong Address, ulong Size)> _freed = new();
 
     public MmioBus Mmio { get; }
     public PciWindows Windows { get; }
@@ -102,14 +106,30 @@ public sealed class PciBus : IDisposable
                 device.ConfigWrite(0x3C, [(byte)gsi]); // interrupt line, as firmware would fill it in
             }
             device.AttachTo(this, slot, intx);
-            foreach (var bar in device.Bars)
-                device.AssignBar(bar, Allocate(bar));
+            var ranges = new List<(ulong, ulong)>();
+            try
+            {
+                foreach (var bar in device.Bars)
+                {
+                    ulong at = Allocate(bar);
+                    ranges.Add((at, bar.Size));
+                    device.AssignBar(bar, at);
+                }
+            }
+            catch
+            {
+                // No room: the device leaves the bus as it came, the ranges it got go back.
+                device.DetachFromBus();
+                _freed.AddRange(ranges);
+                throw;
+            }
+            _allocated[device] = ranges;
             device.EnableDecode(PciDevice.CommandMemory);
             Volatile.Write(ref _slots[slot], device);
         }
     }
 
-    /// <summary>Unplugs the device in <paramref name="slot"/> (its BARs stop decoding) and disposes it. The window space is not reused.</summary>
+    /// <summary>Unplugs the device in <paramref name="slot"/> (its BARs stop decoding) and disposes it; its BAR ranges can be handed out again.</summary>
     public void RemoveDevice(int slot)
     {
         PciDevice? device;
@@ -118,6 +138,7 @@ public sealed class PciBus : IDisposable
             if (slot < 1 || slot >= SlotCount || _slots[slot] is null) throw new ArgumentOutOfRangeException(nameof(slot), $"PCI slot {slot} is empty.");
             device = _slots[slot];
             Volatile.Write(ref _slots[slot], null);
+            if (_allocated.Remove(device!, out var ranges)) _freed.AddRange(ranges);
         }
         device!.DetachFromBus();
         device.Dispose();
@@ -126,6 +147,17 @@ public sealed class PciBus : IDisposable
     private ulong Allocate(PciBar bar)
     {
         ulong align = Math.Max(bar.Size, 0x1000UL);
+        // A range an unplugged device gave back, of the same size (so aligned) and in the window this BAR would use.
+        for (int i = 0; i < _freed.Count; i++)
+        {
+            var (address, size) = _freed[i];
+            bool high = address >= Windows.Mmio64Base && address < Windows.Mmio64End;
+            if (size == bar.Size && high == (bar.Is64Bit && Windows.Mmio64Size > 0) && address % align == 0)
+            {
+                _freed.RemoveAt(i);
+                return address;
+            }
+        }
         // 64-bit BARs go high when there is a 64-bit window; 32-bit BARs (and fallbacks) go below 4 GiB.
         if (bar.Is64Bit && Windows.Mmio64Size > 0)
         {

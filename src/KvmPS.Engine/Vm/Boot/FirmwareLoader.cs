@@ -117,13 +117,13 @@ public static class FirmwareLoader
     public const string TablesFile = "etc/acpi/tables", RsdpFile = "etc/acpi/rsdp", LoaderFile = "etc/table-loader";
 
     /// <summary>
-    /// Wires the firmware into a VM under construction: maps the image, aliases the bus-0 ECAM where SeaBIOS will look
+    /// Wires the firmware into a VM under construction (its image already mapped: <see cref="FirmwareImage.MapInto"/>,
+    /// done with the other memory slots): aliases the bus-0 ECAM where SeaBIOS will look
     /// for it, registers fw_cfg (with DMA) and the debug console. Returns the fw_cfg device.
     /// </summary>
-    public static FwCfg Install(FirmwareImage image, KvmVmHandle vm, GuestMemory memory, PortIoBus ports, MmioBus mmio, PciBus pci,
+    public static FwCfg Install(FirmwareImage image, GuestMemory memory, PortIoBus ports, MmioBus mmio, PciBus pci,
         MachineConfig config, IReadOnlyList<IVirtioDevice> devices, AcpiConfig acpi)
     {
-        image.MapInto(vm, memory);
         mmio.Register(pci.Ecam, Q35EcamBase, pci.Windows.EcamSize);
         var fwcfg = Build(config, memory, devices, acpi, image);
         ports.Register(fwcfg, FwCfg.BasePort, FwCfg.PortCount);

@@ -60,15 +60,12 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
     private readonly DeviceWorker? _statsWorker; // asks for fresh statistics every StatsIntervalSeconds
     private readonly byte[] _pfnBuffer = new byte[16384];
     private readonly List<ulong> _pfns = new(4096);
-    private volatile VirtioPciTransport? _transport; // for host-side kicks (see the class comment)
+    private readonly HostConfigNotice _notice = new(); // host-side kicks (see the class comment)
 
     // Guarded by _lock (the control thread and the timer read or write them).
     private uint _targetPages;
     private uint _actualPages;
-    private bool _configDirty;
     private bool _statsDue;
-    private bool _driverOk;
-    private bool _restoredConfig;
     private Dictionary<string, ulong> _stats = new();
     private long _statsTimestamp; // Stopwatch ticks of the last stats buffer, 0 = none yet
     private long _inflatedPages, _deflatedPages, _invalidPfns, _discardedBytes;
@@ -121,19 +118,15 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
     {
         if (bytes > _memory.SizeBytes)
             throw new ArgumentException($"balloon target {bytes} bytes is larger than the guest's memory ({_memory.SizeBytes} bytes).");
-        lock (_lock)
-        {
-            _targetPages = (uint)(bytes / PageSize);
-            _configDirty = true;
-        }
-        _transport?.HandleNotify(InflateQueue);
+        lock (_lock) _targetPages = (uint)(bytes / PageSize);
+        _notice.Raise(InflateQueue);
     }
 
     /// <summary>Returns the held stats buffer to the driver so that it sends fresh statistics.</summary>
     public void RequestStats()
     {
         lock (_lock) _statsDue = true;
-        _transport?.HandleNotify(StatsQueue);
+        _notice.Kick(StatsQueue);
     }
 
     public void ReadConfig(int offset, Span<byte> data)
@@ -161,29 +154,18 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
         }
     }
 
-    public void Activate(IVirtioContext context)
-    {
-        if (context is VirtioPciTransport t) _transport = t;
-        lock (_lock)
-        {
-            _driverOk = true;
-            // A fresh driver reads the configuration itself; a restored one may still be owed a change notice.
-            if (!_restoredConfig) _configDirty = false;
-            _restoredConfig = false;
-        }
-    }
+    public void Activate(IVirtioContext context) => _notice.Activate(context);
 
     public void Reset()
     {
         _heldStatsHead = null;
-        lock (_lock) { _driverOk = false; _actualPages = 0; _statsDue = false; }
+        _notice.Reset();
+        lock (_lock) { _actualPages = 0; _statsDue = false; }
     }
 
     public void ProcessQueue(IVirtioContext context, int queue)
     {
-        bool configChanged;
-        lock (_lock) { configChanged = _configDirty; _configDirty = false; }
-        if (configChanged) context.ConfigChanged();
+        _notice.SendIfPending(context);
         switch (queue)
         {
             case InflateQueue:
@@ -356,7 +338,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
                 TargetBytes = (long)((ulong)_targetPages * PageSize),
                 ActualBytes = (long)((ulong)_actualPages * PageSize),
                 MemoryBytes = (long)_memory.SizeBytes,
-                DriverOk = _driverOk,
+                DriverOk = _notice.DriverOk,
                 DeflateOnOom = DeflateOnOom,
                 StatsIntervalS = (int)StatsIntervalSeconds,
                 Stats = _stats.ToDictionary(s => s.Key, s => (long)s.Value, StringComparer.Ordinal),
@@ -382,7 +364,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
     public VirtioBalloonState CaptureState()
     {
         lock (_lock)
-            return new VirtioBalloonState(_targetPages, _actualPages, _driverOk, _configDirty, _statsDue, _heldStatsHead,
+            return new VirtioBalloonState(_targetPages, _actualPages, _notice.DriverOk, _notice.Pending, _statsDue, _heldStatsHead,
                 _inflatedPages, _deflatedPages, _invalidPfns, _discardedBytes,
                 _stats.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => (kv.Key, kv.Value)).ToArray());
     }
@@ -397,12 +379,12 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
         _heldStatsHead = s.HeldStatsHead;
         lock (_lock)
         {
-            (_targetPages, _actualPages, _driverOk, _configDirty, _statsDue) = (s.TargetPages, s.ActualPages, s.DriverOk, s.ConfigDirty, s.StatsDue);
+            (_targetPages, _actualPages, _statsDue) = (s.TargetPages, s.ActualPages, s.StatsDue);
             (_inflatedPages, _deflatedPages, _invalidPfns, _discardedBytes) = (s.InflatedPages, s.DeflatedPages, s.InvalidPfns, s.DiscardedBytes);
             _stats = s.Stats.ToDictionary(x => x.Name, x => x.Value);
             _statsTimestamp = 0;
-            _restoredConfig = true;
         }
+        _notice.Restore(s.DriverOk, s.ConfigDirty);
     }
 
     /// <summary>
@@ -412,7 +394,7 @@ public sealed class VirtioBalloon : IVirtioDevice, IDeviceControl, IPersistent, 
     /// </summary>
     public void Dispose()
     {
-        _transport = null;
+        _notice.Detach();
         _statsWorker?.Dispose();
     }
 }

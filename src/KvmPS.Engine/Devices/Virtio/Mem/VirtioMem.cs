@@ -40,8 +40,7 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
     private readonly DescriptorChain _chain = new();
     private readonly object _lock = new();
     private readonly VirtioMemBlocks _blocks; // guarded by _lock
-    private volatile VirtioPciTransport? _transport;
-    private bool _configDirty, _driverOk, _restoredConfig; // guarded by _lock
+    private readonly HostConfigNotice _notice = new();
     private long _requests;
 
     public VirtioMem(GuestMemory memory, ulong blockSizeBytes = DefaultBlockSizeBytes, Action<string>? log = null)
@@ -69,7 +68,7 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
     public ulong PluggedBytes { get { lock (_lock) return _blocks.PluggedBytes; } }
     public ulong RequestedBytes { get { lock (_lock) return _blocks.RequestedBytes; } }
     public long ErrorResponses { get { lock (_lock) return _blocks.ErrorResponses; } }
-    public bool DriverOk { get { lock (_lock) return _driverOk; } }
+    public bool DriverOk => _notice.DriverOk;
 
     /// <summary>
     /// Sets requested_size to <paramref name="totalBytes"/> − boot memory and tells the driver. Refused (nothing
@@ -84,12 +83,8 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
             throw new ArgumentException($"memory.set: {totalBytes} bytes is above the maximum of {maximum} bytes (memory_maximum_bytes; raising it needs a restart).");
         if (((ulong)totalBytes - startup) % BlockSizeBytes != 0)
             throw new ArgumentException($"memory.set: {totalBytes} bytes is not the boot memory ({startup} bytes) plus a multiple of the {BlockSizeBytes}-byte block size.");
-        lock (_lock)
-        {
-            _blocks.RequestedBytes = (ulong)totalBytes - startup;
-            _configDirty = true;
-        }
-        _transport?.HandleNotify(GuestQueue);
+        lock (_lock) _blocks.RequestedBytes = (ulong)totalBytes - startup;
+        _notice.Raise(GuestQueue);
     }
 
     public void ReadConfig(int offset, Span<byte> data)
@@ -113,29 +108,17 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
     /// <summary>The whole configuration is read-only for the driver.</summary>
     public void WriteConfig(int offset, ReadOnlySpan<byte> data) { }
 
-    public void Activate(IVirtioContext context)
-    {
-        if (context is VirtioPciTransport t) _transport = t;
-        lock (_lock)
-        {
-            _driverOk = true;
-            // A fresh driver reads the configuration itself; a restored one may still be owed a change notice.
-            if (!_restoredConfig) _configDirty = false;
-            _restoredConfig = false;
-        }
-    }
+    public void Activate(IVirtioContext context) => _notice.Activate(context);
 
     /// <summary>A driver reset keeps the plugged blocks (the next driver finds plugged_size and unplugs what it does not know).</summary>
     public void Reset()
     {
-        lock (_lock) _driverOk = false;
+        _notice.Reset();
     }
 
     public void ProcessQueue(IVirtioContext context, int queue)
     {
-        bool configChanged;
-        lock (_lock) { configChanged = _configDirty; _configDirty = false; }
-        if (configChanged) context.ConfigChanged();
+        _notice.SendIfPending(context);
         if (queue != GuestQueue || context.Queue(GuestQueue) is not { } q) return;
         if (q.DrainAvailable(_chain, this, static (device, chain) => device.HandleRequest(chain)))
             context.NotifyUsed(GuestQueue);
@@ -205,7 +188,7 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
                 CurrentBytes = (long)(startup + _blocks.PluggedBytes),
                 BlockSizeBytes = (long)_blocks.BlockSizeBytes,
                 RegionStartBytes = (long)_blocks.RegionAddress,
-                DriverOk = _driverOk,
+                DriverOk = _notice.DriverOk,
                 ErrorResponses = _blocks.ErrorResponses,
             };
     }
@@ -218,7 +201,7 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
     {
         lock (_lock)
             return new VirtioMemState(_blocks.BlockSizeBytes, _blocks.RegionAddress, _blocks.RegionBytes, _blocks.RequestedBytes,
-                _driverOk, _configDirty, _blocks.CopyBitmap());
+                _notice.DriverOk, _notice.Pending, _blocks.CopyBitmap());
     }
 
     public void SaveState(StateWriter writer) => CaptureState().Write(writer);
@@ -235,10 +218,9 @@ public sealed class VirtioMem : IVirtioDevice, IDeviceControl, IPersistent
             try { _blocks.LoadBitmap(s.PluggedBitmap); }
             catch (ArgumentException e) { throw reader.Fail(e.Message); }
             _blocks.RequestedBytes = s.RequestedBytes;
-            (_driverOk, _configDirty) = (s.DriverOk, s.ConfigDirty);
-            _restoredConfig = true;
         }
+        _notice.Restore(s.DriverOk, s.ConfigDirty);
     }
 
-    public void Dispose() => _transport = null;
+    public void Dispose() => _notice.Detach();
 }

@@ -1,0 +1,273 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using KvmPS.Acpi;
+using KvmPS.Devices;
+using KvmPS.Devices.Config;
+using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Block;
+using KvmPS.Devices.Virtio.Net;
+using KvmPS.State;
+
+namespace KvmPS.Vm;
+
+/// <summary>A device plugged into a running machine: its slot, its configuration (as <c>describe</c> shows it) and its parts.</summary>
+public sealed record HotpluggedDevice(int Slot, DeviceConfig Config, IVirtioDevice Device, VirtioPciTransport Transport)
+{
+    public string PciAddress => PciAddresses.Format(Slot);
+}
+
+/// <summary>The <c>bus:slot.function</c> text of a function on bus 0 (<c>00:07.0</c>).</summary>
+public static class PciAddresses
+{
+    public static string Format(int slot) => $"00:{slot:x2}.0";
+
+    /// <summary>Parses <c>00:SS.0</c> (hex slot 01-1f, function 0 of bus 0); ArgumentException naming the text otherwise.</summary>
+    public static int Parse(string text, string field)
+    {
+        var t = text.Trim();
+        if (t.Length == 7 && t[2] == ':' && t[5] == '.' && t[..2] == "00" && t[6] == '0'
+            && int.TryParse(t.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out int slot) && slot is >= 1 and < 32)
+            return slot;
+        throw new ArgumentException($"{field} '{text}' is not a PCI address on bus 0 of the form 00:SS.0 with slot 01-1f.");
+    }
+}
+
+/// <summary>
+/// ACPI PCI hot-plug of virtio-blk and virtio-net functions (docs/acpi.md "PCI hot-plug"). Slots 1..N hold the
+/// configured (cold-plugged) devices and are not hot-pluggable; slots N+1..31 are, each with an ACPI slot object.
+/// A device is created and plugged at once (BARs from the PCI windows, MSI-X, ioeventfds on the I/O thread) and the
+/// guest gets an insert event; a removal is only a request until the guest ejects the slot (<c>_EJ0</c>), and only
+/// then is the device unplugged and disposed (ioeventfds, MSI routes, its threads, the image or tap).
+/// </summary>
+public sealed partial class VirtualMachine
+{
+    private readonly object _hotplugLock = new();
+    private HotpluggedDevice[] _hotplugged = [];
+
+    /// <summary>The PCI hot-plug controller the DSDT's slot objects use (Acpi/PciHotplugController).</summary>
+    public PciHotplugController PciHotplug { get; private set; } = null!;
+
+    /// <summary>Devices plugged while the VM ran (or restored as such), by slot.</summary>
+    public IReadOnlyList<HotpluggedDevice> HotpluggedDevices => Volatile.Read(ref _hotplugged);
+
+    /// <summary>Raised (on the ejecting vCPU's thread) after the device in a slot was released following the guest's eject.</summary>
+    public event Action<int>? PciDeviceReleased;
+
+    private void BuildPciHotplug()
+    {
+        PciHotplug = new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(Config.Devices.Count), Pm,
+            slot => HotpluggedDevices.Any(d => d.Slot == slot));
+        PciHotplug.Ejected += ReleaseEjected;
+        PortBus.Register(PciHotplug, MemoryLayout.PciHotplugPort, PciHotplugController.Length);
+    }
+
+    /// <summary>The I/O thread and ioeventfd registrar, created with the first device (a VM without devices has none until a hot-add).</summary>
+    private KvmIoEventRegistrar EnsureIoLoop()
+    {
+        if (_ioEvents is not null) return _ioEvents;
+        var log = DeviceLogger;
+        _ioLoop = new IoEventLoop(log);
+        _ioEvents = new KvmIoEventRegistrar(_vm!, _ioLoop, log);
+        if (_deviceSet is not null) _deviceSet = new DeviceSet(_platformDevices, Pci, _ioLoop);
+        return _ioEvents;
+    }
+
+    /// <summary>
+    /// Plugs a new virtio-blk or virtio-net device into <paramref name="slot"/> (null: the lowest free hot-plug slot)
+    /// of the running or paused machine and raises the insert event. Bad input (another device type, a slot that is
+    /// not hot-pluggable or is taken, no free slot, an image or tap that cannot be opened) throws naming it and leaves
+    /// the machine as it was.
+    /// </summary>
+    public HotpluggedDevice AddPciDevice(DeviceConfig config, int? slot)
+    {
+        if (config is not (BlockDeviceConfig or NetDeviceConfig))
+            throw new ArgumentException($"a {config.Type} device cannot be hot-plugged (only block and net can).");
+        lock (_stateLock)
+        {
+            if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"devices can be hot-plugged only while the VM runs or is paused (it is {State}).");
+            HotpluggedDevice added;
+            lock (_hotplugLock)
+            {
+                int at = slot ?? FreeHotplugSlot();
+                CheckFreeHotplugSlot(at);
+                added = Plug(config, at);
+                if (_partsPaused) foreach (var p in added.Transport.PausableParts()) p.Pause(); // a paused VM stays quiescent
+                Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
+            }
+            PciHotplug.Insert(added.Slot);
+            return added;
+        }
+    }
+
+    private int FreeHotplugSlot()
+    {
+        for (int s = 1; s < 32; s++)
+            if (PciHotplug.IsHotplugSlot(s) && Pci[s] is null) return s;
+        throw new InvalidOperationException($"no free PCI hot-plug slot (slots {HotplugSlotRange} are all in use).");
+    }
+
+    private string HotplugSlotRange => PciHotplug.HotplugSlots == 0 ? "none"
+        : $"{PciAddresses.Format(System.Numerics.BitOperations.TrailingZeroCount(PciHotplug.HotplugSlots))}-{PciAddresses.Format(31)}";
+
+    private void CheckFreeHotplugSlot(int slot)
+    {
+        if (!PciHotplug.IsHotplugSlot(slot))
+            throw new ArgumentException($"PCI slot {PciAddresses.Format(slot)} is not a hot-plug slot (the configured devices hold 00:01.0-{PciAddresses.Format(Config.Devices.Count)}; hot-plug slots are {HotplugSlotRange}).");
+        if (Pci[slot] is { } other)
+            throw new ArgumentException($"PCI slot {PciAddresses.Format(slot)} is taken by {other.Name}.");
+    }
+
+    /// <summary>Creates the device (opens its image or tap) and plugs its transport into <paramref name="slot"/>; on failure nothing stays.</summary>
+    private HotpluggedDevice Plug(DeviceConfig config, int slot)
+    {
+        var ioEvents = EnsureIoLoop();
+        var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type));
+        var device = config.CreateDevice(context);
+        VirtioPciTransport transport;
+        try { Pci.AddDevice(slot, transport = new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
+        catch { device.Dispose(); throw; }
+        return new HotpluggedDevice(slot, config, device, transport);
+    }
+
+    /// <summary>
+    /// Asks the guest to release the hot-plugged device at <paramref name="slot"/> (an eject request). A configured
+    /// (cold-plugged) device or an empty slot is refused naming the address. The device stays until the guest ejects it.
+    /// </summary>
+    public void RequestPciDeviceRemoval(int slot)
+    {
+        lock (_stateLock)
+        {
+            if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"devices can be removed only while the VM runs or is paused (it is {State}).");
+            if (!HotpluggedDevices.Any(d => d.Slot == slot))
+            {
+                if (slot >= 1 && slot <= Config.Devices.Count)
+                    throw new ArgumentException($"PCI device {PciAddresses.Format(slot)} ({Config.Devices[slot - 1].Type}) is part of the VM's configuration (cold-plugged) and cannot be removed while it runs; only hot-plugged devices can.");
+                throw new ArgumentException($"no hot-plugged device at PCI address {PciAddresses.Format(slot)}.");
+            }
+            PciHotplug.RequestRemoval(slot);
+        }
+    }
+
+    /// <summary>The guest ejected <paramref name="slot"/> (it wrote PCEJ from _EJ0): unplug and dispose the device.</summary>
+    private void ReleaseEjected(int slot)
+    {
+        HotpluggedDevice? gone;
+        lock (_hotplugLock)
+        {
+            gone = _hotplugged.FirstOrDefault(d => d.Slot == slot);
+            if (gone is null) return;
+            Volatile.Write(ref _hotplugged, _hotplugged.Where(d => d.Slot != slot).ToArray());
+        }
+        try { Pci.RemoveDevice(slot); } // BARs, ioeventfds and MSI routes go; the transport disposes the device (image, tap, threads)
+        catch (Exception e) { DeviceLogger($"PCI slot {PciAddresses.Format(slot)}: releasing {gone.Device.Name} after the guest's eject failed: {e.Message}"); }
+        PciDeviceReleased?.Invoke(slot);
+    }
+
+    /// <summary>
+    /// Before the first start (a reboot of the VMM's machine): plugs a device that was hot-plugged into the previous
+    /// boot back into its slot, with no event, as present from power-on (still removable). Throws as <see cref="AddPciDevice"/>.
+    /// </summary>
+    public HotpluggedDevice PlugAtBoot(DeviceConfig config, int slot)
+    {
+        lock (_stateLock)
+        {
+            if (State != VmState.Created) throw new InvalidOperationException($"a device can be plugged at boot only before the VM starts (it is {State}).");
+            lock (_hotplugLock)
+            {
+                CheckFreeHotplugSlot(slot);
+                var added = Plug(config, slot);
+                Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
+                return added;
+            }
+        }
+    }
+
+    /// <summary>Restore: plugs the devices a snapshot's <c>pci-hotplug-devices</c> record lists (no event: the guest has them).</summary>
+    private void CreateHotpluggedDevicesFor(StateRecord record)
+    {
+        foreach (var (slot, config) in HotpluggedDevicesState.Read(new StateReader(record.Data, record.Name), record.Version, this))
+        {
+            HotpluggedDevice added;
+            try { added = Plug(config, slot); }
+            catch (Exception e) when (e is DeviceConfigException or Boot.BootImageException or InvalidOperationException or ArgumentException)
+            {
+                throw new StateFormatException(record.Name, $"the hot-plugged {config.Type} device in slot {PciAddresses.Format(slot)} cannot be re-created: {e.Message}");
+            }
+            lock (_hotplugLock) Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
+        }
+    }
+
+    /// <summary>{"type": ..., options}: the configuration as <c>describe</c> and the snapshot record show it.</summary>
+    internal static string DescribeJson(DeviceConfig config)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("type", config.Type);
+            config.Describe(w);
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+}
+
+/// <summary>
+/// Record <c>pci-hotplug-devices</c>: the devices plugged while the VM ran, so a restore re-creates them in their
+/// slots before their own records (<c>pci/00:SS.0</c>...) are applied. Version 1: count (u32), then per device its
+/// slot (u8) and its configuration as JSON (string).
+/// </summary>
+internal sealed class HotpluggedDevicesState(VirtualMachine machine) : IPersistent
+{
+    public const string Name = "pci-hotplug-devices";
+    public string StateName => Name;
+    public ushort StateVersion => 1;
+
+    public void SaveState(StateWriter writer)
+    {
+        var devices = machine.HotpluggedDevices;
+        writer.WriteUInt32((uint)devices.Count);
+        foreach (var d in devices)
+        {
+            writer.WriteByte((byte)d.Slot);
+            writer.WriteString(VirtualMachine.DescribeJson(d.Config));
+        }
+    }
+
+    /// <summary>The devices were re-created from this record before the parts were restored: it must list the same slots.</summary>
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        var slots = Read(reader, version, machine).Select(d => d.Slot).ToArray();
+        if (!slots.SequenceEqual(machine.HotpluggedDevices.Select(d => d.Slot)))
+            throw reader.Fail("the hot-plugged devices differ from the ones the machine re-created");
+    }
+
+    internal static List<(int Slot, DeviceConfig Config)> Read(StateReader reader, ushort version, VirtualMachine machine)
+    {
+        DeviceState.EnsureVersion(reader, version, 1);
+        uint count = reader.ReadUInt32();
+        if (count > 31) throw reader.Fail($"{count} hot-plugged devices (a bus has 31 slots)");
+        var list = new List<(int, DeviceConfig)>();
+        for (int i = 0; i < count; i++)
+        {
+            int slot = reader.ReadByte();
+            string json = reader.ReadString(16 * 1024);
+            if (!machine.PciHotplug.IsHotplugSlot(slot) || list.Any(d => d.Item1 == slot))
+                throw reader.Fail($"slot {slot} is not a free hot-plug slot of this machine");
+            DeviceConfig config;
+            try
+            {
+                using var doc = JsonDocument.Parse(json);
+                config = DeviceConfig.FromOptions(DeviceOptions.FromJson(doc.RootElement, $"{Name}: slot {PciAddresses.Format(slot)}"));
+            }
+            catch (Exception e) when (e is JsonException or DeviceConfigException)
+            {
+                throw reader.Fail($"the device in slot {PciAddresses.Format(slot)} has a configuration this build cannot read: {e.Message}");
+            }
+            list.Add((slot, config));
+        }
+        reader.EnsureEnd();
+        return list;
+    }
+}

@@ -1,0 +1,70 @@
+using System.Text.RegularExpressions;
+using KvmPS.Acpi;
+
+namespace KvmPS.Engine.Tests.Acpi;
+
+/// <summary>
+/// ACPICA's <c>acpiexec</c> runs the PCI hot-plug AML of the DSDT <c>--acpi-tables-out</c> writes: the scan as
+/// <c>\_GPE._E01</c> (the way the OS runs it on the event) and every hot-plug slot's <c>_ADR</c>, <c>_SUN</c> and
+/// <c>_EJ0</c>. acpiexec backs the I/O region with memory filled with one byte (<c>-fv</c>): 0 is a controller with no
+/// event pending, 255 one with an insert and an eject request pending in every slot; the scan's notifications must
+/// follow. Slots that hold configured devices have no slot object.
+/// </summary>
+public sealed class PciHotplugAcpiexecTests
+{
+    private static string Execute(string dir, int fill, IEnumerable<string> commands)
+    {
+        var (rc, output) = Acpica.Run("acpiexec", dir, string.Join('\n', commands.Append("quit")) + "\n", "-fv", $"{fill}", "DSDT.dat");
+        Assert.True(rc == 0, $"acpiexec exited {rc}:\n{output}");
+        Assert.DoesNotMatch(new Regex(@"ACPI Error|ACPI Exception|ACPI Warning|\bAE_(?!OK\b)[A-Z_]+|Unexpected", RegexOptions.IgnoreCase), output);
+        return output;
+    }
+
+    private static Dictionary<string, string> Results(string output)
+    {
+        var results = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (Match m in Regex.Matches(output, @"^Evaluating (\S+)\n[^\n]*\n\s+\[Integer\][^=\n]*=\s+([0-9A-F]{16})", RegexOptions.Multiline))
+            results[m.Groups[1].Value] = m.Groups[2].Value;
+        return results;
+    }
+
+    private static List<(string Device, string Value)> Notifications(string output) =>
+        Regex.Matches(output, @"Received a System Notify on \[(\w+)\][^\n]*Value 0x([0-9A-F]+)")
+            .Select(m => (m.Groups[1].Value, m.Groups[2].Value)).Order().ToList();
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)] // rng and balloon in slots 1 and 2
+    public void TheScanAndEverySlotsMethodsRunAndFollowTheController(int configuredDevices)
+    {
+        string dir = Acpica.DumpTables(1, 1, configuredDevices == 0 ? [] : ["--device", "rng", "--device", "balloon"]);
+        try
+        {
+            var slots = Enumerable.Range(configuredDevices + 1, 31 - configuredDevices).ToArray();
+            var perSlot = slots.SelectMany(s => new[] { $"evaluate {PciHotplugAcpi.SlotPath(s)}._ADR", $"evaluate {PciHotplugAcpi.SlotPath(s)}._SUN" }).ToList();
+
+            string idle = Execute(dir, 0, ["evaluate \\_GPE._E01", .. perSlot]);
+            var results = Results(idle);
+            foreach (int s in slots)
+            {
+                Assert.Equal($"{(ulong)s << 16:X16}", results[$"{PciHotplugAcpi.SlotPath(s)}._ADR"]);
+                Assert.Equal($"{s:X16}", results[$"{PciHotplugAcpi.SlotPath(s)}._SUN"]);
+            }
+            Assert.Empty(Notifications(idle));
+
+            // Every event pending: Device Check and Eject Request for each hot-plug slot; each slot's _EJ0 runs.
+            string busy = Execute(dir, 255, ["evaluate \\_GPE._E01", .. slots.Select(s => $"evaluate {PciHotplugAcpi.SlotPath(s)}._EJ0 1")]);
+            // ACPICA pads a name segment to four characters: S07 is S07_.
+            var expected = slots.SelectMany(s => new[] { (PciHotplugAcpi.SlotName(s) + "_", "01"), (PciHotplugAcpi.SlotName(s) + "_", "03") }).Order();
+            Assert.Equal(expected, Notifications(busy));
+
+            // A configured device's slot has no slot object: it cannot be ejected.
+            if (configuredDevices > 0)
+            {
+                var (_, output) = Acpica.Run("acpiexec", dir, null, "-b", $"evaluate {PciHotplugAcpi.SlotPath(1)}._EJ0 1", "DSDT.dat");
+                Assert.Contains("AE_NOT_FOUND", output);
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
