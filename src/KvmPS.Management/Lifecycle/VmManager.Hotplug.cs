@@ -27,31 +27,37 @@ public sealed partial class VmManager
     /// removals first (they free PCI slots), then additions, each built by <see cref="VmmConfigBuilder"/> exactly as a
     /// start would build it. The VMM's <c>describe</c> says which PCI function holds a device (a disk by its image path,
     /// an adapter by its MAC): a removed entry the VM does not have was never plugged (stored with --config) and needs
-    /// nothing live; an added entry it already has is not plugged twice. A removal that the guest does not complete within
-    /// <paramref name="removeTimeout"/> is <see cref="VmDeviceRemovalTimeoutException"/>. On any failure the definition the
-    /// VM now has (the steps done so far) is stored before the error is thrown. Caller holds the store lock.
+    /// nothing live; an added entry it already has is not plugged twice. Removals are requested here without waiting: the
+    /// devices the guest has not ejected yet are returned, and kept in the definition returned for storing, for
+    /// <see cref="FinishRemovals"/>. On any failure the definition the VM now has (the steps done so far) is stored
+    /// before the error is thrown. Caller holds the store lock.
     /// </summary>
-    private void ApplyDevicesLive(string name, VmDefinition before, VmDefinition after, TimeSpan removeTimeout)
+    private (VmDefinition Stored, IReadOnlyList<PendingRemoval> Ejecting) ApplyDevicesLive(string name, VmDefinition before, VmDefinition after)
     {
         var disks = new DeviceListProgress<DiskDefinition>(before.Disks, after.Disks, DeviceChange.DiskKey);
         var adapters = new DeviceListProgress<NetworkAdapterDefinition>(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey);
+        var ejecting = new List<PendingRemoval>();
         try
         {
             using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
             var live = client.Describe().Devices.ToList();
             string DiskPath(string path) => Store.ResolveDiskPath(name, path);
 
+            // Removals only ask the guest here (no wait): it ejects in its own time, waited for outside the store lock.
             foreach (var disk in disks.Removed)
             {
-                if (FindBlockDevice(live, DiskPath(disk.Path)) is { } device)
-                    RemoveDevice(client, name, "Disks", disk.Path, device.Pci, removeTimeout);
-                disks.Done(disk);
+                if (FindBlockDevice(live, DiskPath(disk.Path)) is { } device && !RemoveDevice(client, name, "Disks", disk.Path, device.Pci, TimeSpan.Zero))
+                    ejecting.Add(new PendingRemoval("Disks", disk.Path, device.Pci));
+                else
+                    disks.Done(disk);
             }
             foreach (var adapter in adapters.Removed)
             {
-                if (FindNetDevice(live, adapter.MacAddress) is { } device)
-                    RemoveDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), device.Pci, removeTimeout);
-                adapters.Done(adapter);
+                var mac = adapter.MacAddress.ToString();
+                if (FindNetDevice(live, adapter.MacAddress) is { } device && !RemoveDevice(client, name, "NetworkAdapters", mac, device.Pci, TimeSpan.Zero))
+                    ejecting.Add(new PendingRemoval("NetworkAdapters", mac, device.Pci));
+                else
+                    adapters.Done(adapter);
             }
             foreach (var (disk, index) in disks.Added)
             {
@@ -89,6 +95,55 @@ public sealed partial class VmManager
             });
             throw;
         }
+        var stored = ejecting.Count == 0 ? after : after with
+        {
+            Disks = new ValueList<DiskDefinition>(disks.Current()),
+            NetworkAdapters = new ValueList<NetworkAdapterDefinition>(adapters.Current()),
+        };
+        return (stored, ejecting);
+    }
+
+    /// <summary>A device whose eject the guest was asked for and has not finished yet.</summary>
+    private sealed record PendingRemoval(string Property, string Device, string Pci);
+
+    /// <summary>
+    /// Waits (without the store lock) up to <paramref name="timeout"/> in all for the guest to eject the devices
+    /// <see cref="Update"/> asked it to, then drops those it released from the definition. The first one it kept is
+    /// <see cref="VmDeviceRemovalTimeoutException"/>; it stays in the definition, attached and working.
+    /// </summary>
+    private ChangeResult FinishRemovals(ChangeResult result, IReadOnlyList<PendingRemoval> ejecting, TimeSpan timeout)
+    {
+        var name = result.Name;
+        var deadline = DateTime.UtcNow + timeout;
+        var released = new List<PendingRemoval>();
+        PendingRemoval? kept = null;
+        using (var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout))
+        {
+            foreach (var pending in ejecting)
+            {
+                var remaining = deadline - DateTime.UtcNow;
+                if (RemoveDevice(client, name, pending.Property, pending.Device, pending.Pci, remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero))
+                    released.Add(pending);
+                else
+                    kept ??= pending;
+            }
+        }
+        VmDefinition stored;
+        using (Store.Lock())
+        {
+            var current = Store.Get(name);
+            bool Released(string property, string key) => released.Any(r => r.Property == property && r.Device == key);
+            stored = current with
+            {
+                Disks = new ValueList<DiskDefinition>(current.Disks.Where(d => !Released("Disks", DeviceChange.DiskKey(d)))),
+                NetworkAdapters = new ValueList<NetworkAdapterDefinition>(current.NetworkAdapters.Where(a => !Released("NetworkAdapters", DeviceChange.AdapterKey(a)))),
+            };
+            if (stored != current)
+                Store.UpdateWhileLocked(stored.Validate());
+        }
+        if (kept is not null)
+            throw new VmDeviceRemovalTimeoutException(name, kept.Property, kept.Device, kept.Pci, timeout);
+        return result with { After = stored };
     }
 
     /// <summary>
@@ -141,7 +196,8 @@ public sealed partial class VmManager
         }
     }
 
-    private static void RemoveDevice(VmmClient client, string name, string property, string device, string pci, TimeSpan timeout)
+    /// <summary>Asks the guest to eject the device and waits up to <paramref name="timeout"/>; true once it is removed.</summary>
+    private static bool RemoveDevice(VmmClient client, string name, string property, string device, string pci, TimeSpan timeout)
     {
         DeviceRemoveReply reply;
         try
@@ -160,8 +216,7 @@ public sealed partial class VmManager
         {
             throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {HotplugText.Device(property, device)} was not removed", e);
         }
-        if (!string.Equals(reply.State, DeviceRemoveReply.Removed, StringComparison.Ordinal))
-            throw new VmDeviceRemovalTimeoutException(name, property, device, pci, timeout);
+        return string.Equals(reply.State, DeviceRemoveReply.Removed, StringComparison.Ordinal);
     }
 
     private static DeviceDescription? FindBlockDevice(IEnumerable<DeviceDescription> devices, string fullPath) =>

@@ -16,10 +16,20 @@ public sealed partial class VmManager
     /// refuses (nothing changes) unless the VM runs and every VMM-visible change applies live.
     /// <para>Disks and network adapters added or removed on a running VM are hot-plugged (<see cref="ApplyDevicesLive"/>),
     /// after every other live change; a removal waits up to <paramref name="deviceRemoveTimeout"/> (default
-    /// <see cref="VmManagerOptions.DeviceRemoveTimeout"/>) for the guest to release the device. If one of several device
-    /// changes fails, the definition stored is what the VM then has (the devices hot-plugged so far), and the error is thrown.</para>
+    /// <see cref="VmManagerOptions.DeviceRemoveTimeout"/>) for the guest to release the device, without holding the store
+    /// lock, and the device leaves the definition once it has (<see cref="VmDeviceRemovalTimeoutException"/> when it has
+    /// not). If one of several device changes fails, the definition stored is what the VM then has (the devices
+    /// hot-plugged so far), and the error is thrown.</para>
     /// </summary>
     public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope = ChangeScope.Current, TimeSpan? deviceRemoveTimeout = null)
+    {
+        var timeout = deviceRemoveTimeout ?? Options.DeviceRemoveTimeout;
+        var (result, ejecting) = UpdateLocked(name, change, scope);
+        // Waiting for a guest never holds the store lock (as for a graceful stop): the ejects were requested under it.
+        return ejecting.Count == 0 ? result : FinishRemovals(result, ejecting, timeout);
+    }
+
+    private (ChangeResult Result, IReadOnlyList<PendingRemoval> Ejecting) UpdateLocked(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope)
     {
         ArgumentNullException.ThrowIfNull(change);
         using (Store.Lock())
@@ -36,7 +46,7 @@ public sealed partial class VmManager
                 throw new VmStateException(name, snapshot.State,
                     $"VM '{name}' is {Describe(snapshot.State)}; a live change needs it running or paused (change the stored definition only with --config)");
             if (differences.Count == 0)
-                return new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>());
+                return (new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>()), []);
 
             var changes = new List<PropertyChange>();
             foreach (var (property, old, @new) in differences)
@@ -52,10 +62,13 @@ public sealed partial class VmManager
             foreach (var live in changes.Where(c => c.Application == ChangeApplication.AppliedLive && !IsDeviceList(c.Property)))
                 ApplyLive(name, live.Property, after);
             // Devices last: each hot-plug is its own step the guest takes part in, so a failure part-way is stored as it stands.
+            // Devices whose eject the guest has not finished stay in the stored definition until it has (FinishRemovals).
+            IReadOnlyList<PendingRemoval> ejecting = [];
+            var stored = after;
             if (changes.Any(c => c.Application == ChangeApplication.AppliedLive && IsDeviceList(c.Property)))
-                ApplyDevicesLive(name, before, after, deviceRemoveTimeout ?? Options.DeviceRemoveTimeout);
-            Store.UpdateWhileLocked(after);
-            return new ChangeResult(before, after, snapshot.State, changes);
+                (stored, ejecting) = ApplyDevicesLive(name, before, after);
+            Store.UpdateWhileLocked(stored);
+            return (new ChangeResult(before, stored, snapshot.State, changes), ejecting);
         }
     }
 

@@ -87,8 +87,11 @@ public sealed class DeviceHotplugTests : IDisposable
         var result = _manager.DetachDisk(Name, "data.raw", removeTimeout: TimeSpan.FromSeconds(7));
 
         Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(result.Changes).Application);
-        var sent = _vmm.Requests.OfType<DeviceRemoveRequest>().Single();
-        Assert.Equal((pci, 7000), (sent.Pci, sent.TimeoutMs));
+        // The eject is requested under the store lock without waiting, then waited for outside it.
+        var sent = _vmm.Requests.OfType<DeviceRemoveRequest>().ToList();
+        Assert.Equal([(pci, (int?)0)], sent.Take(1).Select(r => (r.Pci, r.TimeoutMs)));
+        Assert.Equal(pci, sent[1].Pci);
+        Assert.InRange(sent[1].TimeoutMs!.Value, 6000, 7000);
         Assert.Null(Block("data.raw"));
         Assert.Empty(_store.Get(Name).Disks);
         Assert.True(File.Exists(ImagePath("data.raw"))); // the image is kept
@@ -106,7 +109,7 @@ public sealed class DeviceHotplugTests : IDisposable
         Assert.Equal(("Disks", "keep.raw", pci, TimeSpan.FromMilliseconds(1500)), (e.Property, e.Device, e.Pci, e.Timeout));
         Assert.Contains("did not release disk 'keep.raw'", e.Message);
         Assert.Contains("stays attached and in the definition", e.Message);
-        Assert.Equal(1500, _vmm.Requests.OfType<DeviceRemoveRequest>().Single().TimeoutMs);
+        Assert.InRange(_vmm.Requests.OfType<DeviceRemoveRequest>().Last().TimeoutMs!.Value, 1000, 1500);
         Assert.Equal("keep.raw", Assert.Single(_store.Get(Name).Disks).Path);
         Assert.NotNull(Block("keep.raw"));
 
@@ -117,11 +120,28 @@ public sealed class DeviceHotplugTests : IDisposable
     }
 
     [Fact]
+    public void Waiting_for_the_guest_does_not_hold_the_store_lock()
+    {
+        _manager.AttachDisk(Name, new DiskAttachRequest("slow.raw", CreateSizeBytes: 1L << 20));
+        _vmm.GuestEjects = _ => false;
+        var removal = Task.Run(() => Assert.Throws<VmDeviceRemovalTimeoutException>(() => _manager.DetachDisk(Name, "slow.raw", removeTimeout: TimeSpan.FromSeconds(4))));
+        while (_vmm.Requests.OfType<DeviceRemoveRequest>().Count() < 2)
+            Thread.Sleep(10); // the removal is now waiting for the guest
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        _manager.New(TestDefinitions.Minimal("other")); // takes the store lock
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"another VM's change waited {clock.Elapsed} for the lock");
+        Assert.False(removal.IsCompleted);
+        removal.Wait(TimeSpan.FromSeconds(10));
+        Assert.Equal("slow.raw", Assert.Single(_store.Get(Name).Disks).Path);
+    }
+
+    [Fact]
     public void The_default_removal_timeout_comes_from_the_options()
     {
         _manager.AttachDisk(Name, new DiskAttachRequest("t.raw", CreateSizeBytes: 1L << 20));
         _manager.DetachDisk(Name, "t.raw");
-        Assert.Equal(3000, _vmm.Requests.OfType<DeviceRemoveRequest>().Single().TimeoutMs);
+        Assert.InRange(_vmm.Requests.OfType<DeviceRemoveRequest>().Last().TimeoutMs!.Value, 2000, 3000);
     }
 
     [Fact]
@@ -188,7 +208,7 @@ public sealed class DeviceHotplugTests : IDisposable
         var removed = _manager.RemoveNetworkAdapters(Name, [mac]);
 
         Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(removed.Changes).Application);
-        Assert.Equal(pci, _vmm.Requests.OfType<DeviceRemoveRequest>().Single().Pci);
+        Assert.All(_vmm.Requests.OfType<DeviceRemoveRequest>(), r => Assert.Equal(pci, r.Pci));
         Assert.Null(Net("52:54:00:00:00:0b"));
         Assert.Equal("52:54:00:00:00:0a", Assert.Single(_store.Get(Name).NetworkAdapters).MacAddress.ToString());
     }

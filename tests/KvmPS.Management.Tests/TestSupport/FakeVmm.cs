@@ -17,6 +17,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     private readonly ControlServer _server;
     private readonly object _lock = new();
     private readonly List<DeviceDescription> _devices = new();
+    private readonly HashSet<string> _ejectRequested = new();
 
     public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null)
     {
@@ -114,9 +115,16 @@ public sealed class FakeVmm : IVmmControl, IDisposable
                          ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
             if (!device.Options![ColdPlugMark].GetBoolean())
                 throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"PCI device {request.Pci} is part of the VM's configuration (cold-plugged) and cannot be removed while it runs");
-            if (!GuestEjects(request.Pci))
+            // A guest takes a moment to eject: a request that does not wait finds it still there; waiting, or asking again, finds it gone.
+            var asked = _ejectRequested.Add(request.Pci);
+            if (!GuestEjects(request.Pci) || (asked && request.TimeoutMs is null or 0))
+            {
+                if (!GuestEjects(request.Pci) && request.TimeoutMs > 0)
+                    Monitor.Wait(_lock, request.TimeoutMs.Value); // as the VMM does: the reply waits out the timeout
                 return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removing, TimedOut = request.TimeoutMs > 0 };
+            }
             _devices.Remove(device);
+            _ejectRequested.Remove(request.Pci);
             return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removed };
         }
     }
