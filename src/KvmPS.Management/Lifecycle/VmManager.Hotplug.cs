@@ -107,27 +107,35 @@ public sealed partial class VmManager
     private sealed record PendingRemoval(string Property, string Device, string Pci);
 
     /// <summary>
-    /// Waits (without the store lock) up to <paramref name="timeout"/> in all for the guest to eject the devices
-    /// <see cref="Update"/> asked it to, then drops those it released from the definition. The first one it kept is
+    /// Waits (without the store lock) up to <paramref name="timeout"/> for the guest to eject the devices
+    /// <see cref="Update"/> asked it to (the VMM's <c>describe</c> stops listing a device once the guest ejected it and
+    /// the VMM released it), then drops those it released from the definition. The first one it kept is
     /// <see cref="VmDeviceRemovalTimeoutException"/>; it stays in the definition, attached and working.
     /// </summary>
     private ChangeResult FinishRemovals(ChangeResult result, IReadOnlyList<PendingRemoval> ejecting, TimeSpan timeout)
     {
         var name = result.Name;
-        var deadline = DateTime.UtcNow + timeout;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var waiting = ejecting.ToList();
         var released = new List<PendingRemoval>();
-        PendingRemoval? kept = null;
-        using (var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout))
+        try
         {
-            foreach (var pending in ejecting)
+            using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
+            while (true)
             {
-                var remaining = deadline - DateTime.UtcNow;
-                if (RemoveDevice(client, name, pending.Property, pending.Device, pending.Pci, remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero))
-                    released.Add(pending);
-                else
-                    kept ??= pending;
+                var listed = client.Describe().Devices.Select(d => d.Pci).ToHashSet(StringComparer.Ordinal);
+                released.AddRange(waiting.Where(p => !listed.Contains(p.Pci)));
+                waiting.RemoveAll(p => !listed.Contains(p.Pci));
+                if (waiting.Count == 0 || clock.Elapsed >= timeout)
+                    break;
+                Thread.Sleep(20);
             }
         }
+        catch (VmmNotRunningException e)
+        {
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped while its guest was asked to release {HotplugText.Device(waiting[0].Property, waiting[0].Device)}; the definition keeps it", e);
+        }
+        var kept = waiting.FirstOrDefault();
         VmDefinition stored;
         using (Store.Lock())
         {

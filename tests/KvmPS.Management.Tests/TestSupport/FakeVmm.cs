@@ -59,6 +59,11 @@ public sealed class FakeVmm : IVmmControl, IDisposable
 
     public DescribeReply Describe()
     {
+        lock (_lock)
+        {
+            _devices.RemoveAll(d => _ejectRequested.Contains(d.Pci) && GuestEjects(d.Pci));
+            _ejectRequested.RemoveWhere(pci => _devices.All(d => d.Pci != pci));
+        }
         var requests = ControlRequests.Core.ToList();
         if (Hotplug == HotplugSupport.NotListed)
             requests.RemoveAll(r => r is DeviceAddRequest.Name or DeviceRemoveRequest.Name);
@@ -115,7 +120,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
                          ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
             if (!device.Options![ColdPlugMark].GetBoolean())
                 throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"PCI device {request.Pci} is part of the VM's configuration (cold-plugged) and cannot be removed while it runs");
-            // A guest takes a moment to eject: a request that does not wait finds it still there; waiting, or asking again, finds it gone.
+            // A guest takes a moment to eject: a request that does not wait finds it still there, the next describe finds it gone.
             var asked = _ejectRequested.Add(request.Pci);
             if (!GuestEjects(request.Pci) || (asked && request.TimeoutMs is null or 0))
             {
