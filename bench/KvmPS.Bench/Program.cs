@@ -5,7 +5,7 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b" };
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {

@@ -28,10 +28,14 @@ public static class ControlErrorCodes
     public const string UnknownRequest = "UnknownRequest";
     /// <summary>An argument is missing, unknown, of the wrong type or out of range; the message names it.</summary>
     public const string InvalidArgument = "InvalidArgument";
-    /// <summary>Not allowed in the VM's current state (see each request record), or too many connections.</summary>
+    /// <summary>Not allowed in the VM's current state (see each request record).</summary>
     public const string InvalidState = "InvalidState";
     public const string Timeout = "Timeout";
     public const string InternalError = "InternalError";
+    /// <summary>Every connection slot is carrying out a request or attached to the console; the connection is closed after this reply.</summary>
+    public const string Busy = "Busy";
+    /// <summary>The connecting user is neither root nor the VMM's own (SO_PEERCRED); the connection is closed after this reply.</summary>
+    public const string PermissionDenied = "PermissionDenied";
 }
 
 /// <summary>A request that cannot be carried out; becomes an error reply with <see cref="Code"/> (a <see cref="ControlErrorCodes"/> value).</summary>

@@ -28,6 +28,10 @@ public sealed record VmmConfiguration
     public int? MaxVcpus { get; init; }
     /// <summary><c>stdio</c>, <c>none</c> or <c>file:PATH</c> (appended); default <c>stdio</c>.</summary>
     public string? Serial { get; init; }
+    /// <summary>With <c>serial: file:PATH</c>: the size at which PATH is rotated to PATH.1 (0: no limit); default 4 MiB.</summary>
+    public long? SerialLogMaxBytes { get; init; }
+    /// <summary>With <c>serial: file:PATH</c>: rotated files kept beside PATH (PATH.1 … PATH.N); default 3.</summary>
+    public int? SerialLogFiles { get; init; }
     public string? ControlSocket { get; init; }
     public HugePageBacking? Hugepages { get; init; }
     public bool? Ksm { get; init; }

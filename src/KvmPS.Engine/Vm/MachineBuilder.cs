@@ -84,7 +84,7 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
         try { return File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BootImageException(path, $"cannot read the {what} image: {IoErrorText.Describe(e)}", e);
+            throw new BootImageException(path, $"cannot read the {what} image: {IoErrorText.Describe(e, path)}", e);
         }
     }
 }

@@ -62,21 +62,25 @@ public sealed class ControlServer : IDisposable
     private readonly FileLock _lock;
     private readonly IVmmControl _control;
     private readonly Thread _acceptThread;
+    private readonly ControlConnections _connections;
     private volatile bool _disposed;
 
     public string Path { get; }
+    public ControlServerLimits Limits { get; }
 
-    private ControlServer(string path, Socket listener, FileLock fileLock, IVmmControl control)
+    private ControlServer(string path, Socket listener, FileLock fileLock, IVmmControl control, ControlServerLimits limits)
     {
         Path = path;
         _listener = listener;
         _lock = fileLock;
         _control = control;
+        Limits = limits;
+        _connections = new ControlConnections(limits.MaxClients);
         _acceptThread = EngineThreads.Create(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
     }
 
     /// <summary>Binds the socket. Throws <see cref="VmmResourceException"/> naming the path if another VMM owns it.</summary>
-    public static ControlServer Bind(string path, IVmmControl control)
+    public static ControlServer Bind(string path, IVmmControl control, ControlServerLimits? limits = null)
     {
         path = System.IO.Path.GetFullPath(path);
         string? dir = System.IO.Path.GetDirectoryName(path);
@@ -101,7 +105,7 @@ public sealed class ControlServer : IDisposable
             try { listener.Bind(new UnixDomainSocketEndPoint(path)); }
             finally { Libc.Umask(old); }
             listener.Listen(16);
-            var server = new ControlServer(path, listener, fileLock, control);
+            var server = new ControlServer(path, listener, fileLock, control, limits ?? new ControlServerLimits());
             server._acceptThread.Start();
             return server;
         }
@@ -116,11 +120,11 @@ public sealed class ControlServer : IDisposable
 
     private static bool IsSocket(string path) => Libc.FileTypeOf(path) == Libc.S_IFSOCK;
 
-    /// <summary>Connections served at once; more are answered with an error and closed.</summary>
+    /// <summary>Connections served at once by default (<see cref="ControlServerLimits.MaxClients"/>).</summary>
     public const int MaxClients = 32;
-    /// <summary>A client that sends nothing for this long is disconnected (a console stream is exempt).</summary>
-    public const int IdleTimeoutMs = 120_000;
-    private int _clients;
+
+    /// <summary>Connections now open (for tests and metrics).</summary>
+    public int ConnectionCount => _connections.Count;
 
     private void AcceptLoop()
     {
@@ -130,48 +134,89 @@ public sealed class ControlServer : IDisposable
             try { client = _listener.Accept(); }
             catch when (_disposed) { return; }
             catch (SocketException) { Thread.Sleep(50); continue; } // e.g. out of fds: back off instead of spinning
-            if (Interlocked.Increment(ref _clients) > MaxClients)
+            try { client.SendTimeout = Limits.SendTimeoutMs; }
+            catch (SocketException) { client.Dispose(); continue; }
+            if (ControlPeer.Refusal(client) is { } refusal)
             {
-                Interlocked.Decrement(ref _clients);
-                try
-                {
-                    client.Send(ReplyLine(null, null, new ControlProtocolException(ControlErrorCodes.InvalidState, $"too many control connections (at most {MaxClients})")));
-                }
-                catch (SocketException) { }
-                client.Dispose();
+                Refuse(client, ControlErrorCodes.PermissionDenied, refusal);
+                continue;
+            }
+            var connection = new ControlConnection(client);
+            if (!_connections.TryAdmit(connection, out _))
+            {
+                Refuse(client, ControlErrorCodes.Busy, $"all {Limits.MaxClients} control connections are carrying out requests or attached to the console; try again");
                 continue;
             }
             try
             {
-                client.ReceiveTimeout = IdleTimeoutMs;
-                EngineThreads.Start(ThreadRole.Control, "control-client", () => { try { Serve(client); } finally { Interlocked.Decrement(ref _clients); } });
+                EngineThreads.Start(ThreadRole.Control, "control-client", () => { try { Serve(connection); } finally { _connections.Remove(connection); } });
             }
             catch (Exception)
             {
                 // No thread could be had (memory): refuse this client, keep serving the others.
-                Interlocked.Decrement(ref _clients);
+                _connections.Remove(connection);
                 client.Dispose();
             }
         }
     }
 
-    private void Serve(Socket client)
+    /// <summary>One error line, then close; the send is bounded by the socket's send timeout.</summary>
+    private static void Refuse(Socket client, string code, string message)
     {
-        using var stream = new NetworkStream(client, ownsSocket: true);
-        var reader = new LineReader(stream);
+        try { client.Send(ReplyLine(null, null, new ControlProtocolException(code, message))); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        CloseAfterReply(client, RefusalDrainMs);
+    }
+
+    private const int RefusalDrainMs = 100, FailureDrainMs = 250;
+
+    /// <summary>
+    /// Closes a connection the server ends itself so that the client reads the last reply and then end of stream: a
+    /// Unix socket closed with unread bytes resets the peer (ECONNRESET), so what the client still sends is read and
+    /// dropped for up to <paramref name="drainMs"/> (or until it closes) first.
+    /// </summary>
+    private static void CloseAfterReply(Socket client, int drainMs)
+    {
         try
         {
-            while (!_disposed)
+            client.Shutdown(SocketShutdown.Send);
+            var scratch = new byte[4096];
+            long deadline = Environment.TickCount64 + drainMs;
+            for (long left; (left = deadline - Environment.TickCount64) > 0;)
             {
-                byte[]? line = reader.ReadLine(MaxRequestBytes, out bool tooLong);
-                if (line is null) return;
-                if (tooLong)
+                if (!client.Poll((int)left * 1000, SelectMode.SelectRead)) break;
+                if (client.Receive(scratch, SocketFlags.None) <= 0) break;
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        client.Dispose();
+    }
+
+    private void Serve(ControlConnection connection)
+    {
+        var client = connection.Socket;
+        using var stream = new NetworkStream(client, ownsSocket: true);
+        var reader = new LineReader(client, Limits);
+        try
+        {
+            while (!_disposed && !connection.Evicted)
+            {
+                connection.Phase = ConnectionPhase.Waiting;
+                byte[]? line = reader.ReadLine(connection, out var failure);
+                if (line is null)
                 {
-                    Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, $"request longer than {MaxRequestBytes} bytes"));
+                    // A trickled or partial line past its deadline, or one too long: say why, then close.
+                    if (failure is not null)
+                    {
+                        Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, failure));
+                        CloseAfterReply(client, FailureDrainMs);
+                    }
                     return;
                 }
                 if (line.Length == 0 || line.AsSpan().Trim((byte)' ').Length == 0) continue;
-                if (!Handle(stream, line, reader)) return;
+                connection.Phase = ConnectionPhase.Busy;
+                if (!Handle(stream, line, reader, connection)) return;
+                Volatile.Write(ref connection.LastActivityMs, Environment.TickCount64);
             }
         }
         catch (IOException) { }
@@ -181,22 +226,25 @@ public sealed class ControlServer : IDisposable
     }
 
     /// <summary>Handles one request; false when the connection is done (it became a console stream, or stop).</summary>
-    private bool Handle(NetworkStream stream, byte[] line, LineReader reader)
+    private bool Handle(NetworkStream stream, byte[] line, LineReader reader, ControlConnection connection)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(line); }
         catch (JsonException e)
         {
-            Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, $"malformed JSON: {e.Message}"));
+            Reply(stream, null, null, new ControlProtocolException(ControlErrorCodes.MalformedRequest, MalformedJson(e)));
             return true;
         }
         using (doc)
         {
             var root = doc.RootElement;
-            // The id is echoed even when the rest of the request does not fit its record.
-            JsonElement? id = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("id", out var idValue) ? idValue.Clone() : null;
+            // The id is echoed even when the rest of the request does not fit its record; one that cannot be echoed
+            // (not valid text) still gets its error reply, without an id.
+            JsonElement? id = ControlRequestChecks.Id(root, out string? idProblem);
             try
             {
+                if (idProblem is not null) throw new ControlProtocolException(ControlErrorCodes.MalformedRequest, idProblem);
+                ControlRequestChecks.Check(root);
                 switch (Parse(root))
                 {
                     case DescribeRequest: Reply(stream, id, Result(_control.Describe(), ContractJsonContext.Default.DescribeReply)); break;
@@ -219,6 +267,7 @@ public sealed class ControlServer : IDisposable
                     case ConsoleAttachRequest attach:
                         _control.CheckConsoleAttach();
                         Reply(stream, id, Result(new ConsoleAttachReply(true), ContractJsonContext.Default.ConsoleAttachReply));
+                        connection.Phase = ConnectionPhase.Console;
                         RunConsole(stream, reader, attach.Replay);
                         return false;
                     case var device:
@@ -240,6 +289,31 @@ public sealed class ControlServer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Where the JSON broke, in words: the NativeAOT VMM has no runtime message texts (UseSystemResourceKeys), so the
+    /// reader's own message would be a bare resource key such as "ExpectedStartOfValueNotFound, 0xFF".
+    /// </summary>
+    internal static string MalformedJson(JsonException e)
+    {
+        string message = e.Message;
+        int cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (cut >= 0) message = message[..cut].TrimEnd();
+        string head = message.Split(',')[0];
+        bool isKey = head.Length > 0 && head.All(char.IsAsciiLetterOrDigit);
+        string what = !isKey ? message : head switch
+        {
+            _ when head.Contains("DepthTooLarge", StringComparison.Ordinal) => "nested too deeply (at most 64 levels)",
+            _ when head.StartsWith("TrailingComma", StringComparison.Ordinal) => "a trailing comma",
+            _ when head.StartsWith("ExpectedStartOfValue", StringComparison.Ordinal) => "a value was expected",
+            _ when head.StartsWith("InvalidCharacter", StringComparison.Ordinal) || head.Contains("Utf8", StringComparison.OrdinalIgnoreCase) => "not valid UTF-8 text",
+            _ when head.StartsWith("ExpectedEndAfterSingleJson", StringComparison.Ordinal) => "more after the JSON value",
+            _ when head.StartsWith("ExpectedSeparator", StringComparison.Ordinal) || head.StartsWith("ExpectedEnd", StringComparison.Ordinal) => "a ',' or closing bracket was expected",
+            _ when head.StartsWith("EndOfString", StringComparison.Ordinal) || head.StartsWith("ExpectedJsonTokens", StringComparison.Ordinal) => "the text ends too early",
+            _ => "not valid JSON",
+        };
+        return $"malformed JSON at byte {e.BytePositionInLine ?? 0}: {what}";
+    }
+
     private static JsonElement Result<T>(T reply, JsonTypeInfo<T> typeInfo) => JsonSerializer.SerializeToElement(reply, typeInfo);
 
     private static void Reply(NetworkStream stream, JsonElement? id, JsonElement? result, ControlProtocolException? error = null) =>
@@ -247,6 +321,17 @@ public sealed class ControlServer : IDisposable
 
     /// <summary>One reply line (with its newline), through the contract's reply record.</summary>
     private static byte[] ReplyLine(JsonElement? id, JsonElement? result, ControlProtocolException? error)
+    {
+        try { return ReplyLineOrThrow(id, result, error); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException && id is not null)
+        {
+            // Whatever in the id could not be written back (ControlRequestChecks.Id refuses what it knows of), the
+            // promised reply still goes out, without the id.
+            return ReplyLineOrThrow(null, result, error);
+        }
+    }
+
+    private static byte[] ReplyLineOrThrow(JsonElement? id, JsonElement? result, ControlProtocolException? error)
     {
         var reply = error is null
             ? new ControlReply { Id = id, Ok = true, Result = result }
@@ -263,7 +348,7 @@ public sealed class ControlServer : IDisposable
         // Output goes out on the subscription's own thread; a client that stops reading is disconnected,
         // which also ends this loop's read.
         using var subscription = _control.Console.Subscribe(stream, replay);
-        stream.ReadTimeout = Timeout.Infinite; // an attached console may sit idle
+        stream.ReadTimeout = Timeout.Infinite; // an attached console may sit idle (its output still has the send timeout)
         var pending = reader.TakeBuffered();
         if (pending.Length > 0) _control.ConsoleInput(pending);
         var buffer = new byte[4096];
@@ -285,15 +370,22 @@ public sealed class ControlServer : IDisposable
         _lock.Dispose();
     }
 
-    /// <summary>Newline-delimited reads that keep any bytes after the line (a console client may type at once).</summary>
-    private sealed class LineReader(Stream stream)
+    /// <summary>
+    /// Newline-delimited reads that keep any bytes after the line (a console client may type at once). Each read is
+    /// bounded: by the idle timeout while no byte of the next request has come, and by the request read timeout
+    /// from a request's first byte to its newline, however slowly the bytes trickle in.
+    /// </summary>
+    private sealed class LineReader(Socket socket, ControlServerLimits limits)
     {
         private readonly byte[] _buffer = new byte[MaxRequestBytes + 1];
         private int _start, _end;
 
-        public byte[]? ReadLine(int max, out bool tooLong)
+        /// <summary>The next line; null at end of stream, or with <paramref name="failure"/> set when the client broke a limit.</summary>
+        public byte[]? ReadLine(ControlConnection connection, out string? failure)
         {
-            tooLong = false;
+            failure = null;
+            long idleDeadline = Environment.TickCount64 + limits.IdleTimeoutMs;
+            long? requestDeadline = null;
             while (true)
             {
                 int nl = Array.IndexOf(_buffer, (byte)'\n', _start, _end - _start);
@@ -303,11 +395,25 @@ public sealed class ControlServer : IDisposable
                     _start = nl + 1;
                     return line;
                 }
-                if (_end - _start >= max) { tooLong = true; return []; }
+                if (_end - _start >= MaxRequestBytes) { failure = $"request longer than {MaxRequestBytes} bytes"; return null; }
                 if (_start > 0) { Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start); _end -= _start; _start = 0; }
-                int n = stream.Read(_buffer, _end, _buffer.Length - _end);
+                // Any byte of a request (only whitespace is not one) starts its deadline.
+                if (requestDeadline is null && _buffer.AsSpan(0, _end).Trim(" \r\n"u8).Length > 0)
+                    requestDeadline = Environment.TickCount64 + limits.RequestReadTimeoutMs;
+                long deadline = requestDeadline ?? idleDeadline;
+                long remaining = deadline - Environment.TickCount64;
+                if (remaining <= 0)
+                {
+                    failure = requestDeadline is null ? null : $"the request was not completed (no newline) within {limits.RequestReadTimeoutMs} ms of its first byte";
+                    return null;
+                }
+                socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, remaining);
+                int n;
+                try { n = socket.Receive(_buffer, _end, _buffer.Length - _end, SocketFlags.None); }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock) { continue; }
                 if (n <= 0) return null;
                 _end += n;
+                Volatile.Write(ref connection.LastActivityMs, Environment.TickCount64);
             }
         }
 

@@ -31,6 +31,10 @@ public sealed record VmmConfig
     public MachineConfig Machine { get; init; } = new();
     public SerialMode Serial { get; init; } = SerialMode.Stdio;
     public string? SerialPath { get; init; }
+    /// <summary>With a serial file: rotate it at this size (0: never); <see cref="RotatingLogFile"/>.</summary>
+    public long SerialLogMaxBytes { get; init; } = RotatingLogFile.DefaultMaxBytes;
+    /// <summary>With a serial file: rotated files kept beside it.</summary>
+    public int SerialLogFiles { get; init; } = RotatingLogFile.DefaultKeptFiles;
     public string? ControlSocket { get; init; }
     public CrashPolicy OnCrash { get; init; } = CrashPolicy.Exit;
     /// <summary>True when on_crash was given; otherwise it follows whether a control socket exists.</summary>
@@ -42,7 +46,7 @@ public sealed record VmmConfig
 
     /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
+        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
 
     /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
     public const ulong MaxMemoryBytes = 1UL << 50;
@@ -97,7 +101,7 @@ public sealed record VmmConfig
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{path}: cannot read the configuration file: {e.Message}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{path}: cannot read the configuration file: {IoErrorText.Describe(e, path)}"); }
         return FromJson(bytes, path);
     }
 
@@ -151,6 +155,12 @@ public sealed record VmmConfig
             throw new VmmConfigException($"{where("devices")}: a virtio-mem device (type mem) needs memory_maximum_bytes above memory_bytes.");
         if (c.Firmware is { Length: 0 }) throw new VmmConfigException($"{where("firmware")}: the firmware path is empty.");
         var (serial, serialPath) = c.Serial is { } s ? ParseSerial(s, where("serial")) : (SerialMode.Stdio, null);
+        long serialLogMax = c.SerialLogMaxBytes ?? RotatingLogFile.DefaultMaxBytes;
+        if (serialLogMax != 0 && serialLogMax < RotatingLogFile.MinimumMaxBytes)
+            throw new VmmConfigException($"{where("serial_log_max_bytes")}: {serialLogMax} is below {RotatingLogFile.MinimumMaxBytes} bytes (0: no limit).");
+        int serialLogFiles = c.SerialLogFiles ?? RotatingLogFile.DefaultKeptFiles;
+        if (serialLogFiles is < 0 or > RotatingLogFile.MaximumKeptFiles)
+            throw new VmmConfigException($"{where("serial_log_files")}: {serialLogFiles} is not 0 to {RotatingLogFile.MaximumKeptFiles}.");
         m = m with
         {
             KernelPath = c.Kernel,
@@ -181,6 +191,8 @@ public sealed record VmmConfig
             Machine = m,
             Serial = serial,
             SerialPath = serialPath,
+            SerialLogMaxBytes = serialLogMax,
+            SerialLogFiles = serialLogFiles,
             ControlSocket = c.ControlSocket,
             OnCrash = c.OnCrash == GuestCrashAction.Stay ? CrashPolicy.Stay : CrashPolicy.Exit,
             OnCrashExplicit = c.OnCrash is not null,
@@ -218,6 +230,8 @@ public sealed record VmmConfig
                 Vcpus = m.VcpuCount,
                 MaxVcpus = m.EffectiveMaxVcpus,
                 Serial = Serial switch { SerialMode.File => "file:" + SerialPath, SerialMode.None => "none", _ => "stdio" },
+                SerialLogMaxBytes = SerialLogMaxBytes,
+                SerialLogFiles = SerialLogFiles,
                 ControlSocket = ControlSocket,
                 Hugepages = m.Memory.HugePages switch
                 {
@@ -260,6 +274,8 @@ public sealed record VmmConfig
         "vcpus" => c with { Vcpus = ParseInt(value, flag) },
         "max_vcpus" => c with { MaxVcpus = ParseInt(value, flag) },
         "serial" => c with { Serial = value }, // checked with the other fields, naming this flag
+        "serial_log_max" => c with { SerialLogMaxBytes = value.Trim() == "0" ? 0 : (long)ParseSize(value, flag) },
+        "serial_log_files" => c with { SerialLogFiles = ParseInt(value, flag) },
         "control_socket" => c with { ControlSocket = value },
         "hugepages" => c with
         {
@@ -289,7 +305,7 @@ public sealed record VmmConfig
     };
 
     /// <summary>The configuration fields each flag sets, for messages about a value that came from a flag.</summary>
-    private static string FieldOfFlag(string key) => key switch { "memory" => "memory_bytes", "max_memory" => "memory_maximum_bytes", _ => key };
+    private static string FieldOfFlag(string key) => key switch { "memory" => "memory_bytes", "max_memory" => "memory_maximum_bytes", "serial_log_max" => "serial_log_max_bytes", _ => key };
 
     /// <summary>Applies command-line flags on top of an optional --config file. Flags win over the file.</summary>
     public static VmmConfig FromArgs(IReadOnlyList<string> args)
@@ -319,7 +335,7 @@ public sealed record VmmConfig
                 configFile = value;
                 byte[] bytes;
                 try { bytes = File.ReadAllBytes(value); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{value}: cannot read the configuration file: {e.Message}"); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"{value}: cannot read the configuration file: {IoErrorText.Describe(e, value)}"); }
                 try { configuration = ContractJson.ReadConfiguration(bytes, value); }
                 catch (ContractException e) { throw new VmmConfigException(e.Message); }
             }
@@ -349,7 +365,7 @@ public sealed record VmmConfig
 
           --config FILE           JSON configuration (fields: kernel, initrd, cmdline, memory_bytes,
                                   memory_maximum_bytes, vcpus, max_vcpus,
-                                  serial, control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
+                                  serial, serial_log_max_bytes, serial_log_files, control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
                                   kvm_device, firmware, debugcon; docs/vmm.md);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
@@ -361,6 +377,8 @@ public sealed record VmmConfig
           --vcpus N               vCPUs at boot (default 1)
           --max-vcpus N           vCPUs reserved in the firmware tables for hot-add (default: --vcpus)
           --serial MODE           stdio | file:PATH | none (default stdio)
+          --serial-log-max SIZE   with file:PATH, rotate PATH to PATH.1 at this size (default 4M; 0: no limit)
+          --serial-log-files N    rotated serial files kept, PATH.1 ... PATH.N (default 3)
           --control-socket PATH   Unix socket for the JSON control protocol (docs/vmm.md)
           --hugepages MODE        none | thp | hugetlbfs
           --ksm on|off            mark guest memory mergeable for KSM

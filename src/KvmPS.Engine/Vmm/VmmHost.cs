@@ -27,7 +27,7 @@ public sealed class VmmHost : IVmmControl, IDisposable
     private VirtualMachine? _machine;
     private VmExit? _lastExit;
     private int _boots;
-    private Stream? _serialFile;
+    private RotatingLogFile? _serialFile;
     private Stream? _stdout;
     private ControlServer? _control;
     private bool _stopViaControl;
@@ -96,9 +96,10 @@ public sealed class VmmHost : IVmmControl, IDisposable
         {
             case SerialMode.None: return _ => { };
             case SerialMode.File:
-                try { _serialFile = new FileStream(_config.SerialPath!, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {IoErrorText.Describe(e)}"); }
-                return data => { try { _serialFile.Write(data); } catch (IOException) { } };
+                // Rotated at a size limit: a guest printing without end cannot fill the host's disk.
+                try { _serialFile = new RotatingLogFile(_config.SerialPath!, _config.SerialLogMaxBytes, _config.SerialLogFiles); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new VmmConfigException($"serial file {_config.SerialPath}: {IoErrorText.Describe(e, _config.SerialPath)}"); }
+                return data => { try { _serialFile.Write(data); } catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException) { } };
             default:
                 _stdout = System.Console.OpenStandardOutput();
                 return data => { try { _stdout.Write(data); _stdout.Flush(); } catch (IOException) { } }; // on the console writer thread

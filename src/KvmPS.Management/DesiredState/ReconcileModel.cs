@@ -68,9 +68,9 @@ public sealed record ReconcilePlan(IReadOnlyList<ReconcileAction> Actions, IRead
 /// <summary>The host's view of one VM, as the planner needs it.</summary>
 /// <param name="IsActive">A kvmps-vmm process exists (see <see cref="VmInfo.IsActive"/>).</param>
 /// <param name="Limits">What the running VMM changes without a restart; null when no VMM answers.</param>
-public sealed record ActualVm(string Name, VmDefinition Definition, VmState State, bool IsActive, LiveLimits? Limits = null)
+public sealed record ActualVm(string Name, VmDefinition Definition, VmState State, bool IsActive, LiveLimits? Limits = null, string? StateReason = null)
 {
-    public static ActualVm From(VmInfo info) => new(info.Name, info.Definition, info.State, info.IsActive, LiveLimits.From(info.Live));
+    public static ActualVm From(VmInfo info) => new(info.Name, info.Definition, info.State, info.IsActive, LiveLimits.From(info.Live), info.StateReason);
 }
 
 public enum ReconcileActionStatus

@@ -11,8 +11,10 @@ namespace KvmPS.Management.DesiredState;
 /// <list type="number">
 /// <item><b>Remove</b> (Ensure = 'Absent'): Stop if active, then Remove. First, because removing frees host
 /// memory, names and devices that later steps may need, and removal never depends on anything else.</item>
-/// <item><b>Stop</b> VMs whose State should be Off, and clear crashed/hung VMMs of VMs that should run (they are
-/// started again in phase 5). Stopping before anything starts also frees memory first.</item>
+/// <item><b>Stop</b> VMs whose State should be Off, and clear crashed VMMs of VMs that should run (they are
+/// started again in phase 5). Stopping before anything starts also frees memory first. A VM whose VMM does not
+/// answer (<see cref="VmState.Unresponsive"/>, <see cref="VmState.Unknown"/>) gets no step at all, only its drift and a
+/// warning: apply never kills a VMM it could not reach.</item>
 /// <item><b>Update</b> existing VMs: <c>Update</c> (not running), <c>UpdateLive</c> (running, every change is
 /// host-only or one the VMM applies live, see <see cref="LiveChangeRules"/>: same VMM before and after) or <c>UpdateNeedsRestart</c>; with RestartIfNeeded the last becomes Stop, Update, Start, kept
 /// together so the VM is down as briefly as possible and the definition is written while it is off.</item>
@@ -72,6 +74,18 @@ public static class ReconcilePlanner
     {
         var name = vm.Name;
         var none = Array.Empty<Drift>();
+        if (current is { State: VmState.Unresponsive or VmState.Unknown } unreachable)
+        {
+            // A VMM that cannot be reached may be running a healthy guest: apply never stops, kills or changes it. The
+            // drift is reported and this VM gets no step; a later run continues once the VMM answers again.
+            if (vm.Ensure == VmEnsure.Absent)
+                drifts.Add(new Drift(name, "Ensure", "Absent", "Present"));
+            else if (vm.State is { } wantedPower)
+                drifts.Add(new Drift(name, "State", wantedPower.ToString(), unreachable.State.ToString()));
+            warnings.Add($"VM '{name}' is {unreachable.State}" + (unreachable.StateReason is { } why ? $" ({why})" : "") +
+                         ": left alone, nothing is planned for it (apply never stops or kills a VMM it cannot reach); run apply again once it answers, or stop it yourself (kvmps vm stop)");
+            return;
+        }
         if (vm.Ensure == VmEnsure.Absent)
         {
             if (current is null)
@@ -105,7 +119,7 @@ public static class ReconcilePlanner
 
         // Phase 2: stops. After it, `predicted` is the state the VM is in when phase 3 runs.
         var predicted = actualPower;
-        var broken = actualPower is VmState.Crashed or VmState.Unknown or VmState.Stopping;
+        var broken = actualPower is VmState.Crashed or VmState.Stopping;
         if (vm.State == DesiredPowerState.Off && (current.IsActive || actualPower != VmState.Off))
         {
             phases[1].Add(new ReconcileAction(ReconcileActionKind.Stop, name, $"Stop VM '{name}'",

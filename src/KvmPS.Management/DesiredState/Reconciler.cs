@@ -112,7 +112,8 @@ public sealed class Reconciler
             case ReconcileActionKind.Stop:
             {
                 // Off wanted for a Saved VM: planned as discarding its saved state (a graceful stop has nothing to stop).
-                var stop = Manager.Stop(name, force: Manager.Get(name).State == VmState.Saved);
+                // Never by signal: a VMM that stopped answering since the plan was made is left alone (the step fails saying so).
+                var stop = Manager.Stop(name, null, force: Manager.Get(name).State == VmState.Saved, signalIfUnreachable: false);
                 return Done(action, stop.Message);
             }
             case ReconcileActionKind.Start:

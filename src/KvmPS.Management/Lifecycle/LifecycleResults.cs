@@ -29,8 +29,14 @@ public enum VmStopOutcome
     /// <summary>The guest had already ended (powered off, crashed) and only the VMM was left to stop.</summary>
     AlreadyEnded,
 
-    /// <summary>kvmps-vmm did not answer its control socket; it was stopped by signal.</summary>
+    /// <summary>
+    /// kvmps-vmm did not answer its control socket (for the whole graceful timeout, or at all when forced), or refused
+    /// the stop; it was stopped by signal.
+    /// </summary>
     Unresponsive,
+
+    /// <summary>The VMM had died without stopping the VM (killed, or crashed itself); only its leftover files were cleared.</summary>
+    VmmDied,
 }
 
 /// <param name="PreviousState">State before the stop; <see cref="VmState.Off"/> means there was nothing to stop.</param>
@@ -40,16 +46,19 @@ public enum VmStopOutcome
 /// <param name="Killed">The VMM did not exit when asked and was killed (SIGKILL).</param>
 public sealed record VmStopResult(string Name, VmState PreviousState, VmStopOutcome Outcome, TimeSpan GracefulTimeout, TimeSpan Waited, bool Killed)
 {
+    /// <summary>More about the outcome: for <see cref="VmStopOutcome.VmmDied"/>, how the VMM was found.</summary>
+    public string? Detail { get; init; }
+
     public bool WasRunning => PreviousState is not VmState.Off;
 
     /// <summary>The VM was stopped by force (requested, or the guest did not or could not power off itself).</summary>
-    public bool Forced => Outcome is not (VmStopOutcome.ShutDown or VmStopOutcome.NotRunning) || Killed;
+    public bool Forced => Outcome is not (VmStopOutcome.ShutDown or VmStopOutcome.NotRunning or VmStopOutcome.VmmDied) || Killed;
 
     /// <summary>The ACPI power button was pressed (the guest had enabled it).</summary>
     public bool PowerButtonPressed => Outcome is VmStopOutcome.ShutDown or VmStopOutcome.TimedOut;
 
     /// <summary>A graceful stop was asked for and did not happen as a graceful stop: worth a warning.</summary>
-    public bool IsWarning => Killed || Outcome is VmStopOutcome.NoAcpi or VmStopOutcome.Paused or VmStopOutcome.TimedOut or VmStopOutcome.Unresponsive;
+    public bool IsWarning => Killed || Outcome is VmStopOutcome.NoAcpi or VmStopOutcome.Paused or VmStopOutcome.TimedOut or VmStopOutcome.Unresponsive or VmStopOutcome.VmmDied;
 
     /// <summary>One sentence saying what happened, naming the VM; the same for every front end.</summary>
     public string Message
@@ -66,6 +75,8 @@ public sealed record VmStopResult(string Name, VmState PreviousState, VmStopOutc
                 VmStopOutcome.Paused => $"VM '{Name}' was paused, so the guest could not shut down; it was turned off.",
                 VmStopOutcome.TimedOut => $"VM '{Name}' did not shut down within {Seconds(Waited)} of the ACPI power button (timeout {Seconds(GracefulTimeout)}); it was turned off.",
                 VmStopOutcome.AlreadyEnded => $"VM '{Name}' had already ended; its VMM was stopped.",
+                VmStopOutcome.VmmDied => $"VM '{Name}' was not stopped cleanly: its kvmps-vmm had died (killed or crashed{(Detail is null ? "" : ": " + Detail)}); its leftover files were cleared and it is off.",
+                _ when Waited > TimeSpan.Zero => $"VM '{Name}': kvmps-vmm did not answer its control socket for {Seconds(Waited)} (graceful timeout {Seconds(GracefulTimeout)}); it was stopped by signal.",
                 _ => $"VM '{Name}': kvmps-vmm did not answer its control socket; it was stopped by signal.",
             };
             return Killed ? text + " kvmps-vmm did not exit when asked and was killed." : text;

@@ -24,11 +24,19 @@ public enum VmState
     /// </summary>
     Crashed,
 
-    /// <summary>The VMM process is alive but does not answer (see <see cref="VmInfo.StateReason"/>).</summary>
+    /// <summary>The VMM answers, but with something management cannot read, or refuses this user (see <see cref="VmInfo.StateReason"/>).</summary>
     Unknown,
 
     /// <summary>No VMM runs, and the VM's memory and device state are saved in the store (Save-KvmVm); starting it resumes from there.</summary>
     Saved,
+
+    /// <summary>
+    /// The VMM process is alive and its control socket exists, but it did not answer in time, or every connection
+    /// slot was busy (stalled, overloaded, stopped by SIGSTOP or a debugger). <see cref="VmInfo.StateReason"/> says how
+    /// long it was waited for. The guest may be perfectly healthy: nothing stops or kills it on this state alone
+    /// (a stop goes graceful first and forces only after its timeout; apply leaves the VM alone).
+    /// </summary>
+    Unresponsive,
 }
 
 /// <summary>Facts from the live VMM (<c>describe</c> + <c>status</c>); null when no VMM answers.</summary>
@@ -98,6 +106,6 @@ public sealed record VmInfo
     public required string SocketPath { get; init; }
     public required string SerialLogPath { get; init; }
 
-    /// <summary>A VMM process exists (Starting, Running, Paused, Stopping, a Crashed VMM that stays up, Unknown).</summary>
+    /// <summary>A VMM process exists (Starting, Running, Paused, Stopping, a Crashed VMM that stays up, Unknown, Unresponsive).</summary>
     public bool IsActive => Pid is not null && State is not VmState.Off;
 }

@@ -192,11 +192,21 @@ public sealed partial class VmManager
     /// <summary>
     /// Stops the VM. Graceful (default): presses the ACPI power button and waits up to
     /// <paramref name="gracefulTimeout"/> for the guest to power off, then stops it by force (the VMM does the
-    /// fallback; a guest that never enabled the power button is stopped at once). <paramref name="force"/>:
-    /// power off at once. A VMM that does not answer is terminated (SIGTERM, then SIGKILL). Stopping an Off
-    /// VM does nothing; stopping a VM whose VMM died clears its Crashed state. Returns once the VMM has exited.
+    /// fallback; a guest that never enabled the power button is stopped at once). A VMM that is busy or does not
+    /// answer is asked again until the graceful timeout has passed, and only then terminated (SIGTERM, then
+    /// SIGKILL): a stalled VMM's guest is not cut off while it may still shut down. <paramref name="force"/>: power
+    /// off at once (an unanswering VMM is signalled at once). Stopping an Off VM does nothing; stopping a VM whose
+    /// VMM died clears its Crashed state (<see cref="VmStopOutcome.VmmDied"/>). Returns once the VMM has exited.
     /// </summary>
-    public VmStopResult Stop(string name, TimeSpan? gracefulTimeout = null, bool force = false)
+    public VmStopResult Stop(string name, TimeSpan? gracefulTimeout = null, bool force = false) =>
+        Stop(name, gracefulTimeout, force, signalIfUnreachable: true);
+
+    /// <summary>
+    /// <see cref="Stop(string, TimeSpan?, bool)"/>; with <paramref name="signalIfUnreachable"/> false a VMM that cannot
+    /// be reached is never signalled: <see cref="VmStateException"/> (state <see cref="VmState.Unresponsive"/>) instead.
+    /// What apply uses: it never kills a VMM it could not talk to.
+    /// </summary>
+    internal VmStopResult Stop(string name, TimeSpan? gracefulTimeout, bool force, bool signalIfUnreachable)
     {
         Store.Get(name);
         var snapshot = Probe(name);
@@ -213,9 +223,14 @@ public sealed partial class VmManager
         {
             using (Store.Lock())
                 ClearRuntimeFiles(name, snapshot.PidFilePid, removeSocket: snapshot.State == VmState.Crashed);
-            return new VmStopResult(name, snapshot.State, VmStopOutcome.NotRunning, TimeSpan.Zero, TimeSpan.Zero, false);
+            // A VMM that died without its clean exit (killed, crashed) is not "not running": say what happened.
+            return snapshot.State == VmState.Crashed
+                ? new VmStopResult(name, snapshot.State, VmStopOutcome.VmmDied, TimeSpan.Zero, TimeSpan.Zero, false) { Detail = snapshot.Reason }
+                : new VmStopResult(name, snapshot.State, VmStopOutcome.NotRunning, TimeSpan.Zero, TimeSpan.Zero, false);
         }
-        return StopActive(name, snapshot, gracefulTimeout ?? Options.GracefulStopTimeout, force, lockHeld: false);
+        if (!signalIfUnreachable && snapshot.State == VmState.Unresponsive)
+            throw new VmStateException(name, snapshot.State, $"VM '{name}' is unresponsive ({snapshot.Reason}); it was left alone: a VMM that cannot be reached is never killed here");
+        return StopActive(name, snapshot, gracefulTimeout ?? Options.GracefulStopTimeout, force, lockHeld: false, signalIfUnreachable);
     }
 
     /// <summary>Stops the VM if it is active (as <see cref="Stop"/>) and starts it again.</summary>
@@ -392,36 +407,69 @@ public sealed partial class VmManager
         if (exit.ExitCode is { } odd && KvmPS.Contract.VmmExitCode.IsDebugExit(odd, out int guestValue))
             return ToInfo(definition, Probe(name), $"the guest exited through the debug-exit port with value {guestValue} (kvmps-vmm exit status {odd})");
         var tail = process.ReadLogTail();
-        var what = exit.ExitCode is { } code ? $"exited with status {code} ({ExitMeaning(code)})" : exit.Signal is { } signal ? $"was killed by signal {signal}" : "exited";
-        throw new VmmLaunchException(name, $"VM '{name}' failed to start: kvmps-vmm {what}" + FormatTail(tail), exit.ExitCode, exit.Signal, tail);
+        // The VMM's own error line says which file and why; the exit status alone only says what kind of thing failed.
+        var what = exit.ExitCode is { } code ? StartFailureText.Explain(Store, name, code, tail)
+            : exit.Signal is { } signal ? $"kvmps-vmm was killed by signal {signal}" + FormatTail(tail) : "kvmps-vmm exited" + FormatTail(tail);
+        throw new VmmLaunchException(name, $"VM '{name}' failed to start: {what}", exit.ExitCode, exit.Signal, tail);
     }
 
-    private VmStopResult StopActive(string name, RuntimeSnapshot snapshot, TimeSpan gracefulTimeout, bool force, bool lockHeld)
+    private VmStopResult StopActive(string name, RuntimeSnapshot snapshot, TimeSpan gracefulTimeout, bool force, bool lockHeld, bool signalIfUnreachable = true)
     {
         var socketPath = Store.SocketPath(name);
         VmStopOutcome outcome;
         var waited = TimeSpan.Zero;
         var killed = false;
         var pid = snapshot.Pid;
-        try
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
         {
-            using var client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
-            var result = client.Stop(graceful: !force, gracefulTimeout);
-            outcome = StopOutcome(result, snapshot.State, force);
-            waited = result.Waited;
+            try
+            {
+                using var client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
+                var result = client.Stop(graceful: !force, gracefulTimeout);
+                outcome = StopOutcome(result, snapshot.State, force);
+                waited = result.Waited;
+                break;
+            }
+            catch (VmmException e) when (e is not VmmRequestException || VmRuntimeProbe.IsUnresponsive(e))
+            {
+                // Busy, stalled, or not serving its socket yet or any more.
+                if (pid is { } p && !VmRuntimeProbe.IsVmmProcess(p, socketPath))
+                {
+                    outcome = VmStopOutcome.AlreadyEnded; // it exited meanwhile
+                    break;
+                }
+                // Graceful: a VMM that is busy or stalled for a moment still gets its stop request, and its guest the
+                // button, until the graceful timeout has passed; only then (or at once when forced) is it signalled.
+                if (!force && clock.Elapsed < gracefulTimeout)
+                {
+                    Thread.Sleep(200);
+                    continue;
+                }
+                if (!signalIfUnreachable)
+                    throw new VmStateException(name, VmState.Unresponsive,
+                        $"VM '{name}': kvmps-vmm did not answer its control socket for {VmRuntimeProbe.Seconds(clock.Elapsed)} ({e.Message}); it was left alone", e);
+                // It handles SIGTERM as a stop (its guest is stopped by force).
+                if (pid is { } target)
+                    ProcessInterop.Kill(target, ProcessInterop.SIGTERM);
+                outcome = VmStopOutcome.Unresponsive;
+                waited = clock.Elapsed;
+                break;
+            }
+            catch (VmmRequestException)
+            {
+                // It answered, but refused to stop: stop it by signal, as it handles SIGTERM as a stop.
+                if (pid is { } target)
+                    ProcessInterop.Kill(target, ProcessInterop.SIGTERM);
+                outcome = VmStopOutcome.Unresponsive;
+                break;
+            }
         }
-        catch (VmmException)
+        if (pid is { } exiting && !VmRuntimeProbe.WaitForExit(exiting, socketPath, Options.ExitTimeout))
         {
-            // Not serving its socket (starting, hung): ask it to stop by signal; it handles SIGTERM as a stop.
-            if (pid is { } p)
-                ProcessInterop.Kill(p, ProcessInterop.SIGTERM);
-            outcome = VmStopOutcome.Unresponsive;
-        }
-        if (pid is { } target && !VmRuntimeProbe.WaitForExit(target, socketPath, Options.ExitTimeout))
-        {
-            ProcessInterop.Kill(target, ProcessInterop.SIGKILL);
+            ProcessInterop.Kill(exiting, ProcessInterop.SIGKILL);
             killed = true;
-            VmRuntimeProbe.WaitForExit(target, socketPath, TimeSpan.FromSeconds(5));
+            VmRuntimeProbe.WaitForExit(exiting, socketPath, TimeSpan.FromSeconds(5));
         }
         if (lockHeld)
             ClearRuntimeFiles(name, pid, removeSocket: killed);
@@ -518,7 +566,8 @@ public sealed partial class VmManager
         VmState.Stopping => "stopping",
         VmState.Crashed => "crashed",
         VmState.Saved => "saved",
-        _ => "in an unknown state (its VMM is not answering)",
+        VmState.Unresponsive => "unresponsive (its VMM does not answer in time)",
+        _ => "in an unknown state (its VMM's answers cannot be read)",
     };
 
     /// <summary>docs/vmm.md, "Exit status".</summary>

@@ -21,6 +21,9 @@ internal sealed record RuntimeSnapshot(
     KvmPS.Contract.DescribeReply? Description,
     KvmPS.Contract.MemoryStateReply? Memory = null)
 {
+    /// <summary>How long the probe waited for a VMM that did not answer (<see cref="VmState.Unresponsive"/>).</summary>
+    public TimeSpan? UnresponsiveFor { get; init; }
+
     /// <summary>A VMM process exists for the VM (whatever state it reports).</summary>
     public bool Active => ProcessAlive || Status is not null;
 }
@@ -29,6 +32,8 @@ internal sealed record RuntimeSnapshot(
 /// Determines a VM's runtime state without taking any lock and without disturbing a VMM.
 /// <list type="bullet">
 /// <item>The control socket answers → the VMM's own state (Created→Starting, Stopped→Stopping, Crashed with its reason).</item>
+/// <item>The socket exists but the VMM does not answer in time, or all its connections are busy → <see cref="VmState.Unresponsive"/>
+///   with how long it was waited for (never Starting or Unknown: the guest may be healthy).</item>
 /// <item>Otherwise, the pid in vmm.pid is alive and its <c>/proc/PID/cmdline</c> names this VM's control socket
 ///   (so a recycled pid cannot fool us) and it is not a zombie (state Z in <c>/proc/PID/stat</c>: exited, not reaped) → <see cref="VmState.Starting"/>.</item>
 /// <item>Otherwise, vmm.pid exists and the VMM's socket or its <c>.lock</c> file is still there → the VMM died
@@ -45,7 +50,8 @@ internal static class VmRuntimeProbe
         var pidFilePid = ReadPidFile(store.PidPath(vmName));
         var alive = pidFilePid is { } p && IsVmmProcess(p, socketPath);
 
-        string? unresponsive = null;
+        string? unknown = null, unresponsive = null;
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         if (File.Exists(socketPath))
         {
             try
@@ -71,24 +77,71 @@ internal static class VmRuntimeProbe
             {
                 // Not listening (yet / anymore): decide from the process below.
             }
+            catch (Exception e) when (IsUnresponsive(e))
+            {
+                unresponsive = UnresponsiveReason(e, pidFilePid, alive, waited.Elapsed);
+            }
             catch (VmmException e)
             {
-                unresponsive = e.Message;
+                unknown = e.Message;
             }
         }
 
         if (alive)
-            return unresponsive is null
+        {
+            if (unresponsive is not null)
+                return new RuntimeSnapshot(VmState.Unresponsive, unresponsive, pidFilePid, pidFilePid, true, null, null) { UnresponsiveFor = waited.Elapsed };
+            return unknown is null
                 ? new RuntimeSnapshot(VmState.Starting, $"kvmps-vmm process {pidFilePid} is not serving its control socket yet (starting or exiting)", pidFilePid, pidFilePid, true, null, null)
-                : new RuntimeSnapshot(VmState.Unknown, unresponsive, pidFilePid, pidFilePid, true, null, null);
+                : new RuntimeSnapshot(VmState.Unknown, unknown, pidFilePid, pidFilePid, true, null, null);
+        }
+        // Something holds the socket but it is not the recorded process (a pid file lost or rewritten): still a VMM
+        // that may be running a guest, never to be treated as gone.
         if (unresponsive is not null)
-            return new RuntimeSnapshot(VmState.Unknown, unresponsive, null, pidFilePid, false, null, null);
+            return new RuntimeSnapshot(VmState.Unresponsive, unresponsive, null, pidFilePid, false, null, null) { UnresponsiveFor = waited.Elapsed };
+        if (unknown is not null)
+            return new RuntimeSnapshot(VmState.Unknown, unknown, null, pidFilePid, false, null, null);
         if (pidFilePid is { } dead && (File.Exists(socketPath) || File.Exists(socketPath + ".lock")))
             return new RuntimeSnapshot(VmState.Crashed, $"VMM process {dead} died unexpectedly", null, pidFilePid, false, null, null);
         if (new SnapshotStore(store).HasSavedState(vmName))
             return new RuntimeSnapshot(VmState.Saved, null, null, pidFilePid, false, null, null);
         return new RuntimeSnapshot(VmState.Off, null, null, pidFilePid, false, null, null);
     }
+
+    /// <summary>
+    /// A failure that says the VMM is there but not answering now: a connect or reply timeout, or every connection slot
+    /// busy. Not a protocol error or a refusal, which are answers (<see cref="VmState.Unknown"/>).
+    /// </summary>
+    internal static bool IsUnresponsive(Exception e) =>
+        e is VmmTimeoutException || e is VmmRequestException { Code: KvmPS.Contract.ControlErrorCodes.Busy };
+
+    private static string UnresponsiveReason(Exception e, int? pid, bool alive, TimeSpan waited)
+    {
+        var who = alive && pid is { } p ? $"kvmps-vmm (pid {p})" : "the kvmps-vmm on this VM's control socket";
+        var why = e is VmmRequestException busy
+            ? $"is busy: {busy.VmmMessage}"
+            : $"did not answer its control socket within {Seconds(waited)}";
+        var stopped = alive && pid is { } q && IsStopped(q) ? " (the process is stopped: SIGSTOP or a debugger)" : "";
+        return $"{who} {why}{stopped}; the guest may still be running";
+    }
+
+    /// <summary>State T (stopped by a signal) or t (stopped by a tracer) in <c>/proc/PID/stat</c>.</summary>
+    private static bool IsStopped(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var close = stat.LastIndexOf(')');
+            return close >= 0 && close + 2 < stat.Length && stat[close + 2] is 'T' or 't';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    internal static string Seconds(TimeSpan t) =>
+        t.TotalSeconds.ToString(t.TotalSeconds < 10 ? "0.#" : "0", CultureInfo.InvariantCulture) + " s";
 
     public static int? ReadPidFile(string path)
     {

@@ -14,7 +14,9 @@ namespace KvmPS.Management.Vmm;
 /// <para>
 /// Failures: nothing listening (socket file missing, connection refused or closed) →
 /// <see cref="VmmNotRunningException"/>; an error reply → <see cref="VmmRequestException"/> with the VMM's
-/// code; too slow → <see cref="VmmTimeoutException"/>; garbage → <see cref="VmmProtocolException"/>.
+/// code (<c>Busy</c> when every connection slot is carrying out a request); too slow → <see cref="VmmTimeoutException"/>;
+/// garbage → <see cref="VmmProtocolException"/>. A timeout or <c>Busy</c> means the VMM is there but not answering
+/// now (management reports it Unresponsive and never kills it for that alone).
 /// </para>
 /// </summary>
 public sealed class VmmClient : IDisposable

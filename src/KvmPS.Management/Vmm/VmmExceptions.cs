@@ -28,7 +28,11 @@ public sealed class VmmRequestException : VmmException
         Request = request;
     }
 
-    /// <summary><c>MalformedRequest</c>, <c>UnknownRequest</c>, <c>InvalidArgument</c>, <c>InvalidState</c>, <c>Timeout</c>, <c>InternalError</c>.</summary>
+    /// <summary>
+    /// <c>MalformedRequest</c>, <c>UnknownRequest</c>, <c>InvalidArgument</c>, <c>InvalidState</c>, <c>Timeout</c>, <c>InternalError</c>;
+    /// <c>Busy</c> (every connection slot of the VMM is carrying out a request: it is there but cannot answer now) and
+    /// <c>PermissionDenied</c> (this user may not use the socket) come before any request, at connect.
+    /// </summary>
     public string Code { get; }
 
     /// <summary>The VMM's own message (without the socket/request prefix of <see cref="Exception.Message"/>).</summary>

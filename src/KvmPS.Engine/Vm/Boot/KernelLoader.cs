@@ -32,7 +32,7 @@ public static class KernelLoader
     {
         byte[] image;
         try { image = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BootImageException(path, $"cannot read the kernel image: {IoErrorText.Describe(e)}", e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BootImageException(path, $"cannot read the kernel image: {IoErrorText.Describe(e, path)}", e); }
         return Load(memory, path, image);
     }
 
@@ -112,7 +112,7 @@ public static class KernelLoader
     {
         byte[] data;
         try { data = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BootImageException(path, $"cannot read the initrd: {IoErrorText.Describe(e)}", e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BootImageException(path, $"cannot read the initrd: {IoErrorText.Describe(e, path)}", e); }
         ulong lowEnd = memory.Regions[0].EndAddress;
         ulong top = Math.Min(lowEnd, kernel.InitrdAddressMax + 1);
         ulong size = (ulong)data.Length;
