@@ -316,7 +316,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, snapshot, save, export, import"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -325,6 +325,10 @@ public sealed class CliApp
             "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
             "setvcpus" => WithHelp("vm setvcpus", () => new VmLiveCommands(this).SetVcpus(args.Parse("--live", "--config", "--json"))),
             "setmem" => WithHelp("vm setmem", () => new VmLiveCommands(this).SetMem(args.Parse("--live", "--config", "--json"))),
+            "attach-disk" => WithHelp("vm attach-disk", () => new VmLiveCommands(this).AttachDisk(args.Parse(["--live", "--config", "--read-only", "--json"], ["--size", "--format", "--backing"]))),
+            "detach-disk" => WithHelp("vm detach-disk", () => new VmLiveCommands(this).DetachDisk(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
+            "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--mac"]))),
+            "detach-nic" => WithHelp("vm detach-nic", () => new VmLiveCommands(this).DetachNic(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
             "snapshot" => new VmSnapshotCommands(this).Snapshot(args),
             "save" => WithHelp("vm save", () => new VmSnapshotCommands(this).Save(args.Parse("--json"))),
             "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),
@@ -493,10 +497,13 @@ public sealed class CliApp
     internal sealed class HelpRequested(string topic) : Exception(topic);
 }
 
-internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet<string> Flags, bool Help)
+internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet<string> Flags, bool Help, IReadOnlyDictionary<string, string>? Values = null)
 {
     public static ParsedArgs Empty { get; } = new(Array.Empty<string>(), new HashSet<string>(), false);
     public bool Has(string flag) => Flags.Contains(flag);
+
+    /// <summary>The value given to an option that takes one (<c>--size 1G</c> or <c>--size=1G</c>); null when absent.</summary>
+    public string? Value(string option) => Values is not null && Values.TryGetValue(option, out var value) ? value : null;
 }
 
 /// <summary>Arguments after the verb: known --flags anywhere, the rest positional; "--" ends the flags.</summary>
@@ -506,9 +513,13 @@ internal sealed class ArgReader(string[] args)
 
     public string? Next() => _index < args.Length ? args[_index++] : null;
 
-    public ParsedArgs Parse(params string[] allowedFlags)
+    public ParsedArgs Parse(params string[] allowedFlags) => Parse(allowedFlags, []);
+
+    /// <summary>As <see cref="Parse(string[])"/>, with options that take a value (<paramref name="valueOptions"/>: <c>--size 1G</c>, <c>--size=1G</c>).</summary>
+    public ParsedArgs Parse(string[] allowedFlags, string[] valueOptions)
     {
         var positional = new List<string>();
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
         var flags = new HashSet<string>(StringComparer.Ordinal);
         var help = false;
         var onlyPositional = false;
@@ -518,16 +529,23 @@ internal sealed class ArgReader(string[] args)
                 onlyPositional = true;
             else if (!onlyPositional && arg is "-h" or "--help")
                 help = true;
+            else if (!onlyPositional && arg.StartsWith("--", StringComparison.Ordinal) && valueOptions.Contains(arg.Split('=', 2)[0], StringComparer.Ordinal))
+            {
+                var option = arg.Split('=', 2);
+                var value = option.Length == 2 ? option[1] : Next() ?? throw new UsageException($"option '{arg}' needs a value");
+                if (!values.TryAdd(option[0], value))
+                    throw new UsageException($"option '{option[0]}' is given twice");
+            }
             else if (!onlyPositional && arg.StartsWith('-') && arg.Length > 1)
             {
                 var flag = arg == "-n" ? "--what-if" : arg;
                 if (!allowedFlags.Contains(flag, StringComparer.Ordinal))
-                    throw new UsageException($"unknown option '{arg}'" + (allowedFlags.Length > 0 ? $" (this command takes: {string.Join(", ", allowedFlags)})" : ""));
+                    throw new UsageException($"unknown option '{arg}'" + (allowedFlags.Length + valueOptions.Length > 0 ? $" (this command takes: {string.Join(", ", allowedFlags.Concat(valueOptions))})" : ""));
                 flags.Add(flag);
             }
             else
                 positional.Add(arg);
         }
-        return new ParsedArgs(positional, flags, help);
+        return new ParsedArgs(positional, flags, help, values);
     }
 }

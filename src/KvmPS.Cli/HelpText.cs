@@ -23,6 +23,8 @@ internal static class HelpText
           vm console NAME     attach to the serial console (Ctrl-] detaches)
           vm setvcpus NAME N  set the vCPU count (a running VM gets it live within its maximum)
           vm setmem NAME SIZE set the memory (e.g. 512M, 1G; live within the maximum where the VMM can)
+          vm attach-disk|detach-disk|attach-nic|detach-nic
+                              add or remove a disk or network adapter (hot-plugged into a running VM)
           vm snapshot create|list|restore|remove NAME ...
                               checkpoints of a VM (running, paused or off)
           vm save NAME        save a running VM to disk and stop it; vm start resumes it
@@ -101,7 +103,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|remove|console|setvcpus|setmem|snapshot|save|export|import ...
+            Usage: kvmps vm list|start|stop|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|snapshot|save|export|import ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -110,6 +112,10 @@ internal static class HelpText
               vm console NAME [--no-replay]
               vm setvcpus NAME COUNT [--live|--config] [--json]
               vm setmem NAME SIZE [--live|--config] [--json]
+              vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
+              vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
+              vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config] [--json]
+              vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
               vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
               vm snapshot list NAME [--json]
               vm snapshot restore NAME SNAPSHOT [--json]
@@ -146,6 +152,52 @@ internal static class HelpText
               --live     change the running VM now (and store it); fails, changing nothing, if it cannot
               --config   store it only
             Exit: 0, 2 bad SIZE, 4 refused, 5 no such VM.
+
+            """,
+        "vm attach-disk" => """
+            Usage: kvmps vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only]
+                                        [--live|--config] [--json]
+
+            Attaches a disk image (as virsh attach-disk). A running or paused VM gets it at once as a hot-plugged
+            virtio-blk device (ACPI PCI hot-plug, same VMM process); the definition is changed once the VMM has it.
+            PATH is absolute or ./relative to the working directory; a plain name (data.qcow2) is in the VM's disk folder.
+              --size SIZE      create a new image of this size first (e.g. 1G); it must not exist
+              --format F       raw or qcow2 (default: qcow2 for *.qcow2 or --backing, raw otherwise)
+              --backing IMAGE  with --size: a qcow2 overlay on IMAGE
+              --read-only      the guest cannot write it
+              --live           hot-plug it now; fails, changing nothing, if the VM is not running or cannot
+              --config         store it only; a running VM gets it at its next start
+            A kvmps-vmm that cannot hot-plug: exit 4 saying so (stop the VM, or use --config).
+            Exit: 0, 2 bad option, 4 refused (image missing, the VMM refused it), 5 no such VM.
+
+            """,
+        "vm detach-disk" => """
+            Usage: kvmps vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
+
+            Detaches a disk (as virsh detach-disk); the image file is kept. PATH as in the definition or the image's
+            full path. A running VM's guest is asked to release the device (ACPI eject) and the definition changes
+            once it has; a guest that keeps it past --timeout (default 30 s) leaves the disk attached and defined:
+            exit 4 saying so (run it again later, or stop the VM first).
+              --live     remove it from the running VM now; fails, changing nothing, if it is not running
+              --config   remove it from the definition only; a running VM keeps it until it is restarted
+            Exit: 0, 2 bad option, 4 refused or the guest did not release it, 5 no such VM.
+
+            """,
+        "vm attach-nic" => """
+            Usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config] [--json]
+
+            Adds a virtio-net adapter on an existing tap or on a bridge (the VMM creates a tap on it), as virsh
+            attach-interface. A running VM gets it hot-plugged at once. Without --mac it gets a stable generated MAC.
+              --live / --config   as for attach-disk
+            Exit: 0, 2 bad option, 4 refused, 5 no such VM.
+
+            """,
+        "vm detach-nic" => """
+            Usage: kvmps vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
+
+            Removes the network adapter with this MAC address or tap name (as virsh detach-interface). On a running
+            VM the guest releases it first, as for detach-disk (--timeout, default 30 s).
+            Exit: 0, 2 bad option, 4 refused, no such adapter, or the guest did not release it, 5 no such VM.
 
             """,
         "vm snapshot" => """

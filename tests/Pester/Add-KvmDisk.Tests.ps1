@@ -96,3 +96,47 @@ Describe 'Add-KvmDisk' {
         Get-KvmCompletion 'Add-KvmDisk dk-' | Should -Be @('dk-a', 'dk-b')
     }
 }
+
+Describe 'Add-KvmDisk on a running VM' {
+    BeforeAll {
+        $script:run = New-KvmTestVm -Name dk-run -Start
+    }
+    AfterAll { Remove-KvmTestVm dk-run }
+
+    It 'hot-plugs a new disk into the same kvmps-vmm, which lists it, and stores it' {
+        Add-KvmDisk dk-run -Path hot.qcow2 -SizeBytes 8MB
+        $vm = Get-KvmVm dk-run
+        $vm.State | Should -Be 'Running'
+        $vm.ProcessId | Should -Be $run.ProcessId
+        $vm.Disks.Path | Should -Contain 'hot.qcow2'
+        $device = Get-KvmTestLiveDevice dk-run | Where-Object { $_.Type -eq 'block' -and $_.Path -eq (Join-Path $vm.Path 'disks/hot.qcow2') }
+        $device | Should -Not -BeNullOrEmpty
+        $device.Format | Should -Be 'qcow2'
+        $device.Serial | Should -Be 'dk-run-d0'
+    }
+
+    It '-Live adds a second disk now as well' {
+        Add-KvmDisk dk-run -Path hot2.raw -SizeBytes 1MB -Live
+        (Get-KvmVm dk-run).ProcessId | Should -Be $run.ProcessId
+        @(Get-KvmTestLiveDevice dk-run | Where-Object { $_.Type -eq 'block' }).Count | Should -Be 2
+    }
+
+    It '-Config stores a disk for the next start only and warns that the running VM does not have it' {
+        Add-KvmDisk dk-run -Path later.raw -SizeBytes 1MB -Config -WarningVariable warn -WarningAction SilentlyContinue
+        (Get-KvmVm dk-run).Disks.Path | Should -Contain 'later.raw'
+        Get-KvmTestLiveDevice dk-run | Where-Object { $_.Path -like '*later.raw' } | Should -BeNullOrEmpty
+        "$warn" | Should -Match 'restarted'
+    }
+
+    It 'refuses -Live on a VM that is off, creating nothing' {
+        Add-KvmDisk dk-b -Path live.raw -SizeBytes 1MB -Live -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId InvalidVmState -Command Add-KvmDisk -Category InvalidOperation -TargetObject 'dk-b'
+        (Get-KvmVm dk-b).Disks.Path | Should -Not -Contain 'live.raw'
+        Join-Path (Get-KvmVm dk-b).Path 'disks/live.raw' | Should -Not -Exist
+    }
+
+    It 'refuses -Live and -Config together' {
+        { Add-KvmDisk dk-run -Path x.raw -SizeBytes 1MB -Live -Config -ErrorAction Stop } | Should -Throw '*-Live or -Config, not both*'
+        (Get-KvmVm dk-run).Disks.Path | Should -Not -Contain 'x.raw'
+    }
+}

@@ -81,3 +81,33 @@ Describe 'Add-KvmNetworkAdapter' {
         Get-KvmCompletion 'Add-KvmNetworkAdapter na-' | Should -Be @('na-a', 'na-b')
     }
 }
+
+Describe 'Add-KvmNetworkAdapter on a running VM' {
+    BeforeAll {
+        # The VM runs in a network namespace of the test's own, so the taps its VMM creates stay there.
+        $script:ns = 'kvt-an' + [guid]::NewGuid().ToString('N').Substring(0, 6)
+        $script:run = Start-KvmTestVmInNamespace -Name an-run -Namespace $ns
+    }
+    AfterAll {
+        Remove-KvmTestVm an-run
+        & ip netns delete $ns
+    }
+
+    It 'hot-plugs the adapter into the same kvmps-vmm, which lists it on its tap, and stores it' {
+        Add-KvmNetworkAdapter an-run -TapName anhot0 -MacAddress '52:54:00:aa:00:01'
+        $vm = Get-KvmVm an-run
+        $vm.ProcessId | Should -Be $run.ProcessId
+        "$($vm.NetworkAdapters[0].MacAddress)" | Should -Be '52:54:00:aa:00:01'
+        $device = Get-KvmTestLiveDevice an-run | Where-Object Type -eq 'net'
+        $device.Mac | Should -Be '52:54:00:aa:00:01'
+        $device.Tap | Should -Be 'anhot0'
+        & ip netns exec $ns ip link show anhot0 | Out-Null
+        $LASTEXITCODE | Should -Be 0 -Because 'the VMM created the tap in its namespace'
+    }
+
+    It '-Config stores an adapter for the next start only' {
+        Add-KvmNetworkAdapter an-run -TapName anlater0 -MacAddress '52:54:00:aa:00:02' -Config -WarningAction SilentlyContinue
+        (Get-KvmVm an-run).NetworkAdapters | ForEach-Object { "$($_.MacAddress)" } | Should -Contain '52:54:00:aa:00:02'
+        Get-KvmTestLiveDevice an-run | Where-Object Mac -eq '52:54:00:aa:00:02' | Should -BeNullOrEmpty
+    }
+}

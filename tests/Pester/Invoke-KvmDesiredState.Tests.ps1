@@ -113,6 +113,25 @@ Describe 'Invoke-KvmDesiredState' {
             Remove-KvmTestVm ids-hot
         }
 
+        It 'hot-adds a disk listed in the manifest to the running VM and removes it again, in the same VMM' {
+            $m = New-KvmTestManifest 'disks.psd1' "@{ Name = 'ids-disk'; MemoryStartupBytes = 64MB; State = 'Running'; Disks = @() }"
+            Invoke-KvmDesiredState $m -Confirm:$false | Out-Null
+            $pidBefore = (Get-KvmVm ids-disk).ProcessId
+            $m = New-KvmTestManifest 'disks.psd1' "@{ Name = 'ids-disk'; MemoryStartupBytes = 64MB; State = 'Running'; Disks = @( @{ Path = 'live.qcow2'; SizeBytes = 4MB } ) }"
+            $results = @(Invoke-KvmDesiredState $m -Confirm:$false -WarningVariable warnings)
+            ($results | ForEach-Object { $_.Action.Kind.ToString() }) | Should -Be @('UpdateLive')
+            $warnings | Should -BeNullOrEmpty
+            $vm = Get-KvmVm ids-disk
+            $vm.ProcessId | Should -Be $pidBefore
+            (Get-KvmTestLiveDevice ids-disk | Where-Object Type -eq 'block').Path | Should -Be (Join-Path $vm.Path 'disks/live.qcow2')
+            Test-KvmDesiredState $m | Should -BeTrue
+            $m = New-KvmTestManifest 'disks.psd1' "@{ Name = 'ids-disk'; MemoryStartupBytes = 64MB; State = 'Running'; Disks = @() }"
+            ($(Invoke-KvmDesiredState $m -Confirm:$false) | ForEach-Object { $_.Action.Kind.ToString() }) | Should -Be @('UpdateLive')
+            (Get-KvmVm ids-disk).ProcessId | Should -Be $pidBefore
+            Get-KvmTestLiveDevice ids-disk | Where-Object Type -eq 'block' | Should -BeNullOrEmpty
+            Remove-KvmTestVm ids-disk
+        }
+
         It 'applies memory edited in the manifest to the running VM live (virtio-mem) within its maximum, in the same VMM' {
             $m = New-KvmTestManifest 'mem.psd1' "@{ Name = 'ids-mem'; MemoryStartupBytes = 256MB; MemoryMaximumBytes = 1GB; State = 'Running' }"
             Invoke-KvmDesiredState $m -Confirm:$false | Out-Null

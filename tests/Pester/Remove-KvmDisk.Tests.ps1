@@ -69,3 +69,57 @@ Describe 'Remove-KvmDisk' {
         Get-KvmCompletion 'Remove-KvmDisk -Name rd-' | Should -Be @('rd-a', 'rd-b')
     }
 }
+
+Describe 'Remove-KvmDisk on a running VM' {
+    BeforeAll {
+        New-KvmTestVm -Name rd-run | Out-Null
+        Add-KvmDisk rd-run -Path boot.raw -SizeBytes 1MB
+        Start-KvmVm rd-run
+        $script:run = Get-KvmVm rd-run
+        $script:disks = Join-Path $run.Path 'disks'
+    }
+    AfterAll { Remove-KvmTestVm rd-run }
+
+    It 'a hot-added disk: the guest releases it, the same kvmps-vmm no longer lists it, and the definition drops it' {
+        Add-KvmDisk rd-run -Path a.raw -SizeBytes 1MB
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'a.raw') | Should -Not -BeNullOrEmpty
+        Remove-KvmDisk rd-run -Path a.raw -TimeoutSec 30
+        $vm = Get-KvmVm rd-run
+        $vm.ProcessId | Should -Be $run.ProcessId
+        $vm.Disks.Path | Should -Not -Contain 'a.raw'
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'a.raw') | Should -BeNullOrEmpty
+        Join-Path $disks 'a.raw' | Should -Exist # the image is kept
+    }
+
+    It 'a paused guest cannot release it: DeviceRemovalTimedOut, and the disk stays attached and defined' {
+        Add-KvmDisk rd-run -Path b.raw -SizeBytes 1MB
+        Suspend-KvmVm rd-run
+        try {
+            Remove-KvmDisk rd-run -Path b.raw -TimeoutSec 1 -ErrorVariable err -ErrorAction SilentlyContinue
+            Assert-KvmError $err -ErrorId DeviceRemovalTimedOut -Command Remove-KvmDisk -Category OperationTimeout -TargetObject 'b.raw'
+            "$($err[0])" | Should -Match 'did not release'
+            (Get-KvmVm rd-run).Disks.Path | Should -Contain 'b.raw'
+            Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'b.raw') | Should -Not -BeNullOrEmpty
+        }
+        finally { Resume-KvmVm rd-run }
+    }
+
+    It 'the disk the VM started with: -Live refuses naming it; without it the definition drops it for the next start, with a warning' {
+        Remove-KvmDisk rd-run -Path boot.raw -Live -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Remove-KvmDisk -Category InvalidArgument -TargetObject 'rd-run'
+        "$($err[0])" | Should -Match 'was part of the VM when it started'
+        (Get-KvmVm rd-run).Disks.Path | Should -Contain 'boot.raw'
+        Remove-KvmDisk rd-run -Path boot.raw -WarningVariable warn -WarningAction SilentlyContinue
+        "$warn" | Should -Match 'restarted'
+        (Get-KvmVm rd-run).Disks.Path | Should -Not -Contain 'boot.raw'
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'boot.raw') | Should -Not -BeNullOrEmpty
+        (Get-KvmVm rd-run).ProcessId | Should -Be $run.ProcessId
+    }
+
+    It '-Config drops a hot-added disk from the definition only' {
+        Add-KvmDisk rd-run -Path c.raw -SizeBytes 1MB
+        Remove-KvmDisk rd-run -Path c.raw -Config -WarningAction SilentlyContinue
+        (Get-KvmVm rd-run).Disks.Path | Should -Not -Contain 'c.raw'
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'c.raw') | Should -Not -BeNullOrEmpty
+    }
+}

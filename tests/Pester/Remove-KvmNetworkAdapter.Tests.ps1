@@ -71,3 +71,37 @@ Describe 'Remove-KvmNetworkAdapter' {
         Get-KvmCompletion 'Remove-KvmNetworkAdapter rn' | Should -Be @('rn-a')
     }
 }
+
+Describe 'Remove-KvmNetworkAdapter on a running VM' {
+    BeforeAll {
+        $script:ns = 'kvt-rn' + [guid]::NewGuid().ToString('N').Substring(0, 6)
+        $script:run = Start-KvmTestVmInNamespace -Name rn-run -Namespace $ns -Setup "Add-KvmNetworkAdapter rn-run -TapName rnrun0 -MacAddress '52:54:00:bb:00:01' -Confirm:`$false"
+    }
+    AfterAll {
+        Remove-KvmTestVm rn-run
+        & ip netns delete $ns
+    }
+
+    It 'a hot-added adapter: the guest releases it, the same kvmps-vmm no longer lists it, and the definition drops it' {
+        Add-KvmNetworkAdapter rn-run -TapName rnrun1 -MacAddress '52:54:00:bb:00:02'
+        Get-KvmTestLiveDevice rn-run | Where-Object Mac -eq '52:54:00:bb:00:02' | Should -Not -BeNullOrEmpty
+        Remove-KvmNetworkAdapter rn-run -MacAddress '52:54:00:BB:00:02' -TimeoutSec 30
+        $vm = Get-KvmVm rn-run
+        $vm.ProcessId | Should -Be $run.ProcessId
+        $vm.NetworkAdapters | ForEach-Object { "$($_.MacAddress)" } | Should -Be @('52:54:00:bb:00:01')
+        Get-KvmTestLiveDevice rn-run | Where-Object Mac -eq '52:54:00:bb:00:02' | Should -BeNullOrEmpty
+    }
+
+    It 'the adapter the VM started with stays in the running VM and leaves the definition for the next start, with a warning' {
+        Remove-KvmNetworkAdapter rn-run -MacAddress '52:54:00:bb:00:01' -WarningVariable warn -WarningAction SilentlyContinue
+        "$warn" | Should -Match 'restarted'
+        @((Get-KvmVm rn-run).NetworkAdapters).Count | Should -Be 0
+        Get-KvmTestLiveDevice rn-run | Where-Object Mac -eq '52:54:00:bb:00:01' | Should -Not -BeNullOrEmpty
+    }
+
+    It 'refuses -Live and -Config together, removing nothing' {
+        Add-KvmNetworkAdapter rn-run -TapName rnrun3 -MacAddress '52:54:00:bb:00:03'
+        { Remove-KvmNetworkAdapter rn-run -MacAddress '52:54:00:bb:00:03' -Live -Config -ErrorAction Stop } | Should -Throw '*-Live or -Config, not both*'
+        (Get-KvmVm rn-run).NetworkAdapters | ForEach-Object { "$($_.MacAddress)" } | Should -Contain '52:54:00:bb:00:03'
+    }
+}

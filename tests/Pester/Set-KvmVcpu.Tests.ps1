@@ -56,6 +56,19 @@ Describe 'Set-KvmVcpu' {
         Remove-KvmTestVm cpu-four
     }
 
+    It '-Config stores a count for the next start only; -Live on a VM that is off changes nothing' {
+        $before = Get-KvmVm cpu-run
+        Set-KvmVcpu cpu-run -Count 2 -Config -WarningAction SilentlyContinue
+        $vm = Get-KvmVm cpu-run
+        $vm.Definition.Vcpus.Count | Should -Be 2
+        $vm.ProcessorCount | Should -Be $before.ProcessorCount -Because 'the running VMM keeps its vCPUs'
+        Set-KvmVcpu cpu-run -Count $before.Definition.Vcpus.Count -Config -WarningAction SilentlyContinue
+        Set-KvmVcpu cpu-a -Count 2 -Maximum 2 -Live -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId InvalidVmState -Command Set-KvmVcpu -Category InvalidOperation -TargetObject 'cpu-a'
+        (Get-KvmVm cpu-a).ProcessorCount | Should -Be 1
+        { Set-KvmVcpu cpu-a -Count 2 -Live -Config -ErrorAction Stop } | Should -Throw '*-Live or -Config, not both*'
+    }
+
     It 'refuses a count beyond the maximum of a running VM, naming the limit, and leaves it unchanged' {
         $before = Get-KvmVm cpu-run
         Set-KvmVcpu cpu-run -Count 5 -ErrorVariable err -ErrorAction SilentlyContinue

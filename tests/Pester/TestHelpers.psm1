@@ -108,6 +108,45 @@ function New-KvmTestVm {
     Get-KvmVm -Name $Name -ErrorAction Stop
 }
 
+<#
+The devices the VM's running kvmps-vmm lists in its describe reply (what the guest has now, hot-plugged ones
+included): one object per device with Type, Pci and the device's own options (Path, Format, Tap, Mac, ...).
+#>
+function Get-KvmTestLiveDevice {
+    param([Parameter(Mandatory)] [string] $Name)
+    $vm = Get-KvmVm -Name $Name -ErrorAction Stop
+    $client = [KvmPS.Management.Vmm.VmmClient]::Connect($vm.SocketPath, [TimeSpan]::FromSeconds(2), [TimeSpan]::FromSeconds(5))
+    try {
+        foreach ($device in $client.Describe().Devices) {
+            $properties = [ordered]@{ Type = $device.Type; Pci = $device.Pci }
+            if ($device.Options) { foreach ($key in $device.Options.Keys) { $properties[$key] = $device.Options[$key].ToString() } }
+            [pscustomobject]$properties
+        }
+    }
+    finally { $client.Dispose() }
+}
+
+<#
+Creates and starts a VM from a pwsh running inside the network namespace $Namespace (created here), so the taps
+its kvmps-vmm makes (at start and when adapters are hot-plugged later) stay in that namespace. $Setup runs inside
+between New-KvmVm and Start-KvmVm (e.g. Add-KvmNetworkAdapter). Remove the VM, then the namespace, when done.
+#>
+function Start-KvmTestVmInNamespace {
+    param([Parameter(Mandatory)] [string] $Name, [Parameter(Mandatory)] [string] $Namespace, [string] $Setup = '')
+    & ip netns add $Namespace
+    if ($LASTEXITCODE -ne 0) { throw "ip netns add $Namespace failed" }
+    $inside = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$((Get-Module KvmPS).Path)'
+New-KvmVm -Name $Name -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+$Setup
+Start-KvmVm $Name -Confirm:`$false
+"@
+    $output = & ip netns exec $Namespace (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "starting $Name in $Namespace failed: $output" }
+    Get-KvmVm -Name $Name -ErrorAction Stop
+}
+
 <# Turns the VM off and removes it if it exists (test clean-up; never fails). #>
 function Remove-KvmTestVm {
     param([Parameter(Mandatory)] [string[]] $Name)

@@ -36,3 +36,78 @@ public sealed class DiskImageNotFoundException : VmManagementException
 
     public string Path { get; }
 }
+
+/// <summary>How hot-plug errors name a device: "disk 'data.qcow2'", "network adapter 52:54:00:12:34:56".</summary>
+internal static class HotplugText
+{
+    public static string Device(string property, string device) => property switch
+    {
+        "Disks" => $"disk '{device}'",
+        "NetworkAdapters" => $"network adapter {device}",
+        _ => device,
+    };
+}
+
+/// <summary>
+/// The running VM's kvmps-vmm cannot hot-plug disks or network adapters (an older VMM: it answers <c>device.add</c> or
+/// <c>device.remove</c> as an unknown request). Nothing was changed: stop the VM first, or store the change for the next
+/// start only (<c>-Config</c>, <c>--config</c>).
+/// </summary>
+public sealed class VmDeviceHotplugNotSupportedException : VmManagementException
+{
+    public VmDeviceHotplugNotSupportedException(string vmName, string property, string device, Exception? inner = null)
+        : base(vmName, $"VM '{vmName}': {property}: {HotplugText.Device(property, device)}: {VmManager.HotplugMissingAdvice}", inner)
+    {
+        Property = property;
+        Device = device;
+    }
+
+    public string Property { get; }
+    public string Device { get; }
+}
+
+/// <summary>
+/// The running VM (its VMM or its guest) refused to hot-plug or unplug a device: <see cref="VmmCode"/> and
+/// <see cref="VmmReason"/> are the VMM's words (an image it cannot open, no free PCI slot, a device not hot-pluggable).
+/// The device is as it was before the request.
+/// </summary>
+public sealed class VmDeviceHotplugRefusedException : VmManagementException
+{
+    public VmDeviceHotplugRefusedException(string vmName, string property, string device, string action, string vmmCode, string vmmReason, Exception? inner = null)
+        : base(vmName, $"VM '{vmName}': {property}: the running VM refused {action} {HotplugText.Device(property, device)}: {vmmCode}: {vmmReason}", inner)
+    {
+        Property = property;
+        Device = device;
+        VmmCode = vmmCode;
+        VmmReason = vmmReason;
+    }
+
+    public string Property { get; }
+    /// <summary>The disk's path as in the definition, or the adapter's MAC address.</summary>
+    public string Device { get; }
+    public string VmmCode { get; }
+    public string VmmReason { get; }
+}
+
+/// <summary>
+/// The guest did not release a device asked to be removed within <see cref="Timeout"/>: the device stays attached and
+/// working (the eject request stays pending in the VM; nothing is torn down under the guest), and the definition keeps it.
+/// </summary>
+public sealed class VmDeviceRemovalTimeoutException : VmManagementException
+{
+    public VmDeviceRemovalTimeoutException(string vmName, string property, string device, string pci, TimeSpan timeout)
+        : base(vmName, $"VM '{vmName}': the guest did not release {HotplugText.Device(property, device)} (PCI {pci}) within {timeout.TotalSeconds:0.###} s; " +
+                       "it stays attached and in the definition (the eject request is still pending: try again with a longer timeout, or stop the VM and remove it then)")
+    {
+        Property = property;
+        Device = device;
+        Pci = pci;
+        Timeout = timeout;
+    }
+
+    public string Property { get; }
+    public string Device { get; }
+    /// <summary>The device's PCI address in the VM (bus:slot.function).</summary>
+    public string Pci { get; }
+    public TimeSpan Timeout { get; }
+}

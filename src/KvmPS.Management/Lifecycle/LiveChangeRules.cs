@@ -17,9 +17,27 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
     /// </summary>
     public long? MaximumMemoryBytes { get; init; }
 
+    /// <summary>The VMM lists <c>device.add</c>/<c>device.remove</c>: disks and network adapters are hot-plugged (ACPI PCI hot-plug).</summary>
+    public bool DeviceHotplug { get; init; }
+
+    /// <summary>
+    /// The definition's disks (by path as in the definition) that the VMM was started with: they cannot be removed while
+    /// it runs (only hot-plugged devices can), so removing one needs a restart.
+    /// </summary>
+    public IReadOnlySet<string> ColdPluggedDisks { get; init; } = new HashSet<string>();
+
+    /// <summary>The definition's adapters (by MAC) the VMM was started with; see <see cref="ColdPluggedDisks"/>.</summary>
+    public IReadOnlySet<string> ColdPluggedAdapters { get; init; } = new HashSet<string>();
+
     /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
     public static LiveLimits? From(VmLiveInfo? live) => live is null ? null
-        : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes) { MaximumMemoryBytes = live.MemoryMaximumBytes };
+        : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes)
+        {
+            MaximumMemoryBytes = live.MemoryMaximumBytes,
+            DeviceHotplug = live.DeviceHotplug,
+            ColdPluggedDisks = live.ColdPluggedDisks,
+            ColdPluggedAdapters = live.ColdPluggedAdapters,
+        };
 }
 
 /// <summary>How a definition change should reach a running VM (virsh's <c>--live</c> / <c>--config</c> / <c>--current</c>).</summary>
@@ -44,7 +62,9 @@ public static class LiveChangeRules
     /// <summary>
     /// True when <paramref name="property"/> can go from <paramref name="before"/> to <paramref name="after"/> on a VMM
     /// with <paramref name="limits"/>: the vCPU count within the VMM's maximum (ACPI CPU hot-plug), and the memory
-    /// between the boot memory and the stored maximum when the VMM resizes memory. A new maximum, boot source, disks, … need a restart.
+    /// between the boot memory and the stored maximum when the VMM resizes memory, disks and network adapters added or
+    /// removed whole when the VMM hot-plugs devices (a device the VMM was started with cannot be removed while it runs).
+    /// A new maximum, boot source, a disk changed in place, … need a restart.
     /// </summary>
     public static bool CanApplyLive(string property, VmDefinition before, VmDefinition after, LiveLimits limits)
     {
@@ -57,6 +77,10 @@ public static class LiveChangeRules
             // The VMM's memory ceiling is the maximum it was started with (a maximum stored since with --config is not it).
             "MemoryStartupBytes" => limits.MemoryResize && after.Memory.StartupBytes >= limits.BootMemoryBytes
                                     && after.Memory.StartupBytes <= (limits.MaximumMemoryBytes ?? before.Memory.MaximumBytes),
+            "Disks" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.Disks, after.Disks, DeviceChange.DiskKey)
+                       && !DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).Any(d => limits.ColdPluggedDisks.Contains(DeviceChange.DiskKey(d))),
+            "NetworkAdapters" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey)
+                       && !DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).Any(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))),
             _ => false,
         };
     }
@@ -67,4 +91,43 @@ public static class LiveChangeRules
             .Select(d => d.Property)
             .Where(p => !VmDefinitionDiff.HostOnlyProperties.Contains(p) && (limits is null || !CanApplyLive(p, before, after, limits)))
             .ToList();
+}
+
+/// <summary>
+/// A change to a device list (disks, network adapters) as hot-plug sees it: the entries removed and the entries added,
+/// each identified by its key (a disk by its path, an adapter by its MAC). An entry kept under the same key but with
+/// other settings is neither: a running device cannot be changed in place.
+/// </summary>
+public static class DeviceChange
+{
+    public static string DiskKey(DiskDefinition disk) => disk.Path;
+
+    public static string AdapterKey(NetworkAdapterDefinition adapter) => adapter.MacAddress.ToString();
+
+    /// <summary>Entries of <paramref name="before"/> whose key <paramref name="after"/> does not have.</summary>
+    public static IReadOnlyList<T> Removed<T>(IReadOnlyList<T> before, IReadOnlyList<T> after, Func<T, string> key)
+    {
+        var kept = after.Select(key).ToHashSet(StringComparer.Ordinal);
+        return before.Where(x => !kept.Contains(key(x))).ToList();
+    }
+
+    /// <summary>Entries of <paramref name="after"/> whose key <paramref name="before"/> does not have, with their index in <paramref name="after"/>.</summary>
+    public static IReadOnlyList<(T Entry, int Index)> Added<T>(IReadOnlyList<T> before, IReadOnlyList<T> after, Func<T, string> key)
+    {
+        var had = before.Select(key).ToHashSet(StringComparer.Ordinal);
+        return after.Select((x, i) => (x, i)).Where(e => !had.Contains(key(e.x))).ToList();
+    }
+
+    /// <summary>
+    /// True when every entry both lists share is unchanged and in the same order: the change is whole devices added or
+    /// removed, which hot-plug can do. Settings changed in place or a new order only take effect at the next start.
+    /// </summary>
+    public static bool OnlyAddsOrRemoves<T>(IReadOnlyList<T> before, IReadOnlyList<T> after, Func<T, string> key)
+    {
+        var afterKeys = after.Select(key).ToHashSet(StringComparer.Ordinal);
+        var beforeKeys = before.Select(key).ToHashSet(StringComparer.Ordinal);
+        var keptBefore = before.Where(x => afterKeys.Contains(key(x))).ToList();
+        var keptAfter = after.Where(x => beforeKeys.Contains(key(x))).ToList();
+        return keptBefore.SequenceEqual(keptAfter);
+    }
 }

@@ -59,6 +59,15 @@ public sealed record VmLiveInfo(
     /// <summary>The VMM resizes guest memory live (<c>memory.set</c>, virtio-mem) within the maximum it was started with.</summary>
     public bool MemoryResize { get; init; }
 
+    /// <summary>The VMM hot-plugs disks and network adapters (<c>device.add</c>, <c>device.remove</c>).</summary>
+    public bool DeviceHotplug { get; init; }
+
+    /// <summary>The definition's disks (paths as in the definition) the VMM was started with: removing one needs a restart.</summary>
+    public IReadOnlySet<string> ColdPluggedDisks { get; init; } = new HashSet<string>();
+
+    /// <summary>The definition's adapters (MACs) the VMM was started with: removing one needs a restart.</summary>
+    public IReadOnlySet<string> ColdPluggedAdapters { get; init; } = new HashSet<string>();
+
     /// <summary>The memory ceiling the VMM was started with (virtio-mem); null without one.</summary>
     public long? MemoryMaximumBytes { get; init; }
 

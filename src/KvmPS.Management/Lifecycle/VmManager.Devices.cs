@@ -53,7 +53,7 @@ public sealed partial class VmManager
     private void RefuseMemoryAboveRunningMaximum(string name, long startupBytes)
     {
         var snapshot = Probe(name);
-        if (snapshot is not { Active: true, State: VmState.Running or VmState.Paused } || LimitsOf(snapshot) is not { MemoryResize: true } limits)
+        if (snapshot is not { Active: true, State: VmState.Running or VmState.Paused } || LimitsOf(snapshot, Store.Get(name)) is not { MemoryResize: true } limits)
             return;
         if (limits.MaximumMemoryBytes is { } maximum && startupBytes > maximum)
             throw new ManagementValidationException(name, "MemoryStartupBytes",
@@ -88,8 +88,11 @@ public sealed partial class VmManager
     /// Attaches a disk image, creating it first when <see cref="DiskAttachRequest.CreateSizeBytes"/> is given.
     /// An image created here is deleted again if the definition cannot take the disk, so a failed call leaves
     /// nothing behind. Without a size the image must exist (<see cref="DiskImageNotFoundException"/>).
+    /// On a running VM the disk is hot-plugged (see <see cref="Update"/> for <paramref name="scope"/>) and stored once the
+    /// VMM has it; a VMM that cannot hot-plug is <see cref="VmDeviceHotplugNotSupportedException"/>, one that refuses the
+    /// disk <see cref="VmDeviceHotplugRefusedException"/> (an image created here is deleted again then).
     /// </summary>
-    public ChangeResult AttachDisk(string name, DiskAttachRequest request)
+    public ChangeResult AttachDisk(string name, DiskAttachRequest request, ChangeScope scope = ChangeScope.Current)
     {
         var plan = PlanDiskAttach(name, request);
         // Every definition rule is checked before an image is created (VmNotFound, a raw image with a backing file, a path used twice).
@@ -111,7 +114,7 @@ public sealed partial class VmManager
             throw new DiskImageNotFoundException(name, plan.FullPath);
         try
         {
-            return Update(name, d => d with { Disks = new ValueList<DiskDefinition>(d.Disks.Append(plan.Disk)) });
+            return Update(name, d => d with { Disks = new ValueList<DiskDefinition>(d.Disks.Append(plan.Disk)) }, scope);
         }
         catch when (created)
         {
@@ -134,18 +137,24 @@ public sealed partial class VmManager
                ?? throw new VmDeviceNotFoundException(definition.Name, "Disks.Path", path, $"VM '{definition.Name}' has no disk '{path}'");
     }
 
-    /// <summary>Detaches a disk (see <see cref="FindDisk(string, string)"/>); the image file is kept.</summary>
-    public ChangeResult DetachDisk(string name, string path) => Update(name, d =>
+    /// <summary>
+    /// Detaches a disk (see <see cref="FindDisk(string, string)"/>); the image file is kept. On a running VM the guest is
+    /// asked to release it first and the definition changes only once it has: a guest that keeps it past
+    /// <paramref name="removeTimeout"/> (default <see cref="VmManagerOptions.DeviceRemoveTimeout"/>) is
+    /// <see cref="VmDeviceRemovalTimeoutException"/>, and the disk stays attached and defined.
+    /// </summary>
+    public ChangeResult DetachDisk(string name, string path, ChangeScope scope = ChangeScope.Current, TimeSpan? removeTimeout = null) => Update(name, d =>
     {
         var disk = FindDisk(d, path);
         return d with { Disks = new ValueList<DiskDefinition>(d.Disks.Where(x => x.Path != disk.Path)) };
-    });
+    }, scope, removeTimeout);
 
     /// <summary>
     /// Adds a virtio-net adapter on a bridge or an existing tap (exactly one). Without a MAC it gets the
-    /// generated one for its position (<see cref="NetworkAdapterDefinition.GenerateMac"/>).
+    /// generated one for its position (<see cref="NetworkAdapterDefinition.GenerateMac"/>). On a running VM it is
+    /// hot-plugged (see <see cref="AttachDisk"/>).
     /// </summary>
-    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null)
+    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null, ChangeScope scope = ChangeScope.Current)
     {
         if ((tapName is null) == (bridgeName is null))
             throw new ManagementValidationException(name, "NetworkAdapters.Bridge", "give exactly one of NetworkAdapters.Bridge and NetworkAdapters.Tap");
@@ -154,17 +163,45 @@ public sealed partial class VmManager
             var mac = macAddress ?? NetworkAdapterDefinition.GenerateMac(d.Name, d.NetworkAdapters.Count, d.NetworkAdapters.Select(a => a.MacAddress));
             var adapter = new NetworkAdapterDefinition(tapName, bridgeName, mac);
             return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Append(adapter)) };
-        });
+        }, scope);
     }
 
-    /// <summary>Removes the adapters with these MACs; a MAC the VM does not have is <see cref="VmDeviceNotFoundException"/>.</summary>
-    public ChangeResult RemoveNetworkAdapters(string name, IReadOnlyCollection<MacAddress> macAddresses) => Update(name, d =>
+    /// <summary>
+    /// Removes the adapters with these MACs; a MAC the VM does not have is <see cref="VmDeviceNotFoundException"/>.
+    /// On a running VM the guest releases them first (see <see cref="DetachDisk"/>).
+    /// </summary>
+    public ChangeResult RemoveNetworkAdapters(string name, IReadOnlyCollection<MacAddress> macAddresses, ChangeScope scope = ChangeScope.Current, TimeSpan? removeTimeout = null) => Update(name, d =>
     {
         foreach (var mac in macAddresses)
             if (!d.NetworkAdapters.Any(a => a.MacAddress == mac))
                 throw new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", mac.ToString(), $"VM '{name}' has no network adapter with MAC address {mac}");
         return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Where(a => !macAddresses.Contains(a.MacAddress))) };
-    });
+    }, scope, removeTimeout);
+
+    /// <summary>
+    /// The VM's network adapter with this MAC address, or on this tap (its own, or the one generated for an adapter
+    /// that names only a bridge). Throws <see cref="VmDeviceNotFoundException"/> when it has none.
+    /// </summary>
+    public NetworkAdapterDefinition FindNetworkAdapter(string name, string macOrTap)
+    {
+        ArgumentNullException.ThrowIfNull(macOrTap);
+        var definition = Store.Get(name);
+        MacAddress? mac = null;
+        try
+        {
+            mac = MacAddress.Parse(macOrTap);
+        }
+        catch (ValueFormatException)
+        {
+        }
+        for (var i = 0; i < definition.NetworkAdapters.Count; i++)
+        {
+            var adapter = definition.NetworkAdapters[i];
+            if (adapter.MacAddress == mac || (adapter.TapName ?? Vmm.VmmConfigBuilder.GeneratedTapName(name, i)) == macOrTap)
+                return adapter;
+        }
+        throw new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", macOrTap, $"VM '{name}' has no network adapter with MAC address or tap '{macOrTap}'");
+    }
 
     /// <summary>Adds PCI functions (already checked with <see cref="HostDevices.PciPassthroughCheck"/>); one already attached is <see cref="VmDeviceAlreadyAttachedException"/>.</summary>
     public ChangeResult AddPciPassthrough(string name, IReadOnlyCollection<PciAddress> addresses) => Update(name, d =>

@@ -14,8 +14,22 @@ public sealed partial class VmManager
     /// if the VMM refuses, nothing is stored and the VM is unchanged), the rest is <see cref="ChangeApplication.RestartNeeded"/>.
     /// <paramref name="scope"/> <see cref="ChangeScope.Config"/> applies nothing live; <see cref="ChangeScope.Live"/>
     /// refuses (nothing changes) unless the VM runs and every VMM-visible change applies live.
+    /// <para>Disks and network adapters added or removed on a running VM are hot-plugged (<see cref="ApplyDevicesLive"/>),
+    /// after every other live change; a removal waits up to <paramref name="deviceRemoveTimeout"/> (default
+    /// <see cref="VmManagerOptions.DeviceRemoveTimeout"/>) for the guest to release the device, without holding the store
+    /// lock, and the device leaves the definition once it has (<see cref="VmDeviceRemovalTimeoutException"/> when it has
+    /// not). If one of several device changes fails, the definition stored is what the VM then has (the devices
+    /// hot-plugged so far), and the error is thrown.</para>
     /// </summary>
-    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope = ChangeScope.Current)
+    public ChangeResult Update(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope = ChangeScope.Current, TimeSpan? deviceRemoveTimeout = null)
+    {
+        var timeout = deviceRemoveTimeout ?? Options.DeviceRemoveTimeout;
+        var (result, ejecting) = UpdateLocked(name, change, scope);
+        // Waiting for a guest never holds the store lock (as for a graceful stop): the ejects were requested under it.
+        return ejecting.Count == 0 ? result : FinishRemovals(result, ejecting, timeout);
+    }
+
+    private (ChangeResult Result, IReadOnlyList<PendingRemoval> Ejecting) UpdateLocked(string name, Func<VmDefinition, VmDefinition> change, ChangeScope scope)
     {
         ArgumentNullException.ThrowIfNull(change);
         using (Store.Lock())
@@ -27,12 +41,12 @@ public sealed partial class VmManager
             after.Validate();
             var differences = VmDefinitionDiff.Compare(before, after);
             var snapshot = Probe(name);
-            var limits = snapshot is { Active: true, State: VmState.Running or VmState.Paused } ? LimitsOf(snapshot) : null;
+            var limits = snapshot is { Active: true, State: VmState.Running or VmState.Paused } ? LimitsOf(snapshot, before) : null;
             if (scope == ChangeScope.Live && limits is null)
                 throw new VmStateException(name, snapshot.State,
                     $"VM '{name}' is {Describe(snapshot.State)}; a live change needs it running or paused (change the stored definition only with --config)");
             if (differences.Count == 0)
-                return new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>());
+                return (new ChangeResult(before, before, snapshot.State, Array.Empty<PropertyChange>()), []);
 
             var changes = new List<PropertyChange>();
             foreach (var (property, old, @new) in differences)
@@ -41,14 +55,20 @@ public sealed partial class VmManager
                     : scope != ChangeScope.Config && limits is not null && LiveChangeRules.CanApplyLive(property, before, after, limits) ? ChangeApplication.AppliedLive
                     : ChangeApplication.RestartNeeded;
                 if (scope == ChangeScope.Live && application == ChangeApplication.RestartNeeded)
-                    throw new ManagementValidationException(name, property, NotLiveReason(property, after, limits!));
+                    throw new ManagementValidationException(name, property, NotLiveReason(property, before, after, limits!));
                 changes.Add(new PropertyChange(property, old, @new, application));
             }
             // The VMM first: if it refuses, nothing has been stored and the VM runs as before.
-            foreach (var live in changes.Where(c => c.Application == ChangeApplication.AppliedLive))
+            foreach (var live in changes.Where(c => c.Application == ChangeApplication.AppliedLive && !IsDeviceList(c.Property)))
                 ApplyLive(name, live.Property, after);
-            Store.UpdateWhileLocked(after);
-            return new ChangeResult(before, after, snapshot.State, changes);
+            // Devices last: each hot-plug is its own step the guest takes part in, so a failure part-way is stored as it stands.
+            // Devices whose eject the guest has not finished stay in the stored definition until it has (FinishRemovals).
+            IReadOnlyList<PendingRemoval> ejecting = [];
+            var stored = after;
+            if (changes.Any(c => c.Application == ChangeApplication.AppliedLive && IsDeviceList(c.Property)))
+                (stored, ejecting) = ApplyDevicesLive(name, before, after);
+            Store.UpdateWhileLocked(stored);
+            return (new ChangeResult(before, stored, snapshot.State, changes), ejecting);
         }
     }
 
@@ -141,12 +161,19 @@ public sealed partial class VmManager
     }
 
     /// <summary>What the running VMM can change, from its <c>describe</c> reply (taken by the probe).</summary>
-    private static LiveLimits? LimitsOf(RuntimeSnapshot snapshot) => snapshot.Description is { } description
-        ? new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
+    private LiveLimits? LimitsOf(RuntimeSnapshot snapshot, VmDefinition definition)
+    {
+        if (snapshot.Description is not { } description)
+            return null;
+        var (coldDisks, coldAdapters) = ColdPluggedDevices.Of(definition, description, p => Store.ResolveDiskPath(definition.Name, p));
+        return new LiveLimits(description.MaxVcpus, SupportsMemoryResize(description), description.MemoryBytes)
         {
             MaximumMemoryBytes = snapshot.Memory?.MaximumBytes,
-        }
-        : null;
+            DeviceHotplug = SupportsDeviceHotplug(description),
+            ColdPluggedDisks = coldDisks,
+            ColdPluggedAdapters = coldAdapters,
+        };
+    }
 
     /// <summary>
     /// The VMM resizes memory when it answers <c>memory.set</c>: it was started with a maximum above its boot memory
@@ -192,12 +219,19 @@ public sealed partial class VmManager
         }
     }
 
-    private static string NotLiveReason(string property, VmDefinition after, LiveLimits limits) => property switch
+    private static string NotLiveReason(string property, VmDefinition before, VmDefinition after, LiveLimits limits) => property switch
     {
         "VcpuCount" => $"{after.Vcpus.Count} vCPUs exceed the running VM's maximum of {limits.MaxVcpus} (the VcpuMaximum it was started with; a higher maximum needs a restart)",
         "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
+        "Disks" or "NetworkAdapters" when !limits.DeviceHotplug => HotplugMissingAdvice,
+        "Disks" when DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).FirstOrDefault(d => limits.ColdPluggedDisks.Contains(d.Path)) is { } cold =>
+            $"disk '{cold.Path}' was part of the VM when it started: only disks added since can be removed while it runs; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
+        "NetworkAdapters" when DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).FirstOrDefault(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))) is { } coldAdapter =>
+            $"network adapter {coldAdapter.MacAddress} was part of the VM when it started: only adapters added since can be removed while it runs; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
+        "Disks" => "a disk the running VM has cannot be changed in place (or reordered); detach it and attach it again, or the change needs a restart",
+        "NetworkAdapters" => "a network adapter the running VM has cannot be changed in place (or reordered); remove it and add it again, or the change needs a restart",
         "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory of {SizeParser.Format(limits.MaximumMemoryBytes ?? after.Memory.MaximumBytes)} the running VM was started with (MemoryMaximumBytes; a higher maximum needs a restart)",
         _ => "cannot be changed on a running VM; the change needs a restart",
     };

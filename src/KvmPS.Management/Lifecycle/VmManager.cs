@@ -21,6 +21,12 @@ public sealed record VmManagerOptions
     /// <summary>How long to wait for the VMM process to exit after it confirmed a stop, before killing it.</summary>
     public TimeSpan ExitTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long removing a disk or network adapter from a running VM waits for the guest to release it (ACPI eject)
+    /// before it reports that the guest kept it.
+    /// </summary>
+    public TimeSpan DeviceRemoveTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How many VMs <see cref="VmManager.Autostart"/> starts at once.</summary>
     public int AutostartParallelism { get; init; } = 4;
 }
@@ -334,14 +340,20 @@ public sealed partial class VmManager
         var name = definition.Name;
         VmLiveInfo? live = null;
         if (snapshot is { Status: { } status, Description: { } description })
+        {
+            var (coldDisks, coldAdapters) = ColdPluggedDevices.Of(definition, description, p => Store.ResolveDiskPath(name, p));
             live = new VmLiveInfo(PresentVcpus(description, status), description.MaxVcpus, description.MemoryBytes, status.Boots, status.NestedPvm,
                 description.Kernel, description.Cmdline, description.Version, status.Exit)
             {
                 MemoryResize = SupportsMemoryResize(description),
+                DeviceHotplug = SupportsDeviceHotplug(description),
+                ColdPluggedDisks = coldDisks,
+                ColdPluggedAdapters = coldAdapters,
                 MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
                 MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
                 MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,
             };
+        }
         return new VmInfo
         {
             Definition = definition,

@@ -78,31 +78,50 @@ public static class VmmConfigBuilder
             disks.Insert(0, first);
         }
         var devices = new List<DeviceSpec>();
-        foreach (var (disk, index) in disks)
-        {
-            string serial = $"{definition.Name}-d{index}";
-            devices.Add(new BlockDeviceSpec
-            {
-                Path = resolveDiskPath(disk.Path),
-                Format = disk.Format == DiskFormat.Qcow2 ? BlockImageFormat.Qcow2 : BlockImageFormat.Raw,
-                ReadOnly = disk.ReadOnly,
-                Serial = serial.Length <= 20 ? serial : serial[^20..],
-            });
-        }
+        foreach (var (_, index) in disks)
+            devices.Add(DiskDevice(definition, index, resolveDiskPath));
         for (int i = 0; i < definition.NetworkAdapters.Count; i++)
-        {
-            var nic = definition.NetworkAdapters[i];
-            devices.Add(new NetDeviceSpec
-            {
-                Tap = nic.TapName ?? GeneratedTapName(definition.Name, i),
-                Bridge = nic.BridgeName,
-                Mac = nic.MacAddress.ToString(),
-            });
-        }
+            devices.Add(NetworkAdapterDevice(definition, i));
         if (definition.BalloonEnabled)
             // deflate_on_oom: a guest short of memory may take pages back rather than fail; stats every 5 s for Invoke-KvmBalloon.
             devices.Add(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 });
         return devices;
+    }
+
+    /// <summary>
+    /// The virtio-blk device for disk <paramref name="index"/> of <paramref name="definition"/>, with the serial
+    /// "NAME-dN" (its last 20 characters: virtio-blk's limit). The one mapping for a VM's start and a disk hot-plugged
+    /// into it (<c>device.add</c>).
+    /// </summary>
+    public static BlockDeviceSpec DiskDevice(VmDefinition definition, int index, Func<string, string>? resolveDiskPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        var disk = definition.Disks[index];
+        string serial = $"{definition.Name}-d{index}";
+        return new BlockDeviceSpec
+        {
+            Path = (resolveDiskPath ?? Path.GetFullPath)(disk.Path),
+            Format = disk.Format == DiskFormat.Qcow2 ? BlockImageFormat.Qcow2 : BlockImageFormat.Raw,
+            ReadOnly = disk.ReadOnly,
+            Serial = serial.Length <= 20 ? serial : serial[^20..],
+        };
+    }
+
+    /// <summary>
+    /// The virtio-net device for network adapter <paramref name="index"/>: its tap, or <paramref name="generatedTap"/>
+    /// (default <see cref="GeneratedTapName"/> for the index) for one that names only a bridge. The one mapping for a
+    /// VM's start and an adapter hot-plugged into it (<c>device.add</c>).
+    /// </summary>
+    public static NetDeviceSpec NetworkAdapterDevice(VmDefinition definition, int index, string? generatedTap = null)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        var nic = definition.NetworkAdapters[index];
+        return new NetDeviceSpec
+        {
+            Tap = nic.TapName ?? generatedTap ?? GeneratedTapName(definition.Name, index),
+            Bridge = nic.BridgeName,
+            Mac = nic.MacAddress.ToString(),
+        };
     }
 
     /// <summary>A stable tap name for an adapter that names only a bridge: "kv" + 8 hex digits of the VM name + "n" + index (≤ 15 bytes, IFNAMSIZ).</summary>

@@ -6,7 +6,7 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Add-KvmDisk: attaches a disk image to the VM's definition, creating the image first with -SizeBytes.</summary>
+/// <summary>Add-KvmDisk: attaches a disk image to the VM (hot-plugged into a running one) and its definition, creating the image first with -SizeBytes.</summary>
 [Cmdlet(VerbsCommon.Add, "KvmDisk", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class AddKvmDiskCommand : KvmVmCmdletBase
@@ -33,8 +33,18 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 
+    /// <summary>Change the running VM now (and store it); refused when the VM is not running or cannot take it live.</summary>
+    [Parameter]
+    public SwitchParameter Live { get; set; }
+
+    /// <summary>Store the change for the next start only: a running VM keeps its devices until it is restarted.</summary>
+    [Parameter]
+    public SwitchParameter Config { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
+
+    protected override void Begin() => LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
 
     protected override void ProcessVm(string name)
     {
@@ -44,9 +54,10 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
         var action = SizeBytes is { } size
             ? $"Create {plan.Disk.Format} image '{plan.FullPath}' ({SizeParser.Format(size)}) and attach it"
             : $"Attach disk '{plan.FullPath}'";
-        if (!Output.ShouldProcess(name, action))
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        if (!Output.ShouldProcess(name, action + LiveChangeParameters.Describe(scope)))
             return;
-        ReportChange(Manager.AttachDisk(name, request), restartIfNeeded: false);
+        ReportChange(Manager.AttachDisk(name, request, scope), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }

@@ -5,7 +5,7 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Add-KvmNetworkAdapter: adds a virtio-net adapter on a bridge or an existing tap device.</summary>
+/// <summary>Add-KvmNetworkAdapter: adds a virtio-net adapter on a bridge or an existing tap device (hot-plugged into a running VM).</summary>
 [Cmdlet(VerbsCommon.Add, "KvmNetworkAdapter", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
@@ -26,6 +26,14 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     [ValidateNotNullOrEmpty]
     public string? MacAddress { get; set; }
 
+    /// <summary>Change the running VM now (and store it); refused when the VM is not running or cannot take it live.</summary>
+    [Parameter]
+    public SwitchParameter Live { get; set; }
+
+    /// <summary>Store the change for the next start only: a running VM keeps its devices until it is restarted.</summary>
+    [Parameter]
+    public SwitchParameter Config { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -33,14 +41,17 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     {
         if ((BridgeName is null) == (TapName is null))
             throw KvmParameterException.Combination(BridgeName is null ? nameof(TapName) : nameof(BridgeName), BridgeName ?? TapName, "Give exactly one of -BridgeName and -TapName.");
+        LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
     }
 
     protected override void ProcessVm(string name)
     {
         var mac = MacAddress is null ? (MacAddress?)null : KvmParameterException.Parse(nameof(MacAddress), MacAddress, Management.Definitions.MacAddress.Parse);
-        if (!Output.ShouldProcess(name, BridgeName is not null ? $"Add a network adapter on bridge '{BridgeName}'" : $"Add a network adapter on tap '{TapName}'"))
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        var action = BridgeName is not null ? $"Add a network adapter on bridge '{BridgeName}'" : $"Add a network adapter on tap '{TapName}'";
+        if (!Output.ShouldProcess(name, action + LiveChangeParameters.Describe(scope)))
             return;
-        ReportChange(Manager.AddNetworkAdapter(name, TapName, BridgeName, mac), restartIfNeeded: false);
+        ReportChange(Manager.AddNetworkAdapter(name, TapName, BridgeName, mac, scope), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }

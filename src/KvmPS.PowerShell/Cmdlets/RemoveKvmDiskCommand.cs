@@ -6,7 +6,7 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Remove-KvmDisk: detaches a disk from the VM's definition. The image file is left as it is.</summary>
+/// <summary>Remove-KvmDisk: detaches a disk from the VM (a running guest releases it first) and its definition. The image file is left as it is.</summary>
 [Cmdlet(VerbsCommon.Remove, "KvmDisk", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class RemoveKvmDiskCommand : KvmVmCmdletBase
@@ -17,16 +17,32 @@ public sealed class RemoveKvmDiskCommand : KvmVmCmdletBase
     [ArgumentCompleter(typeof(VmDeviceCompleter))]
     public string Path { get; set; } = "";
 
+    /// <summary>On a running VM: how long to wait for the guest to release the device (default 30 s).</summary>
+    [Parameter]
+    [ValidateRange(0, LiveChangeParameters.MaximumTimeoutSec)]
+    public int? TimeoutSec { get; set; }
+
+    /// <summary>Change the running VM now (and store it); refused when the VM is not running or cannot take it live.</summary>
+    [Parameter]
+    public SwitchParameter Live { get; set; }
+
+    /// <summary>Store the change for the next start only: a running VM keeps its devices until it is restarted.</summary>
+    [Parameter]
+    public SwitchParameter Config { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
+
+    protected override void Begin() => LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
 
     protected override void ProcessVm(string name)
     {
         var wanted = System.IO.Path.IsPathRooted(Path) || Path.StartsWith('~') ? ResolvePath(Path) : Path;
         var disk = Manager.FindDisk(name, wanted);
-        if (!Output.ShouldProcess(name, $"Detach disk '{disk.Path}' (the image file is kept)"))
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        if (!Output.ShouldProcess(name, $"Detach disk '{disk.Path}'{LiveChangeParameters.Describe(scope)} (the image file is kept)"))
             return;
-        ReportChange(Manager.DetachDisk(name, wanted), restartIfNeeded: false);
+        ReportChange(Manager.DetachDisk(name, wanted, scope, TimeoutSec is { } seconds ? TimeSpan.FromSeconds(seconds) : null), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }

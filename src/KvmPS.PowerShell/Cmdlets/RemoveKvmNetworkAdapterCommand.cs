@@ -7,7 +7,7 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Remove-KvmNetworkAdapter: removes network adapters, identified by MAC address.</summary>
+/// <summary>Remove-KvmNetworkAdapter: removes network adapters, identified by MAC address (a running guest releases them first).</summary>
 [Cmdlet(VerbsCommon.Remove, "KvmNetworkAdapter", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
@@ -17,8 +17,23 @@ public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
     [ArgumentCompleter(typeof(VmDeviceCompleter))]
     public string[] MacAddress { get; set; } = Array.Empty<string>();
 
+    /// <summary>On a running VM: how long to wait for the guest to release the device (default 30 s).</summary>
+    [Parameter]
+    [ValidateRange(0, LiveChangeParameters.MaximumTimeoutSec)]
+    public int? TimeoutSec { get; set; }
+
+    /// <summary>Change the running VM now (and store it); refused when the VM is not running or cannot take it live.</summary>
+    [Parameter]
+    public SwitchParameter Live { get; set; }
+
+    /// <summary>Store the change for the next start only: a running VM keeps its devices until it is restarted.</summary>
+    [Parameter]
+    public SwitchParameter Config { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
+
+    protected override void Begin() => LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
 
     protected override void ProcessVm(string name)
     {
@@ -32,9 +47,10 @@ public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
             else
                 Output.WriteError(ErrorFor(new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", text, $"VM '{name}' has no network adapter with MAC address {mac}"), text));
         }
-        if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove network {DisplayText.Count(remove.Count, "adapter")} {string.Join(", ", remove)}"))
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove network {DisplayText.Count(remove.Count, "adapter")} {string.Join(", ", remove)}{LiveChangeParameters.Describe(scope)}"))
             return;
-        ReportChange(Manager.RemoveNetworkAdapters(name, remove), restartIfNeeded: false);
+        ReportChange(Manager.RemoveNetworkAdapters(name, remove, scope, TimeoutSec is { } seconds ? TimeSpan.FromSeconds(seconds) : null), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }

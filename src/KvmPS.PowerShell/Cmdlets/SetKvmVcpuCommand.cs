@@ -23,6 +23,14 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter RestartIfNeeded { get; set; }
 
+    /// <summary>Change the running VM now (and store it); refused, changing nothing, when it cannot take the change live.</summary>
+    [Parameter]
+    public SwitchParameter Live { get; set; }
+
+    /// <summary>Store the change only: a running VM keeps its vCPUs until it is restarted.</summary>
+    [Parameter]
+    public SwitchParameter Config { get; set; }
+
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -30,6 +38,7 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
     {
         if (Count is null && Maximum is null)
             throw KvmParameterException.Combination(nameof(Count), null, "Give -Count, -Maximum or both.");
+        LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
     }
 
     protected override void ProcessVm(string name)
@@ -37,10 +46,11 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
         var what = Count is { } c ? $"Set vCPU count to {c}" : "";
         if (Maximum is { } m)
             what += (what.Length > 0 ? " and " : "Set ") + $"the vCPU maximum to {m}";
-        if (!Output.ShouldProcess(name, what))
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        if (!Output.ShouldProcess(name, what + LiveChangeParameters.Describe(scope)))
             return;
         var count = Count ?? Manager.GetDefinition(name).Vcpus.Count;
-        var result = Manager.SetVcpu(name, count, Maximum);
+        var result = Manager.SetVcpu(name, count, Maximum, scope);
         ReportChange(result, RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));

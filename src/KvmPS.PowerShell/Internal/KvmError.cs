@@ -109,6 +109,9 @@ internal static class KvmErrorIds
     public const string DeviceNotFound = "DeviceNotFound";
     public const string DiskImageNotFound = "DiskImageNotFound";
     public const string DeviceAlreadyAttached = "DeviceAlreadyAttached";
+    public const string DeviceHotplugNotSupported = "DeviceHotplugNotSupported";
+    public const string DeviceHotplugRefused = "DeviceHotplugRefused";
+    public const string DeviceRemovalTimedOut = "DeviceRemovalTimedOut";
     public const string PciDeviceUnusable = "PciDeviceUnusable";
     public const string HostDeviceNotFound = "HostDeviceNotFound";
     public const string AmbiguousVm = "AmbiguousVm";
@@ -167,6 +170,9 @@ internal static class KvmErrorMapping
             VmDeviceNotFoundException e => new(e, KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, e.Device),
             VmDeviceAlreadyAttachedException e => new(e, KvmErrorIds.DeviceAlreadyAttached, ErrorCategory.ResourceExists, e.Device),
             DiskImageNotFoundException e => new(e, KvmErrorIds.DiskImageNotFound, ErrorCategory.ObjectNotFound, e.Path),
+            VmDeviceHotplugNotSupportedException e => new(e, KvmErrorIds.DeviceHotplugNotSupported, ErrorCategory.NotImplemented, e.Device),
+            VmDeviceHotplugRefusedException e => new(e, KvmErrorIds.DeviceHotplugRefused, ErrorCategory.InvalidOperation, e.Device),
+            VmDeviceRemovalTimeoutException e => new(e, KvmErrorIds.DeviceRemovalTimedOut, ErrorCategory.OperationTimeout, e.Device),
             VmNotFoundException e => new(e, KvmErrorIds.VmNotFound, ErrorCategory.ObjectNotFound, target ?? e.VmName),
             VmAlreadyExistsException e => new(e, KvmErrorIds.VmAlreadyExists, ErrorCategory.ResourceExists, target ?? e.VmName),
             StoreLockTimeoutException e => new(e, KvmErrorIds.StoreLocked, ErrorCategory.ResourceBusy, target ?? e.LockPath),

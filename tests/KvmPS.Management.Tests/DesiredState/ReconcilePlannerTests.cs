@@ -117,6 +117,25 @@ public sealed class ReconcilePlannerTests
     }
 
     [Fact]
+    public void Disks_and_adapters_added_or_removed_on_a_running_vm_that_hot_plugs_are_live()
+    {
+        var hotplug = new LiveLimits(1, false, 256L << 20) { DeviceHotplug = true };
+        var running = Vm("web", VmState.Running) with { Limits = hotplug };
+        running = running with { Definition = running.Definition with { Disks = new ValueList<DiskDefinition>([new DiskDefinition("a.raw")]) } };
+
+        var add = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; Disks = @( @{ Path = 'a.raw' }, @{ Path = 'b.raw' } ); NetworkAdapters = @( @{ Tap = 't0' } ) }");
+        Assert.Equal("UpdateLive:web", Steps(ReconcilePlanner.Plan(add, Host(running))));
+        var remove = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; Disks = @() }");
+        Assert.Equal("UpdateLive:web", Steps(ReconcilePlanner.Plan(remove, Host(running))));
+
+        // A disk the VM has, changed in place, cannot be hot-plugged: a restart.
+        var inPlace = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; Disks = @( @{ Path = 'a.raw'; ReadOnly = $true } ) }");
+        Assert.Equal("UpdateNeedsRestart:web", Steps(ReconcilePlanner.Plan(inPlace, Host(running))));
+        // A VMM without device.add: a restart.
+        Assert.Equal("UpdateNeedsRestart:web", Steps(ReconcilePlanner.Plan(add, Host(running with { Limits = hotplug with { DeviceHotplug = false } }))));
+    }
+
+    [Fact]
     public void Host_only_drift_on_a_running_vm_is_live()
     {
         var manifest = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; State = 'Running'; Notes = 'new' }");

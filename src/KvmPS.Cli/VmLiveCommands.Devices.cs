@@ -1,0 +1,90 @@
+using System.Globalization;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
+
+namespace KvmPS.Cli;
+
+/// <summary>
+/// <c>kvmps vm attach-disk|detach-disk|attach-nic|detach-nic</c>, as virsh's commands of those names: a running VM gets
+/// the device hot-plugged (or released by its guest) and the definition follows once the VM has done it; <c>--live</c>
+/// and <c>--config</c> as for <c>setvcpus</c>.
+/// </summary>
+internal sealed partial class VmLiveCommands
+{
+    public int AttachDisk(ParsedArgs options)
+    {
+        var p = Positional(options, "vm attach-disk", "vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config]");
+        var scope = Scope(options, "vm attach-disk");
+        var size = options.Value("--size") is { } sizeText ? ParseSize(sizeText) : (long?)null;
+        DiskFormat? format = options.Value("--format") switch
+        {
+            null => null,
+            var f when f.Equals("raw", StringComparison.OrdinalIgnoreCase) => DiskFormat.Raw,
+            var f when f.Equals("qcow2", StringComparison.OrdinalIgnoreCase) => DiskFormat.Qcow2,
+            var f => throw new UsageException($"vm attach-disk: --format must be raw or qcow2 (got '{f}')"),
+        };
+        var backing = options.Value("--backing");
+        if (backing is not null && size is null)
+            throw new UsageException("vm attach-disk: --backing needs --size (it creates a new qcow2 overlay)");
+        var request = new DiskAttachRequest(HostPath(p[1]), format, size, backing is null ? null : HostPath(backing), options.Has("--read-only"));
+        var result = app.Manager.AttachDisk(p[0], request, scope);
+        return Report(options, p[0], result);
+    }
+
+    public int DetachDisk(ParsedArgs options)
+    {
+        var p = Positional(options, "vm detach-disk", "vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config]");
+        var (scope, timeout) = (Scope(options, "vm detach-disk"), Timeout(options, "vm detach-disk"));
+        var result = app.Manager.DetachDisk(p[0], HostPath(p[1]), scope, timeout);
+        return Report(options, p[0], result);
+    }
+
+    public int AttachNic(ParsedArgs options)
+    {
+        if (options.Help)
+            throw new CliApp.HelpRequested("vm attach-nic");
+        if (options.Positional.Count != 1)
+            throw new UsageException("vm attach-nic: usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config]");
+        var name = options.Positional[0];
+        var scope = Scope(options, "vm attach-nic");
+        var (tap, bridge) = (options.Value("--tap"), options.Value("--bridge"));
+        if ((tap is null) == (bridge is null))
+            throw new UsageException("vm attach-nic: give exactly one of --tap and --bridge");
+        MacAddress? mac = null;
+        if (options.Value("--mac") is { } macText)
+        {
+            try
+            {
+                mac = MacAddress.Parse(macText);
+            }
+            catch (ValueFormatException e)
+            {
+                throw new UsageException($"vm attach-nic: --mac: {e.Message}");
+            }
+        }
+        var result = app.Manager.AddNetworkAdapter(name, tap, bridge, mac, scope);
+        return Report(options, name, result);
+    }
+
+    public int DetachNic(ParsedArgs options)
+    {
+        var p = Positional(options, "vm detach-nic", "vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config]");
+        var (scope, timeout) = (Scope(options, "vm detach-nic"), Timeout(options, "vm detach-nic"));
+        var adapter = app.Manager.FindNetworkAdapter(p[0], p[1]);
+        var result = app.Manager.RemoveNetworkAdapters(p[0], [adapter.MacAddress], scope, timeout);
+        return Report(options, p[0], result);
+    }
+
+    /// <summary>An absolute path or one relative to the working directory, as shells mean it; a bare file name stays a name in the VM's disk folder.</summary>
+    private static string HostPath(string path) =>
+        Path.IsPathRooted(path) || path.StartsWith("./", StringComparison.Ordinal) || path.StartsWith("../", StringComparison.Ordinal) ? Path.GetFullPath(path) : path;
+
+    private static TimeSpan? Timeout(ParsedArgs options, string topic)
+    {
+        if (options.Value("--timeout") is not { } text)
+            return null;
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) || seconds > 600)
+            throw new UsageException($"{topic}: --timeout must be a whole number of seconds from 0 to 600 (got '{text}')");
+        return TimeSpan.FromSeconds(seconds);
+    }
+}

@@ -1,0 +1,197 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using KvmPS.Contract;
+using KvmPS.Vmm;
+
+namespace KvmPS.Management.Tests.TestSupport;
+
+/// <summary>
+/// A VMM without a VM: the engine's own <see cref="ControlServer"/> (so the wire, its dispatch and its error replies are
+/// the real ones) on a VM's control socket in the store, answering as a running VM does. Management's probe sees it as
+/// Running. Its device list starts with the devices given and follows <c>device.add</c> / <c>device.remove</c>, which can
+/// be made to behave like an older VMM (<see cref="Hotplug"/>), a refusing one (<see cref="RefuseAdd"/>) or a guest
+/// that never ejects (<see cref="GuestEjects"/>).
+/// </summary>
+public sealed class FakeVmm : IVmmControl, IDisposable
+{
+    private readonly ControlServer _server;
+    private readonly object _lock = new();
+    private readonly List<DeviceDescription> _devices = new();
+    private readonly HashSet<string> _ejectRequested = new();
+
+    public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null)
+    {
+        Console = new ConsoleHub(_ => { });
+        foreach (var spec in bootDevices ?? [])
+            _devices.Add(Describe(spec, NextFreePci(), hotplugged: false));
+        _server = ControlServer.Bind(socketPath, this);
+    }
+
+    /// <summary>How this VMM answers the hot-plug requests.</summary>
+    public HotplugSupport Hotplug { get; set; } = HotplugSupport.Answers;
+
+    /// <summary>When set, <c>device.add</c> fails with InvalidArgument and this message (as a VMM that cannot open an image).</summary>
+    public string? RefuseAdd { get; set; }
+
+    /// <summary>Which devices <see cref="RefuseAdd"/> applies to (null: all).</summary>
+    public Func<DeviceSpec, bool>? RefuseAddWhen { get; set; }
+
+    /// <summary>
+    /// Whether the guest ejects the device at a PCI address. False: <c>device.remove</c> replies <c>removing</c>, timed
+    /// out, and the device stays (as a guest that ignores the eject request).
+    /// </summary>
+    public Func<string, bool> GuestEjects { get; set; } = _ => true;
+
+    /// <summary>Every request received, in order.</summary>
+    public ConcurrentQueue<object> Requests { get; } = new();
+
+    public IReadOnlyList<DeviceDescription> Devices
+    {
+        get
+        {
+            lock (_lock)
+                return _devices.ToList();
+        }
+    }
+
+    public string? Option(string pci, string key) =>
+        Devices.FirstOrDefault(d => d.Pci == pci)?.Options?.TryGetValue(key, out var v) == true ? v.ToString() : null;
+
+    public DescribeReply Describe()
+    {
+        lock (_lock)
+        {
+            _devices.RemoveAll(d => _ejectRequested.Contains(d.Pci) && GuestEjects(d.Pci));
+            _ejectRequested.RemoveWhere(pci => _devices.All(d => d.Pci != pci));
+        }
+        var requests = ControlRequests.Core.ToList();
+        if (Hotplug == HotplugSupport.NotListed)
+            requests.RemoveAll(r => r is DeviceAddRequest.Name or DeviceRemoveRequest.Name);
+        return new DescribeReply
+        {
+            Vmm = "kvmps-vmm",
+            Version = "fake",
+            Pid = Environment.ProcessId,
+            MemoryBytes = 256L << 20,
+            Vcpus = 1,
+            MaxVcpus = 1,
+            PresentVcpus = 1,
+            Devices = Devices,
+            Requests = requests,
+        };
+    }
+
+    public StatusReply Status() => new() { State = VmStateNames.Running, Boots = 1, Vcpus = [new VcpuStateReply(0, "Running")] };
+
+    public MetricsReply Metrics() => new();
+
+    public void Pause() { }
+
+    public void Resume() { }
+
+    public StopReply Stop(StopRequest request) =>
+        throw new ControlProtocolException(ControlErrorCodes.InvalidState, "the fake VMM does not stop");
+
+    public void StopReplySent() { }
+
+    public DeviceAddReply AddDevice(DeviceAddRequest request)
+    {
+        Requests.Enqueue(request);
+        if (Hotplug != HotplugSupport.Answers)
+            throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceAddRequest.Name}'");
+        if (RefuseAdd is { } reason && (RefuseAddWhen is null || RefuseAddWhen(request.Device)))
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, reason);
+        lock (_lock)
+        {
+            var device = Describe(request.Device, request.Pci ?? NextFreePci(), hotplugged: true);
+            _devices.Add(device);
+            return new DeviceAddReply { Device = device };
+        }
+    }
+
+    public DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request)
+    {
+        Requests.Enqueue(request);
+        if (Hotplug != HotplugSupport.Answers)
+            throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceRemoveRequest.Name}'");
+        lock (_lock)
+        {
+            var device = _devices.FirstOrDefault(d => d.Pci == request.Pci)
+                         ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
+            if (!device.Options![ColdPlugMark].GetBoolean())
+                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"PCI device {request.Pci} is part of the VM's configuration (cold-plugged) and cannot be removed while it runs");
+            // A guest takes a moment to eject: a request that does not wait finds it still there, the next describe finds it gone.
+            var asked = _ejectRequested.Add(request.Pci);
+            if (!GuestEjects(request.Pci) || (asked && request.TimeoutMs is null or 0))
+            {
+                if (!GuestEjects(request.Pci) && request.TimeoutMs > 0)
+                    Monitor.Wait(_lock, request.TimeoutMs.Value); // as the VMM does: the reply waits out the timeout
+                return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removing, TimedOut = request.TimeoutMs > 0 };
+            }
+            _devices.Remove(device);
+            _ejectRequested.Remove(request.Pci);
+            return new DeviceRemoveReply { Pci = request.Pci, State = DeviceRemoveReply.Removed };
+        }
+    }
+
+    public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result)
+    {
+        result = default;
+        return false;
+    }
+
+    public void CheckConsoleAttach() => throw new ControlProtocolException(ControlErrorCodes.InvalidState, "the fake VMM has no console");
+
+    public ConsoleHub Console { get; }
+
+    public void ConsoleInput(ReadOnlySpan<byte> data) { }
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        Console.Dispose();
+    }
+
+    private string NextFreePci()
+    {
+        for (var slot = 1; ; slot++)
+        {
+            var pci = $"00:{slot:x2}.0";
+            if (_devices.All(d => d.Pci != pci))
+                return pci;
+        }
+    }
+
+    /// <summary>The describe option that says whether a device was hot-plugged (configured ones cannot be removed while the VM runs).</summary>
+    public const string ColdPlugMark = "hotplugged";
+
+    /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe), and the hot-plug mark.</summary>
+    private static DeviceDescription Describe(DeviceSpec spec, string pci, bool hotplugged)
+    {
+        var options = spec switch
+        {
+            BlockDeviceSpec b => new Dictionary<string, object?> { ["path"] = b.Path, ["format"] = b.Format?.ToString().ToLowerInvariant(), ["read_only"] = b.ReadOnly ?? false, ["serial"] = b.Serial },
+            NetDeviceSpec n => new Dictionary<string, object?> { ["tap"] = n.Tap, ["bridge"] = n.Bridge, ["mac"] = n.Mac },
+            _ => new Dictionary<string, object?>(),
+        };
+        options[ColdPlugMark] = hotplugged;
+        return new DeviceDescription
+        {
+            Type = spec.Type,
+            Pci = pci,
+            Options = options.Where(o => o.Value is not null).ToDictionary(o => o.Key, o => JsonSerializer.SerializeToElement(o.Value)),
+        };
+    }
+}
+
+public enum HotplugSupport
+{
+    /// <summary>device.add and device.remove work.</summary>
+    Answers,
+
+    /// <summary>Listed in describe (they are core requests) but refused as unknown: a VMM built before the engine side.</summary>
+    UnknownRequest,
+
+    /// <summary>Not listed in describe at all: a VMM from before the contract.</summary>
+    NotListed,
+}
