@@ -44,6 +44,7 @@ public sealed partial class VirtualMachine
 {
     private readonly object _hotplugLock = new();
     private HotpluggedDevice[] _hotplugged = [];
+    private readonly HashSet<int> _releasing = new(); // slots being unplugged after an eject (under _hotplugLock)
 
     /// <summary>The PCI hot-plug controller the DSDT's slot objects use (Acpi/PciHotplugController).</summary>
     public PciHotplugController PciHotplug { get; private set; } = null!;
@@ -103,7 +104,7 @@ public sealed partial class VirtualMachine
     private int FreeHotplugSlot()
     {
         for (int s = 1; s < 32; s++)
-            if (PciHotplug.IsHotplugSlot(s) && Pci[s] is null) return s;
+            if (PciHotplug.IsHotplugSlot(s) && Pci[s] is null && !_releasing.Contains(s)) return s;
         throw new InvalidOperationException($"no free PCI hot-plug slot (slots {HotplugSlotRange} are all in use).");
     }
 
@@ -116,6 +117,8 @@ public sealed partial class VirtualMachine
             throw new ArgumentException($"PCI slot {PciAddresses.Format(slot)} is not a hot-plug slot (the configured devices hold 00:01.0-{PciAddresses.Format(Config.Devices.Count)}; hot-plug slots are {HotplugSlotRange}).");
         if (Pci[slot] is { } other)
             throw new ArgumentException($"PCI slot {PciAddresses.Format(slot)} is taken by {other.Name}.");
+        if (_releasing.Contains(slot))
+            throw new ArgumentException($"PCI slot {PciAddresses.Format(slot)} is taken: its device is being released after the guest's eject.");
     }
 
     /// <summary>Creates the device (opens its image or tap) and plugs its transport into <paramref name="slot"/>; on failure nothing stays.</summary>
@@ -156,11 +159,16 @@ public sealed partial class VirtualMachine
         lock (_hotplugLock)
         {
             gone = _hotplugged.FirstOrDefault(d => d.Slot == slot);
-            if (gone is null) return;
-            Volatile.Write(ref _hotplugged, _hotplugged.Where(d => d.Slot != slot).ToArray());
+            if (gone is null || !_releasing.Add(slot)) return; // a second eject while the first is being served
         }
         try { Pci.RemoveDevice(slot); } // BARs, ioeventfds and MSI routes go; the transport disposes the device (image, tap, threads)
         catch (Exception e) { DeviceLogger($"PCI slot {PciAddresses.Format(slot)}: releasing {gone.Device.Name} after the guest's eject failed: {e.Message}"); }
+        // Only now is it gone for describe and device.remove: "removed" means the image or tap is closed.
+        lock (_hotplugLock)
+        {
+            Volatile.Write(ref _hotplugged, _hotplugged.Where(d => d != gone).ToArray());
+            _releasing.Remove(slot);
+        }
         PciDeviceReleased?.Invoke(slot);
     }
 

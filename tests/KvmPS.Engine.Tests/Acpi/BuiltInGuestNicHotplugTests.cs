@@ -23,6 +23,11 @@ public sealed class BuiltInGuestNicHotplugTests(ITestOutputHelper log)
         using var dir = new TempDir();
         string sock = dir.File("c.sock"), serial = dir.File("serial.log");
         using var vmm = ns.Start(VmmBinary.Executable, "--control-socket", sock, "--serial", "file:" + serial);
+        var stderr = new StringBuilder();
+        vmm.OutputDataReceived += (_, _) => { }; // drained, so the VMM never blocks on a full pipe
+        vmm.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };
+        vmm.BeginOutputReadLine();
+        vmm.BeginErrorReadLine();
         try
         {
             using var client = new ControlClient(sock, TimeSpan.FromSeconds(30));
@@ -60,7 +65,8 @@ public sealed class BuiltInGuestNicHotplugTests(ITestOutputHelper log)
             Assert.DoesNotContain("kvt0", ns.Ip("link", "show")); // the VMM's tap closed with the device
             Type("net info", "net: no virtio-net device");
             client.Ok("stop", "\"graceful\": false");
-            Assert.True(vmm.WaitForExit((int)Timeout.TotalMilliseconds));
+            Assert.True(vmm.WaitForExit((int)Timeout.TotalMilliseconds), $"the VMM did not exit: {stderr}");
+            vmm.WaitForExit();
         }
         finally
         {

@@ -160,7 +160,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         client.WaitForState("Running", Timeout);
         Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial));
         using var guest = Attach(sock, serial);
-        Assert.True(client.Ok("device.add", $"\"device\": {{\"type\": \"block\", \"path\": \"{disk}\"}}, \"pci\": \"00:03.0\", \"timeout_ms\": 60000\"").GetProperty("driver_ready").GetBoolean());
+        Assert.True(client.Ok("device.add", $"\"device\": {{\"type\": \"block\", \"path\": \"{disk}\"}}, \"pci\": \"00:03.0\", \"timeout_ms\": 60000").GetProperty("driver_ready").GetBoolean());
         Type(guest, "blk write 0 8 5", "blk: wrote 8");
 
         // The guest resets the machine: the VMM boots it again with the disk in its slot, found by the boot's PCI scan.
