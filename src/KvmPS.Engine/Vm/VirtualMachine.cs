@@ -201,6 +201,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         lock (_stateLock)
         {
             if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"vCPUs can be changed only while the VM runs or is paused (it is {State}).");
+            _requestedVcpuCount = count;
             for (int id = 1; id < max; id++)
             {
                 bool present = (CpuHotplug.StatusOf(id) & CpuHotplugController.STATUS_PRESENT) != 0;
@@ -216,22 +217,30 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
-    /// <summary>CPUs with an insert event the guest has not acknowledged, and CPUs whose removal it has not ejected yet.</summary>
+    /// <summary>
+    /// CPUs with an insert event the guest has not acknowledged, and CPUs whose removal it has not ejected yet: a
+    /// removal the guest acknowledged (REMOVING cleared) is still pending until its _EJ0 has run, so a CPU above the
+    /// last <c>vcpu.set</c> count that is still present counts as removing.
+    /// </summary>
     public (IReadOnlyList<int> Inserting, IReadOnlyList<int> Removing) PendingVcpuChanges
     {
         get
         {
             var inserting = new List<int>();
             var removing = new List<int>();
+            int requested = Volatile.Read(ref _requestedVcpuCount);
             for (int i = 0; i < CpuHotplug.MaxVcpus; i++)
             {
                 byte st = CpuHotplug.StatusOf(i);
                 if ((st & CpuHotplugController.STATUS_INSERTING) != 0) inserting.Add(i);
-                if ((st & CpuHotplugController.STATUS_PRESENT) != 0 && (st & CpuHotplugController.STATUS_REMOVING) != 0) removing.Add(i);
+                if ((st & CpuHotplugController.STATUS_PRESENT) != 0 && ((st & CpuHotplugController.STATUS_REMOVING) != 0 || i >= requested)) removing.Add(i);
             }
             return (inserting, removing);
         }
     }
+
+    /// <summary>The count the last <c>vcpu.set</c> asked for (none yet: no limit).</summary>
+    private int _requestedVcpuCount = int.MaxValue;
 
     /// <summary>
     /// Boot step: loads the kernel (or the built-in guest), writes the boot tables and puts the BSP at the entry point.

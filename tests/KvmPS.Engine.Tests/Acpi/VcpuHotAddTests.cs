@@ -72,6 +72,12 @@ public class VcpuHotAddTests
         Assert.True((machine.CpuHotplug.StatusOf(2) & STATUS_REMOVING) != 0);
         Assert.True((machine.CpuHotplug.StatusOf(1) & STATUS_REMOVING) != 0);
         Assert.Equal(3, machine.PresentVcpuCount);
+        Assert.Equal([1, 2], machine.PendingVcpuChanges.Removing);
+        // The guest acknowledges the removal of 1 (REMOVING clears) but has not ejected it: still pending.
+        machine.PortBus.Write((ushort)(MemoryLayout.CpuHotplugPort + SelectOffset), BitConverter.GetBytes(1u));
+        machine.PortBus.Write((ushort)(MemoryLayout.CpuHotplugPort + CommandOffset), [CMD_ACK_REMOVE]);
+        Assert.Equal(0, machine.CpuHotplug.StatusOf(1) & STATUS_REMOVING);
+        Assert.Equal([1, 2], machine.PendingVcpuChanges.Removing);
         Eject(machine, 2);
         Assert.Equal(STATUS_EJECTED, machine.CpuHotplug.StatusOf(2));
         Assert.Equal(2, machine.PresentVcpuCount);
