@@ -99,6 +99,8 @@ public sealed record DeviceDescription
     public string Type { get; set; } = "";
     /// <summary>bus:slot.function, e.g. <c>00:01.0</c>.</summary>
     public string Pci { get; set; } = "";
+    /// <summary>True for a device added by <c>device.add</c> (<c>device.remove</c> can take it out), false for one the VMM was configured with.</summary>
+    public bool? Hotplugged { get; set; }
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Options { get; set; }
 }

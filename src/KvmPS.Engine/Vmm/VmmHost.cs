@@ -373,7 +373,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             Thread.Sleep(10);
             ready = DriverReady(added);
         }
-        return new DeviceAddReply { Device = DescribeDevice(added.Config, added.Slot), DriverReady = ready, TimedOut = timeoutMs > 0 && !ready };
+        return new DeviceAddReply { Device = DescribeDevice(added.Config, added.Slot, hotplugged: true), DriverReady = ready, TimedOut = timeoutMs > 0 && !ready };
     }
 
     private static bool DriverReady(HotpluggedDevice d) => (d.Transport.Status & Devices.Virtio.VirtioStatus.DriverOk) != 0;
@@ -423,10 +423,10 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         var devices = new List<DeviceDescription>(m.Devices.Count);
-        for (int i = 0; i < m.Devices.Count; i++) devices.Add(DescribeDevice(m.Devices[i], i + 1));
+        for (int i = 0; i < m.Devices.Count; i++) devices.Add(DescribeDevice(m.Devices[i], i + 1, hotplugged: false));
         // Hot-plugged devices follow, in slot order; one the guest ejected is gone from the machine and from here.
         if (machine is not null)
-            foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot));
+            foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot, hotplugged: true));
         var requests = ControlRequests.Core.ToList();
         if (machine is not null)
             foreach (var d in machine.Devices.OfType<IDeviceControl>())
@@ -457,13 +457,14 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     }
 
     /// <summary>A device as <c>describe</c> lists it: its type, PCI address and the options it is configured with.</summary>
-    private static DeviceDescription DescribeDevice(DeviceConfig config, int slot)
+    private static DeviceDescription DescribeDevice(DeviceConfig config, int slot, bool hotplugged)
     {
         using var options = JsonDocument.Parse(VirtualMachine.DescribeJson(config));
         return new DeviceDescription
         {
             Type = config.Type,
             Pci = PciAddresses.Format(slot),
+            Hotplugged = hotplugged,
             Options = options.RootElement.EnumerateObject().Where(p => p.Name != "type").ToDictionary(p => p.Name, p => p.Value.Clone(), StringComparer.Ordinal),
         };
     }

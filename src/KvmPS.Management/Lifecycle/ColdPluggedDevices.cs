@@ -9,15 +9,13 @@ namespace KvmPS.Management.Lifecycle;
 /// <summary>
 /// Which devices of a running VMM were part of its configuration (cold-plugged) and so cannot be removed while it runs:
 /// kvmps-vmm gives its N configured devices the PCI slots 00:01.0-00:NN.0 and hot-plugs only into the slots after them
-/// (docs/acpi.md "PCI hot-plug"). A device <c>describe</c> marks with <c>"hotplugged": true</c> is hot-plugged, one
-/// marked false cold-plugged. Without such marks, N is the device count of the configuration the VMM was started with,
+/// (docs/acpi.md "PCI hot-plug"). <c>describe</c> says so for each device (<c>"hotplugged": true|false</c>). Without
+/// such marks (a VMM from before them), N is the device count of the configuration the VMM was started with,
 /// read from its command line (<c>--config FILE</c>, or <c>--restore DIR</c>'s config.json, plus <c>--device</c>
 /// flags); when that cannot be read, every listed device counts as cold-plugged (removals then wait for a restart).
 /// </summary>
 internal static class ColdPluggedDevices
 {
-    public const string HotpluggedOption = "hotplugged";
-
     /// <summary>The definition's disks (by path as in the definition) and adapters (by MAC) the VMM has cold-plugged.</summary>
     public static (IReadOnlySet<string> Disks, IReadOnlySet<string> Adapters) Of(VmDefinition definition, DescribeReply description, Func<string, string> resolveDiskPath)
     {
@@ -30,10 +28,7 @@ internal static class ColdPluggedDevices
         return (disks, adapters);
     }
 
-    private static bool? HotpluggedMark(DeviceDescription device) =>
-        device.Options is { } options && options.TryGetValue(HotpluggedOption, out var value) && value.ValueKind is JsonValueKind.True or JsonValueKind.False
-            ? value.GetBoolean()
-            : null;
+    private static bool? HotpluggedMark(DeviceDescription device) => device.Hotplugged;
 
     private static int? Slot(string pci)
     {

@@ -81,8 +81,10 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
     private static bool HasOpen(VmmProcess vmm, string path) =>
         Directory.GetFiles($"/proc/{vmm.Pid}/fd").Any(fd => { try { return new FileInfo(fd).LinkTarget == path; } catch (IOException) { return false; } });
 
+    /// <summary>"pci type" per described device, " hot" added for one describe marks hot-plugged.</summary>
     private static string[] DescribedDevices(ControlClient client) =>
-        [.. client.Ok("describe").GetProperty("devices").EnumerateArray().Select(d => $"{d.GetProperty("pci").GetString()} {d.GetProperty("type").GetString()}")];
+        [.. client.Ok("describe").GetProperty("devices").EnumerateArray().Select(d =>
+            $"{d.GetProperty("pci").GetString()} {d.GetProperty("type").GetString()}{(d.GetProperty("hotplugged").GetBoolean() ? " hot" : "")}")];
 
     private static JsonElement Error(JsonElement reply, string code)
     {
@@ -112,7 +114,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         Assert.Equal("00:01.0", added.GetProperty("device").GetProperty("pci").GetString());
         Assert.Equal(disk, added.GetProperty("device").GetProperty("path").GetString());
         Assert.True(WaitForFile(serial, t => t.Contains("pci: slot 01 added 1af4:1042 driver ready"), Timeout), Tail(ReadText(serial)));
-        Assert.Equal(["00:01.0 block"], DescribedDevices(client));
+        Assert.Equal(["00:01.0 block hot"], DescribedDevices(client));
         Type(guest, "info", "pcihp: gpe=1 slots=fffffffe devices=01:1af4:1042\r\n");
 
         // Written and read back through the hot-added disk; the image on the host holds what the guest wrote.
@@ -167,7 +169,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         After(guest, "KvmPS built-in guest v1", () => guest.Send("reboot"));
         Assert.True(WaitForFile(serial, t => Occurrences(t, "ready") >= 2, Timeout), Tail(ReadText(serial)));
         Assert.Equal(2, client.Ok("status").GetProperty("boots").GetInt32());
-        Assert.Equal(["00:03.0 block"], DescribedDevices(client));
+        Assert.Equal(["00:03.0 block hot"], DescribedDevices(client));
         Assert.True(HasOpen(vmm, disk));
         Type(guest, "info", "devices=03:1af4:1042\r\n");
         Type(guest, "blk read 0 8", $"blk: crc32 {ExpectedCrc(8, 5)}");
@@ -204,7 +206,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         Assert.Contains("cold-plugged", message(client.Request("device.remove", "\"pci\": \"00:01.0\"")));
         Assert.Contains("no hot-plugged device at PCI address 00:09.0", message(client.Request("device.remove", "\"pci\": \"00:09.0\"")));
         Assert.Contains("'slot7'", message(client.Request("device.remove", "\"pci\": \"slot7\"")));
-        Assert.Equal(["00:01.0 rng", "00:05.0 block"], DescribedDevices(client));
+        Assert.Equal(["00:01.0 rng", "00:05.0 block hot"], DescribedDevices(client));
         Assert.Equal("Running", client.Ok("status").GetProperty("state").GetString());
         client.Ok("stop", "\"graceful\": false");
         Assert.Equal(0, vmm.WaitForExit(Timeout));
@@ -229,7 +231,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         Assert.Equal("removing", removing.GetProperty("state").GetString());
         Assert.True(removing.GetProperty("timed_out").GetBoolean());
         // Nothing was torn down under the guest: the disk is listed, open, and works.
-        Assert.Equal(["00:01.0 block"], DescribedDevices(client));
+        Assert.Equal(["00:01.0 block hot"], DescribedDevices(client));
         Assert.True(HasOpen(vmm, disk));
         using var guest = Attach(sock, serial);
         Type(guest, "blk write 8 16 3", "blk: wrote 16");
@@ -265,7 +267,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         using var restored = new VmmProcess("--restore", snapshot, "--serial", "file:" + serial2, "--control-socket", sock2);
         using var client2 = new ControlClient(sock2);
         client2.WaitForState("Running", Timeout);
-        Assert.Equal(["00:04.0 block"], DescribedDevices(client2));
+        Assert.Equal(["00:04.0 block hot"], DescribedDevices(client2));
         Assert.True(HasOpen(restored, disk));
         using var guest2 = Attach(sock2, serial2);
         // The restored guest's driver goes on with the device it had.

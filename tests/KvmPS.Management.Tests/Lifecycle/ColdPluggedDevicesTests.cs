@@ -79,4 +79,18 @@ public sealed class ColdPluggedDevicesTests : IDisposable
         Assert.Equal(["/a.raw", "/b.raw"], disks.Order());
         Assert.Equal(["52:54:00:00:00:01"], adapters);
     }
+
+    [Fact]
+    public void Describes_hotplugged_marks_decide_without_reading_the_vmms_command_line()
+    {
+        var definition = TestDefinitions.Minimal("c") with
+        {
+            Disks = new ValueList<DiskDefinition>([new DiskDefinition("/a.raw"), new DiskDefinition("/b.raw")]),
+        };
+        DeviceDescription Block(string pci, string path, bool hot) => new() { Type = "block", Pci = pci, Hotplugged = hot, Options = new() { ["path"] = System.Text.Json.JsonSerializer.SerializeToElement(path) } };
+        // Slot 5 cold and slot 1 hot: the marks, not the slot order or a configuration, say which is which.
+        var devices = new List<DeviceDescription> { Block("00:01.0", "/a.raw", hot: true), Block("00:05.0", "/b.raw", hot: false) };
+        var (disks, _) = ColdPluggedDevices.Of(definition, new DescribeReply { Vmm = "kvmps-vmm", Version = "t", Pid = 0, Devices = devices }, p => p);
+        Assert.Equal(["/b.raw"], disks);
+    }
 }

@@ -118,7 +118,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         {
             var device = _devices.FirstOrDefault(d => d.Pci == request.Pci)
                          ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
-            if (!device.Options![ColdPlugMark].GetBoolean())
+            if (device.Hotplugged != true)
                 throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"PCI device {request.Pci} is part of the VM's configuration (cold-plugged) and cannot be removed while it runs");
             // A guest takes a moment to eject: a request that does not wait finds it still there, the next describe finds it gone.
             var asked = _ejectRequested.Add(request.Pci);
@@ -162,10 +162,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         }
     }
 
-    /// <summary>The describe option that says whether a device was hot-plugged (configured ones cannot be removed while the VM runs).</summary>
-    public const string ColdPlugMark = "hotplugged";
-
-    /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe), and the hot-plug mark.</summary>
+    /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe), and whether it was hot-plugged.</summary>
     private static DeviceDescription Describe(DeviceSpec spec, string pci, bool hotplugged)
     {
         var options = spec switch
@@ -174,11 +171,11 @@ public sealed class FakeVmm : IVmmControl, IDisposable
             NetDeviceSpec n => new Dictionary<string, object?> { ["tap"] = n.Tap, ["bridge"] = n.Bridge, ["mac"] = n.Mac },
             _ => new Dictionary<string, object?>(),
         };
-        options[ColdPlugMark] = hotplugged;
         return new DeviceDescription
         {
             Type = spec.Type,
             Pci = pci,
+            Hotplugged = hotplugged,
             Options = options.Where(o => o.Value is not null).ToDictionary(o => o.Key, o => JsonSerializer.SerializeToElement(o.Value)),
         };
     }
