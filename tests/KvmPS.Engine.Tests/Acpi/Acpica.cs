@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using KvmPS.Contract;
 using KvmPS.Vmm;
 
@@ -58,4 +59,32 @@ internal static class Acpica
         Assert.True(rc == VmmExitCode.Ok, $"--acpi-tables-out exited {rc}: {stderr}");
         return dir;
     }
+
+    /// <summary>
+    /// Runs acpiexec on <c>DSDT.dat</c> in <paramref name="dir"/> with its I/O regions backed by memory filled with
+    /// <paramref name="fill"/> (<c>-fv</c>), the debugger <paramref name="commands"/> on stdin (a <c>-b</c> command line
+    /// is limited to 1023 characters); fails on any AML error ACPICA reports.
+    /// </summary>
+    public static string Execute(string dir, int fill, IEnumerable<string> commands)
+    {
+        var (rc, output) = Run("acpiexec", dir, string.Join('\n', commands.Append("quit")) + "\n", "-fv", $"{fill}", "DSDT.dat");
+        Assert.True(rc == 0, $"acpiexec exited {rc}:\n{output}");
+        // ACPICA reports AML failures as "ACPI Error"/"ACPI Exception" or an AE_ status other than AE_OK.
+        Assert.DoesNotMatch(new Regex(@"ACPI Error|ACPI Exception|ACPI Warning|\bAE_(?!OK\b)[A-Z_]+|Unexpected", RegexOptions.IgnoreCase), output);
+        return output;
+    }
+
+    /// <summary>The value of each "Evaluating X ... [Integer|Buffer] = V" block of acpiexec's output, by path.</summary>
+    public static Dictionary<string, string> Results(string output)
+    {
+        var results = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (Match m in Regex.Matches(output, @"^Evaluating (\S+)\n[^\n]*\n\s+\[(?:Integer|Buffer)\][^=\n]*=\s+(?:0000:\s+)?([0-9A-F]{16}|[0-9A-F]{2}(?: [0-9A-F]{2})*)", RegexOptions.Multiline))
+            results[m.Groups[1].Value] = m.Groups[2].Value;
+        return results;
+    }
+
+    /// <summary>acpiexec's notifications, sorted (it dispatches them asynchronously, so their order varies).</summary>
+    public static List<(string Device, string Value)> Notifications(string output) =>
+        Regex.Matches(output, @"Received a System Notify on \[(\w+)\][^\n]*Value 0x([0-9A-F]+)")
+            .Select(m => (m.Groups[1].Value, m.Groups[2].Value)).Order().ToList();
 }

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using KvmPS.Acpi;
 
 namespace KvmPS.Engine.Tests.Acpi;
@@ -13,30 +12,6 @@ namespace KvmPS.Engine.Tests.Acpi;
 /// </summary>
 public sealed class CpuHotplugAcpiexecTests
 {
-    private static string Execute(string dir, int fill, IEnumerable<string> commands)
-    {
-        // Commands on stdin (the debugger's prompt): a -b command line is limited to 1023 characters.
-        var (rc, output) = Acpica.Run("acpiexec", dir, string.Join('\n', commands.Append("quit")) + "\n", "-fv", $"{fill}", "DSDT.dat");
-        Assert.True(rc == 0, $"acpiexec exited {rc}:\n{output}");
-        // ACPICA reports AML failures as "ACPI Error"/"ACPI Exception" or an AE_ status other than AE_OK.
-        Assert.DoesNotMatch(new Regex(@"ACPI Error|ACPI Exception|ACPI Warning|\bAE_(?!OK\b)[A-Z_]+|Unexpected", RegexOptions.IgnoreCase), output);
-        return output;
-    }
-
-    /// <summary>The value of each "Evaluating X ... [Integer] = V" block, by path.</summary>
-    private static Dictionary<string, string> Results(string output)
-    {
-        var results = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (Match m in Regex.Matches(output, @"^Evaluating (\S+)\n[^\n]*\n\s+\[(?:Integer|Buffer)\][^=\n]*=\s+(?:0000:\s+)?([0-9A-F]{16}|[0-9A-F]{2}(?: [0-9A-F]{2})*)", RegexOptions.Multiline))
-            results[m.Groups[1].Value] = m.Groups[2].Value;
-        return results;
-    }
-
-    /// <summary>The notifications, sorted (acpiexec dispatches them asynchronously, so their order varies).</summary>
-    private static List<(string Device, string Value)> Notifications(string output) =>
-        Regex.Matches(output, @"Received a System Notify on \[(\w+)\][^\n]*Value 0x([0-9A-F]+)")
-            .Select(m => (m.Groups[1].Value, m.Groups[2].Value)).Order().ToList();
-
     [Theory]
     [InlineData(1)]
     [InlineData(4)]
@@ -50,25 +25,25 @@ public sealed class CpuHotplugAcpiexecTests
             var perCpu = paths.SelectMany(p => new[] { $"evaluate {p}._STA", $"evaluate {p}._MAT" }).ToList();
 
             // No CPU reported present: every _STA is 0 and the scan notifies nothing.
-            string absent = Execute(dir, 0, ["evaluate \\_GPE._E02", .. perCpu]);
-            var results = Results(absent);
+            string absent = Acpica.Execute(dir, 0, ["evaluate \\_GPE._E02", .. perCpu]);
+            var results = Acpica.Results(absent);
             for (int cpu = 0; cpu < maxVcpus; cpu++)
             {
                 Assert.Equal("0000000000000000", results[$"{paths[cpu]}._STA"]);
                 // _MAT: the MADT Local APIC entry with UID = APIC ID = cpu, Enabled.
                 Assert.Equal($"00 08 {cpu:X2} {cpu:X2} 01 00 00 00", results[$"{paths[cpu]}._MAT"]);
             }
-            Assert.Empty(Notifications(absent));
+            Assert.Empty(Acpica.Notifications(absent));
 
             // Every CPU present with an insert event: _STA is 0xF; the scan sends Device Check to each but the boot CPU.
-            string inserted = Execute(dir, 3, ["evaluate \\_GPE._E02", .. paths.Select(p => $"evaluate {p}._STA")]);
-            results = Results(inserted);
+            string inserted = Acpica.Execute(dir, 3, ["evaluate \\_GPE._E02", .. paths.Select(p => $"evaluate {p}._STA")]);
+            results = Acpica.Results(inserted);
             foreach (var p in paths) Assert.Equal("000000000000000F", results[$"{p}._STA"]);
-            Assert.Equal(Enumerable.Range(1, maxVcpus - 1).Select(c => (CpuHotplugAcpi.ProcessorName(c), "01")), Notifications(inserted));
+            Assert.Equal(Enumerable.Range(1, maxVcpus - 1).Select(c => (CpuHotplugAcpi.ProcessorName(c), "01")), Acpica.Notifications(inserted));
 
             // Present with a removal event: Eject Request to each but the boot CPU; each of those can run _EJ0.
-            string removing = Execute(dir, 5, ["evaluate \\_GPE._E02", .. paths.Skip(1).Select(p => $"evaluate {p}._EJ0 1")]);
-            Assert.Equal(Enumerable.Range(1, maxVcpus - 1).Select(c => (CpuHotplugAcpi.ProcessorName(c), "03")), Notifications(removing));
+            string removing = Acpica.Execute(dir, 5, ["evaluate \\_GPE._E02", .. paths.Skip(1).Select(p => $"evaluate {p}._EJ0 1")]);
+            Assert.Equal(Enumerable.Range(1, maxVcpus - 1).Select(c => (CpuHotplugAcpi.ProcessorName(c), "03")), Acpica.Notifications(removing));
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using KvmPS.Acpi;
 
 namespace KvmPS.Engine.Tests.Acpi;
@@ -12,26 +11,6 @@ namespace KvmPS.Engine.Tests.Acpi;
 /// </summary>
 public sealed class PciHotplugAcpiexecTests
 {
-    private static string Execute(string dir, int fill, IEnumerable<string> commands)
-    {
-        var (rc, output) = Acpica.Run("acpiexec", dir, string.Join('\n', commands.Append("quit")) + "\n", "-fv", $"{fill}", "DSDT.dat");
-        Assert.True(rc == 0, $"acpiexec exited {rc}:\n{output}");
-        Assert.DoesNotMatch(new Regex(@"ACPI Error|ACPI Exception|ACPI Warning|\bAE_(?!OK\b)[A-Z_]+|Unexpected", RegexOptions.IgnoreCase), output);
-        return output;
-    }
-
-    private static Dictionary<string, string> Results(string output)
-    {
-        var results = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (Match m in Regex.Matches(output, @"^Evaluating (\S+)\n[^\n]*\n\s+\[Integer\][^=\n]*=\s+([0-9A-F]{16})", RegexOptions.Multiline))
-            results[m.Groups[1].Value] = m.Groups[2].Value;
-        return results;
-    }
-
-    private static List<(string Device, string Value)> Notifications(string output) =>
-        Regex.Matches(output, @"Received a System Notify on \[(\w+)\][^\n]*Value 0x([0-9A-F]+)")
-            .Select(m => (m.Groups[1].Value, m.Groups[2].Value)).Order().ToList();
-
     [Theory]
     [InlineData(0)]
     [InlineData(2)] // rng and balloon in slots 1 and 2
@@ -43,20 +22,20 @@ public sealed class PciHotplugAcpiexecTests
             var slots = Enumerable.Range(configuredDevices + 1, 31 - configuredDevices).ToArray();
             var perSlot = slots.SelectMany(s => new[] { $"evaluate {PciHotplugAcpi.SlotPath(s)}._ADR", $"evaluate {PciHotplugAcpi.SlotPath(s)}._SUN" }).ToList();
 
-            string idle = Execute(dir, 0, ["evaluate \\_GPE._E01", .. perSlot]);
-            var results = Results(idle);
+            string idle = Acpica.Execute(dir, 0, ["evaluate \\_GPE._E01", .. perSlot]);
+            var results = Acpica.Results(idle);
             foreach (int s in slots)
             {
                 Assert.Equal($"{(ulong)s << 16:X16}", results[$"{PciHotplugAcpi.SlotPath(s)}._ADR"]);
                 Assert.Equal($"{s:X16}", results[$"{PciHotplugAcpi.SlotPath(s)}._SUN"]);
             }
-            Assert.Empty(Notifications(idle));
+            Assert.Empty(Acpica.Notifications(idle));
 
             // Every event pending: Device Check and Eject Request for each hot-plug slot; each slot's _EJ0 runs.
-            string busy = Execute(dir, 255, ["evaluate \\_GPE._E01", .. slots.Select(s => $"evaluate {PciHotplugAcpi.SlotPath(s)}._EJ0 1")]);
+            string busy = Acpica.Execute(dir, 255, ["evaluate \\_GPE._E01", .. slots.Select(s => $"evaluate {PciHotplugAcpi.SlotPath(s)}._EJ0 1")]);
             // ACPICA pads a name segment to four characters: S07 is S07_.
             var expected = slots.SelectMany(s => new[] { (PciHotplugAcpi.SlotName(s) + "_", "01"), (PciHotplugAcpi.SlotName(s) + "_", "03") }).Order();
-            Assert.Equal(expected, Notifications(busy));
+            Assert.Equal(expected, Acpica.Notifications(busy));
 
             // A configured device's slot has no slot object: it cannot be ejected.
             if (configuredDevices > 0)
