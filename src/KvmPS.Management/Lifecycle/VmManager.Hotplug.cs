@@ -66,7 +66,8 @@ public sealed partial class VmManager
                     var created = CreateMissingImage(name, disk, index);
                     try
                     {
-                        live.Add(AddDevice(client, name, "Disks", disk.Path, VmmConfigBuilder.DiskDevice(after, index, DiskPath)));
+                        var spec = VmmConfigBuilder.DiskDevice(after, index, DiskPath);
+                        live.Add(AddDevice(client, name, "Disks", disk.Path, spec with { Serial = FreeDiskSerial(name, index, live) }));
                     }
                     catch when (created is not null)
                     {
@@ -260,6 +261,19 @@ public sealed partial class VmManager
         for (var i = index; ; i++)
             if (!taken.Contains(VmmConfigBuilder.GeneratedTapName(name, i)))
                 return VmmConfigBuilder.GeneratedTapName(name, i);
+    }
+
+    /// <summary>
+    /// The serial for a hot-added disk: the one for its position, or the next "NAME-dN" when a disk of the running VM
+    /// still has it (positions shift after a removal), so no two disks the guest sees share a serial.
+    /// </summary>
+    private static string FreeDiskSerial(string name, int index, IEnumerable<DeviceDescription> live)
+    {
+        var taken = live.Where(d => d.Type == BlockDeviceSpec.TypeName).Select(d => Option(d, "serial")).OfType<string>()
+            .ToHashSet(StringComparer.Ordinal);
+        for (var i = index; ; i++)
+            if (!taken.Contains(VmmConfigBuilder.DiskSerial(name, i)))
+                return VmmConfigBuilder.DiskSerial(name, i);
     }
 
     /// <summary>One device list on its way from its old to its new entries, step by step.</summary>

@@ -97,14 +97,20 @@ public static class VmmConfigBuilder
     {
         ArgumentNullException.ThrowIfNull(definition);
         var disk = definition.Disks[index];
-        string serial = $"{definition.Name}-d{index}";
         return new BlockDeviceSpec
         {
             Path = (resolveDiskPath ?? Path.GetFullPath)(disk.Path),
             Format = disk.Format == DiskFormat.Qcow2 ? BlockImageFormat.Qcow2 : BlockImageFormat.Raw,
             ReadOnly = disk.ReadOnly,
-            Serial = serial.Length <= 20 ? serial : serial[^20..],
+            Serial = DiskSerial(definition.Name, index),
         };
+    }
+
+    /// <summary>"NAME-dN", its last 20 characters (virtio-blk's limit).</summary>
+    public static string DiskSerial(string vmName, int index)
+    {
+        string serial = $"{vmName}-d{index}";
+        return serial.Length <= 20 ? serial : serial[^20..];
     }
 
     /// <summary>

@@ -79,6 +79,19 @@ public sealed class DeviceHotplugTests : IDisposable
     }
 
     [Fact]
+    public void A_disk_hot_added_after_a_removal_gets_a_serial_no_disk_of_the_running_vm_has()
+    {
+        _manager.AttachDisk(Name, new DiskAttachRequest("a.raw", CreateSizeBytes: 1L << 20)); // hp-d0
+        _manager.AttachDisk(Name, new DiskAttachRequest("b.raw", CreateSizeBytes: 1L << 20)); // hp-d1
+        _manager.DetachDisk(Name, "a.raw", removeTimeout: TimeSpan.FromSeconds(7));          // b is now disk 0, still hp-d1 in the guest
+
+        _manager.AttachDisk(Name, new DiskAttachRequest("c.raw", CreateSizeBytes: 1L << 20)); // position 1: hp-d1 is taken
+
+        Assert.Equal("hp-d1", Block("b.raw")!.Options!["serial"].GetString());
+        Assert.Equal("hp-d2", Block("c.raw")!.Options!["serial"].GetString());
+    }
+
+    [Fact]
     public void DetachDisk_removes_the_device_describe_lists_for_the_image_then_stores()
     {
         _manager.AttachDisk(Name, new DiskAttachRequest("data.raw", CreateSizeBytes: 1L << 20));

@@ -110,7 +110,8 @@ public sealed class VmmWireTests
     {
         Assert.Equal("the guest crashed", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.GuestCrashed));
         Assert.Equal("the guest wrote 3 to the debug-exit port", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.ForDebugExit(3)));
-        Assert.Equal("unknown status", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(14));
+        Assert.Equal("the VM was migrated to another VMM", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.Migrated));
+        Assert.Equal("unknown status", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(18));
     }
 
     private static JsonElement Json(string text)
