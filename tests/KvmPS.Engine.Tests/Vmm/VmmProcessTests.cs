@@ -113,7 +113,7 @@ public class VmmProcessTests
         Assert.Equal(vmm.Pid, describe.GetProperty("pid").GetInt32());
         Assert.Equal(Directory.Exists("/sys/module/kvm_pvm"), describe.GetProperty("nested_pvm").GetBoolean());
         var requests = describe.GetProperty("requests").EnumerateArray().Select(e => e.GetString()).ToArray();
-        Assert.Equal(["describe", "status", "metrics", "pause", "resume", "stop", "console.attach", "ping", "snapshot.create", "vcpu.set", "device.add", "device.remove"], requests);
+        Assert.Equal(["describe", "status", "metrics", "pause", "resume", "stop", "console.attach", "ping", "snapshot.create", "vcpu.set", "device.add", "device.remove", "migrate", "migrate.status", "migrate.cancel"], requests);
 
         var status = client.WaitForState("Running", Timeout);
         Assert.Equal("Running", status.GetProperty("state").GetString());
