@@ -47,6 +47,7 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
     public VirtualMachine Restore(LoadedSnapshot snapshot, RestoreMemoryMode memoryMode)
     {
         var machine = VirtualMachine.BuildHardware(Config, serialOutput, logDirtyPages: true);
+        Diagnostics.StartupTimeline.Mark("hardware");
         try
         {
             var layers = snapshot.MemoryLayers.Count > 0 ? snapshot.MemoryLayers : [new SnapshotMemoryLayer(snapshot.Directory, snapshot.MemoryPath, snapshot.MemoryFileBytes, null)];
@@ -67,6 +68,7 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
             }
             // From here on every change to guest RAM counts as dirty (a device restoring its state may write some).
             machine.Memory.StartDirtyTracking();
+            Diagnostics.StartupTimeline.Mark("memory");
             try { machine.RestoreState(snapshot.Records); }
             catch (StateFormatException e) { throw new SnapshotException(Path.Combine(snapshot.Directory, SnapshotDirectory.StateFileName), e.Message, e); }
             machine.SnapshotBaseline = new SnapshotBaseline(snapshot.Directory, snapshot.StateCrc, machine.Memory.PageCount);

@@ -103,6 +103,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
 
         if (EarlyKvmVm.TryTake(Config.KvmDevicePath, out var earlySystem, out var earlyVm)) (_system, _vm) = (earlySystem, earlyVm);
         else _system = Kvm.OpenSystem(Config.KvmDevicePath);
+        Diagnostics.StartupTimeline.Mark("kvm-vm");
         int maxVcpus = Math.Max(Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_MAX_VCPUS), Kvm.CheckExtension(_system, KvmConstants.KVM_CAP_NR_VCPUS));
         if (Config.EffectiveMaxVcpus > maxVcpus && maxVcpus > 0)
             throw new ArgumentOutOfRangeException(nameof(Config.MaxVcpus), $"{Config.EffectiveMaxVcpus} vCPUs requested but this host's KVM allows {maxVcpus}.");
@@ -118,6 +119,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         Memory.RegisterWith(_vm, logDirtyPages);
         _firmware?.MapInto(_vm, Memory);
 
+        Diagnostics.StartupTimeline.Mark("slots");
         Kvm.CreateIrqchip(_vm);
         Kvm.CreatePit2(_vm, KvmConstants.KVM_PIT_SPEAKER_DUMMY);
         // KVM's default routing leaves the PIT on IOAPIC pin 0; our tables put it on pin 2. Commit before any vCPU runs.

@@ -53,11 +53,12 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     public static int Main(string[] args, TextWriter? stderr = null)
     {
         var sinceExec = Stopwatch.StartNew();
+        Diagnostics.StartupTimeline.Mark("main");
         stderr ??= System.Console.Error;
-        // The KVM VM is made on a thread while the arguments and a snapshot are read (Vm/EarlyKvmVm); not for the
-        // runs that only print or write files.
+        // The KVM VM is made on a thread while the arguments and a snapshot are read (Vm/EarlyKvmVm), after the
+        // configuration's JSON metadata, which the main thread needs soon; not for the runs that only print or write files.
         if (!args.Any(a => a is "--help" or "-h" or "--version" || a.StartsWith("--acpi-tables-out", StringComparison.Ordinal)))
-            EarlyKvmVm.Start();
+            EarlyKvmVm.Start(alsoBefore: Contract.ContractJson.WarmUp);
         VmmConfig config;
         VmmRestore? restore;
         Migration.MigrationEndpoint? incoming;
@@ -75,6 +76,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
             config = VmmConfig.FromArgs(configArgs);
             configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
+            Diagnostics.StartupTimeline.Mark("args");
         }
         catch (VmmHelpRequested) { System.Console.Out.Write(VmmConfig.Usage); return VmmExitCode.Ok; }
         catch (VmmVersionRequested) { System.Console.Out.WriteLine($"kvmps-vmm {Version}"); return VmmExitCode.Ok; }
@@ -127,6 +129,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
+        Diagnostics.StartupTimeline.Mark("socket");
         bool stdinPumping = false;
         List<(int Slot, DeviceConfig Config)> carried = [];
         while (true)
@@ -140,6 +143,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 VirtualMachine? received = receiving ? ReceiveIncoming(builder) : null;
                 if (receiving && received is null) return VmmExitCode.Ok; // stopped before a source connected
                 machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : received ?? builder.Boot();
+                Diagnostics.StartupTimeline.Mark("machine");
             }
             catch (Migration.MigrationException e) { return Fail(VmmExitCode.IncomingFailed, $"receiving the VM from {Incoming!.Uri} failed: {e.Message}"); }
             catch (State.SnapshotException e) { return Fail(VmmExitCode.UsageError, e.Message); }
@@ -163,6 +167,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: restoring && _restore!.Paused);
+            Diagnostics.StartupTimeline.Mark("started");
+            Diagnostics.StartupTimeline.Report(_log);
             if (restoring)
                 _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
                     $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");

@@ -254,6 +254,32 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
         Assert.Contains("--vcpus cannot be combined with --restore", stderr);
     }
 
+    /// <summary>KVMPS_STARTUP_TRACE=1 breaks a restore's start-up into its stages, in order; without it, no such line.</summary>
+    [Fact]
+    public void StartupTraceNamesEveryRestoreStageInOrder()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("a.sock");
+        using (var vmm = new VmmProcess("--serial", "none", "--control-socket", sock))
+        using (var client = new ControlClient(sock))
+            client.Ok("snapshot.create", $"\"path\": \"{dir.File("s")}\"");
+        string[] stages = ["main", "args", "socket", "kvm-vm", "slots", "hardware", "memory", "machine", "started"];
+        foreach (bool traced in new[] { true, false })
+        {
+            string restoredSock = dir.File(traced ? "t.sock" : "u.sock");
+            var environment = new Dictionary<string, string> { ["KVMPS_STARTUP_TRACE"] = traced ? "1" : "" };
+            using var restored = new VmmProcess(["--restore", dir.File("s"), "--serial", "none", "--control-socket", restoredSock], false, environment);
+            using (var client = new ControlClient(restoredSock)) client.Ok("stop");
+            Assert.Equal(0, restored.WaitForExit(Timeout));
+            var line = Regex.Match(restored.Stderr, @"kvmps-vmm: start-up (.*) ms");
+            Assert.Equal(traced, line.Success);
+            if (!traced) continue;
+            var marks = Regex.Matches(line.Groups[1].Value, @"(\S+) ([\d.]+)").Select(m => (m.Groups[1].Value, double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture))).ToList();
+            Assert.Equal(stages, marks.Select(m => m.Item1));
+            for (int i = 1; i < marks.Count; i++) Assert.True(marks[i].Item2 >= marks[i - 1].Item2, line.Value);
+        }
+    }
+
     /// <summary>The figures the issue asks for: snapshot create and restore-to-running for a 256 MiB built-in guest.</summary>
     [Fact]
     public void MeasuresSnapshotAndRestoreOf256MiBGuest()

@@ -43,10 +43,11 @@ internal sealed class VmmProcess : IDisposable
 
     public VmmProcess(params string[] args) : this(args, redirectStdin: false) { }
 
-    public VmmProcess(string[] args, bool redirectStdin)
+    public VmmProcess(string[] args, bool redirectStdin, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo(VmmBinary.Executable) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectStdin };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         _process = new Process { StartInfo = psi };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_stdout) _stdout.AppendLine(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.AppendLine(e.Data); };
