@@ -5,7 +5,7 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d" };
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
@@ -258,6 +258,9 @@ if (figures.Any(f => f.StartsWith('8'))) results.AddRange(Snapshots.Measure(vmm,
 
 // 9. vCPU hot-add and removal on a running VM (no peer).
 if (figures.Any(f => f.StartsWith('9'))) results.AddRange(Hotplug.Measure(vmm, work, runs));
+
+// 10. Live migration against QEMU's, TCP loopback.
+if (figures.Any(f => f.StartsWith("10", StringComparison.Ordinal))) results.AddRange(LiveMigration.Measure(vmm, qemu!, guest, runs, figures));
 
 string table = Report.Table(results);
 Console.WriteLine(table);

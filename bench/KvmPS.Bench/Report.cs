@@ -46,6 +46,7 @@ public static class Report
         AddMethodLine(lines, ids, "7", "6. ", Figure7Method);
         AddMethodLine(lines, ids, "8", "7. ", Snapshots.Method);
         AddMethodLine(lines, ids, "9", "8. ", Hotplug.Method);
+        AddMethodLine(lines, ids, "10", "9. ", LiveMigration.Method);
         File.WriteAllLines(path, lines);
     }
 
@@ -95,6 +96,7 @@ public static class Report
         sb.AppendLine(Figure7Method);
         sb.AppendLine(Snapshots.Method);
         sb.AppendLine(Hotplug.Method);
+        sb.AppendLine(LiveMigration.Method);
         sb.AppendLine();
         sb.AppendLine(ReadingMarker);
         sb.Append(reading.Length > 0 ? reading : "\n## Reading\n\n(to be written after the first run)\n");

@@ -132,7 +132,7 @@ public static class Snapshots
                 Host.WaitForOutput(p, "> ", clock, Timeout);
                 Thread.Sleep(200);
                 using var qmp = Qmp.Connect(sock, Timeout);
-                qmp.Execute("migrate-set-parameters", new { max_bandwidth = 1L << 40 }).Dispose();
+                qmp.Execute("migrate-set-parameters", new Dictionary<string, object> { ["max-bandwidth"] = 1L << 40 }).Dispose();
                 if (File.Exists(keep)) File.Delete(keep);
                 var sw = Stopwatch.StartNew();
                 qmp.Execute("stop").Dispose();
@@ -208,10 +208,10 @@ public static class Snapshots
         finally { Host.Kill(p); File.Delete(sock); }
     }
 
-    private static string[] QemuArgs(string guest, int mib) =>
+    internal static string[] QemuArgs(string guest, int mib, string append = "") =>
     [
         "-M", "microvm", "-accel", "kvm", "-smp", "1", "-m", mib.ToString(), "-nodefaults", "-no-user-config",
-        "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", guest, "-append", "",
+        "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", guest, "-append", append,
     ];
 
     /// <summary>Types one character on the guest console and returns when its echo comes back (ms since exec).</summary>
@@ -227,40 +227,5 @@ public static class Snapshots
     {
         string line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
         return long.Parse(line[6..].Replace("kB", "").Trim(), CultureInfo.InvariantCulture) / 1024.0;
-    }
-
-    /// <summary>QMP: greeting, qmp_capabilities, then one command at a time (events are skipped).</summary>
-    private sealed class Qmp : IDisposable
-    {
-        private readonly LineClient line;
-
-        private Qmp(LineClient line) => this.line = line;
-
-        public static Qmp Connect(string path, TimeSpan timeout) => Handshake(new LineClient(path, timeout));
-
-        public static Qmp WaitFor(string path, Stopwatch clock, TimeSpan timeout) => Handshake(LineClient.WaitFor(path, clock, timeout));
-
-        private static Qmp Handshake(LineClient line)
-        {
-            var qmp = new Qmp(line);
-            qmp.Read().Dispose(); // greeting
-            qmp.Execute("qmp_capabilities").Dispose();
-            return qmp;
-        }
-
-        private JsonDocument Read() => line.Read();
-
-        public JsonDocument Execute(string command, object? arguments = null)
-        {
-            string json = arguments is null
-                ? JsonSerializer.Serialize(new { execute = command })
-                : JsonSerializer.Serialize(new { execute = command, arguments }).Replace("max_bandwidth", "max-bandwidth");
-            var reply = line.Request(json);
-            while (reply.RootElement.TryGetProperty("event", out _)) { reply.Dispose(); reply = Read(); }
-            if (reply.RootElement.TryGetProperty("error", out var error)) throw new InvalidOperationException($"QMP {command}: {error}");
-            return reply;
-        }
-
-        public void Dispose() => line.Dispose();
     }
 }

@@ -1,0 +1,239 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace KvmPS.Bench;
+
+/// <summary>
+/// Figures 10: live migration against QEMU's own, the same built-in guest on both, source and destination on this
+/// host over TCP loopback. Both VMMs report their own figures, taken as they are: kvmps-vmm's source logs
+/// <c>migrated to URI: total N ms, downtime N ms</c>; QEMU's <c>query-migrate</c> gives <c>total-time</c> and
+/// <c>downtime</c> once <c>completed</c>.
+/// </summary>
+public static class LiveMigration
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
+    private const int GuestMiB = 256;
+    private const int DirtyMiB = 8;
+    private const int DowntimeLimitMs = 300;
+
+    public const string Method = "10. the built-in guest, 256 MiB, 1 vCPU (`-M microvm` for QEMU), source and destination on this host, TCP on 127.0.0.1, downtime limit 300 ms on both (the default of both), no bandwidth cap (QEMU: `migrate-set-parameters max-bandwidth` 1 TiB/s; its default is 128 MiB/s). Destination started first and waiting (`kvmps-vmm --incoming tcp:`, QEMU `-incoming tcp:`); then `migrate` sent to the source (kvmps: control request; QEMU: QMP, polled with `query-migrate` every 1 ms). 10a/10c (the same clock for both): `migrate` sent → the destination's control socket says the VM runs (kvmps: `status` `Running`; QEMU: `query-status` `running`, polled every 1 ms); each VMM's own total is in the note. 10b/10d: the downtime each VMM reports, which QEMU and kvmps-vmm define differently: kvmps-vmm's (its source's log line) runs from the pause to the destination's `Running` message, after the destination restored every record and started the vCPUs; QEMU's `downtime` runs from the source's stop to the source having sent its last byte, so the destination's loading and start are not in it (QEMU `migration_completion`). 10a/10b: the guest idle at its prompt; the destination's guest then echoes a typed character (proof it runs). 10c/10d: the guest rewriting 8 MiB without end (`work dirty 8`) as fast as its vCPU goes; its rate, measured from its own `dirty pass` lines, is in the note (guest kernel code is emulated on this nested host, so it is far below 50 MiB/s). Interleaved, first pair not counted.";
+
+    public static IEnumerable<FigureResult> Measure(string vmm, string qemu, string guest, int runs, ISet<string> figures)
+    {
+        var results = new List<FigureResult>();
+        foreach (var (totalId, downtimeId, cmdline, what) in new[]
+                 {
+                     ("10a", "10b", "", "idle guest"),
+                     ("10c", "10d", $"kvmps.run=work dirty {DirtyMiB}", $"guest rewriting {DirtyMiB} MiB"),
+                 })
+        {
+            if (!figures.Contains(totalId) && !figures.Contains(downtimeId)) continue;
+            Console.Error.WriteLine($"figure {totalId}/{downtimeId}: live migration, {what}");
+            var kTotal = new List<double>(); var kDown = new List<double>(); var qTotal = new List<double>(); var qDown = new List<double>();
+            var kSeen = new List<double>(); var qSeen = new List<double>();
+            var kRate = new List<double>(); var qRate = new List<double>();
+            for (int i = 0; i <= runs; i++)
+            {
+                var k = MigrateKvmps(vmm, cmdline);
+                var q = MigrateQemu(qemu, guest, cmdline);
+                if (i == 0) continue; // warm-up pair
+                kTotal.Add(k.TotalMs); kDown.Add(k.DowntimeMs); qTotal.Add(q.TotalMs); qDown.Add(q.DowntimeMs);
+                kSeen.Add(k.ObservedMs); qSeen.Add(q.ObservedMs);
+                if (!double.IsNaN(k.DirtyMiBps)) kRate.Add(k.DirtyMiBps);
+                if (!double.IsNaN(q.DirtyMiBps)) qRate.Add(q.DirtyMiBps);
+            }
+            string? rateNote = kRate.Count > 0 && qRate.Count > 0
+                ? $"guest dirtying {Stats.Of(kRate).Median:F1} MiB/s on kvmps, {Stats.Of(qRate).Median:F1} MiB/s on QEMU"
+                : null;
+            string ownTotals = $"each VMM's own total: kvmps {Stats.Of(kTotal).Median:F0} ms, QEMU total-time {Stats.Of(qTotal).Median:F0} ms";
+            if (figures.Contains(totalId))
+                results.Add(new(totalId, $"Live migration, total: migrate sent → the destination says running, {what}, {GuestMiB} MiB, TCP loopback", "ms",
+                    Stats.Of(kSeen), "QEMU migrate tcp:", Stats.Of(qSeen), "below QEMU", rateNote is null ? ownTotals : $"{ownTotals}; {rateNote}"));
+            if (figures.Contains(downtimeId))
+                results.Add(new(downtimeId, $"Live migration, downtime as each VMM reports it (kvmps: paused → destination runs; QEMU: stopped → last byte sent), {what}, {GuestMiB} MiB", "ms",
+                    Stats.Of(kDown), "QEMU migrate tcp: (downtime)", Stats.Of(qDown), cmdline == "" ? "≤ 50 ms and below QEMU" : "below QEMU", rateNote));
+        }
+        return results;
+    }
+
+    /// <param name="TotalMs">the VMM's own total</param>
+    /// <param name="DowntimeMs">the VMM's own downtime (definitions differ: see Method)</param>
+    /// <param name="ObservedMs">the bench's clock: migrate sent → the destination's control socket says running</param>
+    private readonly record struct Sample(double TotalMs, double DowntimeMs, double ObservedMs, double DirtyMiBps);
+
+    private static Sample MigrateKvmps(string vmm, string cmdline)
+    {
+        int port = FreePort();
+        string dir = Directory.CreateTempSubdirectory("kvm-mig").FullName;
+        string sock = Path.Combine(dir, "src.sock"), destinationSock = Path.Combine(dir, "dst.sock");
+        var destination = Capture.Start(vmm, ["--incoming", $"tcp:127.0.0.1:{port}", "--memory", $"{GuestMiB}M", "--cmdline", cmdline, "--control-socket", destinationSock]);
+        Capture? source = null;
+        try
+        {
+            destination.WaitForStderr("waiting for a migration stream", Timeout);
+            source = Capture.Start(vmm, ["--memory", $"{GuestMiB}M", "--cmdline", cmdline, "--control-socket", sock]);
+            double rate = WaitForGuest(source.Process, cmdline);
+            using var watch = LineClient.WaitFor(destinationSock, Stopwatch.StartNew(), Timeout);
+            var clock = Stopwatch.StartNew();
+            using (var control = LineClient.WaitFor(sock, Stopwatch.StartNew(), Timeout))
+            {
+                clock.Restart();
+                using var reply = control.Request(JsonSerializer.Serialize(new { request = "migrate", uri = $"tcp:127.0.0.1:{port}", downtime_ms = DowntimeLimitMs }));
+                if (!reply.RootElement.GetProperty("ok").GetBoolean()) throw new InvalidOperationException($"kvmps migrate refused: {reply.RootElement}");
+            }
+            while (true)
+            {
+                using var status = watch.Request("{\"request\":\"status\"}");
+                if (status.RootElement.GetProperty("result").GetProperty("state").GetString() == "Running") break;
+                if (clock.Elapsed > Timeout) throw new TimeoutException($"the kvmps destination did not run the VM: {destination.Stderr}");
+                Thread.Sleep(1);
+            }
+            double observedMs = clock.Elapsed.TotalMilliseconds;
+            if (!source.Process.WaitForExit((int)Timeout.TotalMilliseconds)) throw new TimeoutException($"the kvmps source did not finish migrating: {source.Stderr}");
+            source.Process.WaitForExit();
+            if (source.Process.ExitCode != 14) throw new InvalidOperationException($"the kvmps source exited {source.Process.ExitCode}, not 14 (migrated): {source.Stderr}");
+            var m = Regex.Match(source.Stderr, @"migrated to \S+: total (\d+(?:\.\d+)?) ms, downtime (\d+(?:\.\d+)?) ms");
+            if (!m.Success) throw new InvalidOperationException($"no 'migrated to' line from the kvmps source: {source.Stderr}");
+            if (cmdline == "") ProveRuns(destination.Process);
+            return new(Parse(m.Groups[1].Value), Parse(m.Groups[2].Value), observedMs, rate);
+        }
+        finally
+        {
+            if (source is not null) Host.Kill(source.Process);
+            Host.Kill(destination.Process);
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
+    private static Sample MigrateQemu(string qemu, string guest, string cmdline)
+    {
+        int port = FreePort();
+        string dir = Directory.CreateTempSubdirectory("qemu-mig").FullName;
+        string sock = Path.Combine(dir, "src.qmp"), destinationSock = Path.Combine(dir, "dst.qmp");
+        var destination = Host.Start(qemu, [.. Snapshots.QemuArgs(guest, GuestMiB, cmdline), "-incoming", $"tcp:127.0.0.1:{port}", "-qmp", $"unix:{destinationSock},server=on,wait=off"]);
+        Process? source = null;
+        try
+        {
+            WaitForListener(port, Timeout);
+            source = Host.Start(qemu, [.. Snapshots.QemuArgs(guest, GuestMiB, cmdline), "-qmp", $"unix:{sock},server=on,wait=off"]);
+            double rate = WaitForGuest(source, cmdline);
+            using var qmp = Qmp.WaitFor(sock, Stopwatch.StartNew(), Timeout);
+            using var watch = Qmp.WaitFor(destinationSock, Stopwatch.StartNew(), Timeout);
+            qmp.Execute("migrate-set-parameters", new Dictionary<string, object> { ["max-bandwidth"] = 1L << 40, ["downtime-limit"] = DowntimeLimitMs }).Dispose();
+            var clock = Stopwatch.StartNew();
+            qmp.Execute("migrate", new Dictionary<string, object> { ["uri"] = $"tcp:127.0.0.1:{port}" }).Dispose();
+            while (true)
+            {
+                // QEMU's destination runs the VM on its own once the stream ends (autostart, as no -S was given).
+                using var status = watch.Execute("query-status");
+                if (status.RootElement.GetProperty("return").GetProperty("status").GetString() == "running") break;
+                if (clock.Elapsed > Timeout) throw new TimeoutException("the QEMU destination did not run the VM");
+                Thread.Sleep(1);
+            }
+            double observedMs = clock.Elapsed.TotalMilliseconds;
+            while (true)
+            {
+                using var status = qmp.Execute("query-migrate");
+                var result = status.RootElement.GetProperty("return");
+                string s = result.TryGetProperty("status", out var st) ? st.GetString()! : "none";
+                if (s == "completed")
+                {
+                    if (cmdline == "") ProveRuns(destination);
+                    return new(result.GetProperty("total-time").GetDouble(), result.GetProperty("downtime").GetDouble(), observedMs, rate);
+                }
+                if (s is "failed" or "cancelled") throw new InvalidOperationException($"QEMU migration {s}: {result}");
+                if (clock.Elapsed > Timeout) throw new TimeoutException("QEMU migration did not complete");
+                Thread.Sleep(1);
+            }
+        }
+        finally
+        {
+            if (source is not null) Host.Kill(source);
+            Host.Kill(destination);
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// Waits for the guest's prompt, or for its dirtying workload to be in full swing; for the workload, returns the
+    /// rate it dirties at, from the time between two of its pass lines (NaN when idle).
+    /// </summary>
+    private static double WaitForGuest(Process p, string cmdline)
+    {
+        var clock = Stopwatch.StartNew();
+        var seen = new StringBuilder();
+        if (cmdline == "") { Host.WaitForOutput(p, "> ", clock, Timeout, seen); Thread.Sleep(200); return double.NaN; }
+        var first = Host.WaitForOutput(p, "work: dirty pass 1", clock, Timeout, seen);
+        var second = Host.WaitForOutput(p, "work: dirty pass 2", clock, Timeout, seen);
+        return DirtyMiB / (second - first).TotalSeconds;
+    }
+
+    /// <summary>Types a character on the destination's console and waits for its echo: the migrated guest runs.</summary>
+    private static void ProveRuns(Process destination)
+    {
+        destination.StandardInput.Write("x");
+        destination.StandardInput.Flush();
+        Host.WaitForOutput(destination, "x", Stopwatch.StartNew(), Timeout);
+    }
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    private static void WaitForListener(int port, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            // QEMU accepts one connection on -incoming and migrates from it; a bare connect/close would fail that. So
+            // look at the kernel's table of listening sockets instead.
+            string hex = port.ToString("X4", CultureInfo.InvariantCulture);
+            if (File.ReadLines("/proc/net/tcp").Skip(1).Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is var f && f[1].EndsWith(":" + hex, StringComparison.Ordinal) && f[3] == "0A"))
+                return;
+            if (clock.Elapsed > timeout) throw new TimeoutException($"nothing listens on port {port}");
+            Thread.Sleep(2);
+        }
+    }
+
+    private static double Parse(string s) => double.Parse(s, CultureInfo.InvariantCulture);
+
+    /// <summary>A process whose stderr is kept (the VMM's log lines).</summary>
+    private sealed class Capture
+    {
+        private readonly StringBuilder _stderr = new();
+        public required Process Process { get; init; }
+        public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+        public static Capture Start(string file, IEnumerable<string> args)
+        {
+            var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            var capture = new Capture { Process = new Process { StartInfo = psi } };
+            capture.Process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (capture._stderr) capture._stderr.AppendLine(e.Data); };
+            capture.Process.Start();
+            capture.Process.BeginErrorReadLine();
+            return capture;
+        }
+
+        public void WaitForStderr(string text, TimeSpan timeout)
+        {
+            var clock = Stopwatch.StartNew();
+            while (!Stderr.Contains(text, StringComparison.Ordinal))
+            {
+                if (Process.HasExited) throw new InvalidOperationException($"{Path.GetFileName(Process.StartInfo.FileName)} exited {Process.ExitCode}: {Stderr}");
+                if (clock.Elapsed > timeout) throw new TimeoutException($"'{text}' not seen on stderr: {Stderr}");
+                Thread.Sleep(2);
+            }
+        }
+    }
+}
