@@ -23,6 +23,52 @@ public class ImageLockingTests
         DiskImageFactory.Open(path, format).Dispose();
     }
 
+    /// <summary>
+    /// A process forked while a writer had the image open shares its open file description, and so its locks, until the
+    /// child's exec closes it. An open right after the writer closed must wait that moment out rather than call the
+    /// image in use; a holder that stays is still refused. The child here is a `sleep` given a copy of the descriptor
+    /// without close-on-exec, so it keeps the description as long as it lives.
+    /// </summary>
+    [Fact]
+    public void AForkedChildHoldingTheLocksForAMomentDoesNotMakeTheImageInUse()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("forked.img");
+        DiskImageFactory.CreateRaw(path, 1 << 20);
+        foreach (bool childExitsSoon in new[] { true, false })
+        {
+            Process child;
+            using (var writer = ImageFile.Open(path, writable: true))
+            {
+                Locking.QemuImageLock.Acquire(writer, Locking.QemuImageLock.WriterPermissions, Locking.QemuImageLock.DefaultSharedPermissions);
+                int inherited = KvmPS.Interop.Libc.FcntlInt(writer.FileDescriptor, 0 /* F_DUPFD: the copy has no FD_CLOEXEC */, 10);
+                Assert.True(inherited >= 10);
+                try { child = Process.Start(new ProcessStartInfo("sleep", "30") { UseShellExecute = false })!; }
+                finally { KvmPS.Interop.Libc.Close(inherited); }
+            }
+            try
+            {
+                var open = Task.Run(() => DiskImageFactory.Open(path, DiskImageFormat.Raw));
+                if (childExitsSoon)
+                {
+                    Thread.Sleep(5);
+                    child.Kill();
+                    open.Result.Dispose(); // the writer's close plus the child's exit: the image is free
+                }
+                else
+                {
+                    var e = Assert.Throws<AggregateException>(() => open.Result.Dispose());
+                    Assert.IsType<ImageInUseException>(e.InnerException);
+                }
+            }
+            finally
+            {
+                if (!child.HasExited) child.Kill();
+                child.WaitForExit();
+            }
+        }
+    }
+
     [Fact]
     public void ReadersShareButBlockWriters()
     {

@@ -26,9 +26,29 @@ internal static class QemuImageLock
     public static readonly QemuPermission DefaultSharedPermissions =
         QemuPermission.ConsistentRead | QemuPermission.WriteUnchanged;
 
+    /// <summary>
+    /// How long a conflict is looked at again before the image counts as in use. A holder that just closed the image
+    /// can still hold its locks for a moment: a process forked meanwhile (Process.Start, here or in any program)
+    /// shares every open file description, and so its locks, until its exec closes them. A real user of the image
+    /// holds them for as long as it runs, so waiting about 160 ms only delays that refusal.
+    /// </summary>
+    private static readonly int[] ConflictRetryDelaysMs = [1, 2, 5, 10, 20, 40, 80];
+
     /// <summary>Takes the locks for an opener and checks for conflicting holders.</summary>
     /// <exception cref="ImageInUseException">Another open file description conflicts.</exception>
     public static void Acquire(ImageFile file, QemuPermission permissions, QemuPermission sharedPermissions)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            string? conflict = TryAcquire(file, permissions, sharedPermissions);
+            if (conflict is null) return;
+            if (attempt == ConflictRetryDelaysMs.Length) throw new ImageInUseException(file.Path, conflict);
+            Thread.Sleep(ConflictRetryDelaysMs[attempt]);
+        }
+    }
+
+    /// <summary>Publishes our locks (again: taking a held lock is a no-op) and returns the first conflict, or null.</summary>
+    private static string? TryAcquire(ImageFile file, QemuPermission permissions, QemuPermission sharedPermissions)
     {
         int fd = file.FileDescriptor;
         QemuPermission notShared = QemuPermission.All & ~sharedPermissions;
@@ -38,13 +58,13 @@ internal static class QemuImageLock
         for (int bit = 0; (1UL << bit) <= (ulong)QemuPermission.All; bit++)
         {
             var p = (QemuPermission)(1UL << bit);
-            if ((permissions & p) != 0)
+            if ((permissions & p) != 0 && !TrySetSharedLock(file, fd, RAW_LOCK_PERM_BASE + bit))
             {
-                SetSharedLock(file, fd, RAW_LOCK_PERM_BASE + bit);
+                return $"lock byte {RAW_LOCK_PERM_BASE + bit}";
             }
-            if ((notShared & p) != 0)
+            if ((notShared & p) != 0 && !TrySetSharedLock(file, fd, RAW_LOCK_SHARED_BASE + bit))
             {
-                SetSharedLock(file, fd, RAW_LOCK_SHARED_BASE + bit);
+                return $"lock byte {RAW_LOCK_SHARED_BASE + bit}";
             }
         }
         for (int bit = 0; (1UL << bit) <= (ulong)QemuPermission.All; bit++)
@@ -53,14 +73,15 @@ internal static class QemuImageLock
             // Someone refusing to share a permission we want holds RAW_LOCK_SHARED_BASE + bit.
             if ((permissions & p) != 0 && IsLockedByOthers(file, fd, RAW_LOCK_SHARED_BASE + bit))
             {
-                throw new ImageInUseException(file.Path, PermissionName(p));
+                return PermissionName(p);
             }
             // Someone holding a permission we refuse to share holds RAW_LOCK_PERM_BASE + bit.
             if ((notShared & p) != 0 && IsLockedByOthers(file, fd, RAW_LOCK_PERM_BASE + bit))
             {
-                throw new ImageInUseException(file.Path, PermissionName(p));
+                return PermissionName(p);
             }
         }
+        return null;
     }
 
     private static string PermissionName(QemuPermission p) => p switch
@@ -72,7 +93,8 @@ internal static class QemuImageLock
         _ => p.ToString(),
     };
 
-    private static void SetSharedLock(ImageFile file, int fd, int byteOffset)
+    /// <summary>Takes a shared lock on one byte; false when someone holds an exclusive lock on it.</summary>
+    private static bool TrySetSharedLock(ImageFile file, int fd, int byteOffset)
     {
         var fl = new Flock { l_type = Libc.F_RDLCK, l_whence = Libc.SEEK_SET, l_start = byteOffset, l_len = 1 };
         while (Libc.fcntl(fd, Libc.F_OFD_SETLK, ref fl) != 0)
@@ -86,10 +108,11 @@ internal static class QemuImageLock
             {
                 // Someone holds an exclusive lock on the byte: nobody QEMU-compatible does that
                 // for long, but it still means the image is busy.
-                throw new ImageInUseException(file.Path, $"lock byte {byteOffset}");
+                return false;
             }
             throw new DiskImageException(file.Path, $"Locking byte {byteOffset} of disk image '{file.Path}' failed (errno {errno}).");
         }
+        return true;
     }
 
     private static bool IsLockedByOthers(ImageFile file, int fd, int byteOffset)
