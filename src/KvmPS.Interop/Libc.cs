@@ -90,6 +90,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "umask")]
     public static partial uint Umask(uint mask);
 
+    [LibraryImport(Lib, EntryPoint = "fchmod", SetLastError = true)]
+    public static partial int Fchmod(int fd, uint mode);
+
     public const uint S_IFMT = 0xF000, S_IFSOCK = 0xC000, S_IFREG = 0x8000, S_IFDIR = 0x4000;
     public const int StatSize = 144, StatModeOffset = 24;
 

@@ -20,7 +20,7 @@ public enum ThreadRole
     Console,
     /// <summary>Sends the VM to another VMM (live migration, Migration/MigrationSender): memory rounds, then the state.</summary>
     Migration,
-    /// <summary>Startup work done beside the main thread before the machine exists (Vm/EarlyKvmVm).</summary>
+    /// <summary>Start-up work done beside the main thread while it builds the machine (Vm/EarlyKvmVm, the control socket).</summary>
     Setup,
 }
 

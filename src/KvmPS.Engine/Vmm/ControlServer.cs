@@ -108,9 +108,7 @@ public sealed class ControlServer : IDisposable
                 File.Delete(path);
             }
             listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            uint old = Libc.Umask(0x7f); // 0177: the socket is born 0600: no window where others could connect
-            try { listener.Bind(new UnixDomainSocketEndPoint(path)); }
-            finally { Libc.Umask(old); }
+            UnixSockets.BindOwnerOnly(listener, path); // 0600 from birth: no window where others could connect
             listener.Listen(16);
             var server = new ControlServer(path, listener, fileLock, control, limits ?? new ControlServerLimits());
             server._acceptThread.Start();

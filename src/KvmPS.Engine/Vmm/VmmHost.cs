@@ -1,12 +1,13 @@
-using KvmPS.Threading;
 using System.Diagnostics;
 using System.Reflection;
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using System.Buffers;
 using System.Text.Json;
 using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Interop;
+using KvmPS.Threading;
 using KvmPS.Vm;
 using KvmPS.Vm.Boot;
 
@@ -124,12 +125,46 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
 
     public int Run()
     {
-        // SIGTERM/SIGINT handlers first: once the socket answers, a client may signal the VMM, which must then stop
-        // cleanly (socket removed, exit 0) rather than die by the signal's default action.
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
-        Diagnostics.StartupTimeline.Mark("socket");
+        var controlSetup = EngineThreads.Start(ThreadRole.Setup, "control-setup", SetUpSignalsAndControlSocket);
+        try { return RunMachines(controlSetup); }
+        finally
+        {
+            controlSetup.Join(); // whatever happened: the socket is then ours to remove in Dispose
+            _sigterm?.Dispose();
+            _sigint?.Dispose();
+        }
+    }
+
+    private PosixSignalRegistration? _sigterm, _sigint;
+    private ExceptionDispatchInfo? _controlSetupFailure;
+
+    /// <summary>
+    /// Signal handlers, then the control socket: on a start-up thread while the main thread builds the machine (half a
+    /// millisecond off a restore's start), joined before a vCPU runs or a migration stream is awaited.
+    /// </summary>
+    private void SetUpSignalsAndControlSocket()
+    {
+        try
+        {
+            // SIGTERM/SIGINT handlers first: once the socket answers, a client may signal the VMM, which must then stop
+            // cleanly (socket removed, exit 0) rather than die by the signal's default action.
+            _sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            _sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
+            Diagnostics.StartupTimeline.Mark("socket");
+        }
+        catch (Exception e) { _controlSetupFailure = ExceptionDispatchInfo.Capture(e); }
+    }
+
+    /// <summary>Waits for <see cref="SetUpSignalsAndControlSocket"/>; its failure (a socket in use) is this start's.</summary>
+    private void AwaitControlSetup(Thread controlSetup)
+    {
+        controlSetup.Join();
+        _controlSetupFailure?.Throw();
+    }
+
+    private int RunMachines(Thread controlSetup)
+    {
         bool stdinPumping = false;
         List<(int Slot, DeviceConfig Config)> carried = [];
         while (true)
@@ -137,6 +172,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             VirtualMachine machine;
             bool restoring = _restore is not null && _boots == 0; // a reset after a restore boots afresh
             bool receiving = Incoming is not null && _boots == 0;
+            if (receiving) AwaitControlSetup(controlSetup); // status answers while it waits for the stream
             try
             {
                 var builder = new MachineBuilder(MachineWithDebugCon(), Console.Write);
@@ -163,6 +199,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             }
             carried = [];
             lock (_lock) { _machine = machine; _boots++; }
+            AwaitControlSetup(controlSetup);
             // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (_stopRequested.IsSet) machine.Stop("stopped before start");

@@ -121,9 +121,7 @@ public sealed partial class VsockHost : IPausable, IDisposable
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            uint old = Libc.Umask(0x7f); // 0600 from birth
-            try { listener.Bind(new UnixDomainSocketEndPoint(path)); }
-            finally { Libc.Umask(old); }
+            UnixSockets.BindOwnerOnly(listener, path); // 0600 from birth
             listener.Listen(64);
             listener.Blocking = false; // accepted on the host thread until EAGAIN
             return listener;
