@@ -33,6 +33,9 @@ public sealed class CliApp
     internal TextWriter Err { get; }
     internal VmManager Manager => _manager ??= _managerFactory();
 
+    /// <summary>The environment (KVMPS_HOST, KVMPS_SSH...); tests replace it.</summary>
+    internal Func<string, string?> GetEnvironment { get; init; } = Environment.GetEnvironmentVariable;
+
     public static string Version =>
         typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
@@ -40,7 +43,7 @@ public sealed class CliApp
     {
         try
         {
-            return Dispatch(new ArgReader(args));
+            return RemoteHostCommand.TryRun(this, args) ?? Dispatch(new ArgReader(args));
         }
         catch (UsageException e)
         {
