@@ -54,7 +54,10 @@ internal static class RemoteHostCommand
         var options = SshTransportOptions.FromEnvironment(app.GetEnvironment) with { KeyFilePath = identity };
         try
         {
-            var result = new SshTransport(options).Run(target, rest);
+            // dsc get|test|set read their instance JSON from stdin: it goes to the remote kvmps. Other commands
+            // read no input, and a terminal's stdin must not be drained by them.
+            var input = rest.Length > 0 && rest[0] == "dsc" ? app.In.ReadToEnd() : null;
+            var result = new SshTransport(options).Run(target, rest, input);
             app.Out.Write(result.StandardOutput);
             app.Err.Write(result.StandardError);
             return result.ExitCode;

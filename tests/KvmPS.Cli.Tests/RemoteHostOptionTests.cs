@@ -29,12 +29,14 @@ public sealed class RemoteHostOptionTests : IDisposable
         return path;
     }
 
-    private (int Code, string Out, string Err) Run(params string[] args)
+    private (int Code, string Out, string Err) Run(params string[] args) => RunWithInput("", args);
+
+    private (int Code, string Out, string Err) RunWithInput(string stdin, params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         // No manager: a command that runs remotely must never open the local store.
-        var app = new CliApp(new StringReader(""), output, error, () => throw new InvalidOperationException("the local store was opened"))
+        var app = new CliApp(new StringReader(stdin), output, error, () => throw new InvalidOperationException("the local store was opened"))
         {
             GetEnvironment = name => _environment.GetValueOrDefault(name),
         };
@@ -131,5 +133,18 @@ public sealed class RemoteHostOptionTests : IDisposable
         Assert.Equal(ExitCodes.Ok, code);
         Assert.StartsWith("kvmps ", output);
         Assert.False(File.Exists(SshArgumentsFile), "ssh was run");
+    }
+
+    [Fact]
+    public void Dsc_input_goes_to_the_remote_kvmps_and_other_commands_get_none()
+    {
+        _environment["KVMPS_REMOTE_KVMPS"] = Script("kvmps-cat", "echo \"args: $*\"; cat");
+        var (code, output, error) = RunWithInput("{\"name\":\"web\"}", "--host", "h2", "dsc", "get");
+        Assert.True(code == 0, error);
+        Assert.Equal("args: dsc get\n{\"name\":\"web\"}", output);
+
+        (code, output, error) = RunWithInput("not for vm list", "--host", "h2", "vm", "list");
+        Assert.True(code == 0, error);
+        Assert.Equal("args: vm list\n", output);
     }
 }
