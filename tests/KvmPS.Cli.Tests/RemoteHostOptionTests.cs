@@ -148,3 +148,46 @@ public sealed class RemoteHostOptionTests : IDisposable
         Assert.Equal("args: vm list\n", output);
     }
 }
+
+/// <summary>Manifests that name a HostName: read here only through kvmps apply's routing or stdin.</summary>
+public sealed class RemoteManifestTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("kvmps-mh-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static (int Code, string Out, string Err) Run(string stdin, params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var app = new CliApp(new StringReader(stdin), output, error, () => throw new InvalidOperationException("the local store was opened"))
+        {
+            GetEnvironment = _ => null,
+        };
+        return (app.Run(args), output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void A_host_name_that_could_inject_ssh_options_is_a_manifest_error_at_its_position()
+    {
+        var file = Path.Combine(_directory, "bad.psd1");
+        File.WriteAllText(file, "@{\n    HostName = '-oProxyCommand=touch /tmp/x'\n    VirtualMachines = @()\n}\n");
+        var (code, _, error) = Run("", "apply", file);
+        Assert.Equal(ExitCodes.ManifestError, code);
+        Assert.Contains($"{file}:2:", error);
+        Assert.Contains("starts with '-'", error);
+    }
+
+    [Fact]
+    public void HostName_read_from_stdin_is_accepted_but_not_from_a_file_read_by_the_management_reader()
+    {
+        var e = Assert.Throws<KvmPS.Management.DesiredState.DesiredStateException>(() =>
+            KvmPS.Management.DesiredState.DesiredStateReader.Parse("@{ HostName = 'h2'; VirtualMachines = @() }", "m.psd1"));
+        Assert.Contains("HostName", e.Message);
+        Assert.Contains("kvmps apply", e.Message);
+        var state = KvmPS.Management.DesiredState.DesiredStateReader.Parse("@{ HostName = 'h2'; VirtualMachines = @() }", "m.psd1", hostNameAllowed: true);
+        Assert.Empty(state.Vms);
+        Assert.Throws<KvmPS.Management.DesiredState.DesiredStateException>(() =>
+            KvmPS.Management.DesiredState.DesiredStateReader.Parse("@{ HostName = 2; VirtualMachines = @() }", "m.psd1", hostNameAllowed: true));
+    }
+}

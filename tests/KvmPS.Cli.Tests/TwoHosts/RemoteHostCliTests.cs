@@ -110,4 +110,34 @@ public sealed class RemoteHostCliTests(TwoHostFixture hosts)
         var error = Assert.Throws<RemoteAuthenticationException>(() => refused.List());
         Assert.Equal(H2, error.HostName);
     }
+
+    [TwoHostFact]
+    public void Apply_runs_a_manifest_naming_a_host_there_and_the_others_here()
+    {
+        var remoteManifest = Path.Combine(hosts.Directory, "h2-vms.psd1");
+        File.WriteAllText(remoteManifest, $$"""
+            @{
+                HostName        = '{{H2}}'
+                VirtualMachines = @( @{ Name = 'applied-on-h2'; MemoryStartupBytes = 64MB; State = 'Off' } )
+            }
+            """);
+        var localManifest = Path.Combine(hosts.Directory, "h1-vms.psd1");
+        File.WriteAllText(localManifest, """
+            @{ VirtualMachines = @( @{ Name = 'applied-on-h1'; MemoryStartupBytes = 64MB; State = 'Off' } ) }
+            """);
+
+        var (code, output, error) = hosts.Kvmps(hosts.Host1, Key(hosts.ClientKeyPath), "apply", remoteManifest, localManifest);
+        Assert.True(code == 0, $"exit {code}: {output} {error}");
+        Assert.Contains($"== host {H2}: {remoteManifest}", output);
+        Assert.Equal(["applied-on-h2"], new VmManager(VmStore.Open(hosts.Host2.StoreHome)).List().Select(v => v.Name).Where(n => n.StartsWith("applied-")));
+        Assert.Equal(["applied-on-h1"], new VmManager(VmStore.Open(hosts.Host1.StoreHome)).List().Select(v => v.Name).Where(n => n.StartsWith("applied-")));
+
+        (code, output, error) = hosts.Kvmps(hosts.Host1, Key(hosts.ClientKeyPath), "test", remoteManifest, localManifest);
+        Assert.True(code == 0, $"exit {code}: {output} {error}");
+
+        // The remote host refusing the key fails that manifest with exit 7; the local one still runs.
+        (code, _, error) = hosts.Kvmps(hosts.Host1, Key(hosts.OtherKeyPath), "test", remoteManifest, localManifest);
+        Assert.Equal(ExitCodes.RemoteHost, code);
+        Assert.Contains($"{remoteManifest}: Host '{H2}' refused the SSH key", error);
+    }
 }
