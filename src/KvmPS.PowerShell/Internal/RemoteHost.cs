@@ -45,7 +45,7 @@ internal sealed class RemoteHost
         }
         catch (InvalidRemoteNameException e)
         {
-            throw new KvmParameterException(userName is not null && !e.Message.Contains("host name", StringComparison.Ordinal) ? "UserName" : "HostName", e.Value, e.Message, e);
+            throw new KvmParameterException(userName is not null && e.Value == userName ? "UserName" : "HostName", e.Value, e.Message, e);
         }
         var key = keyFilePath is null ? null : cmdlet.ResolvePath(keyFilePath);
         var options = SshTransportOptions.FromEnvironment() with { KeyFilePath = key };
