@@ -22,10 +22,12 @@ export PSModulePath="$TOOLS/modules${PSModulePath:+:$PSModulePath}"
 
 # Packages: compilers for the built-in guest and header checks, QEMU as the peer and qemu-img as the qcow2 oracle,
 # a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests,
-# ACPICA's iasl and acpiexec as the oracle for our ACPI tables (docs/acpi.md).
+# ACPICA's iasl and acpiexec as the oracle for our ACPI tables (docs/acpi.md), OpenSSH (client and server) for the
+# two-host tests of kvmps --host / -HostName (each test host runs its own sshd; docs/remote.md).
 # The RealLinux tests' kernel is built from Debian's source (tools/linux-guest, docs/testing.md).
 LINUX_GUEST_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio busybox-static)
 PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat iputils-ping
+          openssh-client openssh-server
           acpica-tools "${LINUX_GUEST_PACKAGES[@]}")
 
 setup() {

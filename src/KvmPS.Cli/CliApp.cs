@@ -33,6 +33,9 @@ public sealed class CliApp
     internal TextWriter Err { get; }
     internal VmManager Manager => _manager ??= _managerFactory();
 
+    /// <summary>The environment (KVMPS_HOST, KVMPS_SSH...); tests replace it.</summary>
+    internal Func<string, string?> GetEnvironment { get; init; } = Environment.GetEnvironmentVariable;
+
     public static string Version =>
         typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
@@ -40,7 +43,7 @@ public sealed class CliApp
     {
         try
         {
-            return Dispatch(new ArgReader(args));
+            return RemoteHostCommand.TryRun(this, args) ?? RemoteManifestCommand.TryRun(this, args) ?? Dispatch(new ArgReader(args));
         }
         catch (UsageException e)
         {
@@ -71,7 +74,7 @@ public sealed class CliApp
         _ => ExitCodes.OperationFailed,
     };
 
-    private int Dispatch(ArgReader args)
+    internal int Dispatch(ArgReader args)
     {
         var verb = args.Next();
         switch (verb)
@@ -109,6 +112,9 @@ public sealed class CliApp
         if (options.Positional.Count == 0)
             throw new UsageException($"{verb}: give at least one manifest file (kvmps {verb} FILE...)");
         _options = options;
+        // "-": one manifest on stdin, as 'kvmps apply FILE' sends a manifest naming its HostName (docs/remote.md).
+        if (options.Positional is ["-"])
+            return DesiredStateReader.Parse(In.ReadToEnd(), "<stdin>", Directory.GetCurrentDirectory(), hostNameAllowed: true);
         return DesiredStateReader.ReadFiles(options.Positional);
     }
 

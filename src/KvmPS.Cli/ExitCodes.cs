@@ -23,4 +23,8 @@ public static class ExitCodes
 
     /// <summary>The environment is not usable: kvmps-vmm not found, store locked, corrupt or not accessible.</summary>
     public const int Environment = 6;
+
+    /// <summary><c>--host</c>: the remote host could not be used: unreachable, it refused the SSH key, or it has no kvmps.
+    /// (Once the remote kvmps runs, its own exit status is returned.)</summary>
+    public const int RemoteHost = 7;
 }

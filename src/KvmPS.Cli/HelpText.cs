@@ -39,10 +39,13 @@ internal static class HelpText
           --json              machine-readable output (JSON on stdout)
           -h, --help          help for a command: kvmps help COMMAND, kvmps COMMAND --help
           --version           print the version
+          --host [USER@]HOST  run the command on HOST through ssh (key-based; or $KVMPS_HOST); before COMMAND
+          --identity FILE     the private key ssh offers to --host (or $KVMPS_SSH_KEY)
 
         The store is $KVMPS_HOME, else /var/lib/kvmps (root) or ~/.local/share/kvmps.
         Exit codes: 0 ok, 1 drift (test), 2 usage, 3 manifest error, 4 operation failed,
-                    5 VM not found, 6 environment (kvmps-vmm missing, store locked or unreadable).
+                    5 VM not found, 6 environment (kvmps-vmm missing, store locked or unreadable),
+                    7 remote host unusable (--host: unreachable, SSH key refused, no kvmps there).
 
         """;
 

@@ -53,7 +53,11 @@ public static class DesiredStateReader
     }
 
     /// <summary>Parses manifest text (tests, stdin). Relative boot paths resolve against <paramref name="baseDirectory"/> (default: the current directory).</summary>
-    public static DesiredHostState Parse(string text, string fileName = "<text>", string? baseDirectory = null)
+    /// <param name="hostNameAllowed">
+    /// Accept a top-level <c>HostName</c> (docs/remote.md): true where the manifest came from another host's
+    /// <c>kvmps apply</c>, which sent it here because it names this host (<c>kvmps apply -</c>).
+    /// </param>
+    public static DesiredHostState Parse(string text, string fileName = "<text>", string? baseDirectory = null, bool hostNameAllowed = false)
     {
         PsdHashtable root;
         try
@@ -66,7 +70,7 @@ public static class DesiredStateReader
         }
         var vms = new List<DesiredVm>();
         var seen = new Dictionary<string, DesiredVm>(StringComparer.Ordinal);
-        foreach (var vm in ReadManifest(root, baseDirectory ?? Directory.GetCurrentDirectory()))
+        foreach (var vm in ReadManifest(root, baseDirectory ?? Directory.GetCurrentDirectory(), hostNameAllowed))
             Add(vm, vms, seen);
         return new DesiredHostState(new[] { fileName }, vms);
     }
@@ -118,7 +122,10 @@ public static class DesiredStateReader
         vms.Add(vm);
     }
 
-    private static IEnumerable<DesiredVm> ReadManifest(PsdHashtable root, string baseDirectory)
+    /// <summary>The top-level key naming the host a manifest is for (<c>HostName = 'h2'</c>; docs/remote.md).</summary>
+    public const string HostNameKey = "HostName";
+
+    private static IEnumerable<DesiredVm> ReadManifest(PsdHashtable root, string baseDirectory, bool hostNameAllowed = false)
     {
         // Single-VM form: the file is one VM entry.
         if (root.ContainsKey("Name") && !root.ContainsKey("VirtualMachines"))
@@ -127,7 +134,16 @@ public static class DesiredStateReader
             yield break;
         }
         foreach (var entry in root.Entries)
-            if (!ManifestKeys.Contains(entry.Key, StringComparer.OrdinalIgnoreCase))
+            if (string.Equals(entry.Key, HostNameKey, StringComparison.OrdinalIgnoreCase))
+            {
+                // Applied here, a manifest for another host would change the wrong host: only kvmps apply routes it.
+                if (!hostNameAllowed)
+                    throw new DesiredStateException(entry.KeyPosition, null, HostNameKey,
+                        "names the host this manifest is for; 'kvmps apply|plan|test|get FILE' runs it on that host through ssh (docs/remote.md), this command reads manifests for this host only");
+                if (entry.Value is not PsdString)
+                    throw new DesiredStateException(entry.Value.Position, null, HostNameKey, $"must be a string ('host' or 'user@host'), not {Describe(entry.Value)}");
+            }
+            else if (!ManifestKeys.Contains(entry.Key, StringComparer.OrdinalIgnoreCase))
                 throw new DesiredStateException(entry.KeyPosition, null, entry.Key,
                     $"unknown key '{entry.Key}' (a manifest has: {string.Join(", ", ManifestKeys)}; a single-VM manifest has Name and the VM keys)");
 

@@ -6,8 +6,8 @@ namespace KvmPS.Commands;
 
 /// <summary>Stop-KvmVm: shuts the guest down (ACPI power button, then by force after the timeout), or turns it off.</summary>
 [Cmdlet(VerbsLifecycle.Stop, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm), typeof(KvmJob))]
-public sealed class StopKvmVmCommand : KvmVmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm), typeof(KvmJob))]
+public sealed class StopKvmVmCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>Power off at once, without asking the guest (like pulling the plug).</summary>
     [Parameter]
@@ -50,6 +50,23 @@ public sealed class StopKvmVmCommand : KvmVmCmdletBase
                 output.WriteVerbose(result.Message);
             if (passThru)
                 output.WriteObject(new KvmVm(manager.Get(name)));
+        });
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        if (TimeoutSec is not null)
+            throw KvmParameterException.Combination("TimeoutSec", TimeoutSec, "-TimeoutSec is not available with -HostName (the remote kvmps uses its own shutdown timeout).");
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", TurnOff.IsPresent ? "Turn off VM" : "Shut down VM"))
+            return;
+        var turnOff = TurnOff.IsPresent;
+        var passThru = PassThru.IsPresent || AsJob.IsPresent;
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Stop-KvmVm", name, output =>
+        {
+            var info = remote.Kvmps.Stop(name, turnOff);
+            output.WriteVerbose($"VM '{name}' on host '{remote.Display}' is {info.State}.");
+            if (passThru)
+                output.WriteObject(remote.Wrap(info));
         });
     }
 }

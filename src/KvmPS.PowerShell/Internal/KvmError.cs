@@ -167,6 +167,7 @@ internal static class KvmErrorMapping
             ConfirmationNotPossibleException e => new(e, KvmErrorIds.ConfirmationNotPossible, ErrorCategory.InvalidOperation, target ?? e.Target),
             InteractiveTerminalRequiredException e => new(e, KvmErrorIds.ConsoleUnavailable, ErrorCategory.InvalidOperation, target ?? e.VmName),
             KvmParameterException e => new(e, KvmErrorIds.InvalidValue, ErrorCategory.InvalidArgument, e.Value ?? target),
+            KvmPS.Management.Remote.RemoteHostException e => RemoteHostErrors.Classify(e, target),
             VmDeviceNotFoundException e => new(e, KvmErrorIds.DeviceNotFound, ErrorCategory.ObjectNotFound, e.Device),
             VmDeviceAlreadyAttachedException e => new(e, KvmErrorIds.DeviceAlreadyAttached, ErrorCategory.ResourceExists, e.Device),
             DiskImageNotFoundException e => new(e, KvmErrorIds.DiskImageNotFound, ErrorCategory.ObjectNotFound, e.Path),
