@@ -19,9 +19,10 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     private readonly List<DeviceDescription> _devices = new();
     private readonly HashSet<string> _ejectRequested = new();
 
-    public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null)
+    public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null, bool removesConfiguredDevices = true)
     {
         Console = new ConsoleHub(_ => { });
+        RemovesConfiguredDevices = removesConfiguredDevices;
         var firstDisk = true;
         foreach (var spec in bootDevices ?? [])
         {
@@ -38,10 +39,10 @@ public sealed class FakeVmm : IVmmControl, IDisposable
 
     /// <summary>
     /// True (default): as a VMM with live removal of configured devices, describe marks each device <c>removable</c>
-    /// and device.remove takes configured adapters and disks but the first. False: an older VMM without the mark, which
-    /// removes only hot-plugged devices. Set before the first describe.
+    /// and device.remove takes configured adapters and disks but the first. False (constructor argument): an older VMM
+    /// without the mark, which removes only hot-plugged devices.
     /// </summary>
-    public bool RemovesConfiguredDevices { get; init; } = true;
+    public bool RemovesConfiguredDevices { get; }
 
     /// <summary>When set, <c>device.add</c> fails with InvalidArgument and this message (as a VMM that cannot open an image).</summary>
     public string? RefuseAdd { get; set; }
