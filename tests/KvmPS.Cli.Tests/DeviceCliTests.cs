@@ -76,7 +76,7 @@ public sealed class DeviceCliTests : IDisposable
         (code, var output, error) = Run("vm", "detach-disk", "cdd", data, "--live");
         Assert.True(code == 0, error);
         Assert.Contains("(applied to the running VM and stored)", output);
-        Assert.Equal(boot, Assert.Single(vmm.Devices.Where(d => d.Type == "block")).Options!["path"].GetString());
+        Assert.Equal(boot, Assert.Single(vmm.Devices, d => d.Type == "block").Options!["path"].GetString());
         Assert.Equal(boot, Assert.Single(_store.Get("cdd").Disks).Path);
     }
 
