@@ -34,11 +34,31 @@ static inline u16 rd16(u64 a) { return *(volatile u16 *)(uptr)a; }
 static inline void wr16(u64 a, u16 v) { *(volatile u16 *)(uptr)a = v; }
 static inline void wr64(u64 a, u64 v) { mmio_write32(a, (u32)v); mmio_write32(a + 4, (u32)(v >> 32)); }
 
+static int virtio_caps(struct virtio_dev *vd);
+
 int virtio_find(struct virtio_dev *vd, u16 type)
 {
     memset(vd, 0, sizeof(*vd));
     if (pci_find(VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(type), &vd->pci))
         return -1;
+    return virtio_caps(vd);
+}
+
+int virtio_find_slot(struct virtio_dev *vd, u16 type, u8 slot)
+{
+    memset(vd, 0, sizeof(*vd));
+    vd->pci.dev = slot;
+    u32 id = pci_read32(&vd->pci, PCI_VENDOR);
+    if ((id & 0xffff) != VIRTIO_VENDOR || (id >> 16) != (u32)VIRTIO_PCI_DEVICE(type))
+        return -1;
+    vd->pci.vendor = VIRTIO_VENDOR;
+    vd->pci.device = VIRTIO_PCI_DEVICE(type);
+    return virtio_caps(vd);
+}
+
+/* The virtio capabilities of the function vd->pci: common, notify, ISR and device config addresses. */
+static int virtio_caps(struct virtio_dev *vd)
+{
     u64 bars[6] = { 0 };
     for (u8 cap = pci_find_cap(&vd->pci, CAP_VENDOR, 0); cap; cap = pci_find_cap(&vd->pci, CAP_VENDOR, cap)) {
         u8 cfg_type = pci_read8(&vd->pci, cap + 3);

@@ -48,6 +48,8 @@ struct virtio_dev {
 
 /* Finds a modern virtio PCI device of this type and reads its capabilities. Returns 0 on success. */
 int virtio_find(struct virtio_dev *vd, u16 type);
+/* The virtio device of this type in PCI slot `slot` of bus 0 (function 0). Returns 0 on success. */
+int virtio_find_slot(struct virtio_dev *vd, u16 type, u8 slot);
 /* Reset, ACKNOWLEDGE, DRIVER, negotiate VERSION_1 (+ wanted), FEATURES_OK. Returns 0 on success. */
 int virtio_negotiate(struct virtio_dev *vd, u64 wanted);
 /* Sets up queue `index` in vq (size <= VQ_SIZE, no MSI-X vector) and enables it. */

@@ -38,12 +38,21 @@ static volatile u8 blk_status;
 static u8 blk_buf[BLK_CHUNK_SECTORS * 512] __attribute__((aligned(4096)));
 static u32 crc_table[256];
 
-static int blk_init(void)
+/* Brings the driver up on the disk in `slot` (0: the first virtio-blk device on bus 0). A driver that serves another
+   disk resets that one first: the driver drives one disk at a time, and a reset device holds no guest buffers. */
+static int blk_init(u8 slot)
 {
-    if (blk_ready)
+    if (blk_ready && (!slot || blk_dev.pci.dev == slot))
         return 0;
-    if (virtio_find(&blk_dev, VIRTIO_ID_BLOCK)) {
-        kprintf("blk: no virtio-blk device\n");
+    if (blk_ready) {
+        virtio_reset(&blk_dev);
+        blk_ready = 0;
+    }
+    if (slot ? virtio_find_slot(&blk_dev, VIRTIO_ID_BLOCK, slot) : virtio_find(&blk_dev, VIRTIO_ID_BLOCK)) {
+        if (slot)
+            kprintf("blk: no virtio-blk device in slot %02x\n", slot);
+        else
+            kprintf("blk: no virtio-blk device\n");
         return -1;
     }
     u64 want = VIRTIO_BLK_F_RO | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES;
@@ -59,7 +68,7 @@ static int blk_init(void)
     return 0;
 }
 
-int blk_attach(void) { return blk_ready ? 1 : blk_init() == 0 ? 2 : 0; }
+int blk_attach(void) { return blk_ready ? 1 : blk_init(0) == 0 ? 2 : 0; }
 
 int blk_release_slot(u8 slot)
 {
@@ -149,7 +158,7 @@ static void blk_info(void)
     for (int i = 0; i < 20 && id[i]; i++)
         if (id[i] < 0x21 || id[i] > 0x7e)
             id[i] = '_';
-    kprintf("blk: capacity %lu serial %s ro %d\n", blk_capacity(), id[0] ? id : "-", (blk_features & VIRTIO_BLK_F_RO) ? 1 : 0);
+    kprintf("blk: capacity %lu serial %s ro %d slot %02x\n", blk_capacity(), id[0] ? id : "-", (blk_features & VIRTIO_BLK_F_RO) ? 1 : 0, blk_dev.pci.dev);
 }
 
 static void blk_write(u64 sector, u64 count, u64 seed)
@@ -226,12 +235,29 @@ static char *next_word(char **s)
 
 static void blk_usage(void)
 {
-    kprintf("usage: blk info | write SECTOR COUNT SEED | read SECTOR COUNT | flush | discard SECTOR COUNT | zero SECTOR COUNT [unmap] | bench N\n");
+    kprintf("usage: blk [@SLOT] info | write SECTOR COUNT SEED | read SECTOR COUNT | flush | discard SECTOR COUNT | zero SECTOR COUNT [unmap] | bench N\n");
 }
 
 void cmd_blk(char *args)
 {
     char *sub = next_word(&args);
+    /* `@SS`: the disk in PCI slot SS (hex, bus 0); it stays selected for the commands after. */
+    u8 slot = 0;
+    if (sub[0] == '@') {
+        u64 s = 0;
+        int digits = 0;
+        for (char *c = sub + 1; *c; c++, digits++) {
+            int h = *c >= '0' && *c <= '9' ? *c - '0' : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10 : *c >= 'A' && *c <= 'F' ? *c - 'A' + 10 : -1;
+            if (h < 0) { digits = 0; break; }
+            s = s * 16 + (u64)h;
+        }
+        if (!digits || digits > 2 || s < 1 || s > 31) {
+            blk_usage();
+            return;
+        }
+        slot = (u8)s;
+        sub = next_word(&args);
+    }
     u64 v[3] = { 0, 0, 0 };
     int nargs = 0;
     char *unmap = 0;
@@ -257,7 +283,7 @@ void cmd_blk(char *args)
         blk_usage();
         return;
     }
-    if (blk_init())
+    if (blk_init(slot))
         return;
 
     if (!strcmp(sub, "info"))

@@ -180,8 +180,11 @@ internal static class HelpText
             Detaches a disk (as virsh detach-disk); the image file is kept. PATH as in the definition or the image's
             full path. A running VM's guest is asked to release the device (ACPI eject) and the definition changes
             once it has; a guest that keeps it past --timeout (default 30 s) leaves the disk attached and defined:
-            exit 4 saying so (run it again later, or stop the VM first).
-              --live     remove it from the running VM now; fails, changing nothing, if it is not running
+            exit 4 saying so (run it again later, or stop the VM first). A disk the VM was started with leaves it
+            live too, except its first (boot) disk: --live refuses that one (exit 4 naming why); without --live it
+            leaves the definition for the next start.
+              --live     remove it from the running VM now; fails, changing nothing, if it is not running or
+                         the disk is the boot disk
               --config   remove it from the definition only; a running VM keeps it until it is restarted
             Exit: 0, 2 bad option, 4 refused or the guest did not release it, 5 no such VM.
 
@@ -199,7 +202,8 @@ internal static class HelpText
             Usage: kvmps vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
 
             Removes the network adapter with this MAC address or tap name (as virsh detach-interface). On a running
-            VM the guest releases it first, as for detach-disk (--timeout, default 30 s).
+            VM the guest releases it first, as for detach-disk (--timeout, default 30 s), also for an adapter the
+            VM was started with.
             Exit: 0, 2 bad option, 4 refused, no such adapter, or the guest did not release it, 5 no such VM.
 
             """,

@@ -99,8 +99,14 @@ public sealed record DeviceDescription
     public string Type { get; set; } = "";
     /// <summary>bus:slot.function, e.g. <c>00:01.0</c>.</summary>
     public string Pci { get; set; } = "";
-    /// <summary>True for a device added by <c>device.add</c> (<c>device.remove</c> can take it out), false for one the VMM was configured with.</summary>
+    /// <summary>True for a device added by <c>device.add</c>, false for one the VMM was configured with.</summary>
     public bool? Hotplugged { get; set; }
+    /// <summary>
+    /// True when <c>device.remove</c> can take the device from the running VM: every hot-plugged one, and a configured
+    /// virtio-net device or virtio-blk disk other than the first. Null from a VMM before live removal of configured
+    /// devices (then only hot-plugged devices can be removed).
+    /// </summary>
+    public bool? Removable { get; set; }
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Options { get; set; }
 }

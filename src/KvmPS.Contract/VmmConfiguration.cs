@@ -47,6 +47,13 @@ public sealed record VmmConfiguration
     public bool? Rng { get; init; }
     /// <summary>PCI devices in slot order (00:01.0, 00:02.0, …).</summary>
     public IReadOnlyList<DeviceSpec>? Devices { get; init; }
+    /// <summary>
+    /// PCI addresses (<c>00:SS.0</c>) of <see cref="Devices"/> entries the VM has lost by a live removal: the slot stays
+    /// empty (the device is neither created nor its image opened) and the other devices keep their slots. A migration's
+    /// destination for a VM that lost a configured disk or adapter names it here; only virtio-net devices and virtio-blk
+    /// disks other than the first can be listed.
+    /// </summary>
+    public IReadOnlyList<string>? RemovedDevices { get; init; }
     /// <summary>A BIOS image (or <c>seabios</c>) booted from the reset vector instead of a kernel.</summary>
     public string? Firmware { get; init; }
     /// <summary>The debug console port 0x402: <c>none</c>, <c>stderr</c> or <c>file:PATH</c>.</summary>

@@ -60,6 +60,27 @@ public sealed class DeviceCliTests : IDisposable
     }
 
     [Fact]
+    public void Detach_disk_removes_a_configured_data_disk_live_but_refuses_the_boot_disk_with_exit_4()
+    {
+        var images = Directory.CreateDirectory(Path.Combine(_root.Path, "images")).FullName;
+        string boot = Path.Combine(images, "boot.raw"), data = Path.Combine(images, "data.raw");
+        foreach (var path in new[] { boot, data }) File.WriteAllBytes(path, new byte[1 << 20]);
+        var definition = TestDefinitions.Minimal("cdd") with { Disks = new ValueList<DiskDefinition>([new DiskDefinition(boot), new DiskDefinition(data)]) };
+        _manager.New(definition);
+        using var vmm = new FakeVmm(_store.SocketPath("cdd"), VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l").Devices);
+
+        var (code, _, error) = Run("vm", "detach-disk", "cdd", boot, "--live");
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("boot disk", error);
+
+        (code, var output, error) = Run("vm", "detach-disk", "cdd", data, "--live");
+        Assert.True(code == 0, error);
+        Assert.Contains("(applied to the running VM and stored)", output);
+        Assert.Equal(boot, Assert.Single(vmm.Devices, d => d.Type == "block").Options!["path"].GetString());
+        Assert.Equal(boot, Assert.Single(_store.Get("cdd").Disks).Path);
+    }
+
+    [Fact]
     public void A_guest_that_keeps_the_disk_is_exit_4_and_the_disk_stays_defined()
     {
         Assert.Equal(0, Run("vm", "attach-disk", "cd", "keep.raw", "--size", "1M").Code);

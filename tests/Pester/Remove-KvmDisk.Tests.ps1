@@ -74,6 +74,7 @@ Describe 'Remove-KvmDisk on a running VM' {
     BeforeAll {
         New-KvmTestVm -Name rd-run | Out-Null
         Add-KvmDisk rd-run -Path boot.raw -SizeBytes 1MB
+        Add-KvmDisk rd-run -Path data.raw -SizeBytes 1MB
         Start-KvmVm rd-run
         $script:run = Get-KvmVm rd-run
         $script:disks = Join-Path $run.Path 'disks'
@@ -104,10 +105,22 @@ Describe 'Remove-KvmDisk on a running VM' {
         finally { Resume-KvmVm rd-run }
     }
 
-    It 'the disk the VM started with: -Live refuses naming it; without it the definition drops it for the next start, with a warning' {
+    It 'a second disk the VM started with leaves it live (-Live is the default on a running VM): same kvmps-vmm, image closed, definition drops it' {
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'data.raw') | Should -Not -BeNullOrEmpty
+        Remove-KvmDisk rd-run -Path data.raw -TimeoutSec 30 -WarningVariable warn
+        $warn | Should -BeNullOrEmpty
+        $vm = Get-KvmVm rd-run
+        $vm.ProcessId | Should -Be $run.ProcessId
+        $vm.Disks.Path | Should -Not -Contain 'data.raw'
+        Get-KvmTestLiveDevice rd-run | Where-Object Path -eq (Join-Path $disks 'data.raw') | Should -BeNullOrEmpty
+        (Get-ChildItem "/proc/$($run.ProcessId)/fd" | Where-Object { $_.LinkTarget -eq (Join-Path $disks 'data.raw') }) | Should -BeNullOrEmpty
+        Join-Path $disks 'data.raw' | Should -Exist # the image is kept
+    }
+
+    It 'the boot disk (the first the VM started with): -Live refuses naming why; without it the definition drops it for the next start, with a warning' {
         Remove-KvmDisk rd-run -Path boot.raw -Live -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId InvalidVmSetting -Command Remove-KvmDisk -Category InvalidArgument -TargetObject 'rd-run'
-        "$($err[0])" | Should -Match 'was part of the VM when it started'
+        "$($err[0])" | Should -Match "it is the VM's boot disk"
         (Get-KvmVm rd-run).Disks.Path | Should -Contain 'boot.raw'
         Remove-KvmDisk rd-run -Path boot.raw -WarningVariable warn -WarningAction SilentlyContinue
         "$warn" | Should -Match 'restarted'

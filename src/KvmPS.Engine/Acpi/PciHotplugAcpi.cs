@@ -5,8 +5,8 @@ namespace KvmPS.Acpi;
 
 /// <summary>
 /// The DSDT's ACPI PCI hot-plug description (docs/acpi.md): under <c>\_SB.PCI0</c> the controller's registers
-/// (<see cref="PciHotplugController"/>), one slot object <c>Sxx</c> per hot-pluggable slot (<c>_ADR</c>, <c>_SUN</c>,
-/// <c>_EJ0</c>) and the scan method <c>PSCN</c> that <c>\_GPE._E01</c> runs: it takes the pending insert and eject
+/// (<see cref="PciHotplugController"/>), one slot object <c>Sxx</c> per hot-pluggable slot and per configured slot
+/// whose device can be removed live (<see cref="ConfiguredDeviceSlots"/>) (<c>_ADR</c>, <c>_SUN</c>, <c>_EJ0</c>) and the scan method <c>PSCN</c> that <c>\_GPE._E01</c> runs: it takes the pending insert and eject
 /// request bitmaps, acknowledges them, and notifies each slot Device Check (1) or Eject Request (3). Straight-line
 /// code, no loop; no mutex either, as each bitmap is read and acknowledged whole.
 /// </summary>
@@ -30,16 +30,20 @@ public static class PciHotplugAcpi
         return slots;
     }
 
+    /// <summary>The slots with slot objects for a machine with these configured devices: the removable configured ones and the hot-plug ones after them.</summary>
+    public static uint SlotObjectsFor(IReadOnlyList<Devices.Config.DeviceConfig> devices) =>
+        ConfiguredDeviceSlots.Removable(devices) | HotplugSlotsAfter(devices.Count);
+
     /// <summary>
     /// <c>Scope(\_SB.PCI0) { region, fields, PSCN, Sxx... }</c>, <c>Scope(\_SB) { Device(PHPR) }</c> reserving the
     /// ports, and <c>Scope(\_GPE) { Method(_E01) { \_SB.PCI0.PSCN() } }</c>; empty when no slot is hot-pluggable.
     /// Must follow the DSDT's <c>Device(PCI0)</c>.
     /// </summary>
-    public static byte[] BuildDsdtAml(uint hotplugSlots)
+    public static byte[] BuildDsdtAml(uint slotObjects)
     {
-        if ((hotplugSlots & 1) != 0) throw new ArgumentOutOfRangeException(nameof(hotplugSlots), "slot 0 is the host bridge.");
-        if (hotplugSlots == 0) return [];
-        var slots = Enumerable.Range(1, 31).Where(s => (hotplugSlots & (1u << s)) != 0).ToArray();
+        if ((slotObjects & 1) != 0) throw new ArgumentOutOfRangeException(nameof(slotObjects), "slot 0 is the host bridge.");
+        if (slotObjects == 0) return [];
+        var slots = Enumerable.Range(1, 31).Where(s => (slotObjects & (1u << s)) != 0).ToArray();
         var pci0 = new List<byte[]>
         {
             OperationRegion("PCHR", RegionSpace.SystemIO, MemoryLayout.PciHotplugPort, PciHotplugController.Length),

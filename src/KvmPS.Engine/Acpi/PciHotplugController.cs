@@ -13,11 +13,13 @@ namespace KvmPS.Acpi;
 /// offset 0x0  PCIU  read, write 1 to clear   slots with an insert event pending (Notify Device Check)
 /// offset 0x4  PCID  read, write 1 to clear   slots with an eject request pending (Notify Eject Request)
 /// offset 0x8  PCEJ  write                     _EJ0: the guest released the device in each slot written 1; reads 0
-/// offset 0xC  PCRM  read only                 the hot-pluggable slots (the ones with slot objects)
+/// offset 0xC  PCRM  read only                 the slots with slot objects: hot-pluggable ones and removable configured ones
 /// </code>
-/// Any width and offset is accepted; bits of slots that are not hot-pluggable never set and an eject of such a slot,
-/// or of an empty one, does nothing: the guest cannot reach a cold-plugged device. Its state is the snapshot record
-/// <c>pci-hotplug</c>.
+/// Two kinds of slot have slot objects: the hot-plug slots (after the configured devices; a device can be added
+/// there) and the configured slots whose device can be removed live (<see cref="Vm.ConfiguredDeviceSlots"/>; only
+/// removed, never re-filled). Any width and offset is accepted; bits of other slots never set and an eject of such a
+/// slot, or of an empty one, does nothing: the guest cannot reach a device that must stay. Its state is the snapshot
+/// record <c>pci-hotplug</c>.
 /// </summary>
 public sealed class PciHotplugController : IBusDevice, IPersistent
 {
@@ -25,7 +27,7 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
     public const int UpOffset = 0x0, DownOffset = 0x4, EjectOffset = 0x8, RemovableOffset = 0xC;
 
     private readonly object _lock = new();
-    private readonly uint _hotplugSlots;
+    private readonly uint _hotplugSlots, _removableConfiguredSlots;
     private readonly IAcpiEvents _events;
     private readonly Func<int, bool> _occupied;
     private uint _up, _down, _removing;
@@ -35,10 +37,15 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
 
     /// <param name="hotplugSlots">Bitmap of the slots that can be hot-plugged (bit n = slot n; never slot 0).</param>
     /// <param name="occupied">Whether a slot holds a device now (an eject of an empty slot is ignored).</param>
-    public PciHotplugController(uint hotplugSlots, IAcpiEvents events, Func<int, bool> occupied)
+    public PciHotplugController(uint hotplugSlots, IAcpiEvents events, Func<int, bool> occupied) : this(hotplugSlots, 0, events, occupied) { }
+
+    /// <param name="removableConfiguredSlots">Bitmap of the configured slots whose device can be removed live (disjoint from the hot-plug slots).</param>
+    public PciHotplugController(uint hotplugSlots, uint removableConfiguredSlots, IAcpiEvents events, Func<int, bool> occupied)
     {
-        if ((hotplugSlots & 1) != 0) throw new ArgumentOutOfRangeException(nameof(hotplugSlots), "slot 0 (the host bridge) cannot be hot-pluggable.");
+        if (((hotplugSlots | removableConfiguredSlots) & 1) != 0) throw new ArgumentOutOfRangeException(nameof(hotplugSlots), "slot 0 (the host bridge) cannot be hot-pluggable.");
+        if ((hotplugSlots & removableConfiguredSlots) != 0) throw new ArgumentOutOfRangeException(nameof(removableConfiguredSlots), "a configured slot cannot also be a hot-plug slot.");
         _hotplugSlots = hotplugSlots;
+        _removableConfiguredSlots = removableConfiguredSlots;
         _events = events;
         _occupied = occupied;
     }
@@ -46,6 +53,12 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
     public string Name => "pci-hotplug";
     public uint HotplugSlots => _hotplugSlots;
     public bool IsHotplugSlot(int slot) => slot is > 0 and < 32 && (_hotplugSlots & (1u << slot)) != 0;
+    /// <summary>The configured slots whose device can be removed live.</summary>
+    public uint RemovableConfiguredSlots => _removableConfiguredSlots;
+    /// <summary>Every slot with a slot object (<c>_EJ0</c>): the hot-plug slots and the removable configured ones.</summary>
+    public uint SlotObjects => _hotplugSlots | _removableConfiguredSlots;
+    /// <summary>Whether <paramref name="slot"/> has a slot object, so its device can be asked to leave.</summary>
+    public bool HasSlotObject(int slot) => slot is > 0 and < 32 && (SlotObjects & (1u << slot)) != 0;
 
     /// <summary>Slots whose insert event the guest has not taken.</summary>
     public uint PendingInserts { get { lock (_lock) return _up; } }
@@ -68,7 +81,7 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
     /// <summary>Asks the guest to release the device in <paramref name="slot"/> (Eject Request); it stays until the guest ejects it.</summary>
     public void RequestRemoval(int slot)
     {
-        CheckSlot(slot);
+        CheckSlotObject(slot);
         lock (_lock)
         {
             _down |= 1u << slot;
@@ -80,7 +93,7 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
     /// <summary>The VMM released the slot (after an eject): no event stays pending for it.</summary>
     public void Clear(int slot)
     {
-        CheckSlot(slot);
+        CheckSlotObject(slot);
         lock (_lock)
         {
             uint keep = ~(1u << slot);
@@ -93,6 +106,11 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
         if (!IsHotplugSlot(slot)) throw new ArgumentOutOfRangeException(nameof(slot), $"PCI slot {slot} is not a hot-plug slot.");
     }
 
+    private void CheckSlotObject(int slot)
+    {
+        if (!HasSlotObject(slot)) throw new ArgumentOutOfRangeException(nameof(slot), $"PCI slot {slot} has no slot object (neither a hot-plug slot nor a removable configured device).");
+    }
+
     public void Read(ulong offset, Span<byte> data)
     {
         Span<byte> regs = stackalloc byte[Length];
@@ -100,7 +118,7 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
         {
             BinaryPrimitives.WriteUInt32LittleEndian(regs[UpOffset..], _up);
             BinaryPrimitives.WriteUInt32LittleEndian(regs[DownOffset..], _down);
-            BinaryPrimitives.WriteUInt32LittleEndian(regs[RemovableOffset..], _hotplugSlots);
+            BinaryPrimitives.WriteUInt32LittleEndian(regs[RemovableOffset..], SlotObjects);
         }
         for (int i = 0; i < data.Length; i++)
         {
@@ -123,7 +141,7 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
                 {
                     case UpOffset: _up &= ~bits; break;
                     case DownOffset: _down &= ~bits; break;
-                    case EjectOffset: eject |= bits & _hotplugSlots; break;
+                    case EjectOffset: eject |= bits & SlotObjects; break;
                 }
             }
         }
@@ -141,7 +159,10 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
     public string StateName => "pci-hotplug";
     public ushort StateVersion => 1;
 
-    /// <summary>Version 1: hot-plug slots, PCIU, PCID, removal requested (u32 bitmaps each).</summary>
+    /// <summary>
+    /// Version 1: hot-plug slots, PCIU, PCID, removal requested (u32 bitmaps each). The events may name removable
+    /// configured slots too (the same layout: a snapshot without such an event reads as before).
+    /// </summary>
     public void SaveState(StateWriter writer)
     {
         lock (_lock)
@@ -160,7 +181,7 @@ public sealed class PciHotplugController : IBusDevice, IPersistent
         uint slots = reader.ReadUInt32();
         if (slots != _hotplugSlots) throw reader.Fail($"the snapshot's hot-plug slots 0x{slots:x8} differ from the machine's 0x{_hotplugSlots:x8} (another device configuration)");
         uint up = reader.ReadUInt32(), down = reader.ReadUInt32(), removing = reader.ReadUInt32();
-        if (((up | down | removing) & ~_hotplugSlots) != 0) throw reader.Fail("an event is pending for a slot that is not hot-pluggable");
+        if (((up | down | removing) & ~SlotObjects) != 0) throw reader.Fail("an event is pending for a slot that has no slot object (not hot-pluggable, not a removable configured device)");
         reader.EnsureEnd();
         lock (_lock) (_up, _down, _removing) = (up, down, removing);
     }

@@ -6,12 +6,16 @@ namespace KvmPS.Migration;
 /// <summary>
 /// What both ends of a migration must agree on before any memory moves: the machine's shape and its device set, one
 /// fact per line (<c>memory_bytes 268435456</c>, <c>device 00:01.0 block</c>). Paths, MACs and the like may differ
-/// between hosts and are not part of it; the state records check the rest when they are restored.
+/// between hosts and are not part of it; the state records check the rest when they are restored. A configured
+/// device the VM lost by a live removal has no line: its slot is empty on both ends, so the destination's config lists
+/// it in <c>removed_devices</c> (or still has it there, by position, for the other devices to keep their slots).
 /// </summary>
 public static class MachineIdentity
 {
-    public static IReadOnlyList<string> For(MachineConfig config)
+    /// <param name="removedSlots">Configured slots the VM lost (the running source's); null: the config's own <see cref="MachineConfig.RemovedDeviceSlots"/>.</param>
+    public static IReadOnlyList<string> For(MachineConfig config, uint? removedSlots = null)
     {
+        uint removed = removedSlots ?? config.RemovedDeviceSlots;
         var lines = new List<string>
         {
             $"memory_bytes {config.MemoryBytes}",
@@ -24,6 +28,7 @@ public static class MachineIdentity
         for (int i = 0; i < config.Devices.Count; i++)
         {
             var d = config.Devices[i];
+            if ((removed & (1u << (i + 1))) != 0) continue;
             lines.Add(d is MemDeviceConfig mem ? $"device 00:{i + 1:x2}.0 {d.Type} block_size_bytes={mem.BlockSizeBytes}" : $"device 00:{i + 1:x2}.0 {d.Type}");
         }
         return lines;

@@ -140,7 +140,7 @@ public sealed class MigrationSender
         _stream = MigrationStream.Over(_endpoint.Connect(ConnectTimeoutMs), IoTimeoutMs);
         CheckCancel();
         _stream.WriteHeader();
-        byte[] identity = Encoding.UTF8.GetBytes(string.Join('\n', MachineIdentity.For(_machine.Config)));
+        byte[] identity = Encoding.UTF8.GetBytes(string.Join('\n', MachineIdentity.For(_machine.Config, _machine.RemovedConfiguredSlots)));
         byte[] length = BitConverter.GetBytes((uint)identity.Length); // little-endian on x86-64, the only target
         _stream.WriteFrame(MigrationCommand.Config, [.. length, .. identity], Encoding.UTF8.GetBytes(_configJson));
         _stream.Expect(MigrationCommand.Ready, "destination");

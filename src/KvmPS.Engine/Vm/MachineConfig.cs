@@ -35,6 +35,12 @@ public sealed record MachineConfig
 
     /// <summary>PCI devices in slot order (1, 2, …): virtio-rng, and the devices later issues add (Devices/Config).</summary>
     public IReadOnlyList<Devices.Config.DeviceConfig> Devices { get; init; } = [];
+    /// <summary>
+    /// Configured devices the running VM has lost (bit n = slot n): their slots stay empty, their images and taps are
+    /// never opened, and the other devices keep their slots. Set on a reboot after a live removal, on a migration's
+    /// destination (config <c>removed_devices</c>) and on a restore of a snapshot taken after one (ConfiguredDeviceSlots).
+    /// </summary>
+    public uint RemovedDeviceSlots { get; init; }
     /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
     public Action<string>? DeviceLog { get; init; }
 
@@ -57,6 +63,11 @@ public sealed record MachineConfig
             throw new ArgumentOutOfRangeException(nameof(MemoryMaximumBytes), $"maximum memory {MemoryMaximumBytes} bytes is below the boot memory {MemoryBytes} bytes (memory_bytes).");
         if (HotplugMemoryBytes % MemoryLayout.HugePageSize != 0)
             throw new ArgumentOutOfRangeException(nameof(MemoryMaximumBytes), $"maximum memory {MemoryMaximumBytes} bytes minus memory_bytes {MemoryBytes} is not a multiple of the 2 MiB virtio-mem block size.");
+        if ((RemovedDeviceSlots & ~ConfiguredDeviceSlots.Removable(Devices)) is uint fixedSlots and not 0)
+        {
+            int slot = System.Numerics.BitOperations.TrailingZeroCount(fixedSlots);
+            throw new ArgumentOutOfRangeException(nameof(RemovedDeviceSlots), $"removed device {PciAddresses.Format(slot)} cannot be removed: {ConfiguredDeviceSlots.WhyNotRemovable(Devices, slot)}.");
+        }
         if (FirmwarePath is not null)
         {
             if (KernelPath is not null || InitrdPath is not null || Cmdline.Length > 0)

@@ -17,6 +17,12 @@ public sealed record HotpluggedDevice(int Slot, DeviceConfig Config, IVirtioDevi
     public string PciAddress => PciAddresses.Format(Slot);
 }
 
+/// <summary>A configured (cold-plugged) device the machine has: its slot (1 + its index in the configuration), its configuration and device.</summary>
+public sealed record ConfiguredDevice(int Slot, DeviceConfig Config, IVirtioDevice Device)
+{
+    public string PciAddress => PciAddresses.Format(Slot);
+}
+
 /// <summary>The <c>bus:slot.function</c> text of a function on bus 0 (<c>00:07.0</c>).</summary>
 public static class PciAddresses
 {
@@ -38,7 +44,10 @@ public static class PciAddresses
 /// configured (cold-plugged) devices and are not hot-pluggable; slots N+1..31 are, each with an ACPI slot object.
 /// A device is created and plugged at once (BARs from the PCI windows, MSI-X, ioeventfds on the I/O thread) and the
 /// guest gets an insert event; a removal is only a request until the guest ejects the slot (<c>_EJ0</c>), and only
-/// then is the device unplugged and disposed (ioeventfds, MSI routes, its threads, the image or tap).
+/// then is the device unplugged and disposed (ioeventfds, MSI routes, its threads, the image or tap). Configured
+/// devices that can be removed live (<see cref="ConfiguredDeviceSlots"/>: virtio-net, virtio-blk but the first disk)
+/// have slot objects too and leave the same way; their slots stay empty (<see cref="RemovedConfiguredSlots"/>: the
+/// other configured devices keep their slots, across a reboot, a snapshot and a migration too).
 /// </summary>
 public sealed partial class VirtualMachine
 {
@@ -49,6 +58,16 @@ public sealed partial class VirtualMachine
     /// <summary>The PCI hot-plug controller the DSDT's slot objects use (Acpi/PciHotplugController).</summary>
     public PciHotplugController PciHotplug { get; private set; } = null!;
 
+    /// <summary>The configured devices the machine has now (those removed live are gone), in slot order.</summary>
+    public IReadOnlyList<ConfiguredDevice> ConfiguredDevices => Volatile.Read(ref _configured);
+
+    private uint _removedConfigured; // under _hotplugLock; starts as Config.RemovedDeviceSlots
+    /// <summary>Configured slots whose device the running VM lost (bit n = slot n): ejected by the guest, or absent since the build.</summary>
+    public uint RemovedConfiguredSlots { get { lock (_hotplugLock) return _removedConfigured; } }
+
+    /// <summary>Whether <paramref name="slot"/> holds a device now (configured or hot-plugged).</summary>
+    public bool IsPciSlotOccupied(int slot) => ConfiguredDevices.Any(d => d.Slot == slot) || HotpluggedDevices.Any(d => d.Slot == slot);
+
     /// <summary>Devices plugged while the VM ran (or restored as such), by slot.</summary>
     public IReadOnlyList<HotpluggedDevice> HotpluggedDevices => Volatile.Read(ref _hotplugged);
 
@@ -57,8 +76,9 @@ public sealed partial class VirtualMachine
 
     private void BuildPciHotplug()
     {
-        PciHotplug = new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(Config.Devices.Count), Pm,
-            slot => HotpluggedDevices.Any(d => d.Slot == slot));
+        _removedConfigured = Config.RemovedDeviceSlots;
+        PciHotplug = new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(Config.Devices.Count),
+            ConfiguredDeviceSlots.Removable(Config.Devices), Pm, IsPciSlotOccupied);
         PciHotplug.Ejected += ReleaseEjected;
         PortBus.Register(PciHotplug, MemoryLayout.PciHotplugPort, PciHotplugController.Length);
     }
@@ -134,8 +154,10 @@ public sealed partial class VirtualMachine
     }
 
     /// <summary>
-    /// Asks the guest to release the hot-plugged device at <paramref name="slot"/> (an eject request). A configured
-    /// (cold-plugged) device or an empty slot is refused naming the address. The device stays until the guest ejects it.
+    /// Asks the guest to release the device at <paramref name="slot"/> (an eject request): a hot-plugged one, or a
+    /// configured one that can leave a running VM (<see cref="ConfiguredDeviceSlots"/>). A configured device that must
+    /// stay, one already removed, or an empty slot is refused naming the address and why. The device stays until the
+    /// guest ejects it.
     /// </summary>
     public void RequestPciDeviceRemoval(int slot)
     {
@@ -144,9 +166,15 @@ public sealed partial class VirtualMachine
             if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"devices can be removed only while the VM runs or is paused (it is {State}).");
             if (!HotpluggedDevices.Any(d => d.Slot == slot))
             {
-                if (slot >= 1 && slot <= Config.Devices.Count)
-                    throw new ArgumentException($"PCI device {PciAddresses.Format(slot)} ({Config.Devices[slot - 1].Type}) is part of the VM's configuration (cold-plugged) and cannot be removed while it runs; only hot-plugged devices can.");
-                throw new ArgumentException($"no hot-plugged device at PCI address {PciAddresses.Format(slot)}.");
+                if (slot < 1 || slot > Config.Devices.Count)
+                    throw new ArgumentException($"no hot-plugged device at PCI address {PciAddresses.Format(slot)}.");
+                string type = Config.Devices[slot - 1].Type;
+                if ((RemovedConfiguredSlots & (1u << slot)) != 0)
+                    throw new ArgumentException($"the configured {type} device {PciAddresses.Format(slot)} was already removed from the running VM.");
+                if (ConfiguredDeviceSlots.WhyNotRemovable(Config.Devices, slot) is { } why)
+                    throw new ArgumentException($"PCI device {PciAddresses.Format(slot)} ({type}) is part of the VM's configuration (cold-plugged) and cannot be removed while it runs: {why}.");
+                if (!PciHotplug.HasSlotObject(slot))
+                    throw new ArgumentException($"PCI device {PciAddresses.Format(slot)} ({type}) has no ACPI slot object in this machine, so the guest cannot be asked to release it.");
             }
             PciHotplug.RequestRemoval(slot);
         }
@@ -155,6 +183,12 @@ public sealed partial class VirtualMachine
     /// <summary>The guest ejected <paramref name="slot"/> (it wrote PCEJ from _EJ0): unplug and dispose the device.</summary>
     private void ReleaseEjected(int slot)
     {
+        if (ConfiguredDevices.Any(d => d.Slot == slot))
+        {
+            ReleaseConfigured(slot, "after the guest's eject");
+            PciDeviceReleased?.Invoke(slot);
+            return;
+        }
         HotpluggedDevice? gone;
         lock (_hotplugLock)
         {
@@ -170,6 +204,44 @@ public sealed partial class VirtualMachine
             _releasing.Remove(slot);
         }
         PciDeviceReleased?.Invoke(slot);
+    }
+
+    /// <summary>
+    /// Unplugs and disposes the configured device in <paramref name="slot"/> (the image or tap closed) and records the
+    /// slot as removed: it stays empty (no hot-add into it) for the rest of this VMM's life, reboots included.
+    /// </summary>
+    private void ReleaseConfigured(int slot, string why)
+    {
+        ConfiguredDevice? gone;
+        lock (_hotplugLock)
+        {
+            gone = _configured.FirstOrDefault(d => d.Slot == slot);
+            if (gone is null || !_releasing.Add(slot)) return; // a second eject while the first is being served
+        }
+        try { Pci.RemoveDevice(slot); }
+        catch (Exception e) { DeviceLogger($"PCI slot {PciAddresses.Format(slot)}: releasing the configured {gone.Device.Name} {why} failed: {e.Message}"); }
+        lock (_hotplugLock)
+        {
+            Volatile.Write(ref _configured, _configured.Where(d => d != gone).ToArray());
+            _removedConfigured |= 1u << slot;
+            _releasing.Remove(slot);
+        }
+    }
+
+    /// <summary>
+    /// Restore: the snapshot's <c>pci-removed-configured</c> record (or its absence: none removed) must name the
+    /// configured slots this machine lacks. A slot the machine was built with is unplugged here (no event: the guest
+    /// had released it); a slot the machine was built without but the snapshot still had is refused.
+    /// </summary>
+    private void RemoveConfiguredDevicesFor(StateRecord? record)
+    {
+        string name = RemovedConfiguredDevicesState.Name;
+        uint removed = record is null ? 0 : RemovedConfiguredDevicesState.Read(new StateReader(record.Data, record.Name), record.Version, Config);
+        uint missing = RemovedConfiguredSlots & ~removed;
+        if (missing != 0)
+            throw new StateFormatException(name, $"the machine was built without the configured device(s) {ConfiguredDeviceSlots.Format(missing)} (removed_devices), which the snapshot still has");
+        for (int slot = 1; slot < 32; slot++)
+            if ((removed & ~RemovedConfiguredSlots & (1u << slot)) != 0) ReleaseConfigured(slot, "for the restore");
     }
 
     /// <summary>
@@ -277,5 +349,38 @@ internal sealed class HotpluggedDevicesState(VirtualMachine machine) : IPersiste
         }
         reader.EnsureEnd();
         return list;
+    }
+}
+
+/// <summary>
+/// Record <c>pci-removed-configured</c>: the configured devices the running VM lost (removed live), so a restore or a
+/// migration's destination leaves their slots empty and the other devices in theirs. Version 1: a u32 bitmap (bit n
+/// = slot n), only slots whose configured device can be removed live. A snapshot without it lost none.
+/// </summary>
+internal sealed class RemovedConfiguredDevicesState(VirtualMachine machine) : IPersistent
+{
+    public const string Name = "pci-removed-configured";
+    public string StateName => Name;
+    public ushort StateVersion => 1;
+
+    public void SaveState(StateWriter writer) => writer.WriteUInt32(machine.RemovedConfiguredSlots);
+
+    /// <summary>The devices were unplugged from this record before the parts were restored: it must name the same slots.</summary>
+    public void RestoreState(StateReader reader, ushort version)
+    {
+        uint removed = Read(reader, version, machine.Config);
+        if (removed != machine.RemovedConfiguredSlots)
+            throw reader.Fail($"the removed configured devices ({ConfiguredDeviceSlots.Format(removed)}) differ from the machine's ({ConfiguredDeviceSlots.Format(machine.RemovedConfiguredSlots)})");
+    }
+
+    internal static uint Read(StateReader reader, ushort version, MachineConfig config)
+    {
+        DeviceState.EnsureVersion(reader, version, 1);
+        uint removed = reader.ReadUInt32();
+        reader.EnsureEnd();
+        uint invalid = removed & ~ConfiguredDeviceSlots.Removable(config.Devices);
+        if (invalid != 0)
+            throw reader.Fail($"slot(s) {ConfiguredDeviceSlots.Format(invalid)} hold no configured device that can be removed live in this machine (another device configuration?)");
+        return removed;
     }
 }

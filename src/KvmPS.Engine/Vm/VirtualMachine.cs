@@ -50,9 +50,10 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     public PostCode PostCode { get; } = new();
     /// <summary>PCI bus 0 (host bridge at 00:00.0, devices in slots 1-31).</summary>
     public PciBus Pci { get; private set; } = null!;
-    private readonly List<IVirtioDevice> _devices = new();
+    // The configured devices the machine has (not the removed ones), in slot order; replaced whole (copy on write).
+    private ConfiguredDevice[] _configured = [];
     /// <summary>The configured devices in slot order, then the hot-plugged ones (a snapshot of the moment).</summary>
-    public IReadOnlyList<IVirtioDevice> Devices => [.. _devices, .. HotpluggedDevices.Select(d => d.Device)];
+    public IReadOnlyList<IVirtioDevice> Devices => [.. ConfiguredDevices.Select(d => d.Device), .. HotpluggedDevices.Select(d => d.Device)];
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
     /// <summary>The snapshot the next diff snapshot is taken on (the last one written or restored), or null: no diff possible yet.</summary>
@@ -146,7 +147,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
 
         if (_firmware is not null)
         {
-            FwCfg = FirmwareLoader.Install(_firmware, Memory, PortBus, MmioBus, Pci, Config, _devices, GuestAcpiConfig());
+            FwCfg = FirmwareLoader.Install(_firmware, Memory, PortBus, MmioBus, Pci, Config, GuestAcpiConfig());
             _platformDevices.Add(FwCfg);
         }
 
@@ -274,15 +275,19 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         MmioBus.Register(Pci.Ecam, windows.EcamBase, windows.EcamSize);
         if (Config.Devices.Count == 0) return;
         var ioEvents = EnsureIoLoop();
+        var configured = new List<ConfiguredDevice>(Config.Devices.Count);
         for (int i = 0; i < Config.Devices.Count; i++)
         {
+            // A device the running VM lost before (a reboot, a restore, a migration's destination): its slot stays empty.
+            if ((Config.RemovedDeviceSlots & (1u << (1 + i))) != 0) continue;
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
             var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type));
             var device = Config.Devices[i].CreateDevice(context);
             VirtioPciTransport transport;
             try { Pci.AddDevice(1 + i, transport = new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
             catch { device.Dispose(); throw; }
-            _devices.Add(device);
+            configured.Add(new ConfiguredDevice(1 + i, Config.Devices[i], device));
+            _configured = [.. configured];
         }
     }
 
@@ -301,7 +306,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         return new(config.VcpuCount, config.EffectiveMaxVcpus)
         {
             // PCI0 host bridge (_CRS, _PRT) + ECAM reservation, then the hot-plug slots under PCI0.
-            ExtraDsdtAml = [.. PciAcpi.BuildDsdtAml(windows), .. PciHotplugAcpi.BuildDsdtAml(PciHotplugAcpi.HotplugSlotsAfter(config.Devices.Count))],
+            ExtraDsdtAml = [.. PciAcpi.BuildDsdtAml(windows), .. PciHotplugAcpi.BuildDsdtAml(PciHotplugAcpi.SlotObjectsFor(config.Devices))],
             ExtraTables = [PciAcpi.BuildMcfg(windows)],
         };
     }
@@ -348,7 +353,8 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     /// <summary>The parts with a state record, in restore order: the machine's shape, the in-kernel VM state, the vCPUs, then the devices.</summary>
     public IEnumerable<IPersistent> Persistents =>
         new IPersistent[] { new MachineShapeState(this), new KvmVmState(_vm!) }.Concat(_vcpus).Append(CpuHotplug)
-            .Append(PciHotplug).Append(new HotpluggedDevicesState(this)).Concat(DeviceParts.PersistentParts());
+            .Append(PciHotplug).Append(new HotpluggedDevicesState(this)).Append(new RemovedConfiguredDevicesState(this))
+            .Concat(DeviceParts.PersistentParts());
 
     private uint[]? _msrIndices;
     /// <summary>The MSRs a vCPU record holds: KVM_GET_MSR_INDEX_LIST filtered to those KVM_GET_MSRS accepts.</summary>
@@ -388,11 +394,14 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         // Hot-plugged PCI devices are created (their images and taps opened) before the parts are listed, so their
         // records find them; a snapshot from before PCI hot-plug has neither record and no such device.
         if (byName.TryGetValue(HotpluggedDevicesState.Name, out var hotplugged)) CreateHotpluggedDevicesFor(hotplugged);
+        // Configured devices the VM had lost are unplugged before the parts are listed, so their records are not
+        // expected; a snapshot from before live removal has no record and lost none.
+        RemoveConfiguredDevicesFor(byName.GetValueOrDefault(RemovedConfiguredDevicesState.Name));
         var parts = Persistents.ToList();
         foreach (var part in parts)
             // A snapshot from before the hot-plug controller had a record was refused once a vCPU was hot-plugged: the
             // controller's boot state (the configured vCPUs present) is its state.
-            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug && part != PciHotplug && part is not HotpluggedDevicesState) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
+            if (!byName.ContainsKey(part.StateName) && part != CpuHotplug && part != PciHotplug && part is not (HotpluggedDevicesState or RemovedConfiguredDevicesState)) throw new StateFormatException(part.StateName, "the snapshot has no record for this part of the machine");
         var known = parts.Select(p => p.StateName).ToHashSet(StringComparer.Ordinal);
         foreach (var r in records)
             if (!known.Contains(r.Name)) throw new StateFormatException(r.Name, "this machine has no part with this name (built from a different configuration?)");

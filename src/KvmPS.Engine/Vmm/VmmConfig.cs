@@ -153,6 +153,7 @@ public sealed record VmmConfig
         }
         else if (memDevices > 0)
             throw new VmmConfigException($"{where("devices")}: a virtio-mem device (type mem) needs memory_maximum_bytes above memory_bytes.");
+        uint removedSlots = ParseRemovedDevices(c.RemovedDevices, devices, where("removed_devices"));
         if (c.Firmware is { Length: 0 }) throw new VmmConfigException($"{where("firmware")}: the firmware path is empty.");
         var (serial, serialPath) = c.Serial is { } s ? ParseSerial(s, where("serial")) : (SerialMode.Stdio, null);
         long serialLogMax = c.SerialLogMaxBytes ?? RotatingLogFile.DefaultMaxBytes;
@@ -186,6 +187,7 @@ public sealed record VmmConfig
             KvmDevicePath = c.KvmDevice ?? m.KvmDevicePath,
             FirmwarePath = c.Firmware,
             Devices = devices,
+            RemovedDeviceSlots = removedSlots,
         };
         return new VmmConfig
         {
@@ -247,10 +249,28 @@ public sealed record VmmConfig
                 OnCrash = EffectiveCrashPolicy == CrashPolicy.Stay ? GuestCrashAction.Stay : GuestCrashAction.Exit,
                 KvmDevice = m.KvmDevicePath,
                 Devices = devices,
+                RemovedDevices = m.RemovedDeviceSlots == 0 ? null
+                    : [.. Enumerable.Range(1, 31).Where(slot => (m.RemovedDeviceSlots & (1u << slot)) != 0).Select(PciAddresses.Format)],
                 Firmware = m.FirmwarePath,
                 Debugcon = DebugCon switch { null => "none", "stderr" => "stderr", var path => "file:" + path },
             },
         };
+    }
+
+    /// <summary>"removed_devices": each a PCI address of a configured device that can be removed live (Vm/ConfiguredDeviceSlots).</summary>
+    private static uint ParseRemovedDevices(IReadOnlyList<string>? addresses, IReadOnlyList<DeviceConfig> devices, string where)
+    {
+        uint slots = 0;
+        foreach (var address in addresses ?? [])
+        {
+            int slot;
+            try { slot = PciAddresses.Parse(address, "address"); }
+            catch (ArgumentException e) { throw new VmmConfigException($"{where}: {e.Message}"); }
+            if (ConfiguredDeviceSlots.WhyNotRemovable(devices, slot) is { } why)
+                throw new VmmConfigException($"{where}: {PciAddresses.Format(slot)} cannot be a removed device: {why}.");
+            slots |= 1u << slot;
+        }
+        return slots;
     }
 
     private static DeviceConfig ParseDevice(Func<DeviceOptions> options)

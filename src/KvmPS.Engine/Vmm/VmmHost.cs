@@ -167,6 +167,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     {
         bool stdinPumping = false;
         List<(int Slot, DeviceConfig Config)> carried = [];
+        uint removedConfigured = _config.Machine.RemovedDeviceSlots; // configured devices removed live stay removed across reboots
         while (true)
         {
             VirtualMachine machine;
@@ -175,7 +176,9 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (receiving) AwaitControlSetup(controlSetup); // status answers while it waits for the stream
             try
             {
-                var builder = new MachineBuilder(MachineWithDebugCon(), Console.Write);
+                // A restore leaves the configured devices the snapshot's VM had lost unopened (their images may be gone).
+                if (restoring) removedConfigured |= RemovedConfiguredSlotsOf(_restore!.Snapshot);
+                var builder = new MachineBuilder(MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured }, Console.Write);
                 VirtualMachine? received = receiving ? ReceiveIncoming(builder) : null;
                 if (receiving && received is null) return VmmExitCode.Ok; // stopped before a source connected
                 machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : received ?? builder.Boot();
@@ -221,6 +224,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 case VmExitKind.Reset when _config.Machine.OnReset == ResetPolicy.Reboot && !_stopRequested.IsSet:
                     _log.WriteLine($"kvmps-vmm: {exit.Reason}: rebooting");
                     carried = [.. machine.HotpluggedDevices.Select(d => (d.Slot, d.Config))];
+                    removedConfigured = machine.RemovedConfiguredSlots;
                     lock (_lock) _machine = null;
                     machine.Dispose();
                     continue;
@@ -243,6 +247,17 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                     return VmmExitCode.Ok;
             }
         }
+    }
+
+    /// <summary>
+    /// The configured slots a snapshot's VM had lost (record <c>pci-removed-configured</c>), limited to the slots this
+    /// configuration can lose: the record itself is checked, naming it, when the machine restores it.
+    /// </summary>
+    private uint RemovedConfiguredSlotsOf(State.LoadedSnapshot snapshot)
+    {
+        var record = snapshot.Records.FirstOrDefault(r => r.Name == RemovedConfiguredDevicesState.Name);
+        if (record is null || record.Data.Length < 4) return 0;
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(record.Data) & ConfiguredDeviceSlots.Removable(_config.Machine.Devices);
     }
 
     private int Fail(int code, string message)
@@ -416,14 +431,15 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             Thread.Sleep(10);
             ready = DriverReady(added);
         }
-        return new DeviceAddReply { Device = DescribeDevice(added.Config, added.Slot, hotplugged: true), DriverReady = ready, TimedOut = timeoutMs > 0 && !ready };
+        return new DeviceAddReply { Device = DescribeDevice(added.Config, added.Slot, hotplugged: true, removable: true), DriverReady = ready, TimedOut = timeoutMs > 0 && !ready };
     }
 
     private static bool DriverReady(HotpluggedDevice d) => (d.Transport.Status & Devices.Virtio.VirtioStatus.DriverOk) != 0;
 
     /// <summary>
-    /// device.remove: an eject request for a hot-plugged device; it is torn down only when the guest ejects it. With
-    /// timeout_ms the reply waits for that; a guest that does not eject leaves it present and working (removing, timed_out).
+    /// device.remove: an eject request for a hot-plugged device or a configured one that can leave a running VM
+    /// (Vm/ConfiguredDeviceSlots); it is torn down only when the guest ejects it. With timeout_ms the reply waits for
+    /// that; a guest that does not eject leaves it present and working (removing, timed_out).
     /// </summary>
     public DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request)
     {
@@ -432,7 +448,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         int slot = PciAddresses.Parse(request.Pci, "pci");
         machine.RequestPciDeviceRemoval(slot);
         var clock = Stopwatch.StartNew();
-        bool Present() => machine.HotpluggedDevices.Any(d => d.Slot == slot);
+        bool Present() => machine.IsPciSlotOccupied(slot);
         bool present = Present();
         while (present && clock.ElapsedMilliseconds < timeoutMs && !machine.Exited.IsCompleted)
         {
@@ -466,10 +482,14 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         var devices = new List<DeviceDescription>(m.Devices.Count);
-        for (int i = 0; i < m.Devices.Count; i++) devices.Add(DescribeDevice(m.Devices[i], i + 1, hotplugged: false));
+        // Configured devices the VM lost (removed live) are not listed; the others keep their slots.
+        uint removed = machine?.RemovedConfiguredSlots ?? m.RemovedDeviceSlots;
+        for (int i = 0; i < m.Devices.Count; i++)
+            if ((removed & (1u << (i + 1))) == 0)
+                devices.Add(DescribeDevice(m.Devices[i], i + 1, hotplugged: false, removable: ConfiguredDeviceSlots.WhyNotRemovable(m.Devices, i + 1) is null));
         // Hot-plugged devices follow, in slot order; one the guest ejected is gone from the machine and from here.
         if (machine is not null)
-            foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot, hotplugged: true));
+            foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot, hotplugged: true, removable: true));
         var requests = ControlRequests.Core.ToList();
         if (machine is not null)
             foreach (var d in machine.Devices.OfType<IDeviceControl>())
@@ -500,7 +520,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     }
 
     /// <summary>A device as <c>describe</c> lists it: its type, PCI address and the options it is configured with.</summary>
-    private static DeviceDescription DescribeDevice(DeviceConfig config, int slot, bool hotplugged)
+    private static DeviceDescription DescribeDevice(DeviceConfig config, int slot, bool hotplugged, bool removable)
     {
         using var options = JsonDocument.Parse(VirtualMachine.DescribeJson(config));
         return new DeviceDescription
@@ -508,6 +528,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             Type = config.Type,
             Pci = PciAddresses.Format(slot),
             Hotplugged = hotplugged,
+            Removable = removable,
             Options = options.RootElement.EnumerateObject().Where(p => p.Name != "type").ToDictionary(p => p.Name, p => p.Value.Clone(), StringComparer.Ordinal),
         };
     }

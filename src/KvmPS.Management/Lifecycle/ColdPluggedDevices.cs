@@ -7,20 +7,22 @@ using KvmPS.Management.Definitions;
 namespace KvmPS.Management.Lifecycle;
 
 /// <summary>
-/// Which devices of a running VMM were part of its configuration (cold-plugged) and so cannot be removed while it runs:
-/// kvmps-vmm gives its N configured devices the PCI slots 00:01.0-00:NN.0 and hot-plugs only into the slots after them
-/// (docs/acpi.md "PCI hot-plug"). <c>describe</c> says so for each device (<c>"hotplugged": true|false</c>). Without
-/// such marks (a VMM from before them), N is the device count of the configuration the VMM was started with,
-/// read from its command line (<c>--config FILE</c>, or <c>--restore DIR</c>'s config.json, plus <c>--device</c>
-/// flags); when that cannot be read, every listed device counts as cold-plugged (removals then wait for a restart).
+/// Which devices of a running VMM cannot be removed while it runs. <c>describe</c> marks each device
+/// <c>"removable"</c>: every hot-plugged one, and configured (cold-plugged) network adapters and disks other than the
+/// first (docs/acpi.md "Removing configured devices"); the first disk and the other configured devices stay. A VMM
+/// from before that mark removes only hot-plugged devices: then <c>"hotplugged": true|false</c> decides, and without
+/// that mark either, the configured device count N of the VMM's command line (<c>--config FILE</c>, or
+/// <c>--restore DIR</c>'s config.json, plus <c>--device</c> flags: slots 00:01.0-00:NN.0 are configured); when that
+/// cannot be read, every listed device counts as fixed (removals then wait for a restart).
 /// </summary>
 internal static class ColdPluggedDevices
 {
-    /// <summary>The definition's disks (by path as in the definition) and adapters (by MAC) the VMM has cold-plugged.</summary>
+    /// <summary>The definition's disks (by path as in the definition) and adapters (by MAC) the running VMM cannot remove.</summary>
     public static (IReadOnlySet<string> Disks, IReadOnlySet<string> Adapters) Of(VmDefinition definition, DescribeReply description, Func<string, string> resolveDiskPath)
     {
-        var configured = description.Devices.Any(d => HotpluggedMark(d) is not null) ? null : ConfiguredDeviceCount(description.Pid);
-        var cold = description.Devices.Where(d => HotpluggedMark(d) is { } hot ? !hot : Slot(d.Pci) is not { } slot || configured is not { } n || slot <= n).ToList();
+        var configured = description.Devices.Any(d => d.Removable is not null || HotpluggedMark(d) is not null) ? null : ConfiguredDeviceCount(description.Pid);
+        var cold = description.Devices.Where(d => d.Removable is { } removable ? !removable
+            : HotpluggedMark(d) is { } hot ? !hot : Slot(d.Pci) is not { } slot || configured is not { } n || slot <= n).ToList();
         var coldPaths = cold.Where(d => d.Type == BlockDeviceSpec.TypeName).Select(d => Option(d, "path")).OfType<string>().ToHashSet(StringComparer.Ordinal);
         var coldMacs = cold.Where(d => d.Type == NetDeviceSpec.TypeName).Select(d => Option(d, "mac")).OfType<string>().Select(TryMac).OfType<MacAddress>().ToHashSet();
         var disks = definition.Disks.Where(d => coldPaths.Contains(resolveDiskPath(d.Path))).Select(DeviceChange.DiskKey).ToHashSet(StringComparer.Ordinal);

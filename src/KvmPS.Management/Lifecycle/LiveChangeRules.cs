@@ -21,13 +21,17 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
     public bool DeviceHotplug { get; init; }
 
     /// <summary>
-    /// The definition's disks (by path as in the definition) that the VMM was started with: they cannot be removed while
-    /// it runs (only hot-plugged devices can), so removing one needs a restart.
+    /// The definition's disks (by path as in the definition) the running VMM cannot remove, so removing one needs a
+    /// restart: the VM's first disk (its boot disk), and with a VMM from before live removal of configured devices
+    /// every disk it was started with. Other configured disks and hot-plugged ones leave live (ACPI eject).
     /// </summary>
     public IReadOnlySet<string> ColdPluggedDisks { get; init; } = new HashSet<string>();
 
-    /// <summary>The definition's adapters (by MAC) the VMM was started with; see <see cref="ColdPluggedDisks"/>.</summary>
+    /// <summary>The definition's adapters (by MAC) the running VMM cannot remove (only with a VMM from before live removal of configured devices); see <see cref="ColdPluggedDisks"/>.</summary>
     public IReadOnlySet<string> ColdPluggedAdapters { get; init; } = new HashSet<string>();
+
+    /// <summary>The VMM marks its devices <c>removable</c> in <c>describe</c>: it removes configured devices live too (all but the boot disk and the machine's own devices).</summary>
+    public bool RemovesConfiguredDevices { get; init; }
 
     /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
     public static LiveLimits? From(VmLiveInfo? live) => live is null ? null
@@ -37,6 +41,7 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
             DeviceHotplug = live.DeviceHotplug,
             ColdPluggedDisks = live.ColdPluggedDisks,
             ColdPluggedAdapters = live.ColdPluggedAdapters,
+            RemovesConfiguredDevices = live.RemovesConfiguredDevices,
         };
 }
 
@@ -63,7 +68,8 @@ public static class LiveChangeRules
     /// True when <paramref name="property"/> can go from <paramref name="before"/> to <paramref name="after"/> on a VMM
     /// with <paramref name="limits"/>: the vCPU count within the VMM's maximum (ACPI CPU hot-plug), and the memory
     /// between the boot memory and the stored maximum when the VMM resizes memory, disks and network adapters added or
-    /// removed whole when the VMM hot-plugs devices (a device the VMM was started with cannot be removed while it runs).
+    /// removed whole when the VMM hot-plugs devices: configured ones too (ACPI eject of a configured slot), except the
+    /// ones it cannot remove (the first disk; any configured device with a VMM from before that, see LiveLimits).
     /// A new maximum, boot source, a disk changed in place, … need a restart.
     /// </summary>
     public static bool CanApplyLive(string property, VmDefinition before, VmDefinition after, LiveLimits limits)

@@ -62,11 +62,14 @@ public sealed record VmLiveInfo(
     /// <summary>The VMM hot-plugs disks and network adapters (<c>device.add</c>, <c>device.remove</c>).</summary>
     public bool DeviceHotplug { get; init; }
 
-    /// <summary>The definition's disks (paths as in the definition) the VMM was started with: removing one needs a restart.</summary>
+    /// <summary>The definition's disks (paths as in the definition) the running VMM cannot remove (the boot disk; every configured one with an older VMM): removing one needs a restart.</summary>
     public IReadOnlySet<string> ColdPluggedDisks { get; init; } = new HashSet<string>();
 
-    /// <summary>The definition's adapters (MACs) the VMM was started with: removing one needs a restart.</summary>
+    /// <summary>The definition's adapters (MACs) the running VMM cannot remove (configured ones with a VMM from before live removal of configured devices): removing one needs a restart.</summary>
     public IReadOnlySet<string> ColdPluggedAdapters { get; init; } = new HashSet<string>();
+
+    /// <summary>The VMM removes configured devices live too (its describe marks devices <c>removable</c>).</summary>
+    public bool RemovesConfiguredDevices { get; init; }
 
     /// <summary>The memory ceiling the VMM was started with (virtio-mem); null without one.</summary>
     public long? MemoryMaximumBytes { get; init; }

@@ -172,6 +172,7 @@ public sealed partial class VmManager
             DeviceHotplug = SupportsDeviceHotplug(description),
             ColdPluggedDisks = coldDisks,
             ColdPluggedAdapters = coldAdapters,
+            RemovesConfiguredDevices = description.Devices.Any(d => d.Removable is not null),
         };
     }
 
@@ -227,9 +228,9 @@ public sealed partial class VmManager
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
         "Disks" or "NetworkAdapters" when !limits.DeviceHotplug => HotplugMissingAdvice,
         "Disks" when DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).FirstOrDefault(d => limits.ColdPluggedDisks.Contains(d.Path)) is { } cold =>
-            $"disk '{cold.Path}' was part of the VM when it started: only disks added since can be removed while it runs; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
+            $"disk '{cold.Path}' cannot be removed while the VM runs: {(limits.RemovesConfiguredDevices ? "it is the VM's boot disk (the first disk the VMM was started with)" : "the running VMM removes only disks added since it started (it predates live removal of configured disks; a newer kvmps-vmm lifts that)")}; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
         "NetworkAdapters" when DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).FirstOrDefault(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))) is { } coldAdapter =>
-            $"network adapter {coldAdapter.MacAddress} was part of the VM when it started: only adapters added since can be removed while it runs; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
+            $"network adapter {coldAdapter.MacAddress} was part of the VM when it started and the running VMM removes only adapters added since (it predates live removal of configured adapters); stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
         "Disks" => "a disk the running VM has cannot be changed in place (or reordered); detach it and attach it again, or the change needs a restart",
         "NetworkAdapters" => "a network adapter the running VM has cannot be changed in place (or reordered); remove it and add it again, or the change needs a restart",
         "MemoryStartupBytes" => $"{SizeParser.Format(after.Memory.StartupBytes)} exceeds the maximum memory of {SizeParser.Format(limits.MaximumMemoryBytes ?? after.Memory.MaximumBytes)} the running VM was started with (MemoryMaximumBytes; a higher maximum needs a restart)",

@@ -349,6 +349,7 @@ public sealed partial class VmManager
                 DeviceHotplug = SupportsDeviceHotplug(description),
                 ColdPluggedDisks = coldDisks,
                 ColdPluggedAdapters = coldAdapters,
+                RemovesConfiguredDevices = description.Devices.Any(d => d.Removable is not null),
                 MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
                 MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
                 MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,

@@ -47,7 +47,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
     private static string Tail(string text) => text.Length > 3000 ? text[^3000..] : text;
 
     /// <summary>The CRC-32 the guest's <c>blk read</c> prints for what <c>blk write 0 SECTORS SEED</c> wrote (guest/src/virtio_blk.c).</summary>
-    private static string ExpectedCrc(int sectors, uint seed)
+    internal static string ExpectedCrc(int sectors, uint seed)
     {
         var bytes = new byte[sectors * 512];
         uint x = unchecked(seed * 2654435761u + 12345u);
@@ -59,7 +59,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         return Crc32(bytes);
     }
 
-    private static string Crc32(ReadOnlySpan<byte> data)
+    internal static string Crc32(ReadOnlySpan<byte> data)
     {
         uint crc = 0xFFFFFFFF;
         foreach (byte b in data)
@@ -78,7 +78,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
     }
 
     /// <summary>Whether the VMM process has <paramref name="path"/> open.</summary>
-    private static bool HasOpen(VmmProcess vmm, string path) =>
+    internal static bool HasOpen(VmmProcess vmm, string path) =>
         Directory.GetFiles($"/proc/{vmm.Pid}/fd").Any(fd => { try { return new FileInfo(fd).LinkTarget == path; } catch (IOException) { return false; } });
 
     /// <summary>"pci type" per described device, " hot" added for one describe marks hot-plugged.</summary>

@@ -109,4 +109,41 @@ public sealed class PciHotplugControllerTests
         Assert.Contains("hot-plug slots", e.Message);
         Assert.Throws<StateFormatException>(() => copy.RestoreState(new StateReader(w.ToArray(), "pci-hotplug"), 2));
     }
+
+    [Fact]
+    public void ARemovableConfiguredSlotCanBeAskedToLeaveAndEjectedButNeverInserted()
+    {
+        // Slot 1 a configured device that stays, slot 2 a removable configured one; 3-31 hot-plug.
+        var occupied = new HashSet<int> { 1, 2 };
+        var events = new Events();
+        var ejected = new List<int>();
+        var c = new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(2), 1u << 2, events, occupied.Contains);
+        c.Ejected += ejected.Add;
+        Span<byte> b = stackalloc byte[4];
+        c.Read(RemovableOffset, b);
+        Assert.Equal(0xFFFF_FFFCu, BitConverter.ToUInt32(b)); // the slot objects: the removable configured slot and the hot-plug ones
+        Assert.True(c.HasSlotObject(2));
+        Assert.False(c.IsHotplugSlot(2));
+        Assert.False(c.HasSlotObject(1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => c.Insert(2)); // a device is never added into a configured slot
+        Assert.Throws<ArgumentOutOfRangeException>(() => c.RequestRemoval(1));
+
+        c.RequestRemoval(2);
+        Assert.Equal([PciHotplugAcpi.Gpe], events.Raised);
+        Assert.Equal(1u << 2, c.PendingRemovals);
+        c.Write(EjectOffset, BitConverter.GetBytes(1u << 1 | 1u << 2)); // the slot that stays is ignored
+        Assert.Equal([2], ejected);
+        Assert.Equal(0u, c.PendingRemovals);
+
+        // A pending removal of a configured slot is part of the record; a machine without that slot object refuses it.
+        c.RequestRemoval(2);
+        var w = new StateWriter();
+        c.SaveState(w);
+        var copy = new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(2), 1u << 2, new Events(), _ => true);
+        copy.RestoreState(new StateReader(w.ToArray(), "pci-hotplug"), 1);
+        Assert.Equal(1u << 2, copy.PendingRemovals);
+        var without = new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(2), new Events(), _ => true);
+        Assert.Contains("no slot object", Assert.Throws<StateFormatException>(() => without.RestoreState(new StateReader(w.ToArray(), "pci-hotplug"), 1)).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PciHotplugController(PciHotplugAcpi.HotplugSlotsAfter(2), 1u << 3, new Events(), _ => true));
+    }
 }

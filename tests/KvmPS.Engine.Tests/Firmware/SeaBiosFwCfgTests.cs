@@ -190,7 +190,7 @@ public sealed class SeaBiosFwCfgTests : IDisposable
     public void MachineItemsAndFiles()
     {
         var config = new MachineConfig { MemoryBytes = 16 * MiB, VcpuCount = 2, MaxVcpus = 4 };
-        var fw = FirmwareLoader.Build(config, _memory, [], new AcpiConfig(2, 4));
+        var fw = FirmwareLoader.Build(config, _memory, new AcpiConfig(2, 4));
         Assert.Equal(16 * MiB, BinaryPrimitives.ReadUInt64LittleEndian(ReadItem(fw, FwCfg.KeyRamSize, 8)));
         Assert.Equal(2, BinaryPrimitives.ReadUInt16LittleEndian(ReadItem(fw, FwCfg.KeyNbCpus, 2)));
         Assert.Equal(4, BinaryPrimitives.ReadUInt16LittleEndian(ReadItem(fw, FwCfg.KeyMaxCpus, 2)));
@@ -206,7 +206,7 @@ public sealed class SeaBiosFwCfgTests : IDisposable
         Assert.Equal((0UL, 16 * MiB, 1u), entries[0]);
         Assert.Contains((MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize, 2u), entries);
         Assert.Contains((MemoryLayout.KvmIdentityMapAddress, 0x4000UL, 2u), entries);
-        Assert.Null(FirmwareLoader.Build(config with { FirmwareSerialConsole = false }, _memory, [], new AcpiConfig(2, 4)).GetFile("etc/sercon-port"));
+        Assert.Null(FirmwareLoader.Build(config with { FirmwareSerialConsole = false }, _memory, new AcpiConfig(2, 4)).GetFile("etc/sercon-port"));
     }
 
     [Fact]

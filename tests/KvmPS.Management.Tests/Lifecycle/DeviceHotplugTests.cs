@@ -228,14 +228,39 @@ public sealed class DeviceHotplugTests : IDisposable
     }
 
     [Fact]
-    public void A_device_the_vm_was_started_with_cannot_be_removed_live_so_it_waits_for_a_restart()
+    public void An_adapter_the_vm_was_started_with_is_removed_live_and_the_definition_follows()
     {
+        var boot = MacAddress.Parse("52:54:00:00:00:0a");
+        Assert.DoesNotContain("52:54:00:00:00:0a", _manager.Get(Name).Live!.ColdPluggedAdapters);
+        Assert.True(_manager.Get(Name).Live!.RemovesConfiguredDevices);
+
+        var result = _manager.RemoveNetworkAdapters(Name, [boot], ChangeScope.Live);
+
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(result.Changes).Application);
+        Assert.Empty(_store.Get(Name).NetworkAdapters);
+        Assert.Null(Net("52:54:00:00:00:0a")); // the guest ejected it: the VMM no longer has it
+        Assert.Equal("00:01.0", Assert.Single(_vmm.Requests.OfType<DeviceRemoveRequest>()).Pci);
+    }
+
+    /// <summary>The VMM again, started from the stored definition, as one from before live removal of configured devices.</summary>
+    private void RestartAsOlderVmm()
+    {
+        _vmm.Dispose();
+        var definition = _store.Get(Name);
+        var devices = VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l", p => _store.ResolveDiskPath(Name, p)).Devices;
+        _vmm = new FakeVmm(_store.SocketPath(Name), devices, removesConfiguredDevices: false);
+    }
+
+    [Fact]
+    public void An_older_vmm_cannot_remove_a_configured_adapter_so_the_removal_waits_for_a_restart()
+    {
+        RestartAsOlderVmm();
         var boot = MacAddress.Parse("52:54:00:00:00:0a");
         Assert.Contains("52:54:00:00:00:0a", _manager.Get(Name).Live!.ColdPluggedAdapters);
 
         var live = Assert.Throws<ManagementValidationException>(() => _manager.RemoveNetworkAdapters(Name, [boot], ChangeScope.Live));
         Assert.Equal("NetworkAdapters", live.Property);
-        Assert.Contains("was part of the VM when it started", live.Message);
+        Assert.Contains("was part of the VM when it started and the running VMM removes only adapters added since", live.Message);
         Assert.Single(_store.Get(Name).NetworkAdapters);
 
         var current = _manager.RemoveNetworkAdapters(Name, [boot]);
@@ -243,6 +268,28 @@ public sealed class DeviceHotplugTests : IDisposable
         Assert.Empty(_store.Get(Name).NetworkAdapters);
         Assert.NotNull(Net("52:54:00:00:00:0a")); // the running VM keeps it until it is restarted
         Assert.Empty(_vmm.Requests);
+    }
+
+    [Fact]
+    public void The_boot_disk_cannot_be_removed_live_a_second_configured_disk_can()
+    {
+        const string vm = "hpd";
+        var images = Directory.CreateDirectory(Path.Combine(_root.Path, "images")).FullName;
+        string boot = Path.Combine(images, "boot.raw"), data = Path.Combine(images, "data.raw");
+        foreach (var path in new[] { boot, data }) File.WriteAllBytes(path, new byte[1 << 20]);
+        using var vmm = Boot(TestDefinitions.Minimal(vm) with { Disks = new ValueList<DiskDefinition>([new DiskDefinition(boot), new DiskDefinition(data)]) });
+        DeviceDescription? block(string path) => vmm.Devices.FirstOrDefault(d => d.Type == "block" && d.Options!["path"].GetString() == path);
+        Assert.Equal([boot], _manager.Get(vm).Live!.ColdPluggedDisks);
+
+        var refused = Assert.Throws<ManagementValidationException>(() => _manager.DetachDisk(vm, boot, ChangeScope.Live));
+        Assert.Contains("it is the VM's boot disk", refused.Message);
+        Assert.Equal(2, _store.Get(vm).Disks.Count);
+
+        var removed = _manager.DetachDisk(vm, data, ChangeScope.Live);
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(removed.Changes).Application);
+        Assert.Equal(boot, Assert.Single(_store.Get(vm).Disks).Path);
+        Assert.Null(block(data));
+        Assert.NotNull(block(boot));
     }
 
     [Fact]
@@ -333,9 +380,19 @@ public sealed class DeviceHotplugTests : IDisposable
         Assert.Equal(Environment.ProcessId, _manager.Get(Name).Pid); // the same VMM throughout
         Assert.True(reconciler.Plan(manifest).IsEmpty);
 
-        // Removing the adapter the VM was started with needs a restart: planned so, with the warning.
+        // Removing the adapter the VM was started with is live too (ACPI eject of its configured slot), in the same VMM.
         var without = DesiredStateReader.Parse("@{ Name = 'hp'; MemoryStartupBytes = 256MB; NetworkAdapters = @( @{ Bridge = 'br0'; MacAddress = '52:54:00:00:00:0d' } ) }", "m.psd1");
-        var restart = reconciler.Plan(without);
+        var removal = reconciler.Plan(without);
+        Assert.Equal(ReconcileActionKind.UpdateLive, Assert.Single(removal.Actions).Kind);
+        Assert.Empty(removal.Warnings);
+        Assert.True(reconciler.Set(without).Succeeded);
+        Assert.Null(Net("52:54:00:00:00:0a"));
+        Assert.Equal(Environment.ProcessId, _manager.Get(Name).Pid);
+
+        // With a VMM from before live removal of configured devices, the same kind of change needs a restart.
+        RestartAsOlderVmm();
+        var older = DesiredStateReader.Parse("@{ Name = 'hp'; MemoryStartupBytes = 256MB; NetworkAdapters = @() }", "m.psd1");
+        var restart = reconciler.Plan(older);
         Assert.Equal(ReconcileActionKind.UpdateNeedsRestart, Assert.Single(restart.Actions).Kind);
         Assert.Contains(restart.Warnings, w => w.Contains("NetworkAdapters", StringComparison.Ordinal));
     }

@@ -64,7 +64,7 @@ public sealed class LiveDeviceVmmTests : IDisposable
     }
 
     [Fact]
-    public void A_disk_the_vm_was_started_with_is_removed_at_the_next_start_not_live()
+    public void The_boot_disk_the_vm_was_started_with_is_removed_at_the_next_start_not_live()
     {
         Directory.CreateDirectory(_dir.Path);
         var image = Path.Combine(_dir.Path, "boot.raw");
@@ -74,13 +74,34 @@ public sealed class LiveDeviceVmmTests : IDisposable
         Assert.Contains(image, _manager.Get("colddisk").Live!.ColdPluggedDisks);
 
         var live = Assert.Throws<ManagementValidationException>(() => _manager.DetachDisk("colddisk", image, ChangeScope.Live));
-        Assert.Contains("was part of the VM when it started", live.Message);
+        Assert.Contains("it is the VM's boot disk", live.Message);
         var stored = _manager.DetachDisk("colddisk", image);
 
         Assert.Equal(ChangeApplication.RestartNeeded, Assert.Single(stored.Changes).Application);
         Assert.Single(LiveBlockDevices("colddisk"));
         Assert.Empty(_sandbox.Store.Get("colddisk").Disks);
         Assert.Equal(pid, _manager.Get("colddisk").Pid);
+    }
+
+    [Fact]
+    public void A_second_disk_the_vm_was_started_with_is_removed_live_its_image_closed_and_the_definition_follows()
+    {
+        Directory.CreateDirectory(_dir.Path);
+        var boot = Path.Combine(_dir.Path, "boot2.raw");
+        var data = Path.Combine(_dir.Path, "data2.raw");
+        File.WriteAllBytes(boot, new byte[1 << 20]);
+        File.WriteAllBytes(data, new byte[1 << 20]);
+        _manager.New(TestDefinitions.Minimal("colddata") with { Memory = MemorySettings.Fixed(64L << 20), Disks = new ValueList<DiskDefinition>([new DiskDefinition(boot), new DiskDefinition(data)]) });
+        var pid = _manager.Start("colddata").Pid;
+        Assert.Equal([boot], _manager.Get("colddata").Live!.ColdPluggedDisks);
+
+        var removed = _manager.DetachDisk("colddata", data, ChangeScope.Live);
+
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(removed.Changes).Application);
+        Assert.Equal(boot, Assert.Single(LiveBlockDevices("colddata")).Options!["path"].GetString());
+        Assert.Equal(boot, Assert.Single(_sandbox.Store.Get("colddata").Disks).Path);
+        Assert.Equal(pid, _manager.Get("colddata").Pid);
+        Assert.DoesNotContain(Directory.GetFiles($"/proc/{pid}/fd"), fd => { try { return new FileInfo(fd).LinkTarget == data; } catch (IOException) { return false; } });
     }
 
     [Fact]

@@ -19,16 +19,30 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     private readonly List<DeviceDescription> _devices = new();
     private readonly HashSet<string> _ejectRequested = new();
 
-    public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null)
+    public FakeVmm(string socketPath, IEnumerable<DeviceSpec>? bootDevices = null, bool removesConfiguredDevices = true)
     {
         Console = new ConsoleHub(_ => { });
+        RemovesConfiguredDevices = removesConfiguredDevices;
+        var firstDisk = true;
         foreach (var spec in bootDevices ?? [])
-            _devices.Add(Describe(spec, NextFreePci(), hotplugged: false));
+        {
+            // As kvmps-vmm (Vm/ConfiguredDeviceSlots): configured adapters and disks but the first can leave a running VM.
+            var removable = spec is NetDeviceSpec || (spec is BlockDeviceSpec && !firstDisk);
+            firstDisk &= spec is not BlockDeviceSpec;
+            _devices.Add(Describe(spec, NextFreePci(), hotplugged: false, removable));
+        }
         _server = ControlServer.Bind(socketPath, this);
     }
 
     /// <summary>How this VMM answers the hot-plug requests.</summary>
     public HotplugSupport Hotplug { get; set; } = HotplugSupport.Answers;
+
+    /// <summary>
+    /// True (default): as a VMM with live removal of configured devices, describe marks each device <c>removable</c>
+    /// and device.remove takes configured adapters and disks but the first. False (constructor argument): an older VMM
+    /// without the mark, which removes only hot-plugged devices.
+    /// </summary>
+    public bool RemovesConfiguredDevices { get; }
 
     /// <summary>When set, <c>device.add</c> fails with InvalidArgument and this message (as a VMM that cannot open an image).</summary>
     public string? RefuseAdd { get; set; }
@@ -103,7 +117,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
             throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, reason);
         lock (_lock)
         {
-            var device = Describe(request.Device, request.Pci ?? NextFreePci(), hotplugged: true);
+            var device = Describe(request.Device, request.Pci ?? NextFreePci(), hotplugged: true, removable: true);
             _devices.Add(device);
             return new DeviceAddReply { Device = device };
         }
@@ -118,7 +132,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         {
             var device = _devices.FirstOrDefault(d => d.Pci == request.Pci)
                          ?? throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"pci: no hot-pluggable device at {request.Pci}");
-            if (device.Hotplugged != true)
+            if (device.Hotplugged != true && (!RemovesConfiguredDevices || device.Removable != true))
                 throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"PCI device {request.Pci} is part of the VM's configuration (cold-plugged) and cannot be removed while it runs");
             // A guest takes a moment to eject: a request that does not wait finds it still there, the next describe finds it gone.
             var asked = _ejectRequested.Add(request.Pci);
@@ -163,7 +177,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     }
 
     /// <summary>The options as the engine's devices describe themselves (Block/NetDeviceConfig.Describe), and whether it was hot-plugged.</summary>
-    private static DeviceDescription Describe(DeviceSpec spec, string pci, bool hotplugged)
+    private DeviceDescription Describe(DeviceSpec spec, string pci, bool hotplugged, bool removable)
     {
         var options = spec switch
         {
@@ -176,6 +190,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
             Type = spec.Type,
             Pci = pci,
             Hotplugged = hotplugged,
+            Removable = RemovesConfiguredDevices ? removable : null,
             Options = options.Where(o => o.Value is not null).ToDictionary(o => o.Key, o => JsonSerializer.SerializeToElement(o.Value)),
         };
     }

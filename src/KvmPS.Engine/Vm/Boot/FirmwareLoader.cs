@@ -122,17 +122,17 @@ public static class FirmwareLoader
     /// for it, registers fw_cfg (with DMA) and the debug console. Returns the fw_cfg device.
     /// </summary>
     public static FwCfg Install(FirmwareImage image, GuestMemory memory, PortIoBus ports, MmioBus mmio, PciBus pci,
-        MachineConfig config, IReadOnlyList<IVirtioDevice> devices, AcpiConfig acpi)
+        MachineConfig config, AcpiConfig acpi)
     {
         mmio.Register(pci.Ecam, Q35EcamBase, pci.Windows.EcamSize);
-        var fwcfg = Build(config, memory, devices, acpi, image);
+        var fwcfg = Build(config, memory, acpi, image);
         ports.Register(fwcfg, FwCfg.BasePort, FwCfg.PortCount);
         ports.Register(new DebugCon(config.DebugConOutput ?? (_ => { })), DebugCon.Port, 1);
         return fwcfg;
     }
 
     /// <summary>The fw_cfg items and files for this machine.</summary>
-    public static FwCfg Build(MachineConfig config, GuestMemory memory, IReadOnlyList<IVirtioDevice> devices, AcpiConfig acpi, FirmwareImage? image = null)
+    public static FwCfg Build(MachineConfig config, GuestMemory memory, AcpiConfig acpi, FirmwareImage? image = null)
     {
         var fw = new FwCfg(memory);
         fw.SetItem(FwCfg.KeyRamSize, FwCfg.Le64(config.MemoryBytes));
@@ -143,7 +143,7 @@ public static class FirmwareLoader
         fw.SetItem(FwCfg.KeyIrq0Override, FwCfg.Le32(1)); // the MADT and SeaBIOS's MP table route IRQ0 to pin 2
         fw.AddFile("etc/boot-cpus", FwCfg.Le16((ushort)config.VcpuCount));
         fw.AddFile("etc/e820", E820File(memory, image));
-        if (BootOrder(devices) is { } order) fw.AddFile("bootorder", Encoding.ASCII.GetBytes(order));
+        if (BootOrder(config.Devices) is { } order) fw.AddFile("bootorder", Encoding.ASCII.GetBytes(order));
         if (config.FirmwareSerialConsole) fw.AddFile("etc/sercon-port", FwCfg.Le16(SerconPort));
         var (tables, rsdp, loader) = AcpiLoaderFiles(AcpiTables.Build(acpi));
         fw.AddFile(TablesFile, tables);
@@ -172,16 +172,12 @@ public static class FirmwareLoader
         return bytes;
     }
 
-    /// <summary>Virtio device type of a block device.</summary>
-    public const ushort VirtioBlockType = 2;
-
-    /// <summary>"bootorder": the OpenFirmware path of the first block device (PCI slot = 1 + its index), or null.</summary>
-    public static string? BootOrder(IReadOnlyList<IVirtioDevice> devices)
-    {
-        for (int i = 0; i < devices.Count; i++)
-            if (devices[i].DeviceType == VirtioBlockType) return $"/pci@i0cf8/*@{1 + i:x}\n";
-        return null;
-    }
+    /// <summary>
+    /// "bootorder": the OpenFirmware path of the first configured block device (PCI slot = 1 + its index), or null.
+    /// From the configuration, not the devices present: a removed device before it leaves its slot empty, not shifted.
+    /// </summary>
+    public static string? BootOrder(IReadOnlyList<Devices.Config.DeviceConfig> devices) =>
+        ConfiguredDeviceSlots.FirstDiskSlot(devices) is int slot and > 0 ? $"/pci@i0cf8/*@{slot:x}\n" : null;
 
     // --- ACPI through QEMU's linker/loader ("etc/table-loader"): 128-byte little-endian commands ---
     public const uint CmdAllocate = 1, CmdAddPointer = 2, CmdAddChecksum = 3;
