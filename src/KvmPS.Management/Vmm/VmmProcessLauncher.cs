@@ -140,6 +140,8 @@ public sealed class VmmProcessLauncher
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(definition);
         VmmFeatureSupport.EnsureSupported(definition);
+        // A definition stored before the admin narrowed the allowed folders (or edited by hand) is checked again here.
+        store.CheckPaths(definition);
         var name = definition.Name;
         var configPath = store.VmmConfigPath(name);
         DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, store.SocketPath(name), store.SerialLogPath(name), p => store.ResolveDiskPath(definition.Name, p)));
@@ -189,21 +191,23 @@ public sealed class VmmProcessLauncher
         var pidPath = store.PidPath(name);
 
         long logOffset;
-        using (var log = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        int pid;
+        // Opened here without following links (a vmm.log link planted in the VM folder is refused, not written through),
+        // 0600, and handed to the VMM as its stdout and stderr.
+        using (var log = OpenVmmLog(name, logPath))
         {
             log.Write(Encoding.UTF8.GetBytes(
                 $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: {what} {binary} for VM '{name}'\n"));
+            log.Flush();
             logOffset = log.Position;
-        }
-
-        int pid;
-        try
-        {
-            pid = ProcessInterop.SpawnDetached(binary, argv, CurrentEnvironment(), logPath);
-        }
-        catch (IOException e)
-        {
-            throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e);
+            try
+            {
+                pid = ProcessInterop.SpawnDetached(binary, argv, CurrentEnvironment(), log.SafeFileHandle);
+            }
+            catch (IOException e)
+            {
+                throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e);
+            }
         }
         var exited = ChildReaper.Watch(pid);
         try
@@ -217,6 +221,18 @@ public sealed class VmmProcessLauncher
             throw;
         }
         return new VmmProcess(pid, socketPath, logPath, logOffset, exited);
+    }
+
+    private static FileStream OpenVmmLog(string vmName, string logPath)
+    {
+        try
+        {
+            return NoFollowFile.AppendStream(logPath, StoreConfinement.FileMode);
+        }
+        catch (SymlinkRefusedException e)
+        {
+            throw new VmmLaunchException(vmName, $"VM '{vmName}': {e.Message}", inner: e);
+        }
     }
 
     private static List<string> CurrentEnvironment()
