@@ -198,9 +198,10 @@ Describe 'New-KvmVm' {
 
         It 'creates the store and the VM folder owner-only' {
             New-KvmVm -Name 'modes' -MemoryStartupBytes 64MB | Out-Null
-            (Get-Item $env:KVMPS_HOME).UnixFileMode.ToString() | Should -Be 'UserRead, UserWrite, UserExecute'
-            (Get-Item (Join-Path $env:KVMPS_HOME 'vms/modes')).UnixFileMode.ToString() | Should -Be 'UserRead, UserWrite, UserExecute'
-            (Get-Item (Join-Path $env:KVMPS_HOME 'vms/modes/vm.json')).UnixFileMode.ToString() | Should -Be 'UserRead, UserWrite'
+            $ownerOnlyFolder = [System.IO.UnixFileMode]'UserRead, UserWrite, UserExecute'
+            (Get-Item $env:KVMPS_HOME).UnixFileMode | Should -Be $ownerOnlyFolder
+            (Get-Item (Join-Path $env:KVMPS_HOME 'vms/modes')).UnixFileMode | Should -Be $ownerOnlyFolder
+            (Get-Item (Join-Path $env:KVMPS_HOME 'vms/modes/vm.json')).UnixFileMode | Should -Be ([System.IO.UnixFileMode]'UserRead, UserWrite')
         }
     }
 
