@@ -41,8 +41,11 @@ public static class StoreConfinement
     public static void SecureRoot(string root, string vmsDirectory, uint effectiveUid)
     {
         CreateDirectory(root);
-        if (CheckFolder(root, effectiveUid))
-            TightenTree(root);
+        // The root itself may be a link an admin made (/var/lib/kvmps -> /srv/kvmps): the folder it leads to is judged.
+        // Below it nothing is followed.
+        var realRoot = ResolvedPath.Of(root);
+        if (CheckFolder(realRoot, effectiveUid))
+            TightenTree(realRoot);
         CreateDirectory(vmsDirectory);
         if (CheckFolder(vmsDirectory, effectiveUid))
             TightenTree(vmsDirectory);

@@ -84,6 +84,20 @@ public sealed class StoreConfinementTests : IDisposable
     }
 
     [Fact]
+    public void A_store_root_that_is_a_link_is_judged_by_the_folder_it_leads_to()
+    {
+        var real = Path.Combine(_outside.Path, "real-store");
+        Directory.CreateDirectory(real, Dir0700);
+        File.CreateSymbolicLink(_root, real);
+        var store = OpenStore();
+        store.Create(TestDefinitions.Minimal("vm1"));
+        Assert.True(File.Exists(Path.Combine(real, "vms", "vm1", "vm.json")));
+
+        File.SetUnixFileMode(real, Dir0700 | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute);
+        Assert.Equal(real, Assert.Throws<StoreConfinementException>(() => OpenStore()).Path);
+    }
+
+    [Fact]
     public void A_vms_folder_writable_by_others_is_refused()
     {
         Directory.CreateDirectory(Path.Combine(_root, "vms"));
@@ -127,7 +141,7 @@ public sealed class StoreConfinementTests : IDisposable
         // procfs keeps its own modes (chmod fails), as vfat or some network mounts ignore them.
         var error = Assert.Throws<StoreConfinementException>(() => VmStore.Open("/proc/self/fdinfo", allowedPaths: AllowedPaths.StoreOnly("/proc/self/fdinfo")));
         Assert.Contains("cannot hold owner-only modes", error.Message);
-        Assert.Contains("/proc/self/fdinfo", error.Message);
+        Assert.Equal(ResolvedPath.Of("/proc/self/fdinfo"), error.Path); // /proc/PID/fdinfo: the root link resolved
     }
 
     // ---- links in the store -----------------------------------------------------------------------
