@@ -4,7 +4,7 @@ namespace KvmPS.Interop;
 
 /// <summary>
 /// Calls for opening files without following symlinks (openat relative to a directory fd, O_NOFOLLOW), reading owner
-/// and mode (fstat/fstatat), tightening modes (fchmod) and the size of a block device (BLKGETSIZE64).
+/// and mode (fstat/fstatat), resolving links (realpath) and the size of a block device (BLKGETSIZE64).
 /// </summary>
 internal static unsafe partial class Libc
 {
@@ -24,9 +24,6 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "fstatat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int FstatAt(int dirFd, string path, out FileStatus status, int flags);
-
-    [LibraryImport(Lib, EntryPoint = "fchmod", SetLastError = true)]
-    public static partial int Fchmod(int fd, uint mode);
 
     [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int Ioctl(int fd, nuint request, out ulong value);
