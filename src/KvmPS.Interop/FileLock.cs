@@ -16,8 +16,14 @@ public sealed class FileLock : IDisposable
     /// <summary>Takes the lock without waiting; null when another open file description holds it.</summary>
     public static FileLock? TryAcquire(string path)
     {
-        int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180 /* 0600 */);
-        if (fd < 0) throw NativeCallException.FromLastError("open", path);
+        // O_NOFOLLOW: a link planted as the lock file must not make us create or lock the file it points to.
+        int fd = Libc.Open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0x180 /* 0600 */);
+        if (fd < 0)
+        {
+            int openErrno = Marshal.GetLastPInvokeError();
+            if (openErrno == Libc.ELOOP) throw new SymlinkRefusedException(path);
+            throw new NativeCallException("open", openErrno, path);
+        }
         var file = new LockFileHandle(fd);
         if (Libc.Flock(fd, Libc.LOCK_EX | Libc.LOCK_NB) == 0) return new FileLock(path, file);
         int errno = Marshal.GetLastPInvokeError();

@@ -105,7 +105,18 @@ internal static unsafe partial class ProcessInterop
     /// /dev/null, stdout and stderr appended to <paramref name="outputPath"/>, and no other inherited
     /// descriptor. Returns the child's pid; throws <see cref="IOException"/> naming the binary on failure.
     /// </summary>
-    public static int SpawnDetached(string path, IReadOnlyList<string> argv, IReadOnlyList<string> environment, string outputPath)
+    public static int SpawnDetached(string path, IReadOnlyList<string> argv, IReadOnlyList<string> environment, string outputPath) =>
+        SpawnDetached(path, argv, environment, outputPath, null);
+
+    /// <summary>
+    /// <see cref="SpawnDetached(string, IReadOnlyList{string}, IReadOnlyList{string}, string)"/> with stdout and stderr on
+    /// <paramref name="output"/>, a file the caller opened (without following links: <see cref="NoFollowFile"/>); the
+    /// child gets it as fds 1 and 2, the caller keeps its own descriptor.
+    /// </summary>
+    public static int SpawnDetached(string path, IReadOnlyList<string> argv, IReadOnlyList<string> environment, SafeHandle output) =>
+        SpawnDetached(path, argv, environment, null, output);
+
+    private static int SpawnDetached(string path, IReadOnlyList<string> argv, IReadOnlyList<string> environment, string? outputPath, SafeHandle? output)
     {
         var fileActions = NativeMemory.AllocZeroed(FileActionsBytes);
         var attr = NativeMemory.AllocZeroed(SpawnAttrBytes);
@@ -119,7 +130,10 @@ internal static unsafe partial class ProcessInterop
             Check(FileActionsInit(fileActions), "posix_spawn_file_actions_init");
             actionsReady = true;
             Check(FileActionsAddOpen(fileActions, 0, "/dev/null", Libc.O_RDONLY, 0), "open /dev/null");
-            Check(FileActionsAddOpen(fileActions, 1, outputPath, O_WRONLY | O_APPEND | O_CREAT, 0b110_100_000 /* 0640 */), $"open '{outputPath}'");
+            if (output is not null)
+                Check(FileActionsAddDup2(fileActions, (int)output.DangerousGetHandle(), 1), "dup2 output");
+            else
+                Check(FileActionsAddOpen(fileActions, 1, outputPath!, O_WRONLY | O_APPEND | O_CREAT, 0b110_100_000 /* 0640 */), $"open '{outputPath}'");
             Check(FileActionsAddDup2(fileActions, 1, 2), "dup2");
             try
             {

@@ -15,8 +15,13 @@ internal sealed class ImageFile : IDisposable
         Path = path;
         _handle = handle;
         Writable = writable;
-        _lengthBytes = RandomAccess.GetLength(handle);
+        // A host block device (a disk, an LV, a loop device) has st_size 0: its size comes from BLKGETSIZE64.
+        IsBlockDevice = BlockDevice.IsBlockDevice(handle);
+        _lengthBytes = IsBlockDevice ? checked((long)BlockDevice.SizeBytes(handle, path)) : RandomAccess.GetLength(handle);
     }
+
+    /// <summary>True for a host block device: its size is fixed (it cannot grow like a file).</summary>
+    public bool IsBlockDevice { get; }
 
     public string Path { get; }
 

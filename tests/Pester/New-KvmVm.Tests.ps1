@@ -167,6 +167,44 @@ Describe 'New-KvmVm' {
         }
     }
 
+    Context 'confinement' -Tag 'Issue17' {
+        It 'stores the log limits given and passes them to the VMM' {
+            $vm = New-KvmVm -Name 'logs1' -MemoryStartupBytes 64MB -LogMaxBytes 64KB -LogFileCount 2
+            $json = Get-Content -Raw (Join-Path $env:KVMPS_HOME 'vms/logs1/vm.json') | ConvertFrom-Json
+            $json.logMaxBytes | Should -Be 65536
+            $json.logFileCount | Should -Be 2
+            Set-KvmVm -Name 'logs1' -LogMaxBytes 0
+            (Get-Content -Raw (Join-Path $env:KVMPS_HOME 'vms/logs1/vm.json') | ConvertFrom-Json).logMaxBytes | Should -Be 0
+        }
+
+        It 'refuses a log limit below 4096 bytes naming -LogMaxBytes' {
+            New-KvmVm -Name 'logs2' -MemoryStartupBytes 64MB -LogMaxBytes 100 -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            "$($err[0])" | Should -Match 'LogMaxBytes'
+        }
+
+        It 'refuses a kernel outside the store and the allowed folders, naming the path and the setting' {
+            $saved = $env:KVMPS_ALLOWED_PATHS
+            try {
+                $env:KVMPS_ALLOWED_PATHS = '/nonexistent-allowed'
+                New-KvmVm -Name 'outside' -MemoryStartupBytes 64MB -KernelPath '/etc/passwd' -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+                $err.Count | Should -BeGreaterThan 0
+                "$($err[0])" | Should -Match '/etc/passwd'
+                "$($err[0])" | Should -Match 'KVMPS_ALLOWED_PATHS'
+                $err[0].CategoryInfo.Category | Should -Be 'PermissionDenied'
+                Test-Path (Join-Path $env:KVMPS_HOME 'vms/outside') | Should -BeFalse
+            }
+            finally { $env:KVMPS_ALLOWED_PATHS = $saved }
+        }
+
+        It 'creates the store and the VM folder owner-only' {
+            New-KvmVm -Name 'modes' -MemoryStartupBytes 64MB | Out-Null
+            $ownerOnlyFolder = [System.IO.UnixFileMode]'UserRead, UserWrite, UserExecute'
+            (Get-Item $env:KVMPS_HOME).UnixFileMode | Should -Be $ownerOnlyFolder
+            (Get-Item (Join-Path $env:KVMPS_HOME 'vms/modes')).UnixFileMode | Should -Be $ownerOnlyFolder
+            (Get-Item (Join-Path $env:KVMPS_HOME 'vms/modes/vm.json')).UnixFileMode | Should -Be ([System.IO.UnixFileMode]'UserRead, UserWrite')
+        }
+    }
+
     Context 'help' {
         It 'has full help' {
             Assert-KvmHelp New-KvmVm | Out-Null

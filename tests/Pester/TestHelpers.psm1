@@ -6,6 +6,8 @@
         fit the 107 bytes of sun_path);
       - the module under test: $env:KVMPS_MODULE_PATH if set, else <repo>/out/KvmPS/KvmPS.psd1;
       - the VMM: $env:KVMPS_VMM if set, else <repo>/out/bin/kvmps-vmm;
+      - every folder allowed for disks, kernels and firmware ($env:KVMPS_ALLOWED_PATHS = '/'): the tests use
+        TestDrive: and made-up paths; a test of the allowed-paths setting narrows it itself (docs/confinement.md);
       - no silent skips: without /dev/kvm, the VMM or the module, set-up throws and every test of the file FAILS
         saying what is missing.
 
@@ -66,11 +68,12 @@ function Initialize-KvmTest {
     if (-not (Test-Path -LiteralPath $module -PathType Leaf)) { $missing += "the module is missing at '$module' (run './build.sh build' or set KVMPS_MODULE_PATH)" }
     if ($missing) { throw ('KvmPS Pester tests cannot run: ' + ($missing -join '; ')) }
 
-    $script:Saved = @{ Home = $env:KVMPS_HOME; Vmm = $env:KVMPS_VMM }
+    $script:Saved = @{ Home = $env:KVMPS_HOME; Vmm = $env:KVMPS_VMM; AllowedPaths = $env:KVMPS_ALLOWED_PATHS }
     $root = Join-Path '/tmp' ('kps-' + [guid]::NewGuid().ToString('N').Substring(0, 8))
     New-Item -ItemType Directory -Path $root | Out-Null
     $env:KVMPS_HOME = $root
     $env:KVMPS_VMM = $vmm
+    $env:KVMPS_ALLOWED_PATHS = '/'
     Import-Module $module -Force -Global -ErrorAction Stop
     $root
 }
@@ -86,6 +89,7 @@ function Complete-KvmTest {
     if ($script:Saved) {
         $env:KVMPS_HOME = $script:Saved.Home
         $env:KVMPS_VMM = $script:Saved.Vmm
+        $env:KVMPS_ALLOWED_PATHS = $script:Saved.AllowedPaths
         $script:Saved = $null
     }
     if ($root -and $root.StartsWith('/tmp/kps-')) { Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction SilentlyContinue }

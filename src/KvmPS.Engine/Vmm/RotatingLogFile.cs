@@ -1,3 +1,5 @@
+using KvmPS.Interop;
+
 namespace KvmPS.Vmm;
 
 /// <summary>
@@ -27,7 +29,7 @@ public sealed class RotatingLogFile : IDisposable
     /// <summary>Rotations done by this writer.</summary>
     public int Rotations { get; private set; }
 
-    /// <summary>Opens (appends to) <paramref name="path"/>; throws IOException or UnauthorizedAccessException as FileStream does.</summary>
+    /// <summary>Opens (appends to) <paramref name="path"/>; throws IOException (<see cref="SymlinkRefusedException"/> for a link) or UnauthorizedAccessException.</summary>
     public RotatingLogFile(string path, long maxBytes = DefaultMaxBytes, int keptFiles = DefaultKeptFiles)
     {
         if (maxBytes != 0 && maxBytes < MinimumMaxBytes) throw new ArgumentOutOfRangeException(nameof(maxBytes), maxBytes, $"a log size limit is 0 (none) or at least {MinimumMaxBytes} bytes");
@@ -39,7 +41,11 @@ public sealed class RotatingLogFile : IDisposable
         _length = _file.Length;
     }
 
-    private FileStream Open() => new(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1);
+    /// <summary>
+    /// Appends without following a symlink planted as the log or its folder (SymlinkRefusedException), created 0600:
+    /// the guest's console is no other user's to read.
+    /// </summary>
+    private FileStream Open() => NoFollowFile.AppendStream(Path, NoFollowFile.OwnerOnly, bufferSize: 1);
 
     /// <summary>File <paramref name="index"/> of the set: 0 is <see cref="Path"/>, 1 the newest rotated one.</summary>
     public string FileName(int index) => index == 0 ? Path : $"{Path}.{index}";
@@ -75,7 +81,7 @@ public sealed class RotatingLogFile : IDisposable
         {
             // Could not rename (a read-only directory, a file in the way): start the same file over rather than grow
             // past the limit; the guest's output is never worth the host's disk.
-            _file = new FileStream(Path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1);
+            _file = new FileStream(NoFollowFile.OpenReadWrite(Path), FileAccess.Write, 1);
             _file.SetLength(0);
         }
         _length = 0;

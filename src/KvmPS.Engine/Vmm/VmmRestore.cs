@@ -9,7 +9,7 @@ namespace KvmPS.Vmm;
 /// </summary>
 public sealed record VmmRestore(LoadedSnapshot Snapshot, bool Paused, RestoreMemoryMode MemoryMode)
 {
-    private static readonly string[] AllowedFlags = ["--control-socket", "--serial", "--on-crash", "--debugcon"];
+    private static readonly string[] AllowedFlags = ["--control-socket", "--serial", "--serial-log-max", "--serial-log-files", "--on-crash", "--debugcon"];
 
     /// <summary>
     /// Takes the restore flags out of <paramref name="args"/>. Returns null (and the args unchanged) without --restore;

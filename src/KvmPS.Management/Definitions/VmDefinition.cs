@@ -32,6 +32,24 @@ public sealed record VmDefinition
 
     public string Notes { get; init; } = "";
 
+    /// <summary>Default size at which serial.log and vmm.log rotate: 4 MiB (kvmps-vmm's --serial-log-max default).</summary>
+    public const long DefaultLogMaxBytes = 4L << 20;
+    /// <summary>Default number of rotated log files kept beside the current one (virtlogd keeps 3).</summary>
+    public const int DefaultLogFileCount = 3;
+    /// <summary>Smallest size limit (kvmps-vmm refuses less), so a typo cannot rotate on every line.</summary>
+    public const long MinimumLogMaxBytes = 4096;
+    /// <summary>Most rotated files kept (kvmps-vmm's limit).</summary>
+    public const int MaximumLogFileCount = 100;
+
+    /// <summary>
+    /// serial.log and vmm.log each rotate to <c>.1</c> … at this size (0: never), so a guest printing without end fills
+    /// at most (<see cref="LogFileCount"/> + 1) × this of the host's disk. Takes effect at the VMM's next start.
+    /// </summary>
+    public long LogMaxBytes { get; init; } = DefaultLogMaxBytes;
+
+    /// <summary>Rotated files kept of serial.log and of vmm.log (0 to 100).</summary>
+    public int LogFileCount { get; init; } = DefaultLogFileCount;
+
     /// <summary>Throws <see cref="VmDefinitionException"/> for the first broken rule; returns this otherwise.</summary>
     public VmDefinition Validate()
     {
@@ -44,6 +62,10 @@ public sealed record VmDefinition
         ValidatePciPassthrough();
         if (Notes is null)
             throw Fail("Notes", "must not be null");
+        if (LogMaxBytes != 0 && LogMaxBytes < MinimumLogMaxBytes)
+            throw Fail("LogMaxBytes", $"must be 0 (no limit) or at least {MinimumLogMaxBytes} bytes (got {LogMaxBytes})");
+        if (LogFileCount is < 0 or > MaximumLogFileCount)
+            throw Fail("LogFileCount", $"must be between 0 and {MaximumLogFileCount} (got {LogFileCount})");
         return this;
     }
 

@@ -21,6 +21,8 @@ internal sealed class VmDefinitionDocument
     public int? NumaNode { get; set; }
     public bool? Autostart { get; set; }
     public string? Notes { get; set; }
+    public long? LogMaxBytes { get; set; }
+    public int? LogFileCount { get; set; }
 }
 
 internal sealed class BootDocument

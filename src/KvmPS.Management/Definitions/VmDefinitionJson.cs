@@ -70,6 +70,8 @@ public static class VmDefinitionJson
         NumaNode = definition.MemoryBacking.NumaNode,
         Autostart = definition.Autostart,
         Notes = definition.Notes,
+        LogMaxBytes = definition.LogMaxBytes,
+        LogFileCount = definition.LogFileCount,
     };
 
     private static IDictionary ToDictionary(VmDefinitionDocument d)
@@ -113,6 +115,8 @@ public static class VmDefinitionJson
         Put("NumaNode", d.NumaNode);
         Put("Autostart", d.Autostart);
         Put("Notes", d.Notes);
+        Put("LogMaxBytes", d.LogMaxBytes);
+        Put("LogFileCount", d.LogFileCount);
         return map;
     }
 

@@ -25,7 +25,7 @@ public static class VmDefinitionReader
     {
         "Name", "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum",
         "Boot", "Disks", "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled",
-        "NumaNode", "Autostart", "Notes",
+        "NumaNode", "Autostart", "Notes", "LogMaxBytes", "LogFileCount",
     };
 
     public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
@@ -63,6 +63,8 @@ public static class VmDefinitionReader
                 map.Int("NumaNode")),
             Autostart = map.Bool("Autostart") ?? false,
             Notes = map.String("Notes") ?? "",
+            LogMaxBytes = map.Size("LogMaxBytes") ?? VmDefinition.DefaultLogMaxBytes,
+            LogFileCount = map.Int("LogFileCount") ?? VmDefinition.DefaultLogFileCount,
         }.Validate();
     }
 

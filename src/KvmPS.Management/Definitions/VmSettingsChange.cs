@@ -24,6 +24,12 @@ public sealed record VmSettingsChange
     public bool? Autostart { get; init; }
     public string? Notes { get; init; }
 
+    /// <summary>serial.log and vmm.log rotate at this size (0: never); <see cref="VmDefinition.LogMaxBytes"/>.</summary>
+    public long? LogMaxBytes { get; init; }
+
+    /// <summary>Rotated log files kept; <see cref="VmDefinition.LogFileCount"/>.</summary>
+    public int? LogFileCount { get; init; }
+
     /// <summary>Boot this kernel directly; an empty string returns to the built-in guest.</summary>
     public string? KernelPath { get; init; }
 
@@ -63,6 +69,10 @@ public sealed record VmSettingsChange
             next = next with { Autostart = autostart };
         if (Notes is not null)
             next = next with { Notes = Notes };
+        if (LogMaxBytes is { } logMax)
+            next = next with { LogMaxBytes = logMax };
+        if (LogFileCount is { } logFiles)
+            next = next with { LogFileCount = logFiles };
         if (KernelPath is not null || InitrdPath is not null || KernelArguments is not null)
             next = next with { Boot = ApplyBoot(current) };
         return next;

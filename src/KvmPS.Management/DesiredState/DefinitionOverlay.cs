@@ -16,6 +16,7 @@ public static class DefinitionOverlay
     {
         "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum", "Boot", "Disks",
         "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled", "NumaNode", "Autostart", "Notes",
+        "LogMaxBytes", "LogFileCount",
     };
 
     /// <summary>The managed properties for the schema keys an entry states (case-insensitive; Name and unknown keys ignored).</summary>
@@ -67,6 +68,8 @@ public static class DefinitionOverlay
                 Pick("NumaNode", current.MemoryBacking.NumaNode, desired.MemoryBacking.NumaNode)),
             Autostart = Pick("Autostart", current.Autostart, desired.Autostart),
             Notes = Pick("Notes", current.Notes, desired.Notes),
+            LogMaxBytes = Pick("LogMaxBytes", current.LogMaxBytes, desired.LogMaxBytes),
+            LogFileCount = Pick("LogFileCount", current.LogFileCount, desired.LogFileCount),
         };
     }
 }

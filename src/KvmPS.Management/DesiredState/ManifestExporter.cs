@@ -139,6 +139,11 @@ public static class ManifestExporter
             entries.Add(("NumaNode", PsdLiteral.Integer(node)));
         entries.Add(("Autostart", PsdLiteral.Boolean(d.Autostart)));
         entries.Add(("Notes", PsdLiteral.String(d.Notes)));
+        // Log limits only when not the default, like memory backing.
+        if (d.LogMaxBytes != VmDefinition.DefaultLogMaxBytes)
+            entries.Add(("LogMaxBytes", d.LogMaxBytes == 0 ? PsdLiteral.Integer(0) : PsdLiteral.Size(d.LogMaxBytes)));
+        if (d.LogFileCount != VmDefinition.DefaultLogFileCount)
+            entries.Add(("LogFileCount", PsdLiteral.Integer(d.LogFileCount)));
 
         // Lists are written even when empty, so the manifest manages them (a disk added later shows as drift).
         var lists = new List<(string Key, IReadOnlyList<string> Items)>

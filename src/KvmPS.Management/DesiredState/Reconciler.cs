@@ -1,4 +1,5 @@
 using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Store;
 
 namespace KvmPS.Management.DesiredState;
 
@@ -35,7 +36,37 @@ public sealed class Reconciler
     public ReconcilePlan Plan(DesiredHostState desired)
     {
         ArgumentNullException.ThrowIfNull(desired);
-        return ReconcilePlanner.Plan(desired, Snapshot(desired));
+        var actual = Snapshot(desired);
+        var plan = ReconcilePlanner.Plan(desired, actual);
+        CheckPaths(desired, actual);
+        return plan;
+    }
+
+    /// <summary>
+    /// Refuses, in the plan already, a disk, backing image, kernel, initrd or firmware path that creating or updating the
+    /// VM would refuse (outside the store and every allowed folder, or a relative disk path leaving the disk folder):
+    /// <c>plan</c> must not promise what <c>apply</c> cannot do.
+    /// </summary>
+    private void CheckPaths(DesiredHostState desired, IReadOnlyDictionary<string, ActualVm> actual)
+    {
+        foreach (var vm in desired.Vms)
+        {
+            if (vm.Ensure == VmEnsure.Absent || vm.Definition is null)
+                continue;
+            var target = actual.TryGetValue(vm.Name, out var current) ? ReconcilePlanner.TargetDefinition(vm, current.Definition) : vm.Definition;
+            try
+            {
+                Manager.Store.CheckPaths(target);
+            }
+            catch (PathNotAllowedException e)
+            {
+                throw new DesiredStateException(vm.Position, vm.Name, e.Property, e.Message, e);
+            }
+            catch (StorePathEscapeException e)
+            {
+                throw new DesiredStateException(vm.Position, vm.Name, "Disks", e.Message, e);
+            }
+        }
     }
 
     /// <summary>

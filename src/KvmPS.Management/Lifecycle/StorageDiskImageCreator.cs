@@ -1,4 +1,5 @@
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Store;
 using KvmPS.Storage;
 using KvmPS.Storage.Qcow2;
 
@@ -23,8 +24,8 @@ public sealed class StorageDiskImageCreator : IDiskImageCreator
         if (File.Exists(path))
             throw new IOException($"'{path}' already exists; KvmPS does not overwrite disk images");
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (!string.IsNullOrEmpty(directory))
-            Directory.CreateDirectory(directory);
+        if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
+            StoreConfinement.CreateDirectory(directory);
         if (format == DiskFormat.Raw)
         {
             if (backingPath is not null)
@@ -33,5 +34,7 @@ public sealed class StorageDiskImageCreator : IDiskImageCreator
         }
         else
             DiskImageFactory.CreateQcow2(path, checked((ulong)sizeBytes), new Qcow2CreateOptions { BackingFile = backingPath });
+        // A guest's whole disk is nobody else's to read: 0600 as every file of the store (KvmPS.Storage creates 0666 & umask).
+        StoreConfinement.RestrictFile(path);
     }
 }

@@ -7,8 +7,9 @@ namespace KvmPS.Management.Lifecycle;
 public static class VmDefinitionDiff
 {
     /// <summary>Properties that never need the VMM: changing them never needs a restart.</summary>
-    /// <remarks>MemoryMinimumBytes is the balloon's floor, enforced by management (the VMM never sees it), so a running VM needs no restart for it.</remarks>
-    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes", "MemoryMinimumBytes" };
+    /// <remarks>MemoryMinimumBytes is the balloon's floor, enforced by management (the VMM never sees it), so a running VM needs no restart for it.
+    /// LogMaxBytes and LogFileCount are stored at once and reach the VMM at its next start (a running one keeps its limits).</remarks>
+    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes", "MemoryMinimumBytes", "LogMaxBytes", "LogFileCount" };
 
     /// <summary>The changed properties as (schema name, old value, new value).</summary>
     public static IReadOnlyList<(string Property, string? Old, string? New)> Compare(VmDefinition before, VmDefinition after)
@@ -36,6 +37,8 @@ public static class VmDefinitionDiff
         Add("NumaNode", before.MemoryBacking.NumaNode, after.MemoryBacking.NumaNode);
         Add("Autostart", before.Autostart, after.Autostart);
         Add("Notes", before.Notes, after.Notes);
+        Add("LogMaxBytes", before.LogMaxBytes, after.LogMaxBytes);
+        Add("LogFileCount", before.LogFileCount, after.LogFileCount);
         return changes;
     }
 

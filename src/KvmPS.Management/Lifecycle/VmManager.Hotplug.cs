@@ -1,6 +1,7 @@
 using System.Text.Json;
 using KvmPS.Contract;
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Store;
 using KvmPS.Management.Vmm;
 
 namespace KvmPS.Management.Lifecycle;
@@ -165,7 +166,9 @@ public sealed partial class VmManager
         if (disk.SizeBytes is null || File.Exists(path) || DiskImageCreator is null)
             return null;
         var backing = disk.BackingImagePath is null ? null : Store.ResolveDiskPath(name, disk.BackingImagePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var directory = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(directory))
+            StoreConfinement.CreateDirectory(directory);
         DiskImageCreator.CreateImage(new DiskImageRequest(name, index, disk, path, backing), null);
         return path;
     }

@@ -64,7 +64,7 @@ public sealed class SnapshotStore
     public string CreateStaging(string vmName, string id)
     {
         var staging = StagingDirectory(vmName, id);
-        Directory.CreateDirectory(staging);
+        StoreConfinement.CreateDirectory(staging);
         return staging;
     }
 
@@ -76,6 +76,7 @@ public sealed class SnapshotStore
         var committed = snapshot with { SizeBytes = size, Directory = final };
         DurableFile.WriteAtomically(Path.Combine(staging, VmStore.DefinitionFileName), definitionJson);
         DurableFile.WriteAtomically(Path.Combine(staging, MetadataFileName), SnapshotMetadataJson.Serialize(committed));
+        StoreConfinement.RestrictTree(staging); // the VMM's memory and state files: 0600 like the rest of the store
         Directory.Move(staging, final);
         DurableFile.FsyncDirectory(SnapshotsDirectory(snapshot.VmName));
         return committed;
@@ -119,7 +120,7 @@ public sealed class SnapshotStore
             File.Delete(path);
             return;
         }
-        Directory.CreateDirectory(SnapshotsDirectory(vmName));
+        StoreConfinement.CreateDirectory(SnapshotsDirectory(vmName));
         DurableFile.WriteAtomically(path, Encoding.ASCII.GetBytes(id + "\n"));
     }
 
@@ -135,7 +136,7 @@ public sealed class SnapshotStore
     public string CreateSavedStaging(string vmName)
     {
         var staging = Path.Combine(Store.VmDirectory(vmName), SavingPrefix + NewId());
-        Directory.CreateDirectory(staging);
+        StoreConfinement.CreateDirectory(staging);
         return staging;
     }
 
@@ -144,6 +145,7 @@ public sealed class SnapshotStore
         var final = SavedDirectory(saved.VmName);
         var committed = saved with { SizeBytes = DirectorySizeBytes(staging), Directory = final };
         DurableFile.WriteAtomically(Path.Combine(staging, SavedMetadataFileName), SnapshotMetadataJson.Serialize(committed));
+        StoreConfinement.RestrictTree(staging);
         if (Directory.Exists(final))
             DeleteSaved(saved.VmName);
         Directory.Move(staging, final);

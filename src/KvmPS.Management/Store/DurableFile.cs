@@ -19,7 +19,8 @@ internal static class DurableFile
         var temp = path + TempMarker + Guid.NewGuid().ToString("N");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            // 0600 from birth: definitions, vmm.json and vmm.pid are the store owner's alone (O_EXCL never follows a link).
+            using (var stream = new FileStream(NoFollowFile.CreateNew(temp, StoreConfinement.FileMode), FileAccess.Write))
             {
                 stream.Write(contents);
                 stream.Flush(flushToDisk: true);

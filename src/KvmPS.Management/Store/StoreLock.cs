@@ -47,10 +47,13 @@ internal sealed class StoreLock : IDisposable
     {
         while (true)
         {
-            var fd = Libc.Open(lockPath, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0b110_100_100 /* 0644 */);
+            // 0600 and never through a link planted in its place.
+            var fd = Libc.Open(lockPath, Libc.O_RDWR | Libc.O_CREAT | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0b110_000_000 /* 0600 */);
             if (fd >= 0)
                 return fd;
             var errno = Marshal.GetLastPInvokeError();
+            if (errno == Libc.ELOOP)
+                throw new VmStoreException($"The store lock file '{lockPath}' is a symbolic link; KvmPS does not follow links inside its store. Remove it ('rm {lockPath}') and retry.", new SymlinkRefusedException(lockPath));
             if (errno != Libc.EINTR)
                 throw new VmStoreException($"Cannot open the store lock file '{lockPath}': {Libc.Describe(errno)}");
         }

@@ -1,4 +1,5 @@
 using System.Text;
+using KvmPS.Interop;
 using KvmPS.Management.Definitions;
 
 namespace KvmPS.Management.Store;
@@ -32,13 +33,17 @@ public sealed class VmStore
     private const string DeletingPrefix = ".delete-";
     private const string DeletingKeepDisksPrefix = ".delete-keep-disks-";
 
-    private VmStore(string root, int lockTimeoutMs)
+    private VmStore(string root, int lockTimeoutMs, AllowedPaths allowedPaths)
     {
         Root = root;
         LockTimeoutMs = lockTimeoutMs;
+        AllowedPaths = allowedPaths;
     }
 
     public string Root { get; }
+
+    /// <summary>Where a VM's disks, kernel, initrd and firmware may come from (the store and the admin's list).</summary>
+    public AllowedPaths AllowedPaths { get; }
     public int LockTimeoutMs { get; }
     public string VmsDirectory => Path.Combine(Root, "vms");
     public string LockPath => Path.Combine(Root, ".lock");
@@ -51,13 +56,16 @@ public sealed class VmStore
     /// </summary>
     internal Action<string>? StepHook { get; set; }
 
-    /// <summary>Opens (creating if needed) the store at <paramref name="root"/> or the default location, and recovers from interrupted operations.</summary>
-    public static VmStore Open(string? root = null, int lockTimeoutMs = DefaultLockTimeoutMs)
+    /// <summary>
+    /// Opens (creating if needed, 0700) the store at <paramref name="root"/> or the default location, checks its owner and
+    /// mode (<see cref="StoreConfinement"/>), and recovers from interrupted operations.
+    /// </summary>
+    /// <param name="allowedPaths">Null: the admin's setting (<see cref="AllowedPaths.Load"/>).</param>
+    public static VmStore Open(string? root = null, int lockTimeoutMs = DefaultLockTimeoutMs, AllowedPaths? allowedPaths = null)
     {
         var fullRoot = Path.TrimEndingDirectorySeparator(Path.GetFullPath(root ?? VmStoreLocation.ResolveDefaultRoot()));
-        var store = new VmStore(fullRoot, lockTimeoutMs);
-        Directory.CreateDirectory(fullRoot);
-        Directory.CreateDirectory(store.VmsDirectory);
+        StoreConfinement.SecureRoot(fullRoot, Path.Combine(fullRoot, "vms"), FileOwnership.EffectiveUid);
+        var store = new VmStore(fullRoot, lockTimeoutMs, allowedPaths ?? AllowedPaths.Load(fullRoot));
         using (store.Lock())
             store.RecoverInterruptedOperations();
         return store;
@@ -171,7 +179,7 @@ public sealed class VmStore
         ArgumentNullException.ThrowIfNull(definition);
         definition.Validate();
         var vmDirectory = VmDirectory(definition.Name);
-        CheckDiskPaths(definition);
+        CheckPaths(definition);
         var json = VmDefinitionJson.SerializeToUtf8Bytes(definition);
 
         using var _ = Lock();
@@ -182,8 +190,8 @@ public sealed class VmStore
         var movedIntoPlace = false;
         try
         {
-            Directory.CreateDirectory(staging);
-            Directory.CreateDirectory(Path.Combine(staging, DiskDirectoryName));
+            StoreConfinement.CreateDirectory(staging);
+            StoreConfinement.CreateDirectory(Path.Combine(staging, DiskDirectoryName));
             DurableFile.WriteAtomically(Path.Combine(staging, DefinitionFileName), json);
             DurableFile.FsyncDirectory(staging);
             StepHook?.Invoke("create:definition-written");
@@ -206,7 +214,7 @@ public sealed class VmStore
         ArgumentNullException.ThrowIfNull(definition);
         definition.Validate();
         var path = DefinitionPath(definition.Name);
-        CheckDiskPaths(definition);
+        CheckPaths(definition);
         var json = VmDefinitionJson.SerializeToUtf8Bytes(definition);
 
         using var _ = Lock();
@@ -218,7 +226,7 @@ public sealed class VmStore
     {
         ArgumentNullException.ThrowIfNull(definition);
         definition.Validate();
-        CheckDiskPaths(definition);
+        CheckPaths(definition);
         return UpdateWhileLocked(definition, DefinitionPath(definition.Name), VmDefinitionJson.SerializeToUtf8Bytes(definition));
     }
 
@@ -265,7 +273,7 @@ public sealed class VmStore
     {
         VmDirectory(vmName);
         var staging = Path.Combine(VmsDirectory, $"{CreatingPrefix}{vmName}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(staging);
+        StoreConfinement.CreateDirectory(staging);
         return staging;
     }
 
@@ -275,6 +283,7 @@ public sealed class VmStore
         var vmDirectory = VmDirectory(vmName);
         if (Directory.Exists(vmDirectory))
             throw new VmAlreadyExistsException(vmName, vmDirectory);
+        StoreConfinement.RestrictTree(staging); // an import's copied disks and files: 0700/0600 like the rest of the store
         DurableFile.FsyncDirectory(staging);
         Directory.Move(staging, vmDirectory);
         DurableFile.FsyncDirectory(VmsDirectory);
@@ -310,7 +319,7 @@ public sealed class VmStore
         var diskDirectory = Path.Combine(doomed, DiskDirectoryName);
         if (keepDisks && Directory.Exists(diskDirectory))
         {
-            Directory.CreateDirectory(RetainedDisksDirectory);
+            StoreConfinement.CreateDirectory(RetainedDisksDirectory);
             retained = Path.Combine(RetainedDisksDirectory, nameAndId);
             Directory.Move(diskDirectory, retained);
             DurableFile.FsyncDirectory(RetainedDisksDirectory);
@@ -322,14 +331,15 @@ public sealed class VmStore
         return new VmDeleteResult(vmName, retained);
     }
 
-    private void CheckDiskPaths(VmDefinition definition)
+    /// <summary>
+    /// Refuses a definition whose relative disk paths leave its disk folder (<see cref="StorePathEscapeException"/>) or
+    /// whose disk, backing image, kernel, initrd or firmware lies outside the store and every allowed folder
+    /// (<see cref="PathNotAllowedException"/>). Run on every write of a definition, at every start and in a reconcile plan.
+    /// </summary>
+    public void CheckPaths(VmDefinition definition)
     {
-        foreach (var disk in definition.Disks)
-        {
-            ResolveDiskPath(definition.Name, disk.Path);
-            if (disk.BackingImagePath is not null)
-                ResolveDiskPath(definition.Name, disk.BackingImagePath);
-        }
+        ArgumentNullException.ThrowIfNull(definition);
+        AllowedPaths.CheckDefinition(definition, path => ResolveDiskPath(definition.Name, path));
     }
 
     internal IDisposable Lock() => StoreLock.Acquire(LockPath, LockTimeoutMs);

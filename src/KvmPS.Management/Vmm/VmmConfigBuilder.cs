@@ -58,6 +58,9 @@ public static class VmmConfigBuilder
             NumaNode = definition.MemoryBacking.NumaNode,
             Devices = Devices(definition, resolveDiskPath),
             Serial = "file:" + serialLogPath,
+            // The console log's bound (rotation at a size, a number of files kept), a VM setting.
+            SerialLogMaxBytes = definition.LogMaxBytes,
+            SerialLogFiles = definition.LogFileCount,
             ControlSocket = controlSocketPath,
             OnCrash = OnCrash,
             OnReset = GuestResetAction.Reboot,

@@ -140,10 +140,12 @@ public sealed class VmmProcessLauncher
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(definition);
         VmmFeatureSupport.EnsureSupported(definition);
+        // A definition stored before the admin narrowed the allowed folders (or edited by hand) is checked again here.
+        store.CheckPaths(definition);
         var name = definition.Name;
         var configPath = store.VmmConfigPath(name);
         DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, store.SocketPath(name), store.SerialLogPath(name), p => store.ResolveDiskPath(definition.Name, p)));
-        return Spawn(store, name, BootArguments(BinaryPath, configPath, store.SocketPath(name), store.SerialLogPath(name)), "starting");
+        return Spawn(store, name, BootArguments(BinaryPath, configPath, store.SocketPath(name), store.SerialLogPath(name)), "starting", definition);
     }
 
     /// <summary>
@@ -155,8 +157,9 @@ public sealed class VmmProcessLauncher
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentException.ThrowIfNullOrEmpty(snapshotDirectory);
-        var argv = RestoreArguments(BinaryPath, snapshotDirectory, paused, store.SocketPath(vmName), store.SerialLogPath(vmName));
-        return Spawn(store, vmName, argv, $"restoring from '{snapshotDirectory}'");
+        var definition = store.Get(vmName);
+        var argv = RestoreArguments(BinaryPath, snapshotDirectory, paused, store.SocketPath(vmName), store.SerialLogPath(vmName), definition);
+        return Spawn(store, vmName, argv, $"restoring from '{snapshotDirectory}'", definition);
     }
 
     /// <summary>The command line of a normal start.</summary>
@@ -171,17 +174,21 @@ public sealed class VmmProcessLauncher
     ];
 
     /// <summary>The command line of a restore (docs/vmm.md): the snapshot brings its own configuration.</summary>
-    internal static string[] RestoreArguments(string binary, string snapshotDirectory, bool paused, string socketPath, string serialPath)
+    internal static string[] RestoreArguments(string binary, string snapshotDirectory, bool paused, string socketPath, string serialPath, VmDefinition? definition = null)
     {
         var argv = new List<string> { binary, "--restore", Path.GetFullPath(snapshotDirectory) };
         if (paused)
             argv.Add("--paused");
         // The control socket and console of this store, not the ones recorded in the snapshot (it may come from an export).
         argv.AddRange(["--control-socket", socketPath, "--serial", "file:" + serialPath]);
+        // The console log's bound is this VM's setting now, not the one the snapshot was taken with.
+        if (definition is not null)
+            argv.AddRange(["--serial-log-max", definition.LogMaxBytes.ToString(CultureInfo.InvariantCulture),
+                           "--serial-log-files", definition.LogFileCount.ToString(CultureInfo.InvariantCulture)]);
         return argv.ToArray();
     }
 
-    private VmmProcess Spawn(VmStore store, string name, string[] argv, string what)
+    private VmmProcess Spawn(VmStore store, string name, string[] argv, string what, VmDefinition definition)
     {
         var binary = argv[0];
         var socketPath = store.SocketPath(name);
@@ -189,21 +196,26 @@ public sealed class VmmProcessLauncher
         var pidPath = store.PidPath(name);
 
         long logOffset;
-        using (var log = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        int pid;
+        // Opened here without following links (a vmm.log link planted in the VM folder is refused, not written through),
+        // 0600, and handed to the VMM as its stdout and stderr.
+        // vmm.log is bounded like serial.log: rotated at the VM's LogMaxBytes before each VMM start (the running VMM
+        // holds it as its stdout, so it is not cut under it).
+        VmmLogRotation.RotateIfFull(logPath, definition.LogMaxBytes, definition.LogFileCount);
+        using (var log = OpenVmmLog(name, logPath))
         {
             log.Write(Encoding.UTF8.GetBytes(
                 $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: {what} {binary} for VM '{name}'\n"));
+            log.Flush();
             logOffset = log.Position;
-        }
-
-        int pid;
-        try
-        {
-            pid = ProcessInterop.SpawnDetached(binary, argv, CurrentEnvironment(), logPath);
-        }
-        catch (IOException e)
-        {
-            throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e);
+            try
+            {
+                pid = ProcessInterop.SpawnDetached(binary, argv, CurrentEnvironment(), log.SafeFileHandle);
+            }
+            catch (IOException e)
+            {
+                throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e);
+            }
         }
         var exited = ChildReaper.Watch(pid);
         try
@@ -217,6 +229,18 @@ public sealed class VmmProcessLauncher
             throw;
         }
         return new VmmProcess(pid, socketPath, logPath, logOffset, exited);
+    }
+
+    private static FileStream OpenVmmLog(string vmName, string logPath)
+    {
+        try
+        {
+            return NoFollowFile.AppendStream(logPath, StoreConfinement.FileMode);
+        }
+        catch (SymlinkRefusedException e)
+        {
+            throw new VmmLaunchException(vmName, $"VM '{vmName}': {e.Message}", inner: e);
+        }
     }
 
     private static List<string> CurrentEnvironment()

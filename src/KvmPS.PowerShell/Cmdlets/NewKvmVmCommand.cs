@@ -69,6 +69,16 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
     [Parameter(ParameterSetName = ParametersSet)]
     public string? Notes { get; set; }
 
+    /// <summary>serial.log and vmm.log rotate at this size (0: never; at least 4096 otherwise). Takes effect at the VMM's next start.</summary>
+    [Parameter(ParameterSetName = ParametersSet)]
+    [ValidateRange(0, long.MaxValue)]
+    public long? LogMaxBytes { get; set; }
+
+    /// <summary>Rotated log files kept beside serial.log and vmm.log (0 to 100).</summary>
+    [Parameter(ParameterSetName = ParametersSet)]
+    [ValidateRange(0, 100)]
+    public int? LogFileCount { get; set; }
+
     [Parameter]
     public SwitchParameter AsJob { get; set; }
 
@@ -87,6 +97,8 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
             BalloonEnabled = BalloonEnabled.IsPresent,
             Autostart = Autostart.IsPresent,
             Notes = Notes,
+            LogMaxBytes = LogMaxBytes,
+            LogFileCount = LogFileCount,
             KernelPath = KernelPath is null ? null : ResolvePath(KernelPath),
             InitrdPath = InitrdPath is null ? null : ResolvePath(InitrdPath),
             KernelArguments = KernelArguments,

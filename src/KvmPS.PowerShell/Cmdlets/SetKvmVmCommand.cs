@@ -39,6 +39,16 @@ public sealed class SetKvmVmCommand : KvmVmCmdletBase
     [Parameter]
     public string? Notes { get; set; }
 
+    /// <summary>serial.log and vmm.log rotate at this size (0: never; at least 4096 otherwise). Takes effect at the VMM's next start.</summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? LogMaxBytes { get; set; }
+
+    /// <summary>Rotated log files kept beside serial.log and vmm.log (0 to 100).</summary>
+    [Parameter]
+    [ValidateRange(0, 100)]
+    public int? LogFileCount { get; set; }
+
     /// <summary>Boot this kernel directly; an empty string returns to the built-in guest.</summary>
     [Parameter]
     [AllowEmptyString]
@@ -67,6 +77,8 @@ public sealed class SetKvmVmCommand : KvmVmCmdletBase
         BalloonEnabled = BalloonEnabled,
         Autostart = Autostart,
         Notes = Notes,
+        LogMaxBytes = LogMaxBytes,
+        LogFileCount = LogFileCount,
         KernelPath = string.IsNullOrEmpty(KernelPath) ? KernelPath : ResolvePath(KernelPath),
         InitrdPath = string.IsNullOrEmpty(InitrdPath) ? InitrdPath : ResolvePath(InitrdPath),
         KernelArguments = KernelArguments,

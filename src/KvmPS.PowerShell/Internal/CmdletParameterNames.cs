@@ -25,6 +25,8 @@ internal sealed class CmdletParameterNames
         ["BalloonTarget"] = "TargetBytes",
         ["Autostart"] = "Autostart",
         ["Notes"] = "Notes",
+        ["LogMaxBytes"] = "LogMaxBytes",
+        ["LogFileCount"] = "LogFileCount",
         ["Boot.KernelPath"] = "KernelPath",
         ["Boot.InitrdPath"] = "InitrdPath",
         ["Boot.Cmdline"] = "KernelArguments",

@@ -179,6 +179,7 @@ internal static class KvmErrorMapping
             StoreLockTimeoutException e => new(e, KvmErrorIds.StoreLocked, ErrorCategory.ResourceBusy, target ?? e.LockPath),
             VmStoreCorruptException e => new(e, KvmErrorIds.StoreCorrupt, ErrorCategory.InvalidData, target ?? e.Path),
             StorePathEscapeException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.InvalidArgument, target),
+            PathNotAllowedException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.PermissionDenied, e.Path),
             VmStoreException e => new(e, KvmErrorIds.StoreError, ErrorCategory.ResourceUnavailable, target),
             VmStateException e => new(e, KvmErrorIds.InvalidVmState, ErrorCategory.InvalidOperation, target ?? e.VmName),
             ManagementValidationException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.InvalidArgument, target ?? e.VmName),

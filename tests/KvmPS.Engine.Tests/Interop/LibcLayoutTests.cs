@@ -19,6 +19,8 @@ public class LibcLayoutTests
         (typeof(Epoll.EpollEvent), "struct epoll_event", [("events", "events"), ("data", "data")]),
         (typeof(Tun.IfReq), "struct ifreq", [("ifr_flags", "ifr_flags"), ("ifr_ifindex", "ifr_ifindex"), ("ifr_mtu", "ifr_mtu")]),
         (typeof(Flock), "struct flock", [("l_type", "l_type"), ("l_whence", "l_whence"), ("l_start", "l_start"), ("l_len", "l_len"), ("l_pid", "l_pid")]),
+        (typeof(FileStatus), "struct stat", [("st_dev", "st_dev"), ("st_ino", "st_ino"), ("st_nlink", "st_nlink"), ("st_mode", "st_mode"), ("st_uid", "st_uid"),
+            ("st_gid", "st_gid"), ("st_rdev", "st_rdev"), ("st_size", "st_size"), ("st_blksize", "st_blksize"), ("st_blocks", "st_blocks"), ("st_times", "st_atim")]),
     ];
 
     private static readonly (string Name, long Value)[] Constants =
@@ -31,6 +33,9 @@ public class LibcLayoutTests
         ("MADV_MERGEABLE", Libc.MADV_MERGEABLE), ("MADV_HUGEPAGE", Libc.MADV_HUGEPAGE), ("EAGAIN", Libc.EAGAIN), ("EOPNOTSUPP", Libc.EOPNOTSUPP),
         ("EPOLLIN", Epoll.EPOLLIN), ("TUNSETIFF", Tun.TUNSETIFF), ("TUNGETIFF", Tun.TUNGETIFF), ("IFF_TAP", Tun.IFF_TAP), ("IFF_VNET_HDR", Tun.IFF_VNET_HDR),
         ("SIOCBRADDIF", Tun.SIOCBRADDIF), ("SIOCSIFMTU", Tun.SIOCSIFMTU),
+        ("O_WRONLY", Libc.O_WRONLY), ("O_EXCL", Libc.O_EXCL), ("O_APPEND", Libc.O_APPEND), ("O_DIRECTORY", Libc.O_DIRECTORY), ("O_NOFOLLOW", Libc.O_NOFOLLOW),
+        ("AT_FDCWD", Libc.AT_FDCWD), ("AT_SYMLINK_NOFOLLOW", Libc.AT_SYMLINK_NOFOLLOW), ("ELOOP", Libc.ELOOP), ("ENOTDIR", Libc.ENOTDIR), ("EEXIST", Libc.EEXIST), ("ENOENT", Libc.ENOENT),
+        ("S_IFLNK", Libc.S_IFLNK), ("S_IFBLK", Libc.S_IFBLK), ("S_IFDIR", Libc.S_IFDIR), ("S_IFREG", Libc.S_IFREG), ("BLKGETSIZE64", Libc.BLKGETSIZE64),
     ];
 
     private static Dictionary<string, ulong>? s_truth;
@@ -55,6 +60,7 @@ public class LibcLayoutTests
             #include <linux/if_tun.h>
             #include <linux/sockios.h>
             #include <linux/falloc.h>
+            #include <linux/fs.h>
             int main(void){
 
             """);

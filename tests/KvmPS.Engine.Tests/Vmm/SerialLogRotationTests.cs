@@ -56,6 +56,31 @@ public sealed class SerialLogRotationTests : IDisposable
     }
 
     [Fact]
+    public void APlantedSerialLogLinkIsRefusedAndNotAppendedThrough()
+    {
+        // Issue 17: with a store folder another user could write to, a serial.log link made root's VMM append guest
+        // output to a root-only file.
+        var victim = Path.Combine(_dir, "root-only");
+        File.WriteAllText(victim, "secret\n");
+        File.CreateSymbolicLink(LogPath, victim);
+        var error = Assert.Throws<KvmPS.Interop.SymlinkRefusedException>(() => new RotatingLogFile(LogPath));
+        Assert.Equal(LogPath, error.Path);
+        Assert.Equal("secret\n", File.ReadAllText(victim));
+    }
+
+    [Fact]
+    public void TheLogIsCreatedOwnerOnly()
+    {
+        using (var log = new RotatingLogFile(LogPath, RotatingLogFile.MinimumMaxBytes, keptFiles: 1))
+            log.Write(new byte[RotatingLogFile.MinimumMaxBytes + 10]);
+        const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+#pragma warning disable CA1416 // Linux only
+        Assert.Equal(ownerOnly, File.GetUnixFileMode(LogPath));
+        Assert.Equal(ownerOnly, File.GetUnixFileMode(LogPath + ".1"));
+#pragma warning restore CA1416
+    }
+
+    [Fact]
     public void AnExistingLogCountsTowardsTheLimitAndIsRotatedFirst()
     {
         File.WriteAllBytes(LogPath, new byte[5000]);

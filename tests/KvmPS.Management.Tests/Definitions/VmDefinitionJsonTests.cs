@@ -28,7 +28,7 @@ public sealed class VmDefinitionJsonTests
         {
             "name", "memoryStartupBytes", "memoryMinimumBytes", "memoryMaximumBytes", "vcpuCount", "vcpuMaximum", "boot",
             "disks", "networkAdapters", "balloonEnabled", "pciPassthrough", "hugePages", "ksmEnabled", "numaNode",
-            "autostart", "notes",
+            "autostart", "notes", "logMaxBytes", "logFileCount",
         }, names);
         Assert.Equal(1L << 30, root.GetProperty("memoryStartupBytes").GetInt64());
         Assert.Equal("qcow2", root.GetProperty("disks")[1].GetProperty("format").GetString());
