@@ -18,6 +18,9 @@ public sealed partial class VmManager
     /// <summary>The Unix socket in the VM's folder the new VMM receives the VM on (gone once the old VMM connected).</summary>
     public const string IncomingSocketFileName = "upgrade.sock";
 
+    /// <summary>What kvmps-vmm --incoming logs once it listens (docs/migration.md, "The receiver").</summary>
+    private const string IncomingListeningLine = "kvmps-vmm: waiting for a migration stream on ";
+
     /// <summary>How long <see cref="Upgrade"/> waits for the whole hand-over by default.</summary>
     public static readonly TimeSpan DefaultUpgradeTimeout = TimeSpan.FromSeconds(60);
 
@@ -96,8 +99,9 @@ public sealed partial class VmManager
         System.Diagnostics.Stopwatch clock, TimeSpan limit, string activity, IProgress<OperationProgress>? progress)
     {
         var socketPath = Store.SocketPath(name);
-        // 1. The new VMM listens on the incoming socket once it has read its configuration.
-        while (!File.Exists(incomingPath))
+        // 1. The new VMM listens on the incoming socket once it has read its configuration. The socket file exists from
+        //    bind() on, before listen(): its log line (written after listen) is the sign it accepts.
+        while (!File.Exists(incomingPath) || !incoming.ReadLogTail().Contains(IncomingListeningLine, StringComparison.Ordinal))
         {
             if (incoming.Exited.IsCompleted)
                 throw NewVmmFailed(name, oldPid, incoming, "exited before it listened for the VM");
