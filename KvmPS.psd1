@@ -43,6 +43,7 @@
         'Save-KvmVm'
         'Export-KvmVm'
         'Import-KvmVm'
+        'Update-KvmVmm'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

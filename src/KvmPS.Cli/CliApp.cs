@@ -322,7 +322,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import, upgrade"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -339,6 +339,7 @@ public sealed class CliApp
             "save" => WithHelp("vm save", () => new VmSnapshotCommands(this).Save(args.Parse("--json"))),
             "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),
             "import" => WithHelp("vm import", () => new VmSnapshotCommands(this).Import(args.Parse("--copy", "--new-id", "--json"))),
+            "upgrade" => WithHelp("vm upgrade", () => new VmUpgradeCommand(this).Run(args.Parse(["--all", "--json"], ["--timeout"]))),
             _ => throw new UsageException($"vm: unknown subcommand '{sub}'"),
         };
     }

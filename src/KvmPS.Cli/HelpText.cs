@@ -106,7 +106,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|snapshot|save|export|import ...
+            Usage: kvmps vm list|start|stop|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -126,6 +126,7 @@ internal static class HelpText
               vm save NAME [--json]
               vm export NAME DIR [--json]
               vm import DIR [--copy] [--new-id] [--json]
+              vm upgrade NAME...|--all [--timeout SECONDS] [--json]
 
             """,
         "vm list" => "Usage: kvmps vm list [--json]\n\nAll VMs in the store: name, state, vCPUs, memory, VMM pid, uptime, autostart.\n",
@@ -233,6 +234,7 @@ internal static class HelpText
         "vm save" => "Usage: kvmps vm save NAME [--json]\n\nSaves a running or paused VM's memory and device state into the store and stops its VMM; the VM is Saved.\n'kvmps vm start NAME' resumes it, 'kvmps autostart' resumes every saved VM, 'kvmps vm stop NAME --force' discards the saved state.\n",
         "vm export" => "Usage: kvmps vm export NAME DIR [--json]\n\nCopies a VM that is off or saved into DIR/NAME: definition, disks (also those outside the store), checkpoints, saved state.\nDIR/NAME must not exist or be empty.\n",
         "vm import" => "Usage: kvmps vm import DIR [--copy] [--new-id] [--json]\n\nBrings an exported VM (DIR/NAME, or a DIR holding exactly one) into the store.\n  --copy     copy it and keep the export (default: move it)\n  --new-id   a clone: new MAC addresses and a new vsock CID\nA VM of the same name in the store is an error.\n",
+        "vm upgrade" => "Usage: kvmps vm upgrade NAME...|--all [--timeout SECONDS] [--json]\n\nLive upgrade: moves each running VM (--all: every running VM) into a new kvmps-vmm started from the binary on disk,\nwhile its guest keeps running (guest memory is handed over, not copied). A VM whose upgrade fails runs on in its old VMM.\n  --timeout SECONDS   how long one VM's hand-over may take before it is cancelled (default 60)\n",
         "vm console" => "Usage: kvmps vm console NAME [--no-replay]\n\nAttaches this terminal to the VM's serial console; type Ctrl-] to detach (the VM keeps running).\n  --no-replay   do not replay the last 64 KiB of console output first\n",
         "dsc" => """
             Usage: kvmps dsc get|test|set < instance.json

@@ -52,6 +52,10 @@ public sealed class RotatingLogFile : IDisposable
 
     public void Write(ReadOnlySpan<byte> data)
     {
+        // Append where the file ends now, not where this writer last wrote: during a live upgrade the VMM that hands the
+        // VM over and the one that receives it have the same console file open, one after the other (FileMode.Append
+        // does not open with O_APPEND, so a stale position would overwrite the other's last lines).
+        _length = _file.Seek(0, SeekOrigin.End);
         while (!data.IsEmpty)
         {
             if (MaxBytes == 0) { _file.Write(data); _length += data.Length; return; }

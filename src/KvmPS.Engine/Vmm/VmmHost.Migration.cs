@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using KvmPS.Contract;
 using KvmPS.Migration;
 using KvmPS.Vm;
@@ -64,6 +65,56 @@ public sealed partial class VmmHost
         // The sender resumes the VM on its thread; wait briefly so the reply can say how it ended.
         for (int i = 0; i < 500 && migration.Active; i++) Thread.Sleep(10);
         return migration.Status();
+    }
+
+    /// <summary>How long a VMM that received a VM over a Unix socket waits for the source to give up the control socket.</summary>
+    public static readonly TimeSpan ControlSocketTakeOverTimeout = TimeSpan.FromSeconds(60);
+
+    private string? _deferredControlSocket;
+
+    /// <summary>
+    /// Binds the control socket. A local live upgrade (<c>--incoming unix:</c>) names the control socket the source
+    /// still serves (its <c>.lock</c> is held): binding it is deferred until the source has handed the VM over and exited
+    /// (<see cref="TakeOverControlSocket"/>), so clients keep one path for the VM across the upgrade.
+    /// </summary>
+    private ControlServer? BindControlSocket(string path)
+    {
+        if (Incoming is { IsUnix: true } && Interop.FileLock.IsHeld(path + ".lock"))
+        {
+            _deferredControlSocket = path;
+            _log.WriteLine($"kvmps-vmm: the control socket {path} is in use by the VMM the VM comes from; this VMM takes it over once the VM runs here");
+            return null;
+        }
+        return ControlServer.Bind(path, this);
+    }
+
+    /// <summary>
+    /// After a received VM runs: binds the deferred control socket as soon as the source VMM (which exits with status 14
+    /// once it got <c>Running</c>) has released it. The VM runs meanwhile; a source that never lets go is logged, and the
+    /// VM keeps running here without a control socket (stopping it would lose the guest, which the source gave up).
+    /// </summary>
+    private void TakeOverControlSocket()
+    {
+        if (_deferredControlSocket is not { } path) return;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < ControlSocketTakeOverTimeout && !_stopRequested.IsSet)
+        {
+            if (!Interop.FileLock.IsHeld(path + ".lock"))
+            {
+                try
+                {
+                    var server = ControlServer.Bind(path, this);
+                    lock (_lock) _control = server;
+                    _deferredControlSocket = null;
+                    _log.WriteLine($"kvmps-vmm: serving the control socket {path} (taken over from the source VMM after {clock.ElapsedMilliseconds} ms)");
+                    return;
+                }
+                catch (VmmResourceException) { } // the source still held it at the bind: try again
+            }
+            Thread.Sleep(5);
+        }
+        if (!_stopRequested.IsSet)
+            _log.WriteLine($"kvmps-vmm: error: the control socket {path} was not released within {ControlSocketTakeOverTimeout.TotalSeconds:0} s; the VM runs here without it");
     }
 
     /// <summary>--incoming: the machine built from the stream; throws <see cref="MigrationException"/>, null when stopped first.</summary>

@@ -150,7 +150,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             // cleanly (socket removed, exit 0) rather than die by the signal's default action.
             _sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
             _sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            if (_config.ControlSocket is { } socketPath) _control = ControlServer.Bind(socketPath, this);
+            if (_config.ControlSocket is { } socketPath) _control = BindControlSocket(socketPath);
             Diagnostics.StartupTimeline.Mark("socket");
         }
         catch (Exception e) { _controlSetupFailure = ExceptionDispatchInfo.Capture(e); }
@@ -213,6 +213,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
                     $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");
             if (receiving && ConfirmIncoming(machine) is { } failed) return failed;
+            if (receiving) TakeOverControlSocket();
 
             VmExit exit = machine.Exited.GetAwaiter().GetResult();
             machine.JoinVcpus(TimeSpan.FromSeconds(5));
@@ -377,6 +378,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         result = default;
         if (device is null) return false;
+        if (request.Request == MemorySetRequest.Name) RefuseDuringMigration(MemorySetRequest.Name); // the RAM layout travels in the records
         result = device.HandleControlRequest(request);
         return true;
     }
@@ -387,6 +389,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         machine ??= RequireMachine();
+        RefuseDuringMigration(VcpuSetRequest.Name);
         if (request.TimeoutMs is < 0 or > 600_000) throw new ArgumentOutOfRangeException(nameof(request.TimeoutMs), $"timeout_ms {request.TimeoutMs} is outside 0-600000.");
         machine.SetVcpuCount(request.Count);
         var deadline = Stopwatch.StartNew();
@@ -412,6 +415,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     public DeviceAddReply AddDevice(DeviceAddRequest request)
     {
         var machine = RequireMachine();
+        RefuseDuringMigration(DeviceAddRequest.Name);
         int timeoutMs = CheckTimeout(request.TimeoutMs);
         int? slot = request.Pci is { } pci ? PciAddresses.Parse(pci, "pci") : null;
         DeviceConfig config;
@@ -444,6 +448,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     public DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request)
     {
         var machine = RequireMachine();
+        RefuseDuringMigration(DeviceRemoveRequest.Name);
         int timeoutMs = CheckTimeout(request.TimeoutMs);
         int slot = PciAddresses.Parse(request.Pci, "pci");
         machine.RequestPciDeviceRemoval(slot);

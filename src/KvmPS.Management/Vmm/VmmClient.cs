@@ -156,6 +156,19 @@ public sealed class VmmClient : IDisposable
     public BalloonStateReply GetBalloon() => Send(new BalloonGetRequest(), ContractJsonContext.Default.BalloonStateReply);
 
     /// <summary>
+    /// Starts a live migration to a <c>kvmps-vmm --incoming</c> at <paramref name="uri"/> (<c>unix:PATH</c> or
+    /// <c>tcp:HOST:PORT</c>, docs/migration.md). Replies at once; <see cref="MigrateStatus"/> follows it.
+    /// </summary>
+    public MigrateStatusReply Migrate(string uri, int downtimeMs = 300) =>
+        Send(new MigrateRequest { Uri = uri, DowntimeMs = downtimeMs }, ContractJsonContext.Default.MigrateStatusReply);
+
+    /// <summary>The current (or last) migration's phase and progress (phase <c>none</c> before any).</summary>
+    public MigrateStatusReply MigrateStatus() => Send(new MigrateStatusRequest(), ContractJsonContext.Default.MigrateStatusReply);
+
+    /// <summary>Stops the migration under way; the VM runs on where it was (refused once it is handing over).</summary>
+    public MigrateStatusReply MigrateCancel() => Send(new MigrateCancelRequest(), ContractJsonContext.Default.MigrateStatusReply);
+
+    /// <summary>
     /// Takes a snapshot of the running or paused VM into <see cref="SnapshotCreateRequest.Path"/> (docs/vmm.md).
     /// <paramref name="timeout"/> bounds the wait for the reply (writing guest memory takes time).
     /// </summary>

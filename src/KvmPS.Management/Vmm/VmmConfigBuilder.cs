@@ -56,6 +56,9 @@ public static class VmmConfigBuilder
             },
             Ksm = definition.MemoryBacking.KsmEnabled,
             NumaNode = definition.MemoryBacking.NumaNode,
+            // Guest RAM in memfds, so a live upgrade (Update-KvmVmm) hands it to the new VMM instead of copying it. Not with
+            // KSM: it merges only anonymous memory (such a VM is upgraded by copying its memory).
+            Memfd = definition.MemoryBacking.KsmEnabled ? null : true,
             Devices = Devices(definition, resolveDiskPath),
             Serial = "file:" + serialLogPath,
             // The console log's bound (rotation at a size, a number of files kept), a VM setting.

@@ -162,6 +162,25 @@ public sealed class VmmProcessLauncher
         return Spawn(store, vmName, argv, $"restoring from '{snapshotDirectory}'", definition);
     }
 
+    /// <summary>
+    /// Starts a second kvmps-vmm for a running VM that waits on <paramref name="incomingSocketPath"/> for the running
+    /// VMM's migration stream (local live upgrade, docs/migration.md): <paramref name="configPath"/> is the configuration
+    /// the running VMM was started with, the control socket and console are the VM's own (the new VMM takes the control
+    /// socket over once the old one let go), and guest RAM is memfd-backed so the next upgrade need not copy it either.
+    /// vmm.pid is NOT written: it names the running VMM until the migration completed (the caller writes it then).
+    /// </summary>
+    public VmmProcess LaunchIncoming(VmStore store, string vmName, string configPath, string incomingSocketPath, bool memfd)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        var argv = new List<string>(BootArguments(BinaryPath, configPath, store.SocketPath(vmName), store.SerialLogPath(vmName)))
+        {
+            "--incoming", "unix:" + incomingSocketPath,
+        };
+        if (memfd)
+            argv.AddRange(["--memfd", "on"]);
+        return Spawn(store, vmName, argv.ToArray(), $"starting (to receive the running VM over '{incomingSocketPath}')", store.Get(vmName), writePidFile: false);
+    }
+
     /// <summary>The command line of a normal start.</summary>
     internal static string[] BootArguments(string binary, string configPath, string socketPath, string serialPath) =>
     [
@@ -188,7 +207,7 @@ public sealed class VmmProcessLauncher
         return argv.ToArray();
     }
 
-    private VmmProcess Spawn(VmStore store, string name, string[] argv, string what, VmDefinition definition)
+    private VmmProcess Spawn(VmStore store, string name, string[] argv, string what, VmDefinition definition, bool writePidFile = true)
     {
         var binary = argv[0];
         var socketPath = store.SocketPath(name);
@@ -218,6 +237,8 @@ public sealed class VmmProcessLauncher
             }
         }
         var exited = ChildReaper.Watch(pid);
+        if (!writePidFile)
+            return new VmmProcess(pid, socketPath, logPath, logOffset, exited);
         try
         {
             DurableFile.WriteAtomically(pidPath, Encoding.ASCII.GetBytes(pid.ToString(CultureInfo.InvariantCulture) + "\n"));

@@ -26,6 +26,20 @@ public sealed class SerialLogRotationTests : IDisposable
     }
 
     [Fact]
+    public void TwoWritersOnOneConsoleFileAppendAfterEachOtherInsteadOfOverwriting()
+    {
+        // A live upgrade: the receiving VMM opens the console file while the running one still writes to it, and writes
+        // only after it took the VM over. Nothing the first one wrote meanwhile may be overwritten.
+        using var running = new RotatingLogFile(LogPath, 0);
+        running.Write("count 1\n"u8);
+        using var receiving = new RotatingLogFile(LogPath, 0);
+        running.Write("count 2\n"u8);
+        receiving.Write("count 3\n"u8);
+        running.Write("count 4\n"u8);
+        Assert.Equal("count 1\ncount 2\ncount 3\ncount 4\n", File.ReadAllText(LogPath));
+    }
+
+    [Fact]
     public void AGuestPrintingWithoutEndThroughTheUartFillsAtMostTheKeptFiles()
     {
         const long limit = 64 * 1024;

@@ -1,0 +1,83 @@
+#Requires -Version 7.4
+# Update-KvmVmm: live upgrade of the VMM of built-in-guest VMs; pipeline, all running VMs, -PassThru, -WhatIf, errors, help.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Initialize-KvmTest | Out-Null
+    # The built-in guest's "work" workload: a memory pattern it re-checks all the time and a counter on the console.
+    foreach ($name in 'up-a', 'up-b') {
+        $null = New-KvmVm -Definition @{ Name = $name; MemoryStartupBytes = 64MB; Boot = @{ Cmdline = 'kvmps.run=work 4' } } -Confirm:$false -ErrorAction Stop
+        Start-KvmVm -Name $name -Confirm:$false -ErrorAction Stop
+    }
+    New-KvmTestVm -Name up-off | Out-Null
+
+    function Get-UpCount([string] $Name) {
+        $text = Get-Content -Raw (Join-Path (Get-KvmVm $Name).Path 'serial.log')
+        $counts = [regex]::Matches($text, 'work: count (\d+)') | ForEach-Object { [long]$_.Groups[1].Value }
+        if ($counts) { $counts[-1] } else { 0 }
+    }
+    function Wait-UpCount([string] $Name, [long] $AtLeast) {
+        $deadline = (Get-Date).AddSeconds(60)
+        while ((Get-UpCount $Name) -lt $AtLeast) {
+            if ((Get-Date) -gt $deadline) { throw "VM $Name did not count to $AtLeast" }
+            Start-Sleep -Milliseconds 100
+        }
+    }
+    Wait-UpCount up-a 3
+    Wait-UpCount up-b 3
+}
+
+AfterAll { Complete-KvmTest }
+
+Describe 'Update-KvmVmm' {
+    It 'moves a running VM into a new VMM process; its guest counts on without a reboot' {
+        $before = Get-KvmVm up-a
+        $count = Get-UpCount up-a
+        $vm = Update-KvmVmm -Name up-a -PassThru -Confirm:$false
+        $vm.Name | Should -Be 'up-a'
+        $vm.State | Should -Be 'Running'
+        $vm.ProcessId | Should -Not -Be $before.ProcessId
+        (Get-KvmVm up-a).ProcessId | Should -Be $vm.ProcessId
+        Wait-UpCount up-a ($count + 3)
+        $serial = Get-Content -Raw (Join-Path $vm.Path 'serial.log')
+        $serial | Should -Not -Match 'FAILED'
+        ([regex]::Matches($serial, 'KvmPS built-in guest')).Count | Should -Be 1 -Because 'the guest booted once'
+    }
+
+    It 'without -Name upgrades every running VM and skips the ones that are off' {
+        $pids = @{ 'up-a' = (Get-KvmVm up-a).ProcessId; 'up-b' = (Get-KvmVm up-b).ProcessId }
+        $out = Update-KvmVmm -PassThru -Confirm:$false
+        ($out.Name | Sort-Object) | Should -Be @('up-a', 'up-b')
+        foreach ($vm in $out) { $vm.ProcessId | Should -Not -Be $pids[$vm.Name] }
+        (Get-KvmVm up-off).State | Should -Be 'Off'
+    }
+
+    It 'takes VM objects by value and names by property name' {
+        $old = (Get-KvmVm up-b).ProcessId
+        Get-KvmVm up-b | Update-KvmVmm -Confirm:$false | Should -BeNullOrEmpty
+        $mid = (Get-KvmVm up-b).ProcessId
+        $mid | Should -Not -Be $old
+        [pscustomobject]@{ Name = 'up-b' } | Update-KvmVmm -Confirm:$false
+        (Get-KvmVm up-b).ProcessId | Should -Not -Be $mid
+        (Get-KvmVm up-b).State | Should -Be 'Running'
+    }
+
+    It '-WhatIf changes nothing' {
+        $old = (Get-KvmVm up-a).ProcessId
+        $lines = Get-KvmWhatIfLine { Update-KvmVmm up-a -WhatIf }
+        $lines | Should -Match 'Upgrade the VMM .* on target "up-a"'
+        (Get-KvmVm up-a).ProcessId | Should -Be $old
+    }
+
+    It 'reports a VM that is off as InvalidOperation, naming it; a missing one as ObjectNotFound' {
+        Update-KvmVmm up-off -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId InvalidVmState -Command Update-KvmVmm -Category InvalidOperation -TargetObject 'up-off'
+        "$($err[0])" | Should -Match "'up-off' is off"
+        Update-KvmVmm nosuch -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId VmNotFound -Command Update-KvmVmm -Category ObjectNotFound -TargetObject 'nosuch'
+    }
+
+    It 'has full help' {
+        Assert-KvmHelp Update-KvmVmm | Out-Null
+    }
+}
