@@ -92,9 +92,7 @@ public sealed record MigrationEndpoint(string Uri, string? Host, int Port, strin
             var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
-                uint old = Libc.Umask(0x7f); // 0177: born 0600
-                try { unix.Bind(new UnixDomainSocketEndPoint(path)); }
-                finally { Libc.Umask(old); }
+                UnixSockets.BindOwnerOnly(unix, path); // born 0600
                 unix.Listen(1);
             }
             catch (SocketException e)
