@@ -22,14 +22,14 @@ internal static class RemoteManifestCommand
         // "--" or a flag with a value would change what counts as a file: leave such command lines to the verb.
         if (flags.Any(f => f is "--" or "-") || files.Length == 0)
             return null;
-        var hosts = files.Select(f => (File: f, Host: File.Exists(f) ? ManifestHost.Read(f) : null)).ToList();
-        if (hosts.All(h => h.Host is null))
+        var routed = ManifestRouting.Split(files);
+        if (!routed.HasRemote)
             return null;
-        if (flags.Contains("--json") && hosts.Select(h => h.Host?.ToString()).Distinct().Count() > 1)
+        if (flags.Contains("--json") && routed.Remote.Select(r => r.Host.ToString()).Distinct().Count() + (routed.LocalFiles.Count > 0 ? 1 : 0) > 1)
             throw new UsageException($"{verb} --json: the manifests name more than one host; run one host's manifests at a time for one JSON document");
 
         var statuses = new List<int>();
-        var local = hosts.Where(h => h.Host is null).Select(h => h.File).ToArray();
+        var local = routed.LocalFiles.ToArray();
         if (local.Length > 0)
         {
             if (!flags.Contains("--json"))
@@ -38,14 +38,14 @@ internal static class RemoteManifestCommand
         }
         var identity = app.GetEnvironment("KVMPS_SSH_KEY") is { Length: > 0 } key ? key : null;
         var transport = new SshTransport(SshTransportOptions.FromEnvironment(app.GetEnvironment) with { KeyFilePath = identity });
-        foreach (var (file, host) in hosts.Where(h => h.Host is not null))
+        foreach (var (file, host) in routed.Remote)
         {
             if (!flags.Contains("--json"))
                 app.Out.WriteLine($"== host {host}: {file}");
             app.Out.Flush();
             try
             {
-                var result = transport.Run(host!, [verb, .. flags, "-"], File.ReadAllText(file));
+                var result = transport.Run(host, [verb, .. flags, "-"], File.ReadAllText(file));
                 app.Out.Write(result.StandardOutput);
                 app.Err.Write(result.StandardError);
                 statuses.Add(result.ExitCode);

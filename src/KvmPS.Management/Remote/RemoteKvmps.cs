@@ -51,15 +51,23 @@ public sealed class RemoteKvmps(SshTarget target, SshTransport transport)
         return RemoteVmInfo.FromJson(Target.ToString(), json.RootElement);
     }
 
-    /// <summary>Runs one kvmps command there; a non-zero status is a <see cref="RemoteCommandFailedException"/> with its message.</summary>
-    public JsonDocument RunJson(IReadOnlyList<string> arguments, string? standardInput = null)
+    /// <summary>
+    /// Runs one kvmps command there; a non-zero status is a <see cref="RemoteCommandFailedException"/> with its
+    /// message, except <paramref name="answeredExitCodes"/>: statuses with which that command still prints its JSON
+    /// (test's drift, apply's failed step).
+    /// </summary>
+    public JsonDocument RunJson(IReadOnlyList<string> arguments, string? standardInput = null, IReadOnlyCollection<int>? answeredExitCodes = null)
     {
         var result = transport.Run(Target, arguments, standardInput);
-        if (result.ExitCode != 0)
+        if (result.ExitCode != 0 && !(answeredExitCodes?.Contains(result.ExitCode) ?? false))
             throw new RemoteCommandFailedException(Target.ToString(), result.ExitCode, RemoteMessage(result.StandardError));
         try
         {
             return JsonDocument.Parse(result.StandardOutput);
+        }
+        catch (JsonException) when (result.ExitCode != 0)
+        {
+            throw new RemoteCommandFailedException(Target.ToString(), result.ExitCode, RemoteMessage(result.StandardError));
         }
         catch (JsonException e)
         {

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.DesiredState;
+using KvmPS.Management.Remote;
 using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
@@ -27,27 +28,88 @@ public abstract class KvmDesiredStateCmdletBase : KvmCmdletBase
             _paths.AddRange(Resolve(path));
     }
 
+    /// <summary>The SSH user for manifests whose HostName names no user (<c>'h2'</c> rather than <c>'root@h2'</c>).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? UserName { get; set; }
+
+    /// <summary>The private key to log in to the hosts manifests name (key-based only; default: ssh's keys and agent).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? KeyFilePath { get; set; }
+
     protected sealed override void End()
     {
-        DesiredHostState desired;
+        RoutedManifests routed;
         try
         {
-            desired = DesiredStateReader.ReadFiles(_paths.Distinct(StringComparer.Ordinal));
+            if (UserName is not null)
+                SshTarget.ValidateUserName(UserName);
+            routed = ManifestRouting.Split(_paths.Distinct(StringComparer.Ordinal), UserName);
+        }
+        catch (InvalidRemoteNameException e)
+        {
+            throw new KvmParameterException("UserName", e.Value, e.Message, e);
         }
         catch (DesiredStateException e)
         {
             Output.WriteError(new KvmError(e, InvalidManifestErrorId, ErrorCategory.ParserError, e.File));
             return;
         }
-        catch (ArgumentException) when (_paths.Count == 0)
+
+        DesiredHostState? desired = null;
+        if (routed.LocalFiles.Count > 0 || !routed.HasRemote)
         {
-            return; // every -Path was a wildcard that matched nothing (already reported)
+            try
+            {
+                desired = DesiredStateReader.ReadFiles(routed.LocalFiles);
+            }
+            catch (DesiredStateException e)
+            {
+                Output.WriteError(new KvmError(e, InvalidManifestErrorId, ErrorCategory.ParserError, e.File));
+                return;
+            }
+            catch (ArgumentException) when (_paths.Count == 0)
+            {
+                return; // every -Path was a wildcard that matched nothing (already reported)
+            }
         }
-        EndWithManifests(desired);
+        var remote = new List<RemoteManifestRun>();
+        if (routed.HasRemote)
+        {
+            var options = SshTransportOptions.FromEnvironment() with { KeyFilePath = KeyFilePath is null ? null : ResolvePath(KeyFilePath) };
+            var transport = new SshTransport(options);
+            foreach (var manifest in routed.Remote)
+            {
+                string text;
+                try
+                {
+                    text = File.ReadAllText(manifest.Path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    Output.WriteError(new KvmError(e, InvalidManifestErrorId, ErrorCategory.ReadError, manifest.Path));
+                    return;
+                }
+                remote.Add(new RemoteManifestRun(manifest, new RemoteReconciler(new RemoteKvmps(manifest.Host, transport)), text, options.KeyFilePath));
+            }
+        }
+        EndWithManifests(desired, remote);
     }
 
-    /// <summary>Runs once, after the pipeline, with every manifest read.</summary>
-    protected abstract void EndWithManifests(DesiredHostState desired);
+    /// <summary>
+    /// Runs once, after the pipeline, with every manifest for this host read (<paramref name="desired"/>; null when
+    /// every manifest names another host) and the manifests for other hosts (<paramref name="remote"/>, docs/remote.md).
+    /// </summary>
+    protected abstract void EndWithManifests(DesiredHostState? desired, IReadOnlyList<RemoteManifestRun> remote);
+
+    /// <summary>A result of another host's manifest, with the host it is for (a HostName note property; local results have none).</summary>
+    internal static PSObject ForHost(object result, string hostName)
+    {
+        var wrapped = PSObject.AsPSObject(result);
+        wrapped.Properties.Add(new PSNoteProperty("HostName", hostName));
+        return wrapped;
+    }
 
     private IEnumerable<string> Resolve(string path)
     {
@@ -66,4 +128,10 @@ public abstract class KvmDesiredStateCmdletBase : KvmCmdletBase
             return Array.Empty<string>();
         }
     }
+}
+
+/// <summary>One manifest naming another host: its file, its text and the reconciler that runs it there.</summary>
+public sealed record RemoteManifestRun(RemoteManifest Manifest, RemoteReconciler Reconciler, string Text, string? KeyFilePath)
+{
+    public string HostName => Reconciler.HostName;
 }
