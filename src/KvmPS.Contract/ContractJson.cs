@@ -61,13 +61,6 @@ public sealed partial class ContractJsonContext : JsonSerializerContext;
 /// <summary>Reading and writing the contract's documents, with errors that name the source and the field.</summary>
 public static class ContractJson
 {
-    /// <summary>
-    /// Builds the configuration's metadata (its converters and properties) now: the first configuration a process
-    /// reads pays about a millisecond for it, which kvmps-vmm pays on a start-up thread while its main thread reads the
-    /// arguments and a snapshot.
-    /// </summary>
-    public static void WarmUp() => _ = ContractJsonContext.Default.VmmConfiguration;
-
     /// <summary>The configuration as indented UTF-8 JSON, null fields left out.</summary>
     public static byte[] WriteConfiguration(VmmConfiguration configuration)
     {

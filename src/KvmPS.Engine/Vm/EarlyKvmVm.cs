@@ -18,21 +18,14 @@ public static class EarlyKvmVm
     private static KvmSystemHandle? _system;
     private static KvmVmHandle? _vm;
 
-    /// <summary>
-    /// Starts creating the VM (once per process). <paramref name="alsoBefore"/> runs first on the same thread: other
-    /// one-time start-up work that the main thread would otherwise pay before it needs the VM.
-    /// </summary>
-    public static void Start(string devicePath = Kvm.DefaultDevicePath, Action? alsoBefore = null)
+    /// <summary>Starts creating the VM (once per process).</summary>
+    public static void Start(string devicePath = Kvm.DefaultDevicePath)
     {
         lock (Gate)
         {
             if (_thread is not null) return;
             _devicePath = devicePath;
-            _thread = EngineThreads.Start(ThreadRole.Setup, "kvm-early-vm", () =>
-            {
-                alsoBefore?.Invoke();
-                Create(devicePath);
-            });
+            _thread = EngineThreads.Start(ThreadRole.Setup, "kvm-early-vm", () => Create(devicePath));
         }
     }
 

@@ -56,10 +56,15 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         var sinceExec = Stopwatch.StartNew();
         Diagnostics.StartupTimeline.Mark("main");
         stderr ??= System.Console.Error;
-        // The KVM VM is made on a thread while the arguments and a snapshot are read (Vm/EarlyKvmVm), after the
-        // configuration's JSON metadata, which the main thread needs soon; not for the runs that only print or write files.
+        // AppContext's class constructor runs here, before any other thread exists: NativeAOT's lock initialisation reads
+        // AppContext, and a second thread running that constructor (System.Text.Json does, for its switches) while this
+        // one contends a lock hangs both in the runtime's class-constructor locks (seen with a JSON warm-up on the
+        // start-up thread). So the start-up thread does no JSON, and AppContext is ready before it starts.
+        _ = AppContext.GetData("System.GC.Server");
+        // The KVM VM is made on a thread while the arguments and a snapshot are read (Vm/EarlyKvmVm); not for the runs
+        // that only print or write files.
         if (!args.Any(a => a is "--help" or "-h" or "--version" || a.StartsWith("--acpi-tables-out", StringComparison.Ordinal)))
-            EarlyKvmVm.Start(alsoBefore: Contract.ContractJson.WarmUp);
+            EarlyKvmVm.Start();
         VmmConfig config;
         VmmRestore? restore;
         Migration.MigrationEndpoint? incoming;
