@@ -151,7 +151,7 @@ public sealed partial class VmManager
                     client ??= VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
                     status = client.MigrateStatus();
                     if (status.Phase == MigrationPhases.None && !VmRuntimeProbe.IsVmmProcess(oldPid, socketPath))
-                        return status with { Phase = MigrationPhases.Completed }; // reconnected to the new VMM: the old one handed over
+                        return CompletedAsTheNewVmmSays(incoming, clock); // reconnected to the new VMM: the old one handed over
                 }
                 catch (VmmException) when (!VmRuntimeProbe.IsVmmProcess(oldPid, socketPath))
                 {
@@ -159,7 +159,7 @@ public sealed partial class VmManager
                     // VMM is alive. If both are gone, the VM is lost, and saying so is all that is left.
                     if (incoming.Exited.IsCompleted)
                         throw new VmManagementException(name, $"VM '{name}': both its VMM (pid {oldPid}) and the new one (pid {incoming.Pid}, {incoming.Exited.Result}) ended during the upgrade" + FormatTail(incoming.ReadLogTail()));
-                    return status with { Phase = MigrationPhases.Completed };
+                    return CompletedAsTheNewVmmSays(incoming, clock);
                 }
                 catch (VmmException) when (clock.Elapsed < limit + TimeSpan.FromSeconds(65))
                 {
@@ -173,6 +173,24 @@ public sealed partial class VmManager
         {
             client?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The old VMM handed over and exited before a status poll saw it complete (a memfd upgrade takes a few ms): its
+    /// last status is stale, so the figures come from the new VMM's log line ("received the VM from URI: memory passed
+    /// as memfds (not copied) in N ms" or "...: N bytes of memory in N ms") and this side's clock.
+    /// </summary>
+    private static MigrateStatusReply CompletedAsTheNewVmmSays(VmmProcess incoming, System.Diagnostics.Stopwatch clock)
+    {
+        string tail = incoming.ReadLogTail();
+        int at = tail.LastIndexOf("received the VM from ", StringComparison.Ordinal);
+        string line = at < 0 ? "" : tail[at..].Split('\n')[0];
+        return new MigrateStatusReply
+        {
+            Phase = MigrationPhases.Completed,
+            MemoryShared = line.Contains("memory passed as memfds", StringComparison.Ordinal),
+            TotalMs = clock.ElapsedMilliseconds,
+        };
     }
 
     private static bool TryCancel(VmmClient client)
