@@ -35,6 +35,8 @@ public sealed partial class VmManager
     /// </summary>
     private (VmDefinition Stored, IReadOnlyList<PendingRemoval> Ejecting) ApplyDevicesLive(string name, VmDefinition before, VmDefinition after)
     {
+        // Before the VMM is asked anything: a path the store would refuse to record must not reach the running VM either.
+        Store.CheckPaths(after);
         var disks = new DeviceListProgress<DiskDefinition>(before.Disks, after.Disks, DeviceChange.DiskKey);
         var adapters = new DeviceListProgress<NetworkAdapterDefinition>(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey);
         var ejecting = new List<PendingRemoval>();

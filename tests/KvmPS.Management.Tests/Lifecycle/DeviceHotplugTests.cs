@@ -61,6 +61,24 @@ public sealed class DeviceHotplugTests : IDisposable
         Assert.True(info.Live!.DeviceHotplug);
     }
 
+    /// <summary>A disk path the store refuses to record never reaches the running VM (it was hot-plugged, then refused).</summary>
+    [Fact]
+    public void AttachDisk_of_a_path_outside_the_allowed_folders_is_refused_before_the_vmm_is_asked()
+    {
+        var confined = new VmManager(VmStore.Open(_root.Path, allowedPaths: AllowedPaths.StoreOnly(_root.Path)), diskImageCreator: new StorageDiskImageCreator(),
+            options: new VmManagerOptions { QueryTimeout = TimeSpan.FromSeconds(5) });
+        using var outside = new TempDirectory();
+        string image = Path.Combine(outside.Path, "outside.qcow2");
+        File.WriteAllBytes(image, []);
+
+        var error = Assert.Throws<PathNotAllowedException>(() => confined.AttachDisk(Name, new DiskAttachRequest(image)));
+
+        Assert.Contains(image, error.Message);
+        Assert.Empty(_vmm.Requests);
+        Assert.Null(_vmm.Devices.FirstOrDefault(d => d.Type == "block"));
+        Assert.Empty(_store.Get(Name).Disks);
+    }
+
     [Fact]
     public void AttachDisk_creates_the_image_hot_plugs_it_as_a_start_would_and_then_stores_it()
     {
