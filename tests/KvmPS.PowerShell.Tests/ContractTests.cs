@@ -76,7 +76,11 @@ public class ContractTests
         { "Save-KvmVm", NameVm, true, "Medium", "Vm" },
         { "Export-KvmVm", NameVm, true, "Low", "Vm" },
         { "Import-KvmVm", "", true, "Medium", "Path" },
+        { "Update-KvmVmm", NameVm, true, "Medium", "Vm" },
     };
+
+    /// <summary>Cmdlets whose -Name may be left out: they then act on every VM it could name (Update-KvmVmm: every running VM).</summary>
+    private static readonly HashSet<string> NameOptional = new(StringComparer.Ordinal) { "Update-KvmVmm" };
 
     /// <summary>Cmdlets whose -Name names a checkpoint (as Hyper-V's Get-VMSnapshot): piped VMs must not bind their Name to it.</summary>
     private static readonly HashSet<string> CheckpointNameNotFromPipeline = new(StringComparer.Ordinal) { "Get-KvmVmSnapshot" };
@@ -133,7 +137,7 @@ public class ContractTests
             Assert.NotNull(nameParameter);
             Assert.Equal(typeof(string[]), nameParameter!.Type);
             var set = Assert.Single(nameParameter.Sets);
-            Assert.Equal(("Name", true, 0, false, true), (set.SetName, set.Mandatory, set.Position, set.ValueFromPipeline, set.ValueFromPipelineByPropertyName));
+            Assert.Equal(("Name", !NameOptional.Contains(name), 0, false, true), (set.SetName, set.Mandatory, set.Position, set.ValueFromPipeline, set.ValueFromPipelineByPropertyName));
             Assert.True(nameParameter.SupportsWildcards);
 
             var vm = cmdlet.Parameters.Single(p => p.Name == "Vm");

@@ -82,6 +82,11 @@ public sealed partial class VmManager
 
             progress?.Report(new OperationProgress(activity, $"Waiting for kvmps-vmm (pid {incoming.Pid}) to serve the control socket", 90) { VmName = name });
             var now = WaitForNewVmm(name, oldPid, incoming, clock, limit + TimeSpan.FromSeconds(5));
+            // The old VMM exits right after the hand-over (status 14); waiting a moment for it means the caller finds one
+            // VMM per VM, not the old one still on its way out. One that lingers does not make the upgrade fail.
+            var exiting = System.Diagnostics.Stopwatch.StartNew();
+            while (VmRuntimeProbe.IsVmmProcess(oldPid, Store.SocketPath(name)) && exiting.Elapsed < OldVmmExitWait)
+                Thread.Sleep(5);
             progress?.Report(new OperationProgress(activity, "Done", 100) { VmName = name, Completed = true });
             return new VmUpgradeResult(name, oldPid, incoming.Pid, Launcher.BinaryPath, final.MemoryShared,
                 TimeSpan.FromMilliseconds(final.TotalMs), final.DowntimeMs is { } d ? TimeSpan.FromMilliseconds(d) : null)
@@ -227,6 +232,9 @@ public sealed partial class VmManager
     }
 
     /// <summary>After the hand-over: the new VMM serves the VM's control socket once the old one let it go.</summary>
+    /// <summary>How long <see cref="Upgrade"/> waits for the old VMM to be gone once the new one serves the VM.</summary>
+    private static readonly TimeSpan OldVmmExitWait = TimeSpan.FromSeconds(5);
+
     private RuntimeSnapshot WaitForNewVmm(string name, int oldPid, VmmProcess incoming, System.Diagnostics.Stopwatch clock, TimeSpan limit)
     {
         while (true)
