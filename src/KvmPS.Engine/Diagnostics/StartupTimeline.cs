@@ -11,6 +11,9 @@ public static class StartupTimeline
 {
     private static readonly bool Enabled = Environment.GetEnvironmentVariable("KVMPS_STARTUP_TRACE") == "1";
     private static readonly Stopwatch Clock = Stopwatch.StartNew();
+    // CLOCK_MONOTONIC when the clock started (Stopwatch's timestamp on Linux): lets a caller that noted the same clock
+    // before exec work out the time spent before Main (process creation, runtime start).
+    private static readonly long ClockStartNs = (long)(Stopwatch.GetTimestamp() * (1e9 / Stopwatch.Frequency)) - Clock.Elapsed.Ticks * 100;
     private static readonly List<(string Stage, double Ms)> Marks = [];
 
     public static void Mark(string stage)
@@ -29,6 +32,6 @@ public static class StartupTimeline
             foreach (var (stage, ms) in Marks) line.Append($" {stage} {ms:0.00}");
             Marks.Clear();
         }
-        log.WriteLine(line.Append(" ms").ToString());
+        log.WriteLine(line.Append($" ms (main at monotonic {ClockStartNs} ns)").ToString());
     }
 }

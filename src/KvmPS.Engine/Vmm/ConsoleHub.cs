@@ -22,12 +22,27 @@ public sealed class ConsoleHub : IDisposable
     private readonly List<Subscriber> _subscribers = new();
     private readonly ByteRing _pending = new(PendingLimitBytes);
     private readonly ByteSink _primary;
-    private readonly Thread _writer;
-    private bool _disposed, _writing;
+    private volatile Thread? _writer;
+    private bool _disposed, _writing, _writerStarted;
 
-    public ConsoleHub(ByteSink primary)
+    /// <param name="startWriter">
+    /// False leaves the writer thread to <see cref="StartWriter"/>: kvmps-vmm starts it once the vCPUs run, as starting
+    /// a thread waits for it to be scheduled and output is only buffered until then.
+    /// </param>
+    public ConsoleHub(ByteSink primary, bool startWriter = true)
     {
         _primary = primary;
+        if (startWriter) StartWriter();
+    }
+
+    /// <summary>Starts the thread that drains output to the primary sink (once; later calls do nothing).</summary>
+    public void StartWriter()
+    {
+        lock (_lock)
+        {
+            if (_writerStarted || _disposed) return;
+            _writerStarted = true;
+        }
         _writer = EngineThreads.Start(ThreadRole.Console, "console-out", WriterLoop, 128 * 1024);
     }
 
@@ -69,6 +84,7 @@ public sealed class ConsoleHub : IDisposable
     /// <summary>Waits until pending output has reached the primary sink (before the process exits).</summary>
     public bool Flush(TimeSpan timeout)
     {
+        StartWriter();
         var deadline = DateTime.UtcNow + timeout;
         lock (_lock)
         {
@@ -117,7 +133,7 @@ public sealed class ConsoleHub : IDisposable
     public void Dispose()
     {
         lock (_lock) { _disposed = true; Monitor.PulseAll(_lock); }
-        _writer.Join(TimeSpan.FromSeconds(2));
+        _writer?.Join(TimeSpan.FromSeconds(2));
         Subscriber[] all;
         lock (_lock) all = _subscribers.ToArray();
         foreach (var s in all) s.Dispose();

@@ -47,7 +47,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         _configJson = configJson ?? VmmConfigJson.For(config.Configuration);
         _restore = restore;
         _sinceExec = sinceExec ?? Stopwatch.StartNew();
-        Console = new ConsoleHub(OpenSerialSink());
+        Console = new ConsoleHub(OpenSerialSink(), startWriter: false); // started with the vCPUs (RunMachines)
     }
 
     /// <summary>Entry point of kvmps-vmm: parses arguments, runs the VM, returns the exit status.</summary>
@@ -80,7 +80,9 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             }
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
+            Diagnostics.StartupTimeline.Mark("incoming");
             config = VmmConfig.FromArgs(configArgs);
+            Diagnostics.StartupTimeline.Mark("config");
             configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
             Diagnostics.StartupTimeline.Mark("args");
         }
@@ -208,8 +210,6 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             carried = [];
             lock (_lock) { _machine = machine; _boots++; }
             AwaitControlSetup(controlSetup);
-            // Input goes to the UART, which holds it until the guest opens its receiver; so the pump starts only now.
-            if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: restoring && _restore!.Paused);
             Diagnostics.StartupTimeline.Mark("started");
@@ -217,6 +217,11 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (restoring)
                 _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
                     $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");
+            // Threads the guest does not wait for start after the vCPUs: a thread start waits until the new thread is
+            // scheduled. Output is buffered until the writer runs (so it follows the lines above); input waits in
+            // stdin, and the UART holds it until the guest opens its receiver anyway.
+            Console.StartWriter();
+            if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (receiving && ConfirmIncoming(machine) is { } failed) return failed;
             if (receiving) TakeOverControlSocket();
 

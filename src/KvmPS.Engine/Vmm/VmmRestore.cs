@@ -60,9 +60,11 @@ public sealed record VmmRestore(LoadedSnapshot Snapshot, bool Paused, RestoreMem
             if (!rest[i].Contains('=')) i++;
         }
         var snapshot = SnapshotDirectory.Open(dir);
+        Diagnostics.StartupTimeline.Mark("snapshot");
         // Before the machine opens the disks and before any vCPU runs: each qcow2 disk goes back to the internal
         // snapshot taken with this one (a disk that lost it, or has another one under its ID, is refused).
         SnapshotDiskFile.CheckAndRevert(snapshot.Disks);
+        Diagnostics.StartupTimeline.Mark("disks");
         configArgs = ["--config", snapshot.ConfigPath, .. rest];
         return new VmmRestore(snapshot, paused, mode);
     }

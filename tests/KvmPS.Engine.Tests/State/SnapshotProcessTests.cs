@@ -264,7 +264,7 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
         using (var client = new ControlClient(sock))
             client.Ok("snapshot.create", $"\"path\": \"{dir.File("s")}\"");
         // The main thread's stages, in order; "socket" comes from the thread that binds it meanwhile, after "args".
-        string[] stages = ["main", "args", "kvm-vm", "slots", "hardware", "memory", "machine", "started"];
+        string[] stages = ["main", "snapshot", "disks", "incoming", "config", "args", "kvm-vm", "slots", "hardware", "memory", "machine", "started"];
         foreach (bool traced in new[] { true, false })
         {
             string restoredSock = dir.File(traced ? "t.sock" : "u.sock");
@@ -305,6 +305,7 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
             var clock = Stopwatch.StartNew();
             using var restored = new VmmProcess("--restore", dir.File("s0"), "--restore-memory", mode, "--serial", "file:" + after);
             Assert.True(WaitForFile(after, t => t.Contains("work: count"), Timeout), restored.Stderr);
+            Assert.True(restored.WaitForStderr(@"running [\d.]+ ms after exec", Timeout), restored.Stderr);
             var m = Regex.Match(restored.Stderr, @"running ([\d.]+) ms after exec");
             Assert.True(m.Success, restored.Stderr);
             restoreMs.Add(double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));

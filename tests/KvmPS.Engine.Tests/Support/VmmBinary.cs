@@ -88,6 +88,20 @@ internal sealed class VmmProcess : IDisposable
         return false;
     }
 
+    /// <summary>Stderr is read asynchronously: a line the VMM wrote before its console output may arrive after it.</summary>
+    public bool WaitForStderr(string pattern, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (System.Text.RegularExpressions.Regex.IsMatch(Stderr, pattern)) return true;
+            if (_process.HasExited) break;
+            Thread.Sleep(10);
+        }
+        _process.WaitForExit(100);
+        return System.Text.RegularExpressions.Regex.IsMatch(Stderr, pattern);
+    }
+
     public void Signal(int signal) => Process.Start("kill", $"-{signal} {Pid}")!.WaitForExit();
 
     public void Dispose()
