@@ -86,17 +86,23 @@ public static class ContractJson
         {
             throw new ContractException($"{source}: invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}.", e);
         }
+        // Read from the bytes once checked: reading from the element would write it out again first (a JSON writer and
+        // its encoder set up for nothing, on kvmps-vmm's start-up path).
         using (document)
-            return Read(document.RootElement, ContractJsonContext.Default.VmmConfiguration, source);
+            return Read(document.RootElement, json, ContractJsonContext.Default.VmmConfiguration, source);
     }
 
     /// <summary>Checks <paramref name="value"/> against the record (fields, kinds, required) and reads it; errors name <paramref name="source"/> and the field.</summary>
-    public static T Read<T>(JsonElement value, JsonTypeInfo<T> typeInfo, string source)
+    public static T Read<T>(JsonElement value, JsonTypeInfo<T> typeInfo, string source) => Read(value, default, typeInfo, source);
+
+    /// <summary>As above; with <paramref name="utf8"/> (the text <paramref name="value"/> was parsed from) read from it.</summary>
+    private static T Read<T>(JsonElement value, ReadOnlySpan<byte> utf8, JsonTypeInfo<T> typeInfo, string source)
     {
         try
         {
             ContractValidator.CheckObject(value, typeInfo, "");
-            return value.Deserialize(typeInfo) ?? throw new ContractException("the value is null.");
+            T? read = utf8.IsEmpty ? value.Deserialize(typeInfo) : JsonSerializer.Deserialize(utf8, typeInfo);
+            return read ?? throw new ContractException("the value is null.");
         }
         catch (ContractException e)
         {
