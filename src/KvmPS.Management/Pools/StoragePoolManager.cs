@@ -138,6 +138,36 @@ public sealed class StoragePoolManager
         return true;
     }
 
+    /// <summary>
+    /// What <c>kvmps autostart</c> does before starting VMs: for every pool with autostart, the folder is checked and
+    /// re-created if missing. Never throws for one pool: each gets a result (null error = fine; Created = it was missing).
+    /// </summary>
+    public IReadOnlyList<(string Pool, bool Created, Exception? Error)> AutostartPools()
+    {
+        var results = new List<(string, bool, Exception?)>();
+        IReadOnlyList<StoragePoolDefinition> pools;
+        try
+        {
+            pools = StoragePoolRegistry.List(Store.Root);
+        }
+        catch (Exception e) when (e is VmStoreException or IOException or UnauthorizedAccessException)
+        {
+            return [("*", false, e)];
+        }
+        foreach (var pool in pools.Where(p => p.Autostart))
+        {
+            try
+            {
+                results.Add((pool.Name, EnsureFolder(pool.Name), null));
+            }
+            catch (Exception e) when (e is StoragePoolException or VmStoreException or IOException or UnauthorizedAccessException)
+            {
+                results.Add((pool.Name, false, e));
+            }
+        }
+        return results;
+    }
+
     /// <summary>VMs whose definitions use a volume of <paramref name="pool"/> (by reference or by a path in its folder), by name.</summary>
     public IReadOnlyList<string> VmsUsingPool(StoragePoolDefinition pool)
     {

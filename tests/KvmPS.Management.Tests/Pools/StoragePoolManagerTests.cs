@@ -278,3 +278,30 @@ public sealed class StoragePoolManagerTests : IDisposable
         Assert.Equal(StoragePoolState.Active, manager.Get("lab").State);
     }
 }
+
+public sealed class StoragePoolAutostartTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void AutostartRecreatesTheFoldersOfAutostartPoolsOnly()
+    {
+        var root = Path.Combine(_temp.Path, "store");
+        var store = VmStore.Open(root, allowedPaths: AllowedPaths.StoreOnly(root));
+        var pools = new StoragePoolManager(store);
+        var on = Path.Combine(_temp.Path, "on");
+        var off = Path.Combine(_temp.Path, "off");
+        pools.Create("on", on, autostart: true, createPath: true);
+        pools.Create("off", off, autostart: false, createPath: true);
+        Directory.Delete(on);
+        Directory.Delete(off);
+
+        var results = new KvmPS.Management.Lifecycle.VmManager(store).Autostart();
+
+        Assert.Empty(results); // no VMs
+        Assert.True(Directory.Exists(on));
+        Assert.False(Directory.Exists(off));
+    }
+}
