@@ -120,3 +120,34 @@ public sealed class StoragePoolDesiredStateTests : IDisposable
         Assert.Contains("'nope'", error.Message);
     }
 }
+
+public sealed class StoragePoolExportTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void ExportStatesThePoolsOfTheVmsAndTheirDisksByPoolAndVolume()
+    {
+        var root = Path.Combine(_temp.Path, "store");
+        var manager = new VmManager(VmStore.Open(root, allowedPaths: AllowedPaths.StoreOnly(root)), diskImageCreator: new StorageDiskImageCreator());
+        var folder = Path.Combine(_temp.Path, "lab");
+        var desired = DesiredStateReader.Parse($$"""
+            @{
+              StoragePools = @( @{ Name = 'lab'; Path = '{{folder}}'; Autostart = $true } )
+              VirtualMachines = @( @{ Name = 'web1'; MemoryStartupBytes = 64MB; Disks = @( @{ Pool = 'lab'; Volume = 'web1.qcow2'; SizeBytes = 1MB } ) } )
+            }
+            """);
+        Assert.True(new Reconciler(manager).Set(desired).Succeeded);
+
+        var export = ManifestExporter.Export(manager);
+
+        Assert.Contains("StoragePools = @(", export.Text);
+        Assert.Contains("Pool = 'lab'; Volume = 'web1.qcow2'", export.Text);
+        Assert.DoesNotContain("pool://", export.Text);
+        var again = DesiredStateReader.Parse(export.Text);
+        Assert.Equal(folder, Assert.Single(again.StoragePools).Path);
+        Assert.Empty(new Reconciler(manager).Test(again));
+    }
+}

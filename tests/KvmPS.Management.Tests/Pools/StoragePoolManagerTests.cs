@@ -305,3 +305,29 @@ public sealed class StoragePoolAutostartTests : IDisposable
         Assert.False(Directory.Exists(off));
     }
 }
+
+public sealed class PoolDiskAttachTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void AttachingADiskByPoolCreatesTheVolumeInThePoolAndStoresTheReference()
+    {
+        var root = Path.Combine(_temp.Path, "store");
+        var manager = new KvmPS.Management.Lifecycle.VmManager(VmStore.Open(root, allowedPaths: AllowedPaths.StoreOnly(root)),
+            diskImageCreator: new KvmPS.Management.Lifecycle.StorageDiskImageCreator());
+        var pools = new StoragePoolManager(manager.Store);
+        var folder = Path.Combine(_temp.Path, "lab");
+        pools.Create("lab", folder, createPath: true);
+        manager.New(TestDefinitions.Minimal("web1"));
+
+        manager.AttachDisk("web1", new KvmPS.Management.Lifecycle.DiskAttachRequest(PoolVolumeReference.Format("lab", "data.qcow2"), CreateSizeBytes: 1 << 20));
+
+        Assert.True(File.Exists(Path.Combine(folder, "data.qcow2")));
+        var disk = Assert.Single(manager.Store.Get("web1").Disks);
+        Assert.Equal(("lab", "data.qcow2"), (disk.Pool, disk.Volume));
+        Assert.Equal(["web1"], pools.GetVolume("lab", "data.qcow2").UsedBy);
+    }
+}
