@@ -151,3 +151,19 @@ public sealed class StoragePoolExportTests : IDisposable
         Assert.Empty(new Reconciler(manager).Test(again));
     }
 }
+
+public sealed class StoragePoolExampleTests
+{
+    [Fact]
+    public void TheExampleManifestReads()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "KvmPS.sln")))
+            root = Path.GetDirectoryName(root)!;
+
+        var desired = DesiredStateReader.ReadFiles([Path.Combine(root, "examples", "pools-host.psd1")]);
+
+        Assert.Equal("lab", Assert.Single(desired.StoragePools).Name);
+        Assert.Equal(["lab", "default"], desired.Vms.Single().Definition!.Disks.Select(d => d.Pool));
+    }
+}
