@@ -331,3 +331,23 @@ public sealed class PoolDiskAttachTests : IDisposable
         Assert.Equal(["web1"], pools.GetVolume("lab", "data.qcow2").UsedBy);
     }
 }
+
+public sealed class FileSystemSpaceTests
+{
+    [Fact]
+    public void StatvfsAgreesWithDf()
+    {
+        var info = new System.Diagnostics.ProcessStartInfo("df", ["-B1", "--output=size,avail", "/tmp"]) { RedirectStandardOutput = true };
+        using var df = System.Diagnostics.Process.Start(info)!;
+        var lines = df.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        df.WaitForExit();
+        var fields = lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(ulong.Parse).ToArray();
+
+        var space = FileSystemSpace.Of("/tmp");
+
+        Assert.Equal(fields[0], space.CapacityBytes);
+        Assert.InRange((double)space.AvailableBytes, fields[1] * 0.9, fields[1] * 1.1 + (1 << 30)); // /tmp is busy: allow drift
+        Assert.True(space.UsedBytes <= space.CapacityBytes);
+        Assert.Throws<NativeCallException>(() => FileSystemSpace.Of("/no/such/folder"));
+    }
+}
