@@ -76,7 +76,7 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
         if (Pool is null)
             return StorePath(path);
         if (KvmPS.Management.Pools.StoragePoolNames.VolumeNameProblem(path) is { } problem)
-            throw new KvmParameterException(parameter, path, $"with -Pool this is a volume name in pool '{Pool}': it {problem}");
+            throw new KvmParameterException(parameter, path, $"with -Pool this is a volume name in pool '{Pool}': '{path}' {problem}");
         Pools.Definition(Pool); // an unknown pool is an error now, not at the next start
         return KvmPS.Management.Pools.PoolVolumeReference.Format(Pool, path);
     }

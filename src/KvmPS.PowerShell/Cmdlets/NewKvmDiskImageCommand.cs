@@ -78,7 +78,7 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
     {
         var pools = new KvmPS.Management.Pools.StoragePoolManager(Manager.Store);
         if (KvmPS.Management.Pools.StoragePoolNames.VolumeNameProblem(Path) is { } problem)
-            throw new KvmParameterException(nameof(Path), Path, $"with -Pool this is a volume name in pool '{pool}': it {problem}");
+            throw new KvmParameterException(nameof(Path), Path, $"with -Pool this is a volume name in pool '{pool}': '{Path}' {problem}");
         var target = pools.VolumePath(pool, Path);
         var format = Format ?? DiskDefinition.DefaultFormat(Path, BackingPath);
         var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + BackingPath;
