@@ -88,8 +88,8 @@ public sealed class StorageVolumeInUseException : StoragePoolException
     private static IEnumerable<string> Users(IReadOnlyList<string> vms, IReadOnlyList<string> volumes)
     {
         if (vms.Count > 0)
-            yield return (vms.Count == 1 ? "VM " : "VMs ") + string.Join(", ", vms.Select(v => $"'{v}'")) + " use it as a disk";
+            yield return (vms.Count == 1 ? "VM " : "VMs ") + string.Join(", ", vms.Select(v => $"'{v}'")) + (vms.Count == 1 ? " uses" : " use") + " it as a disk";
         if (volumes.Count > 0)
-            yield return (volumes.Count == 1 ? "volume " : "volumes ") + string.Join(", ", volumes.Select(v => $"'{v}'")) + " use it as backing image";
+            yield return (volumes.Count == 1 ? "volume " : "volumes ") + string.Join(", ", volumes.Select(v => $"'{v}'")) + (volumes.Count == 1 ? " uses" : " use") + " it as its backing image";
     }
 }

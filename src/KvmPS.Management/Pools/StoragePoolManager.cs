@@ -117,7 +117,7 @@ public sealed class StoragePoolManager
             var users = VmsUsingPool(pool);
             if (users.Count > 0)
                 throw new StoragePoolInUseException(name, users,
-                    $"Storage pool '{name}' is in use: {(users.Count == 1 ? "VM" : "VMs")} {string.Join(", ", users.Select(u => $"'{u}'"))} use its volumes. Remove those disks (or the VMs) first.");
+                    $"Storage pool '{name}' is in use: {(users.Count == 1 ? "VM" : "VMs")} {string.Join(", ", users.Select(u => $"'{u}'"))} {(users.Count == 1 ? "uses" : "use")} its volumes. Remove those disks (or the VMs) first.");
             StoragePoolRegistry.Delete(Store.Root, name);
         }
     }
