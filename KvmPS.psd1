@@ -44,6 +44,12 @@
         'Export-KvmVm'
         'Import-KvmVm'
         'Update-KvmVmm'
+        'New-KvmStoragePool'
+        'Get-KvmStoragePool'
+        'Remove-KvmStoragePool'
+        'Get-KvmVolume'
+        'New-KvmVolume'
+        'Remove-KvmVolume'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

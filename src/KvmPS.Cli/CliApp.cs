@@ -97,6 +97,8 @@ public sealed class CliApp
             case "vm": return Vm(args);
             case "dsc": return new DscCommand(this).Run(args);
             case "autostart": return Autostart(args);
+            case "pool": return new PoolCommands(this).Pool(args);
+            case "vol": return new PoolCommands(this).Vol(args);
             default:
                 throw new UsageException($"unknown command '{verb}'");
         }

@@ -32,6 +32,10 @@ internal static class HelpText
           vm import DIR       bring an exported VM into the store (--copy, --new-id)
           autostart           start every VM with Autostart = $true and resume saved VMs (for a systemd unit)
 
+        Storage pools (docs/pools.md):
+          pool list|create|remove|info   directory pools of volumes ('default' is under the store)
+          vol list|create|remove         raw and qcow2 volumes in a pool
+
         DSC v3 resource KvmPS/VirtualMachine (kvmps.dsc.resource.json):
           dsc get|test|set    one instance as JSON on stdin, the state as JSON on stdout
 
@@ -260,6 +264,6 @@ internal static class HelpText
             Meant for a systemd unit (docs/kvmps-autostart.service). Exit: 0, or 4 if any VM failed to start.
 
             """,
-        _ => null,
+        _ => PoolCommands.Help(topic),
     };
 }

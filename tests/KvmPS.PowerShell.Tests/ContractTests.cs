@@ -77,6 +77,12 @@ public class ContractTests
         { "Export-KvmVm", NameVm, true, "Low", "Vm" },
         { "Import-KvmVm", "", true, "Medium", "Path" },
         { "Update-KvmVmm", NameVm, true, "Medium", "Vm" },
+        { "New-KvmStoragePool", "", true, "Medium", null },
+        { "Get-KvmStoragePool", "", false, "Medium", null },
+        { "Remove-KvmStoragePool", "", true, "Medium", null },
+        { "Get-KvmVolume", "", false, "Medium", null },
+        { "New-KvmVolume", "", true, "Medium", null },
+        { "Remove-KvmVolume", "", true, "High", null },
     };
 
     /// <summary>Cmdlets whose -Name may be left out: they then act on every VM it could name (Update-KvmVmm: every running VM).</summary>

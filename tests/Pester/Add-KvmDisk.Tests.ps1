@@ -88,6 +88,22 @@ Describe 'Add-KvmDisk' {
         $err | Should -BeNullOrEmpty
     }
 
+    It '-Pool creates the volume in the storage pool and stores the pool and volume' {
+        New-KvmTestVm -Name dk-p | Out-Null
+        $folder = Join-Path $env:KVMPS_HOME 'lab-pool'
+        New-KvmStoragePool dklab $folder -CreatePath | Out-Null
+        Add-KvmDisk dk-p -Pool dklab -Path data.qcow2 -SizeBytes 2MB
+        $disk = (Get-KvmVm dk-p).Disks[0]
+        $disk.Pool | Should -Be 'dklab'
+        $disk.Volume | Should -Be 'data.qcow2'
+        Test-Path (Join-Path $folder 'data.qcow2') | Should -BeTrue
+        (Get-KvmVolume -Pool dklab data.qcow2).UsedBy | Should -Be @('dk-p')
+        Add-KvmDisk dk-p -Pool dklab -Path '../x.raw' -SizeBytes 1MB -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'Path'
+        "$($err[0])" | Should -Match ([regex]::Escape('../x.raw'))
+        Remove-KvmVm dk-p -Force -Confirm:$false   # the completion test below expects only dk-a and dk-b
+    }
+
     It 'has full help' {
         Assert-KvmHelp Add-KvmDisk | Out-Null
     }

@@ -2,7 +2,9 @@ namespace KvmPS.Management.Definitions;
 
 /// <summary>
 /// A virtual disk. A relative <see cref="Path"/> (or <see cref="BackingImagePath"/>) is relative to the VM's
-/// disk directory in the store and may not escape it; absolute paths point anywhere on the host.
+/// disk directory in the store and may not escape it; absolute paths point anywhere on the host. A disk given by
+/// storage pool and volume keeps <c>pool://&lt;pool&gt;/&lt;volume&gt;</c> in <see cref="Path"/> (see <see cref="Pool"/>,
+/// <see cref="Volume"/>; resolved by the store at each use, docs/pools.md).
 /// </summary>
 /// <param name="Path">Image file; a bare file name lands in the VM's disk directory.</param>
 /// <param name="SizeBytes">Size to create the image with; null = use an existing image as is.</param>
@@ -14,6 +16,12 @@ public sealed record DiskDefinition(
     bool ReadOnly = false,
     string? BackingImagePath = null)
 {
+    /// <summary>The pool of a disk given by pool and volume (<see cref="Pools.PoolVolumeReference"/>), else null.</summary>
+    public string? Pool => Pools.PoolVolumeReference.IsReference(Path) ? Pools.PoolVolumeReference.Parse(Path)?.Pool : null;
+
+    /// <summary>The volume of a disk given by pool and volume, else null.</summary>
+    public string? Volume => Pools.PoolVolumeReference.IsReference(Path) ? Pools.PoolVolumeReference.Parse(Path)?.Volume : null;
+
     /// <summary>Block devices address 512-byte sectors, so images are sized in whole sectors.</summary>
     public const int SectorBytes = 512;
 

@@ -41,6 +41,8 @@ internal sealed class DiskDocument
     public long? SizeBytes { get; set; }
     public bool? ReadOnly { get; set; }
     public string? BackingImagePath { get; set; }
+    public string? Pool { get; set; }
+    public string? Volume { get; set; }
 }
 
 internal sealed class NetworkAdapterDocument

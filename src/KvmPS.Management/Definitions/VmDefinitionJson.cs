@@ -51,7 +51,9 @@ public static class VmDefinitionJson
         },
         Disks = definition.Disks.Select(d => new DiskDocument
         {
-            Path = d.Path,
+            Path = d.Pool is null ? d.Path : null,
+            Pool = d.Pool,
+            Volume = d.Volume,
             Format = d.Format.ToString().ToLowerInvariant(),
             SizeBytes = d.SizeBytes,
             ReadOnly = d.ReadOnly,
@@ -102,7 +104,7 @@ public static class VmDefinitionJson
         Put("Disks", d.Disks?.Select(x => x is null ? null : (object?)Compact(new()
         {
             ["Path"] = x.Path, ["Format"] = x.Format, ["SizeBytes"] = x.SizeBytes, ["ReadOnly"] = x.ReadOnly,
-            ["BackingImagePath"] = x.BackingImagePath,
+            ["BackingImagePath"] = x.BackingImagePath, ["Pool"] = x.Pool, ["Volume"] = x.Volume,
         })).ToArray());
         Put("NetworkAdapters", d.NetworkAdapters?.Select(x => x is null ? null : (object?)Compact(new()
         {

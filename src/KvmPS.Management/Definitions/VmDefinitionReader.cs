@@ -15,6 +15,7 @@ namespace KvmPS.Management.Definitions;
 /// HugePages (none|thp|hugetlbfs), KsmEnabled, NumaNode,
 /// Boot = @{ KernelPath; InitrdPath; Cmdline }  or  @{ FirmwarePath; BootDiskIndex (= 0) }  or  @{ Cmdline } / absent = built-in guest,
 /// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
+///   or a storage pool volume instead of Path: @{ Pool (= 'default'); Volume; ... } (docs/pools.md),
 /// NetworkAdapters = @( @{ Tap | Bridge; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
 /// PciPassthrough = @( 'DDDD:BB:DD.F' )
 /// </code>
@@ -29,7 +30,7 @@ public static class VmDefinitionReader
     };
 
     public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
-    public static readonly IReadOnlyList<string> DiskKeys = new[] { "Path", "Format", "SizeBytes", "ReadOnly", "BackingImagePath" };
+    public static readonly IReadOnlyList<string> DiskKeys = new[] { "Path", "Format", "SizeBytes", "ReadOnly", "BackingImagePath", "Pool", "Volume" };
     public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "MacAddress" };
 
     public static VmDefinition FromDictionary(IDictionary values)
@@ -102,10 +103,26 @@ public static class VmDefinitionReader
     {
         var disk = new SchemaMap(source, prefix, vmName, DiskKeys);
         var path = disk.String("Path");
+        if (disk.Has("Pool") || disk.Has("Volume"))
+            path = PoolReference(disk, path);
         var backing = disk.String("BackingImagePath");
         var format = disk.Enum<DiskFormat>("Format") ?? DiskDefinition.DefaultFormat(path, backing);
         path ??= $"disk{index}.{format.ToString().ToLowerInvariant()}";
         return new DiskDefinition(path, format, disk.Size("SizeBytes"), disk.Bool("ReadOnly") ?? false, backing);
+    }
+
+    /// <summary><c>Pool = 'p'; Volume = 'v'</c> (Pool defaults to 'default') → "pool://p/v"; not together with Path.</summary>
+    private static string PoolReference(SchemaMap disk, string? path)
+    {
+        if (path is not null)
+            throw disk.Fail("Path", "give either Path or Pool and Volume, not both");
+        var volume = disk.String("Volume") ?? throw disk.Fail("Volume", "is required with Pool (the volume's file name in the pool)");
+        var pool = disk.String("Pool") ?? Pools.StoragePoolNames.DefaultPool;
+        if (!Pools.StoragePoolNames.IsValidPool(pool))
+            throw disk.Fail("Pool", $"'{pool}' is not a valid pool name (1-63 letters, digits, '.', '_' or '-', starting with a letter or digit)");
+        if (Pools.StoragePoolNames.VolumeNameProblem(volume) is { } problem)
+            throw disk.Fail("Volume", $"'{VmName.ForDisplay(volume)}' {problem}");
+        return Pools.PoolVolumeReference.Format(pool, volume);
     }
 
     private static (string? Tap, string? Bridge, MacAddress? Mac) ReadAdapter(IDictionary source, string prefix, string vmName)

@@ -49,4 +49,25 @@ public sealed record DesiredVm
 public sealed record DesiredHostState(IReadOnlyList<string> Files, IReadOnlyList<DesiredVm> Vms)
 {
     public DesiredVm? Find(string name) => Vms.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.Ordinal));
+
+    /// <summary>The manifests' <c>StoragePools</c> entries (docs/pools.md), planned before the VMs.</summary>
+    public IReadOnlyList<DesiredStoragePool> StoragePools { get; init; } = [];
+}
+
+/// <summary>
+/// One storage pool as a manifest declares it: <c>@{ Name = 'lab'; Path = '/srv/lab'; Autostart = $true; Ensure = 'Present' }</c>.
+/// A missing folder is created (0700) when the pool is applied. Absent pools are forgotten after the VMs' steps (their folders stay).
+/// </summary>
+public sealed record DesiredStoragePool
+{
+    public required string Name { get; init; }
+    public VmEnsure Ensure { get; init; } = VmEnsure.Present;
+
+    /// <summary>Absolute folder (a relative one in the manifest is taken from the manifest's folder); null for Absent.</summary>
+    public string? Path { get; init; }
+
+    /// <summary>Null: the manifest does not manage autostart (a new pool gets false).</summary>
+    public bool? Autostart { get; init; }
+
+    public SourcePosition Position { get; init; }
 }

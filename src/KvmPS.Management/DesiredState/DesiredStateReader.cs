@@ -23,7 +23,7 @@ namespace KvmPS.Management.DesiredState;
 /// </summary>
 public static class DesiredStateReader
 {
-    public static readonly IReadOnlyList<string> ManifestKeys = new[] { "Defaults", "VirtualMachines" };
+    public static readonly IReadOnlyList<string> ManifestKeys = new[] { "Defaults", "VirtualMachines", "StoragePools" };
     public static readonly IReadOnlyList<string> DesiredStateKeys = new[] { "Ensure", "State", "RestartIfNeeded" };
 
     /// <summary>Keys of a VM entry: the definition schema plus Ensure, State, RestartIfNeeded.</summary>
@@ -38,6 +38,7 @@ public static class DesiredStateReader
         ArgumentNullException.ThrowIfNull(paths);
         var files = new List<string>();
         var vms = new List<DesiredVm>();
+        var pools = new List<DesiredStoragePool>();
         var seen = new Dictionary<string, DesiredVm>(StringComparer.Ordinal);
         foreach (var path in paths)
         {
@@ -46,10 +47,11 @@ public static class DesiredStateReader
             files.Add(fullPath);
             foreach (var vm in ReadManifest(root, Path.GetDirectoryName(fullPath)!))
                 Add(vm, vms, seen);
+            DesiredStoragePoolReader.Read(root, Path.GetDirectoryName(fullPath)!, pools);
         }
         if (files.Count == 0)
             throw new ArgumentException("At least one manifest file is needed.", nameof(paths));
-        return new DesiredHostState(files, vms);
+        return new DesiredHostState(files, vms) { StoragePools = pools };
     }
 
     /// <summary>Parses manifest text (tests, stdin). Relative boot paths resolve against <paramref name="baseDirectory"/> (default: the current directory).</summary>
@@ -72,7 +74,9 @@ public static class DesiredStateReader
         var seen = new Dictionary<string, DesiredVm>(StringComparer.Ordinal);
         foreach (var vm in ReadManifest(root, baseDirectory ?? Directory.GetCurrentDirectory(), hostNameAllowed))
             Add(vm, vms, seen);
-        return new DesiredHostState(new[] { fileName }, vms);
+        var pools = new List<DesiredStoragePool>();
+        DesiredStoragePoolReader.Read(root, baseDirectory ?? Directory.GetCurrentDirectory(), pools);
+        return new DesiredHostState(new[] { fileName }, vms) { StoragePools = pools };
     }
 
     /// <summary>
@@ -165,7 +169,9 @@ public static class DesiredStateReader
             ReadRestartIfNeeded(defaults, null, "Defaults.");
         }
 
-        if (!root.TryGetEntry("VirtualMachines", out var vmsEntry))
+        if (!root.TryGetEntry("VirtualMachines", out var vmsEntry) && root.ContainsKey("StoragePools"))
+            yield break; // a manifest of pools only
+        if (vmsEntry is null)
             throw new DesiredStateException(root.Position, null, "VirtualMachines", "is required (a list of VM entries: @( @{ Name = 'vm1'; ... } ))");
         IReadOnlyList<PsdValue> items = vmsEntry.Value switch
         {

@@ -43,7 +43,11 @@ public static class ManifestExporter
                 notFound.Add(name);
         }
         var warnings = new List<string>();
-        var text = Write(vms.Select(v => (v.Definition, v.State)), warnings);
+        // The pools (other than the built-in default) the exported VMs' disks name come along (docs/pools.md).
+        var pools = vms.SelectMany(v => v.Definition.Disks).Select(d => d.Pool).OfType<string>()
+            .Where(p => p != Pools.StoragePoolNames.DefaultPool).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)
+            .Select(p => Pools.StoragePoolRegistry.TryGet(manager.Store.Root, p)).OfType<Pools.StoragePoolDefinition>().ToList();
+        var text = Write(vms.Select(v => (v.Definition, v.State)), warnings, pools);
         return new ManifestExport(text, vms.Select(v => v.Name).ToList(), notFound, warnings);
     }
 
@@ -79,7 +83,8 @@ public static class ManifestExporter
     }
 
     /// <summary>The manifest text for definitions and their current states. Pure (tests, other front ends).</summary>
-    public static string Write(IEnumerable<(VmDefinition Definition, VmState State)> vms, IList<string>? warnings = null)
+    /// <param name="pools">Storage pools to state before the VMs (a <c>StoragePools</c> section); none when null or empty.</param>
+    public static string Write(IEnumerable<(VmDefinition Definition, VmState State)> vms, IList<string>? warnings = null, IReadOnlyList<Pools.StoragePoolDefinition>? pools = null)
     {
         ArgumentNullException.ThrowIfNull(vms);
         var list = vms.ToList();
@@ -89,6 +94,14 @@ public static class ManifestExporter
         text.Append("#   Test-KvmDesiredState <file>    (or: kvmps test <file>)   reports drift from this description\n");
         text.Append("#   Invoke-KvmDesiredState <file>  (or: kvmps apply <file>)  makes the host match it again\n");
         text.Append("@{\n");
+        if (pools is { Count: > 0 })
+        {
+            text.Append("    StoragePools = @(\n");
+            foreach (var pool in pools)
+                text.Append("        ").Append(Inline(("Name", PsdLiteral.String(pool.Name)), ("Path", PsdLiteral.String(pool.Path)),
+                    ("Autostart", PsdLiteral.Boolean(pool.Autostart)))).Append('\n');
+            text.Append("    )\n");
+        }
         if (list.Count == 0)
         {
             text.Append("    VirtualMachines = @()\n}\n");
@@ -204,7 +217,10 @@ public static class ManifestExporter
     };
 
     private static string DiskLiteral(DiskDefinition disk) => Inline(
-        ("Path", PsdLiteral.String(disk.Path)),
+        // A disk by pool and volume is exported as such (docs/pools.md), not as its internal pool:// reference.
+        ("Path", disk.Pool is null ? PsdLiteral.String(disk.Path) : null),
+        ("Pool", disk.Pool is null ? null : PsdLiteral.String(disk.Pool)),
+        ("Volume", disk.Volume is null ? null : PsdLiteral.String(disk.Volume)),
         ("Format", PsdLiteral.String(disk.Format.ToString().ToLowerInvariant())),
         ("SizeBytes", disk.SizeBytes is { } size ? PsdLiteral.Size(size) : null),
         ("ReadOnly", disk.ReadOnly ? PsdLiteral.Boolean(true) : null),

@@ -23,6 +23,10 @@ public static class ReconcileActionText
             ReconcileActionKind.Suspend => "Suspend VM",
             ReconcileActionKind.Resume => "Resume VM",
             ReconcileActionKind.Remove => "Remove VM (its disks are kept)",
+            ReconcileActionKind.CreateStoragePool => "Create storage pool",
+            ReconcileActionKind.UpdateStoragePool => $"Change storage pool settings ({Changes(action)})",
+            ReconcileActionKind.CreateStoragePoolFolder => "Re-create storage pool folder",
+            ReconcileActionKind.RemoveStoragePool => "Remove storage pool (its folder and volumes stay)",
             _ => action.Description,
         };
     }

@@ -32,6 +32,18 @@ public enum ReconcileActionKind
 
     /// <summary>Remove the VM from the store (<see cref="VmManager.Remove"/>); its disk folder is kept in retained-disks.</summary>
     Remove,
+
+    /// <summary>Define a storage pool, creating its folder if missing (<see cref="Pools.StoragePoolManager.Create"/>). <see cref="ReconcileAction.VmName"/> holds the pool name.</summary>
+    CreateStoragePool,
+
+    /// <summary>Change a pool's folder or autostart (<see cref="Pools.StoragePoolManager.Set"/>).</summary>
+    UpdateStoragePool,
+
+    /// <summary>Re-create a pool's missing folder (<see cref="Pools.StoragePoolManager.EnsureFolder"/>).</summary>
+    CreateStoragePoolFolder,
+
+    /// <summary>Forget a pool (<see cref="Pools.StoragePoolManager.Remove"/>); its folder and volumes stay.</summary>
+    RemoveStoragePool,
 }
 
 /// <summary>One property of one VM that differs from the manifest. Ensure and State use the manifest's words.</summary>
@@ -107,5 +119,15 @@ public sealed record DesiredVmStatus(DesiredVm Desired, VmInfo? Actual, IReadOnl
 /// <summary>Outcome of <see cref="Reconciler.Get"/>: the manifest's VMs, and the VMs in the store the manifest does not name.</summary>
 public sealed record DesiredHostStatus(IReadOnlyList<DesiredVmStatus> Vms, IReadOnlyList<VmInfo> Unmanaged)
 {
-    public bool InDesiredState => Vms.All(v => v.InDesiredState);
+    public bool InDesiredState => Vms.All(v => v.InDesiredState) && StoragePools.All(p => p.InDesiredState);
+
+    /// <summary>The manifest's storage pools with what is there and their drift.</summary>
+    public IReadOnlyList<DesiredStoragePoolStatus> StoragePools { get; init; } = [];
+}
+
+/// <summary>One storage pool named in a manifest: what is asked and what is there (null: no such pool).</summary>
+public sealed record DesiredStoragePoolStatus(DesiredStoragePool Desired, Pools.StoragePoolInfo? Actual, IReadOnlyList<Drift> Drifts)
+{
+    public string Name => Desired.Name;
+    public bool InDesiredState => Drifts.Count == 0;
 }

@@ -20,13 +20,19 @@ public sealed class Reconciler
     {
         ArgumentNullException.ThrowIfNull(desired);
         var all = Manager.List().ToDictionary(v => v.Name, StringComparer.Ordinal);
+        var pools = PoolSnapshot();
+        var poolStatus = desired.StoragePools.Select(p =>
+        {
+            pools.TryGetValue(p.Name, out var info);
+            return new DesiredStoragePoolStatus(p, info, StoragePoolPlanner.Plan([p], pools).Drifts);
+        }).ToList();
         var vms = desired.Vms.Select(vm =>
         {
             all.TryGetValue(vm.Name, out var info);
             return new DesiredVmStatus(vm, info, ReconcilePlanner.DriftOf(vm, info is null ? null : ActualVm.From(info)));
         }).ToList();
         var named = desired.Vms.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
-        return new DesiredHostStatus(vms, all.Values.Where(v => !named.Contains(v.Name)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList());
+        return new DesiredHostStatus(vms, all.Values.Where(v => !named.Contains(v.Name)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList()) { StoragePools = poolStatus };
     }
 
     /// <summary>The drift of every VM the manifest names; empty when the host is in the desired state.</summary>
@@ -39,8 +45,25 @@ public sealed class Reconciler
         var actual = Snapshot(desired);
         var plan = ReconcilePlanner.Plan(desired, actual);
         CheckPaths(desired, actual);
-        return plan;
+        if (desired.StoragePools.Count == 0)
+            return plan;
+        // Pools first (VMs may use them), pools to forget last (after the VMs that used them are gone). docs/pools.md.
+        var (before, after, poolDrifts) = StoragePoolPlanner.Plan(desired.StoragePools, PoolSnapshot());
+        return new ReconcilePlan([.. before, .. plan.Actions, .. after], [.. poolDrifts, .. plan.Drifts], plan.Warnings);
     }
+
+    /// <summary>Every pool there is, by name.</summary>
+    private Dictionary<string, Pools.StoragePoolInfo> PoolSnapshot() =>
+        new Pools.StoragePoolManager(Manager.Store).List().ToDictionary(p => p.Name, StringComparer.Ordinal);
+
+    /// <summary>True when a path check failed only because the manifest's own pools are not made yet.</summary>
+    private static bool PendingPool(DesiredHostState desired, Exception e) => e switch
+    {
+        Pools.StoragePoolNotFoundException missing => desired.StoragePools.Any(p => p.Ensure == VmEnsure.Present && p.Name == missing.PoolName),
+        PathNotAllowedException outside => desired.StoragePools.Any(p => p.Ensure == VmEnsure.Present && p.Path is { } folder
+            && (outside.Path == folder || outside.Path.StartsWith(folder + "/", StringComparison.Ordinal))),
+        _ => false,
+    };
 
     /// <summary>
     /// Refuses, in the plan already, a disk, backing image, kernel, initrd or firmware path that creating or updating the
@@ -57,6 +80,13 @@ public sealed class Reconciler
             try
             {
                 Manager.Store.CheckPaths(target);
+            }
+            catch (Exception e) when (e is Pools.StoragePoolNotFoundException or PathNotAllowedException && PendingPool(desired, e))
+            {
+            }
+            catch (Pools.StoragePoolNotFoundException e)
+            {
+                throw new DesiredStateException(vm.Position, vm.Name, "Disks", e.Message + " (declare it in the manifest's StoragePools, or create it: New-KvmStoragePool)", e);
             }
             catch (PathNotAllowedException e)
             {
@@ -158,6 +188,27 @@ public sealed class Reconciler
                 return Done(action, $"VM '{name}' is {Manager.Suspend(name).State}");
             case ReconcileActionKind.Resume:
                 return Done(action, $"VM '{name}' is {Manager.Resume(name).State}");
+            case ReconcileActionKind.CreateStoragePool:
+            {
+                var pool = desired.StoragePools.First(p => p.Name == name);
+                var info = new Pools.StoragePoolManager(Manager.Store).Create(name, pool.Path!, pool.Autostart ?? false, createPath: true);
+                return Done(action, $"Storage pool '{name}' created on '{info.Path}'");
+            }
+            case ReconcileActionKind.UpdateStoragePool:
+            {
+                var pool = desired.StoragePools.First(p => p.Name == name);
+                var pools = new Pools.StoragePoolManager(Manager.Store);
+                pools.Set(name, pool.Path, pool.Autostart, createPath: true);
+                pools.EnsureFolder(name);
+                var info = pools.Get(name);
+                return Done(action, $"Storage pool '{name}' updated (Path '{info.Path}', Autostart {info.Autostart})");
+            }
+            case ReconcileActionKind.CreateStoragePoolFolder:
+                new Pools.StoragePoolManager(Manager.Store).EnsureFolder(name);
+                return Done(action, $"Folder of storage pool '{name}' re-created");
+            case ReconcileActionKind.RemoveStoragePool:
+                new Pools.StoragePoolManager(Manager.Store).Remove(name);
+                return Done(action, $"Storage pool '{name}' removed (its folder and volumes stay)");
             case ReconcileActionKind.Remove:
             {
                 var removed = Manager.Remove(name, force: true, deleteDisks: false);

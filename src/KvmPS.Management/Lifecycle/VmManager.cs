@@ -281,6 +281,8 @@ public sealed partial class VmManager
     /// </summary>
     public IReadOnlyList<AutostartResult> Autostart(TimeSpan? timeout = null)
     {
+        // Pools with autostart first: their folders checked and re-created, so VMs on them find their volumes' folder.
+        new Pools.StoragePoolManager(Store).AutostartPools();
         var candidates = new List<string>();
         var results = new List<AutostartResult>();
         foreach (var name in Store.ListNames())

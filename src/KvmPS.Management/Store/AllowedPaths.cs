@@ -9,7 +9,8 @@ namespace KvmPS.Management.Store;
 /// <c>allowed-paths</c> file (one folder a line, <c>#</c> comments). Entries must be absolute; a relative one is refused.
 /// A path is allowed when it, with every symlink resolved, lies inside one of them (so a link in an allowed folder
 /// cannot lead out of it). Anything else is refused naming the path and the setting (<see cref="PathNotAllowedException"/>).
-/// KvmPS has no storage pools; the store's own folders are the pool. docs/confinement.md.
+/// The storage pools' folders count as allowed too (docs/pools.md): defining a pool is how an admin adds a folder of
+/// images. docs/confinement.md.
 /// </summary>
 public sealed class AllowedPaths
 {
@@ -83,7 +84,20 @@ public sealed class AllowedPaths
     public bool IsAllowed(string fullPath)
     {
         var real = ResolvedPath.Of(fullPath);
-        return _resolved.Any(folder => IsInside(real, folder));
+        return _resolved.Any(folder => IsInside(real, folder)) || PoolFolders().Any(folder => IsInside(real, folder));
+    }
+
+    /// <summary>The storage pools' folders (read at each check, so a pool made a moment ago counts), links resolved.</summary>
+    private IEnumerable<string> PoolFolders()
+    {
+        try
+        {
+            return Pools.StoragePoolRegistry.List(StoreRoot).Select(pool => ResolvedPath.Of(pool.Path)).ToList();
+        }
+        catch (VmStoreException)
+        {
+            return [];
+        }
     }
 
     /// <summary>Throws <see cref="PathNotAllowedException"/> unless <paramref name="fullPath"/> is allowed.</summary>
@@ -121,8 +135,14 @@ public sealed class AllowedPaths
 
     /// <summary>"the store '/var/lib/kvmps' and /srv/images (KVMPS_ALLOWED_PATHS, /var/lib/kvmps/allowed-paths)".</summary>
     public string Describe() =>
-        $"the store '{StoreRoot}'" + (Listed.Count == 0 ? "" : " and " + string.Join(", ", Listed.Select(l => $"'{l}'"))) +
+        $"the store '{StoreRoot}'" + (Listed.Count == 0 ? "" : " and " + string.Join(", ", Listed.Select(l => $"'{l}'"))) + PoolsText() +
         $" (setting: ${Variable} or {SettingFile}{(Listed.Count == 0 ? ", empty" : "")})";
+
+    private string PoolsText()
+    {
+        var pools = PoolFolders().Where(folder => !IsInside(folder, ResolvedPath.Of(StoreRoot))).ToList();
+        return pools.Count == 0 ? "" : ", the storage pools' folders " + string.Join(", ", pools.Select(p => $"'{p}'"));
+    }
 
     private static bool IsInside(string path, string folder) =>
         folder == "/" || path == folder || path.StartsWith(folder + "/", StringComparison.Ordinal);

@@ -107,11 +107,15 @@ public sealed class VmStore
 
     /// <summary>
     /// Absolute path of a disk (or backing image) path from a definition: absolute paths are used as given,
-    /// relative ones are resolved in the VM's disk directory and may not escape it.
+    /// relative ones are resolved in the VM's disk directory and may not escape it, pool references
+    /// (<c>pool://&lt;pool&gt;/&lt;volume&gt;</c>) in the pool's folder.
     /// </summary>
     public string ResolveDiskPath(string vmName, string diskPath)
     {
         ArgumentNullException.ThrowIfNull(diskPath);
+        // A disk given by pool and volume (pool://default/web1.qcow2) resolves to the pool's folder of today (docs/pools.md).
+        if (Pools.PoolVolumeReference.Parse(diskPath) is { } reference)
+            return Pools.StoragePoolRegistry.ResolveVolumePath(Root, reference);
         return Path.IsPathRooted(diskPath) ? Path.GetFullPath(diskPath) : ContainedPath(DiskDirectory(vmName), diskPath);
     }
 

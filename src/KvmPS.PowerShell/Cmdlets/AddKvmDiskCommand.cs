@@ -33,6 +33,12 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 
+    /// <summary>-Path (and -BackingPath) name volumes of this storage pool; the definition keeps the pool and volume.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(KvmPS.PowerShell.Completers.StoragePoolNameCompleter))]
+    public string? Pool { get; set; }
+
     /// <summary>Change the running VM now (and store it); refused when the VM is not running or cannot take it live.</summary>
     [Parameter]
     public SwitchParameter Live { get; set; }
@@ -49,7 +55,7 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
     protected override void ProcessVm(string name)
     {
         // Rooted (or ~) paths are resolved against the PowerShell location; relative ones stay relative to the VM's disk directory.
-        var request = new DiskAttachRequest(StorePath(Path), Format, SizeBytes, BackingPath is null ? null : StorePath(BackingPath), ReadOnly.IsPresent);
+        var request = new DiskAttachRequest(DiskPath(Path, nameof(Path))!, Format, SizeBytes, DiskPath(BackingPath, nameof(BackingPath)), ReadOnly.IsPresent);
         var plan = Manager.PlanDiskAttach(name, request);
         var action = SizeBytes is { } size
             ? $"Create {plan.Disk.Format} image '{plan.FullPath}' ({SizeParser.Format(size)}) and attach it"
@@ -61,6 +67,21 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
+
+    /// <summary>With -Pool: a pool reference (the volume name checked, naming the parameter); else a store path.</summary>
+    private string? DiskPath(string? path, string parameter)
+    {
+        if (path is null)
+            return null;
+        if (Pool is null)
+            return StorePath(path);
+        if (KvmPS.Management.Pools.StoragePoolNames.VolumeNameProblem(path) is { } problem)
+            throw new KvmParameterException(parameter, path, $"with -Pool this is a volume name in pool '{Pool}': '{path}' {problem}");
+        Pools.Definition(Pool); // an unknown pool is an error now, not at the next start
+        return KvmPS.Management.Pools.PoolVolumeReference.Format(Pool, path);
+    }
+
+    private KvmPS.Management.Pools.StoragePoolManager Pools => new(Manager.Store);
 
     private string StorePath(string path) => System.IO.Path.IsPathRooted(path) || path.StartsWith('~') ? ResolvePath(path) : path;
 }

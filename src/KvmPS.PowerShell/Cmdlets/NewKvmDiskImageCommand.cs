@@ -30,8 +30,19 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
     [ValidateNotNullOrEmpty]
     public string? BackingPath { get; set; }
 
+    /// <summary>Create the image as a volume of this storage pool: -Path is then the volume name, -BackingPath a volume of the same pool.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(KvmPS.PowerShell.Completers.StoragePoolNameCompleter))]
+    public string? Pool { get; set; }
+
     protected override void Process()
     {
+        if (Pool is not null)
+        {
+            CreateInPool(Pool);
+            return;
+        }
         var path = ResolvePath(Path);
         var backing = BackingPath is null ? null : ResolvePath(BackingPath);
         var format = Format ?? DiskDefinition.DefaultFormat(path, backing);
@@ -59,6 +70,28 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
             SizeBytes = virtualSize,
             FileSizeBytes = new FileInfo(path).Length,
             BackingPath = backing,
+        });
+    }
+
+    /// <summary>-Pool: the same image creation as New-KvmVolume (StoragePoolManager.CreateVolume), shown as a disk image.</summary>
+    private void CreateInPool(string pool)
+    {
+        var pools = new KvmPS.Management.Pools.StoragePoolManager(Manager.Store);
+        if (KvmPS.Management.Pools.StoragePoolNames.VolumeNameProblem(Path) is { } problem)
+            throw new KvmParameterException(nameof(Path), Path, $"with -Pool this is a volume name in pool '{pool}': '{Path}' {problem}");
+        var target = pools.VolumePath(pool, Path);
+        var format = Format ?? DiskDefinition.DefaultFormat(Path, BackingPath);
+        var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + BackingPath;
+        if (!Output.ShouldProcess(target, $"Create {format} disk image ({size}) in pool '{pool}'"))
+            return;
+        var volume = pools.CreateVolume(pool, Path, SizeBytes, Format, BackingPath);
+        Output.WriteObject(new KvmDiskImage
+        {
+            Path = volume.Path,
+            Format = volume.Format,
+            SizeBytes = volume.CapacityBytes,
+            FileSizeBytes = new FileInfo(volume.Path).Length,
+            BackingPath = volume.BackingVolume is null ? null : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(volume.Path)!, volume.BackingVolume),
         });
     }
 

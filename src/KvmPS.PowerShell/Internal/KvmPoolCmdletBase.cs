@@ -1,0 +1,11 @@
+using KvmPS.Management.Pools;
+
+namespace KvmPS.PowerShell.Internal;
+
+/// <summary>Base of the storage pool and volume cmdlets: the <see cref="StoragePoolManager"/> over the cmdlets' store.</summary>
+public abstract class KvmPoolCmdletBase : KvmCmdletBase
+{
+    private StoragePoolManager? _pools;
+
+    internal StoragePoolManager Pools => _pools ??= new StoragePoolManager(Manager.Store);
+}
