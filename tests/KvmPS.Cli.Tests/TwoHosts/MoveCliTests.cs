@@ -1,0 +1,234 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Store;
+using KvmPS.Management.Tests;
+
+namespace KvmPS.Cli.Tests.TwoHosts;
+
+/// <summary>
+/// <c>kvmps vm migrate NAME --to h2</c> between the two namespace hosts (issue 12 item 4): kvmps and the source VMM run in
+/// h1's namespace, the destination's kvmps (through h2's real sshd) receives the VM and its VMM runs it; the stream goes
+/// through an ssh tunnel. The built-in guest's "work" workload (a memory pattern re-checked all the time, "work: count N"
+/// on the console) must count on at the destination with no reboot and no failed check.
+/// </summary>
+[Collection(TwoHostCollection.Name)]
+public sealed partial class MoveCliTests(TwoHostFixture hosts) : IDisposable
+{
+    private string H2 => "root@" + hosts.Host2.Address;
+
+    private Dictionary<string, string> Key(string path) => new() { ["KVMPS_SSH_KEY"] = path };
+
+    private static VmManager Manager(TestHost host) => new(VmStore.Open(host.StoreHome));
+
+    [GeneratedRegex(@"work: count (\d+)")]
+    private static partial Regex CountLine();
+
+    private static List<long> Counts(string text) => CountLine().Matches(text).Select(m => long.Parse(m.Groups[1].Value)).ToList();
+
+    private static string Serial(TestHost host, string name)
+    {
+        var path = VmStore.Open(host.StoreHome).SerialLogPath(name);
+        return File.Exists(path) ? File.ReadAllText(path) : "";
+    }
+
+    private static void WaitForCount(TestHost host, string name, long atLeast, double seconds = 60)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Counts(Serial(host, name)) is var counts && (counts.Count == 0 || counts[^1] < atLeast))
+        {
+            if (clock.Elapsed.TotalSeconds > seconds)
+                throw new TimeoutException($"'work: count {atLeast}' did not appear on {host.Name}: {Serial(host, name)}");
+            Thread.Sleep(50);
+        }
+    }
+
+    /// <summary>A running built-in guest on h1 (started by kvmps inside h1's namespace, so its VMM lives there).</summary>
+    private void StartOnHost1(string name, string cmdline)
+    {
+        Manager(hosts.Host1).New(TestDefinitions.Minimal(name) with { Boot = new DefaultGuestBoot(cmdline) });
+        var (code, _, error) = hosts.Kvmps(hosts.Host1, null, "vm", "start", name);
+        Assert.True(code == 0, $"vm start: exit {code}: {error}");
+    }
+
+    [TwoHostVmFact]
+    public void Migrate_moves_the_running_guest_to_h2_where_it_counts_on_and_leaves_h1()
+    {
+        StartOnHost1("mover", "kvmps.run=work 4");
+        WaitForCount(hosts.Host1, "mover", 3);
+        var before = Counts(Serial(hosts.Host1, "mover"))[^1];
+        var sourcePid = Manager(hosts.Host1).Get("mover").Pid!.Value;
+
+        var (code, output, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(3), hosts.Host1, Key(hosts.ClientKeyPath), "vm", "migrate", "mover", "--to", H2, "--json");
+        Assert.True(code == 0, $"vm migrate: exit {code}: {output} {error}");
+        using (var json = JsonDocument.Parse(output))
+        {
+            Assert.Equal(H2, json.RootElement.GetProperty("host").GetString());
+            Assert.Equal(sourcePid, json.RootElement.GetProperty("source_pid").GetInt32());
+            Assert.True(json.RootElement.GetProperty("downtime_ms").GetInt64() >= 0);
+        }
+
+        // h1: gone from the store, and its VMM exited. h2: in the store, running, vmm.pid names its VMM.
+        Assert.Null(Manager(hosts.Host1).TryGet("mover"));
+        Assert.False(Directory.Exists(Path.Combine(hosts.Host1.StoreHome, "vms", "mover")));
+        var moved = Manager(hosts.Host2).Get("mover");
+        Assert.Equal(VmState.Running, moved.State);
+        Assert.False(File.Exists(Path.Combine(VmStore.Open(hosts.Host2.StoreHome).VmDirectory("mover"), VmManager.ReceiveSocketFileName)));
+
+        // The guest counts on from where it was on h1: no reboot (no banner on h2), no failed pattern check, no gap.
+        WaitForCount(hosts.Host2, "mover", before + 3);
+        var there = Serial(hosts.Host2, "mover");
+        var counts = Counts(there);
+        Assert.True(counts[0] > before, $"h2's console starts at count {counts[0]}, h1's last was {before}");
+        Assert.Equal(Enumerable.Range((int)counts[0], counts.Count).Select(i => (long)i), counts);
+        Assert.DoesNotContain("FAILED", there);
+        Assert.DoesNotContain("KvmPS built-in guest", there);
+
+        // The VM is h2's now: kvmps --host h2 stops it.
+        (code, _, error) = hosts.Kvmps(hosts.Host1, Key(hosts.ClientKeyPath), "--host", H2, "vm", "stop", "--force", "mover");
+        Assert.True(code == 0, $"vm stop on h2: exit {code}: {error}");
+    }
+
+    [TwoHostVmFact]
+    public void A_destination_that_refuses_the_ssh_key_leaves_the_vm_running_on_h1()
+    {
+        StartOnHost1("stays", "kvmps.run=work 4");
+        WaitForCount(hosts.Host1, "stays", 2);
+
+        var (code, _, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(2), hosts.Host1, Key(hosts.OtherKeyPath), "vm", "migrate", "stays", "--to", H2);
+        Assert.Equal(ExitCodes.RemoteHost, code);
+        Assert.Contains($"Host '{H2}' refused the SSH key", error);
+        Assert.Contains("VM 'stays' runs on here", error);
+
+        Assert.Equal(VmState.Running, Manager(hosts.Host1).Get("stays").State);
+        Assert.Null(Manager(hosts.Host2).TryGet("stays"));
+        var last = Counts(Serial(hosts.Host1, "stays"))[^1];
+        WaitForCount(hosts.Host1, "stays", last + 1);
+
+        // A name h2 already has is refused before anything is sent, naming the host.
+        Manager(hosts.Host2).New(TestDefinitions.Minimal("stays"));
+        (code, _, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(2), hosts.Host1, Key(hosts.ClientKeyPath), "vm", "migrate", "stays", "--to", H2);
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains($"cannot move to host '{H2}'", error);
+        Assert.Contains("already has a VM named 'stays'", error);
+        Assert.Equal(VmState.Running, Manager(hosts.Host1).Get("stays").State);
+        Assert.Equal(VmState.Off, Manager(hosts.Host2).Get("stays").State);
+        Manager(hosts.Host2).Remove("stays");
+
+        // A host without kvmps: exit 7 naming it.
+        (code, _, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(2), hosts.Host1,
+            new Dictionary<string, string> { ["KVMPS_SSH_KEY"] = hosts.ClientKeyPath, ["KVMPS_REMOTE_KVMPS"] = "/nonexistent/kvmps" },
+            "vm", "migrate", "stays", "--to", H2);
+        Assert.Equal(ExitCodes.RemoteHost, code);
+        Assert.Contains($"Host '{H2}' has no usable '/nonexistent/kvmps'", error);
+        Assert.Equal(VmState.Running, Manager(hosts.Host1).Get("stays").State);
+        Manager(hosts.Host1).Stop("stays", force: true);
+    }
+
+    [TwoHostVmFact]
+    public void Killing_the_destination_VMM_mid_way_leaves_the_vm_running_on_h1_and_h2_clean()
+    {
+        // 64 MiB of pattern sent at 2 MiB/s: round 0 alone takes ~30 s, time enough to kill the receiver.
+        StartOnHost1("victim", "kvmps.run=work 64");
+        WaitForCount(hosts.Host1, "victim", 2);
+
+        var migrate = Task.Run(() => hosts.KvmpsWithin(TimeSpan.FromMinutes(3), hosts.Host1, Key(hosts.ClientKeyPath),
+            "vm", "migrate", "victim", "--to", H2, "--bandwidth", (2 << 20).ToString()));
+        var clock = Stopwatch.StartNew();
+        int receiver;
+        while ((receiver = IncomingVmm(hosts.Host2, "victim")) == 0)
+        {
+            Assert.True(clock.Elapsed.TotalSeconds < 60, "no receiving kvmps-vmm appeared on h2");
+            Assert.False(migrate.IsCompleted, $"the migration ended before the receiver was seen: {migrate.Result}");
+            Thread.Sleep(20);
+        }
+        Thread.Sleep(1500); // into pre-copy
+        Process.GetProcessById(receiver).Kill();
+
+        var (code, output, error) = migrate.Result;
+        Assert.True(code == ExitCodes.OperationFailed, $"exit {code}: {output} {error}");
+        Assert.Contains($"moving it to host '{H2}' failed", error);
+        Assert.Contains("the VM runs on here", error);
+
+        Assert.Equal(VmState.Running, Manager(hosts.Host1).Get("victim").State);
+        var last = Counts(Serial(hosts.Host1, "victim"))[^1];
+        WaitForCount(hosts.Host1, "victim", last + 1);
+        Assert.DoesNotContain("FAILED", Serial(hosts.Host1, "victim"));
+        // h2 removed its half-made VM.
+        var wait = Stopwatch.StartNew();
+        while (Manager(hosts.Host2).TryGet("victim") is not null && wait.Elapsed.TotalSeconds < 20)
+            Thread.Sleep(50);
+        Assert.Null(Manager(hosts.Host2).TryGet("victim"));
+        Assert.Equal(0, IncomingVmm(hosts.Host2, "victim"));
+        Manager(hosts.Host1).Stop("victim", force: true);
+    }
+
+    /// <summary>The pid of a kvmps-vmm receiving <paramref name="name"/> into <paramref name="host"/>'s store, or 0.</summary>
+    private static int IncomingVmm(TestHost host, string name)
+    {
+        var marker = Path.Combine(host.StoreHome, "vms", name, VmManager.ReceiveSocketFileName);
+        return VmmProcesses(host.StoreHome).FirstOrDefault(p => p.Cmdline.Contains(marker, StringComparison.Ordinal)).Pid;
+    }
+
+    private static List<(int Pid, string Cmdline)> VmmProcesses(string under)
+    {
+        var found = new List<(int, string)>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+                continue;
+            try
+            {
+                var cmdline = Encoding.UTF8.GetString(File.ReadAllBytes(Path.Combine(dir, "cmdline"))).Replace('\0', ' ');
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                if (cmdline.Contains("kvmps-vmm", StringComparison.Ordinal) && cmdline.Contains(under + "/", StringComparison.Ordinal)
+                    && !stat[(stat.LastIndexOf(')') + 2)..].StartsWith('Z'))
+                    found.Add((pid, cmdline));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+        return found;
+    }
+
+    public void Dispose()
+    {
+        foreach (var (pid, _) in VmmProcesses(hosts.Directory))
+        {
+            try
+            {
+                Process.GetProcessById(pid).Kill();
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+            }
+        }
+        foreach (var host in new[] { hosts.Host1, hosts.Host2 })
+            foreach (var vm in Manager(host).List())
+                try
+                {
+                    Manager(host).Remove(vm.Definition.Name, force: true);
+                }
+                catch (Exception e) when (e is VmManagementException or VmStoreException)
+                {
+                }
+    }
+}
+
+/// <summary>A <see cref="TwoHostFactAttribute"/> that also runs VMs: skipped when no kvmps-vmm is built or /dev/kvm is missing.</summary>
+public sealed class TwoHostVmFactAttribute : FactAttribute
+{
+    public TwoHostVmFactAttribute()
+    {
+        if (TwoHostFixture.SkipReason is { } why)
+            Skip = why;
+        else if (TwoHostFixture.VmmPath is null)
+            Skip = "no kvmps-vmm built (./build.sh build, or KVMPS_VMM)";
+        else if (!File.Exists("/dev/kvm"))
+            Skip = "/dev/kvm is missing: these tests run real VMs";
+    }
+}
