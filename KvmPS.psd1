@@ -44,6 +44,7 @@
         'Export-KvmVm'
         'Import-KvmVm'
         'Update-KvmVmm'
+        'Move-KvmVm'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

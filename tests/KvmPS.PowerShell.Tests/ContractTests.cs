@@ -77,6 +77,7 @@ public class ContractTests
         { "Export-KvmVm", NameVm, true, "Low", "Vm" },
         { "Import-KvmVm", "", true, "Medium", "Path" },
         { "Update-KvmVmm", NameVm, true, "Medium", "Vm" },
+        { "Move-KvmVm", NameVm, true, "Medium", "Vm" },
     };
 
     /// <summary>Cmdlets whose -Name may be left out: they then act on every VM it could name (Update-KvmVmm: every running VM).</summary>
