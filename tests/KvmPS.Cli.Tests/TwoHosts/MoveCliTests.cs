@@ -6,6 +6,7 @@ using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 using KvmPS.Management.Tests;
+using Xunit.Abstractions;
 
 namespace KvmPS.Cli.Tests.TwoHosts;
 
@@ -16,7 +17,7 @@ namespace KvmPS.Cli.Tests.TwoHosts;
 /// on the console) must count on at the destination with no reboot and no failed check.
 /// </summary>
 [Collection(TwoHostCollection.Name)]
-public sealed partial class MoveCliTests(TwoHostFixture hosts) : IDisposable
+public sealed partial class MoveCliTests(TwoHostFixture hosts, ITestOutputHelper output) : IDisposable
 {
     private string H2 => "root@" + hosts.Host2.Address;
 
@@ -47,7 +48,7 @@ public sealed partial class MoveCliTests(TwoHostFixture hosts) : IDisposable
     }
 
     /// <summary>A running built-in guest on h1 (started by kvmps inside h1's namespace, so its VMM lives there).</summary>
-    private void StartOnHost1(string name, string cmdline)
+    private void StartOnHost1(string name, string? cmdline)
     {
         Manager(hosts.Host1).New(TestDefinitions.Minimal(name) with { Boot = new DefaultGuestBoot(cmdline) });
         var (code, _, error) = hosts.Kvmps(hosts.Host1, null, "vm", "start", name);
@@ -90,6 +91,34 @@ public sealed partial class MoveCliTests(TwoHostFixture hosts) : IDisposable
         // The VM is h2's now: kvmps --host h2 stops it.
         (code, _, error) = hosts.Kvmps(hosts.Host1, Key(hosts.ClientKeyPath), "--host", H2, "vm", "stop", "--force", "mover");
         Assert.True(code == 0, $"vm stop on h2: exit {code}: {error}");
+    }
+
+    /// <summary>
+    /// The figures of docs/migration.md: an idle 256 MiB built-in guest moved h1 → h2 → h1 → h2 over the ssh tunnel
+    /// between the namespaces (each kvmps runs in its source's namespace). Asserts only that each move works and the
+    /// downtime stays under a second; the figures go to the test output.
+    /// </summary>
+    [TwoHostVmFact]
+    public void An_idle_256_MiB_guest_moves_back_and_forth_with_short_downtime()
+    {
+        StartOnHost1("idle", null);
+        Thread.Sleep(1000);
+        var path = new[] { (From: hosts.Host1, To: hosts.Host2), (hosts.Host2, hosts.Host1), (hosts.Host1, hosts.Host2) };
+        foreach (var (from, to) in path)
+        {
+            var (code, text, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(3), from, Key(hosts.ClientKeyPath),
+                "vm", "migrate", "idle", "--to", "root@" + to.Address, "--json");
+            Assert.True(code == 0, $"{from.Name} -> {to.Name}: exit {code}: {text} {error}");
+            using var json = JsonDocument.Parse(text);
+            var total = json.RootElement.GetProperty("total_ms").GetInt64();
+            var downtime = json.RootElement.GetProperty("downtime_ms").GetInt64();
+            var bytes = json.RootElement.GetProperty("bytes_sent").GetInt64();
+            output.WriteLine($"idle 256 MiB {from.Name} -> {to.Name}: total {total} ms, downtime {downtime} ms, {bytes} bytes");
+            Assert.InRange(downtime, 0, 999);
+            Assert.Equal(VmState.Running, Manager(to).Get("idle").State);
+            Assert.Null(Manager(from).TryGet("idle"));
+        }
+        Assert.DoesNotContain("KvmPS built-in guest", Serial(hosts.Host2, "idle"));
     }
 
     [TwoHostVmFact]
