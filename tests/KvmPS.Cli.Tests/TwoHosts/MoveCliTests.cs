@@ -106,14 +106,16 @@ public sealed partial class MoveCliTests(TwoHostFixture hosts, ITestOutputHelper
         var path = new[] { (From: hosts.Host1, To: hosts.Host2), (hosts.Host2, hosts.Host1), (hosts.Host1, hosts.Host2) };
         foreach (var (from, to) in path)
         {
+            var command = Stopwatch.StartNew();
             var (code, text, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(3), from, Key(hosts.ClientKeyPath),
                 "vm", "migrate", "idle", "--to", "root@" + to.Address, "--json");
+            command.Stop();
             Assert.True(code == 0, $"{from.Name} -> {to.Name}: exit {code}: {text} {error}");
             using var json = JsonDocument.Parse(text);
             var total = json.RootElement.GetProperty("total_ms").GetInt64();
             var downtime = json.RootElement.GetProperty("downtime_ms").GetInt64();
             var bytes = json.RootElement.GetProperty("bytes_sent").GetInt64();
-            output.WriteLine($"idle 256 MiB {from.Name} -> {to.Name}: total {total} ms, downtime {downtime} ms, {bytes} bytes");
+            output.WriteLine($"idle 256 MiB {from.Name} -> {to.Name}: total {total} ms, downtime {downtime} ms, {bytes} bytes; the whole kvmps vm migrate command {command.ElapsedMilliseconds} ms");
             Assert.InRange(downtime, 0, 999);
             Assert.Equal(VmState.Running, Manager(to).Get("idle").State);
             Assert.Null(Manager(from).TryGet("idle"));
