@@ -61,8 +61,8 @@ public sealed partial class VmManager
             using var session = SshSession.Start(transport, destination,
                 [.. ReceiveCommand, "--timeout", ((int)Math.Ceiling(limit.TotalSeconds) + 30).ToString(CultureInfo.InvariantCulture)]);
             session.WriteLine(Convert.ToBase64String(VmDefinitionJson.SerializeToUtf8Bytes(definition)));
-            var listening = session.ReadLine(limit);
-            if (listening is null || !listening.StartsWith("listening ", StringComparison.Ordinal))
+            var listening = ReadAnswer(session, "listening ", limit);
+            if (listening is null)
                 throw ReceiveRefused(name, host, session);
             var remoteSocket = listening["listening ".Length..];
 
@@ -76,8 +76,8 @@ public sealed partial class VmManager
                 var final = FollowMove(name, host, pid, forward.Port, options, clock, limit, activity, progress, session);
 
                 // 4. The destination confirms it runs the VM and holds it in its store.
-                var running = session.ReadLine(TimeSpan.FromSeconds(60));
-                if (running is null || !running.StartsWith("running ", StringComparison.Ordinal)
+                var running = ReadAnswer(session, "running ", TimeSpan.FromSeconds(60));
+                if (running is null
                     || !int.TryParse(running["running ".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var destinationPid))
                     throw new VmManagementException(name,
                         $"VM '{name}': its VMM handed the VM over to host '{host}', but the destination did not confirm it holds it ({session.Failure().Message}); the VM's definition stays on this host (Off) — check 'kvmps --host {host} vm list'");
@@ -105,6 +105,19 @@ public sealed partial class VmManager
                 throw;
             }
         }
+    }
+
+    /// <summary>
+    /// The next line of <c>kvmps vm receive</c> that starts with <paramref name="prefix"/> (anything else a remote login
+    /// prints, a banner or a runtime's first-run notice, is skipped); null when the session ended or the time is up.
+    /// </summary>
+    private static string? ReadAnswer(SshSession session, string prefix, TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < timeout && session.ReadLine(timeout - clock.Elapsed) is { } line)
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+                return line;
+        return null;
     }
 
     /// <summary>The destination's kvmps refused or failed before it listened: the reason, naming the host.</summary>
