@@ -50,6 +50,7 @@
         'Get-KvmVolume'
         'New-KvmVolume'
         'Remove-KvmVolume'
+        'Move-KvmVm'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

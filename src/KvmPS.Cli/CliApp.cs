@@ -324,7 +324,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import, upgrade"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -342,6 +342,8 @@ public sealed class CliApp
             "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),
             "import" => WithHelp("vm import", () => new VmSnapshotCommands(this).Import(args.Parse("--copy", "--new-id", "--json"))),
             "upgrade" => WithHelp("vm upgrade", () => new VmUpgradeCommand(this).Run(args.Parse(["--all", "--json"], ["--timeout"]))),
+            "migrate" => WithHelp("vm migrate", () => new VmMigrateCommand(this).Migrate(args.Parse(["--auto-converge", "--json"], ["--to", "--identity", "--downtime", "--bandwidth", "--timeout"]))),
+            "receive" => new VmMigrateCommand(this).Receive(args.Parse([], ["--timeout"])), // hidden: the destination's end of 'vm migrate'
             _ => throw new UsageException($"vm: unknown subcommand '{sub}'"),
         };
     }

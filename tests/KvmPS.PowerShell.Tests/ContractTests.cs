@@ -83,6 +83,7 @@ public class ContractTests
         { "Get-KvmVolume", "", false, "Medium", null },
         { "New-KvmVolume", "", true, "Medium", null },
         { "Remove-KvmVolume", "", true, "High", null },
+        { "Move-KvmVm", NameVm, true, "Medium", "Vm" },
     };
 
     /// <summary>Cmdlets whose -Name may be left out: they then act on every VM it could name (Update-KvmVmm: every running VM).</summary>

@@ -106,15 +106,14 @@ public sealed partial class VmManager
         var socketPath = Store.SocketPath(name);
         // 1. The new VMM listens on the incoming socket once it has read its configuration. The socket file exists from
         //    bind() on, before listen(): its log line (written after listen) is the sign it accepts.
-        while (!File.Exists(incomingPath) || !incoming.ReadLogTail().Contains(IncomingListeningLine, StringComparison.Ordinal))
+        switch (WaitUntilIncomingListens(incoming, incomingPath, clock, limit))
         {
-            if (incoming.Exited.IsCompleted)
+            case IncomingWait.Exited:
                 throw NewVmmFailed(name, oldPid, incoming, "exited before it listened for the VM");
-            if (clock.Elapsed > limit)
+            case IncomingWait.TimedOut:
                 throw new VmUpgradeException(name, oldPid,
                     $"VM '{name}': the new kvmps-vmm (pid {incoming.Pid}) did not listen on '{incomingPath}' within {VmRuntimeProbe.Seconds(limit)}; it was killed and the VM runs on in its VMM (pid {oldPid})",
                     incoming.ReadLogTail());
-            Thread.Sleep(5);
         }
 
         // 2. migrate, then follow it. The old VMM exits (status 14) as soon as the new one runs the VM, so its socket
@@ -178,6 +177,26 @@ public sealed partial class VmManager
         {
             client?.Dispose();
         }
+    }
+
+    private enum IncomingWait { Listening, Exited, TimedOut }
+
+    /// <summary>
+    /// Waits for a <c>kvmps-vmm --incoming unix:PATH</c> to accept: the socket file exists from bind() on, before
+    /// listen(); its log line (written after listen) is the sign. Shared by the live upgrade and the receiving end of a
+    /// move between hosts.
+    /// </summary>
+    private static IncomingWait WaitUntilIncomingListens(VmmProcess incoming, string incomingPath, System.Diagnostics.Stopwatch clock, TimeSpan limit)
+    {
+        while (!File.Exists(incomingPath) || !incoming.ReadLogTail().Contains(IncomingListeningLine, StringComparison.Ordinal))
+        {
+            if (incoming.Exited.IsCompleted)
+                return IncomingWait.Exited;
+            if (clock.Elapsed > limit)
+                return IncomingWait.TimedOut;
+            Thread.Sleep(5);
+        }
+        return IncomingWait.Listening;
     }
 
     /// <summary>

@@ -76,7 +76,7 @@ public sealed class RemoteKvmps(SshTarget target, SshTransport transport)
     }
 
     // kvmps prefixes its errors with "kvmps: "; the host is named by the exception already.
-    private static string RemoteMessage(string standardError)
+    internal static string RemoteMessage(string standardError)
     {
         var lines = standardError.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Where(l => !l.StartsWith("Run 'kvmps --help'", StringComparison.Ordinal))

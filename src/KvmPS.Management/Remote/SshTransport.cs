@@ -113,6 +113,36 @@ public sealed class SshTransport(SshTransportOptions? options = null)
     }
 
     /// <summary>
+    /// ssh's argument vector for a forward only (<c>-N</c>: no remote command): <c>-L 127.0.0.1:PORT:REMOTE_SOCKET</c>,
+    /// with <c>ExitOnForwardFailure</c> so a port that cannot be bound ends ssh instead of leaving it idle.
+    /// </summary>
+    public IReadOnlyList<string> BuildForwardArguments(SshTarget target, int localPort, string remoteSocketPath)
+    {
+        SshTarget.ValidateHostName(target.HostName);
+        if (target.UserName is { } user)
+            SshTarget.ValidateUserName(user, target.HostName);
+        var arguments = new List<string>
+        {
+            "-N", "-T",
+            "-o", "BatchMode=yes",
+            "-o", $"ConnectTimeout={Options.ConnectTimeoutSeconds}",
+            "-o", "ExitOnForwardFailure=yes",
+            "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=3",
+            "-L", $"127.0.0.1:{localPort}:{remoteSocketPath}",
+        };
+        if (Options.ConfigFilePath is { } config)
+            arguments.AddRange(["-F", config]);
+        if (Options.KeyFilePath is { } key)
+            arguments.AddRange(["-i", key, "-o", "IdentitiesOnly=yes"]);
+        if (target.UserName is { } userName)
+            arguments.AddRange(["-l", userName]);
+        arguments.Add("--");
+        arguments.Add(target.HostName);
+        return arguments;
+    }
+
+    /// <summary>
     /// The shell command the remote login shell runs. KVMPS_HOST is cleared for it: a remote profile that sets it
     /// must not send the command on to yet another host.
     /// </summary>

@@ -96,6 +96,7 @@ internal static class KvmErrorIds
     public const string VmFeatureNotSupported = "VmFeatureNotSupported";
     public const string VmStartFailed = "VmStartFailed";
     public const string VmmUpgradeFailed = "VmmUpgradeFailed";
+    public const string VmMoveFailed = "VmMoveFailed";
     public const string VmmNotFound = "VmmNotFound";
     public const string VmmNotResponding = "VmmNotResponding";
     public const string VmNotRunning = "VmNotRunning";
@@ -203,6 +204,7 @@ internal static class KvmErrorMapping
             ManagementValidationException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.InvalidArgument, target ?? e.VmName),
             VmFeatureNotSupportedException e => new(e, KvmErrorIds.VmFeatureNotSupported, ErrorCategory.NotImplemented, target ?? e.VmName),
             VmUpgradeException e => new(e, KvmErrorIds.VmmUpgradeFailed, ErrorCategory.OperationStopped, target ?? e.VmName),
+            VmMoveException e => new(e, KvmErrorIds.VmMoveFailed, ErrorCategory.OperationStopped, target ?? e.VmName),
             VmmLaunchException e => new(e, KvmErrorIds.VmStartFailed, ErrorCategory.OperationStopped, target ?? e.VmName),
             SnapshotNotFoundException e => new(e, KvmErrorIds.SnapshotNotFound, ErrorCategory.ObjectNotFound, e.SnapshotName),
             SnapshotAlreadyExistsException e => new(e, KvmErrorIds.SnapshotAlreadyExists, ErrorCategory.ResourceExists, e.SnapshotName),

@@ -80,6 +80,22 @@ public sealed class TwoHostFixture : IDisposable
     /// <summary>ssh_config for clients (<c>-F</c>, or KVMPS_SSH_CONFIG): known_hosts with both hosts' keys.</summary>
     public string SshConfigPath { get; } = null!;
 
+    /// <summary>
+    /// The kvmps-vmm both hosts run (KVMPS_VMM for their sessions and for <see cref="Kvmps"/>): $KVMPS_VMM, else the
+    /// repository's out/bin/kvmps-vmm; null when neither exists (tests that run VMs then skip).
+    /// </summary>
+    public static string? VmmPath { get; } = FindVmm();
+
+    private static string? FindVmm([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
+    {
+        if (Environment.GetEnvironmentVariable("KVMPS_VMM") is { Length: > 0 } fromEnvironment)
+            return File.Exists(fromEnvironment) ? Path.GetFullPath(fromEnvironment) : null;
+        for (var dir = new DirectoryInfo(Path.GetDirectoryName(sourceFile)!); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "KvmPS.sln")))
+                return File.Exists(Path.Combine(dir.FullName, "out", "bin", "kvmps-vmm")) ? Path.Combine(dir.FullName, "out", "bin", "kvmps-vmm") : null;
+        return null;
+    }
+
     /// <summary>The built kvmps (next to these tests), as each host's PATH runs it.</summary>
     public static string KvmpsDll => Path.Combine(AppContext.BaseDirectory, "kvmps.dll");
 
@@ -102,7 +118,11 @@ public sealed class TwoHostFixture : IDisposable
     /// Runs the built <c>kvmps ARGS</c> as a process on <paramref name="host"/>: inside its namespace, with its
     /// store and the clients' ssh_config; <paramref name="environment"/> adds or overrides variables.
     /// </summary>
-    public (int Code, string Out, string Err) Kvmps(TestHost host, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public (int Code, string Out, string Err) Kvmps(TestHost host, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        KvmpsWithin(TimeSpan.FromSeconds(90), host, environment, args);
+
+    /// <summary><see cref="Kvmps"/> with its own time limit (a move takes longer than a query).</summary>
+    public (int Code, string Out, string Err) KvmpsWithin(TimeSpan timeout, TestHost host, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in new[] { "netns", "exec", host.Namespace, "dotnet", KvmpsDll }.Concat(args))
@@ -111,9 +131,12 @@ public sealed class TwoHostFixture : IDisposable
         start.Environment["KVMPS_SSH_CONFIG"] = SshConfigPath;
         start.Environment.Remove("KVMPS_HOST");
         start.Environment.Remove("KVMPS_SSH_KEY");
+        start.Environment["KVMPS_ALLOWED_PATHS"] = "/";
+        if (VmmPath is { } vmm)
+            start.Environment["KVMPS_VMM"] = vmm;
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
             start.Environment[key] = value;
-        return Run(start, TimeSpan.FromSeconds(90));
+        return Run(start, timeout);
     }
 
     private TestHost NewHost(string name, string netns, string address)
@@ -170,7 +193,7 @@ public sealed class TwoHostFixture : IDisposable
             PasswordAuthentication no
             KbdInteractiveAuthentication no
             PermitRootLogin prohibit-password
-            SetEnv KVMPS_HOME={host.StoreHome} PATH={host.BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1
+            SetEnv KVMPS_HOME={host.StoreHome} PATH={host.BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_ALLOWED_PATHS=/{(VmmPath is { } vmm ? " KVMPS_VMM=" + vmm : "")}
 
             """);
         // sshd's privilege-separation directory; normally made by its service unit.

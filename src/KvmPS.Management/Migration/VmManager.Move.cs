@@ -1,0 +1,228 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using KvmPS.Contract;
+using KvmPS.Interop;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Remote;
+using KvmPS.Management.Store;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>
+/// Live migration to another host over SSH (issue 12 item 4, docs/migration.md "Moving a VM to another host";
+/// <c>Move-KvmVm</c>, <c>kvmps vm migrate</c>): the destination's kvmps receives the definition and starts a receiving
+/// VMM on a Unix socket (<c>kvmps vm receive</c>, through ssh), ssh forwards a loopback port here to that socket, and
+/// the running VMM migrates through it: the stream is encrypted by ssh, and no port is opened on either host.
+/// </summary>
+public sealed partial class VmManager
+{
+    /// <summary>How long <see cref="Move"/> lets the whole move take by default before cancelling it.</summary>
+    public static readonly TimeSpan DefaultMoveTimeout = TimeSpan.FromMinutes(10);
+
+    /// <summary>The hidden kvmps verb the source runs on the destination (CLI: <c>kvmps vm receive</c>).</summary>
+    public static readonly IReadOnlyList<string> ReceiveCommand = ["vm", "receive"];
+
+    /// <summary>
+    /// Moves the running VM <paramref name="name"/> to <paramref name="destination"/> while its guest keeps running, as
+    /// Hyper-V's Move-VM: once the destination runs it, the VM leaves this host's store (its disks, on shared storage,
+    /// stay where they are). Only a Running VM. Failures: ssh's (<see cref="RemoteHostException"/>: unreachable, key
+    /// refused, no kvmps there) or the destination refusing the VM (a VM of that name, a disk path it lacks, too little
+    /// memory, a kvmps too old to receive) before anything is sent; the migration failing, the link dropping, the
+    /// destination VMM dying or <see cref="VmMoveOptions.Timeout"/> passing (<see cref="VmMoveException"/>): in every
+    /// case the VM runs on here, untouched, and the destination's half-made VM is removed there. Holds the store lock.
+    /// </summary>
+    public VmMoveResult Move(string name, SshTarget destination, SshTransport transport, VmMoveOptions? options = null, IProgress<OperationProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        ArgumentNullException.ThrowIfNull(transport);
+        options ??= new VmMoveOptions();
+        var limit = options.Timeout ?? DefaultMoveTimeout;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var host = destination.ToString();
+        var activity = $"Moving VM '{name}' to host '{host}'";
+        using (Store.Lock())
+        {
+            var definition = Store.Get(name);
+            var snapshot = Probe(name);
+            if (snapshot.State != VmState.Running || snapshot.Pid is not { } pid || snapshot.Description is not { } description)
+                throw new VmStateException(name, snapshot.State, snapshot.State == VmState.Paused
+                    ? $"VM '{name}' is paused; resume it before moving it (the destination runs the VM it receives)"
+                    : $"VM '{name}' is {Describe(snapshot.State)}; only a running VM moves live (export and import an Off VM instead)");
+            if (!description.Requests.Contains(MigrateRequest.Name))
+                throw new VmMoveException(name, host, $"VM '{name}': its kvmps-vmm (pid {pid}, version {description.Version}) cannot migrate; restart the VM on a newer kvmps-vmm first");
+            foreach (var disk in definition.Disks)
+                if (!Path.IsPathRooted(disk.Path))
+                    throw new VmMoveException(name, host,
+                        $"VM '{name}': its disk '{disk.Path}' is in this host's store, which '{host}' does not share; a VM with disks moves only on shared storage (the same absolute paths on both hosts; -IncludeStorage is not built yet)");
+
+            // 1. The destination takes the definition and starts its receiving VMM (or refuses, naming why).
+            progress?.Report(new OperationProgress(activity, $"Starting the receiving VMM on host '{host}'", 0) { VmName = name });
+            using var session = SshSession.Start(transport, destination,
+                [.. ReceiveCommand, "--timeout", ((int)Math.Ceiling(limit.TotalSeconds) + 30).ToString(CultureInfo.InvariantCulture)]);
+            session.WriteLine(Convert.ToBase64String(VmDefinitionJson.SerializeToUtf8Bytes(definition)));
+            var listening = ReadAnswer(session, "listening ", limit);
+            if (listening is null)
+                throw ReceiveRefused(name, host, session);
+            var remoteSocket = listening["listening ".Length..];
+
+            try
+            {
+                // 2. The tunnel: a loopback port here, carried by ssh to the receiving VMM's socket there.
+                progress?.Report(new OperationProgress(activity, $"Opening the ssh tunnel to '{host}'", 10) { VmName = name });
+                using var forward = SshForward.Start(transport, destination, remoteSocket, TimeSpan.FromSeconds(transport.Options.ConnectTimeoutSeconds + 20));
+
+                // 3. migrate, and follow it on one connection until the destination runs the VM.
+                var final = FollowMove(name, host, pid, forward.Port, options, clock, limit, activity, progress, session);
+
+                // 4. The destination confirms it runs the VM and holds it in its store.
+                var running = ReadAnswer(session, "running ", TimeSpan.FromSeconds(60));
+                if (running is null
+                    || !int.TryParse(running["running ".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var destinationPid))
+                    throw new VmManagementException(name,
+                        $"VM '{name}': its VMM handed the VM over to host '{host}', but the destination did not confirm it holds it ({session.Failure().Message}); the VM's definition stays on this host (Off) — check 'kvmps --host {host} vm list'");
+                session.CloseInput();
+
+                // 5. The VM leaves this host: the old VMM exits by itself (status 14); then its definition goes.
+                progress?.Report(new OperationProgress(activity, "Removing the VM from this host", 95) { VmName = name });
+                var exiting = System.Diagnostics.Stopwatch.StartNew();
+                while (VmRuntimeProbe.IsVmmProcess(pid, Store.SocketPath(name)) && exiting.Elapsed < TimeSpan.FromSeconds(10))
+                    Thread.Sleep(5);
+                if (VmRuntimeProbe.IsVmmProcess(pid, Store.SocketPath(name)))
+                    ProcessInterop.Kill(pid, ProcessInterop.SIGKILL); // the guest runs on the destination; this one must not go on
+                var figures = SourceFigures(name, final);
+                Store.DeleteWhileLocked(name, DiskRetention.Delete);
+                session.WaitForExit(TimeSpan.FromSeconds(10));
+                progress?.Report(new OperationProgress(activity, "Done", 100) { VmName = name, Completed = true });
+                return new VmMoveResult(name, host, pid, destinationPid, figures.Total, figures.Downtime, figures.Bytes);
+            }
+            catch (Exception e) when (e is not VmManagementException || e is VmMoveException)
+            {
+                // The VM runs on here (the VMM resumed it); the destination removes its half-made VM when its input ends.
+                session.WriteLine("abort");
+                session.CloseInput();
+                session.WaitForExit(TimeSpan.FromSeconds(15));
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The next line of <c>kvmps vm receive</c> that starts with <paramref name="prefix"/> (anything else a remote login
+    /// prints, a banner or a runtime's first-run notice, is skipped); null when the session ended or the time is up.
+    /// </summary>
+    private static string? ReadAnswer(SshSession session, string prefix, TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < timeout && session.ReadLine(timeout - clock.Elapsed) is { } line)
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+                return line;
+        return null;
+    }
+
+    /// <summary>The destination's kvmps refused or failed before it listened: the reason, naming the host.</summary>
+    private static Exception ReceiveRefused(string name, string host, SshSession session)
+    {
+        var failure = session.Failure();
+        if (failure is RemoteCommandFailedException { ExitCode: 2 } old && old.RemoteMessage.Contains("receive", StringComparison.Ordinal))
+            return new VmMoveException(name, host, $"VM '{name}' cannot move to host '{host}': its kvmps is too old to receive a VM ({old.RemoteMessage}); update KvmPS there", failure);
+        if (failure is RemoteCommandFailedException refused)
+            return new VmMoveException(name, host, $"VM '{name}' cannot move to host '{host}': {refused.RemoteMessage}; nothing changed on either host", failure);
+        return failure; // ssh's own failure (unreachable, key refused, no kvmps): typed, naming the host
+    }
+
+    private MigrateStatusReply FollowMove(string name, string host, int pid, int port, VmMoveOptions options,
+        System.Diagnostics.Stopwatch clock, TimeSpan limit, string activity, IProgress<OperationProgress>? progress, SshSession session)
+    {
+        var socketPath = Store.SocketPath(name);
+        var request = new MigrateRequest
+        {
+            Uri = $"tcp:127.0.0.1:{port}",
+            BandwidthBytesPerS = options.BandwidthBytesPerSecond,
+            AutoConverge = options.AutoConverge,
+        };
+        if (options.DowntimeMs is { } downtime)
+            request.DowntimeMs = downtime;
+        using var client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
+        MigrateStatusReply status;
+        try
+        {
+            status = client.Send(request, ContractJsonContext.Default.MigrateStatusReply);
+        }
+        catch (VmmException e)
+        {
+            throw new VmMoveException(name, host, $"VM '{name}': its VMM (pid {pid}) did not start the migration to '{host}': {(e is VmmRequestException r ? r.VmmMessage : e.Message)}; the VM runs on here", e);
+        }
+        var cancelled = false;
+        MigrateStatusReply last = status;
+        while (true)
+        {
+            if (status.Phase == MigrationPhases.Completed)
+                return status;
+            if (status.Phase is MigrationPhases.Failed or MigrationPhases.Cancelled)
+            {
+                var why = cancelled ? $"it did not finish within {VmRuntimeProbe.Seconds(limit)} and was cancelled" : $"the migration failed: {status.Error}";
+                throw new VmMoveException(name, host, $"VM '{name}': moving it to host '{host}' failed: {why}; the VM runs on here and was removed from '{host}'");
+            }
+            if (!cancelled && (clock.Elapsed > limit || session.HasExited) && status.Phase != MigrationPhases.Handover)
+                cancelled = TryCancel(client);
+            progress?.Report(new OperationProgress(activity, Phrase(status), Percent(status)) { VmName = name });
+            Thread.Sleep(20);
+            try
+            {
+                last = status;
+                status = client.MigrateStatus();
+            }
+            catch (VmmException) when (!VmRuntimeProbe.IsVmmProcess(pid, socketPath))
+            {
+                // The VMM exits (status 14) right after the destination confirmed: its log line says so.
+                if (File.ReadAllText(Store.VmmLogPath(name)) is var log && log.Contains($"kvmps-vmm: migrated to {request.Uri}: ", StringComparison.Ordinal))
+                    return last with { Phase = MigrationPhases.Completed };
+                throw new VmManagementException(name, $"VM '{name}': its VMM (pid {pid}) ended during the move to '{host}'{FormatTail(LastErrorLine(File.ReadAllText(Store.VmmLogPath(name))))}");
+            }
+            catch (VmmException) when (clock.Elapsed < limit + TimeSpan.FromSeconds(65))
+            {
+                // Pausing for the hand-over: ask again.
+            }
+        }
+    }
+
+    private static string Phrase(MigrateStatusReply s) => s.Phase switch
+    {
+        MigrationPhases.PreCopy => $"Copying memory: round {s.Round}, {s.BytesSent >> 20} MiB sent, {s.DirtyPages} pages dirty",
+        MigrationPhases.StopCopy => "Paused: sending the last pages and the device state",
+        MigrationPhases.Handover => "Waiting for the destination to run the VM",
+        _ => "Connecting to the receiving VMM",
+    };
+
+    private static int Percent(MigrateStatusReply s) => s.Phase switch
+    {
+        MigrationPhases.PreCopy => 20 + Math.Min(50, s.Round * 10),
+        MigrationPhases.StopCopy => 80,
+        MigrationPhases.Handover => 90,
+        _ => 15,
+    };
+
+    [GeneratedRegex(@"kvmps-vmm: migrated to \S+: total (\d+) ms, downtime (\d+) ms, (\d+) bytes")]
+    private static partial Regex MigratedLine();
+
+    /// <summary>The figures from the last status, or (when the VMM exited before a poll saw them) from its log line.</summary>
+    private (TimeSpan Total, TimeSpan? Downtime, long Bytes) SourceFigures(string name, MigrateStatusReply final)
+    {
+        try
+        {
+            var log = File.ReadAllText(Store.VmmLogPath(name));
+            if (MigratedLine().Matches(log) is { Count: > 0 } m && m[^1].Value.Contains(final.Uri ?? "\0", StringComparison.Ordinal))
+            {
+                var g = m[^1].Groups;
+                return (TimeSpan.FromMilliseconds(long.Parse(g[1].Value, CultureInfo.InvariantCulture)),
+                        TimeSpan.FromMilliseconds(long.Parse(g[2].Value, CultureInfo.InvariantCulture)),
+                        long.Parse(g[3].Value, CultureInfo.InvariantCulture));
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return (TimeSpan.FromMilliseconds(final.TotalMs), final.DowntimeMs is { } d ? TimeSpan.FromMilliseconds(d) : null, final.BytesSent);
+    }
+}

@@ -1,0 +1,169 @@
+using System.Globalization;
+using System.Text;
+using KvmPS.Interop;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.Store;
+using KvmPS.Management.Vmm;
+
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>A VM being received from another host: its definition is in this store, its VMM waits on <see cref="SocketPath"/>.</summary>
+public sealed class IncomingVm
+{
+    internal IncomingVm(string name, string socketPath, VmmProcess process)
+    {
+        Name = name;
+        SocketPath = socketPath;
+        Process = process;
+    }
+
+    public string Name { get; }
+
+    /// <summary>The Unix socket the receiving kvmps-vmm listens on (<c>--incoming unix:PATH</c>).</summary>
+    public string SocketPath { get; }
+
+    public int Pid => Process.Pid;
+
+    internal VmmProcess Process { get; }
+}
+
+/// <summary>
+/// The receiving end of a move between hosts (docs/migration.md, "Moving a VM to another host"; <c>kvmps vm receive</c>,
+/// run by the source through ssh): the VM's definition goes into this store, a <c>kvmps-vmm --incoming unix:</c> waits
+/// for its stream, and once the VM runs here vmm.pid names that VMM. Anything that fails removes both again.
+/// </summary>
+public sealed partial class VmManager
+{
+    /// <summary>The Unix socket in the VM's folder a VM moved from another host arrives on.</summary>
+    public const string ReceiveSocketFileName = "incoming.sock";
+
+    private const string ReceivedLine = "kvmps-vmm: received the VM from ";
+
+    /// <summary>
+    /// Checks that this host can take the VM (no VM of that name, every disk path present: shared storage, enough
+    /// available memory), stores its definition, writes vmm.json and starts the receiving VMM; returns once it
+    /// listens. A refusal changes nothing; a failure after the definition was stored removes it again.
+    /// </summary>
+    public IncomingVm PrepareIncoming(VmDefinition definition, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        definition.Validate();
+        var name = definition.Name;
+        if (Store.Exists(name))
+            throw new VmMoveException(name, Environment.MachineName,
+                $"this host already has a VM named '{name}' (state {Get(name).State}); remove or rename it there first");
+        foreach (var disk in definition.Disks)
+        {
+            var path = Store.ResolveDiskPath(name, disk.Path);
+            if (!File.Exists(path))
+                throw new VmMoveException(name, Environment.MachineName,
+                    $"VM '{name}': its disk '{disk.Path}' is not on this host at '{path}'; a VM with disks moves only between hosts that share its storage (the same paths on both; -IncludeStorage is not built yet)");
+        }
+        var available = MemAvailableBytes();
+        if (available is { } bytes && bytes < definition.Memory.StartupBytes)
+            throw new VmMoveException(name, Environment.MachineName,
+                $"VM '{name}' needs {definition.Memory.StartupBytes >> 20} MiB of memory; this host has {bytes >> 20} MiB available");
+        VmmFeatureSupport.EnsureSupported(definition);
+
+        Store.Create(definition);
+        VmmProcess? process = null;
+        var socketPath = Path.Combine(Store.VmDirectory(name), ReceiveSocketFileName);
+        try
+        {
+            var configPath = Store.VmmConfigPath(name);
+            DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, Store.SocketPath(name), Store.SerialLogPath(name), p => Store.ResolveDiskPath(name, p)));
+            process = Launcher.LaunchIncoming(Store, name, configPath, socketPath, memfd: !definition.MemoryBacking.KsmEnabled);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            switch (WaitUntilIncomingListens(process, socketPath, clock, timeout))
+            {
+                case IncomingWait.Exited:
+                    throw new VmMoveException(name, Environment.MachineName,
+                        $"VM '{name}': the receiving kvmps-vmm ended before it listened ({process.Exited.Result}){FormatTail(process.ReadLogTail())}");
+                case IncomingWait.TimedOut:
+                    throw new VmMoveException(name, Environment.MachineName,
+                        $"VM '{name}': the receiving kvmps-vmm did not listen on '{socketPath}' within {VmRuntimeProbe.Seconds(timeout)}");
+            }
+            return new IncomingVm(name, socketPath, process);
+        }
+        catch
+        {
+            RemoveIncoming(name, process, socketPath);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits until the receiving VMM runs the VM (its "received the VM" log line), writes vmm.pid and returns its pid.
+    /// It ending first (the stream failed: status 16), <paramref name="abandoned"/> turning true (the source gave up or
+    /// its ssh session ended) or <paramref name="timeout"/> passing removes the VM here and throws
+    /// <see cref="VmMoveException"/> with the VMM's reason.
+    /// </summary>
+    public int CompleteIncoming(IncomingVm incoming, Func<bool> abandoned, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(incoming);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var name = incoming.Name;
+        string? why = null;
+        while (why is null)
+        {
+            if (incoming.Process.ReadLogTail(8000).Contains(ReceivedLine, StringComparison.Ordinal))
+            {
+                DurableFile.WriteAtomically(Store.PidPath(name), Encoding.ASCII.GetBytes(incoming.Pid.ToString(CultureInfo.InvariantCulture) + "\n"));
+                return incoming.Pid;
+            }
+            if (incoming.Process.Exited.IsCompleted)
+                why = $"the receiving kvmps-vmm ended ({incoming.Process.Exited.Result}){FormatTail(LastErrorLine(incoming.Process.ReadLogTail()))}";
+            else if (abandoned())
+                why = "the source gave up the move (or its ssh session ended)";
+            else if (clock.Elapsed > timeout)
+                why = $"the VM did not arrive within {VmRuntimeProbe.Seconds(timeout)}";
+            else
+                Thread.Sleep(5);
+        }
+        RemoveIncoming(name, incoming.Process, incoming.SocketPath);
+        throw new VmMoveException(name, Environment.MachineName, $"VM '{name}' was not received: {why}; it was removed from this host");
+    }
+
+    /// <summary>Kills the receiving VMM (if any) and removes the VM's definition and folder: the half-made VM goes.</summary>
+    public void AbandonIncoming(IncomingVm incoming)
+    {
+        ArgumentNullException.ThrowIfNull(incoming);
+        RemoveIncoming(incoming.Name, incoming.Process, incoming.SocketPath);
+    }
+
+    private void RemoveIncoming(string name, VmmProcess? process, string socketPath)
+    {
+        if (process is not null && !process.Exited.IsCompleted)
+        {
+            ProcessInterop.Kill(process.Pid, ProcessInterop.SIGKILL);
+            process.Exited.Wait(TimeSpan.FromSeconds(5));
+        }
+        TryDeleteFile(socketPath);
+        try
+        {
+            if (Store.Exists(name))
+                Store.Delete(name, DiskRetention.Delete);
+        }
+        catch (VmStoreException)
+        {
+        }
+    }
+
+    private static string LastErrorLine(string tail) =>
+        tail.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.Contains("error", StringComparison.Ordinal)) ?? tail;
+
+    private static long? MemAvailableBytes()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal)
+                    && long.TryParse(line["MemAvailable:".Length..].Trim().Split(' ')[0], NumberStyles.None, CultureInfo.InvariantCulture, out var kib))
+                    return kib * 1024;
+        }
+        catch (IOException)
+        {
+        }
+        return null;
+    }
+}

@@ -1,0 +1,35 @@
+namespace KvmPS.Management.Lifecycle;
+
+/// <summary>How <see cref="VmManager.Move"/> migrates: the VMM's <c>migrate</c> arguments and the overall time limit.</summary>
+public sealed record VmMoveOptions
+{
+    /// <summary>The longest pause allowed at the hand-over (1-60000 ms); null: the VMM's default (300 ms).</summary>
+    public int? DowntimeMs { get; init; }
+
+    /// <summary>Send no faster than this (at least 65536 bytes/s); null: as fast as the link goes.</summary>
+    public long? BandwidthBytesPerSecond { get; init; }
+
+    /// <summary>Throttle the vCPUs when the guest dirties memory faster than the link sends it.</summary>
+    public bool AutoConverge { get; init; }
+
+    /// <summary>How long the whole move may take before it is cancelled (default <see cref="VmManager.DefaultMoveTimeout"/>).</summary>
+    public TimeSpan? Timeout { get; init; }
+}
+
+/// <summary>
+/// One VM moved to another host (<see cref="VmManager.Move"/>): it runs there in kvmps-vmm <see cref="DestinationPid"/>
+/// and is no longer in this host's store.
+/// </summary>
+public sealed record VmMoveResult(string Name, string DestinationHost, int SourcePid, int DestinationPid, TimeSpan Total, TimeSpan? Downtime, long BytesSent);
+
+/// <summary>
+/// A move to another host failed before the destination ran the VM: the VM runs on here, untouched, and the
+/// destination's half-made VM (definition, receiving VMM) was removed. <see cref="DestinationHost"/> names the host.
+/// </summary>
+public sealed class VmMoveException : VmManagementException
+{
+    public VmMoveException(string vmName, string destinationHost, string message, Exception? inner = null)
+        : base(vmName, message, inner) => DestinationHost = destinationHost;
+
+    public string DestinationHost { get; }
+}

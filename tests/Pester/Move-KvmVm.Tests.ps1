@@ -1,0 +1,103 @@
+#Requires -Version 7.4
+# Move-KvmVm between two namespace hosts with real sshds (TwoHosts.psm1, docs/migration.md "Moving a VM to another
+# host"). The source side (the VM's VMM, and the cmdlet that opens the ssh tunnel to it) must share h1's network
+# namespace, so the cmdlets run in a child pwsh started in it (ip netns exec), with h1's store.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'TwoHosts.psm1') -Force
+    $script:LocalStore = Initialize-KvmTest
+    $script:SkipReason = Get-KvmTestHostPairSkipReason
+    $script:Pair = $null
+    if (-not $script:SkipReason) {
+        $bin = Join-Path (Split-Path (Get-Module KvmPS).Path) 'bin'
+        $script:Pair = New-KvmTestHostPair -BinDirectory $bin
+        $script:H2 = "root@$($script:Pair.Host2.Address)"
+    }
+
+    <# Runs a script in a child pwsh in h1's namespace with h1's store and the module; returns its output parsed from JSON. #>
+    function Invoke-OnHost1 {
+        param([Parameter(Mandatory)] [string] $Script)
+        $pwsh = @(Get-KvmTestPwsh)
+        $prelude = "`$ErrorActionPreference = 'Stop'; `$ProgressPreference = 'SilentlyContinue'; Import-Module '$(Get-KvmTestModulePath)'; "
+        $env:KVMPS_HOME = $script:Pair.Host1.StoreHome
+        $env:KVMPS_SSH_CONFIG = $script:Pair.SshConfigPath
+        try {
+            $output = & ip netns exec $script:Pair.Host1.Namespace @pwsh -NoProfile -NonInteractive -Command ($prelude + $Script) 2>&1
+            [pscustomobject]@{ ExitCode = $LASTEXITCODE; Text = ($output | Out-String) }
+        }
+        finally {
+            $env:KVMPS_HOME = $script:LocalStore
+            $env:KVMPS_SSH_CONFIG = $null
+        }
+    }
+}
+
+AfterAll {
+    if ($script:Pair) {
+        foreach ($store in $script:Pair.Host1.StoreHome, $script:Pair.Host2.StoreHome) {
+            $env:KVMPS_HOME = $store
+            Get-KvmVm | Where-Object IsActive | Stop-KvmVm -TurnOff -Confirm:$false -ErrorAction SilentlyContinue
+        }
+        $env:KVMPS_HOME = $script:LocalStore
+    }
+    Remove-KvmTestHostPair $script:Pair
+    Complete-KvmTest
+}
+
+Describe 'Move-KvmVm' {
+    BeforeEach {
+        if ($script:SkipReason) { Set-ItResult -Skipped -Because $script:SkipReason }
+    }
+
+    It 'moves a running VM to the other host, where it runs on, and -PassThru returns it with its new host' {
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name moved -MemoryStartupBytes 256MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name moved -Confirm:`$false
+`$vm = Move-KvmVm -Name moved -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.ClientKeyPath)' -PassThru -Confirm:`$false
+'RESULT ' + (@{ Type = `$vm.GetType().FullName; HostName = `$vm.HostName; State = [string]`$vm.State; Here = @(Get-KvmVm).Count } | ConvertTo-Json -Compress)
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $moved = $line.Substring(7) | ConvertFrom-Json
+        $moved.Type | Should -Be 'KvmPS.PowerShell.KvmRemoteVm'
+        $moved.HostName | Should -Be $script:Pair.Host2.Address
+        $moved.State | Should -Be 'Running'
+        $moved.Here | Should -Be 0
+
+        # h2's store has it, running, and its guest did not boot again there.
+        $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+        try {
+            (Get-KvmVm -Name moved -ErrorAction Stop).State | Should -Be 'Running'
+            $serial = Join-Path $script:Pair.Host2.StoreHome 'vms/moved/serial.log'
+            if (Test-Path $serial) { Get-Content -Raw $serial | Should -Not -Match 'KvmPS built-in guest' }
+            Stop-KvmVm -Name moved -TurnOff -Confirm:$false
+        }
+        finally { $env:KVMPS_HOME = $script:LocalStore }
+    }
+
+    It 'leaves the VM running here when the destination refuses the key, with RemoteAuthenticationFailed' {
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name stays -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name stays -Confirm:`$false
+Move-KvmVm -Name stays -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.OtherKeyPath)' -Confirm:`$false -ErrorAction SilentlyContinue -ErrorVariable failed
+'RESULT ' + (@{ Id = `$failed[0].FullyQualifiedErrorId; Message = `$failed[0].Exception.Message; State = [string](Get-KvmVm -Name stays).State } | ConvertTo-Json -Compress)
+Stop-KvmVm -Name stays -TurnOff -Confirm:`$false
+"@
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $failure = $line.Substring(7) | ConvertFrom-Json
+        $failure.Id | Should -BeLike 'RemoteAuthenticationFailed,*'
+        $failure.Message | Should -BeLike "*Host '$($script:H2)' refused the SSH key*"
+        $failure.State | Should -Be 'Running'
+    }
+
+    It '-WhatIf moves nothing and names the destination' {
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name whatif -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Move-KvmVm -Name whatif -DestinationHost '$($script:H2)' -WhatIf
+"@
+        $result.Text | Should -BeLike "*Move the running VM to host '$($script:H2)'*"
+    }
+}
