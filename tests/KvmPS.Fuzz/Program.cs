@@ -20,6 +20,7 @@ internal static class Program
         "control" => new ControlTarget(),
         "manifest" => new ManifestTarget(),
         "qcow2" => new Qcow2Target(),
+        "selftest" => new SelfTestTarget(),
         _ => throw new ArgumentException($"unknown fuzz target '{name}' (known: {string.Join(", ", Targets)})"),
     };
 
@@ -39,10 +40,14 @@ internal static class Program
                     return Replay(Create(name), paths);
                 case [var name]:
                 {
-                    var target = Create(name);
+                    if (!Targets.Contains(name) && name != "selftest") throw new ArgumentException($"unknown fuzz target '{name}' (known: {string.Join(", ", Targets)})");
+                    // Made inside the loop: instrumented code (device constructors) must not run before SharpFuzz has
+                    // set up afl-fuzz's coverage map.
+                    IFuzzTarget? target = null;
                     var buffer = new MemoryStream();
                     Fuzzer.Run(stream =>
                     {
+                        target ??= Create(name);
                         buffer.SetLength(0);
                         stream.CopyTo(buffer);
                         target.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
