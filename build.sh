@@ -9,7 +9,7 @@
 #   ./build.sh bench     the benchmarks against QEMU (docs/benchmarks.md)
 #   ./build.sh linux-guest  build the RealLinux test kernel and initramfs (cached; ./build.sh test does it too)
 #   ./build.sh fuzz [TARGET|all] [SECONDS]  coverage-guided fuzzing: afl-fuzz on each SharpFuzz target (docs/fuzzing.md);
-#                        fails on any crash or hang
+#                        fails on any crash or hang; TARGET may be a list: manifest:300,qcow2:120
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -172,30 +172,34 @@ fuzz() {
   cp -r "$bin" "$OUT/fuzz/plain"
   for t in "${FUZZ_ASSEMBLIES[@]}"; do "$sharpfuzz" "$bin/$t.dll" || return 1; done
   "$sharpfuzz" "$bin/KvmPS.Fuzz.dll" KvmPS.Fuzz.Targets.SelfTestTarget || return 1  # the planted bug only, not the harness
-  if [ "$which" = all ]; then mapfile -t targets < <(dotnet "$bin/KvmPS.Fuzz.dll" list); else targets=("$which"); fi
+  # TARGET: one name, all, or a comma list whose items may carry their own seconds (manifest:300,qcow2:300).
+  if [ "$which" = all ]; then mapfile -t targets < <(dotnet "$bin/KvmPS.Fuzz.dll" list); else IFS=, read -r -a targets <<<"$which"; fi
   # In-process (SharpFuzz's persistent loop), no core dumps wanted, a 1 GiB GC heap so an unbounded allocation fails as
   # OutOfMemoryException (a crash) instead of swapping; 2 s per input before afl-fuzz counts a hang.
   export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
   export DOTNET_GCHeapHardLimit=0x40000000 DOTNET_TieredPGO=0 DOTNET_DbgEnableMiniDump=0
-  for t in "${targets[@]}"; do
+  local item secs
+  for item in "${targets[@]}"; do
+    t=${item%%:*}
+    secs=$seconds
+    [ "$t" = "$item" ] || secs=${item#*:}
     dir="$OUT/fuzz/findings/$t"
     rm -rf "$dir"
     mkdir -p "$dir"
     [ -d "tests/KvmPS.Fuzz/corpus/$t" ] || { echo "fuzz: no corpus tests/KvmPS.Fuzz/corpus/$t" >&2; return 1; }
-    if ! afl-fuzz -i "tests/KvmPS.Fuzz/corpus/$t" -o "$dir" -V "$seconds" -t 2000 -m none \
+    if ! afl-fuzz -i "tests/KvmPS.Fuzz/corpus/$t" -o "$dir" -V "$secs" -t 2000 -m none \
          -- dotnet "$bin/KvmPS.Fuzz.dll" "$t" >"$dir/afl.log" 2>&1; then
       echo "fuzz: afl-fuzz failed on $t:" >&2; tail -n 20 "$dir/afl.log" >&2; failed=1; continue
     fi
     stats="$dir/default/fuzzer_stats"
     local execs rate crashes hangs corpus
     execs=$(awk -F' *: *' '$1=="execs_done"{print $2}' "$stats")
-    rate=$(awk -F' *: *' '$1=="execs_per_sec"{printf "%d", $2}' "$stats")
     crashes=$(awk -F' *: *' '$1=="saved_crashes"{print $2}' "$stats")
     hangs=$(awk -F' *: *' '$1=="saved_hangs"{print $2}' "$stats")
     corpus=$(awk -F' *: *' '$1=="corpus_count"{print $2}' "$stats")
     # Over the whole run: execs_per_sec in fuzzer_stats is the last minute's rate.
-    rate=$(( execs / seconds ))
-    echo "fuzz: $t: $execs executions in ${seconds} s ($rate/s), $crashes crashes, $hangs hangs, corpus $corpus"
+    rate=$(( execs / secs ))
+    echo "fuzz: $t: $execs executions in ${secs} s ($rate/s), $crashes crashes, $hangs hangs, corpus $corpus"
     if [ "$crashes" != 0 ] || [ "$hangs" != 0 ]; then
       failed=1
       echo "fuzz: $t: findings in $dir/default/crashes and $dir/default/hangs; replay:" >&2
