@@ -187,9 +187,19 @@ fuzz() {
     rm -rf "$dir"
     mkdir -p "$dir"
     [ -d "tests/KvmPS.Fuzz/corpus/$t" ] || { echo "fuzz: no corpus tests/KvmPS.Fuzz/corpus/$t" >&2; return 1; }
-    if ! afl-fuzz -i "tests/KvmPS.Fuzz/corpus/$t" -o "$dir" -V "$secs" -t 2000 -m none \
-         -- dotnet "$bin/KvmPS.Fuzz.dll" "$t" >"$dir/afl.log" 2>&1; then
-      echo "fuzz: afl-fuzz failed on $t:" >&2; tail -n 20 "$dir/afl.log" >&2; failed=1; continue
+    # On a loaded machine afl-fuzz's dry run has once seen an empty coverage map for the first input ("No
+    # instrumentation detected"); that start-up problem is retried once, anything else is a failure.
+    local try
+    for try in 1 2; do
+      rm -rf "$dir/default"
+      afl-fuzz -i "tests/KvmPS.Fuzz/corpus/$t" -o "$dir" -V "$secs" -t 2000 -m none \
+        -- dotnet "$bin/KvmPS.Fuzz.dll" "$t" >"$dir/afl.log" 2>&1 && break
+      grep -q "No instrumentation detected" "$dir/afl.log" && [ "$try" = 1 ] || try=failed
+      [ "$try" = failed ] && break
+      echo "fuzz: $t: afl-fuzz saw no coverage on its first run; trying once more" >&2
+    done
+    if [ "$try" = failed ]; then
+      echo "fuzz: afl-fuzz failed on $t:" >&2; grep -v "Fuzzing test case" "$dir/afl.log" | tail -n 20 >&2; failed=1; continue
     fi
     stats="$dir/default/fuzzer_stats"
     local execs rate crashes hangs corpus
