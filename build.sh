@@ -8,6 +8,8 @@
 #   ./build.sh demo      setup + build, then the main job: kvmps apply examples/host.psd1 on the built-in guest
 #   ./build.sh bench     the benchmarks against QEMU (docs/benchmarks.md)
 #   ./build.sh linux-guest  build the RealLinux test kernel and initramfs (cached; ./build.sh test does it too)
+#   ./build.sh fuzz [TARGET|all] [SECONDS]  coverage-guided fuzzing: afl-fuzz on each SharpFuzz target (docs/fuzzing.md);
+#                        fails on any crash or hang; TARGET may be a list: manifest:300,qcow2:120
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -23,11 +25,12 @@ export PSModulePath="$TOOLS/modules${PSModulePath:+:$PSModulePath}"
 # Packages: compilers for the built-in guest and header checks, QEMU as the peer and qemu-img as the qcow2 oracle,
 # a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests,
 # ACPICA's iasl and acpiexec as the oracle for our ACPI tables (docs/acpi.md), OpenSSH (client and server) for the
-# two-host tests of kvmps --host / -HostName (each test host runs its own sshd; docs/remote.md).
+# two-host tests of kvmps --host / -HostName (each test host runs its own sshd; docs/remote.md), AFL++ for
+# ./build.sh fuzz (docs/fuzzing.md).
 # The RealLinux tests' kernel is built from Debian's source (tools/linux-guest, docs/testing.md).
 LINUX_GUEST_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio busybox-static)
 PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat iputils-ping
-          openssh-client openssh-server
+          openssh-client openssh-server afl++
           acpica-tools "${LINUX_GUEST_PACKAGES[@]}")
 
 setup() {
@@ -147,6 +150,75 @@ linux_guest() {
   echo "test: RealLinux guest $kernel, $initrd"
 }
 
+# Coverage-guided fuzzing (docs/fuzzing.md): tests/KvmPS.Fuzz built into out/fuzz/bin, the KvmPS assemblies there
+# instrumented by SharpFuzz's command-line tool (a dotnet tool in .tools/sharpfuzz), then afl-fuzz on each target for
+# SECONDS from its seed corpus tests/KvmPS.Fuzz/corpus/TARGET; findings in out/fuzz/findings/TARGET. One line per
+# target with executions, executions/s, crashes and hangs; any crash or hang fails the command and replays the input.
+SHARPFUZZ_VERSION=2.3.0
+FUZZ_ASSEMBLIES=(KvmPS.Engine KvmPS.Storage KvmPS.Management KvmPS.Contract)
+fuzz() {
+  local which=${1:-all} seconds=${2:-600} bin="$OUT/fuzz/bin" targets t dir stats failed=0
+  local sharpfuzz="$TOOLS/sharpfuzz/sharpfuzz"
+  command -v afl-fuzz >/dev/null || { echo "fuzz: afl-fuzz is missing: run 'sudo ./build.sh setup' (Debian package afl++)" >&2; return 1; }
+  if ! "$sharpfuzz" 2>&1 | grep -qi usage; then
+    rm -rf "$TOOLS/sharpfuzz"
+    dotnet tool install SharpFuzz.CommandLine --version "$SHARPFUZZ_VERSION" --tool-path "$TOOLS/sharpfuzz" >/dev/null \
+      || { echo "fuzz: could not install SharpFuzz.CommandLine $SHARPFUZZ_VERSION (dotnet tool)" >&2; return 1; }
+  fi
+  # A fresh output folder: sharpfuzz rewrites the assemblies in place and must see each one uninstrumented.
+  rm -rf "$bin" "$OUT/fuzz/plain"
+  dotnet build tests/KvmPS.Fuzz -c "$CONFIG" -o "$bin" -nologo -clp:NoSummary -v:q >/dev/null
+  # An uninstrumented copy replays findings (instrumented code needs afl-fuzz's coverage map).
+  cp -r "$bin" "$OUT/fuzz/plain"
+  for t in "${FUZZ_ASSEMBLIES[@]}"; do "$sharpfuzz" "$bin/$t.dll" || return 1; done
+  "$sharpfuzz" "$bin/KvmPS.Fuzz.dll" KvmPS.Fuzz.Targets.SelfTestTarget || return 1  # the planted bug only, not the harness
+  # TARGET: one name, all, or a comma list whose items may carry their own seconds (manifest:300,qcow2:300).
+  if [ "$which" = all ]; then mapfile -t targets < <(dotnet "$bin/KvmPS.Fuzz.dll" list); else IFS=, read -r -a targets <<<"$which"; fi
+  # In-process (SharpFuzz's persistent loop), no core dumps wanted, a 1 GiB GC heap so an unbounded allocation fails as
+  # OutOfMemoryException (a crash) instead of swapping; 2 s per input before afl-fuzz counts a hang.
+  export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
+  export DOTNET_GCHeapHardLimit=0x40000000 DOTNET_TieredPGO=0 DOTNET_DbgEnableMiniDump=0
+  local item secs
+  for item in "${targets[@]}"; do
+    t=${item%%:*}
+    secs=$seconds
+    [ "$t" = "$item" ] || secs=${item#*:}
+    dir="$OUT/fuzz/findings/$t"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    [ -d "tests/KvmPS.Fuzz/corpus/$t" ] || { echo "fuzz: no corpus tests/KvmPS.Fuzz/corpus/$t" >&2; return 1; }
+    # On a loaded machine afl-fuzz's dry run has once seen an empty coverage map for the first input ("No
+    # instrumentation detected"); that start-up problem is retried once, anything else is a failure.
+    local try
+    for try in 1 2; do
+      rm -rf "$dir/default"
+      afl-fuzz -i "tests/KvmPS.Fuzz/corpus/$t" -o "$dir" -V "$secs" -t 2000 -m none \
+        -- dotnet "$bin/KvmPS.Fuzz.dll" "$t" >"$dir/afl.log" 2>&1 && break
+      grep -q "No instrumentation detected" "$dir/afl.log" && [ "$try" = 1 ] || try=failed
+      [ "$try" = failed ] && break
+      echo "fuzz: $t: afl-fuzz saw no coverage on its first run; trying once more" >&2
+    done
+    if [ "$try" = failed ]; then
+      echo "fuzz: afl-fuzz failed on $t:" >&2; grep -v "Fuzzing test case" "$dir/afl.log" | tail -n 20 >&2; failed=1; continue
+    fi
+    stats="$dir/default/fuzzer_stats"
+    local execs rate crashes hangs corpus
+    execs=$(awk -F' *: *' '$1=="execs_done"{print $2}' "$stats")
+    crashes=$(awk -F' *: *' '$1=="saved_crashes"{print $2}' "$stats")
+    hangs=$(awk -F' *: *' '$1=="saved_hangs"{print $2}' "$stats")
+    corpus=$(awk -F' *: *' '$1=="corpus_count"{print $2}' "$stats")
+    # Over the whole run: execs_per_sec in fuzzer_stats is the last minute's rate.
+    rate=$(( execs / secs ))
+    echo "fuzz: $t: $execs executions in ${secs} s ($rate/s), $crashes crashes, $hangs hangs, corpus $corpus"
+    if [ "$crashes" != 0 ] || [ "$hangs" != 0 ]; then
+      failed=1
+      echo "fuzz: $t: findings in $dir/default/crashes and $dir/default/hangs; replay:" >&2
+      [ "$crashes" = 0 ] || dotnet "$OUT/fuzz/plain/KvmPS.Fuzz.dll" replay "$t" "$dir/default/crashes" >&2 || true
+    fi
+  done
+  return $failed
+}
+
 # The main job: provision the example manifest on the built-in default guest, then show the VMs running.
 demo() {
   "$OUT/bin/kvmps" apply examples/host.psd1
@@ -158,7 +230,8 @@ case "${1:-}" in
   build) build ;;
   test) setup "${PACKAGES[@]}"; build; linux_guest; run_tests ;;
   linux-guest) setup "${LINUX_GUEST_PACKAGES[@]}"; linux_guest ;;
+  fuzz) setup "${PACKAGES[@]}"; fuzz "${@:2}" ;;
   demo) setup "${PACKAGES[@]}"; build; demo ;;
   bench) setup "${PACKAGES[@]}"; build; dotnet run --project bench/KvmPS.Bench -c "$CONFIG" -- "${@:2}" ;;  # [--runs N] [--figures 1,3]
-  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

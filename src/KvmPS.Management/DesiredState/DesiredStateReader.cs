@@ -295,7 +295,9 @@ public static class DesiredStateReader
         foreach (DictionaryEntry entry in boot)
         {
             var key = entry.Key as string;
-            resolved[entry.Key] = key is not null && entry.Value is string path && path.Length > 0 && !Path.IsPathRooted(path)
+            // A path with a NUL is left as written: the definition's own check refuses it with its position
+            // (Path.GetFullPath would throw an ArgumentException; found by fuzzing, docs/fuzzing.md).
+            resolved[entry.Key] = key is not null && entry.Value is string path && path.Length > 0 && !path.Contains('\0') && !Path.IsPathRooted(path)
                                   && (key.Equals("KernelPath", StringComparison.OrdinalIgnoreCase)
                                       || key.Equals("InitrdPath", StringComparison.OrdinalIgnoreCase)
                                       || key.Equals("FirmwarePath", StringComparison.OrdinalIgnoreCase))

@@ -167,7 +167,8 @@ internal sealed class PsdParser
             var i = 2;
             while (_cursor.Peek(i) is not '\0' and not '}' && !PsdCharacters.IsNewline(_cursor.Peek(i)))
                 i++;
-            name = "$" + _text.Substring(_cursor.Index + 1, i);
+            // "${name}" with its brace; an unclosed one ends at the newline or the end of the text (found by fuzzing).
+            name = "$" + _text.Substring(_cursor.Index + 1, _cursor.Peek(i) == '}' ? i : i - 1);
             throw _cursor.Error($"Variables are not allowed in a data file (only $true, $false and $null): '{name}'");
         }
         if (next is '$' or '^' or '?')

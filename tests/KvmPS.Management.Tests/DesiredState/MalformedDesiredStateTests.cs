@@ -74,6 +74,16 @@ public sealed class MalformedDesiredStateTests
     }
 
     [Fact]
+    public void Boot_path_with_a_nul_is_refused_with_its_position()
+    {
+        // Found by fuzzing (docs/fuzzing.md): a relative boot path with a NUL threw ArgumentException from Path.GetFullPath.
+        var text = "@{ VirtualMachines = @( @{ Name = 'a'; MemoryStartupBytes = 128MB; Boot = @{ KernelPath = 'vm\0linuz' } } ) }";
+        var error = Assert.Throws<DesiredStateException>(() => DesiredStateReader.Parse(text, "m.psd1", "/base"));
+        Assert.StartsWith("m.psd1:1:", error.Message);
+        Assert.Contains("must not contain NUL characters", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Corpus_has_at_least_thirty_cases() => Assert.True(Corpus.Count >= 30);
 
     [Fact]

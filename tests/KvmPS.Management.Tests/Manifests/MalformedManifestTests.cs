@@ -11,6 +11,10 @@ public sealed class MalformedManifestTests
         { "@{ a = $env:HOME }", 1, 8, "Variables are not allowed in a data file (only $true, $false and $null): '$env:HOME'" },
         { "@{ a = $foo }", 1, 8, "'$foo'" },
         { "@{ a = ${foo bar} }", 1, 8, "'${foo bar}'" },
+        // Unclosed '${': found by fuzzing (docs/fuzzing.md), it threw ArgumentOutOfRangeException at the end of the text.
+        { "@{ a = ${foo", 1, 8, "'${foo'" },
+        { "@{ a = ${foo\n}", 1, 8, "'${foo'" },
+        { "${", 1, 1, "'${'" },
         { "@{ a = 1 + 2 }", 1, 10, "Operator '+' is not allowed" },
         { "@{ a = 1-2 }", 1, 9, "Operator '-' is not allowed" },
         { "@{ a = 1..3 }", 1, 9, "Operator '..' is not allowed" },

@@ -1,0 +1,5 @@
+#>@{Px = t
+<# †lock >
+$‰ment
+<# plock"i #>
+${menx = -1

@@ -1,0 +1,1 @@
+@{ VMs = @( @{ Name = 'a'; MemoryBytes = 512MB; ProcessorCount = 2 } ) }

@@ -1,0 +1,1 @@
+@{ VMs = @(@{ Name = 'b'; Memory = 1GB; Disks = @(@{ Path = 'b.qcow2'; SizeBytes = 0x10000000 }) ; State = 'Running' }) }

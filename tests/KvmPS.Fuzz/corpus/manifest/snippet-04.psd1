@@ -1,0 +1,3 @@
+# comment
+<# block #>
+@{ x = ,1 }

@@ -1,0 +1,1 @@
+@{ VMs = @( @{ Name = 'c'; NetworkAdapters = @(@{ Bridge = 'br0' }); Vsock = @{ GuestCid = 3 } } ) }
