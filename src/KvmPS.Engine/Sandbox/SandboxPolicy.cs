@@ -49,9 +49,11 @@ public static class SandboxPolicy
     /// <summary>Answered ENOSYS instead of refused: glibc's pthread_create then falls back to clone, whose flags the filter can read.</summary>
     internal static readonly Dictionary<string, int> Enosys = new() { ["clone3"] = 38 };
 
-    /// <summary>The ioctls a device thread may make: raise a legacy interrupt (KVM_IRQ_LINE), and ask a tty or socket
-    /// about itself (TCGETS, FIONREAD, FIONBIO). Nothing that changes the VM or a host device.</summary>
-    private static readonly SyscallRule DeviceIoctls = new("ioctl", Argument: 1, Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x5401 /* TCGETS */, 0x541B /* FIONREAD */, 0x5421 /* FIONBIO */]);
+    /// <summary>The one ioctl a device thread makes: raise a legacy interrupt (KVM_IRQ_LINE). MSI goes by irqfd writes.</summary>
+    private static readonly SyscallRule DeviceIoctls = new("ioctl", Argument: 1, Values: [0x4008AE61 /* KVM_IRQ_LINE */]);
+
+    /// <summary>The console's: the UART's interrupt, and whether stdin/stdout is a terminal (TCGETS).</summary>
+    private static readonly SyscallRule ConsoleIoctls = new("ioctl", Argument: 1, Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x5401 /* TCGETS */]);
 
     // Device I/O threads: epoll on ioeventfds, virtqueue work (disk reads and writes), interrupts via irqfd writes.
     private static readonly SyscallRule[] DeviceIo =
@@ -76,14 +78,14 @@ public static class SandboxPolicy
     // Console: serial bytes to stdout, a file (rotated) or attached clients, and stdin to the UART.
     private static readonly SyscallRule[] Console =
     [
-        "read", "pwrite64", DeviceIoctls, "poll", "ppoll", "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "fsync", "fstat", "newfstatat", "lseek",
+        "read", "pwrite64", ConsoleIoctls, "poll", "ppoll", "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "fsync", "fstat", "newfstatat", "lseek",
         "openat", "renameat", "renameat2", "rename", "unlinkat", "unlink", "fchmod", "fcntl", "setsockopt", "getsockopt",
     ];
 
     // vCPU: KVM_RUN and the exits it serves (port and MMIO emulation, PCI config, ACPI hot-plug ejects tearing a device
     // down), plus every narrow role, whose threads a vCPU starts when a driver becomes ready.
     // Its ioctls are KVM's only (type 0xAE): the vCPU's own, and the VM's for interrupts, ioeventfds and routing.
-    private static readonly SyscallRule[] Vcpu = [new SyscallRule("ioctl", Argument: 1, Values: [0xAE00], Mask: 0xFF00), "openat", "eventfd2", "epoll_create1", "fstat", "newfstatat", "flock", "fcntl", "dup"];
+    private static readonly SyscallRule[] Vcpu = [new SyscallRule("ioctl", Argument: 1, Values: [0xAE00], Mask: 0xFF00), "eventfd2", "epoll_create1", "fstat", "newfstatat", "flock", "fcntl"];
 
     // Set-up and everything a control request may do: build and rebuild the machine, open images, taps and sockets,
     // snapshots, migration, hot-plug. Still no exec, no new process, no ptrace, no mounts, no uid changes, no modules.
@@ -113,7 +115,7 @@ public static class SandboxPolicy
             SandboxRole.HostSockets => HostSockets,
             SandboxRole.Console => Console,
             SandboxRole.Vcpu => VcpuAll,
-            _ => [new SyscallRule("ioctl"), .. VcpuAll, .. Broad],
+            _ => [new SyscallRule("ioctl"), .. VcpuAll, .. Console, .. Broad],
         };
         // ioctl first (KVM_RUN, in whatever form the role has it), then the hot ones, then the rest; a name given twice keeps its first rule.
         var ioctl = own.Where(o => o.Name == "ioctl").Take(1);
@@ -121,7 +123,7 @@ public static class SandboxPolicy
         return [.. ioctl, .. hot, .. own, .. Runtime];
     }
 
-    private static IEnumerable<SyscallRule> VcpuAll => [.. Vcpu, .. DeviceIo, .. TapReceive, .. DeviceWorker, .. HostSockets, .. Console];
+    private static IEnumerable<SyscallRule> VcpuAll => [.. Vcpu, .. DeviceIo, .. TapReceive, .. DeviceWorker, .. HostSockets];
 
     /// <summary>The filter of <paramref name="role"/>.</summary>
     public static SeccompFilter FilterFor(SandboxRole role) => new(RulesFor(role), Interop.Libc.SECCOMP_RET_TRAP, Enosys);

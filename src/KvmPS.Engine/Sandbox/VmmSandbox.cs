@@ -17,7 +17,7 @@ namespace KvmPS.Sandbox;
 /// </summary>
 public static unsafe class VmmSandbox
 {
-    /// <summary>The first words of the line a violation writes; management looks for them in vmm.log.</summary>
+    /// <summary>The first words of the line a violation writes (then <c>pid N: </c>); management looks for them in vmm.log.</summary>
     public const string ViolationPrefix = "kvmps-vmm: sandbox violation: ";
 
     /// <summary>Set (to a role name, or <c>main</c>) to make that thread call a syscall no filter allows once it is
@@ -123,7 +123,9 @@ public static unsafe class VmmSandbox
         int nr = *(int*)(info + Libc.SiginfoSyscall);
         Span<byte> line = stackalloc byte[512];
         int n = 0;
-        n += Append(line[n..], "kvmps-vmm: sandbox violation: "u8);
+        n += Append(line[n..], "kvmps-vmm: sandbox violation: pid "u8);
+        n += AppendNumber(line[n..], Libc.GetPid());
+        n += Append(line[n..], ": "u8);
         n += Append(line[n..], t_who ?? "a thread (not an engine thread)"u8);
         n += Append(line[n..], " called "u8);
         var names = s_syscallNames;
