@@ -92,7 +92,8 @@ public static class SandboxPolicy
     private static readonly SyscallRule[] Broad =
     [
         "open", "openat", "stat", "lstat", "fstat", "newfstatat", "statx", "statfs", "fstatfs", "access", "faccessat", "faccessat2",
-        "readlink", "readlinkat", "getdents64", "mkdir", "mkdirat", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+        "readlink", "readlinkat", "getdents64", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+        "truncate", "chmod", "utimensat", "syncfs",
         "ftruncate", "fchmod", "fchmodat", "fchown", "flock", "fcntl", "dup", "dup2", "dup3", "pipe2", "lseek", "getcwd",
         "socket", "socketpair", "bind", "listen", "accept", "accept4", "connect", "getsockname", "getpeername", "getsockopt", "setsockopt",
         "sendmsg", "recvmsg", "sendto", "recvfrom", "shutdown",
