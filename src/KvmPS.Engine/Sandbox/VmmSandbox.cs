@@ -38,8 +38,8 @@ public static unsafe class VmmSandbox
     public static bool Enabled => s_enabled;
 
     /// <summary>
-    /// Turns the sandbox on for this process: sets <c>no_new_privs</c>, installs the SIGSYS handler and builds every
-    /// role's filter (so a new thread only installs one). Call before any engine thread starts. Throws
+    /// Turns the sandbox on for this process: sets <c>no_new_privs</c>, installs the SIGSYS handler and the main
+    /// thread's filter on every thread. Call before any engine thread starts. Throws
     /// <see cref="SandboxException"/> when the kernel refuses.
     /// </summary>
     public static void Enable()
@@ -50,7 +50,6 @@ public static unsafe class VmmSandbox
         var names = new byte[Syscalls.All.Max(s => s.Number) + 1][];
         foreach (var (number, name) in Syscalls.All) names[number] = Encoding.ASCII.GetBytes(name);
         s_syscallNames = names;
-        foreach (var role in Enum.GetValues<SandboxRole>()) s_filters[(int)role] = SandboxPolicy.FilterFor(role);
         InstallSigsysHandler();
         // System.Console sets a terminal up on its first write (TCGETS, a pipe, signal handling): done now, so that a
         // thread whose filter has none of that can still write a line to stdout or stderr.
@@ -72,8 +71,8 @@ public static unsafe class VmmSandbox
             SelfTestViolation();
     }
 
-    /// <summary>The filter a role's threads get (built by <see cref="Enable"/>, or now).</summary>
-    public static SeccompFilter FilterFor(SandboxRole role) => s_filters[(int)role] ?? SandboxPolicy.FilterFor(role);
+    /// <summary>The filter a role's threads get: built by the first thread of the role (off the start-up path), then kept.</summary>
+    public static SeccompFilter FilterFor(SandboxRole role) => s_filters[(int)role] ??= SandboxPolicy.FilterFor(role);
 
     /// <summary>Filters the calling engine thread for <paramref name="role"/> (no-op while the sandbox is off).</summary>
     internal static void EnterThread(ThreadRole role, string name) => Enter(SandboxPolicy.RoleOf(role), name);

@@ -41,9 +41,8 @@ public class SandboxProcessTests
         client.WaitForState("Running", Timeout);
         client.Ok("metrics");
         var threads = Threads(vmm.Pid);
-        Assert.Contains(threads, t => t.Name == "vcpu1");
-        Assert.Contains(threads, t => t.Name == "control-accept");
-        Assert.Contains(threads, t => t.Name == "kvmps-io");
+        Assert.True(threads.Count >= 6, string.Join(", ", threads)); // main, runtime, console, control, I/O, vCPUs, device threads
+        Assert.Contains(threads, t => t.Name.StartsWith("vcpu", StringComparison.Ordinal));
         foreach (var t in threads)
         {
             Assert.True(t.Seccomp == 2, $"thread {t.Tid} '{t.Name}': Seccomp {t.Seccomp}");
