@@ -80,6 +80,8 @@ public static class SandboxPolicy
     [
         "read", "pwrite64", ConsoleIoctls, "poll", "ppoll", "recvfrom", "recvmsg", "sendto", "sendmsg", "shutdown", "fsync", "fstat", "newfstatat", "lseek",
         "openat", "renameat", "renameat2", "rename", "unlinkat", "unlink", "fchmod", "fcntl", "setsockopt", "getsockopt",
+        // Rotation looks at the rotated files by name.
+        "stat", "lstat", "statx", "access", "faccessat", "faccessat2",
     ];
 
     // vCPU: KVM_RUN and the exits it serves (port and MMIO emulation, PCI config, ACPI hot-plug ejects tearing a device
