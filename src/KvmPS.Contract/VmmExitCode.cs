@@ -27,6 +27,11 @@ public static class VmmExitCode
     /// a VM of another configuration, or the connection failed before the VM ran (docs/migration.md).
     /// </summary>
     public const int IncomingFailed = 16;
+    /// <summary>
+    /// A VMM thread made a system call its sandbox (seccomp filter) forbids; the VMM's stderr (vmm.log) has a line
+    /// naming the thread and the syscall (docs/confinement.md, "The VMM sandbox").
+    /// </summary>
+    public const int SandboxViolation = 18;
 
     /// <summary>The status for a guest that wrote <paramref name="guestValue"/> to the debug-exit port (QEMU's isa-debug-exit).</summary>
     public static int ForDebugExit(int guestValue) => (guestValue << 1) | 1;
@@ -50,6 +55,7 @@ public static class VmmExitCode
         InternalError => "internal VMM error",
         Migrated => "the VM was migrated to another VMM",
         IncomingFailed => "no VM could be received from the migration stream",
+        SandboxViolation => "a VMM thread made a system call its sandbox forbids",
         _ when IsDebugExit(status, out int value) => $"the guest wrote {value} to the debug-exit port",
         _ => "unknown status",
     };

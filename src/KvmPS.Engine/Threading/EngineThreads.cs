@@ -26,7 +26,8 @@ public enum ThreadRole
 
 /// <summary>
 /// Every thread of the engine starts here, named by role. Devices get no thread pool and no <see cref="Timer"/>:
-/// work they do outside a vCPU exit runs on a thread of theirs that they can pause and join.
+/// work they do outside a vCPU exit runs on a thread of theirs that they can pause and join. In kvmps-vmm with the
+/// sandbox on (<see cref="Sandbox.VmmSandbox"/>), the new thread installs its role's seccomp filter before its body runs.
 /// </summary>
 public static class EngineThreads
 {
@@ -44,6 +45,12 @@ public static class EngineThreads
     public static Thread Create(ThreadRole role, string name, Action body, int stackBytes = DefaultStackBytes)
     {
         ArgumentNullException.ThrowIfNull(body);
-        return new Thread(() => body(), stackBytes) { IsBackground = true, Name = name };
+        return new Thread(() =>
+        {
+            // NativeAOT does not pass Thread.Name to the OS: set comm so that /proc and strace show the role's thread.
+            Interop.Libc.SetThreadName(name);
+            Sandbox.VmmSandbox.EnterThread(role, name);
+            body();
+        }, stackBytes) { IsBackground = true, Name = name };
     }
 }

@@ -419,11 +419,13 @@ public sealed record VmmConfig
                                   (default: stay with a control socket, exit without)
           --incoming URI          wait for a live migration stream on tcp:ADDR:PORT or unix:PATH instead of
                                   booting, and run the VM it brings (docs/migration.md)
+          --sandbox on|off        seccomp filters per thread and no_new_privs (default on; docs/confinement.md)
           --acpi-tables-out DIR   write the ACPI tables this configuration gives the guest (DSDT.dat,
                                   APIC.dat, FACP.dat, ...) to DIR and exit (docs/acpi.md)
 
         Exit status: 0 powered off/stopped, 2 usage, 4 KVM unavailable, 6 bad image, 8 host resource,
-        10 guest crashed, 12 internal error, 14 migrated away, 16 no VM received (--incoming); (v << 1) | 1 when the guest writes v to the debug-exit port 0xf4.
+        10 guest crashed, 12 internal error, 14 migrated away, 16 no VM received (--incoming),
+        18 a thread made a syscall its sandbox forbids; (v << 1) | 1 when the guest writes v to the debug-exit port 0xf4.
         """;
 }
 

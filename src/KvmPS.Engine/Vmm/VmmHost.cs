@@ -51,7 +51,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     }
 
     /// <summary>Entry point of kvmps-vmm: parses arguments, runs the VM, returns the exit status.</summary>
-    public static int Main(string[] args, TextWriter? stderr = null)
+    /// <param name="sandboxByDefault">Sandbox the process unless <c>--sandbox off</c> (kvmps-vmm's own Main; tests that call this in-process leave it off).</param>
+    public static int Main(string[] args, TextWriter? stderr = null, bool sandboxByDefault = false)
     {
         var sinceExec = Stopwatch.StartNew();
         Diagnostics.StartupTimeline.Mark("main");
@@ -69,6 +70,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VmmRestore? restore;
         Migration.MigrationEndpoint? incoming;
         string configJson;
+        bool sandbox;
         try
         {
             // --acpi-tables-out DIR: write the tables this configuration gives the guest, and exit (Acpi/AcpiTableDump).
@@ -78,6 +80,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 foreach (string path in Acpi.AcpiTableDump.Write(VirtualMachine.AcpiConfigFor(dumped.Machine), tablesDir)) System.Console.Out.WriteLine(path);
                 return VmmExitCode.Ok;
             }
+            sandbox = SandboxFromArgs(args, sandboxByDefault, out args);
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
             Diagnostics.StartupTimeline.Mark("incoming");
@@ -91,6 +94,13 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+        if (sandbox)
+        {
+            // Before any engine thread starts (docs/confinement.md, "The VMM sandbox").
+            try { Sandbox.VmmSandbox.Enable(); }
+            catch (Sandbox.SandboxException e) { stderr.WriteLine($"kvmps-vmm: error: the sandbox cannot be set up: {e.Message} (--sandbox off runs without it)"); return VmmExitCode.HostResource; }
+            Diagnostics.StartupTimeline.Mark("sandbox");
+        }
         try
         {
             using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming };
@@ -98,6 +108,30 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+    }
+
+    /// <summary>Takes <c>--sandbox on|off</c> (or <c>--sandbox=on|off</c>) out of <paramref name="args"/>.</summary>
+    internal static bool SandboxFromArgs(string[] args, bool byDefault, out string[] rest)
+    {
+        bool sandbox = byDefault;
+        var kept = new List<string>(args.Length);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string? value = null;
+            if (args[i] == "--sandbox")
+                value = i + 1 < args.Length ? args[++i] : throw new VmmConfigException("--sandbox needs a value (on or off).");
+            else if (args[i].StartsWith("--sandbox=", StringComparison.Ordinal))
+                value = args[i]["--sandbox=".Length..];
+            if (value is null) { kept.Add(args[i]); continue; }
+            sandbox = value switch
+            {
+                "on" => true,
+                "off" => false,
+                _ => throw new VmmConfigException($"--sandbox: '{value}' is not on or off."),
+            };
+        }
+        rest = [.. kept];
+        return sandbox;
     }
 
     public static string Version => typeof(VmmHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0] ?? "0.0.0";

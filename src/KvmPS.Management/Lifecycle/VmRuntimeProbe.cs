@@ -102,10 +102,35 @@ internal static class VmRuntimeProbe
         if (unknown is not null)
             return new RuntimeSnapshot(VmState.Unknown, unknown, null, pidFilePid, false, null, null);
         if (pidFilePid is { } dead && (File.Exists(socketPath) || File.Exists(socketPath + ".lock")))
-            return new RuntimeSnapshot(VmState.Crashed, $"VMM process {dead} died unexpectedly", null, pidFilePid, false, null, null);
+            return new RuntimeSnapshot(VmState.Crashed, CrashReason(store.VmmLogPath(vmName), dead), null, pidFilePid, false, null, null);
         if (new SnapshotStore(store).HasSavedState(vmName))
             return new RuntimeSnapshot(VmState.Saved, null, null, pidFilePid, false, null, null);
         return new RuntimeSnapshot(VmState.Off, null, null, pidFilePid, false, null, null);
+    }
+
+    /// <summary>The line a VMM's sandbox writes to its stderr (vmm.log) before it ends the process (kvmps-vmm's VmmSandbox).</summary>
+    internal const string SandboxViolationPrefix = "kvmps-vmm: sandbox violation: pid ";
+
+    /// <summary>
+    /// Why VMM <paramref name="pid"/> died: "died unexpectedly", or, when its sandbox ended it (exit status 18), the
+    /// thread and the syscall its vmm.log names (docs/confinement.md, "The VMM sandbox").
+    /// </summary>
+    internal static string CrashReason(string vmmLogPath, int pid)
+    {
+        string marker = $"{SandboxViolationPrefix}{pid}: ";
+        try
+        {
+            using var log = new FileStream(vmmLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            const int TailBytes = 64 * 1024;
+            if (log.Length > TailBytes) log.Seek(-TailBytes, SeekOrigin.End);
+            using var reader = new StreamReader(log);
+            string? violation = null;
+            while (reader.ReadLine() is { } line)
+                if (line.StartsWith(marker, StringComparison.Ordinal)) violation = line[marker.Length..];
+            if (violation is not null) return $"VMM process {pid} was ended by its sandbox: {violation}";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return $"VMM process {pid} died unexpectedly";
     }
 
     /// <summary>

@@ -21,6 +21,9 @@ public class LibcLayoutTests
         (typeof(Flock), "struct flock", [("l_type", "l_type"), ("l_whence", "l_whence"), ("l_start", "l_start"), ("l_len", "l_len"), ("l_pid", "l_pid")]),
         (typeof(FileStatus), "struct stat", [("st_dev", "st_dev"), ("st_ino", "st_ino"), ("st_nlink", "st_nlink"), ("st_mode", "st_mode"), ("st_uid", "st_uid"),
             ("st_gid", "st_gid"), ("st_rdev", "st_rdev"), ("st_size", "st_size"), ("st_blksize", "st_blksize"), ("st_blocks", "st_blocks"), ("st_times", "st_atim")]),
+        (typeof(SockFilter), "struct sock_filter", [("code", "code"), ("jt", "jt"), ("jf", "jf"), ("k", "k")]),
+        (typeof(SockFprog), "struct sock_fprog", [("len", "len"), ("filter", "filter")]),
+        (typeof(Libc.RLimit), "struct rlimit", [("rlim_cur", "rlim_cur"), ("rlim_max", "rlim_max")]),
     ];
 
     private static readonly (string Name, long Value)[] Constants =
@@ -35,6 +38,15 @@ public class LibcLayoutTests
         ("SIOCBRADDIF", Tun.SIOCBRADDIF), ("SIOCSIFMTU", Tun.SIOCSIFMTU),
         ("O_WRONLY", Libc.O_WRONLY), ("O_EXCL", Libc.O_EXCL), ("O_APPEND", Libc.O_APPEND), ("O_DIRECTORY", Libc.O_DIRECTORY), ("O_NOFOLLOW", Libc.O_NOFOLLOW),
         ("AT_FDCWD", Libc.AT_FDCWD), ("AT_SYMLINK_NOFOLLOW", Libc.AT_SYMLINK_NOFOLLOW), ("ELOOP", Libc.ELOOP), ("ENOTDIR", Libc.ENOTDIR), ("EEXIST", Libc.EEXIST), ("ENOENT", Libc.ENOENT),
+        ("PR_SET_NO_NEW_PRIVS", Libc.PR_SET_NO_NEW_PRIVS), ("PR_GET_NO_NEW_PRIVS", Libc.PR_GET_NO_NEW_PRIVS), ("PR_GET_SECCOMP", Libc.PR_GET_SECCOMP), ("PR_SET_NAME", Libc.PR_SET_NAME),
+        ("SECCOMP_SET_MODE_FILTER", Libc.SECCOMP_SET_MODE_FILTER), ("SECCOMP_FILTER_FLAG_TSYNC", Libc.SECCOMP_FILTER_FLAG_TSYNC),
+        ("SECCOMP_RET_KILL_PROCESS", Libc.SECCOMP_RET_KILL_PROCESS), ("SECCOMP_RET_KILL_THREAD", Libc.SECCOMP_RET_KILL_THREAD), ("SECCOMP_RET_TRAP", Libc.SECCOMP_RET_TRAP),
+        ("SECCOMP_RET_ERRNO", Libc.SECCOMP_RET_ERRNO), ("SECCOMP_RET_ALLOW", Libc.SECCOMP_RET_ALLOW), ("SECCOMP_RET_DATA", Libc.SECCOMP_RET_DATA),
+        ("AUDIT_ARCH_X86_64", Libc.AUDIT_ARCH_X86_64), ("__NR_seccomp", Libc.SYS_seccomp), ("__NR_exit_group", Libc.SYS_exit_group), ("__NR_gettid", Libc.SYS_gettid),
+        ("offsetof(struct seccomp_data, nr)", Libc.SeccompDataNr), ("offsetof(struct seccomp_data, arch)", Libc.SeccompDataArch), ("offsetof(struct seccomp_data, args)", Libc.SeccompDataArgs),
+        ("SIGSYS", Libc.SIGSYS), ("offsetof(siginfo_t, si_code)", Libc.SiginfoCode),
+        ("offsetof(siginfo_t, si_syscall)", Libc.SiginfoSyscall), ("offsetof(siginfo_t, si_arch)", Libc.SiginfoArch),
+        ("RLIMIT_CORE", Libc.RLIMIT_CORE), ("RLIMIT_NOFILE", Libc.RLIMIT_NOFILE),
         ("S_IFLNK", Libc.S_IFLNK), ("S_IFBLK", Libc.S_IFBLK), ("S_IFDIR", Libc.S_IFDIR), ("S_IFREG", Libc.S_IFREG), ("BLKGETSIZE64", Libc.BLKGETSIZE64),
     ];
 
@@ -61,6 +73,12 @@ public class LibcLayoutTests
             #include <linux/sockios.h>
             #include <linux/falloc.h>
             #include <linux/fs.h>
+            #include <sys/prctl.h>
+            #include <sys/resource.h>
+            #include <sys/syscall.h>
+            #include <linux/filter.h>
+            #include <linux/seccomp.h>
+            #include <linux/audit.h>
             int main(void){
 
             """);

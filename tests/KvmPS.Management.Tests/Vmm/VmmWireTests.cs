@@ -111,7 +111,8 @@ public sealed class VmmWireTests
         Assert.Equal("the guest crashed", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.GuestCrashed));
         Assert.Equal("the guest wrote 3 to the debug-exit port", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.ForDebugExit(3)));
         Assert.Equal("the VM was migrated to another VMM", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.Migrated));
-        Assert.Equal("unknown status", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(18));
+        Assert.Equal("unknown status", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(20));
+        Assert.Equal("a VMM thread made a system call its sandbox forbids", KvmPS.Management.Lifecycle.VmManager.ExitMeaning(VmmExitCode.SandboxViolation));
     }
 
     private static JsonElement Json(string text)

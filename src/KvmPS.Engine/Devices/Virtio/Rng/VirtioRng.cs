@@ -14,6 +14,17 @@ public sealed class VirtioRng : IVirtioDevice, IPersistent
     public const ulong MaxBytesPerRequest = 64 * 1024;
     private readonly DescriptorChain _chain = new();
 
+    /// <summary>
+    /// Draws once here, on the thread that builds the machine: the first draw loads the CSPRNG's library (OpenSSL's
+    /// libcrypto: files opened, code mapped), which the device I/O thread that serves the queue may not do in the
+    /// sandbox (docs/confinement.md); later draws are getrandom.
+    /// </summary>
+    public VirtioRng()
+    {
+        Span<byte> warmUp = stackalloc byte[1];
+        RandomNumberGenerator.Fill(warmUp);
+    }
+
     public string Name => "virtio-rng";
     public ushort DeviceType => 4;
     public uint PciClassCode => 0x00FF00; // PCI_CLASS_OTHERS, as QEMU presents virtio-rng
