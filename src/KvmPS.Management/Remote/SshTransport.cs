@@ -90,24 +90,7 @@ public sealed class SshTransport(SshTransportOptions? options = null)
     /// </summary>
     public IReadOnlyList<string> BuildSshArguments(SshTarget target, IReadOnlyList<string> kvmpsArguments)
     {
-        // Validated again here: a target built any other way must not reach ssh's argument parser.
-        SshTarget.ValidateHostName(target.HostName);
-        if (target.UserName is { } user)
-            SshTarget.ValidateUserName(user, target.HostName);
-        var arguments = new List<string>
-        {
-            "-T", // no terminal: kvmps's output is read by a program
-            "-o", "BatchMode=yes",
-            "-o", $"ConnectTimeout={Options.ConnectTimeoutSeconds}",
-        };
-        if (Options.ConfigFilePath is { } config)
-            arguments.AddRange(["-F", config]);
-        if (Options.KeyFilePath is { } key)
-            arguments.AddRange(["-i", key, "-o", "IdentitiesOnly=yes"]);
-        if (target.UserName is { } userName)
-            arguments.AddRange(["-l", userName]);
-        arguments.Add("--");
-        arguments.Add(target.HostName);
+        var arguments = SshArguments(target, ["-T"], []); // no terminal: kvmps's output is read by a program
         arguments.Add(RemoteCommandLine(kvmpsArguments));
         return arguments;
     }
@@ -116,21 +99,31 @@ public sealed class SshTransport(SshTransportOptions? options = null)
     /// ssh's argument vector for a forward only (<c>-N</c>: no remote command): <c>-L 127.0.0.1:PORT:REMOTE_SOCKET</c>,
     /// with <c>ExitOnForwardFailure</c> so a port that cannot be bound ends ssh instead of leaving it idle.
     /// </summary>
-    public IReadOnlyList<string> BuildForwardArguments(SshTarget target, int localPort, string remoteSocketPath)
-    {
-        SshTarget.ValidateHostName(target.HostName);
-        if (target.UserName is { } user)
-            SshTarget.ValidateUserName(user, target.HostName);
-        var arguments = new List<string>
-        {
-            "-N", "-T",
-            "-o", "BatchMode=yes",
-            "-o", $"ConnectTimeout={Options.ConnectTimeoutSeconds}",
+    public IReadOnlyList<string> BuildForwardArguments(SshTarget target, int localPort, string remoteSocketPath) =>
+        SshArguments(target, ["-N", "-T"],
+        [
             "-o", "ExitOnForwardFailure=yes",
             "-o", "ServerAliveInterval=5",
             "-o", "ServerAliveCountMax=3",
             "-L", $"127.0.0.1:{localPort}:{remoteSocketPath}",
+        ]);
+
+    /// <summary>
+    /// The options every ssh run gets (batch mode, connect timeout, config file, key, user) around
+    /// <paramref name="leading"/> and <paramref name="extra"/> options, then <c>-- HOST</c>. The target is validated again here: one built any other way must
+    /// not reach ssh's argument parser.
+    /// </summary>
+    private List<string> SshArguments(SshTarget target, IEnumerable<string> leading, IEnumerable<string> extra)
+    {
+        SshTarget.ValidateHostName(target.HostName);
+        if (target.UserName is { } user)
+            SshTarget.ValidateUserName(user, target.HostName);
+        var arguments = new List<string>(leading)
+        {
+            "-o", "BatchMode=yes",
+            "-o", $"ConnectTimeout={Options.ConnectTimeoutSeconds}",
         };
+        arguments.AddRange(extra);
         if (Options.ConfigFilePath is { } config)
             arguments.AddRange(["-F", config]);
         if (Options.KeyFilePath is { } key)

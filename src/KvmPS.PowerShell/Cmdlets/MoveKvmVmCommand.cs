@@ -2,7 +2,6 @@ using System.Management.Automation;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Remote;
 using KvmPS.PowerShell;
-using KvmPS.PowerShell.Completers;
 using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
@@ -14,21 +13,10 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Move, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmRemoteVm))]
-public sealed class MoveKvmVmCommand : KvmCmdletBase
+public sealed class MoveKvmVmCommand : KvmVmCmdletBase
 {
-    private const string NameSet = "Name";
-    private const string VmSet = "Vm";
-
-    [Parameter(ParameterSetName = NameSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    [SupportsWildcards]
-    [ArgumentCompleter(typeof(VmNameCompleter))]
-    [Alias("VMName")]
-    public string[]? Name { get; set; }
-
-    [Parameter(ParameterSetName = VmSet, Mandatory = true, Position = 0, ValueFromPipeline = true)]
-    [ValidateNotNull]
-    public KvmVm[]? Vm { get; set; }
+    private RemoteHost? _destination;
+    private SshTransport? _transport;
 
     /// <summary>The host to move to (<c>host</c> or <c>user@host</c>): kvmps there, key-based ssh.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -71,35 +59,29 @@ public sealed class MoveKvmVmCommand : KvmCmdletBase
 
     protected override void Process()
     {
-        var destination = RemoteHost.From(this, DestinationHost, UserName, KeyFilePath)!;
-        var transport = new SshTransport(SshTransportOptions.FromEnvironment() with { KeyFilePath = destination.KeyFilePath });
-        var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? Name : null, Vm, allWhenEmpty: false);
-        foreach (var missing in selection.NotFound)
-            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
-        foreach (var name in selection.Names)
+        _destination = RemoteHost.From(this, DestinationHost, UserName, KeyFilePath)!;
+        _transport = new SshTransport(SshTransportOptions.FromEnvironment() with { KeyFilePath = _destination.KeyFilePath });
+        base.Process();
+    }
+
+    protected override void ProcessVm(string name)
+    {
+        var destination = _destination!;
+        if (!Output.ShouldProcess(name, $"Move the running VM to host '{destination.Display}' (live migration over SSH; the VM leaves this host)"))
+            return;
+        var result = Manager.Move(name, destination.Kvmps.Target, _transport!, new VmMoveOptions
         {
-            object target = Vm?.FirstOrDefault(v => v is not null && v.Name == name) ?? (object)name;
-            ForTarget(target, () =>
-            {
-                if (!Output.ShouldProcess(name, $"Move the running VM to host '{destination.Display}' (live migration over SSH; the VM leaves this host)"))
-                    return;
-                var result = Manager.Move(name, destination.Kvmps.Target, transport, new VmMoveOptions
-                {
-                    DowntimeMs = DowntimeMs,
-                    BandwidthBytesPerSecond = BandwidthBytesPerSecond,
-                    AutoConverge = AutoConverge.IsPresent,
-                    Timeout = TimeSpan.FromSeconds(TimeoutSec),
-                }, Output.Progress());
-                Output.WriteVerbose($"VM '{name}' moved to host '{result.DestinationHost}' (kvmps-vmm pid {result.DestinationPid} there): " +
-                    $"total {result.Total.TotalMilliseconds:0} ms" + (result.Downtime is { } d ? $", downtime {d.TotalMilliseconds:0} ms" : "") + $", {result.BytesSent} bytes");
-                if (PassThru.IsPresent)
-                {
-                    if (destination.Kvmps.List().FirstOrDefault(v => v.Name == name) is { } moved)
-                        Output.WriteObject(destination.Wrap(moved));
-                    else
-                        Output.WriteError(destination.VmNotFound(name));
-                }
-            });
-        }
+            DowntimeMs = DowntimeMs,
+            BandwidthBytesPerSecond = BandwidthBytesPerSecond,
+            AutoConverge = AutoConverge.IsPresent,
+            Timeout = TimeSpan.FromSeconds(TimeoutSec),
+        }, Output.Progress());
+        Output.WriteVerbose($"VM '{name}' moved to host '{result.DestinationHost}' (kvmps-vmm pid {result.DestinationPid} there): " +
+            $"total {result.Total.TotalMilliseconds:0} ms" + (result.Downtime is { } d ? $", downtime {d.TotalMilliseconds:0} ms" : "") + $", {result.BytesSent} bytes");
+        if (!PassThru.IsPresent) return;
+        if (destination.Kvmps.List().FirstOrDefault(v => v.Name == name) is { } moved)
+            Output.WriteObject(destination.Wrap(moved));
+        else
+            Output.WriteError(destination.VmNotFound(name));
     }
 }
