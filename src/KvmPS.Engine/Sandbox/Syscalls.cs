@@ -389,6 +389,9 @@ public static class Syscalls
     public static int Number(string name) =>
         s_byName.TryGetValue(name, out int number) ? number : throw new ArgumentException($"unknown x86-64 syscall '{name}'", nameof(name));
 
+    /// <summary>The name of syscall <paramref name="number"/>, or null; allocates nothing (the SIGSYS handler calls it).</summary>
+    internal static string? KnownName(int number) => number >= 0 && number < s_byNumber.Length ? s_byNumber[number] : null;
+
     /// <summary>The name of syscall <paramref name="number"/>, or <c>syscall_N</c>.</summary>
     public static string Name(int number) =>
         number >= 0 && number < s_byNumber.Length && s_byNumber[number] is { } name ? name : $"syscall_{number}";

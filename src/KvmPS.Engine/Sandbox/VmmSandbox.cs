@@ -30,7 +30,6 @@ public static unsafe class VmmSandbox
     private static volatile bool s_enabled;
     private static string? s_selfTestRole;
     private static readonly SeccompFilter?[] s_filters = new SeccompFilter?[Enum.GetValues<SandboxRole>().Length];
-    private static byte[][] s_syscallNames = [];
 
     [ThreadStatic] private static byte[]? t_who;
 
@@ -47,9 +46,7 @@ public static unsafe class VmmSandbox
         if (s_enabled) return;
         if (Libc.Prctl(Libc.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             throw new SandboxException($"prctl(PR_SET_NO_NEW_PRIVS) failed: {Libc.Describe(Marshal.GetLastPInvokeError())}");
-        var names = new byte[Syscalls.All.Max(s => s.Number) + 1][];
-        foreach (var (number, name) in Syscalls.All) names[number] = Encoding.ASCII.GetBytes(name);
-        s_syscallNames = names;
+        _ = Syscalls.KnownName(0); // the table the SIGSYS handler reads names from, built now
         InstallSigsysHandler();
         // System.Console sets a terminal up on its first write (TCGETS, a pipe, signal handling): done now, so that a
         // thread whose filter has none of that can still write a line to stdout or stderr.
@@ -127,8 +124,7 @@ public static unsafe class VmmSandbox
         n += Append(line[n..], ": "u8);
         n += Append(line[n..], t_who ?? "a thread (not an engine thread)"u8);
         n += Append(line[n..], " called "u8);
-        var names = s_syscallNames;
-        if (code == Libc.SYS_SECCOMP && nr >= 0 && nr < names.Length && names[nr] is { } name) n += Append(line[n..], name);
+        if (code == Libc.SYS_SECCOMP && Syscalls.KnownName(nr) is { } name) n += AppendAscii(line[n..], name);
         else n += Append(line[n..], "syscall"u8);
         n += Append(line[n..], " ("u8);
         n += AppendNumber(line[n..], nr);
@@ -141,6 +137,13 @@ public static unsafe class VmmSandbox
     {
         int n = Math.Min(to.Length, bytes.Length);
         bytes[..n].CopyTo(to);
+        return n;
+    }
+
+    private static int AppendAscii(Span<byte> to, string text)
+    {
+        int n = Math.Min(to.Length, text.Length);
+        for (int i = 0; i < n; i++) to[i] = (byte)text[i];
         return n;
     }
 
