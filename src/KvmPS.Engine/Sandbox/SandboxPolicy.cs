@@ -52,7 +52,8 @@ public static class SandboxPolicy
     /// <summary>The one ioctl a device thread makes: raise a legacy interrupt (KVM_IRQ_LINE). MSI goes by irqfd writes.</summary>
     /// An MSI-X vector's route (an eventfd, KVM_IRQFD, the GSI routing table) is made when the vector first fires, which
     /// is on a device thread when Linux's drivers run (the first completion interrupt comes from the I/O thread): seen
-    /// as a sandbox violation in the RealLinux tests. So device threads may make those too.
+    /// as a sandbox violation in the RealLinux tests; after a restore, from the vsock host thread). So every thread that
+    /// signals the guest may make those too.
     private static readonly SyscallRule DeviceIoctls = new("ioctl", Argument: 1,
         Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4020AE76 /* KVM_IRQFD */, 0x4008AE6A /* KVM_SET_GSI_ROUTING */]);
 
@@ -77,6 +78,8 @@ public static class SandboxPolicy
     [
         "epoll_wait", "epoll_pwait", "epoll_ctl", "read", "accept4", "connect", "socket", "sendmsg", "recvmsg", "sendto", "recvfrom",
         "shutdown", "getsockopt", "setsockopt", "fcntl", "unlink",
+        // It signals the guest too: after a restore the first vsock interrupt may come from here (RealLinux tests).
+        DeviceIoctls, "eventfd2",
     ];
 
     // Console: serial bytes to stdout, a file (rotated) or attached clients, and stdin to the UART.

@@ -58,6 +58,7 @@ public class SeccompFilterTests
     [InlineData(SandboxRole.DeviceIo)]
     [InlineData(SandboxRole.TapReceive)]
     [InlineData(SandboxRole.DeviceWorker)]
+    [InlineData(SandboxRole.HostSockets)]
     public void DeviceThreadsMayMakeAnMsixRoute(SandboxRole role)
     {
         var filter = SandboxPolicy.FilterFor(role);
