@@ -515,6 +515,19 @@ internal sealed record ParsedArgs(IReadOnlyList<string> Positional, IReadOnlySet
 
     /// <summary>The value given to an option that takes one (<c>--size 1G</c> or <c>--size=1G</c>); null when absent.</summary>
     public string? Value(string option) => Values is not null && Values.TryGetValue(option, out var value) ? value : null;
+
+    /// <summary>
+    /// The positional arguments, <paramref name="minimum"/> to <paramref name="maximum"/> of them; --help shows
+    /// <paramref name="topic"/>, and another count is a usage error quoting <paramref name="usage"/>.
+    /// </summary>
+    public IReadOnlyList<string> Positionals(string topic, string usage, int minimum, int maximum)
+    {
+        if (Help)
+            throw new CliApp.HelpRequested(topic);
+        if (Positional.Count < minimum || Positional.Count > maximum)
+            throw new UsageException($"{topic}: usage: kvmps {usage}");
+        return Positional;
+    }
 }
 
 /// <summary>Arguments after the verb: known --flags anywhere, the rest positional; "--" ends the flags.</summary>

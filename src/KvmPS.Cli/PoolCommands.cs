@@ -48,20 +48,12 @@ internal sealed class PoolCommands(CliApp app)
         return ExitCodes.Ok;
     }
 
-    private static IReadOnlyList<string> Positional(ParsedArgs options, string topic, string usage, int minimum, int maximum)
-    {
-        if (options.Help)
-            throw new CliApp.HelpRequested(topic);
-        if (options.Positional.Count < minimum || options.Positional.Count > maximum)
-            throw new UsageException($"{topic}: usage: kvmps {usage}");
-        return options.Positional;
-    }
 
     // ---- pool ----------------------------------------------------------------------------------------
 
     private int PoolList(ParsedArgs options)
     {
-        Positional(options, "pool", "pool list [--json]", 0, 0);
+        options.Positionals("pool", "pool list [--json]", 0, 0);
         var pools = Pools.List();
         if (options.Has("--json"))
         {
@@ -84,14 +76,14 @@ internal sealed class PoolCommands(CliApp app)
 
     private int PoolCreate(ParsedArgs options)
     {
-        var p = Positional(options, "pool", "pool create NAME PATH [--autostart] [--create-path] [--json]", 2, 2);
+        var p = options.Positionals("pool", "pool create NAME PATH [--autostart] [--create-path] [--json]", 2, 2);
         var pool = Pools.Create(p[0], Path.GetFullPath(p[1]), options.Has("--autostart"), options.Has("--create-path"));
         return Report(options, pool, $"Storage pool '{pool.Name}' created on '{pool.Path}'.");
     }
 
     private int PoolRemove(ParsedArgs options)
     {
-        var p = Positional(options, "pool", "pool remove NAME [--json]", 1, 1);
+        var p = options.Positionals("pool", "pool remove NAME [--json]", 1, 1);
         var pool = Pools.Get(p[0]);
         Pools.Remove(p[0]);
         return Report(options, pool, $"Storage pool '{pool.Name}' removed (its folder '{pool.Path}' and volumes stay).");
@@ -99,7 +91,7 @@ internal sealed class PoolCommands(CliApp app)
 
     private int PoolInfo(ParsedArgs options)
     {
-        var p = Positional(options, "pool", "pool info NAME [--json]", 1, 1);
+        var p = options.Positionals("pool", "pool info NAME [--json]", 1, 1);
         var pool = Pools.Get(p[0]);
         if (options.Has("--json"))
         {
@@ -145,7 +137,7 @@ internal sealed class PoolCommands(CliApp app)
 
     private int VolList(ParsedArgs options)
     {
-        var p = Positional(options, "vol", "vol list [POOL] [--json]", 0, 1);
+        var p = options.Positionals("vol", "vol list [POOL] [--json]", 0, 1);
         var pool = p.Count > 0 ? p[0] : StoragePoolNames.DefaultPool;
         var volumes = Pools.ListVolumes(pool);
         if (options.Has("--json"))
@@ -174,7 +166,7 @@ internal sealed class PoolCommands(CliApp app)
 
     private int VolCreate(ParsedArgs options)
     {
-        var p = Positional(options, "vol", "vol create POOL NAME [--size SIZE] [--format raw|qcow2] [--backing VOLUME] [--json]", 2, 2);
+        var p = options.Positionals("vol", "vol create POOL NAME [--size SIZE] [--format raw|qcow2] [--backing VOLUME] [--json]", 2, 2);
         var size = options.Value("--size") is { } sizeText ? VmLiveCommands.ParseSize(sizeText) : (long?)null;
         DiskFormat? format = options.Value("--format") switch
         {
@@ -193,7 +185,7 @@ internal sealed class PoolCommands(CliApp app)
 
     private int VolRemove(ParsedArgs options)
     {
-        var p = Positional(options, "vol", "vol remove POOL NAME [--json]", 2, 2);
+        var p = options.Positionals("vol", "vol remove POOL NAME [--json]", 2, 2);
         var volume = Pools.GetVolume(p[0], p[1]);
         Pools.RemoveVolume(p[0], p[1]);
         if (options.Has("--json"))

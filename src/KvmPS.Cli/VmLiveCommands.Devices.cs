@@ -13,7 +13,7 @@ internal sealed partial class VmLiveCommands
 {
     public int AttachDisk(ParsedArgs options)
     {
-        var p = Positional(options, "vm attach-disk", "vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config]");
+        var p = options.Positionals("vm attach-disk", "vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config]", 2, 2);
         var scope = Scope(options, "vm attach-disk");
         var size = options.Value("--size") is { } sizeText ? ParseSize(sizeText) : (long?)null;
         DiskFormat? format = options.Value("--format") switch
@@ -33,7 +33,7 @@ internal sealed partial class VmLiveCommands
 
     public int DetachDisk(ParsedArgs options)
     {
-        var p = Positional(options, "vm detach-disk", "vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config]");
+        var p = options.Positionals("vm detach-disk", "vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config]", 2, 2);
         var (scope, timeout) = (Scope(options, "vm detach-disk"), Timeout(options, "vm detach-disk"));
         var result = app.Manager.DetachDisk(p[0], HostPath(p[1]), scope, timeout);
         return Report(options, p[0], result);
@@ -68,7 +68,7 @@ internal sealed partial class VmLiveCommands
 
     public int DetachNic(ParsedArgs options)
     {
-        var p = Positional(options, "vm detach-nic", "vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config]");
+        var p = options.Positionals("vm detach-nic", "vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config]", 2, 2);
         var (scope, timeout) = (Scope(options, "vm detach-nic"), Timeout(options, "vm detach-nic"));
         var adapter = app.Manager.FindNetworkAdapter(p[0], p[1]);
         var result = app.Manager.RemoveNetworkAdapters(p[0], [adapter.MacAddress], scope, timeout);

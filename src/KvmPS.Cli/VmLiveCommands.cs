@@ -14,7 +14,7 @@ internal sealed partial class VmLiveCommands(CliApp app)
 {
     public int SetVcpus(ParsedArgs options)
     {
-        var p = Positional(options, "vm setvcpus", "vm setvcpus NAME COUNT [--live|--config]");
+        var p = options.Positionals("vm setvcpus", "vm setvcpus NAME COUNT [--live|--config]", 2, 2);
         if (!int.TryParse(p[1], NumberStyles.None, CultureInfo.InvariantCulture, out var count) || count < 1 || count > VcpuSettings.Limit)
             throw new UsageException($"vm setvcpus: COUNT must be a whole number from 1 to {VcpuSettings.Limit} (got '{p[1]}')");
         var result = app.Manager.SetVcpu(p[0], count, scope: Scope(options, "vm setvcpus"));
@@ -23,20 +23,12 @@ internal sealed partial class VmLiveCommands(CliApp app)
 
     public int SetMem(ParsedArgs options)
     {
-        var p = Positional(options, "vm setmem", "vm setmem NAME SIZE [--live|--config]");
+        var p = options.Positionals("vm setmem", "vm setmem NAME SIZE [--live|--config]", 2, 2);
         var bytes = ParseSize(p[1]);
         var result = app.Manager.ChangeSettings(p[0], new VmSettingsChange { MemoryStartupBytes = bytes }, Scope(options, "vm setmem"));
         return Report(options, p[0], result);
     }
 
-    private static IReadOnlyList<string> Positional(ParsedArgs options, string topic, string usage)
-    {
-        if (options.Help)
-            throw new CliApp.HelpRequested(topic);
-        if (options.Positional.Count != 2)
-            throw new UsageException($"{topic}: usage: kvmps {usage}");
-        return options.Positional;
-    }
 
     private static ChangeScope Scope(ParsedArgs options, string topic) => (options.Has("--live"), options.Has("--config")) switch
     {

@@ -29,19 +29,10 @@ internal sealed class VmSnapshotCommands(CliApp app)
         return ExitCodes.Ok;
     }
 
-    /// <summary>The positional arguments, <paramref name="minimum"/> to <paramref name="maximum"/> of them; --help shows <paramref name="topic"/>.</summary>
-    private static IReadOnlyList<string> Positional(ParsedArgs options, string topic, string usage, int minimum, int maximum)
-    {
-        if (options.Help)
-            throw new CliApp.HelpRequested(topic);
-        if (options.Positional.Count < minimum || options.Positional.Count > maximum)
-            throw new UsageException($"{topic}: usage: kvmps {usage}");
-        return options.Positional;
-    }
 
     private int Create(ParsedArgs options)
     {
-        var p = Positional(options, "vm snapshot", "vm snapshot create NAME [SNAPSHOT]", 1, 2);
+        var p = options.Positionals("vm snapshot", "vm snapshot create NAME [SNAPSHOT]", 1, 2);
         var snapshot = app.Manager.Checkpoint(p[0], p.Count > 1 ? p[1] : null, new CheckpointOptions { AllowRawDisks = options.Has("--allow-raw-disks"), Incremental = options.Has("--incremental") });
         if (options.Has("--json"))
             app.Out.WriteLine(CliOutput.Json(w => WriteSnapshot(w, snapshot, app.Manager.GetSnapshots(p[0]))));
@@ -52,7 +43,7 @@ internal sealed class VmSnapshotCommands(CliApp app)
 
     private int List(ParsedArgs options)
     {
-        var p = Positional(options, "vm snapshot", "vm snapshot list NAME", 1, 1);
+        var p = options.Positionals("vm snapshot", "vm snapshot list NAME", 1, 1);
         var all = app.Manager.GetSnapshots(p[0]);
         if (options.Has("--json"))
         {
@@ -84,14 +75,14 @@ internal sealed class VmSnapshotCommands(CliApp app)
 
     private int Restore(ParsedArgs options)
     {
-        var p = Positional(options, "vm snapshot", "vm snapshot restore NAME SNAPSHOT", 2, 2);
+        var p = options.Positionals("vm snapshot", "vm snapshot restore NAME SNAPSHOT", 2, 2);
         var info = app.Manager.RestoreSnapshot(p[0], p[1]);
         return app.WriteVmResult(options, info, $"VM '{p[0]}' restored to checkpoint '{p[1]}'; it is {info.State}.");
     }
 
     private int Remove(ParsedArgs options)
     {
-        var p = Positional(options, "vm snapshot", "vm snapshot remove NAME SNAPSHOT", 2, 2);
+        var p = options.Positionals("vm snapshot", "vm snapshot remove NAME SNAPSHOT", 2, 2);
         var removed = app.Manager.RemoveSnapshot(p[0], p[1], options.Has("--include-children"));
         if (options.Has("--json"))
             app.Out.WriteLine(CliOutput.Json(w =>
@@ -109,14 +100,14 @@ internal sealed class VmSnapshotCommands(CliApp app)
 
     public int Save(ParsedArgs options)
     {
-        var p = Positional(options, "vm save", "vm save NAME", 1, 1);
+        var p = options.Positionals("vm save", "vm save NAME", 1, 1);
         var info = app.Manager.Save(p[0]);
         return app.WriteVmResult(options, info, $"VM '{p[0]}' is {info.State}; 'kvmps vm start {p[0]}' resumes it.");
     }
 
     public int Export(ParsedArgs options)
     {
-        var p = Positional(options, "vm export", "vm export NAME DIR", 2, 2);
+        var p = options.Positionals("vm export", "vm export NAME DIR", 2, 2);
         var result = app.Manager.Export(p[0], p[1]);
         if (options.Has("--json"))
             app.Out.WriteLine(CliOutput.Json(w =>
@@ -136,7 +127,7 @@ internal sealed class VmSnapshotCommands(CliApp app)
 
     public int Import(ParsedArgs options)
     {
-        var p = Positional(options, "vm import", "vm import DIR", 1, 1);
+        var p = options.Positionals("vm import", "vm import DIR", 1, 1);
         var info = app.Manager.Import(p[0], options.Has("--copy"), options.Has("--new-id"));
         return app.WriteVmResult(options, info, $"VM '{info.Name}' imported{(options.Has("--copy") ? " (copied)" : "")}{(options.Has("--new-id") ? " with new MAC addresses and vsock CID" : "")}; it is {info.State}.");
     }
