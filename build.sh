@@ -30,7 +30,7 @@ export PSModulePath="$TOOLS/modules${PSModulePath:+:$PSModulePath}"
 # The RealLinux tests' kernel is built from Debian's source (tools/linux-guest, docs/testing.md).
 LINUX_GUEST_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio busybox-static)
 PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat iputils-ping
-          openssh-client openssh-server afl++
+          openssh-client openssh-server afl++ nftables dnsmasq-base ipxe-qemu
           acpica-tools "${LINUX_GUEST_PACKAGES[@]}")
 
 setup() {
