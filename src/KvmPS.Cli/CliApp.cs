@@ -324,11 +324,14 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import, upgrade, migrate"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
             "stop" => WithHelp("vm stop", () => VmStop(args.Parse("--force", "--json"))),
+            "restart" or "reboot" => WithHelp("vm restart", () => VmRestart(args.Parse("--force", "--json"))),
+            "suspend" => WithHelp("vm suspend", () => VmSuspendOrResume(args.Parse("--json"), suspend: true)),
+            "resume" => WithHelp("vm resume", () => VmSuspendOrResume(args.Parse("--json"), suspend: false)),
             "remove" or "rm" => WithHelp("vm remove", () => VmRemove(args.Parse("--force", "--keep-disks", "--json"))),
             "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
             "setvcpus" => WithHelp("vm setvcpus", () => new VmLiveCommands(this).SetVcpus(args.Parse("--live", "--config", "--json"))),
@@ -406,6 +409,22 @@ public sealed class CliApp
         if (result.IsWarning && options.Has("--json"))
             Err.WriteLine($"kvmps: warning: {result.Message}");
         return WriteVmResult(options, Manager.Get(name), result.Message);
+    }
+
+    private int VmRestart(ParsedArgs options)
+    {
+        var name = OneName(options, "vm restart");
+        var info = Manager.Restart(name, force: options.Has("--force"));
+        return WriteVmResult(options, info, info.State is VmState.Running or VmState.Paused
+            ? $"VM '{name}' restarted: {info.State} (pid {info.Pid})."
+            : $"VM '{name}' is {info.State} right after restarting{(info.StateReason is null ? "" : ": " + info.StateReason)}.");
+    }
+
+    private int VmSuspendOrResume(ParsedArgs options, bool suspend)
+    {
+        var name = OneName(options, suspend ? "vm suspend" : "vm resume");
+        var info = suspend ? Manager.Suspend(name) : Manager.Resume(name);
+        return WriteVmResult(options, info, $"VM '{name}' is {info.State}.");
     }
 
     private int VmRemove(ParsedArgs options)

@@ -19,6 +19,9 @@ internal static class HelpText
           vm list             all VMs with their state
           vm start NAME       start a VM and wait until it runs
           vm stop NAME        stop a VM (ACPI power button, then forced; --force: at once)
+          vm restart NAME     stop it as above, then start it again (reboot)
+          vm suspend|resume NAME
+                              pause the vCPUs of a running VM, or let a paused one run
           vm remove NAME      remove a VM (--force: stop it first; --keep-disks)
           vm console NAME     attach to the serial console (Ctrl-] detaches)
           vm setvcpus NAME N  set the vCPU count (a running VM gets it live within its maximum)
@@ -110,11 +113,14 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|snapshot|save|export|import|upgrade ...
+            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
               vm stop NAME [--force] [--json]
+              vm restart NAME [--force] [--json]
+              vm suspend NAME [--json]
+              vm resume NAME [--json]
               vm remove NAME [--force] [--keep-disks] [--json]
               vm console NAME [--no-replay]
               vm setvcpus NAME COUNT [--live|--config] [--json]
@@ -137,6 +143,9 @@ internal static class HelpText
         "vm list" => "Usage: kvmps vm list [--json]\n\nAll VMs in the store: name, state, vCPUs, memory, VMM pid, uptime, autostart.\n",
         "vm start" => "Usage: kvmps vm start NAME [--json]\n\nStarts the VM's kvmps-vmm and waits until the guest runs. Exit 4 if it fails to start, 5 if there is no such VM.\n",
         "vm stop" => "Usage: kvmps vm stop NAME [--force] [--json]\n\nPresses the ACPI power button and waits for the guest to power off, then stops it by force.\n  --force   power off at once\n",
+        "vm restart" => "Usage: kvmps vm restart NAME [--force] [--json]\n\nShuts the VM down as 'vm stop' does (a VM that is off is just started), then starts it again with its stored\ndefinition. 'reboot' is the same command.\n  --force   power off at once instead of the ACPI power button\n",
+        "vm suspend" => "Usage: kvmps vm suspend NAME [--json]\n\nPauses every vCPU of a running VM; memory and devices stay as they are (a paused VM is left paused).\n",
+        "vm resume" => "Usage: kvmps vm resume NAME [--json]\n\nLets the vCPUs of a paused VM run again (a running VM is left running).\n",
         "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store with its checkpoints (their internal qcow2 snapshots are deleted from the disks\nthat stay). A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
         "vm setvcpus" => """
             Usage: kvmps vm setvcpus NAME COUNT [--live|--config] [--json]

@@ -37,6 +37,38 @@ public sealed class CliTests : IDisposable
         """;
 
     [Fact]
+    public void Suspend_resume_and_restart_act_on_the_vmm_and_refuse_a_vm_that_is_off()
+    {
+        var (code, output, err) = Run("apply", Manifest("@{ VirtualMachines = @( @{ Name = 'cli-sr'; MemoryStartupBytes = 64MB; State = 'Running' } ) }"));
+        Assert.True(code == 0, output + err);
+        var firstPid = _sandbox.Manager.Get("cli-sr").Pid;
+
+        (code, output, _) = Run("vm", "suspend", "cli-sr", "--json");
+        Assert.Equal(0, code);
+        Assert.Equal("Paused", JsonDocument.Parse(output).RootElement.GetProperty("state").GetString());
+        Assert.Equal(VmState.Paused, _sandbox.Manager.Get("cli-sr").State);
+
+        (code, output, _) = Run("vm", "resume", "cli-sr");
+        Assert.Equal(0, code);
+        Assert.Equal("VM 'cli-sr' is Running.", output.Trim());
+
+        (code, output, err) = Run("vm", "restart", "cli-sr", "--force", "--json");
+        Assert.True(code == 0, output + err);
+        var restarted = JsonDocument.Parse(output).RootElement;
+        Assert.Equal("Running", restarted.GetProperty("state").GetString());
+        Assert.NotEqual(firstPid, _sandbox.Manager.Get("cli-sr").Pid);
+
+        Assert.Equal(0, Run("vm", "stop", "cli-sr", "--force").Code);
+        (code, _, err) = Run("vm", "suspend", "cli-sr");
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("cli-sr", err);
+        (code, _, err) = Run("vm", "resume", "nosuch");
+        Assert.Equal(ExitCodes.VmNotFound, code);
+        Assert.Contains("nosuch", err);
+        Assert.Equal(ExitCodes.Usage, Run("vm", "suspend").Code);
+    }
+
+    [Fact]
     public void Plan_apply_test_and_list_with_exit_codes()
     {
         var host = Manifest(Host);

@@ -1,5 +1,5 @@
 #Requires -Version 7.4
-# -HostName on Get-KvmVm, Start-KvmVm and Stop-KvmVm against two namespace hosts with real sshds (TwoHosts.psm1,
+# -HostName on Get-KvmVm, Start-KvmVm, Stop-KvmVm, Restart-KvmVm, Suspend-KvmVm and Resume-KvmVm against two namespace hosts with real sshds (TwoHosts.psm1,
 # docs/remote.md): the cmdlets run in this (the root) namespace and reach h2 through an ssh that runs in h1's.
 
 BeforeAll {
@@ -64,6 +64,39 @@ Describe '-HostName' {
 
         Get-KvmVm -HostName $script:H2 -UserName root -KeyFilePath $script:Key -Name remote-a | Stop-KvmVm -TurnOff -Confirm:$false -ErrorAction Stop
         (Get-KvmVm -HostName $script:H2 -UserName root -KeyFilePath $script:Key -Name remote-a).State | Should -Be 'Off'
+    }
+
+    It 'Suspend-KvmVm, Resume-KvmVm and Restart-KvmVm act on the VM there, through parameters and the pipeline' {
+        $remote = @{ HostName = $script:H2; UserName = 'root'; KeyFilePath = $script:Key }
+        $first = Start-KvmVm -Name remote-a @remote -PassThru -Confirm:$false -ErrorAction Stop
+        try {
+            $paused = Suspend-KvmVm -Name remote-a @remote -PassThru -Confirm:$false -ErrorAction Stop
+            $paused | Should -BeOfType ([KvmPS.PowerShell.KvmRemoteVm])
+            $paused.State | Should -Be 'Paused'
+            $paused.HostName | Should -Be $script:H2
+            (Get-KvmVm -Name remote-a @remote).State | Should -Be 'Paused'
+
+            $resumed = Get-KvmVm -Name remote-a @remote | Resume-KvmVm -PassThru -Confirm:$false -ErrorAction Stop
+            $resumed.State | Should -Be 'Running'
+            $resumed.ProcessId | Should -Be $first.ProcessId
+
+            # A restart is a new VMM process on that host.
+            $restarted = Restart-KvmVm -Name remote-a @remote -TurnOff -PassThru -Confirm:$false -ErrorAction Stop
+            $restarted.State | Should -Be 'Running'
+            $restarted.HostName | Should -Be $script:H2
+            $restarted.ProcessId | Should -Not -Be $first.ProcessId
+            # Nothing of it happened in this host's store.
+            Get-KvmVm -Name remote-a -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        }
+        finally {
+            Stop-KvmVm -Name remote-a @remote -TurnOff -Confirm:$false -ErrorAction SilentlyContinue
+        }
+        # -TimeoutSec is this host's setting: refused with -HostName, naming it.
+        Restart-KvmVm -Name remote-a @remote -TimeoutSec 5 -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -BeLike '*-TimeoutSec*-HostName*'
+        # -WhatIf names the host and changes nothing.
+        Suspend-KvmVm -Name remote-a @remote -WhatIf
+        (Get-KvmVm -Name remote-a @remote).State | Should -Be 'Off'
     }
 
     It 'a name missing on that host is VmNotFound naming the host' {

@@ -45,6 +45,16 @@ public sealed class RemoteKvmps(SshTarget target, SshTransport transport)
     public RemoteVmInfo Stop(string name, bool turnOff) =>
         OneVm(turnOff ? ["vm", "stop", "--json", "--force", "--", name] : ["vm", "stop", "--json", "--", name]);
 
+    /// <summary>Restarts a VM there (<paramref name="turnOff"/>: power it off at once first) and returns its state after.</summary>
+    public RemoteVmInfo Restart(string name, bool turnOff) =>
+        OneVm(turnOff ? ["vm", "restart", "--json", "--force", "--", name] : ["vm", "restart", "--json", "--", name]);
+
+    /// <summary>Pauses the vCPUs of a VM there and returns its state after.</summary>
+    public RemoteVmInfo Suspend(string name) => OneVm(["vm", "suspend", "--json", "--", name]);
+
+    /// <summary>Lets a paused VM there run again and returns its state after.</summary>
+    public RemoteVmInfo Resume(string name) => OneVm(["vm", "resume", "--json", "--", name]);
+
     private RemoteVmInfo OneVm(string[] arguments)
     {
         using var json = RunJson(arguments);

@@ -7,8 +7,8 @@ namespace KvmPS.Commands;
 
 /// <summary>Restart-KvmVm: stops the VM (if it is active) and starts it again, picking up stored changes.</summary>
 [Cmdlet(VerbsLifecycle.Restart, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm), typeof(KvmJob))]
-public sealed class RestartKvmVmCommand : KvmVmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm), typeof(KvmJob))]
+public sealed class RestartKvmVmCommand : KvmRemoteVmCmdletBase
 {
     [Parameter]
     public SwitchParameter TurnOff { get; set; }
@@ -37,6 +37,24 @@ public sealed class RestartKvmVmCommand : KvmVmCmdletBase
             var info = manager.Restart(name, timeout, turnOff, null, progress);
             if (passThru)
                 output.WriteObject(new KvmVm(info));
+        });
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        if (TimeoutSec is not null)
+            throw KvmParameterException.Combination("TimeoutSec", TimeoutSec, "-TimeoutSec is not available with -HostName (the remote kvmps uses its own shutdown timeout).");
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Restart VM"))
+            return;
+        var turnOff = TurnOff.IsPresent;
+        var passThru = PassThru.IsPresent || AsJob.IsPresent;
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "Restart-KvmVm", name, output =>
+        {
+            var info = remote.Kvmps.Restart(name, turnOff);
+            if (info.State is not (VmState.Running or VmState.Paused))
+                output.WriteWarning($"VM '{name}' on host '{remote.Display}' is {info.State} right after restarting" + (info.StateReason is null ? "" : $": {info.StateReason}"));
+            if (passThru)
+                output.WriteObject(remote.Wrap(info));
         });
     }
 }

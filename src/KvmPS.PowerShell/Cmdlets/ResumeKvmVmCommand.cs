@@ -6,8 +6,8 @@ namespace KvmPS.Commands;
 
 /// <summary>Resume-KvmVm: Resumes every vCPU of the VM; guest memory and devices stay as they are.</summary>
 [Cmdlet(VerbsLifecycle.Resume, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm))]
-public sealed class ResumeKvmVmCommand : KvmVmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
+public sealed class ResumeKvmVmCommand : KvmRemoteVmCmdletBase
 {
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -19,5 +19,14 @@ public sealed class ResumeKvmVmCommand : KvmVmCmdletBase
         var info = Manager.Resume(name);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(info));
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Resume VM"))
+            return;
+        var info = remote.Kvmps.Resume(name);
+        if (PassThru.IsPresent)
+            Output.WriteObject(remote.Wrap(info));
     }
 }
