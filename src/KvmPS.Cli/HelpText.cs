@@ -125,7 +125,7 @@ internal static class HelpText
               vm console NAME [--no-replay]
               vm setvcpus NAME COUNT [--live|--config] [--json]
               vm setmem NAME SIZE [--live|--config] [--json]
-              vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
+              vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
               vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
               vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config] [--json]
               vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
@@ -173,12 +173,14 @@ internal static class HelpText
 
             """,
         "vm attach-disk" => """
-            Usage: kvmps vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only]
-                                        [--live|--config] [--json]
+            Usage: kvmps vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE]
+                                        [--read-only] [--live|--config] [--json]
 
             Attaches a disk image (as virsh attach-disk). A running or paused VM gets it at once as a hot-plugged
             virtio-blk device (ACPI PCI hot-plug, same VMM process); the definition is changed once the VMM has it.
             PATH is absolute or ./relative to the working directory; a plain name (data.qcow2) is in the VM's disk folder.
+              --pool POOL      PATH (and --backing) name a volume of that storage pool (kvmps vol list POOL); the
+                               definition keeps the pool and volume, not the path
               --size SIZE      create a new image of this size first (e.g. 1G); it must not exist
               --format F       raw or qcow2 (default: qcow2 for *.qcow2 or --backing, raw otherwise)
               --backing IMAGE  with --size: a qcow2 overlay on IMAGE

@@ -1,6 +1,7 @@
 using System.Globalization;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Pools;
 
 namespace KvmPS.Cli;
 
@@ -13,7 +14,7 @@ internal sealed partial class VmLiveCommands
 {
     public int AttachDisk(ParsedArgs options)
     {
-        var p = options.Positionals("vm attach-disk", "vm attach-disk NAME PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config]", 2, 2);
+        var p = options.Positionals("vm attach-disk", "vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config]", 2, 2);
         var scope = Scope(options, "vm attach-disk");
         var size = options.Value("--size") is { } sizeText ? ParseSize(sizeText) : (long?)null;
         DiskFormat? format = options.Value("--format") switch
@@ -26,7 +27,10 @@ internal sealed partial class VmLiveCommands
         var backing = options.Value("--backing");
         if (backing is not null && size is null)
             throw new UsageException("vm attach-disk: --backing needs --size (it creates a new qcow2 overlay)");
-        var request = new DiskAttachRequest(HostPath(p[1]), format, size, backing is null ? null : HostPath(backing), options.Has("--read-only"));
+        // With --pool, PATH and --backing are volume names in that pool (kept in the definition as pool references).
+        var pool = options.Value("--pool");
+        string DiskPath(string path) => pool is null ? HostPath(path) : new StoragePoolManager(app.Manager.Store).VolumeReference(pool, path);
+        var request = new DiskAttachRequest(DiskPath(p[1]), format, size, backing is null ? null : DiskPath(backing), options.Has("--read-only"));
         var result = app.Manager.AttachDisk(p[0], request, scope);
         return Report(options, p[0], result);
     }

@@ -60,6 +60,27 @@ public sealed class DeviceCliTests : IDisposable
     }
 
     [Fact]
+    public void Attach_disk_with_pool_creates_the_volume_there_and_stores_the_pool_reference()
+    {
+        var (code, output, error) = Run("vm", "attach-disk", "cd", "pooled.qcow2", "--pool", "default", "--size", "1M");
+        Assert.True(code == 0, output + error);
+        var volume = new KvmPS.Management.Pools.StoragePoolManager(_store).VolumePath("default", "pooled.qcow2");
+        Assert.True(File.Exists(volume), volume);
+        Assert.Equal(volume, Assert.Single(Of("block")).Options!["path"].GetString());
+        Assert.Equal("pool://default/pooled.qcow2", Assert.Single(_store.Get("cd").Disks).Path);
+
+        // A pool that does not exist, and a volume name that is a path: refused naming them, nothing attached.
+        (code, _, error) = Run("vm", "attach-disk", "cd", "x.qcow2", "--pool", "nopool", "--size", "1M");
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("'nopool'", error);
+        (code, _, error) = Run("vm", "attach-disk", "cd", "../escape.qcow2", "--pool", "default", "--size", "1M");
+        Assert.NotEqual(0, code);
+        Assert.Contains("../escape.qcow2", error);
+        Assert.Single(Of("block"));
+        Assert.Single(_store.Get("cd").Disks);
+    }
+
+    [Fact]
     public void Detach_disk_removes_a_configured_data_disk_live_but_refuses_the_boot_disk_with_exit_4()
     {
         var images = Directory.CreateDirectory(Path.Combine(_root.Path, "images")).FullName;

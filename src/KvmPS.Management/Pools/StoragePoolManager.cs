@@ -189,6 +189,18 @@ public sealed class StoragePoolManager
         return Path.Combine(definition.Path, volume);
     }
 
+    /// <summary>
+    /// The disk path a definition keeps for volume <paramref name="volume"/> of pool <paramref name="pool"/>
+    /// (<c>pool://pool/volume</c>): the pool must exist and the name be a volume name, checked now rather than at the
+    /// next start. The one rule for <c>Add-KvmDisk -Pool</c> and <c>kvmps vm attach-disk --pool</c>.
+    /// </summary>
+    public string VolumeReference(string pool, string volume)
+    {
+        Definition(pool);
+        StoragePoolNames.ValidateVolume(pool, volume);
+        return PoolVolumeReference.Format(pool, volume);
+    }
+
     /// <summary>The volumes (regular files not starting with '.') of a pool, by name.</summary>
     public IReadOnlyList<StorageVolumeInfo> ListVolumes(string pool)
     {

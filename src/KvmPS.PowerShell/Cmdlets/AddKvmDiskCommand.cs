@@ -75,13 +75,15 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
             return null;
         if (Pool is null)
             return StorePath(path);
-        if (KvmPS.Management.Pools.StoragePoolNames.VolumeNameProblem(path) is { } problem)
-            throw new KvmParameterException(parameter, path, $"with -Pool this is a volume name in pool '{Pool}': '{path}' {problem}");
-        Pools.Definition(Pool); // an unknown pool is an error now, not at the next start
-        return KvmPS.Management.Pools.PoolVolumeReference.Format(Pool, path);
+        try
+        {
+            return new KvmPS.Management.Pools.StoragePoolManager(Manager.Store).VolumeReference(Pool, path);
+        }
+        catch (KvmPS.Management.Pools.StorageVolumeSettingException e)
+        {
+            throw new KvmParameterException(parameter, path, $"with -Pool this is a volume name in pool '{Pool}': {e.Reason}");
+        }
     }
-
-    private KvmPS.Management.Pools.StoragePoolManager Pools => new(Manager.Store);
 
     private string StorePath(string path) => System.IO.Path.IsPathRooted(path) || path.StartsWith('~') ? ResolvePath(path) : path;
 }
