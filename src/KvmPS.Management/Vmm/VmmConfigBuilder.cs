@@ -148,11 +148,15 @@ public static class VmmConfigBuilder
     /// file is installed, so such a VM can boot from the network when it has no bootable disk. A kernel boot never
     /// runs option ROMs, so it gets none; <see cref="NetworkBootRomVariable"/> turns it off host-wide.
     /// </summary>
-    public static string? NetworkBootRom(VmDefinition definition)
+    public static string? NetworkBootRom(VmDefinition definition) =>
+        NetworkBootRom(definition, Environment.GetEnvironmentVariable(NetworkBootRomVariable), File.Exists(IpxeVirtioRomPath));
+
+    /// <summary>The rule of <see cref="NetworkBootRom(VmDefinition)"/> with the setting and the file's presence given.</summary>
+    public static string? NetworkBootRom(VmDefinition definition, string? setting, bool romInstalled)
     {
-        if (definition.Boot is not FirmwareBoot) return null;
-        if (Environment.GetEnvironmentVariable(NetworkBootRomVariable) is { } off && off.Trim().ToLowerInvariant() is "0" or "off" or "false" or "no") return null;
-        return File.Exists(IpxeVirtioRomPath) ? IpxeVirtioRomPath : null;
+        ArgumentNullException.ThrowIfNull(definition);
+        if (definition.Boot is not FirmwareBoot || !romInstalled) return null;
+        return setting?.Trim().ToLowerInvariant() is "0" or "off" or "false" or "no" ? null : IpxeVirtioRomPath;
     }
 
     /// <summary>A stable tap name for an adapter that names only a bridge: "kv" + 8 hex digits of the VM name + "n" + index (≤ 15 bytes, IFNAMSIZ).</summary>
