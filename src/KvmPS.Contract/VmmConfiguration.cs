@@ -118,6 +118,8 @@ public sealed record NetDeviceSpec : DeviceSpec
     /// <summary>aa:bb:cc:dd:ee:ff; default derived from the tap name.</summary>
     public string? Mac { get; init; }
     public int? Mtu { get; init; }
+    /// <summary>A PCI expansion ROM image for the function (<c>rom_path</c>; e.g. iPXE's pxe-virtio.rom, which SeaBIOS runs).</summary>
+    public string? RomPath { get; init; }
 }
 
 /// <summary>virtio-balloon.</summary>

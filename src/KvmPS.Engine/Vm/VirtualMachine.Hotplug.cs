@@ -146,9 +146,10 @@ public sealed partial class VirtualMachine
     {
         var ioEvents = EnsureIoLoop();
         var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type));
+        var rom = config.LoadExpansionRom();
         var device = config.CreateDevice(context);
         VirtioPciTransport transport;
-        try { Pci.AddDevice(slot, transport = new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
+        try { Pci.AddDevice(slot, transport = VirtioPciTransport.WithRom(new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents), rom)); }
         catch { device.Dispose(); throw; }
         return new HotpluggedDevice(slot, config, device, transport);
     }

@@ -282,9 +282,10 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             if ((Config.RemovedDeviceSlots & (1u << (1 + i))) != 0) continue;
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
             var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type));
+            var rom = Config.Devices[i].LoadExpansionRom();
             var device = Config.Devices[i].CreateDevice(context);
             VirtioPciTransport transport;
-            try { Pci.AddDevice(1 + i, transport = new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents)); }
+            try { Pci.AddDevice(1 + i, transport = VirtioPciTransport.WithRom(new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents), rom)); }
             catch { device.Dispose(); throw; }
             configured.Add(new ConfiguredDevice(1 + i, Config.Devices[i], device));
             _configured = [.. configured];

@@ -133,7 +133,30 @@ public static class VmmConfigBuilder
             Tap = nic.TapName ?? generatedTap ?? GeneratedTapName(definition.Name, index),
             Bridge = nic.BridgeName,
             Mac = nic.MacAddress.ToString(),
+            RomPath = NetworkBootRom(definition),
         };
+    }
+
+    /// <summary>Debian's iPXE ROM for virtio-net (package ipxe-qemu), the one QEMU attaches to its virtio-net-pci by default.</summary>
+    public const string IpxeVirtioRomPath = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
+
+    /// <summary>Set to 0 (or off/false/no) to start firmware-booted VMs without the iPXE ROM on their adapters.</summary>
+    public const string NetworkBootRomVariable = "KVMPS_NETWORK_BOOT_ROM";
+
+    /// <summary>
+    /// The expansion ROM a firmware-booted (SeaBIOS) VM's adapters carry, as QEMU gives its NICs one: iPXE, when the
+    /// file is installed, so such a VM can boot from the network when it has no bootable disk. A kernel boot never
+    /// runs option ROMs, so it gets none; <see cref="NetworkBootRomVariable"/> turns it off host-wide.
+    /// </summary>
+    public static string? NetworkBootRom(VmDefinition definition) =>
+        NetworkBootRom(definition, Environment.GetEnvironmentVariable(NetworkBootRomVariable), File.Exists(IpxeVirtioRomPath));
+
+    /// <summary>The rule of <see cref="NetworkBootRom(VmDefinition)"/> with the setting and the file's presence given.</summary>
+    public static string? NetworkBootRom(VmDefinition definition, string? setting, bool romInstalled)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        if (definition.Boot is not FirmwareBoot || !romInstalled) return null;
+        return setting?.Trim().ToLowerInvariant() is "0" or "off" or "false" or "no" ? null : IpxeVirtioRomPath;
     }
 
     /// <summary>A stable tap name for an adapter that names only a bridge: "kv" + 8 hex digits of the VM name + "n" + index (≤ 15 bytes, IFNAMSIZ).</summary>

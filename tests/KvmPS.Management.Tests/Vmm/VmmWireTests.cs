@@ -27,14 +27,31 @@ public sealed class VmmWireTests
         Assert.Equal((HugePageBacking.Thp, true, 0), (read.Hugepages, read.Ksm, read.NumaNode));
         Assert.Equal((GuestCrashAction.Stay, GuestResetAction.Reboot), (read.OnCrash, read.OnReset));
         Assert.Equal("file:/run/full.serial", read.Serial);
+        string? rom = File.Exists(VmmConfigBuilder.IpxeVirtioRomPath) && Environment.GetEnvironmentVariable(VmmConfigBuilder.NetworkBootRomVariable) is null
+            ? VmmConfigBuilder.IpxeVirtioRomPath : null;
         // Firmware boot: the boot disk (index 1) first, so SeaBIOS boots it.
         Assert.Collection(read.Devices!,
             d => Assert.Equal(new BlockDeviceSpec { Path = "/store/root.qcow2", Format = BlockImageFormat.Qcow2, ReadOnly = false, Serial = "full-vm-d1" }, d),
             d => Assert.Equal(new BlockDeviceSpec { Path = "/store/data.raw", Format = BlockImageFormat.Raw, ReadOnly = false, Serial = "full-vm-d0" }, d),
             d => Assert.Equal(new BlockDeviceSpec { Path = "/store//srv/iso/install.iso", Format = BlockImageFormat.Raw, ReadOnly = true, Serial = "full-vm-d2" }, d),
-            d => Assert.Equal(new NetDeviceSpec { Tap = "tap0", Mac = "52:54:00:aa:bb:cc" }, d),
-            d => Assert.Equal(new NetDeviceSpec { Tap = VmmConfigBuilder.GeneratedTapName("full-vm", 1), Bridge = "br0", Mac = "02:00:00:00:00:01" }, d),
+            // Firmware boot: the adapters carry iPXE's ROM when ipxe-qemu is installed (as QEMU's NICs do).
+            d => Assert.Equal(new NetDeviceSpec { Tap = "tap0", Mac = "52:54:00:aa:bb:cc", RomPath = rom }, d),
+            d => Assert.Equal(new NetDeviceSpec { Tap = VmmConfigBuilder.GeneratedTapName("full-vm", 1), Bridge = "br0", Mac = "02:00:00:00:00:01", RomPath = rom }, d),
             d => Assert.Equal(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 }, d));
+    }
+
+    [Fact]
+    public void FirmwareBootedAdaptersGetTheIpxeRomUnlessTurnedOff()
+    {
+        var firmware = TestDefinitions.Full();
+        var kernel = TestDefinitions.Minimal("kernel-boot");
+        Assert.Equal(VmmConfigBuilder.IpxeVirtioRomPath, VmmConfigBuilder.NetworkBootRom(firmware, setting: null, romInstalled: true));
+        Assert.Equal(VmmConfigBuilder.IpxeVirtioRomPath, VmmConfigBuilder.NetworkBootRom(firmware, setting: "on", romInstalled: true));
+        foreach (var off in new[] { "0", "off", "false", "no", " OFF " })
+            Assert.Null(VmmConfigBuilder.NetworkBootRom(firmware, off, romInstalled: true));
+        Assert.Null(VmmConfigBuilder.NetworkBootRom(firmware, setting: null, romInstalled: false)); // ipxe-qemu not installed
+        Assert.IsNotType<FirmwareBoot>(kernel.Boot);
+        Assert.Null(VmmConfigBuilder.NetworkBootRom(kernel, setting: null, romInstalled: true));    // nothing runs option ROMs
     }
 
     [Fact]

@@ -25,6 +25,12 @@ public abstract record DeviceConfig
     /// <summary>Opens host resources (images, taps, sockets) and creates the device; errors name the file or device.</summary>
     public abstract IVirtioDevice CreateDevice(DeviceContext context);
 
+    /// <summary>
+    /// The PCI expansion ROM the device's function offers the firmware (read before the device is created, so a bad
+    /// file leaves nothing half-made), or null for none (the default).
+    /// </summary>
+    public virtual Pci.PciExpansionRom? LoadExpansionRom() => null;
+
     /// <summary>The device's options as `describe` reports them (without "type").</summary>
     public abstract void Describe(Utf8JsonWriter w);
 

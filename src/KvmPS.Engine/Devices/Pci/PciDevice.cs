@@ -22,6 +22,11 @@ public abstract class PciDevice : IPersistent, IDisposable
     private int _nextCapOffset = 0x40;
     private int _lastCap;
     private bool _intxAsserted, _intxLineLevel;
+    // The expansion ROM BAR (0x30): its image, where it is decoded now, and the MMIO region that serves it.
+    private PciExpansionRom? _rom;
+    private ulong? _romMappedAt;
+    private IBusDevice? _romRegion;
+    private long _romBytesRead, _romMappedTicks;
 
     protected readonly object SyncRoot = new();
 
@@ -83,6 +88,27 @@ public abstract class PciDevice : IPersistent, IDisposable
         return bar;
     }
 
+    /// <summary>The expansion ROM behind the ROM BAR, or null (the BAR reads as zero: no ROM).</summary>
+    public PciExpansionRom? ExpansionRom => _rom;
+    /// <summary>Where the ROM is decoded right now (ROM enable bit, memory decode and an address all set), or null.</summary>
+    public ulong? ExpansionRomMappedAt { get { lock (SyncRoot) return _romMappedAt; } }
+
+    /// <summary>
+    /// Gives the function an expansion ROM (before it is plugged): the ROM BAR at 0x30 becomes writable in its
+    /// address bits and the enable bit, and sizes as the image rounded up to a power of two.
+    /// </summary>
+    public void AttachExpansionRom(PciExpansionRom rom)
+    {
+        lock (SyncRoot)
+        {
+            if (Bus is not null) throw new InvalidOperationException($"{Name}: an expansion ROM is attached before the function is plugged.");
+            if (_rom is not null) throw new InvalidOperationException($"{Name} already has an expansion ROM.");
+            _rom = rom;
+            _romRegion = new RomRegion(this);
+            Set32(0x30, 0); // unassigned and disabled until firmware programs it
+        }
+    }
+
     /// <summary>Appends a capability (<paramref name="body"/> excludes the ID and next-pointer bytes); returns its config offset.</summary>
     protected int AddCapability(byte id, ReadOnlySpan<byte> body, ReadOnlySpan<byte> bodyWriteMask = default)
     {
@@ -113,6 +139,7 @@ public abstract class PciDevice : IPersistent, IDisposable
         lock (SyncRoot)
         {
             foreach (var bar in _bars.Distinct()) if (bar is not null) Unmap(bar);
+            UnmapRom();
             SetIntxLineLevel(false);
         }
         Bus = null;
@@ -164,7 +191,7 @@ public abstract class PciDevice : IPersistent, IDisposable
             lock (SyncRoot)
             {
                 ushort oldCommand = Get16(0x04);
-                bool barTouched = false;
+                bool barTouched = false, romTouched = false;
                 Span<byte> before = stackalloc byte[data.Length];
                 for (int i = 0; i < data.Length; i++)
                 {
@@ -172,6 +199,7 @@ public abstract class PciDevice : IPersistent, IDisposable
                     if (o < 0 || o >= ConfigSize) continue;
                     before[i] = _config[o];
                     if (o >= 0x10 && o < 0x28) { barTouched = true; continue; }
+                    if (o >= 0x30 && o < 0x34) { romTouched = true; continue; }
                     _config[o] = (byte)((_config[o] & ~_writeMask[o]) | (data[i] & _writeMask[o]));
                 }
                 if (barTouched)
@@ -190,6 +218,18 @@ public abstract class PciDevice : IPersistent, IDisposable
                         WriteBarDword(dw, BinaryPrimitives.ReadUInt32LittleEndian(value));
                     }
                     UpdateBarMappings();
+                }
+                if (romTouched)
+                {
+                    Span<byte> value = stackalloc byte[4];
+                    _config.AsSpan(0x30, 4).CopyTo(value);
+                    for (int i = 0; i < 4; i++)
+                    {
+                        int k = 0x30 + i - offset;
+                        if (k >= 0 && k < data.Length) value[i] = data[k];
+                    }
+                    WriteRomDword(BinaryPrimitives.ReadUInt32LittleEndian(value));
+                    UpdateRomMapping();
                 }
                 ushort newCommand = Get16(0x04);
                 if (newCommand != oldCommand)
@@ -226,6 +266,66 @@ public abstract class PciDevice : IPersistent, IDisposable
         bar.Address = high << 32 | low;
     }
 
+    /// <summary>
+    /// The ROM BAR register: address bits above the ROM's size and the enable bit are kept, bits 10:1 read as zero;
+    /// without a ROM the register is hard-wired to zero (which is how firmware learns there is none).
+    /// </summary>
+    private void WriteRomDword(uint value)
+    {
+        if (_rom is null) { Set32(0x30, 0); return; }
+        Set32(0x30, value & (~(_rom.BarSize - 1) | PciExpansionRom.EnableBit));
+    }
+
+    /// <summary>Decodes the ROM where the BAR says when its enable bit and the memory-enable bit are both set.</summary>
+    private void UpdateRomMapping()
+    {
+        if (_rom is null) return;
+        uint reg = Get32(0x30);
+        ulong address = reg & ~(_rom.BarSize - 1);
+        ulong? want = MemoryEnabled && (reg & PciExpansionRom.EnableBit) != 0 && address != 0 ? address : null;
+        if (want == _romMappedAt) return;
+        UnmapRom();
+        if (want is ulong at && Bus is { } bus)
+        {
+            try
+            {
+                bus.Mmio.Register(_romRegion!, at, _rom.BarSize);
+                _romMappedAt = at;
+                _romBytesRead = 0;
+                _romMappedTicks = Environment.TickCount64;
+            }
+            catch (BusConflictException e)
+            {
+                Log($"{Name}: expansion ROM at 0x{at:x} not decoded: {e.Message}");
+            }
+        }
+    }
+
+    private void UnmapRom()
+    {
+        if (_romMappedAt is not ulong at) return;
+        Bus?.Mmio.Unregister(_romRegion!);
+        _romMappedAt = null;
+        // How long firmware took to copy the ROM out through MMIO exits: the cost of serving it without a memory slot.
+        if (_romBytesRead > 0)
+            Log($"{Name}: expansion ROM at 0x{at:x}: {_romBytesRead} bytes read in {Environment.TickCount64 - _romMappedTicks} ms while decoded");
+    }
+
+    private sealed class RomRegion(PciDevice owner) : IBusDevice
+    {
+        public string Name => $"{owner.Name} ROM";
+        public void Read(ulong offset, Span<byte> data)
+        {
+            lock (owner.SyncRoot)
+            {
+                if (owner._rom is { } rom) rom.Read(offset, data); else data.Fill(0xFF);
+                owner._romBytesRead += data.Length;
+            }
+        }
+        // Read-only memory: writes are dropped, as a real ROM ignores them.
+        public void Write(ulong offset, ReadOnlySpan<byte> data) { }
+    }
+
     /// <summary>Brings every BAR's MMIO registration in line with the BAR address and the memory-enable bit.</summary>
     protected void UpdateBarMappings()
     {
@@ -251,6 +351,7 @@ public abstract class PciDevice : IPersistent, IDisposable
                 }
             }
         }
+        UpdateRomMapping();
     }
 
     /// <summary>Guest-physical addresses at or above this are never decoded (beyond any CPU's physical address width).</summary>
@@ -335,7 +436,7 @@ public abstract class PciDevice : IPersistent, IDisposable
             var w = new StateWriter();
             SaveFunctionState(w);
             var bars = Bars.Select(b => new PciBarState((byte)b.Index, b.Size, b.Is64Bit, b.Address)).ToArray();
-            return new PciDeviceState((byte[])_config.Clone(), bars, _intxAsserted, w.ToArray());
+            return new PciDeviceState((byte[])_config.Clone(), bars, _intxAsserted, w.ToArray(), _rom?.BarSize ?? 0);
         }
     }
 
@@ -351,6 +452,7 @@ public abstract class PciDevice : IPersistent, IDisposable
             for (int o = 0; o < ConfigSize; o++)
             {
                 if (o >= 0x10 && o < 0x28) continue;
+                if (o >= 0x30 && o < 0x34) continue; // the ROM BAR: checked by size below
                 if ((state.Config[o] & ~_writeMask[o]) != (_config[o] & ~_writeMask[o]) && o != 0x06 && o != 0x07)
                     throw reader.Fail($"configuration byte 0x{o:x2} is 0x{state.Config[o]:x2}, read-only 0x{_config[o]:x2} in {Name}: the snapshot has another device in slot {Slot}");
             }
@@ -358,6 +460,9 @@ public abstract class PciDevice : IPersistent, IDisposable
             var theirs = state.Bars.Select(b => ((int)b.Index, b.Size, b.Is64Bit)).ToArray();
             if (!mine.SequenceEqual(theirs))
                 throw reader.Fail($"the BARs ({string.Join(", ", theirs.Select(b => $"BAR{b.Item1} 0x{b.Size:x}"))}) differ from {Name}'s ({string.Join(", ", mine.Select(b => $"BAR{b.Index} 0x{b.Size:x}"))})");
+            uint romSize = _rom?.BarSize ?? 0;
+            if (state.RomBarSize != romSize)
+                throw reader.Fail($"the expansion ROM BAR ({Describe(state.RomBarSize)}) differs from {Name}'s ({Describe(romSize)}): the snapshot was taken with {(state.RomBarSize == 0 ? "no" : "another")} ROM on this device");
             var function = new StateReader(state.Function, reader.RecordName);
             RestoreFunctionState(function);
             function.EnsureEnd();
@@ -365,11 +470,14 @@ public abstract class PciDevice : IPersistent, IDisposable
             state.Config.AsSpan(0, 0x10).CopyTo(_config);
             state.Config.AsSpan(0x28).CopyTo(_config.AsSpan(0x28));
             for (int dw = 0; dw < 6; dw++) WriteBarDword(dw, BinaryPrimitives.ReadUInt32LittleEndian(state.Config.AsSpan(0x10 + 4 * dw)));
+            WriteRomDword(BinaryPrimitives.ReadUInt32LittleEndian(state.Config.AsSpan(0x30)));
             UpdateBarMappings();
             _intxAsserted = state.IntxAsserted;
             SetIntxLineLevel(_intxAsserted && (Get16(0x04) & CommandIntxDisable) == 0);
         }
     }
+
+    private static string Describe(uint romBarSize) => romBarSize == 0 ? "none" : $"0x{romBarSize:x} bytes";
 
     /// <summary>Function-specific state saved with the configuration space (called under the lock).</summary>
     protected virtual void SaveFunctionState(StateWriter writer) { }

@@ -60,6 +60,13 @@ public sealed partial class VirtioPciTransport : PciDevice, IVirtioContext, IPau
     private readonly Action<string> _errorLog;
 
     public IVirtioDevice Device => _device;
+
+    /// <summary>Attaches <paramref name="rom"/> (when there is one) as the function's expansion ROM; returns the transport.</summary>
+    public static VirtioPciTransport WithRom(VirtioPciTransport transport, PciExpansionRom? rom)
+    {
+        if (rom is not null) transport.AttachExpansionRom(rom);
+        return transport;
+    }
     public override string Name => _device.Name;
     public ulong OfferedFeatures { get; }
     public ulong NegotiatedFeatures => (_status & VirtioStatus.FeaturesOk) != 0 ? _driverFeatures : 0;

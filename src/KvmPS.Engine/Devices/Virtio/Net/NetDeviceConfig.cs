@@ -11,7 +11,8 @@ namespace KvmPS.Devices.Virtio.Net;
 /// virtio-net on a Linux tap. <c>tap</c>: an existing tap, or one to create (needs CAP_NET_ADMIN; it goes away
 /// with the VM); <c>bridge</c>: attach the tap to this existing bridge; <c>mac</c>: the guest's address (default
 /// 52:54:00 + 3 bytes derived from the tap name); <c>mtu</c>: offered to the driver (VIRTIO_NET_F_MTU) and set on
-/// the tap.
+/// the tap; <c>rom_path</c>: a PCI expansion ROM for the function (e.g. iPXE's pxe-virtio.rom, which SeaBIOS runs
+/// to boot from the network).
 /// </summary>
 public sealed record NetDeviceConfig : DeviceConfig
 {
@@ -21,6 +22,8 @@ public sealed record NetDeviceConfig : DeviceConfig
     public string? Bridge { get; init; }
     public required byte[] Mac { get; init; }
     public int? Mtu { get; init; }
+    /// <summary>The expansion ROM image offered behind the ROM BAR, or null for none.</summary>
+    public string? RomPath { get; init; }
 
     public static NetDeviceConfig Parse(DeviceOptions options)
     {
@@ -28,13 +31,15 @@ public sealed record NetDeviceConfig : DeviceConfig
         string? bridge = options.String("bridge");
         string? mac = options.String("mac");
         long mtu = options.Int("mtu", 0, 68, 65535);
+        string? romPath = options.String("rom_path");
         options.EnsureAllUsed();
+        if (romPath is { Length: 0 }) throw new DeviceConfigException($"{options.Source}: key 'rom_path': the path is empty.");
         CheckInterfaceName(options, "tap", tap);
         if (bridge is not null) CheckInterfaceName(options, "bridge", bridge);
         byte[] address;
         if (mac is null) address = DefaultMac(tap);
         else if (!TryParseMac(mac, out address, out string why)) throw new DeviceConfigException($"{options.Source}: key 'mac': '{mac}' is not a usable MAC address: {why}.");
-        return new NetDeviceConfig { Tap = tap, Bridge = bridge, Mac = address, Mtu = mtu == 0 ? null : (int)mtu };
+        return new NetDeviceConfig { Tap = tap, Bridge = bridge, Mac = address, Mtu = mtu == 0 ? null : (int)mtu, RomPath = romPath };
     }
 
     /// <summary>Linux's dev_valid_name: 1-15 bytes, not "." or "..", no '/', ':' or white space.</summary>
@@ -79,6 +84,13 @@ public sealed record NetDeviceConfig : DeviceConfig
 
     public static string FormatMac(ReadOnlySpan<byte> mac) => string.Join(":", mac.ToArray().Select(b => b.ToString("x2", CultureInfo.InvariantCulture)));
 
+    public override Pci.PciExpansionRom? LoadExpansionRom()
+    {
+        if (RomPath is null) return null;
+        try { return Pci.PciExpansionRom.Load(RomPath); }
+        catch (Pci.ExpansionRomException e) { throw new DeviceConfigException($"net device: key 'rom_path': {e.Message}"); }
+    }
+
     public override IVirtioDevice CreateDevice(DeviceContext context)
     {
         TapDevice tap;
@@ -95,5 +107,6 @@ public sealed record NetDeviceConfig : DeviceConfig
         if (Bridge is not null) w.WriteString("bridge", Bridge);
         w.WriteString("mac", FormatMac(Mac));
         if (Mtu is int m) w.WriteNumber("mtu", m);
+        if (RomPath is not null) w.WriteString("rom_path", RomPath);
     }
 }
