@@ -99,7 +99,8 @@ public sealed partial class NetworkManager
                 DurableFile.WriteAtomically(StatePath(name, "nftables.applied"), Encoding.UTF8.GetBytes(ListTable(name) ?? ""));
             }
 
-            if (DnsmasqProblem(network) is not null)
+            // A re-made bridge is a new interface: a dnsmasq bound to the old one serves nothing, so it is restarted.
+            if (madeBridge || DnsmasqProblem(network) is not null)
             {
                 StopDnsmasq(name);
                 DurableFile.WriteAtomically(StatePath(name, "dnsmasq.conf"), Encoding.UTF8.GetBytes(NetworkHostConfig.DnsmasqConfig(network, StateDirectory(name))));

@@ -115,11 +115,14 @@ public static partial class NetworkValidation
 
     public static Ipv4Subnet ParseSubnet(string name, string text)
     {
-        var subnet = Ipv4Subnet.TryParse(text, out var problem);
+        var loose = Ipv4Subnet.TryParse(text, out var problem, requireNetworkAddress: false);
+        if (loose is null)
+            throw Fail(name, "Subnet", text, problem!);
+        if (loose.Value.PrefixLength is < MinimumPrefixLength or > MaximumPrefixLength || !text.Contains('/'))
+            throw Fail(name, "Subnet", text, $"must have a prefix length between /{MinimumPrefixLength} and /{MaximumPrefixLength}");
+        var subnet = Ipv4Subnet.TryParse(text, out problem);
         if (subnet is null)
             throw Fail(name, "Subnet", text, problem!);
-        if (subnet.Value.PrefixLength is < MinimumPrefixLength or > MaximumPrefixLength)
-            throw Fail(name, "Subnet", text, $"must have a prefix length between /{MinimumPrefixLength} and /{MaximumPrefixLength}");
         return subnet.Value;
     }
 
