@@ -60,7 +60,9 @@ public sealed partial class NetworkManager
         {
             var old = NetworkRegistry.Get(Store.Root, network.Name);
             CheckAgainstHost(network, old);
-            var started = IsStarted(old);
+            // Only Autostart changed (or nothing): the host pieces stay as they are, dnsmasq is not restarted.
+            var sameOnHost = NetworkJson.Serialize(old with { Autostart = false }).AsSpan().SequenceEqual(NetworkJson.Serialize(network with { Autostart = false }));
+            var started = IsStarted(old) && !sameOnHost;
             if (started && network.BridgeName != old.BridgeName && RunningVmsUsing(old.Name) is { Count: > 0 } running)
                 throw new NetworkInUseException(network.Name, running,
                     $"Network '{network.Name}': BridgeName cannot change while running VMs use it ({Names(running)}); stop them first");

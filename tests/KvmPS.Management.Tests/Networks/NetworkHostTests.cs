@@ -210,6 +210,52 @@ public sealed class NetworkHostTests : IDisposable
         Assert.Equal("", Nft("list", "tables").Trim());
     }
 
+    [Fact]
+    public void SetRestartsAStartedNetworkOnlyWhenHostSettingsChange()
+    {
+        _manager.Create(Lab());
+        var pid = _manager.Start("lab").DnsmasqProcessId;
+
+        var autostart = _manager.Set(_manager.Get("lab").Definition with { Autostart = true });
+        Assert.True(autostart.Definition.Autostart);
+        Assert.Equal(pid, autostart.DnsmasqProcessId); // nothing on the host changed
+
+        var narrowed = _manager.Set(_manager.Get("lab").Definition with { DhcpRangeStart = IPAddress.Parse("10.231.5.100"), DhcpRangeEnd = IPAddress.Parse("10.231.5.120") });
+        Assert.Equal(NetworkState.Active, narrowed.State);
+        Assert.NotEqual(pid, narrowed.DnsmasqProcessId);
+        Assert.Contains("dhcp-range=10.231.5.100,10.231.5.120,255.255.255.0,1h", File.ReadAllText(Path.Combine(NetworkRegistry.StateDirectory(_store.Root, "lab"), "dnsmasq.conf")));
+
+        // A new subnet moves the bridge address and the rules with it.
+        var moved = _manager.Set(_manager.Get("lab").Definition with { Subnet = "10.231.6.0/24", Gateway = null, DhcpRangeStart = null, DhcpRangeEnd = null });
+        Assert.Equal(NetworkState.Active, moved.State);
+        var addresses = _ns.Exec("ip", "-4", "addr", "show", "dev", _bridge).StandardOutput;
+        Assert.Contains("inet 10.231.6.1/24", addresses);
+        Assert.DoesNotContain("10.231.5.1", addresses);
+        Assert.Contains("10.231.6.0/24", Nft("list", "table", "ip", "kvmps-lab"));
+    }
+
+    [Fact]
+    public void StopIsRefusedWhileARunningVmUsesTheNetwork()
+    {
+        _manager.Create(Lab());
+        _manager.Start("lab");
+        var vms = new KvmPS.Management.Lifecycle.VmManager(_store);
+        var definition = TestDefinitions.Minimal("web1") with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, null, MacAddress.Parse("52:54:00:5e:0a:02"), "lab") } };
+        vms.New(definition);
+        using (new FakeVmm(_store.SocketPath("web1")))
+        {
+            if (!vms.Get("web1").IsActive)
+                File.WriteAllText(_store.PidPath("web1"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.True(vms.Get("web1").IsActive);
+
+            var e = Assert.Throws<NetworkInUseException>(() => _manager.Stop("lab"));
+
+            Assert.Equal(["web1"], e.VmNames);
+            Assert.Contains("running VM 'web1'", e.Message);
+            Assert.Equal(NetworkState.Active, _manager.Get("lab").State);
+        }
+    }
+
     private void AssertDegraded(string problem)
     {
         var info = _manager.Get("lab");
