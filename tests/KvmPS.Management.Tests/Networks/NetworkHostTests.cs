@@ -256,6 +256,64 @@ public sealed class NetworkHostTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// The namespace plays the host, with an uplink to a third namespace playing the outside world (198.51.100.0/24, no
+    /// route back to the network's subnet for Nat). A client on the bridge takes its lease and default route by hand (udhcpc
+    /// runs with no script) and pings the outside: for Nat only masquerade makes the reply come back; for Isolated only our
+    /// table's drop stops it.
+    /// </summary>
+    [Theory]
+    [InlineData(NetworkMode.Nat, true)]
+    [InlineData(NetworkMode.Isolated, false)]
+    public void NatReachesTheOutsideAndIsolatedDoesNot_TwoClientsReachEachOther(NetworkMode mode, bool reachesOutside)
+    {
+        _manager.Create(Lab(mode));
+        _manager.Start("lab");
+        using var outside = new NetworkNamespace("kvo");
+        var uplink = "kvu" + Guid.NewGuid().ToString("N")[..8];
+        NetworkNamespace.Run("ip", "-n", _ns.Name, "link", "add", uplink, "type", "veth", "peer", "name", "eth0", "netns", outside.Name);
+        NetworkNamespace.Run("ip", "-n", _ns.Name, "addr", "add", "198.51.100.1/24", "dev", uplink);
+        NetworkNamespace.Run("ip", "-n", _ns.Name, "link", "set", uplink, "up");
+        NetworkNamespace.Run("ip", "-n", outside.Name, "addr", "add", "198.51.100.2/24", "dev", "eth0");
+        NetworkNamespace.Run("ip", "-n", outside.Name, "link", "set", "eth0", "up");
+        if (mode == NetworkMode.Isolated)
+        {
+            // Give the packets every other way out (forwarding on, a route back), so only our table's drop stops them.
+            _ns.Exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
+            NetworkNamespace.Run("ip", "-n", outside.Name, "route", "add", "10.231.5.0/24", "via", "198.51.100.1");
+        }
+
+        using var a = new NetworkNamespace("kvc");
+        using var b = new NetworkNamespace("kvc");
+        var addressA = Connect(a, MacAddress.Parse("52:54:00:5e:0b:01"));
+        var addressB = Connect(b, MacAddress.Parse("52:54:00:5e:0b:02"));
+
+        Assert.True(a.Exec("ping", "-c", "1", "-W", "2", addressB).Succeeded, "two clients on one network reach each other");
+        Assert.True(b.Exec("ping", "-c", "1", "-W", "2", addressA).Succeeded);
+        Assert.Equal(reachesOutside, a.Exec("ping", "-c", "1", "-W", "2", "198.51.100.2").Succeeded);
+        if (mode == NetworkMode.Isolated)
+        {
+            // The same ping passes once our table is gone: the table is what isolated it.
+            _ns.Exec("nft", "delete", "table", "ip", "kvmps-lab");
+            Assert.True(a.Exec("ping", "-c", "1", "-W", "2", "198.51.100.2").Succeeded);
+        }
+    }
+
+    /// <summary>Wires <paramref name="client"/> to the bridge, gets a lease with udhcpc and configures it; returns the address.</summary>
+    private string Connect(NetworkNamespace client, MacAddress mac)
+    {
+        var veth = "kvv" + Guid.NewGuid().ToString("N")[..8];
+        NetworkNamespace.Run("ip", "-n", _ns.Name, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", client.Name);
+        NetworkNamespace.Run("ip", "-n", _ns.Name, "link", "set", veth, "master", _bridge, "up");
+        NetworkNamespace.Run("ip", "-n", client.Name, "link", "set", "eth0", "address", mac.ToString(), "up");
+        var dhcp = client.Exec("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "10", "-T", "1", "-s", "/bin/true");
+        Assert.True(dhcp.Succeeded, $"udhcpc: {dhcp.StandardOutput}{dhcp.StandardError}");
+        var lease = Assert.Single(_manager.Leases("lab"), l => l.MacAddress == mac);
+        NetworkNamespace.Run("ip", "-n", client.Name, "addr", "add", lease.Address + "/24", "dev", "eth0");
+        NetworkNamespace.Run("ip", "-n", client.Name, "route", "add", "default", "via", "10.231.5.1");
+        return lease.Address.ToString();
+    }
+
     private void AssertDegraded(string problem)
     {
         var info = _manager.Get("lab");
