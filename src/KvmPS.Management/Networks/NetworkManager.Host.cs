@@ -121,8 +121,6 @@ public sealed partial class NetworkManager
                 DeleteTable(name);
             if (madeBridge)
                 _host.Run("ip", "link", "del", "dev", network.BridgeName);
-            if (madeBridge && madeTable)
-                DeleteMarker(name);
             throw;
         }
     }
