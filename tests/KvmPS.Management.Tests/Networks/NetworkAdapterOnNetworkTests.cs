@@ -63,7 +63,7 @@ public sealed class NetworkAdapterOnNetworkTests : IDisposable
 
         var configuration = VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l", null, n => NetworkRegistry.BridgeFor(root, n));
 
-        var nic = Assert.Single(configuration.Devices.OfType<NetDeviceSpec>());
+        var nic = Assert.Single(configuration.Devices!.OfType<NetDeviceSpec>());
         Assert.Equal("kvbr-lab", nic.Bridge);
         Assert.Equal(VmmConfigBuilder.GeneratedTapName("web1", 0), nic.Tap);
         Assert.Equal("52:54:00:00:00:07", nic.Mac);
