@@ -99,6 +99,7 @@ public sealed class CliApp
             case "autostart": return Autostart(args);
             case "pool": return new PoolCommands(this).Pool(args);
             case "vol": return new PoolCommands(this).Vol(args);
+            case "net": return new NetCommands(this).Net(args);
             default:
                 throw new UsageException($"unknown command '{verb}'");
         }
@@ -324,7 +325,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, snapshot, save, export, import, upgrade, migrate"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, addresses, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -338,7 +339,7 @@ public sealed class CliApp
             "setmem" => WithHelp("vm setmem", () => new VmLiveCommands(this).SetMem(args.Parse("--live", "--config", "--json"))),
             "attach-disk" => WithHelp("vm attach-disk", () => new VmLiveCommands(this).AttachDisk(args.Parse(["--live", "--config", "--read-only", "--json"], ["--size", "--format", "--backing", "--pool"]))),
             "detach-disk" => WithHelp("vm detach-disk", () => new VmLiveCommands(this).DetachDisk(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
-            "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--mac"]))),
+            "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--network", "--mac"]))),
             "detach-nic" => WithHelp("vm detach-nic", () => new VmLiveCommands(this).DetachNic(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
             "snapshot" => new VmSnapshotCommands(this).Snapshot(args),
             "save" => WithHelp("vm save", () => new VmSnapshotCommands(this).Save(args.Parse("--json"))),
@@ -346,6 +347,7 @@ public sealed class CliApp
             "import" => WithHelp("vm import", () => new VmSnapshotCommands(this).Import(args.Parse("--copy", "--new-id", "--json"))),
             "upgrade" => WithHelp("vm upgrade", () => new VmUpgradeCommand(this).Run(args.Parse(["--all", "--json"], ["--timeout"]))),
             "migrate" => WithHelp("vm migrate", () => new VmMigrateCommand(this).Migrate(args.Parse(["--auto-converge", "--json"], ["--to", "--identity", "--downtime", "--bandwidth", "--timeout"]))),
+            "addresses" => WithHelp("vm addresses", () => new NetCommands(this).VmAddresses(args.Parse("--json"))),
             "receive" => new VmMigrateCommand(this).Receive(args.Parse([], ["--timeout"])), // hidden: the destination's end of 'vm migrate'
             _ => throw new UsageException($"vm: unknown subcommand '{sub}'"),
         };

@@ -33,11 +33,15 @@ internal static class HelpText
           vm save NAME        save a running VM to disk and stop it; vm start resumes it
           vm export NAME DIR  copy a VM that is off or saved into DIR/NAME
           vm import DIR       bring an exported VM into the store (--copy, --new-id)
-          autostart           start every VM with Autostart = $true and resume saved VMs (for a systemd unit)
+          autostart           start autostart networks, then every VM with Autostart = $true, and resume saved VMs (for a systemd unit)
 
         Storage pools (docs/pools.md):
           pool list|create|remove|info   directory pools of volumes ('default' is under the store)
           vol list|create|remove         raw and qcow2 volumes in a pool
+
+        Networks (docs/networks.md):
+          net list|show|create|set|start|stop|remove   Nat, Isolated and Bridge networks (bridge, dnsmasq, nftables)
+          vm addresses NAME              each adapter's network and the DHCP addresses its MAC holds
 
         DSC v3 resource KvmPS/VirtualMachine (kvmps.dsc.resource.json):
           dsc get|test|set    one instance as JSON on stdin, the state as JSON on stdout
@@ -113,7 +117,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|snapshot|save|export|import|upgrade ...
+            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|addresses|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -127,7 +131,8 @@ internal static class HelpText
               vm setmem NAME SIZE [--live|--config] [--json]
               vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
               vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
-              vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config] [--json]
+              vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config] [--json]
+              vm addresses NAME [--json]
               vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
               vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
               vm snapshot list NAME [--json]
@@ -207,9 +212,10 @@ internal static class HelpText
 
             """,
         "vm attach-nic" => """
-            Usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config] [--json]
+            Usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config] [--json]
 
-            Adds a virtio-net adapter on an existing tap or on a bridge (the VMM creates a tap on it), as virsh
+            Adds a virtio-net adapter on an existing tap, on a bridge (the VMM creates a tap on it) or on a KvmPS
+            network (its bridge; the network must exist, and be started when the VM starts), as virsh
             attach-interface. A running VM gets it hot-plugged at once. Without --mac it gets a stable generated MAC.
               --live / --config   as for attach-disk
             Exit: 0, 2 bad option, 4 refused, 5 no such VM.
@@ -293,6 +299,6 @@ internal static class HelpText
             Meant for a systemd unit (docs/kvmps-autostart.service). Exit: 0, or 4 if any VM failed to start.
 
             """,
-        _ => PoolCommands.Help(topic),
+        _ => PoolCommands.Help(topic) ?? NetCommands.Help(topic),
     };
 }

@@ -48,12 +48,12 @@ internal sealed partial class VmLiveCommands
         if (options.Help)
             throw new CliApp.HelpRequested("vm attach-nic");
         if (options.Positional.Count != 1)
-            throw new UsageException("vm attach-nic: usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE [--mac MAC] [--live|--config]");
+            throw new UsageException("vm attach-nic: usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config]");
         var name = options.Positional[0];
         var scope = Scope(options, "vm attach-nic");
-        var (tap, bridge) = (options.Value("--tap"), options.Value("--bridge"));
-        if ((tap is null) == (bridge is null))
-            throw new UsageException("vm attach-nic: give exactly one of --tap and --bridge");
+        var (tap, bridge, network) = (options.Value("--tap"), options.Value("--bridge"), options.Value("--network"));
+        if ((tap is null ? 0 : 1) + (bridge is null ? 0 : 1) + (network is null ? 0 : 1) != 1)
+            throw new UsageException("vm attach-nic: give exactly one of --tap, --bridge and --network");
         MacAddress? mac = null;
         if (options.Value("--mac") is { } macText)
         {
@@ -66,7 +66,7 @@ internal sealed partial class VmLiveCommands
                 throw new UsageException($"vm attach-nic: --mac: {e.Message}");
             }
         }
-        var result = app.Manager.AddNetworkAdapter(name, tap, bridge, mac, scope);
+        var result = app.Manager.AddNetworkAdapter(name, tap, bridge, mac, scope, network);
         return Report(options, name, result);
     }
 

@@ -1,15 +1,19 @@
 namespace KvmPS.Management.Definitions;
 
 /// <summary>
-/// A virtio-net adapter attached to an existing tap device (<see cref="TapName"/>) or to a bridge
-/// (<see cref="BridgeName"/>, for which the VMM creates a tap) — exactly one of the two.
+/// A virtio-net adapter attached to an existing tap device (<see cref="TapName"/>), to a bridge
+/// (<see cref="BridgeName"/>, for which the VMM creates a tap), or to a KvmPS network (<see cref="NetworkName"/>:
+/// management resolves it to the network's bridge when the VM starts) — exactly one of the three.
 /// </summary>
-public sealed record NetworkAdapterDefinition(string? TapName, string? BridgeName, MacAddress MacAddress)
+public sealed record NetworkAdapterDefinition(string? TapName, string? BridgeName, MacAddress MacAddress, string? NetworkName = null)
 {
     /// <summary>Linux IFNAMSIZ is 16 including the terminator.</summary>
     public const int MaximumInterfaceNameLength = 15;
 
-    public override string ToString() => BridgeName is not null ? $"{MacAddress} on bridge {BridgeName}" : $"{MacAddress} on tap {TapName}";
+    public override string ToString() =>
+        NetworkName is not null ? $"{MacAddress} on network {NetworkName}"
+        : BridgeName is not null ? $"{MacAddress} on bridge {BridgeName}"
+        : $"{MacAddress} on tap {TapName}";
 
     /// <summary>
     /// The MAC an adapter at position <paramref name="index"/> of VM <paramref name="vmName"/> gets when none is

@@ -187,8 +187,10 @@ public sealed record VmDefinition
             var prefix = $"NetworkAdapters[{i}]";
             if (adapter is null)
                 throw Fail(prefix, "must not be null");
-            if ((adapter.TapName is null) == (adapter.BridgeName is null))
-                throw Fail(prefix, "needs exactly one of Tap or Bridge");
+            if ((adapter.TapName is null ? 0 : 1) + (adapter.BridgeName is null ? 0 : 1) + (adapter.NetworkName is null ? 0 : 1) != 1)
+                throw Fail(prefix, "needs exactly one of Tap, Bridge or Network");
+            if (adapter.NetworkName is { } network && !Networks.NetworkValidation.IsValidName(network))
+                throw Fail(prefix + ".Network", $"'{network}' is not a valid network name (1-32 letters, digits, '-' or '_', starting with a letter or digit)");
             if (adapter.TapName is { } tap)
                 ValidateInterfaceName(prefix + ".Tap", tap);
             if (adapter.BridgeName is { } bridge)

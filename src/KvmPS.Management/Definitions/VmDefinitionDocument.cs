@@ -49,5 +49,6 @@ internal sealed class NetworkAdapterDocument
 {
     public string? Tap { get; set; }
     public string? Bridge { get; set; }
+    public string? Network { get; set; }
     public string? MacAddress { get; set; }
 }

@@ -63,6 +63,7 @@ public static class VmDefinitionJson
         {
             Tap = n.TapName,
             Bridge = n.BridgeName,
+            Network = n.NetworkName,
             MacAddress = n.MacAddress.ToString(),
         }).ToList(),
         BalloonEnabled = definition.BalloonEnabled,
@@ -108,7 +109,7 @@ public static class VmDefinitionJson
         })).ToArray());
         Put("NetworkAdapters", d.NetworkAdapters?.Select(x => x is null ? null : (object?)Compact(new()
         {
-            ["Tap"] = x.Tap, ["Bridge"] = x.Bridge, ["MacAddress"] = x.MacAddress,
+            ["Tap"] = x.Tap, ["Bridge"] = x.Bridge, ["Network"] = x.Network, ["MacAddress"] = x.MacAddress,
         })).ToArray());
         Put("BalloonEnabled", d.BalloonEnabled);
         Put("PciPassthrough", d.PciPassthrough?.Cast<object?>().ToArray());

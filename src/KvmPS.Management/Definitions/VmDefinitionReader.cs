@@ -16,7 +16,7 @@ namespace KvmPS.Management.Definitions;
 /// Boot = @{ KernelPath; InitrdPath; Cmdline }  or  @{ FirmwarePath; BootDiskIndex (= 0) }  or  @{ Cmdline } / absent = built-in guest,
 /// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
 ///   or a storage pool volume instead of Path: @{ Pool (= 'default'); Volume; ... } (docs/pools.md),
-/// NetworkAdapters = @( @{ Tap | Bridge; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
+/// NetworkAdapters = @( @{ Tap | Bridge | Network; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
 /// PciPassthrough = @( 'DDDD:BB:DD.F' )
 /// </code>
 /// </remarks>
@@ -31,7 +31,7 @@ public static class VmDefinitionReader
 
     public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
     public static readonly IReadOnlyList<string> DiskKeys = new[] { "Path", "Format", "SizeBytes", "ReadOnly", "BackingImagePath", "Pool", "Volume" };
-    public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "MacAddress" };
+    public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "Network", "MacAddress" };
 
     public static VmDefinition FromDictionary(IDictionary values)
     {
@@ -125,13 +125,13 @@ public static class VmDefinitionReader
         return Pools.PoolVolumeReference.Format(pool, volume);
     }
 
-    private static (string? Tap, string? Bridge, MacAddress? Mac) ReadAdapter(IDictionary source, string prefix, string vmName)
+    private static (string? Tap, string? Bridge, string? Network, MacAddress? Mac) ReadAdapter(IDictionary source, string prefix, string vmName)
     {
         var adapter = new SchemaMap(source, prefix, vmName, NetworkAdapterKeys);
         var macText = adapter.String("MacAddress");
         try
         {
-            return (adapter.String("Tap"), adapter.String("Bridge"), macText is null ? null : MacAddress.Parse(macText));
+            return (adapter.String("Tap"), adapter.String("Bridge"), adapter.String("Network"), macText is null ? null : MacAddress.Parse(macText));
         }
         catch (ValueFormatException e)
         {
@@ -140,7 +140,7 @@ public static class VmDefinitionReader
     }
 
     /// <summary>Adapters without a MAC get generated ones that avoid every address the manifest gives.</summary>
-    private static IEnumerable<NetworkAdapterDefinition> WithMacs(string vmName, List<(string? Tap, string? Bridge, MacAddress? Mac)> adapters)
+    private static IEnumerable<NetworkAdapterDefinition> WithMacs(string vmName, List<(string? Tap, string? Bridge, string? Network, MacAddress? Mac)> adapters)
     {
         var taken = adapters.Where(a => a.Mac is not null).Select(a => a.Mac!.Value).ToList();
         var result = new List<NetworkAdapterDefinition>(adapters.Count);
@@ -148,7 +148,7 @@ public static class VmDefinitionReader
         {
             var mac = adapters[i].Mac ?? NetworkAdapterDefinition.GenerateMac(vmName, i, taken);
             taken.Add(mac);
-            result.Add(new NetworkAdapterDefinition(adapters[i].Tap, adapters[i].Bridge, mac));
+            result.Add(new NetworkAdapterDefinition(adapters[i].Tap, adapters[i].Bridge, mac, adapters[i].Network));
         }
         return result;
     }

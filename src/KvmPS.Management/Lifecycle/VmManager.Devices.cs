@@ -150,18 +150,20 @@ public sealed partial class VmManager
     }, scope, removeTimeout);
 
     /// <summary>
-    /// Adds a virtio-net adapter on a bridge or an existing tap (exactly one). Without a MAC it gets the
+    /// Adds a virtio-net adapter on a bridge, an existing tap or a KvmPS network (exactly one). Without a MAC it gets the
     /// generated one for its position (<see cref="NetworkAdapterDefinition.GenerateMac"/>). On a running VM it is
-    /// hot-plugged (see <see cref="AttachDisk"/>).
+    /// hot-plugged (see <see cref="AttachDisk"/>). A network must exist (it need not be started for a stopped VM).
     /// </summary>
-    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null, ChangeScope scope = ChangeScope.Current)
+    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null, ChangeScope scope = ChangeScope.Current, string? networkName = null)
     {
-        if ((tapName is null) == (bridgeName is null))
-            throw new ManagementValidationException(name, "NetworkAdapters.Bridge", "give exactly one of NetworkAdapters.Bridge and NetworkAdapters.Tap");
+        if ((tapName is null ? 0 : 1) + (bridgeName is null ? 0 : 1) + (networkName is null ? 0 : 1) != 1)
+            throw new ManagementValidationException(name, "NetworkAdapters.Bridge", "give exactly one of NetworkAdapters.Bridge, NetworkAdapters.Tap and NetworkAdapters.Network");
+        if (networkName is not null)
+            Networks.NetworkRegistry.Get(Store.Root, Networks.NetworkValidation.ValidateName(networkName));
         return Update(name, d =>
         {
             var mac = macAddress ?? NetworkAdapterDefinition.GenerateMac(d.Name, d.NetworkAdapters.Count, d.NetworkAdapters.Select(a => a.MacAddress));
-            var adapter = new NetworkAdapterDefinition(tapName, bridgeName, mac);
+            var adapter = new NetworkAdapterDefinition(tapName, bridgeName, mac, networkName);
             return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Append(adapter)) };
         }, scope);
     }

@@ -84,7 +84,10 @@ public sealed partial class VmManager
             {
                 if (FindNetDevice(live, adapter.MacAddress) is null)
                 {
-                    var spec = VmmConfigBuilder.NetworkAdapterDevice(after, index, adapter.TapName is null ? FreeGeneratedTap(name, index, live, after) : null);
+                    if (adapter.NetworkName is { } network)
+                        new Networks.NetworkManager(Store).EnsureUsable(name, network);
+                    var spec = VmmConfigBuilder.NetworkAdapterDevice(after, index, adapter.TapName is null ? FreeGeneratedTap(name, index, live, after) : null,
+                        n => Networks.NetworkRegistry.BridgeFor(Store.Root, n));
                     live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec));
                 }
                 adapters.Done(adapter);

@@ -283,6 +283,8 @@ public sealed partial class VmManager
     {
         // Pools with autostart first: their folders checked and re-created, so VMs on them find their volumes' folder.
         new Pools.StoragePoolManager(Store).AutostartPools();
+        // Then networks with autostart (bridge, rules, dnsmasq), so VMs with adapters on them can start.
+        new Networks.NetworkManager(Store).AutostartNetworks();
         var candidates = new List<string>();
         var results = new List<AutostartResult>();
         foreach (var name in Store.ListNames())

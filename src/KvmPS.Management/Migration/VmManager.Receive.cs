@@ -71,7 +71,8 @@ public sealed partial class VmManager
         try
         {
             var configPath = Store.VmmConfigPath(name);
-            DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, Store.SocketPath(name), Store.SerialLogPath(name), p => Store.ResolveDiskPath(name, p)));
+            DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, Store.SocketPath(name), Store.SerialLogPath(name), p => Store.ResolveDiskPath(name, p),
+                n => Networks.NetworkRegistry.BridgeFor(Store.Root, n)));
             process = Launcher.LaunchIncoming(Store, name, configPath, socketPath, memfd: !definition.MemoryBacking.KsmEnabled);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             switch (WaitUntilIncomingListens(process, socketPath, clock, timeout))

@@ -18,11 +18,12 @@ public static class VmmConfigBuilder
     /// <param name="controlSocketPath">Also passed on the command line (liveness checks read it there).</param>
     /// <param name="serialLogPath">Guest console output, appended.</param>
     /// <param name="resolveDiskPath">Turns a definition's disk path into the host path (the store's disk directory for relative ones).</param>
-    public static byte[] Build(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null) =>
-        ContractJson.WriteConfiguration(BuildConfiguration(definition, controlSocketPath, serialLogPath, resolveDiskPath));
+    /// <param name="resolveNetworkBridge">Turns a network name (an adapter's <c>Network</c>) into its bridge; needed only when an adapter names one.</param>
+    public static byte[] Build(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null, Func<string, string>? resolveNetworkBridge = null) =>
+        ContractJson.WriteConfiguration(BuildConfiguration(definition, controlSocketPath, serialLogPath, resolveDiskPath, resolveNetworkBridge));
 
     /// <inheritdoc cref="Build"/>
-    public static VmmConfiguration BuildConfiguration(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null)
+    public static VmmConfiguration BuildConfiguration(VmDefinition definition, string controlSocketPath, string serialLogPath, Func<string, string>? resolveDiskPath = null, Func<string, string>? resolveNetworkBridge = null)
     {
         ArgumentNullException.ThrowIfNull(definition);
         resolveDiskPath ??= Path.GetFullPath;
@@ -59,7 +60,7 @@ public static class VmmConfigBuilder
             // Guest RAM in memfds, so a live upgrade (Update-KvmVmm) hands it to the new VMM instead of copying it. Not with
             // KSM: it merges only anonymous memory (such a VM is upgraded by copying its memory).
             Memfd = definition.MemoryBacking.KsmEnabled ? null : true,
-            Devices = Devices(definition, resolveDiskPath),
+            Devices = Devices(definition, resolveDiskPath, resolveNetworkBridge),
             Serial = "file:" + serialLogPath,
             // The console log's bound (rotation at a size, a number of files kept), a VM setting.
             SerialLogMaxBytes = definition.LogMaxBytes,
@@ -74,7 +75,7 @@ public static class VmmConfigBuilder
     /// PCI devices in slot order: the disks (the firmware boot disk first, so SeaBIOS boots it), then the network
     /// adapters, then the balloon. Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
     /// </summary>
-    private static List<DeviceSpec> Devices(VmDefinition definition, Func<string, string> resolveDiskPath)
+    private static List<DeviceSpec> Devices(VmDefinition definition, Func<string, string> resolveDiskPath, Func<string, string>? resolveNetworkBridge)
     {
         var disks = definition.Disks.Select((disk, index) => (disk, index)).ToList();
         if (definition.Boot is FirmwareBoot { BootDiskIndex: var boot } && boot > 0 && boot < disks.Count)
@@ -87,7 +88,7 @@ public static class VmmConfigBuilder
         foreach (var (_, index) in disks)
             devices.Add(DiskDevice(definition, index, resolveDiskPath));
         for (int i = 0; i < definition.NetworkAdapters.Count; i++)
-            devices.Add(NetworkAdapterDevice(definition, i));
+            devices.Add(NetworkAdapterDevice(definition, i, resolveNetworkBridge: resolveNetworkBridge));
         if (definition.BalloonEnabled)
             // deflate_on_oom: a guest short of memory may take pages back rather than fail; stats every 5 s for Invoke-KvmBalloon.
             devices.Add(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 });
@@ -122,16 +123,20 @@ public static class VmmConfigBuilder
     /// <summary>
     /// The virtio-net device for network adapter <paramref name="index"/>: its tap, or <paramref name="generatedTap"/>
     /// (default <see cref="GeneratedTapName"/> for the index) for one that names only a bridge. The one mapping for a
-    /// VM's start and an adapter hot-plugged into it (<c>device.add</c>).
+    /// VM's start and an adapter hot-plugged into it (<c>device.add</c>). An adapter on a KvmPS network gets the
+    /// network's bridge from <paramref name="resolveNetworkBridge"/> (the VMM makes the tap and enslaves it, as for a bridge).
     /// </summary>
-    public static NetDeviceSpec NetworkAdapterDevice(VmDefinition definition, int index, string? generatedTap = null)
+    public static NetDeviceSpec NetworkAdapterDevice(VmDefinition definition, int index, string? generatedTap = null, Func<string, string>? resolveNetworkBridge = null)
     {
         ArgumentNullException.ThrowIfNull(definition);
         var nic = definition.NetworkAdapters[index];
+        var bridge = nic.NetworkName is { } network
+            ? (resolveNetworkBridge ?? throw new InvalidOperationException($"VM '{definition.Name}': adapter {index} is on network '{network}', but no network resolver was given"))(network)
+            : nic.BridgeName;
         return new NetDeviceSpec
         {
             Tap = nic.TapName ?? generatedTap ?? GeneratedTapName(definition.Name, index),
-            Bridge = nic.BridgeName,
+            Bridge = bridge,
             Mac = nic.MacAddress.ToString(),
             RomPath = NetworkBootRom(definition),
         };

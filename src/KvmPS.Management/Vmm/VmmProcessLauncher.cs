@@ -144,7 +144,12 @@ public sealed class VmmProcessLauncher
         store.CheckPaths(definition);
         var name = definition.Name;
         var configPath = store.VmmConfigPath(name);
-        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, store.SocketPath(name), store.SerialLogPath(name), p => store.ResolveDiskPath(definition.Name, p)));
+        // An adapter on a KvmPS network needs the network up (its bridge exists): refuse here, naming the network.
+        var networks = new Networks.NetworkManager(store);
+        foreach (var network in definition.NetworkAdapters.Select(a => a.NetworkName).OfType<string>().Distinct())
+            networks.EnsureUsable(name, network);
+        DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, store.SocketPath(name), store.SerialLogPath(name), p => store.ResolveDiskPath(definition.Name, p),
+            n => Networks.NetworkRegistry.BridgeFor(store.Root, n)));
         return Spawn(store, name, BootArguments(BinaryPath, configPath, store.SocketPath(name), store.SerialLogPath(name)), "starting", definition);
     }
 
