@@ -119,4 +119,24 @@ public sealed class NetworkManifestReaderTests
         var error = Assert.Throws<DesiredStateException>(() => DesiredStateReader.Parse("@{ Network = @() }", "m.psd1"));
         Assert.Contains("Networks", error.Message);
     }
+
+    // The VMs' adapters say Network = 'lab': the definitions reader's Network key comes with lane net-core's merge.
+    [Fact(Skip = "needs net-core's NetworkAdapters Network key in VmDefinitionReader; remove this Skip at the merge")]
+    public void The_example_manifest_declares_a_network_a_pool_and_VMs_on_both()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "KvmPS.sln")))
+            root = Path.GetDirectoryName(root)!;
+
+        var desired = DesiredStateReader.ReadFiles([Path.Combine(root, "examples", "network-host.psd1")]);
+
+        var lab = Assert.Single(desired.Networks);
+        Assert.Equal((NetworkMode.Nat, "kvbr-lab"), (lab.Mode, lab.Bridge));
+        Assert.Equal("lab", Assert.Single(desired.StoragePools).Name);
+        Assert.All(desired.Vms, vm =>
+        {
+            Assert.Equal("lab", Assert.Single(vm.Definition!.NetworkAdapters).NetworkName);
+            Assert.Equal("lab", Assert.Single(vm.Definition.Disks).Pool);
+        });
+    }
 }
