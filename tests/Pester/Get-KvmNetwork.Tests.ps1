@@ -34,7 +34,7 @@ Describe 'Get-KvmNetwork' {
                 $null, $null, $null, $null, $null, $null, $true)
             $info = [KvmPS.Management.Networks.NetworkInfo]::new($definition, 'Degraded', [string[]]@('dnsmasq is not running'), $null, [string[]]@('web1', 'web2'))
             $lines = Assert-KvmView -InputObject @([KvmPS.PowerShell.KvmNetwork]::new($info)) -View Table
-            $lines[0] | Should -Match '^Name\s+Mode\s+State\s+Auto\s+Bridge\s+Subnet\s+UsedBy'
+            $lines[0] | Should -Match '^Name\s+Mode\s+State\s+Bridge\s+Subnet\s+UsedBy'
             $lines[2] | Should -Match 'Degraded'
             $lines[2] | Should -Match 'web1,web2'
             Assert-KvmView -InputObject @([KvmPS.PowerShell.KvmNetwork]::new($info)) -View List | Should -Contain 'Problems         : {dnsmasq is not running}' -Because 'the list shows what is wrong'

@@ -15,9 +15,9 @@ AfterAll {
 Describe 'Set-KvmNetwork' {
     Context 'without the host' {
         It 'refuses a bad address before looking at any network' {
-            Set-KvmNetwork -Name anything -Gateway 300.1.1.1 -ErrorVariable err -ErrorAction SilentlyContinue
-            Assert-KvmError $err -ErrorId InvalidValue -Command Set-KvmNetwork -Category InvalidArgument -TargetObject '300.1.1.1'
-            "$($err[0])" | Should -Match '^-Gateway: '
+            # A bad parameter concerns every network named: the command stops (a terminating error).
+            { Set-KvmNetwork -Name anything -Gateway 300.1.1.1 -ErrorAction Stop } |
+                Should -Throw -ErrorId 'InvalidValue,KvmPS.Commands.SetKvmNetworkCommand' -ExpectedMessage "-Gateway: '300.1.1.1' is not an IPv4 address*"
         }
 
         It 'has full help' {

@@ -19,9 +19,9 @@ public sealed class NetworkNameCompleter : IArgumentCompleter
         IReadOnlyList<string> names;
         try
         {
-            var store = VmNameCompleter.TryOpenExistingStore();
-            var folder = store is null ? null : Path.Combine(store.Root, "networks");
-            names = folder is null || !Directory.Exists(folder)
+            // Only the folder is read (no store lock): a store with networks but no VM yet completes too.
+            var folder = Path.Combine(Management.Store.VmStoreLocation.ResolveDefaultRoot(), "networks");
+            names = !Directory.Exists(folder)
                 ? []
                 : Directory.EnumerateFiles(folder, "*" + FileSuffix).Select(f => Path.GetFileName(f)[..^FileSuffix.Length]).ToList();
         }
