@@ -37,7 +37,9 @@ Describe 'Stop-KvmNetwork' {
 `$pid0 = (Start-KvmNetwork lab -Confirm:`$false -PassThru).DnsmasqProcessId
 `$stopped = Stop-KvmNetwork lab -Confirm:`$false -PassThru
 `$again = Stop-KvmNetwork lab -Confirm:`$false -PassThru
-"STOPPED=`$(`$stopped.State) AGAIN=`$(`$again.State) DNSMASQ=`$([bool](Get-Process -Id `$pid0 -ErrorAction SilentlyContinue))"
+# A dnsmasq that exited may linger as a zombie until reaped: only a live one (not state Z) counts as running.
+`$status = if (Test-Path /proc/`$pid0/status) { (Get-Content /proc/`$pid0/status | Select-String '^State:').Line } else { 'State: gone' }
+"STOPPED=`$(`$stopped.State) AGAIN=`$(`$again.State) DNSMASQ=`$(`$status -notmatch 'gone|\bZ\b')"
 ip link show $bridge 2>&1 | Out-Null
 "BRIDGE=`$LASTEXITCODE"
 "@
