@@ -51,6 +51,13 @@
         'New-KvmVolume'
         'Remove-KvmVolume'
         'Move-KvmVm'
+        'New-KvmNetwork'
+        'Get-KvmNetwork'
+        'Set-KvmNetwork'
+        'Remove-KvmNetwork'
+        'Start-KvmNetwork'
+        'Stop-KvmNetwork'
+        'Get-KvmVmNetworkAdapter'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

@@ -84,6 +84,13 @@ public class ContractTests
         { "New-KvmVolume", "", true, "Medium", null },
         { "Remove-KvmVolume", "", true, "High", null },
         { "Move-KvmVm", NameVm, true, "Medium", "Vm" },
+        { "New-KvmNetwork", "", true, "Medium", null },
+        { "Get-KvmNetwork", "", false, "Medium", null },
+        { "Set-KvmNetwork", "", true, "Medium", null },
+        { "Remove-KvmNetwork", "", true, "High", null },
+        { "Start-KvmNetwork", "", true, "Medium", null },
+        { "Stop-KvmNetwork", "", true, "Medium", null },
+        { "Get-KvmVmNetworkAdapter", NameVm, false, "Medium", "Vm" },
     };
 
     /// <summary>Cmdlets whose -Name may be left out: they then act on every VM it could name (Update-KvmVmm: every running VM).</summary>
@@ -167,7 +174,8 @@ public class ContractTests
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "AsJob");
         foreach (var name in new[] { "Start-KvmVm", "Stop-KvmVm", "Restart-KvmVm", "Suspend-KvmVm", "Resume-KvmVm", "Remove-KvmVm", "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory",
                      "Checkpoint-KvmVm", "Restore-KvmVmSnapshot", "Remove-KvmVmSnapshot", "Save-KvmVm", "Export-KvmVm",
-                     "Add-KvmDisk", "Remove-KvmDisk", "Add-KvmNetworkAdapter", "Remove-KvmNetworkAdapter", "Add-KvmPciPassthrough", "Remove-KvmPciPassthrough" })
+                     "Add-KvmDisk", "Remove-KvmDisk", "Add-KvmNetworkAdapter", "Remove-KvmNetworkAdapter", "Add-KvmPciPassthrough", "Remove-KvmPciPassthrough",
+                     "Set-KvmNetwork", "Remove-KvmNetwork", "Start-KvmNetwork", "Stop-KvmNetwork" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "PassThru");
         foreach (var name in new[] { "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory", "Invoke-KvmBalloon", "Add-KvmPciPassthrough" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "RestartIfNeeded");

@@ -111,3 +111,37 @@ Describe 'Add-KvmNetworkAdapter on a running VM' {
         Get-KvmTestLiveDevice an-run | Where-Object Mac -eq '52:54:00:aa:00:02' | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Add-KvmNetworkAdapter -Network' {
+    BeforeAll { New-KvmTestVm -Name na-net | Out-Null }
+
+    It 'needs exactly one of -Network, -BridgeName and -TapName' {
+        { Add-KvmNetworkAdapter na-net -Network lab -BridgeName br0 -ErrorAction Stop } | Should -Throw '*-Network, -BridgeName and -TapName*'
+        { Add-KvmNetworkAdapter na-net -Network lab -TapName t0 -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidValue,KvmPS.Commands.AddKvmNetworkAdapterCommand'
+    }
+
+    It '-WhatIf names the network and adds nothing' {
+        $lines = Get-KvmWhatIfLine { Add-KvmNetworkAdapter na-net -Network lab -WhatIf }
+        $lines | Should -Match 'target "na-net"'
+        $lines | Should -Match "on network 'lab'"
+        @((Get-KvmVm na-net).NetworkAdapters).Count | Should -Be 0
+    }
+
+    It 'adds an adapter on a network, with the MAC rule of bridge adapters' -Tag 'NetworkManager' {
+        New-KvmNetwork -Name lab -BridgeName (New-KvmTestNetName) -Subnet "10.242.$(Get-Random -Minimum 10 -Maximum 250).0/24" | Out-Null
+        $vm = Add-KvmNetworkAdapter na-net -Network lab -PassThru
+        $nic = @($vm.NetworkAdapters)
+        $nic.Count | Should -Be 1
+        $nic[0].NetworkName | Should -Be 'lab'
+        $nic[0].BridgeName | Should -BeNullOrEmpty
+        "$($nic[0].MacAddress)" | Should -Match '^52:54:00(:[0-9a-f]{2}){3}$'
+        (Get-KvmNetwork lab).UsedBy | Should -Contain 'na-net'
+    }
+
+    It 'refuses a network that does not exist, naming it, and adds nothing' -Tag 'NetworkManager' {
+        Add-KvmNetworkAdapter na-net -Network nosuchnet -ErrorVariable err -ErrorAction SilentlyContinue
+        Assert-KvmError $err -ErrorId NetworkNotFound -Command Add-KvmNetworkAdapter -Category ObjectNotFound -TargetObject 'na-net'
+        "$($err[0])" | Should -Match 'nosuchnet'
+        @((Get-KvmVm na-net).NetworkAdapters).Count | Should -Be 1
+    }
+}

@@ -219,3 +219,70 @@ Describe 'Invoke-KvmDesiredState' {
         Assert-KvmHelp Invoke-KvmDesiredState | Out-Null
     }
 }
+
+# A manifest with a network and VMs on it, applied for real: everything runs in a pwsh inside a test-made network
+# namespace, so the bridge, nftables table and dnsmasq stay there. Needs lane net-core's NetworkManager.
+Describe 'Invoke-KvmDesiredState with Networks' -Tag 'NetworkManager', 'NetworkHost' {
+    BeforeAll {
+        $script:ns = New-KvmTestNetName 'kvtns'
+        $script:netBridge = New-KvmTestNetName
+        $octet = Get-Random -Minimum 10 -Maximum 250
+        $script:netManifest = New-KvmTestManifest 'net-host.psd1' @"
+@{
+    Networks        = @( @{ Name = 'dslab'; Mode = 'Nat'; Bridge = '$netBridge'; Subnet = '10.241.$octet.0/24'; Autostart = `$true } )
+    VirtualMachines = @( @{ Name = 'ids-net1'; MemoryStartupBytes = 64MB; State = 'Running'; NetworkAdapters = @( @{ Network = 'dslab' } ) } )
+}
+"@
+    }
+    AfterAll {
+        Invoke-KvmTestInNamespace -Namespace $ns -Script "Remove-KvmVm ids-net1 -Force -Confirm:`$false -ErrorAction SilentlyContinue" | Out-Null
+        Remove-KvmTestNamespace $ns
+    }
+
+    It 'applies from empty (network created and started before the VM), then finds nothing to do' {
+        $r = Invoke-KvmTestInNamespace -Namespace $ns -Create -Script @"
+`$results = @(Invoke-KvmDesiredState -Path '$netManifest' -Confirm:`$false)
+'STEPS=' + ((`$results | ForEach-Object { "`$(`$_.Action.Kind):`$(`$_.Status)" }) -join ' ')
+'STATE=' + (Get-KvmNetwork dslab).State + ' VM=' + (Get-KvmVm ids-net1).State
+'ADAPTER=' + (Get-KvmVmNetworkAdapter ids-net1).Network
+'AGAIN=' + @(Invoke-KvmDesiredState -Path '$netManifest' -Confirm:`$false).Count
+'TEST=' + (Test-KvmDesiredState -Path '$netManifest')
+"@
+        $text = $r.Output -join "`n"
+        $r.ExitCode | Should -Be 0 -Because $text
+        $text | Should -Match 'STEPS=CreateNetwork:Done StartNetwork:Done Create:Done Start:Done'
+        $text | Should -Match 'STATE=Active VM=Running'
+        $text | Should -Match 'ADAPTER=dslab'
+        $text | Should -Match 'AGAIN=0'
+        $text | Should -Match 'TEST=True'
+    }
+
+    It 'reports a killed dnsmasq as drift on the network and repairs it' {
+        $r = Invoke-KvmTestInNamespace -Namespace $ns -Script @"
+Stop-Process -Id (Get-KvmNetwork dslab).DnsmasqProcessId -Force
+Start-Sleep -Milliseconds 300
+'DRIFT=' + ((Test-KvmDesiredState -Path '$netManifest' -Detailed | ForEach-Object { "`$(`$_.VmName).`$(`$_.Property)=`$(`$_.Actual)" }) -join ' | ')
+`$repair = @(Invoke-KvmDesiredState -Path '$netManifest' -Confirm:`$false)
+'REPAIR=' + ((`$repair | ForEach-Object { "`$(`$_.Action.Kind):`$(`$_.Status)" }) -join ' ')
+'TEST=' + (Test-KvmDesiredState -Path '$netManifest')
+"@
+        $text = $r.Output -join "`n"
+        $r.ExitCode | Should -Be 0 -Because $text
+        $text | Should -Match 'DRIFT=Networks\.dslab\.State=Degraded \(.*dnsmasq'
+        $text | Should -Match '(?m)^REPAIR=StartNetwork:Done$'
+        $text | Should -Match 'TEST=True'
+    }
+
+    It 'exports the network with the VM, and the export tests clean' {
+        $r = Invoke-KvmTestInNamespace -Namespace $ns -Script @"
+`$file = Join-Path `$env:KVMPS_HOME 'exported.psd1'
+Export-KvmDesiredState -Name ids-net1 -Path `$file -Confirm:`$false | Out-Null
+'HAS=' + [bool](Select-String -Path `$file -Pattern "Networks = @\(" -Quiet) + ' NIC=' + [bool](Select-String -Path `$file -Pattern "Network = 'dslab'" -Quiet)
+'TEST=' + (Test-KvmDesiredState -Path `$file)
+"@
+        $text = $r.Output -join "`n"
+        $r.ExitCode | Should -Be 0 -Because $text
+        $text | Should -Match 'HAS=True NIC=True'
+        $text | Should -Match 'TEST=True'
+    }
+}

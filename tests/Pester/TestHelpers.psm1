@@ -151,6 +151,54 @@ Start-KvmVm $Name -Confirm:`$false
     Get-KvmVm -Name $Name -ErrorAction Stop
 }
 
+<#
+    A random name for test networks, bridges and namespaces (parallel runs never collide): prefix + 6 hex digits,
+    short enough for a bridge name (15 characters).
+#>
+function New-KvmTestNetName {
+    param([string] $Prefix = 'kvt')
+    $Prefix + [guid]::NewGuid().ToString('N').Substring(0, 6)
+}
+
+<#
+    Runs $Script in a pwsh inside the network namespace $Namespace (created first when -Create), with the module
+    under test and this test's store: bridges, nftables rules and dnsmasq a network start makes stay in that namespace.
+    Returns @{ ExitCode; Output (stdout lines) }; stderr is merged into Output.
+#>
+function Invoke-KvmTestInNamespace {
+    param([Parameter(Mandatory)] [string] $Namespace, [Parameter(Mandatory)] [string] $Script, [switch] $Create)
+    if ($Create) {
+        & ip netns add $Namespace
+        if ($LASTEXITCODE -ne 0) { throw "ip netns add $Namespace failed" }
+        & ip netns exec $Namespace ip link set lo up
+    }
+    $inside = "`$ErrorActionPreference = 'Stop'`nImport-Module '$((Get-KvmTestModulePath) -replace "'", "''")'`n" + $Script
+    $output = & ip netns exec $Namespace (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
+    @{ ExitCode = $LASTEXITCODE; Output = @($output | ForEach-Object { "$_" }) }
+}
+
+<#
+    Stops the store's networks from inside $Namespace (so their dnsmasq ends), kills any dnsmasq left over by pid,
+    and deletes the namespace. Test clean-up: never fails.
+#>
+function Remove-KvmTestNamespace {
+    param([Parameter(Mandatory)] [string] $Namespace)
+    $left = Invoke-KvmTestInNamespace -Namespace $Namespace -Script @'
+$ErrorActionPreference = 'Continue'
+foreach ($n in @(Get-KvmNetwork -ErrorAction SilentlyContinue)) {
+    if ($n.DnsmasqProcessId) { "$($n.DnsmasqProcessId)" }
+    Stop-KvmNetwork -Name $n.Name -Confirm:$false -ErrorAction SilentlyContinue
+}
+'@
+    foreach ($line in $left.Output) {
+        # Only a dnsmasq still running under that pid (Stop-KvmNetwork normally ended it).
+        if ($line -match '^\d+$' -and (Get-Process -Id ([int]$line) -ErrorAction SilentlyContinue).ProcessName -eq 'dnsmasq') {
+            Stop-Process -Id ([int]$line) -Force -ErrorAction SilentlyContinue
+        }
+    }
+    & ip netns del $Namespace 2>$null
+}
+
 <# Turns the VM off and removes it if it exists (test clean-up; never fails). #>
 function Remove-KvmTestVm {
     param([Parameter(Mandatory)] [string[]] $Name)

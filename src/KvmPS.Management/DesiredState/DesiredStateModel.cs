@@ -52,6 +52,40 @@ public sealed record DesiredHostState(IReadOnlyList<string> Files, IReadOnlyList
 
     /// <summary>The manifests' <c>StoragePools</c> entries (docs/pools.md), planned before the VMs.</summary>
     public IReadOnlyList<DesiredStoragePool> StoragePools { get; init; } = [];
+
+    /// <summary>The manifests' <c>Networks</c> entries (docs/networks.md), created and started before the VMs.</summary>
+    public IReadOnlyList<DesiredNetwork> Networks { get; init; } = [];
+}
+
+/// <summary>
+/// One virtual network as a manifest declares it:
+/// <c>@{ Name = 'lab'; Mode = 'Nat'; Bridge = 'kvbr-lab'; Subnet = '10.77.0.0/24'; DhcpRange = @('10.77.0.100', '10.77.0.200'); Autostart = $true }</c>.
+/// A Present network is defined and started (Active). The settings left out (null) are not managed: the network keeps
+/// what it has, and a new one gets the defaults. Absent networks are removed after the VMs' steps.
+/// </summary>
+public sealed record DesiredNetwork
+{
+    public required string Name { get; init; }
+    public VmEnsure Ensure { get; init; } = VmEnsure.Present;
+    public Networks.NetworkMode Mode { get; init; } = Networks.NetworkMode.Nat;
+
+    /// <summary>The Linux bridge; required for Present networks, null for Absent ones.</summary>
+    public string? Bridge { get; init; }
+
+    public string? Subnet { get; init; }
+    public System.Net.IPAddress? Gateway { get; init; }
+    public System.Net.IPAddress? DhcpRangeStart { get; init; }
+    public System.Net.IPAddress? DhcpRangeEnd { get; init; }
+    public IReadOnlyList<Networks.DhcpStaticLease>? StaticLeases { get; init; }
+    public string? DnsDomain { get; init; }
+    public int? Mtu { get; init; }
+    public bool? Autostart { get; init; }
+    public SourcePosition Position { get; init; }
+
+    /// <summary>The definition a new network is created from (unstated settings: the manager's defaults).</summary>
+    public Networks.NetworkDefinition ToDefinition() =>
+        new(Name, Mode, Bridge ?? throw new InvalidOperationException($"network '{Name}' has no bridge"), Subnet, Gateway, DhcpRangeStart, DhcpRangeEnd,
+            StaticLeases, DnsDomain, Mtu, Autostart ?? false);
 }
 
 /// <summary>

@@ -23,7 +23,7 @@ namespace KvmPS.Management.DesiredState;
 /// </summary>
 public static class DesiredStateReader
 {
-    public static readonly IReadOnlyList<string> ManifestKeys = new[] { "Defaults", "VirtualMachines", "StoragePools" };
+    public static readonly IReadOnlyList<string> ManifestKeys = new[] { "Defaults", "VirtualMachines", "StoragePools", "Networks" };
     public static readonly IReadOnlyList<string> DesiredStateKeys = new[] { "Ensure", "State", "RestartIfNeeded" };
 
     /// <summary>Keys of a VM entry: the definition schema plus Ensure, State, RestartIfNeeded.</summary>
@@ -39,6 +39,7 @@ public static class DesiredStateReader
         var files = new List<string>();
         var vms = new List<DesiredVm>();
         var pools = new List<DesiredStoragePool>();
+        var networks = new List<DesiredNetwork>();
         var seen = new Dictionary<string, DesiredVm>(StringComparer.Ordinal);
         foreach (var path in paths)
         {
@@ -48,10 +49,11 @@ public static class DesiredStateReader
             foreach (var vm in ReadManifest(root, Path.GetDirectoryName(fullPath)!))
                 Add(vm, vms, seen);
             DesiredStoragePoolReader.Read(root, Path.GetDirectoryName(fullPath)!, pools);
+            DesiredNetworkReader.Read(root, networks);
         }
         if (files.Count == 0)
             throw new ArgumentException("At least one manifest file is needed.", nameof(paths));
-        return new DesiredHostState(files, vms) { StoragePools = pools };
+        return new DesiredHostState(files, vms) { StoragePools = pools, Networks = networks };
     }
 
     /// <summary>Parses manifest text (tests, stdin). Relative boot paths resolve against <paramref name="baseDirectory"/> (default: the current directory).</summary>
@@ -76,7 +78,9 @@ public static class DesiredStateReader
             Add(vm, vms, seen);
         var pools = new List<DesiredStoragePool>();
         DesiredStoragePoolReader.Read(root, baseDirectory ?? Directory.GetCurrentDirectory(), pools);
-        return new DesiredHostState(new[] { fileName }, vms) { StoragePools = pools };
+        var networks = new List<DesiredNetwork>();
+        DesiredNetworkReader.Read(root, networks);
+        return new DesiredHostState(new[] { fileName }, vms) { StoragePools = pools, Networks = networks };
     }
 
     /// <summary>
@@ -169,8 +173,8 @@ public static class DesiredStateReader
             ReadRestartIfNeeded(defaults, null, "Defaults.");
         }
 
-        if (!root.TryGetEntry("VirtualMachines", out var vmsEntry) && root.ContainsKey("StoragePools"))
-            yield break; // a manifest of pools only
+        if (!root.TryGetEntry("VirtualMachines", out var vmsEntry) && (root.ContainsKey("StoragePools") || root.ContainsKey("Networks")))
+            yield break; // a manifest of pools or networks only
         if (vmsEntry is null)
             throw new DesiredStateException(root.Position, null, "VirtualMachines", "is required (a list of VM entries: @( @{ Name = 'vm1'; ... } ))");
         IReadOnlyList<PsdValue> items = vmsEntry.Value switch

@@ -25,7 +25,8 @@ public static class ManifestExporter
     /// Exports the VMs whose names match <paramref name="patterns"/> (wildcards allowed): all VMs when it is null,
     /// none when it is empty (a pipeline that selected nothing).
     /// </summary>
-    public static ManifestExport Export(VmManager manager, IEnumerable<string>? patterns = null)
+    /// <param name="networks">Where the networks the VMs' adapters name are looked up; by default the store's network manager.</param>
+    public static ManifestExport Export(VmManager manager, IEnumerable<string>? patterns = null, INetworkOperations? networks = null)
     {
         ArgumentNullException.ThrowIfNull(manager);
         var list = patterns?.ToList();
@@ -47,7 +48,20 @@ public static class ManifestExporter
         var pools = vms.SelectMany(v => v.Definition.Disks).Select(d => d.Pool).OfType<string>()
             .Where(p => p != Pools.StoragePoolNames.DefaultPool).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)
             .Select(p => Pools.StoragePoolRegistry.TryGet(manager.Store.Root, p)).OfType<Pools.StoragePoolDefinition>().ToList();
-        var text = Write(vms.Select(v => (v.Definition, v.State)), warnings, pools);
+        // Likewise the networks their adapters are on (docs/networks.md): a manifest that re-creates the VMs needs them.
+        var networkNames = vms.SelectMany(v => v.Definition.NetworkAdapters).Select(a => a.NetworkName).OfType<string>()
+            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var networkDefinitions = new List<Networks.NetworkDefinition>();
+        if (networkNames.Count > 0)
+        {
+            networks ??= new NetworkManagerOperations(manager.Store);
+            foreach (var name in networkNames)
+                if (networks.TryGet(name) is { } network)
+                    networkDefinitions.Add(network.Definition);
+                else
+                    warnings.Add($"Network '{name}' (named by a VM's adapter) does not exist: the manifest does not declare it");
+        }
+        var text = Write(vms.Select(v => (v.Definition, v.State)), warnings, pools, networkDefinitions);
         return new ManifestExport(text, vms.Select(v => v.Name).ToList(), notFound, warnings);
     }
 
@@ -84,7 +98,9 @@ public static class ManifestExporter
 
     /// <summary>The manifest text for definitions and their current states. Pure (tests, other front ends).</summary>
     /// <param name="pools">Storage pools to state before the VMs (a <c>StoragePools</c> section); none when null or empty.</param>
-    public static string Write(IEnumerable<(VmDefinition Definition, VmState State)> vms, IList<string>? warnings = null, IReadOnlyList<Pools.StoragePoolDefinition>? pools = null)
+    /// <param name="networks">Networks to state before the VMs (a <c>Networks</c> section); none when null or empty.</param>
+    public static string Write(IEnumerable<(VmDefinition Definition, VmState State)> vms, IList<string>? warnings = null, IReadOnlyList<Pools.StoragePoolDefinition>? pools = null,
+        IReadOnlyList<Networks.NetworkDefinition>? networks = null)
     {
         ArgumentNullException.ThrowIfNull(vms);
         var list = vms.ToList();
@@ -100,6 +116,13 @@ public static class ManifestExporter
             foreach (var pool in pools)
                 text.Append("        ").Append(Inline(("Name", PsdLiteral.String(pool.Name)), ("Path", PsdLiteral.String(pool.Path)),
                     ("Autostart", PsdLiteral.Boolean(pool.Autostart)))).Append('\n');
+            text.Append("    )\n");
+        }
+        if (networks is { Count: > 0 })
+        {
+            text.Append("    Networks = @(\n");
+            foreach (var network in networks)
+                text.Append("        ").Append(NetworkLiteral(network)).Append('\n');
             text.Append("    )\n");
         }
         if (list.Count == 0)
@@ -227,9 +250,32 @@ public static class ManifestExporter
         ("BackingImagePath", disk.BackingImagePath is null ? null : PsdLiteral.String(disk.BackingImagePath)));
 
     private static string AdapterLiteral(NetworkAdapterDefinition adapter) => Inline(
+        ("Network", adapter.NetworkName is null ? null : PsdLiteral.String(adapter.NetworkName)),
         ("Tap", adapter.TapName is null ? null : PsdLiteral.String(adapter.TapName)),
         ("Bridge", adapter.BridgeName is null ? null : PsdLiteral.String(adapter.BridgeName)),
         ("MacAddress", PsdLiteral.String(adapter.MacAddress.ToString())));
+
+    /// <summary>A network entry with the keys the manifest reader takes (DesiredNetworkReader); unset settings are left out.</summary>
+    private static string NetworkLiteral(Networks.NetworkDefinition n)
+    {
+        string? Address(System.Net.IPAddress? a) => a is null ? null : PsdLiteral.String(a.ToString());
+        var leases = n.StaticLeases is { Count: > 0 } list
+            ? "@(" + string.Join(", ", list.Select(l => Inline(("Mac", PsdLiteral.String(l.MacAddress.ToString())), ("Address", PsdLiteral.String(l.Address.ToString())),
+                ("HostName", l.HostName is null ? null : PsdLiteral.String(l.HostName))))) + ")"
+            : null;
+        return Inline(
+            ("Name", PsdLiteral.String(n.Name)),
+            ("Mode", PsdLiteral.String(n.Mode.ToString())),
+            ("Bridge", PsdLiteral.String(n.BridgeName)),
+            ("Subnet", n.Subnet is null ? null : PsdLiteral.String(n.Subnet)),
+            ("Gateway", Address(n.Gateway)),
+            // The manifest states a range as both ends; a half-set one is the manager's default and is left out.
+            ("DhcpRange", n.DhcpRangeStart is null || n.DhcpRangeEnd is null ? null : $"@({Address(n.DhcpRangeStart)}, {Address(n.DhcpRangeEnd)})"),
+            ("StaticLeases", leases),
+            ("DnsDomain", n.DnsDomain is null ? null : PsdLiteral.String(n.DnsDomain)),
+            ("Mtu", n.MtuBytes is { } mtu ? PsdLiteral.Integer(mtu) : null),
+            ("Autostart", PsdLiteral.Boolean(n.Autostart)));
+    }
 
     private static string Inline(params (string Key, string? Value)[] entries) =>
         "@{ " + string.Join("; ", entries.Where(e => e.Value is not null).Select(e => $"{e.Key} = {e.Value}")) + " }";

@@ -27,6 +27,10 @@ public static class ReconcileActionText
             ReconcileActionKind.UpdateStoragePool => $"Change storage pool settings ({Changes(action)})",
             ReconcileActionKind.CreateStoragePoolFolder => "Re-create storage pool folder",
             ReconcileActionKind.RemoveStoragePool => "Remove storage pool (its folder and volumes stay)",
+            ReconcileActionKind.CreateNetwork => "Create network",
+            ReconcileActionKind.UpdateNetwork => $"Change network settings ({Changes(action)})",
+            ReconcileActionKind.StartNetwork => action.Changes.Count > 0 && action.Changes[0].Actual?.StartsWith("Degraded", StringComparison.Ordinal) == true ? "Repair network" : "Start network",
+            ReconcileActionKind.RemoveNetwork => "Stop and remove network",
             _ => action.Description,
         };
     }

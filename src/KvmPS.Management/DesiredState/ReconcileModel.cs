@@ -44,6 +44,18 @@ public enum ReconcileActionKind
 
     /// <summary>Forget a pool (<see cref="Pools.StoragePoolManager.Remove"/>); its folder and volumes stay.</summary>
     RemoveStoragePool,
+
+    /// <summary>Define a network (<see cref="Networks.NetworkManager.Create"/>); it is started by a <see cref="StartNetwork"/> step. <see cref="ReconcileAction.VmName"/> holds the network name.</summary>
+    CreateNetwork,
+
+    /// <summary>Replace a network's settings (<see cref="Networks.NetworkManager.Set"/>; a running network is restarted).</summary>
+    UpdateNetwork,
+
+    /// <summary>Start an Inactive network or repair a Degraded one (<see cref="Networks.NetworkManager.Start"/>).</summary>
+    StartNetwork,
+
+    /// <summary>Stop and forget a network (<see cref="Networks.NetworkManager.Remove"/>), after the VMs that used it are removed.</summary>
+    RemoveNetwork,
 }
 
 /// <summary>One property of one VM that differs from the manifest. Ensure and State use the manifest's words.</summary>
@@ -119,10 +131,20 @@ public sealed record DesiredVmStatus(DesiredVm Desired, VmInfo? Actual, IReadOnl
 /// <summary>Outcome of <see cref="Reconciler.Get"/>: the manifest's VMs, and the VMs in the store the manifest does not name.</summary>
 public sealed record DesiredHostStatus(IReadOnlyList<DesiredVmStatus> Vms, IReadOnlyList<VmInfo> Unmanaged)
 {
-    public bool InDesiredState => Vms.All(v => v.InDesiredState) && StoragePools.All(p => p.InDesiredState);
+    public bool InDesiredState => Vms.All(v => v.InDesiredState) && StoragePools.All(p => p.InDesiredState) && Networks.All(n => n.InDesiredState);
 
     /// <summary>The manifest's storage pools with what is there and their drift.</summary>
     public IReadOnlyList<DesiredStoragePoolStatus> StoragePools { get; init; } = [];
+
+    /// <summary>The manifest's networks with what is there and their drift.</summary>
+    public IReadOnlyList<DesiredNetworkStatus> Networks { get; init; } = [];
+}
+
+/// <summary>One network named in a manifest: what is asked and what is there (null: no such network).</summary>
+public sealed record DesiredNetworkStatus(DesiredNetwork Desired, Networks.NetworkInfo? Actual, IReadOnlyList<Drift> Drifts)
+{
+    public string Name => Desired.Name;
+    public bool InDesiredState => Drifts.Count == 0;
 }
 
 /// <summary>One storage pool named in a manifest: what is asked and what is there (null: no such pool).</summary>

@@ -1,4 +1,5 @@
 using KvmPS.Management.Lifecycle;
+using KvmPS.Management.Networks;
 using KvmPS.Management.Store;
 
 namespace KvmPS.Management.DesiredState;
@@ -11,9 +12,17 @@ namespace KvmPS.Management.DesiredState;
 /// </summary>
 public sealed class Reconciler
 {
-    public Reconciler(VmManager manager) => Manager = manager ?? throw new ArgumentNullException(nameof(manager));
+    /// <param name="networks">The network calls (tests pass a fake); by default the <see cref="Networks.NetworkManager"/> over the manager's store.</param>
+    public Reconciler(VmManager manager, INetworkOperations? networks = null)
+    {
+        Manager = manager ?? throw new ArgumentNullException(nameof(manager));
+        Networks = networks ?? new NetworkManagerOperations(manager.Store);
+    }
 
     public VmManager Manager { get; }
+
+    /// <summary>Used only when a manifest declares networks or a VM's adapter names one.</summary>
+    public INetworkOperations Networks { get; }
 
     /// <summary>The VMs the manifest names with their live state and drift, plus the store's other VMs.</summary>
     public DesiredHostStatus Get(DesiredHostState desired)
@@ -31,8 +40,18 @@ public sealed class Reconciler
             all.TryGetValue(vm.Name, out var info);
             return new DesiredVmStatus(vm, info, ReconcilePlanner.DriftOf(vm, info is null ? null : ActualVm.From(info)));
         }).ToList();
+        var networks = desired.Networks.Count == 0 ? new Dictionary<string, NetworkInfo>() : NetworkSnapshot();
+        var networkStatus = desired.Networks.Select(n =>
+        {
+            networks.TryGetValue(n.Name, out var info);
+            return new DesiredNetworkStatus(n, info, NetworkPlanner.Plan([n], networks).Drifts);
+        }).ToList();
         var named = desired.Vms.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
-        return new DesiredHostStatus(vms, all.Values.Where(v => !named.Contains(v.Name)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList()) { StoragePools = poolStatus };
+        return new DesiredHostStatus(vms, all.Values.Where(v => !named.Contains(v.Name)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList())
+        {
+            StoragePools = poolStatus,
+            Networks = networkStatus,
+        };
     }
 
     /// <summary>The drift of every VM the manifest names; empty when the host is in the desired state.</summary>
@@ -45,11 +64,49 @@ public sealed class Reconciler
         var actual = Snapshot(desired);
         var plan = ReconcilePlanner.Plan(desired, actual);
         CheckPaths(desired, actual);
-        if (desired.StoragePools.Count == 0)
+        CheckNetworks(desired, actual);
+        if (desired.StoragePools.Count == 0 && desired.Networks.Count == 0)
             return plan;
-        // Pools first (VMs may use them), pools to forget last (after the VMs that used them are gone). docs/pools.md.
-        var (before, after, poolDrifts) = StoragePoolPlanner.Plan(desired.StoragePools, PoolSnapshot());
-        return new ReconcilePlan([.. before, .. plan.Actions, .. after], [.. poolDrifts, .. plan.Drifts], plan.Warnings);
+        // Pools and networks first (VMs use them), the ones to remove last (after the VMs that used them are gone).
+        var (before, after, poolDrifts) = desired.StoragePools.Count == 0
+            ? ([], [], [])
+            : StoragePoolPlanner.Plan(desired.StoragePools, PoolSnapshot());
+        var removed = desired.Vms.Where(v => v.Ensure == VmEnsure.Absent).Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
+        var (netBefore, netAfter, netDrifts, netWarnings) = desired.Networks.Count == 0
+            ? ([], [], [], [])
+            : NetworkPlanner.Plan(desired.Networks, NetworkSnapshot(), removed);
+        return new ReconcilePlan([.. before, .. netBefore, .. plan.Actions, .. netAfter, .. after], [.. poolDrifts, .. netDrifts, .. plan.Drifts], [.. plan.Warnings, .. netWarnings]);
+    }
+
+    /// <summary>Every network there is, by name.</summary>
+    private Dictionary<string, NetworkInfo> NetworkSnapshot() => Networks.List().ToDictionary(n => n.Name, StringComparer.Ordinal);
+
+    /// <summary>
+    /// Refuses, in the plan already, a VM adapter on a network that neither exists nor is declared Present in the
+    /// manifest, or on one the manifest removes: applying would create a VM that cannot start.
+    /// </summary>
+    private void CheckNetworks(DesiredHostState desired, IReadOnlyDictionary<string, ActualVm> actual)
+    {
+        foreach (var vm in desired.Vms)
+        {
+            if (vm.Ensure == VmEnsure.Absent || vm.Definition is null)
+                continue;
+            var target = actual.TryGetValue(vm.Name, out var current) ? ReconcilePlanner.TargetDefinition(vm, current.Definition) : vm.Definition;
+            for (var i = 0; i < target.NetworkAdapters.Count; i++)
+            {
+                if (target.NetworkAdapters[i].NetworkName is not { } network)
+                    continue;
+                var declared = desired.Networks.FirstOrDefault(n => n.Name == network);
+                if (declared is { Ensure: VmEnsure.Present })
+                    continue;
+                if (declared is not null)
+                    throw new DesiredStateException(vm.Position, vm.Name, $"NetworkAdapters[{i}].Network",
+                        $"network '{network}' is declared with Ensure = 'Absent' in the manifest (at {declared.Position}); a VM on it cannot be Present");
+                if (Networks.TryGet(network) is null)
+                    throw new DesiredStateException(vm.Position, vm.Name, $"NetworkAdapters[{i}].Network",
+                        $"network '{network}' does not exist (declare it in the manifest's Networks, or create it: New-KvmNetwork)");
+            }
+        }
     }
 
     /// <summary>Every pool there is, by name.</summary>
@@ -209,6 +266,29 @@ public sealed class Reconciler
             case ReconcileActionKind.RemoveStoragePool:
                 new Pools.StoragePoolManager(Manager.Store).Remove(name);
                 return Done(action, $"Storage pool '{name}' removed (its folder and volumes stay)");
+            case ReconcileActionKind.CreateNetwork:
+            {
+                var info = Networks.Create(desired.Networks.First(n => n.Name == name).ToDefinition());
+                return Done(action, $"Network '{name}' created ({info.State})");
+            }
+            case ReconcileActionKind.UpdateNetwork:
+            {
+                // Re-applied to the network as it is now, not the one planned from.
+                var current = Networks.TryGet(name) ?? throw new InvalidOperationException($"Network '{name}' no longer exists; run the plan again.");
+                var info = Networks.Set(NetworkPlanner.TargetDefinition(desired.Networks.First(n => n.Name == name), current.Definition));
+                return Done(action, $"Network '{name}' updated ({info.State})");
+            }
+            case ReconcileActionKind.StartNetwork:
+            {
+                var info = Networks.Start(name);
+                // VMs planned after this step need the network whole: stop here rather than start them on a broken one.
+                if (info.State != NetworkState.Active)
+                    throw new InvalidOperationException($"Network '{name}' is {info.State} after starting" + (info.Problems.Count > 0 ? ": " + string.Join("; ", info.Problems) : ""));
+                return Done(action, $"Network '{name}' is Active on bridge '{info.Definition.BridgeName}'" + (info.DnsmasqProcessId is { } pid ? $" (dnsmasq pid {pid})" : ""));
+            }
+            case ReconcileActionKind.RemoveNetwork:
+                Networks.Remove(name);
+                return Done(action, $"Network '{name}' stopped and removed");
             case ReconcileActionKind.Remove:
             {
                 var removed = Manager.Remove(name, force: true, deleteDisks: false);

@@ -1,11 +1,13 @@
 using System.Management.Automation;
 using KvmPS.Management.Definitions;
+using KvmPS.Management.Networks;
+using KvmPS.PowerShell.Completers;
 using KvmPS.PowerShell;
 using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Add-KvmNetworkAdapter: adds a virtio-net adapter on a bridge or an existing tap device (hot-plugged into a running VM).</summary>
+/// <summary>Add-KvmNetworkAdapter: adds a virtio-net adapter on a KvmPS network, a bridge or an existing tap device (hot-plugged into a running VM).</summary>
 [Cmdlet(VerbsCommon.Add, "KvmNetworkAdapter", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
@@ -15,6 +17,13 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     [ValidateNotNullOrEmpty]
     [Alias("SwitchName")]
     public string? BridgeName { get; set; }
+
+    /// <summary>A KvmPS network (New-KvmNetwork); management makes the adapter's tap on the network's bridge.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(NetworkNameCompleter))]
+    [Alias("NetworkName")]
+    public string? Network { get; set; }
 
     /// <summary>Existing host tap device to use.</summary>
     [Parameter]
@@ -39,8 +48,9 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
 
     protected override void Begin()
     {
-        if ((BridgeName is null) == (TapName is null))
-            throw KvmParameterException.Combination(BridgeName is null ? nameof(TapName) : nameof(BridgeName), BridgeName ?? TapName, "Give exactly one of -BridgeName and -TapName.");
+        var given = new (string Name, string? Value)[] { (nameof(Network), Network), (nameof(BridgeName), BridgeName), (nameof(TapName), TapName) }.Where(p => p.Value is not null).ToList();
+        if (given.Count != 1)
+            throw KvmParameterException.Combination(given.Count == 0 ? nameof(Network) : given[1].Name, given.Count == 0 ? null : given[1].Value, "Give exactly one of -Network, -BridgeName and -TapName.");
         LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
     }
 
@@ -48,11 +58,30 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     {
         var mac = MacAddress is null ? (MacAddress?)null : KvmParameterException.Parse(nameof(MacAddress), MacAddress, Management.Definitions.MacAddress.Parse);
         var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
-        var action = BridgeName is not null ? $"Add a network adapter on bridge '{BridgeName}'" : $"Add a network adapter on tap '{TapName}'";
+        var action = Network is not null ? $"Add a network adapter on network '{Network}'"
+            : BridgeName is not null ? $"Add a network adapter on bridge '{BridgeName}'" : $"Add a network adapter on tap '{TapName}'";
         if (!Output.ShouldProcess(name, action + LiveChangeParameters.Describe(scope)))
             return;
-        ReportChange(Manager.AddNetworkAdapter(name, TapName, BridgeName, mac, scope), restartIfNeeded: false);
+        ReportChange(Network is null ? Manager.AddNetworkAdapter(name, TapName, BridgeName, mac, scope) : AddOnNetwork(name, Network, mac, scope), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
+
+    /// <summary>
+    /// An adapter on a KvmPS network: the network must exist (a typo fails here, not at the VM's next start); the MAC
+    /// rule is the one <see cref="Management.Lifecycle.VmManager.AddNetworkAdapter"/> uses for bridges and taps.
+    /// </summary>
+    private Management.Lifecycle.ChangeResult AddOnNetwork(string vmName, string network, MacAddress? mac, Management.Lifecycle.ChangeScope scope)
+    {
+        _networks ??= new NetworkManager(Manager.Store);
+        var name = _networks.Get(network).Name;
+        return Manager.Update(vmName, d =>
+        {
+            var address = mac ?? NetworkAdapterDefinition.GenerateMac(d.Name, d.NetworkAdapters.Count, d.NetworkAdapters.Select(a => a.MacAddress));
+            var adapter = new NetworkAdapterDefinition(null, null, address, name);
+            return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Append(adapter)) };
+        }, scope);
+    }
+
+    private NetworkManager? _networks;
 }

@@ -116,6 +116,11 @@ internal static class KvmErrorIds
     public const string StorageVolumeExists = "StorageVolumeExists";
     public const string StorageVolumeInUse = "StorageVolumeInUse";
     public const string InvalidStorageVolumeSetting = "InvalidStorageVolumeSetting";
+    public const string NetworkNotFound = "NetworkNotFound";
+    public const string NetworkExists = "NetworkExists";
+    public const string NetworkInUse = "NetworkInUse";
+    public const string InvalidNetworkSetting = "InvalidNetworkSetting";
+    public const string NetworkHostFailed = "NetworkHostFailed";
     public const string DeviceNotFound = "DeviceNotFound";
     public const string DiskImageNotFound = "DiskImageNotFound";
     public const string DeviceAlreadyAttached = "DeviceAlreadyAttached";
@@ -193,6 +198,12 @@ internal static class KvmErrorMapping
             KvmPS.Management.Pools.StorageVolumeInUseException e => new(e, KvmErrorIds.StorageVolumeInUse, ErrorCategory.ResourceBusy, target ?? e.VolumeName),
             KvmPS.Management.Pools.StorageVolumeSettingException e => new(e, KvmErrorIds.InvalidStorageVolumeSetting, ErrorCategory.InvalidArgument, e.VolumeName),
             KvmPS.Management.Pools.StoragePoolException e => new(e, KvmErrorIds.InvalidStoragePoolSetting, ErrorCategory.InvalidOperation, target ?? e.PoolName),
+            KvmPS.Management.Networks.NetworkNotFoundException e => new(e, KvmErrorIds.NetworkNotFound, ErrorCategory.ObjectNotFound, target ?? e.NetworkName),
+            KvmPS.Management.Networks.NetworkAlreadyExistsException e => new(e, KvmErrorIds.NetworkExists, ErrorCategory.ResourceExists, target ?? e.NetworkName),
+            KvmPS.Management.Networks.NetworkInUseException e => new(e, KvmErrorIds.NetworkInUse, ErrorCategory.ResourceBusy, target ?? e.NetworkName),
+            KvmPS.Management.Networks.NetworkSettingException e => new(e, KvmErrorIds.InvalidNetworkSetting, ErrorCategory.InvalidArgument, e.Value),
+            KvmPS.Management.Networks.NetworkHostException e => new(e, KvmErrorIds.NetworkHostFailed, ErrorCategory.OperationStopped, target ?? e.NetworkName),
+            KvmPS.Management.Networks.NetworkException e => new(e, KvmErrorIds.InvalidNetworkSetting, ErrorCategory.InvalidOperation, target ?? e.NetworkName),
             VmNotFoundException e => new(e, KvmErrorIds.VmNotFound, ErrorCategory.ObjectNotFound, target ?? e.VmName),
             VmAlreadyExistsException e => new(e, KvmErrorIds.VmAlreadyExists, ErrorCategory.ResourceExists, target ?? e.VmName),
             StoreLockTimeoutException e => new(e, KvmErrorIds.StoreLocked, ErrorCategory.ResourceBusy, target ?? e.LockPath),
