@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using KvmPS.PowerShell;
-using KvmPS.PowerShell.Completers;
 using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
@@ -11,28 +10,9 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Start, "KvmNetwork", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmNetwork))]
-public sealed class StartKvmNetworkCommand : KvmNetworkCmdletBase
+public sealed class StartKvmNetworkCommand : KvmNetworkStateCmdletBase
 {
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    [SupportsWildcards]
-    [ArgumentCompleter(typeof(NetworkNameCompleter))]
-    [Alias("Network")]
-    public string[] Name { get; set; } = [];
+    private protected override string Action => "Start network";
 
-    [Parameter]
-    public SwitchParameter PassThru { get; set; }
-
-    protected override void Process()
-    {
-        foreach (var name in SelectNetworks(Name))
-            ForTarget(name, () =>
-            {
-                if (!Output.ShouldProcess(name, "Start network"))
-                    return;
-                var info = Networks.Start(name);
-                if (PassThru.IsPresent)
-                    Output.WriteObject(new KvmNetwork(info));
-            });
-    }
+    private protected override KvmPS.Management.Networks.NetworkInfo Apply(string name) => Networks.Start(name);
 }

@@ -133,3 +133,39 @@ internal static class NetworkParameters
         _ => value.ToString() ?? "",
     };
 }
+
+/// <summary>
+/// Start-KvmNetwork and Stop-KvmNetwork: networks by name (wildcards, from the pipeline by property name), one
+/// confirmation and one manager call each, the network after it with -PassThru.
+/// </summary>
+public abstract class KvmNetworkStateCmdletBase : KvmNetworkCmdletBase
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(KvmPS.PowerShell.Completers.NetworkNameCompleter))]
+    [Alias("Network")]
+    public string[] Name { get; set; } = [];
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    /// <summary>What -WhatIf and -Confirm say ("Start network").</summary>
+    private protected abstract string Action { get; }
+
+    /// <summary>The manager call for one network; returns the network after it.</summary>
+    private protected abstract NetworkInfo Apply(string name);
+
+    protected override void Process()
+    {
+        foreach (var name in SelectNetworks(Name))
+            ForTarget(name, () =>
+            {
+                if (!Output.ShouldProcess(name, Action))
+                    return;
+                var info = Apply(name);
+                if (PassThru.IsPresent)
+                    Output.WriteObject(new KvmNetwork(info));
+            });
+    }
+}

@@ -121,7 +121,7 @@ public sealed class NetworkManifestReaderTests
     }
 
     // The VMs' adapters say Network = 'lab': the definitions reader's Network key comes with lane net-core's merge.
-    [Fact(Skip = "needs net-core's NetworkAdapters Network key in VmDefinitionReader; remove this Skip at the merge")]
+    [Fact]
     public void The_example_manifest_declares_a_network_a_pool_and_VMs_on_both()
     {
         var root = AppContext.BaseDirectory;
