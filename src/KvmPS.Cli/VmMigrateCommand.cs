@@ -7,7 +7,7 @@ namespace KvmPS.Cli;
 
 /// <summary>
 /// <c>kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S] [--auto-converge]
-/// [--timeout SECONDS] [--json]</c> (Move-KvmVm's twin, virsh migrate --live over ssh), and the hidden
+/// [--include-storage] [--timeout SECONDS] [--json]</c> (Move-KvmVm's twin, virsh migrate --live over ssh), and the hidden
 /// <c>kvmps vm receive</c> the source runs on the destination through ssh (docs/migration.md, "Moving a VM to another host").
 /// </summary>
 internal sealed class VmMigrateCommand(CliApp app)
@@ -16,7 +16,7 @@ internal sealed class VmMigrateCommand(CliApp app)
     {
         if (options.Help)
             throw new CliApp.HelpRequested("vm migrate");
-        const string usage = "vm migrate: usage: kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S] [--auto-converge] [--timeout SECONDS] [--json]";
+        const string usage = "vm migrate: usage: kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S] [--auto-converge] [--include-storage] [--timeout SECONDS] [--json]";
         if (options.Positional.Count != 1 || options.Value("--to") is not { } to)
             throw new UsageException(usage);
         var name = options.Positional[0];
@@ -34,6 +34,7 @@ internal sealed class VmMigrateCommand(CliApp app)
             DowntimeMs = (int?)Number(options, "--downtime", 1, 60_000),
             BandwidthBytesPerSecond = Number(options, "--bandwidth", 65_536, long.MaxValue),
             AutoConverge = options.Has("--auto-converge"),
+            IncludeStorage = options.Has("--include-storage"),
             Timeout = Number(options, "--timeout", 1, 86_400) is { } s ? TimeSpan.FromSeconds(s) : null,
         };
         var identity = options.Value("--identity") ?? (app.GetEnvironment("KVMPS_SSH_KEY") is { Length: > 0 } k ? k : null);
@@ -66,11 +67,17 @@ internal sealed class VmMigrateCommand(CliApp app)
                 if (result.Downtime is { } d)
                     w.WriteNumber("downtime_ms", (long)d.TotalMilliseconds);
                 w.WriteNumber("bytes_sent", result.BytesSent);
+                if (moveOptions.IncludeStorage)
+                {
+                    w.WriteNumber("disk_bytes_sent", result.DiskBytesSent);
+                    w.WriteString("retained_disks", result.RetainedDisksDirectory);
+                }
                 w.WriteEndObject();
             }));
         else
             app.Out.WriteLine($"VM '{result.Name}' moved to host '{result.DestinationHost}' (kvmps-vmm pid {result.DestinationPid} there): " +
-                $"total {result.Total.TotalMilliseconds:0} ms{(result.Downtime is { } dt ? $", downtime {dt.TotalMilliseconds:0} ms" : "")}, {result.BytesSent} bytes.");
+                $"total {result.Total.TotalMilliseconds:0} ms{(result.Downtime is { } dt ? $", downtime {dt.TotalMilliseconds:0} ms" : "")}, {result.BytesSent} bytes" +
+                (moveOptions.IncludeStorage ? $" ({result.DiskBytesSent} of them disk data); the disk images stay on this host{(result.RetainedDisksDirectory is { } kept ? $" (the store's in {kept})" : "")}." : "."));
         return ExitCodes.Ok;
     }
 
@@ -92,7 +99,10 @@ internal sealed class VmMigrateCommand(CliApp app)
         {
             throw new UsageException($"vm receive: the definition is not base64: {e.Message}");
         }
-        var incoming = app.Manager.PrepareIncoming(definition, TimeSpan.FromSeconds(30));
+        var storageBytes = options.Value("--include-storage") is { } text
+            ? long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var b) ? b : throw new UsageException($"vm receive: --include-storage '{text}' is not a byte count")
+            : (long?)null;
+        var incoming = app.Manager.PrepareIncoming(definition, TimeSpan.FromSeconds(30), storageBytes);
         app.Out.WriteLine("listening " + incoming.SocketPath);
         app.Out.Flush();
         var abandoned = 0;

@@ -21,6 +21,12 @@ public sealed record MigrateRequest() : ControlRequest(Name)
     public long? BandwidthBytesPerS { get; init; }
     /// <summary>Throttle the vCPUs when the guest dirties memory faster than the link sends it, instead of giving up.</summary>
     public bool AutoConverge { get; set; }
+    /// <summary>
+    /// Copy the disks too (no shared storage): every virtio-blk image's guest-visible contents go in the stream while
+    /// the VM runs, with the blocks the guest writes meanwhile sent again; the destination writes them to fresh images
+    /// at the paths of its own configuration (stream format version 2).
+    /// </summary>
+    public bool IncludeStorage { get; set; }
 }
 
 /// <summary>Any state: the current (or last) migration's progress. Reply: <see cref="MigrateStatusReply"/>.</summary>
@@ -86,6 +92,12 @@ public sealed record MigrateStatusReply
     /// file descriptors over the Unix socket instead of being copied.
     /// </summary>
     public bool MemoryShared { get; init; }
+    /// <summary>With include_storage: the disks' virtual sizes added up (what a full copy would be).</summary>
+    public long DiskBytesTotal { get; init; }
+    /// <summary>With include_storage: bytes of disk data sent so far (blocks that read as zero are not counted).</summary>
+    public long DiskBytesSent { get; init; }
+    /// <summary>With include_storage: bytes of disk blocks the guest wrote after their copy began, still to send.</summary>
+    public long DiskDirtyBytes { get; init; }
     /// <summary>Why it failed (phase failed or cancelled).</summary>
     public string? Error { get; init; }
 }

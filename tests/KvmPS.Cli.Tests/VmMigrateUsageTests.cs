@@ -72,8 +72,29 @@ public sealed class VmMigrateUsageTests : IDisposable
         (code, output, error) = Run(Convert.ToBase64String(KvmPS.Management.Definitions.VmDefinitionJson.SerializeToUtf8Bytes(withDisk)) + "\n", "vm", "receive");
         Assert.Equal(ExitCodes.OperationFailed, code);
         Assert.Contains("its disk '/nonexistent/shared/disk.raw' is not on this host", error);
-        Assert.Contains("-IncludeStorage is not built yet", error);
+        Assert.Contains("or with -IncludeStorage", error);
         Assert.Null(_manager.TryGet("disky"));
+
+        // --include-storage (a move with the disks): the copy's path must be free here, and the space must be there.
+        var copied = TestDefinitions.Minimal("copier") with
+        {
+            Disks = new[] { new KvmPS.Management.Definitions.DiskDefinition("data.qcow2", KvmPS.Management.Definitions.DiskFormat.Qcow2) },
+        };
+        var copiedLine = Convert.ToBase64String(KvmPS.Management.Definitions.VmDefinitionJson.SerializeToUtf8Bytes(copied)) + "\n";
+        var store = VmStore.Open(_root);
+        Directory.CreateDirectory(store.DiskDirectory("copier"));
+        File.WriteAllText(Path.Combine(store.DiskDirectory("copier"), "data.qcow2"), "mine");
+        (code, _, error) = Run(copiedLine, "vm", "receive", "--include-storage", "1048576");
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("its disk 'data.qcow2' cannot be copied here", error);
+        Assert.Contains("already exists on this host", error);
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(store.DiskDirectory("copier"), "data.qcow2")));
+        Directory.Delete(store.VmDirectory("copier"), recursive: true);
+        (code, _, error) = Run(copiedLine, "vm", "receive", "--include-storage", "9000000000000000000");
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("its disks (data.qcow2) need up to", error);
+        Assert.Contains("MiB available", error);
+        Assert.Null(_manager.TryGet("copier"));
 
         (code, _, error) = Run("not base64!\n", "vm", "receive");
         Assert.Equal(ExitCodes.Usage, code);

@@ -93,6 +93,60 @@ Stop-KvmVm -Name stays -TurnOff -Confirm:`$false
         $failure.State | Should -Be 'Running'
     }
 
+    It '-IncludeStorage copies the disk into the destination store, which the moved VM uses, and keeps the image here' {
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name withdisk -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Add-KvmDisk -Name withdisk -Path data.qcow2 -Format Qcow2 -SizeBytes 16MB
+& qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' (Join-Path `$env:KVMPS_HOME 'vms/withdisk/disks/data.qcow2') | Out-Null
+Start-KvmVm -Name withdisk -Confirm:`$false
+Move-KvmVm -Name withdisk -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.ClientKeyPath)' -IncludeStorage -Confirm:`$false -Verbose 4>&1 | ForEach-Object { 'VERBOSE ' + `$_ }
+'RESULT ' + (@{ Here = @(Get-KvmVm | Where-Object Name -eq withdisk).Count } | ConvertTo-Json -Compress)
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        # The 1 MiB written into the image went over; the rest of the 16 MiB reads as zero and is not sent.
+        $result.Text | Should -Match '\(([0-9]{7,8}) of them disk data\); the disk images stay on this host' -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        ($line.Substring(7) | ConvertFrom-Json).Here | Should -Be 0
+        $copied = Join-Path $script:Pair.Host2.StoreHome 'vms/withdisk/disks/data.qcow2'
+        Test-Path $copied | Should -BeTrue
+        $kept = @(Get-ChildItem -Recurse -Filter data.qcow2 (Join-Path $script:Pair.Host1.StoreHome 'retained-disks'))
+        $kept.Count | Should -Be 1
+        $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+        try {
+            $vm = Get-KvmVm -Name withdisk -ErrorAction Stop
+            $vm.State | Should -Be 'Running'
+            Stop-KvmVm -Name withdisk -TurnOff -Confirm:$false
+        }
+        finally { $env:KVMPS_HOME = $script:LocalStore }
+        # Both images hold the same guest-visible contents (the guest did not write): qemu-img's own comparison.
+        if (Get-Command qemu-img -ErrorAction SilentlyContinue) {
+            & qemu-img compare -f qcow2 -F qcow2 $kept[0].FullName $copied | Out-Null
+            $LASTEXITCODE | Should -Be 0
+        }
+    }
+
+    It '-IncludeStorage is refused, naming the disk, when its file already exists on the destination; the VM runs on here' {
+        $taken = Join-Path $script:Pair.Host2.StoreHome 'vms/clash/disks/data.qcow2'
+        New-Item -ItemType Directory -Force (Split-Path $taken) | Out-Null
+        Set-Content -Path $taken -Value 'not to be overwritten'
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name clash -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Add-KvmDisk -Name clash -Path data.qcow2 -Format Qcow2 -SizeBytes 4MB
+Start-KvmVm -Name clash -Confirm:`$false
+Move-KvmVm -Name clash -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.ClientKeyPath)' -IncludeStorage -Confirm:`$false -ErrorAction SilentlyContinue -ErrorVariable failed
+'RESULT ' + (@{ Id = `$failed[0].FullyQualifiedErrorId; Message = `$failed[0].Exception.Message; State = [string](Get-KvmVm -Name clash).State } | ConvertTo-Json -Compress)
+Stop-KvmVm -Name clash -TurnOff -Confirm:`$false
+"@
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $failure = $line.Substring(7) | ConvertFrom-Json
+        $failure.Id | Should -BeLike 'VmMoveFailed,*'
+        $failure.Message | Should -BeLike "*its disk 'data.qcow2' cannot be copied here*already exists*"
+        $failure.State | Should -Be 'Running'
+        Get-Content -Raw $taken | Should -BeLike 'not to be overwritten*'
+        Remove-Item -Recurse -Force (Join-Path $script:Pair.Host2.StoreHome 'vms/clash')
+    }
+
     It '-WhatIf moves nothing and names the destination' {
         $result = Invoke-OnHost1 @"
 New-KvmVm -Name whatif -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null

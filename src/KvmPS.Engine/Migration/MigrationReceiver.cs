@@ -24,6 +24,12 @@ public sealed class MigrationReceiver : IDisposable
     /// <summary>Bytes of guest RAM received, and how long receiving took (for the log line).</summary>
     public long PageBytes { get; private set; }
     public TimeSpan Elapsed { get; private set; }
+    /// <summary>With the disks in the stream (format version 2): disk bytes written, and how many disks; null otherwise.</summary>
+    public (long Bytes, int Disks)? DiskCopy => _storage is { } s ? (s.BytesWritten, s.Count) : null;
+    private StorageCopyReceiver? _storage;
+
+    /// <summary>The VM ran here but the source keeps it: the disk images created here go.</summary>
+    public void RemoveReceivedImages() => _storage?.RemoveImages();
 
     /// <summary>Receives the VM. Returns null when <paramref name="stop"/> said to give up before a source connected.</summary>
     public VirtualMachine? Receive(MachineBuilder builder, Func<bool> stop, TextWriter log)
@@ -39,10 +45,17 @@ public sealed class MigrationReceiver : IDisposable
         VirtualMachine? machine = null;
         try
         {
-            _stream.ReadHeader();
+            uint version = _stream.ReadHeader();
             var config = _stream.Expect(MigrationCommand.Config, "source");
             CheckIdentity(config.Data, builder.Config);
+            if (version == MigrationStream.StorageFormatVersion)
+            {
+                // The disks come in the stream: fresh images at this configuration's paths, before the devices open them.
+                _storage = new StorageCopyReceiver();
+                _storage.CreateImages(_stream.Expect(MigrationCommand.Disks, "source").Data, builder.Config);
+            }
             machine = builder.BuildHardware();
+            _storage?.Attach(machine);
             _stream.WriteFrame(MigrationCommand.Ready, []);
             ReceiveMemoryAndState(machine);
             Elapsed = clock.Elapsed;
@@ -51,6 +64,7 @@ public sealed class MigrationReceiver : IDisposable
         catch (Exception e)
         {
             machine?.Dispose();
+            _storage?.RemoveImages(); // after the machine closed them
             string reason = e is MigrationException ? e.Message : e is StateFormatException or SnapshotException ? $"the state does not fit this machine: {e.Message}" : $"{e.GetType().Name}: {e.Message}";
             try { _stream.WriteText(MigrationCommand.Error, reason); } catch (MigrationException) { }
             _stream.Dispose();
@@ -124,6 +138,12 @@ public sealed class MigrationReceiver : IDisposable
                     }
                     break;
                 }
+                case MigrationCommand.DiskData when _storage is not null:
+                    _storage.Write(data);
+                    break;
+                case MigrationCommand.DiskZero when _storage is not null:
+                    _storage.Zero(data);
+                    break;
                 case MigrationCommand.State:
                     if (records is not null) throw new MigrationException("the stream is corrupt: a second State frame");
                     try { records = SnapshotStateFile.Decode(data, "the migration stream's State frame"); }
@@ -131,6 +151,7 @@ public sealed class MigrationReceiver : IDisposable
                     break;
                 case MigrationCommand.End:
                     if (records is null) throw new MigrationException("the stream ended without the machine state (no State frame before End)");
+                    _storage?.Flush();
                     try { machine.RestoreState(records); }
                     catch (StateFormatException e) { throw new MigrationException($"the source's state does not fit this machine: {e.Message}", e); }
                     return;

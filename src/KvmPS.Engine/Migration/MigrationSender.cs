@@ -49,6 +49,7 @@ public sealed class MigrationSender
     private long _pagesSent, _dirtyPages, _dirtyRate, _transferRate, _expectedDowntimeMs, _totalMs = -1, _downtimeMs = -1;
     private string? _error;
     private bool _memoryShared;
+    private StorageCopySender? _storage; // include_storage: the disks go in the stream too
 
     public MigrationSender(VirtualMachine machine, MigrateRequest request, MigrationEndpoint endpoint, string configJson, TextWriter log)
     {
@@ -100,6 +101,9 @@ public sealed class MigrationSender
                 TotalMs = _totalMs >= 0 ? _totalMs : _clock.ElapsedMilliseconds,
                 DowntimeMs = _downtimeMs >= 0 ? _downtimeMs : _downtime is { } d ? d.ElapsedMilliseconds : null,
                 MemoryShared = _memoryShared,
+                DiskBytesTotal = _storage?.TotalBytes ?? 0,
+                DiskBytesSent = _storage?.SentBytes ?? 0,
+                DiskDirtyBytes = _storage?.DirtyBytes ?? 0,
                 Error = _error,
             };
         }
@@ -130,6 +134,7 @@ public sealed class MigrationSender
         }
         finally
         {
+            _storage?.StopTracking();
             _stream?.Dispose();
         }
     }
@@ -139,14 +144,17 @@ public sealed class MigrationSender
         var memory = _machine.Memory;
         _stream = MigrationStream.Over(_endpoint.Connect(ConnectTimeoutMs), IoTimeoutMs);
         CheckCancel();
-        _stream.WriteHeader();
+        if (_request.IncludeStorage) _storage = new StorageCopySender(_machine);
+        _stream.WriteHeader(_storage is null ? MigrationStream.FormatVersion : MigrationStream.StorageFormatVersion);
         byte[] identity = Encoding.UTF8.GetBytes(string.Join('\n', MachineIdentity.For(_machine.Config, _machine.RemovedConfiguredSlots)));
         byte[] length = BitConverter.GetBytes((uint)identity.Length); // little-endian on x86-64, the only target
         _stream.WriteFrame(MigrationCommand.Config, [.. length, .. identity], Encoding.UTF8.GetBytes(_configJson));
+        if (_storage is not null) _stream.WriteFrame(MigrationCommand.Disks, _storage.Describe());
         _stream.Expect(MigrationCommand.Ready, "destination");
         CheckCancel();
         _wasRunning = _machine.State == VmState.Running;
-        if (_stream.CanPassDescriptors && memory.SharedMemoryFiles is { Count: <= Interop.UnixFdPassing.MaxFds } files)
+        // With the disks to copy there is pre-copy anyway: memory is copied too (memfds are for the same host).
+        if (_storage is null && _stream.CanPassDescriptors && memory.SharedMemoryFiles is { Count: <= Interop.UnixFdPassing.MaxFds } files)
         {
             // Local live upgrade: the destination maps the very same memory; nothing to copy, no rounds.
             SetPhase(MigrationPhases.StopCopy);
@@ -176,6 +184,7 @@ public sealed class MigrationSender
         finally { ResumeIfWePaused(); }
 
         SetPhase(MigrationPhases.PreCopy);
+        if (_storage is not null) CopyDisks();
         // Round 0: every page that may hold data; the destination's RAM is fresh, so zero pages need not be sent.
         var roundClock = Stopwatch.StartNew();
         long sentBefore = _stream.BytesWritten;
@@ -191,9 +200,11 @@ public sealed class MigrationSender
             dirty = memory.HarvestDirtyPages(deviceWritten);
             KeepForDiffSnapshots(dirty);
             long dirtyCount = (long)dirty.Count;
+            long diskDirty = _storage?.DirtyBytes ?? 0;
             long transferRate = roundBytes > 256 * 1024 ? (long)(roundBytes / roundSeconds) : Math.Max(_transferRate, (long)(roundBytes / roundSeconds));
             long dirtyRate = (long)(dirtyCount * MigrationStream.PageSize / roundSeconds);
-            long expectedMs = transferRate > 0 ? dirtyCount * (MigrationStream.PageSize + 16) * 1000 / transferRate : long.MaxValue;
+            long leftBytes = dirtyCount * (MigrationStream.PageSize + 16) + diskDirty;
+            long expectedMs = transferRate > 0 ? leftBytes * 1000 / transferRate : long.MaxValue;
             lock (_lock)
             {
                 _dirtyPages = dirtyCount;
@@ -202,9 +213,9 @@ public sealed class MigrationSender
                 _expectedDowntimeMs = expectedMs;
             }
             // Converged: what is left goes out within the budget (a handful of pages always does).
-            if (expectedMs <= _request.DowntimeMs || dirtyCount <= 64) break;
-            stalled = dirtyCount < previousDirty * 9 / 10 ? 0 : stalled + 1;
-            previousDirty = dirtyCount;
+            if (expectedMs <= _request.DowntimeMs || (dirtyCount <= 64 && diskDirty == 0)) break;
+            stalled = leftBytes < previousDirty * 9 / 10 ? 0 : stalled + 1;
+            previousDirty = leftBytes;
             bool throttledToTheTop = _throttlePercent >= MaxThrottlePercent;
             if (_round >= MaxRounds || (stalled >= StalledRounds && (!_request.AutoConverge || throttledToTheTop)))
                 throw new MigrationException(
@@ -221,6 +232,7 @@ public sealed class MigrationSender
             roundClock.Restart();
             sentBefore = _stream.BytesWritten;
             SendPages(dirty, sendZeroPages: true);
+            _storage?.SendDirty(_stream, BeforeRead, LimitBandwidth);
         }
 
         // Stop and copy: the VM stays paused until the destination runs it (or we give up and resume it). The
@@ -235,8 +247,39 @@ public sealed class MigrationSender
         last.UnionWith(deviceWritten); // pages devices wrote while we ran: they may have changed after we read them
         lock (_lock) _throttlePercent = 0;
         SendPages(last, sendZeroPages: true);
+        // Paused: no request reaches a disk now, so these are the last blocks the guest wrote.
+        _storage?.SendDirty(_stream, CheckCancel, () => { });
         SendStateAndHandOver();
     }
+
+    private void BeforeRead()
+    {
+        CheckCancel();
+        Throttle();
+    }
+
+    /// <summary>
+    /// include_storage: every block of every disk (zero blocks skipped), then rounds of the blocks the guest wrote
+    /// meanwhile until they shrink no more (the memory rounds after this send the rest with the pages, and count them in
+    /// the expected downtime). The dirty maps are on from before the first block is read.
+    /// </summary>
+    private void CopyDisks()
+    {
+        var storage = _storage!;
+        storage.StartTracking();
+        storage.SendAll(_stream!, BeforeRead, LimitBandwidth);
+        long previous = long.MaxValue;
+        for (int round = 0; round < MaxRounds; round++)
+        {
+            long dirty = storage.DirtyBytes;
+            // Small enough to go with the memory rounds, or not shrinking: the memory loop decides from here.
+            if (dirty <= 16 * DiskDirtyMapBlock || dirty >= previous * 9 / 10) break;
+            previous = dirty;
+            storage.SendDirty(_stream!, BeforeRead, LimitBandwidth);
+        }
+    }
+
+    private const long DiskDirtyMapBlock = Devices.Virtio.Block.DiskDirtyMap.BlockSize;
 
     /// <summary>Paused: the state records, End, and the wait for the destination's Running; then this VM ends as migrated.</summary>
     private void SendStateAndHandOver()
@@ -263,7 +306,8 @@ public sealed class MigrationSender
         }
         var status = Status();
         _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, " +
-            (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds"));
+            (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds") +
+            (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : ""));
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 

@@ -35,6 +35,16 @@ public enum MigrationCommand : uint
     /// guest address and u64 size; the regions' memfds travel with the frame's first byte (SCM_RIGHTS).
     /// </summary>
     MemoryFds = 9,
+    /// <summary>
+    /// Source → destination, right after Config, format version 2 only (include_storage): u32 disk count, per disk (the
+    /// configured virtio-blk devices in slot order) u8 format (1 raw, 2 qcow2), u64 virtual size in bytes, u32 qcow2
+    /// cluster size (0 for raw). The destination creates fresh images at its own configured paths before it builds.
+    /// </summary>
+    Disks = 10,
+    /// <summary>Source → destination (version 2): u32 disk index, u64 byte offset, then the data (512-byte multiples, at most 1 MiB).</summary>
+    DiskData = 11,
+    /// <summary>Source → destination (version 2): u32 disk index, then runs of u64 byte offset, u64 length that read as zero now.</summary>
+    DiskZero = 12,
 }
 
 /// <summary>One frame read from the stream.</summary>
@@ -53,6 +63,12 @@ public sealed class MigrationStream : IDisposable
 {
     public static ReadOnlySpan<byte> Magic => "KVMPSMIG"u8;
     public const uint FormatVersion = 1;
+    /// <summary>
+    /// The format of a migration that copies the disks (include_storage): version 1 plus the Disks, DiskData and
+    /// DiskZero frames. A sender writes it only then, so a peer that speaks only version 1 still takes every other
+    /// migration, and refuses this one by its header before anything is built.
+    /// </summary>
+    public const uint StorageFormatVersion = 2;
     public const int HeaderBytes = 16;
     /// <summary>The largest payload a frame may claim: a hostile length never makes the reader allocate more.</summary>
     public const int MaxPayloadBytes = 16 << 20;
@@ -86,24 +102,25 @@ public sealed class MigrationStream : IDisposable
     /// <summary>Changes how long a read may wait for the peer (e.g. while the destination restores the machine).</summary>
     public int ReceiveTimeoutMs { set { if (_socket is not null) _socket.ReceiveTimeout = value; } }
 
-    public void WriteHeader()
+    public void WriteHeader(uint version = FormatVersion)
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         Magic.CopyTo(header);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], FormatVersion);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], version);
         BinaryPrimitives.WriteUInt32LittleEndian(header[12..], 0);
         Write(header);
     }
 
-    /// <summary>Reads and checks the header: the magic, then the format version.</summary>
-    public void ReadHeader()
+    /// <summary>Reads and checks the header: the magic, then the format version (1, or 2 with the disks); returns the version.</summary>
+    public uint ReadHeader()
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         ReadExactly(header, "the stream header");
         if (!header[..8].SequenceEqual(Magic)) throw new MigrationException("not a KvmPS migration stream (no KVMPSMIG magic)");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-        if (version != FormatVersion)
-            throw new MigrationException($"migration stream format version {version} is not the one this build speaks (version {FormatVersion}); use the same kvmps-vmm version on both sides");
+        if (version is not (FormatVersion or StorageFormatVersion))
+            throw new MigrationException($"migration stream format version {version} is not one this build speaks (versions {FormatVersion} and {StorageFormatVersion}); use the same kvmps-vmm version on both sides");
+        return version;
     }
 
     /// <summary>Writes one frame whose payload is the concatenation of <paramref name="first"/> and <paramref name="second"/>.</summary>
@@ -180,7 +197,7 @@ public sealed class MigrationStream : IDisposable
         ReadExactly(head[already..], "a frame header");
         uint command = BinaryPrimitives.ReadUInt32LittleEndian(head);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
-        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.MemoryFds)
+        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.DiskZero)
             throw new MigrationException($"the stream is corrupt: unknown frame command {command}");
         if (length > MaxPayloadBytes) throw new MigrationException($"the stream is corrupt: a {(MigrationCommand)command} frame claims {length} bytes (at most {MaxPayloadBytes})");
         int total = (int)length + CrcBytes;

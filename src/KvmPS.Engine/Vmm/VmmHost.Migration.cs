@@ -26,6 +26,8 @@ public sealed partial class VmmHost
         try { endpoint = MigrationEndpoint.Parse(request.Uri); }
         catch (ArgumentException e) { throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"uri: {e.Message}"); }
         var machine = RequireMachine();
+        if (request.IncludeStorage && StorageCopySender.Disks(machine).FirstOrDefault(d => d.ReadOnly) is { } readOnly)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"include_storage: the disk {readOnly.Backend.Path} is read-only; only writable disks can be copied (keep it on shared storage)");
         lock (_migrationLock)
         {
             if (_migration is { Active: true })
@@ -124,7 +126,8 @@ public sealed partial class VmmHost
         var machine = _receiver.Receive(builder, () => _stopRequested.IsSet, _log);
         if (machine is not null)
             _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
-                (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
+                (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") +
+                (_receiver.DiskCopy is { } disks ? $", {disks.Bytes} bytes of {disks.Disks} disks" : "") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
         return machine;
     }
 
@@ -137,6 +140,7 @@ public sealed partial class VmmHost
         {
             if (receiver.ConfirmRunning(out string? error)) return null;
             machine.Stop("the migration source could not be told the VM runs here");
+            receiver.RemoveReceivedImages();
             return Fail(VmmExitCode.IncomingFailed, $"the VM ran here but the source could not be told, so it keeps the VM: {error}");
         }
     }

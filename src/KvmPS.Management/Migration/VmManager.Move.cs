@@ -51,16 +51,22 @@ public sealed partial class VmManager
                     : $"VM '{name}' is {Describe(snapshot.State)}; only a running VM moves live (export and import an Off VM instead)");
             if (!description.Requests.Contains(MigrateRequest.Name))
                 throw new VmMoveException(name, host, $"VM '{name}': its kvmps-vmm (pid {pid}, version {description.Version}) cannot migrate; restart the VM on a newer kvmps-vmm first");
-            foreach (var disk in definition.Disks)
-                if (!Path.IsPathRooted(disk.Path))
-                    throw new VmMoveException(name, host,
-                        $"VM '{name}': its disk '{disk.Path}' is in this host's store, which '{host}' does not share; a VM with disks moves only on shared storage (the same absolute paths on both hosts; -IncludeStorage is not built yet)");
+            var sent = definition;
+            long diskBytes = 0;
+            if (options.IncludeStorage)
+                (sent, diskBytes) = DefinitionWithCopiedDisks(definition, host);
+            else
+                foreach (var disk in definition.Disks)
+                    if (!Path.IsPathRooted(disk.Path))
+                        throw new VmMoveException(name, host,
+                            $"VM '{name}': its disk '{disk.Path}' is in this host's store, which '{host}' does not share; move it with -IncludeStorage (--include-storage), or put it on shared storage (the same absolute paths on both hosts)");
 
             // 1. The destination takes the definition and starts its receiving VMM (or refuses, naming why).
             progress?.Report(new OperationProgress(activity, $"Starting the receiving VMM on host '{host}'", 0) { VmName = name });
             using var session = SshSession.Start(transport, destination,
-                [.. ReceiveCommand, "--timeout", ((int)Math.Ceiling(limit.TotalSeconds) + 30).ToString(CultureInfo.InvariantCulture)]);
-            session.WriteLine(Convert.ToBase64String(VmDefinitionJson.SerializeToUtf8Bytes(definition)));
+                [.. ReceiveCommand, "--timeout", ((int)Math.Ceiling(limit.TotalSeconds) + 30).ToString(CultureInfo.InvariantCulture),
+                 .. (options.IncludeStorage ? (string[])["--include-storage", diskBytes.ToString(CultureInfo.InvariantCulture)] : [])]);
+            session.WriteLine(Convert.ToBase64String(VmDefinitionJson.SerializeToUtf8Bytes(sent)));
             var listening = ReadAnswer(session, "listening ", limit);
             if (listening is null)
                 throw ReceiveRefused(name, host, session);
@@ -91,10 +97,16 @@ public sealed partial class VmManager
                 if (VmRuntimeProbe.IsVmmProcess(pid, Store.SocketPath(name)))
                     ProcessInterop.Kill(pid, ProcessInterop.SIGKILL); // the guest runs on the destination; this one must not go on
                 var figures = SourceFigures(name, final);
-                Store.DeleteWhileLocked(name, DiskRetention.Delete);
+                // With the disks copied, the source's images stay (virsh's --copy-storage-all keeps them too): the
+                // store's disk folder goes to retained-disks/, images outside the store are never touched.
+                var deleted = Store.DeleteWhileLocked(name, options.IncludeStorage ? DiskRetention.Keep : DiskRetention.Delete);
                 session.WaitForExit(TimeSpan.FromSeconds(10));
                 progress?.Report(new OperationProgress(activity, "Done", 100) { VmName = name, Completed = true });
-                return new VmMoveResult(name, host, pid, destinationPid, figures.Total, figures.Downtime, figures.Bytes);
+                return new VmMoveResult(name, host, pid, destinationPid, figures.Total, figures.Downtime, figures.Bytes)
+                {
+                    DiskBytesSent = final.DiskBytesSent,
+                    RetainedDisksDirectory = deleted.RetainedDisksDirectory,
+                };
             }
             catch (Exception e) when (e is not VmManagementException || e is VmMoveException)
             {
@@ -140,6 +152,7 @@ public sealed partial class VmManager
             Uri = $"tcp:127.0.0.1:{port}",
             BandwidthBytesPerS = options.BandwidthBytesPerSecond,
             AutoConverge = options.AutoConverge,
+            IncludeStorage = options.IncludeStorage,
         };
         if (options.DowntimeMs is { } downtime)
             request.DowntimeMs = downtime;
@@ -187,8 +200,38 @@ public sealed partial class VmManager
         }
     }
 
+    /// <summary>
+    /// -IncludeStorage: the definition the destination stores, each disk a bare file name (its store's disk folder of the
+    /// VM) without a backing file (the copy is standalone), and the bytes the copies may take there (each image's
+    /// allocated bytes and its backing file's: the guest-visible data). Refuses, naming the disk, a read-only disk (the
+    /// VMM copies writable disks only) and two disks of the same file name.
+    /// </summary>
+    private (VmDefinition Definition, long Bytes) DefinitionWithCopiedDisks(VmDefinition definition, string host)
+    {
+        var name = definition.Name;
+        var disks = new List<DiskDefinition>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        long bytes = 0;
+        foreach (var disk in definition.Disks)
+        {
+            if (disk.ReadOnly)
+                throw new VmMoveException(name, host, $"VM '{name}': its disk '{disk.Path}' is read-only; -IncludeStorage copies writable disks only (detach it, or keep it on shared storage)");
+            var path = Store.ResolveDiskPath(name, disk.Path);
+            var fileName = Path.GetFileName(path);
+            if (!names.Add(fileName))
+                throw new VmMoveException(name, host, $"VM '{name}': two of its disks are named '{fileName}'; with -IncludeStorage both would land in one folder on '{host}': rename one first");
+            bytes += FileSystemSpace.AllocatedBytes(path) ?? 0;
+            if (disk.BackingImagePath is { } backing)
+                bytes += FileSystemSpace.AllocatedBytes(Store.ResolveDiskPath(name, backing)) ?? 0;
+            disks.Add(disk with { Path = fileName, BackingImagePath = null, SizeBytes = null });
+        }
+        return (definition with { Disks = new ValueList<DiskDefinition>(disks) }, bytes);
+    }
+
     private static string Phrase(MigrateStatusReply s) => s.Phase switch
     {
+        MigrationPhases.PreCopy when s.DiskBytesTotal > 0 =>
+            $"Copying disks and memory: round {s.Round}, {s.BytesSent >> 20} MiB sent (disks: {s.DiskBytesSent >> 20} MiB of {s.DiskBytesTotal >> 20} MiB, {s.DiskDirtyBytes >> 10} KiB dirty), {s.DirtyPages} pages dirty",
         MigrationPhases.PreCopy => $"Copying memory: round {s.Round}, {s.BytesSent >> 20} MiB sent, {s.DirtyPages} pages dirty",
         MigrationPhases.StopCopy => "Paused: sending the last pages and the device state",
         MigrationPhases.Handover => "Waiting for the destination to run the VM",

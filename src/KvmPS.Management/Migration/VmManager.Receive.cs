@@ -44,7 +44,12 @@ public sealed partial class VmManager
     /// available memory), stores its definition, writes vmm.json and starts the receiving VMM; returns once it
     /// listens. A refusal changes nothing; a failure after the definition was stored removes it again.
     /// </summary>
-    public IncomingVm PrepareIncoming(VmDefinition definition, TimeSpan timeout)
+    /// <param name="storageBytes">
+    /// Moving with the disks (-IncludeStorage): the bytes the copied images may take here. Each disk's path (a bare file
+    /// name: this store's disk folder of the VM) must not exist, and the file system must have that much available
+    /// (statvfs); the receiving VMM then creates the images. Null: shared storage, every disk path must exist here.
+    /// </param>
+    public IncomingVm PrepareIncoming(VmDefinition definition, TimeSpan timeout, long? storageBytes = null)
     {
         ArgumentNullException.ThrowIfNull(definition);
         definition.Validate();
@@ -55,10 +60,16 @@ public sealed partial class VmManager
         foreach (var disk in definition.Disks)
         {
             var path = Store.ResolveDiskPath(name, disk.Path);
-            if (!File.Exists(path))
+            if (storageBytes is null && !File.Exists(path))
                 throw new VmMoveException(name, Environment.MachineName,
-                    $"VM '{name}': its disk '{disk.Path}' is not on this host at '{path}'; a VM with disks moves only between hosts that share its storage (the same paths on both; -IncludeStorage is not built yet)");
+                    $"VM '{name}': its disk '{disk.Path}' is not on this host at '{path}'; a VM with disks moves only between hosts that share its storage (the same paths on both), or with -IncludeStorage");
+            if (storageBytes is not null && (File.Exists(path) || Directory.Exists(path)))
+                throw new VmMoveException(name, Environment.MachineName,
+                    $"VM '{name}': its disk '{disk.Path}' cannot be copied here: '{path}' already exists on this host; remove it there first (a copy never overwrites a file)");
         }
+        if (storageBytes is { } needed && definition.Disks.Count > 0 && FileSystemSpace.Of(Store.Root) is var space && space.AvailableBytes < (ulong)needed)
+            throw new VmMoveException(name, Environment.MachineName,
+                $"VM '{name}': its disks ({string.Join(", ", definition.Disks.Select(d => d.Path))}) need up to {needed >> 20} MiB; the file system of '{Store.Root}' has {space.AvailableBytes >> 20} MiB available");
         var available = MemAvailableBytes();
         if (available is { } bytes && bytes < definition.Memory.StartupBytes)
             throw new VmMoveException(name, Environment.MachineName,

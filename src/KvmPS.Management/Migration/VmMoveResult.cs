@@ -12,6 +12,12 @@ public sealed record VmMoveOptions
     /// <summary>Throttle the vCPUs when the guest dirties memory faster than the link sends it.</summary>
     public bool AutoConverge { get; init; }
 
+    /// <summary>
+    /// Copy the disks live too (no shared storage): the images go into the destination store's disk folder of the VM
+    /// (same file names); the source's images are kept here (docs/migration.md, "Moving with the disks").
+    /// </summary>
+    public bool IncludeStorage { get; init; }
+
     /// <summary>How long the whole move may take before it is cancelled (default <see cref="VmManager.DefaultMoveTimeout"/>).</summary>
     public TimeSpan? Timeout { get; init; }
 }
@@ -20,7 +26,14 @@ public sealed record VmMoveOptions
 /// One VM moved to another host (<see cref="VmManager.Move"/>): it runs there in kvmps-vmm <see cref="DestinationPid"/>
 /// and is no longer in this host's store.
 /// </summary>
-public sealed record VmMoveResult(string Name, string DestinationHost, int SourcePid, int DestinationPid, TimeSpan Total, TimeSpan? Downtime, long BytesSent);
+public sealed record VmMoveResult(string Name, string DestinationHost, int SourcePid, int DestinationPid, TimeSpan Total, TimeSpan? Downtime, long BytesSent)
+{
+    /// <summary>With IncludeStorage: disk bytes sent (blocks that read as zero are not sent).</summary>
+    public long DiskBytesSent { get; init; }
+
+    /// <summary>With IncludeStorage: where this host's store kept the disk folder of the VM (null: no disk was in the store).</summary>
+    public string? RetainedDisksDirectory { get; init; }
+}
 
 /// <summary>
 /// A move to another host failed before the destination ran the VM: the VM runs on here, untouched, and the

@@ -48,6 +48,13 @@ public sealed class MoveKvmVmCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter AutoConverge { get; set; }
 
+    /// <summary>
+    /// Copy the disks live too (no shared storage): into the destination store's disk folder of the VM, same file names;
+    /// the images on this host are kept.
+    /// </summary>
+    [Parameter]
+    public SwitchParameter IncludeStorage { get; set; }
+
     /// <summary>How long one VM's move may take before it is cancelled (the VM then runs on here).</summary>
     [Parameter]
     [ValidateRange(1, 86400)]
@@ -74,10 +81,12 @@ public sealed class MoveKvmVmCommand : KvmVmCmdletBase
             DowntimeMs = DowntimeMs,
             BandwidthBytesPerSecond = BandwidthBytesPerSecond,
             AutoConverge = AutoConverge.IsPresent,
+            IncludeStorage = IncludeStorage.IsPresent,
             Timeout = TimeSpan.FromSeconds(TimeoutSec),
         }, Output.Progress());
         Output.WriteVerbose($"VM '{name}' moved to host '{result.DestinationHost}' (kvmps-vmm pid {result.DestinationPid} there): " +
-            $"total {result.Total.TotalMilliseconds:0} ms" + (result.Downtime is { } d ? $", downtime {d.TotalMilliseconds:0} ms" : "") + $", {result.BytesSent} bytes");
+            $"total {result.Total.TotalMilliseconds:0} ms" + (result.Downtime is { } d ? $", downtime {d.TotalMilliseconds:0} ms" : "") + $", {result.BytesSent} bytes" +
+            (IncludeStorage.IsPresent ? $" ({result.DiskBytesSent} of them disk data); the disk images stay on this host" + (result.RetainedDisksDirectory is { } kept ? $" (the store's in {kept})" : "") : ""));
         if (!PassThru.IsPresent) return;
         if (destination.Kvmps.List().FirstOrDefault(v => v.Name == name) is { } moved)
             Output.WriteObject(destination.Wrap(moved));

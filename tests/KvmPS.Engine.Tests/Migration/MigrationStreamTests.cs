@@ -75,10 +75,17 @@ public class MigrationStreamTests
     public void AnotherFormatVersionIsRefusedNamingBoth()
     {
         byte[] bytes = Stream(s => s.WriteHeader());
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 3);
         var e = Assert.Throws<MigrationException>(() => Reader(bytes).ReadHeader());
-        Assert.Contains("format version 2", e.Message);
-        Assert.Contains("version 1", e.Message);
+        Assert.Contains("format version 3", e.Message);
+        Assert.Contains("versions 1 and 2", e.Message);
+    }
+
+    [Fact]
+    public void BothVersionsAreRead_TheStorageOneOnlyWhenWritten()
+    {
+        Assert.Equal(MigrationStream.FormatVersion, Reader(Stream(s => s.WriteHeader())).ReadHeader());
+        Assert.Equal(2u, Reader(Stream(s => s.WriteHeader(MigrationStream.StorageFormatVersion))).ReadHeader());
     }
 
     [Fact]

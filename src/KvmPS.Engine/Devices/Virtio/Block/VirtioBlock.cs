@@ -102,6 +102,13 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
     /// <summary>Disk size in 512-byte sectors (a partial last sector is not exposed).</summary>
     public ulong Capacity => _backend.SizeBytes / SectorSize;
 
+    /// <summary>
+    /// While a storage migration copies this disk: every write, write-zeroes and discard marks its blocks here after it
+    /// reached the backend (null otherwise: nothing is recorded).
+    /// </summary>
+    public DiskDirtyMap? DirtyMap { get => Volatile.Read(ref _dirtyMap); set => Volatile.Write(ref _dirtyMap, value); }
+    private DiskDirtyMap? _dirtyMap;
+
     public ulong Requests { get; private set; }
     public ulong BytesRead { get; private set; }
     public ulong BytesWritten { get; private set; }
@@ -224,7 +231,12 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
                 skip = 0;
             }
         }
-        catch (Exception e) when (IsIoError(e)) { return IoError(context, "write", offset + done, e); }
+        catch (Exception e) when (IsIoError(e))
+        {
+            DirtyMap?.Mark(offset, length); // a failed write may have changed any part of its range
+            return IoError(context, "write", offset + done, e);
+        }
+        DirtyMap?.Mark(offset, done);
         BytesWritten += done;
         return StatusOk;
     }
@@ -263,7 +275,13 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
             if (zero) _backend.WriteZeroes(offset, bytes, mayUnmap: _discard && (flags & WriteZeroesFlagUnmap) != 0);
             else _backend.Discard(offset, bytes);
         }
-        catch (Exception e) when (IsIoError(e)) { return IoError(context, zero ? "write-zeroes" : "discard", offset, e); }
+        catch (Exception e) when (IsIoError(e))
+        {
+            DirtyMap?.Mark(offset, bytes);
+            return IoError(context, zero ? "write-zeroes" : "discard", offset, e);
+        }
+        // A discarded range may read as zeroes afterwards: the copy must follow it as any write.
+        DirtyMap?.Mark(offset, bytes);
         return StatusOk;
     }
 
