@@ -15,7 +15,11 @@ public enum NetworkMode
 }
 
 /// <summary>A DHCP reservation: the adapter with <see cref="MacAddress"/> always gets <see cref="Address"/>.</summary>
-public sealed record DhcpStaticLease(MacAddress MacAddress, IPAddress Address, string? HostName = null);
+public sealed record DhcpStaticLease(MacAddress MacAddress, IPAddress Address, string? HostName = null)
+{
+    /// <summary>"52:54:00:77:00:10=10.77.0.10 (web1)": dnsmasq's dhcp-host order, short enough for a list view.</summary>
+    public override string ToString() => HostName is null ? $"{MacAddress}={Address}" : $"{MacAddress}={Address} ({HostName})";
+}
 
 /// <summary>
 /// What the store keeps of a network (<c>&lt;store&gt;/networks/&lt;name&gt;.network.json</c>). For
