@@ -336,3 +336,30 @@ public sealed record NetStatsReply
     public long TxBytes { get; init; }
     public long TxDropped { get; init; }
 }
+
+/// <summary>Reply to <see cref="MediaChangeRequest"/>: the drive after the change.</summary>
+public sealed record MediaStateReply
+{
+    public required string Pci { get; init; }
+    /// <summary>The inserted image; null: no medium.</summary>
+    public string? Path { get; init; }
+    public long SizeBytes { get; init; }
+    /// <summary>The guest holds the tray locked (PREVENT ALLOW MEDIUM REMOVAL).</summary>
+    public bool Locked { get; init; }
+}
+
+/// <summary>Reply to <see cref="DisplayGetRequest"/>.</summary>
+public sealed record DisplayStateReply
+{
+    public required string Pci { get; init; }
+    /// <summary>The guest has enabled a graphics mode (DISPI enable); false while only the firmware's text is shown.</summary>
+    public bool Enabled { get; init; }
+    public int WidthPixels { get; init; }
+    public int HeightPixels { get; init; }
+    public int BitsPerPixel { get; init; }
+    public string? VncUnixPath { get; init; }
+    /// <summary>ADDR:PORT of the TCP listener, null without one.</summary>
+    public string? VncTcp { get; init; }
+    public bool VncPasswordRequired { get; init; }
+    public int VncClients { get; init; }
+}

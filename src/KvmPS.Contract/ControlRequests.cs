@@ -195,6 +195,26 @@ public sealed record DeviceRemoveRequest() : ControlRequest(Name)
     public int? TimeoutMs { get; init; }
 }
 
+/// <summary>
+/// Any state: insert (<see cref="Path"/>) or eject (no path) the medium of the CD/DVD drive at <see cref="Pci"/>. The
+/// guest sees a unit attention and a media event (GET EVENT STATUS NOTIFICATION). A tray the guest has locked
+/// (PREVENT ALLOW MEDIUM REMOVAL) is refused with InvalidState unless <see cref="Force"/>. A missing, unreadable or
+/// non-ISO 9660 file is refused naming it, and the old medium stays. Reply: <see cref="MediaStateReply"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record MediaChangeRequest() : ControlRequest(Name)
+{
+    public const string Name = "media.change";
+    /// <summary>bus:slot.function of a cdrom device, as <c>describe</c> lists it.</summary>
+    public required string Pci { get; init; }
+    public string? Path { get; init; }
+    public bool? Force { get; init; }
+}
+
+/// <summary>With a display device: its mode and the VNC server's listeners and viewers. Reply: <see cref="DisplayStateReply"/>.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record DisplayGetRequest() : ControlRequest(Name) { public const string Name = "display.get"; }
+
 /// <summary>Every request name and its record.</summary>
 public static class ControlRequests
 {
@@ -208,7 +228,7 @@ public static class ControlRequests
     ];
 
     /// <summary>Requests a device handles.</summary>
-    public static IReadOnlyList<string> Device { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name, NetStatsRequest.Name, MemorySetRequest.Name, MemoryGetRequest.Name];
+    public static IReadOnlyList<string> Device { get; } = [BalloonSetRequest.Name, BalloonGetRequest.Name, NetStatsRequest.Name, MemorySetRequest.Name, MemoryGetRequest.Name, MediaChangeRequest.Name, DisplayGetRequest.Name];
 
     public static IReadOnlyList<string> Names { get; } = [.. Core, .. Device];
 
@@ -235,6 +255,8 @@ public static class ControlRequests
         [NetStatsRequest.Name] = ContractJsonContext.Default.NetStatsRequest,
         [MemorySetRequest.Name] = ContractJsonContext.Default.MemorySetRequest,
         [MemoryGetRequest.Name] = ContractJsonContext.Default.MemoryGetRequest,
+        [MediaChangeRequest.Name] = ContractJsonContext.Default.MediaChangeRequest,
+        [DisplayGetRequest.Name] = ContractJsonContext.Default.DisplayGetRequest,
     };
 
     /// <summary>Longest request line the VMM accepts.</summary>

@@ -21,6 +21,8 @@ public sealed class DeviceSpecConverter : JsonConverter<DeviceSpec>
         [RngDeviceSpec.TypeName] = ContractJsonContext.Default.RngDeviceSpec,
         [VsockDeviceSpec.TypeName] = ContractJsonContext.Default.VsockDeviceSpec,
         [MemDeviceSpec.TypeName] = ContractJsonContext.Default.MemDeviceSpec,
+        [CdromDeviceSpec.TypeName] = ContractJsonContext.Default.CdromDeviceSpec,
+        [DisplayDeviceSpec.TypeName] = ContractJsonContext.Default.DisplayDeviceSpec,
     };
 
     public override DeviceSpec? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)

@@ -58,6 +58,33 @@ public sealed record VmmConfiguration
     public string? Firmware { get; init; }
     /// <summary>The debug console port 0x402: <c>none</c>, <c>stderr</c> or <c>file:PATH</c>.</summary>
     public string? Debugcon { get; init; }
+    /// <summary>
+    /// PCI addresses (<c>00:SS.0</c>) of <see cref="Devices"/> entries (block, cdrom, net) in the order the firmware
+    /// tries them (fw_cfg <c>bootorder</c>, docs/devices.md "Boot order"); absent: the first block device.
+    /// </summary>
+    public IReadOnlyList<string>? BootOrder { get; init; }
+    /// <summary>
+    /// Like <see cref="BootOrder"/>, for the first power-on only: a guest reboot goes back to <see cref="BootOrder"/>
+    /// (Hyper-V's and virsh's one-time boot device).
+    /// </summary>
+    public IReadOnlyList<string>? BootOnce { get; init; }
+    /// <summary>An RFB 3.8 (VNC) server on the <see cref="DisplayDeviceSpec"/> and the PS/2 keyboard and mouse.</summary>
+    public VncSpec? Vnc { get; init; }
+}
+
+/// <summary>
+/// Where the VMM's VNC server listens (docs/display.md). At least one of <see cref="UnixPath"/> and <see cref="Tcp"/>;
+/// a TCP listener on an address other than loopback needs <see cref="PasswordFile"/>.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record VncSpec
+{
+    /// <summary>A Unix socket path (mode 0600), the default listener.</summary>
+    public string? UnixPath { get; init; }
+    /// <summary><c>ADDR:PORT</c>, e.g. <c>127.0.0.1:5901</c>; absent: no TCP listener.</summary>
+    public string? Tcp { get; init; }
+    /// <summary>A file whose first line is the VNC password (VNC authentication, at most 8 characters used).</summary>
+    public string? PasswordFile { get; init; }
 }
 
 [JsonConverter(typeof(SnakeCaseEnumConverter<HugePageBacking>))]
@@ -119,6 +146,37 @@ public sealed record NetDeviceSpec : DeviceSpec
     public string? Mac { get; init; }
     public int? Mtu { get; init; }
     /// <summary>A PCI expansion ROM image for the function (<c>rom_path</c>; e.g. iPXE's pxe-virtio.rom, which SeaBIOS runs).</summary>
+    public string? RomPath { get; init; }
+}
+
+/// <summary>
+/// A CD/DVD drive: a virtio-scsi controller with one CD-ROM LUN (target 0, LUN 0) on a read-only ISO 9660 image,
+/// which SeaBIOS boots (El Torito) and Linux's virtio_scsi + sr drivers read (docs/devices.md "CD/DVD").
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record CdromDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "cdrom";
+    [JsonIgnore] public override string Type => TypeName;
+    /// <summary>The ISO image; absent: an empty drive (media can be inserted later with <c>media.change</c>).</summary>
+    public string? Path { get; init; }
+}
+
+/// <summary>
+/// A Bochs display (PCI 1234:1111): a linear framebuffer in BAR 0 and the DISPI mode registers in BAR 2, with a VGA
+/// BIOS as its expansion ROM when the VM boots firmware (docs/display.md).
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record DisplayDeviceSpec : DeviceSpec
+{
+    public const string TypeName = "display";
+    [JsonIgnore] public override string Type => TypeName;
+    /// <summary>Framebuffer memory (BAR 0): a power of two from 4 MiB to 256 MiB; default 16 MiB.</summary>
+    public long? VramBytes { get; init; }
+    /// <summary>The mode the EDID offers as preferred; default 1024x768.</summary>
+    public int? WidthPixels { get; init; }
+    public int? HeightPixels { get; init; }
+    /// <summary>The VGA BIOS; default with firmware: /usr/share/seabios/vgabios-bochs-display.bin; <c>none</c>: no ROM.</summary>
     public string? RomPath { get; init; }
 }
 
