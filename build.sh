@@ -26,11 +26,12 @@ export PSModulePath="$TOOLS/modules${PSModulePath:+:$PSModulePath}"
 # a real Linux kernel and busybox for the real-guest tests, SeaBIOS for firmware boot, iproute2 for tap/netns tests,
 # ACPICA's iasl and acpiexec as the oracle for our ACPI tables (docs/acpi.md), OpenSSH (client and server) for the
 # two-host tests of kvmps --host / -HostName (each test host runs its own sshd; docs/remote.md), AFL++ for
-# ./build.sh fuzz (docs/fuzzing.md).
+# ./build.sh fuzz (docs/fuzzing.md), grub-rescue-pc (a real bootable ISO) and vncsnapshot (a real VNC client) for the
+# CD/DVD and display tests (docs/display.md).
 # The RealLinux tests' kernel is built from Debian's source (tools/linux-guest, docs/testing.md).
 LINUX_GUEST_PACKAGES=(linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev cpio busybox-static)
 PACKAGES=(gcc make libc6-dev xz-utils qemu-system-x86 qemu-utils seabios linux-image-amd64 busybox-static iproute2 socat iputils-ping
-          openssh-client openssh-server afl++ nftables dnsmasq-base ipxe-qemu
+          openssh-client openssh-server afl++ nftables dnsmasq-base ipxe-qemu grub-rescue-pc vncsnapshot
           acpica-tools "${LINUX_GUEST_PACKAGES[@]}")
 
 setup() {
