@@ -502,6 +502,7 @@ public sealed class CliApp
                 foreach (var r in results)
                 {
                     w.WriteStartObject();
+                    w.WriteString("kind", r.Kind.ToString());
                     w.WriteString("name", r.Name);
                     w.WriteString("outcome", r.Outcome.ToString());
                     CliOutput.WriteNullable(w, "state", r.Info?.State.ToString());
@@ -513,17 +514,28 @@ public sealed class CliApp
         }
         else
         {
-            if (results.Count == 0)
+            if (!results.Any(r => r.Kind == AutostartResourceKind.Vm))
                 Out.WriteLine("No VMs have Autostart set.");
             foreach (var r in results)
-                Out.WriteLine(r.Outcome switch
+                Out.WriteLine((r.Kind, r.Outcome) switch
                 {
-                    AutostartOutcome.Started => $"{r.Name}: started ({r.Info?.State})",
-                    AutostartOutcome.AlreadyRunning => $"{r.Name}: already running",
-                    _ => $"{r.Name}: FAILED: {r.Error?.Message}",
+                    (_, AutostartOutcome.Failed) => $"{Label(r)}: FAILED: {r.Error?.Message}",
+                    (AutostartResourceKind.Pool, AutostartOutcome.Started) => $"{Label(r)}: folder re-created",
+                    (AutostartResourceKind.Pool, _) => $"{Label(r)}: ready",
+                    (AutostartResourceKind.Network, AutostartOutcome.Started) => $"{Label(r)}: started",
+                    (AutostartResourceKind.Network, _) => $"{Label(r)}: already active",
+                    (_, AutostartOutcome.Started) => $"{r.Name}: started ({r.Info?.State})",
+                    _ => $"{r.Name}: already running",
                 });
         }
         return results.Any(r => r.Outcome == AutostartOutcome.Failed) ? ExitCodes.OperationFailed : ExitCodes.Ok;
+
+        static string Label(AutostartResult r) => r.Kind switch
+        {
+            AutostartResourceKind.Pool => $"pool {r.Name}",
+            AutostartResourceKind.Network => $"network {r.Name}",
+            _ => r.Name,
+        };
     });
 
     internal sealed class HelpRequested(string topic) : Exception(topic);

@@ -78,11 +78,16 @@ public sealed class NetAutostartProcessTests : IDisposable
         Assert.True(code == ExitCodes.Ok, err);
         Assert.False(Exec("ip", "-n", _ns, "link", "show", "dev", bridge).Code == 0);
 
-        (code, _, err) = Kvmps("autostart");
+        string output;
+        (code, output, err) = Kvmps("autostart");
         Assert.True(code == ExitCodes.Ok, err);
+        Assert.Contains("network lab: started", output);
+        Assert.Contains("No VMs have Autostart set.", output);
+        (code, output, err) = Kvmps("autostart");
+        Assert.True(code == ExitCodes.Ok, err);
+        Assert.Contains("network lab: already active", output);
 
         // A new kvmps process (the one that started dnsmasq has exited) sees the network up.
-        string output;
         (code, output, err) = Kvmps("net", "show", "lab", "--json");
         Assert.True(code == ExitCodes.Ok, err);
         using var json = JsonDocument.Parse(output);
@@ -95,5 +100,22 @@ public sealed class NetAutostartProcessTests : IDisposable
         Assert.True(code == ExitCodes.Ok, err);
         Assert.False(IsRunning(pid));
         Assert.NotEqual(0, Exec("ip", "-n", _ns, "link", "show", "dev", bridge).Code);
+    }
+
+    [Fact]
+    public void Autostart_reports_a_network_that_cannot_start_and_fails()
+    {
+        // A non-KvmPS interface already holds the bridge name: the network cannot come up, and autostart says so.
+        var bridge = "kvt" + Guid.NewGuid().ToString("N")[..8];
+        var (code, _, err) = Kvmps("net", "create", "lab", "--mode", "nat", "--bridge", bridge, "--subnet", "10.231.10.0/24", "--autostart");
+        Assert.True(code == ExitCodes.Ok, err);
+        Assert.Equal(0, Exec("ip", "-n", _ns, "link", "add", bridge, "type", "dummy").Code);
+
+        string output;
+        (code, output, err) = Kvmps("autostart");
+
+        Assert.Equal(ExitCodes.OperationFailed, code);
+        Assert.Contains("network lab: FAILED: ", output);
+        Assert.Contains(bridge, output);
     }
 }

@@ -58,7 +58,7 @@ public static class SandboxPolicy
         Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4020AE76 /* KVM_IRQFD */, 0x4008AE6A /* KVM_SET_GSI_ROUTING */]);
 
     /// <summary>The console's: the UART's interrupt, and whether stdin/stdout is a terminal (TCGETS).</summary>
-    private static readonly SyscallRule ConsoleIoctls = new("ioctl", Argument: 1, Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x5401 /* TCGETS */]);
+    private static readonly SyscallRule ConsoleIoctls = new("ioctl", Argument: 1, Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x5401 /* TCGETS */, 0x5402 /* TCSETS */, 0x5403 /* TCSETSW */, 0x5404 /* TCSETSF */]);
 
     // Device I/O threads: epoll on ioeventfds, virtqueue work (disk reads and writes), interrupts via irqfd writes.
     private static readonly SyscallRule[] DeviceIo =

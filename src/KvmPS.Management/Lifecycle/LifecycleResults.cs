@@ -131,9 +131,19 @@ public enum AutostartOutcome
     Failed,
 }
 
-/// <param name="Info">The VM after the attempt (null if it could not even be read).</param>
+/// <summary>What <see cref="VmManager.Autostart"/> brought up, in that order: pools, then networks, then VMs.</summary>
+public enum AutostartResourceKind
+{
+    Pool,
+    Network,
+    Vm,
+}
+
+/// <param name="Info">The VM after the attempt (null if it could not even be read, and for pools and networks).</param>
 /// <param name="Error">Why it failed, for <see cref="AutostartOutcome.Failed"/>.</param>
-public sealed record AutostartResult(string Name, AutostartOutcome Outcome, VmInfo? Info, Exception? Error);
+/// <param name="Kind">A pool's <see cref="AutostartOutcome.Started"/> means its missing folder was re-created, and
+/// <see cref="AutostartOutcome.AlreadyRunning"/> that it was there; a network's, that it was started or already active.</param>
+public sealed record AutostartResult(string Name, AutostartOutcome Outcome, VmInfo? Info, Exception? Error, AutostartResourceKind Kind = AutostartResourceKind.Vm);
 
 /// <summary>
 /// SEAM (to be implemented with KvmPS.Storage by the lead): creates a new disk image for

@@ -282,9 +282,12 @@ public sealed partial class VmManager
     public IReadOnlyList<AutostartResult> Autostart(TimeSpan? timeout = null)
     {
         // Pools with autostart first: their folders checked and re-created, so VMs on them find their volumes' folder.
-        new Pools.StoragePoolManager(Store).AutostartPools();
+        var hostResources = new List<AutostartResult>();
+        foreach (var (pool, created, error) in new Pools.StoragePoolManager(Store).AutostartPools())
+            hostResources.Add(new AutostartResult(pool, error is not null ? AutostartOutcome.Failed : created ? AutostartOutcome.Started : AutostartOutcome.AlreadyRunning, null, error, AutostartResourceKind.Pool));
         // Then networks with autostart (bridge, rules, dnsmasq), so VMs with adapters on them can start.
-        new Networks.NetworkManager(Store).AutostartNetworks();
+        foreach (var (network, wasActive, error) in new Networks.NetworkManager(Store).AutostartNetworks())
+            hostResources.Add(new AutostartResult(network, error is not null ? AutostartOutcome.Failed : wasActive ? AutostartOutcome.AlreadyRunning : AutostartOutcome.Started, null, error, AutostartResourceKind.Network));
         var candidates = new List<string>();
         var results = new List<AutostartResult>();
         foreach (var name in Store.ListNames())
@@ -320,7 +323,7 @@ public sealed partial class VmManager
             }
         });
         results.AddRange(started);
-        return results.OrderBy(r => r.Name, StringComparer.Ordinal).ToList();
+        return [.. hostResources, .. results.OrderBy(r => r.Name, StringComparer.Ordinal)];
     }
 
     // ---- internals ---------------------------------------------------------------------------------

@@ -140,9 +140,9 @@ public sealed partial class NetworkManager
 
     /// <summary>
     /// What <c>kvmps autostart</c> does before starting VMs: starts (or repairs) every network with autostart. Never
-    /// throws for one network: each gets a result (null error = it is up).
+    /// throws for one network: each gets a result (null error = it is up; WasActive: it was already up without drift).
     /// </summary>
-    public IReadOnlyList<(string Network, Exception? Error)> AutostartNetworks()
+    public IReadOnlyList<(string Network, bool WasActive, Exception? Error)> AutostartNetworks()
     {
         IReadOnlyList<NetworkDefinition> networks;
         try
@@ -151,19 +151,21 @@ public sealed partial class NetworkManager
         }
         catch (Exception e) when (e is VmStoreException or IOException or UnauthorizedAccessException)
         {
-            return [("*", e)];
+            return [("*", false, e)];
         }
-        var results = new List<(string, Exception?)>();
+        var results = new List<(string, bool, Exception?)>();
         foreach (var network in networks.Where(n => n.Autostart))
         {
             try
             {
-                Start(network.Name);
-                results.Add((network.Name, null));
+                var before = Get(network.Name);
+                bool wasActive = before.State == NetworkState.Active && before.Problems.Count == 0; // else Start repairs it
+                if (!wasActive) Start(network.Name);
+                results.Add((network.Name, wasActive, null));
             }
             catch (Exception e) when (e is NetworkException or VmStoreException or IOException or UnauthorizedAccessException)
             {
-                results.Add((network.Name, e));
+                results.Add((network.Name, false, e));
             }
         }
         return results;

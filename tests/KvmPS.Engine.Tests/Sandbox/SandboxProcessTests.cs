@@ -53,6 +53,43 @@ public class SandboxProcessTests
         Assert.DoesNotContain("sandbox violation", vmm.Stderr);
     }
 
+    /// <summary>
+    /// The serial console on a terminal, as an admin runs kvmps-vmm by hand: reading stdin from a tty makes .NET switch
+    /// the terminal's mode (TCSETS) on the console thread, which its filter once forbade (the VMM died with status 18).
+    /// util-linux's <c>script</c> gives the VMM a pseudo-terminal as stdin and stdout.
+    /// </summary>
+    [Fact]
+    public void TheSerialConsoleOnATerminalIsNotASandboxViolation()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/script")
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        foreach (var a in (string[])["-q", "-e", "-c", $"{VmmBinary.Executable} --memory 64M", "/dev/null"])
+            psi.ArgumentList.Add(a);
+        using var script = System.Diagnostics.Process.Start(psi)!;
+        var output = new System.Text.StringBuilder();
+        script.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.Append(e.Data).Append('\n'); };
+        script.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.Append(e.Data).Append('\n'); };
+        script.BeginOutputReadLine();
+        script.BeginErrorReadLine();
+        string Output() { lock (output) return output.ToString(); }
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!Output().Contains("ready") && !script.HasExited && DateTime.UtcNow < deadline) Thread.Sleep(50);
+        // Typed on the terminal: the console thread reads it (after switching the tty's mode) and the guest powers off.
+        if (!script.HasExited)
+        {
+            script.StandardInput.Write("poweroff\r");
+            script.StandardInput.Flush();
+        }
+        bool exited = script.WaitForExit(Timeout);
+        if (!exited) script.Kill(entireProcessTree: true);
+        Assert.True(exited, $"kvmps-vmm under script did not end: {Output()}");
+        script.WaitForExit();
+        Assert.DoesNotContain("sandbox violation", Output());
+        Assert.True(script.ExitCode == 0, $"exit {script.ExitCode}: {Output()}");
+    }
+
     [Fact]
     public void SandboxOffLeavesThreadsUnfiltered()
     {

@@ -365,7 +365,7 @@ public sealed class VmManagerTests : IDisposable
         _manager.New(TestDefinitions.Minimal("auto-bad") with { Autostart = true, Boot = new DirectKernelBoot("/nonexistent/k") });
         var running = _manager.Start("auto-b");
 
-        var results = _manager.Autostart();
+        var results = _manager.Autostart().Where(r => r.Kind == AutostartResourceKind.Vm).ToList();
         Assert.Equal(["auto-a", "auto-b", "auto-bad"], results.Select(r => r.Name));
         Assert.Equal(AutostartOutcome.Started, results[0].Outcome);
         Assert.Equal(VmState.Running, results[0].Info!.State);

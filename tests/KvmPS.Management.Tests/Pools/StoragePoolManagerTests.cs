@@ -300,7 +300,11 @@ public sealed class StoragePoolAutostartTests : IDisposable
 
         var results = new KvmPS.Management.Lifecycle.VmManager(store).Autostart();
 
-        Assert.Empty(results); // no VMs
+        // No VMs: only the pool, reported as re-created (a failed pool would be reported too, not dropped).
+        var pool = Assert.Single(results, r => r.Name == "on");
+        Assert.Equal(KvmPS.Management.Lifecycle.AutostartResourceKind.Pool, pool.Kind);
+        Assert.Equal(KvmPS.Management.Lifecycle.AutostartOutcome.Started, pool.Outcome);
+        Assert.DoesNotContain(results, r => r.Name == "off" || r.Kind == KvmPS.Management.Lifecycle.AutostartResourceKind.Vm);
         Assert.True(Directory.Exists(on));
         Assert.False(Directory.Exists(off));
     }
