@@ -109,7 +109,7 @@ public sealed class NetAutostartProcessTests : IDisposable
         var bridge = "kvt" + Guid.NewGuid().ToString("N")[..8];
         var (code, _, err) = Kvmps("net", "create", "lab", "--mode", "nat", "--bridge", bridge, "--subnet", "10.231.10.0/24", "--autostart");
         Assert.True(code == ExitCodes.Ok, err);
-        Assert.Equal(0, Exec("ip", "-n", _ns, "link", "add", bridge, "type", "dummy").Code);
+        Assert.Equal(0, Exec("ip", "-n", _ns, "link", "add", bridge, "type", "veth", "peer", "name", bridge + "p").Code);
 
         string output;
         (code, output, err) = Kvmps("autostart");
