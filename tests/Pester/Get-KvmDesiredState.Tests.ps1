@@ -89,6 +89,37 @@ Describe 'Get-KvmDesiredState' {
         "$($err[0])" | Should -Match ([regex]::Escape($bad) + ":1:\d+: VM 'gds-bad': MemoryStartupBytes")
     }
 
+    It 'reports the storage pools of the manifest first, with their drift, in 80 columns' {
+        $folder = Join-Path $env:KVMPS_HOME 'gds-pool-folder'
+        $withPool = New-KvmTestManifest 'pool.psd1' @"
+@{
+    StoragePools    = @( @{ Name = 'gdspool'; Path = '$folder'; Autostart = `$true } )
+    VirtualMachines = @( @{ Name = 'gds-web'; VcpuCount = 2; MemoryStartupBytes = 64MB; State = 'Running' } )
+}
+"@
+        $before = @(Get-KvmDesiredState -Path $withPool)
+        $before[0] | Should -BeOfType ([KvmPS.PowerShell.KvmDesiredHostResource])
+        $before[0].Kind | Should -Be 'StoragePool'
+        $before[0].Name | Should -Be 'gdspool'
+        $before[0].Exists | Should -BeFalse
+        $before[0].InDesiredState | Should -BeFalse
+        $before[0].Manifest | Should -Match ([regex]::Escape($withPool) + ':2:')
+        $before[1].Name | Should -Be 'gds-web'
+        Assert-KvmView $before -View Default | Out-Null
+
+        Invoke-KvmDesiredState -Path $withPool -Confirm:$false | Out-Null
+        $after = @(Get-KvmDesiredState -Path $withPool)
+        $after[0].Exists | Should -BeTrue
+        $after[0].InDesiredState | Should -BeTrue -Because ($after[0].Drifts -join '; ')
+
+        # Damage by hand: the pool's folder removed is drift on the pool, not on the VM.
+        Remove-Item -LiteralPath $folder -Recurse -Force
+        $damaged = @(Get-KvmDesiredState -Path $withPool)
+        $damaged[0].InDesiredState | Should -BeFalse
+        @($damaged[0].Drifts).Count | Should -BeGreaterThan 0
+        Remove-KvmStoragePool -Name gdspool -Confirm:$false -ErrorAction SilentlyContinue
+    }
+
     It 'has full help' {
         Assert-KvmHelp Get-KvmDesiredState | Out-Null
     }

@@ -31,7 +31,7 @@ cp "$busybox" "$root/bin/busybox"
 # AF_VSOCK for the agent: busybox has no vsock support.
 gcc -static -Os -Wall -Wextra -Werror -o "$root/bin/vsock" "$here/src/vsock.c" \
   || fail "cannot build src/vsock.c statically (libc6-dev provides the static libc)"
-for applet in sh mount dd sha256sum blockdev hexdump dmesg poweroff acpid ifconfig ping stty sync cat ls sleep mv udhcpc; do
+for applet in sh mount dd sha256sum blockdev hexdump dmesg poweroff acpid ifconfig ping stty sync cat ls sleep mv udhcpc timeout; do
   ln -s busybox "$root/bin/$applet"
 done
 

@@ -6,11 +6,12 @@ using KvmPS.PowerShell.Internal;
 namespace KvmPS.Commands;
 
 /// <summary>
-/// Get-KvmDesiredState: the VMs manifests name, what they ask and what the host has; plus unmanaged VMs with
+/// Get-KvmDesiredState: the storage pools, networks and VMs manifests name (in that order, the order apply brings them
+/// up), what they ask and what the host has; plus unmanaged VMs with
 /// -IncludeUnmanaged. For a manifest naming another host: RemoteDesiredVmStatus (and KvmRemoteVm) objects with its HostName.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "KvmDesiredState")]
-[OutputType(typeof(KvmPS.PowerShell.KvmDesiredVm), typeof(KvmPS.PowerShell.KvmVm), typeof(RemoteDesiredVmStatus), typeof(KvmPS.PowerShell.KvmRemoteVm))]
+[OutputType(typeof(KvmPS.PowerShell.KvmDesiredVm), typeof(KvmPS.PowerShell.KvmDesiredHostResource), typeof(KvmPS.PowerShell.KvmVm), typeof(RemoteDesiredVmStatus), typeof(KvmPS.PowerShell.KvmRemoteVm))]
 public sealed class GetKvmDesiredStateCommand : KvmDesiredStateCmdletBase
 {
     /// <summary>Also output the VMs in the store that no manifest names (as KvmVm objects; KvmRemoteVm for another host).</summary>
@@ -22,6 +23,10 @@ public sealed class GetKvmDesiredStateCommand : KvmDesiredStateCmdletBase
         if (desired is not null)
         {
             var status = new Reconciler(Manager).Get(desired);
+            foreach (var pool in status.StoragePools)
+                Output.WriteObject(new KvmPS.PowerShell.KvmDesiredHostResource(pool));
+            foreach (var network in status.Networks)
+                Output.WriteObject(new KvmPS.PowerShell.KvmDesiredHostResource(network));
             foreach (var vm in status.Vms)
                 Output.WriteObject(new KvmPS.PowerShell.KvmDesiredVm(vm));
             WriteUnmanaged(status.Unmanaged.Select(v => v.Name), status.Unmanaged.Select(v => (object)new KvmPS.PowerShell.KvmVm(v)), null);

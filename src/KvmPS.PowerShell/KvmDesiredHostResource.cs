@@ -1,0 +1,64 @@
+using System.Management.Automation;
+using KvmPS.Management.DesiredState;
+
+namespace KvmPS.PowerShell;
+
+/// <summary>What a host resource is: the manifests' <c>StoragePools</c> and <c>Networks</c> entries.</summary>
+public enum KvmHostResourceKind
+{
+    StoragePool,
+    Network,
+}
+
+/// <summary>
+/// A storage pool or network named in a manifest, as Get-KvmDesiredState shows it beside the VMs: what the manifest
+/// asks, the state it is in now, and each difference (a network whose dnsmasq died, a pool whose folder is gone).
+/// </summary>
+public sealed class KvmDesiredHostResource
+{
+    public KvmDesiredHostResource(DesiredNetworkStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        Kind = KvmHostResourceKind.Network;
+        Name = status.Name;
+        Ensure = status.Desired.Ensure;
+        State = status.Actual?.State.ToString();
+        Drifts = status.Drifts.ToArray();
+        Manifest = status.Desired.Position.ToString();
+        Status = status;
+    }
+
+    public KvmDesiredHostResource(DesiredStoragePoolStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        Kind = KvmHostResourceKind.StoragePool;
+        Name = status.Name;
+        Ensure = status.Desired.Ensure;
+        State = status.Actual?.State.ToString();
+        Drifts = status.Drifts.ToArray();
+        Manifest = status.Desired.Position.ToString();
+        Status = status;
+    }
+
+    public KvmHostResourceKind Kind { get; }
+    public string Name { get; }
+    public VmEnsure Ensure { get; }
+
+    /// <summary>The resource's state now (a network's Active/Inactive/Degraded, a pool's); null when it does not exist.</summary>
+    public string? State { get; }
+
+    public bool Exists => State is not null;
+    public bool InDesiredState => Drifts.Length == 0;
+
+    /// <summary>Each difference, e.g. "lab.State: expected Active, actual Degraded".</summary>
+    public Drift[] Drifts { get; }
+
+    /// <summary>Where the entry is: file:line:column.</summary>
+    public string Manifest { get; }
+
+    /// <summary>The management record (<see cref="DesiredNetworkStatus"/> or <see cref="DesiredStoragePoolStatus"/>).</summary>
+    [Hidden]
+    public object Status { get; }
+
+    public override string ToString() => $"{Kind} {Name}";
+}
