@@ -30,11 +30,15 @@
     VirtualMachines = @(
         @{
             Name            = 'net-web1'
+            # The built-in guest takes its address from the network's DHCP server, then answers pings for a while
+            # (guest/README.md); a real OS image does its own DHCP.
+            Boot            = @{ Cmdline = 'kvmps.run=net dhcp 60,net serve 100 600' }
             Disks           = @( @{ Pool = 'lab'; Volume = 'net-web1.qcow2'; SizeBytes = 1GB } )
             NetworkAdapters = @( @{ Network = 'lab'; MacAddress = '52:54:00:77:00:10' } )
         }
         @{
             Name            = 'net-db1'
+            Boot            = @{ Cmdline = 'kvmps.run=net dhcp 60' }
             VcpuCount       = 2
             Disks           = @( @{ Pool = 'lab'; Volume = 'net-db1.qcow2'; SizeBytes = 2GB } )
             # No MAC: a stable generated one; the address comes from the DHCP range.

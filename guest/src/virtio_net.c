@@ -1,6 +1,7 @@
 /* virtio-net (virtio device type 1) driver, polled: queue 0 receives, queue 1 transmits.
    Features: MAC, STATUS, MRG_RXBUF (every packet starts with a 12-byte virtio_net_hdr).
-   The stack answers ARP requests for its address and ICMP echo requests, nothing else. */
+   The stack answers ARP requests for its address and ICMP echo requests, and takes an address by DHCP (RFC 2131:
+   DISCOVER, OFFER, REQUEST, ACK), nothing else. */
 #include "virtio_net.h"
 #include "io.h"
 #include "lib.h"
@@ -164,33 +165,195 @@ static int net_input(const u8 *f, u32 len)
     return net_xmit(flen) == 0;
 }
 
+/* Takes the next received frame (waiting until `deadline`, in timer ticks), hands a single-buffer frame to `handle`
+   and gives the buffers back; returns what `handle` returned (0 for a frame it did not see), or -1 at the deadline. */
+static int net_receive(u64 deadline, int (*handle)(const u8 *f, u32 len, void *ctx), void *ctx)
+{
+    while (*(volatile u16 *)&net_rx.used.idx == net_rx.last_used) {
+        if ((s64)(timer_ticks() - deadline) > 0)
+            return -1;
+        cpu_pause();
+    }
+    barrier();
+    struct virtq_used_elem e = net_rx.used.ring[net_rx.last_used % net_rx.size];
+    net_rx.last_used++;
+    u16 id = (u16)(e.id % net_rx.size);
+    u16 nbufs = (u16)(rx_buf[id][10] | rx_buf[id][11] << 8);
+    int result = 0;
+    if (nbufs == 1 && e.len > HDR && e.len <= BUF)
+        result = handle(rx_buf[id] + HDR, e.len - HDR, ctx);
+    for (u16 extra = 1; extra < nbufs; extra++) { /* a frame over several buffers: not for us, give them back */
+        while (*(volatile u16 *)&net_rx.used.idx == net_rx.last_used)
+            cpu_pause();
+        u16 more = (u16)(net_rx.used.ring[net_rx.last_used % net_rx.size].id % net_rx.size);
+        net_rx.last_used++;
+        rx_post(more);
+    }
+    rx_post(id);
+    rx_kick();
+    return result;
+}
+
+static int serve_frame(const u8 *f, u32 len, void *ctx)
+{
+    (void)ctx;
+    return net_input(f, len);
+}
+
 /* Processes received frames until `want` echo replies were sent or `seconds` passed; returns the replies. */
 static u64 net_serve(u64 want, u64 seconds)
 {
-    u64 replies = 0, start = timer_ticks(), limit = timer_us_to_ticks(seconds * 1000000);
-    while (replies < want && timer_ticks() - start <= limit) {
-        if (*(volatile u16 *)&net_rx.used.idx == net_rx.last_used) {
-            cpu_pause();
-            continue;
-        }
-        barrier();
-        struct virtq_used_elem e = net_rx.used.ring[net_rx.last_used % net_rx.size];
-        net_rx.last_used++;
-        u16 id = (u16)(e.id % net_rx.size);
-        u16 nbufs = (u16)(rx_buf[id][10] | rx_buf[id][11] << 8);
-        if (nbufs == 1 && e.len > HDR && e.len <= BUF)
-            replies += (u64)net_input(rx_buf[id] + HDR, e.len - HDR);
-        for (u16 extra = 1; extra < nbufs; extra++) { /* a frame over several buffers: not for us, give them back */
-            while (*(volatile u16 *)&net_rx.used.idx == net_rx.last_used)
-                cpu_pause();
-            u16 more = (u16)(net_rx.used.ring[net_rx.last_used % net_rx.size].id % net_rx.size);
-            net_rx.last_used++;
-            rx_post(more);
-        }
-        rx_post(id);
-        rx_kick();
+    u64 replies = 0, deadline = timer_ticks() + timer_us_to_ticks(seconds * 1000000);
+    while (replies < want) {
+        int r = net_receive(deadline, serve_frame, 0);
+        if (r < 0)
+            break;
+        replies += (u64)r;
     }
     return replies;
+}
+
+/* ---- DHCP client (RFC 2131/2132), over raw frames: we have no address until the ACK ---- */
+#define DHCP_DISCOVER 1
+#define DHCP_OFFER 2
+#define DHCP_REQUEST 3
+#define DHCP_ACK 5
+#define DHCP_NAK 6
+#define BOOTP_LEN 300 /* the fixed 236 bytes, the magic cookie and options, padded as clients commonly do */
+
+struct dhcp_reply {
+    u32 xid;
+    u8 type, yiaddr[4], server[4], router[4], mask[4];
+    u32 lease_s;
+};
+
+static void put32(u8 *p, u32 v) { put16(p, (u16)(v >> 16)); put16(p + 2, (u16)v); }
+static u32 get32(const u8 *p) { return (u32)get16(p) << 16 | get16(p + 2); }
+
+/* A DISCOVER, or a REQUEST for `ip` from `server`, broadcast from 0.0.0.0:68 to 255.255.255.255:67. */
+static int dhcp_send(u8 type, u32 xid, const u8 *ip, const u8 *server)
+{
+    static const char host[] = "kvmps-guest";
+    u8 *f = tx_buf + HDR;
+    memset(f, 0, 14 + 20 + 8 + BOOTP_LEN);
+    memset(f, 0xff, 6);
+    memcpy(f + 6, net_mac, 6);
+    put16(f + 12, ETH_IP);
+    u8 *ipp = f + 14, *udp = ipp + 20, *b = udp + 8;
+    b[0] = 1; /* BOOTREQUEST */
+    b[1] = 1; /* Ethernet */
+    b[2] = 6;
+    put32(b + 4, xid);
+    put16(b + 10, 0x8000); /* broadcast: we cannot receive unicast before we have an address */
+    memcpy(b + 28, net_mac, 6);
+    u8 *o = b + 236;
+    put32(o, 0x63825363); /* magic cookie */
+    o += 4;
+    *o++ = 53, *o++ = 1, *o++ = type;
+    if (type == DHCP_REQUEST) {
+        *o++ = 50, *o++ = 4, memcpy(o, ip, 4), o += 4;
+        *o++ = 54, *o++ = 4, memcpy(o, server, 4), o += 4;
+    }
+    *o++ = 12, *o++ = sizeof host - 1, memcpy(o, host, sizeof host - 1), o += sizeof host - 1;
+    *o++ = 55, *o++ = 3, *o++ = 1, *o++ = 3, *o++ = 51; /* ask for mask, router, lease time */
+    *o++ = 255;
+    ipp[0] = 0x45;
+    put16(ipp + 2, 20 + 8 + BOOTP_LEN);
+    ipp[8] = 64;
+    ipp[9] = 17; /* UDP */
+    memset(ipp + 16, 0xff, 4);
+    put16(ipp + 10, csum(ipp, 20));
+    put16(udp, 68);
+    put16(udp + 2, 67);
+    put16(udp + 4, 8 + BOOTP_LEN); /* checksum 0: none, allowed over IPv4 */
+    return net_xmit(14 + 20 + 8 + BOOTP_LEN);
+}
+
+/* Reads a BOOTREPLY for our transaction into the dhcp_reply at `ctx`; returns 1 when it is one, else 0. */
+static int dhcp_frame(const u8 *f, u32 len, void *ctx)
+{
+    struct dhcp_reply *r = ctx;
+    if (len < 14 + 20 + 8 + 240 || get16(f + 12) != ETH_IP)
+        return 0;
+    const u8 *ip = f + 14;
+    u32 ihl = (u32)(ip[0] & 15) * 4, total = get16(ip + 2);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 17 || 14 + total > len || total < ihl + 8 + 240)
+        return 0;
+    const u8 *udp = ip + ihl, *b = udp + 8, *end = ip + total;
+    if (get16(udp + 2) != 68 || b[0] != 2 || get32(b + 4) != r->xid || memcmp(b + 28, net_mac, 6) || get32(b + 236) != 0x63825363)
+        return 0;
+    r->type = 0;
+    memcpy(r->yiaddr, b + 16, 4);
+    for (const u8 *o = b + 240; o < end && *o != 255;) {
+        if (*o == 0) { /* pad */
+            o++;
+            continue;
+        }
+        if (o + 2 > end || o + 2 + o[1] > end)
+            break;
+        const u8 *v = o + 2;
+        u8 n = o[1];
+        if (o[0] == 53 && n == 1)
+            r->type = v[0];
+        else if (o[0] == 54 && n == 4)
+            memcpy(r->server, v, 4);
+        else if (o[0] == 3 && n >= 4)
+            memcpy(r->router, v, 4);
+        else if (o[0] == 1 && n == 4)
+            memcpy(r->mask, v, 4);
+        else if (o[0] == 51 && n == 4)
+            r->lease_s = get32(v);
+        o += 2 + n;
+    }
+    return r->type ? 1 : 0;
+}
+
+/* Sends `type` and waits for a reply of one of the wanted types, resending every 2 s, until `deadline`. */
+static int dhcp_exchange(u8 type, struct dhcp_reply *r, const u8 *ip, const u8 *server, u64 deadline)
+{
+    while ((s64)(timer_ticks() - deadline) < 0) {
+        if (dhcp_send(type, r->xid, ip, server))
+            return -1;
+        u64 resend = timer_ticks() + timer_us_to_ticks(2000000);
+        if ((s64)(resend - deadline) > 0)
+            resend = deadline;
+        int got;
+        while ((got = net_receive(resend, dhcp_frame, r)) >= 0) {
+            if (got != 1)
+                continue;
+            if (type == DHCP_DISCOVER ? r->type == DHCP_OFFER : r->type == DHCP_ACK || r->type == DHCP_NAK)
+                return 0;
+        }
+    }
+    return -1;
+}
+
+static void net_dhcp(u64 seconds)
+{
+    struct dhcp_reply r;
+    memset(&r, 0, sizeof r);
+    r.xid = (u32)timer_ticks() ^ get32(net_mac + 2);
+    u64 deadline = timer_ticks() + timer_us_to_ticks(seconds * 1000000);
+    if (dhcp_exchange(DHCP_DISCOVER, &r, 0, 0, deadline)) {
+        kprintf("net: dhcp: no offer within %lu s\n", seconds);
+        return;
+    }
+    u8 offered[4], server[4];
+    memcpy(offered, r.yiaddr, 4);
+    memcpy(server, r.server, 4);
+    if (dhcp_exchange(DHCP_REQUEST, &r, offered, server, deadline)) {
+        kprintf("net: dhcp: no answer to the request within %lu s\n", seconds);
+        return;
+    }
+    if (r.type == DHCP_NAK) {
+        kprintf("net: dhcp: %u.%u.%u.%u refused by %u.%u.%u.%u\n", offered[0], offered[1], offered[2], offered[3], server[0], server[1], server[2], server[3]);
+        return;
+    }
+    memcpy(net_addr, r.yiaddr, 4);
+    net_has_addr = 1;
+    kprintf("net: dhcp lease %u.%u.%u.%u mask %u.%u.%u.%u router %u.%u.%u.%u server %u.%u.%u.%u for %u s\n",
+            net_addr[0], net_addr[1], net_addr[2], net_addr[3], r.mask[0], r.mask[1], r.mask[2], r.mask[3],
+            r.router[0], r.router[1], r.router[2], r.router[3], server[0], server[1], server[2], server[3], r.lease_s);
 }
 
 static int parse_ip(const char *s, u8 out[4])
@@ -262,7 +425,15 @@ void cmd_net(char *arg)
             return;
         /* Gratuitous ARP: a request for our own address. */
         kprintf(send_arp(1, bcast, zero, net_addr) ? "net: send failed\n" : "net: sent\n");
+    } else if (!strcmp(arg, "dhcp") || !strncmp(arg, "dhcp ", 5)) {
+        if (arg[4] && (parse_u64(arg + 5, &secs) || !secs || secs > 600)) {
+            kprintf("usage: net dhcp [SECONDS]\n");
+            return;
+        }
+        if (net_init())
+            return;
+        net_dhcp(secs);
     } else {
-        kprintf("usage: net info | net ip A.B.C.D | net serve N [SECONDS] | net send\n");
+        kprintf("usage: net info | net ip A.B.C.D | net dhcp [SECONDS] | net serve N [SECONDS] | net send\n");
     }
 }

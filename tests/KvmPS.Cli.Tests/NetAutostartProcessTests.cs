@@ -13,6 +13,7 @@ namespace KvmPS.Cli.Tests;
 [Trait("Category", "NetNamespace")]
 public sealed class NetAutostartProcessTests : IDisposable
 {
+    private static readonly Lazy<KvmPS.Management.Tests.TestSupport.VmmFixture> Vmm = new(() => new());
     private readonly TempDirectory _dir = new();
     private readonly string _ns = "kvt-" + Guid.NewGuid().ToString("N")[..8];
 
@@ -49,6 +50,7 @@ public sealed class NetAutostartProcessTests : IDisposable
         foreach (var a in new[] { "netns", "exec", _ns, "dotnet", Path.Combine(AppContext.BaseDirectory, "kvmps.dll") }.Concat(args))
             info.ArgumentList.Add(a);
         info.Environment["KVMPS_HOME"] = Path.Combine(_dir.Path, "store");
+        info.Environment["KVMPS_VMM"] = Vmm.Value.VmmPath; // the published kvmps-vmm (its built-in guest does the DHCP)
         using var process = Process.Start(info)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
@@ -100,6 +102,58 @@ public sealed class NetAutostartProcessTests : IDisposable
         Assert.True(code == ExitCodes.Ok, err);
         Assert.False(IsRunning(pid));
         Assert.NotEqual(0, Exec("ip", "-n", _ns, "link", "show", "dev", bridge).Code);
+    }
+
+    /// <summary>
+    /// The whole flow a user runs from the README: one manifest with a NAT network and a VM on it, applied; the VM's
+    /// built-in guest takes a DHCP lease from the network's dnsmasq (guest/README.md, <c>net dhcp</c>) and
+    /// <c>kvmps vm addresses</c> shows it; the host side reaches the guest at that address.
+    /// </summary>
+    [Fact]
+    public void A_vm_applied_on_a_nat_network_gets_its_address_by_dhcp_and_vm_addresses_shows_it()
+    {
+        var bridge = "kvt" + Guid.NewGuid().ToString("N")[..8];
+        string manifest = Path.Combine(_dir.Path, "host.psd1");
+        File.WriteAllText(manifest, $$"""
+            @{
+                Networks        = @( @{ Name = 'lab'; Mode = 'Nat'; Bridge = '{{bridge}}'; Subnet = '10.231.11.0/24' } )
+                VirtualMachines = @(
+                    @{
+                        Name = 'dhcp-vm'; MemoryStartupBytes = 64MB; State = 'Running'
+                        Boot = @{ Cmdline = 'kvmps.run=net dhcp 60,net serve 1 120' }
+                        NetworkAdapters = @( @{ Network = 'lab'; MacAddress = '52:54:00:23:11:05' } )
+                    }
+                )
+            }
+            """);
+        var (code, output, err) = Kvmps("apply", manifest);
+        Assert.True(code == ExitCodes.Ok, output + err);
+
+        string address = "";
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (address.Length == 0 && DateTime.UtcNow < deadline)
+        {
+            (code, output, err) = Kvmps("vm", "addresses", "dhcp-vm", "--json");
+            Assert.True(code == ExitCodes.Ok, err);
+            using var json = JsonDocument.Parse(output);
+            var nic = Assert.Single(json.RootElement.EnumerateArray());
+            Assert.Equal("lab", nic.GetProperty("network").GetString());
+            address = nic.GetProperty("ipAddresses").EnumerateArray().Select(a => a.GetString()!).FirstOrDefault() ?? "";
+            if (address.Length == 0) Thread.Sleep(1000);
+        }
+        Assert.StartsWith("10.231.11.", address);
+        string serial = File.ReadAllText(Path.Combine(_dir.Path, "store", "vms", "dhcp-vm", KvmPS.Management.Store.VmStore.SerialLogFileName));
+        Assert.Contains($"net: dhcp lease {address} mask 255.255.255.0 router 10.231.11.1", serial);
+
+        // The guest answers at the address it was given (its 'net serve 1' replies to one echo request).
+        var ping = Exec("ip", "netns", "exec", _ns, "ping", "-c", "1", "-W", "30", address);
+        Assert.True(ping.Code == 0, ping.Out + ping.Err);
+
+        (code, output, err) = Kvmps("vm", "addresses", "dhcp-vm");
+        Assert.True(code == ExitCodes.Ok, err);
+        Assert.Contains(address, output);
+        Assert.Contains("52:54:00:23:11:05", output);
+        Kvmps("vm", "stop", "dhcp-vm", "--force");
     }
 
     [Fact]
