@@ -219,10 +219,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             {
                 // A restore leaves the configured devices the snapshot's VM had lost unopened (their images may be gone).
                 if (restoring) removedConfigured |= RemovedConfiguredSlotsOf(_restore!.Snapshot);
-                // boot_once is for the first power-on: the machine a guest reboot builds boots by boot_order.
-                var machineConfig = MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured };
-                if (_boots > 0) machineConfig = machineConfig with { BootOnce = null };
-                var builder = new MachineBuilder(machineConfig, Console.Write);
+                var builder = new MachineBuilder(ForBoot(MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured }, _boots), Console.Write);
                 VirtualMachine? received = receiving ? ReceiveIncoming(builder) : null;
                 if (receiving && received is null) return VmmExitCode.Ok; // stopped before a source connected
                 machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : received ?? builder.Boot();
@@ -436,6 +433,12 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         result = device.HandleControlRequest(request);
         return true;
     }
+
+    /// <summary>
+    /// The machine for power-on number <paramref name="boots"/> (0 = the first): boot_once is for the first power-on
+    /// only, so the machine a guest reboot builds (its fw_cfg "bootorder" rewritten) boots by boot_order.
+    /// </summary>
+    public static MachineConfig ForBoot(MachineConfig machine, int boots) => boots == 0 ? machine : machine with { BootOnce = null };
 
     /// <summary>media.change: the cdrom device at the request's PCI address inserts or ejects (Devices/Virtio/Scsi/VirtioScsi.ChangeMedia).</summary>
     private static MediaStateReply ChangeMedia(VirtualMachine machine, MediaChangeRequest request)
