@@ -29,14 +29,15 @@ public sealed record CdromDeviceConfig : DeviceConfig
     /// <summary>The configured image, or null for an empty drive.</summary>
     public string? Path { get; init; }
     /// <summary>The current medium (starts as <see cref="Path"/>).</summary>
-    public CdromMedium Medium { get; init; } = new(null);
+    public CdromMedium Medium { get => _medium ??= new CdromMedium(Path); init => _medium = value; }
+    private CdromMedium? _medium;
 
     public static CdromDeviceConfig Parse(DeviceOptions options)
     {
         string? path = options.String("path");
         options.EnsureAllUsed();
         if (path is { Length: 0 }) throw new DeviceConfigException($"{options.Source}: key 'path': the ISO path is empty (leave 'path' out for an empty drive).");
-        return new CdromDeviceConfig { Path = path, Medium = new CdromMedium(path) };
+        return new CdromDeviceConfig { Path = path };
     }
 
     /// <summary>
