@@ -125,26 +125,26 @@ public sealed class SeaBiosCdromBootTests(ITestOutputHelper output) : IDisposabl
         using var client = new ControlClient(sock);
         JsonElement Drive() => client.Ok("describe").GetProperty("devices").EnumerateArray().Single(d => d.GetProperty("type").GetString() == "cdrom");
         Assert.Equal("00:02.0", Drive().GetProperty("pci").GetString());
-        Assert.Equal(iso, Drive().GetProperty("options").GetProperty("path").GetString());
+        Assert.Equal(iso, Drive().GetProperty("path").GetString());
         Assert.Contains("media.change", client.Ok("describe").GetProperty("requests").EnumerateArray().Select(r => r.GetString()));
 
         // Eject: the reply and describe show an empty drive.
         var ejected = client.Ok("media.change", "\"pci\": \"00:02.0\"");
         Assert.Equal(JsonValueKind.Null, ejected.TryGetProperty("path", out var p) ? p.ValueKind : JsonValueKind.Null);
-        Assert.False(Drive().GetProperty("options").TryGetProperty("path", out _));
+        Assert.False(Drive().TryGetProperty("path", out _));
 
         // Insert another disc.
         var inserted = client.Ok("media.change", $"\"pci\": \"00:02.0\", \"path\": \"{other}\"");
         Assert.Equal(other, inserted.GetProperty("path").GetString());
         Assert.Equal(new FileInfo(other).Length, inserted.GetProperty("size_bytes").GetInt64());
-        Assert.Equal(other, Drive().GetProperty("options").GetProperty("path").GetString());
+        Assert.Equal(other, Drive().GetProperty("path").GetString());
 
         // Not an ISO: refused naming the file; the disc stays. The disk's address is no drive.
         var refused = client.Request("media.change", $"\"pci\": \"00:02.0\", \"path\": \"{disk}\"");
         Assert.False(refused.GetProperty("ok").GetBoolean());
         Assert.Equal("InvalidArgument", refused.GetProperty("error").GetProperty("code").GetString());
         Assert.Contains(disk, refused.GetProperty("error").GetProperty("message").GetString());
-        Assert.Equal(other, Drive().GetProperty("options").GetProperty("path").GetString());
+        Assert.Equal(other, Drive().GetProperty("path").GetString());
         var notDrive = client.Request("media.change", "\"pci\": \"00:01.0\"");
         Assert.Equal("InvalidArgument", notDrive.GetProperty("error").GetProperty("code").GetString());
         Assert.Equal("Running", client.Ok("status").GetProperty("state").GetString());
