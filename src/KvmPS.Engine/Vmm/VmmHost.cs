@@ -424,6 +424,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         {
             // A drive is named by its PCI address: a VM may have several.
             if (machine is null || !machine.Devices.OfType<Devices.Virtio.Scsi.VirtioScsi>().Any()) return false;
+            RefuseDuringMigration(MediaChangeRequest.Name); // the drive's record may already have been sent
             result = JsonSerializer.SerializeToElement(ChangeMedia(machine, media), ContractJsonContext.Default.MediaStateReply);
             return true;
         }
