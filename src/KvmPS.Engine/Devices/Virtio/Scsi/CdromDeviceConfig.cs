@@ -9,13 +9,15 @@ namespace KvmPS.Devices.Virtio.Scsi;
 /// </summary>
 public sealed class CdromMedium
 {
+    private readonly object _lock = new();
     private string? _path;
     private bool _changed;
-    public string? Path { get { lock (this) return _path; } }
-    /// <summary>The medium differs from the configured one (a change, not the configuration, put it there).</summary>
-    public bool Changed { get { lock (this) return _changed; } }
-    public void Set(string? path) { lock (this) { _path = path; _changed = true; } }
     public CdromMedium(string? path) => _path = path;
+    public string? Path { get { lock (_lock) return _path; } }
+    /// <summary>The medium differs from the configured one (a change, not the configuration, put it there).</summary>
+    public bool Changed { get { lock (_lock) return _changed; } }
+    /// <summary>Called by the device after each change (control thread) and restore.</summary>
+    public void Set(string? path) { lock (_lock) { _path = path; _changed = true; } }
 }
 
 /// <summary>
