@@ -113,6 +113,39 @@ public sealed class SeaBiosCdromBootTests(ITestOutputHelper output) : IDisposabl
     }
 
     [GrubIsoFact]
+    public void ASnapshotOfGrubKeepsTheChangedDisc()
+    {
+        var (iso, _) = Images();
+        string other = _dir.File("other.iso");
+        File.Copy(iso, other);
+        var debug = new Log();
+        var serial = new Log();
+        var config = new MachineConfig { FirmwarePath = FirmwareImage.SeaBiosAlias, DebugConOutput = debug.Write, Devices = [new CdromDeviceConfig { Path = iso }] };
+        string snapshot = _dir.File("snap");
+        using (var first = new MachineBuilder(config, serial.Write).Boot())
+        {
+            first.Start();
+            Assert.True(WaitFor(() => serial.ToString().Contains("executed automatically"), Timeout), $"no GRUB menu:\n{serial}");
+            // The host swaps the disc (same content, another file) while GRUB runs, then snapshots.
+            var drive = first.Devices.OfType<VirtioScsi>().Single();
+            Assert.Equal(other, drive.ChangeMedia(new KvmPS.Contract.MediaChangeRequest { Pci = "00:01.0", Path = other }, "00:01.0").Path);
+            Assert.True(first.Pause(TimeSpan.FromSeconds(5)));
+            KvmPS.State.SnapshotDirectory.Write(snapshot, KvmPS.State.SnapshotStateFile.Encode(first.SaveState()), "{}", first.Memory);
+        }
+        // Restored into a machine built from the configuration (the first ISO): the drive holds the snapshot's disc,
+        // its unit attention still pending, and GRUB runs on (its menu countdown goes on).
+        var after = new Log();
+        var fresh = config with { Devices = [new CdromDeviceConfig { Path = iso }] }; // as a new process reads config.json
+        using var restored = new MachineBuilder(fresh, after.Write).Restore(KvmPS.State.SnapshotDirectory.Open(snapshot), RestoreMemoryMode.Private);
+        var restoredDrive = restored.Devices.OfType<VirtioScsi>().Single();
+        Assert.Equal(other, restoredDrive.StateReply("00:01.0").Path);
+        Assert.Equal(Scsi.AscMediumChanged, restoredDrive.Lun.PendingUnitAttention);
+        restored.Start();
+        Assert.True(WaitFor(() => after.ToString().Contains("executed automatically"), Timeout), $"GRUB did not go on after the restore:\n{after}");
+        restored.Stop("test done");
+    }
+
+    [GrubIsoFact]
     public void MediaChangeEjectsAndInsertsOnARunningVm()
     {
         var (iso, disk) = Images();
