@@ -51,6 +51,13 @@ public sealed record MachineConfig
     public bool FirmwareSerialConsole { get; init; } = true;
     /// <summary>Firmware boot: where bytes written to the debug console port 0x402 go (SeaBIOS's log); null drops them.</summary>
     public Devices.ByteSink? DebugConOutput { get; init; }
+    /// <summary>
+    /// Firmware boot: the PCI slots of configured block, cdrom and net devices in the order the firmware tries them
+    /// (fw_cfg "bootorder", Vm/Boot/FirmwareLoader.cs); only those are tried. Null: the first disk.
+    /// </summary>
+    public IReadOnlyList<int>? BootOrder { get; init; }
+    /// <summary>Like <see cref="BootOrder"/> for this power-on only: the host clears it for the machine a guest reboot builds.</summary>
+    public IReadOnlyList<int>? BootOnce { get; init; }
 
     public int EffectiveMaxVcpus => Math.Max(MaxVcpus, VcpuCount);
 

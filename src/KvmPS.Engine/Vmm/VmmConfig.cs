@@ -46,7 +46,7 @@ public sealed record VmmConfig
 
     /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon"];
+        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon", "boot_order", "boot_once"];
 
     /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
     public const ulong MaxMemoryBytes = 1UL << 50;
@@ -154,6 +154,10 @@ public sealed record VmmConfig
         else if (memDevices > 0)
             throw new VmmConfigException($"{where("devices")}: a virtio-mem device (type mem) needs memory_maximum_bytes above memory_bytes.");
         uint removedSlots = ParseRemovedDevices(c.RemovedDevices, devices, where("removed_devices"));
+        var bootOrder = ParseBootOrder(c.BootOrder, devices, removedSlots, where("boot_order"));
+        var bootOnce = ParseBootOrder(c.BootOnce, devices, removedSlots, where("boot_once"));
+        if ((bootOrder ?? bootOnce) is not null && c.Firmware is null)
+            throw new VmmConfigException($"{where(bootOrder is not null ? "boot_order" : "boot_once")}: a boot order needs firmware boot (firmware); a kernel boot has no boot devices to order.");
         if (c.Firmware is { Length: 0 }) throw new VmmConfigException($"{where("firmware")}: the firmware path is empty.");
         var (serial, serialPath) = c.Serial is { } s ? ParseSerial(s, where("serial")) : (SerialMode.Stdio, null);
         long serialLogMax = c.SerialLogMaxBytes ?? RotatingLogFile.DefaultMaxBytes;
@@ -188,6 +192,8 @@ public sealed record VmmConfig
             FirmwarePath = c.Firmware,
             Devices = devices,
             RemovedDeviceSlots = removedSlots,
+            BootOrder = bootOrder,
+            BootOnce = bootOnce,
         };
         return new VmmConfig
         {
@@ -253,6 +259,8 @@ public sealed record VmmConfig
                     : [.. Enumerable.Range(1, 31).Where(slot => (m.RemovedDeviceSlots & (1u << slot)) != 0).Select(PciAddresses.Format)],
                 Firmware = m.FirmwarePath,
                 Debugcon = DebugCon switch { null => "none", "stderr" => "stderr", var path => "file:" + path },
+                BootOrder = m.BootOrder is { } order ? [.. order.Select(PciAddresses.Format)] : null,
+                BootOnce = m.BootOnce is { } once ? [.. once.Select(PciAddresses.Format)] : null,
             },
         };
     }
@@ -269,6 +277,32 @@ public sealed record VmmConfig
             if (ConfiguredDeviceSlots.WhyNotRemovable(devices, slot) is { } why)
                 throw new VmmConfigException($"{where}: {PciAddresses.Format(slot)} cannot be a removed device: {why}.");
             slots |= 1u << slot;
+        }
+        return slots;
+    }
+
+    /// <summary>
+    /// "boot_order" / "boot_once": PCI addresses of configured block, cdrom or net devices, each once. Anything else (a
+    /// bad address, an empty or removed slot, another device type) is an error naming the field and the address.
+    /// </summary>
+    private static IReadOnlyList<int>? ParseBootOrder(IReadOnlyList<string>? addresses, IReadOnlyList<DeviceConfig> devices, uint removedSlots, string where)
+    {
+        if (addresses is null) return null;
+        if (addresses.Count == 0) throw new VmmConfigException($"{where}: the list is empty (leave it out to boot the first disk).");
+        var slots = new List<int>(addresses.Count);
+        foreach (var address in addresses)
+        {
+            int slot;
+            try { slot = PciAddresses.Parse(address ?? "", "address"); }
+            catch (ArgumentException e) { throw new VmmConfigException($"{where}: {e.Message}"); }
+            string pci = PciAddresses.Format(slot);
+            if (slot > devices.Count) throw new VmmConfigException($"{where}: {pci} holds no configured device ({devices.Count} configured, in slots 00:01.0 onwards).");
+            if ((removedSlots & (1u << slot)) != 0) throw new VmmConfigException($"{where}: {pci} is a removed device (removed_devices).");
+            var device = devices[slot - 1];
+            if (device.Type is not ("block" or "cdrom" or "net"))
+                throw new VmmConfigException($"{where}: {pci} is a {device.Type} device; only block, cdrom and net devices can boot.");
+            if (slots.Contains(slot)) throw new VmmConfigException($"{where}: {pci} is listed twice.");
+            slots.Add(slot);
         }
         return slots;
     }
@@ -324,6 +358,8 @@ public sealed record VmmConfig
         "rng" => c with { Rng = ParseOnOff(value, flag) },
         "firmware" => c with { Firmware = value },
         "debugcon" => c with { Debugcon = value },
+        "boot_order" => c with { BootOrder = value.Split(',') },
+        "boot_once" => c with { BootOnce = value.Split(',') },
         _ => throw new VmmConfigException($"unknown option {flag} (see --help)."),
     };
 
@@ -389,7 +425,7 @@ public sealed record VmmConfig
           --config FILE           JSON configuration (fields: kernel, initrd, cmdline, memory_bytes,
                                   memory_maximum_bytes, vcpus, max_vcpus,
                                   serial, serial_log_max_bytes, serial_log_files, control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
-                                  kvm_device, firmware, debugcon; docs/vmm.md);
+                                  kvm_device, firmware, debugcon, boot_order, boot_once; docs/vmm.md);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
           --initrd PATH           initial ramdisk
@@ -409,10 +445,13 @@ public sealed record VmmConfig
           --memfd on|off          guest memory in memfds, so a local live upgrade (migrate to unix:) passes it
                                   to the new VMM instead of copying it
           --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng, net, block,
-                                  balloon, vsock, mem
+                                  balloon, vsock, mem, cdrom
           --rng on|off            shorthand for --device rng
           --firmware PATH|seabios boot firmware from the reset vector instead of a kernel (seabios:
                                   /usr/share/seabios/bios-256k.bin); it boots the first block device
+          --boot-order PCI,...    with firmware: the block, cdrom and net devices to boot from, in order, by
+                                  PCI address (e.g. 00:03.0,00:01.0); only those are tried
+          --boot-once PCI,...     like --boot-order for the first power-on; a guest reboot uses --boot-order
           --debugcon MODE         none | stderr | file:PATH: the debug console port 0x402 (SeaBIOS's log)
           --on-reset reboot|stop  what a guest reset does (default reboot)
           --on-crash stay|exit    after a guest crash, stay up for inspection or exit 10

@@ -219,7 +219,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             {
                 // A restore leaves the configured devices the snapshot's VM had lost unopened (their images may be gone).
                 if (restoring) removedConfigured |= RemovedConfiguredSlotsOf(_restore!.Snapshot);
-                var builder = new MachineBuilder(MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured }, Console.Write);
+                var builder = new MachineBuilder(ForBoot(MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured }, _boots), Console.Write);
                 VirtualMachine? received = receiving ? ReceiveIncoming(builder) : null;
                 if (receiving && received is null) return VmmExitCode.Ok; // stopped before a source connected
                 machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : received ?? builder.Boot();
@@ -419,12 +419,37 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
-        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         result = default;
+        if (request is MediaChangeRequest media)
+        {
+            // A drive is named by its PCI address: a VM may have several.
+            if (machine is null || !machine.Devices.OfType<Devices.Virtio.Scsi.VirtioScsi>().Any()) return false;
+            RefuseDuringMigration(MediaChangeRequest.Name); // the drive's record may already have been sent
+            result = JsonSerializer.SerializeToElement(ChangeMedia(machine, media), ContractJsonContext.Default.MediaStateReply);
+            return true;
+        }
+        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         if (device is null) return false;
         if (request.Request == MemorySetRequest.Name) RefuseDuringMigration(MemorySetRequest.Name); // the RAM layout travels in the records
         result = device.HandleControlRequest(request);
         return true;
+    }
+
+    /// <summary>
+    /// The machine for power-on number <paramref name="boots"/> (0 = the first): boot_once is for the first power-on
+    /// only, so the machine a guest reboot builds (its fw_cfg "bootorder" rewritten) boots by boot_order.
+    /// </summary>
+    public static MachineConfig ForBoot(MachineConfig machine, int boots) => boots == 0 ? machine : machine with { BootOnce = null };
+
+    /// <summary>media.change: the cdrom device at the request's PCI address inserts or ejects (Devices/Virtio/Scsi/VirtioScsi.ChangeMedia).</summary>
+    private static MediaStateReply ChangeMedia(VirtualMachine machine, MediaChangeRequest request)
+    {
+        int slot = PciAddresses.Parse(request.Pci, "pci");
+        var device = machine.ConfiguredDevices.Where(d => d.Slot == slot).Select(d => d.Device)
+            .Concat(machine.HotpluggedDevices.Where(d => d.Slot == slot).Select(d => d.Device)).FirstOrDefault();
+        if (device is not Devices.Virtio.Scsi.VirtioScsi drive)
+            throw new ArgumentException($"{MediaChangeRequest.Name}: \"pci\": {PciAddresses.Format(slot)} is {(device is null ? "an empty slot" : $"a {device.Name} device")}, not a cdrom device.");
+        return drive.ChangeMedia(request, PciAddresses.Format(slot));
     }
 
     /// <summary>vcpu.set: ACPI CPU hot-plug on the running (or paused) machine, within max_vcpus (Vm/VirtualMachine.SetVcpuCount).</summary>

@@ -5,6 +5,7 @@ using KvmPS.Devices.Virtio.Block;
 using KvmPS.Devices.Virtio.Mem;
 using KvmPS.Devices.Virtio.Net;
 using KvmPS.Devices.Virtio.Rng;
+using KvmPS.Devices.Virtio.Scsi;
 using KvmPS.Devices.Virtio.Vsock;
 using KvmPS.Vm;
 
@@ -43,6 +44,7 @@ public abstract record DeviceConfig
         ["balloon"] = BalloonDeviceConfig.Parse,
         ["vsock"] = VsockDeviceConfig.Parse,
         [MemDeviceConfig.TypeName] = MemDeviceConfig.Parse,
+        [CdromDeviceConfig.TypeName] = CdromDeviceConfig.Parse,
     };
 
     public static IEnumerable<string> Types => Parsers.Keys.Order();

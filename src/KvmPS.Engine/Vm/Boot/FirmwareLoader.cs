@@ -143,7 +143,7 @@ public static class FirmwareLoader
         fw.SetItem(FwCfg.KeyIrq0Override, FwCfg.Le32(1)); // the MADT and SeaBIOS's MP table route IRQ0 to pin 2
         fw.AddFile("etc/boot-cpus", FwCfg.Le16((ushort)config.VcpuCount));
         fw.AddFile("etc/e820", E820File(memory, image));
-        if (BootOrder(config.Devices) is { } order) fw.AddFile("bootorder", Encoding.ASCII.GetBytes(order));
+        if (BootOrder(config) is { } order) fw.AddFile("bootorder", Encoding.ASCII.GetBytes(order));
         if (config.FirmwareSerialConsole) fw.AddFile("etc/sercon-port", FwCfg.Le16(SerconPort));
         var (tables, rsdp, loader) = AcpiLoaderFiles(AcpiTables.Build(acpi));
         fw.AddFile(TablesFile, tables);
@@ -173,11 +173,37 @@ public static class FirmwareLoader
     }
 
     /// <summary>
-    /// "bootorder": the OpenFirmware path of the first configured block device (PCI slot = 1 + its index), or null.
-    /// From the configuration, not the devices present: a removed device before it leaves its slot empty, not shifted.
+    /// "bootorder": with <see cref="MachineConfig.BootOnce"/> or <see cref="MachineConfig.BootOrder"/>, one
+    /// OpenFirmware path per listed device and then "HALT", so SeaBIOS tries those devices in that order and nothing
+    /// else (boot.c is_bootprio_strict); otherwise the first configured block device's path, or null.
+    /// </summary>
+    public static string? BootOrder(MachineConfig config)
+    {
+        if ((config.BootOnce ?? config.BootOrder) is not { } slots)
+            return BootOrder(config.Devices);
+        var text = new StringBuilder();
+        foreach (int slot in slots) text.Append(BootPath(config.Devices[slot - 1], slot)).Append('\n');
+        return text.Append("HALT\n").ToString();
+    }
+
+    /// <summary>
+    /// "bootorder" without a boot order: the OpenFirmware path of the first configured block device (PCI slot = 1 +
+    /// its index), or null. From the configuration, not the devices present: a removed device before it leaves its
+    /// slot empty, not shifted.
     /// </summary>
     public static string? BootOrder(IReadOnlyList<Devices.Config.DeviceConfig> devices) =>
         ConfiguredDeviceSlots.FirstDiskSlot(devices) is int slot and > 0 ? $"/pci@i0cf8/*@{slot:x}\n" : null;
+
+    /// <summary>
+    /// The path SeaBIOS builds for a device (boot.c): a PCI function is "/pci@i0cf8/*@SLOT" (bootprio_find_pci_device,
+    /// and bootprio_find_pci_rom for a NIC's option ROM); a virtio-scsi LUN adds "/*@0/*@TARGET,LUN"
+    /// (bootprio_find_scsi_device). SeaBIOS matches them as globs, "*" standing for any device name.
+    /// </summary>
+    public static string BootPath(Devices.Config.DeviceConfig device, int slot) => device switch
+    {
+        Devices.Virtio.Scsi.CdromDeviceConfig => $"/pci@i0cf8/*@{slot:x}/*@0/*@0,0",
+        _ => $"/pci@i0cf8/*@{slot:x}",
+    };
 
     // --- ACPI through QEMU's linker/loader ("etc/table-loader"): 128-byte little-endian commands ---
     public const uint CmdAllocate = 1, CmdAddPointer = 2, CmdAddChecksum = 3;
