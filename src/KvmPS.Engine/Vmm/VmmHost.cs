@@ -419,7 +419,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
-        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
+        var device = machine?.ControlDevices.FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         result = default;
         if (device is null) return false;
         if (request.Request == MemorySetRequest.Name) RefuseDuringMigration(MemorySetRequest.Name); // the RAM layout travels in the records
@@ -541,7 +541,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot, hotplugged: true, removable: true));
         var requests = ControlRequests.Core.ToList();
         if (machine is not null)
-            foreach (var d in machine.Devices.OfType<IDeviceControl>())
+            foreach (var d in machine.ControlDevices)
                 requests.AddRange(d.ControlRequests);
         return new DescribeReply
         {
