@@ -26,6 +26,11 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     private readonly ManualResetEventSlim _stopRequested = new(false);
     private readonly Stopwatch _sinceExec;
     private VirtualMachine? _machine;
+    /// <summary>
+    /// The running machine's display (docs/display.md), or null: none configured, or no machine right now. A guest
+    /// reboot builds a new machine and so a new display: viewers compare the reference on every poll.
+    /// </summary>
+    public Devices.Display.BochsDisplay? Display { get { lock (_lock) return _machine?.Display; } }
     private VmExit? _lastExit;
     private int _boots;
     private RotatingLogFile? _serialFile;

@@ -96,7 +96,7 @@ public sealed class DisplayFirmwareTests(ITestOutputHelper output)
 
                 // Then GRUB's menu: its title line, read back glyph by glyph.
                 string[] text = [];
-                bool menu = WaitFor(() => { fb.Refresh(); text = screen.Read(fb); return text.Any(l => l.Contains("GNU GRUB")); }, Timeout);
+                bool menu = WaitFor(() => { fb.Refresh(); text = screen.Read(fb); return text.Any(l => l.Contains("GNU GRUB  version 2")); }, Timeout);
                 string shown = string.Join('\n', text.Where(l => l.Length > 0));
                 output.WriteLine("--- text on screen ---\n" + shown);
                 string ppm = Path.Combine(ArtifactDirectory(), "grub-menu.ppm");
