@@ -31,10 +31,11 @@ public sealed class BochsDisplayTests : IDisposable
     private readonly BochsDisplay _display;
     private readonly FakeVramSlot _slot = new();
     private const int Slot = 3;
+    private readonly List<string> _log = new();
 
     public BochsDisplayTests()
     {
-        _bus = new PciBus(_mmio, VirtioPciTransportTests.TestWindows);
+        _bus = new PciBus(_mmio, VirtioPciTransportTests.TestWindows, log: m => { lock (_log) _log.Add(m); });
         _display = new BochsDisplay(16 << 20, 1024, 768);
         _display.AttachSlot(_slot);
         _bus.AddDevice(Slot, _display);
@@ -171,6 +172,27 @@ public sealed class BochsDisplayTests : IDisposable
             Assert.True(m.StrideBytes >= m.Width * DispiRegisters.BytesPerPixel(m.BitsPerPixel));
             _display.CopyPixels(m, m.Width - 4, m.Height - 4, 8, 8, pixels);
         }
+    }
+
+    [Fact]
+    public void AnyAccessToTheRegisterBarIsServedWithoutAFault()
+    {
+        var random = new Random(2);
+        var buffer = new byte[8];
+        for (int i = 0; i < 50_000; i++)
+        {
+            ulong offset = (ulong)random.Next(0, BochsDisplay.MmioBarSize);
+            int length = new[] { 1, 2, 4, 8 }[random.Next(4)];
+            if (offset + (ulong)length > BochsDisplay.MmioBarSize) continue;
+            var data = buffer.AsSpan(0, length);
+            if (random.Next(2) == 0) _mmio.Read(Mmio + offset, data);
+            else { random.NextBytes(data); _mmio.Write(Mmio + offset, data); }
+        }
+        var m = _display.Mode;
+        Assert.True(m.IsBlank || m.OffsetBytes + (long)(m.Height - 1) * m.StrideBytes + m.Width * DispiRegisters.BytesPerPixel(m.BitsPerPixel) <= 16 << 20);
+        lock (_log) Assert.DoesNotContain(_log, l => l.Contains("failed"));  // no access ended in an exception
+        lock (_log) Assert.Contains(_log, l => l.Contains("(logged once)")); // refusals were reported
+        lock (_log) Assert.True(_log.Count(l => l.Contains("XRES")) <= 1, string.Join("\n", _log));
     }
 
     [Fact]
