@@ -11,8 +11,8 @@ public interface IVramSlot
     /// <summary>Maps the VRAM at <paramref name="guestAddress"/>, or removes the slot (null). Moving deletes, then adds.</summary>
     void MapAt(ulong? guestAddress);
     /// <summary>
-    /// The pages written since the last call (KVM_GET_DIRTY_LOG, which resets the log), one bit per page; false while
-    /// the slot is not mapped (nothing is written through it then).
+    /// The pages written since the last call (KVM_GET_DIRTY_LOG, which resets the log, plus what a slot deleted since
+    /// then had logged), one bit per page; false when there is nothing to report (not mapped, nothing pending).
     /// </summary>
     bool TakeDirtyLog(Span<ulong> bitmap);
 }
@@ -53,6 +53,9 @@ public sealed class KvmVramSlot(KvmVmHandle vm, uint slot, Vram vram) : IVramSlo
 {
     private readonly object _lock = new();
     private ulong? _mappedAt;
+    /// <summary>The log of a slot deleted since the last <see cref="TakeDirtyLog"/>: KVM drops it with the slot.</summary>
+    private readonly ulong[] _pending = new ulong[(vram.PageCount + 63) / 64];
+    private bool _hasPending;
 
     public uint Slot => slot;
 
@@ -64,6 +67,11 @@ public sealed class KvmVramSlot(KvmVmHandle vm, uint slot, Vram vram) : IVramSlo
             var region = new kvm_userspace_memory_region { slot = slot, flags = KvmConstants.KVM_MEM_LOG_DIRTY_PAGES, userspace_addr = (ulong)vram.Address };
             if (_mappedAt is not null)
             {
+                // What the guest wrote before the move must still reach the viewers.
+                var log = new ulong[_pending.Length];
+                Kvm.GetDirtyLog(vm, slot, log);
+                for (int i = 0; i < log.Length; i++) _pending[i] |= log[i];
+                _hasPending = true;
                 region.memory_size = 0; // size 0 deletes the slot
                 Kvm.SetUserMemoryRegion(vm, region);
                 _mappedAt = null;
@@ -82,8 +90,15 @@ public sealed class KvmVramSlot(KvmVmHandle vm, uint slot, Vram vram) : IVramSlo
     {
         lock (_lock)
         {
-            if (_mappedAt is null) return false;
-            Kvm.GetDirtyLog(vm, slot, bitmap);
+            if (_mappedAt is null && !_hasPending) return false;
+            if (_mappedAt is null) bitmap.Clear();
+            else Kvm.GetDirtyLog(vm, slot, bitmap);
+            if (_hasPending)
+            {
+                for (int i = 0; i < _pending.Length && i < bitmap.Length; i++) bitmap[i] |= _pending[i];
+                Array.Clear(_pending);
+                _hasPending = false;
+            }
             return true;
         }
     }

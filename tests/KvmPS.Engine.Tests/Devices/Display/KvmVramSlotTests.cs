@@ -27,7 +27,8 @@ public sealed class KvmVramSlotTests
         slot.MapAt(0xD000_0000);                          // BAR 0 moved: the slot goes with it
         Assert.True(slot.TakeDirtyLog(log));
         slot.MapAt(0xD000_0000);                          // same place: nothing to do
-        slot.MapAt(null);                                 // decoding off
+        slot.MapAt(null);                                 // decoding off: the old slot's log is kept for one more take
+        Assert.True(slot.TakeDirtyLog(log));
         Assert.False(slot.TakeDirtyLog(log));
         slot.MapAt(0xC000_0000);                          // and back, at a place the old slot left free
         Assert.True(slot.TakeDirtyLog(log));
