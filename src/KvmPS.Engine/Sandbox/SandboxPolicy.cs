@@ -73,13 +73,20 @@ public static class SandboxPolicy
     // Timers and polls of devices (balloon stats, rng refills, hot-plug kicks).
     private static readonly SyscallRule[] DeviceWorker = ["read", "epoll_wait", "epoll_pwait", "poll", "ppoll", "getrandom", DeviceIoctls, "eventfd2", "fallocate"];
 
+    /// <summary>
+    /// Host-socket threads also serve the display's viewers (the VNC server): IFramebuffer.Refresh reads the framebuffer
+    /// slot's dirty log (KVM_GET_DIRTY_LOG, a VM ioctl that only reads and resets that slot's log) on the viewer's thread.
+    /// </summary>
+    private static readonly SyscallRule HostSocketsIoctls = new("ioctl", Argument: 1,
+        Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4020AE76 /* KVM_IRQFD */, 0x4008AE6A /* KVM_SET_GSI_ROUTING */, 0x4010AE42 /* KVM_GET_DIRTY_LOG */]);
+
     // vsock's host side: Unix sockets, non-blocking.
     private static readonly SyscallRule[] HostSockets =
     [
         "epoll_wait", "epoll_pwait", "epoll_ctl", "read", "accept4", "connect", "socket", "sendmsg", "recvmsg", "sendto", "recvfrom",
         "shutdown", "getsockopt", "setsockopt", "fcntl", "unlink",
         // It signals the guest too: after a restore the first vsock interrupt may come from here (RealLinux tests).
-        DeviceIoctls, "eventfd2",
+        HostSocketsIoctls, "eventfd2",
     ];
 
     // Console: serial bytes to stdout, a file (rotated) or attached clients, and stdin to the UART.

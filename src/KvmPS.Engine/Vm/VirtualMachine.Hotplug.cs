@@ -346,6 +346,10 @@ internal sealed class HotpluggedDevicesState(VirtualMachine machine) : IPersiste
             {
                 throw reader.Fail($"the device in slot {PciAddresses.Format(slot)} has a configuration this build cannot read: {e.Message}");
             }
+            // Only virtio-blk and virtio-net are ever hot-plugged (AddDevice refuses the rest): a record naming another
+            // type (the display, a PCI function of its own) is not from this VMM.
+            if (config is not (BlockDeviceConfig or NetDeviceConfig))
+                throw reader.Fail($"the device in slot {PciAddresses.Format(slot)} is a {config.Type} device, which cannot be hot-plugged");
             list.Add((slot, config));
         }
         reader.EnsureEnd();

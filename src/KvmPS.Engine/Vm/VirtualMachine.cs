@@ -1,6 +1,7 @@
 using KvmPS.Acpi;
 using KvmPS.Devices;
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Display;
 using KvmPS.Devices.Legacy;
 using KvmPS.Devices.Pci;
 using KvmPS.Devices.Virtio;
@@ -282,6 +283,12 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             if ((Config.RemovedDeviceSlots & (1u << (1 + i))) != 0) continue;
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
             var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type));
+            if (Config.Devices[i] is PciFunctionConfig functionConfig)
+            {
+                // A PCI function of its own (the display): plugged as it is, no virtio transport.
+                AddFunction(1 + i, functionConfig, context);
+                continue;
+            }
             var rom = Config.Devices[i].LoadExpansionRom();
             var device = Config.Devices[i].CreateDevice(context);
             VirtioPciTransport transport;
@@ -291,6 +298,22 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             _configured = [.. configured];
         }
     }
+
+    private void AddFunction(int slot, PciFunctionConfig config, DeviceContext context)
+    {
+        var function = config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
+            vram => new KvmVramSlot(_vm!, DisplayDeviceConfig.VramSlotNumber, vram)));
+        try { Pci.AddDevice(slot, function); }
+        catch { function.Dispose(); throw; }
+        if (function is BochsDisplay display) Display = display;
+    }
+
+    /// <summary>The machine's display (at most one, <c>--device display</c>), or null: what VNC and screenshots read.</summary>
+    public BochsDisplay? Display { get; private set; }
+
+    /// <summary>Every device that answers control requests of its own: the virtio devices, then the display.</summary>
+    public IEnumerable<IDeviceControl> ControlDevices =>
+        Display is { } d ? Devices.OfType<IDeviceControl>().Append(d) : Devices.OfType<IDeviceControl>();
 
     private static PciWindows PciWindowsFor(MachineConfig config) => new(MemoryLayout.PciMmio32Base, MemoryLayout.PciMmio32Size,
         MemoryLayout.PciMmio64Base(config.MemoryBytes, config.HotplugMemoryBytes, config.HotplugLowLimit), MemoryLayout.PciMmio64Size, MemoryLayout.PciEcamBase, MemoryLayout.PciEcamSize);

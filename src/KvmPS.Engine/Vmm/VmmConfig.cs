@@ -141,6 +141,8 @@ public sealed record VmmConfig
         ulong maximumBytes = c.MemoryMaximumBytes is long mx ? (ulong)mx : 0;
         if (maximumBytes != 0 && maximumBytes < memoryBytes)
             throw new VmmConfigException($"{where("memory_maximum_bytes")}: {maximumBytes} is below memory_bytes ({memoryBytes}).");
+        int displays = devices.Count(d => d is Devices.Display.DisplayDeviceConfig);
+        if (displays > 1) throw new VmmConfigException($"{where("devices")}: {displays} display devices (a VM has at most one).");
         int memDevices = devices.Count(d => d is MemDeviceConfig);
         if (memDevices > 1) throw new VmmConfigException($"{where("devices")}: {memDevices} virtio-mem devices (one covers the whole hot-plug region).");
         if (maximumBytes > memoryBytes)

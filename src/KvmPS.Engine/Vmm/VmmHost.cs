@@ -26,6 +26,11 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     private readonly ManualResetEventSlim _stopRequested = new(false);
     private readonly Stopwatch _sinceExec;
     private VirtualMachine? _machine;
+    /// <summary>
+    /// The running machine's display (docs/display.md), or null: none configured, or no machine right now. A guest
+    /// reboot builds a new machine and so a new display: viewers compare the reference on every poll.
+    /// </summary>
+    public Devices.Display.BochsDisplay? Display { get { lock (_lock) return _machine?.Display; } }
     private VmExit? _lastExit;
     private int _boots;
     private RotatingLogFile? _serialFile;
@@ -428,7 +433,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             result = JsonSerializer.SerializeToElement(ChangeMedia(machine, media), ContractJsonContext.Default.MediaStateReply);
             return true;
         }
-        var device = machine?.Devices.OfType<IDeviceControl>().FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
+        var device = machine?.ControlDevices.FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         if (device is null) return false;
         if (request.Request == MemorySetRequest.Name) RefuseDuringMigration(MemorySetRequest.Name); // the RAM layout travels in the records
         result = device.HandleControlRequest(request);
@@ -566,7 +571,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             foreach (var d in machine.HotpluggedDevices.OrderBy(d => d.Slot)) devices.Add(DescribeDevice(d.Config, d.Slot, hotplugged: true, removable: true));
         var requests = ControlRequests.Core.ToList();
         if (machine is not null)
-            foreach (var d in machine.Devices.OfType<IDeviceControl>())
+            foreach (var d in machine.ControlDevices)
                 requests.AddRange(d.ControlRequests);
         return new DescribeReply
         {

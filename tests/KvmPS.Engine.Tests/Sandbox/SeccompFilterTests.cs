@@ -49,6 +49,18 @@ public class SeccompFilterTests
         Assert.Equal(Allow, filter.Evaluate(Nr("read"), []));                  // the rule after the block is still reached
     }
 
+    /// <summary>A display viewer (the VNC server, on the host-sockets role) refreshes the framebuffer: KVM_GET_DIRTY_LOG.</summary>
+    [Theory]
+    [InlineData(SandboxRole.HostSockets, true)]
+    [InlineData(SandboxRole.Vcpu, true)]
+    [InlineData(SandboxRole.DeviceIo, false)]
+    [InlineData(SandboxRole.Console, false)]
+    public void ADisplayViewerThreadMayReadTheFramebufferDirtyLog(SandboxRole role, bool allowed)
+    {
+        var filter = SandboxPolicy.FilterFor(role);
+        Assert.Equal(allowed ? Allow : Trap, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_GET_DIRTY_LOG]));
+    }
+
     /// <summary>
     /// An MSI-X vector's route is made when it first fires, on a device thread under Linux's drivers (the RealLinux
     /// tests ended in a sandbox violation on eventfd2 from the I/O thread): every thread that raises interrupts may make

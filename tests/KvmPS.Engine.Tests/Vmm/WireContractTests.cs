@@ -136,9 +136,10 @@ public sealed class WireContractTests
 
         // Every quantity on the wire carries its unit (bytes, ms, s) or is a count whose name says what it counts.
         string[] counts = ["id", "pid", "vcpu", "vcpus", "max_vcpus", "boots", "numa_node", "guest_cid", "mtu", "debug_exit_value",
-            "count" /* vcpu.set's vCPU count, named by issue 13 */, "present_vcpus", "round" /* migrate.status: the pre-copy round */];
+            "count" /* vcpu.set's vCPU count, named by issue 13 */, "present_vcpus", "round" /* migrate.status: the pre-copy round */,
+            "bits_per_pixel" /* display.get: the guest's pixel depth */];
         string[] units = ["bytes", "ms", "s", "percent"];
-        string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files"];
+        string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files", "pixels", "clients"];
         var offenders = new List<string>();
         Assert.Contains(typeof(MetricsReply), ContractTypes()); // the scan sees the records
         foreach (var type in ContractTypes())

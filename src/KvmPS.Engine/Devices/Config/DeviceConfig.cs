@@ -45,6 +45,7 @@ public abstract record DeviceConfig
         ["vsock"] = VsockDeviceConfig.Parse,
         [MemDeviceConfig.TypeName] = MemDeviceConfig.Parse,
         [CdromDeviceConfig.TypeName] = CdromDeviceConfig.Parse,
+        [Display.DisplayDeviceConfig.TypeName] = Display.DisplayDeviceConfig.Parse,
     };
 
     public static IEnumerable<string> Types => Parsers.Keys.Order();
@@ -55,6 +56,25 @@ public abstract record DeviceConfig
             throw new DeviceConfigException($"{options.Source}: unknown device type '{options.Type}' (known types: {string.Join(", ", Types)}).");
         return parse(options);
     }
+}
+
+/// <summary>What a PCI function of its own needs from the machine beyond <see cref="DeviceContext"/>.</summary>
+/// <param name="FirmwareBoot">The VM boots firmware (SeaBIOS), which runs option ROMs; a kernel boot runs none.</param>
+/// <param name="CreateVramSlot">Makes a KVM memory slot over host memory (with dirty logging) for a framebuffer BAR.</param>
+public sealed record PciFunctionContext(DeviceContext Device, bool FirmwareBoot, Func<Display.Vram, Display.IVramSlot> CreateVramSlot);
+
+/// <summary>
+/// A device that is a PCI function of its own rather than a virtio device behind the virtio PCI transport (the Bochs
+/// display). The machine plugs the function <see cref="CreateFunction"/> returns in the device's slot.
+/// </summary>
+public abstract record PciFunctionConfig : DeviceConfig
+{
+    /// <summary>Opens host resources and creates the function, ROM included; errors name the file or key.</summary>
+    public abstract Pci.PciDevice CreateFunction(PciFunctionContext context);
+
+    /// <summary>Not a virtio device: the machine calls <see cref="CreateFunction"/> instead.</summary>
+    public sealed override IVirtioDevice CreateDevice(DeviceContext context) =>
+        throw new InvalidOperationException($"a {Type} device is a PCI function of its own, not a virtio device.");
 }
 
 /// <summary>A device that answers control-socket requests of its own (e.g. "balloon.set").</summary>
