@@ -9,6 +9,9 @@ namespace KvmPS.Vmm.Vnc;
 /// </summary>
 public sealed record VncSettings(string? UnixPath, IPEndPoint? Tcp, string? PasswordFile, string? Password)
 {
+    /// <summary>The TCP listener as configured (ADDR:PORT), for the canonical configuration.</summary>
+    public string? TcpText { get; init; }
+
     /// <summary>Checks <paramref name="spec"/>; <paramref name="where"/> names a field ("unix_path", "tcp", "password_file") for messages.</summary>
     public static VncSettings From(VncSpec spec, Func<string, string> where)
     {
@@ -28,8 +31,11 @@ public sealed record VncSettings(string? UnixPath, IPEndPoint? Tcp, string? Pass
         }
         if (tcp is not null && !IPAddress.IsLoopback(tcp.Address) && password is null)
             throw new VmmConfigException($"{where("tcp")}: {spec.Tcp} is not a loopback address, so the VNC server needs a password: set password_file too.");
-        return new VncSettings(spec.UnixPath, tcp, spec.PasswordFile, password);
+        return new VncSettings(spec.UnixPath, tcp, spec.PasswordFile, password) { TcpText = spec.Tcp };
     }
+
+    /// <summary>Without the password.</summary>
+    public override string ToString() => $"VncSettings {{ UnixPath = {UnixPath}, Tcp = {Tcp}, PasswordFile = {PasswordFile} }}";
 
     /// <summary>ADDR:PORT ([v6]:PORT, localhost:PORT); port 0 picks a free one (display.get tells which).</summary>
     public static IPEndPoint ParseTcp(string text, string where)
