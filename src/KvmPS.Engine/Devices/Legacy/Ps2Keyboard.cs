@@ -58,7 +58,7 @@ internal sealed class Ps2Keyboard
             case 0xED when value <= 0x07: Leds = value; break;
             case 0xF3 when value <= 0x7F: Typematic = value; break;
             case 0xF0 when value == 0: PendingCommand = 0; Push(Ack); Push(ScanSet); return true;
-            case 0xF0 when value is 1 or 2: ScanSet = value; _queue.Clear(); break;
+            case 0xF0 when value is 1 or 2: ScanSet = value; break;
             case 0xF0 when value == 3: PendingCommand = 0; Push(Resend); return true; // set 3 is not offered
             default: return false;
         }
