@@ -210,9 +210,10 @@ public sealed record VmmConfig
     private static KvmPS.Vmm.Vnc.VncSettings ParseVnc(VncSpec spec, IReadOnlyList<DeviceConfig> devices, Func<string, string> where)
     {
         string Field(string name) => where("vnc") is var w && w.StartsWith("--", StringComparison.Ordinal) ? $"{w} ({name})" : where($"vnc.{name}");
+        var settings = KvmPS.Vmm.Vnc.VncSettings.From(spec, Field);
         if (!devices.Any(d => d.Type == DisplayDeviceSpec.TypeName))
             throw new VmmConfigException($"{where("vnc")}: a VNC server needs a display device to show: add a devices entry of type display (--device display).");
-        return KvmPS.Vmm.Vnc.VncSettings.From(spec, Field);
+        return settings;
     }
 
     /// <summary>Fills <see cref="Configuration"/> from the parsed values: every field explicit, devices as the VMM reads them.</summary>

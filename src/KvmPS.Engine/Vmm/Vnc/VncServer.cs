@@ -65,6 +65,8 @@ public sealed class VncServer : IDisposable
     public static VncServer Start(VncSettings settings, IVncTarget target, string desktopName, Action<string> log, VncServerLimits? limits = null)
     {
         var server = new VncServer(settings, target, desktopName, log, limits);
+        // Whatever the random source opens or loads happens here, before the sandboxed VNC threads need a challenge.
+        System.Security.Cryptography.RandomNumberGenerator.Fill(new byte[VncAuthentication.ChallengeBytes]);
         try
         {
             if (server.UnixPath is { } path) server._listeners.Add((BindUnix(path), false));
