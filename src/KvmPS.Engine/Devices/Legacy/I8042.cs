@@ -9,7 +9,7 @@ namespace KvmPS.Devices.Legacy;
 /// translation), self-tests, port enables, writes to either device or into the output buffer (0xD2/0xD3), and 0xFE,
 /// which pulses the CPU reset line. VNC viewers type and point through <see cref="IVncInput"/>.
 /// </summary>
-public sealed class I8042 : IBusDevice, IPersistent, IVncInput
+public sealed class I8042 : IBusDevice, IPersistent, IPausable, IVncInput
 {
     public const ushort DataPort = 0x60, CommandPort = 0x64;
     public const byte KeyboardIrq = 1, MouseIrq = 12;
@@ -35,6 +35,8 @@ public sealed class I8042 : IBusDevice, IPersistent, IVncInput
     private bool _keyboardLine, _mouseLine;
     // The viewer's last pointer position, for relative moves (not device state: a restored VM starts afresh).
     private (int X, int Y)? _pointer;
+    // Paused (snapshot, migration): viewer input is dropped so the state and the interrupt lines stay still.
+    private bool _paused;
 
     public I8042(IMachineControl machine, IInterruptLine? keyboardIrq = null, IInterruptLine? mouseIrq = null)
     {
@@ -179,6 +181,7 @@ public sealed class I8042 : IBusDevice, IPersistent, IVncInput
         if (Ps2Keymap.Lookup(keysym) is not { } key) return;
         lock (_lock)
         {
+            if (_paused) return;
             _keyboard.Key(key, down);
             Refill();
         }
@@ -189,6 +192,7 @@ public sealed class I8042 : IBusDevice, IPersistent, IVncInput
     {
         lock (_lock)
         {
+            if (_paused) return;
             var last = _pointer ?? (x, y);
             _pointer = (x, y);
             int wheel = ((buttons & 0x08) != 0 ? -1 : 0) + ((buttons & 0x10) != 0 ? 1 : 0);
@@ -198,6 +202,9 @@ public sealed class I8042 : IBusDevice, IPersistent, IVncInput
             Refill();
         }
     }
+
+    public void Pause() { lock (_lock) _paused = true; }
+    public void Resume() { lock (_lock) _paused = false; }
 
     // ---- state ----
     public string StateName => "i8042";

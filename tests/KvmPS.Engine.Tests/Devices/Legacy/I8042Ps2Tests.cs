@@ -129,6 +129,18 @@ public sealed class I8042Ps2Tests
     }
 
     [Fact]
+    public void InputWhilePausedIsDropped()
+    {
+        _i8042.Pause();
+        _i8042.KeyEvent('a', true);
+        Assert.Empty(Drain());
+        Assert.False(_kbdIrq.Level);
+        _i8042.Resume();
+        _i8042.KeyEvent('a', true);
+        Assert.Equal([0x1E], Drain());
+    }
+
+    [Fact]
     public void Set1SelectedByTheGuestIsSentUntranslated()
     {
         WriteCommandByte(0x04);
