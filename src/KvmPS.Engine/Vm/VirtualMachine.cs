@@ -313,6 +313,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             // PCI0 host bridge (_CRS, _PRT) + ECAM reservation, then the hot-plug slots under PCI0.
             ExtraDsdtAml = [.. PciAcpi.BuildDsdtAml(windows), .. PciHotplugAcpi.BuildDsdtAml(PciHotplugAcpi.SlotObjectsFor(config.Devices))],
             ExtraTables = [PciAcpi.BuildMcfg(windows)],
+            Ps2Devices = config.Devices.Any(d => d.Type == KvmPS.Contract.DisplayDeviceSpec.TypeName),
         };
     }
 
