@@ -138,7 +138,7 @@ public sealed class WireContractTests
         string[] counts = ["id", "pid", "vcpu", "vcpus", "max_vcpus", "boots", "numa_node", "guest_cid", "mtu", "debug_exit_value",
             "count" /* vcpu.set's vCPU count, named by issue 13 */, "present_vcpus", "round" /* migrate.status: the pre-copy round */];
         string[] units = ["bytes", "ms", "s", "percent"];
-        string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files"];
+        string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files", "pixels", "pixel", "clients"];
         var offenders = new List<string>();
         Assert.Contains(typeof(MetricsReply), ContractTypes()); // the scan sees the records
         foreach (var type in ContractTypes())
