@@ -9,6 +9,11 @@ public sealed record AcpiConfig(int VcpuCount, int MaxVcpus)
 {
     /// <summary>DSDT body AML (device objects) appended by other layers, e.g. PCI with _PRT.</summary>
     public byte[] ExtraDsdtAml { get; init; } = [];
+    /// <summary>
+    /// The i8042's PS/2 keyboard and mouse are announced (FADT IAPC_BOOT_ARCH 8042 bit, DSDT PNP0303/PNP0F13), so
+    /// SeaBIOS and Linux drive them: machines with a display device, where someone types (docs/display.md).
+    /// </summary>
+    public bool Ps2Devices { get; init; }
     /// <summary>Additional tables (e.g. MCFG) to list in the XSDT.</summary>
     public IReadOnlyList<byte[]> ExtraTables { get; init; } = [];
 }
@@ -44,7 +49,7 @@ public static class AcpiTables
         }
 
         ulong dsdt = Place(BuildDsdt(config));
-        ulong fadt = Place(BuildFadt(dsdt));
+        ulong fadt = Place(BuildFadt(dsdt, config.Ps2Devices));
         ulong madt = Place(BuildMadt(config));
         var tables = new List<ulong> { fadt, madt };
         foreach (var extra in config.ExtraTables) tables.Add(Place(extra));
@@ -87,10 +92,25 @@ public static class AcpiTables
         w.Bytes([0x08, (byte)'_', (byte)'S', (byte)'5', (byte)'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00]);
         w.Bytes(CpuHotplugAcpi.BuildDsdtAml(config.MaxVcpus)); // processor objects, CPU scan on GPE 2
         w.Bytes(config.ExtraDsdtAml);
+        if (config.Ps2Devices) w.Bytes(Ps2DsdtAml());
         return w.Finish();
     }
 
-    internal static byte[] BuildFadt(ulong dsdt)
+    /// <summary>
+    /// <c>Scope(\_SB) { Device(KBD) { _HID PNP0303, _CRS IO 0x60, IO 0x64, IRQ 1 } Device(MOU) { _HID PNP0F13, _CRS IRQ 12 } }</c>:
+    /// SeaBIOS skips its PS/2 set-up without the keyboard object, Linux's i8042 finds the ports and IRQs here.
+    /// </summary>
+    internal static byte[] Ps2DsdtAml()
+    {
+        byte[] Irq(int irq) => [0x22, (byte)(1 << irq), (byte)((1 << irq) >> 8)]; // IRQNoFlags: a 16-bit mask
+        var kbd = Aml.Device("KBD", Aml.Name("_HID", Aml.EisaId("PNP0303")),
+            Aml.Name("_CRS", Aml.ResourceTemplate(Aml.IoPort(0x60, 1), Aml.IoPort(0x64, 1), Irq(1))));
+        var mou = Aml.Device("MOU", Aml.Name("_HID", Aml.EisaId("PNP0F13")),
+            Aml.Name("_CRS", Aml.ResourceTemplate(Irq(12))));
+        return Aml.Scope("\\_SB", kbd, mou);
+    }
+
+    internal static byte[] BuildFadt(ulong dsdt, bool ps2Devices = false)
     {
         var w = new AcpiTableWriter("FACP", 6);
         w.U32(0);                      // 36 FIRMWARE_CTRL: no FACS
@@ -112,7 +132,7 @@ public static class AcpiTables
         w.U16(101).U16(1001);                // 96 P_LVL2_LAT, P_LVL3_LAT: > 100 / > 1000 = C2/C3 unsupported
         w.U16(0).U16(0);                     // 100 FLUSH_SIZE, FLUSH_STRIDE
         w.U8(0).U8(0).U8(0).U8(0).U8(0x32);  // 104 DUTY_OFFSET, DUTY_WIDTH, DAY_ALRM, MON_ALRM, CENTURY (CMOS 0x32)
-        w.U16(0);                            // 109 IAPC_BOOT_ARCH: no 8042 for the OS to probe, VGA probe allowed
+        w.U16(ps2Devices ? (ushort)2 : (ushort)0); // 109 IAPC_BOOT_ARCH: bit 1 = an 8042 for the OS to probe (with a display only); VGA probe allowed
         w.U8(0);                             // 111 reserved
         w.U32(WBINVD | PROC_C1 | SLP_BUTTON | RESET_REG_SUP); // 112 flags
         w.Gas(1, 8, 0, 1, 0x64);             // 116 RESET_REG: i8042 command port

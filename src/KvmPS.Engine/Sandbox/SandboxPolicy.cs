@@ -15,6 +15,7 @@ public enum SandboxRole
     DeviceWorker,
     HostSockets,
     Console,
+    Vnc,
 }
 
 /// <summary>
@@ -98,6 +99,16 @@ public static class SandboxPolicy
         "stat", "lstat", "statx", "access", "faccessat", "faccessat2",
     ];
 
+    // VNC: accept viewers, talk RFB on blocking sockets with timeouts, read the framebuffer (its KVM dirty log) and
+    // raise the keyboard and mouse interrupts. Challenges come from getrandom; DES and zlib need no syscalls of their own.
+    private static readonly SyscallRule VncIoctls = new("ioctl", Argument: 1,
+        Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4010AE42 /* KVM_GET_DIRTY_LOG */, 0xC018AEC0 /* KVM_CLEAR_DIRTY_LOG */]);
+    private static readonly SyscallRule[] Vnc =
+    [
+        "poll", "ppoll", "accept", "accept4", "read", "recvfrom", "recvmsg", "sendto", "sendmsg", "writev", "shutdown",
+        "setsockopt", "getsockopt", "getsockname", "getpeername", "fcntl", "getrandom", VncIoctls,
+    ];
+
     // vCPU: KVM_RUN and the exits it serves (port and MMIO emulation, PCI config, ACPI hot-plug ejects tearing a device
     // down), plus every narrow role, whose threads a vCPU starts when a driver becomes ready.
     // Its ioctls are KVM's only (type 0xAE): the vCPU's own, and the VM's for interrupts, ioeventfds and routing.
@@ -131,8 +142,9 @@ public static class SandboxPolicy
             SandboxRole.DeviceWorker => DeviceWorker,
             SandboxRole.HostSockets => HostSockets,
             SandboxRole.Console => Console,
+            SandboxRole.Vnc => Vnc,
             SandboxRole.Vcpu => VcpuAll,
-            _ => [new SyscallRule("ioctl"), .. VcpuAll, .. Console, .. Broad],
+            _ => [new SyscallRule("ioctl"), .. VcpuAll, .. Console, .. Vnc, .. Broad],
         };
         // ioctl first (KVM_RUN, in whatever form the role has it), then the hot ones, then the rest; a name given twice keeps its first rule.
         var ioctl = own.Where(o => o.Name == "ioctl").Take(1);
@@ -155,6 +167,7 @@ public static class SandboxPolicy
         ThreadRole.HostSockets => SandboxRole.HostSockets,
         ThreadRole.Control => SandboxRole.Control,
         ThreadRole.Console => SandboxRole.Console,
+        ThreadRole.Vnc => SandboxRole.Vnc,
         ThreadRole.Migration => SandboxRole.Migration,
         _ => SandboxRole.Setup,
     };

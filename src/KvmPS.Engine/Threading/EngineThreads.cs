@@ -20,6 +20,8 @@ public enum ThreadRole
     Console,
     /// <summary>Sends the VM to another VMM (live migration, Migration/MigrationSender): memory rounds, then the state.</summary>
     Migration,
+    /// <summary>The VNC server: accepts viewers and serves each (socket I/O, framebuffer reads, keyboard and mouse input).</summary>
+    Vnc,
     /// <summary>Start-up work done beside the main thread while it builds the machine (Vm/EarlyKvmVm, the control socket).</summary>
     Setup,
 }

@@ -45,6 +45,10 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     public PortIoBus PortBus { get; } = new();
     public MmioBus MmioBus { get; } = new();
     public Serial16550 Serial { get; private set; } = null!;
+    /// <summary>The i8042 with the PS/2 keyboard and mouse (VNC input).</summary>
+    public I8042 Keyboard { get; private set; } = null!;
+    /// <summary>The first PCI device that is a display (the VNC server's picture), or null.</summary>
+    public KvmPS.Devices.Display.IFramebuffer? Framebuffer => Pci?.Devices.Select(d => d.Device).OfType<KvmPS.Devices.Display.IFramebuffer>().FirstOrDefault();
     public AcpiPm Pm { get; private set; } = null!;
     /// <summary>The CPU hot-plug controller the DSDT's processor objects read (Acpi/CpuHotplugController).</summary>
     public CpuHotplugController CpuHotplug { get; private set; } = null!;
@@ -130,7 +134,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
 
         Serial = new Serial16550(new IrqLine(this, Serial16550.Com1Irq), serialOutput);
         Pm = new AcpiPm(this, new IrqLine(this, MemoryLayout.SciIrq));
-        var i8042 = new I8042(this);
+        var i8042 = Keyboard = new I8042(this, new IrqLine(this, I8042.KeyboardIrq), new IrqLine(this, I8042.MouseIrq));
         var rtc = new CmosRtc(Config.MemoryBytes);
         var debugExit = new DebugExit(this);
         PortBus.Register(Serial, Serial16550.Com1Port, 8);
@@ -332,6 +336,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             // PCI0 host bridge (_CRS, _PRT) + ECAM reservation, then the hot-plug slots under PCI0.
             ExtraDsdtAml = [.. PciAcpi.BuildDsdtAml(windows), .. PciHotplugAcpi.BuildDsdtAml(PciHotplugAcpi.SlotObjectsFor(config.Devices))],
             ExtraTables = [PciAcpi.BuildMcfg(windows)],
+            Ps2Devices = config.Devices.Any(d => d.Type == KvmPS.Contract.DisplayDeviceSpec.TypeName),
         };
     }
 

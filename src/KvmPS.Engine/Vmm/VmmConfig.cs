@@ -41,12 +41,14 @@ public sealed record VmmConfig
     public bool OnCrashExplicit { get; init; }
     /// <summary>Firmware boot: where the debug console (port 0x402, SeaBIOS's log) goes: null (dropped), "stderr", or a file path.</summary>
     public string? DebugCon { get; init; }
+    /// <summary>The VNC server (config <c>vnc</c>, <c>--display vnc,...</c>), checked; null without one.</summary>
+    public KvmPS.Vmm.Vnc.VncSettings? Vnc { get; init; }
 
     public CrashPolicy EffectiveCrashPolicy => OnCrashExplicit ? OnCrash : ControlSocket is null ? CrashPolicy.Exit : CrashPolicy.Stay;
 
     /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon", "boot_order", "boot_once"];
+        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon", "boot_order", "boot_once", "display"];
 
     /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
     public const ulong MaxMemoryBytes = 1UL << 50;
@@ -208,7 +210,18 @@ public sealed record VmmConfig
             OnCrash = c.OnCrash == GuestCrashAction.Stay ? CrashPolicy.Stay : CrashPolicy.Exit,
             OnCrashExplicit = c.OnCrash is not null,
             DebugCon = c.Debugcon is { } d ? ParseDebugCon(d, where("debugcon")) : null,
+            Vnc = c.Vnc is { } vnc ? ParseVnc(vnc, devices, where) : null,
         }.WithCanonicalConfiguration();
+    }
+
+    /// <summary>The <c>vnc</c> settings; a VNC server needs a display device to show.</summary>
+    private static KvmPS.Vmm.Vnc.VncSettings ParseVnc(VncSpec spec, IReadOnlyList<DeviceConfig> devices, Func<string, string> where)
+    {
+        string Field(string name) => where("vnc") is var w && w.StartsWith("--", StringComparison.Ordinal) ? $"{w} ({name})" : where($"vnc.{name}");
+        var settings = KvmPS.Vmm.Vnc.VncSettings.From(spec, Field);
+        if (!devices.Any(d => d.Type == DisplayDeviceSpec.TypeName))
+            throw new VmmConfigException($"{where("vnc")}: a VNC server needs a display device to show: add a devices entry of type display (--device display).");
+        return settings;
     }
 
     /// <summary>Fills <see cref="Configuration"/> from the parsed values: every field explicit, devices as the VMM reads them.</summary>
@@ -263,6 +276,7 @@ public sealed record VmmConfig
                 Debugcon = DebugCon switch { null => "none", "stderr" => "stderr", var path => "file:" + path },
                 BootOrder = m.BootOrder is { } order ? [.. order.Select(PciAddresses.Format)] : null,
                 BootOnce = m.BootOnce is { } once ? [.. once.Select(PciAddresses.Format)] : null,
+                Vnc = Vnc is { } vnc ? new VncSpec { UnixPath = vnc.UnixPath, Tcp = vnc.TcpText, PasswordFile = vnc.PasswordFile } : null,
             },
         };
     }
@@ -362,11 +376,12 @@ public sealed record VmmConfig
         "debugcon" => c with { Debugcon = value },
         "boot_order" => c with { BootOrder = value.Split(',') },
         "boot_once" => c with { BootOnce = value.Split(',') },
+        "display" => c with { Vnc = KvmPS.Vmm.Vnc.VncSettings.ParseDisplayFlag(value, flag) },
         _ => throw new VmmConfigException($"unknown option {flag} (see --help)."),
     };
 
     /// <summary>The configuration fields each flag sets, for messages about a value that came from a flag.</summary>
-    private static string FieldOfFlag(string key) => key switch { "memory" => "memory_bytes", "max_memory" => "memory_maximum_bytes", "serial_log_max" => "serial_log_max_bytes", _ => key };
+    private static string FieldOfFlag(string key) => key switch { "memory" => "memory_bytes", "max_memory" => "memory_maximum_bytes", "serial_log_max" => "serial_log_max_bytes", "display" => "vnc", _ => key };
 
     /// <summary>Applies command-line flags on top of an optional --config file. Flags win over the file.</summary>
     public static VmmConfig FromArgs(IReadOnlyList<string> args)
@@ -427,7 +442,7 @@ public sealed record VmmConfig
           --config FILE           JSON configuration (fields: kernel, initrd, cmdline, memory_bytes,
                                   memory_maximum_bytes, vcpus, max_vcpus,
                                   serial, serial_log_max_bytes, serial_log_files, control_socket, hugepages, ksm, numa_node, rng, devices, on_reset, on_crash,
-                                  kvm_device, firmware, debugcon, boot_order, boot_once; docs/vmm.md);
+                                  kvm_device, firmware, debugcon, boot_order, boot_once, vnc; docs/vmm.md);
                                   flags given after it override the file
           --kernel PATH           bzImage or ELF64 kernel (default: the built-in guest)
           --initrd PATH           initial ramdisk
@@ -455,6 +470,9 @@ public sealed record VmmConfig
                                   PCI address (e.g. 00:03.0,00:01.0); only those are tried
           --boot-once PCI,...     like --boot-order for the first power-on; a guest reboot uses --boot-order
           --debugcon MODE         none | stderr | file:PATH: the debug console port 0x402 (SeaBIOS's log)
+          --display vnc,unix=PATH[,tcp=ADDR:PORT][,password_file=FILE]
+                                  a VNC (RFB 3.8) server on the display device, with PS/2 keyboard and
+                                  mouse input; TCP beyond loopback needs password_file (docs/display.md)
           --on-reset reboot|stop  what a guest reset does (default reboot)
           --on-crash stay|exit    after a guest crash, stay up for inspection or exit 10
                                   (default: stay with a control socket, exit without)

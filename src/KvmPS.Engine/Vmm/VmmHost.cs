@@ -36,6 +36,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     private RotatingLogFile? _serialFile;
     private Stream? _stdout;
     private ControlServer? _control;
+    private Vnc.VncServer? _vnc;
     private bool _stopViaControl;
 
     private readonly string _configJson;
@@ -249,6 +250,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             carried = [];
             lock (_lock) { _machine = machine; _boots++; }
             AwaitControlSetup(controlSetup);
+            if (StartVnc() is { } vncFailed) return vncFailed;
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: restoring && _restore!.Paused);
             Diagnostics.StartupTimeline.Mark("started");
@@ -679,8 +681,34 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         };
     }
 
+    /// <summary>The VNC server, once, for the machine of the moment; an unusable listener fails the start.</summary>
+    private int? StartVnc()
+    {
+        if (_vnc is not null || _config.Vnc is not { } settings) return null;
+        lock (_lock)
+            if (_machine?.Framebuffer is null) return Fail(VmmExitCode.UsageError, "vnc: the machine has no display device for the VNC server to show (add --device display).");
+        try { _vnc = Vnc.VncServer.Start(settings, new VncTarget(this), "kvmps", message => _log.WriteLine($"kvmps-vmm: {message}")); }
+        catch (VmmResourceException e)
+        {
+            lock (_lock) _machine?.Stop("the VNC server cannot start");
+            return Fail(VmmExitCode.HostResource, e.Message);
+        }
+        return null;
+    }
+
+    /// <summary>The VNC server, for display.get: listeners, password, viewers; null without one.</summary>
+    public Vnc.VncServer? VncServer => _vnc;
+
+    /// <summary>What viewers see and type into: the machine of the moment (a guest reboot builds a new one).</summary>
+    private sealed class VncTarget(VmmHost host) : Vnc.IVncTarget
+    {
+        public Devices.Display.IFramebuffer? Framebuffer { get { lock (host._lock) return host._machine?.Framebuffer; } }
+        public Vnc.IVncInput? Input { get { lock (host._lock) return host._machine?.Keyboard; } }
+    }
+
     public void Dispose()
     {
+        _vnc?.Dispose();
         _control?.Dispose();
         lock (_lock) { _machine?.Dispose(); _machine = null; }
         Console.Flush(TimeSpan.FromSeconds(2));

@@ -82,6 +82,22 @@ public class SeccompFilterTests
         Assert.Equal(Trap, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_SET_USER_MEMORY_REGION]));
     }
 
+    /// <summary>VNC threads talk RFB on sockets they are given, read the framebuffer's dirty log, raise IRQ 1/12: nothing more.</summary>
+    [Fact]
+    public void VncThreadsServeSocketsAndTheDisplayOnly()
+    {
+        var filter = SandboxPolicy.FilterFor(SandboxRole.Vnc);
+        foreach (string name in new[] { "accept4", "recvfrom", "sendto", "poll", "shutdown", "setsockopt", "getrandom", "futex" })
+            Assert.Equal(Allow, filter.Evaluate(Nr(name), [3, 0]));
+        Assert.Equal(Allow, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_IRQ_LINE]));
+        Assert.Equal(Allow, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_GET_DIRTY_LOG]));
+        Assert.Equal(Allow, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_CLEAR_DIRTY_LOG]));
+        Assert.Equal(Trap, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_RUN]));
+        Assert.Equal(Trap, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_SET_USER_MEMORY_REGION]));
+        foreach (string name in new[] { "openat", "socket", "bind", "listen", "connect", "execve", "unlink", "memfd_create", "ptrace" })
+            Assert.Equal(Trap, filter.Evaluate(Nr(name), [3, 0]));
+    }
+
     [Fact]
     public void CloneMakesThreadsOnlyAndClone3FallsBackToIt()
     {
