@@ -67,3 +67,26 @@ public sealed record DisplaySettings(string Vnc = DisplaySettings.UnixOnly, stri
 
     public override string ToString() => (Tcp is null ? "VNC on unix socket" : $"VNC on unix socket and {Tcp}") + (PasswordFile is null ? "" : " (password)");
 }
+
+/// <summary>virt-install's <c>--cdrom</c> flow (New-KvmVm -DvdPath, kvmps vm create --cdrom): what a VM installing from an ISO gets.</summary>
+public static class IsoInstall
+{
+    /// <summary>
+    /// <paramref name="definition"/> with a DVD drive holding <paramref name="isoPath"/>, SeaBIOS booting the DVD
+    /// first and then the disks, and a display with VNC (on the VM's Unix socket unless <paramref name="vnc"/> says
+    /// ADDR:PORT). A kernel boot is refused: an installer ISO is booted by firmware.
+    /// </summary>
+    public static VmDefinition Apply(VmDefinition definition, string isoPath, string? vnc = null)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        if (definition.Boot is DirectKernelBoot)
+            throw new VmDefinitionException(definition.Name, "Boot", "an ISO is booted by firmware; give either a DVD to install from or a kernel, not both");
+        return (definition with
+        {
+            Boot = definition.Boot as FirmwareBoot ?? new FirmwareBoot(Store.AllowedPaths.BuiltInFirmwareAlias),
+            DvdDrives = new ValueList<DvdDriveDefinition>([.. definition.DvdDrives, new DvdDriveDefinition(isoPath)]),
+            BootOrder = new ValueList<BootDevice>([BootDevice.Dvd, BootDevice.Disk]),
+            Display = definition.Display ?? new DisplaySettings(vnc ?? DisplaySettings.UnixOnly),
+        }).Validate();
+    }
+}
