@@ -92,3 +92,20 @@ Connect-KvmConsole con-a -ErrorAction SilentlyContinue -ErrorVariable e
         Get-KvmCompletion 'Connect-KvmConsole con-' | Should -Be @('con-a', 'con-off')
     }
 }
+
+Describe 'Connect-KvmConsole -Graphics' {
+    It 'prints how to connect a VNC viewer and outputs the addresses' {
+        New-KvmVm -Definition @{ Name = 'con-gfx'; MemoryStartupBytes = 64MB; Display = @{ Vnc = '127.0.0.1:5961' } } -Confirm:$false | Out-Null
+        $text = Get-KvmHostText { Connect-KvmConsole con-gfx -Graphics -WarningAction SilentlyContinue | Out-Null }
+        $text | Should -Match 'vncviewer .*/vms/con-gfx/vnc\.sock'
+        $text | Should -Match 'vncviewer 127\.0\.0\.1:5961'
+        $endpoints = Connect-KvmConsole con-gfx -Graphics -WarningVariable warn -WarningAction SilentlyContinue 6>$null
+        $endpoints.Running | Should -BeFalse
+        "$warn" | Should -Match 'not running'
+    }
+
+    It 'refuses a VM without a display' {
+        Connect-KvmConsole con-off -Graphics -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'has no display'
+    }
+}
