@@ -180,9 +180,7 @@ public static class ManifestExporter
             entries.Add(("LogMaxBytes", d.LogMaxBytes == 0 ? PsdLiteral.Integer(0) : PsdLiteral.Size(d.LogMaxBytes)));
         if (d.LogFileCount != VmDefinition.DefaultLogFileCount)
             entries.Add(("LogFileCount", PsdLiteral.Integer(d.LogFileCount)));
-        // Boot order and display only when set (the defaults: boot disk first, no display), as a VM without them always was.
-        if (d.BootOrder.Count > 0)
-            entries.Add(("BootOrder", "@(" + string.Join(", ", d.BootOrder.Select(b => PsdLiteral.String(b.ToString()))) + ")"));
+        // The one-time boot device and the display only when set (a manifest cannot state "none" for them otherwise).
         if (d.BootOnce is { } once)
             entries.Add(("BootOnce", PsdLiteral.String(once.ToString())));
         if (d.Display is { } display)
@@ -195,9 +193,9 @@ public static class ManifestExporter
             ("Disks", d.Disks.Select(DiskLiteral).ToList()),
             ("NetworkAdapters", d.NetworkAdapters.Select(AdapterLiteral).ToList()),
             ("PciPassthrough", d.PciPassthrough.Select(a => PsdLiteral.String(a.ToString())).ToList()),
+            ("DvdDrives", d.DvdDrives.Select(DvdLiteral).ToList()),
+            ("BootOrder", d.BootOrder.Select(b => PsdLiteral.String(b.ToString())).ToList()),
         };
-        if (d.DvdDrives.Count > 0)
-            lists.Add(("DvdDrives", d.DvdDrives.Select(DvdLiteral).ToList()));
 
         var width = entries.Select(e => e.Key.Length).Concat(lists.Select(l => l.Key.Length)).Max();
         text.Append("        @{\n");

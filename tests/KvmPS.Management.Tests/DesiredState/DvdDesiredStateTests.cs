@@ -67,7 +67,7 @@ public sealed class DvdDesiredStateTests
             Display = new DisplaySettings("unix", "/etc/kvmps/vnc.pw"),
         };
         var text = ManifestExporter.Write([(definition, VmState.Off)]);
-        Assert.Contains("BootOrder          = @('Dvd', 'Disk', 'Network')", text);
+        Assert.Contains("BootOrder          = @(\n                'Dvd'\n                'Disk'\n                'Network'\n            )", text);
         Assert.Contains("Display            = @{ Vnc = 'unix'; PasswordFile = '/etc/kvmps/vnc.pw' }", text);
         Assert.Contains("@{ Pool = 'isos'; Volume = 'x.iso' }", text);
         var read = DesiredStateReader.Parse(text, "export.psd1").Vms.Single().Definition!;
