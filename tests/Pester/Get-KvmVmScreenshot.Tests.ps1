@@ -16,7 +16,7 @@ AfterAll { Complete-KvmTest }
 Describe 'Get-KvmVmScreenshot' {
     It 'refuses a VM without a display, saying how to give it one' {
         Get-KvmVmScreenshot ss-plain -Path $png -ErrorVariable err -ErrorAction SilentlyContinue
-        Assert-KvmError $err -ErrorId InvalidVmState -Command Get-KvmVmScreenshot -Category InvalidOperation
+        Assert-KvmError $err -ErrorId InvalidVmState -Command Get-KvmVmScreenshot -Category InvalidOperation -TargetObject 'ss-plain'
         "$($err[0])" | Should -Match 'has no display'
         Test-Path $png | Should -BeFalse
     }

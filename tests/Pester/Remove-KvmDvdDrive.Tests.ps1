@@ -40,7 +40,7 @@ Describe 'Remove-KvmDvdDrive' {
 
     It 'refuses a VM without drives' {
         Remove-KvmDvdDrive rdv-a -ErrorVariable err -ErrorAction SilentlyContinue
-        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Remove-KvmDvdDrive -Category InvalidArgument
+        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Remove-KvmDvdDrive -Category InvalidArgument -TargetObject 'rdv-a'
         "$($err[0])" | Should -Match 'has no DVD drive'
     }
 

@@ -34,7 +34,7 @@ Describe 'Set-KvmDvdDrive' {
 
     It 'refuses a drive the VM does not have' {
         Set-KvmDvdDrive sd-a -ControllerLocation 3 -Path $one -ErrorVariable err -ErrorAction SilentlyContinue
-        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Set-KvmDvdDrive -Category InvalidArgument
+        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Set-KvmDvdDrive -Category InvalidArgument -TargetObject 'sd-a'
         "$($err[0])" | Should -Match 'no drive 3'
     }
 

@@ -36,7 +36,7 @@ Describe 'Set-KvmFirmware' {
 
     It 'refuses a VM that boots a kernel, naming why' {
         Set-KvmFirmware sf-kernel -BootOrder Dvd -ErrorVariable err -ErrorAction SilentlyContinue
-        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Set-KvmFirmware -Category InvalidArgument
+        Assert-KvmError $err -ErrorId InvalidVmSetting -Command Set-KvmFirmware -Category InvalidArgument -TargetObject 'sf-kernel'
         "$($err[0])" | Should -Match 'firmware boot only'
     }
 

@@ -9,7 +9,23 @@ public sealed class IsoPathCompleter : IArgumentCompleter
 {
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters) =>
-        Complete(Environment.CurrentDirectory, wordToComplete).Select(text => new CompletionResult(text, text, CompletionResultType.ProviderItem, text)).ToList();
+        Complete(CurrentLocation(), wordToComplete).Select(text => new CompletionResult(text, text, CompletionResultType.ProviderItem, text)).ToList();
+
+    /// <summary>The PowerShell location (Set-Location), which is not the process's directory: asked of the runspace completing.</summary>
+    private static string CurrentLocation()
+    {
+        try
+        {
+            using var shell = System.Management.Automation.PowerShell.Create(RunspaceMode.CurrentRunspace);
+            shell.AddCommand("Microsoft.PowerShell.Management\\Get-Location");
+            if (shell.Invoke<PathInfo>().FirstOrDefault() is { Provider.Name: "FileSystem" } location)
+                return location.ProviderPath;
+        }
+        catch (Exception e) when (e is InvalidOperationException or PSInvalidOperationException or RuntimeException)
+        {
+        }
+        return Environment.CurrentDirectory;
+    }
 
     /// <summary>Folders and *.iso files whose path starts with <paramref name="word"/> (relative to <paramref name="directory"/>).</summary>
     internal static IReadOnlyList<string> Complete(string directory, string? word)
