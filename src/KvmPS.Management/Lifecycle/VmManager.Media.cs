@@ -141,6 +141,7 @@ public sealed record VncEndpoints(string VmName, string UnixPath, string? Tcp, b
     public int? Clients { get; init; }
 
     /// <summary>How to connect with a common viewer, e.g. <c>vncviewer /path/vnc.sock</c> (TigerVNC reads a socket path).</summary>
-    public IReadOnlyList<string> ViewerCommands =>
+    /// <remarks>An array, not a read-only list: PowerShell indexes arrays as expected.</remarks>
+    public string[] ViewerCommands =>
         Tcp is null ? [$"vncviewer {UnixPath}"] : [$"vncviewer {UnixPath}", $"vncviewer {Tcp}"];
 }
