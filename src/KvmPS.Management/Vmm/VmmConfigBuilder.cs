@@ -37,7 +37,11 @@ public static class VmmConfigBuilder
             },
             // no kernel: the VMM boots its built-in guest
             DefaultGuestBoot builtIn => new VmmConfiguration { Cmdline = builtIn.Cmdline },
-            FirmwareBoot firmware => new VmmConfiguration { Firmware = Path.GetFullPath(firmware.FirmwarePath) },
+            // 'seabios' names the VMM's built-in SeaBIOS (FirmwareLoader resolves it), not a file in the current folder.
+            FirmwareBoot firmware => new VmmConfiguration
+            {
+                Firmware = firmware.FirmwarePath == Store.AllowedPaths.BuiltInFirmwareAlias ? firmware.FirmwarePath : Path.GetFullPath(firmware.FirmwarePath),
+            },
             _ => throw new NotSupportedException($"VM '{definition.Name}': boot source {definition.Boot.GetType().Name} is not supported by kvmps-vmm"),
         };
         var devices = Devices(definition, resolveDiskPath, resolveNetworkBridge);

@@ -171,6 +171,7 @@ public sealed class DvdDriveDefinitionTests : IDisposable
 
         var config = VmmConfigBuilder.BuildConfiguration(definition, "/store/vms/cfg/control.sock", "/store/vms/cfg/serial.log");
 
+        Assert.Equal("seabios", config.Firmware); // the VMM's alias for its built-in SeaBIOS, passed as is
         // Slots: disks (boot disk first), adapters, DVD drives, balloon, display.
         Assert.Equal(["block", "block", "net", "cdrom", "cdrom", "balloon", "display"], config.Devices!.Select(d => d.Type));
         Assert.Equal("/d/boot.raw", ((BlockDeviceSpec)config.Devices![0]).Path);
