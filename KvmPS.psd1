@@ -58,6 +58,13 @@
         'Start-KvmNetwork'
         'Stop-KvmNetwork'
         'Get-KvmVmNetworkAdapter'
+        'Add-KvmDvdDrive'
+        'Get-KvmDvdDrive'
+        'Set-KvmDvdDrive'
+        'Remove-KvmDvdDrive'
+        'Get-KvmFirmware'
+        'Set-KvmFirmware'
+        'Get-KvmVmScreenshot'
     )
     NestedModules          = @('DscResources/KvmVm.psm1')
     DscResourcesToExport   = @('KvmVm')

@@ -70,6 +70,7 @@ public sealed class CliApp
         VmNotFoundException => ExitCodes.VmNotFound,
         KvmPS.Management.Snapshots.SnapshotMetadataCorruptException => ExitCodes.Environment,
         VmAlreadyExistsException => ExitCodes.OperationFailed, // a name conflict, not a broken store
+        IsoImageException => ExitCodes.OperationFailed, // a wrong ISO is the caller's input, not a broken store
         VmmBinaryNotFoundException or StoreLockTimeoutException or VmStoreException or UnauthorizedAccessException => ExitCodes.Environment,
         _ => ExitCodes.OperationFailed,
     };
@@ -325,7 +326,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, addresses, snapshot, save, export, import, upgrade, migrate"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, boot-order, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -341,6 +342,11 @@ public sealed class CliApp
             "detach-disk" => WithHelp("vm detach-disk", () => new VmLiveCommands(this).DetachDisk(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
             "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--network", "--mac"]))),
             "detach-nic" => WithHelp("vm detach-nic", () => new VmLiveCommands(this).DetachNic(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
+            "attach-iso" => WithHelp("vm attach-iso", () => new VmLiveCommands(this).AttachIso(args.Parse(["--live", "--config", "--json"], ["--pool", "--drive"]))),
+            "eject-iso" => WithHelp("vm eject-iso", () => new VmLiveCommands(this).EjectIso(args.Parse(["--live", "--config", "--json"], ["--drive"]))),
+            "boot-order" => WithHelp("vm boot-order", () => new VmLiveCommands(this).BootOrder(args.Parse(["--clear-once", "--json"], ["--once"]))),
+            "vnc" => WithHelp("vm vnc", () => new VmLiveCommands(this).Vnc(args.Parse("--json"))),
+            "screenshot" => WithHelp("vm screenshot", () => new VmLiveCommands(this).Screenshot(args.Parse(["--json"], ["--timeout"]))),
             "snapshot" => new VmSnapshotCommands(this).Snapshot(args),
             "save" => WithHelp("vm save", () => new VmSnapshotCommands(this).Save(args.Parse("--json"))),
             "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),

@@ -117,7 +117,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|addresses|snapshot|save|export|import|upgrade ...
+            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|boot-order|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -134,6 +134,11 @@ internal static class HelpText
               vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config] [--json]
               vm addresses NAME [--json]
               vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
+              vm attach-iso NAME ISO|VOLUME [--pool POOL] [--drive N] [--live|--config] [--json]
+              vm eject-iso NAME [--drive N] [--live|--config] [--json]
+              vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--once DEVICE|--clear-once] [--json]
+              vm vnc NAME [--json]
+              vm screenshot NAME FILE.png [--timeout SECONDS] [--json]
               vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
               vm snapshot list NAME [--json]
               vm snapshot restore NAME SNAPSHOT [--json]
@@ -228,6 +233,53 @@ internal static class HelpText
             VM the guest releases it first, as for detach-disk (--timeout, default 30 s), also for an adapter the
             VM was started with.
             Exit: 0, 2 bad option, 4 refused, no such adapter, or the guest did not release it, 5 no such VM.
+
+            """,
+        "vm attach-iso" => """
+            Usage: kvmps vm attach-iso NAME ISO|VOLUME [--pool POOL] [--drive N] [--live|--config] [--json]
+
+            Puts an ISO 9660 image into the VM's DVD drive N (default 0); a VM without a DVD drive gets one (a running
+            VM at its next start). A running VM's drive changes at once and the guest is told (virsh change-media).
+            ISO is absolute or ./relative to the working directory; a plain name is in the VM's disk folder. It must
+            exist, be ISO 9660, and lie in the store, a storage pool or an allowed folder (docs/confinement.md).
+              --pool POOL   ISO names a volume of that storage pool
+              --drive N     the drive (0 = the first)
+            Exit: 0, 2 bad option, 4 refused (not an ISO, the guest has locked the tray, no such drive), 5 no such VM.
+
+            """,
+        "vm eject-iso" => """
+            Usage: kvmps vm eject-iso NAME [--drive N] [--live|--config] [--json]
+
+            Takes the medium out of DVD drive N (default 0); the drive stays, empty. On a running VM the guest is
+            told at once; a tray the guest has locked is refused with the VMM's reason.
+            Exit: 0, 2 bad option, 4 refused, 5 no such VM.
+
+            """,
+        "vm boot-order" => """
+            Usage: kvmps vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--once DEVICE|--clear-once] [--json]
+
+            Sets the order SeaBIOS tries devices in: dvd, disk, network (e.g. dvd,disk). 'default' goes back to the
+            boot disk first; 'keep' leaves the order and only sets --once. Firmware-booted VMs only; takes effect
+            at the next start.
+              --once DEVICE   boot from DEVICE at the next start only (later starts use the order again)
+              --clear-once    drop a pending one-time boot device
+            Exit: 0, 2 bad option, 4 refused, 5 no such VM.
+
+            """,
+        "vm vnc" => """
+            Usage: kvmps vm vnc NAME [--json]
+
+            Prints where the VM's VNC server listens: unix:PATH (always, in the VM's folder) and tcp:ADDR:PORT
+            when the display asks for it, and how to connect a viewer (vncviewer PATH). A VM without a display
+            is refused.
+            Exit: 0, 4 no display, 5 no such VM.
+
+            """,
+        "vm screenshot" => """
+            Usage: kvmps vm screenshot NAME FILE.png [--timeout SECONDS] [--json]
+
+            Saves the running VM's screen as PNG, read through its VNC server (default timeout 10 s).
+            Exit: 0, 2 bad option, 4 no display, not running or no picture in time, 5 no such VM.
 
             """,
         "vm snapshot" => """

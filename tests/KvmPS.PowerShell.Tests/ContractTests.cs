@@ -91,6 +91,13 @@ public class ContractTests
         { "Start-KvmNetwork", "", true, "Medium", null },
         { "Stop-KvmNetwork", "", true, "Medium", null },
         { "Get-KvmVmNetworkAdapter", NameVm, false, "Medium", "Vm" },
+        { "Add-KvmDvdDrive", NameVm, true, "Low", "Vm" },
+        { "Get-KvmDvdDrive", NameVm, false, "Medium", "Vm" },
+        { "Set-KvmDvdDrive", NameVm, true, "Medium", "Vm" },
+        { "Remove-KvmDvdDrive", NameVm, true, "Medium", "Vm" },
+        { "Get-KvmFirmware", NameVm, false, "Medium", "Vm" },
+        { "Set-KvmFirmware", NameVm, true, "Low", "Vm" },
+        { "Get-KvmVmScreenshot", NameVm, true, "Low", "Vm" },
     };
 
     /// <summary>Cmdlets whose -Name may be left out: they then act on every VM it could name (Update-KvmVmm: every running VM).</summary>
@@ -175,7 +182,8 @@ public class ContractTests
         foreach (var name in new[] { "Start-KvmVm", "Stop-KvmVm", "Restart-KvmVm", "Suspend-KvmVm", "Resume-KvmVm", "Remove-KvmVm", "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory",
                      "Checkpoint-KvmVm", "Restore-KvmVmSnapshot", "Remove-KvmVmSnapshot", "Save-KvmVm", "Export-KvmVm",
                      "Add-KvmDisk", "Remove-KvmDisk", "Add-KvmNetworkAdapter", "Remove-KvmNetworkAdapter", "Add-KvmPciPassthrough", "Remove-KvmPciPassthrough",
-                     "Set-KvmNetwork", "Remove-KvmNetwork", "Start-KvmNetwork", "Stop-KvmNetwork" })
+                     "Set-KvmNetwork", "Remove-KvmNetwork", "Start-KvmNetwork", "Stop-KvmNetwork",
+                     "Add-KvmDvdDrive", "Set-KvmDvdDrive", "Remove-KvmDvdDrive", "Set-KvmFirmware", "Get-KvmVmScreenshot" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "PassThru");
         foreach (var name in new[] { "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory", "Invoke-KvmBalloon", "Add-KvmPciPassthrough" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "RestartIfNeeded");

@@ -92,3 +92,22 @@ Connect-KvmConsole con-a -ErrorAction SilentlyContinue -ErrorVariable e
         Get-KvmCompletion 'Connect-KvmConsole con-' | Should -Be @('con-a', 'con-off')
     }
 }
+
+Describe 'Connect-KvmConsole -Graphics' {
+    It 'prints how to connect a VNC viewer and outputs the addresses' {
+        New-KvmVm -Definition @{ Name = 'con-gfx'; MemoryStartupBytes = 64MB; Display = @{ Vnc = '127.0.0.1:5961' } } -Confirm:$false | Out-Null
+        $endpoints = Connect-KvmConsole con-gfx -Graphics -WarningVariable warn -WarningAction SilentlyContinue
+        # The same lines are printed to the host (a child pwsh shows them: the console cannot embed a viewer).
+        $endpoints.ViewerCommands[0] | Should -Match 'vncviewer .*/vms/con-gfx/vnc\.sock'
+        $endpoints.ViewerCommands[1] | Should -Be 'vncviewer 127.0.0.1:5961'
+        $child = Invoke-KvmChildPwsh 'Connect-KvmConsole con-gfx -Graphics -WarningAction SilentlyContinue | Out-Null'
+        ($child.Output -join "`n") | Should -Match 'vncviewer 127\.0\.0\.1:5961'
+        $endpoints.Running | Should -BeFalse
+        "$warn" | Should -Match 'not running'
+    }
+
+    It 'refuses a VM without a display' {
+        Connect-KvmConsole con-off -Graphics -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'has no display'
+    }
+}

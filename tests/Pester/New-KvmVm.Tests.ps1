@@ -216,3 +216,36 @@ Describe 'New-KvmVm' {
         }
     }
 }
+
+Describe 'New-KvmVm -DvdPath (install from an ISO)' {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot 'DvdTestHelpers.psm1') -Force
+        $script:installIso = New-KvmTestIso (Join-Path $env:KVMPS_HOME 'installer.iso')
+    }
+
+    It 'gives a DVD drive with the ISO, SeaBIOS booting Dvd then Disk, and a VNC display on the unix socket' {
+        $vm = New-KvmVm -Name iso-a -DvdPath $installIso -Confirm:$false
+        $vm.Name | Should -Be 'iso-a'
+        (Get-KvmDvdDrive iso-a).Path | Should -Be $installIso
+        $fw = Get-KvmFirmware iso-a
+        $fw.BootOrder | Should -Be @('Dvd', 'Disk')
+        $fw.Boot | Should -Match 'seabios'
+        $vnc = Connect-KvmConsole iso-a -Graphics -WarningAction SilentlyContinue 6>$null
+        $vnc.UnixPath | Should -Be (Join-Path $env:KVMPS_HOME 'vms/iso-a/vnc.sock')
+        $vnc.Tcp | Should -BeNullOrEmpty
+    }
+
+    It '-Vnc adds a TCP listener; a non-loopback one without a password is refused naming it' {
+        New-KvmVm -Name iso-b -DvdPath $installIso -Vnc 127.0.0.1:5951 -Confirm:$false | Out-Null
+        (Connect-KvmConsole iso-b -Graphics -WarningAction SilentlyContinue 6>$null).Tcp | Should -Be '127.0.0.1:5951'
+        { New-KvmVm -Name iso-c -DvdPath $installIso -Vnc 0.0.0.0:5952 -Confirm:$false -ErrorAction Stop } | Should -Throw '*Display.Vnc*listens beyond this host*'
+    }
+
+    It 'refuses a file that is not an ISO, and -DvdPath with -KernelPath' {
+        $bad = New-KvmTestIso (Join-Path $env:KVMPS_HOME 'bad.iso') -NotIso
+        New-KvmVm -Name iso-d -DvdPath $bad -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        "$($err[0])" | Should -Match 'is not an ISO 9660 image'
+        Get-KvmVm iso-d -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        { New-KvmVm -Name iso-e -DvdPath $installIso -KernelPath /boot/vmlinuz -Confirm:$false -ErrorAction Stop } | Should -Throw '*-KernelPath*'
+    }
+}

@@ -24,6 +24,18 @@ public sealed record VmDefinition
     /// <summary>virtio-balloon device present, letting the host reclaim memory down to the minimum.</summary>
     public bool BalloonEnabled { get; init; }
 
+    /// <summary>CD/DVD drives, each with an ISO or empty (docs/installing-from-iso.md).</summary>
+    public ValueList<DvdDriveDefinition> DvdDrives { get; init; } = ValueList<DvdDriveDefinition>.Empty;
+
+    /// <summary>The order the firmware tries devices in (Hyper-V's boot order); empty: the boot disk first, as without one.</summary>
+    public ValueList<BootDevice> BootOrder { get; init; } = ValueList<BootDevice>.Empty;
+
+    /// <summary>The device to boot from at the next start only (cleared once that start is under way); null: none.</summary>
+    public BootDevice? BootOnce { get; init; }
+
+    /// <summary>A display device with a VNC server; null (default): no display, only the serial console.</summary>
+    public DisplaySettings? Display { get; init; }
+
     public ValueList<PciAddress> PciPassthrough { get; init; } = ValueList<PciAddress>.Empty;
     public MemoryBackingSettings MemoryBacking { get; init; } = MemoryBackingSettings.Default;
 
@@ -60,6 +72,7 @@ public sealed record VmDefinition
         ValidateBoot();
         ValidateNetworkAdapters();
         ValidatePciPassthrough();
+        ValidateDvdDrivesAndDisplay();
         if (Notes is null)
             throw Fail("Notes", "must not be null");
         if (LogMaxBytes != 0 && LogMaxBytes < MinimumLogMaxBytes)
@@ -140,6 +153,9 @@ public sealed record VmDefinition
                 break;
             case FirmwareBoot firmware:
                 RequirePath("Boot.FirmwarePath", firmware.FirmwarePath);
+                // A VM installing from a DVD may have no disk yet: then there is no boot disk to name.
+                if (Disks.Count == 0 && DvdDrives is { Count: > 0 } && firmware.BootDiskIndex == 0)
+                    break;
                 if (firmware.BootDiskIndex < 0 || firmware.BootDiskIndex >= Disks.Count)
                     throw Fail("Boot.BootDiskIndex", Disks.Count == 0
                         ? "firmware boot needs a boot disk, but the VM has no disks"
@@ -216,6 +232,42 @@ public sealed record VmDefinition
                 throw Fail($"PciPassthrough[{i}]", $"'{address}' is not a valid PCI address");
             if (!seen.Add(address))
                 throw Fail($"PciPassthrough[{i}]", $"'{address}' is listed twice");
+        }
+    }
+
+    private void ValidateDvdDrivesAndDisplay()
+    {
+        if (DvdDrives is null)
+            throw Fail("DvdDrives", "must not be null");
+        if (DvdDrives.Count > DvdDriveDefinition.MaximumCount)
+            throw Fail("DvdDrives", $"at most {DvdDriveDefinition.MaximumCount} drives (got {DvdDrives.Count})");
+        for (var i = 0; i < DvdDrives.Count; i++)
+        {
+            if (DvdDrives[i] is not { } drive)
+                throw Fail($"DvdDrives[{i}]", "must not be null");
+            if (drive.Path is not null)
+                RequirePath($"DvdDrives[{i}].Path", drive.Path);
+        }
+        if (BootOrder is null)
+            throw Fail("BootOrder", "must not be null");
+        for (var i = 0; i < BootOrder.Count; i++)
+        {
+            if (!Enum.IsDefined(BootOrder[i]))
+                throw Fail($"BootOrder[{i}]", $"'{BootOrder[i]}' is not one of: Dvd, Disk, Network");
+            if (BootOrder.Take(i).Contains(BootOrder[i]))
+                throw Fail($"BootOrder[{i}]", $"'{BootOrder[i]}' is listed twice");
+        }
+        if (BootOnce is { } once && !Enum.IsDefined(once))
+            throw Fail("BootOnce", $"'{once}' is not one of: Dvd, Disk, Network");
+        // Only firmware reads a boot order; a kernel boot would silently ignore it.
+        if ((BootOrder.Count > 0 || BootOnce is not null) && Boot is not FirmwareBoot)
+            throw Fail(BootOrder.Count > 0 ? "BootOrder" : "BootOnce", "applies to firmware boot only (Boot.FirmwarePath, e.g. 'seabios')");
+        if (Display is { } display)
+        {
+            if (DisplaySettings.VncProblem(display.Vnc, display.PasswordFile) is { } problem)
+                throw Fail("Display.Vnc", problem);
+            if (display.PasswordFile is not null)
+                RequirePath("Display.PasswordFile", display.PasswordFile);
         }
     }
 

@@ -23,6 +23,23 @@ internal sealed class VmDefinitionDocument
     public string? Notes { get; set; }
     public long? LogMaxBytes { get; set; }
     public int? LogFileCount { get; set; }
+    public List<DvdDriveDocument>? DvdDrives { get; set; }
+    public List<string>? BootOrder { get; set; }
+    public string? BootOnce { get; set; }
+    public DisplayDocument? Display { get; set; }
+}
+
+internal sealed class DvdDriveDocument
+{
+    public string? Path { get; set; }
+    public string? Pool { get; set; }
+    public string? Volume { get; set; }
+}
+
+internal sealed class DisplayDocument
+{
+    public string? Vnc { get; set; }
+    public string? PasswordFile { get; set; }
 }
 
 internal sealed class BootDocument

@@ -75,6 +75,16 @@ public static class VmDefinitionJson
         Notes = definition.Notes,
         LogMaxBytes = definition.LogMaxBytes,
         LogFileCount = definition.LogFileCount,
+        // Absent (not empty) when unused, so vm.json of a VM without them reads as before.
+        DvdDrives = definition.DvdDrives.Count == 0 ? null : definition.DvdDrives.Select(d => new DvdDriveDocument
+        {
+            Path = d.Pool is null ? d.Path : null,
+            Pool = d.Pool,
+            Volume = d.Volume,
+        }).ToList(),
+        BootOrder = definition.BootOrder.Count == 0 ? null : definition.BootOrder.Select(b => b.ToString()).ToList(),
+        BootOnce = definition.BootOnce?.ToString(),
+        Display = definition.Display is { } display ? new DisplayDocument { Vnc = display.Vnc, PasswordFile = display.PasswordFile } : null,
     };
 
     private static IDictionary ToDictionary(VmDefinitionDocument d)
@@ -120,6 +130,14 @@ public static class VmDefinitionJson
         Put("Notes", d.Notes);
         Put("LogMaxBytes", d.LogMaxBytes);
         Put("LogFileCount", d.LogFileCount);
+        Put("DvdDrives", d.DvdDrives?.Select(x => x is null ? null : (object?)Compact(new()
+        {
+            ["Path"] = x.Path, ["Pool"] = x.Pool, ["Volume"] = x.Volume,
+        })).ToArray());
+        Put("BootOrder", d.BootOrder?.Cast<object?>().ToArray());
+        Put("BootOnce", d.BootOnce);
+        if (d.Display is { } display)
+            map["Display"] = Compact(new() { ["Vnc"] = display.Vnc, ["PasswordFile"] = display.PasswordFile });
         return map;
     }
 

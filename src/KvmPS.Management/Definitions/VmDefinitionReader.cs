@@ -17,7 +17,10 @@ namespace KvmPS.Management.Definitions;
 /// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
 ///   or a storage pool volume instead of Path: @{ Pool (= 'default'); Volume; ... } (docs/pools.md),
 /// NetworkAdapters = @( @{ Tap | Bridge | Network; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
-/// PciPassthrough = @( 'DDDD:BB:DD.F' )
+/// PciPassthrough = @( 'DDDD:BB:DD.F' ),
+/// DvdDrives = @( @{ Path = 'x.iso' } | @{ Pool; Volume } | @{} (empty drive) ),
+/// BootOrder = @( 'Dvd', 'Disk', 'Network' ), BootOnce = 'Dvd',
+/// Display = @{ Vnc = 'unix' | 'ADDR:PORT'; PasswordFile }
 /// </code>
 /// </remarks>
 public static class VmDefinitionReader
@@ -26,11 +29,13 @@ public static class VmDefinitionReader
     {
         "Name", "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum",
         "Boot", "Disks", "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled",
-        "NumaNode", "Autostart", "Notes", "LogMaxBytes", "LogFileCount",
+        "NumaNode", "Autostart", "Notes", "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display",
     };
 
     public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
     public static readonly IReadOnlyList<string> DiskKeys = new[] { "Path", "Format", "SizeBytes", "ReadOnly", "BackingImagePath", "Pool", "Volume" };
+    public static readonly IReadOnlyList<string> DvdDriveKeys = new[] { "Path", "Pool", "Volume" };
+    public static readonly IReadOnlyList<string> DisplayKeys = new[] { "Vnc", "PasswordFile" };
     public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "Network", "MacAddress" };
 
     public static VmDefinition FromDictionary(IDictionary values)
@@ -66,6 +71,10 @@ public static class VmDefinitionReader
             Notes = map.String("Notes") ?? "",
             LogMaxBytes = map.Size("LogMaxBytes") ?? VmDefinition.DefaultLogMaxBytes,
             LogFileCount = map.Int("LogFileCount") ?? VmDefinition.DefaultLogFileCount,
+            DvdDrives = new ValueList<DvdDriveDefinition>(ReadList(map, "DvdDrives", (x, _) => ReadDvdDrive(x.Item, x.Prefix, name))),
+            BootOrder = new ValueList<BootDevice>(ReadBootOrder(map)),
+            BootOnce = map.Enum<BootDevice>("BootOnce"),
+            Display = ReadDisplay(map, name),
         }.Validate();
     }
 
@@ -123,6 +132,38 @@ public static class VmDefinitionReader
         if (Pools.StoragePoolNames.VolumeNameProblem(volume) is { } problem)
             throw disk.Fail("Volume", $"'{VmName.ForDisplay(volume)}' {problem}");
         return Pools.PoolVolumeReference.Format(pool, volume);
+    }
+
+    private static DvdDriveDefinition ReadDvdDrive(IDictionary source, string prefix, string vmName)
+    {
+        var drive = new SchemaMap(source, prefix, vmName, DvdDriveKeys);
+        var path = drive.String("Path");
+        if (drive.Has("Pool") || drive.Has("Volume"))
+            path = PoolReference(drive, path);
+        return path is null ? DvdDriveDefinition.Empty : new DvdDriveDefinition(path);
+    }
+
+    private static IEnumerable<BootDevice> ReadBootOrder(SchemaMap map)
+    {
+        var items = map.List("BootOrder") ?? Array.Empty<object?>();
+        var order = new List<BootDevice>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var key = $"BootOrder[{i}]";
+            if (items[i] is not string text || !Enum.TryParse<BootDevice>(text, ignoreCase: true, out var device) || !Enum.IsDefined(device) || char.IsDigit(text.TrimStart()[0]))
+                throw new VmDefinitionException(map.VmName, key, $"{SchemaMap.Describe(items[i])} is not a boot device (one of: Dvd, Disk, Network)");
+            order.Add(device);
+        }
+        return order;
+    }
+
+    private static DisplaySettings? ReadDisplay(SchemaMap parent, string vmName)
+    {
+        var source = parent.Map("Display");
+        if (source is null)
+            return null;
+        var display = new SchemaMap(source, "Display", vmName, DisplayKeys);
+        return new DisplaySettings(display.String("Vnc") ?? DisplaySettings.UnixOnly, display.String("PasswordFile"));
     }
 
     private static (string? Tap, string? Bridge, string? Network, MacAddress? Mac) ReadAdapter(IDictionary source, string prefix, string vmName)

@@ -16,7 +16,7 @@ public static class DefinitionOverlay
     {
         "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum", "Boot", "Disks",
         "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled", "NumaNode", "Autostart", "Notes",
-        "LogMaxBytes", "LogFileCount",
+        "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display",
     };
 
     /// <summary>The managed properties for the schema keys an entry states (case-insensitive; Name and unknown keys ignored).</summary>
@@ -70,6 +70,10 @@ public static class DefinitionOverlay
             Notes = Pick("Notes", current.Notes, desired.Notes),
             LogMaxBytes = Pick("LogMaxBytes", current.LogMaxBytes, desired.LogMaxBytes),
             LogFileCount = Pick("LogFileCount", current.LogFileCount, desired.LogFileCount),
+            DvdDrives = Pick("DvdDrives", current.DvdDrives, desired.DvdDrives),
+            BootOrder = Pick("BootOrder", current.BootOrder, desired.BootOrder),
+            BootOnce = Pick("BootOnce", current.BootOnce, desired.BootOnce),
+            Display = Pick("Display", current.Display, desired.Display),
         };
     }
 }

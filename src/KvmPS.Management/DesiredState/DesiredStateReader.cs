@@ -304,7 +304,8 @@ public static class DesiredStateReader
             resolved[entry.Key] = key is not null && entry.Value is string path && path.Length > 0 && !path.Contains('\0') && !Path.IsPathRooted(path)
                                   && (key.Equals("KernelPath", StringComparison.OrdinalIgnoreCase)
                                       || key.Equals("InitrdPath", StringComparison.OrdinalIgnoreCase)
-                                      || key.Equals("FirmwarePath", StringComparison.OrdinalIgnoreCase))
+                                      // 'seabios' names the built-in firmware, not a file beside the manifest.
+                                      || (key.Equals("FirmwarePath", StringComparison.OrdinalIgnoreCase) && path != Store.AllowedPaths.BuiltInFirmwareAlias))
                 ? Path.GetFullPath(Path.Combine(baseDirectory, path))
                 : entry.Value;
         }

@@ -180,6 +180,12 @@ public static class ManifestExporter
             entries.Add(("LogMaxBytes", d.LogMaxBytes == 0 ? PsdLiteral.Integer(0) : PsdLiteral.Size(d.LogMaxBytes)));
         if (d.LogFileCount != VmDefinition.DefaultLogFileCount)
             entries.Add(("LogFileCount", PsdLiteral.Integer(d.LogFileCount)));
+        // The one-time boot device and the display only when set (a manifest cannot state "none" for them otherwise).
+        if (d.BootOnce is { } once)
+            entries.Add(("BootOnce", PsdLiteral.String(once.ToString())));
+        if (d.Display is { } display)
+            entries.Add(("Display", Inline(("Vnc", PsdLiteral.String(display.Vnc)),
+                ("PasswordFile", display.PasswordFile is null ? null : PsdLiteral.String(display.PasswordFile)))));
 
         // Lists are written even when empty, so the manifest manages them (a disk added later shows as drift).
         var lists = new List<(string Key, IReadOnlyList<string> Items)>
@@ -187,6 +193,8 @@ public static class ManifestExporter
             ("Disks", d.Disks.Select(DiskLiteral).ToList()),
             ("NetworkAdapters", d.NetworkAdapters.Select(AdapterLiteral).ToList()),
             ("PciPassthrough", d.PciPassthrough.Select(a => PsdLiteral.String(a.ToString())).ToList()),
+            ("DvdDrives", d.DvdDrives.Select(DvdLiteral).ToList()),
+            ("BootOrder", d.BootOrder.Select(b => PsdLiteral.String(b.ToString())).ToList()),
         };
 
         var width = entries.Select(e => e.Key.Length).Concat(lists.Select(l => l.Key.Length)).Max();
@@ -248,6 +256,11 @@ public static class ManifestExporter
         ("SizeBytes", disk.SizeBytes is { } size ? PsdLiteral.Size(size) : null),
         ("ReadOnly", disk.ReadOnly ? PsdLiteral.Boolean(true) : null),
         ("BackingImagePath", disk.BackingImagePath is null ? null : PsdLiteral.String(disk.BackingImagePath)));
+
+    private static string DvdLiteral(DvdDriveDefinition drive) => Inline(
+        ("Path", drive.Pool is null && drive.Path is not null ? PsdLiteral.String(drive.Path) : null),
+        ("Pool", drive.Pool is null ? null : PsdLiteral.String(drive.Pool)),
+        ("Volume", drive.Volume is null ? null : PsdLiteral.String(drive.Volume)));
 
     private static string AdapterLiteral(NetworkAdapterDefinition adapter) => Inline(
         ("Network", adapter.NetworkName is null ? null : PsdLiteral.String(adapter.NetworkName)),

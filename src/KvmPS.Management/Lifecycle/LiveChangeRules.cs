@@ -33,6 +33,9 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
     /// <summary>The VMM marks its devices <c>removable</c> in <c>describe</c>: it removes configured devices live too (all but the boot disk and the machine's own devices).</summary>
     public bool RemovesConfiguredDevices { get; init; }
 
+    /// <summary>The VMM lists <c>media.change</c>: a DVD drive's ISO can be inserted or ejected while it runs.</summary>
+    public bool MediaChange { get; init; }
+
     /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
     public static LiveLimits? From(VmLiveInfo? live) => live is null ? null
         : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes)
@@ -42,6 +45,7 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
             ColdPluggedDisks = live.ColdPluggedDisks,
             ColdPluggedAdapters = live.ColdPluggedAdapters,
             RemovesConfiguredDevices = live.RemovesConfiguredDevices,
+            MediaChange = live.MediaChange,
         };
 }
 
@@ -87,6 +91,8 @@ public static class LiveChangeRules
                        && !DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).Any(d => limits.ColdPluggedDisks.Contains(DeviceChange.DiskKey(d))),
             "NetworkAdapters" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey)
                        && !DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).Any(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))),
+            // Media in and out of the drives the VM has; adding or removing a drive needs a restart (no cdrom hot-plug).
+            "DvdDrives" => limits.MediaChange && before.DvdDrives.Count == after.DvdDrives.Count,
             _ => false,
         };
     }

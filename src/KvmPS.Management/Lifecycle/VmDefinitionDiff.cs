@@ -8,8 +8,9 @@ public static class VmDefinitionDiff
 {
     /// <summary>Properties that never need the VMM: changing them never needs a restart.</summary>
     /// <remarks>MemoryMinimumBytes is the balloon's floor, enforced by management (the VMM never sees it), so a running VM needs no restart for it.
-    /// LogMaxBytes and LogFileCount are stored at once and reach the VMM at its next start (a running one keeps its limits).</remarks>
-    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes", "MemoryMinimumBytes", "LogMaxBytes", "LogFileCount" };
+    /// LogMaxBytes and LogFileCount are stored at once and reach the VMM at its next start (a running one keeps its limits).
+    /// BootOnce is for the next start by definition: a running VM has nothing to restart for.</remarks>
+    public static readonly IReadOnlySet<string> HostOnlyProperties = new HashSet<string>(StringComparer.Ordinal) { "Autostart", "Notes", "MemoryMinimumBytes", "LogMaxBytes", "LogFileCount", "BootOnce" };
 
     /// <summary>The changed properties as (schema name, old value, new value).</summary>
     public static IReadOnlyList<(string Property, string? Old, string? New)> Compare(VmDefinition before, VmDefinition after)
@@ -39,6 +40,10 @@ public static class VmDefinitionDiff
         Add("Notes", before.Notes, after.Notes);
         Add("LogMaxBytes", before.LogMaxBytes, after.LogMaxBytes);
         Add("LogFileCount", before.LogFileCount, after.LogFileCount);
+        Add("DvdDrives", before.DvdDrives, after.DvdDrives);
+        Add("BootOrder", before.BootOrder, after.BootOrder);
+        Add("BootOnce", before.BootOnce, after.BootOnce);
+        Add("Display", before.Display, after.Display);
         return changes;
     }
 

@@ -71,6 +71,9 @@ public sealed record VmLiveInfo(
     /// <summary>The VMM removes configured devices live too (its describe marks devices <c>removable</c>).</summary>
     public bool RemovesConfiguredDevices { get; init; }
 
+    /// <summary>The VMM answers <c>media.change</c> (DVD media in and out while it runs).</summary>
+    public bool MediaChange { get; init; }
+
     /// <summary>The memory ceiling the VMM was started with (virtio-mem); null without one.</summary>
     public long? MemoryMaximumBytes { get; init; }
 

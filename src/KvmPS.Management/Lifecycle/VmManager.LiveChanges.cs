@@ -173,6 +173,7 @@ public sealed partial class VmManager
             ColdPluggedDisks = coldDisks,
             ColdPluggedAdapters = coldAdapters,
             RemovesConfiguredDevices = description.Devices.Any(d => d.Removable is not null),
+            MediaChange = description.Requests.Contains(KvmPS.Contract.MediaChangeRequest.Name),
         };
     }
 
@@ -200,6 +201,9 @@ public sealed partial class VmManager
             {
                 case "VcpuCount":
                     client.SetVcpus(after.Vcpus.Count);
+                    break;
+                case "DvdDrives":
+                    ChangeMedia(client, name, Store.Get(name), after);
                     break;
                 case "MemoryStartupBytes":
                     // The whole amount, boot memory included: virtio-mem plugs (or unplugs) the difference in 2 MiB blocks.

@@ -180,6 +180,9 @@ public sealed partial class VmManager
                 VmmFeatureSupport.EnsureSupported(definition);
                 progress?.Report(new OperationProgress($"Starting VM '{name}'", "Launching kvmps-vmm", 0) { VmName = name });
                 process = Launcher.Launch(Store, definition);
+                // The one-time boot device went into this start's configuration; the next start uses the boot order again.
+                if (definition.BootOnce is not null)
+                    definition = Store.UpdateWhileLocked(definition with { BootOnce = null });
             }
         }
         var info = WaitUntilBooted(definition, process, wait, progress);
@@ -357,6 +360,7 @@ public sealed partial class VmManager
                 ColdPluggedDisks = coldDisks,
                 ColdPluggedAdapters = coldAdapters,
                 RemovesConfiguredDevices = description.Devices.Any(d => d.Removable is not null),
+                MediaChange = description.Requests.Contains(KvmPS.Contract.MediaChangeRequest.Name),
                 MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
                 MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
                 MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,

@@ -120,6 +120,11 @@ public sealed class AllowedPaths
             if (disk.BackingImagePath is not null)
                 Check(definition.Name, $"Disks[{i}].BackingImagePath", resolveDiskPath(disk.BackingImagePath));
         }
+        for (int i = 0; i < definition.DvdDrives.Count; i++)
+            if (definition.DvdDrives[i].Path is { } iso)
+                Check(definition.Name, $"DvdDrives[{i}].Path", resolveDiskPath(iso));
+        if (definition.Display?.PasswordFile is { } passwordFile)
+            Check(definition.Name, "Display.PasswordFile", Path.GetFullPath(passwordFile));
         switch (definition.Boot)
         {
             case DirectKernelBoot kernel:

@@ -21,6 +21,8 @@ public sealed class VmStore
     public const string DiskDirectoryName = "disks";
     public const string SerialLogFileName = "serial.log";
     public const string SocketFileName = "control.sock";
+    /// <summary>The VNC server's socket of a VM with a display; shorter than <see cref="SocketFileName"/>, so it fits wherever that does.</summary>
+    public const string VncSocketFileName = "vnc.sock";
     public const string PidFileName = "vmm.pid";
     public const string VmmConfigFileName = "vmm.json";
     public const string VmmLogFileName = "vmm.log";
@@ -344,7 +346,14 @@ public sealed class VmStore
     {
         ArgumentNullException.ThrowIfNull(definition);
         AllowedPaths.CheckDefinition(definition, path => ResolveDiskPath(definition.Name, path));
+        // An ISO is only ever read: a missing or wrong one is refused now rather than as a VMM start failure.
+        for (int i = 0; i < definition.DvdDrives.Count; i++)
+            if (definition.DvdDrives[i].Path is { } iso)
+                IsoImage.Check(definition.Name, $"DvdDrives[{i}].Path", ResolveDiskPath(definition.Name, iso));
     }
+
+    /// <summary>The VNC server's Unix socket of a VM with a display (<c>vnc.sock</c> in its folder).</summary>
+    public string VncSocketPath(string vmName) => Path.Combine(VmDirectory(vmName), VncSocketFileName);
 
     internal IDisposable Lock() => StoreLock.Acquire(LockPath, LockTimeoutMs);
 }

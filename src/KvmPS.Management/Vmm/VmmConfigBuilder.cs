@@ -37,9 +37,14 @@ public static class VmmConfigBuilder
             },
             // no kernel: the VMM boots its built-in guest
             DefaultGuestBoot builtIn => new VmmConfiguration { Cmdline = builtIn.Cmdline },
-            FirmwareBoot firmware => new VmmConfiguration { Firmware = Path.GetFullPath(firmware.FirmwarePath) },
+            // 'seabios' names the VMM's built-in SeaBIOS (FirmwareLoader resolves it), not a file in the current folder.
+            FirmwareBoot firmware => new VmmConfiguration
+            {
+                Firmware = firmware.FirmwarePath == Store.AllowedPaths.BuiltInFirmwareAlias ? firmware.FirmwarePath : Path.GetFullPath(firmware.FirmwarePath),
+            },
             _ => throw new NotSupportedException($"VM '{definition.Name}': boot source {definition.Boot.GetType().Name} is not supported by kvmps-vmm"),
         };
+        var devices = Devices(definition, resolveDiskPath, resolveNetworkBridge);
         return configuration with
         {
             MemoryBytes = definition.Memory.StartupBytes,
@@ -60,7 +65,16 @@ public static class VmmConfigBuilder
             // Guest RAM in memfds, so a live upgrade (Update-KvmVmm) hands it to the new VMM instead of copying it. Not with
             // KSM: it merges only anonymous memory (such a VM is upgraded by copying its memory).
             Memfd = definition.MemoryBacking.KsmEnabled ? null : true,
-            Devices = Devices(definition, resolveDiskPath, resolveNetworkBridge),
+            Devices = devices,
+            BootOrder = BootAddresses(definition.BootOrder, devices),
+            BootOnce = definition.BootOnce is { } once ? BootAddresses([once, .. definition.BootOrder.Where(d => d != once)], devices) : null,
+            // The VNC socket lives beside the control socket, in the VM's folder (0700): only the store's owner reaches it.
+            Vnc = definition.Display is { } display ? new VncSpec
+            {
+                UnixPath = Path.Combine(Path.GetDirectoryName(controlSocketPath) ?? ".", Store.VmStore.VncSocketFileName),
+                Tcp = display.Tcp,
+                PasswordFile = display.PasswordFile is null ? null : Path.GetFullPath(display.PasswordFile),
+            } : null,
             Serial = "file:" + serialLogPath,
             // The console log's bound (rotation at a size, a number of files kept), a VM setting.
             SerialLogMaxBytes = definition.LogMaxBytes,
@@ -71,9 +85,29 @@ public static class VmmConfigBuilder
         };
     }
 
+    /// <summary>The PCI address kvmps-vmm gives the device at <paramref name="index"/> of the configuration's devices (slot index + 1).</summary>
+    public static string PciAddress(int index) => string.Create(CultureInfo.InvariantCulture, $"00:{index + 1:x2}.0");
+
+    /// <summary>
+    /// The boot order as PCI addresses (<c>boot_order</c>): each kind's devices in slot order (disks: the boot disk is
+    /// already first). Null for an empty order: the VMM's default, the first disk.
+    /// </summary>
+    private static List<string>? BootAddresses(IReadOnlyList<BootDevice> order, List<DeviceSpec> devices)
+    {
+        if (order.Count == 0)
+            return null;
+        var addresses = new List<string>();
+        foreach (var kind in order)
+            for (int i = 0; i < devices.Count; i++)
+                if ((kind, devices[i]) is (BootDevice.Disk, BlockDeviceSpec) or (BootDevice.Dvd, CdromDeviceSpec) or (BootDevice.Network, NetDeviceSpec))
+                    addresses.Add(PciAddress(i));
+        return addresses;
+    }
+
     /// <summary>
     /// PCI devices in slot order: the disks (the firmware boot disk first, so SeaBIOS boots it), then the network
-    /// adapters, then the balloon. Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
+    /// adapters, then the CD/DVD drives, then the balloon, then the display (last, so a VM without DVD drives or
+    /// display keeps the slots it always had). Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
     /// </summary>
     private static List<DeviceSpec> Devices(VmDefinition definition, Func<string, string> resolveDiskPath, Func<string, string>? resolveNetworkBridge)
     {
@@ -89,9 +123,13 @@ public static class VmmConfigBuilder
             devices.Add(DiskDevice(definition, index, resolveDiskPath));
         for (int i = 0; i < definition.NetworkAdapters.Count; i++)
             devices.Add(NetworkAdapterDevice(definition, i, resolveNetworkBridge: resolveNetworkBridge));
+        foreach (var drive in definition.DvdDrives)
+            devices.Add(new CdromDeviceSpec { Path = drive.Path is null ? null : resolveDiskPath(drive.Path) });
         if (definition.BalloonEnabled)
             // deflate_on_oom: a guest short of memory may take pages back rather than fail; stats every 5 s for Invoke-KvmBalloon.
             devices.Add(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 });
+        if (definition.Display is not null)
+            devices.Add(new DisplayDeviceSpec()); // the VMM's defaults: 16 MiB VRAM, 1024x768 preferred, vgabios-bochs-display with firmware
         return devices;
     }
 

@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 
 /// <summary>Connect-KvmConsole: attaches this terminal to the VM's serial console until Ctrl-] is typed.</summary>
 [Cmdlet(VerbsCommunications.Connect, "KvmConsole", DefaultParameterSetName = NameSet)]
-[OutputType(typeof(KvmVm))]
+[OutputType(typeof(KvmVm), typeof(VncEndpoints))]
 public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
 {
     /// <summary>Do not replay the last 64 KiB of console output first.</summary>
@@ -18,10 +18,29 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>
+    /// The graphical console instead: outputs where the VM's VNC server listens and prints how to connect a viewer
+    /// (a VNC viewer cannot run inside the terminal).
+    /// </summary>
+    [Parameter]
+    public SwitchParameter Graphics { get; set; }
+
     private bool _connected;
 
     protected override void ProcessVm(string name)
     {
+        if (Graphics.IsPresent)
+        {
+            var endpoints = Manager.GetVncEndpoints(name)
+                ?? throw new VmStateException(name, VmState.Unknown, $"VM '{name}' has no display (Display = @{{ Vnc = 'unix' }} in its definition; New-KvmVm -DvdPath gives one)");
+            if (!endpoints.Running)
+                Output.WriteWarning($"VM '{name}' is not running; its VNC server listens there once it is started.");
+            Host.UI.WriteLine($"Connect a VNC viewer to VM '{name}':");
+            foreach (var command in endpoints.ViewerCommands)
+                Host.UI.WriteLine("  " + command);
+            Output.WriteObject(endpoints);
+            return;
+        }
         if (_connected)
             throw new VmStateException(name, VmState.Unknown, "Connect-KvmConsole attaches to one VM at a time; select a single VM");
         _connected = true;

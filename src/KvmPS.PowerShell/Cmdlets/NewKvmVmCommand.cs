@@ -79,6 +79,17 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
     [ValidateRange(0, 100)]
     public int? LogFileCount { get; set; }
 
+    /// <summary>Install from this ISO (virt-install --cdrom): a DVD drive with it, SeaBIOS booting Dvd then Disk, and a display with VNC.</summary>
+    [Parameter(ParameterSetName = ParametersSet)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(KvmPS.PowerShell.Completers.IsoPathCompleter))]
+    public string? DvdPath { get; set; }
+
+    /// <summary>With -DvdPath: where VNC listens besides the VM's Unix socket ('unix', the default, or ADDR:PORT such as 127.0.0.1:5901).</summary>
+    [Parameter(ParameterSetName = ParametersSet)]
+    [ValidateNotNullOrEmpty]
+    public string? Vnc { get; set; }
+
     [Parameter]
     public SwitchParameter AsJob { get; set; }
 
@@ -87,7 +98,11 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
     {
         if (Definition is not null)
             return VmDefinitionReader.FromDictionary(Unwrap(Definition));
-        return new VmSettingsChange
+        if (Vnc is not null && DvdPath is null)
+            throw KvmParameterException.Combination("Vnc", Vnc, "-Vnc goes with -DvdPath (the display of an ISO install); for other VMs set Display in the definition");
+        if (DvdPath is not null && KernelPath is not null)
+            throw KvmParameterException.Combination("DvdPath", DvdPath, "-DvdPath boots the ISO through firmware; it cannot be combined with -KernelPath");
+        var definition = new VmSettingsChange
         {
             ProcessorCount = ProcessorCount,
             MaximumProcessorCount = MaximumProcessorCount,
@@ -103,6 +118,7 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
             InitrdPath = InitrdPath is null ? null : ResolvePath(InitrdPath),
             KernelArguments = KernelArguments,
         }.ToNewDefinition(Name!);
+        return DvdPath is null ? definition : IsoInstall.Apply(definition, ResolvePath(DvdPath), Vnc);
     }
 
     protected override void Process()

@@ -140,6 +140,8 @@ internal static class KvmErrorIds
     public const string RawDiskNotCheckpointable = "RawDiskNotCheckpointable";
     public const string VmExportFailed = "VmExportFailed";
     public const string VmImportFailed = "VmImportFailed";
+    public const string InvalidIsoImage = "InvalidIsoImage";
+    public const string VncFailed = "VncFailed";
     public const string Unexpected = "UnexpectedError";
 }
 
@@ -210,6 +212,7 @@ internal static class KvmErrorMapping
             VmStoreCorruptException e => new(e, KvmErrorIds.StoreCorrupt, ErrorCategory.InvalidData, target ?? e.Path),
             StorePathEscapeException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.InvalidArgument, target),
             PathNotAllowedException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.PermissionDenied, e.Path),
+            IsoImageException e => new(e, KvmErrorIds.InvalidIsoImage, ErrorCategory.InvalidData, e.Path),
             VmStoreException e => new(e, KvmErrorIds.StoreError, ErrorCategory.ResourceUnavailable, target),
             VmStateException e => new(e, KvmErrorIds.InvalidVmState, ErrorCategory.InvalidOperation, target ?? e.VmName),
             ManagementValidationException e => new(e, KvmErrorIds.InvalidVmSetting, ErrorCategory.InvalidArgument, target ?? e.VmName),
@@ -226,6 +229,7 @@ internal static class KvmErrorMapping
             VmManagementException e => new(e, KvmErrorIds.Unexpected, ErrorCategory.NotSpecified, target ?? e.VmName),
             VmmBinaryNotFoundException e => new(e, KvmErrorIds.VmmNotFound, ErrorCategory.NotInstalled, target),
             VmDefinitionException e => new(e, KvmErrorIds.InvalidVmDefinition, ErrorCategory.InvalidArgument, target ?? e.VmName),
+            KvmPS.Management.Display.RfbException e => new(e, KvmErrorIds.VncFailed, ErrorCategory.ConnectionError, target ?? e.VmName),
             VmmTimeoutException e => new(e, KvmErrorIds.VmmNotResponding, ErrorCategory.OperationTimeout, target),
             VmmNotRunningException e => new(e, KvmErrorIds.VmNotRunning, ErrorCategory.InvalidOperation, target),
             VmmRequestException e => new(e, KvmErrorIds.VmmRequestFailed, ErrorCategory.InvalidOperation, target),

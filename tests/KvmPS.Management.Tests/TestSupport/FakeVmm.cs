@@ -81,6 +81,8 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         var requests = ControlRequests.Core.ToList();
         if (Hotplug == HotplugSupport.NotListed)
             requests.RemoveAll(r => r is DeviceAddRequest.Name or DeviceRemoveRequest.Name);
+        if (MediaChange is not null)
+            requests.Add(MediaChangeRequest.Name);
         return new DescribeReply
         {
             Vmm = "kvmps-vmm",
@@ -148,10 +150,35 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         }
     }
 
+    /// <summary>
+    /// Set: the VMM answers <c>media.change</c> (and lists it) with this; it may throw a <see cref="ControlProtocolException"/>
+    /// to refuse (as a VMM does for a locked tray). The drive's <c>path</c> option follows a successful change.
+    /// </summary>
+    public Func<MediaChangeRequest, MediaStateReply>? MediaChange { get; set; }
+
+    /// <summary>Set: the VMM answers <c>display.get</c> with this.</summary>
+    public DisplayStateReply? Display { get; set; }
+
     public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result)
     {
         result = default;
-        return false;
+        if (request is DisplayGetRequest && Display is { } display)
+        {
+            result = JsonSerializer.SerializeToElement(display, ContractJsonContext.Default.DisplayStateReply);
+            return true;
+        }
+        if (request is not MediaChangeRequest media || MediaChange is null)
+            return false;
+        Requests.Enqueue(request);
+        var reply = MediaChange(media);
+        lock (_lock)
+        {
+            var index = _devices.FindIndex(d => d.Pci == media.Pci);
+            if (index >= 0)
+                _devices[index] = Describe(new CdromDeviceSpec { Path = media.Path }, media.Pci, _devices[index].Hotplugged == true, _devices[index].Removable == true);
+        }
+        result = JsonSerializer.SerializeToElement(reply, ContractJsonContext.Default.MediaStateReply);
+        return true;
     }
 
     public void CheckConsoleAttach() => throw new ControlProtocolException(ControlErrorCodes.InvalidState, "the fake VMM has no console");
@@ -183,6 +210,7 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         {
             BlockDeviceSpec b => new Dictionary<string, object?> { ["path"] = b.Path, ["format"] = b.Format?.ToString().ToLowerInvariant(), ["read_only"] = b.ReadOnly ?? false, ["serial"] = b.Serial },
             NetDeviceSpec n => new Dictionary<string, object?> { ["tap"] = n.Tap, ["bridge"] = n.Bridge, ["mac"] = n.Mac },
+            CdromDeviceSpec c => new Dictionary<string, object?> { ["path"] = c.Path },
             _ => new Dictionary<string, object?>(),
         };
         return new DeviceDescription
