@@ -249,6 +249,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             }
             carried = [];
             lock (_lock) { _machine = machine; _boots++; }
+            // display.get reports the VNC server's listeners and viewers; each boot builds a new display object.
+            if (machine.Display is { } display) display.VncStatus = VncStatusForDisplay;
             AwaitControlSetup(controlSetup);
             if (StartVnc() is { } vncFailed) return vncFailed;
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
@@ -698,6 +700,9 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
 
     /// <summary>The VNC server, for display.get: listeners, password, viewers; null without one.</summary>
     public Vnc.VncServer? VncServer => _vnc;
+
+    private Devices.Display.DisplayVncStatus? VncStatusForDisplay() =>
+        _vnc is { } vnc ? new(vnc.UnixPath, vnc.TcpEndPoint?.ToString(), vnc.PasswordRequired, vnc.ViewerCount) : null;
 
     /// <summary>What viewers see and type into: the machine of the moment (a guest reboot builds a new one).</summary>
     private sealed class VncTarget(VmmHost host) : Vnc.IVncTarget

@@ -38,7 +38,7 @@ public sealed partial class BochsDisplay : PciDevice, IDeviceControl
     public override string Name => "bochs-display";
 
     /// <summary>The VNC server's status for <c>display.get</c>; null: no VNC server (its fields read null/0).</summary>
-    public Func<DisplayVncStatus>? VncStatus { get; set; }
+    public Func<DisplayVncStatus?>? VncStatus { get; set; }
 
     public BochsDisplay(long vramBytes, int preferredWidth, int preferredHeight)
         : base(Vendor, Device, ClassDisplayOther, revision: 2, subsystemVendorId: 0x1AF4, subsystemId: 0x1100, interruptPin: 0)
