@@ -86,7 +86,13 @@ public sealed partial class BochsDisplay : PciDevice, IDeviceControl
     private void MapSlot(ulong? at)
     {
         try { _slot?.MapAt(at); }
-        catch (Exception e) { Log($"{Name}: framebuffer slot at {(at is ulong a ? $"0x{a:x}" : "none")}: {e.Message}"); }
+        catch (Interop.NativeCallException e) when (e.Errno == 17 /* EEXIST */ && at is ulong a)
+        {
+            // SeaBIOS sizes BAR 0 (all ones: 0xff000000) while decoding is on, over the firmware image: nothing to
+            // map there; the slot follows once the BAR is given its real address.
+            Log($"{Name}: framebuffer BAR at 0x{a:x} overlaps other guest memory (the firmware sizing it): left unmapped until it moves");
+        }
+        catch (Exception e) { Log($"{Name}: framebuffer slot at {(at is ulong b ? $"0x{b:x}" : "none")}: {e.Message}"); }
     }
 
     // ---- BAR accesses ----
