@@ -31,6 +31,12 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)]
     public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
+    /// <summary>mallopt's M_ARENA_MAX (malloc.h): with it set, glibc sizes its arena list without get_nprocs().</summary>
+    public const int M_ARENA_MAX = -8;
+
+    [LibraryImport(Lib, EntryPoint = "mallopt")]
+    public static partial int Mallopt(int param, int value);
+
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     private static partial long Syscall3(long number, nuint a1, nuint a2, nint a3);
 

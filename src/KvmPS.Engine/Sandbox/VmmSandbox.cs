@@ -54,6 +54,11 @@ public static unsafe class VmmSandbox
         Console.Error.Flush();
         Console.OpenStandardError().Write(ReadOnlySpan<byte>.Empty);
         Console.OpenStandardOutput().Write(ReadOnlySpan<byte>.Empty);
+        // glibc's malloc gives a thread that first mallocs (zlib in a VNC viewer's thread, say) a new arena, and counts
+        // the CPUs for that by opening /sys/devices/system/cpu/online, which no role's filter allows. With a fixed
+        // arena limit it never counts; two arenas are plenty for the few threads that use malloc, and use less memory.
+        Libc.Mallopt(Libc.M_ARENA_MAX, 2);
+        _ = Environment.ProcessorCount;
         s_selfTestRole = Environment.GetEnvironmentVariable(SelfTestVariable);
         // The main thread's filter on every thread there is (TSYNC): the runtime's own (finalizer, early start-up
         // threads) get it too, and every thread created later inherits it beneath its role's filter.
