@@ -47,8 +47,14 @@ public static class SandboxPolicy
         new SyscallRule("seccomp", Argument: 0, Values: [1 /* SECCOMP_SET_MODE_FILTER */]),
     ];
 
-    /// <summary>Answered ENOSYS instead of refused: glibc's pthread_create then falls back to clone, whose flags the filter can read.</summary>
-    internal static readonly Dictionary<string, int> Enosys = new() { ["clone3"] = 38 };
+    /// <summary>
+    /// Answered with an error instead of refused, on threads whose role does not allow them. clone3: ENOSYS, so glibc's
+    /// pthread_create falls back to clone, whose flags the filter can read. openat/open: EACCES, because the runtime
+    /// reads /proc and /sys files on whatever thread it happens to run (the GC's memory-load check when a collection
+    /// starts, glibc counting CPUs) and copes with a failure; a thread that only moves bytes gains nothing from it,
+    /// while a refusal would end the VM because some viewer's allocation started a GC.
+    /// </summary>
+    internal static readonly Dictionary<string, int> Enosys = new() { ["clone3"] = 38, ["openat"] = 13, ["open"] = 13 };
 
     /// <summary>The one ioctl a device thread makes: raise a legacy interrupt (KVM_IRQ_LINE). MSI goes by irqfd writes.</summary>
     /// An MSI-X vector's route (an eventfd, KVM_IRQFD, the GSI routing table) is made when the vector first fires, which

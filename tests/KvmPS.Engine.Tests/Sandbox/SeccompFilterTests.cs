@@ -94,8 +94,10 @@ public class SeccompFilterTests
         Assert.Equal(Allow, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_CLEAR_DIRTY_LOG]));
         Assert.Equal(Trap, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_RUN]));
         Assert.Equal(Trap, filter.Evaluate(Nr("ioctl"), [6, KvmConstants.KVM_SET_USER_MEMORY_REGION]));
-        foreach (string name in new[] { "openat", "socket", "bind", "listen", "connect", "execve", "unlink", "memfd_create", "ptrace" })
+        foreach (string name in new[] { "socket", "bind", "listen", "connect", "execve", "unlink", "memfd_create", "ptrace" })
             Assert.Equal(Trap, filter.Evaluate(Nr(name), [3, 0]));
+        // Opening a file fails (EACCES) rather than ending the VM: the runtime's own reads of /proc and /sys cope.
+        Assert.Equal(Libc.SECCOMP_RET_ERRNO | 13, filter.Evaluate(Nr("openat"), [3, 0]));
     }
 
     [Fact]
