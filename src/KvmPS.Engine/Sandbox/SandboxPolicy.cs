@@ -39,6 +39,8 @@ public static class SandboxPolicy
         "rt_sigprocmask", "rt_sigreturn", "tgkill", "gettid", "getpid", "clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday",
         "write", "close", "exit", "exit_group", "restart_syscall", "sched_getaffinity", "getrusage", "sysinfo", "brk", "sigaltstack",
         "set_robust_list", "rseq", "getcpu",
+        // The GC's memory-limit check when a collection starts (getrlimit RLIMIT_AS): reading a limit, never setting one.
+        new SyscallRule("prlimit64", Argument: 2, Values: [0]),
         // New threads (a lazily started runtime thread, or a device's thread): threads only, never a process.
         new SyscallRule("clone", Argument: 0, RequiredBits: 0x00010000 /* CLONE_THREAD */),
         // A new thread naming itself and adding its role's filter (EngineThreads) under the one it inherited: a filter

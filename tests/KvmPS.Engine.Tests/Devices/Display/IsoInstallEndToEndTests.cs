@@ -115,6 +115,12 @@ public sealed class IsoInstallEndToEndTests(ITestOutputHelper log)
             manager.SetDvdMedia("iso1", 0, iso);
             Assert.Equal(iso, Assert.Single(store.Get("iso1").DvdDrives).Path);
         }
+        catch
+        {
+            string vmmLog = Path.Combine(store.VmDirectory("iso1"), "vmm.log");
+            if (File.Exists(vmmLog)) log.WriteLine("--- vmm.log ---\n" + File.ReadAllText(vmmLog));
+            throw;
+        }
         finally
         {
             try { manager.Stop("iso1", force: true); } catch (Exception e) { log.WriteLine($"stop: {e.Message}"); }
