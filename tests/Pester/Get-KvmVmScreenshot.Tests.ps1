@@ -37,6 +37,29 @@ Describe 'Get-KvmVmScreenshot' {
         Assert-KvmError $err -ErrorId VmNotFound -Command Get-KvmVmScreenshot -Category ObjectNotFound -TargetObject 'nosuch'
     }
 
+    It 'saves the screen of a VM booting an ISO (SeaBIOS and its VGA BIOS draw text) as a PNG' -Skip:(-not (Test-Path /usr/lib/grub-rescue/grub-rescue-cdrom.iso)) {
+        New-KvmVm -Name ss-iso -MemoryStartupBytes 256MB -DvdPath /usr/lib/grub-rescue/grub-rescue-cdrom.iso -Confirm:$false | Out-Null
+        Start-KvmVm ss-iso -Confirm:$false | Out-Null
+        try {
+            # Guest firmware runs emulated on the nested test host: poll until text (non-black pixels) is on the screen.
+            $deadline = (Get-Date).AddSeconds(240)
+            do {
+                Start-Sleep -Seconds 2
+                $shot = Get-KvmVmScreenshot ss-iso -Path $png -PassThru -Confirm:$false
+                $lit = @($shot.Frame.Bgrx | Where-Object { $_ -ne 0 } | Select-Object -First 1).Count
+            } until ($lit -gt 0 -or (Get-Date) -gt $deadline)
+            $lit | Should -BeGreaterThan 0 -Because 'the firmware has drawn on the screen'
+            $shot.VmName | Should -Be 'ss-iso'
+            ($shot.Width, $shot.Height) | Should -Be @(1024, 768)
+            $bytes = [System.IO.File]::ReadAllBytes($png)
+            [System.Text.Encoding]::ASCII.GetString($bytes, 1, 3) | Should -Be 'PNG'
+            (Get-KvmVm ss-iso).State | Should -Be 'Running'
+        }
+        finally {
+            Stop-KvmVm ss-iso -Force -Confirm:$false -ErrorAction SilentlyContinue | Out-Null
+        }
+    }
+
     It 'has full help' {
         Assert-KvmHelp Get-KvmVmScreenshot | Out-Null
     }
