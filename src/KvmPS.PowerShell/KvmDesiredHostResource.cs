@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using KvmPS.Management.DesiredState;
+using KvmPS.Management.Manifests;
 
 namespace KvmPS.PowerShell;
 
@@ -17,26 +18,25 @@ public enum KvmHostResourceKind
 public sealed class KvmDesiredHostResource
 {
     public KvmDesiredHostResource(DesiredNetworkStatus status)
+        : this(KvmHostResourceKind.Network, NotNull(status).Name, status.Desired.Ensure, status.Actual?.State.ToString(), status.Drifts, status.Desired.Position, status)
     {
-        ArgumentNullException.ThrowIfNull(status);
-        Kind = KvmHostResourceKind.Network;
-        Name = status.Name;
-        Ensure = status.Desired.Ensure;
-        State = status.Actual?.State.ToString();
-        Drifts = status.Drifts.ToArray();
-        Manifest = status.Desired.Position.ToString();
-        Status = status;
     }
 
     public KvmDesiredHostResource(DesiredStoragePoolStatus status)
+        : this(KvmHostResourceKind.StoragePool, NotNull(status).Name, status.Desired.Ensure, status.Actual?.State.ToString(), status.Drifts, status.Desired.Position, status)
     {
-        ArgumentNullException.ThrowIfNull(status);
-        Kind = KvmHostResourceKind.StoragePool;
-        Name = status.Name;
-        Ensure = status.Desired.Ensure;
-        State = status.Actual?.State.ToString();
-        Drifts = status.Drifts.ToArray();
-        Manifest = status.Desired.Position.ToString();
+    }
+
+    private static T NotNull<T>(T value) where T : class => value ?? throw new ArgumentNullException(nameof(value));
+
+    private KvmDesiredHostResource(KvmHostResourceKind kind, string name, VmEnsure ensure, string? state, IReadOnlyList<Drift> drifts, SourcePosition position, object status)
+    {
+        Kind = kind;
+        Name = name;
+        Ensure = ensure;
+        State = state;
+        Drifts = drifts.ToArray();
+        Manifest = position.ToString();
         Status = status;
     }
 
