@@ -356,6 +356,88 @@ static void net_dhcp(u64 seconds)
             r.router[0], r.router[1], r.router[2], r.router[3], server[0], server[1], server[2], server[3], r.lease_s);
 }
 
+/* ---- ping: ARP for the target, then one ICMP echo request, answering others' ARP and pings meanwhile ---- */
+struct ping_state {
+    u8 target[4], target_mac[6];
+    int have_mac, replied;
+    u16 id;
+};
+
+static int ping_frame(const u8 *f, u32 len, void *ctx)
+{
+    struct ping_state *p = ctx;
+    net_input(f, len); /* ARP requests and echo requests to us still get answers */
+    if (len >= 42 && get16(f + 12) == ETH_ARP) {
+        const u8 *a = f + 14;
+        if (get16(a + 6) == 2 && !memcmp(a + 14, p->target, 4)) {
+            memcpy(p->target_mac, a + 8, 6);
+            p->have_mac = 1;
+        }
+        return 0;
+    }
+    if (len < 14 + 20 + 8 || get16(f + 12) != ETH_IP)
+        return 0;
+    const u8 *ip = f + 14;
+    u32 ihl = (u32)(ip[0] & 15) * 4, total = get16(ip + 2);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 1 || 14 + total > len || total < ihl + 8)
+        return 0;
+    const u8 *icmp = ip + ihl;
+    if (icmp[0] == 0 && !memcmp(ip + 12, p->target, 4) && get16(icmp + 4) == p->id)
+        p->replied = 1;
+    return 0;
+}
+
+static int send_echo_request(const struct ping_state *p)
+{
+    u8 *f = tx_buf + HDR;
+    memcpy(f, p->target_mac, 6);
+    memcpy(f + 6, net_mac, 6);
+    put16(f + 12, ETH_IP);
+    u8 *ip = f + 14, *icmp = ip + 20;
+    memset(ip, 0, 20 + 8 + 32);
+    ip[0] = 0x45;
+    put16(ip + 2, 20 + 8 + 32);
+    ip[8] = 64;
+    ip[9] = 1;
+    memcpy(ip + 12, net_addr, 4);
+    memcpy(ip + 16, p->target, 4);
+    put16(ip + 10, csum(ip, 20));
+    icmp[0] = 8; /* echo request */
+    put16(icmp + 4, p->id);
+    put16(icmp + 6, 1);
+    for (int i = 0; i < 32; i++)
+        icmp[8 + i] = (u8)('a' + i % 26);
+    put16(icmp + 2, csum(icmp, 8 + 32));
+    return net_xmit(14 + 20 + 8 + 32);
+}
+
+static void net_ping(const u8 target[4], u64 seconds)
+{
+    static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, zero[6] = { 0 };
+    struct ping_state p;
+    memset(&p, 0, sizeof p);
+    memcpy(p.target, target, 4);
+    p.id = (u16)timer_ticks();
+    u64 start = timer_ticks(), deadline = start + timer_us_to_ticks(seconds * 1000000);
+    /* ARP (resent every second) until the target answers, then the echo request (resent every second). */
+    while (!p.replied && (s64)(timer_ticks() - deadline) < 0) {
+        int asked_echo = p.have_mac;
+        if (asked_echo ? send_echo_request(&p) : send_arp(1, bcast, zero, p.target))
+            break;
+        u64 resend = timer_ticks() + timer_us_to_ticks(1000000);
+        if ((s64)(resend - deadline) > 0)
+            resend = deadline;
+        /* Until the reply, the resend time, or (after an ARP) the target's MAC: then the echo request goes at once. */
+        while (!p.replied && !(p.have_mac && !asked_echo) && net_receive(resend, ping_frame, &p) >= 0)
+            ;
+    }
+    if (p.replied)
+        kprintf("net: ping %u.%u.%u.%u replied\n", target[0], target[1], target[2], target[3]);
+    else
+        kprintf("net: ping %u.%u.%u.%u: no reply within %lu s%s\n", target[0], target[1], target[2], target[3], seconds,
+                p.have_mac ? "" : " (no ARP answer)");
+}
+
 static int parse_ip(const char *s, u8 out[4])
 {
     for (int i = 0; i < 4; i++) {
@@ -425,6 +507,29 @@ void cmd_net(char *arg)
             return;
         /* Gratuitous ARP: a request for our own address. */
         kprintf(send_arp(1, bcast, zero, net_addr) ? "net: send failed\n" : "net: sent\n");
+    } else if (!strncmp(arg, "ping ", 5)) {
+        u8 target[4];
+        char *ip = arg + 5, *sp = ip;
+        while (*sp && *sp != ' ')
+            sp++;
+        if (*sp) {
+            *sp++ = 0;
+            if (parse_u64(sp, &secs) || !secs || secs > 600) {
+                kprintf("usage: net ping A.B.C.D [SECONDS]\n");
+                return;
+            }
+        }
+        if (parse_ip(ip, target)) {
+            kprintf("usage: net ping A.B.C.D [SECONDS]\n");
+            return;
+        }
+        if (!net_has_addr) {
+            kprintf("net: no address (net ip A.B.C.D first)\n");
+            return;
+        }
+        if (net_init())
+            return;
+        net_ping(target, secs);
     } else if (!strcmp(arg, "dhcp") || !strncmp(arg, "dhcp ", 5)) {
         if (arg[4] && (parse_u64(arg + 5, &secs) || !secs || secs > 600)) {
             kprintf("usage: net dhcp [SECONDS]\n");
@@ -434,6 +539,6 @@ void cmd_net(char *arg)
             return;
         net_dhcp(secs);
     } else {
-        kprintf("usage: net info | net ip A.B.C.D | net dhcp [SECONDS] | net serve N [SECONDS] | net send\n");
+        kprintf("usage: net info | net ip A.B.C.D | net dhcp [SECONDS] | net ping A.B.C.D [SECONDS] | net serve N [SECONDS] | net send\n");
     }
 }

@@ -156,6 +156,52 @@ public sealed class NetAutostartProcessTests : IDisposable
         Kvmps("vm", "stop", "dhcp-vm", "--force");
     }
 
+    /// <summary>
+    /// Two VMs on one Isolated network reach each other: both take their addresses from the network's dnsmasq (one a
+    /// static lease by MAC), and the second pings the first (guest/README.md, <c>net ping</c>).
+    /// </summary>
+    [Fact]
+    public void Two_vms_on_an_isolated_network_reach_each_other()
+    {
+        var bridge = "kvt" + Guid.NewGuid().ToString("N")[..8];
+        string manifest = Path.Combine(_dir.Path, "isolated.psd1");
+        File.WriteAllText(manifest, $$"""
+            @{
+                Networks        = @( @{ Name = 'iso'; Mode = 'Isolated'; Bridge = '{{bridge}}'; Subnet = '10.231.12.0/24'
+                                        StaticLeases = @( @{ Mac = '52:54:00:23:12:0a'; Address = '10.231.12.10' } ) } )
+                VirtualMachines = @(
+                    @{
+                        Name = 'iso-a'; MemoryStartupBytes = 64MB; State = 'Running'
+                        Boot = @{ Cmdline = 'kvmps.run=net dhcp 60,net serve 1 180' }
+                        NetworkAdapters = @( @{ Network = 'iso'; MacAddress = '52:54:00:23:12:0a' } )
+                    }
+                    @{
+                        Name = 'iso-b'; MemoryStartupBytes = 64MB; State = 'Running'
+                        Boot = @{ Cmdline = 'kvmps.run=net dhcp 60,net ping 10.231.12.10 120' }
+                        NetworkAdapters = @( @{ Network = 'iso'; MacAddress = '52:54:00:23:12:0b' } )
+                    }
+                )
+            }
+            """);
+        var (code, output, err) = Kvmps("apply", manifest);
+        Assert.True(code == ExitCodes.Ok, output + err);
+
+        string serialB = Path.Combine(_dir.Path, "store", "vms", "iso-b", KvmPS.Management.Store.VmStore.SerialLogFileName);
+        string text = "";
+        var deadline = DateTime.UtcNow.AddSeconds(150);
+        while (!text.Contains("net: ping 10.231.12.10") && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(1000);
+            text = File.Exists(serialB) ? File.ReadAllText(serialB) : "";
+        }
+        Assert.Contains("net: dhcp lease 10.231.12.", text);
+        Assert.Contains("net: ping 10.231.12.10 replied", text);
+        string serialA = File.ReadAllText(Path.Combine(_dir.Path, "store", "vms", "iso-a", KvmPS.Management.Store.VmStore.SerialLogFileName));
+        Assert.Contains("net: dhcp lease 10.231.12.10 ", serialA);
+        Kvmps("vm", "stop", "iso-a", "--force");
+        Kvmps("vm", "stop", "iso-b", "--force");
+    }
+
     [Fact]
     public void Autostart_reports_a_network_that_cannot_start_and_fails()
     {
