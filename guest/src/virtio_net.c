@@ -454,6 +454,28 @@ static int parse_ip(const char *s, u8 out[4])
     return 0;
 }
 
+/* "WORD [SECONDS]": ends WORD at its space and reads SECONDS (1 to 600) into *secs when given; -1 when malformed. */
+static int split_seconds(char *word, u64 *secs)
+{
+    char *sp = word;
+    while (*sp && *sp != ' ')
+        sp++;
+    if (!*sp)
+        return 0;
+    *sp++ = 0;
+    return parse_u64(sp, secs) || !*secs || *secs > 600 ? -1 : 0;
+}
+
+/* What sending needs: an address (net ip or net dhcp) and a working device; says why not and returns -1 otherwise. */
+static int ready_to_send(void)
+{
+    if (!net_has_addr) {
+        kprintf("net: no address (net ip A.B.C.D first)\n");
+        return -1;
+    }
+    return net_init();
+}
+
 void cmd_net(char *arg)
 {
     u64 n, secs = 30;
@@ -471,25 +493,12 @@ void cmd_net(char *arg)
         net_has_addr = 1;
         kprintf("net: ip %u.%u.%u.%u\n", net_addr[0], net_addr[1], net_addr[2], net_addr[3]);
     } else if (!strncmp(arg, "serve ", 6)) {
-        char *num = arg + 6, *sp = num;
-        while (*sp && *sp != ' ')
-            sp++;
-        if (*sp) {
-            *sp++ = 0;
-            if (parse_u64(sp, &secs) || !secs || secs > 600) {
-                kprintf("usage: net serve N [SECONDS]\n");
-                return;
-            }
-        }
-        if (parse_u64(num, &n)) {
+        char *num = arg + 6;
+        if (split_seconds(num, &secs) || parse_u64(num, &n)) {
             kprintf("usage: net serve N [SECONDS]\n");
             return;
         }
-        if (!net_has_addr) {
-            kprintf("net: no address (net ip A.B.C.D first)\n");
-            return;
-        }
-        if (net_init())
+        if (ready_to_send())
             return;
         kprintf("net: serving\n");
         kprintf("net: replied %lu\n", net_serve(n, secs));
@@ -499,35 +508,17 @@ void cmd_net(char *arg)
         }
     } else if (!strcmp(arg, "send")) {
         static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, zero[6] = { 0 };
-        if (!net_has_addr) {
-            kprintf("net: no address (net ip A.B.C.D first)\n");
-            return;
-        }
-        if (net_init())
+        if (ready_to_send())
             return;
         /* Gratuitous ARP: a request for our own address. */
         kprintf(send_arp(1, bcast, zero, net_addr) ? "net: send failed\n" : "net: sent\n");
     } else if (!strncmp(arg, "ping ", 5)) {
         u8 target[4];
-        char *ip = arg + 5, *sp = ip;
-        while (*sp && *sp != ' ')
-            sp++;
-        if (*sp) {
-            *sp++ = 0;
-            if (parse_u64(sp, &secs) || !secs || secs > 600) {
-                kprintf("usage: net ping A.B.C.D [SECONDS]\n");
-                return;
-            }
-        }
-        if (parse_ip(ip, target)) {
+        if (split_seconds(arg + 5, &secs) || parse_ip(arg + 5, target)) {
             kprintf("usage: net ping A.B.C.D [SECONDS]\n");
             return;
         }
-        if (!net_has_addr) {
-            kprintf("net: no address (net ip A.B.C.D first)\n");
-            return;
-        }
-        if (net_init())
+        if (ready_to_send())
             return;
         net_ping(target, secs);
     } else if (!strcmp(arg, "dhcp") || !strncmp(arg, "dhcp ", 5)) {
