@@ -147,11 +147,99 @@ Stop-KvmVm -Name clash -TurnOff -Confirm:`$false
         Remove-Item -Recurse -Force (Join-Path $script:Pair.Host2.StoreHome 'vms/clash')
     }
 
+    It 'streams straight over TCP by default and through ssh with -Tunnel, and says which in its verbose line' {
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name viatcp -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name viatcp -Confirm:`$false
+Move-KvmVm -Name viatcp -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Confirm:`$false -Verbose 4>&1 | ForEach-Object { 'VERBOSE ' + `$_ }
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $result.Text | Should -Match "over tcp \(tcp:$([regex]::Escape($script:Pair.Host2.Address)):\d+\)" -Because $result.Text
+
+        # A second VM with -Tunnel: a loopback port here forwarded by ssh to a Unix socket there.
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name viassh -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name viassh -Confirm:`$false
+Move-KvmVm -Name viassh -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Tunnel -Confirm:`$false -Verbose 4>&1 | ForEach-Object { 'VERBOSE ' + `$_ }
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $result.Text | Should -Match 'over ssh-tunnel \(tcp:127\.0\.0\.1:\d+ \(ssh tunnel to ' -Because $result.Text
+        $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+        try {
+            (Get-KvmVm -Name viatcp, viassh -ErrorAction Stop).State | Should -Be @('Running', 'Running')
+            Stop-KvmVm -Name viatcp, viassh -TurnOff -Confirm:$false
+        }
+        finally { $env:KVMPS_HOME = $script:LocalStore }
+    }
+
+    It 'moves a paused VM, which stays paused on the destination' {
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name napping -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name napping -Confirm:`$false
+Suspend-KvmVm -Name napping -Confirm:`$false
+`$vm = Move-KvmVm -Name napping -DestinationHost '$($script:H2)' -KeyFilePath '$($script:Pair.ClientKeyPath)' -PassThru -Confirm:`$false
+'RESULT ' + (@{ State = [string]`$vm.State } | ConvertTo-Json -Compress)
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        ($line.Substring(7) | ConvertFrom-Json).State | Should -Be 'Paused'
+        $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+        try { Stop-KvmVm -Name napping -TurnOff -Confirm:$false }
+        finally { $env:KVMPS_HOME = $script:LocalStore }
+    }
+
+    It '-HostName moves a VM from that host (kvmps vm migrate runs there through ssh)' {
+        $h1 = "root@$($script:Pair.Host1.Address)"
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name fromafar -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name fromafar -Confirm:`$false
+`$vm = Move-KvmVm -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Name fromafar -DestinationHost '$($script:H2)' -PassThru -Confirm:`$false
+'RESULT ' + (@{ HostName = `$vm.HostName; State = [string]`$vm.State; Here = @(Get-KvmVm | Where-Object Name -eq fromafar).Count } | ConvertTo-Json -Compress)
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $moved = $line.Substring(7) | ConvertFrom-Json
+        $moved.HostName | Should -Be $script:Pair.Host2.Address
+        $moved.State | Should -Be 'Running'
+        $moved.Here | Should -Be 0
+        $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+        try { Stop-KvmVm -Name fromafar -TurnOff -Confirm:$false }
+        finally { $env:KVMPS_HOME = $script:LocalStore }
+    }
+
+    It '-HostName with a VM that host lacks writes VmNotFound naming the host' {
+        $h1 = "root@$($script:Pair.Host1.Address)"
+        $result = Invoke-OnHost1 @"
+Move-KvmVm -HostName '$h1' -Name nosuchvm -DestinationHost '$($script:H2)' -Confirm:`$false -ErrorAction SilentlyContinue -ErrorVariable failed
+'RESULT ' + (@{ Id = `$failed[0].FullyQualifiedErrorId; Message = `$failed[0].Exception.Message } | ConvertTo-Json -Compress)
+"@
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $failure = $line.Substring(7) | ConvertFrom-Json
+        $failure.Id | Should -BeLike 'VmNotFound,*'
+        $failure.Message | Should -BeLike "*'nosuchvm'*'$h1'*"
+    }
+
     It '-WhatIf moves nothing and names the destination' {
         $result = Invoke-OnHost1 @"
 New-KvmVm -Name whatif -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
 Move-KvmVm -Name whatif -DestinationHost '$($script:H2)' -WhatIf
 "@
         $result.Text | Should -BeLike "*Move the running VM to host '$($script:H2)'*"
+    }
+}
+
+Describe 'Move-KvmVm parameters and help' {
+    It '-MigrationAddress with -Tunnel is a parameter error, and nothing runs' {
+        { Move-KvmVm -Name any -DestinationHost 'h2' -Tunnel -MigrationAddress 10.0.0.2 -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ExpectedMessage '*-MigrationAddress is for the direct TCP stream*'
+    }
+
+    It 'documents every parameter, -HostName, -Tunnel and -MigrationAddress included' {
+        $help = Assert-KvmHelp Move-KvmVm
+        @($help.Parameters.Parameter.Name) | Should -Contain 'HostName'
+        @($help.Parameters.Parameter.Name) | Should -Contain 'Tunnel'
+        @($help.Parameters.Parameter.Name) | Should -Contain 'MigrationAddress'
     }
 }
