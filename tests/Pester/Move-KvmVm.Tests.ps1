@@ -211,7 +211,7 @@ Start-KvmVm -Name fromafar -Confirm:`$false
     It '-HostName with a VM that host lacks writes VmNotFound naming the host' {
         $h1 = "root@$($script:Pair.Host1.Address)"
         $result = Invoke-OnHost1 @"
-Move-KvmVm -HostName '$h1' -Name nosuchvm -DestinationHost '$($script:H2)' -Confirm:`$false -ErrorAction SilentlyContinue -ErrorVariable failed
+Move-KvmVm -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Name nosuchvm -DestinationHost '$($script:H2)' -Confirm:`$false -ErrorAction SilentlyContinue -ErrorVariable failed
 'RESULT ' + (@{ Id = `$failed[0].FullyQualifiedErrorId; Message = `$failed[0].Exception.Message } | ConvertTo-Json -Compress)
 "@
         $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)

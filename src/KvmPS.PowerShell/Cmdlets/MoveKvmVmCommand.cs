@@ -87,7 +87,8 @@ public sealed class MoveKvmVmCommand : KvmVmCmdletBase
     {
         if (Tunnel.IsPresent && MigrationAddress is not null)
             throw KvmParameterException.Combination("MigrationAddress", MigrationAddress, "-MigrationAddress is for the direct TCP stream; with -Tunnel the stream goes through ssh.");
-        if (RemoteHost.From(this, HostName, UserName, KeyFilePath) is { } source)
+        // Without -HostName, -UserName and -KeyFilePath are the destination's (as before -HostName existed).
+        if (HostName is not null && RemoteHost.From(this, HostName, UserName, KeyFilePath) is { } source)
         {
             ProcessRemoteSource(source);
             return;
