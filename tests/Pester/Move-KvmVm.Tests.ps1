@@ -243,3 +243,66 @@ Describe 'Move-KvmVm parameters and help' {
         @($help.Parameters.Parameter.Name) | Should -Contain 'MigrationAddress'
     }
 }
+
+# -HostName on the other lifecycle cmdlets whose kvmps verbs exist (docs/remote.md): run from h1's namespace against
+# h1's own sshd, so the remote kvmps works on the store the child pwsh sees too.
+Describe 'Update-KvmVmm and Checkpoint-KvmVm -HostName' {
+    BeforeEach {
+        if ($script:SkipReason) { Set-ItResult -Skipped -Because $script:SkipReason }
+    }
+
+    It 'Checkpoint-KvmVm -HostName takes the checkpoint there and -PassThru names the host' {
+        $h1 = "root@$($script:Pair.Host1.Address)"
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name cpremote -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name cpremote -Confirm:`$false
+`$cp = Checkpoint-KvmVm -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Name cpremote -SnapshotName first -PassThru -Confirm:`$false
+'RESULT ' + (@{ Name = `$cp.Name; HostName = `$cp.HostName; Type = `$cp.PSObject.TypeNames[0]; Local = @(Get-KvmVmSnapshot -VMName cpremote).Name } | ConvertTo-Json -Compress)
+Stop-KvmVm -Name cpremote -TurnOff -Confirm:`$false
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $cp = $line.Substring(7) | ConvertFrom-Json
+        $cp.Name | Should -Be 'first'
+        $cp.HostName | Should -Be $script:Pair.Host1.Address
+        $cp.Type | Should -Be 'KvmPS.RemoteVmSnapshot'
+        @($cp.Local) | Should -Contain 'first'
+    }
+
+    It 'Update-KvmVmm -HostName upgrades the VMM there: a new pid, the VM running' {
+        $h1 = "root@$($script:Pair.Host1.Address)"
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name upremote -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Start-KvmVm -Name upremote -Confirm:`$false
+`$before = (Get-KvmVm -Name upremote).ProcessId
+`$vm = Update-KvmVmm -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Name upremote -PassThru -Confirm:`$false
+'RESULT ' + (@{ Before = `$before; After = `$vm.ProcessId; State = [string]`$vm.State; Type = `$vm.GetType().FullName } | ConvertTo-Json -Compress)
+Stop-KvmVm -Name upremote -TurnOff -Confirm:`$false
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $up = $line.Substring(7) | ConvertFrom-Json
+        $up.Type | Should -Be 'KvmPS.PowerShell.KvmRemoteVm'
+        $up.State | Should -Be 'Running'
+        $up.After | Should -Not -Be $up.Before
+    }
+
+    It 'Update-KvmVmm -HostName with a VM that host lacks writes VmNotFound naming the host' {
+        $h1 = "root@$($script:Pair.Host1.Address)"
+        $result = Invoke-OnHost1 @"
+Update-KvmVmm -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Name nosuchvm -Confirm:`$false -ErrorAction SilentlyContinue -ErrorVariable failed
+'RESULT ' + (@{ Id = `$failed[0].FullyQualifiedErrorId } | ConvertTo-Json -Compress)
+"@
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        ($line.Substring(7) | ConvertFrom-Json).Id | Should -BeLike 'VmNotFound,*'
+    }
+
+    It 'documents -HostName, -UserName and -KeyFilePath on both' {
+        foreach ($command in 'Update-KvmVmm', 'Checkpoint-KvmVm') {
+            $help = Assert-KvmHelp $command
+            @($help.Parameters.Parameter.Name) | Should -Contain 'HostName'
+        }
+    }
+}
