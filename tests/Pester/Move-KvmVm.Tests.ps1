@@ -246,7 +246,7 @@ Describe 'Move-KvmVm parameters and help' {
 
 # -HostName on the other lifecycle cmdlets whose kvmps verbs exist (docs/remote.md): run from h1's namespace against
 # h1's own sshd, so the remote kvmps works on the store the child pwsh sees too.
-Describe 'Update-KvmVmm and Checkpoint-KvmVm -HostName' {
+Describe 'Update-KvmVmm, Checkpoint-KvmVm and Restore-KvmVmSnapshot -HostName' {
     BeforeEach {
         if ($script:SkipReason) { Set-ItResult -Skipped -Because $script:SkipReason }
     }
@@ -299,8 +299,27 @@ Update-KvmVmm -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -Name
         ($line.Substring(7) | ConvertFrom-Json).Id | Should -BeLike 'VmNotFound,*'
     }
 
-    It 'documents -HostName, -UserName and -KeyFilePath on both' {
-        foreach ($command in 'Update-KvmVmm', 'Checkpoint-KvmVm') {
+    It 'Restore-KvmVmSnapshot -HostName restores the checkpoint there and refuses a wildcard checkpoint name' {
+        $h1 = "root@$($script:Pair.Host1.Address)"
+        $result = Invoke-OnHost1 @"
+New-KvmVm -Name rsremote -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
+Checkpoint-KvmVm -Name rsremote -SnapshotName off-cp -Confirm:`$false
+Start-KvmVm -Name rsremote -Confirm:`$false
+`$vm = Restore-KvmVmSnapshot -HostName '$h1' -KeyFilePath '$($script:Pair.ClientKeyPath)' -VMName rsremote -Name off-cp -PassThru -Confirm:`$false
+try { Restore-KvmVmSnapshot -HostName '$h1' -VMName rsremote -Name 'off*' -Confirm:`$false -ErrorAction Stop; `$wild = 'none' } catch { `$wild = `$_.Exception.Message }
+'RESULT ' + (@{ State = [string]`$vm.State; HostName = `$vm.HostName; Wild = `$wild } | ConvertTo-Json -Compress)
+"@
+        $result.ExitCode | Should -Be 0 -Because $result.Text
+        $line = ($result.Text -split "`n" | Where-Object { $_ -like 'RESULT *' } | Select-Object -Last 1)
+        $line | Should -Not -BeNullOrEmpty -Because $result.Text
+        $restored = $line.Substring(7) | ConvertFrom-Json
+        $restored.State | Should -Be 'Off' # the checkpoint was taken while the VM was off
+        $restored.HostName | Should -Be $script:Pair.Host1.Address
+        $restored.Wild | Should -BeLike "*exact name*"
+    }
+
+    It 'documents -HostName, -UserName and -KeyFilePath on all three' {
+        foreach ($command in 'Update-KvmVmm', 'Checkpoint-KvmVm', 'Restore-KvmVmSnapshot') {
             $help = Assert-KvmHelp $command
             @($help.Parameters.Parameter.Name) | Should -Contain 'HostName'
         }

@@ -53,4 +53,7 @@ public sealed partial class RemoteKvmps
             arguments.Add(snapshotName);
         return RunJson(arguments);
     }
+
+    /// <summary><c>kvmps vm snapshot restore --json</c> there: the VM goes back to <paramref name="snapshotName"/>; its state after.</summary>
+    public RemoteVmInfo RestoreSnapshot(string name, string snapshotName) => OneVm(["vm", "snapshot", "restore", "--json", "--", name, snapshotName]);
 }
