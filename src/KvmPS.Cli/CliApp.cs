@@ -352,9 +352,9 @@ public sealed class CliApp
             "export" => WithHelp("vm export", () => new VmSnapshotCommands(this).Export(args.Parse("--json"))),
             "import" => WithHelp("vm import", () => new VmSnapshotCommands(this).Import(args.Parse("--copy", "--new-id", "--json"))),
             "upgrade" => WithHelp("vm upgrade", () => new VmUpgradeCommand(this).Run(args.Parse(["--all", "--json"], ["--timeout"]))),
-            "migrate" => WithHelp("vm migrate", () => new VmMigrateCommand(this).Migrate(args.Parse(["--auto-converge", "--include-storage", "--json"], ["--to", "--identity", "--downtime", "--bandwidth", "--timeout"]))),
+            "migrate" => WithHelp("vm migrate", () => new VmMigrateCommand(this).Migrate(args.Parse(["--auto-converge", "--include-storage", "--tunnel", "--json", "--progress"], ["--to", "--identity", "--downtime", "--bandwidth", "--timeout", "--migration-address"]))),
             "addresses" => WithHelp("vm addresses", () => new NetCommands(this).VmAddresses(args.Parse("--json"))),
-            "receive" => new VmMigrateCommand(this).Receive(args.Parse([], ["--timeout", "--include-storage"])), // hidden: the destination's end of 'vm migrate'
+            "receive" => new VmMigrateCommand(this).Receive(args.Parse(["--with-token", "--tcp"], ["--timeout", "--include-storage", "--migration-address"])), // hidden: the destination's end of 'vm migrate'
             _ => throw new UsageException($"vm: unknown subcommand '{sub}'"),
         };
     }

@@ -311,13 +311,15 @@ internal static class HelpText
         "vm upgrade" => "Usage: kvmps vm upgrade NAME...|--all [--timeout SECONDS] [--json]\n\nLive upgrade: moves each running VM (--all: every running VM) into a new kvmps-vmm started from the binary on disk,\nwhile its guest keeps running (guest memory is handed over, not copied). A VM whose upgrade fails runs on in its old VMM.\n  --timeout SECONDS   how long one VM's hand-over may take before it is cancelled (default 60)\n",
         "vm migrate" => """
             Usage: kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S]
-                                    [--auto-converge] [--include-storage] [--timeout SECONDS] [--json]
+                                    [--auto-converge] [--include-storage] [--tunnel] [--migration-address ADDR]
+                                    [--timeout SECONDS] [--json] [--progress]
 
-            Live migration to another host over ssh (as virsh migrate --live, Hyper-V Move-VM): the destination's kvmps
-            receives the definition and starts a receiving kvmps-vmm, the stream goes through an ssh tunnel (encrypted,
-            no port opened), and once the VM runs there it leaves this host. Any failure leaves it running here and
-            removes the half-made VM there. A VM with disks needs the same disk paths on both hosts (shared storage),
-            or --include-storage.
+            Live migration of a running or paused VM to another host (as virsh migrate --live, Hyper-V Move-VM): the
+            destination's kvmps, reached over ssh, receives the definition and starts a receiving kvmps-vmm on a TCP
+            port of the address ssh reached it by; the stream goes straight there (not encrypted), authenticated by a
+            one-time token given over ssh. Once the VM runs there it leaves this host (a paused VM stays paused there).
+            Any failure leaves it running here and removes the half-made VM there. A VM with disks needs the same disk
+            paths on both hosts (shared storage), or --include-storage.
               --to [user@]HOST      the destination (kvmps on its PATH, key-based ssh; KVMPS_SSH_CONFIG applies)
               --identity KEY        the private key ssh offers (else KVMPS_SSH_KEY, else ssh's own choice)
               --downtime MS         the longest pause at the hand-over (default 300)
@@ -325,7 +327,13 @@ internal static class HelpText
               --auto-converge       throttle the vCPUs when the guest dirties memory faster than the link sends it
               --include-storage     copy the disks live too, into the destination store's disk folder of the VM (same
                                     file names, none may exist there; space checked first); the images here are kept
+              --tunnel              send the stream through the ssh connection instead (encrypted, no port opened;
+                                    for hosts a firewall separates but for ssh)
+              --migration-address ADDR
+                                    the destination's address to listen on and be reached at (default: the one ssh
+                                    reached it by)
               --timeout SECONDS     cancel the move after this long (default 600)
+              --progress            progress lines 'kvmps: progress PERCENT STATUS' on stderr, also with --json
             Exit 0 moved, 4 failed (the VM runs on here), 5 no such VM, 7 the destination cannot be reached over ssh.
 
             """,

@@ -7,7 +7,7 @@ namespace KvmPS.Cli;
 
 /// <summary>
 /// <c>kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S] [--auto-converge]
-/// [--include-storage] [--timeout SECONDS] [--json]</c> (Move-KvmVm's twin, virsh migrate --live over ssh), and the hidden
+/// [--include-storage] [--tunnel] [--migration-address ADDR] [--timeout SECONDS] [--json] [--progress]</c> (Move-KvmVm's twin, virsh migrate --live over ssh), and the hidden
 /// <c>kvmps vm receive</c> the source runs on the destination through ssh (docs/migration.md, "Moving a VM to another host").
 /// </summary>
 internal sealed class VmMigrateCommand(CliApp app)
@@ -16,10 +16,12 @@ internal sealed class VmMigrateCommand(CliApp app)
     {
         if (options.Help)
             throw new CliApp.HelpRequested("vm migrate");
-        const string usage = "vm migrate: usage: kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S] [--auto-converge] [--include-storage] [--timeout SECONDS] [--json]";
+        const string usage = "vm migrate: usage: kvmps vm migrate NAME --to [user@]HOST [--identity KEY] [--downtime MS] [--bandwidth BYTES_PER_S] [--auto-converge] [--include-storage] [--tunnel] [--migration-address ADDR] [--timeout SECONDS] [--json] [--progress]";
         if (options.Positional.Count != 1 || options.Value("--to") is not { } to)
             throw new UsageException(usage);
         var name = options.Positional[0];
+        if (options.Has("--tunnel") && options.Value("--migration-address") is not null)
+            throw new UsageException("vm migrate: --migration-address is for the direct TCP stream; with --tunnel the stream goes through ssh");
         SshTarget target;
         try
         {
@@ -35,12 +37,15 @@ internal sealed class VmMigrateCommand(CliApp app)
             BandwidthBytesPerSecond = Number(options, "--bandwidth", 65_536, long.MaxValue),
             AutoConverge = options.Has("--auto-converge"),
             IncludeStorage = options.Has("--include-storage"),
+            Tunnel = options.Has("--tunnel"),
+            MigrationAddress = options.Value("--migration-address"),
             Timeout = Number(options, "--timeout", 1, 86_400) is { } s ? TimeSpan.FromSeconds(s) : null,
         };
         var identity = options.Value("--identity") ?? (app.GetEnvironment("KVMPS_SSH_KEY") is { Length: > 0 } k ? k : null);
         var transport = new SshTransport(SshTransportOptions.FromEnvironment(app.GetEnvironment) with { KeyFilePath = identity });
         var json = options.Has("--json");
-        var progress = json ? null : new Progress(app.Err);
+        // --progress: the lines with their percentage, also with --json (a remote Move-KvmVm -HostName reads them).
+        var progress = options.Has("--progress") ? new Progress(app.Err, withPercent: true) : json ? null : new Progress(app.Err, withPercent: false);
         VmMoveResult result;
         try
         {
@@ -56,26 +61,9 @@ internal sealed class VmMigrateCommand(CliApp app)
             return ExitCodes.RemoteHost;
         }
         if (json)
-            app.Out.WriteLine(CliOutput.Json(w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("name", result.Name);
-                w.WriteString("host", result.DestinationHost);
-                w.WriteNumber("source_pid", result.SourcePid);
-                w.WriteNumber("pid", result.DestinationPid);
-                w.WriteNumber("total_ms", (long)result.Total.TotalMilliseconds);
-                if (result.Downtime is { } d)
-                    w.WriteNumber("downtime_ms", (long)d.TotalMilliseconds);
-                w.WriteNumber("bytes_sent", result.BytesSent);
-                if (moveOptions.IncludeStorage)
-                {
-                    w.WriteNumber("disk_bytes_sent", result.DiskBytesSent);
-                    w.WriteString("retained_disks", result.RetainedDisksDirectory);
-                }
-                w.WriteEndObject();
-            }));
+            app.Out.WriteLine(CliOutput.Json(w => VmMoveResultJson.Write(w, result, moveOptions.IncludeStorage)));
         else
-            app.Out.WriteLine($"VM '{result.Name}' moved to host '{result.DestinationHost}' (kvmps-vmm pid {result.DestinationPid} there): " +
+            app.Out.WriteLine($"VM '{result.Name}' moved to host '{result.DestinationHost}' (kvmps-vmm pid {result.DestinationPid} there{(result.Paused ? ", paused" : "")}) over {result.Transport} ({result.StreamUri}): " +
                 $"total {result.Total.TotalMilliseconds:0} ms{(result.Downtime is { } dt ? $", downtime {dt.TotalMilliseconds:0} ms" : "")}, {result.BytesSent} bytes" +
                 (moveOptions.IncludeStorage ? $" ({result.DiskBytesSent} of them disk data); the disk images stay on this host{(result.RetainedDisksDirectory is { } kept ? $" (the store's in {kept})" : "")}." : "."));
         return ExitCodes.Ok;
@@ -83,8 +71,10 @@ internal sealed class VmMigrateCommand(CliApp app)
 
     /// <summary>
     /// Hidden: the destination's end of a move, run by the source through ssh. Reads the VM definition (one base64
-    /// line) on stdin, prints <c>listening SOCKET</c> once its receiving VMM waits, then <c>running PID</c> once the VM
-    /// runs here. Input ending (or an <c>abort</c> line) before that removes the VM again.
+    /// line) on stdin; with <c>--with-token</c> prints <c>token HEX</c> (the one-time token the stream must bring);
+    /// prints <c>listening SOCKET</c> (or, with <c>--tcp</c>, <c>listening tcp:ADDR:PORT</c>) once its receiving VMM
+    /// waits, then <c>running PID</c> once the VM runs here. Input ending (or an <c>abort</c> line) before that removes
+    /// the VM again.
     /// </summary>
     public int Receive(ParsedArgs options)
     {
@@ -102,8 +92,14 @@ internal sealed class VmMigrateCommand(CliApp app)
         var storageBytes = options.Value("--include-storage") is { } text
             ? long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var b) ? b : throw new UsageException($"vm receive: --include-storage '{text}' is not a byte count")
             : (long?)null;
-        var incoming = app.Manager.PrepareIncoming(definition, TimeSpan.FromSeconds(30), storageBytes);
-        app.Out.WriteLine("listening " + incoming.SocketPath);
+        string? address = null;
+        if (options.Has("--tcp"))
+            address = options.Value("--migration-address") ?? ServerAddressOfSsh()
+                ?? throw new UsageException("vm receive: --tcp: this session has no SSH_CONNECTION to tell the address the source reached this host by; give --migration-address ADDR");
+        var incoming = app.Manager.PrepareIncoming(definition, TimeSpan.FromSeconds(30), storageBytes, new IncomingListen(address, options.Has("--with-token")));
+        if (incoming.Token is { } token)
+            app.Out.WriteLine("token " + token);
+        app.Out.WriteLine("listening " + (address is null ? incoming.SocketPath : incoming.Uri));
         app.Out.Flush();
         var abandoned = 0;
         var watcher = new Thread(() =>
@@ -126,6 +122,10 @@ internal sealed class VmMigrateCommand(CliApp app)
         return ExitCodes.Ok;
     }
 
+    /// <summary>The server side of this ssh session (SSH_CONNECTION: client address, client port, server address, server port): the address the source reached this host by.</summary>
+    private string? ServerAddressOfSsh() =>
+        app.GetEnvironment("SSH_CONNECTION") is { } connection && connection.Split(' ', StringSplitOptions.RemoveEmptyEntries) is { Length: 4 } parts ? parts[2] : null;
+
     private static long? Number(ParsedArgs options, string option, long min, long max)
     {
         if (options.Value(option) is not { } text)
@@ -136,17 +136,17 @@ internal sealed class VmMigrateCommand(CliApp app)
     }
 
     /// <summary>Progress lines on stderr, one per change of step.</summary>
-    private sealed class Progress(TextWriter err) : IProgress<OperationProgress>
+    private sealed class Progress(TextWriter err, bool withPercent) : IProgress<OperationProgress>
     {
         private string? _last;
 
         public void Report(OperationProgress value)
         {
-            var phase = value.Status.Split(':')[0];
+            var phase = withPercent ? value.Status : value.Status.Split(':')[0];
             if (phase == _last)
                 return;
             _last = phase;
-            err.WriteLine($"kvmps: {value.Status}");
+            err.WriteLine(withPercent ? $"{RemoteKvmps.ProgressPrefix}{value.PercentComplete} {value.Status}" : $"kvmps: {value.Status}");
             err.Flush();
         }
     }

@@ -27,6 +27,11 @@ public sealed record MigrateRequest() : ControlRequest(Name)
     /// at the paths of its own configuration (stream format version 2).
     /// </summary>
     public bool IncludeStorage { get; set; }
+    /// <summary>
+    /// The receiver's one-time token (<c>kvmps-vmm --incoming-token-file</c>): sent first, before the stream's header,
+    /// so a receiver listening on a TCP port takes the stream from this source only. Absent: no token is sent.
+    /// </summary>
+    public string? Token { get; init; }
 }
 
 /// <summary>Any state: the current (or last) migration's progress. Reply: <see cref="MigrateStatusReply"/>.</summary>

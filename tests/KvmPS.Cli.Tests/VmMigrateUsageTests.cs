@@ -40,7 +40,14 @@ public sealed class VmMigrateUsageTests : IDisposable
 
         (code, var help, _) = Run("", "vm", "migrate", "--help");
         Assert.Equal(ExitCodes.Ok, code);
-        Assert.Contains("Live migration to another host over ssh", help);
+        Assert.Contains("Live migration of a running or paused VM to another host", help);
+        Assert.Contains("--tunnel", help);
+        Assert.Contains("--migration-address ADDR", help);
+
+        // The address is for the direct stream; with --tunnel it would be ignored, so it is refused.
+        (code, _, error) = Run("", "vm", "migrate", "web", "--to", "h2", "--tunnel", "--migration-address", "10.0.0.2");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("--migration-address is for the direct TCP stream", error);
     }
 
     [Fact]
@@ -49,7 +56,7 @@ public sealed class VmMigrateUsageTests : IDisposable
         _manager.New(TestDefinitions.Minimal("offvm"));
         var (code, _, error) = Run("", "vm", "migrate", "offvm", "--to", "h2");
         Assert.Equal(ExitCodes.OperationFailed, code);
-        Assert.Contains("only a running VM moves live", error);
+        Assert.Contains("only a running or paused VM moves live", error);
 
         (code, _, _) = Run("", "vm", "migrate", "novm", "--to", "h2");
         Assert.Equal(ExitCodes.VmNotFound, code);

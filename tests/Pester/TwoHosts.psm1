@@ -74,6 +74,7 @@ function New-KvmTestHostPair {
         chmod 700 $pair.SshFromHost1
 
         New-Item -ItemType Directory -Force -Path /run/sshd | Out-Null
+        # Sessions get the clients' ssh_config and key too, so a host can reach the other in turn (Move-KvmVm -HostName).
         foreach ($h in $pair.Host1, $pair.Host2) {
             Copy-Item "$($pair.ClientKeyPath).pub" (Join-Path $h.Dir authorized_keys)
             $config = Join-Path $h.Dir sshd_config
@@ -81,7 +82,7 @@ function New-KvmTestHostPair {
                 "ListenAddress $($h.Address):22", "HostKey $(Join-Path $pair.Directory "$($h.Name)_host_key")",
                 "AuthorizedKeysFile $(Join-Path $h.Dir authorized_keys)", "PidFile $(Join-Path $h.Dir sshd.pid)",
                 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password',
-                "SetEnv KVMPS_HOME=$($h.StoreHome) PATH=${BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1")
+                "SetEnv KVMPS_HOME=$($h.StoreHome) PATH=${BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_SSH_CONFIG=$($pair.SshConfigPath) KVMPS_SSH_KEY=$($pair.ClientKeyPath)")
             $log = Join-Path $h.Dir sshd.log
             $start = [System.Diagnostics.ProcessStartInfo]::new('ip')
             foreach ($a in 'netns', 'exec', $h.Namespace, '/usr/sbin/sshd', '-D', '-E', $log, '-f', $config) { $start.ArgumentList.Add($a) }

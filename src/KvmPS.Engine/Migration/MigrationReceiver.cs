@@ -17,9 +17,18 @@ namespace KvmPS.Migration;
 public sealed class MigrationReceiver : IDisposable
 {
     private readonly MigrationEndpoint _endpoint;
+    private readonly string? _token;
     private MigrationStream? _stream;
 
-    public MigrationReceiver(MigrationEndpoint endpoint) => _endpoint = endpoint;
+    /// <param name="token">When set, a connection must present it first (<see cref="MigrationToken"/>); others are refused and the wait goes on.</param>
+    public MigrationReceiver(MigrationEndpoint endpoint, string? token = null)
+    {
+        _endpoint = endpoint;
+        _token = token;
+    }
+
+    /// <summary>The source's VM was paused (by its user): the received one stays paused here too.</summary>
+    public bool SourcePaused { get; private set; }
 
     /// <summary>Bytes of guest RAM received, and how long receiving took (for the log line).</summary>
     public long PageBytes { get; private set; }
@@ -37,9 +46,20 @@ public sealed class MigrationReceiver : IDisposable
         using (var listener = _endpoint.Listen())
         {
             log.WriteLine($"kvmps-vmm: waiting for a migration stream on {_endpoint.Uri}");
-            var socket = listener.Accept(stop);
-            if (socket is null) return null;
-            _stream = MigrationStream.Over(socket, MigrationSender.IoTimeoutMs);
+            while (true)
+            {
+                var socket = listener.Accept(stop);
+                if (socket is null) return null;
+                if (_token is null || MigrationToken.Verify(socket, _token) is not { } refused)
+                {
+                    _stream = MigrationStream.Over(socket, MigrationSender.IoTimeoutMs);
+                    break;
+                }
+                // Someone else reached the port first (or a stale sender): drop it, keep waiting for the source.
+                string peer = socket.RemoteEndPoint?.ToString() ?? "a peer";
+                socket.Dispose();
+                log.WriteLine($"kvmps-vmm: refused a migration connection from {peer}: {refused}; still waiting on {_endpoint.Uri}");
+            }
         } // the listening socket (and its file) goes at once: only one source is served
         var clock = Stopwatch.StartNew();
         VirtualMachine? machine = null;
@@ -151,6 +171,7 @@ public sealed class MigrationReceiver : IDisposable
                     break;
                 case MigrationCommand.End:
                     if (records is null) throw new MigrationException("the stream ended without the machine state (no State frame before End)");
+                    SourcePaused = data.Length >= 1 && data[0] == 1;
                     _storage?.Flush();
                     try { machine.RestoreState(records); }
                     catch (StateFormatException e) { throw new MigrationException($"the source's state does not fit this machine: {e.Message}", e); }

@@ -142,7 +142,10 @@ public sealed class MigrationSender
     private void Migrate()
     {
         var memory = _machine.Memory;
-        _stream = MigrationStream.Over(_endpoint.Connect(ConnectTimeoutMs), IoTimeoutMs);
+        var socket = _endpoint.Connect(ConnectTimeoutMs);
+        try { if (_request.Token is { } token) MigrationToken.Send(socket, token); }
+        catch { socket.Dispose(); throw; }
+        _stream = MigrationStream.Over(socket, IoTimeoutMs);
         CheckCancel();
         if (_request.IncludeStorage) _storage = new StorageCopySender(_machine);
         _stream.WriteHeader(_storage is null ? MigrationStream.FormatVersion : MigrationStream.StorageFormatVersion);
@@ -293,7 +296,8 @@ public sealed class MigrationSender
             if (_cancel) throw new MigrationException("cancelled by migrate.cancel");
             _phase = MigrationPhases.Handover;
         }
-        stream.WriteFrame(MigrationCommand.End, []);
+        // End's flag byte 1: the user had paused the VM, so the destination keeps it paused (older receivers ignore it).
+        stream.WriteFrame(MigrationCommand.End, _wasRunning ? [] : [1]);
         stream.ReceiveTimeoutMs = HandoverTimeoutMs;
         stream.Expect(MigrationCommand.Running, "destination");
 

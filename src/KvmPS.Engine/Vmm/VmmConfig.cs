@@ -492,6 +492,9 @@ public sealed record VmmConfig
                                   (default: stay with a control socket, exit without)
           --incoming URI          wait for a live migration stream on tcp:ADDR:PORT or unix:PATH instead of
                                   booting, and run the VM it brings (docs/migration.md)
+          --incoming-token-file FILE
+                                  a source must present the token in FILE (mode 0600, deleted once read)
+                                  before its stream; other connections are refused and the wait goes on
           --sandbox on|off        seccomp filters per thread and no_new_privs (default on; docs/confinement.md)
           --acpi-tables-out DIR   write the ACPI tables this configuration gives the guest (DSDT.dat,
                                   APIC.dat, FACP.dat, ...) to DIR and exit (docs/acpi.md)

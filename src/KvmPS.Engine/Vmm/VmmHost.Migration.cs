@@ -15,6 +15,9 @@ public sealed partial class VmmHost
     /// <summary><c>--incoming</c>: receive the VM from this endpoint instead of booting it.</summary>
     public MigrationEndpoint? Incoming { get; init; }
 
+    /// <summary><c>--incoming-token-file</c>: the one-time token a source must present first (null: none asked).</summary>
+    public string? IncomingToken { get; init; }
+
     /// <summary>migrate: checks the request, starts the sender on its own thread, replies at once with its status.</summary>
     public MigrateStatusReply Migrate(MigrateRequest request)
     {
@@ -122,12 +125,13 @@ public sealed partial class VmmHost
     /// <summary>--incoming: the machine built from the stream; throws <see cref="MigrationException"/>, null when stopped first.</summary>
     private VirtualMachine? ReceiveIncoming(MachineBuilder builder)
     {
-        _receiver = new MigrationReceiver(Incoming!);
+        _receiver = new MigrationReceiver(Incoming!, IncomingToken);
         var machine = _receiver.Receive(builder, () => _stopRequested.IsSet, _log);
         if (machine is not null)
             _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
                 (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") +
-                (_receiver.DiskCopy is { } disks ? $", {disks.Bytes} bytes of {disks.Disks} disks" : "") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
+                (_receiver.DiskCopy is { } disks ? $", {disks.Bytes} bytes of {disks.Disks} disks" : "") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms" +
+                (_receiver.SourcePaused ? "; paused, as it was on the source" : ""));
         return machine;
     }
 

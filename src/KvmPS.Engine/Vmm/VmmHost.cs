@@ -75,6 +75,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VmmConfig config;
         VmmRestore? restore;
         Migration.MigrationEndpoint? incoming;
+        string? incomingToken;
         string configJson;
         bool sandbox;
         try
@@ -89,6 +90,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             sandbox = SandboxFromArgs(args, sandboxByDefault, out args);
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
+            incomingToken = VmmIncoming.TokenFromArgs(configArgs, out configArgs);
+            if (incomingToken is not null && incoming is null) throw new VmmConfigException("--incoming-token-file needs --incoming.");
             Diagnostics.StartupTimeline.Mark("incoming");
             config = VmmConfig.FromArgs(configArgs);
             Diagnostics.StartupTimeline.Mark("config");
@@ -109,7 +112,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming };
+            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken };
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -262,7 +265,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             AwaitControlSetup(controlSetup);
             if (StartVnc() is { } vncFailed) return vncFailed;
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
-            else machine.Start(paused: restoring && _restore!.Paused);
+            else machine.Start(paused: (restoring && _restore!.Paused) || (receiving && _receiver!.SourcePaused));
             Diagnostics.StartupTimeline.Mark("started");
             Diagnostics.StartupTimeline.Report(_log);
             if (restoring)

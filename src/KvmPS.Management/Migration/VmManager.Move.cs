@@ -12,8 +12,10 @@ namespace KvmPS.Management.Lifecycle;
 /// <summary>
 /// Live migration to another host over SSH (issue 12 item 4, docs/migration.md "Moving a VM to another host";
 /// <c>Move-KvmVm</c>, <c>kvmps vm migrate</c>): the destination's kvmps receives the definition and starts a receiving
-/// VMM on a Unix socket (<c>kvmps vm receive</c>, through ssh), ssh forwards a loopback port here to that socket, and
-/// the running VMM migrates through it: the stream is encrypted by ssh, and no port is opened on either host.
+/// VMM (<c>kvmps vm receive</c>, through ssh). By default that VMM listens on a TCP port of the address the source
+/// reached the host by and the stream goes there directly, authenticated by a one-time token given over ssh; with
+/// <see cref="VmMoveOptions.Tunnel"/> it listens on a Unix socket and ssh forwards a loopback port here to it (the
+/// stream is then encrypted by ssh, and no port is opened on either host).
 /// </summary>
 public sealed partial class VmManager
 {
@@ -45,10 +47,11 @@ public sealed partial class VmManager
         {
             var definition = Store.Get(name);
             var snapshot = Probe(name);
-            if (snapshot.State != VmState.Running || snapshot.Pid is not { } pid || snapshot.Description is not { } description)
-                throw new VmStateException(name, snapshot.State, snapshot.State == VmState.Paused
-                    ? $"VM '{name}' is paused; resume it before moving it (the destination runs the VM it receives)"
-                    : $"VM '{name}' is {Describe(snapshot.State)}; only a running VM moves live (export and import an Off VM instead)");
+            // A paused VM moves too and stays paused there (the VMM's End frame says so), as virsh migrate does.
+            if (snapshot.State is not (VmState.Running or VmState.Paused) || snapshot.Pid is not { } pid || snapshot.Description is not { } description)
+                throw new VmStateException(name, snapshot.State,
+                    $"VM '{name}' is {Describe(snapshot.State)}; only a running or paused VM moves live (export and import an Off VM instead)");
+            var transportName = options.Tunnel ? VmMoveResult.TunnelTransport : VmMoveResult.TcpTransport;
             if (!description.Requests.Contains(MigrateRequest.Name))
                 throw new VmMoveException(name, host, $"VM '{name}': its kvmps-vmm (pid {pid}, version {description.Version}) cannot migrate; restart the VM on a newer kvmps-vmm first");
             var sent = definition;
@@ -65,21 +68,35 @@ public sealed partial class VmManager
             progress?.Report(new OperationProgress(activity, $"Starting the receiving VMM on host '{host}'", 0) { VmName = name });
             using var session = SshSession.Start(transport, destination,
                 [.. ReceiveCommand, "--timeout", ((int)Math.Ceiling(limit.TotalSeconds) + 30).ToString(CultureInfo.InvariantCulture),
-                 .. (options.IncludeStorage ? (string[])["--include-storage", diskBytes.ToString(CultureInfo.InvariantCulture)] : [])]);
+                 .. (options.IncludeStorage ? (string[])["--include-storage", diskBytes.ToString(CultureInfo.InvariantCulture)] : []),
+                 "--with-token",
+                 .. (options.Tunnel ? (string[])[] : ["--tcp"]),
+                 .. (!options.Tunnel && options.MigrationAddress is { } address ? (string[])["--migration-address", address] : [])]);
             session.WriteLine(Convert.ToBase64String(VmDefinitionJson.SerializeToUtf8Bytes(sent)));
-            var listening = ReadAnswer(session, "listening ", limit);
+            var tokenLine = ReadAnswer(session, "token ", limit);
+            var listening = tokenLine is null ? null : ReadAnswer(session, "listening ", limit);
             if (listening is null)
                 throw ReceiveRefused(name, host, session);
-            var remoteSocket = listening["listening ".Length..];
+            var token = tokenLine!["token ".Length..].Trim();
+            var remoteEndpoint = listening["listening ".Length..];
 
             try
             {
-                // 2. The tunnel: a loopback port here, carried by ssh to the receiving VMM's socket there.
-                progress?.Report(new OperationProgress(activity, $"Opening the ssh tunnel to '{host}'", 10) { VmName = name });
-                using var forward = SshForward.Start(transport, destination, remoteSocket, TimeSpan.FromSeconds(transport.Options.ConnectTimeoutSeconds + 20));
-
-                // 3. migrate, and follow it on one connection until the destination runs the VM.
-                var final = FollowMove(name, host, pid, forward.Port, options, clock, limit, activity, progress, session);
+                // 2. With -Tunnel: a loopback port here, carried by ssh to the receiving VMM's socket there. Without:
+                //    the receiving VMM's TCP port there, reached directly.
+                SshForward? forward = null;
+                if (options.Tunnel)
+                {
+                    progress?.Report(new OperationProgress(activity, $"Opening the ssh tunnel to '{host}'", 10) { VmName = name });
+                    forward = SshForward.Start(transport, destination, remoteEndpoint, TimeSpan.FromSeconds(transport.Options.ConnectTimeoutSeconds + 20));
+                }
+                var uri = forward is null ? remoteEndpoint : $"tcp:127.0.0.1:{forward.Port}";
+                MigrateStatusReply final;
+                using (forward)
+                {
+                    // 3. migrate, and follow it on one connection until the destination runs the VM.
+                    final = FollowMove(name, host, pid, uri, token, options, clock, limit, activity, progress, session);
+                }
 
                 // 4. The destination confirms it runs the VM and holds it in its store.
                 var running = ReadAnswer(session, "running ", TimeSpan.FromSeconds(60));
@@ -106,6 +123,9 @@ public sealed partial class VmManager
                 {
                     DiskBytesSent = final.DiskBytesSent,
                     RetainedDisksDirectory = deleted.RetainedDisksDirectory,
+                    Transport = transportName,
+                    StreamUri = options.Tunnel ? $"{uri} (ssh tunnel to {remoteEndpoint})" : uri,
+                    Paused = snapshot.State == VmState.Paused,
                 };
             }
             catch (Exception e) when (e is not VmManagementException || e is VmMoveException)
@@ -143,13 +163,14 @@ public sealed partial class VmManager
         return failure; // ssh's own failure (unreachable, key refused, no kvmps): typed, naming the host
     }
 
-    private MigrateStatusReply FollowMove(string name, string host, int pid, int port, VmMoveOptions options,
+    private MigrateStatusReply FollowMove(string name, string host, int pid, string uri, string token, VmMoveOptions options,
         System.Diagnostics.Stopwatch clock, TimeSpan limit, string activity, IProgress<OperationProgress>? progress, SshSession session)
     {
         var socketPath = Store.SocketPath(name);
         var request = new MigrateRequest
         {
-            Uri = $"tcp:127.0.0.1:{port}",
+            Uri = uri,
+            Token = token,
             BandwidthBytesPerS = options.BandwidthBytesPerSecond,
             AutoConverge = options.AutoConverge,
             IncludeStorage = options.IncludeStorage,
@@ -174,6 +195,9 @@ public sealed partial class VmManager
                 return status;
             if (status.Phase is MigrationPhases.Failed or MigrationPhases.Cancelled)
             {
+                if (!options.Tunnel && !cancelled && status.Error is { } error && IsConnectFailure(error))
+                    throw new VmMoveException(name, host,
+                        $"VM '{name}': host '{host}' cannot be reached at {uri["tcp:".Length..]} for the migration stream ({error}); a firewall between the hosts may block that port: retry with -Tunnel (--tunnel) to send the stream through ssh, or give -MigrationAddress (--migration-address) an address of '{host}' this host reaches; the VM runs on here and was removed from '{host}'");
                 var why = cancelled ? $"it did not finish within {VmRuntimeProbe.Seconds(limit)} and was cancelled" : $"the migration failed: {status.Error}";
                 throw new VmMoveException(name, host, $"VM '{name}': moving it to host '{host}' failed: {why}; the VM runs on here and was removed from '{host}'");
             }
@@ -227,6 +251,11 @@ public sealed partial class VmManager
         }
         return (definition with { Disks = new ValueList<DiskDefinition>(disks) }, bytes);
     }
+
+    /// <summary>The source VMM's error when its connect to the destination's port failed (refused, unreachable, timed out).</summary>
+    private static bool IsConnectFailure(string error) =>
+        error.Contains("cannot connect to the destination", StringComparison.Ordinal)
+        || error.Contains("did not accept the connection", StringComparison.Ordinal);
 
     private static string Phrase(MigrateStatusReply s) => s.Phase switch
     {

@@ -7,20 +7,33 @@ using KvmPS.Management.Vmm;
 
 namespace KvmPS.Management.Lifecycle;
 
-/// <summary>A VM being received from another host: its definition is in this store, its VMM waits on <see cref="SocketPath"/>.</summary>
+/// <summary>How a receiving VMM listens (<see cref="VmManager.PrepareIncoming"/>).</summary>
+/// <param name="TcpAddress">Direct TCP: the address of this host to listen on (the one the source reached it by); null: a Unix socket in the VM's folder (the source's ssh tunnel forwards to it).</param>
+/// <param name="WithToken">Generate a one-time token the sender must present first (docs/migration.md, "The token").</param>
+public sealed record IncomingListen(string? TcpAddress = null, bool WithToken = false);
+
+/// <summary>A VM being received from another host: its definition is in this store, its VMM waits on <see cref="Uri"/>.</summary>
 public sealed class IncomingVm
 {
-    internal IncomingVm(string name, string socketPath, VmmProcess process)
+    internal IncomingVm(string name, string socketPath, string uri, string? token, VmmProcess process)
     {
         Name = name;
         SocketPath = socketPath;
+        Uri = uri;
+        Token = token;
         Process = process;
     }
 
     public string Name { get; }
 
-    /// <summary>The Unix socket the receiving kvmps-vmm listens on (<c>--incoming unix:PATH</c>).</summary>
+    /// <summary>The Unix socket the receiving kvmps-vmm listens on (<c>--incoming unix:PATH</c>), or would have with a tunnel (it listens on TCP then).</summary>
     public string SocketPath { get; }
+
+    /// <summary>Where it listens: <c>unix:PATH</c> or <c>tcp:ADDR:PORT</c>.</summary>
+    public string Uri { get; }
+
+    /// <summary>The one-time token the source sends first (null: none asked).</summary>
+    public string? Token { get; }
 
     public int Pid => Process.Pid;
 
@@ -49,8 +62,9 @@ public sealed partial class VmManager
     /// name: this store's disk folder of the VM) must not exist, and the file system must have that much available
     /// (statvfs); the receiving VMM then creates the images. Null: shared storage, every disk path must exist here.
     /// </param>
-    public IncomingVm PrepareIncoming(VmDefinition definition, TimeSpan timeout, long? storageBytes = null)
+    public IncomingVm PrepareIncoming(VmDefinition definition, TimeSpan timeout, long? storageBytes = null, IncomingListen? listen = null)
     {
+        listen ??= new IncomingListen();
         ArgumentNullException.ThrowIfNull(definition);
         definition.Validate();
         var name = definition.Name;
@@ -84,24 +98,78 @@ public sealed partial class VmManager
             var configPath = Store.VmmConfigPath(name);
             DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, Store.SocketPath(name), Store.SerialLogPath(name), p => Store.ResolveDiskPath(name, p),
                 n => Networks.NetworkRegistry.BridgeFor(Store.Root, n)));
-            process = Launcher.LaunchIncoming(Store, name, configPath, socketPath, memfd: !definition.MemoryBacking.KsmEnabled);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            switch (WaitUntilIncomingListens(process, socketPath, clock, timeout))
+            var token = listen.WithToken ? Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)).ToLowerInvariant() : null;
+            // A free port can be taken by another process between the probe and the VMM's bind: try a few.
+            for (var attempt = 1; ; attempt++)
             {
-                case IncomingWait.Exited:
-                    throw new VmMoveException(name, Environment.MachineName,
-                        $"VM '{name}': the receiving kvmps-vmm ended before it listened ({process.Exited.Result}){FormatTail(process.ReadLogTail())}");
-                case IncomingWait.TimedOut:
-                    throw new VmMoveException(name, Environment.MachineName,
-                        $"VM '{name}': the receiving kvmps-vmm did not listen on '{socketPath}' within {VmRuntimeProbe.Seconds(timeout)}");
+                var uri = listen.TcpAddress is { } address ? IncomingTcpUri(name, address) : "unix:" + socketPath;
+                var tokenFile = token is null ? null : WriteTokenFile(name, token);
+                process = Launcher.LaunchIncoming(Store, name, configPath, uri, tokenFile, memfd: !definition.MemoryBacking.KsmEnabled);
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                switch (WaitUntilIncomingListensAt(process, listen.TcpAddress is null ? socketPath : null, clock, timeout))
+                {
+                    case IncomingWait.Exited when listen.TcpAddress is not null && attempt < 3 && process.ReadLogTail().Contains("cannot listen", StringComparison.Ordinal):
+                        continue;
+                    case IncomingWait.Exited:
+                        throw new VmMoveException(name, Environment.MachineName,
+                            $"VM '{name}': the receiving kvmps-vmm ended before it listened on '{uri}' ({process.Exited.Result}){FormatTail(process.ReadLogTail())}");
+                    case IncomingWait.TimedOut:
+                        throw new VmMoveException(name, Environment.MachineName,
+                            $"VM '{name}': the receiving kvmps-vmm did not listen on '{uri}' within {VmRuntimeProbe.Seconds(timeout)}");
+                }
+                return new IncomingVm(name, socketPath, uri, token, process);
             }
-            return new IncomingVm(name, socketPath, process);
         }
         catch
         {
             RemoveIncoming(name, process, socketPath);
             throw;
         }
+    }
+
+    /// <summary>
+    /// <c>tcp:ADDR:PORT</c> on <paramref name="address"/> with a port free now (the kernel picks one from its
+    /// ephemeral range); an address this host does not have is refused, naming it.
+    /// </summary>
+    private static string IncomingTcpUri(string name, string address)
+    {
+        if (!System.Net.IPAddress.TryParse(address, out var ip))
+            throw new VmMoveException(name, Environment.MachineName, $"the migration address '{address}' is not an IPv4 or IPv6 address");
+        try
+        {
+            using var probe = new System.Net.Sockets.TcpListener(ip, 0);
+            probe.Start();
+            var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+            return ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"tcp:[{ip}]:{port}" : $"tcp:{ip}:{port}";
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new VmMoveException(name, Environment.MachineName, $"cannot listen for the migration stream on '{address}' here: {e.SocketErrorCode} ({e.Message}); give an address of this host (--migration-address), or move through ssh (--tunnel)", e);
+        }
+    }
+
+    /// <summary>The token for the VMM, in the VM's folder, born 0600 (the VMM deletes it once read).</summary>
+    private string WriteTokenFile(string name, string token)
+    {
+        var path = Path.Combine(Store.VmDirectory(name), "incoming.token");
+        TryDeleteFile(path);
+        using (var file = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
+            file.Write(Encoding.ASCII.GetBytes(token));
+        return path;
+    }
+
+    /// <summary>Until the VMM logs that it waits (and, for a Unix socket, the socket exists).</summary>
+    private static IncomingWait WaitUntilIncomingListensAt(VmmProcess incoming, string? unixPath, System.Diagnostics.Stopwatch clock, TimeSpan limit)
+    {
+        while ((unixPath is not null && !File.Exists(unixPath)) || !incoming.ReadLogTail().Contains("kvmps-vmm: waiting for a migration stream on ", StringComparison.Ordinal))
+        {
+            if (incoming.Exited.IsCompleted)
+                return IncomingWait.Exited;
+            if (clock.Elapsed > limit)
+                return IncomingWait.TimedOut;
+            Thread.Sleep(5);
+        }
+        return IncomingWait.Listening;
     }
 
     /// <summary>
@@ -151,6 +219,7 @@ public sealed partial class VmManager
             process.Exited.Wait(TimeSpan.FromSeconds(5));
         }
         TryDeleteFile(socketPath);
+        TryDeleteFile(Path.Combine(Path.GetDirectoryName(socketPath)!, "incoming.token"));
         try
         {
             if (Store.Exists(name))

@@ -18,6 +18,15 @@ public sealed record VmMoveOptions
     /// </summary>
     public bool IncludeStorage { get; init; }
 
+    /// <summary>
+    /// Send the stream through the ssh connection (a forwarded port) instead of straight to a TCP port the destination
+    /// opens: for hosts a firewall keeps apart but for ssh.
+    /// </summary>
+    public bool Tunnel { get; init; }
+
+    /// <summary>Direct TCP: the destination's address to listen on and be reached at; null: the address this host's ssh reached it by.</summary>
+    public string? MigrationAddress { get; init; }
+
     /// <summary>How long the whole move may take before it is cancelled (default <see cref="VmManager.DefaultMoveTimeout"/>).</summary>
     public TimeSpan? Timeout { get; init; }
 }
@@ -33,6 +42,18 @@ public sealed record VmMoveResult(string Name, string DestinationHost, int Sourc
 
     /// <summary>With IncludeStorage: where this host's store kept the disk folder of the VM (null: no disk was in the store).</summary>
     public string? RetainedDisksDirectory { get; init; }
+
+    /// <summary>How the stream went: <see cref="TcpTransport"/> (straight to the destination's port) or <see cref="TunnelTransport"/>.</summary>
+    public string Transport { get; init; } = TcpTransport;
+
+    /// <summary>Where the source VMM sent the stream (for the tunnel: the local port and the socket it reaches).</summary>
+    public string? StreamUri { get; init; }
+
+    /// <summary>The VM was paused, and stays paused on the destination.</summary>
+    public bool Paused { get; init; }
+
+    public const string TcpTransport = "tcp";
+    public const string TunnelTransport = "ssh-tunnel";
 }
 
 /// <summary>

@@ -25,9 +25,11 @@ public sealed class RemoteCommandFailedException(string hostName, int exitCode, 
 /// VM operations on another host, as <c>kvmps --json</c> commands through an <see cref="SshTransport"/>. This is what
 /// the cmdlets' <c>-HostName</c> uses: parameters in, the remote kvmps's JSON out, read into <see cref="RemoteVmInfo"/>.
 /// </summary>
-public sealed class RemoteKvmps(SshTarget target, SshTransport transport)
+public sealed partial class RemoteKvmps(SshTarget target, SshTransport transport)
 {
     public SshTarget Target { get; } = target;
+
+    internal SshTransport Transport => transport;
 
     /// <summary>Every VM in the remote store.</summary>
     public IReadOnlyList<RemoteVmInfo> List()

@@ -17,12 +17,22 @@ public sealed class SshSession : IDisposable
     private readonly Task<string> _error;
     private readonly SshTransport _transport;
 
-    private SshSession(SshTransport transport, SshTarget target, Process process)
+    private SshSession(SshTransport transport, SshTarget target, Process process, Action<string>? errorLine)
     {
         _transport = transport;
         Target = target;
         _process = process;
-        _error = process.StandardError.ReadToEndAsync();
+        _error = errorLine is null ? process.StandardError.ReadToEndAsync() : Task.Run(() =>
+        {
+            // Line by line, so the remote command's progress lines are seen as they come (a remote move).
+            var all = new StringBuilder();
+            while (process.StandardError.ReadLine() is { } line)
+            {
+                all.AppendLine(line);
+                errorLine(line);
+            }
+            return all.ToString();
+        });
         var reader = new Thread(() =>
         {
             try
@@ -47,8 +57,14 @@ public sealed class SshSession : IDisposable
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Starts <c>ssh ... kvmps ARGS</c> (the same arguments, validation and quoting as <see cref="SshTransport.Run"/>).</summary>
-    public static SshSession Start(SshTransport transport, SshTarget target, IReadOnlyList<string> kvmpsArguments)
+    /// <summary>The remote command's output ended and every line of it was read.</summary>
+    public bool OutputEnded => _lines.IsCompleted;
+
+    /// <summary>
+    /// Starts <c>ssh ... kvmps ARGS</c> (the same arguments, validation and quoting as <see cref="SshTransport.Run"/>);
+    /// <paramref name="errorLine"/>, if given, sees each line of its standard error as it comes.
+    /// </summary>
+    public static SshSession Start(SshTransport transport, SshTarget target, IReadOnlyList<string> kvmpsArguments, Action<string>? errorLine = null)
     {
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(target);
@@ -67,7 +83,7 @@ public sealed class SshSession : IDisposable
         try
         {
             var process = Process.Start(start) ?? throw new Win32Exception("Process.Start returned no process");
-            return new SshSession(transport, target, process);
+            return new SshSession(transport, target, process, errorLine);
         }
         catch (Win32Exception e)
         {

@@ -186,6 +186,24 @@ public sealed class VmmProcessLauncher
         return Spawn(store, vmName, argv.ToArray(), $"starting (to receive the running VM over '{incomingSocketPath}')", store.Get(vmName), writePidFile: false);
     }
 
+    /// <summary>
+    /// A VM moving in from another host: a VMM waiting on <paramref name="incomingUri"/> (<c>tcp:ADDR:PORT</c> or
+    /// <c>unix:PATH</c>) for a stream that presents the token in <paramref name="tokenFile"/> (0600; the VMM deletes it).
+    /// </summary>
+    public VmmProcess LaunchIncoming(VmStore store, string vmName, string configPath, string incomingUri, string? tokenFile, bool memfd)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        var argv = new List<string>(BootArguments(BinaryPath, configPath, store.SocketPath(vmName), store.SerialLogPath(vmName)))
+        {
+            "--incoming", incomingUri,
+        };
+        if (tokenFile is not null)
+            argv.AddRange(["--incoming-token-file", tokenFile]);
+        if (memfd)
+            argv.AddRange(["--memfd", "on"]);
+        return Spawn(store, vmName, argv.ToArray(), $"starting (to receive the running VM over '{incomingUri}')", store.Get(vmName), writePidFile: false);
+    }
+
     /// <summary>The command line of a normal start.</summary>
     internal static string[] BootArguments(string binary, string configPath, string socketPath, string serialPath) =>
     [

@@ -9,10 +9,11 @@ namespace KvmPS.Commands;
 /// <summary>
 /// Update-KvmVmm: local live upgrade. Moves each running VM into a new kvmps-vmm process started from the binary on disk
 /// while its guest keeps running (VmManager.Upgrade, docs/migration.md). Without -Name or -Vm: every running VM.
-/// A VM whose upgrade fails runs on in its old VMM (an error names why); the others go on.
+/// A VM whose upgrade fails runs on in its old VMM (an error names why); the others go on. With -HostName: on that host
+/// (kvmps vm upgrade there).
 /// </summary>
 [Cmdlet(VerbsData.Update, "KvmVmm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm))]
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
 public sealed class UpdateKvmVmmCommand : KvmCmdletBase
 {
     private const string NameSet = "Name";
@@ -38,8 +39,29 @@ public sealed class UpdateKvmVmmCommand : KvmCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>The host whose VMs to upgrade, over SSH (<c>host</c> or <c>user@host</c>); this host without it.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [Alias("ComputerName")]
+    public string? HostName { get; set; }
+
+    /// <summary>The SSH user on -HostName.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string? UserName { get; set; }
+
+    /// <summary>The private key to log in to -HostName with.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string? KeyFilePath { get; set; }
+
     protected override void Process()
     {
+        if (RemoteHost.From(this, HostName, UserName, KeyFilePath) is { } remote)
+        {
+            ProcessRemote(remote);
+            return;
+        }
         var all = Vm is null && (Name is null || Name.Length == 0);
         var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? Name : null, Vm, allWhenEmpty: all);
         foreach (var missing in selection.NotFound)
@@ -61,6 +83,40 @@ public sealed class UpdateKvmVmmCommand : KvmCmdletBase
                 if (PassThru.IsPresent)
                     Output.WriteObject(new KvmVm(result.Vm));
             });
+        }
+    }
+
+    /// <summary>-HostName: kvmps vm upgrade there, for the named VMs (wildcards resolved there) or every running one.</summary>
+    private void ProcessRemote(RemoteHost remote)
+    {
+        if (Vm is not null)
+            throw KvmParameterException.Combination("Vm", Vm, "-Vm takes VMs of this host; for VMs on -HostName give -Name.");
+        List<string>? names = null;
+        if (Name is { Length: > 0 })
+        {
+            var selection = VmResolver.Resolve(remote.ListNames(), Name, null);
+            foreach (var missing in selection.NotFound)
+                Output.WriteError(remote.VmNotFound(missing));
+            names = selection.Names.Where(n => Output.ShouldProcess($"{n} on host {remote.Display}", "Upgrade the VMM (live: the VM moves into a new kvmps-vmm process)")).ToList();
+            if (names.Count == 0)
+                return;
+        }
+        else if (!Output.ShouldProcess($"every running VM on host {remote.Display}", "Upgrade the VMM (live)"))
+            return;
+        var results = remote.Kvmps.Upgrade(names, TimeSpan.FromSeconds(TimeoutSec));
+        var listed = PassThru.IsPresent ? remote.Kvmps.List() : [];
+        foreach (var result in results)
+        {
+            if (!result.Upgraded)
+            {
+                Output.WriteError(new KvmError(new VmUpgradeException(result.Name, result.OldPid ?? 0, $"On host '{remote.Display}': {result.Error}"),
+                    KvmErrorIds.VmmUpgradeFailed, ErrorCategory.OperationStopped, result.Name));
+                continue;
+            }
+            Output.WriteVerbose($"VM '{result.Name}' on host '{remote.Display}': kvmps-vmm pid {result.OldPid} -> {result.NewPid}, " +
+                $"{(result.MemoryShared ? "memory passed as memfds" : "memory copied")}, total {result.TotalMs} ms" + (result.DowntimeMs is { } d ? $", downtime {d} ms" : ""));
+            if (listed.FirstOrDefault(v => v.Name == result.Name) is { } vm)
+                Output.WriteObject(remote.Wrap(vm));
         }
     }
 }

@@ -181,7 +181,8 @@ public sealed class TwoHostFixture : IDisposable
         File.WriteAllText(authorizedKeys, File.ReadAllText(ClientKeyPath + ".pub"));
         var config = Path.Combine(hostDir, "sshd_config");
         // Key-based root login only; StrictModes off because the files live under /tmp (mode 1777).
-        // SetEnv gives every session this host's store and kvmps (sshd otherwise resets the environment).
+        // SetEnv gives every session this host's store and kvmps (sshd otherwise resets the environment), and the
+        // clients' ssh_config and key, so a session can reach the other host in turn (a move whose source is remote).
         File.WriteAllText(config, $"""
             ListenAddress {host.Address}:22
             HostKey {hostKey}
@@ -193,7 +194,7 @@ public sealed class TwoHostFixture : IDisposable
             PasswordAuthentication no
             KbdInteractiveAuthentication no
             PermitRootLogin prohibit-password
-            SetEnv KVMPS_HOME={host.StoreHome} PATH={host.BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_ALLOWED_PATHS=/{(VmmPath is { } vmm ? " KVMPS_VMM=" + vmm : "")}
+            SetEnv KVMPS_HOME={host.StoreHome} PATH={host.BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_ALLOWED_PATHS=/ KVMPS_SSH_CONFIG={Path.Combine(Directory, "ssh_config")} KVMPS_SSH_KEY={ClientKeyPath}{(VmmPath is { } vmm ? " KVMPS_VMM=" + vmm : "")}
 
             """);
         // sshd's privilege-separation directory; normally made by its service unit.
