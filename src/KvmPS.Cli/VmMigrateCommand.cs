@@ -47,6 +47,17 @@ internal sealed class VmMigrateCommand(CliApp app)
         // --progress: the lines with their percentage, also with --json (a remote Move-KvmVm -HostName reads them).
         var progress = options.Has("--progress") ? new Progress(app.Err, withPercent: true) : json ? null : new Progress(app.Err, withPercent: false);
         VmMoveResult result;
+        // Ctrl+C (SIGINT) or SIGTERM cancels the move instead of killing kvmps mid-way, which would leave the VMM
+        // migrating with nobody to move the definition or clean the destination.
+        using var interrupted = new CancellationTokenSource();
+        void Interrupt(System.Runtime.InteropServices.PosixSignalContext context)
+        {
+            context.Cancel = true;
+            interrupted.Cancel();
+        }
+        using var onInt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Interrupt);
+        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Interrupt);
+        moveOptions = moveOptions with { Cancellation = interrupted.Token };
         try
         {
             result = app.Manager.Move(name, target, transport, moveOptions, progress);

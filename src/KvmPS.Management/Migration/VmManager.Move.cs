@@ -198,10 +198,12 @@ public sealed partial class VmManager
                 if (!options.Tunnel && !cancelled && status.Error is { } error && IsConnectFailure(error))
                     throw new VmMoveException(name, host,
                         $"VM '{name}': host '{host}' cannot be reached at {uri["tcp:".Length..]} for the migration stream ({error}); a firewall between the hosts may block that port: retry with -Tunnel (--tunnel) to send the stream through ssh, or give -MigrationAddress (--migration-address) an address of '{host}' this host reaches; the VM runs on here and was removed from '{host}'");
-                var why = cancelled ? $"it did not finish within {VmRuntimeProbe.Seconds(limit)} and was cancelled" : $"the migration failed: {status.Error}";
+                var why = !cancelled ? $"the migration failed: {status.Error}"
+                    : options.Cancellation.IsCancellationRequested ? "it was interrupted and cancelled"
+                    : $"it did not finish within {VmRuntimeProbe.Seconds(limit)} and was cancelled";
                 throw new VmMoveException(name, host, $"VM '{name}': moving it to host '{host}' failed: {why}; the VM runs on here and was removed from '{host}'");
             }
-            if (!cancelled && (clock.Elapsed > limit || session.HasExited) && status.Phase != MigrationPhases.Handover)
+            if (!cancelled && (clock.Elapsed > limit || session.HasExited || options.Cancellation.IsCancellationRequested) && status.Phase != MigrationPhases.Handover)
                 cancelled = TryCancel(client);
             progress?.Report(new OperationProgress(activity, Phrase(status), Percent(status)) { VmName = name });
             Thread.Sleep(20);

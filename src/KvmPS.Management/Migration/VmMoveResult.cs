@@ -29,6 +29,12 @@ public sealed record VmMoveOptions
 
     /// <summary>How long the whole move may take before it is cancelled (default <see cref="VmManager.DefaultMoveTimeout"/>).</summary>
     public TimeSpan? Timeout { get; init; }
+
+    /// <summary>
+    /// Cancels the move, as a timeout does, when signalled (Ctrl+C in pwsh or at the CLI): before the hand-over the VM
+    /// runs on here and the destination is cleaned; once the VMM hands over, the move completes.
+    /// </summary>
+    public CancellationToken Cancellation { get; init; }
 }
 
 /// <summary>

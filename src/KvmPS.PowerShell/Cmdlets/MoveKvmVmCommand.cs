@@ -107,7 +107,17 @@ public sealed class MoveKvmVmCommand : KvmVmCmdletBase
         Tunnel = Tunnel.IsPresent,
         MigrationAddress = MigrationAddress,
         Timeout = TimeSpan.FromSeconds(TimeoutSec),
+        Cancellation = _stopping.Token,
     };
+
+    /// <summary>Ctrl+C: the move in progress is cancelled (the VM runs on here), not abandoned mid-way.</summary>
+    private readonly CancellationTokenSource _stopping = new();
+
+    protected override void StopProcessing()
+    {
+        _stopping.Cancel();
+        base.StopProcessing();
+    }
 
     /// <summary>-HostName: the VM moves from that host; its kvmps does the move (the same checks and failures).</summary>
     private void ProcessRemoteSource(RemoteHost source)

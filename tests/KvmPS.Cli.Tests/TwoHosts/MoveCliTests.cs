@@ -203,6 +203,65 @@ public sealed partial class MoveCliTests(TwoHostFixture hosts, ITestOutputHelper
         Manager(hosts.Host1).Stop("victim", force: true);
     }
 
+    /// <summary>
+    /// Ctrl+C on <c>kvmps vm migrate</c> mid-way (SIGINT to the kvmps process): the move is cancelled, not abandoned —
+    /// the VM runs on at h1, kvmps says so and exits with the operation-failed status, and h2 is clean.
+    /// </summary>
+    [TwoHostVmFact]
+    public void Interrupting_kvmps_mid_way_cancels_the_move_and_leaves_the_vm_running_on_h1()
+    {
+        StartOnHost1("interrupted", "kvmps.run=work 32");
+        WaitForCount(hosts.Host1, "interrupted", 2);
+        var migrate = new TaskCompletionSource<(int Code, string Out, string Err)>();
+        new Thread(() => migrate.SetResult(hosts.KvmpsWithin(TimeSpan.FromMinutes(3), hosts.Host1, Key(hosts.ClientKeyPath),
+            "vm", "migrate", "interrupted", "--to", H2, "--bandwidth", (2 << 20).ToString()))) { IsBackground = true }.Start();
+        var clock = Stopwatch.StartNew();
+        while (IncomingVmm(hosts.Host2, "interrupted") == 0)
+        {
+            Assert.True(clock.Elapsed.TotalSeconds < 60, "no receiving kvmps-vmm appeared on h2");
+            if (migrate.Task.IsCompleted)
+                Assert.Fail($"the migration ended before the receiver was seen: {migrate.Task.Result}");
+            Thread.Sleep(20);
+        }
+        Thread.Sleep(1500); // into pre-copy
+        int client = MigratingKvmps("interrupted");
+        Assert.True(client > 0, "the kvmps process running the move was not found");
+        Assert.Equal(0, Kill(client, 2)); // SIGINT, as Ctrl+C in a terminal
+
+        var (code, output, error) = migrate.Task.Result;
+        Assert.True(code == ExitCodes.OperationFailed, $"exit {code}: {output} {error}");
+        Assert.Contains("it was interrupted and cancelled", error);
+        Assert.Contains("the VM runs on here", error);
+        Assert.Equal(VmState.Running, Manager(hosts.Host1).Get("interrupted").State);
+        var last = Counts(Serial(hosts.Host1, "interrupted"))[^1];
+        WaitForCount(hosts.Host1, "interrupted", last + 1);
+        var wait = Stopwatch.StartNew();
+        while (Manager(hosts.Host2).TryGet("interrupted") is not null && wait.Elapsed.TotalSeconds < 20)
+            Thread.Sleep(50);
+        Assert.Null(Manager(hosts.Host2).TryGet("interrupted"));
+        Assert.Equal(0, IncomingVmm(hosts.Host2, "interrupted"));
+        Manager(hosts.Host1).Stop("interrupted", force: true);
+    }
+
+    /// <summary>The pid of the kvmps process (not the <c>ip netns exec</c> that started it: it exec'd) running <c>vm migrate NAME</c>, or 0.</summary>
+    private static int MigratingKvmps(string name)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                var args = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0');
+                // "dotnet …/kvmps.dll vm migrate …" as the fixture runs it, or the kvmps binary.
+                if (!args.Any(a => a.EndsWith("kvmps.dll", StringComparison.Ordinal)) && File.ReadAllText(Path.Combine(dir, "comm")).Trim() != "kvmps") continue;
+                int at = Array.IndexOf(args, "migrate");
+                if (at > 0 && args[at - 1] == "vm" && at + 1 < args.Length && args[at + 1] == name) return pid;
+            }
+            catch (IOException) { } // gone meanwhile
+        }
+        return 0;
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
 
