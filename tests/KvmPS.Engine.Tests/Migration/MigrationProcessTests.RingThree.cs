@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using KvmPS.Contract;
+using KvmPS.Engine.Tests.Support;
 using Xunit;
 using static KvmPS.Engine.Tests.State.WorkloadConsole;
 
