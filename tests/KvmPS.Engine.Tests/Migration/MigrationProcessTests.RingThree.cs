@@ -83,4 +83,15 @@ public partial class MigrationProcessTests
         using var client = new ControlClient(dir.File("dst.sock"));
         client.Ok("stop", "\"graceful\": false");
     }
+
+    [Fact]
+    public void TheRingThreeDirtierRefusesAnAreaOrARateItCannotHave()
+    {
+        // 256 MiB of RAM: 300 MiB from 18 MiB does not fit; a rate beyond 1 TiB/s; a missing rate.
+        var (_, stdout, stderr) = VmmProcess.Run(Timeout, "--memory", "256M", "--cmdline", "kvmps.run=work udirty 300 50,work udirty 16 2000000,work udirty 16,exit 0");
+        Assert.Contains("work: udirty 300 MiB does not fit between 18 MiB and the end of usable RAM (255 MiB)", stdout + stderr);
+        Assert.Contains("work: udirty rate 2000000 MiB/s is beyond reach", stdout);
+        Assert.Contains("usage: work MiB | work verify | work dirty MiB | work udirty MiB RATE_MiB_per_s", stdout);
+        Assert.DoesNotContain("exception", stdout);
+    }
 }
