@@ -37,6 +37,11 @@ public sealed record VmmConfiguration
     public bool? Ksm { get; init; }
     /// <summary>Guest RAM in memfds (MAP_SHARED) instead of anonymous memory, so a local live upgrade passes it instead of copying it (docs/migration.md).</summary>
     public bool? Memfd { get; init; }
+    /// <summary>
+    /// KVM's dirty ring with this many entries per vCPU (a power of two, 1024-65536) instead of the per-slot dirty
+    /// bitmap, for migration and diff snapshots (QEMU's <c>dirty-ring-size</c>); absent or 0: the bitmap.
+    /// </summary>
+    public int? DirtyRingEntries { get; init; }
     public int? NumaNode { get; init; }
     public GuestResetAction? OnReset { get; init; }
     /// <summary>Default: <c>stay</c> with a control socket, else <c>exit</c>.</summary>

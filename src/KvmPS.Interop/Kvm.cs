@@ -280,6 +280,33 @@ public static unsafe class Kvm
         }
     }
 
+    /// <summary>
+    /// KVM_CAP_DIRTY_LOG_RING (the acquire/release flavour when offered): the largest ring this host's KVM allows, in
+    /// bytes, or 0 when it has none.
+    /// </summary>
+    public static (int Capability, int MaxBytes) DirtyRingSupport(KvmVmHandle vm)
+    {
+        int acqRel = CheckExtension(vm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+        if (acqRel > 0) return (KVM_CAP_DIRTY_LOG_RING_ACQ_REL, acqRel);
+        return (KVM_CAP_DIRTY_LOG_RING, Math.Max(0, CheckExtension(vm, KVM_CAP_DIRTY_LOG_RING)));
+    }
+
+    /// <summary>Maps a vCPU's dirty ring (<paramref name="bytes"/>, as enabled), read-write, at page KVM_DIRTY_LOG_PAGE_OFFSET of its fd.</summary>
+    public static nint MapDirtyRing(KvmVcpuHandle vcpu, int bytes)
+    {
+        nint p = Libc.Mmap(0, (nuint)bytes, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, vcpu.Fd, (long)KVM_DIRTY_LOG_PAGE_OFFSET * Environment.SystemPageSize);
+        if (p == Libc.MAP_FAILED) throw NativeCallException.FromLastError("mmap(dirty ring)");
+        return p;
+    }
+
+    /// <summary>KVM_RESET_DIRTY_RINGS: re-protects the pages of every entry marked reset; returns how many.</summary>
+    public static int ResetDirtyRings(KvmVmHandle vm)
+    {
+        int n = Libc.Ioctl(vm.Fd, KVM_RESET_DIRTY_RINGS, (void*)0);
+        Check(n, "KVM_RESET_DIRTY_RINGS");
+        return n;
+    }
+
     /// <summary>Maps the vCPU's shared kvm_run page(s).</summary>
     public static nint MapRun(KvmVcpuHandle vcpu, int mmapSize)
     {

@@ -41,6 +41,7 @@ public static unsafe class KvmConstants
     public static readonly nuint KVM_SET_PIT2 = IOW(0xa0, sizeof(kvm_pit_state2));
     public static readonly nuint KVM_ENABLE_CAP = IOW(0xa3, sizeof(kvm_enable_cap));
     public static readonly nuint KVM_CLEAR_DIRTY_LOG = IOWR(0xc0, sizeof(kvm_clear_dirty_log));
+    public static readonly nuint KVM_RESET_DIRTY_RINGS = IO(0xc7);
 
     // vCPU ioctls
     public static readonly nuint KVM_RUN = IO(0x80);
@@ -74,6 +75,10 @@ public static unsafe class KvmConstants
     public const int KVM_CAP_IMMEDIATE_EXIT = 136;
     public const int KVM_CAP_ADJUST_CLOCK = 39, KVM_CAP_VCPU_EVENTS = 41, KVM_CAP_DEBUGREGS = 50, KVM_CAP_XSAVE = 55, KVM_CAP_XCRS = 56;
     public const int KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 168, KVM_CAP_XSAVE2 = 208;
+    public const int KVM_CAP_DIRTY_LOG_RING = 192, KVM_CAP_DIRTY_LOG_RING_ACQ_REL = 223;
+    /// <summary>Where a vCPU's dirty ring starts in the vCPU fd's mmap space, in pages.</summary>
+    public const int KVM_DIRTY_LOG_PAGE_OFFSET = 64;
+    public const uint KVM_DIRTY_GFN_F_DIRTY = 1, KVM_DIRTY_GFN_F_RESET = 2;
 
     public const uint KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = 1, KVM_DIRTY_LOG_INITIALLY_SET = 2;
     public const uint KVM_CLOCK_TSC_STABLE = 2, KVM_CLOCK_REALTIME = 1 << 2, KVM_CLOCK_HOST_TSC = 1 << 3;
@@ -85,7 +90,7 @@ public static unsafe class KvmConstants
     public const uint KVM_EXIT_UNKNOWN = 0, KVM_EXIT_EXCEPTION = 1, KVM_EXIT_IO = 2, KVM_EXIT_HYPERCALL = 3;
     public const uint KVM_EXIT_DEBUG = 4, KVM_EXIT_HLT = 5, KVM_EXIT_MMIO = 6, KVM_EXIT_IRQ_WINDOW_OPEN = 7;
     public const uint KVM_EXIT_SHUTDOWN = 8, KVM_EXIT_FAIL_ENTRY = 9, KVM_EXIT_INTR = 10;
-    public const uint KVM_EXIT_INTERNAL_ERROR = 17, KVM_EXIT_SYSTEM_EVENT = 24;
+    public const uint KVM_EXIT_INTERNAL_ERROR = 17, KVM_EXIT_SYSTEM_EVENT = 24, KVM_EXIT_DIRTY_RING_FULL = 31;
     public const int KVM_EXIT_IO_IN = 0, KVM_EXIT_IO_OUT = 1;
 
     public const uint KVM_SYSTEM_EVENT_SHUTDOWN = 1, KVM_SYSTEM_EVENT_RESET = 2, KVM_SYSTEM_EVENT_CRASH = 3;

@@ -301,6 +301,14 @@ public unsafe struct kvm_clock_data
     public fixed uint pad[4];
 }
 
+/// <summary>One entry of a vCPU's dirty ring: a page of <c>slot</c> (address space in the high 16 bits) at page <c>offset</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct kvm_dirty_gfn
+{
+    public uint flags, slot;
+    public ulong offset;
+}
+
 [StructLayout(LayoutKind.Sequential)]
 public struct kvm_dirty_log
 {

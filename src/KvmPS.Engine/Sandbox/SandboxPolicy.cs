@@ -87,7 +87,7 @@ public static class SandboxPolicy
     /// slot's dirty log (KVM_GET_DIRTY_LOG, a VM ioctl that only reads and resets that slot's log) on the viewer's thread.
     /// </summary>
     private static readonly SyscallRule HostSocketsIoctls = new("ioctl", Argument: 1,
-        Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4020AE76 /* KVM_IRQFD */, 0x4008AE6A /* KVM_SET_GSI_ROUTING */, 0x4010AE42 /* KVM_GET_DIRTY_LOG */]);
+        Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4020AE76 /* KVM_IRQFD */, 0x4008AE6A /* KVM_SET_GSI_ROUTING */, 0x4010AE42 /* KVM_GET_DIRTY_LOG */, 0xAEC7 /* KVM_RESET_DIRTY_RINGS */]);
 
     // vsock's host side: Unix sockets, non-blocking.
     private static readonly SyscallRule[] HostSockets =
@@ -110,7 +110,7 @@ public static class SandboxPolicy
     // VNC: accept viewers, talk RFB on blocking sockets with timeouts, read the framebuffer (its KVM dirty log) and
     // raise the keyboard and mouse interrupts. Challenges come from getrandom; DES and zlib need no syscalls of their own.
     private static readonly SyscallRule VncIoctls = new("ioctl", Argument: 1,
-        Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4010AE42 /* KVM_GET_DIRTY_LOG */, 0xC018AEC0 /* KVM_CLEAR_DIRTY_LOG */]);
+        Values: [0x4008AE61 /* KVM_IRQ_LINE */, 0x4010AE42 /* KVM_GET_DIRTY_LOG */, 0xC018AEC0 /* KVM_CLEAR_DIRTY_LOG */, 0xAEC7 /* KVM_RESET_DIRTY_RINGS */]);
     private static readonly SyscallRule[] Vnc =
     [
         "poll", "ppoll", "accept", "accept4", "read", "recvfrom", "recvmsg", "sendto", "sendmsg", "writev", "shutdown",

@@ -157,10 +157,11 @@ public sealed unsafe partial class GuestMemory : IDisposable
     /// Registers every region as a KVM memory slot, without dirty logging until <see cref="StartDirtyTracking"/>, or
     /// with it from the start (<paramref name="logDirtyPages"/>; <see cref="StartDirtyTracking"/> then changes no slot).
     /// </summary>
-    public void RegisterWith(KvmVmHandle vm, bool logDirtyPages = false)
+    public void RegisterWith(KvmVmHandle vm, bool logDirtyPages = false, ISlotDirtyLog? dirtyLog = null)
     {
         foreach (var r in _regions) Kvm.SetUserMemoryRegion(vm, SlotOf(r, logDirtyPages ? KvmConstants.KVM_MEM_LOG_DIRTY_PAGES : 0));
         _kvm = vm;
+        _dirtyLog = dirtyLog ?? new BitmapDirtyLog(vm);
         DirtyTracking = logDirtyPages;
     }
 

@@ -15,6 +15,7 @@ public sealed unsafe partial class GuestMemory
     /// <summary>Per region, the number (in memory-file order) of its first page.</summary>
     private readonly ulong[] _firstPage;
     private KvmVmHandle? _kvm;
+    private ISlotDirtyLog? _dirtyLog;
     private readonly object _trackingLock = new();
 
     /// <summary>Guest RAM pages in all regions (the memory file's page count).</summary>
@@ -75,7 +76,7 @@ public sealed unsafe partial class GuestMemory
 
     /// <summary>
     /// The pages dirtied since the last harvest (or <see cref="StartDirtyTracking"/>): KVM's dirty log of every slot
-    /// (KVM_GET_DIRTY_LOG, which also resets it) ∪ the pages devices wrote. Call only while the VM is paused and its
+    /// (KVM_GET_DIRTY_LOG or the dirty rings, <see cref="ISlotDirtyLog"/>, which also reset it) ∪ the pages devices wrote. Call only while the VM is paused and its
     /// devices quiescent: a device marks a page when it takes the span, before it writes.
     /// </summary>
     public GuestPageBitmap HarvestDirtyPages() => HarvestDirtyPages(null);
@@ -103,7 +104,7 @@ public sealed unsafe partial class GuestMemory
             if (DirtyTracking)
             {
                 var log = new ulong[GuestPageBitmap.WordsFor(r.SizeBytes / MemoryLayout.PageSize)];
-                Kvm.GetDirtyLog(vm, r.Slot, log);
+                _dirtyLog!.Take(r.Slot, log);
                 result.UnionWith(_firstPage[i], log);
             }
             var written = _written[i];

@@ -30,6 +30,8 @@ public sealed record MachineConfig
     public GuestMemoryOptions Memory { get; init; } = new();
     public ResetPolicy OnReset { get; init; } = ResetPolicy.Reboot;
     public string KvmDevicePath { get; init; } = Interop.Kvm.DefaultDevicePath;
+    /// <summary>KVM's dirty ring with this many entries per vCPU instead of the per-slot dirty bitmap; 0: the bitmap.</summary>
+    public int DirtyRingEntries { get; init; }
     // --- PCI devices (Devices/Pci, Devices/Virtio) ---
     /// <summary>Plugs a virtio-rng (virtio 1.x PCI, 1af4:1044) into PCI slot 1.</summary>
 

@@ -182,6 +182,9 @@ public sealed unsafe class Vcpu : IDisposable, IPersistent
                         break;
                     case KVM_EXIT_INTR:
                         break;
+                    case KVM_EXIT_DIRTY_RING_FULL:
+                        _machine.CollectDirtyRings(); // KVM runs the vCPU again once its ring has room
+                        break;
                     default:
                         _machine.Finish(new VmExit(VmExitKind.Crashed, $"unhandled KVM exit reason {reason} on vCPU {Id}", Cpu: SafeSnapshot()));
                         break;

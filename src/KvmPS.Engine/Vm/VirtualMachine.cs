@@ -22,6 +22,16 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
 {
     // Replaced whole (copy on write, under _stateLock) when a vCPU is hot-added: readers iterate a stable array.
     private volatile Vcpu[] _vcpus = [];
+    private DirtyRings? _dirtyRings;
+
+    /// <summary>Where dirty pages of the RAM and VRAM slots come from: the vCPUs' dirty rings or KVM's bitmaps.</summary>
+    public ISlotDirtyLog DirtyLog { get; private set; } = null!;
+
+    /// <summary>The dirty ring's entries per vCPU, or null when the machine uses the dirty bitmap.</summary>
+    public int? DirtyRingEntries => _dirtyRings?.EntriesPerVcpu;
+
+    /// <summary>A vCPU's dirty ring is full: collect them all (the vCPU thread calls this, then enters KVM_RUN again).</summary>
+    internal void CollectDirtyRings() => _dirtyRings?.CollectFull();
     private int _runSize;                    // kvm_run mapping size, for vCPUs created later
     private kvm_cpuid_entry2[] _supportedCpuid = [];
     /// <summary>Every device-side part of the machine, for the capability interfaces (IPausable, IPersistent) they implement.</summary>
@@ -121,8 +131,11 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         // KVM_CREATE_PIT2 a fixed wait (about 7 ms on the nested test host, 0.1-0.2 ms for any other change, whatever
         // the size), and a machine whose slots all exist by then never pays it at start (a booted VM pays it off the
         // critical path later: PayFirstSlotChangeInBackground).
+        // The dirty ring must exist before the first vCPU; without it, KVM's per-slot bitmaps.
+        if (Config.DirtyRingEntries > 0) _dirtyRings = DirtyRings.Enable(_vm, Config.DirtyRingEntries);
+        DirtyLog = (ISlotDirtyLog?)_dirtyRings ?? new BitmapDirtyLog(_vm);
         Memory = GuestMemory.Create(Config.MemoryBytes, Config.Memory, Config.HotplugMemoryBytes, Config.HotplugLowLimit);
-        Memory.RegisterWith(_vm, logDirtyPages);
+        Memory.RegisterWith(_vm, logDirtyPages, DirtyLog);
         _firmware?.MapInto(_vm, Memory);
 
         Diagnostics.StartupTimeline.Mark("slots");
@@ -173,7 +186,11 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     {
         var handle = Kvm.CreateVcpu(_vm!, (uint)id);
         Vcpu vcpu;
-        try { vcpu = new Vcpu(this, handle, id, _runSize); }
+        try
+        {
+            _dirtyRings?.Add(handle);
+            vcpu = new Vcpu(this, handle, id, _runSize);
+        }
         catch { handle.Dispose(); throw; }
         _vcpus = [.. _vcpus, vcpu];
         Kvm.SetCpuid2(handle, CpuSetup.CpuidFor(_supportedCpuid, (uint)id, Config.EffectiveMaxVcpus));
@@ -306,7 +323,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     private void AddFunction(int slot, PciFunctionConfig config, DeviceContext context)
     {
         var function = config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
-            vram => new KvmVramSlot(_vm!, DisplayDeviceConfig.VramSlotNumber, vram)));
+            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram)));
         try { Pci.AddDevice(slot, function); }
         catch { function.Dispose(); throw; }
         if (function is BochsDisplay display) Display = display;
@@ -601,6 +618,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         if (!JoinVcpus(TimeSpan.FromSeconds(5))) return;
         foreach (var v in _vcpus) v.Dispose();
         _vcpus = [];
+        _dirtyRings?.Dispose();
         Pci?.Dispose();       // PCI devices: ioeventfds and irqfds go before the VM fd
         _ioLoop?.Dispose();
         _msiRouter?.Dispose();

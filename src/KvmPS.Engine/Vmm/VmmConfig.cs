@@ -48,7 +48,7 @@ public sealed record VmmConfig
 
     /// <summary>The command-line flags that set one configuration field (<c>--memory</c> sets <c>memory_bytes</c>).</summary>
     public static readonly string[] Keys =
-        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon", "boot_order", "boot_once", "display"];
+        ["kernel", "initrd", "cmdline", "memory", "max_memory", "vcpus", "max_vcpus", "serial", "serial_log_max", "serial_log_files", "control_socket", "hugepages", "ksm", "numa_node", "memfd", "dirty_ring_entries", "on_reset", "on_crash", "kvm_device", "rng", "firmware", "debugcon", "boot_order", "boot_once", "display"];
 
     /// <summary>Largest guest memory accepted: 1 PiB, far beyond any host; it keeps sizes from overflowing.</summary>
     public const ulong MaxMemoryBytes = 1UL << 50;
@@ -192,6 +192,7 @@ public sealed record VmmConfig
                 Memfd = c.Memfd ?? false,
             },
             OnReset = c.OnReset == GuestResetAction.Stop ? ResetPolicy.Stop : ResetPolicy.Reboot,
+            DirtyRingEntries = DirtyRingEntriesOf(c.DirtyRingEntries, where("dirty_ring_entries")),
             KvmDevicePath = c.KvmDevice ?? m.KvmDevicePath,
             FirmwarePath = c.Firmware,
             Devices = devices,
@@ -266,6 +267,7 @@ public sealed record VmmConfig
                 Ksm = m.Memory.Ksm,
                 NumaNode = m.Memory.NumaNode,
                 Memfd = m.Memory.Memfd ? true : null,
+                DirtyRingEntries = m.DirtyRingEntries > 0 ? m.DirtyRingEntries : null,
                 OnReset = m.OnReset == ResetPolicy.Stop ? GuestResetAction.Stop : GuestResetAction.Reboot,
                 OnCrash = EffectiveCrashPolicy == CrashPolicy.Stay ? GuestCrashAction.Stay : GuestCrashAction.Exit,
                 KvmDevice = m.KvmDevicePath,
@@ -329,6 +331,15 @@ public sealed record VmmConfig
         catch (DeviceConfigException x) { throw new VmmConfigException(x.Message); }
     }
 
+    /// <summary>0 or absent: the bitmap; else a ring size KVM can take (whether this host has a ring is known at build).</summary>
+    private static int DirtyRingEntriesOf(int? entries, string where)
+    {
+        if (entries is null or 0) return 0;
+        if (entries is < DirtyRings.MinEntries or > DirtyRings.MaxEntries || (entries & (entries - 1)) != 0)
+            throw new VmmConfigException($"{where}: {entries} is not a power of two from {DirtyRings.MinEntries} to {DirtyRings.MaxEntries} (0: the dirty bitmap).");
+        return entries.Value;
+    }
+
     private static int ParseInt(string text, string flag) =>
         int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int n) ? n : throw new VmmConfigException($"{flag}: '{text}' is not a whole number.");
 
@@ -362,6 +373,7 @@ public sealed record VmmConfig
         "ksm" => c with { Ksm = ParseOnOff(value, flag) },
         "numa_node" => c with { NumaNode = ParseInt(value, flag) },
         "memfd" => c with { Memfd = ParseOnOff(value, flag) },
+        "dirty_ring_entries" => c with { DirtyRingEntries = ParseInt(value, flag) },
         "on_reset" => c with
         {
             OnReset = value switch { "reboot" => GuestResetAction.Reboot, "stop" => GuestResetAction.Stop, _ => throw new VmmConfigException($"{flag}: '{value}' is not reboot or stop.") },
@@ -461,6 +473,8 @@ public sealed record VmmConfig
           --numa-node N           bind guest memory to host NUMA node N
           --memfd on|off          guest memory in memfds, so a local live upgrade (migrate to unix:) passes it
                                   to the new VMM instead of copying it
+          --dirty-ring-entries N  KVM's dirty ring, N entries per vCPU (a power of two, 1024-65536), instead of
+                                  the dirty bitmap for migration and diff snapshots (default: the bitmap)
           --device TYPE[,k=v...]  a PCI device, repeatable, in slot order (docs/devices.md); types: rng, net, block,
                                   balloon, vsock, mem, cdrom
           --rng on|off            shorthand for --device rng

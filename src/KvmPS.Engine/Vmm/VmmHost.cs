@@ -236,6 +236,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             catch (KvmUnavailableException e) { return Fail(VmmExitCode.KvmUnavailable, e.Message); }
             catch (BootImageException e) { return Fail(VmmExitCode.BadImage, e.Message); }
             catch (GuestMemoryException e) { return Fail(VmmExitCode.HostResource, e.Message); }
+            catch (DirtyRingException e) { return Fail(VmmExitCode.KvmUnavailable, e.Message); }
             catch (ArgumentOutOfRangeException e) { return Fail(VmmExitCode.UsageError, e.Message.Split(" (Parameter")[0]); }
             catch (NativeCallException e) { return Fail(VmmExitCode.KvmUnavailable, $"KVM refused to set up the VM: {e.Message}"); }
             catch (DeviceConfigException e) { return Fail(VmmExitCode.HostResource, e.Message); } // a tap, bridge or socket the device needs
@@ -249,6 +250,13 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             }
             carried = [];
             lock (_lock) { _machine = machine; _boots++; }
+            if (_boots == 1 && machine.DirtyRingEntries is { } ring)
+            {
+                _log.WriteLine($"kvmps-vmm: dirty ring: {ring} entries per vCPU");
+                // Measured: PVM's emulation of guest kernel code runs past a full ring, and KVM drops the entries.
+                if (Kvm.IsNestedThroughPvm && ring < DirtyRings.MaxEntries)
+                    _log.WriteLine($"kvmps-vmm: warning: on this nested PVM host a dirty ring smaller than {DirtyRings.MaxEntries} entries can lose dirty pages (KVM warns in kvm_dirty_ring_push); use {DirtyRings.MaxEntries} or the bitmap");
+            }
             // display.get reports the VNC server's listeners and viewers; each boot builds a new display object.
             if (machine.Display is { } display) display.VncStatus = VncStatusForDisplay;
             AwaitControlSetup(controlSetup);

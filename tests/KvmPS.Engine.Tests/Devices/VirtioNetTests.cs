@@ -139,6 +139,42 @@ public sealed class VirtioNetTests : IDisposable
         t.Dispose();
     }
 
+    /// <summary>
+    /// A restored (or migrated) device announces the MAC with RARP broadcasts when the VM first runs, so the new
+    /// host's bridge learns it; a pause and resume of a running VM announces nothing, and neither counts as guest traffic.
+    /// </summary>
+    [Fact]
+    public void ARestoredDeviceAnnouncesItsMacOnceWhenItRuns()
+    {
+        var b = new FakeNetBackend();
+        using var dev = new VirtioNet(b, Mac);
+        dev.Pause();
+        dev.Resume();
+        Assert.Empty(b.Sent);
+
+        var writer = new KvmPS.State.StateWriter();
+        dev.SaveState(writer);
+        var b2 = new FakeNetBackend();
+        using var restored = new VirtioNet(b2, Mac);
+        restored.Pause();
+        restored.RestoreState(new KvmPS.State.StateReader(writer.ToArray(), "pci/00:01.0"), VirtioNetState.Version);
+        Assert.Empty(b2.Sent); // restore has no side effect before the VM runs
+        restored.Resume();
+        Assert.Equal(VirtioNet.Announcements, b2.Sent.Count);
+        var frame = b2.Sent[0].AsSpan(VirtioNet.HeaderSize);
+        Assert.Equal(VirtioNet.HeaderSize + 60, b2.Sent[0].Length);
+        Assert.True(b2.Sent[0].AsSpan(0, VirtioNet.HeaderSize).IndexOfAnyExcept((byte)0) < 0);
+        Assert.Equal(Enumerable.Repeat((byte)0xff, 6), frame[..6].ToArray());
+        Assert.Equal(Mac, frame[6..12].ToArray());
+        Assert.Equal(new byte[] { 0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3 }, frame[12..22].ToArray());
+        Assert.Equal(Mac, frame[22..28].ToArray());
+        Assert.Equal(Mac, frame[32..38].ToArray());
+        Assert.Equal(0, restored.TxPackets);
+        restored.Pause();
+        restored.Resume();
+        Assert.Equal(VirtioNet.Announcements, b2.Sent.Count); // once only
+    }
+
     [Fact]
     public void TransmitGathersAChainIntoOneFrame()
     {

@@ -45,6 +45,7 @@ public class KvmLayoutTests
             ("mode", "mode"), ("gate", "gate"), ("count_load_time", "count_load_time")]),
         (typeof(kvm_pit_state2), "struct kvm_pit_state2", [("channel0", "channels[0]"), ("channel1", "channels[1]"), ("channel2", "channels[2]"), ("flags", "flags"), ("reserved", "reserved")]),
         (typeof(kvm_clock_data), "struct kvm_clock_data", [("clock", "clock"), ("flags", "flags"), ("realtime", "realtime"), ("host_tsc", "host_tsc"), ("pad", "pad")]),
+        (typeof(kvm_dirty_gfn), "struct kvm_dirty_gfn", [("flags", "flags"), ("slot", "slot"), ("offset", "offset")]),
         (typeof(kvm_dirty_log), "struct kvm_dirty_log", [("slot", "slot"), ("dirty_bitmap", "dirty_bitmap")]),
         (typeof(kvm_clear_dirty_log), "struct kvm_clear_dirty_log", [("slot", "slot"), ("num_pages", "num_pages"), ("first_page", "first_page"), ("dirty_bitmap", "dirty_bitmap")]),
         (typeof(kvm_enable_cap), "struct kvm_enable_cap", [("cap", "cap"), ("flags", "flags"), ("args", "args"), ("pad", "pad")]),
@@ -90,7 +91,7 @@ public class KvmLayoutTests
         ("KVM_GET_IRQCHIP", KvmConstants.KVM_GET_IRQCHIP), ("KVM_SET_IRQCHIP", KvmConstants.KVM_SET_IRQCHIP),
         ("KVM_GET_PIT2", KvmConstants.KVM_GET_PIT2), ("KVM_SET_PIT2", KvmConstants.KVM_SET_PIT2),
         ("KVM_GET_CLOCK", KvmConstants.KVM_GET_CLOCK), ("KVM_SET_CLOCK", KvmConstants.KVM_SET_CLOCK), ("KVM_ENABLE_CAP", KvmConstants.KVM_ENABLE_CAP),
-        ("KVM_GET_DIRTY_LOG", KvmConstants.KVM_GET_DIRTY_LOG), ("KVM_CLEAR_DIRTY_LOG", KvmConstants.KVM_CLEAR_DIRTY_LOG),
+        ("KVM_GET_DIRTY_LOG", KvmConstants.KVM_GET_DIRTY_LOG), ("KVM_CLEAR_DIRTY_LOG", KvmConstants.KVM_CLEAR_DIRTY_LOG), ("KVM_RESET_DIRTY_RINGS", KvmConstants.KVM_RESET_DIRTY_RINGS),
     ];
 
     // Plain constants (capabilities, flags) the state code relies on.
@@ -98,7 +99,10 @@ public class KvmLayoutTests
     [
         ("KVM_CAP_ADJUST_CLOCK", KvmConstants.KVM_CAP_ADJUST_CLOCK), ("KVM_CAP_VCPU_EVENTS", KvmConstants.KVM_CAP_VCPU_EVENTS),
         ("KVM_CAP_DEBUGREGS", KvmConstants.KVM_CAP_DEBUGREGS), ("KVM_CAP_XSAVE", KvmConstants.KVM_CAP_XSAVE), ("KVM_CAP_XCRS", KvmConstants.KVM_CAP_XCRS),
-        ("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", KvmConstants.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2), ("KVM_CAP_XSAVE2", KvmConstants.KVM_CAP_XSAVE2),
+        ("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", KvmConstants.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
+        ("KVM_CAP_DIRTY_LOG_RING", KvmConstants.KVM_CAP_DIRTY_LOG_RING), ("KVM_CAP_DIRTY_LOG_RING_ACQ_REL", KvmConstants.KVM_CAP_DIRTY_LOG_RING_ACQ_REL),
+        ("KVM_DIRTY_LOG_PAGE_OFFSET", KvmConstants.KVM_DIRTY_LOG_PAGE_OFFSET), ("KVM_DIRTY_GFN_F_DIRTY", KvmConstants.KVM_DIRTY_GFN_F_DIRTY),
+        ("KVM_DIRTY_GFN_F_RESET", KvmConstants.KVM_DIRTY_GFN_F_RESET), ("KVM_EXIT_DIRTY_RING_FULL", KvmConstants.KVM_EXIT_DIRTY_RING_FULL), ("KVM_CAP_XSAVE2", KvmConstants.KVM_CAP_XSAVE2),
         ("KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE", KvmConstants.KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE), ("KVM_DIRTY_LOG_INITIALLY_SET", KvmConstants.KVM_DIRTY_LOG_INITIALLY_SET),
         ("KVM_CLOCK_TSC_STABLE", KvmConstants.KVM_CLOCK_TSC_STABLE), ("KVM_CLOCK_REALTIME", KvmConstants.KVM_CLOCK_REALTIME), ("KVM_CLOCK_HOST_TSC", KvmConstants.KVM_CLOCK_HOST_TSC),
         ("KVM_VCPUEVENT_VALID_NMI_PENDING", KvmConstants.KVM_VCPUEVENT_VALID_NMI_PENDING), ("KVM_VCPUEVENT_VALID_SIPI_VECTOR", KvmConstants.KVM_VCPUEVENT_VALID_SIPI_VECTOR),

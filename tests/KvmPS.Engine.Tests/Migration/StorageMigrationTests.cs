@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -36,11 +37,11 @@ public partial class StorageMigrationTests(ITestOutputHelper log)
         public ControlClient Control { get; }
         public string Image { get; }
 
-        public Source(TempDir dir)
+        public Source(TempDir dir, int vcpus = 1)
         {
             Image = dir.File("src.qcow2");
             DiskImageFactory.CreateQcow2(Image, DiskBytes);
-            Process = new VmmProcess(["--device", $"block,path={Image},format=qcow2", "--control-socket", dir.File("src.sock"),
+            Process = new VmmProcess(["--vcpus", vcpus.ToString(CultureInfo.InvariantCulture), "--device", $"block,path={Image},format=qcow2", "--control-socket", dir.File("src.sock"),
                 "--cmdline", $"kvmps.run=blk write 0 {InitialSectors} 7"], redirectStdin: true);
             Assert.True(Process.WaitForStdout($"blk: wrote {InitialSectors}", Timeout), Process.Stdout + Process.Stderr);
             Control = new ControlClient(dir.File("src.sock"));
@@ -74,8 +75,8 @@ public partial class StorageMigrationTests(ITestOutputHelper log)
         public void Dispose() { Control.Dispose(); Process.Dispose(); }
     }
 
-    private static VmmProcess Destination(TempDir dir, string uri, string image) =>
-        new(["--incoming", uri, "--device", $"block,path={image},format=qcow2", "--serial", "file:" + dir.File("dst.log"), "--control-socket", dir.File("dst.sock")]);
+    private static VmmProcess Destination(TempDir dir, string uri, string image, int vcpus = 1) =>
+        new(["--incoming", uri, "--vcpus", vcpus.ToString(CultureInfo.InvariantCulture), "--device", $"block,path={image},format=qcow2", "--serial", "file:" + dir.File("dst.log"), "--control-socket", dir.File("dst.sock")]);
 
     private static void WaitListening(VmmProcess destination)
     {
@@ -104,15 +105,16 @@ public partial class StorageMigrationTests(ITestOutputHelper log)
     }
 
     [Theory]
-    [InlineData("unix")]
-    [InlineData("tcp")]
-    public void AGuestWritingItsQcow2DiskMovesWithTheDisk(string transport)
+    [InlineData("unix", 1)]
+    [InlineData("tcp", 1)]
+    [InlineData("tcp", 4)] // issue 12: the storage move with 4 vCPUs (every vCPU's state in the hand-over)
+    public void AGuestWritingItsQcow2DiskMovesWithTheDisk(string transport, int vcpus)
     {
         Assert.True(BlockTestData.QemuImg is not null, "qemu-img not found on PATH (./build.sh setup installs qemu-utils)");
         using var dir = new TempDir();
         string uri = Uri(dir, transport), dstImage = dir.File("dst.qcow2");
-        using var source = new Source(dir);
-        using var destination = Destination(dir, uri, dstImage);
+        using var source = new Source(dir, vcpus);
+        using var destination = Destination(dir, uri, dstImage, vcpus);
         WaitListening(destination);
         // 4 MiB/s: the 8 MiB written at boot take about 2 s to copy, while the guest writes on.
         source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"include_storage\": true, \"bandwidth_bytes_per_s\": 4194304");
@@ -152,7 +154,9 @@ public partial class StorageMigrationTests(ITestOutputHelper log)
         Thread.Sleep(300);
         using (var client = new ControlClient(dir.File("dst.sock")))
         {
-            Assert.Equal("Running", client.Ok("status").GetProperty("state").GetString());
+            var running = client.Ok("status");
+            Assert.Equal("Running", running.GetProperty("state").GetString());
+            if (vcpus > 1) log.WriteLine($"destination status: {running}");
             client.Ok("stop", "\"graceful\": false");
         }
         destination.WaitForExit(Timeout);

@@ -89,6 +89,21 @@ internal sealed partial class LinuxGuest : IDisposable
         return guest;
     }
 
+    /// <summary>
+    /// <c>kvmps-vmm --incoming <paramref name="uri"/></c> in a new process (control socket <c>d.sock</c>, the serial
+    /// console on stdio): the destination of a live migration, configured like the source (<paramref name="vcpus"/>,
+    /// <paramref name="memory"/>, <paramref name="extraArgs"/>). Like a restored agent, the migrated one does not
+    /// announce itself: the first <see cref="Run"/> is the check that it answers here.
+    /// </summary>
+    public static LinuxGuest Incoming(TempDir dir, string uri, int vcpus, string memory, string? netns, params string[] extraArgs)
+    {
+        var guest = new LinuxGuest(dir, "d.sock", netns, waitForReady: false,
+            ["--kernel", LinuxGuestImages.Kernel, "--initrd", LinuxGuestImages.Initramfs, "--cmdline", Cmdline,
+             "--memory", memory, "--vcpus", vcpus.ToString(CultureInfo.InvariantCulture), .. extraArgs, "--incoming", uri]);
+        guest._nextId = 2000;
+        return guest;
+    }
+
     /// <summary>The process ID of kvmps-vmm (of <c>ip netns exec</c>, which execs it, in a namespace).</summary>
     public int Pid => _vmm.Id;
 

@@ -22,11 +22,11 @@ namespace KvmPS.Engine.Tests.RealLinux;
 internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string netns, TempDir dir, string qcow2, string vsockPath)
 {
     // The agent's workload layout (tools/linux-guest/initramfs/bin/agent: WL_SLOTS, WL_RECORD).
-    private const int Slots = 64, RecordBytes = 4096;
+    internal const int Slots = 64, RecordBytes = 4096;
     /// <summary>A round is two fork+execs (dd, ping) of about 2 s each, far more when the host is shared.</summary>
-    private static readonly TimeSpan RoundsTimeout = TimeSpan.FromMinutes(8);
+    internal static readonly TimeSpan RoundsTimeout = TimeSpan.FromMinutes(8);
 
-    private sealed record WorkloadStatus(string State, long Count, long PingsOk, long PingsLost, string? Error)
+    internal sealed record WorkloadStatus(string State, long Count, long PingsOk, long PingsLost, string? Error)
     {
         public static WorkloadStatus Parse(IReadOnlyList<string> reply)
         {
@@ -136,7 +136,7 @@ internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string ne
     }
 
     /// <summary>Polls <c>workload status</c> until <paramref name="until"/> holds; a stopped or failed loop ends the wait.</summary>
-    private WorkloadStatus WaitForRounds(Func<string, IReadOnlyList<string>> run, Func<WorkloadStatus, bool> until, string when)
+    internal static WorkloadStatus WaitForRounds(Func<string, IReadOnlyList<string>> run, Func<WorkloadStatus, bool> until, string when)
     {
         var deadline = DateTime.UtcNow + RoundsTimeout;
         while (true)
@@ -150,7 +150,7 @@ internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string ne
         }
     }
 
-    private sealed record DiskRecords(long[] Numbers, string Sha256)
+    internal sealed record DiskRecords(long[] Numbers, string Sha256)
     {
         public long Max => Numbers.Max();
     }
@@ -162,7 +162,7 @@ internal sealed partial class RealLinuxSnapshot(ITestOutputHelper log, string ne
     /// The workload's slots as the host reads them (qemu-img convert to raw; <paramref name="forceShare"/> while a
     /// kvmps-vmm has the image open): the record number in each, and the SHA-256 of the whole area.
     /// </summary>
-    private DiskRecords ReadRecords(bool forceShare)
+    internal DiskRecords ReadRecords(bool forceShare)
     {
         string raw = dir.File("w.raw");
         File.Delete(raw);

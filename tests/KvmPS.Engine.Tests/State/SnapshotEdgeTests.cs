@@ -209,6 +209,10 @@ public partial class SnapshotEdgeTests(ITestOutputHelper log)
             log.WriteLine(string.Join("\n", devices));
             Assert.Equal("52:54:00:00:00:08", devices.Single(d => d.GetProperty("type").GetString() == "net").GetProperty("mac").GetString());
             Assert.Equal(9, devices.Single(d => d.GetProperty("type").GetString() == "vsock").GetProperty("guest_cid").GetInt64());
+            // The restored NIC announced its MAC on the new tap (RARP broadcasts, which the host side counts as
+            // received); the idle guest itself sent nothing.
+            var (code, rx) = ns.Exec(TimeSpan.FromSeconds(10), "cat", "/sys/class/net/kvtc0/statistics/rx_packets");
+            Assert.True(code == 0 && long.Parse(rx.Trim(), System.Globalization.CultureInfo.InvariantCulture) >= KvmPS.Devices.Virtio.Net.VirtioNet.Announcements, $"rx_packets of the restored VM's tap: {rx}");
             using var console2 = AttachConsole(sock2);
             Type(console2, after, "vsock cid\r", "vsock: cid 9");
             Assert.Contains("vsock: transport reset (cid 9)", ReadText(after));

@@ -43,9 +43,11 @@ internal sealed class VmmProcess : IDisposable
 
     public VmmProcess(params string[] args) : this(args, redirectStdin: false) { }
 
-    public VmmProcess(string[] args, bool redirectStdin, IReadOnlyDictionary<string, string>? environment = null)
+    /// <param name="netns">run kvmps-vmm inside this network namespace (<c>ip netns exec</c>, which execs it: same pid)</param>
+    public VmmProcess(string[] args, bool redirectStdin, IReadOnlyDictionary<string, string>? environment = null, string? netns = null)
     {
-        var psi = new ProcessStartInfo(VmmBinary.Executable) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectStdin };
+        var psi = new ProcessStartInfo(netns is null ? VmmBinary.Executable : "ip") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectStdin };
+        if (netns is not null) foreach (var a in (string[])["netns", "exec", netns, VmmBinary.Executable]) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         _process = new Process { StartInfo = psi };

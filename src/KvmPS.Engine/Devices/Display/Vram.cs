@@ -49,7 +49,7 @@ public sealed unsafe class Vram : IDisposable
 /// off), restore and teardown; the dirty log is read by viewers on their own threads: one lock orders them, so a
 /// log is never read from a slot being replaced.
 /// </summary>
-public sealed class KvmVramSlot(KvmVmHandle vm, uint slot, Vram vram) : IVramSlot
+public sealed class KvmVramSlot(KvmVmHandle vm, KvmPS.Vm.ISlotDirtyLog dirtyLog, uint slot, Vram vram) : IVramSlot
 {
     private readonly object _lock = new();
     private ulong? _mappedAt;
@@ -69,7 +69,7 @@ public sealed class KvmVramSlot(KvmVmHandle vm, uint slot, Vram vram) : IVramSlo
             {
                 // What the guest wrote before the move must still reach the viewers.
                 var log = new ulong[_pending.Length];
-                Kvm.GetDirtyLog(vm, slot, log);
+                dirtyLog.Take(slot, log);
                 for (int i = 0; i < log.Length; i++) _pending[i] |= log[i];
                 _hasPending = true;
                 region.memory_size = 0; // size 0 deletes the slot
@@ -92,7 +92,7 @@ public sealed class KvmVramSlot(KvmVmHandle vm, uint slot, Vram vram) : IVramSlo
         {
             if (_mappedAt is null && !_hasPending) return false;
             if (_mappedAt is null) bitmap.Clear();
-            else Kvm.GetDirtyLog(vm, slot, bitmap);
+            else dirtyLog.Take(slot, bitmap);
             if (_hasPending)
             {
                 for (int i = 0; i < _pending.Length && i < bitmap.Length; i++) bitmap[i] |= _pending[i];

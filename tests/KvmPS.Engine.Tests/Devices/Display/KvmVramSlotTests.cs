@@ -18,7 +18,7 @@ public sealed class KvmVramSlotTests
         using var system = Kvm.OpenSystem("/dev/kvm");
         using var vm = Kvm.CreateVm(system);
         using var vram = new Vram(4 << 20);
-        var slot = new KvmVramSlot(vm, DisplayDeviceConfig.VramSlotNumber, vram);
+        var slot = new KvmVramSlot(vm, new KvmPS.Vm.BitmapDirtyLog(vm), DisplayDeviceConfig.VramSlotNumber, vram);
         var log = new ulong[vram.PageCount / 64];
         Assert.False(slot.TakeDirtyLog(log));             // not mapped: no log
         slot.MapAt(0xC000_0000);

@@ -48,6 +48,10 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     private volatile bool _disposed;
     private readonly object _pauseLock = new();
     private bool _paused, _rxDeferred; // while paused, tap readiness is remembered, not acted on
+    private bool _announcePending;     // restored: announce the MAC once the VM runs (under _pauseLock)
+
+    /// <summary>How many RARP announcements a restored or migrated device sends when the VM first runs (QEMU sends 5, spaced).</summary>
+    public const int Announcements = 3;
 
     public string Name => "virtio-net";
     public ushort DeviceType => 1;
@@ -257,14 +261,46 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
 
     public void Resume()
     {
-        bool deferred;
+        bool deferred, announce;
         lock (_pauseLock)
         {
             _paused = false;
             deferred = _rxDeferred;
             _rxDeferred = false;
+            announce = _announcePending;
+            _announcePending = false;
         }
+        if (announce) Announce();
         if (deferred) OnReceiveReady();
+    }
+
+    /// <summary>
+    /// After a restore or an incoming migration the guest runs behind a new tap, maybe on another host: the bridge or
+    /// switch there has not seen its MAC, so frames for it would be flooded or lost until the guest sends something.
+    /// Like QEMU's self-announce, the device sends broadcast RARP frames from the MAC for the network to learn it.
+    /// A burst, not spaced out: a learning bridge takes the first, and no timer thread is needed.
+    /// </summary>
+    private void Announce()
+    {
+        var packet = RarpAnnouncement(_mac);
+        for (int i = 0; i < Announcements; i++) _backend.Send(packet); // not the guest's: not in the counters
+    }
+
+    /// <summary>A virtio-net header and a minimum-size Ethernet frame: RARP "reverse request" from <paramref name="mac"/> (RFC 903).</summary>
+    internal static byte[] RarpAnnouncement(ReadOnlySpan<byte> mac)
+    {
+        var packet = new byte[HeaderSize + 60]; // header (no offloads: zero) + 60-byte frame (FCS is the host's)
+        var frame = packet.AsSpan(HeaderSize);
+        frame[..6].Fill(0xff);                       // destination: broadcast
+        mac.CopyTo(frame[6..]);                      // source: the guest's MAC
+        frame[12] = 0x80; frame[13] = 0x35;          // EtherType RARP
+        frame[14] = 0x00; frame[15] = 0x01;          // hardware type Ethernet
+        frame[16] = 0x08; frame[17] = 0x00;          // protocol type IPv4
+        frame[18] = 6; frame[19] = 4;                // address lengths
+        frame[20] = 0x00; frame[21] = 0x03;          // operation: reverse request
+        mac.CopyTo(frame[22..]);                     // sender hardware address; sender IP 0.0.0.0
+        mac.CopyTo(frame[32..]);                     // target hardware address; target IP 0.0.0.0, then padding
+        return packet;
     }
 
     public string StateName => Name;
@@ -298,6 +334,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
         }
         s.PendingPacket.CopyTo(_rxPacket, 0);
         _pendingLen = s.PendingPacket.Length;
+        lock (_pauseLock) _announcePending = true;
     }
 
     public void Dispose()
