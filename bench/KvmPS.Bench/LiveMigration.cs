@@ -10,37 +10,49 @@ namespace KvmPS.Bench;
 
 /// <summary>
 /// Figures 10: live migration against QEMU's own, the same built-in guest on both, source and destination on this
-/// host over TCP loopback. Both VMMs report their own figures, taken as they are: kvmps-vmm's source logs
+/// host over TCP loopback or across two network namespaces joined by a veth pair (<see cref="Link"/>). Both VMMs
+/// report their own figures, taken as they are: kvmps-vmm's source logs
 /// <c>migrated to URI: total N ms, downtime N ms</c>; QEMU's <c>query-migrate</c> gives <c>total-time</c> and
 /// <c>downtime</c> once <c>completed</c>.
 /// </summary>
-public static class LiveMigration
+public static partial class LiveMigration
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
     private const int GuestMiB = 256;
     private const int DirtyMiB = 8;
+    private const int UdirtyMiB = 128, UdirtyRateMiBps = 50;
     private const int DowntimeLimitMs = 300;
 
-    public const string Method = "10. the built-in guest, 256 MiB, 1 vCPU (`-M microvm` for QEMU), source and destination on this host, TCP on 127.0.0.1, downtime limit 300 ms on both (the default of both), no bandwidth cap (QEMU: `migrate-set-parameters max-bandwidth` 1 TiB/s; its default is 128 MiB/s). Destination started first and waiting (`kvmps-vmm --incoming tcp:`, QEMU `-incoming tcp:`); then `migrate` sent to the source (kvmps: control request; QEMU: QMP, polled with `query-migrate` every 1 ms). 10a/10c (the same clock for both): `migrate` sent → the destination's control socket says the VM runs (kvmps: `status` `Running`; QEMU: `query-status` `running`, polled every 1 ms); each VMM's own total is in the note. 10b/10d: the downtime each VMM reports, which QEMU and kvmps-vmm define differently: kvmps-vmm's (its source's log line) runs from the pause to the destination's `Running` message, after the destination restored every record and started the vCPUs; QEMU's `downtime` runs from the source's stop to the source having sent its last byte, so the destination's loading and start are not in it (QEMU `migration_completion`). 10a/10b: the guest idle at its prompt; the destination's guest then echoes a typed character (proof it runs). 10c/10d: the guest rewriting 8 MiB without end (`work dirty 8`) as fast as its vCPU goes; its rate, measured from its own `dirty pass` lines, is in the note (guest kernel code is emulated on this nested host, so it is far below 50 MiB/s). Interleaved, first pair not counted.";
+    public const string Method = "10. the built-in guest, 256 MiB, 1 vCPU (`-M microvm` for QEMU), source and destination on this host, TCP on 127.0.0.1, downtime limit 300 ms on both (the default of both), no bandwidth cap (QEMU: `migrate-set-parameters max-bandwidth` 1 TiB/s; its default is 128 MiB/s). Destination started first and waiting (`kvmps-vmm --incoming tcp:`, QEMU `-incoming tcp:`); then `migrate` sent to the source (kvmps: control request; QEMU: QMP, polled with `query-migrate` every 1 ms). 10a/10c/10e/10g/10i (the same clock for both): `migrate` sent → the destination's control socket says the VM runs (kvmps: `status` `Running`; QEMU: `query-status` `running`, polled every 1 ms); each VMM's own total is in the note. 10b/10d/10f/10h/10j: the downtime each VMM reports, which QEMU and kvmps-vmm define differently: kvmps-vmm's (its source's log line) runs from the pause to the destination's `Running` message, after the destination restored every record and started the vCPUs; QEMU's `downtime` runs from the source's stop to the source having sent its last byte, so the destination's loading and start are not in it (QEMU `migration_completion`). 10a/10b: the guest idle at its prompt; the destination's guest then echoes a typed character (proof it runs). 10c/10d: the guest rewriting 8 MiB without end (`work dirty 8`) as fast as its vCPU goes; its rate, measured from its own `dirty pass` lines, is in the note (guest kernel code is emulated on this nested host, so it is far below 50 MiB/s). 10e/10f: the guest dirtying 128 MiB at 50 MiB/s from ring 3 (`work udirty 128 50`: one store per 4 KiB page, paced by the TSC; ring-3 code runs natively here); the rate is the median of its own `udirty rate` lines before the migration, in the note. 10g-10j: 10a/10b and 10e/10f with source and destination in two network namespaces joined by a veth pair (10.77.0.1 ↔ 10.77.0.2/24, MTU 1500; each VMM started with `ip netns exec`, the control sockets are files both reach). Interleaved, first pair not counted.";
+
+    private sealed record Scenario(string TotalId, string DowntimeId, string Cmdline, string What, bool Namespaces);
+
+    private static readonly Scenario[] Scenarios =
+    [
+        new("10a", "10b", "", "idle guest", false),
+        new("10c", "10d", $"kvmps.run=work dirty {DirtyMiB}", $"guest rewriting {DirtyMiB} MiB", false),
+        new("10e", "10f", $"kvmps.run=work udirty {UdirtyMiB} {UdirtyRateMiBps}", $"guest dirtying {UdirtyRateMiBps} MiB/s (ring 3)", false),
+        new("10g", "10h", "", "idle guest", true),
+        new("10i", "10j", $"kvmps.run=work udirty {UdirtyMiB} {UdirtyRateMiBps}", $"guest dirtying {UdirtyRateMiBps} MiB/s (ring 3)", true),
+    ];
 
     public static IEnumerable<FigureResult> Measure(string vmm, string qemu, string guest, int runs, ISet<string> figures)
     {
         var results = new List<FigureResult>();
-        foreach (var (totalId, downtimeId, cmdline, what) in new[]
-                 {
-                     ("10a", "10b", "", "idle guest"),
-                     ("10c", "10d", $"kvmps.run=work dirty {DirtyMiB}", $"guest rewriting {DirtyMiB} MiB"),
-                 })
+        var wanted = Scenarios.Where(sc => figures.Contains(sc.TotalId) || figures.Contains(sc.DowntimeId)).ToList();
+        using var namespaces = wanted.Any(sc => sc.Namespaces) ? Link.Namespaces() : null;
+        foreach (var sc in wanted)
         {
-            if (!figures.Contains(totalId) && !figures.Contains(downtimeId)) continue;
-            Console.Error.WriteLine($"figure {totalId}/{downtimeId}: live migration, {what}");
+            var link = sc.Namespaces ? namespaces! : Link.Loopback;
+            string where = sc.Namespaces ? "two network namespaces over a veth pair" : "TCP loopback";
+            Console.Error.WriteLine($"figure {sc.TotalId}/{sc.DowntimeId}: live migration, {sc.What}, {where}");
             var kTotal = new List<double>(); var kDown = new List<double>(); var qTotal = new List<double>(); var qDown = new List<double>();
             var kSeen = new List<double>(); var qSeen = new List<double>();
             var kRate = new List<double>(); var qRate = new List<double>();
             for (int i = 0; i <= runs; i++)
             {
-                var k = MigrateKvmps(vmm, cmdline);
-                var q = MigrateQemu(qemu, guest, cmdline);
+                var k = MigrateKvmps(vmm, sc.Cmdline, link);
+                var q = MigrateQemu(qemu, guest, sc.Cmdline, link);
                 if (i == 0) continue; // warm-up pair
                 kTotal.Add(k.TotalMs); kDown.Add(k.DowntimeMs); qTotal.Add(q.TotalMs); qDown.Add(q.DowntimeMs);
                 kSeen.Add(k.ObservedMs); qSeen.Add(q.ObservedMs);
@@ -51,12 +63,13 @@ public static class LiveMigration
                 ? $"guest dirtying {Stats.Of(kRate).Median:F1} MiB/s on kvmps, {Stats.Of(qRate).Median:F1} MiB/s on QEMU"
                 : null;
             string ownTotals = $"each VMM's own total: kvmps {Stats.Of(kTotal).Median:F0} ms, QEMU total-time {Stats.Of(qTotal).Median:F0} ms";
-            if (figures.Contains(totalId))
-                results.Add(new(totalId, $"Live migration, total: migrate sent → the destination says running, {what}, {GuestMiB} MiB, TCP loopback", "ms",
-                    Stats.Of(kSeen), "QEMU migrate tcp:", Stats.Of(qSeen), "below QEMU", rateNote is null ? ownTotals : $"{ownTotals}; {rateNote}"));
-            if (figures.Contains(downtimeId))
-                results.Add(new(downtimeId, $"Live migration, downtime as each VMM reports it (kvmps: paused → destination runs; QEMU: stopped → last byte sent), {what}, {GuestMiB} MiB", "ms",
-                    Stats.Of(kDown), "QEMU migrate tcp: (downtime)", Stats.Of(qDown), cmdline == "" ? "≤ 50 ms and below QEMU" : "below QEMU", rateNote));
+            string peer = sc.Namespaces ? "QEMU migrate tcp: (namespaces)" : "QEMU migrate tcp:";
+            if (figures.Contains(sc.TotalId))
+                results.Add(new(sc.TotalId, $"Live migration, total: migrate sent → the destination says running, {sc.What}, {GuestMiB} MiB, {where}", "ms",
+                    Stats.Of(kSeen), peer, Stats.Of(qSeen), "below QEMU", rateNote is null ? ownTotals : $"{ownTotals}; {rateNote}"));
+            if (figures.Contains(sc.DowntimeId))
+                results.Add(new(sc.DowntimeId, $"Live migration, downtime as each VMM reports it (kvmps: paused → destination runs; QEMU: stopped → last byte sent), {sc.What}, {GuestMiB} MiB{(sc.Namespaces ? ", " + where : "")}", "ms",
+                    Stats.Of(kDown), $"{peer} (downtime)", Stats.Of(qDown), sc.Cmdline == "" ? "≤ 50 ms and below QEMU" : "below QEMU", rateNote));
         }
         return results;
     }
@@ -66,24 +79,25 @@ public static class LiveMigration
     /// <param name="ObservedMs">the bench's clock: migrate sent → the destination's control socket says running</param>
     private readonly record struct Sample(double TotalMs, double DowntimeMs, double ObservedMs, double DirtyMiBps);
 
-    private static Sample MigrateKvmps(string vmm, string cmdline)
+    private static Sample MigrateKvmps(string vmm, string cmdline, Link link)
     {
         int port = FreePort();
+        string uri = $"tcp:{link.DestinationAddress}:{port}";
         string dir = Directory.CreateTempSubdirectory("kvm-mig").FullName;
         string sock = Path.Combine(dir, "src.sock"), destinationSock = Path.Combine(dir, "dst.sock");
-        var destination = Capture.Start(vmm, ["--incoming", $"tcp:127.0.0.1:{port}", "--memory", $"{GuestMiB}M", "--cmdline", cmdline, "--control-socket", destinationSock]);
+        var destination = Capture.Start(link.Destination(vmm, ["--incoming", uri, "--memory", $"{GuestMiB}M", "--cmdline", cmdline, "--control-socket", destinationSock]));
         Capture? source = null;
         try
         {
             destination.WaitForStderr("waiting for a migration stream", Timeout);
-            source = Capture.Start(vmm, ["--memory", $"{GuestMiB}M", "--cmdline", cmdline, "--control-socket", sock]);
+            source = Capture.Start(link.Source(vmm, ["--memory", $"{GuestMiB}M", "--cmdline", cmdline, "--control-socket", sock]));
             double rate = WaitForGuest(source.Process, cmdline);
             using var watch = LineClient.WaitFor(destinationSock, Stopwatch.StartNew(), Timeout);
             var clock = Stopwatch.StartNew();
             using (var control = LineClient.WaitFor(sock, Stopwatch.StartNew(), Timeout))
             {
                 clock.Restart();
-                using var reply = control.Request(JsonSerializer.Serialize(new { request = "migrate", uri = $"tcp:127.0.0.1:{port}", downtime_ms = DowntimeLimitMs }));
+                using var reply = control.Request(JsonSerializer.Serialize(new { request = "migrate", uri, downtime_ms = DowntimeLimitMs }));
                 if (!reply.RootElement.GetProperty("ok").GetBoolean()) throw new InvalidOperationException($"kvmps migrate refused: {reply.RootElement}");
             }
             while (true)
@@ -110,23 +124,25 @@ public static class LiveMigration
         }
     }
 
-    private static Sample MigrateQemu(string qemu, string guest, string cmdline)
+    private static Sample MigrateQemu(string qemu, string guest, string cmdline, Link link)
     {
         int port = FreePort();
         string dir = Directory.CreateTempSubdirectory("qemu-mig").FullName;
         string sock = Path.Combine(dir, "src.qmp"), destinationSock = Path.Combine(dir, "dst.qmp");
-        var destination = Host.Start(qemu, [.. Snapshots.QemuArgs(guest, GuestMiB, cmdline), "-incoming", $"tcp:127.0.0.1:{port}", "-qmp", $"unix:{destinationSock},server=on,wait=off"]);
+        var (dFile, dArgs) = link.Destination(qemu, [.. Snapshots.QemuArgs(guest, GuestMiB, cmdline), "-incoming", $"tcp:{link.DestinationAddress}:{port}", "-qmp", $"unix:{destinationSock},server=on,wait=off"]);
+        var destination = Host.Start(dFile, dArgs);
         Process? source = null;
         try
         {
-            WaitForListener(port, Timeout);
-            source = Host.Start(qemu, [.. Snapshots.QemuArgs(guest, GuestMiB, cmdline), "-qmp", $"unix:{sock},server=on,wait=off"]);
+            WaitForListener(destination.Id, port, Timeout);
+            var (sFile, sArgs) = link.Source(qemu, [.. Snapshots.QemuArgs(guest, GuestMiB, cmdline), "-qmp", $"unix:{sock},server=on,wait=off"]);
+            source = Host.Start(sFile, sArgs);
             double rate = WaitForGuest(source, cmdline);
             using var qmp = Qmp.WaitFor(sock, Stopwatch.StartNew(), Timeout);
             using var watch = Qmp.WaitFor(destinationSock, Stopwatch.StartNew(), Timeout);
             qmp.Execute("migrate-set-parameters", new Dictionary<string, object> { ["max-bandwidth"] = 1L << 40, ["downtime-limit"] = DowntimeLimitMs }).Dispose();
             var clock = Stopwatch.StartNew();
-            qmp.Execute("migrate", new Dictionary<string, object> { ["uri"] = $"tcp:127.0.0.1:{port}" }).Dispose();
+            qmp.Execute("migrate", new Dictionary<string, object> { ["uri"] = $"tcp:{link.DestinationAddress}:{port}" }).Dispose();
             while (true)
             {
                 // QEMU's destination runs the VM on its own once the stream ends (autostart, as no -S was given).
@@ -161,17 +177,34 @@ public static class LiveMigration
 
     /// <summary>
     /// Waits for the guest's prompt, or for its dirtying workload to be in full swing; for the workload, returns the
-    /// rate it dirties at, from the time between two of its pass lines (NaN when idle).
+    /// rate it dirties at (NaN when idle): for `work dirty`, from the time between two of its pass lines; for
+    /// `work udirty`, the median of the first three rates it reports (about one a second).
     /// </summary>
     private static double WaitForGuest(Process p, string cmdline)
     {
         var clock = Stopwatch.StartNew();
         var seen = new StringBuilder();
         if (cmdline == "") { Host.WaitForOutput(p, "> ", clock, Timeout, seen); Thread.Sleep(200); return double.NaN; }
+        if (cmdline.Contains("udirty", StringComparison.Ordinal))
+        {
+            var stream = p.StandardOutput.BaseStream;
+            var buffer = new byte[4096];
+            while (UdirtyRate().Matches(seen.ToString()).Count < 3)
+            {
+                int n = stream.Read(buffer, 0, buffer.Length);
+                if (n <= 0 || clock.Elapsed > Timeout) throw new TimeoutException($"the guest reported no dirtying rate: {seen}");
+                seen.Append(Encoding.ASCII.GetString(buffer, 0, n));
+            }
+            var rates = UdirtyRate().Matches(seen.ToString()).Take(3).Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) / 1024).ToList();
+            return Stats.Of(rates).Median;
+        }
         var first = Host.WaitForOutput(p, "work: dirty pass 1", clock, Timeout, seen);
         var second = Host.WaitForOutput(p, "work: dirty pass 2", clock, Timeout, seen);
         return DirtyMiB / (second - first).TotalSeconds;
     }
+
+    [GeneratedRegex(@"work: udirty rate (\d+) KiB/s")]
+    private static partial Regex UdirtyRate();
 
     /// <summary>Types a character on the destination's console and waits for its echo: the migrated guest runs.</summary>
     private static void ProveRuns(Process destination)
@@ -190,7 +223,8 @@ public static class LiveMigration
         return port;
     }
 
-    private static void WaitForListener(int port, TimeSpan timeout)
+    /// <summary>Waits until <paramref name="pid"/>'s network namespace has a listener on <paramref name="port"/>.</summary>
+    private static void WaitForListener(int pid, int port, TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -198,7 +232,7 @@ public static class LiveMigration
             // QEMU accepts one connection on -incoming and migrates from it; a bare connect/close would fail that. So
             // look at the kernel's table of listening sockets instead.
             string hex = port.ToString("X4", CultureInfo.InvariantCulture);
-            if (File.ReadLines("/proc/net/tcp").Skip(1).Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is var f && f[1].EndsWith(":" + hex, StringComparison.Ordinal) && f[3] == "0A"))
+            if (File.ReadLines($"/proc/{pid}/net/tcp").Skip(1).Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is var f && f[1].EndsWith(":" + hex, StringComparison.Ordinal) && f[3] == "0A"))
                 return;
             if (clock.Elapsed > timeout) throw new TimeoutException($"nothing listens on port {port}");
             Thread.Sleep(2);
@@ -213,6 +247,8 @@ public static class LiveMigration
         private readonly StringBuilder _stderr = new();
         public required Process Process { get; init; }
         public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+        public static Capture Start((string File, IEnumerable<string> Args) command) => Start(command.File, command.Args);
 
         public static Capture Start(string file, IEnumerable<string> args)
         {

@@ -5,12 +5,18 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d" };
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d", "10e", "10f", "10g", "10h", "10i", "10j" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
     if (args[i] == "--runs" && i + 1 < args.Length && int.TryParse(args[++i], out int r) && r > 0) runs = r;
-    else if (args[i] == "--figures" && i + 1 < args.Length) { figures = args[++i].Split(',').ToHashSet(); partial = true; }
+    else if (args[i] == "--figures" && i + 1 < args.Length)
+    {
+        // A bare number names all its lettered figures: "10" is 10a, 10b, ...
+        var all = figures;
+        figures = args[++i].Split(',').SelectMany(f => all.Where(id => new string(id.TakeWhile(char.IsAsciiDigit).ToArray()) == f).Append(f)).ToHashSet();
+        partial = true;
+    }
     else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N] [--figures 1,3,8a,...]   (unknown argument '{args[i]}')"); return 2; }
 }
 
@@ -259,7 +265,7 @@ if (figures.Any(f => f.StartsWith('8'))) results.AddRange(Snapshots.Measure(vmm,
 // 9. vCPU hot-add and removal on a running VM (no peer).
 if (figures.Any(f => f.StartsWith('9'))) results.AddRange(Hotplug.Measure(vmm, work, runs));
 
-// 10. Live migration against QEMU's, TCP loopback.
+// 10. Live migration against QEMU's, TCP loopback and across two network namespaces.
 if (figures.Any(f => f.StartsWith("10", StringComparison.Ordinal))) results.AddRange(LiveMigration.Measure(vmm, qemu!, guest, runs, figures));
 
 string table = Report.Table(results);

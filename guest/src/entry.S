@@ -160,7 +160,8 @@ ap_entry64:
     hlt
     jmp 3b
 
-    .section .rodata
+    /* .data, not .rodata: ltr writes the TSS descriptor's busy bit. */
+    .section .data
     .balign 16
     .globl gdt
 gdt:
@@ -168,6 +169,11 @@ gdt:
     .quad 0x00af9a000000ffff     /* 0x08 64-bit code */
     .quad 0x00cf92000000ffff     /* 0x10 data */
     .quad 0x00cf9a000000ffff     /* 0x18 32-bit code */
+    .quad 0x00cff2000000ffff     /* 0x20 ring-3 data */
+    .quad 0x00affa000000ffff     /* 0x28 ring-3 64-bit code */
+    .globl gdt_tss
+gdt_tss:
+    .quad 0, 0                   /* 0x30 TSS, filled by usermode.c */
 gdt_end:
     .balign 8
     .globl gdt_ptr

@@ -51,6 +51,18 @@ void idt_init(void)
     idt_load();
 }
 
+void idt_set_gate(u8 vector, u64 addr, u8 dpl)
+{
+    idt[vector].off_lo = (u16)addr;
+    idt[vector].sel = GDT_CODE64;
+    idt[vector].ist = 0;
+    idt[vector].type_attr = (u8)(0x8e | (dpl & 3) << 5); /* present, DPL, 64-bit interrupt gate (IF cleared) */
+    idt[vector].off_mid = (u16)(addr >> 16);
+    idt[vector].off_hi = (u32)(addr >> 32);
+    idt[vector].zero = 0;
+    idt_load(); /* a hypervisor may keep a copy of the table from lidt */
+}
+
 void irq_register(u8 vector, irq_handler_t h)
 {
     handlers[vector] = h;

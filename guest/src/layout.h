@@ -8,6 +8,9 @@
 #define GDT_CODE64 0x08
 #define GDT_DATA 0x10
 #define GDT_CODE32 0x18
+#define GDT_UDATA 0x20   /* ring-3 data (DPL3); selector 0x23 with RPL 3 */
+#define GDT_UCODE64 0x28 /* ring-3 64-bit code (DPL3); selector 0x2b */
+#define GDT_TSS 0x30     /* 64-bit TSS, 16 bytes (usermode.c fills it) */
 
 #define BOOT_STACK_SIZE 16384
 #define MAX_AP_STACKS 256          /* one per APIC ID (the AP picks its stack by its initial APIC ID) */

@@ -60,6 +60,7 @@ void page_free(u64 addr)
     free_stack[free_top++] = (u32)(addr / PAGE_SIZE);
 }
 
+u64 pages_handed_out(void) { return ready ? total_pages - (free_top + (end - bump) / PAGE_SIZE) : 0; }
 u64 pages_free_bytes(void) { return (free_top + (end - bump) / PAGE_SIZE) * PAGE_SIZE; }
 u64 pages_total_bytes(void) { return total_pages * PAGE_SIZE; }
 

@@ -17,6 +17,8 @@ u64 page_alloc(void);
 void page_free(u64 addr);
 u64 pages_free_bytes(void);
 u64 pages_total_bytes(void);
+/* Pages page_alloc handed out and not freed (0 before pages_init). */
+u64 pages_handed_out(void);
 /* Writes one byte into each of the next `count` pages page_alloc would return (the pages stay free);
    returns how many pages it touched. */
 u64 pages_touch_free(u64 count);

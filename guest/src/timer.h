@@ -10,5 +10,6 @@ u64 timer_hz(void);
 u64 timer_us_to_ticks(u64 us);
 void udelay(u64 us);
 const char *timer_source(void);
+u64 timer_tsc_hz(void);     /* TSC frequency (measured against the PM timer when that is the source) */
 
 #endif

@@ -176,17 +176,35 @@ static void work_dirty(u64 mib)
     }
 }
 
+/* "A B" (one space) into two numbers; 0 on success. */
+static int parse_two(char *s, u64 *a, u64 *b)
+{
+    char *sp = s;
+    while (*sp && *sp != ' ')
+        sp++;
+    if (!*sp)
+        return -1;
+    *sp = 0;
+    int bad = parse_u64(s, a) || parse_u64(sp + 1, b);
+    *sp = ' ';
+    return bad;
+}
+
 void cmd_work(char *arg)
 {
-    u64 mib;
+    u64 mib, rate;
     if (!strcmp(arg, "verify"))
         work_verify();
     else if (!strncmp(arg, "dirty ", 6) && !parse_u64(arg + 6, &mib))
         work_dirty(mib);
+    else if (!strncmp(arg, "udirty ", 7) && !parse_two(arg + 7, &mib, &rate)) {
+        work_pages = 0; /* its code and state take the start of the area: nothing of a fill is left to verify */
+        work_udirty(mib, rate);
+    }
     else if (!parse_u64(arg, &mib)) {
         work_fill(mib);
         if (work_pages)
             work_loop();
     } else
-        kprintf("usage: work MiB | work verify | work dirty MiB\n");
+        kprintf("usage: work MiB | work verify | work dirty MiB | work udirty MiB RATE_MiB_per_s (0: full speed)\n");
 }

@@ -215,8 +215,12 @@ public sealed class MigrationSender
                 _transferRate = transferRate;
                 _expectedDowntimeMs = expectedMs;
             }
-            // Converged: what is left goes out within the budget (a handful of pages always does).
-            if (expectedMs <= _request.DowntimeMs || (dirtyCount <= 64 && diskDirty == 0)) break;
+            // Converged: what is left goes out within the budget (a handful of pages always does). While the rounds
+            // still halve what is left (round 0 always counts), one more round is cheap: it lasts at most the budget
+            // and leaves less to send paused. A set that stopped shrinking that fast is handed over as it is.
+            bool handful = dirtyCount <= 64 && diskDirty == 0;
+            bool halving = leftBytes * 2 <= previousDirty && _round < MaxRounds - 1;
+            if (handful || (expectedMs <= _request.DowntimeMs && !halving)) break;
             stalled = leftBytes < previousDirty * 9 / 10 ? 0 : stalled + 1;
             previousDirty = leftBytes;
             bool throttledToTheTop = _throttlePercent >= MaxThrottlePercent;

@@ -162,17 +162,19 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         for (int i = 0; i < passes.Count; i++) Assert.Equal(i + 1, passes[i]); // the generations go on: 1, 2, 3, ...
     }
 
+    // The convergence tests: the ring-3 dirtier rewrites 1 MiB at 2 MiB/s (paced by the guest's TSC, so the same on a
+    // loaded host), twice what the 1 MiB/s link sends: every round of ~1 s finds the whole MiB dirty again.
+    private const string FasterThanTheLink = "\"bandwidth_bytes_per_s\": 1048576, \"downtime_ms\": 50";
+
     [Fact]
     public void AGuestDirtyingFasterThanTheLinkMakesTheMigrationGiveUpCleanly()
     {
         using var dir = new TempDir();
         string uri = "unix:" + dir.File("in.sock");
-        using var source = DirtyingSource(dir, 1);
+        using var source = RingThreeSource(dir, 1, 2);
         using var destination = Destination(dir, uri, 1);
         WaitListening(destination);
-        // The guest rewrites its 1 MiB about 2.5 times a second (several times slower on a loaded host: still more than
-        // the link); 512 KiB/s cannot get it under 50 ms.
-        source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 524288, \"downtime_ms\": 50");
+        source.Control.Ok("migrate", $"\"uri\": \"{uri}\", {FasterThanTheLink}");
         var failed = source.WaitForMigration(s => s.GetProperty("phase").GetString() is MigrationPhases.Failed or MigrationPhases.Completed);
         log.WriteLine(failed.ToString());
         Assert.Equal(MigrationPhases.Failed, failed.GetProperty("phase").GetString());
@@ -181,8 +183,8 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         Assert.False(failed.TryGetProperty("downtime_ms", out _), "never paused for a hand-over");
         Assert.Equal(VmmExitCode.IncomingFailed, destination.WaitForExit(Timeout));
         Assert.Contains("the source gave up", destination.Stderr);
-        int passes = DirtyPasses(ReadText(source.Serial)).Count;
-        Assert.True(WaitForFile(source.Serial, t => DirtyPasses(t).Count >= passes + 2, Timeout), "the guest goes on at the source");
+        int rates = Rates(ReadText(source.Serial)).Count;
+        Assert.True(WaitForFile(source.Serial, t => Rates(t).Count >= rates + 2, Timeout), "the guest goes on at the source");
         Assert.DoesNotContain("FAILED", ReadText(source.Serial));
         Assert.Equal("Running", source.Control.Ok("status").GetProperty("state").GetString());
     }
@@ -192,10 +194,10 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
     {
         using var dir = new TempDir();
         string uri = "unix:" + dir.File("in.sock");
-        using var source = DirtyingSource(dir, 1);
+        using var source = RingThreeSource(dir, 1, 2);
         using var destination = Destination(dir, uri, 1);
         WaitListening(destination);
-        source.Control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 524288, \"downtime_ms\": 50, \"auto_converge\": true");
+        source.Control.Ok("migrate", $"\"uri\": \"{uri}\", {FasterThanTheLink}, \"auto_converge\": true");
         int maxThrottle = 0;
         var deadline = DateTime.UtcNow + Timeout;
         while (!source.Process.HasExited && DateTime.UtcNow < deadline)
@@ -207,14 +209,14 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         Assert.Equal(VmmExitCode.Migrated, source.Process.WaitForExit(Timeout));
         log.WriteLine($"highest throttle seen: {maxThrottle}%\n{source.Process.Stderr}");
         Assert.True(maxThrottle > 0, "the vCPUs were throttled");
-        // The bandwidth cap is for pre-copy: the last pages go out at full speed (capped, 64 pages alone took 500 ms).
+        // The bandwidth cap is for pre-copy: the last pages go out at full speed.
         var downtime = Regex.Match(source.Process.Stderr, @"downtime (\d+) ms");
         Assert.True(downtime.Success && int.Parse(downtime.Groups[1].Value) < 300, source.Process.Stderr);
         string dst = dir.File("dst.log");
-        Assert.True(WaitForFile(dst, t => DirtyPasses(t).Count >= 3 || t.Contains("FAILED"), Timeout), ReadText(dst) + destination.Stderr);
+        Assert.True(WaitForFile(dst, t => Occurrences(t, "work: udirty verify ok pass") >= 2 || t.Contains("FAILED") || t.Contains("exception"), Timeout), ReadText(dst) + destination.Stderr);
         Assert.DoesNotContain("FAILED", ReadText(dst));
-        var passes = DirtyPasses(ReadText(source.Serial)).Concat(DirtyPasses(ReadText(dst))).ToList();
-        for (int i = 0; i < passes.Count; i++) Assert.Equal(i + 1, passes[i]);
+        var passes = Rates(ReadText(source.Serial)).Concat(Rates(ReadText(dst))).Select(r => r.Pass).ToList();
+        for (int i = 1; i < passes.Count; i++) Assert.True(passes[i] >= passes[i - 1], $"generation {passes[i]} after {passes[i - 1]}");
     }
 
     [Fact]
