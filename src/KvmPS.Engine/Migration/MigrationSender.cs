@@ -50,6 +50,8 @@ public sealed class MigrationSender
     private string? _error;
     private bool _memoryShared;
     private StorageCopySender? _storage; // include_storage: the disks go in the stream too
+    private bool _handOverDisks;         // a local live upgrade of a VM with disks: their open files go at the pause
+    private int _disksHandedOver;
 
     public MigrationSender(VirtualMachine machine, MigrateRequest request, MigrationEndpoint endpoint, string configJson, TextWriter log)
     {
@@ -145,7 +147,10 @@ public sealed class MigrationSender
         _stream = MigrationStream.Over(_endpoint.Connect(ConnectTimeoutMs), IoTimeoutMs);
         CheckCancel();
         if (_request.IncludeStorage) _storage = new StorageCopySender(_machine);
-        _stream.WriteHeader(_storage is null ? MigrationStream.FormatVersion : MigrationStream.StorageFormatVersion);
+        // Over a Unix socket the destination is on this host: the disks are handed over, open, at the pause.
+        _handOverDisks = _storage is null && _stream.CanPassDescriptors && DiskHandover.Disks(_machine).Count > 0;
+        _stream.WriteHeader(_storage is not null ? MigrationStream.StorageFormatVersion
+            : _handOverDisks ? MigrationStream.DiskHandoverFormatVersion : MigrationStream.FormatVersion);
         byte[] identity = Encoding.UTF8.GetBytes(string.Join('\n', MachineIdentity.For(_machine.Config, _machine.RemovedConfiguredSlots)));
         byte[] length = BitConverter.GetBytes((uint)identity.Length); // little-endian on x86-64, the only target
         _stream.WriteFrame(MigrationCommand.Config, [.. length, .. identity], Encoding.UTF8.GetBytes(_configJson));
@@ -285,6 +290,9 @@ public sealed class MigrationSender
     private void SendStateAndHandOver()
     {
         var stream = _stream!;
+        // Paused: no request reaches a disk, and every completed write is in the files (write-through): the open files
+        // go over as they are, their locks with them. The source keeps its own descriptors until it exits.
+        if (_handOverDisks) lock (_lock) _disksHandedOver = DiskHandover.Send(stream, _machine);
         byte[] state = SnapshotStateFile.Encode(_machine.SaveState());
         stream.WriteFrame(MigrationCommand.State, state);
         lock (_lock)
@@ -307,7 +315,8 @@ public sealed class MigrationSender
         var status = Status();
         _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, " +
             (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds") +
-            (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : ""));
+            (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : "") +
+            (_disksHandedOver > 0 ? $", {_disksHandedOver} disks handed over (not copied)" : ""));
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 

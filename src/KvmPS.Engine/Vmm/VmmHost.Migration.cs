@@ -127,7 +127,8 @@ public sealed partial class VmmHost
         if (machine is not null)
             _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
                 (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") +
-                (_receiver.DiskCopy is { } disks ? $", {disks.Bytes} bytes of {disks.Disks} disks" : "") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
+                (_receiver.DiskCopy is { } disks ? $", {disks.Bytes} bytes of {disks.Disks} disks" : "") +
+                (_receiver.DisksHandedOver > 0 ? $", {_receiver.DisksHandedOver} disks handed over (not copied)" : "") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms");
         return machine;
     }
 
