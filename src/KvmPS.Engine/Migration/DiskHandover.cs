@@ -21,12 +21,30 @@ internal static class DiskHandover
     public static List<(int Slot, VirtioBlock Disk)> Disks(VirtualMachine machine) =>
         machine.ConfiguredDevices.Where(d => d.Device is VirtioBlock).Select(d => (d.Slot, (VirtioBlock)d.Device)).ToList();
 
-    /// <summary>Source, paused: one DiskFds frame per disk with its open files attached.</summary>
-    public static int Send(MigrationStream stream, VirtualMachine machine)
+    /// <summary>
+    /// Source, paused: one DiskFds frame per disk. Over a Unix socket its open files go attached; otherwise (tcp: shared
+    /// storage on another host) the disk is flushed and closed here first, its locks released, and the frame names no
+    /// file: the destination opens the image by path. Released disks are added to <paramref name="released"/>, to be
+    /// opened again if the migration fails.
+    /// </summary>
+    public static int Send(MigrationStream stream, VirtualMachine machine, List<(int Slot, VirtioBlock Disk)> released)
     {
         var disks = Disks(machine);
         foreach (var (slot, disk) in disks)
         {
+            if (!stream.CanPassDescriptors)
+            {
+                released.Add((slot, disk));
+                try { disk.ReleaseBackend(); }
+                catch (Exception e) when (e is DiskImageException or IOException)
+                {
+                    throw new MigrationException($"the disk '{disk.Backend.Path}' at {PciAddresses.Format(slot)} could not be flushed for the hand-over: {e.Message}", e);
+                }
+                var head = new byte[8];
+                BinaryPrimitives.WriteUInt32LittleEndian(head, (uint)slot); // file count 0: open it by path
+                stream.WriteFrame(MigrationCommand.DiskFds, head);
+                continue;
+            }
             IReadOnlyList<(string Path, SafeFileHandle File)> files;
             try { files = DiskImageFactory.OpenFiles(disk.Backend); }
             catch (NotSupportedException e) { throw new MigrationException($"the disk at {PciAddresses.Format(slot)} cannot be handed over: {e.Message}"); }
@@ -88,10 +106,17 @@ internal static class DiskHandover
             if (!disk.AwaitsBackend) throw new MigrationException($"the source handed over the disk at {PciAddresses.Format(slot)} twice");
             IBlockBackend backend;
             taken = true; // OpenHandedOver owns the files from here: it closes them on failure
-            try { backend = DiskImageFactory.OpenHandedOver(config.Path, config.Format, config.ReadOnly, files); }
+            try
+            {
+                // No files: the source closed the image (shared storage over tcp); it is opened, and locked, here now.
+                backend = count == 0 ? DiskImageFactory.Open(config.Path, config.Format, config.ReadOnly)
+                    : DiskImageFactory.OpenHandedOver(config.Path, config.Format, config.ReadOnly, files);
+            }
             catch (DiskImageException e)
             {
-                throw new MigrationException($"the disk {PciAddresses.Format(slot)} handed over by the source ('{string.Join("' on '", sourcePaths)}') cannot be used as '{config.Path}': {e.Message}", e);
+                throw new MigrationException(count == 0
+                    ? $"the disk {PciAddresses.Format(slot)} released by the source cannot be opened here as '{config.Path}': {e.Message}"
+                    : $"the disk {PciAddresses.Format(slot)} handed over by the source ('{string.Join("' on '", sourcePaths)}') cannot be used as '{config.Path}': {e.Message}", e);
             }
             try { disk.AdoptBackend(backend); }
             catch (InvalidOperationException e)
@@ -104,6 +129,33 @@ internal static class DiskHandover
         {
             if (!taken) foreach (var f in files) f.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Source, after a failed migration and before the VM resumes: opens the released disks again by their paths (the
+    /// destination closed them when it gave up; its locks may linger a moment, which the open's retries cover). A disk
+    /// that cannot be opened stays without its image: its requests fail as I/O errors, and the reason is returned.
+    /// </summary>
+    public static string? Reacquire(VirtualMachine machine, List<(int Slot, VirtioBlock Disk)> released)
+    {
+        var failures = new List<string>();
+        foreach (var (slot, disk) in released)
+        {
+            if (!disk.AwaitsBackend) continue;
+            var config = (BlockDeviceConfig)machine.ConfiguredDevices.First(d => d.Slot == slot).Config;
+            try
+            {
+                var backend = DiskImageFactory.Open(config.Path, config.Format, config.ReadOnly);
+                try { disk.AdoptBackend(backend); }
+                catch { backend.Dispose(); throw; }
+            }
+            catch (Exception e) when (e is DiskImageException or IOException or InvalidOperationException)
+            {
+                failures.Add($"the disk '{config.Path}' at {PciAddresses.Format(slot)} could not be opened again: {e.Message}");
+            }
+        }
+        released.Clear();
+        return failures.Count == 0 ? null : string.Join("; ", failures);
     }
 
     /// <summary>Destination, at End: every disk must have come (a source that sent none would leave the guest without its disk).</summary>

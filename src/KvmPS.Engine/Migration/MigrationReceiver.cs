@@ -60,9 +60,8 @@ public sealed class MigrationReceiver : IDisposable
             }
             if (version == MigrationStream.DiskHandoverFormatVersion)
             {
-                // A local live upgrade of a VM with disks: the source holds the images (and their locks) until it
-                // hands them over at the pause; the disks are built without them.
-                if (!_stream.CanPassDescriptors) throw new MigrationException("the source wants to hand its disks over, which needs a Unix socket");
+                // The source holds the images (and their locks) until the pause: then it hands their open files over
+                // (Unix socket) or closes them (tcp, shared storage). The disks are built without them.
                 _diskHandover = true;
             }
             machine = _diskHandover ? builder.BuildHardwareWithDeferredDisks() : builder.BuildHardware();

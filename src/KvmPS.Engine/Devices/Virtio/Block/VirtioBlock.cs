@@ -324,6 +324,20 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
     /// built with (before any vCPU runs, so no request saw the placeholder). Its size and read-only flag must be the ones
     /// the device was built for (the config space already says them).
     /// </summary>
+    /// <summary>
+    /// A migration without descriptor passing (tcp: shared storage), paused at the hand-over: makes every write durable
+    /// and closes the image, so its locks go and the destination can open it; the device keeps a placeholder of the same
+    /// size until the image is adopted again (the migration failed) or the VM ends here.
+    /// </summary>
+    public void ReleaseBackend()
+    {
+        var old = _backend;
+        if (old is PendingBlockBackend) return;
+        if (!old.ReadOnly) old.Flush();
+        _backend = new PendingBlockBackend(old.Path, old.SizeBytes, old.ReadOnly);
+        old.Dispose();
+    }
+
     public void AdoptBackend(IBlockBackend backend)
     {
         if (_backend is not PendingBlockBackend pending) throw new InvalidOperationException($"the disk '{_backend.Path}' already has its image");
