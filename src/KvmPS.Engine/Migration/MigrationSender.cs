@@ -124,6 +124,9 @@ public sealed class MigrationSender
         {
             // Whatever broke, the VM goes on here as it was; the destination sees the connection close (or our error).
             string reason = _cancel ? "cancelled by migrate.cancel" : e is MigrationException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            if (!_cancel && e is MigrationException && reason.StartsWith("the connection failed while sending", StringComparison.Ordinal)
+                && _stream?.TryReadPeerError(500) is { } refused)
+                reason = $"the destination refused: {refused}";
             try { if (!_cancel) _stream?.WriteText(MigrationCommand.Error, reason); } catch (MigrationException) { }
             // Disks closed for the hand-over (tcp) are opened again before the guest may send a request.
             if (_releasedDisks.Count > 0 && DiskHandover.Reacquire(_machine, _releasedDisks) is { } lost)

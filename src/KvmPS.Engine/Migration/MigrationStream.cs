@@ -224,6 +224,25 @@ public sealed class MigrationStream : IDisposable
         return new MigrationFrame((MigrationCommand)command, _readBuffer, (int)length);
     }
 
+    /// <summary>
+    /// After a send failed: the peer's Error frame, when it sent one before it closed (a destination that refuses a
+    /// frame closes at once, so the sender's next write fails; its reason says more than "connection reset").
+    /// </summary>
+    public string? TryReadPeerError(int timeoutMs)
+    {
+        try
+        {
+            ReceiveTimeoutMs = timeoutMs;
+            for (int i = 0; i < 4; i++)
+            {
+                var frame = ReadFrame();
+                if (frame.Command == MigrationCommand.Error) return frame.Text;
+            }
+        }
+        catch (Exception e) when (e is MigrationException or IOException or ObjectDisposedException) { }
+        return null;
+    }
+
     /// <summary>Reads a frame that must be <paramref name="expected"/>; the peer's Error frame becomes an exception with its text.</summary>
     public MigrationFrame Expect(MigrationCommand expected, string peer)
     {

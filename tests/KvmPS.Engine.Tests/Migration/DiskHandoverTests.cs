@@ -91,34 +91,63 @@ public partial class DiskHandoverTests(ITestOutputHelper log)
         Assert.True(BlockTestData.Pattern(Sectors, seed).AsSpan().SequenceEqual(data), $"{image}: sectors {sector}+{Sectors} hold the pattern of seed {seed}");
     }
 
-    [Fact]
-    public void TheDisksAreHandedOverWhileTheGuestWritesThemAndTheNewVmmServesThem()
+    private static string TcpUri()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return $"tcp:127.0.0.1:{((System.Net.IPEndPoint)l.LocalEndpoint).Port}";
+    }
+
+    /// <summary>
+    /// unix: the live upgrade (the open files go over). tcp: shared storage, as between two hosts (the source closes
+    /// the images at the pause and the destination opens them by path then).
+    /// </summary>
+    [Theory]
+    [InlineData("unix")]
+    [InlineData("tcp")]
+    public void TheDisksAreHandedOverWhileTheGuestWritesThemAndTheNewVmmServesThem(string transport)
     {
         using var dir = new TempDir();
         var disks = Disks.Create(dir);
         using var source = Source(dir, disks);
         Assert.True(InUse(disks.Raw) && InUse(disks.Overlay), "the source holds the images' locks");
-        string uri = "unix:" + dir.File("up.sock");
+        string uri = transport == "unix" ? "unix:" + dir.File("up.sock") : TcpUri();
         using var destination = new VmmProcess([.. disks.Args(), "--incoming", uri, "--control-socket", dir.File("dst.sock"), "--cmdline", "kvmps.run=blk info"], redirectStdin: true);
         WaitListening(destination);
-        using (var control = new ControlClient(dir.File("src.sock"))) control.Ok("migrate", $"\"uri\": \"{uri}\"");
-
-        // The guest writes on, alternating disks, each write to a sector of its own, until the source has let go.
+        // The guest writes on, alternating disks, each write to a sector of its own, one request after the other: before
+        // the migrate request, through the hand-over, until the source has let go.
         var answered = new List<(int Slot, long Sector, uint Seed)>();
         (int Slot, long Sector, uint Seed) pending = default;
-        for (int i = 0; !source.HasExited && i < 2000; i++)
+        var writer = Task.Run(() =>
         {
-            pending = (1 + i % 2, 256 + i * Sectors, (uint)(1000 + i));
-            if (!Write(source, pending.Slot, pending.Sector, pending.Seed, TimeSpan.FromSeconds(5))) break;
-            answered.Add(pending);
-            pending = default;
-        }
+            for (int i = 0; !source.HasExited && i < 5000; i++)
+            {
+                var next = (1 + i % 2, 256L + i * Sectors, (uint)(1000 + i));
+                lock (answered) pending = next;
+                if (!Write(source, next.Item1, next.Item2, next.Item3, TimeSpan.FromSeconds(5))) break;
+                lock (answered) { answered.Add(next); pending = default; }
+            }
+        });
+        var deadline = DateTime.UtcNow + Timeout;
+        while (answered.Count < 4 && DateTime.UtcNow < deadline) Thread.Sleep(2);
+        int before;
+        lock (answered) before = answered.Count;
+        using (var control = new ControlClient(dir.File("src.sock"))) control.Ok("migrate", $"\"uri\": \"{uri}\"");
         Assert.Equal(VmmExitCode.Migrated, source.WaitForExit(Timeout));
-        log.WriteLine(source.Stderr + destination.Stderr + $"writes answered by the old VMM during the upgrade: {answered.Count}");
-        var line = Regex.Match(source.Stderr, @"migrated to .*: total (\d+) ms, downtime (\d+) ms, (\d+) bytes, memory passed as memfds \(not copied\), 2 disks handed over \(not copied\)");
-        Assert.True(line.Success, source.Stderr);
-        Assert.True(long.Parse(line.Groups[3].Value) < 1 << 20, "only the state went over the socket");
-        Assert.Contains("2 disks handed over (not copied)", destination.Stderr);
+        Assert.True(writer.Wait(Timeout));
+        log.WriteLine(source.Stderr + destination.Stderr + $"writes answered by the old VMM: {before} before the migrate request, {answered.Count - before} after it");
+        if (transport == "unix")
+        {
+            var line = Regex.Match(source.Stderr, @"migrated to .*: total (\d+) ms, downtime (\d+) ms, (\d+) bytes, memory passed as memfds \(not copied\), 2 disks handed over \(not copied\)");
+            Assert.True(line.Success, source.Stderr);
+            Assert.True(long.Parse(line.Groups[3].Value) < 1 << 20, "only the state went over the socket");
+            Assert.Contains("2 disks handed over (not copied)", destination.Stderr);
+        }
+        else
+        {
+            Assert.Matches(@"migrated to tcp:.*: total \d+ ms, downtime \d+ ms, \d+ bytes, \d+ pages in \d+ rounds, 2 disks released to the destination", source.Stderr);
+            Assert.Contains("2 disks opened at the hand-over", destination.Stderr);
+        }
 
         // The write typed last may have been in the guest when it paused: it completes in the new VMM.
         Thread.Sleep(300);
@@ -153,6 +182,49 @@ public partial class DiskHandoverTests(ITestOutputHelper log)
             AssertWritten(slot == 1 ? disks.Raw : disks.Overlay, slot == 1 ? DiskImageFormat.Raw : DiskImageFormat.Qcow2, sector, seed);
         AssertWritten(disks.Raw, DiskImageFormat.Raw, 8192, 301);
         AssertWritten(disks.Overlay, DiskImageFormat.Qcow2, 8192, 302);
+        if (BlockTestData.QemuImg is not null)
+        {
+            var check = BlockTestData.QemuImgCheck(disks.Overlay);
+            Assert.True(check.Code == 0, "qemu-img check: " + check.Output);
+        }
+    }
+
+    [Fact]
+    public void ADestinationThatCannotOpenTheReleasedDisksLeavesTheSourceReopeningThemAndRunning()
+    {
+        // tcp: the source closes its images at the pause. The destination's image (a copy, as on another host) is gone
+        // by then, so its open fails: the source opens its own again and runs on, locks and all.
+        using var dir = new TempDir();
+        var disks = Disks.Create(dir);
+        using var source = Source(dir, disks);
+        string copy = dir.File("copy.raw");
+        File.Copy(disks.Raw, copy);
+        string uri = TcpUri();
+        using var destination = new VmmProcess([.. disks.Args(raw: copy), "--incoming", uri, "--control-socket", dir.File("dst.sock"), "--serial", "file:" + dir.File("dst.log")]);
+        WaitListening(destination);
+        using var control = new ControlClient(dir.File("src.sock"));
+        // 256 KiB/s: pre-copy takes seconds, long enough to take the image away after the destination was built.
+        control.Ok("migrate", $"\"uri\": \"{uri}\", \"bandwidth_bytes_per_s\": 262144");
+        var deadline = DateTime.UtcNow + Timeout;
+        while (control.Ok("migrate.status").GetProperty("phase").GetString() == MigrationPhases.Setup && DateTime.UtcNow < deadline) Thread.Sleep(5);
+        File.Delete(copy);
+        JsonStatus(control, out string phase, out string? error);
+        log.WriteLine(source.Stderr + destination.Stderr);
+        Assert.Equal(MigrationPhases.Failed, phase);
+        Assert.Contains("copy.raw", error);
+        Assert.Equal(VmmExitCode.IncomingFailed, destination.WaitForExit(Timeout));
+
+        Assert.False(source.HasExited);
+        Assert.Equal("Running", control.Ok("status").GetProperty("state").GetString());
+        Assert.True(InUse(disks.Raw) && InUse(disks.Overlay), "the source opened its images again");
+        Assert.True(Write(source, 1, 4096, 401, Timeout), source.Stdout + source.Stderr);
+        Assert.True(Write(source, 2, 4096, 402, Timeout), source.Stdout + source.Stderr);
+        control.Ok("stop", "\"graceful\": false");
+        source.WaitForExit(Timeout);
+        Assert.False(InUse(disks.Raw) || InUse(disks.Overlay), "no lock is left once the VMM is gone");
+        AssertWritten(disks.Raw, DiskImageFormat.Raw, 0, 101);
+        AssertWritten(disks.Raw, DiskImageFormat.Raw, 4096, 401);
+        AssertWritten(disks.Overlay, DiskImageFormat.Qcow2, 4096, 402);
         if (BlockTestData.QemuImg is not null)
         {
             var check = BlockTestData.QemuImgCheck(disks.Overlay);
