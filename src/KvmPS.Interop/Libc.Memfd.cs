@@ -154,7 +154,7 @@ public static unsafe class UnixFdPassing
     public const int MaxFds = 16;
 
     /// <summary>Sends the start of <paramref name="data"/> with <paramref name="fds"/> attached; returns the bytes sent (the caller sends the rest).</summary>
-    public static int Send(System.Net.Sockets.Socket socket, ReadOnlySpan<byte> data, IReadOnlyList<FileDescriptorHandle> fds)
+    public static int Send(System.Net.Sockets.Socket socket, ReadOnlySpan<byte> data, IReadOnlyList<SafeHandle> fds)
     {
         if (fds.Count is 0 or > MaxFds) throw new ArgumentOutOfRangeException(nameof(fds), $"1-{MaxFds} descriptors per message");
         int space = Libc.CmsgSpaceForFds(fds.Count);
@@ -171,7 +171,7 @@ public static unsafe class UnixFdPassing
             for (int i = 0; i < fds.Count; i++)
             {
                 fds[i].DangerousAddRef(ref added[i]);
-                slots[i] = fds[i].Fd;
+                slots[i] = (int)fds[i].DangerousGetHandle();
             }
             fixed (byte* p = data)
             {

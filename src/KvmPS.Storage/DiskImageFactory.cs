@@ -108,6 +108,11 @@ public static class DiskImageFactory
     public static DiskImageFormat DetectFormat(string path)
     {
         using var file = ImageFile.Open(path, writable: false);
+        return DetectFormat(file);
+    }
+
+    private static DiskImageFormat DetectFormat(ImageFile file)
+    {
         Span<byte> magic = stackalloc byte[4];
         file.Read(0, magic);
         return System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(magic) == Qcow2Format.QCOW_MAGIC
@@ -115,8 +120,73 @@ public static class DiskImageFactory
             : DiskImageFormat.Raw;
     }
 
-    private static IBlockBackend OpenInChain(string path, DiskImageFormat format, bool readOnly, List<string> chain)
+    /// <summary>
+    /// Opens an image and its backing chain on files another process opened and handed over (a live upgrade's disk
+    /// hand-over, docs/migration.md): <paramref name="files"/> in chain order, the top image first. Each must be the
+    /// very file (device and inode) its path names here, opened for writing where the image is written; the files keep
+    /// the locks their opener took (OFD locks belong to the open file description), and the usual locks are taken on
+    /// them again, which adds nothing when they are held. On failure every file is closed.
+    /// </summary>
+    /// <exception cref="DiskImageException">A file is not the one its path names, is not writable, or the chain has more or fewer images than files.</exception>
+    public static IBlockBackend OpenHandedOver(string path, DiskImageFormat format, bool readOnly, IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> files)
     {
+        var handedOver = new HandedOverFiles(files);
+        try
+        {
+            var backend = OpenInChain(path, format, readOnly, new List<string>(), handedOver.Take);
+            if (handedOver.Left > 0)
+            {
+                backend.Dispose();
+                throw new DiskImageException(path, $"{files.Count} files were handed over for disk image '{path}', but its backing chain has {files.Count - handedOver.Left} images.");
+            }
+            return backend;
+        }
+        finally
+        {
+            handedOver.CloseUntaken();
+        }
+    }
+
+    /// <summary>
+    /// The open files of <paramref name="backend"/> (raw or qcow2 and, for qcow2, its backing chain), the top image
+    /// first: what a live upgrade hands to the next VMM.
+    /// </summary>
+    public static IReadOnlyList<(string Path, Microsoft.Win32.SafeHandles.SafeFileHandle File)> OpenFiles(IBlockBackend backend)
+    {
+        var files = new List<(string, Microsoft.Win32.SafeHandles.SafeFileHandle)>();
+        for (IBlockBackend? at = backend; at is not null;)
+        {
+            switch (at)
+            {
+                case RawImage raw: files.Add((raw.Path, raw.File.Handle)); at = null; break;
+                case Qcow2Image qcow2: files.Add((qcow2.Path, qcow2.File.Handle)); at = qcow2.Backing; break;
+                default: throw new NotSupportedException($"the disk '{at.Path}' is a {at.GetType().Name}, whose file cannot be handed over");
+            }
+        }
+        return files;
+    }
+
+    /// <summary>
+    /// The virtual size of an image, read without taking or testing any lock (like <c>qemu-img info -U</c>): for a
+    /// device whose image is handed over later, while another process still writes it. The size does not change while
+    /// the image runs.
+    /// </summary>
+    public static ulong ReadVirtualSize(string path, DiskImageFormat format)
+    {
+        if (format == DiskImageFormat.Auto) format = DetectFormat(path);
+        if (format == DiskImageFormat.Raw)
+        {
+            using var raw = RawImage.Open(path, readOnly: true, takeLock: false);
+            return raw.SizeBytes;
+        }
+        using var qcow2 = OpenQcow2ForSnapshots(path, readOnly: true, forceShare: true);
+        return qcow2.SizeBytes;
+    }
+
+    private static IBlockBackend OpenInChain(string path, DiskImageFormat format, bool readOnly, List<string> chain,
+        Func<string, bool, ImageFile>? openFile = null)
+    {
+        openFile ??= ImageFile.Open;
         string canonical = CanonicalPath(path);
         if (chain.Contains(canonical))
         {
@@ -130,26 +200,25 @@ public static class DiskImageFactory
             throw new BackingChainLoopException(chain[0], chain.ToList(),
                 $"Backing chain of '{chain[0]}' is deeper than {MaxBackingChainDepth} images.");
         }
-        if (format == DiskImageFormat.Auto)
-        {
-            format = DetectFormat(path);
-        }
-        if (format == DiskImageFormat.Raw)
-        {
-            // Backing files (chain position > 0) need not be whole sectors; QEMU accepts any size.
-            return RawImage.Open(path, readOnly, requireWholeSectors: chain.Count == 1);
-        }
-
-        var file = ImageFile.Open(path, writable: !readOnly);
+        var file = openFile(path, !readOnly);
         try
         {
+            if (format == DiskImageFormat.Auto)
+            {
+                format = DetectFormat(file);
+            }
+            if (format == DiskImageFormat.Raw)
+            {
+                // Backing files (chain position > 0) need not be whole sectors; QEMU accepts any size.
+                return RawImage.OpenOn(file, readOnly, requireWholeSectors: chain.Count == 1);
+            }
             QemuImageLock.Acquire(file,
                 readOnly ? QemuImageLock.ReaderPermissions : QemuImageLock.WriterPermissions,
                 QemuImageLock.DefaultSharedPermissions);
             return Qcow2Image.Open(file, (backingName, backingFormat) =>
             {
                 string backingPath = ResolveBackingPath(path, backingName);
-                return OpenInChain(backingPath, ParseFormat(path, backingFormat), readOnly: true, chain);
+                return OpenInChain(backingPath, ParseFormat(path, backingFormat), readOnly: true, chain, openFile);
             });
         }
         catch

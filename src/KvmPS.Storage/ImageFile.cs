@@ -32,6 +32,12 @@ internal sealed class ImageFile : IDisposable
 
     public int FileDescriptor => (int)_handle.DangerousGetHandle();
 
+    /// <summary>The open file itself: a live upgrade hands it to the next VMM (SCM_RIGHTS), locks and all.</summary>
+    internal SafeFileHandle Handle => _handle;
+
+    /// <summary>An image on a file opened elsewhere (handed over by another process); the caller checked it is <paramref name="path"/>.</summary>
+    internal static ImageFile FromHandle(string path, SafeFileHandle handle, bool writable) => new(path, handle, writable);
+
     public static ImageFile Open(string path, bool writable)
     {
         try

@@ -56,4 +56,31 @@ public sealed class UpgradeCliVmmTests : IDisposable
         Assert.Contains("VM 'cliidle' is off", error);
         Assert.Equal(2, Run("vm", "upgrade").Code); // neither a name nor --all
     }
+
+    [Fact]
+    public void Upgrade_of_a_VM_with_disks_hands_them_to_the_new_VMM()
+    {
+        // A raw and a qcow2 disk: their open files go to the new VMM with the memory (docs/migration.md, "Local live upgrade").
+        using var sandbox = new LifecycleSandbox(_sandbox.Fixture, new StorageDiskImageCreator());
+        sandbox.Manager.New(sandbox.GuestWithCmdline("clidisk", "kvmps.run=work 4") with
+        {
+            Disks = new[] { new KvmPS.Management.Definitions.DiskDefinition("a.raw", KvmPS.Management.Definitions.DiskFormat.Raw, 1L << 20),
+                     new KvmPS.Management.Definitions.DiskDefinition("b.qcow2", KvmPS.Management.Definitions.DiskFormat.Qcow2, 1L << 20) },
+        });
+        Assert.Equal(0, CliRun.With(sandbox.Manager, "", "vm", "start", "clidisk").Code);
+        var serial = sandbox.Store.SerialLogPath("clidisk");
+        LifecycleSandbox.WaitForSerial(serial, "work: count 3", 60);
+        var oldPid = sandbox.Manager.Get("clidisk").Pid!.Value;
+
+        var (code, output, error) = CliRun.With(sandbox.Manager, "", "vm", "upgrade", "clidisk");
+        Assert.True(code == 0, error + output);
+        var newPid = sandbox.Manager.Get("clidisk").Pid!.Value;
+        Assert.NotEqual(oldPid, newPid);
+        Assert.Contains($"VM 'clidisk': kvmps-vmm pid {oldPid} -> {newPid}", output);
+        Assert.Equal(VmState.Running, sandbox.Manager.Get("clidisk").State);
+        Assert.Contains("2 disks handed over", File.ReadAllText(sandbox.Store.VmmLogPath("clidisk")));
+        var counted = File.ReadAllText(serial).Split("work: count").Length;
+        LifecycleSandbox.WaitForSerial(serial, $"work: count {counted + 2}", 60);
+        Assert.Equal(0, CliRun.With(sandbox.Manager, "", "vm", "stop", "clidisk", "--force").Code);
+    }
 }

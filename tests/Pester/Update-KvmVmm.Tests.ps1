@@ -44,6 +44,20 @@ Describe 'Update-KvmVmm' {
         ([regex]::Matches($serial, 'KvmPS built-in guest')).Count | Should -Be 1 -Because 'the guest booted once'
     }
 
+    It 'moves a VM with a disk: the new VMM runs it on the same image, handed over open' {
+        $null = New-KvmVm -Definition @{ Name = 'up-disk'; MemoryStartupBytes = 64MB; Boot = @{ Cmdline = 'kvmps.run=work 4' }; Disks = @(@{ Path = 'data.qcow2'; SizeBytes = 4MB }) } -Confirm:$false -ErrorAction Stop
+        Start-KvmVm -Name up-disk -Confirm:$false -ErrorAction Stop
+        Wait-UpCount up-disk 3
+        $before = (Get-KvmVm up-disk).ProcessId
+        $vm = Update-KvmVmm -Name up-disk -PassThru -Confirm:$false -ErrorAction Stop
+        $vm.State | Should -Be 'Running'
+        $vm.ProcessId | Should -Not -Be $before
+        Get-Content -Raw (Join-Path $vm.Path 'vmm.log') | Should -Match '1 disks handed over \(not copied\)'
+        Wait-UpCount up-disk ((Get-UpCount up-disk) + 2)
+        Stop-KvmVm -Name up-disk -TurnOff -Confirm:$false
+        Remove-KvmVm -Name up-disk -Confirm:$false
+    }
+
     It 'without -Name upgrades every running VM and skips the ones that are off' {
         $pids = @{ 'up-a' = (Get-KvmVm up-a).ProcessId; 'up-b' = (Get-KvmVm up-b).ProcessId }
         $out = Update-KvmVmm -PassThru -Confirm:$false

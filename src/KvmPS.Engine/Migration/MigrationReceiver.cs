@@ -36,6 +36,10 @@ public sealed class MigrationReceiver : IDisposable
     /// <summary>With the disks in the stream (format version 2): disk bytes written, and how many disks; null otherwise.</summary>
     public (long Bytes, int Disks)? DiskCopy => _storage is { } s ? (s.BytesWritten, s.Count) : null;
     private StorageCopyReceiver? _storage;
+    private bool _diskHandover;
+
+    /// <summary>The disks came as the source's open files (local live upgrade of a VM with disks): how many.</summary>
+    public int DisksHandedOver { get; private set; }
 
     /// <summary>The VM ran here but the source keeps it: the disk images created here go.</summary>
     public void RemoveReceivedImages() => _storage?.RemoveImages();
@@ -74,7 +78,13 @@ public sealed class MigrationReceiver : IDisposable
                 _storage = new StorageCopyReceiver();
                 _storage.CreateImages(_stream.Expect(MigrationCommand.Disks, "source").Data, builder.Config);
             }
-            machine = builder.BuildHardware();
+            if (version == MigrationStream.DiskHandoverFormatVersion)
+            {
+                // The source holds the images (and their locks) until the pause: then it hands their open files over
+                // (Unix socket) or closes them (tcp, shared storage). The disks are built without them.
+                _diskHandover = true;
+            }
+            machine = _diskHandover ? builder.BuildHardwareWithDeferredDisks() : builder.BuildHardware();
             _storage?.Attach(machine);
             _stream.WriteFrame(MigrationCommand.Ready, []);
             ReceiveMemoryAndState(machine);
@@ -116,7 +126,7 @@ public sealed class MigrationReceiver : IDisposable
             try
             {
                 frame = _stream!.ReadFrame(fds);
-                if (fds.Count > 0 && frame.Command != MigrationCommand.MemoryFds)
+                if (fds.Count > 0 && frame.Command is not (MigrationCommand.MemoryFds or MigrationCommand.DiskFds))
                     throw new MigrationException($"the stream is corrupt: file descriptors came with a {frame.Command} frame");
             }
             catch
@@ -158,6 +168,10 @@ public sealed class MigrationReceiver : IDisposable
                     }
                     break;
                 }
+                case MigrationCommand.DiskFds when _diskHandover:
+                    DiskHandover.Adopt(machine, data, fds);
+                    DisksHandedOver++;
+                    break;
                 case MigrationCommand.DiskData when _storage is not null:
                     _storage.Write(data);
                     break;
@@ -172,6 +186,7 @@ public sealed class MigrationReceiver : IDisposable
                 case MigrationCommand.End:
                     if (records is null) throw new MigrationException("the stream ended without the machine state (no State frame before End)");
                     SourcePaused = data.Length >= 1 && data[0] == 1;
+                    if (_diskHandover) DiskHandover.CheckAllAdopted(machine);
                     _storage?.Flush();
                     try { machine.RestoreState(records); }
                     catch (StateFormatException e) { throw new MigrationException($"the source's state does not fit this machine: {e.Message}", e); }

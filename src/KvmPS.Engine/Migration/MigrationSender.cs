@@ -50,6 +50,9 @@ public sealed class MigrationSender
     private string? _error;
     private bool _memoryShared;
     private StorageCopySender? _storage; // include_storage: the disks go in the stream too
+    private bool _handOverDisks;         // a local live upgrade of a VM with disks: their open files go at the pause
+    private int _disksHandedOver;
+    private readonly List<(int Slot, Devices.Virtio.Block.VirtioBlock Disk)> _releasedDisks = []; // closed for a tcp hand-over
 
     public MigrationSender(VirtualMachine machine, MigrateRequest request, MigrationEndpoint endpoint, string configJson, TextWriter log)
     {
@@ -121,7 +124,16 @@ public sealed class MigrationSender
         {
             // Whatever broke, the VM goes on here as it was; the destination sees the connection close (or our error).
             string reason = _cancel ? "cancelled by migrate.cancel" : e is MigrationException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            if (!_cancel && e is MigrationException && reason.StartsWith("the connection failed while sending", StringComparison.Ordinal)
+                && _stream?.TryReadPeerError(500) is { } refused)
+                reason = $"the destination refused: {refused}";
             try { if (!_cancel) _stream?.WriteText(MigrationCommand.Error, reason); } catch (MigrationException) { }
+            // Disks closed for the hand-over (tcp) are opened again before the guest may send a request.
+            if (_releasedDisks.Count > 0 && DiskHandover.Reacquire(_machine, _releasedDisks) is { } lost)
+            {
+                reason += $"; {lost}";
+                _log.WriteLine($"kvmps-vmm: error: {lost}");
+            }
             ResumeIfWePaused();
             lock (_lock)
             {
@@ -148,7 +160,11 @@ public sealed class MigrationSender
         _stream = MigrationStream.Over(socket, IoTimeoutMs);
         CheckCancel();
         if (_request.IncludeStorage) _storage = new StorageCopySender(_machine);
-        _stream.WriteHeader(_storage is null ? MigrationStream.FormatVersion : MigrationStream.StorageFormatVersion);
+        // The disks change hands at the pause: over a Unix socket (this host) their open files go over, locks and all;
+        // over tcp (shared storage) they are closed here and the destination opens them then.
+        _handOverDisks = _storage is null && DiskHandover.Disks(_machine).Count > 0;
+        _stream.WriteHeader(_storage is not null ? MigrationStream.StorageFormatVersion
+            : _handOverDisks ? MigrationStream.DiskHandoverFormatVersion : MigrationStream.FormatVersion);
         byte[] identity = Encoding.UTF8.GetBytes(string.Join('\n', MachineIdentity.For(_machine.Config, _machine.RemovedConfiguredSlots)));
         byte[] length = BitConverter.GetBytes((uint)identity.Length); // little-endian on x86-64, the only target
         _stream.WriteFrame(MigrationCommand.Config, [.. length, .. identity], Encoding.UTF8.GetBytes(_configJson));
@@ -292,6 +308,13 @@ public sealed class MigrationSender
     private void SendStateAndHandOver()
     {
         var stream = _stream!;
+        // Paused: no request reaches a disk, and every completed write is in the files (write-through): the open files
+        // go over as they are, their locks with them. The source keeps its own descriptors until it exits.
+        if (_handOverDisks)
+        {
+            int handed = DiskHandover.Send(stream, _machine, _releasedDisks);
+            lock (_lock) _disksHandedOver = handed;
+        }
         byte[] state = SnapshotStateFile.Encode(_machine.SaveState());
         stream.WriteFrame(MigrationCommand.State, state);
         lock (_lock)
@@ -315,7 +338,8 @@ public sealed class MigrationSender
         var status = Status();
         _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, " +
             (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds") +
-            (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : ""));
+            (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : "") +
+            (_disksHandedOver > 0 ? _stream!.CanPassDescriptors ? $", {_disksHandedOver} disks handed over (not copied)" : $", {_disksHandedOver} disks released to the destination" : ""));
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 

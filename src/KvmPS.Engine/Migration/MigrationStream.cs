@@ -45,6 +45,13 @@ public enum MigrationCommand : uint
     DiskData = 11,
     /// <summary>Source → destination (version 2): u32 disk index, then runs of u64 byte offset, u64 length that read as zero now.</summary>
     DiskZero = 12,
+    /// <summary>
+    /// Source → destination over a Unix socket, format version 3 only (local live upgrade of a VM with disks), once the
+    /// VM is paused, one per configured virtio-blk disk before State: u32 PCI slot, u32 file count, per file u16 length
+    /// and the UTF-8 path the source opened (the top image first, then its backing chain); the open files travel with
+    /// the frame's first byte (SCM_RIGHTS), their OFD locks with them.
+    /// </summary>
+    DiskFds = 13,
 }
 
 /// <summary>One frame read from the stream.</summary>
@@ -69,6 +76,12 @@ public sealed class MigrationStream : IDisposable
     /// migration, and refuses this one by its header before anything is built.
     /// </summary>
     public const uint StorageFormatVersion = 2;
+    /// <summary>
+    /// A local live upgrade of a VM with disks: version 1 plus the DiskFds frame; the destination builds its disks
+    /// without opening them and takes the source's open files at the hand-over. Written only then, so an older
+    /// destination refuses it by its header instead of failing on the source's disk locks.
+    /// </summary>
+    public const uint DiskHandoverFormatVersion = 3;
     public const int HeaderBytes = 16;
     /// <summary>The largest payload a frame may claim: a hostile length never makes the reader allocate more.</summary>
     public const int MaxPayloadBytes = 16 << 20;
@@ -118,8 +131,8 @@ public sealed class MigrationStream : IDisposable
         ReadExactly(header, "the stream header");
         if (!header[..8].SequenceEqual(Magic)) throw new MigrationException("not a KvmPS migration stream (no KVMPSMIG magic)");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-        if (version is not (FormatVersion or StorageFormatVersion))
-            throw new MigrationException($"migration stream format version {version} is not one this build speaks (versions {FormatVersion} and {StorageFormatVersion}); use the same kvmps-vmm version on both sides");
+        if (version is not (FormatVersion or StorageFormatVersion or DiskHandoverFormatVersion))
+            throw new MigrationException($"migration stream format version {version} is not one this build speaks (versions {FormatVersion}, {StorageFormatVersion} and {DiskHandoverFormatVersion}); use the same kvmps-vmm version on both sides");
         return version;
     }
 
@@ -148,7 +161,7 @@ public sealed class MigrationStream : IDisposable
     public bool CanPassDescriptors => _socket is { AddressFamily: AddressFamily.Unix };
 
     /// <summary>Writes one frame with <paramref name="fds"/> attached to its first byte (SCM_RIGHTS; a Unix socket only).</summary>
-    public void WriteFrameWithDescriptors(MigrationCommand command, ReadOnlySpan<byte> payload, IReadOnlyList<Interop.FileDescriptorHandle> fds)
+    public void WriteFrameWithDescriptors(MigrationCommand command, ReadOnlySpan<byte> payload, IReadOnlyList<System.Runtime.InteropServices.SafeHandle> fds)
     {
         if (!CanPassDescriptors) throw new InvalidOperationException("descriptors travel only over a Unix socket");
         lock (_writeLock)
@@ -161,7 +174,7 @@ public sealed class MigrationStream : IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(FrameHeaderBytes + payload.Length), Crc32.HashToUInt32(frame.AsSpan(0, FrameHeaderBytes + payload.Length)));
             int sent;
             try { sent = Interop.UnixFdPassing.Send(_socket!, frame, fds); }
-            catch (Exception e) when (e is IOException or ObjectDisposedException) { throw new MigrationException($"the connection failed while sending the memory files: {e.Message}", e); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException) { throw new MigrationException($"the connection failed while sending the {(command == MigrationCommand.DiskFds ? "disk" : "memory")} files: {e.Message}", e); }
             BytesWritten += sent;
             Write(frame.AsSpan(sent));
         }
@@ -197,7 +210,7 @@ public sealed class MigrationStream : IDisposable
         ReadExactly(head[already..], "a frame header");
         uint command = BinaryPrimitives.ReadUInt32LittleEndian(head);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
-        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.DiskZero)
+        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.DiskFds)
             throw new MigrationException($"the stream is corrupt: unknown frame command {command}");
         if (length > MaxPayloadBytes) throw new MigrationException($"the stream is corrupt: a {(MigrationCommand)command} frame claims {length} bytes (at most {MaxPayloadBytes})");
         int total = (int)length + CrcBytes;
@@ -209,6 +222,25 @@ public sealed class MigrationStream : IDisposable
         uint stored = BinaryPrimitives.ReadUInt32LittleEndian(_readBuffer.AsSpan((int)length));
         if (crc.GetCurrentHashAsUInt32() != stored) throw new MigrationException($"the stream is corrupt: CRC-32 mismatch in a {(MigrationCommand)command} frame");
         return new MigrationFrame((MigrationCommand)command, _readBuffer, (int)length);
+    }
+
+    /// <summary>
+    /// After a send failed: the peer's Error frame, when it sent one before it closed (a destination that refuses a
+    /// frame closes at once, so the sender's next write fails; its reason says more than "connection reset").
+    /// </summary>
+    public string? TryReadPeerError(int timeoutMs)
+    {
+        try
+        {
+            ReceiveTimeoutMs = timeoutMs;
+            for (int i = 0; i < 4; i++)
+            {
+                var frame = ReadFrame();
+                if (frame.Command == MigrationCommand.Error) return frame.Text;
+            }
+        }
+        catch (Exception e) when (e is MigrationException or IOException or ObjectDisposedException) { }
+        return null;
     }
 
     /// <summary>Reads a frame that must be <paramref name="expected"/>; the peer's Error frame becomes an exception with its text.</summary>

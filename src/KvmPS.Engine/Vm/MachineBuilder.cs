@@ -18,6 +18,9 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
     /// <summary>Only the hardware: no guest loaded, the vCPUs in KVM's reset state.</summary>
     public VirtualMachine BuildHardware() => VirtualMachine.BuildHardware(Config, serialOutput);
 
+    /// <summary>As <see cref="BuildHardware"/>, the disks without their images: a live upgrade's destination, which is handed them (<see cref="MachineConfig.DeferDiskImages"/>).</summary>
+    public VirtualMachine BuildHardwareWithDeferredDisks() => VirtualMachine.BuildHardware(Config with { DeferDiskImages = true }, serialOutput);
+
     /// <summary>Hardware, then the guest: the kernel (or the built-in guest) with its boot tables, or the firmware.</summary>
     public VirtualMachine Boot()
     {

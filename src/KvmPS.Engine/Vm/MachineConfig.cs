@@ -43,6 +43,12 @@ public sealed record MachineConfig
     /// destination (config <c>removed_devices</c>) and on a restore of a snapshot taken after one (ConfiguredDeviceSlots).
     /// </summary>
     public uint RemovedDeviceSlots { get; init; }
+    /// <summary>
+    /// A live upgrade's destination (docs/migration.md, "Local live upgrade"): the virtio-blk devices are built without
+    /// opening their images (the running VMM holds them, locks and all); the images come as that VMM's open files at the
+    /// hand-over (<see cref="Devices.Virtio.Block.VirtioBlock.AdoptBackend"/>). Not part of the configuration file.
+    /// </summary>
+    public bool DeferDiskImages { get; init; }
     /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
     public Action<string>? DeviceLog { get; init; }
 

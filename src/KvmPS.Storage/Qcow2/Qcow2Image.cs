@@ -76,6 +76,8 @@ public sealed partial class Qcow2Image : IBlockBackend
 
     public string Path => _file.Path;
 
+    internal ImageFile File => _file;
+
     public ulong SizeBytes => _header.SizeBytes;
 
     public bool ReadOnly => !_file.Writable;

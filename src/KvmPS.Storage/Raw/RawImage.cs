@@ -21,6 +21,8 @@ public sealed class RawImage : IBlockBackend
 
     public string Path => _file.Path;
 
+    internal ImageFile File => _file;
+
     public ulong SizeBytes { get; }
 
     public bool ReadOnly => !_file.Writable;
@@ -29,7 +31,13 @@ public sealed class RawImage : IBlockBackend
     /// <param name="requireWholeSectors">Reject sizes that are not a multiple of 512 (guest-facing images).</param>
     public static RawImage Open(string path, bool readOnly, bool requireWholeSectors = true, bool takeLock = true)
     {
-        var file = ImageFile.Open(path, writable: !readOnly);
+        return OpenOn(ImageFile.Open(path, writable: !readOnly), readOnly, requireWholeSectors, takeLock);
+    }
+
+    /// <summary>As <see cref="Open"/>, on a file already open (a handed-over one); disposes it on failure.</summary>
+    internal static RawImage OpenOn(ImageFile file, bool readOnly, bool requireWholeSectors, bool takeLock = true)
+    {
+        string path = file.Path;
         try
         {
             long length = file.LengthBytes;

@@ -139,10 +139,10 @@ public sealed partial class UpgradeVmmTests : IDisposable
     }
 
     [Fact]
-    public void A_VM_with_disks_is_refused_by_the_new_VMM_and_runs_on_in_the_old_one()
+    public void A_VM_with_disks_moves_with_its_open_disks_and_the_new_VMM_holds_them()
     {
-        // Same-host disk hand-over is not built yet (docs/migration.md, "Limits"): the new VMM cannot lock the images the
-        // running one holds, refuses the VM, and the upgrade fails with that reason while the guest runs on.
+        // The disks' open files are handed over with the memfds (docs/migration.md, "Local live upgrade"): the new VMM
+        // runs the guest on the very same images, locks and all, and the old one leaves no lock behind.
         using var sandbox = new LifecycleSandbox(_sandbox.Fixture, new StorageDiskImageCreator());
         var definition = sandbox.GuestWithCmdline("disks", "kvmps.run=work 4") with
         {
@@ -152,14 +152,26 @@ public sealed partial class UpgradeVmmTests : IDisposable
         sandbox.Manager.New(definition);
         sandbox.Manager.Start("disks");
         var oldPid = sandbox.Manager.Get("disks").Pid!.Value;
-        var pidFile = File.ReadAllText(sandbox.Store.PidPath("disks"));
+        string raw = sandbox.Store.ResolveDiskPath("disks", "data.raw"), qcow2 = sandbox.Store.ResolveDiskPath("disks", "data.qcow2");
+        Assert.True(InUse(raw) && InUse(qcow2), "the running VMM holds its images");
 
-        var e = Assert.Throws<VmUpgradeException>(() => sandbox.Manager.Upgrade("disks", TimeSpan.FromSeconds(30)));
-        Assert.Contains("data.raw", e.Message);
-        Assert.Contains($"runs on in its VMM (pid {oldPid})", e.Message);
-        Assert.Equal(pidFile, File.ReadAllText(sandbox.Store.PidPath("disks")));
-        Assert.Equal([oldPid], sandbox.VmmProcesses());
+        var result = sandbox.Manager.Upgrade("disks", TimeSpan.FromSeconds(60));
+
+        Assert.Equal(oldPid, result.OldPid);
+        Assert.NotEqual(oldPid, result.NewPid);
+        Assert.True(result.MemoryShared);
         Assert.Equal(VmState.Running, sandbox.Manager.Get("disks").State);
-        Assert.False(File.Exists(Path.Combine(sandbox.Store.VmDirectory("disks"), VmManager.IncomingSocketFileName)));
+        Assert.Equal(result.NewPid, sandbox.Manager.Get("disks").Pid);
+        Assert.Equal([result.NewPid], sandbox.VmmProcesses());
+        Assert.Contains("2 disks handed over", File.ReadAllText(sandbox.Store.VmmLogPath("disks")));
+        Assert.True(InUse(raw) && InUse(qcow2), "the new VMM holds the images once the old one is gone");
+        Assert.Equal(VmStopOutcome.TurnedOff, sandbox.Manager.Stop("disks", force: true).Outcome);
+        Assert.False(InUse(raw) || InUse(qcow2), "no lock is left once the VMM is gone");
+    }
+
+    private static bool InUse(string path)
+    {
+        try { using var image = KvmPS.Storage.DiskImageFactory.Open(path); return false; }
+        catch (KvmPS.Storage.ImageInUseException) { return true; }
     }
 }

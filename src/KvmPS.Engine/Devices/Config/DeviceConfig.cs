@@ -12,7 +12,11 @@ using KvmPS.Vm;
 namespace KvmPS.Devices.Config;
 
 /// <summary>What a device needs from the machine when it is created.</summary>
-public sealed record DeviceContext(GuestMemory Memory, IMachineControl Machine, Action<string> Log);
+public sealed record DeviceContext(GuestMemory Memory, IMachineControl Machine, Action<string> Log)
+{
+    /// <summary>A live upgrade's destination: disks are built without their images, which come handed over (<see cref="Vm.MachineConfig.DeferDiskImages"/>).</summary>
+    public bool DeferDiskImages { get; init; }
+}
 
 /// <summary>
 /// The configuration of one PCI device, kept apart from the device code. Each device type has one record here

@@ -55,7 +55,10 @@ public sealed record BlockDeviceConfig : DeviceConfig
         IBlockBackend backend;
         try
         {
-            backend = DiskImageFactory.Open(Path, Format, ReadOnly);
+            // A live upgrade's destination: the running VMM holds the image (and its locks) until it hands it over.
+            backend = context.DeferDiskImages
+                ? new PendingBlockBackend(Path, DiskImageFactory.ReadVirtualSize(Path, Format), ReadOnly)
+                : DiskImageFactory.Open(Path, Format, ReadOnly);
         }
         catch (DiskImageException e)
         {

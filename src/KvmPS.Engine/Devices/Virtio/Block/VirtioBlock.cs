@@ -42,7 +42,7 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
     public const int ConfigBytes = 72;
     private const int MaxLoggedErrors = 20;
 
-    private readonly IBlockBackend _backend;
+    private IBlockBackend _backend; // replaced once, by AdoptBackend, before any vCPU runs
     private readonly DescriptorChain _chain = new();
     private readonly byte[] _config = new byte[ConfigBytes];
     private readonly byte[] _id = new byte[IdBytes];
@@ -315,4 +315,35 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
     }
 
     public void Dispose() => _backend.Dispose();
+
+    /// <summary>True while the device waits for its image to be handed over (a live upgrade's destination).</summary>
+    public bool AwaitsBackend => _backend is PendingBlockBackend;
+
+    /// <summary>
+    /// A live upgrade's destination: the image handed over by the running VMM replaces the placeholder the device was
+    /// built with (before any vCPU runs, so no request saw the placeholder). Its size and read-only flag must be the ones
+    /// the device was built for (the config space already says them).
+    /// </summary>
+    /// <summary>
+    /// A migration without descriptor passing (tcp: shared storage), paused at the hand-over: makes every write durable
+    /// and closes the image, so its locks go and the destination can open it; the device keeps a placeholder of the same
+    /// size until the image is adopted again (the migration failed) or the VM ends here.
+    /// </summary>
+    public void ReleaseBackend()
+    {
+        var old = _backend;
+        if (old is PendingBlockBackend) return;
+        if (!old.ReadOnly) old.Flush();
+        _backend = new PendingBlockBackend(old.Path, old.SizeBytes, old.ReadOnly);
+        old.Dispose();
+    }
+
+    public void AdoptBackend(IBlockBackend backend)
+    {
+        if (_backend is not PendingBlockBackend pending) throw new InvalidOperationException($"the disk '{_backend.Path}' already has its image");
+        if (backend.SizeBytes != pending.SizeBytes || backend.ReadOnly != pending.ReadOnly)
+            throw new InvalidOperationException($"the disk image '{pending.Path}' handed over is {backend.SizeBytes} bytes (read-only {backend.ReadOnly}), " +
+                $"the device was built for {pending.SizeBytes} bytes (read-only {pending.ReadOnly})");
+        _backend = backend;
+    }
 }
