@@ -48,10 +48,10 @@ public static class VncWatch
             var kn = kNone[c.Changing]; var qn = qNone[c.Changing];
             results.Add(new(c.Id, $"VNC, one viewer, {c.EncodingName}, {c.Screen}: VMM CPU of non-vCPU threads (guest drawing code emulated CPL0 here)", "ms/s",
                 Stats.Of(ks.Select(s => s.NonVcpuMsPerS).ToList()), "QEMU -vnc unix: (bochs-display, -M pc)", Stats.Of(qs.Select(s => s.NonVcpuMsPerS).ToList()), "≤ QEMU",
-                $"{viewer}; no viewer: kvmps {kn.NonVcpuMsPerS:F1}, QEMU {qn.NonVcpuMsPerS:F1} ms/s"));
+                $"{viewer}; no viewer: kvmps {kn.NonVcpuMsPerS:F2}, QEMU {qn.NonVcpuMsPerS:F2} ms/s"));
             results.Add(new(c.Id + " all", $"VNC, one viewer, {c.EncodingName}, {c.Screen}: whole-process CPU (vCPU included)", "ms/s",
                 Stats.Of(ks.Select(s => s.AllMsPerS).ToList()), "QEMU -vnc unix: (bochs-display, -M pc)", Stats.Of(qs.Select(s => s.AllMsPerS).ToList()), "—",
-                $"no viewer: kvmps {kn.AllMsPerS:F1}, QEMU {qn.AllMsPerS:F1} ms/s"));
+                $"no viewer: kvmps {kn.AllMsPerS:F2}, QEMU {qn.AllMsPerS:F2} ms/s"));
         }
         return results;
     }
