@@ -33,7 +33,12 @@ internal sealed class RfbWatcher : IDisposable
         _socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = (int)timeout.TotalMilliseconds };
         _socket.Connect(new UnixDomainSocketEndPoint(path));
         _stream = new NetworkStream(_socket, ownsSocket: true);
-        Handshake(encoding);
+        try { Handshake(encoding); }
+        catch
+        {
+            _stream.Dispose();
+            throw;
+        }
         _thread = new Thread(Loop) { IsBackground = true, Name = "rfb-watcher" };
         _thread.Start();
     }
@@ -156,6 +161,6 @@ internal sealed class RfbWatcher : IDisposable
         _stopping = true;
         try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         _stream.Dispose();
-        _thread?.Join(2000);
+        _thread.Join(2000);
     }
 }
