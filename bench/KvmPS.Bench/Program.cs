@@ -5,7 +5,7 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d", "10e", "10f", "10g", "10h", "10i", "10j" };
+var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d", "10e", "10f", "10g", "10h", "10i", "10j", "11a", "11b", "11c", "11d" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
@@ -17,7 +17,7 @@ for (int i = 0; i < args.Length; i++)
         figures = args[++i].Split(',').SelectMany(f => all.Where(id => new string(id.TakeWhile(char.IsAsciiDigit).ToArray()) == f).Append(f)).ToHashSet();
         partial = true;
     }
-    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N] [--figures 1,3,8a,...]   (unknown argument '{args[i]}')"); return 2; }
+    else { Console.Error.WriteLine($"usage: KvmPS.Bench [--runs N] [--figures 1,3,8a,10,11,...]   (unknown argument '{args[i]}')"); return 2; }
 }
 
 string vmm = Environment.GetEnvironmentVariable("KVMPS_VMM") ?? Path.Combine(Host.RepoRoot, "out", "bin", "kvmps-vmm");
@@ -267,6 +267,9 @@ if (figures.Any(f => f.StartsWith('9'))) results.AddRange(Hotplug.Measure(vmm, w
 
 // 10. Live migration against QEMU's, TCP loopback and across two network namespaces.
 if (figures.Any(f => f.StartsWith("10", StringComparison.Ordinal))) results.AddRange(LiveMigration.Measure(vmm, qemu!, guest, runs, figures));
+
+// 11. VMM CPU while a VNC viewer watches an idle and a changing screen, against QEMU's VNC.
+if (figures.Any(f => f.StartsWith("11", StringComparison.Ordinal))) results.AddRange(VncWatch.Measure(vmm, qemu!, guest, work, runs, figures));
 
 string table = Report.Table(results);
 Console.WriteLine(table);

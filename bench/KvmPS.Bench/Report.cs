@@ -47,6 +47,7 @@ public static class Report
         AddMethodLine(lines, ids, "8", "7. ", Snapshots.Method);
         AddMethodLine(lines, ids, "9", "8. ", Hotplug.Method);
         AddMethodLine(lines, ids, "10", "9. ", LiveMigration.Method);
+        AddMethodLine(lines, ids, "11", "10. ", VncWatch.Method);
         File.WriteAllLines(path, lines);
     }
 
@@ -97,6 +98,7 @@ public static class Report
         sb.AppendLine(Snapshots.Method);
         sb.AppendLine(Hotplug.Method);
         sb.AppendLine(LiveMigration.Method);
+        sb.AppendLine(VncWatch.Method);
         sb.AppendLine();
         sb.AppendLine(ReadingMarker);
         sb.Append(reading.Length > 0 ? reading : "\n## Reading\n\n(to be written after the first run)\n");

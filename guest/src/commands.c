@@ -1,10 +1,11 @@
-/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, pit, lspci, rng N, rngbad. */
+/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, pit, lspci, rng N, rngbad, fb. */
 #include "commands.h"
 #include "acpi.h"
 #include "acpi_events.h"
 #include "apic.h"
 #include "layout.h"
 #include "bootinfo.h"
+#include "display.h"
 #include "idt.h"
 #include "io.h"
 #include "lib.h"
@@ -179,6 +180,8 @@ void run_command(char *line)
         cmd_blk(arg);
     } else if (!strcmp(cmd, "work")) {
         cmd_work(arg);
+    } else if (!strcmp(cmd, "fb")) {
+        cmd_fb(arg);
     } else {
         kprintf("unknown command: %s\n", full);
     }

@@ -46,6 +46,34 @@ public sealed class MoveStorageCliTests(TwoHostFixture hosts, ITestOutputHelper 
         return image;
     }
 
+    /// <summary>
+    /// Shared storage (the default): the image stays where it is and h2's VMM takes it over at the hand-over — h1's VMM
+    /// releases it at the pause, h2's opens it then (docs/migration.md). The guest writes the disk before and after.
+    /// </summary>
+    [TwoHostVmFact]
+    public void Migrate_on_shared_storage_hands_the_disk_over_and_the_guest_writes_it_on_h2()
+    {
+        var image = StartWithDisk("shared");
+        var (code, text, error) = hosts.KvmpsWithin(TimeSpan.FromMinutes(3), hosts.Host1, Key, "vm", "migrate", "shared", "--to", H2, "--json");
+        Assert.True(code == 0, $"vm migrate: exit {code}: {text} {error}");
+        output.WriteLine(text + error);
+        var h2 = VmStore.Open(hosts.Host2.StoreHome);
+        Assert.Equal(image, Manager(hosts.Host2).Get("shared").Definition.Disks[0].Path);
+        Assert.Equal(VmState.Running, Manager(hosts.Host2).Get("shared").State);
+        Assert.Null(Manager(hosts.Host1).TryGet("shared"));
+        Assert.Contains("disks opened at the hand-over", File.ReadAllText(h2.VmmLogPath("shared")));
+        // The image is h2's VMM's now: qemu-img cannot take the write lock while it runs.
+        var locked = Process.Start(new ProcessStartInfo("qemu-img", ["check", image]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        string lockText = locked.StandardError.ReadToEnd();
+        locked.WaitForExit(60_000);
+        Assert.NotEqual(0, locked.ExitCode);
+        Assert.Contains("lock", lockText);
+        Manager(hosts.Host2).Stop("shared", force: true);
+        var check = Process.Start(new ProcessStartInfo("qemu-img", ["check", image]) { RedirectStandardOutput = true })!;
+        check.WaitForExit(60_000);
+        Assert.Equal(0, check.ExitCode);
+    }
+
     [TwoHostVmFact]
     public void Migrate_with_include_storage_copies_the_disk_into_h2s_store_and_keeps_h1s_image()
     {

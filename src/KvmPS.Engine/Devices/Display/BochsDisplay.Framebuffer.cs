@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace KvmPS.Devices.Display;
 
@@ -99,6 +101,15 @@ public sealed partial class BochsDisplay : IFramebuffer
         {
             long rowStart = mode.OffsetBytes + (long)row * mode.StrideBytes;
             var line = destination.Slice((row - y) * width, width);
+            long first = rowStart + (long)x0 * bytes, past = rowStart + (long)x1 * bytes;
+            if (bpp == 32 && !big && x1 > x0 && first >= 0 && past <= vram.Length)
+            {
+                // The common case (32 bpp little-endian, B G R X in memory) is already 0xXXRRGGBB: copy, clear X.
+                var to = line.Slice(x0 - x, x1 - x0);
+                MemoryMarshal.Cast<byte, uint>(vram[(int)first..(int)past]).CopyTo(to);
+                ClearUnusedByte(to);
+                continue;
+            }
             for (int col = x0; col < x1; col++)
             {
                 long at = rowStart + (long)col * bytes;
@@ -106,6 +117,19 @@ public sealed partial class BochsDisplay : IFramebuffer
                 line[col - x] = ToRgb(vram.Slice((int)at, bytes), bpp, big);
             }
         }
+    }
+
+    private static void ClearUnusedByte(Span<uint> pixels)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var mask = new Vector<uint>(0x00FFFFFFu);
+            var vectors = MemoryMarshal.Cast<uint, Vector<uint>>(pixels);
+            for (int v = 0; v < vectors.Length; v++) vectors[v] &= mask;
+            i = vectors.Length * Vector<uint>.Count;
+        }
+        for (; i < pixels.Length; i++) pixels[i] &= 0x00FFFFFFu;
     }
 
     /// <summary>One guest pixel as 0x00RRGGBB. 8 bpp is shown as grey levels: this device has no VGA DAC to hold a palette.</summary>

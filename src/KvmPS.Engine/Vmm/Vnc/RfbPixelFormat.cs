@@ -17,6 +17,13 @@ public readonly record struct RfbPixelFormat(
 
     public int BytesPerPixel => BitsPerPixel / 8;
 
+    /// <summary><see cref="Encode"/> returns its input: 8-bit channels at 16, 8 and 0 (depth and byte order aside).</summary>
+    public bool IsRgb888 => BitsPerPixel == 32 && TrueColour && RedMax == 255 && GreenMax == 255 && BlueMax == 255
+        && RedShift == 16 && GreenShift == 8 && BlueShift == 0;
+
+    /// <summary><see cref="IsRgb888"/> in this machine's byte order: a 0x00RRGGBB uint's bytes are the wire pixel.</summary>
+    public bool IsHostRgb888 => IsRgb888 && BigEndian != BitConverter.IsLittleEndian;
+
     /// <summary>Why a viewer's format cannot be served, or null when it can.</summary>
     public string? Problem()
     {

@@ -17,8 +17,14 @@ public sealed record VncServerLimits
     public int MessageTimeoutMs { get; init; } = 10_000;
     /// <summary>A viewer that does not read an update within this (its socket buffer full) is dropped.</summary>
     public int SendTimeoutMs { get; init; } = 5_000;
-    /// <summary>How often a viewer with an update request pending looks at the framebuffer (about 30 Hz).</summary>
+    /// <summary>How often a viewer with an update request pending looks at the framebuffer (about 30 Hz) while it changes.</summary>
     public int PollIntervalMs { get; init; } = 33;
+    /// <summary>
+    /// Each look that finds nothing new doubles the interval up to this (QEMU's VNC backs off likewise, by 50 ms a pass up
+    /// to 3 s): an idle screen costs about one dirty-log read a second, and a change after a long idle shows within it.
+    /// A change sent, a full update request, or keyboard or pointer input returns to <see cref="PollIntervalMs"/>.
+    /// </summary>
+    public int PollIdleMaxIntervalMs { get; init; } = 1_000;
     /// <summary>Wait after a wrong password before the refusal, to slow guessing.</summary>
     public int AuthFailureDelayMs { get; init; } = 1_000;
 }

@@ -11,15 +11,15 @@ public sealed class RfbProtocolException(string message) : Exception(message);
 
 /// <summary>
 /// One viewer's connection (RFC 6143) on its own thread: handshake, then a loop that reads client messages and, while
-/// the viewer has a FramebufferUpdateRequest pending, polls the framebuffer at <see cref="VncServer.PollInterval"/>
-/// for rows changed since this viewer's own generation. Idle, it sleeps in poll(2) on the socket.
+/// the viewer has a FramebufferUpdateRequest pending, polls the framebuffer (<see cref="VncServerLimits.PollIntervalMs"/>,
+/// backing off while nothing changes) for rows changed since this viewer's own generation, and sends the blocks of
+/// them that differ from what it last sent (VncViewer.Updates.cs). Idle, it sleeps in poll(2) on the socket.
 /// </summary>
-internal sealed class VncViewer : IDisposable
+internal sealed partial class VncViewer : IDisposable
 {
     private const int EncodingRaw = 0, EncodingZrle = 16, EncodingDesktopSize = -223;
     public const int MaxCutTextBytes = 1 << 20, MaxEncodings = 1024;
-    private const int MaxRectRows = ZrleEncoder.TileSize; // rectangles are cut into bands of this many rows
-
+    
     private readonly Socket _socket;
     private readonly NetworkStream _net;
     private readonly BufferedStream _out;
@@ -30,9 +30,6 @@ internal sealed class VncViewer : IDisposable
     private int _encoding = EncodingRaw;
     private bool _desktopSize;
     private ZrleEncoder? _zrle;
-    private uint[] _pixels = [];
-    private byte[] _row = [];
-    private bool[] _changed = [];
 
     // What the viewer has been told and seen.
     private int _width, _height;
@@ -40,6 +37,7 @@ internal sealed class VncViewer : IDisposable
     private long _seen;
     private (bool Incremental, int X, int Y, int W, int H)? _pending;
     private long _nextPollTicks;
+    private int _pollIntervalMs;
 
     public VncViewer(Socket socket, VncServer server, bool authenticate)
     {
@@ -48,6 +46,7 @@ internal sealed class VncViewer : IDisposable
         _authenticate = authenticate;
         _net = new NetworkStream(socket, ownsSocket: true);
         _out = new BufferedStream(_net, 64 * 1024);
+        _pollIntervalMs = server.Limits.PollIntervalMs;
     }
 
     /// <summary>Serves the viewer until it leaves, breaks the protocol, stops reading, or the server stops.</summary>
@@ -140,8 +139,12 @@ internal sealed class VncViewer : IDisposable
         {
             if (_pending is not null && Environment.TickCount64 >= _nextPollTicks)
             {
-                _nextPollTicks = Environment.TickCount64 + _server.Limits.PollIntervalMs;
-                TrySendUpdate();
+                long started = Environment.TickCount64;
+                var limits = _server.Limits;
+                // Nothing new: look again later and later (an idle screen); something sent: back to the short interval.
+                _pollIntervalMs = TrySendUpdate() ? limits.PollIntervalMs
+                    : Math.Max(limits.PollIntervalMs, Math.Min(_pollIntervalMs * 2, limits.PollIdleMaxIntervalMs));
+                _nextPollTicks = started + _pollIntervalMs;
             }
             int waitMs = _pending is null ? 1000 : Math.Max(1, (int)(_nextPollTicks - Environment.TickCount64));
             if (_socket.Poll(waitMs * 1000, SelectMode.SelectRead)) ReadMessage();
@@ -184,10 +187,12 @@ internal sealed class VncViewer : IDisposable
             case 4: // KeyEvent
                 Read(7);
                 _server.Target.Input?.KeyEvent(BinaryPrimitives.ReadUInt32BigEndian(_in.AsSpan(3)), _in[0] != 0);
+                PollSoon();
                 break;
             case 5: // PointerEvent
                 Read(5);
                 _server.Target.Input?.PointerEvent(BinaryPrimitives.ReadUInt16BigEndian(_in.AsSpan(1)), BinaryPrimitives.ReadUInt16BigEndian(_in.AsSpan(3)), _in[0]);
+                PollSoon();
                 break;
             case 6: // ClientCutText: read and dropped (the guest has no clipboard channel)
                 Read(7);
@@ -205,82 +210,11 @@ internal sealed class VncViewer : IDisposable
         }
     }
 
-    /// <summary>Sends what the pending request covers and changed since this viewer's generation; nothing changed: keeps waiting.</summary>
-    private void TrySendUpdate()
+    /// <summary>Input from the viewer: the screen is likely to change, so the idle back-off ends.</summary>
+    private void PollSoon()
     {
-        var request = _pending!.Value;
-        var fb = _server.Target.Framebuffer;
-        long generation = fb?.Refresh() ?? 0;
-        var (width, height, mode) = CurrentSize();
-        // A new size the viewer can take (DesktopSize) is announced and then filled; a viewer without it keeps its
-        // size and sees the top-left of a larger mode.
-        bool sizeMessage = _desktopSize && (width != _width || height != _height);
-        bool full = !request.Incremental || mode != _mode || sizeMessage;
-        var rects = new List<(int X, int Y, int W, int H)>();
-        if (sizeMessage)
-        {
-            (_width, _height) = (width, height);
-            request = (false, 0, 0, width, height);
-        }
-        int x0 = Math.Min(request.X, _width), y0 = Math.Min(request.Y, _height);
-        int x1 = Math.Min(request.X + request.W, _width), y1 = Math.Min(request.Y + request.H, _height);
-        if (x1 > x0 && y1 > y0)
-        {
-            bool[]? changed = null;
-            if (!full && fb is not null && !mode.IsBlank)
-            {
-                if (_changed.Length != mode.Height) _changed = new bool[mode.Height];
-                changed = _changed;
-                Array.Clear(changed);
-                fb.ChangedRows(_seen, mode, changed);
-            }
-            int y = y0;
-            while (y < y1)
-            {
-                if (changed is not null && (y >= changed.Length || !changed[y])) { y++; continue; }
-                if (changed is null && !full) break; // blank and incremental: nothing new to show
-                int end = y;
-                while (end < y1 && end - y < MaxRectRows && (changed is null || (end < changed.Length && changed[end]))) end++;
-                rects.Add((x0, y, x1 - x0, end - y));
-                y = end;
-            }
-        }
-        _seen = generation;
-        _mode = mode;
-        if (rects.Count == 0 && !sizeMessage) return; // keep the request: the next change answers it
-        _pending = null;
-        int count = rects.Count + (sizeMessage ? 1 : 0);
-        if (count > ushort.MaxValue) throw new RfbProtocolException("update too large"); // cannot happen: at most 65535/1 rows
-        Span<byte> header = stackalloc byte[4];
-        header[0] = 0; header[1] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)count);
-        _out.Write(header);
-        if (sizeMessage) WriteRectHeader(0, 0, _width, _height, EncodingDesktopSize);
-        foreach (var r in rects) WriteRect(fb, mode, r.X, r.Y, r.W, r.H);
-        _out.Flush();
-    }
-
-    private void WriteRect(IFramebuffer? fb, FramebufferMode mode, int x, int y, int w, int h)
-    {
-        int n = w * h;
-        if (_pixels.Length < n) _pixels = new uint[Math.Max(n, _pixels.Length * 2)];
-        var pixels = _pixels.AsSpan(0, n);
-        if (fb is null || mode.IsBlank) pixels.Clear();
-        else fb.CopyPixels(mode, x, y, w, h, pixels);
-        WriteRectHeader(x, y, w, h, _encoding);
-        if (_encoding == EncodingZrle)
-        {
-            _zrle ??= new ZrleEncoder();
-            _zrle.Encode(pixels, w, h, _format, _out);
-            return;
-        }
-        int bpp = _format.BytesPerPixel;
-        if (_row.Length < w * bpp) _row = new byte[w * bpp];
-        for (int row = 0; row < h; row++)
-        {
-            for (int i = 0; i < w; i++) _format.WritePixel(_row.AsSpan(i * bpp), _format.Encode(pixels[row * w + i]));
-            _out.Write(_row, 0, w * bpp);
-        }
+        _pollIntervalMs = _server.Limits.PollIntervalMs;
+        _nextPollTicks = Math.Min(_nextPollTicks, Environment.TickCount64 + _pollIntervalMs);
     }
 
     private void WriteRectHeader(int x, int y, int w, int h, int encoding)

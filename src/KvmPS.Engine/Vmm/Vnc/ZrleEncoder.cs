@@ -28,13 +28,17 @@ public sealed class ZrleEncoder : IDisposable
     public void Encode(ReadOnlySpan<uint> rgb, int width, int height, RfbPixelFormat format, Stream output)
     {
         _compressed.SetLength(0);
+        bool identity = format.IsRgb888;
         for (int ty = 0; ty < height; ty += TileSize)
             for (int tx = 0; tx < width; tx += TileSize)
             {
                 int tw = Math.Min(TileSize, width - tx), th = Math.Min(TileSize, height - ty);
                 int n = 0;
-                for (int y = 0; y < th; y++)
-                    for (int x = 0; x < tw; x++) _values[n++] = format.Encode(rgb[(ty + y) * width + tx + x]);
+                if (identity)
+                    for (int y = 0; y < th; y++, n += tw) rgb.Slice((ty + y) * width + tx, tw).CopyTo(_values.AsSpan(n));
+                else
+                    for (int y = 0; y < th; y++)
+                        for (int x = 0; x < tw; x++) _values[n++] = format.Encode(rgb[(ty + y) * width + tx + x]);
                 int length = EncodeTile(_values.AsSpan(0, n), tw, th, format);
                 _zlib.Write(_tile, 0, length);
             }

@@ -235,8 +235,27 @@ public sealed class BochsDisplayTests : IDisposable
         Assert.True(_display.BigEndianFramebuffer);
     }
 
+    [Fact]
+    public void WideRowsOf32BitsCopyStraightWithTheUnusedByteCleared()
+    {
+        SetMode(104, 3, 32);
+        var row = new byte[104 * 4];
+        for (int i = 0; i < 104; i++) { row[4 * i] = (byte)i; row[4 * i + 1] = (byte)(i * 3); row[4 * i + 2] = (byte)(255 - i); row[4 * i + 3] = 0xFF; }
+        for (int i = 0; i < 104; i++) _mmio.Write(Fb + 104 * 4 + (ulong)(4 * i), row.AsSpan(4 * i, 4)); // row 1
+        var px = new uint[99 * 2];
+        _display.CopyPixels(_display.Mode, 5, 1, 99, 2, px); // off the right edge by 4, row 2 all black
+        for (int i = 0; i < 99; i++)
+        {
+            int x = 5 + i;
+            uint expect = x < 104 ? (uint)((255 - x) << 16 | (byte)(x * 3) << 8 | x) : 0;
+            Assert.Equal(expect, px[i]);
+            Assert.Equal(0u, px[99 + i]);
+        }
+    }
+
     [Theory]
     [InlineData(32, new byte[] { 0x30, 0x20, 0x10, 0x00 }, 0x102030u)]
+    [InlineData(32, new byte[] { 0x30, 0x20, 0x10, 0xAB }, 0x102030u)]  // the unused byte never shows
     [InlineData(24, new byte[] { 0x30, 0x20, 0x10 }, 0x102030u)]
     [InlineData(16, new byte[] { 0x1F, 0xF8 }, 0xFF00FFu)]   // r=31 g=0 b=31
     [InlineData(16, new byte[] { 0xE0, 0x07 }, 0x00FF00u)]   // g=63

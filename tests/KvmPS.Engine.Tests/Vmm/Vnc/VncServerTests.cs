@@ -174,7 +174,7 @@ public sealed class VncServerTests : IDisposable
         fb.Set(120, 77, 0x00123456);
         v.Request(true);
         var rects = v.ReadUpdate();
-        Assert.Equal([(0, 77, 150, 1, 16)], rects);
+        Assert.Equal([(112, 77, 16, 1, 16)], rects); // the 16-pixel block that changed
         Assert.Equal(0x00123456u, v.At(120, 77));
     }
 
@@ -189,21 +189,25 @@ public sealed class VncServerTests : IDisposable
         b.Request(false); b.ReadUpdate();
         _fb.Set(5, 10, 0x00ABCDEF);
         a.Request(true);
-        Assert.Equal([(0, 10, 100, 1, 0)], a.ReadUpdate()); // a takes the change...
+        Assert.Equal([(0, 10, 16, 1, 0)], a.ReadUpdate()); // a takes the change...
         _fb.Set(6, 40, 0x00FEDCBA);
         _fb.Set(6, 41, 0x00FEDCBA);
         b.Request(true);
-        Assert.Equal([(0, 10, 100, 1, 0), (0, 40, 100, 2, 0)], b.ReadUpdate()); // ...and b still gets it with its own
+        Assert.Equal([(0, 10, 16, 1, 0), (0, 40, 16, 2, 0)], b.ReadUpdate()); // ...and b still gets it with its own
         Assert.Equal(0x00ABCDEFu, b.At(5, 10));
         a.Request(true);
-        Assert.Equal([(0, 40, 100, 2, 0)], a.ReadUpdate());
+        Assert.Equal([(0, 40, 16, 2, 0)], a.ReadUpdate());
         // Nothing changed: the request waits (no empty update), and is answered by the next change.
         a.Request(true, 0, 0, 50, 50);
         a.Socket.ReceiveTimeout = 300;
         Assert.ThrowsAny<IOException>(() => a.Read(1));
         a.Socket.ReceiveTimeout = 10_000;
-        _fb.Set(70, 20, 1); // outside the requested area? no: x is clipped, row 20 is inside
-        Assert.Equal([(0, 20, 50, 1, 0)], a.ReadUpdate());
+        _fb.Set(70, 20, 1); // outside the requested columns: not sent, the request keeps waiting
+        _fb.Set(30, 20, 1); // inside: its block, clipped to the request
+        Assert.Equal([(16, 20, 16, 1, 0)], a.ReadUpdate());
+        a.Request(true, 0, 0, 50, 50);
+        _fb.Set(49, 21, 2);
+        Assert.Equal([(48, 21, 2, 1, 0)], a.ReadUpdate()); // the last block ends at the request's edge (50)
     }
 
     [Fact]
@@ -294,7 +298,7 @@ public sealed class VncServerTests : IDisposable
         WaitFor(() => _server!.ViewerCount == 1, "the stuck viewer dropped");
         _fb.Set(1, 1, 7);
         good.Request(true);
-        Assert.Equal([(0, 1, 1024, 1, 0)], good.ReadUpdate());
+        Assert.Equal([(0, 1, 16, 1, 0)], good.ReadUpdate());
         stuck.Dispose();
     }
 
@@ -341,7 +345,80 @@ public sealed class VncServerTests : IDisposable
         Assert.Equal(before, _fb.Refreshes); // no request pending: no polling
         v.Request(true);
         Thread.Sleep(500);
-        Assert.InRange(_fb.Refreshes - before, 5, 40); // about 30 Hz while one is
+        Assert.InRange(_fb.Refreshes - before, 2, 8); // 33, 66, 132, 264 ms...: backing off from 30 Hz while nothing changes
+    }
+
+    [Fact]
+    public void AnIdleViewersPollBacksOffAndAChangeStillComesWithinTheLongestInterval()
+    {
+        _fb.Fill(Pattern);
+        Start(limits: new VncServerLimits { PollIntervalMs = 20, PollIdleMaxIntervalMs = 400 });
+        using var v = TestViewer.ConnectUnix(SocketPath).Handshake();
+        v.Request(false); v.ReadUpdate();
+        v.Request(true);
+        Thread.Sleep(1_000); // 20, 40, 80, 160, 320 → 400 ms
+        int before = _fb.Refreshes;
+        Thread.Sleep(1_000);
+        Assert.InRange(_fb.Refreshes - before, 1, 4); // at 20 ms it would be 50
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        _fb.Set(50, 50, 0x00010203);
+        Assert.Equal([(48, 50, 16, 1, 0)], v.ReadUpdate());
+        Assert.True(watch.ElapsedMilliseconds < 400 + 300, $"the change took {watch.ElapsedMilliseconds} ms");
+        Assert.Equal(0x00010203u, v.At(50, 50));
+        // Back to the short interval after a change, and after input (the screen likely changes next).
+        v.Request(true);
+        Thread.Sleep(1_000);
+        before = _fb.Refreshes;
+        watch.Restart();
+        v.Write(4, 1, 0, 0, 0, 0, 0, 0x61); // KeyEvent 'a' down
+        WaitFor(() => _fb.Refreshes - before >= 3, "polls after a key");
+        // Still backed off, 3 looks would take 800 ms or more; after the key: 20 + 40 + 80 ms.
+        Assert.True(watch.ElapsedMilliseconds < 600, $"3 looks took {watch.ElapsedMilliseconds} ms after a key");
+        Assert.Single(_input.Keys);
+    }
+
+    [Fact]
+    public void AWrittenButUnchangedRowSendsNothing()
+    {
+        _fb.SetMode(1024, 16);
+        _fb.Fill(Pattern);
+        Start(limits: new VncServerLimits { PollIntervalMs = 10, PollIdleMaxIntervalMs = 20 });
+        using var v = TestViewer.ConnectUnix(SocketPath).Handshake();
+        v.Request(false); v.ReadUpdate();
+        v.Request(true);
+        int before = _fb.Refreshes;
+        _fb.Set(3, 3, Pattern(3, 3)); // the row is written (dirty) with the value it had
+        _fb.Fill(Pattern);            // every row written, nothing different
+        WaitFor(() => _fb.Refreshes - before >= 5, "the viewer looked at the written rows");
+        v.Socket.ReceiveTimeout = 200;
+        Assert.ThrowsAny<IOException>(() => v.Read(1)); // no update
+        v.Socket.ReceiveTimeout = 10_000;
+        _fb.Set(1000, 7, 0x00FFFFFF);
+        Assert.Equal([(992, 7, 16, 1, 0)], v.ReadUpdate());
+        Assert.Equal(0x00FFFFFFu, v.At(1000, 7));
+    }
+
+    [Fact]
+    public void AMovingBoxInWideRowsSendsOnlyItsEdges()
+    {
+        _fb.SetMode(1024, 200);
+        _fb.Fill((x, y) => 0x00202020);
+        Start();
+        using var v = TestViewer.ConnectUnix(SocketPath).Handshake();
+        v.SetEncodings(16);
+        v.Request(false); v.ReadUpdate();
+        _fb.Fill((x, y) => x >= 400 && x < 528 && y >= 20 && y < 148 ? 0x00FF8000u : 0x00202020u); // a 128x128 box
+        v.Request(true);
+        var first = v.ReadUpdate();
+        Assert.Equal([(400, 20, 128, 64, 16), (400, 84, 128, 64, 16)], first);
+        _fb.Fill((x, y) => x >= 408 && x < 536 && y >= 20 && y < 148 ? 0x00FF8000u : 0x00202020u); // moved 8 pixels right
+        v.Request(true);
+        var moved = v.ReadUpdate();
+        // Every row was written (the fake dirties all of them), 128 rows differ: the block it left and the one it entered.
+        Assert.Equal([(400, 20, 16, 64, 16), (528, 20, 16, 64, 16), (400, 84, 16, 64, 16), (528, 84, 16, 64, 16)], moved);
+        var expect = new uint[1024 * 200];
+        _fb.CopyPixels(_fb.Mode, 0, 0, 1024, 200, expect);
+        Assert.Equal(expect, v.Screen);
     }
 
     [Fact]
