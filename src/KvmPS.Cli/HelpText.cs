@@ -334,6 +334,7 @@ internal static class HelpText
                                     reached it by)
               --timeout SECONDS     cancel the move after this long (default 600)
               --progress            progress lines 'kvmps: progress PERCENT STATUS' on stderr, also with --json
+            Ctrl+C (SIGINT) or SIGTERM cancels the move before the hand-over, as --timeout does: the VM runs on here.
             Exit 0 moved, 4 failed (the VM runs on here), 5 no such VM, 7 the destination cannot be reached over ssh.
 
             """,

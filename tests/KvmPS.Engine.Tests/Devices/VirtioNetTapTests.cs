@@ -48,6 +48,21 @@ internal sealed class NetNs : IDisposable
         return null;
     }
 
+    /// <summary>
+    /// Joins this namespace and <paramref name="other"/> by a veth pair with the given addresses (CIDR), both up: two
+    /// "hosts" on one link. Returns the two interface names (this side, the other side).
+    /// </summary>
+    public (string Here, string There) JoinByVeth(NetNs other, string addressHere, string addressThere)
+    {
+        string here = "kvm" + Name[^6..], there = "kvm" + other.Name[^6..];
+        Run("ip", "link", "add", here, "netns", Name, "type", "veth", "peer", "name", there, "netns", other.Name);
+        Ip("addr", "add", addressHere, "dev", here);
+        Ip("link", "set", here, "up");
+        other.Ip("addr", "add", addressThere, "dev", there);
+        other.Ip("link", "set", there, "up");
+        return (here, there);
+    }
+
     /// <summary>`ip -n NS ARGS`; throws with the output when it fails.</summary>
     public string Ip(params string[] args) => Run("ip", ["-n", Name, .. args]);
 

@@ -30,12 +30,7 @@ public sealed partial class MigrationLinkCutTests(ITestOutputHelper log)
     {
         using var a = new NetNs();
         using var b = new NetNs();
-        string linkA = "kvm" + a.Name[^6..], linkB = "kvm" + b.Name[^6..];
-        NetNs.Run("ip", "link", "add", linkA, "netns", a.Name, "type", "veth", "peer", "name", linkB, "netns", b.Name);
-        a.Ip("addr", "add", "10.97.1.1/24", "dev", linkA);
-        a.Ip("link", "set", linkA, "up");
-        b.Ip("addr", "add", "10.97.1.2/24", "dev", linkB);
-        b.Ip("link", "set", linkB, "up");
+        var (linkA, _) = a.JoinByVeth(b, "10.97.1.1/24", "10.97.1.2/24");
 
         using var dir = new TempDir();
         string serial = dir.File("src.log"), sourceSocket = dir.File("src.sock"), destinationSocket = dir.File("dst.sock");

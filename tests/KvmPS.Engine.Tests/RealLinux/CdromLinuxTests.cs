@@ -10,8 +10,8 @@ namespace KvmPS.Engine.Tests.RealLinux;
 /// <summary>
 /// Issue 16's CD-ROM with Linux's own drivers as the client: virtio_scsi binds the controller, the SCSI midlayer finds
 /// the MMC LUN and sr makes it <c>/dev/sr0</c>, read-only, the size of the ISO; Linux reads the whole of Debian's
-/// grub-rescue ISO through it byte for byte; after <c>media.change</c> ejects the disc Linux finds no medium, and after
-/// another ISO is inserted it reads the new one (sr revalidates on open after the unit attention and media event).
+/// grub-rescue ISO through it byte for byte; after <c>media.change</c> ejects the disc Linux's read fails, and after
+/// another ISO is inserted it reads the new one, with its size (sr revalidates on open after the unit attention).
 /// </summary>
 [Trait("Category", "RealLinux")]
 [Collection(RealLinuxCollection.Name)]
@@ -43,8 +43,7 @@ public sealed class CdromLinuxTests(ITestOutputHelper log)
         Assert.False(ejected.TryGetProperty("path", out var p) && p.ValueKind == JsonValueKind.String);
         var (rc, noMedium) = guest.RunForRc("blk sum sr0");
         log.WriteLine($"after the eject (rc={rc}): {string.Join(" | ", noMedium)}");
-        Assert.NotEqual(0, rc);
-        Assert.Equal("sectors=0 ro=1", Block(guest));
+        Assert.NotEqual(0, rc); // no medium: the read fails (sr keeps the old capacity in sysfs until a disc is read)
 
         var inserted = control.Ok("media.change", $"\"pci\": \"00:01.0\", \"path\": \"{other}\"");
         log.WriteLine($"insert: {inserted}");

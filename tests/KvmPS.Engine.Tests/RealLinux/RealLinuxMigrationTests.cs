@@ -28,12 +28,7 @@ public sealed class RealLinuxMigrationTests(ITestOutputHelper log)
     {
         using var source = new NetNs();
         using var destination = new NetNs();
-        string sourceLink = "kvm" + source.Name[^6..], destinationLink = "kvm" + destination.Name[^6..];
-        NetNs.Run("ip", "link", "add", sourceLink, "netns", source.Name, "type", "veth", "peer", "name", destinationLink, "netns", destination.Name);
-        source.Ip("addr", "add", "10.97.0.1/24", "dev", sourceLink);
-        source.Ip("link", "set", sourceLink, "up");
-        destination.Ip("addr", "add", "10.97.0.2/24", "dev", destinationLink);
-        destination.Ip("link", "set", destinationLink, "up");
+        source.JoinByVeth(destination, "10.97.0.1/24", "10.97.0.2/24");
         // One guest network seen from both hosts: the same gateway address and MAC (the guest's ARP entry stays valid).
         foreach (var host in new[] { source, destination })
         {
