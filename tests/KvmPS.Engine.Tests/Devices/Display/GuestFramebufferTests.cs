@@ -113,9 +113,10 @@ public sealed class GuestFramebufferTests(ITestOutputHelper log)
         while (changed.Count == 0 && DateTime.UtcNow < deadline)
         {
             Thread.Sleep(200);
+            long now = display.Refresh(); // collects the guest's writes since the last refresh
             display.ChangedRows(since, display.Mode, rows);
             for (int y = 0; y < rows.Length; y++) if (rows[y]) changed.Add(y);
-            since = display.Refresh();
+            since = now;
         }
         Assert.NotEmpty(changed);
         log.WriteLine($"changed rows: {changed.Min()}-{changed.Max()} ({changed.Count})");
