@@ -139,7 +139,7 @@ public sealed class WireContractTests
             "count" /* vcpu.set's vCPU count, named by issue 13 */, "present_vcpus", "round" /* migrate.status: the pre-copy round */,
             "bits_per_pixel" /* display.get: the guest's pixel depth */];
         string[] units = ["bytes", "ms", "s", "percent"];
-        string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files", "pixels", "clients"];
+        string[] counted = ["pages", "packets", "exits", "writes", "pfns", "stalls", "dropped", "responses", "files", "pixels", "clients", "entries" /* dirty_ring_entries: ring entries per vCPU */];
         var offenders = new List<string>();
         Assert.Contains(typeof(MetricsReply), ContractTypes()); // the scan sees the records
         foreach (var type in ContractTypes())
