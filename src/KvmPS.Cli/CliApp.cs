@@ -326,7 +326,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, boot-order, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, attach-pci, detach-pci, boot-order, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -344,6 +344,8 @@ public sealed class CliApp
             "detach-nic" => WithHelp("vm detach-nic", () => new VmLiveCommands(this).DetachNic(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
             "attach-iso" => WithHelp("vm attach-iso", () => new VmLiveCommands(this).AttachIso(args.Parse(["--live", "--config", "--json"], ["--pool", "--drive"]))),
             "eject-iso" => WithHelp("vm eject-iso", () => new VmLiveCommands(this).EjectIso(args.Parse(["--live", "--config", "--json"], ["--drive"]))),
+            "attach-pci" => WithHelp("vm attach-pci", () => new VmLiveCommands(this).AttachPci(args.Parse(["--json"], ["--host", "--vfio-user"]))),
+            "detach-pci" => WithHelp("vm detach-pci", () => new VmLiveCommands(this).DetachPci(args.Parse(["--json"], ["--host", "--vfio-user"]))),
             "boot-order" => WithHelp("vm boot-order", () => new VmLiveCommands(this).BootOrder(args.Parse(["--clear-once", "--json"], ["--once"]))),
             "vnc" => WithHelp("vm vnc", () => new VmLiveCommands(this).Vnc(args.Parse("--json"))),
             "screenshot" => WithHelp("vm screenshot", () => new VmLiveCommands(this).Screenshot(args.Parse(["--json"], ["--timeout"]))),

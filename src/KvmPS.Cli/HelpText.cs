@@ -117,7 +117,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|boot-order|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
+            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|attach-pci|detach-pci|boot-order|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -136,6 +136,8 @@ internal static class HelpText
               vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
               vm attach-iso NAME ISO|VOLUME [--pool POOL] [--drive N] [--live|--config] [--json]
               vm eject-iso NAME [--drive N] [--live|--config] [--json]
+              vm attach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
+              vm detach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
               vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--once DEVICE|--clear-once] [--json]
               vm vnc NAME [--json]
               vm screenshot NAME FILE.png [--timeout SECONDS] [--json]
@@ -233,6 +235,24 @@ internal static class HelpText
             VM the guest releases it first, as for detach-disk (--timeout, default 30 s), also for an adapter the
             VM was started with.
             Exit: 0, 2 bad option, 4 refused, no such adapter, or the guest did not release it, 5 no such VM.
+
+            """,
+        "vm attach-pci" => """
+            Usage: kvmps vm attach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
+
+            Gives the VM a PCI device at its next start (as Add-KvmPciPassthrough):
+              --host DDDD:BB:DD.F   a host PCI function, passed through with kernel VFIO; it must exist and its IOMMU
+                                    group be free to give away (kvmps binds it to vfio-pci when the VM starts)
+              --vfio-user SOCKET    a device served by another process over vfio-user; its server must listen on
+                                    SOCKET when the VM starts (docs/devices.md "Passthrough")
+            Exit: 0, 2 bad option, 4 refused (no such device, IOMMU group in use, already attached), 5 no such VM.
+
+            """,
+        "vm detach-pci" => """
+            Usage: kvmps vm detach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
+
+            Takes a passthrough device away from the VM (at its next start, if it runs).
+            Exit: 0, 2 bad option, 4 the VM has no such device, 5 no such VM.
 
             """,
         "vm attach-iso" => """

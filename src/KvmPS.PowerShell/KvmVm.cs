@@ -56,6 +56,9 @@ public sealed class KvmVm
     public IReadOnlyList<NetworkAdapterDefinition> NetworkAdapters => Definition.NetworkAdapters;
     public string[] PciPassthrough => Definition.PciPassthrough.Select(a => a.ToString()).ToArray();
 
+    /// <summary>The vfio-user servers' sockets whose devices the VM has.</summary>
+    public string[] VfioUserDevices => Definition.VfioUserDevices.ToArray();
+
     /// <summary>The VM's folder in the store.</summary>
     public string Path => Info.VmDirectory;
 

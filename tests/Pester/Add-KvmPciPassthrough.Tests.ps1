@@ -71,6 +71,36 @@ Describe 'Add-KvmPciPassthrough' {
         $err | Should -BeNullOrEmpty
     }
 
+    It 'adds vfio-user devices by socket, resolving a relative path, and refuses one twice' {
+        Push-Location $TestDrive
+        try {
+            $vm = Add-KvmPciPassthrough pt-a -VfioUserSocket 'dev.sock' -PassThru
+            $vm.VfioUserDevices | Should -Be @((Join-Path $TestDrive 'dev.sock'))
+            Add-KvmPciPassthrough pt-a -VfioUserSocket (Join-Path $TestDrive 'dev.sock') -ErrorVariable err -ErrorAction SilentlyContinue
+            $err.Count | Should -Be 1
+            "$($err[0])" | Should -Match 'already has vfio-user device'
+            (Get-KvmVm pt-a).VfioUserDevices.Count | Should -Be 1
+        }
+        finally { Pop-Location; Remove-KvmPciPassthrough pt-a -VfioUserSocket (Join-Path $TestDrive 'dev.sock') }
+    }
+
+    It 'refuses to start a VM whose vfio-user server is not listening, naming the socket' {
+        $socket = Join-Path $TestDrive 'absent.sock'
+        Add-KvmPciPassthrough pt-a -VfioUserSocket $socket
+        try {
+            Start-KvmVm pt-a -ErrorVariable err -ErrorAction SilentlyContinue
+            $err.Count | Should -BeGreaterThan 0
+            "$($err[0])" | Should -Match ([regex]::Escape($socket))
+            "$($err[0])" | Should -Match 'no such socket'
+            (Get-KvmVm pt-a).State | Should -Be 'Off'
+        }
+        finally { Remove-KvmPciPassthrough pt-a -VfioUserSocket $socket }
+    }
+
+    It 'asks for -Address or -VfioUserSocket' {
+        { Add-KvmPciPassthrough pt-a -ErrorAction Stop } | Should -Throw '*-VfioUserSocket*'
+    }
+
     It 'has full help' {
         Assert-KvmHelp Add-KvmPciPassthrough | Out-Null
     }

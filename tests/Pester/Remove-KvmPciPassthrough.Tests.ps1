@@ -30,6 +30,16 @@ Describe 'Remove-KvmPciPassthrough' {
         (Get-KvmVm rp-b).PciPassthrough | Should -Be @('0000:00:03.0')
     }
 
+    It 'removes a vfio-user device by socket; a socket the VM lacks is an error naming it' {
+        New-KvmVm -Definition @{ Name = 'vu-rp'; MemoryStartupBytes = 64MB; VfioUserDevices = @('/run/a.sock', '/run/b.sock') } | Out-Null
+        Remove-KvmPciPassthrough vu-rp -VfioUserSocket '/run/a.sock'
+        (Get-KvmVm vu-rp).VfioUserDevices | Should -Be @('/run/b.sock')
+        Remove-KvmPciPassthrough vu-rp -VfioUserSocket '/run/zzz.sock' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        "$($err[0])" | Should -Match "no vfio-user device '/run/zzz.sock'"
+        Get-KvmCompletion 'Remove-KvmPciPassthrough vu-rp -VfioUserSocket ' | Should -Be @('/run/b.sock')
+    }
+
     It '-WhatIf removes nothing' {
         $lines = Get-KvmWhatIfLine { Remove-KvmPciPassthrough rp-b -Address '0000:00:03.0' -WhatIf }
         $lines | Should -Match 'target "rp-b"'

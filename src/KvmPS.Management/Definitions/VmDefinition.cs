@@ -36,7 +36,14 @@ public sealed record VmDefinition
     /// <summary>A display device with a VNC server; null (default): no display, only the serial console.</summary>
     public DisplaySettings? Display { get; init; }
 
+    /// <summary>Host PCI functions passed through with kernel VFIO (bound to vfio-pci at start, given back at stop).</summary>
     public ValueList<PciAddress> PciPassthrough { get; init; } = ValueList<PciAddress>.Empty;
+
+    /// <summary>
+    /// PCI devices served by other processes over vfio-user: each a server's Unix socket (absolute path), which must be
+    /// listening when the VM starts (docs/devices.md "Passthrough").
+    /// </summary>
+    public ValueList<string> VfioUserDevices { get; init; } = ValueList<string>.Empty;
     public MemoryBackingSettings MemoryBacking { get; init; } = MemoryBackingSettings.Default;
 
     /// <summary>Start this VM when the host (the kvmps service) starts.</summary>
@@ -233,7 +240,30 @@ public sealed record VmDefinition
             if (!seen.Add(address))
                 throw Fail($"PciPassthrough[{i}]", $"'{address}' is listed twice");
         }
+        if (VfioUserDevices is null)
+            throw Fail("VfioUserDevices", "must not be null");
+        var sockets = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < VfioUserDevices.Count; i++)
+        {
+            var socket = VfioUserDevices[i];
+            if (string.IsNullOrEmpty(socket) || !Path.IsPathFullyQualified(socket))
+                throw Fail($"VfioUserDevices[{i}]", $"'{socket}' must be an absolute path to the vfio-user server's Unix socket");
+            if (socket.Contains('\0'))
+                throw Fail($"VfioUserDevices[{i}]", "must not contain a NUL character");
+            if (System.Text.Encoding.UTF8.GetByteCount(socket) > MaximumUnixSocketPathBytes)
+                throw Fail($"VfioUserDevices[{i}]", $"'{socket}' is longer than a Unix socket path can be ({MaximumUnixSocketPathBytes} bytes)");
+            if (!sockets.Add(socket))
+                throw Fail($"VfioUserDevices[{i}]", $"'{socket}' is listed twice");
+        }
+        if (PciPassthrough.Count + VfioUserDevices.Count > MaximumPassthroughDevices)
+            throw Fail("VfioUserDevices", $"at most {MaximumPassthroughDevices} passthrough devices in all (PciPassthrough and VfioUserDevices: {PciPassthrough.Count + VfioUserDevices.Count})");
     }
+
+    /// <summary>sockaddr_un's sun_path holds 108 bytes with the terminating NUL.</summary>
+    public const int MaximumUnixSocketPathBytes = 107;
+
+    /// <summary>Passthrough devices a VM may have (the root bus has 32 slots, shared with every other device).</summary>
+    public const int MaximumPassthroughDevices = 8;
 
     private void ValidateDvdDrivesAndDisplay()
     {

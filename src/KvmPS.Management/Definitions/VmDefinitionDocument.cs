@@ -27,6 +27,7 @@ internal sealed class VmDefinitionDocument
     public List<string>? BootOrder { get; set; }
     public string? BootOnce { get; set; }
     public DisplayDocument? Display { get; set; }
+    public List<string>? VfioUserDevices { get; set; }
 }
 
 internal sealed class DvdDriveDocument

@@ -68,6 +68,8 @@ public static class VmDefinitionJson
         }).ToList(),
         BalloonEnabled = definition.BalloonEnabled,
         PciPassthrough = definition.PciPassthrough.Select(p => p.ToString()).ToList(),
+        // Absent (not empty) when unused, so vm.json of a VM without them reads as before.
+        VfioUserDevices = definition.VfioUserDevices.Count == 0 ? null : definition.VfioUserDevices.ToList(),
         HugePages = definition.MemoryBacking.HugePages.ToString().ToLowerInvariant(),
         KsmEnabled = definition.MemoryBacking.KsmEnabled,
         NumaNode = definition.MemoryBacking.NumaNode,
@@ -123,6 +125,7 @@ public static class VmDefinitionJson
         })).ToArray());
         Put("BalloonEnabled", d.BalloonEnabled);
         Put("PciPassthrough", d.PciPassthrough?.Cast<object?>().ToArray());
+        Put("VfioUserDevices", d.VfioUserDevices?.Cast<object?>().ToArray());
         Put("HugePages", d.HugePages);
         Put("KsmEnabled", d.KsmEnabled);
         Put("NumaNode", d.NumaNode);

@@ -17,7 +17,7 @@ namespace KvmPS.Management.Definitions;
 /// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
 ///   or a storage pool volume instead of Path: @{ Pool (= 'default'); Volume; ... } (docs/pools.md),
 /// NetworkAdapters = @( @{ Tap | Bridge | Network; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
-/// PciPassthrough = @( 'DDDD:BB:DD.F' ),
+/// PciPassthrough = @( 'DDDD:BB:DD.F' ), VfioUserDevices = @( '/run/dev.sock' ),
 /// DvdDrives = @( @{ Path = 'x.iso' } | @{ Pool; Volume } | @{} (empty drive) ),
 /// BootOrder = @( 'Dvd', 'Disk', 'Network' ), BootOnce = 'Dvd',
 /// Display = @{ Vnc = 'unix' | 'ADDR:PORT'; PasswordFile }
@@ -30,6 +30,7 @@ public static class VmDefinitionReader
         "Name", "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum",
         "Boot", "Disks", "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled",
         "NumaNode", "Autostart", "Notes", "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display",
+        "VfioUserDevices",
     };
 
     public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
@@ -63,6 +64,7 @@ public static class VmDefinitionReader
             NetworkAdapters = new ValueList<NetworkAdapterDefinition>(WithMacs(name, ReadList(map, "NetworkAdapters", (x, _) => ReadAdapter(x.Item, x.Prefix, name)))),
             BalloonEnabled = map.Bool("BalloonEnabled") ?? false,
             PciPassthrough = new ValueList<PciAddress>(ReadPciAddresses(map)),
+            VfioUserDevices = new ValueList<string>(ReadStrings(map, "VfioUserDevices", "an absolute socket path like '/run/dev.sock'")),
             MemoryBacking = new MemoryBackingSettings(
                 map.Enum<HugePagesMode>("HugePages") ?? HugePagesMode.None,
                 map.Bool("KsmEnabled") ?? false,
@@ -213,6 +215,15 @@ public static class VmDefinitionReader
             }
         }
         return addresses;
+    }
+
+    private static List<string> ReadStrings(SchemaMap map, string key, string expected)
+    {
+        var items = map.List(key) ?? Array.Empty<object?>();
+        var result = new List<string>(items.Count);
+        for (var i = 0; i < items.Count; i++)
+            result.Add(items[i] as string ?? throw new VmDefinitionException(map.VmName, $"{key}[{i}]", $"must be {expected}, not {SchemaMap.Describe(items[i])}"));
+        return result;
     }
 
     private static List<T> ReadList<T>(SchemaMap map, string key, Func<(IDictionary Item, string Prefix), int, T> read)

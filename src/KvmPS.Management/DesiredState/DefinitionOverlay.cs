@@ -16,7 +16,7 @@ public static class DefinitionOverlay
     {
         "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum", "Boot", "Disks",
         "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled", "NumaNode", "Autostart", "Notes",
-        "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display",
+        "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display", "VfioUserDevices",
     };
 
     /// <summary>The managed properties for the schema keys an entry states (case-insensitive; Name and unknown keys ignored).</summary>
@@ -62,6 +62,7 @@ public static class DefinitionOverlay
             NetworkAdapters = Pick("NetworkAdapters", current.NetworkAdapters, desired.NetworkAdapters),
             BalloonEnabled = Pick("BalloonEnabled", current.BalloonEnabled, desired.BalloonEnabled),
             PciPassthrough = Pick("PciPassthrough", current.PciPassthrough, desired.PciPassthrough),
+            VfioUserDevices = Pick("VfioUserDevices", current.VfioUserDevices, desired.VfioUserDevices),
             MemoryBacking = new MemoryBackingSettings(
                 Pick("HugePages", current.MemoryBacking.HugePages, desired.MemoryBacking.HugePages),
                 Pick("KsmEnabled", current.MemoryBacking.KsmEnabled, desired.MemoryBacking.KsmEnabled),

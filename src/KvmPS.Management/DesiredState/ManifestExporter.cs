@@ -193,6 +193,7 @@ public static class ManifestExporter
             ("Disks", d.Disks.Select(DiskLiteral).ToList()),
             ("NetworkAdapters", d.NetworkAdapters.Select(AdapterLiteral).ToList()),
             ("PciPassthrough", d.PciPassthrough.Select(a => PsdLiteral.String(a.ToString())).ToList()),
+            ("VfioUserDevices", d.VfioUserDevices.Select(PsdLiteral.String).ToList()),
             ("DvdDrives", d.DvdDrives.Select(DvdLiteral).ToList()),
             ("BootOrder", d.BootOrder.Select(b => PsdLiteral.String(b.ToString())).ToList()),
         };

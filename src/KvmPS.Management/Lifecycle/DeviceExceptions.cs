@@ -37,6 +37,15 @@ public sealed class DiskImageNotFoundException : VmManagementException
     public string Path { get; }
 }
 
+/// <summary>A vfio-user device's server is not there: its socket path does not exist or is not a Unix socket.</summary>
+public sealed class VfioUserServerNotFoundException : VmManagementException
+{
+    public VfioUserServerNotFoundException(string vmName, string socketPath, string reason)
+        : base(vmName, $"VM '{vmName}': vfio-user device '{socketPath}': {reason}; start its server first (VfioUserDevices)") => SocketPath = socketPath;
+
+    public string SocketPath { get; }
+}
+
 /// <summary>How hot-plug errors name a device: "disk 'data.qcow2'", "network adapter 52:54:00:12:34:56".</summary>
 internal static class HotplugText
 {

@@ -44,6 +44,7 @@ public static class VmDefinitionDiff
         Add("BootOrder", before.BootOrder, after.BootOrder);
         Add("BootOnce", before.BootOnce, after.BootOnce);
         Add("Display", before.Display, after.Display);
+        Add("VfioUserDevices", before.VfioUserDevices, after.VfioUserDevices);
         return changes;
     }
 

@@ -222,4 +222,25 @@ public sealed partial class VmManager
                 throw new VmDeviceNotFoundException(name, "PciPassthrough", address.ToString(), $"VM '{name}' has no PCI device {address}");
         return d with { PciPassthrough = new ValueList<PciAddress>(d.PciPassthrough.Where(a => !addresses.Contains(a))) };
     });
+
+    /// <summary>
+    /// Adds vfio-user devices (servers' socket paths, absolute); one already attached is
+    /// <see cref="VmDeviceAlreadyAttachedException"/>. Takes effect at the next start (no passthrough hot-plug yet).
+    /// </summary>
+    public ChangeResult AddVfioUserDevices(string name, IReadOnlyCollection<string> socketPaths) => Update(name, d =>
+    {
+        foreach (var socket in socketPaths)
+            if (d.VfioUserDevices.Contains(socket))
+                throw new VmDeviceAlreadyAttachedException(name, "VfioUserDevices", socket, $"VM '{name}' already has vfio-user device '{socket}'");
+        return d with { VfioUserDevices = new ValueList<string>(d.VfioUserDevices.Concat(socketPaths.Distinct(StringComparer.Ordinal))) };
+    });
+
+    /// <summary>Removes vfio-user devices; one the VM does not have is <see cref="VmDeviceNotFoundException"/>.</summary>
+    public ChangeResult RemoveVfioUserDevices(string name, IReadOnlyCollection<string> socketPaths) => Update(name, d =>
+    {
+        foreach (var socket in socketPaths)
+            if (!d.VfioUserDevices.Contains(socket))
+                throw new VmDeviceNotFoundException(name, "VfioUserDevices", socket, $"VM '{name}' has no vfio-user device '{socket}'");
+        return d with { VfioUserDevices = new ValueList<string>(d.VfioUserDevices.Where(s => !socketPaths.Contains(s))) };
+    });
 }

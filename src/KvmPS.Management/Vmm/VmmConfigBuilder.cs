@@ -106,8 +106,8 @@ public static class VmmConfigBuilder
 
     /// <summary>
     /// PCI devices in slot order: the disks (the firmware boot disk first, so SeaBIOS boots it), then the network
-    /// adapters, then the CD/DVD drives, then the balloon, then the display (last, so a VM without DVD drives or
-    /// display keeps the slots it always had). Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
+    /// adapters, then the CD/DVD drives, then the balloon, then the display, then the passthrough devices (kernel VFIO,
+    /// then vfio-user; last, so a VM without DVD drives, display or passthrough keeps the slots it always had). Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
     /// </summary>
     private static List<DeviceSpec> Devices(VmDefinition definition, Func<string, string> resolveDiskPath, Func<string, string>? resolveNetworkBridge)
     {
@@ -130,6 +130,10 @@ public static class VmmConfigBuilder
             devices.Add(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 });
         if (definition.Display is not null)
             devices.Add(new DisplayDeviceSpec()); // the VMM's defaults: 16 MiB VRAM, 1024x768 preferred, vgabios-bochs-display with firmware
+        foreach (var address in definition.PciPassthrough)
+            devices.Add(new VfioDeviceSpec { Host = address.ToString() });
+        foreach (var socket in definition.VfioUserDevices)
+            devices.Add(new VfioUserDeviceSpec { Socket = socket });
         return devices;
     }
 

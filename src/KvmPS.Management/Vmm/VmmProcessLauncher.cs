@@ -148,9 +148,22 @@ public sealed class VmmProcessLauncher
         var networks = new Networks.NetworkManager(store);
         foreach (var network in definition.NetworkAdapters.Select(a => a.NetworkName).OfType<string>().Distinct())
             networks.EnsureUsable(name, network);
+        foreach (var socket in definition.VfioUserDevices)
+            EnsureVfioUserServer(name, socket);
         DurableFile.WriteAtomically(configPath, VmmConfigBuilder.Build(definition, store.SocketPath(name), store.SerialLogPath(name), p => store.ResolveDiskPath(definition.Name, p),
             n => Networks.NetworkRegistry.BridgeFor(store.Root, n)));
         return Spawn(store, name, BootArguments(BinaryPath, configPath, store.SocketPath(name), store.SerialLogPath(name)), "starting", definition);
+    }
+
+    /// <summary>A vfio-user server must be listening before the VMM starts: refuse here, naming the socket, when it cannot be.</summary>
+    private static void EnsureVfioUserServer(string vmName, string socketPath)
+    {
+        // lstat: the VMM connects to this very path; a link would be followed there too, but says nothing of its target here.
+        uint type = KvmPS.Interop.Libc.FileTypeOf(socketPath);
+        if (type == 0)
+            throw new VfioUserServerNotFoundException(vmName, socketPath, "no such socket");
+        if (type != KvmPS.Interop.Libc.S_IFSOCK && type != KvmPS.Interop.Libc.S_IFLNK)
+            throw new VfioUserServerNotFoundException(vmName, socketPath, "it is not a Unix socket");
     }
 
     /// <summary>

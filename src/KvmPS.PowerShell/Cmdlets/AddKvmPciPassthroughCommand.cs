@@ -7,16 +7,24 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Add-KvmPciPassthrough: gives host PCI functions to the VM (VFIO); applied live where supported, else at restart.</summary>
+/// <summary>
+/// Add-KvmPciPassthrough: gives the VM host PCI functions (kernel VFIO, -Address) or devices served over vfio-user
+/// (-VfioUserSocket); both take effect at the VM's next start.
+/// </summary>
 [Cmdlet(VerbsCommon.Add, "KvmPciPassthrough", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
 {
     /// <summary>Host PCI addresses, DDDD:BB:DD.F (as Get-KvmHostPciDevice shows them).</summary>
-    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
-    [Alias("PciAddress")]
+    [Alias("PciAddress", "HostDevice")]
     public string[] Address { get; set; } = Array.Empty<string>();
+
+    /// <summary>vfio-user servers' Unix sockets: each becomes a PCI device of the VM, served by that process.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string[] VfioUserSocket { get; set; } = Array.Empty<string>();
 
     [Parameter]
     public SwitchParameter RestartIfNeeded { get; set; }
@@ -26,7 +34,16 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
+        if (Address.Length == 0 && VfioUserSocket.Length == 0)
+            throw KvmParameterException.Combination("Address", null, "give -Address (host PCI functions) or -VfioUserSocket (vfio-user servers), or both.");
         var definition = Manager.GetDefinition(name);
+        AddVfioUser(name, definition);
+        if (Address.Length == 0)
+        {
+            if (PassThru.IsPresent)
+                Output.WriteObject(new KvmVm(Manager.Get(name)));
+            return;
+        }
         var host = new PciHostDevices();
         var add = new List<PciAddress>();
         foreach (var text in Address)
@@ -52,5 +69,21 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
         ReportChange(Manager.AddPciPassthrough(name, add), RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    private void AddVfioUser(string name, VmDefinition definition)
+    {
+        var add = new List<string>();
+        foreach (var text in VfioUserSocket)
+        {
+            string socket = ResolvePath(text);
+            if (definition.VfioUserDevices.Contains(socket) || add.Contains(socket))
+                Output.WriteError(ErrorFor(new VmDeviceAlreadyAttachedException(name, "VfioUserDevices", socket, $"VM '{name}' already has vfio-user device '{socket}'"), text));
+            else
+                add.Add(socket);
+        }
+        if (add.Count == 0 || !Output.ShouldProcess(name, $"Add {DisplayText.Count(add.Count, "vfio-user device")} {string.Join(", ", add.Select(s => $"'{s}'"))}"))
+            return;
+        ReportChange(Manager.AddVfioUserDevices(name, add), RestartIfNeeded.IsPresent);
     }
 }

@@ -43,6 +43,7 @@ public sealed class VmDeviceCompleter : IArgumentCompleter
                 "Path" => d.Disks.Select(disk => disk.Path),
                 "MacAddress" => d.NetworkAdapters.Select(a => a.MacAddress.ToString()),
                 "Address" => d.PciPassthrough.Select(a => a.ToString()),
+                "VfioUserSocket" => d.VfioUserDevices,
                 _ => Enumerable.Empty<string>(),
             })
             .Distinct(StringComparer.OrdinalIgnoreCase)

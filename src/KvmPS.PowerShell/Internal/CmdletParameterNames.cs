@@ -39,6 +39,7 @@ internal sealed class CmdletParameterNames
         ["NetworkAdapters.Tap"] = "TapName",
         ["NetworkAdapters.MacAddress"] = "MacAddress",
         ["PciPassthrough"] = "Address",
+        ["VfioUserDevices"] = "VfioUserSocket",
     };
 
     // Longest keys first so "Boot.KernelPath" wins over a shorter key inside it.

@@ -32,6 +32,7 @@ public sealed class VmDefinitionReaderTests
                 NetworkAdapters    = @( @{ Bridge = 'br0' }, @{ Tap = 'tap7'; MacAddress = '52:54:00:01:02:03' } )
                 BalloonEnabled     = $true
                 PciPassthrough     = '0000:01:00.0'
+                VfioUserDevices    = @( '/run/dev.sock', '/run/dev2.sock' )
                 HugePages          = 'thp'
                 KsmEnabled         = $true
                 NumaNode           = 1
@@ -51,6 +52,7 @@ public sealed class VmDefinitionReaderTests
         Assert.Equal("52:54:00:01:02:03", definition.NetworkAdapters[1].MacAddress.ToString());
         Assert.True(definition.BalloonEnabled);
         Assert.Equal(new[] { PciAddress.Parse("0000:01:00.0") }, definition.PciPassthrough);
+        Assert.Equal(new[] { "/run/dev.sock", "/run/dev2.sock" }, definition.VfioUserDevices);
         Assert.Equal(new MemoryBackingSettings(HugePagesMode.Thp, true, 1), definition.MemoryBacking);
         Assert.True(definition.Autostart);
         Assert.Equal("hello", definition.Notes);
@@ -99,6 +101,8 @@ public sealed class VmDefinitionReaderTests
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; NetworkAdapters = @{ Tap = 't'; MacAddress = 'zz' } }", "a", "NetworkAdapters[0].MacAddress", "Invalid MAC address 'zz'")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; PciPassthrough = '1:0.0' }", "a", "PciPassthrough[0]", "Invalid PCI address '1:0.0'")]
     [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; PciPassthrough = 5 }", "a", "PciPassthrough[0]", "must be a PCI address string")]
+    [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; VfioUserDevices = 5 }", "a", "VfioUserDevices[0]", "must be an absolute socket path")]
+    [InlineData("@{ Name = 'a'; MemoryStartupBytes = 1GB; VfioUserDevices = 'dev.sock' }", "a", "VfioUserDevices[0]", "must be an absolute path")]
     public void Errors_name_the_vm_and_the_property(string manifest, string vmName, string property, string reason)
     {
         var error = Invalid(manifest);

@@ -141,6 +141,17 @@ public sealed class VmDefinitionValidationTests
     }
 
     [Fact]
+    public void Vfio_user_device_rules()
+    {
+        AssertInvalid(Valid with { VfioUserDevices = new[] { "/run/a.sock", "/run/a.sock" } }, "VfioUserDevices[1]", "listed twice");
+        AssertInvalid(Valid with { VfioUserDevices = new[] { "run/a.sock" } }, "VfioUserDevices[0]", "absolute path");
+        AssertInvalid(Valid with { VfioUserDevices = new[] { "" } }, "VfioUserDevices[0]", "absolute path");
+        AssertInvalid(Valid with { VfioUserDevices = new[] { "/run/" + new string('s', 120) } }, "VfioUserDevices[0]", "longer than a Unix socket path");
+        AssertInvalid(Valid with { VfioUserDevices = Enumerable.Range(0, 9).Select(i => $"/run/d{i}.sock").ToArray() }, "VfioUserDevices", "at most 8 passthrough devices");
+        Assert.Equal(new[] { "/run/a.sock" }, (Valid with { VfioUserDevices = new[] { "/run/a.sock" } }).Validate().VfioUserDevices);
+    }
+
+    [Fact]
     public void Records_compare_by_value_including_lists()
     {
         Assert.Equal(TestDefinitions.Full(), TestDefinitions.Full());

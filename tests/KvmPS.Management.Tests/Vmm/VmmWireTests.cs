@@ -37,7 +37,29 @@ public sealed class VmmWireTests
             // Firmware boot: the adapters carry iPXE's ROM when ipxe-qemu is installed (as QEMU's NICs do).
             d => Assert.Equal(new NetDeviceSpec { Tap = "tap0", Mac = "52:54:00:aa:bb:cc", RomPath = rom }, d),
             d => Assert.Equal(new NetDeviceSpec { Tap = VmmConfigBuilder.GeneratedTapName("full-vm", 1), Bridge = "br0", Mac = "02:00:00:00:00:01", RomPath = rom }, d),
-            d => Assert.Equal(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 }, d));
+            d => Assert.Equal(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 }, d),
+            d => Assert.Equal(new VfioDeviceSpec { Host = "0000:01:00.0" }, d));
+    }
+
+    [Fact]
+    public void PassthroughDevicesComeLastAsVfioAndVfioUserRecords()
+    {
+        var definition = TestDefinitions.Minimal("pt") with
+        {
+            PciPassthrough = new[] { PciAddress.Parse("0000:03:00.1") },
+            VfioUserDevices = new[] { "/run/a.sock", "/run/b.sock" },
+        };
+        var read = ContractJson.ReadConfiguration(VmmConfigBuilder.Build(definition, "/s", "/l"), "config.json");
+        Assert.Equal(new DeviceSpec[]
+        {
+            new VfioDeviceSpec { Host = "0000:03:00.1" },
+            new VfioUserDeviceSpec { Socket = "/run/a.sock" },
+            new VfioUserDeviceSpec { Socket = "/run/b.sock" },
+        }, read.Devices!.Skip(read.Devices!.Count - 3));
+        // On the wire: {"type":"vfio-user","socket":"..."}, the keys kvmps-vmm's --device vfio-user,socket=PATH takes.
+        using var json = JsonDocument.Parse(VmmConfigBuilder.Build(definition, "/s", "/l"));
+        var last = json.RootElement.GetProperty("devices").EnumerateArray().Last();
+        Assert.Equal(("vfio-user", "/run/b.sock"), (last.GetProperty("type").GetString(), last.GetProperty("socket").GetString()));
     }
 
     [Fact]
