@@ -79,7 +79,7 @@ public sealed class MigrationStream : IDisposable
     /// </summary>
     public const uint StorageFormatVersion = 2;
     /// <summary>
-    /// A local live upgrade of a VM with disks: version 1 plus the DiskFds frame; the destination builds its disks
+    /// A local live upgrade of a VM with disks: version 1 plus the DeviceFds frame (disks only); the destination builds its disks
     /// without opening them and takes the source's open files at the hand-over. Written only then, so an older
     /// destination refuses it by its header instead of failing on the source's disk locks.
     /// </summary>
