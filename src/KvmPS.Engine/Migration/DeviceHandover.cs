@@ -215,13 +215,14 @@ internal static class DeviceHandover
     /// <summary>
     /// Who undoes the shared host set-up when its device goes (a pre-existing tap's bridge port, the vsock socket file):
     /// the source gives it up once the destination runs the VM, the destination takes it once it has told the source.
+    /// Only what was handed over: a tap or socket path a migration to another host leaves behind is still this VMM's.
     /// </summary>
-    public static void SetOwnership(VirtualMachine machine, bool owns)
+    public static void SetOwnership(VirtualMachine machine, HandedOverResources handedOver, bool owns)
     {
         foreach (var d in machine.ConfiguredDevices)
         {
-            if (d.Device is VirtioNet { Backend: TapDevice tap }) tap.OwnsHostSetup = owns;
-            else if (d.Device is VirtioVsock vsock) vsock.Host.OwnsHostSetup = owns;
+            if (d.Device is VirtioNet { Backend: TapDevice tap } && handedOver.HasFlag(HandedOverResources.Taps)) tap.OwnsHostSetup = owns;
+            else if (d.Device is VirtioVsock vsock && handedOver.HasFlag(HandedOverResources.VsockListeners)) vsock.Host.OwnsHostSetup = owns;
         }
     }
 }

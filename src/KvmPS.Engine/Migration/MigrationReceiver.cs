@@ -241,7 +241,7 @@ public sealed class MigrationReceiver : IDisposable
         {
             _stream!.WriteFrame(MigrationCommand.Running, []);
             // The source knows: it lets go of the taps and listeners both processes hold, and this VMM cleans them up from now.
-            if (_machine is { } machine) DeviceHandover.SetOwnership(machine, owns: true);
+            if (_machine is { } machine) DeviceHandover.SetOwnership(machine, _deferred, owns: true);
             return true;
         }
         catch (MigrationException e)

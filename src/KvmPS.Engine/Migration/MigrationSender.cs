@@ -329,7 +329,7 @@ public sealed class MigrationSender
         stream.ReceiveTimeoutMs = HandoverTimeoutMs;
         stream.Expect(MigrationCommand.Running, "destination");
         // The destination runs the VM on the taps and listeners it shares with us: closing ours must undo nothing now.
-        DeviceHandover.SetOwnership(_machine, owns: false);
+        DeviceHandover.SetOwnership(_machine, _handOver, owns: false);
 
         long downtimeMs = _downtime!.ElapsedMilliseconds;
         lock (_lock)
