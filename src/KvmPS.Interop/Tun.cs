@@ -14,7 +14,7 @@ internal static unsafe partial class Tun
     // <linux/if_tun.h>: _IOW('T', nr, int|unsigned int)
     public const uint TUNSETIFF = 0x400454ca, TUNSETPERSIST = 0x400454cb, TUNSETOFFLOAD = 0x400454d0, TUNSETVNETHDRSZ = 0x400454d8;
     public const uint TUNGETIFF = 0x800454d2;
-    public const short IFF_TUN = 0x0001, IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000;
+    public const short IFF_TUN = 0x0001, IFF_TAP = 0x0002, IFF_PERSIST = 0x0800, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000;
 
     // <linux/sockios.h>
     public const uint SIOCGIFFLAGS = 0x8913, SIOCSIFFLAGS = 0x8914, SIOCSIFMTU = 0x8922, SIOCGIFINDEX = 0x8933;
@@ -116,6 +116,30 @@ public sealed unsafe class TapHandle : FileDescriptorHandle
             return null;
         }
         handle.InterfaceName = req.Name;
+        errno = 0;
+        return handle;
+    }
+
+    /// <summary>
+    /// A tun/tap descriptor another process opened and passed over a Unix socket (a live upgrade, SCM_RIGHTS): the handle
+    /// takes it over from <paramref name="received"/>, and TUNGETIFF tells the interface it is attached to and its flags
+    /// (IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_PERSIST for one made with <c>ip tuntap add</c>). Null with the errno when the
+    /// descriptor is not one of an attached tun/tap (EBADFD, EINVAL, ENOTTY); it is closed then.
+    /// </summary>
+    public static TapHandle? FromDescriptor(SafeHandle received, out short flags, out int errno)
+    {
+        var handle = new TapHandle((int)received.DangerousGetHandle());
+        received.SetHandleAsInvalid();
+        var req = default(Tun.IfReq);
+        if (Libc.Ioctl(handle.Fd, Tun.TUNGETIFF, &req) != 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            flags = 0;
+            handle.Dispose();
+            return null;
+        }
+        handle.InterfaceName = req.Name;
+        flags = req.ifr_flags;
         errno = 0;
         return handle;
     }

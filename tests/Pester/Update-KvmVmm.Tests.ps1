@@ -58,6 +58,28 @@ Describe 'Update-KvmVmm' {
         Remove-KvmVm -Name up-disk -Confirm:$false
     }
 
+    It 'moves a VM with a network adapter: the new VMM keeps its tap, handed over open' {
+        # Once refused (the new VMM could not attach to the tap the running one held); the VM runs in a namespace of its own.
+        $ns = New-KvmTestNetName 'kvtup'
+        try {
+            $vm = Start-KvmTestVmInNamespace -Name up-nic -Namespace $ns -Setup "Add-KvmNetworkAdapter up-nic -TapName upnic0 -MacAddress '52:54:00:aa:00:41'"
+            $index = (& ip -n $ns -o link show upnic0) -replace ':.*'
+            $index | Should -Match '^\d+$'
+            $r = Invoke-KvmTestInNamespace -Namespace $ns -Script 'Update-KvmVmm -Name up-nic -Confirm:$false'
+            $r.ExitCode | Should -Be 0 -Because ($r.Output -join "`n")
+            $after = Get-KvmVm up-nic
+            $after.State | Should -Be 'Running'
+            $after.ProcessId | Should -Not -Be $vm.ProcessId
+            ((& ip -n $ns -o link show upnic0) -replace ':.*') | Should -Be $index -Because 'the same tap, not one made again'
+            Get-Content -Raw (Join-Path $after.Path 'vmm.log') | Should -Match '1 taps handed over'
+        }
+        finally {
+            Stop-KvmVm -Name up-nic -TurnOff -Confirm:$false -ErrorAction SilentlyContinue
+            Remove-KvmVm -Name up-nic -Confirm:$false -ErrorAction SilentlyContinue
+            & ip netns delete $ns
+        }
+    }
+
     It 'without -Name upgrades every running VM and skips the ones that are off' {
         $pids = @{ 'up-a' = (Get-KvmVm up-a).ProcessId; 'up-b' = (Get-KvmVm up-b).ProcessId }
         $out = Update-KvmVmm -PassThru -Confirm:$false

@@ -36,10 +36,12 @@ public sealed class MigrationReceiver : IDisposable
     /// <summary>With the disks in the stream (format version 2): disk bytes written, and how many disks; null otherwise.</summary>
     public (long Bytes, int Disks)? DiskCopy => _storage is { } s ? (s.BytesWritten, s.Count) : null;
     private StorageCopyReceiver? _storage;
-    private bool _diskHandover;
+    private Devices.Config.HandedOverResources _deferred; // what the source hands over at the pause (DeviceHandover)
+    private VirtualMachine? _machine;
 
-    /// <summary>The disks came as the source's open files (local live upgrade of a VM with disks): how many.</summary>
-    public int DisksHandedOver { get; private set; }
+    /// <summary>The devices that came as the source's open files (or, disks over tcp, released by it): how many of each.</summary>
+    public HandedOverDevices HandedOver => _handedOver;
+    private HandedOverDevices _handedOver;
 
     /// <summary>The VM ran here but the source keeps it: the disk images created here go.</summary>
     public void RemoveReceivedImages() => _storage?.RemoveImages();
@@ -78,17 +80,16 @@ public sealed class MigrationReceiver : IDisposable
                 _storage = new StorageCopyReceiver();
                 _storage.CreateImages(_stream.Expect(MigrationCommand.Disks, "source").Data, builder.Config);
             }
-            if (version == MigrationStream.DiskHandoverFormatVersion)
-            {
-                // The source holds the images (and their locks) until the pause: then it hands their open files over
-                // (Unix socket) or closes them (tcp, shared storage). The disks are built without them.
-                _diskHandover = true;
-            }
-            machine = _diskHandover ? builder.BuildHardwareWithDeferredDisks() : builder.BuildHardware();
+            // Versions 3 and 4: the source holds the images (and their locks), taps and vsock listeners until the pause;
+            // then it hands their open descriptors over (Unix socket) or closes its images (tcp, shared storage). The
+            // devices are built without them.
+            _deferred = DeviceHandover.For(version);
+            machine = _deferred == Devices.Config.HandedOverResources.None ? builder.BuildHardware() : builder.BuildHardwareDeferring(_deferred);
             _storage?.Attach(machine);
             _stream.WriteFrame(MigrationCommand.Ready, []);
             ReceiveMemoryAndState(machine);
             Elapsed = clock.Elapsed;
+            _machine = machine;
             return machine;
         }
         catch (Exception e)
@@ -126,7 +127,7 @@ public sealed class MigrationReceiver : IDisposable
             try
             {
                 frame = _stream!.ReadFrame(fds);
-                if (fds.Count > 0 && frame.Command is not (MigrationCommand.MemoryFds or MigrationCommand.DiskFds))
+                if (fds.Count > 0 && frame.Command is not (MigrationCommand.MemoryFds or MigrationCommand.DeviceFds))
                     throw new MigrationException($"the stream is corrupt: file descriptors came with a {frame.Command} frame");
             }
             catch
@@ -168,9 +169,8 @@ public sealed class MigrationReceiver : IDisposable
                     }
                     break;
                 }
-                case MigrationCommand.DiskFds when _diskHandover:
-                    DiskHandover.Adopt(machine, data, fds);
-                    DisksHandedOver++;
+                case MigrationCommand.DeviceFds when _deferred != Devices.Config.HandedOverResources.None:
+                    DeviceHandover.Adopt(machine, _deferred, data, fds, ref _handedOver);
                     break;
                 case MigrationCommand.DiskData when _storage is not null:
                     _storage.Write(data);
@@ -186,7 +186,7 @@ public sealed class MigrationReceiver : IDisposable
                 case MigrationCommand.End:
                     if (records is null) throw new MigrationException("the stream ended without the machine state (no State frame before End)");
                     SourcePaused = data.Length >= 1 && data[0] == 1;
-                    if (_diskHandover) DiskHandover.CheckAllAdopted(machine);
+                    if (_deferred != Devices.Config.HandedOverResources.None) DeviceHandover.CheckAllAdopted(machine);
                     _storage?.Flush();
                     try { machine.RestoreState(records); }
                     catch (StateFormatException e) { throw new MigrationException($"the source's state does not fit this machine: {e.Message}", e); }
@@ -240,6 +240,8 @@ public sealed class MigrationReceiver : IDisposable
         try
         {
             _stream!.WriteFrame(MigrationCommand.Running, []);
+            // The source knows: it lets go of the taps and listeners both processes hold, and this VMM cleans them up from now.
+            if (_machine is { } machine) DeviceHandover.SetOwnership(machine, _deferred, owns: true);
             return true;
         }
         catch (MigrationException e)

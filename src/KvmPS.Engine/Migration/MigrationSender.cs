@@ -50,8 +50,8 @@ public sealed class MigrationSender
     private string? _error;
     private bool _memoryShared;
     private StorageCopySender? _storage; // include_storage: the disks go in the stream too
-    private bool _handOverDisks;         // a local live upgrade of a VM with disks: their open files go at the pause
-    private int _disksHandedOver;
+    private Devices.Config.HandedOverResources _handOver; // what changes hands at the pause (DeviceHandover.Plan)
+    private HandedOverDevices _handedOver;
     private readonly List<(int Slot, Devices.Virtio.Block.VirtioBlock Disk)> _releasedDisks = []; // closed for a tcp hand-over
 
     public MigrationSender(VirtualMachine machine, MigrateRequest request, MigrationEndpoint endpoint, string configJson, TextWriter log)
@@ -161,10 +161,10 @@ public sealed class MigrationSender
         CheckCancel();
         if (_request.IncludeStorage) _storage = new StorageCopySender(_machine);
         // The disks change hands at the pause: over a Unix socket (this host) their open files go over, locks and all;
-        // over tcp (shared storage) they are closed here and the destination opens them then.
-        _handOverDisks = _storage is null && DiskHandover.Disks(_machine).Count > 0;
-        _stream.WriteHeader(_storage is not null ? MigrationStream.StorageFormatVersion
-            : _handOverDisks ? MigrationStream.DiskHandoverFormatVersion : MigrationStream.FormatVersion);
+        // over tcp (shared storage) they are closed here and the destination opens them then. Taps and vsock listeners
+        // go over a Unix socket only (DeviceHandover.Plan).
+        (uint version, _handOver) = DeviceHandover.Plan(_machine, _storage is not null, _stream.CanPassDescriptors);
+        _stream.WriteHeader(version);
         byte[] identity = Encoding.UTF8.GetBytes(string.Join('\n', MachineIdentity.For(_machine.Config, _machine.RemovedConfiguredSlots)));
         byte[] length = BitConverter.GetBytes((uint)identity.Length); // little-endian on x86-64, the only target
         _stream.WriteFrame(MigrationCommand.Config, [.. length, .. identity], Encoding.UTF8.GetBytes(_configJson));
@@ -310,10 +310,11 @@ public sealed class MigrationSender
         var stream = _stream!;
         // Paused: no request reaches a disk, and every completed write is in the files (write-through): the open files
         // go over as they are, their locks with them. The source keeps its own descriptors until it exits.
-        if (_handOverDisks)
+        // Taps and listeners likewise: the paused VM reads no tap and accepts nobody; frames and clients wait in them.
+        if (_handOver != Devices.Config.HandedOverResources.None)
         {
-            int handed = DiskHandover.Send(stream, _machine, _releasedDisks);
-            lock (_lock) _disksHandedOver = handed;
+            var handed = DeviceHandover.Send(stream, _machine, _handOver, _releasedDisks);
+            lock (_lock) _handedOver = handed;
         }
         byte[] state = SnapshotStateFile.Encode(_machine.SaveState());
         stream.WriteFrame(MigrationCommand.State, state);
@@ -327,6 +328,8 @@ public sealed class MigrationSender
         stream.WriteFrame(MigrationCommand.End, _wasRunning ? [] : [1]);
         stream.ReceiveTimeoutMs = HandoverTimeoutMs;
         stream.Expect(MigrationCommand.Running, "destination");
+        // The destination runs the VM on the taps and listeners it shares with us: closing ours must undo nothing now.
+        DeviceHandover.SetOwnership(_machine, _handOver, owns: false);
 
         long downtimeMs = _downtime!.ElapsedMilliseconds;
         lock (_lock)
@@ -339,7 +342,7 @@ public sealed class MigrationSender
         _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, " +
             (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds") +
             (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : "") +
-            (_disksHandedOver > 0 ? _stream!.CanPassDescriptors ? $", {_disksHandedOver} disks handed over (not copied)" : $", {_disksHandedOver} disks released to the destination" : ""));
+            _handedOver.Describe(_stream!.CanPassDescriptors, "released to the destination"));
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 

@@ -46,12 +46,14 @@ public enum MigrationCommand : uint
     /// <summary>Source → destination (version 2): u32 disk index, then runs of u64 byte offset, u64 length that read as zero now.</summary>
     DiskZero = 12,
     /// <summary>
-    /// Source → destination over a Unix socket, format version 3 only (local live upgrade of a VM with disks), once the
-    /// VM is paused, one per configured virtio-blk disk before State: u32 PCI slot, u32 file count, per file u16 length
-    /// and the UTF-8 path the source opened (the top image first, then its backing chain); the open files travel with
-    /// the frame's first byte (SCM_RIGHTS), their OFD locks with them.
+    /// Source → destination, format versions 3 and 4 only (the device hand-over, Migration/DeviceHandover), once the VM is
+    /// paused, one per device that holds a host resource, before State: u32 PCI slot, u32 descriptor count, per
+    /// descriptor u16 length and the UTF-8 name it goes by; the descriptors travel with the frame's first byte
+    /// (SCM_RIGHTS). Version 3: the configured virtio-blk disks (the top image's path first, then its backing chain, their
+    /// OFD locks with them; a count of 0 over tcp: the source closed the image). Version 4 adds each virtio-net's tap (its
+    /// interface name) and each vsock device's listening socket (its path). Called DiskFds while it carried disks only.
     /// </summary>
-    DiskFds = 13,
+    DeviceFds = 13,
 }
 
 /// <summary>One frame read from the stream.</summary>
@@ -77,11 +79,17 @@ public sealed class MigrationStream : IDisposable
     /// </summary>
     public const uint StorageFormatVersion = 2;
     /// <summary>
-    /// A local live upgrade of a VM with disks: version 1 plus the DiskFds frame; the destination builds its disks
+    /// A local live upgrade of a VM with disks: version 1 plus the DeviceFds frame (disks only); the destination builds its disks
     /// without opening them and takes the source's open files at the hand-over. Written only then, so an older
     /// destination refuses it by its header instead of failing on the source's disk locks.
     /// </summary>
     public const uint DiskHandoverFormatVersion = 3;
+    /// <summary>
+    /// A local live upgrade (Unix socket) of a VM with a tap or a vsock device: version 3, and the DeviceFds frames also
+    /// carry the taps and the vsock listening sockets, which the destination builds without (binding or attaching would
+    /// fail: the running VMM holds them). Written only then, so an older destination refuses it by its header.
+    /// </summary>
+    public const uint DeviceHandoverFormatVersion = 4;
     public const int HeaderBytes = 16;
     /// <summary>The largest payload a frame may claim: a hostile length never makes the reader allocate more.</summary>
     public const int MaxPayloadBytes = 16 << 20;
@@ -124,15 +132,15 @@ public sealed class MigrationStream : IDisposable
         Write(header);
     }
 
-    /// <summary>Reads and checks the header: the magic, then the format version (1, or 2 with the disks); returns the version.</summary>
+    /// <summary>Reads and checks the header: the magic, then the format version (1-4, docs/migration.md "The stream"); returns the version.</summary>
     public uint ReadHeader()
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         ReadExactly(header, "the stream header");
         if (!header[..8].SequenceEqual(Magic)) throw new MigrationException("not a KvmPS migration stream (no KVMPSMIG magic)");
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-        if (version is not (FormatVersion or StorageFormatVersion or DiskHandoverFormatVersion))
-            throw new MigrationException($"migration stream format version {version} is not one this build speaks (versions {FormatVersion}, {StorageFormatVersion} and {DiskHandoverFormatVersion}); use the same kvmps-vmm version on both sides");
+        if (version is not (FormatVersion or StorageFormatVersion or DiskHandoverFormatVersion or DeviceHandoverFormatVersion))
+            throw new MigrationException($"migration stream format version {version} is not one this build speaks (versions {FormatVersion} to {DeviceHandoverFormatVersion}); use the same kvmps-vmm version on both sides");
         return version;
     }
 
@@ -174,7 +182,7 @@ public sealed class MigrationStream : IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(FrameHeaderBytes + payload.Length), Crc32.HashToUInt32(frame.AsSpan(0, FrameHeaderBytes + payload.Length)));
             int sent;
             try { sent = Interop.UnixFdPassing.Send(_socket!, frame, fds); }
-            catch (Exception e) when (e is IOException or ObjectDisposedException) { throw new MigrationException($"the connection failed while sending the {(command == MigrationCommand.DiskFds ? "disk" : "memory")} files: {e.Message}", e); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException) { throw new MigrationException($"the connection failed while sending the {(command == MigrationCommand.DeviceFds ? "devices'" : "memory")} files: {e.Message}", e); }
             BytesWritten += sent;
             Write(frame.AsSpan(sent));
         }
@@ -210,7 +218,7 @@ public sealed class MigrationStream : IDisposable
         ReadExactly(head[already..], "a frame header");
         uint command = BinaryPrimitives.ReadUInt32LittleEndian(head);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
-        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.DiskFds)
+        if (command is < (uint)MigrationCommand.Config or > (uint)MigrationCommand.DeviceFds)
             throw new MigrationException($"the stream is corrupt: unknown frame command {command}");
         if (length > MaxPayloadBytes) throw new MigrationException($"the stream is corrupt: a {(MigrationCommand)command} frame claims {length} bytes (at most {MaxPayloadBytes})");
         int total = (int)length + CrcBytes;

@@ -18,8 +18,8 @@ public sealed class MachineBuilder(MachineConfig config, ByteSink serialOutput)
     /// <summary>Only the hardware: no guest loaded, the vCPUs in KVM's reset state.</summary>
     public VirtualMachine BuildHardware() => VirtualMachine.BuildHardware(Config, serialOutput);
 
-    /// <summary>As <see cref="BuildHardware"/>, the disks without their images: a live upgrade's destination, which is handed them (<see cref="MachineConfig.DeferDiskImages"/>).</summary>
-    public VirtualMachine BuildHardwareWithDeferredDisks() => VirtualMachine.BuildHardware(Config with { DeferDiskImages = true }, serialOutput);
+    /// <summary>As <see cref="BuildHardware"/>, the devices without these host resources: a live upgrade's destination, which is handed them (<see cref="MachineConfig.Deferred"/>).</summary>
+    public VirtualMachine BuildHardwareDeferring(Devices.Config.HandedOverResources deferred) => VirtualMachine.BuildHardware(Config with { Deferred = deferred }, serialOutput);
 
     /// <summary>Hardware, then the guest: the kernel (or the built-in guest) with its boot tables, or the firmware.</summary>
     public VirtualMachine Boot()

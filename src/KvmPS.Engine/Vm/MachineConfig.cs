@@ -44,11 +44,11 @@ public sealed record MachineConfig
     /// </summary>
     public uint RemovedDeviceSlots { get; init; }
     /// <summary>
-    /// A live upgrade's destination (docs/migration.md, "Local live upgrade"): the virtio-blk devices are built without
-    /// opening their images (the running VMM holds them, locks and all); the images come as that VMM's open files at the
-    /// hand-over (<see cref="Devices.Virtio.Block.VirtioBlock.AdoptBackend"/>). Not part of the configuration file.
+    /// A live upgrade's destination (docs/migration.md, "Local live upgrade"): these devices are built without opening
+    /// their host resources (the running VMM holds them: images and their locks, taps, vsock listeners); they come as
+    /// that VMM's open descriptors at the hand-over (Migration/DeviceHandover). Not part of the configuration file.
     /// </summary>
-    public bool DeferDiskImages { get; init; }
+    public Devices.Config.HandedOverResources Deferred { get; init; }
     /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
     public Action<string>? DeviceLog { get; init; }
 

@@ -131,7 +131,7 @@ public sealed partial class VmmHost
             _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
                 (_receiver.MemoryShared ? "memory passed as memfds (not copied)" : $"{_receiver.PageBytes} bytes of memory") +
                 (_receiver.DiskCopy is { } disks ? $", {disks.Bytes} bytes of {disks.Disks} disks" : "") +
-                (_receiver.DisksHandedOver > 0 ? Incoming!.IsUnix ? $", {_receiver.DisksHandedOver} disks handed over (not copied)" : $", {_receiver.DisksHandedOver} disks opened at the hand-over" : "") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms" +
+                _receiver.HandedOver.Describe(Incoming!.IsUnix, "opened at the hand-over") + $" in {_receiver.Elapsed.TotalMilliseconds:0} ms" +
                 (_receiver.SourcePaused ? "; paused, as it was on the source" : ""));
         return machine;
     }

@@ -75,10 +75,10 @@ public class MigrationStreamTests
     public void AnotherFormatVersionIsRefusedNamingBoth()
     {
         byte[] bytes = Stream(s => s.WriteHeader());
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 4);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 5);
         var e = Assert.Throws<MigrationException>(() => Reader(bytes).ReadHeader());
-        Assert.Contains("format version 4", e.Message);
-        Assert.Contains("versions 1, 2 and 3", e.Message);
+        Assert.Contains("format version 5", e.Message);
+        Assert.Contains("versions 1 to 4", e.Message);
     }
 
     [Fact]
@@ -87,6 +87,7 @@ public class MigrationStreamTests
         Assert.Equal(MigrationStream.FormatVersion, Reader(Stream(s => s.WriteHeader())).ReadHeader());
         Assert.Equal(2u, Reader(Stream(s => s.WriteHeader(MigrationStream.StorageFormatVersion))).ReadHeader());
         Assert.Equal(3u, Reader(Stream(s => s.WriteHeader(MigrationStream.DiskHandoverFormatVersion))).ReadHeader());
+        Assert.Equal(4u, Reader(Stream(s => s.WriteHeader(MigrationStream.DeviceHandoverFormatVersion))).ReadHeader());
     }
 
     [Fact]

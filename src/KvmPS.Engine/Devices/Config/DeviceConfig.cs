@@ -14,8 +14,8 @@ namespace KvmPS.Devices.Config;
 /// <summary>What a device needs from the machine when it is created.</summary>
 public sealed record DeviceContext(GuestMemory Memory, IMachineControl Machine, Action<string> Log)
 {
-    /// <summary>A live upgrade's destination: disks are built without their images, which come handed over (<see cref="Vm.MachineConfig.DeferDiskImages"/>).</summary>
-    public bool DeferDiskImages { get; init; }
+    /// <summary>A live upgrade's destination: what the devices are built without, as it comes handed over (<see cref="Vm.MachineConfig.Deferred"/>).</summary>
+    public HandedOverResources Deferred { get; init; }
 }
 
 /// <summary>

@@ -56,7 +56,7 @@ public sealed record BlockDeviceConfig : DeviceConfig
         try
         {
             // A live upgrade's destination: the running VMM holds the image (and its locks) until it hands it over.
-            backend = context.DeferDiskImages
+            backend = context.Deferred.HasFlag(HandedOverResources.DiskImages)
                 ? new PendingBlockBackend(Path, DiskImageFactory.ReadVirtualSize(Path, Format), ReadOnly)
                 : DiskImageFactory.Open(Path, Format, ReadOnly);
         }

@@ -93,6 +93,8 @@ public sealed record NetDeviceConfig : DeviceConfig
 
     public override IVirtioDevice CreateDevice(DeviceContext context)
     {
+        // A live upgrade's destination: the running VMM holds the tap (TUNSETIFF would answer EBUSY) and hands it over.
+        if (context.Deferred.HasFlag(HandedOverResources.Taps)) return new VirtioNet(new PendingNetBackend(Tap), Mac, Mtu is int pm ? (ushort)pm : null);
         TapDevice tap;
         try { tap = TapDevice.Open(Tap, Bridge, Mtu); }
         catch (TapSetupException e) { throw new DeviceConfigException($"net device: {e.Message}"); }

@@ -48,6 +48,16 @@ public sealed class TapDevice : INetBackend
     /// <summary>The errno that stopped receiving (e.g. ENODEV/EBADFD after <c>ip link del</c>), or 0.</summary>
     public int RxError => _rxError;
 
+    /// <summary>
+    /// Whether closing undoes this process's host set-up (detaching a pre-existing tap from its bridge). A live upgrade
+    /// shares the tap between two VMMs: the source gives this up once the destination runs the VM, and the destination
+    /// takes it only then (until then a failure hands the VM back to the source, whose bridge port must stay).
+    /// </summary>
+    public bool OwnsHostSetup { get; set; } = true;
+
+    /// <summary>The open tap, for a live upgrade to pass to the new VMM (SCM_RIGHTS).</summary>
+    internal System.Runtime.InteropServices.SafeHandle Handle => _tap;
+
     private TapDevice(TapHandle tap, string name, string? bridge, bool created)
     {
         _tap = tap;
@@ -106,6 +116,35 @@ public sealed class TapDevice : INetBackend
         }
     }
 
+    /// <summary>
+    /// A live upgrade's destination: the tap the running VMM opened, passed over the migration socket. It must be a tap
+    /// attached as <see cref="Open"/> attaches one (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR: its header size and offloads were
+    /// set on the interface) and be the interface <paramref name="name"/> names; the interface is used as it is, up and
+    /// in its bridge. The handle is the device's from here (closed on failure). Not the owner of the host set-up until
+    /// the VM runs here (<see cref="OwnsHostSetup"/>).
+    /// </summary>
+    public static TapDevice Adopt(System.Runtime.InteropServices.SafeHandle received, string name, string? bridge)
+    {
+        var tap = TapHandle.FromDescriptor(received, out short flags, out int errno)
+            ?? throw new TapSetupException($"tap '{name}': the descriptor handed over is not an attached tap (TUNGETIFF: {Libc.ErrorText(errno)}).");
+        try
+        {
+            const short wanted = Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR;
+            if ((flags & wanted) != wanted)
+                throw new TapSetupException($"tap '{tap.InterfaceName}': the descriptor handed over is not a tap with a virtio-net header (flags 0x{flags:x4}).");
+            // A name template ("tap%d") is resolved by the kernel: any interface it made then is the one.
+            if (tap.InterfaceName != name && !name.Contains('%'))
+                throw new TapSetupException($"tap '{name}': the descriptor handed over is attached to '{tap.InterfaceName}', another interface.");
+            // IFF_PERSIST: made beforehand (ip tuntap add), not by a VMM; one without it goes away with its last descriptor.
+            return new TapDevice(tap, tap.InterfaceName, bridge, created: (flags & Tun.IFF_PERSIST) == 0) { OwnsHostSetup = false };
+        }
+        catch
+        {
+            tap.Dispose();
+            throw;
+        }
+    }
+
     public bool Send(ReadOnlySpan<byte> packet) => !_tap.IsClosed && _tap.Write(packet) == 0;
 
     public int Receive(Span<byte> buffer)
@@ -149,7 +188,8 @@ public sealed class TapDevice : INetBackend
     {
         if (Interlocked.Exchange(ref _cleaned, 1) != 0) return;
         // A tap we created disappears with its last fd (and leaves the bridge); a pre-existing one is detached again.
-        if (_bridge is not null && !_created) TapHandle.BridgePort(_bridge, Name, add: false);
+        // Not after a live upgrade handed it to another VMM, which runs the VM on it now.
+        if (_bridge is not null && !_created && OwnsHostSetup) TapHandle.BridgePort(_bridge, Name, add: false);
         _poller.Dispose();
         _tap.Dispose();
     }

@@ -34,7 +34,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
     public const int MaxPacket = HeaderSize + MaxFrame;
     public const int ConfigBytes = 12; // mac[6], status, max_virtqueue_pairs, mtu
 
-    private readonly INetBackend _backend;
+    private INetBackend _backend; // replaced once, before the VM runs: a live upgrade's tap (AdoptBackend)
     private readonly byte[] _mac;
     private readonly ushort? _mtu;
     private readonly byte[] _rxPacket = new byte[MaxPacket];
@@ -82,6 +82,23 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceControl, IPersistent, IPau
         _mac = mac.ToArray();
         _mtu = mtu;
         _backend.ReceiveReady = OnReceiveReady;
+    }
+
+    /// <summary>A live upgrade's destination: built without its tap, which the running VMM hands over (<see cref="AdoptBackend"/>).</summary>
+    public bool AwaitsBackend => _backend is PendingNetBackend;
+
+    /// <summary>
+    /// Puts the device on the tap the running VMM handed over, before any vCPU runs (the state is restored after this).
+    /// The back-end is the device's from here; it must be the tap the device was built for.
+    /// </summary>
+    public void AdoptBackend(INetBackend backend)
+    {
+        if (_backend is not PendingNetBackend pending) throw new InvalidOperationException($"the tap '{_backend.Name}' is open already");
+        if (!pending.Name.Contains('%') && backend.Name != pending.Name)
+            throw new InvalidOperationException($"the tap handed over is '{backend.Name}', this device's '{pending.Name}'");
+        _backend = backend;
+        _backend.ReceiveReady = OnReceiveReady;
+        if (_active is not null && !_disposed) _backend.ArmReceive();
     }
 
     public void ReadConfig(int offset, Span<byte> data)

@@ -119,13 +119,14 @@ public sealed class VirtioVsock : IVirtioDevice, IPersistent, IPausable
     /// <summary>Data bytes read from host sockets and not yet delivered to the guest.</summary>
     public long PendingDataBytes { get { lock (Sync) return _pendingData; } }
 
-    public VirtioVsock(GuestMemory memory, ulong guestCid, string udsPath, Action<string>? log = null)
+    /// <param name="deferListener">A live upgrade's destination: the running VMM hands its listening socket over (<see cref="VsockHost.AdoptListener"/>).</param>
+    public VirtioVsock(GuestMemory memory, ulong guestCid, string udsPath, Action<string>? log = null, bool deferListener = false)
     {
         if (guestCid < 3 || guestCid > uint.MaxValue - 1) throw new ArgumentOutOfRangeException(nameof(guestCid), "guest_cid must be 3..4294967294.");
         _memory = memory;
         _log = DeviceLog.Limit(log, Name);
         GuestCid = guestCid;
-        Host = new VsockHost(this, udsPath, _log);
+        Host = new VsockHost(this, udsPath, _log, deferListener);
     }
 
     /// <summary>Events sent to the driver (TRANSPORT_RESET after a restore).</summary>

@@ -27,7 +27,9 @@ public sealed record VsockDeviceConfig : DeviceConfig
         return config;
     }
 
-    public override IVirtioDevice CreateDevice(DeviceContext context) => new VirtioVsock(context.Memory, GuestCid, UdsPath, context.Log);
+    /// <summary>A live upgrade's destination does not bind: the running VMM listens at <c>uds_path</c> and hands the socket over.</summary>
+    public override IVirtioDevice CreateDevice(DeviceContext context) =>
+        new VirtioVsock(context.Memory, GuestCid, UdsPath, context.Log, deferListener: context.Deferred.HasFlag(HandedOverResources.VsockListeners));
 
     public override void Describe(Utf8JsonWriter w)
     {

@@ -28,7 +28,7 @@ public sealed partial class VsockHost
     private readonly HashSet<VsockConnection> _ready = new();
     private readonly byte[] _readBuffer = new byte[VsockConnection.MaxReadBytes];
     private ulong _nextToken = 2;
-    private bool _listenerReady = true;
+    private bool _listenerReady; // set by the constructor: a listener to accept on
     private long _acceptRetryAt;
 
     /// <summary>A host client that has not finished its <c>CONNECT port\n</c> line.</summary>
@@ -117,7 +117,7 @@ public sealed partial class VsockHost
         while (_listenerReady && _acceptRetryAt == 0)
         {
             Socket client;
-            try { client = _listener.Accept(); }
+            try { client = _listener!.Accept(); }
             catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock) { _listenerReady = false; return; }
             catch (SocketException e)
             {
@@ -267,7 +267,7 @@ public sealed partial class VsockHost
         if (_acceptRetryAt != 0 && now >= _acceptRetryAt)
         {
             _acceptRetryAt = 0;
-            _listenerReady = true;
+            _listenerReady = _listener is not null;
             AcceptClients();
         }
     }

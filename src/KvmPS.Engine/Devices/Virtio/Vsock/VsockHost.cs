@@ -47,7 +47,7 @@ public sealed partial class VsockHost : IPausable, IDisposable
 
     private readonly VirtioVsock _device;
     private readonly Action<string> _log;
-    private readonly Socket _listener;
+    private volatile Socket? _listener; // null until a live upgrade's destination is handed it (AdoptListener)
     private readonly Dictionary<(uint Local, uint Peer), VsockConnection> _connections = new(); // guarded by Sync
     private uint _nextPort = 1u << 30;
     private int _disposed;
@@ -78,27 +78,103 @@ public sealed partial class VsockHost : IPausable, IDisposable
     /// <summary>True while the host thread is parked by <see cref="Pause"/>.</summary>
     public bool IsParked { get { lock (_pauseLock) return _parked; } }
 
-    internal VsockHost(VirtioVsock device, string udsPath, Action<string> log)
+    /// <param name="deferListener">A live upgrade's destination: the running VMM listens at the path and hands its
+    /// listening socket over (<see cref="AdoptListener"/>); nothing is bound here.</param>
+    internal VsockHost(VirtioVsock device, string udsPath, Action<string> log, bool deferListener = false)
     {
         _device = device;
         _log = log;
         Path = System.IO.Path.GetFullPath(udsPath);
-        _listener = Bind(Path);
+        var listener = deferListener ? null : Bind(Path);
         try
         {
             _epoll = EpollHandle.Create();
             _wake = EventFdHandle.Create();
             _epoll.Add(_wake, WakeToken);
-            _epoll.Add(_listener.SafeHandle, ListenerToken, Epoll.EPOLLIN | Epoll.EPOLLET);
+            if (listener is not null) _epoll.Add(listener.SafeHandle, ListenerToken, Epoll.EPOLLIN | Epoll.EPOLLET);
         }
         catch
         {
             _epoll?.Dispose();
             _wake?.Dispose();
-            _listener.Dispose();
+            listener?.Dispose();
             throw;
         }
+        _listener = listener;
+        _listenerReady = listener is not null;
+        OwnsHostSetup = listener is not null;
         _thread = EngineThreads.Start(ThreadRole.HostSockets, "kvmps-vsock", Run);
+    }
+
+    /// <summary>A live upgrade's destination: the listener has not been handed over yet.</summary>
+    public bool AwaitsListener => _listener is null;
+
+    /// <summary>
+    /// Whether disposing removes the socket file. A live upgrade shares the listener between two VMMs: the source gives
+    /// the path up once the destination runs the VM, and the destination takes it only then (until then a failure hands
+    /// the VM back to the source, which goes on listening there).
+    /// </summary>
+    public bool OwnsHostSetup { get; set; }
+
+    /// <summary>The listening socket, for a live upgrade to pass to the new VMM (SCM_RIGHTS).</summary>
+    internal System.Runtime.InteropServices.SafeHandle ListenerHandle => _listener?.SafeHandle ?? throw new InvalidOperationException($"vsock socket {Path}: not listening");
+
+    /// <summary>
+    /// A live upgrade's destination: listens on the socket the running VMM bound at <see cref="Path"/> and handed over,
+    /// before any vCPU runs. It must be a listening Unix stream socket bound to exactly this path. Clients waiting in its
+    /// backlog are accepted here (the epoll registration reports a socket that is ready already). The socket is the
+    /// host's from here (closed on failure).
+    /// </summary>
+    internal void AdoptListener(SafeSocketHandle received)
+    {
+        if (_listener is not null) { received.Dispose(); throw new InvalidOperationException($"vsock socket {Path}: already listening"); }
+        Socket socket;
+        try { socket = new Socket(received); }
+        catch (Exception e) when (e is SocketException or ArgumentException)
+        {
+            received.Dispose();
+            throw new VmmResourceException($"vsock socket {Path}: the descriptor handed over is not a socket ({e.Message}).");
+        }
+        try
+        {
+            string? bound = (socket.LocalEndPoint as UnixDomainSocketEndPoint)?.ToString();
+            if (socket.AddressFamily != AddressFamily.Unix || socket.SocketType != SocketType.Stream)
+                throw new VmmResourceException($"vsock socket {Path}: the descriptor handed over is a {socket.AddressFamily} {socket.SocketType} socket, not a Unix stream socket.");
+            if (bound != Path)
+                throw new VmmResourceException($"vsock socket {Path}: the socket handed over is bound to '{bound}', another path.");
+            if (socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.AcceptConnection) is not int listening || listening == 0)
+                throw new VmmResourceException($"vsock socket {Path}: the socket handed over is not listening.");
+            socket.Blocking = false; // the source's was non-blocking already: the flag belongs to the shared open file
+            _listener = socket; // before the registration: the host thread accepts as soon as epoll reports it
+            _epoll.Add(socket.SafeHandle, ListenerToken, Epoll.EPOLLIN | Epoll.EPOLLET);
+        }
+        catch (Exception e) when (e is SocketException or NativeCallException)
+        {
+            _listener = null;
+            CloseWithoutShutdown(socket);
+            throw new VmmResourceException($"vsock socket {Path}: the socket handed over cannot be used: {e.Message}");
+        }
+        catch
+        {
+            _listener = null;
+            CloseWithoutShutdown(socket);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Closes this process's descriptor of a listening socket and nothing more. Socket.Dispose may shut the socket down
+    /// (its abortive close falls back to shutdown(SHUT_RDWR), which makes every later connect fail with ECONNREFUSED)
+    /// and deletes a file it bound: both would break the listener for the other VMM of a live upgrade, which shares
+    /// the socket. The socket file is removed by <see cref="Dispose"/> when this process owns it.
+    /// </summary>
+    private static void CloseWithoutShutdown(Socket socket)
+    {
+        var handle = socket.SafeHandle;
+        int fd = (int)handle.DangerousGetHandle();
+        handle.SetHandleAsInvalid();
+        GC.SuppressFinalize(socket);
+        if (fd >= 0) Libc.Close(fd);
     }
 
     private static Socket Bind(string path)
@@ -303,9 +379,10 @@ public sealed partial class VsockHost : IPausable, IDisposable
         CloseAll();
         lock (Sync) _wakeClosed = true; // no late kick writes the eventfd once it is closed
         CloseHostThreadSockets();
-        _listener.Dispose();
+        if (_listener is { } listener) CloseWithoutShutdown(listener);
         _epoll.Dispose();
         _wake.Dispose();
-        try { File.Delete(Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        // Not the path a live upgrade handed to another VMM: it listens there now.
+        if (OwnsHostSetup) try { File.Delete(Path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }
