@@ -93,6 +93,64 @@ internal sealed class FakeVfioUserPeer : IDisposable
         Reply(v, VersionPayload(0, 1, $"{{\"capabilities\":{{\"max_msg_fds\":{maxMsgFds}}}}}"));
     }
 
+    /// <summary>
+    /// Serves a minimal PCI device until the client goes away: config space <paramref name="config"/> (region 7, 256
+    /// bytes), no BARs, no interrupts; DMA_MAP, SET_IRQS, REGION_WRITE and RESET are acknowledged. Stops after
+    /// <paramref name="maxMessages"/> messages (then closes: a server that dies).
+    /// </summary>
+    public void Serve(byte[] config, int maxMessages = int.MaxValue)
+    {
+        for (int n = 0; n < maxMessages; n++)
+        {
+            PeerMessage m;
+            try { m = Read(); }
+            catch (EndOfStreamException) { return; }
+            var reply = m.Command switch
+            {
+                4 => Info(),
+                5 => RegionInfo(BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.AsSpan(8))),
+                9 => [.. m.Payload.AsSpan(0, 16), .. config.AsSpan((int)BinaryPrimitives.ReadUInt64LittleEndian(m.Payload), (int)BinaryPrimitives.ReadUInt32LittleEndian(m.Payload.AsSpan(12)))],
+                10 => m.Payload[..16],
+                _ => Array.Empty<byte>(),
+            };
+            Reply(m, reply);
+        }
+        Close();
+
+        static byte[] Info()
+        {
+            var p = new byte[16];
+            BinaryPrimitives.WriteUInt32LittleEndian(p, 16);
+            BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), Vfio.VFIO_DEVICE_FLAGS_PCI | Vfio.VFIO_DEVICE_FLAGS_RESET);
+            BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), 9);
+            BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(12), 5);
+            return p;
+        }
+
+        static byte[] RegionInfo(uint index)
+        {
+            var p = new byte[32];
+            BinaryPrimitives.WriteUInt32LittleEndian(p, 32);
+            BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(8), index);
+            if (index == 7)
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), Vfio.VFIO_REGION_INFO_FLAG_READ | Vfio.VFIO_REGION_INFO_FLAG_WRITE);
+                BinaryPrimitives.WriteUInt64LittleEndian(p.AsSpan(16), 256);
+            }
+            return p;
+        }
+    }
+
+    /// <summary>A type-0 function's config space: vendor 0x4B56, device 0x0001, class 0xFF0000, no capabilities.</summary>
+    public static byte[] MinimalConfig()
+    {
+        var c = new byte[256];
+        BinaryPrimitives.WriteUInt16LittleEndian(c, 0x4B56);
+        BinaryPrimitives.WriteUInt16LittleEndian(c.AsSpan(2), 0x0001);
+        c[0x0B] = 0xFF;
+        return c;
+    }
+
     public void Close() => _connection?.Dispose();
 
     public void Join() => _thread.Join(TimeSpan.FromSeconds(10));
