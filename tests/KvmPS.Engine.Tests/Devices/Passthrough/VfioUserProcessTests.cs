@@ -36,10 +36,11 @@ public class VfioUserProcessTests
         using var peer = new FakeVfioUserPeer(p => { p.Handshake(); p.Serve(FakeVfioUserPeer.MinimalConfig()); });
         using var vmm = new VmmProcess("--device", $"vfio-user,socket={peer.SocketPath}", "--control-socket", control, "--serial", "none");
         using var client = new ControlClient(control, Timeout);
+        Assert.Equal("Running", client.WaitForState("Running", Timeout).GetProperty("state").GetString()); // the machine (and the device) is built
         var device = Assert.Single(client.Ok("describe").GetProperty("devices").EnumerateArray());
         Assert.Equal("vfio-user", device.GetProperty("type").GetString());
         Assert.Equal(peer.SocketPath, device.GetProperty("socket").GetString());
-        Assert.Contains(peer.Received, m => m.Command == 2 && m.Fds.Count == 1); // DMA_MAP with guest RAM's memfd
+        lock (peer.Received) Assert.Contains(peer.Received, m => m.Command == 2 && m.Fds.Count == 1); // DMA_MAP with guest RAM's memfd
         peer.Close(); // the server dies
         Thread.Sleep(500);
         Assert.False(vmm.HasExited, $"stderr:\n{vmm.Stderr}");
