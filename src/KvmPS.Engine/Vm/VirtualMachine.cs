@@ -329,8 +329,12 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
 
     private void AddFunction(int slot, PciFunctionConfig config, DeviceContext context)
     {
+        EnsureIoLoop(); // a passthrough function relays its interrupt eventfds on the I/O thread
         var function = config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
-            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram)));
+            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram))
+        {
+            Passthrough = PassthroughHost(),
+        });
         try { Pci.AddDevice(slot, function); }
         catch { function.Dispose(); throw; }
         if (function is BochsDisplay display) Display = display;
@@ -418,6 +422,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     /// <summary>Every part's state record. Only while Paused (or never started): nothing may change under it.</summary>
     public List<StateRecord> SaveState()
     {
+        ThrowIfNotMigratable();
         if (State is not (VmState.Paused or VmState.Created)) throw new InvalidOperationException($"The VM state can be saved only while paused (it is {State}).");
         var records = new List<StateRecord>();
         foreach (var part in Persistents)

@@ -31,6 +31,7 @@ public static class SnapshotRequest
         var state = machine.State;
         if (state is not (VmState.Running or VmState.Paused))
             throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"a snapshot needs a Running or Paused VM (it is {state})");
+        machine.ThrowIfNotMigratable(); // a passthrough device: refused before the VM pauses (InvalidState)
         string target;
         try { target = SnapshotDirectory.CheckTarget(request.Path); }
         catch (SnapshotException e) { throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, e.Message); }
