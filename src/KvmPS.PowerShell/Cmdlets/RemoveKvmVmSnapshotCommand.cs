@@ -38,4 +38,23 @@ public sealed class RemoveKvmVmSnapshotCommand : KvmSnapshotCmdletBase
                 Output.WriteObject(SnapshotSelection.ToOutput(r, all));
         }
     }
+
+    internal override void ProcessRemoteSnapshot(RemoteHost remote, string vm, string snapshot)
+    {
+        var action = IncludeAllChildSnapshots.IsPresent ? $"Remove checkpoint '{snapshot}' and all its child checkpoints" : $"Remove checkpoint '{snapshot}'";
+        if (!Output.ShouldProcess($"{vm} on host {remote.Display}", action))
+            return;
+        // Read before removing: -PassThru writes the removed checkpoints as they were.
+        var before = PassThru.IsPresent ? SnapshotSelection.RemoteSnapshots(this, remote, vm, null) : [];
+        string[] arguments = IncludeAllChildSnapshots.IsPresent
+            ? ["vm", "snapshot", "remove", "--json", "--include-children", "--", vm, snapshot]
+            : ["vm", "snapshot", "remove", "--json", "--", vm, snapshot];
+        using var removed = remote.Run(arguments);
+        foreach (var name in removed.RootElement.EnumerateArray().Select(e => e.GetString()))
+        {
+            Output.WriteVerbose($"VM '{vm}' on host '{remote.Display}': checkpoint '{name}' removed.");
+            if (before.FirstOrDefault(o => (string)o.Properties["Name"].Value == name) is { } removedSnapshot)
+                Output.WriteObject(removedSnapshot);
+        }
+    }
 }

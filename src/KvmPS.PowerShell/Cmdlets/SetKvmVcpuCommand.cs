@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 /// <summary>Set-KvmVcpu: the VM's vCPU count and hot-add maximum; applied live where the VMM can, else at restart.</summary>
 [Cmdlet(VerbsCommon.Set, "KvmVcpu", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
+public sealed class SetKvmVcpuCommand : KvmRemoteVmCmdletBase
 {
     [Parameter(Position = 1)]
     [ValidateRange(1, VcpuSettings.Limit)]
@@ -54,5 +54,25 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
         ReportChange(result, RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var what = Count is { } c ? $"Set vCPU count to {c}" : "";
+        if (Maximum is { } m)
+            what += (what.Length > 0 ? " and " : "Set ") + $"the vCPU maximum to {m}";
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", what + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent))))
+            return;
+        var arguments = new List<string> { "vm", "setvcpus", "--json" };
+        arguments.AddRange(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        if (Maximum is { } max)
+            arguments.AddRange(["--maximum", max.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        arguments.AddRange(["--", name]);
+        if (Count is { } count)
+            arguments.Add(count.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using var json = remote.Run(arguments);
+        remote.ReportChange(this, json.RootElement, RestartIfNeeded.IsPresent);
+        if (PassThru.IsPresent)
+            Output.WriteObject(remote.Vm(name));
     }
 }
