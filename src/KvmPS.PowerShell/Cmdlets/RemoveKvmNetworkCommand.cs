@@ -23,7 +23,7 @@ public sealed class RemoveKvmNetworkCommand : KvmNetworkCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -34,6 +34,19 @@ public sealed class RemoveKvmNetworkCommand : KvmNetworkCmdletBase
                 Networks.Remove(name);
                 if (PassThru.IsPresent)
                     Output.WriteObject(new KvmNetwork(network));
+            });
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        foreach (var name in Name)
+            ForTarget(name, () =>
+            {
+                if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Stop and remove network"))
+                    return;
+                foreach (var network in remote.Objects(["net", "remove", "--json", "--", name], RemoteObject.Network))
+                    if (PassThru.IsPresent)
+                        Output.WriteObject(network);
             });
     }
 }

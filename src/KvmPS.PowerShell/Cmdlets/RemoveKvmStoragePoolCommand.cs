@@ -19,7 +19,7 @@ public sealed class RemoveKvmStoragePoolCommand : KvmPoolCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -30,6 +30,19 @@ public sealed class RemoveKvmStoragePoolCommand : KvmPoolCmdletBase
                 Pools.Remove(name);
                 if (PassThru.IsPresent)
                     Output.WriteObject(pool);
+            });
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        foreach (var name in Name)
+            ForTarget(name, () =>
+            {
+                if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Remove storage pool (its folder and volumes stay)"))
+                    return;
+                foreach (var pool in remote.Objects(["pool", "remove", "--json", "--", name], RemoteObject.StoragePool))
+                    if (PassThru.IsPresent)
+                        Output.WriteObject(pool);
             });
     }
 }

@@ -25,7 +25,7 @@ public sealed class RemoveKvmVolumeCommand : KvmPoolCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -36,6 +36,19 @@ public sealed class RemoveKvmVolumeCommand : KvmPoolCmdletBase
                 Pools.RemoveVolume(Pool, name);
                 if (PassThru.IsPresent)
                     Output.WriteObject(volume);
+            });
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        foreach (var name in Name)
+            ForTarget(name, () =>
+            {
+                if (!Output.ShouldProcess($"{Pool}/{name} on host {remote.Display}", "Delete volume"))
+                    return;
+                foreach (var volume in remote.Objects(["vol", "remove", "--json", "--", Pool, name], RemoteObject.StorageVolume))
+                    if (PassThru.IsPresent)
+                        Output.WriteObject(volume);
             });
     }
 }

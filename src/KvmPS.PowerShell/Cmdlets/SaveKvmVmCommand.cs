@@ -25,8 +25,8 @@ public sealed class SaveKvmVmCommand : KvmRemoteVmCmdletBase
     {
         if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Save VM"))
             return;
-        using var json = remote.Run(["vm", "save", "--json", "--", name]);
+        var saved = remote.RunVm(["vm", "save", "--json", "--", name]);
         if (PassThru.IsPresent)
-            Output.WriteObject(remote.Wrap(KvmPS.Management.Remote.RemoteVmInfo.FromJson(remote.Display, json.RootElement)));
+            Output.WriteObject(saved);
     }
 }

@@ -65,21 +65,11 @@ public sealed class SetKvmMemoryCommand : KvmRemoteVmCmdletBase
 
     internal override void ProcessRemoteVm(RemoteHost remote, string name)
     {
-        if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Set " + Describe()))
-            return;
-        // Bytes said as such ("4096B"): kvmps refuses a bare number.
-        static string Size(long bytes) => bytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + "B";
-        var arguments = new List<string> { "vm", "setmem", "--json" };
+        var options = new List<string>();
         if (MinimumBytes is { } min)
-            arguments.AddRange(["--minimum", Size(min)]);
+            options.AddRange(["--minimum", Bytes(min)]);
         if (MaximumBytes is { } max)
-            arguments.AddRange(["--maximum", Size(max)]);
-        arguments.AddRange(["--", name]);
-        if (StartupBytes is { } startup)
-            arguments.Add(Size(startup));
-        using var json = remote.Run(arguments);
-        remote.ReportChange(this, json.RootElement, RestartIfNeeded.IsPresent);
-        if (PassThru.IsPresent)
-            Output.WriteObject(remote.Vm(name));
+            options.AddRange(["--maximum", Bytes(max)]);
+        RemoteChange(remote, name, "Set " + Describe(), "setmem", options, StartupBytes is { } startup ? [Bytes(startup)] : [], PassThru.IsPresent, RestartIfNeeded.IsPresent);
     }
 }

@@ -41,11 +41,17 @@ public sealed class SetKvmVcpuCommand : KvmRemoteVmCmdletBase
         LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
     }
 
-    protected override void ProcessVm(string name)
+    private string Describe()
     {
         var what = Count is { } c ? $"Set vCPU count to {c}" : "";
         if (Maximum is { } m)
             what += (what.Length > 0 ? " and " : "Set ") + $"the vCPU maximum to {m}";
+        return what;
+    }
+
+    protected override void ProcessVm(string name)
+    {
+        var what = Describe();
         var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
         if (!Output.ShouldProcess(name, what + LiveChangeParameters.Describe(scope)))
             return;
@@ -58,21 +64,10 @@ public sealed class SetKvmVcpuCommand : KvmRemoteVmCmdletBase
 
     internal override void ProcessRemoteVm(RemoteHost remote, string name)
     {
-        var what = Count is { } c ? $"Set vCPU count to {c}" : "";
-        if (Maximum is { } m)
-            what += (what.Length > 0 ? " and " : "Set ") + $"the vCPU maximum to {m}";
-        if (!Output.ShouldProcess($"{name} on host {remote.Display}", what + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent))))
-            return;
-        var arguments = new List<string> { "vm", "setvcpus", "--json" };
-        arguments.AddRange(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
         if (Maximum is { } max)
-            arguments.AddRange(["--maximum", max.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        arguments.AddRange(["--", name]);
-        if (Count is { } count)
-            arguments.Add(count.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        using var json = remote.Run(arguments);
-        remote.ReportChange(this, json.RootElement, RestartIfNeeded.IsPresent);
-        if (PassThru.IsPresent)
-            Output.WriteObject(remote.Vm(name));
+            options.AddRange(["--maximum", Number(max)]);
+        RemoteChange(remote, name, Describe() + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent)), "setvcpus",
+            options, Count is { } count ? [Number(count)] : [], PassThru.IsPresent, RestartIfNeeded.IsPresent);
     }
 }

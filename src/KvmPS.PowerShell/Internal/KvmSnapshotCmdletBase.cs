@@ -60,10 +60,7 @@ public abstract class KvmSnapshotCmdletBase : KvmRemoteCmdletBase
     {
         if (VMSnapshot is not null)
             throw KvmParameterException.Combination("VMSnapshot", VMSnapshot, "-VMSnapshot takes checkpoints of this host; for a VM on -HostName give -VMName and -Name (or pipe Get-KvmVmSnapshot -HostName).");
-        var selection = VmResolver.Resolve(remote.ListNames(), VMName, null);
-        foreach (var missing in selection.NotFound)
-            Output.WriteError(remote.VmNotFound(missing));
-        foreach (var vm in selection.Names)
+        foreach (var vm in remote.SelectVms(Output, VMName))
             ForTarget(vm, () =>
             {
                 foreach (var snapshot in SnapshotSelection.SelectRemote(this, remote, vm, Name))

@@ -63,6 +63,13 @@ internal sealed class RemoteHost
     public KvmRemoteVm Vm(string name) =>
         Kvmps.List().FirstOrDefault(v => v.Name == name) is { } info ? Wrap(info) : throw new VmNotFoundException(name, Display);
 
+    /// <summary>Runs a kvmps command there that answers with one VM (vm save, vm import) and returns it.</summary>
+    public KvmRemoteVm RunVm(IReadOnlyList<string> arguments)
+    {
+        using var json = Run(arguments);
+        return Wrap(RemoteVmInfo.FromJson(Display, json.RootElement));
+    }
+
     /// <summary>Runs <c>kvmps ARGUMENTS</c> there (the arguments include --json) and returns what it printed.</summary>
     public JsonDocument Run(IReadOnlyList<string> arguments) => Kvmps.RunJson(arguments);
 
@@ -115,6 +122,21 @@ internal sealed class RemoteHost
 
     /// <summary>The VM names on the host, for -Name wildcards.</summary>
     public IReadOnlyList<string> ListNames() => Kvmps.List().Select(v => v.Name).ToList();
+
+    /// <summary>
+    /// The VMs there that <paramref name="patterns"/> name. Plain names go as they are, without a listing first (one ssh
+    /// session fewer per call): the remote kvmps answers a missing one with its "VM not found" status, which is the same
+    /// VmNotFound error. Wildcards are matched against <c>vm list</c> there, as here; one that matches nothing is not an error.
+    /// </summary>
+    public IReadOnlyList<string> SelectVms(ICmdletOutput output, string[]? patterns)
+    {
+        if (patterns is { Length: > 0 } && !patterns.Any(WildcardPattern.ContainsWildcardCharacters))
+            return patterns.Distinct(StringComparer.Ordinal).ToList();
+        var selection = VmResolver.Resolve(ListNames(), patterns, null);
+        foreach (var missing in selection.NotFound)
+            output.WriteError(VmNotFound(missing));
+        return selection.Names;
+    }
 
     /// <summary>A name that matches no VM on the host.</summary>
     public KvmError VmNotFound(string name) =>
