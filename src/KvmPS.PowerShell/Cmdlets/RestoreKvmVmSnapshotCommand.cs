@@ -19,8 +19,9 @@ public sealed class RestoreKvmVmSnapshotCommand : KvmSnapshotCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    internal override void ProcessRemoteSnapshot(RemoteHost remote, string vm, string snapshot)
+    internal override void ProcessRemoteSnapshot(RemoteHost remote, string vm, PSObject checkpoint)
     {
+        var snapshot = (string)checkpoint.Properties["Name"].Value;
         if (!Output.ShouldProcess($"{vm} on host {remote.Display}", $"Restore checkpoint '{snapshot}'; the VM's current state is lost"))
             return;
         var info = remote.Kvmps.RestoreSnapshot(vm, snapshot);

@@ -63,13 +63,13 @@ public abstract class KvmSnapshotCmdletBase : KvmRemoteCmdletBase
         foreach (var vm in remote.SelectVms(Output, VMName))
             ForTarget(vm, () =>
             {
-                foreach (var snapshot in SnapshotSelection.SelectRemote(this, remote, vm, Name))
-                    ForTarget(snapshot, () => ProcessRemoteSnapshot(remote, vm, snapshot));
+                foreach (var snapshot in SnapshotSelection.RemoteSnapshots(this, remote, vm, Name))
+                    ForTarget(snapshot.Properties["Name"].Value, () => ProcessRemoteSnapshot(remote, vm, snapshot));
             });
     }
 
-    /// <summary>Acts on one checkpoint of <paramref name="vm"/> on <paramref name="remote"/>.</summary>
-    internal abstract void ProcessRemoteSnapshot(RemoteHost remote, string vm, string snapshot);
+    /// <summary>Acts on one checkpoint of <paramref name="vm"/> on <paramref name="remote"/> (as <c>vm snapshot list</c> there described it).</summary>
+    internal abstract void ProcessRemoteSnapshot(RemoteHost remote, string vm, PSObject snapshot);
 
     /// <summary>The checkpoint as output, with its parent's name.</summary>
     internal KvmVmSnapshot ToOutput(VmSnapshot snapshot, IReadOnlyList<VmSnapshot>? all = null) => SnapshotSelection.ToOutput(snapshot, all ?? Manager.GetSnapshots(snapshot.VmName));
@@ -130,10 +130,6 @@ internal static class SnapshotSelection
         var selected = SelectNames(cmdlet, vmName, names, patterns, matchedPlainNames);
         return all.Where(o => selected.Contains((string)o.Properties["Name"].Value)).ToList();
     }
-
-    /// <summary>The names of the selected checkpoints of <paramref name="vmName"/> on <paramref name="remote"/>.</summary>
-    public static IReadOnlyList<string> SelectRemote(KvmCmdletBase cmdlet, RemoteHost remote, string vmName, string[]? patterns) =>
-        RemoteSnapshots(cmdlet, remote, vmName, patterns).Select(o => (string)o.Properties["Name"].Value).ToList();
 
     public static KvmVmSnapshot ToOutput(VmSnapshot snapshot, IReadOnlyList<VmSnapshot> all) =>
         new(snapshot, all.FirstOrDefault(s => s.Id == snapshot.ParentId)?.Name);
