@@ -6,7 +6,7 @@ namespace KvmPS.PowerShell.Internal;
 /// Base of the cmdlets that are not about one VM's -Name/-Vm selection (networks, pools, volumes, checkpoints) and also
 /// act on another host: -HostName, -UserName and -KeyFilePath (by property name from the pipeline, so a remote object
 /// piped on stays on its host). With -HostName each record goes to <see cref="ProcessRemote"/>, else to <see cref="ProcessLocal"/>.
-/// The VM cmdlets get the same parameters from <see cref="KvmRemoteVmCmdletBase"/>.
+/// The VM cmdlets declare the same three in <see cref="KvmRemoteVmCmdletBase"/> (one base class: theirs brings -Name/-Vm).
 /// </summary>
 public abstract class KvmRemoteCmdletBase : KvmCmdletBase
 {
