@@ -23,6 +23,8 @@ internal static class RemoteObject
     {
         var result = Convert(value);
         result.TypeNames.Insert(0, typeName);
+        // The host the object is on wins over a field of the same name (no kvmps answer has one at the top today).
+        result.Properties.Remove("HostName");
         result.Properties.Add(new PSNoteProperty("HostName", remote.HostName));
         // Only when given: a null UserName would bind as "no user" and override a user@host in HostName.
         if (remote.UserName is not null)
