@@ -157,13 +157,15 @@ Describe '-HostName on the cmdlets that change a VM and its checkpoints' {
         Get-KvmVm -Name remote-b -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
     }
 
-    It 'Add-KvmDisk, Remove-KvmDisk, Add-KvmNetworkAdapter and Remove-KvmNetworkAdapter change the VM there' {
+    It 'Add-KvmDisk, Remove-KvmDisk, Add-, Get- and Remove-KvmNetworkAdapter change and read the VM there' {
         $remote = $script:Remote
         Add-KvmDisk -Name remote-b -Path extra.qcow2 -SizeBytes 1MB @remote -Confirm:$false -ErrorAction Stop
         Add-KvmNetworkAdapter -Name remote-b -TapName rtap0 -MacAddress '52:54:00:ab:00:07' @remote -Confirm:$false -ErrorAction Stop
-        $definition = Get-KvmTestRemoteDefinition remote-b
-        $definition.Disks.Path | Should -Contain 'extra.qcow2'
-        $definition.NetworkAdapters.MacAddress.ToString() | Should -Contain '52:54:00:ab:00:07'
+        (Get-KvmTestRemoteDefinition remote-b).Disks.Path | Should -Contain 'extra.qcow2'
+        $adapter = Get-KvmVmNetworkAdapter -Name remote-b @remote -ErrorAction Stop | Where-Object MacAddress -eq '52:54:00:ab:00:07'
+        $adapter.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteVmNetworkAdapter'
+        $adapter.Tap | Should -Be 'rtap0'
+        $adapter.HostName | Should -Be $script:H2
 
         Remove-KvmDisk -Name remote-b -Path extra.qcow2 @remote -Confirm:$false -ErrorAction Stop
         Remove-KvmNetworkAdapter -Name remote-b @remote -MacAddress '52:54:00:ab:00:07' -Confirm:$false -ErrorAction Stop

@@ -17,7 +17,7 @@ internal static class RemoteObject
     public const string StorageVolume = "KvmPS.RemoteStorageVolume";
     public const string ChangeResult = "KvmPS.RemoteChangeResult";
     public const string RemoveResult = "KvmPS.RemoteVmRemoveResult";
-    public const string ExportResult = "KvmPS.RemoteVmExportResult";
+    public const string NetworkAdapter = "KvmPS.RemoteVmNetworkAdapter";
 
     public static PSObject From(JsonElement value, RemoteHost remote, string typeName)
     {
