@@ -39,14 +39,6 @@ public sealed class RemoveKvmNetworkCommand : KvmNetworkCmdletBase
 
     internal override void ProcessRemote(RemoteHost remote)
     {
-        foreach (var name in Name)
-            ForTarget(name, () =>
-            {
-                if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Stop and remove network"))
-                    return;
-                foreach (var network in remote.Objects(["net", "remove", "--json", "--", name], RemoteObject.Network))
-                    if (PassThru.IsPresent)
-                        Output.WriteObject(network);
-            });
+        ForEachRemote(remote, Name, n => n, "Stop and remove network", n => ["net", "remove", "--json", "--", n], RemoteObject.Network, PassThru.IsPresent);
     }
 }

@@ -35,14 +35,6 @@ public sealed class RemoveKvmStoragePoolCommand : KvmPoolCmdletBase
 
     internal override void ProcessRemote(RemoteHost remote)
     {
-        foreach (var name in Name)
-            ForTarget(name, () =>
-            {
-                if (!Output.ShouldProcess($"{name} on host {remote.Display}", "Remove storage pool (its folder and volumes stay)"))
-                    return;
-                foreach (var pool in remote.Objects(["pool", "remove", "--json", "--", name], RemoteObject.StoragePool))
-                    if (PassThru.IsPresent)
-                        Output.WriteObject(pool);
-            });
+        ForEachRemote(remote, Name, n => n, "Remove storage pool (its folder and volumes stay)", n => ["pool", "remove", "--json", "--", n], RemoteObject.StoragePool, PassThru.IsPresent);
     }
 }

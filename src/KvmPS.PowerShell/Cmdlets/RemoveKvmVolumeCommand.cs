@@ -41,14 +41,6 @@ public sealed class RemoveKvmVolumeCommand : KvmPoolCmdletBase
 
     internal override void ProcessRemote(RemoteHost remote)
     {
-        foreach (var name in Name)
-            ForTarget(name, () =>
-            {
-                if (!Output.ShouldProcess($"{Pool}/{name} on host {remote.Display}", "Delete volume"))
-                    return;
-                foreach (var volume in remote.Objects(["vol", "remove", "--json", "--", Pool, name], RemoteObject.StorageVolume))
-                    if (PassThru.IsPresent)
-                        Output.WriteObject(volume);
-            });
+        ForEachRemote(remote, Name, n => $"{Pool}/{n}", "Delete volume", n => ["vol", "remove", "--json", "--", Pool, n], RemoteObject.StorageVolume, PassThru.IsPresent);
     }
 }

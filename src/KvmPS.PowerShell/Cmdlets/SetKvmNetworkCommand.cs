@@ -137,14 +137,6 @@ public sealed class SetKvmNetworkCommand : KvmNetworkCmdletBase
         var options = NetworkParameters.CliOptions(this, Bound(nameof(Mode)) ? Mode : null, BridgeName, Subnet, Gateway, DhcpRangeStart, DhcpRangeEnd, StaticLease, DnsDomain, Bound(nameof(Mtu)) ? Mtu : null);
         if (Bound(nameof(Autostart)))
             options.Add(Autostart.IsPresent ? "--autostart" : "--no-autostart");
-        foreach (var name in Name)
-            ForTarget(name, () =>
-            {
-                if (!Output.ShouldProcess($"{name} on host {remote.Display}", $"Change network settings ({string.Join(" ", options)})"))
-                    return;
-                foreach (var network in remote.Objects(["net", "set", "--json", .. options, "--", name], RemoteObject.Network))
-                    if (PassThru.IsPresent)
-                        Output.WriteObject(network);
-            });
+        ForEachRemote(remote, Name, n => n, $"Change network settings ({string.Join(" ", options)})", n => ["net", "set", "--json", .. options, "--", n], RemoteObject.Network, PassThru.IsPresent);
     }
 }

@@ -199,15 +199,7 @@ public abstract class KvmNetworkStateCmdletBase : KvmNetworkCmdletBase
 
     internal override void ProcessRemote(RemoteHost remote)
     {
-        foreach (var name in SelectRemoteNetworks(remote, Name))
-            ForTarget(name, () =>
-            {
-                if (!Output.ShouldProcess($"{name} on host {remote.Display}", Action))
-                    return;
-                foreach (var network in remote.Objects(["net", CliVerb, "--json", "--", name], RemoteObject.Network))
-                    if (PassThru.IsPresent)
-                        Output.WriteObject(network);
-            });
+        ForEachRemote(remote, SelectRemoteNetworks(remote, Name), n => n, Action, n => ["net", CliVerb, "--json", "--", n], RemoteObject.Network, PassThru.IsPresent);
     }
 
     protected override void ProcessLocal()

@@ -39,4 +39,22 @@ public abstract class KvmRemoteCmdletBase : KvmCmdletBase
 
     /// <summary>This record on <paramref name="remote"/> (kvmps --json there).</summary>
     internal abstract void ProcessRemote(RemoteHost remote);
+
+    /// <summary>
+    /// One kvmps command there per name (net start, pool remove, ...): each confirmed as <paramref name="target"/> on
+    /// the host, a failure an error naming it that does not stop the others; the answer is written with <paramref name="write"/>.
+    /// </summary>
+    internal void ForEachRemote(RemoteHost remote, IEnumerable<string> names, Func<string, string> target, string action,
+        Func<string, IReadOnlyList<string>> arguments, string typeName, bool write)
+    {
+        foreach (var name in names)
+            ForTarget(name, () =>
+            {
+                if (!Output.ShouldProcess($"{target(name)} on host {remote.Display}", action))
+                    return;
+                foreach (var answer in remote.Objects(arguments(name), typeName))
+                    if (write)
+                        Output.WriteObject(answer);
+            });
+    }
 }
