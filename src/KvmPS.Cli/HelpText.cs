@@ -127,8 +127,8 @@ internal static class HelpText
               vm resume NAME [--json]
               vm remove NAME [--force] [--keep-disks] [--json]
               vm console NAME [--no-replay]
-              vm setvcpus NAME COUNT [--live|--config] [--json]
-              vm setmem NAME SIZE [--live|--config] [--json]
+              vm setvcpus NAME [COUNT] [--maximum N] [--live|--config] [--json]
+              vm setmem NAME [SIZE] [--minimum SIZE] [--maximum SIZE] [--live|--config] [--json]
               vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
               vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
               vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config] [--json]
@@ -160,7 +160,7 @@ internal static class HelpText
         "vm resume" => "Usage: kvmps vm resume NAME [--json]\n\nLets the vCPUs of a paused VM run again (a running VM is left running).\n",
         "vm remove" => "Usage: kvmps vm remove NAME [--force] [--keep-disks] [--json]\n\nRemoves the VM from the store with its checkpoints (their internal qcow2 snapshots are deleted from the disks\nthat stay). A running VM needs --force (it is powered off first).\n  --keep-disks   move the VM's disk folder to the store's retained-disks folder instead of deleting it\n",
         "vm setvcpus" => """
-            Usage: kvmps vm setvcpus NAME COUNT [--live|--config] [--json]
+            Usage: kvmps vm setvcpus NAME [COUNT] [--maximum N] [--live|--config] [--json]
 
             Sets the VM's vCPU count (as virsh setvcpus). A running or paused VM gets a count within the maximum it
             was started with (VcpuMaximum) at once, through ACPI CPU hot-plug, without a restart; the change is
@@ -169,11 +169,13 @@ internal static class HelpText
               --live     change the running VM now (and store it); fails, changing nothing, if it is not running or
                          the count is beyond the running VM's maximum
               --config   store it only; the running VM keeps its vCPUs until it is restarted
+              --maximum N  also set VcpuMaximum (the hot-add ceiling; a running VM gets it at restart); COUNT may
+                         then be left out (Set-KvmVcpu -Maximum)
             Exit: 0, 4 refused (beyond the maximum, not running with --live), 5 no such VM.
 
             """,
         "vm setmem" => """
-            Usage: kvmps vm setmem NAME SIZE [--live|--config] [--json]
+            Usage: kvmps vm setmem NAME [SIZE] [--minimum SIZE] [--maximum SIZE] [--live|--config] [--json]
 
             Sets the memory the VM runs with (MemoryStartupBytes; as virsh setmem). SIZE has a unit, 1024-based:
             512M, 1G, 1.5GiB, 768MB. A running VM grows live up to MemoryMaximumBytes where its kvmps-vmm resizes
@@ -181,6 +183,8 @@ internal static class HelpText
             below the memory it booted with is the balloon's job (Invoke-KvmBalloon).
               --live     change the running VM now (and store it); fails, changing nothing, if it cannot
               --config   store it only
+              --minimum SIZE, --maximum SIZE
+                         also set MemoryMinimumBytes / MemoryMaximumBytes (Set-KvmMemory); SIZE may then be left out
             Exit: 0, 2 bad SIZE, 4 refused, 5 no such VM.
 
             """,

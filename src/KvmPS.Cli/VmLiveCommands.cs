@@ -14,21 +14,36 @@ internal sealed partial class VmLiveCommands(CliApp app)
 {
     public int SetVcpus(ParsedArgs options)
     {
-        var p = options.Positionals("vm setvcpus", "vm setvcpus NAME COUNT [--live|--config]", 2, 2);
-        if (!int.TryParse(p[1], NumberStyles.None, CultureInfo.InvariantCulture, out var count) || count < 1 || count > VcpuSettings.Limit)
-            throw new UsageException($"vm setvcpus: COUNT must be a whole number from 1 to {VcpuSettings.Limit} (got '{p[1]}')");
-        var result = app.Manager.SetVcpu(p[0], count, scope: Scope(options, "vm setvcpus"));
+        // COUNT may be left out when --maximum is given (Set-KvmVcpu -Maximum -HostName): the count stays.
+        var p = options.Positionals("vm setvcpus", "vm setvcpus NAME [COUNT] [--maximum N] [--live|--config]", 1, 2);
+        var maximum = options.Value("--maximum") is { } m ? VcpuNumber("--maximum", m) : (int?)null;
+        if (p.Count == 1 && maximum is null)
+            throw new UsageException("vm setvcpus: give COUNT, --maximum or both (kvmps vm setvcpus NAME COUNT)");
+        var count = p.Count == 2 ? VcpuNumber("COUNT", p[1]) : app.Manager.GetDefinition(p[0]).Vcpus.Count;
+        var result = app.Manager.SetVcpu(p[0], count, maximum, Scope(options, "vm setvcpus"));
         return Report(options, p[0], result);
     }
+
+    private static int VcpuNumber(string what, string text) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 && n <= VcpuSettings.Limit
+            ? n
+            : throw new UsageException($"vm setvcpus: {what} must be a whole number from 1 to {VcpuSettings.Limit} (got '{text}')");
 
     public int SetMem(ParsedArgs options)
     {
-        var p = options.Positionals("vm setmem", "vm setmem NAME SIZE [--live|--config]", 2, 2);
-        var bytes = ParseSize(p[1]);
-        var result = app.Manager.ChangeSettings(p[0], new VmSettingsChange { MemoryStartupBytes = bytes }, Scope(options, "vm setmem"));
+        // SIZE may be left out when --minimum or --maximum is given (Set-KvmMemory -MaximumBytes -HostName).
+        var p = options.Positionals("vm setmem", "vm setmem NAME [SIZE] [--minimum SIZE] [--maximum SIZE] [--live|--config]", 1, 2);
+        var change = new VmSettingsChange
+        {
+            MemoryStartupBytes = p.Count == 2 ? ParseSize(p[1]) : null,
+            MemoryMinimumBytes = options.Value("--minimum") is { } min ? ParseSize(min) : null,
+            MemoryMaximumBytes = options.Value("--maximum") is { } max ? ParseSize(max) : null,
+        };
+        if (change.MemoryStartupBytes is null && change.MemoryMinimumBytes is null && change.MemoryMaximumBytes is null)
+            throw new UsageException("vm setmem: give SIZE, --minimum, --maximum or several of them (kvmps vm setmem NAME SIZE)");
+        var result = app.Manager.ChangeSettings(p[0], change, Scope(options, "vm setmem"));
         return Report(options, p[0], result);
     }
-
 
     private static ChangeScope Scope(ParsedArgs options, string topic) => (options.Has("--live"), options.Has("--config")) switch
     {
@@ -49,6 +64,7 @@ internal sealed partial class VmLiveCommands(CliApp app)
     {
         var letter = LetterUnit().Match(text);
         var withUnit = letter.Success ? letter.Groups[1].Value + letter.Groups[3].Value + "B" : text;
+        // A bare number is refused; "4096B" (bytes said explicitly, as the cmdlets send them) passes to SizeParser.
         if (!letter.Success && Regex.IsMatch(text.Trim(), @"^[0-9]+$", RegexOptions.CultureInvariant))
             throw new UsageException($"size '{text}' needs a unit (e.g. 512M, 1G)");
         try

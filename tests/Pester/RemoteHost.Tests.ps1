@@ -1,5 +1,6 @@
 #Requires -Version 7.4
-# -HostName on Get-KvmVm, Start-KvmVm, Stop-KvmVm, Restart-KvmVm, Suspend-KvmVm and Resume-KvmVm against two namespace hosts with real sshds (TwoHosts.psm1,
+# -HostName on Get-KvmVm, Start-KvmVm, Stop-KvmVm, Restart-KvmVm, Suspend-KvmVm and Resume-KvmVm, and on the cmdlets that
+# change a VM, its checkpoints, networks, pools and volumes there (one host pair for all of them), against two namespace hosts with real sshds (TwoHosts.psm1,
 # docs/remote.md): the cmdlets run in this (the root) namespace and reach h2 through an ssh that runs in h1's.
 
 BeforeAll {
@@ -19,7 +20,11 @@ BeforeAll {
         $script:Key = $script:Pair.ClientKeyPath
         # A VM in h2's store only.
         $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
-        try { New-KvmTestVm -Name remote-a | Out-Null } finally { $env:KVMPS_HOME = $script:LocalStore }
+        try {
+            New-KvmTestVm -Name remote-a | Out-Null
+            New-KvmTestVm -Name remote-b | Out-Null
+        }
+        finally { $env:KVMPS_HOME = $script:LocalStore }
     }
 }
 
@@ -109,6 +114,174 @@ Describe '-HostName' {
         Get-KvmVm -HostName $script:H2 -UserName root -KeyFilePath $script:Pair.OtherKeyPath -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err[0].FullyQualifiedErrorId | Should -Be 'RemoteAuthenticationFailed,KvmPS.Commands.GetKvmVmCommand'
         "$($err[0])" | Should -BeLike "*Host 'root@$($script:H2)' refused the SSH key*"
+    }
+}
+
+Describe '-HostName on the cmdlets that change a VM and its checkpoints' {
+    BeforeAll {
+        # The definition as h2's store has it (read here: both hosts share this machine's file system).
+        function Get-KvmTestRemoteDefinition([string] $Name) {
+            $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+            try { Get-KvmVm -Name $Name -ErrorAction Stop } finally { $env:KVMPS_HOME = $script:LocalStore }
+        }
+    }
+    BeforeEach {
+        if ($script:SkipReason) { Set-ItResult -Skipped -Because $script:SkipReason }
+        $script:Remote = @{ HostName = $script:H2; UserName = 'root'; KeyFilePath = $script:Key }
+    }
+
+    It 'Set-KvmVcpu and Set-KvmMemory change the definition there and return the VM with its host' {
+        $remote = $script:Remote
+        $vm = Set-KvmVcpu -Name remote-b @remote -Count 2 -Maximum 4 -PassThru -Confirm:$false -ErrorAction Stop
+        $vm | Should -BeOfType ([KvmPS.PowerShell.KvmRemoteVm])
+        $vm.HostName | Should -Be $script:H2
+        $vm.ProcessorCount | Should -Be 2
+        $vm.MaximumProcessorCount | Should -Be 4
+        # -Maximum alone keeps the count (kvmps vm setvcpus NAME --maximum N); -WhatIf changes nothing there.
+        Set-KvmVcpu -Name remote-b @remote -Maximum 3 -Confirm:$false -ErrorAction Stop
+        Set-KvmVcpu -Name remote-b @remote -Count 1 -WhatIf
+        $definition = (Get-KvmTestRemoteDefinition remote-b).Definition
+        $definition.Vcpus.Count | Should -Be 2
+        $definition.Vcpus.Maximum | Should -Be 3
+
+        # Piped: the VM brings its host.
+        Get-KvmVm -Name remote-b @remote | Set-KvmMemory -StartupBytes 96MB -MinimumBytes 64MB -MaximumBytes 128MB -Confirm:$false -ErrorAction Stop
+        $memory = (Get-KvmTestRemoteDefinition remote-b).Definition.Memory
+        $memory.StartupBytes | Should -Be 96MB
+        $memory.MinimumBytes | Should -Be 64MB
+        $memory.MaximumBytes | Should -Be 128MB
+        # A refusal there is the remote kvmps's message, naming the host.
+        Set-KvmVcpu -Name remote-b @remote -Count 9 -Maximum 4 -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.SetKvmVcpuCommand'
+        "$($err[0])" | Should -BeLike "*host 'root@$($script:H2)'*"
+        Get-KvmVm -Name remote-b -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'Add-KvmDisk, Remove-KvmDisk, Add-, Get- and Remove-KvmNetworkAdapter change and read the VM there' {
+        $remote = $script:Remote
+        Add-KvmDisk -Name remote-b -Path extra.qcow2 -SizeBytes 1MB @remote -Confirm:$false -ErrorAction Stop
+        Add-KvmNetworkAdapter -Name remote-b -TapName rtap0 -MacAddress '52:54:00:ab:00:07' @remote -Confirm:$false -ErrorAction Stop
+        (Get-KvmTestRemoteDefinition remote-b).Disks.Path | Should -Contain 'extra.qcow2'
+        $adapter = Get-KvmVmNetworkAdapter -Name remote-b @remote -ErrorAction Stop | Where-Object MacAddress -eq '52:54:00:ab:00:07'
+        $adapter.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteVmNetworkAdapter'
+        $adapter.Tap | Should -Be 'rtap0'
+        $adapter.HostName | Should -Be $script:H2
+
+        Remove-KvmDisk -Name remote-b -Path extra.qcow2 @remote -Confirm:$false -ErrorAction Stop
+        Remove-KvmNetworkAdapter -Name remote-b @remote -MacAddress '52:54:00:ab:00:07' -Confirm:$false -ErrorAction Stop
+        $definition = Get-KvmTestRemoteDefinition remote-b
+        $definition.Disks.Path | Should -Not -Contain 'extra.qcow2'
+        $definition.NetworkAdapters | Where-Object { "$($_.MacAddress)" -eq '52:54:00:ab:00:07' } | Should -BeNullOrEmpty
+        # The remote refusal names the device and the host.
+        Remove-KvmDisk -Name remote-b -Path extra.qcow2 @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.RemoveKvmDiskCommand'
+        "$($err[0])" | Should -BeLike "*extra.qcow2*"
+    }
+
+    It 'Get-KvmVmSnapshot and Remove-KvmVmSnapshot list and remove checkpoints there; the objects pipe on to that host' {
+        $remote = $script:Remote
+        Checkpoint-KvmVm -Name remote-b @remote -SnapshotName cp-1 -Confirm:$false -ErrorAction Stop
+        Checkpoint-KvmVm -Name remote-b @remote -SnapshotName cp-2 -Confirm:$false -ErrorAction Stop
+        $all = @(Get-KvmVmSnapshot -VMName remote-b @remote -ErrorAction Stop)
+        $all | Should -HaveCount 2
+        $all[0].PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteVmSnapshot'
+        $all | ForEach-Object { $_.HostName | Should -Be $script:H2; $_.VmName | Should -Be 'remote-b' }
+        ($all | Where-Object Name -eq 'cp-2').ParentName | Should -Be 'cp-1'
+        Get-KvmVmSnapshot -VMName remote-b cp-1, nothing @remote -ErrorVariable err -ErrorAction SilentlyContinue | Should -HaveCount 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'SnapshotNotFound,KvmPS.Commands.GetKvmVmSnapshotCommand'
+
+        # Piped: VMName, Name and the host come with the objects; a wildcard -Name is matched there.
+        $all | Where-Object Name -eq 'cp-2' | Remove-KvmVmSnapshot -Confirm:$false -ErrorAction Stop
+        $removed = @(Remove-KvmVmSnapshot -VMName remote-b -Name cp* @remote -PassThru -Confirm:$false -ErrorAction Stop)
+        $removed.Name | Should -Be @('cp-1')
+        $removed[0].HostName | Should -Be $script:H2
+        Get-KvmVmSnapshot -VMName remote-b @remote | Should -BeNullOrEmpty
+    }
+
+    It 'Save-KvmVm, Export-KvmVm and Remove-KvmVm act on the VM there' {
+        $remote = $script:Remote
+        Start-KvmVm -Name remote-b @remote -Confirm:$false -ErrorAction Stop
+        $saved = Save-KvmVm -Name remote-b @remote -PassThru -Confirm:$false -ErrorAction Stop
+        $saved.State | Should -Be 'Saved'
+        $saved.HostName | Should -Be $script:H2
+
+        # -Path is a folder on that host (both hosts share this machine's file system here).
+        $folder = Join-Path $script:Pair.Host2.StoreHome 'exported'
+        Export-KvmVm -Name remote-b @remote -Path $folder -Confirm:$false -ErrorAction Stop
+        Test-Path (Join-Path $folder 'remote-b') | Should -BeTrue
+
+        $result = Remove-KvmVm -Name remote-b @remote -Force -PassThru -Confirm:$false -ErrorAction Stop
+        $result.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteVmRemoveResult'
+        $result.HostName | Should -Be $script:H2
+        Remove-KvmVm -Name remote-b @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'VmNotFound,KvmPS.Commands.RemoveKvmVmCommand'
+
+        # The export comes back into h2's store, saved state and all.
+        $imported = Import-KvmVm -Path (Join-Path $folder 'remote-b') -Copy @remote -Confirm:$false -ErrorAction Stop
+        $imported | Should -BeOfType ([KvmPS.PowerShell.KvmRemoteVm])
+        $imported.Name | Should -Be 'remote-b'
+        $imported.HostName | Should -Be $script:H2
+        $imported.State | Should -Be 'Saved'
+        Remove-KvmVm -Name remote-b @remote -Force -Confirm:$false -ErrorAction Stop
+    }
+}
+
+Describe '-HostName on the network, pool and volume cmdlets' {
+    BeforeEach {
+        if ($script:SkipReason) { Set-ItResult -Skipped -Because $script:SkipReason }
+        $script:Remote = @{ HostName = $script:H2; UserName = 'root'; KeyFilePath = $script:Key }
+    }
+
+    It 'New-, Get-, Set-, Start-, Stop- and Remove-KvmNetwork act on the networks there' {
+        $remote = $script:Remote
+        # The bridge and dnsmasq live in h2's network namespace: this host sees neither.
+        $net = New-KvmNetwork -Name rlab -Mode Isolated -BridgeName rlab0 -Subnet 10.246.7.0/24 -StaticLease @{ MacAddress = '52:54:00:aa:00:01'; IPAddress = '10.246.7.10'; HostName = 'w1' } @remote -Confirm:$false -ErrorAction Stop
+        try {
+            $net.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteNetwork'
+            $net.HostName | Should -Be $script:H2
+            $net.Mode | Should -Be 'Isolated'
+            $net.Bridge | Should -Be 'rlab0'
+            $net.StaticLeases[0].Address | Should -Be '10.246.7.10'
+            $net.StaticLeases[0].HostName | Should -Be 'w1'
+            Get-KvmNetwork -Name rlab -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            @(Get-KvmNetwork -Name rl*, nonet @remote -ErrorVariable err -ErrorAction SilentlyContinue).Name | Should -Be @('rlab')
+            $err[0].FullyQualifiedErrorId | Should -Be 'NetworkNotFound,KvmPS.Commands.GetKvmNetworkCommand'
+
+            (Set-KvmNetwork -Name rlab -Mtu 1400 -Autostart @remote -PassThru -Confirm:$false -ErrorAction Stop).MtuBytes | Should -Be 1400
+            $started = Get-KvmNetwork -Name rlab @remote | Start-KvmNetwork -PassThru -Confirm:$false -ErrorAction Stop
+            $started.State | Should -Be 'Active'
+            $started.HostName | Should -Be $script:H2
+            (Stop-KvmNetwork -Name rlab @remote -PassThru -Confirm:$false -ErrorAction Stop).State | Should -Be 'Inactive'
+        }
+        finally {
+            $removed = Remove-KvmNetwork -Name rlab @remote -PassThru -Confirm:$false -ErrorAction Stop
+        }
+        $removed.Name | Should -Be 'rlab'
+        $removed.HostName | Should -Be $script:H2
+    }
+
+    It 'New-, Get-, Remove-KvmStoragePool and New-, Get-, Remove-KvmVolume act on the pools there' {
+        $remote = $script:Remote
+        $folder = Join-Path $script:Pair.Host2.StoreHome 'rpool'
+        $pool = New-KvmStoragePool -Name rpool -Path $folder -CreatePath @remote -Confirm:$false -ErrorAction Stop
+        $pool.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteStoragePool'
+        $pool.HostName | Should -Be $script:H2
+        $pool.Path | Should -Be $folder
+        Get-KvmStoragePool -Name rpool -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+
+        $volume = New-KvmVolume -Name v1.qcow2 -SizeBytes 1MB -Pool rpool @remote -Confirm:$false -ErrorAction Stop
+        $volume.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteStorageVolume'
+        $volume.Format | Should -Be 'qcow2'
+        $volume.CapacityBytes | Should -Be 1MB
+        Test-Path (Join-Path $folder 'v1.qcow2') | Should -BeTrue
+        $volumes = @(Get-KvmVolume -Pool rpool -Name v*, none @remote -ErrorVariable err -ErrorAction SilentlyContinue)
+        $volumes.Name | Should -Be @('v1.qcow2')
+        $err[0].FullyQualifiedErrorId | Should -Be 'StorageVolumeNotFound,KvmPS.Commands.GetKvmVolumeCommand'
+
+        # Piped: Pool, Name and the host come with the objects.
+        @($volumes | Remove-KvmVolume -PassThru -Confirm:$false -ErrorAction Stop) | Should -HaveCount 1
+        Test-Path (Join-Path $folder 'v1.qcow2') | Should -BeFalse
+        @(Get-KvmStoragePool -Name rp* @remote | Remove-KvmStoragePool -PassThru -Confirm:$false -ErrorAction Stop).HostName | Should -Be @($script:H2)
     }
 }
 

@@ -9,7 +9,7 @@ namespace KvmPS.Commands;
 /// <summary>Add-KvmDisk: attaches a disk image to the VM (hot-plugged into a running one) and its definition, creating the image first with -SizeBytes.</summary>
 [Cmdlet(VerbsCommon.Add, "KvmDisk", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class AddKvmDiskCommand : KvmVmCmdletBase
+public sealed class AddKvmDiskCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>Image path; a relative path is inside the VM's disk directory in the store.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -86,4 +86,23 @@ public sealed class AddKvmDiskCommand : KvmVmCmdletBase
     }
 
     private string StorePath(string path) => System.IO.Path.IsPathRooted(path) || path.StartsWith('~') ? ResolvePath(path) : path;
+
+    /// <summary>-HostName: kvmps vm attach-disk there; -Path and -BackingPath are that host's (or volumes of its -Pool).</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        if (Pool is not null)
+            options.AddRange(["--pool", Pool]);
+        if (SizeBytes is { } size)
+            options.AddRange(["--size", Bytes(size)]);
+        if (Format is { } format)
+            options.AddRange(["--format", format.ToString().ToLowerInvariant()]);
+        if (BackingPath is not null)
+            options.AddRange(["--backing", BackingPath]);
+        if (ReadOnly.IsPresent)
+            options.Add("--read-only");
+        var action = SizeBytes is { } bytes ? $"Create image '{Path}' ({SizeParser.Format(bytes)}) and attach it" : $"Attach disk '{Path}'";
+        RemoteChange(remote, name, action + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent)), "attach-disk",
+            options, [Path], PassThru.IsPresent);
+    }
 }

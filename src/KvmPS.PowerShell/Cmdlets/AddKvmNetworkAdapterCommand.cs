@@ -10,7 +10,7 @@ namespace KvmPS.Commands;
 /// <summary>Add-KvmNetworkAdapter: adds a virtio-net adapter on a KvmPS network, a bridge or an existing tap device (hot-plugged into a running VM).</summary>
 [Cmdlet(VerbsCommon.Add, "KvmNetworkAdapter", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
+public sealed class AddKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>Host bridge to connect to (the VMM creates a tap on it).</summary>
     [Parameter]
@@ -84,4 +84,16 @@ public sealed class AddKvmNetworkAdapterCommand : KvmVmCmdletBase
     }
 
     private NetworkManager? _networks;
+
+    /// <summary>-HostName: kvmps vm attach-nic there (-Network, -BridgeName and -TapName are that host's).</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        var (option, value, what) = Network is not null ? ("--network", Network, "network") : BridgeName is not null ? ("--bridge", BridgeName, "bridge") : ("--tap", TapName!, "tap");
+        options.AddRange([option, value]);
+        if (MacAddress is not null)
+            options.AddRange(["--mac", KvmParameterException.Parse(nameof(MacAddress), MacAddress, Management.Definitions.MacAddress.Parse).ToString()]);
+        RemoteChange(remote, name, $"Add a network adapter on {what} '{value}'" + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent)),
+            "attach-nic", options, [], PassThru.IsPresent);
+    }
 }

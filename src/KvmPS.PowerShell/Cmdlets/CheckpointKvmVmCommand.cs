@@ -48,6 +48,6 @@ public sealed class CheckpointKvmVmCommand : KvmRemoteVmCmdletBase
         var root = json.RootElement;
         Output.WriteVerbose($"VM '{name}' on host '{remote.Display}': checkpoint '{(root.TryGetProperty("name", out var n) ? n.GetString() : SnapshotName)}' taken.");
         if (PassThru.IsPresent)
-            Output.WriteObject(RemoteSnapshotObject.From(root, remote.Display));
+            Output.WriteObject(RemoteObject.From(root, remote, RemoteObject.Snapshot));
     }
 }

@@ -20,7 +20,7 @@ public sealed class GetKvmNetworkCommand : KvmNetworkCmdletBase
     [Alias("Network")]
     public string[]? Name { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var networks = Networks.List();
         var byName = networks.ToDictionary(n => n.Name, StringComparer.Ordinal);
@@ -30,5 +30,11 @@ public sealed class GetKvmNetworkCommand : KvmNetworkCmdletBase
             ForTarget(missing, () => Networks.Get(missing));
         foreach (var name in selection.Names)
             Output.WriteObject(new KvmNetwork(byName[name]));
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        foreach (var network in remote.Select(Output, ["net", "list", "--json"], RemoteObject.Network, Name, "Network", KvmErrorIds.NetworkNotFound))
+            Output.WriteObject(network);
     }
 }

@@ -18,7 +18,7 @@ public sealed class GetKvmStoragePoolCommand : KvmPoolCmdletBase
     [ArgumentCompleter(typeof(StoragePoolNameCompleter))]
     public string[]? Name { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var pools = Pools.List();
         var byName = pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
@@ -27,5 +27,11 @@ public sealed class GetKvmStoragePoolCommand : KvmPoolCmdletBase
             Output.WriteError(ErrorFor(new StoragePoolNotFoundException(missing, Manager.Store.Root), missing));
         foreach (var name in selection.Names)
             Output.WriteObject(byName[name]);
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        foreach (var pool in remote.Select(Output, ["pool", "list", "--json"], RemoteObject.StoragePool, Name, "Storage pool", KvmErrorIds.StoragePoolNotFound))
+            Output.WriteObject(pool);
     }
 }

@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 /// <summary>Get-KvmVm: VMs with their live state; all of them without -Name.</summary>
 [Cmdlet(VerbsCommon.Get, "KvmVm", DefaultParameterSetName = NameSet)]
 [OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
-public sealed class GetKvmVmCommand : KvmCmdletBase
+public sealed class GetKvmVmCommand : KvmRemoteCmdletBase
 {
     internal const string NameSet = "Name";
 
@@ -19,29 +19,8 @@ public sealed class GetKvmVmCommand : KvmCmdletBase
     [Alias("VMName")]
     public string[]? Name { get; set; }
 
-    /// <summary>Read the VMs of this host over SSH (<c>host</c> or <c>user@host</c>; docs/remote.md).</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    [Alias("ComputerName")]
-    public string? HostName { get; set; }
-
-    /// <summary>The SSH user on -HostName.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string? UserName { get; set; }
-
-    /// <summary>The private key for -HostName (key-based only).</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string? KeyFilePath { get; set; }
-
-    protected override void Process()
+    protected override void ProcessLocal()
     {
-        if (RemoteHost.From(this, HostName, UserName, KeyFilePath) is { } remote)
-        {
-            ProcessRemote(remote);
-            return;
-        }
         var selection = VmResolver.Resolve(Manager.ListNames(), Name, null, allWhenEmpty: true);
         foreach (var missing in selection.NotFound)
             Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
@@ -56,7 +35,7 @@ public sealed class GetKvmVmCommand : KvmCmdletBase
             });
     }
 
-    private void ProcessRemote(RemoteHost remote)
+    internal override void ProcessRemote(RemoteHost remote)
     {
         var vms = remote.Kvmps.List();
         var selection = VmResolver.Resolve(vms.Select(v => v.Name).ToList(), Name, null, allWhenEmpty: true);

@@ -10,7 +10,7 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "KvmVmNetworkAdapter", DefaultParameterSetName = NameSet)]
 [OutputType(typeof(VmNetworkAdapterAddresses))]
-public sealed class GetKvmVmNetworkAdapterCommand : KvmVmCmdletBase
+public sealed class GetKvmVmNetworkAdapterCommand : KvmRemoteVmCmdletBase
 {
     private NetworkManager? _networks;
 
@@ -18,6 +18,13 @@ public sealed class GetKvmVmNetworkAdapterCommand : KvmVmCmdletBase
     {
         _networks ??= new NetworkManager(Manager.Store);
         foreach (var adapter in _networks.Addresses(name))
+            Output.WriteObject(adapter);
+    }
+
+    /// <summary>-HostName: kvmps vm addresses there (the same management call); KvmPS.RemoteVmNetworkAdapter objects.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        foreach (var adapter in remote.Objects(["vm", "addresses", "--json", "--", name], RemoteObject.NetworkAdapter))
             Output.WriteObject(adapter);
     }
 }

@@ -24,7 +24,7 @@ public sealed class GetKvmVolumeCommand : KvmPoolCmdletBase
     [ArgumentCompleter(typeof(StoragePoolNameCompleter))]
     public string Pool { get; set; } = StoragePoolNames.DefaultPool;
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var volumes = Pools.ListVolumes(Pool);
         var byName = volumes.ToDictionary(v => v.Name, StringComparer.Ordinal);
@@ -33,5 +33,11 @@ public sealed class GetKvmVolumeCommand : KvmPoolCmdletBase
             Output.WriteError(ErrorFor(new StorageVolumeNotFoundException(Pool, missing, System.IO.Path.Combine(Pools.Definition(Pool).Path, missing)), missing));
         foreach (var name in selection.Names)
             Output.WriteObject(byName[name]);
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        foreach (var volume in remote.Select(Output, ["vol", "list", "--json", "--", Pool], RemoteObject.StorageVolume, Name, $"Volume in pool '{Pool}'", KvmErrorIds.StorageVolumeNotFound))
+            Output.WriteObject(volume);
     }
 }

@@ -10,7 +10,7 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Import, "KvmVm", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class ImportKvmVmCommand : KvmCmdletBase
+public sealed class ImportKvmVmCommand : KvmRemoteCmdletBase
 {
     /// <summary>The exported VM's folder (PATH/NAME as Export-KvmVm made it), or the folder holding exactly one.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -26,15 +26,33 @@ public sealed class ImportKvmVmCommand : KvmCmdletBase
     [Parameter]
     public SwitchParameter GenerateNewId { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var path = ResolvePath(Path!);
         ForTarget(path, () =>
         {
-            var action = (Copy.IsPresent ? "Import a copy of the VM" : "Import the VM (moving it into the store)") + (GenerateNewId.IsPresent ? " with new MAC addresses and vsock CID" : "");
-            if (!Output.ShouldProcess(path, action))
+            if (!Output.ShouldProcess(path, Action))
                 return;
             Output.WriteObject(new KvmVm(Manager.Import(path, Copy.IsPresent, GenerateNewId.IsPresent)));
+        });
+    }
+
+    private string Action => (Copy.IsPresent ? "Import a copy of the VM" : "Import the VM (moving it into the store)") + (GenerateNewId.IsPresent ? " with new MAC addresses and vsock CID" : "");
+
+    /// <summary>-HostName: kvmps vm import there; -Path is a folder on that host (not resolved here).</summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        ForTarget(Path!, () =>
+        {
+            if (!Output.ShouldProcess($"{Path} on host {remote.Display}", Action))
+                return;
+            var arguments = new List<string> { "vm", "import", "--json" };
+            if (Copy.IsPresent)
+                arguments.Add("--copy");
+            if (GenerateNewId.IsPresent)
+                arguments.Add("--new-id");
+            arguments.AddRange(["--", Path!]);
+            Output.WriteObject(remote.RunVm(arguments));
         });
     }
 }

@@ -70,7 +70,7 @@ public sealed class NewKvmNetworkCommand : KvmNetworkCmdletBase
     [Parameter]
     public SwitchParameter Start { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var definition = new NetworkDefinition(
             Name,
@@ -91,5 +91,22 @@ public sealed class NewKvmNetworkCommand : KvmNetworkCmdletBase
         if (Start.IsPresent)
             info = Networks.Start(Name);
         Output.WriteObject(new KvmNetwork(info));
+    }
+
+    /// <summary>-HostName: kvmps net create there with the same settings; the network there with HostName.</summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var what = $"Create {Mode} network on bridge '{BridgeName}'" + (Subnet is null ? "" : $" ({Subnet})") + (Start.IsPresent ? " and start it" : "");
+        if (!Output.ShouldProcess($"{Name} on host {remote.Display}", what))
+            return;
+        var arguments = new List<string> { "net", "create", "--json" };
+        arguments.AddRange(NetworkParameters.CliOptions(this, Mode, BridgeName, Subnet, Gateway, DhcpRangeStart, DhcpRangeEnd, StaticLease, DnsDomain, Mtu));
+        if (Autostart.IsPresent)
+            arguments.Add("--autostart");
+        if (Start.IsPresent)
+            arguments.Add("--start");
+        arguments.AddRange(["--", Name]);
+        foreach (var network in remote.Objects(arguments, RemoteObject.Network))
+            Output.WriteObject(network);
     }
 }

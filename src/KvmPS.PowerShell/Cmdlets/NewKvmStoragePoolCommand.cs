@@ -29,11 +29,26 @@ public sealed class NewKvmStoragePoolCommand : KvmPoolCmdletBase
     [Parameter]
     public SwitchParameter CreatePath { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var path = ResolvePath(Path);
         if (!Output.ShouldProcess(Name, $"Create storage pool on '{path}'" + (Autostart.IsPresent ? " (autostart)" : "")))
             return;
         Output.WriteObject(Pools.Create(Name, path, Autostart.IsPresent, CreatePath.IsPresent));
+    }
+
+    /// <summary>-HostName: kvmps pool create there; -Path is a folder on that host (give it absolute).</summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        if (!Output.ShouldProcess($"{Name} on host {remote.Display}", $"Create storage pool on '{Path}'" + (Autostart.IsPresent ? " (autostart)" : "")))
+            return;
+        var arguments = new List<string> { "pool", "create", "--json" };
+        if (Autostart.IsPresent)
+            arguments.Add("--autostart");
+        if (CreatePath.IsPresent)
+            arguments.Add("--create-path");
+        arguments.AddRange(["--", Name, Path]);
+        foreach (var pool in remote.Objects(arguments, RemoteObject.StoragePool))
+            Output.WriteObject(pool);
     }
 }

@@ -38,12 +38,30 @@ public sealed class NewKvmVolumeCommand : KvmPoolCmdletBase
     [ValidateNotNullOrEmpty]
     public string? BackingVolume { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var format = Format ?? DiskDefinition.DefaultFormat(Name, BackingVolume);
         var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + BackingVolume;
         if (!Output.ShouldProcess($"{Pool}/{Name}", $"Create {format} volume ({size})"))
             return;
         Output.WriteObject(Pools.CreateVolume(Pool, Name, SizeBytes, Format, BackingVolume));
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + BackingVolume;
+        if (!Output.ShouldProcess($"{Pool}/{Name} on host {remote.Display}", $"Create {Format?.ToString() ?? "a"} volume ({size})"))
+            return;
+        var arguments = new List<string> { "vol", "create", "--json" };
+        if (SizeBytes is { } sizeBytes)
+            // Bytes said as such ("4096B"): kvmps refuses a bare number.
+            arguments.AddRange(["--size", sizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + "B"]);
+        if (Format is { } format)
+            arguments.AddRange(["--format", format.ToString().ToLowerInvariant()]);
+        if (BackingVolume is not null)
+            arguments.AddRange(["--backing", BackingVolume]);
+        arguments.AddRange(["--", Pool, Name]);
+        foreach (var volume in remote.Objects(arguments, RemoteObject.StorageVolume))
+            Output.WriteObject(volume);
     }
 }

@@ -9,7 +9,7 @@ namespace KvmPS.Commands;
 /// <summary>Remove-KvmDisk: detaches a disk from the VM (a running guest releases it first) and its definition. The image file is left as it is.</summary>
 [Cmdlet(VerbsCommon.Remove, "KvmDisk", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class RemoveKvmDiskCommand : KvmVmCmdletBase
+public sealed class RemoveKvmDiskCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>The disk's path as in the definition, or the full path of its image.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -45,5 +45,15 @@ public sealed class RemoveKvmDiskCommand : KvmVmCmdletBase
         ReportChange(Manager.DetachDisk(name, wanted, scope, TimeoutSec is { } seconds ? TimeSpan.FromSeconds(seconds) : null), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    /// <summary>-HostName: kvmps vm detach-disk there; -Path is the disk as that host names it.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        if (TimeoutSec is { } seconds)
+            options.AddRange(["--timeout", Number(seconds)]);
+        RemoteChange(remote, name, $"Detach disk '{Path}'{LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent))} (the image file is kept)",
+            "detach-disk", options, [Path], PassThru.IsPresent);
     }
 }

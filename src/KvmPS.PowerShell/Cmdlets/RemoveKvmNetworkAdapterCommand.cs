@@ -10,7 +10,7 @@ namespace KvmPS.Commands;
 /// <summary>Remove-KvmNetworkAdapter: removes network adapters, identified by MAC address (a running guest releases them first).</summary>
 [Cmdlet(VerbsCommon.Remove, "KvmNetworkAdapter", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
+public sealed class RemoveKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
 {
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNullOrEmpty]
@@ -53,5 +53,21 @@ public sealed class RemoveKvmNetworkAdapterCommand : KvmVmCmdletBase
         ReportChange(Manager.RemoveNetworkAdapters(name, remove, scope, TimeoutSec is { } seconds ? TimeSpan.FromSeconds(seconds) : null), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    /// <summary>-HostName: kvmps vm detach-nic there, once per MAC address (each its own change).</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        if (TimeoutSec is { } seconds)
+            options.AddRange(["--timeout", Number(seconds)]);
+        var scope = LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent));
+        foreach (var text in MacAddress)
+        {
+            var mac = KvmParameterException.Parse(nameof(MacAddress), text, Management.Definitions.MacAddress.Parse).ToString();
+            ForTarget(text, () => RemoteChange(remote, name, $"Remove network adapter {mac}{scope}", "detach-nic", options, [mac], passThru: false));
+        }
+        if (PassThru.IsPresent)
+            Output.WriteObject(remote.Vm(name));
     }
 }

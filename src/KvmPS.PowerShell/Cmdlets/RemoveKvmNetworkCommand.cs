@@ -23,7 +23,7 @@ public sealed class RemoveKvmNetworkCommand : KvmNetworkCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -35,5 +35,10 @@ public sealed class RemoveKvmNetworkCommand : KvmNetworkCmdletBase
                 if (PassThru.IsPresent)
                     Output.WriteObject(new KvmNetwork(network));
             });
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        ForEachRemote(remote, Name, n => n, "Stop and remove network", n => ["net", "remove", "--json", "--", n], RemoteObject.Network, PassThru.IsPresent);
     }
 }

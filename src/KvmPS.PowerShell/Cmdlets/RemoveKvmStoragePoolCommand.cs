@@ -19,7 +19,7 @@ public sealed class RemoveKvmStoragePoolCommand : KvmPoolCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -31,5 +31,10 @@ public sealed class RemoveKvmStoragePoolCommand : KvmPoolCmdletBase
                 if (PassThru.IsPresent)
                     Output.WriteObject(pool);
             });
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        ForEachRemote(remote, Name, n => n, "Remove storage pool (its folder and volumes stay)", n => ["pool", "remove", "--json", "--", n], RemoteObject.StoragePool, PassThru.IsPresent);
     }
 }

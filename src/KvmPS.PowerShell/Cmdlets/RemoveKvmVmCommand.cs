@@ -11,7 +11,7 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Remove, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(VmRemoveResult))]
-public sealed class RemoveKvmVmCommand : KvmVmCmdletBase
+public sealed class RemoveKvmVmCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>Turn off an active VM first (otherwise removing it fails).</summary>
     [Parameter]
@@ -36,5 +36,21 @@ public sealed class RemoveKvmVmCommand : KvmVmCmdletBase
             Output.WriteVerbose($"VM '{name}': disks kept in '{kept}'.");
         if (PassThru.IsPresent)
             Output.WriteObject(result);
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var what = KeepDisks.IsPresent ? "Remove VM and its checkpoints (keeping its disks)" : "Remove VM and its checkpoints and delete its disks";
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", Force.IsPresent ? what + ", turning it off if it is running" : what))
+            return;
+        var arguments = new List<string> { "vm", "remove", "--json" };
+        if (Force.IsPresent)
+            arguments.Add("--force");
+        if (KeepDisks.IsPresent)
+            arguments.Add("--keep-disks");
+        arguments.AddRange(["--", name]);
+        foreach (var result in remote.Objects(arguments, RemoteObject.RemoveResult))
+            if (PassThru.IsPresent)
+                Output.WriteObject(result);
     }
 }

@@ -38,4 +38,29 @@ public sealed class RemoveKvmVmSnapshotCommand : KvmSnapshotCmdletBase
                 Output.WriteObject(SnapshotSelection.ToOutput(r, all));
         }
     }
+
+    private readonly HashSet<(string Vm, string Name)> _removedRemote = [];
+
+    internal override void ProcessRemoteSnapshot(RemoteHost remote, string vm, PSObject checkpoint)
+    {
+        var snapshot = (string)checkpoint.Properties["Name"].Value;
+        // Gone already: removed as a child of an earlier match of the same call (as here).
+        if (_removedRemote.Contains((vm, snapshot)))
+            return;
+        var action = IncludeAllChildSnapshots.IsPresent ? $"Remove checkpoint '{snapshot}' and all its child checkpoints" : $"Remove checkpoint '{snapshot}'";
+        if (!Output.ShouldProcess($"{vm} on host {remote.Display}", action))
+            return;
+        string[] arguments = IncludeAllChildSnapshots.IsPresent
+            ? ["vm", "snapshot", "remove", "--json", "--include-children", "--", vm, snapshot]
+            : ["vm", "snapshot", "remove", "--json", "--", vm, snapshot];
+        using var removed = remote.Run(arguments);
+        foreach (var name in removed.RootElement.EnumerateArray().Select(e => e.GetString()!))
+        {
+            _removedRemote.Add((vm, name));
+            Output.WriteVerbose($"VM '{vm}' on host '{remote.Display}': checkpoint '{name}' removed.");
+        }
+        // The checkpoint as it was listed before (its children, removed with it, were listed too when selected).
+        if (PassThru.IsPresent)
+            Output.WriteObject(checkpoint);
+    }
 }

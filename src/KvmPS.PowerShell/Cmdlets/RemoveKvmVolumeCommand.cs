@@ -25,7 +25,7 @@ public sealed class RemoveKvmVolumeCommand : KvmPoolCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -37,5 +37,10 @@ public sealed class RemoveKvmVolumeCommand : KvmPoolCmdletBase
                 if (PassThru.IsPresent)
                     Output.WriteObject(volume);
             });
+    }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        ForEachRemote(remote, Name, n => $"{Pool}/{n}", "Delete volume", n => ["vol", "remove", "--json", "--", Pool, n], RemoteObject.StorageVolume, PassThru.IsPresent);
     }
 }

@@ -10,7 +10,7 @@ namespace KvmPS.Commands;
 /// Restore-KvmVmSnapshot: applies a checkpoint (Hyper-V's Restore-VMSnapshot). The VM's current state is lost: a
 /// running VM is turned off, saved state discarded, disks and settings go back to the checkpoint; with memory the VM
 /// runs again from the checkpoint. ConfirmImpact High: it asks unless -Confirm:$false. With -HostName: on that host
-/// (kvmps vm snapshot restore there; checkpoint names exact).
+/// (kvmps vm snapshot restore there).
 /// </summary>
 [Cmdlet(VerbsData.Restore, "KvmVmSnapshot", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
@@ -19,45 +19,14 @@ public sealed class RestoreKvmVmSnapshotCommand : KvmSnapshotCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>The host the VM is on, over SSH (<c>host</c> or <c>user@host</c>); this host without it.</summary>
-    [Parameter(ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    [Alias("ComputerName")]
-    public string? HostName { get; set; }
-
-    /// <summary>The SSH user on -HostName.</summary>
-    [Parameter(ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string? UserName { get; set; }
-
-    /// <summary>The private key to log in to -HostName with.</summary>
-    [Parameter(ParameterSetName = NameSet, ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string? KeyFilePath { get; set; }
-
-    protected override void Process()
+    internal override void ProcessRemoteSnapshot(RemoteHost remote, string vm, PSObject checkpoint)
     {
-        if (RemoteHost.From(this, HostName, UserName, KeyFilePath) is not { } remote)
-        {
-            base.Process();
+        var snapshot = (string)checkpoint.Properties["Name"].Value;
+        if (!Output.ShouldProcess($"{vm} on host {remote.Display}", $"Restore checkpoint '{snapshot}'; the VM's current state is lost"))
             return;
-        }
-        foreach (var checkpoint in Name!)
-            if (WildcardPattern.ContainsWildcardCharacters(checkpoint))
-                throw KvmParameterException.Combination("Name", checkpoint, "With -HostName give the checkpoint's exact name (wildcards are resolved on this host only).");
-        var selection = VmResolver.Resolve(remote.ListNames(), VMName, null);
-        foreach (var missing in selection.NotFound)
-            Output.WriteError(remote.VmNotFound(missing));
-        foreach (var vm in selection.Names)
-            foreach (var checkpoint in Name!)
-                ForTarget(checkpoint, () =>
-                {
-                    if (!Output.ShouldProcess($"{vm} on host {remote.Display}", $"Restore checkpoint '{checkpoint}'; the VM's current state is lost"))
-                        return;
-                    var info = remote.Kvmps.RestoreSnapshot(vm, checkpoint);
-                    if (PassThru.IsPresent)
-                        Output.WriteObject(remote.Wrap(info));
-                });
+        var info = remote.Kvmps.RestoreSnapshot(vm, snapshot);
+        if (PassThru.IsPresent)
+            Output.WriteObject(remote.Wrap(info));
     }
 
     protected override void ProcessSnapshot(VmSnapshot snapshot)

@@ -11,7 +11,7 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "KvmMemory", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class SetKvmMemoryCommand : KvmVmCmdletBase
+public sealed class SetKvmMemoryCommand : KvmRemoteVmCmdletBase
 {
     [Parameter(Position = 1)]
     [ValidateRange(4096, long.MaxValue)]
@@ -43,13 +43,7 @@ public sealed class SetKvmMemoryCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var what = string.Join(" and ", new[]
-        {
-            StartupBytes is { } s ? $"startup memory to {DisplayText.Bytes(s)}" : null,
-            MinimumBytes is { } min ? $"minimum memory to {DisplayText.Bytes(min)}" : null,
-            MaximumBytes is { } max ? $"maximum memory to {DisplayText.Bytes(max)}" : null,
-        }.Where(t => t is not null));
-        if (!Output.ShouldProcess(name, "Set " + what))
+        if (!Output.ShouldProcess(name, "Set " + Describe()))
             return;
         var result = Manager.ChangeSettings(name, new VmSettingsChange
         {
@@ -60,5 +54,22 @@ public sealed class SetKvmMemoryCommand : KvmVmCmdletBase
         ReportChange(result, RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    private string Describe() => string.Join(" and ", new[]
+    {
+        StartupBytes is { } s ? $"startup memory to {DisplayText.Bytes(s)}" : null,
+        MinimumBytes is { } min ? $"minimum memory to {DisplayText.Bytes(min)}" : null,
+        MaximumBytes is { } max ? $"maximum memory to {DisplayText.Bytes(max)}" : null,
+    }.Where(t => t is not null));
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>();
+        if (MinimumBytes is { } min)
+            options.AddRange(["--minimum", Bytes(min)]);
+        if (MaximumBytes is { } max)
+            options.AddRange(["--maximum", Bytes(max)]);
+        RemoteChange(remote, name, "Set " + Describe(), "setmem", options, StartupBytes is { } startup ? [Bytes(startup)] : [], PassThru.IsPresent, RestartIfNeeded.IsPresent);
     }
 }

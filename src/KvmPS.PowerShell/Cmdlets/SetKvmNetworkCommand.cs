@@ -79,7 +79,7 @@ public sealed class SetKvmNetworkCommand : KvmNetworkCmdletBase
             NetworkParameters.Leases(nameof(StaticLease), StaticLease);
     }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         foreach (var name in Name)
             ForTarget(name, () =>
@@ -129,5 +129,14 @@ public sealed class SetKvmNetworkCommand : KvmNetworkCmdletBase
         if (Bound(nameof(Autostart)))
             result = result with { Autostart = Autostart.IsPresent };
         return result;
+    }
+
+    /// <summary>-HostName: kvmps net set there with the settings given (the others stay as they are there).</summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var options = NetworkParameters.CliOptions(this, Bound(nameof(Mode)) ? Mode : null, BridgeName, Subnet, Gateway, DhcpRangeStart, DhcpRangeEnd, StaticLease, DnsDomain, Bound(nameof(Mtu)) ? Mtu : null);
+        if (Bound(nameof(Autostart)))
+            options.Add(Autostart.IsPresent ? "--autostart" : "--no-autostart");
+        ForEachRemote(remote, Name, n => n, $"Change network settings ({string.Join(" ", options)})", n => ["net", "set", "--json", .. options, "--", n], RemoteObject.Network, PassThru.IsPresent);
     }
 }

@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 /// <summary>Set-KvmVcpu: the VM's vCPU count and hot-add maximum; applied live where the VMM can, else at restart.</summary>
 [Cmdlet(VerbsCommon.Set, "KvmVcpu", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
+public sealed class SetKvmVcpuCommand : KvmRemoteVmCmdletBase
 {
     [Parameter(Position = 1)]
     [ValidateRange(1, VcpuSettings.Limit)]
@@ -41,11 +41,17 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
         LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
     }
 
-    protected override void ProcessVm(string name)
+    private string Describe()
     {
         var what = Count is { } c ? $"Set vCPU count to {c}" : "";
         if (Maximum is { } m)
             what += (what.Length > 0 ? " and " : "Set ") + $"the vCPU maximum to {m}";
+        return what;
+    }
+
+    protected override void ProcessVm(string name)
+    {
+        var what = Describe();
         var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
         if (!Output.ShouldProcess(name, what + LiveChangeParameters.Describe(scope)))
             return;
@@ -54,5 +60,14 @@ public sealed class SetKvmVcpuCommand : KvmVmCmdletBase
         ReportChange(result, RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
+        if (Maximum is { } max)
+            options.AddRange(["--maximum", Number(max)]);
+        RemoteChange(remote, name, Describe() + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent)), "setvcpus",
+            options, Count is { } count ? [Number(count)] : [], PassThru.IsPresent, RestartIfNeeded.IsPresent);
     }
 }

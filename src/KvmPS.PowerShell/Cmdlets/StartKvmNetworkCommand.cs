@@ -12,6 +12,7 @@ namespace KvmPS.Commands;
 [OutputType(typeof(KvmNetwork))]
 public sealed class StartKvmNetworkCommand : KvmNetworkStateCmdletBase
 {
+    private protected override string CliVerb => "start";
     private protected override string Action => "Start network";
 
     private protected override KvmPS.Management.Networks.NetworkInfo Apply(string name) => Networks.Start(name);

@@ -12,6 +12,7 @@ namespace KvmPS.Commands;
 [OutputType(typeof(KvmNetwork))]
 public sealed class StopKvmNetworkCommand : KvmNetworkStateCmdletBase
 {
+    private protected override string CliVerb => "stop";
     private protected override string Action => "Stop network";
 
     private protected override KvmPS.Management.Networks.NetworkInfo Apply(string name) => Networks.Stop(name);

@@ -14,7 +14,7 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Update, "KvmVmm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
-public sealed class UpdateKvmVmmCommand : KvmCmdletBase
+public sealed class UpdateKvmVmmCommand : KvmRemoteCmdletBase
 {
     private const string NameSet = "Name";
     private const string VmSet = "Vm";
@@ -39,29 +39,8 @@ public sealed class UpdateKvmVmmCommand : KvmCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>The host whose VMs to upgrade, over SSH (<c>host</c> or <c>user@host</c>); this host without it.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    [Alias("ComputerName")]
-    public string? HostName { get; set; }
-
-    /// <summary>The SSH user on -HostName.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string? UserName { get; set; }
-
-    /// <summary>The private key to log in to -HostName with.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [ValidateNotNullOrEmpty]
-    public string? KeyFilePath { get; set; }
-
-    protected override void Process()
+    protected override void ProcessLocal()
     {
-        if (RemoteHost.From(this, HostName, UserName, KeyFilePath) is { } remote)
-        {
-            ProcessRemote(remote);
-            return;
-        }
         var all = Vm is null && (Name is null || Name.Length == 0);
         var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? Name : null, Vm, allWhenEmpty: all);
         foreach (var missing in selection.NotFound)
@@ -87,7 +66,7 @@ public sealed class UpdateKvmVmmCommand : KvmCmdletBase
     }
 
     /// <summary>-HostName: kvmps vm upgrade there, for the named VMs (wildcards resolved there) or every running one.</summary>
-    private void ProcessRemote(RemoteHost remote)
+    internal override void ProcessRemote(RemoteHost remote)
     {
         if (Vm is not null)
             throw KvmParameterException.Combination("Vm", Vm, "-Vm takes VMs of this host; for VMs on -HostName give -Name.");

@@ -8,8 +8,11 @@ using KvmPS.Management.Selection;
 
 namespace KvmPS.PowerShell.Internal;
 
-/// <summary>Base of the network cmdlets: the <see cref="NetworkManager"/> over the cmdlets' store, made on first use.</summary>
-public abstract class KvmNetworkCmdletBase : KvmCmdletBase
+/// <summary>
+/// Base of the network cmdlets: the <see cref="NetworkManager"/> over the cmdlets' store, made on first use, and
+/// -HostName (kvmps net ... --json there).
+/// </summary>
+public abstract class KvmNetworkCmdletBase : KvmRemoteCmdletBase
 {
     private NetworkManager? _networks;
 
@@ -31,6 +34,13 @@ public abstract class KvmNetworkCmdletBase : KvmCmdletBase
             ForTarget(missing, () => Networks.Get(missing));
         return selection.Names;
     }
+
+    /// <summary>The networks on <paramref name="remote"/> that <paramref name="patterns"/> name (plain names pass through, as here).</summary>
+    internal IReadOnlyList<string> SelectRemoteNetworks(RemoteHost remote, IReadOnlyList<string> patterns) =>
+        patterns.Any(WildcardPattern.ContainsWildcardCharacters)
+            ? remote.Select(Output, ["net", "list", "--json"], RemoteObject.Network, patterns, "Network", KvmErrorIds.NetworkNotFound)
+                .Select(n => (string)n.Properties["Name"].Value).ToList()
+            : patterns.Distinct(StringComparer.Ordinal).ToList();
 }
 
 /// <summary>Turns the network cmdlets' text parameters into model values; a bad value names its parameter.</summary>
@@ -123,6 +133,34 @@ internal static class NetworkParameters
         return changes;
     }
 
+    /// <summary>
+    /// The settings given to New-/Set-KvmNetwork as <c>kvmps net create|set</c> options (for -HostName): only those
+    /// bound, each in the CLI's form (leases as <c>MAC=IP[=HOST],...</c>; an empty value clears a setting).
+    /// </summary>
+    public static List<string> CliOptions(KvmNetworkCmdletBase cmdlet, NetworkMode? mode, string? bridge, string? subnet, string? gateway,
+        string? dhcpStart, string? dhcpEnd, object[]? leases, string? domain, int? mtu)
+    {
+        var options = new List<string>();
+        void Add(string option, string? value)
+        {
+            if (value is not null)
+                options.AddRange([option, value]);
+        }
+        Add("--mode", mode?.ToString().ToLowerInvariant());
+        Add("--bridge", bridge);
+        Add("--subnet", subnet);
+        Add("--gateway", Address("Gateway", gateway)?.ToString());
+        Add("--dhcp-start", Address("DhcpRangeStart", dhcpStart)?.ToString());
+        Add("--dhcp-end", Address("DhcpRangeEnd", dhcpEnd)?.ToString());
+        if (leases is not null)
+            Add("--leases", string.Join(",", Leases("StaticLease", leases).Select(l => $"{l.MacAddress}={l.Address}" + (l.HostName is null ? "" : "=" + l.HostName))));
+        if (cmdlet.Bound("DnsDomain"))
+            Add("--domain", domain ?? "");
+        if (mtu is { } bytes)
+            Add("--mtu", bytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return options;
+    }
+
     public static string LeasesText(IReadOnlyList<DhcpStaticLease>? leases) =>
         leases is null || leases.Count == 0 ? "" : string.Join(" ", leases.Select(l => $"{l.MacAddress}={l.Address}" + (l.HostName is null ? "" : $"({l.HostName})")));
 
@@ -156,7 +194,15 @@ public abstract class KvmNetworkStateCmdletBase : KvmNetworkCmdletBase
     /// <summary>The manager call for one network; returns the network after it.</summary>
     private protected abstract NetworkInfo Apply(string name);
 
-    protected override void Process()
+    /// <summary>The kvmps net verb of the same call ("start").</summary>
+    private protected abstract string CliVerb { get; }
+
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        ForEachRemote(remote, SelectRemoteNetworks(remote, Name), n => n, Action, n => ["net", CliVerb, "--json", "--", n], RemoteObject.Network, PassThru.IsPresent);
+    }
+
+    protected override void ProcessLocal()
     {
         foreach (var name in SelectNetworks(Name))
             ForTarget(name, () =>

@@ -35,13 +35,32 @@ public abstract class KvmRemoteVmCmdletBase : KvmVmCmdletBase
         }
         if (Vm is not null)
             throw KvmParameterException.Combination("Vm", Vm, "-Vm takes VMs of this host; for a VM on -HostName give -Name (or pipe Get-KvmVm -HostName).");
-        var selection = VmResolver.Resolve(remote.ListNames(), Name, null);
-        foreach (var missing in selection.NotFound)
-            Output.WriteError(remote.VmNotFound(missing));
-        foreach (var name in selection.Names)
+        foreach (var name in remote.SelectVms(Output, Name))
             ForTarget(name, () => ProcessRemoteVm(remote, name));
     }
 
     /// <summary>Acts on one VM on the remote host.</summary>
     internal abstract void ProcessRemoteVm(RemoteHost remote, string name);
+
+    /// <summary>
+    /// One definition change there: <c>kvmps vm VERB --json OPTIONS -- NAME POSITIONALS</c> (setvcpus, setmem, attach-disk,
+    /// ...), confirmed naming the host, its changes reported as here (<see cref="RemoteHost.ReportChange"/>), the VM
+    /// after it with <paramref name="passThru"/>.
+    /// </summary>
+    internal void RemoteChange(RemoteHost remote, string name, string action, string verb, IEnumerable<string> options, IEnumerable<string> positionals,
+        bool passThru, bool restartIfNeeded = false)
+    {
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", action))
+            return;
+        using var json = remote.Run(["vm", verb, "--json", .. options, "--", name, .. positionals]);
+        remote.ReportChange(this, json.RootElement, restartIfNeeded);
+        if (passThru)
+            Output.WriteObject(remote.Vm(name));
+    }
+
+    /// <summary>A number of bytes as kvmps takes a size ("4096B": it refuses a bare number).</summary>
+    internal static string Bytes(long bytes) => bytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + "B";
+
+    /// <summary>A whole number as a kvmps argument.</summary>
+    internal static string Number(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

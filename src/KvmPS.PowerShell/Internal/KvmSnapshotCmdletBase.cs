@@ -9,7 +9,7 @@ namespace KvmPS.PowerShell.Internal;
 /// <c>-VMName</c> + <c>-Name</c> (wildcards, by property name from the pipeline) or <c>-VMSnapshot</c> objects. A plain
 /// VM or checkpoint name that matches nothing is an error (VmNotFound, SnapshotNotFound); one failure does not stop the rest.
 /// </summary>
-public abstract class KvmSnapshotCmdletBase : KvmCmdletBase
+public abstract class KvmSnapshotCmdletBase : KvmRemoteCmdletBase
 {
     internal const string NameSet = "Name";
     internal const string SnapshotSet = "Snapshot";
@@ -30,7 +30,7 @@ public abstract class KvmSnapshotCmdletBase : KvmCmdletBase
     [ValidateNotNull]
     public KvmVmSnapshot[]? VMSnapshot { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         if (VMSnapshot is not null)
         {
@@ -52,6 +52,25 @@ public abstract class KvmSnapshotCmdletBase : KvmCmdletBase
     /// <summary>Acts on one checkpoint (exceptions become errors targeting its name).</summary>
     protected abstract void ProcessSnapshot(VmSnapshot snapshot);
 
+    /// <summary>
+    /// -HostName: the VMs there (<c>vm list</c>) and their checkpoints (<c>vm snapshot list</c>), matched as here; each
+    /// match goes to <see cref="ProcessRemoteSnapshot"/>. -VMSnapshot takes this host's checkpoints only.
+    /// </summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        if (VMSnapshot is not null)
+            throw KvmParameterException.Combination("VMSnapshot", VMSnapshot, "-VMSnapshot takes checkpoints of this host; for a VM on -HostName give -VMName and -Name (or pipe Get-KvmVmSnapshot -HostName).");
+        foreach (var vm in remote.SelectVms(Output, VMName))
+            ForTarget(vm, () =>
+            {
+                foreach (var snapshot in SnapshotSelection.RemoteSnapshots(this, remote, vm, Name))
+                    ForTarget(snapshot.Properties["Name"].Value, () => ProcessRemoteSnapshot(remote, vm, snapshot));
+            });
+    }
+
+    /// <summary>Acts on one checkpoint of <paramref name="vm"/> on <paramref name="remote"/> (as <c>vm snapshot list</c> there described it).</summary>
+    internal abstract void ProcessRemoteSnapshot(RemoteHost remote, string vm, PSObject snapshot);
+
     /// <summary>The checkpoint as output, with its parent's name.</summary>
     internal KvmVmSnapshot ToOutput(VmSnapshot snapshot, IReadOnlyList<VmSnapshot>? all = null) => SnapshotSelection.ToOutput(snapshot, all ?? Manager.GetSnapshots(snapshot.VmName));
 }
@@ -66,21 +85,27 @@ internal static class SnapshotSelection
     public static IReadOnlyList<VmSnapshot> Select(KvmCmdletBase cmdlet, string vmName, IReadOnlyList<VmSnapshot> snapshots, string[]? patterns,
         ISet<string>? matchedPlainNames = null)
     {
+        var names = SelectNames(cmdlet, vmName, snapshots.Select(s => s.Name).ToList(), patterns, matchedPlainNames);
+        return snapshots.Where(s => names.Contains(s.Name)).ToList();
+    }
+
+    private static HashSet<string> SelectNames(KvmCmdletBase cmdlet, string vmName, IReadOnlyList<string> snapshots, string[]? patterns, ISet<string>? matchedPlainNames)
+    {
         if (patterns is null || patterns.Length == 0)
-            return snapshots;
-        var selected = new List<VmSnapshot>();
+            return snapshots.ToHashSet(StringComparer.Ordinal);
+        var selected = new HashSet<string>(StringComparer.Ordinal);
         foreach (var pattern in patterns)
         {
             var hasWildcards = WildcardPattern.ContainsWildcardCharacters(pattern);
             var matcher = WildcardPattern.Get(pattern, WildcardOptions.IgnoreCase);
-            var matches = snapshots.Where(s => hasWildcards ? matcher.IsMatch(s.Name) : string.Equals(s.Name, pattern, StringComparison.OrdinalIgnoreCase)).ToList();
+            var matches = snapshots.Where(s => hasWildcards ? matcher.IsMatch(s) : string.Equals(s, pattern, StringComparison.OrdinalIgnoreCase)).ToList();
             if (!hasWildcards && matchedPlainNames is not null)
             {
                 if (matches.Count > 0) matchedPlainNames.Add(pattern);
             }
             else if (matches.Count == 0 && !hasWildcards)
                 cmdlet.Output.WriteError(cmdlet.ErrorFor(new SnapshotNotFoundException(vmName, pattern), pattern));
-            selected.AddRange(matches.Where(m => !selected.Contains(m)));
+            selected.UnionWith(matches);
         }
         return selected;
     }
@@ -91,6 +116,19 @@ internal static class SnapshotSelection
         foreach (var pattern in patterns ?? [])
             if (!WildcardPattern.ContainsWildcardCharacters(pattern) && !matchedPlainNames.Contains(pattern))
                 cmdlet.Output.WriteError(cmdlet.ErrorFor(new SnapshotNotFoundException(vmDisplay, pattern), pattern));
+    }
+
+    /// <summary>
+    /// The checkpoints of <paramref name="vmName"/> on <paramref name="remote"/> (<c>vm snapshot list --json</c> there) that
+    /// <paramref name="patterns"/> select, by the same rules as <see cref="Select"/>.
+    /// </summary>
+    public static IReadOnlyList<PSObject> RemoteSnapshots(KvmCmdletBase cmdlet, RemoteHost remote, string vmName, string[]? patterns, ISet<string>? matchedPlainNames = null)
+    {
+        var all = remote.Objects(["vm", "snapshot", "list", "--json", "--", vmName], RemoteObject.Snapshot);
+        // The local selection needs VmSnapshot objects; matching by name only is the same rule over the remote list.
+        var names = all.Select(o => (string)o.Properties["Name"].Value).ToList();
+        var selected = SelectNames(cmdlet, vmName, names, patterns, matchedPlainNames);
+        return all.Where(o => selected.Contains((string)o.Properties["Name"].Value)).ToList();
     }
 
     public static KvmVmSnapshot ToOutput(VmSnapshot snapshot, IReadOnlyList<VmSnapshot> all) =>

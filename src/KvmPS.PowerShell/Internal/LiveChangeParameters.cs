@@ -27,4 +27,12 @@ internal static class LiveChangeParameters
         ChangeScope.Config => " (in the stored definition only)",
         _ => "",
     };
+
+    /// <summary>The same scope as kvmps options (<c>--live</c>, <c>--config</c>, none), for -HostName.</summary>
+    public static IReadOnlyList<string> Arguments(bool live, bool config) => Scope(live, config) switch
+    {
+        ChangeScope.Live => ["--live"],
+        ChangeScope.Config => ["--config"],
+        _ => [],
+    };
 }
