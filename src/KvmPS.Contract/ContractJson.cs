@@ -23,6 +23,8 @@ public sealed class ContractException(string message, Exception? inner = null) :
 [JsonSerializable(typeof(MemDeviceSpec))]
 [JsonSerializable(typeof(CdromDeviceSpec))]
 [JsonSerializable(typeof(DisplayDeviceSpec))]
+[JsonSerializable(typeof(VfioUserDeviceSpec))]
+[JsonSerializable(typeof(VfioDeviceSpec))]
 [JsonSerializable(typeof(VncSpec))]
 [JsonSerializable(typeof(PingRequest))]
 [JsonSerializable(typeof(DescribeRequest))]

@@ -23,6 +23,8 @@ public sealed class DeviceSpecConverter : JsonConverter<DeviceSpec>
         [MemDeviceSpec.TypeName] = ContractJsonContext.Default.MemDeviceSpec,
         [CdromDeviceSpec.TypeName] = ContractJsonContext.Default.CdromDeviceSpec,
         [DisplayDeviceSpec.TypeName] = ContractJsonContext.Default.DisplayDeviceSpec,
+        [VfioUserDeviceSpec.TypeName] = ContractJsonContext.Default.VfioUserDeviceSpec,
+        [VfioDeviceSpec.TypeName] = ContractJsonContext.Default.VfioDeviceSpec,
     };
 
     public override DeviceSpec? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)

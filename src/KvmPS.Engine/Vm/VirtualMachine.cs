@@ -327,10 +327,19 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
+    /// <summary>The next KVM memory slot number a passthrough BAR area gets (set-up only: BARs are mapped when a device is created).</summary>
+    private uint _nextPassthroughSlot = 32;
+
     private void AddFunction(int slot, PciFunctionConfig config, DeviceContext context)
     {
+        EnsureIoLoop(); // a passthrough function relays its interrupt eventfds on the I/O thread
         var function = config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
-            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram)));
+            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram))
+        {
+            // Passthrough BAR areas: memory slots from 32 up (RAM low, firmware 16, framebuffer 20, warm-up 31).
+            Passthrough = new Devices.Passthrough.PassthroughHost(_msiRouter, (fd, callback) => _ioLoop!.Register(fd, callback),
+                (host, size) => new Devices.Passthrough.KvmGuestMemorySlot(_vm!, _nextPassthroughSlot++, host, size)),
+        });
         try { Pci.AddDevice(slot, function); }
         catch { function.Dispose(); throw; }
         if (function is BochsDisplay display) Display = display;

@@ -189,7 +189,8 @@ public sealed record VmmConfig
                 },
                 Ksm = c.Ksm ?? m.Memory.Ksm,
                 NumaNode = c.NumaNode,
-                Memfd = c.Memfd ?? false,
+                // A vfio-user server maps guest RAM for DMA: it must be in memfds unless the configuration says otherwise.
+                Memfd = c.Memfd ?? devices.Any(d => d is Devices.Passthrough.VfioUserDeviceConfig),
             },
             OnReset = c.OnReset == GuestResetAction.Stop ? ResetPolicy.Stop : ResetPolicy.Reboot,
             DirtyRingEntries = DirtyRingEntriesOf(c.DirtyRingEntries, where("dirty_ring_entries")),

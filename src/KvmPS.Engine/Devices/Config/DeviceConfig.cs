@@ -50,6 +50,8 @@ public abstract record DeviceConfig
         [MemDeviceConfig.TypeName] = MemDeviceConfig.Parse,
         [CdromDeviceConfig.TypeName] = CdromDeviceConfig.Parse,
         [Display.DisplayDeviceConfig.TypeName] = Display.DisplayDeviceConfig.Parse,
+        [Passthrough.VfioUserDeviceConfig.TypeName] = Passthrough.VfioUserDeviceConfig.Parse,
+        [Passthrough.VfioDeviceConfig.TypeName] = Passthrough.VfioDeviceConfig.Parse,
     };
 
     public static IEnumerable<string> Types => Parsers.Keys.Order();
@@ -65,7 +67,11 @@ public abstract record DeviceConfig
 /// <summary>What a PCI function of its own needs from the machine beyond <see cref="DeviceContext"/>.</summary>
 /// <param name="FirmwareBoot">The VM boots firmware (SeaBIOS), which runs option ROMs; a kernel boot runs none.</param>
 /// <param name="CreateVramSlot">Makes a KVM memory slot over host memory (with dirty logging) for a framebuffer BAR.</param>
-public sealed record PciFunctionContext(DeviceContext Device, bool FirmwareBoot, Func<Display.Vram, Display.IVramSlot> CreateVramSlot);
+public sealed record PciFunctionContext(DeviceContext Device, bool FirmwareBoot, Func<Display.Vram, Display.IVramSlot> CreateVramSlot)
+{
+    /// <summary>What a passthrough function needs: MSI routes, the I/O thread for its interrupt eventfds, memory slots for its BARs.</summary>
+    public Passthrough.PassthroughHost? Passthrough { get; init; }
+}
 
 /// <summary>
 /// A device that is a PCI function of its own rather than a virtio device behind the virtio PCI transport (the Bochs

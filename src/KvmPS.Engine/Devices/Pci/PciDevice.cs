@@ -171,7 +171,8 @@ public abstract class PciDevice : IPersistent, IDisposable
     }
 
     // ---- config space accesses ----
-    public void ConfigRead(int offset, Span<byte> data)
+    /// <summary>Virtual so a passthrough function can take its capability area and extended space from the device.</summary>
+    public virtual void ConfigRead(int offset, Span<byte> data)
     {
         lock (SyncRoot)
         {
@@ -184,7 +185,7 @@ public abstract class PciDevice : IPersistent, IDisposable
         }
     }
 
-    public void ConfigWrite(int offset, ReadOnlySpan<byte> data)
+    public virtual void ConfigWrite(int offset, ReadOnlySpan<byte> data)
     {
         try
         {

@@ -1,0 +1,145 @@
+using System.Buffers.Binary;
+using KvmPS.Devices.Pci;
+using static KvmPS.Interop.Vfio;
+
+namespace KvmPS.Devices.Passthrough;
+
+/// <summary>
+/// Config space of a passthrough function: the type-0 header (0x00-0x3F) is the base class's virtual copy (ids and
+/// class from the device, BARs, ROM BAR and command register emulated); the capability area and extended space are
+/// the device's own, read and written through the transport, except what is virtualized here: the MSI-X message
+/// control (enable, function mask: the table is emulated), the MSI capability (hidden: unlinked from the list, so a
+/// guest uses MSI-X or INTx), and the next pointers that skip it.
+/// </summary>
+public sealed partial class PassthroughDevice
+{
+    public const byte CapIdMsi = 0x05;
+    public const int ExtendedConfigSize = 4096;
+    private const int HeaderEnd = 0x40;
+
+    /// <summary>Bytes the guest sees instead of the device's (next pointers around hidden capabilities, the cap pointer).</summary>
+    private readonly Dictionary<int, byte> _configOverrides = [];
+    /// <summary>Capability ranges whose writes are dropped (hidden capabilities).</summary>
+    private readonly List<(int Start, int End)> _hiddenRanges = [];
+    private int _msixCap = -1;
+    private int _configBytes = ConfigSize;
+
+    /// <summary>Walks the device's capability list in <paramref name="config"/>: finds MSI-X, hides MSI, rewires next pointers.</summary>
+    private void ScanCapabilities(byte[] config)
+    {
+        if ((BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x06)) & StatusCapList) == 0) return;
+        var kept = new List<int>();
+        var seen = new HashSet<int>();
+        for (int at = config[0x34] & 0xFC; at >= HeaderEnd && at < ConfigSize - 1 && seen.Add(at); at = config[at + 1] & 0xFC)
+        {
+            byte id = config[at];
+            if (id == CapIdMsi)
+            {
+                bool is64 = (config[at + 2] & 0x80) != 0, masking = (config[at + 3] & 0x01) != 0;
+                _hiddenRanges.Add((at, at + 10 + (is64 ? 4 : 0) + (masking ? 10 : 0)));
+                continue;
+            }
+            if (id == CapIdMsiX && _msixCap < 0) _msixCap = at;
+            kept.Add(at);
+        }
+        // The header's cap pointer and each kept capability's next pointer, as the guest must see them.
+        Set8(0x34, (byte)(kept.Count > 0 ? kept[0] : 0));
+        Set16(0x06, (ushort)(kept.Count > 0 ? Get16(0x06) | StatusCapList : Get16(0x06) & ~StatusCapList));
+        for (int i = 0; i < kept.Count; i++)
+        {
+            byte next = (byte)(i + 1 < kept.Count ? kept[i + 1] : 0);
+            if (config[kept[i] + 1] != next) _configOverrides[kept[i] + 1] = next;
+        }
+    }
+
+    public override void ConfigRead(int offset, Span<byte> data)
+    {
+        lock (SyncRoot)
+        {
+            int headerBytes = Math.Clamp(HeaderEnd - offset, 0, data.Length);
+            if (headerBytes > 0) base.ConfigRead(offset, data[..headerBytes]);
+            if (headerBytes == data.Length) return;
+            int start = offset + headerBytes;
+            var rest = data[headerBytes..];
+            if (start >= _configBytes) { rest.Clear(); return; } // extended space of a conventional function: nothing there
+            try { _transport.RegionRead(VFIO_PCI_CONFIG_REGION_INDEX, (ulong)start, rest); }
+            catch (PassthroughException e)
+            {
+                rest.Fill(0xFF); // a device that is gone reads as all-ones, as on a real bus
+                Log($"{Name}: config read at 0x{start:x}: {e.Message}");
+                return;
+            }
+            for (int i = 0; i < rest.Length; i++)
+            {
+                int o = start + i;
+                if (_configOverrides.TryGetValue(o, out byte v)) rest[i] = v;
+                else if (_msixCap >= 0 && o == _msixCap + 3) rest[i] = (byte)((rest[i] & 0x3F) | (_msix!.Enabled ? 0x80 : 0) | (_msix.FunctionMasked ? 0x40 : 0));
+            }
+        }
+    }
+
+    public override void ConfigWrite(int offset, ReadOnlySpan<byte> data)
+    {
+        lock (SyncRoot)
+        {
+            int headerBytes = Math.Clamp(HeaderEnd - offset, 0, data.Length);
+            if (headerBytes > 0) base.ConfigWrite(offset, data[..headerBytes]);
+            if (headerBytes == data.Length) return;
+            int start = offset + headerBytes;
+            var rest = data[headerBytes..];
+            if (start >= _configBytes) return;
+            // MSI-X message control (its high byte: enable, function mask) is ours; a write elsewhere goes to the device.
+            if (_msixCap >= 0 && start <= _msixCap + 3 && start + rest.Length > _msixCap + 3)
+            {
+                try { SetMsiXControl(rest[_msixCap + 3 - start]); }
+                catch (Exception e) { Log($"{Name}: MSI-X control write: {e.Message}"); } // e.g. no GSI left for a route
+            }
+            int runStart = -1;
+            for (int i = 0; i <= rest.Length; i++)
+            {
+                int o = start + i;
+                bool forward = i < rest.Length && !_configOverrides.ContainsKey(o) && !(_msixCap >= 0 && o >= _msixCap + 2 && o <= _msixCap + 3)
+                    && !_hiddenRanges.Any(r => o >= r.Start && o < r.End);
+                if (forward && runStart < 0) runStart = i;
+                if (!forward && runStart >= 0)
+                {
+                    ForwardConfigWrite(start + runStart, rest[runStart..i]);
+                    runStart = -1;
+                }
+            }
+        }
+    }
+
+    private void ForwardConfigWrite(int offset, ReadOnlySpan<byte> data)
+    {
+        try { _transport.RegionWrite(VFIO_PCI_CONFIG_REGION_INDEX, (ulong)offset, data); }
+        catch (PassthroughException e) { Log($"{Name}: config write at 0x{offset:x}: {e.Message}"); }
+    }
+
+    /// <summary>The command register is emulated, and the device gets it too: it gates its own decoding and bus mastering (DMA).</summary>
+    protected override void OnConfigWrite(int offset, int length)
+    {
+        if (offset <= 0x05 && offset + length > 0x04)
+        {
+            Span<byte> command = stackalloc byte[2];
+            BinaryPrimitives.WriteUInt16LittleEndian(command, (ushort)(Command & (CommandIo | CommandMemory | CommandBusMaster | CommandIntxDisable)));
+            ForwardConfigWrite(0x04, command);
+        }
+    }
+
+    /// <summary>
+    /// Applies the guest's MSI-X enable and function-mask bits. On enable the device gets one eventfd per vector
+    /// (VFIO_DEVICE_SET_IRQS); the VMM relays each to the emulated table, which masks, latches in the PBA, or delivers
+    /// through the vector's KVM route. On disable the device's vectors are torn down.
+    /// </summary>
+    private void SetMsiXControl(byte high)
+    {
+        if (_msix is null) return;
+        bool enable = (high & 0x80) != 0, mask = (high & 0x40) != 0;
+        bool wasEnabled = _msix.Enabled;
+        _msix.SetControl(enable, mask);
+        if (enable == wasEnabled) return;
+        try { _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, enable ? _vectorEvents : []); }
+        catch (PassthroughException e) { Log($"{Name}: MSI-X {(enable ? "enable" : "disable")}: {e.Message}"); }
+    }
+}

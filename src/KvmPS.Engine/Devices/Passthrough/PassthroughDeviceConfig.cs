@@ -1,0 +1,59 @@
+using System.Text.Json;
+using KvmPS.Devices.Config;
+using KvmPS.Devices.Pci;
+
+namespace KvmPS.Devices.Passthrough;
+
+/// <summary>
+/// <c>--device vfio-user,socket=PATH</c>: a device served by a vfio-user server on a Unix socket (docs/devices.md,
+/// "Passthrough"). The VMM connects at start-up and refuses to start when the server is missing or speaks another
+/// version; guest RAM is put in memfds so the server can map it for DMA.
+/// </summary>
+public sealed record VfioUserDeviceConfig : PciFunctionConfig
+{
+    public const string TypeName = "vfio-user";
+    public override string Type => TypeName;
+    public required string SocketPath { get; init; }
+    /// <summary>How long one reply may take before the server counts as hung (the device then reads as all-ones).</summary>
+    public int ReplyTimeoutMs { get; init; } = 5000;
+
+    public static VfioUserDeviceConfig Parse(DeviceOptions options)
+    {
+        string socket = options.RequiredString("socket");
+        options.EnsureAllUsed();
+        if (socket.Length == 0) throw new DeviceConfigException($"{options.Source}: key 'socket': the path is empty.");
+        return new VfioUserDeviceConfig { SocketPath = socket };
+    }
+
+    public override PciDevice CreateFunction(PciFunctionContext context) =>
+        PassthroughDevice.Create(VfioUserClient.Connect(SocketPath, ReplyTimeoutMs), context.Device.Memory, HostOf(context), context.Device.Log);
+
+    internal static PassthroughHost HostOf(PciFunctionContext context) => context.Passthrough ?? new PassthroughHost(null, null, null);
+
+    public override void Describe(Utf8JsonWriter w) => w.WriteString("socket", SocketPath);
+}
+
+/// <summary>
+/// <c>--device vfio,host=0000:03:00.0</c>: a host PCI function bound to vfio-pci, through kernel VFIO. Not run on real
+/// hardware here (no IOMMU on the development hosts); docs/devices.md gives the steps to verify it.
+/// </summary>
+public sealed record VfioDeviceConfig : PciFunctionConfig
+{
+    public const string TypeName = "vfio";
+    public override string Type => TypeName;
+    public required string HostAddress { get; init; }
+
+    public static VfioDeviceConfig Parse(DeviceOptions options)
+    {
+        string host = options.RequiredString("host").ToLowerInvariant();
+        options.EnsureAllUsed();
+        if (host.Length == 7 && KernelVfioTransport.IsHostAddress("0000:" + host)) host = "0000:" + host; // 03:00.0: domain 0
+        if (!KernelVfioTransport.IsHostAddress(host)) throw new DeviceConfigException($"{options.Source}: key 'host': '{host}' is not a PCI address like 0000:03:00.0.");
+        return new VfioDeviceConfig { HostAddress = host };
+    }
+
+    public override PciDevice CreateFunction(PciFunctionContext context) =>
+        PassthroughDevice.Create(KernelVfioTransport.Open(HostAddress), context.Device.Memory, VfioUserDeviceConfig.HostOf(context), context.Device.Log);
+
+    public override void Describe(Utf8JsonWriter w) => w.WriteString("host", HostAddress);
+}
