@@ -106,6 +106,12 @@ static int vfu_open(struct vfu *v)
         return -1;
     }
     pci_write16(&v->pci, PCI_COMMAND, pci_read16(&v->pci, PCI_COMMAND) | PCI_CMD_MEMORY | PCI_CMD_MASTER);
+    /* First make sure the device answers at all: a dead one (its server gone) reads as all-ones. */
+    u32 magic = rd(v, R_MAGIC);
+    if (magic != VFU_MAGIC) {
+        kprintf("vfu: device failed: magic=0x%08x\n", magic);
+        return -1;
+    }
     u8 cap = pci_find_cap(&v->pci, PCI_CAP_MSIX, 0);
     if (!cap) {
         kprintf("vfu: no MSI-X capability\n");
@@ -128,11 +134,6 @@ static int vfu_open(struct vfu *v)
         mmio_write32(entry + 12, 0); /* unmasked */
     }
     pci_write16(&v->pci, cap + 2, (u16)((control | MSIX_ENABLE) & ~MSIX_FUNCTION_MASK));
-    u32 magic = rd(v, R_MAGIC);
-    if (magic != VFU_MAGIC) {
-        kprintf("vfu: device failed: magic=0x%08x\n", magic);
-        return -1;
-    }
     return 0;
 }
 
@@ -143,6 +144,8 @@ static u32 wait_done(const struct vfu *v, u32 irqs_before, int *got_irq)
     *got_irq = 0;
     for (int i = 0; i < 10000; i++) {
         status = rd(v, R_STATUS);
+        if (status == 0xffffffffu)
+            break; /* the device is gone: no interrupt will come */
         if (status && vfu_irqs != irqs_before) {
             *got_irq = 1;
             break;
