@@ -91,7 +91,9 @@ build() {
 run_tests() {
   # Every category runs, RealLinux included (its kernel is built by linux_guest before); KVMPS_TEST_FILTER replaces
   # the filters, e.g. 'Category!=RealLinux' for a quick run or 'Category=RealLinux' for that category alone.
-  local log passed=0 failed=0 skipped=0 status=0 runs=() proj filter
+  local log passed=0 failed=0 skipped=0 status=0 runs=() proj filter failures
+  # The names of failed tests, repeated at the very end: CI keeps only the tail of a long log.
+  failures=$(mktemp)
   export KVMPS_VMM="$OUT/bin/kvmps-vmm"
   for proj in tests/*/*.Tests.csproj; do
     if [ -n "${KVMPS_TEST_FILTER:-}" ]; then runs+=("$proj|$KVMPS_TEST_FILTER"); else runs+=("$proj|Category!=RealLinux"); fi
@@ -109,6 +111,7 @@ run_tests() {
     set -e
     # dotnet test's own summary: "Passed!  - Failed:     0, Passed:    53, Skipped:     0, Total:    53, ..."
     local line
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^ +Failed [A-Za-z_][A-Za-z0-9_.]+' | sed -E "s|^ +|$(basename "$proj" .csproj): |" >>"$failures" || true
     line=$(grep -E '^(Passed|Failed)!  - Failed:' "$log" | tail -n 1 || true)
     if [ -z "$line" ]; then echo "test: $proj produced no summary" >&2; status=1; failed=$((failed + 1)); fi
     if [ -n "$line" ]; then
@@ -129,6 +132,7 @@ run_tests() {
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     set -e
     # build.ps1's own summary: "pester: N passed, N failed, N skipped"
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^ *\[-\] ' | sed 's/^/Pester: /' >>"$failures" || true
     line=$(grep -E '^pester: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n 1 || true)
     if [ -z "$line" ]; then echo "test: the Pester run produced no summary" >&2; status=1; failed=$((failed + 1)); fi
     if [ -n "$line" ]; then
@@ -138,6 +142,8 @@ run_tests() {
     fi
     rm -f "$log"
   fi
+  if [ -s "$failures" ]; then echo "failed tests:"; sed 's/^/  /' "$failures"; fi
+  rm -f "$failures"
   if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
   return $status
 }

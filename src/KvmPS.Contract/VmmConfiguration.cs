@@ -185,24 +185,29 @@ public sealed record DisplayDeviceSpec : DeviceSpec
     public string? RomPath { get; init; }
 }
 
-/// <summary>A vfio-user device: a server on a Unix socket serves a PCI function (docs/devices.md, "Passthrough").</summary>
+/// <summary>
+/// A PCI device served by another process over vfio-user (QEMU's docs/interop/vfio-user.rst): the VMM is the client,
+/// maps guest RAM for the server's DMA and gives it eventfds for MSI-X (docs/devices.md "Passthrough").
+/// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record VfioUserDeviceSpec : DeviceSpec
 {
     public const string TypeName = "vfio-user";
     [JsonIgnore] public override string Type => TypeName;
-    /// <summary>The server's Unix socket.</summary>
-    public string? Socket { get; init; }
+    /// <summary>The server's Unix socket path.</summary>
+    public required string Socket { get; init; }
 }
 
-/// <summary>A host PCI function passed through with kernel VFIO (bound to vfio-pci).</summary>
+/// <summary>
+/// A host PCI function passed through with kernel VFIO (bound to vfio-pci; its IOMMU group held by this VM).
+/// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record VfioDeviceSpec : DeviceSpec
 {
     public const string TypeName = "vfio";
     [JsonIgnore] public override string Type => TypeName;
-    /// <summary>Its PCI address, domain:bus:device.function (0000:03:00.0).</summary>
-    public string? Host { get; init; }
+    /// <summary>The host function's address, DDDD:BB:DD.F.</summary>
+    public required string Host { get; init; }
 }
 
 /// <summary>virtio-balloon.</summary>

@@ -56,6 +56,7 @@ public sealed class MigrationSender
 
     public MigrationSender(VirtualMachine machine, MigrateRequest request, MigrationEndpoint endpoint, string configJson, TextWriter log)
     {
+        machine.ThrowIfNotMigratable(); // before any memory moves: a passthrough device cannot follow
         _machine = machine;
         _request = request;
         _endpoint = endpoint;

@@ -119,8 +119,11 @@ public static class SandboxPolicy
 
     // vCPU: KVM_RUN and the exits it serves (port and MMIO emulation, PCI config, ACPI hot-plug ejects tearing a device
     // down), plus every narrow role, whose threads a vCPU starts when a driver becomes ready.
-    // Its ioctls are KVM's only (type 0xAE): the vCPU's own, and the VM's for interrupts, ioeventfds and routing.
-    private static readonly SyscallRule[] Vcpu = [new SyscallRule("ioctl", Argument: 1, Values: [0xAE00], Mask: 0xFF00), "eventfd2", "epoll_create1", "fstat", "newfstatat", "flock", "fcntl"];
+    // Its ioctls are KVM's (type 0xAE): the vCPU's own, and the VM's for interrupts, ioeventfds, routing and the memory
+    // slots of passthrough BARs the guest moves; and VFIO's (type 0x3B): a kernel-VFIO passthrough device's MSI-X
+    // vectors are bound (VFIO_DEVICE_SET_IRQS) when the guest enables MSI-X with a config write. A vfio-user device's
+    // messages are sendmsg/recvmsg on its socket, which the vCPU's narrow roles already allow.
+    private static readonly SyscallRule[] Vcpu = [new SyscallRule("ioctl", Argument: 1, Values: [0xAE00, 0x3B00], Mask: 0xFF00), "eventfd2", "epoll_create1", "fstat", "newfstatat", "flock", "fcntl"];
 
     // Set-up and everything a control request may do: build and rebuild the machine, open images, taps and sockets,
     // snapshots, migration, hot-plug. Still no exec, no new process, no ptrace, no mounts, no uid changes, no modules.

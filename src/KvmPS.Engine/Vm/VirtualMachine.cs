@@ -327,18 +327,13 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         }
     }
 
-    /// <summary>The next KVM memory slot number a passthrough BAR area gets (set-up only: BARs are mapped when a device is created).</summary>
-    private uint _nextPassthroughSlot = 32;
-
     private void AddFunction(int slot, PciFunctionConfig config, DeviceContext context)
     {
         EnsureIoLoop(); // a passthrough function relays its interrupt eventfds on the I/O thread
         var function = config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
             vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram))
         {
-            // Passthrough BAR areas: memory slots from 32 up (RAM low, firmware 16, framebuffer 20, warm-up 31).
-            Passthrough = new Devices.Passthrough.PassthroughHost(_msiRouter, (fd, callback) => _ioLoop!.Register(fd, callback),
-                (host, size) => new Devices.Passthrough.KvmGuestMemorySlot(_vm!, _nextPassthroughSlot++, host, size)),
+            Passthrough = PassthroughHost(),
         });
         try { Pci.AddDevice(slot, function); }
         catch { function.Dispose(); throw; }
@@ -427,6 +422,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     /// <summary>Every part's state record. Only while Paused (or never started): nothing may change under it.</summary>
     public List<StateRecord> SaveState()
     {
+        ThrowIfNotMigratable();
         if (State is not (VmState.Paused or VmState.Created)) throw new InvalidOperationException($"The VM state can be saved only while paused (it is {State}).");
         var records = new List<StateRecord>();
         foreach (var part in Persistents)

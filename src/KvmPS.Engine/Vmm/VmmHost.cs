@@ -243,6 +243,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             catch (ArgumentOutOfRangeException e) { return Fail(VmmExitCode.UsageError, e.Message.Split(" (Parameter")[0]); }
             catch (NativeCallException e) { return Fail(VmmExitCode.KvmUnavailable, $"KVM refused to set up the VM: {e.Message}"); }
             catch (DeviceConfigException e) { return Fail(VmmExitCode.HostResource, e.Message); } // a tap, bridge or socket the device needs
+            catch (Devices.Passthrough.PassthroughException e) { return Fail(VmmExitCode.HostResource, e.Message); } // a vfio-user server or VFIO device that failed or refused
             catch (Exception e) { return Fail(VmmExitCode.InternalError, $"creating the VM failed: {e.GetType().Name}: {e.Message}"); }
 
             // Devices hot-plugged into the previous boot stay plugged across a guest reboot, as on real hardware.

@@ -160,6 +160,7 @@ public class SeccompFilterTests
         var vcpu = SandboxPolicy.FilterFor(SandboxRole.Vcpu);
         Assert.Equal(Allow, vcpu.Evaluate(Nr("ioctl"), [9, 0xAE80]));
         Assert.Equal(Trap, vcpu.Evaluate(Nr("ioctl"), [9, 0x400454CA])); // TUNSETIFF
+        Assert.Equal(Allow, vcpu.Evaluate(Nr("ioctl"), [9, 0x3B6E])); // VFIO_DEVICE_SET_IRQS: a passthrough device's MSI-X enable
         foreach (string name in new[] { "bind", "listen", "mkdir", "memfd_create", "rename" })
             Assert.Equal(Trap, vcpu.Evaluate(Nr(name), []));
     }

@@ -1,0 +1,30 @@
+using KvmPS.Devices.Passthrough;
+
+namespace KvmPS.Vm;
+
+/// <summary>What the machine gives passthrough functions (Devices/Passthrough), and what it refuses while one is attached.</summary>
+public sealed partial class VirtualMachine
+{
+    /// <summary>The next KVM memory slot number a passthrough BAR area gets (RAM low, firmware 16, framebuffer 20, warm-up 31).</summary>
+    private uint _nextPassthroughSlot = 32;
+
+    /// <summary>MSI routes, the I/O thread that relays the device's interrupt eventfds, and memory slots for mmap-able BAR areas.</summary>
+    private PassthroughHost PassthroughHost() => new(_msiRouter, (fd, callback) => _ioLoop!.Register(fd, callback),
+        (host, size) => new KvmGuestMemorySlot(_vm!, _nextPassthroughSlot++, host, size));
+
+    /// <summary>
+    /// Refuses a snapshot or migration up front while a passthrough device is attached: like real VFIO devices without
+    /// migration support, its state lives in the device (docs/devices.md, "Passthrough").
+    /// </summary>
+    public void ThrowIfNotMigratable()
+    {
+        if (Config.Devices.FirstOrDefault(d => d is VfioUserDeviceConfig or VfioDeviceConfig) is { } device)
+            throw new PassthroughNotMigratableException(device switch
+            {
+                VfioUserDeviceConfig u => $"vfio-user socket {u.SocketPath}",
+                VfioDeviceConfig v => $"vfio {v.HostAddress}",
+                _ => device.Type,
+            });
+    }
+
+}
