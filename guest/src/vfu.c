@@ -271,6 +271,38 @@ static void vfu_move(char *arg)
     kprintf("vfu: bar%lu moved 0x%x -> 0x%x\n", bar, old & ~0xfu, pci_read32(&v.pci, off) & ~0xfu);
 }
 
+/* `vfu msixbad`: garbage in every MSI-X entry (an address outside the interrupt range, all-ones data, a reserved
+   delivery mode), then one DMA round: the device must still complete it; the next `vfu test` reprograms the entries. */
+static void vfu_msix_bad(void)
+{
+    struct vfu v;
+    if (vfu_open(&v))
+        return;
+    u8 cap = pci_find_cap(&v.pci, PCI_CAP_MSIX, 0);
+    u32 table = pci_read32(&v.pci, cap + 4);
+    u64 tbar = pci_bar_address(&v.pci, (int)(table & 7));
+    for (u32 i = 0; i < VFU_VECTORS; i++) {
+        u64 entry = tbar + (table & ~7u) + 16 * i;
+        mmio_write32(entry + 0, 0xdead0003u);
+        mmio_write32(entry + 4, 0xffffffffu);
+        mmio_write32(entry + 8, 0xffffffffu);
+        mmio_write32(entry + 12, 0);
+    }
+    for (u32 i = 0; i < 64; i++)
+        dma_buf[i] = (u8)i;
+    u32 irqs_before = vfu_irqs;
+    wr(&v, R_STATUS, 3);
+    wr(&v, R_DMA_ADDR_LO, (u32)(uptr)dma_buf);
+    wr(&v, R_DMA_ADDR_HI, (u32)((u64)(uptr)dma_buf >> 32));
+    wr(&v, R_DMA_LEN, 64);
+    wr(&v, R_DMA_OP, OP_REVERSE);
+    wr(&v, R_IRQ_VECTOR, 0);
+    wr(&v, R_DOORBELL, 1);
+    int got_irq;
+    u32 status = wait_done(&v, irqs_before, &got_irq);
+    kprintf("vfu: msixbad status=%u data=%s\n", status, dma_buf[0] == 63 && dma_buf[63] == 0 ? "ok" : "wrong");
+}
+
 static void vfu_info(void)
 {
     struct vfu v;
@@ -295,6 +327,8 @@ void cmd_vfu(char *arg)
             vfu_test(n);
     } else if (!strcmp(arg, "bar")) {
         vfu_bar();
+    } else if (!strcmp(arg, "msixbad")) {
+        vfu_msix_bad();
     } else if (!strncmp(arg, "move ", 5)) {
         vfu_move(arg + 5);
     } else if (!strncmp(arg, "scratch ", 8)) {
@@ -306,6 +340,6 @@ void cmd_vfu(char *arg)
             kprintf("vfu: scratch=0x%08x\n", rd(&v, R_SCRATCH));
         }
     } else {
-        kprintf("usage: vfu info | vfu test N | vfu bar | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
+        kprintf("usage: vfu info | vfu test N | vfu bar | vfu msixbad | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
     }
 }
