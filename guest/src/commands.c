@@ -1,4 +1,4 @@
-/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, pit, lspci, rng N, rngbad, fb. */
+/* Command interpreter: poweroff, reboot, exit N, info, crash, pio N, pit, lspci, rng N, rngbad, fb, vfu. */
 #include "commands.h"
 #include "acpi.h"
 #include "acpi_events.h"
@@ -19,6 +19,7 @@
 #include "virtio_mem.h"
 #include "virtio_vsock.h"
 #include "virtio_blk.h"
+#include "vfu.h"
 #include "workload.h"
 
 #define DEBUG_EXIT_PORT 0xf4
@@ -182,6 +183,8 @@ void run_command(char *line)
         cmd_work(arg);
     } else if (!strcmp(cmd, "fb")) {
         cmd_fb(arg);
+    } else if (!strcmp(cmd, "vfu")) {
+        cmd_vfu(arg);
     } else {
         kprintf("unknown command: %s\n", full);
     }

@@ -25,5 +25,6 @@
 #define VEC_SCI 0x36     /* ACPI SCI (power button, GPEs) */
 #define VEC_PARK 0x37    /* IPI: an AP checks its park request */
 #define VEC_VMEM 0x38    /* MSI-X: virtio-mem configuration change (requested size) */
+#define VEC_VFU 0x39     /* MSI-X: the vfio-user test device (vfu.c), all four vectors */
 
 #endif

@@ -1,0 +1,345 @@
+/* Driver for the vfio-user test device (tests/KvmPS.VfioUserTestDevice/README.md has its register map): finds it on
+   PCI, enables memory decode and bus mastering, routes its four MSI-X vectors to VEC_VFU, runs DMA round trips through
+   BAR0's registers, checks the mmap-able BAR2 against the device's own checksum, and moves BARs. Every command re-reads
+   the BAR registers, so a moved BAR is used where it now is. */
+#include "vfu.h"
+#include "apic.h"
+#include "idt.h"
+#include "io.h"
+#include "layout.h"
+#include "lib.h"
+#include "pci.h"
+#include "timer.h"
+
+#define VFU_VENDOR 0x1b36
+#define VFU_DEVICE 0x7f5e
+#define VFU_MAGIC 0x30554656u
+#define VFU_VECTORS 4
+
+#define R_MAGIC 0x00
+#define R_VERSION 0x04
+#define R_DMA_ADDR_LO 0x08
+#define R_DMA_ADDR_HI 0x0c
+#define R_DMA_LEN 0x10
+#define R_DMA_OP 0x14
+#define R_DMA_KEY 0x18
+#define R_DOORBELL 0x1c
+#define R_STATUS 0x20
+#define R_CHECKSUM 0x24
+#define R_COMPLETED 0x28
+#define R_IRQ_VECTOR 0x2c
+#define R_ERROR 0x30
+#define R_SCRATCH 0x34
+#define R_IRQ_COUNT 0x38
+#define R_RESET_COUNT 0x3c
+#define R_BAR2_SUM_LEN 0x40
+#define R_BAR2_SUM 0x44
+
+#define OP_XOR 1
+#define OP_REVERSE 2
+#define OP_REVERSE_XOR 3
+#define BAR2_CHECK_BYTES 4096u
+#define DMA_BUF_BYTES 4096u
+
+#define PCI_CAP_MSIX 0x11
+#define MSIX_ENABLE 0x8000
+#define MSIX_FUNCTION_MASK 0x4000
+
+struct vfu {
+    struct pci_dev pci;
+    u64 bar0, bar2, bar4;
+};
+
+static volatile u32 vfu_irqs;
+static u8 dma_buf[DMA_BUF_BYTES] __attribute__((aligned(4096)));
+static u8 expect_buf[DMA_BUF_BYTES];
+static u32 bar_seed;
+
+static void vfu_irq(u8 vector)
+{
+    (void)vector;
+    vfu_irqs++;
+}
+
+static u32 fnv1a(const u8 *p, u32 n)
+{
+    u32 h = 2166136261u;
+    for (u32 i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static u32 rd(const struct vfu *v, u32 reg) { return mmio_read32(v->bar0 + reg); }
+static void wr(const struct vfu *v, u32 reg, u32 val) { mmio_write32(v->bar0 + reg, val); }
+
+/* Parses hex digits (an optional 0x first) spanning the whole string. Returns 0 on success. */
+static int parse_hex(const char *s, u64 *out)
+{
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+        s += 2;
+    if (!*s)
+        return -1;
+    u64 v = 0;
+    for (; *s; s++) {
+        int d = *s >= '0' && *s <= '9' ? *s - '0' : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+              : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10 : -1;
+        if (d < 0 || v >> 60)
+            return -1;
+        v = v << 4 | (u64)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Finds the device, turns on decode and mastering, points all MSI-X vectors at VEC_VFU on this CPU. */
+static int vfu_open(struct vfu *v)
+{
+    if (pci_find(VFU_VENDOR, VFU_DEVICE, &v->pci)) {
+        kprintf("vfu: no device %04x:%04x\n", VFU_VENDOR, VFU_DEVICE);
+        return -1;
+    }
+    v->bar0 = pci_bar_address(&v->pci, 0);
+    v->bar2 = pci_bar_address(&v->pci, 2);
+    v->bar4 = pci_bar_address(&v->pci, 4);
+    if (!v->bar0 || !v->bar2) {
+        kprintf("vfu: BARs not assigned (bar0=0x%lx bar2=0x%lx)\n", v->bar0, v->bar2);
+        return -1;
+    }
+    pci_write16(&v->pci, PCI_COMMAND, pci_read16(&v->pci, PCI_COMMAND) | PCI_CMD_MEMORY | PCI_CMD_MASTER);
+    /* First make sure the device answers at all: a dead one (its server gone) reads as all-ones. */
+    u32 magic = rd(v, R_MAGIC);
+    if (magic != VFU_MAGIC) {
+        kprintf("vfu: device failed: magic=0x%08x\n", magic);
+        return -1;
+    }
+    u8 cap = pci_find_cap(&v->pci, PCI_CAP_MSIX, 0);
+    if (!cap) {
+        kprintf("vfu: no MSI-X capability\n");
+        return -1;
+    }
+    u32 table = pci_read32(&v->pci, cap + 4);
+    u64 tbar = pci_bar_address(&v->pci, (int)(table & 7));
+    u16 control = pci_read16(&v->pci, cap + 2);
+    u32 n = (control & 0x7ffu) + 1;
+    if (!tbar || n < VFU_VECTORS) {
+        kprintf("vfu: MSI-X table unusable (bar 0x%lx, %u vectors)\n", tbar, n);
+        return -1;
+    }
+    irq_register(VEC_VFU, vfu_irq);
+    for (u32 i = 0; i < VFU_VECTORS; i++) {
+        u64 entry = tbar + (table & ~7u) + 16 * i;
+        mmio_write32(entry + 0, 0xfee00000u | (lapic_id() << 12)); /* fixed delivery, physical destination */
+        mmio_write32(entry + 4, 0);
+        mmio_write32(entry + 8, VEC_VFU);
+        mmio_write32(entry + 12, 0); /* unmasked */
+    }
+    pci_write16(&v->pci, cap + 2, (u16)((control | MSIX_ENABLE) & ~MSIX_FUNCTION_MASK));
+    return 0;
+}
+
+/* Waits up to 1 s, interrupts on, for a non-zero status and for the interrupt count to pass `irqs_before`. */
+static u32 wait_done(const struct vfu *v, u32 irqs_before, int *got_irq)
+{
+    u32 status = 0;
+    *got_irq = 0;
+    for (int i = 0; i < 10000; i++) {
+        status = rd(v, R_STATUS);
+        if (status == 0xffffffffu)
+            break; /* the device is gone: no interrupt will come */
+        if (status && vfu_irqs != irqs_before) {
+            *got_irq = 1;
+            break;
+        }
+        sti();
+        udelay(100);
+        cli();
+    }
+    return status;
+}
+
+static void expected(u32 op, u8 key, u32 len)
+{
+    for (u32 i = 0; i < len; i++)
+        expect_buf[i] = op == OP_XOR ? dma_buf[i] : dma_buf[len - 1 - i];
+    if (op != OP_REVERSE)
+        for (u32 i = 0; i < len; i++)
+            expect_buf[i] ^= key;
+}
+
+/* `vfu test N`: N DMA round trips, each with its own length, operation, key and vector. */
+static void vfu_test(u64 rounds)
+{
+    struct vfu v;
+    if (vfu_open(&v))
+        return;
+    u32 ok = 0, irqs = 0, last_sum = 0;
+    u32 done_before = rd(&v, R_COMPLETED);
+    for (u32 r = 0; r < rounds; r++) {
+        u32 len = 64 + (r * 997u) % (DMA_BUF_BYTES - 64);
+        u32 op = r % 3 + 1;
+        u8 key = (u8)(0x5a ^ r);
+        for (u32 i = 0; i < len; i++)
+            dma_buf[i] = (u8)(r * 31u + i * 7u);
+        expected(op, key, len);
+        u32 want = fnv1a(expect_buf, len);
+        u32 irqs_before = vfu_irqs;
+        wr(&v, R_STATUS, 3);
+        wr(&v, R_DMA_ADDR_LO, (u32)(uptr)dma_buf);
+        wr(&v, R_DMA_ADDR_HI, (u32)((u64)(uptr)dma_buf >> 32));
+        wr(&v, R_DMA_LEN, len);
+        wr(&v, R_DMA_OP, op);
+        wr(&v, R_DMA_KEY, key);
+        wr(&v, R_IRQ_VECTOR, r % VFU_VECTORS);
+        wr(&v, R_DOORBELL, 1);
+        int got_irq;
+        u32 status = wait_done(&v, irqs_before, &got_irq);
+        irqs += got_irq;
+        if (status == 0xffffffffu || rd(&v, R_MAGIC) != VFU_MAGIC) {
+            kprintf("vfu: device failed at round %u: status=0x%08x magic=0x%08x\n", r, status, rd(&v, R_MAGIC));
+            kprintf("vfu: test rounds=%u ok=%u irqs=%u\n", (u32)rounds, ok, irqs);
+            kprintf("vfu: FAILED\n");
+            return;
+        }
+        u32 sum = rd(&v, R_CHECKSUM);
+        int data_ok = !memcmp(dma_buf, expect_buf, len);
+        if (status == 1 && data_ok && sum == want && got_irq) {
+            ok++;
+            last_sum = sum;
+        } else {
+            kprintf("vfu: round %u bad: status=%u error=%u data=%s checksum=0x%08x want=0x%08x irq=%d\n", r, status,
+                    rd(&v, R_ERROR), data_ok ? "ok" : "wrong", sum, want, got_irq);
+        }
+    }
+    u32 completed = rd(&v, R_COMPLETED) - done_before;
+    kprintf("vfu: test rounds=%u ok=%u irqs=%u completed=%u checksum=0x%08x\n", (u32)rounds, ok, irqs, completed,
+            last_sum);
+    kprintf(ok == rounds && irqs == rounds && completed == rounds ? "vfu: ok\n" : "vfu: FAILED\n");
+}
+
+/* `vfu bar`: writes a fresh pattern into BAR2 (the mmap-able BAR) and compares the device's checksum of it. */
+static void vfu_bar(void)
+{
+    struct vfu v;
+    if (vfu_open(&v))
+        return;
+    bar_seed = bar_seed * 1103515245u + 12345u;
+    for (u32 i = 0; i < BAR2_CHECK_BYTES; i += 4) {
+        u32 word = (bar_seed ^ i) * 2654435761u;
+        mmio_write32(v.bar2 + i, word);
+        memcpy(expect_buf + i, &word, 4);
+    }
+    u32 first = mmio_read32(v.bar2), want = fnv1a(expect_buf, BAR2_CHECK_BYTES);
+    wr(&v, R_BAR2_SUM_LEN, BAR2_CHECK_BYTES);
+    u32 sum = rd(&v, R_BAR2_SUM);
+    u32 first_want;
+    memcpy(&first_want, expect_buf, 4);
+    kprintf("vfu: bar2 0x%lx sum=0x%08x device=0x%08x readback=%s\n", v.bar2, want, sum,
+            first == first_want ? "ok" : "wrong");
+    kprintf(sum == want && first == first_want ? "vfu: ok\n" : "vfu: FAILED\n");
+}
+
+/* `vfu move BAR ADDR`: rewrites a 32-bit memory BAR with memory decode off, as an OS re-placing it would. */
+static void vfu_move(char *arg)
+{
+    char *addr_text = arg;
+    while (*addr_text && *addr_text != ' ')
+        addr_text++;
+    while (*addr_text == ' ')
+        *addr_text++ = 0;
+    u64 bar, addr;
+    struct vfu v;
+    if (parse_u64(arg, &bar) || (bar != 0 && bar != 2 && bar != 4) || parse_hex(addr_text, &addr) || addr >> 32) {
+        kprintf("usage: vfu move 0|2|4 HEXADDR (below 4 GiB)\n");
+        return;
+    }
+    if (vfu_open(&v))
+        return;
+    u8 off = (u8)(PCI_BAR0 + 4 * bar);
+    u16 cmd = pci_read16(&v.pci, PCI_COMMAND);
+    u32 old = pci_read32(&v.pci, off);
+    pci_write16(&v.pci, PCI_COMMAND, cmd & ~PCI_CMD_MEMORY);
+    pci_write32(&v.pci, off, 0xffffffffu);
+    u32 size = ~(pci_read32(&v.pci, off) & ~0xfu) + 1;
+    if (addr & (size - 1)) {
+        pci_write32(&v.pci, off, old);
+        pci_write16(&v.pci, PCI_COMMAND, cmd);
+        kprintf("vfu: 0x%lx is not aligned to bar%lu's size 0x%x\n", addr, bar, size);
+        return;
+    }
+    pci_write32(&v.pci, off, (u32)addr | (old & 0xf));
+    pci_write16(&v.pci, PCI_COMMAND, cmd);
+    kprintf("vfu: bar%lu moved 0x%x -> 0x%x\n", bar, old & ~0xfu, pci_read32(&v.pci, off) & ~0xfu);
+}
+
+/* `vfu msixbad`: garbage in every MSI-X entry (an address outside the interrupt range, all-ones data, a reserved
+   delivery mode), then one DMA round: the device must still complete it; the next `vfu test` reprograms the entries. */
+static void vfu_msix_bad(void)
+{
+    struct vfu v;
+    if (vfu_open(&v))
+        return;
+    u8 cap = pci_find_cap(&v.pci, PCI_CAP_MSIX, 0);
+    u32 table = pci_read32(&v.pci, cap + 4);
+    u64 tbar = pci_bar_address(&v.pci, (int)(table & 7));
+    for (u32 i = 0; i < VFU_VECTORS; i++) {
+        u64 entry = tbar + (table & ~7u) + 16 * i;
+        mmio_write32(entry + 0, 0xdead0003u);
+        mmio_write32(entry + 4, 0xffffffffu);
+        mmio_write32(entry + 8, 0xffffffffu);
+        mmio_write32(entry + 12, 0);
+    }
+    for (u32 i = 0; i < 64; i++)
+        dma_buf[i] = (u8)i;
+    u32 irqs_before = vfu_irqs;
+    wr(&v, R_STATUS, 3);
+    wr(&v, R_DMA_ADDR_LO, (u32)(uptr)dma_buf);
+    wr(&v, R_DMA_ADDR_HI, (u32)((u64)(uptr)dma_buf >> 32));
+    wr(&v, R_DMA_LEN, 64);
+    wr(&v, R_DMA_OP, OP_REVERSE);
+    wr(&v, R_IRQ_VECTOR, 0);
+    wr(&v, R_DOORBELL, 1);
+    int got_irq;
+    u32 status = wait_done(&v, irqs_before, &got_irq);
+    kprintf("vfu: msixbad status=%u data=%s\n", status, dma_buf[0] == 63 && dma_buf[63] == 0 ? "ok" : "wrong");
+}
+
+static void vfu_info(void)
+{
+    struct vfu v;
+    if (vfu_open(&v))
+        return;
+    kprintf("vfu: %02x:%02x.%x bar0=0x%lx bar2=0x%lx bar4=0x%lx\n", v.pci.bus, v.pci.dev, v.pci.fn, v.bar0, v.bar2,
+            v.bar4);
+    kprintf("vfu: magic=0x%08x version=%u completed=%u irqs=%u resets=%u scratch=0x%08x guest_irqs=%u\n",
+            rd(&v, R_MAGIC), rd(&v, R_VERSION), rd(&v, R_COMPLETED), rd(&v, R_IRQ_COUNT), rd(&v, R_RESET_COUNT),
+            rd(&v, R_SCRATCH), vfu_irqs);
+}
+
+void cmd_vfu(char *arg)
+{
+    u64 n;
+    if (!strcmp(arg, "info")) {
+        vfu_info();
+    } else if (!strncmp(arg, "test ", 5)) {
+        if (parse_u64(arg + 5, &n) || n == 0 || n > 100000)
+            kprintf("usage: vfu test N (1-100000)\n");
+        else
+            vfu_test(n);
+    } else if (!strcmp(arg, "bar")) {
+        vfu_bar();
+    } else if (!strcmp(arg, "msixbad")) {
+        vfu_msix_bad();
+    } else if (!strncmp(arg, "move ", 5)) {
+        vfu_move(arg + 5);
+    } else if (!strncmp(arg, "scratch ", 8)) {
+        struct vfu v;
+        if (parse_hex(arg + 8, &n) || n >> 32)
+            kprintf("usage: vfu scratch HEXVALUE\n");
+        else if (!vfu_open(&v)) {
+            wr(&v, R_SCRATCH, (u32)n);
+            kprintf("vfu: scratch=0x%08x\n", rd(&v, R_SCRATCH));
+        }
+    } else {
+        kprintf("usage: vfu info | vfu test N | vfu bar | vfu msixbad | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
+    }
+}

@@ -1,0 +1,169 @@
+using System.Text.RegularExpressions;
+using KvmPS.Engine.Tests.Support;
+using Xunit.Abstractions;
+
+namespace KvmPS.Engine.Tests.Devices.VfioUser;
+
+/// <summary>
+/// The published kvmps-vmm (sandbox on, its default) with <c>--device vfio-user,socket=PATH</c> against the project's
+/// vfio-user test device server, driven by the built-in guest's <c>vfu</c> commands (guest/README.md).
+/// </summary>
+public class VfioUserEndToEndTests(ITestOutputHelper log)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
+
+    private VmmProcess StartVm(VfioUserTestServer server, TempDir dir, string commands, out string control)
+    {
+        control = dir.File("c.sock");
+        return new VmmProcess("--device", $"vfio-user,socket={server.SocketPath}", "--control-socket", control,
+            "--cmdline", $"kvmps.run={commands}");
+    }
+
+    private void Dump(VmmProcess vmm, VfioUserTestServer server)
+    {
+        log.WriteLine("stdout:\n" + vmm.Stdout);
+        log.WriteLine("stderr:\n" + vmm.Stderr);
+        log.WriteLine("server:\n" + server.Stderr);
+    }
+
+    private static string Diagnostics(VmmProcess vmm, VfioUserTestServer server) =>
+        $"stdout:\n{vmm.Stdout}\nstderr:\n{vmm.Stderr}\nserver:\n{server.Stderr}";
+
+    private static void StopCleanly(VmmProcess vmm, string control)
+    {
+        using (var client = new ControlClient(control)) client.Ok("stop", "\"graceful\": false");
+        Assert.Equal(0, vmm.WaitForExit(Timeout));
+    }
+
+    [Fact]
+    public void GuestDrivesDmaInterruptsAndTheMmapBarThenStopsCleanly()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer();
+        using var vmm = StartVm(server, dir, "lspci,vfu info,vfu test 12,vfu bar,vfu bar,vfu info,pio 1", out string control);
+        try
+        {
+            Assert.True(vmm.WaitForStdout("pio: done 1", Timeout), Diagnostics(vmm, server));
+            string o = vmm.Stdout;
+            Assert.Matches(@"pci: 00:[0-9a-f]{2}\.0 1b36:7f5e class ff0000", o);
+            Assert.Contains("vfu: test rounds=12 ok=12 irqs=12 completed=12", o);
+            Assert.Equal(3, Regex.Matches(o, "vfu: ok").Count); // the test and both BAR checks
+            Assert.Equal(2, Regex.Matches(o, @"vfu: bar2 0x[0-9a-f]+ sum=(0x[0-9a-f]{8}) device=\1 readback=ok").Count);
+            // The engine resets the device when it attaches it (the server counts VFIO_USER_DEVICE_RESETs).
+            Assert.Matches(@"vfu: magic=0x30554656 version=1 completed=0 irqs=0 resets=1", o);
+            Assert.Matches(@"vfu: magic=0x30554656 version=1 completed=12 irqs=12 resets=1 scratch=0x00000000 guest_irqs=12", o);
+
+            using (var client = new ControlClient(control))
+            {
+                var devices = client.Ok("describe").GetProperty("devices");
+                Assert.Contains(devices.EnumerateArray(), d => d.GetProperty("type").GetString() == "vfio-user"
+                    && d.GetProperty("socket").GetString() == server.SocketPath);
+                client.Ok("stop", "\"graceful\": false");
+            }
+            Assert.Equal(0, vmm.WaitForExit(Timeout));
+            // The server saw the client go and still serves.
+            Assert.True(SpinWait.SpinUntil(() => server.Stderr.Contains("client closed the connection"), 10000), server.Stderr);
+            Assert.False(server.Process.HasExited);
+        }
+        finally { Dump(vmm, server); }
+    }
+
+    [Fact]
+    public void GuestMovesBarsAndTheDeviceFollows()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer();
+        // Both targets are in the 32-bit PCI window (0xc0000000 up), far above what start-up assigns, and aligned.
+        using var vmm = StartVm(server, dir,
+            "vfu info,vfu move 2 d8000000,vfu bar,vfu move 0 d8100000,vfu test 3,vfu info,vfu move 2 d8200000,vfu bar,pio 2",
+            out string control);
+        try
+        {
+            Assert.True(vmm.WaitForStdout("pio: done 2", Timeout), Diagnostics(vmm, server));
+            string o = vmm.Stdout;
+            Assert.Matches(@"vfu: bar2 moved 0x[0-9a-f]+ -> 0xd8000000", o);
+            Assert.Matches(@"vfu: bar0 moved 0x[0-9a-f]+ -> 0xd8100000", o);
+            Assert.Matches(@"vfu: bar2 moved 0xd8000000 -> 0xd8200000", o);
+            Assert.Matches(@"vfu: bar2 0xd8000000 sum=(0x[0-9a-f]{8}) device=\1 readback=ok", o);
+            Assert.Matches(@"vfu: bar2 0xd8200000 sum=(0x[0-9a-f]{8}) device=\1 readback=ok", o);
+            Assert.Matches(@"vfu: [0-9a-f:.]+ bar0=0xd8100000 bar2=0xd8000000", o);
+            Assert.Contains("vfu: test rounds=3 ok=3 irqs=3 completed=3", o);
+            Assert.DoesNotContain("FAILED", o);
+            StopCleanly(vmm, control);
+        }
+        finally { Dump(vmm, server); }
+    }
+
+    [Fact]
+    public void GarbageInMsixEntriesIsNotDeliveredAndCrashesNothing()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer();
+        using var vmm = StartVm(server, dir, "vfu msixbad,vfu info,vfu test 4,pio 3", out string control);
+        try
+        {
+            Assert.True(vmm.WaitForStdout("pio: done 3", Timeout), Diagnostics(vmm, server));
+            string o = vmm.Stdout;
+            Assert.Contains("vfu: msixbad status=1 data=ok", o); // the device did its work
+            // The device raised its vector, but the garbage message reached no vector of the guest.
+            Assert.Matches(@"vfu: magic=0x30554656 version=1 completed=1 irqs=1 resets=1 scratch=0x00000000 guest_irqs=0", o);
+            Assert.Contains("vfu: test rounds=4 ok=4 irqs=4 completed=4", o); // reprogrammed entries work again
+            StopCleanly(vmm, control);
+        }
+        finally { Dump(vmm, server); }
+    }
+
+    [Fact]
+    public void ServerCrashMidTestFailsTheDeviceAndTheVmKeepsRunning()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer("--crash-on-dma", "3");
+        using var vmm = StartVm(server, dir, "vfu test 6,vfu info,lspci,pio 10", out string control);
+        try
+        {
+            Assert.True(vmm.WaitForStdout("pio: done 10", Timeout), Diagnostics(vmm, server));
+            Assert.True(server.Process.WaitForExit(10000));
+            Assert.Equal(3, server.Process.ExitCode);
+            string o = vmm.Stdout;
+            Assert.Contains("vfu: device failed at round 2", o);
+            Assert.Contains("vfu: test rounds=6 ok=2 irqs=2", o);
+            Assert.Contains("vfu: FAILED", o);
+            Assert.Contains("vfu: device failed: magic=0xffffffff", o); // the next command finds it dead, too
+            Assert.Contains("pci: 00:00.0 8086:29c0", o);
+            // The VMM says which device failed and why.
+            Assert.Contains(server.SocketPath, vmm.Stderr);
+            Assert.False(vmm.HasExited);
+            StopCleanly(vmm, control);
+        }
+        finally { Dump(vmm, server); }
+    }
+
+    [Theory]
+    [InlineData("--bad-version", "9.9")]
+    [InlineData("--oversized-reply", "")]
+    [InlineData("--malformed-reply", "")]
+    [InlineData("--crash-after 4", "closed the connection")] // dies while the VMM sets the device up
+    public void MisbehavingServerIsAClearStartErrorNotACrash(string knob, string detail)
+    {
+        using var server = new VfioUserTestServer(knob.Split(' '));
+        var (code, stdout, stderr) = VmmProcess.Run(Timeout, "--device", $"vfio-user,socket={server.SocketPath}", "--serial", "none");
+        log.WriteLine($"exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver:\n{server.Stderr}");
+        Assert.NotEqual(0, code);
+        Assert.True(code < 128, $"kvmps-vmm died of a signal ({code})");
+        Assert.Contains(server.SocketPath, stderr);
+        if (detail.Length > 0) Assert.Contains(detail, stderr);
+        Assert.DoesNotContain("Unhandled exception", stderr);
+    }
+
+    [Fact]
+    public void MissingSocketIsAClearStartError()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("nobody.sock");
+        var (code, _, stderr) = VmmProcess.Run(Timeout, "--device", $"vfio-user,socket={path}", "--serial", "none");
+        Assert.NotEqual(0, code);
+        Assert.True(code < 128, $"kvmps-vmm died of a signal ({code})");
+        Assert.Contains(path, stderr);
+        Assert.DoesNotContain("Unhandled exception", stderr);
+    }
+}
