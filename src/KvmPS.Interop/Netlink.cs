@@ -12,7 +12,7 @@ internal static unsafe partial class Netlink
     public const int AF_NETLINK = 16, SOCK_RAW = 3, SOCK_CLOEXEC = 0x80000, NETLINK_ROUTE = 0;
     public const ushort NLMSG_ERROR = 2, RTM_SETLINK = 19;
     public const ushort NLM_F_REQUEST = 0x1, NLM_F_ACK = 0x4;
-    public const ushort IFLA_IFNAME = 3, IFLA_VFINFO_LIST = 26;
+    public const ushort IFLA_IFNAME = 3, IFLA_VFINFO_LIST = 22;
     public const ushort IFLA_VF_INFO = 1, IFLA_VF_MAC = 1, IFLA_VF_VLAN = 2;
     public const int NLMSGHDR_SIZE = 16, IFINFOMSG_SIZE = 16, NLA_HDRLEN = 4;
 
