@@ -11,6 +11,9 @@ namespace KvmPS.Cli;
 /// </summary>
 internal sealed class HostCommands(CliApp app)
 {
+    private PciHostDevices Devices() =>
+        new(app.GetEnvironment(PciHostDevices.SysfsRootVariable) is { Length: > 0 } root ? root : PciHostDevices.DefaultSysfsRoot);
+
     public int Host(ArgReader args)
     {
         var area = args.Next();
@@ -36,7 +39,7 @@ internal sealed class HostCommands(CliApp app)
     private int PciList(ParsedArgs options)
     {
         options.Positionals("host", "host pci list [--json]", 0, 0);
-        var devices = new PciHostDevices().List();
+        var devices = Devices().List();
         if (options.Has("--json"))
         {
             app.Out.WriteLine(CliOutput.Json(w =>
@@ -70,7 +73,7 @@ internal sealed class HostCommands(CliApp app)
         catch (FormatException e) { throw new UsageException($"host sriov set: {e.Message}"); }
         if (!int.TryParse(p[1], NumberStyles.None, CultureInfo.InvariantCulture, out var count))
             throw new UsageException($"host sriov set: the VF count '{p[1]}' is not a whole number of 0 or more");
-        var devices = new PciHostDevices();
+        var devices = Devices();
         var sriov = new HostSriov(devices, SysfsWriter.Instance);
         var before = sriov.Check(address, count).SriovNumVfs ?? 0;
         var changed = sriov.SetVfCount(address, count);
