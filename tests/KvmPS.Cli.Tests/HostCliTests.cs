@@ -94,7 +94,8 @@ public sealed class HostCliTests : IDisposable
     [InlineData(Plain, "1", ExitCodes.OperationFailed, "not SR-IOV capable")]
     [InlineData("0000:0a:00.0", "1", ExitCodes.OperationFailed, "no such device")]
     [InlineData("bogus", "1", ExitCodes.Usage, "PCI address")]
-    [InlineData(Pf, "-1", ExitCodes.Usage, "not a whole number")]
+    [InlineData(Pf, "-1", ExitCodes.Usage, "-1")]
+    [InlineData(Pf, "two", ExitCodes.Usage, "not a whole number")]
     public void SriovSetRefusesBadInputNamingIt(string device, string count, int exitCode, string message)
     {
         var (code, _, error) = Run("host", "sriov", "set", device, count);
