@@ -67,6 +67,20 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer)
     }
 
     /// <summary>
+    /// <see cref="PrepareForStart(VmDefinition, string, IEnumerable{PciAssignment})"/> for a VM of
+    /// <paramref name="store"/>: its folder holds the record, and every other VM's folder is read for what it holds
+    /// (a record exists only from a start to the release after its VMM exits).
+    /// </summary>
+    public IReadOnlyList<PciBindingRecord> PrepareForStart(Store.VmStore store, VmDefinition definition) =>
+        definition.PciPassthrough.Count == 0
+            ? Array.Empty<PciBindingRecord>()
+            : PrepareForStart(definition, store.VmDirectory(definition.Name),
+                ReadAssignments(store.ListNames().Where(n => n != definition.Name).Select(n => (n, store.VmDirectory(n)))));
+
+    /// <summary><see cref="ReleaseAfterStop(string)"/> for the VM <paramref name="name"/> of <paramref name="store"/>.</summary>
+    public void ReleaseAfterStop(Store.VmStore store, string name) => ReleaseAfterStop(store.VmDirectory(name));
+
+    /// <summary>
     /// Gives back every function <see cref="PrepareForStart"/> bound for the VM in <paramref name="vmFolder"/>, then
     /// deletes the record. Nothing to do without one. Every function is tried; the first failure is thrown after
     /// (the record then keeps the ones not given back, for the next call).

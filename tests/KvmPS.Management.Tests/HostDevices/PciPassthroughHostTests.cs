@@ -135,6 +135,24 @@ public sealed class PciPassthroughHostTests : IDisposable
     }
 
     [Fact]
+    public void ThroughTheStoreAnotherVmsRecordBlocksItsDevices()
+    {
+        var store = KvmPS.Management.Store.VmStore.Open(Path.Combine(_vm.Path, "store"));
+        store.Create(With(Gpu) with { Name = "vm0" });
+        store.Create(With(Gpu, Nic, Sibling));
+
+        Assert.Single(Host.PrepareForStart(store, store.Get("vm0")));
+        var e = Assert.Throws<PciPassthroughException>(() => Host.PrepareForStart(store, store.Get("vm1")));
+        Assert.Contains("already assigned to VM 'vm0'", e.Message);
+
+        Host.ReleaseAfterStop(store, "vm0");
+        Assert.Equal(3, Host.PrepareForStart(store, store.Get("vm1")).Count);
+        Assert.True(File.Exists(PciPassthroughHost.StatePath(store.VmDirectory("vm1"))));
+        Host.ReleaseAfterStop(store, "vm1");
+        Assert.Equal("amdgpu", _sysfs.DriverOf(Gpu));
+    }
+
+    [Fact]
     public void AVmWithoutPassthroughChangesNothing()
     {
         Assert.Empty(Host.PrepareForStart(With(), _vm.Path, []));
