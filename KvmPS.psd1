@@ -29,6 +29,7 @@
         'Add-KvmPciPassthrough'
         'Remove-KvmPciPassthrough'
         'Get-KvmHostPciDevice'
+        'Set-KvmHostSriov'
         'New-KvmDiskImage'
         'Get-KvmConsoleLog'
         'Connect-KvmConsole'

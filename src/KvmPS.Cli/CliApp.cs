@@ -101,6 +101,7 @@ public sealed class CliApp
             case "pool": return new PoolCommands(this).Pool(args);
             case "vol": return new PoolCommands(this).Vol(args);
             case "net": return new NetCommands(this).Net(args);
+            case "host": return new HostCommands(this).Host(args);
             default:
                 throw new UsageException($"unknown command '{verb}'");
         }

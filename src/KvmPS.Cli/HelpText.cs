@@ -43,6 +43,10 @@ internal static class HelpText
           net list|show|create|set|start|stop|remove   Nat, Isolated and Bridge networks (bridge, dnsmasq, nftables)
           vm addresses NAME              each adapter's network and the DHCP addresses its MAC holds
 
+        Host devices (docs/passthrough-host.md):
+          host pci list                  the host's PCI functions, with SR-IOV VF counts and parents
+          host sriov set PF N            enable N SR-IOV virtual functions on PF (0: off)
+
         DSC v3 resource KvmPS/VirtualMachine (kvmps.dsc.resource.json):
           dsc get|test|set    one instance as JSON on stdin, the state as JSON on stdout
 
@@ -387,6 +391,6 @@ internal static class HelpText
             Meant for a systemd unit (docs/kvmps-autostart.service). Exit: 0, or 4 if any VM failed to start.
 
             """,
-        _ => PoolCommands.Help(topic) ?? NetCommands.Help(topic),
+        _ => PoolCommands.Help(topic) ?? NetCommands.Help(topic) ?? HostCommands.Help(topic),
     };
 }

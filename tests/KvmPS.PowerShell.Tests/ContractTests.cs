@@ -62,6 +62,7 @@ public class ContractTests
         { "Add-KvmPciPassthrough", NameVm, true, "Medium", "Vm" },
         { "Remove-KvmPciPassthrough", NameVm, true, "Medium", "Vm" },
         { "Get-KvmHostPciDevice", "Address", false, "Medium", null },
+        { "Set-KvmHostSriov", "", true, "Medium", null },
         { "New-KvmDiskImage", "", true, "Medium", null },
         { "Get-KvmConsoleLog", NameVm, false, "Medium", "Vm" },
         { "Connect-KvmConsole", NameVm, false, "Medium", "Vm" },
@@ -183,7 +184,7 @@ public class ContractTests
                      "Checkpoint-KvmVm", "Restore-KvmVmSnapshot", "Remove-KvmVmSnapshot", "Save-KvmVm", "Export-KvmVm",
                      "Add-KvmDisk", "Remove-KvmDisk", "Add-KvmNetworkAdapter", "Remove-KvmNetworkAdapter", "Add-KvmPciPassthrough", "Remove-KvmPciPassthrough",
                      "Set-KvmNetwork", "Remove-KvmNetwork", "Start-KvmNetwork", "Stop-KvmNetwork",
-                     "Add-KvmDvdDrive", "Set-KvmDvdDrive", "Remove-KvmDvdDrive", "Set-KvmFirmware", "Get-KvmVmScreenshot" })
+                     "Add-KvmDvdDrive", "Set-KvmDvdDrive", "Remove-KvmDvdDrive", "Set-KvmFirmware", "Get-KvmVmScreenshot", "Set-KvmHostSriov" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "PassThru");
         foreach (var name in new[] { "Set-KvmVm", "Set-KvmVcpu", "Set-KvmMemory", "Invoke-KvmBalloon", "Add-KvmPciPassthrough" })
             Assert.Contains(Cmdlet(name).Parameters, p => p.Name == "RestartIfNeeded");

@@ -147,7 +147,7 @@ public sealed class UserExperienceTests : IDisposable
     {
         var table = _pwsh.Render("Get-KvmHostPciDevice");
         AssertFits(table);
-        Assert.StartsWith("Address      Id        Class                    Driver       Iommu SR-IOV", table.TrimStart('\r', '\n'));
+        Assert.StartsWith("Address      Id        Class                   Driver       Iommu SR-IOV", table.TrimStart('\r', '\n'));
         var device = new KvmPS.Management.HostDevices.PciHostDevices().List().FirstOrDefault();
         if (device is null)
             return; // a host without PCI: nothing more to see

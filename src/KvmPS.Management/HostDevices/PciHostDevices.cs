@@ -58,7 +58,11 @@ public sealed class PciHostDevices
 {
     public const string DefaultSysfsRoot = "/sys";
 
-    public PciHostDevices(string? sysfsRoot = null) => SysfsRoot = sysfsRoot ?? DefaultSysfsRoot;
+    /// <summary>Points the cmdlets and the CLI at another sysfs tree (the Pester and CLI tests' fake one).</summary>
+    public const string SysfsRootVariable = "KVMPS_SYSFS_ROOT";
+
+    public PciHostDevices(string? sysfsRoot = null) =>
+        SysfsRoot = sysfsRoot ?? (Environment.GetEnvironmentVariable(SysfsRootVariable) is { Length: > 0 } root ? root : DefaultSysfsRoot);
 
     public string SysfsRoot { get; }
 

@@ -129,6 +129,8 @@ internal static class KvmErrorIds
     public const string DeviceRemovalTimedOut = "DeviceRemovalTimedOut";
     public const string PciDeviceUnusable = "PciDeviceUnusable";
     public const string HostDeviceNotFound = "HostDeviceNotFound";
+    public const string HostSriovRefused = "HostSriovRefused";
+    public const string HostSriovFailed = "HostSriovFailed";
     public const string AmbiguousVm = "AmbiguousVm";
     public const string ConsoleUnavailable = "ConsoleUnavailable";
     public const string PermissionDenied = "PermissionDenied";

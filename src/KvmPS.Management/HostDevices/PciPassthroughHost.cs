@@ -1,0 +1,179 @@
+using KvmPS.Management.Definitions;
+
+namespace KvmPS.Management.HostDevices;
+
+/// <summary>A host PCI function held by a VM (bound to vfio-pci for it).</summary>
+public sealed record PciAssignment(string VmName, PciAddress Address);
+
+/// <summary>
+/// The host side of a VM's kernel-VFIO passthrough, called around the VMM's life: <see cref="PrepareForStart"/>
+/// before the VMM is launched binds every <see cref="VmDefinition.PciPassthrough"/> function to vfio-pci;
+/// <see cref="ReleaseAfterStop"/> after it has exited gives them back. What was changed is kept in
+/// <see cref="StateFileName"/> in the VM's folder, written before anything is rebound, so a crash at any point is
+/// repaired by the next ReleaseAfterStop (it is idempotent and a VM without the file has nothing to give back).
+/// </summary>
+public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer)
+{
+    /// <summary>One line per function: its address and the driver to give it back to ("-" for none).</summary>
+    public const string StateFileName = "pci-bindings";
+
+    private readonly PciDriverBinding _binding = new(host, writer);
+
+    public PciPassthroughHost() : this(new PciHostDevices(), SysfsWriter.Instance) { }
+
+    public static string StatePath(string vmFolder) => Path.Combine(vmFolder, StateFileName);
+
+    /// <summary>
+    /// Checks every passthrough function of <paramref name="definition"/> and binds them to vfio-pci. All checks run
+    /// before anything is rebound: a missing device, one the host uses, one held by another VM
+    /// (<paramref name="otherVms"/>, see <see cref="ReadAssignments"/>) or one whose IOMMU group holds a device bound
+    /// to a host driver and not passed to this VM is a <see cref="PciPassthroughException"/>. If a bind fails, the
+    /// ones already bound are given back before the <see cref="PciBindingException"/> propagates.
+    /// </summary>
+    public IReadOnlyList<PciBindingRecord> PrepareForStart(VmDefinition definition, string vmFolder, IEnumerable<PciAssignment> otherVms)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        var wanted = definition.PciPassthrough.Distinct().ToList();
+        if (wanted.Count == 0)
+            return Array.Empty<PciBindingRecord>();
+        var heldElsewhere = otherVms.GroupBy(a => a.Address).ToDictionary(g => g.Key, g => g.First().VmName);
+        var records = new List<PciBindingRecord>();
+        foreach (var address in wanted)
+        {
+            if (heldElsewhere.TryGetValue(address, out var vm))
+                throw new PciPassthroughException(address, $"it is already assigned to VM '{vm}'; stop that VM or remove the device from it first.");
+            var device = host.TryRead(address)
+                ?? throw new PciPassthroughException(address, $"this host has no such device (not in {host.DevicesDirectory}).");
+            CheckGroup(device, wanted, heldElsewhere);
+            PciHostUse.Check(host, device);
+            records.Add(new PciBindingRecord(address, device.Driver));
+        }
+        // Written first: a crash while binding leaves the record of every function that may have moved.
+        WriteState(vmFolder, records);
+        var bound = new List<PciBindingRecord>();
+        try
+        {
+            foreach (var record in records)
+                bound.Add(_binding.Bind(record.Address));
+        }
+        catch
+        {
+            foreach (var record in bound.AsEnumerable().Reverse())
+                TryReturn(record);
+            TryDelete(StatePath(vmFolder));
+            throw;
+        }
+        return bound;
+    }
+
+    /// <summary>
+    /// <see cref="PrepareForStart(VmDefinition, string, IEnumerable{PciAssignment})"/> for a VM of
+    /// <paramref name="store"/>: its folder holds the record, and every other VM's folder is read for what it holds
+    /// (a record exists only from a start to the release after its VMM exits).
+    /// </summary>
+    public IReadOnlyList<PciBindingRecord> PrepareForStart(Store.VmStore store, VmDefinition definition) =>
+        definition.PciPassthrough.Count == 0
+            ? Array.Empty<PciBindingRecord>()
+            : PrepareForStart(definition, store.VmDirectory(definition.Name),
+                ReadAssignments(store.ListNames().Where(n => n != definition.Name).Select(n => (n, store.VmDirectory(n)))));
+
+    /// <summary><see cref="ReleaseAfterStop(string)"/> for the VM <paramref name="name"/> of <paramref name="store"/>.</summary>
+    public void ReleaseAfterStop(Store.VmStore store, string name) => ReleaseAfterStop(store.VmDirectory(name));
+
+    /// <summary>
+    /// Gives back every function <see cref="PrepareForStart"/> bound for the VM in <paramref name="vmFolder"/>, then
+    /// deletes the record. Nothing to do without one. Every function is tried; the first failure is thrown after
+    /// (the record then keeps the ones not given back, for the next call).
+    /// </summary>
+    public void ReleaseAfterStop(string vmFolder)
+    {
+        var path = StatePath(vmFolder);
+        var records = ReadState(path);
+        if (records is null)
+            return;
+        var failed = new List<PciBindingRecord>();
+        PciBindingException? first = null;
+        foreach (var record in records)
+        {
+            try { _binding.Return(record); }
+            catch (PciBindingException e)
+            {
+                failed.Add(record);
+                first ??= e;
+            }
+        }
+        if (first is null)
+        {
+            TryDelete(path);
+            return;
+        }
+        WriteState(vmFolder, failed);
+        throw first;
+    }
+
+    /// <summary>The functions held by other VMs, read from their folders' binding records (the caller names the VMs).</summary>
+    public static IReadOnlyList<PciAssignment> ReadAssignments(IEnumerable<(string VmName, string VmFolder)> vms)
+    {
+        var result = new List<PciAssignment>();
+        foreach (var (name, folder) in vms)
+            foreach (var record in ReadState(StatePath(folder)) ?? [])
+                result.Add(new PciAssignment(name, record.Address));
+        return result;
+    }
+
+    private void CheckGroup(PciHostDevice device, IReadOnlyCollection<PciAddress> passed, IReadOnlyDictionary<PciAddress, string> heldElsewhere)
+    {
+        if (device.IommuGroup is not int group)
+            throw new PciPassthroughException(device.Address, "it has no IOMMU group: the IOMMU is off (enable VT-d/AMD-Vi and boot with intel_iommu=on or amd_iommu=on).");
+        foreach (var member in device.IommuGroupMembers)
+        {
+            if (member == device.Address || passed.Contains(member)) continue;
+            if (heldElsewhere.TryGetValue(member, out var vm))
+                throw new PciPassthroughException(device.Address,
+                    $"IOMMU group {group} also holds {member}, which is assigned to VM '{vm}'; a group can only go to one VM.");
+            var other = host.TryRead(member);
+            if (other is null || other.Driver is null || (other.ClassCode >> 8) == 0x0604) continue; // gone, driverless, or a bridge
+            throw new PciPassthroughException(device.Address,
+                $"IOMMU group {group} also holds {member} ({other.ClassName}), bound to {other.Driver} and not passed to this VM; " +
+                "pass the whole group through or unbind the other members.");
+        }
+    }
+
+    private void TryReturn(PciBindingRecord record)
+    {
+        try { _binding.Return(record); }
+        catch (PciBindingException) { /* the bind failure is the error to report */ }
+    }
+
+    private static void WriteState(string vmFolder, IEnumerable<PciBindingRecord> records)
+    {
+        var path = StatePath(vmFolder);
+        var temporary = path + ".tmp";
+        File.WriteAllLines(temporary, records.Select(r => $"{r.Address} {r.OriginalDriver ?? "-"}"));
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    private static IReadOnlyList<PciBindingRecord>? ReadState(string path)
+    {
+        string[] lines;
+        try { lines = File.ReadAllLines(path); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; }
+        var records = new List<PciBindingRecord>();
+        foreach (var line in lines)
+        {
+            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length == 0) continue;
+            PciAddress address;
+            try { address = parts.Length == 2 ? PciAddress.Parse(parts[0]) : throw new FormatException(); }
+            catch (FormatException) { throw new InvalidDataException($"{path}: line '{line}' is not 'ADDRESS DRIVER'."); }
+            records.Add(new PciBindingRecord(address, parts[1] == "-" ? null : parts[1]));
+        }
+        return records;
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); }
+        catch (IOException) { }
+    }
+}

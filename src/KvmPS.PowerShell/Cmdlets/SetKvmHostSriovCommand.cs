@@ -1,0 +1,67 @@
+using System.Management.Automation;
+using KvmPS.Management.Definitions;
+using KvmPS.Management.HostDevices;
+using KvmPS.PowerShell.Internal;
+
+namespace KvmPS.Commands;
+
+/// <summary>Set-KvmHostSriov: enables N virtual functions on an SR-IOV physical function (sriov_numvfs).</summary>
+[Cmdlet(VerbsCommon.Set, "KvmHostSriov", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(PciHostDevice))]
+public sealed class SetKvmHostSriovCommand : KvmCmdletBase
+{
+    /// <summary>The physical function's PCI address (DDDD:BB:DD.F).</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    [Alias("Address", "PciAddress")]
+    public string Device { get; set; } = "";
+
+    /// <summary>How many virtual functions to enable; 0 disables SR-IOV. At most the device's SriovTotalVfs.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateRange(0, 65535)]
+    public int VfCount { get; set; }
+
+    /// <summary>Writes the physical function (with its new VF count) and its virtual functions to the pipeline.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void Process()
+    {
+        var address = KvmParameterException.Parse(nameof(Device), Device, PciAddress.Parse);
+        var devices = new PciHostDevices();
+        var sriov = new HostSriov(devices, SysfsWriter.Instance);
+        if (devices.TryRead(address) is null)
+        {
+            Output.WriteError(new KvmError(new ItemNotFoundException($"This host has no PCI device '{address}'"),
+                KvmErrorIds.HostDeviceNotFound, ErrorCategory.ObjectNotFound, Device));
+            return;
+        }
+        PciHostDevice before;
+        try { before = sriov.Check(address, VfCount); }
+        catch (HostSriovException e)
+        {
+            Output.WriteError(new KvmError(e, KvmErrorIds.HostSriovRefused, ErrorCategory.InvalidArgument, Device));
+            return;
+        }
+        var current = before.SriovNumVfs ?? 0;
+        // Changing a non-zero count removes every VF first (the kernel goes through 0), so the prompt says so.
+        var action = current == VfCount
+            ? $"Keep {VfCount} SR-IOV virtual functions"
+            : current == 0 ? $"Enable {VfCount} SR-IOV virtual functions (of {before.SriovTotalVfs})"
+            : $"Change SR-IOV virtual functions from {current} to {VfCount} (removes the {current} existing ones)";
+        if (current != VfCount && !Output.ShouldProcess($"{address} ({before.ClassName})", action))
+            return;
+        try { sriov.SetVfCount(address, VfCount); }
+        catch (HostSriovException e)
+        {
+            Output.WriteError(new KvmError(e, KvmErrorIds.HostSriovFailed, ErrorCategory.WriteError, Device));
+            return;
+        }
+        if (!PassThru.IsPresent)
+            return;
+        Output.WriteObject(devices.TryRead(address));
+        foreach (var vf in sriov.VirtualFunctions(address))
+            if (devices.TryRead(vf.Address) is { } device)
+                Output.WriteObject(device);
+    }
+}
