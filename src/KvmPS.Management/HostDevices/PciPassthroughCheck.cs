@@ -40,7 +40,7 @@ public static class PciPassthroughCheck
                 "pass the whole group through or bind every member to vfio-pci.");
         }
         if (!device.IsVfioBound)
-            warnings.Add($"PCI device {address} ({device.ClassName}) is bound to {device.Driver ?? "no driver"}, not vfio-pci; bind it to vfio-pci before starting the VM.");
+            warnings.Add($"PCI device {address} ({device.ClassName}) is bound to {device.Driver ?? "no driver"}, not vfio-pci; KvmPS binds it to vfio-pci when the VM starts and gives it back when it stops.");
         return new PciPassthroughReadiness(device, warnings);
     }
 }

@@ -1,3 +1,4 @@
+using KvmPS.Management.HostDevices;
 using KvmPS.Management.Definitions;
 using KvmPS.Interop;
 using KvmPS.Management.Snapshots;
@@ -178,8 +179,16 @@ public sealed partial class VmManager
             else
             {
                 VmmFeatureSupport.EnsureSupported(definition);
+                // Host PCI functions go to vfio-pci now (recorded in the VM's folder first), and back once the VMM is gone.
+                var passthrough = new PciPassthroughHost();
+                passthrough.PrepareForStart(Store, definition);
                 progress?.Report(new OperationProgress($"Starting VM '{name}'", "Launching kvmps-vmm", 0) { VmName = name });
-                process = Launcher.Launch(Store, definition);
+                try { process = Launcher.Launch(Store, definition); }
+                catch
+                {
+                    passthrough.ReleaseAfterStop(Store, name);
+                    throw;
+                }
                 // The one-time boot device went into this start's configuration; the next start uses the boot order again.
                 if (definition.BootOnce is not null)
                     definition = Store.UpdateWhileLocked(definition with { BootOnce = null });
@@ -534,6 +543,8 @@ public sealed partial class VmManager
         if (recorded is { } p && VmRuntimeProbe.IsVmmProcess(p, socketPath))
             return;
         TryDeleteFile(pidPath);
+        // The VMM is gone: host PCI functions it had go back to their drivers (nothing to do without a record).
+        new PciPassthroughHost().ReleaseAfterStop(Store, name);
         if (removeSocket)
         {
             TryDeleteFile(socketPath);

@@ -6,8 +6,9 @@ namespace KvmPS.Management.Vmm;
 /// <summary>
 /// THE one place that decides which parts of a <see cref="VmDefinition"/> kvmps-vmm can run today.
 /// Anything it cannot run must fail the start loudly rather than be dropped from the generated config.
-/// Disks (virtio-blk), network adapters (virtio-net on tap), the balloon and firmware boot (SeaBIOS) run; when the
-/// VMM gains another feature (VFIO), delete its check here and teach <see cref="VmmConfigBuilder"/> to emit it.
+/// Everything a definition can say runs today (kernel VFIO and vfio-user passthrough included, docs/devices.md);
+/// a feature a definition gains before the VMM can run it gets its check here, and leaves once
+/// <see cref="VmmConfigBuilder"/> emits it.
 /// </summary>
 public static class VmmFeatureSupport
 {
@@ -16,8 +17,6 @@ public static class VmmFeatureSupport
     {
         ArgumentNullException.ThrowIfNull(definition);
         var unsupported = new List<string>();
-        if (definition.PciPassthrough.Count > 0)
-            unsupported.Add($"PCI passthrough (PciPassthrough: {string.Join(", ", definition.PciPassthrough)})");
         return unsupported;
     }
 

@@ -260,20 +260,21 @@ public sealed class VmManagerTests : IDisposable
     }
 
     [Fact]
-    public void Unsupported_features_fail_start_naming_vm_and_feature()
+    public void A_host_pci_function_the_host_lacks_fails_start_naming_it_and_binds_nothing()
     {
         _manager.New(TestDefinitions.Minimal("fancy") with
         {
             BalloonEnabled = true,
-            PciPassthrough = new[] { PciAddress.Parse("0000:01:00.0") },
+            PciPassthrough = new[] { PciAddress.Parse("0000:ee:1f.7") },
         });
-        var error = Assert.Throws<VmFeatureNotSupportedException>(() => _manager.Start("fancy"));
-        Assert.Contains("VM 'fancy'", error.Message);
-        Assert.Contains("PCI passthrough", error.Message); // VFIO: the one thing kvmps-vmm cannot run yet
-        Assert.DoesNotContain("balloon", error.Message);
-        Assert.Single(error.Features);
+        // Passthrough is no longer refused as a feature: the host check at start names the device and why.
+        var error = Assert.Throws<KvmPS.Management.HostDevices.PciPassthroughException>(() => _manager.Start("fancy"));
+        Assert.Contains("0000:ee:1f.7", error.Message);
+        Assert.Contains("no such device", error.Message);
         Assert.Empty(_sandbox.VmmProcesses());
         Assert.False(File.Exists(_sandbox.Store.PidPath("fancy")));
+        Assert.False(File.Exists(Path.Combine(_sandbox.Store.VmDirectory("fancy"), "pci-bindings")));
+        Assert.Equal(VmState.Off, _manager.Get("fancy").State);
     }
 
     [Fact]
