@@ -97,6 +97,32 @@ Describe 'Add-KvmPciPassthrough' {
         finally { Remove-KvmPciPassthrough pt-a -VfioUserSocket $socket }
     }
 
+    It 'gives a VM a device its vfio-user server serves: the built-in guest drives it through BARs, MSI-X and DMA' {
+        # The project's own vfio-user test device (tests/KvmPS.VfioUserTestDevice), built with the solution.
+        $server = Get-ChildItem (Join-Path $PSScriptRoot '../KvmPS.VfioUserTestDevice/bin/Release') -Recurse -Filter 'KvmPS.VfioUserTestDevice.dll' |
+            Select-Object -First 1
+        $server | Should -Not -BeNullOrEmpty -Because 'the solution build makes the test device server'
+        $socket = Join-Path $env:KVMPS_HOME 'vfu.sock'
+        $process = Start-Process dotnet -ArgumentList $server.FullName, '--socket', $socket -PassThru -RedirectStandardOutput (Join-Path $TestDrive 'vfu.out')
+        try {
+            $deadline = (Get-Date).AddSeconds(30)
+            while (-not (Test-Path -LiteralPath $socket) -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 200 }
+            New-KvmVm -Definition @{ Name = 'pt-vu'; MemoryStartupBytes = 64MB; Boot = @{ Cmdline = 'kvmps.run=vfu test 3' } } | Out-Null
+            Add-KvmPciPassthrough pt-vu -VfioUserSocket $socket
+            Start-KvmVm pt-vu
+            $deadline = (Get-Date).AddSeconds(60)
+            while (-not ((Get-KvmConsoleLog pt-vu) -match '^vfu: (ok|FAIL)') -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 500 }
+            $log = Get-KvmConsoleLog pt-vu
+            $log | Should -Contain 'vfu: ok'
+            ($log -match '^vfu: test rounds=3 ok=3 irqs=3 completed=3') | Should -Not -BeNullOrEmpty
+        }
+        finally {
+            Stop-KvmVm pt-vu -Force -ErrorAction SilentlyContinue
+            Remove-KvmVm pt-vu -Force -Confirm:$false -ErrorAction SilentlyContinue
+            Stop-Process -Id $process.Id -ErrorAction SilentlyContinue
+        }
+    }
+
     It 'asks for -Address or -VfioUserSocket' {
         { Add-KvmPciPassthrough pt-a -ErrorAction Stop } | Should -Throw '*-VfioUserSocket*'
     }
