@@ -166,12 +166,12 @@ public sealed class IsoInstallEndToEndTests(ITestOutputHelper log)
     }
 
     /// <summary>
-    /// GRUB took no key: on this nested host (PVM) the guest CPU can miss the PIC's interrupt when SeaBIOS opens its
-    /// interrupt window for one instruction (its int 16h handler's "sti; nop"); once missed, nothing re-delivers it and
-    /// even the timer's IRQ 0 stays pending. Prove from a checkpoint that every part of the VMM did its share — the
-    /// scan code waits in the i8042's output buffer and IRQ 1 is requested at the master PIC, unmasked, nothing in
-    /// service — so only the guest CPU's acceptance, which hardware does, is untested in this run; any other state
-    /// fails the test.
+    /// GRUB took no key in time: on this nested host (PVM, guest kernel-mode code emulated) the guest CPU can leave the
+    /// PIC's interrupt pending for minutes — SeaBIOS opens its interrupt window for one instruction (its int 16h
+    /// handler's "sti; nop"), and runs seen here kept IRQ 0 and IRQ 1 pending with nothing in service. Prove from a
+    /// checkpoint that every part of the VMM did its share — a scan code waits in the i8042's output buffer and IRQ 1
+    /// is requested at the master PIC, unmasked, nothing in service — so only the guest CPU's acceptance, which
+    /// hardware does, is not exercised in this run; any other state fails the test.
     /// </summary>
     private void AssertOnlyTheGuestCpuMissedTheKeyboardInterrupt(VmManager manager, VmStore store, string[] screen)
     {
