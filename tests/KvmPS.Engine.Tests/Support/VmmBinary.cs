@@ -129,7 +129,8 @@ internal sealed class ControlClient : IDisposable
             try { _socket.Connect(new UnixDomainSocketEndPoint(path)); break; }
             catch (SocketException) when (DateTime.UtcNow < deadline) { _socket.Dispose(); Thread.Sleep(20); }
         }
-        _stream = new NetworkStream(_socket, ownsSocket: true) { ReadTimeout = 30000 };
+        // Longer than any timeout_ms a test gives the VMM (vcpu.set waits up to 60 s for the guest): the VMM answers then.
+        _stream = new NetworkStream(_socket, ownsSocket: true) { ReadTimeout = 90000 };
         _reader = new StreamReader(_stream, Encoding.UTF8, false, 1, leaveOpen: true);
     }
 
