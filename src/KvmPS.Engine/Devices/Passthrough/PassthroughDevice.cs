@@ -36,7 +36,10 @@ public sealed partial class PassthroughDevice : PciDevice
     private readonly int _tableBar = -1, _pbaBar = -1;
     private readonly ulong _tableOffset, _pbaOffset;
     private readonly EventFdHandle[] _vectorEvents = [];
-    private readonly List<IDisposable> _watches = [];
+    /// <summary>Per vector: the I/O-loop watch that relays its eventfd into the emulated table, while it is relayed.</summary>
+    private readonly IDisposable?[] _relays = [];
+    /// <summary>Per vector: the route its eventfd is bound to as a KVM irqfd, while it is delivered directly.</summary>
+    private readonly IIrqfdRoute?[] _direct = [];
     private bool _disposed;
 
     public override string Name => $"passthrough ({_transport.Name})";
@@ -72,6 +75,8 @@ public sealed partial class PassthroughDevice : PciDevice
             (_tableBar, _tableOffset) = ((int)(table & 7), table & ~7u);
             (_pbaBar, _pbaOffset) = ((int)(pba & 7), pba & ~7u);
             _vectorEvents = new EventFdHandle[vectors];
+            _relays = new IDisposable?[vectors];
+            _direct = new IIrqfdRoute?[vectors];
             for (int v = 0; v < vectors; v++) _vectorEvents[v] = EventFdHandle.Create();
         }
     }
@@ -101,12 +106,7 @@ public sealed partial class PassthroughDevice : PciDevice
             device.AttachRom(log);
             if (memory is not null) transport.MapGuestMemory(memory);
             if (info.CanReset) transport.Reset();
-            if (host.WatchEventFd is { } watch)
-                for (int v = 0; v < device._vectorEvents.Length; v++)
-                {
-                    int vector = v;
-                    device._watches.Add(watch(device._vectorEvents[v], () => device.OnVectorSignalled(vector)));
-                }
+            for (int v = 0; v < device._vectorEvents.Length; v++) device.StartRelay(v);
             log($"{device.Name}: {device.VendorId:x4}:{device.DeviceId:x4} class {device.ClassCode:x6}, {device.Bars.Count} BARs, " +
                 $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
             return device;
@@ -201,7 +201,7 @@ public sealed partial class PassthroughDevice : PciDevice
     // ---- BARs ----
     protected override void OnBarMapped(PciBar bar)
     {
-        if (!_areas.TryGetValue(bar.Index, out var areas)) return;
+        if (_transport.Failed is not null || !_areas.TryGetValue(bar.Index, out var areas)) return;
         foreach (var a in areas)
         {
             if (a.Slot is null) continue;
@@ -220,12 +220,22 @@ public sealed partial class PassthroughDevice : PciDevice
 
     protected override void OnBarUnmapped(PciBar bar)
     {
-        if (!_areas.TryGetValue(bar.Index, out var areas)) return;
+        if (_areas.TryGetValue(bar.Index, out var areas)) RemoveSlots(bar.Index, areas);
+    }
+
+    /// <summary>Takes every mapped BAR area out of the guest (a failed device).</summary>
+    private void RemoveSlots()
+    {
+        foreach (var (index, areas) in _areas) RemoveSlots(index, areas);
+    }
+
+    private void RemoveSlots(int barIndex, List<MappedArea> areas)
+    {
         foreach (var a in areas)
         {
             if (!a.InSlot) continue;
             try { a.Slot!.MapAt(null); }
-            catch (Exception e) when (e is IOException or InvalidOperationException) { Log($"{Name}: BAR{bar.Index}: removing its slot failed: {e.Message}"); }
+            catch (Exception e) when (e is IOException or InvalidOperationException) { Log($"{Name}: BAR{barIndex}: removing its slot failed: {e.Message}"); }
             a.InSlot = false;
         }
     }
@@ -238,6 +248,7 @@ public sealed partial class PassthroughDevice : PciDevice
 
     protected override void BarRead(PciBar bar, ulong offset, Span<byte> data)
     {
+        if (Gone()) { data.Fill(0xFF); return; }
         if (InTable(bar, offset, data.Length)) { _msix!.TableRead(offset - _tableOffset, data); return; }
         if (InPba(bar, offset, data.Length)) { _msix!.PbaRead(offset - _pbaOffset, data); return; }
         _transport.RegionRead(VFIO_PCI_BAR0_REGION_INDEX + bar.Index, offset, data); // a failure reads as all-ones (PciDevice)
@@ -245,7 +256,13 @@ public sealed partial class PassthroughDevice : PciDevice
 
     protected override void BarWrite(PciBar bar, ulong offset, ReadOnlySpan<byte> data)
     {
-        if (InTable(bar, offset, data.Length)) { _msix!.TableWrite(offset - _tableOffset, data); return; }
+        if (Gone()) return;
+        if (InTable(bar, offset, data.Length))
+        {
+            _msix!.TableWrite(offset - _tableOffset, data);
+            UpdateDirectDelivery();
+            return;
+        }
         if (InPba(bar, offset, data.Length)) return; // the PBA is read-only
         _transport.RegionWrite(VFIO_PCI_BAR0_REGION_INDEX + bar.Index, offset, data);
     }
@@ -262,6 +279,63 @@ public sealed partial class PassthroughDevice : PciDevice
         }
     }
 
+    /// <summary>Vectors whose eventfd is bound to their KVM route right now (tests, diagnostics).</summary>
+    public int DirectVectors { get { lock (SyncRoot) return _direct.Count(r => r is not null); } }
+
+    /// <summary>
+    /// Puts each vector on the path its state calls for (under the lock, after every MSI-X table or control write).
+    /// Deliverable with a route KVM accepted: the device's eventfd is bound to the route's GSI (KVM_IRQFD), so its
+    /// signal goes straight into KVM. Otherwise (masked, MSI-X off, no route): the I/O loop relays the eventfd into
+    /// the emulated table, which latches the pending bit. The relay stops before the bind and starts after the
+    /// unbind; KVM takes a count already in the eventfd at bind time, epoll sees one at registration: none is lost.
+    /// </summary>
+    private void UpdateDirectDelivery()
+    {
+        if (_msix is null || _disposed) return;
+        for (int v = 0; v < _vectorEvents.Length; v++)
+        {
+            IIrqfdRoute? want = null;
+            try
+            {
+                if (_msix.IsDeliverable(v) && _host.WatchEventFd is not null && _msix.RouteFor(v) is IIrqfdRoute { Ready: true } route) want = route;
+            }
+            catch (Exception e) { Log($"{Name}: MSI-X vector {v}: no route: {e.Message}"); } // e.g. no GSI left: relayed
+            if (want == _direct[v]) continue;
+            if (_direct[v] is { } bound)
+            {
+                try { bound.Unbind(_vectorEvents[v]); }
+                catch (Exception e) { Log($"{Name}: MSI-X vector {v}: irqfd unbind: {e.Message}"); }
+                _direct[v] = null;
+                StartRelay(v);
+            }
+            if (want is null) continue;
+            StopRelay(v);
+            try
+            {
+                want.Bind(_vectorEvents[v]);
+                _direct[v] = want;
+            }
+            catch (Exception e)
+            {
+                Log($"{Name}: MSI-X vector {v}: irqfd bind: {e.Message}; relayed instead");
+                StartRelay(v);
+            }
+        }
+    }
+
+    private void StartRelay(int v)
+    {
+        if (_relays[v] is not null || _host.WatchEventFd is not { } watch) return;
+        int vector = v;
+        _relays[v] = watch(_vectorEvents[v], () => OnVectorSignalled(vector));
+    }
+
+    private void StopRelay(int v)
+    {
+        _relays[v]?.Dispose();
+        _relays[v] = null;
+    }
+
     // ---- state ----
     /// <summary>Like real VFIO devices without migration support: no snapshot, no migration, named by type.</summary>
     protected override void SaveFunctionState(StateWriter writer) => throw new PassthroughNotMigratableException(_transport.Name);
@@ -273,7 +347,12 @@ public sealed partial class PassthroughDevice : PciDevice
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var w in _watches) w.Dispose();
+            for (int v = 0; v < _vectorEvents.Length; v++)
+            {
+                StopRelay(v);
+                try { _direct[v]?.Unbind(_vectorEvents[v]); } catch (Exception e) when (e is IOException or ObjectDisposedException) { }
+                _direct[v] = null;
+            }
             try { if (_msix is { Enabled: true }) _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, []); }
             catch (PassthroughException) { } // the device may be gone already
             _msix?.Dispose();
