@@ -161,8 +161,10 @@ public sealed partial class PassthroughDevice
         _msix.SetControl(enable, mask);
         UpdateDirectDelivery();
         if (enable == wasEnabled) return;
+        if (enable) DisableIntx(); // one IRQ type at a time, as VFIO wants
         try { _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, enable ? _vectorEvents : []); }
         catch (PassthroughException e) { Log($"{Name}: MSI-X {(enable ? "enable" : "disable")}: {e.Message}"); }
+        if (!enable) EnableIntx();
         // Which path the vectors take (what KVM accepted), once per enable: the guest programs the table first.
         if (enable) Log($"{Name}: MSI-X enabled: {_direct.Count(r => r is not null)} of {_msix.VectorCount} vectors delivered by KVM (irqfd), the rest relayed");
     }

@@ -18,7 +18,9 @@ public interface IGuestMemorySlot : IDisposable
 /// <param name="Msi">Delivers the emulated MSI-X table's messages (KVM routes + irqfds).</param>
 /// <param name="WatchEventFd">Runs a callback on the device I/O thread whenever an eventfd is signalled (null: not relayed, tests).</param>
 /// <param name="CreateSlot">Makes a memory slot over a mapped BAR area (null: every access traps, tests).</param>
-public sealed record PassthroughHost(IMsiController? Msi, Func<EventFdHandle, Action, IDisposable>? WatchEventFd, Func<nint, ulong, IGuestMemorySlot>? CreateSlot);
+/// <param name="BindIntx">Binds INTx (GSI, trigger, resample eventfd) as a KVM level irqfd (null: the guest is told there is no pin).</param>
+public sealed record PassthroughHost(IMsiController? Msi, Func<EventFdHandle, Action, IDisposable>? WatchEventFd, Func<nint, ulong, IGuestMemorySlot>? CreateSlot,
+    Func<uint, EventFdHandle, EventFdHandle, IDisposable>? BindIntx = null);
 
 /// <summary>
 /// A PCI function passed through from a VFIO device (kernel VFIO or vfio-user, <see cref="IPassthroughTransport"/>).
@@ -57,11 +59,11 @@ public sealed partial class PassthroughDevice : PciDevice
         public bool InSlot { get; set; }
     }
 
-    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config)
+    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config, byte intxPin)
         : base(BinaryPrimitives.ReadUInt16LittleEndian(config), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(2)),
             (uint)(config[0x0B] << 16 | config[0x0A] << 8 | config[0x09]), config[0x08],
             BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2C)), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2E)),
-            interruptPin: 0) // INTx is not wired yet: the guest is told the function has no pin, so it uses MSI-X
+            interruptPin: intxPin)
     {
         _transport = transport;
         _host = host;
@@ -100,7 +102,7 @@ public sealed partial class PassthroughDevice : PciDevice
             transport.RegionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0, config);
             if (BinaryPrimitives.ReadUInt16LittleEndian(config) is 0xFFFF or 0) throw new PassthroughException(transport.Name, "its config space reads as no device (vendor ID 0x0000/0xFFFF)");
             if ((config[0x0E] & 0x7F) != 0) throw new PassthroughException(transport.Name, $"header type {config[0x0E] & 0x7F}: only type-0 functions (endpoints) can be passed through");
-            device = new PassthroughDevice(transport, host, config) { };
+            device = new PassthroughDevice(transport, host, config, IntxPinOf(transport, info, config, host));
             device._configBytes = configRegion.Size >= ExtendedConfigSize ? ExtendedConfigSize : ConfigSize;
             device.DefineBars(config, log);
             device.AttachRom(log);
@@ -108,7 +110,7 @@ public sealed partial class PassthroughDevice : PciDevice
             if (info.CanReset) transport.Reset();
             for (int v = 0; v < device._vectorEvents.Length; v++) device.StartRelay(v);
             log($"{device.Name}: {device.VendorId:x4}:{device.DeviceId:x4} class {device.ClassCode:x6}, {device.Bars.Count} BARs, " +
-                $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
+                $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {(device.InterruptPin == 0 ? "no INTx" : "INTx")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
             return device;
         }
         catch (Exception e) when (e is not PassthroughException)
@@ -355,6 +357,8 @@ public sealed partial class PassthroughDevice : PciDevice
             }
             try { if (_msix is { Enabled: true }) _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, []); }
             catch (PassthroughException) { } // the device may be gone already
+            if (_transport.Failed is null && _msix is not { Enabled: true }) DisableIntx();
+            DisposeIntx();
             _msix?.Dispose();
             foreach (var areas in _areas.Values)
                 foreach (var a in areas)

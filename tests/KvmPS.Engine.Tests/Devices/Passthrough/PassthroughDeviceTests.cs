@@ -75,7 +75,9 @@ internal sealed class FakeTransport : IPassthroughTransport
         if (region == 0) data.CopyTo(Bar0.AsSpan((int)offset));
     }
 
-    public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) { Check(); IrqSets.Add((irqIndex, fds.Count)); LastIrqFds = fds; }
+    public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) { Check(); IrqSets.Add((irqIndex, fds.Count)); if (irqIndex == Vfio.VFIO_PCI_MSIX_IRQ_INDEX) LastIrqFds = fds; else IntxTrigger = fds.Count > 0 ? fds[0] : null; }
+    public void SetIrqUnmaskEventFd(int irqIndex, EventFdHandle fd) { Check(); IrqSets.Add((irqIndex, -1)); IntxUnmask = fd; }
+    public EventFdHandle? IntxTrigger, IntxUnmask;
     public void Reset() { Check(); Resets++; }
     public void MapGuestMemory(GuestMemory memory) => Check();
     public void Dispose() => Bar2.Dispose();

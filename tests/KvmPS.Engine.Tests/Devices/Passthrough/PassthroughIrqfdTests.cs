@@ -159,3 +159,76 @@ public sealed class PassthroughIrqfdTests : IDisposable
         Assert.Empty(_watcher.Watched);
     }
 }
+
+/// <summary>INTx of a passthrough function: a KVM level irqfd with resample on the pin's GSI, on while MSI-X is off.</summary>
+public sealed class PassthroughIntxTests : IDisposable
+{
+    private readonly FakeTransport _transport = new();
+    private readonly List<(uint Gsi, EventFdHandle Trigger, EventFdHandle Resample)> _binds = [];
+    private int _unbinds;
+    private readonly List<string> _log = [];
+    private readonly PciBus _bus;
+    private PassthroughDevice? _device;
+
+    public PassthroughIntxTests() => _bus = new PciBus(new MmioBus(), VirtioPciTransportTests.TestWindows, null, _log.Add);
+
+    public void Dispose() => _device?.Dispose();
+
+    private sealed class Unbind(Action action) : IDisposable { public void Dispose() => action(); }
+
+    private PassthroughDevice Plug(bool canBind = true)
+    {
+        _device = PassthroughDevice.Create(_transport, null, new PassthroughHost(new FakeIrqfdMsi(), null, null,
+            canBind ? (gsi, trigger, resample) => { _binds.Add((gsi, trigger, resample)); return new Unbind(() => _unbinds++); } : null), _log.Add);
+        _bus.AddDevice(3, _device);
+        return _device;
+    }
+
+    private void Control(ushort value) { Span<byte> b = stackalloc byte[2]; BinaryPrimitives.WriteUInt16LittleEndian(b, value); _device!.ConfigWrite(0x52, b); }
+
+    [Fact]
+    public void ThePinIsBoundAtItsGsiAndHandedToTheDevice()
+    {
+        _transport.Config[0x3D] = 1;
+        var d = Plug();
+        Assert.Equal(1, d.InterruptPin);
+        uint gsi = PciBus.IntxGsi(3, 1);
+        Assert.Equal(gsi, d.IntxGsi);
+        var bind = Assert.Single(_binds);
+        Assert.Equal(gsi, bind.Gsi);
+        Assert.Same(bind.Trigger, _transport.IntxTrigger);       // the device signals what KVM listens to
+        Assert.Same(bind.Resample, _transport.IntxUnmask);       // and KVM's resample (the guest's EOI) unmasks it
+        Span<byte> line = stackalloc byte[1];
+        d.ConfigRead(0x3C, line);
+        Assert.Equal((byte)gsi, line[0]);                        // the interrupt line says where, as firmware would
+        Assert.Contains(_log, l => l.Contains($"INTx pin A on GSI {gsi}"));
+
+        _transport.IrqSets.Clear();
+        Control(0x8000);                                         // MSI-X on: INTx off at the device first
+        Assert.Equal([(0, 0), (2, 4)], _transport.IrqSets);
+        Assert.Null(_transport.IntxTrigger);
+        _transport.IrqSets.Clear();
+        Control(0);                                              // MSI-X off: INTx back
+        Assert.Equal([(2, 0), (0, 1), (0, -1)], _transport.IrqSets);
+        Assert.Same(bind.Trigger, _transport.IntxTrigger);
+
+        d.Dispose();
+        Assert.Equal(1, _unbinds);
+        Assert.Null(_transport.IntxTrigger);                     // disabled at the device before the eventfds go
+    }
+
+    [Fact]
+    public void WithoutAPinOrAWayToBindItTheGuestSeesNoPin()
+    {
+        var d = Plug();                                          // the device reports no pin
+        Assert.Equal(0, d.InterruptPin);
+        Assert.Null(d.IntxGsi);
+        Assert.Empty(_binds);
+        d.Dispose();
+        var other = new FakeTransport();
+        other.Config[0x3D] = 2;
+        var e = PassthroughDevice.Create(other, null, new PassthroughHost(null, null, null), _log.Add);
+        Assert.Equal(0, e.InterruptPin);                         // a machine that cannot bind INTx hides the pin
+        e.Dispose();
+    }
+}

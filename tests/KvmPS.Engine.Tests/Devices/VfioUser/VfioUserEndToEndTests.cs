@@ -145,6 +145,32 @@ public class VfioUserEndToEndTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void GuestUsesIntxWithResampleAndSwitchesToMsixAndBack()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer("--intx");
+        // INTx: each completion's interrupt needs the previous one's EOI to have unmasked the line (KVM's resample
+        // eventfd), so six rounds with six interrupts prove the whole loop. Then MSI-X (INTx off at the device), then
+        // INTx again (MSI-X off).
+        using var vmm = StartVm(server, dir, "vfu test 6 intx,vfu test 3,vfu test 4 intx,vfu info,pio 4", out string control);
+        try
+        {
+            Assert.True(vmm.WaitForStdout("pio: done 4", Timeout), Diagnostics(vmm, server));
+            string o = vmm.Stdout;
+            var pin = Regex.Match(o, @"vfu: intx pin A gsi (\d+)");
+            Assert.True(pin.Success, o);
+            Assert.Contains($"INTx pin A on GSI {pin.Groups[1].Value} (KVM irqfd with resample)", vmm.Stderr);
+            Assert.Matches(@"vfu: test rounds=6 ok=6 irqs=6 completed=6 checksum=0x[0-9a-f]{8} intx", o);
+            Assert.Matches(@"vfu: test rounds=3 ok=3 irqs=3 completed=3 checksum=0x[0-9a-f]{8}\n", o.Replace("\r", ""));
+            Assert.Matches(@"vfu: test rounds=4 ok=4 irqs=4 completed=4 checksum=0x[0-9a-f]{8} intx", o);
+            Assert.Matches(@"completed=13 irqs=13 resets=1 scratch=0x00000000 guest_irqs=13", o);
+            Assert.DoesNotContain("FAILED", o);
+            StopCleanly(vmm, control);
+        }
+        finally { Dump(vmm, server); }
+    }
+
+    [Fact]
     public void GuestRebootResetsTheDevice()
     {
         using var dir = new TempDir();
