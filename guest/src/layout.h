@@ -26,5 +26,6 @@
 #define VEC_PARK 0x37    /* IPI: an AP checks its park request */
 #define VEC_VMEM 0x38    /* MSI-X: virtio-mem configuration change (requested size) */
 #define VEC_VFU 0x39     /* MSI-X: the vfio-user test device (vfu.c), all four vectors */
+#define VEC_VFU_INTX 0x3a /* INTx of the vfio-user test device (vfu.c), through the IOAPIC */
 
 #endif

@@ -1,8 +1,11 @@
 /* Driver for the vfio-user test device (tests/KvmPS.VfioUserTestDevice/README.md has its register map): finds it on
    PCI, enables memory decode and bus mastering, routes its four MSI-X vectors to VEC_VFU, runs DMA round trips through
    BAR0's registers, checks the mmap-able BAR2 against the device's own checksum, and moves BARs. Every command re-reads
-   the BAR registers, so a moved BAR is used where it now is. */
+   the BAR registers, so a moved BAR is used where it now is. `vfu test N intx` uses the device's INTx instead (a
+   server started with --intx): MSI-X off, the pin's GSI (the interrupt line register) routed level-triggered through
+   the IOAPIC to VEC_VFU_INTX, whose handler acknowledges the device before the EOI. */
 #include "vfu.h"
+#include "acpi.h"
 #include "apic.h"
 #include "idt.h"
 #include "io.h"
@@ -34,6 +37,11 @@
 #define R_RESET_COUNT 0x3c
 #define R_BAR2_SUM_LEN 0x40
 #define R_BAR2_SUM 0x44
+#define R_IRQ_ACK 0x48
+
+#define PCI_INTERRUPT_LINE 0x3c
+#define PCI_INTERRUPT_PIN 0x3d
+#define PCI_CMD_INTX_DISABLE 0x400
 
 #define OP_XOR 1
 #define OP_REVERSE 2
@@ -55,10 +63,22 @@ static u8 dma_buf[DMA_BUF_BYTES] __attribute__((aligned(4096)));
 static u8 expect_buf[DMA_BUF_BYTES];
 static u32 bar_seed;
 
+static u64 intx_bar0; /* BAR0 of the device whose INTx is routed: the handler acknowledges there */
+
 static void vfu_irq(u8 vector)
 {
     (void)vector;
     vfu_irqs++;
+}
+
+/* Level-triggered: the device keeps the line up until it is acknowledged, so acknowledge before the EOI (which KVM
+   turns into "unmask INTx" for the device). */
+static void vfu_intx_irq(u8 vector)
+{
+    (void)vector;
+    vfu_irqs++;
+    if (intx_bar0)
+        mmio_write32(intx_bar0 + R_IRQ_ACK, 1);
 }
 
 static u32 fnv1a(const u8 *p, u32 n)
@@ -91,8 +111,32 @@ static int parse_hex(const char *s, u64 *out)
     return 0;
 }
 
-/* Finds the device, turns on decode and mastering, points all MSI-X vectors at VEC_VFU on this CPU. */
-static int vfu_open(struct vfu *v)
+/* INTx instead of MSI-X: MSI-X off, INTx allowed in the command register, the pin's GSI routed to VEC_VFU_INTX. */
+static int vfu_use_intx(struct vfu *v, u8 msix_cap)
+{
+    u8 pin = pci_read8(&v->pci, PCI_INTERRUPT_PIN), gsi = pci_read8(&v->pci, PCI_INTERRUPT_LINE);
+    if (!pin || pin > 4) {
+        kprintf("vfu: no INTx pin\n");
+        return -1;
+    }
+    if (msix_cap)
+        pci_write16(&v->pci, msix_cap + 2, pci_read16(&v->pci, msix_cap + 2) & ~MSIX_ENABLE);
+    pci_write16(&v->pci, PCI_COMMAND, pci_read16(&v->pci, PCI_COMMAND) & ~PCI_CMD_INTX_DISABLE);
+    u64 ioapic = acpi.have_ioapic ? acpi.ioapic_addr : 0xfec00000;
+    u32 gsi_base = acpi.have_ioapic ? acpi.ioapic_gsi_base : 0;
+    intx_bar0 = v->bar0;
+    irq_register(VEC_VFU_INTX, vfu_intx_irq);
+    if (ioapic_route(ioapic, gsi_base, gsi, VEC_VFU_INTX, 0x000f /* level, active low: PCI INTx */, lapic_id()) != 0) {
+        kprintf("vfu: no IOAPIC pin for GSI %u\n", gsi);
+        return -1;
+    }
+    kprintf("vfu: intx pin %c gsi %u\n", 'A' + pin - 1, gsi);
+    return 0;
+}
+
+/* Finds the device, turns on decode and mastering, points all MSI-X vectors at VEC_VFU on this CPU (or, `intx`, routes
+   its INTx instead). */
+static int vfu_open_mode(struct vfu *v, int intx)
 {
     if (pci_find(VFU_VENDOR, VFU_DEVICE, &v->pci)) {
         kprintf("vfu: no device %04x:%04x\n", VFU_VENDOR, VFU_DEVICE);
@@ -113,6 +157,8 @@ static int vfu_open(struct vfu *v)
         return -1;
     }
     u8 cap = pci_find_cap(&v->pci, PCI_CAP_MSIX, 0);
+    if (intx)
+        return vfu_use_intx(v, cap);
     if (!cap) {
         kprintf("vfu: no MSI-X capability\n");
         return -1;
@@ -136,6 +182,8 @@ static int vfu_open(struct vfu *v)
     pci_write16(&v->pci, cap + 2, (u16)((control | MSIX_ENABLE) & ~MSIX_FUNCTION_MASK));
     return 0;
 }
+
+static int vfu_open(struct vfu *v) { return vfu_open_mode(v, 0); }
 
 /* Waits up to 1 s, interrupts on, for a non-zero status and for the interrupt count to pass `irqs_before`. */
 static u32 wait_done(const struct vfu *v, u32 irqs_before, int *got_irq)
@@ -166,11 +214,11 @@ static void expected(u32 op, u8 key, u32 len)
             expect_buf[i] ^= key;
 }
 
-/* `vfu test N`: N DMA round trips, each with its own length, operation, key and vector. */
-static void vfu_test(u64 rounds)
+/* `vfu test N [intx]`: N DMA round trips, each with its own length, operation, key and vector (or INTx). */
+static void vfu_test(u64 rounds, int intx)
 {
     struct vfu v;
-    if (vfu_open(&v))
+    if (vfu_open_mode(&v, intx))
         return;
     u32 ok = 0, irqs = 0, last_sum = 0;
     u32 done_before = rd(&v, R_COMPLETED);
@@ -211,8 +259,8 @@ static void vfu_test(u64 rounds)
         }
     }
     u32 completed = rd(&v, R_COMPLETED) - done_before;
-    kprintf("vfu: test rounds=%u ok=%u irqs=%u completed=%u checksum=0x%08x\n", (u32)rounds, ok, irqs, completed,
-            last_sum);
+    kprintf("vfu: test rounds=%u ok=%u irqs=%u completed=%u checksum=0x%08x%s\n", (u32)rounds, ok, irqs, completed,
+            last_sum, intx ? " intx" : "");
     kprintf(ok == rounds && irqs == rounds && completed == rounds ? "vfu: ok\n" : "vfu: FAILED\n");
 }
 
@@ -321,10 +369,18 @@ void cmd_vfu(char *arg)
     if (!strcmp(arg, "info")) {
         vfu_info();
     } else if (!strncmp(arg, "test ", 5)) {
-        if (parse_u64(arg + 5, &n) || n == 0 || n > 100000)
-            kprintf("usage: vfu test N (1-100000)\n");
+        char *mode = arg + 5;
+        while (*mode && *mode != ' ')
+            mode++;
+        int intx = !strcmp(mode, " intx");
+        if (*mode && !intx)
+            mode = 0;
         else
-            vfu_test(n);
+            *mode = 0;
+        if (!mode || parse_u64(arg + 5, &n) || n == 0 || n > 100000)
+            kprintf("usage: vfu test N [intx] (1-100000)\n");
+        else
+            vfu_test(n, intx);
     } else if (!strcmp(arg, "bar")) {
         vfu_bar();
     } else if (!strcmp(arg, "msixbad")) {
@@ -340,6 +396,6 @@ void cmd_vfu(char *arg)
             kprintf("vfu: scratch=0x%08x\n", rd(&v, R_SCRATCH));
         }
     } else {
-        kprintf("usage: vfu info | vfu test N | vfu bar | vfu msixbad | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
+        kprintf("usage: vfu info | vfu test N [intx] | vfu bar | vfu msixbad | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
     }
 }

@@ -117,6 +117,16 @@ public static unsafe class Kvm
         Check(Libc.Ioctl(vm.Fd, KVM_IRQFD, &request), "KVM_IRQFD");
     }
 
+    /// <summary>
+    /// A level-triggered irqfd (KVM_IRQFD_FLAG_RESAMPLE): a signal on <paramref name="eventFd"/> asserts
+    /// <paramref name="gsi"/> until the guest EOIs it; then KVM lowers the line and signals <paramref name="resampleFd"/>.
+    /// </summary>
+    public static void IrqfdResample(KvmVmHandle vm, EventFdHandle eventFd, EventFdHandle resampleFd, uint gsi)
+    {
+        var request = new kvm_irqfd { fd = (uint)eventFd.Fd, gsi = gsi, flags = KVM_IRQFD_FLAG_RESAMPLE, resamplefd = (uint)resampleFd.Fd };
+        Check(Libc.Ioctl(vm.Fd, KVM_IRQFD, &request), "KVM_IRQFD (resample)");
+    }
+
     public static void Ioeventfd(KvmVmHandle vm, EventFdHandle eventFd, ulong address, uint length, bool pio, ulong? dataMatch = null, bool deassign = false)
     {
         var request = new kvm_ioeventfd

@@ -151,7 +151,8 @@ public static unsafe partial class Vfio
     }
 
     /// <summary>Binds eventfds to vectors start.. of an IRQ index (a null entry unbinds that vector: fd -1); none: disables the index.</summary>
-    public static void SetIrqEventFds(VfioHandle device, uint index, uint start, IReadOnlyList<SafeHandle?> fds, string name)
+    /// <summary>VFIO_DEVICE_SET_IRQS with eventfds for <paramref name="action"/> (trigger: the device signals them; unmask: the device unmasks when they are signalled); none: disables the index.</summary>
+    public static void SetIrqEventFds(VfioHandle device, uint index, uint start, IReadOnlyList<SafeHandle?> fds, string name, uint action = VFIO_IRQ_SET_ACTION_TRIGGER)
     {
         int count = fds.Count;
         int bytes = sizeof(vfio_irq_set) + count * sizeof(int);
@@ -160,7 +161,7 @@ public static unsafe partial class Vfio
         *set = new vfio_irq_set
         {
             argsz = (uint)bytes, index = index, start = count == 0 ? 0 : start, count = (uint)count,
-            flags = (count == 0 ? VFIO_IRQ_SET_DATA_NONE : VFIO_IRQ_SET_DATA_EVENTFD) | VFIO_IRQ_SET_ACTION_TRIGGER,
+            flags = (count == 0 ? VFIO_IRQ_SET_DATA_NONE : VFIO_IRQ_SET_DATA_EVENTFD) | action,
         };
         int* data = (int*)(buffer + sizeof(vfio_irq_set));
         for (int i = 0; i < count; i++) data[i] = fds[i] is { } h ? (int)h.DangerousGetHandle() : -1;

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace KvmPS.VfioUserTestDevice;
 
-/// <summary>The few libc calls the server needs: fd passing, shared mappings, memfd, eventfd writes.</summary>
+/// <summary>The few libc calls the server needs: fd passing, shared mappings, memfd, eventfd writes, and polling and reading INTx's unmask eventfd.</summary>
 internal static unsafe partial class Native
 {
     private const string Lib = "libc";
@@ -34,6 +34,21 @@ internal static unsafe partial class Native
 
     [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, void* buf, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, void* buf, nuint count);
+
+    public const short POLLIN = 1;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events, Revents;
+    }
+
+    [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
     public static int CmsgSpace(int fds) => sizeof(CmsgHdr) + ((fds * sizeof(int) + 7) & ~7);
 }

@@ -3,10 +3,10 @@ using KvmPS.VfioUserTestDevice;
 
 // vfio-user test device server (README.md in this folder). Prints "listening on PATH" once the socket accepts.
 const string Usage = "usage: KvmPS.VfioUserTestDevice --socket PATH [--config-bytes 256|4096] [--once] [--bad-version] " +
-                     "[--oversized-reply] [--malformed-reply] [--crash-after MESSAGES] [--crash-on-dma N]";
+                     "[--oversized-reply] [--malformed-reply] [--crash-after MESSAGES] [--crash-on-dma N] [--intx]";
 string? socketPath = null;
 int configBytes = 4096, crashAfter = 0, crashOnDma = 0;
-bool once = false, badVersion = false, oversized = false, malformed = false;
+bool once = false, badVersion = false, oversized = false, malformed = false, intx = false;
 for (int i = 0; i < args.Length; i++)
 {
     string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -30,6 +30,7 @@ for (int i = 0; i < args.Length; i++)
             case "--malformed-reply": malformed = true; break;
             case "--crash-after": crashAfter = NextCount(); break;
             case "--crash-on-dma": crashOnDma = NextCount(); break;
+            case "--intx": intx = true; break;
             default: throw new ArgumentException($"unknown option '{args[i]}'");
         }
     }
@@ -45,7 +46,7 @@ File.Delete(socketPath);
 using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
 listener.Bind(new UnixDomainSocketEndPoint(socketPath));
 listener.Listen(1);
-using var device = new TestDevice(configBytes) { CrashOnDma = crashOnDma };
+using var device = new TestDevice(configBytes, intx) { CrashOnDma = crashOnDma };
 var faults = new Faults(badVersion, oversized, malformed, crashAfter);
 Console.WriteLine($"listening on {socketPath}");
 Console.Out.Flush();

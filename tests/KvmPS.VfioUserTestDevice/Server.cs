@@ -19,7 +19,8 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
     private const uint IRQ_EVENTFD = 1, IRQ_MASKABLE = 2, IRQ_NORESIZE = 8;
     private const uint SET_DATA_NONE = 1, SET_DATA_BOOL = 2, SET_DATA_EVENTFD = 4, SET_ACTION_MASK = 8,
         SET_ACTION_UNMASK = 16, SET_ACTION_TRIGGER = 32;
-    private const int IrqIndexMsix = 2, IrqIndexCount = 5;
+    private const uint IRQ_AUTOMASKED = 4;
+    private const int IrqIndexIntx = 0, IrqIndexMsix = 2, IrqIndexCount = 5;
     private const uint DMA_READ = 1, DMA_WRITE = 2, DMA_UNMAP_ALL = 2;
 
     private bool _negotiated;
@@ -52,7 +53,11 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
                 log.WriteLine($"vfio-user-test-device: command {message.Command} failed: {e}");
                 TryReply(connection, message, [], VfioUser.EIO);
             }
-            finally { Connection.CloseAll(message.Fds); }
+            finally
+            {
+                Connection.CloseAll(message.Fds);
+                device.Irqs.PollIntxUnmask(); // after the message (an IRQ_ACK lowers the line first): an EOI since re-arms INTx
+            }
         }
     }
 
@@ -188,10 +193,11 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
         if (index >= IrqIndexCount) { TryReply(c, m, [], VfioUser.EINVAL); return; }
         var reply = new byte[16];
         BinaryPrimitives.WriteUInt32LittleEndian(reply, 16);
-        bool msix = index == IrqIndexMsix;
-        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), msix ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_NORESIZE : 0);
+        bool msix = index == IrqIndexMsix, intx = index == IrqIndexIntx && device.Intx;
+        uint flags = msix ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_NORESIZE : intx ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_AUTOMASKED : 0;
+        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), flags);
         BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(8), index);
-        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(12), msix ? (uint)device.Irqs.Vectors : 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(12), msix ? (uint)device.Irqs.Vectors : intx ? 1u : 0);
         TryReply(c, m, reply, 0);
     }
 
@@ -207,16 +213,17 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
         uint action = flags & (SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER);
         bool oneEach = data != 0 && (data & (data - 1)) == 0 && action != 0 && (action & (action - 1)) == 0;
         if (!oneEach || flags != (data | action) || index >= IrqIndexCount) { TryReply(c, m, [], VfioUser.EINVAL); return; }
+        if (index == IrqIndexIntx && device.Intx) { SetIntx(c, m, data, action, start, count); return; }
         if (index != IrqIndexMsix)
         {
-            // Nothing but MSI-X exists; disabling an absent index is harmless, anything else is not.
+            // Nothing else exists; disabling an absent index is harmless, anything else is not.
             TryReply(c, m, [], count == 0 && data == SET_DATA_NONE ? 0 : VfioUser.EINVAL);
             return;
         }
         var irqs = device.Irqs;
         if (count == 0)
         {
-            if (data == SET_DATA_NONE && action == SET_ACTION_TRIGGER) irqs.DisableAll();
+            if (data == SET_DATA_NONE && action == SET_ACTION_TRIGGER) irqs.DisableMsix();
             TryReply(c, m, [], data == SET_DATA_NONE ? 0 : VfioUser.EINVAL);
             return;
         }
@@ -237,6 +244,32 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
                 if (action == SET_ACTION_TRIGGER) irqs.Trigger(v);
                 else irqs.Mask(v, action == SET_ACTION_MASK);
             }
+        }
+        TryReply(c, m, [], 0);
+    }
+
+    /// <summary>INTx (index 0, one line): trigger and unmask eventfds, mask/unmask actions, or off (count 0).</summary>
+    private void SetIntx(Connection c, Message m, uint data, uint action, uint start, uint count)
+    {
+        var irqs = device.Irqs;
+        if (count == 0)
+        {
+            if (data == SET_DATA_NONE && action == SET_ACTION_TRIGGER) irqs.DisableIntx();
+            TryReply(c, m, [], data == SET_DATA_NONE ? 0 : VfioUser.EINVAL);
+            return;
+        }
+        if (start != 0 || count != 1) { TryReply(c, m, [], VfioUser.EINVAL); return; }
+        if (data == SET_DATA_EVENTFD)
+        {
+            if (m.Fds.Count != 1 || action == SET_ACTION_MASK) { TryReply(c, m, [], VfioUser.EINVAL); return; }
+            if (action == SET_ACTION_TRIGGER) irqs.SetIntxEventFd(m.Fds[0]);
+            else irqs.SetIntxUnmaskEventFd(m.Fds[0]);
+            m.Fds.Clear(); // now owned by INTx
+        }
+        else
+        {
+            if (action == SET_ACTION_TRIGGER || (data == SET_DATA_BOOL && m.Payload.Length < 21)) { TryReply(c, m, [], VfioUser.EINVAL); return; }
+            if (data == SET_DATA_NONE || m.Payload[20] != 0) irqs.MaskIntx(action == SET_ACTION_MASK);
         }
         TryReply(c, m, [], 0);
     }

@@ -19,7 +19,7 @@ internal sealed unsafe class TestDevice : IDisposable
     public const int RegMagic = 0x00, RegVersion = 0x04, RegDmaAddrLo = 0x08, RegDmaAddrHi = 0x0c, RegDmaLen = 0x10,
         RegDmaOp = 0x14, RegDmaKey = 0x18, RegDoorbell = 0x1c, RegStatus = 0x20, RegChecksum = 0x24, RegCompleted = 0x28,
         RegIrqVector = 0x2c, RegError = 0x30, RegScratch = 0x34, RegIrqCount = 0x38, RegResetCount = 0x3c,
-        RegBar2SumLen = 0x40, RegBar2Sum = 0x44;
+        RegBar2SumLen = 0x40, RegBar2Sum = 0x44, RegIrqAck = 0x48;
     public const uint OpXor = 1, OpReverse = 2, OpReverseXor = 3;
     public const uint StatusDone = 1, StatusError = 2;
     public const uint ErrorLength = 1, ErrorNotMapped = 2, ErrorOp = 3;
@@ -35,13 +35,16 @@ internal sealed unsafe class TestDevice : IDisposable
     public DmaSpace Dma { get; } = new();
     public Interrupts Irqs { get; } = new(MsixVectors);
     public int ConfigBytes { get; }
+    /// <summary>--intx: the function has INTA, raised on completion while MSI-X is off.</summary>
+    public bool Intx { get; }
     /// <summary>Set by --crash-on-dma: the doorbell ring that makes the process exit (0 = never).</summary>
     public int CrashOnDma { get; init; }
     private int _doorbells;
 
-    public TestDevice(int configBytes)
+    public TestDevice(int configBytes, bool intx = false)
     {
         ConfigBytes = configBytes;
+        Intx = intx;
         _config = new byte[configBytes];
         _writableMask = new byte[configBytes];
         _bar2Fd = Native.MemfdCreate("vfio-user-test-bar2", Native.MFD_CLOEXEC);
@@ -51,6 +54,8 @@ internal sealed unsafe class TestDevice : IDisposable
         _bar2 = (byte*)map;
         BuildConfig();
         ResetRegisters();
+        // INTx may fire later than the completion (when an unmask arrives after it): every signal counts.
+        Irqs.IntxSignalled = () => _regs[RegIrqCount / 4]++;
     }
 
     public int Bar2Fd => _bar2Fd;
@@ -75,6 +80,7 @@ internal sealed unsafe class TestDevice : IDisposable
         BinaryPrimitives.WriteUInt16LittleEndian(c[0x2c..], VendorId);
         BinaryPrimitives.WriteUInt16LittleEndian(c[0x2e..], 0x0001);
         c[0x34] = 0x40;                                               // first capability
+        if (Intx) c[0x3d] = 1;                                        // interrupt pin: INTA
         // MSI-X at 0x40: 4 vectors, table at BAR4+0, PBA at BAR4+0x800.
         c[0x40] = 0x11;
         c[0x41] = 0;
@@ -176,6 +182,9 @@ internal sealed unsafe class TestDevice : IDisposable
             case RegDoorbell:
                 if (value != 0) RunDma();
                 break;
+            case RegIrqAck:
+                Irqs.LowerIntx(); // the driver handled the completion: INTx goes low
+                break;
             case RegBar2SumLen:
                 uint len = Math.Min(value, Bar2Bytes);
                 _regs[RegBar2SumLen / 4] = len;
@@ -210,7 +219,12 @@ internal sealed unsafe class TestDevice : IDisposable
         }
         _regs[RegError / 4] = error;
         _regs[RegStatus / 4] = error == 0 ? StatusDone : StatusError;
-        if (Irqs.Trigger((int)_regs[RegIrqVector / 4])) _regs[RegIrqCount / 4]++;
+        // MSI-X when the client enabled it; else INTx when the function has it and the command register allows it.
+        if (!Irqs.MsixEnabled && Intx && Irqs.IntxConnected)
+        {
+            if ((_config[0x05] & 0x04) == 0) Irqs.RaiseIntx(); // IRQ_COUNT counts its signals (IntxSignalled)
+        }
+        else if (Irqs.Trigger((int)_regs[RegIrqVector / 4])) _regs[RegIrqCount / 4]++;
     }
 
     /// <summary>32-bit FNV-1a: the checksum the guest driver computes too.</summary>

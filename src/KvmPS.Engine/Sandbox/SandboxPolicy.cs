@@ -122,7 +122,8 @@ public static class SandboxPolicy
     // Its ioctls are KVM's (type 0xAE): the vCPU's own, and the VM's for interrupts, ioeventfds, routing and the memory
     // slots of passthrough BARs the guest moves; and VFIO's (type 0x3B): a kernel-VFIO passthrough device's MSI-X
     // vectors are bound (VFIO_DEVICE_SET_IRQS) when the guest enables MSI-X with a config write. A vfio-user device's
-    // messages are sendmsg/recvmsg on its socket, which the vCPU's narrow roles already allow.
+    // messages are sendmsg/recvmsg on its socket, which the vCPU's narrow roles already allow. A passthrough vector's
+    // eventfd moves between a KVM irqfd (KVM_IRQFD) and the I/O thread's epoll (epoll_ctl) on MSI-X table writes.
     private static readonly SyscallRule[] Vcpu = [new SyscallRule("ioctl", Argument: 1, Values: [0xAE00, 0x3B00], Mask: 0xFF00), "eventfd2", "epoll_create1", "fstat", "newfstatat", "flock", "fcntl"];
 
     // Set-up and everything a control request may do: build and rebuild the machine, open images, taps and sockets,

@@ -8,9 +8,10 @@ public sealed partial class VirtualMachine
     /// <summary>The next KVM memory slot number a passthrough BAR area gets (RAM low, firmware 16, framebuffer 20, warm-up 31).</summary>
     private uint _nextPassthroughSlot = 32;
 
-    /// <summary>MSI routes, the I/O thread that relays the device's interrupt eventfds, and memory slots for mmap-able BAR areas.</summary>
+    /// <summary>MSI routes, the I/O thread that relays the device's masked MSI-X vectors, memory slots for mmap-able BAR areas, INTx irqfds.</summary>
     private PassthroughHost PassthroughHost() => new(_msiRouter, (fd, callback) => _ioLoop!.Register(fd, callback),
-        (host, size) => new KvmGuestMemorySlot(_vm!, _nextPassthroughSlot++, host, size));
+        (host, size) => new KvmGuestMemorySlot(_vm!, _nextPassthroughSlot++, host, size),
+        (gsi, trigger, resample) => new KvmIntxIrqfd(_vm!, gsi, trigger, resample));
 
     /// <summary>
     /// Refuses a snapshot or migration up front while a passthrough device is attached: like real VFIO devices without

@@ -64,4 +64,36 @@ public class KvmMsiRouterTests
         var exit = run.RunToExit(TimeSpan.FromSeconds(60));
         Assert.Equal(3, exit.DebugExitValue);
     }
+
+    [Fact]
+    public void AForeignEventfdBindsToARoutesGsiAndLeavesWithTheRoute()
+    {
+        // KVM refuses an eventfd that is already an irqfd (EBUSY): binding the same one again after the route went
+        // proves the route's disposal unbound it, and an explicit unbind lets it bind again at once.
+        using var run = new GuestRun(new MachineConfig { Cmdline = "kvmps.run=exit 3" });
+        var log = new List<string>();
+        using var router = new KvmMsiRouter(run.Machine.Handle, log.Add);
+        using var device = EventFdHandle.Create();
+        var r1 = (IIrqfdRoute)router.CreateRoute();
+        Assert.False(r1.Ready);                                  // no message yet
+        r1.Configure(0xFEE0_0000, 0x0041);
+        Assert.True(r1.Ready);
+        r1.Bind(device);
+        r1.Bind(device);                                         // already bound: nothing asked of KVM
+        var r2 = (IIrqfdRoute)router.CreateRoute();
+        r2.Configure(0xFEE0_0000, 0x0042);
+        Assert.ThrowsAny<IOException>(() => r2.Bind(device));   // KVM: this eventfd already feeds a GSI
+        r1.Unbind(device);
+        r2.Bind(device);
+        device.Signal();                                         // straight into KVM: nothing is left to read
+        Assert.Equal(0UL, device.Consume());
+        r2.Dispose();                                            // unbinds what is still bound
+        r1.Bind(device);
+        r1.Dispose();
+        r2.Unbind(device);                                       // a disposed route: nothing bound, nothing to do
+        device.Signal();                                         // unbound: the count stays for whoever reads it
+        Assert.Equal(1UL, device.Consume());
+        Assert.Empty(log);
+        Assert.Equal(3, run.RunToExit(TimeSpan.FromSeconds(60)).DebugExitValue);
+    }
 }

@@ -64,6 +64,11 @@ public interface IPassthroughTransport : IDisposable
     void RegionWrite(int region, ulong offset, ReadOnlySpan<byte> data);
     /// <summary>Binds eventfds to vectors 0.. of <paramref name="irqIndex"/> (the device signals them); empty: disables the index.</summary>
     void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds);
+    /// <summary>
+    /// Hands the device an eventfd that unmasks vector 0 of <paramref name="irqIndex"/> when signalled (ACTION_UNMASK):
+    /// for INTx, KVM's resample eventfd, so the guest's EOI re-arms the device's automasked line.
+    /// </summary>
+    void SetIrqUnmaskEventFd(int irqIndex, EventFdHandle fd);
     void Reset();
     /// <summary>Makes all of guest RAM reachable by the device's DMA, at guest-physical addresses.</summary>
     void MapGuestMemory(GuestMemory memory);

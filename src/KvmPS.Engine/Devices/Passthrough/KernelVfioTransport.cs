@@ -146,6 +146,9 @@ public sealed partial class KernelVfioTransport : IPassthroughTransport
     public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) =>
         Call(() => { Vfio.SetIrqEventFds(_device, (uint)irqIndex, 0, fds, Name); return 0; });
 
+    public void SetIrqUnmaskEventFd(int irqIndex, EventFdHandle fd) =>
+        Call(() => { Vfio.SetIrqEventFds(_device, (uint)irqIndex, 0, [fd], Name, Vfio.VFIO_IRQ_SET_ACTION_UNMASK); return 0; });
+
     public void Reset() => Call(() => { Vfio.Reset(_device, Name); return 0; });
 
     /// <summary>Maps every RAM region at its guest-physical address (the IOVA the guest's drivers program).</summary>

@@ -23,6 +23,7 @@ public sealed partial class PassthroughDevice
     private readonly List<(int Start, int End)> _hiddenRanges = [];
     private int _msixCap = -1;
     private int _configBytes = ConfigSize;
+    private bool _goneLogged;
 
     /// <summary>Walks the device's capability list in <paramref name="config"/>: finds MSI-X, hides MSI, rewires next pointers.</summary>
     private void ScanCapabilities(byte[] config)
@@ -56,6 +57,7 @@ public sealed partial class PassthroughDevice
     {
         lock (SyncRoot)
         {
+            if (Gone()) { data.Fill(0xFF); return; }
             int headerBytes = Math.Clamp(HeaderEnd - offset, 0, data.Length);
             if (headerBytes > 0) base.ConfigRead(offset, data[..headerBytes]);
             if (headerBytes == data.Length) return;
@@ -82,6 +84,7 @@ public sealed partial class PassthroughDevice
     {
         lock (SyncRoot)
         {
+            if (Gone()) return;
             int headerBytes = Math.Clamp(HeaderEnd - offset, 0, data.Length);
             if (headerBytes > 0) base.ConfigWrite(offset, data[..headerBytes]);
             if (headerBytes == data.Length) return;
@@ -108,6 +111,24 @@ public sealed partial class PassthroughDevice
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// True once the transport has failed: from then on the function reads as all-ones everywhere, its config space
+    /// header included, and drops writes, like a device removed by surprise (a guest's driver and its PCI scan see
+    /// it gone). Said once in the log instead of once per access.
+    /// </summary>
+    private bool Gone()
+    {
+        if (_transport.Failed is not { } reason) return false;
+        if (!_goneLogged)
+        {
+            _goneLogged = true;
+            Log($"{Name}: the device failed ({reason}); it reads as all-ones and ignores writes from now on");
+            RemoveSlots(); // mapped BAR areas would still show the device's last memory: they trap (all-ones) instead
+
+        }
+        return true;
     }
 
     private void ForwardConfigWrite(int offset, ReadOnlySpan<byte> data)
@@ -138,8 +159,13 @@ public sealed partial class PassthroughDevice
         bool enable = (high & 0x80) != 0, mask = (high & 0x40) != 0;
         bool wasEnabled = _msix.Enabled;
         _msix.SetControl(enable, mask);
+        UpdateDirectDelivery();
         if (enable == wasEnabled) return;
+        if (enable) DisableIntx(); // one IRQ type at a time, as VFIO wants
         try { _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, enable ? _vectorEvents : []); }
         catch (PassthroughException e) { Log($"{Name}: MSI-X {(enable ? "enable" : "disable")}: {e.Message}"); }
+        if (!enable) EnableIntx();
+        // Which path the vectors take (what KVM accepted), once per enable: the guest programs the table first.
+        if (enable) Log($"{Name}: MSI-X enabled: {_direct.Count(r => r is not null)} of {_msix.VectorCount} vectors delivered by KVM (irqfd), the rest relayed");
     }
 }

@@ -18,7 +18,9 @@ public interface IGuestMemorySlot : IDisposable
 /// <param name="Msi">Delivers the emulated MSI-X table's messages (KVM routes + irqfds).</param>
 /// <param name="WatchEventFd">Runs a callback on the device I/O thread whenever an eventfd is signalled (null: not relayed, tests).</param>
 /// <param name="CreateSlot">Makes a memory slot over a mapped BAR area (null: every access traps, tests).</param>
-public sealed record PassthroughHost(IMsiController? Msi, Func<EventFdHandle, Action, IDisposable>? WatchEventFd, Func<nint, ulong, IGuestMemorySlot>? CreateSlot);
+/// <param name="BindIntx">Binds INTx (GSI, trigger, resample eventfd) as a KVM level irqfd (null: the guest is told there is no pin).</param>
+public sealed record PassthroughHost(IMsiController? Msi, Func<EventFdHandle, Action, IDisposable>? WatchEventFd, Func<nint, ulong, IGuestMemorySlot>? CreateSlot,
+    Func<uint, EventFdHandle, EventFdHandle, IDisposable>? BindIntx = null);
 
 /// <summary>
 /// A PCI function passed through from a VFIO device (kernel VFIO or vfio-user, <see cref="IPassthroughTransport"/>).
@@ -36,7 +38,10 @@ public sealed partial class PassthroughDevice : PciDevice
     private readonly int _tableBar = -1, _pbaBar = -1;
     private readonly ulong _tableOffset, _pbaOffset;
     private readonly EventFdHandle[] _vectorEvents = [];
-    private readonly List<IDisposable> _watches = [];
+    /// <summary>Per vector: the I/O-loop watch that relays its eventfd into the emulated table, while it is relayed.</summary>
+    private readonly IDisposable?[] _relays = [];
+    /// <summary>Per vector: the route its eventfd is bound to as a KVM irqfd, while it is delivered directly.</summary>
+    private readonly IIrqfdRoute?[] _direct = [];
     private bool _disposed;
 
     public override string Name => $"passthrough ({_transport.Name})";
@@ -54,11 +59,11 @@ public sealed partial class PassthroughDevice : PciDevice
         public bool InSlot { get; set; }
     }
 
-    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config)
+    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config, byte intxPin)
         : base(BinaryPrimitives.ReadUInt16LittleEndian(config), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(2)),
             (uint)(config[0x0B] << 16 | config[0x0A] << 8 | config[0x09]), config[0x08],
             BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2C)), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2E)),
-            interruptPin: 0) // INTx is not wired yet: the guest is told the function has no pin, so it uses MSI-X
+            interruptPin: intxPin)
     {
         _transport = transport;
         _host = host;
@@ -72,6 +77,8 @@ public sealed partial class PassthroughDevice : PciDevice
             (_tableBar, _tableOffset) = ((int)(table & 7), table & ~7u);
             (_pbaBar, _pbaOffset) = ((int)(pba & 7), pba & ~7u);
             _vectorEvents = new EventFdHandle[vectors];
+            _relays = new IDisposable?[vectors];
+            _direct = new IIrqfdRoute?[vectors];
             for (int v = 0; v < vectors; v++) _vectorEvents[v] = EventFdHandle.Create();
         }
     }
@@ -95,20 +102,15 @@ public sealed partial class PassthroughDevice : PciDevice
             transport.RegionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0, config);
             if (BinaryPrimitives.ReadUInt16LittleEndian(config) is 0xFFFF or 0) throw new PassthroughException(transport.Name, "its config space reads as no device (vendor ID 0x0000/0xFFFF)");
             if ((config[0x0E] & 0x7F) != 0) throw new PassthroughException(transport.Name, $"header type {config[0x0E] & 0x7F}: only type-0 functions (endpoints) can be passed through");
-            device = new PassthroughDevice(transport, host, config) { };
+            device = new PassthroughDevice(transport, host, config, IntxPinOf(transport, info, config, host));
             device._configBytes = configRegion.Size >= ExtendedConfigSize ? ExtendedConfigSize : ConfigSize;
             device.DefineBars(config, log);
             device.AttachRom(log);
             if (memory is not null) transport.MapGuestMemory(memory);
             if (info.CanReset) transport.Reset();
-            if (host.WatchEventFd is { } watch)
-                for (int v = 0; v < device._vectorEvents.Length; v++)
-                {
-                    int vector = v;
-                    device._watches.Add(watch(device._vectorEvents[v], () => device.OnVectorSignalled(vector)));
-                }
+            for (int v = 0; v < device._vectorEvents.Length; v++) device.StartRelay(v);
             log($"{device.Name}: {device.VendorId:x4}:{device.DeviceId:x4} class {device.ClassCode:x6}, {device.Bars.Count} BARs, " +
-                $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
+                $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {(device.InterruptPin == 0 ? "no INTx" : "INTx")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
             return device;
         }
         catch (Exception e) when (e is not PassthroughException)
@@ -201,7 +203,7 @@ public sealed partial class PassthroughDevice : PciDevice
     // ---- BARs ----
     protected override void OnBarMapped(PciBar bar)
     {
-        if (!_areas.TryGetValue(bar.Index, out var areas)) return;
+        if (_transport.Failed is not null || !_areas.TryGetValue(bar.Index, out var areas)) return;
         foreach (var a in areas)
         {
             if (a.Slot is null) continue;
@@ -220,12 +222,22 @@ public sealed partial class PassthroughDevice : PciDevice
 
     protected override void OnBarUnmapped(PciBar bar)
     {
-        if (!_areas.TryGetValue(bar.Index, out var areas)) return;
+        if (_areas.TryGetValue(bar.Index, out var areas)) RemoveSlots(bar.Index, areas);
+    }
+
+    /// <summary>Takes every mapped BAR area out of the guest (a failed device).</summary>
+    private void RemoveSlots()
+    {
+        foreach (var (index, areas) in _areas) RemoveSlots(index, areas);
+    }
+
+    private void RemoveSlots(int barIndex, List<MappedArea> areas)
+    {
         foreach (var a in areas)
         {
             if (!a.InSlot) continue;
             try { a.Slot!.MapAt(null); }
-            catch (Exception e) when (e is IOException or InvalidOperationException) { Log($"{Name}: BAR{bar.Index}: removing its slot failed: {e.Message}"); }
+            catch (Exception e) when (e is IOException or InvalidOperationException) { Log($"{Name}: BAR{barIndex}: removing its slot failed: {e.Message}"); }
             a.InSlot = false;
         }
     }
@@ -238,6 +250,7 @@ public sealed partial class PassthroughDevice : PciDevice
 
     protected override void BarRead(PciBar bar, ulong offset, Span<byte> data)
     {
+        if (Gone()) { data.Fill(0xFF); return; }
         if (InTable(bar, offset, data.Length)) { _msix!.TableRead(offset - _tableOffset, data); return; }
         if (InPba(bar, offset, data.Length)) { _msix!.PbaRead(offset - _pbaOffset, data); return; }
         _transport.RegionRead(VFIO_PCI_BAR0_REGION_INDEX + bar.Index, offset, data); // a failure reads as all-ones (PciDevice)
@@ -245,7 +258,13 @@ public sealed partial class PassthroughDevice : PciDevice
 
     protected override void BarWrite(PciBar bar, ulong offset, ReadOnlySpan<byte> data)
     {
-        if (InTable(bar, offset, data.Length)) { _msix!.TableWrite(offset - _tableOffset, data); return; }
+        if (Gone()) return;
+        if (InTable(bar, offset, data.Length))
+        {
+            _msix!.TableWrite(offset - _tableOffset, data);
+            UpdateDirectDelivery();
+            return;
+        }
         if (InPba(bar, offset, data.Length)) return; // the PBA is read-only
         _transport.RegionWrite(VFIO_PCI_BAR0_REGION_INDEX + bar.Index, offset, data);
     }
@@ -262,6 +281,63 @@ public sealed partial class PassthroughDevice : PciDevice
         }
     }
 
+    /// <summary>Vectors whose eventfd is bound to their KVM route right now (tests, diagnostics).</summary>
+    public int DirectVectors { get { lock (SyncRoot) return _direct.Count(r => r is not null); } }
+
+    /// <summary>
+    /// Puts each vector on the path its state calls for (under the lock, after every MSI-X table or control write).
+    /// Deliverable with a route KVM accepted: the device's eventfd is bound to the route's GSI (KVM_IRQFD), so its
+    /// signal goes straight into KVM. Otherwise (masked, MSI-X off, no route): the I/O loop relays the eventfd into
+    /// the emulated table, which latches the pending bit. The relay stops before the bind and starts after the
+    /// unbind; KVM takes a count already in the eventfd at bind time, epoll sees one at registration: none is lost.
+    /// </summary>
+    private void UpdateDirectDelivery()
+    {
+        if (_msix is null || _disposed) return;
+        for (int v = 0; v < _vectorEvents.Length; v++)
+        {
+            IIrqfdRoute? want = null;
+            try
+            {
+                if (_msix.IsDeliverable(v) && _host.WatchEventFd is not null && _msix.RouteFor(v) is IIrqfdRoute { Ready: true } route) want = route;
+            }
+            catch (Exception e) { Log($"{Name}: MSI-X vector {v}: no route: {e.Message}"); } // e.g. no GSI left: relayed
+            if (want == _direct[v]) continue;
+            if (_direct[v] is { } bound)
+            {
+                try { bound.Unbind(_vectorEvents[v]); }
+                catch (Exception e) { Log($"{Name}: MSI-X vector {v}: irqfd unbind: {e.Message}"); }
+                _direct[v] = null;
+                StartRelay(v);
+            }
+            if (want is null) continue;
+            StopRelay(v);
+            try
+            {
+                want.Bind(_vectorEvents[v]);
+                _direct[v] = want;
+            }
+            catch (Exception e)
+            {
+                Log($"{Name}: MSI-X vector {v}: irqfd bind: {e.Message}; relayed instead");
+                StartRelay(v);
+            }
+        }
+    }
+
+    private void StartRelay(int v)
+    {
+        if (_relays[v] is not null || _host.WatchEventFd is not { } watch) return;
+        int vector = v;
+        _relays[v] = watch(_vectorEvents[v], () => OnVectorSignalled(vector));
+    }
+
+    private void StopRelay(int v)
+    {
+        _relays[v]?.Dispose();
+        _relays[v] = null;
+    }
+
     // ---- state ----
     /// <summary>Like real VFIO devices without migration support: no snapshot, no migration, named by type.</summary>
     protected override void SaveFunctionState(StateWriter writer) => throw new PassthroughNotMigratableException(_transport.Name);
@@ -273,9 +349,16 @@ public sealed partial class PassthroughDevice : PciDevice
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var w in _watches) w.Dispose();
+            for (int v = 0; v < _vectorEvents.Length; v++)
+            {
+                StopRelay(v);
+                try { _direct[v]?.Unbind(_vectorEvents[v]); } catch (Exception e) when (e is IOException or ObjectDisposedException) { }
+                _direct[v] = null;
+            }
             try { if (_msix is { Enabled: true }) _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, []); }
             catch (PassthroughException) { } // the device may be gone already
+            if (_transport.Failed is null && _msix is not { Enabled: true }) DisableIntx();
+            DisposeIntx();
             _msix?.Dispose();
             foreach (var areas in _areas.Values)
                 foreach (var a in areas)

@@ -218,6 +218,9 @@ public sealed class VfioUserClient : IPassthroughTransport
         }
     }
 
+    public void SetIrqUnmaskEventFd(int irqIndex, EventFdHandle fd) =>
+        SendSetIrqs(irqIndex, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, [fd]);
+
     private void SendSetIrqs(int index, uint flags, int start, int count, IReadOnlyList<SafeHandle> fds)
     {
         var payload = new byte[20];

@@ -137,10 +137,13 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
         return new Route(this, gsi, fd);
     }
 
-    private sealed class Route(KvmMsiRouter router, uint gsi, EventFdHandle fd) : IMsiRoute
+    private sealed class Route(KvmMsiRouter router, uint gsi, EventFdHandle fd) : IIrqfdRoute
     {
         private (ulong, uint)? _message;
+        private readonly List<EventFdHandle> _bound = [];
         private bool _disposed;
+
+        public bool Ready => !_disposed && _message is not null;
 
         public void Configure(ulong address, uint data)
         {
@@ -153,10 +156,37 @@ public sealed class KvmMsiRouter : IMsiController, IDisposable
             if (!_disposed && _message is not null) fd.Signal();
         }
 
+        public void Bind(EventFdHandle eventFd)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            lock (_bound)
+            {
+                if (_bound.Contains(eventFd)) return;
+                router._irqfd(eventFd, gsi, false);
+                _bound.Add(eventFd);
+            }
+        }
+
+        public void Unbind(EventFdHandle eventFd)
+        {
+            lock (_bound)
+            {
+                if (!_bound.Remove(eventFd)) return;
+                if (!eventFd.IsClosed && !router.VmClosed) router._irqfd(eventFd, gsi, true);
+            }
+        }
+
         public void Dispose()
         {
             if (_disposed) return;
             _disposed = true;
+            // Eventfds still bound (a device that did not unbind) go first: the GSI is handed out again below.
+            lock (_bound)
+            {
+                foreach (var bound in _bound)
+                    try { if (!bound.IsClosed && !router.VmClosed) router._irqfd(bound, gsi, true); } catch (Exception e) { router._log($"irqfd deassign GSI {gsi}: {e.Message}"); }
+                _bound.Clear();
+            }
             try { router._irqfd(fd, gsi, true); } catch (Exception e) { router._log($"irqfd deassign GSI {gsi}: {e.Message}"); }
             router.UpdateAndCommit(gsi, null);
             lock (router._lock) router._freeGsis.Add(gsi);

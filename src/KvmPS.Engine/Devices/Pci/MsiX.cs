@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KvmPS.Interop;
 using KvmPS.State;
 
 namespace KvmPS.Devices.Pci;
@@ -16,6 +17,20 @@ public interface IMsiRoute : IDisposable
     void Configure(ulong address, uint data);
     /// <summary>Delivers the message once (edge).</summary>
     void Fire();
+}
+
+/// <summary>
+/// A route whose GSI also takes eventfds the VMM does not signal itself (KVM_IRQFD): a passthrough device's own vector
+/// eventfd bound here raises the interrupt inside KVM, with no VMM thread in between.
+/// </summary>
+public interface IIrqfdRoute : IMsiRoute
+{
+    /// <summary>True while the route carries a message KVM accepted (a refused one would deliver nothing).</summary>
+    bool Ready { get; }
+    /// <summary>Binds <paramref name="eventFd"/> to the route's GSI (KVM_IRQFD); throws when KVM refuses.</summary>
+    void Bind(EventFdHandle eventFd);
+    /// <summary>Unbinds it (KVM_IRQFD deassign); a signal after this stays counted in the eventfd. No-op if not bound.</summary>
+    void Unbind(EventFdHandle eventFd);
 }
 
 /// <summary>
@@ -88,6 +103,20 @@ public sealed class MsiXTable : IDisposable
     public uint Data(int v) => BinaryPrimitives.ReadUInt32LittleEndian(_table.AsSpan(v * EntrySize + 8));
     public bool IsMasked(int v) => (BinaryPrimitives.ReadUInt32LittleEndian(_table.AsSpan(v * EntrySize + 12)) & VectorMasked) != 0;
     public bool IsPending(int v) => (_pending[v / 64] & (1UL << (v % 64))) != 0;
+    /// <summary>A signal on vector <paramref name="v"/> would be delivered now (MSI-X on, neither function nor vector masked).</summary>
+    public bool IsDeliverable(int v) => Enabled && !FunctionMasked && !IsMasked(v);
+
+    /// <summary>
+    /// The route of vector <paramref name="v"/>, created if needed and programmed with the vector's current message;
+    /// null without a controller or after <see cref="Dispose"/>. A passthrough device binds its eventfd to it.
+    /// </summary>
+    public IMsiRoute? RouteFor(int v)
+    {
+        if (_controller is null || _disposed || (uint)v >= (uint)VectorCount) return null;
+        var route = _routes[v] ??= _controller.CreateRoute();
+        route.Configure(Address(v), Data(v));
+        return route;
+    }
 
     public void TableRead(ulong offset, Span<byte> data)
     {

@@ -75,7 +75,9 @@ internal sealed class FakeTransport : IPassthroughTransport
         if (region == 0) data.CopyTo(Bar0.AsSpan((int)offset));
     }
 
-    public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) { Check(); IrqSets.Add((irqIndex, fds.Count)); LastIrqFds = fds; }
+    public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) { Check(); IrqSets.Add((irqIndex, fds.Count)); if (irqIndex == Vfio.VFIO_PCI_MSIX_IRQ_INDEX) LastIrqFds = fds; else IntxTrigger = fds.Count > 0 ? fds[0] : null; }
+    public void SetIrqUnmaskEventFd(int irqIndex, EventFdHandle fd) { Check(); IrqSets.Add((irqIndex, -1)); IntxUnmask = fd; }
+    public EventFdHandle? IntxTrigger, IntxUnmask;
     public void Reset() { Check(); Resets++; }
     public void MapGuestMemory(GuestMemory memory) => Check();
     public void Dispose() => Bar2.Dispose();
@@ -243,15 +245,23 @@ public sealed class PassthroughDeviceTests : IDisposable
     public void AFailedTransportReadsAsAllOnesAndNothingThrows()
     {
         var d = Plug();
+        var slot = Assert.Single(_slots);
+        Assert.NotNull(slot.At);
         _transport.Fail();
         ulong bar0 = d.Bar(0)!.MappedAt!.Value;
         Assert.Equal(0xFFFF_FFFFu, Mmio32(bar0 + 0x10));
         MmioWrite32(bar0 + 0x10, 1);
         Assert.Equal(0xFFFF_FFFFu, Read32(d, 0x60));
-        Assert.Equal(0x1234_4B56u, Read32(d, 0));                // the emulated header stays
+        Assert.Equal(0xFFFF_FFFFu, Read32(d, 0));                // the whole config space, like a device removed by surprise
+        Assert.Equal(0xFFFF_FFFFu, Read32(d, 0x10));
+        Assert.Equal(0xFFFF_FFFFu, Mmio32(bar0 + 0x800));         // the emulated MSI-X table too
+        Assert.Null(slot.At);                                    // the mapped BAR area traps now (reads all-ones)
         Write16(d, 0x52, 0x8000);
         Write16(d, 0x04, 0);
-        Assert.Contains(_log, l => l.Contains("went away"));
+        for (int i = 0; i < 100; i++) Mmio32(bar0 + 0x10);
+        // Said once, not once per access.
+        Assert.Single(_log, l => l.Contains("went away"));
+        Assert.Equal(0x1234_4B56u, d.VendorId | (uint)d.DeviceId << 16); // the VMM still knows what it was
     }
 
     [Fact]
