@@ -205,7 +205,7 @@ public sealed partial class VmManager
         for (var i = 0; i < definition.NetworkAdapters.Count; i++)
         {
             var adapter = definition.NetworkAdapters[i];
-            if (adapter.MacAddress == mac || (adapter.TapName ?? Vmm.VmmConfigBuilder.GeneratedTapName(name, i)) == macOrTap)
+            if (adapter.MacAddress == mac || (adapter.SriovVf is null && (adapter.TapName ?? Vmm.VmmConfigBuilder.GeneratedTapName(name, i)) == macOrTap))
                 return adapter;
         }
         throw new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", macOrTap, $"VM '{name}' has no network adapter with MAC address or tap '{macOrTap}'");
