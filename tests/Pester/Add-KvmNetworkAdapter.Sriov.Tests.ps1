@@ -87,3 +87,43 @@ Describe 'Add-KvmNetworkAdapter -SriovVf' {
         ($help.description | Out-String) | Should -Match 'not run on SR-IOV hardware'
     }
 }
+
+Describe 'HostSriov in manifests (Invoke/Test/Get-KvmDesiredState)' {
+    BeforeAll {
+        $script:manifest = Join-Path $TestDrive 'sriov.psd1'
+        Set-Content -Path $manifest -Value "@{ HostSriov = @{ '$pf' = 3 } }"
+        $script:numvfs = Join-Path $root "bus/pci/devices/$pf/sriov_numvfs"
+    }
+
+    It 'reports the VF count as drift and shows the PF in Get-KvmDesiredState' {
+        Test-KvmDesiredState $manifest | Should -BeFalse
+        $pfState = @(Get-KvmDesiredState $manifest | Where-Object { $_.Kind -eq 'SriovPhysicalFunction' })
+        $pfState.Count | Should -Be 1
+        $pfState[0].Name | Should -Be $pf
+        $pfState[0].State | Should -Be '1 VFs'
+        $pfState[0].InDesiredState | Should -BeFalse
+        "$($pfState[0].Drifts[0])" | Should -Be "HostSriov.$($pf).VfCount: expected 3, actual 1"
+    }
+
+    It 'says what it would do with -WhatIf and writes nothing' {
+        $lines = @(Get-KvmWhatIfLine { Invoke-KvmDesiredState -Path $manifest -WhatIf })
+        $lines | Should -Contain "Performing the operation `"Set SR-IOV VF count (VfCount 1 -> 3)`" on target `"$pf`"."
+        (Get-Content $numvfs).Trim() | Should -Be '1'
+    }
+
+    It 'sets the count through sriov_numvfs (through 0) and is then in the desired state' {
+        $results = @(Invoke-KvmDesiredState -Path $manifest -Confirm:$false)
+        $results.Count | Should -Be 1
+        $results[0].Action.Kind.ToString() | Should -Be 'SetSriovVfCount'
+        $results[0].Status.ToString() | Should -Be 'Done'
+        (Get-Content $numvfs).Trim() | Should -Be '3'
+        Test-KvmDesiredState $manifest | Should -BeTrue
+    }
+
+    It 'refuses a PF asked for more VFs than it supports, naming the entry, and writes nothing' {
+        Set-Content -Path $manifest -Value "@{`n HostSriov = @{ '$pf' = 9 } }"
+        $e = { Invoke-KvmDesiredState -Path $manifest -Confirm:$false -ErrorAction Stop } | Should -Throw -PassThru
+        "$e" | Should -Match ('sriov\.psd1:2:\d+: ' + [regex]::Escape("HostSriov['$pf']: ") + '.*supports at most 8')
+        (Get-Content $numvfs).Trim() | Should -Be '3'
+    }
+}
