@@ -37,8 +37,9 @@ public sealed class CliApp
     internal Func<string, string?> GetEnvironment { get; init; } = Environment.GetEnvironmentVariable;
 
     /// <summary>The host's PCI functions, from the sysfs tree KVMPS_SYSFS_ROOT names (tests' fake one) or /sys.</summary>
-    internal KvmPS.Management.HostDevices.PciHostDevices PciDevices() =>
-        new(GetEnvironment(KvmPS.Management.HostDevices.PciHostDevices.SysfsRootVariable) is { Length: > 0 } root ? root : KvmPS.Management.HostDevices.PciHostDevices.DefaultSysfsRoot);
+    internal KvmPS.Management.HostDevices.PciHostDevices PciDevices() => HostSriovOutput.PciDevices(GetEnvironment);
+
+    private Reconciler NewReconciler() => new(Manager, sriov: new KvmPS.Management.HostDevices.HostSriov(PciDevices(), KvmPS.Management.HostDevices.SysfsWriter.Instance));
 
     public static string Version =>
         typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
@@ -146,7 +147,7 @@ public sealed class CliApp
     {
         var desired = ReadManifests(args, "apply", "--what-if", "--json");
         var json = _options.Has("--json");
-        var reconciler = new Reconciler(Manager, sriov: new KvmPS.Management.HostDevices.HostSriov(PciDevices(), KvmPS.Management.HostDevices.SysfsWriter.Instance));
+        var reconciler = NewReconciler();
         if (_options.Has("--what-if"))
             return WritePlan(reconciler.Plan(desired), json, whatIf: true);
 
@@ -213,7 +214,7 @@ public sealed class CliApp
     private int Plan(ArgReader args) => WithHelp("plan", () =>
     {
         var desired = ReadManifests(args, "plan", "--json");
-        return WritePlan(new Reconciler(Manager, sriov: new KvmPS.Management.HostDevices.HostSriov(PciDevices(), KvmPS.Management.HostDevices.SysfsWriter.Instance)).Plan(desired), _options.Has("--json"), whatIf: false);
+        return WritePlan(NewReconciler().Plan(desired), _options.Has("--json"), whatIf: false);
     });
 
     private int WritePlan(ReconcilePlan plan, bool json, bool whatIf)
@@ -245,7 +246,7 @@ public sealed class CliApp
     private int Test(ArgReader args) => WithHelp("test", () =>
     {
         var desired = ReadManifests(args, "test", "--detailed", "--json", "--quiet");
-        var drifts = new Reconciler(Manager, sriov: new KvmPS.Management.HostDevices.HostSriov(PciDevices(), KvmPS.Management.HostDevices.SysfsWriter.Instance)).Test(desired);
+        var drifts = NewReconciler().Test(desired);
         if (_options.Has("--json"))
         {
             Out.WriteLine(CliOutput.Json(w =>
@@ -272,7 +273,7 @@ public sealed class CliApp
     private int Get(ArgReader args) => WithHelp("get", () =>
     {
         var desired = ReadManifests(args, "get", "--json");
-        var status = new Reconciler(Manager, sriov: new KvmPS.Management.HostDevices.HostSriov(PciDevices(), KvmPS.Management.HostDevices.SysfsWriter.Instance)).Get(desired);
+        var status = NewReconciler().Get(desired);
         if (_options.Has("--json"))
         {
             Out.WriteLine(CliOutput.Json(w =>
@@ -300,24 +301,7 @@ public sealed class CliApp
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
-                w.WriteStartArray("hostSriov");
-                foreach (var pf in status.HostSriov)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("physicalFunction", pf.Name);
-                    w.WriteNumber("desiredVfCount", pf.Desired.VfCount);
-                    if (pf.Actual?.SriovNumVfs is { } count)
-                        w.WriteNumber("vfCount", count);
-                    else
-                        w.WriteNull("vfCount");
-                    w.WriteBoolean("inDesiredState", pf.InDesiredState);
-                    w.WriteStartArray("drift");
-                    foreach (var d in pf.Drifts)
-                        CliOutput.WriteDrift(w, d);
-                    w.WriteEndArray();
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
+                HostSriovOutput.WriteJson(w, status);
                 w.WriteStartArray("unmanaged");
                 foreach (var vm in status.Unmanaged)
                     CliOutput.WriteVm(w, vm);
@@ -337,18 +321,7 @@ public sealed class CliApp
                 vm.Actual is { } b ? CliOutput.Bytes(b.Definition.Memory.StartupBytes) : "-",
                 vm.InDesiredState ? "yes" : "no",
             }));
-        if (status.HostSriov.Count > 0)
-        {
-            Out.WriteLine();
-            CliOutput.Table(Out, new[] { "PHYSICAL-FUNCTION", "WANTED-VFS", "VFS", "IN-DESIRED-STATE" },
-                status.HostSriov.Select(pf => (IReadOnlyList<string>)new[]
-                {
-                    pf.Name,
-                    pf.Desired.VfCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    pf.Drifts.Count > 0 ? pf.Drifts[0].Actual ?? "-" : pf.Desired.VfCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    pf.InDesiredState ? "yes" : "no",
-                }));
-        }
+        HostSriovOutput.WriteTable(Out, status);
         if (status.Unmanaged.Count > 0)
             Out.WriteLine($"Not in the manifest: {string.Join(", ", status.Unmanaged.Select(v => $"{v.Name} ({v.State})"))}");
         return ExitCodes.Ok;
