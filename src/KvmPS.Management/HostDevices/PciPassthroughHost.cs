@@ -61,8 +61,10 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
     /// Checks every passthrough function of <paramref name="definition"/> and binds them to vfio-pci. All checks run
     /// before anything is rebound: a missing device, one the host uses, one held by another VM
     /// (<paramref name="otherVms"/>, see <see cref="ReadAssignments"/>) or one whose IOMMU group holds a device bound
-    /// to a host driver and not passed to this VM is a <see cref="PciPassthroughException"/>. If a bind fails, the
-    /// ones already bound are given back before the <see cref="PciBindingException"/> propagates.
+    /// to a host driver and not passed to this VM is a <see cref="PciPassthroughException"/>, and so is an SR-IOV
+    /// adapter's address that is no VF or whose PF has no network interface. Then each SR-IOV adapter's MAC and VLAN are
+    /// set on its PF (a refusal is a <see cref="VfNetlinkException"/>, nothing rebound). If a bind fails, the ones
+    /// already bound are given back before the <see cref="PciBindingException"/> propagates.
     /// </summary>
     public IReadOnlyList<PciBindingRecord> PrepareForStart(VmDefinition definition, string vmFolder, IEnumerable<PciAssignment> otherVms)
     {
@@ -88,8 +90,8 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
         var bound = new List<PciBindingRecord>();
         try
         {
-            // The MAC and VLAN first: the PF's driver hands them to the VF when it is reset for the VM (and a VF driver
-            // bound now would keep a MAC set afterwards only until its next reset).
+            // The MAC and VLAN before the VF moves to vfio-pci, as libvirt does: the PF enforces them for the VF, and the
+            // guest's VF driver reads the MAC the PF assigned when it probes the device.
             foreach (var setting in vfSettings)
                 _netlink.SetVf(setting.PhysicalInterface, setting.Index, setting.Adapter.MacAddress.GetOctets(), setting.Adapter.VlanId ?? 0);
             foreach (var record in records)
