@@ -36,6 +36,11 @@ public sealed class CliApp
     /// <summary>The environment (KVMPS_HOST, KVMPS_SSH...); tests replace it.</summary>
     internal Func<string, string?> GetEnvironment { get; init; } = Environment.GetEnvironmentVariable;
 
+    /// <summary>The host's PCI functions, from the sysfs tree KVMPS_SYSFS_ROOT names (tests' fake one) or /sys.</summary>
+    internal KvmPS.Management.HostDevices.PciHostDevices PciDevices() => HostSriovOutput.PciDevices(GetEnvironment);
+
+    private Reconciler NewReconciler() => new(Manager, sriov: new KvmPS.Management.HostDevices.HostSriov(PciDevices(), KvmPS.Management.HostDevices.SysfsWriter.Instance));
+
     public static string Version =>
         typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
@@ -142,7 +147,7 @@ public sealed class CliApp
     {
         var desired = ReadManifests(args, "apply", "--what-if", "--json");
         var json = _options.Has("--json");
-        var reconciler = new Reconciler(Manager);
+        var reconciler = NewReconciler();
         if (_options.Has("--what-if"))
             return WritePlan(reconciler.Plan(desired), json, whatIf: true);
 
@@ -209,7 +214,7 @@ public sealed class CliApp
     private int Plan(ArgReader args) => WithHelp("plan", () =>
     {
         var desired = ReadManifests(args, "plan", "--json");
-        return WritePlan(new Reconciler(Manager).Plan(desired), _options.Has("--json"), whatIf: false);
+        return WritePlan(NewReconciler().Plan(desired), _options.Has("--json"), whatIf: false);
     });
 
     private int WritePlan(ReconcilePlan plan, bool json, bool whatIf)
@@ -241,7 +246,7 @@ public sealed class CliApp
     private int Test(ArgReader args) => WithHelp("test", () =>
     {
         var desired = ReadManifests(args, "test", "--detailed", "--json", "--quiet");
-        var drifts = new Reconciler(Manager).Test(desired);
+        var drifts = NewReconciler().Test(desired);
         if (_options.Has("--json"))
         {
             Out.WriteLine(CliOutput.Json(w =>
@@ -268,7 +273,7 @@ public sealed class CliApp
     private int Get(ArgReader args) => WithHelp("get", () =>
     {
         var desired = ReadManifests(args, "get", "--json");
-        var status = new Reconciler(Manager).Get(desired);
+        var status = NewReconciler().Get(desired);
         if (_options.Has("--json"))
         {
             Out.WriteLine(CliOutput.Json(w =>
@@ -296,6 +301,7 @@ public sealed class CliApp
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
+                HostSriovOutput.WriteJson(w, status);
                 w.WriteStartArray("unmanaged");
                 foreach (var vm in status.Unmanaged)
                     CliOutput.WriteVm(w, vm);
@@ -315,6 +321,7 @@ public sealed class CliApp
                 vm.Actual is { } b ? CliOutput.Bytes(b.Definition.Memory.StartupBytes) : "-",
                 vm.InDesiredState ? "yes" : "no",
             }));
+        HostSriovOutput.WriteTable(Out, status);
         if (status.Unmanaged.Count > 0)
             Out.WriteLine($"Not in the manifest: {string.Join(", ", status.Unmanaged.Select(v => $"{v.Name} ({v.State})"))}");
         return ExitCodes.Ok;
@@ -341,7 +348,7 @@ public sealed class CliApp
             "setmem" => WithHelp("vm setmem", () => new VmLiveCommands(this).SetMem(args.Parse(["--live", "--config", "--json"], ["--minimum", "--maximum"]))),
             "attach-disk" => WithHelp("vm attach-disk", () => new VmLiveCommands(this).AttachDisk(args.Parse(["--live", "--config", "--read-only", "--json"], ["--size", "--format", "--backing", "--pool"]))),
             "detach-disk" => WithHelp("vm detach-disk", () => new VmLiveCommands(this).DetachDisk(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
-            "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--network", "--mac"]))),
+            "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--network", "--mac", "--sriov-vf", "--vlan"]))),
             "detach-nic" => WithHelp("vm detach-nic", () => new VmLiveCommands(this).DetachNic(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
             "attach-iso" => WithHelp("vm attach-iso", () => new VmLiveCommands(this).AttachIso(args.Parse(["--live", "--config", "--json"], ["--pool", "--drive"]))),
             "eject-iso" => WithHelp("vm eject-iso", () => new VmLiveCommands(this).EjectIso(args.Parse(["--live", "--config", "--json"], ["--drive"]))),

@@ -41,7 +41,7 @@ internal sealed class ExportCommand(CliApp app)
             }
         }
 
-        var export = ManifestExporter.Export(app.Manager, names.Count > 0 ? names : null);
+        var export = ManifestExporter.Export(app.Manager, names.Count > 0 ? names : null, pci: app.PciDevices());
         if (export.NotFound.Count > 0)
         {
             foreach (var missing in export.NotFound)

@@ -135,7 +135,7 @@ internal static class HelpText
               vm setmem NAME [SIZE] [--minimum SIZE] [--maximum SIZE] [--live|--config] [--json]
               vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
               vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
-              vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config] [--json]
+              vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK|--sriov-vf VF [--vlan ID] [--mac MAC] [--live|--config] [--json]
               vm addresses NAME [--json]
               vm detach-nic NAME MAC|TAP [--timeout SECONDS] [--live|--config] [--json]
               vm attach-iso NAME ISO|VOLUME [--pool POOL] [--drive N] [--live|--config] [--json]
@@ -227,11 +227,15 @@ internal static class HelpText
 
             """,
         "vm attach-nic" => """
-            Usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config] [--json]
+            Usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK|--sriov-vf DDDD:BB:DD.F [--vlan ID] [--mac MAC] [--live|--config] [--json]
 
             Adds a virtio-net adapter on an existing tap, on a bridge (the VMM creates a tap on it) or on a KvmPS
             network (its bridge; the network must exist, and be started when the VM starts), as virsh
             attach-interface. A running VM gets it hot-plugged at once. Without --mac it gets a stable generated MAC.
+              --sriov-vf VF   an SR-IOV virtual function of a host NIC instead (kvmps host pci list shows VFs): at
+                              the VM's next start its MAC (and --vlan ID, 1-4094) is set on the physical function
+                              over netlink and the VF is passed through with vfio-pci (docs/passthrough-host.md;
+                              not yet run on SR-IOV hardware)
               --live / --config   as for attach-disk
             Exit: 0, 2 bad option, 4 refused, 5 no such VM.
 

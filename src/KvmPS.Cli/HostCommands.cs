@@ -11,8 +11,7 @@ namespace KvmPS.Cli;
 /// </summary>
 internal sealed class HostCommands(CliApp app)
 {
-    private PciHostDevices Devices() =>
-        new(app.GetEnvironment(PciHostDevices.SysfsRootVariable) is { Length: > 0 } root ? root : PciHostDevices.DefaultSysfsRoot);
+    private PciHostDevices Devices() => app.PciDevices();
 
     public int Host(ArgReader args)
     {

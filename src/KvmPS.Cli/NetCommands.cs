@@ -174,6 +174,10 @@ internal sealed class NetCommands(CliApp app)
                     CliOutput.WriteNullable(w, "network", a.Network);
                     CliOutput.WriteNullable(w, "bridge", a.BridgeName);
                     CliOutput.WriteNullable(w, "tap", a.TapName);
+                    if (a.SriovVf is { } vf)
+                        w.WriteString("sriovVf", vf.ToString());
+                    if (a.VlanId is { } vlan)
+                        w.WriteNumber("vlanId", vlan);
                     w.WriteStartArray("ipAddresses");
                     foreach (var ip in a.IPAddresses)
                         w.WriteStringValue(ip.ToString());
@@ -186,7 +190,8 @@ internal sealed class NetCommands(CliApp app)
         }
         CliOutput.Table(app.Out, ["INDEX", "MAC", "NETWORK", "BRIDGE", "TAP", "ADDRESSES"], adapters.Select(a => (IReadOnlyList<string>)
         [
-            a.Index.ToString(CultureInfo.InvariantCulture), a.MacAddress.ToString(), a.Network ?? "-", a.BridgeName ?? "-", a.TapName ?? "-",
+            a.Index.ToString(CultureInfo.InvariantCulture), a.MacAddress.ToString(),
+            a.SriovVf is { } vf ? $"sriov-vf {vf}" + (a.VlanId is { } vlan ? $" vlan {vlan}" : "") : a.Network ?? "-", a.BridgeName ?? "-", a.TapName ?? "-",
             a.IPAddresses.Count == 0 ? "-" : string.Join(",", a.IPAddresses),
         ]));
         return ExitCodes.Ok;

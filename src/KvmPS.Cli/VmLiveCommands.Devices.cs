@@ -48,12 +48,13 @@ internal sealed partial class VmLiveCommands
         if (options.Help)
             throw new CliApp.HelpRequested("vm attach-nic");
         if (options.Positional.Count != 1)
-            throw new UsageException("vm attach-nic: usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK [--mac MAC] [--live|--config]");
+            throw new UsageException("vm attach-nic: usage: kvmps vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK|--sriov-vf DDDD:BB:DD.F [--vlan ID] [--mac MAC] [--live|--config]");
         var name = options.Positional[0];
         var scope = Scope(options, "vm attach-nic");
-        var (tap, bridge, network) = (options.Value("--tap"), options.Value("--bridge"), options.Value("--network"));
-        if ((tap is null ? 0 : 1) + (bridge is null ? 0 : 1) + (network is null ? 0 : 1) != 1)
-            throw new UsageException("vm attach-nic: give exactly one of --tap, --bridge and --network");
+        var (tap, bridge, network, vfText) = (options.Value("--tap"), options.Value("--bridge"), options.Value("--network"), options.Value("--sriov-vf"));
+        if ((tap is null ? 0 : 1) + (bridge is null ? 0 : 1) + (network is null ? 0 : 1) + (vfText is null ? 0 : 1) != 1)
+            throw new UsageException("vm attach-nic: give exactly one of --tap, --bridge, --network and --sriov-vf");
+        var (vf, vlan) = VirtualFunctionOptions(options, vfText);
         MacAddress? mac = null;
         if (options.Value("--mac") is { } macText)
         {
@@ -66,8 +67,33 @@ internal sealed partial class VmLiveCommands
                 throw new UsageException($"vm attach-nic: --mac: {e.Message}");
             }
         }
-        var result = app.Manager.AddNetworkAdapter(name, tap, bridge, mac, scope, network);
+        if (vf is { } function)
+        {
+            // The same check as Add-KvmNetworkAdapter -SriovVf: a VF whose IOMMU group can be given away.
+            foreach (var warning in Management.HostDevices.PciPassthroughCheck.CheckVirtualFunction(app.PciDevices(), function).Warnings)
+                app.Err.WriteLine("kvmps: warning: " + warning);
+        }
+        var result = app.Manager.AddNetworkAdapter(name, tap, bridge, mac, scope, network, vf, vlan);
         return Report(options, name, result);
+    }
+
+    /// <summary>--sriov-vf and --vlan (the VLAN only with a VF: the NIC tags the VF's traffic).</summary>
+    private static (PciAddress? Vf, int? Vlan) VirtualFunctionOptions(ParsedArgs options, string? vfText)
+    {
+        int? vlan = null;
+        if (options.Value("--vlan") is { } vlanText)
+        {
+            if (vfText is null)
+                throw new UsageException("vm attach-nic: --vlan applies to an SR-IOV adapter (--sriov-vf) only");
+            if (!int.TryParse(vlanText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id)
+                || id is < NetworkAdapterDefinition.MinimumVlanId or > NetworkAdapterDefinition.MaximumVlanId)
+                throw new UsageException($"vm attach-nic: --vlan: '{vlanText}' is not a VLAN id ({NetworkAdapterDefinition.MinimumVlanId}-{NetworkAdapterDefinition.MaximumVlanId})");
+            vlan = id;
+        }
+        if (vfText is null)
+            return (null, vlan);
+        try { return (PciAddress.Parse(vfText), vlan); }
+        catch (ValueFormatException e) { throw new UsageException($"vm attach-nic: --sriov-vf: {e.Message}"); }
     }
 
     public int DetachNic(ParsedArgs options)

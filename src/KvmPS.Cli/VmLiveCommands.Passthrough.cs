@@ -16,7 +16,7 @@ internal sealed partial class VmLiveCommands
         if (socket is not null)
             return Report(options, name, app.Manager.AddVfioUserDevices(name, [socket]));
         // The same check as Add-KvmPciPassthrough: the device exists and its IOMMU group can be given away.
-        var readiness = PciPassthroughCheck.Check(new PciHostDevices(), host!.Value);
+        var readiness = PciPassthroughCheck.Check(app.PciDevices(), host!.Value);
         foreach (var warning in readiness.Warnings)
             app.Err.WriteLine("kvmps: warning: " + warning);
         return Report(options, name, app.Manager.AddPciPassthrough(name, [host.Value]));

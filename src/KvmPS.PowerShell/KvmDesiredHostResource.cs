@@ -4,11 +4,14 @@ using KvmPS.Management.Manifests;
 
 namespace KvmPS.PowerShell;
 
-/// <summary>What a host resource is: the manifests' <c>StoragePools</c> and <c>Networks</c> entries.</summary>
+/// <summary>What a host resource is: the manifests' <c>StoragePools</c>, <c>Networks</c> and <c>HostSriov</c> entries.</summary>
 public enum KvmHostResourceKind
 {
     StoragePool,
     Network,
+
+    /// <summary>An SR-IOV physical function's VF count (<c>HostSriov</c>); the name is its PCI address, the state its VF count.</summary>
+    SriovPhysicalFunction,
 }
 
 /// <summary>
@@ -24,6 +27,12 @@ public sealed class KvmDesiredHostResource
 
     public KvmDesiredHostResource(DesiredStoragePoolStatus status)
         : this(KvmHostResourceKind.StoragePool, NotNull(status).Name, status.Desired.Ensure, status.Actual?.State.ToString(), status.Drifts, status.Desired.Position, status)
+    {
+    }
+
+    public KvmDesiredHostResource(DesiredSriovStatus status)
+        : this(KvmHostResourceKind.SriovPhysicalFunction, NotNull(status).Name, VmEnsure.Present,
+            status.Actual is null ? null : $"{status.Actual.SriovNumVfs ?? 0} VFs", status.Drifts, status.Desired.Position, status)
     {
     }
 
@@ -56,7 +65,7 @@ public sealed class KvmDesiredHostResource
     /// <summary>Where the entry is: file:line:column.</summary>
     public string Manifest { get; }
 
-    /// <summary>The management record (<see cref="DesiredNetworkStatus"/> or <see cref="DesiredStoragePoolStatus"/>).</summary>
+    /// <summary>The management record (<see cref="DesiredNetworkStatus"/>, <see cref="DesiredStoragePoolStatus"/> or <see cref="DesiredSriovStatus"/>).</summary>
     [Hidden]
     public object Status { get; }
 

@@ -156,8 +156,8 @@ public sealed class DeviceCliTests : IDisposable
     [Fact]
     public void Usage_errors_name_the_problem()
     {
-        Assert.Contains("exactly one of --tap, --bridge and --network", Run("vm", "attach-nic", "cd").Err);
-        Assert.Contains("exactly one of --tap, --bridge and --network", Run("vm", "attach-nic", "cd", "--tap", "a", "--bridge", "b").Err);
+        Assert.Contains("exactly one of --tap, --bridge, --network and --sriov-vf", Run("vm", "attach-nic", "cd").Err);
+        Assert.Contains("exactly one of --tap, --bridge, --network and --sriov-vf", Run("vm", "attach-nic", "cd", "--tap", "a", "--bridge", "b").Err);
         Assert.Contains("--format must be raw or qcow2", Run("vm", "attach-disk", "cd", "x.img", "--format", "vmdk").Err);
         Assert.Contains("needs a value", Run("vm", "attach-disk", "cd", "x.img", "--size").Err);
         Assert.Contains("--timeout must be", Run("vm", "detach-disk", "cd", "x.img", "--timeout", "soon").Err);

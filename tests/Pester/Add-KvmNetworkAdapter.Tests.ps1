@@ -115,8 +115,8 @@ Describe 'Add-KvmNetworkAdapter on a running VM' {
 Describe 'Add-KvmNetworkAdapter -Network' {
     BeforeAll { New-KvmTestVm -Name na-net | Out-Null }
 
-    It 'needs exactly one of -Network, -BridgeName and -TapName' {
-        { Add-KvmNetworkAdapter na-net -Network lab -BridgeName br0 -ErrorAction Stop } | Should -Throw '*-Network, -BridgeName and -TapName*'
+    It 'needs exactly one of -Network, -BridgeName, -TapName and -SriovVf' {
+        { Add-KvmNetworkAdapter na-net -Network lab -BridgeName br0 -ErrorAction Stop } | Should -Throw '*-Network, -BridgeName, -TapName and -SriovVf*'
         { Add-KvmNetworkAdapter na-net -Network lab -TapName t0 -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidValue,KvmPS.Commands.AddKvmNetworkAdapterCommand'
     }
 

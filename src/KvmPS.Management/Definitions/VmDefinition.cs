@@ -210,8 +210,9 @@ public sealed record VmDefinition
             var prefix = $"NetworkAdapters[{i}]";
             if (adapter is null)
                 throw Fail(prefix, "must not be null");
-            if ((adapter.TapName is null ? 0 : 1) + (adapter.BridgeName is null ? 0 : 1) + (adapter.NetworkName is null ? 0 : 1) != 1)
-                throw Fail(prefix, "needs exactly one of Tap, Bridge or Network");
+            if ((adapter.TapName is null ? 0 : 1) + (adapter.BridgeName is null ? 0 : 1) + (adapter.NetworkName is null ? 0 : 1) + (adapter.SriovVf is null ? 0 : 1) != 1)
+                throw Fail(prefix, "needs exactly one of Tap, Bridge, Network or SriovVf");
+            ValidateSriovAdapter(i, adapter);
             if (adapter.NetworkName is { } network && !Networks.NetworkValidation.IsValidName(network))
                 throw Fail(prefix + ".Network", $"'{network}' is not a valid network name (1-32 letters, digits, '-' or '_', starting with a letter or digit)");
             if (adapter.TapName is { } tap)
@@ -225,6 +226,28 @@ public sealed record VmDefinition
                 throw Fail(prefix + ".MacAddress", $"'{mac}' is already used by NetworkAdapters[{first}]");
             seen.Add(mac, i);
         }
+    }
+
+    /// <summary>A VF adapter is a kernel-VFIO passthrough: once per VM, not also in PciPassthrough; a VLAN only for a VF.</summary>
+    private void ValidateSriovAdapter(int index, NetworkAdapterDefinition adapter)
+    {
+        var prefix = $"NetworkAdapters[{index}]";
+        if (adapter.VlanId is { } vlan)
+        {
+            if (adapter.SriovVf is null)
+                throw Fail(prefix + ".VlanId", "applies to an SR-IOV adapter (SriovVf) only; a tap, bridge or network adapter is untagged");
+            if (vlan is < NetworkAdapterDefinition.MinimumVlanId or > NetworkAdapterDefinition.MaximumVlanId)
+                throw Fail(prefix + ".VlanId", $"must be a VLAN id from {NetworkAdapterDefinition.MinimumVlanId} to {NetworkAdapterDefinition.MaximumVlanId} (got {vlan})");
+        }
+        if (adapter.SriovVf is not { } vf)
+            return;
+        if (vf.Device > 0x1F || vf.Function > 7)
+            throw Fail(prefix + ".SriovVf", $"'{vf}' is not a valid PCI address");
+        for (var j = 0; j < index; j++)
+            if (NetworkAdapters[j]?.SriovVf == vf)
+                throw Fail(prefix + ".SriovVf", $"'{vf}' is already used by NetworkAdapters[{j}]");
+        if (PciPassthrough is not null && PciPassthrough.Contains(vf))
+            throw Fail(prefix + ".SriovVf", $"'{vf}' is also in PciPassthrough; give a VF either as a network adapter (its MAC and VLAN set by KvmPS) or as a plain passthrough device");
     }
 
     private void ValidatePciPassthrough()
@@ -255,8 +278,9 @@ public sealed record VmDefinition
             if (!sockets.Add(socket))
                 throw Fail($"VfioUserDevices[{i}]", $"'{socket}' is listed twice");
         }
-        if (PciPassthrough.Count + VfioUserDevices.Count > MaximumPassthroughDevices)
-            throw Fail("VfioUserDevices", $"at most {MaximumPassthroughDevices} passthrough devices in all (PciPassthrough and VfioUserDevices: {PciPassthrough.Count + VfioUserDevices.Count})");
+        var vfAdapters = NetworkAdapters.Count(a => a.SriovVf is not null);
+        if (PciPassthrough.Count + VfioUserDevices.Count + vfAdapters > MaximumPassthroughDevices)
+            throw Fail("VfioUserDevices", $"at most {MaximumPassthroughDevices} passthrough devices in all (PciPassthrough, VfioUserDevices and SR-IOV network adapters: {PciPassthrough.Count + VfioUserDevices.Count + vfAdapters})");
     }
 
     /// <summary>sockaddr_un's sun_path holds 108 bytes with the terminating NUL.</summary>

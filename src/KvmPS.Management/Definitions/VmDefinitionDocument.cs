@@ -69,4 +69,6 @@ internal sealed class NetworkAdapterDocument
     public string? Bridge { get; set; }
     public string? Network { get; set; }
     public string? MacAddress { get; set; }
+    public string? SriovVf { get; set; }
+    public int? VlanId { get; set; }
 }

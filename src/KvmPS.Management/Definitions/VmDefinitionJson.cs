@@ -65,6 +65,8 @@ public static class VmDefinitionJson
             Bridge = n.BridgeName,
             Network = n.NetworkName,
             MacAddress = n.MacAddress.ToString(),
+            SriovVf = n.SriovVf?.ToString(),
+            VlanId = n.VlanId,
         }).ToList(),
         BalloonEnabled = definition.BalloonEnabled,
         PciPassthrough = definition.PciPassthrough.Select(p => p.ToString()).ToList(),
@@ -122,6 +124,7 @@ public static class VmDefinitionJson
         Put("NetworkAdapters", d.NetworkAdapters?.Select(x => x is null ? null : (object?)Compact(new()
         {
             ["Tap"] = x.Tap, ["Bridge"] = x.Bridge, ["Network"] = x.Network, ["MacAddress"] = x.MacAddress,
+            ["SriovVf"] = x.SriovVf, ["VlanId"] = x.VlanId,
         })).ToArray());
         Put("BalloonEnabled", d.BalloonEnabled);
         Put("PciPassthrough", d.PciPassthrough?.Cast<object?>().ToArray());

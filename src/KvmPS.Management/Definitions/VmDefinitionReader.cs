@@ -16,7 +16,7 @@ namespace KvmPS.Management.Definitions;
 /// Boot = @{ KernelPath; InitrdPath; Cmdline }  or  @{ FirmwarePath; BootDiskIndex (= 0) }  or  @{ Cmdline } / absent = built-in guest,
 /// Disks = @( @{ Path (= disk&lt;i&gt;.&lt;format&gt;); Format (raw|qcow2, from the extension); SizeBytes; ReadOnly; BackingImagePath } ),
 ///   or a storage pool volume instead of Path: @{ Pool (= 'default'); Volume; ... } (docs/pools.md),
-/// NetworkAdapters = @( @{ Tap | Bridge | Network; MacAddress (= generated 52:54:00:xx:xx:xx) } ),
+/// NetworkAdapters = @( @{ Tap | Bridge | Network | SriovVf = 'DDDD:BB:DD.F'; MacAddress (= generated 52:54:00:xx:xx:xx); VlanId (SriovVf only) } ),
 /// PciPassthrough = @( 'DDDD:BB:DD.F' ), VfioUserDevices = @( '/run/dev.sock' ),
 /// DvdDrives = @( @{ Path = 'x.iso' } | @{ Pool; Volume } | @{} (empty drive) ),
 /// BootOrder = @( 'Dvd', 'Disk', 'Network' ), BootOnce = 'Dvd',
@@ -37,7 +37,7 @@ public static class VmDefinitionReader
     public static readonly IReadOnlyList<string> DiskKeys = new[] { "Path", "Format", "SizeBytes", "ReadOnly", "BackingImagePath", "Pool", "Volume" };
     public static readonly IReadOnlyList<string> DvdDriveKeys = new[] { "Path", "Pool", "Volume" };
     public static readonly IReadOnlyList<string> DisplayKeys = new[] { "Vnc", "PasswordFile" };
-    public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "Network", "MacAddress" };
+    public static readonly IReadOnlyList<string> NetworkAdapterKeys = new[] { "Tap", "Bridge", "Network", "MacAddress", "SriovVf", "VlanId" };
 
     public static VmDefinition FromDictionary(IDictionary values)
     {
@@ -168,30 +168,45 @@ public static class VmDefinitionReader
         return new DisplaySettings(display.String("Vnc") ?? DisplaySettings.UnixOnly, display.String("PasswordFile"));
     }
 
-    private static (string? Tap, string? Bridge, string? Network, MacAddress? Mac) ReadAdapter(IDictionary source, string prefix, string vmName)
+    /// <summary>An adapter as read, its MAC possibly not yet generated.</summary>
+    private readonly record struct AdapterEntry(string? Tap, string? Bridge, string? Network, MacAddress? Mac, PciAddress? SriovVf, int? VlanId);
+
+    private static AdapterEntry ReadAdapter(IDictionary source, string prefix, string vmName)
     {
         var adapter = new SchemaMap(source, prefix, vmName, NetworkAdapterKeys);
         var macText = adapter.String("MacAddress");
+        MacAddress? mac;
         try
         {
-            return (adapter.String("Tap"), adapter.String("Bridge"), adapter.String("Network"), macText is null ? null : MacAddress.Parse(macText));
+            mac = macText is null ? null : MacAddress.Parse(macText);
         }
         catch (ValueFormatException e)
         {
             throw adapter.Fail("MacAddress", e.Message, e);
         }
+        PciAddress? vf;
+        try
+        {
+            vf = adapter.String("SriovVf") is { } text ? PciAddress.Parse(text) : null;
+        }
+        catch (ValueFormatException e)
+        {
+            throw adapter.Fail("SriovVf", e.Message, e);
+        }
+        return new AdapterEntry(adapter.String("Tap"), adapter.String("Bridge"), adapter.String("Network"), mac, vf, adapter.Int("VlanId"));
     }
 
     /// <summary>Adapters without a MAC get generated ones that avoid every address the manifest gives.</summary>
-    private static IEnumerable<NetworkAdapterDefinition> WithMacs(string vmName, List<(string? Tap, string? Bridge, string? Network, MacAddress? Mac)> adapters)
+    private static IEnumerable<NetworkAdapterDefinition> WithMacs(string vmName, List<AdapterEntry> adapters)
     {
         var taken = adapters.Where(a => a.Mac is not null).Select(a => a.Mac!.Value).ToList();
         var result = new List<NetworkAdapterDefinition>(adapters.Count);
         for (var i = 0; i < adapters.Count; i++)
         {
-            var mac = adapters[i].Mac ?? NetworkAdapterDefinition.GenerateMac(vmName, i, taken);
+            var a = adapters[i];
+            var mac = a.Mac ?? NetworkAdapterDefinition.GenerateMac(vmName, i, taken);
             taken.Add(mac);
-            result.Add(new NetworkAdapterDefinition(adapters[i].Tap, adapters[i].Bridge, mac, adapters[i].Network));
+            result.Add(new NetworkAdapterDefinition(a.Tap, a.Bridge, mac, a.Network, a.SriovVf, a.VlanId));
         }
         return result;
     }

@@ -55,6 +55,9 @@ public sealed record DesiredHostState(IReadOnlyList<string> Files, IReadOnlyList
 
     /// <summary>The manifests' <c>Networks</c> entries (docs/networks.md), created and started before the VMs.</summary>
     public IReadOnlyList<DesiredNetwork> Networks { get; init; } = [];
+
+    /// <summary>The manifests' <c>HostSriov</c> VF counts per physical function (docs/passthrough-host.md), set before the VMs start.</summary>
+    public IReadOnlyList<DesiredSriovVfCount> HostSriov { get; init; } = [];
 }
 
 /// <summary>

@@ -23,7 +23,7 @@ namespace KvmPS.Management.DesiredState;
 /// </summary>
 public static class DesiredStateReader
 {
-    public static readonly IReadOnlyList<string> ManifestKeys = new[] { "Defaults", "VirtualMachines", "StoragePools", "Networks" };
+    public static readonly IReadOnlyList<string> ManifestKeys = new[] { "Defaults", "VirtualMachines", "StoragePools", "Networks", DesiredSriovReader.Key };
     public static readonly IReadOnlyList<string> DesiredStateKeys = new[] { "Ensure", "State", "RestartIfNeeded" };
 
     /// <summary>Keys of a VM entry: the definition schema plus Ensure, State, RestartIfNeeded.</summary>
@@ -40,6 +40,7 @@ public static class DesiredStateReader
         var vms = new List<DesiredVm>();
         var pools = new List<DesiredStoragePool>();
         var networks = new List<DesiredNetwork>();
+        var sriov = new List<DesiredSriovVfCount>();
         var seen = new Dictionary<string, DesiredVm>(StringComparer.Ordinal);
         foreach (var path in paths)
         {
@@ -50,10 +51,11 @@ public static class DesiredStateReader
                 Add(vm, vms, seen);
             DesiredStoragePoolReader.Read(root, Path.GetDirectoryName(fullPath)!, pools);
             DesiredNetworkReader.Read(root, networks);
+            DesiredSriovReader.Read(root, sriov);
         }
         if (files.Count == 0)
             throw new ArgumentException("At least one manifest file is needed.", nameof(paths));
-        return new DesiredHostState(files, vms) { StoragePools = pools, Networks = networks };
+        return new DesiredHostState(files, vms) { StoragePools = pools, Networks = networks, HostSriov = sriov };
     }
 
     /// <summary>Parses manifest text (tests, stdin). Relative boot paths resolve against <paramref name="baseDirectory"/> (default: the current directory).</summary>
@@ -80,7 +82,9 @@ public static class DesiredStateReader
         DesiredStoragePoolReader.Read(root, baseDirectory ?? Directory.GetCurrentDirectory(), pools);
         var networks = new List<DesiredNetwork>();
         DesiredNetworkReader.Read(root, networks);
-        return new DesiredHostState(new[] { fileName }, vms) { StoragePools = pools, Networks = networks };
+        var sriov = new List<DesiredSriovVfCount>();
+        DesiredSriovReader.Read(root, sriov);
+        return new DesiredHostState(new[] { fileName }, vms) { StoragePools = pools, Networks = networks, HostSriov = sriov };
     }
 
     /// <summary>
@@ -173,8 +177,8 @@ public static class DesiredStateReader
             ReadRestartIfNeeded(defaults, null, "Defaults.");
         }
 
-        if (!root.TryGetEntry("VirtualMachines", out var vmsEntry) && (root.ContainsKey("StoragePools") || root.ContainsKey("Networks")))
-            yield break; // a manifest of pools or networks only
+        if (!root.TryGetEntry("VirtualMachines", out var vmsEntry) && (root.ContainsKey("StoragePools") || root.ContainsKey("Networks") || root.ContainsKey(DesiredSriovReader.Key)))
+            yield break; // a manifest of pools, networks or host SR-IOV only
         if (vmsEntry is null)
             throw new DesiredStateException(root.Position, null, "VirtualMachines", "is required (a list of VM entries: @( @{ Name = 'vm1'; ... } ))");
         IReadOnlyList<PsdValue> items = vmsEntry.Value switch

@@ -26,7 +26,8 @@ public static class ManifestExporter
     /// none when it is empty (a pipeline that selected nothing).
     /// </summary>
     /// <param name="networks">Where the networks the VMs' adapters name are looked up; by default the store's network manager.</param>
-    public static ManifestExport Export(VmManager manager, IEnumerable<string>? patterns = null, INetworkOperations? networks = null)
+    /// <param name="pci">Where the SR-IOV physical functions of the VFs the VMs use are read; by default the host's sysfs.</param>
+    public static ManifestExport Export(VmManager manager, IEnumerable<string>? patterns = null, INetworkOperations? networks = null, HostDevices.PciHostDevices? pci = null)
     {
         ArgumentNullException.ThrowIfNull(manager);
         var list = patterns?.ToList();
@@ -61,8 +62,27 @@ public static class ManifestExporter
                 else
                     warnings.Add($"Network '{name}' (named by a VM's adapter) does not exist: the manifest does not declare it");
         }
-        var text = Write(vms.Select(v => (v.Definition, v.State)), warnings, pools, networkDefinitions);
+        var sriov = SriovCounts(vms.Select(v => v.Definition), pci);
+        var text = Write(vms.Select(v => (v.Definition, v.State)), warnings, pools, networkDefinitions, sriov);
         return new ManifestExport(text, vms.Select(v => v.Name).ToList(), notFound, warnings);
+    }
+
+    /// <summary>
+    /// The VF counts of the SR-IOV physical functions whose VFs the definitions use (passed through, or as network
+    /// adapters): a manifest that re-creates the VMs on a freshly booted host needs those VFs to exist.
+    /// </summary>
+    private static List<DesiredSriovVfCount> SriovCounts(IEnumerable<VmDefinition> definitions, HostDevices.PciHostDevices? pci)
+    {
+        var functions = definitions.SelectMany(HostDevices.PciPassthroughHost.HostFunctions).ToList();
+        var result = new List<DesiredSriovVfCount>();
+        if (functions.Count == 0)
+            return result;
+        pci ??= new HostDevices.PciHostDevices();
+        foreach (var function in functions.Distinct())
+            if (pci.TryRead(function)?.PhysicalFunction is { } pf && result.All(r => r.PhysicalFunction != pf) && pci.TryRead(pf)?.SriovNumVfs is { } count)
+                result.Add(new DesiredSriovVfCount(pf, count));
+        result.Sort((a, b) => string.CompareOrdinal(a.PhysicalFunction.ToString(), b.PhysicalFunction.ToString()));
+        return result;
     }
 
     /// <summary>
@@ -99,8 +119,9 @@ public static class ManifestExporter
     /// <summary>The manifest text for definitions and their current states. Pure (tests, other front ends).</summary>
     /// <param name="pools">Storage pools to state before the VMs (a <c>StoragePools</c> section); none when null or empty.</param>
     /// <param name="networks">Networks to state before the VMs (a <c>Networks</c> section); none when null or empty.</param>
+    /// <param name="sriov">VF counts of SR-IOV physical functions to state (a <c>HostSriov</c> section); none when null or empty.</param>
     public static string Write(IEnumerable<(VmDefinition Definition, VmState State)> vms, IList<string>? warnings = null, IReadOnlyList<Pools.StoragePoolDefinition>? pools = null,
-        IReadOnlyList<Networks.NetworkDefinition>? networks = null)
+        IReadOnlyList<Networks.NetworkDefinition>? networks = null, IReadOnlyList<DesiredSriovVfCount>? sriov = null)
     {
         ArgumentNullException.ThrowIfNull(vms);
         var list = vms.ToList();
@@ -124,6 +145,13 @@ public static class ManifestExporter
             foreach (var network in networks)
                 text.Append("        ").Append(NetworkLiteral(network)).Append('\n');
             text.Append("    )\n");
+        }
+        if (sriov is { Count: > 0 })
+        {
+            text.Append("    HostSriov = @{\n");
+            foreach (var entry in sriov)
+                text.Append("        ").Append(PsdLiteral.String(entry.PhysicalFunction.ToString())).Append(" = ").Append(PsdLiteral.Integer(entry.VfCount)).Append('\n');
+            text.Append("    }\n");
         }
         if (list.Count == 0)
         {
@@ -267,7 +295,9 @@ public static class ManifestExporter
         ("Network", adapter.NetworkName is null ? null : PsdLiteral.String(adapter.NetworkName)),
         ("Tap", adapter.TapName is null ? null : PsdLiteral.String(adapter.TapName)),
         ("Bridge", adapter.BridgeName is null ? null : PsdLiteral.String(adapter.BridgeName)),
-        ("MacAddress", PsdLiteral.String(adapter.MacAddress.ToString())));
+        ("SriovVf", adapter.SriovVf is { } vf ? PsdLiteral.String(vf.ToString()) : null),
+        ("MacAddress", PsdLiteral.String(adapter.MacAddress.ToString())),
+        ("VlanId", adapter.VlanId is { } vlan ? PsdLiteral.Integer(vlan) : null));
 
     /// <summary>A network entry with the keys the manifest reader takes (DesiredNetworkReader); unset settings are left out.</summary>
     private static string NetworkLiteral(Networks.NetworkDefinition n)

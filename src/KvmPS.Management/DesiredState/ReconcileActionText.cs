@@ -31,6 +31,7 @@ public static class ReconcileActionText
             ReconcileActionKind.UpdateNetwork => $"Change network settings ({Changes(action)})",
             ReconcileActionKind.StartNetwork => action.Changes.Count > 0 && action.Changes[0].Actual?.StartsWith("Degraded", StringComparison.Ordinal) == true ? "Repair network" : "Start network",
             ReconcileActionKind.RemoveNetwork => "Stop and remove network",
+            ReconcileActionKind.SetSriovVfCount => $"Set SR-IOV VF count ({Changes(action)})",
             _ => action.Description,
         };
     }

@@ -56,6 +56,12 @@ public enum ReconcileActionKind
 
     /// <summary>Stop and forget a network (<see cref="Networks.NetworkManager.Remove"/>), after the VMs that used it are removed.</summary>
     RemoveNetwork,
+
+    /// <summary>
+    /// Set an SR-IOV physical function's VF count (<see cref="HostDevices.HostSriov.SetVfCount"/>), after the VMs the
+    /// plan stops and before the ones it starts. <see cref="ReconcileAction.VmName"/> holds the PF's PCI address.
+    /// </summary>
+    SetSriovVfCount,
 }
 
 /// <summary>One property of one VM that differs from the manifest. Ensure and State use the manifest's words.</summary>
@@ -85,6 +91,12 @@ public sealed record ReconcileAction(
 /// <summary>The ordered steps that bring the host to the manifest, the drift they fix, and warnings.</summary>
 public sealed record ReconcilePlan(IReadOnlyList<ReconcileAction> Actions, IReadOnlyList<Drift> Drifts, IReadOnlyList<string> Warnings)
 {
+    /// <summary>
+    /// How many of the leading <see cref="Actions"/> remove or stop VMs (<see cref="ReconcilePlanner"/>'s first two
+    /// phases; 0 in the reconciler's combined plan): host resources those VMs held (SR-IOV VFs) can change after them.
+    /// </summary>
+    public int StopStepCount { get; init; }
+
     public bool IsEmpty => Actions.Count == 0;
     public bool InDesiredState => Drifts.Count == 0;
 }
@@ -131,7 +143,11 @@ public sealed record DesiredVmStatus(DesiredVm Desired, VmInfo? Actual, IReadOnl
 /// <summary>Outcome of <see cref="Reconciler.Get"/>: the manifest's VMs, and the VMs in the store the manifest does not name.</summary>
 public sealed record DesiredHostStatus(IReadOnlyList<DesiredVmStatus> Vms, IReadOnlyList<VmInfo> Unmanaged)
 {
-    public bool InDesiredState => Vms.All(v => v.InDesiredState) && StoragePools.All(p => p.InDesiredState) && Networks.All(n => n.InDesiredState);
+    public bool InDesiredState => Vms.All(v => v.InDesiredState) && StoragePools.All(p => p.InDesiredState) && Networks.All(n => n.InDesiredState)
+                                  && HostSriov.All(s => s.InDesiredState);
+
+    /// <summary>The manifest's SR-IOV VF counts with the physical function as it is and the drift.</summary>
+    public IReadOnlyList<DesiredSriovStatus> HostSriov { get; init; } = [];
 
     /// <summary>The manifest's storage pools with what is there and their drift.</summary>
     public IReadOnlyList<DesiredStoragePoolStatus> StoragePools { get; init; } = [];
@@ -151,5 +167,12 @@ public sealed record DesiredNetworkStatus(DesiredNetwork Desired, Networks.Netwo
 public sealed record DesiredStoragePoolStatus(DesiredStoragePool Desired, Pools.StoragePoolInfo? Actual, IReadOnlyList<Drift> Drifts)
 {
     public string Name => Desired.Name;
+    public bool InDesiredState => Drifts.Count == 0;
+}
+
+/// <summary>One SR-IOV physical function named in a manifest's HostSriov: the VF count asked and the device (null: no such device).</summary>
+public sealed record DesiredSriovStatus(DesiredSriovVfCount Desired, HostDevices.PciHostDevice? Actual, IReadOnlyList<Drift> Drifts)
+{
+    public string Name => Desired.PhysicalFunction.ToString();
     public bool InDesiredState => Drifts.Count == 0;
 }

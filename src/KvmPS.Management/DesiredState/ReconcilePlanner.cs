@@ -40,7 +40,7 @@ public static class ReconcilePlanner
             actual.TryGetValue(vm.Name, out var current);
             PlanVm(vm, current, phases, drifts, warnings);
         }
-        return new ReconcilePlan(phases.SelectMany(p => p).ToList(), drifts, warnings);
+        return new ReconcilePlan(phases.SelectMany(p => p).ToList(), drifts, warnings) { StopStepCount = phases[0].Count + phases[1].Count };
     }
 
     /// <summary>The drift of one VM (what <c>Test</c> reports for it).</summary>

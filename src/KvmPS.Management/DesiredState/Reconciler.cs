@@ -13,11 +13,18 @@ namespace KvmPS.Management.DesiredState;
 public sealed class Reconciler
 {
     /// <param name="networks">The network calls (tests pass a fake); by default the <see cref="Networks.NetworkManager"/> over the manager's store.</param>
-    public Reconciler(VmManager manager, INetworkOperations? networks = null)
+    /// <param name="sriov">SR-IOV through sysfs (tests pass one over a fake tree); by default the host's.</param>
+    public Reconciler(VmManager manager, INetworkOperations? networks = null, HostDevices.HostSriov? sriov = null)
     {
         Manager = manager ?? throw new ArgumentNullException(nameof(manager));
         Networks = networks ?? new NetworkManagerOperations(manager.Store);
+        _sriov = sriov;
     }
+
+    private HostDevices.HostSriov? _sriov;
+
+    /// <summary>Used only when a manifest declares HostSriov.</summary>
+    public HostDevices.HostSriov Sriov => _sriov ??= new HostDevices.HostSriov();
 
     public VmManager Manager { get; }
 
@@ -47,10 +54,16 @@ public sealed class Reconciler
             return new DesiredNetworkStatus(n, info, NetworkPlanner.Plan([n], networks).Drifts);
         }).ToList();
         var named = desired.Vms.Select(v => v.Name).ToHashSet(StringComparer.Ordinal);
+        var sriovStatus = desired.HostSriov.Select(s =>
+        {
+            var device = Sriov.Host.TryRead(s.PhysicalFunction);
+            return new DesiredSriovStatus(s, device, SriovPlanner.DriftOf(s, device));
+        }).ToList();
         return new DesiredHostStatus(vms, all.Values.Where(v => !named.Contains(v.Name)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList())
         {
             StoragePools = poolStatus,
             Networks = networkStatus,
+            HostSriov = sriovStatus,
         };
     }
 
@@ -65,7 +78,7 @@ public sealed class Reconciler
         var plan = ReconcilePlanner.Plan(desired, actual);
         CheckPaths(desired, actual);
         CheckNetworks(desired, actual);
-        if (desired.StoragePools.Count == 0 && desired.Networks.Count == 0)
+        if (desired.StoragePools.Count == 0 && desired.Networks.Count == 0 && desired.HostSriov.Count == 0)
             return plan;
         // Pools and networks first (VMs use them), the ones to remove last (after the VMs that used them are gone).
         var (before, after, poolDrifts) = desired.StoragePools.Count == 0
@@ -75,7 +88,12 @@ public sealed class Reconciler
         var (netBefore, netAfter, netDrifts, netWarnings) = desired.Networks.Count == 0
             ? ([], [], [], [])
             : NetworkPlanner.Plan(desired.Networks, NetworkSnapshot(), removed);
-        return new ReconcilePlan([.. before, .. netBefore, .. plan.Actions, .. netAfter, .. after], [.. poolDrifts, .. netDrifts, .. plan.Drifts], [.. plan.Warnings, .. netWarnings]);
+        // SR-IOV VF counts once the VMs the plan stops are down, before any VM is changed or started (docs/passthrough-host.md).
+        var (sriovSteps, sriovDrifts, sriovWarnings) = desired.HostSriov.Count == 0 ? ([], [], []) : SriovPlanner.Plan(desired.HostSriov, Sriov);
+        var stops = plan.Actions.Take(plan.StopStepCount);
+        var rest = plan.Actions.Skip(plan.StopStepCount);
+        return new ReconcilePlan([.. before, .. netBefore, .. stops, .. sriovSteps, .. rest, .. netAfter, .. after],
+            [.. poolDrifts, .. netDrifts, .. sriovDrifts, .. plan.Drifts], [.. plan.Warnings, .. netWarnings, .. sriovWarnings]);
     }
 
     /// <summary>Every network there is, by name.</summary>
@@ -289,6 +307,13 @@ public sealed class Reconciler
             case ReconcileActionKind.RemoveNetwork:
                 Networks.Remove(name);
                 return Done(action, $"Network '{name}' stopped and removed");
+            case ReconcileActionKind.SetSriovVfCount:
+            {
+                var entry = desired.HostSriov.First(e => e.PhysicalFunction.ToString() == name);
+                return Done(action, Sriov.SetVfCount(entry.PhysicalFunction, entry.VfCount)
+                    ? $"Physical function {name} has {entry.VfCount} VFs"
+                    : $"Physical function {name} already had {entry.VfCount} VFs");
+            }
             case ReconcileActionKind.Remove:
             {
                 var removed = Manager.Remove(name, force: true, deleteDisks: false);

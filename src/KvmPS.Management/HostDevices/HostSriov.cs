@@ -23,6 +23,9 @@ public sealed class HostSriov(PciHostDevices host, ISysfsWriter writer)
 {
     public HostSriov() : this(new PciHostDevices(), SysfsWriter.Instance) { }
 
+    /// <summary>The sysfs tree read.</summary>
+    public PciHostDevices Host => host;
+
     private string DeviceDirectory(PciAddress address) => Path.Combine(host.DevicesDirectory, address.ToString());
 
     /// <summary>
@@ -47,8 +50,12 @@ public sealed class HostSriov(PciHostDevices host, ISysfsWriter writer)
         return true;
     }
 
-    /// <summary>The checks of <see cref="SetVfCount"/> alone (for -WhatIf): the device as it is now.</summary>
-    public PciHostDevice Check(PciAddress physicalFunction, int count)
+    /// <summary>
+    /// The checks of <see cref="SetVfCount"/> alone (for -WhatIf): the device as it is now. With
+    /// <paramref name="checkVfsInUse"/> false, a VF bound to vfio-pci is not checked (a plan may stop its VM first;
+    /// see <see cref="BoundVirtualFunction"/>).
+    /// </summary>
+    public PciHostDevice Check(PciAddress physicalFunction, int count, bool checkVfsInUse = true)
     {
         var device = host.TryRead(physicalFunction)
             ?? throw new HostSriovException(physicalFunction, $"this host has no such device (not in {host.DevicesDirectory}).");
@@ -60,13 +67,15 @@ public sealed class HostSriov(PciHostDevices host, ISysfsWriter writer)
             throw new HostSriovException(physicalFunction, $"a VF count of {count} is negative.");
         if (count > total)
             throw new HostSriovException(physicalFunction, $"asks for {count} virtual functions but it supports at most {total} (sriov_totalvfs).");
-        if ((device.SriovNumVfs ?? 0) != count)
-            foreach (var vf in VirtualFunctions(physicalFunction))
-                if (host.TryRead(vf.Address) is { IsVfioBound: true })
-                    throw new HostSriovException(physicalFunction,
-                        $"its virtual function {vf.Address} (VF {vf.Index}) is bound to vfio-pci, passed through to a VM; changing the VF count would remove it. Stop that VM first.");
+        if (checkVfsInUse && (device.SriovNumVfs ?? 0) != count && BoundVirtualFunction(physicalFunction) is { } vf)
+            throw new HostSriovException(physicalFunction,
+                $"its virtual function {vf.Address} (VF {vf.Index}) is bound to vfio-pci, passed through to a VM; changing the VF count would remove it. Stop that VM first.");
         return device;
     }
+
+    /// <summary>The first VF of <paramref name="physicalFunction"/> bound to vfio-pci (held by a VM), or null.</summary>
+    public SriovVirtualFunction? BoundVirtualFunction(PciAddress physicalFunction) =>
+        VirtualFunctions(physicalFunction).FirstOrDefault(vf => host.TryRead(vf.Address) is { IsVfioBound: true });
 
     /// <summary>The PF's enabled virtual functions in VF index order.</summary>
     public IReadOnlyList<SriovVirtualFunction> VirtualFunctions(PciAddress physicalFunction)

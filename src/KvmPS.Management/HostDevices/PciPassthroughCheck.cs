@@ -43,4 +43,23 @@ public static class PciPassthroughCheck
             warnings.Add($"PCI device {address} ({device.ClassName}) is bound to {device.Driver ?? "no driver"}, not vfio-pci; KvmPS binds it to vfio-pci when the VM starts and gives it back when it stops.");
         return new PciPassthroughReadiness(device, warnings);
     }
+
+    /// <summary>
+    /// <see cref="Check"/> for an SR-IOV network adapter's VF: it must also be a virtual function (its MAC and VLAN are
+    /// set on its physical function). A PF without a network interface is a warning here (its driver may be bound
+    /// before the VM starts) and an error at start.
+    /// </summary>
+    public static PciPassthroughReadiness CheckVirtualFunction(PciHostDevices host, PciAddress address)
+    {
+        var readiness = Check(host, address);
+        var sriov = new HostSriov(host, SysfsWriter.Instance);
+        var vf = sriov.FindVirtualFunction(address)
+            ?? throw new PciPassthroughException(address, $"it is not an SR-IOV virtual function ({readiness.Device.ClassName}); a network adapter takes a VF (Get-KvmHostPciDevice lists them with their parent). Pass other devices through with Add-KvmPciPassthrough.");
+        if (sriov.NetworkInterface(vf.PhysicalFunction) is null)
+            return readiness with
+            {
+                Warnings = [.. readiness.Warnings, $"the physical function {vf.PhysicalFunction} of {address} has no network interface now; the VF's MAC and VLAN are set through it when the VM starts, which fails without one."],
+            };
+        return readiness;
+    }
 }

@@ -7,33 +7,69 @@ public sealed record PciAssignment(string VmName, PciAddress Address);
 
 /// <summary>
 /// The host side of a VM's kernel-VFIO passthrough, called around the VMM's life: <see cref="PrepareForStart"/>
-/// before the VMM is launched binds every <see cref="VmDefinition.PciPassthrough"/> function to vfio-pci;
+/// before the VMM is launched binds every <see cref="VmDefinition.PciPassthrough"/> function and every SR-IOV network
+/// adapter's VF (<see cref="NetworkAdapterDefinition.SriovVf"/>, after setting its MAC and VLAN on the physical
+/// function over netlink) to vfio-pci;
 /// <see cref="ReleaseAfterStop"/> after it has exited gives them back. What was changed is kept in
 /// <see cref="StateFileName"/> in the VM's folder, written before anything is rebound, so a crash at any point is
 /// repaired by the next ReleaseAfterStop (it is idempotent and a VM without the file has nothing to give back).
 /// </summary>
-public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer)
+public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer, IVfNetlink? netlink = null)
 {
     /// <summary>One line per function: its address and the driver to give it back to ("-" for none).</summary>
     public const string StateFileName = "pci-bindings";
 
     private readonly PciDriverBinding _binding = new(host, writer);
+    private readonly IVfNetlink _netlink = netlink ?? KernelVfNetlink.Instance;
 
     public PciPassthroughHost() : this(new PciHostDevices(), SysfsWriter.Instance) { }
 
     public static string StatePath(string vmFolder) => Path.Combine(vmFolder, StateFileName);
 
+    /// <summary>The host functions a VM gets with kernel VFIO: its PciPassthrough, then its SR-IOV network adapters' VFs.</summary>
+    public static IEnumerable<PciAddress> HostFunctions(VmDefinition definition)
+    {
+        ArgumentNullException.ThrowIfNull(definition);
+        return definition.PciPassthrough.Concat(definition.NetworkAdapters.Select(a => a.SriovVf).OfType<PciAddress>());
+    }
+
+    /// <summary>A VF adapter's VF with what <c>ip link set PF vf N</c> needs: the PF's interface and the VF's index.</summary>
+    private sealed record VfSetting(NetworkAdapterDefinition Adapter, PciAddress Vf, string PhysicalInterface, int Index);
+
+    /// <summary>
+    /// Where each SR-IOV adapter's MAC and VLAN go: refuses (naming the VF) an address that is no VF, or whose physical
+    /// function has no network interface to send the request for (its driver is not bound).
+    /// </summary>
+    private List<VfSetting> ResolveVfAdapters(VmDefinition definition)
+    {
+        var settings = new List<VfSetting>();
+        var sriov = new HostSriov(host, writer);
+        foreach (var adapter in definition.NetworkAdapters)
+        {
+            if (adapter.SriovVf is not { } vf)
+                continue;
+            var found = sriov.FindVirtualFunction(vf)
+                ?? throw new PciPassthroughException(vf, "it is not an SR-IOV virtual function of a physical function on this host (no physfn link, or not listed as its virtfnN); a VF network adapter needs one (Set-KvmHostSriov).");
+            var nic = sriov.NetworkInterface(found.PhysicalFunction)
+                ?? throw new PciPassthroughException(vf, $"its physical function {found.PhysicalFunction} has no network interface (net/ in sysfs), so its MAC and VLAN cannot be set; bind the PF's network driver first.");
+            settings.Add(new VfSetting(adapter, vf, nic, found.Index));
+        }
+        return settings;
+    }
+
     /// <summary>
     /// Checks every passthrough function of <paramref name="definition"/> and binds them to vfio-pci. All checks run
     /// before anything is rebound: a missing device, one the host uses, one held by another VM
     /// (<paramref name="otherVms"/>, see <see cref="ReadAssignments"/>) or one whose IOMMU group holds a device bound
-    /// to a host driver and not passed to this VM is a <see cref="PciPassthroughException"/>. If a bind fails, the
-    /// ones already bound are given back before the <see cref="PciBindingException"/> propagates.
+    /// to a host driver and not passed to this VM is a <see cref="PciPassthroughException"/>, and so is an SR-IOV
+    /// adapter's address that is no VF or whose PF has no network interface. Then each SR-IOV adapter's MAC and VLAN are
+    /// set on its PF (a refusal is a <see cref="VfNetlinkException"/>, nothing rebound). If a bind fails, the ones
+    /// already bound are given back before the <see cref="PciBindingException"/> propagates.
     /// </summary>
     public IReadOnlyList<PciBindingRecord> PrepareForStart(VmDefinition definition, string vmFolder, IEnumerable<PciAssignment> otherVms)
     {
         ArgumentNullException.ThrowIfNull(definition);
-        var wanted = definition.PciPassthrough.Distinct().ToList();
+        var wanted = HostFunctions(definition).Distinct().ToList();
         if (wanted.Count == 0)
             return Array.Empty<PciBindingRecord>();
         var heldElsewhere = otherVms.GroupBy(a => a.Address).ToDictionary(g => g.Key, g => g.First().VmName);
@@ -48,11 +84,16 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer)
             PciHostUse.Check(host, device);
             records.Add(new PciBindingRecord(address, device.Driver));
         }
+        var vfSettings = ResolveVfAdapters(definition);
         // Written first: a crash while binding leaves the record of every function that may have moved.
         WriteState(vmFolder, records);
         var bound = new List<PciBindingRecord>();
         try
         {
+            // The MAC and VLAN before the VF moves to vfio-pci, as libvirt does: the PF enforces them for the VF, and the
+            // guest's VF driver reads the MAC the PF assigned when it probes the device.
+            foreach (var setting in vfSettings)
+                _netlink.SetVf(setting.PhysicalInterface, setting.Index, setting.Adapter.MacAddress.GetOctets(), setting.Adapter.VlanId ?? 0);
             foreach (var record in records)
                 bound.Add(_binding.Bind(record.Address));
         }
@@ -72,7 +113,7 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer)
     /// (a record exists only from a start to the release after its VMM exits).
     /// </summary>
     public IReadOnlyList<PciBindingRecord> PrepareForStart(Store.VmStore store, VmDefinition definition) =>
-        definition.PciPassthrough.Count == 0
+        !HostFunctions(definition).Any()
             ? Array.Empty<PciBindingRecord>()
             : PrepareForStart(definition, store.VmDirectory(definition.Name),
                 ReadAssignments(store.ListNames().Where(n => n != definition.Name).Select(n => (n, store.VmDirectory(n)))));

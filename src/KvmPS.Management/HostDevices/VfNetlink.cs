@@ -13,6 +13,21 @@ public sealed class VfNetlinkException(string physicalInterface, int vf, string 
     public int Vf { get; } = vf;
 }
 
+/// <summary>Sets a VF's MAC and VLAN on its physical function; an interface so tests can record the requests instead of sending them.</summary>
+public interface IVfNetlink
+{
+    /// <summary>As <see cref="VfNetlink.SetVf"/>: <paramref name="vlan"/> 0 clears the VLAN.</summary>
+    void SetVf(string physicalInterface, int vf, ReadOnlySpan<byte> mac, int? vlan);
+}
+
+/// <summary>The kernel's rtnetlink: <see cref="VfNetlink.SetVf"/>.</summary>
+public sealed class KernelVfNetlink : IVfNetlink
+{
+    public static readonly KernelVfNetlink Instance = new();
+
+    public void SetVf(string physicalInterface, int vf, ReadOnlySpan<byte> mac, int? vlan) => VfNetlink.SetVf(physicalInterface, vf, mac, vlan);
+}
+
 /// <summary>
 /// Sets a network VF's MAC address and VLAN on its physical function over rtnetlink, as
 /// <c>ip link set PF vf N mac M vlan V qos Q</c> does: one RTM_SETLINK for the PF (by name) carrying

@@ -89,7 +89,9 @@ public static class LiveChangeRules
                                     && after.Memory.StartupBytes <= (limits.MaximumMemoryBytes ?? before.Memory.MaximumBytes),
             "Disks" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.Disks, after.Disks, DeviceChange.DiskKey)
                        && !DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).Any(d => limits.ColdPluggedDisks.Contains(DeviceChange.DiskKey(d))),
-            "NetworkAdapters" => limits.DeviceHotplug && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey)
+            // An SR-IOV adapter is a VFIO passthrough device, which is not hot-plugged: it comes and goes with a restart.
+            "NetworkAdapters" => limits.DeviceHotplug && !DeviceChange.ChangesSriovAdapters(before, after)
+                       && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey)
                        && !DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).Any(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))),
             // Media in and out of the drives the VM has; adding or removing a drive needs a restart (no cdrom hot-plug).
             "DvdDrives" => limits.MediaChange && before.DvdDrives.Count == after.DvdDrives.Count,
@@ -115,6 +117,10 @@ public static class DeviceChange
     public static string DiskKey(DiskDefinition disk) => disk.Path;
 
     public static string AdapterKey(NetworkAdapterDefinition adapter) => adapter.MacAddress.ToString();
+
+    /// <summary>True when an SR-IOV adapter (<see cref="NetworkAdapterDefinition.SriovVf"/>) is added, removed or changed.</summary>
+    public static bool ChangesSriovAdapters(VmDefinition before, VmDefinition after) =>
+        !before.NetworkAdapters.Where(a => a.SriovVf is not null).SequenceEqual(after.NetworkAdapters.Where(a => a.SriovVf is not null));
 
     /// <summary>Entries of <paramref name="before"/> whose key <paramref name="after"/> does not have.</summary>
     public static IReadOnlyList<T> Removed<T>(IReadOnlyList<T> before, IReadOnlyList<T> after, Func<T, string> key)

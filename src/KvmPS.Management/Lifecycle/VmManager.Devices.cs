@@ -150,20 +150,26 @@ public sealed partial class VmManager
     }, scope, removeTimeout);
 
     /// <summary>
-    /// Adds a virtio-net adapter on a bridge, an existing tap or a KvmPS network (exactly one). Without a MAC it gets the
-    /// generated one for its position (<see cref="NetworkAdapterDefinition.GenerateMac"/>). On a running VM it is
-    /// hot-plugged (see <see cref="AttachDisk"/>). A network must exist (it need not be started for a stopped VM).
+    /// Adds a virtio-net adapter on a bridge, an existing tap or a KvmPS network, or an SR-IOV VF adapter
+    /// (<paramref name="sriovVf"/>, with an optional <paramref name="vlanId"/>) — exactly one. Without a MAC it gets the
+    /// generated one for its position (<see cref="NetworkAdapterDefinition.GenerateMac"/>). On a running VM a virtio-net
+    /// adapter is hot-plugged (see <see cref="AttachDisk"/>); a VF adapter is a passthrough device and takes effect at the
+    /// next start. A network must exist (it need not be started for a stopped VM); the VF is checked by the caller
+    /// (<see cref="HostDevices.PciPassthroughCheck.CheckVirtualFunction"/>).
     /// </summary>
-    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null, ChangeScope scope = ChangeScope.Current, string? networkName = null)
+    public ChangeResult AddNetworkAdapter(string name, string? tapName, string? bridgeName, MacAddress? macAddress = null, ChangeScope scope = ChangeScope.Current, string? networkName = null,
+        PciAddress? sriovVf = null, int? vlanId = null)
     {
-        if ((tapName is null ? 0 : 1) + (bridgeName is null ? 0 : 1) + (networkName is null ? 0 : 1) != 1)
-            throw new ManagementValidationException(name, "NetworkAdapters.Bridge", "give exactly one of NetworkAdapters.Bridge, NetworkAdapters.Tap and NetworkAdapters.Network");
+        if ((tapName is null ? 0 : 1) + (bridgeName is null ? 0 : 1) + (networkName is null ? 0 : 1) + (sriovVf is null ? 0 : 1) != 1)
+            throw new ManagementValidationException(name, "NetworkAdapters.Bridge", "give exactly one of NetworkAdapters.Bridge, NetworkAdapters.Tap, NetworkAdapters.Network and NetworkAdapters.SriovVf");
         if (networkName is not null)
             Networks.NetworkRegistry.Get(Store.Root, Networks.NetworkValidation.ValidateName(networkName));
         return Update(name, d =>
         {
+            if (sriovVf is { } vf && d.NetworkAdapters.Any(a => a.SriovVf == vf))
+                throw new VmDeviceAlreadyAttachedException(name, "NetworkAdapters.SriovVf", vf.ToString(), $"VM '{name}' already has a network adapter on SR-IOV VF {vf}");
             var mac = macAddress ?? NetworkAdapterDefinition.GenerateMac(d.Name, d.NetworkAdapters.Count, d.NetworkAdapters.Select(a => a.MacAddress));
-            var adapter = new NetworkAdapterDefinition(tapName, bridgeName, mac, networkName);
+            var adapter = new NetworkAdapterDefinition(tapName, bridgeName, mac, networkName, sriovVf, vlanId);
             return d with { NetworkAdapters = new ValueList<NetworkAdapterDefinition>(d.NetworkAdapters.Append(adapter)) };
         }, scope);
     }
@@ -199,7 +205,7 @@ public sealed partial class VmManager
         for (var i = 0; i < definition.NetworkAdapters.Count; i++)
         {
             var adapter = definition.NetworkAdapters[i];
-            if (adapter.MacAddress == mac || (adapter.TapName ?? Vmm.VmmConfigBuilder.GeneratedTapName(name, i)) == macOrTap)
+            if (adapter.MacAddress == mac || (adapter.SriovVf is null && (adapter.TapName ?? Vmm.VmmConfigBuilder.GeneratedTapName(name, i)) == macOrTap))
                 return adapter;
         }
         throw new VmDeviceNotFoundException(name, "NetworkAdapters.MacAddress", macOrTap, $"VM '{name}' has no network adapter with MAC address or tap '{macOrTap}'");

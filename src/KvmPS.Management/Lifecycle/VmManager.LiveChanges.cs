@@ -231,6 +231,8 @@ public sealed partial class VmManager
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
         "Disks" or "NetworkAdapters" when !limits.DeviceHotplug => HotplugMissingAdvice,
+        "NetworkAdapters" when DeviceChange.ChangesSriovAdapters(before, after) =>
+            "an SR-IOV adapter is a passthrough device, not hot-plugged yet: adding, removing or changing one takes effect at the VM's next start",
         "Disks" when DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).FirstOrDefault(d => limits.ColdPluggedDisks.Contains(d.Path)) is { } cold =>
             $"disk '{cold.Path}' cannot be removed while the VM runs: {(limits.RemovesConfiguredDevices ? "it is the VM's boot disk (the first disk the VMM was started with)" : "the running VMM removes only disks added since it started (it predates live removal of configured disks; a newer kvmps-vmm lifts that)")}; stop the VM first, or remove it from the definition only (-Config; kvmps: --config) for the next start",
         "NetworkAdapters" when DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).FirstOrDefault(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))) is { } coldAdapter =>

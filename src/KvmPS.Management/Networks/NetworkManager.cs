@@ -198,7 +198,7 @@ public sealed partial class NetworkManager
                         .Distinct()
                         .ToList();
             }
-            result.Add(new VmNetworkAdapterAddresses(vmName, i, nic.MacAddress, nic.NetworkName, bridge, nic.TapName, addresses));
+            result.Add(new VmNetworkAdapterAddresses(vmName, i, nic.MacAddress, nic.NetworkName, bridge, nic.TapName, addresses) { SriovVf = nic.SriovVf, VlanId = nic.VlanId });
         }
         return result;
     }

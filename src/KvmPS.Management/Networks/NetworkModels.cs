@@ -79,4 +79,11 @@ public sealed record VmNetworkAdapterAddresses(
     string? Network,
     string? BridgeName,
     string? TapName,
-    IReadOnlyList<IPAddress> IPAddresses);
+    IReadOnlyList<IPAddress> IPAddresses)
+{
+    /// <summary>The SR-IOV virtual function an SR-IOV adapter is (then Network, BridgeName and TapName are null).</summary>
+    public PciAddress? SriovVf { get; init; }
+
+    /// <summary>The SR-IOV adapter's VLAN, set on its VF; null: untagged.</summary>
+    public int? VlanId { get; init; }
+}

@@ -106,8 +106,8 @@ public static class VmmConfigBuilder
 
     /// <summary>
     /// PCI devices in slot order: the disks (the firmware boot disk first, so SeaBIOS boots it), then the network
-    /// adapters, then the CD/DVD drives, then the balloon, then the display, then the passthrough devices (kernel VFIO,
-    /// then vfio-user; last, so a VM without DVD drives, display or passthrough keeps the slots it always had). Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
+    /// adapters, then the CD/DVD drives, then the balloon, then the display, then the passthrough devices (kernel VFIO:
+    /// PciPassthrough, then the SR-IOV network adapters' VFs; then vfio-user; last, so a VM without DVD drives, display or passthrough keeps the slots it always had). Each disk gets the serial "NAME-dN" (as far as virtio-blk's 20 bytes allow) so a guest can tell them apart.
     /// </summary>
     private static List<DeviceSpec> Devices(VmDefinition definition, Func<string, string> resolveDiskPath, Func<string, string>? resolveNetworkBridge)
     {
@@ -122,7 +122,8 @@ public static class VmmConfigBuilder
         foreach (var (_, index) in disks)
             devices.Add(DiskDevice(definition, index, resolveDiskPath));
         for (int i = 0; i < definition.NetworkAdapters.Count; i++)
-            devices.Add(NetworkAdapterDevice(definition, i, resolveNetworkBridge: resolveNetworkBridge));
+            if (definition.NetworkAdapters[i].SriovVf is null) // an SR-IOV adapter is a passthrough device, below
+                devices.Add(NetworkAdapterDevice(definition, i, resolveNetworkBridge: resolveNetworkBridge));
         foreach (var drive in definition.DvdDrives)
             devices.Add(new CdromDeviceSpec { Path = drive.Path is null ? null : resolveDiskPath(drive.Path) });
         if (definition.BalloonEnabled)
@@ -130,7 +131,7 @@ public static class VmmConfigBuilder
             devices.Add(new BalloonDeviceSpec { DeflateOnOom = true, StatsIntervalS = 5 });
         if (definition.Display is not null)
             devices.Add(new DisplayDeviceSpec()); // the VMM's defaults: 16 MiB VRAM, 1024x768 preferred, vgabios-bochs-display with firmware
-        foreach (var address in definition.PciPassthrough)
+        foreach (var address in HostDevices.PciPassthroughHost.HostFunctions(definition))
             devices.Add(new VfioDeviceSpec { Host = address.ToString() });
         foreach (var socket in definition.VfioUserDevices)
             devices.Add(new VfioUserDeviceSpec { Socket = socket });
@@ -172,6 +173,8 @@ public static class VmmConfigBuilder
     {
         ArgumentNullException.ThrowIfNull(definition);
         var nic = definition.NetworkAdapters[index];
+        if (nic.SriovVf is { } vf)
+            throw new InvalidOperationException($"VM '{definition.Name}': adapter {index} is SR-IOV VF {vf}, a passthrough device, not virtio-net");
         var bridge = nic.NetworkName is { } network
             ? (resolveNetworkBridge ?? throw new InvalidOperationException($"VM '{definition.Name}': adapter {index} is on network '{network}', but no network resolver was given"))(network)
             : nic.BridgeName;

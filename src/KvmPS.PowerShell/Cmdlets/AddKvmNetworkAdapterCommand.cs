@@ -7,7 +7,11 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Add-KvmNetworkAdapter: adds a virtio-net adapter on a KvmPS network, a bridge or an existing tap device (hot-plugged into a running VM).</summary>
+/// <summary>
+/// Add-KvmNetworkAdapter: adds a virtio-net adapter on a KvmPS network, a bridge or an existing tap device (hot-plugged
+/// into a running VM), or an SR-IOV virtual function of a host NIC (-SriovVf; passed through at the next start with
+/// its MAC and -VlanId set on the physical function).
+/// </summary>
 [Cmdlet(VerbsCommon.Add, "KvmNetworkAdapter", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
 public sealed class AddKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
@@ -30,6 +34,17 @@ public sealed class AddKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
     [ValidateNotNullOrEmpty]
     public string? TapName { get; set; }
 
+    /// <summary>An SR-IOV virtual function (DDDD:BB:DD.F, as Get-KvmHostPciDevice lists VFs) given to the VM as its adapter.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [Alias("VirtualFunction")]
+    public string? SriovVf { get; set; }
+
+    /// <summary>The 802.1Q VLAN the VF's traffic is tagged with by the NIC (1-4094); -SriovVf only.</summary>
+    [Parameter]
+    [ValidateRange(1, 4094)]
+    public int? VlanId { get; set; }
+
     /// <summary>The adapter's MAC address; by default a stable 52:54:00:xx:xx:xx derived from the VM name.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -48,9 +63,13 @@ public sealed class AddKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
 
     protected override void Begin()
     {
-        var given = new (string Name, string? Value)[] { (nameof(Network), Network), (nameof(BridgeName), BridgeName), (nameof(TapName), TapName) }.Where(p => p.Value is not null).ToList();
+        var given = new (string Name, string? Value)[] { (nameof(Network), Network), (nameof(BridgeName), BridgeName), (nameof(TapName), TapName), (nameof(SriovVf), SriovVf) }
+            .Where(p => p.Value is not null).ToList();
         if (given.Count != 1)
-            throw KvmParameterException.Combination(given.Count == 0 ? nameof(Network) : given[1].Name, given.Count == 0 ? null : given[1].Value, "Give exactly one of -Network, -BridgeName and -TapName.");
+            throw KvmParameterException.Combination(given.Count == 0 ? nameof(Network) : given[1].Name, given.Count == 0 ? null : given[1].Value, "Give exactly one of -Network, -BridgeName, -TapName and -SriovVf.");
+        if (VlanId is { } vlan && SriovVf is null)
+            throw KvmParameterException.Combination(nameof(VlanId), vlan.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "-VlanId applies to an SR-IOV adapter (-SriovVf) only: the NIC tags the VF's traffic; a tap, bridge or network adapter is untagged.");
         LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
     }
 
@@ -58,11 +77,40 @@ public sealed class AddKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
     {
         var mac = MacAddress is null ? (MacAddress?)null : KvmParameterException.Parse(nameof(MacAddress), MacAddress, Management.Definitions.MacAddress.Parse);
         var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        if (SriovVf is not null)
+        {
+            AddVirtualFunction(name, mac, scope);
+            return;
+        }
         var action = Network is not null ? $"Add a network adapter on network '{Network}'"
             : BridgeName is not null ? $"Add a network adapter on bridge '{BridgeName}'" : $"Add a network adapter on tap '{TapName}'";
         if (!Output.ShouldProcess(name, action + LiveChangeParameters.Describe(scope)))
             return;
         ReportChange(Network is null ? Manager.AddNetworkAdapter(name, TapName, BridgeName, mac, scope) : AddOnNetwork(name, Network, mac, scope), restartIfNeeded: false);
+        if (PassThru.IsPresent)
+            Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    /// <summary>
+    /// An SR-IOV VF adapter: the VF is checked as Add-KvmPciPassthrough checks a device (it exists, its IOMMU group can
+    /// be given away) and must be a VF; the change takes effect at the VM's next start (passthrough does not hot-plug).
+    /// </summary>
+    private void AddVirtualFunction(string name, MacAddress? mac, Management.Lifecycle.ChangeScope scope)
+    {
+        var vf = KvmParameterException.Parse(nameof(SriovVf), SriovVf!, PciAddress.Parse);
+        Management.HostDevices.PciPassthroughReadiness readiness;
+        try { readiness = Management.HostDevices.PciPassthroughCheck.CheckVirtualFunction(new Management.HostDevices.PciHostDevices(), vf); }
+        catch (Management.HostDevices.PciPassthroughException e)
+        {
+            Output.WriteError(new KvmError(e, KvmErrorIds.PciDeviceUnusable, System.Management.Automation.ErrorCategory.InvalidArgument, SriovVf));
+            return;
+        }
+        foreach (var warning in readiness.Warnings)
+            Output.WriteWarning(warning);
+        var action = $"Add a network adapter on SR-IOV VF {vf}" + (VlanId is { } vlan ? $" (VLAN {vlan})" : "");
+        if (!Output.ShouldProcess(name, action + LiveChangeParameters.Describe(scope)))
+            return;
+        ReportChange(Manager.AddNetworkAdapter(name, null, null, mac, scope, null, vf, VlanId), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
@@ -85,12 +133,15 @@ public sealed class AddKvmNetworkAdapterCommand : KvmRemoteVmCmdletBase
 
     private NetworkManager? _networks;
 
-    /// <summary>-HostName: kvmps vm attach-nic there (-Network, -BridgeName and -TapName are that host's).</summary>
+    /// <summary>-HostName: kvmps vm attach-nic there (-Network, -BridgeName, -TapName and -SriovVf are that host's).</summary>
     internal override void ProcessRemoteVm(RemoteHost remote, string name)
     {
         var options = new List<string>(LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent));
-        var (option, value, what) = Network is not null ? ("--network", Network, "network") : BridgeName is not null ? ("--bridge", BridgeName, "bridge") : ("--tap", TapName!, "tap");
+        var (option, value, what) = Network is not null ? ("--network", Network, "network") : BridgeName is not null ? ("--bridge", BridgeName, "bridge")
+            : SriovVf is not null ? ("--sriov-vf", SriovVf, "SR-IOV VF") : ("--tap", TapName!, "tap");
         options.AddRange([option, value]);
+        if (VlanId is { } vlan)
+            options.AddRange(["--vlan", vlan.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         if (MacAddress is not null)
             options.AddRange(["--mac", KvmParameterException.Parse(nameof(MacAddress), MacAddress, Management.Definitions.MacAddress.Parse).ToString()]);
         RemoteChange(remote, name, $"Add a network adapter on {what} '{value}'" + LiveChangeParameters.Describe(LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent)),

@@ -6,8 +6,8 @@ using KvmPS.PowerShell.Internal;
 namespace KvmPS.Commands;
 
 /// <summary>
-/// Get-KvmDesiredState: the storage pools, networks and VMs manifests name (in that order, the order apply brings them
-/// up), what they ask and what the host has; plus unmanaged VMs with
+/// Get-KvmDesiredState: the storage pools, networks, SR-IOV VF counts and VMs manifests name (in that order, the order
+/// apply brings them up), what they ask and what the host has; plus unmanaged VMs with
 /// -IncludeUnmanaged. For a manifest naming another host: RemoteDesiredVmStatus (and KvmRemoteVm) objects with its HostName.
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "KvmDesiredState")]
@@ -27,6 +27,8 @@ public sealed class GetKvmDesiredStateCommand : KvmDesiredStateCmdletBase
                 Output.WriteObject(new KvmPS.PowerShell.KvmDesiredHostResource(pool));
             foreach (var network in status.Networks)
                 Output.WriteObject(new KvmPS.PowerShell.KvmDesiredHostResource(network));
+            foreach (var sriov in status.HostSriov)
+                Output.WriteObject(new KvmPS.PowerShell.KvmDesiredHostResource(sriov));
             foreach (var vm in status.Vms)
                 Output.WriteObject(new KvmPS.PowerShell.KvmDesiredVm(vm));
             WriteUnmanaged(status.Unmanaged.Select(v => v.Name), status.Unmanaged.Select(v => (object)new KvmPS.PowerShell.KvmVm(v)), null);

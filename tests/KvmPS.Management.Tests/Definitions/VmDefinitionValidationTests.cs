@@ -121,9 +121,9 @@ public sealed class VmDefinitionValidationTests
     public void Network_adapter_rules()
     {
         var mac = MacAddress.Parse("52:54:00:00:00:01");
-        AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, null, mac) } }, "NetworkAdapters[0]", "exactly one of Tap, Bridge or Network");
-        AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition("t", "b", mac) } }, "NetworkAdapters[0]", "exactly one of Tap, Bridge or Network");
-        AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, "b", mac, "lab") } }, "NetworkAdapters[0]", "exactly one of Tap, Bridge or Network");
+        AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, null, mac) } }, "NetworkAdapters[0]", "exactly one of Tap, Bridge, Network or SriovVf");
+        AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition("t", "b", mac) } }, "NetworkAdapters[0]", "exactly one of Tap, Bridge, Network or SriovVf");
+        AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, "b", mac, "lab") } }, "NetworkAdapters[0]", "exactly one of Tap, Bridge, Network or SriovVf");
         AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, null, mac, "la b") } }, "NetworkAdapters[0].Network", "not a valid network name");
         AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition("averyveryverylongname", null, mac) } }, "NetworkAdapters[0].Tap", "not a valid interface name");
         AssertInvalid(Valid with { NetworkAdapters = new[] { new NetworkAdapterDefinition(null, "br/0", mac) } }, "NetworkAdapters[0].Bridge", "not a valid interface name");
