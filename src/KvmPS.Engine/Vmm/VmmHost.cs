@@ -78,6 +78,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         string? incomingToken;
         string configJson;
         bool sandbox;
+        Sandbox.JailSettings jail;
+        Sandbox.JailUser? jailUser = null;
         try
         {
             // --acpi-tables-out DIR: write the tables this configuration gives the guest, and exit (Acpi/AcpiTableDump).
@@ -88,6 +90,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 return VmmExitCode.Ok;
             }
             sandbox = SandboxFromArgs(args, sandboxByDefault, out args);
+            jail = Sandbox.JailSettings.FromArgs(args, out args);
+            if (jail.Enabled) jailUser = Sandbox.JailUser.Resolve(jail.User!);
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
             incomingToken = VmmIncoming.TokenFromArgs(configArgs, out configArgs);
@@ -103,6 +107,18 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+        if (jail.Cgroup is { } cgroup)
+        {
+            // Before the machine is built: guest RAM is charged to the cgroup the VMM is in when it is touched.
+            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", Sandbox.VmmCgroup.Join(cgroup, stderr.WriteLine))}"); }
+            catch (Exception e) when (e is Sandbox.SandboxException or IOException or UnauthorizedAccessException)
+            { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+        }
+        if (jail.Enabled && Interop.Libc.GetEuid() != 0)
+        {
+            stderr.WriteLine("kvmps-vmm: error: the jail (--jail on, --user) is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
+            return VmmExitCode.UsageError;
+        }
         if (sandbox)
         {
             // Before any engine thread starts (docs/confinement.md, "The VMM sandbox").
@@ -112,7 +128,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken };
+            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken, Jail = jail, JailUser = jailUser };
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -265,6 +281,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (machine.Display is { } display) display.VncStatus = VncStatusForDisplay;
             AwaitControlSetup(controlSetup);
             if (StartVnc() is { } vncFailed) return vncFailed;
+            // Everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
+            if (EnterJail() is { } jailFailed) return jailFailed;
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: (restoring && _restore!.Paused) || (receiving && _receiver!.SourcePaused));
             Diagnostics.StartupTimeline.Mark("started");
