@@ -59,3 +59,10 @@ internal static unsafe partial class Libc
         return (int)Syscall3(SYS_capset, (nuint)header, (nuint)data, 0);
     }
 }
+
+internal static partial class Libc
+{
+    /// <summary>lchown(2): a link itself, never what it points to.</summary>
+    [LibraryImport(Lib, EntryPoint = "lchown", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int Lchown(string path, uint uid, uint gid);
+}
