@@ -6,8 +6,9 @@ using KvmPS.Management.Store;
 namespace KvmPS.Management.Vmm;
 
 /// <summary>
-/// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"): as root, when the <c>kvmps</c>
-/// system user exists (<c>./build.sh setup</c> makes it), unless <c>KVMPS_VMM_JAIL=off</c>. A jailed VMM gets
+/// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"): with <c>KVMPS_VMM_JAIL=on</c>, as
+/// root, when the <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). Opt-in for now: a live upgrade
+/// over its Unix socket does not work jailed yet, and the jail must not break what works. A jailed VMM gets
 /// <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment, and its VM folder (and the snapshot folders made for
 /// it later) owned by that user, so it can still write snapshots, rotate its serial log and remove its socket.
 /// </summary>
@@ -20,7 +21,7 @@ public static class VmmJailOptions
     public static (uint Uid, uint Gid)? JailUser()
     {
         string? setting = Environment.GetEnvironmentVariable(Variable);
-        if (string.Equals(setting, "off", StringComparison.Ordinal) || Libc.GetEuid() != 0) return null;
+        if (!string.Equals(setting, "on", StringComparison.Ordinal) || Libc.GetEuid() != 0) return null;
         foreach (string line in File.Exists("/etc/passwd") ? File.ReadLines("/etc/passwd") : [])
         {
             var f = line.Split(':');

@@ -21,11 +21,14 @@ public sealed class VmmJailOptionsTests : IDisposable
         Assert.Equal(["DOTNET_gcServer=0", "KVMPS_SANDBOX_SELFTEST=vcpu", "LANG=C.UTF-8", "LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=UTC"], kept.Order());
     }
 
-    [Fact]
-    public void Off_turns_the_jail_off_whoever_runs_it()
+    [Theory]
+    [InlineData("off")]
+    [InlineData("")]
+    [InlineData(null)]
+    public void Without_on_management_does_not_jail(string? setting)
     {
         string? before = Environment.GetEnvironmentVariable(VmmJailOptions.Variable);
-        Environment.SetEnvironmentVariable(VmmJailOptions.Variable, "off");
+        Environment.SetEnvironmentVariable(VmmJailOptions.Variable, setting);
         try { Assert.Null(VmmJailOptions.JailUser()); }
         finally { Environment.SetEnvironmentVariable(VmmJailOptions.Variable, before); }
     }
