@@ -16,6 +16,26 @@ public sealed partial class VmmHost
 
     private bool _jailed;
 
+    /// <summary>
+    /// What is done as root before anything is built: the cgroup (guest RAM is charged to the cgroup the VMM is in
+    /// when it is touched), and the refusal of a jail that cannot drop root because there is none. Null: go on.
+    /// </summary>
+    private static int? PrepareJail(JailSettings jail, TextWriter stderr)
+    {
+        if (jail.Cgroup is { } cgroup)
+        {
+            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", VmmCgroup.Join(cgroup, stderr.WriteLine))}"); }
+            catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
+            { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+        }
+        if (jail.Enabled && Interop.Libc.GetEuid() != 0)
+        {
+            stderr.WriteLine("kvmps-vmm: error: the jail (--jail on, --user) is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
+            return VmmExitCode.UsageError;
+        }
+        return null;
+    }
+
     /// <summary>Builds the private root and drops to the jail's user; a failure ends the start (exit 8) naming the step.</summary>
     private int? EnterJail()
     {

@@ -107,18 +107,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
-        if (jail.Cgroup is { } cgroup)
-        {
-            // Before the machine is built: guest RAM is charged to the cgroup the VMM is in when it is touched.
-            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", Sandbox.VmmCgroup.Join(cgroup, stderr.WriteLine))}"); }
-            catch (Exception e) when (e is Sandbox.SandboxException or IOException or UnauthorizedAccessException)
-            { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
-        }
-        if (jail.Enabled && Interop.Libc.GetEuid() != 0)
-        {
-            stderr.WriteLine("kvmps-vmm: error: the jail (--jail on, --user) is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
-            return VmmExitCode.UsageError;
-        }
+        if (PrepareJail(jail, stderr) is { } jailRefused) return jailRefused;
         if (sandbox)
         {
             // Before any engine thread starts (docs/confinement.md, "The VMM sandbox").
