@@ -49,7 +49,22 @@ setup() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  setup_jail_user
   setup_powershell
+}
+
+# The unprivileged user a jailed kvmps-vmm runs as (docs/confinement.md, "The jail"), in the kvm group so that a guest
+# reboot can open /dev/kvm again. Only as root; management jails its VMMs with it when KVMPS_VMM_JAIL=on.
+setup_jail_user() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  if ! getent passwd kvmps >/dev/null; then
+    echo "setup: creating the system user kvmps (the jailed VMM's user)"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kvmps \
+      || { echo "setup: useradd kvmps failed" >&2; exit 1; }
+  fi
+  if getent group kvm >/dev/null && ! id -nG kvmps | tr ' ' '\n' | grep -qx kvm; then
+    usermod -a -G kvm kvmps || { echo "setup: usermod -a -G kvm kvmps failed" >&2; exit 1; }
+  fi
 }
 
 # pwsh $PWSH_VERSION as a dotnet tool in .tools/pwsh, Pester $PESTER_VERSION from NuGet into .tools/modules/Pester.

@@ -47,6 +47,10 @@ public static class SandboxPolicy
         // can only narrow what a thread may do.
         new SyscallRule("prctl", Argument: 0, Values: [15 /* PR_SET_NAME */]),
         new SyscallRule("seccomp", Argument: 0, Values: [1 /* SECCOMP_SET_MODE_FILTER */]),
+        // The jail's drop to another user (VmmJail): glibc makes every thread change its own credentials (its set-xid
+        // broadcast), so every thread must be allowed the three calls. Without CAP_SETUID/CAP_SETGID, which the drop
+        // takes away, they can only set the ids the thread already has.
+        "setresuid", "setresgid", "setgroups",
     ];
 
     /// <summary>
@@ -142,6 +146,16 @@ public static class SandboxPolicy
         "pread64", "pwrite64",
     ];
 
+    /// <summary>
+    /// The jail's set-up, on the main thread only (VmmJail, before any vCPU runs): a mount namespace (unshare with
+    /// CLONE_NEWNS and nothing else), the private root, and clearing capabilities. The main thread then narrows itself
+    /// to the set-up role's filter (<see cref="VmmSandbox.NarrowMainThread"/>), so no thread keeps them.
+    /// </summary>
+    private static readonly SyscallRule[] Jail =
+    [
+        new SyscallRule("unshare", Argument: 0, Values: [0x00020000 /* CLONE_NEWNS */]), "mount", "umount2", "pivot_root", "chdir", "capset", "capget",
+    ];
+
     private static readonly SyscallRule[] Hot = ["futex", "read", "write", "epoll_wait", "epoll_pwait", "sched_yield", "pread64", "pwrite64"];
 
     /// <summary>The allowlist of <paramref name="role"/>, hot syscalls first (the filter is a linear scan).</summary>
@@ -156,6 +170,7 @@ public static class SandboxPolicy
             SandboxRole.Console => Console,
             SandboxRole.Vnc => Vnc,
             SandboxRole.Vcpu => VcpuAll,
+            SandboxRole.Main => [new SyscallRule("ioctl"), .. VcpuAll, .. Console, .. Vnc, .. Broad, .. Jail],
             _ => [new SyscallRule("ioctl"), .. VcpuAll, .. Console, .. Vnc, .. Broad],
         };
         // ioctl first (KVM_RUN, in whatever form the role has it), then the hot ones, then the rest; a name given twice keeps its first rule.

@@ -73,6 +73,17 @@ public static unsafe class VmmSandbox
             SelfTestViolation();
     }
 
+    /// <summary>
+    /// After the jail (VmmJail): the main thread adds the set-up role's filter, which lacks the jail's calls (mounts,
+    /// unshare, capset), so neither it nor a thread it starts later can make them. No-op while the sandbox is off.
+    /// </summary>
+    public static void NarrowMainThread()
+    {
+        if (!s_enabled) return;
+        int error = FilterFor(SandboxRole.Setup).InstallOnThisThread();
+        if (error != 0) throw new SandboxException($"the set-up filter could not be added to the main thread after the jail: {Libc.Describe(error)}");
+    }
+
     /// <summary>The filter a role's threads get: built by the first thread of the role (off the start-up path), then kept.</summary>
     public static SeccompFilter FilterFor(SandboxRole role) => s_filters[(int)role] ??= SandboxPolicy.FilterFor(role);
 

@@ -373,8 +373,9 @@ public sealed class ControlServer : IDisposable
         if (_disposed) return;
         _disposed = true;
         _listener.Dispose();
-        try { File.Delete(Path); } catch (IOException) { }
-        try { File.Delete(Path + ".lock"); } catch (IOException) { }
+        // A jailed VMM whose user may not write the socket's folder leaves both behind, as a crash does; the next start removes them.
+        try { File.Delete(Path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        try { File.Delete(Path + ".lock"); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         _lock.Dispose();
     }
 

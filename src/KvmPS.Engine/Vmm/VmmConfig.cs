@@ -497,6 +497,10 @@ public sealed record VmmConfig
                                   a source must present the token in FILE (mode 0600, deleted once read)
                                   before its stream; other connections are refused and the wait goes on
           --sandbox on|off        seccomp filters per thread and no_new_privs (default on; docs/confinement.md)
+          --jail on|off           once the machine is built: a private root in its own mount namespace, then --user
+                                  with no capabilities (needs root; default on exactly when --user is given)
+          --user NAME|UID:GID     the jail's user (default kvmps)
+          --cgroup PATH           join the cgroup PATH (kvmps/web) below the VMM's own, v2 or v1 cpu+memory
           --acpi-tables-out DIR   write the ACPI tables this configuration gives the guest (DSDT.dat,
                                   APIC.dat, FACP.dat, ...) to DIR and exit (docs/acpi.md)
 

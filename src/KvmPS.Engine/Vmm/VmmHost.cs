@@ -78,6 +78,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         string? incomingToken;
         string configJson;
         bool sandbox;
+        Sandbox.JailSettings jail;
+        Sandbox.JailUser? jailUser = null;
         try
         {
             // --acpi-tables-out DIR: write the tables this configuration gives the guest, and exit (Acpi/AcpiTableDump).
@@ -88,6 +90,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 return VmmExitCode.Ok;
             }
             sandbox = SandboxFromArgs(args, sandboxByDefault, out args);
+            jail = Sandbox.JailSettings.FromArgs(args, out args);
+            if (jail.Enabled) jailUser = Sandbox.JailUser.Resolve(jail.User!);
             restore = VmmRestore.FromArgs(args, out string[] configArgs);
             incoming = VmmIncoming.FromArgs(configArgs, out configArgs);
             incomingToken = VmmIncoming.TokenFromArgs(configArgs, out configArgs);
@@ -103,6 +107,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+        if (PrepareJail(jail, stderr) is { } jailRefused) return jailRefused;
         if (sandbox)
         {
             // Before any engine thread starts (docs/confinement.md, "The VMM sandbox").
@@ -112,7 +117,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken };
+            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken, Jail = jail, JailUser = jailUser };
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -265,6 +270,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (machine.Display is { } display) display.VncStatus = VncStatusForDisplay;
             AwaitControlSetup(controlSetup);
             if (StartVnc() is { } vncFailed) return vncFailed;
+            // Everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
+            if (EnterJail() is { } jailFailed) return jailFailed;
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: (restoring && _restore!.Paused) || (receiving && _receiver!.SourcePaused));
             Diagnostics.StartupTimeline.Mark("started");

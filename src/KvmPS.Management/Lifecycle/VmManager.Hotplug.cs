@@ -70,6 +70,9 @@ public sealed partial class VmManager
                     try
                     {
                         var spec = VmmConfigBuilder.DiskDevice(after, index, DiskPath);
+                        // A jailed VMM opens it as the kvmps user: an image inside the VM folder becomes that user's
+                        // (docs/confinement.md, "The jail"; until images are passed as fds).
+                        VmmJailOptions.GiveToVmmOf(Store.VmDirectory(name), DiskPath(disk.Path));
                         live.Add(AddDevice(client, name, "Disks", disk.Path, spec with { Serial = FreeDiskSerial(name, index, live) }));
                     }
                     catch when (created is not null)

@@ -65,6 +65,8 @@ public sealed class SnapshotStore
     {
         var staging = StagingDirectory(vmName, id);
         StoreConfinement.CreateDirectory(staging);
+        // A jailed VMM writes the snapshot as the kvmps user (docs/confinement.md, "The jail").
+        Vmm.VmmJailOptions.GiveToVmmOf(Store.VmDirectory(vmName), staging);
         return staging;
     }
 

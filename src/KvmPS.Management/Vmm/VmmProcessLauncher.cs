@@ -246,6 +246,9 @@ public sealed class VmmProcessLauncher
     private VmmProcess Spawn(VmStore store, string name, string[] argv, string what, VmDefinition definition, bool writePidFile = true)
     {
         var binary = argv[0];
+        // As root with the kvmps user present: jailed (VmmJailOptions), with a minimal environment.
+        var jail = VmmJailOptions.Arguments(store, name);
+        argv = [.. argv, .. jail];
         var socketPath = store.SocketPath(name);
         var logPath = store.VmmLogPath(name);
         var pidPath = store.PidPath(name);
@@ -265,7 +268,7 @@ public sealed class VmmProcessLauncher
             logOffset = log.Position;
             try
             {
-                pid = ProcessInterop.SpawnDetached(binary, argv, CurrentEnvironment(), log.SafeFileHandle);
+                pid = ProcessInterop.SpawnDetached(binary, argv, jail.Length > 0 ? VmmJailOptions.MinimalEnvironment(Environment.GetEnvironmentVariables()) : CurrentEnvironment(), log.SafeFileHandle);
             }
             catch (IOException e)
             {

@@ -1,0 +1,94 @@
+using System.Text.Json;
+using KvmPS.Contract;
+using KvmPS.Sandbox;
+using KvmPS.Vm;
+
+namespace KvmPS.Vmm;
+
+/// <summary>The jail (docs/confinement.md, "The jail"): entered once the first machine is built, before its vCPUs run.</summary>
+public sealed partial class VmmHost
+{
+    /// <summary><c>--jail</c>, <c>--user</c>, <c>--cgroup</c>; off unless given.</summary>
+    public JailSettings Jail { get; init; } = JailSettings.Off;
+
+    /// <summary>The user <see cref="Jail"/> drops to, resolved when the arguments are read (a missing user fails the start before anything is built).</summary>
+    public JailUser? JailUser { get; init; }
+
+    private bool _jailed;
+
+    /// <summary>
+    /// What is done as root before anything is built: the cgroup (guest RAM is charged to the cgroup the VMM is in
+    /// when it is touched), and the refusal of a jail that cannot drop root because there is none. Null: go on.
+    /// </summary>
+    private static int? PrepareJail(JailSettings jail, TextWriter stderr)
+    {
+        if (jail.Cgroup is { } cgroup)
+        {
+            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", VmmCgroup.Join(cgroup, stderr.WriteLine))}"); }
+            catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
+            { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
+        }
+        if (jail.Enabled && Interop.Libc.GetEuid() != 0)
+        {
+            stderr.WriteLine("kvmps-vmm: error: the jail (--jail on, --user) is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
+            return VmmExitCode.UsageError;
+        }
+        return null;
+    }
+
+    /// <summary>Builds the private root and drops to the jail's user; a failure ends the start (exit 8) naming the step.</summary>
+    private int? EnterJail()
+    {
+        if (!Jail.Enabled || _jailed) return null;
+        try
+        {
+            string what = VmmJail.Enter(JailUser!, JailPaths());
+            VmmSandbox.NarrowMainThread();
+            _jailed = true;
+            _log.WriteLine($"kvmps-vmm: {what}");
+        }
+        catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
+        {
+            return Fail(VmmExitCode.HostResource, $"the jail cannot be set up: {e.Message} (--jail off runs without it)");
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// What the VMM may still open once jailed, at the same paths: the VM's folder (control socket, serial log,
+    /// snapshots and disks in it), the kernel, initrd and firmware read-only (a guest reboot loads them again), every
+    /// path a device names (images, sockets; for a path not yet made, its folder), a restore's snapshot, the device
+    /// nodes, and /proc (the runtime's memory figures, <c>metrics</c>).
+    /// </summary>
+    private List<JailPath> JailPaths()
+    {
+        var paths = new List<JailPath>();
+        void Folder(string? file) { if (file is not null && Path.GetDirectoryName(Path.GetFullPath(file)) is { } dir) paths.Add(new JailPath(dir)); }
+        void Existing(string? path, bool writable)
+        {
+            if (path is null || !path.StartsWith('/')) return;
+            if (File.Exists(path) || Directory.Exists(path) || Interop.Libc.FileTypeOf(path) != 0) paths.Add(new JailPath(path, writable));
+            else if (Path.GetDirectoryName(path) is { } dir && Directory.Exists(dir)) paths.Add(new JailPath(dir, writable));
+        }
+        Folder(_config.ControlSocket);
+        if (_config.Serial == SerialMode.File) Folder(_config.SerialPath);
+        var m = _config.Machine;
+        Existing(m.KernelPath, writable: false);
+        Existing(m.InitrdPath, writable: false);
+        Existing(m.FirmwarePath, writable: false);
+        if (_config.DebugCon is { } debugCon && debugCon != "stderr") Existing(debugCon, writable: true);
+        if (_config.Vnc?.UnixPath is { } vnc) Folder(vnc);
+        if (_restore is not null) Existing(_restore.Snapshot.Directory, writable: false);
+        foreach (var device in m.Devices)
+        {
+            using var options = JsonDocument.Parse(VirtualMachine.DescribeJson(device));
+            foreach (var property in options.RootElement.EnumerateObject())
+                if (property.Value.ValueKind == JsonValueKind.String) Existing(property.Value.GetString(), writable: true);
+        }
+        foreach (string node in VmmJail.Devices) Existing(node, writable: true);
+        // Tap devices are opened again by a guest reboot's new machine and by a NIC plugged in later.
+        Existing("/dev/net/tun", writable: true);
+        paths.Add(new JailPath("/proc"));
+        return paths;
+    }
+}

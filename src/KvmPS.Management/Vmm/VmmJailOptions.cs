@@ -1,0 +1,80 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using KvmPS.Interop;
+using KvmPS.Management.Store;
+
+namespace KvmPS.Management.Vmm;
+
+/// <summary>
+/// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"): with <c>KVMPS_VMM_JAIL=on</c>, as
+/// root, when the <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). Opt-in for now: a live upgrade
+/// over its Unix socket does not work jailed yet, and the jail must not break what works. A jailed VMM gets
+/// <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment, and its VM folder (and the snapshot folders made for
+/// it later) owned by that user, so it can still write snapshots, rotate its serial log and remove its socket.
+/// </summary>
+public static class VmmJailOptions
+{
+    public const string Variable = "KVMPS_VMM_JAIL";
+    public const string UserName = "kvmps";
+
+    /// <summary>The jail user's uid and gid when management jails its VMMs now; null when not.</summary>
+    public static (uint Uid, uint Gid)? JailUser()
+    {
+        string? setting = Environment.GetEnvironmentVariable(Variable);
+        if (!string.Equals(setting, "on", StringComparison.Ordinal) || Libc.GetEuid() != 0) return null;
+        foreach (string line in File.Exists("/etc/passwd") ? File.ReadLines("/etc/passwd") : [])
+        {
+            var f = line.Split(':');
+            if (f.Length >= 4 && f[0] == UserName && uint.TryParse(f[2], NumberStyles.None, CultureInfo.InvariantCulture, out uint uid)
+                && uint.TryParse(f[3], NumberStyles.None, CultureInfo.InvariantCulture, out uint gid) && uid != 0)
+                return (uid, gid);
+        }
+        return null;
+    }
+
+    /// <summary>The VMM's jail arguments for <paramref name="vmName"/> (none when not jailing); hands the VM folder to the jail user.</summary>
+    public static string[] Arguments(VmStore store, string vmName)
+    {
+        if (JailUser() is not { } user) return [];
+        Give(store.VmDirectory(vmName), user);
+        foreach (string sub in new[] { Snapshots.SnapshotStore.SnapshotsDirectoryName, VmStore.DiskDirectoryName })
+            if (Directory.Exists(Path.Combine(store.VmDirectory(vmName), sub))) Give(Path.Combine(store.VmDirectory(vmName), sub), user);
+        return ["--user", UserName, "--cgroup", $"kvmps/{vmName}"];
+    }
+
+    /// <summary>
+    /// A folder management made inside a VM folder for the VMM to write into (a snapshot's staging folder): given to
+    /// the VM folder's owner when that is the jail user, with every folder between them.
+    /// </summary>
+    public static void GiveToVmmOf(string vmDirectory, string folder)
+    {
+        if (FileOwnership.Of(vmDirectory) is not { OwnerUid: not 0 } owner || Libc.GetEuid() != 0) return;
+        string relative = Path.GetRelativePath(vmDirectory, folder);
+        if (relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative)) return;
+        string at = vmDirectory;
+        foreach (string part in relative.Split('/'))
+        {
+            at = Path.Combine(at, part);
+            Give(at, (owner.OwnerUid, owner.GroupGid));
+        }
+    }
+
+    private static void Give(string path, (uint Uid, uint Gid) user)
+    {
+        if (Libc.Lchown(path, user.Uid, user.Gid) != 0)
+            throw new IOException($"{path}: cannot be given to the VMM's user {UserName} (uid {user.Uid}): {Libc.Describe(Marshal.GetLastPInvokeError())}");
+    }
+
+    /// <summary>What a jailed VMM keeps of the caller's environment: the locale, the time zone, KvmPS's and .NET's own settings.</summary>
+    public static List<string> MinimalEnvironment(System.Collections.IDictionary current)
+    {
+        var kept = new List<string> { "PATH=/usr/sbin:/usr/bin:/sbin:/bin" };
+        foreach (System.Collections.DictionaryEntry entry in current)
+        {
+            string key = (string)entry.Key;
+            if (key is "LANG" or "TZ" || key.StartsWith("LC_", StringComparison.Ordinal) || key.StartsWith("KVMPS_", StringComparison.Ordinal) || key.StartsWith("DOTNET_", StringComparison.Ordinal))
+                kept.Add($"{key}={entry.Value}");
+        }
+        return kept;
+    }
+}
