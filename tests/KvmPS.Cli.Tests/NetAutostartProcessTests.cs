@@ -127,22 +127,24 @@ public sealed class NetAutostartProcessTests : IDisposable
             }
             """);
         var (code, output, err) = Kvmps("apply", manifest);
-        Assert.True(code == ExitCodes.Ok, output + err);
+        Assert.True(code == ExitCodes.Ok, $"kvmps apply exited {code}: {output}{err}");
 
         string address = "";
         var deadline = DateTime.UtcNow.AddSeconds(90);
         while (address.Length == 0 && DateTime.UtcNow < deadline)
         {
             (code, output, err) = Kvmps("vm", "addresses", "dhcp-vm", "--json");
-            Assert.True(code == ExitCodes.Ok, err);
+            Assert.True(code == ExitCodes.Ok, $"vm addresses exited {code}: {output}{err}");
             using var json = JsonDocument.Parse(output);
-            var nic = Assert.Single(json.RootElement.EnumerateArray());
+            var nics = json.RootElement.EnumerateArray().ToList();
+            Assert.True(nics.Count == 1, $"vm addresses --json: {output}");
+            var nic = nics[0];
             Assert.Equal("lab", nic.GetProperty("network").GetString());
             address = nic.GetProperty("ipAddresses").EnumerateArray().Select(a => a.GetString()!).FirstOrDefault() ?? "";
             if (address.Length == 0) Thread.Sleep(1000);
         }
-        Assert.StartsWith("10.231.11.", address);
         string serial = File.ReadAllText(Path.Combine(_dir.Path, "store", "vms", "dhcp-vm", KvmPS.Management.Store.VmStore.SerialLogFileName));
+        Assert.True(address.StartsWith("10.231.11.", StringComparison.Ordinal), $"no lease in 90 s ('{address}'); the guest's console:\n{serial}");
         Assert.Contains($"net: dhcp lease {address} mask 255.255.255.0 router 10.231.11.1", serial);
 
         // The guest answers at the address it was given (its 'net serve 1' replies to one echo request).
