@@ -17,11 +17,17 @@ public static class VmmJailOptions
     public const string Variable = "KVMPS_VMM_JAIL";
     public const string UserName = "kvmps";
 
-    /// <summary>The jail user's uid and gid when management jails its VMMs now; null when not.</summary>
+    /// <summary>
+    /// The jail user's uid and gid when management jails its VMMs now; null when the setting is off or unset. Asked for
+    /// and impossible (not root, no <c>kvmps</c> user) or an unknown value: JailSettingException, never a silent
+    /// unconfined VMM.
+    /// </summary>
     public static (uint Uid, uint Gid)? JailUser()
     {
         string? setting = Environment.GetEnvironmentVariable(Variable);
-        if (!string.Equals(setting, "on", StringComparison.Ordinal) || Libc.GetEuid() != 0) return null;
+        if (string.IsNullOrEmpty(setting) || setting == "off") return null;
+        if (setting != "on") throw new JailSettingException(setting, "the setting is 'on' or 'off'");
+        if (Libc.GetEuid() != 0) throw new JailSettingException(setting, "only root can start a jailed VMM (it changes user and mounts)");
         foreach (string line in File.Exists("/etc/passwd") ? File.ReadLines("/etc/passwd") : [])
         {
             var f = line.Split(':');
@@ -29,7 +35,7 @@ public static class VmmJailOptions
                 && uint.TryParse(f[3], NumberStyles.None, CultureInfo.InvariantCulture, out uint gid) && uid != 0)
                 return (uid, gid);
         }
-        return null;
+        throw new JailSettingException(setting, $"the system user '{UserName}' does not exist ('./build.sh setup' creates it)");
     }
 
     /// <summary>The VMM's jail arguments for <paramref name="vmName"/> (none when not jailing); hands the VM folder to the jail user.</summary>
@@ -77,4 +83,12 @@ public static class VmmJailOptions
         }
         return kept;
     }
+}
+
+/// <summary><c>KVMPS_VMM_JAIL</c> asks for what cannot be done here; names the value and why.</summary>
+public sealed class JailSettingException(string value, string reason)
+    : InvalidOperationException($"{VmmJailOptions.Variable}={value}: {reason}")
+{
+    public string Value { get; } = value;
+    public string Reason { get; } = reason;
 }

@@ -247,7 +247,9 @@ public sealed class VmmProcessLauncher
     {
         var binary = argv[0];
         // As root with the kvmps user present: jailed (VmmJailOptions), with a minimal environment.
-        var jail = VmmJailOptions.Arguments(store, name);
+        string[] jail;
+        try { jail = VmmJailOptions.Arguments(store, name); }
+        catch (JailSettingException e) { throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e); }
         argv = [.. argv, .. jail];
         var socketPath = store.SocketPath(name);
         var logPath = store.VmmLogPath(name);

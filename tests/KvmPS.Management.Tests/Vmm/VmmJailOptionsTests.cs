@@ -34,6 +34,19 @@ public sealed class VmmJailOptionsTests : IDisposable
     }
 
     [Fact]
+    public void An_unknown_setting_is_refused_naming_it()
+    {
+        string? before = Environment.GetEnvironmentVariable(VmmJailOptions.Variable);
+        Environment.SetEnvironmentVariable(VmmJailOptions.Variable, "yes");
+        try
+        {
+            var e = Assert.Throws<JailSettingException>(() => VmmJailOptions.JailUser());
+            Assert.Contains("KVMPS_VMM_JAIL=yes", e.Message);
+        }
+        finally { Environment.SetEnvironmentVariable(VmmJailOptions.Variable, before); }
+    }
+
+    [Fact]
     public void A_staging_folder_goes_to_the_vm_folders_owner_when_that_is_not_root()
     {
         Assert.Equal(0u, Libc.GetEuid()); // chown needs root, as the jail does
