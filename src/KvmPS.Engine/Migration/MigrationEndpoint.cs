@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -78,9 +79,10 @@ public sealed record MigrationEndpoint(string Uri, string? Host, int Port, strin
 
     /// <summary>
     /// Listens (the receiver's side). A Unix socket is created mode 0600 (a stale socket file is replaced, anything
-    /// else there is refused); <see cref="IncomingListener.Dispose"/> removes it.
+    /// else there is refused); <see cref="IncomingListener.Dispose"/> removes it. With <paramref name="owner"/> (a jailed
+    /// VMM set up as root) the socket becomes that user's, so a source jailed as the same user can connect.
     /// </summary>
-    public IncomingListener Listen()
+    public IncomingListener Listen((uint Uid, uint Gid)? owner = null)
     {
         if (UnixPath is { } path)
         {
@@ -93,6 +95,8 @@ public sealed record MigrationEndpoint(string Uri, string? Host, int Port, strin
             try
             {
                 UnixSockets.BindOwnerOnly(unix, path); // born 0600
+                if (owner is { } o && Libc.Lchown(path, o.Uid, o.Gid) != 0)
+                    throw new SocketException(Marshal.GetLastPInvokeError());
                 unix.Listen(1);
             }
             catch (SocketException e)

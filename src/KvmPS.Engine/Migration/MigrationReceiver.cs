@@ -46,10 +46,13 @@ public sealed class MigrationReceiver : IDisposable
     /// <summary>The VM ran here but the source keeps it: the disk images created here go.</summary>
     public void RemoveReceivedImages() => _storage?.RemoveImages();
 
+    /// <summary>The user a Unix listening socket is given to (a jailed VMM's, <see cref="MigrationEndpoint.Listen"/>); null: it stays the creator's.</summary>
+    public (uint Uid, uint Gid)? SocketOwner { get; init; }
+
     /// <summary>Receives the VM. Returns null when <paramref name="stop"/> said to give up before a source connected.</summary>
     public VirtualMachine? Receive(MachineBuilder builder, Func<bool> stop, TextWriter log)
     {
-        using (var listener = _endpoint.Listen())
+        using (var listener = _endpoint.Listen(SocketOwner))
         {
             log.WriteLine($"kvmps-vmm: waiting for a migration stream on {_endpoint.Uri}");
             while (true)

@@ -154,6 +154,8 @@ public static class SandboxPolicy
     private static readonly SyscallRule[] Jail =
     [
         new SyscallRule("unshare", Argument: 0, Values: [0x00020000 /* CLONE_NEWNS */]), "mount", "umount2", "pivot_root", "chdir", "capset", "capget",
+        // The control socket, its lock and an incoming migration socket, made as root, given to the jail's user.
+        "lchown", "fchownat",
     ];
 
     private static readonly SyscallRule[] Hot = ["futex", "read", "write", "epoll_wait", "epoll_pwait", "sched_yield", "pread64", "pwrite64"];

@@ -16,6 +16,18 @@ public sealed partial class VmmHost
 
     private bool _jailed;
 
+    /// <summary>The jail user's ids while this VMM is still root and will drop to them; null otherwise.</summary>
+    private (uint Uid, uint Gid)? JailOwner =>
+        Jail.Enabled && JailUser is { } user && !_jailed && Interop.Libc.GetEuid() == 0 ? (user.Uid, user.Gid) : null;
+
+    /// <summary>A file this VMM made as root before the jail becomes the jail user's (the link itself, never a target).</summary>
+    private void GiveToJailUser(string path)
+    {
+        if (JailOwner is not { } owner) return;
+        if (Interop.Libc.Lchown(path, owner.Uid, owner.Gid) != 0)
+            _log.WriteLine($"kvmps-vmm: warning: cannot give {path} to the jail's user: {new System.ComponentModel.Win32Exception(System.Runtime.InteropServices.Marshal.GetLastPInvokeError()).Message}");
+    }
+
     /// <summary>
     /// What is done as root before anything is built: the cgroup (guest RAM is charged to the cgroup the VMM is in
     /// when it is touched), and the refusal of a jail that cannot drop root because there is none. Null: go on.

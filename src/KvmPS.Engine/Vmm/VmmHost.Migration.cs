@@ -90,7 +90,12 @@ public sealed partial class VmmHost
             _log.WriteLine($"kvmps-vmm: the control socket {path} is in use by the VMM the VM comes from; this VMM takes it over once the VM runs here");
             return null;
         }
-        return ControlServer.Bind(path, this);
+        var server = ControlServer.Bind(path, this);
+        // Made as root before the jail: the jail user's, so that this VMM, and the next one a live upgrade starts (jailed
+        // as the same user), can still remove the socket and take the lock.
+        GiveToJailUser(path);
+        GiveToJailUser(path + ".lock");
+        return server;
     }
 
     /// <summary>
@@ -125,7 +130,7 @@ public sealed partial class VmmHost
     /// <summary>--incoming: the machine built from the stream; throws <see cref="MigrationException"/>, null when stopped first.</summary>
     private VirtualMachine? ReceiveIncoming(MachineBuilder builder)
     {
-        _receiver = new MigrationReceiver(Incoming!, IncomingToken);
+        _receiver = new MigrationReceiver(Incoming!, IncomingToken) { SocketOwner = JailOwner };
         var machine = _receiver.Receive(builder, () => _stopRequested.IsSet, _log);
         if (machine is not null)
             _log.WriteLine($"kvmps-vmm: received the VM from {Incoming!.Uri}: " +
