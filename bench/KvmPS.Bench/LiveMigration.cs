@@ -51,6 +51,7 @@ public static partial class LiveMigration
             var kTotal = new List<double>(); var kDown = new List<double>(); var qTotal = new List<double>(); var qDown = new List<double>();
             var kSeen = new List<double>(); var qSeen = new List<double>();
             var kClock = new List<double>(); var qClock = new List<double>();
+            var kPause = new List<double>(); var kConfirm = new List<double>();
             var kRate = new List<double>(); var qRate = new List<double>();
             for (int i = 0; i <= runs; i++)
             {
@@ -60,6 +61,7 @@ public static partial class LiveMigration
                 kTotal.Add(k.TotalMs); kDown.Add(k.DowntimeMs); qTotal.Add(q.TotalMs); qDown.Add(q.DowntimeMs);
                 kSeen.Add(k.ObservedMs); qSeen.Add(q.ObservedMs);
                 kClock.Add(k.SameClockDowntimeMs); qClock.Add(q.SameClockDowntimeMs);
+                kPause.Add(k.PauseMs); kConfirm.Add(k.ConfirmLagMs);
                 if (!double.IsNaN(k.DirtyMiBps)) kRate.Add(k.DirtyMiBps);
                 if (!double.IsNaN(q.DirtyMiBps)) qRate.Add(q.DirtyMiBps);
             }
@@ -71,7 +73,7 @@ public static partial class LiveMigration
             if (figures.Contains(sc.TotalId))
                 results.Add(new(sc.TotalId, $"Live migration, total: migrate sent → the destination says running, {sc.What}, {GuestMiB} MiB, {where}", "ms",
                     Stats.Of(kSeen), peer, Stats.Of(qSeen), "below QEMU", rateNote is null ? ownTotals : $"{ownTotals}; {rateNote}"));
-            string ownDowntimes = $"as each VMM reports it: kvmps {Stats.Of(kDown).Median:F0} ms (pause → the destination's Running message back), QEMU downtime {Stats.Of(qDown).Median:F0} ms (stop → last byte sent)";
+            string ownDowntimes = $"as each VMM reports it: kvmps {Stats.Of(kDown).Median:F0} ms (pause → the destination's Running message back; in it the pause {Stats.Of(kPause).Median:F1} ms, Running sent {Stats.Of(kConfirm).Median:F1} ms after the start), QEMU downtime {Stats.Of(qDown).Median:F0} ms (stop → last byte sent)";
             if (figures.Contains(sc.DowntimeId))
                 results.Add(new(sc.DowntimeId, $"Live migration, downtime: source vCPUs stopped → destination vCPUs started (host clock: kvmps log lines, QEMU STOP/RESUME events), {sc.What}, {GuestMiB} MiB{(sc.Namespaces ? ", " + where : "")}", "ms",
                     Stats.Of(kClock), $"{peer} (STOP → RESUME)", Stats.Of(qClock), sc.Cmdline == "" ? "≤ 50 ms and below QEMU" : "below QEMU", rateNote is null ? ownDowntimes : $"{ownDowntimes}; {rateNote}"));
@@ -83,7 +85,10 @@ public static partial class LiveMigration
     /// <param name="DowntimeMs">the VMM's own downtime (definitions differ: see Method)</param>
     /// <param name="ObservedMs">the bench's clock: migrate sent → the destination's control socket says running</param>
     /// <param name="SameClockDowntimeMs">the host's wall clock: the source's vCPUs stopped → the destination's started</param>
-    private readonly record struct Sample(double TotalMs, double DowntimeMs, double ObservedMs, double DirtyMiBps, double SameClockDowntimeMs);
+    /// <param name="PauseMs">kvmps-vmm: the pause until the vCPUs were out (its source's log; NaN for QEMU)</param>
+    /// <param name="ConfirmLagMs">kvmps-vmm: the destination's start → its Running message sent (its log; NaN for QEMU)</param>
+    private readonly record struct Sample(double TotalMs, double DowntimeMs, double ObservedMs, double DirtyMiBps, double SameClockDowntimeMs,
+        double PauseMs = double.NaN, double ConfirmLagMs = double.NaN);
 
     private static Sample MigrateKvmps(string vmm, string cmdline, Link link)
     {
@@ -119,13 +124,14 @@ public static partial class LiveMigration
             if (source.Process.ExitCode != 14) throw new InvalidOperationException($"the kvmps source exited {source.Process.ExitCode}, not 14 (migrated): {source.Stderr}");
             var m = Regex.Match(source.Stderr, @"migrated to \S+: total (\d+(?:\.\d+)?) ms, downtime (\d+(?:\.\d+)?) ms");
             if (!m.Success) throw new InvalidOperationException($"no 'migrated to' line from the kvmps source: {source.Stderr}");
-            var stopped = Regex.Match(source.Stderr, @"migration: the vCPUs stopped at unix time (\d+\.\d+) s");
+            var stopped = Regex.Match(source.Stderr, @"migration: the vCPUs stopped at unix time (\d+\.\d+) s \(the pause took (\d+\.\d) ms\)");
             if (!stopped.Success) throw new InvalidOperationException($"no 'vCPUs stopped at' line from the kvmps source: {source.Stderr}");
             destination.WaitForStderr("the received VM started at unix time", Timeout);
-            var started = Regex.Match(destination.Stderr, @"migration: the received VM started at unix time (\d+\.\d+) s");
+            var started = Regex.Match(destination.Stderr, @"migration: the received VM started at unix time (\d+\.\d+) s \(Running sent to the source (\d+\.\d) ms later\)");
+            if (!started.Success) throw new InvalidOperationException($"no 'received VM started at' line from the kvmps destination: {destination.Stderr}");
             double clockMs = (Parse(started.Groups[1].Value) - Parse(stopped.Groups[1].Value)) * 1000;
             if (cmdline == "") ProveRuns(destination.Process);
-            return new(Parse(m.Groups[1].Value), Parse(m.Groups[2].Value), observedMs, rate, clockMs);
+            return new(Parse(m.Groups[1].Value), Parse(m.Groups[2].Value), observedMs, rate, clockMs, Parse(stopped.Groups[2].Value), Parse(started.Groups[2].Value));
         }
         finally
         {

@@ -43,6 +43,7 @@ public sealed class MigrationSender
     private bool _wasRunning;
     private Stopwatch? _downtime;
     private DateTime? _stoppedUtc; // the last pause by us: the vCPUs out of KVM_RUN (host clock, for a same-clock downtime)
+    private double _pauseMs;       // how long that pause took to get them out
 
     // Status, under _lock.
     private string _phase = MigrationPhases.Setup;
@@ -348,7 +349,7 @@ public sealed class MigrationSender
         // The same instant QEMU's STOP event stamps (after the vCPUs stopped), on the host's wall clock: with the
         // destination's "started at" line it gives the downtime QEMU's events give (docs/benchmarks.md figure 10).
         if (_stoppedUtc is { } stopped)
-            _log.WriteLine($"kvmps-vmm: migration: the vCPUs stopped at unix time {UnixSeconds(stopped)} s");
+            _log.WriteLine($"kvmps-vmm: migration: the vCPUs stopped at unix time {UnixSeconds(stopped)} s (the pause took {_pauseMs:0.0} ms)");
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
     }
 
@@ -476,8 +477,10 @@ public sealed class MigrationSender
     {
         if (_machine.State == VmState.Paused || _pausedByUs) return;
         if (_machine.State != VmState.Running) throw new MigrationException($"the VM is {_machine.State}: there is nothing left to migrate");
+        long asked = Stopwatch.GetTimestamp();
         if (!_machine.Pause(PauseTimeout)) throw new MigrationException($"the vCPUs did not stop within {PauseTimeout.TotalSeconds:0} s");
         _stoppedUtc = DateTime.UtcNow;
+        _pauseMs = Stopwatch.GetElapsedTime(asked).TotalMilliseconds;
         _pausedByUs = true;
     }
 
