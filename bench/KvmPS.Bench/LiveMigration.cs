@@ -10,8 +10,10 @@ namespace KvmPS.Bench;
 
 /// <summary>
 /// Figures 10: live migration against QEMU's own, the same built-in guest on both, source and destination on this
-/// host over TCP loopback or across two network namespaces joined by a veth pair (<see cref="Link"/>). Both VMMs
-/// report their own figures, taken as they are: kvmps-vmm's source logs
+/// host over TCP loopback or across two network namespaces joined by a veth pair (<see cref="Link"/>). Downtime is
+/// taken the same way for both, on the host's wall clock: the source's vCPUs stopped → the destination's vCPUs started
+/// (kvmps-vmm: its two <c>migration: ...at unix time</c> log lines; QEMU: the timestamps of its QMP events STOP on the
+/// source and RESUME on the destination). The figures each VMM reports itself go in the notes: kvmps-vmm's source logs
 /// <c>migrated to URI: total N ms, downtime N ms</c>; QEMU's <c>query-migrate</c> gives <c>total-time</c> and
 /// <c>downtime</c> once <c>completed</c>.
 /// </summary>
@@ -23,7 +25,7 @@ public static partial class LiveMigration
     private const int UdirtyMiB = 128, UdirtyRateMiBps = 50;
     private const int DowntimeLimitMs = 300;
 
-    public const string Method = "10. the built-in guest, 256 MiB, 1 vCPU (`-M microvm` for QEMU), source and destination on this host, TCP on 127.0.0.1, downtime limit 300 ms on both (the default of both), no bandwidth cap (QEMU: `migrate-set-parameters max-bandwidth` 1 TiB/s; its default is 128 MiB/s). Destination started first and waiting (`kvmps-vmm --incoming tcp:`, QEMU `-incoming tcp:`); then `migrate` sent to the source (kvmps: control request; QEMU: QMP, polled with `query-migrate` every 1 ms). 10a/10c/10e/10g/10i (the same clock for both): `migrate` sent → the destination's control socket says the VM runs (kvmps: `status` `Running`; QEMU: `query-status` `running`, polled every 1 ms); each VMM's own total is in the note. 10b/10d/10f/10h/10j: the downtime each VMM reports, which QEMU and kvmps-vmm define differently: kvmps-vmm's (its source's log line) runs from the pause to the destination's `Running` message, after the destination restored every record and started the vCPUs; QEMU's `downtime` runs from the source's stop to the source having sent its last byte, so the destination's loading and start are not in it (QEMU `migration_completion`). 10a/10b: the guest idle at its prompt; the destination's guest then echoes a typed character (proof it runs). 10c/10d: the guest rewriting 8 MiB without end (`work dirty 8`) as fast as its vCPU goes; its rate, measured from its own `dirty pass` lines, is in the note (guest kernel code is emulated on this nested host, so it is far below 50 MiB/s). 10e/10f: the guest dirtying 128 MiB at 50 MiB/s from ring 3 (`work udirty 128 50`: one store per 4 KiB page, paced by the TSC; ring-3 code runs natively here); the rate is the median of its own `udirty rate` lines before the migration, in the note. 10g-10j: 10a/10b and 10e/10f with source and destination in two network namespaces joined by a veth pair (10.77.0.1 ↔ 10.77.0.2/24, MTU 1500; each VMM started with `ip netns exec`, the control sockets are files both reach). Interleaved, first pair not counted.";
+    public const string Method = "10. the built-in guest, 256 MiB, 1 vCPU (`-M microvm` for QEMU), source and destination on this host, TCP on 127.0.0.1, downtime limit 300 ms on both (the default of both), no bandwidth cap (QEMU: `migrate-set-parameters max-bandwidth` 1 TiB/s; its default is 128 MiB/s). Destination started first and waiting (`kvmps-vmm --incoming tcp:`, QEMU `-incoming tcp:`); then `migrate` sent to the source (kvmps: control request; QEMU: QMP, polled with `query-migrate` every 1 ms). 10a/10c/10e/10g/10i (the same clock for both): `migrate` sent → the destination's control socket says the VM runs (kvmps: `status` `Running`; QEMU: `query-status` `running`, polled every 1 ms); each VMM's own total is in the note. 10b/10d/10f/10h/10j: downtime, the same definition for both, on the host's wall clock (both VMMs on this host, so one clock): the source's vCPUs stopped → the destination's vCPUs started. QEMU: the `timestamp` of the `STOP` event on the source's QMP (sent once its vCPUs are paused) to that of `RESUME` on the destination's QMP (sent just before its vCPUs resume; autostart, no `-S`). kvmps-vmm: its source's log line `migration: the vCPUs stopped at unix time S s` (taken once the pause returns) to its destination's `migration: the received VM started at unix time S s` (taken just before the vCPU threads start). The note gives the downtime each VMM reports itself, which they define differently: kvmps-vmm's runs from just before the pause until the source has the destination's `Running` message (one more trip over the link); QEMU's `downtime` runs from the stop until the source has sent its last byte, so the destination's loading and start are not in it (QEMU `migration_completion`; it reports 0 ms for an idle guest). Neither is guest-observed: both VMMs carry the guest's clocks over the pause, so the built-in guest cannot see its own downtime. 10a/10b: the guest idle at its prompt; the destination's guest then echoes a typed character (proof it runs). 10c/10d: the guest rewriting 8 MiB without end (`work dirty 8`) as fast as its vCPU goes; its rate, measured from its own `dirty pass` lines, is in the note (guest kernel code is emulated on this nested host, so it is far below 50 MiB/s). 10e/10f: the guest dirtying 128 MiB at 50 MiB/s from ring 3 (`work udirty 128 50`: one store per 4 KiB page, paced by the TSC; ring-3 code runs natively here); the rate is the median of its own `udirty rate` lines before the migration, in the note. 10g-10j: 10a/10b and 10e/10f with source and destination in two network namespaces joined by a veth pair (10.77.0.1 ↔ 10.77.0.2/24, MTU 1500; each VMM started with `ip netns exec`, the control sockets are files both reach). Interleaved, first pair not counted.";
 
     private sealed record Scenario(string TotalId, string DowntimeId, string Cmdline, string What, bool Namespaces);
 
@@ -48,6 +50,8 @@ public static partial class LiveMigration
             Console.Error.WriteLine($"figure {sc.TotalId}/{sc.DowntimeId}: live migration, {sc.What}, {where}");
             var kTotal = new List<double>(); var kDown = new List<double>(); var qTotal = new List<double>(); var qDown = new List<double>();
             var kSeen = new List<double>(); var qSeen = new List<double>();
+            var kClock = new List<double>(); var qClock = new List<double>();
+            var kPause = new List<double>(); var kConfirm = new List<double>();
             var kRate = new List<double>(); var qRate = new List<double>();
             for (int i = 0; i <= runs; i++)
             {
@@ -56,6 +60,8 @@ public static partial class LiveMigration
                 if (i == 0) continue; // warm-up pair
                 kTotal.Add(k.TotalMs); kDown.Add(k.DowntimeMs); qTotal.Add(q.TotalMs); qDown.Add(q.DowntimeMs);
                 kSeen.Add(k.ObservedMs); qSeen.Add(q.ObservedMs);
+                kClock.Add(k.SameClockDowntimeMs); qClock.Add(q.SameClockDowntimeMs);
+                kPause.Add(k.PauseMs); kConfirm.Add(k.ConfirmLagMs);
                 if (!double.IsNaN(k.DirtyMiBps)) kRate.Add(k.DirtyMiBps);
                 if (!double.IsNaN(q.DirtyMiBps)) qRate.Add(q.DirtyMiBps);
             }
@@ -67,9 +73,10 @@ public static partial class LiveMigration
             if (figures.Contains(sc.TotalId))
                 results.Add(new(sc.TotalId, $"Live migration, total: migrate sent → the destination says running, {sc.What}, {GuestMiB} MiB, {where}", "ms",
                     Stats.Of(kSeen), peer, Stats.Of(qSeen), "below QEMU", rateNote is null ? ownTotals : $"{ownTotals}; {rateNote}"));
+            string ownDowntimes = $"as each VMM reports it: kvmps {Stats.Of(kDown).Median:F0} ms (pause → the destination's Running message back; in it the pause {Stats.Of(kPause).Median:F1} ms, Running sent {Stats.Of(kConfirm).Median:F1} ms after the start), QEMU downtime {Stats.Of(qDown).Median:F0} ms (stop → last byte sent)";
             if (figures.Contains(sc.DowntimeId))
-                results.Add(new(sc.DowntimeId, $"Live migration, downtime as each VMM reports it (kvmps: paused → destination runs; QEMU: stopped → last byte sent), {sc.What}, {GuestMiB} MiB{(sc.Namespaces ? ", " + where : "")}", "ms",
-                    Stats.Of(kDown), $"{peer} (downtime)", Stats.Of(qDown), sc.Cmdline == "" ? "≤ 50 ms and below QEMU" : "below QEMU", rateNote));
+                results.Add(new(sc.DowntimeId, $"Live migration, downtime: source vCPUs stopped → destination vCPUs started (host clock: kvmps log lines, QEMU STOP/RESUME events), {sc.What}, {GuestMiB} MiB{(sc.Namespaces ? ", " + where : "")}", "ms",
+                    Stats.Of(kClock), $"{peer} (STOP → RESUME)", Stats.Of(qClock), sc.Cmdline == "" ? "≤ 50 ms and below QEMU" : "below QEMU", rateNote is null ? ownDowntimes : $"{ownDowntimes}; {rateNote}"));
         }
         return results;
     }
@@ -77,7 +84,11 @@ public static partial class LiveMigration
     /// <param name="TotalMs">the VMM's own total</param>
     /// <param name="DowntimeMs">the VMM's own downtime (definitions differ: see Method)</param>
     /// <param name="ObservedMs">the bench's clock: migrate sent → the destination's control socket says running</param>
-    private readonly record struct Sample(double TotalMs, double DowntimeMs, double ObservedMs, double DirtyMiBps);
+    /// <param name="SameClockDowntimeMs">the host's wall clock: the source's vCPUs stopped → the destination's started</param>
+    /// <param name="PauseMs">kvmps-vmm: the pause until the vCPUs were out (its source's log; NaN for QEMU)</param>
+    /// <param name="ConfirmLagMs">kvmps-vmm: the destination's start → its Running message sent (its log; NaN for QEMU)</param>
+    private readonly record struct Sample(double TotalMs, double DowntimeMs, double ObservedMs, double DirtyMiBps, double SameClockDowntimeMs,
+        double PauseMs = double.NaN, double ConfirmLagMs = double.NaN);
 
     private static Sample MigrateKvmps(string vmm, string cmdline, Link link)
     {
@@ -113,8 +124,14 @@ public static partial class LiveMigration
             if (source.Process.ExitCode != 14) throw new InvalidOperationException($"the kvmps source exited {source.Process.ExitCode}, not 14 (migrated): {source.Stderr}");
             var m = Regex.Match(source.Stderr, @"migrated to \S+: total (\d+(?:\.\d+)?) ms, downtime (\d+(?:\.\d+)?) ms");
             if (!m.Success) throw new InvalidOperationException($"no 'migrated to' line from the kvmps source: {source.Stderr}");
+            var stopped = Regex.Match(source.Stderr, @"migration: the vCPUs stopped at unix time (\d+\.\d+) s \(the pause took (\d+\.\d) ms\)");
+            if (!stopped.Success) throw new InvalidOperationException($"no 'vCPUs stopped at' line from the kvmps source: {source.Stderr}");
+            destination.WaitForStderr("the received VM started at unix time", Timeout);
+            var started = Regex.Match(destination.Stderr, @"migration: the received VM started at unix time (\d+\.\d+) s \(Running sent to the source (\d+\.\d) ms later\)");
+            if (!started.Success) throw new InvalidOperationException($"no 'received VM started at' line from the kvmps destination: {destination.Stderr}");
+            double clockMs = (Parse(started.Groups[1].Value) - Parse(stopped.Groups[1].Value)) * 1000;
             if (cmdline == "") ProveRuns(destination.Process);
-            return new(Parse(m.Groups[1].Value), Parse(m.Groups[2].Value), observedMs, rate);
+            return new(Parse(m.Groups[1].Value), Parse(m.Groups[2].Value), observedMs, rate, clockMs, Parse(stopped.Groups[2].Value), Parse(started.Groups[2].Value));
         }
         finally
         {
@@ -159,8 +176,9 @@ public static partial class LiveMigration
                 string s = result.TryGetProperty("status", out var st) ? st.GetString()! : "none";
                 if (s == "completed")
                 {
+                    double clockMs = (watch.WaitForEvent("RESUME") - qmp.WaitForEvent("STOP")) * 1000;
                     if (cmdline == "") ProveRuns(destination);
-                    return new(result.GetProperty("total-time").GetDouble(), result.GetProperty("downtime").GetDouble(), observedMs, rate);
+                    return new(result.GetProperty("total-time").GetDouble(), result.GetProperty("downtime").GetDouble(), observedMs, rate, clockMs);
                 }
                 if (s is "failed" or "cancelled") throw new InvalidOperationException($"QEMU migration {s}: {result}");
                 if (clock.Elapsed > Timeout) throw new TimeoutException("QEMU migration did not complete");

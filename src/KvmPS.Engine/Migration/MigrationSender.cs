@@ -42,6 +42,8 @@ public sealed class MigrationSender
     private bool _pausedByUs;       // the migration thread paused the VM (throttle or stop-copy) and must resume it on failure
     private bool _wasRunning;
     private Stopwatch? _downtime;
+    private DateTime? _stoppedUtc; // the last pause by us: the vCPUs out of KVM_RUN (host clock, for a same-clock downtime)
+    private double _pauseMs;       // how long that pause took to get them out
 
     // Status, under _lock.
     private string _phase = MigrationPhases.Setup;
@@ -344,7 +346,18 @@ public sealed class MigrationSender
             (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds") +
             (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : "") +
             _handedOver.Describe(_stream!.CanPassDescriptors, "released to the destination"));
+        // The same instant QEMU's STOP event stamps (after the vCPUs stopped), on the host's wall clock: with the
+        // destination's "started at" line it gives the downtime QEMU's events give (docs/benchmarks.md figure 10).
+        if (_stoppedUtc is { } stopped)
+            _log.WriteLine($"kvmps-vmm: migration: the vCPUs stopped at unix time {UnixSeconds(stopped)} s (the pause took {_pauseMs:0.0} ms)");
         _machine.Finish(new VmExit(VmExitKind.Migrated, $"migrated to {_request.Uri}"));
+    }
+
+    /// <summary>Seconds since the epoch with microseconds (QMP's event timestamps have the same precision).</summary>
+    internal static string UnixSeconds(DateTime utc)
+    {
+        long us = (utc - DateTime.UnixEpoch).Ticks / 10;
+        return $"{us / 1_000_000}.{us % 1_000_000:D6}";
     }
 
     /// <summary>A failed migration must not cost a later diff snapshot the pages harvested here.</summary>
@@ -464,7 +477,10 @@ public sealed class MigrationSender
     {
         if (_machine.State == VmState.Paused || _pausedByUs) return;
         if (_machine.State != VmState.Running) throw new MigrationException($"the VM is {_machine.State}: there is nothing left to migrate");
+        long asked = Stopwatch.GetTimestamp();
         if (!_machine.Pause(PauseTimeout)) throw new MigrationException($"the vCPUs did not stop within {PauseTimeout.TotalSeconds:0} s");
+        _stoppedUtc = DateTime.UtcNow;
+        _pauseMs = Stopwatch.GetElapsedTime(asked).TotalMilliseconds;
         _pausedByUs = true;
     }
 

@@ -148,7 +148,15 @@ public sealed partial class VmmHost
         _receiver = null;
         using (receiver)
         {
-            if (receiver.ConfirmRunning(out string? error)) return null;
+            DateTime confirming = DateTime.UtcNow;
+            if (receiver.ConfirmRunning(out string? error))
+            {
+                // Set just before the vCPU threads start, as QEMU stamps RESUME: the source's "stopped at" line ends here.
+                if (machine.StartedUtc is { } started)
+                    _log.WriteLine($"kvmps-vmm: migration: the received VM started at unix time {MigrationSender.UnixSeconds(started)} s " +
+                        $"(Running sent to the source {(confirming - started).TotalMilliseconds:0.0} ms later)");
+                return null;
+            }
             machine.Stop("the migration source could not be told the VM runs here");
             receiver.RemoveReceivedImages();
             return Fail(VmmExitCode.IncomingFailed, $"the VM ran here but the source could not be told, so it keeps the VM: {error}");

@@ -88,6 +88,22 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         return counts.Count;
     }
 
+    /// <summary>
+    /// The benchmark's downtime (docs/benchmarks.md figure 10) from the two log lines: the source's vCPUs stopped, then
+    /// the destination's started, within what the source reports (which also holds the pause itself and the trip back
+    /// of the destination's Running message).
+    /// </summary>
+    private static void AssertSameClockDowntime(string sourceLog, string destinationLog)
+    {
+        var stopped = Regex.Match(sourceLog, @"migration: the vCPUs stopped at unix time (\d+\.\d{6}) s");
+        var started = Regex.Match(destinationLog, @"migration: the received VM started at unix time (\d+\.\d{6}) s");
+        Assert.True(stopped.Success && started.Success, sourceLog + destinationLog);
+        var reported = Regex.Match(sourceLog, @"downtime (\d+) ms");
+        double ms = (double.Parse(started.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)
+            - double.Parse(stopped.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)) * 1000;
+        Assert.InRange(ms, 0, long.Parse(reported.Groups[1].Value) + 1);
+    }
+
     [Theory]
     [InlineData("unix", 1, false)]
     [InlineData("tcp", 4, false)]
@@ -116,6 +132,7 @@ public partial class MigrationProcessTests(ITestOutputHelper log)
         Assert.DoesNotContain("FAILED", after);
         Assert.DoesNotContain("KvmPS built-in guest", after);
         Assert.True(AssertCountsContinue(before, after) > CountLine().Matches(before).Count, "the destination counts on");
+        AssertSameClockDowntime(source.Process.Stderr, destination.Stderr);
         using var client = new ControlClient(dir.File("dst.sock"));
         var status = client.Ok("status");
         Assert.Equal("Running", status.GetProperty("state").GetString());
