@@ -10,7 +10,7 @@ namespace KvmPS.Devices.Passthrough;
 /// the device's own, read and written through the transport, except what is virtualized here: the MSI-X message
 /// control (enable, function mask: the table is emulated), the MSI capability's registers (all emulated, as
 /// <see cref="MsiCapability"/>; the device learns of MSI through SET_IRQS), and next pointers that skip what is
-/// hidden (a second MSI or MSI-X capability, one that does not fit) or end a list that loops.
+/// hidden (a second MSI capability, one that does not fit, MSI the device has no IRQ index for) or end a list that loops.
 /// </summary>
 public sealed partial class PassthroughDevice
 {
@@ -26,8 +26,11 @@ public sealed partial class PassthroughDevice
     private int _configBytes = ConfigSize;
     private bool _goneLogged;
 
-    /// <summary>Walks the device's capability list in <paramref name="config"/>: finds MSI-X and MSI, hides what cannot be virtualized, rewires next pointers.</summary>
-    private void ScanCapabilities(byte[] config)
+    /// <summary>
+    /// Walks the device's capability list in <paramref name="config"/>: finds MSI-X and MSI, hides what cannot be
+    /// virtualized (MSI too when <paramref name="hideMsi"/>: the device has no MSI IRQ index), rewires next pointers.
+    /// </summary>
+    private void ScanCapabilities(byte[] config, bool hideMsi)
     {
         if ((BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x06)) & StatusCapList) == 0) return;
         var kept = new List<int>();
@@ -39,9 +42,10 @@ public sealed partial class PassthroughDevice
             {
                 bool is64 = (config[at + 2] & 0x80) != 0, masking = (config[at + 3] & 0x01) != 0;
                 int end = at + 10 + (is64 ? 4 : 0) + (masking ? 10 : 0);
-                if (_msiCap >= 0 || end > ConfigSize)
+                if (_msiCap >= 0 || end > ConfigSize || hideMsi)
                 {
-                    _hiddenRanges.Add((at, Math.Min(end, ConfigSize))); // a second one (or one past the end): the guest must not reach the device's own
+                    // A second one, one past the end, or MSI the device cannot signal: the guest must not reach the device's own.
+                    _hiddenRanges.Add((at, Math.Min(end, ConfigSize)));
                     continue;
                 }
                 _msiCap = at;

@@ -16,6 +16,21 @@ public sealed partial class PassthroughDevice
     /// <summary>The IRQ index the device signals now (VFIO_PCI_INTX/MSI/MSIX_IRQ_INDEX), for tests and diagnostics.</summary>
     public int IrqIndex { get { lock (SyncRoot) return _irqIndex; } }
 
+    /// <summary>
+    /// How many MSI vectors the device can signal through eventfds (VFIO_DEVICE_GET_IRQ_INFO, index 1): 0 hides its MSI
+    /// capability, since a guest that enabled it would get no interrupts; fewer than the capability claims caps it.
+    /// </summary>
+    private static int MsiVectorsOf(IPassthroughTransport transport, PassthroughDeviceInfo info)
+    {
+        if (info.IrqCount <= VFIO_PCI_MSI_IRQ_INDEX) return 0;
+        try
+        {
+            var irq = transport.GetIrqInfo(VFIO_PCI_MSI_IRQ_INDEX);
+            return (irq.Flags & VFIO_IRQ_INFO_EVENTFD) != 0 ? Math.Max(irq.Count, 0) : 0;
+        }
+        catch (PassthroughException) when (transport.Failed is null) { return 0; } // the device refused the query: no MSI
+    }
+
     /// <summary>Applies the guest's MSI-X enable and function-mask bits (the high byte of message control).</summary>
     private void SetMsiXControl(byte high)
     {

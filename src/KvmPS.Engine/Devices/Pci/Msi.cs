@@ -38,12 +38,16 @@ public sealed class MsiCapability : IMsiVectors, IDisposable
     private int _log2Enabled;
     private bool _disposed;
 
-    /// <summary>The capability as the device reports it: its message control register says what it is capable of.</summary>
-    public MsiCapability(ushort deviceControl, IMsiController? controller)
+    /// <summary>
+    /// The capability as the device reports it: its message control register says what it is capable of;
+    /// <paramref name="maxVectors"/> (what the device can signal, a power of two or not) may cap that further.
+    /// </summary>
+    public MsiCapability(ushort deviceControl, IMsiController? controller, int maxVectors = 32)
     {
         Is64Bit = (deviceControl & Control64Bit) != 0;
         PerVectorMask = (deviceControl & ControlPerVectorMask) != 0;
-        _log2Capable = Math.Min((deviceControl >> 1) & 7, MaxLog2Vectors); // 6 and 7 are reserved
+        int log2Max = maxVectors >= 1 ? System.Numerics.BitOperations.Log2((uint)maxVectors) : 0;
+        _log2Capable = Math.Min(Math.Min((deviceControl >> 1) & 7, MaxLog2Vectors), log2Max); // 6 and 7 are reserved
         _controller = controller;
         _routes = new IMsiRoute?[CapableVectors];
     }

@@ -59,7 +59,9 @@ internal sealed class FakeTransport : IPassthroughTransport
         };
     }
 
-    public PassthroughIrqInfo GetIrqInfo(int index) { Check(); return new(index, Vfio.VFIO_IRQ_INFO_EVENTFD, index == 2 ? 4 : 1); }
+    /// <summary>Per IRQ index the count <see cref="GetIrqInfo"/> reports (INTx 1, MSI 4, MSI-X 4); a missing index reports none.</summary>
+    public readonly Dictionary<int, int> IrqCounts = new() { [0] = 1, [1] = 4, [2] = 4 };
+    public PassthroughIrqInfo GetIrqInfo(int index) { Check(); return new(index, Vfio.VFIO_IRQ_INFO_EVENTFD, IrqCounts.GetValueOrDefault(index)); }
 
     public void RegionRead(int region, ulong offset, Span<byte> data)
     {

@@ -200,6 +200,28 @@ public sealed class PassthroughMsiTests : IDisposable
     }
 
     [Fact]
+    public void TheDevicesMsiIrqIndexBoundsTheCapability()
+    {
+        var two = new FakeTransport();                           // MSI claims 8 vectors, the device signals 2
+        BinaryPrimitives.WriteUInt16LittleEndian(two.Config.AsSpan(0x42), 0x0086);
+        two.IrqCounts[1] = 2;
+        using (var d = PassthroughDevice.Create(two, null, new PassthroughHost(null, null, null), _log.Add))
+        {
+            Assert.Equal(2, d.Msi!.CapableVectors);
+            Span<byte> control = stackalloc byte[2];
+            d.ConfigRead(0x42, control);
+            Assert.Equal(0x0082, BinaryPrimitives.ReadUInt16LittleEndian(control)); // MMC 1: what the guest may enable
+        }
+        var none = new FakeTransport();                          // no MSI IRQ index: the capability is hidden
+        none.IrqCounts.Remove(1);
+        using var e = PassthroughDevice.Create(none, null, new PassthroughHost(null, null, null), _log.Add);
+        Assert.Null(e.Msi);
+        Span<byte> pointer = stackalloc byte[1];
+        e.ConfigRead(0x34, pointer);
+        Assert.Equal(0x50, pointer[0]);                          // the list starts at MSI-X
+    }
+
+    [Fact]
     public void ASecondMsiCapabilityIsHidden()
     {
         var t = new FakeTransport();                             // MSI at 0x40 and another at 0x70
