@@ -28,11 +28,13 @@ public sealed partial class PassthroughDevice
 
     /// <summary>
     /// Walks the device's capability list in <paramref name="config"/>: finds MSI-X and MSI, hides what cannot be
-    /// virtualized (MSI too when <paramref name="hideMsi"/>: the device has no MSI IRQ index), rewires next pointers.
+    /// virtualized (MSI too when <paramref name="msiVectorsOf"/>, asked only when there is an MSI capability, says the
+    /// device signals no MSI vector), rewires next pointers. Returns how many MSI vectors the device signals.
     /// </summary>
-    private void ScanCapabilities(byte[] config, bool hideMsi)
+    private int ScanCapabilities(byte[] config, Func<int> msiVectorsOf)
     {
-        if ((BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x06)) & StatusCapList) == 0) return;
+        int msiVectors = 0;
+        if ((BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x06)) & StatusCapList) == 0) return msiVectors;
         var kept = new List<int>();
         var seen = new HashSet<int>();
         for (int at = config[0x34] & 0xFC; at >= HeaderEnd && at < ConfigSize - 1 && seen.Add(at); at = config[at + 1] & 0xFC)
@@ -42,7 +44,7 @@ public sealed partial class PassthroughDevice
             {
                 bool is64 = (config[at + 2] & 0x80) != 0, masking = (config[at + 3] & 0x01) != 0;
                 int end = at + 10 + (is64 ? 4 : 0) + (masking ? 10 : 0);
-                if (_msiCap >= 0 || end > ConfigSize || hideMsi)
+                if (_msiCap >= 0 || end > ConfigSize || (msiVectors = msiVectorsOf()) == 0)
                 {
                     // A second one, one past the end, or MSI the device cannot signal: the guest must not reach the device's own.
                     _hiddenRanges.Add((at, Math.Min(end, ConfigSize)));
@@ -61,6 +63,7 @@ public sealed partial class PassthroughDevice
             byte next = (byte)(i + 1 < kept.Count ? kept[i + 1] : 0);
             if (config[kept[i] + 1] != next) _configOverrides[kept[i] + 1] = next;
         }
+        return msiVectors;
     }
 
     public override void ConfigRead(int offset, Span<byte> data)

@@ -66,7 +66,7 @@ public sealed partial class PassthroughDevice : PciDevice
         public bool InSlot { get; set; }
     }
 
-    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config, byte intxPin, int msiVectors)
+    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config, byte intxPin, Func<int> msiVectors)
         : base(BinaryPrimitives.ReadUInt16LittleEndian(config), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(2)),
             (uint)(config[0x0B] << 16 | config[0x0A] << 8 | config[0x09]), config[0x08],
             BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2C)), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2E)),
@@ -74,7 +74,7 @@ public sealed partial class PassthroughDevice : PciDevice
     {
         _transport = transport;
         _host = host;
-        ScanCapabilities(config, hideMsi: msiVectors == 0);
+        int msiMax = ScanCapabilities(config, msiVectors);
         if (_msixCap >= 0)
         {
             int vectors = (BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(_msixCap + 2)) & 0x7FF) + 1;
@@ -84,7 +84,7 @@ public sealed partial class PassthroughDevice : PciDevice
             (_tableBar, _tableOffset) = ((int)(table & 7), table & ~7u);
             (_pbaBar, _pbaOffset) = ((int)(pba & 7), pba & ~7u);
         }
-        if (_msiCap >= 0) _msi = new MsiCapability(BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(_msiCap + 2)), host.Msi, msiVectors);
+        if (_msiCap >= 0) _msi = new MsiCapability(BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(_msiCap + 2)), host.Msi, msiMax);
         int eventFds = Math.Max(_msix?.VectorCount ?? 0, _msi?.CapableVectors ?? 0);
         _vectorEvents = new EventFdHandle[eventFds];
         _relays = new IDisposable?[eventFds];
@@ -111,7 +111,7 @@ public sealed partial class PassthroughDevice : PciDevice
             transport.RegionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0, config);
             if (BinaryPrimitives.ReadUInt16LittleEndian(config) is 0xFFFF or 0) throw new PassthroughException(transport.Name, "its config space reads as no device (vendor ID 0x0000/0xFFFF)");
             if ((config[0x0E] & 0x7F) != 0) throw new PassthroughException(transport.Name, $"header type {config[0x0E] & 0x7F}: only type-0 functions (endpoints) can be passed through");
-            device = new PassthroughDevice(transport, host, config, IntxPinOf(transport, info, config, host), MsiVectorsOf(transport, info));
+            device = new PassthroughDevice(transport, host, config, IntxPinOf(transport, info, config, host), () => MsiVectorsOf(transport, info));
             device._configBytes = configRegion.Size >= ExtendedConfigSize ? ExtendedConfigSize : ConfigSize;
             device.DefineBars(config, log);
             device.AttachRom(log);
