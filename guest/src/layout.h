@@ -27,5 +27,6 @@
 #define VEC_VMEM 0x38    /* MSI-X: virtio-mem configuration change (requested size) */
 #define VEC_VFU 0x39     /* MSI-X: the vfio-user test device (vfu.c), all four vectors */
 #define VEC_VFU_INTX 0x3a /* INTx of the vfio-user test device (vfu.c), through the IOAPIC */
+#define VEC_VFU_MSI 0x3c  /* MSI of the vfio-user test device (vfu.c): 0x3c-0x3f, aligned for 4 multiple messages */
 
 #endif

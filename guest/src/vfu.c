@@ -3,7 +3,9 @@
    BAR0's registers, checks the mmap-able BAR2 against the device's own checksum, and moves BARs. Every command re-reads
    the BAR registers, so a moved BAR is used where it now is. `vfu test N intx` uses the device's INTx instead (a
    server started with --intx): MSI-X off, the pin's GSI (the interrupt line register) routed level-triggered through
-   the IOAPIC to VEC_VFU_INTX, whose handler acknowledges the device before the EOI. */
+   the IOAPIC to VEC_VFU_INTX, whose handler acknowledges the device before the EOI. `vfu test N msi` uses its MSI
+   capability: MSI-X off, up to four multiple messages at VEC_VFU_MSI..+3 (vector n arrives as data | n), and checks
+   that each completion arrives on the vector it asked for. Each mode turns the other two off. */
 #include "vfu.h"
 #include "acpi.h"
 #include "apic.h"
@@ -50,6 +52,12 @@
 #define DMA_BUF_BYTES 4096u
 
 #define PCI_CAP_MSIX 0x11
+#define PCI_CAP_MSI 0x05
+#define MSI_ENABLE 0x0001
+#define MSI_64BIT 0x0080
+#define MSI_MASKING 0x0100
+
+enum vfu_mode { MODE_MSIX, MODE_INTX, MODE_MSI };
 #define MSIX_ENABLE 0x8000
 #define MSIX_FUNCTION_MASK 0x4000
 
@@ -59,6 +67,8 @@ struct vfu {
 };
 
 static volatile u32 vfu_irqs;
+static volatile u8 vfu_last_vector; /* the vector the last interrupt came on */
+static u32 msi_vectors;              /* MSI messages enabled by `msi` mode */
 static u8 dma_buf[DMA_BUF_BYTES] __attribute__((aligned(4096)));
 static u8 expect_buf[DMA_BUF_BYTES];
 static u32 bar_seed;
@@ -67,7 +77,7 @@ static u64 intx_bar0; /* BAR0 of the device whose INTx is routed: the handler ac
 
 static void vfu_irq(u8 vector)
 {
-    (void)vector;
+    vfu_last_vector = vector;
     vfu_irqs++;
 }
 
@@ -134,9 +144,42 @@ static int vfu_use_intx(struct vfu *v, u8 msix_cap)
     return 0;
 }
 
+/* MSI instead of MSI-X: MSI-X off, the MSI capability programmed while off (address of this CPU, data VEC_VFU_MSI,
+   nothing masked) and enabled with as many messages as it can up to four; INTx disabled in the command register. */
+static int vfu_use_msi(struct vfu *v, u8 msix_cap, u8 cap)
+{
+    if (!cap) {
+        kprintf("vfu: no MSI capability\n");
+        return -1;
+    }
+    if (msix_cap)
+        pci_write16(&v->pci, msix_cap + 2, pci_read16(&v->pci, msix_cap + 2) & ~MSIX_ENABLE);
+    u16 control = pci_read16(&v->pci, cap + 2);
+    pci_write16(&v->pci, cap + 2, control & ~MSI_ENABLE);
+    u32 log2 = (control >> 1) & 7;
+    if (log2 > 2)
+        log2 = 2;
+    u8 data_at = control & MSI_64BIT ? 12 : 8;
+    pci_write32(&v->pci, cap + 4, 0xfee00000u | (lapic_id() << 12)); /* fixed delivery, physical destination */
+    if (control & MSI_64BIT)
+        pci_write32(&v->pci, cap + 8, 0);
+    pci_write16(&v->pci, cap + data_at, VEC_VFU_MSI);
+    if (control & MSI_MASKING)
+        pci_write32(&v->pci, cap + data_at + 4, 0);
+    msi_vectors = 1u << log2;
+    for (u32 i = 0; i < msi_vectors; i++)
+        irq_register((u8)(VEC_VFU_MSI + i), vfu_irq);
+    pci_write16(&v->pci, cap + 2, (u16)((control & ~0x70u) | log2 << 4 | MSI_ENABLE));
+    pci_write16(&v->pci, PCI_COMMAND, pci_read16(&v->pci, PCI_COMMAND) | PCI_CMD_INTX_DISABLE);
+    u16 now = pci_read16(&v->pci, cap + 2);
+    kprintf("vfu: msi vectors=%u%s%s enabled=%u\n", msi_vectors, control & MSI_64BIT ? " 64-bit" : "",
+            control & MSI_MASKING ? " maskable" : "", now & MSI_ENABLE);
+    return 0;
+}
+
 /* Finds the device, turns on decode and mastering, points all MSI-X vectors at VEC_VFU on this CPU (or, `intx`, routes
-   its INTx instead). */
-static int vfu_open_mode(struct vfu *v, int intx)
+   its INTx instead; or, `msi`, uses its MSI capability). */
+static int vfu_open_mode(struct vfu *v, enum vfu_mode mode)
 {
     if (pci_find(VFU_VENDOR, VFU_DEVICE, &v->pci)) {
         kprintf("vfu: no device %04x:%04x\n", VFU_VENDOR, VFU_DEVICE);
@@ -156,8 +199,12 @@ static int vfu_open_mode(struct vfu *v, int intx)
         kprintf("vfu: device failed: magic=0x%08x\n", magic);
         return -1;
     }
-    u8 cap = pci_find_cap(&v->pci, PCI_CAP_MSIX, 0);
-    if (intx)
+    u8 cap = pci_find_cap(&v->pci, PCI_CAP_MSIX, 0), msi = pci_find_cap(&v->pci, PCI_CAP_MSI, 0);
+    if (mode == MODE_MSI)
+        return vfu_use_msi(v, cap, msi);
+    if (msi) /* one interrupt mechanism at a time: MSI off for MSI-X and INTx */
+        pci_write16(&v->pci, msi + 2, pci_read16(&v->pci, msi + 2) & ~MSI_ENABLE);
+    if (mode == MODE_INTX)
         return vfu_use_intx(v, cap);
     if (!cap) {
         kprintf("vfu: no MSI-X capability\n");
@@ -183,7 +230,7 @@ static int vfu_open_mode(struct vfu *v, int intx)
     return 0;
 }
 
-static int vfu_open(struct vfu *v) { return vfu_open_mode(v, 0); }
+static int vfu_open(struct vfu *v) { return vfu_open_mode(v, MODE_MSIX); }
 
 /* Waits up to 1 s, interrupts on, for a non-zero status and for the interrupt count to pass `irqs_before`. */
 static u32 wait_done(const struct vfu *v, u32 irqs_before, int *got_irq)
@@ -214,13 +261,14 @@ static void expected(u32 op, u8 key, u32 len)
             expect_buf[i] ^= key;
 }
 
-/* `vfu test N [intx]`: N DMA round trips, each with its own length, operation, key and vector (or INTx). */
-static void vfu_test(u64 rounds, int intx)
+/* `vfu test N [intx|msi]`: N DMA round trips, each with its own length, operation, key and vector (or INTx). */
+static void vfu_test(u64 rounds, enum vfu_mode mode)
 {
     struct vfu v;
-    if (vfu_open_mode(&v, intx))
+    if (vfu_open_mode(&v, mode))
         return;
-    u32 ok = 0, irqs = 0, last_sum = 0;
+    u32 ok = 0, irqs = 0, last_sum = 0, wrong_vector = 0;
+    u32 vectors = mode == MODE_MSI ? msi_vectors : VFU_VECTORS;
     u32 done_before = rd(&v, R_COMPLETED);
     for (u32 r = 0; r < rounds; r++) {
         u32 len = 64 + (r * 997u) % (DMA_BUF_BYTES - 64);
@@ -237,7 +285,7 @@ static void vfu_test(u64 rounds, int intx)
         wr(&v, R_DMA_LEN, len);
         wr(&v, R_DMA_OP, op);
         wr(&v, R_DMA_KEY, key);
-        wr(&v, R_IRQ_VECTOR, r % VFU_VECTORS);
+        wr(&v, R_IRQ_VECTOR, r % vectors);
         wr(&v, R_DOORBELL, 1);
         int got_irq;
         u32 status = wait_done(&v, irqs_before, &got_irq);
@@ -250,6 +298,12 @@ static void vfu_test(u64 rounds, int intx)
         }
         u32 sum = rd(&v, R_CHECKSUM);
         int data_ok = !memcmp(dma_buf, expect_buf, len);
+        /* With several MSI messages, vector n arrives as data | n: the completion must come on the one it asked for. */
+        if (got_irq && mode == MODE_MSI && vfu_last_vector != VEC_VFU_MSI + r % vectors) {
+            kprintf("vfu: round %u came on vector 0x%x, not 0x%x\n", r, vfu_last_vector, VEC_VFU_MSI + r % vectors);
+            wrong_vector++;
+            got_irq = 0;
+        }
         if (status == 1 && data_ok && sum == want && got_irq) {
             ok++;
             last_sum = sum;
@@ -260,7 +314,9 @@ static void vfu_test(u64 rounds, int intx)
     }
     u32 completed = rd(&v, R_COMPLETED) - done_before;
     kprintf("vfu: test rounds=%u ok=%u irqs=%u completed=%u checksum=0x%08x%s\n", (u32)rounds, ok, irqs, completed,
-            last_sum, intx ? " intx" : "");
+            last_sum, mode == MODE_INTX ? " intx" : mode == MODE_MSI ? " msi" : "");
+    if (wrong_vector)
+        kprintf("vfu: %u interrupts on the wrong MSI vector\n", wrong_vector);
     kprintf(ok == rounds && irqs == rounds && completed == rounds ? "vfu: ok\n" : "vfu: FAILED\n");
 }
 
@@ -372,15 +428,15 @@ void cmd_vfu(char *arg)
         char *mode = arg + 5;
         while (*mode && *mode != ' ')
             mode++;
-        int intx = !strcmp(mode, " intx");
-        if (*mode && !intx)
+        enum vfu_mode m = !strcmp(mode, " intx") ? MODE_INTX : !strcmp(mode, " msi") ? MODE_MSI : MODE_MSIX;
+        if (*mode && m == MODE_MSIX)
             mode = 0;
         else
             *mode = 0;
         if (!mode || parse_u64(arg + 5, &n) || n == 0 || n > 100000)
-            kprintf("usage: vfu test N [intx] (1-100000)\n");
+            kprintf("usage: vfu test N [intx|msi] (1-100000)\n");
         else
-            vfu_test(n, intx);
+            vfu_test(n, m);
     } else if (!strcmp(arg, "bar")) {
         vfu_bar();
     } else if (!strcmp(arg, "msixbad")) {
@@ -396,6 +452,6 @@ void cmd_vfu(char *arg)
             kprintf("vfu: scratch=0x%08x\n", rd(&v, R_SCRATCH));
         }
     } else {
-        kprintf("usage: vfu info | vfu test N [intx] | vfu bar | vfu msixbad | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
+        kprintf("usage: vfu info | vfu test N [intx|msi] | vfu bar | vfu msixbad | vfu move 0|2|4 HEXADDR | vfu scratch HEXVALUE\n");
     }
 }

@@ -10,9 +10,11 @@ namespace KvmPS.Interop;
 internal static unsafe partial class Netlink
 {
     public const int AF_NETLINK = 16, SOCK_RAW = 3, SOCK_CLOEXEC = 0x80000, NETLINK_ROUTE = 0;
-    public const ushort NLMSG_ERROR = 2, RTM_SETLINK = 19;
+    public const ushort NLMSG_ERROR = 2, RTM_NEWLINK = 16, RTM_GETLINK = 18, RTM_SETLINK = 19;
     public const ushort NLM_F_REQUEST = 0x1, NLM_F_ACK = 0x4;
-    public const ushort IFLA_IFNAME = 3, IFLA_VFINFO_LIST = 22;
+    public const ushort IFLA_IFNAME = 3, IFLA_VFINFO_LIST = 22, IFLA_EXT_MASK = 29;
+    public const uint RTEXT_FILTER_VF = 1;
+    public const ushort NLA_TYPE_MASK = 0x3FFF; // without NLA_F_NESTED / NLA_F_NET_BYTEORDER
     public const ushort IFLA_VF_INFO = 1, IFLA_VF_MAC = 1, IFLA_VF_VLAN = 2;
     public const int NLMSGHDR_SIZE = 16, IFINFOMSG_SIZE = 16, NLA_HDRLEN = 4;
 
@@ -61,8 +63,18 @@ internal static unsafe partial class Netlink
     /// Sends one rtnetlink request (with NLM_F_ACK) to the kernel and waits for its answer: 0 when acknowledged, else
     /// the positive errno the kernel reported. A socket error is a <see cref="NativeCallException"/>.
     /// </summary>
-    public static int Request(ReadOnlySpan<byte> message, uint sequence)
+    public static int Request(ReadOnlySpan<byte> message, uint sequence) => Exchange(message, sequence, 0, out _);
+
+    /// <summary>
+    /// Sends one rtnetlink get request and waits for the kernel's answer of type <paramref name="replyType"/> (its whole
+    /// message, header included, in <paramref name="reply"/>): 0, or the positive errno the kernel reported instead.
+    /// </summary>
+    public static int Query(ReadOnlySpan<byte> message, uint sequence, ushort replyType, out byte[] reply) =>
+        Exchange(message, sequence, replyType, out reply);
+
+    private static int Exchange(ReadOnlySpan<byte> message, uint sequence, ushort replyType, out byte[] reply)
     {
+        reply = [];
         int fd = Socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
         if (fd < 0) throw NativeCallException.FromLastError("socket(AF_NETLINK)");
         try
@@ -74,7 +86,7 @@ internal static unsafe partial class Netlink
             fixed (byte* p = message)
                 if (SendTo(fd, p, (nuint)message.Length, 0, &kernel, (uint)sizeof(sockaddr_nl)) != message.Length)
                     throw NativeCallException.FromLastError("sendto(NETLINK_ROUTE)");
-            var buffer = new byte[8192];
+            var buffer = new byte[256 * 1024]; // a PF's link message lists every VF: tens of KiB with many VFs
             while (true)
             {
                 nint received;
@@ -93,6 +105,11 @@ internal static unsafe partial class Netlink
                     if (length < NLMSGHDR_SIZE || offset + length > received) break;
                     if (type == NLMSG_ERROR && seq == sequence && length >= NLMSGHDR_SIZE + 4)
                         return -BitConverter.ToInt32(buffer, offset + NLMSGHDR_SIZE);
+                    if (replyType != 0 && type == replyType && seq == sequence)
+                    {
+                        reply = buffer.AsSpan(offset, (int)length).ToArray();
+                        return 0;
+                    }
                     offset += (int)((length + 3) & ~3u);
                 }
             }

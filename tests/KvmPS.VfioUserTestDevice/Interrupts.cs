@@ -1,29 +1,19 @@
 namespace KvmPS.VfioUserTestDevice;
 
 /// <summary>
-/// MSI-X vectors as the client's eventfds (VFIO_USER_DEVICE_SET_IRQS), with per-vector masking; and INTx (with
-/// --intx), which behaves like VFIO's: level-triggered and automasked. Raising it while unmasked signals the trigger
-/// eventfd and masks it; the client's unmask eventfd (KVM's resample eventfd: the guest's EOI) or an UNMASK action
-/// unmasks it, and a line still asserted then fires again. The unmask eventfd is polled (the server has one thread):
-/// after each message is handled (so an IRQ_ACK in that message has lowered the line first) and before the line is
-/// raised.
+/// The vectors of one message-signalled IRQ index (MSI-X or MSI) as the client's eventfds (VFIO_USER_DEVICE_SET_IRQS),
+/// with per-vector masking: a vector raised while masked is pending and fires on unmask.
 /// </summary>
-internal sealed unsafe class Interrupts(int vectors)
+internal sealed unsafe class EventFdVectors(int vectors)
 {
     private readonly int[] _eventFds = Enumerable.Repeat(-1, vectors).ToArray();
     private readonly bool[] _masked = new bool[vectors];
     private readonly bool[] _pending = new bool[vectors];
-    private int _intxFd = -1, _intxUnmaskFd = -1;
-    private bool _intxMasked, _intxAsserted;
 
     public int Vectors => vectors;
     public int Connected => _eventFds.Count(fd => fd >= 0);
-    /// <summary>True while any MSI-X vector has an eventfd: the client enabled MSI-X, so completions raise vectors.</summary>
-    public bool MsixEnabled => Connected > 0;
-    public bool IntxConnected => _intxFd >= 0;
-    public bool IntxAsserted => _intxAsserted;
-    /// <summary>Called each time INTx signals its trigger eventfd (a raise, or a re-fire on unmask).</summary>
-    public Action? IntxSignalled { get; set; }
+    /// <summary>True while any vector has an eventfd: the client enabled the index, so completions raise its vectors.</summary>
+    public bool Enabled => Connected > 0;
 
     /// <summary>Takes ownership of <paramref name="fd"/> for vector <paramref name="vector"/> (-1 disconnects it).</summary>
     public void SetEventFd(int vector, int fd)
@@ -32,13 +22,7 @@ internal sealed unsafe class Interrupts(int vectors)
         _eventFds[vector] = fd;
     }
 
-    public void DisableAll()
-    {
-        DisableMsix();
-        DisableIntx();
-    }
-
-    public void DisableMsix()
+    public void Disable()
     {
         for (int v = 0; v < vectors; v++) SetEventFd(v, -1);
         Array.Clear(_masked);
@@ -60,6 +44,33 @@ internal sealed unsafe class Interrupts(int vectors)
         if (_eventFds[vector] < 0) return false;
         ulong one = 1;
         return Native.Write(_eventFds[vector], &one, 8) == 8;
+    }
+}
+
+/// <summary>
+/// The device's interrupts: MSI-X and MSI vectors (<see cref="EventFdVectors"/>), and INTx (with --intx), which behaves
+/// like VFIO's: level-triggered and automasked. Raising it while unmasked signals the trigger eventfd and masks it; the
+/// client's unmask eventfd (KVM's resample eventfd: the guest's EOI) or an UNMASK action unmasks it, and a line still
+/// asserted then fires again. The unmask eventfd is polled (the server has one thread): after each message is handled
+/// (so an IRQ_ACK in that message has lowered the line first) and before the line is raised.
+/// </summary>
+internal sealed unsafe class Interrupts(int msixVectors, int msiVectors)
+{
+    private int _intxFd = -1, _intxUnmaskFd = -1;
+    private bool _intxMasked, _intxAsserted;
+
+    public EventFdVectors Msix { get; } = new(msixVectors);
+    public EventFdVectors Msi { get; } = new(msiVectors);
+    public bool IntxConnected => _intxFd >= 0;
+    public bool IntxAsserted => _intxAsserted;
+    /// <summary>Called each time INTx signals its trigger eventfd (a raise, or a re-fire on unmask).</summary>
+    public Action? IntxSignalled { get; set; }
+
+    public void DisableAll()
+    {
+        Msix.Disable();
+        Msi.Disable();
+        DisableIntx();
     }
 
     // ---- INTx ----

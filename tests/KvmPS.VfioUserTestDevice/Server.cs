@@ -20,7 +20,7 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
     private const uint SET_DATA_NONE = 1, SET_DATA_BOOL = 2, SET_DATA_EVENTFD = 4, SET_ACTION_MASK = 8,
         SET_ACTION_UNMASK = 16, SET_ACTION_TRIGGER = 32;
     private const uint IRQ_AUTOMASKED = 4;
-    private const int IrqIndexIntx = 0, IrqIndexMsix = 2, IrqIndexCount = 5;
+    private const int IrqIndexIntx = 0, IrqIndexMsi = 1, IrqIndexMsix = 2, IrqIndexCount = 5;
     private const uint DMA_READ = 1, DMA_WRITE = 2, DMA_UNMAP_ALL = 2;
 
     private bool _negotiated;
@@ -193,11 +193,12 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
         if (index >= IrqIndexCount) { TryReply(c, m, [], VfioUser.EINVAL); return; }
         var reply = new byte[16];
         BinaryPrimitives.WriteUInt32LittleEndian(reply, 16);
-        bool msix = index == IrqIndexMsix, intx = index == IrqIndexIntx && device.Intx;
-        uint flags = msix ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_NORESIZE : intx ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_AUTOMASKED : 0;
+        var vectors = VectorsOf(index);
+        bool intx = index == IrqIndexIntx && device.Intx;
+        uint flags = vectors is not null ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_NORESIZE : intx ? IRQ_EVENTFD | IRQ_MASKABLE | IRQ_AUTOMASKED : 0;
         BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(4), flags);
         BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(8), index);
-        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(12), msix ? (uint)device.Irqs.Vectors : intx ? 1u : 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(reply.AsSpan(12), vectors is not null ? (uint)vectors.Vectors : intx ? 1u : 0);
         TryReply(c, m, reply, 0);
     }
 
@@ -214,16 +215,15 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
         bool oneEach = data != 0 && (data & (data - 1)) == 0 && action != 0 && (action & (action - 1)) == 0;
         if (!oneEach || flags != (data | action) || index >= IrqIndexCount) { TryReply(c, m, [], VfioUser.EINVAL); return; }
         if (index == IrqIndexIntx && device.Intx) { SetIntx(c, m, data, action, start, count); return; }
-        if (index != IrqIndexMsix)
+        if (VectorsOf(index) is not { } irqs)
         {
             // Nothing else exists; disabling an absent index is harmless, anything else is not.
             TryReply(c, m, [], count == 0 && data == SET_DATA_NONE ? 0 : VfioUser.EINVAL);
             return;
         }
-        var irqs = device.Irqs;
         if (count == 0)
         {
-            if (data == SET_DATA_NONE && action == SET_ACTION_TRIGGER) irqs.DisableMsix();
+            if (data == SET_DATA_NONE && action == SET_ACTION_TRIGGER) irqs.Disable();
             TryReply(c, m, [], data == SET_DATA_NONE ? 0 : VfioUser.EINVAL);
             return;
         }
@@ -247,6 +247,14 @@ internal sealed class Server(TestDevice device, Faults faults, TextWriter log)
         }
         TryReply(c, m, [], 0);
     }
+
+    /// <summary>The vectors of a message-signalled index (MSI or MSI-X), or null.</summary>
+    private EventFdVectors? VectorsOf(uint index) => index switch
+    {
+        IrqIndexMsix => device.Irqs.Msix,
+        IrqIndexMsi => device.Irqs.Msi,
+        _ => null,
+    };
 
     /// <summary>INTx (index 0, one line): trigger and unmask eventfds, mask/unmask actions, or off (count 0).</summary>
     private void SetIntx(Connection c, Message m, uint data, uint action, uint start, uint count)

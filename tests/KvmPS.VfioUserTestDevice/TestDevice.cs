@@ -5,12 +5,13 @@ namespace KvmPS.VfioUserTestDevice;
 /// <summary>
 /// The test device (README.md in this folder has the register map): PCI id 1b36:7f5e, BAR0 = 4 KiB of registers
 /// (trapped), BAR2 = 64 KiB of memfd-backed memory the client may mmap, BAR4 = the MSI-X table (4 vectors) and PBA,
-/// and a DMA engine that transforms a buffer in guest memory in place and raises an MSI-X vector.
+/// an MSI capability (4 vectors, 64-bit, per-vector masking) beside MSI-X as many real functions have, and a DMA
+/// engine that transforms a buffer in guest memory in place and raises an MSI-X or MSI vector.
 /// </summary>
 internal sealed unsafe class TestDevice : IDisposable
 {
     public const ushort VendorId = 0x1b36, DeviceId = 0x7f5e;
-    public const int Bar0Bytes = 4096, Bar2Bytes = 64 * 1024, Bar4Bytes = 4096, MsixVectors = 4;
+    public const int Bar0Bytes = 4096, Bar2Bytes = 64 * 1024, Bar4Bytes = 4096, MsixVectors = 4, MsiVectors = 4;
     public const int RegionBar0 = 0, RegionBar2 = 2, RegionBar4 = 4, RegionConfig = 7, RegionCount = 9;
     public const int MaxDmaBytes = 1 << 20;
     public const uint Magic = 0x30554656; // "VFU0"
@@ -33,7 +34,7 @@ internal sealed unsafe class TestDevice : IDisposable
     private uint _resets;
 
     public DmaSpace Dma { get; } = new();
-    public Interrupts Irqs { get; } = new(MsixVectors);
+    public Interrupts Irqs { get; } = new(MsixVectors, MsiVectors);
     public int ConfigBytes { get; }
     /// <summary>--intx: the function has INTA, raised on completion while MSI-X is off.</summary>
     public bool Intx { get; }
@@ -83,10 +84,14 @@ internal sealed unsafe class TestDevice : IDisposable
         if (Intx) c[0x3d] = 1;                                        // interrupt pin: INTA
         // MSI-X at 0x40: 4 vectors, table at BAR4+0, PBA at BAR4+0x800.
         c[0x40] = 0x11;
-        c[0x41] = 0;
+        c[0x41] = 0x50;
         BinaryPrimitives.WriteUInt16LittleEndian(c[0x42..], MsixVectors - 1);
         BinaryPrimitives.WriteUInt32LittleEndian(c[0x44..], 0x000 | 4);
         BinaryPrimitives.WriteUInt32LittleEndian(c[0x48..], 0x800 | 4);
+        // MSI at 0x50: 64-bit, per-vector masking, 4 vectors capable (MMC 2); address 0x54, data 0x5c, mask 0x60, pending 0x64.
+        c[0x50] = 0x05;
+        c[0x51] = 0;
+        BinaryPrimitives.WriteUInt16LittleEndian(c[0x52..], 0x0184);
         // Writable: command (memory, bus master, INTx disable), BAR0/2/4 above their size, interrupt line, MSI-X
         // enable and function mask.
         _writableMask[0x04] = 0x06;
@@ -96,6 +101,12 @@ internal sealed unsafe class TestDevice : IDisposable
         SetBarMask(0x20, Bar4Bytes);
         _writableMask[0x3c] = 0xff;
         _writableMask[0x43] = 0xc0;
+        // MSI: enable and multiple message enable, address, data, mask bits of the 4 vectors (a client that forwards them).
+        _writableMask[0x52] = 0x71;
+        BinaryPrimitives.WriteUInt32LittleEndian(_writableMask.AsSpan(0x54), 0xffff_fffc);
+        BinaryPrimitives.WriteUInt32LittleEndian(_writableMask.AsSpan(0x58), 0xffff_ffff);
+        BinaryPrimitives.WriteUInt16LittleEndian(_writableMask.AsSpan(0x5c), 0xffff);
+        _writableMask[0x60] = 0x0f;
     }
 
     private void SetBarMask(int offset, uint size) =>
@@ -219,12 +230,13 @@ internal sealed unsafe class TestDevice : IDisposable
         }
         _regs[RegError / 4] = error;
         _regs[RegStatus / 4] = error == 0 ? StatusDone : StatusError;
-        // MSI-X when the client enabled it; else INTx when the function has it and the command register allows it.
-        if (!Irqs.MsixEnabled && Intx && Irqs.IntxConnected)
+        // MSI-X when the client enabled it, else MSI; else INTx when the function has it and the command register allows it.
+        var vectors = Irqs.Msix.Enabled ? Irqs.Msix : Irqs.Msi.Enabled ? Irqs.Msi : null;
+        if (vectors is null && Intx && Irqs.IntxConnected)
         {
             if ((_config[0x05] & 0x04) == 0) Irqs.RaiseIntx(); // IRQ_COUNT counts its signals (IntxSignalled)
         }
-        else if (Irqs.Trigger((int)_regs[RegIrqVector / 4])) _regs[RegIrqCount / 4]++;
+        else if ((vectors ?? Irqs.Msix).Trigger((int)_regs[RegIrqVector / 4])) _regs[RegIrqCount / 4]++;
     }
 
     /// <summary>32-bit FNV-1a: the checksum the guest driver computes too.</summary>

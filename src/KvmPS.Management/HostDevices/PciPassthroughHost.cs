@@ -10,14 +10,17 @@ public sealed record PciAssignment(string VmName, PciAddress Address);
 /// before the VMM is launched binds every <see cref="VmDefinition.PciPassthrough"/> function and every SR-IOV network
 /// adapter's VF (<see cref="NetworkAdapterDefinition.SriovVf"/>, after setting its MAC and VLAN on the physical
 /// function over netlink) to vfio-pci;
-/// <see cref="ReleaseAfterStop"/> after it has exited gives them back. What was changed is kept in
-/// <see cref="StateFileName"/> in the VM's folder, written before anything is rebound, so a crash at any point is
-/// repaired by the next ReleaseAfterStop (it is idempotent and a VM without the file has nothing to give back).
+/// <see cref="ReleaseAfterStop"/> after it has exited gives them back, and puts back each VF's MAC and VLAN as they were
+/// before. What was changed is kept in <see cref="StateFileName"/> and <see cref="VfStateFileName"/> in the VM's
+/// folder, written before anything is changed, so a crash at any point is repaired by the next ReleaseAfterStop (it is
+/// idempotent and a VM without the files has nothing to give back).
 /// </summary>
 public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer, IVfNetlink? netlink = null)
 {
     /// <summary>One line per function: its address and the driver to give it back to ("-" for none).</summary>
     public const string StateFileName = "pci-bindings";
+    /// <summary>One line per SR-IOV adapter's VF: its PF's interface, its index, and its MAC and VLAN before the VM's were set.</summary>
+    public const string VfStateFileName = "vf-settings";
 
     private readonly PciDriverBinding _binding = new(host, writer);
     private readonly IVfNetlink _netlink = netlink ?? KernelVfNetlink.Instance;
@@ -25,6 +28,7 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
     public PciPassthroughHost() : this(new PciHostDevices(), SysfsWriter.Instance) { }
 
     public static string StatePath(string vmFolder) => Path.Combine(vmFolder, StateFileName);
+    public static string VfStatePath(string vmFolder) => Path.Combine(vmFolder, VfStateFileName);
 
     /// <summary>The host functions a VM gets with kernel VFIO: its PciPassthrough, then its SR-IOV network adapters' VFs.</summary>
     public static IEnumerable<PciAddress> HostFunctions(VmDefinition definition)
@@ -63,8 +67,9 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
     /// (<paramref name="otherVms"/>, see <see cref="ReadAssignments"/>) or one whose IOMMU group holds a device bound
     /// to a host driver and not passed to this VM is a <see cref="PciPassthroughException"/>, and so is an SR-IOV
     /// adapter's address that is no VF or whose PF has no network interface. Then each SR-IOV adapter's MAC and VLAN are
-    /// set on its PF (a refusal is a <see cref="VfNetlinkException"/>, nothing rebound). If a bind fails, the ones
-    /// already bound are given back before the <see cref="PciBindingException"/> propagates.
+    /// set on its PF, after its previous MAC and VLAN are read and recorded (a refusal is a
+    /// <see cref="VfNetlinkException"/>, nothing rebound, the VFs already set put back). If a bind fails, the ones
+    /// already bound are given back and the VFs' settings put back before the <see cref="PciBindingException"/> propagates.
     /// </summary>
     public IReadOnlyList<PciBindingRecord> PrepareForStart(VmDefinition definition, string vmFolder, IEnumerable<PciAssignment> otherVms)
     {
@@ -85,15 +90,23 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
             records.Add(new PciBindingRecord(address, device.Driver));
         }
         var vfSettings = ResolveVfAdapters(definition);
-        // Written first: a crash while binding leaves the record of every function that may have moved.
+        // What each VF had before, read before anything changes (a PF that cannot say refuses the start, nothing changed).
+        var previous = vfSettings.Select(v => new VfRecord(v.PhysicalInterface, v.Index, _netlink.GetVf(v.PhysicalInterface, v.Index))).ToList();
+        // Written first: a crash while binding leaves the record of every function that may have moved and every VF
+        // setting that may have changed.
         WriteState(vmFolder, records);
+        WriteVfState(vmFolder, previous);
         var bound = new List<PciBindingRecord>();
+        int set = 0;
         try
         {
             // The MAC and VLAN before the VF moves to vfio-pci, as libvirt does: the PF enforces them for the VF, and the
             // guest's VF driver reads the MAC the PF assigned when it probes the device.
             foreach (var setting in vfSettings)
+            {
                 _netlink.SetVf(setting.PhysicalInterface, setting.Index, setting.Adapter.MacAddress.GetOctets(), setting.Adapter.VlanId ?? 0);
+                set++;
+            }
             foreach (var record in records)
                 bound.Add(_binding.Bind(record.Address));
         }
@@ -101,7 +114,10 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
         {
             foreach (var record in bound.AsEnumerable().Reverse())
                 TryReturn(record);
+            foreach (var vf in previous.Take(set))
+                TryRestore(vf);
             TryDelete(StatePath(vmFolder));
+            TryDelete(VfStatePath(vmFolder));
             throw;
         }
         return bound;
@@ -122,11 +138,95 @@ public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer,
     public void ReleaseAfterStop(Store.VmStore store, string name) => ReleaseAfterStop(store.VmDirectory(name));
 
     /// <summary>
-    /// Gives back every function <see cref="PrepareForStart"/> bound for the VM in <paramref name="vmFolder"/>, then
-    /// deletes the record. Nothing to do without one. Every function is tried; the first failure is thrown after
-    /// (the record then keeps the ones not given back, for the next call).
+    /// Gives back every function <see cref="PrepareForStart"/> bound for the VM in <paramref name="vmFolder"/> and puts
+    /// back the MAC and VLAN its VFs had, then deletes the records. Nothing to do without them. Every function and VF is
+    /// tried; the first failure is thrown after (the records then keep the ones not given back, for the next call).
     /// </summary>
     public void ReleaseAfterStop(string vmFolder)
+    {
+        Exception? failure = null;
+        try { ReleaseBindings(vmFolder); }
+        catch (PciBindingException e) { failure = e; }
+        try { RestoreVfSettings(vmFolder); }
+        catch (VfNetlinkException e) { failure ??= e; }
+        if (failure is not null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+    }
+
+    /// <summary>A VF's settings before the VM: what <see cref="ReleaseAfterStop(string)"/> puts back.</summary>
+    private sealed record VfRecord(string PhysicalInterface, int Index, VfSettings Settings);
+
+    /// <summary>Puts back every VF's MAC and VLAN recorded at start (after the VF is back with its host driver, as libvirt does).</summary>
+    private void RestoreVfSettings(string vmFolder)
+    {
+        var path = VfStatePath(vmFolder);
+        var records = ReadVfState(path);
+        if (records is null)
+            return;
+        var failed = new List<VfRecord>();
+        VfNetlinkException? first = null;
+        foreach (var record in records)
+        {
+            try { Restore(record); }
+            catch (VfNetlinkException e)
+            {
+                failed.Add(record);
+                first ??= e;
+            }
+        }
+        if (first is null)
+        {
+            TryDelete(path);
+            return;
+        }
+        WriteVfState(vmFolder, failed);
+        throw first;
+    }
+
+    private void Restore(VfRecord record) =>
+        _netlink.SetVf(record.PhysicalInterface, record.Index, record.Settings.Mac, record.Settings.Vlan);
+
+    private void TryRestore(VfRecord record)
+    {
+        try { Restore(record); }
+        catch (VfNetlinkException) { /* the start's failure is the error to report */ }
+    }
+
+    private static void WriteVfState(string vmFolder, IReadOnlyCollection<VfRecord> records)
+    {
+        var path = VfStatePath(vmFolder);
+        if (records.Count == 0)
+        {
+            TryDelete(path);
+            return;
+        }
+        var temporary = path + ".tmp";
+        File.WriteAllLines(temporary, records.Select(r => $"{r.PhysicalInterface} {r.Index} {VfNetlink.FormatMac(r.Settings.Mac)} {r.Settings.Vlan}"));
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    private static IReadOnlyList<VfRecord>? ReadVfState(string path)
+    {
+        string[] lines;
+        try { lines = File.ReadAllLines(path); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; }
+        var records = new List<VfRecord>();
+        foreach (var line in lines)
+        {
+            var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length == 0) continue;
+            try
+            {
+                if (parts.Length != 4) throw new FormatException();
+                records.Add(new VfRecord(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture),
+                    new VfSettings(VfNetlink.ParseMac(parts[2]), int.Parse(parts[3], System.Globalization.CultureInfo.InvariantCulture))));
+            }
+            catch (Exception e) when (e is FormatException or OverflowException) { throw new InvalidDataException($"{path}: line '{line}' is not 'PF-INTERFACE VF-INDEX MAC VLAN'."); }
+        }
+        return records;
+    }
+
+    private void ReleaseBindings(string vmFolder)
     {
         var path = StatePath(vmFolder);
         var records = ReadState(path);

@@ -102,4 +102,16 @@ public class NetlinkLayoutTests
         Assert.Contains("the kernel refused 'ip link set lo vf 0 mac 02:00:00:00:00:01 vlan 10'", e.Message);
         Assert.Matches(@"\(errno \d+\)", e.Message);
     }
+
+    [Fact]
+    public void TheKernelAnswersTheVfQueryAndANameItDoesNotKnowIsTyped()
+    {
+        // Loopback answers RTM_GETLINK with its link message, which lists no VFs: the reply was received and parsed.
+        var none = Assert.Throws<VfNetlinkException>(() => VfNetlink.GetVf("lo", 0));
+        Assert.Contains("lo lists no VF 0", none.Message);
+        var missing = Assert.Throws<VfNetlinkException>(() => VfNetlink.GetVf("nosuchif9", 3));
+        Assert.Contains("VF 3 of nosuchif9", missing.Message);
+        Assert.Contains("the kernel refused 'ip link show nosuchif9'", missing.Message);
+        Assert.Matches(@"\(errno \d+\)", missing.Message);
+    }
 }

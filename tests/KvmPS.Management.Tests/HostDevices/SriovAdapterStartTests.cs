@@ -33,10 +33,14 @@ public sealed class SriovAdapterStartTests : IDisposable
         _vm.Dispose();
     }
 
-    /// <summary>Records each request (as the bytes VfNetlink would send) and, through <see cref="LoggingWriter"/>, when it came.</summary>
+    /// <summary>
+    /// Records each request (as the bytes VfNetlink would send) and, through <see cref="LoggingWriter"/>, when it came;
+    /// keeps each VF's MAC and VLAN as a PF would (a VF never set has an all-zero MAC and no VLAN).
+    /// </summary>
     private sealed class RecordingNetlink(List<string> events) : IVfNetlink
     {
         public List<(string Interface, int Vf, byte[] Mac, int? Vlan, byte[] Message)> Calls { get; } = new();
+        public Dictionary<(string, int), VfSettings> State { get; } = new();
         public Exception? Fail { get; set; }
 
         public void SetVf(string physicalInterface, int vf, ReadOnlySpan<byte> mac, int? vlan)
@@ -44,7 +48,11 @@ public sealed class SriovAdapterStartTests : IDisposable
             events.Add($"netlink {physicalInterface} vf {vf}");
             if (Fail is { } e) throw e;
             Calls.Add((physicalInterface, vf, mac.ToArray(), vlan, VfNetlink.BuildSetVf(physicalInterface, vf, mac, vlan, 0, 1)));
+            State[(physicalInterface, vf)] = new VfSettings(mac.ToArray(), vlan ?? 0);
         }
+
+        public VfSettings GetVf(string physicalInterface, int vf) =>
+            State.TryGetValue((physicalInterface, vf), out var s) ? s : new VfSettings(new byte[6], 0);
     }
 
     private sealed class LoggingWriter(ISysfsWriter inner, List<string> events) : ISysfsWriter
@@ -86,6 +94,88 @@ public sealed class SriovAdapterStartTests : IDisposable
 
         Host.ReleaseAfterStop(_vm.Path);
         Assert.Equal("ixgbevf", _sysfs.DriverOf(vf));
+    }
+
+    [Fact]
+    public void TheVfsPreviousMacAndVlanAreRecordedAtStartAndPutBackAtStop()
+    {
+        var vf = Vf(2);
+        var before = new VfSettings(VfNetlink.ParseMac("02:11:22:33:44:55"), 42);
+        _netlink.State[(PfInterface, 2)] = before;
+
+        Host.PrepareForStart(WithVfAdapter(vf, 100), _vm.Path, []);
+        Assert.Equal("enp3s0f0 2 02:11:22:33:44:55 42", File.ReadAllText(PciPassthroughHost.VfStatePath(_vm.Path)).Trim());
+        Assert.Equal(Mac.GetOctets(), _netlink.State[(PfInterface, 2)].Mac);
+
+        Host.ReleaseAfterStop(_vm.Path);
+        var restored = _netlink.Calls[^1];
+        Assert.Equal((PfInterface, 2, 42), (restored.Interface, restored.Vf, restored.Vlan));
+        Assert.Equal(before.Mac, restored.Mac);
+        Assert.Equal(before.ToString(), _netlink.State[(PfInterface, 2)].ToString());
+        Assert.False(File.Exists(PciPassthroughHost.VfStatePath(_vm.Path)));
+        // After the VF is back with its host driver, as libvirt does.
+        Assert.True(_events.FindLastIndex(e => e.StartsWith("write ")) < _events.LastIndexOf("netlink enp3s0f0 vf 2"));
+        int calls = _netlink.Calls.Count;
+        Host.ReleaseAfterStop(_vm.Path);                            // idempotent: nothing left to put back
+        Assert.Equal(calls, _netlink.Calls.Count);
+    }
+
+    [Fact]
+    public void ARefusedRestoreIsReportedAndRetriedByTheNextRelease()
+    {
+        var vf = Vf(1);
+        Host.PrepareForStart(WithVfAdapter(vf, 7), _vm.Path, []);
+        _netlink.Fail = new VfNetlinkException(PfInterface, 1, "the kernel refused it: No such device (errno 19).");
+
+        var e = Assert.Throws<VfNetlinkException>(() => Host.ReleaseAfterStop(_vm.Path));
+        Assert.Contains("VF 1 of enp3s0f0", e.Message);
+        Assert.Equal("ixgbevf", _sysfs.DriverOf(vf));                // the binding is given back all the same
+        Assert.True(File.Exists(PciPassthroughHost.VfStatePath(_vm.Path)));
+
+        _netlink.Fail = null;
+        Host.ReleaseAfterStop(_vm.Path);
+        Assert.Equal(new byte[6], _netlink.State[(PfInterface, 1)].Mac); // back to the unset MAC it had
+        Assert.Equal(0, _netlink.State[(PfInterface, 1)].Vlan);
+        Assert.False(File.Exists(PciPassthroughHost.VfStatePath(_vm.Path)));
+    }
+
+    [Fact]
+    public void AFailedBindPutsTheVfSettingsBack()
+    {
+        var vf = Vf(3);
+        _netlink.State[(PfInterface, 3)] = new VfSettings(VfNetlink.ParseMac("02:00:00:00:00:03"), 0);
+        _sysfs.Kernel.FailWhen = (path, value) => path.EndsWith("driver_override", StringComparison.Ordinal) && value == "vfio-pci";
+
+        Assert.Throws<PciBindingException>(() => Host.PrepareForStart(WithVfAdapter(vf, 9), _vm.Path, []));
+        Assert.Equal("02:00:00:00:00:03 vlan 0", _netlink.State[(PfInterface, 3)].ToString());
+        Assert.False(File.Exists(PciPassthroughHost.VfStatePath(_vm.Path)));
+    }
+
+    [Fact]
+    public void ParseVfFindsTheVfInALinkMessage()
+    {
+        // An RTM_NEWLINK message with IFLA_VFINFO_LIST holding VF 0 and VF 1 (nested flag set, as the kernel sends it).
+        var m = new List<byte>(new byte[32]);
+        void Attr(ushort type, byte[] value) { var h = new byte[4]; BitConverter.TryWriteBytes(h.AsSpan(), (ushort)(4 + value.Length)); BitConverter.TryWriteBytes(h.AsSpan(2), type); m.AddRange(h); m.AddRange(value); while (m.Count % 4 != 0) m.Add(0); }
+        byte[] Info(int vf, string mac, int vlan)
+        {
+            var saved = m.ToArray(); m.Clear();
+            var macField = new byte[36]; BitConverter.TryWriteBytes(macField.AsSpan(), (uint)vf); VfNetlink.ParseMac(mac).CopyTo(macField, 4);
+            var vlanField = new byte[12]; BitConverter.TryWriteBytes(vlanField.AsSpan(), (uint)vf); BitConverter.TryWriteBytes(vlanField.AsSpan(4), (uint)vlan);
+            Attr(1, macField); Attr(2, vlanField);
+            var body = m.ToArray(); m.Clear(); m.AddRange(saved);
+            var info = new byte[4 + body.Length]; BitConverter.TryWriteBytes(info.AsSpan(), (ushort)info.Length); BitConverter.TryWriteBytes(info.AsSpan(2), (ushort)(1 | 0x8000)); body.CopyTo(info, 4);
+            return info;
+        }
+        Attr(3, "enp3s0f0\0"u8.ToArray());
+        Attr(22 | 0x8000, [.. Info(0, "02:00:00:00:00:0a", 0), .. Info(1, "02:00:00:00:00:0b", 300)]);
+        var bytes = m.ToArray();
+        BitConverter.TryWriteBytes(bytes.AsSpan(), (uint)bytes.Length);
+
+        Assert.Equal("02:00:00:00:00:0b vlan 300", VfNetlink.ParseVf(bytes, 1)!.ToString());
+        Assert.Equal("02:00:00:00:00:0a vlan 0", VfNetlink.ParseVf(bytes, 0)!.ToString());
+        Assert.Null(VfNetlink.ParseVf(bytes, 2));
+        Assert.Null(VfNetlink.ParseVf(bytes.AsSpan(0, 40), 1));       // cut short: the walk stops, no crash
     }
 
     [Fact]

@@ -8,8 +8,9 @@ namespace KvmPS.Devices.Passthrough;
 /// Config space of a passthrough function: the type-0 header (0x00-0x3F) is the base class's virtual copy (ids and
 /// class from the device, BARs, ROM BAR and command register emulated); the capability area and extended space are
 /// the device's own, read and written through the transport, except what is virtualized here: the MSI-X message
-/// control (enable, function mask: the table is emulated), the MSI capability (hidden: unlinked from the list, so a
-/// guest uses MSI-X or INTx), and the next pointers that skip it.
+/// control (enable, function mask: the table is emulated), the MSI capability's registers (all emulated, as
+/// <see cref="MsiCapability"/>; the device learns of MSI through SET_IRQS), and next pointers that skip what is
+/// hidden (a second MSI capability, one that does not fit, MSI the device has no IRQ index for) or end a list that loops.
 /// </summary>
 public sealed partial class PassthroughDevice
 {
@@ -21,14 +22,19 @@ public sealed partial class PassthroughDevice
     private readonly Dictionary<int, byte> _configOverrides = [];
     /// <summary>Capability ranges whose writes are dropped (hidden capabilities).</summary>
     private readonly List<(int Start, int End)> _hiddenRanges = [];
-    private int _msixCap = -1;
+    private int _msixCap = -1, _msiCap = -1;
     private int _configBytes = ConfigSize;
     private bool _goneLogged;
 
-    /// <summary>Walks the device's capability list in <paramref name="config"/>: finds MSI-X, hides MSI, rewires next pointers.</summary>
-    private void ScanCapabilities(byte[] config)
+    /// <summary>
+    /// Walks the device's capability list in <paramref name="config"/>: finds MSI-X and MSI, hides what cannot be
+    /// virtualized (MSI too when <paramref name="msiVectorsOf"/>, asked only when there is an MSI capability, says the
+    /// device signals no MSI vector), rewires next pointers. Returns how many MSI vectors the device signals.
+    /// </summary>
+    private int ScanCapabilities(byte[] config, Func<int> msiVectorsOf)
     {
-        if ((BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x06)) & StatusCapList) == 0) return;
+        int msiVectors = 0;
+        if ((BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x06)) & StatusCapList) == 0) return msiVectors;
         var kept = new List<int>();
         var seen = new HashSet<int>();
         for (int at = config[0x34] & 0xFC; at >= HeaderEnd && at < ConfigSize - 1 && seen.Add(at); at = config[at + 1] & 0xFC)
@@ -37,8 +43,14 @@ public sealed partial class PassthroughDevice
             if (id == CapIdMsi)
             {
                 bool is64 = (config[at + 2] & 0x80) != 0, masking = (config[at + 3] & 0x01) != 0;
-                _hiddenRanges.Add((at, at + 10 + (is64 ? 4 : 0) + (masking ? 10 : 0)));
-                continue;
+                int end = at + 10 + (is64 ? 4 : 0) + (masking ? 10 : 0);
+                if (_msiCap >= 0 || end > ConfigSize || (msiVectors = msiVectorsOf()) == 0)
+                {
+                    // A second one, one past the end, or MSI the device cannot signal: the guest must not reach the device's own.
+                    _hiddenRanges.Add((at, Math.Min(end, ConfigSize)));
+                    continue;
+                }
+                _msiCap = at;
             }
             if (id == CapIdMsiX && _msixCap < 0) _msixCap = at;
             kept.Add(at);
@@ -51,6 +63,7 @@ public sealed partial class PassthroughDevice
             byte next = (byte)(i + 1 < kept.Count ? kept[i + 1] : 0);
             if (config[kept[i] + 1] != next) _configOverrides[kept[i] + 1] = next;
         }
+        return msiVectors;
     }
 
     public override void ConfigRead(int offset, Span<byte> data)
@@ -75,6 +88,7 @@ public sealed partial class PassthroughDevice
             {
                 int o = start + i;
                 if (_configOverrides.TryGetValue(o, out byte v)) rest[i] = v;
+                else if (_msiCap >= 0 && o >= _msiCap + 2 && o < _msiCap + _msi!.Size) rest[i] = _msi.ReadByte(o - _msiCap);
                 else if (_msixCap >= 0 && o == _msixCap + 3) rest[i] = (byte)((rest[i] & 0x3F) | (_msix!.Enabled ? 0x80 : 0) | (_msix.FunctionMasked ? 0x40 : 0));
             }
         }
@@ -97,11 +111,18 @@ public sealed partial class PassthroughDevice
                 try { SetMsiXControl(rest[_msixCap + 3 - start]); }
                 catch (Exception e) { Log($"{Name}: MSI-X control write: {e.Message}"); } // e.g. no GSI left for a route
             }
+            // The MSI capability's registers are ours alone.
+            if (_msiCap >= 0 && start < _msiCap + _msi!.Size && start + rest.Length > _msiCap + 2)
+            {
+                try { SetMsi(start - _msiCap, rest); }
+                catch (Exception e) { Log($"{Name}: MSI write: {e.Message}"); }
+            }
             int runStart = -1;
             for (int i = 0; i <= rest.Length; i++)
             {
                 int o = start + i;
                 bool forward = i < rest.Length && !_configOverrides.ContainsKey(o) && !(_msixCap >= 0 && o >= _msixCap + 2 && o <= _msixCap + 3)
+                    && !(_msiCap >= 0 && o >= _msiCap + 2 && o < _msiCap + _msi!.Size)
                     && !_hiddenRanges.Any(r => o >= r.Start && o < r.End);
                 if (forward && runStart < 0) runStart = i;
                 if (!forward && runStart >= 0)
@@ -146,26 +167,5 @@ public sealed partial class PassthroughDevice
             BinaryPrimitives.WriteUInt16LittleEndian(command, (ushort)(Command & (CommandIo | CommandMemory | CommandBusMaster | CommandIntxDisable)));
             ForwardConfigWrite(0x04, command);
         }
-    }
-
-    /// <summary>
-    /// Applies the guest's MSI-X enable and function-mask bits. On enable the device gets one eventfd per vector
-    /// (VFIO_DEVICE_SET_IRQS); the VMM relays each to the emulated table, which masks, latches in the PBA, or delivers
-    /// through the vector's KVM route. On disable the device's vectors are torn down.
-    /// </summary>
-    private void SetMsiXControl(byte high)
-    {
-        if (_msix is null) return;
-        bool enable = (high & 0x80) != 0, mask = (high & 0x40) != 0;
-        bool wasEnabled = _msix.Enabled;
-        _msix.SetControl(enable, mask);
-        UpdateDirectDelivery();
-        if (enable == wasEnabled) return;
-        if (enable) DisableIntx(); // one IRQ type at a time, as VFIO wants
-        try { _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, enable ? _vectorEvents : []); }
-        catch (PassthroughException e) { Log($"{Name}: MSI-X {(enable ? "enable" : "disable")}: {e.Message}"); }
-        if (!enable) EnableIntx();
-        // Which path the vectors take (what KVM accepted), once per enable: the guest programs the table first.
-        if (enable) Log($"{Name}: MSI-X enabled: {_direct.Count(r => r is not null)} of {_msix.VectorCount} vectors delivered by KVM (irqfd), the rest relayed");
     }
 }

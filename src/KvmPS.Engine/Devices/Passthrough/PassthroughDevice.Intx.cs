@@ -7,8 +7,8 @@ namespace KvmPS.Devices.Passthrough;
 /// <summary>
 /// INTx of a passthrough function, the way VFIO drives it: the device gets a trigger eventfd and an unmask eventfd
 /// for IRQ index 0; KVM gets the trigger as a level irqfd on the pin's GSI with the unmask eventfd as its resample
-/// eventfd (<see cref="KvmIntxIrqfd"/>). INTx is on while MSI-X is off: enabling MSI-X disables INTx at the device
-/// first (VFIO allows one IRQ type at a time), disabling MSI-X enables it again.
+/// eventfd (<see cref="KvmIntxIrqfd"/>). INTx is on while MSI and MSI-X are off: enabling either disables INTx at the
+/// device first (VFIO allows one IRQ type at a time), disabling it enables INTx again (PassthroughDevice.Msi.cs).
 /// </summary>
 public sealed partial class PassthroughDevice
 {

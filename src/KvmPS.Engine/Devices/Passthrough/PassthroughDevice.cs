@@ -35,10 +35,15 @@ public sealed partial class PassthroughDevice : PciDevice
     private readonly PassthroughHost _host;
     private readonly Dictionary<int, List<MappedArea>> _areas = [];
     private readonly MsiXTable? _msix;
+    private readonly MsiCapability? _msi;
     private readonly int _tableBar = -1, _pbaBar = -1;
     private readonly ulong _tableOffset, _pbaOffset;
+    /// <summary>
+    /// The device's vector eventfds, enough for MSI-X or MSI (the guest uses one at a time, as PCI wants): vector n of
+    /// whichever is enabled signals the n-th.
+    /// </summary>
     private readonly EventFdHandle[] _vectorEvents = [];
-    /// <summary>Per vector: the I/O-loop watch that relays its eventfd into the emulated table, while it is relayed.</summary>
+    /// <summary>Per vector: the I/O-loop watch that relays its eventfd into the emulated MSI-X table or MSI capability, while it is relayed.</summary>
     private readonly IDisposable?[] _relays = [];
     /// <summary>Per vector: the route its eventfd is bound to as a KVM irqfd, while it is delivered directly.</summary>
     private readonly IIrqfdRoute?[] _direct = [];
@@ -48,6 +53,8 @@ public sealed partial class PassthroughDevice : PciDevice
     public IPassthroughTransport Transport => _transport;
     /// <summary>The emulated MSI-X table, or null when the device has no MSI-X capability.</summary>
     public MsiXTable? MsiX => _msix;
+    /// <summary>The emulated MSI capability, or null when the device has none.</summary>
+    public MsiCapability? Msi => _msi;
     /// <summary>Config space the guest can reach: 4096 bytes for a PCI Express function with extended space, else 256.</summary>
     public int ConfigBytes => _configBytes;
 
@@ -59,7 +66,7 @@ public sealed partial class PassthroughDevice : PciDevice
         public bool InSlot { get; set; }
     }
 
-    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config, byte intxPin)
+    private PassthroughDevice(IPassthroughTransport transport, PassthroughHost host, byte[] config, byte intxPin, Func<int> msiVectors)
         : base(BinaryPrimitives.ReadUInt16LittleEndian(config), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(2)),
             (uint)(config[0x0B] << 16 | config[0x0A] << 8 | config[0x09]), config[0x08],
             BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2C)), BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(0x2E)),
@@ -67,7 +74,7 @@ public sealed partial class PassthroughDevice : PciDevice
     {
         _transport = transport;
         _host = host;
-        ScanCapabilities(config);
+        int msiMax = ScanCapabilities(config, msiVectors);
         if (_msixCap >= 0)
         {
             int vectors = (BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(_msixCap + 2)) & 0x7FF) + 1;
@@ -76,11 +83,13 @@ public sealed partial class PassthroughDevice : PciDevice
             _msix = new MsiXTable(vectors, host.Msi);
             (_tableBar, _tableOffset) = ((int)(table & 7), table & ~7u);
             (_pbaBar, _pbaOffset) = ((int)(pba & 7), pba & ~7u);
-            _vectorEvents = new EventFdHandle[vectors];
-            _relays = new IDisposable?[vectors];
-            _direct = new IIrqfdRoute?[vectors];
-            for (int v = 0; v < vectors; v++) _vectorEvents[v] = EventFdHandle.Create();
         }
+        if (_msiCap >= 0) _msi = new MsiCapability(BinaryPrimitives.ReadUInt16LittleEndian(config.AsSpan(_msiCap + 2)), host.Msi, msiMax);
+        int eventFds = Math.Max(_msix?.VectorCount ?? 0, _msi?.CapableVectors ?? 0);
+        _vectorEvents = new EventFdHandle[eventFds];
+        _relays = new IDisposable?[eventFds];
+        _direct = new IIrqfdRoute?[eventFds];
+        for (int v = 0; v < eventFds; v++) _vectorEvents[v] = EventFdHandle.Create();
     }
 
     /// <summary>
@@ -102,7 +111,7 @@ public sealed partial class PassthroughDevice : PciDevice
             transport.RegionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0, config);
             if (BinaryPrimitives.ReadUInt16LittleEndian(config) is 0xFFFF or 0) throw new PassthroughException(transport.Name, "its config space reads as no device (vendor ID 0x0000/0xFFFF)");
             if ((config[0x0E] & 0x7F) != 0) throw new PassthroughException(transport.Name, $"header type {config[0x0E] & 0x7F}: only type-0 functions (endpoints) can be passed through");
-            device = new PassthroughDevice(transport, host, config, IntxPinOf(transport, info, config, host));
+            device = new PassthroughDevice(transport, host, config, IntxPinOf(transport, info, config, host), () => MsiVectorsOf(transport, info));
             device._configBytes = configRegion.Size >= ExtendedConfigSize ? ExtendedConfigSize : ConfigSize;
             device.DefineBars(config, log);
             device.AttachRom(log);
@@ -110,7 +119,7 @@ public sealed partial class PassthroughDevice : PciDevice
             if (info.CanReset) transport.Reset();
             for (int v = 0; v < device._vectorEvents.Length; v++) device.StartRelay(v);
             log($"{device.Name}: {device.VendorId:x4}:{device.DeviceId:x4} class {device.ClassCode:x6}, {device.Bars.Count} BARs, " +
-                $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {(device.InterruptPin == 0 ? "no INTx" : "INTx")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
+                $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {(device._msi is { } msi ? $"{msi.CapableVectors} MSI vectors" : "no MSI")}, {(device.InterruptPin == 0 ? "no INTx" : "INTx")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
             return device;
         }
         catch (Exception e) when (e is not PassthroughException)
@@ -270,14 +279,25 @@ public sealed partial class PassthroughDevice : PciDevice
     }
 
     // ---- interrupts ----
-    /// <summary>The device signalled MSI-X vector <paramref name="vector"/> (the I/O loop consumed its eventfd): delivered, or latched while masked.</summary>
+    /// <summary>
+    /// The mechanism the device's vector eventfds feed now: MSI-X while enabled, else MSI while enabled (PCI leaves both
+    /// at once undefined; MSI-X wins here, so a guest that enables MSI over MSI-X keeps getting MSI-X), else none.
+    /// </summary>
+    private IMsiVectors? ActiveVectors => _msix is { Enabled: true } ? _msix : _msi is { Enabled: true } ? _msi : null;
+
+    /// <summary>
+    /// The device signalled vector <paramref name="vector"/> (the I/O loop consumed its eventfd): delivered, or latched
+    /// while masked; with neither MSI nor MSI-X on, latched in the MSI-X PBA when there is one.
+    /// </summary>
     internal void OnVectorSignalled(int vector)
     {
         lock (SyncRoot)
         {
-            if (_disposed || _msix is null) return;
-            try { _msix.Notify(vector); }
-            catch (Exception e) { Log($"{Name}: MSI-X vector {vector}: {e.Message}"); }
+            if (_disposed) return;
+            var target = ActiveVectors ?? (IMsiVectors?)_msix;
+            if (target is null) return;
+            try { target.Notify(vector); }
+            catch (Exception e) { Log($"{Name}: {(target == _msi ? "MSI" : "MSI-X")} vector {vector}: {e.Message}"); }
         }
     }
 
@@ -285,28 +305,31 @@ public sealed partial class PassthroughDevice : PciDevice
     public int DirectVectors { get { lock (SyncRoot) return _direct.Count(r => r is not null); } }
 
     /// <summary>
-    /// Puts each vector on the path its state calls for (under the lock, after every MSI-X table or control write).
-    /// Deliverable with a route KVM accepted: the device's eventfd is bound to the route's GSI (KVM_IRQFD), so its
-    /// signal goes straight into KVM. Otherwise (masked, MSI-X off, no route): the I/O loop relays the eventfd into
-    /// the emulated table, which latches the pending bit. The relay stops before the bind and starts after the
-    /// unbind; KVM takes a count already in the eventfd at bind time, epoll sees one at registration: none is lost.
+    /// Puts each vector on the path its state calls for (under the lock, after every MSI-X table write or MSI/MSI-X
+    /// capability write). Deliverable with a route KVM accepted: the device's eventfd is bound to the route's GSI
+    /// (KVM_IRQFD), so its signal goes straight into KVM. Otherwise (masked, off, no route): the I/O loop relays the
+    /// eventfd into the emulated table or capability, which latches the pending bit. The relay stops before the bind
+    /// and starts after the unbind; KVM takes a count already in the eventfd at bind time, epoll sees one at
+    /// registration: none is lost.
     /// </summary>
     private void UpdateDirectDelivery()
     {
-        if (_msix is null || _disposed) return;
+        if (_disposed) return;
+        var active = ActiveVectors;
         for (int v = 0; v < _vectorEvents.Length; v++)
         {
             IIrqfdRoute? want = null;
             try
             {
-                if (_msix.IsDeliverable(v) && _host.WatchEventFd is not null && _msix.RouteFor(v) is IIrqfdRoute { Ready: true } route) want = route;
+                if (active is not null && v < active.VectorCount && active.IsDeliverable(v) && _host.WatchEventFd is not null
+                    && active.RouteFor(v) is IIrqfdRoute { Ready: true } route) want = route;
             }
-            catch (Exception e) { Log($"{Name}: MSI-X vector {v}: no route: {e.Message}"); } // e.g. no GSI left: relayed
+            catch (Exception e) { Log($"{Name}: vector {v}: no route: {e.Message}"); } // e.g. no GSI left: relayed
             if (want == _direct[v]) continue;
             if (_direct[v] is { } bound)
             {
                 try { bound.Unbind(_vectorEvents[v]); }
-                catch (Exception e) { Log($"{Name}: MSI-X vector {v}: irqfd unbind: {e.Message}"); }
+                catch (Exception e) { Log($"{Name}: vector {v}: irqfd unbind: {e.Message}"); }
                 _direct[v] = null;
                 StartRelay(v);
             }
@@ -319,7 +342,7 @@ public sealed partial class PassthroughDevice : PciDevice
             }
             catch (Exception e)
             {
-                Log($"{Name}: MSI-X vector {v}: irqfd bind: {e.Message}; relayed instead");
+                Log($"{Name}: vector {v}: irqfd bind: {e.Message}; relayed instead");
                 StartRelay(v);
             }
         }
@@ -355,11 +378,10 @@ public sealed partial class PassthroughDevice : PciDevice
                 try { _direct[v]?.Unbind(_vectorEvents[v]); } catch (Exception e) when (e is IOException or ObjectDisposedException) { }
                 _direct[v] = null;
             }
-            try { if (_msix is { Enabled: true }) _transport.SetIrqEventFds(VFIO_PCI_MSIX_IRQ_INDEX, []); }
-            catch (PassthroughException) { } // the device may be gone already
-            if (_transport.Failed is null && _msix is not { Enabled: true }) DisableIntx();
+            if (_transport.Failed is null) LeaveIrqMode(); // the device may be gone already
             DisposeIntx();
             _msix?.Dispose();
+            _msi?.Dispose();
             foreach (var areas in _areas.Values)
                 foreach (var a in areas)
                 {

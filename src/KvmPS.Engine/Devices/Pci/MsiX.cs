@@ -38,7 +38,7 @@ public interface IIrqfdRoute : IMsiRoute
 /// accesses) and the enable/function-mask bits from the capability's message control register.
 /// Not thread-safe by itself: the owning device calls it under its own lock.
 /// </summary>
-public sealed class MsiXTable : IDisposable
+public sealed class MsiXTable : IMsiVectors, IDisposable
 {
     public const int EntrySize = 16;
     private const uint VectorMasked = 1;

@@ -8,7 +8,7 @@ using Xunit;
 namespace KvmPS.Engine.Tests.Devices.Passthrough;
 
 /// <summary>
-/// An in-memory VFIO device: 4 KiB config space with MSI (to be hidden), MSI-X (4 vectors, table and PBA in BAR0)
+/// An in-memory VFIO device: 4 KiB config space with MSI (1 vector, 64-bit), MSI-X (4 vectors, table and PBA in BAR0)
 /// and a vendor capability, extended space; BAR0 4 KiB of registers (trapped), BAR2 64-bit prefetchable 16 KiB
 /// mmap-able (a memfd), a ROM. Records what the device model sends it; <see cref="Fail"/> makes every call throw.
 /// </summary>
@@ -59,7 +59,9 @@ internal sealed class FakeTransport : IPassthroughTransport
         };
     }
 
-    public PassthroughIrqInfo GetIrqInfo(int index) { Check(); return new(index, Vfio.VFIO_IRQ_INFO_EVENTFD, index == 2 ? 4 : 1); }
+    /// <summary>Per IRQ index the count <see cref="GetIrqInfo"/> reports (INTx 1, MSI 4, MSI-X 4); a missing index reports none.</summary>
+    public readonly Dictionary<int, int> IrqCounts = new() { [0] = 1, [1] = 4, [2] = 4 };
+    public PassthroughIrqInfo GetIrqInfo(int index) { Check(); return new(index, Vfio.VFIO_IRQ_INFO_EVENTFD, IrqCounts.GetValueOrDefault(index)); }
 
     public void RegionRead(int region, ulong offset, Span<byte> data)
     {
@@ -75,7 +77,7 @@ internal sealed class FakeTransport : IPassthroughTransport
         if (region == 0) data.CopyTo(Bar0.AsSpan((int)offset));
     }
 
-    public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) { Check(); IrqSets.Add((irqIndex, fds.Count)); if (irqIndex == Vfio.VFIO_PCI_MSIX_IRQ_INDEX) LastIrqFds = fds; else IntxTrigger = fds.Count > 0 ? fds[0] : null; }
+    public void SetIrqEventFds(int irqIndex, IReadOnlyList<EventFdHandle> fds) { Check(); IrqSets.Add((irqIndex, fds.Count)); if (irqIndex == Vfio.VFIO_PCI_INTX_IRQ_INDEX) IntxTrigger = fds.Count > 0 ? fds[0] : null; else LastIrqFds = fds; }
     public void SetIrqUnmaskEventFd(int irqIndex, EventFdHandle fd) { Check(); IrqSets.Add((irqIndex, -1)); IntxUnmask = fd; }
     public EventFdHandle? IntxTrigger, IntxUnmask;
     public void Reset() { Check(); Resets++; }
@@ -126,12 +128,13 @@ public sealed class PassthroughDeviceTests : IDisposable
     private void MmioWrite32(ulong address, uint v) { Span<byte> b = stackalloc byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, v); Assert.True(_mmio.Write(address, b)); }
 
     [Fact]
-    public void IdentityComesFromTheDeviceAndMsiIsHiddenFromTheCapabilityList()
+    public void IdentityComesFromTheDeviceAndMsiStaysInTheCapabilityList()
     {
         var d = Plug();
         Assert.Equal(0x1234_4B56u, Read32(d, 0));
         Assert.Equal(0xFF00_0002u, Read32(d, 8));
-        Assert.Equal(0x50u, Read32(d, 0x34) & 0xFF);           // the list starts at MSI-X: MSI is skipped
+        Assert.Equal(0x40u, Read32(d, 0x34) & 0xFF);           // the list starts at MSI, then MSI-X
+        Assert.Equal(0x0080_5005u, Read32(d, 0x40));            // MSI: 64-bit, one vector, off
         Assert.Equal(0x11u, Read32(d, 0x50) & 0xFF);
         Assert.Equal(0x60u, Read32(d, 0x50) >> 8 & 0xFF);
         Assert.Equal(0x09u, Read32(d, 0x60) & 0xFF);

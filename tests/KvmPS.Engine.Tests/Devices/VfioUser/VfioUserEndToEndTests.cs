@@ -171,6 +171,33 @@ public class VfioUserEndToEndTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void GuestDrivesDmaWithMsiMultipleMessagesAndSwitchesToMsixAndBack()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer();
+        // MSI with four messages (each completion must arrive on the vector it asked for: data | n), then MSI-X (MSI off
+        // at the device first), then MSI again (MSI-X off).
+        using var vmm = StartVm(server, dir, "vfu test 8 msi,vfu test 3,vfu test 4 msi,vfu info,pio 5", out string control);
+        try
+        {
+            Assert.True(vmm.WaitForStdout("pio: done 5", Timeout), Diagnostics(vmm, server));
+            string o = vmm.Stdout.Replace("\r", "");
+            Assert.Equal(2, Regex.Matches(o, "vfu: msi vectors=4 64-bit maskable enabled=1").Count);
+            Assert.Matches(@"vfu: test rounds=8 ok=8 irqs=8 completed=8 checksum=0x[0-9a-f]{8} msi", o);
+            Assert.Matches(@"vfu: test rounds=3 ok=3 irqs=3 completed=3 checksum=0x[0-9a-f]{8}\n", o);
+            Assert.Matches(@"vfu: test rounds=4 ok=4 irqs=4 completed=4 checksum=0x[0-9a-f]{8} msi", o);
+            Assert.Matches(@"completed=15 irqs=15 resets=1 scratch=0x00000000 guest_irqs=15", o);
+            Assert.DoesNotContain("wrong MSI vector", o);
+            Assert.DoesNotContain("FAILED", o);
+            // The guest programs the capability before enabling it: all four messages go straight into KVM.
+            Assert.Equal(2, Regex.Matches(vmm.Stderr, @"MSI enabled: 4 of 4 vectors delivered by KVM \(irqfd\)").Count);
+            Assert.Contains("MSI-X enabled: 4 of 4 vectors delivered by KVM (irqfd)", vmm.Stderr);
+            StopCleanly(vmm, control);
+        }
+        finally { Dump(vmm, server); }
+    }
+
+    [Fact]
     public void GuestRebootResetsTheDevice()
     {
         using var dir = new TempDir();

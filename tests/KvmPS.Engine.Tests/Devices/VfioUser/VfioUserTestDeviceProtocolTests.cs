@@ -221,6 +221,50 @@ public sealed unsafe class VfioUserTestDeviceProtocolTests
     }
 
     [Fact]
+    public void MsiIsAnIndexOfItsOwnAndMsiXWinsWhileBothHaveEventfds()
+    {
+        using var server = new VfioUserTestServer();
+        using var c = Negotiated(server);
+        Assert.Equal(0x50, c.Read(Config, 0x41, 1)[0]);           // MSI-X -> MSI
+        Assert.Equal(0x0184_0005u, c.Read32(Config, 0x50));         // MSI: 64-bit, per-vector masking, 4 vectors capable
+        var info = c.Call(VfioUserTestClient.DEVICE_GET_IRQ_INFO, IrqInfoRequest(1));
+        Assert.Equal(4u, BinaryPrimitives.ReadUInt32LittleEndian(info.Payload.AsSpan(12)));
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(info.Payload.AsSpan(4)) & 1); // eventfd
+
+        var msi = Enumerable.Range(0, 2).Select(_ => EventFdHandle.Create()).ToArray();
+        var msix = Enumerable.Range(0, 4).Select(_ => EventFdHandle.Create()).ToArray();
+        try
+        {
+            Assert.False(c.SetIrqs(SetDataEventFd | SetActionTrigger, 1, 0, 2, [], msi).IsError);
+            void Complete(uint vector)
+            {
+                c.Write32(Bar0, RegDmaLen, 0);                      // a bad length: an error status, still an interrupt
+                c.Write32(Bar0, RegIrqVector, vector);
+                c.Write32(Bar0, RegDoorbell, 1);
+            }
+            Complete(1);
+            Assert.Equal(1ul, msi[1].Consume());
+            Complete(3);                                            // beyond the two enabled: nothing
+            Assert.Equal(0ul, msi[1].Consume());
+            Assert.False(c.SetIrqs(SetDataEventFd | SetActionTrigger, 2, 0, 4, [], msix).IsError);
+            Complete(0);
+            Assert.Equal(1ul, msix[0].Consume());
+            Assert.Equal(0ul, msi[0].Consume());
+            Assert.False(c.SetIrqs(SetDataNone | SetActionTrigger, 2, 0, 0, []).IsError); // MSI-X off: MSI again
+            Complete(0);
+            Assert.Equal(1ul, msi[0].Consume());
+            Assert.False(c.SetIrqs(SetDataNone | SetActionTrigger, 1, 0, 0, []).IsError);
+            Complete(0);
+            Assert.Equal(0ul, msi[0].Consume());
+            Assert.True(c.SetIrqs(SetDataEventFd | SetActionTrigger, 1, 0, 5, [], [.. msix, msi[0]]).IsError); // 5 > 4 vectors
+        }
+        finally
+        {
+            foreach (var v in msi.Concat(msix)) v.Dispose();
+        }
+    }
+
+    [Fact]
     public void DeviceResetClearsRegistersAndCountsResets()
     {
         using var server = new VfioUserTestServer();
