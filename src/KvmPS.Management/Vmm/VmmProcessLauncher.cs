@@ -248,7 +248,8 @@ public sealed class VmmProcessLauncher
         var binary = argv[0];
         // As root with the kvmps user present: jailed (VmmJailOptions), with a minimal environment.
         var jail = VmmJailOptions.Arguments(store, name);
-        argv = [.. argv, .. jail];
+        // CPU and memory limits on the VMM's cgroup, jailed or not (VmmCgroupOptions).
+        argv = [.. argv, .. jail, .. VmmCgroupOptions.Arguments(definition, jail)];
         var socketPath = store.SocketPath(name);
         var logPath = store.VmmLogPath(name);
         var pidPath = store.PidPath(name);
