@@ -83,6 +83,38 @@ public class CgroupLimitsProcessTests
     }
 
     [Fact]
+    public void AJailedVmmGetsItsLimitsAndRootChangesThemAfterTheDrop()
+    {
+        const uint nobody = 65534;
+        string cgroup = $"kvmps/limits-jailed-{Guid.NewGuid():N}";
+        using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        Assert.Equal(0, Chown(dir.Path, nobody, nobody));
+        string sock = dir.File("c.sock");
+        try
+        {
+            using var vmm = new VmmProcess("--jail", "on", "--user", $"{nobody}:{nobody}", "--cgroup", cgroup, "--cpu-weight", "20", "--cpu-max-percent", "50",
+                "--serial", "none", "--control-socket", sock);
+            using var client = new ControlClient(sock, Timeout);
+            client.WaitForState("Running", Timeout);
+            Assert.StartsWith($"{nobody}\t", File.ReadAllLines($"/proc/{vmm.Pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal))[4..].Trim(), StringComparison.Ordinal);
+            var folders = CgroupLimits.FoldersOf(vmm.Pid, "/" + cgroup);
+            AssertLimits(folders, 20, 50, null);
+            new CgroupLimits(30, null, 512L << 20).WriteTo(folders);
+            AssertLimits(folders, 30, null, 512L << 20);
+            client.Ok("stop", "\"graceful\": false");
+            Assert.Equal(VmmExitCode.Ok, vmm.WaitForExit(Timeout));
+        }
+        finally
+        {
+            RemoveCgroup(cgroup);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
+    private static extern int Chown(string path, uint uid, uint gid);
+
+    [Fact]
     public void AVmmWithoutItsOwnCgroupHasNoFoldersForLimits()
     {
         using var dir = new TempDir();
