@@ -379,7 +379,8 @@ internal static class HelpText
             The DSC v3 command-resource protocol of KvmPS/VirtualMachine (see kvmps.dsc.resource.json).
             Reads one instance (a JSON object) on stdin. Properties: Name (key), Ensure (Present|Absent),
             State (Running|Off|Paused), StartupMemory, MinimumMemory, MaximumMemory (bytes), ProcessorCount,
-            MaximumProcessorCount, RestartIfNeeded, Notes, Autostart, KernelPath, InitrdPath, KernelArguments.
+            MaximumProcessorCount, RestartIfNeeded, Notes, Autostart, CpuRelativeWeight, CpuMaximumPercent,
+            VmmOverheadLimitBytes, KernelPath, InitrdPath, KernelArguments.
             Only the properties given are enforced.
 
               get    the actual state, one JSON line

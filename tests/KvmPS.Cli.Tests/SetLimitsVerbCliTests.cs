@@ -61,6 +61,33 @@ public sealed class SetLimitsVerbCliTests : IDisposable
     }
 
     [Fact]
+    public void Dsc_gets_tests_and_sets_the_limits()
+    {
+        var (code, output, error) = CliRun.With(_manager, """{"Name":"lim"}""", "dsc", "get");
+        Assert.True(code == ExitCodes.Ok, error);
+        var state = JsonDocument.Parse(output.Trim()).RootElement;
+        Assert.Equal(100, state.GetProperty("CpuRelativeWeight").GetInt32());
+        Assert.Equal(100, state.GetProperty("CpuMaximumPercent").GetInt32());
+        Assert.Equal(0, state.GetProperty("VmmOverheadLimitBytes").GetInt64());
+
+        var desired = """{"Name":"lim","CpuRelativeWeight":500,"CpuMaximumPercent":10,"VmmOverheadLimitBytes":33554432}""";
+        (code, output, _) = CliRun.With(_manager, desired, "dsc", "test");
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Equal("""["CpuRelativeWeight","CpuMaximumPercent","VmmOverheadLimitBytes"]""", output.Trim().Split('\n')[1].Trim());
+        (code, _, error) = CliRun.With(_manager, desired, "dsc", "set");
+        Assert.True(code == ExitCodes.Ok, error);
+        var d = _manager.GetDefinition("lim");
+        Assert.Equal((500, 10, 32L << 20), (d.CpuRelativeWeight, d.CpuMaximumPercent, d.VmmOverheadLimitBytes));
+        (code, output, _) = CliRun.With(_manager, desired, "dsc", "test");
+        Assert.True(JsonDocument.Parse(output.Trim().Split('\n')[0]).RootElement.GetProperty("_inDesiredState").GetBoolean());
+
+        (code, _, error) = CliRun.With(_manager, """{"Name":"lim","CpuMaximumPercent":150}""", "dsc", "set");
+        Assert.Equal(ExitCodes.ManifestError, code);
+        Assert.Contains("CpuMaximumPercent", error);
+        Assert.Contains("150", error);
+    }
+
+    [Fact]
     public void Needs_a_limit_and_has_help()
     {
         var (code, _, error) = Run("vm", "setlimits", "lim");
