@@ -50,7 +50,7 @@ public sealed class ResourceLimitsVmmTests : IDisposable
     [Fact]
     public void Limits_reach_the_vmms_cgroup_at_start_and_a_change_is_written_live()
     {
-        var definition = TestDefinitions.Minimal("lim") with { Vcpus = new VcpuSettings(2, 2), CpuRelativeWeight = 400, CpuMaximumPercent = 50, VmmOverheadLimitBytes = 128L << 20 };
+        var definition = TestDefinitions.Minimal("lim") with { Vcpus = new VcpuSettings(2, 3), CpuRelativeWeight = 400, CpuMaximumPercent = 50, VmmOverheadLimitBytes = 128L << 20 };
         _sandbox.Manager.New(definition);
         _sandbox.Manager.Start("lim");
         try
@@ -66,6 +66,11 @@ public sealed class ResourceLimitsVmmTests : IDisposable
             Assert.All(result.Changes, c => Assert.Equal(ChangeApplication.AppliedLive, c.Application));
             Assert.Equal((100, 50, (512L << 20)), Kernel(folders));
             Assert.Equal(25, _sandbox.Manager.GetDefinition("lim").CpuMaximumPercent);
+
+            // The cap is a share of the vCPUs: a third one hot-plugged moves it from 50% to 75% of one host CPU.
+            var vcpus = _sandbox.Manager.SetVcpu("lim", 3);
+            Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(vcpus.Changes).Application);
+            Assert.Equal((100, 75, (512L << 20)), Kernel(folders));
 
             // Back to no cap and no memory limit, still live.
             _sandbox.Manager.ChangeSettings("lim", new VmSettingsChange { CpuMaximumPercent = 100, VmmOverheadLimitBytes = 0 });
