@@ -115,3 +115,20 @@ public sealed class ResourceLimitSettingsTests
         Assert.Equal(["CpuRelativeWeight", "CpuMaximumPercent", "VmmOverheadLimitBytes"], LiveChangeRules.RestartNeeded(before, after, without));
     }
 }
+
+/// <summary>The reconcile plan agrees with the live path: limits are live on a VMM with its own cgroup, else a restart.</summary>
+public sealed class ResourceLimitPlanTests
+{
+    [Fact]
+    public void Plan_is_live_only_where_the_vmm_has_its_own_cgroup()
+    {
+        var manifest = DesiredStateReader.Parse("@{ Name = 'web'; MemoryStartupBytes = 256MB; CpuRelativeWeight = 50 }", "m.psd1");
+        var running = new ActualVm("web", TestDefinitions.Minimal("web"), VmState.Running, true);
+        var host = (ActualVm vm) => new Dictionary<string, ActualVm>(StringComparer.Ordinal) { ["web"] = vm };
+        var live = ReconcilePlanner.Plan(manifest, host(running with { Limits = new LiveLimits(1, false) { CgroupLimits = true } }));
+        Assert.Equal(ReconcileActionKind.UpdateLive, Assert.Single(live.Actions).Kind);
+        Assert.Equal(new Drift("web", "CpuRelativeWeight", "50", "100"), Assert.Single(live.Drifts));
+        var restart = ReconcilePlanner.Plan(manifest, host(running with { Limits = new LiveLimits(1, false) }));
+        Assert.Equal(ReconcileActionKind.UpdateNeedsRestart, Assert.Single(restart.Actions).Kind);
+    }
+}
