@@ -334,7 +334,7 @@ public sealed class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, attach-pci, detach-pci, boot-order, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, setlimits, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, attach-pci, detach-pci, boot-order, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -346,6 +346,7 @@ public sealed class CliApp
             "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
             "setvcpus" => WithHelp("vm setvcpus", () => new VmLiveCommands(this).SetVcpus(args.Parse(["--live", "--config", "--json"], ["--maximum"]))),
             "setmem" => WithHelp("vm setmem", () => new VmLiveCommands(this).SetMem(args.Parse(["--live", "--config", "--json"], ["--minimum", "--maximum"]))),
+            "setlimits" => WithHelp("vm setlimits", () => new VmLiveCommands(this).SetLimits(args.Parse(["--live", "--config", "--json"], ["--cpu-weight", "--cpu-maximum-percent", "--vmm-overhead-limit"]))),
             "attach-disk" => WithHelp("vm attach-disk", () => new VmLiveCommands(this).AttachDisk(args.Parse(["--live", "--config", "--read-only", "--json"], ["--size", "--format", "--backing", "--pool"]))),
             "detach-disk" => WithHelp("vm detach-disk", () => new VmLiveCommands(this).DetachDisk(args.Parse(["--live", "--config", "--json"], ["--timeout"]))),
             "attach-nic" => WithHelp("vm attach-nic", () => new VmLiveCommands(this).AttachNic(args.Parse(["--live", "--config", "--json"], ["--tap", "--bridge", "--network", "--mac", "--sriov-vf", "--vlan"]))),

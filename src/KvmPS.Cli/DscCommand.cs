@@ -38,6 +38,9 @@ internal sealed class DscCommand(CliApp app)
         ("MaximumProcessorCount", "VcpuMaximum"),
         ("Notes", "Notes"),
         ("Autostart", "Autostart"),
+        ("CpuRelativeWeight", "CpuRelativeWeight"),
+        ("CpuMaximumPercent", "CpuMaximumPercent"),
+        ("VmmOverheadLimitBytes", "VmmOverheadLimitBytes"),
         ("KernelPath", "Boot.KernelPath"),
         ("InitrdPath", "Boot.InitrdPath"),
         ("KernelArguments", "Boot.Cmdline"),
@@ -218,6 +221,9 @@ internal sealed class DscCommand(CliApp app)
             w.WriteNumber("MaximumProcessorCount", d.Vcpus.Maximum);
             w.WriteString("Notes", d.Notes);
             w.WriteBoolean("Autostart", d.Autostart);
+            w.WriteNumber("CpuRelativeWeight", d.CpuRelativeWeight);
+            w.WriteNumber("CpuMaximumPercent", d.CpuMaximumPercent);
+            w.WriteNumber("VmmOverheadLimitBytes", d.VmmOverheadLimitBytes);
             if (d.Boot is DirectKernelBoot kernel)
             {
                 w.WriteString("KernelPath", kernel.KernelPath);

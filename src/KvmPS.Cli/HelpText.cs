@@ -26,6 +26,7 @@ internal static class HelpText
           vm console NAME     attach to the serial console (Ctrl-] detaches)
           vm setvcpus NAME N  set the vCPU count (a running VM gets it live within its maximum)
           vm setmem NAME SIZE set the memory (e.g. 512M, 1G; live within the maximum where the VMM can)
+          vm setlimits NAME   CPU weight and cap, the VMM's memory overhead limit (its cgroup; live where it can)
           vm attach-disk|detach-disk|attach-nic|detach-nic
                               add or remove a disk or network adapter (hot-plugged into a running VM)
           vm snapshot create|list|restore|remove NAME ...
@@ -121,7 +122,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|attach-pci|detach-pci|boot-order|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
+            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|setlimits|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|attach-pci|detach-pci|boot-order|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -133,6 +134,7 @@ internal static class HelpText
               vm console NAME [--no-replay]
               vm setvcpus NAME [COUNT] [--maximum N] [--live|--config] [--json]
               vm setmem NAME [SIZE] [--minimum SIZE] [--maximum SIZE] [--live|--config] [--json]
+              vm setlimits NAME [--cpu-weight N] [--cpu-maximum-percent N] [--vmm-overhead-limit SIZE|0] [--live|--config] [--json]
               vm attach-disk NAME PATH|VOLUME [--pool POOL] [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--read-only] [--live|--config] [--json]
               vm detach-disk NAME PATH [--timeout SECONDS] [--live|--config] [--json]
               vm attach-nic NAME --tap TAP|--bridge BRIDGE|--network NETWORK|--sriov-vf VF [--vlan ID] [--mac MAC] [--live|--config] [--json]
@@ -377,7 +379,8 @@ internal static class HelpText
             The DSC v3 command-resource protocol of KvmPS/VirtualMachine (see kvmps.dsc.resource.json).
             Reads one instance (a JSON object) on stdin. Properties: Name (key), Ensure (Present|Absent),
             State (Running|Off|Paused), StartupMemory, MinimumMemory, MaximumMemory (bytes), ProcessorCount,
-            MaximumProcessorCount, RestartIfNeeded, Notes, Autostart, KernelPath, InitrdPath, KernelArguments.
+            MaximumProcessorCount, RestartIfNeeded, Notes, Autostart, CpuRelativeWeight, CpuMaximumPercent,
+            VmmOverheadLimitBytes, KernelPath, InitrdPath, KernelArguments.
             Only the properties given are enforced.
 
               get    the actual state, one JSON line
@@ -395,6 +398,6 @@ internal static class HelpText
             Meant for a systemd unit (docs/kvmps-autostart.service). Exit: 0, or 4 if any VM failed to start.
 
             """,
-        _ => PoolCommands.Help(topic) ?? NetCommands.Help(topic) ?? HostCommands.Help(topic),
+        _ => PoolCommands.Help(topic) ?? NetCommands.Help(topic) ?? HostCommands.Help(topic) ?? VmLiveCommands.LimitsHelp(topic),
     };
 }

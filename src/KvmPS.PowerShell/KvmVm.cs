@@ -46,6 +46,15 @@ public sealed class KvmVm
     /// <summary>Time since the guest booted; zero when not running.</summary>
     public TimeSpan Uptime => Info.Uptime ?? TimeSpan.Zero;
 
+    /// <summary>The VM's CPU share against other VMs, 1-10000 (Set-KvmVcpu -RelativeWeight; 100: equal).</summary>
+    public int CpuRelativeWeight => Definition.CpuRelativeWeight;
+
+    /// <summary>The VM's CPU cap in percent of its vCPUs (Set-KvmVcpu -MaximumPercent; 100: none).</summary>
+    public int CpuMaximumPercent => Definition.CpuMaximumPercent;
+
+    /// <summary>What the VMM may use beyond guest RAM (Set-KvmMemory -VmmOverheadLimitBytes; 0: no limit).</summary>
+    public long VmmOverheadLimitBytes => Definition.VmmOverheadLimitBytes;
+
     public int? ProcessId => Info.Pid;
     public bool IsActive => Info.IsActive;
     public bool BalloonEnabled => Definition.BalloonEnabled;

@@ -99,3 +99,39 @@ Describe 'Set-KvmMemory' {
         Assert-KvmHelp Set-KvmMemory | Out-Null
     }
 }
+
+Describe 'Set-KvmMemory -VmmOverheadLimitBytes' {
+    It 'stores the limit alone, Get-KvmVm shows it, and 0 removes it' {
+        Set-KvmMemory mem-b -VmmOverheadLimitBytes 32MB | Should -BeNullOrEmpty
+        $vm = Get-KvmVm mem-b
+        $vm.VmmOverheadLimitBytes | Should -Be 32MB
+        $vm.MemoryMaximumBytes | Should -Be 256MB -Because 'the memory sizes are left as they were'
+        Set-KvmMemory mem-b -VmmOverheadLimitBytes 0
+        (Get-KvmVm mem-b).VmmOverheadLimitBytes | Should -Be 0
+    }
+
+    It 'refuses a limit below 16 MiB naming -VmmOverheadLimitBytes and the value' {
+        Set-KvmMemory mem-b -VmmOverheadLimitBytes 4096 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -Be 1
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$($err[0])" | Should -Match '-VmmOverheadLimitBytes'
+        "$($err[0])" | Should -Match '4096'
+        (Get-KvmVm mem-b).VmmOverheadLimitBytes | Should -Be 0
+    }
+
+    It 'limits a started VM''s cgroup to its maximum memory plus the overhead' {
+        New-KvmVm -Name mem-lim -MemoryStartupBytes 64MB -MemoryMaximumBytes 128MB | Out-Null
+        Set-KvmMemory mem-lim -VmmOverheadLimitBytes 64MB
+        Start-KvmVm mem-lim
+        $vmmPid = (Get-KvmVm mem-lim).ProcessId
+        $line = Get-Content "/proc/$vmmPid/cgroup" | Where-Object { $_ -match '^(0::|\d+:[^:]*memory[^:]*:).*/kvmps/mem-lim$' } | Select-Object -First 1
+        $path = ($line -split ':', 3)[2]
+        $file = @("/sys/fs/cgroup$path/memory.max", "/sys/fs/cgroup/unified$path/memory.max", "/sys/fs/cgroup/memory$path/memory.limit_in_bytes") | Where-Object { Test-Path $_ } | Select-Object -First 1
+        [long](Get-Content $file) | Should -Be (128MB + 64MB)
+        Set-KvmMemory mem-lim -VmmOverheadLimitBytes 96MB -WarningVariable warnings -WarningAction SilentlyContinue
+        $warnings | Should -BeNullOrEmpty -Because 'it is written into the running VMM''s cgroup'
+        [long](Get-Content $file) | Should -Be (128MB + 96MB)
+        Stop-KvmVm mem-lim -Force
+        Remove-KvmVm mem-lim -Force
+    }
+}

@@ -143,3 +143,65 @@ Describe 'Set-KvmVcpu' {
         Get-KvmCompletion 'Set-KvmVcpu cpu-' | Should -Be @('cpu-a', 'cpu-b', 'cpu-run')
     }
 }
+
+Describe 'Set-KvmVcpu -RelativeWeight -MaximumPercent' {
+    BeforeAll {
+        # The VMM's cgroup files as the kernel shows them (v2 cpu.weight/cpu.max, else v1 cpu.shares/cfs_quota_us).
+        function Get-CpuLimit([int] $ProcessId, [string] $Vm) {
+            foreach ($line in Get-Content "/proc/$ProcessId/cgroup") {
+                $f = $line -split ':', 3
+                if (-not $f[2].EndsWith("/kvmps/$Vm")) { continue }
+                if ($f[0] -eq '0' -and $f[1] -eq '') {
+                    foreach ($root in '/sys/fs/cgroup', '/sys/fs/cgroup/unified') {
+                        if (Test-Path "$root$($f[2])/cpu.weight") {
+                            return @{ Weight = [int](Get-Content "$root$($f[2])/cpu.weight"); Max = (Get-Content "$root$($f[2])/cpu.max").Trim() }
+                        }
+                    }
+                }
+                elseif (($f[1] -split ',') -contains 'cpu') {
+                    $dir = "/sys/fs/cgroup/cpu$($f[2])"
+                    return @{ Weight = [int](Get-Content "$dir/cpu.shares") * 100 / 1024; Max = "$((Get-Content "$dir/cpu.cfs_quota_us").Trim()) $((Get-Content "$dir/cpu.cfs_period_us").Trim())" }
+                }
+            }
+            throw "VMM $ProcessId has no cgroup kvmps/$Vm"
+        }
+    }
+
+    It 'stores the weight and the cap of a VM that is off, and Get-KvmVm shows them' {
+        Set-KvmVcpu cpu-b -RelativeWeight 300 -MaximumPercent 40 | Should -BeNullOrEmpty
+        $vm = Get-KvmVm cpu-b
+        $vm.CpuRelativeWeight | Should -Be 300
+        $vm.CpuMaximumPercent | Should -Be 40
+        $vm.ProcessorCount | Should -Be 1 -Because 'the vCPU count is left as it was'
+    }
+
+    It 'refuses values out of range naming the parameter, changing nothing' {
+        { Set-KvmVcpu cpu-b -RelativeWeight 0 -ErrorAction Stop } | Should -Throw -ErrorId 'ParameterArgumentValidationError,KvmPS.Commands.SetKvmVcpuCommand'
+        { Set-KvmVcpu cpu-b -MaximumPercent 101 -ErrorAction Stop } | Should -Throw '*MaximumPercent*'
+        (Get-KvmVm cpu-b).CpuMaximumPercent | Should -Be 40
+    }
+
+    It 'starts the VM with the limits on its cgroup and changes them live' {
+        New-KvmTestVm -Name cpu-lim -ProcessorCount 2 | Out-Null
+        Set-KvmVcpu cpu-lim -RelativeWeight 400 -MaximumPercent 50
+        Start-KvmVm cpu-lim
+        $before = Get-KvmVm cpu-lim
+        $limit = Get-CpuLimit $before.ProcessId cpu-lim
+        $limit.Weight | Should -Be 400
+        $limit.Max | Should -Be '100000 100000' -Because '50% of 2 vCPUs is one host CPU'
+        $vm = Set-KvmVcpu cpu-lim -RelativeWeight 200 -MaximumPercent 100 -PassThru -WarningVariable warnings -WarningAction SilentlyContinue
+        $warnings | Should -BeNullOrEmpty -Because 'management writes the running VMM''s cgroup'
+        $vm.ProcessId | Should -Be $before.ProcessId
+        $vm.CpuRelativeWeight | Should -Be 200
+        $limit = Get-CpuLimit $before.ProcessId cpu-lim
+        $limit.Weight | Should -Be 200
+        $limit.Max | Should -Match '^(max|-1) 100000$' -Because '100% is no cap'
+        Remove-KvmTestVm cpu-lim
+    }
+
+    It '-WhatIf names the weight and changes nothing' {
+        $lines = Get-KvmWhatIfLine { Set-KvmVcpu cpu-b -RelativeWeight 900 -WhatIf }
+        $lines | Should -Match 'relative weight to 900'
+        (Get-KvmVm cpu-b).CpuRelativeWeight | Should -Be 300
+    }
+}

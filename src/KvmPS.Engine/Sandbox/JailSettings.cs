@@ -1,4 +1,5 @@
 using System.Globalization;
+using KvmPS.Interop;
 using KvmPS.Vmm;
 
 namespace KvmPS.Sandbox;
@@ -15,11 +16,19 @@ public sealed record JailSettings(bool Enabled, string? User, string? Cgroup)
 
     public static readonly JailSettings Off = new(false, null, null);
 
+    /// <summary>
+    /// <c>--cpu-weight N</c>, <c>--cpu-max-percent N</c> (of one host CPU), <c>--memory-max-bytes N</c>: written into
+    /// the <c>--cgroup</c> folder before the VMM joins it, jail or not (docs/confinement.md, "cgroup limits").
+    /// </summary>
+    public CgroupLimits Limits { get; init; } = CgroupLimits.None;
+
     /// <summary>Takes the jail's options out of <paramref name="args"/>.</summary>
     public static JailSettings FromArgs(string[] args, out string[] rest)
     {
         bool? jail = null;
         string? user = null, cgroup = null;
+        int? weight = null, cap = null;
+        long? memory = null;
         var kept = new List<string>(args.Length);
         for (int i = 0; i < args.Length; i++)
         {
@@ -35,14 +44,29 @@ public sealed record JailSettings(bool Enabled, string? User, string? Cgroup)
                 user = u.Length > 0 ? u : throw new VmmConfigException("--user: empty (give a user name or UID:GID).");
             else if (Value("--cgroup") is { } c)
                 cgroup = CheckCgroup(c);
+            else if (Value("--cpu-weight") is { } w)
+                weight = (int)Whole("--cpu-weight", w, CgroupLimits.MaximumCpuWeight);
+            else if (Value("--cpu-max-percent") is { } p)
+                cap = (int)Whole("--cpu-max-percent", p, CgroupLimits.MaximumCpuMaxPercent);
+            else if (Value("--memory-max-bytes") is { } m)
+                memory = Whole("--memory-max-bytes", m, long.MaxValue);
             else
                 kept.Add(arg);
         }
         rest = [.. kept];
         bool enabled = jail ?? user is not null;
         if (!enabled && user is not null) throw new VmmConfigException("--user needs the jail: it cannot be given with --jail off.");
-        return new JailSettings(enabled, enabled ? user ?? DefaultUser : null, cgroup);
+        var limits = new CgroupLimits(weight, cap, memory);
+        if (limits.Problem() is { } problem) throw new VmmConfigException(problem + ".");
+        if (!limits.IsNone && cgroup is null)
+            throw new VmmConfigException("--cpu-weight, --cpu-max-percent and --memory-max-bytes limit the VMM's cgroup: give --cgroup PATH too.");
+        return new JailSettings(enabled, enabled ? user ?? DefaultUser : null, cgroup) { Limits = limits };
     }
+
+    /// <summary>A whole decimal number up to <paramref name="maximum"/>; anything else is a usage error naming the flag and the text.</summary>
+    private static long Whole(string flag, string text, long maximum) =>
+        long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n <= maximum
+            ? n : throw new VmmConfigException($"{flag}: '{text}' is not a whole number from 1 to {maximum}.");
 
     /// <summary>A cgroup below the VMM's own: relative, no '..', no empty parts (<c>kvmps/web</c>).</summary>
     private static string CheckCgroup(string path)

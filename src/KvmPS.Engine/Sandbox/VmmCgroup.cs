@@ -1,4 +1,5 @@
 using System.Globalization;
+using KvmPS.Interop;
 
 namespace KvmPS.Sandbox;
 
@@ -13,10 +14,16 @@ public static class VmmCgroup
     public const string Mount = "/sys/fs/cgroup";
     private static readonly string[] V1Controllers = ["cpu", "memory"];
 
-    /// <summary>Moves this process into <paramref name="relative"/>; returns the cgroup folders it joined.</summary>
+    /// <summary>
+    /// Moves this process into <paramref name="relative"/> after writing <paramref name="limits"/> into it (so the VMM
+    /// never runs there unlimited; defaults are written too, a folder left from an earlier run keeps nothing of it);
+    /// returns the cgroup folders it joined.
+    /// </summary>
     /// <exception cref="SandboxException">A folder could not be made or joined (named).</exception>
-    public static IReadOnlyList<string> Join(string relative, Action<string> log)
+    /// <exception cref="CgroupLimitException">A limit could not be written (file and value named).</exception>
+    public static IReadOnlyList<string> Join(string relative, Action<string> log, CgroupLimits? limits = null)
     {
+        limits ??= CgroupLimits.None;
         string[] own = File.ReadAllLines("/proc/self/cgroup");
         string pid = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
         if (V2Root() is { } v2)
@@ -34,6 +41,7 @@ public static class VmmCgroup
                 catch (IOException e) { log($"kvmps-vmm: cgroup {level}: cpu and memory controllers not enabled for its children ({e.Message}); the VMM's cgroup counts but cannot limit"); break; }
                 level = Path.Join(level, part);
             }
+            limits.WriteTo([dir]);
             Write(Path.Join(dir, "cgroup.procs"), pid);
             return [dir];
         }
@@ -47,6 +55,7 @@ public static class VmmCgroup
                 throw new SandboxException($"cgroup: no cgroup v2 with controllers and no v1 '{controller}' hierarchy at {hierarchy} (run with --cgroup left out)");
             string dir = Path.Join(hierarchy, line.Split(':', 3)[2], relative);
             MakeDirectory(dir);
+            limits.WriteTo([dir]);
             Write(Path.Join(dir, "cgroup.procs"), pid);
             joined.Add(dir);
         }

@@ -501,6 +501,9 @@ public sealed record VmmConfig
                                   with no capabilities (needs root; default on exactly when --user is given)
           --user NAME|UID:GID     the jail's user (default kvmps)
           --cgroup PATH           join the cgroup PATH (kvmps/web) below the VMM's own, v2 or v1 cpu+memory
+          --cpu-weight N          the cgroup's relative CPU weight, 1-10000 (cpu.weight; v1 cpu.shares N*1024/100)
+          --cpu-max-percent N     cap the cgroup's CPU time at N% of ONE host CPU (cpu.max; v1 cfs_quota_us)
+          --memory-max-bytes N    the cgroup's memory limit: guest RAM plus the VMM's own (memory.max)
           --acpi-tables-out DIR   write the ACPI tables this configuration gives the guest (DSDT.dat,
                                   APIC.dat, FACP.dat, ...) to DIR and exit (docs/acpi.md)
 

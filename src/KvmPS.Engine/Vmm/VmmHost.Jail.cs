@@ -36,7 +36,7 @@ public sealed partial class VmmHost
     {
         if (jail.Cgroup is { } cgroup)
         {
-            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", VmmCgroup.Join(cgroup, stderr.WriteLine))}"); }
+            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", VmmCgroup.Join(cgroup, stderr.WriteLine, jail.Limits))}{(jail.Limits.IsNone ? "" : $" ({Describe(jail.Limits)})")}"); }
             catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
             { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
         }
@@ -47,6 +47,13 @@ public sealed partial class VmmHost
         }
         return null;
     }
+
+    private static string Describe(Interop.CgroupLimits limits) => string.Join(", ", new[]
+    {
+        limits.CpuWeight is { } w ? $"cpu weight {w}" : null,
+        limits.CpuMaxPercent is { } p ? $"cpu max {p}% of one CPU" : null,
+        limits.MemoryMaxBytes is { } m ? $"memory max {m} bytes" : null,
+    }.Where(s => s is not null));
 
     /// <summary>Builds the private root and drops to the jail's user; a failure ends the start (exit 8) naming the step.</summary>
     private int? EnterJail()

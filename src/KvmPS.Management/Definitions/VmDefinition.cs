@@ -69,6 +69,25 @@ public sealed record VmDefinition
     /// <summary>Rotated files kept of serial.log and of vmm.log (0 to 100).</summary>
     public int LogFileCount { get; init; } = DefaultLogFileCount;
 
+    /// <summary>
+    /// The VMM's share of host CPU time against other VMs when the CPUs are busy, 1 to 10000 (Hyper-V's
+    /// <c>Set-VMProcessor -RelativeWeight</c>; 100, the default, is an equal share). Its cgroup's <c>cpu.weight</c>
+    /// (docs/confinement.md, "cgroup limits").
+    /// </summary>
+    public int CpuRelativeWeight { get; init; } = VmResourceLimits.DefaultCpuRelativeWeight;
+
+    /// <summary>
+    /// The most host CPU time the VM gets, in percent of its own vCPUs (Hyper-V's <c>Set-VMProcessor -Maximum</c>):
+    /// 50 on a 4-vCPU VM is two host CPUs' worth. 1 to 100; 100 (the default) is no cap.
+    /// </summary>
+    public int CpuMaximumPercent { get; init; } = VmResourceLimits.NoCpuCapPercent;
+
+    /// <summary>
+    /// What the VMM may use beyond guest RAM (its runtime, device buffers, page tables): its cgroup's memory limit is
+    /// MemoryMaximumBytes + this. 0 (the default): no limit; else at least 16 MiB in whole pages.
+    /// </summary>
+    public long VmmOverheadLimitBytes { get; init; }
+
     /// <summary>Throws <see cref="VmDefinitionException"/> for the first broken rule; returns this otherwise.</summary>
     public VmDefinition Validate()
     {
@@ -86,6 +105,8 @@ public sealed record VmDefinition
             throw Fail("LogMaxBytes", $"must be 0 (no limit) or at least {MinimumLogMaxBytes} bytes (got {LogMaxBytes})");
         if (LogFileCount is < 0 or > MaximumLogFileCount)
             throw Fail("LogFileCount", $"must be between 0 and {MaximumLogFileCount} (got {LogFileCount})");
+        if (VmResourceLimits.Problem(this) is { } limit)
+            throw Fail(limit.Property, limit.Problem);
         return this;
     }
 

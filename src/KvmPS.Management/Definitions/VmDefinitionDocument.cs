@@ -28,6 +28,9 @@ internal sealed class VmDefinitionDocument
     public string? BootOnce { get; set; }
     public DisplayDocument? Display { get; set; }
     public List<string>? VfioUserDevices { get; set; }
+    public int? CpuRelativeWeight { get; set; }
+    public int? CpuMaximumPercent { get; set; }
+    public long? VmmOverheadLimitBytes { get; set; }
 }
 
 internal sealed class DvdDriveDocument

@@ -89,6 +89,10 @@ public static class VmDefinitionJson
         BootOrder = definition.BootOrder.Count == 0 ? null : definition.BootOrder.Select(b => b.ToString()).ToList(),
         BootOnce = definition.BootOnce?.ToString(),
         Display = definition.Display is { } display ? new DisplayDocument { Vnc = display.Vnc, PasswordFile = display.PasswordFile } : null,
+        // Absent when the default, so vm.json of a VM without limits reads as before.
+        CpuRelativeWeight = definition.CpuRelativeWeight == VmResourceLimits.DefaultCpuRelativeWeight ? null : definition.CpuRelativeWeight,
+        CpuMaximumPercent = definition.CpuMaximumPercent == VmResourceLimits.NoCpuCapPercent ? null : definition.CpuMaximumPercent,
+        VmmOverheadLimitBytes = definition.VmmOverheadLimitBytes == 0 ? null : definition.VmmOverheadLimitBytes,
     };
 
     private static IDictionary ToDictionary(VmDefinitionDocument d)
@@ -142,6 +146,9 @@ public static class VmDefinitionJson
         })).ToArray());
         Put("BootOrder", d.BootOrder?.Cast<object?>().ToArray());
         Put("BootOnce", d.BootOnce);
+        Put("CpuRelativeWeight", d.CpuRelativeWeight);
+        Put("CpuMaximumPercent", d.CpuMaximumPercent);
+        Put("VmmOverheadLimitBytes", d.VmmOverheadLimitBytes);
         if (d.Display is { } display)
             map["Display"] = Compact(new() { ["Vnc"] = display.Vnc, ["PasswordFile"] = display.PasswordFile });
         return map;

@@ -30,7 +30,7 @@ public static class VmDefinitionReader
         "Name", "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum",
         "Boot", "Disks", "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled",
         "NumaNode", "Autostart", "Notes", "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display",
-        "VfioUserDevices",
+        "VfioUserDevices", "CpuRelativeWeight", "CpuMaximumPercent", "VmmOverheadLimitBytes",
     };
 
     public static readonly IReadOnlyList<string> BootKeys = new[] { "KernelPath", "InitrdPath", "Cmdline", "FirmwarePath", "BootDiskIndex" };
@@ -77,6 +77,9 @@ public static class VmDefinitionReader
             BootOrder = new ValueList<BootDevice>(ReadBootOrder(map)),
             BootOnce = map.Enum<BootDevice>("BootOnce"),
             Display = ReadDisplay(map, name),
+            CpuRelativeWeight = map.Int("CpuRelativeWeight") ?? VmResourceLimits.DefaultCpuRelativeWeight,
+            CpuMaximumPercent = map.Int("CpuMaximumPercent") ?? VmResourceLimits.NoCpuCapPercent,
+            VmmOverheadLimitBytes = map.Size("VmmOverheadLimitBytes") ?? 0,
         }.Validate();
     }
 

@@ -30,6 +30,15 @@ public sealed record VmSettingsChange
     /// <summary>Rotated log files kept; <see cref="VmDefinition.LogFileCount"/>.</summary>
     public int? LogFileCount { get; init; }
 
+    /// <summary>The VM's relative CPU weight (1-10000); <see cref="VmDefinition.CpuRelativeWeight"/>.</summary>
+    public int? CpuRelativeWeight { get; init; }
+
+    /// <summary>The VM's CPU cap in percent of its vCPUs (1-100, 100: none); <see cref="VmDefinition.CpuMaximumPercent"/>.</summary>
+    public int? CpuMaximumPercent { get; init; }
+
+    /// <summary>The VMM's memory beyond guest RAM (0: no limit); <see cref="VmDefinition.VmmOverheadLimitBytes"/>.</summary>
+    public long? VmmOverheadLimitBytes { get; init; }
+
     /// <summary>Boot this kernel directly; an empty string returns to the built-in guest.</summary>
     public string? KernelPath { get; init; }
 
@@ -75,6 +84,12 @@ public sealed record VmSettingsChange
             next = next with { LogFileCount = logFiles };
         if (KernelPath is not null || InitrdPath is not null || KernelArguments is not null)
             next = next with { Boot = ApplyBoot(current) };
+        if (CpuRelativeWeight is { } weight)
+            next = next with { CpuRelativeWeight = weight };
+        if (CpuMaximumPercent is { } cap)
+            next = next with { CpuMaximumPercent = cap };
+        if (VmmOverheadLimitBytes is { } overhead)
+            next = next with { VmmOverheadLimitBytes = overhead };
         return next;
     }
 

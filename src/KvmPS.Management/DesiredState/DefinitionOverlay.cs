@@ -17,6 +17,7 @@ public static class DefinitionOverlay
         "MemoryStartupBytes", "MemoryMinimumBytes", "MemoryMaximumBytes", "VcpuCount", "VcpuMaximum", "Boot", "Disks",
         "NetworkAdapters", "BalloonEnabled", "PciPassthrough", "HugePages", "KsmEnabled", "NumaNode", "Autostart", "Notes",
         "LogMaxBytes", "LogFileCount", "DvdDrives", "BootOrder", "BootOnce", "Display", "VfioUserDevices",
+        "CpuRelativeWeight", "CpuMaximumPercent", "VmmOverheadLimitBytes",
     };
 
     /// <summary>The managed properties for the schema keys an entry states (case-insensitive; Name and unknown keys ignored).</summary>
@@ -75,6 +76,9 @@ public static class DefinitionOverlay
             BootOrder = Pick("BootOrder", current.BootOrder, desired.BootOrder),
             BootOnce = Pick("BootOnce", current.BootOnce, desired.BootOnce),
             Display = Pick("Display", current.Display, desired.Display),
+            CpuRelativeWeight = Pick("CpuRelativeWeight", current.CpuRelativeWeight, desired.CpuRelativeWeight),
+            CpuMaximumPercent = Pick("CpuMaximumPercent", current.CpuMaximumPercent, desired.CpuMaximumPercent),
+            VmmOverheadLimitBytes = Pick("VmmOverheadLimitBytes", current.VmmOverheadLimitBytes, desired.VmmOverheadLimitBytes),
         };
     }
 }

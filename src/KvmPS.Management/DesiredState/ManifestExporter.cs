@@ -208,6 +208,13 @@ public static class ManifestExporter
             entries.Add(("LogMaxBytes", d.LogMaxBytes == 0 ? PsdLiteral.Integer(0) : PsdLiteral.Size(d.LogMaxBytes)));
         if (d.LogFileCount != VmDefinition.DefaultLogFileCount)
             entries.Add(("LogFileCount", PsdLiteral.Integer(d.LogFileCount)));
+        // CPU and memory limits only when set, like the log limits.
+        if (d.CpuRelativeWeight != VmResourceLimits.DefaultCpuRelativeWeight)
+            entries.Add(("CpuRelativeWeight", PsdLiteral.Integer(d.CpuRelativeWeight)));
+        if (d.CpuMaximumPercent != VmResourceLimits.NoCpuCapPercent)
+            entries.Add(("CpuMaximumPercent", PsdLiteral.Integer(d.CpuMaximumPercent)));
+        if (d.VmmOverheadLimitBytes != 0)
+            entries.Add(("VmmOverheadLimitBytes", PsdLiteral.Size(d.VmmOverheadLimitBytes)));
         // The one-time boot device and the display only when set (a manifest cannot state "none" for them otherwise).
         if (d.BootOnce is { } once)
             entries.Add(("BootOnce", PsdLiteral.String(once.ToString())));

@@ -36,6 +36,9 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
     /// <summary>The VMM lists <c>media.change</c>: a DVD drive's ISO can be inserted or ejected while it runs.</summary>
     public bool MediaChange { get; init; }
 
+    /// <summary>The VMM runs in a cgroup of its own (<c>…/kvmps/VM</c>) whose limits management can write (docs/confinement.md, "cgroup limits").</summary>
+    public bool CgroupLimits { get; init; }
+
     /// <summary>The limits of a live VM, or null when no VMM answers.</summary>
     public static LiveLimits? From(VmLiveInfo? live) => live is null ? null
         : new LiveLimits(live.MaxVcpus, live.MemoryResize, live.MemoryBytes)
@@ -46,6 +49,7 @@ public sealed record LiveLimits(int MaxVcpus, bool MemoryResize, long BootMemory
             ColdPluggedAdapters = live.ColdPluggedAdapters,
             RemovesConfiguredDevices = live.RemovesConfiguredDevices,
             MediaChange = live.MediaChange,
+            CgroupLimits = live.CgroupLimits,
         };
 }
 
@@ -95,6 +99,8 @@ public static class LiveChangeRules
                        && !DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).Any(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))),
             // Media in and out of the drives the VM has; adding or removing a drive needs a restart (no cdrom hot-plug).
             "DvdDrives" => limits.MediaChange && before.DvdDrives.Count == after.DvdDrives.Count,
+            // Written into the VMM's cgroup by management; a VMM started without one takes them at its next start.
+            "CpuRelativeWeight" or "CpuMaximumPercent" or "VmmOverheadLimitBytes" => limits.CgroupLimits,
             _ => false,
         };
     }

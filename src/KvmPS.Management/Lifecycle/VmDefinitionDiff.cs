@@ -45,6 +45,9 @@ public static class VmDefinitionDiff
         Add("BootOnce", before.BootOnce, after.BootOnce);
         Add("Display", before.Display, after.Display);
         Add("VfioUserDevices", before.VfioUserDevices, after.VfioUserDevices);
+        Add("CpuRelativeWeight", before.CpuRelativeWeight, after.CpuRelativeWeight);
+        Add("CpuMaximumPercent", before.CpuMaximumPercent, after.CpuMaximumPercent);
+        Add("VmmOverheadLimitBytes", before.VmmOverheadLimitBytes, after.VmmOverheadLimitBytes);
         return changes;
     }
 

@@ -74,6 +74,9 @@ public sealed record VmLiveInfo(
     /// <summary>The VMM answers <c>media.change</c> (DVD media in and out while it runs).</summary>
     public bool MediaChange { get; init; }
 
+    /// <summary>The VMM runs in a cgroup of its own whose CPU and memory limits management writes live (docs/confinement.md, "cgroup limits").</summary>
+    public bool CgroupLimits { get; init; }
+
     /// <summary>The memory ceiling the VMM was started with (virtio-mem); null without one.</summary>
     public long? MemoryMaximumBytes { get; init; }
 

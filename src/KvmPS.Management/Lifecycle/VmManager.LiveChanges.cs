@@ -174,6 +174,7 @@ public sealed partial class VmManager
             ColdPluggedAdapters = coldAdapters,
             RemovesConfiguredDevices = description.Devices.Any(d => d.Removable is not null),
             MediaChange = description.Requests.Contains(KvmPS.Contract.MediaChangeRequest.Name),
+            CgroupLimits = snapshot.Pid is { } pid && VmmCgroupOptions.FoldersOf(pid, definition.Name).Count > 0,
         };
     }
 
@@ -194,6 +195,11 @@ public sealed partial class VmManager
     /// <summary>Sends one live-applicable change to the running VMM. Caller holds the store lock.</summary>
     private void ApplyLive(string name, string property, VmDefinition after)
     {
+        if (property is "CpuRelativeWeight" or "CpuMaximumPercent" or "VmmOverheadLimitBytes")
+        {
+            ApplyCgroupLimitsLive(name, property, after);
+            return;
+        }
         try
         {
             using var client = VmmClient.Connect(Store.SocketPath(name), Options.QueryTimeout, Options.QueryTimeout);
@@ -201,6 +207,9 @@ public sealed partial class VmManager
             {
                 case "VcpuCount":
                     client.SetVcpus(after.Vcpus.Count);
+                    // A cap is a share of the VM's vCPUs: more or fewer of them move it.
+                    if (after.CpuMaximumPercent != VmResourceLimits.NoCpuCapPercent)
+                        ApplyCgroupLimitsLive(name, "CpuMaximumPercent", after);
                     break;
                 case "DvdDrives":
                     ChangeMedia(client, name, Store.Get(name), after);
@@ -224,9 +233,26 @@ public sealed partial class VmManager
         }
     }
 
+    /// <summary>Writes the VM's limits into its running VMM's cgroup (VmmCgroupOptions). Caller holds the store lock.</summary>
+    private void ApplyCgroupLimitsLive(string name, string property, VmDefinition after)
+    {
+        if (Probe(name) is not { Pid: { } pid })
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; nothing was changed");
+        try
+        {
+            VmmCgroupOptions.ApplyLive(pid, after, after.Vcpus.Count);
+        }
+        catch (KvmPS.Interop.CgroupLimitException e)
+        {
+            throw new ManagementValidationException(name, property, $"the running VM's cgroup refused the change: {e.Message}");
+        }
+    }
+
     private static string NotLiveReason(string property, VmDefinition before, VmDefinition after, LiveLimits limits) => property switch
     {
         "VcpuCount" => $"{after.Vcpus.Count} vCPUs exceed the running VM's maximum of {limits.MaxVcpus} (the VcpuMaximum it was started with; a higher maximum needs a restart)",
+        "CpuRelativeWeight" or "CpuMaximumPercent" or "VmmOverheadLimitBytes" =>
+            "the running VM's VMM has no cgroup of its own to limit (it was started without limits and unjailed); the change takes effect at its next start",
         "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",

@@ -373,6 +373,7 @@ public sealed partial class VmManager
                 MemoryMaximumBytes = snapshot.Memory?.MaximumBytes,
                 MemoryRequestedBytes = snapshot.Memory?.RequestedBytes,
                 MemoryPluggedBytes = snapshot.Memory?.PluggedBytes,
+                CgroupLimits = snapshot.Pid is { } pid && VmmCgroupOptions.FoldersOf(pid, name).Count > 0,
             };
         }
         return new VmInfo

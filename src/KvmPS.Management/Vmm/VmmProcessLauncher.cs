@@ -250,7 +250,8 @@ public sealed class VmmProcessLauncher
         string[] jail;
         try { jail = VmmJailOptions.Arguments(store, name); }
         catch (JailSettingException e) { throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e); }
-        argv = [.. argv, .. jail];
+        // CPU and memory limits on the VMM's cgroup, jailed or not (VmmCgroupOptions).
+        argv = [.. argv, .. jail, .. VmmCgroupOptions.Arguments(definition, jail)];
         var socketPath = store.SocketPath(name);
         var logPath = store.VmmLogPath(name);
         var pidPath = store.PidPath(name);

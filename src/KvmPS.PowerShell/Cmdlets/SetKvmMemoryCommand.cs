@@ -29,6 +29,15 @@ public sealed class SetKvmMemoryCommand : KvmRemoteVmCmdletBase
     [Alias("MemoryMaximumBytes")]
     public long? MaximumBytes { get; set; }
 
+    /// <summary>
+    /// Memory the VMM may use beyond guest RAM (its runtime, buffers, page tables): its cgroup's memory limit is
+    /// MemoryMaximumBytes + this. 0: no limit; else at least 16 MiB. A running VM whose VMM has a cgroup of its own
+    /// gets it at once.
+    /// </summary>
+    [Parameter]
+    [ValidateRange(0, long.MaxValue)]
+    public long? VmmOverheadLimitBytes { get; set; }
+
     [Parameter]
     public SwitchParameter RestartIfNeeded { get; set; }
 
@@ -37,8 +46,8 @@ public sealed class SetKvmMemoryCommand : KvmRemoteVmCmdletBase
 
     protected override void Begin()
     {
-        if (StartupBytes is null && MinimumBytes is null && MaximumBytes is null)
-            throw KvmParameterException.Combination(nameof(StartupBytes), null, "Give -StartupBytes, -MinimumBytes, -MaximumBytes or several of them.");
+        if (StartupBytes is null && MinimumBytes is null && MaximumBytes is null && VmmOverheadLimitBytes is null)
+            throw KvmParameterException.Combination(nameof(StartupBytes), null, "Give -StartupBytes, -MinimumBytes, -MaximumBytes, -VmmOverheadLimitBytes or several of them.");
     }
 
     protected override void ProcessVm(string name)
@@ -50,6 +59,7 @@ public sealed class SetKvmMemoryCommand : KvmRemoteVmCmdletBase
             MemoryStartupBytes = StartupBytes,
             MemoryMinimumBytes = MinimumBytes,
             MemoryMaximumBytes = MaximumBytes,
+            VmmOverheadLimitBytes = VmmOverheadLimitBytes,
         });
         ReportChange(result, RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
@@ -61,10 +71,17 @@ public sealed class SetKvmMemoryCommand : KvmRemoteVmCmdletBase
         StartupBytes is { } s ? $"startup memory to {DisplayText.Bytes(s)}" : null,
         MinimumBytes is { } min ? $"minimum memory to {DisplayText.Bytes(min)}" : null,
         MaximumBytes is { } max ? $"maximum memory to {DisplayText.Bytes(max)}" : null,
+        VmmOverheadLimitBytes is { } o ? o == 0 ? "no limit on the VMM's memory overhead" : $"the VMM's memory overhead limit to {DisplayText.Bytes(o)}" : null,
     }.Where(t => t is not null));
 
     internal override void ProcessRemoteVm(RemoteHost remote, string name)
     {
+        if (VmmOverheadLimitBytes is { } overhead)
+        {
+            bool more = StartupBytes is not null || MinimumBytes is not null || MaximumBytes is not null;
+            RemoteChange(remote, name, "Set " + Describe(), "setlimits", ["--vmm-overhead-limit", overhead == 0 ? "0" : Bytes(overhead)], [], PassThru.IsPresent && !more, RestartIfNeeded.IsPresent);
+            if (!more) return;
+        }
         var options = new List<string>();
         if (MinimumBytes is { } min)
             options.AddRange(["--minimum", Bytes(min)]);

@@ -48,7 +48,7 @@ public sealed class ManifestExporterTests
             Assert.Equal(definition, vm.Definition);
             Assert.Equal(state.ToString(), vm.State.ToString());
             // Everything the planner compares is stated, so later drift in any of it is reported.
-            Assert.Equal(DefinitionOverlay.Properties.Where(p => p is not ("HugePages" or "KsmEnabled" or "NumaNode" or "Boot" or "LogMaxBytes" or "LogFileCount" or "BootOnce" or "Display") || vm.ManagedProperties.Contains(p)).Order(),
+            Assert.Equal(DefinitionOverlay.Properties.Where(p => p is not ("HugePages" or "KsmEnabled" or "NumaNode" or "Boot" or "LogMaxBytes" or "LogFileCount" or "BootOnce" or "Display" or "CpuRelativeWeight" or "CpuMaximumPercent" or "VmmOverheadLimitBytes") || vm.ManagedProperties.Contains(p)).Order(),
                 vm.ManagedProperties.Order());
         }
         AssertClean(desired, vms);
