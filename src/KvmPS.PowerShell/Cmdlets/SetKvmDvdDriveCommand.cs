@@ -65,4 +65,20 @@ public sealed class SetKvmDvdDriveCommand : KvmDvdCmdletBase
         if (PassThru.IsPresent)
             Output.WriteObject(Drive(name, ControllerLocation));
     }
+
+    /// <summary>-HostName: kvmps vm attach-iso or eject-iso there, on drive -ControllerLocation; -PassThru: that drive.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        var action = Path is null ? $"Eject the medium of DVD drive {ControllerLocation}" : $"Insert '{Path}' into DVD drive {ControllerLocation}";
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", action + LiveChangeParameters.Describe(scope)))
+            return;
+        IEnumerable<string> options = [.. LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent), "--drive", Number(ControllerLocation)];
+        if (Path is null)
+            RemoteChangeConfirmed(remote, name, "eject-iso", options, []);
+        else
+            RemoteChangeConfirmed(remote, name, "attach-iso", [.. options, .. RemoteIsoOptions(Pool)], [Path]);
+        if (PassThru.IsPresent && RemoteDrives(remote, name) is { } drives && ControllerLocation < drives.Count)
+            Output.WriteObject(drives[ControllerLocation]);
+    }
 }

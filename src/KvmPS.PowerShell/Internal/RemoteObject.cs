@@ -18,6 +18,10 @@ internal static class RemoteObject
     public const string ChangeResult = "KvmPS.RemoteChangeResult";
     public const string RemoveResult = "KvmPS.RemoteVmRemoveResult";
     public const string NetworkAdapter = "KvmPS.RemoteVmNetworkAdapter";
+    public const string Firmware = "KvmPS.RemoteFirmware";
+    public const string DvdDrive = "KvmPS.RemoteDvdDrive";
+    public const string MemoryStatus = "KvmPS.RemoteVmMemoryStatus";
+    public const string PciHostDevice = "KvmPS.RemotePciHostDevice";
 
     public static PSObject From(JsonElement value, RemoteHost remote, string typeName)
     {
