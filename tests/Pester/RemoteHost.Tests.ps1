@@ -327,7 +327,7 @@ Describe '-HostName on the VM settings, firmware, balloon, DVD, passthrough and 
         (New-KvmVm -Definition @{ Name = 'remote-d'; MemoryStartupBytes = 128MB } @remote -Confirm:$false -ErrorAction Stop).HostName | Should -Be $script:H2
         New-KvmVm -Name remote-d @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.NewKvmVmCommand'
-        "$($err[0])" | Should -BeLike "*remote-d*host 'root@$($script:H2)'*"
+        "$($err[0])" | Should -BeLike "*host 'root@$($script:H2)'*remote-d*already exists*"
         New-KvmVm -Name remote-e @remote -WhatIf
         Get-KvmVm -Name remote-e @remote -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
 
@@ -337,8 +337,9 @@ Describe '-HostName on the VM settings, firmware, balloon, DVD, passthrough and 
         $set.Autostart | Should -BeTrue
         $set.Notes | Should -Be 'changed'
         $set.ProcessorCount | Should -Be 1
-        Set-KvmVm -Name remote-c -MemoryStartupBytes 1GB @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        Set-KvmVm -Name remote-c -ProcessorCount 9 -MaximumProcessorCount 4 @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.SetKvmVmCommand'
+        (Get-KvmTestRemoteDefinition remote-c).Vcpus.Count | Should -Be 1
 
         Set-KvmFirmware -Name remote-c -BootOrder Dvd, Disk -BootOnce Network @remote -Confirm:$false -ErrorAction Stop
         $firmware = Set-KvmFirmware -Name remote-c -FirstBootDevice Network @remote -PassThru -Confirm:$false -ErrorAction Stop
@@ -417,11 +418,12 @@ Describe '-HostName on the VM settings, firmware, balloon, DVD, passthrough and 
     It 'Get-KvmHostPciDevice and Set-KvmHostSriov read and change the PCI functions of that host' {
         $remote = $script:Remote
         $all = @(Get-KvmHostPciDevice @remote -ErrorAction Stop)
-        $all.Address | Should -Be @('0000:00:1f.0', '0000:03:00.0')
+        # (ForEach-Object: an array's own Address method hides member enumeration of .Address)
+        $all | ForEach-Object Address | Should -Be @('0000:00:1f.0', '0000:03:00.0')
         $all[0].PSObject.TypeNames[0] | Should -Be 'KvmPS.RemotePciHostDevice'
         $all | ForEach-Object { $_.HostName | Should -Be $script:H2 }
         (Get-KvmHostPciDevice -Driver ixgbe @remote).Address | Should -Be '0000:03:00.0'
-        @(Get-KvmHostPciDevice -Address '0000:03:*', '0000:0a:00.0' @remote -ErrorVariable err -ErrorAction SilentlyContinue).Address | Should -Be @('0000:03:00.0')
+        Get-KvmHostPciDevice -Address '0000:03:*', '0000:0a:00.0' @remote -ErrorVariable err -ErrorAction SilentlyContinue | ForEach-Object Address | Should -Be @('0000:03:00.0')
         $err[0].FullyQualifiedErrorId | Should -Be 'HostDeviceNotFound,KvmPS.Commands.GetKvmHostPciDeviceCommand'
 
         $numvfs = Join-Path $script:Sysfs 'bus/pci/devices/0000:03:00.0/sriov_numvfs'

@@ -40,7 +40,8 @@ public sealed partial class VmManager
     {
         var drives = Store.Get(name).DvdDrives;
         if (index is null && drives.Count > 1)
-            throw new ManagementValidationException(name, "DvdDrives", $"the VM has {drives.Count} DVD drives; say which one (0 to {drives.Count - 1})");
+            // "DvdDrive": the drive number, which the cmdlets show as -ControllerLocation (CmdletParameterNames).
+            throw new ManagementValidationException(name, "DvdDrive", $"the VM has {drives.Count} DVD drives; say which one (0 to {drives.Count - 1})");
         return RemoveDvdDrive(name, index ?? 0);
     }
 

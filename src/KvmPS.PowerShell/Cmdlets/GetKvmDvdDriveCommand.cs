@@ -27,7 +27,7 @@ public sealed class GetKvmDvdDriveCommand : KvmDvdCmdletBase
     internal override void ProcessRemoteVm(RemoteHost remote, string name)
     {
         foreach (var drive in RemoteDrives(remote, name))
-            if (ControllerLocation is null || Equals(drive.Properties["ControllerLocation"].Value, (long)ControllerLocation))
+            if (ControllerLocation is null || Convert.ToInt64(drive.Properties["ControllerLocation"].Value, System.Globalization.CultureInfo.InvariantCulture) == ControllerLocation)
                 Output.WriteObject(drive);
     }
 }

@@ -11,7 +11,7 @@ namespace KvmPS.Commands;
 public sealed class RemoveKvmDvdDriveCommand : KvmDvdCmdletBase
 {
     /// <summary>The drive (0 = the first); needed when the VM has more than one.</summary>
-    [Parameter]
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     [Alias("Index")]
     [ValidateRange(0, 63)]
     public int? ControllerLocation { get; set; }

@@ -15,7 +15,7 @@ namespace KvmPS.Commands;
 public sealed class SetKvmDvdDriveCommand : KvmDvdCmdletBase
 {
     /// <summary>The drive (0 = the first).</summary>
-    [Parameter]
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     [Alias("Index")]
     [ValidateRange(0, 63)]
     public int ControllerLocation { get; set; }

@@ -25,6 +25,7 @@ internal sealed class CmdletParameterNames
         ["BalloonTarget"] = "TargetBytes",
         ["Autostart"] = "Autostart",
         ["Notes"] = "Notes",
+        ["DvdDrive"] = "ControllerLocation",
         ["LogMaxBytes"] = "LogMaxBytes",
         ["LogFileCount"] = "LogFileCount",
         ["Boot.KernelPath"] = "KernelPath",
