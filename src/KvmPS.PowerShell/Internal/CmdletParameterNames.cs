@@ -25,7 +25,6 @@ internal sealed class CmdletParameterNames
         ["BalloonTarget"] = "TargetBytes",
         ["Autostart"] = "Autostart",
         ["Notes"] = "Notes",
-        ["DvdDrive"] = "ControllerLocation",
         ["LogMaxBytes"] = "LogMaxBytes",
         ["LogFileCount"] = "LogFileCount",
         ["Boot.KernelPath"] = "KernelPath",
@@ -41,6 +40,7 @@ internal sealed class CmdletParameterNames
         ["NetworkAdapters.MacAddress"] = "MacAddress",
         ["PciPassthrough"] = "Address",
         ["VfioUserDevices"] = "VfioUserSocket",
+        ["DvdDrive"] = "ControllerLocation",
     };
 
     // Longest keys first so "Boot.KernelPath" wins over a shorter key inside it.
