@@ -122,7 +122,7 @@ internal static class HelpText
 
             """,
         "vm" => """
-            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|setlimits|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|attach-pci|detach-pci|boot-order|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
+            Usage: kvmps vm list|start|stop|restart|suspend|resume|remove|console|setvcpus|setmem|setlimits|attach-disk|detach-disk|attach-nic|detach-nic|attach-iso|eject-iso|attach-pci|detach-pci|boot-order|firmware|new|set|balloon|dvd|vnc|screenshot|addresses|snapshot|save|export|import|upgrade ...
 
               vm list [--json]
               vm start NAME [--json]
@@ -144,7 +144,14 @@ internal static class HelpText
               vm eject-iso NAME [--drive N] [--live|--config] [--json]
               vm attach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
               vm detach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
-              vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--once DEVICE|--clear-once] [--json]
+              vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--first DEVICE] [--once DEVICE|--clear-once] [--json]
+              vm firmware NAME [--json]
+              vm new FILE|- [--json]
+              vm set NAME [--vcpus N] [--memory SIZE] [--autostart on|off] ... [--json]
+              vm balloon NAME [SIZE] [--json]
+              vm dvd list NAME [--json]
+              vm dvd add NAME [ISO | VOLUME --pool POOL] [--json]
+              vm dvd remove NAME [--drive N] [--json]
               vm vnc NAME [--json]
               vm screenshot NAME FILE.png [--timeout SECONDS] [--json]
               vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
@@ -290,14 +297,62 @@ internal static class HelpText
 
             """,
         "vm boot-order" => """
-            Usage: kvmps vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--once DEVICE|--clear-once] [--json]
+            Usage: kvmps vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--first DEVICE] [--once DEVICE|--clear-once] [--json]
 
             Sets the order SeaBIOS tries devices in: dvd, disk, network (e.g. dvd,disk). 'default' goes back to the
             boot disk first; 'keep' leaves the order and only sets --once. Firmware-booted VMs only; takes effect
             at the next start.
+              --first DEVICE  move DEVICE to the front of the order (with 'keep': of the stored order)
               --once DEVICE   boot from DEVICE at the next start only (later starts use the order again)
               --clear-once    drop a pending one-time boot device
             Exit: 0, 2 bad option, 4 refused, 5 no such VM.
+
+            """,
+        "vm firmware" => """
+            Usage: kvmps vm firmware NAME [--json]
+
+            How the VM boots (built-in guest, kernel, firmware), its boot order and the one-time boot device of its
+            next start (Get-KvmFirmware). Exit: 0, 5 no such VM.
+
+            """,
+        "vm new" => """
+            Usage: kvmps vm new FILE|- [--json]
+
+            Stores a new VM from a definition in the format of the store's vm.json (FILE, or '-' for stdin), creating
+            its disk images; the VM is not started. The definition is checked as a manifest is. New-KvmVm -HostName
+            sends its definition this way. Exit: 0, 2 bad option, 4 refused (invalid definition, name taken).
+
+            """,
+        "vm set" => """
+            Usage: kvmps vm set NAME [options] [--json]
+
+            Changes stored settings (Set-KvmVm); a running VM gets them at its next restart.
+              --vcpus N, --max-vcpus N                    vCPU count and hot-add maximum
+              --memory SIZE, --min-memory SIZE, --max-memory SIZE
+              --balloon on|off, --autostart on|off
+              --notes TEXT
+              --log-max SIZE|0, --log-files N             log rotation (0: never rotate)
+              --kernel PATH, --initrd PATH, --cmdline TEXT  direct kernel boot ('' for --kernel: the built-in guest)
+            Sizes need a unit (512M, 1G). Exit: 0, 2 bad option, 4 refused, 5 no such VM.
+
+            """,
+        "vm balloon" => """
+            Usage: kvmps vm balloon NAME [SIZE] [--json]
+
+            With SIZE, sets the memory the balloon should leave the guest (within the VM's minimum and maximum; live
+            for a running VM with a balloon, else stored as its startup memory). Then prints the VM's memory: target,
+            range, booted size, balloon size, resident memory (Invoke-KvmBalloon). Exit: 0, 2 bad option, 4 refused, 5 no such VM.
+
+            """,
+        "vm dvd" or "vm dvd list" or "vm dvd add" or "vm dvd remove" => """
+            Usage: kvmps vm dvd list NAME [--json]
+                   kvmps vm dvd add NAME [ISO | VOLUME --pool POOL] [--json]
+                   kvmps vm dvd remove NAME [--drive N] [--json]
+
+            list     the VM's CD/DVD drives and the ISO in each
+            add      a new drive, with the ISO (or a volume of POOL) or empty; a running VM gets it at its next start
+            remove   drive N (0 = the first; may be left out when the VM has one drive); the ISO file is kept
+            Media go in and out with 'vm attach-iso' and 'vm eject-iso'. Exit: 0, 2 bad option, 4 refused, 5 no such VM.
 
             """,
         "vm vnc" => """

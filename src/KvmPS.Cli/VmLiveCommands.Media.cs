@@ -27,16 +27,19 @@ internal sealed partial class VmLiveCommands
         return Report(options, p[0], app.Manager.SetDvdMedia(p[0], Drive(options, "vm eject-iso"), null, Scope(options, "vm eject-iso")));
     }
 
-    /// <summary><c>vm boot-order NAME dvd,disk,network [--once DEVICE]</c>; <c>default</c> goes back to the boot disk first.</summary>
+    /// <summary><c>vm boot-order NAME dvd,disk,network [--first DEVICE] [--once DEVICE]</c>; <c>default</c> goes back to the boot disk first.</summary>
     public int BootOrder(ParsedArgs options)
     {
-        var p = options.Positionals("vm boot-order", "vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--once DEVICE|--clear-once]", 2, 2);
+        var p = options.Positionals("vm boot-order", "vm boot-order NAME DEVICE[,DEVICE...]|default|keep [--first DEVICE] [--once DEVICE|--clear-once]", 2, 2);
         IReadOnlyList<BootDevice>? order = p[1].ToLowerInvariant() switch
         {
             "default" => [],
             "keep" => null,
             _ => p[1].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(d => Device(d, "vm boot-order")).ToList(),
         };
+        // --first moves one device to the front of the given order (keep: the stored one), as Set-KvmFirmware -FirstBootDevice.
+        if (options.Value("--first") is { } firstText)
+            order = BootOrders.WithFirst(order ?? app.Manager.Store.Get(p[0]).BootOrder, Device(firstText, "vm boot-order --first"));
         var once = options.Value("--once") is { } text ? Device(text, "vm boot-order --once") : (BootDevice?)null;
         if (once is not null && options.Has("--clear-once"))
             throw new UsageException("vm boot-order: --once and --clear-once contradict each other");

@@ -77,6 +77,22 @@ internal sealed partial class VmLiveCommands(CliApp app)
         }
     }
 
+    /// <summary>The <c>changes</c> array of a --json answer (RemoteHost.ReportChange reads it on the cmdlets' side).</summary>
+    private static void WriteChanges(System.Text.Json.Utf8JsonWriter w, IEnumerable<PropertyChange> changes)
+    {
+        w.WriteStartArray("changes");
+        foreach (var c in changes)
+        {
+            w.WriteStartObject();
+            w.WriteString("property", c.Property);
+            CliOutput.WriteNullable(w, "old", c.OldValue);
+            CliOutput.WriteNullable(w, "new", c.NewValue);
+            w.WriteString("application", c.Application.ToString());
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
     private int Report(ParsedArgs options, string name, ChangeResult result)
     {
         if (options.Has("--json"))
@@ -86,17 +102,7 @@ internal sealed partial class VmLiveCommands(CliApp app)
                 w.WriteStartObject();
                 w.WriteString("name", name);
                 w.WriteString("state", result.State.ToString());
-                w.WriteStartArray("changes");
-                foreach (var c in result.Changes)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("property", c.Property);
-                    CliOutput.WriteNullable(w, "old", c.OldValue);
-                    CliOutput.WriteNullable(w, "new", c.NewValue);
-                    w.WriteString("application", c.Application.ToString());
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
+                WriteChanges(w, result.Changes);
                 w.WriteEndObject();
             }));
             return ExitCodes.Ok;

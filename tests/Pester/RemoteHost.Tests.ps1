@@ -1,6 +1,6 @@
 #Requires -Version 7.4
 # -HostName on Get-KvmVm, Start-KvmVm, Stop-KvmVm, Restart-KvmVm, Suspend-KvmVm and Resume-KvmVm, and on the cmdlets that
-# change a VM, its checkpoints, networks, pools and volumes there (one host pair for all of them), against two namespace hosts with real sshds (TwoHosts.psm1,
+# change a VM (settings, firmware, balloon, DVD drives, passthrough), its checkpoints, networks, pools, volumes and the host's PCI functions there (one host pair for all of them), against two namespace hosts with real sshds (TwoHosts.psm1,
 # docs/remote.md): the cmdlets run in this (the root) namespace and reach h2 through an ssh that runs in h1's.
 
 BeforeAll {
@@ -13,7 +13,16 @@ BeforeAll {
     if (-not $script:SkipReason) {
         # Each host runs the kvmps and kvmps-vmm published with the module under test.
         $bin = Join-Path (Split-Path (Get-Module KvmPS).Path) 'bin'
-        $script:Pair = New-KvmTestHostPair -BinDirectory $bin
+        # h2's PCI functions: a fake sysfs tree (an SR-IOV NIC and a plain function) for Get-KvmHostPciDevice and Set-KvmHostSriov there.
+        $script:Sysfs = Join-Path ([IO.Path]::GetTempPath()) ("kvmps-rsysfs-" + [Guid]::NewGuid().ToString('N').Substring(0, 8))
+        foreach ($f in @(@('0000:03:00.0', '0x020000', 'ixgbe', 8), @('0000:00:1f.0', '0x060100', 'lpc_ich', -1))) {
+            $dir = Join-Path $script:Sysfs "bus/pci/devices/$($f[0])"
+            New-Item -ItemType Directory -Path $dir, (Join-Path $script:Sysfs "bus/pci/drivers/$($f[2])") -Force | Out-Null
+            Set-Content (Join-Path $dir vendor) '0x8086'; Set-Content (Join-Path $dir device) '0x10fb'; Set-Content (Join-Path $dir class) $f[1]
+            New-Item -ItemType SymbolicLink -Path (Join-Path $dir driver) -Target (Join-Path $script:Sysfs "bus/pci/drivers/$($f[2])") | Out-Null
+            if ($f[3] -ge 0) { Set-Content (Join-Path $dir sriov_totalvfs) $f[3]; Set-Content (Join-Path $dir sriov_numvfs) 0 }
+        }
+        $script:Pair = New-KvmTestHostPair -BinDirectory $bin -Environment @{ KVMPS_SYSFS_ROOT = $script:Sysfs }
         $env:KVMPS_SSH = $script:Pair.SshFromHost1
         $env:KVMPS_SSH_CONFIG = $script:Pair.SshConfigPath
         $script:H2 = $script:Pair.Host2.Address
@@ -35,6 +44,7 @@ AfterAll {
         $env:KVMPS_HOME = $script:LocalStore
     }
     Remove-KvmTestHostPair $script:Pair
+    if ($script:Sysfs) { Remove-Item -Recurse -Force $script:Sysfs -ErrorAction SilentlyContinue }
     $env:KVMPS_SSH = $script:Saved.Ssh
     $env:KVMPS_SSH_CONFIG = $script:Saved.Config
     Complete-KvmTest
@@ -282,6 +292,153 @@ Describe '-HostName on the network, pool and volume cmdlets' {
         @($volumes | Remove-KvmVolume -PassThru -Confirm:$false -ErrorAction Stop) | Should -HaveCount 1
         Test-Path (Join-Path $folder 'v1.qcow2') | Should -BeFalse
         @(Get-KvmStoragePool -Name rp* @remote | Remove-KvmStoragePool -PassThru -Confirm:$false -ErrorAction Stop).HostName | Should -Be @($script:H2)
+    }
+}
+
+Describe '-HostName on the VM settings, firmware, balloon, DVD, passthrough and host device cmdlets' {
+    BeforeAll {
+        function Get-KvmTestRemoteDefinition([string] $Name) {
+            $env:KVMPS_HOME = $script:Pair.Host2.StoreHome
+            try { (Get-KvmVm -Name $Name -ErrorAction Stop).Definition } finally { $env:KVMPS_HOME = $script:LocalStore }
+        }
+        if (-not $script:SkipReason) {
+            Import-Module (Join-Path $PSScriptRoot 'DvdTestHelpers.psm1') -Force
+            # In h2's store: an allowed folder there (both hosts share this machine's file system).
+            $script:Iso = New-KvmTestIso -Path (Join-Path $script:Pair.Host2.StoreHome 'install.iso')
+        }
+    }
+    BeforeEach {
+        if ($script:SkipReason) { Set-ItResult -Skipped -Because $script:SkipReason }
+        $script:Remote = @{ HostName = $script:H2; UserName = 'root'; KeyFilePath = $script:Key }
+    }
+
+    It 'New-KvmVm and Set-KvmVm create and change a VM there; Get-/Set-KvmFirmware and Invoke-KvmBalloon read and change it' {
+        $remote = $script:Remote
+        $vm = New-KvmVm -Name remote-c -DvdPath $script:Iso -ProcessorCount 2 -MemoryStartupBytes 256MB -MemoryMinimumBytes 128MB -MemoryMaximumBytes 512MB `
+            -BalloonEnabled -Notes 'made from afar' @remote -Confirm:$false -ErrorAction Stop
+        $vm | Should -BeOfType ([KvmPS.PowerShell.KvmRemoteVm])
+        $vm.HostName | Should -Be $script:H2
+        $vm.ProcessorCount | Should -Be 2
+        Get-KvmVm -Name remote-c -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $definition = Get-KvmTestRemoteDefinition remote-c
+        $definition.Notes | Should -Be 'made from afar'
+        $definition.DvdDrives[0].Path | Should -Be $script:Iso
+        # -Definition goes there too; a name taken there is that host's refusal, naming it.
+        (New-KvmVm -Definition @{ Name = 'remote-d'; MemoryStartupBytes = 128MB } @remote -Confirm:$false -ErrorAction Stop).HostName | Should -Be $script:H2
+        New-KvmVm -Name remote-d @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.NewKvmVmCommand'
+        "$($err[0])" | Should -BeLike "*host 'root@$($script:H2)'*remote-d*already exists*"
+        New-KvmVm -Name remote-e @remote -WhatIf
+        Get-KvmVm -Name remote-e @remote -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+
+        # Piped: the VM brings its host.
+        $set = Get-KvmVm -Name remote-c @remote | Set-KvmVm -Autostart $true -Notes 'changed' -ProcessorCount 1 -PassThru -Confirm:$false -ErrorAction Stop
+        $set | Should -BeOfType ([KvmPS.PowerShell.KvmRemoteVm])
+        $set.Autostart | Should -BeTrue
+        $set.Notes | Should -Be 'changed'
+        $set.ProcessorCount | Should -Be 1
+        Set-KvmVm -Name remote-c -ProcessorCount 9 -MaximumProcessorCount 4 @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.SetKvmVmCommand'
+        (Get-KvmTestRemoteDefinition remote-c).Vcpus.Count | Should -Be 1
+
+        Set-KvmFirmware -Name remote-c -BootOrder Dvd, Disk -BootOnce Network @remote -Confirm:$false -ErrorAction Stop
+        $firmware = Set-KvmFirmware -Name remote-c -FirstBootDevice Network @remote -PassThru -Confirm:$false -ErrorAction Stop
+        $firmware.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteFirmware'
+        $firmware.HostName | Should -Be $script:H2
+        $firmware.BootOrder | Should -Be @('Network', 'Dvd', 'Disk')
+        $firmware.BootOnce | Should -Be 'Network'
+        $read = Get-KvmFirmware -Name remote-c @remote -ErrorAction Stop
+        $read.VmName | Should -Be 'remote-c'
+        $read.FirstBootDevice | Should -Be 'Network'
+        (Get-KvmTestRemoteDefinition remote-c).BootOrder | Should -Be @('Network', 'Dvd', 'Disk')
+        # A kernel-booted VM there has no boot order: that host's refusal.
+        Set-KvmFirmware -Name remote-d -BootOrder Disk @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.SetKvmFirmwareCommand'
+
+        $memory = Invoke-KvmBalloon -Name remote-c -TargetBytes 192MB @remote -Confirm:$false -ErrorAction Stop
+        $memory.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteVmMemoryStatus'
+        $memory.HostName | Should -Be $script:H2
+        $memory.TargetBytes | Should -Be 192MB
+        $memory.MinimumBytes | Should -Be 128MB
+        (Get-KvmTestRemoteDefinition remote-c).Memory.StartupBytes | Should -Be 192MB
+        # Without -TargetBytes: the status only.
+        (Invoke-KvmBalloon -Name remote-c @remote -ErrorAction Stop).TargetBytes | Should -Be 192MB
+        Invoke-KvmBalloon -Name remote-c -TargetBytes 64MB @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.InvokeKvmBalloonCommand'
+        (Get-KvmTestRemoteDefinition remote-c).Memory.StartupBytes | Should -Be 192MB
+    }
+
+    It 'Add-, Get-, Set- and Remove-KvmDvdDrive act on the drives there; the drives pipe on to that host' {
+        $remote = $script:Remote
+        $added = Add-KvmDvdDrive -Name remote-c @remote -PassThru -Confirm:$false -ErrorAction Stop
+        $added.PSObject.TypeNames[0] | Should -Be 'KvmPS.RemoteDvdDrive'
+        $added.ControllerLocation | Should -Be 1
+        $added.Path | Should -BeNullOrEmpty
+        $added.HostName | Should -Be $script:H2
+        $drives = @(Get-KvmDvdDrive -Name remote-c @remote -ErrorAction Stop)
+        $drives | Should -HaveCount 2
+        $drives[0].Path | Should -Be $script:Iso
+        @(Get-KvmDvdDrive -Name remote-c -ControllerLocation 1 @remote).ControllerLocation | Should -Be @(1)
+
+        (Set-KvmDvdDrive -Name remote-c -ControllerLocation 1 -Path $script:Iso @remote -PassThru -Confirm:$false -ErrorAction Stop).Path | Should -Be $script:Iso
+        Set-KvmDvdDrive -Name remote-c -ControllerLocation 0 -Eject @remote -Confirm:$false -ErrorAction Stop
+        (Get-KvmTestRemoteDefinition remote-c).DvdDrives.Path | Should -Be @($null, $script:Iso)
+
+        # Two drives: which one is the caller's to say (that host's refusal); piped, the drive says it.
+        Remove-KvmDvdDrive -Name remote-c @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.RemoveKvmDvdDriveCommand'
+        "$($err[0])" | Should -BeLike '*2 DVD drives*'
+        Get-KvmDvdDrive -Name remote-c @remote | Where-Object ControllerLocation -eq 0 | Remove-KvmDvdDrive -Confirm:$false -ErrorAction Stop
+        $left = @((Get-KvmTestRemoteDefinition remote-c).DvdDrives)
+        $left | Should -HaveCount 1
+        $left[0].Path | Should -Be $script:Iso
+    }
+
+    It 'Add- and Remove-KvmPciPassthrough change the devices of the VM there, each refusal naming its device' {
+        $remote = $script:Remote
+        $socket = Join-Path $script:Pair.Host2.StoreHome 'dev.sock'
+        $vm = Add-KvmPciPassthrough -Name remote-c -VfioUserSocket $socket @remote -PassThru -Confirm:$false -ErrorAction Stop
+        $vm | Should -BeOfType ([KvmPS.PowerShell.KvmRemoteVm])
+        $vm.HostName | Should -Be $script:H2
+        (Get-KvmTestRemoteDefinition remote-c).VfioUserDevices | Should -Be @($socket)
+        # The socket again, and a function h2 does not have: each refused there, naming it; nothing else changes.
+        Add-KvmPciPassthrough -Name remote-c -VfioUserSocket $socket -Address '0000:0a:00.0' @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err | Should -HaveCount 2
+        $err | ForEach-Object { $_.FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.AddKvmPciPassthroughCommand' }
+        ($err | ForEach-Object { "$_" }) -join "`n" | Should -BeLike '*0000:0a:00.0*'
+        ($err | ForEach-Object { "$_" }) -join "`n" | Should -BeLike "*already has vfio-user device*"
+        (Get-KvmTestRemoteDefinition remote-c).PciPassthrough | Should -BeNullOrEmpty
+
+        Get-KvmVm -Name remote-c @remote | Remove-KvmPciPassthrough -VfioUserSocket $socket -Confirm:$false -ErrorAction Stop
+        (Get-KvmTestRemoteDefinition remote-c).VfioUserDevices | Should -BeNullOrEmpty
+        Remove-KvmPciPassthrough -Name remote-c -VfioUserSocket $socket @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.RemoveKvmPciPassthroughCommand'
+    }
+
+    It 'Get-KvmHostPciDevice and Set-KvmHostSriov read and change the PCI functions of that host' {
+        $remote = $script:Remote
+        $all = @(Get-KvmHostPciDevice @remote -ErrorAction Stop)
+        # (ForEach-Object: an array's own Address method hides member enumeration of .Address)
+        $all | ForEach-Object Address | Should -Be @('0000:00:1f.0', '0000:03:00.0')
+        $all[0].PSObject.TypeNames[0] | Should -Be 'KvmPS.RemotePciHostDevice'
+        $all | ForEach-Object { $_.HostName | Should -Be $script:H2 }
+        (Get-KvmHostPciDevice -Driver ixgbe @remote).Address | Should -Be '0000:03:00.0'
+        Get-KvmHostPciDevice -Address '0000:03:*', '0000:0a:00.0' @remote -ErrorVariable err -ErrorAction SilentlyContinue | ForEach-Object Address | Should -Be @('0000:03:00.0')
+        $err[0].FullyQualifiedErrorId | Should -Be 'HostDeviceNotFound,KvmPS.Commands.GetKvmHostPciDeviceCommand'
+
+        $numvfs = Join-Path $script:Sysfs 'bus/pci/devices/0000:03:00.0/sriov_numvfs'
+        $pf = @(Set-KvmHostSriov -Device '0000:03:00.0' -VfCount 4 @remote -PassThru -Confirm:$false -ErrorAction Stop)[0]
+        (Get-Content $numvfs).Trim() | Should -Be '4'
+        $pf.Address | Should -Be '0000:03:00.0'
+        $pf.SriovNumVfs | Should -Be 4
+        $pf.HostName | Should -Be $script:H2
+        # Piped: the address and the host come with the device.
+        Get-KvmHostPciDevice -Address '0000:03:00.0' @remote | Set-KvmHostSriov -VfCount 2 -Confirm:$false -ErrorAction Stop
+        (Get-Content $numvfs).Trim() | Should -Be '2'
+        Set-KvmHostSriov -Device '0000:03:00.0' -VfCount 9 @remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'RemoteCommandFailed,KvmPS.Commands.SetKvmHostSriovCommand'
+        "$($err[0])" | Should -BeLike '*at most 8*'
+        (Get-Content $numvfs).Trim() | Should -Be '2'
     }
 }
 

@@ -26,13 +26,14 @@ function Invoke-KvmTestNative {
 }
 
 <#
-    Makes the pair. -BinDirectory: the folder whose kvmps (and kvmps-vmm) each host runs (the module's bin/).
+    Makes the pair. -BinDirectory: the folder whose kvmps (and kvmps-vmm) each host runs (the module's bin/);
+    -Environment: more variables for both hosts' sessions (e.g. KVMPS_SYSFS_ROOT, a fake sysfs; no spaces in values).
     Returns an object with Directory, Host1, Host2 (Name, Namespace, Address, StoreHome), ClientKeyPath,
     OtherKeyPath (a key no host accepts), SshConfigPath and SshFromHost1 (an ssh that runs in h1's namespace).
 #>
 function New-KvmTestHostPair {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $BinDirectory)
+    param([Parameter(Mandatory)] [string] $BinDirectory, [hashtable] $Environment = @{})
     $id = [guid]::NewGuid().ToString('N').Substring(0, 6)
     $pair = [pscustomobject]@{
         Directory = "/tmp/kv2p-$id"; Host1 = $null; Host2 = $null; Sshds = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
@@ -82,7 +83,7 @@ function New-KvmTestHostPair {
                 "ListenAddress $($h.Address):22", "HostKey $(Join-Path $pair.Directory "$($h.Name)_host_key")",
                 "AuthorizedKeysFile $(Join-Path $h.Dir authorized_keys)", "PidFile $(Join-Path $h.Dir sshd.pid)",
                 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password',
-                "SetEnv KVMPS_HOME=$($h.StoreHome) PATH=${BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_SSH_CONFIG=$($pair.SshConfigPath) KVMPS_SSH_KEY=$($pair.ClientKeyPath)")
+                "SetEnv KVMPS_HOME=$($h.StoreHome) PATH=${BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_SSH_CONFIG=$($pair.SshConfigPath) KVMPS_SSH_KEY=$($pair.ClientKeyPath)$(foreach ($k in $Environment.Keys) { " $k=$($Environment[$k])" })")
             $log = Join-Path $h.Dir sshd.log
             $start = [System.Diagnostics.ProcessStartInfo]::new('ip')
             foreach ($a in 'netns', 'exec', $h.Namespace, '/usr/sbin/sshd', '-D', '-E', $log, '-f', $config) { $start.ArgumentList.Add($a) }

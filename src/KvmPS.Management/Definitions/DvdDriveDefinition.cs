@@ -33,6 +33,17 @@ public enum BootDevice
     Network,
 }
 
+/// <summary>Boot order arithmetic shared by Set-KvmFirmware and kvmps vm boot-order.</summary>
+public static class BootOrders
+{
+    /// <summary>
+    /// <paramref name="current"/> with <paramref name="first"/> moved to the front (Hyper-V's -FirstBootDevice); an
+    /// empty (default) order counts as the boot disk alone, so the disk stays after the new first device.
+    /// </summary>
+    public static IReadOnlyList<BootDevice> WithFirst(IReadOnlyList<BootDevice> current, BootDevice first) =>
+        [first, .. (current.Count > 0 ? current : [BootDevice.Disk]).Where(d => d != first)];
+}
+
 /// <summary>
 /// A display device (Bochs display, with a VGA BIOS) and the VMM's VNC server. The server always listens on a Unix
 /// socket in the VM's folder (<c>vnc.sock</c>); <see cref="Vnc"/> <c>ADDR:PORT</c> adds a TCP listener, which

@@ -32,6 +32,19 @@ public sealed partial class VmManager
         return Checked(current with { DvdDrives = new ValueList<DvdDriveDefinition>(drives) });
     }, scope);
 
+    /// <summary>
+    /// Removes drive <paramref name="index"/>, or with null the VM's only drive: with several, which one is the
+    /// caller's to say (Remove-KvmDvdDrive -ControllerLocation, kvmps vm dvd remove --drive).
+    /// </summary>
+    public ChangeResult RemoveDvdDrive(string name, int? index)
+    {
+        var drives = Store.Get(name).DvdDrives;
+        if (index is null && drives.Count > 1)
+            // "DvdDrive": the drive number, which the cmdlets show as -ControllerLocation (CmdletParameterNames).
+            throw new ManagementValidationException(name, "DvdDrive", $"the VM has {drives.Count} DVD drives; say which one (0 to {drives.Count - 1})");
+        return RemoveDvdDrive(name, index ?? 0);
+    }
+
     /// <summary>Removes drive <paramref name="index"/> from the definition (a running VM keeps it until its next start).</summary>
     public ChangeResult RemoveDvdDrive(string name, int index) => Update(name, current =>
     {

@@ -27,8 +27,7 @@ public sealed class AddKvmDvdDriveCommand : KvmDvdCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        if (Pool is not null && Path is null)
-            throw KvmParameterException.Combination("Pool", Pool, "-Pool needs -Path (the volume's name in the pool)");
+        CheckPool();
         var iso = Path is null ? null : IsoPath(Path, Pool);
         if (!Output.ShouldProcess(name, iso is null ? "Add an empty DVD drive" : $"Add a DVD drive with '{iso}'"))
             return;
@@ -36,5 +35,22 @@ public sealed class AddKvmDvdDriveCommand : KvmDvdCmdletBase
         ReportChange(result, restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(Drive(name, result.After.DvdDrives.Count - 1));
+    }
+
+    private void CheckPool()
+    {
+        if (Pool is not null && Path is null)
+            throw KvmParameterException.Combination("Pool", Pool, "-Pool needs -Path (the volume's name in the pool)");
+    }
+
+    /// <summary>-HostName: kvmps vm dvd add there; -Path is that host's (or a volume of its -Pool); -PassThru: the new drive.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        CheckPool();
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", Path is null ? "Add an empty DVD drive" : $"Add a DVD drive with '{Path}'"))
+            return;
+        RemoteChangeConfirmed(remote, name, "dvd add", RemoteIsoOptions(Pool), Path is null ? [] : [Path]);
+        if (PassThru.IsPresent && RemoteDrives(remote, name) is { Count: > 0 } drives)
+            Output.WriteObject(drives[^1]);
     }
 }

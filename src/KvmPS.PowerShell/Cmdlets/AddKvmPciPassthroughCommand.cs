@@ -12,8 +12,8 @@ namespace KvmPS.Commands;
 /// (-VfioUserSocket); both take effect at the VM's next start.
 /// </summary>
 [Cmdlet(VerbsCommon.Add, "KvmPciPassthrough", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm))]
-public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
+public sealed class AddKvmPciPassthroughCommand : KvmPassthroughCmdletBase
 {
     /// <summary>Host PCI addresses, DDDD:BB:DD.F (as Get-KvmHostPciDevice shows them).</summary>
     [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
@@ -34,8 +34,7 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        if (Address.Length == 0 && VfioUserSocket.Length == 0)
-            throw KvmParameterException.Combination("Address", null, "give -Address (host PCI functions) or -VfioUserSocket (vfio-user servers), or both.");
+        RequireDevices(Address, VfioUserSocket);
         var definition = Manager.GetDefinition(name);
         AddVfioUser(name, definition);
         if (Address.Length == 0)
@@ -45,25 +44,19 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
             return;
         }
         var host = new PciHostDevices();
-        var add = new List<PciAddress>();
-        foreach (var text in Address)
-        {
-            var address = KvmParameterException.Parse(nameof(Address), text, PciAddress.Parse);
-            if (definition.PciPassthrough.Contains(address) || add.Contains(address))
+        var add = Pick(name, Address, t => KvmParameterException.Parse(nameof(Address), t, PciAddress.Parse), definition.PciPassthrough, attach: true,
+            "PciPassthrough", PciLabel, (text, address) =>
             {
-                Output.WriteError(ErrorFor(new VmDeviceAlreadyAttachedException(name, "PciPassthrough", text, $"VM '{name}' already has PCI device {address}"), text));
-                continue;
-            }
-            PciPassthroughReadiness readiness;
-            try { readiness = PciPassthroughCheck.Check(host, address); }
-            catch (PciPassthroughException e)
-            {
-                Output.WriteError(new KvmError(e, KvmErrorIds.PciDeviceUnusable, ErrorCategory.InvalidArgument, text));
-                continue;
-            }
-            foreach (var warning in readiness.Warnings) Output.WriteWarning(warning);
-            add.Add(address);
-        }
+                PciPassthroughReadiness readiness;
+                try { readiness = PciPassthroughCheck.Check(host, address); }
+                catch (PciPassthroughException e)
+                {
+                    Output.WriteError(new KvmError(e, KvmErrorIds.PciDeviceUnusable, ErrorCategory.InvalidArgument, text));
+                    return false;
+                }
+                foreach (var warning in readiness.Warnings) Output.WriteWarning(warning);
+                return true;
+            });
         if (add.Count == 0 || !Output.ShouldProcess(name, $"Pass through PCI {DisplayText.Count(add.Count, "device")} {string.Join(", ", add)}"))
             return;
         ReportChange(Manager.AddPciPassthrough(name, add), RestartIfNeeded.IsPresent);
@@ -73,17 +66,16 @@ public sealed class AddKvmPciPassthroughCommand : KvmVmCmdletBase
 
     private void AddVfioUser(string name, VmDefinition definition)
     {
-        var add = new List<string>();
-        foreach (var text in VfioUserSocket)
-        {
-            string socket = ResolvePath(text);
-            if (definition.VfioUserDevices.Contains(socket) || add.Contains(socket))
-                Output.WriteError(ErrorFor(new VmDeviceAlreadyAttachedException(name, "VfioUserDevices", socket, $"VM '{name}' already has vfio-user device '{socket}'"), text));
-            else
-                add.Add(socket);
-        }
+        var add = Pick(name, VfioUserSocket, ResolvePath, definition.VfioUserDevices, attach: true, "VfioUserDevices", VfioUserLabel);
         if (add.Count == 0 || !Output.ShouldProcess(name, $"Add {DisplayText.Count(add.Count, "vfio-user device")} {string.Join(", ", add.Select(s => $"'{s}'"))}"))
             return;
         ReportChange(Manager.AddVfioUserDevices(name, add), RestartIfNeeded.IsPresent);
+    }
+
+    /// <summary>-HostName: kvmps vm attach-pci there per device; addresses are that host's functions (checked there), sockets its paths.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        RequireDevices(Address, VfioUserSocket);
+        RemoteEach(remote, name, "attach-pci", "Pass through", Address, VfioUserSocket, PassThru.IsPresent, RestartIfNeeded.IsPresent);
     }
 }

@@ -22,4 +22,12 @@ public sealed class GetKvmDvdDriveCommand : KvmDvdCmdletBase
             if (ControllerLocation is null || ControllerLocation == i)
                 Output.WriteObject(Drive(name, i));
     }
+
+    /// <summary>-HostName: kvmps vm dvd list there.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        foreach (var drive in RemoteDrives(remote, name))
+            if (ControllerLocation is null || Convert.ToInt64(drive.Properties["ControllerLocation"].Value, System.Globalization.CultureInfo.InvariantCulture) == ControllerLocation)
+                Output.WriteObject(drive);
+    }
 }

@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 /// <summary>Get-KvmHostPciDevice: the host's PCI functions from sysfs, with what passthrough needs to know.</summary>
 [Cmdlet(VerbsCommon.Get, "KvmHostPciDevice", DefaultParameterSetName = AddressSet)]
 [OutputType(typeof(PciHostDevice))]
-public sealed class GetKvmHostPciDeviceCommand : KvmCmdletBase
+public sealed class GetKvmHostPciDeviceCommand : KvmRemoteCmdletBase
 {
     internal const string AddressSet = "Address";
 
@@ -25,10 +25,10 @@ public sealed class GetKvmHostPciDeviceCommand : KvmCmdletBase
     [SupportsWildcards]
     public string? Driver { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var devices = new PciHostDevices().List();
-        var driver = Driver is null ? null : new VmNamePattern(Driver);
+        var driver = DriverPattern();
         var byAddress = devices.ToDictionary(d => d.Address.ToString(), d => d, StringComparer.OrdinalIgnoreCase);
         var selection = VmSelector.Select(devices.Select(d => d.Address.ToString()).ToList(), Address);
         foreach (var missing in selection.NotFound)
@@ -40,5 +40,21 @@ public sealed class GetKvmHostPciDeviceCommand : KvmCmdletBase
             if (driver is null || (device.Driver is not null && driver.IsMatch(device.Driver)))
                 Output.WriteObject(device);
         }
+    }
+
+    private VmNamePattern? DriverPattern() => Driver is null ? null : new VmNamePattern(Driver);
+
+    /// <summary>
+    /// -HostName: kvmps host pci list there, selected here as locally (-Address, -Driver); KvmPS.RemotePciHostDevice
+    /// objects (the JSON fields: Address, VendorDevice, Class, Driver, IommuGroup, SriovTotalVfs, SriovNumVfs, PhysicalFunction; and HostName).
+    /// </summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var driver = DriverPattern();
+        var selected = remote.Select(Output, ["host", "pci", "list", "--json"], RemoteObject.PciHostDevice, Address, "PCI device",
+            KvmErrorIds.HostDeviceNotFound, keyProperty: "Address");
+        foreach (var device in selected)
+            if (driver is null || (device.Properties["Driver"].Value is string name && driver.IsMatch(name)))
+                Output.WriteObject(device);
     }
 }

@@ -12,8 +12,8 @@ namespace KvmPS.Commands;
 // Definition is the default set on purpose: with Parameters as the default, pwsh's binder never tries the
 // by-value -Definition for a piped hashtable ("cannot be bound"). A name, or any settings parameter, still selects Parameters.
 [Cmdlet(VerbsCommon.New, "KvmVm", DefaultParameterSetName = DefinitionSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm), typeof(KvmJob))]
-public sealed class NewKvmVmCommand : KvmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm), typeof(KvmJob))]
+public sealed class NewKvmVmCommand : KvmRemoteCmdletBase
 {
     internal const string ParametersSet = "Parameters";
     internal const string DefinitionSet = "Definition";
@@ -93,8 +93,11 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
     [Parameter]
     public SwitchParameter AsJob { get; set; }
 
-    /// <summary>The definition this invocation describes (paths resolved against the current location).</summary>
-    private VmDefinition BuildDefinition()
+    /// <summary>
+    /// The definition this invocation describes, its paths through <paramref name="path"/>: resolved against the current
+    /// location here, as given for -HostName (they are that host's paths).
+    /// </summary>
+    private VmDefinition BuildDefinition(Func<string, string> path)
     {
         if (Definition is not null)
             return VmDefinitionReader.FromDictionary(Unwrap(Definition));
@@ -114,16 +117,16 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
             Notes = Notes,
             LogMaxBytes = LogMaxBytes,
             LogFileCount = LogFileCount,
-            KernelPath = KernelPath is null ? null : ResolvePath(KernelPath),
-            InitrdPath = InitrdPath is null ? null : ResolvePath(InitrdPath),
+            KernelPath = KernelPath is null ? null : path(KernelPath),
+            InitrdPath = InitrdPath is null ? null : path(InitrdPath),
             KernelArguments = KernelArguments,
         }.ToNewDefinition(Name!);
-        return DvdPath is null ? definition : IsoInstall.Apply(definition, ResolvePath(DvdPath), Vnc);
+        return DvdPath is null ? definition : IsoInstall.Apply(definition, path(DvdPath), Vnc);
     }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
-        var definition = BuildDefinition();
+        var definition = BuildDefinition(ResolvePath);
         if (!Output.ShouldProcess(DisplayText.Vm(definition), "Create VM"))
             return;
         var manager = Manager;
@@ -132,6 +135,19 @@ public sealed class NewKvmVmCommand : KvmCmdletBase
             var progress = output.Progress();
             output.WriteObject(new KvmVm(manager.New(definition, progress)));
         });
+    }
+
+    /// <summary>
+    /// -HostName: the definition, checked here as locally, goes to kvmps vm new there in vm.json's format (on stdin);
+    /// the VM comes back as a <see cref="KvmRemoteVm"/>.
+    /// </summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var definition = BuildDefinition(p => p);
+        if (!Output.ShouldProcess($"{DisplayText.Vm(definition)} on host {remote.Display}", "Create VM"))
+            return;
+        var json = VmDefinitionJson.Serialize(definition);
+        KvmJobs.RunOrQueue(this, AsJob.IsPresent, "New-KvmVm", definition.Name, output => output.WriteObject(remote.RunVm(["vm", "new", "--json", "-"], json)));
     }
 
     /// <summary>PowerShell may hand over PSObject-wrapped values; the reader wants plain ones.</summary>

@@ -7,11 +7,11 @@ namespace KvmPS.Commands;
 
 /// <summary>Remove-KvmDvdDrive: removes a DVD drive from the VM's definition (a running VM keeps it until its next start). The ISO is left as it is.</summary>
 [Cmdlet(VerbsCommon.Remove, "KvmDvdDrive", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm))]
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
 public sealed class RemoveKvmDvdDriveCommand : KvmDvdCmdletBase
 {
     /// <summary>The drive (0 = the first); needed when the VM has more than one.</summary>
-    [Parameter]
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     [Alias("Index")]
     [ValidateRange(0, 63)]
     public int? ControllerLocation { get; set; }
@@ -22,13 +22,17 @@ public sealed class RemoveKvmDvdDriveCommand : KvmDvdCmdletBase
     protected override void ProcessVm(string name)
     {
         var drives = Manager.Store.Get(name).DvdDrives;
-        if (ControllerLocation is null && drives.Count > 1)
-            throw new ManagementValidationException(name, "DvdDrives", $"the VM has {drives.Count} DVD drives; say which with -ControllerLocation (0 to {drives.Count - 1})");
         var index = ControllerLocation ?? 0;
         if (!Output.ShouldProcess(name, $"Remove DVD drive {index}" + (index < drives.Count && drives[index].Path is { } iso ? $" (holding '{iso}'; the file is kept)" : "")))
             return;
-        ReportChange(Manager.RemoveDvdDrive(name, index), restartIfNeeded: false);
+        // Management refuses a missing -ControllerLocation when the VM has several drives (which one is the caller's to say).
+        ReportChange(Manager.RemoveDvdDrive(name, ControllerLocation), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
     }
+
+    /// <summary>-HostName: kvmps vm dvd remove there (--drive when given; that host refuses a missing one for several drives).</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name) =>
+        RemoteChange(remote, name, $"Remove DVD drive {ControllerLocation ?? 0} (the file is kept)", "dvd remove",
+            ControllerLocation is { } index ? ["--drive", Number(index)] : [], [], PassThru.IsPresent);
 }

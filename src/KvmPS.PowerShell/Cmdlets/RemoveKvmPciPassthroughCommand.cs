@@ -9,8 +9,8 @@ namespace KvmPS.Commands;
 
 /// <summary>Remove-KvmPciPassthrough: takes passed-through PCI functions (-Address) or vfio-user devices (-VfioUserSocket) away from the VM.</summary>
 [Cmdlet(VerbsCommon.Remove, "KvmPciPassthrough", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-[OutputType(typeof(KvmVm))]
-public sealed class RemoveKvmPciPassthroughCommand : KvmVmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]
+public sealed class RemoveKvmPciPassthroughCommand : KvmPassthroughCmdletBase
 {
     [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
@@ -29,8 +29,7 @@ public sealed class RemoveKvmPciPassthroughCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        if (Address.Length == 0 && VfioUserSocket.Length == 0)
-            throw KvmParameterException.Combination("Address", null, "give -Address (host PCI functions) or -VfioUserSocket (vfio-user servers), or both.");
+        RequireDevices(Address, VfioUserSocket);
         var definition = Manager.GetDefinition(name);
         RemoveVfioUser(name, definition);
         if (Address.Length == 0)
@@ -39,15 +38,8 @@ public sealed class RemoveKvmPciPassthroughCommand : KvmVmCmdletBase
                 Output.WriteObject(new KvmVm(Manager.Get(name)));
             return;
         }
-        var remove = new HashSet<PciAddress>();
-        foreach (var text in Address)
-        {
-            var address = KvmParameterException.Parse(nameof(Address), text, PciAddress.Parse);
-            if (definition.PciPassthrough.Contains(address))
-                remove.Add(address);
-            else
-                Output.WriteError(ErrorFor(new VmDeviceNotFoundException(name, "PciPassthrough", text, $"VM '{name}' has no PCI device {address}"), text));
-        }
+        var remove = Pick(name, Address, t => KvmParameterException.Parse(nameof(Address), t, PciAddress.Parse), definition.PciPassthrough, attach: false,
+            "PciPassthrough", PciLabel);
         if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove PCI passthrough of {DisplayText.Count(remove.Count, "device")} {string.Join(", ", remove)}"))
             return;
         ReportChange(Manager.RemovePciPassthrough(name, remove), restartIfNeeded: false);
@@ -57,17 +49,16 @@ public sealed class RemoveKvmPciPassthroughCommand : KvmVmCmdletBase
 
     private void RemoveVfioUser(string name, VmDefinition definition)
     {
-        var remove = new List<string>();
-        foreach (var text in VfioUserSocket)
-        {
-            string socket = ResolvePath(text);
-            if (definition.VfioUserDevices.Contains(socket))
-                remove.Add(socket);
-            else
-                Output.WriteError(ErrorFor(new VmDeviceNotFoundException(name, "VfioUserDevices", text, $"VM '{name}' has no vfio-user device '{socket}'"), text));
-        }
+        var remove = Pick(name, VfioUserSocket, ResolvePath, definition.VfioUserDevices, attach: false, "VfioUserDevices", VfioUserLabel);
         if (remove.Count == 0 || !Output.ShouldProcess(name, $"Remove {DisplayText.Count(remove.Count, "vfio-user device")} {string.Join(", ", remove.Select(s => $"'{s}'"))}"))
             return;
         ReportChange(Manager.RemoveVfioUserDevices(name, remove), restartIfNeeded: false);
+    }
+
+    /// <summary>-HostName: kvmps vm detach-pci there per device.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        RequireDevices(Address, VfioUserSocket);
+        RemoteEach(remote, name, "detach-pci", "Remove passthrough of", Address, VfioUserSocket, PassThru.IsPresent, restartIfNeeded: false);
     }
 }

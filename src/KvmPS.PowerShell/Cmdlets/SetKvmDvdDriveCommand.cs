@@ -15,7 +15,7 @@ namespace KvmPS.Commands;
 public sealed class SetKvmDvdDriveCommand : KvmDvdCmdletBase
 {
     /// <summary>The drive (0 = the first).</summary>
-    [Parameter]
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     [Alias("Index")]
     [ValidateRange(0, 63)]
     public int ControllerLocation { get; set; }
@@ -64,5 +64,21 @@ public sealed class SetKvmDvdDriveCommand : KvmDvdCmdletBase
         ReportChange(Manager.SetDvdMedia(name, ControllerLocation, iso, scope), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(Drive(name, ControllerLocation));
+    }
+
+    /// <summary>-HostName: kvmps vm attach-iso or eject-iso there, on drive -ControllerLocation; -PassThru: that drive.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var scope = LiveChangeParameters.Scope(Live.IsPresent, Config.IsPresent);
+        var action = Path is null ? $"Eject the medium of DVD drive {ControllerLocation}" : $"Insert '{Path}' into DVD drive {ControllerLocation}";
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", action + LiveChangeParameters.Describe(scope)))
+            return;
+        IEnumerable<string> options = [.. LiveChangeParameters.Arguments(Live.IsPresent, Config.IsPresent), "--drive", Number(ControllerLocation)];
+        if (Path is null)
+            RemoteChangeConfirmed(remote, name, "eject-iso", options, []);
+        else
+            RemoteChangeConfirmed(remote, name, "attach-iso", [.. options, .. RemoteIsoOptions(Pool)], [Path]);
+        if (PassThru.IsPresent && RemoteDrives(remote, name) is { } drives && ControllerLocation < drives.Count)
+            Output.WriteObject(drives[ControllerLocation]);
     }
 }

@@ -11,7 +11,7 @@ namespace KvmPS.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Set, "KvmFirmware", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(KvmFirmware))]
-public sealed class SetKvmFirmwareCommand : KvmVmCmdletBase
+public sealed class SetKvmFirmwareCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>The whole order; an empty list goes back to the default (boot disk first).</summary>
     [Parameter]
@@ -43,19 +43,46 @@ public sealed class SetKvmFirmwareCommand : KvmVmCmdletBase
 
     protected override void ProcessVm(string name)
     {
-        var current = Manager.Store.Get(name).BootOrder;
-        IReadOnlyList<BootDevice>? order = BootOrder ?? (FirstBootDevice is null ? null : current);
+        IReadOnlyList<BootDevice>? order = BootOrder;
         if (FirstBootDevice is { } first)
-            order = [first, .. (order!.Count > 0 ? order : [BootDevice.Disk]).Where(d => d != first)];
-        var text = order is null ? "" : $"boot order {(order.Count == 0 ? "(default: boot disk first)" : string.Join(", ", order))}";
-        if (BootOnce is { } once)
-            text += (text.Length > 0 ? "; " : "") + $"boot once from {once}";
-        if (ClearBootOnce.IsPresent)
-            text += (text.Length > 0 ? "; " : "") + "no one-time boot device";
-        if (!Output.ShouldProcess(name, "Set " + text))
+            order = BootOrders.WithFirst(order ?? Manager.Store.Get(name).BootOrder, first);
+        if (!Output.ShouldProcess(name, Describe(order, null)))
             return;
         ReportChange(Manager.SetFirmware(name, order, BootOnce, ClearBootOnce.IsPresent), restartIfNeeded: false);
         if (PassThru.IsPresent)
             Output.WriteObject(KvmFirmware.From(Manager.Store.Get(name)));
+    }
+
+    /// <summary>What the change does, for -WhatIf and -Confirm (<paramref name="first"/>: a first device the host puts in front).</summary>
+    private string Describe(IReadOnlyList<BootDevice>? order, BootDevice? first)
+    {
+        var parts = new List<string>();
+        if (order is not null)
+            parts.Add($"boot order {(order.Count == 0 ? "(default: boot disk first)" : string.Join(", ", order))}");
+        if (first is not null)
+            parts.Add($"first boot device {first}");
+        if (BootOnce is { } once)
+            parts.Add($"boot once from {once}");
+        if (ClearBootOnce.IsPresent)
+            parts.Add("no one-time boot device");
+        return "Set " + string.Join("; ", parts);
+    }
+
+    /// <summary>-HostName: kvmps vm boot-order there (--first moves the device to the front of that host's order).</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>();
+        if (FirstBootDevice is { } first)
+            options.AddRange(["--first", first.ToString()]);
+        if (BootOnce is { } once)
+            options.AddRange(["--once", once.ToString()]);
+        if (ClearBootOnce.IsPresent)
+            options.Add("--clear-once");
+        var order = BootOrder is null ? "keep" : BootOrder.Length == 0 ? "default" : string.Join(",", BootOrder);
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", Describe(BootOrder, FirstBootDevice)))
+            return;
+        RemoteChangeConfirmed(remote, name, "boot-order", options, [order]);
+        if (PassThru.IsPresent)
+            GetKvmFirmwareCommand.WriteRemote(this, remote, name);
     }
 }

@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 /// <summary>Set-KvmHostSriov: enables N virtual functions on an SR-IOV physical function (sriov_numvfs).</summary>
 [Cmdlet(VerbsCommon.Set, "KvmHostSriov", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(PciHostDevice))]
-public sealed class SetKvmHostSriovCommand : KvmCmdletBase
+public sealed class SetKvmHostSriovCommand : KvmRemoteCmdletBase
 {
     /// <summary>The physical function's PCI address (DDDD:BB:DD.F).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -25,7 +25,7 @@ public sealed class SetKvmHostSriovCommand : KvmCmdletBase
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void Process()
+    protected override void ProcessLocal()
     {
         var address = KvmParameterException.Parse(nameof(Device), Device, PciAddress.Parse);
         var devices = new PciHostDevices();
@@ -62,6 +62,23 @@ public sealed class SetKvmHostSriovCommand : KvmCmdletBase
         Output.WriteObject(devices.TryRead(address));
         foreach (var vf in sriov.VirtualFunctions(address))
             if (devices.TryRead(vf.Address) is { } device)
+                Output.WriteObject(device);
+    }
+
+    /// <summary>
+    /// -HostName: kvmps host sriov set there (that host checks the device and the count and refuses with its reason);
+    /// -PassThru: the physical function and its virtual functions from kvmps host pci list there.
+    /// </summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var address = KvmParameterException.Parse(nameof(Device), Device, PciAddress.Parse).ToString();
+        if (!Output.ShouldProcess($"{address} on host {remote.Display}", $"Set the SR-IOV virtual functions to {VfCount} (a changed count removes the existing ones)"))
+            return;
+        using (remote.Run(["host", "sriov", "set", "--json", "--", address, VfCount.ToString(System.Globalization.CultureInfo.InvariantCulture)])) { }
+        if (!PassThru.IsPresent)
+            return;
+        foreach (var device in remote.Objects(["host", "pci", "list", "--json"], RemoteObject.PciHostDevice))
+            if (Equals(device.Properties["Address"].Value, address) || Equals(device.Properties["PhysicalFunction"].Value, address))
                 Output.WriteObject(device);
     }
 }

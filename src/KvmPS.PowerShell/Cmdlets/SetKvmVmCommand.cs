@@ -8,7 +8,7 @@ namespace KvmPS.Commands;
 /// <summary>Set-KvmVm: changes stored settings; a running VM gets them at its next restart (or now with -RestartIfNeeded).</summary>
 [Cmdlet(VerbsCommon.Set, "KvmVm", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm))]
-public sealed class SetKvmVmCommand : KvmVmCmdletBase
+public sealed class SetKvmVmCommand : KvmRemoteVmCmdletBase
 {
     [Parameter]
     [ValidateRange(1, VcpuSettings.Limit)]
@@ -92,5 +92,31 @@ public sealed class SetKvmVmCommand : KvmVmCmdletBase
         ReportChange(result, RestartIfNeeded.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    /// <summary>-HostName: kvmps vm set there; paths are that host's, as given.</summary>
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        var options = new List<string>();
+        void Add(string option, string? value)
+        {
+            if (value is not null)
+                options.AddRange([option, value]);
+        }
+        static string? OnOff(bool? value) => value is { } v ? (v ? "on" : "off") : null;
+        Add("--vcpus", ProcessorCount is { } vcpus ? Number(vcpus) : null);
+        Add("--max-vcpus", MaximumProcessorCount is { } maxVcpus ? Number(maxVcpus) : null);
+        Add("--memory", MemoryStartupBytes is { } memory ? Bytes(memory) : null);
+        Add("--min-memory", MemoryMinimumBytes is { } min ? Bytes(min) : null);
+        Add("--max-memory", MemoryMaximumBytes is { } max ? Bytes(max) : null);
+        Add("--balloon", OnOff(BalloonEnabled));
+        Add("--autostart", OnOff(Autostart));
+        Add("--notes", Notes);
+        Add("--log-max", LogMaxBytes is { } logMax ? (logMax == 0 ? "0" : Bytes(logMax)) : null);
+        Add("--log-files", LogFileCount is { } files ? Number(files) : null);
+        Add("--kernel", KernelPath);
+        Add("--initrd", InitrdPath);
+        Add("--cmdline", KernelArguments);
+        RemoteChange(remote, name, "Change VM settings", "set", options, [], PassThru.IsPresent, RestartIfNeeded.IsPresent);
     }
 }

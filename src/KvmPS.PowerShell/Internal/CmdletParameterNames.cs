@@ -43,6 +43,7 @@ internal sealed class CmdletParameterNames
         ["NetworkAdapters.MacAddress"] = "MacAddress",
         ["PciPassthrough"] = "Address",
         ["VfioUserDevices"] = "VfioUserSocket",
+        ["DvdDrive"] = "ControllerLocation",
     };
 
     // Longest keys first so "Boot.KernelPath" wins over a shorter key inside it.

@@ -2,8 +2,11 @@ using KvmPS.Management.Pools;
 
 namespace KvmPS.PowerShell.Internal;
 
-/// <summary>Shared by the DVD cmdlets: an ISO given as a path (resolved as disks are) or as a pool volume.</summary>
-public abstract class KvmDvdCmdletBase : KvmVmCmdletBase
+/// <summary>
+/// Shared by the DVD cmdlets: an ISO given as a path (resolved as disks are) or as a pool volume; with -HostName the
+/// drives there (kvmps vm dvd list) as KvmPS.RemoteDvdDrive objects.
+/// </summary>
+public abstract class KvmDvdCmdletBase : KvmRemoteVmCmdletBase
 {
     /// <summary>
     /// The ISO as the definition stores it: with <paramref name="pool"/> a pool reference; a rooted or <c>~</c> path
@@ -18,4 +21,11 @@ public abstract class KvmDvdCmdletBase : KvmVmCmdletBase
         var definition = Manager.Store.Get(name);
         return KvmDvdDrive.From(name, index, definition.DvdDrives[index], p => Manager.Store.ResolveDiskPath(name, p));
     }
+
+    /// <summary>The VM's drives there, in order (ControllerLocation, VmName, Path, Pool, Volume, FullPath, HostName).</summary>
+    internal static IReadOnlyList<System.Management.Automation.PSObject> RemoteDrives(RemoteHost remote, string name) =>
+        remote.Objects(["vm", "dvd", "list", "--json", "--", name], RemoteObject.DvdDrive);
+
+    /// <summary>-Path and -Pool as kvmps takes them there: a path as given (that host's), or a volume with --pool.</summary>
+    internal static IEnumerable<string> RemoteIsoOptions(string? pool) => pool is null ? [] : ["--pool", pool];
 }

@@ -1,12 +1,14 @@
+using System.Globalization;
 using System.Management.Automation;
 
 namespace KvmPS.PowerShell.Internal;
 
 /// <summary>
-/// Base of the cmdlets that are not about one VM's -Name/-Vm selection (networks, pools, volumes, checkpoints) and also
-/// act on another host: -HostName, -UserName and -KeyFilePath (by property name from the pipeline, so a remote object
-/// piped on stays on its host). With -HostName each record goes to <see cref="ProcessRemote"/>, else to <see cref="ProcessLocal"/>.
-/// The VM cmdlets declare the same three in <see cref="KvmRemoteVmCmdletBase"/> (one base class: theirs brings -Name/-Vm).
+/// Base of every cmdlet that also acts on another host: -HostName, -UserName and -KeyFilePath (by property name from
+/// the pipeline, so a remote object piped on stays on its host), declared here once. With -HostName each record goes
+/// to <see cref="ProcessRemote"/>, else to <see cref="ProcessLocal"/>. The VM cmdlets derive from
+/// <see cref="KvmRemoteVmCmdletBase"/>, which adds -Name/-Vm; the others (networks, pools, volumes, checkpoints, host
+/// devices, New-KvmVm) from this class directly. The helpers below are the shared remote steps of both.
 /// </summary>
 public abstract class KvmRemoteCmdletBase : KvmCmdletBase
 {
@@ -57,4 +59,32 @@ public abstract class KvmRemoteCmdletBase : KvmCmdletBase
                         Output.WriteObject(answer);
             });
     }
+
+    /// <summary>
+    /// One definition change there: <c>kvmps vm VERB --json OPTIONS -- NAME POSITIONALS</c> (setvcpus, setmem, attach-disk,
+    /// ...), confirmed naming the host, its changes reported as here (<see cref="RemoteHost.ReportChange"/>), the VM
+    /// after it with <paramref name="passThru"/>. <paramref name="verb"/> may be two words (<c>dvd add</c>).
+    /// </summary>
+    internal void RemoteChange(RemoteHost remote, string name, string action, string verb, IEnumerable<string> options, IEnumerable<string> positionals,
+        bool passThru, bool restartIfNeeded = false)
+    {
+        if (!Output.ShouldProcess($"{name} on host {remote.Display}", action))
+            return;
+        RemoteChangeConfirmed(remote, name, verb, options, positionals, restartIfNeeded);
+        if (passThru)
+            Output.WriteObject(remote.Vm(name));
+    }
+
+    /// <summary>As <see cref="RemoteChange"/>, already confirmed and without output (a cmdlet that sends several changes or writes something else).</summary>
+    internal void RemoteChangeConfirmed(RemoteHost remote, string name, string verb, IEnumerable<string> options, IEnumerable<string> positionals, bool restartIfNeeded = false)
+    {
+        using var json = remote.Run(["vm", .. verb.Split(' '), "--json", .. options, "--", name, .. positionals]);
+        remote.ReportChange(this, json.RootElement, restartIfNeeded);
+    }
+
+    /// <summary>A number of bytes as kvmps takes a size ("4096B": it refuses a bare number).</summary>
+    internal static string Bytes(long bytes) => bytes.ToString(CultureInfo.InvariantCulture) + "B";
+
+    /// <summary>A whole number as a kvmps argument.</summary>
+    internal static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -24,23 +24,23 @@ public abstract class KvmVmCmdletBase : KvmCmdletBase
     [ValidateNotNull]
     public KvmVm[]? Vm { get; set; }
 
-    protected override void Process()
+    protected override void Process() => ForEachVm(this, Name, Vm, ProcessVm);
+
+    /// <summary>
+    /// The selection of this host's VMs that -Name and -Vm make, shared with <see cref="KvmRemoteVmCmdletBase"/>: each
+    /// VM once, a plain name that matches none an error, one VM's failure not stopping the others.
+    /// </summary>
+    internal static void ForEachVm(KvmCmdletBase cmdlet, string[]? name, KvmVm[]? vm, Action<string> process)
     {
-        foreach (var name in SelectVms())
+        var selection = VmResolver.Resolve(cmdlet.Manager.ListNames(), vm is null ? name : null, vm);
+        foreach (var missing in selection.NotFound)
+            cmdlet.Output.WriteError(KvmErrorMapping.VmNotFound(missing, cmdlet.Manager.StoreRoot));
+        foreach (var selected in selection.Names)
         {
             // Errors target what the caller gave: the piped object, or the name.
-            object target = Vm?.FirstOrDefault(v => v is not null && v.Name == name) ?? (object)name;
-            ForTarget(target, () => ProcessVm(name));
+            object target = vm?.FirstOrDefault(v => v is not null && v.Name == selected) ?? (object)selected;
+            cmdlet.ForTarget(target, () => process(selected));
         }
-    }
-
-    /// <summary>The VMs this record targets; reports the names that match no VM.</summary>
-    internal IReadOnlyList<string> SelectVms()
-    {
-        var selection = VmResolver.Resolve(Manager.ListNames(), Vm is null ? Name : null, Vm);
-        foreach (var missing in selection.NotFound)
-            Output.WriteError(KvmErrorMapping.VmNotFound(missing, Manager.StoreRoot));
-        return selection.Names;
     }
 
     /// <summary>Acts on one VM (exceptions become errors targeting the VM name).</summary>

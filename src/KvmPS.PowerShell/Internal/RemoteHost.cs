@@ -63,15 +63,15 @@ internal sealed class RemoteHost
     public KvmRemoteVm Vm(string name) =>
         Kvmps.List().FirstOrDefault(v => v.Name == name) is { } info ? Wrap(info) : throw new VmNotFoundException(name, Display);
 
-    /// <summary>Runs a kvmps command there that answers with one VM (vm save, vm import) and returns it.</summary>
-    public KvmRemoteVm RunVm(IReadOnlyList<string> arguments)
+    /// <summary>Runs a kvmps command there that answers with one VM (vm save, vm import, vm new with the definition on <paramref name="standardInput"/>) and returns it.</summary>
+    public KvmRemoteVm RunVm(IReadOnlyList<string> arguments, string? standardInput = null)
     {
-        using var json = Run(arguments);
+        using var json = Run(arguments, standardInput);
         return Wrap(RemoteVmInfo.FromJson(Display, json.RootElement));
     }
 
     /// <summary>Runs <c>kvmps ARGUMENTS</c> there (the arguments include --json) and returns what it printed.</summary>
-    public JsonDocument Run(IReadOnlyList<string> arguments) => Kvmps.RunJson(arguments);
+    public JsonDocument Run(IReadOnlyList<string> arguments, string? standardInput = null) => Kvmps.RunJson(arguments, standardInput);
 
     /// <summary>Runs <c>kvmps ARGUMENTS</c> there and returns its answer as objects with this host (<see cref="RemoteObject"/>).</summary>
     public IReadOnlyList<PSObject> Objects(IReadOnlyList<string> arguments, string typeName)
@@ -84,10 +84,11 @@ internal sealed class RemoteHost
     /// The names (the <c>name</c> field of a list answer) there that <paramref name="patterns"/> select (all without
     /// patterns), as the local cmdlets select; a plain name that matches none is an error of <paramref name="notFoundId"/>.
     /// </summary>
-    public IReadOnlyList<PSObject> Select(ICmdletOutput output, IReadOnlyList<string> listArguments, string typeName, IReadOnlyList<string>? patterns, string kind, string notFoundId)
+    public IReadOnlyList<PSObject> Select(ICmdletOutput output, IReadOnlyList<string> listArguments, string typeName, IReadOnlyList<string>? patterns, string kind, string notFoundId,
+        string keyProperty = "Name")
     {
         var all = Objects(listArguments, typeName);
-        var byName = all.GroupBy(o => (string)o.Properties["Name"].Value).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var byName = all.GroupBy(o => (string)o.Properties[keyProperty].Value).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
         var selection = VmSelector.Select(byName.Keys.ToList(), patterns);
         foreach (var missing in selection.NotFound)
             output.WriteError(new KvmError(new ItemNotFoundException($"{kind} '{missing}' was not found on host '{Display}'."), notFoundId, ErrorCategory.ObjectNotFound, missing));

@@ -18,6 +18,10 @@ internal static class RemoteObject
     public const string ChangeResult = "KvmPS.RemoteChangeResult";
     public const string RemoveResult = "KvmPS.RemoteVmRemoveResult";
     public const string NetworkAdapter = "KvmPS.RemoteVmNetworkAdapter";
+    public const string Firmware = "KvmPS.RemoteFirmware";
+    public const string DvdDrive = "KvmPS.RemoteDvdDrive";
+    public const string MemoryStatus = "KvmPS.RemoteVmMemoryStatus";
+    public const string PciHostDevice = "KvmPS.RemotePciHostDevice";
 
     public static PSObject From(JsonElement value, RemoteHost remote, string typeName)
     {
@@ -56,7 +60,8 @@ internal static class RemoteObject
     private static object? Value(JsonElement e) => e.ValueKind switch
     {
         JsonValueKind.String => e.GetString(),
-        JsonValueKind.Number => e.TryGetInt64(out var l) ? l : e.GetDouble(),
+        // Boxed apart: a plain ?: would make every number a double (a count of 1 as 1.0, which binds and compares badly).
+        JsonValueKind.Number => e.TryGetInt64(out var l) ? (object)l : e.GetDouble(),
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         JsonValueKind.Null or JsonValueKind.Undefined => null,
