@@ -237,7 +237,9 @@ static u32 wait_done(const struct vfu *v, u32 irqs_before, int *got_irq)
 {
     u32 status = 0;
     *got_irq = 0;
-    for (int i = 0; i < 10000; i++) {
+    /* Up to 5 s (each pass 100 us with interrupts open, plus a BAR read that is a round trip to the device's server):
+       on a loaded host the completion's interrupt can take well over a second to arrive. */
+    for (int i = 0; i < 50000; i++) {
         status = rd(v, R_STATUS);
         if (status == 0xffffffffu)
             break; /* the device is gone: no interrupt will come */

@@ -90,12 +90,7 @@ public sealed partial class VmmHost
             _log.WriteLine($"kvmps-vmm: the control socket {path} is in use by the VMM the VM comes from; this VMM takes it over once the VM runs here");
             return null;
         }
-        var server = ControlServer.Bind(path, this);
-        // Made as root before the jail: the jail user's, so that this VMM, and the next one a live upgrade starts (jailed
-        // as the same user), can still remove the socket and take the lock.
-        GiveToJailUser(path);
-        GiveToJailUser(path + ".lock");
-        return server;
+        return ControlServer.Bind(path, this);
     }
 
     /// <summary>

@@ -216,6 +216,14 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     {
         controlSetup.Join();
         _controlSetupFailure?.Throw();
+        // Made as root before the jail: the jail user's, so that this VMM, and the next one a live upgrade starts (jailed
+        // as the same user), can still remove the socket and take its lock. Here, on the main thread: only its filter
+        // has chown, for the jail's set-up.
+        if (_control is not null && _config.ControlSocket is { } path)
+        {
+            GiveToJailUser(Path.GetFullPath(path));
+            GiveToJailUser(Path.GetFullPath(path) + ".lock");
+        }
     }
 
     private int RunMachines(Thread controlSetup)

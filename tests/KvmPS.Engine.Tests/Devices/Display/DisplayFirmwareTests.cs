@@ -33,7 +33,7 @@ public sealed class GrubDisplayFactAttribute : FactAttribute
 public sealed class DisplayFirmwareTests(ITestOutputHelper output)
 {
     // Guest CPL0 code is emulated on the nested test host and the VGA BIOS draws every character pixel by pixel.
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(240);
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(300); // SeaBIOS and GRUB run emulated here: over 240 s under load
 
     private static bool WaitFor(Func<bool> condition, TimeSpan timeout)
     {
