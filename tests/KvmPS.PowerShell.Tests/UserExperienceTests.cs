@@ -185,7 +185,7 @@ public sealed class UserExperienceTests : IDisposable
         Assert.Equal("VM 'z': -BackingPath: a backing image needs Format = qcow2",
             _pwsh.Run("Add-KvmDisk z a.raw -Format Raw -BackingPath b.raw -SizeBytes 1MB").SingleError.ToString());
         Assert.False(File.Exists(Path.Combine(_pwsh.Store.Store.DiskDirectory("z"), "a.raw")), "no image for a refused disk");
-        Assert.Equal("Give -Count, -Maximum or both.", _pwsh.Run("Set-KvmVcpu z").SingleError.ToString());
+        Assert.Equal("Give -Count, -Maximum, -RelativeWeight, -MaximumPercent or several of them.", _pwsh.Run("Set-KvmVcpu z").SingleError.ToString());
 
         // A manifest hashtable keeps the manifest's keys: that is what the user wrote.
         var manifest = _pwsh.Run("New-KvmVm -Definition @{ Name = 'h'; MemoryStartupBytes = '256MB'; VcpuCount = 4; VcpuMaximum = 2 }").SingleError;
