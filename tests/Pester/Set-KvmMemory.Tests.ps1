@@ -132,6 +132,6 @@ Describe 'Set-KvmMemory -VmmOverheadLimitBytes' {
         $warnings | Should -BeNullOrEmpty -Because 'it is written into the running VMM''s cgroup'
         [long](Get-Content $file) | Should -Be (128MB + 96MB)
         Stop-KvmVm mem-lim -Force
-        Remove-KvmVm mem-lim -Force
+        Remove-KvmVm mem-lim -Force -Confirm:$false
     }
 }
