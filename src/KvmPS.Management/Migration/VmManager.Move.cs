@@ -121,7 +121,7 @@ public sealed partial class VmManager
                 progress?.Report(new OperationProgress(activity, "Done", 100) { VmName = name, Completed = true });
                 return new VmMoveResult(name, host, pid, destinationPid, figures.Total, figures.Downtime, figures.Bytes)
                 {
-                    DiskBytesSent = final.DiskBytesSent,
+                    DiskBytesSent = figures.DiskBytes, // the log line's when the VMM exited before a poll saw the last figures
                     RetainedDisksDirectory = deleted.RetainedDisksDirectory,
                     Transport = transportName,
                     StreamUri = options.Tunnel ? $"{uri} (ssh tunnel to {remoteEndpoint})" : uri,
@@ -277,11 +277,11 @@ public sealed partial class VmManager
         _ => 15,
     };
 
-    [GeneratedRegex(@"kvmps-vmm: migrated to \S+: total (\d+) ms, downtime (\d+) ms, (\d+) bytes")]
+    [GeneratedRegex(@"kvmps-vmm: migrated to \S+: total (\d+) ms, downtime (\d+) ms, (\d+) bytes(?:[^\n]*?, (\d+) bytes of \d+ disks)?")]
     private static partial Regex MigratedLine();
 
     /// <summary>The figures from the last status, or (when the VMM exited before a poll saw them) from its log line.</summary>
-    private (TimeSpan Total, TimeSpan? Downtime, long Bytes) SourceFigures(string name, MigrateStatusReply final)
+    private (TimeSpan Total, TimeSpan? Downtime, long Bytes, long DiskBytes) SourceFigures(string name, MigrateStatusReply final)
     {
         try
         {
@@ -291,12 +291,13 @@ public sealed partial class VmManager
                 var g = m[^1].Groups;
                 return (TimeSpan.FromMilliseconds(long.Parse(g[1].Value, CultureInfo.InvariantCulture)),
                         TimeSpan.FromMilliseconds(long.Parse(g[2].Value, CultureInfo.InvariantCulture)),
-                        long.Parse(g[3].Value, CultureInfo.InvariantCulture));
+                        long.Parse(g[3].Value, CultureInfo.InvariantCulture),
+                        g[4].Success ? long.Parse(g[4].Value, CultureInfo.InvariantCulture) : final.DiskBytesSent);
             }
         }
         catch (IOException)
         {
         }
-        return (TimeSpan.FromMilliseconds(final.TotalMs), final.DowntimeMs is { } d ? TimeSpan.FromMilliseconds(d) : null, final.BytesSent);
+        return (TimeSpan.FromMilliseconds(final.TotalMs), final.DowntimeMs is { } d ? TimeSpan.FromMilliseconds(d) : null, final.BytesSent, final.DiskBytesSent);
     }
 }
