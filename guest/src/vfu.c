@@ -87,8 +87,12 @@ static void vfu_intx_irq(u8 vector)
 {
     (void)vector;
     vfu_irqs++;
-    if (intx_bar0)
+    if (intx_bar0) {
         mmio_write32(intx_bar0 + R_IRQ_ACK, 1);
+        /* Read back before the EOI, as drivers flush a posted write: the device must have lowered its line when the
+           EOI unmasks it, or it fires again (a spurious interrupt). */
+        (void)mmio_read32(intx_bar0 + R_STATUS);
+    }
 }
 
 static u32 fnv1a(const u8 *p, u32 n)

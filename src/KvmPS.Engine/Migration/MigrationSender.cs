@@ -138,6 +138,8 @@ public sealed class MigrationSender
                 _log.WriteLine($"kvmps-vmm: error: {lost}");
             }
             ResumeIfWePaused();
+            // Logged before the phase says so: a client that sees Failed finds the reason in the log too.
+            _log.WriteLine($"kvmps-vmm: migration to {_request.Uri} {(_cancel ? "cancelled" : "failed")}: {reason}; the VM runs on here");
             lock (_lock)
             {
                 _phase = _cancel ? MigrationPhases.Cancelled : MigrationPhases.Failed;
@@ -145,7 +147,6 @@ public sealed class MigrationSender
                 _totalMs = _clock.ElapsedMilliseconds;
                 if (_downtime is { } d) _downtimeMs = d.ElapsedMilliseconds;
             }
-            _log.WriteLine($"kvmps-vmm: migration to {_request.Uri} {(_cancel ? "cancelled" : "failed")}: {reason}; the VM runs on here");
         }
         finally
         {

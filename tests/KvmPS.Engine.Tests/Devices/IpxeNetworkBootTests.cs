@@ -81,6 +81,9 @@ public sealed class IpxeNetworkBootTests(ITestOutputHelper log)
                 lock (stderr) return new Run(console, Read(debug), Read(dnsLog), Read(leases), stderr.ToString(), ipxeStarted, clock.ElapsedMilliseconds, vmm.HasExited);
             }
             WaitFor(() => { var r = Snapshot(); return done(r) || r.VmmExited; }, Timeout);
+            // An exited VMM's last stderr lines (its exit reason) may still be on their way to the event handler:
+            // WaitForExit() without a timeout returns once the redirected streams reached their end.
+            if (vmm.HasExited) vmm.WaitForExit();
             var run = Snapshot();
             log.WriteLine($"VMM start → iPXE initialised: {run.IpxeStartedMs} ms; run ended after {run.DoneMs} ms");
             log.WriteLine($"--- vmm stderr ---\n{run.VmmStderr}\n--- serial ---\n{run.Serial}\n--- debugcon (tail) ---\n{Tail(run.DebugCon)}\n--- dnsmasq ---\n{run.DnsmasqLog}\n--- leases ---\n{run.Leases}");

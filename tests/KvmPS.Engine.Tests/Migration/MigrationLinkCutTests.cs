@@ -66,7 +66,8 @@ public sealed partial class MigrationLinkCutTests(ITestOutputHelper log)
         log.WriteLine($"source: {status}\n{source.Stderr}");
         Assert.Equal(MigrationPhases.Failed, status.GetProperty("phase").GetString());
         Assert.False(status.TryGetProperty("downtime_ms", out _), "never paused for a hand-over");
-        Assert.Contains("the VM runs on here", source.Stderr);
+        // The VMM logs it before the phase turns Failed; the test reads its stderr asynchronously.
+        Assert.True(source.WaitForStderr("the VM runs on here", TimeSpan.FromSeconds(10)), source.Stderr);
         Assert.Equal("Running", control.Ok("status").GetProperty("state").GetString());
         int passes = DirtyPasses(ReadText(serial));
         Assert.True(WaitForFile(serial, t => DirtyPasses(t) >= passes + 2, Timeout), "the guest goes on at the source");
