@@ -171,7 +171,15 @@ internal sealed partial class LinuxGuest : IDisposable
         {
             var m = pattern.Match(Serial);
             if (m.Success) return m;
-            if (_vmm.HasExited || DateTime.UtcNow > deadline) return null;
+            if (_vmm.HasExited)
+            {
+                // Its last lines (a poweroff's answer) may still be on their way to the output handler: WaitForExit()
+                // without a timeout returns once the redirected streams reached their end.
+                _vmm.WaitForExit();
+                m = pattern.Match(Serial);
+                return m.Success ? m : null;
+            }
+            if (DateTime.UtcNow > deadline) return null;
             Thread.Sleep(100);
         }
     }
