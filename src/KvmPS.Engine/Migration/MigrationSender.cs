@@ -44,6 +44,7 @@ public sealed class MigrationSender
     private Stopwatch? _downtime;
     private DateTime? _stoppedUtc; // the last pause by us: the vCPUs out of KVM_RUN (host clock, for a same-clock downtime)
     private double _pauseMs;       // how long that pause took to get them out
+    private byte[]? _pageBuffer;   // SendPages' copy of the pages it frames
 
     // Status, under _lock.
     private string _phase = MigrationPhases.Setup;
@@ -181,6 +182,7 @@ public sealed class MigrationSender
         {
             // Local live upgrade: the destination maps the very same memory; nothing to copy, no rounds.
             SetPhase(MigrationPhases.StopCopy);
+            using var sharedNoGc = NoGcWindow.Enter();
             _downtime = Stopwatch.StartNew();
             PauseVm();
             var regions = new byte[4 + memory.Regions.Count * 16];
@@ -266,6 +268,7 @@ public sealed class MigrationSender
         // bandwidth cap applies to pre-copy only: once paused, every millisecond is downtime (QEMU does the same).
         SetPhase(MigrationPhases.StopCopy);
         _bandwidthLifted = true;
+        using var noGc = NoGcWindow.Enter();
         _downtime = Stopwatch.StartNew();
         PauseVm();
         var last = memory.HarvestDirtyPages();
@@ -368,7 +371,9 @@ public sealed class MigrationSender
     private void SendPages(GuestPageBitmap pages, bool sendZeroPages)
     {
         var memory = _machine.Memory;
-        var buffer = new byte[MigrationStream.MaxPagesPerFrame * MigrationStream.PageSize];
+        // One buffer for the whole migration: a large-object allocation per round would bring a full collection,
+        // once as late as the stop-and-copy.
+        var buffer = _pageBuffer ??= new byte[MigrationStream.MaxPagesPerFrame * MigrationStream.PageSize];
         var zeroRuns = new List<(ulong First, uint Count)>();
         Span<byte> runHead = stackalloc byte[12];
         foreach (var (first, count) in pages.Runs())

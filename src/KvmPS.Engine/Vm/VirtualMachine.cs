@@ -43,6 +43,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     private volatile bool _stopRequested, _pauseRequested;
     private bool _partsPaused; // under _stateLock
     private int _parked;
+    private readonly ManualResetEventSlim _parkedChanged = new(false, spinCount: 0); // set by each park, for Pause
     private KvmSystemHandle? _system;
     private KvmVmHandle? _vm;
     private IoEventLoop? _ioLoop;       // PCI: device I/O thread (ioeventfd notifications)
@@ -495,71 +496,6 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             throw new SnapshotException(path, $"the memory file has {fileBytes} bytes but the machine has {Memory.SizeBytes} bytes of RAM");
         if (mode == RestoreMemoryMode.Private) GuestMemoryFile.MapPrivate(Memory, file, path);
         else GuestMemoryFile.Copy(Memory, file, path);
-    }
-
-    /// <summary>Stops every vCPU at its next exit and waits until all are parked.</summary>
-    public bool Pause(TimeSpan timeout)
-    {
-        lock (_stateLock)
-        {
-            if (State == VmState.Paused) return true;
-            if (State != VmState.Running) throw new InvalidOperationException($"The VM cannot be paused from state {State}.");
-            _resumed.Reset();
-            _pauseRequested = true;
-        }
-        foreach (var v in _vcpus) v.Kick();
-        var deadline = DateTime.UtcNow + timeout;
-        while (Volatile.Read(ref _parked) < _vcpus.Count(v => v.State != VcpuRunState.Exited))
-        {
-            if (DateTime.UtcNow > deadline || _exit.Task.IsCompleted)
-            {
-                // Not every vCPU stopped: undo the request so the VM keeps running as its state says.
-                lock (_stateLock)
-                {
-                    _pauseRequested = false;
-                    _resumed.Set();
-                }
-                return false;
-            }
-            foreach (var v in _vcpus) if (v.State == VcpuRunState.Running) v.Kick();
-            Thread.Sleep(1);
-        }
-        // The vCPUs are parked; now every device activity (I/O thread, timers) stops too.
-        lock (_stateLock)
-        {
-            if (State != VmState.Running) return State == VmState.Paused;
-            if (!_partsPaused) { DeviceParts.PauseAll(); _partsPaused = true; }
-            SetState(VmState.Paused);
-        }
-        return true;
-    }
-
-    public void Resume()
-    {
-        lock (_stateLock)
-        {
-            if (State == VmState.Running) return;
-            if (State != VmState.Paused) throw new InvalidOperationException($"The VM cannot be resumed from state {State}.");
-            if (_partsPaused) { DeviceParts.ResumeAll(); _partsPaused = false; }
-            _pauseRequested = false;
-            _resumed.Set();
-            SetState(VmState.Running);
-        }
-    }
-
-    /// <summary>Runs <paramref name="wait"/> (an ejected vCPU's park) counted as parked, so a pause does not wait for it.</summary>
-    internal void ParkedWhile(Action wait)
-    {
-        Interlocked.Increment(ref _parked);
-        try { wait(); }
-        finally { Interlocked.Decrement(ref _parked); }
-    }
-
-    internal void ParkWhilePaused()
-    {
-        Interlocked.Increment(ref _parked);
-        try { _resumed.Wait(); }
-        finally { Interlocked.Decrement(ref _parked); }
     }
 
     /// <summary>Forced stop: vCPUs leave KVM_RUN at once.</summary>
