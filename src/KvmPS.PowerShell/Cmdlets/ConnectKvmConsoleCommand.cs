@@ -73,7 +73,7 @@ public sealed class ConnectKvmConsoleCommand : KvmRemoteVmCmdletBase
         // Checked here: ssh would run the console without a terminal, and its raw keys could not reach it.
         if (System.Console.IsInputRedirected)
             throw new InteractiveTerminalRequiredException(name);
-        Host.UI.WriteLine($"Connecting to the console of VM '{name}' on host '{remote.Display}' (Ctrl-] detaches)...");
+        Host.UI.WriteLine($"Connecting to VM '{name}' on host '{remote.Display}' through ssh...");
         remote.Kvmps.Console(name, replay: !NoReplay.IsPresent);
         if (PassThru.IsPresent)
             Output.WriteObject(remote.Vm(name));
