@@ -154,7 +154,10 @@ Describe '-HostName on the console, file and manifest cmdlets' {
         # A path: that host's, sent as given; the same checks as here, done there.
         $path = Join-Path $script:Pair.Directory 'r-raw.img'
         $raw = New-KvmDiskImage -Path $path -SizeBytes 1MB @script:Remote -Confirm:$false -ErrorAction Stop
-        ($raw.Path, $raw.Format, $raw.FileSizeBytes -lt 1MB) | Should -Be @($path, 'raw', $true)
+        $raw.Path | Should -Be $path
+        $raw.Format | Should -Be 'raw'
+        $raw.SizeBytes | Should -Be 1MB
+        Test-Path $path | Should -BeTrue
         New-KvmDiskImage -Path $path -SizeBytes 1MB @script:Remote -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
         Assert-KvmError $err -ErrorId RemoteCommandFailed -Command New-KvmDiskImage -Category InvalidOperation -NoTarget
         "$($err[0])" | Should -Match 'already exists'
