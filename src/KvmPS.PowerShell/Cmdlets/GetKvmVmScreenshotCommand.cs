@@ -52,8 +52,16 @@ public sealed class GetKvmVmScreenshotCommand : KvmRemoteVmCmdletBase
             throw new RemoteProtocolException(remote.Display, "'vm screenshot --json NAME -' printed no 'pngBase64' picture");
         // The file is written whole or not at all: a failed write must not leave half a picture under the name.
         var temporary = path + ".partial";
-        File.WriteAllBytes(temporary, bytes);
-        File.Move(temporary, path, overwrite: true);
+        try
+        {
+            File.WriteAllBytes(temporary, bytes);
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temporary);
+            throw;
+        }
         if (!PassThru.IsPresent)
             return;
         var result = RemoteObject.From(json.RootElement, remote, RemoteTypeName);
