@@ -13,7 +13,7 @@ public sealed partial class CliApp
         var sub = args.Next();
         return sub switch
         {
-            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, setvcpus, setmem, setlimits, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, attach-pci, detach-pci, boot-order, firmware, new, set, balloon, dvd, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
+            null => throw new UsageException("vm: give a subcommand: list, start, stop, restart, suspend, resume, remove, console, log, setvcpus, setmem, setlimits, attach-disk, detach-disk, attach-nic, detach-nic, attach-iso, eject-iso, attach-pci, detach-pci, boot-order, firmware, new, set, balloon, dvd, vnc, screenshot, addresses, snapshot, save, export, import, upgrade, migrate"),
             "-h" or "--help" => WriteHelp("vm"),
             "list" or "ls" => WithHelp("vm list", () => VmList(args.Parse("--json"))),
             "start" => WithHelp("vm start", () => VmStart(args.Parse("--json"))),
@@ -23,6 +23,7 @@ public sealed partial class CliApp
             "resume" => WithHelp("vm resume", () => VmSuspendOrResume(args.Parse("--json"), suspend: false)),
             "remove" or "rm" => WithHelp("vm remove", () => VmRemove(args.Parse("--force", "--keep-disks", "--json"))),
             "console" => WithHelp("vm console", () => VmConsole(args.Parse("--no-replay"))),
+            "log" => WithHelp("vm log", () => new VmLogCommand(this).Run(args.Parse(["--json"], ["--tail"]))),
             "setvcpus" => WithHelp("vm setvcpus", () => new VmLiveCommands(this).SetVcpus(args.Parse(["--live", "--config", "--json"], ["--maximum"]))),
             "setmem" => WithHelp("vm setmem", () => new VmLiveCommands(this).SetMem(args.Parse(["--live", "--config", "--json"], ["--minimum", "--maximum"]))),
             "setlimits" => WithHelp("vm setlimits", () => new VmLiveCommands(this).SetLimits(args.Parse(["--live", "--config", "--json"], ["--cpu-weight", "--cpu-maximum-percent", "--vmm-overhead-limit"]))),

@@ -107,6 +107,7 @@ public sealed partial class CliApp
             case "vol": return new PoolCommands(this).Vol(args);
             case "net": return new NetCommands(this).Net(args);
             case "host": return new HostCommands(this).Host(args);
+            case "disk": return new DiskCommands(this).Disk(args);
             default:
                 throw new UsageException($"unknown command '{verb}'");
         }

@@ -13,6 +13,7 @@ internal sealed class ExportCommand(CliApp app)
     {
         string? output = null;
         var force = false;
+        var json = false;
         var names = new List<string>();
         var onlyNames = false;
         while (args.Next() is { } arg)
@@ -36,12 +37,19 @@ internal sealed class ExportCommand(CliApp app)
                 case "--force":
                     force = true;
                     break;
+                case "--json":
+                    json = true;
+                    break;
                 default:
-                    throw new UsageException($"unknown option '{arg}' (export takes: -o FILE, --output FILE, --force)");
+                    throw new UsageException($"unknown option '{arg}' (export takes: -o FILE, --output FILE, --force, --json)");
             }
         }
 
+        if (json && output is not null)
+            throw new UsageException("export: --json prints the manifest in its answer; it takes no -o FILE");
         var export = ManifestExporter.Export(app.Manager, names.Count > 0 ? names : null, pci: app.PciDevices());
+        if (json)
+            return WriteJson(export);
         if (export.NotFound.Count > 0)
         {
             foreach (var missing in export.NotFound)
@@ -66,5 +74,34 @@ internal sealed class ExportCommand(CliApp app)
         }
         app.Err.WriteLine($"kvmps: wrote {export.VmNames.Count} VM(s) to {Path.GetFullPath(output)}");
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// --json (Export-KvmDesiredState -HostName reads it): the manifest text, the VMs in it, the names that matched
+    /// none and the warnings, in one answer; exit 5 when a name matched none, with the answer still printed, so the
+    /// caller reports those and keeps the rest as the local cmdlet does.
+    /// </summary>
+    private int WriteJson(ManifestExport export)
+    {
+        app.Out.WriteLine(CliOutput.Json(w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("manifest", export.Text);
+            WriteArray(w, "vms", export.VmNames);
+            WriteArray(w, "notFound", export.NotFound);
+            WriteArray(w, "warnings", export.Warnings);
+            w.WriteEndObject();
+        }));
+        foreach (var missing in export.NotFound)
+            app.Err.WriteLine($"kvmps: export: no VM named '{missing}'");
+        return export.NotFound.Count > 0 ? ExitCodes.VmNotFound : ExitCodes.Ok;
+    }
+
+    private static void WriteArray(System.Text.Json.Utf8JsonWriter w, string name, IEnumerable<string> values)
+    {
+        w.WriteStartArray(name);
+        foreach (var value in values)
+            w.WriteStringValue(value);
+        w.WriteEndArray();
     }
 }

@@ -24,6 +24,7 @@ internal static class HelpText
                               pause the vCPUs of a running VM, or let a paused one run
           vm remove NAME      remove a VM (--force: stop it first; --keep-disks)
           vm console NAME     attach to the serial console (Ctrl-] detaches)
+          vm log NAME         the serial console output so far (--tail N: the last N lines)
           vm setvcpus NAME N  set the vCPU count (a running VM gets it live within its maximum)
           vm setmem NAME SIZE set the memory (e.g. 512M, 1G; live within the maximum where the VMM can)
           vm setlimits NAME   CPU weight and cap, the VMM's memory overhead limit (its cgroup; live where it can)
@@ -39,6 +40,7 @@ internal static class HelpText
         Storage pools (docs/pools.md):
           pool list|create|remove|info   directory pools of volumes ('default' is under the store)
           vol list|create|remove         raw and qcow2 volumes in a pool
+          disk create PATH               a sparse raw or qcow2 image at PATH (--size, --format, --backing; --pool)
 
         Networks (docs/networks.md):
           net list|show|create|set|start|stop|remove   Nat, Isolated and Bridge networks (bridge, dnsmasq, nftables)
@@ -82,7 +84,7 @@ internal static class HelpText
 
             """,
         "export" => """
-            Usage: kvmps export [NAME...] [-o FILE] [--force]
+            Usage: kvmps export [NAME...] [-o FILE] [--force] [--json]
 
             Writes a desired-state manifest (.psd1) describing the VMs that exist now: all of them, or
             those named (wildcards allowed: 'web*'). Each VM's definition and its power state are
@@ -91,6 +93,8 @@ internal static class HelpText
 
               -o, --output FILE   write the manifest to FILE (through a temporary file)
               --force             overwrite FILE when it exists
+              --json              one JSON object on stdout: manifest (the text), vms, notFound, warnings
+                                  (no -o; a NAME that matches no VM: exit 5 with the object still printed)
 
             Exit: 0, 4 when FILE exists (without --force) or cannot be written, 5 when a NAME
             matches no VM (nothing is written).
@@ -132,6 +136,7 @@ internal static class HelpText
               vm resume NAME [--json]
               vm remove NAME [--force] [--keep-disks] [--json]
               vm console NAME [--no-replay]
+              vm log NAME [--tail N] [--json]
               vm setvcpus NAME [COUNT] [--maximum N] [--live|--config] [--json]
               vm setmem NAME [SIZE] [--minimum SIZE] [--maximum SIZE] [--live|--config] [--json]
               vm setlimits NAME [--cpu-weight N] [--cpu-maximum-percent N] [--vmm-overhead-limit SIZE|0] [--live|--config] [--json]
@@ -153,7 +158,7 @@ internal static class HelpText
               vm dvd add NAME [ISO | VOLUME --pool POOL] [--json]
               vm dvd remove NAME [--drive N] [--json]
               vm vnc NAME [--json]
-              vm screenshot NAME FILE.png [--timeout SECONDS] [--json]
+              vm screenshot NAME FILE.png|- [--timeout SECONDS] [--json]
               vm snapshot create NAME [SNAPSHOT] [--allow-raw-disks] [--incremental] [--json]
               vm snapshot list NAME [--json]
               vm snapshot restore NAME SNAPSHOT [--json]
@@ -365,9 +370,10 @@ internal static class HelpText
 
             """,
         "vm screenshot" => """
-            Usage: kvmps vm screenshot NAME FILE.png [--timeout SECONDS] [--json]
+            Usage: kvmps vm screenshot NAME FILE.png|- [--timeout SECONDS] [--json]
 
             Saves the running VM's screen as PNG, read through its VNC server (default timeout 10 s).
+            FILE '-' (with --json): no file; the answer carries the PNG as pngBase64 (Get-KvmVmScreenshot -HostName).
             Exit: 0, 2 bad option, 4 no display, not running or no picture in time, 5 no such VM.
 
             """,
@@ -427,7 +433,19 @@ internal static class HelpText
             Exit 0 moved, 4 failed (the VM runs on here), 5 no such VM, 7 the destination cannot be reached over ssh.
 
             """,
-        "vm console" => "Usage: kvmps vm console NAME [--no-replay]\n\nAttaches this terminal to the VM's serial console; type Ctrl-] to detach (the VM keeps running).\n  --no-replay   do not replay the last 64 KiB of console output first\n",
+        "vm console" => "Usage: kvmps vm console NAME [--no-replay]\n\nAttaches this terminal to the VM's serial console; type Ctrl-] to detach (the VM keeps running).\nWith --host it runs there through ssh -t (ssh's ~ escapes off: Ctrl-] detaches as here).\n  --no-replay   do not replay the last 64 KiB of console output first\n",
+        "vm log" => "Usage: kvmps vm log NAME [--tail N] [--json]\n\nPrints the VM's serial console output (its serial.log), one line each; nothing for a VM that never ran.\n  --tail N   only the last N lines\n  --json     {\"name\": NAME, \"lines\": [...]}\nExit: 0, 2 bad option, 5 no such VM.\n",
+        "disk" => """
+            Usage: kvmps disk create PATH [--size SIZE] [--format raw|qcow2] [--backing IMAGE] [--pool POOL] [--json]
+
+            Creates a sparse disk image at PATH (New-KvmDiskImage; it never overwrites a file). SIZE as 1G, 512M or
+            4096B, a multiple of 512; optional with --backing (then the backing image's size). The format defaults to
+            qcow2 for *.qcow2 names or with --backing, raw otherwise; a backing image needs qcow2.
+              --pool POOL   PATH is a volume name in POOL, --backing a volume of that pool
+              --json        {"path", "format", "sizeBytes", "fileSizeBytes", "backingPath"}
+            Exit: 0, 2 bad option or request, 4 the file exists or the pool refused it.
+
+            """,
         "dsc" => """
             Usage: kvmps dsc get|test|set < instance.json
 

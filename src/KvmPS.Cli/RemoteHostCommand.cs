@@ -48,12 +48,12 @@ internal static class RemoteHostCommand
             throw new UsageException($"{HostOption}: {e.Message}");
         }
         var rest = args[index..];
-        if (rest.Length >= 2 && rest[0] == "vm" && rest[1] == "console")
-            throw new UsageException($"vm console needs a terminal and does not run through {HostOption}; use: ssh -t {target} kvmps vm console NAME");
-
         var options = SshTransportOptions.FromEnvironment(app.GetEnvironment) with { KeyFilePath = identity };
         try
         {
+            // vm console needs a terminal there: ssh -t with this terminal (Ctrl-] detaches there as here).
+            if (rest.Length >= 2 && rest[0] == "vm" && rest[1] == "console")
+                return new SshTransport(options).RunInteractive(target, rest);
             // dsc get|test|set read their instance JSON from stdin: it goes to the remote kvmps. Other commands
             // read no input, and a terminal's stdin must not be drained by them.
             var input = rest.Length > 0 && rest[0] == "dsc" ? app.In.ReadToEnd() : null;

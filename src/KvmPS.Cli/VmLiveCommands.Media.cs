@@ -79,16 +79,22 @@ internal sealed partial class VmLiveCommands
     {
         var p = options.Positionals("vm screenshot", "vm screenshot NAME FILE.png [--timeout SECONDS]", 2, 2);
         var timeout = Timeout(options, "vm screenshot");
-        var shot = app.Manager.Screenshot(p[0], HostPath(p[1]), timeout);
+        // FILE '-': no file here; the PNG goes into the JSON answer (pngBase64), which Get-KvmVmScreenshot -HostName saves on its side.
+        var toAnswer = p[1] == "-";
+        if (toAnswer && !options.Has("--json"))
+            throw new UsageException("vm screenshot: FILE '-' puts the PNG into the JSON answer: add --json");
+        var shot = app.Manager.Screenshot(p[0], toAnswer ? null : HostPath(p[1]), timeout);
         if (options.Has("--json"))
         {
             app.Out.WriteLine(CliOutput.Json(w =>
             {
                 w.WriteStartObject();
                 w.WriteString("name", p[0]);
-                w.WriteString("path", shot.Path);
+                CliOutput.WriteNullable(w, "path", shot.Path);
                 w.WriteNumber("width", shot.Width);
                 w.WriteNumber("height", shot.Height);
+                if (toAnswer)
+                    w.WriteBase64String("pngBase64", KvmPS.Management.Display.ScreenshotWriter.ToPng(shot.Frame!));
                 w.WriteEndObject();
             }));
             return ExitCodes.Ok;

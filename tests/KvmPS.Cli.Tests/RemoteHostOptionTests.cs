@@ -103,16 +103,36 @@ public sealed class RemoteHostOptionTests : IDisposable
     }
 
     [Fact]
-    public void Identity_without_a_host_console_and_a_missing_key_are_usage_errors()
+    public void Identity_without_a_host_and_a_missing_key_are_usage_errors()
     {
         Assert.Equal(ExitCodes.Usage, Run("--identity", "/k", "vm", "list").Code);
-        var (code, _, error) = Run("--host", "h2", "vm", "console", "web");
+        var (code, _, error) = Run("--host", "h2", "--identity", "/nonexistent/key", "vm", "console", "web");
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.Contains("ssh -t h2 kvmps vm console NAME", error);
+        Assert.Contains("/nonexistent/key", error);
         (code, _, error) = Run("--host", "h2", "--identity", "/nonexistent/key", "vm", "list");
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Contains("/nonexistent/key", error);
         Assert.Equal(ExitCodes.Usage, Run("--host").Code);
+        Assert.False(File.Exists(SshArgumentsFile), "ssh was run");
+    }
+
+    [Fact]
+    public void Vm_console_runs_through_ssh_with_a_terminal_and_without_ssh_escapes()
+    {
+        // The terminal is this process's (not captured): the exit status is the remote command's.
+        var (code, _, error) = Run("--host", "h2", "vm", "console", "--no-replay", "web");
+        Assert.True(code == 0, error);
+        var ssh = File.ReadAllLines(SshArgumentsFile);
+        Assert.Equal("-t", ssh[0]);
+        Assert.DoesNotContain("-T", ssh);
+        Assert.Contains("-e", ssh);
+        Assert.Equal("none", ssh[Array.IndexOf(ssh, "-e") + 1]);
+        Assert.Equal(["--", "h2"], ssh[^3..^1]);
+        Assert.EndsWith("'vm' 'console' '--no-replay' 'web'", ssh[^1]);
+        // Options in the host are refused before ssh runs, as for every command.
+        File.Delete(SshArgumentsFile);
+        (code, _, _) = Run("--host", "-oProxyCommand=x", "vm", "console", "web");
+        Assert.Equal(ExitCodes.Usage, code);
         Assert.False(File.Exists(SshArgumentsFile), "ssh was run");
     }
 

@@ -169,6 +169,20 @@ public static class ManifestExporter
         return text.ToString();
     }
 
+    /// <summary>
+    /// A manifest exported on another host (Export-KvmDesiredState -HostName) with a top-level <c>HostName</c> naming
+    /// that host first, so applying the file here runs it there again (docs/remote.md) instead of on this host.
+    /// </summary>
+    public static string WithHostName(string text, string hostName)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var start = text.IndexOf("@{\n", StringComparison.Ordinal);
+        if (start < 0)
+            throw new FormatException("the exported manifest has no top-level '@{' to put HostName into");
+        var line = $"    {DesiredStateReader.HostNameKey} = {Manifests.PsdLiteral.String(hostName)}\n";
+        return text.Insert(start + 3, line);
+    }
+
     private static void WriteVm(StringBuilder text, VmDefinition d, VmState state, IList<string>? warnings)
     {
         ArgumentNullException.ThrowIfNull(d);

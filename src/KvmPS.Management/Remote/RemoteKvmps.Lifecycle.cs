@@ -56,4 +56,16 @@ public sealed partial class RemoteKvmps
 
     /// <summary><c>kvmps vm snapshot restore --json</c> there: the VM goes back to <paramref name="snapshotName"/>; its state after.</summary>
     public RemoteVmInfo RestoreSnapshot(string name, string snapshotName) => OneVm(["vm", "snapshot", "restore", "--json", "--", name, snapshotName]);
+
+    /// <summary>
+    /// <c>kvmps vm console NAME</c> there with this process's terminal (ssh -t): the remote console's own keys (Ctrl-]
+    /// detaches) and messages. A non-zero status is a <see cref="RemoteCommandFailedException"/> (5: no such VM); its
+    /// message was printed on the terminal, where the remote kvmps's output goes.
+    /// </summary>
+    public void Console(string name, bool replay)
+    {
+        var code = transport.RunInteractive(Target, replay ? ["vm", "console", "--", name] : ["vm", "console", "--no-replay", "--", name]);
+        if (code != 0)
+            throw new RemoteCommandFailedException(Target.ToString(), code, $"'kvmps vm console {name}' ended with an error (its message is above)");
+    }
 }

@@ -13,7 +13,7 @@ public sealed record RemoteCommandResult(SshTarget Target, int ExitCode, string 
 /// ssh's own failures (exit status 255) and a missing remote kvmps (126/127) become typed
 /// <see cref="RemoteHostException"/>s naming the host; any other status is the remote kvmps's own and is returned.
 /// </summary>
-public sealed class SshTransport(SshTransportOptions? options = null)
+public sealed partial class SshTransport(SshTransportOptions? options = null)
 {
     /// <summary>ssh's exit status for its own errors (connection, authentication); the remote command's otherwise.</summary>
     public const int SshErrorExitCode = 255;

@@ -6,10 +6,13 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>Connect-KvmConsole: attaches this terminal to the VM's serial console until Ctrl-] is typed.</summary>
+/// <summary>
+/// Connect-KvmConsole: attaches this terminal to the VM's serial console until Ctrl-] is typed. With -HostName the VM
+/// is on that host: <c>ssh -t</c> runs <c>kvmps vm console NAME</c> there with this terminal (its keys, Ctrl-] too).
+/// </summary>
 [Cmdlet(VerbsCommunications.Connect, "KvmConsole", DefaultParameterSetName = NameSet)]
-[OutputType(typeof(KvmVm), typeof(VncEndpoints))]
-public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
+[OutputType(typeof(KvmVm), typeof(KvmRemoteVm), typeof(VncEndpoints))]
+public sealed class ConnectKvmConsoleCommand : KvmRemoteVmCmdletBase
 {
     /// <summary>Do not replay the last 64 KiB of console output first.</summary>
     [Parameter]
@@ -58,5 +61,21 @@ public sealed class ConnectKvmConsoleCommand : KvmVmCmdletBase
         }
         if (PassThru.IsPresent)
             Output.WriteObject(new KvmVm(Manager.Get(name)));
+    }
+
+    internal override void ProcessRemoteVm(RemoteHost remote, string name)
+    {
+        if (Graphics.IsPresent)
+            throw KvmParameterException.Combination("Graphics", name, $"-Graphics shows this host's VNC endpoints; for a VM on host '{remote.Display}' run 'kvmps --host {remote.Display} vm vnc {name}' and forward its socket with ssh -L.");
+        if (_connected)
+            throw new VmStateException(name, VmState.Unknown, "Connect-KvmConsole attaches to one VM at a time; select a single VM");
+        _connected = true;
+        // Checked here: ssh would run the console without a terminal, and its raw keys could not reach it.
+        if (System.Console.IsInputRedirected)
+            throw new InteractiveTerminalRequiredException(name);
+        Host.UI.WriteLine($"Connecting to VM '{name}' on host '{remote.Display}' through ssh...");
+        remote.Kvmps.Console(name, replay: !NoReplay.IsPresent);
+        if (PassThru.IsPresent)
+            Output.WriteObject(remote.Vm(name));
     }
 }

@@ -6,11 +6,16 @@ using KvmPS.PowerShell.Internal;
 
 namespace KvmPS.Commands;
 
-/// <summary>New-KvmDiskImage: creates a sparse raw or qcow2 image (optionally on a backing image).</summary>
+/// <summary>
+/// New-KvmDiskImage: creates a sparse raw or qcow2 image (optionally on a backing image), here or with -HostName on
+/// that host (<c>kvmps disk create --json</c> there). The checks and the creation are <see cref="DiskImageFiles"/>'s.
+/// </summary>
 [Cmdlet(VerbsCommon.New, "KvmDiskImage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmDiskImage))]
-public sealed class NewKvmDiskImageCommand : KvmCmdletBase
+public sealed class NewKvmDiskImageCommand : KvmRemoteCmdletBase
 {
+    internal const string RemoteTypeName = "KvmPS.RemoteDiskImage";
+
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     [Alias("FullName")]
@@ -36,68 +41,68 @@ public sealed class NewKvmDiskImageCommand : KvmCmdletBase
     [ArgumentCompleter(typeof(KvmPS.PowerShell.Completers.StoragePoolNameCompleter))]
     public string? Pool { get; set; }
 
-    protected override void Process()
+    private string SizeText(string? backing) => SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + backing;
+
+    protected override void ProcessLocal()
     {
+        try
+        {
+            if (Pool is not null)
+            {
+                var pools = new KvmPS.Management.Pools.StoragePoolManager(Manager.Store);
+                var target = DiskImageFiles.PoolVolumePath(pools, Pool, Path);
+                var poolFormat = Format ?? DiskDefinition.DefaultFormat(Path, BackingPath);
+                if (Output.ShouldProcess(target, $"Create {poolFormat} disk image ({SizeText(BackingPath)}) in pool '{Pool}'"))
+                    Output.WriteObject(Wrap(DiskImageFiles.CreateInPool(pools, Pool, Path, SizeBytes, Format, BackingPath)));
+                return;
+            }
+            var path = ResolvePath(Path);
+            var backing = BackingPath is null ? null : ResolvePath(BackingPath);
+            var format = DiskImageFiles.Check(path, SizeBytes, Format, backing);
+            if (File.Exists(path))
+            {
+                Output.WriteError(new KvmError(new IOException($"'{path}' already exists; KvmPS does not overwrite disk images"),
+                    KvmErrorIds.DiskImageExists, ErrorCategory.ResourceExists, path));
+                return;
+            }
+            if (Output.ShouldProcess(path, $"Create {format} disk image ({SizeText(backing)})"))
+                Output.WriteObject(Wrap(DiskImageFiles.Create(path, SizeBytes, Format, backing)));
+        }
+        catch (DiskImageRequestException e)
+        {
+            throw new KvmParameterException(e.Input, e.Value, e.Message, e);
+        }
+    }
+
+    /// <summary>
+    /// On -HostName: <c>kvmps disk create --json</c> there, with -Path and -BackingPath as that host's paths (sent as
+    /// given, not resolved here); the answer is a <c>KvmPS.RemoteDiskImage</c> naming the host. The remote kvmps makes the same checks.
+    /// </summary>
+    internal override void ProcessRemote(RemoteHost remote)
+    {
+        var where = Pool is null ? Path : $"{Pool}/{Path}";
+        if (!Output.ShouldProcess($"{where} on host {remote.Display}", $"Create {Format?.ToString() ?? "a"} disk image ({SizeText(BackingPath)})"))
+            return;
+        var arguments = new List<string> { "disk", "create", "--json" };
+        if (SizeBytes is { } size)
+            arguments.AddRange(["--size", Bytes(size)]);
+        if (Format is { } format)
+            arguments.AddRange(["--format", format.ToString().ToLowerInvariant()]);
+        if (BackingPath is not null)
+            arguments.AddRange(["--backing", BackingPath]);
         if (Pool is not null)
-        {
-            CreateInPool(Pool);
-            return;
-        }
-        var path = ResolvePath(Path);
-        var backing = BackingPath is null ? null : ResolvePath(BackingPath);
-        var format = Format ?? DiskDefinition.DefaultFormat(path, backing);
-        if (SizeBytes is null && backing is null)
-            throw KvmParameterException.Combination(nameof(SizeBytes), null, "Give -SizeBytes, or -BackingPath to take the size of the backing image.");
-        if (format == DiskFormat.Raw && backing is not null)
-            throw new KvmParameterException(nameof(BackingPath), BackingPath, "a backing image needs the qcow2 format (-Format Qcow2)");
-        if (SizeBytes is { } s && s % DiskDefinition.SectorBytes != 0)
-            throw new KvmParameterException(nameof(SizeBytes), s, $"must be a multiple of {DiskDefinition.SectorBytes} (got {s})");
-        if (File.Exists(path))
-        {
-            Output.WriteError(new KvmError(new IOException($"'{path}' already exists; KvmPS does not overwrite disk images"),
-                KvmErrorIds.DiskImageExists, ErrorCategory.ResourceExists, path));
-            return;
-        }
-        var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + backing;
-        if (!Output.ShouldProcess(path, $"Create {format} disk image ({size})"))
-            return;
-        StorageDiskImageCreator.Create(path, format, SizeBytes ?? 0, backing);
-        var virtualSize = SizeBytes ?? ReadVirtualSize(path);
-        Output.WriteObject(new KvmDiskImage
-        {
-            Path = path,
-            Format = format,
-            SizeBytes = virtualSize,
-            FileSizeBytes = new FileInfo(path).Length,
-            BackingPath = backing,
-        });
+            arguments.AddRange(["--pool", Pool]);
+        arguments.AddRange(["--", Path]);
+        foreach (var image in remote.Objects(arguments, RemoteTypeName))
+            Output.WriteObject(image);
     }
 
-    /// <summary>-Pool: the same image creation as New-KvmVolume (StoragePoolManager.CreateVolume), shown as a disk image.</summary>
-    private void CreateInPool(string pool)
+    private static KvmDiskImage Wrap(CreatedDiskImage image) => new()
     {
-        var pools = new KvmPS.Management.Pools.StoragePoolManager(Manager.Store);
-        if (KvmPS.Management.Pools.StoragePoolNames.VolumeNameProblem(Path) is { } problem)
-            throw new KvmParameterException(nameof(Path), Path, $"with -Pool this is a volume name in pool '{pool}': '{Path}' {problem}");
-        var target = pools.VolumePath(pool, Path);
-        var format = Format ?? DiskDefinition.DefaultFormat(Path, BackingPath);
-        var size = SizeBytes is { } bytes ? DisplayText.Bytes(bytes) : "the size of " + BackingPath;
-        if (!Output.ShouldProcess(target, $"Create {format} disk image ({size}) in pool '{pool}'"))
-            return;
-        var volume = pools.CreateVolume(pool, Path, SizeBytes, Format, BackingPath);
-        Output.WriteObject(new KvmDiskImage
-        {
-            Path = volume.Path,
-            Format = volume.Format,
-            SizeBytes = volume.CapacityBytes,
-            FileSizeBytes = new FileInfo(volume.Path).Length,
-            BackingPath = volume.BackingVolume is null ? null : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(volume.Path)!, volume.BackingVolume),
-        });
-    }
-
-    private static long ReadVirtualSize(string path)
-    {
-        using var image = KvmPS.Storage.DiskImageFactory.Open(path, KvmPS.Storage.DiskImageFormat.Auto, readOnly: true);
-        return (long)image.SizeBytes;
-    }
+        Path = image.Path,
+        Format = image.Format,
+        SizeBytes = image.SizeBytes,
+        FileSizeBytes = image.FileSizeBytes,
+        BackingPath = image.BackingPath,
+    };
 }
