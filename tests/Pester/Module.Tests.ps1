@@ -90,6 +90,17 @@ Remove-KvmVm mod-auto -Force -Confirm:$false
         It '<_> has a Pester test file' -ForEach $exported {
             Join-Path $PSScriptRoot "$_.Tests.ps1" | Should -Exist
         }
+
+        It '<_> reaches another host (-HostName, -UserName, -KeyFilePath), or takes its host from the manifest' -ForEach $exported {
+            # docs/remote.md: the desired-state cmdlets read HostName from each manifest instead.
+            $parameters = (Get-Command $_).Parameters
+            if ($_ -in 'Get-KvmDesiredState', 'Test-KvmDesiredState', 'Invoke-KvmDesiredState') {
+                $parameters.Keys | Should -Not -Contain 'HostName'
+            }
+            else {
+                foreach ($name in 'HostName', 'UserName', 'KeyFilePath') { $parameters.Keys | Should -Contain $name }
+            }
+        }
     }
 
     Context 'help' {
