@@ -5,7 +5,7 @@ using KvmPS.Bench;
 
 // KvmPS benchmarks against QEMU on the same host, in the same run (docs/benchmarks.md). Run: ./build.sh bench [--runs N]
 int runs = 10;
-var figures = new HashSet<string> { "1", "2", "3", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d", "10e", "10f", "10g", "10h", "10i", "10j", "11a", "11b", "11c", "11d" };
+var figures = new HashSet<string> { "1", "1j", "2", "3", "3j", "4", "5", "6", "7", "8a", "8b", "8c", "8d", "8e", "8f", "8g", "9a", "9b", "9c", "9d", "10a", "10b", "10c", "10d", "10e", "10f", "10g", "10h", "10i", "10j", "11a", "11b", "11c", "11d" };
 bool partial = false;
 for (int i = 0; i < args.Length; i++)
 {
@@ -75,6 +75,19 @@ var f1m = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("microvm", 1, 25
 var f1p = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("pc", 1, 256, "kvmps.run=exit 0"))));
 results.Add(new("1", "Start-up: exec → first guest console byte", "ms", f1k, "QEMU -M microvm", f1m, "≤ 1/5 of QEMU and ≤ 10 ms median"));
 results.Add(new("1b", "Start-up: exec → first guest console byte", "ms", f1k, "QEMU -M pc", f1p, "≤ 1/5 of QEMU"));
+}
+// 1j/3j: the same with the jail on (docs/confinement.md: a private root, the kvmps user, no capabilities, a cgroup);
+// the seccomp filters are on in every figure. It needs root and the kvmps user that ./build.sh setup makes.
+string[]? jail = Environment.IsPrivilegedProcess && File.ReadLines("/etc/passwd").Any(l => l.StartsWith("kvmps:", StringComparison.Ordinal))
+    ? ["--jail", "on", "--user", "kvmps", "--cgroup", "kvmps/bench"] : null;
+if ((figures.Contains("1j") || figures.Contains("3j")) && jail is null)
+    Console.Error.WriteLine("figures 1j, 3j: skipped: the jail needs root and the kvmps user (./build.sh setup)");
+if (figures.Contains("1j") && jail is not null)
+{
+Console.Error.WriteLine("figure 1j: start-up, jailed");
+var f1j = Stats.Of(Repeat(runs, () => StartupSample(vmm, Kvmps(1, 256, "kvmps.run=exit 0", jail))));
+var f1jm = Stats.Of(Repeat(runs, () => StartupSample(qemu!, Qemu("microvm", 1, 256, "kvmps.run=exit 0"))));
+results.Add(new("1j", "Start-up: exec → first guest console byte, kvmps-vmm jailed (--jail on --user kvmps --cgroup)", "ms", f1j, "QEMU -M microvm", f1jm, "≤ 1/5 of QEMU and ≤ 10 ms median"));
 
 }
 
@@ -107,10 +120,10 @@ results.Add(new("2c", "CPU time spent up to API socket", "CPU ms", Stats.Of(cpuK
 
 // 3. Memory overhead: RSS beyond guest RAM, 256 MiB / 2 vCPUs, guest idle at its prompt.
 var privK = new List<double>(); var privQ = new List<double>();
-double MemorySample(bool kvmps)
+double MemorySample(bool kvmps, string[]? extra = null)
 {
     var clock = Stopwatch.StartNew();
-    var p = kvmps ? Host.Start(vmm, Kvmps(2, 256, "")) : Host.Start(qemu!, Qemu("microvm", 2, 256, ""));
+    var p = kvmps ? Host.Start(vmm, Kvmps(2, 256, "", extra ?? [])) : Host.Start(qemu!, Qemu("microvm", 2, 256, ""));
     try
     {
         Host.WaitForOutput(p, "ready", clock, TimeSpan.FromSeconds(30));
@@ -128,6 +141,14 @@ var f3k = Stats.Of(Repeat(runs, () => MemorySample(true)));
 var f3q = Stats.Of(Repeat(runs, () => MemorySample(false)));
 results.Add(new("3", "VMM memory overhead (RSS − guest RAM RSS), 256 MiB, 2 vCPUs", "MiB", f3k, "QEMU -M microvm", f3q, "≤ 5 MiB and ≤ 1/5 of QEMU"));
 results.Add(new("3p", "… of which private to the VMM (not shared file pages)", "MiB", Stats.Of(privK.Skip(1).ToList()), "QEMU -M microvm", Stats.Of(privQ.Skip(1).ToList()), "—"));
+}
+if (figures.Contains("3j") && jail is not null)
+{
+Console.Error.WriteLine("figure 3j: memory overhead, jailed");
+privK.Clear(); privQ.Clear();
+var f3j = Stats.Of(Repeat(runs, () => MemorySample(true, jail)));
+var f3jq = Stats.Of(Repeat(runs, () => MemorySample(false)));
+results.Add(new("3j", "VMM memory overhead (RSS − guest RAM RSS), 256 MiB, 2 vCPUs, kvmps-vmm jailed", "MiB", f3j, "QEMU -M microvm", f3jq, "≤ 5 MiB"));
 
 }
 

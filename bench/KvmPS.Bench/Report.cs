@@ -88,7 +88,7 @@ public static class Report
         sb.Append(table);
         sb.AppendLine();
         sb.AppendLine("How each figure is taken:");
-        sb.AppendLine("1. exec of the VMM → the first byte of guest console output read from its stdout (a pipe).");
+        sb.AppendLine("1. exec of the VMM → the first byte of guest console output read from its stdout (a pipe). 1j and 3j: the same as 1 and 3 with kvmps-vmm jailed (`--jail on --user kvmps --cgroup kvmps/bench`: a private root in its own mount namespace, the `kvmps` user, no capabilities, its own cgroup; docs/confinement.md); the seccomp filters are on in every figure.");
         sb.AppendLine("2. exec → the first successful connect on the control socket that gets an answer (kvmps-vmm: a `ping` reply; QEMU: the QMP greeting). CPU time is the sum of all the process's threads' `/proc/PID/task/*/schedstat` at that moment.");
         sb.AppendLine("3. with the guest idle at its prompt: `/proc/PID/smaps` total RSS minus the RSS of the guest-RAM mapping (the largest anonymous mapping of at least 256 MiB); 3p counts only Private_Clean + Private_Dirty, i.e. without file pages shared with other processes.");
         sb.AppendLine("4. kvmps-vmm: the guest's `pio N` command (N `out` instructions to port 0x80, handled in userspace), host-side time between its echo and its completion line, for 2N minus N exits; the C loop: `bench/KvmPS.Bench/Native/pio_loop.c`, a bare `KVM_RUN` loop around a 64-bit guest running the same three instructions per exit (`out; dec ecx; jnz`), which the built-in guest's `pio` loop also runs, since guest instructions are emulated on this host and must not differ.");
