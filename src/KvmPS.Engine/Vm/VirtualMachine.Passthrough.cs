@@ -19,7 +19,8 @@ public sealed partial class VirtualMachine
     /// </summary>
     public void ThrowIfNotMigratable()
     {
-        if (Config.Devices.FirstOrDefault(d => d is VfioUserDeviceConfig or VfioDeviceConfig) is { } device)
+        // A hot-plugged one counts as much as a configured one.
+        if (Config.Devices.Concat(HotpluggedDevices.Select(d => d.Config)).FirstOrDefault(d => d is VfioUserDeviceConfig or VfioDeviceConfig) is { } device)
             throw new PassthroughNotMigratableException(device switch
             {
                 VfioUserDeviceConfig u => $"vfio-user socket {u.SocketPath}",
