@@ -134,6 +134,43 @@ public class VfioUserHotplugTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void AHotPluggedVfioUserDeviceStaysPluggedAcrossAGuestRebootWithANewConnection()
+    {
+        using var dir = new TempDir();
+        using var server = new VfioUserTestServer();
+        string sock = dir.File("c.sock"), serial = dir.File("serial.log");
+        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "file:" + serial, "--memfd", "on");
+        try
+        {
+            using var client = new ControlClient(sock);
+            client.WaitForState("Running", Timeout);
+            Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial));
+            using var guest = Attach(sock, serial);
+            client.Ok("device.add", AddSpec(server.SocketPath) + ", \"pci\": \"00:04.0\"");
+            Assert.Contains("vfu: test rounds=2 ok=2 irqs=2 completed=2", Type(guest, "vfu test 2", "vfu: test rounds=2"));
+
+            // The guest resets the machine: the VMM builds it again, connects to the server again (the old connection
+            // closes) and plugs the device back in its slot before the boot, so the boot's PCI scan finds it.
+            Type(guest, "reboot", "KvmPS built-in guest v1");
+            Assert.True(WaitForFile(serial, t => Occurrences(t, "ready") >= 2, Timeout), Tail(ReadText(serial)));
+            Assert.Equal(2, client.Ok("status").GetProperty("boots").GetInt32());
+            Assert.Equal(["00:04.0 vfio-user hot"], DescribedDevices(client));
+            Assert.True(SpinWait.SpinUntil(() => Regex.Matches(server.Stderr, "client connected").Count >= 2, 10000), server.Stderr);
+            Assert.Contains("vfu: test rounds=3 ok=3 irqs=3 completed=3", Type(guest, "vfu test 3", "vfu: test rounds=3"));
+            Assert.Equal("removed", client.Ok("device.remove", "\"pci\": \"00:04.0\", \"timeout_ms\": 60000").GetProperty("state").GetString());
+            Assert.True(SpinWait.SpinUntil(() => Regex.Matches(server.Stderr, "client closed the connection").Count >= 2, 10000), server.Stderr);
+            client.Ok("stop", "\"graceful\": false");
+            Assert.Equal(0, vmm.WaitForExit(Timeout));
+        }
+        finally
+        {
+            log.WriteLine("serial:\n" + Tail(ReadText(serial)));
+            log.WriteLine("stderr:\n" + vmm.Stderr);
+            log.WriteLine("server:\n" + server.Stderr);
+        }
+    }
+
+    [Fact]
     public void AMissingSocketAServerThatDiesDuringTheAddAndGuestRamOutsideMemfdsAreClearErrorsAndTheVmRunsOn()
     {
         using var dir = new TempDir();
