@@ -336,14 +336,6 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         if (function is BochsDisplay display) Display = display;
     }
 
-    /// <summary>Creates a PCI function of its own (the display, a passthrough function) with what it needs of the machine.</summary>
-    private PciDevice CreateFunction(PciFunctionConfig config, DeviceContext context) =>
-        config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
-            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram))
-        {
-            Passthrough = PassthroughHost(),
-        });
-
     /// <summary>The machine's display (at most one, <c>--device display</c>), or null: what VNC and screenshots read.</summary>
     public BochsDisplay? Display { get; private set; }
 
