@@ -266,18 +266,21 @@ internal static class HelpText
         "vm attach-pci" => """
             Usage: kvmps vm attach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
 
-            Gives the VM a PCI device at its next start (as Add-KvmPciPassthrough):
+            Gives the VM a PCI device (as Add-KvmPciPassthrough): a running VM gets it at once (ACPI hot-plug), else
+            at its next start.
               --host DDDD:BB:DD.F   a host PCI function, passed through with kernel VFIO; it must exist and its IOMMU
-                                    group be free to give away (kvmps binds it to vfio-pci when the VM starts)
+                                    group be free to give away (kvmps binds it to vfio-pci at the start or hot-plug).
+                                    Hot-plug of a host function has not run on real hardware (no IOMMU here).
               --vfio-user SOCKET    a device served by another process over vfio-user; its server must listen on
-                                    SOCKET when the VM starts (docs/devices.md "Passthrough")
+                                    SOCKET at the start or hot-plug (docs/devices.md "Passthrough")
             Exit: 0, 2 bad option, 4 refused (no such device, IOMMU group in use, already attached), 5 no such VM.
 
             """,
         "vm detach-pci" => """
             Usage: kvmps vm detach-pci NAME --host DDDD:BB:DD.F|--vfio-user SOCKET [--json]
 
-            Takes a passthrough device away from the VM (at its next start, if it runs).
+            Takes a passthrough device away from the VM. On a running VM the guest releases it first, as for
+            detach-disk (30 s by default); a host function then goes back to its driver.
             Exit: 0, 2 bad option, 4 the VM has no such device, 5 no such VM.
 
             """,

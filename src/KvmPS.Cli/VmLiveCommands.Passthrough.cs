@@ -5,8 +5,8 @@ namespace KvmPS.Cli;
 
 /// <summary>
 /// <c>kvmps vm attach-pci|detach-pci</c>: a host PCI function passed through with kernel VFIO (<c>--host</c>) or a
-/// device served over vfio-user (<c>--vfio-user</c>), as Add-/Remove-KvmPciPassthrough. Both take effect at the VM's
-/// next start (passthrough devices do not hot-plug yet).
+/// device served over vfio-user (<c>--vfio-user</c>), as Add-/Remove-KvmPciPassthrough: hot-plugged into a running VM
+/// (VmManager.PassthroughHotplug.cs), else at the VM's next start.
 /// </summary>
 internal sealed partial class VmLiveCommands
 {

@@ -3,6 +3,7 @@ using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Store;
 using KvmPS.Management.Tests;
 using KvmPS.Management.Tests.TestSupport;
+using KvmPS.Management.Vmm;
 
 namespace KvmPS.Cli.Tests;
 
@@ -43,6 +44,27 @@ public sealed class PassthroughCliTests : IDisposable
         (code, _, error) = Run("vm", "detach-pci", "p", "--vfio-user", "/run/dev.sock");
         Assert.True(code == 0, error);
         Assert.Empty(_store.Get("p").VfioUserDevices);
+    }
+
+    [Fact]
+    public void On_a_running_vm_a_vfio_user_device_is_hot_plugged_and_unplugged()
+    {
+        var definition = TestDefinitions.Minimal("r");
+        _manager.New(definition);
+        using var vmm = new FakeVmm(_store.SocketPath("r"), VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l").Devices);
+
+        var (code, output, error) = Run("vm", "attach-pci", "r", "--vfio-user", "/run/dev.sock");
+        Assert.True(code == 0, error);
+        Assert.Contains("(applied to the running VM and stored)", output);
+        var device = Assert.Single(vmm.Devices, d => d.Type == "vfio-user");
+        Assert.Equal("/run/dev.sock", device.Options!["socket"].GetString());
+        Assert.Equal(["/run/dev.sock"], _store.Get("r").VfioUserDevices);
+
+        (code, output, error) = Run("vm", "detach-pci", "r", "--vfio-user", "/run/dev.sock");
+        Assert.True(code == 0, error);
+        Assert.Contains("(applied to the running VM and stored)", output);
+        Assert.DoesNotContain(vmm.Devices, d => d.Type == "vfio-user");
+        Assert.Empty(_store.Get("r").VfioUserDevices);
     }
 
     [Fact]

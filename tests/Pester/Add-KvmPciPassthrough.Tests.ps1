@@ -135,3 +135,58 @@ Describe 'Add-KvmPciPassthrough' {
         Get-KvmCompletion 'Add-KvmPciPassthrough pt' | Should -Be @('pt-a')
     }
 }
+
+Describe 'Add-/Remove-KvmPciPassthrough on a running VM' {
+    BeforeAll {
+        $server = Get-ChildItem (Join-Path $PSScriptRoot '../KvmPS.VfioUserTestDevice/bin/Release') -Recurse -Filter 'KvmPS.VfioUserTestDevice.dll' |
+            Select-Object -First 1
+        $server | Should -Not -BeNullOrEmpty -Because 'the solution build makes the test device server'
+        $script:socket = Join-Path $env:KVMPS_HOME 'vfu-live.sock'
+        $script:serverErr = Join-Path $TestDrive 'vfu-live.err'
+        $script:serverProcess = Start-Process dotnet -ArgumentList $server.FullName, '--socket', $socket -PassThru `
+            -RedirectStandardOutput (Join-Path $TestDrive 'vfu-live.out') -RedirectStandardError $serverErr
+        $deadline = (Get-Date).AddSeconds(30)
+        while (-not (Test-Path -LiteralPath $socket) -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 200 }
+        New-KvmTestVm -Name pt-live -Start | Out-Null
+        $deadline = (Get-Date).AddSeconds(60)
+        while (-not ((Get-KvmConsoleLog pt-live) -match 'ready') -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 500 }
+    }
+    AfterAll {
+        Remove-KvmTestVm pt-live
+        Stop-Process -Id $script:serverProcess.Id -ErrorAction SilentlyContinue
+    }
+
+    It 'hot-plugs a vfio-user device into the running VM, whose guest sees it, and stores it' {
+        $vm = Add-KvmPciPassthrough pt-live -VfioUserSocket $socket -PassThru -WarningVariable warnings
+        $warnings | Should -BeNullOrEmpty -Because 'nothing waits for a restart'
+        $vm.State | Should -Be 'Running'
+        $vm.VfioUserDevices | Should -Be @($socket)
+        $device = Get-KvmTestLiveDevice pt-live | Where-Object { $_.Type -eq 'vfio-user' -and $_.socket -eq $socket }
+        $device | Should -Not -BeNullOrEmpty
+        $deadline = (Get-Date).AddSeconds(60)
+        $added = "pci: slot $($device.Pci.Substring(3, 2)) added 1b36:7f5e"
+        while (-not ((Get-KvmConsoleLog pt-live) -match [regex]::Escape($added)) -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 500 }
+        (Get-KvmConsoleLog pt-live) -match [regex]::Escape($added) | Should -Not -BeNullOrEmpty
+    }
+
+    It 'unplugs it again: the guest ejects it, the server sees the connection close, the definition drops it' {
+        Remove-KvmPciPassthrough pt-live -VfioUserSocket $socket -WarningVariable warnings
+        $warnings | Should -BeNullOrEmpty
+        (Get-KvmVm pt-live).VfioUserDevices | Should -BeNullOrEmpty
+        Get-KvmTestLiveDevice pt-live | Where-Object { $_.Type -eq 'vfio-user' } | Should -BeNullOrEmpty
+        (Get-KvmConsoleLog pt-live) -match 'pci: slot [0-9a-f]{2} ejected' | Should -Not -BeNullOrEmpty
+        $deadline = (Get-Date).AddSeconds(10)
+        while (-not ((Get-Content -Raw $serverErr) -match 'client closed the connection') -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 200 }
+        Get-Content -Raw $serverErr | Should -Match 'client closed the connection'
+        (Get-KvmVm pt-live).State | Should -Be 'Running'
+    }
+
+    It 'refuses a socket no server listens on, naming it, and the VM runs on without it' {
+        $absent = Join-Path $TestDrive 'nobody.sock'
+        Add-KvmPciPassthrough pt-live -VfioUserSocket $absent -ErrorVariable err -ErrorAction SilentlyContinue
+        $err.Count | Should -BeGreaterThan 0
+        "$($err[0])" | Should -Match ([regex]::Escape($absent))
+        (Get-KvmVm pt-live).VfioUserDevices | Should -BeNullOrEmpty
+        (Get-KvmVm pt-live).State | Should -Be 'Running'
+    }
+}

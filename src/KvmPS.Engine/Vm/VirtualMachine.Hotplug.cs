@@ -11,10 +11,12 @@ using KvmPS.State;
 
 namespace KvmPS.Vm;
 
-/// <summary>A device plugged into a running machine: its slot, its configuration (as <c>describe</c> shows it) and its parts.</summary>
-public sealed record HotpluggedDevice(int Slot, DeviceConfig Config, IVirtioDevice Device, VirtioPciTransport Transport)
+/// <summary>A device plugged into a running machine: its slot, its configuration (as <c>describe</c> shows it) and its function.</summary>
+public sealed record HotpluggedDevice(int Slot, DeviceConfig Config, IHotplugFunction Part)
 {
     public string PciAddress => PciAddresses.Format(Slot);
+    /// <summary>The virtio device, or null for a passthrough function.</summary>
+    public IVirtioDevice? Device => (Part as VirtioHotplugFunction)?.Device;
 }
 
 /// <summary>A configured (cold-plugged) device the machine has: its slot (1 + its index in the configuration), its configuration and device.</summary>
@@ -40,11 +42,13 @@ public static class PciAddresses
 }
 
 /// <summary>
-/// ACPI PCI hot-plug of virtio-blk and virtio-net functions (docs/acpi.md "PCI hot-plug"). Slots 1..N hold the
+/// ACPI PCI hot-plug of virtio-blk and virtio-net functions and of passthrough functions (vfio-user, kernel VFIO)
+/// (docs/acpi.md "PCI hot-plug"). Slots 1..N hold the
 /// configured (cold-plugged) devices and are not hot-pluggable; slots N+1..31 are, each with an ACPI slot object.
 /// A device is created and plugged at once (BARs from the PCI windows, MSI-X, ioeventfds on the I/O thread) and the
 /// guest gets an insert event; a removal is only a request until the guest ejects the slot (<c>_EJ0</c>), and only
-/// then is the device unplugged and disposed (ioeventfds, MSI routes, its threads, the image or tap). Configured
+/// then is the device unplugged and disposed (ioeventfds, MSI routes, its threads, the image or tap; for a passthrough
+/// function its irqfds, BAR memory slots and its socket or VFIO fds). Configured
 /// devices that can be removed live (<see cref="ConfiguredDeviceSlots"/>: virtio-net, virtio-blk but the first disk)
 /// have slot objects too and leave the same way; their slots stay empty (<see cref="RemovedConfiguredSlots"/>: the
 /// other configured devices keep their slots, across a reboot, a snapshot and a migration too).
@@ -95,15 +99,16 @@ public sealed partial class VirtualMachine
     }
 
     /// <summary>
-    /// Plugs a new virtio-blk or virtio-net device into <paramref name="slot"/> (null: the lowest free hot-plug slot)
+    /// Plugs a new virtio-blk, virtio-net or passthrough (vfio-user, vfio) device into <paramref name="slot"/> (null: the lowest free hot-plug slot)
     /// of the running or paused machine and raises the insert event. Bad input (another device type, a slot that is
-    /// not hot-pluggable or is taken, no free slot, an image or tap that cannot be opened) throws naming it and leaves
+    /// not hot-pluggable or is taken, no free slot, an image or tap that cannot be opened, a vfio-user server that cannot be
+    /// reached or fails during the set-up: <see cref="KvmPS.Devices.Passthrough.PassthroughException"/>) throws naming it and leaves
     /// the machine as it was.
     /// </summary>
     public HotpluggedDevice AddPciDevice(DeviceConfig config, int? slot)
     {
-        if (config is not (BlockDeviceConfig or NetDeviceConfig))
-            throw new ArgumentException($"a {config.Type} device cannot be hot-plugged (only block and net can).");
+        if (!IsHotpluggable(config))
+            throw new ArgumentException($"a {config.Type} device cannot be hot-plugged (only block, net, vfio-user and vfio can).");
         lock (_stateLock)
         {
             if (State is not (VmState.Running or VmState.Paused)) throw new InvalidOperationException($"devices can be hot-plugged only while the VM runs or is paused (it is {State}).");
@@ -113,13 +118,16 @@ public sealed partial class VirtualMachine
                 int at = slot ?? FreeHotplugSlot();
                 CheckFreeHotplugSlot(at);
                 added = Plug(config, at);
-                if (_partsPaused) foreach (var p in added.Transport.PausableParts()) p.Pause(); // a paused VM stays quiescent
+                if (_partsPaused) foreach (var p in added.Part.Function.PausableParts()) p.Pause(); // a paused VM stays quiescent
                 Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
             }
             PciHotplug.Insert(added.Slot);
             return added;
         }
     }
+
+    internal static bool IsHotpluggable(DeviceConfig config) =>
+        config is BlockDeviceConfig or NetDeviceConfig or KvmPS.Devices.Passthrough.VfioUserDeviceConfig or KvmPS.Devices.Passthrough.VfioDeviceConfig;
 
     private int FreeHotplugSlot()
     {
@@ -141,17 +149,32 @@ public sealed partial class VirtualMachine
             throw new ArgumentException($"PCI slot {PciAddresses.Format(slot)} is taken: its device is being released after the guest's eject.");
     }
 
-    /// <summary>Creates the device (opens its image or tap) and plugs its transport into <paramref name="slot"/>; on failure nothing stays.</summary>
+    /// <summary>
+    /// Creates the device (opens its image or tap; a passthrough function connects, maps guest RAM for DMA and takes its
+    /// BARs and interrupts) and plugs it into <paramref name="slot"/>; on failure nothing stays.
+    /// </summary>
     private HotpluggedDevice Plug(DeviceConfig config, int slot)
     {
         var ioEvents = EnsureIoLoop();
         var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type));
+        if (config is PciFunctionConfig functionConfig)
+        {
+            var function = CreateFunction(functionConfig, context);
+            if (function is not KvmPS.Devices.Passthrough.PassthroughDevice passthrough)
+            {
+                function.Dispose();
+                throw new ArgumentException($"a {config.Type} device cannot be hot-plugged.");
+            }
+            try { Pci.AddDevice(slot, passthrough); }
+            catch { passthrough.Dispose(); throw; }
+            return new HotpluggedDevice(slot, config, new PassthroughHotplugFunction(passthrough));
+        }
         var rom = config.LoadExpansionRom();
         var device = config.CreateDevice(context);
         VirtioPciTransport transport;
         try { Pci.AddDevice(slot, transport = VirtioPciTransport.WithRom(new VirtioPciTransport(device, Memory, _msiRouter!, ioEvents), rom)); }
         catch { device.Dispose(); throw; }
-        return new HotpluggedDevice(slot, config, device, transport);
+        return new HotpluggedDevice(slot, config, new VirtioHotplugFunction(device, transport));
     }
 
     /// <summary>
@@ -196,8 +219,10 @@ public sealed partial class VirtualMachine
             gone = _hotplugged.FirstOrDefault(d => d.Slot == slot);
             if (gone is null || !_releasing.Add(slot)) return; // a second eject while the first is being served
         }
-        try { Pci.RemoveDevice(slot); } // BARs, ioeventfds and MSI routes go; the transport disposes the device (image, tap, threads)
-        catch (Exception e) { DeviceLogger($"PCI slot {PciAddresses.Format(slot)}: releasing {gone.Device.Name} after the guest's eject failed: {e.Message}"); }
+        // BARs, ioeventfds and MSI routes go; the transport disposes the device (image, tap, threads), a passthrough
+        // function its irqfds, BAR memory slots and its connection (the server sees the disconnect).
+        try { Pci.RemoveDevice(slot); }
+        catch (Exception e) { DeviceLogger($"PCI slot {PciAddresses.Format(slot)}: releasing {gone.Part.Name} after the guest's eject failed: {e.Message}"); }
         // Only now is it gone for describe and device.remove: "removed" means the image or tap is closed.
         lock (_hotplugLock)
         {
@@ -346,8 +371,8 @@ internal sealed class HotpluggedDevicesState(VirtualMachine machine) : IPersiste
             {
                 throw reader.Fail($"the device in slot {PciAddresses.Format(slot)} has a configuration this build cannot read: {e.Message}");
             }
-            // Only virtio-blk and virtio-net are ever hot-plugged (AddDevice refuses the rest): a record naming another
-            // type (the display, a PCI function of its own) is not from this VMM.
+            // Only virtio-blk and virtio-net are in a snapshot: AddDevice refuses the other types but passthrough ones,
+            // and a passthrough device refuses snapshots and migration. A record naming another type is not from this VMM.
             if (config is not (BlockDeviceConfig or NetDeviceConfig))
                 throw reader.Fail($"the device in slot {PciAddresses.Format(slot)} is a {config.Type} device, which cannot be hot-plugged");
             list.Add((slot, config));

@@ -1,4 +1,8 @@
+using KvmPS.Devices;
+using KvmPS.Devices.Config;
+using KvmPS.Devices.Display;
 using KvmPS.Devices.Passthrough;
+using KvmPS.Devices.Pci;
 
 namespace KvmPS.Vm;
 
@@ -13,13 +17,22 @@ public sealed partial class VirtualMachine
         (host, size) => new KvmGuestMemorySlot(_vm!, _nextPassthroughSlot++, host, size),
         (gsi, trigger, resample) => new KvmIntxIrqfd(_vm!, gsi, trigger, resample));
 
+    /// <summary>Creates a PCI function of its own (the display, a passthrough function) with what it needs of the machine.</summary>
+    private PciDevice CreateFunction(PciFunctionConfig config, DeviceContext context) =>
+        config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
+            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram))
+        {
+            Passthrough = PassthroughHost(),
+        });
+
     /// <summary>
     /// Refuses a snapshot or migration up front while a passthrough device is attached: like real VFIO devices without
     /// migration support, its state lives in the device (docs/devices.md, "Passthrough").
     /// </summary>
     public void ThrowIfNotMigratable()
     {
-        if (Config.Devices.FirstOrDefault(d => d is VfioUserDeviceConfig or VfioDeviceConfig) is { } device)
+        // A hot-plugged one counts as much as a configured one.
+        if (Config.Devices.Concat(HotpluggedDevices.Select(d => d.Config)).FirstOrDefault(d => d is VfioUserDeviceConfig or VfioDeviceConfig) is { } device)
             throw new PassthroughNotMigratableException(device switch
             {
                 VfioUserDeviceConfig u => $"vfio-user socket {u.SocketPath}",

@@ -69,7 +69,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     // The configured devices the machine has (not the removed ones), in slot order; replaced whole (copy on write).
     private ConfiguredDevice[] _configured = [];
     /// <summary>The configured devices in slot order, then the hot-plugged ones (a snapshot of the moment).</summary>
-    public IReadOnlyList<IVirtioDevice> Devices => [.. ConfiguredDevices.Select(d => d.Device), .. HotpluggedDevices.Select(d => d.Device)];
+    public IReadOnlyList<IVirtioDevice> Devices => [.. ConfiguredDevices.Select(d => d.Device), .. HotpluggedDevices.Select(d => d.Device).OfType<IVirtioDevice>()];
     public IReadOnlyList<Vcpu> Vcpus => _vcpus;
     public VmState State { get; private set; } = VmState.Created;
     /// <summary>The snapshot the next diff snapshot is taken on (the last one written or restored), or null: no diff possible yet.</summary>
@@ -331,11 +331,7 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     private void AddFunction(int slot, PciFunctionConfig config, DeviceContext context)
     {
         EnsureIoLoop(); // a passthrough function relays its interrupt eventfds on the I/O thread
-        var function = config.CreateFunction(new PciFunctionContext(context, _firmware is not null,
-            vram => new KvmVramSlot(_vm!, DirtyLog, DisplayDeviceConfig.VramSlotNumber, vram))
-        {
-            Passthrough = PassthroughHost(),
-        });
+        var function = CreateFunction(config, context);
         try { Pci.AddDevice(slot, function); }
         catch { function.Dispose(); throw; }
         if (function is BochsDisplay display) Display = display;

@@ -35,7 +35,7 @@ public sealed partial class VmmHost
     {
         int slot = PciAddresses.Parse(request.Pci, "pci");
         var device = machine.ConfiguredDevices.Where(d => d.Slot == slot).Select(d => d.Device)
-            .Concat(machine.HotpluggedDevices.Where(d => d.Slot == slot).Select(d => d.Device)).FirstOrDefault();
+            .Concat(machine.HotpluggedDevices.Where(d => d.Slot == slot).Select(d => d.Device).OfType<Devices.Virtio.IVirtioDevice>()).FirstOrDefault();
         if (device is not Devices.Virtio.Scsi.VirtioScsi drive)
             throw new ArgumentException($"{MediaChangeRequest.Name}: \"pci\": {PciAddresses.Format(slot)} is {(device is null ? "an empty slot" : $"a {device.Name} device")}, not a cdrom device.");
         return drive.ChangeMedia(request, PciAddresses.Format(slot));
@@ -66,9 +66,10 @@ public sealed partial class VmmHost
     }
 
     /// <summary>
-    /// device.add: ACPI PCI hot-plug of a virtio-blk or virtio-net device (Vm/VirtualMachine.Hotplug.cs). Bad input is
-    /// InvalidArgument naming it (the spec's type or path, the slot), nothing changes; with timeout_ms the reply waits
-    /// for the guest's driver to set DRIVER_OK.
+    /// device.add: ACPI PCI hot-plug of a virtio-blk, virtio-net or passthrough (vfio-user, vfio) device
+    /// (Vm/VirtualMachine.Hotplug.cs). Bad input is InvalidArgument naming it (the spec's type or path, the slot, a
+    /// vfio-user server that is not there or fails during the set-up), nothing changes; with timeout_ms the reply waits
+    /// for the guest's driver: DRIVER_OK, or for a passthrough function memory decoding and bus mastering on.
     /// </summary>
     public DeviceAddReply AddDevice(DeviceAddRequest request)
     {
@@ -85,7 +86,10 @@ public sealed partial class VmmHost
         catch (DeviceConfigException e) { throw new ArgumentException(e.Message); }
         HotpluggedDevice added;
         try { added = machine.AddPciDevice(config, slot); }
-        catch (Exception e) when (e is DeviceConfigException or BootImageException) { throw new ArgumentException($"{DeviceAddRequest.Name}: {e.Message}"); }
+        catch (Exception e) when (e is DeviceConfigException or BootImageException or Devices.Passthrough.PassthroughException)
+        {
+            throw new ArgumentException($"{DeviceAddRequest.Name}: {e.Message}");
+        }
         var clock = Stopwatch.StartNew();
         bool ready = DriverReady(added);
         while (!ready && clock.ElapsedMilliseconds < timeoutMs && !machine.Exited.IsCompleted)
@@ -96,7 +100,7 @@ public sealed partial class VmmHost
         return new DeviceAddReply { Device = DescribeDevice(added.Config, added.Slot, hotplugged: true, removable: true), DriverReady = ready, TimedOut = timeoutMs > 0 && !ready };
     }
 
-    private static bool DriverReady(HotpluggedDevice d) => (d.Transport.Status & Devices.Virtio.VirtioStatus.DriverOk) != 0;
+    private static bool DriverReady(HotpluggedDevice d) => d.Part.DriverReady;
 
     /// <summary>
     /// device.remove: an eject request for a hot-plugged device or a configured one that can leave a running VM

@@ -15,7 +15,7 @@ public sealed record PciAssignment(string VmName, PciAddress Address);
 /// folder, written before anything is changed, so a crash at any point is repaired by the next ReleaseAfterStop (it is
 /// idempotent and a VM without the files has nothing to give back).
 /// </summary>
-public sealed class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer, IVfNetlink? netlink = null)
+public sealed partial class PciPassthroughHost(PciHostDevices host, ISysfsWriter writer, IVfNetlink? netlink = null)
 {
     /// <summary>One line per function: its address and the driver to give it back to ("-" for none).</summary>
     public const string StateFileName = "pci-bindings";

@@ -97,6 +97,11 @@ public static class LiveChangeRules
             "NetworkAdapters" => limits.DeviceHotplug && !DeviceChange.ChangesSriovAdapters(before, after)
                        && DeviceChange.OnlyAddsOrRemoves(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey)
                        && !DeviceChange.Removed(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey).Any(a => limits.ColdPluggedAdapters.Contains(DeviceChange.AdapterKey(a))),
+            // Passthrough devices come and go whole through the same ACPI hot-plug as disks. A vfio-user server maps guest
+            // RAM for DMA, which needs it in memfds: a VM started with KSM and without a vfio-user device has it elsewhere.
+            "VfioUserDevices" => limits.DeviceHotplug && (DeviceChange.Added(before.VfioUserDevices, after.VfioUserDevices, s => s).Count == 0 || DeviceChange.GuestRamShareable(before)),
+            // Kernel VFIO: bound to vfio-pci at the hot-plug, given back after the guest's eject (not run on real hardware here).
+            "PciPassthrough" => limits.DeviceHotplug,
             // Media in and out of the drives the VM has; adding or removing a drive needs a restart (no cdrom hot-plug).
             "DvdDrives" => limits.MediaChange && before.DvdDrives.Count == after.DvdDrives.Count,
             // Written into the VMM's cgroup by management; a VMM started without one takes them at its next start.
@@ -123,6 +128,14 @@ public static class DeviceChange
     public static string DiskKey(DiskDefinition disk) => disk.Path;
 
     public static string AdapterKey(NetworkAdapterDefinition adapter) => adapter.MacAddress.ToString();
+
+    public static string PciKey(PciAddress address) => address.ToString();
+
+    /// <summary>
+    /// Whether the VMM of a VM started with <paramref name="definition"/> has guest RAM in memfds, which a vfio-user server
+    /// needs for DMA: management asks for memfds unless KSM is on, and the VMM takes them anyway for a vfio-user device.
+    /// </summary>
+    public static bool GuestRamShareable(VmDefinition definition) => !definition.MemoryBacking.KsmEnabled || definition.VfioUserDevices.Count > 0;
 
     /// <summary>True when an SR-IOV adapter (<see cref="NetworkAdapterDefinition.SriovVf"/>) is added, removed or changed.</summary>
     public static bool ChangesSriovAdapters(VmDefinition before, VmDefinition after) =>

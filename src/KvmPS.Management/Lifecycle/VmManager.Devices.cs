@@ -231,7 +231,7 @@ public sealed partial class VmManager
 
     /// <summary>
     /// Adds vfio-user devices (servers' socket paths, absolute); one already attached is
-    /// <see cref="VmDeviceAlreadyAttachedException"/>. Takes effect at the next start (no passthrough hot-plug yet).
+    /// <see cref="VmDeviceAlreadyAttachedException"/>. A running VM gets them at once (hot-plug, VmManager.PassthroughHotplug.cs).
     /// </summary>
     public ChangeResult AddVfioUserDevices(string name, IReadOnlyCollection<string> socketPaths) => Update(name, d =>
     {

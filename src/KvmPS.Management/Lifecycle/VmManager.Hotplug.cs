@@ -17,7 +17,7 @@ public sealed partial class VmManager
         "the running VM's kvmps-vmm cannot hot-plug disks or network adapters; stop the VM and change it then, " +
         "or store the change for the next start only (-Config; kvmps: --config)";
 
-    private static bool IsDeviceList(string property) => property is "Disks" or "NetworkAdapters";
+    private static bool IsDeviceList(string property) => property is "Disks" or "NetworkAdapters" or "VfioUserDevices" or "PciPassthrough";
 
     /// <summary>The VMM lists both hot-plug requests (a VMM from before them does not; one that lists them may still refuse them).</summary>
     private static bool SupportsDeviceHotplug(DescribeReply description) =>
@@ -39,6 +39,7 @@ public sealed partial class VmManager
         Store.CheckPaths(after);
         var disks = new DeviceListProgress<DiskDefinition>(before.Disks, after.Disks, DeviceChange.DiskKey);
         var adapters = new DeviceListProgress<NetworkAdapterDefinition>(before.NetworkAdapters, after.NetworkAdapters, DeviceChange.AdapterKey);
+        var passthrough = new PassthroughProgress(before, after);
         var ejecting = new List<PendingRemoval>();
         try
         {
@@ -62,6 +63,7 @@ public sealed partial class VmManager
                 else
                     adapters.Done(adapter);
             }
+            RemovePassthroughLive(client, name, live, passthrough, ejecting);
             foreach (var (disk, index) in disks.Added)
             {
                 if (FindBlockDevice(live, DiskPath(disk.Path)) is null)
@@ -95,21 +97,22 @@ public sealed partial class VmManager
                 }
                 adapters.Done(adapter);
             }
+            AddPassthroughLive(client, name, after, live, passthrough);
         }
-        catch (Exception) when (disks.AnyDone || adapters.AnyDone)
+        catch (Exception) when (disks.AnyDone || adapters.AnyDone || passthrough.AnyDone)
         {
-            StoreWhatTheVmHas(before, after with
+            StoreWhatTheVmHas(before, passthrough.Current(after with
             {
                 Disks = new ValueList<DiskDefinition>(disks.Current()),
                 NetworkAdapters = new ValueList<NetworkAdapterDefinition>(adapters.Current()),
-            });
+            }));
             throw;
         }
-        var stored = ejecting.Count == 0 ? after : after with
+        var stored = ejecting.Count == 0 ? after : passthrough.Current(after with
         {
             Disks = new ValueList<DiskDefinition>(disks.Current()),
             NetworkAdapters = new ValueList<NetworkAdapterDefinition>(adapters.Current()),
-        };
+        });
         return (stored, ejecting);
     }
 
@@ -155,9 +158,14 @@ public sealed partial class VmManager
             {
                 Disks = new ValueList<DiskDefinition>(current.Disks.Where(d => !Released("Disks", DeviceChange.DiskKey(d)))),
                 NetworkAdapters = new ValueList<NetworkAdapterDefinition>(current.NetworkAdapters.Where(a => !Released("NetworkAdapters", DeviceChange.AdapterKey(a)))),
+                VfioUserDevices = new ValueList<string>(current.VfioUserDevices.Where(s => !Released("VfioUserDevices", s))),
+                PciPassthrough = new ValueList<PciAddress>(current.PciPassthrough.Where(a => !Released("PciPassthrough", DeviceChange.PciKey(a)))),
             };
             if (stored != current)
                 Store.UpdateWhileLocked(stored.Validate());
+            // Host functions the guest released go back to their own drivers.
+            foreach (var gone in released.Where(r => r.Property == "PciPassthrough"))
+                GiveBackHostFunction(name, gone.Device);
         }
         if (kept is not null)
             throw new VmDeviceRemovalTimeoutException(name, kept.Property, kept.Device, kept.Pci, timeout);

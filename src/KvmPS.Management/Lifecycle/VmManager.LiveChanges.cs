@@ -256,7 +256,8 @@ public sealed partial class VmManager
         "MemoryStartupBytes" when !limits.MemoryResize => "the running VM's VMM cannot resize memory; the change needs a restart",
         "MemoryStartupBytes" when after.Memory.StartupBytes < limits.BootMemoryBytes =>
             $"{SizeParser.Format(after.Memory.StartupBytes)} is below the {SizeParser.Format(limits.BootMemoryBytes)} the running VM booted with (shrink it with the balloon, Invoke-KvmBalloon)",
-        "Disks" or "NetworkAdapters" when !limits.DeviceHotplug => HotplugMissingAdvice,
+        "Disks" or "NetworkAdapters" or "VfioUserDevices" or "PciPassthrough" when !limits.DeviceHotplug => HotplugMissingAdvice,
+        "VfioUserDevices" => "the running VM's guest RAM is not in memfds (it was started with KsmEnabled and no vfio-user device), so a vfio-user server cannot map it; the change needs a restart",
         "NetworkAdapters" when DeviceChange.ChangesSriovAdapters(before, after) =>
             "an SR-IOV adapter is a passthrough device, not hot-plugged yet: adding, removing or changing one takes effect at the VM's next start",
         "Disks" when DeviceChange.Removed(before.Disks, after.Disks, DeviceChange.DiskKey).FirstOrDefault(d => limits.ColdPluggedDisks.Contains(d.Path)) is { } cold =>

@@ -9,7 +9,7 @@ namespace KvmPS.Commands;
 
 /// <summary>
 /// Add-KvmPciPassthrough: gives the VM host PCI functions (kernel VFIO, -Address) or devices served over vfio-user
-/// (-VfioUserSocket); both take effect at the VM's next start.
+/// (-VfioUserSocket); a running VM gets them at once (hot-plug), else at its next start.
 /// </summary>
 [Cmdlet(VerbsCommon.Add, "KvmPciPassthrough", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KvmVm), typeof(KvmRemoteVm))]

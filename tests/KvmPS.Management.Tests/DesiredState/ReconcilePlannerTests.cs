@@ -136,6 +136,21 @@ public sealed class ReconcilePlannerTests
     }
 
     [Fact]
+    public void Vfio_user_devices_added_or_removed_on_a_running_vm_that_hot_plugs_are_live()
+    {
+        var hotplug = new LiveLimits(1, false, 256L << 20) { DeviceHotplug = true };
+        var running = Vm("web", VmState.Running) with { Limits = hotplug };
+
+        var add = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; VfioUserDevices = @('/run/dev.sock') }");
+        Assert.Equal("UpdateLive:web", Steps(ReconcilePlanner.Plan(add, Host(running))));
+        var withDevice = running with { Definition = running.Definition with { VfioUserDevices = new ValueList<string>(["/run/dev.sock"]) } };
+        var remove = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; VfioUserDevices = @() }");
+        Assert.Equal("UpdateLive:web", Steps(ReconcilePlanner.Plan(remove, Host(withDevice))));
+        // A VMM that cannot hot-plug takes it at the next start.
+        Assert.Equal("UpdateNeedsRestart:web", Steps(ReconcilePlanner.Plan(add, Host(running with { Limits = hotplug with { DeviceHotplug = false } }))));
+    }
+
+    [Fact]
     public void Host_only_drift_on_a_running_vm_is_live()
     {
         var manifest = Manifest("@{ Name = 'web'; MemoryStartupBytes = 256MB; State = 'Running'; Notes = 'new' }");

@@ -211,6 +211,8 @@ public sealed class FakeVmm : IVmmControl, IDisposable
             BlockDeviceSpec b => new Dictionary<string, object?> { ["path"] = b.Path, ["format"] = b.Format?.ToString().ToLowerInvariant(), ["read_only"] = b.ReadOnly ?? false, ["serial"] = b.Serial },
             NetDeviceSpec n => new Dictionary<string, object?> { ["tap"] = n.Tap, ["bridge"] = n.Bridge, ["mac"] = n.Mac },
             CdromDeviceSpec c => new Dictionary<string, object?> { ["path"] = c.Path },
+            VfioUserDeviceSpec u => new Dictionary<string, object?> { ["socket"] = u.Socket },
+            VfioDeviceSpec v => new Dictionary<string, object?> { ["host"] = v.Host },
             _ => new Dictionary<string, object?>(),
         };
         return new DeviceDescription
