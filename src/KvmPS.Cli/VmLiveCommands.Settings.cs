@@ -16,7 +16,15 @@ internal sealed partial class VmLiveCommands
     {
         var p = options.Positionals("vm new", "vm new FILE|- [--json]", 1, 1);
         var text = p[0] == "-" ? app.In.ReadToEnd() : File.ReadAllText(HostPath(p[0]));
-        var definition = VmDefinitionJson.Deserialize(text);
+        VmDefinition definition;
+        try { definition = VmDefinitionJson.Deserialize(text); }
+        catch (VmDefinitionException e) when (e.InnerException is System.Text.Json.JsonException)
+        {
+            // Not JSON at all (a .psd1 is the usual mistake): name the input, not a VM that has no name yet.
+            string source = p[0] == "-" ? "standard input" : p[0];
+            throw new UsageException($"vm new: {source} is not a valid VM definition (vm.json's JSON format; " +
+                $"a .psd1 manifest goes to 'kvmps apply'): {e.Property}: {e.Reason}");
+        }
         var info = app.Manager.New(definition);
         return app.WriteVmResult(options, info, $"VM '{info.Name}' created ({info.State}).");
     }

@@ -59,6 +59,13 @@ public sealed class SettingsCliTests : IDisposable
         Assert.NotEqual(0, code);
         Assert.Contains("emoryStartupBytes", error);
         Assert.DoesNotContain("bad", _manager.ListNames());
+
+        // A .psd1 given by mistake: a usage error naming the input and where manifests go, not "VM ''".
+        (code, _, error) = CliRun.With(_manager, "@{ Name = 'psd' }", "vm", "new", "-");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("standard input is not a valid VM definition", error);
+        Assert.Contains("kvmps apply", error);
+        Assert.DoesNotContain("VM ''", error);
     }
 
     [Fact]
