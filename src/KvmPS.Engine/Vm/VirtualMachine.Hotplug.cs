@@ -100,7 +100,7 @@ public sealed partial class VirtualMachine
     /// not hot-pluggable or is taken, no free slot, an image or tap that cannot be opened) throws naming it and leaves
     /// the machine as it was.
     /// </summary>
-    public HotpluggedDevice AddPciDevice(DeviceConfig config, int? slot)
+    public HotpluggedDevice AddPciDevice(DeviceConfig config, int? slot, PassedFiles? files = null)
     {
         if (config is not (BlockDeviceConfig or NetDeviceConfig))
             throw new ArgumentException($"a {config.Type} device cannot be hot-plugged (only block and net can).");
@@ -112,7 +112,7 @@ public sealed partial class VirtualMachine
             {
                 int at = slot ?? FreeHotplugSlot();
                 CheckFreeHotplugSlot(at);
-                added = Plug(config, at);
+                added = Plug(config, at, files);
                 if (_partsPaused) foreach (var p in added.Transport.PausableParts()) p.Pause(); // a paused VM stays quiescent
                 Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
             }
@@ -142,10 +142,10 @@ public sealed partial class VirtualMachine
     }
 
     /// <summary>Creates the device (opens its image or tap) and plugs its transport into <paramref name="slot"/>; on failure nothing stays.</summary>
-    private HotpluggedDevice Plug(DeviceConfig config, int slot)
+    private HotpluggedDevice Plug(DeviceConfig config, int slot, PassedFiles? files = null)
     {
         var ioEvents = EnsureIoLoop();
-        var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type));
+        var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type)) { Files = files };
         var rom = config.LoadExpansionRom();
         var device = config.CreateDevice(context);
         VirtioPciTransport transport;
@@ -249,7 +249,7 @@ public sealed partial class VirtualMachine
     /// Before the first start (a reboot of the VMM's machine): plugs a device that was hot-plugged into the previous
     /// boot back into its slot, with no event, as present from power-on (still removable). Throws as <see cref="AddPciDevice"/>.
     /// </summary>
-    public HotpluggedDevice PlugAtBoot(DeviceConfig config, int slot)
+    public HotpluggedDevice PlugAtBoot(DeviceConfig config, int slot, PassedFiles? files = null)
     {
         lock (_stateLock)
         {
@@ -257,7 +257,7 @@ public sealed partial class VirtualMachine
             lock (_hotplugLock)
             {
                 CheckFreeHotplugSlot(slot);
-                var added = Plug(config, slot);
+                var added = Plug(config, slot, files);
                 Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
                 return added;
             }
