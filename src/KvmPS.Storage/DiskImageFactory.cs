@@ -296,8 +296,9 @@ public static class DiskImageFactory
             var target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true);
             return target?.FullName ?? full;
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            // Not resolvable here (a jailed VMM given the open file may not even look the path up): taken as written.
             return full;
         }
     }

@@ -38,7 +38,7 @@ internal sealed class HandedOverFiles(IReadOnlyList<SafeFileHandle> files, bool 
         if (flags < 0)
             throw new DiskImageException(path, $"The file handed over for disk image '{path}' cannot be examined (fcntl F_GETFL failed).");
         if (writable && (flags & O_ACCMODE) != Libc.O_RDWR)
-            throw new DiskImageException(path, $"The file {(checkIdentity ? "handed over" : "passed")} for disk image '{path}' is open read-only, but the disk is written.");
+            throw new DiskImageException(path, $"The file {(checkIdentity ? "handed over" : "passed")} for disk image '{path}' is not open for reading and writing, but the disk is written.");
         return ImageFile.FromHandle(path, handle, writable);
     }
 
