@@ -23,6 +23,16 @@ internal sealed class HandedOverFiles(IReadOnlyList<SafeFileHandle> files, bool 
         if (_next == files.Count)
             throw new DiskImageException(path, $"No file was handed over for disk image '{path}' (the backing chain has more images than the {files.Count} files handed over).");
         var handle = files[_next++];
+        try { return Check(path, writable, handle); }
+        catch
+        {
+            handle.Dispose(); // taken but refused: no image owns it
+            throw;
+        }
+    }
+
+    private ImageFile Check(string path, bool writable, SafeFileHandle handle)
+    {
         int fd = (int)handle.DangerousGetHandle();
         if (Libc.Fstat(fd, out var handed) != 0)
             throw new DiskImageException(path, $"The file handed over for disk image '{path}' cannot be examined (fstat: {NativeCallException.FromLastError("fstat").Message}).");
