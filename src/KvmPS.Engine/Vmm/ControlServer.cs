@@ -38,9 +38,13 @@ public interface IVmmControl
     /// <summary>device.add: hot-plug a virtio-blk or virtio-net device (ACPI PCI hot-plug, docs/acpi.md).</summary>
     DeviceAddReply AddDevice(DeviceAddRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceAddRequest.Name}'");
-    /// <summary>device.add with the open files that came with it (SCM_RIGHTS; docs/vmm.md "Passing open files"); the device takes what it uses.</summary>
+    /// <summary>
+    /// device.add with the open files that came with it (SCM_RIGHTS; docs/vmm.md "Passing open files"); the device takes
+    /// what it uses. A control without it (a test double) answers as a VMM from before passed files did, so clients fall
+    /// back to the path.
+    /// </summary>
     DeviceAddReply AddDevice(DeviceAddRequest request, Devices.Config.PassedFiles files) => files.Count == 0 ? AddDevice(request)
-        : throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{DeviceAddRequest.Name}: this kvmps-vmm takes no passed files");
+        : throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{DeviceAddRequest.Name}: unknown field 'passed_files' (this control takes no passed files)");
     /// <summary>device.remove: ask the guest to eject a hot-pluggable device; released once it does.</summary>
     DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceRemoveRequest.Name}'");

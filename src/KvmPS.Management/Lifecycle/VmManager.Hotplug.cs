@@ -89,8 +89,10 @@ public sealed partial class VmManager
                         new Networks.NetworkManager(Store).EnsureUsable(name, network);
                     var spec = VmmConfigBuilder.NetworkAdapterDevice(after, index, adapter.TapName is null ? FreeGeneratedTap(name, index, live, after) : null,
                         n => Networks.NetworkRegistry.BridgeFor(Store.Root, n));
-                    // The tap is made and set up here (CAP_NET_ADMIN) and passed: a jailed VMM could not.
-                    live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec, () => VmmPassedFiles.OpenTap(spec)));
+                    // For a VMM that is not root (jailed), the tap is made and set up here (CAP_NET_ADMIN) and passed; a
+                    // root VMM makes its own, as at a start (no host tap is made for a VMM that may refuse the device).
+                    live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec,
+                        VmmRunsUnprivileged(name) ? () => VmmPassedFiles.OpenTap(spec) : () => []));
                 }
                 adapters.Done(adapter);
             }
@@ -110,6 +112,22 @@ public sealed partial class VmManager
             NetworkAdapters = new ValueList<NetworkAdapterDefinition>(adapters.Current()),
         };
         return (stored, ejecting);
+    }
+
+    /// <summary>True when the VM's VMM process runs as another user than root (jailed): it cannot make taps itself.</summary>
+    private bool VmmRunsUnprivileged(string name)
+    {
+        if (VmRuntimeProbe.ReadPidFile(Store.PidPath(name)) is not int pid)
+            return false;
+        try
+        {
+            var uid = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal))?.Split('\t', StringSplitOptions.RemoveEmptyEntries);
+            return uid is { Length: > 2 } && uid[2] != "0"; // the effective uid
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A device whose eject the guest was asked for and has not finished yet.</summary>
