@@ -177,6 +177,12 @@ public sealed record DeviceAddRequest() : ControlRequest(Name)
     public string? Pci { get; init; }
     /// <summary>How long to wait for the guest driver (0 to 600000; absent or 0: do not wait).</summary>
     public int? TimeoutMs { get; init; }
+    /// <summary>
+    /// How many open files came with this request line (SCM_RIGHTS, 1 to 16; absent or 0: none), which the device uses
+    /// instead of opening its path: for block the image, then each backing file in chain order; for net the tap, opened
+    /// by the sender (TUNSETIFF) and set up (up, MTU, bridge). The count must match what came; docs/vmm.md "Passing open files".
+    /// </summary>
+    public int? PassedFiles { get; init; }
 }
 
 /// <summary>

@@ -152,5 +152,53 @@ public sealed record CgroupLimits(int? CpuWeight, int? CpuMaxPercent, long? Memo
         return found;
     }
 
+    /// <summary>
+    /// The folders <paramref name="relative"/> (<c>kvmps/web</c>) would be below the cgroups of the process
+    /// <paramref name="pid"/> (<c>self</c>: this one), in every hierarchy it is in (v2, and v1 <c>cpu</c> and
+    /// <c>memory</c>), that exist: where kvmps-vmm made its cgroup when this process started it (docs/confinement.md).
+    /// </summary>
+    public static IReadOnlyList<string> FoldersBelowOwn(string relative, string pid = "self", string procRoot = "/proc", string mount = "/sys/fs/cgroup")
+    {
+        string[] lines;
+        try { lines = File.ReadAllLines(Path.Join(procRoot, pid, "cgroup")); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return []; }
+        var found = new List<string>();
+        void Add(string dir) { if (Directory.Exists(dir) && !found.Contains(dir)) found.Add(dir); }
+        foreach (string line in lines)
+        {
+            var f = line.Split(':', 3);
+            if (f.Length != 3) continue;
+            if (f[0] == "0" && f[1].Length == 0)
+            {
+                Add(Path.Join(mount, f[2], relative));
+                Add(Path.Join(mount, "unified", f[2], relative));
+                continue;
+            }
+            foreach (string controller in f[1].Split(','))
+                if (controller is "cpu" or "memory")
+                    Add(Path.Join(mount, Directory.Exists(Path.Join(mount, controller)) ? controller : f[1], f[2], relative));
+        }
+        return found;
+    }
+
+    /// <summary>
+    /// Removes each of <paramref name="folders"/> that is empty (rmdir: a cgroup with a process or a child folder stays,
+    /// as does any folder the kernel refuses to remove); returns those removed.
+    /// </summary>
+    public static IReadOnlyList<string> RemoveEmpty(IEnumerable<string> folders)
+    {
+        var removed = new List<string>();
+        foreach (string dir in folders)
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: false); // rmdir(2); a cgroup's files are the kernel's and do not count
+                removed.Add(dir);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        }
+        return removed;
+    }
+
     private static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 }

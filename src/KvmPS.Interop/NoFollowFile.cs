@@ -39,6 +39,14 @@ public static class NoFollowFile
     public static SafeFileHandle CreateNew(string path, UnixFileMode createMode = OwnerOnly) =>
         Open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_EXCL, createMode);
 
+    /// <summary>
+    /// Opens the existing file <paramref name="path"/> (no O_CREAT) for reading, or reading and writing: what management
+    /// opens for a VMM and passes it (a disk image, docs/vmm.md "Passing open files"). A link as the file or its folder is
+    /// refused as for the other opens.
+    /// </summary>
+    public static SafeFileHandle OpenExisting(string path, bool writable) =>
+        Open(path, writable ? Libc.O_RDWR : Libc.O_RDONLY, OwnerOnly);
+
     /// <summary>A <see cref="FileStream"/> appending to <paramref name="path"/> (see <see cref="OpenAppend"/>).</summary>
     public static FileStream AppendStream(string path, UnixFileMode createMode = OwnerOnly, int bufferSize = 4096) =>
         new(OpenAppend(path, createMode), FileAccess.Write, bufferSize);

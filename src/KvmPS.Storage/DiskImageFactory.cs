@@ -128,16 +128,65 @@ public static class DiskImageFactory
     /// them again, which adds nothing when they are held. On failure every file is closed.
     /// </summary>
     /// <exception cref="DiskImageException">A file is not the one its path names, is not writable, or the chain has more or fewer images than files.</exception>
-    public static IBlockBackend OpenHandedOver(string path, DiskImageFormat format, bool readOnly, IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> files)
+    public static IBlockBackend OpenHandedOver(string path, DiskImageFormat format, bool readOnly, IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> files) =>
+        OpenOnFiles(path, format, readOnly, files, checkIdentity: true);
+
+    /// <summary>
+    /// As <see cref="OpenHandedOver"/>, on files management opened and passed (docs/vmm.md, "Passing open files"), or
+    /// this VMM kept across a guest reboot: not compared with the paths, which a jailed VMM may not see. The file count
+    /// must still be the chain's length, and the top file writable unless the disk is read-only. On failure every file is closed.
+    /// </summary>
+    public static IBlockBackend OpenPassed(string path, DiskImageFormat format, bool readOnly, IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> files) =>
+        OpenOnFiles(path, format, readOnly, files, checkIdentity: false);
+
+    /// <summary>
+    /// Management's side of <see cref="OpenPassed"/>: opens <paramref name="path"/> and its backing chain with
+    /// <paramref name="open"/> (the top for writing unless <paramref name="readOnly"/>, backing files read-only), reading
+    /// only the qcow2 headers (no lock taken, nothing written), and returns the files in chain order. On failure every
+    /// file opened is closed.
+    /// </summary>
+    public static IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> OpenChainFiles(string path, DiskImageFormat format, bool readOnly,
+        Func<string, bool, Microsoft.Win32.SafeHandles.SafeFileHandle> open)
     {
-        var handedOver = new HandedOverFiles(files);
+        var files = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
+        var chain = new List<string>();
+        try
+        {
+            for (string at = path; ;)
+            {
+                string canonical = CanonicalPath(at);
+                if (chain.Contains(canonical) || chain.Count >= MaxBackingChainDepth)
+                    throw new BackingChainLoopException(path, [.. chain, canonical], $"Backing chain of '{path}' loops or is deeper than {MaxBackingChainDepth} images.");
+                chain.Add(canonical);
+                bool writable = files.Count == 0 && !readOnly;
+                var handle = open(at, writable);
+                files.Add(handle);
+                var file = ImageFile.FromHandle(at, handle, writable); // not disposed: the handle is the caller's
+                if (format == DiskImageFormat.Auto) format = DetectFormat(file);
+                if (format == DiskImageFormat.Raw) return files;
+                var header = Qcow2Image.ReadHeader(file);
+                if (header.BackingFileName is null) return files;
+                format = ParseFormat(at, header.BackingFormat);
+                at = ResolveBackingPath(at, header.BackingFileName);
+            }
+        }
+        catch
+        {
+            foreach (var f in files) f.Dispose();
+            throw;
+        }
+    }
+
+    private static IBlockBackend OpenOnFiles(string path, DiskImageFormat format, bool readOnly, IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle> files, bool checkIdentity)
+    {
+        var handedOver = new HandedOverFiles(files, checkIdentity);
         try
         {
             var backend = OpenInChain(path, format, readOnly, new List<string>(), handedOver.Take);
             if (handedOver.Left > 0)
             {
                 backend.Dispose();
-                throw new DiskImageException(path, $"{files.Count} files were handed over for disk image '{path}', but its backing chain has {files.Count - handedOver.Left} images.");
+                throw new DiskImageException(path, $"{files.Count} files were {(checkIdentity ? "handed over" : "passed")} for disk image '{path}', but its backing chain has {files.Count - handedOver.Left} images.");
             }
             return backend;
         }
@@ -247,8 +296,9 @@ public static class DiskImageFactory
             var target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true);
             return target?.FullName ?? full;
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            // Not resolvable here (a jailed VMM given the open file may not even look the path up): taken as written.
             return full;
         }
     }

@@ -49,6 +49,11 @@ public sealed record MachineConfig
     /// that VMM's open descriptors at the hand-over (Migration/DeviceHandover). Not part of the configuration file.
     /// </summary>
     public Devices.Config.HandedOverResources Deferred { get; init; }
+    /// <summary>
+    /// A guest reboot's machine: the open images and taps of the previous boot's configured devices, by slot, used
+    /// instead of opening the paths again (a jailed VMM may not: docs/confinement.md). Not part of the configuration file.
+    /// </summary>
+    public IReadOnlyDictionary<int, Devices.Config.PassedFiles>? KeptFiles { get; init; }
     /// <summary>Where device errors go (malformed virtqueues, ...); null writes them to stderr.</summary>
     public Action<string>? DeviceLog { get; init; }
 

@@ -105,7 +105,7 @@ public sealed partial class VirtualMachine
     /// reached or fails during the set-up: <see cref="KvmPS.Devices.Passthrough.PassthroughException"/>) throws naming it and leaves
     /// the machine as it was.
     /// </summary>
-    public HotpluggedDevice AddPciDevice(DeviceConfig config, int? slot)
+    public HotpluggedDevice AddPciDevice(DeviceConfig config, int? slot, PassedFiles? files = null)
     {
         if (!IsHotpluggable(config))
             throw new ArgumentException($"a {config.Type} device cannot be hot-plugged (only block, net, vfio-user and vfio can).");
@@ -117,7 +117,7 @@ public sealed partial class VirtualMachine
             {
                 int at = slot ?? FreeHotplugSlot();
                 CheckFreeHotplugSlot(at);
-                added = Plug(config, at);
+                added = Plug(config, at, files);
                 if (_partsPaused) foreach (var p in added.Part.Function.PausableParts()) p.Pause(); // a paused VM stays quiescent
                 Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
             }
@@ -150,13 +150,14 @@ public sealed partial class VirtualMachine
     }
 
     /// <summary>
-    /// Creates the device (opens its image or tap; a passthrough function connects, maps guest RAM for DMA and takes its
-    /// BARs and interrupts) and plugs it into <paramref name="slot"/>; on failure nothing stays.
+    /// Creates the device (opens its image or tap, or takes the passed files; a passthrough function connects, maps
+    /// guest RAM for DMA and takes its BARs and interrupts) and plugs it into <paramref name="slot"/>; on failure nothing
+    /// stays.
     /// </summary>
-    private HotpluggedDevice Plug(DeviceConfig config, int slot)
+    private HotpluggedDevice Plug(DeviceConfig config, int slot, PassedFiles? files = null)
     {
         var ioEvents = EnsureIoLoop();
-        var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type));
+        var context = new DeviceContext(Memory, this, DeviceLog.Limit(DeviceLogger, config.Type)) { Files = files };
         if (config is PciFunctionConfig functionConfig)
         {
             var function = CreateFunction(functionConfig, context);
@@ -274,7 +275,7 @@ public sealed partial class VirtualMachine
     /// Before the first start (a reboot of the VMM's machine): plugs a device that was hot-plugged into the previous
     /// boot back into its slot, with no event, as present from power-on (still removable). Throws as <see cref="AddPciDevice"/>.
     /// </summary>
-    public HotpluggedDevice PlugAtBoot(DeviceConfig config, int slot)
+    public HotpluggedDevice PlugAtBoot(DeviceConfig config, int slot, PassedFiles? files = null)
     {
         lock (_stateLock)
         {
@@ -282,7 +283,7 @@ public sealed partial class VirtualMachine
             lock (_hotplugLock)
             {
                 CheckFreeHotplugSlot(slot);
-                var added = Plug(config, slot);
+                var added = Plug(config, slot, files);
                 Volatile.Write(ref _hotplugged, [.. _hotplugged, added]);
                 return added;
             }

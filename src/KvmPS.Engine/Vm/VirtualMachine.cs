@@ -311,7 +311,11 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
             // A device the running VM lost before (a reboot, a restore, a migration's destination): its slot stays empty.
             if ((Config.RemovedDeviceSlots & (1u << (1 + i))) != 0) continue;
             // Each device logs through its own rate limiter: a guest must not be able to flood the VMM's log.
-            var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type)) { Deferred = Config.Deferred };
+            var context = new DeviceContext(Memory, this, DeviceLog.Limit(log, Config.Devices[i].Type))
+            {
+                Deferred = Config.Deferred,
+                Files = Config.KeptFiles?.GetValueOrDefault(1 + i), // a tap or image kept open across a guest reboot
+            };
             if (Config.Devices[i] is PciFunctionConfig functionConfig)
             {
                 // A PCI function of its own (the display): plugged as it is, no virtio transport.

@@ -38,6 +38,13 @@ public interface IVmmControl
     /// <summary>device.add: hot-plug a virtio-blk or virtio-net device (ACPI PCI hot-plug, docs/acpi.md).</summary>
     DeviceAddReply AddDevice(DeviceAddRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceAddRequest.Name}'");
+    /// <summary>
+    /// device.add with the open files that came with it (SCM_RIGHTS; docs/vmm.md "Passing open files"); the device takes
+    /// what it uses. A control without it (a test double) answers as a VMM from before passed files did, so clients fall
+    /// back to the path.
+    /// </summary>
+    DeviceAddReply AddDevice(DeviceAddRequest request, Devices.Config.PassedFiles files) => files.Count == 0 ? AddDevice(request)
+        : throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{DeviceAddRequest.Name}: unknown field 'passed_files' (this control takes no passed files)");
     /// <summary>device.remove: ask the guest to eject a hot-pluggable device; released once it does.</summary>
     DeviceRemoveReply RemoveDevice(DeviceRemoveRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{DeviceRemoveRequest.Name}'");
@@ -201,7 +208,7 @@ public sealed class ControlServer : IDisposable
     {
         var client = connection.Socket;
         using var stream = new NetworkStream(client, ownsSocket: true);
-        var reader = new LineReader(client, Limits);
+        using var reader = new LineReader(client, Limits);
         try
         {
             while (!_disposed && !connection.Evicted)
@@ -220,7 +227,9 @@ public sealed class ControlServer : IDisposable
                 }
                 if (line.Length == 0 || line.AsSpan().Trim((byte)' ').Length == 0) continue;
                 connection.Phase = ConnectionPhase.Busy;
-                if (!Handle(stream, line, reader, connection)) return;
+                // The files that came with this line are closed after it, whatever it was, unless its device took them.
+                using var files = reader.TakeLineFiles(out bool truncated);
+                if (!Handle(stream, line, reader, connection, files, truncated)) return;
                 Volatile.Write(ref connection.LastActivityMs, Environment.TickCount64);
             }
         }
@@ -231,7 +240,7 @@ public sealed class ControlServer : IDisposable
     }
 
     /// <summary>Handles one request; false when the connection is done (it became a console stream, or stop).</summary>
-    private bool Handle(NetworkStream stream, byte[] line, LineReader reader, ControlConnection connection)
+    private bool Handle(NetworkStream stream, byte[] line, LineReader reader, ControlConnection connection, Devices.Config.PassedFiles files, bool truncated)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(line); }
@@ -250,7 +259,9 @@ public sealed class ControlServer : IDisposable
             {
                 if (idProblem is not null) throw new ControlProtocolException(ControlErrorCodes.MalformedRequest, idProblem);
                 ControlRequestChecks.Check(root);
-                switch (Parse(root))
+                var request = Parse(root);
+                CheckPassedFiles(request, files, truncated);
+                switch (request)
                 {
                     case DescribeRequest: Reply(stream, id, Result(_control.Describe(), ContractJsonContext.Default.DescribeReply)); break;
                     case StatusRequest: Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
@@ -259,7 +270,7 @@ public sealed class ControlServer : IDisposable
                     case PauseRequest: _control.Pause(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
                     case ResumeRequest: _control.Resume(); Reply(stream, id, Result(_control.Status(), ContractJsonContext.Default.StatusReply)); break;
                     case VcpuSetRequest vcpus: Reply(stream, id, Result(_control.SetVcpus(vcpus), ContractJsonContext.Default.VcpuSetReply)); break;
-                    case DeviceAddRequest add: Reply(stream, id, Result(_control.AddDevice(add), ContractJsonContext.Default.DeviceAddReply)); break;
+                    case DeviceAddRequest add: Reply(stream, id, Result(_control.AddDevice(add, files), ContractJsonContext.Default.DeviceAddReply)); break;
                     case DeviceRemoveRequest remove: Reply(stream, id, Result(_control.RemoveDevice(remove), ContractJsonContext.Default.DeviceRemoveReply)); break;
                     case MigrateRequest migrate: Reply(stream, id, Result(_control.Migrate(migrate), ContractJsonContext.Default.MigrateStatusReply)); break;
                     case MigrateStatusRequest: Reply(stream, id, Result(_control.MigrateStatus(), ContractJsonContext.Default.MigrateStatusReply)); break;
@@ -295,6 +306,23 @@ public sealed class ControlServer : IDisposable
             }
             return true;
         }
+    }
+
+    /// <summary>
+    /// The files that came with a request line (SCM_RIGHTS) must be exactly the ones it says it passes
+    /// (<c>passed_files</c>; only device.add takes any): anything else is refused, and the caller closes them all.
+    /// </summary>
+    private static void CheckPassedFiles(ControlRequest request, Devices.Config.PassedFiles files, bool truncated)
+    {
+        int expected = request is DeviceAddRequest add ? add.PassedFiles ?? 0 : 0;
+        if (expected is < 0 or > UnixFdPassing.MaxFds)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{request.Request}: \"passed_files\" {expected} is outside 0-{UnixFdPassing.MaxFds}");
+        if (truncated)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{request.Request}: more than {UnixFdPassing.MaxFds} file descriptors came with the request (at most {UnixFdPassing.MaxFds}); all were closed");
+        if (files.Count == expected) return;
+        throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, expected == 0
+            ? $"'{request.Request}' takes no file descriptors, but {files.Count} came with it (SCM_RIGHTS); they were closed"
+            : $"{request.Request}: \"passed_files\" is {expected}, but {files.Count} file descriptors came with the request; they were closed");
     }
 
     /// <summary>
@@ -384,10 +412,16 @@ public sealed class ControlServer : IDisposable
     /// bounded: by the idle timeout while no byte of the next request has come, and by the request read timeout
     /// from a request's first byte to its newline, however slowly the bytes trickle in.
     /// </summary>
-    private sealed class LineReader(Socket socket, ControlServerLimits limits)
+    private sealed class LineReader(Socket socket, ControlServerLimits limits) : IDisposable
     {
         private readonly byte[] _buffer = new byte[MaxRequestBytes + 1];
         private int _start, _end;
+        private long _base; // the stream offset of _buffer[0]
+        private long _lineEnd = -1; // the stream offset of the last line's newline
+        // Files that came with the stream (SCM_RIGHTS), each batch with the offset of the last byte of its read: the
+        // kernel ends a read with the message the files came with, whose first byte starts the request line the sender
+        // attached them to, so they belong to the line that holds that byte.
+        private readonly List<(long LastByte, List<Microsoft.Win32.SafeHandles.SafeFileHandle> Files, bool Truncated)> _files = [];
 
         /// <summary>The next line; null at end of stream, or with <paramref name="failure"/> set when the client broke a limit.</summary>
         public byte[]? ReadLine(ControlConnection connection, out string? failure)
@@ -402,10 +436,11 @@ public sealed class ControlServer : IDisposable
                 {
                     var line = _buffer.AsSpan(_start, nl - _start).ToArray();
                     _start = nl + 1;
+                    _lineEnd = _base + nl;
                     return line;
                 }
                 if (_end - _start >= MaxRequestBytes) { failure = $"request longer than {MaxRequestBytes} bytes"; return null; }
-                if (_start > 0) { Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start); _end -= _start; _start = 0; }
+                if (_start > 0) { Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start); _end -= _start; _base += _start; _start = 0; }
                 // Any byte of a request (only whitespace is not one) starts its deadline.
                 if (requestDeadline is null && _buffer.AsSpan(0, _end).Trim(" \r\n"u8).Length > 0)
                     requestDeadline = Environment.TickCount64 + limits.RequestReadTimeoutMs;
@@ -416,19 +451,49 @@ public sealed class ControlServer : IDisposable
                     failure = requestDeadline is null ? null : $"the request was not completed (no newline) within {limits.RequestReadTimeoutMs} ms of its first byte";
                     return null;
                 }
-                socket.ReceiveTimeout = (int)Math.Min(int.MaxValue, remaining);
-                int n;
-                try { n = socket.Receive(_buffer, _end, _buffer.Length - _end, SocketFlags.None); }
-                catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock) { continue; }
-                if (n <= 0) return null;
+                // recvmsg, not recv: a request may come with open files (SCM_RIGHTS), which recv would drop unseen.
+                if (!socket.Poll((int)Math.Min(remaining, 1_000_000) * 1000, SelectMode.SelectRead)) continue;
+                var files = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
+                int n = PassedDescriptors.Receive(socket.SafeHandle, _buffer.AsSpan(_end), files, out bool truncated);
+                if (n <= 0)
+                {
+                    foreach (var f in files) f.Dispose(); // files with no byte: no request to go with
+                    if (n < 0) continue; // nothing queued after all
+                    return null;
+                }
+                if (files.Count > 0 || truncated) _files.Add((_base + _end + n - 1, files, truncated));
                 _end += n;
                 Volatile.Write(ref connection.LastActivityMs, Environment.TickCount64);
             }
         }
 
+        /// <summary>The files that came with the line <see cref="ReadLine"/> returned last (now the caller's); whether some were dropped (too many).</summary>
+        public Devices.Config.PassedFiles TakeLineFiles(out bool truncated)
+        {
+            truncated = false;
+            var taken = new List<Microsoft.Win32.SafeHandles.SafeFileHandle>();
+            for (int i = 0; i < _files.Count;)
+            {
+                if (_files[i].LastByte > _lineEnd) { i++; continue; }
+                taken.AddRange(_files[i].Files);
+                truncated |= _files[i].Truncated;
+                _files.RemoveAt(i);
+            }
+            return new Devices.Config.PassedFiles(taken);
+        }
+
+        /// <summary>Closes files that came with no complete line (the connection ended first).</summary>
+        public void Dispose()
+        {
+            foreach (var (_, files, _) in _files)
+                foreach (var f in files) f.Dispose();
+            _files.Clear();
+        }
+
         public byte[] TakeBuffered()
         {
             var rest = _buffer.AsSpan(_start, _end - _start).ToArray();
+            _base += _end;
             _start = _end = 0;
             return rest;
         }

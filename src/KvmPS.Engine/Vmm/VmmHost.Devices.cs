@@ -71,7 +71,13 @@ public sealed partial class VmmHost
     /// vfio-user server that is not there or fails during the set-up), nothing changes; with timeout_ms the reply waits
     /// for the guest's driver: DRIVER_OK, or for a passthrough function memory decoding and bus mastering on.
     /// </summary>
-    public DeviceAddReply AddDevice(DeviceAddRequest request)
+    public DeviceAddReply AddDevice(DeviceAddRequest request) => AddDevice(request, PassedFiles.None);
+
+    /// <summary>
+    /// device.add with the open files that came with it (docs/vmm.md, "Passing open files"): a block or net device uses
+    /// them instead of opening its path. The device takes what it uses; the caller closes the rest.
+    /// </summary>
+    public DeviceAddReply AddDevice(DeviceAddRequest request, PassedFiles files)
     {
         var machine = RequireMachine();
         RefuseDuringMigration(DeviceAddRequest.Name);
@@ -84,8 +90,10 @@ public sealed partial class VmmHost
             config = DeviceConfig.FromOptions(DeviceOptions.FromJson(spec, $"{DeviceAddRequest.Name}: device"));
         }
         catch (DeviceConfigException e) { throw new ArgumentException(e.Message); }
+        if (files.Count > 0 && config is not (Devices.Virtio.Block.BlockDeviceConfig or Devices.Virtio.Net.NetDeviceConfig))
+            throw new ArgumentException($"{DeviceAddRequest.Name}: a {config.Type} device takes no passed files, but {files.Count} came with the request (they were closed).");
         HotpluggedDevice added;
-        try { added = machine.AddPciDevice(config, slot); }
+        try { added = machine.AddPciDevice(config, slot, files.Count > 0 ? files : null); }
         catch (Exception e) when (e is DeviceConfigException or BootImageException or Devices.Passthrough.PassthroughException)
         {
             throw new ArgumentException($"{DeviceAddRequest.Name}: {e.Message}");

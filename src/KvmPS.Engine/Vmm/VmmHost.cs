@@ -230,6 +230,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     {
         bool stdinPumping = false;
         List<(int Slot, DeviceConfig Config)> carried = [];
+        Dictionary<int, PassedFiles>? kept = null; // a reboot's: the previous boot's open images and taps, by slot
         uint removedConfigured = _config.Machine.RemovedDeviceSlots; // configured devices removed live stay removed across reboots
         while (true)
         {
@@ -241,7 +242,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             {
                 // A restore leaves the configured devices the snapshot's VM had lost unopened (their images may be gone).
                 if (restoring) removedConfigured |= RemovedConfiguredSlotsOf(_restore!.Snapshot);
-                var builder = new MachineBuilder(ForBoot(MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured }, _boots), Console.Write);
+                var builder = new MachineBuilder(ForBoot(MachineWithDebugCon() with { RemovedDeviceSlots = removedConfigured, KeptFiles = kept }, _boots), Console.Write);
                 VirtualMachine? received = receiving ? ReceiveIncoming(builder) : null;
                 if (receiving && received is null) return VmmExitCode.Ok; // stopped before a source connected
                 machine = restoring ? builder.Restore(_restore!.Snapshot, _restore.MemoryMode) : received ?? builder.Boot();
@@ -262,10 +263,12 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             // Devices hot-plugged into the previous boot stay plugged across a guest reboot, as on real hardware.
             foreach (var (slot, device) in carried)
             {
-                try { machine.PlugAtBoot(device, slot); }
+                try { machine.PlugAtBoot(device, slot, kept?.GetValueOrDefault(slot)); }
                 catch (Exception e) { _log.WriteLine($"kvmps-vmm: the hot-plugged {device.Type} device {PciAddresses.Format(slot)} is dropped at the reboot: {e.Message}"); }
             }
             carried = [];
+            CloseUntaken(kept);
+            kept = null;
             lock (_lock) { _machine = machine; _boots++; }
             if (_boots == 1 && machine.DirtyRingEntries is { } ring)
             {
@@ -305,6 +308,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
                 case VmExitKind.Reset when _config.Machine.OnReset == ResetPolicy.Reboot && !_stopRequested.IsSet:
                     _log.WriteLine($"kvmps-vmm: {exit.Reason}: rebooting");
                     carried = [.. machine.HotpluggedDevices.Select(d => (d.Slot, d.Config))];
+                    kept = KeepFilesForReboot(machine);
                     removedConfigured = machine.RemovedConfiguredSlots;
                     lock (_lock) _machine = null;
                     machine.Dispose();

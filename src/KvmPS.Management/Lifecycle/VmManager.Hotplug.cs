@@ -72,10 +72,8 @@ public sealed partial class VmManager
                     try
                     {
                         var spec = VmmConfigBuilder.DiskDevice(after, index, DiskPath);
-                        // A jailed VMM opens it as the kvmps user: an image inside the VM folder becomes that user's
-                        // (docs/confinement.md, "The jail"; until images are passed as fds).
-                        VmmJailOptions.GiveToVmmOf(Store.VmDirectory(name), DiskPath(disk.Path));
-                        live.Add(AddDevice(client, name, "Disks", disk.Path, spec with { Serial = FreeDiskSerial(name, index, live) }));
+                        // Opened here and passed (a jailed VMM may neither see nor open it; docs/vmm.md "Passing open files").
+                        live.Add(AddDevice(client, name, "Disks", disk.Path, spec with { Serial = FreeDiskSerial(name, index, live) }, () => VmmPassedFiles.OpenDisk(spec)));
                     }
                     catch when (created is not null)
                     {
@@ -93,7 +91,10 @@ public sealed partial class VmManager
                         new Networks.NetworkManager(Store).EnsureUsable(name, network);
                     var spec = VmmConfigBuilder.NetworkAdapterDevice(after, index, adapter.TapName is null ? FreeGeneratedTap(name, index, live, after) : null,
                         n => Networks.NetworkRegistry.BridgeFor(Store.Root, n));
-                    live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec));
+                    // For a VMM that is not root (jailed), the tap is made and set up here (CAP_NET_ADMIN) and passed; a
+                    // root VMM makes its own, as at a start (no host tap is made for a VMM that may refuse the device).
+                    live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec,
+                        VmmRunsUnprivileged(name) ? () => VmmPassedFiles.OpenTap(spec) : () => []));
                 }
                 adapters.Done(adapter);
             }
@@ -114,6 +115,22 @@ public sealed partial class VmManager
             NetworkAdapters = new ValueList<NetworkAdapterDefinition>(adapters.Current()),
         });
         return (stored, ejecting);
+    }
+
+    /// <summary>True when the VM's VMM process runs as another user than root (jailed): it cannot make taps itself.</summary>
+    private bool VmmRunsUnprivileged(string name)
+    {
+        if (VmRuntimeProbe.ReadPidFile(Store.PidPath(name)) is not int pid)
+            return false;
+        try
+        {
+            var uid = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal))?.Split('\t', StringSplitOptions.RemoveEmptyEntries);
+            return uid is { Length: > 2 } && uid[2] != "0"; // the effective uid
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A device whose eject the guest was asked for and has not finished yet.</summary>
@@ -201,6 +218,48 @@ public sealed partial class VmManager
         catch (VmDefinitionException)
         {
             // e.g. a firmware boot disk index that only the full change made valid: the old definition stays.
+        }
+    }
+
+    /// <summary>device.add with the files <paramref name="open"/> opens for the device (closed here once answered).</summary>
+    private static DeviceDescription AddDevice(VmmClient client, string name, string property, string device, DeviceSpec spec,
+        Func<IReadOnlyList<System.Runtime.InteropServices.SafeHandle>> open)
+    {
+        IReadOnlyList<System.Runtime.InteropServices.SafeHandle> files;
+        try
+        {
+            files = open();
+        }
+        catch (PassedFileException e)
+        {
+            throw new VmDeviceHotplugRefusedException(name, property, device, "adding", "OpenFailed", e.Message, e);
+        }
+        try
+        {
+            return client.AddDevice(spec, files).Device;
+        }
+        catch (VmmRequestException e) when (e.Code == ControlErrorCodes.InvalidArgument && e.VmmMessage.Contains("unknown field 'passed_files'", StringComparison.Ordinal))
+        {
+            // A VMM from before passed files: it opens the path itself, as it did then (a tap made here must be
+            // closed first, or the VMM's TUNSETIFF finds it busy).
+            VmmPassedFiles.Close(files);
+            return AddDevice(client, name, property, device, spec);
+        }
+        catch (VmmRequestException e) when (e.Code == ControlErrorCodes.UnknownRequest)
+        {
+            throw new VmDeviceHotplugNotSupportedException(name, property, device, e);
+        }
+        catch (VmmRequestException e)
+        {
+            throw new VmDeviceHotplugRefusedException(name, property, device, "adding", e.Code, e.VmmMessage, e);
+        }
+        catch (VmmNotRunningException e)
+        {
+            throw new VmStateException(name, VmState.Off, $"VM '{name}' stopped meanwhile; {HotplugText.Device(property, device)} was not added", e);
+        }
+        finally
+        {
+            VmmPassedFiles.Close(files);
         }
     }
 

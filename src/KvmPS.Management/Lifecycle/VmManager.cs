@@ -281,6 +281,7 @@ public sealed partial class VmManager
             }
             var removedDiskSnapshots = DeleteCheckpointDiskSnapshots(name, deleteDisks);
             var deleted = Store.DeleteWhileLocked(name, deleteDisks ? DiskRetention.Delete : DiskRetention.Keep);
+            VmmCgroupOptions.RemoveFolders(name); // a VMM that ended by itself left its cgroup folder (docs/confinement.md)
             return new VmRemoveResult(name, snapshot.Active, deleted.RetainedDisksDirectory) { RemovedDiskSnapshots = removedDiskSnapshots };
         }
     }
@@ -544,6 +545,8 @@ public sealed partial class VmManager
         if (recorded is { } p && VmRuntimeProbe.IsVmmProcess(p, socketPath))
             return;
         TryDeleteFile(pidPath);
+        // The VMM is gone: its cgroup folder (kvmps/VM) goes with it when empty; the next start makes it again.
+        VmmCgroupOptions.RemoveFolders(name);
         // The VMM is gone: host PCI functions it had go back to their drivers (nothing to do without a record).
         new PciPassthroughHost().ReleaseAfterStop(Store, name);
         if (removeSocket)

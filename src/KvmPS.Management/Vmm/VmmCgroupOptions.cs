@@ -27,6 +27,14 @@ public static class VmmCgroupOptions
         return [.. argv];
     }
 
+    /// <summary>
+    /// Removes the cgroup folders a VMM of <paramref name="vmName"/> started by this process would have (<c>kvmps/VM</c>
+    /// below this process's cgroups), where empty: after the VMM exited, and when the VM is removed, so that no folder
+    /// outlives its VM. A folder still holding a process (a VMM that did not exit) stays. Returns those removed.
+    /// </summary>
+    public static IReadOnlyList<string> RemoveFolders(string vmName, string procRoot = "/proc", string mount = "/sys/fs/cgroup") =>
+        CgroupLimits.RemoveEmpty(CgroupLimits.FoldersBelowOwn(CgroupPath(vmName), "self", procRoot, mount));
+
     /// <summary>The running VMM <paramref name="pid"/>'s own cgroup folders (<c>…/kvmps/VM</c>); empty when it has none (started without limits or jail).</summary>
     public static IReadOnlyList<string> FoldersOf(int pid, string vmName) => CgroupLimits.FoldersOf(pid, "/" + CgroupPath(vmName));
 

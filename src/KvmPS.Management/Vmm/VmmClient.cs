@@ -131,6 +131,15 @@ public sealed class VmmClient : IDisposable
              ContractJsonContext.Default.DeviceAddReply, (driverTimeout ?? TimeSpan.Zero) + RequestTimeout);
 
     /// <summary>
+    /// As <see cref="AddDevice(DeviceSpec, string?, TimeSpan?)"/>, with open files the device uses instead of its path
+    /// (<see cref="VmmPassedFiles"/>; docs/vmm.md "Passing open files"), sent with the request line (SCM_RIGHTS). The
+    /// files stay the caller's: the VMM holds its own descriptors once it answered.
+    /// </summary>
+    public DeviceAddReply AddDevice(DeviceSpec device, IReadOnlyList<System.Runtime.InteropServices.SafeHandle> files, string? pci = null, TimeSpan? driverTimeout = null) =>
+        Send(new DeviceAddRequest { Device = device, Pci = pci, TimeoutMs = TimeoutMs(driverTimeout), PassedFiles = files.Count == 0 ? null : files.Count },
+             ContractJsonContext.Default.DeviceAddReply, (driverTimeout ?? TimeSpan.Zero) + RequestTimeout, files);
+
+    /// <summary>
     /// Asks the guest to eject the device at <paramref name="pci"/>; with <paramref name="ejectTimeout"/> waits that long
     /// for it (<see cref="DeviceRemoveReply.State"/> says whether it went).
     /// </summary>
@@ -194,9 +203,9 @@ public sealed class VmmClient : IDisposable
     // ---- requests ------------------------------------------------------------------------------------
 
     /// <summary>Sends a request record and reads its reply record.</summary>
-    public T Send<T>(ControlRequest request, JsonTypeInfo<T> reply, TimeSpan? timeout = null)
+    public T Send<T>(ControlRequest request, JsonTypeInfo<T> reply, TimeSpan? timeout = null, IReadOnlyList<System.Runtime.InteropServices.SafeHandle>? files = null)
     {
-        var result = Exchange(request.Request, id => ControlRequests.Serialize(request with { Id = IdElement(id) }), timeout);
+        var result = Exchange(request.Request, id => ControlRequests.Serialize(request with { Id = IdElement(id) }), timeout, files);
         try
         {
             return ContractJson.ReadResult(result, reply, request.Request);
@@ -235,7 +244,7 @@ public sealed class VmmClient : IDisposable
     }
 
     /// <summary>Sends the request line <paramref name="build"/> makes for the next id and returns the reply's <c>result</c>.</summary>
-    private JsonElement? Exchange(string request, Func<long, byte[]> build, TimeSpan? timeout)
+    private JsonElement? Exchange(string request, Func<long, byte[]> build, TimeSpan? timeout, IReadOnlyList<System.Runtime.InteropServices.SafeHandle>? files = null)
     {
         ObjectDisposedException.ThrowIf(_detached, this);
         var id = _nextId++;
@@ -243,7 +252,7 @@ public sealed class VmmClient : IDisposable
         var bytes = new byte[line.Length + 1];
         line.CopyTo(bytes, 0);
         bytes[^1] = (byte)'\n';
-        Send(bytes, request);
+        Send(bytes, request, files);
 
         var replyTimeout = timeout ?? RequestTimeout;
         var replyLine = ReadLine(request, replyTimeout);
@@ -273,12 +282,13 @@ public sealed class VmmClient : IDisposable
 
     // ---- plumbing ----------------------------------------------------------------------------------
 
-    private void Send(byte[] bytes, string request)
+    private void Send(byte[] bytes, string request, IReadOnlyList<System.Runtime.InteropServices.SafeHandle>? files = null)
     {
         try
         {
             _socket.SendTimeout = (int)Math.Max(1, RequestTimeout.TotalMilliseconds);
-            var sent = 0;
+            // Files travel with the line's first byte, so the VMM knows which request they came with.
+            var sent = files is { Count: > 0 } ? KvmPS.Interop.UnixFdPassing.Send(_socket, bytes, files) : 0;
             while (sent < bytes.Length)
                 sent += _socket.Send(bytes, sent, bytes.Length - sent, SocketFlags.None);
         }
@@ -289,6 +299,10 @@ public sealed class VmmClient : IDisposable
         catch (SocketException e)
         {
             throw new VmmNotRunningException(SocketPath, $"the connection broke while sending '{request}' ({e.Message})", e);
+        }
+        catch (KvmPS.Interop.NativeCallException e)
+        {
+            throw new VmmNotRunningException(SocketPath, $"the connection broke while sending '{request}' with its files ({e.Message})", e);
         }
     }
 

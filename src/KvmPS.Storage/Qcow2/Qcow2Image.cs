@@ -109,15 +109,7 @@ public sealed partial class Qcow2Image : IBlockBackend
     /// </summary>
     internal static Qcow2Image Open(ImageFile file, Func<string, string?, IBlockBackend?> openBacking)
     {
-        var probe = new byte[Math.Min(file.LengthBytes, 1L << MAX_CLUSTER_BITS)];
-        file.Read(0, probe);
-        int clusterBits = probe.Length >= OffsetClusterBits + 4
-            ? (int)BinaryPrimitives.ReadUInt32BigEndian(probe.AsSpan(OffsetClusterBits))
-            : MIN_CLUSTER_BITS;
-        int firstClusterLength = (clusterBits >= MIN_CLUSTER_BITS && clusterBits <= MAX_CLUSTER_BITS)
-            ? (int)Math.Min(probe.Length, 1L << clusterBits)
-            : probe.Length;
-        var header = Qcow2Header.Parse(file.Path, probe.AsSpan(0, firstClusterLength), file.LengthBytes, readOnly: !file.Writable);
+        var header = ReadHeader(file);
         IBlockBackend? backing = header.BackingFileName is null ? null : openBacking(header.BackingFileName, header.BackingFormat);
         try
         {
@@ -128,6 +120,20 @@ public sealed partial class Qcow2Image : IBlockBackend
             backing?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The header of the image in <paramref name="file"/> (read from its first cluster; nothing written).</summary>
+    internal static Qcow2Header ReadHeader(ImageFile file)
+    {
+        var probe = new byte[Math.Min(file.LengthBytes, 1L << MAX_CLUSTER_BITS)];
+        file.Read(0, probe);
+        int clusterBits = probe.Length >= OffsetClusterBits + 4
+            ? (int)BinaryPrimitives.ReadUInt32BigEndian(probe.AsSpan(OffsetClusterBits))
+            : MIN_CLUSTER_BITS;
+        int firstClusterLength = (clusterBits >= MIN_CLUSTER_BITS && clusterBits <= MAX_CLUSTER_BITS)
+            ? (int)Math.Min(probe.Length, 1L << clusterBits)
+            : probe.Length;
+        return Qcow2Header.Parse(file.Path, probe.AsSpan(0, firstClusterLength), file.LengthBytes, readOnly: !file.Writable);
     }
 
     private void Barrier()

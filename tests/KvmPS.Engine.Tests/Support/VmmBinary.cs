@@ -148,6 +148,16 @@ internal sealed class ControlClient : IDisposable
         return _reader.ReadLine() ?? throw new IOException("the VMM closed the connection");
     }
 
+    /// <summary>A request line with open files attached (SCM_RIGHTS, docs/vmm.md "Passing open files"); the reply.</summary>
+    public JsonElement RequestWithFiles(string request, string extra, IReadOnlyList<System.Runtime.InteropServices.SafeHandle> files)
+    {
+        byte[] line = Encoding.UTF8.GetBytes($"{{\"id\": 42, \"request\": \"{request}\"{(extra.Length > 0 ? ", " + extra : "")}}}\n");
+        int sent = KvmPS.Interop.UnixFdPassing.Send(_socket, line, files);
+        if (sent < line.Length) _stream.Write(line, sent, line.Length - sent);
+        using var doc = JsonDocument.Parse(_reader.ReadLine() ?? throw new IOException("the VMM closed the connection"));
+        return doc.RootElement.Clone();
+    }
+
     /// <summary>The next line the VMM sends on its own (e.g. the refusal of a connection over the limit).</summary>
     public string? ReadLine() => _reader.ReadLine();
 

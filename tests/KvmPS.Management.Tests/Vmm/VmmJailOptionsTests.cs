@@ -6,6 +6,8 @@ using KvmPS.Management.Vmm;
 namespace KvmPS.Management.Tests.Vmm;
 
 /// <summary>How management starts a jailed VMM (docs/confinement.md, "The jail").</summary>
+/// <remarks>In the VMM tests' collection: they set KVMPS_VMM_JAIL, which a VMM test starting a VM meanwhile would read.</remarks>
+[Collection(VmmCollection.Name)]
 public sealed class VmmJailOptionsTests : IDisposable
 {
     private readonly TempDirectory _dir = new();

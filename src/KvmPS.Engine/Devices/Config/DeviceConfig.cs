@@ -16,6 +16,8 @@ public sealed record DeviceContext(GuestMemory Memory, IMachineControl Machine, 
 {
     /// <summary>A live upgrade's destination: what the devices are built without, as it comes handed over (<see cref="Vm.MachineConfig.Deferred"/>).</summary>
     public HandedOverResources Deferred { get; init; }
+    /// <summary>Open files the device uses instead of opening its path (a disk's image chain, a tap); null: open by path.</summary>
+    public PassedFiles? Files { get; init; }
 }
 
 /// <summary>

@@ -56,7 +56,9 @@ public sealed record BlockDeviceConfig : DeviceConfig
         try
         {
             // A live upgrade's destination: the running VMM holds the image (and its locks) until it hands it over.
-            backend = context.Deferred.HasFlag(HandedOverResources.DiskImages)
+            // Passed files (management's device.add, or kept across a reboot): the image chain is open already.
+            backend = context.Files is { Count: > 0 } passed ? DiskImageFactory.OpenPassed(Path, Format, ReadOnly, passed.TakeAll())
+                : context.Deferred.HasFlag(HandedOverResources.DiskImages)
                 ? new PendingBlockBackend(Path, DiskImageFactory.ReadVirtualSize(Path, Format), ReadOnly)
                 : DiskImageFactory.Open(Path, Format, ReadOnly);
         }

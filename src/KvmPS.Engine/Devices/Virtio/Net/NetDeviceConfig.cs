@@ -96,7 +96,21 @@ public sealed record NetDeviceConfig : DeviceConfig
         // A live upgrade's destination: the running VMM holds the tap (TUNSETIFF would answer EBUSY) and hands it over.
         if (context.Deferred.HasFlag(HandedOverResources.Taps)) return new VirtioNet(new PendingNetBackend(Tap), Mac, Mtu is int pm ? (ushort)pm : null);
         TapDevice tap;
-        try { tap = TapDevice.Open(Tap, Bridge, Mtu); }
+        try
+        {
+            // Passed (management's device.add, or kept across a reboot): opened and set up by whoever had the rights.
+            if (context.Files is { Count: > 0 } passed)
+            {
+                var files = passed.TakeAll();
+                if (files.Count != 1)
+                {
+                    foreach (var f in files) f.Dispose();
+                    throw new TapSetupException($"tap '{Tap}': {files.Count} files were passed for it; a net device takes one (the tap).");
+                }
+                tap = TapDevice.FromPassed(files[0], Tap, Bridge);
+            }
+            else tap = TapDevice.Open(Tap, Bridge, Mtu);
+        }
         catch (TapSetupException e) { throw new DeviceConfigException($"net device: {e.Message}"); }
         tap.Log = context.Log;
         context.Log($"virtio-net: tap '{tap.Name}'{(tap.Created ? " (created)" : "")}{(Bridge is null ? "" : $" on bridge '{Bridge}'")}, mac {FormatMac(Mac)}");

@@ -145,6 +145,40 @@ public sealed class TapDevice : INetBackend
         }
     }
 
+    /// <summary>
+    /// A tap opened by someone with the rights a jailed VMM lacks (CAP_NET_ADMIN): management, for a <c>device.add</c>
+    /// (docs/vmm.md, "Passing open files"), or this VMM before a guest reboot. It must be a tap attached with a virtio-net
+    /// header and be the interface <paramref name="name"/> names; the link, MTU and bridge are as the opener left them.
+    /// The header size and offloads are set here (no capability needed). The handle is the device's (closed on failure),
+    /// and so is the host set-up: a pre-existing tap leaves <paramref name="bridge"/> when the device goes.
+    /// </summary>
+    public static TapDevice FromPassed(System.Runtime.InteropServices.SafeHandle passed, string name, string? bridge)
+    {
+        var tap = TapHandle.FromDescriptor(passed, out short flags, out int errno)
+            ?? throw new TapSetupException($"tap '{name}': the file passed for it is not an attached tap (TUNGETIFF: {Libc.ErrorText(errno)}).");
+        try
+        {
+            const short wanted = Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR;
+            if ((flags & wanted) != wanted)
+                throw new TapSetupException($"tap '{tap.InterfaceName}': the file passed for it is not a tap with a virtio-net header (flags 0x{flags:x4}).");
+            if (tap.InterfaceName != name && !name.Contains('%'))
+                throw new TapSetupException($"tap '{name}': the file passed for it is attached to '{tap.InterfaceName}', another interface.");
+            tap.SetVnetHeaderSize(VnetHeaderSize);
+            tap.SetOffload(0);
+            return new TapDevice(tap, tap.InterfaceName, bridge, created: (flags & Tun.IFF_PERSIST) == 0);
+        }
+        catch (NativeCallException e)
+        {
+            tap.Dispose();
+            throw new TapSetupException($"tap '{name}': {e.Message}.");
+        }
+        catch
+        {
+            tap.Dispose();
+            throw;
+        }
+    }
+
     public bool Send(ReadOnlySpan<byte> packet) => !_tap.IsClosed && _tap.Write(packet) == 0;
 
     public int Receive(Span<byte> buffer)

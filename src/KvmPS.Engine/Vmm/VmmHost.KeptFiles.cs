@@ -1,0 +1,65 @@
+using KvmPS.Devices.Config;
+using KvmPS.Devices.Virtio;
+using KvmPS.Devices.Virtio.Block;
+using KvmPS.Devices.Virtio.Net;
+using KvmPS.Interop;
+using KvmPS.Storage;
+using KvmPS.Vm;
+
+namespace KvmPS.Vmm;
+
+/// <summary>
+/// A guest reboot keeps the devices' host resources open (docs/confinement.md, "The jail"): the machine a reboot builds
+/// takes the previous boot's open images and taps instead of opening the paths again. A jailed VMM could not: a tap it
+/// made goes away with its last descriptor and making it again needs CAP_NET_ADMIN, and a hot-plugged image management
+/// passed by descriptor may lie outside the jail or be root's alone.
+/// </summary>
+public sealed partial class VmmHost
+{
+    /// <summary>Duplicates of the open files of <paramref name="machine"/>'s disks and taps, by slot (hot-plugged ones too).</summary>
+    private Dictionary<int, PassedFiles> KeepFilesForReboot(VirtualMachine machine)
+    {
+        var kept = new Dictionary<int, PassedFiles>();
+        foreach (var (slot, config, device) in machine.ConfiguredDevices.Select(d => (d.Slot, d.Config, d.Device))
+                     .Concat(machine.HotpluggedDevices.Select(d => (d.Slot, d.Config, d.Device))))
+        {
+            try
+            {
+                if (Keep(config, device) is { } files) kept[slot] = files;
+            }
+            catch (Exception e) when (e is NativeCallException or NotSupportedException or ObjectDisposedException)
+            {
+                // Opened again by path, as before the files were kept.
+                _log.WriteLine($"kvmps-vmm: the {config.Type} device {PciAddresses.Format(slot)} is opened again by path at the reboot: {e.Message}");
+            }
+        }
+        return kept;
+    }
+
+    private static PassedFiles? Keep(DeviceConfig config, IVirtioDevice device)
+    {
+        switch (device)
+        {
+            // Only a chain whose top is still the configured image (what opening the path would give).
+            case VirtioBlock { AwaitsBackend: false } disk when config is BlockDeviceConfig block && disk.Backend.Path == block.Path:
+                return new PassedFiles(DiskImageFactory.OpenFiles(disk.Backend).Select(f => PassedDescriptors.Duplicate(f.File)));
+            case VirtioNet { Backend: TapDevice tap }:
+            {
+                var kept = new PassedFiles([PassedDescriptors.Duplicate(tap.Handle)]);
+                // The next boot's device takes over the interface as it is: disposing this one must not take it out of its bridge.
+                tap.OwnsHostSetup = false;
+                return kept;
+            }
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Closes the kept files no device of the new machine took (it failed, or the slot stayed empty).</summary>
+    private static void CloseUntaken(Dictionary<int, PassedFiles>? kept)
+    {
+        if (kept is null) return;
+        foreach (var files in kept.Values) files.Dispose();
+        kept.Clear();
+    }
+}
