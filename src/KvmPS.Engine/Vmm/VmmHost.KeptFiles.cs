@@ -20,7 +20,7 @@ public sealed partial class VmmHost
     private Dictionary<int, PassedFiles> KeepFilesForReboot(VirtualMachine machine)
     {
         var kept = new Dictionary<int, PassedFiles>();
-        foreach (var (slot, config, device) in machine.ConfiguredDevices.Select(d => (d.Slot, d.Config, d.Device))
+        foreach (var (slot, config, device) in machine.ConfiguredDevices.Select(d => (d.Slot, d.Config, (IVirtioDevice?)d.Device))
                      .Concat(machine.HotpluggedDevices.Select(d => (d.Slot, d.Config, d.Device))))
         {
             try
@@ -36,7 +36,8 @@ public sealed partial class VmmHost
         return kept;
     }
 
-    private static PassedFiles? Keep(DeviceConfig config, IVirtioDevice device)
+    /// <summary>A passthrough function (no virtio device) keeps nothing: it connects again at the reboot.</summary>
+    private static PassedFiles? Keep(DeviceConfig config, IVirtioDevice? device)
     {
         switch (device)
         {
