@@ -29,16 +29,7 @@ public sealed partial class SshTransport
         var start = new ProcessStartInfo(Options.SshProgram) { UseShellExecute = false, RedirectStandardError = true };
         foreach (var argument in BuildInteractiveArguments(target, kvmpsArguments))
             start.ArgumentList.Add(argument);
-        Process process;
-        try
-        {
-            process = Process.Start(start) ?? throw new Win32Exception("Process.Start returned no process");
-        }
-        catch (Win32Exception e)
-        {
-            throw new SshClientNotFoundException(target.ToString(), Options.SshProgram, e);
-        }
-        using (process)
+        using (var process = StartSsh(target, start))
         {
             var error = process.StandardError.ReadToEndAsync();
             process.WaitForExit();

@@ -48,16 +48,7 @@ public sealed partial class SshTransport(SshTransportOptions? options = null)
         foreach (var argument in BuildSshArguments(target, kvmpsArguments))
             start.ArgumentList.Add(argument);
 
-        Process process;
-        try
-        {
-            process = Process.Start(start) ?? throw new Win32Exception("Process.Start returned no process");
-        }
-        catch (Win32Exception e)
-        {
-            throw new SshClientNotFoundException(target.ToString(), Options.SshProgram, e);
-        }
-        using (process)
+        using (var process = StartSsh(target, start))
         {
             var output = process.StandardOutput.ReadToEndAsync();
             var error = process.StandardError.ReadToEndAsync();
@@ -185,5 +176,12 @@ public sealed partial class SshTransport(SshTransportOptions? options = null)
     {
         var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         return string.Join(" ", lines.TakeLast(2));
+    }
+
+    /// <summary>Starts ssh; a missing ssh program is <see cref="SshClientNotFoundException"/> naming it.</summary>
+    private Process StartSsh(SshTarget target, ProcessStartInfo start)
+    {
+        try { return Process.Start(start) ?? throw new Win32Exception("Process.Start returned no process"); }
+        catch (Win32Exception e) { throw new SshClientNotFoundException(target.ToString(), Options.SshProgram, e); }
     }
 }

@@ -117,6 +117,26 @@ public sealed class TapDevice : INetBackend
     }
 
     /// <summary>
+    /// <paramref name="fd"/> as a tap attached with a virtio-net header (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) to the
+    /// interface <paramref name="name"/> names (a template such as "tap%d" takes what the kernel made), with its flags;
+    /// else <see cref="TapSetupException"/> saying what <paramref name="what"/> is instead (the handle closed).
+    /// </summary>
+    private static TapHandle AttachedTap(System.Runtime.InteropServices.SafeHandle fd, string name, string what, out short flags)
+    {
+        var tap = TapHandle.FromDescriptor(fd, out flags, out int errno)
+            ?? throw new TapSetupException($"tap '{name}': {what} is not an attached tap (TUNGETIFF: {Libc.ErrorText(errno)}).");
+        const short wanted = Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR;
+        string? wrong = (flags & wanted) != wanted
+            ? $"tap '{tap.InterfaceName}': {what} is not a tap with a virtio-net header (flags 0x{flags:x4})."
+            : tap.InterfaceName != name && !name.Contains('%')
+                ? $"tap '{name}': {what} is attached to '{tap.InterfaceName}', another interface."
+                : null;
+        if (wrong is null) return tap;
+        tap.Dispose();
+        throw new TapSetupException(wrong);
+    }
+
+    /// <summary>
     /// A live upgrade's destination: the tap the running VMM opened, passed over the migration socket. It must be a tap
     /// attached as <see cref="Open"/> attaches one (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR: its header size and offloads were
     /// set on the interface) and be the interface <paramref name="name"/> names; the interface is used as it is, up and
@@ -125,16 +145,9 @@ public sealed class TapDevice : INetBackend
     /// </summary>
     public static TapDevice Adopt(System.Runtime.InteropServices.SafeHandle received, string name, string? bridge)
     {
-        var tap = TapHandle.FromDescriptor(received, out short flags, out int errno)
-            ?? throw new TapSetupException($"tap '{name}': the descriptor handed over is not an attached tap (TUNGETIFF: {Libc.ErrorText(errno)}).");
+        var tap = AttachedTap(received, name, "the descriptor handed over", out short flags);
         try
         {
-            const short wanted = Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR;
-            if ((flags & wanted) != wanted)
-                throw new TapSetupException($"tap '{tap.InterfaceName}': the descriptor handed over is not a tap with a virtio-net header (flags 0x{flags:x4}).");
-            // A name template ("tap%d") is resolved by the kernel: any interface it made then is the one.
-            if (tap.InterfaceName != name && !name.Contains('%'))
-                throw new TapSetupException($"tap '{name}': the descriptor handed over is attached to '{tap.InterfaceName}', another interface.");
             // IFF_PERSIST: made beforehand (ip tuntap add), not by a VMM; one without it goes away with its last descriptor.
             return new TapDevice(tap, tap.InterfaceName, bridge, created: (flags & Tun.IFF_PERSIST) == 0) { OwnsHostSetup = false };
         }
@@ -154,15 +167,9 @@ public sealed class TapDevice : INetBackend
     /// </summary>
     public static TapDevice FromPassed(System.Runtime.InteropServices.SafeHandle passed, string name, string? bridge)
     {
-        var tap = TapHandle.FromDescriptor(passed, out short flags, out int errno)
-            ?? throw new TapSetupException($"tap '{name}': the file passed for it is not an attached tap (TUNGETIFF: {Libc.ErrorText(errno)}).");
+        var tap = AttachedTap(passed, name, "the file passed for it", out short flags);
         try
         {
-            const short wanted = Tun.IFF_TAP | Tun.IFF_NO_PI | Tun.IFF_VNET_HDR;
-            if ((flags & wanted) != wanted)
-                throw new TapSetupException($"tap '{tap.InterfaceName}': the file passed for it is not a tap with a virtio-net header (flags 0x{flags:x4}).");
-            if (tap.InterfaceName != name && !name.Contains('%'))
-                throw new TapSetupException($"tap '{name}': the file passed for it is attached to '{tap.InterfaceName}', another interface.");
             tap.SetVnetHeaderSize(VnetHeaderSize);
             tap.SetOffload(0);
             return new TapDevice(tap, tap.InterfaceName, bridge, created: (flags & Tun.IFF_PERSIST) == 0);
