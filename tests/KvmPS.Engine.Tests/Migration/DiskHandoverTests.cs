@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.RegularExpressions;
 using KvmPS.Contract;
 using KvmPS.Engine.Tests.Devices;
@@ -150,7 +151,11 @@ public partial class DiskHandoverTests(ITestOutputHelper log)
         }
 
         // The write typed last may have been in the guest when it paused: it completes in the new VMM.
+        // Under load it may take longer than a moment (once 3 writes were counted where 2 were typed after): wait for it
+        // up to 3 s; a request the old guest had not read yet never comes, so the wait is bounded.
         Thread.Sleep(300);
+        for (var waited = Stopwatch.StartNew(); pending != default && Wrote(destination) == 0 && waited.ElapsedMilliseconds < 3000;)
+            Thread.Sleep(20);
         if (pending != default && Wrote(destination) == 1) answered.Add(pending);
         int onDestination = Wrote(destination);
 
