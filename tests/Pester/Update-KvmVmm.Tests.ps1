@@ -12,7 +12,8 @@ BeforeAll {
     New-KvmTestVm -Name up-off | Out-Null
 
     function Get-UpCount([string] $Name) {
-        $text = Get-Content -Raw (Join-Path (Get-KvmVm $Name).Path 'serial.log')
+        # Just started, the log may still be empty, which Get-Content -Raw returns as $null: count 0 then.
+        $text = [string](Get-Content -Raw (Join-Path (Get-KvmVm $Name).Path 'serial.log') -ErrorAction SilentlyContinue)
         $counts = [regex]::Matches($text, 'work: count (\d+)') | ForEach-Object { [long]$_.Groups[1].Value }
         if ($counts) { $counts[-1] } else { 0 }
     }
