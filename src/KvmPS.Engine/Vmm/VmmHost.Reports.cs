@@ -1,15 +1,8 @@
-using System.Diagnostics;
-using System.Reflection;
-using System.Runtime.ExceptionServices;
-using System.Runtime.InteropServices;
-using System.Buffers;
 using System.Text.Json;
 using KvmPS.Contract;
 using KvmPS.Devices.Config;
 using KvmPS.Interop;
-using KvmPS.Threading;
 using KvmPS.Vm;
-using KvmPS.Vm.Boot;
 
 namespace KvmPS.Vmm;
 
