@@ -191,6 +191,29 @@ public static unsafe class UnixFdPassing
     }
 
     /// <summary>
+    /// The descriptors the SCM_RIGHTS control messages of a received <paramref name="message"/> carry, in order, into
+    /// <paramref name="into"/> (at most its length; the control buffer holds no more than <see cref="MaxFds"/>).
+    /// Returns how many. The caller owns them from here.
+    /// </summary>
+    internal static int ReceivedDescriptors(byte* control, in msghdr message, Span<int> into)
+    {
+        int taken = 0;
+        for (byte* at = control; message.msg_controllen >= (nuint)sizeof(cmsghdr) && at + sizeof(cmsghdr) <= control + (int)message.msg_controllen;)
+        {
+            var header = (cmsghdr*)at;
+            if (header->cmsg_len < (nuint)sizeof(cmsghdr)) break;
+            if (header->cmsg_level == Libc.SOL_SOCKET && header->cmsg_type == Libc.SCM_RIGHTS)
+            {
+                int count = (int)((header->cmsg_len - (nuint)sizeof(cmsghdr)) / sizeof(int));
+                int* slots = (int*)(at + sizeof(cmsghdr));
+                for (int i = 0; i < count && taken < into.Length; i++) into[taken++] = slots[i];
+            }
+            at += ((int)header->cmsg_len + 7) & ~7;
+        }
+        return taken;
+    }
+
+    /// <summary>
     /// Receives up to <paramref name="buffer"/>.Length bytes; descriptors that came with them are added to
     /// <paramref name="fds"/> (close-on-exec). Returns the bytes read, 0 at the end of the stream.
     /// </summary>
@@ -207,18 +230,8 @@ public static unsafe class UnixFdPassing
             do got = Libc.Recvmsg(socket.Handle, &message, Libc.MSG_CMSG_CLOEXEC);
             while (got < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR);
             if (got < 0) throw NativeCallException.FromLastError("recvmsg");
-            for (byte* at = control; message.msg_controllen >= (nuint)sizeof(cmsghdr) && at + sizeof(cmsghdr) <= control + (int)message.msg_controllen;)
-            {
-                var header = (cmsghdr*)at;
-                if (header->cmsg_len < (nuint)sizeof(cmsghdr)) break;
-                if (header->cmsg_level == Libc.SOL_SOCKET && header->cmsg_type == Libc.SCM_RIGHTS)
-                {
-                    int count = (int)((header->cmsg_len - (nuint)sizeof(cmsghdr)) / sizeof(int));
-                    int* slots = (int*)(at + sizeof(cmsghdr));
-                    for (int i = 0; i < count; i++) fds.Add(MemfdHandle.Adopt(slots[i]));
-                }
-                at += ((int)header->cmsg_len + 7) & ~7;
-            }
+            Span<int> received = stackalloc int[MaxFds];
+            foreach (int fd in received[..ReceivedDescriptors(control, message, received)]) fds.Add(MemfdHandle.Adopt(fd));
             if ((message.msg_flags & Libc.MSG_CTRUNC) != 0) throw new IOException($"more than {MaxFds} descriptors were sent in one message; the rest were dropped");
             return (int)got;
         }

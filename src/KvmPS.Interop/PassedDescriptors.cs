@@ -40,18 +40,9 @@ public static unsafe class PassedDescriptors
                     if (Marshal.GetLastPInvokeError() == Libc.EAGAIN) return -1;
                     throw NativeCallException.FromLastError("recvmsg");
                 }
-                for (byte* at = control; message.msg_controllen >= (nuint)sizeof(cmsghdr) && at + sizeof(cmsghdr) <= control + (int)message.msg_controllen;)
-                {
-                    var header = (cmsghdr*)at;
-                    if (header->cmsg_len < (nuint)sizeof(cmsghdr)) break;
-                    if (header->cmsg_level == Libc.SOL_SOCKET && header->cmsg_type == Libc.SCM_RIGHTS)
-                    {
-                        int count = (int)((header->cmsg_len - (nuint)sizeof(cmsghdr)) / sizeof(int));
-                        int* slots = (int*)(at + sizeof(cmsghdr));
-                        for (int i = 0; i < count; i++) fds.Add(new SafeFileHandle(slots[i], ownsHandle: true));
-                    }
-                    at += ((int)header->cmsg_len + 7) & ~7;
-                }
+                Span<int> received = stackalloc int[UnixFdPassing.MaxFds];
+                foreach (int fd in received[..UnixFdPassing.ReceivedDescriptors(control, message, received)])
+                    fds.Add(new SafeFileHandle(fd, ownsHandle: true));
                 truncated = (message.msg_flags & Libc.MSG_CTRUNC) != 0;
                 return (int)got;
             }
