@@ -8,7 +8,7 @@ namespace KvmPS.Interop;
 /// </summary>
 internal static unsafe partial class Libc
 {
-    public const int CLONE_NEWNS = 0x00020000;
+    public const int CLONE_NEWNS = 0x00020000, CLONE_NEWNET = 0x40000000;
     public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32, MS_BIND = 4096,
         MS_REC = 16384, MS_PRIVATE = 1 << 18;
     public const int MNT_DETACH = 2;
@@ -20,6 +20,13 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "unshare", SetLastError = true)]
     public static partial int Unshare(int flags);
+
+    /// <summary>The inode number of what <paramref name="path"/> resolves to (a namespace's, for /proc/PID/ns/*); null if it cannot be read.</summary>
+    public static ulong? InodeOf(string path) => FstatAt(AT_FDCWD, path, out var status, 0) == 0 ? status.st_ino : null;
+
+    /// <summary>setns(2): moves the calling thread (only) into the namespace <paramref name="fd"/> refers to.</summary>
+    [LibraryImport(Lib, EntryPoint = "setns", SetLastError = true)]
+    public static partial int Setns(int fd, int nsType);
 
     [LibraryImport(Lib, EntryPoint = "mount", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Mount(string? source, string target, string? fsType, ulong flags, string? data);

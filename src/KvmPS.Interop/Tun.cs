@@ -18,7 +18,10 @@ internal static unsafe partial class Tun
 
     // <linux/sockios.h>
     public const uint SIOCGIFFLAGS = 0x8913, SIOCSIFFLAGS = 0x8914, SIOCSIFMTU = 0x8922, SIOCGIFINDEX = 0x8933;
-    public const uint SIOCBRADDIF = 0x89a2, SIOCBRDELIF = 0x89a3;
+    public const uint SIOCBRADDIF = 0x89a2, SIOCBRDELIF = 0x89a3, SIOCETHTOOL = 0x8946;
+    // <linux/ethtool.h>: struct ethtool_drvinfo is the command word, then the driver's name (32 bytes), …; 196 bytes.
+    public const uint ETHTOOL_GDRVINFO = 3;
+    public const int EthtoolDrvinfoBytes = 196, EthtoolDriverOffset = 4, EthtoolDriverBytes = 32;
     // <net/if.h>
     public const short IFF_UP = 0x1;
 
@@ -33,6 +36,7 @@ internal static unsafe partial class Tun
         [FieldOffset(16)] public short ifr_flags;
         [FieldOffset(16)] public int ifr_ifindex;
         [FieldOffset(16)] public int ifr_mtu;
+        [FieldOffset(16)] public nint ifr_data;
 
         public static IfReq ForName(string name)
         {
@@ -80,8 +84,33 @@ internal static unsafe partial class Tun
         finally { Libc.Close(s); }
     }
 
-    public static bool InterfaceExists(string name) => Directory.Exists($"/sys/class/net/{name}");
-    public static bool IsBridge(string name) => Directory.Exists($"/sys/class/net/{name}/bridge");
+    // By ioctl on a socket, not /sys/class/net: a socket belongs to the calling thread's network namespace, /sys to
+    // the one its mounter had (management makes a tap in a VMM's namespace from a thread that entered it).
+
+    /// <summary>Whether an interface of that name exists in the calling thread's network namespace.</summary>
+    public static bool InterfaceExists(string name)
+    {
+        IfReq req;
+        try { req = IfReq.ForName(name); }
+        catch (ArgumentException) { return false; } // longer than an interface name can be
+        return NetIoctl(SIOCGIFINDEX, ref req) == 0;
+    }
+
+    /// <summary>Whether <paramref name="name"/> is a bridge: its driver, as ethtool reports it, is "bridge".</summary>
+    public static bool IsBridge(string name)
+    {
+        IfReq req;
+        try { req = IfReq.ForName(name); }
+        catch (ArgumentException) { return false; }
+        byte* info = stackalloc byte[EthtoolDrvinfoBytes];
+        new Span<byte>(info, EthtoolDrvinfoBytes).Clear();
+        *(uint*)info = ETHTOOL_GDRVINFO;
+        req.ifr_data = (nint)info;
+        if (NetIoctl(SIOCETHTOOL, ref req) != 0) return false;
+        var driver = new ReadOnlySpan<byte>(info + EthtoolDriverOffset, EthtoolDriverBytes);
+        int end = driver.IndexOf((byte)0);
+        return driver[..(end < 0 ? EthtoolDriverBytes : end)].SequenceEqual("bridge"u8);
+    }
 }
 
 /// <summary>

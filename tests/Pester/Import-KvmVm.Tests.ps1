@@ -64,7 +64,7 @@ Import-KvmVm '$(Join-Path $export 'im-sv')' -Copy -GenerateNewId | Out-Null
 if ((Get-KvmVm im-sv).State -ne 'Saved') { throw 'the clone is not Saved' }
 Start-KvmVm im-sv -Confirm:`$false
 "@
-            $output = & ip netns exec $ns (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
+            $output = & (Get-KvmTestNetnsRunner) $ns (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
             $LASTEXITCODE | Should -Be 0 -Because "$output"
             $vm = Get-KvmVm im-sv
             $vm.State | Should -Be 'Running'

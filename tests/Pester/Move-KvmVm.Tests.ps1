@@ -23,7 +23,7 @@ BeforeAll {
         $env:KVMPS_HOME = $script:Pair.Host1.StoreHome
         $env:KVMPS_SSH_CONFIG = $script:Pair.SshConfigPath
         try {
-            $output = & ip netns exec $script:Pair.Host1.Namespace @pwsh -NoProfile -NonInteractive -Command ($prelude + $Script) 2>&1
+            $output = & (Get-KvmTestNetnsRunner) $script:Pair.Host1.Namespace @pwsh -NoProfile -NonInteractive -Command ($prelude + $Script) 2>&1
             [pscustomobject]@{ ExitCode = $LASTEXITCODE; Text = ($output | Out-String) }
         }
         finally {

@@ -131,6 +131,12 @@ function Get-KvmTestLiveDevice {
 }
 
 <#
+    The command that runs a program in a test network namespace like `ip netns exec NS`, with the cgroup hierarchies a
+    real host has (tests/in-netns.sh): a jailed kvmps-vmm started there needs them.
+#>
+function Get-KvmTestNetnsRunner { Join-Path $PSScriptRoot '../in-netns.sh' }
+
+<#
 Creates and starts a VM from a pwsh running inside the network namespace $Namespace (created here), so the taps
 its kvmps-vmm makes (at start and when adapters are hot-plugged later) stay in that namespace. $Setup runs inside
 between New-KvmVm and Start-KvmVm (e.g. Add-KvmNetworkAdapter). Remove the VM, then the namespace, when done.
@@ -146,7 +152,7 @@ New-KvmVm -Name $Name -MemoryStartupBytes 64MB -Confirm:`$false | Out-Null
 $Setup
 Start-KvmVm $Name -Confirm:`$false
 "@
-    $output = & ip netns exec $Namespace (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
+    $output = & (Get-KvmTestNetnsRunner) $Namespace (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
     if ($LASTEXITCODE -ne 0) { throw "starting $Name in $Namespace failed: $output" }
     Get-KvmVm -Name $Name -ErrorAction Stop
 }
@@ -173,7 +179,7 @@ function Invoke-KvmTestInNamespace {
         & ip netns exec $Namespace ip link set lo up
     }
     $inside = "`$ErrorActionPreference = 'Stop'`nImport-Module '$((Get-KvmTestModulePath) -replace "'", "''")'`n" + $Script
-    $output = & ip netns exec $Namespace (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
+    $output = & (Get-KvmTestNetnsRunner) $Namespace (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command $inside 2>&1
     @{ ExitCode = $LASTEXITCODE; Output = @($output | ForEach-Object { "$_" }) }
 }
 

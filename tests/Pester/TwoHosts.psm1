@@ -85,8 +85,8 @@ function New-KvmTestHostPair {
                 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password',
                 "SetEnv KVMPS_HOME=$($h.StoreHome) PATH=${BinDirectory}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DOTNET_NOLOGO=1 KVMPS_SSH_CONFIG=$($pair.SshConfigPath) KVMPS_SSH_KEY=$($pair.ClientKeyPath)$(foreach ($k in $Environment.Keys) { " $k=$($Environment[$k])" })")
             $log = Join-Path $h.Dir sshd.log
-            $start = [System.Diagnostics.ProcessStartInfo]::new('ip')
-            foreach ($a in 'netns', 'exec', $h.Namespace, '/usr/sbin/sshd', '-D', '-E', $log, '-f', $config) { $start.ArgumentList.Add($a) }
+            $start = [System.Diagnostics.ProcessStartInfo]::new((Join-Path $PSScriptRoot '../in-netns.sh'))
+            foreach ($a in $h.Namespace, '/usr/sbin/sshd', '-D', '-E', $log, '-f', $config) { $start.ArgumentList.Add($a) }
             $pair.Sshds.Add([System.Diagnostics.Process]::Start($start))
             $deadline = (Get-Date).AddSeconds(15)
             while (-not ((Test-Path $log) -and (Get-Content -Raw $log) -match 'Server listening')) {

@@ -80,7 +80,7 @@ public static partial class SnapshotDirectory
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             try { if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true); } catch (IOException) { }
-            throw new SnapshotException(target, $"cannot write the snapshot: {e.Message}", e);
+            throw new SnapshotException(target, $"cannot write the snapshot: {Vmm.IoErrorText.Describe(e)}", e);
         }
     }
 
@@ -113,7 +113,7 @@ public static partial class SnapshotDirectory
     {
         if (!File.Exists(path)) throw new SnapshotException(path, $"the {what} is missing");
         try { return File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SnapshotException(path, $"cannot read the {what}: {e.Message}", e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SnapshotException(path, $"cannot read the {what}: {Vmm.IoErrorText.Describe(e)}", e); }
     }
 
     /// <summary>Opens the memory file for a restore.</summary>
@@ -122,7 +122,7 @@ public static partial class SnapshotDirectory
     public static SafeFileHandle OpenMemory(string memoryPath)
     {
         try { return File.OpenHandle(memoryPath, FileMode.Open, FileAccess.Read); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SnapshotException(memoryPath, $"cannot open the memory file: {e.Message}", e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SnapshotException(memoryPath, $"cannot open the memory file: {Vmm.IoErrorText.Describe(e)}", e); }
     }
 
     /// <summary>The CRC-64 a state.bin ends with (checked by <see cref="SnapshotStateFile.Decode"/>).</summary>

@@ -75,9 +75,12 @@ public sealed class ControlServer : IDisposable
     private readonly Socket _listener;
     private readonly FileLock _lock;
     private readonly IVmmControl _control;
-    private readonly Thread _acceptThread;
     private readonly ControlConnections _connections;
-    private volatile bool _disposed;
+    private readonly object _acceptGate = new();
+    private Thread? _acceptThread;
+    private volatile bool _disposed, _handingOver;
+    // Connections the previous accept thread took while it was being replaced: the new one serves them first.
+    private readonly Queue<Socket> _handedOver = new();
 
     public string Path { get; }
     public ControlServerLimits Limits { get; }
@@ -90,11 +93,23 @@ public sealed class ControlServer : IDisposable
         _control = control;
         Limits = limits;
         _connections = new ControlConnections(limits.MaxClients);
-        _acceptThread = EngineThreads.Create(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
     }
 
-    /// <summary>Binds the socket. Throws <see cref="VmmResourceException"/> naming the path if another VMM owns it.</summary>
+    /// <summary>Binds the socket and serves it. Throws <see cref="VmmResourceException"/> naming the path if another VMM owns it.</summary>
     public static ControlServer Bind(string path, IVmmControl control, ControlServerLimits? limits = null)
+    {
+        var server = BindWithoutServing(path, control, limits);
+        server.StartAccepting();
+        return server;
+    }
+
+    /// <summary>
+    /// Binds the socket and listens, without accepting yet: clients queue in the backlog until
+    /// <see cref="StartAccepting"/>. The VMM binds as root before its jail and starts accepting after it, so that the
+    /// threads serving requests (and the snapshot and migration threads they start) are in the jail's mount namespace
+    /// (a thread's mount namespace is the one of the thread that started it).
+    /// </summary>
+    public static ControlServer BindWithoutServing(string path, IVmmControl control, ControlServerLimits? limits = null)
     {
         path = System.IO.Path.GetFullPath(path);
         string? dir = System.IO.Path.GetDirectoryName(path);
@@ -117,9 +132,7 @@ public sealed class ControlServer : IDisposable
             listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             UnixSockets.BindOwnerOnly(listener, path); // 0600 from birth: no window where others could connect
             listener.Listen(16);
-            var server = new ControlServer(path, listener, fileLock, control, limits ?? new ControlServerLimits());
-            server._acceptThread.Start();
-            return server;
+            return new ControlServer(path, listener, fileLock, control, limits ?? new ControlServerLimits());
         }
         catch (Exception e)
         {
@@ -138,37 +151,86 @@ public sealed class ControlServer : IDisposable
     /// <summary>Connections now open (for tests and metrics).</summary>
     public int ConnectionCount => _connections.Count;
 
+    /// <summary>Starts the accept thread, from the calling thread (whose mount namespace it and its threads get); once.</summary>
+    public void StartAccepting()
+    {
+        lock (_acceptGate)
+        {
+            if (_acceptThread is not null || _disposed) return;
+            _acceptThread = EngineThreads.Start(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
+        }
+    }
+
+    /// <summary>
+    /// Replaces the accept thread by one started from the calling thread: a VMM that had to answer before its jail (a
+    /// VM received from another host answers status while it waits) moves its serving into the jail once there. The
+    /// old thread is woken by a connection of our own; whatever it accepted meanwhile the new thread serves first.
+    /// </summary>
+    public void RestartAcceptingHere()
+    {
+        lock (_acceptGate)
+        {
+            if (_disposed) return;
+            if (_acceptThread is { } old)
+            {
+                _handingOver = true;
+                using (var wake = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false })
+                {
+                    // A full backlog refuses it (EAGAIN): then the old thread has connections to accept, and sees the flag.
+                    try { wake.Connect(new UnixDomainSocketEndPoint(Path)); } catch (SocketException) { }
+                }
+                old.Join();
+                _handingOver = false;
+            }
+            _acceptThread = EngineThreads.Start(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
+        }
+    }
+
     private void AcceptLoop()
     {
-        while (!_disposed)
+        while (true)
         {
+            Socket? handedOver;
+            lock (_handedOver) _handedOver.TryDequeue(out handedOver);
+            if (handedOver is not null) { Admit(handedOver); continue; }
+            if (_disposed || _handingOver) return;
             Socket client;
             try { client = _listener.Accept(); }
             catch when (_disposed) { return; }
             catch (SocketException) { Thread.Sleep(50); continue; } // e.g. out of fds: back off instead of spinning
-            try { client.SendTimeout = Limits.SendTimeoutMs; }
-            catch (SocketException) { client.Dispose(); continue; }
-            if (ControlPeer.Refusal(client) is { } refusal)
+            if (_handingOver)
             {
-                Refuse(client, ControlErrorCodes.PermissionDenied, refusal);
-                continue;
+                lock (_handedOver) _handedOver.Enqueue(client);
+                return;
             }
-            var connection = new ControlConnection(client);
-            if (!_connections.TryAdmit(connection, out _))
-            {
-                Refuse(client, ControlErrorCodes.Busy, $"all {Limits.MaxClients} control connections are carrying out requests or attached to the console; try again");
-                continue;
-            }
-            try
-            {
-                EngineThreads.Start(ThreadRole.Control, "control-client", () => { try { Serve(connection); } finally { _connections.Remove(connection); } });
-            }
-            catch (Exception)
-            {
-                // No thread could be had (memory): refuse this client, keep serving the others.
-                _connections.Remove(connection);
-                client.Dispose();
-            }
+            Admit(client);
+        }
+    }
+
+    private void Admit(Socket client)
+    {
+        try { client.SendTimeout = Limits.SendTimeoutMs; }
+        catch (SocketException) { client.Dispose(); return; }
+        if (ControlPeer.Refusal(client) is { } refusal)
+        {
+            Refuse(client, ControlErrorCodes.PermissionDenied, refusal);
+            return;
+        }
+        var connection = new ControlConnection(client);
+        if (!_connections.TryAdmit(connection, out _))
+        {
+            Refuse(client, ControlErrorCodes.Busy, $"all {Limits.MaxClients} control connections are carrying out requests or attached to the console; try again");
+            return;
+        }
+        try
+        {
+            EngineThreads.Start(ThreadRole.Control, "control-client", () => { try { Serve(connection); } finally { _connections.Remove(connection); } });
+        }
+        catch (Exception)
+        {
+            // No thread could be had (memory): refuse this client, keep serving the others.
+            _connections.Remove(connection);
+            client.Dispose();
         }
     }
 
@@ -401,6 +463,7 @@ public sealed class ControlServer : IDisposable
         if (_disposed) return;
         _disposed = true;
         _listener.Dispose();
+        lock (_handedOver) while (_handedOver.TryDequeue(out var left)) left.Dispose();
         // A jailed VMM whose user may not write the socket's folder leaves both behind, as a crash does; the next start removes them.
         try { File.Delete(Path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         try { File.Delete(Path + ".lock"); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }

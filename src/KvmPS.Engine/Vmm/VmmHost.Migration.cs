@@ -90,7 +90,7 @@ public sealed partial class VmmHost
             _log.WriteLine($"kvmps-vmm: the control socket {path} is in use by the VMM the VM comes from; this VMM takes it over once the VM runs here");
             return null;
         }
-        return ControlServer.Bind(path, this);
+        return ControlServer.BindWithoutServing(path, this); // served once jailed: StartServingControl
     }
 
     /// <summary>

@@ -226,6 +226,17 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
     }
 
+    /// <summary>
+    /// Serves the control socket from the main thread, once jailed: the threads that serve requests, and the snapshot
+    /// and migration threads they start, then resolve paths in the jail's mount namespace (per thread, inherited at
+    /// thread start), where the VM folder is at its host path and owned by the jail's user.
+    /// </summary>
+    private void StartServingControl(bool movedIntoJail)
+    {
+        if (movedIntoJail) _control?.RestartAcceptingHere();
+        else _control?.StartAccepting();
+    }
+
     private int RunMachines(Thread controlSetup)
     {
         bool stdinPumping = false;
@@ -237,7 +248,11 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             VirtualMachine machine;
             bool restoring = _restore is not null && _boots == 0; // a reset after a restore boots afresh
             bool receiving = Incoming is not null && _boots == 0;
-            if (receiving) AwaitControlSetup(controlSetup); // status answers while it waits for the stream
+            if (receiving)
+            {
+                AwaitControlSetup(controlSetup);
+                _control?.StartAccepting(); // status answers while it waits for the stream; moved into the jail below
+            }
             try
             {
                 // A restore leaves the configured devices the snapshot's VM had lost unopened (their images may be gone).
@@ -283,6 +298,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (StartVnc() is { } vncFailed) return vncFailed;
             // Everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
             if (EnterJail() is { } jailFailed) return jailFailed;
+            StartServingControl(movedIntoJail: receiving && _jailed);
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: (restoring && _restore!.Paused) || (receiving && _receiver!.SourcePaused));
             Diagnostics.StartupTimeline.Mark("started");

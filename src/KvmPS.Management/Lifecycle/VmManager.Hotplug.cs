@@ -94,7 +94,7 @@ public sealed partial class VmManager
                     // For a VMM that is not root (jailed), the tap is made and set up here (CAP_NET_ADMIN) and passed; a
                     // root VMM makes its own, as at a start (no host tap is made for a VMM that may refuse the device).
                     live.Add(AddDevice(client, name, "NetworkAdapters", adapter.MacAddress.ToString(), spec,
-                        VmmRunsUnprivileged(name) ? () => VmmPassedFiles.OpenTap(spec) : () => []));
+                        UnprivilegedVmmPid(name) is int vmmPid ? () => VmmPassedFiles.OpenTap(spec, vmmPid) : () => []));
                 }
                 adapters.Done(adapter);
             }
@@ -117,19 +117,19 @@ public sealed partial class VmManager
         return (stored, ejecting);
     }
 
-    /// <summary>True when the VM's VMM process runs as another user than root (jailed): it cannot make taps itself.</summary>
-    private bool VmmRunsUnprivileged(string name)
+    /// <summary>The VM's VMM process id when it runs as another user than root (jailed): it cannot make taps itself.</summary>
+    private int? UnprivilegedVmmPid(string name)
     {
         if (VmRuntimeProbe.ReadPidFile(Store.PidPath(name)) is not int pid)
-            return false;
+            return null;
         try
         {
             var uid = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal))?.Split('\t', StringSplitOptions.RemoveEmptyEntries);
-            return uid is { Length: > 2 } && uid[2] != "0"; // the effective uid
+            return uid is { Length: > 2 } && uid[2] != "0" ? pid : null; // the effective uid
         }
         catch (IOException)
         {
-            return false;
+            return null;
         }
     }
 

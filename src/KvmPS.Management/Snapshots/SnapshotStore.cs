@@ -139,6 +139,7 @@ public sealed class SnapshotStore
     {
         var staging = Path.Combine(Store.VmDirectory(vmName), SavingPrefix + NewId());
         StoreConfinement.CreateDirectory(staging);
+        Vmm.VmmJailOptions.GiveToVmmOf(Store.VmDirectory(vmName), staging); // a jailed VMM writes it as its user
         return staging;
     }
 

@@ -6,11 +6,12 @@ using KvmPS.Management.Store;
 namespace KvmPS.Management.Vmm;
 
 /// <summary>
-/// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"): with <c>KVMPS_VMM_JAIL=on</c>, as
-/// root, when the <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). Opt-in for now. A disk or NIC
-/// hot-plugged into a running VM is opened by management and passed open (<see cref="VmmPassedFiles"/>). A jailed VMM gets
-/// <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment, and its VM folder (and the snapshot folders made for
-/// it later) owned by that user, so it can still write snapshots, rotate its serial log and remove its socket.
+/// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"). On by default: as root, when the
+/// <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). <c>KVMPS_VMM_JAIL=off</c> turns it off (for
+/// debugging); <c>on</c> requires it. A disk or NIC hot-plugged into a running VM is opened by management and passed
+/// open (<see cref="VmmPassedFiles"/>). A jailed VMM gets <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment,
+/// and its VM folder (and the snapshot folders made for it later) owned by that user, so it can still write snapshots,
+/// rotate its serial log and remove its socket.
 /// </summary>
 public static class VmmJailOptions
 {
@@ -18,16 +19,31 @@ public static class VmmJailOptions
     public const string UserName = "kvmps";
 
     /// <summary>
-    /// The jail user's uid and gid when management jails its VMMs now; null when the setting is off or unset. Asked for
-    /// and impossible (not root, no <c>kvmps</c> user) or an unknown value: JailSettingException, never a silent
-    /// unconfined VMM.
+    /// The jail user's uid and gid when management jails its VMMs now; null when it does not: the setting is off; or
+    /// it is unset and this process is not root (the VMM then runs as this unprivileged user already) or there is no
+    /// <c>kvmps</c> user (<see cref="UnjailedNote"/> says so in the VM's log). Asked for (<c>on</c>) and impossible, or
+    /// an unknown value: JailSettingException, never a silent unconfined VMM.
     /// </summary>
     public static (uint Uid, uint Gid)? JailUser()
     {
         string? setting = Environment.GetEnvironmentVariable(Variable);
-        if (string.IsNullOrEmpty(setting) || setting == "off") return null;
-        if (setting != "on") throw new JailSettingException(setting, "the setting is 'on' or 'off'");
-        if (Libc.GetEuid() != 0) throw new JailSettingException(setting, "only root can start a jailed VMM (it changes user and mounts)");
+        if (setting == "off") return null;
+        bool required = setting == "on";
+        if (!required && !string.IsNullOrEmpty(setting)) throw new JailSettingException(setting, "the setting is 'on' or 'off' (unset: on as root when the 'kvmps' user exists)");
+        if (Libc.GetEuid() != 0)
+            return required ? throw new JailSettingException(setting!, "only root can start a jailed VMM (it changes user and mounts)") : null;
+        if (FindUser() is { } user) return user;
+        return required ? throw new JailSettingException(setting!, $"the system user '{UserName}' does not exist ('./build.sh setup' creates it)") : null;
+    }
+
+    /// <summary>Why a VMM management starts as root is not jailed though the setting is left at its default; null otherwise.</summary>
+    public static string? UnjailedNote() =>
+        string.IsNullOrEmpty(Environment.GetEnvironmentVariable(Variable)) && Libc.GetEuid() == 0 && FindUser() is null
+            ? $"kvmps-vmm runs as root, not jailed: there is no system user '{UserName}' ('./build.sh setup' creates it; {Variable}=off turns the jail off without this note)"
+            : null;
+
+    private static (uint Uid, uint Gid)? FindUser()
+    {
         foreach (string line in File.Exists("/etc/passwd") ? File.ReadLines("/etc/passwd") : [])
         {
             var f = line.Split(':');
@@ -35,7 +51,7 @@ public static class VmmJailOptions
                 && uint.TryParse(f[3], NumberStyles.None, CultureInfo.InvariantCulture, out uint gid) && uid != 0)
                 return (uid, gid);
         }
-        throw new JailSettingException(setting, $"the system user '{UserName}' does not exist ('./build.sh setup' creates it)");
+        return null;
     }
 
     /// <summary>The VMM's jail arguments for <paramref name="vmName"/> (none when not jailing); hands the VM folder to the jail user.</summary>

@@ -51,7 +51,40 @@ public static class VmmPassedFiles
     /// opens one, its MTU set, brought up and put in its bridge: what needs CAP_NET_ADMIN is done here.
     /// </summary>
     /// <exception cref="PassedFileException">The tap or bridge cannot be set up; names it and why.</exception>
-    public static IReadOnlyList<SafeHandle> OpenTap(NetDeviceSpec spec)
+    public static IReadOnlyList<SafeHandle> OpenTap(NetDeviceSpec spec) => OpenTapHere(spec);
+
+    /// <summary>
+    /// <see cref="OpenTap(NetDeviceSpec)"/> in the network namespace of process <paramref name="vmmPid"/>: the VM's
+    /// tap belongs where its VMM is (a VMM started inside <c>ip netns exec</c> by another management process). When
+    /// that differs from this process's, a thread of its own enters it (setns moves only the calling thread) and makes
+    /// the tap there; the open tap stays in that namespace after the thread ends.
+    /// </summary>
+    public static IReadOnlyList<SafeHandle> OpenTap(NetDeviceSpec spec, int vmmPid)
+    {
+        string theirs = $"/proc/{vmmPid}/ns/net";
+        if (Libc.InodeOf(theirs) is not { } their || Libc.InodeOf("/proc/thread-self/ns/net") == their) return OpenTapHere(spec);
+        IReadOnlyList<SafeHandle>? opened = null;
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var ns = File.OpenHandle(theirs, FileMode.Open, FileAccess.Read);
+                if (Libc.Setns((int)ns.DangerousGetHandle(), Libc.CLONE_NEWNET) != 0)
+                    throw new PassedFileException(spec.Tap, $"cannot enter the network namespace of kvmps-vmm (pid {vmmPid}): {Libc.ErrorText(Marshal.GetLastPInvokeError())}");
+                opened = OpenTapHere(spec);
+            }
+            catch (Exception e) { failure = e; }
+        }) { Name = "tap-in-vmm-netns", IsBackground = true };
+        thread.Start();
+        thread.Join();
+        if (failure is PassedFileException) throw failure;
+        if (failure is IOException or UnauthorizedAccessException) throw new PassedFileException(spec.Tap, $"the network namespace of kvmps-vmm (pid {vmmPid}): {failure.Message}", failure);
+        if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        return opened!;
+    }
+
+    private static IReadOnlyList<SafeHandle> OpenTapHere(NetDeviceSpec spec)
     {
         string name = spec.Tap;
         if (spec.Bridge is { } bridge)

@@ -246,7 +246,7 @@ public sealed class VmmProcessLauncher
     private VmmProcess Spawn(VmStore store, string name, string[] argv, string what, VmDefinition definition, bool writePidFile = true)
     {
         var binary = argv[0];
-        // As root with the kvmps user present: jailed (VmmJailOptions), with a minimal environment.
+        // As root with the kvmps user present: jailed by default (VmmJailOptions), with a minimal environment.
         string[] jail;
         try { jail = VmmJailOptions.Arguments(store, name); }
         catch (JailSettingException e) { throw new VmmLaunchException(name, $"VM '{name}': cannot start kvmps-vmm: {e.Message}", inner: e); }
@@ -266,7 +266,8 @@ public sealed class VmmProcessLauncher
         using (var log = OpenVmmLog(name, logPath))
         {
             log.Write(Encoding.UTF8.GetBytes(
-                $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: {what} {binary} for VM '{name}'\n"));
+                $"---- {DateTimeOffset.Now.ToString("yyyy-MM-dd HH:mm:ss.fff zzz", CultureInfo.InvariantCulture)} kvmps: {what} {binary} for VM '{name}'\n" +
+                (jail.Length == 0 && VmmJailOptions.UnjailedNote() is { } note ? $"kvmps: {note}\n" : "")));
             log.Flush();
             logOffset = log.Position;
             try

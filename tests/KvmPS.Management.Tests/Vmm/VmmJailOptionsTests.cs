@@ -23,15 +23,41 @@ public sealed class VmmJailOptionsTests : IDisposable
         Assert.Equal(["DOTNET_gcServer=0", "KVMPS_SANDBOX_SELFTEST=vcpu", "LANG=C.UTF-8", "LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=UTC"], kept.Order());
     }
 
-    [Theory]
-    [InlineData("off")]
-    [InlineData("")]
-    [InlineData(null)]
-    public void Without_on_management_does_not_jail(string? setting)
+    [Fact]
+    public void Off_turns_the_jail_off()
     {
         string? before = Environment.GetEnvironmentVariable(VmmJailOptions.Variable);
+        Environment.SetEnvironmentVariable(VmmJailOptions.Variable, "off");
+        try
+        {
+            Assert.Null(VmmJailOptions.JailUser());
+            Assert.Null(VmmJailOptions.UnjailedNote());
+        }
+        finally { Environment.SetEnvironmentVariable(VmmJailOptions.Variable, before); }
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(null)]
+    public void Left_unset_root_jails_as_the_kvmps_user_when_it_exists_else_says_why_not(string? setting)
+    {
+        Assert.Equal(0u, Libc.GetEuid()); // the tests run as root, as CI does
+        string? before = Environment.GetEnvironmentVariable(VmmJailOptions.Variable);
         Environment.SetEnvironmentVariable(VmmJailOptions.Variable, setting);
-        try { Assert.Null(VmmJailOptions.JailUser()); }
+        try
+        {
+            var entry = File.ReadLines("/etc/passwd").Select(l => l.Split(':')).FirstOrDefault(f => f[0] == VmmJailOptions.UserName);
+            if (entry is null)
+            {
+                Assert.Null(VmmJailOptions.JailUser());
+                Assert.Contains("./build.sh setup", VmmJailOptions.UnjailedNote());
+            }
+            else
+            {
+                Assert.Equal((uint.Parse(entry[2]), uint.Parse(entry[3])), VmmJailOptions.JailUser());
+                Assert.Null(VmmJailOptions.UnjailedNote());
+            }
+        }
         finally { Environment.SetEnvironmentVariable(VmmJailOptions.Variable, before); }
     }
 
