@@ -46,8 +46,8 @@ public sealed class NetAutostartProcessTests : IDisposable
 
     private (int Code, string Out, string Err) Kvmps(params string[] args)
     {
-        var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "netns", "exec", _ns, "dotnet", Path.Combine(AppContext.BaseDirectory, "kvmps.dll") }.Concat(args))
+        var info = new ProcessStartInfo("sh") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { InNetns.Script, _ns, "dotnet", Path.Combine(AppContext.BaseDirectory, "kvmps.dll") }.Concat(args))
             info.ArgumentList.Add(a);
         info.Environment["KVMPS_HOME"] = Path.Combine(_dir.Path, "store");
         info.Environment["KVMPS_VMM"] = Vmm.Value.VmmPath; // the published kvmps-vmm (its built-in guest does the DHCP)

@@ -124,8 +124,8 @@ public sealed class TwoHostFixture : IDisposable
     /// <summary><see cref="Kvmps"/> with its own time limit (a move takes longer than a query).</summary>
     public (int Code, string Out, string Err) KvmpsWithin(TimeSpan timeout, TestHost host, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
-        var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "netns", "exec", host.Namespace, "dotnet", KvmpsDll }.Concat(args))
+        var start = new ProcessStartInfo("sh") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in new[] { InNetns.Script, host.Namespace, "dotnet", KvmpsDll }.Concat(args))
             start.ArgumentList.Add(a);
         start.Environment["KVMPS_HOME"] = host.StoreHome;
         start.Environment["KVMPS_SSH_CONFIG"] = SshConfigPath;
@@ -199,8 +199,8 @@ public sealed class TwoHostFixture : IDisposable
             """);
         // sshd's privilege-separation directory; normally made by its service unit.
         System.IO.Directory.CreateDirectory("/run/sshd");
-        var start = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "netns", "exec", host.Namespace, SshdPath!, "-D", "-e", "-f", config })
+        var start = new ProcessStartInfo("sh") { RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
+        foreach (var a in new[] { InNetns.Script, host.Namespace, SshdPath!, "-D", "-e", "-f", config })
             start.ArgumentList.Add(a);
         var log = new StringBuilder();
         var listening = new ManualResetEventSlim();
@@ -254,7 +254,7 @@ public sealed class TwoHostFixture : IDisposable
         {
             try
             {
-                // ip netns exec execs sshd, so the process is sshd itself; -D keeps it in the foreground.
+                // in-netns.sh and ip netns exec exec sshd, so the process is sshd itself; -D keeps it in the foreground.
                 if (!sshd.HasExited)
                     sshd.Kill(entireProcessTree: true);
                 sshd.WaitForExit(5000);
