@@ -7,8 +7,9 @@ namespace KvmPS.Management.Vmm;
 
 /// <summary>
 /// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"): with <c>KVMPS_VMM_JAIL=on</c>, as
-/// root, when the <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). Opt-in for now. A disk or NIC
-/// hot-plugged into a running VM is opened by management and passed open (<see cref="VmmPassedFiles"/>). A jailed VMM gets
+/// root, when the <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). Opt-in for now. A disk, NIC or
+/// vfio-user device hot-plugged into a running VM is opened (connected) by management and passed open
+/// (<see cref="VmmPassedFiles"/>). A jailed VMM gets
 /// <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment, and its VM folder (and the snapshot folders made for
 /// it later) owned by that user, so it can still write snapshots, rotate its serial log and remove its socket.
 /// </summary>
