@@ -114,6 +114,21 @@ public sealed class PassthroughHotplugTests : IDisposable
     }
 
     [Fact]
+    public void A_vmm_from_before_passed_vfio_user_sockets_is_asked_again_by_path()
+    {
+        Boot(TestDefinitions.Minimal(Name));
+        _vmm!.TakesPassedFiles = false;
+        _vmm.PassedFilesRefusal = "device.add: a vfio-user device takes no passed files, but 1 came with the request (they were closed).";
+
+        var added = _manager.AddVfioUserDevices(Name, [Socket]);
+
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(added.Changes).Application);
+        Assert.Null(Assert.IsType<DeviceAddRequest>(Assert.Single(_vmm.Requests)).PassedFiles); // the retry, by path
+        Assert.NotNull(Device("vfio-user", "socket", Socket));
+        Assert.Equal([Socket], _store.Get(Name).VfioUserDevices);
+    }
+
+    [Fact]
     public void A_vm_started_with_ksm_and_no_vfio_user_device_takes_one_at_its_next_start_and_live_scope_says_why()
     {
         Boot(TestDefinitions.Minimal(Name) with { MemoryBacking = new MemoryBackingSettings(KsmEnabled: true) });

@@ -66,6 +66,9 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     /// </summary>
     public bool TakesPassedFiles { get; set; }
 
+    /// <summary>What a <c>device.add</c> with files is refused with when <see cref="TakesPassedFiles"/> is false (null: a VMM from before passed files).</summary>
+    public string? PassedFilesRefusal { get; set; }
+
     /// <summary>Each passed file, in order: "connected Unix stream socket", or what it was instead.</summary>
     public ConcurrentQueue<string> PassedFiles { get; } = new();
 
@@ -74,8 +77,9 @@ public sealed class FakeVmm : IVmmControl, IDisposable
         using (files)
         {
             if (files.Count == 0) return AddDevice(request);
-            if (!TakesPassedFiles)
-                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{DeviceAddRequest.Name}: unknown field 'passed_files' (this control takes no passed files)");
+            if (!TakesPassedFiles) // not recorded in Requests: refused before the device is looked at
+                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument,
+                    PassedFilesRefusal ?? $"{DeviceAddRequest.Name}: unknown field 'passed_files' (this control takes no passed files)");
             foreach (var file in files.TakeAll())
                 using (file) PassedFiles.Enqueue(KvmPS.Interop.UnixStreamSockets.WhyNotConnected(file) ?? "connected Unix stream socket");
         }
