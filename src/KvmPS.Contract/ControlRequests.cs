@@ -180,7 +180,8 @@ public sealed record DeviceAddRequest() : ControlRequest(Name)
     /// <summary>
     /// How many open files came with this request line (SCM_RIGHTS, 1 to 16; absent or 0: none), which the device uses
     /// instead of opening its path: for block the image, then each backing file in chain order; for net the tap, opened
-    /// by the sender (TUNSETIFF) and set up (up, MTU, bridge). The count must match what came; docs/vmm.md "Passing open files".
+    /// by the sender (TUNSETIFF) and set up (up, MTU, bridge); for vfio-user the socket, connected by the sender to the
+    /// server at its path. The count must match what came; docs/vmm.md "Passing open files".
     /// </summary>
     public int? PassedFiles { get; init; }
 }

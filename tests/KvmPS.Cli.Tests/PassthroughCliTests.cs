@@ -51,16 +51,22 @@ public sealed class PassthroughCliTests : IDisposable
     {
         var definition = TestDefinitions.Minimal("r");
         _manager.New(definition);
-        using var vmm = new FakeVmm(_store.SocketPath("r"), VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l").Devices);
+        using var vmm = new FakeVmm(_store.SocketPath("r"), VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l").Devices) { TakesPassedFiles = true };
+        // The server: management connects to it and passes the connection to the VMM.
+        string socket = Path.Combine(_root.Path, "dev.sock");
+        using var server = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        server.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+        server.Listen(1);
 
-        var (code, output, error) = Run("vm", "attach-pci", "r", "--vfio-user", "/run/dev.sock");
+        var (code, output, error) = Run("vm", "attach-pci", "r", "--vfio-user", socket);
         Assert.True(code == 0, error);
         Assert.Contains("(applied to the running VM and stored)", output);
         var device = Assert.Single(vmm.Devices, d => d.Type == "vfio-user");
-        Assert.Equal("/run/dev.sock", device.Options!["socket"].GetString());
-        Assert.Equal(["/run/dev.sock"], _store.Get("r").VfioUserDevices);
+        Assert.Equal(socket, device.Options!["socket"].GetString());
+        Assert.Equal(["connected Unix stream socket"], vmm.PassedFiles);
+        Assert.Equal([socket], _store.Get("r").VfioUserDevices);
 
-        (code, output, error) = Run("vm", "detach-pci", "r", "--vfio-user", "/run/dev.sock");
+        (code, output, error) = Run("vm", "detach-pci", "r", "--vfio-user", socket);
         Assert.True(code == 0, error);
         Assert.Contains("(applied to the running VM and stored)", output);
         Assert.DoesNotContain(vmm.Devices, d => d.Type == "vfio-user");

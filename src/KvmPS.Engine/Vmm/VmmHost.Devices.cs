@@ -75,7 +75,8 @@ public sealed partial class VmmHost
 
     /// <summary>
     /// device.add with the open files that came with it (docs/vmm.md, "Passing open files"): a block or net device uses
-    /// them instead of opening its path. The device takes what it uses; the caller closes the rest.
+    /// them instead of opening its path, a vfio-user device its connected socket instead of connecting to its path. The
+    /// device takes what it uses; the caller closes the rest.
     /// </summary>
     public DeviceAddReply AddDevice(DeviceAddRequest request, PassedFiles files)
     {
@@ -90,7 +91,7 @@ public sealed partial class VmmHost
             config = DeviceConfig.FromOptions(DeviceOptions.FromJson(spec, $"{DeviceAddRequest.Name}: device"));
         }
         catch (DeviceConfigException e) { throw new ArgumentException(e.Message); }
-        if (files.Count > 0 && config is not (Devices.Virtio.Block.BlockDeviceConfig or Devices.Virtio.Net.NetDeviceConfig))
+        if (files.Count > 0 && config is not (Devices.Virtio.Block.BlockDeviceConfig or Devices.Virtio.Net.NetDeviceConfig or Devices.Passthrough.VfioUserDeviceConfig))
             throw new ArgumentException($"{DeviceAddRequest.Name}: a {config.Type} device takes no passed files, but {files.Count} came with the request (they were closed).");
         HotpluggedDevice added;
         try { added = machine.AddPciDevice(config, slot, files.Count > 0 ? files : null); }

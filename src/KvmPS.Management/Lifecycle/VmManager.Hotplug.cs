@@ -238,10 +238,11 @@ public sealed partial class VmManager
         {
             return client.AddDevice(spec, files).Device;
         }
-        catch (VmmRequestException e) when (e.Code == ControlErrorCodes.InvalidArgument && e.VmmMessage.Contains("unknown field 'passed_files'", StringComparison.Ordinal))
+        catch (VmmRequestException e) when (e.Code == ControlErrorCodes.InvalidArgument && (e.VmmMessage.Contains("unknown field 'passed_files'", StringComparison.Ordinal)
+            || e.VmmMessage.Contains($"a {spec.Type} device takes no passed files", StringComparison.Ordinal)))
         {
-            // A VMM from before passed files: it opens the path itself, as it did then (a tap made here must be
-            // closed first, or the VMM's TUNSETIFF finds it busy).
+            // A VMM from before passed files (or before they were taken for this device type, as vfio-user): it opens
+            // the path itself, as it did then (a tap made here must be closed first, or the VMM's TUNSETIFF finds it busy).
             VmmPassedFiles.Close(files);
             return AddDevice(client, name, property, device, spec);
         }

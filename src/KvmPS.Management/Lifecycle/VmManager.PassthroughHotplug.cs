@@ -63,8 +63,10 @@ public sealed partial class VmManager
     {
         foreach (var (socket, _) in progress.Sockets.Added)
         {
+            // Connected here and passed (docs/vmm.md "Passing open files"), jailed VMM or not: a jailed one may not
+            // reach the socket, and one path for both keeps an unjailed VMM exercising what a jailed one needs.
             if (FindVfioUserDevice(live, socket) is null)
-                live.Add(AddDevice(client, name, "VfioUserDevices", socket, new VfioUserDeviceSpec { Socket = socket }));
+                live.Add(AddDevice(client, name, "VfioUserDevices", socket, new VfioUserDeviceSpec { Socket = socket }, () => VmmPassedFiles.ConnectVfioUser(socket)));
             progress.Sockets.Done(socket);
         }
         foreach (var (address, _) in progress.Functions.Added)

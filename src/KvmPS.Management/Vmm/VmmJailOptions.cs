@@ -8,10 +8,10 @@ namespace KvmPS.Management.Vmm;
 /// <summary>
 /// Whether management starts kvmps-vmm jailed (docs/confinement.md, "The jail"). On by default: as root, when the
 /// <c>kvmps</c> system user exists (<c>./build.sh setup</c> makes it). <c>KVMPS_VMM_JAIL=off</c> turns it off (for
-/// debugging); <c>on</c> requires it. A disk or NIC hot-plugged into a running VM is opened by management and passed
-/// open (<see cref="VmmPassedFiles"/>). A jailed VMM gets <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment,
-/// and its VM folder (and the snapshot folders made for it later) owned by that user, so it can still write snapshots,
-/// rotate its serial log and remove its socket.
+/// debugging); <c>on</c> requires it. A disk, NIC or vfio-user device hot-plugged into a running VM is opened
+/// (connected) by management and passed open (<see cref="VmmPassedFiles"/>). A jailed VMM gets
+/// <c>--user kvmps --cgroup kvmps/VM</c>, a minimal environment, and its VM folder (and the snapshot folders made for
+/// it later) owned by that user, so it can still write snapshots, rotate its serial log and remove its socket.
 /// </summary>
 public static class VmmJailOptions
 {

@@ -8,7 +8,8 @@ namespace KvmPS.Management.Vmm;
 /// <summary>
 /// What management opens for a running VMM and passes it with <c>device.add</c> (SCM_RIGHTS; docs/vmm.md "Passing open
 /// files"), as libvirt does for QEMU: a jailed VMM is neither root nor able to see paths outside its private root, so a
-/// disk image (root's, 0600, in a pool) or a new tap (TUNSETIFF needs CAP_NET_ADMIN) is opened here. An unjailed VMM
+/// disk image (root's, 0600, in a pool), a new tap (TUNSETIFF needs CAP_NET_ADMIN) or a vfio-user server's socket is
+/// opened here. An unjailed VMM
 /// takes the files the same way: one code path. The list is the caller's to dispose once the request is answered (the
 /// VMM holds its own descriptors then).
 /// </summary>
@@ -122,6 +123,24 @@ public static class VmmPassedFiles
         }
     }
 
+    /// <summary>
+    /// A connection to the vfio-user server at <paramref name="socketPath"/>, connected here: a jailed VMM may neither
+    /// see the path nor connect to a socket only root may use. The VMM takes the connection and negotiates on it; the
+    /// path stays the device's name.
+    /// </summary>
+    /// <exception cref="PassedFileException">The socket cannot be connected; names it and why.</exception>
+    public static IReadOnlyList<SafeHandle> ConnectVfioUser(string socketPath)
+    {
+        try
+        {
+            return [UnixStreamSockets.Connect(socketPath)];
+        }
+        catch (NativeCallException e)
+        {
+            throw new PassedFileException(socketPath, $"cannot connect: {Libc.ErrorText(e.Errno)}", e);
+        }
+    }
+
     /// <summary>Closes this process's copies (the VMM holds its own once it answered).</summary>
     public static void Close(IReadOnlyList<SafeHandle> files)
     {
@@ -129,7 +148,7 @@ public static class VmmPassedFiles
     }
 }
 
-/// <summary>Management could not open a file (an image, a tap) to pass to the VMM; names it and why.</summary>
+/// <summary>Management could not open a file (an image, a tap, a vfio-user socket) to pass to the VMM; names it and why.</summary>
 public sealed class PassedFileException(string what, string reason, Exception? inner = null)
     : IOException($"'{what}' cannot be opened for the VMM: {reason}", inner)
 {

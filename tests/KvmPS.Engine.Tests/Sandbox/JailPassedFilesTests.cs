@@ -19,13 +19,13 @@ namespace KvmPS.Engine.Tests.Sandbox;
 public class JailPassedFilesTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
-    private static string JailUser => VmmProcess.JailedAs ?? "65534:65534";
+    internal static string JailUser => VmmProcess.JailedAs ?? "65534:65534";
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
     private static extern int Chown(string path, uint uid, uint gid);
 
     /// <summary>The VM folder, the jail user's (as management gives it).</summary>
-    private static TempDir VmFolder()
+    internal static TempDir VmFolder()
     {
         var dir = new TempDir();
         File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);

@@ -12,12 +12,16 @@ namespace KvmPS.Management.Tests.Lifecycle;
 /// <summary>
 /// Passthrough devices on a running VM, against <see cref="FakeVmm"/>: vfio-user sockets and host PCI functions (over a
 /// fake sysfs tree) hot-plugged through <c>device.add</c>/<c>device.remove</c> and stored once the VMM has done it; a host
-/// function is bound to vfio-pci for the add and given back after the guest's eject.
+/// function is bound to vfio-pci for the add and given back after the guest's eject. A vfio-user socket is connected by
+/// management and passed open with the add (a listener here stands for the server).
 /// </summary>
 public sealed class PassthroughHotplugTests : IDisposable
 {
-    private const string Name = "pt", Socket = "/run/vfu/dev.sock", Nic = "0000:03:00.0";
+    private const string Name = "pt", Nic = "0000:03:00.0";
     private readonly TempDirectory _root = new();
+    private readonly TempDirectory _serverDir = new();
+    private readonly System.Net.Sockets.Socket _server = new(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+    private string Socket => Path.Combine(_serverDir.Path, "dev.sock");
     private readonly FakeSysfs _sysfs = new();
     private readonly VmStore _store;
     private readonly VmManager _manager;
@@ -32,11 +36,15 @@ public sealed class PassthroughHotplugTests : IDisposable
         };
         _sysfs.AddDriver("vfio-pci");
         _sysfs.AddDevice(Nic, "e1000e", iommuGroup: 7);
+        _server.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(Socket));
+        _server.Listen(4);
     }
 
     public void Dispose()
     {
         _vmm?.Dispose();
+        _server.Dispose();
+        _serverDir.Dispose();
         _sysfs.Dispose();
         _root.Dispose();
     }
@@ -45,7 +53,7 @@ public sealed class PassthroughHotplugTests : IDisposable
     {
         _manager.New(definition);
         var devices = VmmConfigBuilder.BuildConfiguration(definition, "/s", "/l", p => _store.ResolveDiskPath(definition.Name, p)).Devices;
-        return _vmm = new FakeVmm(_store.SocketPath(definition.Name), devices);
+        return _vmm = new FakeVmm(_store.SocketPath(definition.Name), devices) { TakesPassedFiles = true };
     }
 
     private DeviceDescription? Device(string type, string key, string value) =>
@@ -64,6 +72,9 @@ public sealed class PassthroughHotplugTests : IDisposable
         Assert.Equal(("VfioUserDevices", ChangeApplication.AppliedLive), (change.Property, change.Application));
         var sent = Assert.IsType<DeviceAddRequest>(Assert.Single(_vmm!.Requests));
         Assert.Equal(Socket, Assert.IsType<VfioUserDeviceSpec>(sent.Device).Socket);
+        Assert.Equal(1, sent.PassedFiles); // the connection management made, passed open
+        Assert.Equal(["connected Unix stream socket"], _vmm.PassedFiles);
+        Assert.True(_server.Poll(0, System.Net.Sockets.SelectMode.SelectRead), "management did not connect to the server");
         Assert.Equal([Socket], _store.Get(Name).VfioUserDevices);
         var pci = Device("vfio-user", "socket", Socket)!.Pci;
 
@@ -86,6 +97,35 @@ public sealed class PassthroughHotplugTests : IDisposable
         Assert.Contains(Socket, e.Message);
         Assert.Contains("cannot connect", e.Message);
         Assert.Empty(_store.Get(Name).VfioUserDevices);
+    }
+
+    [Fact]
+    public void A_vfio_user_socket_no_server_listens_on_is_refused_before_the_vmm_is_asked()
+    {
+        Boot(TestDefinitions.Minimal(Name));
+        string absent = Path.Combine(_serverDir.Path, "nobody.sock");
+
+        var e = Assert.Throws<VmDeviceHotplugRefusedException>(() => _manager.AddVfioUserDevices(Name, [absent]));
+
+        Assert.Contains(absent, e.Message);
+        Assert.Contains("cannot connect", e.Message);
+        Assert.Empty(_vmm!.Requests);
+        Assert.Empty(_store.Get(Name).VfioUserDevices);
+    }
+
+    [Fact]
+    public void A_vmm_from_before_passed_vfio_user_sockets_is_asked_again_by_path()
+    {
+        Boot(TestDefinitions.Minimal(Name));
+        _vmm!.TakesPassedFiles = false;
+        _vmm.PassedFilesRefusal = "device.add: a vfio-user device takes no passed files, but 1 came with the request (they were closed).";
+
+        var added = _manager.AddVfioUserDevices(Name, [Socket]);
+
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(added.Changes).Application);
+        Assert.Null(Assert.IsType<DeviceAddRequest>(Assert.Single(_vmm.Requests)).PassedFiles); // the retry, by path
+        Assert.NotNull(Device("vfio-user", "socket", Socket));
+        Assert.Equal([Socket], _store.Get(Name).VfioUserDevices);
     }
 
     [Fact]

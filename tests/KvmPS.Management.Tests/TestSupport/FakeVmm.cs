@@ -59,6 +59,33 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     /// <summary>Every request received, in order.</summary>
     public ConcurrentQueue<object> Requests { get; } = new();
 
+    /// <summary>
+    /// True: <c>device.add</c> takes passed files (as kvmps-vmm does) and records what each was in
+    /// <see cref="PassedFiles"/>, then closes it. False (default): it answers as a VMM from before passed files, so
+    /// management falls back to the path.
+    /// </summary>
+    public bool TakesPassedFiles { get; set; }
+
+    /// <summary>What a <c>device.add</c> with files is refused with when <see cref="TakesPassedFiles"/> is false (null: a VMM from before passed files).</summary>
+    public string? PassedFilesRefusal { get; set; }
+
+    /// <summary>Each passed file, in order: "connected Unix stream socket", or what it was instead.</summary>
+    public ConcurrentQueue<string> PassedFiles { get; } = new();
+
+    public DeviceAddReply AddDevice(DeviceAddRequest request, KvmPS.Devices.Config.PassedFiles files)
+    {
+        using (files)
+        {
+            if (files.Count == 0) return AddDevice(request);
+            if (!TakesPassedFiles) // not recorded in Requests: refused before the device is looked at
+                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument,
+                    PassedFilesRefusal ?? $"{DeviceAddRequest.Name}: unknown field 'passed_files' (this control takes no passed files)");
+            foreach (var file in files.TakeAll())
+                using (file) PassedFiles.Enqueue(KvmPS.Interop.UnixStreamSockets.WhyNotConnected(file) ?? "connected Unix stream socket");
+        }
+        return AddDevice(request);
+    }
+
     public IReadOnlyList<DeviceDescription> Devices
     {
         get

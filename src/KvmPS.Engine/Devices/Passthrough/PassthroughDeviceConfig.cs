@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Text.Json;
 using KvmPS.Devices.Config;
 using KvmPS.Devices.Pci;
@@ -26,7 +27,41 @@ public sealed record VfioUserDeviceConfig : PciFunctionConfig
     }
 
     public override PciDevice CreateFunction(PciFunctionContext context) =>
-        PassthroughDevice.Create(VfioUserClient.Connect(SocketPath, ReplyTimeoutMs), context.Device.Memory, HostOf(context), context.Device.Log);
+        PassthroughDevice.Create(Connect(context.Device.Files), context.Device.Memory, HostOf(context), context.Device.Log);
+
+    /// <summary>
+    /// The connection: the socket management connected and passed with <c>device.add</c> (a jailed VMM may not reach
+    /// the path; docs/vmm.md "Passing open files"), else a connection to <see cref="SocketPath"/>. A passed file must
+    /// be one connected Unix stream socket; anything else is closed and refused naming the socket and what came.
+    /// </summary>
+    private VfioUserClient Connect(PassedFiles? passed)
+    {
+        if (passed is not { Count: > 0 }) return VfioUserClient.Connect(SocketPath, ReplyTimeoutMs);
+        string name = $"vfio-user socket {SocketPath}";
+        var files = passed.TakeAll();
+        if (files.Count != 1)
+        {
+            foreach (var f in files) f.Dispose();
+            throw new PassthroughException(name, $"{files.Count} files were passed for it; a vfio-user device takes one (its connected socket)");
+        }
+        var file = files[0];
+        if (Interop.UnixStreamSockets.WhyNotConnected(file) is { } what)
+        {
+            file.Dispose();
+            throw new PassthroughException(name, $"the file passed for it is {what}; a vfio-user device takes a connected Unix stream socket");
+        }
+        // The descriptor moves to a socket handle: the file handle lets go of it without closing it.
+        var handle = new SafeSocketHandle(file.DangerousGetHandle(), ownsHandle: true);
+        file.SetHandleAsInvalid();
+        Socket socket;
+        try { socket = new Socket(handle); }
+        catch (SocketException e)
+        {
+            handle.Dispose();
+            throw new PassthroughException(name, $"the passed socket cannot be used: {e.Message}", e);
+        }
+        return VfioUserClient.Attach(socket, name, ReplyTimeoutMs);
+    }
 
     internal static PassthroughHost HostOf(PciFunctionContext context) => context.Passthrough ?? new PassthroughHost(null, null, null);
 

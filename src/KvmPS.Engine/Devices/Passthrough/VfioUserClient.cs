@@ -71,7 +71,7 @@ public sealed class VfioUserClient : IPassthroughTransport
         return Attach(socket, name, replyTimeoutMs);
     }
 
-    /// <summary>Takes a connected socket (tests: one end of a socket pair) and negotiates the version.</summary>
+    /// <summary>Takes a connected socket (one management passed; tests: one end of a socket pair) and negotiates the version.</summary>
     public static VfioUserClient Attach(Socket socket, string name, int replyTimeoutMs = 5000)
     {
         socket.ReceiveTimeout = replyTimeoutMs;

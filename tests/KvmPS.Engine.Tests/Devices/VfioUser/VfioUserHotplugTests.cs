@@ -14,7 +14,7 @@ namespace KvmPS.Engine.Tests.Devices.VfioUser;
 /// connection (the server sees it). Bad input is refused naming it, and the VM runs on.
 /// </summary>
 [Collection("vmm-process")]
-public class VfioUserHotplugTests(ITestOutputHelper log)
+public partial class VfioUserHotplugTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
 
