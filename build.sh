@@ -54,7 +54,7 @@ setup() {
 }
 
 # The unprivileged user a jailed kvmps-vmm runs as (docs/confinement.md, "The jail"), in the kvm group so that a guest
-# reboot can open /dev/kvm again. Only as root; management jails its VMMs with it when KVMPS_VMM_JAIL=on.
+# reboot can open /dev/kvm again. Only as root; management jails its VMMs as it by default (KVMPS_VMM_JAIL=off: not).
 setup_jail_user() {
   [ "$(id -u)" -eq 0 ] || return 0
   if ! getent passwd kvmps >/dev/null; then
