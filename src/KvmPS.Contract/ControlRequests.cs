@@ -206,7 +206,8 @@ public sealed record DeviceRemoveRequest() : ControlRequest(Name)
 /// Any state: insert (<see cref="Path"/>) or eject (no path) the medium of the CD/DVD drive at <see cref="Pci"/>. The
 /// guest sees a unit attention and a media event (GET EVENT STATUS NOTIFICATION). A tray the guest has locked
 /// (PREVENT ALLOW MEDIUM REMOVAL) is refused with InvalidState unless <see cref="Force"/>. A missing, unreadable or
-/// non-ISO 9660 file is refused naming it, and the old medium stays. Reply: <see cref="MediaStateReply"/>.
+/// non-ISO 9660 file (or a passed file that is not a regular file open read-only) is refused naming it, and the old
+/// medium stays. Reply: <see cref="MediaStateReply"/>.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed record MediaChangeRequest() : ControlRequest(Name)
@@ -214,8 +215,15 @@ public sealed record MediaChangeRequest() : ControlRequest(Name)
     public const string Name = "media.change";
     /// <summary>bus:slot.function of a cdrom device, as <c>describe</c> lists it.</summary>
     public required string Pci { get; init; }
+    /// <summary>The ISO image to insert (what <c>describe</c> and the reply report); absent: eject.</summary>
     public string? Path { get; init; }
     public bool? Force { get; init; }
+    /// <summary>
+    /// 1: the ISO came open with this request line (SCM_RIGHTS; a regular file opened read-only by the sender) and is
+    /// used instead of opening <see cref="Path"/>, which a jailed VMM may not see; absent or 0: opened by path. Only
+    /// with a path; docs/vmm.md "Passing open files".
+    /// </summary>
+    public int? PassedFiles { get; init; }
 }
 
 /// <summary>With a display device: its mode and the VNC server's listeners and viewers. Reply: <see cref="DisplayStateReply"/>.</summary>

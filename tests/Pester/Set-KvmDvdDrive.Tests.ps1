@@ -1,7 +1,8 @@
 #Requires -Version 7.4
 # Set-KvmDvdDrive: insert and eject on a VM that is off (definition), argument checks, -WhatIf, errors.
-# The live path (media.change on a running VM, a locked tray) is covered against a scripted VMM in
-# KvmPS.Management.Tests (DvdMediaTests) until the VMM's cdrom device is merged.
+# On a running VM (kvmps-vmm, jailed by default as root, and with KVMPS_VMM_JAIL=off): a root-only ISO is opened by
+# management and passed open with media.change (docs/vmm.md "Passing open files"). A locked tray is covered against a
+# scripted VMM in KvmPS.Management.Tests (DvdMediaTests).
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
@@ -52,5 +53,45 @@ Describe 'Set-KvmDvdDrive' {
 
     It 'has full help' {
         Assert-KvmHelp Set-KvmDvdDrive | Out-Null
+    }
+}
+
+Describe 'Set-KvmDvdDrive on a running VM' -ForEach @(
+    @{ Jail = $null; Vm = 'sd-jailed'; Uid = '995' }   # the default: jailed as the kvmps user
+    @{ Jail = 'off'; Vm = 'sd-unjailed'; Uid = '0' }
+) {
+    BeforeAll {
+        $script:savedJail = $env:KVMPS_VMM_JAIL
+        $env:KVMPS_VMM_JAIL = $Jail
+        # The ISO: root's, 0600, in a root-only folder the jail does not hold.
+        $private = Join-Path $env:KVMPS_HOME "iso-$Vm"
+        New-Item -ItemType Directory -Path $private | Out-Null
+        chmod 700 $private
+        $script:iso = New-KvmTestIso (Join-Path $private 'root-only.iso')
+        chmod 600 $iso
+        New-KvmTestVm -Name $Vm | Out-Null
+        Add-KvmDvdDrive $Vm
+        $script:run = Start-KvmVm -Name $Vm -PassThru -Confirm:$false -ErrorAction Stop
+    }
+    AfterAll {
+        Stop-KvmVm -Name $Vm -TurnOff -Confirm:$false -ErrorAction SilentlyContinue
+        $env:KVMPS_VMM_JAIL = $script:savedJail
+    }
+
+    It 'runs its kvmps-vmm as uid <Uid>' {
+        (Get-Content "/proc/$($run.ProcessId)/status" | Where-Object { $_ -like 'Uid:*' }).Split("`t")[1] | Should -Be $Uid
+    }
+
+    It 'inserts a root-only ISO into the running drive, which the VMM reports' {
+        Set-KvmDvdDrive $Vm -Path $iso -ErrorAction Stop
+        (Get-KvmVm $Vm).ProcessId | Should -Be $run.ProcessId
+        (Get-KvmDvdDrive $Vm).Path | Should -Be $iso
+        (Get-KvmTestLiveDevice $Vm | Where-Object Type -eq 'cdrom').Path | Should -Be $iso
+    }
+
+    It '-Eject empties the running drive' {
+        Set-KvmDvdDrive $Vm -Eject -ErrorAction Stop
+        (Get-KvmTestLiveDevice $Vm | Where-Object Type -eq 'cdrom').Path | Should -BeNullOrEmpty
+        (Get-KvmDvdDrive $Vm).Path | Should -BeNullOrEmpty
     }
 }

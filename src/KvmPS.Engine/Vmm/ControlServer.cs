@@ -60,6 +60,13 @@ public interface IVmmControl
     /// the device's reply record. False when no device of this VM answers it.
     /// </summary>
     bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result);
+    /// <summary>
+    /// A device's request with the open files that came with it (media.change's ISO); the device takes what it uses. A
+    /// control without it (a test double) answers as a VMM from before passed files did, so clients fall back to the path.
+    /// </summary>
+    bool TryHandleDeviceRequest(ControlRequest request, Devices.Config.PassedFiles files, out JsonElement result) => files.Count == 0
+        ? TryHandleDeviceRequest(request, out result)
+        : throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{request.Request}: unknown field 'passed_files' (this control takes no passed files)");
     /// <summary>Validates that a console can attach now; throws <see cref="ControlProtocolException"/> or InvalidOperationException if not.</summary>
     void CheckConsoleAttach();
     ConsoleHub Console { get; }
@@ -353,7 +360,7 @@ public sealed class ControlServer : IDisposable
                         return false;
                     case var device:
                         // balloon.*, net.*: the record checked the arguments; the device that owns the name answers with its reply record.
-                        if (!_control.TryHandleDeviceRequest(device, out var deviceResult))
+                        if (!_control.TryHandleDeviceRequest(device, files, out var deviceResult))
                             throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"'{device.Request}' needs a device this VM does not have (describe lists the requests it answers)");
                         Reply(stream, id, deviceResult);
                         break;
@@ -372,11 +379,11 @@ public sealed class ControlServer : IDisposable
 
     /// <summary>
     /// The files that came with a request line (SCM_RIGHTS) must be exactly the ones it says it passes
-    /// (<c>passed_files</c>; only device.add takes any): anything else is refused, and the caller closes them all.
+    /// (<c>passed_files</c>; only device.add and media.change take any): anything else is refused, and the caller closes them all.
     /// </summary>
     private static void CheckPassedFiles(ControlRequest request, Devices.Config.PassedFiles files, bool truncated)
     {
-        int expected = request is DeviceAddRequest add ? add.PassedFiles ?? 0 : 0;
+        int expected = request switch { DeviceAddRequest add => add.PassedFiles ?? 0, MediaChangeRequest media => media.PassedFiles ?? 0, _ => 0 };
         if (expected is < 0 or > UnixFdPassing.MaxFds)
             throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{request.Request}: \"passed_files\" {expected} is outside 0-{UnixFdPassing.MaxFds}");
         if (truncated)

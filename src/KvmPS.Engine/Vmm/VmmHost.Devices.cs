@@ -10,7 +10,13 @@ namespace KvmPS.Vmm;
 /// <summary>The VMM host's device-level control requests (hot-plug, vCPUs, media, device requests) and its VNC server.</summary>
 public sealed partial class VmmHost
 {
-    public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result)
+    public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result) => TryHandleDeviceRequest(request, PassedFiles.None, out result);
+
+    /// <summary>
+    /// A device request with the open files that came with it: only media.change takes one (the ISO, docs/vmm.md
+    /// "Passing open files"); the drive takes what it uses, the caller closes the rest.
+    /// </summary>
+    public bool TryHandleDeviceRequest(ControlRequest request, PassedFiles files, out JsonElement result)
     {
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
@@ -20,25 +26,26 @@ public sealed partial class VmmHost
             // A drive is named by its PCI address: a VM may have several.
             if (machine is null || !machine.Devices.OfType<Devices.Virtio.Scsi.VirtioScsi>().Any()) return false;
             RefuseDuringMigration(MediaChangeRequest.Name); // the drive's record may already have been sent
-            result = JsonSerializer.SerializeToElement(ChangeMedia(machine, media), ContractJsonContext.Default.MediaStateReply);
+            result = JsonSerializer.SerializeToElement(ChangeMedia(machine, media, files), ContractJsonContext.Default.MediaStateReply);
             return true;
         }
         var device = machine?.ControlDevices.FirstOrDefault(d => d.ControlRequests.Contains(request.Request));
         if (device is null) return false;
+        if (files.Count > 0) throw new ArgumentException($"'{request.Request}' takes no passed files, but {files.Count} came with it (they were closed).");
         if (request.Request == MemorySetRequest.Name) RefuseDuringMigration(MemorySetRequest.Name); // the RAM layout travels in the records
         result = device.HandleControlRequest(request);
         return true;
     }
 
     /// <summary>media.change: the cdrom device at the request's PCI address inserts or ejects (Devices/Virtio/Scsi/VirtioScsi.ChangeMedia).</summary>
-    private static MediaStateReply ChangeMedia(VirtualMachine machine, MediaChangeRequest request)
+    private static MediaStateReply ChangeMedia(VirtualMachine machine, MediaChangeRequest request, PassedFiles files)
     {
         int slot = PciAddresses.Parse(request.Pci, "pci");
         var device = machine.ConfiguredDevices.Where(d => d.Slot == slot).Select(d => d.Device)
             .Concat(machine.HotpluggedDevices.Where(d => d.Slot == slot).Select(d => d.Device).OfType<Devices.Virtio.IVirtioDevice>()).FirstOrDefault();
         if (device is not Devices.Virtio.Scsi.VirtioScsi drive)
             throw new ArgumentException($"{MediaChangeRequest.Name}: \"pci\": {PciAddresses.Format(slot)} is {(device is null ? "an empty slot" : $"a {device.Name} device")}, not a cdrom device.");
-        return drive.ChangeMedia(request, PciAddresses.Format(slot));
+        return drive.ChangeMedia(request, PciAddresses.Format(slot), files);
     }
 
     /// <summary>vcpu.set: ACPI CPU hot-plug on the running (or paused) machine, within max_vcpus (Vm/VirtualMachine.SetVcpuCount).</summary>

@@ -10,13 +10,13 @@ namespace KvmPS.Vmm;
 
 /// <summary>
 /// A guest reboot keeps the devices' host resources open (docs/confinement.md, "The jail"): the machine a reboot builds
-/// takes the previous boot's open images and taps instead of opening the paths again. A jailed VMM could not: a tap it
+/// takes the previous boot's open images, taps and CD/DVD media instead of opening the paths again. A jailed VMM could not: a tap it
 /// made goes away with its last descriptor and making it again needs CAP_NET_ADMIN, and a hot-plugged image management
 /// passed by descriptor may lie outside the jail or be root's alone.
 /// </summary>
 public sealed partial class VmmHost
 {
-    /// <summary>Duplicates of the open files of <paramref name="machine"/>'s disks and taps, by slot (hot-plugged ones too).</summary>
+    /// <summary>Duplicates of the open files of <paramref name="machine"/>'s disks, taps and media, by slot (hot-plugged ones too).</summary>
     private Dictionary<int, PassedFiles> KeepFilesForReboot(VirtualMachine machine)
     {
         var kept = new Dictionary<int, PassedFiles>();
@@ -51,6 +51,8 @@ public sealed partial class VmmHost
                 tap.OwnsHostSetup = false;
                 return kept;
             }
+            case Devices.Virtio.Scsi.VirtioScsi drive when config is Devices.Virtio.Scsi.CdromDeviceConfig cdrom:
+                return drive.DuplicateMedium(cdrom.Medium.Path) is { } medium ? new PassedFiles([medium]) : null;
             default:
                 return null;
         }

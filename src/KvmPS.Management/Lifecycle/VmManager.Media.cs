@@ -132,13 +132,44 @@ public sealed partial class VmManager
             var path = after.DvdDrives[i].Path is { } iso ? Store.ResolveDiskPath(name, iso) : null;
             try
             {
-                client.Send(new MediaChangeRequest { Pci = drives[i].Pci, Path = path }, ContractJsonContext.Default.MediaStateReply);
+                ChangeMedium(client, name, i, drives[i].Pci, path);
             }
             catch (VmmRequestException e)
             {
                 // The VMM's words (e.g. the guest has locked the tray) are the reason; name the drive.
                 throw new ManagementValidationException(name, $"DvdDrives[{i}]", $"the running VM refused to {(path is null ? "eject the medium" : $"insert '{path}'")}: {e.VmmMessage}");
             }
+        }
+    }
+
+    /// <summary>
+    /// One media.change, the ISO opened here and passed (docs/vmm.md "Passing open files"): a jailed VMM can neither see
+    /// a pool's path nor read root's 0600 image. An unjailed VMM takes it the same way; one from before passed media is
+    /// asked again by path. Ejecting passes nothing.
+    /// </summary>
+    private static void ChangeMedium(VmmClient client, string name, int drive, string pci, string? path)
+    {
+        IReadOnlyList<System.Runtime.InteropServices.SafeHandle> files;
+        try
+        {
+            files = path is null ? [] : VmmPassedFiles.OpenIso(path);
+        }
+        catch (PassedFileException e)
+        {
+            throw new ManagementValidationException(name, $"DvdDrives[{drive}]", e.Message);
+        }
+        try
+        {
+            client.ChangeMedia(pci, path, files);
+        }
+        catch (VmmRequestException e) when (files.Count > 0 && e.Code == ControlErrorCodes.InvalidArgument
+            && e.VmmMessage.Contains("unknown field 'passed_files'", StringComparison.Ordinal))
+        {
+            client.ChangeMedia(pci, path, []);
+        }
+        finally
+        {
+            VmmPassedFiles.Close(files);
         }
     }
 }

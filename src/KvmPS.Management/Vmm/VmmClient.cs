@@ -140,6 +140,15 @@ public sealed class VmmClient : IDisposable
              ContractJsonContext.Default.DeviceAddReply, (driverTimeout ?? TimeSpan.Zero) + RequestTimeout, files);
 
     /// <summary>
+    /// media.change: inserts <paramref name="path"/> into the drive at <paramref name="pci"/> (null: ejects), with the
+    /// ISO open in <paramref name="files"/> (<see cref="VmmPassedFiles.OpenIso"/>; none: the VMM opens the path). The
+    /// files stay the caller's.
+    /// </summary>
+    public MediaStateReply ChangeMedia(string pci, string? path, IReadOnlyList<System.Runtime.InteropServices.SafeHandle> files) =>
+        Send(new MediaChangeRequest { Pci = pci, Path = path, PassedFiles = files.Count == 0 ? null : files.Count },
+             ContractJsonContext.Default.MediaStateReply, RequestTimeout, files);
+
+    /// <summary>
     /// Asks the guest to eject the device at <paramref name="pci"/>; with <paramref name="ejectTimeout"/> waits that long
     /// for it (<see cref="DeviceRemoveReply.State"/> says whether it went).
     /// </summary>

@@ -6,9 +6,9 @@ using KvmPS.Storage;
 namespace KvmPS.Management.Vmm;
 
 /// <summary>
-/// What management opens for a running VMM and passes it with <c>device.add</c> (SCM_RIGHTS; docs/vmm.md "Passing open
+/// What management opens for a running VMM and passes it with <c>device.add</c> and <c>media.change</c> (SCM_RIGHTS; docs/vmm.md "Passing open
 /// files"), as libvirt does for QEMU: a jailed VMM is neither root nor able to see paths outside its private root, so a
-/// disk image (root's, 0600, in a pool), a new tap (TUNSETIFF needs CAP_NET_ADMIN) or a vfio-user server's socket is
+/// disk image or ISO (root's, 0600, in a pool), a new tap (TUNSETIFF needs CAP_NET_ADMIN) or a vfio-user server's socket is
 /// opened here. An unjailed VMM
 /// takes the files the same way: one code path. The list is the caller's to dispose once the request is answered (the
 /// VMM holds its own descriptors then).
@@ -141,6 +141,24 @@ public static class VmmPassedFiles
         }
     }
 
+    /// <summary>
+    /// The ISO image at <paramref name="isoPath"/> for <c>media.change</c>, opened read-only: its links resolved first
+    /// (the allowed-path check judged the resolved path), then opened with <c>O_NOFOLLOW</c> relative to its folder's
+    /// descriptor, so a link planted in its place since is refused. The VMM checks it is an ISO 9660 image.
+    /// </summary>
+    /// <exception cref="PassedFileException">The image cannot be opened; names it and why.</exception>
+    public static IReadOnlyList<SafeHandle> OpenIso(string isoPath)
+    {
+        try
+        {
+            return [NoFollowFile.OpenExisting(ResolvedPath.Of(isoPath), writable: false)];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeCallException)
+        {
+            throw new PassedFileException(isoPath, e.Message, e);
+        }
+    }
+
     /// <summary>Closes this process's copies (the VMM holds its own once it answered).</summary>
     public static void Close(IReadOnlyList<SafeHandle> files)
     {
@@ -148,7 +166,7 @@ public static class VmmPassedFiles
     }
 }
 
-/// <summary>Management could not open a file (an image, a tap, a vfio-user socket) to pass to the VMM; names it and why.</summary>
+/// <summary>Management could not open a file (an image, an ISO, a tap, a vfio-user socket) to pass to the VMM; names it and why.</summary>
 public sealed class PassedFileException(string what, string reason, Exception? inner = null)
     : IOException($"'{what}' cannot be opened for the VMM: {reason}", inner)
 {

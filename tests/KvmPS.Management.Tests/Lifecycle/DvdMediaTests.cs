@@ -1,3 +1,4 @@
+using KvmPS.Interop;
 using KvmPS.Contract;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
@@ -72,6 +73,47 @@ public sealed class DvdMediaTests : IDisposable
         var sent = vmm.Requests.OfType<MediaChangeRequest>().ToList();
         Assert.Equal([("00:01.0", null), ("00:01.0", _iso2)], sent.Select(r => (r.Pci, r.Path)));
         Assert.Equal(_iso2, _store.Get(Name).DvdDrives[0].Path);
+    }
+
+    [Fact]
+    public void A_live_insert_passes_the_iso_open_read_only_and_an_eject_passes_nothing()
+    {
+        var vmm = Boot();
+        vmm.TakesPassedFiles = true;
+        _manager.SetDvdMedia(Name, 0, null);
+        var inserted = _manager.SetDvdMedia(Name, 0, _iso2);
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(inserted.Changes).Application);
+
+        var sent = vmm.Requests.OfType<MediaChangeRequest>().ToList();
+        Assert.Equal([(null, null), (_iso2, (int?)1)], sent.Select(r => (r.Path, r.PassedFiles)));
+        Assert.Equal([$"{ResolvedPath.Of(_iso2)} read-only"], vmm.PassedFiles);
+    }
+
+    [Fact]
+    public void A_vmm_from_before_passed_media_is_asked_again_by_path()
+    {
+        var vmm = Boot(); // TakesPassedFiles false: refuses 'passed_files' as such a VMM does
+        var inserted = _manager.SetDvdMedia(Name, 0, _iso2);
+        Assert.Equal(ChangeApplication.AppliedLive, Assert.Single(inserted.Changes).Application);
+        var sent = Assert.Single(vmm.Requests.OfType<MediaChangeRequest>());
+        Assert.Equal((_iso2, (int?)null), (sent.Path, sent.PassedFiles));
+        Assert.Empty(vmm.PassedFiles);
+        Assert.Equal(_iso2, _store.Get(Name).DvdDrives[0].Path);
+    }
+
+    [Fact]
+    public void Opening_an_iso_for_the_vmm_opens_it_read_only_and_names_a_missing_one()
+    {
+        var file = Assert.Single(VmmPassedFiles.OpenIso(_iso2));
+        using (file)
+        {
+            const int F_GETFL = 3, O_ACCMODE = 3;
+            Assert.Equal(Libc.O_RDONLY, Libc.FcntlInt((int)file.DangerousGetHandle(), F_GETFL, 0) & O_ACCMODE);
+        }
+        var missing = Path.Combine(_root.Path, "gone.iso");
+        var e = Assert.Throws<PassedFileException>(() => VmmPassedFiles.OpenIso(missing));
+        Assert.Equal(missing, e.What);
+        Assert.Contains($"'{missing}' cannot be opened for the VMM", e.Message);
     }
 
     [Fact]

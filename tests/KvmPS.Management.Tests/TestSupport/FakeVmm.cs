@@ -186,6 +186,32 @@ public sealed class FakeVmm : IVmmControl, IDisposable
     /// <summary>Set: the VMM answers <c>display.get</c> with this.</summary>
     public DisplayStateReply? Display { get; set; }
 
+    /// <summary>
+    /// media.change with its passed ISO: with <see cref="TakesPassedFiles"/> each file is recorded in
+    /// <see cref="PassedFiles"/> as "PATH read-only" (or "PATH writable"), and closed; without, refused as a VMM from
+    /// before passed media, not recorded in <see cref="Requests"/>.
+    /// </summary>
+    public bool TryHandleDeviceRequest(ControlRequest request, KvmPS.Devices.Config.PassedFiles files, out JsonElement result)
+    {
+        using (files)
+        {
+            if (files.Count > 0 && !TakesPassedFiles)
+                throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{request.Request}: unknown field 'passed_files' (this control takes no passed files)");
+            foreach (var file in files.TakeAll())
+                using (file) PassedFiles.Enqueue(DescribeOpenFile(file));
+        }
+        return TryHandleDeviceRequest(request, out result);
+    }
+
+    /// <summary>"PATH read-only": what a passed file is (its path by /proc/self/fd, its access mode by /proc/self/fdinfo's octal flags).</summary>
+    private static string DescribeOpenFile(Microsoft.Win32.SafeHandles.SafeFileHandle file)
+    {
+        int fd = (int)file.DangerousGetHandle();
+        string path = File.ResolveLinkTarget($"/proc/self/fd/{fd}", returnFinalTarget: false)?.FullName ?? "?";
+        string flags = File.ReadLines($"/proc/self/fdinfo/{fd}").First(l => l.StartsWith("flags:", StringComparison.Ordinal))["flags:".Length..].Trim();
+        return $"{path} {((Convert.ToInt32(flags, 8) & 3) == 0 ? "read-only" : "writable")}"; // O_ACCMODE 3, O_RDONLY 0
+    }
+
     public bool TryHandleDeviceRequest(ControlRequest request, out JsonElement result)
     {
         result = default;

@@ -53,7 +53,8 @@ public sealed record CdromDeviceConfig : DeviceConfig
         IsoImage? image = null;
         if (path is not null)
         {
-            try { image = IsoImage.Open(path); }
+            // A reboot's drive takes the previous boot's open medium (VmmHost.KeptFiles): a passed ISO has no path here to open.
+            try { image = context.Files is { Count: > 0 } kept ? IsoImage.OpenPassed(path, kept.TakeAll()[0]) : IsoImage.Open(path); }
             catch (IsoImageException e) when (Medium.Changed)
             {
                 context.Log($"virtio-scsi: the drive is empty after the reboot: {e.Message}");

@@ -1,3 +1,4 @@
+using KvmPS.Interop;
 using Microsoft.Win32.SafeHandles;
 using KvmPS.Vmm;
 
@@ -57,6 +58,56 @@ public sealed class IsoImage : IDisposable
         {
             throw new IsoImageException(path, $"cannot read the ISO image '{path}': {IoErrorText.Describe(e, path)}", e);
         }
+        return OnHandle(path, handle);
+    }
+
+    /// <summary>
+    /// As <see cref="Open"/>, on a file management opened and passed with media.change (docs/vmm.md, "Passing open
+    /// files") or this VMM kept across a guest reboot: <paramref name="path"/> is only reported, never opened, as a
+    /// jailed VMM may not see it. The file must be a regular file open read-only; anything else (a pipe, a directory, a
+    /// socket, a file open for writing) is an <see cref="IsoImageException"/> naming it. The handle is the image's, or
+    /// closed on failure.
+    /// </summary>
+    public static IsoImage OpenPassed(string path, SafeFileHandle handle)
+    {
+        try
+        {
+            int fd = (int)handle.DangerousGetHandle();
+            if (Libc.Fstat(fd, out var status) != 0)
+                throw new IsoImageException(path, $"the file passed for the ISO image '{path}' cannot be examined (fstat: {NativeCallException.FromLastError("fstat").Message}).");
+            uint type = status.st_mode & Libc.S_IFMT;
+            if (type != Libc.S_IFREG)
+                throw new IsoImageException(path, $"the file passed for the ISO image '{path}' is {FileTypeName(type)}, not a regular file.");
+            int flags = Libc.FcntlInt(fd, FcntlGetFlags, 0);
+            if (flags < 0 || (flags & OpenAccessModes) != Libc.O_RDONLY)
+                throw new IsoImageException(path, $"the file passed for the ISO image '{path}' is {(flags < 0 ? "not examinable (fcntl F_GETFL failed)" : "open for writing")}; a medium is passed read-only.");
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+        return OnHandle(path, handle);
+    }
+
+    private const int FcntlGetFlags = 3, OpenAccessModes = 3; // F_GETFL, O_ACCMODE
+
+    private static string FileTypeName(uint type) => type switch
+    {
+        Libc.S_IFDIR => "a directory",
+        Libc.S_IFSOCK => "a socket",
+        0x1000 => "a pipe",
+        0x2000 => "a character device",
+        0x6000 => "a block device",
+        _ => $"a file of type 0x{type:X}",
+    };
+
+    /// <summary>A duplicate of the open image (closed by the caller), kept across a guest reboot.</summary>
+    public SafeFileHandle Duplicate() => PassedDescriptors.Duplicate(_handle);
+
+    /// <summary>Checks the ISO 9660 signature on an open image; the handle is the image's, or closed on failure.</summary>
+    private static IsoImage OnHandle(string path, SafeFileHandle handle)
+    {
         try
         {
             long size = RandomAccess.GetLength(handle);

@@ -278,13 +278,22 @@ public sealed class VirtioScsi : IVirtioDevice, IDeviceControl, IPersistent
     // ---- media.change ----
     public IReadOnlyList<string> ControlRequests { get; } = [MediaChangeRequest.Name];
 
-    /// <summary>media.change for this drive (the host routes it by PCI address); <paramref name="pci"/> is for the reply.</summary>
-    public MediaStateReply ChangeMedia(MediaChangeRequest request, string pci)
+    /// <summary>
+    /// media.change for this drive (the host routes it by PCI address); <paramref name="pci"/> is for the reply. One
+    /// passed file (the ISO management opened, docs/vmm.md "Passing open files") is used instead of opening the path;
+    /// the drive takes it, and the caller closes whatever is refused.
+    /// </summary>
+    public MediaStateReply ChangeMedia(MediaChangeRequest request, string pci, PassedFiles? files = null)
     {
+        int passed = files?.Count ?? 0;
+        if (passed > 0 && request.Path is null)
+            throw new ArgumentException($"{MediaChangeRequest.Name}: ejecting (no \"path\") takes no passed file, but {passed} came with the request (they were closed).");
+        if (passed > 1)
+            throw new ArgumentException($"{MediaChangeRequest.Name}: \"path\" '{request.Path}' takes one passed file (the ISO), but {passed} came with the request (they were closed).");
         IsoImage? image = null;
         if (request.Path is not null)
         {
-            try { image = IsoImage.Open(request.Path); }
+            try { image = passed == 1 ? IsoImage.OpenPassed(request.Path, files!.TakeAll()[0]) : IsoImage.Open(request.Path); }
             catch (IsoImageException e) { throw new ArgumentException($"{MediaChangeRequest.Name}: \"path\": {e.Message}"); }
         }
         IsoImage? old = null;
@@ -316,6 +325,15 @@ public sealed class VirtioScsi : IVirtioDevice, IDeviceControl, IPersistent
     }
 
     private void Kick() => _kick.Kick(EventQueue);
+
+    /// <summary>
+    /// A duplicate of the medium's open file when it is <paramref name="path"/>, for the next boot's drive (a jailed VMM
+    /// could not open again an ISO management passed); null when the drive is empty or holds another medium.
+    /// </summary>
+    public Microsoft.Win32.SafeHandles.SafeFileHandle? DuplicateMedium(string? path)
+    {
+        lock (_lock) return _lun.Image is { } image && image.Path == path ? image.Duplicate() : null;
+    }
 
     public MediaStateReply StateReply(string pci)
     {
