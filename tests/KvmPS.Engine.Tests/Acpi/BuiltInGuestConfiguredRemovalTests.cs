@@ -99,7 +99,7 @@ public class BuiltInGuestConfiguredRemovalTests(ITestOutputHelper log)
         Assert.Contains("already removed", ErrorMessage(client.Request("device.remove", "\"pci\": \"00:02.0\"")));
         // The image is unlocked: the same file can be hot-added again (a writer's lock), and it holds what the guest wrote.
         // No wait for DRIVER_OK: the guest's one blk driver is busy with the first disk until `blk @04` moves it.
-        var back = client.Ok("device.add", $"\"device\": {{\"type\": \"block\", \"path\": \"{second}\"}}");
+        var back = client.AddDisk(second);
         Assert.Equal("00:04.0", back.GetProperty("device").GetProperty("pci").GetString()); // not into the removed slot
         Type(guest, "blk @04 read 0 32", $"blk: crc32 {ExpectedCrc(32, 9)}");
         Assert.Equal("removed", client.Ok("device.remove", "\"pci\": \"00:04.0\", \"timeout_ms\": 60000").GetProperty("state").GetString());

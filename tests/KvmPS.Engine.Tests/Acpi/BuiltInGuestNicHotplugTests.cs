@@ -22,7 +22,9 @@ public sealed class BuiltInGuestNicHotplugTests(ITestOutputHelper log)
         using var ns = new NetNs();
         using var dir = new TempDir();
         string sock = dir.File("c.sock"), serial = dir.File("serial.log");
-        using var vmm = ns.Start(VmmBinary.Executable, "--control-socket", sock, "--serial", "file:" + serial);
+        // Unjailed: the VMM itself makes the tap at device.add and deletes it at removal, which needs CAP_NET_ADMIN (a
+        // jailed VMM is passed its taps open by management: docs/vmm.md "Passing open files").
+        using var vmm = ns.Start([VmmBinary.Executable, "--control-socket", sock, "--serial", "file:" + serial], unjailed: true);
         var stderr = new StringBuilder();
         vmm.OutputDataReceived += (_, _) => { }; // drained, so the VMM never blocks on a full pipe
         vmm.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.AppendLine(e.Data); };

@@ -86,20 +86,6 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         [.. client.Ok("describe").GetProperty("devices").EnumerateArray().Select(d =>
             $"{d.GetProperty("pci").GetString()} {d.GetProperty("type").GetString()}{(d.GetProperty("hotplugged").GetBoolean() ? " hot" : "")}")];
 
-    /// <summary>
-    /// device.add of <paramref name="disk"/>; under <c>KVMPS_TEST_JAIL</c> the jailed VMM may not open the test's image,
-    /// so it is passed open (docs/vmm.md, "Passing open files"), as management passes it.
-    /// </summary>
-    private static JsonElement AddDisk(ControlClient client, string disk, string extra = "")
-    {
-        string args = $"\"device\": {{\"type\": \"block\", \"path\": \"{disk}\"}}{extra}";
-        if (VmmProcess.JailedAs is null) return client.Ok("device.add", args);
-        using var image = File.OpenHandle(disk, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
-        var reply = client.RequestWithFiles("device.add", args + ", \"passed_files\": 1", [image]);
-        if (!reply.GetProperty("ok").GetBoolean()) throw new InvalidOperationException($"device.add failed: {reply}");
-        return reply.GetProperty("result");
-    }
-
     private static JsonElement Error(JsonElement reply, string code)
     {
         Assert.False(reply.GetProperty("ok").GetBoolean(), reply.ToString());
@@ -121,7 +107,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         Type(guest, "info", "pcihp: gpe=1 slots=fffffffe devices=-");
 
         // Added into the lowest free slot: the guest's scan brings the disk up with its driver (DRIVER_OK within the wait).
-        var added = AddDisk(client, disk, $", \"timeout_ms\": 60000");
+        var added = client.AddDisk(disk, $", \"timeout_ms\": 60000");
         log.WriteLine(added.ToString());
         Assert.True(added.GetProperty("driver_ready").GetBoolean(), added.ToString());
         Assert.False(added.GetProperty("timed_out").GetBoolean());
@@ -157,7 +143,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         Assert.Contains("no hot-plugged device at PCI address 00:01.0", Error(again, "InvalidArgument").GetProperty("message").GetString());
 
         // The same image again, in a slot of our choosing: the lock was released, and the data is still there.
-        var back = AddDisk(client, disk, $", \"pci\": \"00:07.0\", \"timeout_ms\": 60000");
+        var back = client.AddDisk(disk, $", \"pci\": \"00:07.0\", \"timeout_ms\": 60000");
         Assert.Equal("00:07.0", back.GetProperty("device").GetProperty("pci").GetString());
         Assert.True(back.GetProperty("driver_ready").GetBoolean());
         Type(guest, "blk read 0 64", $"blk: crc32 {crc}");
@@ -176,7 +162,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         client.WaitForState("Running", Timeout);
         Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial));
         using var guest = Attach(sock, serial);
-        Assert.True(AddDisk(client, disk, $", \"pci\": \"00:03.0\", \"timeout_ms\": 60000").GetProperty("driver_ready").GetBoolean());
+        Assert.True(client.AddDisk(disk, $", \"pci\": \"00:03.0\", \"timeout_ms\": 60000").GetProperty("driver_ready").GetBoolean());
         Type(guest, "blk write 0 8 5", "blk: wrote 8");
 
         // The guest resets the machine: the VMM boots it again with the disk in its slot, found by the boot's PCI scan.
@@ -237,7 +223,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
         client.WaitForState("Running", Timeout);
         Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial));
 
-        var added = AddDisk(client, disk, $", \"timeout_ms\": 1500");
+        var added = client.AddDisk(disk, $", \"timeout_ms\": 1500");
         Assert.True(added.GetProperty("timed_out").GetBoolean());
         Assert.False(added.GetProperty("driver_ready").GetBoolean());
 
@@ -268,7 +254,7 @@ public class BuiltInGuestPciHotplugTests(ITestOutputHelper log)
             client.WaitForState("Running", Timeout);
             Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial));
             using var guest = Attach(sock, serial);
-            var added = AddDisk(client, disk, $", \"pci\": \"00:04.0\", \"timeout_ms\": 60000");
+            var added = client.AddDisk(disk, $", \"pci\": \"00:04.0\", \"timeout_ms\": 60000");
             Assert.True(added.GetProperty("driver_ready").GetBoolean());
             Type(guest, "blk write 0 32 11", "blk: wrote 32");
             // A raw disk has no internal snapshots: the snapshot leaves the disk out (it moves on with the guest).

@@ -67,14 +67,20 @@ internal sealed class NetNs : IDisposable
     public string Ip(params string[] args) => Run("ip", ["-n", Name, .. args]);
 
     /// <summary>`ip netns exec NS ARGS`: (exit code, stdout + stderr).</summary>
-    public (int Code, string Output) Exec(TimeSpan timeout, params string[] args) => RunRaw("ip", ["netns", "exec", Name, .. args], timeout);
+    // A kvmps-vmm run here is jailed as <see cref="VmmProcess"/> jails it (TestJail.Options).
+    public (int Code, string Output) Exec(TimeSpan timeout, params string[] args) => RunRaw("ip", ["netns", "exec", Name, .. args, .. VmmJailOptions(args)], timeout);
 
-    public Process Start(params string[] args)
+    public Process Start(params string[] args) => Start(args, unjailed: false);
+
+    /// <param name="unjailed">the VMM runs unjailed whatever the harness says (a test asserting unjailed behaviour)</param>
+    public Process Start(string[] args, bool unjailed)
     {
         var psi = new ProcessStartInfo(FindTool("ip")!) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])["netns", "exec", Name, .. args]) psi.ArgumentList.Add(a);
+        foreach (var a in (string[])["netns", "exec", Name, .. args, .. unjailed ? [] : VmmJailOptions(args)]) psi.ArgumentList.Add(a);
         return Process.Start(psi)!;
     }
+
+    private static string[] VmmJailOptions(string[] args) => args is [var program, ..] && program == VmmBinary.Executable ? TestJail.Options(args) : [];
 
     public static string Run(string tool, params string[] args)
     {

@@ -61,13 +61,14 @@ public class LinuxEarlyBootTests(ITestOutputHelper log)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"kvmps-linuxboot-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         Directory.CreateDirectory(dir);
+        TestJail.GiveToJailUser(dir);
         string serialPath = Path.Combine(dir, "serial.log"), socket = Path.Combine(dir, "control.sock");
         var psi = new ProcessStartInfo(vmm)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (string a in new[] { "--kernel", vmlinux, "--cmdline", Cmdline, "--memory", $"{MemoryBytes >> 20}M",
-                     "--serial", $"file:{serialPath}", "--control-socket", socket, "--on-crash", "exit" })
+        foreach (string a in (string[])["--kernel", vmlinux, "--cmdline", Cmdline, "--memory", $"{MemoryBytes >> 20}M",
+                     "--serial", $"file:{serialPath}", "--control-socket", socket, "--on-crash", "exit", .. TestJail.Options([])])
             psi.ArgumentList.Add(a);
 
         var stderr = new StringBuilder();

@@ -22,6 +22,7 @@ public partial class MigrationProcessTests
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(1);
+        TestJail.GiveToJailUser(path); // a jailed source connects as the jail's user, as to a receiving VMM's socket
         using var source = new Source(dir, 1, workMiB: 4, extra: ["--max-vcpus", "2", "--max-memory", "512M"]);
         source.Control.Ok("migrate", $"\"uri\": \"unix:{path}\"");
         using var peer = listener.Accept();

@@ -65,7 +65,7 @@ public class SandboxProcessTests
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
         };
-        foreach (var a in (string[])["-q", "-e", "-c", $"{VmmBinary.Executable} --memory 64M", "/dev/null"])
+        foreach (var a in (string[])["-q", "-e", "-c", string.Join(" ", (string[])[VmmBinary.Executable, "--memory", "64M", .. TestJail.Options([])]), "/dev/null"])
             psi.ArgumentList.Add(a);
         using var script = System.Diagnostics.Process.Start(psi)!;
         var output = new System.Text.StringBuilder();

@@ -262,7 +262,11 @@ public partial class SnapshotProcessTests(ITestOutputHelper log)
         string sock = dir.File("a.sock");
         using (var vmm = new VmmProcess("--serial", "none", "--control-socket", sock))
         using (var client = new ControlClient(sock))
+        {
+            // The socket answers before the vCPUs run (a jailed VMM enters its jail in between): wait as management does.
+            Assert.Equal("Running", client.WaitForState("Running", Timeout).GetProperty("state").GetString());
             client.Ok("snapshot.create", $"\"path\": \"{dir.File("s")}\"");
+        }
         // The main thread's stages, in order; "socket" comes from the thread that binds it meanwhile, after "args".
         // "sandbox" (filters installed, docs/confinement.md) is on the main thread right after "args", while the early
         // thread may be making the KVM VM: it falls anywhere after "args" and before "machine".

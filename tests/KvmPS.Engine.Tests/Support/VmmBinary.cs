@@ -44,14 +44,15 @@ internal sealed class VmmProcess : IDisposable
     public VmmProcess(params string[] args) : this(args, redirectStdin: false) { }
 
     /// <param name="netns">run kvmps-vmm inside this network namespace (<c>ip netns exec</c>, which execs it: same pid)</param>
-    public VmmProcess(string[] args, bool redirectStdin, IReadOnlyDictionary<string, string>? environment = null, string? netns = null)
+    /// <param name="unjailed">a test that needs its VMM unjailed whatever <see cref="JailedAs"/> says (it asserts
+    /// unjailed behaviour) says so here; one that passes its own <c>--jail</c> or <c>--user</c> gets exactly those</param>
+    public VmmProcess(string[] args, bool redirectStdin, IReadOnlyDictionary<string, string>? environment = null, string? netns = null, bool unjailed = false)
     {
         var psi = new ProcessStartInfo(netns is null ? VmmBinary.Executable : "ip") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = redirectStdin };
         if (netns is not null) foreach (var a in (string[])["netns", "exec", netns, VmmBinary.Executable]) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
-        // KVMPS_TEST_JAIL=UID:GID runs every test's VMM jailed (docs/confinement.md, "The jail"): how what the jail breaks is measured.
-        if (JailedAs is { } user && !args.Any(a => a.StartsWith("--jail", StringComparison.Ordinal)))
-            foreach (var a in (string[])["--jail", "on", "--user", user]) psi.ArgumentList.Add(a);
+        // Every test's VMM runs jailed as CI's would (docs/confinement.md, "The jail"), unless the test chose otherwise.
+        foreach (var a in TestJail.Options(args, unjailed)) psi.ArgumentList.Add(a);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         _process = new Process { StartInfo = psi };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_stdout) _stdout.AppendLine(e.Data); };
@@ -61,8 +62,8 @@ internal sealed class VmmProcess : IDisposable
         _process.BeginErrorReadLine();
     }
 
-    /// <summary>The user every test VMM is jailed as (<c>KVMPS_TEST_JAIL=UID:GID</c>), or null: not jailed unless a test asks.</summary>
-    public static string? JailedAs => Environment.GetEnvironmentVariable("KVMPS_TEST_JAIL") is { Length: > 0 } user ? user : null;
+    /// <summary>The user (<c>UID:GID</c>) every test VMM is jailed as, or null: not jailed unless a test asks. See <see cref="TestJail"/>.</summary>
+    public static string? JailedAs => TestJail.User;
 
     public int Pid => _process.Id;
     public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
@@ -208,15 +209,8 @@ internal sealed class TempDir : IDisposable
 {
     public string Path { get; } = Directory.CreateTempSubdirectory("kvt").FullName;
 
-    /// <summary>Under <c>KVMPS_TEST_JAIL</c> the folder is the jail user's, as management gives a jailed VMM its VM folder.</summary>
-    public TempDir()
-    {
-        if (VmmProcess.JailedAs is { } user && user.Split(':') is [var uid, var gid])
-            _ = Chown(Path, uint.Parse(uid, System.Globalization.CultureInfo.InvariantCulture), uint.Parse(gid, System.Globalization.CultureInfo.InvariantCulture));
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
-    private static extern int Chown(string path, uint uid, uint gid);
+    /// <summary>When test VMMs are jailed the folder is the jail user's, as management gives a jailed VMM its VM folder.</summary>
+    public TempDir() => TestJail.GiveToJailUser(Path);
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
     public void Dispose() { try { Directory.Delete(Path, true); } catch { } }

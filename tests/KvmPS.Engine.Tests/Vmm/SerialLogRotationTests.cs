@@ -145,6 +145,9 @@ public sealed class SerialLogRotationProcessTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("kvmps-serialp-").FullName;
 
+    // A jailed VMM rotates the log as the jail's user: the folder is that user's, as management gives it the VM folder.
+    public SerialLogRotationProcessTests() => Support.TestJail.GiveToJailUser(_dir);
+
     public void Dispose()
     {
         try { Directory.Delete(_dir, true); } catch (IOException) { }
