@@ -128,7 +128,9 @@ public sealed unsafe partial class GuestMemory
         if (MappedFromFile) { result.AddRange(0, PageCount); return result; }
         try
         {
-            using var pagemap = File.OpenHandle("/proc/self/pagemap", FileMode.Open, FileAccess.Read);
+            var kept = Volatile.Read(ref s_pagemap);
+            using var opened = kept is null ? File.OpenHandle(PagemapPath, FileMode.Open, FileAccess.Read) : null;
+            var pagemap = kept ?? opened!;
             const int EntriesPerRead = 8192;
             var entries = new ulong[EntriesPerRead];
             for (int i = 0; i < _regions.Length; i++)
@@ -157,4 +159,23 @@ public sealed unsafe partial class GuestMemory
     }
 
     private const ulong PagemapPresent = 1UL << 63, PagemapSwapped = 1UL << 62; // Documentation/admin-guide/mm/pagemap.rst
+    private const string PagemapPath = "/proc/self/pagemap";
+    private static Microsoft.Win32.SafeHandles.SafeFileHandle? s_pagemap;
+
+    /// <summary>
+    /// Opens /proc/self/pagemap once and keeps it. A jailed VMM leaves root and so becomes non-dumpable (which keeps
+    /// other processes of its user out of its memory), and that makes its own /proc files root's: pagemap 0400. Opened
+    /// before the jail, the descriptor keeps working; without it every full snapshot and migration would read (and
+    /// send) every page of guest RAM. Not fatal when it cannot be opened: the fallback is every page.
+    /// </summary>
+    public static void KeepPagemapOpen()
+    {
+        if (Volatile.Read(ref s_pagemap) is not null) return;
+        try
+        {
+            var handle = File.OpenHandle(PagemapPath, FileMode.Open, FileAccess.Read);
+            if (Interlocked.CompareExchange(ref s_pagemap, handle, null) is not null) handle.Dispose(); // another thread kept one first
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
 }

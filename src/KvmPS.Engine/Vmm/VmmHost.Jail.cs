@@ -61,6 +61,7 @@ public sealed partial class VmmHost
         if (!Jail.Enabled || _jailed) return null;
         try
         {
+            GuestMemory.KeepPagemapOpen(); // root's 0400 once the VMM has left root (non-dumpable)
             string what = VmmJail.Enter(JailUser!, JailPaths());
             VmmSandbox.NarrowMainThread();
             _jailed = true;

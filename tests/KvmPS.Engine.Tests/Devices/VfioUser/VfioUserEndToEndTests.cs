@@ -12,11 +12,11 @@ public class VfioUserEndToEndTests(ITestOutputHelper log)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
 
-    private VmmProcess StartVm(VfioUserTestServer server, TempDir dir, string commands, out string control)
+    private VmmProcess StartVm(VfioUserTestServer server, TempDir dir, string commands, out string control, bool unjailed = false)
     {
         control = dir.File("c.sock");
-        return new VmmProcess("--device", $"vfio-user,socket={server.SocketPath}", "--control-socket", control,
-            "--cmdline", $"kvmps.run={commands}");
+        return new VmmProcess(["--device", $"vfio-user,socket={server.SocketPath}", "--control-socket", control,
+            "--cmdline", $"kvmps.run={commands}"], redirectStdin: false, unjailed: unjailed);
     }
 
     private void Dump(VmmProcess vmm, VfioUserTestServer server)
@@ -214,7 +214,9 @@ public class VfioUserEndToEndTests(ITestOutputHelper log)
         using var server = new VfioUserTestServer();
         // Every boot runs the same commands: note the state, write SCRATCH, reboot. The second boot must find a
         // device that was reset (RESET_COUNT up by one, SCRATCH clear) and still works (DMA with MSI-X).
-        using var vmm = StartVm(server, dir, "vfu info,vfu scratch c0ffee,vfu test 2,reboot", out string control);
+        // Unjailed: a reboot connects to the server again by path, which a jailed VMM may not (a root-owned socket;
+        // docs/confinement.md, "What the jail does not cover yet").
+        using var vmm = StartVm(server, dir, "vfu info,vfu scratch c0ffee,vfu test 2,reboot", out string control, unjailed: true);
         try
         {
             Assert.True(vmm.WaitForStdout("resets=2", Timeout), Diagnostics(vmm, server));

@@ -16,6 +16,12 @@ namespace KvmPS.Engine.Tests.Devices.VfioUser;
 [Collection("vmm-process")]
 public partial class VfioUserHotplugTests(ITestOutputHelper log)
 {
+    /// <summary>
+    /// These tests plug by path (the VMM connects to the server), which a jailed VMM may not do to a root-owned socket,
+    /// by design: they run unjailed; the passed-socket tests (VfioUserHotplugTests.PassedSocket.cs) cover the jail.
+    /// </summary>
+    private const bool PlugsByPath = true;
+
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
 
     private sealed class Guest(ControlClient console, string serial) : IDisposable
@@ -70,7 +76,7 @@ public partial class VfioUserHotplugTests(ITestOutputHelper log)
         string sock = dir.File("c.sock"), serial = dir.File("serial.log");
         // Guest RAM in memfds: the server maps it for DMA (management always asks for it; the VMM alone only with a
         // configured vfio-user device).
-        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "file:" + serial, "--memfd", "on");
+        using var vmm = new VmmProcess(["--control-socket", sock, "--serial", "file:" + serial, "--memfd", "on"], redirectStdin: false, unjailed: PlugsByPath);
         try
         {
             using var client = new ControlClient(sock);
@@ -139,7 +145,7 @@ public partial class VfioUserHotplugTests(ITestOutputHelper log)
         using var dir = new TempDir();
         using var server = new VfioUserTestServer();
         string sock = dir.File("c.sock"), serial = dir.File("serial.log");
-        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "file:" + serial, "--memfd", "on");
+        using var vmm = new VmmProcess(["--control-socket", sock, "--serial", "file:" + serial, "--memfd", "on"], redirectStdin: false, unjailed: PlugsByPath);
         try
         {
             using var client = new ControlClient(sock);
@@ -177,7 +183,7 @@ public partial class VfioUserHotplugTests(ITestOutputHelper log)
         string sock = dir.File("c.sock"), serial = dir.File("serial.log"), missing = dir.File("nobody.sock");
         using var dying = new VfioUserTestServer("--crash-after", "4"); // dies while the VMM sets the device up
         using var good = new VfioUserTestServer();
-        using var vmm = new VmmProcess("--control-socket", sock, "--serial", "file:" + serial); // guest RAM not in memfds
+        using var vmm = new VmmProcess(["--control-socket", sock, "--serial", "file:" + serial], redirectStdin: false, unjailed: PlugsByPath); // guest RAM not in memfds
         try
         {
             using var client = new ControlClient(sock);
