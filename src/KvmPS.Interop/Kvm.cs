@@ -325,6 +325,11 @@ public static unsafe class Kvm
         return p;
     }
 
-    /// <summary>True when this host's KVM is the PVM flavour (guest CPL0 emulated instruction by instruction).</summary>
-    public static bool IsNestedThroughPvm => Directory.Exists("/sys/module/kvm_pvm");
+    /// <summary>
+    /// True when this host's KVM is the PVM flavour (guest CPL0 emulated instruction by instruction). Read once: a
+    /// jailed VMM's private root has no /sys, so the VMM reads it before its jail (VmmHost.EnterJail).
+    /// </summary>
+    public static bool IsNestedThroughPvm => NestedThroughPvm.Value;
+
+    private static readonly Lazy<bool> NestedThroughPvm = new(() => Directory.Exists("/sys/module/kvm_pvm"));
 }

@@ -62,6 +62,7 @@ public sealed partial class VmmHost
         try
         {
             GuestMemory.KeepPagemapOpen(); // root's 0400 once the VMM has left root (non-dumpable)
+            _ = Interop.Kvm.IsNestedThroughPvm; // describe and status report it; the jail has no /sys
             string what = VmmJail.Enter(JailUser!, JailPaths());
             VmmSandbox.NarrowMainThread();
             _jailed = true;
