@@ -46,7 +46,9 @@ public partial class VfioUserHotplugTests(ITestOutputHelper log)
         int before = Occurrences(ReadText(guest.Serial), expect);
         log.WriteLine($"> {command}");
         guest.Send(command);
-        Assert.True(WaitForFile(guest.Serial, t => Occurrences(t, expect) > before, Timeout), $"no '{expect}' in the guest's output:\n{Tail(ReadText(guest.Serial))}");
+        // The whole line that holds it: a check of the rest of that line must not read it half written.
+        Assert.True(WaitForFile(guest.Serial, t => Occurrences(t, expect) > before && t.IndexOf('\n', t.LastIndexOf(expect, StringComparison.Ordinal)) >= 0, Timeout),
+            $"no '{expect}' in the guest's output:\n{Tail(ReadText(guest.Serial))}");
         return ReadText(guest.Serial);
     }
 
