@@ -128,9 +128,8 @@ public sealed unsafe partial class GuestMemory
         if (MappedFromFile) { result.AddRange(0, PageCount); return result; }
         try
         {
-            var kept = Volatile.Read(ref s_pagemap);
-            using var opened = kept is null ? File.OpenHandle(PagemapPath, FileMode.Open, FileAccess.Read) : null;
-            var pagemap = kept ?? opened!;
+            var (pagemap, owned) = ProcessPagemap.Acquire();
+            using var disposeIfOwned = owned ? pagemap : null;
             const int EntriesPerRead = 8192;
             var entries = new ulong[EntriesPerRead];
             for (int i = 0; i < _regions.Length; i++)
@@ -141,11 +140,9 @@ public sealed unsafe partial class GuestMemory
                 for (ulong at = 0; at < pages; at += EntriesPerRead)
                 {
                     int n = (int)Math.Min(EntriesPerRead, pages - at);
-                    var bytes = MemoryMarshal.AsBytes(entries.AsSpan(0, n));
-                    int got = RandomAccess.Read(pagemap, bytes, (long)((firstVirtualPage + at) * 8));
-                    if (got != bytes.Length) throw new IOException($"short read of /proc/self/pagemap ({got} of {bytes.Length} bytes)");
+                    ProcessPagemap.Read(pagemap, firstVirtualPage + at, entries.AsSpan(0, n));
                     for (int e = 0; e < n; e++)
-                        if ((entries[e] & (PagemapPresent | PagemapSwapped)) != 0) result.Add(_firstPage[i] + at + (ulong)e);
+                        if ((entries[e] & (ProcessPagemap.Present | ProcessPagemap.Swapped)) != 0) result.Add(_firstPage[i] + at + (ulong)e);
                 }
             }
         }
@@ -158,24 +155,7 @@ public sealed unsafe partial class GuestMemory
         return result;
     }
 
-    private const ulong PagemapPresent = 1UL << 63, PagemapSwapped = 1UL << 62; // Documentation/admin-guide/mm/pagemap.rst
-    private const string PagemapPath = "/proc/self/pagemap";
-    private static Microsoft.Win32.SafeHandles.SafeFileHandle? s_pagemap;
-
-    /// <summary>
-    /// Opens /proc/self/pagemap once and keeps it. A jailed VMM leaves root and so becomes non-dumpable (which keeps
-    /// other processes of its user out of its memory), and that makes its own /proc files root's: pagemap 0400. Opened
-    /// before the jail, the descriptor keeps working; without it every full snapshot and migration would read (and
-    /// send) every page of guest RAM. Not fatal when it cannot be opened: the fallback is every page.
-    /// </summary>
-    public static void KeepPagemapOpen()
-    {
-        if (Volatile.Read(ref s_pagemap) is not null) return;
-        try
-        {
-            var handle = File.OpenHandle(PagemapPath, FileMode.Open, FileAccess.Read);
-            if (Interlocked.CompareExchange(ref s_pagemap, handle, null) is not null) handle.Dispose(); // another thread kept one first
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-    }
+    /// <summary>Keeps /proc/self/pagemap open for a jail (<see cref="ProcessPagemap.KeepOpen"/>): without it a jailed VMM's
+    /// every full snapshot and migration would read (and send) every page of guest RAM.</summary>
+    public static void KeepPagemapOpen() => ProcessPagemap.KeepOpen();
 }

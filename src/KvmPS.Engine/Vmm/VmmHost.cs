@@ -314,6 +314,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (receiving && ConfirmIncoming(machine) is { } failed) return failed;
             if (receiving) TakeOverControlSocket();
 
+            // Start-up is over once the VM has run a moment: its code and data leave this process's page tables.
+            if (!machine.Exited.Wait(StartupPages.Delay)) StartupPages.ReleaseThenWait(machine.Exited);
             VmExit exit = machine.Exited.GetAwaiter().GetResult();
             machine.JoinVcpus(TimeSpan.FromSeconds(5));
             lock (_lock) _lastExit = exit;

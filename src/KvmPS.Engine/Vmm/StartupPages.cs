@@ -1,0 +1,136 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using KvmPS.Interop;
+using KvmPS.Vm;
+
+namespace KvmPS.Vmm;
+
+/// <summary>
+/// Once a VM has run for a moment, drops from this process's page tables the pages of the read-only segments of its
+/// loaded ELF objects (kvmps-vmm, libc, the loader): code, read-only data, unwind tables. Start-up runs once and
+/// touches most of the binary (a 64 KiB fault-around per fault, and this host's kernel maps whole large folios of the
+/// page cache), and those mappings otherwise stay in the VMM's RSS for its life while an idle VM uses almost none of
+/// them. The pages stay in the page cache, shared by every process of the binary; what the VMM runs again is faulted
+/// back in. Written pages are never dropped: writable segments and each object's RELRO part (relocated at load, then
+/// made read-only) are left out, and of the rest only pages pagemap shows as the file's own (docs/benchmarks.md,
+/// figure 3).
+/// </summary>
+public static unsafe class StartupPages
+{
+    /// <summary>How long a VM runs before the drop: past its first guest output and its first control requests.</summary>
+    public static readonly TimeSpan Delay = TimeSpan.FromSeconds(1);
+
+    public readonly record struct Range(nuint Start, nuint Length);
+
+    /// <summary>Page-aligned ranges of the loaded objects' read-only segments, without RELRO; the vDSO is skipped.</summary>
+    public static List<Range> ReadOnlySegments()
+    {
+        var ranges = new List<Range>();
+        var handle = GCHandle.Alloc(ranges);
+        try { Libc.DlIteratePhdr(&CollectObject, (void*)GCHandle.ToIntPtr(handle)); }
+        finally { handle.Free(); }
+        return ranges;
+    }
+
+    /// <summary>
+    /// Advises MADV_DONTNEED on the pages of <see cref="ReadOnlySegments"/> that are in RAM and still the file's
+    /// (/proc/self/pagemap): a page the process wrote is its own copy, and dropping it would bring back the file's
+    /// bytes. Read-only segments do get written: the NativeAOT runtime caches configuration values in kvmps-vmm's
+    /// .rodata (it makes the page writable for it). Returns the bytes dropped; nothing when pagemap cannot be read.
+    /// </summary>
+    public static ulong Release()
+    {
+        Range[] runs;
+        try { runs = MappedFilePageRuns(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return 0; }
+        // Only this loop runs between the first drop and the wait that follows: code run after a drop is faulted back.
+        ulong dropped = 0;
+        for (int i = 0; i < runs.Length; i++)
+            if (Libc.Madvise((nint)runs[i].Start, runs[i].Length, Libc.MADV_DONTNEED) == 0) dropped += runs[i].Length;
+        return dropped;
+    }
+
+    /// <summary>The runs of pages of <see cref="ReadOnlySegments"/> that are in RAM and still the file's.</summary>
+    private static Range[] MappedFilePageRuns()
+    {
+        var (pagemap, owned) = ProcessPagemap.Acquire();
+        using var disposeIfOwned = owned ? pagemap : null;
+        nuint page = (nuint)Environment.SystemPageSize;
+        var runs = new List<Range>();
+        foreach (var range in ReadOnlySegments())
+        {
+            var entries = new ulong[(int)(range.Length / page)];
+            ProcessPagemap.Read(pagemap, (ulong)(range.Start / page), entries);
+            for (int i = 0; i < entries.Length;)
+            {
+                if (!IsMappedFilePage(entries[i])) { i++; continue; }
+                int end = i;
+                while (end < entries.Length && IsMappedFilePage(entries[end])) end++;
+                runs.Add(new Range(range.Start + (nuint)i * page, (nuint)(end - i) * page));
+                i = end;
+            }
+        }
+        return [.. runs];
+    }
+
+    private static bool IsMappedFilePage(ulong entry) =>
+        (entry & (ProcessPagemap.Present | ProcessPagemap.FileOrSharedAnonymous)) == (ProcessPagemap.Present | ProcessPagemap.FileOrSharedAnonymous);
+
+    /// <summary>
+    /// <see cref="Release"/>, then waits for <paramref name="task"/> blocked in read(2) on an eventfd: a managed wait would
+    /// run the task machinery's code, which the release just dropped, and fault it back in (whole large folios of the
+    /// page cache on this host, 128 KiB and more a fault).
+    /// </summary>
+    public static void ReleaseThenWait(Task task)
+    {
+        using var done = EventFdHandle.Create(nonBlocking: false);
+        // The fd is closed only once the continuation has signalled it, never under it.
+        var signalled = task.ContinueWith(static (_, state) => ((EventFdHandle)state!).Signal(), done, CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        Release();
+        while (!signalled.IsCompleted) done.Consume(); // 0 on EINTR: look again
+    }
+
+    [UnmanagedCallersOnly]
+    private static int CollectObject(Libc.DlPhdrInfo* info, nuint size, void* data)
+    {
+        var ranges = (List<Range>)GCHandle.FromIntPtr((nint)data).Target!;
+        string name = info->dlpi_name is null ? "" : Marshal.PtrToStringUTF8((nint)info->dlpi_name) ?? "";
+        if (name.Contains("linux-vdso", StringComparison.Ordinal) || name.Contains("linux-gate", StringComparison.Ordinal)) return 0;
+        nuint page = (nuint)Environment.SystemPageSize;
+        nuint relroStart = 0, relroEnd = 0;
+        for (int i = 0; i < info->dlpi_phnum; i++)
+        {
+            var ph = info->dlpi_phdr[i];
+            if (ph.p_type != Libc.PT_GNU_RELRO) continue;
+            relroStart = AlignDown(info->dlpi_addr + (nuint)ph.p_vaddr, page);
+            relroEnd = AlignUp(info->dlpi_addr + (nuint)(ph.p_vaddr + ph.p_memsz), page);
+        }
+        for (int i = 0; i < info->dlpi_phnum; i++)
+        {
+            var ph = info->dlpi_phdr[i];
+            if (ph.p_type != Libc.PT_LOAD || (ph.p_flags & Libc.PF_W) != 0 || ph.p_memsz == 0) continue;
+            // Inward to whole pages: a page the segment shares with a writable neighbour is left alone.
+            nuint start = AlignUp(info->dlpi_addr + (nuint)ph.p_vaddr, page);
+            nuint end = AlignDown(info->dlpi_addr + (nuint)(ph.p_vaddr + ph.p_filesz), page);
+            if (relroEnd > relroStart && start < relroEnd && relroStart < end)
+            {
+                AddRange(ranges, start, relroStart);
+                AddRange(ranges, relroEnd, end);
+            }
+            else AddRange(ranges, start, end);
+        }
+        return 0;
+    }
+
+    private static void AddRange(List<Range> ranges, nuint start, nuint end)
+    {
+        if (end > start) ranges.Add(new Range(start, end - start));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nuint AlignUp(nuint value, nuint page) => (value + page - 1) & ~(page - 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nuint AlignDown(nuint value, nuint page) => value & ~(page - 1);
+}
