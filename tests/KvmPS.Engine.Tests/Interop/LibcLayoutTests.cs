@@ -24,6 +24,8 @@ public class LibcLayoutTests
         (typeof(SockFilter), "struct sock_filter", [("code", "code"), ("jt", "jt"), ("jf", "jf"), ("k", "k")]),
         (typeof(SockFprog), "struct sock_fprog", [("len", "len"), ("filter", "filter")]),
         (typeof(Libc.RLimit), "struct rlimit", [("rlim_cur", "rlim_cur"), ("rlim_max", "rlim_max")]),
+        (typeof(Libc.ElfPhdr), "Elf64_Phdr", [("p_type", "p_type"), ("p_flags", "p_flags"), ("p_offset", "p_offset"), ("p_vaddr", "p_vaddr"),
+            ("p_paddr", "p_paddr"), ("p_filesz", "p_filesz"), ("p_memsz", "p_memsz"), ("p_align", "p_align")]),
     ];
 
     private static readonly (string Name, long Value)[] Constants =
@@ -47,6 +49,12 @@ public class LibcLayoutTests
         ("SIGSYS", Libc.SIGSYS), ("offsetof(siginfo_t, si_code)", Libc.SiginfoCode),
         ("offsetof(siginfo_t, si_syscall)", Libc.SiginfoSyscall), ("offsetof(siginfo_t, si_arch)", Libc.SiginfoArch),
         ("RLIMIT_CORE", Libc.RLIMIT_CORE), ("RLIMIT_NOFILE", Libc.RLIMIT_NOFILE),
+        ("PT_LOAD", Libc.PT_LOAD), ("PT_GNU_RELRO", Libc.PT_GNU_RELRO), ("PF_W", Libc.PF_W),
+        // struct dl_phdr_info: only its first four members are declared in C# (the rest are never read).
+        ("offsetof(struct dl_phdr_info, dlpi_addr)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_addr")),
+        ("offsetof(struct dl_phdr_info, dlpi_name)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_name")),
+        ("offsetof(struct dl_phdr_info, dlpi_phdr)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_phdr")),
+        ("offsetof(struct dl_phdr_info, dlpi_phnum)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_phnum")),
         ("S_IFLNK", Libc.S_IFLNK), ("S_IFBLK", Libc.S_IFBLK), ("S_IFDIR", Libc.S_IFDIR), ("S_IFREG", Libc.S_IFREG), ("BLKGETSIZE64", Libc.BLKGETSIZE64),
     ];
 
@@ -79,6 +87,8 @@ public class LibcLayoutTests
             #include <linux/filter.h>
             #include <linux/seccomp.h>
             #include <linux/audit.h>
+            #include <link.h>
+            #include <elf.h>
             int main(void){
 
             """);
