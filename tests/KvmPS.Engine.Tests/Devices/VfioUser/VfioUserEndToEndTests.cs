@@ -135,7 +135,9 @@ public class VfioUserEndToEndTests(ITestOutputHelper log)
             Assert.Contains("vfu: no device 1b36:7f5e", o);
             Assert.DoesNotContain("1b36:7f5e class", o);
             Assert.Contains("pci: 00:00.0 8086:29c0", o);
-            // The VMM says which device failed and why, once (not once per guest access).
+            // The VMM says which device failed and why, once (not once per guest access). Its stderr is read apart from
+            // the guest's stdout, so the line may come in after "pio: done" (seen once: the assertion ran first).
+            Assert.True(SpinWait.SpinUntil(() => vmm.Stderr.Contains("reads as all-ones and ignores writes"), 10000), vmm.Stderr);
             Assert.Contains(server.SocketPath, vmm.Stderr);
             Assert.Single(Regex.Matches(vmm.Stderr, "reads as all-ones and ignores writes"));
             Assert.False(vmm.HasExited);
@@ -215,8 +217,10 @@ public class VfioUserEndToEndTests(ITestOutputHelper log)
         // Every boot runs the same commands: note the state, write SCRATCH, reboot. The second boot must find a
         // device that was reset (RESET_COUNT up by one, SCRATCH clear) and still works (DMA with MSI-X into the new
         // boot's RAM, which the VMM mapped for the device in place of the old boot's).
-        // Jailed (the default): the server's socket is in a 0700 folder of root's, so the jailed VMM cannot connect to it
-        // again; it keeps the connection it made before its jail and resets the device over it.
+        // Jailed (the default): the server's socket is root's alone, so the jailed VMM cannot connect to it again
+        // ("cannot connect: Permission denied"); it keeps the connection it made as root before its jail and resets
+        // the device over it.
+        File.SetUnixFileMode(server.SocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         using var vmm = StartVm(server, dir, "vfu info,vfu scratch c0ffee,vfu test 2,reboot", out string control);
         try
         {
