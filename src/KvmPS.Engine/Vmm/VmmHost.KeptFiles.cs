@@ -1,4 +1,5 @@
 using KvmPS.Devices.Config;
+using KvmPS.Devices.Passthrough;
 using KvmPS.Devices.Virtio;
 using KvmPS.Devices.Virtio.Block;
 using KvmPS.Devices.Virtio.Net;
@@ -10,7 +11,7 @@ namespace KvmPS.Vmm;
 
 /// <summary>
 /// A guest reboot keeps the devices' host resources open (docs/confinement.md, "The jail"): the machine a reboot builds
-/// takes the previous boot's open images, taps and CD/DVD media instead of opening the paths again. A jailed VMM could not: a tap it
+/// takes the previous boot's open images, taps, CD/DVD media and vfio-user connections instead of opening the paths again. A jailed VMM could not: a tap it
 /// made goes away with its last descriptor and making it again needs CAP_NET_ADMIN, and a hot-plugged image management
 /// passed by descriptor may lie outside the jail or be root's alone.
 /// </summary>
@@ -33,10 +34,25 @@ public sealed partial class VmmHost
                 _log.WriteLine($"kvmps-vmm: the {config.Type} device {PciAddresses.Format(slot)} is opened again by path at the reboot: {e.Message}");
             }
         }
+        KeepPassthroughConnections(machine, kept);
         return kept;
     }
 
-    /// <summary>A passthrough function (no virtio device) keeps nothing: it connects again at the reboot.</summary>
+    /// <summary>
+    /// A vfio-user function, configured or hot-plugged, keeps its connection (the server may be root's alone or outside
+    /// the jail, and a passed socket has no path to connect to): the next boot's function resets the device over it
+    /// (VfioUserDeviceConfig.CreateFunction). A failed connection is not kept: that device connects again by path.
+    /// </summary>
+    private static void KeepPassthroughConnections(VirtualMachine machine, Dictionary<int, PassedFiles> kept)
+    {
+        foreach (var (slot, function) in machine.Pci.Devices)
+        {
+            if (function is PassthroughDevice { Transport: VfioUserClient { Failed: null } } passthrough && !kept.ContainsKey(slot))
+                kept[slot] = new PassedFiles(passthrough.KeepTransport());
+        }
+    }
+
+    /// <summary>A passthrough function (no virtio device) keeps no files here (<see cref="KeepPassthroughConnections"/>).</summary>
     private static PassedFiles? Keep(DeviceConfig config, IVirtioDevice? device)
     {
         switch (device)

@@ -48,6 +48,8 @@ public sealed partial class PassthroughDevice : PciDevice
     /// <summary>Per vector: the route its eventfd is bound to as a KVM irqfd, while it is delivered directly.</summary>
     private readonly IIrqfdRoute?[] _direct = [];
     private bool _disposed;
+    /// <summary>A guest reboot took the transport for the next boot's function: <see cref="Dispose"/> leaves it open.</summary>
+    private bool _transportKept;
 
     public override string Name => $"passthrough ({_transport.Name})";
     public IPassthroughTransport Transport => _transport;
@@ -96,8 +98,10 @@ public sealed partial class PassthroughDevice : PciDevice
     /// Builds the function from what the transport reports: config space, BARs (sizes from the region info, types from
     /// the device's BAR registers), the expansion ROM, MSI-X; maps guest RAM for DMA and resets the device when it can.
     /// Takes ownership of <paramref name="transport"/> (disposed if this fails). Errors name the device.
+    /// <paramref name="alreadyReset"/>: the caller reset the device itself (a connection kept across a guest reboot), so
+    /// it is not reset again.
     /// </summary>
-    public static PassthroughDevice Create(IPassthroughTransport transport, GuestMemory? memory, PassthroughHost host, Action<string> log)
+    public static PassthroughDevice Create(IPassthroughTransport transport, GuestMemory? memory, PassthroughHost host, Action<string> log, bool alreadyReset = false)
     {
         PassthroughDevice? device = null;
         try
@@ -116,7 +120,7 @@ public sealed partial class PassthroughDevice : PciDevice
             device.DefineBars(config, log);
             device.AttachRom(log);
             if (memory is not null) transport.MapGuestMemory(memory);
-            if (info.CanReset) transport.Reset();
+            if (info.CanReset && !alreadyReset) transport.Reset();
             for (int v = 0; v < device._vectorEvents.Length; v++) device.StartRelay(v);
             log($"{device.Name}: {device.VendorId:x4}:{device.DeviceId:x4} class {device.ClassCode:x6}, {device.Bars.Count} BARs, " +
                 $"{(device._msix is { } m ? $"{m.VectorCount} MSI-X vectors" : "no MSI-X")}, {(device._msi is { } msi ? $"{msi.CapableVectors} MSI vectors" : "no MSI")}, {(device.InterruptPin == 0 ? "no INTx" : "INTx")}, {device._configBytes}-byte config space, ROM {(device.ExpansionRom is null ? "none" : $"{device.ExpansionRom.Image.Length} bytes")}");
@@ -361,6 +365,19 @@ public sealed partial class PassthroughDevice : PciDevice
         _relays[v] = null;
     }
 
+    /// <summary>
+    /// A guest reboot keeps the connection for the next boot's function (VmmHost.KeepFilesForReboot): disposing this
+    /// function then still turns its interrupts off at the device, but leaves the transport open. Returns the transport.
+    /// </summary>
+    public IPassthroughTransport KeepTransport()
+    {
+        lock (SyncRoot)
+        {
+            _transportKept = true;
+            return _transport;
+        }
+    }
+
     // ---- state ----
     /// <summary>Like real VFIO devices without migration support: no snapshot, no migration, named by type.</summary>
     protected override void SaveFunctionState(StateWriter writer) => throw new PassthroughNotMigratableException(_transport.Name);
@@ -391,7 +408,7 @@ public sealed partial class PassthroughDevice : PciDevice
                 }
             _areas.Clear();
             foreach (var e in _vectorEvents) e.Dispose();
-            _transport.Dispose();
+            if (!_transportKept) _transport.Dispose();
         }
     }
 }

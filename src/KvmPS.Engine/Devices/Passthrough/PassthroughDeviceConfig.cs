@@ -8,7 +8,8 @@ namespace KvmPS.Devices.Passthrough;
 /// <summary>
 /// <c>--device vfio-user,socket=PATH</c>: a device served by a vfio-user server on a Unix socket (docs/devices.md,
 /// "Passthrough"). The VMM connects at start-up and refuses to start when the server is missing or speaks another
-/// version; guest RAM is put in memfds so the server can map it for DMA.
+/// version; guest RAM is put in memfds so the server can map it for DMA. A guest reboot keeps the connection and
+/// resets the device over it.
 /// </summary>
 public sealed record VfioUserDeviceConfig : PciFunctionConfig
 {
@@ -26,8 +27,34 @@ public sealed record VfioUserDeviceConfig : PciFunctionConfig
         return new VfioUserDeviceConfig { SocketPath = socket };
     }
 
-    public override PciDevice CreateFunction(PciFunctionContext context) =>
-        PassthroughDevice.Create(Connect(context.Device.Files), context.Device.Memory, HostOf(context), context.Device.Log);
+    public override PciDevice CreateFunction(PciFunctionContext context)
+    {
+        var log = context.Device.Log;
+        // A guest reboot's function takes the previous boot's connection, with the device reset over it.
+        if (context.Device.Files?.TakeConnection<VfioUserClient>() is { } kept && PrepareKept(kept, log))
+            return PassthroughDevice.Create(kept, context.Device.Memory, HostOf(context), log, alreadyReset: true);
+        return PassthroughDevice.Create(Connect(context.Device.Files), context.Device.Memory, HostOf(context), log);
+    }
+
+    /// <summary>
+    /// Readies a connection kept across a guest reboot (<see cref="VfioUserClient.PrepareForNextBoot"/>). When that
+    /// fails (the server went away meanwhile) the connection is closed and false returned: the device connects again by
+    /// path, as it did before connections were kept (which a jailed VMM may not be allowed to).
+    /// </summary>
+    private bool PrepareKept(VfioUserClient kept, Action<string> log)
+    {
+        try
+        {
+            kept.PrepareForNextBoot();
+            return true;
+        }
+        catch (PassthroughException e)
+        {
+            kept.Dispose();
+            log($"{kept.Name}: the connection kept across the reboot failed ({e.Message}); connecting again by path");
+            return false;
+        }
+    }
 
     /// <summary>
     /// The connection: the socket management connected and passed with <c>device.add</c> (a jailed VMM may not reach

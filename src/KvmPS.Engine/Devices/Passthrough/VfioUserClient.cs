@@ -41,6 +41,8 @@ public sealed class VfioUserClient : IPassthroughTransport
     private int _serverMaxFds = 1;
     private int _serverMaxTransfer = MaxDataTransferBytes;
     private readonly List<MemfdHandle> _regionFds = [];
+    /// <summary>The guest RAM ranges DMA_MAP gave the server (guest address, bytes), so a reboot can take them back.</summary>
+    private readonly List<(ulong Address, ulong Size)> _dmaMapped = [];
 
     public string Name { get; }
     public string? Failed { get { lock (_lock) return _failed; } }
@@ -248,7 +250,45 @@ public sealed class VfioUserClient : IPassthroughTransport
             BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(16), region.GuestAddress);
             BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(24), region.SizeBytes);
             Request(VfioUserCommand.DmaMap, payload, [files[i]]);
+            lock (_lock) _dmaMapped.Add((region.GuestAddress, region.SizeBytes));
         }
+    }
+
+    /// <summary>Takes every range <see cref="MapGuestMemory"/> gave the server out of its DMA space (DMA_UNMAP, one per range).</summary>
+    public void UnmapGuestMemory()
+    {
+        (ulong Address, ulong Size)[] mapped;
+        lock (_lock) mapped = [.. _dmaMapped];
+        foreach (var (address, size) in mapped)
+        {
+            var payload = new byte[24];
+            BinaryPrimitives.WriteUInt32LittleEndian(payload, 24);
+            BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4), 0); // no dirty bitmap
+            BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(8), address);
+            BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(16), size);
+            Request(VfioUserCommand.DmaUnmap, payload, []);
+            lock (_lock) _dmaMapped.Remove((address, size));
+        }
+    }
+
+    /// <summary>
+    /// A guest reboot keeps this connection instead of connecting again by path, which a jailed VMM may not
+    /// (docs/confinement.md, "The jail"): resets the device when it can (VFIO_USER_DEVICE_RESET: its DMA stops, its
+    /// interrupt eventfds go), takes the previous boot's guest RAM out of its DMA space (that memory is freed; the next
+    /// boot's is mapped by the next function) and closes the region fds the previous boot's BAR mappings used. Call
+    /// after the previous boot's function is disposed. Returns whether the device was reset. Errors as any request.
+    /// </summary>
+    public bool PrepareForNextBoot()
+    {
+        bool reset = GetDeviceInfo().CanReset;
+        if (reset) Reset();
+        UnmapGuestMemory();
+        lock (_lock)
+        {
+            foreach (var fd in _regionFds) fd.Dispose();
+            _regionFds.Clear();
+        }
+        return reset;
     }
 
     /// <summary>Sends one command and waits for its reply; returns the reply's payload. An error reply throws (the transport stays usable).</summary>

@@ -82,7 +82,8 @@ internal sealed class FakeTransport : IPassthroughTransport
     public EventFdHandle? IntxTrigger, IntxUnmask;
     public void Reset() { Check(); Resets++; }
     public void MapGuestMemory(GuestMemory memory) => Check();
-    public void Dispose() => Bar2.Dispose();
+    public int Disposals;
+    public void Dispose() { Disposals++; Bar2.Dispose(); }
 }
 
 /// <summary>A memory slot that records where it is placed; refuses addresses below <see cref="RamEnd"/> (as KVM refuses overlapping RAM).</summary>

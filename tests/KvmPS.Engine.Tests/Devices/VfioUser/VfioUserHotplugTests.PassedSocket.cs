@@ -95,6 +95,54 @@ public partial class VfioUserHotplugTests
         }
     }
 
+    /// <summary>
+    /// A guest reboot keeps the passed connection (it has no path the jailed VMM could connect to): the device is reset
+    /// over it, plugged back in its slot before the boot, and runs DMA into the new boot's RAM.
+    /// </summary>
+    [Fact]
+    public void AJailedVmmKeepsAPassedVfioUserConnectionAcrossAGuestReboot()
+    {
+        Assert.Equal(0u, Libc.GetEuid()); // the jail is set up by root
+        using var dir = JailPassedFilesTests.VmFolder();
+        using var server = new VfioUserTestServer();
+        string sock = dir.File("c.sock"), serial = dir.File("serial.log");
+        using var vmm = new VmmProcess("--jail", "on", "--user", JailPassedFilesTests.JailUser, "--control-socket", sock, "--serial", "file:" + serial, "--memfd", "on");
+        try
+        {
+            using var client = new ControlClient(sock);
+            client.WaitForState("Running", Timeout);
+            Assert.True(WaitForFile(serial, t => t.Contains("ready"), Timeout), ReadText(serial) + vmm.Stderr);
+            using (var connection = UnixStreamSockets.Connect(server.SocketPath))
+            {
+                var added = client.RequestWithFiles("device.add", PassedSpec(server.SocketPath, "00:06.0"), [connection]);
+                Assert.True(added.GetProperty("ok").GetBoolean(), added.ToString() + vmm.Stderr);
+            }
+            Assert.True(WaitForFile(serial, t => t.Contains("pci: slot 06 added 1b36:7f5e"), Timeout), Tail(ReadText(serial)));
+            using var guest = Attach(sock, serial);
+            Type(guest, "vfu scratch c0ffee", "vfu: scratch=");
+            Assert.Contains("vfu: test rounds=2 ok=2 irqs=2 completed=2", Type(guest, "vfu test 2", "vfu: test rounds=2"));
+
+            Type(guest, "reboot", "KvmPS built-in guest v1");
+            Assert.True(WaitForFile(serial, t => Occurrences(t, "ready") >= 2, Timeout), Tail(ReadText(serial)) + vmm.Stderr);
+            Assert.Equal(2, client.Ok("status").GetProperty("boots").GetInt32());
+            Assert.Equal(["00:06.0 vfio-user hot"], DescribedDevices(client));
+            // Reset over the kept connection: the scratch register is clear, the device counts its second reset.
+            Assert.Matches(@"vfu: magic=0x30554656 version=1 completed=0 irqs=0 resets=2 scratch=0x00000000", Type(guest, "vfu info", "resets="));
+            Assert.Contains("vfu: test rounds=3 ok=3 irqs=3 completed=3", Type(guest, "vfu test 3", "vfu: test rounds=3"));
+            Assert.Equal(1, Connections(server));
+            Assert.DoesNotContain("client closed the connection", server.Stderr);
+            Assert.DoesNotContain("dropped at the reboot", vmm.Stderr);
+            client.Ok("stop", "\"graceful\": false");
+            Assert.Equal(0, vmm.WaitForExit(Timeout));
+        }
+        finally
+        {
+            log.WriteLine("serial:\n" + Tail(ReadText(serial)));
+            log.WriteLine("stderr:\n" + vmm.Stderr);
+            log.WriteLine("server:\n" + server.Stderr);
+        }
+    }
+
     /// <summary>The socket file is gone once the connection is made: the VMM uses the passed connection, never the path.</summary>
     [Fact]
     public void APassedVfioUserSocketIsUsedInsteadOfItsPathWhichNeedNotExist()

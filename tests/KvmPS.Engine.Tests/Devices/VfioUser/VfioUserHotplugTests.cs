@@ -142,7 +142,7 @@ public partial class VfioUserHotplugTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public void AHotPluggedVfioUserDeviceStaysPluggedAcrossAGuestRebootWithANewConnection()
+    public void AHotPluggedVfioUserDeviceStaysPluggedAcrossAGuestRebootOnItsConnection()
     {
         using var dir = new TempDir();
         using var server = new VfioUserTestServer();
@@ -157,16 +157,17 @@ public partial class VfioUserHotplugTests(ITestOutputHelper log)
             client.Ok("device.add", AddSpec(server.SocketPath) + ", \"pci\": \"00:04.0\"");
             Assert.Contains("vfu: test rounds=2 ok=2 irqs=2 completed=2", Type(guest, "vfu test 2", "vfu: test rounds=2"));
 
-            // The guest resets the machine: the VMM builds it again, connects to the server again (the old connection
-            // closes) and plugs the device back in its slot before the boot, so the boot's PCI scan finds it.
+            // The guest resets the machine: the VMM builds it again, keeps the connection (resetting the device over
+            // it) and plugs the device back in its slot before the boot, so the boot's PCI scan finds it.
             Type(guest, "reboot", "KvmPS built-in guest v1");
             Assert.True(WaitForFile(serial, t => Occurrences(t, "ready") >= 2, Timeout), Tail(ReadText(serial)));
             Assert.Equal(2, client.Ok("status").GetProperty("boots").GetInt32());
             Assert.Equal(["00:04.0 vfio-user hot"], DescribedDevices(client));
-            Assert.True(SpinWait.SpinUntil(() => Regex.Matches(server.Stderr, "client connected").Count >= 2, 10000), server.Stderr);
+            Assert.Matches(@"vfu: magic=0x30554656 version=1 completed=0 irqs=0 resets=2 ", Type(guest, "vfu info", "resets="));
             Assert.Contains("vfu: test rounds=3 ok=3 irqs=3 completed=3", Type(guest, "vfu test 3", "vfu: test rounds=3"));
+            Assert.Single(Regex.Matches(server.Stderr, "client connected"));
             Assert.Equal("removed", client.Ok("device.remove", "\"pci\": \"00:04.0\", \"timeout_ms\": 60000").GetProperty("state").GetString());
-            Assert.True(SpinWait.SpinUntil(() => Regex.Matches(server.Stderr, "client closed the connection").Count >= 2, 10000), server.Stderr);
+            Assert.True(SpinWait.SpinUntil(() => server.Stderr.Contains("client closed the connection"), 10000), server.Stderr);
             client.Ok("stop", "\"graceful\": false");
             Assert.Equal(0, vmm.WaitForExit(Timeout));
         }
