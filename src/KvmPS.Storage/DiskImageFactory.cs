@@ -216,6 +216,20 @@ public static class DiskImageFactory
     }
 
     /// <summary>
+    /// Drops the image locks held through <paramref name="file"/> (its open file description: every descriptor of it),
+    /// leaving it open: a migration over tcp releases a disk this way, and <see cref="OpenPassed"/> on the same files
+    /// takes the locks again if the destination refuses.
+    /// </summary>
+    /// <exception cref="DiskImageException">The kernel refused the unlock.</exception>
+    public static void ReleaseLocks(string path, Microsoft.Win32.SafeHandles.SafeFileHandle file)
+    {
+        bool added = false;
+        file.DangerousAddRef(ref added);
+        try { Locking.QemuImageLock.Release(path, (int)file.DangerousGetHandle()); }
+        finally { if (added) file.DangerousRelease(); }
+    }
+
+    /// <summary>
     /// The virtual size of an image, read without taking or testing any lock (like <c>qemu-img info -U</c>): for a
     /// device whose image is handed over later, while another process still writes it. The size does not change while
     /// the image runs.

@@ -23,9 +23,10 @@ internal static class DiskHandover
 
     /// <summary>
     /// Source, paused: the disk's DeviceFds frame (<see cref="DeviceHandover"/>). Over a Unix socket its open files go
-    /// attached; otherwise (tcp: shared storage on another host) the disk is flushed and closed here first, its locks
-    /// released, and the frame names no file: the destination opens the image by path. A released disk is added to
-    /// <paramref name="released"/>, to be opened again if the migration fails.
+    /// attached; otherwise (tcp: shared storage on another host) the disk is flushed and its image closed here first,
+    /// its locks released (the files stay open, <see cref="VirtioBlock.ReleaseBackend"/>), and the frame names no file:
+    /// the destination opens the image by path. A released disk is added to <paramref name="released"/>, to be locked
+    /// and used again if the migration fails.
     /// </summary>
     public static void Send(MigrationStream stream, int slot, VirtioBlock disk, List<(int Slot, VirtioBlock Disk)> released)
     {
@@ -81,9 +82,12 @@ internal static class DiskHandover
     }
 
     /// <summary>
-    /// Source, after a failed migration and before the VM resumes: opens the released disks again by their paths (the
-    /// destination closed them when it gave up; its locks may linger a moment, which the open's retries cover). A disk
-    /// that cannot be opened stays without its image: its requests fail as I/O errors, and the reason is returned.
+    /// Source, after a failed migration and before the VM resumes: locks the released disks' images again and puts
+    /// each disk back on them, on the files it kept open (never by path: a jailed VMM's user may not open root's images,
+    /// or see the path at all). The images are read afresh (a new image object: nothing cached from before the
+    /// release), and the destination gave them up when it refused; its locks may linger a moment, which the locking's
+    /// retries cover. A disk whose image cannot be locked or read stays without it (its requests fail as I/O errors)
+    /// and keeps its files for a guest reboot to try again; the reason is returned.
     /// </summary>
     public static string? Reacquire(VirtualMachine machine, List<(int Slot, VirtioBlock Disk)> released)
     {
@@ -94,7 +98,9 @@ internal static class DiskHandover
             var config = (BlockDeviceConfig)machine.ConfiguredDevices.First(d => d.Slot == slot).Config;
             try
             {
-                var backend = DiskImageFactory.Open(config.Path, config.Format, config.ReadOnly);
+                var backend = disk.ReleasedFiles is { Count: > 0 } kept
+                    ? DiskImageFactory.OpenPassed(config.Path, config.Format, config.ReadOnly, Duplicates(kept))
+                    : DiskImageFactory.Open(config.Path, config.Format, config.ReadOnly);
                 try { disk.AdoptBackend(backend); }
                 catch { backend.Dispose(); throw; }
             }
@@ -105,5 +111,28 @@ internal static class DiskHandover
         }
         released.Clear();
         return failures.Count == 0 ? null : string.Join("; ", failures);
+    }
+
+    /// <summary>Source, once the destination runs the VM: the released disks' kept files are closed for good.</summary>
+    public static void CloseReleased(List<(int Slot, VirtioBlock Disk)> released)
+    {
+        foreach (var (_, disk) in released) disk.CloseReleasedFiles();
+        released.Clear();
+    }
+
+    /// <summary>Second descriptors of <paramref name="files"/> (the disk keeps its own until the image is adopted).</summary>
+    private static List<SafeFileHandle> Duplicates(IReadOnlyList<SafeFileHandle> files)
+    {
+        var copies = new List<SafeFileHandle>();
+        try
+        {
+            foreach (var f in files) copies.Add(Interop.PassedDescriptors.Duplicate(f));
+            return copies;
+        }
+        catch
+        {
+            foreach (var c in copies) c.Dispose();
+            throw;
+        }
     }
 }

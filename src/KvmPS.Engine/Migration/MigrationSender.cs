@@ -337,6 +337,8 @@ public sealed class MigrationSender
         stream.Expect(MigrationCommand.Running, "destination");
         // The destination runs the VM on the taps and listeners it shares with us: closing ours must undo nothing now.
         DeviceHandover.SetOwnership(_machine, _handOver, owns: false);
+        // tcp: the destination holds and writes the released images now; the files kept to lock them again go.
+        DiskHandover.CloseReleased(_releasedDisks);
 
         long downtimeMs = _downtime!.ElapsedMilliseconds;
         lock (_lock)

@@ -50,7 +50,7 @@ public enum MigrationCommand : uint
     /// paused, one per device that holds a host resource, before State: u32 PCI slot, u32 descriptor count, per
     /// descriptor u16 length and the UTF-8 name it goes by; the descriptors travel with the frame's first byte
     /// (SCM_RIGHTS). Version 3: the configured virtio-blk disks (the top image's path first, then its backing chain, their
-    /// OFD locks with them; a count of 0 over tcp: the source closed the image). Version 4 adds each virtio-net's tap (its
+    /// OFD locks with them; a count of 0 over tcp: the source released the image, closed and unlocked). Version 4 adds each virtio-net's tap (its
     /// interface name) and each vsock device's listening socket (its path). Called DiskFds while it carried disks only.
     /// </summary>
     DeviceFds = 13,

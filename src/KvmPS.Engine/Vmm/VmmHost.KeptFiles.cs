@@ -60,6 +60,10 @@ public sealed partial class VmmHost
             // Only a chain whose top is still the configured image (what opening the path would give).
             case VirtioBlock { AwaitsBackend: false } disk when config is BlockDeviceConfig block && disk.Backend.Path == block.Path:
                 return new PassedFiles(DiskImageFactory.OpenFiles(disk.Backend).Select(f => PassedDescriptors.Duplicate(f.File)));
+            // Released for a migration over tcp that failed, and not locked again then (the destination still held the
+            // image): the files it kept, which the reboot locks again, instead of the paths a jailed VMM may not open.
+            case VirtioBlock { AwaitsBackend: true, ReleasedFiles: { Count: > 0 } released } when config is BlockDeviceConfig:
+                return new PassedFiles(released.Select(f => PassedDescriptors.Duplicate(f)));
             case VirtioNet { Backend: TapDevice tap }:
             {
                 var kept = new PassedFiles([PassedDescriptors.Duplicate(tap.Handle)]);

@@ -47,6 +47,23 @@ internal static class QemuImageLock
         }
     }
 
+    /// <summary>
+    /// Drops every lock the open file description of <paramref name="fd"/> holds, keeping the file open: a migration
+    /// over tcp lets the destination lock the image while the source keeps its descriptor, so that it can lock it again
+    /// (<see cref="Acquire"/>) if the destination refuses, without opening the path, which a jailed VMM may not.
+    /// </summary>
+    public static void Release(string path, int fd)
+    {
+        // l_len 0: to the end of the file, so every lock byte at once.
+        var fl = new Flock { l_type = Libc.F_UNLCK, l_whence = Libc.SEEK_SET, l_start = 0, l_len = 0 };
+        while (Libc.fcntl(fd, Libc.F_OFD_SETLK, ref fl) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != Libc.EINTR)
+                throw new DiskImageException(path, $"Unlocking disk image '{path}' failed (errno {errno}).");
+        }
+    }
+
     /// <summary>Publishes our locks (again: taking a held lock is a no-op) and returns the first conflict, or null.</summary>
     private static string? TryAcquire(ImageFile file, QemuPermission permissions, QemuPermission sharedPermissions)
     {

@@ -63,9 +63,9 @@ public partial class DiskHandoverTests(ITestOutputHelper log)
         return Wrote(vmm) > before;
     }
 
-    private static VmmProcess Source(TempDir dir, Disks disks, bool unjailed = false)
+    private static VmmProcess Source(TempDir dir, Disks disks)
     {
-        var source = new VmmProcess([.. disks.Args(), "--control-socket", dir.File("src.sock"), "--cmdline", $"kvmps.run=blk @01 write 0 {Sectors} 101"], redirectStdin: true, unjailed: unjailed);
+        var source = new VmmProcess([.. disks.Args(), "--control-socket", dir.File("src.sock"), "--cmdline", $"kvmps.run=blk @01 write 0 {Sectors} 101"], redirectStdin: true);
         Assert.True(source.WaitForStdout("blk: wrote 128", Timeout), source.Stdout + source.Stderr);
         Assert.True(Write(source, 2, 0, 102, Timeout), "the guest writes the overlay:\n" + source.Stdout + source.Stderr);
         return source;
@@ -198,12 +198,11 @@ public partial class DiskHandoverTests(ITestOutputHelper log)
     public void ADestinationThatCannotOpenTheReleasedDisksLeavesTheSourceReopeningThemAndRunning()
     {
         // tcp: the source closes its images at the pause. The destination's image (a copy, as on another host) is gone
-        // by then, so its open fails: the source opens its own again and runs on, locks and all.
-        // Unjailed: a jailed source opens them again by path, which its user may not (root's images; docs/confinement.md,
-        // "What the jail does not cover yet").
+        // by then, so its open fails: the source locks the files it kept again and runs on, locks and all. Jailed (the
+        // harness's default) the images are root's, which the source's user could not open again by path.
         using var dir = new TempDir();
         var disks = Disks.Create(dir);
-        using var source = Source(dir, disks, unjailed: true);
+        using var source = Source(dir, disks);
         string copy = dir.File("copy.raw");
         File.Copy(disks.Raw, copy);
         string uri = TcpUri();

@@ -320,24 +320,51 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
     public bool AwaitsBackend => _backend is PendingBlockBackend;
 
     /// <summary>
-    /// A live upgrade's destination: the image handed over by the running VMM replaces the placeholder the device was
-    /// built with (before any vCPU runs, so no request saw the placeholder). Its size and read-only flag must be the ones
-    /// the device was built for (the config space already says them).
-    /// </summary>
-    /// <summary>
     /// A migration without descriptor passing (tcp: shared storage), paused at the hand-over: makes every write durable
-    /// and closes the image, so its locks go and the destination can open it; the device keeps a placeholder of the same
-    /// size until the image is adopted again (the migration failed) or the VM ends here.
+    /// and closes the image, and drops its locks, so the destination can open and lock it. The device keeps a
+    /// placeholder of the same size until the image is adopted again (the migration failed) or the VM ends here. The
+    /// placeholder keeps the chain's files open, unlocked (<see cref="ReleasedFiles"/>): a source whose destination
+    /// refused locks and uses them again, where opening the paths again could fail (a jailed VMM's user may not).
     /// </summary>
     public void ReleaseBackend()
     {
         var old = _backend;
         if (old is PendingBlockBackend) return;
         if (!old.ReadOnly) old.Flush();
-        _backend = new PendingBlockBackend(old.Path, old.SizeBytes, old.ReadOnly);
+        var kept = new List<(string Path, Microsoft.Win32.SafeHandles.SafeFileHandle File)>();
+        try
+        {
+            // Second descriptors of the same open files: the image objects (and their caches) go, the files stay.
+            foreach (var (path, file) in DiskImageFactory.OpenFiles(old)) kept.Add((path, Interop.PassedDescriptors.Duplicate(file)));
+        }
+        catch
+        {
+            foreach (var k in kept) k.File.Dispose();
+            throw;
+        }
+        _backend = new PendingBlockBackend(old.Path, old.SizeBytes, old.ReadOnly, kept.Select(k => k.File).ToList());
         old.Dispose();
+        // The locks belong to the open file description, which the kept descriptors hold: dropped explicitly.
+        foreach (var (path, file) in kept) DiskImageFactory.ReleaseLocks(path, file);
     }
 
+    /// <summary>The image chain's files a <see cref="ReleaseBackend"/> kept (top image first), or null: none is held.</summary>
+    public IReadOnlyList<Microsoft.Win32.SafeHandles.SafeFileHandle>? ReleasedFiles => (_backend as PendingBlockBackend)?.ReleasedFiles;
+
+    /// <summary>The destination took the image over for good: the files <see cref="ReleaseBackend"/> kept are closed.</summary>
+    public void CloseReleasedFiles()
+    {
+        if (_backend is not PendingBlockBackend { ReleasedFiles: not null } pending) return;
+        _backend = new PendingBlockBackend(pending.Path, pending.SizeBytes, pending.ReadOnly);
+        pending.Dispose();
+    }
+
+    /// <summary>
+    /// A live upgrade's destination: the image handed over by the running VMM replaces the placeholder the device was
+    /// built with (before any vCPU runs, so no request saw the placeholder); on a source, the image opened again on the
+    /// released files. Its size and read-only flag must be the ones the device was built for (the config space already
+    /// says them). The placeholder is disposed (the released files it kept closed: the new image has its own).
+    /// </summary>
     public void AdoptBackend(IBlockBackend backend)
     {
         if (_backend is not PendingBlockBackend pending) throw new InvalidOperationException($"the disk '{_backend.Path}' already has its image");
@@ -345,5 +372,6 @@ public sealed class VirtioBlock : IVirtioDevice, IPersistent
             throw new InvalidOperationException($"the disk image '{pending.Path}' handed over is {backend.SizeBytes} bytes (read-only {backend.ReadOnly}), " +
                 $"the device was built for {pending.SizeBytes} bytes (read-only {pending.ReadOnly})");
         _backend = backend;
+        pending.Dispose();
     }
 }
