@@ -91,6 +91,11 @@ public sealed record DescribeReply
     public bool NestedPvm { get; init; }
     /// <summary>The requests this VMM answers: <see cref="ControlRequests.Core"/> and its devices' requests.</summary>
     public IReadOnlyList<string> Requests { get; set; } = [];
+    /// <summary>
+    /// The requests that take open files with them (<c>passed_files</c>, docs/vmm.md "Passing open files"):
+    /// <see cref="ControlRequests.TakingPassedFiles"/>. Null from a VMM from before this list.
+    /// </summary>
+    public IReadOnlyList<string>? PassedFilesRequests { get; set; }
 }
 
 /// <summary>One device of <see cref="DescribeReply.Devices"/>: its type, PCI address and options (the device's own keys).</summary>

@@ -247,6 +247,9 @@ public static class ControlRequests
 
     public static IReadOnlyList<string> Names { get; } = [.. Core, .. Device];
 
+    /// <summary>The requests that take open files with them (<c>passed_files</c>; docs/vmm.md "Passing open files").</summary>
+    public static IReadOnlyList<string> TakingPassedFiles { get; } = [DeviceAddRequest.Name, MediaChangeRequest.Name, MigrateRequest.Name];
+
     /// <summary>The record of each request name.</summary>
     public static IReadOnlyDictionary<string, JsonTypeInfo> Records { get; } = new Dictionary<string, JsonTypeInfo>(StringComparer.Ordinal)
     {

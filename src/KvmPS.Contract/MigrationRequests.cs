@@ -32,6 +32,13 @@ public sealed record MigrateRequest() : ControlRequest(Name)
     /// so a receiver listening on a TCP port takes the stream from this source only. Absent: no token is sent.
     /// </summary>
     public string? Token { get; init; }
+    /// <summary>
+    /// 1: the connection to the destination came open with this request line (SCM_RIGHTS; a Unix stream socket the
+    /// sender connected to the socket of a <c>unix:</c> <see cref="Uri"/>, nothing sent on it yet) and is used instead
+    /// of connecting to the path, which a jailed VMM may neither see nor be allowed to use; absent or 0: connected by
+    /// path. Only with a <c>unix:</c> URI; docs/vmm.md "Passing open files".
+    /// </summary>
+    public int? PassedFiles { get; init; }
 }
 
 /// <summary>Any state: the current (or last) migration's progress. Reply: <see cref="MigrateStatusReply"/>.</summary>

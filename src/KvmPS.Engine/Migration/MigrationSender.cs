@@ -67,6 +67,12 @@ public sealed class MigrationSender
         _log = log;
     }
 
+    /// <summary>
+    /// The connection to a <c>unix:</c> destination the request came with (docs/vmm.md "Passing open files"), used
+    /// instead of connecting to its path; the sender owns it. Null: the sender connects.
+    /// </summary>
+    public System.Net.Sockets.Socket? Connection { get; init; }
+
     /// <summary>True until the migration has completed, failed or been cancelled.</summary>
     public bool Active { get { lock (_lock) return _phase is not (MigrationPhases.Completed or MigrationPhases.Failed or MigrationPhases.Cancelled); } }
 
@@ -159,7 +165,7 @@ public sealed class MigrationSender
     private void Migrate()
     {
         var memory = _machine.Memory;
-        var socket = _endpoint.Connect(ConnectTimeoutMs);
+        var socket = Connection ?? _endpoint.Connect(ConnectTimeoutMs);
         try { if (_request.Token is { } token) MigrationToken.Send(socket, token); }
         catch { socket.Dispose(); throw; }
         _stream = MigrationStream.Over(socket, IoTimeoutMs);
@@ -351,7 +357,8 @@ public sealed class MigrationSender
         _log.WriteLine($"kvmps-vmm: migrated to {_request.Uri}: total {status.TotalMs} ms, downtime {downtimeMs} ms, {status.BytesSent} bytes, " +
             (_memoryShared ? "memory passed as memfds (not copied)" : $"{status.SentPages} pages in {status.Round + 1} rounds") +
             (_storage is { } disks ? $", {disks.SentBytes} bytes of {disks.Count} disks" : "") +
-            _handedOver.Describe(_stream!.CanPassDescriptors, "released to the destination"));
+            _handedOver.Describe(_stream!.CanPassDescriptors, "released to the destination") +
+            (Connection is null ? "" : "; over the connection passed with the request"));
         // The same instant QEMU's STOP event stamps (after the vCPUs stopped), on the host's wall clock: with the
         // destination's "started at" line it gives the downtime QEMU's events give (docs/benchmarks.md figure 10).
         if (_stoppedUtc is { } stopped)

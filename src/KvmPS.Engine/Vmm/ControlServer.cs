@@ -51,6 +51,9 @@ public interface IVmmControl
     /// <summary>migrate, migrate.status, migrate.cancel: live migration (docs/migration.md), implemented by VmmHost.</summary>
     MigrateStatusReply Migrate(MigrateRequest request) =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{MigrateRequest.Name}'");
+    /// <summary>migrate with the connection to the destination that came with it (docs/vmm.md "Passing open files").</summary>
+    MigrateStatusReply Migrate(MigrateRequest request, Devices.Config.PassedFiles files) => files.Count == 0 ? Migrate(request)
+        : throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{MigrateRequest.Name}: unknown field 'passed_files' (this control takes no passed files)");
     MigrateStatusReply MigrateStatus() =>
         throw new ControlProtocolException(ControlErrorCodes.UnknownRequest, $"this kvmps-vmm does not implement '{MigrateStatusRequest.Name}'");
     MigrateStatusReply MigrateCancel() =>
@@ -341,7 +344,7 @@ public sealed class ControlServer : IDisposable
                     case VcpuSetRequest vcpus: Reply(stream, id, Result(_control.SetVcpus(vcpus), ContractJsonContext.Default.VcpuSetReply)); break;
                     case DeviceAddRequest add: Reply(stream, id, Result(_control.AddDevice(add, files), ContractJsonContext.Default.DeviceAddReply)); break;
                     case DeviceRemoveRequest remove: Reply(stream, id, Result(_control.RemoveDevice(remove), ContractJsonContext.Default.DeviceRemoveReply)); break;
-                    case MigrateRequest migrate: Reply(stream, id, Result(_control.Migrate(migrate), ContractJsonContext.Default.MigrateStatusReply)); break;
+                    case MigrateRequest migrate: Reply(stream, id, Result(_control.Migrate(migrate, files), ContractJsonContext.Default.MigrateStatusReply)); break;
                     case MigrateStatusRequest: Reply(stream, id, Result(_control.MigrateStatus(), ContractJsonContext.Default.MigrateStatusReply)); break;
                     case MigrateCancelRequest: Reply(stream, id, Result(_control.MigrateCancel(), ContractJsonContext.Default.MigrateStatusReply)); break;
                     case SnapshotCreateRequest snapshot:
@@ -379,11 +382,11 @@ public sealed class ControlServer : IDisposable
 
     /// <summary>
     /// The files that came with a request line (SCM_RIGHTS) must be exactly the ones it says it passes
-    /// (<c>passed_files</c>; only device.add and media.change take any): anything else is refused, and the caller closes them all.
+    /// (<c>passed_files</c>; only device.add, media.change and migrate take any): anything else is refused, and the caller closes them all.
     /// </summary>
     private static void CheckPassedFiles(ControlRequest request, Devices.Config.PassedFiles files, bool truncated)
     {
-        int expected = request switch { DeviceAddRequest add => add.PassedFiles ?? 0, MediaChangeRequest media => media.PassedFiles ?? 0, _ => 0 };
+        int expected = request switch { DeviceAddRequest add => add.PassedFiles ?? 0, MediaChangeRequest media => media.PassedFiles ?? 0, MigrateRequest migrate => migrate.PassedFiles ?? 0, _ => 0 };
         if (expected is < 0 or > UnixFdPassing.MaxFds)
             throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"{request.Request}: \"passed_files\" {expected} is outside 0-{UnixFdPassing.MaxFds}");
         if (truncated)

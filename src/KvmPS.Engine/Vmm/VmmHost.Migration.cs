@@ -19,7 +19,14 @@ public sealed partial class VmmHost
     public string? IncomingToken { get; init; }
 
     /// <summary>migrate: checks the request, starts the sender on its own thread, replies at once with its status.</summary>
-    public MigrateStatusReply Migrate(MigrateRequest request)
+    public MigrateStatusReply Migrate(MigrateRequest request) => Migrate(request, Devices.Config.PassedFiles.None);
+
+    /// <summary>
+    /// migrate with the files that came with it: at most one, the connection to a <c>unix:</c> destination the sender
+    /// made (docs/vmm.md "Passing open files"), used instead of connecting to the path. The sender takes it once the
+    /// request is accepted; the caller closes it otherwise.
+    /// </summary>
+    public MigrateStatusReply Migrate(MigrateRequest request, Devices.Config.PassedFiles files)
     {
         if (request.DowntimeMs is < 1 or > 60_000)
             throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"downtime_ms {request.DowntimeMs} is outside 1-60000");
@@ -28,6 +35,10 @@ public sealed partial class VmmHost
         MigrationEndpoint endpoint;
         try { endpoint = MigrationEndpoint.Parse(request.Uri); }
         catch (ArgumentException e) { throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"uri: {e.Message}"); }
+        if (files.Count > 0 && !endpoint.IsUnix)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"passed_files: a passed connection is for a unix: destination; '{request.Uri}' is connected by the VMM");
+        if (files.Count > 1)
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"passed_files: '{request.Uri}' takes one passed file (the connection to the destination), but {files.Count} came with the request; they were closed");
         var machine = RequireMachine();
         if (request.IncludeStorage && StorageCopySender.Disks(machine).FirstOrDefault(d => d.ReadOnly) is { } readOnly)
             throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"include_storage: the disk {readOnly.Backend.Path} is read-only; only writable disks can be copied (keep it on shared storage)");
@@ -37,9 +48,33 @@ public sealed partial class VmmHost
                 throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"a migration to {_migration.Status().Uri} is under way (migrate.status; migrate.cancel stops it)");
             if (machine.State is not (VmState.Running or VmState.Paused))
                 throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"only a Running or Paused VM can be migrated (it is {machine.State})");
-            _migration = new MigrationSender(machine, request, endpoint, _configJson, _log);
+            var connection = files.Count == 1 ? PassedConnection(endpoint, files.TakeAll()[0]) : null;
+            try { _migration = new MigrationSender(machine, request, endpoint, _configJson, _log) { Connection = connection }; }
+            catch { connection?.Dispose(); throw; }
             _migration.Start();
             return _migration.Status();
+        }
+    }
+
+    /// <summary>
+    /// The passed connection to <paramref name="endpoint"/> as a socket: one connected Unix stream socket, else it is
+    /// closed and refused naming the destination and what came (a pipe, a file, a listening socket, …).
+    /// </summary>
+    private static System.Net.Sockets.Socket PassedConnection(MigrationEndpoint endpoint, Microsoft.Win32.SafeHandles.SafeFileHandle file)
+    {
+        if (Interop.UnixStreamSockets.WhyNotConnected(file) is { } what)
+        {
+            file.Dispose();
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"passed_files: the file passed for the destination '{endpoint.Uri}' is {what}; a migration takes a connected Unix stream socket");
+        }
+        // The descriptor moves to a socket handle: the file handle lets go of it without closing it.
+        var handle = new System.Net.Sockets.SafeSocketHandle(file.DangerousGetHandle(), ownsHandle: true);
+        file.SetHandleAsInvalid();
+        try { return new System.Net.Sockets.Socket(handle); }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            handle.Dispose();
+            throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, $"passed_files: the connection passed for '{endpoint.Uri}' cannot be used: {e.Message}");
         }
     }
 

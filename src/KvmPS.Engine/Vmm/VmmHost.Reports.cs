@@ -50,6 +50,7 @@ public sealed partial class VmmHost
             OnCrash = wire.OnCrash ?? GuestCrashAction.Exit,
             NestedPvm = Kvm.IsNestedThroughPvm,
             Requests = [.. requests.Distinct()],
+            PassedFilesRequests = ControlRequests.TakingPassedFiles,
         };
     }
 

@@ -70,7 +70,7 @@ public sealed partial class VmManager
             MigrateStatusReply final;
             try
             {
-                final = HandOver(name, oldPid, incoming, incomingPath, clock, limit, activity, progress);
+                final = HandOver(name, oldPid, incoming, incomingPath, PassesConnection(description), clock, limit, activity, progress);
                 // From here the new VMM runs the guest: the store's runtime record names it.
                 DurableFile.WriteAtomically(Store.PidPath(name), Encoding.ASCII.GetBytes(incoming.Pid.ToString(CultureInfo.InvariantCulture) + "\n"));
             }
@@ -97,10 +97,18 @@ public sealed partial class VmManager
     }
 
     /// <summary>
+    /// Whether the running VMM takes the connection to the new one with <c>migrate</c> (it says so in <c>describe</c>).
+    /// One from before cannot be asked again by path once this side connected (the receiver accepts one connection),
+    /// so it is asked by path from the start.
+    /// </summary>
+    private static bool PassesConnection(DescribeReply description) =>
+        description.PassedFilesRequests?.Contains(MigrateRequest.Name) == true;
+
+    /// <summary>
     /// Waits for the new VMM to listen, sends <c>migrate</c> to the old one and follows it to <c>completed</c>. Throws
     /// <see cref="VmUpgradeException"/> when it fails, is cancelled, or the time is up (then it is cancelled first).
     /// </summary>
-    private MigrateStatusReply HandOver(string name, int oldPid, VmmProcess incoming, string incomingPath,
+    private MigrateStatusReply HandOver(string name, int oldPid, VmmProcess incoming, string incomingPath, bool passConnection,
         System.Diagnostics.Stopwatch clock, TimeSpan limit, string activity, IProgress<OperationProgress>? progress)
     {
         var socketPath = Store.SocketPath(name);
@@ -123,15 +131,23 @@ public sealed partial class VmManager
         // and a fresh connection would ask the new one (which has no migration: phase none).
         VmmClient? client = null;
         MigrateStatusReply status;
+        IReadOnlyList<System.Runtime.InteropServices.SafeHandle> connection = [];
         try
         {
             client = VmmClient.Connect(socketPath, Options.QueryTimeout, Options.QueryTimeout);
-            status = client.Migrate("unix:" + incomingPath);
+            // Connected here and passed (docs/vmm.md "Passing open files"): the VMM, jailed, need not reach the path.
+            if (passConnection)
+                connection = VmmPassedFiles.ConnectMigration(incomingPath);
+            status = client.Migrate("unix:" + incomingPath, connection);
         }
-        catch (VmmException e)
+        catch (Exception e) when (e is VmmException or PassedFileException)
         {
             client?.Dispose();
             throw new VmUpgradeException(name, oldPid, $"VM '{name}': its VMM (pid {oldPid}) did not start the migration: {(e is VmmRequestException r ? r.VmmMessage : e.Message)}; the VM runs on there", incoming.ReadLogTail(), e);
+        }
+        finally
+        {
+            VmmPassedFiles.Close(connection); // the VMM holds its own descriptor once it answered
         }
         try
         {

@@ -180,6 +180,15 @@ public sealed class VmmClient : IDisposable
     public MigrateStatusReply Migrate(string uri, int downtimeMs = 300) =>
         Send(new MigrateRequest { Uri = uri, DowntimeMs = downtimeMs }, ContractJsonContext.Default.MigrateStatusReply);
 
+    /// <summary>
+    /// As <see cref="Migrate(string, int)"/> to a <c>unix:</c> <paramref name="uri"/>, with the connection to it open in
+    /// <paramref name="files"/> (<see cref="VmmPassedFiles.ConnectMigration"/>; none: the VMM connects to the path). The
+    /// files stay the caller's.
+    /// </summary>
+    public MigrateStatusReply Migrate(string uri, IReadOnlyList<System.Runtime.InteropServices.SafeHandle> files, int downtimeMs = 300) =>
+        Send(new MigrateRequest { Uri = uri, DowntimeMs = downtimeMs, PassedFiles = files.Count == 0 ? null : files.Count },
+             ContractJsonContext.Default.MigrateStatusReply, RequestTimeout, files);
+
     /// <summary>The current (or last) migration's phase and progress (phase <c>none</c> before any).</summary>
     public MigrateStatusReply MigrateStatus() => Send(new MigrateStatusRequest(), ContractJsonContext.Default.MigrateStatusReply);
 

@@ -6,7 +6,7 @@ using KvmPS.Storage;
 namespace KvmPS.Management.Vmm;
 
 /// <summary>
-/// What management opens for a running VMM and passes it with <c>device.add</c> and <c>media.change</c> (SCM_RIGHTS; docs/vmm.md "Passing open
+/// What management opens for a running VMM and passes it with <c>device.add</c>, <c>media.change</c> and <c>migrate</c> (SCM_RIGHTS; docs/vmm.md "Passing open
 /// files"), as libvirt does for QEMU: a jailed VMM is neither root nor able to see paths outside its private root, so a
 /// disk image or ISO (root's, 0600, in a pool), a new tap (TUNSETIFF needs CAP_NET_ADMIN) or a vfio-user server's socket is
 /// opened here. An unjailed VMM
@@ -138,6 +138,24 @@ public static class VmmPassedFiles
         catch (NativeCallException e)
         {
             throw new PassedFileException(socketPath, $"cannot connect: {Libc.ErrorText(e.Errno)}", e);
+        }
+    }
+
+    /// <summary>
+    /// A connection to the <c>kvmps-vmm --incoming unix:</c> listening at <paramref name="socketPath"/>, connected here
+    /// for <c>migrate</c>: a jailed source VMM may neither see a path outside its jail nor connect to a socket only root
+    /// may use. The VMM sends the migration stream on it; nothing is sent here.
+    /// </summary>
+    /// <exception cref="PassedFileException">The socket cannot be connected; names it and why.</exception>
+    public static IReadOnlyList<SafeHandle> ConnectMigration(string socketPath)
+    {
+        try
+        {
+            return [UnixStreamSockets.Connect(socketPath)];
+        }
+        catch (NativeCallException e)
+        {
+            throw new PassedFileException(socketPath, $"cannot connect to the receiving VMM: {Libc.ErrorText(e.Errno)}", e);
         }
     }
 

@@ -78,6 +78,9 @@ public sealed partial class UpgradeVmmTests : IDisposable
         var info = _manager.Get("up");
         Assert.Equal(VmState.Running, info.State);
         Assert.Equal(result.NewPid, info.Pid);
+        // Management connected the new VMM's socket and passed the connection (docs/vmm.md "Passing open files"): the
+        // old VMM, jailed as management starts it, did not have to reach the path.
+        Assert.Contains("over the connection passed with the request", File.ReadAllText(_sandbox.Store.VmmLogPath("up")));
 
         var before = Counts(Serial("up"))[^1];
         WaitForCount("up", before + 3);
