@@ -127,7 +127,8 @@ double MemorySample(bool kvmps, string[]? extra = null)
     try
     {
         Host.WaitForOutput(p, "ready", clock, TimeSpan.FromSeconds(30));
-        Thread.Sleep(300);
+        // Idle: past kvmps-vmm's drop of its start-up pages, 1 s after its VM starts (docs/benchmarks.md, figure 3).
+        Thread.Sleep(1500);
         var (rssMiB, privateMiB) = Host.Overhead(p.Id, 256UL << 20);
         (kvmps ? privK : privQ).Add(privateMiB);
         return rssMiB;

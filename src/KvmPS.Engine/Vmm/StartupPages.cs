@@ -84,11 +84,12 @@ public static unsafe class StartupPages
     public static void ReleaseThenWait(Task task)
     {
         using var done = EventFdHandle.Create(nonBlocking: false);
-        // The fd is closed only once the continuation has signalled it, never under it.
         var signalled = task.ContinueWith(static (_, state) => ((EventFdHandle)state!).Signal(), done, CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         Release();
-        while (!signalled.IsCompleted) done.Consume(); // 0 on EINTR: look again
+        // The counter keeps a signal that comes before the read; 0 on EINTR: look again.
+        while (!task.IsCompleted) done.Consume();
+        signalled.Wait(); // the fd is closed only once the continuation has signalled it, never under it
     }
 
     [UnmanagedCallersOnly]

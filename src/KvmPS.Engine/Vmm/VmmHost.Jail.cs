@@ -14,6 +14,9 @@ public sealed partial class VmmHost
     /// <summary>The user <see cref="Jail"/> drops to, resolved when the arguments are read (a missing user fails the start before anything is built).</summary>
     public JailUser? JailUser { get; init; }
 
+    /// <summary>The move into --cgroup, started before the VMM was built (VmmCgroup.Prepare); null without --cgroup.</summary>
+    public CgroupJoin? CgroupJoin { get; init; }
+
     private bool _jailed;
 
     /// <summary>The jail user's ids while this VMM is still root and will drop to them; null otherwise.</summary>
@@ -32,11 +35,18 @@ public sealed partial class VmmHost
     /// What is done as root before anything is built: the cgroup (guest RAM is charged to the cgroup the VMM is in
     /// when it is touched), and the refusal of a jail that cannot drop root because there is none. Null: go on.
     /// </summary>
-    private static int? PrepareJail(JailSettings jail, TextWriter stderr)
+    private static int? PrepareJail(JailSettings jail, TextWriter stderr, out CgroupJoin? cgroupJoin)
     {
+        cgroupJoin = null;
         if (jail.Cgroup is { } cgroup)
         {
-            try { stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", VmmCgroup.Join(cgroup, stderr.WriteLine, jail.Limits))}{(jail.Limits.IsNone ? "" : $" ({Describe(jail.Limits)})")}"); }
+            try
+            {
+                // Folders and limits now; the move on its own thread, awaited before the guest runs (AwaitCgroupJoin).
+                cgroupJoin = VmmCgroup.Prepare(cgroup, stderr.WriteLine, jail.Limits);
+                stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", cgroupJoin.Folders)}{(jail.Limits.IsNone ? "" : $" ({Describe(jail.Limits)})")}");
+                cgroupJoin.Start();
+            }
             catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
             { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
         }
@@ -54,6 +64,14 @@ public sealed partial class VmmHost
         limits.CpuMaxPercent is { } p ? $"cpu max {p}% of one CPU" : null,
         limits.MemoryMaxBytes is { } m ? $"memory max {m} bytes" : null,
     }.Where(s => s is not null));
+
+    /// <summary>Waits until the VMM is in its cgroup (<see cref="CgroupJoin"/>); before any guest code runs.</summary>
+    private int? AwaitCgroupJoin()
+    {
+        try { CgroupJoin?.Wait(); }
+        catch (SandboxException e) { return Fail(VmmExitCode.HostResource, e.Message); }
+        return null;
+    }
 
     /// <summary>Builds the private root and drops to the jail's user; a failure ends the start (exit 8) naming the step.</summary>
     private int? EnterJail()

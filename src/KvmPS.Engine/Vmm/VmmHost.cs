@@ -107,7 +107,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
-        if (PrepareJail(jail, stderr) is { } jailRefused) return jailRefused;
+        if (PrepareJail(jail, stderr, out var cgroupJoin) is { } jailRefused) return jailRefused;
         if (sandbox)
         {
             // Before any engine thread starts (docs/confinement.md, "The VMM sandbox").
@@ -117,7 +117,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken, Jail = jail, JailUser = jailUser };
+            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken, Jail = jail, JailUser = jailUser, CgroupJoin = cgroupJoin };
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -296,7 +296,8 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (machine.Display is { } display) display.VncStatus = VncStatusForDisplay;
             AwaitControlSetup(controlSetup);
             if (StartVnc() is { } vncFailed) return vncFailed;
-            // Everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
+            // In its cgroup, and everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
+            if (AwaitCgroupJoin() is { } cgroupFailed) return cgroupFailed;
             if (EnterJail() is { } jailFailed) return jailFailed;
             StartServingControl(movedIntoJail: receiving && _jailed);
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
