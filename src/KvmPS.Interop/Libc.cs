@@ -28,7 +28,7 @@ internal static unsafe partial class Libc
 
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
 
-    public const int EINTR = 4, EAGAIN = 11, EWOULDBLOCK = EAGAIN, ENOMEM = 12, EACCES = 13, EEXIST = 17, ENOENT = 2, EPERM = 1, EOPNOTSUPP = 95;
+    public const int EINTR = 4, EIO = 5, EAGAIN = 11, EWOULDBLOCK = EAGAIN, ENOMEM = 12, EACCES = 13, EEXIST = 17, ENOENT = 2, EPERM = 1, EOPNOTSUPP = 95;
 
     [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Open(string path, int flags, int mode);

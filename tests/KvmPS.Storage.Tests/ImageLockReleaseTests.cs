@@ -37,6 +37,10 @@ public class ImageLockReleaseTests
                 Assert.Throws<ImageInUseException>(() => DiskImageFactory.OpenPassed(overlay, DiskImageFormat.Qcow2, false, Copies(kept)).Dispose());
             }
 
+            // The refused attempt left no lock on the kept files (it had published its own before it saw the conflict):
+            // a third opener gets the chain.
+            DiskImageFactory.Open(overlay, DiskImageFormat.Qcow2).Dispose();
+
             // It let go: the kept files give the chain back, locked, reading what the other wrote (nothing cached from before).
             using var again = DiskImageFactory.OpenPassed(overlay, DiskImageFormat.Qcow2, false, Copies(kept));
             var read = new byte[512];

@@ -106,6 +106,13 @@ internal static class DiskHandover
             }
             catch (Exception e) when (e is DiskImageException or IOException or InvalidOperationException)
             {
+                // The images locked before the one that failed (the top, when a backing file was refused) hold their
+                // locks on the kept descriptions: dropped, so others may open the images while this disk has none.
+                foreach (var file in disk.ReleasedFiles ?? [])
+                {
+                    try { DiskImageFactory.ReleaseLocks(config.Path, file); }
+                    catch (DiskImageException) { } // the failure reported below is the one that matters
+                }
                 failures.Add($"the disk '{config.Path}' at {PciAddresses.Format(slot)} could not be opened again: {e.Message}");
             }
         }

@@ -29,12 +29,17 @@ public sealed class CgroupJoin(IReadOnlyList<string> folders)
     /// <exception cref="SandboxException">A cgroup.procs file could not be written.</exception>
     public void Wait()
     {
-        if (_thread is null) return;
+        if (_thread is null) return; // not started, or waited for already (a guest reboot asks again)
         _thread.Join();
         // Joined is not gone: the OS thread may still be exiting, as root. The jail's drop to its user (glibc changes
         // every live thread's credentials) skips an exiting thread, so wait until the kernel has reaped it.
         var gone = System.Diagnostics.Stopwatch.StartNew();
-        while (_tid != 0 && Directory.Exists($"/proc/self/task/{_tid}") && gone.ElapsedMilliseconds < 1000) Thread.Yield();
+        while (_tid != 0 && Directory.Exists($"/proc/self/task/{_tid}"))
+        {
+            if (gone.ElapsedMilliseconds > 1000) throw new SandboxException($"cgroup: the thread that joined {string.Join(", ", Folders)} (tid {_tid}) has not exited after 1 s");
+            Thread.Yield();
+        }
+        _thread = null;
         if (_failure is { } failure) throw new SandboxException(failure);
     }
 
@@ -50,7 +55,11 @@ public sealed class CgroupJoin(IReadOnlyList<string> folders)
             if (fd >= 0)
             {
                 fixed (byte* p = pid)
-                    if (Libc.Write(fd, p, (nuint)pid.Length) != pid.Length) error = Marshal.GetLastPInvokeError();
+                {
+                    nint written = Libc.Write(fd, p, (nuint)pid.Length);
+                    if (written < 0) error = Marshal.GetLastPInvokeError();
+                    else if (written != pid.Length) error = Libc.EIO; // a pid is one write: a short one did not join
+                }
                 Libc.Close(fd);
             }
             if (error != 0)

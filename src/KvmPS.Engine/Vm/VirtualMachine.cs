@@ -501,6 +501,22 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     /// <summary>Forced stop: vCPUs leave KVM_RUN at once.</summary>
     public void Stop(string reason = "stopped by request") => Finish(new VmExit(VmExitKind.Stopped, reason));
 
+    private EventFdHandle? _exitSignal;
+
+    /// <summary>
+    /// Has <paramref name="signal"/> signalled once the VM has ended (at once if it has), from the thread that ends it:
+    /// a thread can then wait for the end in read(2) running no managed wait code (Vmm/StartupPages). Exactly one
+    /// signal; the caller keeps the eventfd open until it has read it.
+    /// </summary>
+    public void SignalOnExit(EventFdHandle signal)
+    {
+        lock (_stateLock)
+        {
+            if (!_exit.Task.IsCompleted) { _exitSignal = signal; return; }
+        }
+        signal.Signal();
+    }
+
     /// <summary>Records how the VM ended (the first cause wins) and stops every vCPU.</summary>
     internal void Finish(VmExit exit)
     {
@@ -514,6 +530,8 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         }
         foreach (var v in _vcpus) { v.Kick(); v.WakeEjected(); }
         _exit.TrySetResult(exit);
+        // After the result: SignalOnExit signals itself once the task is complete, so the one signal is sent either here or there.
+        Interlocked.Exchange(ref _exitSignal, null)?.Signal();
     }
 
     public void RequestPowerOff(string reason) => Finish(new VmExit(VmExitKind.PowerOff, reason));

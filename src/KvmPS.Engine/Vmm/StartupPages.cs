@@ -25,11 +25,21 @@ public static unsafe class StartupPages
     /// <summary>Page-aligned ranges of the loaded objects' read-only segments, without RELRO; the vDSO is skipped.</summary>
     public static List<Range> ReadOnlySegments()
     {
-        var ranges = new List<Range>();
-        var handle = GCHandle.Alloc(ranges);
-        try { Libc.DlIteratePhdr(&CollectObject, (void*)GCHandle.ToIntPtr(handle)); }
-        finally { handle.Free(); }
-        return ranges;
+        // The callback runs under the loader's lock: it allocates nothing (no collection can start in it).
+        const int Capacity = 256;
+        var buffer = new Range[Capacity];
+        fixed (Range* ranges = buffer)
+        {
+            var collector = new Collector { Ranges = ranges, Capacity = Capacity };
+            Libc.DlIteratePhdr(&CollectObject, &collector);
+            return [.. buffer.AsSpan(0, collector.Count)];
+        }
+    }
+
+    private struct Collector
+    {
+        public Range* Ranges;
+        public int Capacity, Count;
     }
 
     /// <summary>
@@ -37,6 +47,8 @@ public static unsafe class StartupPages
     /// (/proc/self/pagemap): a page the process wrote is its own copy, and dropping it would bring back the file's
     /// bytes. Read-only segments do get written: the NativeAOT runtime caches configuration values in kvmps-vmm's
     /// .rodata (it makes the page writable for it). Returns the bytes dropped; nothing when pagemap cannot be read.
+    /// A write between the pagemap read and the drop would be lost; that runtime write happens during start-up, a
+    /// second before, and no other code writes a read-only segment.
     /// </summary>
     public static ulong Release()
     {
@@ -77,27 +89,25 @@ public static unsafe class StartupPages
         (entry & (ProcessPagemap.Present | ProcessPagemap.FileOrSharedAnonymous)) == (ProcessPagemap.Present | ProcessPagemap.FileOrSharedAnonymous);
 
     /// <summary>
-    /// <see cref="Release"/>, then waits for <paramref name="task"/> blocked in read(2) on an eventfd: a managed wait would
-    /// run the task machinery's code, which the release just dropped, and fault it back in (whole large folios of the
-    /// page cache on this host, 128 KiB and more a fault).
+    /// <see cref="Release"/>, then waits for <paramref name="machine"/> to end, blocked in read(2) on an eventfd the
+    /// thread that ends it signals: a managed wait would run the task machinery's code, which the release just
+    /// dropped, and fault it back in (whole large folios of the page cache on this host, 128 KiB and more a fault).
     /// </summary>
-    public static void ReleaseThenWait(Task task)
+    public static void ReleaseThenWait(VirtualMachine machine)
     {
-        using var done = EventFdHandle.Create(nonBlocking: false);
-        var signalled = task.ContinueWith(static (_, state) => ((EventFdHandle)state!).Signal(), done, CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        using var ended = EventFdHandle.Create(nonBlocking: false);
+        machine.SignalOnExit(ended);
         Release();
-        // The counter keeps a signal that comes before the read; 0 on EINTR: look again.
-        while (!task.IsCompleted) done.Consume();
-        signalled.Wait(); // the fd is closed only once the continuation has signalled it, never under it
+        // Until the one signal is read (0 on EINTR): only then is the eventfd no longer the signaller's to write.
+        while (ended.Consume() == 0) { }
     }
 
     [UnmanagedCallersOnly]
     private static int CollectObject(Libc.DlPhdrInfo* info, nuint size, void* data)
     {
-        var ranges = (List<Range>)GCHandle.FromIntPtr((nint)data).Target!;
-        string name = info->dlpi_name is null ? "" : Marshal.PtrToStringUTF8((nint)info->dlpi_name) ?? "";
-        if (name.Contains("linux-vdso", StringComparison.Ordinal) || name.Contains("linux-gate", StringComparison.Ordinal)) return 0;
+        var collector = (Collector*)data;
+        var name = info->dlpi_name is null ? default : MemoryMarshal.CreateReadOnlySpanFromNullTerminated(info->dlpi_name);
+        if (name.IndexOf("linux-vdso"u8) >= 0 || name.IndexOf("linux-gate"u8) >= 0) return 0;
         nuint page = (nuint)Environment.SystemPageSize;
         nuint relroStart = 0, relroEnd = 0;
         for (int i = 0; i < info->dlpi_phnum; i++)
@@ -116,17 +126,17 @@ public static unsafe class StartupPages
             nuint end = AlignDown(info->dlpi_addr + (nuint)(ph.p_vaddr + ph.p_filesz), page);
             if (relroEnd > relroStart && start < relroEnd && relroStart < end)
             {
-                AddRange(ranges, start, relroStart);
-                AddRange(ranges, relroEnd, end);
+                AddRange(collector, start, relroStart);
+                AddRange(collector, relroEnd, end);
             }
-            else AddRange(ranges, start, end);
+            else AddRange(collector, start, end);
         }
         return 0;
     }
 
-    private static void AddRange(List<Range> ranges, nuint start, nuint end)
+    private static void AddRange(Collector* collector, nuint start, nuint end)
     {
-        if (end > start) ranges.Add(new Range(start, end - start));
+        if (end > start && collector->Count < collector->Capacity) collector->Ranges[collector->Count++] = new Range(start, end - start);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -46,6 +46,10 @@ public sealed partial class VmmHost
                 cgroupJoin = VmmCgroup.Prepare(cgroup, stderr.WriteLine, jail.Limits);
                 stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", cgroupJoin.Folders)}{(jail.Limits.IsNone ? "" : $" ({Describe(jail.Limits)})")}");
                 cgroupJoin.Start();
+                // With a memory limit the move is waited for now: the guest RAM the build touches (the kernel and initrd
+                // it loads, a copied snapshot, pages a migration sends) is charged where the process is when it touches
+                // it, and a charge does not move with the process, so it would escape the limit.
+                if (jail.Limits.MemoryMaxBytes is not null) cgroupJoin.Wait();
             }
             catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
             { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }

@@ -316,7 +316,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (receiving) TakeOverControlSocket();
 
             // Start-up is over once the VM has run a moment: its code and data leave this process's page tables.
-            if (!machine.Exited.Wait(StartupPages.Delay)) StartupPages.ReleaseThenWait(machine.Exited);
+            if (!machine.Exited.Wait(StartupPages.Delay)) StartupPages.ReleaseThenWait(machine);
             VmExit exit = machine.Exited.GetAwaiter().GetResult();
             machine.JoinVcpus(TimeSpan.FromSeconds(5));
             lock (_lock) _lastExit = exit;

@@ -42,7 +42,13 @@ internal static class QemuImageLock
         {
             string? conflict = TryAcquire(file, permissions, sharedPermissions);
             if (conflict is null) return;
-            if (attempt == ConflictRetryDelaysMs.Length) throw new ImageInUseException(file.Path, conflict);
+            if (attempt == ConflictRetryDelaysMs.Length)
+            {
+                // Our bytes were published before the conflict was seen: taken back, or they would outlive this failed
+                // open on a description someone keeps (a migration source's kept disk files) and refuse later openers.
+                Release(file.Path, file.FileDescriptor);
+                throw new ImageInUseException(file.Path, conflict);
+            }
             Thread.Sleep(ConflictRetryDelaysMs[attempt]);
         }
     }
