@@ -27,6 +27,15 @@ public class JailMediaChangeTests(ITestOutputHelper log)
         return reply.GetProperty("error");
     }
 
+    /// <summary>An ISO only root may read (0600) in <paramref name="images"/>, made root-only (0700): the jail neither sees nor may open it.</summary>
+    internal static string RootOnlyIso(TempDir images)
+    {
+        File.SetUnixFileMode(images.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string iso = TestIso.Write(images.File("root-only.iso"), blocks: 40);
+        File.SetUnixFileMode(iso, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return iso;
+    }
+
     private static string Message(JsonElement reply) => Error(reply, "InvalidArgument").GetProperty("message").GetString()!;
 
     [Fact]
@@ -36,9 +45,7 @@ public class JailMediaChangeTests(ITestOutputHelper log)
         using var dir = JailPassedFilesTests.VmFolder();
         // The ISO: root's, 0600, in a root-only folder outside the VM folder; the jail neither sees nor may open it.
         using var images = new TempDir();
-        File.SetUnixFileMode(images.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        string iso = TestIso.Write(images.File("root-only.iso"), blocks: 40);
-        File.SetUnixFileMode(iso, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string iso = RootOnlyIso(images);
         string sock = dir.File("c.sock"), serial = dir.File("serial.log");
         using var vmm = new VmmProcess("--jail", "on", "--user", JailPassedFilesTests.JailUser, "--control-socket", sock, "--serial", "file:" + serial, "--device", "cdrom");
         using var client = new ControlClient(sock);

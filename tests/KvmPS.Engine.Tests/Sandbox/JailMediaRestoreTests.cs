@@ -36,9 +36,7 @@ public class JailMediaRestoreTests
         Assert.Equal(0u, KvmPS.Interop.Libc.GetEuid()); // the jail is set up by root
         using var dir = JailPassedFilesTests.VmFolder();
         using var images = new TempDir();
-        File.SetUnixFileMode(images.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        string iso = TestIso.Write(images.File("root-only.iso"), blocks: 40);
-        File.SetUnixFileMode(iso, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string iso = JailMediaChangeTests.RootOnlyIso(images);
         string snapshot = dir.File("snap");
 
         // 1. A jailed VMM with an empty drive gets the ISO passed, and a snapshot is taken.
