@@ -282,7 +282,8 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
     internal void LoadGuest(byte[] kernelImage)
     {
         if (_firmware is not null) return;
-        Kernel = KernelLoader.Load(Memory, Config.KernelPath ?? BuiltInGuest.DisplayName, kernelImage);
+        // Boot calls this on the RAM BuildHardware just mapped, which nothing has written yet: it reads as zero.
+        Kernel = KernelLoader.Load(Memory, Config.KernelPath ?? BuiltInGuest.DisplayName, kernelImage, memoryIsZero: true);
         (ulong, ulong)? initrd = Config.InitrdPath is null ? null : KernelLoader.LoadInitrd(Memory, Kernel, Config.InitrdPath);
         int cmdlineLength = BootParams.WriteCmdline(Memory, Config.Cmdline);
         CpuSetup.WriteBootPageTablesAndGdt(Memory);

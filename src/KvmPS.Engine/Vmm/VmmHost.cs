@@ -39,18 +39,21 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     private Vnc.VncServer? _vnc;
     private bool _stopViaControl;
 
-    private readonly string _configJson;
+    // The configuration as started, as a snapshot's config.json: only snapshots and migrations need it, so it is
+    // written then, not at start-up (System.Text.Json's first use builds its metadata: ~1.5 ms before the guest ran).
+    private string? _configJson;
+    private string ConfigJson => _configJson ??= VmmConfigJson.For(_config.Configuration);
     private readonly VmmRestore? _restore;
 
     public ConsoleHub Console { get; }
 
-    /// <param name="configJson">The configuration as started (a snapshot's config.json); null rebuilds it from nothing but the defaults.</param>
+    /// <param name="configJson">The configuration as started (a snapshot's config.json); null writes it from <paramref name="config"/> when a snapshot or migration first needs it.</param>
     /// <param name="restore">Start from this snapshot instead of booting (<c>--restore</c>).</param>
     public VmmHost(VmmConfig config, TextWriter log, Stopwatch? sinceExec = null, string? configJson = null, VmmRestore? restore = null)
     {
         _config = config;
         _log = log;
-        _configJson = configJson ?? VmmConfigJson.For(config.Configuration);
+        _configJson = configJson;
         _restore = restore;
         _sinceExec = sinceExec ?? Stopwatch.StartNew();
         Console = new ConsoleHub(OpenSerialSink(), startWriter: false); // started with the vCPUs (RunMachines)
@@ -76,7 +79,6 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VmmRestore? restore;
         Migration.MigrationEndpoint? incoming;
         string? incomingToken;
-        string configJson;
         bool sandbox;
         Sandbox.JailSettings jail;
         Sandbox.JailUser? jailUser = null;
@@ -99,7 +101,6 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             Diagnostics.StartupTimeline.Mark("incoming");
             config = VmmConfig.FromArgs(configArgs);
             Diagnostics.StartupTimeline.Mark("config");
-            configJson = restore?.Snapshot.ConfigJson ?? VmmConfigJson.For(config.Configuration);
             Diagnostics.StartupTimeline.Mark("args");
         }
         catch (VmmHelpRequested) { System.Console.Out.Write(VmmConfig.Usage); return VmmExitCode.Ok; }
@@ -117,7 +118,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
         try
         {
-            using var host = new VmmHost(config, stderr, sinceExec, configJson, restore) { Incoming = incoming, IncomingToken = incomingToken, Jail = jail, JailUser = jailUser, CgroupJoin = cgroupJoin };
+            using var host = new VmmHost(config, stderr, sinceExec, restore?.Snapshot.ConfigJson, restore) { Incoming = incoming, IncomingToken = incomingToken, Jail = jail, JailUser = jailUser, CgroupJoin = cgroupJoin };
             return host.Run();
         }
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
@@ -298,6 +299,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (StartVnc() is { } vncFailed) return vncFailed;
             // In its cgroup, and everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
             if (AwaitCgroupJoin() is { } cgroupFailed) return cgroupFailed;
+            if (CgroupJoin is not null) Diagnostics.StartupTimeline.Mark("cgroup");
             if (EnterJail() is { } jailFailed) return jailFailed;
             StartServingControl(movedIntoJail: receiving && _jailed);
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
@@ -485,7 +487,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         RefuseDuringMigration(SnapshotCreateRequest.Name);
-        return SnapshotRequest.Create(machine ?? RequireMachine(), request, _configJson);
+        return SnapshotRequest.Create(machine ?? RequireMachine(), request, ConfigJson);
     }
 
     public void Dispose()

@@ -128,6 +128,52 @@ public class KernelLoaderTests
         Assert.Equal(data, buf2);
     }
 
+    [Fact]
+    public void OnFreshMemoryTheBssIsLeftUnwrittenAndReadsAsZero()
+    {
+        using var memory = GuestMemory.Create(64UL << 20);
+        byte[] text = Pattern(0x800, 1);
+        byte[] image = Elf(0x10_0010, [new Segment(1, 0x10_0000, text, 0x100_0000)]); // 16 MiB, nearly all .bss
+
+        KernelLoader.Load(memory, Path, image, memoryIsZero: true);
+
+        // The .bss was not written, so its pages were not faulted in (a zero fill makes all 4096 resident; with
+        // transparent huge pages on, the first write may bring in one 2 MiB page).
+        Assert.InRange(ResidentPages(memory, 0x10_0000, 0x100_0000), 1, 1024);
+        byte[] buf = new byte[0x100_0000];
+        memory.Read(0x10_0000, buf);
+        Assert.Equal(text, buf[..0x800]);
+        Assert.All(buf[0x800..], b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void OnFreshMemoryABssOverAnEarlierSegmentStillZeroesIt()
+    {
+        using var memory = GuestMemory.Create(64UL << 20);
+        // A malformed image: the second segment's zero tail covers the first segment's bytes, as on memory that held data.
+        byte[] image = Elf(0x10_0000, [
+            new Segment(1, 0x10_1000, Pattern(0x1000, 1), 0x1000),
+            new Segment(1, 0x10_0000, Pattern(0x100, 2), 0x3000),
+        ]);
+
+        KernelLoader.Load(memory, Path, image, memoryIsZero: true);
+
+        byte[] buf = new byte[0x2f00];
+        memory.Read(0x10_0100, buf);
+        Assert.All(buf, b => Assert.Equal(0, b));
+    }
+
+    private static int ResidentPages(GuestMemory memory, ulong gpa, int length)
+    {
+        var region = memory.Regions.Single(r => gpa >= r.GuestAddress && gpa + (ulong)length <= r.GuestAddress + r.SizeBytes);
+        ulong firstPage = (ulong)(region.HostAddress + (nint)(gpa - region.GuestAddress)) / MemoryLayout.PageSize;
+        var entries = new ulong[length / (int)MemoryLayout.PageSize];
+        var (handle, owned) = ProcessPagemap.Acquire();
+        try { ProcessPagemap.Read(handle, firstPage, entries); }
+        finally { if (owned) handle.Dispose(); }
+        return entries.Count(e => (e & ProcessPagemap.Present) != 0);
+    }
+
     private static BootImageException ElfError(byte[] image, ulong memoryBytes = 64UL << 20)
     {
         using var memory = GuestMemory.Create(memoryBytes);

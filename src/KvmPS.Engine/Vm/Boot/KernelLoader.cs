@@ -21,9 +21,11 @@ public static class KernelLoader
     private const ushort XLF_KERNEL_64 = 1;
     private const ulong DefaultInitrdAddressMax = 0x37ff_ffff;
 
-    public static LoadedKernel Load(GuestMemory memory, string path, ReadOnlySpan<byte> image)
+    /// <param name="memoryIsZero">Guest RAM was just mapped and nothing wrote it yet: an ELF segment's zero-filled tail
+    /// (.bss) is then left untouched instead of written, which would fault in every page of it before the guest ran.</param>
+    public static LoadedKernel Load(GuestMemory memory, string path, ReadOnlySpan<byte> image, bool memoryIsZero = false)
     {
-        if (image.Length >= 64 && BinaryPrimitives.ReadUInt32LittleEndian(image) == ElfMagic) return LoadElf(memory, path, image);
+        if (image.Length >= 64 && BinaryPrimitives.ReadUInt32LittleEndian(image) == ElfMagic) return LoadElf(memory, path, image, memoryIsZero);
         if (image.Length >= 0x250 && BinaryPrimitives.ReadUInt32LittleEndian(image[0x202..]) == HdrSMagic) return LoadBzImage(memory, path, image);
         throw new BootImageException(path, "not a kernel: neither an ELF executable nor a Linux bzImage (no ELF magic, no 'HdrS' boot header).");
     }
@@ -36,7 +38,7 @@ public static class KernelLoader
         return Load(memory, path, image);
     }
 
-    private static LoadedKernel LoadElf(GuestMemory memory, string path, ReadOnlySpan<byte> image)
+    private static LoadedKernel LoadElf(GuestMemory memory, string path, ReadOnlySpan<byte> image, bool memoryIsZero)
     {
         if (image[4] != 2) throw new BootImageException(path, $"32-bit ELF is not supported: only ELF64 x86-64 executables boot (EI_CLASS {image[4]}).");
         if (image[5] != 1) throw new BootImageException(path, "big-endian ELF: wrong architecture for x86-64.");
@@ -54,6 +56,7 @@ public static class KernelLoader
 
         ulong lo = ulong.MaxValue, hi = 0;
         bool entryInside = false;
+        var written = new List<(ulong Start, ulong End)>(phnum);
         for (int i = 0; i < phnum; i++)
         {
             var ph = image.Slice((int)(phoff + (ulong)(i * phentsize)), phentsize);
@@ -70,7 +73,12 @@ public static class KernelLoader
             if (!memory.IsValidRange(paddr, memsz))
                 throw new BootImageException(path, $"too large for guest memory: segment {i} needs 0x{paddr:x}-0x{paddr + memsz:x} but guest RAM is {memory.SizeBytes >> 20} MiB.");
             memory.Write(paddr, image.Slice((int)offset, (int)filesz));
-            memory.Fill(paddr + filesz, (int)(memsz - filesz), 0);
+            // Segments do not overlap in a well-formed ELF; if this zero tail covers an earlier segment's bytes, it is
+            // written as the file says.
+            ulong zeroStart = paddr + filesz, zeroEnd = paddr + memsz;
+            if (!memoryIsZero || written.Exists(w => w.Start < zeroEnd && zeroStart < w.End))
+                memory.Fill(zeroStart, (int)(memsz - filesz), 0);
+            written.Add((paddr, paddr + filesz));
             lo = Math.Min(lo, paddr);
             hi = Math.Max(hi, paddr + memsz);
             entryInside |= entry >= paddr && entry < paddr + memsz;
