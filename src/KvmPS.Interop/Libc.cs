@@ -28,6 +28,20 @@ internal static unsafe partial class Libc
 
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
 
+    /// <summary><c>struct pollfd</c>.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int fd;
+        public short events;
+        public short revents;
+    }
+
+    public const short POLLIN = 0x1;
+
+    [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
     public const int EINTR = 4, EIO = 5, EAGAIN = 11, EWOULDBLOCK = EAGAIN, ENOMEM = 12, EACCES = 13, EEXIST = 17, ENOENT = 2, EPERM = 1, EOPNOTSUPP = 95;
 
     [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]

@@ -61,4 +61,18 @@ public sealed unsafe class EventFdHandle : FileDescriptorHandle
         ulong value = 0;
         return Libc.Read(Fd, &value, 8) == 8 ? value : 0;
     }
+
+    /// <summary>
+    /// Waits in one poll(2) until this eventfd or <paramref name="other"/> has been signalled, at most
+    /// <paramref name="timeoutMs"/> (-1: no limit); reads neither. Which one is readable: (false, false) after the
+    /// timeout or a signal.
+    /// </summary>
+    public (bool This, bool Other) WaitForEither(EventFdHandle other, int timeoutMs)
+    {
+        var fds = stackalloc Libc.PollFd[2];
+        fds[0] = new Libc.PollFd { fd = Fd, events = Libc.POLLIN };
+        fds[1] = new Libc.PollFd { fd = other.Fd, events = Libc.POLLIN };
+        if (Libc.Poll(fds, 2, timeoutMs) <= 0) return (false, false);
+        return ((fds[0].revents & Libc.POLLIN) != 0, (fds[1].revents & Libc.POLLIN) != 0);
+    }
 }

@@ -301,7 +301,9 @@ public sealed class ControlServer : IDisposable
                 connection.Phase = ConnectionPhase.Busy;
                 // The files that came with this line are closed after it, whatever it was, unless its device took them.
                 using var files = reader.TakeLineFiles(out bool truncated);
-                if (!Handle(stream, line, reader, connection, files, truncated)) return;
+                bool goOn = Handle(stream, line, reader, connection, files, truncated);
+                StartupPages.NoteActivity(); // the request's code is dropped again once requests stop
+                if (!goOn) return;
                 Volatile.Write(ref connection.LastActivityMs, Environment.TickCount64);
             }
         }

@@ -88,16 +88,46 @@ public static unsafe class StartupPages
     private static bool IsMappedFilePage(ulong entry) =>
         (entry & (ProcessPagemap.Present | ProcessPagemap.FileOrSharedAnonymous)) == (ProcessPagemap.Present | ProcessPagemap.FileOrSharedAnonymous);
 
+    /// <summary>How long the control socket stays quiet after a request before the pages are dropped again.</summary>
+    public static readonly TimeSpan IdleDelay = TimeSpan.FromSeconds(1);
+
+    // Signalled after each control request (NoteActivity); made once and kept for the process's life, so a control
+    // thread can never write to a descriptor that was closed and its number reused.
+    private static EventFdHandle? s_activity;
+
     /// <summary>
-    /// <see cref="Release"/>, then waits for <paramref name="machine"/> to end, blocked in read(2) on an eventfd the
+    /// A control request has run: it faulted back code the drop took out (System.Text.Json, the socket paths; whole
+    /// large folios of the page cache per fault on this host, 3.5 MiB for one <c>status</c>). The waiting main thread
+    /// drops the pages again once no request has come for <see cref="IdleDelay"/>. No-op before the first drop.
+    /// </summary>
+    public static void NoteActivity()
+    {
+        try { Volatile.Read(ref s_activity)?.Signal(); }
+        catch (NativeCallException) { } // an eventfd write does not fail; if it did, the pages would only stay longer
+    }
+
+    /// <summary>
+    /// <see cref="Release"/>, then waits for <paramref name="machine"/> to end, blocked in poll(2) on an eventfd the
     /// thread that ends it signals: a managed wait would run the task machinery's code, which the release just
     /// dropped, and fault it back in (whole large folios of the page cache on this host, 128 KiB and more a fault).
+    /// Control requests in between (<see cref="NoteActivity"/>) are followed by another release once they stop.
     /// </summary>
     public static void ReleaseThenWait(VirtualMachine machine)
     {
         using var ended = EventFdHandle.Create(nonBlocking: false);
+        var activity = Volatile.Read(ref s_activity) ?? EventFdHandle.Create(nonBlocking: true);
+        Volatile.Write(ref s_activity, activity);
         machine.SignalOnExit(ended);
         Release();
+        int idleMs = (int)IdleDelay.TotalMilliseconds;
+        bool requestsSinceRelease = false;
+        while (true)
+        {
+            var (end, request) = ended.WaitForEither(activity, requestsSinceRelease ? idleMs : -1);
+            if (end) break;
+            if (request) { activity.Consume(); requestsSinceRelease = true; }
+            else if (requestsSinceRelease) { Release(); requestsSinceRelease = false; } // a quiet second (or EINTR: early, harmless)
+        }
         // Until the one signal is read (0 on EINTR): only then is the eventfd no longer the signaller's to write.
         while (ended.Consume() == 0) { }
     }

@@ -24,6 +24,7 @@ public class LibcLayoutTests
         (typeof(SockFilter), "struct sock_filter", [("code", "code"), ("jt", "jt"), ("jf", "jf"), ("k", "k")]),
         (typeof(SockFprog), "struct sock_fprog", [("len", "len"), ("filter", "filter")]),
         (typeof(Libc.RLimit), "struct rlimit", [("rlim_cur", "rlim_cur"), ("rlim_max", "rlim_max")]),
+        (typeof(Libc.PollFd), "struct pollfd", [("fd", "fd"), ("events", "events"), ("revents", "revents")]),
         (typeof(Libc.ElfPhdr), "Elf64_Phdr", [("p_type", "p_type"), ("p_flags", "p_flags"), ("p_offset", "p_offset"), ("p_vaddr", "p_vaddr"),
             ("p_paddr", "p_paddr"), ("p_filesz", "p_filesz"), ("p_memsz", "p_memsz"), ("p_align", "p_align")]),
     ];
@@ -34,7 +35,7 @@ public class LibcLayoutTests
         ("LOCK_EX", Libc.LOCK_EX), ("LOCK_NB", Libc.LOCK_NB), ("LOCK_UN", Libc.LOCK_UN),
         ("F_OFD_GETLK", Libc.F_OFD_GETLK), ("F_OFD_SETLK", Libc.F_OFD_SETLK), ("F_RDLCK", Libc.F_RDLCK), ("F_WRLCK", Libc.F_WRLCK), ("F_UNLCK", Libc.F_UNLCK),
         ("FALLOC_FL_KEEP_SIZE", Libc.FALLOC_FL_KEEP_SIZE), ("FALLOC_FL_PUNCH_HOLE", Libc.FALLOC_FL_PUNCH_HOLE), ("FALLOC_FL_ZERO_RANGE", Libc.FALLOC_FL_ZERO_RANGE),
-        ("EFD_CLOEXEC", Libc.EFD_CLOEXEC), ("EFD_NONBLOCK", Libc.EFD_NONBLOCK), ("MAP_NORESERVE", Libc.MAP_NORESERVE), ("MAP_HUGETLB", Libc.MAP_HUGETLB),
+        ("EFD_CLOEXEC", Libc.EFD_CLOEXEC), ("EFD_NONBLOCK", Libc.EFD_NONBLOCK), ("POLLIN", Libc.POLLIN), ("MAP_NORESERVE", Libc.MAP_NORESERVE), ("MAP_HUGETLB", Libc.MAP_HUGETLB),
         ("MADV_MERGEABLE", Libc.MADV_MERGEABLE), ("MADV_HUGEPAGE", Libc.MADV_HUGEPAGE), ("EAGAIN", Libc.EAGAIN), ("EIO", Libc.EIO), ("EOPNOTSUPP", Libc.EOPNOTSUPP),
         ("EPOLLIN", Epoll.EPOLLIN), ("TUNSETIFF", Tun.TUNSETIFF), ("TUNGETIFF", Tun.TUNGETIFF), ("IFF_TAP", Tun.IFF_TAP), ("IFF_VNET_HDR", Tun.IFF_VNET_HDR),
         ("SIOCBRADDIF", Tun.SIOCBRADDIF), ("SIOCSIFMTU", Tun.SIOCSIFMTU),
@@ -73,6 +74,7 @@ public class LibcLayoutTests
             #include <sys/mman.h>
             #include <sys/stat.h>
             #include <sys/eventfd.h>
+            #include <poll.h>
             #include <sys/epoll.h>
             #include <sys/ioctl.h>
             #include <errno.h>

@@ -77,6 +77,27 @@ public class StartupPagesTests
         Assert.DoesNotContain("sandbox violation", vmm.Stderr);
     }
 
+    [Fact]
+    public void ControlRequestsBringCodeBackAndAQuietSecondDropsItAgain()
+    {
+        using var dir = new TempDir();
+        string sock = dir.File("c.sock");
+        using var vmm = new VmmProcess(["--serial", "none", "--control-socket", sock]);
+        using var client = new ControlClient(sock, Timeout);
+        client.WaitForState("Running", Timeout);
+        Thread.Sleep(StartupPages.Delay + TimeSpan.FromMilliseconds(700));
+        long idle = CodeResidentKiB(vmm.Pid);
+        client.Ok("describe");
+        client.Ok("status");
+        long busy = CodeResidentKiB(vmm.Pid);
+        Assert.True(busy > idle, $"two control requests faulted no code back in ({idle} KiB before, {busy} KiB after)");
+        Thread.Sleep(StartupPages.IdleDelay + TimeSpan.FromMilliseconds(700));
+        long again = CodeResidentKiB(vmm.Pid);
+        Assert.True(again <= idle + (busy - idle) / 4, $"kvmps-vmm's code: {idle} KiB idle, {busy} KiB after two requests, {again} KiB a quiet second later");
+        Assert.Equal("Running", client.Ok("status").GetProperty("state").GetString()); // and it still answers
+        Assert.DoesNotContain("sandbox violation", vmm.Stderr);
+    }
+
     private static long CodeResidentKiB(int pid)
     {
         long kib = 0;
