@@ -37,7 +37,8 @@ internal static unsafe partial class Libc
         public short revents;
     }
 
-    public const short POLLIN = 0x1;
+    public const short POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
+    public const short POLLERR_HUP_NVAL = POLLERR | POLLHUP | POLLNVAL;
 
     [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);

@@ -65,14 +65,16 @@ public sealed unsafe class EventFdHandle : FileDescriptorHandle
     /// <summary>
     /// Waits in one poll(2) until this eventfd or <paramref name="other"/> has been signalled, at most
     /// <paramref name="timeoutMs"/> (-1: no limit); reads neither. Which one is readable: (false, false) after the
-    /// timeout or a signal.
+    /// timeout or a signal (EINTR); null when poll failed otherwise or reported an error on either descriptor.
     /// </summary>
-    public (bool This, bool Other) WaitForEither(EventFdHandle other, int timeoutMs)
+    public (bool This, bool Other)? WaitForEither(EventFdHandle other, int timeoutMs)
     {
         var fds = stackalloc Libc.PollFd[2];
         fds[0] = new Libc.PollFd { fd = Fd, events = Libc.POLLIN };
         fds[1] = new Libc.PollFd { fd = other.Fd, events = Libc.POLLIN };
-        if (Libc.Poll(fds, 2, timeoutMs) <= 0) return (false, false);
+        int ready = Libc.Poll(fds, 2, timeoutMs);
+        if (ready < 0) return Marshal.GetLastPInvokeError() == Libc.EINTR ? (false, false) : null;
+        if (((fds[0].revents | fds[1].revents) & Libc.POLLERR_HUP_NVAL) != 0) return null;
         return ((fds[0].revents & Libc.POLLIN) != 0, (fds[1].revents & Libc.POLLIN) != 0);
     }
 }

@@ -115,19 +115,25 @@ public static unsafe class StartupPages
     public static void ReleaseThenWait(VirtualMachine machine)
     {
         using var ended = EventFdHandle.Create(nonBlocking: false);
-        var activity = Volatile.Read(ref s_activity) ?? EventFdHandle.Create(nonBlocking: true);
-        Volatile.Write(ref s_activity, activity);
+        var activity = Volatile.Read(ref s_activity);
+        if (activity is null)
+        {
+            // One for the process: in-process hosts (tests) may get here at once, and a second one would go unsignalled.
+            var made = EventFdHandle.Create(nonBlocking: true);
+            activity = Interlocked.CompareExchange(ref s_activity, made, null) ?? made;
+            if (activity != made) made.Dispose();
+        }
         machine.SignalOnExit(ended);
         Release();
         int idleMs = (int)IdleDelay.TotalMilliseconds;
         bool requestsSinceRelease = false;
-        while (true)
+        while (ended.WaitForEither(activity, requestsSinceRelease ? idleMs : -1) is (bool end, bool request))
         {
-            var (end, request) = ended.WaitForEither(activity, requestsSinceRelease ? idleMs : -1);
             if (end) break;
             if (request) { activity.Consume(); requestsSinceRelease = true; }
             else if (requestsSinceRelease) { Release(); requestsSinceRelease = false; } // a quiet second (or EINTR: early, harmless)
         }
+        // poll failing for good (null above) only ends the drops: the end is still read, blocking.
         // Until the one signal is read (0 on EINTR): only then is the eventfd no longer the signaller's to write.
         while (ended.Consume() == 0) { }
     }
