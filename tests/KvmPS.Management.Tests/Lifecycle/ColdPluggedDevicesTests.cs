@@ -31,6 +31,14 @@ public sealed class ColdPluggedDevicesTests : IDisposable
             info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         _processes.Add(process);
+        // Process.Start returns once the child has exec'd, but the kernel lets a vfork parent go on before the new
+        // image's arguments are in place: /proc/PID/cmdline can still be empty then (a CI run read no --config).
+        var clock = Stopwatch.StartNew();
+        while (!File.ReadAllText($"/proc/{process.Id}/cmdline").Contains("kvmps-vmm", StringComparison.Ordinal))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"/proc/{process.Id}/cmdline never showed the arguments");
+            Thread.Sleep(1);
+        }
         return process.Id;
     }
 
