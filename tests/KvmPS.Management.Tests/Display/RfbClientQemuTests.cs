@@ -41,6 +41,20 @@ public sealed class RfbClientQemuTests
         }
     }
 
+    private static bool UnixOpen(string path)
+    {
+        try
+        {
+            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            s.Connect(new UnixDomainSocketEndPoint(path));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
     private static bool TcpOpen(int port)
     {
         try
@@ -70,7 +84,8 @@ public sealed class RfbClientQemuTests
         var qemu = StartQemu("unix:" + socket);
         try
         {
-            WaitFor(() => File.Exists(socket));
+            // The file appears at bind(), a moment before QEMU listens: wait for a connection to be taken (seen refused once in CI).
+            WaitFor(() => File.Exists(socket) && UnixOpen(socket));
             using var client = RfbClient.Connect(socket, null, null, TimeSpan.FromSeconds(10));
             Assert.Equal((640, 480), (client.Width, client.Height));
             Assert.Equal("QEMU", client.DesktopName);
