@@ -41,26 +41,13 @@ public sealed class RfbClientQemuTests
         }
     }
 
-    private static bool UnixOpen(string path)
+    /// <summary>Whether the server at <paramref name="endpoint"/> takes a connection now.</summary>
+    private static bool Accepts(EndPoint endpoint)
     {
         try
         {
-            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            s.Connect(new UnixDomainSocketEndPoint(path));
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-    }
-
-    private static bool TcpOpen(int port)
-    {
-        try
-        {
-            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            s.Connect(IPAddress.Loopback, port);
+            using var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Unspecified);
+            s.Connect(endpoint);
             return true;
         }
         catch (SocketException)
@@ -85,7 +72,7 @@ public sealed class RfbClientQemuTests
         try
         {
             // The file appears at bind(), a moment before QEMU listens: wait for a connection to be taken (seen refused once in CI).
-            WaitFor(() => File.Exists(socket) && UnixOpen(socket));
+            WaitFor(() => File.Exists(socket) && Accepts(new UnixDomainSocketEndPoint(socket)));
             using var client = RfbClient.Connect(socket, null, null, TimeSpan.FromSeconds(10));
             Assert.Equal((640, 480), (client.Width, client.Height));
             Assert.Equal("QEMU", client.DesktopName);
@@ -122,7 +109,7 @@ public sealed class RfbClientQemuTests
         var qemu = StartQemu($"127.0.0.1:{port - 5900},password-secret=vncpw", "-object", "secret,id=vncpw,data=s3cret!x");
         try
         {
-            WaitFor(() => TcpOpen(port));
+            WaitFor(() => Accepts(new IPEndPoint(IPAddress.Loopback, port)));
             using (var client = RfbClient.Connect(null, $"127.0.0.1:{port}", "s3cret!x", TimeSpan.FromSeconds(10)))
                 Assert.Equal(640, client.CaptureFrame().Width);
             var wrong = Assert.Throws<RfbException>(() => RfbClient.Connect(null, $"127.0.0.1:{port}", "wrong", TimeSpan.FromSeconds(10)));
