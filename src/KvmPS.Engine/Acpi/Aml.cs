@@ -62,23 +62,37 @@ public static class Aml
     /// </summary>
     public static byte[] NameString(string name)
     {
-        var o = new List<byte>();
-        if (name.StartsWith('\\')) { o.Add(RootChar); name = name[1..]; }
-        while (name.StartsWith('^')) { o.Add((byte)'^'); name = name[1..]; }
-        var segs = name.Split('.', StringSplitOptions.RemoveEmptyEntries);
-        if (segs.Length == 0) { o.Add(0); return o.ToArray(); }
-        if (segs.Length == 2) o.Add(DualNamePrefix);
-        else if (segs.Length > 2) { o.Add(MultiNamePrefix); o.Add((byte)segs.Length); }
-        foreach (var s in segs) o.AddRange(NameSeg(s));
-        return o.ToArray();
+        // Built in one array: the DSDT has hundreds of names, and lists of bytes were most of its build's garbage.
+        int prefixes = 0;
+        while (prefixes < name.Length && (name[prefixes] == '^' || (prefixes == 0 && name[0] == '\\'))) prefixes++;
+        var segs = name[prefixes..].Split('.', StringSplitOptions.RemoveEmptyEntries);
+        int header = segs.Length switch { 0 => 1, 1 => 0, 2 => 1, _ => 2 };
+        var o = new byte[prefixes + header + 4 * segs.Length];
+        for (int i = 0; i < prefixes; i++) o[i] = name[i] == '\\' ? RootChar : (byte)'^';
+        int at = prefixes;
+        if (segs.Length == 0) o[at] = 0;
+        else if (segs.Length == 2) o[at++] = DualNamePrefix;
+        else if (segs.Length > 2) { o[at++] = MultiNamePrefix; o[at++] = (byte)segs.Length; }
+        foreach (var seg in segs) { WriteNameSeg(seg, o.AsSpan(at, 4)); at += 4; }
+        return o;
     }
 
     private static byte[] NameSeg(string s)
     {
-        if (s.Length is 0 or > 4 || !(char.IsAsciiLetterUpper(s[0]) || s[0] == '_') || !s.All(c => char.IsAsciiLetterUpper(c) || char.IsAsciiDigit(c) || c == '_'))
-            throw new ArgumentException($"AML name segment '{s}' must be 1-4 characters A-Z, 0-9 or _, not starting with a digit.");
-        return Encoding.ASCII.GetBytes(s.PadRight(4, '_'));
+        var o = new byte[4];
+        WriteNameSeg(s, o);
+        return o;
     }
+
+    private static void WriteNameSeg(string s, Span<byte> into)
+    {
+        if (s.Length is 0 or > 4 || !(char.IsAsciiLetterUpper(s[0]) || s[0] == '_') || s.AsSpan().ContainsAnyExcept(NameSegChars))
+            throw new ArgumentException($"AML name segment '{s}' must be 1-4 characters A-Z, 0-9 or _, not starting with a digit.");
+        into.Fill((byte)'_');
+        for (int i = 0; i < s.Length; i++) into[i] = (byte)s[i];
+    }
+
+    private static readonly System.Buffers.SearchValues<char> NameSegChars = System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
 
     public static byte[] Integer(ulong v) => v switch
     {
@@ -107,7 +121,7 @@ public static class Aml
     public static byte[] Package(params byte[][] elements)
     {
         if (elements.Length > 255) throw new ArgumentOutOfRangeException(nameof(elements));
-        byte[] body = [(byte)elements.Length, .. elements.SelectMany(e => e)];
+        byte[] body = [(byte)elements.Length, .. Concat(elements)];
         return [PackageOp, .. PkgLength(body.Length), .. body];
     }
 

@@ -7,20 +7,46 @@ namespace KvmPS.Sandbox;
 
 /// <summary>
 /// The move of this process into cgroup folders <see cref="VmmCgroup.Prepare"/> made: its pid written to each
-/// folder's cgroup.procs, on a thread of its own, waited for before the guest runs (<see cref="Wait"/>). The thread
-/// writes with open/write/close only, which the main thread's seccomp filter (put on every thread) allows.
+/// folder's cgroup.procs, on a thread of its own (<see cref="Start"/>), waited for with <see cref="Wait"/>. The files
+/// are opened by <see cref="Open"/>, as root before the jail: the kernel checks the opener's credentials when such a
+/// file is written (v1: its euid; v2: since the fix for CVE-2021-4197), so the move can also be made after the VMM has
+/// dropped root, while its guest already runs. The thread writes and closes only, which the main thread's seccomp
+/// filter (inherited by a thread it starts) allows.
 /// </summary>
 public sealed class CgroupJoin(IReadOnlyList<string> folders)
 {
     private Thread? _thread;
+    private int[]? _fds;
+    private bool _moved;
     private string? _failure;
     private volatile int _tid;
 
     public IReadOnlyList<string> Folders { get; } = folders;
 
+    /// <summary>True once <see cref="Start"/> was called: a second call (a guest reboot's) does nothing.</summary>
+    public bool Started => _thread is not null || _moved;
+
+    /// <summary>Opens every folder's cgroup.procs for writing, as the caller now is.</summary>
+    /// <exception cref="SandboxException">A file could not be opened (named).</exception>
+    public void Open()
+    {
+        if (_fds is not null) return;
+        var fds = new int[Folders.Count];
+        for (int i = 0; i < fds.Length; i++)
+        {
+            string procs = Path.Join(Folders[i], "cgroup.procs");
+            fds[i] = Libc.Open(procs, Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
+            if (fds[i] >= 0) continue;
+            int error = Marshal.GetLastPInvokeError();
+            for (int j = 0; j < i; j++) Libc.Close(fds[j]);
+            throw new SandboxException($"cgroup: {procs} cannot be opened for writing: {Libc.Describe(error)}");
+        }
+        _fds = fds;
+    }
+
     public void Start()
     {
-        if (_thread is not null) return;
+        if (Started) return;
         _thread = new Thread(MoveIn) { IsBackground = true, Name = "cgroup-join" };
         _thread.Start();
     }
@@ -40,6 +66,7 @@ public sealed class CgroupJoin(IReadOnlyList<string> folders)
             Thread.Yield();
         }
         _thread = null;
+        _moved = true;
         if (_failure is { } failure) throw new SandboxException(failure);
     }
 
@@ -47,26 +74,22 @@ public sealed class CgroupJoin(IReadOnlyList<string> folders)
     {
         _tid = Libc.GetTid();
         byte[] pid = Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
-        foreach (string folder in Folders)
+        try { Open(); }
+        catch (SandboxException e) { _failure = e.Message; return; }
+        for (int i = 0; i < _fds!.Length; i++)
         {
-            string procs = Path.Join(folder, "cgroup.procs");
-            int fd = Libc.Open(procs, Libc.O_WRONLY | Libc.O_CLOEXEC, 0);
-            int error = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
-            if (fd >= 0)
+            int error = 0;
+            fixed (byte* p = pid)
             {
-                fixed (byte* p = pid)
-                {
-                    nint written = Libc.Write(fd, p, (nuint)pid.Length);
-                    if (written < 0) error = Marshal.GetLastPInvokeError();
-                    else if (written != pid.Length) error = Libc.EIO; // a pid is one write: a short one did not join
-                }
-                Libc.Close(fd);
+                nint written = Libc.Write(_fds[i], p, (nuint)pid.Length);
+                if (written < 0) error = Marshal.GetLastPInvokeError();
+                else if (written != pid.Length) error = Libc.EIO; // a pid is one write: a short one did not join
             }
-            if (error != 0)
-            {
-                _failure = $"cgroup: writing '{Encoding.ASCII.GetString(pid)}' to {procs} failed: {Libc.Describe(error)}";
-                return;
-            }
+            if (error == 0) continue;
+            _failure = $"cgroup: writing '{Encoding.ASCII.GetString(pid)}' to {Path.Join(Folders[i], "cgroup.procs")} failed: {Libc.Describe(error)}";
+            break;
         }
+        foreach (int fd in _fds) Libc.Close(fd);
+        _fds = null;
     }
 }

@@ -30,9 +30,9 @@ public static class VmmCgroup
     }
 
     /// <summary>
-    /// <see cref="Join"/>'s folders and limits, made now; the move itself is <see cref="CgroupJoin.Start"/>'s, on a
-    /// thread of its own: writing to cgroup.procs waits for an RCU grace period (cgroup v1's threadgroup lock), 10-20 ms
-    /// on the test host, which the VMM's start then does not wait for.
+    /// <see cref="Join"/>'s folders and limits, made now, and their cgroup.procs files opened (as root); the move itself
+    /// is <see cref="CgroupJoin.Start"/>'s, on a thread of its own: writing to cgroup.procs waits for an RCU grace
+    /// period (cgroup v1's threadgroup lock), 10-20 ms on the test host, which the VMM's start then does not wait for.
     /// </summary>
     public static CgroupJoin Prepare(string relative, Action<string> log, CgroupLimits? limits = null)
     {
@@ -54,7 +54,7 @@ public static class VmmCgroup
                 level = Path.Join(level, part);
             }
             limits.WriteTo([dir]);
-            return new CgroupJoin([dir]);
+            return Opened(new CgroupJoin([dir]));
         }
         var joined = new List<string>();
         foreach (string controller in V1Controllers)
@@ -69,7 +69,13 @@ public static class VmmCgroup
             limits.WriteTo([dir]);
             joined.Add(dir);
         }
-        return new CgroupJoin(joined);
+        return Opened(new CgroupJoin(joined));
+    }
+
+    private static CgroupJoin Opened(CgroupJoin join)
+    {
+        join.Open();
+        return join;
     }
 
     /// <summary>The unified hierarchy's mount if it has controllers to give, else null.</summary>

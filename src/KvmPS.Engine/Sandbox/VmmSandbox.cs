@@ -87,6 +87,17 @@ public static unsafe class VmmSandbox
     /// <summary>The filter a role's threads get: built by the first thread of the role (off the start-up path), then kept.</summary>
     public static SeccompFilter FilterFor(SandboxRole role) => s_filters[(int)role] ??= SandboxPolicy.FilterFor(role);
 
+    /// <summary>
+    /// Builds the filters of the roles whose first thread starts on the way to the guest's first output (a vCPU, the
+    /// console writer) on the calling thread, while the main thread builds the machine: built by their first thread,
+    /// they took ~0.4 ms of it. A thread that gets there first builds its own; both build the same filter.
+    /// </summary>
+    public static void BuildAhead(params SandboxRole[] roles)
+    {
+        if (!s_enabled) return;
+        foreach (var role in roles) _ = FilterFor(role);
+    }
+
     /// <summary>Filters the calling engine thread for <paramref name="role"/> (no-op while the sandbox is off).</summary>
     internal static void EnterThread(ThreadRole role, string name) => Enter(SandboxPolicy.RoleOf(role), name);
 

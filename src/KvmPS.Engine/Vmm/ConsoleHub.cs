@@ -16,7 +16,7 @@ public sealed class ConsoleHub : IDisposable
     /// <summary>Output waiting for the primary sink, and for each client, at most.</summary>
     public const int PendingLimitBytes = 1024 * 1024;
 
-    private readonly byte[] _history = new byte[HistoryBytes];
+    private readonly ByteRing _history = new(HistoryBytes); // the last output, for a console client that attaches
     private long _written, _dropped;
     private readonly object _lock = new();
     private readonly List<Subscriber> _subscribers = new();
@@ -55,7 +55,8 @@ public sealed class ConsoleHub : IDisposable
     {
         lock (_lock)
         {
-            foreach (byte b in data) _history[_written++ % HistoryBytes] = b;
+            _history.Write(data);
+            _written += data.Length;
             _dropped += _pending.Write(data);
             foreach (var s in _subscribers) s.Enqueue(data);
             Monitor.PulseAll(_lock);
@@ -64,7 +65,7 @@ public sealed class ConsoleHub : IDisposable
 
     private void WriterLoop()
     {
-        var chunk = new byte[64 * 1024];
+        var chunk = new byte[16 * 1024]; // fresh pages, faulted in before the guest's first byte goes out: few
         while (true)
         {
             int n;
@@ -102,9 +103,8 @@ public sealed class ConsoleHub : IDisposable
     {
         lock (_lock)
         {
-            int n = (int)Math.Min(_written, HistoryBytes);
-            var result = new byte[n];
-            for (int i = 0; i < n; i++) result[i] = _history[(_written - n + i) % HistoryBytes];
+            var result = new byte[_history.Count];
+            _history.Peek(result);
             return result;
         }
     }
@@ -193,15 +193,21 @@ public sealed class ConsoleHub : IDisposable
         }
     }
 
-    /// <summary>A fixed-size byte FIFO; writing past capacity drops the oldest bytes and returns how many.</summary>
+    /// <summary>
+    /// A byte FIFO of at most <paramref name="capacity"/> bytes; writing past it drops the oldest bytes and returns how
+    /// many. Its buffer grows as it fills: a full-size one up front was a megabyte of fresh pages faulted in at every
+    /// start (the managed heap zeroes a large array) for output that is drained as soon as the writer runs.
+    /// </summary>
     private sealed class ByteRing(int capacity)
     {
-        private readonly byte[] _buffer = new byte[capacity];
+        private const int InitialBytes = 4096;
+        private byte[] _buffer = new byte[Math.Min(capacity, InitialBytes)];
         private int _start;
         public int Count { get; private set; }
 
         public long Write(ReadOnlySpan<byte> data)
         {
+            if (Count + data.Length > _buffer.Length && _buffer.Length < capacity) Grow(Math.Min(capacity, Count + data.Length));
             long dropped = 0;
             if (data.Length >= _buffer.Length) { dropped = Count + data.Length - _buffer.Length; data = data[^_buffer.Length..]; Count = 0; _start = 0; }
             int overflow = Count + data.Length - _buffer.Length;
@@ -214,14 +220,30 @@ public sealed class ConsoleHub : IDisposable
             return dropped;
         }
 
+        /// <summary>A buffer of at least <paramref name="needed"/> bytes (doubling, at most the capacity), the bytes held moved to its start.</summary>
+        private void Grow(int needed)
+        {
+            var grown = new byte[Math.Min(capacity, Math.Max(needed, _buffer.Length * 2))];
+            int held = Count;
+            Read(grown);
+            (_buffer, _start, Count) = (grown, 0, held);
+        }
+
         public int Read(Span<byte> destination)
+        {
+            int n = Peek(destination);
+            _start = (_start + n) % _buffer.Length;
+            Count -= n;
+            return n;
+        }
+
+        /// <summary>Copies the oldest bytes held into <paramref name="destination"/> and keeps them.</summary>
+        public int Peek(Span<byte> destination)
         {
             int n = Math.Min(destination.Length, Count);
             int first = Math.Min(n, _buffer.Length - _start);
             _buffer.AsSpan(_start, first).CopyTo(destination);
             _buffer.AsSpan(0, n - first).CopyTo(destination[first..]);
-            _start = (_start + n) % _buffer.Length;
-            Count -= n;
             return n;
         }
     }

@@ -34,21 +34,24 @@ public sealed partial class VmmHost
     /// <summary>
     /// What is done as root before anything is built: the cgroup (guest RAM is charged to the cgroup the VMM is in
     /// when it is touched), and the refusal of a jail that cannot drop root because there is none. Null: go on.
+    /// <paramref name="bulkMemoryBeforeRun"/>: the build fills guest RAM (a restore, an incoming migration).
     /// </summary>
-    private static int? PrepareJail(JailSettings jail, TextWriter stderr, out CgroupJoin? cgroupJoin)
+    private static int? PrepareJail(JailSettings jail, bool bulkMemoryBeforeRun, TextWriter stderr, out CgroupJoin? cgroupJoin)
     {
         cgroupJoin = null;
         if (jail.Cgroup is { } cgroup)
         {
             try
             {
-                // Folders and limits now; the move on its own thread, awaited before the guest runs (AwaitCgroupJoin).
+                // Folders, limits and cgroup.procs opened now, as root; the move on its own thread (docs/confinement.md,
+                // "cgroup"). It waits for an RCU grace period, so a fresh boot without a memory limit makes it after the
+                // jail's drop (which would otherwise wait for it) while the guest starts (MoveIntoCgroupWhileRunning).
                 cgroupJoin = VmmCgroup.Prepare(cgroup, stderr.WriteLine, jail.Limits);
                 stderr.WriteLine($"kvmps-vmm: cgroup {string.Join(", ", cgroupJoin.Folders)}{(jail.Limits.IsNone ? "" : $" ({Describe(jail.Limits)})")}");
-                cgroupJoin.Start();
-                // With a memory limit the move is waited for now: the guest RAM the build touches (the kernel and initrd
-                // it loads, a copied snapshot, pages a migration sends) is charged where the process is when it touches
-                // it, and a charge does not move with the process, so it would escape the limit.
+                // The guest RAM a build touches is charged where the process is when it touches it, and a charge does
+                // not move with the process: with a memory limit the move is made before the build, and a build that
+                // copies guest RAM (a snapshot, pages a migration sends) makes it before that RAM runs uncounted.
+                if (jail.Limits.MemoryMaxBytes is not null || bulkMemoryBeforeRun) cgroupJoin.Start();
                 if (jail.Limits.MemoryMaxBytes is not null) cgroupJoin.Wait();
             }
             catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)
@@ -69,11 +72,35 @@ public sealed partial class VmmHost
         limits.MemoryMaxBytes is { } m ? $"memory max {m} bytes" : null,
     }.Where(s => s is not null));
 
-    /// <summary>Waits until the VMM is in its cgroup (<see cref="CgroupJoin"/>); before any guest code runs.</summary>
-    private int? AwaitCgroupJoin()
+    /// <summary>
+    /// Waits until the VMM is in its cgroup (<see cref="CgroupJoin"/>), before any guest code runs, when the move was
+    /// started before the build; a move left for after the jail is <see cref="MoveIntoCgroupWhileRunning"/>'s.
+    /// </summary>
+    private int? AwaitCgroupJoinBeforeRun()
     {
-        try { CgroupJoin?.Wait(); }
+        if (CgroupJoin is not { Started: true }) return null;
+        try { CgroupJoin.Wait(); }
         catch (SandboxException e) { return Fail(VmmExitCode.HostResource, e.Message); }
+        Diagnostics.StartupTimeline.Mark("cgroup");
+        return null;
+    }
+
+    /// <summary>
+    /// The first boot's move when it was left for now: started after the jail dropped root (through the files opened as
+    /// root), while the vCPUs run, and waited for before the control socket answers, so that a VMM that answers is in
+    /// its cgroup (management reads it from /proc/PID/cgroup for a live limit change). A failed move ends the VM.
+    /// </summary>
+    private int? MoveIntoCgroupWhileRunning(VirtualMachine machine)
+    {
+        if (CgroupJoin is null || CgroupJoin.Started) return null;
+        CgroupJoin.Start();
+        try { CgroupJoin.Wait(); }
+        catch (SandboxException e)
+        {
+            machine.Stop("its cgroup could not be joined");
+            return Fail(VmmExitCode.HostResource, e.Message);
+        }
+        Diagnostics.StartupTimeline.Mark("cgroup");
         return null;
     }
 

@@ -108,7 +108,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         catch (VmmConfigException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (State.SnapshotException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.UsageError; }
         catch (VmmResourceException e) { stderr.WriteLine($"kvmps-vmm: error: {e.Message}"); return VmmExitCode.HostResource; }
-        if (PrepareJail(jail, stderr, out var cgroupJoin) is { } jailRefused) return jailRefused;
+        if (PrepareJail(jail, bulkMemoryBeforeRun: restore is not null || incoming is not null, stderr, out var cgroupJoin) is { } jailRefused) return jailRefused;
         if (sandbox)
         {
             // Before any engine thread starts (docs/confinement.md, "The VMM sandbox").
@@ -208,6 +208,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             _sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
             if (_config.ControlSocket is { } socketPath) _control = BindControlSocket(socketPath);
             Diagnostics.StartupTimeline.Mark("socket");
+            Sandbox.VmmSandbox.BuildAhead(Sandbox.SandboxRole.Vcpu, Sandbox.SandboxRole.Console);
         }
         catch (Exception e) { _controlSetupFailure = ExceptionDispatchInfo.Capture(e); }
     }
@@ -297,15 +298,16 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (machine.Display is { } display) display.VncStatus = VncStatusForDisplay;
             AwaitControlSetup(controlSetup);
             if (StartVnc() is { } vncFailed) return vncFailed;
-            // In its cgroup, and everything the first machine opens is open: jail the VMM before a vCPU runs guest code.
-            if (AwaitCgroupJoin() is { } cgroupFailed) return cgroupFailed;
-            if (CgroupJoin is not null) Diagnostics.StartupTimeline.Mark("cgroup");
+            // Everything the first machine opens is open (and, unless left for later, the VMM is in its cgroup): jail
+            // the VMM before a vCPU runs guest code.
+            if (AwaitCgroupJoinBeforeRun() is { } cgroupFailed) return cgroupFailed;
             if (EnterJail() is { } jailFailed) return jailFailed;
-            StartServingControl(movedIntoJail: receiving && _jailed);
+            bool movingIntoCgroup = CgroupJoin is { Started: false };
+            if (!movingIntoCgroup) StartServingControl(movedIntoJail: receiving && _jailed);
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: (restoring && _restore!.Paused) || (receiving && _receiver!.SourcePaused));
             Diagnostics.StartupTimeline.Mark("started");
-            Diagnostics.StartupTimeline.Report(_log);
+            if (!movingIntoCgroup) Diagnostics.StartupTimeline.Report(_log);
             if (restoring)
                 _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
                     $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");
@@ -314,6 +316,12 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             // stdin, and the UART holds it until the guest opens its receiver anyway.
             Console.StartWriter();
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
+            if (movingIntoCgroup)
+            {
+                if (MoveIntoCgroupWhileRunning(machine) is { } moveFailed) return moveFailed;
+                StartServingControl(movedIntoJail: false);
+                Diagnostics.StartupTimeline.Report(_log);
+            }
             if (receiving && ConfirmIncoming(machine) is { } failed) return failed;
             if (receiving) TakeOverControlSocket();
 

@@ -111,6 +111,50 @@ public class CgroupLimitsProcessTests
         }
     }
 
+    /// <summary>
+    /// The move into the cgroup waits for an RCU grace period. A fresh jailed boot without a memory limit makes it after
+    /// the jail's drop, through the cgroup.procs files it opened as root, while the guest starts, and answers its
+    /// control socket only once it is in (so a live limit change finds the folders); with a memory limit the move
+    /// comes before the guest RAM is touched. The order shows in the start-up trace.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AJailedBootMovesAfterTheDropUnlessItHasAMemoryLimitAndAnswersOnlyOnceMoved(bool memoryLimit)
+    {
+        const uint nobody = 65534;
+        string cgroup = $"kvmps/limits-move-{Guid.NewGuid():N}";
+        using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        Assert.Equal(0, Chown(dir.Path, nobody, nobody));
+        string sock = dir.File("c.sock");
+        string[] args = ["--jail", "on", "--user", $"{nobody}:{nobody}", "--cgroup", cgroup, "--serial", "none", "--control-socket", sock,
+            .. memoryLimit ? ["--memory-max-bytes", (1L << 30).ToString()] : Array.Empty<string>()];
+        try
+        {
+            using var vmm = new VmmProcess(args, redirectStdin: false, new Dictionary<string, string> { ["KVMPS_STARTUP_TRACE"] = "1" });
+            using (var client = new ControlClient(sock, Timeout))
+            {
+                client.Ok("status");
+                // The first reply: in every hierarchy's folder already.
+                var folders = CgroupLimits.FoldersOf(vmm.Pid, "/" + cgroup);
+                Assert.NotEmpty(folders);
+                Assert.All(folders, f => Assert.Contains(vmm.Pid.ToString(), File.ReadAllLines(Path.Join(f, "cgroup.procs"))));
+                client.Ok("stop", "\"graceful\": false");
+            }
+            Assert.Equal(VmmExitCode.Ok, vmm.WaitForExit(Timeout));
+            string trace = vmm.Stderr.Split('\n').Single(l => l.StartsWith("kvmps-vmm: start-up ", StringComparison.Ordinal));
+            var stages = trace.Split(' ').ToList();
+            int started = stages.IndexOf("started"), moved = stages.IndexOf("cgroup");
+            Assert.True(started > 0 && moved > 0, trace);
+            Assert.True(memoryLimit ? moved < started : moved > started, trace);
+        }
+        finally
+        {
+            RemoveCgroup(cgroup);
+        }
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
     private static extern int Chown(string path, uint uid, uint gid);
 

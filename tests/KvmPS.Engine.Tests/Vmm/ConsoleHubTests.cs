@@ -49,6 +49,25 @@ public class ConsoleHubTests
         release.Set();
     }
 
+    /// <summary>
+    /// The buffers start small and grow as output comes: what the guest wrote before the writer ran reaches the sink
+    /// whole and in order, and the history holds exactly the last <see cref="ConsoleHub.HistoryBytes"/> bytes.
+    /// </summary>
+    [Fact]
+    public void OutputBeforeTheWriterRunsArrivesWholeAndTheHistoryKeepsItsLastBytes()
+    {
+        var delivered = new MemoryStream();
+        using var hub = new ConsoleHub(data => { lock (delivered) delivered.Write(data); }, startWriter: false);
+        var written = new byte[3 * ConsoleHub.HistoryBytes + 123]; // past the history, within the pending limit
+        for (int i = 0; i < written.Length; i++) written[i] = (byte)(i * 7 + i / 251);
+        for (int at = 0; at < written.Length; at += 1000) hub.Write(written.AsSpan(at, Math.Min(1000, written.Length - at)));
+        Assert.Equal(written.AsSpan(^ConsoleHub.HistoryBytes..).ToArray(), hub.History());
+        hub.StartWriter();
+        Assert.True(hub.Flush(TimeSpan.FromSeconds(10)));
+        lock (delivered) Assert.Equal(written, delivered.ToArray());
+        Assert.Equal(0, hub.BytesDropped);
+    }
+
     [Fact]
     public void ALateClientGetsTheRecentHistory()
     {
