@@ -85,19 +85,16 @@ public class CgroupLimitsProcessTests
     [Fact]
     public void AJailedVmmGetsItsLimitsAndRootChangesThemAfterTheDrop()
     {
-        const uint nobody = 65534;
         string cgroup = $"kvmps/limits-jailed-{Guid.NewGuid():N}";
-        using var dir = new TempDir();
-        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        Assert.Equal(0, Chown(dir.Path, nobody, nobody));
+        using var dir = FolderOfNobody();
         string sock = dir.File("c.sock");
         try
         {
-            using var vmm = new VmmProcess("--jail", "on", "--user", $"{nobody}:{nobody}", "--cgroup", cgroup, "--cpu-weight", "20", "--cpu-max-percent", "50",
+            using var vmm = new VmmProcess("--jail", "on", "--user", $"{Nobody}:{Nobody}", "--cgroup", cgroup, "--cpu-weight", "20", "--cpu-max-percent", "50",
                 "--serial", "none", "--control-socket", sock);
             using var client = new ControlClient(sock, Timeout);
             client.WaitForState("Running", Timeout);
-            Assert.StartsWith($"{nobody}\t", File.ReadAllLines($"/proc/{vmm.Pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal))[4..].Trim(), StringComparison.Ordinal);
+            Assert.StartsWith($"{Nobody}\t", File.ReadAllLines($"/proc/{vmm.Pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal))[4..].Trim(), StringComparison.Ordinal);
             var folders = CgroupLimits.FoldersOf(vmm.Pid, "/" + cgroup);
             AssertLimits(folders, 20, 50, null);
             new CgroupLimits(30, null, 512L << 20).WriteTo(folders);
@@ -122,13 +119,10 @@ public class CgroupLimitsProcessTests
     [InlineData(true)]
     public void AJailedBootMovesAfterTheDropUnlessItHasAMemoryLimitAndAnswersOnlyOnceMoved(bool memoryLimit)
     {
-        const uint nobody = 65534;
         string cgroup = $"kvmps/limits-move-{Guid.NewGuid():N}";
-        using var dir = new TempDir();
-        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        Assert.Equal(0, Chown(dir.Path, nobody, nobody));
+        using var dir = FolderOfNobody();
         string sock = dir.File("c.sock");
-        string[] args = ["--jail", "on", "--user", $"{nobody}:{nobody}", "--cgroup", cgroup, "--serial", "none", "--control-socket", sock,
+        string[] args = ["--jail", "on", "--user", $"{Nobody}:{Nobody}", "--cgroup", cgroup, "--serial", "none", "--control-socket", sock,
             .. memoryLimit ? ["--memory-max-bytes", (1L << 30).ToString()] : Array.Empty<string>()];
         try
         {
@@ -153,6 +147,17 @@ public class CgroupLimitsProcessTests
         {
             RemoveCgroup(cgroup);
         }
+    }
+
+    private const uint Nobody = 65534;
+
+    /// <summary>A folder only the jail's user (nobody) may use, as management makes the VM folder for the kvmps user.</summary>
+    private static TempDir FolderOfNobody()
+    {
+        var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        Assert.Equal(0, Chown(dir.Path, Nobody, Nobody));
+        return dir;
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
