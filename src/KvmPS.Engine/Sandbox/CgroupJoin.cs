@@ -13,15 +13,21 @@ namespace KvmPS.Sandbox;
 /// dropped root, while its guest already runs. The thread writes and closes only, which the main thread's seccomp
 /// filter (inherited by a thread it starts) allows.
 /// </summary>
-public sealed class CgroupJoin(IReadOnlyList<string> folders)
+public sealed class CgroupJoin(IReadOnlyList<string> folders, bool movableAfterDrop = true)
 {
     private Thread? _thread;
     private int[]? _fds;
-    private bool _moved;
+    private bool _moved, _startedAsRoot;
     private string? _failure;
     private volatile int _tid;
 
     public IReadOnlyList<string> Folders { get; } = folders;
+
+    /// <summary>
+    /// False where the kernel checks the writer's credentials rather than the opener's (cgroup v2 before Linux 5.16,
+    /// the CVE-2021-4197 fix): there the move must be made before the VMM drops root.
+    /// </summary>
+    public bool MovableAfterDrop { get; } = movableAfterDrop;
 
     /// <summary>True once <see cref="Start"/> was called: a second call (a guest reboot's) does nothing.</summary>
     public bool Started => _thread is not null || _moved;
@@ -47,8 +53,17 @@ public sealed class CgroupJoin(IReadOnlyList<string> folders)
     public void Start()
     {
         if (Started) return;
+        _startedAsRoot = Libc.GetEuid() == 0;
         _thread = new Thread(MoveIn) { IsBackground = true, Name = "cgroup-join" };
         _thread.Start();
+    }
+
+    /// <summary>Closes the files <see cref="Open"/> opened when the move was never started (a start that failed first).</summary>
+    public void CloseUnstarted()
+    {
+        if (Started || _fds is null) return;
+        foreach (int fd in _fds) Libc.Close(fd);
+        _fds = null;
     }
 
     /// <summary>Waits for the move; a failure is this start's, naming the file.</summary>
@@ -58,9 +73,10 @@ public sealed class CgroupJoin(IReadOnlyList<string> folders)
         if (_thread is null) return; // not started, or waited for already (a guest reboot asks again)
         _thread.Join();
         // Joined is not gone: the OS thread may still be exiting, as root. The jail's drop to its user (glibc changes
-        // every live thread's credentials) skips an exiting thread, so wait until the kernel has reaped it.
+        // every live thread's credentials) skips an exiting thread, so wait until the kernel has reaped it. A thread
+        // started after the drop was never root: nothing to wait for.
         var gone = System.Diagnostics.Stopwatch.StartNew();
-        while (_tid != 0 && Directory.Exists($"/proc/self/task/{_tid}"))
+        while (_startedAsRoot && _tid != 0 && Directory.Exists($"/proc/self/task/{_tid}"))
         {
             if (gone.ElapsedMilliseconds > 1000) throw new SandboxException($"cgroup: the thread that joined {string.Join(", ", Folders)} (tid {_tid}) has not exited after 1 s");
             Thread.Yield();

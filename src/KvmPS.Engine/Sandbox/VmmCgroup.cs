@@ -54,7 +54,7 @@ public static class VmmCgroup
                 level = Path.Join(level, part);
             }
             limits.WriteTo([dir]);
-            return Opened(new CgroupJoin([dir]));
+            return Opened(new CgroupJoin([dir], movableAfterDrop: Environment.OSVersion.Version >= OpenerCredentialsV2));
         }
         var joined = new List<string>();
         foreach (string controller in V1Controllers)
@@ -71,6 +71,13 @@ public static class VmmCgroup
         }
         return Opened(new CgroupJoin(joined));
     }
+
+    /// <summary>
+    /// The first Linux whose cgroup v2 checks a <c>cgroup.procs</c> write against the credentials of the file's opener
+    /// (the CVE-2021-4197 fix; stable kernels with the backport are taken for older, which only costs the deferral).
+    /// v1 allows the write either way: the opener was root, and the task moved is the writer's own.
+    /// </summary>
+    private static readonly Version OpenerCredentialsV2 = new(5, 16);
 
     private static CgroupJoin Opened(CgroupJoin join)
     {

@@ -84,7 +84,10 @@ public static unsafe class VmmSandbox
         if (error != 0) throw new SandboxException($"the set-up filter could not be added to the main thread after the jail: {Libc.Describe(error)}");
     }
 
-    /// <summary>The filter a role's threads get: built by the first thread of the role (off the start-up path), then kept.</summary>
+    /// <summary>
+    /// The filter a role's threads get: built by the first thread of the role (off the main thread's path), or ahead
+    /// (<see cref="BuildAhead"/>), then kept.
+    /// </summary>
     public static SeccompFilter FilterFor(SandboxRole role) => s_filters[(int)role] ??= SandboxPolicy.FilterFor(role);
 
     /// <summary>

@@ -6,7 +6,8 @@ namespace KvmPS.Vmm;
 /// <summary>
 /// The guest console's output, fanned out to the configured sink (stdout or a file) and to attached control-socket
 /// clients, with the last 64 KiB kept so a client that attaches late sees recent output.
-/// The guest never waits for any of them: <see cref="Write"/> only copies into bounded buffers. A writer thread
+/// The guest never waits for any of them: <see cref="Write"/> only copies into bounded buffers (which grow, up to their
+/// bound, as output comes: at most a 1 MiB allocation under the hub's lock, once). A writer thread
 /// drains them; a sink that cannot keep up loses its oldest pending bytes (counted in <see cref="BytesDropped"/>),
 /// and a client that stops reading is disconnected.
 /// </summary>

@@ -51,7 +51,7 @@ public sealed partial class VmmHost
                 // The guest RAM a build touches is charged where the process is when it touches it, and a charge does
                 // not move with the process: with a memory limit the move is made before the build, and a build that
                 // copies guest RAM (a snapshot, pages a migration sends) makes it before that RAM runs uncounted.
-                if (jail.Limits.MemoryMaxBytes is not null || bulkMemoryBeforeRun) cgroupJoin.Start();
+                if (jail.Limits.MemoryMaxBytes is not null || bulkMemoryBeforeRun || !cgroupJoin.MovableAfterDrop) cgroupJoin.Start();
                 if (jail.Limits.MemoryMaxBytes is not null) cgroupJoin.Wait();
             }
             catch (Exception e) when (e is SandboxException or IOException or UnauthorizedAccessException)

@@ -500,6 +500,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
 
     public void Dispose()
     {
+        CgroupJoin?.CloseUnstarted();
         _vnc?.Dispose();
         _control?.Dispose();
         lock (_lock) { _machine?.Dispose(); _machine = null; }

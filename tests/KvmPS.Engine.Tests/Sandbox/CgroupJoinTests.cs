@@ -33,5 +33,21 @@ public class CgroupJoinTests
     }
 
     [Fact]
+    public void FilesOpenedForAMoveThatNeverStartedAreClosed()
+    {
+        using var dir = new TempDir();
+        string[] folders = [Directory.CreateDirectory(dir.File("cpu")).FullName, Directory.CreateDirectory(dir.File("memory")).FullName];
+        foreach (string folder in folders) File.WriteAllText(Path.Combine(folder, "cgroup.procs"), "");
+        int OpenOnThem() => new DirectoryInfo("/proc/self/fd").GetFileSystemInfos()
+            .Count(fd => fd.LinkTarget is { } target && target.StartsWith(dir.Path, StringComparison.Ordinal));
+        var join = new CgroupJoin(folders);
+        join.Open();
+        Assert.Equal(2, OpenOnThem());
+        join.CloseUnstarted();
+        Assert.Equal(0, OpenOnThem());
+        Assert.False(join.Started);
+    }
+
+    [Fact]
     public void WaitWithoutStartReturns() => new CgroupJoin(["/nonexistent"]).Wait();
 }
