@@ -8,9 +8,9 @@ namespace KvmPS.Sandbox;
 /// <summary>
 /// The move of this process into cgroup folders <see cref="VmmCgroup.Prepare"/> made: its pid written to each
 /// folder's cgroup.procs, on a thread of its own (<see cref="Start"/>), waited for with <see cref="Wait"/>. The files
-/// are opened by <see cref="Open"/>, as root before the jail: the kernel checks the opener's credentials when such a
-/// file is written (v1: its euid; v2: since the fix for CVE-2021-4197), so the move can also be made after the VMM has
-/// dropped root, while its guest already runs. The thread writes and closes only, which the main thread's seccomp
+/// are opened by <see cref="Open"/>, as root before the jail: the kernel lets such a file be written after the drop
+/// (v1: the opener was root, and the task moved is the writer's own; v2: it checks the opener's credentials since the
+/// fix for CVE-2021-4197, see <see cref="MovableAfterDrop"/>), so the move can be made while the guest already runs. The thread writes and closes only, which the main thread's seccomp
 /// filter (inherited by a thread it starts) allows.
 /// </summary>
 public sealed class CgroupJoin(IReadOnlyList<string> folders, bool movableAfterDrop = true)

@@ -76,14 +76,8 @@ public sealed partial class VmmHost
     /// Waits until the VMM is in its cgroup (<see cref="CgroupJoin"/>), before any guest code runs, when the move was
     /// started before the build; a move left for after the jail is <see cref="MoveIntoCgroupWhileRunning"/>'s.
     /// </summary>
-    private int? AwaitCgroupJoinBeforeRun()
-    {
-        if (CgroupJoin is not { Started: true }) return null;
-        try { CgroupJoin.Wait(); }
-        catch (SandboxException e) { return Fail(VmmExitCode.HostResource, e.Message); }
-        Diagnostics.StartupTimeline.Mark("cgroup");
-        return null;
-    }
+    private int? AwaitCgroupJoinBeforeRun() =>
+        CgroupJoin is { Started: true } && FinishCgroupMove() is { } failure ? Fail(VmmExitCode.HostResource, failure) : null;
 
     /// <summary>
     /// The first boot's move when it was left for now: started after the jail dropped root (through the files opened as
@@ -94,12 +88,16 @@ public sealed partial class VmmHost
     {
         if (CgroupJoin is null || CgroupJoin.Started) return null;
         CgroupJoin.Start();
-        try { CgroupJoin.Wait(); }
-        catch (SandboxException e)
-        {
-            machine.Stop("its cgroup could not be joined");
-            return Fail(VmmExitCode.HostResource, e.Message);
-        }
+        if (FinishCgroupMove() is not { } failure) return null;
+        machine.Stop("its cgroup could not be joined");
+        return Fail(VmmExitCode.HostResource, failure);
+    }
+
+    /// <summary>Waits for the started move and marks it in the start-up trace; its failure message, or null.</summary>
+    private string? FinishCgroupMove()
+    {
+        try { CgroupJoin!.Wait(); }
+        catch (SandboxException e) { return e.Message; }
         Diagnostics.StartupTimeline.Mark("cgroup");
         return null;
     }
