@@ -8,7 +8,7 @@ namespace KvmPS.Interop;
 /// </summary>
 internal static unsafe partial class Libc
 {
-    public const int CLONE_NEWNS = 0x00020000, CLONE_NEWNET = 0x40000000;
+    public const int CLONE_FS = 0x00000200, CLONE_NEWNS = 0x00020000, CLONE_NEWNET = 0x40000000;
     public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_REMOUNT = 32, MS_BIND = 4096,
         MS_REC = 16384, MS_PRIVATE = 1 << 18;
     public const int MNT_DETACH = 2;

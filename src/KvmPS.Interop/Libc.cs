@@ -88,6 +88,43 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "pthread_kill")]
     public static partial int PthreadKill(nuint thread, int sig);
 
+    /// <summary>sizeof(pthread_attr_t): an opaque buffer to glibc's pthread_attr_* calls.</summary>
+    public const int PthreadAttrBytes = 56;
+    public const int PTHREAD_CREATE_DETACHED = 1;
+
+    [LibraryImport(Lib, EntryPoint = "pthread_attr_init")]
+    public static partial int PthreadAttrInit(void* attr);
+
+    [LibraryImport(Lib, EntryPoint = "pthread_attr_setstacksize")]
+    public static partial int PthreadAttrSetStackSize(void* attr, nuint stackBytes);
+
+    [LibraryImport(Lib, EntryPoint = "pthread_attr_setdetachstate")]
+    public static partial int PthreadAttrSetDetachState(void* attr, int state);
+
+    [LibraryImport(Lib, EntryPoint = "pthread_attr_destroy")]
+    public static partial int PthreadAttrDestroy(void* attr);
+
+    /// <summary>sizeof(cpu_set_t): CPU masks of 1024 bits.</summary>
+    public const int CpuSetBytes = 128;
+
+    [LibraryImport(Lib, EntryPoint = "pthread_attr_setaffinity_np")]
+    public static partial int PthreadAttrSetAffinity(void* attr, nuint maskBytes, void* mask);
+
+    /// <summary>sched_getaffinity(2) of <paramref name="tid"/> (0: the calling thread).</summary>
+    [LibraryImport(Lib, EntryPoint = "sched_getaffinity", SetLastError = true)]
+    public static partial int SchedGetAffinity(int tid, nuint maskBytes, void* mask);
+
+    [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
+    public static partial int SchedSetAffinity(int tid, nuint maskBytes, void* mask);
+
+    /// <summary>The CPU the calling thread runs on (from the vDSO), or -1.</summary>
+    [LibraryImport(Lib, EntryPoint = "sched_getcpu")]
+    public static partial int SchedGetCpu();
+
+    /// <summary>pthread_create(3): returns 0 or an errno value (not through errno).</summary>
+    [LibraryImport(Lib, EntryPoint = "pthread_create")]
+    public static partial int PthreadCreate(out nuint thread, void* attr, delegate* unmanaged<nint, nint> start, nint arg);
+
     [LibraryImport(Lib, EntryPoint = "sigaction", SetLastError = true)]
     public static partial int Sigaction(int signum, SigAction* act, SigAction* oldact);
 

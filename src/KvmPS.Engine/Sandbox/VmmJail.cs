@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using KvmPS.Interop;
 
@@ -8,11 +9,12 @@ namespace KvmPS.Sandbox;
 public sealed record JailPath(string HostPath, bool Writable = true);
 
 /// <summary>
-/// The VMM's jail, in the manner of Firecracker's jailer but inside kvmps-vmm (docs/confinement.md, "The jail"): once
-/// the machine is built (images, taps, sockets open), the main thread takes a mount namespace of its own with a
-/// private root (a small read-only tmpfs holding only the VM's own files, <c>/dev/kvm</c>, <c>/dev/urandom</c>, …),
-/// then the whole process becomes an unprivileged user with no capabilities. Runs before any vCPU thread starts:
-/// threads made later share the main thread's namespace and root; credentials change on every thread.
+/// The VMM's jail, in the manner of Firecracker's jailer but inside kvmps-vmm (docs/confinement.md, "The jail"): first
+/// thing, the process takes a mount namespace of its own (<see cref="EnterMountNamespace"/>); once the machine is built
+/// (images, taps, sockets open), the main thread pivots it into a private root (a small read-only tmpfs holding only
+/// the VM's own files, <c>/dev/kvm</c>, <c>/dev/urandom</c>, …), which moves every thread's root, then the whole process
+/// becomes an unprivileged user with no capabilities. Runs before any vCPU thread starts; credentials change on every
+/// thread.
 /// </summary>
 public static unsafe class VmmJail
 {
@@ -23,11 +25,8 @@ public static unsafe class VmmJail
     /// <exception cref="SandboxException">A step the kernel refused (named, with errno).</exception>
     public static string Enter(JailUser user, IEnumerable<JailPath> paths)
     {
-        if (Libc.GetEuid() != 0)
-            throw new SandboxException("the jail is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
-        Check(Libc.Unshare(Libc.CLONE_NEWNS), "unshare(CLONE_NEWNS)");
-        // Nothing mounted here propagates back to the host, and the host's later mounts do not reach in.
-        Check(Libc.Mount(null, "/", null, Libc.MS_REC | Libc.MS_PRIVATE, null), "mount(/, MS_REC|MS_PRIVATE)");
+        EnterMountNamespace();
+        AwaitFinalizerThread();
         // Opened in the new namespace (a bind mount's source must be a mount of the caller's namespace), before the
         // tmpfs goes over the mount point.
         var sources = OpenSources(paths);
@@ -65,6 +64,67 @@ public static unsafe class VmmJail
         DropTo(user);
         return $"jailed: user {user.Name} (uid {user.Uid}, gid {user.Gid}{(user.Groups.Length > 0 ? ", groups " + string.Join(',', user.Groups) : "")}), " +
             $"no capabilities, a private root holding {sources.Count} host paths";
+    }
+
+    private static bool s_namespaceTaken;
+    private static int s_namespaceFd = -1;
+    private static readonly ManualResetEventSlim s_finalizerJoined = new();
+    private static int s_finalizerError;
+
+    /// <summary>
+    /// The jail's mount namespace, taken by the main thread before it starts any thread or writes to the console: a
+    /// thread shares the namespace and root of the thread that started it, and pivot_root moves the root of every
+    /// thread of the namespace, so every thread started from here on ends in the private root. Taken only at the
+    /// pivot, the runtime's signal-handling and socket-event threads, started earlier, stayed in the host's namespace
+    /// with the host's root. The finalizer thread, which the runtime starts before Main, is moved into it with setns
+    /// (<see cref="AwaitFinalizerThread"/>). Idempotent; needs root.
+    /// </summary>
+    /// <exception cref="SandboxException">Not root, or the kernel refused (named, with errno).</exception>
+    public static void EnterMountNamespace()
+    {
+        if (s_namespaceTaken) return;
+        if (Libc.GetEuid() != 0)
+            throw new SandboxException("the jail is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
+        Check(Libc.Unshare(Libc.CLONE_NEWNS), "unshare(CLONE_NEWNS)");
+        s_namespaceTaken = true;
+        // Nothing mounted here propagates back to the host, and the host's later mounts do not reach in.
+        Check(Libc.Mount(null, "/", null, Libc.MS_REC | Libc.MS_PRIVATE, null), "mount(/, MS_REC|MS_PRIVATE)");
+        s_namespaceFd = Libc.Open("/proc/thread-self/ns/mnt", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+        Check(s_namespaceFd, "opening /proc/thread-self/ns/mnt");
+        LeaveForTheFinalizer();
+        GC.Collect(0, GCCollectionMode.Forced, blocking: true); // queues it; the finalizer thread runs it meanwhile
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // unreachable once this returns
+    private static void LeaveForTheFinalizer() => _ = new FinalizerThreadMover();
+
+    /// <summary>Its finalizer runs on the runtime's finalizer thread: the one way to run code there.</summary>
+    private sealed class FinalizerThreadMover
+    {
+        ~FinalizerThreadMover()
+        {
+            // setns into a mount namespace needs a thread that shares its root and cwd with no other (CLONE_FS).
+            int error = 0;
+            if (Libc.Unshare(Libc.CLONE_FS) != 0 || Libc.Setns(s_namespaceFd, Libc.CLONE_NEWNS) != 0) error = Marshal.GetLastPInvokeError();
+            s_finalizerError = error;
+            s_finalizerJoined.Set();
+        }
+    }
+
+    /// <summary>
+    /// Waits until the finalizer thread is in the jail's namespace: before the sandbox's filters (which lack setns),
+    /// and before the pivot (which then moves its root too).
+    /// </summary>
+    /// <exception cref="SandboxException">It did not get there.</exception>
+    public static void AwaitFinalizerThread()
+    {
+        if (s_namespaceFd < 0) return;
+        if (!s_finalizerJoined.Wait(TimeSpan.FromSeconds(5)))
+            throw new SandboxException("the runtime's finalizer thread did not join the jail's mount namespace within 5 s");
+        if (s_finalizerError != 0)
+            throw new SandboxException($"the runtime's finalizer thread could not join the jail's mount namespace: {Libc.Describe(s_finalizerError)}");
+        Libc.Close(s_namespaceFd);
+        s_namespaceFd = -1;
     }
 
     /// <summary>

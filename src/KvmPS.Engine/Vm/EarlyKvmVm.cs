@@ -13,7 +13,7 @@ namespace KvmPS.Vm;
 public static class EarlyKvmVm
 {
     private static readonly object Gate = new();
-    private static Thread? _thread;
+    private static EngineThread? _thread;
     private static string? _devicePath;
     private static KvmSystemHandle? _system;
     private static KvmVmHandle? _vm;
@@ -25,7 +25,7 @@ public static class EarlyKvmVm
         {
             if (_thread is not null) return;
             _devicePath = devicePath;
-            _thread = EngineThreads.Start(ThreadRole.Setup, "kvm-early-vm", () => Create(devicePath));
+            _thread = EngineThreads.Launch(ThreadRole.Setup, "kvm-early-vm", () => Create(devicePath));
         }
     }
 
@@ -37,7 +37,7 @@ public static class EarlyKvmVm
     {
         system = null!;
         vm = null!;
-        Thread? thread;
+        EngineThread? thread;
         lock (Gate) thread = _thread;
         if (thread is null) return false;
         thread.Join();
@@ -75,7 +75,7 @@ public static class EarlyKvmVm
     /// region the guest is given; failure is harmless (the cost is then paid where it was).
     /// </summary>
     public static void PayFirstSlotChangeInBackground(KvmVmHandle vm, uint unusedSlot, ulong unusedGuestAddress) =>
-        EngineThreads.Start(ThreadRole.Setup, "kvm-slot-warmup", () => PayFirstSlotChange(vm, unusedSlot, unusedGuestAddress));
+        EngineThreads.Launch(ThreadRole.Setup, "kvm-slot-warmup", () => PayFirstSlotChange(vm, unusedSlot, unusedGuestAddress));
 
     private static void PayFirstSlotChange(KvmVmHandle vm, uint slotNumber, ulong guestAddress)
     {

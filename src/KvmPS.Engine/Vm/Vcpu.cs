@@ -16,7 +16,7 @@ public sealed unsafe class Vcpu : IDisposable, IPersistent
     private readonly KvmVcpuHandle _handle;
     private readonly kvm_run* _run;
     private readonly int _runSize;
-    private Thread? _thread;
+    private EngineThread? _thread;
     private nuint _pthread;
     private readonly long[] _exitCounts = new long[64];
     private volatile VcpuRunState _state = VcpuRunState.NotStarted;
@@ -42,7 +42,7 @@ public sealed unsafe class Vcpu : IDisposable, IPersistent
 
     internal void Start()
     {
-        _thread = EngineThreads.Start(ThreadRole.Vcpu, $"vcpu{Id}", RunLoop);
+        _thread = EngineThreads.Launch(ThreadRole.Vcpu, $"vcpu{Id}", RunLoop, onAnotherCpu: true);
     }
 
     internal void Kick() => VcpuKick.Kick(Volatile.Read(ref _pthread), _run);

@@ -23,12 +23,12 @@ public sealed class ConsoleHub : IDisposable
     private readonly List<Subscriber> _subscribers = new();
     private readonly ByteRing _pending = new(PendingLimitBytes);
     private readonly ByteSink _primary;
-    private volatile Thread? _writer;
+    private volatile EngineThread? _writer;
     private bool _disposed, _writing, _writerStarted;
 
     /// <param name="startWriter">
-    /// False leaves the writer thread to <see cref="StartWriter"/>: kvmps-vmm starts it once the vCPUs run, as starting
-    /// a thread waits for it to be scheduled and output is only buffered until then.
+    /// False leaves the writer thread to <see cref="StartWriter"/>: kvmps-vmm starts it once the vCPUs run (they go
+    /// first), as output is only buffered until then.
     /// </param>
     public ConsoleHub(ByteSink primary, bool startWriter = true)
     {
@@ -44,7 +44,7 @@ public sealed class ConsoleHub : IDisposable
             if (_writerStarted || _disposed) return;
             _writerStarted = true;
         }
-        _writer = EngineThreads.Start(ThreadRole.Console, "console-out", WriterLoop, 128 * 1024);
+        _writer = EngineThreads.Launch(ThreadRole.Console, "console-out", WriterLoop, 128 * 1024);
     }
 
     public long BytesWritten { get { lock (_lock) return _written; } }

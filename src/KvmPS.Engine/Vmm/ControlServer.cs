@@ -87,7 +87,7 @@ public sealed class ControlServer : IDisposable
     private readonly IVmmControl _control;
     private readonly ControlConnections _connections;
     private readonly object _acceptGate = new();
-    private Thread? _acceptThread;
+    private EngineThread? _acceptThread;
     private volatile bool _disposed, _handingOver;
     // Connections the previous accept thread took while it was being replaced: the new one serves them first.
     private readonly Queue<Socket> _handedOver = new();
@@ -167,7 +167,7 @@ public sealed class ControlServer : IDisposable
         lock (_acceptGate)
         {
             if (_acceptThread is not null || _disposed) return;
-            _acceptThread = EngineThreads.Start(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
+            _acceptThread = EngineThreads.Launch(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
         }
     }
 
@@ -192,7 +192,7 @@ public sealed class ControlServer : IDisposable
                 old.Join();
                 _handingOver = false;
             }
-            _acceptThread = EngineThreads.Start(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
+            _acceptThread = EngineThreads.Launch(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
         }
     }
 

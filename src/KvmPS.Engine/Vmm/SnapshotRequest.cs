@@ -17,9 +17,14 @@ namespace KvmPS.Vmm;
 public static class SnapshotRequest
 {
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan ConsoleFlushTimeout = TimeSpan.FromSeconds(1); // a stuck sink must not hold the pause
 
     /// <summary>Takes the snapshot <paramref name="request"/> asks for; <paramref name="configJson"/> becomes its config.json.</summary>
-    public static SnapshotCreateReply Create(VirtualMachine machine, SnapshotCreateRequest request, string configJson)
+    /// <param name="console">
+    /// Flushed while the vCPUs are stopped, so the console's sink holds every byte the guest wrote before the snapshot
+    /// when the reply goes out (a restored guest's output then follows it, not bytes still in the writer's buffer).
+    /// </param>
+    public static SnapshotCreateReply Create(VirtualMachine machine, SnapshotCreateRequest request, string configJson, ConsoleHub? console = null)
     {
         if (string.IsNullOrEmpty(request.Path)) throw new ControlProtocolException(ControlErrorCodes.InvalidArgument, "\"path\" must name the snapshot directory to create");
         bool diff = request.Memory == SnapshotMemory.Diff;
@@ -50,6 +55,7 @@ public static class SnapshotRequest
             if (machine.Memory.DirtyTracking) baseline?.PendingPages.UnionWith(machine.Memory.HarvestDirtyPages());
             else machine.Memory.StartDirtyTracking();
             var records = machine.SaveState();
+            console?.Flush(ConsoleFlushTimeout);
             TakeDiskSnapshots(machine, disks, snapshotId, VmClockNs(records), diskSnapshots);
             byte[] stateBytes = SnapshotStateFile.Encode(records);
             var diffPages = diff ? new SnapshotDiff(baseline!.Directory, baseline.StateCrc, baseline.PendingPages) : null;

@@ -39,6 +39,14 @@ public sealed partial class VmmHost
     private static int? PrepareJail(JailSettings jail, bool bulkMemoryBeforeRun, TextWriter stderr, out CgroupJoin? cgroupJoin)
     {
         cgroupJoin = null;
+        if (jail.Enabled && Interop.Libc.GetEuid() == 0)
+        {
+            // First, before this process writes to the console or starts a thread: every thread then shares the jail's
+            // namespace, and its root at the pivot (VmmJail).
+            try { VmmJail.EnterMountNamespace(); }
+            catch (SandboxException e) { stderr.WriteLine($"kvmps-vmm: error: the jail cannot be set up: {e.Message} (--jail off runs without it)"); return VmmExitCode.HostResource; }
+            Diagnostics.StartupTimeline.Mark("mount-ns");
+        }
         if (jail.Cgroup is { } cgroup)
         {
             try
@@ -62,6 +70,9 @@ public sealed partial class VmmHost
             stderr.WriteLine("kvmps-vmm: error: the jail (--jail on, --user) is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
             return VmmExitCode.UsageError;
         }
+        // Before the sandbox's filters, which lack setns.
+        try { VmmJail.AwaitFinalizerThread(); }
+        catch (SandboxException e) { stderr.WriteLine($"kvmps-vmm: error: the jail cannot be set up: {e.Message} (--jail off runs without it)"); return VmmExitCode.HostResource; }
         return null;
     }
 

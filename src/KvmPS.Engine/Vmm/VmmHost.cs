@@ -181,7 +181,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
 
     public int Run()
     {
-        var controlSetup = EngineThreads.Start(ThreadRole.Setup, "control-setup", SetUpSignalsAndControlSocket);
+        var controlSetup = EngineThreads.Launch(ThreadRole.Setup, "control-setup", SetUpSignalsAndControlSocket);
         try { return RunMachines(controlSetup); }
         finally
         {
@@ -190,6 +190,9 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             _sigint?.Dispose();
         }
     }
+
+    /// <summary>From the start to KVM's first slot change (VirtualMachine.PayFirstSlotChangeInBackground): past the guest's first output, before a client's first snapshot.</summary>
+    private static readonly TimeSpan SlotWarmupDelay = TimeSpan.FromMilliseconds(50);
 
     private PosixSignalRegistration? _sigterm, _sigint;
     private ExceptionDispatchInfo? _controlSetupFailure;
@@ -214,7 +217,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     }
 
     /// <summary>Waits for <see cref="SetUpSignalsAndControlSocket"/>; its failure (a socket in use) is this start's.</summary>
-    private void AwaitControlSetup(Thread controlSetup)
+    private void AwaitControlSetup(EngineThread controlSetup)
     {
         controlSetup.Join();
         _controlSetupFailure?.Throw();
@@ -239,7 +242,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         else _control?.StartAccepting();
     }
 
-    private int RunMachines(Thread controlSetup)
+    private int RunMachines(EngineThread controlSetup)
     {
         bool stdinPumping = false;
         List<(int Slot, DeviceConfig Config)> carried = [];
@@ -311,9 +314,9 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (restoring)
                 _log.WriteLine($"kvmps-vmm: restored {_restore!.Snapshot.Directory} ({(_restore.MemoryMode == RestoreMemoryMode.Private ? "memory mapped" : "memory copied")}); " +
                     $"{(_restore.Paused ? "paused" : "running")} {_sinceExec.Elapsed.TotalMilliseconds:0.0} ms after exec");
-            // Threads the guest does not wait for start after the vCPUs: a thread start waits until the new thread is
-            // scheduled. Output is buffered until the writer runs (so it follows the lines above); input waits in
-            // stdin, and the UART holds it until the guest opens its receiver anyway.
+            // Threads the guest does not wait for start after the vCPUs, which get the first clone. Output is buffered
+            // until the writer runs (so it follows the lines above); input waits in stdin, and the UART holds it until
+            // the guest opens its receiver anyway.
             Console.StartWriter();
             if (_config.Serial == SerialMode.Stdio && !stdinPumping) { StartStdinPump(); stdinPumping = true; }
             if (movingIntoCgroup)
@@ -325,8 +328,10 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (receiving && ConfirmIncoming(machine) is { } failed) return failed;
             if (receiving) TakeOverControlSocket();
 
-            // Start-up is over once the VM has run a moment: its code and data leave this process's page tables.
-            if (!machine.Exited.Wait(StartupPages.Delay)) StartupPages.ReleaseThenWait(machine);
+            // Once the guest is under way, KVM's first slot change is paid beside it; start-up is over once the VM has
+            // run a moment: its code and data leave this process's page tables.
+            if (!machine.Exited.Wait(SlotWarmupDelay)) machine.PayFirstSlotChangeInBackground();
+            if (!machine.Exited.Wait(StartupPages.Delay - SlotWarmupDelay)) StartupPages.ReleaseThenWait(machine);
             VmExit exit = machine.Exited.GetAwaiter().GetResult();
             machine.JoinVcpus(TimeSpan.FromSeconds(5));
             lock (_lock) _lastExit = exit;
@@ -396,7 +401,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
 
     private void StartStdinPump()
     {
-        EngineThreads.Start(ThreadRole.Console, "stdin", () =>
+        EngineThreads.Launch(ThreadRole.Console, "stdin", () =>
         {
             using var stdin = System.Console.OpenStandardInput();
             var buffer = new byte[1024];
@@ -495,7 +500,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         VirtualMachine? machine;
         lock (_lock) machine = _machine;
         RefuseDuringMigration(SnapshotCreateRequest.Name);
-        return SnapshotRequest.Create(machine ?? RequireMachine(), request, ConfigJson);
+        return SnapshotRequest.Create(machine ?? RequireMachine(), request, ConfigJson, Console);
     }
 
     public void Dispose()

@@ -56,6 +56,7 @@ public class LibcLayoutTests
         ("offsetof(struct dl_phdr_info, dlpi_name)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_name")),
         ("offsetof(struct dl_phdr_info, dlpi_phdr)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_phdr")),
         ("offsetof(struct dl_phdr_info, dlpi_phnum)", (long)Marshal.OffsetOf<Libc.DlPhdrInfo>("dlpi_phnum")),
+        ("sizeof(pthread_attr_t)", Libc.PthreadAttrBytes), ("sizeof(cpu_set_t)", Libc.CpuSetBytes), ("PTHREAD_CREATE_DETACHED", Libc.PTHREAD_CREATE_DETACHED),
         ("S_IFLNK", Libc.S_IFLNK), ("S_IFBLK", Libc.S_IFBLK), ("S_IFDIR", Libc.S_IFDIR), ("S_IFREG", Libc.S_IFREG), ("BLKGETSIZE64", Libc.BLKGETSIZE64),
     ];
 
@@ -66,6 +67,7 @@ public class LibcLayoutTests
         if (s_truth is not null) return s_truth;
         var c = new StringBuilder("""
             #define _GNU_SOURCE
+            #include <sched.h>
             #include <stdio.h>
             #include <stddef.h>
             #include <signal.h>
@@ -91,6 +93,7 @@ public class LibcLayoutTests
             #include <linux/audit.h>
             #include <link.h>
             #include <elf.h>
+            #include <pthread.h>
             int main(void){
 
             """);

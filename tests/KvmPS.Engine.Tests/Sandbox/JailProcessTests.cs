@@ -73,9 +73,27 @@ public class JailProcessTests
             Assert.True(File.Exists(root + "/dev/kvm"), "/dev/kvm is in the jail");
             Assert.False(File.Exists(root + "/etc/passwd"), "/etc/passwd is not in the jail");
             Assert.False(Directory.Exists(root + "/usr"), "/usr is not in the jail");
-            // vCPU threads start after the jail: they see its root.
-            foreach (string task in Directory.GetDirectories($"/proc/{vmm.Pid}/task").Where(t => File.Exists(Path.Combine(t, "comm")) && File.ReadAllText(Path.Combine(t, "comm")).StartsWith("vcpu", StringComparison.Ordinal)))
-                Assert.Equal(new FileInfo($"/proc/{vmm.Pid}/ns/mnt").LinkTarget, new FileInfo(Path.Combine(task, "ns/mnt")).LinkTarget);
+            // Every thread in it, with its root: the vCPUs, and the runtime's own threads (finalizer, signal handling,
+            // socket events), which once stayed in the host's namespace with the host's root.
+            string jailNamespace = new FileInfo($"/proc/{vmm.Pid}/ns/mnt").LinkTarget!;
+            var threadNames = new List<string>();
+            foreach (string task in Directory.GetDirectories($"/proc/{vmm.Pid}/task"))
+            {
+                string name, mountNamespace;
+                bool seesHostFiles;
+                try
+                {
+                    name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
+                    mountNamespace = new FileInfo(Path.Combine(task, "ns/mnt")).LinkTarget!;
+                    seesHostFiles = File.Exists(Path.Combine(task, "root/etc/passwd"));
+                }
+                catch (IOException) { continue; } // ended since the listing
+                Assert.True(mountNamespace == jailNamespace, $"thread '{name}' is in the mount namespace {mountNamespace}, not the jail's {jailNamespace}");
+                Assert.False(seesHostFiles, $"thread '{name}' has the host's root");
+                threadNames.Add(name);
+            }
+            Assert.Contains(".NET Finalizer", threadNames);
+            Assert.Contains(threadNames, n => n.StartsWith("vcpu", StringComparison.Ordinal));
             // Its cgroup, below the one it was started in.
             string cgroups = File.ReadAllText($"/proc/{vmm.Pid}/cgroup");
             Assert.Contains("/" + cgroup + "\n", cgroups);

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Tests.TestSupport;
+using static KvmPS.Management.Tests.TestSupport.WorkloadLog;
 using KvmPS.Management.Vmm;
 using KvmPS.Management.Tests.Snapshots;
 
@@ -12,7 +13,7 @@ namespace KvmPS.Management.Tests.Migration;
 /// with no gap and no reboot; a new VMM that refuses leaves the old one running and the store as it was.
 /// </summary>
 [Collection(VmmCollection.Name)]
-public sealed partial class UpgradeVmmTests : IDisposable
+public sealed class UpgradeVmmTests : IDisposable
 {
     private readonly LifecycleSandbox _sandbox;
     private readonly VmManager _manager;
@@ -25,23 +26,9 @@ public sealed partial class UpgradeVmmTests : IDisposable
 
     public void Dispose() => _sandbox.Dispose();
 
-    [GeneratedRegex(@"work: count (\d+)")]
-    private static partial Regex CountLine();
+    private string Serial(string name) => _sandbox.Serial(name);
 
-    private static List<long> Counts(string text) => CountLine().Matches(text).Select(m => long.Parse(m.Groups[1].Value)).ToList();
-
-    private string Serial(string name) => File.Exists(_sandbox.Store.SerialLogPath(name)) ? File.ReadAllText(_sandbox.Store.SerialLogPath(name)) : "";
-
-    private void WaitForCount(string name, long atLeast, double seconds = 60)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (Counts(Serial(name)) is var counts && (counts.Count == 0 || counts[^1] < atLeast))
-        {
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"'work: count {atLeast}' did not appear: {Serial(name)}");
-            Thread.Sleep(50);
-        }
-    }
+    private void WaitForCount(string name, long atLeast) => _sandbox.WaitForCount(name, atLeast);
 
     /// <summary>1, 2, 3, ... on the one console both VMMs appended to: no gap, no restart, no failed verify, one boot.</summary>
     private void AssertGuestRanOn(string name)
@@ -54,7 +41,7 @@ public sealed partial class UpgradeVmmTests : IDisposable
 
     private void StartWorkload(string name)
     {
-        _manager.New(_sandbox.GuestWithCmdline(name, "kvmps.run=work 4"));
+        _manager.New(_sandbox.GuestWithCmdline(name, WorkloadLog.Cmdline));
         _manager.Start(name);
         WaitForCount(name, 3);
     }
@@ -148,7 +135,7 @@ public sealed partial class UpgradeVmmTests : IDisposable
         // The disks' open files are handed over with the memfds (docs/migration.md, "Local live upgrade"): the new VMM
         // runs the guest on the very same images, locks and all, and the old one leaves no lock behind.
         using var sandbox = new LifecycleSandbox(_sandbox.Fixture, new StorageDiskImageCreator());
-        var definition = sandbox.GuestWithCmdline("disks", "kvmps.run=work 4") with
+        var definition = sandbox.GuestWithCmdline("disks", WorkloadLog.Cmdline) with
         {
             Disks = new[] { new KvmPS.Management.Definitions.DiskDefinition("data.raw", KvmPS.Management.Definitions.DiskFormat.Raw, 1L << 20),
                      new KvmPS.Management.Definitions.DiskDefinition("data.qcow2", KvmPS.Management.Definitions.DiskFormat.Qcow2, 1L << 20) },
@@ -184,7 +171,7 @@ public sealed partial class UpgradeVmmTests : IDisposable
         const string tap = "kvtup0";
         ns.Enter(() =>
         {
-            _manager.New(_sandbox.GuestWithCmdline("nic", "kvmps.run=work 4") with
+            _manager.New(_sandbox.GuestWithCmdline("nic", WorkloadLog.Cmdline) with
             {
                 NetworkAdapters = new[] { new KvmPS.Management.Definitions.NetworkAdapterDefinition(tap, null, KvmPS.Management.Definitions.MacAddress.Parse("52:54:00:00:00:41")) },
             });

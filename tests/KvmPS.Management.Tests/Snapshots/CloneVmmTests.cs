@@ -1,7 +1,7 @@
-using System.Text.RegularExpressions;
 using KvmPS.Management.Definitions;
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Tests.TestSupport;
+using static KvmPS.Management.Tests.TestSupport.WorkloadLog;
 
 namespace KvmPS.Management.Tests.Snapshots;
 
@@ -11,24 +11,19 @@ namespace KvmPS.Management.Tests.Snapshots;
 /// (<see cref="NetworkNamespace"/>).
 /// </summary>
 [Collection(VmmCollection.Name)]
-public sealed partial class CloneVmmTests(VmmFixture fixture)
+public sealed class CloneVmmTests(VmmFixture fixture)
 {
-    [GeneratedRegex(@"work: count (\d+)")]
-    private static partial Regex CountLine();
-
-    private static List<long> Counts(string text) => CountLine().Matches(text).Select(m => long.Parse(m.Groups[1].Value)).ToList();
-
     [NetNsFact]
     public void A_clone_with_new_ids_starts_from_its_saved_state_with_its_new_MAC()
     {
         using var ns = new NetworkNamespace("kvt-clone");
         using var sandbox = new LifecycleSandbox(fixture);
         var manager = sandbox.Manager;
-        var serial = () => File.Exists(sandbox.Store.SerialLogPath("cl")) ? File.ReadAllText(sandbox.Store.SerialLogPath("cl")) : "";
+        var serial = () => sandbox.Serial("cl");
         ns.Enter(() =>
         {
             var oldMac = MacAddress.Parse("52:54:00:00:00:31");
-            manager.New(sandbox.GuestWithCmdline("cl", "kvmps.run=work 4") with
+            manager.New(sandbox.GuestWithCmdline("cl", WorkloadLog.Cmdline) with
             {
                 NetworkAdapters = new[] { new NetworkAdapterDefinition("kvtcl0", null, oldMac) },
             });

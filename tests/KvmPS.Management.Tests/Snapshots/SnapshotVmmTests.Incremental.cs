@@ -1,6 +1,7 @@
 using KvmPS.Management.Lifecycle;
 using KvmPS.Management.Snapshots;
 using KvmPS.Management.Tests.TestSupport;
+using static KvmPS.Management.Tests.TestSupport.WorkloadLog;
 
 namespace KvmPS.Management.Tests.Snapshots;
 
@@ -32,7 +33,7 @@ public sealed partial class SnapshotVmmTests
         WaitForCount("inc", Counts(Serial("inc"))[^1] + 3);
         var before = Counts(Serial("inc"))[^1];
         var second = _manager.Checkpoint("inc", "inc2", Incremental);
-        var after = Counts(Serial("inc"))[^1];
+        var lastBack = LastCountBack(Serial("inc"));
         Assert.Equal(first.VmmDirectory, IncrementalChain.ParentDirectoryOf(second.VmmDirectory));
         Assert.Equal(first.Id, second.ParentId);
 
@@ -44,16 +45,16 @@ public sealed partial class SnapshotVmmTests
         Assert.Equal(3, _manager.GetSnapshots("inc").Count);
 
         // Restoring the newest diff follows inc2 -> inc1 -> full: the counter goes on from inc2, the pattern verifies.
-        WaitForCount("inc", after + 5);
+        WaitForCount("inc", lastBack + 5);
         var mark = Serial("inc").Length;
         var restored = _manager.RestoreSnapshot("inc", "inc2");
         Assert.Equal(VmState.Running, restored.State);
-        // The old VMM may print a few more counts (all above after + 5) before it is turned off; the restored one goes
-        // on from inc2, so a count from before + 1 to after + 1 appears after the mark only if the restore worked.
+        // The old VMM may print a few more counts (all above lastBack + 5) before it is turned off; the restored one
+        // goes on from inc2, so a count from before + 1 to lastBack appears after the mark only if the restore worked.
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!Counts(Serial("inc")[mark..]).Any(c => c >= before + 1 && c <= after + 1))
+        while (!Counts(Serial("inc")[mark..]).Any(c => c >= before + 1 && c <= lastBack))
         {
-            Assert.True(DateTime.UtcNow < deadline, $"the restored guest did not go on from count {before}-{after}: " + Serial("inc")[mark..]);
+            Assert.True(DateTime.UtcNow < deadline, $"the restored guest did not go on from count {before}-{lastBack - 1}: " + Serial("inc")[mark..]);
             Thread.Sleep(50);
         }
         Assert.DoesNotContain("FAILED", Serial("inc"));
@@ -76,7 +77,7 @@ public sealed partial class SnapshotVmmTests
         WaitForCount("inc-x", Counts(Serial("inc-x"))[^1] + 3);
         var before = Counts(Serial("inc-x"))[^1];
         _manager.Checkpoint("inc-x", "diff", Incremental);
-        var after = Counts(Serial("inc-x"))[^1];
+        var lastBack = LastCountBack(Serial("inc-x"));
         _manager.Stop("inc-x", force: true);
         var export = Path.Combine(_sandbox.Root, "export");
         Directory.CreateDirectory(export);
@@ -95,14 +96,14 @@ public sealed partial class SnapshotVmmTests
             Assert.True(DateTime.UtcNow < deadline, "the restored guest printed no count: " + Serial("inc-x")[mark..]);
             Thread.Sleep(50);
         }
-        Assert.InRange(Counts(Serial("inc-x")[mark..])[0], before + 1, after + 1);
+        Assert.InRange(Counts(Serial("inc-x")[mark..])[0], before + 1, lastBack);
         Assert.DoesNotContain("FAILED", Serial("inc-x"));
     }
 
     [Fact]
     public void An_incremental_checkpoint_of_a_VM_that_is_off_is_a_state_error()
     {
-        _manager.New(_sandbox.GuestWithCmdline("inc-off", Workload));
+        _manager.New(_sandbox.GuestWithCmdline("inc-off", WorkloadLog.Cmdline));
         var error = Assert.Throws<VmStateException>(() => _manager.Checkpoint("inc-off", "x", Incremental));
         Assert.Contains("running or paused", error.Message);
         Assert.Empty(_manager.GetSnapshots("inc-off"));
