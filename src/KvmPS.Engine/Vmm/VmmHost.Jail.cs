@@ -41,8 +41,8 @@ public sealed partial class VmmHost
         cgroupJoin = null;
         if (jail.Enabled && Interop.Libc.GetEuid() == 0)
         {
-            // First, before this process writes to the console or starts a thread: every thread then shares the jail's
-            // namespace, and its root at the pivot (VmmJail).
+            // First, before this process writes to the console or starts a thread (but the one making the KVM VM, which
+            // has ended by the pivot): every thread then shares the jail's namespace, and its root at the pivot (VmmJail).
             try { VmmJail.EnterMountNamespace(); }
             catch (SandboxException e) { stderr.WriteLine($"kvmps-vmm: error: the jail cannot be set up: {e.Message} (--jail off runs without it)"); return VmmExitCode.HostResource; }
             Diagnostics.StartupTimeline.Mark("mount-ns");
