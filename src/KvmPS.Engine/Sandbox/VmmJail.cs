@@ -61,9 +61,31 @@ public static unsafe class VmmJail
         {
             foreach (var source in sources) Libc.Close(source.Fd);
         }
+        LimitResources();
         DropTo(user);
         return $"jailed: user {user.Name} (uid {user.Uid}, gid {user.Gid}{(user.Groups.Length > 0 ? ", groups " + string.Join(',', user.Groups) : "")}), " +
-            $"no capabilities, a private root holding {sources.Count} host paths";
+            $"no capabilities, a private root holding {sources.Count} host paths, at most {MaxOpenFiles} open files, no core dumps";
+    }
+
+    /// <summary>
+    /// The jailed VMM's open-file limit, soft and hard (Firecracker's jailer sets 2048): far above what a VM with every
+    /// device and the control socket's clients holds, and a bound on what a guest can make it open (vsock connections
+    /// each take a host socket).
+    /// </summary>
+    public const int MaxOpenFiles = 4096;
+
+    /// <summary>
+    /// Resource limits, soft and hard, set as root before the drop so that the jail's user cannot raise them: open files
+    /// (<see cref="MaxOpenFiles"/>), and no core dumps (a core holds guest RAM; leaving root also makes the process
+    /// non-dumpable). A thread count limit is left to the cgroup: RLIMIT_NPROC counts every process of the jail's user,
+    /// which all VMMs share.
+    /// </summary>
+    private static void LimitResources()
+    {
+        var files = new Libc.RLimit { rlim_cur = MaxOpenFiles, rlim_max = MaxOpenFiles };
+        Check(Libc.SetRlimit(Libc.RLIMIT_NOFILE, &files), $"setrlimit(RLIMIT_NOFILE, {MaxOpenFiles})");
+        var core = new Libc.RLimit();
+        Check(Libc.SetRlimit(Libc.RLIMIT_CORE, &core), "setrlimit(RLIMIT_CORE, 0)");
     }
 
     private static bool s_namespaceTaken;

@@ -94,6 +94,10 @@ public class JailProcessTests
             }
             Assert.Contains(".NET Finalizer", threadNames);
             Assert.Contains(threadNames, n => n.StartsWith("vcpu", StringComparison.Ordinal));
+            // Resource limits it cannot raise: open files, and no core dumps.
+            string limits = File.ReadAllText($"/proc/{vmm.Pid}/limits");
+            Assert.Matches(@"Max open files\s+4096\s+4096\s", limits);
+            Assert.Matches(@"Max core file size\s+0\s+0\s", limits);
             // Its cgroup, below the one it was started in.
             string cgroups = File.ReadAllText($"/proc/{vmm.Pid}/cgroup");
             Assert.Contains("/" + cgroup + "\n", cgroups);
