@@ -128,9 +128,9 @@ run_tests() {
     local line
     # Each failure's name with the first lines of its message, which is all a flaky failure leaves behind.
     sed 's/\x1b\[[0-9;]*m//g' "$log" | awk -v proj="$(basename "$proj" .csproj)" '
-      /^ +Failed [A-Za-z_][A-Za-z0-9_.]+/ { sub(/^ +/, ""); print proj ": " $0; inmsg = 0; next }
-      /^ +Error Message:/ { inmsg = 1; lines = 0; next }
-      /^ +Stack Trace:/ { inmsg = 0; next }
+      /^ +Failed [A-Za-z_][A-Za-z0-9_.]+.* \[[^]]+\]$/ { sub(/^ +/, ""); print proj ": " $0; inmsg = 0; next }
+      /^ +Error Message:$/ { inmsg = 1; lines = 0; next }
+      /^ +[A-Z][A-Za-z ]+:$/ { inmsg = 0; next }
       inmsg && lines < 6 { sub(/^ +/, ""); print "    " substr($0, 1, 300); lines++ }' >>"$failures" || true
     line=$(grep -E '^(Passed|Failed)!  - Failed:' "$log" | tail -n 1 || true)
     if [ -z "$line" ]; then echo "test: $proj produced no summary" >&2; status=1; failed=$((failed + 1)); fi

@@ -110,6 +110,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "pthread_attr_setaffinity_np")]
     public static partial int PthreadAttrSetAffinity(void* attr, nuint maskBytes, void* mask);
 
+    [LibraryImport(Lib, EntryPoint = "pthread_attr_getaffinity_np")]
+    public static partial int PthreadAttrGetAffinity(void* attr, nuint maskBytes, void* mask);
+
     /// <summary>sched_getaffinity(2) of <paramref name="tid"/> (0: the calling thread).</summary>
     [LibraryImport(Lib, EntryPoint = "sched_getaffinity", SetLastError = true)]
     public static partial int SchedGetAffinity(int tid, nuint maskBytes, void* mask);

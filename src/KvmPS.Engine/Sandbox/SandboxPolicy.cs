@@ -147,13 +147,13 @@ public static class SandboxPolicy
     ];
 
     /// <summary>
-    /// The jail's set-up, on the main thread only (VmmJail, before any vCPU runs): a mount namespace (unshare with
-    /// CLONE_NEWNS and nothing else), the private root, and clearing capabilities. The main thread then narrows itself
-    /// to the set-up role's filter (<see cref="VmmSandbox.NarrowMainThread"/>), so no thread keeps them.
+    /// The jail's set-up, on the main thread only (VmmJail, before any vCPU runs): the private root in the mount
+    /// namespace taken before the filters (so no unshare here), and clearing capabilities. The main thread then narrows
+    /// itself to the set-up role's filter (<see cref="VmmSandbox.NarrowMainThread"/>), so no thread keeps them.
     /// </summary>
     private static readonly SyscallRule[] Jail =
     [
-        new SyscallRule("unshare", Argument: 0, Values: [0x00020000 /* CLONE_NEWNS */]), "mount", "umount2", "pivot_root", "chdir", "capset", "capget",
+        "mount", "umount2", "pivot_root", "chdir", "capset", "capget",
         // The control socket, its lock and an incoming migration socket, made as root, given to the jail's user.
         "lchown", "fchownat",
     ];

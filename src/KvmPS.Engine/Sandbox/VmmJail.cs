@@ -25,7 +25,8 @@ public static unsafe class VmmJail
     /// <exception cref="SandboxException">A step the kernel refused (named, with errno).</exception>
     public static string Enter(JailUser user, IEnumerable<JailPath> paths)
     {
-        EnterMountNamespace();
+        // Taken at start (EnterMountNamespace), before the seccomp filters, which no longer allow unshare.
+        if (!s_namespaceTaken) throw new SandboxException("the jail's mount namespace was not taken when the VMM started");
         AwaitFinalizerThread();
         // Opened in the new namespace (a bind mount's source must be a mount of the caller's namespace), before the
         // tmpfs goes over the mount point.
@@ -94,7 +95,8 @@ public static unsafe class VmmJail
     private static int s_finalizerError;
 
     /// <summary>
-    /// The jail's mount namespace, taken by the main thread before it starts any thread or writes to the console: a
+    /// The jail's mount namespace, taken by the main thread before it writes to the console or starts a thread (but
+    /// the one making the KVM VM, which has ended by the pivot): a
     /// thread shares the namespace and root of the thread that started it, and pivot_root moves the root of every
     /// thread of the namespace, so every thread started from here on ends in the private root. Taken only at the
     /// pivot, the runtime's signal-handling and socket-event threads, started earlier, stayed in the host's namespace
@@ -108,11 +110,12 @@ public static unsafe class VmmJail
         if (Libc.GetEuid() != 0)
             throw new SandboxException("the jail is set up as root and drops root, but kvmps-vmm does not run as root (--jail off runs without it)");
         Check(Libc.Unshare(Libc.CLONE_NEWNS), "unshare(CLONE_NEWNS)");
-        s_namespaceTaken = true;
         // Nothing mounted here propagates back to the host, and the host's later mounts do not reach in.
         Check(Libc.Mount(null, "/", null, Libc.MS_REC | Libc.MS_PRIVATE, null), "mount(/, MS_REC|MS_PRIVATE)");
-        s_namespaceFd = Libc.Open("/proc/thread-self/ns/mnt", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
-        Check(s_namespaceFd, "opening /proc/thread-self/ns/mnt");
+        int fd = Libc.Open("/proc/thread-self/ns/mnt", Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+        Check(fd, "opening /proc/thread-self/ns/mnt");
+        s_namespaceFd = fd;
+        s_namespaceTaken = true;
         LeaveForTheFinalizer();
         GC.Collect(0, GCCollectionMode.Forced, blocking: true); // queues it; the finalizer thread runs it meanwhile
     }
@@ -141,8 +144,12 @@ public static unsafe class VmmJail
     public static void AwaitFinalizerThread()
     {
         if (s_namespaceFd < 0) return;
-        if (!s_finalizerJoined.Wait(TimeSpan.FromSeconds(5)))
-            throw new SandboxException("the runtime's finalizer thread did not join the jail's mount namespace within 5 s");
+        // One collection queues the mover; should it have survived that one, later ones do.
+        for (int tries = 0; !s_finalizerJoined.Wait(TimeSpan.FromMilliseconds(100)); tries++)
+        {
+            if (tries == 50) throw new SandboxException("the runtime's finalizer thread did not join the jail's mount namespace within 5 s");
+            GC.Collect();
+        }
         if (s_finalizerError != 0)
             throw new SandboxException($"the runtime's finalizer thread could not join the jail's mount namespace: {Libc.Describe(s_finalizerError)}");
         Libc.Close(s_namespaceFd);

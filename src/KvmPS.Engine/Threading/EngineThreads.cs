@@ -71,6 +71,16 @@ public static class EngineThreads
             Interop.Libc.PthreadAttrSetDetachState(attr, Interop.Libc.PTHREAD_CREATE_DETACHED);
             if (onAnotherCpu) thread.StartAwayFromThisCpu(attr);
             int error = Interop.Libc.PthreadCreate(out _, attr, &LaunchedEntry, GCHandle.ToIntPtr(handle));
+            if (error != 0 && thread.StartsAway)
+            {
+                // The hint refused (the CPUs changed since they were read): started without it.
+                Interop.Libc.PthreadAttrDestroy(attr);
+                Interop.Libc.PthreadAttrInit(attr);
+                Interop.Libc.PthreadAttrSetStackSize(attr, (nuint)stackBytes);
+                Interop.Libc.PthreadAttrSetDetachState(attr, Interop.Libc.PTHREAD_CREATE_DETACHED);
+                thread.StartAnywhere();
+                error = Interop.Libc.PthreadCreate(out _, attr, &LaunchedEntry, GCHandle.ToIntPtr(handle));
+            }
             if (error != 0) throw new OutOfMemoryException($"the {role} thread '{name}' could not be created: {Interop.Libc.Describe(error)}");
         }
         catch
@@ -148,9 +158,15 @@ public sealed class EngineThread
     /// <summary>Waits until the body returned.</summary>
     public void Join() => _ended.Wait();
 
+    internal bool StartsAway => _cpus is not null;
+
+    internal void StartAnywhere() => _cpus = null;
+
     private static unsafe void GiveBackCpus(byte[] cpus)
     {
-        fixed (byte* mask = cpus) Interop.Libc.SchedSetAffinity(0, (nuint)cpus.Length, mask); // refused: it keeps the others
+        // An error (the CPUs changed since) leaves it on the others; under a filter without this call, SIGSYS (only the
+        // main, set-up and control roles launch with the hint).
+        fixed (byte* mask = cpus) Interop.Libc.SchedSetAffinity(0, (nuint)cpus.Length, mask);
     }
 
     internal void Run()

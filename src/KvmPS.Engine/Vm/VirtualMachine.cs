@@ -396,16 +396,9 @@ public sealed partial class VirtualMachine : IDisposable, IMachineControl
         foreach (var v in _vcpus) v.Start();
     }
 
-    /// <summary>
-    /// Slots that will change later (dirty logging for a snapshot or migration) pay KVM's first-change wait now, on a
-    /// thread beside the guest, rather than in that pause (<see cref="EarlyKvmVm.PayFirstSlotChangeInBackground"/>).
-    /// Called once the guest has started, not by <see cref="Start"/>: measured, the change held the first vCPU back
-    /// from the guest's first output by about 1 ms. The page just above the 64-bit PCI window is nobody's.
-    /// </summary>
-    public void PayFirstSlotChangeInBackground()
-    {
-        if (!Memory.DirtyTracking) EarlyKvmVm.PayFirstSlotChangeInBackground(_vm!, WarmupSlot, Pci.Windows.Mmio64End);
-    }
+    /// <summary>KVM's first-change wait, paid beside the guest, not in a later snapshot's pause (EarlyKvmVm). Not by
+    /// <see cref="Start"/>: it held the first vCPU back ~1 ms. The page above the 64-bit PCI window is nobody's.</summary>
+    public void PayFirstSlotChangeInBackground() { if (!Memory.DirtyTracking) EarlyKvmVm.PayFirstSlotChangeInBackground(_vm!, WarmupSlot, Pci.Windows.Mmio64End); }
 
     /// <summary>KVM memory slot the start-up warm-up borrows (RAM uses the low numbers, the firmware image 16).</summary>
     private const uint WarmupSlot = 31;

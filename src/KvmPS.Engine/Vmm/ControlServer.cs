@@ -88,9 +88,7 @@ public sealed class ControlServer : IDisposable
     private readonly ControlConnections _connections;
     private readonly object _acceptGate = new();
     private EngineThread? _acceptThread;
-    private volatile bool _disposed, _handingOver;
-    // Connections the previous accept thread took while it was being replaced: the new one serves them first.
-    private readonly Queue<Socket> _handedOver = new();
+    private volatile bool _disposed;
 
     public string Path { get; }
     public ControlServerLimits Limits { get; }
@@ -161,7 +159,7 @@ public sealed class ControlServer : IDisposable
     /// <summary>Connections now open (for tests and metrics).</summary>
     public int ConnectionCount => _connections.Count;
 
-    /// <summary>Starts the accept thread, from the calling thread (whose mount namespace it and its threads get); once.</summary>
+    /// <summary>Starts the accept thread; once.</summary>
     public void StartAccepting()
     {
         lock (_acceptGate)
@@ -171,48 +169,15 @@ public sealed class ControlServer : IDisposable
         }
     }
 
-    /// <summary>
-    /// Replaces the accept thread by one started from the calling thread: a VMM that had to answer before its jail (a
-    /// VM received from another host answers status while it waits) moves its serving into the jail once there. The
-    /// old thread is woken by a connection of our own; whatever it accepted meanwhile the new thread serves first.
-    /// </summary>
-    public void RestartAcceptingHere()
-    {
-        lock (_acceptGate)
-        {
-            if (_disposed) return;
-            if (_acceptThread is { } old)
-            {
-                _handingOver = true;
-                using (var wake = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false })
-                {
-                    // A full backlog refuses it (EAGAIN): then the old thread has connections to accept, and sees the flag.
-                    try { wake.Connect(new UnixDomainSocketEndPoint(Path)); } catch (SocketException) { }
-                }
-                old.Join();
-                _handingOver = false;
-            }
-            _acceptThread = EngineThreads.Launch(ThreadRole.Control, "control-accept", AcceptLoop, 128 * 1024);
-        }
-    }
-
     private void AcceptLoop()
     {
         while (true)
         {
-            Socket? handedOver;
-            lock (_handedOver) _handedOver.TryDequeue(out handedOver);
-            if (handedOver is not null) { Admit(handedOver); continue; }
-            if (_disposed || _handingOver) return;
+            if (_disposed) return;
             Socket client;
             try { client = _listener.Accept(); }
             catch when (_disposed) { return; }
             catch (SocketException) { Thread.Sleep(50); continue; } // e.g. out of fds: back off instead of spinning
-            if (_handingOver)
-            {
-                lock (_handedOver) _handedOver.Enqueue(client);
-                return;
-            }
             Admit(client);
         }
     }
@@ -475,7 +440,6 @@ public sealed class ControlServer : IDisposable
         if (_disposed) return;
         _disposed = true;
         _listener.Dispose();
-        lock (_handedOver) while (_handedOver.TryDequeue(out var left)) left.Dispose();
         // A jailed VMM whose user may not write the socket's folder leaves both behind, as a crash does; the next start removes them.
         try { File.Delete(Path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         try { File.Delete(Path + ".lock"); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }

@@ -191,7 +191,10 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
         }
     }
 
-    /// <summary>From the start to KVM's first slot change (VirtualMachine.PayFirstSlotChangeInBackground): past the guest's first output, before a client's first snapshot.</summary>
+    /// <summary>
+    /// From the start to KVM's first slot change (VirtualMachine.PayFirstSlotChangeInBackground): past the guest's first
+    /// output. A snapshot or migration that comes earlier pays the wait in its pause, as without the warm-up.
+    /// </summary>
     private static readonly TimeSpan SlotWarmupDelay = TimeSpan.FromMilliseconds(50);
 
     private PosixSignalRegistration? _sigterm, _sigint;
@@ -232,15 +235,10 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
     }
 
     /// <summary>
-    /// Serves the control socket from the main thread, once jailed: the threads that serve requests, and the snapshot
-    /// and migration threads they start, then resolve paths in the jail's mount namespace (per thread, inherited at
-    /// thread start), where the VM folder is at its host path and owned by the jail's user.
+    /// Serves the control socket, once jailed: no request is served as root. (A VMM receiving a VM answers status
+    /// while it waits for the stream, before its jail: its accept thread started then; the pivot moved its root too.)
     /// </summary>
-    private void StartServingControl(bool movedIntoJail)
-    {
-        if (movedIntoJail) _control?.RestartAcceptingHere();
-        else _control?.StartAccepting();
-    }
+    private void StartServingControl() => _control?.StartAccepting();
 
     private int RunMachines(EngineThread controlSetup)
     {
@@ -256,7 +254,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (receiving)
             {
                 AwaitControlSetup(controlSetup);
-                _control?.StartAccepting(); // status answers while it waits for the stream; moved into the jail below
+                _control?.StartAccepting(); // status answers while it waits for the stream
             }
             try
             {
@@ -306,7 +304,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (AwaitCgroupJoinBeforeRun() is { } cgroupFailed) return cgroupFailed;
             if (EnterJail() is { } jailFailed) return jailFailed;
             bool movingIntoCgroup = CgroupJoin is { Started: false };
-            if (!movingIntoCgroup) StartServingControl(movedIntoJail: receiving && _jailed);
+            if (!movingIntoCgroup) StartServingControl();
             if (_stopRequested.IsSet) machine.Stop("stopped before start");
             else machine.Start(paused: (restoring && _restore!.Paused) || (receiving && _receiver!.SourcePaused));
             Diagnostics.StartupTimeline.Mark("started");
@@ -322,7 +320,7 @@ public sealed partial class VmmHost : IVmmControl, IDisposable
             if (movingIntoCgroup)
             {
                 if (MoveIntoCgroupWhileRunning(machine) is { } moveFailed) return moveFailed;
-                StartServingControl(movedIntoJail: false);
+                StartServingControl();
                 Diagnostics.StartupTimeline.Report(_log);
             }
             if (receiving && ConfirmIncoming(machine) is { } failed) return failed;

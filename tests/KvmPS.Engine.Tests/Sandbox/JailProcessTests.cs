@@ -80,16 +80,18 @@ public class JailProcessTests
             foreach (string task in Directory.GetDirectories($"/proc/{vmm.Pid}/task"))
             {
                 string name, mountNamespace;
-                bool seesHostFiles;
+                bool seesHostFiles, seesJailFiles;
                 try
                 {
                     name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
                     mountNamespace = new FileInfo(Path.Combine(task, "ns/mnt")).LinkTarget!;
                     seesHostFiles = File.Exists(Path.Combine(task, "root/etc/passwd"));
+                    seesJailFiles = File.Exists(Path.Combine(task, "root") + disk);
                 }
                 catch (IOException) { continue; } // ended since the listing
                 Assert.True(mountNamespace == jailNamespace, $"thread '{name}' is in the mount namespace {mountNamespace}, not the jail's {jailNamespace}");
                 Assert.False(seesHostFiles, $"thread '{name}' has the host's root");
+                Assert.True(seesJailFiles, $"thread '{name}': its root was not readable, or is not the jail's");
                 threadNames.Add(name);
             }
             Assert.Contains(".NET Finalizer", threadNames);

@@ -8,7 +8,7 @@ namespace KvmPS.Engine.Tests.State;
 /// </summary>
 internal static partial class WorkloadConsole
 {
-    [GeneratedRegex(@"^work: count (\d+)\r?$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^work: count (\d+)\r?\n", RegexOptions.Multiline)]
     public static partial Regex CountLine();
 
     public static string ReadText(string path) => File.Exists(path) ? File.ReadAllText(path) : "";

@@ -38,6 +38,30 @@ public class EngineThreadsTests
     }
 
     [Fact]
+    public unsafe void ALaunchOnAnotherCpuAsksForEveryCpuButTheCallers()
+    {
+        var allowed = new byte[Libc.CpuSetBytes];
+        fixed (byte* mask = allowed) Assert.Equal(0, Libc.SchedGetAffinity(0, (nuint)allowed.Length, mask));
+        if (allowed.Sum(b => System.Numerics.BitOperations.PopCount(b)) < 2) return; // one CPU: no hint to give
+        byte* attr = stackalloc byte[Libc.PthreadAttrBytes];
+        var asked = new byte[Libc.CpuSetBytes];
+        for (int attempt = 0; ; attempt++)
+        {
+            Assert.Equal(0, Libc.PthreadAttrInit(attr));
+            var thread = new EngineThread(ThreadRole.DeviceWorker, "unstarted", () => { });
+            int before = Libc.SchedGetCpu();
+            thread.StartAwayFromThisCpu(attr);
+            int after = Libc.SchedGetCpu();
+            fixed (byte* mask = asked) Assert.Equal(0, Libc.PthreadAttrGetAffinity(attr, (nuint)asked.Length, mask));
+            Libc.PthreadAttrDestroy(attr);
+            if (before != after && attempt < 10) continue; // moved meanwhile: which CPU it read is unknown
+            Assert.True(thread.StartsAway);
+            Assert.Equal(EngineThread.CpusOtherThan(allowed, before), asked);
+            return;
+        }
+    }
+
+    [Fact]
     public unsafe void ALaunchOnAnotherCpuGivesTheThreadBackEveryCpu()
     {
         var allowed = new byte[Libc.CpuSetBytes];

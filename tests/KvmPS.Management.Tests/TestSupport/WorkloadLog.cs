@@ -11,7 +11,7 @@ internal static partial class WorkloadLog
 {
     public const string Cmdline = "kvmps.run=work 4";
 
-    [GeneratedRegex(@"^work: count (\d+)\r?$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^work: count (\d+)\r?\n", RegexOptions.Multiline)]
     private static partial Regex CountLine();
 
     /// <summary>The counts of the whole lines in <paramref name="text"/>, in order.</summary>
