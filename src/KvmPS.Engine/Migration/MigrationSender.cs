@@ -74,10 +74,10 @@ public sealed class MigrationSender
     public System.Net.Sockets.Socket? Connection { get; init; }
 
     /// <summary>
-    /// Called while the VM is paused before the destination may run it, with a time limit: the console's output so far
-    /// reaches its sink first, so a serial log both processes append to reads in the guest's order.
+    /// Called while the VM is paused before the destination may run it: the console's output so far reaches its sink
+    /// first (within a time limit), so a serial log both processes append to reads in the guest's order.
     /// </summary>
-    public Func<TimeSpan, bool>? FlushConsole { get; init; }
+    public Action? FlushConsole { get; init; }
 
     /// <summary>True until the migration has completed, failed or been cancelled.</summary>
     public bool Active { get { lock (_lock) return _phase is not (MigrationPhases.Completed or MigrationPhases.Failed or MigrationPhases.Cancelled); } }
@@ -343,7 +343,7 @@ public sealed class MigrationSender
             if (_cancel) throw new MigrationException("cancelled by migrate.cancel");
             _phase = MigrationPhases.Handover;
         }
-        FlushConsole?.Invoke(TimeSpan.FromSeconds(1)); // bounded: a stuck sink costs downtime, not the migration
+        FlushConsole?.Invoke();
         // End's flag byte 1: the user had paused the VM, so the destination keeps it paused (older receivers ignore it).
         stream.WriteFrame(MigrationCommand.End, _wasRunning ? [] : [1]);
         stream.ReceiveTimeoutMs = HandoverTimeoutMs;

@@ -58,38 +58,36 @@ public static class EngineThreads
     /// caller may use: a start hint, not a pinning. That call (sched_setaffinity) is made under the caller's filter,
     /// before the thread adds its own: only the main, set-up and control roles may launch such a thread.
     /// </param>
-    public static unsafe EngineThread Launch(ThreadRole role, string name, Action body, int stackBytes = DefaultStackBytes, bool onAnotherCpu = false)
+    public static EngineThread Launch(ThreadRole role, string name, Action body, int stackBytes = DefaultStackBytes, bool onAnotherCpu = false)
     {
         ArgumentNullException.ThrowIfNull(body);
         var thread = new EngineThread(role, name, body);
+        var handle = GCHandle.Alloc(thread);
+        int error = Create(thread, handle, stackBytes, onAnotherCpu);
+        // The hint refused (the CPUs changed since they were read): started without it.
+        if (error != 0 && thread.StartsAway) error = Create(thread, handle, stackBytes, onAnotherCpu: false);
+        if (error != 0)
+        {
+            handle.Free();
+            throw new OutOfMemoryException($"the {role} thread '{name}' could not be created: {Interop.Libc.Describe(error)}");
+        }
+        return thread;
+    }
+
+    /// <summary>pthread_create of <paramref name="thread"/>, detached (<paramref name="handle"/> goes to its entry); 0 or an errno value.</summary>
+    private static unsafe int Create(EngineThread thread, GCHandle handle, int stackBytes, bool onAnotherCpu)
+    {
         byte* attr = stackalloc byte[Interop.Libc.PthreadAttrBytes];
         Interop.Libc.PthreadAttrInit(attr);
-        var handle = GCHandle.Alloc(thread);
         try
         {
             Interop.Libc.PthreadAttrSetStackSize(attr, (nuint)stackBytes);
             Interop.Libc.PthreadAttrSetDetachState(attr, Interop.Libc.PTHREAD_CREATE_DETACHED);
             if (onAnotherCpu) thread.StartAwayFromThisCpu(attr);
-            int error = Interop.Libc.PthreadCreate(out _, attr, &LaunchedEntry, GCHandle.ToIntPtr(handle));
-            if (error != 0 && thread.StartsAway)
-            {
-                // The hint refused (the CPUs changed since they were read): started without it.
-                Interop.Libc.PthreadAttrDestroy(attr);
-                Interop.Libc.PthreadAttrInit(attr);
-                Interop.Libc.PthreadAttrSetStackSize(attr, (nuint)stackBytes);
-                Interop.Libc.PthreadAttrSetDetachState(attr, Interop.Libc.PTHREAD_CREATE_DETACHED);
-                thread.StartAnywhere();
-                error = Interop.Libc.PthreadCreate(out _, attr, &LaunchedEntry, GCHandle.ToIntPtr(handle));
-            }
-            if (error != 0) throw new OutOfMemoryException($"the {role} thread '{name}' could not be created: {Interop.Libc.Describe(error)}");
-        }
-        catch
-        {
-            handle.Free();
-            throw;
+            else thread.StartAnywhere();
+            return Interop.Libc.PthreadCreate(out _, attr, &LaunchedEntry, GCHandle.ToIntPtr(handle));
         }
         finally { Interop.Libc.PthreadAttrDestroy(attr); }
-        return thread;
     }
 
     [UnmanagedCallersOnly]

@@ -83,6 +83,9 @@ public sealed class ConsoleHub : IDisposable
         }
     }
 
+    /// <summary>How long a pause (a snapshot, a migration's handover) waits for <see cref="Flush"/>: a stuck sink costs the pause that much, no more.</summary>
+    public static readonly TimeSpan PausedFlushTimeout = TimeSpan.FromSeconds(1);
+
     /// <summary>Waits until pending output has reached the primary sink (before the process exits).</summary>
     public bool Flush(TimeSpan timeout)
     {

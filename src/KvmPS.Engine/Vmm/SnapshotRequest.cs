@@ -17,7 +17,6 @@ namespace KvmPS.Vmm;
 public static class SnapshotRequest
 {
     private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(5);
-    private static readonly TimeSpan ConsoleFlushTimeout = TimeSpan.FromSeconds(1); // a stuck sink must not hold the pause
 
     /// <summary>Takes the snapshot <paramref name="request"/> asks for; <paramref name="configJson"/> becomes its config.json.</summary>
     /// <param name="console">
@@ -55,7 +54,7 @@ public static class SnapshotRequest
             if (machine.Memory.DirtyTracking) baseline?.PendingPages.UnionWith(machine.Memory.HarvestDirtyPages());
             else machine.Memory.StartDirtyTracking();
             var records = machine.SaveState();
-            console?.Flush(ConsoleFlushTimeout);
+            console?.Flush(ConsoleHub.PausedFlushTimeout);
             TakeDiskSnapshots(machine, disks, snapshotId, VmClockNs(records), diskSnapshots);
             byte[] stateBytes = SnapshotStateFile.Encode(records);
             var diffPages = diff ? new SnapshotDiff(baseline!.Directory, baseline.StateCrc, baseline.PendingPages) : null;

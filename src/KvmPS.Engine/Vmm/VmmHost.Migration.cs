@@ -49,7 +49,7 @@ public sealed partial class VmmHost
             if (machine.State is not (VmState.Running or VmState.Paused))
                 throw new ControlProtocolException(ControlErrorCodes.InvalidState, $"only a Running or Paused VM can be migrated (it is {machine.State})");
             var connection = files.Count == 1 ? PassedConnection(endpoint, files.TakeAll()[0]) : null;
-            try { _migration = new MigrationSender(machine, request, endpoint, ConfigJson, _log) { Connection = connection, FlushConsole = Console.Flush }; }
+            try { _migration = new MigrationSender(machine, request, endpoint, ConfigJson, _log) { Connection = connection, FlushConsole = () => Console.Flush(ConsoleHub.PausedFlushTimeout) }; }
             catch { connection?.Dispose(); throw; }
             _migration.Start();
             return _migration.Status();
